@@ -1,0 +1,55 @@
+# bastion — build, test, lint, bench.
+GO       ?= go
+BIN      ?= bin/bastion
+PKGS     ?= ./...
+# The vulnerability database is built from the golang.org/x/vulndb module
+# (served by the Go module proxy), so govulncheck works without vuln.go.dev.
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+VULN_VERSION   ?= v1.9.0
+CACHE    ?= $(CURDIR)/.cache
+
+.PHONY: all build test lint vet fmtcheck depcheck vulncheck fuzz bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/bastion
+
+# The one test command: README and .ci/run both call it.
+test:
+	$(GO) test -race -timeout 40m $(PKGS)
+
+lint: vet fmtcheck depcheck vulncheck
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmtcheck:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Import direction is part of the design (docs/ARCHITECTURE.md).
+depcheck:
+	@./.ci/depcheck
+
+vulncheck:
+	@mkdir -p $(CACHE)
+	@if [ ! -f $(CACHE)/vulndb/index/db.json ]; then \
+		dir=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+		$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns $$dir/data/osv -out $(CACHE)/vulndb; \
+	fi
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(VULN_VERSION) -db file://$(CACHE)/vulndb $(PKGS)
+
+# Short coverage-guided runs of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 20s
+fuzz:
+	@./.ci/fuzz $(FUZZTIME)
+
+bench: build
+	$(GO) run ./bench -out docs/BENCHMARKS.md
+
+demo: build
+	./$(BIN) demo
+
+clean:
+	rm -rf bin $(CACHE)
