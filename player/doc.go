@@ -1,0 +1,2 @@
+// Package player replays recorded terminal sessions.
+package player
