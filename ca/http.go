@@ -1,0 +1,296 @@
+package ca
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// API paths on the bastion's HTTP listener.
+const (
+	PathInfo        = "/v1/info"
+	PathCertificate = "/v1/certificate"
+)
+
+// maxRequestBytes bounds a certificate request: a token and a public key.
+const maxRequestBytes = 64 << 10
+
+// Audit actions written for every issuance and refusal.
+const (
+	ActionIssue  = "cert.issue"
+	ActionRefuse = "cert.refuse"
+)
+
+// AuditRecord is one issuance or refusal.
+type AuditRecord struct {
+	Action   string // ActionIssue or ActionRefuse
+	User     string // empty when the token was refused before a user was known
+	Issuer   string
+	Subject  string
+	Workload bool
+	Serial   uint64
+	KeyID    string
+	TTL      time.Duration
+	Reason   string // refusal reason label (a Reason constant or a request problem)
+	Detail   string // refusal detail, never containing the token
+	Remote   string // client address
+}
+
+// Auditor records issuance decisions. An issuance whose record cannot be
+// written is refused: no certificate leaves the bastion unaudited.
+type Auditor interface {
+	AuditCert(AuditRecord) error
+}
+
+// Info is what a client needs to log in; served at PathInfo.
+type Info struct {
+	Issuer     string   `json:"issuer"`
+	ClientID   string   `json:"client_id"`
+	Scopes     []string `json:"scopes"`
+	SSHAddress string   `json:"ssh_address"`
+	HostCA     string   `json:"host_ca"` // known_hosts @cert-authority line
+	UserTTL    string   `json:"user_ttl"`
+	MaxUserTTL string   `json:"max_user_ttl"`
+}
+
+// CertRequest is the body of a POST to PathCertificate.
+type CertRequest struct {
+	IDToken   string `json:"id_token"`
+	PublicKey string `json:"public_key"`     // authorized_keys format
+	TTL       string `json:"ttl,omitempty"`  // Go duration; empty for the default
+	Source    string `json:"source_address"` // optional CIDR list bound into the certificate
+}
+
+// CertResponse is the answer to a successful CertRequest.
+type CertResponse struct {
+	Certificate string    `json:"certificate"` // authorized_keys format
+	Principal   string    `json:"principal"`
+	Serial      string    `json:"serial"` // decimal; JSON numbers lose 64-bit precision
+	KeyID       string    `json:"key_id"`
+	Groups      []string  `json:"groups"`
+	ValidAfter  time.Time `json:"valid_after"`
+	ValidBefore time.Time `json:"valid_before"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ServerConfig configures the HTTP API.
+type ServerConfig struct {
+	Authority *Authority    // required
+	Verifier  *Verifier     // required
+	Auditor   Auditor       // required
+	Info      Info          // issuer and client ID are filled from Verifier when empty
+	Logger    *slog.Logger  // nil discards
+	Timeout   time.Duration // per-request verification timeout; default 15s
+}
+
+// Server serves the login API.
+type Server struct {
+	cfg ServerConfig
+	log *slog.Logger
+}
+
+// NewServer checks cfg.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Authority == nil || cfg.Verifier == nil || cfg.Auditor == nil {
+		return nil, errors.New("ca: ServerConfig needs Authority, Verifier and Auditor")
+	}
+	if cfg.Info.Issuer == "" {
+		cfg.Info.Issuer = cfg.Verifier.Issuer()
+	}
+	if cfg.Info.ClientID == "" {
+		cfg.Info.ClientID = cfg.Verifier.ClientID()
+	}
+	if len(cfg.Info.Scopes) == 0 {
+		cfg.Info.Scopes = []string{"openid", "email", "profile"}
+	}
+	if cfg.Info.HostCA == "" {
+		cfg.Info.HostCA = cfg.Authority.Keys().HostCALine("*")
+	}
+	cfg.Info.UserTTL = cfg.Authority.cfg.UserTTL.String()
+	cfg.Info.MaxUserTTL = cfg.Authority.cfg.MaxUserTTL.String()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// Register adds the API routes to mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+PathInfo, s.info)
+	mux.HandleFunc("POST "+PathCertificate, s.certificate)
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) {
+	info := s.cfg.Info
+	if strings.HasPrefix(info.SSHAddress, ":") {
+		// Listening on all interfaces: the client reached us by this name.
+		host := r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		info.SSHAddress = net.JoinHostPort(host, info.SSHAddress[1:])
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// requestError is a refusal caused by the request itself, not the token.
+type requestError struct {
+	status int
+	reason string
+	err    error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+
+func badRequest(reason, format string, args ...any) error {
+	return &requestError{status: http.StatusBadRequest, reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+func (s *Server) certificate(w http.ResponseWriter, r *http.Request) {
+	remote := r.RemoteAddr
+	rec := AuditRecord{Action: ActionRefuse, Remote: remote}
+	resp, err := s.issue(r, &rec)
+	if err != nil {
+		status, reason := http.StatusBadRequest, "bad_request"
+		var te *TokenError
+		var re *requestError
+		switch {
+		case errors.As(err, &te):
+			status, reason = http.StatusUnauthorized, te.Reason
+			if te.Reason == ReasonIdPUnavailable {
+				status = http.StatusServiceUnavailable
+			}
+		case errors.As(err, &re):
+			status, reason = re.status, re.reason
+		case errors.Is(err, ErrTTL):
+			reason = "ttl"
+		case errors.Is(err, ErrWeakKey):
+			reason = "public_key"
+		case errors.Is(err, errAudit):
+			status, reason = http.StatusServiceUnavailable, "audit"
+		}
+		rec.Action, rec.Reason, rec.Detail = ActionRefuse, reason, err.Error()
+		if aerr := s.cfg.Auditor.AuditCert(rec); aerr != nil {
+			s.log.Error("audit write failed", "err", aerr)
+		}
+		s.log.Info("certificate refused", "reason", reason, "user", rec.User, "issuer", rec.Issuer, "remote", remote, "err", err)
+		writeJSON(w, status, ErrorResponse{Error: err.Error(), Reason: reason})
+		return
+	}
+	s.log.Info("certificate issued", "user", resp.Principal, "serial", resp.Serial, "issuer", rec.Issuer, "workload", rec.Workload, "valid_before", resp.ValidBefore, "remote", remote)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+var errAudit = errors.New("audit log unavailable; refusing to issue an unaudited certificate")
+
+func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: "content_type", err: fmt.Errorf("content type %q, want application/json", printable(ct))}
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &requestError{status: http.StatusRequestEntityTooLarge, reason: "too_large", err: fmt.Errorf("request body exceeds %d bytes", maxRequestBytes)}
+		}
+		return nil, badRequest("read", "read request: %v", err)
+	}
+	var req CertRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, badRequest("json", "request is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, badRequest("json", "trailing data after the JSON request")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	id, err := s.cfg.Verifier.Verify(ctx, req.IDToken)
+	rec.User, rec.Issuer, rec.Subject, rec.Workload = id.User, id.Issuer, id.Subject, id.Workload
+	if err != nil {
+		return nil, err
+	}
+	pub, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(req.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot parse public_key: %v", ErrWeakKey, err)
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return nil, fmt.Errorf("%w: public_key must hold exactly one key", ErrWeakKey)
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		if ttl, err = time.ParseDuration(req.TTL); err != nil {
+			return nil, badRequest("ttl", "ttl %q: %v", printable(req.TTL), err)
+		}
+		if ttl <= 0 {
+			return nil, fmt.Errorf("%w: ttl must be positive", ErrTTL)
+		}
+	}
+	if req.Source != "" {
+		if err := checkSourceAddress(req.Source); err != nil {
+			return nil, badRequest("source_address", "%v", err)
+		}
+	}
+	id.SourceAddress = req.Source
+	cert, id, err := s.cfg.Authority.SignUser(id, pub, ttl)
+	if err != nil {
+		return nil, err
+	}
+	*rec = AuditRecord{
+		Action: ActionIssue, User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: id.Workload,
+		Serial: id.Serial, KeyID: cert.KeyId, TTL: id.ValidBefore.Sub(id.ValidAfter), Remote: rec.Remote,
+	}
+	if err := s.cfg.Auditor.AuditCert(*rec); err != nil {
+		s.log.Error("audit write failed", "err", err)
+		return nil, errAudit
+	}
+	return &CertResponse{
+		Certificate: string(ssh.MarshalAuthorizedKey(cert)),
+		Principal:   id.User,
+		Serial:      strconv.FormatUint(id.Serial, 10),
+		KeyID:       cert.KeyId,
+		Groups:      id.Groups,
+		ValidAfter:  id.ValidAfter.UTC(),
+		ValidBefore: id.ValidBefore.UTC(),
+	}, nil
+}
+
+// checkSourceAddress validates an OpenSSH source-address list.
+func checkSourceAddress(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		if _, _, err := net.ParseCIDR(part); err != nil && net.ParseIP(part) == nil {
+			return fmt.Errorf("source_address %q is not an address or CIDR", printable(part))
+		}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

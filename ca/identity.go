@@ -1,0 +1,229 @@
+package ca
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Certificate extensions that carry the identity. They are signed with the
+// certificate, so the bastion never needs the IdP again to know them.
+const (
+	ExtGroups   = "groups@bastionhq.dev"   // JSON array of group names
+	ExtIssuer   = "issuer@bastionhq.dev"   // OIDC issuer the identity came from
+	ExtSubject  = "subject@bastionhq.dev"  // OIDC subject at that issuer
+	ExtWorkload = "workload@bastionhq.dev" // present (empty) for workload identities
+)
+
+// Standard OpenSSH extensions granted to login certificates. The bastion
+// enforces its own rules on top; these only stop stock sshd semantics from
+// refusing a pty or forwarding when a certificate is used with the bastion.
+var loginExtensions = map[string]string{
+	"permit-pty":             "",
+	"permit-port-forwarding": "",
+}
+
+// Identity is who a certificate speaks for. It round-trips through
+// Certificate and IdentityFromCertificate.
+type Identity struct {
+	// User is the sanitised login name and the certificate's only principal.
+	User string
+	// Issuer and Subject identify the person or workload at its IdP; the
+	// pair is the stable key of an identity (emails and names change).
+	Issuer  string
+	Subject string
+	// Groups travel in a signed extension and drive role mapping.
+	Groups []string
+	// Workload is true for machine identities (CI jobs).
+	Workload bool
+	// Serial is the certificate serial: unique, non-zero.
+	Serial uint64
+	// ValidAfter and ValidBefore bound the certificate's validity.
+	ValidAfter  time.Time
+	ValidBefore time.Time
+	// SourceAddress, when set, restricts use of the certificate to these
+	// CIDRs (the OpenSSH source-address critical option).
+	SourceAddress string
+}
+
+// KeyID is the certificate key ID: it names the user, the issuer and the
+// serial, so an sshd or bastion log line identifies the certificate.
+func (id Identity) KeyID() string {
+	kind := "user"
+	if id.Workload {
+		kind = "workload"
+	}
+	return fmt.Sprintf("%s=%s iss=%s sub=%s serial=%d", kind, id.User, id.Issuer, id.Subject, id.Serial)
+}
+
+// Certificate returns the unsigned user certificate for pub.
+func (id Identity) Certificate(pub ssh.PublicKey) (*ssh.Certificate, error) {
+	if id.User == "" || id.Serial == 0 || id.Issuer == "" || id.Subject == "" {
+		return nil, errors.New("ca: identity needs user, issuer, subject and serial")
+	}
+	groups := id.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	gj, err := json.Marshal(groups)
+	if err != nil {
+		return nil, fmt.Errorf("ca: groups: %w", err)
+	}
+	ext := map[string]string{ExtGroups: string(gj), ExtIssuer: id.Issuer, ExtSubject: id.Subject}
+	for k, v := range loginExtensions {
+		ext[k] = v
+	}
+	if id.Workload {
+		ext[ExtWorkload] = ""
+	}
+	cert := &ssh.Certificate{
+		Key:             pub,
+		Serial:          id.Serial,
+		CertType:        ssh.UserCert,
+		KeyId:           id.KeyID(),
+		ValidPrincipals: []string{id.User},
+		ValidAfter:      unixSeconds(id.ValidAfter),
+		ValidBefore:     unixSeconds(id.ValidBefore),
+		Permissions:     ssh.Permissions{Extensions: ext},
+	}
+	if id.SourceAddress != "" {
+		cert.CriticalOptions = map[string]string{"source-address": id.SourceAddress}
+	}
+	return cert, nil
+}
+
+// IdentityFromCertificate reads the identity back from a user certificate.
+// It checks the shape (one principal, the bastion's extensions), not the
+// signature or validity: that is the caller's certificate checker's job.
+func IdentityFromCertificate(c *ssh.Certificate) (Identity, error) {
+	if c.CertType != ssh.UserCert {
+		return Identity{}, errors.New("ca: not a user certificate")
+	}
+	if len(c.ValidPrincipals) != 1 {
+		return Identity{}, fmt.Errorf("ca: certificate has %d principals, want exactly 1", len(c.ValidPrincipals))
+	}
+	ext := c.Permissions.Extensions
+	id := Identity{
+		User:          c.ValidPrincipals[0],
+		Issuer:        ext[ExtIssuer],
+		Subject:       ext[ExtSubject],
+		Serial:        c.Serial,
+		ValidAfter:    fromUnixSeconds(c.ValidAfter),
+		ValidBefore:   fromUnixSeconds(c.ValidBefore),
+		SourceAddress: c.CriticalOptions["source-address"],
+	}
+	_, id.Workload = ext[ExtWorkload]
+	if id.Issuer == "" || id.Subject == "" {
+		return Identity{}, errors.New("ca: certificate lacks the issuer or subject extension")
+	}
+	if g, ok := ext[ExtGroups]; ok {
+		if err := json.Unmarshal([]byte(g), &id.Groups); err != nil {
+			return Identity{}, fmt.Errorf("ca: groups extension: %w", err)
+		}
+		if len(id.Groups) == 0 {
+			id.Groups = nil
+		}
+	}
+	if err := ValidateUsername(id.User); err != nil {
+		return Identity{}, err
+	}
+	for _, g := range id.Groups {
+		if err := validateGroup(g); err != nil {
+			return Identity{}, err
+		}
+	}
+	return id, nil
+}
+
+func unixSeconds(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	if t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.Unix())
+}
+
+func fromUnixSeconds(s uint64) time.Time {
+	if s == 0 || s > 1<<62 {
+		return time.Time{}
+	}
+	return time.Unix(int64(s), 0)
+}
+
+// ErrBadUsername is returned for names that cannot be a login principal.
+var ErrBadUsername = errors.New("unsafe username")
+
+const maxUsername = 32
+
+// SanitizeUsername turns an IdP claim into a login name: the local part of
+// an email address, lower-cased. It refuses, rather than rewrites, anything
+// that is not then a plain POSIX-style login name, so "root,deploy" or a
+// name with control characters never becomes a principal.
+func SanitizeUsername(claim string, fromEmail bool) (string, error) {
+	u := claim
+	if fromEmail {
+		at := strings.LastIndexByte(u, '@')
+		if at <= 0 {
+			return "", fmt.Errorf("%w: email %q has no local part", ErrBadUsername, printable(claim))
+		}
+		u = u[:at]
+		// Sub-addressing (alice+ci@) names the same person.
+		if plus := strings.IndexByte(u, '+'); plus > 0 {
+			u = u[:plus]
+		}
+	}
+	u = strings.ToLower(u)
+	if err := ValidateUsername(u); err != nil {
+		return "", err
+	}
+	return u, nil
+}
+
+// ValidateUsername checks that u is a safe login name: 1–32 characters of
+// [a-z0-9._-], starting with a letter or underscore.
+func ValidateUsername(u string) error {
+	if u == "" {
+		return fmt.Errorf("%w: empty", ErrBadUsername)
+	}
+	if len(u) > maxUsername {
+		return fmt.Errorf("%w: longer than %d characters", ErrBadUsername, maxUsername)
+	}
+	for i, r := range u {
+		ok := r >= 'a' && r <= 'z' || r == '_' || i > 0 && (r >= '0' && r <= '9' || r == '.' || r == '-')
+		if !ok {
+			return fmt.Errorf("%w: %q: character %q at %d not allowed (want [a-z_][a-z0-9._-]*)", ErrBadUsername, printable(u), r, i)
+		}
+	}
+	return nil
+}
+
+// validateGroup refuses group names that could confuse logs or matching.
+func validateGroup(g string) error {
+	if g == "" || len(g) > 128 {
+		return fmt.Errorf("ca: group name length %d out of range 1..128", len(g))
+	}
+	for _, r := range g {
+		if unicode.IsControl(r) || r == ',' || unicode.IsSpace(r) {
+			return fmt.Errorf("ca: group %q contains %q", printable(g), r)
+		}
+	}
+	return nil
+}
+
+// printable quotes control characters so attacker-supplied names cannot
+// write escape sequences into logs or terminals.
+func printable(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
+}

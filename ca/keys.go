@@ -1,0 +1,270 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// File names of the key material inside the data directory's "ca" folder.
+const (
+	userCAFile   = "user_ca"    // OpenSSH private key: signs login certificates
+	targetCAFile = "target_ca"  // OpenSSH private key: signs per-session target certificates
+	hostCAFile   = "host_ca"    // OpenSSH private key: signs host certificates
+	dbCAKeyFile  = "db_ca.key"  // PKCS#8 PEM: X.509 CA for PostgreSQL
+	dbCACertFile = "db_ca.pem"  // X.509 CA certificate (public)
+	hostKeyFile  = "host_key"   // the bastion's own SSH host key
+	sealKeyFile  = "seal_key"   // signs recording seals and audit checkpoints
+	caDirName    = "ca"
+	dbCALifetime = 10 * 365 * 24 * time.Hour
+)
+
+// Keys holds the bastion's key material. Every key has exactly one purpose.
+type Keys struct {
+	// UserCA signs the certificates people and jobs log in to the bastion with.
+	UserCA ssh.Signer
+	// TargetCA signs the per-session certificates the bastion presents to
+	// targets. Targets trust only this key (TrustedUserCAKeys).
+	TargetCA ssh.Signer
+	// HostCA signs the bastion's host certificate and the per-target host
+	// certificates shown when the bastion intercepts ssh -J.
+	HostCA ssh.Signer
+	// DBCA is the X.509 CA for PostgreSQL client (and proxy server) certificates.
+	DBCA *X509CA
+	// HostKey is the bastion's own SSH host key (certified by HostCA at start).
+	HostKey ssh.Signer
+	// SealKey signs recording seals and audit checkpoints.
+	SealKey ed25519.PrivateKey
+}
+
+// X509CA is a certificate authority for X.509 certificates.
+type X509CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	PEM  []byte // the CA certificate, PEM encoded
+}
+
+// LoadOrCreateKeys loads the key material from dir/ca, generating any key that
+// does not exist yet. It refuses key files that other users can read or that
+// are not regular files, so a misconfigured data directory stops the bastion
+// instead of leaking a CA.
+func LoadOrCreateKeys(dir string) (*Keys, error) {
+	cadir := filepath.Join(dir, caDirName)
+	if err := os.MkdirAll(cadir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca: create %s: %w", cadir, err)
+	}
+	if err := checkPrivate(cadir, true); err != nil {
+		return nil, err
+	}
+	k := &Keys{}
+	for _, f := range []struct {
+		dst     *ssh.Signer
+		file    string
+		comment string
+	}{
+		{&k.UserCA, userCAFile, "bastion user CA"},
+		{&k.TargetCA, targetCAFile, "bastion target CA"},
+		{&k.HostCA, hostCAFile, "bastion host CA"},
+		{&k.HostKey, hostKeyFile, "bastion host key"},
+	} {
+		priv, err := loadOrCreateEd25519(filepath.Join(cadir, f.file), f.comment)
+		if err != nil {
+			return nil, err
+		}
+		if *f.dst, err = ssh.NewSignerFromKey(priv); err != nil {
+			return nil, fmt.Errorf("ca: %s: %w", f.comment, err)
+		}
+	}
+	var err error
+	if k.SealKey, err = loadOrCreateEd25519(filepath.Join(cadir, sealKeyFile), "bastion seal key"); err != nil {
+		return nil, err
+	}
+	if k.DBCA, err = loadOrCreateX509CA(filepath.Join(cadir, dbCAKeyFile), filepath.Join(cadir, dbCACertFile)); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// checkPrivate refuses a path that is readable or writable by group or others.
+func checkPrivate(path string, dir bool) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	if dir && !fi.IsDir() {
+		return fmt.Errorf("ca: %s: not a directory", path)
+	}
+	if !dir && !fi.Mode().IsRegular() {
+		return fmt.Errorf("ca: %s: not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("ca: %s: permissions %04o allow access by other users; run chmod %s %s", path, perm, map[bool]string{true: "700", false: "600"}[dir], path)
+	}
+	return nil
+}
+
+// writePrivate creates path with 0600 permissions, failing if it exists.
+func writePrivate(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("ca: create %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("ca: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("ca: sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func readPrivate(path string) ([]byte, error) {
+	if err := checkPrivate(path, false); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	return b, nil
+}
+
+// loadOrCreateEd25519 reads an OpenSSH-format ed25519 private key, creating
+// it with 0600 permissions when it does not exist.
+func loadOrCreateEd25519(path, comment string) (ed25519.PrivateKey, error) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("ca: generate %s: %w", comment, err)
+		}
+		block, err := ssh.MarshalPrivateKey(priv, comment)
+		if err != nil {
+			return nil, fmt.Errorf("ca: marshal %s: %w", comment, err)
+		}
+		if err := writePrivate(path, pem.EncodeToMemory(block)); err != nil {
+			return nil, err
+		}
+	}
+	b, err := readPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ssh.ParseRawPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse %s: %w", path, err)
+	}
+	switch k := raw.(type) {
+	case ed25519.PrivateKey:
+		return k, nil
+	case *ed25519.PrivateKey:
+		return *k, nil
+	}
+	return nil, fmt.Errorf("ca: %s: want an ed25519 key, got %T", path, raw)
+}
+
+func loadOrCreateX509CA(keyPath, certPath string) (*X509CA, error) {
+	_, kerr := os.Lstat(keyPath)
+	if errors.Is(kerr, fs.ErrNotExist) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("ca: generate database CA: %w", err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: marshal database CA: %w", err)
+		}
+		serial, err := randomSerialBig()
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		tmpl := &x509.Certificate{
+			SerialNumber:          serial,
+			Subject:               pkix.Name{CommonName: "bastion database CA", Organization: []string{"bastion"}},
+			NotBefore:             now.Add(-time.Hour),
+			NotAfter:              now.Add(dbCALifetime),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+			MaxPathLenZero:        true,
+		}
+		certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: self-sign database CA: %w", err)
+		}
+		// The certificate is public, but write it first so a crash between
+		// the two writes leaves a key without a cert (regenerated below)
+		// rather than a cert whose key is lost.
+		os.Remove(certPath)
+		if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o644); err != nil {
+			return nil, fmt.Errorf("ca: write %s: %w", certPath, err)
+		}
+		if err := writePrivate(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+			return nil, err
+		}
+	}
+	kb, err := readPrivate(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(kb)
+	if blk == nil {
+		return nil, fmt.Errorf("ca: %s: no PEM block", keyPath)
+	}
+	raw, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse %s: %w", keyPath, err)
+	}
+	signer, ok := raw.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("ca: %s: key type %T cannot sign", keyPath, raw)
+	}
+	cb, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("ca: database CA certificate: %w", err)
+	}
+	cblk, _ := pem.Decode(cb)
+	if cblk == nil || cblk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("ca: %s: no CERTIFICATE block", certPath)
+	}
+	cert, err := x509.ParseCertificate(cblk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse %s: %w", certPath, err)
+	}
+	if !publicKeysEqual(cert.PublicKey, signer.Public()) {
+		return nil, fmt.Errorf("ca: %s does not match %s", certPath, keyPath)
+	}
+	return &X509CA{Cert: cert, Key: signer, PEM: pem.EncodeToMemory(cblk)}, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	ea, ok := a.(equaler)
+	return ok && ea.Equal(b)
+}
+
+func randomSerialBig() (*big.Int, error) {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("ca: serial: %w", err)
+	}
+	return n.Add(n, big.NewInt(1)), nil
+}

@@ -1,0 +1,551 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/oauth2"
+)
+
+// Login methods.
+const (
+	MethodBrowser = "browser" // authorization code + PKCE with a loopback redirect
+	MethodDevice  = "device"  // device authorization grant, for headless machines
+	MethodToken   = "token"   // an ID token the caller already has (CI)
+)
+
+// LoginConfig configures Login.
+type LoginConfig struct {
+	// BastionURL is the bastion's HTTP base URL. Required.
+	BastionURL string
+	// Method is MethodBrowser (default), MethodDevice or MethodToken.
+	Method string
+	// IDToken is the token for MethodToken.
+	IDToken string
+	// TTL asks for a shorter certificate than the default; 0 = default.
+	TTL time.Duration
+	// Dir is where key, certificate, known_hosts and state are written
+	// (see DefaultDir). Required.
+	Dir string
+	// AgentSocket is the ssh-agent to load the key into; empty means
+	// $SSH_AUTH_SOCK. When no agent answers, the key is written to Dir.
+	AgentSocket string
+	// NoAgent forces writing the key to Dir even when an agent runs.
+	NoAgent bool
+	// OpenBrowser opens a URL for MethodBrowser; nil tries the platform's
+	// opener when a display is available. The URL is always printed too.
+	OpenBrowser func(url string) error
+	// Out receives the prompts (login URL, device code). nil = os.Stderr.
+	Out io.Writer
+	// HTTPClient talks to the bastion and the IdP; nil = 30s timeout client.
+	HTTPClient *http.Client
+	// CallbackTimeout bounds the wait for a browser or device login; default 5m.
+	CallbackTimeout time.Duration
+}
+
+// State is what `bastion login` remembers so later client commands need no
+// flags. It is stored as JSON in Dir/state.json.
+type State struct {
+	BastionURL     string    `json:"bastion_url"`
+	SSHAddress     string    `json:"ssh_address"`
+	User           string    `json:"user"`
+	KeyPath        string    `json:"key_path,omitempty"` // empty when the key lives only in the agent
+	CertPath       string    `json:"cert_path"`
+	KnownHostsPath string    `json:"known_hosts_path"`
+	InAgent        bool      `json:"in_agent"`
+	Serial         string    `json:"serial"`
+	ValidBefore    time.Time `json:"valid_before"`
+}
+
+// File names inside the client directory.
+const (
+	clientKeyFile   = "id_ed25519"
+	clientCertFile  = "id_ed25519-cert.pub"
+	knownHostsFile  = "known_hosts"
+	clientStateFile = "state.json"
+)
+
+// DefaultDir is $XDG_CONFIG_HOME/bastion, else ~/.config/bastion.
+func DefaultDir() (string, error) {
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "bastion"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("login: no config directory: %w", err)
+	}
+	return filepath.Join(home, ".config", "bastion"), nil
+}
+
+// LoadState reads the state a previous Login wrote to dir.
+func LoadState(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, clientStateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errors.New("not logged in: run `bastion login --bastion URL` first")
+		}
+		return nil, fmt.Errorf("login state: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("login state %s: %w", filepath.Join(dir, clientStateFile), err)
+	}
+	return &st, nil
+}
+
+// Login obtains an ID token, exchanges it for a certificate and installs
+// key and certificate for OpenSSH.
+func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
+	if cfg.BastionURL == "" || cfg.Dir == "" {
+		return nil, errors.New("login: bastion URL and directory are required")
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.BastionURL, "/"))
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, fmt.Errorf("login: bastion URL %q must be http(s)://host[:port]", cfg.BastionURL)
+	}
+	if base.Scheme == "http" && !isLoopbackHost(base.Hostname()) {
+		return nil, fmt.Errorf("login: refusing to send an ID token over plain http to %s; use https", base.Host)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stderr
+	}
+	if cfg.CallbackTimeout == 0 {
+		cfg.CallbackTimeout = 5 * time.Minute
+	}
+	var info Info
+	if err := getJSON(ctx, cfg.HTTPClient, base.String()+PathInfo, &info); err != nil {
+		return nil, fmt.Errorf("login: ask the bastion: %w", err)
+	}
+	ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
+	var token string
+	switch cfg.Method {
+	case "", MethodBrowser:
+		token, err = browserLogin(ctx, cfg, info)
+	case MethodDevice:
+		token, err = deviceLogin(ctx, cfg, info)
+	case MethodToken:
+		token = strings.TrimSpace(cfg.IDToken)
+		if token == "" {
+			err = errors.New("the ID token is empty")
+		}
+	default:
+		err = fmt.Errorf("unknown method %q", cfg.Method)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("login: generate key: %w", err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	req := CertRequest{IDToken: token, PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))}
+	if cfg.TTL > 0 {
+		req.TTL = cfg.TTL.String()
+	}
+	var resp CertResponse
+	if err := postJSON(ctx, cfg.HTTPClient, base.String()+PathCertificate, req, &resp); err != nil {
+		return nil, fmt.Errorf("login: certificate: %w", err)
+	}
+	certKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(resp.Certificate))
+	if err != nil {
+		return nil, fmt.Errorf("login: the bastion sent an unreadable certificate: %w", err)
+	}
+	cert, ok := certKey.(*ssh.Certificate)
+	if !ok || !bytes.Equal(cert.Key.Marshal(), sshPub.Marshal()) {
+		return nil, errors.New("login: the bastion's certificate is not for the key we sent")
+	}
+	return install(cfg, info, base.String(), priv, cert, resp)
+}
+
+func install(cfg LoginConfig, info Info, baseURL string, priv ed25519.PrivateKey, cert *ssh.Certificate, resp CertResponse) (*State, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	st := &State{
+		BastionURL:     baseURL,
+		SSHAddress:     info.SSHAddress,
+		User:           resp.Principal,
+		CertPath:       filepath.Join(cfg.Dir, clientCertFile),
+		KnownHostsPath: filepath.Join(cfg.Dir, knownHostsFile),
+		Serial:         resp.Serial,
+		ValidBefore:    resp.ValidBefore,
+	}
+	if !cfg.NoAgent {
+		st.InAgent = addToAgent(cfg.AgentSocket, priv, cert, resp.ValidBefore)
+	}
+	keyPath := filepath.Join(cfg.Dir, clientKeyFile)
+	if st.InAgent {
+		// A key from an earlier login without an agent would now be stale.
+		os.Remove(keyPath)
+	} else {
+		block, err := ssh.MarshalPrivateKey(priv, "bastion "+resp.Principal)
+		if err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		if err := replaceFile(keyPath, pem.EncodeToMemory(block)); err != nil {
+			return nil, err
+		}
+		st.KeyPath = keyPath
+	}
+	if err := replaceFile(st.CertPath, ssh.MarshalAuthorizedKey(cert)); err != nil {
+		return nil, err
+	}
+	if err := replaceFile(st.KnownHostsPath, []byte(info.HostCA+"\n")); err != nil {
+		return nil, err
+	}
+	sb, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	if err := replaceFile(filepath.Join(cfg.Dir, clientStateFile), append(sb, '\n')); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// replaceFile atomically writes data to path with 0600 permissions.
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("login: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("login: write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("login: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	return nil
+}
+
+// addToAgent loads the key and certificate into the agent with a lifetime
+// that ends with the certificate. It reports false when no agent answers.
+func addToAgent(sock string, priv ed25519.PrivateKey, cert *ssh.Certificate, until time.Time) bool {
+	if sock == "" {
+		sock = os.Getenv("SSH_AUTH_SOCK")
+	}
+	if sock == "" {
+		return false
+	}
+	conn, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	life := time.Until(until)
+	if life <= 0 {
+		return false
+	}
+	err = agent.NewClient(conn).Add(agent.AddedKey{
+		PrivateKey:   priv,
+		Certificate:  cert,
+		Comment:      "bastion " + cert.KeyId,
+		LifetimeSecs: uint32(life / time.Second),
+	})
+	return err == nil
+}
+
+func browserLogin(ctx context.Context, cfg LoginConfig, info Info) (string, error) {
+	provider, err := oidc.NewProvider(ctx, info.Issuer)
+	if err != nil {
+		return "", fmt.Errorf("identity provider: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("loopback listener: %w", err)
+	}
+	defer ln.Close()
+	redirect := "http://" + ln.Addr().String() + "/callback"
+	oc := oauth2.Config{ClientID: info.ClientID, Endpoint: provider.Endpoint(), RedirectURL: redirect, Scopes: info.Scopes}
+	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
+	authURL := oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))
+
+	type result struct {
+		code string
+		err  error
+	}
+	done := make(chan result, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/callback" {
+			http.NotFound(w, r)
+			return
+		}
+		q := r.URL.Query()
+		var res result
+		switch {
+		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
+			res.err = errors.New("the login callback's state does not match the request (possible CSRF); try again")
+		case q.Get("error") != "":
+			res.err = fmt.Errorf("the identity provider refused: %s %s", printable(q.Get("error")), printable(q.Get("error_description")))
+		case q.Get("code") == "":
+			res.err = errors.New("the login callback carries no code")
+		default:
+			res.code = q.Get("code")
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if res.err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, "<p>bastion login failed: %s</p>", html.EscapeString(res.err.Error()))
+		} else {
+			fmt.Fprint(w, "<p>bastion login complete. You can close this window.</p>")
+		}
+		select {
+		case done <- res:
+		default:
+		}
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	fmt.Fprintf(cfg.Out, "Open this URL in a browser to log in:\n\n  %s\n\n", authURL)
+	open := cfg.OpenBrowser
+	if open == nil {
+		open = openBrowser
+	}
+	if err := open(authURL); err != nil {
+		fmt.Fprintf(cfg.Out, "(could not open a browser: %v)\n", err)
+	}
+	wait, cancel := context.WithTimeout(ctx, cfg.CallbackTimeout)
+	defer cancel()
+	var res result
+	select {
+	case res = <-done:
+	case <-wait.Done():
+		return "", fmt.Errorf("no login callback within %s", cfg.CallbackTimeout)
+	}
+	if res.err != nil {
+		return "", res.err
+	}
+	tok, err := oc.Exchange(ctx, res.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return "", fmt.Errorf("code exchange: %w", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return "", errors.New("the identity provider returned no id_token")
+	}
+	idt, err := provider.Verifier(&oidc.Config{ClientID: info.ClientID}).Verify(ctx, raw)
+	if err != nil {
+		return "", fmt.Errorf("id_token: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return "", errors.New("id_token nonce does not match the request (possible replay)")
+	}
+	return raw, nil
+}
+
+func deviceLogin(ctx context.Context, cfg LoginConfig, info Info) (string, error) {
+	provider, err := oidc.NewProvider(ctx, info.Issuer)
+	if err != nil {
+		return "", fmt.Errorf("identity provider: %w", err)
+	}
+	oc := oauth2.Config{ClientID: info.ClientID, Endpoint: provider.Endpoint(), Scopes: info.Scopes}
+	if oc.Endpoint.DeviceAuthURL == "" {
+		return "", errors.New("the identity provider does not offer the device authorization grant")
+	}
+	da, err := oc.DeviceAuth(ctx)
+	if err != nil {
+		return "", fmt.Errorf("device authorization: %w", err)
+	}
+	if da.VerificationURIComplete != "" {
+		fmt.Fprintf(cfg.Out, "To log in, open\n\n  %s\n\nand confirm the code %s\n", da.VerificationURIComplete, da.UserCode)
+	} else {
+		fmt.Fprintf(cfg.Out, "To log in, open\n\n  %s\n\nand enter the code %s\n", da.VerificationURI, da.UserCode)
+	}
+	wait, cancel := context.WithTimeout(ctx, cfg.CallbackTimeout)
+	defer cancel()
+	tok, err := oc.DeviceAccessToken(wait, da)
+	if err != nil {
+		return "", fmt.Errorf("device login: %w", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return "", errors.New("the identity provider returned no id_token")
+	}
+	if _, err := provider.Verifier(&oidc.Config{ClientID: info.ClientID}).Verify(ctx, raw); err != nil {
+		return "", fmt.Errorf("id_token: %w", err)
+	}
+	return raw, nil
+}
+
+func openBrowser(u string) error {
+	if b := os.Getenv("BROWSER"); b != "" {
+		return exec.Command(b, u).Start()
+	}
+	switch runtime.GOOS {
+	case "darwin":
+		return exec.Command("open", u).Start()
+	case "linux", "freebsd", "openbsd", "netbsd":
+		if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+			return errors.New("no display")
+		}
+		return exec.Command("xdg-open", u).Start()
+	}
+	return fmt.Errorf("no browser opener for %s", runtime.GOOS)
+}
+
+func randomToken() string {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return doJSON(c, req, out)
+}
+
+func postJSON(ctx context.Context, c *http.Client, u string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return doJSON(c, req, out)
+}
+
+func doJSON(c *http.Client, req *http.Request, out any) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var er ErrorResponse
+		if json.Unmarshal(body, &er) == nil && er.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", er.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d from %s", resp.StatusCode, req.URL.Redacted())
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("unreadable answer from %s: %w", req.URL.Redacted(), err)
+	}
+	return nil
+}
+
+// SSHConfig returns the ssh_config stanza that makes `ssh -J` through the
+// bastion work with the stock OpenSSH client. targets are the target names
+// the user may reach (they share the bastion's known_hosts and identity).
+func SSHConfig(st *State, targets []string) (string, error) {
+	host, port, err := net.SplitHostPort(st.SSHAddress)
+	if err != nil {
+		return "", fmt.Errorf("ssh-config: bastion SSH address %q: %w", st.SSHAddress, err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", fmt.Errorf("ssh-config: bastion SSH port %q", port)
+	}
+	var b strings.Builder
+	identity := func(user bool) {
+		if user {
+			fmt.Fprintf(&b, "    User %s\n", st.User)
+		}
+		if st.KeyPath != "" {
+			fmt.Fprintf(&b, "    IdentityFile %s\n", quoteSSH(st.KeyPath))
+		} else {
+			// The private key is in the agent; naming the certificate makes
+			// ssh offer exactly that agent key.
+			fmt.Fprintf(&b, "    IdentityFile %s\n", quoteSSH(st.CertPath))
+		}
+		fmt.Fprintf(&b, "    CertificateFile %s\n", quoteSSH(st.CertPath))
+		fmt.Fprintf(&b, "    IdentitiesOnly yes\n")
+		fmt.Fprintf(&b, "    UserKnownHostsFile %s\n", quoteSSH(st.KnownHostsPath))
+		fmt.Fprintf(&b, "    StrictHostKeyChecking yes\n")
+		fmt.Fprintf(&b, "    ForwardAgent no\n")
+	}
+	fmt.Fprintf(&b, "# bastion %s — generated by `bastion ssh-config`\n", st.BastionURL)
+	fmt.Fprintf(&b, "Host %s\n    HostName %s\n    Port %s\n", host, host, port)
+	identity(true)
+	var names []string
+	for _, t := range targets {
+		if isSafeHostPattern(t) && t != host {
+			names = append(names, t)
+		}
+	}
+	if len(names) > 0 {
+		// The login on a target comes from the command line (root@web1).
+		fmt.Fprintf(&b, "\nHost %s\n    ProxyJump %s\n", strings.Join(names, " "), host)
+		identity(false)
+	}
+	return b.String(), nil
+}
+
+func quoteSSH(p string) string {
+	if strings.ContainsAny(p, " \t\"") {
+		return `"` + strings.ReplaceAll(p, `"`, ``) + `"`
+	}
+	return p
+}
+
+// isSafeHostPattern keeps target names that cannot inject ssh_config syntax.
+func isSafeHostPattern(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

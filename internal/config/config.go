@@ -1,0 +1,550 @@
+// Package config reads the bastion's YAML configuration into typed structs
+// and validates it, with errors that name the field and the problem.
+//
+// # Basics
+//
+// Load reads a file; Parse reads bytes. Unknown keys are errors (a typo must
+// not silently disable a rule). Validation checks every field it can check
+// without the network; the components check the rest when they are built.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxConfigBytes bounds a config file; real ones are a few KiB.
+const maxConfigBytes = 4 << 20
+
+// Config is the whole file.
+type Config struct {
+	Listen    Listen     `yaml:"listen"`
+	Public    Public     `yaml:"public"`
+	DataDir   string     `yaml:"data_dir"`
+	OIDC      OIDC       `yaml:"oidc"`
+	Certs     Certs      `yaml:"certs"`
+	Sessions  Sessions   `yaml:"sessions"`
+	Targets   []Target   `yaml:"targets"`
+	Roles     []Role     `yaml:"roles"`
+	Rules     []Rule     `yaml:"rules"`
+	Recording Recording  `yaml:"recording"`
+	Approvals Approvals  `yaml:"approvals"`
+	Log       LogConfig  `yaml:"log"`
+	TLS       *TLSConfig `yaml:"tls"` // HTTPS for the HTTP listener
+}
+
+// Listen holds listener addresses.
+type Listen struct {
+	SSH  string `yaml:"ssh"`  // default ":2222"
+	HTTP string `yaml:"http"` // default ":8443"
+}
+
+// Public holds the addresses clients use, when they differ from Listen
+// (behind NAT or a load balancer).
+type Public struct {
+	SSH string `yaml:"ssh"` // host:port clients ssh to; default: host of the login URL + ssh port
+}
+
+// TLSConfig is a certificate for the HTTP listener.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// OIDC configures identity providers.
+type OIDC struct {
+	Issuer        string     `yaml:"issuer"`
+	ClientID      string     `yaml:"client_id"`
+	UsernameClaim string     `yaml:"username_claim"` // default "email"
+	GroupsClaim   string     `yaml:"groups_claim"`   // default "groups"
+	Scopes        []string   `yaml:"scopes"`         // default openid, email, profile
+	Algorithms    []string   `yaml:"algorithms"`     // default RS256, ES256
+	Workload      []Workload `yaml:"workload"`
+}
+
+// Workload is a CI or machine identity exchanging its own OIDC token.
+type Workload struct {
+	Issuer   string   `yaml:"issuer"`
+	Audience string   `yaml:"audience"`
+	Subject  string   `yaml:"subject"`
+	Name     string   `yaml:"name"`
+	Groups   []string `yaml:"groups"`
+}
+
+// Certs holds certificate lifetimes.
+type Certs struct {
+	UserTTL     Duration `yaml:"user_ttl"`     // default 1h
+	MaxUserTTL  Duration `yaml:"max_user_ttl"` // default 8h
+	WorkloadTTL Duration `yaml:"workload_ttl"` // default 5m
+	TargetTTL   Duration `yaml:"target_ttl"`   // default 2m
+}
+
+// Sessions holds limits that apply to every session.
+type Sessions struct {
+	IdleTimeout   Duration `yaml:"idle_timeout"`   // default 30m; 0 disables ("0s")
+	MaxDuration   Duration `yaml:"max_duration"`   // default 12h
+	ShutdownGrace Duration `yaml:"shutdown_grace"` // default 30s
+	EnvAllow      []string `yaml:"env_allow"`      // default LANG, LC_*, TERM
+}
+
+// Target is a server or database reachable through the bastion.
+type Target struct {
+	Name    string `yaml:"name"`
+	Kind    string `yaml:"kind"` // ssh, tcp, postgres
+	Address string `yaml:"address"`
+	// SSH host key trust: exactly one of these for kind ssh.
+	HostKey         string `yaml:"host_key"`           // pinned key, authorized_keys format
+	HostCA          string `yaml:"host_ca"`            // trust host certificates from this CA
+	TrustOnFirstUse bool   `yaml:"trust_on_first_use"` // pin the first key seen, in the store
+	// PostgreSQL upstream.
+	TLS          *TargetTLS `yaml:"tls"`
+	PasswordEnv  string     `yaml:"password_env"`  // weaker alternative to certificates
+	PasswordFile string     `yaml:"password_file"` // weaker alternative to certificates
+}
+
+// TargetTLS verifies a PostgreSQL server.
+type TargetTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"` // default: host of Address
+}
+
+// Role maps identities to what they may do.
+type Role struct {
+	Name        string   `yaml:"name"`
+	Groups      []string `yaml:"groups"`      // certificate groups that hold the role
+	Users       []string `yaml:"users"`       // or individual usernames
+	Targets     []string `yaml:"targets"`     // target name globs
+	Logins      []string `yaml:"logins"`      // SSH logins on targets
+	Ports       []int    `yaml:"ports"`       // for tcp targets; empty = the target's port
+	DBUsers     []string `yaml:"db_users"`    // database users
+	Databases   []string `yaml:"databases"`   // database names (globs); empty = any
+	Shell       *bool    `yaml:"shell"`       // false: exec only; default true
+	Approve     []string `yaml:"approve"`     // target globs whose requests this role may decide
+	Auditor     bool     `yaml:"auditor"`     // sees every session and the audit log
+	Replication bool     `yaml:"replication"` // PostgreSQL replication connections
+}
+
+// Rule is a command, SQL or output rule.
+type Rule struct {
+	Name       string    `yaml:"name"`
+	On         string    `yaml:"on"` // command, sql, output, sql_result
+	Match      RuleMatch `yaml:"match"`
+	Action     string    `yaml:"action"` // block, approve, mask
+	Targets    []string  `yaml:"targets"`
+	Roles      []string  `yaml:"roles"`
+	Approvers  []string  `yaml:"approvers"` // role names
+	Timeout    Duration  `yaml:"timeout"`   // approval timeout; default 5m
+	Unknowable string    `yaml:"unknowable"`
+}
+
+// RuleMatch is what a rule matches; which fields apply depends on Rule.On.
+type RuleMatch struct {
+	Command    string   `yaml:"command"`    // glob over normalised argv, e.g. "rm -rf *"
+	Commands   []string `yaml:"commands"`   // command names
+	Regex      string   `yaml:"regex"`      // over the normalised text
+	Statement  string   `yaml:"statement"`  // SQL statement kind
+	Statements []string `yaml:"statements"` // SQL statement kinds
+	Tables     []string `yaml:"tables"`     // table name globs
+	Detector   string   `yaml:"detector"`   // credit_card, regex
+	Pattern    string   `yaml:"pattern"`    // regex for detector: regex
+	Columns    []string `yaml:"columns"`    // result column globs (sql_result)
+}
+
+// Recording configures session recording.
+type Recording struct {
+	Mode          string   `yaml:"mode"`           // strict (default), best_effort
+	FlushInterval Duration `yaml:"flush_interval"` // default 200ms
+	Retention     Duration `yaml:"retention"`      // 0 keeps forever
+	MaxBytes      ByteSize `yaml:"max_bytes"`      // per-session budget; 0 = unlimited
+	Input         bool     `yaml:"input"`          // record keystrokes (off: people type passwords)
+}
+
+// Approvals configures the approval workflow.
+type Approvals struct {
+	Webhook string `yaml:"webhook"` // JSON POST for every new request
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default), json
+}
+
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// Relative paths in the file are relative to the file.
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// Parse decodes and validates YAML.
+func Parse(b []byte) (*Config, error) {
+	if len(b) > maxConfigBytes {
+		return nil, fmt.Errorf("config: larger than %d bytes", maxConfigBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config: empty")
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config: more than one YAML document")
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen.SSH, ":2222")
+	def(&c.Listen.HTTP, ":8443")
+	def(&c.OIDC.UsernameClaim, "email")
+	def(&c.OIDC.GroupsClaim, "groups")
+	def(&c.Recording.Mode, "strict")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+	if len(c.OIDC.Scopes) == 0 {
+		c.OIDC.Scopes = []string{"openid", "email", "profile"}
+	}
+	defd := func(d *Duration, v time.Duration) {
+		if !d.Set {
+			d.D, d.Set = v, true
+		}
+	}
+	defd(&c.Certs.UserTTL, time.Hour)
+	defd(&c.Certs.MaxUserTTL, 8*time.Hour)
+	defd(&c.Certs.WorkloadTTL, 5*time.Minute)
+	defd(&c.Certs.TargetTTL, 2*time.Minute)
+	defd(&c.Sessions.IdleTimeout, 30*time.Minute)
+	defd(&c.Sessions.MaxDuration, 12*time.Hour)
+	defd(&c.Sessions.ShutdownGrace, 30*time.Second)
+	defd(&c.Recording.FlushInterval, 200*time.Millisecond)
+	if c.Sessions.EnvAllow == nil {
+		c.Sessions.EnvAllow = []string{"LANG", "LC_*", "TERM"}
+	}
+	for i := range c.Rules {
+		if c.Rules[i].Action == "approve" {
+			defd(&c.Rules[i].Timeout, 5*time.Minute)
+		}
+	}
+}
+
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	if c.TLS != nil {
+		abs(&c.TLS.CertFile)
+		abs(&c.TLS.KeyFile)
+	}
+	for i := range c.Targets {
+		if c.Targets[i].TLS != nil {
+			abs(&c.Targets[i].TLS.CAFile)
+		}
+		abs(&c.Targets[i].PasswordFile)
+	}
+}
+
+// FieldError names the field a problem is in.
+type FieldError struct {
+	Field string // e.g. "targets[1].address"
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Errors is every problem found, in file order.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks the whole config and reports every problem at once.
+func (c *Config) Validate() error {
+	var errs Errors
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
+	checkAddr := func(field, a string, needHost bool) {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			bad(field, "%q is not host:port", a)
+			return
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad(field, "port %q out of range", port)
+		}
+		if needHost && host == "" {
+			bad(field, "%q needs a host", a)
+		}
+	}
+	checkAddr("listen.ssh", c.Listen.SSH, false)
+	checkAddr("listen.http", c.Listen.HTTP, false)
+	if c.Public.SSH != "" {
+		checkAddr("public.ssh", c.Public.SSH, true)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "required")
+	}
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file are both required")
+	}
+	if c.OIDC.Issuer == "" {
+		bad("oidc.issuer", "required")
+	} else if err := checkURL(c.OIDC.Issuer); err != nil {
+		bad("oidc.issuer", "%v", err)
+	}
+	if c.OIDC.ClientID == "" {
+		bad("oidc.client_id", "required")
+	}
+	for _, a := range c.OIDC.Algorithms {
+		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
+			bad("oidc.algorithms", "%q is not allowed: only asymmetric signatures", a)
+		}
+	}
+	for i, w := range c.OIDC.Workload {
+		f := fmt.Sprintf("oidc.workload[%d]", i)
+		if err := checkURL(w.Issuer); err != nil {
+			bad(f+".issuer", "%v", err)
+		}
+		if w.Audience == "" {
+			bad(f+".audience", "required")
+		}
+		if w.Subject == "" {
+			bad(f+".subject", "required (a glob such as \"repo:acme/etl:*\")")
+		}
+		if w.Name == "" {
+			bad(f+".name", "required")
+		}
+	}
+	if c.Certs.UserTTL.D <= 0 || c.Certs.MaxUserTTL.D <= 0 || c.Certs.WorkloadTTL.D <= 0 || c.Certs.TargetTTL.D <= 0 {
+		bad("certs", "lifetimes must be positive")
+	}
+	if c.Certs.UserTTL.D > c.Certs.MaxUserTTL.D {
+		bad("certs.user_ttl", "%s exceeds max_user_ttl %s", c.Certs.UserTTL.D, c.Certs.MaxUserTTL.D)
+	}
+	if c.Certs.TargetTTL.D > 10*time.Minute {
+		bad("certs.target_ttl", "%s is too long: per-session certificates only need to survive the handshake (at most 10m)", c.Certs.TargetTTL.D)
+	}
+
+	targets := map[string]bool{}
+	for i, t := range c.Targets {
+		f := fmt.Sprintf("targets[%d]", i)
+		if !nameRE.MatchString(t.Name) {
+			bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", t.Name)
+		} else if targets[t.Name] {
+			bad(f+".name", "duplicate target %q", t.Name)
+		}
+		targets[t.Name] = true
+		checkAddr(f+".address", t.Address, true)
+		switch t.Kind {
+		case "ssh":
+			n := 0
+			for _, set := range []bool{t.HostKey != "", t.HostCA != "", t.TrustOnFirstUse} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				bad(f, "kind ssh needs exactly one of host_key, host_ca or trust_on_first_use: true (got %d)", n)
+			}
+		case "tcp":
+		case "postgres":
+			if t.TLS == nil && t.PasswordEnv == "" && t.PasswordFile == "" {
+				bad(f+".tls", "kind postgres needs tls.ca_file (certificate auth) or password_env/password_file")
+			}
+			if t.TLS != nil && t.TLS.CAFile == "" {
+				bad(f+".tls.ca_file", "required: the bastion verifies the database server")
+			}
+			if t.PasswordEnv != "" && t.PasswordFile != "" {
+				bad(f, "password_env and password_file are exclusive")
+			}
+		case "":
+			bad(f+".kind", "required: ssh, tcp or postgres")
+		default:
+			bad(f+".kind", "%q is not ssh, tcp or postgres", t.Kind)
+		}
+		if t.Kind != "ssh" && (t.HostKey != "" || t.HostCA != "" || t.TrustOnFirstUse) {
+			bad(f, "host_key, host_ca and trust_on_first_use apply to kind ssh only")
+		}
+		if t.Kind != "postgres" && (t.TLS != nil || t.PasswordEnv != "" || t.PasswordFile != "") {
+			bad(f, "tls and password settings apply to kind postgres only")
+		}
+	}
+
+	roles := map[string]bool{}
+	for i, r := range c.Roles {
+		f := fmt.Sprintf("roles[%d]", i)
+		if !nameRE.MatchString(r.Name) {
+			bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", r.Name)
+		} else if roles[r.Name] {
+			bad(f+".name", "duplicate role %q", r.Name)
+		}
+		roles[r.Name] = true
+		if len(r.Groups) == 0 && len(r.Users) == 0 {
+			bad(f, "needs groups or users: a role nobody holds does nothing")
+		}
+		for j, p := range r.Ports {
+			if p < 1 || p > 65535 {
+				bad(fmt.Sprintf("%s.ports[%d]", f, j), "%d out of range", p)
+			}
+		}
+		for j, l := range r.Logins {
+			if l == "" || strings.ContainsAny(l, ", \t\n\x00") {
+				bad(fmt.Sprintf("%s.logins[%d]", f, j), "%q is not a login name", l)
+			}
+		}
+	}
+
+	rules := map[string]bool{}
+	for i, r := range c.Rules {
+		f := fmt.Sprintf("rules[%d]", i)
+		if !nameRE.MatchString(r.Name) {
+			bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", r.Name)
+		} else if rules[r.Name] {
+			bad(f+".name", "duplicate rule %q", r.Name)
+		}
+		rules[r.Name] = true
+		switch r.On {
+		case "command", "sql":
+			if r.Action != "block" && r.Action != "approve" {
+				bad(f+".action", "%q: on %s rules take block or approve", r.Action, r.On)
+			}
+		case "output", "sql_result":
+			if r.Action != "mask" {
+				bad(f+".action", "%q: on %s rules take mask", r.Action, r.On)
+			}
+		default:
+			bad(f+".on", "%q is not command, sql, output or sql_result", r.On)
+		}
+		if r.Action == "approve" {
+			if len(r.Approvers) == 0 {
+				bad(f+".approvers", "an approve rule needs approver roles")
+			}
+			for _, a := range r.Approvers {
+				if !roles[a] && !hasRole(c.Roles, a) {
+					bad(f+".approvers", "unknown role %q", a)
+				}
+			}
+			if r.Timeout.D <= 0 {
+				bad(f+".timeout", "must be positive")
+			}
+		} else if len(r.Approvers) > 0 {
+			bad(f+".approvers", "only approve rules have approvers")
+		}
+		for _, ro := range r.Roles {
+			if !hasRole(c.Roles, ro) {
+				bad(f+".roles", "unknown role %q", ro)
+			}
+		}
+		switch r.Unknowable {
+		case "", "approve", "block", "allow":
+		default:
+			bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
+		}
+		if r.Match.Regex != "" {
+			if _, err := regexp.Compile(r.Match.Regex); err != nil {
+				bad(f+".match.regex", "%v", err)
+			}
+		}
+		if r.Match.Pattern != "" {
+			if _, err := regexp.Compile(r.Match.Pattern); err != nil {
+				bad(f+".match.pattern", "%v", err)
+			}
+		}
+	}
+
+	switch c.Recording.Mode {
+	case "strict", "best_effort":
+	default:
+		bad("recording.mode", "%q is not strict or best_effort", c.Recording.Mode)
+	}
+	if c.Recording.FlushInterval.D <= 0 || c.Recording.FlushInterval.D > time.Minute {
+		bad("recording.flush_interval", "%s out of range (0, 1m]", c.Recording.FlushInterval.D)
+	}
+	if c.Approvals.Webhook != "" {
+		if err := checkURL(c.Approvals.Webhook); err != nil {
+			bad("approvals.webhook", "%v", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func hasRole(rs []Role, name string) bool {
+	for _, r := range rs {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func checkURL(s string) error {
+	if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") {
+		return fmt.Errorf("%q must be an http(s) URL", s)
+	}
+	if strings.ContainsAny(s, " \t\n") {
+		return fmt.Errorf("%q contains white space", s)
+	}
+	return nil
+}
