@@ -22,13 +22,13 @@ import (
 
 // File names of the key material inside the data directory's "ca" folder.
 const (
-	userCAFile   = "user_ca"    // OpenSSH private key: signs login certificates
-	targetCAFile = "target_ca"  // OpenSSH private key: signs per-session target certificates
-	hostCAFile   = "host_ca"    // OpenSSH private key: signs host certificates
-	dbCAKeyFile  = "db_ca.key"  // PKCS#8 PEM: X.509 CA for PostgreSQL
-	dbCACertFile = "db_ca.pem"  // X.509 CA certificate (public)
-	hostKeyFile  = "host_key"   // the bastion's own SSH host key
-	sealKeyFile  = "seal_key"   // signs recording seals and audit checkpoints
+	userCAFile   = "user_ca"   // OpenSSH private key: signs login certificates
+	targetCAFile = "target_ca" // OpenSSH private key: signs per-session target certificates
+	hostCAFile   = "host_ca"   // OpenSSH private key: signs host certificates
+	dbCAKeyFile  = "db_ca.key" // PKCS#8 PEM: X.509 CA for PostgreSQL
+	dbCACertFile = "db_ca.pem" // X.509 CA certificate (public)
+	hostKeyFile  = "host_key"  // the bastion's own SSH host key
+	sealKeyFile  = "seal_key"  // signs recording seals and audit checkpoints
 	caDirName    = "ca"
 	dbCALifetime = 10 * 365 * 24 * time.Hour
 )
