@@ -51,6 +51,8 @@ const (
 	maxPending = 4096
 	// maxNameLen bounds subjects and client IDs.
 	maxNameLen = 256
+	// maxRequestBytes bounds request bodies to zitadel's endpoints.
+	maxRequestBytes = 64 << 10
 )
 
 // Paths of the pages this package serves next to zitadel's endpoints.
@@ -181,7 +183,8 @@ func New(cfg Config) (*Provider, error) {
 	p.mux.HandleFunc("POST "+pathLogin, p.pages.loginSubmit)
 	p.mux.HandleFunc("GET "+pathDevice, p.pages.deviceForm)
 	p.mux.HandleFunc("POST "+pathDevice, p.pages.deviceSubmit)
-	p.mux.Handle("/", p.op)
+	// zitadel parses forms with net/http's 10 MB default; no OIDC request needs more than a few KB.
+	p.mux.Handle("/", http.MaxBytesHandler(p.op, maxRequestBytes))
 
 	p.browser = &http.Client{
 		// Never proxy: the provider is local and the pages carry login secrets.

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// zitadel logs every refused request through slog's default logger; the tests
+	// refuse many on purpose. Keep the errors only.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	goleak.VerifyTestMain(m)
 }
 
@@ -56,7 +61,7 @@ type env struct {
 	got      chan url.Values
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	if cfg.Users == nil {
 		cfg.Users = testUsers()
@@ -111,7 +116,7 @@ func (e *env) oauth2(clientID, clientSecret, redirect string) *oauth2.Config {
 	}
 }
 
-func randomString(t *testing.T) string {
+func randomString(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 12)
 	rand.Read(b)
@@ -246,6 +251,7 @@ func TestConfidentialClient(t *testing.T) {
 func TestDeviceFlow(t *testing.T) {
 	e := newEnv(t, Config{})
 	conf := e.oauth2(publicID, "", "")
+	conf.Scopes = append(conf.Scopes, "bogus", "email")
 	da, err := conf.DeviceAuth(e.ctx)
 	if err != nil {
 		t.Fatalf("DeviceAuth: %v", err)
@@ -267,6 +273,9 @@ func TestDeviceFlow(t *testing.T) {
 	tok, err := conf.DeviceAccessToken(e.ctx, da)
 	if err != nil {
 		t.Fatalf("DeviceAccessToken: %v", err)
+	}
+	if got, want := tok.Extra("scope"), "openid email groups"; got != want {
+		t.Errorf("scope: got %q, want %q", got, want)
 	}
 	idt, err := e.rp.Verifier(&oidc.Config{ClientID: publicID}).Verify(e.ctx, tok.Extra("id_token").(string))
 	if err != nil {
@@ -313,11 +322,15 @@ func TestDeviceRefused(t *testing.T) {
 		{ID: publicID, RedirectURIs: []string{"http://127.0.0.1/callback"}, Device: true},
 		{ID: "no-device", RedirectURIs: []string{"http://127.0.0.1/callback"}},
 	}})
-	if _, err := e.oauth2("no-device", "", "").DeviceAuth(e.ctx); err == nil {
-		t.Error("DeviceAuth for a client without Device: got a code, want an error")
-	}
-	if _, err := e.oauth2("nobody", "", "").DeviceAuth(e.ctx); err == nil {
-		t.Error("DeviceAuth for an unknown client: got a code, want an error")
+	for _, tt := range []struct{ client, want string }{
+		{"no-device", "unauthorized_client"},
+		{"nobody", "invalid_client"},
+	} {
+		_, err := e.oauth2(tt.client, "", "").DeviceAuth(e.ctx)
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.ErrorCode != tt.want {
+			t.Errorf("DeviceAuth for %q: got %v, want %s", tt.client, err, tt.want)
+		}
 	}
 	if err := e.idp.ApproveDevice(e.ctx, "BCDF-GHJK", "alice"); !errors.Is(err, ErrUnknownUserCode) {
 		t.Errorf("unknown user code: got %v, want %v", err, ErrUnknownUserCode)

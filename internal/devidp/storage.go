@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -243,15 +244,15 @@ func (s *storage) pendingLogin(id string) (*authRequest, error) {
 
 // completeLogin marks a pending login request as done by subject.
 func (s *storage) completeLogin(id, subject string) (*authRequest, error) {
-	if _, ok := s.usersBySub[subject]; !ok {
-		return nil, ErrUnknownUser
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.purgeLocked()
 	r, ok := s.logins[id]
 	if !ok || r.done {
 		return nil, ErrUnknownLoginRequest
+	}
+	if _, ok := s.usersBySub[subject]; !ok {
+		return nil, ErrUnknownUser
 	}
 	r.subject, r.authTime, r.done = subject, s.now(), true
 	return r.clone(), nil
@@ -366,7 +367,9 @@ func (s *storage) KeySet(context.Context) ([]op.Key, error) {
 func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
 	c, ok := s.clients[id]
 	if !ok {
-		return nil, errors.New("devidp: unknown client")
+		// An OAuth error, not a plain one: zitadel's device endpoint passes it on
+		// as is, and would answer a plain error with 500.
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client")
 	}
 	return c, nil
 }
@@ -508,9 +511,10 @@ func (s *storage) Health(context.Context) error { return nil }
 // --- device authorization ---
 
 // normalizeUserCode maps what a person types to the stored form: letters upper-cased,
-// dashes and spaces dropped. Anything else stays and so fails to match.
+// dashes and spaces dropped. Anything else stays and so fails to match; overlong or
+// invalid UTF-8 input maps to "", which matches nothing.
 func normalizeUserCode(code string) string {
-	if len(code) > 64 {
+	if len(code) > 64 || !utf8.ValidString(code) {
 		return ""
 	}
 	var b strings.Builder
@@ -524,6 +528,25 @@ func normalizeUserCode(code string) string {
 		}
 	}
 	return b.String()
+}
+
+// allowedScopes keeps the scopes zitadel keeps in an authorization request (it does
+// not filter those of a device authorization request), without duplicates.
+func allowedScopes(c *client, scopes []string) []string {
+	var out []string
+	for _, sc := range scopes {
+		switch sc {
+		case oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopePhone, oidc.ScopeAddress, oidc.ScopeOfflineAccess:
+		default:
+			if !c.IsScopeAllowed(sc) {
+				continue
+			}
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 func (s *storage) StoreDeviceAuthorization(_ context.Context, clientID, deviceCode, userCode string, expires time.Time, scopes []string) error {
@@ -543,7 +566,7 @@ func (s *storage) StoreDeviceAuthorization(_ context.Context, clientID, deviceCo
 	}
 	s.devices[deviceCode] = &deviceEntry{
 		clientID: clientID,
-		scopes:   slices.Clone(scopes),
+		scopes:   allowedScopes(c, scopes),
 		expires:  expires,
 		userCode: userCode,
 	}
