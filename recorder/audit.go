@@ -1,0 +1,252 @@
+package recorder
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The audit log is append-only and hash-chained: record N stores the hash
+// of record N-1, and its own hash covers its sequence, that link and the
+// event's exact JSON. The flusher signs the chain head (a checkpoint) after
+// new records, so rewriting history or cutting the tail is detectable.
+type auditRecord struct {
+	Seq   uint64          `json:"seq"`
+	Prev  string          `json:"prev"` // hex
+	Hash  string          `json:"hash"` // hex
+	Event json.RawMessage `json:"event"`
+}
+
+type checkpoint struct {
+	Seq  uint64    `json:"seq"`
+	Hash string    `json:"hash"`
+	Time time.Time `json:"time"`
+}
+
+func auditHash(seq uint64, prev [hashLen]byte, event []byte) [hashLen]byte {
+	h := sha256.New()
+	h.Write([]byte("bastion-audit-v1\n"))
+	h.Write(binary.BigEndian.AppendUint64(nil, seq))
+	h.Write(prev[:])
+	h.Write(event)
+	var sum [hashLen]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// auditTail returns the sequence and hash of the last audit record. An
+// unreadable last record is chained by the hash of its raw bytes, so the log
+// stays appendable; VerifyAudit reports the damage.
+func auditTail(b *bolt.Bucket) (uint64, [hashLen]byte) {
+	k, v := b.Cursor().Last()
+	if k == nil {
+		return 0, [hashLen]byte{}
+	}
+	seq := binary.BigEndian.Uint64(k)
+	var rec auditRecord
+	if err := json.Unmarshal(v, &rec); err == nil {
+		if h, err := hex.DecodeString(rec.Hash); err == nil && len(h) == hashLen {
+			return seq, [hashLen]byte(h)
+		}
+	}
+	return seq, sha256.Sum256(v)
+}
+
+// prepareAudit fills in the ID and time of ev.
+func (s *Store) prepareAudit(ev *AuditEvent) error {
+	if ev.Time.IsZero() {
+		ev.Time = s.cfg.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	if ev.ID == "" {
+		id, err := s.newID(ev.Time)
+		if err != nil {
+			return err
+		}
+		ev.ID = id
+	}
+	return nil
+}
+
+// appendAudit appends ev to the audit chain inside tx.
+func (s *Store) appendAudit(tx *bolt.Tx, ev AuditEvent) (string, error) {
+	if err := s.prepareAudit(&ev); err != nil {
+		return "", err
+	}
+	event, err := json.Marshal(ev)
+	if err != nil {
+		return "", err
+	}
+	b := tx.Bucket(bucketAudit)
+	seq, prev := auditTail(b)
+	seq++
+	h := auditHash(seq, prev, event)
+	rec, err := json.Marshal(auditRecord{Seq: seq, Prev: hex.EncodeToString(prev[:]), Hash: hex.EncodeToString(h[:]), Event: event})
+	if err != nil {
+		return "", err
+	}
+	if err := b.Put(u64key(seq), rec); err != nil {
+		return "", err
+	}
+	s.auditDirty.Store(true)
+	return ev.ID, nil
+}
+
+// Audit appends an event to the audit log and returns its ID once it is
+// committed. ev.ID and ev.Time are set if empty. Concurrent calls share a
+// transaction (bbolt's Batch).
+func (s *Store) Audit(ev AuditEvent) (string, error) {
+	if err := s.enter(); err != nil {
+		return "", err
+	}
+	defer s.leave()
+	if ev.Type == "" {
+		return "", fmt.Errorf("recorder: audit: %w: event type is required", ErrInvalid)
+	}
+	if err := s.prepareAudit(&ev); err != nil {
+		return "", err
+	}
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		_, err := s.appendAudit(tx, ev)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("recorder: audit %s: %w", ev.Type, err)
+	}
+	return ev.ID, nil
+}
+
+// AuditEvents calls fn for each audit event at or after since, oldest
+// first. fn runs outside any transaction; an error from it stops the walk
+// and is returned.
+func (s *Store) AuditEvents(since time.Time, fn func(AuditEvent) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	err := s.scan(bucketAudit, nil, nil, func(k, v []byte) error {
+		var rec auditRecord
+		var ev AuditEvent
+		if err := json.Unmarshal(v, &rec); err != nil || json.Unmarshal(rec.Event, &ev) != nil {
+			return fmt.Errorf("%w: audit record %x is unreadable", ErrBroken, k)
+		}
+		if !since.IsZero() && ev.Time.Before(since) {
+			return nil
+		}
+		return fn(ev)
+	})
+	if err != nil {
+		return fmt.Errorf("recorder: audit events: %w", err)
+	}
+	return nil
+}
+
+// putCheckpoint signs the current head of the audit chain.
+func (s *Store) putCheckpoint(tx *bolt.Tx, now time.Time) error {
+	seq, head := auditTail(tx.Bucket(bucketAudit))
+	if seq == 0 {
+		return nil
+	}
+	v, err := sign(s.cfg.SealKey, checkpointDomain, checkpoint{Seq: seq, Hash: hex.EncodeToString(head[:]), Time: now.UTC()})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCheckpoints).Put(u64key(seq), v)
+}
+
+// VerifyAudit checks the whole audit chain and its signed checkpoints.
+// Report.Chunks counts records; BrokenAt names the first bad record.
+func (s *Store) VerifyAudit() (Report, error) {
+	if err := s.enter(); err != nil {
+		return Report{}, err
+	}
+	defer s.leave()
+	rep := Report{BrokenAt: -1}
+	fail := func(seq uint64, format string, args ...any) {
+		if rep.Problem == "" {
+			rep.BrokenAt = int64(seq)
+			rep.Problem = fmt.Sprintf(format, args...)
+		}
+	}
+	// Checkpoints are few; check their signatures first.
+	cps := make(map[uint64]string)
+	var lastCP uint64
+	err := s.scan(bucketCheckpoints, nil, nil, func(k, v []byte) error {
+		var cp checkpoint
+		if len(k) != 8 {
+			fail(0, "checkpoint with a malformed key")
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k)
+		if err := openSigned(s.pub, checkpointDomain, v, &cp); err != nil {
+			fail(seq, "checkpoint at record %d: %v", seq, err)
+			return nil
+		}
+		if cp.Seq != seq {
+			fail(seq, "checkpoint at record %d names record %d", seq, cp.Seq)
+			return nil
+		}
+		cps[seq] = cp.Hash
+		lastCP = max(lastCP, seq)
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("recorder: verify audit: %w", err)
+	}
+	var (
+		next = uint64(1)
+		prev [hashLen]byte
+	)
+	err = s.scan(bucketAudit, nil, nil, func(k, v []byte) error {
+		if rep.Problem != "" {
+			return errStop
+		}
+		if len(k) != 8 || binary.BigEndian.Uint64(k) != next {
+			fail(next, "audit record %d is missing", next)
+			return errStop
+		}
+		var rec auditRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			fail(next, "audit record %d is unreadable", next)
+			return errStop
+		}
+		var ev AuditEvent
+		switch {
+		case rec.Seq != next:
+			fail(next, "audit record %d carries sequence %d", next, rec.Seq)
+		case rec.Prev != hex.EncodeToString(prev[:]):
+			fail(next, "audit record %d does not link to record %d (one of them was altered, or records were removed)", next, next-1)
+		case json.Unmarshal(rec.Event, &ev) != nil:
+			fail(next, "audit record %d has an unreadable event", next)
+		}
+		h := auditHash(next, prev, rec.Event)
+		hh := hex.EncodeToString(h[:])
+		if rep.Problem == "" && rec.Hash != hh {
+			fail(next, "audit record %d does not match its hash (altered)", next)
+		}
+		if cp, ok := cps[next]; ok && rep.Problem == "" && cp != hh {
+			fail(next, "audit record %d differs from the signed checkpoint", next)
+		}
+		if rep.Problem != "" {
+			return errStop
+		}
+		prev = h
+		rep.Chunks++
+		rep.Events++
+		next++
+		return nil
+	})
+	if err != nil && err != errStop {
+		return rep, fmt.Errorf("recorder: verify audit: %w", err)
+	}
+	if rep.Problem == "" && lastCP >= next {
+		fail(next, "audit records %d to %d were removed (a signed checkpoint covers %d)", next, lastCP, lastCP)
+	}
+	rep.Intact = rep.Problem == ""
+	return rep, nil
+}

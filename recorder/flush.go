@@ -1,0 +1,307 @@
+package recorder
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bastionhq/bastion/recorder/asciicast"
+	bolt "go.etcd.io/bbolt"
+)
+
+// requestFlush asks the flusher for a flush now.
+func (s *Store) requestFlush() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// smallBuffer is the first buffer of a session that writes little.
+const smallBuffer = 4 << 10
+
+// growBuffer returns a buffer holding buf's events (or a reserved chunk
+// header, for a new buffer) with room for need more bytes. Busy sessions get
+// pooled buffers of SessionBuffer bytes; quiet ones small ones.
+func (s *Store) growBuffer(buf []byte, need int) []byte {
+	if buf == nil {
+		buf = make([]byte, chunkHeaderLen, max(smallBuffer, chunkHeaderLen+need+hashLen))
+		return buf
+	}
+	want := len(buf) + need + hashLen
+	var nb []byte
+	if big := chunkHeaderLen + s.cfg.SessionBuffer + maxEventData + hashLen; want <= big {
+		if p, ok := s.bufPool.Get().(*[]byte); ok {
+			nb = (*p)[:0]
+		} else {
+			nb = make([]byte, 0, big)
+		}
+	} else {
+		nb = make([]byte, 0, want+want/4)
+	}
+	nb = append(nb, buf...)
+	s.putBuffer(buf)
+	return nb
+}
+
+// putBuffer returns a pool-sized buffer to the pool.
+func (s *Store) putBuffer(buf []byte) {
+	if cap(buf) == chunkHeaderLen+s.cfg.SessionBuffer+maxEventData+hashLen {
+		buf = buf[:0]
+		s.bufPool.Put(&buf)
+	}
+}
+
+// run is the flusher: it commits every FlushInterval, or earlier on request,
+// all sessions' pending events in one transaction.
+func (s *Store) run() {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.kick:
+		case <-s.stop:
+			s.closeRecordings()
+			s.flush(true)
+			return
+		}
+		s.flush(false)
+	}
+}
+
+// closeRecordings ends every active recording as interrupted, for Close.
+func (s *Store) closeRecordings() {
+	s.mu.Lock()
+	active := make([]*Recording, 0, len(s.active))
+	for _, r := range s.active {
+		active = append(active, r)
+	}
+	s.mu.Unlock()
+	for _, r := range active {
+		r.mu.Lock()
+		r.closing = true
+		if !r.ended {
+			r.ended = true
+			if r.err == nil {
+				r.flushCarriesLocked()
+			}
+			r.endReq = &endRequest{end: s.cfg.Now(), status: StatusInterrupted,
+				reason: "the recorder was closed while the session was live", done: make(chan error, 1)}
+		}
+		r.failLocked(fmt.Errorf("recorder: session %s: %w", r.id, ErrClosed))
+		r.markDirtyLocked()
+		r.mu.Unlock()
+	}
+}
+
+// flushItem is one recording's share of a flush.
+type flushItem struct {
+	r       *Recording
+	buf     []byte // the pending buffer, chunk header reserved
+	events  int
+	bytes   int64 // uncommitted bytes it accounts for
+	lastUS  int64 // time of the last event in buf
+	info    SessionInfo
+	gap     *gap
+	end     *endRequest
+	values  [][]byte // chunks to put, in order
+	seq     uint64   // chain state after a successful commit
+	head    [hashLen]byte
+	evTotal int64
+}
+
+// flush commits what every dirty recording has pending.
+func (s *Store) flush(final bool) {
+	s.mu.Lock()
+	dirty := s.dirty
+	s.dirty = nil
+	s.mu.Unlock()
+	checkpoint := s.auditDirty.Swap(false)
+	if len(dirty) == 0 && !checkpoint {
+		s.broadcastFlushed()
+		return
+	}
+	now := s.cfg.Now()
+	items := make([]*flushItem, 0, len(dirty))
+	for _, r := range dirty {
+		it := &flushItem{r: r}
+		r.mu.Lock()
+		r.dirty = false
+		if r.pendingEv > 0 {
+			it.buf, it.events = r.pending, r.pendingEv
+			it.bytes = int64(len(r.pending) - chunkHeaderLen)
+			r.pending, r.pendingEv = nil, 0
+		}
+		it.gap, it.end, it.lastUS = r.gap, r.endReq, r.lastUS
+		it.info = r.info
+		it.info.BytesIn, it.info.BytesOut, it.info.Truncated = r.bytesIn, r.bytesOut, r.truncated
+		r.mu.Unlock()
+		s.prepare(it, now)
+		items = append(items, it)
+	}
+
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if s.failHook != nil {
+			if err := s.failHook(); err != nil {
+				return err
+			}
+		}
+		chunks := tx.Bucket(bucketChunks)
+		for _, it := range items {
+			for i, v := range it.values {
+				if err := chunks.Put(chunkKey(it.r.id, it.r.seq+uint64(i)), v); err != nil {
+					return err
+				}
+			}
+			if err := putSession(tx, it.info); err != nil {
+				return err
+			}
+			if it.end != nil {
+				sealed, err := sign(s.cfg.SealKey, sealDomain, newSeal(it.info, it.head, now))
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketSeals).Put([]byte(it.r.id), sealed); err != nil {
+					return err
+				}
+			}
+			if it.gap != nil {
+				_, err := s.appendAudit(tx, AuditEvent{
+					Type: "recording.gap", User: it.info.User, SessionID: it.r.id, Target: it.info.Target,
+					Outcome: "gap", Reason: it.gap.err.Error(),
+					Fields: map[string]string{"events_lost": fmt.Sprint(it.gap.events), "bytes_lost": fmt.Sprint(it.gap.bytes)},
+				})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if checkpoint || s.auditDirty.Swap(false) {
+			return s.putCheckpoint(tx, now)
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrWrite, err)
+		s.log.Error("recorder: flush failed", "sessions", len(items), "mode", s.cfg.Mode.String(), "err", err)
+		if checkpoint {
+			s.auditDirty.Store(true)
+		}
+	}
+	for _, it := range items {
+		s.finish(it, err, final)
+	}
+	s.broadcastFlushed()
+}
+
+// prepare turns an item's pending events into chunk values (outside any
+// lock: the chain state belongs to the flusher) and computes the session
+// record as it will be after the commit.
+func (s *Store) prepare(it *flushItem, now time.Time) {
+	r := it.r
+	seq, head := r.seq, r.head
+	evTotal := r.committedEvents
+	if it.gap != nil {
+		label := fmt.Sprintf("recording gap: %d events (%d bytes) lost: %v", it.gap.events, it.gap.bytes, it.gap.err)
+		payload := appendEvent(nil, asciicast.Marker, it.gap.lastUS, []byte(label))
+		v, h := newChunk(payload, seq, head, 1)
+		it.values = append(it.values, v)
+		seq, head = seq+1, h
+		evTotal++
+	}
+	if it.buf != nil {
+		v, h := sealChunk(it.buf, seq, head, it.events)
+		it.buf = v
+		it.values = append(it.values, v)
+		seq, head = seq+1, h
+		evTotal += int64(it.events)
+	}
+	it.seq, it.head, it.evTotal = seq, head, evTotal
+	it.info.Events, it.info.Chunks = evTotal, int64(seq)
+	if it.end != nil {
+		it.info.Status = it.end.status
+		it.info.End = it.end.end
+		it.info.ExitStatus, it.info.ExitSignal, it.info.Reason = it.end.exit.Status, it.end.exit.Signal, it.end.exit.Reason
+		if it.end.reason != "" {
+			it.info.Error = it.end.reason
+		}
+		if it.info.Status == StatusInterrupted && it.info.Reason == "" {
+			it.info.Reason = it.end.reason
+		}
+	}
+}
+
+// finish applies a flush's outcome to one recording.
+func (s *Store) finish(it *flushItem, err error, final bool) {
+	r := it.r
+	s.uncommitted.Add(-it.bytes)
+	r.uncommitted.Add(-it.bytes)
+	if err == nil {
+		r.seq, r.head, r.committedEvents = it.seq, it.head, it.evTotal
+		if it.buf != nil {
+			s.putBuffer(it.buf)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.info.Events, r.info.Chunks = it.info.Events, it.info.Chunks
+	if err == nil {
+		if it.gap != nil && r.gap == it.gap {
+			r.gap = nil
+		}
+		if it.end != nil {
+			r.info = it.info
+			if !it.end.answered {
+				it.end.answered = true
+				it.end.done <- nil
+			}
+			r.endReq = nil
+			s.mu.Lock()
+			delete(s.active, r.id)
+			s.mu.Unlock()
+		}
+		return
+	}
+	// The transaction failed: these events are lost. The next successful
+	// flush writes a gap marker (and audits it) before anything newer.
+	r.info.Events, r.info.Chunks = r.committedEvents, int64(r.seq)
+	if s.cfg.Mode == Strict || final {
+		r.failLocked(err)
+	}
+	if it.events > 0 || it.gap != nil {
+		g := r.gap
+		if g == nil {
+			g = &gap{}
+			r.gap = g
+		}
+		g.events += int64(it.events)
+		g.bytes += it.bytes
+		g.lastUS = max(g.lastUS, it.lastUS)
+		g.err = err
+	}
+	if it.end != nil {
+		if r.err != nil && it.end.status == StatusEnded {
+			it.end.status, it.end.reason = StatusFailed, r.err.Error()
+		}
+		if !it.end.answered {
+			it.end.answered = true
+			it.end.done <- fmt.Errorf("recorder: end session %s: %w", r.id, err)
+		}
+	}
+	if !final && (it.end != nil || r.gap != nil) {
+		r.markDirtyLocked() // retry the seal or the gap marker next time
+	}
+	if final && it.end != nil {
+		s.mu.Lock()
+		delete(s.active, r.id)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Store) broadcastFlushed() {
+	s.mu.Lock()
+	close(s.flushed)
+	s.flushed = make(chan struct{})
+	s.mu.Unlock()
+}

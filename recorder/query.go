@@ -1,0 +1,265 @@
+package recorder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/bastionhq/bastion/recorder/asciicast"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Session returns a session's metadata, or an error wrapping ErrNotFound.
+// For a live session the counters are those of the last flush.
+func (s *Store) Session(id string) (SessionInfo, error) {
+	if err := s.enter(); err != nil {
+		return SessionInfo{}, err
+	}
+	defer s.leave()
+	if !validID(id) {
+		return SessionInfo{}, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
+	}
+	var info SessionInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		info, err = getSession(tx, id)
+		return err
+	})
+	return info, err
+}
+
+// Sessions returns the sessions matching f, newest first.
+func (s *Store) Sessions(f SessionFilter) ([]SessionInfo, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var out []SessionInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		sessions := tx.Bucket(bucketSessions)
+		c := tx.Bucket(bucketByStart).Cursor()
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			if len(k) <= 8 {
+				continue
+			}
+			start := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])^(1<<63)))
+			if !f.Since.IsZero() && start.Before(f.Since) {
+				break
+			}
+			v := sessions.Get(k[8:])
+			if v == nil {
+				continue
+			}
+			var info SessionInfo
+			if err := json.Unmarshal(v, &info); err != nil {
+				s.log.Error("recorder: unreadable session record", "session_id", string(k[8:]), "err", err)
+				continue
+			}
+			if (f.User != "" && info.User != f.User) || (f.Target != "" && info.Target != f.Target) || (f.Kind != "" && info.Kind != f.Kind) {
+				continue
+			}
+			out = append(out, info)
+			if f.Limit > 0 && len(out) >= f.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: sessions: %w", err)
+	}
+	return out, nil
+}
+
+// Events calls fn for each committed event of a session, in order. Chunks
+// are read in batches and checked (hash and chain link) before their events
+// are delivered, and fn runs outside any transaction, so a slow consumer
+// (a replay with its original timing) never holds the database. A damaged
+// chunk stops the walk with an error wrapping ErrBroken; an error from fn
+// stops it and is returned as is.
+func (s *Store) Events(id string, fn func(asciicast.Event) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if _, err := s.sessionView(id); err != nil {
+		return err
+	}
+	return s.events(id, fn)
+}
+
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+func (s *Store) events(id string, fn func(asciicast.Event) error) error {
+	cc := newChainChecker(id)
+	err := s.scan(bucketChunks, chunkPrefix(id), nil, func(k, v []byte) error {
+		var last = cc.last
+		c, err := cc.check(k, v, nil)
+		if err != nil {
+			return fmt.Errorf("recorder: session %s: chunk %d: %w: %v", id, cc.next, ErrBroken, err)
+		}
+		return walkEvents(c, &last, func(e rawEvent) error {
+			if err := fn(e.event()); err != nil {
+				return callbackError{err}
+			}
+			return nil
+		})
+	})
+	var cbErr callbackError
+	if errors.As(err, &cbErr) {
+		return cbErr.err
+	}
+	return err
+}
+
+func (s *Store) sessionView(id string) (SessionInfo, error) {
+	if !validID(id) {
+		return SessionInfo{}, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
+	}
+	var info SessionInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		info, err = getSession(tx, id)
+		return err
+	})
+	return info, err
+}
+
+// Export writes a session as an asciicast v2 recording, with bastion's
+// metadata in the header's "x_bastion" object. A session without a terminal
+// gets an 80x24 header.
+func (s *Store) Export(id string, w io.Writer) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	info, err := s.sessionView(id)
+	if err != nil {
+		return err
+	}
+	h := asciicast.Header{
+		Width: info.Width, Height: info.Height, Timestamp: info.Start.Unix(), Command: info.Command,
+		Bastion: &asciicast.Meta{SessionID: info.ID, User: info.User, Target: info.Target, Login: info.Login, Kind: info.Kind},
+	}
+	if h.Width == 0 || h.Height == 0 {
+		h.Width, h.Height = 80, 24
+	}
+	if info.Term != "" {
+		h.Env = map[string]string{"TERM": info.Term}
+	}
+	if info.Status != StatusLive && !info.End.IsZero() && info.End.After(info.Start) {
+		h.Duration = math.Round(info.End.Sub(info.Start).Seconds()*1e6) / 1e6
+	}
+	enc, err := asciicast.NewEncoder(w, h)
+	if err != nil {
+		return fmt.Errorf("recorder: export %s: %w", id, err)
+	}
+	return s.events(id, enc.Event)
+}
+
+// Verify checks a session's recording: every chunk against its hash and the
+// chain, and the seal against the chain head, the counts and the session
+// record. The report says intact, or which chunk broke and why. Only a
+// failure to read the store is returned as an error.
+func (s *Store) Verify(id string) (Report, error) {
+	if err := s.enter(); err != nil {
+		return Report{}, err
+	}
+	defer s.leave()
+	rep := Report{ID: id, BrokenAt: -1}
+	if !validID(id) {
+		return rep, fmt.Errorf("recorder: verify %s: %w", quoteID(id), ErrNotFound)
+	}
+	var (
+		info      SessionInfo
+		infoErr   error
+		sealBytes []byte
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		info, infoErr = getSession(tx, id)
+		if errors.Is(infoErr, ErrNotFound) {
+			return infoErr
+		}
+		sealBytes = bytes.Clone(tx.Bucket(bucketSeals).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	rep.Status = info.Status
+	fail := func(at int64, format string, args ...any) {
+		if rep.Problem == "" {
+			rep.BrokenAt, rep.Problem = at, fmt.Sprintf(format, args...)
+		}
+	}
+	if infoErr != nil {
+		fail(-1, "the session record is unreadable")
+	}
+
+	cc := newChainChecker(id)
+	err = s.scan(bucketChunks, chunkPrefix(id), nil, func(k, v []byte) error {
+		if _, err := cc.check(k, v, nil); err != nil {
+			switch {
+			case errors.Is(err, errChunkMissing):
+				fail(int64(cc.next), "chunk %d is missing", cc.next)
+			case errors.Is(err, errChunkLink):
+				fail(int64(cc.next), "chunk %d does not link to chunk %d: one of them was replaced", cc.next, int64(cc.next)-1)
+			default:
+				fail(int64(cc.next), "chunk %d: %v", cc.next, err)
+			}
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return rep, fmt.Errorf("recorder: verify %s: %w", id, err)
+	}
+	rep.Chunks, rep.Events = int64(cc.next), cc.events
+
+	switch {
+	case sealBytes != nil:
+		se, err := VerifySeal(s.pub, sealBytes)
+		if err != nil {
+			fail(-1, "the seal is invalid: %v", errors.Unwrap(err))
+			break
+		}
+		if rep.Problem != "" {
+			break
+		}
+		if se.SessionID != id {
+			fail(-1, "the seal belongs to another session")
+			break
+		}
+		if se.Chunks > rep.Chunks {
+			fail(rep.Chunks, "chunks %d to %d are missing (the seal covers %d)", rep.Chunks, se.Chunks-1, se.Chunks)
+			break
+		}
+		if se.Chunks < rep.Chunks {
+			fail(se.Chunks, "chunk %d was added after the seal", se.Chunks)
+			break
+		}
+		if se.Head != hex.EncodeToString(cc.head[:]) || se.Events != rep.Events {
+			fail(rep.Chunks-1, "the chain does not end where the seal says")
+			break
+		}
+		if field := se.mismatch(info); field != "" && infoErr == nil {
+			fail(-1, "the session record's %s differs from the seal", field)
+			break
+		}
+		rep.Sealed = true
+	case info.Status == StatusLive:
+		// Not sealed yet: the chain so far is all there is to check.
+	default:
+		fail(-1, "the %s session has no seal", info.Status)
+	}
+	rep.Intact = rep.Problem == ""
+	return rep, nil
+}

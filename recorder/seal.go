@@ -1,0 +1,131 @@
+package recorder
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Seal closes a session's chunk chain: it names the last chunk's hash, the
+// counts and the session's metadata, and is signed with the store's SealKey.
+type Seal struct {
+	SessionID  string    `json:"session_id"`
+	Status     string    `json:"status"`
+	Kind       string    `json:"kind"`
+	User       string    `json:"user"`
+	Issuer     string    `json:"issuer,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	Target     string    `json:"target"`
+	Login      string    `json:"login,omitempty"`
+	Command    string    `json:"command,omitempty"`
+	ClientAddr string    `json:"client_addr,omitempty"`
+	CertSerial uint64    `json:"cert_serial,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	ExitStatus int       `json:"exit_status"`
+	BytesIn    int64     `json:"bytes_in"`
+	BytesOut   int64     `json:"bytes_out"`
+	Chunks     int64     `json:"chunks"`
+	Events     int64     `json:"events"`
+	Truncated  bool      `json:"truncated,omitempty"`
+	Head       string    `json:"head"` // hex SHA-256 of the last chunk, or of the chain's genesis
+	SealedAt   time.Time `json:"sealed_at"`
+}
+
+// signed is the stored form of a seal or audit checkpoint: the exact JSON
+// that was signed, and the signature over a domain string and that JSON.
+type signed struct {
+	Payload json.RawMessage `json:"payload"`
+	Key     []byte          `json:"key"` // the public key, to tell a key change from forgery
+	Sig     []byte          `json:"sig"`
+}
+
+const (
+	sealDomain       = "bastion-seal-v1\n"
+	checkpointDomain = "bastion-audit-checkpoint-v1\n"
+)
+
+var errSignature = errors.New("signature does not verify")
+
+func sign(key ed25519.PrivateKey, domain string, v any) ([]byte, error) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	sig := ed25519.Sign(key, append([]byte(domain), payload...))
+	return json.Marshal(signed{Payload: payload, Key: key.Public().(ed25519.PublicKey), Sig: sig})
+}
+
+func openSigned(pub ed25519.PublicKey, domain string, data []byte, v any) error {
+	var s signed
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("unreadable: %v", err)
+	}
+	if !ed25519.Verify(pub, append([]byte(domain), s.Payload...), s.Sig) {
+		if !pub.Equal(ed25519.PublicKey(s.Key)) {
+			return fmt.Errorf("%w: signed by a different key", errSignature)
+		}
+		return errSignature
+	}
+	if err := json.Unmarshal(s.Payload, v); err != nil {
+		return fmt.Errorf("unreadable payload: %v", err)
+	}
+	return nil
+}
+
+// VerifySeal checks a stored seal's signature with pub and returns it. It lets
+// tools holding only the public key check an exported seal.
+func VerifySeal(pub ed25519.PublicKey, data []byte) (Seal, error) {
+	var s Seal
+	if err := openSigned(pub, sealDomain, data, &s); err != nil {
+		return Seal{}, fmt.Errorf("recorder: seal: %w", err)
+	}
+	return s, nil
+}
+
+// SealPublicKey returns the public half of the key that signs seals and
+// audit checkpoints.
+func (s *Store) SealPublicKey() ed25519.PublicKey { return s.pub }
+
+func newSeal(info SessionInfo, head [hashLen]byte, sealedAt time.Time) Seal {
+	return Seal{
+		SessionID: info.ID, Status: info.Status, Kind: info.Kind, User: info.User,
+		Issuer: info.Issuer, Subject: info.Subject, Target: info.Target, Login: info.Login,
+		Command: info.Command, ClientAddr: info.ClientAddr, CertSerial: info.CertSerial,
+		Start: info.Start, End: info.End, ExitStatus: info.ExitStatus,
+		BytesIn: info.BytesIn, BytesOut: info.BytesOut, Chunks: info.Chunks, Events: info.Events,
+		Truncated: info.Truncated, Head: hex.EncodeToString(head[:]), SealedAt: sealedAt.UTC(),
+	}
+}
+
+// mismatch compares a seal with the stored session record and returns the
+// first field that differs, or "".
+func (se Seal) mismatch(info SessionInfo) string {
+	want := newSeal(info, [hashLen]byte{}, time.Time{})
+	switch {
+	case se.SessionID != want.SessionID:
+		return "session_id"
+	case se.Status != want.Status:
+		return "status"
+	case se.Kind != want.Kind || se.User != want.User || se.Issuer != want.Issuer || se.Subject != want.Subject:
+		return "identity"
+	case se.Target != want.Target || se.Login != want.Login || se.Command != want.Command:
+		return "target"
+	case se.ClientAddr != want.ClientAddr || se.CertSerial != want.CertSerial:
+		return "client"
+	case !se.Start.Equal(want.Start) || !se.End.Equal(want.End):
+		return "times"
+	case se.ExitStatus != want.ExitStatus:
+		return "exit_status"
+	case se.BytesIn != want.BytesIn || se.BytesOut != want.BytesOut:
+		return "bytes"
+	case se.Chunks != want.Chunks || se.Events != want.Events:
+		return "counts"
+	case se.Truncated != want.Truncated:
+		return "truncated"
+	}
+	return ""
+}

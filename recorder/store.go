@@ -1,0 +1,363 @@
+package recorder
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the bbolt file.
+var (
+	bucketMeta        = []byte("meta")              // "format" -> storeFormat
+	bucketSessions    = []byte("sessions")          // session ID -> SessionInfo JSON
+	bucketByStart     = []byte("sessions_by_start") // start (8 bytes) + ID -> nothing
+	bucketChunks      = []byte("chunks")            // session ID + 0 + seq (8 bytes) -> chunk
+	bucketSeals       = []byte("seals")             // session ID -> signed Seal
+	bucketAudit       = []byte("audit")             // seq (8 bytes) -> auditRecord JSON
+	bucketCheckpoints = []byte("audit_checkpoints") // seq (8 bytes) -> signed checkpoint
+	bucketRevocations = []byte("revocations")       // serial (8 bytes) -> Revocation JSON
+	bucketHostKeys    = []byte("host_keys")         // target -> pinned key
+	allBuckets        = [][]byte{bucketMeta, bucketSessions, bucketByStart, bucketChunks, bucketSeals,
+		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys}
+)
+
+const storeFormat = "bastion-recorder-1"
+
+// Store is the recording store: the one owner of the bbolt file.
+type Store struct {
+	cfg Config
+	db  *bolt.DB
+	pub ed25519.PublicKey
+	log *slog.Logger
+
+	closeMu sync.RWMutex // held shared by public operations, exclusively by Close
+	closed  bool
+
+	mu      sync.Mutex            // guards active, dirty, flushed
+	active  map[string]*Recording // recordings not yet ended
+	dirty   []*Recording          // recordings with something to flush
+	flushed chan struct{}         // closed and replaced after every flush
+
+	kick     chan struct{} // asks the flusher for an early flush
+	stop     chan struct{} // closed by Close
+	done     chan struct{} // closed when the flusher has exited
+	closedCh chan struct{} // closed when the final flush is done
+
+	uncommitted atomic.Int64 // event bytes buffered across all sessions
+	auditDirty  atomic.Bool  // audit records since the last checkpoint
+
+	idMu    sync.Mutex
+	entropy io.Reader
+
+	revMu   sync.RWMutex
+	revoked map[uint64]struct{}
+
+	bufPool sync.Pool // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
+
+	// failHook, set by tests, fails the flush transaction with its error.
+	failHook func() error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store at cfg.Path. It marks sessions
+// left live by a crash as interrupted and seals them, loads the revocations
+// and starts the flusher.
+func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
+		Timeout:      cfg.OpenTimeout,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: open %s: %w", cfg.Path, err)
+	}
+	s := &Store{
+		cfg:      cfg,
+		db:       db,
+		pub:      cfg.SealKey.Public().(ed25519.PublicKey),
+		log:      cfg.Logger,
+		active:   make(map[string]*Recording),
+		flushed:  make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		closedCh: make(chan struct{}),
+		entropy:  ulid.Monotonic(rand.Reader, 0),
+		revoked:  make(map[uint64]struct{}),
+	}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+func (s *Store) init() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch f := meta.Get([]byte("format")); {
+		case f == nil:
+			return meta.Put([]byte("format"), []byte(storeFormat))
+		case string(f) != storeFormat:
+			return fmt.Errorf("%w: unknown store format %q", ErrConfig, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recorder: init %s: %w", s.cfg.Path, err)
+	}
+	if err := s.recoverLive(); err != nil {
+		return err
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevocations).ForEach(func(k, _ []byte) error {
+			if len(k) == 8 {
+				s.revoked[binary.BigEndian.Uint64(k)] = struct{}{}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("recorder: load revocations: %w", err)
+	}
+	return nil
+}
+
+// recoverLive marks sessions still "live" in the file, which can only be
+// left over from a crash, as interrupted, and seals what was committed.
+func (s *Store) recoverLive() error {
+	var live []SessionInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var info SessionInfo
+			if err := json.Unmarshal(v, &info); err != nil {
+				s.log.Error("recorder: unreadable session record", "session_id", string(k), "err", err)
+				return nil
+			}
+			if info.Status == StatusLive {
+				live = append(live, info)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("recorder: recover: %w", err)
+	}
+	now := s.cfg.Now()
+	for _, info := range live {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			cc := newChainChecker(info.ID)
+			var broken error
+			c := tx.Bucket(bucketChunks).Cursor()
+			prefix := chunkPrefix(info.ID)
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if _, err := cc.check(k, v, nil); err != nil {
+					broken = err
+					break
+				}
+			}
+			info.Status = StatusInterrupted
+			info.End = info.Start.Add(time.Duration(cc.last) * time.Microsecond)
+			if info.Error == "" {
+				info.Error = "the bastion stopped while the session was live"
+			}
+			if broken != nil {
+				info.Error = fmt.Sprintf("recording damaged at chunk %d: %v", cc.next, broken)
+			} else {
+				info.Events, info.Chunks = cc.events, int64(cc.next)
+			}
+			if err := putSession(tx, info); err != nil {
+				return err
+			}
+			if broken == nil {
+				sealed, err := sign(s.cfg.SealKey, sealDomain, newSeal(info, cc.head, now))
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketSeals).Put([]byte(info.ID), sealed); err != nil {
+					return err
+				}
+			}
+			_, err := s.appendAudit(tx, AuditEvent{
+				Type: "session.interrupted", User: info.User, SessionID: info.ID, Target: info.Target,
+				Outcome: StatusInterrupted, Reason: info.Error,
+			})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("recorder: recover session %s: %w", info.ID, err)
+		}
+		s.log.Warn("recorder: marked an interrupted session", "session_id", info.ID, "events", info.Events)
+	}
+	return nil
+}
+
+// Close flushes everything, marks recordings that were not ended as
+// interrupted (and seals them), and closes the file. Writers blocked on
+// backpressure return ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
+		s.closeMu.Unlock()
+		close(s.stop)
+		<-s.done
+		close(s.closedCh)
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("recorder: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// enter marks the start of a public operation; it fails once Close began.
+func (s *Store) enter() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.closeMu.RUnlock() }
+
+// newID returns a fresh ULID for time t.
+func (s *Store) newID(t time.Time) (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	id, err := ulid.New(ulid.Timestamp(t), s.entropy)
+	if err != nil {
+		return "", fmt.Errorf("recorder: new ID: %w", err)
+	}
+	return id.String(), nil
+}
+
+// validID reports whether id is acceptable as a session ID: 1 to 64 ASCII
+// letters, digits, '-' or '_'. Everything that names a session comes from
+// outside, so anything else is refused before it reaches a key or a log.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteID formats an outside ID for an error message, bounded and escaped.
+func quoteID(id string) string {
+	if len(id) > 80 {
+		id = id[:80] + "..."
+	}
+	return fmt.Sprintf("%q", id)
+}
+
+func startKey(t time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano())^(1<<63)) // sorts signed times
+	return append(k, id...)
+}
+
+func putSession(tx *bolt.Tx, info SessionInfo) error {
+	v, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSessions).Put([]byte(info.ID), v)
+}
+
+func getSession(tx *bolt.Tx, id string) (SessionInfo, error) {
+	var info SessionInfo
+	v := tx.Bucket(bucketSessions).Get([]byte(id))
+	if v == nil {
+		return info, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
+	}
+	if err := json.Unmarshal(v, &info); err != nil {
+		return info, fmt.Errorf("recorder: session %s: %w: unreadable record: %v", quoteID(id), ErrBroken, err)
+	}
+	return info, nil
+}
+
+func u64key(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// scanBatchBytes bounds how much one read transaction of scan copies out.
+const scanBatchBytes = 4 << 20
+
+// scan calls fn with copies of the key/value pairs of bucket whose keys start
+// with prefix, from start on, reading in batches so that no read transaction
+// stays open while fn runs. k and v are valid only until fn returns.
+func (s *Store) scan(bucket, prefix, start []byte, fn func(k, v []byte) error) error {
+	type kv struct{ k, v []byte }
+	var (
+		batch []kv
+		arena []byte
+		next  = append([]byte(nil), start...)
+	)
+	if len(next) == 0 {
+		next = append(next, prefix...)
+	}
+	for {
+		batch, arena = batch[:0], arena[:0]
+		more := false
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucket).Cursor()
+			k, v := c.First()
+			if len(next) > 0 {
+				k, v = c.Seek(next)
+			}
+			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if len(batch) > 0 && len(arena)+len(k)+len(v) > scanBatchBytes {
+					next = append(next[:0], k...)
+					more = true
+					return nil
+				}
+				off := len(arena)
+				arena = append(arena, k...)
+				arena = append(arena, v...)
+				batch = append(batch, kv{k: arena[off : off+len(k) : off+len(k)], v: arena[off+len(k) : len(arena) : len(arena)]})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range batch {
+			if err := fn(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+var errStop = errors.New("stop")
