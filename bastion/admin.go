@@ -1,0 +1,279 @@
+package bastion
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+)
+
+// adminSession runs admin commands: `ssh -p 2222 alice@bastion whoami`.
+func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id ca.Identity, nc gossh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	pol := s.cfg.Policy()
+	pid := policyIdentity(id)
+	caller := Caller{Identity: id, Roles: pol.RoleNames(pid), Auditor: pol.IsAuditor(pid), RemoteAddr: conn.RemoteAddr().String()}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var pty *Pty
+	resize := make(chan [2]int, 4)
+	run := make(chan []string, 1)
+	go func() {
+		defer cancel() // the client closed the channel
+		started := false
+		for req := range reqs {
+			ok := false
+			switch req.Type {
+			case "pty-req":
+				var m ptyRequestMsg
+				if gossh.Unmarshal(req.Payload, &m) == nil && validSize(m.Columns, m.Rows) && !started {
+					pty = &Pty{Term: m.Term, Width: int(m.Columns), Height: int(m.Rows), Resize: resize}
+					ok = true
+				}
+			case "window-change":
+				var m windowChangeMsg
+				if gossh.Unmarshal(req.Payload, &m) == nil && validSize(m.Columns, m.Rows) {
+					select {
+					case resize <- [2]int{int(m.Columns), int(m.Rows)}:
+					default:
+					}
+				}
+			case "env":
+				ok = true // accepted and ignored: admin commands use no environment
+			case "shell", "exec":
+				if started {
+					break
+				}
+				var args []string
+				if req.Type == "exec" {
+					var m execMsg
+					if gossh.Unmarshal(req.Payload, &m) != nil {
+						break
+					}
+					var err error
+					if args, err = splitArgs(m.Command); err != nil {
+						fmt.Fprintf(ch.Stderr(), "bastion: %v\n", err)
+						break
+					}
+				}
+				started, ok = true, true
+				run <- args
+			}
+			if req.WantReply {
+				req.Reply(ok, nil)
+			}
+		}
+	}()
+	var args []string
+	select {
+	case args = <-run:
+	case <-cctx.Done():
+		return
+	}
+	status := s.runAdmin(cctx, caller, args, AdminIO{Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Pty: pty})
+	ch.SendRequest("exit-status", false, gossh.Marshal(exitStatusMsg{Status: uint32(status)}))
+	ch.CloseWrite()
+}
+
+// runAdmin dispatches one admin command and returns its exit status.
+func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio AdminIO) int {
+	if len(args) == 0 {
+		args = []string{"help"}
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "whoami":
+		return s.adminWhoami(c, rest, aio)
+	case "targets":
+		return s.adminTargets(c, rest, aio)
+	case "help", "--help", "-h":
+		s.adminHelp(aio.Stdout)
+		return 0
+	}
+	if cmd, ok := s.cfg.Admin[name]; ok {
+		return cmd(ctx, c, rest, aio)
+	}
+	fmt.Fprintf(aio.Stderr, "bastion: unknown command %q; try `help`\n", printable(name))
+	return 127
+}
+
+func (s *Server) adminHelp(w io.Writer) {
+	names := []string{"help", "targets", "whoami"}
+	for n := range s.cfg.Admin {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, "bastion admin commands: %s\n", strings.Join(names, ", "))
+	fmt.Fprintf(w, "To reach a target: ssh -J <bastion> login@target, or ssh -p <port> login@target@<bastion>.\n")
+}
+
+func wantJSON(args []string) (bool, error) {
+	js := false
+	for _, a := range args {
+		switch a {
+		case "--json":
+			js = true
+		default:
+			return false, fmt.Errorf("unknown argument %q", printable(a))
+		}
+	}
+	return js, nil
+}
+
+func (s *Server) adminWhoami(c Caller, args []string, aio AdminIO) int {
+	js, err := wantJSON(args)
+	if err != nil {
+		fmt.Fprintf(aio.Stderr, "bastion: whoami: %v\n", err)
+		return 2
+	}
+	out := struct {
+		User        string    `json:"user"`
+		Issuer      string    `json:"issuer"`
+		Subject     string    `json:"subject"`
+		Groups      []string  `json:"groups"`
+		Roles       []string  `json:"roles"`
+		Workload    bool      `json:"workload"`
+		Serial      string    `json:"serial"`
+		ValidBefore time.Time `json:"valid_before"`
+	}{c.Identity.User, c.Identity.Issuer, c.Identity.Subject, c.Identity.Groups, c.Roles, c.Identity.Workload,
+		strconv.FormatUint(c.Identity.Serial, 10), c.Identity.ValidBefore.UTC()}
+	if js {
+		return writeJSONLine(aio, out)
+	}
+	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "user\t%s\n", out.User)
+	fmt.Fprintf(tw, "issuer\t%s\n", out.Issuer)
+	fmt.Fprintf(tw, "subject\t%s\n", printable(out.Subject))
+	fmt.Fprintf(tw, "groups\t%s\n", strings.Join(out.Groups, ", "))
+	fmt.Fprintf(tw, "roles\t%s\n", strings.Join(out.Roles, ", "))
+	if out.Workload {
+		fmt.Fprintf(tw, "kind\tworkload\n")
+	}
+	fmt.Fprintf(tw, "certificate\tserial %s, valid until %s\n", out.Serial, out.ValidBefore.Format(time.RFC3339))
+	tw.Flush()
+	return 0
+}
+
+func (s *Server) adminTargets(c Caller, args []string, aio AdminIO) int {
+	js, err := wantJSON(args)
+	if err != nil {
+		fmt.Fprintf(aio.Stderr, "bastion: targets: %v\n", err)
+		return 2
+	}
+	list := s.cfg.Policy().Targets(policyIdentity(c.Identity))
+	if js {
+		return writeJSONLine(aio, list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(aio.Stdout, "no targets: none of your roles (%s) covers a target\n", strings.Join(c.Roles, ", "))
+		return 0
+	}
+	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "TARGET\tKIND\tLOGINS / DB USERS\tNOTES\n")
+	for _, t := range list {
+		who := strings.Join(t.Logins, ",")
+		if t.Kind == "postgres" {
+			who = strings.Join(t.DBUsers, ",")
+		}
+		note := ""
+		if t.ExecOnly {
+			note = "exec only"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Kind, who, note)
+	}
+	tw.Flush()
+	return 0
+}
+
+func writeJSONLine(aio AdminIO, v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		fmt.Fprintf(aio.Stderr, "bastion: %v\n", err)
+		return 1
+	}
+	aio.Stdout.Write(append(b, '\n'))
+	return 0
+}
+
+// splitArgs splits an admin command line like a POSIX shell would, with
+// single and double quotes and backslash escapes, and nothing else: no
+// expansion of any kind.
+func splitArgs(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inArg := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("unterminated single quote")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inArg = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated double quote")
+			}
+			inArg = true
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("trailing backslash")
+			}
+			i++
+			cur.WriteByte(s[i])
+			inArg = true
+		default:
+			cur.WriteByte(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	if len(args) > 64 {
+		return nil, errors.New("too many arguments")
+	}
+	return args, nil
+}
+
+// printable quotes control characters in attacker-supplied names so they
+// cannot write escape sequences into logs or terminals.
+func printable(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
+}

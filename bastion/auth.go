@@ -1,0 +1,157 @@
+package bastion
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+)
+
+// authError is a refused user key, with a reason label for metrics.
+type authError struct {
+	reason string
+	err    error
+}
+
+func (e *authError) Error() string { return e.err.Error() }
+
+func refuse(reason, format string, args ...any) error {
+	return &authError{reason: reason, err: fmt.Errorf(format, args...)}
+}
+
+// supportedCriticalOptions are the critical options the bastion enforces;
+// a certificate carrying any other is refused, as OpenSSH does.
+var supportedCriticalOptions = []string{"source-address"}
+
+// checkUserKey accepts only a user certificate signed by the bastion's user
+// CA (exact key comparison), within its validity window, with exactly one
+// principal, only understood critical options, a source-address that admits
+// remote, and a serial that is not revoked.
+func (s *Server) checkUserKey(remote net.Addr, key gossh.PublicKey, check func(ca.Identity) error) (ca.Identity, error) {
+	cert, ok := key.(*gossh.Certificate)
+	if !ok {
+		return ca.Identity{}, refuse("not_certificate", "plain keys are not accepted: log in with `bastion login` to get a certificate")
+	}
+	if cert.CertType != gossh.UserCert {
+		return ca.Identity{}, refuse("host_certificate", "certificate serial %d is a host certificate, not a user certificate", cert.Serial)
+	}
+	if !bytes.Equal(cert.SignatureKey.Marshal(), s.userCA) {
+		return ca.Identity{}, refuse("unknown_ca", "certificate serial %d is not signed by this bastion's user CA", cert.Serial)
+	}
+	if len(cert.ValidPrincipals) == 0 {
+		// x/crypto treats an empty list as "any principal": refuse it.
+		return ca.Identity{}, refuse("no_principals", "certificate serial %d has no principals", cert.Serial)
+	}
+	checker := gossh.CertChecker{
+		SupportedCriticalOptions: supportedCriticalOptions,
+		Clock:                    s.now,
+		IsUserAuthority:          func(k gossh.PublicKey) bool { return bytes.Equal(k.Marshal(), s.userCA) },
+	}
+	if err := checker.CheckCert(cert.ValidPrincipals[0], cert); err != nil {
+		reason := "invalid"
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "expired"):
+			reason = "expired"
+		case strings.Contains(msg, "not yet valid"):
+			reason = "not_yet_valid"
+		case strings.Contains(msg, "critical option"):
+			reason = "critical_option"
+		case strings.Contains(msg, "signature"):
+			reason = "signature"
+		}
+		return ca.Identity{}, refuse(reason, "certificate serial %d: %v", cert.Serial, err)
+	}
+	if src, ok := cert.CriticalOptions["source-address"]; ok {
+		if err := checkSourceAddress(remote, src); err != nil {
+			return ca.Identity{}, refuse("source_address", "certificate serial %d: %v", cert.Serial, err)
+		}
+	}
+	if s.cfg.Revocations.IsRevoked(cert.Serial) {
+		return ca.Identity{}, refuse("revoked", "certificate serial %d has been revoked", cert.Serial)
+	}
+	id, err := ca.IdentityFromCertificate(cert)
+	if err != nil {
+		return ca.Identity{}, refuse("identity", "certificate serial %d: %v", cert.Serial, err)
+	}
+	if check != nil {
+		if err := check(id); err != nil {
+			return ca.Identity{}, refuse("identity_mismatch", "%v", err)
+		}
+	}
+	return id, nil
+}
+
+func checkSourceAddress(remote net.Addr, list string) error {
+	tcp, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("source-address restriction needs a TCP client address, have %s", remote)
+	}
+	for _, part := range strings.Split(list, ",") {
+		if _, n, err := net.ParseCIDR(part); err == nil {
+			if n.Contains(tcp.IP) {
+				return nil
+			}
+			continue
+		}
+		if ip := net.ParseIP(part); ip != nil && ip.Equal(tcp.IP) {
+			return nil
+		}
+	}
+	return fmt.Errorf("client address %s is not in the certificate's source-address %q", tcp.IP, list)
+}
+
+func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
+	reason := "invalid"
+	var ae *authError
+	if errors.As(err, &ae) {
+		reason = ae.reason
+	}
+	s.metrics.AuthFailures.WithLabelValues(reason).Inc()
+	s.log.Info("authentication refused", "remote", remote.String(), "reason", reason, "err", err)
+	// Audit refusals of certificates (someone holds a credential of ours
+	// or a forgery); plain-key attempts are scanner noise, counted only.
+	if cert, ok := key.(*gossh.Certificate); ok {
+		ev := Event{Type: "ssh.login", Outcome: "refused", Reason: err.Error(), Fields: map[string]string{
+			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": cert.KeyId, "reason": reason,
+		}}
+		if len(cert.ValidPrincipals) > 0 {
+			ev.Identity.User = cert.ValidPrincipals[0]
+		}
+		s.audit(ev)
+	}
+}
+
+// The identity travels from authentication to the channel handlers in the
+// connection's Permissions, set for the key that signed.
+const permIdentity = "identity@bastionhq.dev"
+
+func identityPermissions(id ca.Identity) *gossh.Permissions {
+	b, _ := json.Marshal(id)
+	p := &gossh.Permissions{Extensions: map[string]string{permIdentity: string(b)}}
+	if id.SourceAddress != "" {
+		p.CriticalOptions = map[string]string{"source-address": id.SourceAddress}
+	}
+	return p
+}
+
+func identityOf(conn *gossh.ServerConn) (ca.Identity, error) {
+	if conn.Permissions == nil {
+		return ca.Identity{}, errors.New("bastion: connection has no verified identity")
+	}
+	raw, ok := conn.Permissions.Extensions[permIdentity]
+	if !ok {
+		return ca.Identity{}, errors.New("bastion: connection has no verified identity")
+	}
+	var id ca.Identity
+	if err := json.Unmarshal([]byte(raw), &id); err != nil {
+		return ca.Identity{}, fmt.Errorf("bastion: identity: %w", err)
+	}
+	return id, nil
+}

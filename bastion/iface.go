@@ -1,0 +1,111 @@
+package bastion
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/bastionhq/bastion/ca"
+)
+
+// What the server needs from the recorder, as small interfaces consumed
+// here; cmd/bastion adapts *recorder.Store to them.
+
+// SessionMeta describes a session when its recording begins.
+type SessionMeta struct {
+	ID         string
+	Kind       string // shell, exec, subsystem, tcp, postgres
+	Identity   ca.Identity
+	Target     string
+	Login      string
+	Command    string
+	ClientAddr string
+	Width      int
+	Height     int
+	Term       string
+	Start      time.Time
+}
+
+// Exit is how a session ended.
+type Exit struct {
+	Status int    // exit status; -1 when none was received
+	Signal string // exit signal name, if any
+	Reason string // why the bastion ended it, if it did
+}
+
+// Recorder starts recordings.
+type Recorder interface {
+	Begin(meta SessionMeta) (Recording, error)
+}
+
+// Recording receives one session's events. Output, Input and Marker must
+// copy what they keep: callers reuse buffers.
+type Recording interface {
+	Output(p []byte) error
+	Input(p []byte) error
+	Resize(cols, rows int) error
+	Marker(label string) error
+	AddBytes(in, out int64)
+	// Failed is closed when the recording can no longer be written; in
+	// strict mode the session must then end with Err as the reason.
+	Failed() <-chan struct{}
+	Err() error
+	End(exit Exit) error
+}
+
+// Event is one audit record.
+type Event struct {
+	Type      string // e.g. "ssh.login", "session.start", "forward.refuse"
+	Identity  ca.Identity
+	SessionID string
+	Target    string
+	Outcome   string // "allowed", "refused", "ended", ...
+	Reason    string
+	Fields    map[string]string
+}
+
+// Auditor appends to the audit log.
+type Auditor interface {
+	Audit(ev Event) error
+}
+
+// HostKeyPins stores trust-on-first-use host keys of targets.
+type HostKeyPins interface {
+	PinnedHostKey(target string) ([]byte, bool, error)
+	PinHostKey(target string, key []byte) error
+}
+
+// Revocations answers whether a certificate serial was revoked.
+type Revocations interface {
+	IsRevoked(serial uint64) bool
+}
+
+// Caller is the identity behind an admin command.
+type Caller struct {
+	Identity   ca.Identity
+	Roles      []string
+	Auditor    bool // holds a role marked auditor
+	RemoteAddr string
+}
+
+// AdminIO is the I/O of an admin command.
+type AdminIO struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Pty is non-nil when the client asked for a terminal.
+	Pty *Pty
+}
+
+// Pty is a requested terminal.
+type Pty struct {
+	Term   string
+	Width  int
+	Height int
+	// Resize delivers window changes.
+	Resize <-chan [2]int
+}
+
+// AdminCommand runs one admin command (`ssh bastion NAME ARGS...`) and
+// returns its exit status. ctx is cancelled when the client goes away.
+type AdminCommand func(ctx context.Context, c Caller, args []string, io AdminIO) int

@@ -1,0 +1,273 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+)
+
+// route is where a session channel goes: a login on an SSH target.
+type route struct {
+	id     ca.Identity
+	target string
+	login  string
+	remote net.Addr
+	// firstID is the session ID announced in the connection's banner; the
+	// first session channel takes it, later ones get their own.
+	firstID *atomic.Pointer[string]
+}
+
+func (r *route) sessionID() string {
+	if r.firstID != nil {
+		if p := r.firstID.Swap(nil); p != nil {
+			return *p
+		}
+	}
+	return newSessionID()
+}
+
+type ctxKey string
+
+const keyFirstID ctxKey = "bastion-first-session-id"
+
+// firstIDOf returns the connection's banner session ID holder.
+func firstIDOf(ctx gliderssh.Context) *atomic.Pointer[string] {
+	p, _ := ctx.Value(keyFirstID).(*atomic.Pointer[string])
+	return p
+}
+
+// banner announces the session ID before authentication, for connections
+// that will carry a target session.
+func bannerFor(ctx gliderssh.Context) string {
+	id := newSessionID()
+	p := &atomic.Pointer[string]{}
+	p.Store(&id)
+	ctx.SetValue(keyFirstID, p)
+	return fmt.Sprintf("bastion: session %s is recorded\r\n", id)
+}
+
+// handleOuter serves channels of a connection made straight to the bastion.
+// Its SSH user says what sessions mean: the identity's own name runs admin
+// commands, "login@target" (or a target name) routes to a target.
+func (s *Server) handleOuter(ctx gliderssh.Context, conn *gossh.ServerConn, nc gossh.NewChannel) {
+	id, err := identityOf(conn)
+	if err != nil {
+		nc.Reject(gossh.Prohibited, err.Error())
+		return
+	}
+	switch nc.ChannelType() {
+	case "session":
+		r, err := s.routeFromUser(id, conn.User())
+		if err != nil {
+			s.refuseChannel(nc, "session", id, "", err.Error())
+			return
+		}
+		if r == nil {
+			s.adminSession(ctx, conn, id, nc)
+			return
+		}
+		r.remote, r.firstID = conn.RemoteAddr(), firstIDOf(ctx)
+		s.proxySession(ctx, r, nc)
+	case "direct-tcpip":
+		s.directTCPIP(ctx, conn, id, nc)
+	default:
+		s.refuseChannel(nc, nc.ChannelType(), id, "", fmt.Sprintf("channel type %q is not allowed through the bastion", nc.ChannelType()))
+	}
+}
+
+// routeFromUser reads a route from the SSH user name: nil for admin
+// commands, a route for "login@target" or a bare target name.
+func (s *Server) routeFromUser(id ca.Identity, user string) (*route, error) {
+	if user == id.User {
+		return nil, nil
+	}
+	pol := s.cfg.Policy()
+	login, target := id.User, user
+	if i := strings.LastIndexByte(user, '@'); i >= 0 {
+		login, target = user[:i], user[i+1:]
+	}
+	if _, ok := pol.Target(target); !ok {
+		return nil, fmt.Errorf("%q is neither your name (%s, for admin commands) nor login@target for a configured target", printable(user), id.User)
+	}
+	if login == "" {
+		return nil, fmt.Errorf("empty login in %q", printable(user))
+	}
+	return &route{id: id, target: target, login: login}, nil
+}
+
+// directTCPIPMsg is the payload of a direct-tcpip channel (RFC 4254 §7.2).
+type directTCPIPMsg struct {
+	Host     string
+	Port     uint32
+	OrigHost string
+	OrigPort uint32
+}
+
+// directTCPIP routes ssh -J and ssh -L: a known SSH target is intercepted
+// (the bastion answers as the target), a known TCP or PostgreSQL target is
+// forwarded, and anything else is refused. Destinations are looked up by
+// target name only; addresses are never dialled as given.
+func (s *Server) directTCPIP(ctx gliderssh.Context, conn *gossh.ServerConn, id ca.Identity, nc gossh.NewChannel) {
+	var msg directTCPIPMsg
+	if err := gossh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+		s.refuseChannel(nc, "direct-tcpip", id, "", "malformed direct-tcpip request")
+		return
+	}
+	dest := net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port)))
+	pol := s.cfg.Policy()
+	t, ok := pol.Target(msg.Host)
+	if !ok {
+		s.refuseChannel(nc, "direct-tcpip", id, "", fmt.Sprintf("%s is not a configured target; only targets by name are reachable (see `ssh bastion targets`)", printable(dest)))
+		return
+	}
+	if msg.Port > 65535 {
+		s.refuseChannel(nc, "direct-tcpip", id, t.Name, "port out of range")
+		return
+	}
+	_, tport, _ := net.SplitHostPort(t.Address)
+	targetPort, _ := strconv.Atoi(tport)
+	if t.Kind == policy.KindSSH {
+		if int(msg.Port) != 22 && int(msg.Port) != targetPort {
+			s.refuseChannel(nc, "direct-tcpip", id, t.Name, fmt.Sprintf("SSH target %s is reached on port 22, not %d", t.Name, msg.Port))
+			return
+		}
+		s.intercept(ctx, conn, id, t, nc)
+		return
+	}
+	if _, err := pol.CheckForward(policyIdentity(id), t.Name, int(msg.Port), targetPort); err != nil {
+		s.refuseChannel(nc, "direct-tcpip", id, t.Name, err.Error())
+		return
+	}
+	s.forward(ctx, conn, id, t, int(msg.Port), nc)
+}
+
+func (s *Server) refuseChannel(nc gossh.NewChannel, kind string, id ca.Identity, target, why string) {
+	s.metrics.ChannelsRefused.WithLabelValues(kind).Inc()
+	s.log.Info("channel refused", "type", kind, "user", id.User, "target", target, "reason", why)
+	s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: why, Fields: map[string]string{"channel": kind}})
+	nc.Reject(gossh.Prohibited, "bastion: "+why)
+}
+
+// intercept answers an ssh -J hop to an SSH target as that target: the
+// channel carries a second SSH connection, which the bastion terminates
+// with a host certificate for the target's name and authenticates with the
+// same user certificate again.
+func (s *Server) intercept(ctx gliderssh.Context, outer *gossh.ServerConn, id ca.Identity, t *policy.Target, nc gossh.NewChannel) {
+	// The login is known only inside the hop; refuse early when no role
+	// covers the target at all.
+	if err := s.cfg.Policy().CheckTarget(policyIdentity(id), t.Name, policy.KindSSH); err != nil {
+		s.refuseChannel(nc, "direct-tcpip", id, t.Name, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	go gossh.DiscardRequests(reqs)
+	same := func(nested ca.Identity) error {
+		if nested.Issuer != id.Issuer || nested.Subject != id.Subject {
+			return fmt.Errorf("the certificate for the target hop (%s) is not the one used for the bastion (%s)", nested.User, id.User)
+		}
+		return nil
+	}
+	target := t.Name
+	srv := s.newSSHServer([]string{target}, same, func(nctx gliderssh.Context, nconn *gossh.ServerConn, nnc gossh.NewChannel) {
+		nid, err := identityOf(nconn)
+		if err != nil {
+			nnc.Reject(gossh.Prohibited, err.Error())
+			return
+		}
+		switch nnc.ChannelType() {
+		case "session":
+			s.proxySession(nctx, &route{id: nid, target: target, login: nconn.User(), remote: outer.RemoteAddr(), firstID: firstIDOf(nctx)}, nnc)
+		default:
+			s.refuseChannel(nnc, nnc.ChannelType(), nid, target, fmt.Sprintf("%s channels inside a session to %s are not allowed; forward to a configured target through the bastion instead", nnc.ChannelType(), target))
+		}
+	})
+	srv.BannerHandler = bannerFor
+	srv.HandleConn(&channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()})
+}
+
+// channelConn presents an SSH channel as a net.Conn for a nested SSH
+// connection. Deadlines are not supported (gliderlabs uses them only for
+// its own timeouts, which the bastion does not set).
+type channelConn struct {
+	gossh.Channel
+	local, remote net.Addr
+}
+
+func (c *channelConn) LocalAddr() net.Addr  { return c.local }
+func (c *channelConn) RemoteAddr() net.Addr { return c.remote }
+func (c *channelConn) SetDeadline(time.Time) error      { return nil }
+func (c *channelConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *channelConn) SetWriteDeadline(time.Time) error { return nil }
+
+// forward relays a direct-tcpip channel to a TCP target, half-closing each
+// direction on EOF so the tail of a stream is never lost, and records the
+// forward's start, end, peer and byte counts.
+func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Identity, t *policy.Target, port int, nc gossh.NewChannel) {
+	sid := newSessionID()
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	start := s.now()
+	up, err := s.dialTarget(dctx, t, port)
+	cancel()
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.UpstreamDial.WithLabelValues(t.Kind, result).Observe(s.now().Sub(start).Seconds())
+	if err != nil {
+		s.metrics.ChannelsRefused.WithLabelValues("direct-tcpip").Inc()
+		s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "failed", Reason: err.Error()})
+		nc.Reject(gossh.ConnectionFailed, "bastion: "+err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	go gossh.DiscardRequests(reqs)
+	ss := s.newSession(ctx, sid, t.Kind, id, t.Name, "", conn.RemoteAddr())
+	if ss == nil {
+		ch.Close()
+		up.Close()
+		return
+	}
+	defer ss.finish()
+	rec, err := s.cfg.Recorder.Begin(ss.meta(""))
+	if err != nil {
+		fmt.Fprintf(ch.Stderr(), "bastion: cannot record this forward: %v\n", err)
+		ch.Close()
+		up.Close()
+		ss.endReason = err.Error()
+		return
+	}
+	ss.rec = rec
+	ss.closers = append(ss.closers, ch.Close, up.Close)
+	ss.watch()
+	s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "allowed", Fields: map[string]string{"peer": up.RemoteAddr().String(), "client": conn.RemoteAddr().String()}})
+
+	var in, out atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		relay(up, ch, func(n int) { in.Add(int64(n)); s.metrics.Bytes.WithLabelValues("up", t.Kind).Add(float64(n)) }, &ss.act, s.now)
+		close(done)
+	}()
+	relay(ch, up, func(n int) { out.Add(int64(n)); s.metrics.Bytes.WithLabelValues("down", t.Kind).Add(float64(n)) }, &ss.act, s.now)
+	<-done
+	ch.Close()
+	up.Close()
+	rec.AddBytes(in.Load(), out.Load())
+	ss.exit = Exit{Status: -1}
+}

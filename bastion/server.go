@@ -1,0 +1,345 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	"github.com/oklog/ulid/v2"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+)
+
+// Config configures a Server. Required fields are checked by New.
+type Config struct {
+	// Authority signs the per-session target certificates and the host
+	// certificates the bastion presents. Required.
+	Authority *ca.Authority
+	// Policy returns the current policy; it is called for every decision,
+	// so a reload takes effect on the next channel. Required.
+	Policy func() *policy.Policy
+	// Recorder records sessions. Required.
+	Recorder Recorder
+	// Auditor receives audit events. Required.
+	Auditor Auditor
+	// Revocations lists revoked certificate serials. Required.
+	Revocations Revocations
+	// Pins stores trust-on-first-use host keys. Required when a target
+	// uses trust_on_first_use.
+	Pins HostKeyPins
+	// Names are the principals of the bastion's own host certificate (the
+	// names clients use to reach it). Default: the hostname and "localhost".
+	Names []string
+	// IdleTimeout ends a session without traffic for this long; 0 = never.
+	IdleTimeout time.Duration
+	// MaxSessionDuration ends any session after this long; 0 = never.
+	MaxSessionDuration time.Duration
+	// EnvAllow lists environment variables a client may set on targets
+	// (globs such as "LC_*"). Default: LANG, LC_*, TERM.
+	EnvAllow []string
+	// Admin holds extra admin commands (run as `ssh bastion NAME`), on top
+	// of the built-in whoami and targets.
+	Admin map[string]AdminCommand
+	// Metrics receives counters; nil makes a private set.
+	Metrics *Metrics
+	// Logger logs connections; nil discards.
+	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Dial connects to targets; nil means a net.Dialer. Tests use it to
+	// observe connections, never to fake a target.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// OwnAddrs returns the bastion's other listeners (HTTP), which targets
+	// may never resolve to. The SSH listeners are known already.
+	OwnAddrs func() []net.Addr
+	// DialTimeout bounds connecting and authenticating to a target;
+	// default 10s.
+	DialTimeout time.Duration
+	// HostCertTTL is the lifetime of the host certificates the bastion
+	// makes for itself and for intercepted targets; they are renewed at
+	// half-life. Default 24h.
+	HostCertTTL time.Duration
+}
+
+// Server is the SSH side of the bastion.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
+	userCA  []byte // marshalled user CA public key, for exact comparison
+	srv     *gliderssh.Server
+
+	hostCerts sync.Map // principal -> *hostCert
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	sessions  map[*session]struct{}
+	closing   atomic.Bool
+	wg        sync.WaitGroup // live sessions
+}
+
+type hostCert struct {
+	signer gossh.Signer
+	until  time.Time
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Authority == nil:
+		return nil, errors.New("bastion: Config.Authority is required")
+	case cfg.Policy == nil || cfg.Policy() == nil:
+		return nil, errors.New("bastion: Config.Policy is required")
+	case cfg.Recorder == nil:
+		return nil, errors.New("bastion: Config.Recorder is required")
+	case cfg.Auditor == nil:
+		return nil, errors.New("bastion: Config.Auditor is required")
+	case cfg.Revocations == nil:
+		return nil, errors.New("bastion: Config.Revocations is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.HostCertTTL == 0 {
+		cfg.HostCertTTL = 24 * time.Hour
+	}
+	if cfg.EnvAllow == nil {
+		cfg.EnvAllow = []string{"LANG", "LC_*", "TERM"}
+	}
+	if len(cfg.Names) == 0 {
+		cfg.Names = []string{"localhost"}
+		if h, err := os.Hostname(); err == nil && h != "" {
+			cfg.Names = append(cfg.Names, h)
+		}
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{}
+		cfg.Dial = d.DialContext
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		metrics:  cfg.Metrics,
+		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
+		sessions: map[*session]struct{}{},
+	}
+	if _, err := s.hostSigner(cfg.Names); err != nil {
+		return nil, err
+	}
+	s.srv = s.newSSHServer(cfg.Names, nil, s.handleOuter)
+	return s, nil
+}
+
+// sshConfig is the server-side algorithm choice. AES-GCM comes first:
+// x/crypto has no fast ChaCha20-Poly1305 on amd64, and OpenSSH clients
+// otherwise pick it.
+func sshConfig() gossh.Config {
+	return gossh.Config{
+		Ciphers: []string{
+			gossh.CipherAES128GCM, gossh.CipherAES256GCM,
+			gossh.CipherChaCha20Poly1305,
+			gossh.CipherAES128CTR, gossh.CipherAES192CTR, gossh.CipherAES256CTR,
+		},
+	}
+}
+
+// newSSHServer builds a gliderlabs server that presents a host
+// certificate for names, accepts only user certificates (and, when check is
+// non-nil, only identities it accepts), and hands each authenticated
+// connection's channels to handle.
+func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, handle func(gliderssh.Context, *gossh.ServerConn, gossh.NewChannel)) *gliderssh.Server {
+	return &gliderssh.Server{
+		Version: "bastion",
+		// Called for every key a client offers, including queries: refuse
+		// early so the client moves on to its next key. It decides nothing
+		// about identity; see VerifiedPublicKeyCallback below.
+		PublicKeyHandler: func(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
+			_, err := s.checkUserKey(ctx.RemoteAddr(), key, check)
+			if err != nil {
+				s.authFailed(ctx.RemoteAddr(), key, err)
+			}
+			return err == nil
+		},
+		ServerConfigCallback: func(ctx gliderssh.Context) *gossh.ServerConfig {
+			cfg := &gossh.ServerConfig{Config: sshConfig(), MaxAuthTries: 10}
+			if hs, err := s.hostSigner(names); err == nil {
+				cfg.AddHostKey(hs)
+			} else {
+				s.log.Error("host certificate", "err", err)
+			}
+			// The identity comes from the key that actually signed the
+			// authentication, not from whichever key was offered last.
+			cfg.VerifiedPublicKeyCallback = func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+				id, err := s.checkUserKey(conn.RemoteAddr(), key, check)
+				if err != nil {
+					return nil, err
+				}
+				return identityPermissions(id), nil
+			}
+			return cfg
+		},
+		ChannelHandlers: map[string]gliderssh.ChannelHandler{
+			"default": func(_ *gliderssh.Server, conn *gossh.ServerConn, ch gossh.NewChannel, ctx gliderssh.Context) {
+				handle(ctx, conn, ch)
+			},
+		},
+		RequestHandlers: map[string]gliderssh.RequestHandler{
+			"keepalive@openssh.com": func(gliderssh.Context, *gliderssh.Server, *gossh.Request) (bool, []byte) {
+				return true, nil
+			},
+		},
+		ConnectionFailedCallback: func(conn net.Conn, err error) {
+			if !isClosedErr(err) {
+				s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+		},
+	}
+}
+
+// hostSigner returns a signer that presents the bastion's host key with a
+// certificate for principals, renewing it at half-life.
+func (s *Server) hostSigner(principals []string) (gossh.Signer, error) {
+	key := strings.Join(principals, ",")
+	now := s.now()
+	if v, ok := s.hostCerts.Load(key); ok {
+		hc := v.(*hostCert)
+		if now.Before(hc.until) {
+			return hc.signer, nil
+		}
+	}
+	hk := s.cfg.Authority.Keys().HostKey
+	cert, err := s.cfg.Authority.SignHost(hk.PublicKey(), "bastion host "+key, principals, s.cfg.HostCertTTL)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := gossh.NewCertSigner(cert, hk)
+	if err != nil {
+		return nil, fmt.Errorf("bastion: host certificate: %w", err)
+	}
+	s.hostCerts.Store(key, &hostCert{signer: signer, until: now.Add(s.cfg.HostCertTTL / 2)})
+	return signer, nil
+}
+
+// Serve accepts SSH connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	err := s.srv.Serve(ln)
+	if errors.Is(err, gliderssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ListenAddrs returns the addresses the server listens on.
+func (s *Server) ListenAddrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, l := range s.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+// Shutdown stops accepting connections, lets sessions finish until ctx is
+// done, then ends the remaining ones with a message and closes everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		live := make([]*session, 0, len(s.sessions))
+		for ss := range s.sessions {
+			live = append(live, ss)
+		}
+		s.mu.Unlock()
+		for _, ss := range live {
+			ss.stop(errShutdown)
+		}
+		<-done
+	}
+	return s.srv.Close()
+}
+
+// Close closes every connection at once.
+func (s *Server) Close() error {
+	s.closing.Store(true)
+	return s.srv.Close()
+}
+
+var errShutdown = errors.New("the bastion is shutting down")
+
+// newSessionID returns a sortable unique session ID.
+func newSessionID() string { return ulid.Make().String() }
+
+// track registers a live session for graceful shutdown.
+func (s *Server) track(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// envAllowed reports whether a client may set name on a target.
+func (s *Server) envAllowed(name string) bool {
+	for _, g := range s.cfg.EnvAllow {
+		if g == name || strings.HasSuffix(g, "*") && strings.HasPrefix(name, strings.TrimSuffix(g, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) audit(ev Event) {
+	if err := s.cfg.Auditor.Audit(ev); err != nil {
+		s.log.Error("audit write failed", "type", ev.Type, "err", err)
+	}
+}
+
+// policyIdentity converts a certificate identity for policy decisions.
+func policyIdentity(id ca.Identity) policy.Identity {
+	return policy.Identity{User: id.User, Groups: slices.Clone(id.Groups)}
+}

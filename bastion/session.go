@@ -1,0 +1,351 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+)
+
+var (
+	errIdle        = errors.New("idle timeout")
+	errMaxDuration = errors.New("maximum session duration reached")
+)
+
+// session is one recorded unit: a shell, exec or subsystem channel, or a
+// TCP forward. It owns the session's context (cancelled with a cause when
+// the session must end), its recording and its teardown.
+type session struct {
+	s        *Server
+	id       string
+	kind     string
+	identity ca.Identity
+	target   string
+	login    string
+	remote   net.Addr
+	start    time.Time
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	act      activity
+
+	// stderr, when set, receives the reason the bastion ends the session.
+	stderr io.Writer
+
+	recMu sync.Mutex
+	rec   Recording
+	pre   []byte // output before the recording began (bounded)
+
+	mu        sync.Mutex
+	stopped   bool
+	closers   []func() error
+	exit      Exit
+	endReason string
+	command   string
+	width     int
+	height    int
+	term      string
+}
+
+// maxPreRecording bounds output buffered before a shell/exec request
+// starts the recording (normally none arrives).
+const maxPreRecording = 64 << 10
+
+// newSession registers a session; it returns nil when the server is
+// shutting down and takes no new sessions.
+func (s *Server) newSession(ctx context.Context, id, kind string, identity ca.Identity, target, login string, remote net.Addr) *session {
+	cctx, cancel := context.WithCancelCause(ctx)
+	ss := &session{
+		s: s, id: id, kind: kind, identity: identity, target: target, login: login,
+		remote: remote, start: s.now(), ctx: cctx, cancel: cancel, exit: Exit{Status: -1},
+	}
+	ss.act.touch(ss.start)
+	if !s.track(ss) {
+		cancel(errShutdown)
+		return nil
+	}
+	return ss
+}
+
+func (ss *session) meta(command string) SessionMeta {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	remote := ""
+	if ss.remote != nil {
+		remote = ss.remote.String()
+	}
+	return SessionMeta{
+		ID: ss.id, Kind: ss.kind, Identity: ss.identity, Target: ss.target, Login: ss.login,
+		Command: command, ClientAddr: remote, Width: ss.width, Height: ss.height, Term: ss.term, Start: ss.start,
+	}
+}
+
+// setRecording attaches the recording and hands it what was buffered.
+func (ss *session) setRecording(r Recording) {
+	ss.recMu.Lock()
+	defer ss.recMu.Unlock()
+	ss.rec = r
+	if len(ss.pre) > 0 {
+		r.Output(ss.pre)
+		ss.pre = nil
+	}
+}
+
+// record stores output; before the recording exists it buffers a little.
+func (ss *session) record(p []byte) error {
+	ss.recMu.Lock()
+	defer ss.recMu.Unlock()
+	if ss.rec == nil {
+		if len(ss.pre)+len(p) <= maxPreRecording {
+			ss.pre = append(ss.pre, p...)
+		}
+		return nil
+	}
+	return ss.rec.Output(p)
+}
+
+func (ss *session) marker(label string) {
+	ss.recMu.Lock()
+	defer ss.recMu.Unlock()
+	if ss.rec != nil {
+		ss.rec.Marker(label)
+	}
+}
+
+// recordingFailed reports, without blocking, whether a strict recording has
+// failed (output must then no longer reach the user).
+func (ss *session) recordingFailed() bool {
+	ss.recMu.Lock()
+	r := ss.rec
+	ss.recMu.Unlock()
+	if r == nil {
+		return false
+	}
+	select {
+	case <-r.Failed():
+		return true
+	default:
+		return false
+	}
+}
+
+// watch ends the session on idle timeout, maximum duration, or a failed
+// recording, whichever comes first.
+func (ss *session) watch() {
+	cfg := ss.s.cfg
+	var idleC <-chan time.Time
+	if cfg.IdleTimeout > 0 {
+		tick := min(cfg.IdleTimeout/4, 10*time.Second)
+		t := time.NewTicker(max(tick, 10*time.Millisecond))
+		idleC = t.C
+		context.AfterFunc(ss.ctx, t.Stop)
+	}
+	var maxC <-chan time.Time
+	if cfg.MaxSessionDuration > 0 {
+		t := time.NewTimer(cfg.MaxSessionDuration - ss.s.now().Sub(ss.start))
+		maxC = t.C
+		context.AfterFunc(ss.ctx, func() { t.Stop() })
+	}
+	ss.recMu.Lock()
+	var failed <-chan struct{}
+	if ss.rec != nil {
+		failed = ss.rec.Failed()
+	}
+	ss.recMu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-ss.ctx.Done():
+				return
+			case <-failed:
+				ss.stop(fmt.Errorf("the session recording failed (%v); strict recording ends the session", ss.rec.Err()))
+				return
+			case <-maxC:
+				ss.stop(errMaxDuration)
+				return
+			case <-idleC:
+				if ss.act.since(ss.s.now()) >= cfg.IdleTimeout {
+					ss.stop(fmt.Errorf("%w after %s without activity", errIdle, cfg.IdleTimeout))
+					return
+				}
+			}
+		}
+	}()
+}
+
+// stop ends the session now: it tells the user why, cancels the context
+// with the cause and closes both sides.
+func (ss *session) stop(cause error) {
+	ss.mu.Lock()
+	if ss.stopped {
+		ss.mu.Unlock()
+		return
+	}
+	ss.stopped = true
+	ss.endReason = cause.Error()
+	closers := ss.closers
+	stderr := ss.stderr
+	ss.mu.Unlock()
+	ss.marker("bastion: session ended: " + cause.Error())
+	if stderr != nil {
+		// The client may have stopped reading: do not let the message
+		// hold up the teardown.
+		done := make(chan struct{})
+		go func() {
+			fmt.Fprintf(stderr, "\r\nbastion: %v\r\n", cause)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}
+	ss.cancel(cause)
+	for _, c := range closers {
+		c()
+	}
+}
+
+func (ss *session) addCloser(c func() error) {
+	ss.mu.Lock()
+	ss.closers = append(ss.closers, c)
+	ss.mu.Unlock()
+}
+
+// finish ends the recording, writes the audit record and unregisters.
+func (ss *session) finish() {
+	ss.mu.Lock()
+	exit := ss.exit
+	if exit.Reason == "" {
+		exit.Reason = ss.endReason
+	}
+	ss.mu.Unlock()
+	ss.cancel(errors.New("session ended"))
+	ss.recMu.Lock()
+	r := ss.rec
+	ss.recMu.Unlock()
+	if r != nil {
+		if err := r.End(exit); err != nil {
+			ss.s.log.Error("recording end failed", "session_id", ss.id, "err", err)
+		}
+		ss.s.metrics.SessionsActive.WithLabelValues(ss.kind).Dec()
+	}
+	fields := map[string]string{"exit_status": fmt.Sprint(exit.Status), "duration": ss.s.now().Sub(ss.start).Round(time.Millisecond).String()}
+	if exit.Signal != "" {
+		fields["exit_signal"] = exit.Signal
+	}
+	typ := "session.end"
+	if ss.kind == "tcp" || ss.kind == "postgres" {
+		typ = "forward.end"
+	}
+	ss.s.audit(Event{Type: typ, Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "ended", Reason: exit.Reason, Fields: fields})
+	ss.s.untrack(ss)
+}
+
+// begin starts the recording once the session's kind and command are known.
+func (ss *session) begin(kind, command string) error {
+	ss.mu.Lock()
+	ss.kind, ss.command = kind, command
+	ss.mu.Unlock()
+	r, err := ss.s.cfg.Recorder.Begin(ss.meta(command))
+	if err != nil {
+		return err
+	}
+	ss.setRecording(r)
+	ss.s.metrics.SessionsTotal.WithLabelValues(kind).Inc()
+	ss.s.metrics.SessionsActive.WithLabelValues(kind).Inc()
+	ss.watch()
+	return nil
+}
+
+// outputPipeline is the one place every byte of target output passes on
+// its way to the user: filters (masking) first, then the recording, then
+// the downstream channel. Command control and recording attach here and
+// nowhere else, so nothing reaches the user that was not filtered and
+// recorded.
+type outputPipeline struct {
+	ss     *session
+	dst    io.Writer
+	filter func([]byte) []byte // nil: none
+	down   func(int)           // byte counter
+}
+
+func (o *outputPipeline) Write(p []byte) (int, error) {
+	b := p
+	if o.filter != nil {
+		b = o.filter(p)
+	}
+	if len(b) == 0 {
+		return len(p), nil
+	}
+	if err := o.ss.record(b); err != nil && o.ss.recordingFailed() {
+		return 0, err
+	}
+	if o.ss.recordingFailed() {
+		return 0, errors.New("recording failed")
+	}
+	if _, err := o.dst.Write(b); err != nil {
+		return 0, err
+	}
+	if o.down != nil {
+		o.down(len(b))
+	}
+	return len(p), nil
+}
+
+// Wire formats of session channel requests (RFC 4254 §6).
+type ptyRequestMsg struct {
+	Term     string
+	Columns  uint32
+	Rows     uint32
+	Width    uint32
+	Height   uint32
+	Modelist string
+}
+
+type windowChangeMsg struct {
+	Columns uint32
+	Rows    uint32
+	Width   uint32
+	Height  uint32
+}
+
+type envMsg struct {
+	Name  string
+	Value string
+}
+
+type execMsg struct {
+	Command string
+}
+
+type subsystemMsg struct {
+	Name string
+}
+
+type exitStatusMsg struct {
+	Status uint32
+}
+
+type exitSignalMsg struct {
+	Signal     string
+	CoreDumped bool
+	Error      string
+	Lang       string
+}
+
+// maxTermSize bounds terminal geometry accepted from clients.
+const maxTermSize = 10000
+
+func validSize(cols, rows uint32) bool {
+	return cols > 0 && rows > 0 && cols <= maxTermSize && rows <= maxTermSize
+}
+
+// gossh.Channel satisfies closeWriter; keep the compiler checking it.
+var _ closeWriter = gossh.Channel(nil)

@@ -1,0 +1,279 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+)
+
+// errDestination refuses a destination address.
+type errDestination struct{ msg string }
+
+func (e *errDestination) Error() string { return e.msg }
+
+// dialTarget connects to a configured target. It resolves the name itself
+// and checks every resolved address, then dials the checked address (not
+// the name again, which could resolve elsewhere the second time):
+// unspecified, multicast and link-local addresses are refused, loopback
+// only when the config names a loopback IP literally, and never one of the
+// bastion's own listeners.
+func (s *Server) dialTarget(ctx context.Context, t *policy.Target, port int) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(t.Address)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: address %q: %w", t.Name, t.Address, err)
+	}
+	if port == 0 {
+		if port, err = strconv.Atoi(portStr); err != nil {
+			return nil, fmt.Errorf("target %s: port %q: %w", t.Name, portStr, err)
+		}
+	}
+	literal := net.ParseIP(host)
+	var ips []net.IP
+	if literal != nil {
+		ips = []net.IP{literal}
+	} else {
+		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: resolve %s: %w", t.Name, host, err)
+		}
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	var firstErr error
+	for _, ip := range ips {
+		if err := s.checkDestination(ip, port, literal != nil); err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("target %s: %w", t.Name, err)
+			}
+			continue
+		}
+		conn, err := s.cfg.Dial(ctx, "tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
+		if err == nil {
+			return conn, nil
+		}
+		if firstErr == nil {
+			firstErr = fmt.Errorf("target %s: %w", t.Name, err)
+		}
+	}
+	if firstErr == nil {
+		firstErr = fmt.Errorf("target %s: %s resolves to no address", t.Name, host)
+	}
+	return nil, firstErr
+}
+
+func (s *Server) checkDestination(ip net.IP, port int, literal bool) error {
+	switch {
+	case ip.IsUnspecified() || ip.IsMulticast():
+		return &errDestination{fmt.Sprintf("address %s is not a destination", ip)}
+	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast():
+		return &errDestination{fmt.Sprintf("link-local address %s is refused", ip)}
+	case ip.IsLoopback() && !literal:
+		return &errDestination{fmt.Sprintf("the target's name resolves to loopback address %s; write the address literally in the config to allow it", ip)}
+	}
+	for _, a := range s.ownAddrs() {
+		ta, ok := a.(*net.TCPAddr)
+		if !ok || ta.Port != port {
+			continue
+		}
+		if ta.IP.Equal(ip) || (ta.IP.IsUnspecified() || ta.IP == nil) && isLocalIP(ip) {
+			return &errDestination{fmt.Sprintf("%s is the bastion's own listener", net.JoinHostPort(ip.String(), strconv.Itoa(port)))}
+		}
+	}
+	return nil
+}
+
+func (s *Server) ownAddrs() []net.Addr {
+	addrs := s.ListenAddrs()
+	if s.cfg.OwnAddrs != nil {
+		addrs = append(addrs, s.cfg.OwnAddrs()...)
+	}
+	return addrs
+}
+
+func isLocalIP(ip net.IP) bool {
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionCertExtensions are the OpenSSH extensions a per-session target
+// certificate carries: a pty, nothing else (no agent, X11, port or user-rc
+// forwarding on the target).
+var sessionCertExtensions = []string{"permit-pty"}
+
+// dialSSH opens an authenticated SSH connection to t as login with a fresh
+// key certified by the target CA for this session only.
+func (s *Server) dialSSH(ctx context.Context, t *policy.Target, login, sessionID string, id ca.Identity) (*gossh.Client, error) {
+	start := s.now()
+	c, err := s.dialSSHOnce(ctx, t, login, sessionID, id)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.UpstreamDial.WithLabelValues(policy.KindSSH, result).Observe(s.now().Sub(start).Seconds())
+	return c, err
+}
+
+func (s *Server) dialSSHOnce(ctx context.Context, t *policy.Target, login, sessionID string, id ca.Identity) (*gossh.Client, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("session key: %w", err)
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := s.cfg.Authority.SignTarget(signer.PublicKey(), ca.TargetCert{
+		Login:      login,
+		KeyID:      fmt.Sprintf("bastion session=%s user=%s iss=%s target=%s", sessionID, id.User, id.Issuer, t.Name),
+		Extensions: sessionCertExtensions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	certSigner, err := gossh.NewCertSigner(cert, signer)
+	if err != nil {
+		return nil, err
+	}
+	hostKeyCB, algos, err := s.hostKeyCallback(t)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	conn, err := s.dialTarget(ctx, t, 0)
+	if err != nil {
+		return nil, err
+	}
+	// Bound the handshake; x/crypto has no context for it.
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	cc, chans, reqs, err := gossh.NewClientConn(conn, t.Address, &gossh.ClientConfig{
+		Config:            sshConfig(),
+		User:              login,
+		Auth:              []gossh.AuthMethod{gossh.PublicKeys(certSigner)},
+		HostKeyCallback:   hostKeyCB,
+		HostKeyAlgorithms: algos,
+		ClientVersion:     "SSH-2.0-bastion",
+	})
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("target %s: connection timed out", t.Name)
+		}
+		return nil, fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	conn.SetDeadline(time.Time{})
+	return gossh.NewClient(cc, chans, reqs), nil
+}
+
+// hostKeyCallback verifies a target's host key as its config says: a
+// pinned key, a host CA, or a key pinned on first use in the store.
+func (s *Server) hostKeyCallback(t *policy.Target) (gossh.HostKeyCallback, []string, error) {
+	switch {
+	case t.HostKey != "":
+		pinned, _, _, _, err := gossh.ParseAuthorizedKey([]byte(t.HostKey))
+		if err != nil {
+			return nil, nil, fmt.Errorf("target %s: host_key: %w", t.Name, err)
+		}
+		want := pinned.Marshal()
+		cb := func(_ string, _ net.Addr, key gossh.PublicKey) error {
+			if !bytes.Equal(key.Marshal(), want) {
+				return fmt.Errorf("host key mismatch for target %s: got %s, pinned %s", t.Name, gossh.FingerprintSHA256(key), gossh.FingerprintSHA256(pinned))
+			}
+			return nil
+		}
+		return cb, hostKeyAlgorithms(pinned.Type()), nil
+	case t.HostCA != "":
+		caKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(t.HostCA))
+		if err != nil {
+			return nil, nil, fmt.Errorf("target %s: host_ca: %w", t.Name, err)
+		}
+		want := caKey.Marshal()
+		checker := &gossh.CertChecker{
+			Clock:           s.now,
+			IsHostAuthority: func(k gossh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), want) },
+		}
+		cb := func(addr string, remote net.Addr, key gossh.PublicKey) error {
+			cert, ok := key.(*gossh.Certificate)
+			if !ok {
+				return fmt.Errorf("target %s presented a plain host key; its config trusts only certificates from a host CA", t.Name)
+			}
+			if !checker.IsHostAuthority(cert.SignatureKey, addr) {
+				return fmt.Errorf("target %s host certificate is not signed by the configured host CA", t.Name)
+			}
+			host, _, _ := net.SplitHostPort(addr)
+			err := checker.CheckCert(host, cert)
+			if err != nil {
+				if err2 := checker.CheckCert(t.Name, cert); err2 == nil {
+					return nil
+				}
+				return fmt.Errorf("target %s host certificate: %w", t.Name, err)
+			}
+			return nil
+		}
+		return cb, nil, nil
+	case t.TrustOnFirstUse:
+		if s.cfg.Pins == nil {
+			return nil, nil, fmt.Errorf("target %s: trust_on_first_use needs a store", t.Name)
+		}
+		cb := func(_ string, _ net.Addr, key gossh.PublicKey) error {
+			if cert, ok := key.(*gossh.Certificate); ok {
+				key = cert.Key
+			}
+			pinned, ok, err := s.cfg.Pins.PinnedHostKey(t.Name)
+			if err != nil {
+				return fmt.Errorf("target %s: host key store: %w", t.Name, err)
+			}
+			if ok {
+				if !bytes.Equal(pinned, key.Marshal()) {
+					return fmt.Errorf("host key of target %s changed since it was first pinned (now %s); if that is expected, remove the pin", t.Name, gossh.FingerprintSHA256(key))
+				}
+				return nil
+			}
+			if err := s.cfg.Pins.PinHostKey(t.Name, key.Marshal()); err != nil {
+				return fmt.Errorf("target %s: pin host key: %w", t.Name, err)
+			}
+			s.log.Warn("pinned host key on first use", "target", t.Name, "fingerprint", gossh.FingerprintSHA256(key))
+			s.audit(Event{Type: "hostkey.pin", Target: t.Name, Outcome: "pinned", Fields: map[string]string{"fingerprint": gossh.FingerprintSHA256(key)}})
+			return nil
+		}
+		return cb, nil, nil
+	}
+	return nil, nil, errors.New("target " + t.Name + ": no host key trust configured")
+}
+
+// hostKeyAlgorithms makes the client ask for the pinned key's own
+// algorithm, so a target that also has a host certificate does not offer
+// the certificate instead.
+func hostKeyAlgorithms(keyType string) []string {
+	if keyType == gossh.KeyAlgoRSA {
+		return []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256}
+	}
+	return []string{keyType}
+}
