@@ -69,12 +69,12 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 }
 
 type proxy struct {
-	s      *Server
-	ss     *session
-	acc    *policy.SSHAccess
-	down   gossh.Channel
-	up     gossh.Channel
-	client *gossh.Client
+	s       *Server
+	ss      *session
+	acc     *policy.SSHAccess
+	down    gossh.Channel
+	up      gossh.Channel
+	client  *gossh.Client
 	log     *slog.Logger
 	started bool
 }

@@ -206,8 +206,8 @@ type channelConn struct {
 	local, remote net.Addr
 }
 
-func (c *channelConn) LocalAddr() net.Addr  { return c.local }
-func (c *channelConn) RemoteAddr() net.Addr { return c.remote }
+func (c *channelConn) LocalAddr() net.Addr              { return c.local }
+func (c *channelConn) RemoteAddr() net.Addr             { return c.remote }
 func (c *channelConn) SetDeadline(time.Time) error      { return nil }
 func (c *channelConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *channelConn) SetWriteDeadline(time.Time) error { return nil }
