@@ -53,7 +53,9 @@
 //     logout pages; scopes beyond the standard ones and "groups" are dropped.
 //   - zitadel stamps iat and exp of the ID tokens it issues, and the expiry of
 //     device codes, with the wall clock; Config.Now governs only auth_time,
-//     access-token expiry, login-request expiry and IDTokenClaims.
+//     access-token expiry, login-request expiry and IDTokenClaims. (zitadel
+//     computes expires_in against the wall clock, so a Now far off it makes
+//     expires_in meaningless; bastion reads only the ID token.)
 //   - zitadel logs through slog's default logger, not Config.Logger.
 //   - User codes have about 34 bits of entropy and attempts are not limited.
 //   - The issuer must have no path: mount Handler at the root of its own server.
