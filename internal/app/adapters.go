@@ -1,0 +1,89 @@
+package app
+
+import (
+	"strconv"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// The bastion and ca packages consume small interfaces; these adapt the
+// recorder store to them.
+
+var (
+	_ bastion.Recorder    = recorderAdapter{}
+	_ bastion.Recording   = recordingAdapter{}
+	_ bastion.Auditor     = auditAdapter{}
+	_ bastion.Revocations = (*recorder.Store)(nil)
+	_ bastion.HostKeyPins = (*recorder.Store)(nil)
+	_ ca.Auditor          = certAuditor{}
+)
+
+type recorderAdapter struct{ s *recorder.Store }
+
+func (r recorderAdapter) Begin(m bastion.SessionMeta) (bastion.Recording, error) {
+	rec, err := r.s.Begin(recorder.SessionInfo{
+		ID: m.ID, Kind: m.Kind, User: m.Identity.User, Issuer: m.Identity.Issuer, Subject: m.Identity.Subject,
+		Target: m.Target, Login: m.Login, Command: m.Command, ClientAddr: m.ClientAddr,
+		CertSerial: m.Identity.Serial, Width: m.Width, Height: m.Height, Term: m.Term, Start: m.Start,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return recordingAdapter{rec}, nil
+}
+
+type recordingAdapter struct{ *recorder.Recording }
+
+func (r recordingAdapter) End(e bastion.Exit) error {
+	return r.Recording.End(recorder.ExitInfo{Status: e.Status, Signal: e.Signal, Reason: e.Reason})
+}
+
+type auditAdapter struct{ s *recorder.Store }
+
+func (a auditAdapter) Audit(ev bastion.Event) error {
+	_, err := a.s.Audit(recorder.AuditEvent{
+		Type: ev.Type, User: ev.Identity.User, Issuer: ev.Identity.Issuer, Subject: ev.Identity.Subject,
+		SessionID: ev.SessionID, Target: ev.Target, Outcome: ev.Outcome, Reason: ev.Reason, Fields: withSerial(ev.Fields, ev.Identity.Serial),
+	})
+	return err
+}
+
+func withSerial(f map[string]string, serial uint64) map[string]string {
+	if serial == 0 {
+		return f
+	}
+	out := make(map[string]string, len(f)+1)
+	for k, v := range f {
+		out[k] = v
+	}
+	out["serial"] = strconv.FormatUint(serial, 10)
+	return out
+}
+
+// certAuditor records issuance decisions and counts them.
+type certAuditor struct{ a *App }
+
+func (c certAuditor) AuditCert(r ca.AuditRecord) error {
+	outcome := "issued"
+	if r.Action == ca.ActionRefuse {
+		outcome = "refused"
+	}
+	f := map[string]string{"remote": r.Remote}
+	if r.Serial != 0 {
+		f["serial"] = strconv.FormatUint(r.Serial, 10)
+		f["key_id"] = r.KeyID
+		f["valid_before"] = r.ValidBefore.UTC().Format("2006-01-02T15:04:05Z")
+	}
+	if r.Workload {
+		f["workload"] = "true"
+	}
+	if r.Detail != "" {
+		f["detail"] = r.Detail
+	}
+	_, err := c.a.Store.Audit(recorder.AuditEvent{
+		Type: r.Action, User: r.User, Issuer: r.Issuer, Subject: r.Subject, Outcome: outcome, Reason: r.Reason, Fields: f,
+	})
+	return err
+}

@@ -1,0 +1,288 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/player"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// adminCommands are the admin commands that need the store. They run on
+// the bastion (`ssh bastion sessions`); the CLI subcommands are thin
+// clients of them, so the bbolt file is only ever opened by the server.
+func (a *App) adminCommands() map[string]bastion.AdminCommand {
+	return map[string]bastion.AdminCommand{
+		"sessions": a.cmdSessions,
+		"export":   a.cmdExport,
+		"replay":   a.cmdReplay,
+		"verify":   a.cmdVerify,
+		"audit":    a.cmdAudit,
+		"revoke":   a.cmdRevoke,
+	}
+}
+
+// newFlags makes a flag set whose errors go to the command's stderr.
+func newFlags(name string, aio bastion.AdminIO) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(aio.Stderr)
+	return fs
+}
+
+func fail(aio bastion.AdminIO, status int, format string, args ...any) int {
+	fmt.Fprintf(aio.Stderr, "bastion: "+format+"\n", args...)
+	return status
+}
+
+// mayRead reports whether c may see session info: its own, or all for
+// auditors.
+func mayRead(c bastion.Caller, info recorder.SessionInfo) bool {
+	return c.Auditor || info.User == c.Identity.User && info.Issuer == c.Identity.Issuer
+}
+
+func (a *App) session(c bastion.Caller, id string, aio bastion.AdminIO) (recorder.SessionInfo, int) {
+	info, err := a.Store.Session(id)
+	if err != nil || !mayRead(c, info) {
+		// The same answer for "absent" and "not yours": session IDs are
+		// not a way to learn who did what.
+		return info, fail(aio, 1, "no session %q that you may see", printable(id))
+	}
+	return info, 0
+}
+
+func (a *App) auditAccess(c bastion.Caller, typ, id, outcome string) {
+	a.Store.Audit(recorder.AuditEvent{Type: typ, User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
+		SessionID: id, Outcome: outcome, Fields: map[string]string{"remote": c.RemoteAddr}})
+}
+
+func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+	fs := newFlags("sessions", aio)
+	user := fs.String("user", "", "only sessions of this user")
+	target := fs.String("target", "", "only sessions to this target")
+	kind := fs.String("kind", "", "only sessions of this kind (shell, exec, subsystem, tcp, postgres)")
+	since := fs.String("since", "", "only sessions started within this duration (e.g. 24h, 7d)")
+	limit := fs.Int("limit", 100, "at most this many, newest first (0 = all)")
+	js := fs.Bool("json", false, "JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	f := recorder.SessionFilter{User: *user, Target: *target, Kind: *kind, Limit: *limit}
+	if *since != "" {
+		d, err := config.ParseDuration(*since)
+		if err != nil {
+			return fail(aio, 2, "sessions: --since: %v", err)
+		}
+		f.Since = time.Now().Add(-d)
+	}
+	if !c.Auditor {
+		if f.User != "" && f.User != c.Identity.User {
+			return fail(aio, 1, "sessions: only auditors may list other users' sessions")
+		}
+		f.User = c.Identity.User
+	}
+	list, err := a.Store.Sessions(f)
+	if err != nil {
+		return fail(aio, 1, "sessions: %v", err)
+	}
+	if *js {
+		enc := json.NewEncoder(aio.Stdout)
+		for _, s := range list {
+			if mayRead(c, s) {
+				enc.Encode(s)
+			}
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tCOMMAND")
+	for _, s := range list {
+		if !mayRead(c, s) {
+			continue
+		}
+		exit := strconv.Itoa(s.ExitStatus)
+		if s.ExitSignal != "" {
+			exit = "SIG" + s.ExitSignal
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Start.Local().Format("2006-01-02 15:04:05"),
+			s.User, s.Target, s.Login, s.Kind, s.Status, exit, printable(truncate(s.Command, 40)))
+	}
+	tw.Flush()
+	return 0
+}
+
+func (a *App) cmdExport(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+	if len(args) != 1 {
+		return fail(aio, 2, "usage: export SESSION-ID")
+	}
+	if _, st := a.session(c, args[0], aio); st != 0 {
+		return st
+	}
+	a.auditAccess(c, "session.export", args[0], "allowed")
+	if err := a.Store.Export(args[0], aio.Stdout); err != nil {
+		return fail(aio, 1, "export: %v", err)
+	}
+	return 0
+}
+
+func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+	fs := newFlags("replay", aio)
+	speed := fs.Float64("speed", 1, "playback speed")
+	idle := fs.String("idle-limit", "", "cap pauses at this duration (e.g. 2s)")
+	raw := fs.Bool("raw", false, "pass escape sequences through unchanged (dangerous)")
+	markers := fs.Bool("markers", true, "show bastion markers (blocked commands, approvals)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		return fail(aio, 2, "usage: replay [--speed X] [--idle-limit D] SESSION-ID")
+	}
+	id := fs.Arg(0)
+	if _, st := a.session(c, id, aio); st != 0 {
+		return st
+	}
+	opt := player.Options{Speed: *speed, Raw: *raw, ShowMarkers: *markers}
+	if *idle != "" {
+		d, err := config.ParseDuration(*idle)
+		if err != nil {
+			return fail(aio, 2, "replay: --idle-limit: %v", err)
+		}
+		opt.IdleLimit = d
+	}
+	if aio.Pty != nil {
+		opt.Keys = aio.Stdin
+	}
+	a.auditAccess(c, "session.replay", id, "allowed")
+	src := player.SourceFunc(func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(a.Store.Export(id, pw)) }()
+		return pr, nil
+	})
+	if err := player.Play(ctx, src, aio.Stdout, opt); err != nil && !errors.Is(err, context.Canceled) {
+		return fail(aio, 1, "replay: %v", err)
+	}
+	return 0
+}
+
+func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+	fs := newFlags("verify", aio)
+	auditLog := fs.Bool("audit", false, "verify the audit log's chain instead of a session")
+	js := fs.Bool("json", false, "JSON output")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var rep recorder.Report
+	var err error
+	switch {
+	case *auditLog:
+		if !c.Auditor {
+			return fail(aio, 1, "verify --audit: only auditors may read the audit log")
+		}
+		rep, err = a.Store.VerifyAudit()
+	case fs.NArg() == 1:
+		if _, st := a.session(c, fs.Arg(0), aio); st != 0 {
+			return st
+		}
+		rep, err = a.Store.Verify(fs.Arg(0))
+	default:
+		return fail(aio, 2, "usage: verify SESSION-ID | verify --audit")
+	}
+	if err != nil && !errors.Is(err, recorder.ErrBroken) {
+		return fail(aio, 1, "verify: %v", err)
+	}
+	if *js {
+		json.NewEncoder(aio.Stdout).Encode(rep)
+	} else if rep.Intact {
+		what := "session " + rep.ID
+		if *auditLog {
+			what = "audit log"
+		}
+		fmt.Fprintf(aio.Stdout, "intact: %s, %d chunks, %d events, sealed=%v, status %s\n", what, rep.Chunks, rep.Events, rep.Sealed, rep.Status)
+	} else {
+		fmt.Fprintf(aio.Stdout, "BROKEN at chunk %d: %s\n", rep.BrokenAt, rep.Problem)
+	}
+	if !rep.Intact {
+		return 1
+	}
+	return 0
+}
+
+func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+	fs := newFlags("audit", aio)
+	since := fs.String("since", "24h", "events within this duration (e.g. 1h, 7d)")
+	js := fs.Bool("json", false, "JSON lines, for a SIEM")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if !c.Auditor {
+		return fail(aio, 1, "audit: only auditors may read the audit log")
+	}
+	d, err := config.ParseDuration(*since)
+	if err != nil {
+		return fail(aio, 2, "audit: --since: %v", err)
+	}
+	enc := json.NewEncoder(aio.Stdout)
+	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
+	if !*js {
+		fmt.Fprintln(tw, "TIME\tTYPE\tUSER\tSESSION\tTARGET\tOUTCOME\tREASON")
+	}
+	err = a.Store.AuditEvents(time.Now().Add(-d), func(ev recorder.AuditEvent) error {
+		if *js {
+			return enc.Encode(ev)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(time.RFC3339), ev.Type, ev.User, ev.SessionID, ev.Target, ev.Outcome, printable(truncate(ev.Reason, 60)))
+		return nil
+	})
+	tw.Flush()
+	if err != nil {
+		return fail(aio, 1, "audit: %v", err)
+	}
+	return 0
+}
+
+func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+	fs := newFlags("revoke", aio)
+	reason := fs.String("reason", "", "why (recorded in the audit log)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		return fail(aio, 2, "usage: revoke SERIAL [--reason R]")
+	}
+	serial, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	if err != nil || serial == 0 {
+		return fail(aio, 2, "revoke: %q is not a certificate serial", printable(fs.Arg(0)))
+	}
+	// Anyone may revoke their own certificate; auditors any.
+	if !c.Auditor && serial != c.Identity.Serial {
+		return fail(aio, 1, "revoke: only auditors may revoke other certificates")
+	}
+	if err := a.Store.Revoke(serial, c.Identity.User, *reason); err != nil {
+		return fail(aio, 1, "revoke: %v", err)
+	}
+	a.Store.Audit(recorder.AuditEvent{Type: "cert.revoke", User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
+		Outcome: "revoked", Reason: *reason, Fields: map[string]string{"serial": strconv.FormatUint(serial, 10)}})
+	fmt.Fprintf(aio.Stdout, "revoked certificate serial %d\n", serial)
+	return 0
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func printable(s string) string {
+	q := strconv.QuoteToASCII(s)
+	return strings.TrimSuffix(strings.TrimPrefix(q, `"`), `"`)
+}

@@ -1,0 +1,337 @@
+// Package app wires the bastion's parts together from a config: the CA, the
+// recorder store, the SSH server and the HTTP API. `bastion serve`, `bastion
+// demo` and the end-to-end tests all start the bastion through it, so what
+// the tests exercise is what runs in production.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// StoreFile is the bbolt file inside the data directory.
+const StoreFile = "bastion.db"
+
+// Options are what a caller adds to the config.
+type Options struct {
+	// Logger; nil logs text to stderr at the config's level.
+	Logger *slog.Logger
+	// SSHListener and HTTPListener, when set, are used instead of
+	// listening on the config's addresses (tests pass loopback :0).
+	SSHListener  net.Listener
+	HTTPListener net.Listener
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// App is a running bastion.
+type App struct {
+	Config    *config.Config
+	Keys      *ca.Keys
+	Store     *recorder.Store
+	Authority *ca.Authority
+	Verifier  *ca.Verifier
+	SSH       *bastion.Server
+	Metrics   *bastion.Metrics
+	Log       *slog.Logger
+
+	policy   atomic.Pointer[policy.Policy]
+	sshLn    net.Listener
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	registry *prometheus.Registry
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closed   sync.Once
+}
+
+// New builds every part from cfg and opens the store. Nothing listens
+// until Start.
+func New(cfg *config.Config, opt Options) (_ *App, err error) {
+	log := opt.Logger
+	if log == nil {
+		log = NewLogger(cfg.Log, os.Stderr)
+	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	a := &App{Config: cfg, Log: log, stop: make(chan struct{}), registry: prometheus.NewRegistry()}
+	pol, err := policy.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.policy.Store(pol)
+	if a.Keys, err = ca.LoadOrCreateKeys(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	mode, err := recorder.ParseMode(cfg.Recording.Mode)
+	if err != nil {
+		return nil, err
+	}
+	a.Store, err = recorder.Open(recorder.Config{
+		Path:              filepath.Join(cfg.DataDir, StoreFile),
+		Mode:              mode,
+		FlushInterval:     cfg.Recording.FlushInterval.D,
+		SessionByteBudget: int64(cfg.Recording.MaxBytes),
+		RecordInput:       cfg.Recording.Input,
+		Retention:         cfg.Recording.Retention.D,
+		SealKey:           a.Keys.SealKey,
+		Now:               now,
+		Logger:            log.With("component", "recorder"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.Store.Close()
+		}
+	}()
+	a.Authority, err = ca.New(ca.Config{
+		Keys:        a.Keys,
+		UserTTL:     cfg.Certs.UserTTL.D,
+		MaxUserTTL:  cfg.Certs.MaxUserTTL.D,
+		WorkloadTTL: cfg.Certs.WorkloadTTL.D,
+		TargetTTL:   cfg.Certs.TargetTTL.D,
+		Now:         now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	wl := make([]ca.Workload, len(cfg.OIDC.Workload))
+	for i, w := range cfg.OIDC.Workload {
+		wl[i] = ca.Workload{Issuer: w.Issuer, Audience: w.Audience, Subject: w.Subject, Name: w.Name, Groups: w.Groups}
+	}
+	a.Verifier, err = ca.NewVerifier(ca.OIDCConfig{
+		Issuer:        cfg.OIDC.Issuer,
+		ClientID:      cfg.OIDC.ClientID,
+		UsernameClaim: cfg.OIDC.UsernameClaim,
+		GroupsClaim:   cfg.OIDC.GroupsClaim,
+		Algorithms:    cfg.OIDC.Algorithms,
+		Workloads:     wl,
+		Now:           now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.Metrics = bastion.NewMetrics()
+	a.registry.MustRegister(a.Metrics.Collectors()...)
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.SSH, err = bastion.New(bastion.Config{
+		Authority:          a.Authority,
+		Policy:             a.Policy,
+		Recorder:           recorderAdapter{a.Store},
+		Auditor:            auditAdapter{a.Store},
+		Revocations:        a.Store,
+		Pins:               a.Store,
+		Names:              hostNames(cfg),
+		IdleTimeout:        cfg.Sessions.IdleTimeout.D,
+		MaxSessionDuration: cfg.Sessions.MaxDuration.D,
+		EnvAllow:           cfg.Sessions.EnvAllow,
+		Admin:              a.adminCommands(),
+		Metrics:            a.Metrics,
+		Logger:             log.With("component", "ssh"),
+		Now:                now,
+		OwnAddrs:           a.httpAddrs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.sshLn, a.httpLn = opt.SSHListener, opt.HTTPListener
+	return a, nil
+}
+
+// Policy returns the policy in force.
+func (a *App) Policy() *policy.Policy { return a.policy.Load() }
+
+// Reload compiles cfg's targets, roles and rules and swaps them in; live
+// sessions keep running and their next decision uses the new policy.
+func (a *App) Reload(cfg *config.Config) error {
+	pol, err := policy.Compile(cfg)
+	if err != nil {
+		return err
+	}
+	a.policy.Store(pol)
+	a.Log.Info("policy reloaded", "targets", len(cfg.Targets), "roles", len(cfg.Roles), "rules", len(cfg.Rules))
+	a.Store.Audit(recorder.AuditEvent{Type: "config.reload", Outcome: "applied"})
+	return nil
+}
+
+// Start listens and serves SSH and HTTP in the background.
+func (a *App) Start() error {
+	var err error
+	if a.sshLn == nil {
+		if a.sshLn, err = net.Listen("tcp", a.Config.Listen.SSH); err != nil {
+			return fmt.Errorf("listen.ssh: %w", err)
+		}
+	}
+	if a.httpLn == nil {
+		if a.httpLn, err = net.Listen("tcp", a.Config.Listen.HTTP); err != nil {
+			a.sshLn.Close()
+			return fmt.Errorf("listen.http: %w", err)
+		}
+	}
+	info := ca.Info{SSHAddress: a.publicSSH(), Scopes: a.Config.OIDC.Scopes}
+	caSrv, err := ca.NewServer(ca.ServerConfig{
+		Authority: a.Authority, Verifier: a.Verifier, Auditor: certAuditor{a},
+		Info: info, Logger: a.Log.With("component", "ca"),
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	caSrv.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	httpLn := a.httpLn
+	if t := a.Config.TLS; t != nil {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		httpLn = tls.NewListener(httpLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	} else if !isLoopback(a.httpLn.Addr()) {
+		a.Log.Warn("the HTTP listener serves plain HTTP on a non-loopback address; configure tls: clients refuse to send ID tokens over it", "addr", a.httpLn.Addr().String())
+	}
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		if err := a.SSH.Serve(a.sshLn); err != nil {
+			a.Log.Error("ssh server", "err", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		if err := a.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error("http server", "err", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.purgeLoop()
+	}()
+	a.Log.Info("bastion started", "ssh", a.sshLn.Addr().String(), "http", a.httpLn.Addr().String(), "data_dir", a.Config.DataDir)
+	return nil
+}
+
+// SSHAddr and HTTPAddr are the listening addresses after Start.
+func (a *App) SSHAddr() string  { return a.sshLn.Addr().String() }
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+func (a *App) httpAddrs() []net.Addr {
+	if a.httpLn == nil {
+		return nil
+	}
+	return []net.Addr{a.httpLn.Addr()}
+}
+
+// Shutdown stops accepting, lets sessions finish until ctx is done, ends
+// the rest with a message, and closes the store.
+func (a *App) Shutdown(ctx context.Context) error {
+	var err error
+	a.closed.Do(func() {
+		close(a.stop)
+		if a.httpSrv != nil {
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			a.httpSrv.Shutdown(hctx)
+			cancel()
+		}
+		err = a.SSH.Shutdown(ctx)
+		a.wg.Wait()
+		if cerr := a.Store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func (a *App) purgeLoop() {
+	if a.Config.Recording.Retention.D <= 0 {
+		<-a.stop
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.Store.Purge(); err != nil {
+			a.Log.Error("retention purge", "err", err)
+		} else if n > 0 {
+			a.Log.Info("retention purge", "sessions", n)
+		}
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// publicSSH is the SSH address clients are told to use.
+func (a *App) publicSSH() string {
+	if a.Config.Public.SSH != "" {
+		return a.Config.Public.SSH
+	}
+	addr := a.sshLn.Addr().(*net.TCPAddr)
+	if addr.IP.IsUnspecified() {
+		// Filled in from the Host the client used (see ca.Server).
+		return fmt.Sprintf(":%d", addr.Port)
+	}
+	return addr.String()
+}
+
+func hostNames(cfg *config.Config) []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		names = append(names, h)
+	}
+	if cfg.Public.SSH != "" {
+		if h, _, err := net.SplitHostPort(cfg.Public.SSH); err == nil && h != "" {
+			names = append([]string{h}, names...)
+		}
+	}
+	return names
+}
+
+func isLoopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
+}
+
+// NewLogger builds the process logger from the config.
+func NewLogger(c config.LogConfig, w *os.File) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
