@@ -129,7 +129,7 @@ func (e *env) writeSSHConfig(user string, k *testenv.UserKey) string {
     GlobalKnownHostsFile /dev/null
     StrictHostKeyChecking yes
     BatchMode yes
-    LogLevel ERROR
+    LogLevel INFO
     ConnectTimeout 20
 `, k.KeyPath, k.CertPath, kh)
 	cfg := fmt.Sprintf("Host bastion\n    HostName %s\n    Port %s\n    User %s\n%s\nHost web1 web2 web9 echo\n    ProxyJump bastion\n%s\nHost %s\n%s", host, port, user, common, common, host, common)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -202,6 +203,14 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 		},
 		ChannelHandlers: map[string]gliderssh.ChannelHandler{
 			"default": func(_ *gliderssh.Server, conn *gossh.ServerConn, ch gossh.NewChannel, ctx gliderssh.Context) {
+				// A bug in one channel must not take the bastion down with
+				// every other session: log it and drop that connection.
+				defer func() {
+					if v := recover(); v != nil {
+						s.log.Error("panic in channel handler", "panic", v, "stack", string(debug.Stack()))
+						conn.Close()
+					}
+				}()
 				handle(ctx, conn, ch)
 			},
 		},
@@ -248,7 +257,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	err := s.srv.Serve(ln)
-	if errors.Is(err, gliderssh.ErrServerClosed) {
+	if errors.Is(err, gliderssh.ErrServerClosed) || s.closing.Load() {
 		return nil
 	}
 	return err

@@ -32,6 +32,23 @@ func (a *App) adminCommands() map[string]bastion.AdminCommand {
 	}
 }
 
+// parseArgs parses flags that may come before, between or after the
+// positional arguments ("revoke 123 --reason lost"), and returns the
+// positional ones.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // newFlags makes a flag set whose errors go to the command's stderr.
 func newFlags(name string, aio bastion.AdminIO) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -73,8 +90,8 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 	since := fs.String("since", "", "only sessions started within this duration (e.g. 24h, 7d)")
 	limit := fs.Int("limit", 100, "at most this many, newest first (0 = all)")
 	js := fs.Bool("json", false, "JSON lines")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if pos, err := parseArgs(fs, args); err != nil || len(pos) > 0 {
+		return fail(aio, 2, "usage: sessions [--user U] [--target T] [--kind K] [--since D] [--limit N] [--json]")
 	}
 	f := recorder.SessionFilter{User: *user, Target: *target, Kind: *kind, Limit: *limit}
 	if *since != "" {
@@ -140,13 +157,14 @@ func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, ai
 	idle := fs.String("idle-limit", "", "cap pauses at this duration (e.g. 2s)")
 	raw := fs.Bool("raw", false, "pass escape sequences through unchanged (dangerous)")
 	markers := fs.Bool("markers", true, "show bastion markers (blocked commands, approvals)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return fail(aio, 2, "usage: replay [--speed X] [--idle-limit D] SESSION-ID")
 	}
-	id := fs.Arg(0)
+	id := pos[0]
 	if _, st := a.session(c, id, aio); st != 0 {
 		return st
 	}
@@ -177,22 +195,22 @@ func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio 
 	fs := newFlags("verify", aio)
 	auditLog := fs.Bool("audit", false, "verify the audit log's chain instead of a session")
 	js := fs.Bool("json", false, "JSON output")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
 	var rep recorder.Report
-	var err error
 	switch {
 	case *auditLog:
 		if !c.Auditor {
 			return fail(aio, 1, "verify --audit: only auditors may read the audit log")
 		}
 		rep, err = a.Store.VerifyAudit()
-	case fs.NArg() == 1:
-		if _, st := a.session(c, fs.Arg(0), aio); st != 0 {
+	case len(pos) == 1:
+		if _, st := a.session(c, pos[0], aio); st != 0 {
 			return st
 		}
-		rep, err = a.Store.Verify(fs.Arg(0))
+		rep, err = a.Store.Verify(pos[0])
 	default:
 		return fail(aio, 2, "usage: verify SESSION-ID | verify --audit")
 	}
@@ -220,8 +238,8 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 	fs := newFlags("audit", aio)
 	since := fs.String("since", "24h", "events within this duration (e.g. 1h, 7d)")
 	js := fs.Bool("json", false, "JSON lines, for a SIEM")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if pos, err := parseArgs(fs, args); err != nil || len(pos) > 0 {
+		return fail(aio, 2, "usage: audit [--since D] [--json]")
 	}
 	if !c.Auditor {
 		return fail(aio, 1, "audit: only auditors may read the audit log")
@@ -252,15 +270,16 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("revoke", aio)
 	reason := fs.String("reason", "", "why (recorded in the audit log)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return fail(aio, 2, "usage: revoke SERIAL [--reason R]")
 	}
-	serial, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	serial, err := strconv.ParseUint(pos[0], 10, 64)
 	if err != nil || serial == 0 {
-		return fail(aio, 2, "revoke: %q is not a certificate serial", printable(fs.Arg(0)))
+		return fail(aio, 2, "revoke: %q is not a certificate serial", printable(pos[0]))
 	}
 	// Anyone may revoke their own certificate; auditors any.
 	if !c.Auditor && serial != c.Identity.Serial {

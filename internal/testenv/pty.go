@@ -1,0 +1,129 @@
+package testenv
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// PTY is a command running on a pseudo-terminal, as a person would run it.
+type PTY struct {
+	t    testing.TB
+	f    *os.File
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	read int // offset consumed by Expect
+	done chan struct{}
+	err  error
+}
+
+// StartPTY starts cmd on a new pty of the given size.
+func StartPTY(t testing.TB, cols, rows int, name string, args ...string) *PTY {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)})
+	if err != nil {
+		t.Fatalf("start %s on a pty: %v", name, err)
+	}
+	p := &PTY{t: t, f: f, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		b := make([]byte, 32<<10)
+		for {
+			n, err := f.Read(b)
+			p.mu.Lock()
+			p.buf.Write(b[:n])
+			p.mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		f.Close()
+		<-p.done
+	})
+	return p
+}
+
+// Send types s.
+func (p *PTY) Send(s string) {
+	p.t.Helper()
+	if _, err := p.f.WriteString(s); err != nil {
+		p.t.Fatalf("pty write: %v", err)
+	}
+}
+
+// Resize changes the terminal size (the client then sends window-change).
+func (p *PTY) Resize(cols, rows int) {
+	p.t.Helper()
+	if err := pty.Setsize(p.f, &pty.Winsize{Cols: uint16(cols), Rows: uint16(rows)}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// Expect waits until want appears in output not yet consumed, and consumes
+// output up to and including it.
+func (p *PTY) Expect(want string, timeout time.Duration) string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		p.mu.Lock()
+		out := p.buf.String()[p.read:]
+		if i := strings.Index(out, want); i >= 0 {
+			p.read += i + len(want)
+			p.mu.Unlock()
+			return out[:i+len(want)]
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.done:
+			p.mu.Lock()
+			out = p.buf.String()[p.read:]
+			p.mu.Unlock()
+			if i := strings.Index(out, want); i >= 0 {
+				return out[:i+len(want)]
+			}
+			p.t.Fatalf("process exited (%v) before %q appeared; output:\n%q", p.err, want, p.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("no %q within %s; output:\n%q", want, timeout, p.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Output is everything the terminal received so far.
+func (p *PTY) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.String()
+}
+
+// Wait waits for the process to exit and returns its exit code.
+func (p *PTY) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("process did not exit within %s; output:\n%q", timeout, p.Output())
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
