@@ -19,24 +19,33 @@ func (s *Store) requestFlush() {
 // smallBuffer is the first buffer of a session that writes little.
 const smallBuffer = 4 << 10
 
+// bigBuffer is the capacity of a pooled buffer: a chunk header, a full
+// SessionBuffer, and room for one more event of any size and the hash, so a
+// buffer that is not yet full always fits the next event.
+func (s *Store) bigBuffer() int {
+	return chunkHeaderLen + s.cfg.SessionBuffer + maxEventOverhead + maxEventData + hashLen
+}
+
 // growBuffer returns a buffer holding buf's events (or a reserved chunk
-// header, for a new buffer) with room for need more bytes. Busy sessions get
-// pooled buffers of SessionBuffer bytes; quiet ones small ones.
+// header, for a new buffer) with room for need more bytes and the hash.
+// A quiet session starts with a small buffer; busier ones use pooled
+// buffers, so streaming output allocates nothing in the steady state.
 func (s *Store) growBuffer(buf []byte, need int) []byte {
-	if buf == nil {
-		buf = make([]byte, chunkHeaderLen, max(smallBuffer, chunkHeaderLen+need+hashLen))
-		return buf
+	if buf == nil && need+chunkHeaderLen+hashLen <= smallBuffer {
+		return make([]byte, chunkHeaderLen, smallBuffer)
 	}
-	want := len(buf) + need + hashLen
 	var nb []byte
-	if big := chunkHeaderLen + s.cfg.SessionBuffer + maxEventData + hashLen; want <= big {
+	if want := len(buf) + need + hashLen; want <= s.bigBuffer() {
 		if p, ok := s.bufPool.Get().(*[]byte); ok {
 			nb = (*p)[:0]
 		} else {
-			nb = make([]byte, 0, big)
+			nb = make([]byte, 0, s.bigBuffer())
 		}
 	} else {
-		nb = make([]byte, 0, want+want/4)
+		nb = make([]byte, 0, want) // cannot happen: events are bounded
+	}
+	if buf == nil {
+		return append(nb, make([]byte, chunkHeaderLen)...)
 	}
 	nb = append(nb, buf...)
 	s.putBuffer(buf)
@@ -45,7 +54,7 @@ func (s *Store) growBuffer(buf []byte, need int) []byte {
 
 // putBuffer returns a pool-sized buffer to the pool.
 func (s *Store) putBuffer(buf []byte) {
-	if cap(buf) == chunkHeaderLen+s.cfg.SessionBuffer+maxEventData+hashLen {
+	if cap(buf) == s.bigBuffer() {
 		buf = buf[:0]
 		s.bufPool.Put(&buf)
 	}
@@ -98,10 +107,10 @@ func (s *Store) closeRecordings() {
 // flushItem is one recording's share of a flush.
 type flushItem struct {
 	r       *Recording
-	buf     []byte // the pending buffer, chunk header reserved
-	events  int
-	bytes   int64 // uncommitted bytes it accounts for
-	lastUS  int64 // time of the last event in buf
+	bufs    []pendingBuf // the pending buffers, one chunk each
+	events  int          // events in bufs
+	bytes   int64        // uncommitted bytes it accounts for
+	lastUS  int64        // time of the last event in buf
 	info    SessionInfo
 	gap     *gap
 	end     *endRequest
@@ -128,10 +137,16 @@ func (s *Store) flush(final bool) {
 		it := &flushItem{r: r}
 		r.mu.Lock()
 		r.dirty = false
+		it.bufs = append(it.bufs, r.full...)
+		clear(r.full)
+		r.full = r.full[:0]
 		if r.pendingEv > 0 {
-			it.buf, it.events = r.pending, r.pendingEv
-			it.bytes = int64(len(r.pending) - chunkHeaderLen)
+			it.bufs = append(it.bufs, pendingBuf{buf: r.pending, events: r.pendingEv})
 			r.pending, r.pendingEv = nil, 0
+		}
+		for _, pb := range it.bufs {
+			it.events += pb.events
+			it.bytes += int64(len(pb.buf) - chunkHeaderLen)
 		}
 		it.gap, it.end, it.lastUS = r.gap, r.endReq, r.lastUS
 		it.info = r.info
@@ -142,8 +157,8 @@ func (s *Store) flush(final bool) {
 	}
 
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		if s.failHook != nil {
-			if err := s.failHook(); err != nil {
+		if hook := s.flushHook.Load(); hook != nil {
+			if err := (*hook)(); err != nil {
 				return err
 			}
 		}
@@ -210,12 +225,12 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 		seq, head = seq+1, h
 		evTotal++
 	}
-	if it.buf != nil {
-		v, h := sealChunk(it.buf, seq, head, it.events)
-		it.buf = v
+	for i, pb := range it.bufs {
+		v, h := sealChunk(pb.buf, seq, head, pb.events)
+		it.bufs[i].buf = v
 		it.values = append(it.values, v)
 		seq, head = seq+1, h
-		evTotal += int64(it.events)
+		evTotal += int64(pb.events)
 	}
 	it.seq, it.head, it.evTotal = seq, head, evTotal
 	it.info.Events, it.info.Chunks = evTotal, int64(seq)
@@ -239,9 +254,9 @@ func (s *Store) finish(it *flushItem, err error, final bool) {
 	r.uncommitted.Add(-it.bytes)
 	if err == nil {
 		r.seq, r.head, r.committedEvents = it.seq, it.head, it.evTotal
-		if it.buf != nil {
-			s.putBuffer(it.buf)
-		}
+	}
+	for _, pb := range it.bufs { // committed or lost, bbolt is done with them
+		s.putBuffer(pb.buf)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

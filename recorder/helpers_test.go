@@ -157,3 +157,14 @@ func verify(t testing.TB, s *Store, id string) Report {
 	}
 	return rep
 }
+
+// setFlushHook installs fn in every flush transaction until the test ends.
+func (s *Store) setFlushHook(t testing.TB, fn func() error) {
+	t.Helper()
+	if fn == nil {
+		s.flushHook.Store(nil)
+		return
+	}
+	s.flushHook.Store(&fn)
+	t.Cleanup(func() { s.flushHook.Store(nil) })
+}

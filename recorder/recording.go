@@ -25,10 +25,11 @@ type Recording struct {
 	info      SessionInfo // metadata; counters are updated by the flusher
 	outCarry  asciicast.UTF8Carry
 	inCarry   asciicast.UTF8Carry
-	pending   []byte // encoded events after a reserved chunk header; nil when empty
-	pendingEv int    // events in pending
-	lastUS    int64  // time of the last event, µs since start
-	stored    int64  // event data bytes accepted, for SessionByteBudget
+	pending   []byte       // encoded events after a reserved chunk header; nil when empty
+	pendingEv int          // events in pending
+	full      []pendingBuf // buffers that reached SessionBuffer, for the flusher
+	lastUS    int64        // time of the last event, µs since start
+	stored    int64        // event data bytes accepted, for SessionByteBudget
 	truncated bool
 	bytesIn   int64
 	bytesOut  int64
@@ -45,6 +46,12 @@ type Recording struct {
 	seq             uint64
 	head            [hashLen]byte
 	committedEvents int64
+}
+
+// pendingBuf is a buffer of encoded events that will become one chunk.
+type pendingBuf struct {
+	buf    []byte // chunk header reserved, then events
+	events int
 }
 
 type endRequest struct {
@@ -206,7 +213,7 @@ func (r *Recording) event(typ asciicast.EventType, data []byte) error {
 	if typ == asciicast.Marker || !r.truncated {
 		r.appendEventLocked(typ, r.nowUS(), data)
 	}
-	full := len(r.pending) >= r.s.cfg.SessionBuffer
+	full := len(r.full) > 0 || len(r.pending)-chunkHeaderLen >= r.s.cfg.SessionBuffer
 	r.markDirtyLocked()
 	r.mu.Unlock()
 	if full {
@@ -229,7 +236,7 @@ func (r *Recording) write(typ asciicast.EventType, p []byte, carry *asciicast.UT
 	if record && !r.truncated {
 		r.appendTextLocked(typ, r.nowUS(), carry.Write(p))
 	}
-	full := len(r.pending) >= r.s.cfg.SessionBuffer
+	full := len(r.full) > 0 || len(r.pending)-chunkHeaderLen >= r.s.cfg.SessionBuffer
 	r.markDirtyLocked()
 	r.mu.Unlock()
 	if full {
@@ -290,6 +297,11 @@ func (r *Recording) truncateLocked(us int64) {
 // appendEventLocked appends one encoded event to the pending buffer.
 func (r *Recording) appendEventLocked(typ asciicast.EventType, us int64, data []byte) {
 	need := maxEventOverhead + len(data)
+	if r.pending != nil && len(r.pending)-chunkHeaderLen >= r.s.cfg.SessionBuffer {
+		// Full: it becomes a chunk as it is, and a new buffer starts.
+		r.full = append(r.full, pendingBuf{buf: r.pending, events: r.pendingEv})
+		r.pending, r.pendingEv = nil, 0
+	}
 	if r.pending == nil || cap(r.pending)-len(r.pending) < need {
 		r.pending = r.s.growBuffer(r.pending, need)
 	}

@@ -66,8 +66,9 @@ type Store struct {
 
 	bufPool sync.Pool // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
 
-	// failHook, set by tests, fails the flush transaction with its error.
-	failHook func() error
+	// flushHook, set by tests, runs inside every flush transaction; an
+	// error from it fails the transaction.
+	flushHook atomic.Pointer[func() error]
 
 	closeOnce sync.Once
 	closeErr  error

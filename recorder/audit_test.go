@@ -1,0 +1,168 @@
+package recorder
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+func auditAll(t *testing.T, s *Store, since time.Time) []AuditEvent {
+	t.Helper()
+	var out []AuditEvent
+	must(t, s.AuditEvents(since, func(ev AuditEvent) error {
+		out = append(out, ev)
+		return nil
+	}))
+	return out
+}
+
+func TestAuditLog(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s, err := Open(cfg)
+	must(t, err)
+	var ids []string
+	for i, typ := range []string{"cert.issue", "cert.refuse", "session.start", "command.block", "session.end"} {
+		clk.Advance(time.Second)
+		id, err := s.Audit(AuditEvent{Type: typ, User: "alice", Target: "web1", Outcome: "ok",
+			Reason: "line\nbreak \x1b[31m", Fields: map[string]string{"n": fmt.Sprint(i)}})
+		must(t, err)
+		if _, err := ulid.ParseStrict(id); err != nil {
+			t.Errorf("ID %q: %v", id, err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := s.Audit(AuditEvent{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty type: got %v, want %v", err, ErrInvalid)
+	}
+	got := auditAll(t, s, time.Time{})
+	if len(got) != 5 || got[0].ID != ids[0] || got[4].Type != "session.end" || got[3].Fields["n"] != "3" || got[1].Reason != "line\nbreak \x1b[31m" {
+		t.Fatalf("got %+v", got)
+	}
+	if got := auditAll(t, s, got[3].Time); len(got) != 2 || got[0].ID != ids[3] {
+		t.Errorf("since: got %d events starting %v, want 2 starting %s", len(got), got, ids[3])
+	}
+	stop := errors.New("stop")
+	if err := s.AuditEvents(time.Time{}, func(AuditEvent) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("got %v, want %v", err, stop)
+	}
+	rep, err := s.VerifyAudit()
+	must(t, err)
+	if !rep.Intact || rep.Chunks != 5 || rep.BrokenAt != -1 {
+		t.Errorf("verify: got %+v", rep)
+	}
+	must(t, s.Close()) // writes a signed checkpoint
+
+	// The chain continues across restarts.
+	s2 := openStore(t, cfg)
+	_, err = s2.Audit(AuditEvent{Type: "cert.issue"})
+	must(t, err)
+	if rep, _ := s2.VerifyAudit(); !rep.Intact || rep.Chunks != 6 {
+		t.Errorf("after reopen: got %+v", rep)
+	}
+}
+
+func TestAuditConcurrent(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Audit(AuditEvent{Type: "cert.issue", User: fmt.Sprint("u", i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if rep, _ := s.VerifyAudit(); !rep.Intact || rep.Chunks != 20 {
+		t.Errorf("got %+v, want 20 intact records", rep)
+	}
+}
+
+func TestAuditTamper(t *testing.T) {
+	editRecord := func(seq uint64, edit func(*auditRecord)) func(*bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAudit)
+			var rec auditRecord
+			if err := json.Unmarshal(b.Get(u64key(seq)), &rec); err != nil {
+				return err
+			}
+			edit(&rec)
+			v, _ := json.Marshal(rec)
+			return b.Put(u64key(seq), v)
+		}
+	}
+	tests := []struct {
+		name    string
+		edit    func(*bolt.Tx) error
+		at      int64
+		problem string
+	}{
+		{name: "event changed", edit: editRecord(3, func(r *auditRecord) {
+			r.Event = json.RawMessage(strings.Replace(string(r.Event), "alice", "mallo", 1))
+		}), at: 3, problem: "does not match its hash"},
+		{name: "event rewritten with its hash", edit: func(tx *bolt.Tx) error {
+			return editRecord(3, func(r *auditRecord) {
+				r.Event = json.RawMessage(strings.Replace(string(r.Event), "alice", "mallo", 1))
+				var prev [hashLen]byte
+				copy(prev[:], mustHex(r.Prev))
+				h := auditHash(3, prev, r.Event)
+				r.Hash = fmt.Sprintf("%x", h)
+			})(tx)
+		}, at: 4, problem: "does not link to record 3"},
+		{name: "record removed", edit: func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Delete(u64key(2)) },
+			at: 2, problem: "audit record 2 is missing"},
+		{name: "tail removed", edit: func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketAudit)
+			b.Delete(u64key(5))
+			return b.Delete(u64key(4))
+		}, at: 4, problem: "audit records 4 to 5 were removed"},
+		{name: "record unreadable", edit: func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Put(u64key(1), []byte("x")) },
+			at: 1, problem: "unreadable"},
+		{name: "checkpoint forged", edit: func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketCheckpoints)
+			k, v := b.Cursor().Last()
+			var sg signed
+			json.Unmarshal(v, &sg)
+			sg.Payload = json.RawMessage(strings.Replace(string(sg.Payload), `"seq":5`, `"seq":4`, 1))
+			nv, _ := json.Marshal(sg)
+			return b.Put(k, nv)
+		}, at: 5, problem: "signature does not verify"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _ := testConfig(t)
+			s, err := Open(cfg)
+			must(t, err)
+			for range 5 {
+				_, err := s.Audit(AuditEvent{Type: "cert.issue", User: "alice"})
+				must(t, err)
+			}
+			must(t, s.Close())
+			tamper(t, cfg.Path, tc.edit)
+			s2 := openStore(t, cfg)
+			rep, err := s2.VerifyAudit()
+			must(t, err)
+			if rep.Intact || rep.BrokenAt != tc.at || !strings.Contains(rep.Problem, tc.problem) {
+				t.Errorf("got intact=%v broken_at=%d %q, want %d %q", rep.Intact, rep.BrokenAt, rep.Problem, tc.at, tc.problem)
+			}
+			// The log stays appendable.
+			_, err = s2.Audit(AuditEvent{Type: "cert.issue"})
+			must(t, err)
+		})
+	}
+}
+
+func mustHex(s string) []byte {
+	var b []byte
+	fmt.Sscanf(s, "%x", &b)
+	return b
+}
