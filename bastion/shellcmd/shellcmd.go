@@ -1,0 +1,216 @@
+package shellcmd
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// Limits of the analysis. They bound time and memory on hostile input; a
+// command line that a person or a CI job really runs stays far below them.
+const (
+	// MaxInputBytes is the longest text Analyze accepts. Linux cannot pass
+	// a longer single argument to `sh -c` (MAX_ARG_STRLEN is 128 KiB), so
+	// no exec command that a target could run is refused by it.
+	MaxInputBytes = 1 << 20
+
+	// MaxDepth is how many strings deep Analyze follows code that is
+	// written inside another command's argument (`bash -c`, `eval`,
+	// `su -c`, `watch`, `ssh host cmd`, `trap`, `alias`, a here-document
+	// fed to a shell, ...). Deeper code is reported as [ReasonTooDeep].
+	MaxDepth = 8
+
+	// MaxBraceWords is how many words one brace expansion may produce
+	// (`{a,b}{c,d}` produces four). A larger one is kept unexpanded and
+	// reported as [ReasonBraceLimit].
+	MaxBraceWords = 1024
+
+	// maxUnknowableText bounds Unknowable.Text, which is for display.
+	maxUnknowableText = 512
+)
+
+// Sentinel errors. Analyze wraps them with the "shellcmd: " prefix and, for
+// ErrSyntax, the position and the parser's message; test with errors.Is.
+var (
+	// ErrSyntax: the text is not valid shell (bash dialect). A caller that
+	// must decide fails closed.
+	ErrSyntax = errors.New("syntax error")
+	// ErrTooLarge: the text is longer than MaxInputBytes.
+	ErrTooLarge = errors.New("input too large")
+	// ErrTooComplex: the text nests so deeply that parsing it could
+	// exhaust the stack (see the Caveats in the package documentation).
+	ErrTooComplex = errors.New("input nests too deeply to parse safely")
+)
+
+// Reasons reported in Unknowable.Reason. They are stable strings so that a
+// caller may match on them, log them, or show them to the user.
+const (
+	ReasonEval           = "eval of non-literal text"
+	ReasonSource         = "source of a non-literal file"
+	ReasonParamCommand   = "parameter expansion in command position"
+	ReasonSubstCommand   = "command substitution in command position"
+	ReasonArithCommand   = "arithmetic expansion in command position"
+	ReasonGlobCommand    = "glob in command position"
+	ReasonPipeShell      = "pipe into shell"
+	ReasonPipeInterp     = "pipe into interpreter"
+	ReasonShellStdin     = "shell reading non-literal input"
+	ReasonProcSubstShell = "shell script from process substitution"
+	ReasonShellString    = "-c string is not literal"
+	ReasonShellSyntax    = "-c string does not parse"
+	ReasonWrapperArg     = "wrapper argument is not literal"
+	ReasonXargsCommand   = "command built from xargs input"
+	ReasonFindExec       = "find executes the files it finds"
+	ReasonAlias          = "alias with non-literal value"
+	ReasonTrap           = "trap with non-literal action"
+	ReasonPrompt         = "prompt variable with non-literal value"
+	ReasonBraceLimit     = "brace expansion too large"
+	ReasonTooDeep        = "nesting deeper than MaxDepth"
+	ReasonBudget         = "analysis budget exhausted"
+	ReasonTooComplex     = "nested text too complex to parse"
+)
+
+// Command is one simple command that can run.
+type Command struct {
+	// Argv holds the normalised words: quotes, backslash escapes and
+	// ANSI-C strings ($'\x72\x6d') are resolved and brace expansions are
+	// expanded. A word that holds an expansion the shell performs at run
+	// time keeps that part as its source text ("$HOME/x", "$(date)").
+	Argv []string
+	// Name is the base name of Argv[0] ("/usr/bin/rm" -> "rm").
+	Name string
+	// Wrappers lists, outermost first, the wrappers peeled off to reach
+	// this command: "sudo", "env", "nice", "timeout", "xargs", "exec",
+	// "bash -c", "eval", "find -exec", "ssh", ... Empty for a command
+	// written directly.
+	Wrappers []string
+	// Text is Argv quoted back into one normalised line, for regular
+	// expression rules and for display. Analyze(Text) yields Argv again.
+	Text string
+}
+
+// Unknowable is a construct whose effect cannot be known without running
+// it: which command runs depends on run-time data.
+type Unknowable struct {
+	// Text is the source text of the construct, at most 512 bytes (longer
+	// text is cut and ends in "...").
+	Text string
+	// Reason is one of the Reason constants.
+	Reason string
+}
+
+// Analysis is what Analyze found in one piece of shell text.
+type Analysis struct {
+	// Commands lists every simple command that can run, in source order:
+	// inside lists, pipelines, subshells, blocks, if/while/for/case
+	// bodies, function bodies, command and process substitutions, and
+	// code written inside arguments (bash -c, eval, ...), recursively up
+	// to MaxDepth. A wrapper appears itself and then, with Wrappers set,
+	// the command it runs.
+	Commands []Command
+	// Unknowable lists constructs whose effect cannot be known.
+	Unknowable []Unknowable
+	// Incomplete reports that the text is an unfinished command (an open
+	// quote, a trailing backslash, an open if/for/while, a trailing | or
+	// &&, a here-document without its end): an interactive shell would
+	// ask for more lines. Commands and Unknowable are then empty; judge
+	// the text once the rest has arrived.
+	Incomplete bool
+}
+
+// Names returns the distinct command names in a, in order of appearance.
+func (a *Analysis) Names() []string {
+	seen := make(map[string]bool, len(a.Commands))
+	var names []string
+	for _, c := range a.Commands {
+		if !seen[c.Name] {
+			seen[c.Name] = true
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
+// Analyze parses src as bash and reports every simple command in it, the
+// constructs whose effect cannot be known, and whether src is unfinished.
+//
+// A syntax error, a text longer than MaxInputBytes, or a text nested too
+// deeply to parse safely is an error (wrapping ErrSyntax, ErrTooLarge or
+// ErrTooComplex): the caller must fail closed. Analyze never runs anything
+// and never panics.
+func Analyze(src string) (*Analysis, error) {
+	if len(src) > MaxInputBytes {
+		return nil, fmt.Errorf("shellcmd: %d bytes: %w", len(src), ErrTooLarge)
+	}
+	if err := checkComplexity(src); err != nil {
+		return nil, fmt.Errorf("shellcmd: %w", err)
+	}
+	f, err := parse(src)
+	if err != nil {
+		if isIncomplete(src, err) {
+			return &Analysis{Incomplete: true}, nil
+		}
+		return nil, fmt.Errorf("shellcmd: %w: %w", ErrSyntax, err)
+	}
+	if trailingContinuation(src, f) {
+		return &Analysis{Incomplete: true}, nil
+	}
+	an := &analyzer{out: &Analysis{}, budget: 16*len(src) + 64<<10}
+	an.walkFile(f.Stmts, scope{src: src}, false)
+	return an.out, nil
+}
+
+// parse parses src as bash, keeping comments so that a trailing backslash
+// inside a comment can be told from a line continuation.
+func parse(src string) (*syntax.File, error) {
+	p := syntax.NewParser(syntax.Variant(syntax.LangBash), syntax.KeepComments(true))
+	return p.Parse(strings.NewReader(src), "")
+}
+
+// isIncomplete reports whether the parse error err means that src is an
+// unfinished command rather than a wrong one.
+func isIncomplete(src string, err error) bool {
+	if syntax.IsIncomplete(err) {
+		return true
+	}
+	// "cat <<EOF" without a newline: the parser reports an unclosed
+	// here-document, while an interactive shell asks for its lines.
+	if strings.HasSuffix(src, "\n") {
+		return false
+	}
+	_, err2 := parse(src + "\n")
+	return err2 != nil && syntax.IsIncomplete(err2)
+}
+
+// trailingContinuation reports whether src ends in an unescaped backslash
+// (optionally followed by one newline) outside a comment: `ls \`.
+func trailingContinuation(src string, f *syntax.File) bool {
+	s := strings.TrimSuffix(src, "\n")
+	n := 0
+	for n < len(s) && s[len(s)-1-n] == '\\' {
+		n++
+	}
+	if n%2 == 0 {
+		return false
+	}
+	// A backslash ending a comment continues nothing.
+	end := uint(len(s))
+	for _, c := range lastComments(f) {
+		if c.Hash.Offset() < end && c.End().Offset() >= end {
+			return false
+		}
+	}
+	return true
+}
+
+// lastComments returns the comments that could end a file that parsed
+// completely: the trailing ones of the last statement and of the file. (A
+// comment inside an unclosed block would have made the text incomplete.)
+func lastComments(f *syntax.File) []syntax.Comment {
+	cs := append([]syntax.Comment(nil), f.Last...)
+	if len(f.Stmts) > 0 {
+		cs = append(cs, f.Stmts[len(f.Stmts)-1].Comments...)
+	}
+	return cs
+}

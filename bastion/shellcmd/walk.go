@@ -1,0 +1,489 @@
+package shellcmd
+
+import (
+	"reflect"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// analyzer collects the result of one Analyze call.
+type analyzer struct {
+	out       *Analysis
+	budget    int  // bytes that nested parsing and brace expansion may still use
+	budgetHit bool // ReasonBudget was reported
+}
+
+// scope is one piece of text being walked: the top-level input, or code
+// found inside an argument (`bash -c '...'`).
+type scope struct {
+	src      string   // the text the nodes were parsed from
+	depth    int      // 0 for the input, +1 per nested string
+	wrappers []string // wrappers that lead to this text
+}
+
+// item is one node waiting to be visited, with the context it runs in.
+type item struct {
+	node      syntax.Node
+	stdinPipe bool // stdin comes from a pipe or process substitution
+	timed     bool // under the `time` keyword
+}
+
+// walkFile visits stmts and everything in them. It uses an explicit stack,
+// not recursion: pipelines, && chains, elif chains and arithmetic are deep
+// trees the parser builds iteratively, and a megabyte of `a|a|a...` must not
+// grow the goroutine stack. Recursion happens only for nested text, which
+// is bounded by MaxDepth.
+func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
+	var stack []item
+	push := func(stdinPipe bool, nodes ...syntax.Node) {
+		for i := len(nodes) - 1; i >= 0; i-- {
+			if !isNil(nodes[i]) {
+				stack = append(stack, item{node: nodes[i], stdinPipe: stdinPipe})
+			}
+		}
+	}
+	pushStmts := func(stdinPipe bool, stmts []*syntax.Stmt) {
+		for i := len(stmts) - 1; i >= 0; i-- {
+			if stmts[i] != nil {
+				stack = append(stack, item{node: stmts[i], stdinPipe: stdinPipe})
+			}
+		}
+	}
+	pushWords := func(stdinPipe bool, words []*syntax.Word) {
+		for i := len(words) - 1; i >= 0; i-- {
+			if words[i] != nil {
+				stack = append(stack, item{node: words[i], stdinPipe: stdinPipe})
+			}
+		}
+	}
+	pushStmts(stdinPipe, stmts)
+
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		sp := it.stdinPipe
+
+		switch n := it.node.(type) {
+		case *syntax.Stmt:
+			// Redirections are pushed first so that they are visited
+			// after the command: `cmd <(sub)` lists cmd, then sub.
+			for i := len(n.Redirs) - 1; i >= 0; i-- {
+				if r := n.Redirs[i]; r != nil {
+					push(sp, r)
+				}
+			}
+			if call, ok := n.Cmd.(*syntax.CallExpr); ok && call != nil {
+				// Assignments and arguments are visited after the
+				// command itself, for nested substitutions.
+				for i := len(call.Args) - 1; i >= 0; i-- {
+					if call.Args[i] != nil {
+						push(sp, call.Args[i])
+					}
+				}
+				for i := len(call.Assigns) - 1; i >= 0; i-- {
+					if call.Assigns[i] != nil {
+						push(sp, call.Assigns[i])
+					}
+				}
+				a.call(call, n, sc, sp, it.timed)
+				continue
+			}
+			if !isNil(n.Cmd) {
+				stack = append(stack, item{node: n.Cmd, stdinPipe: sp, timed: it.timed})
+			}
+
+		case *syntax.BinaryCmd:
+			pipe := n.Op == syntax.Pipe || n.Op == syntax.PipeAll
+			if n.Y != nil {
+				stack = append(stack, item{node: n.Y, stdinPipe: sp || pipe})
+			}
+			if n.X != nil {
+				stack = append(stack, item{node: n.X, stdinPipe: sp})
+			}
+
+		case *syntax.Subshell:
+			pushStmts(sp, n.Stmts)
+		case *syntax.Block:
+			pushStmts(sp, n.Stmts)
+		case *syntax.IfClause:
+			if n.Else != nil {
+				push(sp, n.Else)
+			}
+			pushStmts(sp, n.Then)
+			pushStmts(sp, n.Cond)
+		case *syntax.WhileClause:
+			pushStmts(sp, n.Do)
+			pushStmts(sp, n.Cond)
+		case *syntax.ForClause:
+			pushStmts(sp, n.Do)
+			push(sp, n.Loop)
+		case *syntax.WordIter:
+			pushWords(sp, n.Items)
+		case *syntax.CStyleLoop:
+			push(sp, n.Init, n.Cond, n.Post)
+		case *syntax.CaseClause:
+			for i := len(n.Items) - 1; i >= 0; i-- {
+				ci := n.Items[i]
+				if ci == nil {
+					continue
+				}
+				pushStmts(sp, ci.Stmts)
+				pushWords(sp, ci.Patterns)
+			}
+			if n.Word != nil {
+				push(sp, n.Word)
+			}
+		case *syntax.FuncDecl:
+			// The body runs when the function is called, with the
+			// caller's stdin, which is not known here.
+			if n.Body != nil {
+				push(false, n.Body)
+			}
+		case *syntax.ArithmCmd:
+			push(sp, n.X)
+		case *syntax.TestClause:
+			push(sp, n.X)
+		case *syntax.DeclClause:
+			a.decl(n, sc)
+			for i := len(n.Args) - 1; i >= 0; i-- {
+				if n.Args[i] != nil {
+					push(sp, n.Args[i])
+				}
+			}
+		case *syntax.LetClause:
+			a.let(n, sc)
+			for i := len(n.Exprs) - 1; i >= 0; i-- {
+				push(sp, n.Exprs[i])
+			}
+		case *syntax.TimeClause:
+			if n.Stmt != nil {
+				stack = append(stack, item{node: n.Stmt, stdinPipe: sp, timed: true})
+			}
+		case *syntax.CoprocClause:
+			if n.Stmt != nil {
+				push(sp, n.Stmt)
+			}
+			if n.Name != nil {
+				push(sp, n.Name)
+			}
+		case *syntax.TestDecl:
+			if n.Body != nil {
+				push(sp, n.Body)
+			}
+			if n.Description != nil {
+				push(sp, n.Description)
+			}
+
+		case *syntax.Redirect:
+			if n.Hdoc != nil {
+				push(sp, n.Hdoc)
+			}
+			if n.Word != nil {
+				push(sp, n.Word)
+			}
+		case *syntax.Assign:
+			a.specialAssign(n, sc)
+			if n.Array != nil {
+				for i := len(n.Array.Elems) - 1; i >= 0; i-- {
+					if e := n.Array.Elems[i]; e != nil {
+						if e.Value != nil {
+							push(sp, e.Value)
+						}
+						push(sp, e.Index)
+					}
+				}
+			}
+			if n.Value != nil {
+				push(sp, n.Value)
+			}
+			push(sp, n.Index)
+
+		case *syntax.Word:
+			for i := len(n.Parts) - 1; i >= 0; i-- {
+				push(sp, n.Parts[i])
+			}
+		case *syntax.DblQuoted:
+			for i := len(n.Parts) - 1; i >= 0; i-- {
+				push(sp, n.Parts[i])
+			}
+		case *syntax.ParamExp:
+			if n.Exp != nil && n.Exp.Word != nil {
+				push(sp, n.Exp.Word)
+			}
+			if n.Repl != nil {
+				if n.Repl.With != nil {
+					push(sp, n.Repl.With)
+				}
+				if n.Repl.Orig != nil {
+					push(sp, n.Repl.Orig)
+				}
+			}
+			if n.Slice != nil {
+				push(sp, n.Slice.Offset, n.Slice.Length)
+			}
+			push(sp, n.Index, n.NestedParam)
+		case *syntax.CmdSubst:
+			pushStmts(sp, n.Stmts)
+		case *syntax.ProcSubst:
+			// >(cmd) reads what the command writes to it: a pipe.
+			pushStmts(sp || n.Op == syntax.CmdOut, n.Stmts)
+		case *syntax.ArithmExp:
+			push(sp, n.X)
+		case *syntax.BraceExp:
+			pushWords(sp, n.Elems)
+		case *syntax.BinaryArithm:
+			push(sp, n.X, n.Y)
+		case *syntax.UnaryArithm:
+			push(sp, n.X)
+		case *syntax.ParenArithm:
+			push(sp, n.X)
+		case *syntax.FlagsArithm:
+			push(sp, n.X)
+		case *syntax.BinaryTest:
+			push(sp, n.X, n.Y)
+		case *syntax.UnaryTest:
+			push(sp, n.X)
+		case *syntax.ParenTest:
+			push(sp, n.X)
+
+		case *syntax.Lit, *syntax.SglQuoted, *syntax.ExtGlob:
+			// Nothing runs.
+		default:
+			// A construct this package does not know: it might run
+			// something, so say so rather than pass it silently.
+			a.unknowable(nodeText(sc.src, n), "unsupported construct")
+		}
+	}
+}
+
+// isNil reports whether n is nil or a typed nil pointer.
+func isNil(n syntax.Node) bool {
+	if n == nil {
+		return true
+	}
+	v := reflect.ValueOf(n)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+// unknowable records a construct whose effect cannot be known.
+func (a *analyzer) unknowable(text, reason string) {
+	if len(text) > maxUnknowableText {
+		cut := maxUnknowableText
+		for cut > 0 && !isRuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "..."
+	}
+	a.out.Unknowable = append(a.out.Unknowable, Unknowable{Text: text, Reason: reason})
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// emit records a command.
+func (a *analyzer) emit(argv []string, wrappers []string) {
+	a.out.Commands = append(a.out.Commands, newCommand(argv, wrappers))
+}
+
+func newCommand(argv []string, wrappers []string) Command {
+	c := Command{
+		Argv: argv,
+		Name: baseName(argv[0]),
+		Text: quoteArgv(argv),
+	}
+	if len(wrappers) > 0 {
+		c.Wrappers = append([]string(nil), wrappers...)
+	}
+	return c
+}
+
+// baseName returns the part of p after its last slash ("/usr/bin/rm" ->
+// "rm"); a trailing slash is ignored.
+func baseName(p string) string {
+	q := strings.TrimRight(p, "/")
+	if q == "" {
+		return p
+	}
+	if i := strings.LastIndexByte(q, '/'); i >= 0 {
+		return q[i+1:]
+	}
+	return q
+}
+
+// quoteArgv quotes argv back into one line that the shell splits into the
+// same words.
+func quoteArgv(argv []string) string {
+	var b strings.Builder
+	for i, s := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		q, err := syntax.Quote(s, syntax.LangBash)
+		if err != nil {
+			// Unreachable: words hold no NUL and Quote handles
+			// any other byte in bash. Keep the text visible.
+			q = "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+		if i == 0 && needsCommandQuote(s) && q == s {
+			q = "'" + s + "'"
+		}
+		b.WriteString(q)
+	}
+	return b.String()
+}
+
+// needsCommandQuote reports whether s, unquoted in command position, would
+// be parsed as something other than a command name: a keyword-like builtin
+// that the parser gives its own node.
+func needsCommandQuote(s string) bool {
+	switch s {
+	case "declare", "local", "export", "readonly", "typeset", "nameref", "let":
+		return false // the parser's own nodes yield the same Argv
+	}
+	return syntax.IsKeyword(s)
+}
+
+// nested analyses text found inside an argument (a -c string, an eval, a
+// here-document fed to a shell) as a script of its own. Its commands carry
+// wrappers; reportText is the construct to name if it cannot be followed.
+func (a *analyzer) nested(text string, depth int, wrappers []string, stdinPipe bool, reportText string) {
+	if depth+1 > MaxDepth {
+		a.unknowable(reportText, ReasonTooDeep)
+		return
+	}
+	if len(text) > a.budget {
+		if !a.budgetHit {
+			a.budgetHit = true
+			a.unknowable(reportText, ReasonBudget)
+		}
+		return
+	}
+	a.budget -= len(text)
+	if checkComplexity(text) != nil {
+		a.unknowable(reportText, ReasonTooComplex)
+		return
+	}
+	inner := scope{src: text, depth: depth + 1, wrappers: wrappers}
+	p := syntax.NewParser(syntax.Variant(syntax.LangBash))
+	// Like bash, the statements before a syntax error run before the
+	// error is found, so they are reported too.
+	var stmts []*syntax.Stmt
+	err := p.Stmts(strings.NewReader(text), func(s *syntax.Stmt) bool {
+		stmts = append(stmts, s)
+		return true
+	})
+	a.walkFile(stmts, inner, stdinPipe)
+	if err != nil {
+		a.unknowable(reportText, ReasonShellSyntax)
+	}
+}
+
+// appendWrapper returns ws with w added, never sharing ws's backing array.
+func appendWrapper(ws []string, w ...string) []string {
+	out := make([]string, 0, len(ws)+len(w))
+	out = append(out, ws...)
+	return append(out, w...)
+}
+
+// decl reports a declare/export/local/readonly/typeset/nameref clause as a
+// command, and follows prompt variables it sets.
+func (a *analyzer) decl(d *syntax.DeclClause, sc scope) {
+	if d.Variant == nil {
+		return
+	}
+	argv := []string{d.Variant.Value}
+	for _, as := range d.Args {
+		if as == nil {
+			continue
+		}
+		argv = append(argv, assignText(as, sc.src))
+	}
+	a.emit(argv, sc.wrappers)
+}
+
+// assignText returns the normalised text of one declare argument.
+func assignText(as *syntax.Assign, src string) string {
+	switch {
+	case as.Naked && as.Name == nil && as.Value != nil:
+		return normWord(as.Value, src).s
+	case as.Naked && as.Name != nil:
+		return as.Name.Value
+	case as.Name != nil && as.Index == nil && as.Array == nil:
+		op := "="
+		if as.Append {
+			op = "+="
+		}
+		v := ""
+		if as.Value != nil {
+			v = normWord(as.Value, src).s
+		}
+		return as.Name.Value + op + v
+	}
+	return nodeText(src, as)
+}
+
+// let reports a let clause as a command.
+func (a *analyzer) let(l *syntax.LetClause, sc scope) {
+	argv := []string{"let"}
+	for _, e := range l.Exprs {
+		if isNil(e) {
+			continue
+		}
+		if w, ok := e.(*syntax.Word); ok {
+			argv = append(argv, normWord(w, sc.src).s)
+			continue
+		}
+		argv = append(argv, nodeText(sc.src, e))
+	}
+	a.emit(argv, sc.wrappers)
+}
+
+// specialAssign follows assignments whose value the shell later runs as
+// code: PROMPT_COMMAND is run before each prompt, and PS0..PS4 undergo
+// command substitution when shown.
+func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
+	if as.Name == nil || as.Value == nil {
+		return
+	}
+	name := as.Name.Value
+	switch name {
+	case "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS3", "PS4":
+	default:
+		return
+	}
+	w := normWord(as.Value, sc.src)
+	text := nodeText(sc.src, as)
+	if !w.lit {
+		a.unknowable(text, ReasonPrompt)
+		return
+	}
+	if name == "PROMPT_COMMAND" {
+		a.nested(w.s, sc.depth, appendWrapper(sc.wrappers, name), false, text)
+		return
+	}
+	// A prompt string is expanded like a here-document: only its
+	// substitutions can run anything.
+	if !strings.Contains(w.s, "$") && !strings.Contains(w.s, "`") {
+		return
+	}
+	if sc.depth+1 > MaxDepth || checkComplexity(w.s) != nil || len(w.s) > a.budget {
+		a.unknowable(text, ReasonPrompt)
+		return
+	}
+	a.budget -= len(w.s)
+	doc, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Document(strings.NewReader(w.s))
+	if err != nil {
+		a.unknowable(text, ReasonPrompt)
+		return
+	}
+	inner := scope{src: w.s, depth: sc.depth + 1, wrappers: appendWrapper(sc.wrappers, name)}
+	a.walkWordForCommands(doc, inner)
+}
+
+// walkWordForCommands visits the substitutions inside a word parsed on its
+// own (a prompt string), by walking it as the value of an assignment-only
+// statement, which reports no command of its own.
+func (a *analyzer) walkWordForCommands(w *syntax.Word, sc scope) {
+	carrier := &syntax.Stmt{Cmd: &syntax.CallExpr{Assigns: []*syntax.Assign{{Naked: true, Value: w}}}}
+	a.walkFile([]*syntax.Stmt{carrier}, sc, false)
+}

@@ -1,0 +1,1009 @@
+package shellcmd
+
+import (
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// maxWrappers bounds the chain of wrappers followed to reach one command
+// (including find -exec levels, each a recursive call). Every wrapper in
+// the chain is itself reported with its arguments, so the bound also keeps
+// the output linear in the input.
+const maxWrappers = 32
+
+// peelState is what is known while peeling wrappers off one command.
+type peelState struct {
+	sc         scope
+	stmt       *syntax.Stmt // the statement, for its stdin redirections; nil if stdin is not the statement's
+	stdinPipe  bool         // stdin comes from a pipe
+	wrappers   []string     // wrappers peeled so far, outermost first
+	xargs      bool         // xargs completes the command line from its input
+	repl       string       // a placeholder replaced at run time (xargs -I, find {})
+	replReason string       // the reason to report when repl is in command position
+	text       string       // source text of the whole command, for Unknowable
+}
+
+// call reports the simple command call and what it runs.
+func (a *analyzer) call(call *syntax.CallExpr, stmt *syntax.Stmt, sc scope, stdinPipe, timed bool) {
+	if len(call.Args) == 0 {
+		return
+	}
+	text := nodeText(sc.src, call)
+	words := a.expandArgs(call.Args, sc, text)
+	wr := sc.wrappers
+	if timed {
+		wr = appendWrapper(wr, "time")
+	}
+	a.peel(words, peelState{sc: sc, stmt: stmt, stdinPipe: stdinPipe, wrappers: wr, text: text})
+}
+
+// expandArgs normalises the words of a command: brace expansion first (as
+// bash does), then the split at an unquoted $IFS, then quote removal.
+func (a *analyzer) expandArgs(args []*syntax.Word, sc scope, text string) []word {
+	out := make([]word, 0, len(args))
+	for _, w := range args {
+		if w == nil || len(w.Parts) == 0 {
+			continue
+		}
+		exp, ok := braceWords(w, MaxBraceWords)
+		if !ok {
+			a.unknowable(text, ReasonBraceLimit)
+		}
+		if exp == nil {
+			out = append(out, splitIFS(w, sc.src)...)
+			continue
+		}
+		for _, ew := range exp {
+			for _, nw := range splitIFS(ew, sc.src) {
+				a.budget -= len(nw.s)
+				out = append(out, nw)
+			}
+		}
+	}
+	return out
+}
+
+// splitIFS normalises w, splitting it where an unquoted $IFS or ${IFS}
+// stands: with the default IFS that expansion separates words, the classic
+// way to write `rm${IFS}-rf${IFS}/` without spaces.
+func splitIFS(w *syntax.Word, src string) []word {
+	cut := -1
+	for i, p := range w.Parts {
+		if pe, ok := p.(*syntax.ParamExp); ok && isPlainIFS(pe) {
+			cut = i
+			break
+		}
+	}
+	if cut < 0 {
+		return []word{normWord(w, src)}
+	}
+	var out []word
+	start := 0
+	for i := 0; i <= len(w.Parts); i++ {
+		if i < len(w.Parts) {
+			pe, ok := w.Parts[i].(*syntax.ParamExp)
+			if !ok || !isPlainIFS(pe) {
+				continue
+			}
+		}
+		if i > start {
+			out = append(out, normWord(&syntax.Word{Parts: w.Parts[start:i]}, src))
+		}
+		start = i + 1
+	}
+	return out
+}
+
+func isPlainIFS(pe *syntax.ParamExp) bool {
+	return pe.Param != nil && pe.Param.Value == "IFS" && pe.Index == nil && pe.Exp == nil &&
+		pe.Slice == nil && pe.Repl == nil && !pe.Excl && !pe.Length && pe.NestedParam == nil
+}
+
+// commandPositionReason returns why a non-literal word cannot name a command.
+func commandPositionReason(w word) string {
+	switch {
+	case w.subst || w.proc:
+		return ReasonSubstCommand
+	case w.arith:
+		return ReasonArithCommand
+	default:
+		return ReasonParamCommand
+	}
+}
+
+// peel reports the command in words and, while it is a wrapper, the command
+// the wrapper runs.
+func (a *analyzer) peel(words []word, st peelState) {
+	for len(words) > 0 {
+		if len(st.wrappers) > maxWrappers {
+			a.unknowable(st.text, ReasonTooDeep)
+			return
+		}
+		w0 := words[0]
+		if !w0.lit {
+			a.unknowable(st.text, commandPositionReason(w0))
+			return
+		}
+		if w0.glob {
+			a.unknowable(st.text, ReasonGlobCommand)
+			return
+		}
+		if st.repl != "" && strings.Contains(w0.s, st.repl) {
+			a.unknowable(st.text, st.replReason)
+			return
+		}
+		a.emit(wordStrings(words), st.wrappers)
+		name := baseName(w0.s)
+		args := words[1:]
+
+		inner, label, follow := a.unwrap(name, args, &st)
+		if !follow {
+			return
+		}
+		if len(inner) == 0 {
+			if st.xargs {
+				// `xargs env`: the command comes from the input.
+				a.unknowable(st.text, ReasonXargsCommand)
+			}
+			return
+		}
+		st.wrappers = appendWrapper(st.wrappers, label)
+		words = inner
+	}
+}
+
+// unwrap handles the command name with arguments args. For a wrapper it
+// returns the words of the command it runs and the wrapper's label, with
+// follow=true. Commands that run code given as a string (shells, eval, su
+// -c, ...) are analysed here and return follow=false, like plain commands.
+func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word, label string, follow bool) {
+	if spec, ok := wrapperSpecs[name]; ok {
+		return a.genericWrapper(name, spec, args, st)
+	}
+	switch name {
+	case "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash", "yash", "posh", "ksh93", "pdksh", "oksh", "lksh":
+		a.shell(name, args, st)
+	case "fish":
+		a.fish(args, st)
+	case "eval":
+		a.eval(args, st)
+	case "source", ".":
+		a.source(name, args, st)
+	case "alias":
+		a.alias(args, st)
+	case "trap":
+		a.trap(args, st)
+	case "env":
+		return a.env(args, st)
+	case "sudo":
+		return a.sudo(args, st)
+	case "command":
+		r := scanOpts(args, optSpec{})
+		if r.hasFlag('v') || r.hasFlag('V') {
+			return nil, "", false // only looks the name up
+		}
+		a.checkBad(r, st)
+		return args[r.next:], "command", true
+	case "xargs":
+		return a.xargsCmd(args, st)
+	case "busybox", "toybox":
+		if len(args) == 0 || !args[0].lit || strings.HasPrefix(args[0].s, "-") {
+			return nil, "", false
+		}
+		return args, name, true
+	case "watch":
+		return a.watch(args, st)
+	case "su", "runuser":
+		return a.su(name, args, st)
+	case "sg":
+		a.sg(args, st)
+	case "ssh":
+		a.ssh(args, st)
+	case "find":
+		a.find(args, st)
+	case "flock":
+		return a.flock(args, st)
+	case "script":
+		r := scanPermute(args, optSpec{valued: "cEIOBTmo", optional: "t",
+			long: set("command", "echo", "log-in", "log-out", "log-io", "log-timing", "logging-format", "output-limit")})
+		a.checkBad(r, st)
+		for _, v := range r.values("c", "command") {
+			a.shellString(v, "script -c", st)
+		}
+	default:
+		if interpreters[name] || isVersionedPython(name) {
+			a.interpreter(name, args, st)
+		}
+	}
+	return nil, "", false
+}
+
+// optSpec describes a getopt-style option grammar.
+type optSpec struct {
+	valued     string          // short options that take a value (attached or the next word)
+	optional   string          // short options whose value is optional and only attached
+	long       map[string]bool // long options that take a value from the next word when not written --opt=value
+	positional int             // operands before the command (timeout's duration, chroot's directory)
+	noCommand  string          // short flags after which no command follows
+}
+
+func set(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// wrapperSpecs are the wrappers that run their operands as a command after
+// getopt-style options and a fixed number of operands.
+var wrapperSpecs = map[string]optSpec{
+	"nice":     {valued: "n", long: set("adjustment")},
+	"timeout":  {valued: "ks", long: set("kill-after", "signal"), positional: 1},
+	"nohup":    {},
+	"stdbuf":   {valued: "ioe", long: set("input", "output", "error")},
+	"time":     {valued: "fo", long: set("format", "output")},
+	"builtin":  {},
+	"exec":     {valued: "a"},
+	"doas":     {valued: "aCu", noCommand: "C"},
+	"chroot":   {long: set("userspec", "groups"), positional: 1},
+	"ionice":   {valued: "cnpPu", noCommand: "pPu"},
+	"setsid":   {},
+	"unbuffer": {},
+	"gosu":     {positional: 1},
+	"su-exec":  {positional: 1},
+	"nsenter":  {valued: "tSGN", optional: "muinpCUTrwW", long: set("target", "setuid", "setgid", "net-socket")},
+	"unshare":  {valued: "RwSG", optional: "muinpUCT", long: set("root", "wd", "setuid", "setgid", "propagation", "setgroups", "map-user", "map-group", "map-users", "map-groups", "load-interp")},
+	"taskset":  {positional: 1, noCommand: "p"},
+	"chrt":     {valued: "TPD", positional: 1, noCommand: "pm"},
+	"strace":   {valued: "abeEIoOpPsSuUX", long: set("output", "attach", "signal", "trace", "status", "string-limit", "user", "env", "columns", "trace-path", "summary-sort-by", "const-print-style", "decode-fds")},
+	"ltrace":   {valued: "aAeEfFlnopsSux", long: set("output", "library", "indent")},
+	"systemd-run": {valued: "pEHMu", long: set("unit", "property", "description", "slice", "uid", "gid", "nice", "working-directory", "setenv", "machine", "host",
+		"on-active", "on-boot", "on-startup", "on-unit-active", "on-unit-inactive", "on-calendar", "timer-property", "path-property", "socket-property", "service-type")},
+	"fakeroot":     {valued: "lsib", long: set("lib", "faked", "fd-base")},
+	"proxychains":  {valued: "f"},
+	"proxychains4": {valued: "f"},
+	"torsocks":     {valued: "uapP", long: set("user", "pass", "address", "port")},
+	"pkexec":       {long: set("user")},
+	"firejail":     {},
+	"valgrind":     {},
+	"catchsegv":    {},
+	"eatmydata":    {},
+	"nocache":      {},
+	"caffeinate":   {},
+}
+
+// shells that take -c; interpreters whose bare form reads a program from stdin.
+var interpreters = map[string]bool{
+	"python": true, "python2": true, "python3": true, "perl": true, "ruby": true,
+	"node": true, "nodejs": true, "php": true, "lua": true, "tclsh": true,
+}
+
+func isVersionedPython(name string) bool {
+	rest, ok := strings.CutPrefix(name, "python")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// inlineProgramFlags are the options that give an interpreter its program
+// as an argument, so that stdin is data, not code.
+var inlineProgramFlags = map[string]string{
+	"python": "cm", "perl": "eE", "ruby": "e", "node": "ep", "nodejs": "ep", "php": "rBERF", "lua": "e", "tclsh": "",
+}
+
+// scanResult is the outcome of scanning options.
+type scanResult struct {
+	next     int      // index of the first operand (the command)
+	opts     []option // options in order
+	operands []word   // operands, for scanPermute
+	bad      bool     // a non-literal word was read as an option or its value
+}
+
+type option struct {
+	name string // one letter for a short option, the name for a long one
+	val  word
+	has  bool // val is set
+}
+
+func (r scanResult) hasFlag(c byte) bool {
+	for _, o := range r.opts {
+		if len(o.name) == 1 && o.name[0] == c {
+			return true
+		}
+	}
+	return false
+}
+
+func (r scanResult) hasLong(name string) bool {
+	for _, o := range r.opts {
+		if o.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// values returns the values of the options with any of the given names.
+func (r scanResult) values(names ...string) []word {
+	var out []word
+	for _, o := range r.opts {
+		if !o.has {
+			continue
+		}
+		for _, n := range names {
+			if o.name == n {
+				out = append(out, o.val)
+			}
+		}
+	}
+	return out
+}
+
+// scanOpts reads getopt-style options from args, stopping at "--" or the
+// first operand, as the wrappers (which use "+" in their getopt strings)
+// do.
+func scanOpts(args []word, spec optSpec) scanResult {
+	var r scanResult
+	i := 0
+	for i < len(args) {
+		n, stop := scanOne(args, i, spec, &r)
+		if stop {
+			break
+		}
+		i = n
+	}
+	r.next = min(i, len(args))
+	if i < len(args) && args[i].lit && args[i].s == "--" {
+		r.next = i + 1
+	}
+	return r
+}
+
+// scanPermute reads options from anywhere in args, as GNU getopt does by
+// default, collecting the operands; everything after "--" is an operand.
+func scanPermute(args []word, spec optSpec) scanResult {
+	var r scanResult
+	i := 0
+	for i < len(args) {
+		if args[i].lit && args[i].s == "--" {
+			r.operands = append(r.operands, args[i+1:]...)
+			break
+		}
+		n, stop := scanOne(args, i, spec, &r)
+		if stop {
+			r.operands = append(r.operands, args[i])
+			i++
+			continue
+		}
+		i = n
+	}
+	r.next = len(args)
+	return r
+}
+
+// scanOne reads the option at args[i], returning the index after it; stop
+// is true if args[i] is not an option ("--", "-", an operand).
+func scanOne(args []word, i int, spec optSpec, r *scanResult) (next int, stop bool) {
+	w := args[i]
+	s := w.s
+	if s == "--" || s == "-" || !strings.HasPrefix(s, "-") {
+		return i, true
+	}
+	if !w.lit {
+		// An option whose letters are only known at run time: it may
+		// take the next word as a value or not.
+		r.bad = true
+	}
+	if strings.HasPrefix(s, "--") {
+		name, val, eq := strings.Cut(s[2:], "=")
+		o := option{name: name}
+		if eq {
+			o.val, o.has = word{s: val, lit: w.lit}, true
+		} else if spec.long[name] && i+1 < len(args) {
+			i++
+			o.val, o.has = args[i], true
+			if !args[i].lit {
+				r.bad = true
+			}
+		}
+		r.opts = append(r.opts, o)
+		return i + 1, false
+	}
+	for k := 1; k < len(s); k++ {
+		c := s[k]
+		switch {
+		case strings.IndexByte(spec.valued, c) >= 0:
+			o := option{name: string(c), has: true}
+			if k+1 < len(s) {
+				o.val = word{s: s[k+1:], lit: w.lit}
+			} else if i+1 < len(args) {
+				i++
+				o.val = args[i]
+				if !args[i].lit {
+					r.bad = true
+				}
+			} else {
+				o.has = false
+			}
+			r.opts = append(r.opts, o)
+			return i + 1, false
+		case strings.IndexByte(spec.optional, c) >= 0:
+			o := option{name: string(c)}
+			if k+1 < len(s) {
+				o.val, o.has = word{s: s[k+1:], lit: w.lit}, true
+			}
+			r.opts = append(r.opts, o)
+			return i + 1, false
+		default:
+			r.opts = append(r.opts, option{name: string(c)})
+		}
+	}
+	return i + 1, false
+}
+
+// checkBad reports a wrapper whose options could not be read for sure.
+func (a *analyzer) checkBad(r scanResult, st *peelState) {
+	if r.bad {
+		a.unknowable(st.text, ReasonWrapperArg)
+	}
+}
+
+// genericWrapper peels a wrapper described by spec.
+func (a *analyzer) genericWrapper(name string, spec optSpec, args []word, st *peelState) ([]word, string, bool) {
+	r := scanOpts(args, spec)
+	for _, c := range []byte(spec.noCommand) {
+		if r.hasFlag(c) {
+			return nil, "", false
+		}
+	}
+	rest := args[r.next:]
+	for p := 0; p < spec.positional && len(rest) > 0; p++ {
+		if !rest[0].lit || rest[0].glob {
+			r.bad = true
+		}
+		rest = rest[1:]
+	}
+	a.checkBad(r, st)
+	return rest, name, true
+}
+
+// isAssignment reports whether s is NAME=value.
+func isAssignment(s string) bool {
+	eq := strings.IndexByte(s, '=')
+	return eq > 0 && syntax.ValidName(s[:eq])
+}
+
+// sudo: options, then NAME=value assignments, then the command.
+func (a *analyzer) sudo(args []word, st *peelState) ([]word, string, bool) {
+	r := scanOpts(args, optSpec{valued: "aCcDgpRrTtUu", optional: "h",
+		long: set("user", "group", "close-from", "chdir", "prompt", "role", "type", "other-user",
+			"command-timeout", "chroot", "login-class", "auth-type")})
+	if r.hasFlag('e') || r.hasLong("edit") {
+		return nil, "", false // sudoedit: the operands are files
+	}
+	rest := args[r.next:]
+	for len(rest) > 0 && isAssignment(rest[0].s) {
+		rest = rest[1:]
+	}
+	a.checkBad(r, st)
+	return rest, "sudo", true
+}
+
+// env: options (with -S, a string split into more words), NAME=value
+// assignments, then the command.
+func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
+	spec := optSpec{valued: "uCS", long: set("unset", "chdir", "split-string")}
+	for round := 0; ; round++ {
+		r := scanOpts(args, spec)
+		rest := args[r.next:]
+		if len(rest) > 0 && rest[0].lit && rest[0].s == "-" { // "-" is -i
+			rest = rest[1:]
+		}
+		for len(rest) > 0 && isAssignment(rest[0].s) {
+			rest = rest[1:]
+		}
+		a.checkBad(r, st)
+		split := r.values("S", "split-string")
+		if len(split) == 0 {
+			return rest, "env", true
+		}
+		if round >= MaxDepth {
+			a.unknowable(st.text, ReasonTooDeep)
+			return nil, "", false
+		}
+		// -S splits its value into words that come before the
+		// remaining operands: `env -S'rm -rf' /x` runs rm -rf /x.
+		var words []word
+		for _, v := range split {
+			ws, ok := splitShellWords(v)
+			if !ok {
+				a.unknowable(st.text, ReasonShellString)
+				return nil, "", false
+			}
+			words = append(words, ws...)
+		}
+		args = append(words, rest...)
+	}
+}
+
+// splitShellWords splits a literal string into words like the shell (used
+// for env -S, which follows nearly the same rules).
+func splitShellWords(v word) ([]word, bool) {
+	if !v.lit {
+		return nil, false
+	}
+	if checkComplexity(v.s) != nil {
+		return nil, false
+	}
+	var out []word
+	p := syntax.NewParser(syntax.Variant(syntax.LangBash))
+	err := p.Words(strings.NewReader(v.s), func(w *syntax.Word) bool {
+		out = append(out, normWord(w, v.s))
+		return true
+	})
+	return out, err == nil
+}
+
+// xargs: options; the command after them gets arguments from the input.
+func (a *analyzer) xargsCmd(args []word, st *peelState) ([]word, string, bool) {
+	r := scanOpts(args, optSpec{valued: "adEILnPs", optional: "eil",
+		long: set("arg-file", "delimiter", "max-args", "max-procs", "max-chars", "process-slot-var")})
+	a.checkBad(r, st)
+	repl := ""
+	for _, o := range r.opts {
+		switch o.name {
+		case "I":
+			if o.has {
+				repl = o.val.s
+			}
+		case "i", "replace":
+			repl = "{}"
+			if o.has && o.val.s != "" {
+				repl = o.val.s
+			}
+		}
+	}
+	rest := args[r.next:]
+	if len(rest) == 0 {
+		return nil, "", false // runs echo
+	}
+	st.xargs = true
+	st.stdinPipe = false // the command's stdin is /dev/null
+	st.stmt = nil
+	if repl != "" {
+		st.repl, st.replReason = repl, ReasonXargsCommand
+	}
+	return rest, "xargs", true
+}
+
+// watch runs its operands joined by spaces with sh -c, or as argv with -x.
+func (a *analyzer) watch(args []word, st *peelState) ([]word, string, bool) {
+	r := scanOpts(args, optSpec{valued: "nqs", optional: "d", long: set("interval", "equexit", "shotsdir")})
+	a.checkBad(r, st)
+	rest := args[r.next:]
+	if len(rest) == 0 {
+		return nil, "", false
+	}
+	if r.hasFlag('x') || r.hasLong("exec") {
+		return rest, "watch", true
+	}
+	a.joinedString(rest, "watch", st)
+	return nil, "", false
+}
+
+// joinedString analyses words joined by spaces as one script (watch, ssh,
+// sg), the way the program hands them to a shell.
+func (a *analyzer) joinedString(ws []word, label string, st *peelState) {
+	for _, w := range ws {
+		if !w.lit {
+			a.unknowable(st.text, ReasonShellString)
+			return
+		}
+	}
+	a.shellString(word{s: joinWords(ws), lit: true}, label, st)
+}
+
+// shellString analyses a string that a program runs as a shell script.
+func (a *analyzer) shellString(v word, label string, st *peelState) {
+	if !v.lit {
+		a.unknowable(st.text, ReasonShellString)
+		return
+	}
+	if st.repl != "" && strings.Contains(v.s, st.repl) {
+		// xargs -I{} sh -c '... {} ...': the input becomes code.
+		a.unknowable(st.text, st.replReason)
+		return
+	}
+	a.nested(v.s, st.sc.depth, appendWrapper(st.wrappers, label), st.stdinPipe, st.text)
+}
+
+// shell handles sh, bash and the other POSIX-like shells: a -c string, a
+// script read from stdin, or a script file.
+func (a *analyzer) shell(name string, args []word, st *peelState) {
+	cflag, sflag := false, false
+	i := 0
+scan:
+	for i < len(args) {
+		w := args[i]
+		if !w.lit {
+			if cflag {
+				break // the -c string, or an option: either way not literal
+			}
+			if strings.HasPrefix(w.s, "-") || strings.HasPrefix(w.s, "+") || w.s == "" || w.s[0] == '$' {
+				// Could be -c: what runs is not known.
+				a.unknowable(st.text, ReasonWrapperArg)
+				return
+			}
+			break
+		}
+		s := w.s
+		switch {
+		case s == "--" || s == "-":
+			i++
+			break scan
+		case len(s) < 2 || (s[0] != '-' && s[0] != '+'):
+			break scan
+		case strings.HasPrefix(s, "--"):
+			if s == "--rcfile" || s == "--init-file" {
+				i++
+			}
+			i++
+			continue
+		}
+		for k := 1; k < len(s); k++ {
+			switch s[k] {
+			case 'c':
+				cflag = cflag || s[0] == '-'
+			case 's':
+				sflag = sflag || s[0] == '-'
+			case 'o', 'O':
+				i++ // the option name is the next word
+			}
+		}
+		i++
+	}
+	operands := args[min(i, len(args)):]
+	if cflag {
+		if len(operands) == 0 {
+			if st.xargs {
+				a.unknowable(st.text, ReasonXargsCommand)
+			}
+			return
+		}
+		a.shellString(operands[0], name+" -c", st)
+		return
+	}
+	if !sflag && len(operands) > 0 {
+		op := operands[0]
+		if op.proc {
+			a.unknowable(st.text, ReasonProcSubstShell)
+			return
+		}
+		if !op.lit || !isStdinPath(op.s) {
+			return // a script file: its content is not visible here
+		}
+	}
+	a.stdinScript(name, st, ReasonPipeShell, true)
+}
+
+// fish takes its command strings as option values.
+func (a *analyzer) fish(args []word, st *peelState) {
+	r := scanOpts(args, optSpec{valued: "cCdofp", long: set("command", "init-command", "debug", "debug-output", "features", "profile", "profile-startup")})
+	a.checkBad(r, st)
+	cmds := r.values("c", "C", "command", "init-command")
+	for _, v := range cmds {
+		a.shellString(v, "fish -c", st)
+	}
+	if len(cmds) == 0 && r.next >= len(args) {
+		a.stdinScript("fish", st, ReasonPipeShell, false)
+	}
+}
+
+// isStdinPath reports whether a script operand names the shell's stdin.
+func isStdinPath(s string) bool {
+	switch s {
+	case "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0":
+		return true
+	}
+	return false
+}
+
+// stdinScript handles a program that reads its script from stdin: a literal
+// here-document or here-string is analysed as shell (when parseShell), a
+// pipe or non-literal input is unknowable.
+func (a *analyzer) stdinScript(name string, st *peelState, pipeReason string, parseShell bool) {
+	var in *syntax.Redirect
+	if st.stmt != nil {
+		for _, r := range st.stmt.Redirs {
+			if r != nil && readsFD0(r) {
+				in = r
+			}
+		}
+	}
+	if in == nil {
+		if st.stdinPipe {
+			a.unknowable(st.text, pipeReason)
+		}
+		return
+	}
+	src := st.sc.src
+	label := name + " <<"
+	switch in.Op {
+	case syntax.Hdoc, syntax.DashHdoc:
+		if !parseShell {
+			return
+		}
+		body, lit := heredocBody(in, src)
+		if !lit {
+			a.unknowable(st.text, ReasonShellStdin)
+			return
+		}
+		a.nested(body, st.sc.depth, appendWrapper(st.wrappers, label), false, st.text)
+	case syntax.WordHdoc:
+		if !parseShell || in.Word == nil {
+			return
+		}
+		w := normWord(in.Word, src)
+		if !w.lit {
+			a.unknowable(st.text, ReasonShellStdin)
+			return
+		}
+		a.nested(w.s+"\n", st.sc.depth, appendWrapper(st.wrappers, label), false, st.text)
+	case syntax.RdrIn, syntax.RdrInOut:
+		if in.Word != nil && normWord(in.Word, src).proc {
+			a.unknowable(st.text, ReasonProcSubstShell)
+		}
+		// Otherwise a script file, as with `bash file`.
+	case syntax.DplIn:
+		// <&N: whatever that descriptor holds, not known here.
+		if in.Word != nil {
+			if w := normWord(in.Word, src); !w.lit || w.s != "-" {
+				a.unknowable(st.text, ReasonShellStdin)
+			}
+		}
+	}
+}
+
+// readsFD0 reports whether r redirects standard input.
+func readsFD0(r *syntax.Redirect) bool {
+	if r.N != nil && r.N.Value != "0" {
+		return false
+	}
+	switch r.Op {
+	case syntax.RdrIn, syntax.RdrInOut, syntax.DplIn, syntax.Hdoc, syntax.DashHdoc, syntax.WordHdoc:
+		return true
+	}
+	return false
+}
+
+// interpreter reports a scripting language interpreter that reads its
+// program from a pipe: `curl ... | python3`.
+func (a *analyzer) interpreter(name string, args []word, st *peelState) {
+	if !st.stdinPipe {
+		return
+	}
+	key := name
+	if isVersionedPython(name) {
+		key = "python"
+	}
+	inline := inlineProgramFlags[key]
+	for _, w := range args {
+		if !w.lit {
+			return
+		}
+		s := w.s
+		if s == "-" {
+			break // the program is stdin
+		}
+		if s == "--" || !strings.HasPrefix(s, "-") {
+			return // a script file
+		}
+		if strings.HasPrefix(s, "--") {
+			if s == "--eval" || s == "--print" || strings.HasPrefix(s, "--eval=") || strings.HasPrefix(s, "--print=") {
+				return
+			}
+			continue
+		}
+		if strings.ContainsAny(s[1:], inline) && inline != "" {
+			return
+		}
+	}
+	a.stdinScript(name, st, ReasonPipeInterp, false)
+}
+
+// eval runs its arguments joined by spaces as shell code.
+func (a *analyzer) eval(args []word, st *peelState) {
+	if len(args) == 0 {
+		return
+	}
+	for _, w := range args {
+		if !w.lit {
+			a.unknowable(st.text, ReasonEval)
+			return
+		}
+	}
+	if st.repl != "" && strings.Contains(joinWords(args), st.repl) {
+		a.unknowable(st.text, st.replReason)
+		return
+	}
+	a.nested(joinWords(args), st.sc.depth, appendWrapper(st.wrappers, "eval"), st.stdinPipe, st.text)
+}
+
+// source runs a file in the current shell.
+func (a *analyzer) source(name string, args []word, st *peelState) {
+	if len(args) == 0 {
+		return
+	}
+	f := args[0]
+	switch {
+	case f.proc:
+		a.unknowable(st.text, ReasonProcSubstShell)
+	case !f.lit:
+		a.unknowable(st.text, ReasonSource)
+	case isStdinPath(f.s):
+		a.stdinScript(name, st, ReasonPipeShell, true)
+	}
+}
+
+// alias NAME=VALUE defines VALUE as code that runs when NAME is typed.
+func (a *analyzer) alias(args []word, st *peelState) {
+	for _, w := range args {
+		if w.lit && (w.s == "-p" || w.s == "--") {
+			continue
+		}
+		eq := strings.IndexByte(w.s, '=')
+		if !w.lit {
+			a.unknowable(st.text, ReasonAlias)
+			continue
+		}
+		if eq < 0 {
+			continue
+		}
+		a.nested(w.s[eq+1:], st.sc.depth, appendWrapper(st.wrappers, "alias"), false, st.text)
+	}
+}
+
+// trap ACTION SIGNAL...: ACTION is code run when the signal arrives.
+func (a *analyzer) trap(args []word, st *peelState) {
+	r := scanOpts(args, optSpec{})
+	ops := args[r.next:]
+	if r.hasFlag('l') || r.hasFlag('p') || r.hasFlag('P') || len(ops) < 2 {
+		return
+	}
+	act := ops[0]
+	if !act.lit {
+		a.unknowable(st.text, ReasonTrap)
+		return
+	}
+	if act.s == "" || act.s == "-" {
+		return
+	}
+	a.nested(act.s, st.sc.depth, appendWrapper(st.wrappers, "trap"), false, st.text)
+}
+
+// su and runuser: -c strings run by the target user's shell; runuser -u
+// runs its operands as a command.
+func (a *analyzer) su(name string, args []word, st *peelState) ([]word, string, bool) {
+	spec := optSpec{valued: "cgGsw", long: set("command", "session-command", "group", "supp-group", "shell", "whitelist-environment")}
+	if name == "runuser" {
+		spec.valued += "u"
+		spec.long["user"] = true
+	}
+	if name == "runuser" {
+		if r := scanOpts(args, spec); r.hasFlag('u') || r.hasLong("user") {
+			a.checkBad(r, st)
+			if cs := r.values("c", "command", "session-command"); len(cs) > 0 {
+				for _, v := range cs {
+					a.shellString(v, name+" -c", st)
+				}
+				return nil, "", false
+			}
+			return args[r.next:], name, true
+		}
+	}
+	r := scanPermute(args, spec)
+	a.checkBad(r, st)
+	for _, v := range r.values("c", "command", "session-command") {
+		a.shellString(v, name+" -c", st)
+	}
+	return nil, "", false
+}
+
+// sg GROUP [-c] COMMAND runs COMMAND with sh -c.
+func (a *analyzer) sg(args []word, st *peelState) {
+	if len(args) > 0 && args[0].lit && args[0].s == "-" {
+		args = args[1:]
+	}
+	if len(args) < 2 {
+		return
+	}
+	rest := args[1:]
+	if rest[0].lit && rest[0].s == "-c" {
+		rest = rest[1:]
+		if len(rest) == 0 {
+			return
+		}
+		a.shellString(rest[0], "sg", st)
+		return
+	}
+	a.joinedString(rest, "sg", st)
+}
+
+// ssh DEST COMMAND...: the remote shell runs COMMAND (the words joined by
+// spaces); it may well be this same host.
+func (a *analyzer) ssh(args []word, st *peelState) {
+	spec := optSpec{valued: "BbcDEeFIiJLlmOopQRSWw", noCommand: "NO"}
+	r := scanOpts(args, spec)
+	rest := args[r.next:]
+	if len(rest) == 0 {
+		return
+	}
+	// OpenSSH reads options after the destination too.
+	r2 := scanOpts(rest[1:], spec)
+	r.bad = r.bad || r2.bad
+	r.opts = append(r.opts, r2.opts...)
+	a.checkBad(r, st)
+	for _, c := range []byte(spec.noCommand) {
+		if r.hasFlag(c) {
+			return
+		}
+	}
+	cmd := rest[1+r2.next:]
+	if len(cmd) == 0 {
+		return
+	}
+	a.joinedString(cmd, "ssh", st)
+}
+
+// find ... -exec CMD ARGS ; runs CMD for the files found ({} is a file).
+func (a *analyzer) find(args []word, st *peelState) {
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if !w.lit || (w.s != "-exec" && w.s != "-execdir" && w.s != "-ok" && w.s != "-okdir") {
+			continue
+		}
+		j := i + 1
+		for j < len(args) && !(args[j].lit && (args[j].s == ";" || args[j].s == "+")) {
+			j++
+		}
+		inner := args[i+1 : j]
+		i = j
+		if len(inner) == 0 {
+			continue
+		}
+		sub := *st
+		sub.wrappers = appendWrapper(st.wrappers, "find -exec")
+		sub.repl, sub.replReason = "{}", ReasonFindExec
+		a.peel(inner, sub)
+	}
+}
+
+// flock [opts] FILE CMD... or flock [opts] FILE -c STRING.
+func (a *analyzer) flock(args []word, st *peelState) ([]word, string, bool) {
+	spec := optSpec{valued: "wEc", long: set("timeout", "wait", "conflict-exit-code", "command")}
+	r := scanOpts(args, spec)
+	a.checkBad(r, st)
+	for _, v := range r.values("c", "command") {
+		a.shellString(v, "flock -c", st)
+	}
+	rest := args[r.next:]
+	if len(rest) < 2 {
+		return nil, "", false
+	}
+	rest = rest[1:] // the lock file or descriptor
+	if rest[0].lit && (rest[0].s == "-c" || rest[0].s == "--command") {
+		if len(rest) > 1 {
+			a.shellString(rest[1], "flock -c", st)
+		}
+		return nil, "", false
+	}
+	return rest, "flock", true
+}
