@@ -1,0 +1,228 @@
+package linerec
+
+import "unicode/utf8"
+
+// key token kinds
+const (
+	kRune     = iota // a printable character
+	kCtrl            // a C0 control byte or DEL
+	kSeq             // a CSI or SS3 key sequence (arrows, Home, Delete ...)
+	kMeta            // ESC followed by one byte (Alt-key)
+	kPasteOn         // ESC [ 200 ~
+	kPasteOff        // ESC [ 201 ~
+)
+
+type keyTok struct {
+	kind  int
+	r     rune // kRune: the character; kCtrl, kMeta: the byte; kSeq: the final byte
+	p0    int  // kSeq: the first parameter (0 when missing)
+	ss3   bool // kSeq: ESC O rather than ESC [
+	paste bool // the token is inside a bracketed paste
+	end   int  // offset just past the token's last byte in the chunk
+}
+
+// keyScanner splits user input into key tokens. Its state carries over from
+// one chunk to the next, so a sequence split across reads is still one key.
+type keyScanner struct {
+	st    int // 0 ground, 1 ESC, 2 CSI, 3 SS3, 4 UTF-8
+	p0    int
+	np    int
+	u     [4]byte
+	un    int
+	uneed int
+	paste bool
+}
+
+func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
+	for i, b := range p {
+		end := i + 1
+		switch k.st {
+		case 4:
+			if b&0xc0 == 0x80 {
+				k.u[k.un] = b
+				k.un++
+				if k.un == k.uneed {
+					r, _ := utf8.DecodeRune(k.u[:k.un])
+					emit(keyTok{kind: kRune, r: r, paste: k.paste, end: end})
+					k.st = 0
+				}
+				continue
+			}
+			emit(keyTok{kind: kRune, r: utf8.RuneError, paste: k.paste, end: i})
+			k.st = 0
+		case 1:
+			switch b {
+			case '[':
+				k.st, k.p0, k.np = 2, 0, 0
+			case 'O':
+				k.st = 3
+			case 0x1b:
+				emit(keyTok{kind: kCtrl, r: 0x1b, paste: k.paste, end: i})
+			default:
+				emit(keyTok{kind: kMeta, r: rune(b), paste: k.paste, end: end})
+				k.st = 0
+			}
+			continue
+		case 2:
+			switch {
+			case b >= '0' && b <= '9':
+				if k.np == 0 {
+					k.p0 = min(k.p0*10+int(b-'0'), maxParam)
+				}
+			case b == ';':
+				k.np++
+			case b >= 0x40 && b <= 0x7e:
+				k.st = 0
+				switch {
+				case b == '~' && k.p0 == 200:
+					k.paste = true
+					emit(keyTok{kind: kPasteOn, paste: true, end: end})
+				case b == '~' && k.p0 == 201:
+					emit(keyTok{kind: kPasteOff, paste: true, end: end})
+					k.paste = false
+				default:
+					emit(keyTok{kind: kSeq, r: rune(b), p0: k.p0, paste: k.paste, end: end})
+				}
+			case b < 0x20:
+				k.st = 0 // a control byte aborts the sequence and is a key itself
+				emit(keyTok{kind: kCtrl, r: rune(b), paste: k.paste, end: end})
+			}
+			continue
+		case 3:
+			k.st = 0
+			emit(keyTok{kind: kSeq, r: rune(b), ss3: true, paste: k.paste, end: end})
+			continue
+		}
+		switch {
+		case b == 0x1b:
+			k.st = 1
+		case b < 0x20 || b == 0x7f:
+			emit(keyTok{kind: kCtrl, r: rune(b), paste: k.paste, end: end})
+		case b < 0x80:
+			emit(keyTok{kind: kRune, r: rune(b), paste: k.paste, end: end})
+		default:
+			k.u[0], k.un = b, 1
+			switch {
+			case b&0xe0 == 0xc0:
+				k.uneed = 2
+			case b&0xf0 == 0xe0:
+				k.uneed = 3
+			case b&0xf8 == 0xf0:
+				k.uneed = 4
+			default:
+				emit(keyTok{kind: kRune, r: utf8.RuneError, paste: k.paste, end: end})
+				continue
+			}
+			k.st = 4
+		}
+	}
+}
+
+// lineModel replays keys over a line buffer the way readline's default
+// (emacs) bindings would, for the keys whose effect does not depend on the
+// shell's state: printable text, Backspace, Delete, Ctrl-A/B/D/E/F/K/U/W,
+// the arrows Left/Right, Home and End. Other keys (history, completion,
+// search, Alt-keys) are dropped: the model cannot know what they do.
+type lineModel struct {
+	buf []rune
+	cur int
+}
+
+func (m *lineModel) insert(r rune) {
+	m.buf = append(m.buf, 0)
+	copy(m.buf[m.cur+1:], m.buf[m.cur:])
+	m.buf[m.cur] = r
+	m.cur++
+}
+
+func (m *lineModel) cut(from, to int) {
+	m.buf = append(m.buf[:from], m.buf[to:]...)
+	m.cur = from
+}
+
+func (m *lineModel) key(k keyTok) {
+	if k.paste {
+		if k.kind == kRune {
+			m.insert(k.r)
+		} else if k.kind == kCtrl && k.r == '\t' {
+			m.insert('\t')
+		}
+		return
+	}
+	switch k.kind {
+	case kRune:
+		m.insert(k.r)
+	case kCtrl:
+		switch k.r {
+		case 0x7f, '\b':
+			if m.cur > 0 {
+				m.cut(m.cur-1, m.cur)
+			}
+		case 0x04:
+			if m.cur < len(m.buf) {
+				m.buf = append(m.buf[:m.cur], m.buf[m.cur+1:]...)
+			}
+		case 0x01:
+			m.cur = 0
+		case 0x05:
+			m.cur = len(m.buf)
+		case 0x02:
+			m.cur = max(m.cur-1, 0)
+		case 0x06:
+			m.cur = min(m.cur+1, len(m.buf))
+		case 0x0b:
+			m.buf = m.buf[:m.cur]
+		case 0x15:
+			m.cut(0, m.cur)
+		case 0x17:
+			i := m.cur
+			for i > 0 && isBlank(m.buf[i-1]) {
+				i--
+			}
+			for i > 0 && !isBlank(m.buf[i-1]) {
+				i--
+			}
+			m.cut(i, m.cur)
+		}
+	case kSeq:
+		switch {
+		case k.r == 'D':
+			m.cur = max(m.cur-1, 0)
+		case k.r == 'C':
+			m.cur = min(m.cur+1, len(m.buf))
+		case k.r == 'H' || (k.r == '~' && (k.p0 == 1 || k.p0 == 7)):
+			m.cur = 0
+		case k.r == 'F' || (k.r == '~' && (k.p0 == 4 || k.p0 == 8)):
+			m.cur = len(m.buf)
+		case k.r == '~' && k.p0 == 3:
+			if m.cur < len(m.buf) {
+				m.buf = append(m.buf[:m.cur], m.buf[m.cur+1:]...)
+			}
+		}
+	}
+}
+
+func isBlank(r rune) bool { return r == ' ' || r == '\t' }
+
+// isSubmit reports whether bash's readline would accept the line on this key:
+// Enter (CR), Ctrl-J (LF) and Ctrl-O (operate-and-get-next). A CR or LF after
+// ESC counts too: if the shell ignores it, the line is judged early, which
+// is the safe way to be wrong.
+func isSubmit(k keyTok, bracketed bool) bool {
+	if k.paste && bracketed {
+		return false
+	}
+	switch k.kind {
+	case kCtrl:
+		return k.r == '\r' || k.r == '\n' || k.r == 0x0f
+	case kMeta:
+		return k.r == '\r' || k.r == '\n'
+	}
+	return false
+}
+
+// isPasteNewline reports a line break that a bracketed paste inserts into
+// the line without submitting it.
+func isPasteNewline(k keyTok, bracketed bool) bool {
+	return k.paste && bracketed && k.kind == kCtrl && (k.r == '\r' || k.r == '\n')
+}

@@ -1,0 +1,409 @@
+package linerec
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Segment is a run of user input. Concatenating the Data of all segments
+// returned by one Keys call gives back its input.
+type Segment struct {
+	// Data is the bytes to forward, in order.
+	Data []byte
+	// Submit is set when Data ends with a key that submits the line
+	// (CR, LF, Ctrl-O): the caller judges the line before forwarding that
+	// last key.
+	Submit bool
+	// Paste is set for a multi-line paste (bracketed or not): every complete
+	// line it would submit, the first one including what was already typed
+	// on the current line. The lines are rebuilt from the keys alone (see
+	// the package documentation), so the caller can judge all of them
+	// before forwarding any byte of Data.
+	Paste []string
+}
+
+// Line is the tracker's view of the line the shell will run.
+type Line struct {
+	// Text is the line as the echo shows it; lines joined by Continue are
+	// separated by "\n".
+	Text string
+	// Judge is false when the input is not a shell command line: a
+	// full-screen program (alternate screen) or input that is not echoed
+	// (a password prompt). Text is empty then.
+	Judge bool
+	// Why explains Judge=false, or notes where the reconstruction is less
+	// certain than usual (empty when there is nothing to say).
+	Why string
+}
+
+// Tracker follows one interactive terminal session. It is not safe for
+// concurrent use.
+type Tracker struct {
+	s       *screen
+	ks      keyScanner
+	active  bool     // a line is in progress: the mark is set
+	acc     []string // lines accumulated by Continue
+	prompt  string   // the cells left of the mark on its row when it was set
+	known   []string // prompt tails seen at settled anchors, newest first
+	early   bool     // the anchor was taken before the previous keys were echoed
+	typed   int      // printable keys typed since the mark
+	keysSeq uint64
+	echoSeq uint64
+	carry   string // the incomplete last line of a paste, typed ahead
+	last    string // the text of the last Line call since the mark
+	markAlt bool   // the mark was set on the alternate screen
+	simple  bool   // only keys that cannot put a line break into the line since the mark
+	listed  bool   // a completion key (Tab, Alt-?, Alt-=) was typed since the mark
+}
+
+const maxKnownPrompts = 8
+
+// New returns a Tracker for a terminal of the given size.
+func New(cols, rows int) *Tracker {
+	return &Tracker{s: newScreen(cols, rows)}
+}
+
+// Resize tells the tracker the window size changed.
+func (t *Tracker) Resize(cols, rows int) { t.s.resize(cols, rows) }
+
+// Output feeds bytes from the target, in order.
+func (t *Tracker) Output(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	t.s.write(p)
+	t.echoSeq = t.keysSeq
+}
+
+// Settled reports whether output has arrived since the last keys were
+// typed, that is, whether their echo had a chance to be drawn.
+func (t *Tracker) Settled() bool { return t.echoSeq == t.keysSeq }
+
+// start anchors a new line at the cursor.
+func (t *Tracker) start() {
+	s := t.s
+	t.active = true
+	t.typed = 0
+	t.simple, t.listed, t.last = true, false, ""
+	t.markAlt = t.s.alt
+	t.early = !t.Settled()
+	if s.pending {
+		t.prompt = s.line(s.y).text(0, s.cols)
+	} else {
+		t.prompt = s.line(s.y).text(0, s.x)
+	}
+	s.setMark()
+	if !t.early && strings.TrimSpace(t.prompt) != "" && !s.alt {
+		t.learnPrompt(t.prompt)
+	}
+}
+
+func (t *Tracker) learnPrompt(p string) {
+	for i, k := range t.known {
+		if k == p {
+			copy(t.known[1:i+1], t.known[:i])
+			t.known[0] = p
+			return
+		}
+	}
+	if len(t.known) < maxKnownPrompts {
+		t.known = append(t.known, "")
+	}
+	copy(t.known[1:], t.known)
+	t.known[0] = p
+}
+
+// Keys splits user input at submit points. The first key after a prompt
+// (after New, Commit, Continue or Cancel) anchors the line at the cursor.
+func (t *Tracker) Keys(p []byte) []Segment {
+	if len(p) == 0 {
+		return nil
+	}
+	if !t.active || (t.markAlt && !t.s.alt) {
+		// A line started inside a full-screen program is over when it exits.
+		t.start()
+	}
+	t.keysSeq++
+	bracketed := t.s.bracketed
+	before := t.ks
+
+	var submits []int // offsets just past each submit key
+	lineEnds, pasteNL, lastCancel, lastPrintable := 0, 0, -1, -1
+	t.ks.scan(p, func(k keyTok) {
+		switch {
+		case isSubmit(k, bracketed):
+			submits = append(submits, k.end)
+			lineEnds++
+		case isPasteNewline(k, bracketed):
+			lineEnds++
+			pasteNL++
+		case k.kind == kRune:
+			t.typed++
+			lastPrintable = k.end
+		case k.kind == kCtrl && k.r == 0x03 && !k.paste:
+			lastCancel = k.end
+		}
+		if k.kind == kCtrl && k.r == '\t' && !k.paste || k.kind == kMeta && (k.r == '?' || k.r == '=') {
+			t.listed = true
+		}
+		if !simpleKey(k) && !isSubmit(k, bracketed) {
+			t.simple = false
+		}
+	})
+
+	var segs []Segment
+	switch {
+	case lineEnds >= 2 || pasteNL > 0:
+		lines, _ := t.replay(before, p, bracketed)
+		cut := len(p)
+		if len(submits) > 0 {
+			cut = submits[len(submits)-1]
+		}
+		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines})
+		if cut < len(p) {
+			segs = append(segs, Segment{Data: p[cut:]})
+		}
+	case len(submits) == 1:
+		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true})
+		if submits[0] < len(p) {
+			segs = append(segs, Segment{Data: p[submits[0]:]})
+		}
+	default:
+		segs = []Segment{{Data: p}}
+	}
+	t.carry = ""
+	if len(submits) > 0 && submits[len(submits)-1] < len(p) {
+		_, rest := t.replay(before, p, bracketed)
+		t.carry = rest
+	}
+	// Ctrl-C as the last key abandons the line: the shell draws a new prompt
+	// and the next key anchors there.
+	if lastCancel > 0 && lastCancel > lastPrintable && (len(submits) == 0 || lastCancel > submits[len(submits)-1]) {
+		t.reset()
+	}
+	return segs
+}
+
+// replay runs the key model over p, starting from what is already typed,
+// and returns the complete lines and the incomplete rest.
+func (t *Tracker) replay(sc keyScanner, p []byte, bracketed bool) ([]string, string) {
+	var m lineModel
+	prefix := t.carry
+	if prefix == "" {
+		prefix = t.Line().Text
+		// Line trims trailing blanks; the cursor may be after some.
+		if off := t.s.cursorOffset(); off >= 0 && len(t.acc) == 0 && !strings.Contains(prefix, "\n") {
+			if w := cellsOf(prefix); off > w {
+				prefix += strings.Repeat(" ", off-w)
+			}
+		}
+	}
+	m.buf = []rune(prefix)
+	m.cur = len(m.buf)
+	if off := t.s.cursorOffset(); off >= 0 && len(t.acc) == 0 && t.carry == "" {
+		m.cur = runeIndexAtCells(m.buf, off)
+	}
+	var lines []string
+	sc.scan(p, func(k keyTok) {
+		if isSubmit(k, bracketed) || isPasteNewline(k, bracketed) {
+			lines = append(lines, string(m.buf))
+			m = lineModel{}
+			return
+		}
+		m.key(k)
+	})
+	return lines, string(m.buf)
+}
+
+func cellsOf(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeWidth(r)
+	}
+	return n
+}
+
+// simpleKey reports keys that cannot bring a line break into the line:
+// printable text, completion, and the editing keys of the line model.
+func simpleKey(k keyTok) bool {
+	if k.paste {
+		return k.kind == kRune || k.kind == kPasteOff
+	}
+	switch k.kind {
+	case kRune:
+		return true
+	case kCtrl:
+		return strings.ContainsRune("\x01\x02\x04\x05\x06\x07\x08\x0b\x0c\x15\x17\x7f\t", k.r)
+	case kSeq:
+		return k.r == 'C' || k.r == 'D' || k.r == 'H' || k.r == 'F' || k.r == '~' && k.p0 >= 1 && k.p0 <= 8 && k.p0 != 2
+	case kMeta:
+		return k.r == '?' || k.r == '='
+	}
+	return false
+}
+
+// runeIndexAtCells maps a cell offset to an index into buf.
+func runeIndexAtCells(buf []rune, cells int) int {
+	w := 0
+	for i, r := range buf {
+		if w >= cells {
+			return i
+		}
+		if r == '\n' {
+			w = 0
+			continue
+		}
+		w += max(runeWidth(r), 1)
+	}
+	return len(buf)
+}
+
+// Commit tells the tracker the submit key was forwarded: the next line
+// starts at the next key.
+func (t *Tracker) Commit() { t.reset() }
+
+// Cancel tells the tracker the caller cancelled the line at the target
+// (sent Ctrl-C).
+func (t *Tracker) Cancel() {
+	t.reset()
+	t.carry = ""
+}
+
+// Continue tells the tracker the line was incomplete (an open quote, a
+// trailing backslash) and its submit key was forwarded: the shell asks for
+// more with its PS2 prompt, and Line now returns the lines so far joined by
+// "\n".
+func (t *Tracker) Continue() {
+	text := t.last
+	if text == "" {
+		text = t.Line().Text
+	}
+	t.acc = append(t.acc, text)
+	t.active = false
+	t.s.clearMark()
+}
+
+func (t *Tracker) reset() {
+	t.active = false
+	t.acc = nil
+	t.typed = 0
+	t.s.clearMark()
+}
+
+var searchRE = regexp.MustCompile("^\\((?:failed )?(?:reverse-)?i-search\\)`[^']*': ")
+
+// Line returns the line as it stands now. Call it after the echo of the
+// keys has settled (see Settled).
+func (t *Tracker) Line() Line {
+	if t.s.alt {
+		return Line{Why: "full-screen program (alternate screen)"}
+	}
+	if !t.active {
+		return Line{Text: strings.Join(t.acc, "\n"), Judge: true}
+	}
+	if t.typed > 0 && t.s.drawn == 0 {
+		return Line{Why: "typed keys were not echoed (password prompt?)"}
+	}
+	text, why := t.current()
+	t.last = text
+	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why}
+}
+
+// current reads the line from the mark to the last drawn row.
+func (t *Tracker) current() (string, string) {
+	s := t.s
+	rows := s.markRows()
+	var notes []string
+	if t.early {
+		notes = append(notes, "keys were typed before the prompt was drawn")
+	}
+	if s.offLost {
+		notes = append(notes, "the start of the line scrolled out of the tracked history")
+	}
+	if s.moved {
+		notes = append(notes, "the start of the line was scrolled away or deleted")
+	}
+	if s.cleared {
+		notes = append(notes, "the screen was cleared while typing: read from the top")
+	}
+
+	// An incremental search (Ctrl-R) overwrites the prompt; the line is what
+	// follows its label.
+	if len(rows) > 0 {
+		full := t.join(rows, 0, false)
+		if loc := searchRE.FindStringIndex(full); loc != nil {
+			notes = append(notes, "incremental search")
+			return full[loc[1]:], strings.Join(notes, "; ")
+		}
+	}
+	// A completion list (Tab Tab) is printed below the line and the prompt
+	// and the line are drawn again under it. When the keys typed cannot
+	// have put a line break into the line, the last row that starts after
+	// a hard break with this line's prompt is that redraw.
+	if t.listed && t.simple && strings.TrimSpace(t.prompt) != "" {
+		for i := len(rows) - 1; i > 0; i-- {
+			prev := rows[i-1]
+			if prev.wrapped || (len(prev.c) == s.cols && prev.c[s.cols-1] != 0) {
+				continue
+			}
+			if strings.HasPrefix(rows[i].text(0, len(rows[i].c)), t.prompt) {
+				notes = append(notes, "line redrawn below a completion list")
+				return t.join(rows[i:], cellsOf(t.prompt), false), strings.Join(notes, "; ")
+			}
+		}
+	}
+	return t.join(rows, min(s.mx, s.cols), s.cleared || t.early), strings.Join(notes, "; ")
+}
+
+// join reads rows from column from of the first one, soft-wrapped rows
+// joined directly and hard line breaks as "\n", and strips a known prompt
+// from rows after a hard break (a prompt redrawn below a completion list
+// or after Ctrl-C) and, when stripFirst is set, from the first row.
+func (t *Tracker) join(rows []*row, from int, stripFirst bool) string {
+	s := t.s
+	last := -1
+	for i, r := range rows {
+		f := 0
+		if i == 0 {
+			f = from
+		}
+		if !r.blank(f) {
+			last = i
+		}
+	}
+	var b strings.Builder
+	hard := stripFirst
+	for i := 0; i <= last; i++ {
+		r := rows[i]
+		f := 0
+		if i == 0 {
+			f = from
+		}
+		soft := r.wrapped || (len(r.c) == s.cols && r.c[s.cols-1] != 0)
+		var txt string
+		if soft {
+			txt = r.text(f, s.cols)
+		} else {
+			txt = strings.TrimRight(r.text(f, len(r.c)), " ")
+		}
+		if hard {
+			txt = t.stripPrompt(txt)
+		}
+		b.WriteString(txt)
+		if i < last && !soft {
+			b.WriteByte('\n')
+		}
+		hard = !soft
+	}
+	return strings.TrimRight(b.String(), " \n")
+}
+
+func (t *Tracker) stripPrompt(txt string) string {
+	best := ""
+	for _, p := range append([]string{t.prompt}, t.known...) {
+		if strings.TrimSpace(p) != "" && len(p) > len(best) && strings.HasPrefix(txt, p) {
+			best = p
+		}
+	}
+	return txt[len(best):]
+}
