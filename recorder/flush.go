@@ -200,9 +200,7 @@ func (s *Store) flush(final bool) {
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrWrite, err)
 		s.log.Error("recorder: flush failed", "sessions", len(items), "mode", s.cfg.Mode.String(), "err", err)
-		if checkpoint {
-			s.auditDirty.Store(true)
-		}
+		s.auditDirty.Store(true) // the checkpoint, if any, was not written
 	}
 	for _, it := range items {
 		s.finish(it, err, final)

@@ -84,10 +84,6 @@ func (s *Store) Sessions(f SessionFilter) ([]SessionInfo, error) {
 // chunk stops the walk with an error wrapping ErrBroken; an error from fn
 // stops it and is returned as is.
 func (s *Store) Events(id string, fn func(asciicast.Event) error) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	if _, err := s.sessionView(id); err != nil {
 		return err
 	}
@@ -125,7 +121,7 @@ func (s *Store) sessionView(id string) (SessionInfo, error) {
 		return SessionInfo{}, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
 	}
 	var info SessionInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		info, err = getSession(tx, id)
 		return err
@@ -137,10 +133,6 @@ func (s *Store) sessionView(id string) (SessionInfo, error) {
 // metadata in the header's "x_bastion" object. A session without a terminal
 // gets an 80x24 header.
 func (s *Store) Export(id string, w io.Writer) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	info, err := s.sessionView(id)
 	if err != nil {
 		return err
@@ -170,10 +162,6 @@ func (s *Store) Export(id string, w io.Writer) error {
 // record. The report says intact, or which chunk broke and why. Only a
 // failure to read the store is returned as an error.
 func (s *Store) Verify(id string) (Report, error) {
-	if err := s.enter(); err != nil {
-		return Report{}, err
-	}
-	defer s.leave()
 	rep := Report{ID: id, BrokenAt: -1}
 	if !validID(id) {
 		return rep, fmt.Errorf("recorder: verify %s: %w", quoteID(id), ErrNotFound)
@@ -183,7 +171,7 @@ func (s *Store) Verify(id string) (Report, error) {
 		infoErr   error
 		sealBytes []byte
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		info, infoErr = getSession(tx, id)
 		if errors.Is(infoErr, ErrNotFound) {
 			return infoErr

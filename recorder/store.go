@@ -246,6 +246,17 @@ func (s *Store) enter() error {
 
 func (s *Store) leave() { s.closeMu.RUnlock() }
 
+// view runs a read transaction unless the store is closing. Operations that
+// call back into their caller (Events, Export, AuditEvents) use one view per
+// batch, so a slow consumer never delays Close.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.View(fn)
+}
+
 // newID returns a fresh ULID for time t.
 func (s *Store) newID(t time.Time) (string, error) {
 	s.idMu.Lock()
@@ -314,7 +325,8 @@ const scanBatchBytes = 4 << 20
 
 // scan calls fn with copies of the key/value pairs of bucket whose keys start
 // with prefix, from start on, reading in batches so that no read transaction
-// stays open while fn runs. k and v are valid only until fn returns.
+// (nor the store's close lock) is held while fn runs. k and v are valid only
+// until fn returns.
 func (s *Store) scan(bucket, prefix, start []byte, fn func(k, v []byte) error) error {
 	type kv struct{ k, v []byte }
 	var (
@@ -328,7 +340,7 @@ func (s *Store) scan(bucket, prefix, start []byte, fn func(k, v []byte) error) e
 	for {
 		batch, arena = batch[:0], arena[:0]
 		more := false
-		err := s.db.View(func(tx *bolt.Tx) error {
+		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucket).Cursor()
 			k, v := c.First()
 			if len(next) > 0 {

@@ -435,3 +435,37 @@ func TestSealKeyChange(t *testing.T) {
 		t.Errorf("got %+v, want a seal signed by a different key", rep)
 	}
 }
+
+// A slow replay does not hold the store: Close completes while an Events
+// callback is still running.
+func TestCloseDuringSlowReplay(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s, err := Open(cfg)
+	must(t, err)
+	r := begin(t, s, SessionInfo{})
+	must(t, r.Output([]byte("a")))
+	must(t, r.Output([]byte("b")))
+	must(t, r.End(ExitInfo{}))
+	inCallback, resume := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- s.Events(r.ID(), func(asciicast.Event) error {
+			if first {
+				first = false
+				close(inCallback)
+				<-resume
+			}
+			return nil
+		})
+	}()
+	<-inCallback
+	must(t, s.Close())
+	close(resume)
+	if err := <-done; err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("got %v, want nil or %v", err, ErrClosed)
+	}
+	if err := s.Events(r.ID(), func(asciicast.Event) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: got %v, want %v", err, ErrClosed)
+	}
+}
