@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -104,4 +105,36 @@ func TestOutputDoesNotAllocate(t *testing.T) {
 		t.Errorf("got %v allocations per Output, want 0", allocs)
 	}
 	must(t, r.End(ExitInfo{}))
+}
+
+// BenchmarkStream is one session streaming like `cat` of a large file, in
+// 32 KiB reads; it reports the peak Go heap seen while doing so. Run it with
+// -benchtime 32768x to stream 1 GiB.
+func BenchmarkStream(b *testing.B) {
+	s := benchStore(b)
+	r, err := s.Begin(SessionInfo{Kind: "exec", User: "bench", Target: "t", Command: "cat big"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("2025-03-01 12:00:00 GET /index.html 200 \u2713\n"), 32<<10/44+1)[:32<<10]
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base, peak := ms.HeapInuse, ms.HeapInuse
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := range b.N {
+		if err := r.Output(data); err != nil {
+			b.Fatal(err)
+		}
+		if i%1024 == 0 { // every 32 MiB
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+		}
+	}
+	if err := r.End(ExitInfo{}); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(peak-base)/(1<<20), "peak-heap-MiB")
 }
