@@ -1,12 +1,15 @@
 package recorder
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Seal closes a session's chunk chain: it names the last chunk's hash, the
@@ -128,4 +131,25 @@ func (se Seal) mismatch(info SessionInfo) string {
 		return "truncated"
 	}
 	return ""
+}
+
+// SignedSeal returns a session's seal as stored (signed JSON), for checking
+// elsewhere with VerifySeal and the public key. A session that is live, or
+// whose seal is missing, gives an error wrapping ErrNotFound.
+func (s *Store) SignedSeal(id string) ([]byte, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("recorder: seal %s: %w", quoteID(id), ErrNotFound)
+	}
+	var v []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bucketSeals).Get([]byte(id)))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: seal %s: %w", id, err)
+	}
+	if v == nil {
+		return nil, fmt.Errorf("recorder: seal %s: %w", id, ErrNotFound)
+	}
+	return v, nil
 }

@@ -132,6 +132,15 @@ func TestRecordShellSession(t *testing.T) {
 	if !rep.Intact || !rep.Sealed || rep.Chunks != 2 || rep.Events != 7 || rep.BrokenAt != -1 {
 		t.Errorf("verify: got %+v, want intact and sealed", rep)
 	}
+	signedSeal, err := s.SignedSeal(r.ID())
+	must(t, err)
+	se, err := VerifySeal(s.SealPublicKey(), signedSeal)
+	if err != nil || se.SessionID != r.ID() || se.Events != 7 || se.Status != StatusEnded {
+		t.Errorf("seal: got %+v, %v", se, err)
+	}
+	if _, err := VerifySeal(ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey), signedSeal); err == nil {
+		t.Errorf("seal verified with the wrong key")
+	}
 	if err := r.Output([]byte("late")); !errors.Is(err, ErrEnded) {
 		t.Errorf("Output after End: got %v, want %v", err, ErrEnded)
 	}
