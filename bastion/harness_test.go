@@ -39,6 +39,7 @@ type env struct {
 }
 
 type envOptions struct {
+	targets   []string      // extra target lines (YAML flow maps)
 	extraYAML string        // appended to the config
 	idle      time.Duration // sessions.idle_timeout
 }
@@ -52,7 +53,8 @@ targets:
   - {name: web1, kind: ssh, address: "{{.SSHD}}", host_key: "{{.HostKey}}"}
   - {name: echo, kind: tcp, address: "{{.Echo}}"}
   - {name: lo, kind: tcp, address: "127.0.0.1:{{.SSHPort}}"}
-roles:
+{{range .Targets}}  - {{.}}
+{{end}}roles:
   - {name: dev, groups: [dev], targets: ["web*", echo], logins: [root]}
   - {name: ops, groups: [ops], targets: ["web*"], logins: [root], shell: false}
   - {name: audit, groups: [sec], targets: [], auditor: true}
@@ -76,7 +78,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	var buf bytes.Buffer
 	template.Must(template.New("").Parse(configTmpl)).Execute(&buf, map[string]any{
 		"DataDir": e.dataDir, "SSHD": e.sshd.Addr, "HostKey": e.sshd.HostKeyLine, "Echo": e.echo,
-		"Idle": idle, "Extra": opt.extraYAML, "SSHPort": 0,
+		"Idle": idle, "Extra": opt.extraYAML, "SSHPort": 0, "Targets": opt.targets,
 	})
 	cfg, err := config.Parse(buf.Bytes())
 	if err != nil {
@@ -201,4 +203,14 @@ func mustContain(t *testing.T, what, got string, wants ...string) {
 			t.Errorf("%s: got %q, want it to contain %q", what, got, w)
 		}
 	}
+}
+
+type targetT = config.Target
+
+func targetWith(name, addr string, f func(*targetT)) config.Target {
+	t := config.Target{Name: name, Kind: "ssh", Address: addr}
+	if f != nil {
+		f(&t)
+	}
+	return t
 }

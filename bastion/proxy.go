@@ -114,8 +114,10 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	}()
 	go func() {
 		p.downstreamRequests(downReqs)
-		// The user closed the channel: end the upstream side too.
-		p.up.Close()
+		// The user closed the channel or went away: drop the upstream
+		// connection, as the target would see a client's connection drop
+		// (closing only the channel leaves sshd waiting for the command).
+		p.client.Close()
 	}()
 	<-outDone
 	<-upDone

@@ -1,0 +1,240 @@
+package bastion_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+func TestHostKeyTrust(t *testing.T) {
+	hostCAKeys, err := ca.LoadOrCreateKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostCA, _ := ca.New(ca.Config{Keys: hostCAKeys})
+	// The target CA line is known only once the bastion's keys exist, so
+	// these targets are started with a pre-made data dir in newEnv's place.
+	e := newEnv(t, envOptions{})
+	certified := testenv.StartSSHD(t, testenv.SSHDOptions{
+		TrustedUserCAKeys: e.app.Keys.TargetCALine(),
+		HostCertificate: func(pub ssh.PublicKey) (*ssh.Certificate, error) {
+			return hostCA.SignHost(pub, "web2", []string{"127.0.0.1"}, time.Hour)
+		},
+	})
+	tofu := testenv.StartSSHD(t, testenv.SSHDOptions{TrustedUserCAKeys: e.app.Keys.TargetCALine()})
+	caLine := strings.TrimPrefix(hostCAKeys.HostCALine("*"), "@cert-authority * ")
+	otherKeys, _ := ca.LoadOrCreateKeys(t.TempDir())
+	otherLine := strings.TrimPrefix(otherKeys.HostCALine("*"), "@cert-authority * ")
+	cfg := *e.app.Config
+	cfg.Targets = append(cfg.Targets[:len(cfg.Targets):len(cfg.Targets)],
+		targetWith("web2", certified.Addr, func(tg *targetT) { tg.HostCA = caLine }),
+		targetWith("web3", tofu.Addr, func(tg *targetT) { tg.TrustOnFirstUse = true }),
+		targetWith("web4", certified.Addr, func(tg *targetT) { tg.HostCA = otherLine }),
+		targetWith("web5", tofu.Addr, func(tg *targetT) { tg.HostKey = certified.HostKeyLine }),
+	)
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(e.cfgPath, []byte(strings.Replace(mustRead(t, e.cfgPath), "Host web1 web2 web9 echo", "Host web1 web2 web3 web4 web5 web9 echo", 1)), 0o600)
+
+	if r := e.ssh("", "root@web2", "echo ok"); r.Code != 0 || r.Stdout != "ok\n" {
+		t.Errorf("host CA trust: %s", r)
+	}
+	if r := e.ssh("", "root@web3", "echo ok"); r.Code != 0 || r.Stdout != "ok\n" {
+		t.Errorf("first use: %s", r)
+	}
+	pinned, ok, err := e.app.Store.PinnedHostKey("web3")
+	if err != nil || !ok || string(pinned) != string(tofu.HostKey.Marshal()) {
+		t.Fatalf("web3 pin: ok=%v err=%v", ok, err)
+	}
+	if r := e.ssh("", "root@web3", "echo ok"); r.Code != 0 {
+		t.Errorf("second use of a pinned key: %s", r)
+	}
+	r := e.ssh("", "root@web4", "echo ok")
+	if r.Code == 0 {
+		t.Errorf("a host certificate from another CA was accepted: %s", r)
+	}
+	mustContain(t, "web4 refusal", r.Stderr, "not signed by the configured host CA")
+	r = e.ssh("", "root@web5", "echo ok")
+	if r.Code == 0 {
+		t.Errorf("a mismatched pinned key was accepted: %s", r)
+	}
+	mustContain(t, "web5 refusal", r.Stderr, "host key mismatch")
+
+	// web3's key changes (the same address now answers with another key):
+	// the pin refuses it.
+	cfg2 := cfg
+	cfg2.Targets = append(cfg.Targets[:len(cfg.Targets):len(cfg.Targets)], targetWith("web3x", certified.Addr, nil))
+	e.app.Store.PinHostKey("web3x", tofu.HostKey.Marshal())
+	cfg2.Targets[len(cfg2.Targets)-1].TrustOnFirstUse = true
+	e.app.Reload(&cfg2)
+	r = e.ssh("", "-o", "HostKeyAlias=web3x", "-o", "ProxyJump=bastion", "root@web3x", "echo ok")
+	if r.Code == 0 {
+		t.Errorf("a changed host key was accepted: %s", r)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newEnv(t, envOptions{idle: 700 * time.Millisecond})
+	r := e.ssh("", "root@web1", "sleep 30")
+	if r.Code == 0 {
+		t.Fatalf("idle session was not ended: %s", r)
+	}
+	mustContain(t, "stderr", r.Stderr, "idle timeout")
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	p := testenv.StartPTY(t, 80, 24, "ssh", "-F", e.cfgPath, "root@web1", "echo started; sleep 60")
+	p.Expect("started", 30*time.Second)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		done <- e.app.SSH.Shutdown(ctx)
+	}()
+	p.Expect("shutting down", 20*time.Second)
+	p.Wait(20 * time.Second)
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", e.app.SSHAddr(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the bastion still accepts connections after shutdown")
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	if r := e.ssh("", "root@web1", "echo hi"); r.Code != 0 {
+		t.Fatal(r)
+	}
+	e.expectAuthRefused(t, testenv.NewUserKey(t, e.dir, "plain", nil), "not_certificate")
+	get := func(path string) string {
+		resp, err := http.Get("http://" + e.app.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: HTTP %d", path, resp.StatusCode)
+		}
+		return string(b)
+	}
+	mustContain(t, "/healthz", get("/healthz"), "ok")
+	m := get("/metrics")
+	mustContain(t, "/metrics", m,
+		`bastion_sessions_total{kind="exec"} 1`,
+		`bastion_auth_failures_total{reason="not_certificate"}`,
+		`bastion_bytes_total{direction="down",kind="exec"}`,
+		`bastion_upstream_dial_seconds_count{kind="ssh",result="ok"} 1`,
+		`bastion_sessions_active{kind="exec"} 0`)
+}
+
+// TestNoLeaks runs a few thousand connect-and-abort cycles of several kinds
+// and checks, by counting, that goroutines and file descriptors come back.
+func TestNoLeaks(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	// Warm up: one full session so lazily started goroutines exist.
+	if r := e.ssh("", "root@web1", "true"); r.Code != 0 {
+		t.Fatal(r)
+	}
+	settle := func() (int, int) {
+		var g, f int
+		for i := 0; i < 100; i++ {
+			runtime.GC()
+			g, f = runtime.NumGoroutine(), countFDs(t)
+			time.Sleep(50 * time.Millisecond)
+			if g2, f2 := runtime.NumGoroutine(), countFDs(t); g2 == g && f2 == f {
+				break
+			}
+		}
+		return g, f
+	}
+	g0, f0 := settle()
+	addr := e.app.SSHAddr()
+	signer := e.alice.CertSigner(t)
+	cfg := &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: (&ssh.CertChecker{IsHostAuthority: func(ssh.PublicKey, string) bool { return true }}).CheckHostKey, Timeout: 10 * time.Second}
+	cycles := 0
+	for i := 0; i < 1500; i++ { // connect and drop
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			fmt.Fprintf(c, "SSH-2.0-garbage\r\n\x00\x00\x00\xffjunk")
+		}
+		c.Close()
+		cycles++
+	}
+	for i := 0; i < 300; i++ { // authenticate, open a channel, abort
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch i % 3 {
+		case 0:
+			if ch, _, err := c.OpenChannel("session", nil); err == nil {
+				ch.Close()
+			}
+		case 1:
+			if conn, err := c.Dial("tcp", "echo:"+portOf(e.echo)); err == nil {
+				conn.Write([]byte("x"))
+			}
+		case 2:
+			c.Dial("tcp", "127.0.0.1:1")
+		}
+		c.Close()
+		cycles++
+	}
+	for i := 0; i < 100; i++ { // a session to the target, aborted mid-way
+		c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "root@web1", Auth: cfg.Auth, HostKeyCallback: cfg.HostKeyCallback, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, err := c.NewSession(); err == nil {
+			s.Start("sleep 10")
+		}
+		c.Close()
+		cycles++
+	}
+	g1, f1 := settle()
+	t.Logf("%d cycles: goroutines %d -> %d, fds %d -> %d", cycles, g0, g1, f0, f1)
+	if g1 > g0+20 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines grew from %d to %d after %d cycles:\n%s", g0, g1, cycles, buf[:runtime.Stack(buf, true)])
+	}
+	if f1 > f0+20 {
+		t.Fatalf("file descriptors grew from %d to %d after %d cycles", f0, f1, cycles)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
