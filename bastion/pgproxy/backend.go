@@ -1,0 +1,495 @@
+package pgproxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// running is the statement whose results are streaming from the server.
+type running struct {
+	run      *stmtRun
+	desc     *resultDesc
+	rows     int64
+	withheld int
+	why      string // why rows were withheld
+	nulled   int
+	begun    bool // prompt written to the transcript
+	tRows    int  // rows written to the transcript
+	start    time.Time
+}
+
+// backendLoop reads the server's messages, masks results and forwards them to the client.
+func (s *session) backendLoop() error {
+	for {
+		typ, body, err := s.ur.next()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return errDone
+			}
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: server closed the connection", ErrUpstream)
+			}
+			s.cancel(err)
+			return err
+		}
+		if err := s.onBackend(typ, body); err != nil {
+			s.cancel(err)
+			return err
+		}
+		if s.ubr.Buffered() == 0 {
+			if err := s.flushClient(); err != nil {
+				s.cancel(errDone)
+				return errDone
+			}
+		}
+	}
+}
+
+func desync(typ byte, what string) error {
+	return protoErr("server", typ, "out of step with the client's requests: "+what)
+}
+
+func (s *session) onBackend(typ byte, body []byte) error {
+	head := s.head()
+	switch typ {
+	case 'S':
+		name, value, err := decodeParameterStatus(body)
+		if err != nil {
+			return err
+		}
+		s.noteParam(name, value)
+	case 'N':
+		return s.writeClient(s.maskErrorFields('N', body))
+	case 'A':
+		pid, channel, payload, err := decodeNotification(body)
+		if err != nil {
+			return err
+		}
+		if v, ok := s.maskValue(payload); ok {
+			return s.writeClient(appendNotification(nil, pid, channel, v))
+		}
+	case 'E':
+		return s.onError(head, body)
+	case 'Z':
+		return s.onReady(head, body)
+	case '1':
+		if head == nil || head.kind != expParse || head.refusal {
+			return desync(typ, "ParseComplete")
+		}
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+		p := &prepared{}
+		if len(head.runs) > 0 {
+			p.run = head.runs[0]
+		}
+		s.stmts[head.name] = p
+		s.pop()
+	case '2':
+		if head == nil || head.kind != expBind {
+			return desync(typ, "BindComplete")
+		}
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+		s.portals[head.name] = &portalState{prep: s.stmts[head.stmt], formats: head.formats}
+		s.pop()
+	case '3':
+		if head == nil || head.kind != expClose {
+			return desync(typ, "CloseComplete")
+		}
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+		if head.target == 'S' {
+			delete(s.stmts, head.name)
+		} else {
+			delete(s.portals, head.name)
+		}
+		s.pop()
+	case 't':
+		if head == nil || head.kind != expDescribe || head.target != 'S' {
+			return desync(typ, "ParameterDescription")
+		}
+	case 'n':
+		if head == nil || head.kind != expDescribe {
+			return desync(typ, "NoData")
+		}
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+		s.described(head, nil)
+		s.pop()
+	case 'T':
+		fields, err := decodeRowDescription(body)
+		if err != nil {
+			return err
+		}
+		var desc *resultDesc
+		switch {
+		case head != nil && head.kind == expDescribe:
+			desc = s.newDesc(fields, nil)
+			s.described(head, fields)
+			s.pop()
+		case head != nil && head.kind == expQuery:
+			r := s.current(head)
+			desc = s.newDesc(fields, nil)
+			r.desc = desc
+		default:
+			return desync(typ, "RowDescription")
+		}
+		if desc.anyMasked {
+			return s.writeClient(appendRowDescription(nil, desc.clientFields()))
+		}
+	case 'D':
+		if head == nil || (head.kind != expQuery && head.kind != expExecute) {
+			return desync(typ, "DataRow")
+		}
+		return s.onDataRow(s.current(head), body)
+	case 'C':
+		tag, err := decodeCommandComplete(body)
+		if err != nil {
+			return err
+		}
+		if head == nil || (head.kind != expQuery && head.kind != expExecute) {
+			return desync(typ, "CommandComplete")
+		}
+		s.leaveCopyIn()
+		if err := s.finish(s.current(head), OutcomeOK, tag, nil); err != nil {
+			return err
+		}
+		s.cur = nil
+		if head.kind == expQuery {
+			head.idx++
+		} else {
+			s.pop()
+		}
+	case 'I':
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+		switch {
+		case head != nil && head.kind == expQuery:
+		case head != nil && head.kind == expExecute:
+			s.cur = nil
+			s.pop()
+		default:
+			return desync(typ, "EmptyQueryResponse")
+		}
+	case 's':
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+		if head == nil || head.kind != expExecute {
+			return desync(typ, "PortalSuspended")
+		}
+		s.cur = nil
+		s.pop()
+	case 'G', 'H', 'W':
+		if err := checkCopyResponse(typ, body); err != nil {
+			return err
+		}
+		if head == nil || (head.kind != expQuery && head.kind != expExecute) {
+			return desync(typ, "copy response")
+		}
+		s.current(head)
+		if typ == 'G' {
+			s.enterCopyIn(head)
+		}
+	case 'd':
+		if s.cfg.MaskValue != nil {
+			if v, ok := s.maskValue(body); ok {
+				return s.writeClient(appendRaw(nil, 'd', v))
+			}
+		}
+	case 'c':
+		if err := checkEmpty("server", typ, body); err != nil {
+			return err
+		}
+	case 'V':
+		c := cursor{b: body}
+		v, null := c.value("result")
+		if err := c.done("server", typ); err != nil {
+			return err
+		}
+		if head == nil || head.kind != expFunctionCall {
+			return desync(typ, "FunctionCallResponse")
+		}
+		r := s.current(head)
+		masked := false
+		if !null {
+			_, masked = s.maskValue(v)
+		}
+		if masked {
+			r.nulled++
+		}
+		if err := s.finish(r, OutcomeOK, "", nil); err != nil {
+			return err
+		}
+		if masked {
+			out, start := beginMsg(nil, 'V')
+			out = binary.BigEndian.AppendUint32(out, 0xffffffff)
+			return s.writeClient(endMsg(out, start))
+		}
+	default: // K, R, v after startup
+		return protoErr("server", typ, "unexpected message after startup")
+	}
+	return s.writeRaw(typ, body)
+}
+
+func (s *session) writeRaw(typ byte, body []byte) error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	var hdr [5]byte
+	hdr[0] = typ
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
+	if _, err := s.cw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := s.cw.Write(body)
+	return err
+}
+
+// described stores a Describe's answer on its statement or portal.
+func (s *session) described(head *expect, fields []fieldDesc) {
+	if head.target == 'S' {
+		if p := s.stmts[head.name]; p != nil {
+			p.desc, p.described = fields, true
+		}
+		return
+	}
+	if p := s.portals[head.name]; p != nil {
+		p.desc, p.described = fields, true
+	}
+}
+
+// current returns the running statement for the head expectation, starting it if needed.
+func (s *session) current(head *expect) *running {
+	if s.cur != nil {
+		return s.cur
+	}
+	r := &running{start: head.sent}
+	switch head.kind {
+	case expQuery:
+		if head.idx < len(head.runs) {
+			r.run = head.runs[head.idx]
+		}
+		if head.idx > 0 && !s.lastDone.IsZero() {
+			r.start = s.lastDone
+		}
+	case expFunctionCall:
+		if len(head.runs) > 0 {
+			r.run = head.runs[0]
+		}
+	case expExecute:
+		if p := s.portals[head.name]; p != nil {
+			if p.prep != nil {
+				r.run = p.prep.run
+			}
+			switch {
+			case p.described:
+				r.desc = s.newDesc(p.desc, nil)
+			case p.prep != nil && p.prep.described:
+				r.desc = s.newDesc(p.prep.desc, p.formats)
+			}
+		}
+	}
+	s.cur = r
+	return r
+}
+
+func (s *session) onDataRow(r *running, body []byte) error {
+	out, err := s.maskRow(r, body)
+	if err != nil {
+		r.withheld++
+		if r.why == "" {
+			r.why = err.Error()
+		}
+		return nil
+	}
+	r.rows++
+	if s.cfg.TranscriptRows > 0 && r.tRows < s.cfg.TranscriptRows {
+		row := body
+		if out != nil {
+			row = out[5:]
+		}
+		if err := s.transcriptRow(r, row); err != nil {
+			return err
+		}
+	}
+	if out == nil {
+		return s.writeRaw('D', body)
+	}
+	return s.writeClient(out)
+}
+
+func (s *session) onError(head *expect, body []byte) error {
+	fields, err := decodeErrorFields('E', body)
+	if err != nil {
+		return err
+	}
+	refused := false
+	if head != nil && head.refusal {
+		if f, ok := s.takeRefusal(fields); ok {
+			fields, refused = f, true
+		}
+	}
+	var out []byte
+	if refused {
+		out = appendErrorFields(nil, 'E', fields)
+	} else {
+		out = s.maskErrorFields('E', body)
+		fields, _ = decodeErrorFields('E', out)
+	}
+	s.leaveCopyIn()
+	if head != nil && !head.refusal {
+		switch head.kind {
+		case expQuery, expExecute, expFunctionCall:
+			if err := s.finish(s.current(head), OutcomeError, "", fields); err != nil {
+				return err
+			}
+		case expParse:
+			now := s.cfg.Now()
+			for _, run := range head.runs {
+				ev := s.event(now, &run.st)
+				ev.Outcome, ev.Rule, ev.RequestID = OutcomeError, run.rule, run.requestID
+				ev.SQLState, ev.Message = fieldValue(fields, 'C'), fieldValue(fields, 'M')
+				s.cfg.Audit(ev)
+			}
+		}
+	}
+	s.cur = nil
+	if head != nil {
+		switch head.kind {
+		case expQuery:
+			head.idx++
+		case expSync, expFunctionCall:
+		default:
+			s.skipToSync() // the server ignores everything up to Sync
+		}
+	}
+	return s.writeClient(out)
+}
+
+// takeRefusal recognises the server's syntax error for the proxy's refusal statement and
+// returns the error the client is to see instead.
+func (s *session) takeRefusal(fields []errField) ([]errField, bool) {
+	marker := "bastion_refused_" + s.nonce + "_"
+	msg := fieldValue(fields, 'M')
+	i := strings.Index(msg, marker)
+	if fieldValue(fields, 'C') != "42601" || i < 0 {
+		return nil, false
+	}
+	digits := msg[i+len(marker):]
+	if j := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); j >= 0 {
+		digits = digits[:j]
+	}
+	seq, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	f, ok := s.refusals[seq]
+	delete(s.refusals, seq)
+	// Refusals the server skipped (an earlier error in the same pipeline) are never
+	// answered; drop them with this one.
+	for k := range s.refusals {
+		if k < seq {
+			delete(s.refusals, k)
+		}
+	}
+	return f, ok
+}
+
+func (s *session) onReady(head *expect, body []byte) error {
+	status, err := decodeReadyForQuery(body)
+	if err != nil {
+		return err
+	}
+	if head == nil || !answersWithReady(head.kind) {
+		return desync('Z', "ReadyForQuery")
+	}
+	if head.kind == expQuery {
+		now := s.cfg.Now()
+		for i := head.idx; i < len(head.runs); i++ {
+			ev := s.event(now, &head.runs[i].st)
+			ev.Outcome, ev.Rule, ev.RequestID = OutcomeNotRun, head.runs[i].rule, head.runs[i].requestID
+			s.cfg.Audit(ev)
+		}
+		// A simple Query drops the unnamed statement and portal.
+		delete(s.stmts, "")
+		delete(s.portals, "")
+	}
+	s.cur = nil
+	s.pop()
+	if status == 'I' {
+		clear(s.portals) // portals end with their transaction
+	}
+	return s.writeRaw('Z', body)
+}
+
+// finish reports a statement's outcome: notices about masking, the audit event and the
+// transcript line.
+func (s *session) finish(r *running, outcome Outcome, tag string, errFields []errField) error {
+	now := s.cfg.Now()
+	if r.withheld > 0 {
+		msg := fmt.Sprintf("bastion: %d row(s) withheld: masking failed: %s", r.withheld, clean(r.why))
+		if err := s.writeClient(errorMsg('N', "WARNING", "01000", msg, "", "")); err != nil {
+			return err
+		}
+	}
+	if r.nulled > 0 {
+		msg := fmt.Sprintf("bastion: %d binary value(s) had to be masked and were sent as NULL", r.nulled)
+		if err := s.writeClient(errorMsg('N', "NOTICE", "01000", msg, "", "request text format to see masked values")); err != nil {
+			return err
+		}
+	}
+	var st *Statement
+	if r.run != nil {
+		st = &r.run.st
+	}
+	ev := s.event(now, st)
+	ev.Outcome, ev.Tag, ev.Rows, ev.Duration = outcome, tag, r.rows, now.Sub(r.start)
+	ev.Withheld, ev.NulledBinary = r.withheld, r.nulled
+	if n, ok := tagRows(tag); ok {
+		ev.Rows = n
+	}
+	if r.run != nil {
+		ev.Rule, ev.RequestID = r.run.rule, r.run.requestID
+	}
+	if errFields != nil {
+		ev.SQLState, ev.Message = fieldValue(errFields, 'C'), fieldValue(errFields, 'M')
+	}
+	s.cfg.Audit(ev)
+	s.lastDone = now
+	return s.transcriptOutcome(r, ev)
+}
+
+func (s *session) event(now time.Time, st *Statement) Event {
+	ev := Event{Time: now, User: s.startup.User, Database: s.startup.Database}
+	if st != nil {
+		ev.Statement = *st
+	}
+	return ev
+}
+
+// tagRows extracts the row count from a command tag ("SELECT 3", "INSERT 0 1").
+func tagRows(tag string) (int64, bool) {
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return 0, false
+	}
+	switch verb, _, _ := strings.Cut(tag, " "); verb {
+	case "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "FETCH", "MOVE":
+	default:
+		return 0, false
+	}
+	n, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	return n, err == nil
+}

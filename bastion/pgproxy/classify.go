@@ -1,0 +1,466 @@
+package pgproxy
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Classify parses sql with PostgreSQL's own parser (pg_query, the PostgreSQL 17 grammar)
+// and returns one Statement per statement in it, in order. SQL that does not parse
+// returns an error wrapping ErrUnparseable: callers must fail closed. An empty or
+// comment-only string returns no statements.
+//
+// The classification never depends on the value of a constant: that is what makes the
+// Classifier's cache sound (see Classifier).
+func Classify(sql string) ([]Statement, error) {
+	res, err := pg.Parse(sql)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrUnparseable, parseErrMessage(err))
+	}
+	out := make([]Statement, 0, len(res.Stmts))
+	for _, raw := range res.Stmts {
+		text := sql
+		if len(res.Stmts) > 1 {
+			text = stmtText(sql, raw)
+		}
+		st := Statement{SQL: text}
+		c := collector{}
+		if raw.Stmt != nil {
+			c.walk(raw.Stmt.ProtoReflect())
+		}
+		st.Kinds, st.Tables, st.Functions, st.Unknowable = c.kinds, c.tables, c.funcs, c.unknowable
+		st.Normalized = normalize(text)
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func parseErrMessage(err error) string {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return clean(msg)
+}
+
+// stmtText cuts one statement out of a multi-statement string.
+func stmtText(sql string, raw *pg.RawStmt) string {
+	loc, n := int(raw.StmtLocation), int(raw.StmtLen)
+	if loc < 0 || loc > len(sql) {
+		return sql
+	}
+	end := len(sql)
+	if n > 0 && loc+n <= len(sql) {
+		end = loc + n
+	}
+	return strings.TrimSpace(sql[loc:end])
+}
+
+// normalize replaces constants with $n and deparses the result into canonical text. When
+// the normalised text does not parse again (a $n where the grammar wants a literal), the
+// normalised text itself is used.
+func normalize(text string) string {
+	n, err := pg.Normalize(text)
+	if err != nil {
+		return text
+	}
+	tree, err := pg.Parse(n)
+	if err != nil {
+		return n
+	}
+	d, err := pg.Deparse(tree)
+	if err != nil {
+		return n
+	}
+	return d
+}
+
+// collector walks a parse tree and gathers kinds, tables and functions. It reads node
+// types, flags and identifiers only, never constant values.
+type collector struct {
+	kinds, tables, funcs []string
+	unknowable           string
+}
+
+func (c *collector) kind(ks ...string) {
+	for _, k := range ks {
+		if !contains(c.kinds, k) {
+			c.kinds = append(c.kinds, k)
+		}
+	}
+}
+
+func (c *collector) table(name string) {
+	if name != "" && !contains(c.tables, name) {
+		c.tables = append(c.tables, name)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// unknowableFuncs execute an SQL string or a remote query: what they do is not in the text.
+var unknowableFuncs = map[string]bool{
+	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
+	"ts_stat": true, "dblink": true, "dblink_exec": true, "dblink_open": true,
+	"dblink_send_query": true, "dblink_fetch": true,
+}
+
+func (c *collector) walk(m protoreflect.Message) {
+	c.visit(m.Interface())
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				c.walk(l.Get(i).Message())
+			}
+			return true
+		}
+		c.walk(v.Message())
+		return true
+	})
+}
+
+func (c *collector) visit(n any) {
+	switch n := n.(type) {
+	case *pg.Node, *pg.RawStmt, *pg.List:
+		return
+	case *pg.RangeVar:
+		name := n.Relname
+		if n.Schemaname != "" {
+			name = n.Schemaname + "." + name
+		}
+		if n.Catalogname != "" {
+			name = n.Catalogname + "." + name
+		}
+		c.table(name)
+	case *pg.FuncCall:
+		name := qualifiedName(n.Funcname)
+		if name != "" && !contains(c.funcs, name) {
+			c.funcs = append(c.funcs, name)
+		}
+		base := name[strings.LastIndexByte(name, '.')+1:]
+		if base == "set_config" {
+			c.kind("set_config")
+		}
+		if unknowableFuncs[base] && c.unknowable == "" {
+			c.unknowable = fmt.Sprintf("%s() runs SQL that is not in the statement text", base)
+		}
+	case *pg.SelectStmt:
+		if len(n.ValuesLists) > 0 {
+			c.kind("values")
+		} else if n.Op == pg.SetOperation_SETOP_NONE {
+			c.kind("select")
+		}
+		if n.IntoClause != nil {
+			c.kind("select_into", "create", "create_table")
+		}
+		if len(n.LockingClause) > 0 {
+			c.kind("select_for_update")
+		}
+	case *pg.InsertStmt:
+		c.kind("insert")
+		if n.OnConflictClause != nil && n.OnConflictClause.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
+			c.kind("upsert", "update")
+		}
+	case *pg.UpdateStmt:
+		c.kind("update")
+		if !restricts(n.WhereClause) {
+			c.kind("update_without_where")
+		}
+	case *pg.DeleteStmt:
+		c.kind("delete")
+		if !restricts(n.WhereClause) {
+			c.kind("delete_without_where")
+		}
+	case *pg.MergeStmt:
+		c.kind("merge")
+	case *pg.MergeWhenClause:
+		switch n.CommandType {
+		case pg.CmdType_CMD_UPDATE:
+			c.kind("update")
+		case pg.CmdType_CMD_DELETE:
+			c.kind("delete")
+		case pg.CmdType_CMD_INSERT:
+			c.kind("insert")
+		}
+	case *pg.TruncateStmt:
+		c.kind("truncate")
+	case *pg.DropStmt:
+		obj := objectName(n.RemoveType)
+		c.kind("drop", "drop_"+obj)
+		switch n.RemoveType {
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
+			pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+			for _, o := range n.Objects {
+				if l := o.GetList(); l != nil {
+					c.table(qualifiedName(l.Items))
+				}
+			}
+		}
+	case *pg.AlterTableStmt:
+		c.kind("alter", "alter_"+objectName(n.Objtype))
+	case *pg.RenameStmt:
+		c.kind("alter", "rename", "alter_"+objectName(renameTarget(n)))
+	case *pg.AlterObjectSchemaStmt:
+		c.kind("alter", "alter_"+objectName(n.ObjectType))
+	case *pg.AlterOwnerStmt:
+		c.kind("alter", "alter_"+objectName(n.ObjectType))
+	case *pg.CreateTableAsStmt:
+		c.kind("create", "create_"+objectName(n.Objtype))
+		if n.IsSelectInto {
+			c.kind("select_into")
+		}
+	case *pg.CreateFunctionStmt:
+		if n.IsProcedure {
+			c.kind("create", "create_procedure")
+		} else {
+			c.kind("create", "create_function")
+		}
+	case *pg.GrantStmt:
+		if n.IsGrant {
+			c.kind("grant")
+		} else {
+			c.kind("revoke")
+		}
+	case *pg.GrantRoleStmt:
+		if n.IsGrant {
+			c.kind("grant", "grant_role", "role_change")
+		} else {
+			c.kind("revoke", "revoke_role", "role_change")
+		}
+	case *pg.CreateRoleStmt:
+		c.kind("create", "create_role", "role_change")
+	case *pg.AlterRoleStmt, *pg.AlterRoleSetStmt:
+		c.kind("alter", "alter_role", "role_change")
+	case *pg.DropRoleStmt:
+		c.kind("drop", "drop_role", "role_change")
+	case *pg.VariableSetStmt:
+		if n.Kind == pg.VariableSetKind_VAR_RESET || n.Kind == pg.VariableSetKind_VAR_RESET_ALL {
+			c.kind("reset")
+		} else {
+			c.kind("set")
+		}
+		if n.Name == "role" || n.Name == "session_authorization" {
+			c.kind("role_change")
+		}
+	case *pg.CopyStmt:
+		c.kind("copy")
+		if n.IsFrom {
+			c.kind("copy_from")
+		} else {
+			c.kind("copy_to")
+		}
+		switch {
+		case n.IsProgram:
+			c.kind("copy_program")
+		case n.Filename == "" && n.IsFrom:
+			c.kind("copy_from_stdin")
+		case n.Filename == "":
+			c.kind("copy_to_stdout")
+		}
+	case *pg.DoStmt:
+		c.kind("do")
+		if c.unknowable == "" {
+			c.unknowable = "the body of a DO block is not inspected"
+		}
+	case *pg.TransactionStmt:
+		c.kind("transaction", strings.ToLower(strings.TrimPrefix(n.Kind.String(), "TRANS_STMT_")))
+	case *pg.VacuumStmt:
+		if n.IsVacuumcmd {
+			c.kind("vacuum")
+		} else {
+			c.kind("analyze")
+		}
+	case *pg.FetchStmt:
+		if n.Ismove {
+			c.kind("move")
+		} else {
+			c.kind("fetch")
+		}
+	case *pg.ExplainStmt:
+		c.kind("explain")
+	case *pg.ExecuteStmt:
+		c.kind("execute")
+	case *pg.PrepareStmt:
+		c.kind("prepare")
+	case *pg.CallStmt:
+		c.kind("call")
+	case *pg.LockStmt:
+		c.kind("lock")
+	case *pg.LoadStmt:
+		c.kind("load")
+	case *pg.VariableShowStmt:
+		c.kind("show")
+	case *pg.DeclareCursorStmt:
+		c.kind("declare_cursor")
+	case *pg.ClosePortalStmt:
+		c.kind("close_cursor")
+	case *pg.CheckPointStmt:
+		c.kind("checkpoint")
+	case *pg.CreatedbStmt:
+		c.kind("create", "create_database")
+	case *pg.DropdbStmt:
+		c.kind("drop", "drop_database")
+	case *pg.CreateStmt:
+		c.kind("create", "create_table")
+	case *pg.IndexStmt:
+		c.kind("create", "create_index")
+	case *pg.ViewStmt:
+		c.kind("create", "create_view")
+	case *pg.RuleStmt:
+		c.kind("create", "create_rule")
+	case *pg.CreateTrigStmt:
+		c.kind("create", "create_trigger")
+	case *pg.CreateSeqStmt:
+		c.kind("create", "create_sequence")
+	case *pg.AlterSeqStmt:
+		c.kind("alter", "alter_sequence")
+	case *pg.DefineStmt:
+		c.kind("create", "create_"+objectName(n.Kind))
+	case *pg.CompositeTypeStmt:
+		c.kind("create", "create_type")
+	case *pg.RefreshMatViewStmt:
+		c.kind("refresh_materialized_view")
+	case *pg.ReturnStmt:
+		// A SQL-standard function body's RETURN; the expression is walked.
+	default:
+		m, ok := n.(interface{ ProtoReflect() protoreflect.Message })
+		if !ok {
+			return
+		}
+		name := string(m.ProtoReflect().Descriptor().Name())
+		if !strings.HasSuffix(name, "Stmt") {
+			return
+		}
+		k := snake(strings.TrimSuffix(name, "Stmt"))
+		for _, prefix := range []string{"create_", "alter_", "drop_"} {
+			if strings.HasPrefix(k, prefix) {
+				c.kind(strings.TrimSuffix(prefix, "_"))
+			}
+		}
+		c.kind(k)
+	}
+}
+
+// restricts reports whether a WHERE clause can select particular rows: it must refer to a
+// column (or be WHERE CURRENT OF). "WHERE true" and "WHERE 1=1" do not.
+func restricts(where *pg.Node) bool {
+	if where == nil {
+		return false
+	}
+	found := false
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		if found {
+			return
+		}
+		switch m.Interface().(type) {
+		case *pg.ColumnRef, *pg.CurrentOfExpr:
+			found = true
+			return
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
+				return true
+			}
+			if fd.IsList() {
+				l := v.List()
+				for i := 0; i < l.Len() && !found; i++ {
+					walk(l.Get(i).Message())
+				}
+				return !found
+			}
+			walk(v.Message())
+			return !found
+		})
+	}
+	walk(where.ProtoReflect())
+	return found
+}
+
+func renameTarget(n *pg.RenameStmt) pg.ObjectType {
+	switch n.RenameType {
+	case pg.ObjectType_OBJECT_COLUMN, pg.ObjectType_OBJECT_TABCONSTRAINT, pg.ObjectType_OBJECT_TRIGGER,
+		pg.ObjectType_OBJECT_RULE, pg.ObjectType_OBJECT_POLICY:
+		return n.RelationType
+	}
+	return n.RenameType
+}
+
+// objectName turns OBJECT_TABLE into "table", OBJECT_MATVIEW into "materialized_view".
+func objectName(t pg.ObjectType) string {
+	s := strings.ToLower(strings.TrimPrefix(t.String(), "OBJECT_"))
+	switch s {
+	case "matview":
+		return "materialized_view"
+	case "tabconstraint":
+		return "constraint"
+	}
+	return s
+}
+
+// qualifiedName joins a name list of String nodes with dots.
+func qualifiedName(items []*pg.Node) string {
+	parts := make([]string, 0, len(items))
+	for _, it := range items {
+		if s := it.GetString_(); s != nil {
+			parts = append(parts, s.Sval)
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// snake turns "AlterSystem" into "alter_system".
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// replicationCommands are the walsender's commands, which are not SQL.
+var replicationCommands = map[string]bool{
+	"IDENTIFY_SYSTEM": true, "START_REPLICATION": true, "BASE_BACKUP": true,
+	"CREATE_REPLICATION_SLOT": true, "DROP_REPLICATION_SLOT": true, "ALTER_REPLICATION_SLOT": true,
+	"READ_REPLICATION_SLOT": true, "TIMELINE_HISTORY": true, "UPLOAD_MANIFEST": true, "SHOW": true,
+}
+
+// classifyReplication recognises a replication command (on replication connections,
+// which Authorize allowed) by its first word.
+func classifyReplication(sql string) (Statement, bool) {
+	s := strings.TrimLeft(sql, " \t\r\n")
+	end := strings.IndexFunc(s, func(r rune) bool { return !(r == '_' || unicode.IsLetter(r)) })
+	if end < 0 {
+		end = len(s)
+	}
+	word := strings.ToUpper(s[:end])
+	if !replicationCommands[word] {
+		return Statement{}, false
+	}
+	return Statement{
+		SQL:        sql,
+		Kinds:      []string{"replication_command", strings.ToLower(word)},
+		Normalized: word,
+	}, true
+}

@@ -1,0 +1,344 @@
+package pgproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Errors. Serve wraps them with what happened; test with errors.Is.
+var (
+	// ErrConfig: a Config is incomplete or unsafe (New and Serve).
+	ErrConfig = errors.New("pgproxy: invalid config")
+	// ErrProtocol: a peer broke the wire protocol (see ProtocolError for the detail).
+	ErrProtocol = errors.New("pgproxy: protocol violation")
+	// ErrMessageTooLarge: a message exceeded Limits.MaxMessage or Limits.MaxStartup.
+	ErrMessageTooLarge = errors.New("pgproxy: message too large")
+	// ErrPipelinedTLS: the client sent bytes after SSLRequest before the TLS handshake.
+	ErrPipelinedTLS = errors.New("pgproxy: data pipelined before the TLS handshake")
+	// ErrRefused: the startup was refused (Authorize, replication, bad parameters).
+	ErrRefused = errors.New("pgproxy: connection refused")
+	// ErrUpstream: the upstream could not be reached, verified or authenticated to.
+	ErrUpstream = errors.New("pgproxy: upstream")
+	// ErrTranscript: writing the transcript failed; the connection is ended rather than
+	// left running unrecorded.
+	ErrTranscript = errors.New("pgproxy: transcript write failed")
+	// ErrUnparseable: Classify could not parse the SQL.
+	ErrUnparseable = errors.New("pgproxy: cannot parse SQL")
+)
+
+// ProtocolError says which peer broke the protocol and how. It matches ErrProtocol, or
+// ErrMessageTooLarge when a size limit was exceeded.
+type ProtocolError struct {
+	Side     string // "client" or "server"
+	Type     byte   // message type, 0 for startup packets
+	Reason   string
+	tooLarge bool
+}
+
+func (e *ProtocolError) Error() string {
+	if e.Type == 0 {
+		return fmt.Sprintf("pgproxy: %s protocol violation: %s", e.Side, e.Reason)
+	}
+	return fmt.Sprintf("pgproxy: %s protocol violation in message %q: %s", e.Side, e.Type, e.Reason)
+}
+
+func (e *ProtocolError) Is(target error) bool {
+	return target == ErrProtocol || (e.tooLarge && target == ErrMessageTooLarge)
+}
+
+func protoErr(side string, typ byte, reason string) error {
+	return &ProtocolError{Side: side, Type: typ, Reason: reason}
+}
+
+// Action is what Judge decided. The zero value is Block, so a forgotten verdict fails closed.
+type Action int
+
+const (
+	// Block refuses the statement: it never reaches the server, and the client gets an
+	// ErrorResponse (SQLSTATE 42501) naming the rule.
+	Block Action = iota
+	// Allow sends the statement on.
+	Allow
+	// Hold needs approval: the client is sent a NoticeResponse with Verdict.RequestID,
+	// then Verdict.Wait decides. Nothing of the statement reaches the server meanwhile.
+	Hold
+)
+
+func (a Action) String() string {
+	switch a {
+	case Allow:
+		return "allow"
+	case Block:
+		return "block"
+	case Hold:
+		return "hold"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// Verdict is Judge's decision on one statement.
+type Verdict struct {
+	Action Action
+	// Rule names the deciding rule; it appears in errors, notices, the transcript and audit.
+	Rule string
+	// Message is shown to the client with a block or hold.
+	Message string
+	// RequestID identifies a held statement's approval request (Hold only).
+	RequestID string
+	// Wait blocks until a held statement is decided and returns the final verdict (Allow
+	// or Block). It must honour ctx. Required with Hold; an error, or a nil Wait, denies.
+	Wait func(ctx context.Context) (Verdict, error)
+}
+
+// Startup is what the client asked for in its startup packet.
+type Startup struct {
+	User     string
+	Database string // defaults to User, as PostgreSQL does
+	// Replication is true for replication=true/on/yes/1 and replication=database.
+	Replication bool
+	// Params are all startup parameters as sent (including user, database, options,
+	// application_name, client_encoding, replication); they are forwarded upstream, except
+	// protocol extensions (_pq_.*). "options" can set server settings (-c role=...): refuse
+	// it in Authorize if that matters.
+	Params map[string]string
+}
+
+// Statement is one SQL statement as the classifier understood it.
+type Statement struct {
+	// SQL is the exact text of this statement as the client sent it.
+	SQL string
+	// Kinds are the statement's kinds, its own first, then those of statements nested in
+	// it (CTEs, EXPLAIN ANALYZE, PREPARE, rule actions, SQL function bodies): "select",
+	// "insert", "update", "update_without_where", "delete", "delete_without_where",
+	// "merge", "truncate", "drop", "drop_table" (drop_<object>), "drop_database", "create",
+	// "create_table" (create_<object>), "create_function", "alter", "alter_table"
+	// (alter_<object>), "rename", "grant", "revoke", "role_change" (CREATE/ALTER/DROP
+	// ROLE, GRANT/REVOKE role, SET ROLE, SET SESSION AUTHORIZATION, DISCARD ALL), "set",
+	// "reset", "set_config" (a call to set_config()), "copy", "copy_from", "copy_to",
+	// "copy_program", "copy_from_stdin", "copy_to_stdout", "do", "execute", "prepare",
+	// "call", "explain", "transaction" with "begin"/"commit"/"rollback"/..., "lock",
+	// "vacuum", "load", "values", "function_call" (fastpath), "replication_command", and for
+	// other statements PostgreSQL's node name in snake case (e.g. "checkpoint").
+	Kinds []string
+	// Tables are the relations named, schema-qualified when written so ("public.t").
+	Tables []string
+	// Functions are the functions called, schema-qualified when written so.
+	Functions []string
+	// Normalized is the statement with constants replaced by $n, deparsed by pg_query into
+	// canonical form (keyword case, spacing and comments gone) for regex rules.
+	Normalized string
+	// Unknowable is non-empty when the statement's effect cannot be known from its text
+	// (a DO block, a function that executes an SQL string, a fastpath function call).
+	Unknowable string
+	// Protocol is "simple" (Query), "parse" (extended protocol Parse) or "fastpath".
+	Protocol string
+}
+
+// Has reports whether kind is among st.Kinds.
+func (st *Statement) Has(kind string) bool {
+	for _, k := range st.Kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Outcome is what became of a statement.
+type Outcome string
+
+const (
+	OutcomeOK      Outcome = "ok"      // the server completed it
+	OutcomeError   Outcome = "error"   // the server returned an error
+	OutcomeBlocked Outcome = "blocked" // refused by a rule, or failed closed
+	OutcomeDenied  Outcome = "denied"  // held for approval and not approved
+	OutcomeNotRun  Outcome = "not_run" // part of a query another statement of which failed or was refused
+)
+
+// Event is one statement outcome, for the audit log.
+type Event struct {
+	Time      time.Time
+	User      string
+	Database  string
+	Statement Statement
+	Outcome   Outcome
+	Rule      string // the deciding rule, if any
+	Message   string // the rule's message, or the server's error message
+	RequestID string // approval request, for held statements
+	Tag       string // command tag ("INSERT 0 1")
+	Rows      int64  // rows returned or affected
+	Duration  time.Duration
+	SQLState  string
+	// Withheld rows (masking failed) and NulledBinary values (binary cells that had to be
+	// masked) in this statement's result.
+	Withheld     int
+	NulledBinary int
+}
+
+// Limits bound what a peer can make the proxy hold. Zero values take the defaults.
+type Limits struct {
+	// MaxMessage is the largest message body accepted from either side; default 1 GiB - 1,
+	// PostgreSQL's own limit.
+	MaxMessage int
+	// MaxStartup is the largest startup packet; default 10 KiB (PostgreSQL's is 10000 bytes).
+	MaxStartup int
+	// MaxSQL is the longest SQL text classified; longer statements fail closed (default 16 MiB).
+	MaxSQL int
+	// StartupTimeout bounds the whole startup: client packets, TLS, upstream connection and
+	// authentication (default 30s).
+	StartupTimeout time.Duration
+}
+
+const (
+	defaultMaxMessage     = 1<<30 - 1
+	defaultMaxStartup     = 10 << 10
+	defaultMaxSQL         = 16 << 20
+	defaultStartupTimeout = 30 * time.Second
+	defaultTranscriptRows = 20
+)
+
+// Config is one forwarded connection's configuration. The SSH server builds it per
+// direct-tcpip channel, with callbacks bound to the session's identity and policy.
+type Config struct {
+	// DialUpstream connects to the target's PostgreSQL port. Required.
+	DialUpstream func(ctx context.Context) (net.Conn, error)
+	// UpstreamTLS verifies the target: RootCAs = the target's CA and ServerName set;
+	// InsecureSkipVerify is refused. Required unless Password is set (then nil means a
+	// plaintext upstream connection, which is only as private as the network).
+	UpstreamTLS *tls.Config
+	// ClientCert returns the client certificate presented upstream for dbUser (CN = dbUser,
+	// short-lived): the server needs only `hostssl ... cert`. Called once per connection,
+	// after Authorize. Either ClientCert or Password is required.
+	ClientCert func(ctx context.Context, dbUser string) (*tls.Certificate, error)
+	// Password is the weaker alternative for servers that cannot do certificate
+	// authentication: SCRAM-SHA-256 or MD5 with a long-lived secret the server also holds.
+	// Cleartext password requests are answered only over TLS.
+	Password func(ctx context.Context, dbUser string) (string, error)
+	// ServerTLS is offered to clients that send SSLRequest; nil answers 'N' (the SSH
+	// tunnel already encrypts).
+	ServerTLS *tls.Config
+	// Authorize decides whether this user, database and replication mode are allowed; its
+	// error text is sent to the client. Required.
+	Authorize func(ctx context.Context, s Startup) error
+	// Judge decides on each statement before any of it reaches the server. It may block
+	// (approval) and must honour ctx. Required.
+	Judge func(ctx context.Context, st Statement) Verdict
+	// MaskColumn reports whether a result column (by its name in RowDescription) is masked
+	// entirely. nil masks no column.
+	MaskColumn func(column string) bool
+	// MaskValue inspects one result value (text cells; also COPY data, notifications and
+	// error messages) and returns the replacement and true when it must be masked. It
+	// must not modify or keep v. nil masks nothing.
+	MaskValue func(v []byte) ([]byte, bool)
+	// Transcript receives the readable transcript ("shop=> SELECT ...\r\n(3 rows,
+	// 1.2 ms)\r\n", CRLF line ends, control characters escaped) for the recording. A write
+	// error ends the connection. nil discards it.
+	Transcript io.Writer
+	// TranscriptRows is how many rows of each result go into the transcript (after
+	// masking); 0 means 20, negative none.
+	TranscriptRows int
+	// Audit is called once per statement outcome, from the connection's goroutines; it
+	// must not block for long. nil discards events.
+	Audit func(ev Event)
+	// Cancels maps the backend keys the proxy hands out to upstream ones. Share one
+	// registry across all connections so a CancelRequest arriving on any forward reaches
+	// the right backend. nil disables query cancellation.
+	Cancels *CancelRegistry
+	// Classifier caches statement classification; nil uses a process-wide default.
+	Classifier *Classifier
+	// Limits bound sizes and the startup time.
+	Limits Limits
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives debug and warning logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Proxy serves connections with one checked Config.
+type Proxy struct {
+	cfg Config
+}
+
+// New checks cfg, fills in defaults and returns a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	switch {
+	case cfg.DialUpstream == nil:
+		return nil, fmt.Errorf("%w: DialUpstream is required", ErrConfig)
+	case cfg.Authorize == nil:
+		return nil, fmt.Errorf("%w: Authorize is required", ErrConfig)
+	case cfg.Judge == nil:
+		return nil, fmt.Errorf("%w: Judge is required", ErrConfig)
+	case cfg.ClientCert == nil && cfg.Password == nil:
+		return nil, fmt.Errorf("%w: ClientCert or Password is required", ErrConfig)
+	case cfg.UpstreamTLS == nil && cfg.Password == nil:
+		return nil, fmt.Errorf("%w: UpstreamTLS is required with certificate authentication", ErrConfig)
+	case cfg.ClientCert != nil && cfg.UpstreamTLS == nil:
+		return nil, fmt.Errorf("%w: ClientCert needs UpstreamTLS", ErrConfig)
+	}
+	if t := cfg.UpstreamTLS; t != nil {
+		if t.InsecureSkipVerify {
+			return nil, fmt.Errorf("%w: UpstreamTLS.InsecureSkipVerify is not allowed: the target must be verified", ErrConfig)
+		}
+		if t.ServerName == "" {
+			return nil, fmt.Errorf("%w: UpstreamTLS.ServerName is required to verify the target", ErrConfig)
+		}
+	}
+	if t := cfg.ServerTLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		return nil, fmt.Errorf("%w: ServerTLS has no certificate", ErrConfig)
+	}
+	if cfg.Limits.MaxMessage < 0 || cfg.Limits.MaxStartup < 0 || cfg.Limits.MaxSQL < 0 || cfg.Limits.StartupTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	}
+	if cfg.Limits.MaxMessage == 0 {
+		cfg.Limits.MaxMessage = defaultMaxMessage
+	}
+	if cfg.Limits.MaxStartup == 0 {
+		cfg.Limits.MaxStartup = defaultMaxStartup
+	}
+	if cfg.Limits.MaxStartup < 16 {
+		return nil, fmt.Errorf("%w: Limits.MaxStartup %d is below 16 bytes", ErrConfig, cfg.Limits.MaxStartup)
+	}
+	if cfg.Limits.MaxSQL == 0 {
+		cfg.Limits.MaxSQL = defaultMaxSQL
+	}
+	if cfg.Limits.StartupTimeout == 0 {
+		cfg.Limits.StartupTimeout = defaultStartupTimeout
+	}
+	if cfg.TranscriptRows == 0 {
+		cfg.TranscriptRows = defaultTranscriptRows
+	}
+	if cfg.Transcript == nil {
+		cfg.Transcript = io.Discard
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = func(Event) {}
+	}
+	if cfg.Classifier == nil {
+		cfg.Classifier = defaultClassifier
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{cfg: cfg}, nil
+}
+
+// Serve runs the proxy on one client connection until either side ends it or ctx is
+// done, and closes client. It returns nil when the client terminated normally or the
+// connection was a CancelRequest.
+func Serve(ctx context.Context, client net.Conn, cfg Config) error {
+	p, err := New(cfg)
+	if err != nil {
+		client.Close()
+		return err
+	}
+	return p.Serve(ctx, client)
+}

@@ -1,0 +1,414 @@
+package pgproxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// frontendLoop reads the client's messages, judges statements and forwards what may pass.
+// It returns nil when the client terminates (Terminate or EOF).
+func (s *session) frontendLoop() error {
+	for {
+		typ, body, err := s.cr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				s.uw.Write([]byte{'X', 0, 0, 0, 4})
+				_ = s.uw.Flush()
+				return nil
+			}
+			if s.ctx.Err() != nil {
+				return s.cause()
+			}
+			return err
+		}
+		if err := s.onFrontend(typ, body); err != nil {
+			if errors.Is(err, errDone) {
+				return nil
+			}
+			return err
+		}
+		if s.cbr.Buffered() == 0 && s.uw.Buffered() > 0 {
+			if err := s.uw.Flush(); err != nil {
+				return s.upstreamGone(err)
+			}
+		}
+	}
+}
+
+// cause is why the session's context ended (errDone for a normal end).
+func (s *session) cause() error {
+	if c := context.Cause(s.ctx); c != nil {
+		return c
+	}
+	return errDone
+}
+
+func (s *session) upstreamGone(err error) error {
+	if s.ctx.Err() != nil {
+		return s.cause()
+	}
+	return fmt.Errorf("%w: write: %v", ErrUpstream, err)
+}
+
+// forward writes the client's message upstream unchanged.
+func (s *session) forward(typ byte, body []byte) error {
+	var hdr [5]byte
+	hdr[0] = typ
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return s.upstreamGone(err)
+	}
+	if _, err := s.uw.Write(body); err != nil {
+		return s.upstreamGone(err)
+	}
+	return nil
+}
+
+func (s *session) onFrontend(typ byte, body []byte) error {
+	switch typ {
+	case 'Q':
+		return s.onQuery(body)
+	case 'P':
+		return s.onParse(body)
+	case 'B':
+		m, err := decodeBind(body)
+		if err != nil {
+			return err
+		}
+		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
+	case 'D', 'C':
+		m, err := decodeTarget(typ, body)
+		if err != nil {
+			return err
+		}
+		kind := expDescribe
+		if typ == 'C' {
+			kind = expClose
+		}
+		s.enqueue(&expect{kind: kind, target: m.kind, name: m.name})
+	case 'E':
+		m, err := decodeExecute(body)
+		if err != nil {
+			return err
+		}
+		s.enqueue(&expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()})
+		s.unsyncedExec = true
+	case 'S':
+		if err := checkEmpty("client", typ, body); err != nil {
+			return err
+		}
+		s.enqueue(&expect{kind: expSync})
+		s.unsyncedExec = false
+	case 'H':
+		if err := checkEmpty("client", typ, body); err != nil {
+			return err
+		}
+	case 'F':
+		return s.onFunctionCall(body)
+	case 'd':
+		// COPY data is never parsed as SQL.
+	case 'c', 'f':
+		if typ == 'c' {
+			if err := checkEmpty("client", typ, body); err != nil {
+				return err
+			}
+		} else if _, err := decodeQuery(body); err != nil { // same layout: one string
+			return protoErr("client", typ, "malformed CopyFail")
+		}
+		s.qmu.Lock()
+		s.copyEnds++
+		s.qmu.Unlock()
+	case 'X':
+		if err := checkEmpty("client", typ, body); err != nil {
+			return err
+		}
+		if err := s.forward(typ, body); err != nil {
+			return err
+		}
+		if err := s.uw.Flush(); err != nil {
+			return s.upstreamGone(err)
+		}
+		return errDone
+	default:
+		return protoErr("client", typ, "unexpected message")
+	}
+	return s.forward(typ, body)
+}
+
+// classify classifies sql for a client message, failing closed.
+func (s *session) classify(sql, protocol string) ([]Statement, *refusal) {
+	if len(sql) > s.cfg.Limits.MaxSQL {
+		return nil, &refusal{code: "54000", rule: "pgproxy:max-sql",
+			message: fmt.Sprintf("bastion: statement refused: %d bytes exceeds the limit of %d", len(sql), s.cfg.Limits.MaxSQL)}
+	}
+	if strings.IndexByte(sql, '\\') >= 0 {
+		if err := s.backslashSafe(); err != nil {
+			if s.ctx.Err() != nil {
+				return nil, &refusal{code: "57P01", message: "bastion: session ending"}
+			}
+			return nil, &refusal{code: "42501", rule: "pgproxy:backslash", message: "bastion: statement refused: " + err.Error()}
+		}
+	}
+	sts, err := s.cfg.Classifier.Classify(sql)
+	if err != nil {
+		if s.startup.Replication {
+			if st, ok := classifyReplication(sql); ok {
+				st.Protocol = protocol
+				return []Statement{st}, nil
+			}
+		}
+		return nil, &refusal{code: "42601", rule: "pgproxy:unparseable",
+			message: "bastion: statement refused: it cannot be parsed: " + strings.TrimPrefix(err.Error(), ErrUnparseable.Error()+": ")}
+	}
+	for i := range sts {
+		sts[i].Protocol = protocol
+	}
+	return sts, nil
+}
+
+// refusal is a statement the proxy will not send, and what the client is told.
+type refusal struct {
+	code, rule, message, detail, hint string
+	requestID                         string
+	outcome                           Outcome
+	index                             int // statement refused, among those of its message
+}
+
+func (r *refusal) fields() []errField {
+	f := []errField{{'S', "ERROR"}, {'V', "ERROR"}, {'C', r.code}, {'M', r.message}}
+	if r.detail != "" {
+		f = append(f, errField{'D', r.detail})
+	}
+	if r.hint != "" {
+		f = append(f, errField{'H', r.hint})
+	}
+	return f
+}
+
+// judgeAll judges every statement before any is sent; the first refusal stops it.
+func (s *session) judgeAll(sts []Statement) ([]*stmtRun, *refusal) {
+	runs := make([]*stmtRun, 0, len(sts))
+	for i := range sts {
+		run, ref := s.judge(&sts[i])
+		if ref != nil {
+			ref.index = i
+			return nil, ref
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+// judge asks Judge about one statement, handling holds.
+func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
+	if s.cfg.MaskColumn != nil && st.Has("copy_to_stdout") {
+		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
+			message: "bastion: statement blocked: COPY TO STDOUT cannot be masked by column; use SELECT"}
+	}
+	// Whatever is already forwarded must not wait on a human.
+	if s.uw.Buffered() > 0 {
+		if err := s.uw.Flush(); err != nil {
+			return nil, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+		}
+	}
+	v := s.callJudge(st)
+	switch v.Action {
+	case Allow:
+		return &stmtRun{st: *st, rule: v.Rule}, nil
+	case Hold:
+		return s.hold(st, v)
+	}
+	return nil, blockRefusal(v, OutcomeBlocked)
+}
+
+func (s *session) callJudge(st *Statement) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("Judge panicked; statement blocked", "panic", fmt.Sprint(r))
+			v = Verdict{Action: Block, Rule: "pgproxy:judge-failed", Message: "the policy check failed"}
+		}
+	}()
+	return s.cfg.Judge(s.ctx, *st)
+}
+
+func blockRefusal(v Verdict, outcome Outcome) *refusal {
+	rule := v.Rule
+	if rule == "" {
+		rule = "unnamed"
+	}
+	verb := "blocked"
+	if outcome == OutcomeDenied {
+		verb = "denied"
+	}
+	msg := fmt.Sprintf("bastion: statement %s by rule %q", verb, clean(rule))
+	if v.Message != "" {
+		msg += ": " + clean(v.Message)
+	}
+	r := &refusal{code: "42501", rule: rule, message: msg, outcome: outcome, requestID: v.RequestID}
+	if v.RequestID != "" {
+		r.detail = "approval request " + clean(v.RequestID)
+	}
+	return r
+}
+
+// hold tells the client the statement waits for approval, then waits.
+func (s *session) hold(st *Statement, v Verdict) (*stmtRun, *refusal) {
+	id, rule := clean(v.RequestID), clean(v.Rule)
+	notice := fmt.Sprintf("bastion: statement held for approval by rule %q: request %s", rule, id)
+	var detail string
+	if v.Message != "" {
+		detail = clean(v.Message)
+	}
+	if err := s.sendClient(errorMsg('N', "NOTICE", "00000", notice, detail, "an approver runs: bastion approve "+id)); err != nil {
+		return nil, &refusal{code: "08006", message: "bastion: client connection lost", outcome: OutcomeDenied}
+	}
+	if err := s.transcript(s.promptLine(st.SQL) + fmt.Sprintf("HELD for approval by rule %q: request %s\r\n", rule, id)); err != nil {
+		return nil, &refusal{code: "58030", message: "bastion: recording failed", outcome: OutcomeDenied}
+	}
+	if v.Wait == nil {
+		return nil, blockRefusal(Verdict{Rule: v.Rule, Message: "no approval possible", RequestID: v.RequestID}, OutcomeDenied)
+	}
+	final, err := s.wait(v)
+	if err != nil {
+		msg := "approval failed: " + err.Error()
+		if s.ctx.Err() != nil {
+			msg = "session ended while waiting for approval"
+		}
+		return nil, blockRefusal(Verdict{Rule: v.Rule, Message: msg, RequestID: v.RequestID}, OutcomeDenied)
+	}
+	if final.Action != Allow {
+		if final.Rule == "" {
+			final.Rule = v.Rule
+		}
+		if final.RequestID == "" {
+			final.RequestID = v.RequestID
+		}
+		return nil, blockRefusal(final, OutcomeDenied)
+	}
+	if err := s.transcript(fmt.Sprintf("APPROVED request %s\r\n", id)); err != nil {
+		return nil, &refusal{code: "58030", message: "bastion: recording failed", outcome: OutcomeDenied}
+	}
+	return &stmtRun{st: *st, rule: v.Rule, requestID: v.RequestID}, nil
+}
+
+func (s *session) wait(v Verdict) (final Verdict, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("approval wait panicked: %v", r)
+		}
+	}()
+	return v.Wait(s.ctx)
+}
+
+func (s *session) onQuery(body []byte) error {
+	sql, err := decodeQuery(body)
+	if err != nil {
+		return err
+	}
+	sts, ref := s.classify(sql, "simple")
+	var runs []*stmtRun
+	if ref == nil {
+		runs, ref = s.judgeAll(sts)
+	}
+	if ref != nil {
+		return s.refuse(expQuery, "", sql, sts, ref)
+	}
+	s.enqueue(&expect{kind: expQuery, runs: runs, sent: s.cfg.Now()})
+	return s.forward('Q', body)
+}
+
+func (s *session) onParse(body []byte) error {
+	m, err := decodeParse(body)
+	if err != nil {
+		return err
+	}
+	sts, ref := s.classify(m.query, "parse")
+	var runs []*stmtRun
+	if ref == nil {
+		runs, ref = s.judgeAll(sts)
+	}
+	if ref != nil {
+		return s.refuse(expParse, m.name, m.query, sts, ref)
+	}
+	s.enqueue(&expect{kind: expParse, name: m.name, runs: runs})
+	return s.forward('P', body)
+}
+
+func (s *session) onFunctionCall(body []byte) error {
+	oid, err := decodeFunctionCall(body)
+	if err != nil {
+		return err
+	}
+	st := Statement{
+		SQL:        fmt.Sprintf("-- fastpath function call (function OID %d)", oid),
+		Kinds:      []string{"function_call"},
+		Unknowable: "a fastpath function call names its function by OID, outside SQL",
+		Protocol:   "fastpath",
+	}
+	run, ref := s.judge(&st)
+	if ref != nil {
+		return s.refuse(expQuery, "", st.SQL, []Statement{st}, ref)
+	}
+	s.enqueue(&expect{kind: expFunctionCall, runs: []*stmtRun{run}, sent: s.cfg.Now()})
+	return s.forward('F', body)
+}
+
+// refuse sends, in place of the refused message, a statement the server rejects with a
+// syntax error: the server then does exactly what it does after any error (aborts the
+// transaction, skips to Sync in the extended protocol, answers ReadyForQuery), so client
+// and server stay in step, and the backend loop replaces that error with the proxy's own.
+// Nothing of the refused statement reaches the server.
+func (s *session) refuse(kind expKind, name, sql string, sts []Statement, ref *refusal) error {
+	if ref.outcome == "" {
+		ref.outcome = OutcomeBlocked
+	}
+	now := s.cfg.Now()
+	s.refusalSeq++
+	seq := s.refusalSeq
+	s.qmu.Lock()
+	s.refusals[seq] = ref.fields()
+	s.qmu.Unlock()
+
+	// Audit: the refused statement, and the others of the same message that will not run.
+	if len(sts) == 0 {
+		sts = []Statement{{SQL: sql}}
+		ref.index = 0
+	}
+	for i, st := range sts {
+		ev := s.event(now, &st)
+		if i == ref.index {
+			ev.Outcome, ev.Rule, ev.Message, ev.RequestID = ref.outcome, ref.rule, ref.message, ref.requestID
+			ev.SQLState = ref.code
+		} else {
+			ev.Outcome = OutcomeNotRun
+		}
+		s.cfg.Audit(ev)
+	}
+	var line string
+	if ref.outcome == OutcomeDenied {
+		line = fmt.Sprintf("DENIED: %s\r\n", ref.message)
+	} else {
+		line = s.promptLine(sql) + fmt.Sprintf("BLOCKED: %s\r\n", ref.message)
+	}
+	if err := s.transcript(line); err != nil {
+		return err
+	}
+
+	marker := fmt.Sprintf("bastion_refused_%s_%d", s.nonce, seq)
+	e := &expect{kind: kind, name: name, refusal: true, sent: now}
+	s.enqueue(e)
+	switch kind {
+	case expParse:
+		s.fbuf = appendParse(s.fbuf[:0], name, marker)
+	default:
+		s.fbuf = appendQuery(s.fbuf[:0], marker)
+	}
+	if _, err := s.uw.Write(s.fbuf); err != nil {
+		return s.upstreamGone(err)
+	}
+	return nil
+}

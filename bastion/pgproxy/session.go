@@ -1,0 +1,389 @@
+package pgproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// errDone ends a session normally (client Terminate or EOF, server closed after it).
+var errDone = errors.New("pgproxy: session done")
+
+const bufSize = 32 << 10
+
+// session is one proxied connection. Two goroutines run it: the frontend loop reads the
+// client, judges and forwards to the server (it alone writes upstream); the backend loop
+// reads the server, masks and forwards to the client. Both write to the client under
+// cwMu. The queue of expectations (one per forwarded message that the server answers)
+// lets the backend loop attribute each response to its request, in order.
+type session struct {
+	cfg    *Config
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	rawClient net.Conn
+	client    net.Conn // rawClient, or TLS over it
+	upstream  net.Conn
+
+	cbr  *bufio.Reader
+	cr   *msgReader
+	cwMu sync.Mutex
+	cw   *bufio.Writer
+
+	ubr *bufio.Reader
+	ur  *msgReader
+	uw  *bufio.Writer // frontend loop only
+
+	startup    Startup
+	unregister func()
+	nonce      string // marks the proxy's own refusal statements
+
+	// Shared between the loops, under qmu.
+	qmu        sync.Mutex
+	queue      []*expect
+	pendingRFQ int           // queued messages the server answers with ReadyForQuery
+	idle       chan struct{} // closed when pendingRFQ drops to 0
+	refusals   map[uint64][]errField
+	scs        string // standard_conforming_strings, as the server reported it
+	encoding   string // client_encoding, as the server reported it
+	copyEnds   int    // CopyDone/CopyFail messages forwarded
+	copyIn     bool   // the server is in copy-in mode...
+	copyInEnds int    // ...entered when copyEnds was this
+
+	// Frontend loop only.
+	unsyncedExec bool // an Execute was forwarded since the last Sync
+	refusalSeq   uint64
+	fbuf         []byte
+
+	// Backend loop only.
+	stmts    map[string]*prepared
+	portals  map[string]*portalState
+	cur      *running
+	lastDone time.Time
+	bbuf     []byte
+
+	tmu sync.Mutex // transcript writes
+}
+
+type expKind uint8
+
+const (
+	expQuery expKind = iota
+	expParse
+	expBind
+	expDescribe
+	expExecute
+	expClose
+	expSync
+	expFunctionCall
+)
+
+// expect is one forwarded message awaiting its response.
+type expect struct {
+	kind     expKind
+	name     string     // Parse: statement; Bind, Execute: portal; Describe, Close: target
+	stmt     string     // Bind: statement
+	target   byte       // Describe, Close: 'S' or 'P'
+	formats  []int16    // Bind: result formats
+	runs     []*stmtRun // Query, Parse: the statements, as judged
+	idx      int        // Query: statements completed so far
+	refusal  bool       // the proxy's own refusal statement, answered by a syntax error
+	sent     time.Time
+	copyEnds int
+}
+
+// stmtRun is a statement that was allowed, with how.
+type stmtRun struct {
+	st        Statement
+	rule      string
+	requestID string
+}
+
+// prepared is a prepared statement the server confirmed.
+type prepared struct {
+	run       *stmtRun
+	desc      []fieldDesc
+	described bool
+}
+
+// portalState is a portal the server confirmed.
+type portalState struct {
+	prep      *prepared
+	formats   []int16
+	desc      []fieldDesc
+	described bool
+}
+
+// Serve runs the proxy on client until either side ends it or ctx is done, and closes
+// client. It returns nil when the client terminated normally or sent a CancelRequest.
+func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(errDone)
+	var nb [6]byte
+	_, _ = rand.Read(nb[:])
+	s := &session{
+		cfg: &p.cfg, log: p.cfg.Logger.With("client", client.RemoteAddr().String()),
+		ctx: ctx, cancel: cancel, rawClient: client, client: client,
+		nonce:    hex.EncodeToString(nb[:]),
+		refusals: map[uint64][]errField{},
+		stmts:    map[string]*prepared{}, portals: map[string]*portalState{},
+	}
+	defer s.closeConns()
+	stop := context.AfterFunc(ctx, s.interrupt)
+	defer stop()
+
+	_ = client.SetDeadline(p.cfg.Now().Add(p.cfg.Limits.StartupTimeout))
+	cancelled, err := s.startupPhase()
+	if err != nil || cancelled {
+		return err
+	}
+	defer s.unregister()
+	_ = s.client.SetDeadline(time.Time{})
+	_ = s.upstream.SetDeadline(time.Time{})
+
+	berr := make(chan error, 1)
+	go func() { berr <- s.backendLoop() }()
+	ferr := s.frontendLoop()
+	if ferr != nil {
+		cancel(ferr)
+		<-berr
+		return ferr
+	}
+	// The client is done: let the server's last words through, then stop.
+	select {
+	case <-berr:
+		return nil
+	case <-time.After(10 * time.Second):
+		cancel(errDone)
+		<-berr
+		return nil
+	case <-ctx.Done():
+		<-berr
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, errDone) {
+			return c
+		}
+		return nil
+	}
+}
+
+// interrupt runs when the session's context ends: tell the client why (unless the end
+// is a normal one), then close both connections so the loops return.
+func (s *session) interrupt() {
+	cause := context.Cause(s.ctx)
+	if cause != nil && !errors.Is(cause, errDone) && s.cw != nil {
+		_ = s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		msg := "bastion: session ended: " + clean(cause.Error())
+		code := "57P01" // admin_shutdown
+		var pe *ProtocolError
+		if errors.As(cause, &pe) {
+			code = "08P01"
+			if pe.Side == "server" {
+				msg = "bastion: the server broke the protocol; connection closed"
+			} else {
+				msg = "bastion: " + clean(pe.Reason) + "; connection closed"
+			}
+		}
+		s.cwMu.Lock()
+		_, _ = s.cw.Write(errorMsg('E', "FATAL", code, msg, "", ""))
+		_ = s.cw.Flush()
+		s.cwMu.Unlock()
+	}
+	s.closeConns()
+}
+
+func (s *session) closeConns() {
+	_ = s.rawClient.Close()
+	if s.client != s.rawClient {
+		_ = s.client.Close()
+	}
+	if s.upstream != nil {
+		_ = s.upstream.Close()
+	}
+}
+
+// writeClient writes whole messages to the client (buffered).
+func (s *session) writeClient(p []byte) error {
+	s.cwMu.Lock()
+	_, err := s.cw.Write(p)
+	s.cwMu.Unlock()
+	return err
+}
+
+// sendClient writes messages to the client and flushes.
+func (s *session) sendClient(p []byte) error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	if _, err := s.cw.Write(p); err != nil {
+		return err
+	}
+	return s.cw.Flush()
+}
+
+func (s *session) flushClient() error {
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	return s.cw.Flush()
+}
+
+// --- the expectation queue ---
+
+func answersWithReady(k expKind) bool {
+	return k == expQuery || k == expSync || k == expFunctionCall
+}
+
+// enqueue records an expectation before its message is written upstream. A Sync that the
+// server will ignore (it arrives while the server is in copy-in mode) is not recorded.
+func (s *session) enqueue(e *expect) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	e.copyEnds = s.copyEnds
+	if e.kind == expSync && s.copyIn && s.copyEnds == s.copyInEnds {
+		return
+	}
+	s.queue = append(s.queue, e)
+	if answersWithReady(e.kind) {
+		if s.pendingRFQ == 0 {
+			s.idle = make(chan struct{})
+		}
+		s.pendingRFQ++
+	}
+}
+
+func (s *session) head() *expect {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if len(s.queue) == 0 {
+		return nil
+	}
+	return s.queue[0]
+}
+
+func (s *session) pop() {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.popLocked()
+}
+
+func (s *session) popLocked() {
+	if len(s.queue) == 0 {
+		return
+	}
+	e := s.queue[0]
+	s.queue[0] = nil
+	s.queue = s.queue[1:]
+	if answersWithReady(e.kind) {
+		s.pendingRFQ--
+		if s.pendingRFQ == 0 {
+			close(s.idle)
+			s.idle = nil
+		}
+	}
+}
+
+// skipToSync drops the expectations the server skips after an error in the extended
+// protocol: everything up to the next Sync.
+func (s *session) skipToSync() {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	for len(s.queue) > 0 && s.queue[0].kind != expSync {
+		s.popLocked()
+	}
+}
+
+// waitIdle waits until the server has answered everything that ends in ReadyForQuery.
+func (s *session) waitIdle() error {
+	s.qmu.Lock()
+	ch := s.idle
+	s.qmu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+}
+
+// enterCopyIn notes that the server entered copy-in mode for the head expectation and
+// forgets the Syncs already queued behind it that the server will ignore.
+func (s *session) enterCopyIn(head *expect) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.copyIn, s.copyInEnds = true, head.copyEnds
+	kept := s.queue[:1]
+	for _, e := range s.queue[1:] {
+		if e.kind == expSync && e.copyEnds == head.copyEnds {
+			s.pendingRFQ--
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	if s.pendingRFQ == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+func (s *session) leaveCopyIn() {
+	s.qmu.Lock()
+	s.copyIn = false
+	s.qmu.Unlock()
+}
+
+// unsafeEncodings are client encodings in which a multibyte character can end in the
+// byte 0x5C (backslash): the server would see a character where pg_query sees an escape.
+var unsafeEncodings = map[string]bool{
+	"SJIS": true, "SHIFT_JIS_2004": true, "BIG5": true, "GBK": true, "UHC": true, "GB18030": true, "JOHAB": true,
+}
+
+// noteParam records the server settings the classifier's soundness depends on.
+func (s *session) noteParam(name, value string) {
+	switch name {
+	case "standard_conforming_strings", "client_encoding":
+	default:
+		return
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if name == "client_encoding" {
+		s.encoding = value
+	} else {
+		s.scs = value
+	}
+}
+
+// backslashSafe reports whether a statement containing a backslash will be tokenised by
+// the server as pg_query tokenised it. pg_query assumes standard_conforming_strings=on
+// and an ASCII-safe encoding; a backslash is the only byte whose meaning differs
+// otherwise. The state is only known when nothing is in flight: a pipelined SET (or
+// set_config()) ahead of the statement could change it.
+func (s *session) backslashSafe() error {
+	if err := s.waitIdle(); err != nil {
+		return err
+	}
+	if s.unsyncedExec {
+		return errors.New("a statement containing a backslash cannot be checked while earlier statements of the same pipeline are unsynchronised; send Sync first")
+	}
+	s.qmu.Lock()
+	scs, enc := s.scs, s.encoding
+	s.qmu.Unlock()
+	if scs != "on" {
+		return errors.New("statements containing a backslash are refused while standard_conforming_strings is off")
+	}
+	if unsafeEncodings[enc] || enc == "" {
+		return fmt.Errorf("statements containing a backslash are refused with client_encoding %s", clean(enc))
+	}
+	return nil
+}

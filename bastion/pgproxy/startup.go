@@ -1,0 +1,477 @@
+package pgproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/md5"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// startupTypes are the messages a server sends during authentication and startup.
+var startupTypes = typeSet("REvNSKZ")
+
+// maxStartupMessage bounds each server message during startup.
+const maxStartupMessage = 64 << 10
+
+// startupPhase handles the client's startup packets (SSLRequest, GSSENCRequest,
+// CancelRequest, StartupMessage), authorises the connection, connects and authenticates
+// upstream and completes the client's startup. cancelled is true when the connection was
+// a CancelRequest (handled and done).
+func (s *session) startupPhase() (cancelled bool, err error) {
+	s.unregister = func() {}
+	br := bufio.NewReaderSize(s.rawClient, 512)
+	sslDone, gssDone := false, false
+	var msg startupMsg
+	for {
+		body, err := readStartup(br, s.cfg.Limits.MaxStartup)
+		if err != nil {
+			if errors.Is(err, ErrProtocol) {
+				s.fatal(err, "08P01", "bastion: invalid startup packet")
+			}
+			return false, fmt.Errorf("pgproxy: startup: %w", err)
+		}
+		code := binary.BigEndian.Uint32(body)
+		switch code {
+		case sslRequestCode:
+			if len(body) != 4 || sslDone {
+				return false, s.fatal(protoErr("client", 0, "unexpected SSLRequest"), "08P01", "bastion: unexpected SSLRequest")
+			}
+			sslDone = true
+			if s.cfg.ServerTLS == nil {
+				if _, err := s.rawClient.Write([]byte{'N'}); err != nil {
+					return false, fmt.Errorf("pgproxy: startup: %w", err)
+				}
+				continue
+			}
+			if br.Buffered() > 0 {
+				// Bytes sent before the handshake would otherwise pass as if they had come
+				// over TLS (CVE-2021-23214): drop the connection without a word.
+				return false, ErrPipelinedTLS
+			}
+			if _, err := s.rawClient.Write([]byte{'S'}); err != nil {
+				return false, fmt.Errorf("pgproxy: startup: %w", err)
+			}
+			tc := tls.Server(s.rawClient, s.cfg.ServerTLS)
+			if err := tc.HandshakeContext(s.ctx); err != nil {
+				return false, fmt.Errorf("pgproxy: client TLS handshake: %w", err)
+			}
+			s.client = tc
+			br = bufio.NewReaderSize(tc, 512)
+		case gssEncRequestCode:
+			if len(body) != 4 || gssDone {
+				return false, s.fatal(protoErr("client", 0, "unexpected GSSENCRequest"), "08P01", "bastion: unexpected GSSENCRequest")
+			}
+			gssDone = true
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return false, fmt.Errorf("pgproxy: startup: %w", err)
+			}
+		case cancelRequestCode:
+			if len(body) != 12 {
+				return true, protoErr("client", 0, "invalid CancelRequest length")
+			}
+			s.forwardCancel(cancelKey{binary.BigEndian.Uint32(body[4:]), binary.BigEndian.Uint32(body[8:])})
+			return true, nil
+		default:
+			if code>>16 != 3 {
+				return false, s.fatal(protoErr("client", 0, fmt.Sprintf("unsupported protocol %d.%d", code>>16, code&0xffff)),
+					"0A000", fmt.Sprintf("bastion: unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff))
+			}
+			msg, err = decodeStartup(body)
+			if err != nil {
+				return false, s.fatal(err, "08P01", "bastion: invalid startup packet")
+			}
+		}
+		if msg.version != 0 {
+			break
+		}
+	}
+	s.cbr = bufio.NewReaderSize(s.client, bufSize)
+	if br.Buffered() > 0 {
+		// Keep what the client pipelined after its startup packet.
+		s.cbr = bufio.NewReaderSize(io.MultiReader(br, s.client), bufSize)
+	}
+	s.cw = bufio.NewWriterSize(s.client, bufSize)
+	s.cr = newMsgReader(s.cbr, s.cfg.Limits.MaxMessage, frontendTypes, "client")
+
+	// Protocol 3.x beyond 3.0 and _pq_ extensions are declined with
+	// NegotiateProtocolVersion, as PostgreSQL does.
+	var unrecognized []string
+	st := Startup{Params: map[string]string{}}
+	var forward [][2]string
+	for _, p := range msg.params {
+		k, v := p[0], p[1]
+		if strings.HasPrefix(k, "_pq_.") {
+			unrecognized = append(unrecognized, k)
+			continue
+		}
+		st.Params[k] = v
+		forward = append(forward, p)
+	}
+	st.User = st.Params["user"]
+	st.Database = st.Params["database"]
+	if st.Database == "" {
+		st.Database = st.User
+	}
+	if st.User == "" {
+		return false, s.refuseStartup(errors.New("no PostgreSQL user name specified in startup packet"))
+	}
+	if r, ok := st.Params["replication"]; ok {
+		switch strings.ToLower(r) {
+		case "true", "on", "yes", "1", "database":
+			st.Replication = true
+		case "false", "off", "no", "0":
+		default:
+			return false, s.refuseStartup(fmt.Errorf("invalid value for parameter \"replication\": %q", clean(r)))
+		}
+	}
+	s.startup = st
+	s.log = s.log.With("db_user", st.User, "database", st.Database)
+	if err := s.cfg.Authorize(s.ctx, st); err != nil {
+		return false, s.refuseStartup(err)
+	}
+
+	ready, err := s.connectUpstream(forward)
+	if err != nil {
+		return false, err
+	}
+	out := make([]byte, 0, 512)
+	if msg.version&0xffff != 0 || len(unrecognized) > 0 {
+		out = appendNegotiateProtocolVersion(out, 0, unrecognized)
+	}
+	out = appendAuthOK(out)
+	out = append(out, ready...)
+	if err := s.sendClient(out); err != nil {
+		return false, fmt.Errorf("pgproxy: startup: %w", err)
+	}
+	return false, nil
+}
+
+// fatal sends a FATAL ErrorResponse to the client during startup and returns err.
+func (s *session) fatal(err error, code, message string) error {
+	if s.cw == nil {
+		s.cw = bufio.NewWriterSize(s.client, 512)
+	}
+	_ = s.sendClient(errorMsg('E', "FATAL", code, message, "", ""))
+	return err
+}
+
+// refuseStartup ends a startup the bastion does not allow.
+func (s *session) refuseStartup(why error) error {
+	return s.fatal(fmt.Errorf("%w: %v", ErrRefused, why), "28000", "bastion: "+clean(why.Error()))
+}
+
+// connectUpstream dials the server, verifies it over TLS, authenticates with the client
+// certificate (or password) and reads the startup responses up to ReadyForQuery. It
+// returns those responses for the client, with the bastion's own BackendKeyData.
+func (s *session) connectUpstream(params [][2]string) ([]byte, error) {
+	upErr := func(format string, args ...any) error {
+		err := fmt.Errorf("%w: "+format, append([]any{ErrUpstream}, args...)...)
+		s.fatal(err, "08006", "bastion: cannot connect to the database: "+clean(fmt.Sprintf(format, args...)))
+		return err
+	}
+	conn, err := s.cfg.DialUpstream(s.ctx)
+	if err != nil {
+		return nil, upErr("dial: %v", err)
+	}
+	s.upstream = conn
+	_ = conn.SetDeadline(s.cfg.Now().Add(s.cfg.Limits.StartupTimeout))
+	var tlsOn bool
+	if s.cfg.UpstreamTLS != nil {
+		tc := s.cfg.UpstreamTLS.Clone()
+		if s.cfg.ClientCert != nil {
+			cert, err := s.cfg.ClientCert(s.ctx, s.startup.User)
+			if err != nil {
+				return nil, upErr("client certificate for %q: %v", s.startup.User, err)
+			}
+			tc.Certificates = nil
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
+		tconn, err := startTLS(s.ctx, conn, tc)
+		if err != nil {
+			return nil, upErr("%v", err)
+		}
+		s.upstream, tlsOn = tconn, true
+	}
+	s.ubr = bufio.NewReaderSize(s.upstream, bufSize)
+	s.uw = bufio.NewWriterSize(s.upstream, bufSize)
+	s.ur = newMsgReader(s.ubr, maxStartupMessage, startupTypes, "server")
+	if _, err := s.uw.Write(appendStartupPacket(nil, protocolVersion30, params)); err != nil {
+		return nil, upErr("%v", err)
+	}
+	if err := s.uw.Flush(); err != nil {
+		return nil, upErr("%v", err)
+	}
+
+	// Authentication.
+	var scram *scramClient
+	for round := 0; ; round++ {
+		if round > 8 {
+			return nil, upErr("authentication did not finish")
+		}
+		typ, body, err := s.ur.next()
+		if err != nil {
+			return nil, upErr("%v", err)
+		}
+		switch typ {
+		case 'E':
+			return nil, s.upstreamStartupError(body)
+		case 'N':
+			continue
+		case 'v':
+			return nil, upErr("server asked to negotiate the protocol version")
+		case 'R':
+		default:
+			return nil, upErr("unexpected message %q during authentication", typ)
+		}
+		if len(body) < 4 {
+			return nil, upErr("short authentication message")
+		}
+		code, data := binary.BigEndian.Uint32(body), body[4:]
+		if code == 0 {
+			break
+		}
+		resp, err := s.authResponse(code, data, tlsOn, &scram)
+		if err != nil {
+			return nil, upErr("authentication: %v", err)
+		}
+		if resp == nil {
+			continue
+		}
+		if _, err := s.uw.Write(resp); err != nil {
+			return nil, upErr("%v", err)
+		}
+		if err := s.uw.Flush(); err != nil {
+			return nil, upErr("%v", err)
+		}
+	}
+	if scram != nil && !scram.verified {
+		return nil, upErr("authentication: server did not prove it knows the password")
+	}
+
+	// Startup responses up to ReadyForQuery.
+	var out []byte
+	var upPID, upSecret uint32
+	haveKey := false
+	for {
+		typ, body, err := s.ur.next()
+		if err != nil {
+			return nil, upErr("%v", err)
+		}
+		switch typ {
+		case 'S':
+			name, value, err := decodeParameterStatus(body)
+			if err != nil {
+				return nil, upErr("%v", err)
+			}
+			s.noteParam(name, value)
+			out = appendRaw(out, typ, body)
+		case 'N':
+			out = append(out, s.maskErrorFields('N', body)...)
+		case 'K':
+			if upPID, upSecret, err = decodeBackendKeyData(body); err != nil {
+				return nil, upErr("%v", err)
+			}
+			haveKey = true
+		case 'E':
+			return nil, s.upstreamStartupError(body)
+		case 'Z':
+			if _, err := decodeReadyForQuery(body); err != nil {
+				return nil, upErr("%v", err)
+			}
+			pid, secret := s.registerCancel(upPID, upSecret, haveKey)
+			out = appendBackendKeyData(out, pid, secret)
+			out = appendRaw(out, typ, body)
+			s.ur = newMsgReader(s.ubr, s.cfg.Limits.MaxMessage, backendTypes, "server")
+			return out, nil
+		default:
+			return nil, upErr("unexpected message %q after authentication", typ)
+		}
+	}
+}
+
+// upstreamStartupError passes the server's startup error on to the client.
+func (s *session) upstreamStartupError(body []byte) error {
+	fields, err := decodeErrorFields('E', body)
+	if err != nil {
+		s.fatal(err, "08006", "bastion: the database sent a malformed error")
+		return fmt.Errorf("%w: %v", ErrUpstream, err)
+	}
+	msg := fieldValue(fields, 'M')
+	_ = s.sendClient(s.maskErrorFields('E', body))
+	return fmt.Errorf("%w: server refused the connection: %s (SQLSTATE %s)", ErrUpstream, clean(msg), clean(fieldValue(fields, 'C')))
+}
+
+// startTLS negotiates TLS on a fresh PostgreSQL connection (SSLRequest, then the
+// handshake). Exactly one byte is read before the handshake, so nothing a network
+// attacker injects after the 'S' can pass as encrypted data.
+func startTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	if _, err := conn.Write(appendStartupPacket(nil, sslRequestCode, nil)); err != nil {
+		return nil, err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		return nil, fmt.Errorf("TLS negotiation: %w", err)
+	}
+	switch b[0] {
+	case 'S':
+	case 'N':
+		return nil, errors.New("server does not support TLS")
+	default:
+		return nil, fmt.Errorf("TLS negotiation: unexpected response %q", b[0])
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// authResponse answers one authentication request.
+func (s *session) authResponse(code uint32, data []byte, tlsOn bool, scram **scramClient) ([]byte, error) {
+	password := func() (string, error) {
+		if s.cfg.Password == nil {
+			return "", errors.New("the server asks for a password and only certificate authentication is configured")
+		}
+		pw, err := s.cfg.Password(s.ctx, s.startup.User)
+		if err != nil {
+			return "", fmt.Errorf("password for %q: %w", s.startup.User, err)
+		}
+		return pw, nil
+	}
+	switch code {
+	case 3: // cleartext
+		if !tlsOn {
+			return nil, errors.New("refusing to send a cleartext password without TLS")
+		}
+		pw, err := password()
+		if err != nil {
+			return nil, err
+		}
+		return passwordMessage([]byte(pw + "\x00")), nil
+	case 5: // MD5
+		if len(data) != 4 {
+			return nil, errors.New("malformed MD5 request")
+		}
+		pw, err := password()
+		if err != nil {
+			return nil, err
+		}
+		inner := md5.Sum([]byte(pw + s.startup.User))
+		outer := md5.Sum(append([]byte(hex.EncodeToString(inner[:])), data...))
+		return passwordMessage([]byte("md5" + hex.EncodeToString(outer[:]) + "\x00")), nil
+	case 10: // SASL: mechanisms
+		c := cursor{b: data}
+		found := false
+		for c.fail == "" && len(c.b) > 1 {
+			if string(c.cstr("mechanism")) == "SCRAM-SHA-256" {
+				found = true
+			}
+		}
+		if !found {
+			return nil, errors.New("server offers no SCRAM-SHA-256")
+		}
+		pw, err := password()
+		if err != nil {
+			return nil, err
+		}
+		*scram = newSCRAMClient(pw)
+		first := (*scram).clientFirst()
+		body := appendCString(nil, "SCRAM-SHA-256")
+		body = binary.BigEndian.AppendUint32(body, uint32(len(first)))
+		body = append(body, first...)
+		return passwordMessage(body), nil
+	case 11: // SASLContinue
+		if *scram == nil {
+			return nil, errors.New("unexpected SASL continuation")
+		}
+		final, err := (*scram).clientFinal(data)
+		if err != nil {
+			return nil, err
+		}
+		return passwordMessage(final), nil
+	case 12: // SASLFinal
+		if *scram == nil {
+			return nil, errors.New("unexpected SASL final message")
+		}
+		return nil, (*scram).verifyServer(data)
+	}
+	return nil, fmt.Errorf("unsupported authentication method %d", code)
+}
+
+func passwordMessage(body []byte) []byte {
+	return appendRaw(nil, 'p', body)
+}
+
+// registerCancel gives the client a bastion-issued backend key mapped to the server's.
+func (s *session) registerCancel(upPID, upSecret uint32, haveKey bool) (pid, secret uint32) {
+	if s.cfg.Cancels == nil || !haveKey {
+		// A key that maps to nothing: cancel requests are dropped.
+		k, unregister := (&CancelRegistry{}).register(&cancelTarget{})
+		unregister()
+		return k.pid, k.secret
+	}
+	dial, tlsCfg := s.cfg.DialUpstream, s.cfg.UpstreamTLS
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone()
+		tlsCfg.Certificates, tlsCfg.GetClientCertificate = nil, nil
+	}
+	t := &cancelTarget{send: func(ctx context.Context) error {
+		return sendCancel(ctx, dial, tlsCfg, upPID, upSecret)
+	}}
+	k, unregister := s.cfg.Cancels.register(t)
+	s.unregister = unregister
+	return k.pid, k.secret
+}
+
+// forwardCancel passes a client's CancelRequest to the backend its key maps to, if any.
+// Unknown keys are dropped without a word, as PostgreSQL does.
+func (s *session) forwardCancel(k cancelKey) {
+	if s.cfg.Cancels == nil {
+		return
+	}
+	t := s.cfg.Cancels.lookup(k)
+	if t == nil || t.send == nil {
+		s.log.Debug("cancel request with unknown key dropped")
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := t.send(ctx); err != nil {
+		s.log.Warn("forwarding cancel request failed", "err", err)
+	}
+}
+
+// sendCancel opens a connection to the server (TLS when configured, which PostgreSQL
+// accepts before a CancelRequest) and sends the CancelRequest, then waits for the server
+// to close it, which is when the request has been processed.
+func sendCancel(ctx context.Context, dial func(context.Context) (net.Conn, error), tlsCfg *tls.Config, pid, secret uint32) error {
+	conn, err := dial(ctx)
+	if err != nil {
+		return fmt.Errorf("pgproxy: cancel: dial: %w", err)
+	}
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(d)
+	}
+	var c net.Conn = conn
+	if tlsCfg != nil {
+		tc, err := startTLS(ctx, conn, tlsCfg)
+		if err != nil {
+			return fmt.Errorf("pgproxy: cancel: %w", err)
+		}
+		c = tc
+	}
+	if _, err := c.Write(appendCancelRequest(nil, pid, secret)); err != nil {
+		return fmt.Errorf("pgproxy: cancel: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<10))
+	return nil
+}
