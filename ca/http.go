@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,17 +35,17 @@ const (
 
 // AuditRecord is one issuance or refusal.
 type AuditRecord struct {
-	Action   string // ActionIssue or ActionRefuse
-	User     string // empty when the token was refused before a user was known
-	Issuer   string
-	Subject  string
-	Workload bool
-	Serial   uint64
-	KeyID    string
-	TTL      time.Duration
-	Reason   string // refusal reason label (a Reason constant or a request problem)
-	Detail   string // refusal detail, never containing the token
-	Remote   string // client address
+	Action      string // ActionIssue or ActionRefuse
+	User        string // empty when the token was refused before a user was known
+	Issuer      string
+	Subject     string
+	Workload    bool
+	Serial      uint64
+	KeyID       string
+	ValidBefore time.Time
+	Reason      string // refusal reason label (a Reason constant or a request problem)
+	Detail      string // refusal detail, never containing the token
+	Remote      string // client address
 }
 
 // Auditor records issuance decisions. An issuance whose record cannot be
@@ -218,7 +219,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		return nil, badRequest("read", "read request: %v", err)
 	}
 	var req CertRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return nil, badRequest("json", "request is not valid JSON: %v", err)
@@ -261,7 +262,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	}
 	*rec = AuditRecord{
 		Action: ActionIssue, User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: id.Workload,
-		Serial: id.Serial, KeyID: cert.KeyId, TTL: id.ValidBefore.Sub(id.ValidAfter), Remote: rec.Remote,
+		Serial: id.Serial, KeyID: cert.KeyId, ValidBefore: id.ValidBefore, Remote: rec.Remote,
 	}
 	if err := s.cfg.Auditor.AuditCert(*rec); err != nil {
 		s.log.Error("audit write failed", "err", err)

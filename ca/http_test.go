@@ -1,0 +1,357 @@
+package ca
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/devidp"
+)
+
+// memAuditor records issuance decisions in memory (a unit test of the
+// handler; the end-to-end tests read the real audit log).
+type memAuditor struct {
+	mu   sync.Mutex
+	recs []AuditRecord
+	fail bool
+}
+
+func (m *memAuditor) AuditCert(r AuditRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return fmt.Errorf("disk full")
+	}
+	m.recs = append(m.recs, r)
+	return nil
+}
+
+func (m *memAuditor) last() AuditRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.recs) == 0 {
+		return AuditRecord{}
+	}
+	return m.recs[len(m.recs)-1]
+}
+
+type apiEnv struct {
+	idp, ci, stranger *devidp.Provider
+	srv               *httptest.Server
+	audit             *memAuditor
+	authority         *Authority
+}
+
+func boolp(b bool) *bool { return &b }
+
+func newAPIEnv(t *testing.T) *apiEnv {
+	t.Helper()
+	start := func(users ...devidp.User) *devidp.Provider {
+		p, err := devidp.Start(devidp.Config{
+			Users:   users,
+			Clients: []devidp.Client{{ID: "bastion", RedirectURIs: []string{"http://127.0.0.1/callback"}, Device: true}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	e := &apiEnv{audit: &memAuditor{}}
+	e.idp = start(
+		devidp.User{Subject: "u-alice", Email: "alice@example.com", EmailVerified: boolp(true), Groups: []string{"dev", "sre"}},
+		devidp.User{Subject: "u-bob", Email: "bob@example.com", EmailVerified: boolp(false)},
+		devidp.User{Subject: "u-carol", Email: "carol@example.com"},
+		devidp.User{Subject: "u-evil", Email: "root,deploy@example.com", EmailVerified: boolp(true)},
+		devidp.User{Subject: "u-ctrl", Email: "al\x1b[2Jice@example.com", EmailVerified: boolp(true)},
+		devidp.User{Subject: "u-nl", Email: "eve\n@example.com", EmailVerified: boolp(true)},
+	)
+	e.ci = start(devidp.User{Subject: "repo:acme/etl:ref:refs/heads/main"})
+	e.stranger = start(devidp.User{Subject: "u-alice", Email: "alice@example.com", EmailVerified: boolp(true)})
+	e.authority = testAuthority(t, nil)
+	v, err := NewVerifier(OIDCConfig{
+		Issuer: e.idp.Issuer(), ClientID: "bastion",
+		Workloads: []Workload{{Issuer: e.ci.Issuer(), Audience: "bastion-ci", Subject: "repo:acme/etl:*", Name: "ci-etl", Groups: []string{"etl"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(ServerConfig{Authority: e.authority, Verifier: v, Auditor: e.audit, Info: Info{SSHAddress: "127.0.0.1:2222"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Register(mux)
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *apiEnv) token(t *testing.T, p *devidp.Provider, sub, aud string, edit func(map[string]any)) string {
+	t.Helper()
+	c, err := p.IDTokenClaims(sub, aud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(c)
+	}
+	tok, err := p.MintIDToken(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (e *apiEnv) post(t *testing.T, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(e.srv.URL+PathCertificate, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func edKey(t *testing.T) string {
+	t.Helper()
+	return string(ssh.MarshalAuthorizedKey(newEd25519(t)))
+}
+
+func request(tok, key, ttl string) []byte {
+	b, _ := json.Marshal(CertRequest{IDToken: tok, PublicKey: key, TTL: ttl})
+	return b
+}
+
+// jwksKey fetches the IdP's RSA public key the way an attacker would.
+func jwksKey(t *testing.T, issuer string) *rsa.PublicKey {
+	t.Helper()
+	var disc struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	getJSON := func(u string, v any) {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	getJSON(issuer+"/.well-known/openid-configuration", &disc)
+	var set jose.JSONWebKeySet
+	getJSON(disc.JWKS, &set)
+	for _, k := range set.Keys {
+		if pk, ok := k.Key.(*rsa.PublicKey); ok {
+			return pk
+		}
+	}
+	t.Fatal("no RSA key in the IdP's JWKS")
+	return nil
+}
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func TestCertificateAPI(t *testing.T) {
+	e := newAPIEnv(t)
+	valid := e.token(t, e.idp, "u-alice", "bastion", nil)
+	claims, _ := e.idp.IDTokenClaims("u-alice", "bastion")
+	pubDER, _ := x509.MarshalPKIXPublicKey(jwksKey(t, e.idp.Issuer()))
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	hsHeader := b64(map[string]string{"alg": "HS256", "typ": "JWT"})
+	mac := hmac.New(sha256.New, pubPEM)
+	mac.Write([]byte(hsHeader + "." + b64(claims)))
+	hs256 := hsHeader + "." + b64(claims) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	algNone := b64(map[string]string{"alg": "none"}) + "." + b64(claims) + "."
+	rogue, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: rogue, KeyID: "not-in-jwks"}}, nil)
+	payload, _ := json.Marshal(claims)
+	jws, _ := rs.Sign(payload)
+	unknownKid, _ := jws.CompactSerialize()
+	parts := strings.Split(valid, ".")
+	claims2 := map[string]any{}
+	for k, v := range claims {
+		claims2[k] = v
+	}
+	claims2["email"] = "mallory@example.com"
+	tampered := parts[0] + "." + b64(claims2) + "." + parts[2]
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	weak, _ := ssh.NewPublicKey(&rsa1024.PublicKey)
+
+	ci := func(sub, aud string, edit func(map[string]any)) string {
+		return e.token(t, e.ci, "repo:acme/etl:ref:refs/heads/main", aud, func(c map[string]any) {
+			c["sub"] = sub
+			if edit != nil {
+				edit(c)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		status int
+		reason string
+	}{
+		{"expired", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) {
+			c["exp"] = time.Now().Add(-time.Hour).Unix()
+			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
+		}), edKey(t), ""), 401, ReasonExpired},
+		{"another audience", request(e.token(t, e.idp, "u-alice", "grafana", nil), edKey(t), ""), 401, ReasonAudience},
+		{"wrong issuer", request(e.token(t, e.stranger, "u-alice", "bastion", nil), edKey(t), ""), 401, ReasonUnknownIssuer},
+		{"alg none", request(algNone, edKey(t), ""), 401, ReasonAlgorithm},
+		{"HS256 with the IdP public key", request(hs256, edKey(t), ""), 401, ReasonAlgorithm},
+		{"unknown kid", request(unknownKid, edKey(t), ""), 401, ReasonSignature},
+		{"tampered payload", request(tampered, edKey(t), ""), 401, ReasonSignature},
+		{"malformed token", request("not.a.jwt.at.all", edKey(t), ""), 401, ReasonMalformed},
+		{"garbage token", request("eyJ!!!.x.y", edKey(t), ""), 401, ReasonMalformed},
+		{"empty token", request("", edKey(t), ""), 401, ReasonMalformed},
+		{"email not verified", request(e.token(t, e.idp, "u-bob", "bastion", nil), edKey(t), ""), 401, ReasonEmailUnverified},
+		{"email_verified missing", request(e.token(t, e.idp, "u-carol", "bastion", nil), edKey(t), ""), 401, ReasonEmailUnverified},
+		{"principal injection", request(e.token(t, e.idp, "u-evil", "bastion", nil), edKey(t), ""), 401, ReasonUsername},
+		{"control characters", request(e.token(t, e.idp, "u-ctrl", "bastion", nil), edKey(t), ""), 401, ReasonUsername},
+		{"newline in name", request(e.token(t, e.idp, "u-nl", "bastion", nil), edKey(t), ""), 401, ReasonUsername},
+		{"several audiences without azp", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) {
+			c["aud"] = []string{"bastion", "other"}
+			delete(c, "azp")
+		}), edKey(t), ""), 401, ReasonAuthorizedParty},
+		{"azp of another client", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) { c["azp"] = "other" }), edKey(t), ""), 401, ReasonAuthorizedParty},
+		{"ttl above maximum", request(valid, edKey(t), "9h"), 400, "ttl"},
+		{"negative ttl", request(valid, edKey(t), "-5m"), 400, "ttl"},
+		{"ttl not a duration", request(valid, edKey(t), "forever"), 400, "ttl"},
+		{"RSA 1024", request(valid, string(ssh.MarshalAuthorizedKey(weak)), ""), 400, "public_key"},
+		{"DSA", request(valid, dsaAuthorizedLine(t), ""), 400, "public_key"},
+		{"malformed key", request(valid, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA", ""), 400, "public_key"},
+		{"two keys", request(valid, edKey(t)+edKey(t), ""), 400, "public_key"},
+		{"oversized body", append([]byte(`{"id_token":"`), bytes.Repeat([]byte("a"), 100<<10)...), 413, "too_large"},
+		{"not JSON", []byte("id_token=x"), 400, "json"},
+		{"unknown field", []byte(`{"id_token":"x","public_key":"y","admin":true}`), 400, "json"},
+		{"trailing data", append(request(valid, edKey(t), ""), []byte("{}")...), 400, "json"},
+		{"workload subject mismatch", request(ci("repo:acme/other:ref:refs/heads/main", "bastion-ci", nil), edKey(t), ""), 401, ReasonSubject},
+		{"workload ttl above its maximum", request(ci("repo:acme/etl:ref:refs/heads/main", "bastion-ci", nil), edKey(t), "1h"), 400, "ttl"},
+		{"workload wrong audience", request(ci("repo:acme/etl:ref:refs/heads/main", "bastion", nil), edKey(t), ""), 401, ReasonAudience},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(e.audit.recs)
+			status, body := e.post(t, tc.body)
+			if status != tc.status {
+				t.Fatalf("got HTTP %d %s, want %d", status, body, tc.status)
+			}
+			var er ErrorResponse
+			if err := json.Unmarshal(body, &er); err != nil || er.Reason != tc.reason || er.Error == "" {
+				t.Fatalf("got %s, want reason %q and an error message", body, tc.reason)
+			}
+			if strings.Contains(string(body), "eyJ") {
+				t.Errorf("the error echoes the token: %s", body)
+			}
+			if len(e.audit.recs) != before+1 {
+				t.Fatalf("refusal not audited")
+			}
+			if r := e.audit.last(); r.Action != ActionRefuse || r.Reason != tc.reason {
+				t.Errorf("audit record %+v, want a refusal with reason %q", r, tc.reason)
+			}
+		})
+	}
+
+	t.Run("person", func(t *testing.T) {
+		status, body := e.post(t, request(valid, edKey(t), "30m"))
+		if status != 200 {
+			t.Fatalf("HTTP %d %s", status, body)
+		}
+		var resp CertResponse
+		json.Unmarshal(body, &resp)
+		if resp.Principal != "alice" || strings.Join(resp.Groups, ",") != "dev,sre" {
+			t.Errorf("got %+v", resp)
+		}
+		if d := time.Until(resp.ValidBefore); d > 31*time.Minute || d < 29*time.Minute {
+			t.Errorf("valid for %s, want 30m", d)
+		}
+		if r := e.audit.last(); r.Action != ActionIssue || r.User != "alice" || r.Serial == 0 {
+			t.Errorf("issuance audit %+v", r)
+		}
+		out := keygenL(t, resp.Certificate)
+		mustContainAll(t, out, "Principals: \n                alice\n", "Key ID: \"user=alice iss="+e.idp.Issuer(), ExtGroups, hex.EncodeToString([]byte(`["dev","sre"]`)))
+	})
+	t.Run("workload", func(t *testing.T) {
+		status, body := e.post(t, request(ci("repo:acme/etl:ref:refs/heads/main", "bastion-ci", nil), edKey(t), ""))
+		if status != 200 {
+			t.Fatalf("HTTP %d %s", status, body)
+		}
+		var resp CertResponse
+		json.Unmarshal(body, &resp)
+		if resp.Principal != "ci-etl" || strings.Join(resp.Groups, ",") != "etl" {
+			t.Errorf("got %+v", resp)
+		}
+		if d := time.Until(resp.ValidBefore); d > 5*time.Minute+time.Second {
+			t.Errorf("workload certificate valid for %s, want at most 5m", d)
+		}
+		mustContainAll(t, keygenL(t, resp.Certificate), "workload=ci-etl", ExtWorkload, "repo:acme/etl:ref:refs/heads/main")
+	})
+	t.Run("audit failure refuses issuance", func(t *testing.T) {
+		e.audit.mu.Lock()
+		e.audit.fail = true
+		e.audit.mu.Unlock()
+		defer func() { e.audit.mu.Lock(); e.audit.fail = false; e.audit.mu.Unlock() }()
+		status, body := e.post(t, request(valid, edKey(t), ""))
+		if status != 503 || !strings.Contains(string(body), "audit") {
+			t.Fatalf("got HTTP %d %s, want 503 audit", status, body)
+		}
+	})
+	t.Run("info", func(t *testing.T) {
+		resp, err := http.Get(e.srv.URL + PathInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var info Info
+		json.NewDecoder(resp.Body).Decode(&info)
+		if info.Issuer != e.idp.Issuer() || info.ClientID != "bastion" || info.SSHAddress != "127.0.0.1:2222" || !strings.HasPrefix(info.HostCA, "@cert-authority * ssh-ed25519 ") {
+			t.Errorf("info %+v", info)
+		}
+	})
+}
+
+func keygenL(t *testing.T, cert string) string {
+	t.Helper()
+	keygen := requireTool(t, "ssh-keygen")
+	p := filepath.Join(t.TempDir(), "c-cert.pub")
+	os.WriteFile(p, []byte(cert), 0o600)
+	out, err := exec.Command(keygen, "-L", "-f", p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen -L: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func mustContainAll(t *testing.T, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("output lacks %q:\n%s", w, got)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+	"golang.org/x/term"
+
+	"github.com/bastionhq/bastion/ca"
+)
+
+// clientState loads what `bastion login` remembered, with --bastion
+// overriding the bastion URL check.
+func clientState(override string) (*ca.State, error) {
+	dir, err := ca.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	st, err := ca.LoadState(dir)
+	if err != nil {
+		return nil, err
+	}
+	if override != "" && strings.TrimRight(override, "/") != st.BastionURL {
+		return nil, fmt.Errorf("logged in to %s, not %s: run `bastion login --bastion %s`", st.BastionURL, override, override)
+	}
+	if time.Now().After(st.ValidBefore) {
+		return nil, fmt.Errorf("your certificate expired at %s: run `bastion login` again", st.ValidBefore.Local().Format(time.RFC3339))
+	}
+	return st, nil
+}
+
+// dialBastion opens an SSH connection to the bastion with the login
+// certificate, verifying the bastion's host certificate against the host CA
+// that login saved.
+func dialBastion(st *ca.State) (*ssh.Client, error) {
+	certBytes, err := os.ReadFile(st.CertPath)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(certBytes)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", st.CertPath, err)
+	}
+	cert, ok := pub.(*ssh.Certificate)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a certificate", st.CertPath)
+	}
+	var signer ssh.Signer
+	if st.KeyPath != "" {
+		kb, err := os.ReadFile(st.KeyPath)
+		if err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+		key, err := ssh.ParsePrivateKey(kb)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", st.KeyPath, err)
+		}
+		if signer, err = ssh.NewCertSigner(cert, key); err != nil {
+			return nil, err
+		}
+	} else {
+		if signer, err = agentSigner(cert); err != nil {
+			return nil, err
+		}
+	}
+	hostKeys, err := knownhosts.New(st.KnownHostsPath)
+	if err != nil {
+		return nil, fmt.Errorf("known hosts: %w", err)
+	}
+	c, err := ssh.Dial("tcp", st.SSHAddress, &ssh.ClientConfig{
+		User:            st.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: hostKeys,
+		Timeout:         20 * time.Second,
+		Config:          ssh.Config{Ciphers: []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", st.SSHAddress, err)
+	}
+	return c, nil
+}
+
+// agentSigner finds the certificate's key in the running ssh-agent.
+func agentSigner(cert *ssh.Certificate) (ssh.Signer, error) {
+	sock := os.Getenv("SSH_AUTH_SOCK")
+	if sock == "" {
+		return nil, errors.New("the key is in an ssh-agent, but SSH_AUTH_SOCK is not set: run `bastion login` again")
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("ssh-agent: %w", err)
+	}
+	signers, err := agent.NewClient(conn).Signers()
+	if err != nil {
+		return nil, fmt.Errorf("ssh-agent: %w", err)
+	}
+	want := cert.Marshal()
+	for _, s := range signers {
+		if bytes.Equal(s.PublicKey().Marshal(), want) {
+			return s, nil
+		}
+	}
+	return nil, errors.New("the login certificate is no longer in the ssh-agent (expired or removed): run `bastion login` again")
+}
+
+// shellQuote quotes args for the bastion's admin command line.
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=.,:/@") == "" {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// remote runs an admin command on the bastion, streaming its output, and
+// returns its exit status as an exitError when it is not zero.
+func remote(ctx context.Context, st *ca.State, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) error {
+	c, err := dialBastion(st)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
+	if tty {
+		w, h, err := term.GetSize(int(os.Stdout.Fd()))
+		if err != nil {
+			w, h = 80, 24
+		}
+		if err := s.RequestPty(os.Getenv("TERM"), h, w, ssh.TerminalModes{ssh.ECHO: 0}); err != nil {
+			return err
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	err = s.Run(shellQuote(args))
+	var ee *ssh.ExitError
+	if errors.As(err, &ee) {
+		return exitError{ee.ExitStatus()}
+	}
+	return err
+}
+
+// thin returns a subcommand that runs the admin command of the same name on
+// the bastion: the bbolt store is only ever opened by the server.
+func thin(name string) func([]string) error {
+	return func(args []string) error {
+		override := ""
+		var rest []string
+		for i := 0; i < len(args); i++ {
+			switch {
+			case args[i] == "--bastion" && i+1 < len(args):
+				override = args[i+1]
+				i++
+			case strings.HasPrefix(args[i], "--bastion="):
+				override = strings.TrimPrefix(args[i], "--bastion=")
+			case args[i] == "-h" || args[i] == "--help":
+				rest = append(rest, "--help")
+			default:
+				rest = append(rest, args[i])
+			}
+		}
+		st, err := clientState(override)
+		if err != nil {
+			return err
+		}
+		return remote(context.Background(), st, append([]string{name}, rest...), os.Stdin, os.Stdout, os.Stderr, false)
+	}
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/config"
+)
+
+func runLogin(args []string) error {
+	fs := flags("login", "--bastion URL [--device | --id-token-env VAR | --id-token-file F] [--ttl D]",
+		"Log in through your identity provider and get a short-lived SSH certificate.\n"+
+			"Without --device or an ID token, a browser login (authorization code + PKCE) is used.\n"+
+			"The key and certificate go into the running ssh-agent, or under the config directory (0600) when there is none.")
+	bastionURL := fs.String("bastion", "", "the bastion's HTTPS URL (default: the one you last logged in to)")
+	device := fs.Bool("device", false, "use the device authorization grant (headless machines)")
+	tokenEnv := fs.String("id-token-env", "", "read an OIDC ID token from this environment variable (CI)")
+	tokenFile := fs.String("id-token-file", "", "read an OIDC ID token from this file (CI)")
+	ttl := fs.String("ttl", "", "ask for a shorter certificate (e.g. 15m)")
+	noAgent := fs.Bool("no-agent", false, "write the key to the config directory even when an ssh-agent runs")
+	noBrowser := fs.Bool("no-browser", false, "print the login URL without trying to open a browser")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	dir, err := ca.DefaultDir()
+	if err != nil {
+		return err
+	}
+	if *bastionURL == "" {
+		if st, err := ca.LoadState(dir); err == nil {
+			*bastionURL = st.BastionURL
+		} else {
+			fs.Usage()
+			return errUsage
+		}
+	}
+	cfg := ca.LoginConfig{BastionURL: *bastionURL, Dir: dir, NoAgent: *noAgent, Out: os.Stderr}
+	if *ttl != "" {
+		d, err := config.ParseDuration(*ttl)
+		if err != nil {
+			return fmt.Errorf("--ttl: %w", err)
+		}
+		cfg.TTL = d
+	}
+	n := 0
+	for _, set := range []bool{*device, *tokenEnv != "", *tokenFile != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("choose one of --device, --id-token-env and --id-token-file")
+	}
+	switch {
+	case *device:
+		cfg.Method = ca.MethodDevice
+	case *tokenEnv != "":
+		cfg.Method = ca.MethodToken
+		cfg.IDToken = os.Getenv(*tokenEnv)
+		if cfg.IDToken == "" {
+			return fmt.Errorf("environment variable %s is empty or not set", *tokenEnv)
+		}
+	case *tokenFile != "":
+		cfg.Method = ca.MethodToken
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		cfg.IDToken = string(b)
+	default:
+		cfg.Method = ca.MethodBrowser
+		if *noBrowser {
+			cfg.OpenBrowser = func(string) error { return errors.New("disabled by --no-browser") }
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	st, err := ca.Login(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	where := "in your ssh-agent"
+	if !st.InAgent {
+		where = "in " + st.KeyPath
+	}
+	fmt.Fprintf(os.Stderr, "Logged in as %s; certificate serial %s valid until %s (key %s).\n", st.User, st.Serial, st.ValidBefore.Local().Format(time.RFC3339), where)
+	fmt.Fprintf(os.Stderr, "Next: `bastion ssh-config >> ~/.ssh/config`, then `ssh -J %s LOGIN@TARGET`.\n", hostOf(st.SSHAddress))
+	return nil
+}
+
+func hostOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		return strings.Trim(addr[:i], "[]")
+	}
+	return addr
+}
+
+func runSSHConfig(args []string) error {
+	fs := flags("ssh-config", "[--bastion URL]", "Print the ssh_config stanza that makes `ssh -J` through the bastion work with the stock OpenSSH client,\nfor the bastion and every target you may reach. Append it to ~/.ssh/config.")
+	bastionURL := fs.String("bastion", "", "the bastion you logged in to (default: the last one)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := clientState(*bastionURL)
+	if err != nil {
+		return err
+	}
+	// The targets this identity may reach, from the bastion itself.
+	var out bytes.Buffer
+	var targets []string
+	if err := remote(context.Background(), st, []string{"targets", "--json"}, nil, &out, os.Stderr, false); err != nil {
+		return fmt.Errorf("list targets: %w", err)
+	}
+	var list []policy.TargetAccess
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		return fmt.Errorf("list targets: %w", err)
+	}
+	for _, t := range list {
+		if t.Kind == policy.KindSSH {
+			targets = append(targets, t.Name)
+		}
+	}
+	s, err := ca.SSHConfig(st, targets)
+	if err != nil {
+		return err
+	}
+	fmt.Print(s)
+	return nil
+}
+
+func runCA(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "Usage: bastion ca export --user|--target|--host|--db [--config FILE | --data-dir DIR]\n       bastion ca revoke SERIAL [--reason R]")
+		return errUsage
+	}
+	switch args[0] {
+	case "export":
+		return runCAExport(args[1:])
+	case "revoke":
+		return thin("revoke")(args[1:])
+	}
+	return fmt.Errorf("unknown ca command %q (export, revoke)", args[0])
+}
+
+func runCAExport(args []string) error {
+	fs := flags("ca export", "--user|--target|--host|--db [--config FILE | --data-dir DIR]",
+		"Print a CA's public part in the format its consumer reads:\n"+
+			"  --target  TrustedUserCAKeys line for targets' sshd (targets trust only this CA)\n"+
+			"  --user    the user CA as an authorized_keys/TrustedUserCAKeys line\n"+
+			"  --host    @cert-authority line for clients' known_hosts\n"+
+			"  --db      PEM certificate for PostgreSQL's ssl_ca_file\n"+
+			"Run it on the bastion host; the keys are created on first use.")
+	user := fs.Bool("user", false, "user CA")
+	target := fs.Bool("target", false, "target CA")
+	host := fs.Bool("host", false, "host CA")
+	db := fs.Bool("db", false, "database (X.509) CA")
+	hosts := fs.String("hosts", "*", "host patterns for the --host line")
+	cfgPath := fs.String("config", "", "config file (for data_dir)")
+	dataDir := fs.String("data-dir", "", "data directory (instead of --config)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	n := 0
+	for _, b := range []bool{*user, *target, *host, *db} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 || (*cfgPath == "") == (*dataDir == "") {
+		fs.Usage()
+		return errUsage
+	}
+	dir := *dataDir
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		dir = cfg.DataDir
+	}
+	keys, err := ca.LoadOrCreateKeys(dir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *user:
+		fmt.Println(keys.UserCALine())
+	case *target:
+		fmt.Println(keys.TargetCALine())
+	case *host:
+		fmt.Println(keys.HostCALine(*hosts))
+	case *db:
+		os.Stdout.Write(keys.DBCA.PEM)
+	}
+	return nil
+}

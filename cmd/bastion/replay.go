@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+
+	"golang.org/x/term"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/player"
+)
+
+func runReplay(args []string) error {
+	fs := flags("replay", "ID [--speed X] [--idle-limit D] | --file F.cast",
+		"Replay a recorded session in this terminal with its original timing.\n"+
+			"Keys: space pauses, left/right seek 5s, +/- change speed, q quits.\n"+
+			"Escape sequences that could attack your terminal (clipboard, title reports, hyperlinks) are neutralised unless --raw.")
+	speed := fs.Float64("speed", 1, "playback speed (2 = twice as fast)")
+	idle := fs.String("idle-limit", "", "cap pauses at this duration (e.g. 2s)")
+	raw := fs.Bool("raw", false, "pass escape sequences through unchanged (dangerous)")
+	file := fs.String("file", "", "play a local asciicast v2 file instead of a stored session")
+	markers := fs.Bool("markers", true, "show bastion markers (blocked commands, approvals)")
+	bastionURL := fs.String("bastion", "", "the bastion (default: the one you logged in to)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	opt := player.Options{Speed: *speed, Raw: *raw, ShowMarkers: *markers}
+	if *idle != "" {
+		d, err := config.ParseDuration(*idle)
+		if err != nil {
+			return fmt.Errorf("--idle-limit: %w", err)
+		}
+		opt.IdleLimit = d
+	}
+	var src player.Source
+	switch {
+	case *file != "" && len(pos) == 0:
+		src = player.FileSource(*file)
+	case *file == "" && len(pos) == 1:
+		st, err := clientState(*bastionURL)
+		if err != nil {
+			return err
+		}
+		sp, err := newSpool(st, pos[0])
+		if err != nil {
+			return err
+		}
+		defer sp.close()
+		src = sp
+	default:
+		fs.Usage()
+		return errUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())) {
+		restore, err := player.MakeRaw(int(os.Stdin.Fd()))
+		if err == nil {
+			defer restore()
+			opt.Keys = os.Stdin
+		}
+	}
+	err = player.Play(ctx, src, os.Stdout, opt)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// spool downloads a session's asciicast (via the bastion's export admin
+// command) into a temporary file while it plays: playback starts with the
+// first bytes, and seeking backwards reopens the file instead of fetching
+// the session again.
+type spool struct {
+	f    *os.File
+	mu   sync.Mutex
+	cond *sync.Cond
+	size int64
+	done bool
+	err  error
+}
+
+func newSpool(st *ca.State, id string) (*spool, error) {
+	f, err := os.CreateTemp("", "bastion-replay-*.cast")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name()) // unlinked: gone when we exit, whatever happens
+	sp := &spool{f: f}
+	sp.cond = sync.NewCond(&sp.mu)
+	go func() {
+		err := remote(context.Background(), st, []string{"export", id}, nil, sp, os.Stderr, false)
+		sp.mu.Lock()
+		sp.done, sp.err = true, err
+		sp.cond.Broadcast()
+		sp.mu.Unlock()
+	}()
+	return sp, nil
+}
+
+// Write appends downloaded bytes.
+func (sp *spool) Write(p []byte) (int, error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	n, err := sp.f.WriteAt(p, sp.size)
+	sp.size += int64(n)
+	sp.cond.Broadcast()
+	return n, err
+}
+
+// Open implements player.Source: a reader from the start of the spool that
+// waits for more at its end until the download is complete.
+func (sp *spool) Open() (io.ReadCloser, error) {
+	return &spoolReader{sp: sp}, nil
+}
+
+func (sp *spool) close() { sp.f.Close() }
+
+type spoolReader struct {
+	sp  *spool
+	off int64
+}
+
+func (r *spoolReader) Read(p []byte) (int, error) {
+	sp := r.sp
+	sp.mu.Lock()
+	for r.off >= sp.size && !sp.done {
+		sp.cond.Wait()
+	}
+	size, done, derr := sp.size, sp.done, sp.err
+	sp.mu.Unlock()
+	if r.off >= size && done {
+		if derr != nil {
+			return 0, derr
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > size-r.off {
+		p = p[:size-r.off]
+	}
+	n, err := sp.f.ReadAt(p, r.off)
+	r.off += int64(n)
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+func (r *spoolReader) Close() error { return nil }
