@@ -1,0 +1,391 @@
+package mask
+
+import (
+	"bytes"
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func mustNew(t testing.TB, cfg Config) *Masker {
+	t.Helper()
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// luhnComplete appends the check digit that makes s pass the Luhn check.
+func luhnComplete(s string) string {
+	sum := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		d := int(s[i] - '0')
+		if (len(s)-1-i)%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return s + string(rune('0'+(10-sum%10)%10))
+}
+
+// digitsOf keeps only the digits of s: what a reader of the output could
+// reassemble a number from.
+func digitsOf(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+var pan19 = luhnComplete("630400000000000000")
+
+var cardCases = []struct {
+	name   string
+	in     string
+	want   string
+	masked int
+}{
+	{"plain", "4111111111111111", "************1111", 1},
+	{"spaced", "4111 1111 1111 1111", "**** **** **** 1111", 1},
+	{"dashed", "5555-5555-5555-4444", "****-****-****-4444", 1},
+	{"amex 4-6-5", "3782 822463 10005", "**** ****** *0005", 1},
+	{"13 digits", "4222222222222", "*********2222", 1},
+	{"19 digits", pan19, strings.Repeat("*", 15) + pan19[15:], 1},
+	{"in a sentence", "card: 6011111111111117, exp 12/25\r\n", "card: ************1117, exp 12/25\r\n", 1},
+	{"two cards", "4111111111111111 and 5555555555554444\n", "************1111 and ************4444\n", 2},
+	{"sgr around digits", "\x1b[31m4111\x1b[0m 1111 1111 1111", "\x1b[31m****\x1b[0m **** **** 1111", 1},
+	{"sgr between digits", "4\x1b[1m1\x1b[22m11111111111111", "*\x1b[1m*\x1b[22m**********1111", 1},
+	{"osc between digits", "4111\x1b]0;title 42\x07111111111111", "****\x1b]0;title 42\x07********1111", 1},
+	{"osc with ST", "4111\x1b]8;;http://x/1\x1b\\111111111111", "****\x1b]8;;http://x/1\x1b\\********1111", 1},
+	{"charset designation", "4111\x1b(B111111111111", "****\x1b(B********1111", 1},
+	{"cursor move", "4111\x1b[1C1111\x1b[1C1111\x1b[1C1111", "****\x1b[1C****\x1b[1C****\x1b[1C1111", 1},
+	{"followed by a date", "4111 1111 1111 1111 12/25", "**** **** **** 1111 12/25", 1},
+	{"group after card", "4111 1111 1111 1111 12", "**** **** **** 1111 12", 1},
+	{"letters around", "id=4111111111111111;", "id=************1111;", 1},
+	{"csi digits untouched", "\x1b[38;5;196m\x1b[4111111111111111m", "\x1b[38;5;196m\x1b[4111111111111111m", 0},
+
+	// false positives
+	{"not luhn", "4111111111111112", "4111111111111112", 0},
+	{"not luhn spaced", "4111 1111 1111 1112", "4111 1111 1111 1112", 0},
+	{"date", "2026-11-27 07:55:56", "2026-11-27 07:55:56", 0},
+	{"phone", "+1 555-123-4567", "+1 555-123-4567", 0},
+	{"short", "411111111111", "411111111111", 0},
+	{"longer run 20", "41111111111111111111", "41111111111111111111", 0},
+	{"card inside longer run", "9" + "4111111111111111" + "999", "9" + "4111111111111111" + "999", 0},
+	{"long run then card", strings.Repeat("7", 30) + " 4111111111111111", strings.Repeat("7", 30) + " ************1111", 1},
+	{"double space splits", "4111  1111  1111  1111", "4111  1111  1111  1111", 0},
+	{"groups too long to join", "4111111 111111111", "4111111 111111111", 0},
+	{"ip address", "10.20.30.40", "10.20.30.40", 0},
+	{"newline splits", "4111\n1111\n1111\n1111", "4111\n1111\n1111\n1111", 0},
+	{"single digits", "1 2 3 4 5 6 7 8 9 1 2 3 4 5 6", "1 2 3 4 5 6 7 8 9 1 2 3 4 5 6", 0},
+}
+
+func TestCards(t *testing.T) {
+	for _, tc := range cardCases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustNew(t, Config{Cards: true})
+			got := string(m.Write([]byte(tc.in))) + string(m.Flush())
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if m.Masked() != tc.masked {
+				t.Errorf("Masked: got %d, want %d", m.Masked(), tc.masked)
+			}
+			if m.Pending() != 0 {
+				t.Errorf("Pending after Flush: got %d, want 0", m.Pending())
+			}
+		})
+	}
+}
+
+// TestSplits writes every case cut at every position, and byte by byte: the
+// output is the same as in one write.
+func TestSplits(t *testing.T) {
+	for _, tc := range cardCases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := []byte(tc.in + " tail\n")
+			want := oneShot(t, Config{Cards: true}, in)
+			for cut := 1; cut < len(in); cut++ {
+				m := mustNew(t, Config{Cards: true})
+				got := string(m.Write(in[:cut]))
+				got += string(m.Write(in[cut:]))
+				got += string(m.Flush())
+				if got != want {
+					t.Fatalf("cut at %d: got %q, want %q", cut, got, want)
+				}
+			}
+			m := mustNew(t, Config{Cards: true})
+			var got []byte
+			for i := range in {
+				got = append(got, m.Write(in[i:i+1])...)
+			}
+			got = append(got, m.Flush()...)
+			if string(got) != want {
+				t.Fatalf("byte by byte: got %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func oneShot(t testing.TB, cfg Config, in []byte) string {
+	t.Helper()
+	m := mustNew(t, cfg)
+	return string(m.Write(in)) + string(m.Flush())
+}
+
+func TestKeepLast(t *testing.T) {
+	for _, tc := range []struct {
+		keep int
+		want string
+	}{
+		{0, "**** **** **** 1111"},
+		{-1, "**** **** **** ****"},
+		{1, "**** **** **** ***1"},
+		{6, "**** **** **11 1111"},
+	} {
+		got, n := MaskString(Config{Cards: true, KeepLast: tc.keep}, "4111 1111 1111 1111")
+		if got != tc.want || n != 1 {
+			t.Errorf("KeepLast %d: got %q %d, want %q 1", tc.keep, got, n, tc.want)
+		}
+	}
+}
+
+// TestFlushKeepsContext flushes in the middle of a number: the leading
+// digits go out as they are, and when the rest arrives it is masked, the
+// last digits included, so the output never holds the whole number.
+func TestFlushKeepsContext(t *testing.T) {
+	const pan = "4111111111111111"
+	for cut := 1; cut < len(pan); cut++ {
+		m := mustNew(t, Config{Cards: true})
+		out := string(m.Write([]byte("pay " + pan[:cut])))
+		out += string(m.Flush())
+		out += string(m.Write([]byte(pan[cut:] + " now\n")))
+		out += string(m.Flush())
+		if strings.Contains(digitsOf(out), pan) {
+			t.Errorf("cut %d: the whole number went out: %q", cut, out)
+		}
+		if len(out) != len("pay "+pan+" now\n") {
+			t.Errorf("cut %d: length changed: %q", cut, out)
+		}
+	}
+}
+
+// TestMaxHold colours every digit, so a number is longer than the hold: the
+// masker releases its head early and still never emits the whole number.
+func TestMaxHold(t *testing.T) {
+	const pan = "5555555555554444"
+	var in strings.Builder
+	for _, d := range pan {
+		in.WriteString("\x1b[38;5;12m" + string(d) + "\x1b[0m")
+	}
+	in.WriteString("\n")
+	for _, chunk := range []int{1, 3, 7, 64, 1000} {
+		m := mustNew(t, Config{Cards: true})
+		var out []byte
+		s := in.String()
+		for i := 0; i < len(s); i += chunk {
+			out = append(out, m.Write([]byte(s[i:min(i+chunk, len(s))]))...)
+			if m.Pending() > 64 {
+				t.Fatalf("chunk %d: Pending: got %d, want at most 64", chunk, m.Pending())
+			}
+		}
+		out = append(out, m.Flush()...)
+		if strings.Contains(digitsOf(string(out)), pan) {
+			t.Errorf("chunk %d: the whole number went out: %q", chunk, out)
+		}
+		if stripEsc(string(out)) == stripEsc(s) {
+			t.Errorf("chunk %d: nothing was masked: %q", chunk, out)
+		}
+	}
+}
+
+var escRE = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
+func stripEsc(s string) string { return escRE.ReplaceAllString(s, "") }
+
+func TestPatterns(t *testing.T) {
+	ssn := regexp.MustCompile(`\b\d{3}-\d{2}-\d{4}\b`)
+	key := regexp.MustCompile(`AKIA[0-9A-Z]{16}`)
+	cfg := Config{Patterns: []*regexp.Regexp{ssn, key}}
+	for _, tc := range []struct {
+		name, in, want string
+		masked         int
+	}{
+		{"ssn", "ssn 123-45-6789 ok\n", "ssn *********** ok\n", 1},
+		{"escape inside", "ssn 12\x1b[1m3-45-6789\x1b[0m\n", "ssn **\x1b[1m*********\x1b[0m\n", 1},
+		{"two lines", "AKIAABCDEFGHIJKLMNOP\nx 987-65-4321\n", "********************\nx ***********\n", 2},
+		{"not across lines", "123-45-\n6789\n", "123-45-\n6789\n", 0},
+		{"no newline yet", "id AKIAABCDEFGHIJKLMNOP", "id ********************", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.want
+			for cut := 0; cut <= len(tc.in); cut++ {
+				m := mustNew(t, cfg)
+				got := string(m.Write([]byte(tc.in[:cut]))) + string(m.Write([]byte(tc.in[cut:]))) + string(m.Flush())
+				if got != want {
+					t.Fatalf("cut %d: got %q, want %q", cut, got, want)
+				}
+				if m.Masked() != tc.masked {
+					t.Fatalf("cut %d: Masked: got %d, want %d", cut, m.Masked(), tc.masked)
+				}
+			}
+		})
+	}
+}
+
+func TestCardsAndPatterns(t *testing.T) {
+	cfg := Config{Cards: true, Patterns: []*regexp.Regexp{regexp.MustCompile(`secret=\S+`)}}
+	got, n := MaskString(cfg, "secret=abc 4111111111111111\n")
+	if want := "********** ************1111\n"; got != want || n != 2 {
+		t.Errorf("got %q %d, want %q 2", got, n, want)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want error
+	}{
+		{"keep too many", Config{KeepLast: 7}, ErrKeepLast},
+		{"keep negative", Config{KeepLast: -2}, ErrKeepLast},
+		{"hold too small", Config{MaxHold: 31}, ErrMaxHold},
+		{"hold negative", Config{MaxHold: -1}, ErrMaxHold},
+		{"nil pattern", Config{Patterns: []*regexp.Regexp{nil}}, ErrNilPattern},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if got, n := MaskString(Config{KeepLast: 9}, "abc"); got != "***" || n != 0 {
+		t.Errorf("bad config: got %q %d, want %q 0", got, n, "***")
+	}
+}
+
+// TestEscapesIntact feeds hostile and malformed escape sequences: whatever
+// happens to the text, every escape byte comes out where it went in.
+func TestEscapesIntact(t *testing.T) {
+	for _, in := range []string{
+		"\x1b[" + strings.Repeat("9", 100) + "m4111111111111111",
+		"\x1b]0;" + strings.Repeat("4111111111111111", 10),
+		"\x1b]0;unterminated 4111111111111111\x1b[31m4111111111111111",
+		"\x1b\x1b\x1b[4111111111111111",
+		"\x1b[4111\n111111111111m",
+		"\x1bP1$r4111111111111111\x1b\\4111111111111111",
+		"4111\x181111\x1a1111 1111",
+		"\xff\xfe4111111111111111\x80",
+	} {
+		out, _ := MaskString(Config{Cards: true}, in)
+		if len(out) != len(in) {
+			t.Fatalf("%q: length: got %d, want %d", in, len(out), len(in))
+		}
+		for i := range in {
+			if in[i] != out[i] && !(out[i] == '*' && isDigit(in[i])) {
+				t.Fatalf("%q: byte %d: got %q, want %q or '*'", in, i, out[i], in[i])
+			}
+		}
+	}
+}
+
+func FuzzMasker(f *testing.F) {
+	for _, tc := range cardCases {
+		f.Add([]byte(tc.in), uint8(3))
+	}
+	f.Add([]byte("\x1b]0;4111111111111111\x07 4111-1111-1111-1111\n"), uint8(1))
+	f.Add(bytes.Repeat([]byte("4111 "), 20), uint8(7))
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		cfg := Config{Cards: true, MaxHold: 1 << 20}
+		want := oneShot(t, cfg, in)
+		if len(want) != len(in) {
+			t.Fatalf("length: got %d, want %d", len(want), len(in))
+		}
+		// Escapes are byte-identical: only digits may change, into '*'.
+		for i := range in {
+			if in[i] != want[i] && !(want[i] == '*' && isDigit(in[i])) {
+				t.Fatalf("byte %d: got %q, want %q or '*'", i, want[i], in[i])
+			}
+		}
+		// Arbitrary splits give the one-shot output.
+		n := int(step)%17 + 1
+		m := mustNew(t, cfg)
+		var got []byte
+		for i := 0; i < len(in); i += n {
+			got = append(got, m.Write(in[i:min(i+n, len(in))])...)
+		}
+		got = append(got, m.Flush()...)
+		if string(got) != want {
+			t.Fatalf("split by %d: got %q, want %q", n, got, want)
+		}
+		// With the default hold and patterns too, nothing panics and
+		// nothing is held past MaxHold.
+		m = mustNew(t, Config{Cards: true, Patterns: []*regexp.Regexp{regexp.MustCompile(`[a-z]+[0-9]`)}})
+		for i := 0; i < len(in); i += n {
+			m.Write(in[i:min(i+n, len(in))])
+			if m.Pending() > 64 {
+				t.Fatalf("Pending: got %d, want at most 64", m.Pending())
+			}
+		}
+		m.Flush()
+	})
+}
+
+func benchMask(b *testing.B, cfg Config, in []byte, chunk int) {
+	m := mustNew(b, cfg)
+	b.SetBytes(int64(len(in)))
+	b.ResetTimer()
+	for range b.N {
+		for i := 0; i < len(in); i += chunk {
+			m.Write(in[i:min(i+chunk, len(in))])
+		}
+		m.Flush()
+	}
+}
+
+const mib = 1 << 20
+
+func ordinaryText() []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < mib; i++ {
+		b.WriteString("-rw-r--r-- 1 root root  4096 Nov 27 07:55 \x1b[01;34mvar\x1b[0m/log/syslog.1 some words of text here\r\n")
+	}
+	return b.Bytes()[:mib]
+}
+
+func BenchmarkOrdinaryText(b *testing.B) {
+	benchMask(b, Config{Cards: true}, ordinaryText(), 32*1024)
+}
+
+func BenchmarkOrdinaryTextWithPattern(b *testing.B) {
+	benchMask(b, Config{Cards: true, Patterns: []*regexp.Regexp{regexp.MustCompile(`AKIA[0-9A-Z]{16}`)}}, ordinaryText(), 32*1024)
+}
+
+func BenchmarkHostileDigits(b *testing.B) {
+	benchMask(b, Config{Cards: true}, bytes.Repeat([]byte("4111 "), mib/5), 32*1024)
+}
+
+func BenchmarkHostileLongDigits(b *testing.B) {
+	benchMask(b, Config{Cards: true}, bytes.Repeat([]byte("4"), mib), 32*1024)
+}
+
+func BenchmarkHostileEscapes(b *testing.B) {
+	benchMask(b, Config{Cards: true}, bytes.Repeat([]byte("\x1b[1;2;3;4m"), mib/10), 32*1024)
+}
+
+func BenchmarkHostileMixed(b *testing.B) {
+	benchMask(b, Config{Cards: true, Patterns: []*regexp.Regexp{regexp.MustCompile(`\d{3}-\d{2}-\d{4}`)}},
+		bytes.Repeat([]byte("4\x1b[31m1-1\x1b]0;9\x07 "), mib/20), 32*1024)
+}
+
+func BenchmarkHostileByteByByte(b *testing.B) {
+	benchMask(b, Config{Cards: true}, bytes.Repeat([]byte("4111 \x1b[0m"), mib/10)[:64*1024], 1)
+}
