@@ -16,6 +16,8 @@ const (
 	// maxCSI bounds a control sequence (ESC [ ... final), which is buffered so that
 	// it can be checked against the allowlist before any of it is written.
 	maxCSI = 256
+	// maxRepeat bounds the count of REP (CSI n b); no screen needs more.
+	maxRepeat = 65535
 	// maxEscInter bounds the intermediate bytes of an ESC sequence (ESC ( B).
 	maxEscInter = 4
 )
@@ -452,10 +454,14 @@ func (s *Sanitizer) finalCSI() {
 		if len(params) > 0 {
 			return
 		}
+	case 'b': // REP; a huge count only serves to make a terminal spin
+		if n, _ := nextParam(params); n > maxRepeat {
+			return
+		}
 	case 'r': // DECSTBM
 		s.modes.scrollRegion = len(params) > 0
 	case '@', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'K', 'L', 'M', 'P',
-		'S', 'X', 'Z', '`', 'a', 'b', 'd', 'e', 'f':
+		'S', 'X', 'Z', '`', 'a', 'd', 'e', 'f':
 		// Cursor movement, erasing, inserting and deleting, scrolling, repeat.
 	default:
 		// Queries that make the terminal answer into the viewer's input (DA

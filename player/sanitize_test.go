@@ -32,6 +32,7 @@ var sanitizeCases = []struct {
 	{"cursor visibility and autowrap", "\x1b[?25l\x1b[?25h\x1b[?7l\x1b[?7h", "\x1b[?25l\x1b[?25h\x1b[?7l\x1b[?7h"},
 	{"insert mode", "\x1b[4h\x1b[4l", "\x1b[4h\x1b[4l"},
 	{"line drawing charset", "\x1b(0qqq\x1b(B", "\x1b(0qqq\x1b(B"},
+	{"huge repeat", "x\x1b[65536b\x1b[99999999999b\x1b[65535b", "x\x1b[65535b"},
 	{"tabs and repeat", "\x1b[2I\x1b[Z\x1bx\x1b[3b", "\x1b[2I\x1b[Z\x1b[3b"},
 	{"control inside csi executes in place", "\x1b[1\r\n;31mx", "\r\n\x1b[1;31mx"},
 
