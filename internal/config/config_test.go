@@ -1,0 +1,173 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every example under configs/ parses and validates.
+func TestExampleConfigs(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			c, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.DataDir == "" || len(c.Targets) == 0 {
+				t.Errorf("%s: parsed to an empty config", f)
+			}
+		})
+	}
+}
+
+const minimal = `
+data_dir: /tmp/b
+oidc: {issuer: "https://idp.example.com", client_id: bastion}
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]any{
+		"listen.ssh": c.Listen.SSH, "listen.http": c.Listen.HTTP, "username_claim": c.OIDC.UsernameClaim,
+		"user_ttl": c.Certs.UserTTL.D, "max_user_ttl": c.Certs.MaxUserTTL.D, "workload_ttl": c.Certs.WorkloadTTL.D,
+		"target_ttl": c.Certs.TargetTTL.D, "mode": c.Recording.Mode, "flush": c.Recording.FlushInterval.D,
+	} {
+		want := map[string]any{
+			"listen.ssh": ":2222", "listen.http": ":8443", "username_claim": "email",
+			"user_ttl": time.Hour, "max_user_ttl": 8 * time.Hour, "workload_ttl": 5 * time.Minute,
+			"target_ttl": 2 * time.Minute, "mode": "strict", "flush": 200 * time.Millisecond,
+		}[name]
+		if got != want {
+			t.Errorf("%s: got %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestRetentionDays(t *testing.T) {
+	c, err := Parse([]byte(minimal + "recording: {retention: 90d, max_bytes: 64MiB}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Recording.Retention.D != 90*24*time.Hour || c.Recording.MaxBytes != 64<<20 {
+		t.Errorf("got %v, %d", c.Recording.Retention.D, c.Recording.MaxBytes)
+	}
+}
+
+// Malformed configs are refused with an error that names the field.
+func TestMalformed(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"empty", ``, "empty"},
+		{"not yaml", "{{{", "config:"},
+		{"unknown key", minimal + "listne: {}\n", "field listne not found"},
+		{"unknown nested key", minimal + "certs: {user_tll: 1h}\n", "user_tll"},
+		{"two documents", minimal + "---\n" + minimal, "more than one YAML document"},
+		{"no data_dir", `oidc: {issuer: "https://i", client_id: b}`, "data_dir: required"},
+		{"no issuer", "data_dir: /x\noidc: {client_id: b}\n", "oidc.issuer: required"},
+		{"issuer not a URL", "data_dir: /x\noidc: {issuer: idp, client_id: b}\n", "oidc.issuer"},
+		{"hs256", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, algorithms: [HS256]}\n", "oidc.algorithms"},
+		{"alg none", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, algorithms: [none]}\n", "only asymmetric"},
+		{"bad duration", minimal + "certs: {user_ttl: forever}\n", "not a duration"},
+		{"negative duration", minimal + "certs: {user_ttl: -1h}\n", "negative"},
+		{"ttl above max", minimal + "certs: {user_ttl: 9h, max_user_ttl: 8h}\n", "certs.user_ttl"},
+		{"long target ttl", minimal + "certs: {target_ttl: 1h}\n", "certs.target_ttl"},
+		{"bad listen", minimal + "listen: {ssh: \"2222\"}\n", "listen.ssh"},
+		{"port out of range", minimal + "listen: {ssh: \":99999\"}\n", "out of range"},
+		{"target without kind", minimal + "targets: [{name: a, address: \"h:22\"}]\n", "targets[0].kind: required"},
+		{"target bad kind", minimal + "targets: [{name: a, kind: rdp, address: \"h:22\"}]\n", "targets[0].kind"},
+		{"ssh target without trust", minimal + "targets: [{name: a, kind: ssh, address: \"h:22\"}]\n", "exactly one of host_key"},
+		{"ssh target with two trusts", minimal + "targets: [{name: a, kind: ssh, address: \"h:22\", host_key: x, trust_on_first_use: true}]\n", "exactly one"},
+		{"target address without port", minimal + "targets: [{name: a, kind: tcp, address: \"h\"}]\n", "targets[0].address"},
+		{"target name with slash", minimal + "targets: [{name: \"a/b\", kind: tcp, address: \"h:1\"}]\n", "targets[0].name"},
+		{"duplicate target", minimal + "targets: [{name: a, kind: tcp, address: \"h:1\"}, {name: a, kind: tcp, address: \"h:2\"}]\n", "duplicate target"},
+		{"postgres without tls", minimal + "targets: [{name: p, kind: postgres, address: \"h:5432\"}]\n", "targets[0].tls"},
+		{"tls on tcp", minimal + "targets: [{name: p, kind: tcp, address: \"h:5432\", tls: {ca_file: x}}]\n", "postgres only"},
+		{"role nobody holds", minimal + "roles: [{name: r, targets: [a]}]\n", "needs groups or users"},
+		{"role bad port", minimal + "roles: [{name: r, groups: [g], ports: [0]}]\n", "ports[0]"},
+		{"login with comma", minimal + "roles: [{name: r, groups: [g], logins: [\"root,deploy\"]}]\n", "logins[0]"},
+		{"rule bad on", minimal + "rules: [{name: x, on: keys, action: block}]\n", "rules[0].on"},
+		{"rule mask on command", minimal + "rules: [{name: x, on: command, action: mask}]\n", "rules[0].action"},
+		{"approve without approvers", minimal + "rules: [{name: x, on: command, action: approve}]\n", "rules[0].approvers"},
+		{"approve unknown role", minimal + "rules: [{name: x, on: command, action: approve, approvers: [ghost]}]\n", "unknown role"},
+		{"bad regex", minimal + "rules: [{name: x, on: command, action: block, match: {regex: \"(\"}}]\n", "match.regex"},
+		{"bad unknowable", minimal + "rules: [{name: x, on: command, action: block, unknowable: maybe}]\n", "unknowable"},
+		{"bad recording mode", minimal + "recording: {mode: sometimes}\n", "recording.mode"},
+		{"bad size", minimal + "recording: {max_bytes: lots}\n", "not a size"},
+		{"bad log level", minimal + "log: {level: loud}\n", "log.level"},
+		{"huge", strings.Repeat("# padding\n", maxConfigBytes/10+1), "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.yaml)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %q, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// All problems are reported at once, each naming its field.
+func TestAllErrorsAtOnce(t *testing.T) {
+	_, err := Parse([]byte("oidc: {}\ntargets: [{name: a}]\n"))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("got %v, want Errors", err)
+	}
+	if len(errs) < 4 {
+		t.Fatalf("got %d errors, want every problem: %v", len(errs), err)
+	}
+	for _, e := range errs {
+		if e.Field == "" {
+			t.Errorf("error without a field: %v", e)
+		}
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "b.yaml")
+	os.WriteFile(p, []byte("data_dir: state\noidc: {issuer: \"https://i\", client_id: b}\ntargets: [{name: p, kind: postgres, address: \"h:5432\", tls: {ca_file: ca.pem}}]\n"), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != filepath.Join(dir, "state") || c.Targets[0].TLS.CAFile != filepath.Join(dir, "ca.pem") {
+		t.Errorf("paths not resolved: %q %q", c.DataDir, c.Targets[0].TLS.CAFile)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{minimal, "", "{{{", minimal + "certs: {user_ttl: 90d}\n", "targets: [{name: a}]", "recording: {max_bytes: 1GiB}"} {
+		f.Add([]byte(s))
+	}
+	if b, err := os.ReadFile("../../configs/bastion.yaml"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		// Whatever parses must have validated.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config Validate refuses: %v", err)
+		}
+	})
+}
