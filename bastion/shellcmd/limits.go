@@ -57,8 +57,17 @@ var recursiveKeywords = map[string]bool{
 }
 
 // checkComplexity returns ErrTooComplex when parsing src could use more
-// than stackBudget bytes of stack. It runs in one pass over src.
+// than stackBudget bytes of stack.
 func checkComplexity(src string) error {
+	if complexity(src, stackBudget) > stackBudget {
+		return ErrTooComplex
+	}
+	return nil
+}
+
+// complexity returns the stack charge of src, in one pass; it stops early
+// once the charge passes limit.
+func complexity(src string, limit uint64) uint64 {
 	var cost uint64
 	// Letters are gathered into runs so that compound keywords are found
 	// whatever surrounds them; a backslash-newline (removed by the lexer
@@ -86,13 +95,10 @@ func checkComplexity(src string) error {
 		}
 		flush()
 		cost += uint64(byteCost[c])
-		if cost > stackBudget {
-			return ErrTooComplex
+		if cost > limit {
+			return cost
 		}
 	}
 	flush()
-	if cost > stackBudget {
-		return ErrTooComplex
-	}
-	return nil
+	return cost
 }

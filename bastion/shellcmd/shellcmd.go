@@ -42,6 +42,9 @@ var (
 	// ErrTooComplex: the text nests so deeply that parsing it could
 	// exhaust the stack (see the Caveats in the package documentation).
 	ErrTooComplex = errors.New("input nests too deeply to parse safely")
+	// ErrInternal: a bug in this package or its parser was hit; the
+	// analysis is refused rather than crashing the caller.
+	ErrInternal = errors.New("internal error")
 )
 
 // Reasons reported in Unknowable.Reason. They are stable strings so that a
@@ -138,8 +141,13 @@ func (a *Analysis) Names() []string {
 // A syntax error, a text longer than MaxInputBytes, or a text nested too
 // deeply to parse safely is an error (wrapping ErrSyntax, ErrTooLarge or
 // ErrTooComplex): the caller must fail closed. Analyze never runs anything
-// and never panics.
-func Analyze(src string) (*Analysis, error) {
+// and never panics: a bug it hits is returned as ErrInternal.
+func Analyze(src string) (_ *Analysis, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("shellcmd: %w: %v", ErrInternal, r)
+		}
+	}()
 	if len(src) > MaxInputBytes {
 		return nil, fmt.Errorf("shellcmd: %d bytes: %w", len(src), ErrTooLarge)
 	}

@@ -100,10 +100,23 @@ func normParts(parts []syntax.WordPart, src string, qc quoteContext, b *strings.
 			b.WriteString(p.Pattern.Value)
 			b.WriteByte(')')
 		case *syntax.BraceExp:
-			// Only present after syntax.SplitBraces; words are
-			// expanded before they are normalised, so this is an
-			// unexpanded brace kept because it was too large.
-			b.WriteString(nodeText(src, p))
+			// Only present after syntax.SplitBraces, in a word
+			// kept unexpanded because its expansion was too large.
+			// (Its Pos panics when an element is empty.)
+			sep := ","
+			if p.Sequence {
+				sep = ".."
+			}
+			b.WriteByte('{')
+			for i, e := range p.Elems {
+				if i > 0 {
+					b.WriteString(sep)
+				}
+				if e != nil {
+					normParts(e.Parts, src, qc, b, out)
+				}
+			}
+			b.WriteByte('}')
 		default:
 			out.lit = false
 			b.WriteString(nodeText(src, part))
@@ -195,10 +208,17 @@ func hasGlobMeta(v string) bool {
 
 // nodeText returns the source text of n, or "" if its offsets are not in
 // src (a node built by brace expansion).
-func nodeText(src string, n syntax.Node) string {
+func nodeText(src string, n syntax.Node) (text string) {
 	if isNil(n) {
 		return ""
 	}
+	defer func() {
+		// Pos and End index into child nodes, and some nodes built
+		// by the syntax package's own helpers lack them.
+		if recover() != nil {
+			text = ""
+		}
+	}()
 	start, end := n.Pos(), n.End()
 	if !start.IsValid() || !end.IsValid() {
 		return ""
@@ -208,29 +228,6 @@ func nodeText(src string, n syntax.Node) string {
 		return ""
 	}
 	return src[s:e]
-}
-
-// braceWords expands the brace expressions in w (`{rm,-rf,x}` is three
-// words). It returns nil if w holds none, and ok=false (with nil) if the
-// expansion would produce more than limit words.
-func braceWords(w *syntax.Word, limit int) (words []*syntax.Word, ok bool) {
-	if !syntax.SplitBraces(w) {
-		return nil, true
-	}
-	for ew, err := range expand.BracesSeq(nil, w) {
-		if err != nil || len(words) >= limit {
-			return nil, false
-		}
-		words = append(words, ew)
-	}
-	return words, true
-}
-
-// literalText returns the text of a word that must be literal (a -c string,
-// a here-string), and whether it was.
-func literalText(w *syntax.Word, src string) (string, bool) {
-	nw := normWord(w, src)
-	return nw.s, nw.lit
 }
 
 // heredocBody returns the body of a here-document redirect and whether it

@@ -3,6 +3,7 @@ package shellcmd
 import (
 	"strings"
 
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -46,22 +47,50 @@ func (a *analyzer) expandArgs(args []*syntax.Word, sc scope, text string) []word
 		if w == nil || len(w.Parts) == 0 {
 			continue
 		}
-		exp, ok := braceWords(w, MaxBraceWords)
-		if !ok {
-			a.unknowable(text, ReasonBraceLimit)
+		exp, reason := a.braceWords(w)
+		if reason != "" {
+			a.unknowable(text, reason)
 		}
 		if exp == nil {
 			out = append(out, splitIFS(w, sc.src)...)
 			continue
 		}
 		for _, ew := range exp {
-			for _, nw := range splitIFS(ew, sc.src) {
-				a.budget -= len(nw.s)
-				out = append(out, nw)
-			}
+			out = append(out, splitIFS(ew, sc.src)...)
 		}
 	}
 	return out
+}
+
+// braceWords expands the brace expressions in w ({rm,-rf,x} is three
+// words). It returns nil if w holds none, or if the expansion is too large
+// (with the reason); every word produced is charged to the budget, so
+// expansion stays linear in the input.
+func (a *analyzer) braceWords(w *syntax.Word) ([]*syntax.Word, string) {
+	if !syntax.SplitBraces(w) {
+		return nil, ""
+	}
+	var words []*syntax.Word
+	for ew, err := range expand.BracesSeq(nil, w) {
+		if err != nil || len(words) >= MaxBraceWords {
+			return nil, ReasonBraceLimit
+		}
+		cost := len(ew.Parts)
+		for _, p := range ew.Parts {
+			if l, ok := p.(*syntax.Lit); ok {
+				cost += len(l.Value)
+			}
+		}
+		if a.budget -= cost; a.budget < 0 {
+			if a.budgetHit {
+				return nil, ""
+			}
+			a.budgetHit = true
+			return nil, ReasonBudget
+		}
+		words = append(words, ew)
+	}
+	return words, ""
 }
 
 // splitIFS normalises w, splitting it where an unquoted $IFS or ${IFS}
