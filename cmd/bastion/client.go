@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
-	"golang.org/x/crypto/ssh/knownhosts"
 	"golang.org/x/term"
 
 	"github.com/bastionhq/bastion/ca"
@@ -73,14 +72,15 @@ func dialBastion(st *ca.State) (*ssh.Client, error) {
 			return nil, err
 		}
 	}
-	hostKeys, err := knownhosts.New(st.KnownHostsPath)
+	hostCA, err := hostCAOf(st.KnownHostsPath)
 	if err != nil {
-		return nil, fmt.Errorf("known hosts: %w", err)
+		return nil, err
 	}
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
 	c, err := ssh.Dial("tcp", st.SSHAddress, &ssh.ClientConfig{
 		User:            st.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: hostKeys,
+		HostKeyCallback: checker.CheckHostKey,
 		Timeout:         20 * time.Second,
 		Config:          ssh.Config{Ciphers: []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305}},
 	})
@@ -88,6 +88,27 @@ func dialBastion(st *ca.State) (*ssh.Client, error) {
 		return nil, fmt.Errorf("connect to %s: %w", st.SSHAddress, err)
 	}
 	return c, nil
+}
+
+// hostCAOf reads the bastion's host CA from the known_hosts file login
+// wrote. (x/crypto's knownhosts matches a "*" pattern on port 22 only,
+// while the bastion usually listens elsewhere.)
+func hostCAOf(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("known hosts: %w", err)
+	}
+	for len(b) > 0 {
+		marker, _, key, _, rest, err := ssh.ParseKnownHosts(b)
+		if err != nil {
+			break
+		}
+		if marker == "cert-authority" {
+			return key.Marshal(), nil
+		}
+		b = rest
+	}
+	return nil, fmt.Errorf("known hosts %s: no @cert-authority line: run `bastion login` again", path)
 }
 
 // agentSigner finds the certificate's key in the running ssh-agent.
