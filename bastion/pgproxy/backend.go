@@ -28,7 +28,7 @@ func (s *session) backendLoop() error {
 	for {
 		typ, body, err := s.ur.next()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if s.ctx.Err() != nil || s.terminated.Load() {
 				return errDone
 			}
 			if errors.Is(err, io.EOF) {
@@ -344,7 +344,7 @@ func (s *session) onError(head *expect, body []byte) error {
 		out = appendErrorFields(nil, 'E', fields)
 	} else {
 		out = s.maskErrorFields('E', body)
-		fields, _ = decodeErrorFields('E', out)
+		fields, _ = decodeErrorFields('E', out[5:])
 	}
 	s.leaveCopyIn()
 	if head != nil && !head.refusal {

@@ -16,6 +16,7 @@ func (s *session) frontendLoop() error {
 		typ, body, err := s.cr.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				s.terminated.Store(true)
 				s.uw.Write([]byte{'X', 0, 0, 0, 4})
 				_ = s.uw.Flush()
 				return nil
@@ -126,6 +127,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		if err := checkEmpty("client", typ, body); err != nil {
 			return err
 		}
+		s.terminated.Store(true)
 		if err := s.forward(typ, body); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,6 +58,8 @@ type session struct {
 	copyEnds   int    // CopyDone/CopyFail messages forwarded
 	copyIn     bool   // the server is in copy-in mode...
 	copyInEnds int    // ...entered when copyEnds was this
+
+	terminated atomic.Bool // the client is gone or sent Terminate
 
 	// Frontend loop only.
 	unsyncedExec bool // an Execute was forwarded since the last Sync
@@ -155,23 +158,19 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 	if ferr != nil {
 		cancel(ferr)
 		<-berr
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, errDone) && !errors.Is(ferr, c) {
+			return c // the backend loop failed first
+		}
 		return ferr
 	}
 	// The client is done: let the server's last words through, then stop.
 	select {
 	case <-berr:
-		return nil
 	case <-time.After(10 * time.Second):
 		cancel(errDone)
 		<-berr
-		return nil
-	case <-ctx.Done():
-		<-berr
-		if c := context.Cause(ctx); c != nil && !errors.Is(c, errDone) {
-			return c
-		}
-		return nil
 	}
+	return nil
 }
 
 // interrupt runs when the session's context ends: tell the client why (unless the end

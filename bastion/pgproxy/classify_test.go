@@ -1,0 +1,284 @@
+package pgproxy
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		sql        string
+		kinds      []string // must all be present
+		notKinds   []string
+		tables     []string
+		unknowable bool
+	}{
+		{sql: "SELECT abalance FROM pgbench_accounts WHERE aid = 1", kinds: []string{"select"}, tables: []string{"pgbench_accounts"}},
+		{sql: "DROP TABLE t", kinds: []string{"drop", "drop_table"}, tables: []string{"t"}},
+		{sql: "DrOp/**/TABLE t", kinds: []string{"drop_table"}, tables: []string{"t"}},
+		{sql: "drop table if exists public.t, s.u cascade", kinds: []string{"drop_table"}, tables: []string{"public.t", "s.u"}},
+		{sql: `DROP TABLE "Weird Name"`, kinds: []string{"drop_table"}, tables: []string{"Weird Name"}},
+		{sql: "DROP VIEW v", kinds: []string{"drop", "drop_view"}, notKinds: []string{"drop_table"}},
+		{sql: "DROP DATABASE shop", kinds: []string{"drop", "drop_database"}},
+		{sql: "TRUNCATE a, b", kinds: []string{"truncate"}, tables: []string{"a", "b"}},
+		{sql: "DELETE FROM t", kinds: []string{"delete", "delete_without_where"}},
+		{sql: "DELETE FROM t WHERE true", kinds: []string{"delete_without_where"}},
+		{sql: "DELETE FROM t WHERE 1 = 1", kinds: []string{"delete_without_where"}},
+		{sql: "DELETE FROM t WHERE id = 3", kinds: []string{"delete"}, notKinds: []string{"delete_without_where"}},
+		{sql: "UPDATE t SET x = 1", kinds: []string{"update", "update_without_where"}},
+		{sql: "UPDATE t SET x = 1 WHERE id IN (SELECT id FROM u)", kinds: []string{"update", "select"}, notKinds: []string{"update_without_where"}, tables: []string{"t", "u"}},
+		{sql: "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone", kinds: []string{"select", "delete", "delete_without_where"}},
+		{sql: "EXPLAIN ANALYZE DELETE FROM t", kinds: []string{"explain", "delete_without_where"}},
+		{sql: "PREPARE p AS DELETE FROM t", kinds: []string{"prepare", "delete_without_where"}},
+		{sql: "EXECUTE p", kinds: []string{"execute"}},
+		{sql: "INSERT INTO t VALUES (1)", kinds: []string{"insert", "values"}, notKinds: []string{"select"}},
+		{sql: "INSERT INTO t SELECT * FROM u", kinds: []string{"insert", "select"}},
+		{sql: "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 2", kinds: []string{"insert", "upsert", "update"}},
+		{sql: "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE", kinds: []string{"merge", "delete"}},
+		{sql: "ALTER TABLE t ADD COLUMN c int", kinds: []string{"alter", "alter_table"}},
+		{sql: "ALTER TABLE t RENAME TO u", kinds: []string{"alter", "rename", "alter_table"}},
+		{sql: "ALTER SYSTEM SET work_mem = '1GB'", kinds: []string{"alter", "alter_system"}},
+		{sql: "GRANT SELECT ON t TO bob", kinds: []string{"grant"}, tables: []string{"t"}},
+		{sql: "REVOKE ALL ON t FROM bob", kinds: []string{"revoke"}},
+		{sql: "GRANT admin TO bob", kinds: []string{"grant", "grant_role", "role_change"}},
+		{sql: "CREATE ROLE x LOGIN", kinds: []string{"create", "create_role", "role_change"}},
+		{sql: "ALTER USER x WITH SUPERUSER", kinds: []string{"alter_role", "role_change"}},
+		{sql: "DROP ROLE x", kinds: []string{"drop_role", "role_change"}},
+		{sql: "SET ROLE admin", kinds: []string{"set", "role_change"}},
+		{sql: "RESET ROLE", kinds: []string{"reset", "role_change"}},
+		{sql: "SET SESSION AUTHORIZATION 'bob'", kinds: []string{"set", "role_change"}},
+		{sql: "SET search_path = x", kinds: []string{"set"}, notKinds: []string{"role_change"}},
+		{sql: "SELECT set_config('role', 'admin', false)", kinds: []string{"select", "set_config"}},
+		{sql: "COPY t FROM PROGRAM 'rm -rf /'", kinds: []string{"copy", "copy_from", "copy_program"}, notKinds: []string{"copy_from_stdin"}},
+		{sql: "COPY t TO '/tmp/x'", kinds: []string{"copy", "copy_to"}, notKinds: []string{"copy_to_stdout"}},
+		{sql: "COPY t FROM STDIN", kinds: []string{"copy_from", "copy_from_stdin"}, tables: []string{"t"}},
+		{sql: "COPY (SELECT * FROM s.t) TO STDOUT", kinds: []string{"copy_to", "copy_to_stdout", "select"}, tables: []string{"s.t"}},
+		{sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", kinds: []string{"create", "create_function"}},
+		{sql: "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC DELETE FROM t; END", kinds: []string{"create_procedure", "delete_without_where"}},
+		{sql: "DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", kinds: []string{"do"}, unknowable: true},
+		{sql: "SELECT query_to_xml('DROP TABLE t', true, true, '')", kinds: []string{"select"}, unknowable: true},
+		{sql: "CALL p()", kinds: []string{"call"}},
+		{sql: "BEGIN", kinds: []string{"transaction", "begin"}},
+		{sql: "COMMIT", kinds: []string{"transaction", "commit"}},
+		{sql: "VACUUM t", kinds: []string{"vacuum"}},
+		{sql: "LOAD 'evil.so'", kinds: []string{"load"}},
+		{sql: "CHECKPOINT", kinds: []string{"checkpoint"}},
+		{sql: "CREATE EXTENSION dblink", kinds: []string{"create", "create_extension"}},
+		{sql: "CREATE TABLE x AS SELECT 1", kinds: []string{"create", "create_table"}},
+		{sql: "SELECT * INTO newt FROM t", kinds: []string{"select_into", "create_table"}},
+		{sql: "SELECT * FROM t FOR UPDATE", kinds: []string{"select", "select_for_update"}},
+		{sql: "LOCK TABLE t", kinds: []string{"lock"}, tables: []string{"t"}},
+		{sql: "SHOW work_mem", kinds: []string{"show"}},
+		{sql: "CREATE INDEX i ON t (x)", kinds: []string{"create_index"}, tables: []string{"t"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.sql, func(t *testing.T) {
+			sts, err := Classify(tc.sql)
+			if err != nil {
+				t.Fatalf("Classify: %v", err)
+			}
+			if len(sts) != 1 {
+				t.Fatalf("got %d statements, want 1", len(sts))
+			}
+			st := sts[0]
+			for _, k := range tc.kinds {
+				if !st.Has(k) {
+					t.Errorf("got kinds %q, want %q among them", st.Kinds, k)
+				}
+			}
+			for _, k := range tc.notKinds {
+				if st.Has(k) {
+					t.Errorf("got kinds %q, want no %q", st.Kinds, k)
+				}
+			}
+			if tc.tables != nil && !reflect.DeepEqual(st.Tables, tc.tables) {
+				t.Errorf("got tables %q, want %q", st.Tables, tc.tables)
+			}
+			if (st.Unknowable != "") != tc.unknowable {
+				t.Errorf("got unknowable %q, want %v", st.Unknowable, tc.unknowable)
+			}
+			if st.SQL != tc.sql {
+				t.Errorf("got SQL %q, want %q", st.SQL, tc.sql)
+			}
+		})
+	}
+}
+
+func TestClassifyMultiAndNormalized(t *testing.T) {
+	sts, err := Classify("SELECT 1;  DROP/**/TABLE t ;\n delete from T where id = 'x'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range sts {
+		got = append(got, st.SQL+" => "+st.Normalized)
+	}
+	want := []string{
+		"SELECT 1 => SELECT $1",
+		"DROP/**/TABLE t => DROP TABLE t",
+		"delete from T where id = 'x' => DELETE FROM t WHERE id = $1",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if sts[1].Kinds[0] != "drop" || !sts[1].Has("drop_table") {
+		t.Errorf("got kinds %q", sts[1].Kinds)
+	}
+}
+
+func TestClassifyFailsClosed(t *testing.T) {
+	for _, sql := range []string{"SELEC 1", "DROP TABLE", "SELECT 'unterminated", "SELECT 1; DROP TABLE t; SELEC"} {
+		sts, err := Classify(sql)
+		if !errors.Is(err, ErrUnparseable) || sts != nil {
+			t.Errorf("Classify(%q): got %v, %v; want ErrUnparseable", sql, sts, err)
+		}
+	}
+	if sts, err := Classify(" -- nothing\n;"); err != nil || len(sts) != 0 {
+		t.Errorf("got %v, %v; want no statements", sts, err)
+	}
+}
+
+func TestClassifyReplication(t *testing.T) {
+	st, ok := classifyReplication("  START_REPLICATION SLOT s LOGICAL 0/0")
+	if !ok || !slices.Equal(st.Kinds, []string{"replication_command", "start_replication"}) {
+		t.Errorf("got %+v, %v", st, ok)
+	}
+	if _, ok := classifyReplication("DROP TABLE t"); ok {
+		t.Error("DROP TABLE classified as a replication command")
+	}
+}
+
+func TestCacheKey(t *testing.T) {
+	tests := []struct {
+		sql   string
+		key   string // with \x01 for strings, \x02 for integers
+		spans int
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;", "aSELECT abalance FROM pgbench_accounts WHERE aid = \x02;", 1},
+		{"SELECT * FROM t WHERE a='x''y' AND b IN (1,2)", "aSELECT * FROM t WHERE a=\x01 AND b IN (\x02,\x02)", 3},
+		{"SELECT E'x', B'1', U&'d', t1, 1.5, 1e3, 0x1f, -5, 1234567890", "aSELECT E'x', B'1', U&'d', t1, 1.5, 1e3, 0x1f, -5, 1234567890", 0},
+		{"SELECT 1::int", "aSELECT 1::int", 0},
+		{"SELECT 'a' -- c", "vSELECT 'a' -- c", 0},
+		{"SELECT '--' FROM t", "aSELECT \x01 FROM t", 1},
+		{"SELECT 'a' /* c */", "vSELECT 'a' /* c */", 0},
+		{`SELECT "q'" FROM t`, `vSELECT "q'" FROM t`, 0},
+		{"SELECT $$x$$", "vSELECT $$x$$", 0},
+		{`SELECT 'a\'`, `vSELECT 'a\'`, 0},
+		{"SELECT 'unterminated", "vSELECT 'unterminated", 0},
+		{"SELECT 'é'", "vSELECT 'é'", 0},
+	}
+	for _, tc := range tests {
+		key, spans, ok := cacheKey(tc.sql)
+		if !ok || key != tc.key || len(spans) != tc.spans {
+			t.Errorf("cacheKey(%q): got %q, %d spans, %v; want %q, %d spans", tc.sql, key, len(spans), ok, tc.key, tc.spans)
+		}
+	}
+	if _, _, ok := cacheKey(strings.Repeat("x", maxCachedSQL+1)); ok {
+		t.Error("oversized statement is cacheable")
+	}
+}
+
+// TestClassifierSoundness checks cached answers against fresh ones for statements that
+// share a key with a cached one, including ones where the constants decide something
+// (they must not be cached).
+func TestClassifierSoundness(t *testing.T) {
+	groups := [][]string{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 1;", "SELECT abalance FROM pgbench_accounts WHERE aid = 99999;"},
+		{"DELETE FROM t WHERE id = 5", "DELETE FROM t WHERE id = 123456789"},
+		{"SELECT * FROM t WHERE name = 'a'", "SELECT * FROM t WHERE name = 'DROP TABLE t'", "SELECT * FROM t WHERE name = ''"},
+		{"COPY t TO 'x'", "COPY t TO ''"},
+		{"SELECT CAST(1 AS float(10))", "SELECT CAST(1 AS float(50))"},
+		{"SET ROLE 'a'", "SET ROLE 'b'"},
+		{"SELECT set_config('role', 'x', false)", "SELECT set_config('work_mem', 'x', false)"},
+		{"SELECT 1; SELECT 2", "SELECT 3; SELECT 4"},
+	}
+	for _, g := range groups {
+		c := NewClassifier(100)
+		for round := 0; round < 2; round++ {
+			for _, sql := range g {
+				cached, err1 := c.Classify(sql)
+				fresh, err2 := Classify(sql)
+				if (err1 == nil) != (err2 == nil) || !reflect.DeepEqual(cached, fresh) {
+					t.Errorf("%q: cached %+v (%v), fresh %+v (%v)", sql, cached, err1, fresh, err2)
+				}
+			}
+		}
+	}
+	c := NewClassifier(100)
+	for i := 0; i < 10; i++ {
+		c.Classify("SELECT abalance FROM pgbench_accounts WHERE aid = " + strings.Repeat("7", i%9+1) + ";")
+	}
+	if hits, misses := c.Stats(); hits != 9 || misses != 1 {
+		t.Errorf("got %d hits, %d misses; want 9, 1", hits, misses)
+	}
+	// Constants the normaliser leaves alone (DDL) keep such statements out of the cache.
+	c = NewClassifier(100)
+	c.Classify("ALTER TABLE t ADD COLUMN c varchar(10) DEFAULT 'x'")
+	c.Classify("ALTER TABLE t ADD COLUMN c varchar(10) DEFAULT 'y'")
+	if hits, _ := c.Stats(); hits != 0 {
+		t.Errorf("got %d hits for DDL with constants, want 0", hits)
+	}
+}
+
+func TestClassifierEviction(t *testing.T) {
+	c := NewClassifier(16)
+	for i := 0; i < 100; i++ {
+		c.Classify("SELECT col" + strings.Repeat("x", i) + " FROM t")
+	}
+	if n := len(c.entries); n > 16 {
+		t.Errorf("got %d entries, want at most 16", n)
+	}
+}
+
+// FuzzClassify: classification never panics, the cached classifier agrees with the
+// uncached one, and rewriting the constants the key abstracts never changes the answer.
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+		"DROP TABLE t", "DrOp/**/TABLE t", "SELECT 1; DROP TABLE t",
+		"SELECT * FROM t WHERE a = 'x' AND b = 2",
+		"DO $$ BEGIN EXECUTE 'x'; END $$", "COPY t FROM PROGRAM 'x'",
+		"SELECT E'\\'' ; DROP TABLE t; --'", "SELECT '\\'' ; DROP TABLE t; --'",
+		"SET ROLE 'a'", "UPDATE t SET x = 1 WHERE 1 = 1", "SELECT 'a'\n'b'",
+		"SELECT U&'d\\0061t' UESCAPE '\\'", "SELECT CAST(1 AS float(10))",
+	} {
+		f.Add(s, "zz")
+	}
+	f.Fuzz(func(t *testing.T, sql, repl string) {
+		if len(sql) > 2000 {
+			return
+		}
+		c := NewClassifier(8)
+		fresh, err := Classify(sql)
+		cached, err2 := c.Classify(sql)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(fresh, cached) {
+			t.Fatalf("first call: cached %+v (%v), fresh %+v (%v)", cached, err2, fresh, err)
+		}
+		// Rewrite every abstracted constant and compare the (possibly cached) answer.
+		_, spans, ok := cacheKey(sql)
+		if !ok || len(spans) == 0 {
+			return
+		}
+		var b strings.Builder
+		prev := 0
+		for _, sp := range spans {
+			b.WriteString(sql[prev:sp[0]])
+			if sql[sp[0]] == '\'' {
+				b.WriteString("'" + strings.ReplaceAll(repl, "'", "''") + "'")
+			} else {
+				b.WriteString("7")
+			}
+			prev = sp[1]
+		}
+		b.WriteString(sql[prev:])
+		other := b.String()
+		fresh2, err := Classify(other)
+		cached2, err2 := c.Classify(other)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(fresh2, cached2) {
+			t.Fatalf("%q after %q: cached %+v (%v), fresh %+v (%v)", other, sql, cached2, err2, fresh2, err)
+		}
+	})
+}
