@@ -399,6 +399,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("robustness", func(t *testing.T) { robustnessTests(t, pg) })
+
 	if testing.Verbose() {
 		t.Logf("transcript:\n%s", h.transcript.String())
 	}

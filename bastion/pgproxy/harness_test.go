@@ -45,7 +45,7 @@ func startCluster(t testing.TB) *testenv.Postgres {
 
 // harness is a proxy listening on loopback in front of the shared cluster.
 type harness struct {
-	t          *testing.T
+	t          testing.TB
 	pg         *testenv.Postgres
 	addr       string
 	port       int
@@ -145,39 +145,10 @@ func luhn(b []byte) bool {
 }
 
 // startProxy runs a proxy in front of pg with the test policy; mod adjusts the Config.
-func startProxy(t *testing.T, pg *testenv.Postgres, mod func(*Config)) *harness {
+func startProxy(t testing.TB, pg *testenv.Postgres, mod func(*Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, pg: pg, cancels: NewCancelRegistry(), transcript: &syncBuffer{}}
-	cfg := Config{
-		DialUpstream: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", pg.Addr)
-		},
-		UpstreamTLS: pg.ServerTLS(),
-		ClientCert: func(ctx context.Context, user string) (*tls.Certificate, error) {
-			c := pg.ClientCA.IssueClient(t, user, 2*time.Minute)
-			return &c, nil
-		},
-		Authorize: func(ctx context.Context, s Startup) error {
-			if s.Replication {
-				return errors.New("replication connections are not allowed")
-			}
-			if s.User != "app" && s.User != "postgres" {
-				return fmt.Errorf("user %q may not connect", s.User)
-			}
-			return nil
-		},
-		Judge:      testJudge,
-		MaskColumn: func(c string) bool { return c == "secret" },
-		MaskValue:  luhnMask,
-		Transcript: h.transcript,
-		Audit: func(ev Event) {
-			h.mu.Lock()
-			h.events = append(h.events, ev)
-			h.mu.Unlock()
-		},
-		Cancels: h.cancels,
-	}
+	cfg := h.baseConfig(t)
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -306,4 +277,41 @@ func writeFile(t *testing.T, dir, name, body string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// baseConfig is the end-to-end tests' Config: the test policy, card masking, the
+// harness's transcript, audit log and cancel registry.
+func (h *harness) baseConfig(t testing.TB) Config {
+	pg := h.pg
+	cfg := Config{
+		DialUpstream: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", pg.Addr)
+		},
+		UpstreamTLS: pg.ServerTLS(),
+		ClientCert: func(ctx context.Context, user string) (*tls.Certificate, error) {
+			c := pg.ClientCA.IssueClient(t, user, 2*time.Minute)
+			return &c, nil
+		},
+		Authorize: func(ctx context.Context, s Startup) error {
+			if s.Replication {
+				return errors.New("replication connections are not allowed")
+			}
+			if s.User != "app" && s.User != "postgres" {
+				return fmt.Errorf("user %q may not connect", s.User)
+			}
+			return nil
+		},
+		Judge:      testJudge,
+		MaskColumn: func(c string) bool { return c == "secret" },
+		MaskValue:  luhnMask,
+		Transcript: h.transcript,
+		Audit: func(ev Event) {
+			h.mu.Lock()
+			h.events = append(h.events, ev)
+			h.mu.Unlock()
+		},
+		Cancels: h.cancels,
+	}
+	return cfg
 }

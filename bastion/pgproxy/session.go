@@ -369,6 +369,11 @@ func (s *session) noteParam(name, value string) {
 // otherwise. The state is only known when nothing is in flight: a pipelined SET (or
 // set_config()) ahead of the statement could change it.
 func (s *session) backslashSafe() error {
+	if s.uw.Buffered() > 0 { // what is forwarded must reach the server before we wait on it
+		if err := s.uw.Flush(); err != nil {
+			return s.upstreamGone(err)
+		}
+	}
 	if err := s.waitIdle(); err != nil {
 		return err
 	}

@@ -33,8 +33,9 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	for {
 		body, err := readStartup(br, s.cfg.Limits.MaxStartup)
 		if err != nil {
-			if errors.Is(err, ErrProtocol) {
-				s.fatal(err, "08P01", "bastion: invalid startup packet")
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				s.fatal(err, "08P01", "bastion: invalid startup packet: "+clean(pe.Reason))
 			}
 			return false, fmt.Errorf("pgproxy: startup: %w", err)
 		}
@@ -86,7 +87,11 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 			}
 			msg, err = decodeStartup(body)
 			if err != nil {
-				return false, s.fatal(err, "08P01", "bastion: invalid startup packet")
+				reason := err.Error()
+				if pe := (*ProtocolError)(nil); errors.As(err, &pe) {
+					reason = pe.Reason
+				}
+				return false, s.fatal(err, "08P01", "bastion: invalid startup packet: "+clean(reason))
 			}
 		}
 		if msg.version != 0 {

@@ -612,7 +612,7 @@ func appendStartupPacket(dst []byte, code uint32, params [][2]string) []byte {
 		dst = appendCString(dst, p[0])
 		dst = appendCString(dst, p[1])
 	}
-	if code == protocolVersion30 {
+	if code>>16 == 3 {
 		dst = append(dst, 0)
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start))

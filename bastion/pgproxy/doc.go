@@ -1,0 +1,89 @@
+// Package pgproxy is the bastion's PostgreSQL-aware forward: it terminates a client's
+// PostgreSQL connection (downstream: psql, pgx, any libpq program, arriving over an SSH
+// direct-tcpip channel), opens its own verified TLS connection to the database (upstream)
+// authenticated with a per-connection client certificate, judges every SQL statement
+// before any of it reaches the server, masks result values before they reach the client
+// or the recording, and writes a readable transcript and one audit event per statement.
+//
+//	psql ──(plain or TLS)──▶ pgproxy ──(TLS, client cert CN=db user)──▶ PostgreSQL
+//	                            │ Authorize(user, database, replication)
+//	                            │ Classify ─▶ Judge: allow / block / hold (approval)
+//	                            │ MaskColumn, MaskValue on RowDescription/DataRow
+//	                            └ Transcript (asciicast-ready text), Audit events
+//
+// # Basics
+//
+// The SSH server calls Serve (or New once and Proxy.Serve) on each channel to a
+// `kind: postgres` target, with a Config whose callbacks are bound to that session: it
+// knows nothing of SSH, the CA, the policy engine or the recorder. Startup:
+//
+//   - SSLRequest is answered 'S' and TLS with Config.ServerTLS, or 'N' when it is nil;
+//     bytes pipelined behind an SSLRequest drop the connection (CVE-2021-23214).
+//     GSSENCRequest is answered 'N'. Protocol 3.x beyond 3.0 and _pq_ options are
+//     declined with NegotiateProtocolVersion.
+//   - CancelRequest: the proxy hands each client a random backend key of its own and
+//     keeps the mapping in the shared CancelRegistry, so a cancel arriving on any forward
+//     reaches the right upstream backend; unknown keys are dropped silently.
+//   - Authorize sees user, database, replication and all parameters; its error goes to
+//     the client as FATAL 28000.
+//   - Upstream: SSLRequest and a fully verified handshake (InsecureSkipVerify refused),
+//     presenting ClientCert(user); or, weaker, a password from Password (SCRAM-SHA-256,
+//     MD5, cleartext only over TLS). The client is told AuthenticationOk by the proxy,
+//     then gets the server's ParameterStatus, the proxy's BackendKeyData and
+//     ReadyForQuery.
+//
+// Statements: a simple Query is classified (Classify: pg_query, PostgreSQL's own parser)
+// and every statement in it judged before any is sent; in the extended protocol each
+// Parse is judged, so a prepared statement blocked at Parse can never be executed; a
+// fastpath FunctionCall is judged as kind "function_call". COPY data is forwarded as data
+// and never parsed. A refused statement never reaches the server: the proxy sends in its
+// place a statement the server rejects with a syntax error, so that the server does what
+// it does after any error (aborts the transaction, skips to Sync, answers
+// ReadyForQuery) and client and server stay in step; the client sees the proxy's own
+// ErrorResponse instead (42501 naming the rule; 42601 when the SQL does not parse). A
+// held statement sends the client a NoticeResponse with the request ID, then waits for
+// Verdict.Wait.
+//
+// Masking: columns MaskColumn names are replaced by ColumnMask (their RowDescription
+// type becomes text so the mask decodes); text values go through MaskValue; a binary
+// value that must be masked (by column, or because MaskValue matches its bytes or, for
+// int8 and numeric, its decimal form) is sent as NULL and the client gets one
+// NoticeResponse per statement. Rows stream one at a time; a row that cannot be masked
+// (MaskValue panics, the row does not match its description) is withheld, never sent,
+// and the client is told how many. Notifications, COPY TO data, function results and
+// error messages go through MaskValue too. COPY TO STDOUT is refused while MaskColumn is
+// set, since its columns cannot be masked by name.
+//
+// # Concurrency
+//
+// Each connection runs two goroutines: one reads the client, judges and writes upstream
+// (only it writes upstream); the other reads the server, masks and writes to the client.
+// A queue of expectations, one per forwarded message the server answers, lets the second
+// attribute every response to its request. Judge, Wait, MaskColumn, MaskValue, Audit and
+// the Transcript writer are called from these goroutines and must be safe for concurrent
+// use across connections. A Config's CancelRegistry and Classifier are shared across
+// connections. Serve returns when both goroutines are done; cancelling its context ends
+// the connection with a FATAL message carrying context.Cause.
+//
+// # Caveats
+//
+//   - The parser is PostgreSQL 17's (pg_query v6); statements only an older server
+//     accepts fail closed, and a newer server's new syntax is refused as unparseable.
+//   - pg_query reads text as standard_conforming_strings=on in an ASCII-safe encoding.
+//     The proxy tracks both settings from the server's ParameterStatus and refuses any
+//     statement containing a backslash (the only byte whose meaning changes) unless both
+//     are safe and nothing is in flight that could have changed them.
+//   - Kinds are syntactic: "delete_without_where" means no WHERE that refers to a column;
+//     a function or procedure body (other than SQL-standard BEGIN ATOMIC bodies) is not
+//     inspected; DO blocks and functions that execute SQL strings are marked Unknowable.
+//   - MaskColumn sees result column names, which a query can rename ("SELECT card AS
+//     x"): it is a guardrail; MaskValue (a content detector) is what catches card
+//     numbers however they are selected.
+//   - Replication connections are refused unless Authorize allows them; replication
+//     commands are then judged as kind "replication_command" and the replication stream
+//     goes through MaskValue like any COPY data.
+//   - The startup "options" parameter (-c setting=value) is forwarded; refuse it in
+//     Authorize if sessions must not choose settings such as role.
+//   - Password authentication means the server holds a long-lived secret and the bastion
+//     a copy of it: prefer client certificates. SCRAM passwords are not SASLprep'd.
+package pgproxy
