@@ -125,7 +125,8 @@ type screen struct {
 	// mark: where the line being typed starts
 	mark    bool
 	mx, my  int   // my < 0: the mark row is off[len(off)+my]
-	off     []row // rows at or after the mark that scrolled off the top
+	off     []row // rows at or after the mark that scrolled off the top (a ring)
+	offHead int   // index of the oldest row in off once it is full
 	offLost bool  // more than maxOff rows scrolled off
 	moved   bool  // the mark row was destroyed; the mark was moved to a guess
 	cleared bool  // the whole screen was erased while marked; the mark is (0,0)
@@ -143,7 +144,13 @@ func clampSize(cols, rows int) (int, int) {
 	return min(max(cols, 2), maxCols), min(max(rows, 1), maxRows)
 }
 
-func (s *screen) line(y int) *row { return &s.ring[(s.base+y)%s.rows] }
+func (s *screen) line(y int) *row {
+	i := s.base + y
+	if i >= s.rows {
+		i -= s.rows
+	}
+	return &s.ring[i]
+}
 
 // resize changes the window size without reflowing, as xterm does: rows
 // below the cursor are dropped first, then rows at the top scroll away.
@@ -182,9 +189,50 @@ func (s *screen) resize(cols, rows int) {
 
 // write feeds output bytes from the target.
 func (s *screen) write(p []byte) {
-	for _, b := range p {
-		s.step(b)
+	for i := 0; i < len(p); {
+		if s.st == stGround && s.un == 0 && !s.alt && !s.insert && p[i] >= 0x20 && p[i] < 0x7f {
+			if j := s.printASCII(p, i); j > i {
+				i = j
+				continue
+			}
+		}
+		s.step(p[i])
+		i++
 	}
+}
+
+// printASCII draws a run of printable ASCII from p[i] on, the common case,
+// without the general glyph path; it returns the index after the run.
+func (s *screen) printASCII(p []byte, i int) int {
+	for i < len(p) {
+		b := p[i]
+		if b < 0x20 || b >= 0x7f {
+			return i
+		}
+		if s.pending {
+			if !s.autowrap {
+				return i
+			}
+			s.line(s.y).wrapped = true
+			s.index()
+			s.x = 0
+		}
+		ln := s.line(s.y)
+		if s.x < len(ln.c) && (ln.c[s.x] == wideTail || s.x+1 < len(ln.c) && ln.c[s.x+1] == wideTail) {
+			return i // splits a wide glyph: the general path
+		}
+		ln.set(s.x, rune(b))
+		s.lastRun = rune(b)
+		if s.mark {
+			s.drawn++
+		}
+		if s.x++; s.x >= s.cols {
+			s.x = s.cols - 1
+			s.pending = s.autowrap
+		}
+		i++
+	}
+	return i
 }
 
 func (s *screen) step(b byte) {
@@ -791,13 +839,28 @@ func (s *screen) rotate(top, bot, n int) {
 	}
 }
 
+// keepOff keeps a copy of a row scrolled off the top while a line is being
+// typed, in a ring of maxOff rows whose buffers are reused.
 func (s *screen) keepOff(r *row) {
-	if len(s.off) >= maxOff {
-		s.off = s.off[1:]
+	var dst *row
+	if n := len(s.off); n < maxOff {
+		if n < cap(s.off) {
+			s.off = s.off[:n+1]
+		} else {
+			s.off = append(s.off, row{})
+		}
+		dst = &s.off[n]
+	} else {
+		dst = &s.off[s.offHead]
+		s.offHead = (s.offHead + 1) % maxOff
 		s.offLost = true
 	}
-	s.off = append(s.off, row{c: append([]rune(nil), r.c...), wrapped: r.wrapped})
+	dst.c = append(dst.c[:0], r.c...)
+	dst.wrapped = r.wrapped
 }
+
+// offRow returns the i-th oldest kept row.
+func (s *screen) offRow(i int) *row { return &s.off[(s.offHead+i)%len(s.off)] }
 
 func (s *screen) el(mode int) {
 	if s.alt {
@@ -854,7 +917,7 @@ func (s *screen) eraseAll() {
 		s.line(y).reset()
 	}
 	if s.mark {
-		s.mx, s.my, s.off, s.cleared = 0, 0, nil, true
+		s.mx, s.my, s.off, s.offHead, s.cleared = 0, 0, s.off[:0], 0, true
 	}
 }
 
@@ -866,7 +929,7 @@ func (s *screen) setMark() {
 	if s.pending {
 		s.mx = s.cols
 	}
-	s.off, s.offLost, s.moved, s.cleared, s.drawn = nil, false, false, false, 0
+	s.off, s.offHead, s.offLost, s.moved, s.cleared, s.drawn = s.off[:0], 0, false, false, false, 0
 	if s.alt {
 		return
 	}
@@ -882,7 +945,8 @@ func (s *screen) setMark() {
 }
 
 func (s *screen) clearMark() {
-	s.mark, s.off, s.offLost, s.moved, s.cleared, s.drawn = false, nil, false, false, false, 0
+	s.mark, s.off, s.offLost, s.moved, s.cleared, s.drawn = false, s.off[:0], false, false, false, 0
+	s.offHead = 0
 }
 
 // markRows returns the rows from the mark row down to the bottom of the screen.
@@ -891,7 +955,7 @@ func (s *screen) markRows() []*row {
 	y := s.my
 	if y < 0 {
 		for i := max(len(s.off)+y, 0); i < len(s.off); i++ {
-			rows = append(rows, &s.off[i])
+			rows = append(rows, s.offRow(i))
 		}
 		y = 0
 	}
