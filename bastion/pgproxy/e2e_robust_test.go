@@ -169,6 +169,55 @@ func robustnessTests(t *testing.T, pg *testenv.Postgres) {
 		}
 	})
 
+	t.Run("cancellation during startup", func(t *testing.T) {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cfg := h.baseConfig(t)
+		cfg.Authorize = func(context.Context, Startup) error {
+			cancel(errors.New("bastion shutting down"))
+			return nil
+		}
+		p, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		done := make(chan error, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				done <- err
+				return
+			}
+			done <- p.Serve(ctx, c)
+		}()
+		client := dial(t, l.Addr().String())
+		client.Write(appendStartupPacket(nil, protocolVersion30, [][2]string{{"user", "app"}, {"database", "shop"}}))
+		fatal := (&rawConn{conn: client, fe: pgproto3.NewFrontend(client, client)}).readFatal(t)
+		if fatal.Severity != "FATAL" {
+			t.Errorf("got %+v", fatal)
+		}
+		if err := <-done; err == nil {
+			t.Error("Serve returned nil")
+		}
+	})
+
+	t.Run("a vanished client's statement is cancelled", func(t *testing.T) {
+		c := dial(t, h.addr)
+		c.Write(appendStartupPacket(nil, protocolVersion30, [][2]string{{"user", "app"}, {"database", "shop"}, {"application_name", "vanisher"}}))
+		untilReady(t, c)
+		c.Write(appendQuery(nil, "SELECT pg_sleep(30)"))
+		waitActive(t, pg, "vanisher")
+		c.Close()
+		waitFor(t, func() bool {
+			got := pg.QueryStrings(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'vanisher' AND state = 'active'")
+			return len(got) == 1 && got[0] == "0"
+		})
+	})
+
 	t.Run("backslashes", func(t *testing.T) {
 		r := h.psql(t, "", "-A", "-t", "-c", `SELECT 'a\b', E'x\ty'`)
 		if r.err != nil || strings.TrimSpace(r.stdout) != "a\\b|x\ty" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // frontendLoop reads the client's messages, judges statements and forwards what may pass.
@@ -16,6 +17,7 @@ func (s *session) frontendLoop() error {
 		typ, body, err := s.cr.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
+				s.vanished()
 				s.terminated.Store(true)
 				s.uw.Write([]byte{'X', 0, 0, 0, 4})
 				_ = s.uw.Flush()
@@ -36,6 +38,21 @@ func (s *session) frontendLoop() error {
 			if err := s.uw.Flush(); err != nil {
 				return s.upstreamGone(err)
 			}
+		}
+	}
+}
+
+// vanished handles a client that went away without Terminate: whatever it left running
+// on the server is cancelled rather than left to finish for nobody.
+func (s *session) vanished() {
+	s.qmu.Lock()
+	busy := s.pendingRFQ > 0
+	s.qmu.Unlock()
+	if busy && s.cancelTarget != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		defer cancel()
+		if err := s.cancelTarget.send(ctx); err != nil {
+			s.log.Warn("cancelling the statement of a vanished client failed", "err", err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	connMu    sync.Mutex // guards the three fields below while startup sets them
 	rawClient net.Conn
 	client    net.Conn // rawClient, or TLS over it
 	upstream  net.Conn
@@ -43,9 +45,10 @@ type session struct {
 	ur  *msgReader
 	uw  *bufio.Writer // frontend loop only
 
-	startup    Startup
-	unregister func()
-	nonce      string // marks the proxy's own refusal statements
+	startup      Startup
+	unregister   func()
+	cancelTarget *cancelTarget // cancels the upstream backend
+	nonce        string        // marks the proxy's own refusal statements
 
 	// Shared between the loops, under qmu.
 	qmu        sync.Mutex
@@ -176,9 +179,12 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 // interrupt runs when the session's context ends: tell the client why (unless the end
 // is a normal one), then close both connections so the loops return.
 func (s *session) interrupt() {
+	s.connMu.Lock()
+	client, cw := s.client, s.cw
+	s.connMu.Unlock()
 	cause := context.Cause(s.ctx)
-	if cause != nil && !errors.Is(cause, errDone) && s.cw != nil {
-		_ = s.client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if cause != nil && !errors.Is(cause, errDone) && cw != nil {
+		_ = client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		msg := "bastion: session ended: " + clean(cause.Error())
 		code := "57P01" // admin_shutdown
 		var pe *ProtocolError
@@ -187,24 +193,43 @@ func (s *session) interrupt() {
 			if pe.Side == "server" {
 				msg = "bastion: the server broke the protocol; connection closed"
 			} else {
-				msg = "bastion: " + clean(pe.Reason) + "; connection closed"
+				msg = "bastion: " + clean(strings.TrimPrefix(pe.Error(), "pgproxy: ")) + "; connection closed"
 			}
 		}
 		s.cwMu.Lock()
-		_, _ = s.cw.Write(errorMsg('E', "FATAL", code, msg, "", ""))
-		_ = s.cw.Flush()
+		_, _ = cw.Write(errorMsg('E', "FATAL", code, msg, "", ""))
+		_ = cw.Flush()
 		s.cwMu.Unlock()
 	}
 	s.closeConns()
 }
 
-func (s *session) closeConns() {
-	_ = s.rawClient.Close()
-	if s.client != s.rawClient {
-		_ = s.client.Close()
+// setConns replaces the client connection, the upstream connection or the client
+// writer (nil leaves one as is).
+func (s *session) setConns(client, upstream net.Conn, cw *bufio.Writer) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if client != nil {
+		s.client = client
 	}
-	if s.upstream != nil {
-		_ = s.upstream.Close()
+	if upstream != nil {
+		s.upstream = upstream
+	}
+	if cw != nil {
+		s.cw = cw
+	}
+}
+
+func (s *session) closeConns() {
+	s.connMu.Lock()
+	raw, client, upstream := s.rawClient, s.client, s.upstream
+	s.connMu.Unlock()
+	_ = raw.Close()
+	if client != raw {
+		_ = client.Close()
+	}
+	if upstream != nil {
+		_ = upstream.Close()
 	}
 }
 

@@ -64,7 +64,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 			if err := tc.HandshakeContext(s.ctx); err != nil {
 				return false, fmt.Errorf("pgproxy: client TLS handshake: %w", err)
 			}
-			s.client = tc
+			s.setConns(tc, nil, nil)
 			br = bufio.NewReaderSize(tc, 512)
 		case gssEncRequestCode:
 			if len(body) != 4 || gssDone {
@@ -103,7 +103,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 		// Keep what the client pipelined after its startup packet.
 		s.cbr = bufio.NewReaderSize(io.MultiReader(br, s.client), bufSize)
 	}
-	s.cw = bufio.NewWriterSize(s.client, bufSize)
+	s.setConns(nil, nil, bufio.NewWriterSize(s.client, bufSize))
 	s.cr = newMsgReader(s.cbr, s.cfg.Limits.MaxMessage, frontendTypes, "client")
 
 	// Protocol 3.x beyond 3.0 and _pq_ extensions are declined with
@@ -162,7 +162,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 // fatal sends a FATAL ErrorResponse to the client during startup and returns err.
 func (s *session) fatal(err error, code, message string) error {
 	if s.cw == nil {
-		s.cw = bufio.NewWriterSize(s.client, 512)
+		s.setConns(nil, nil, bufio.NewWriterSize(s.client, 512))
 	}
 	_ = s.sendClient(errorMsg('E', "FATAL", code, message, "", ""))
 	return err
@@ -186,7 +186,7 @@ func (s *session) connectUpstream(params [][2]string) ([]byte, error) {
 	if err != nil {
 		return nil, upErr("dial: %v", err)
 	}
-	s.upstream = conn
+	s.setConns(nil, conn, nil)
 	_ = conn.SetDeadline(s.cfg.Now().Add(s.cfg.Limits.StartupTimeout))
 	var tlsOn bool
 	if s.cfg.UpstreamTLS != nil {
@@ -203,7 +203,8 @@ func (s *session) connectUpstream(params [][2]string) ([]byte, error) {
 		if err != nil {
 			return nil, upErr("%v", err)
 		}
-		s.upstream, tlsOn = tconn, true
+		s.setConns(nil, tconn, nil)
+		tlsOn = true
 	}
 	s.ubr = bufio.NewReaderSize(s.upstream, bufSize)
 	s.uw = bufio.NewWriterSize(s.upstream, bufSize)
@@ -417,21 +418,23 @@ func passwordMessage(body []byte) []byte {
 
 // registerCancel gives the client a bastion-issued backend key mapped to the server's.
 func (s *session) registerCancel(upPID, upSecret uint32, haveKey bool) (pid, secret uint32) {
-	if s.cfg.Cancels == nil || !haveKey {
+	if haveKey {
+		dial, tlsCfg := s.cfg.DialUpstream, s.cfg.UpstreamTLS
+		if tlsCfg != nil {
+			tlsCfg = tlsCfg.Clone()
+			tlsCfg.Certificates, tlsCfg.GetClientCertificate = nil, nil
+		}
+		s.cancelTarget = &cancelTarget{send: func(ctx context.Context) error {
+			return sendCancel(ctx, dial, tlsCfg, upPID, upSecret)
+		}}
+	}
+	if s.cfg.Cancels == nil || s.cancelTarget == nil {
 		// A key that maps to nothing: cancel requests are dropped.
 		k, unregister := (&CancelRegistry{}).register(&cancelTarget{})
 		unregister()
 		return k.pid, k.secret
 	}
-	dial, tlsCfg := s.cfg.DialUpstream, s.cfg.UpstreamTLS
-	if tlsCfg != nil {
-		tlsCfg = tlsCfg.Clone()
-		tlsCfg.Certificates, tlsCfg.GetClientCertificate = nil, nil
-	}
-	t := &cancelTarget{send: func(ctx context.Context) error {
-		return sendCancel(ctx, dial, tlsCfg, upPID, upSecret)
-	}}
-	k, unregister := s.cfg.Cancels.register(t)
+	k, unregister := s.cfg.Cancels.register(s.cancelTarget)
 	s.unregister = unregister
 	return k.pid, k.secret
 }
