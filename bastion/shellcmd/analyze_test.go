@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -520,4 +521,40 @@ func hasReason(a *Analysis, reason string) bool {
 // quoteForTest single-quotes s for the shell.
 func quoteForTest(s string) (string, error) {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'", nil
+}
+
+// TestAnalyzeConcurrent runs analyses in parallel and checks each result:
+// Analyze shares no state between calls (expand.Format with a nil Config
+// does, and corrupted $'...' strings under load before this was fixed).
+func TestAnalyzeConcurrent(t *testing.T) {
+	t.Parallel()
+	srcs := []string{`$'\x72\x6d' -rf /tmp/victim`, `echo $'\u00e9t\xc3\xa9'`, `bash -c $'rm\tx'`, "{rm,-rf,/tmp/victim}"}
+	want := make([][]string, len(srcs))
+	for i, src := range srcs {
+		a := analyzeOK(t, src)
+		want[i] = a.Commands[len(a.Commands)-1].Argv
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Go(func() {
+			for n := 0; n < 200; n++ {
+				i := (g + n) % len(srcs)
+				a, err := Analyze(srcs[i])
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				if got := a.Commands[len(a.Commands)-1].Argv; !slices.Equal(got, want[i]) {
+					errs <- fmt.Sprintf("Analyze(%q): got %q, want %q", srcs[i], got, want[i])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }

@@ -161,6 +161,7 @@
 // could drive the parser's stack past 64 MiB (about 8000 open parentheses,
 // or a megabyte of ordinary commands) is refused with [ErrTooComplex]
 // before it is parsed. Nested strings that are too complex, too deep or
-// beyond the total work budget (16 times the input) are reported as
+// beyond the total work budget (four times the input, counting nested text
+// parsed again and the text of every command reported) are reported as
 // Unknowable. Analysis is linear in the input.
 package shellcmd

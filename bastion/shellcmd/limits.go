@@ -13,35 +13,40 @@ package shellcmd
 // refuses the text when the sum passes stackBudget. Whatever the parser
 // does with the bytes, its stack cannot exceed the sum of their charges.
 //
-// Measured costs per level, rounded up to a power of two: "(" in arithmetic
-// 4 KiB, "$[" 8 KiB, "{" and "$(" 2 KiB, "\"$(" 3 KiB, a compound keyword
-// about 1.5 KiB, "!" or "?" about 1 KiB, "&&" or "||" in [[ ]] about 320 B,
-// "a=" in arithmetic 256 B, unary "-", "+", "~" about 128 B. Lists,
+// Measured upper bounds per level: "(" in arithmetic 4 KiB, "$[" 8 KiB,
+// "{" and "$(" 2 KiB, "\"$(" 3 KiB, a compound keyword about 1.5 KiB, "!"
+// or "?" about 1 KiB, "&&" or "||" in [[ ]] about 320 B, "a=" in
+// arithmetic 256 B, "2**" 190 B, unary "-", "+", "~" 128 B. Lists,
 // pipelines, && chains, elif chains, words and redirections are parsed
-// iteratively and cost nothing per element.
+// iteratively and cost nothing per element. TestStackBound parses the
+// deepest admitted input of every construct under a lowered stack limit.
 
 // stackBudget is the most stack, in bytes, that parsing may be allowed to
-// use. It admits any realistic command line: 8192 nested parentheses, or
-// a megabyte of ordinary commands with pipes, options and quotes.
+// use. It admits 8192 nested parentheses, any realistic script of 128 KiB
+// (the most Linux passes to sh -c), and a megabyte of simple commands
+// with pipes, options and quotes.
 const stackBudget = 64 << 20
 
-// byteCost is the stack charge of each byte value.
+// byteCost is the stack charge of each byte value. Bytes that cannot
+// open a level by themselves are charged a little anyway, against
+// constructs not measured.
 var byteCost = func() (t [256]uint32) {
+	for c := range t {
+		if c > ' ' && c < 0x7f && (c < '0' || c > '9') && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+			t[c] = 64 // other punctuation
+		}
+	}
 	for _, c := range "([{" {
 		t[c] = 8192
 	}
 	t['`'] = 4096
-	t['"'] = 2048
 	t['!'] = 2048
 	t['?'] = 2048
-	t['$'] = 1024
-	t['&'] = 512
-	t['|'] = 512
-	t['='] = 512
-	t['<'] = 256
-	t['>'] = 256
-	for _, c := range "-+~*/%^,:" {
+	for _, c := range "\"&|=" {
 		t[c] = 256
+	}
+	for _, c := range "-+~*" {
+		t[c] = 128
 	}
 	return t
 }()
@@ -50,10 +55,11 @@ var byteCost = func() (t [256]uint32) {
 const keywordCost = 4096
 
 // recursiveKeywords are the reserved words that open a nesting level.
+// (then, else, do, in belong to the level their if/for/while opened; elif
+// chains are parsed iteratively.)
 var recursiveKeywords = map[string]bool{
-	"if": true, "elif": true, "then": true, "else": true,
-	"while": true, "until": true, "for": true, "select": true, "do": true,
-	"case": true, "in": true, "function": true, "time": true, "coproc": true,
+	"if": true, "while": true, "until": true, "for": true, "select": true,
+	"case": true, "function": true, "time": true, "coproc": true,
 }
 
 // checkComplexity returns ErrTooComplex when parsing src could use more

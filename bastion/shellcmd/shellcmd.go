@@ -164,7 +164,7 @@ func Analyze(src string) (_ *Analysis, err error) {
 	if trailingContinuation(src, f) {
 		return &Analysis{Incomplete: true}, nil
 	}
-	an := &analyzer{out: &Analysis{}, budget: 16*len(src) + 64<<10}
+	an := &analyzer{out: &Analysis{}, budget: 4*len(src) + 64<<10}
 	an.walkFile(f.Stmts, scope{src: src}, false)
 	return an.out, nil
 }

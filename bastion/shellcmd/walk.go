@@ -10,8 +10,19 @@ import (
 // analyzer collects the result of one Analyze call.
 type analyzer struct {
 	out       *Analysis
-	budget    int  // bytes that nested parsing and brace expansion may still use
-	budgetHit bool // ReasonBudget was reported
+	budget    int  // bytes that nested parsing, brace expansion and output may still use
+	budgetHit bool // ReasonBudget was reported; nothing more is followed
+	p         *syntax.Parser
+}
+
+// parser returns the analyzer's parser for nested text. Each use parses
+// to the end before the result is walked, so one parser serves every
+// level; reusing it saves its buffers on inputs with many small strings.
+func (a *analyzer) parser() *syntax.Parser {
+	if a.p == nil {
+		a.p = syntax.NewParser(syntax.Variant(syntax.LangBash))
+	}
+	return a.p
 }
 
 // scope is one piece of text being walked: the top-level input, or code
@@ -266,6 +277,21 @@ func isNil(n syntax.Node) bool {
 	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
+// spend charges n bytes of work to the budget. Once it is exhausted the
+// analysis reports ReasonBudget (once) and follows nothing more: the caller
+// treats the text as unknowable, so skipping the rest fails closed.
+func (a *analyzer) spend(n int, text string) bool {
+	if a.budgetHit {
+		return false
+	}
+	if a.budget -= n; a.budget < 0 {
+		a.budgetHit = true
+		a.unknowable(text, ReasonBudget)
+		return false
+	}
+	return true
+}
+
 // unknowable records a construct whose effect cannot be known.
 func (a *analyzer) unknowable(text, reason string) {
 	if len(text) > maxUnknowableText {
@@ -280,9 +306,18 @@ func (a *analyzer) unknowable(text, reason string) {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// emit records a command.
-func (a *analyzer) emit(argv []string, wrappers []string) {
+// emit records a command, charging its text to the budget (wrapper chains
+// repeat their inner words in every level's argv).
+func (a *analyzer) emit(argv []string, wrappers []string, text string) bool {
+	n := 16
+	for _, s := range argv {
+		n += len(s) + 1
+	}
+	if !a.spend(n, text) {
+		return false
+	}
 	a.out.Commands = append(a.out.Commands, newCommand(argv, wrappers))
+	return true
 }
 
 func newCommand(argv []string, wrappers []string) Command {
@@ -351,20 +386,15 @@ func (a *analyzer) nested(text string, depth int, wrappers []string, stdinPipe b
 		a.unknowable(reportText, ReasonTooDeep)
 		return
 	}
-	if len(text) > a.budget {
-		if !a.budgetHit {
-			a.budgetHit = true
-			a.unknowable(reportText, ReasonBudget)
-		}
+	if !a.spend(len(text), reportText) {
 		return
 	}
-	a.budget -= len(text)
 	if checkComplexity(text) != nil {
 		a.unknowable(reportText, ReasonTooComplex)
 		return
 	}
 	inner := scope{src: text, depth: depth + 1, wrappers: wrappers}
-	p := syntax.NewParser(syntax.Variant(syntax.LangBash))
+	p := a.parser()
 	// Like bash, the statements before a syntax error run before the
 	// error is found, so they are reported too.
 	var stmts []*syntax.Stmt
@@ -398,7 +428,7 @@ func (a *analyzer) decl(d *syntax.DeclClause, sc scope) {
 		}
 		argv = append(argv, assignText(as, sc.src))
 	}
-	a.emit(argv, sc.wrappers)
+	a.emit(argv, sc.wrappers, nodeText(sc.src, d))
 }
 
 // assignText returns the normalised text of one declare argument.
@@ -435,7 +465,7 @@ func (a *analyzer) let(l *syntax.LetClause, sc scope) {
 		}
 		argv = append(argv, nodeText(sc.src, e))
 	}
-	a.emit(argv, sc.wrappers)
+	a.emit(argv, sc.wrappers, nodeText(sc.src, l))
 }
 
 // specialAssign follows assignments whose value the shell later runs as
@@ -466,12 +496,14 @@ func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
 	if !strings.Contains(w.s, "$") && !strings.Contains(w.s, "`") {
 		return
 	}
-	if sc.depth+1 > MaxDepth || checkComplexity(w.s) != nil || len(w.s) > a.budget {
+	if !a.spend(len(w.s), text) {
+		return
+	}
+	if sc.depth+1 > MaxDepth || checkComplexity(w.s) != nil {
 		a.unknowable(text, ReasonPrompt)
 		return
 	}
-	a.budget -= len(w.s)
-	doc, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Document(strings.NewReader(w.s))
+	doc, err := a.parser().Document(strings.NewReader(w.s))
 	if err != nil {
 		a.unknowable(text, ReasonPrompt)
 		return

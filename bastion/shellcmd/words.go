@@ -51,6 +51,12 @@ const (
 // normWord normalises w. src is the text w was parsed from (for the source
 // text of run-time parts).
 func normWord(w *syntax.Word, src string) word {
+	if len(w.Parts) == 1 {
+		// The common case: one plain literal.
+		if l, ok := w.Parts[0].(*syntax.Lit); ok && strings.IndexByte(l.Value, '\\') < 0 && strings.IndexByte(l.Value, 0) < 0 {
+			return word{s: l.Value, lit: true, glob: hasGlobMeta(l.Value)}
+		}
+	}
 	var out word
 	out.lit = true
 	var b strings.Builder
@@ -167,7 +173,13 @@ func unescape(v string, qc quoteContext) string {
 // ansiC decodes the body of a $'...' string; like bash, the value ends at
 // the first NUL it produces.
 func ansiC(v string) string {
-	s, _, err := expand.Format(nil, v, nil)
+	if strings.IndexByte(v, '\\') < 0 {
+		return v
+	}
+	// A fresh Config each time: with a nil one, expand.Format writes into
+	// a builder shared by the whole process, and concurrent calls corrupt
+	// each other's results (mvdan.cc/sh/v3 v3.14.1).
+	s, _, err := expand.Format(&expand.Config{}, v, nil)
 	if err != nil {
 		return v
 	}

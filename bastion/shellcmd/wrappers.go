@@ -27,7 +27,7 @@ type peelState struct {
 
 // call reports the simple command call and what it runs.
 func (a *analyzer) call(call *syntax.CallExpr, stmt *syntax.Stmt, sc scope, stdinPipe, timed bool) {
-	if len(call.Args) == 0 {
+	if len(call.Args) == 0 || a.budgetHit {
 		return
 	}
 	text := nodeText(sc.src, call)
@@ -47,7 +47,7 @@ func (a *analyzer) expandArgs(args []*syntax.Word, sc scope, text string) []word
 		if w == nil || len(w.Parts) == 0 {
 			continue
 		}
-		exp, reason := a.braceWords(w)
+		exp, reason := a.braceWords(w, text)
 		if reason != "" {
 			a.unknowable(text, reason)
 		}
@@ -66,12 +66,12 @@ func (a *analyzer) expandArgs(args []*syntax.Word, sc scope, text string) []word
 // words). It returns nil if w holds none, or if the expansion is too large
 // (with the reason); every word produced is charged to the budget, so
 // expansion stays linear in the input.
-func (a *analyzer) braceWords(w *syntax.Word) ([]*syntax.Word, string) {
+func (a *analyzer) braceWords(w *syntax.Word, text string) ([]*syntax.Word, string) {
 	if !syntax.SplitBraces(w) {
 		return nil, ""
 	}
 	var words []*syntax.Word
-	for ew, err := range expand.BracesSeq(nil, w) {
+	for ew, err := range expand.BracesSeq(&expand.Config{}, w) {
 		if err != nil || len(words) >= MaxBraceWords {
 			return nil, ReasonBraceLimit
 		}
@@ -81,12 +81,8 @@ func (a *analyzer) braceWords(w *syntax.Word) ([]*syntax.Word, string) {
 				cost += len(l.Value)
 			}
 		}
-		if a.budget -= cost; a.budget < 0 {
-			if a.budgetHit {
-				return nil, ""
-			}
-			a.budgetHit = true
-			return nil, ReasonBudget
+		if !a.spend(cost, text) {
+			return nil, ""
 		}
 		words = append(words, ew)
 	}
@@ -162,7 +158,9 @@ func (a *analyzer) peel(words []word, st peelState) {
 			a.unknowable(st.text, st.replReason)
 			return
 		}
-		a.emit(wordStrings(words), st.wrappers)
+		if !a.emit(wordStrings(words), st.wrappers, st.text) {
+			return
+		}
 		name := baseName(w0.s)
 		args := words[1:]
 
@@ -552,7 +550,10 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 		// remaining operands: `env -S'rm -rf' /x` runs rm -rf /x.
 		var words []word
 		for _, v := range split {
-			ws, ok := splitShellWords(v)
+			if !a.spend(len(v.s)+16, st.text) {
+				return nil, "", false
+			}
+			ws, ok := a.splitShellWords(v)
 			if !ok {
 				a.unknowable(st.text, ReasonShellString)
 				return nil, "", false
@@ -565,16 +566,22 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 
 // splitShellWords splits a literal string into words like the shell (used
 // for env -S, which follows nearly the same rules).
-func splitShellWords(v word) ([]word, bool) {
+func (a *analyzer) splitShellWords(v word) ([]word, bool) {
 	if !v.lit {
 		return nil, false
+	}
+	if !strings.ContainsAny(v.s, "\\'\"$`#{[*?~=;&|<>()") {
+		var out []word
+		for _, f := range strings.Fields(v.s) {
+			out = append(out, word{s: f, lit: true})
+		}
+		return out, true
 	}
 	if checkComplexity(v.s) != nil {
 		return nil, false
 	}
 	var out []word
-	p := syntax.NewParser(syntax.Variant(syntax.LangBash))
-	err := p.Words(strings.NewReader(v.s), func(w *syntax.Word) bool {
+	err := a.parser().Words(strings.NewReader(v.s), func(w *syntax.Word) bool {
 		out = append(out, normWord(w, v.s))
 		return true
 	})
