@@ -25,6 +25,7 @@ type running struct {
 
 // backendLoop reads the server's messages, masks results and forwards them to the client.
 func (s *session) backendLoop() error {
+	defer s.flushTranscript()
 	for {
 		typ, body, err := s.ur.next()
 		if err != nil {
@@ -273,7 +274,8 @@ func (s *session) current(head *expect) *running {
 	if s.cur != nil {
 		return s.cur
 	}
-	r := &running{start: head.sent}
+	s.runBuf = running{start: head.sent}
+	r := &s.runBuf
 	switch head.kind {
 	case expQuery:
 		if head.idx < len(head.runs) {

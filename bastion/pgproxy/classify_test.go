@@ -8,73 +8,75 @@ import (
 	"testing"
 )
 
+// classifyCases are the classifier's table tests; they also seed FuzzClassify.
+var classifyCases = []struct {
+	sql        string
+	kinds      []string // must all be present
+	notKinds   []string
+	tables     []string
+	unknowable bool
+}{
+	{sql: "SELECT abalance FROM pgbench_accounts WHERE aid = 1", kinds: []string{"select"}, tables: []string{"pgbench_accounts"}},
+	{sql: "DROP TABLE t", kinds: []string{"drop", "drop_table"}, tables: []string{"t"}},
+	{sql: "DrOp/**/TABLE t", kinds: []string{"drop_table"}, tables: []string{"t"}},
+	{sql: "drop table if exists public.t, s.u cascade", kinds: []string{"drop_table"}, tables: []string{"public.t", "s.u"}},
+	{sql: `DROP TABLE "Weird Name"`, kinds: []string{"drop_table"}, tables: []string{"Weird Name"}},
+	{sql: "DROP VIEW v", kinds: []string{"drop", "drop_view"}, notKinds: []string{"drop_table"}},
+	{sql: "DROP DATABASE shop", kinds: []string{"drop", "drop_database"}},
+	{sql: "TRUNCATE a, b", kinds: []string{"truncate"}, tables: []string{"a", "b"}},
+	{sql: "DELETE FROM t", kinds: []string{"delete", "delete_without_where"}},
+	{sql: "DELETE FROM t WHERE true", kinds: []string{"delete_without_where"}},
+	{sql: "DELETE FROM t WHERE 1 = 1", kinds: []string{"delete_without_where"}},
+	{sql: "DELETE FROM t WHERE id = 3", kinds: []string{"delete"}, notKinds: []string{"delete_without_where"}},
+	{sql: "UPDATE t SET x = 1", kinds: []string{"update", "update_without_where"}},
+	{sql: "UPDATE t SET x = 1 WHERE id IN (SELECT id FROM u)", kinds: []string{"update", "select"}, notKinds: []string{"update_without_where"}, tables: []string{"t", "u"}},
+	{sql: "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone", kinds: []string{"select", "delete", "delete_without_where"}},
+	{sql: "EXPLAIN ANALYZE DELETE FROM t", kinds: []string{"explain", "delete_without_where"}},
+	{sql: "PREPARE p AS DELETE FROM t", kinds: []string{"prepare", "delete_without_where"}},
+	{sql: "EXECUTE p", kinds: []string{"execute"}},
+	{sql: "INSERT INTO t VALUES (1)", kinds: []string{"insert", "values"}, notKinds: []string{"select"}},
+	{sql: "INSERT INTO t SELECT * FROM u", kinds: []string{"insert", "select"}},
+	{sql: "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 2", kinds: []string{"insert", "upsert", "update"}},
+	{sql: "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE", kinds: []string{"merge", "delete"}},
+	{sql: "ALTER TABLE t ADD COLUMN c int", kinds: []string{"alter", "alter_table"}},
+	{sql: "ALTER TABLE t RENAME TO u", kinds: []string{"alter", "rename", "alter_table"}},
+	{sql: "ALTER SYSTEM SET work_mem = '1GB'", kinds: []string{"alter", "alter_system"}},
+	{sql: "GRANT SELECT ON t TO bob", kinds: []string{"grant"}, tables: []string{"t"}},
+	{sql: "REVOKE ALL ON t FROM bob", kinds: []string{"revoke"}},
+	{sql: "GRANT admin TO bob", kinds: []string{"grant", "grant_role", "role_change"}},
+	{sql: "CREATE ROLE x LOGIN", kinds: []string{"create", "create_role", "role_change"}},
+	{sql: "ALTER USER x WITH SUPERUSER", kinds: []string{"alter_role", "role_change"}},
+	{sql: "DROP ROLE x", kinds: []string{"drop_role", "role_change"}},
+	{sql: "SET ROLE admin", kinds: []string{"set", "role_change"}},
+	{sql: "RESET ROLE", kinds: []string{"reset", "role_change"}},
+	{sql: "SET SESSION AUTHORIZATION 'bob'", kinds: []string{"set", "role_change"}},
+	{sql: "SET search_path = x", kinds: []string{"set"}, notKinds: []string{"role_change"}},
+	{sql: "SELECT set_config('role', 'admin', false)", kinds: []string{"select", "set_config"}},
+	{sql: "COPY t FROM PROGRAM 'rm -rf /'", kinds: []string{"copy", "copy_from", "copy_program"}, notKinds: []string{"copy_from_stdin"}},
+	{sql: "COPY t TO '/tmp/x'", kinds: []string{"copy", "copy_to"}, notKinds: []string{"copy_to_stdout"}},
+	{sql: "COPY t FROM STDIN", kinds: []string{"copy_from", "copy_from_stdin"}, tables: []string{"t"}},
+	{sql: "COPY (SELECT * FROM s.t) TO STDOUT", kinds: []string{"copy_to", "copy_to_stdout", "select"}, tables: []string{"s.t"}},
+	{sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", kinds: []string{"create", "create_function"}},
+	{sql: "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC DELETE FROM t; END", kinds: []string{"create_procedure", "delete_without_where"}},
+	{sql: "DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", kinds: []string{"do"}, unknowable: true},
+	{sql: "SELECT query_to_xml('DROP TABLE t', true, true, '')", kinds: []string{"select"}, unknowable: true},
+	{sql: "CALL p()", kinds: []string{"call"}},
+	{sql: "BEGIN", kinds: []string{"transaction", "begin"}},
+	{sql: "COMMIT", kinds: []string{"transaction", "commit"}},
+	{sql: "VACUUM t", kinds: []string{"vacuum"}},
+	{sql: "LOAD 'evil.so'", kinds: []string{"load"}},
+	{sql: "CHECKPOINT", kinds: []string{"checkpoint"}},
+	{sql: "CREATE EXTENSION dblink", kinds: []string{"create", "create_extension"}},
+	{sql: "CREATE TABLE x AS SELECT 1", kinds: []string{"create", "create_table"}},
+	{sql: "SELECT * INTO newt FROM t", kinds: []string{"select_into", "create_table"}},
+	{sql: "SELECT * FROM t FOR UPDATE", kinds: []string{"select", "select_for_update"}},
+	{sql: "LOCK TABLE t", kinds: []string{"lock"}, tables: []string{"t"}},
+	{sql: "SHOW work_mem", kinds: []string{"show"}},
+	{sql: "CREATE INDEX i ON t (x)", kinds: []string{"create_index"}, tables: []string{"t"}},
+}
+
 func TestClassify(t *testing.T) {
-	tests := []struct {
-		sql        string
-		kinds      []string // must all be present
-		notKinds   []string
-		tables     []string
-		unknowable bool
-	}{
-		{sql: "SELECT abalance FROM pgbench_accounts WHERE aid = 1", kinds: []string{"select"}, tables: []string{"pgbench_accounts"}},
-		{sql: "DROP TABLE t", kinds: []string{"drop", "drop_table"}, tables: []string{"t"}},
-		{sql: "DrOp/**/TABLE t", kinds: []string{"drop_table"}, tables: []string{"t"}},
-		{sql: "drop table if exists public.t, s.u cascade", kinds: []string{"drop_table"}, tables: []string{"public.t", "s.u"}},
-		{sql: `DROP TABLE "Weird Name"`, kinds: []string{"drop_table"}, tables: []string{"Weird Name"}},
-		{sql: "DROP VIEW v", kinds: []string{"drop", "drop_view"}, notKinds: []string{"drop_table"}},
-		{sql: "DROP DATABASE shop", kinds: []string{"drop", "drop_database"}},
-		{sql: "TRUNCATE a, b", kinds: []string{"truncate"}, tables: []string{"a", "b"}},
-		{sql: "DELETE FROM t", kinds: []string{"delete", "delete_without_where"}},
-		{sql: "DELETE FROM t WHERE true", kinds: []string{"delete_without_where"}},
-		{sql: "DELETE FROM t WHERE 1 = 1", kinds: []string{"delete_without_where"}},
-		{sql: "DELETE FROM t WHERE id = 3", kinds: []string{"delete"}, notKinds: []string{"delete_without_where"}},
-		{sql: "UPDATE t SET x = 1", kinds: []string{"update", "update_without_where"}},
-		{sql: "UPDATE t SET x = 1 WHERE id IN (SELECT id FROM u)", kinds: []string{"update", "select"}, notKinds: []string{"update_without_where"}, tables: []string{"t", "u"}},
-		{sql: "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone", kinds: []string{"select", "delete", "delete_without_where"}},
-		{sql: "EXPLAIN ANALYZE DELETE FROM t", kinds: []string{"explain", "delete_without_where"}},
-		{sql: "PREPARE p AS DELETE FROM t", kinds: []string{"prepare", "delete_without_where"}},
-		{sql: "EXECUTE p", kinds: []string{"execute"}},
-		{sql: "INSERT INTO t VALUES (1)", kinds: []string{"insert", "values"}, notKinds: []string{"select"}},
-		{sql: "INSERT INTO t SELECT * FROM u", kinds: []string{"insert", "select"}},
-		{sql: "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 2", kinds: []string{"insert", "upsert", "update"}},
-		{sql: "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE", kinds: []string{"merge", "delete"}},
-		{sql: "ALTER TABLE t ADD COLUMN c int", kinds: []string{"alter", "alter_table"}},
-		{sql: "ALTER TABLE t RENAME TO u", kinds: []string{"alter", "rename", "alter_table"}},
-		{sql: "ALTER SYSTEM SET work_mem = '1GB'", kinds: []string{"alter", "alter_system"}},
-		{sql: "GRANT SELECT ON t TO bob", kinds: []string{"grant"}, tables: []string{"t"}},
-		{sql: "REVOKE ALL ON t FROM bob", kinds: []string{"revoke"}},
-		{sql: "GRANT admin TO bob", kinds: []string{"grant", "grant_role", "role_change"}},
-		{sql: "CREATE ROLE x LOGIN", kinds: []string{"create", "create_role", "role_change"}},
-		{sql: "ALTER USER x WITH SUPERUSER", kinds: []string{"alter_role", "role_change"}},
-		{sql: "DROP ROLE x", kinds: []string{"drop_role", "role_change"}},
-		{sql: "SET ROLE admin", kinds: []string{"set", "role_change"}},
-		{sql: "RESET ROLE", kinds: []string{"reset", "role_change"}},
-		{sql: "SET SESSION AUTHORIZATION 'bob'", kinds: []string{"set", "role_change"}},
-		{sql: "SET search_path = x", kinds: []string{"set"}, notKinds: []string{"role_change"}},
-		{sql: "SELECT set_config('role', 'admin', false)", kinds: []string{"select", "set_config"}},
-		{sql: "COPY t FROM PROGRAM 'rm -rf /'", kinds: []string{"copy", "copy_from", "copy_program"}, notKinds: []string{"copy_from_stdin"}},
-		{sql: "COPY t TO '/tmp/x'", kinds: []string{"copy", "copy_to"}, notKinds: []string{"copy_to_stdout"}},
-		{sql: "COPY t FROM STDIN", kinds: []string{"copy_from", "copy_from_stdin"}, tables: []string{"t"}},
-		{sql: "COPY (SELECT * FROM s.t) TO STDOUT", kinds: []string{"copy_to", "copy_to_stdout", "select"}, tables: []string{"s.t"}},
-		{sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", kinds: []string{"create", "create_function"}},
-		{sql: "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC DELETE FROM t; END", kinds: []string{"create_procedure", "delete_without_where"}},
-		{sql: "DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$", kinds: []string{"do"}, unknowable: true},
-		{sql: "SELECT query_to_xml('DROP TABLE t', true, true, '')", kinds: []string{"select"}, unknowable: true},
-		{sql: "CALL p()", kinds: []string{"call"}},
-		{sql: "BEGIN", kinds: []string{"transaction", "begin"}},
-		{sql: "COMMIT", kinds: []string{"transaction", "commit"}},
-		{sql: "VACUUM t", kinds: []string{"vacuum"}},
-		{sql: "LOAD 'evil.so'", kinds: []string{"load"}},
-		{sql: "CHECKPOINT", kinds: []string{"checkpoint"}},
-		{sql: "CREATE EXTENSION dblink", kinds: []string{"create", "create_extension"}},
-		{sql: "CREATE TABLE x AS SELECT 1", kinds: []string{"create", "create_table"}},
-		{sql: "SELECT * INTO newt FROM t", kinds: []string{"select_into", "create_table"}},
-		{sql: "SELECT * FROM t FOR UPDATE", kinds: []string{"select", "select_for_update"}},
-		{sql: "LOCK TABLE t", kinds: []string{"lock"}, tables: []string{"t"}},
-		{sql: "SHOW work_mem", kinds: []string{"show"}},
-		{sql: "CREATE INDEX i ON t (x)", kinds: []string{"create_index"}, tables: []string{"t"}},
-	}
-	for _, tc := range tests {
+	for _, tc := range classifyCases {
 		t.Run(tc.sql, func(t *testing.T) {
 			sts, err := Classify(tc.sql)
 			if err != nil {
@@ -246,6 +248,9 @@ func FuzzClassify(f *testing.F) {
 		"SELECT U&'d\\0061t' UESCAPE '\\'", "SELECT CAST(1 AS float(10))",
 	} {
 		f.Add(s, "zz")
+	}
+	for _, tc := range classifyCases {
+		f.Add(tc.sql, "x")
 	}
 	f.Fuzz(func(t *testing.T, sql, repl string) {
 		if len(sql) > 2000 {

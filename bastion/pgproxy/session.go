@@ -74,7 +74,8 @@ type session struct {
 	portals  map[string]*portalState
 	cur      *running
 	lastDone time.Time
-	bbuf     []byte
+	runBuf   running // s.cur points here: one statement streams at a time
+	tbuf     []byte  // transcript lines of the current statement
 
 	tmu sync.Mutex // transcript writes
 }

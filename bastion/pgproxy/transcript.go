@@ -2,7 +2,7 @@ package pgproxy
 
 import (
 	"fmt"
-	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,14 +18,41 @@ import (
 //	(1 row, 0.412 ms)
 //	shop=> DROP TABLE orders
 //	BLOCKED: bastion: statement blocked by rule "no-drop"
+//
+// A statement's lines are collected in the backend loop's buffer and written in one
+// Write when it completes (or when the buffer grows past transcriptChunk), so the
+// recorder sees one event per statement.
 
 // maxTranscriptValue bounds one value in a transcript row.
 const maxTranscriptValue = 256
 
+// transcriptChunk is the size at which buffered transcript lines are written early.
+const transcriptChunk = 16 << 10
+
+// transcript writes text (from either loop) to the Transcript writer.
 func (s *session) transcript(text string) error {
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
-	if _, err := io.WriteString(s.cfg.Transcript, text); err != nil {
+	if _, err := s.cfg.Transcript.Write([]byte(text)); err != nil {
+		return fmt.Errorf("%w: %v", ErrTranscript, err)
+	}
+	return nil
+}
+
+// flushTranscript writes the backend loop's buffered lines.
+func (s *session) flushTranscript() error {
+	if len(s.tbuf) == 0 {
+		return nil
+	}
+	s.tmu.Lock()
+	_, err := s.cfg.Transcript.Write(s.tbuf)
+	s.tmu.Unlock()
+	if cap(s.tbuf) > 4*transcriptChunk {
+		s.tbuf = nil
+	} else {
+		s.tbuf = s.tbuf[:0]
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrTranscript, err)
 	}
 	return nil
@@ -33,45 +60,53 @@ func (s *session) transcript(text string) error {
 
 // promptLine renders "db=> SQL\r\n", continuation lines with "db-> ".
 func (s *session) promptLine(sql string) string {
-	db := clean(s.startup.Database)
-	lines := strings.Split(strings.ReplaceAll(strings.TrimSpace(sql), "\r\n", "\n"), "\n")
-	var b strings.Builder
-	for i, l := range lines {
-		if i == 0 {
-			b.WriteString(db + "=> ")
-		} else {
-			b.WriteString(db + "-> ")
-		}
-		b.WriteString(clean(strings.TrimRight(l, "\r")))
-		b.WriteString("\r\n")
-	}
-	return b.String()
+	return string(s.appendPrompt(nil, sql))
 }
 
-func (s *session) beginTranscript(r *running) string {
+func (s *session) appendPrompt(dst []byte, sql string) []byte {
+	db := clean(s.startup.Database)
+	sql = strings.TrimSpace(sql)
+	for first := true; ; first = false {
+		line, rest, more := strings.Cut(sql, "\n")
+		dst = append(dst, db...)
+		if first {
+			dst = append(dst, "=> "...)
+		} else {
+			dst = append(dst, "-> "...)
+		}
+		dst = appendClean(dst, strings.TrimSuffix(line, "\r"))
+		dst = append(dst, '\r', '\n')
+		if !more {
+			return dst
+		}
+		sql = rest
+	}
+}
+
+func (s *session) beginTranscript(r *running) {
 	if r.begun {
-		return ""
+		return
 	}
 	r.begun = true
 	if r.run == nil {
-		return s.promptLine("(statement unknown to the bastion)")
+		s.tbuf = s.appendPrompt(s.tbuf, "(statement unknown to the bastion)")
+		return
 	}
-	return s.promptLine(r.run.st.SQL)
+	s.tbuf = s.appendPrompt(s.tbuf, r.run.st.SQL)
 }
 
-// transcriptRow writes one result row (a DataRow body, already masked).
+// transcriptRow adds one result row (a DataRow body, already masked).
 func (s *session) transcriptRow(r *running, row []byte) error {
-	var b strings.Builder
-	b.WriteString(s.beginTranscript(r))
+	s.beginTranscript(r)
 	d := r.desc
 	if r.tRows == 0 && d != nil {
 		for i, f := range d.fields {
 			if i > 0 {
-				b.WriteString(" | ")
+				s.tbuf = append(s.tbuf, " | "...)
 			}
-			b.WriteString(clean(f.name))
+			s.tbuf = appendClean(s.tbuf, f.name)
 		}
-		b.WriteString("\r\n")
+		s.tbuf = append(s.tbuf, '\r', '\n')
 	}
 	r.tRows++
 	c := cursor{b: row}
@@ -79,49 +114,85 @@ func (s *session) transcriptRow(r *running, row []byte) error {
 	for i := 0; i < n && c.fail == ""; i++ {
 		v, null := c.value("value")
 		if i > 0 {
-			b.WriteString(" | ")
+			s.tbuf = append(s.tbuf, " | "...)
 		}
 		switch {
 		case null:
 		case d != nil && i < len(d.formats) && d.formats[i] == 1:
-			fmt.Fprintf(&b, "<binary, %d bytes>", len(v))
+			s.tbuf = append(s.tbuf, "<binary, "...)
+			s.tbuf = strconv.AppendInt(s.tbuf, int64(len(v)), 10)
+			s.tbuf = append(s.tbuf, " bytes>"...)
+		case len(v) > maxTranscriptValue:
+			s.tbuf = appendClean(s.tbuf, string(v[:maxTranscriptValue]))
+			s.tbuf = append(s.tbuf, "..."...)
 		default:
-			t := string(v)
-			if len(t) > maxTranscriptValue {
-				t = t[:maxTranscriptValue] + "..."
-			}
-			b.WriteString(clean(t))
+			s.tbuf = appendCleanBytes(s.tbuf, v)
 		}
 	}
-	b.WriteString("\r\n")
-	return s.transcript(b.String())
+	s.tbuf = append(s.tbuf, '\r', '\n')
+	if len(s.tbuf) > transcriptChunk {
+		return s.flushTranscript()
+	}
+	return nil
 }
 
-// transcriptOutcome writes a statement's outcome line.
+// transcriptOutcome adds a statement's outcome line and writes the statement's lines.
 func (s *session) transcriptOutcome(r *running, ev Event) error {
-	var b strings.Builder
-	b.WriteString(s.beginTranscript(r))
+	s.beginTranscript(r)
+	b := s.tbuf
 	if r.withheld > 0 {
-		fmt.Fprintf(&b, "(%d row(s) withheld: masking failed)\r\n", r.withheld)
+		b = append(b, '(')
+		b = strconv.AppendInt(b, int64(r.withheld), 10)
+		b = append(b, " row(s) withheld: masking failed)\r\n"...)
 	}
-	dur := formatDuration(ev.Duration)
 	switch {
 	case ev.Outcome == OutcomeError:
-		fmt.Fprintf(&b, "ERROR:  %s (SQLSTATE %s, %s)\r\n", clean(ev.Message), clean(ev.SQLState), dur)
+		b = append(b, "ERROR:  "...)
+		b = appendClean(b, ev.Message)
+		b = append(b, " (SQLSTATE "...)
+		b = appendClean(b, ev.SQLState)
+		b = append(b, ", "...)
+		b = appendDuration(b, ev.Duration)
+		b = append(b, ")\r\n"...)
 	case strings.HasPrefix(ev.Tag, "SELECT ") || strings.HasPrefix(ev.Tag, "FETCH "):
-		plural := "s"
+		b = append(b, '(')
+		b = strconv.AppendInt(b, ev.Rows, 10)
 		if ev.Rows == 1 {
-			plural = ""
+			b = append(b, " row, "...)
+		} else {
+			b = append(b, " rows, "...)
 		}
-		fmt.Fprintf(&b, "(%d row%s, %s)\r\n", ev.Rows, plural, dur)
+		b = appendDuration(b, ev.Duration)
+		b = append(b, ")\r\n"...)
 	case ev.Tag == "":
-		fmt.Fprintf(&b, "(done, %s)\r\n", dur)
+		b = append(b, "(done, "...)
+		b = appendDuration(b, ev.Duration)
+		b = append(b, ")\r\n"...)
 	default:
-		fmt.Fprintf(&b, "%s (%s)\r\n", clean(ev.Tag), dur)
+		b = appendClean(b, ev.Tag)
+		b = append(b, " ("...)
+		b = appendDuration(b, ev.Duration)
+		b = append(b, ")\r\n"...)
 	}
-	return s.transcript(b.String())
+	s.tbuf = b
+	return s.flushTranscript()
 }
 
-func formatDuration(d time.Duration) string {
-	return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000)
+func appendDuration(b []byte, d time.Duration) []byte {
+	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', 3, 64)
+	return append(b, " ms"...)
+}
+
+func appendClean(dst []byte, s string) []byte {
+	return append(dst, clean(s)...)
+}
+
+// appendCleanBytes is appendClean without converting clean input to a string.
+func appendCleanBytes(dst []byte, v []byte) []byte {
+	for _, c := range v {
+		if c < 0x20 && c != '\t' || c >= 0x7f {
+			return append(dst, clean(string(v))...)
+		}
+	}
+	return append(dst, v...)
 }

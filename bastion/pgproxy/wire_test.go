@@ -72,49 +72,49 @@ func TestMsgReaderLargeBodyGrowsWithData(t *testing.T) {
 	}
 }
 
+// malformedMessages are message bodies every decoder must refuse; they also seed
+// FuzzFraming.
+var malformedMessages = []struct {
+	name string
+	typ  byte
+	body []byte
+	want string
+}{
+	{"query without terminator", 'Q', []byte("SELECT 1"), "unterminated"},
+	{"query with trailing bytes", 'Q', append(cs("SELECT 1"), 'x'), "trailing"},
+	{"query with embedded NUL", 'Q', append(cs("SELECT 1"), cs("DROP TABLE t")...), "trailing"},
+	{"parse without query", 'P', cs("s"), "unterminated query string"},
+	{"parse parameter types truncated", 'P', bytes.Join([][]byte{cs("s"), cs("SELECT $1"), u16(2), i32(23)}, nil), "truncated parameter types"},
+	{"parse trailing", 'P', bytes.Join([][]byte{cs("s"), cs("SELECT 1"), u16(0), {1}}, nil), "trailing"},
+	{"bind negative parameter length", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(1), i32(-2), u16(0)}, nil), "negative parameter length"},
+	{"bind parameter overruns", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(1), i32(100), {1, 2}}, nil), "truncated parameter"},
+	{"bind bad result format", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(0), u16(1), u16(7)}, nil), "invalid result format 7"},
+	{"bind result formats truncated", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(0), u16(3), u16(0)}, nil), "truncated result formats"},
+	{"describe bad kind", 'D', append([]byte{'X'}, cs("")...), "invalid target kind"},
+	{"describe empty", 'D', nil, "missing target kind"},
+	{"close trailing", 'C', append(append([]byte{'S'}, cs("a")...), 'b'), "trailing"},
+	{"execute short", 'E', append(cs("p"), 0, 0), "missing row limit"},
+	{"function call bad format", 'F', bytes.Join([][]byte{i32(1), u16(0), u16(0), u16(9)}, nil), "invalid result format 9"},
+	{"sync with body", 'S', []byte{1}, "unexpected bytes"},
+	{"row description too many fields", 'T', u16(1000), "cannot fit"},
+	{"row description bad format", 'T', bytes.Join([][]byte{u16(1), cs("a"), i32(0), u16(0), i32(23), u16(4), i32(-1), u16(3)}, nil), "invalid format 3"},
+	{"ready bad status", 'Z', []byte{'X'}, "invalid transaction status"},
+	{"error fields unterminated", 'E', []byte{'M', 'x'}, "unterminated field value"},
+	{"error fields missing end", 'E', append([]byte{'M'}, cs("x")...), "missing field code"},
+	{"parameter status trailing", 'S', append(append(cs("a"), cs("b")...), 'c'), "trailing"},
+	{"backend key short", 'K', i32(1), "missing secret key"},
+	{"copy response bad format", 'G', []byte{2, 0, 0}, "invalid overall format"},
+	{"notification unterminated", 'A', append(i32(1), 'c'), "unterminated channel"},
+	{"startup unterminated", 0, append(i32(protocolVersion30), "user"...), "unterminated parameter name"},
+	{"startup duplicate", 0, bytes.Join([][]byte{i32(protocolVersion30), cs("user"), cs("a"), cs("user"), cs("b"), {0}}, nil), "duplicate parameter"},
+	{"startup empty name", 0, bytes.Join([][]byte{i32(protocolVersion30), cs(""), cs("a"), {0}}, nil), "empty parameter name"},
+	{"startup missing terminator", 0, bytes.Join([][]byte{i32(protocolVersion30), cs("user"), cs("a")}, nil), "unterminated parameter name"},
+}
+
 func TestDecodersMalformed(t *testing.T) {
-	tests := []struct {
-		name string
-		typ  byte
-		body []byte
-		want string
-	}{
-		{"query without terminator", 'Q', []byte("SELECT 1"), "unterminated"},
-		{"query with trailing bytes", 'Q', append(cs("SELECT 1"), 'x'), "trailing"},
-		{"query with embedded NUL", 'Q', append(cs("SELECT 1"), cs("DROP TABLE t")...), "trailing"},
-		{"parse without query", 'P', cs("s"), "unterminated query string"},
-		{"parse parameter types truncated", 'P', bytes.Join([][]byte{cs("s"), cs("SELECT $1"), u16(2), i32(23)}, nil), "truncated parameter types"},
-		{"parse trailing", 'P', bytes.Join([][]byte{cs("s"), cs("SELECT 1"), u16(0), {1}}, nil), "trailing"},
-		{"bind negative parameter length", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(1), i32(-2), u16(0)}, nil), "negative parameter length"},
-		{"bind parameter overruns", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(1), i32(100), {1, 2}}, nil), "truncated parameter"},
-		{"bind bad result format", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(0), u16(1), u16(7)}, nil), "invalid result format 7"},
-		{"bind result formats truncated", 'B', bytes.Join([][]byte{cs(""), cs(""), u16(0), u16(0), u16(3), u16(0)}, nil), "truncated result formats"},
-		{"describe bad kind", 'D', append([]byte{'X'}, cs("")...), "invalid target kind"},
-		{"describe empty", 'D', nil, "missing target kind"},
-		{"close trailing", 'C', append(append([]byte{'S'}, cs("a")...), 'b'), "trailing"},
-		{"execute short", 'E', append(cs("p"), 0, 0), "missing row limit"},
-		{"function call bad format", 'F', bytes.Join([][]byte{i32(1), u16(0), u16(0), u16(9)}, nil), "invalid result format 9"},
-		{"sync with body", 'S', []byte{1}, "unexpected bytes"},
-		{"row description too many fields", 'T', u16(1000), "cannot fit"},
-		{"row description bad format", 'T', bytes.Join([][]byte{u16(1), cs("a"), i32(0), u16(0), i32(23), u16(4), i32(-1), u16(3)}, nil), "invalid format 3"},
-		{"ready bad status", 'Z', []byte{'X'}, "invalid transaction status"},
-		{"error fields unterminated", 'E', []byte{'M', 'x'}, "unterminated field value"},
-		{"error fields missing end", 'E', append([]byte{'M'}, cs("x")...), "missing field code"},
-		{"parameter status trailing", 'S', append(append(cs("a"), cs("b")...), 'c'), "trailing"},
-		{"backend key short", 'K', i32(1), "missing secret key"},
-		{"copy response bad format", 'G', []byte{2, 0, 0}, "invalid overall format"},
-		{"notification unterminated", 'A', append(i32(1), 'c'), "unterminated channel"},
-		{"startup unterminated", 0, append(i32(protocolVersion30), "user"...), "unterminated parameter name"},
-		{"startup duplicate", 0, bytes.Join([][]byte{i32(protocolVersion30), cs("user"), cs("a"), cs("user"), cs("b"), {0}}, nil), "duplicate parameter"},
-		{"startup empty name", 0, bytes.Join([][]byte{i32(protocolVersion30), cs(""), cs("a"), {0}}, nil), "empty parameter name"},
-		{"startup missing terminator", 0, bytes.Join([][]byte{i32(protocolVersion30), cs("user"), cs("a")}, nil), "unterminated parameter name"},
-	}
-	for _, tc := range tests {
+	for _, tc := range malformedMessages {
 		t.Run(tc.name, func(t *testing.T) {
-			server := strings.HasPrefix(tc.name, "row") || strings.HasPrefix(tc.name, "ready") || strings.HasPrefix(tc.name, "error") ||
-				strings.HasPrefix(tc.name, "parameter status") || strings.HasPrefix(tc.name, "backend") ||
-				strings.HasPrefix(tc.name, "copy") || strings.HasPrefix(tc.name, "notification")
-			err := decodeAny(tc.typ, tc.body, server)
+			err := decodeAny(tc.typ, tc.body, serverMessage(tc.name))
 			if !errors.Is(err, ErrProtocol) {
 				t.Fatalf("got %v, want a protocol error", err)
 			}
@@ -123,6 +123,16 @@ func TestDecodersMalformed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serverMessage tells the server's messages in malformedMessages by their names.
+func serverMessage(name string) bool {
+	for _, p := range []string{"row", "ready", "error", "parameter status", "backend", "copy", "notification"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestDecodersWellFormed(t *testing.T) {
@@ -207,6 +217,13 @@ func FuzzFraming(f *testing.F) {
 	f.Add(false, []byte{'Q', 0x7f, 0xff, 0xff, 0xff})
 	f.Add(true, msg('D', u16(2), i32(-1), i32(-5)))
 	f.Add(false, bytes.Join([][]byte{i32(protocolVersion30), cs("user"), cs("app"), {0}}, nil))
+	for _, tc := range malformedMessages {
+		if tc.typ == 0 {
+			f.Add(false, tc.body)
+		} else {
+			f.Add(serverMessage(tc.name), msg(tc.typ, tc.body))
+		}
+	}
 	f.Fuzz(func(t *testing.T, server bool, data []byte) {
 		_, _ = decodeStartup(data)
 		types, side := frontendTypes, "client"
