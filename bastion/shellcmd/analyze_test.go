@@ -558,3 +558,30 @@ func TestAnalyzeConcurrent(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+func TestAnalyzeDynamic(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		src  string
+		want bool // Dynamic of the last command
+	}{
+		{"rm -rf /tmp/victim", false},
+		{`rm -rf "/tmp/$X"`, true},
+		{`f() { rm "$@"; }`, true},
+		{"rm $(cat list)", true},
+		{"echo x | xargs rm -rf", true},
+		{"alias x='rm'", true},
+		{"sudo rm -rf /tmp/victim", false},
+		{`echo '$HOME'`, false},
+		{"export A=$B", true},
+	}
+	for _, tc := range tests {
+		c := lastCommand(t, tc.src)
+		if tc.src == "rm $(cat list)" {
+			c = analyzeOK(t, tc.src).Commands[0]
+		}
+		if c.Dynamic != tc.want {
+			t.Errorf("Analyze(%q): command %q Dynamic got %v, want %v", tc.src, c.Argv, c.Dynamic, tc.want)
+		}
+	}
+}

@@ -82,7 +82,10 @@
 //	find -exec {} \;                    ReasonFindExec
 //
 // A variable or substitution in an argument position is not unknowable:
-// rm -rf "$HOME/x" is the command rm with the argument $HOME/x.
+// rm -rf "$HOME/x" is the command rm with the argument $HOME/x, and the
+// command is marked [Command.Dynamic], as are commands that get more
+// arguments at run time (after xargs, in an alias value), so that a caller
+// can treat them more strictly.
 //
 // # Patterns
 //
@@ -146,9 +149,10 @@
 //   - what an alias, function or variable defined earlier in an interactive
 //     session does (each line is analysed alone, so ls may be an alias);
 //     PATH, IFS or an alias changed earlier can change what a name means;
-//   - the value of an unquoted expansion in an argument may split into
-//     several words or add options (rm $f, with f="-rf /"), so patterns see
-//     $f as one operand;
+//   - the value of an expansion in an argument may be an option or split
+//     into several words (rm $f with f="-rf /", or f() { rm "$@"; }; f -rf
+//     /), so patterns see $f as one operand: such commands are marked
+//     [Command.Dynamic] for the caller to judge;
 //   - bash arithmetic evaluates array subscripts in variables' values
 //     ([[ $x -eq 1 ]] with x='a[$(rm y)]').
 //

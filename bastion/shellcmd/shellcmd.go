@@ -91,6 +91,13 @@ type Command struct {
 	// Text is Argv quoted back into one normalised line, for regular
 	// expression rules and for display. Analyze(Text) yields Argv again.
 	Text string
+	// Dynamic reports that the arguments are not all known: one holds an
+	// expansion only the running shell performs ($x, "$@", $(cmd)), whose
+	// value may be any number of words, options included; or the command
+	// gets more arguments at run time (after xargs, in an alias value).
+	// Argv shows the visible words; a caller may treat a dynamic command
+	// named in a rule as needing approval.
+	Dynamic bool
 }
 
 // Unknowable is a construct whose effect cannot be known without running

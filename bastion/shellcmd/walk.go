@@ -31,6 +31,7 @@ type scope struct {
 	src      string   // the text the nodes were parsed from
 	depth    int      // 0 for the input, +1 per nested string
 	wrappers []string // wrappers that lead to this text
+	appended bool     // its commands get more arguments at run time (an alias value)
 }
 
 // item is one node waiting to be visited, with the context it runs in.
@@ -308,7 +309,7 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // emit records a command, charging its text to the budget (wrapper chains
 // repeat their inner words in every level's argv).
-func (a *analyzer) emit(argv []string, wrappers []string, text string) bool {
+func (a *analyzer) emit(argv []string, wrappers []string, dynamic bool, text string) bool {
 	n := 16
 	for _, s := range argv {
 		n += len(s) + 1
@@ -316,15 +317,16 @@ func (a *analyzer) emit(argv []string, wrappers []string, text string) bool {
 	if !a.spend(n, text) {
 		return false
 	}
-	a.out.Commands = append(a.out.Commands, newCommand(argv, wrappers))
+	a.out.Commands = append(a.out.Commands, newCommand(argv, wrappers, dynamic))
 	return true
 }
 
-func newCommand(argv []string, wrappers []string) Command {
+func newCommand(argv []string, wrappers []string, dynamic bool) Command {
 	c := Command{
-		Argv: argv,
-		Name: baseName(argv[0]),
-		Text: quoteArgv(argv),
+		Argv:    argv,
+		Name:    baseName(argv[0]),
+		Text:    quoteArgv(argv),
+		Dynamic: dynamic,
 	}
 	if len(wrappers) > 0 {
 		c.Wrappers = append([]string(nil), wrappers...)
@@ -382,6 +384,13 @@ func needsCommandQuote(s string) bool {
 // here-document fed to a shell) as a script of its own. Its commands carry
 // wrappers; reportText is the construct to name if it cannot be followed.
 func (a *analyzer) nested(text string, depth int, wrappers []string, stdinPipe bool, reportText string) {
+	a.nestedScope(text, scope{depth: depth, wrappers: wrappers}, stdinPipe, reportText)
+}
+
+// nestedScope is nested with the inner scope's flags given in sc (its
+// depth is the outer depth; src is set here).
+func (a *analyzer) nestedScope(text string, sc scope, stdinPipe bool, reportText string) {
+	depth, wrappers := sc.depth, sc.wrappers
 	if depth+1 > MaxDepth {
 		a.unknowable(reportText, ReasonTooDeep)
 		return
@@ -393,7 +402,7 @@ func (a *analyzer) nested(text string, depth int, wrappers []string, stdinPipe b
 		a.unknowable(reportText, ReasonTooComplex)
 		return
 	}
-	inner := scope{src: text, depth: depth + 1, wrappers: wrappers}
+	inner := scope{src: text, depth: depth + 1, wrappers: wrappers, appended: sc.appended}
 	p := a.parser()
 	// Like bash, the statements before a syntax error run before the
 	// error is found, so they are reported too.
@@ -422,50 +431,59 @@ func (a *analyzer) decl(d *syntax.DeclClause, sc scope) {
 		return
 	}
 	argv := []string{d.Variant.Value}
+	dynamic := sc.appended
 	for _, as := range d.Args {
 		if as == nil {
 			continue
 		}
-		argv = append(argv, assignText(as, sc.src))
+		t, lit := assignText(as, sc.src)
+		argv = append(argv, t)
+		dynamic = dynamic || !lit
 	}
-	a.emit(argv, sc.wrappers, nodeText(sc.src, d))
+	a.emit(argv, sc.wrappers, dynamic, nodeText(sc.src, d))
 }
 
-// assignText returns the normalised text of one declare argument.
-func assignText(as *syntax.Assign, src string) string {
+// assignText returns the normalised text of one declare argument, and
+// whether it is literal.
+func assignText(as *syntax.Assign, src string) (string, bool) {
 	switch {
 	case as.Naked && as.Name == nil && as.Value != nil:
-		return normWord(as.Value, src).s
+		w := normWord(as.Value, src)
+		return w.s, w.lit
 	case as.Naked && as.Name != nil:
-		return as.Name.Value
+		return as.Name.Value, true
 	case as.Name != nil && as.Index == nil && as.Array == nil:
 		op := "="
 		if as.Append {
 			op = "+="
 		}
-		v := ""
+		w := word{lit: true}
 		if as.Value != nil {
-			v = normWord(as.Value, src).s
+			w = normWord(as.Value, src)
 		}
-		return as.Name.Value + op + v
+		return as.Name.Value + op + w.s, w.lit
 	}
-	return nodeText(src, as)
+	return nodeText(src, as), false
 }
 
 // let reports a let clause as a command.
 func (a *analyzer) let(l *syntax.LetClause, sc scope) {
 	argv := []string{"let"}
+	dynamic := sc.appended
 	for _, e := range l.Exprs {
 		if isNil(e) {
 			continue
 		}
 		if w, ok := e.(*syntax.Word); ok {
-			argv = append(argv, normWord(w, sc.src).s)
+			nw := normWord(w, sc.src)
+			argv = append(argv, nw.s)
+			dynamic = dynamic || !nw.lit
 			continue
 		}
 		argv = append(argv, nodeText(sc.src, e))
+		dynamic = true
 	}
-	a.emit(argv, sc.wrappers, nodeText(sc.src, l))
+	a.emit(argv, sc.wrappers, dynamic, nodeText(sc.src, l))
 }
 
 // specialAssign follows assignments whose value the shell later runs as

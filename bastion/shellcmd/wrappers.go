@@ -158,7 +158,11 @@ func (a *analyzer) peel(words []word, st peelState) {
 			a.unknowable(st.text, st.replReason)
 			return
 		}
-		if !a.emit(wordStrings(words), st.wrappers, st.text) {
+		dynamic := st.xargs || st.sc.appended
+		for _, w := range words[1:] {
+			dynamic = dynamic || !w.lit
+		}
+		if !a.emit(wordStrings(words), st.wrappers, dynamic, st.text) {
 			return
 		}
 		name := baseName(w0.s)
@@ -903,7 +907,8 @@ func (a *analyzer) alias(args []word, st *peelState) {
 		if eq < 0 {
 			continue
 		}
-		a.nested(w.s[eq+1:], st.sc.depth, appendWrapper(st.wrappers, "alias"), false, st.text)
+		// Words typed after the alias name are appended to its value.
+		a.nestedScope(w.s[eq+1:], scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
 	}
 }
 
