@@ -209,6 +209,17 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		return a.env(args, st)
 	case "sudo":
 		return a.sudo(args, st)
+	case "doas":
+		r := scanOpts(args, optSpec{valued: "aCu"})
+		a.checkBad(r, st)
+		switch {
+		case r.hasFlag('C'):
+			return nil, "", false // checks a config file
+		case r.hasFlag('s'):
+			a.stdinScript("doas", st, ReasonPipeShell, true) // a shell, no command
+			return nil, "", false
+		}
+		return args[r.next:], "doas", true
 	case "command":
 		r := scanOpts(args, optSpec{})
 		if r.hasFlag('v') || r.hasFlag('V') {
@@ -277,7 +288,6 @@ var wrapperSpecs = map[string]optSpec{
 	"time":     {valued: "fo", long: set("format", "output")},
 	"builtin":  {},
 	"exec":     {valued: "a"},
-	"doas":     {valued: "aCu", noCommand: "C"},
 	"chroot":   {long: set("userspec", "groups"), positional: 1},
 	"ionice":   {valued: "cnpPu", noCommand: "pPu"},
 	"setsid":   {},
@@ -512,7 +522,10 @@ func isAssignment(s string) bool {
 	return eq > 0 && syntax.ValidName(s[:eq])
 }
 
-// sudo: options, then NAME=value assignments, then the command.
+// sudo: options, then NAME=value assignments, then the command. With -s
+// or -i sudo runs a shell: without a command it reads stdin, with one it
+// hands the words to the shell's -c (escaped by current sudo versions,
+// joined as they are by older ones; both readings are reported).
 func (a *analyzer) sudo(args []word, st *peelState) ([]word, string, bool) {
 	r := scanOpts(args, optSpec{valued: "aCcDgpRrTtUu", optional: "h",
 		long: set("user", "group", "close-from", "chdir", "prompt", "role", "type", "other-user",
@@ -525,6 +538,13 @@ func (a *analyzer) sudo(args []word, st *peelState) ([]word, string, bool) {
 		rest = rest[1:]
 	}
 	a.checkBad(r, st)
+	if r.hasFlag('s') || r.hasFlag('i') || r.hasLong("shell") || r.hasLong("login") {
+		if len(rest) == 0 {
+			a.stdinScript("sudo", st, ReasonPipeShell, true)
+			return nil, "", false
+		}
+		a.joinedString(rest, "sudo -s", st)
+	}
 	return rest, "sudo", true
 }
 
@@ -930,15 +950,14 @@ func (a *analyzer) trap(args []word, st *peelState) {
 	a.nested(act.s, st.sc.depth, appendWrapper(st.wrappers, "trap"), false, st.text)
 }
 
-// su and runuser: -c strings run by the target user's shell; runuser -u
-// runs its operands as a command.
+// su and runuser: -c strings run by the target user's shell, which also
+// gets the words after the user name (su root -- -c 'cmd'), and reads
+// stdin when given no command; runuser -u runs its operands as a command.
 func (a *analyzer) su(name string, args []word, st *peelState) ([]word, string, bool) {
 	spec := optSpec{valued: "cgGsw", long: set("command", "session-command", "group", "supp-group", "shell", "whitelist-environment")}
 	if name == "runuser" {
 		spec.valued += "u"
 		spec.long["user"] = true
-	}
-	if name == "runuser" {
 		if r := scanOpts(args, spec); r.hasFlag('u') || r.hasLong("user") {
 			a.checkBad(r, st)
 			if cs := r.values("c", "command", "session-command"); len(cs) > 0 {
@@ -952,8 +971,16 @@ func (a *analyzer) su(name string, args []word, st *peelState) ([]word, string, 
 	}
 	r := scanPermute(args, spec)
 	a.checkBad(r, st)
-	for _, v := range r.values("c", "command", "session-command") {
+	cs := r.values("c", "command", "session-command")
+	for _, v := range cs {
 		a.shellString(v, name+" -c", st)
+	}
+	if len(cs) == 0 {
+		var shellArgs []word
+		if len(r.operands) > 1 {
+			shellArgs = r.operands[1:]
+		}
+		a.shell(name, shellArgs, st)
 	}
 	return nil, "", false
 }
