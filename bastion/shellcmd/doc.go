@@ -70,8 +70,8 @@
 //	$CMD x, ${x:-rm} x                  ReasonParamCommand
 //	$(echo rm) x, `echo rm` x           ReasonSubstCommand
 //	/???/r? x                           ReasonGlobCommand
-//	base64 -d <<<.. | sh, | sudo bash -s, tee >(sh), | source /dev/stdin
-//	                                    ReasonPipeShell
+//	base64 -d <<<.. | sh, | sudo bash -s, | sudo su -, tee >(sh),
+//	| source /dev/stdin                 ReasonPipeShell
 //	curl .. | python3                   ReasonPipeInterp
 //	bash <<<"$x", sh <<EOF with $vars   ReasonShellStdin
 //	bash <(curl ..), sh < <(curl ..)    ReasonProcSubstShell
@@ -80,6 +80,15 @@
 //	xargs sh -c, xargs -I{} sh -c '{}', xargs env
 //	                                    ReasonXargsCommand
 //	find -exec {} \;                    ReasonFindExec
+//	alias x="$v", trap "$v" EXIT        ReasonAlias, ReasonTrap
+//	PS1="$v" (prompt code)              ReasonPrompt
+//
+// Limits are reported the same way: a -c string that does not parse
+// (ReasonShellSyntax; the statements before the error are still reported),
+// nesting deeper than MaxDepth (ReasonTooDeep), a brace expansion over
+// MaxBraceWords (ReasonBraceLimit), nested text too complex to parse
+// (ReasonTooComplex), the work budget spent (ReasonBudget), a syntax node
+// this package does not know (ReasonUnsupported).
 //
 // A variable or substitution in an argument position is not unknowable:
 // rm -rf "$HOME/x" is the command rm with the argument $HOME/x, and the

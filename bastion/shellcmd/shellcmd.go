@@ -72,6 +72,7 @@ const (
 	ReasonTooDeep        = "nesting deeper than MaxDepth"
 	ReasonBudget         = "analysis budget exhausted"
 	ReasonTooComplex     = "nested text too complex to parse"
+	ReasonUnsupported    = "construct not understood"
 )
 
 // Command is one simple command that can run.

@@ -264,7 +264,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 		default:
 			// A construct this package does not know: it might run
 			// something, so say so rather than pass it silently.
-			a.unknowable(nodeText(sc.src, n), "unsupported construct")
+			a.unknowable(nodeText(sc.src, n), ReasonUnsupported)
 		}
 	}
 }
