@@ -60,23 +60,46 @@ func stmtText(sql string, raw *pg.RawStmt) string {
 	return strings.TrimSpace(sql[loc:end])
 }
 
-// normalize replaces constants with $n and deparses the result into canonical text. When
-// the normalised text does not parse again (a $n where the grammar wants a literal), the
-// normalised text itself is used.
+// normalize replaces constants with $n (pg_query's normaliser) and rewrites the result
+// in a canonical spelling from PostgreSQL's own lexer: keywords in upper case, unquoted
+// identifiers in lower case (as PostgreSQL folds them), comments dropped, and any run of
+// whitespace or comments between two tokens reduced to one space. So "DrOp/**/TABLE  T"
+// and "drop table t" both read "DROP TABLE t". (pg_query's deparser is not used: it
+// crashes the process on some trees, e.g. that of "LOAD $1".)
 func normalize(text string) string {
 	n, err := pg.Normalize(text)
 	if err != nil {
-		return text
+		n = text
 	}
-	tree, err := pg.Parse(n)
+	scan, err := pg.Scan(n)
 	if err != nil {
 		return n
 	}
-	d, err := pg.Deparse(tree)
-	if err != nil {
-		return n
+	var b strings.Builder
+	b.Grow(len(n))
+	prevEnd := -1
+	for _, tok := range scan.Tokens {
+		start, end := int(tok.Start), int(tok.End)
+		if start < 0 || end > len(n) || start > end {
+			return n
+		}
+		if tok.Token == pg.Token_SQL_COMMENT || tok.Token == pg.Token_C_COMMENT {
+			continue
+		}
+		if prevEnd >= 0 && start > prevEnd {
+			b.WriteByte(' ')
+		}
+		word := n[start:end]
+		switch {
+		case tok.KeywordKind != pg.KeywordKind_NO_KEYWORD:
+			word = strings.ToUpper(word)
+		case tok.Token == pg.Token_IDENT && !strings.HasPrefix(word, `"`) && !strings.HasPrefix(strings.ToUpper(word), `U&"`):
+			word = strings.ToLower(word)
+		}
+		b.WriteString(word)
+		prevEnd = end
 	}
-	return d
+	return b.String()
 }
 
 // collector walks a parse tree and gathers kinds, tables and functions. It reads node

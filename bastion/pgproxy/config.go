@@ -130,8 +130,9 @@ type Statement struct {
 	Tables []string
 	// Functions are the functions called, schema-qualified when written so.
 	Functions []string
-	// Normalized is the statement with constants replaced by $n, deparsed by pg_query into
-	// canonical form (keyword case, spacing and comments gone) for regex rules.
+	// Normalized is the statement with constants replaced by $n, in canonical spelling
+	// for regex rules: keywords upper case, unquoted identifiers lower case, comments
+	// gone, one space where the text had any whitespace ("DROP TABLE public.t").
 	Normalized string
 	// Unknowable is non-empty when the statement's effect cannot be known from its text
 	// (a DO block, a function that executes an SQL string, a fastpath function call).

@@ -69,6 +69,9 @@
 //
 //   - The parser is PostgreSQL 17's (pg_query v6); statements only an older server
 //     accepts fail closed, and a newer server's new syntax is refused as unparseable.
+//   - pg_query is C code running in the bastion's process: a crash there takes the
+//     process down. Only its parser, normaliser and lexer are used (its deparser crashes
+//     on some trees, found by FuzzClassify), and the classifier is fuzzed.
 //   - pg_query reads text as standard_conforming_strings=on in an ASCII-safe encoding.
 //     The proxy tracks both settings from the server's ParameterStatus and refuses any
 //     statement containing a backslash (the only byte whose meaning changes) unless both

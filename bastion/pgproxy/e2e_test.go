@@ -141,6 +141,26 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("extended protocol: an error before the client sends Sync", func(t *testing.T) {
+		c := h.raw(t, "app", "shop")
+		c.send(t, &pgproto3.Parse{Query: "SELECT * FROM no_such_table"}, &pgproto3.Flush{})
+		c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		m, err := c.fe.Receive()
+		if e, ok := m.(*pgproto3.ErrorResponse); err != nil || !ok || e.Code != "42P01" {
+			t.Fatalf("got %T %v, want ErrorResponse 42P01", m, err)
+		}
+		// The server now ignores these until Sync; the proxy must expect nothing for them.
+		c.send(t, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "d", Query: "DROP TABLE t"}, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ReadyForQuery(I)"; got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+		c.send(t, &pgproto3.Query{String: "SELECT 'in step'"})
+		if got, want := c.untilReady(t), "RowDescription DataRow CommandComplete(SELECT 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	})
+
 	t.Run("masking in psql and the transcript", func(t *testing.T) {
 		r := h.psql(t, "", "-A", "-t", "-c", "SELECT id, customer, card, secret FROM orders ORDER BY id")
 		if r.err != nil {

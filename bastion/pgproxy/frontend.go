@@ -337,6 +337,7 @@ func (s *session) onQuery(body []byte) error {
 		return s.refuse(expQuery, "", sql, sts, ref)
 	}
 	s.enqueue(&expect{kind: expQuery, runs: runs, sent: s.cfg.Now()})
+	s.unsyncedExec = false // the Query's ReadyForQuery reports the settings again
 	return s.forward('Q', body)
 }
 

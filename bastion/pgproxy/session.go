@@ -61,6 +61,7 @@ type session struct {
 	copyEnds   int    // CopyDone/CopyFail messages forwarded
 	copyIn     bool   // the server is in copy-in mode...
 	copyInEnds int    // ...entered when copyEnds was this
+	skipping   bool   // the server ignores everything up to the next Sync
 
 	terminated atomic.Bool // the client is gone or sent Terminate
 
@@ -273,6 +274,14 @@ func (s *session) enqueue(e *expect) {
 	if e.kind == expSync && s.copyIn && s.copyEnds == s.copyInEnds {
 		return
 	}
+	if s.skipping {
+		// After an error in the extended protocol the server ignores every message up
+		// to Sync, and answers nothing for them.
+		if e.kind != expSync {
+			return
+		}
+		s.skipping = false
+	}
 	s.queue = append(s.queue, e)
 	if answersWithReady(e.kind) {
 		if s.pendingRFQ == 0 {
@@ -314,12 +323,15 @@ func (s *session) popLocked() {
 }
 
 // skipToSync drops the expectations the server skips after an error in the extended
-// protocol: everything up to the next Sync.
+// protocol: everything up to the next Sync, including what the client has yet to send.
 func (s *session) skipToSync() {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	for len(s.queue) > 0 && s.queue[0].kind != expSync {
 		s.popLocked()
+	}
+	if len(s.queue) == 0 {
+		s.skipping = true // the Sync is yet to come
 	}
 }
 
