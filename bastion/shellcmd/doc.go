@@ -56,7 +56,9 @@
 // systemd-run, fakeroot, proxychains, torsocks, pkexec, firejail, valgrind,
 // catchsegv, eatmydata, nocache, each also by absolute path (/usr/bin/sudo).
 // The command after xargs gets more arguments from its input; only the
-// visible argv is reported.
+// visible argv is reported. su, runuser, sudo -s/-i and doas -s start a
+// shell, analysed like sh: its -c string, or the stdin it reads when given
+// no command.
 //
 // # Unknowable
 //
