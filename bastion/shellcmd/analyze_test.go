@@ -86,6 +86,8 @@ var bypassCases = []bypassCase{
 	{name: "sudo -u", src: "sudo -u root rm -rf /tmp/victim", argv: victim, wraps: []string{"sudo"}},
 	{name: "sudo options", src: "sudo -E -H -n -u root -g wheel -- rm -rf /tmp/victim", argv: victim},
 	{name: "sudo long options", src: "sudo --user=root --preserve-env rm -rf /tmp/victim", argv: victim},
+	{name: "sudo abbreviated option", src: "sudo --us root rm -rf /tmp/victim", argv: victim},
+	{name: "sudo abbreviated option reported", src: "sudo --us root rm -rf /tmp/victim", reason: ReasonWrapperArg},
 	{name: "sudo attached user", src: "sudo -uroot rm -rf /tmp/victim", argv: victim},
 	{name: "sudo env assignment", src: "sudo FOO=bar rm -rf /tmp/victim", argv: victim},
 	{name: "sudo path", src: "/usr/bin/sudo rm -rf /tmp/victim", argv: victim, wraps: []string{"sudo"}},

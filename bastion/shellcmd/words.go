@@ -9,14 +9,13 @@ import (
 
 // word is one normalised shell word.
 type word struct {
-	s       string // quotes and escapes resolved; run-time parts as source text
-	lit     bool   // s is exactly what the shell passes: no run-time expansion
-	glob    bool   // an unquoted glob metacharacter (* ? [...] or an extglob)
-	subst   bool   // holds a command substitution
-	param   bool   // holds a parameter expansion
-	arith   bool   // holds an arithmetic expansion
-	proc    bool   // holds a process substitution
-	hasRepl bool   // set by the xargs handling: holds the replace string
+	s     string // quotes and escapes resolved; run-time parts as source text
+	lit   bool   // s is exactly what the shell passes: no run-time expansion
+	glob  bool   // an unquoted glob metacharacter (* ? [...] or an extglob)
+	subst bool   // holds a command substitution
+	param bool   // holds a parameter expansion
+	arith bool   // holds an arithmetic expansion
+	proc  bool   // holds a process substitution
 }
 
 // text returns the words joined by spaces, for display.

@@ -315,7 +315,7 @@ var wrapperSpecs = map[string]optSpec{
 	"caffeinate":   {},
 }
 
-// shells that take -c; interpreters whose bare form reads a program from stdin.
+// interpreters are the programs whose bare form reads a program from stdin.
 var interpreters = map[string]bool{
 	"python": true, "python2": true, "python3": true, "perl": true, "ruby": true,
 	"node": true, "nodejs": true, "php": true, "lua": true, "tclsh": true,
@@ -445,6 +445,16 @@ func scanOne(args []word, i int, spec optSpec, r *scanResult) (next int, stop bo
 	}
 	if strings.HasPrefix(s, "--") {
 		name, val, eq := strings.Cut(s[2:], "=")
+		if !eq && !spec.long[name] {
+			// GNU getopt accepts an unambiguous abbreviation: sudo
+			// --us root is --user root. The full list of a wrapper's
+			// long options is not known here, so an abbreviation of
+			// one that takes a value is followed but reported.
+			if full := uniquePrefix(name, spec.long); full != "" {
+				name = full
+				r.bad = true
+			}
+		}
 		o := option{name: name}
 		if eq {
 			o.val, o.has = word{s: val, lit: w.lit}, true
@@ -488,6 +498,23 @@ func scanOne(args []word, i int, spec optSpec, r *scanResult) (next int, stop bo
 		}
 	}
 	return i + 1, false
+}
+
+// uniquePrefix returns the only key of m that name is a prefix of, or "".
+func uniquePrefix(name string, m map[string]bool) string {
+	if name == "" {
+		return ""
+	}
+	found := ""
+	for k := range m {
+		if strings.HasPrefix(k, name) {
+			if found != "" {
+				return ""
+			}
+			found = k
+		}
+	}
+	return found
 }
 
 // checkBad reports a wrapper whose options could not be read for sure.
