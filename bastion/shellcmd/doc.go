@@ -173,10 +173,13 @@
 //
 // Inputs are bounded: at most [MaxInputBytes]; and, because the parser is
 // recursive and Go cannot survive a stack overflow, a text whose nesting
-// could drive the parser's stack past 64 MiB (about 8000 open parentheses,
-// or a megabyte of ordinary commands) is refused with [ErrTooComplex]
-// before it is parsed. Nested strings that are too complex, too deep or
-// beyond the total work budget (four times the input, counting nested text
-// parsed again and the text of every command reported) are reported as
-// Unknowable. Analysis is linear in the input.
+// could drive the parser's stack past 64 MiB is refused with
+// [ErrTooComplex] before it is parsed. The check charges every byte that
+// can open a nesting level without matching it to its closer, so it admits
+// about 8000 nested parentheses, any realistic script of 128 KiB (the most
+// Linux passes to sh -c) and a megabyte of simple commands, but may refuse
+// a megabyte heavy in substitutions, braces or loops. Nested strings that
+// are too complex, too deep or beyond the total work budget (four times the
+// input, counting nested text parsed again and the text of every command
+// reported) are reported as Unknowable. Analysis is linear in the input.
 package shellcmd

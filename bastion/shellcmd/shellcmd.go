@@ -150,7 +150,11 @@ func (a *Analysis) Names() []string {
 // deeply to parse safely is an error (wrapping ErrSyntax, ErrTooLarge or
 // ErrTooComplex): the caller must fail closed. Analyze never runs anything
 // and never panics: a bug it hits is returned as ErrInternal.
-func Analyze(src string) (_ *Analysis, err error) {
+func Analyze(src string) (*Analysis, error) {
+	return analyze(src)
+}
+
+func analyze(src string) (_ *Analysis, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("shellcmd: %w: %v", ErrInternal, r)
