@@ -254,6 +254,12 @@ func (s *Server) hostSigner(principals []string) (gossh.Signer, error) {
 // Serve accepts SSH connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
+	if s.closing.Load() {
+		// Shutdown ran before this Serve got going.
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	err := s.srv.Serve(ln)
@@ -277,8 +283,8 @@ func (s *Server) ListenAddrs() []net.Addr {
 // Shutdown stops accepting connections, lets sessions finish until ctx is
 // done, then ends the remaining ones with a message and closes everything.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
 	s.mu.Lock()
+	s.closing.Store(true)
 	for _, l := range s.listeners {
 		l.Close()
 	}
@@ -304,7 +310,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes every connection at once.
 func (s *Server) Close() error {
+	s.mu.Lock()
 	s.closing.Store(true)
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
 	return s.srv.Close()
 }
 

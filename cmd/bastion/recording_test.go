@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// loginAlice logs alice in with a token (the login paths have their own
+// tests) and returns the env and an ssh_config for the stock client.
+func (w *world) loginAlice(t *testing.T) string {
+	t.Helper()
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	tok, _ := w.idp.MintIDToken(claims)
+	if r := w.run([]string{"T=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "T"); r.Code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	r := w.run(nil, "ssh-config")
+	if r.Code != 0 {
+		t.Fatalf("ssh-config: %s", r)
+	}
+	p := filepath.Join(w.home, "ssh_config")
+	os.WriteFile(p, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+	return p
+}
+
+// TestRecordedShell is the recording story end to end: a real ssh -J shell
+// with typed commands, a multi-byte character split across writes and a
+// resize; then sessions lists it, export passes asciinema cat with the same
+// text, verify says intact, and one flipped byte makes it say broken.
+func TestRecordedShell(t *testing.T) {
+	w := newWorld(t)
+	sshCfg := w.loginAlice(t)
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", sshCfg, "-tt", "root@web1")
+	p.Send("PS1='$ '; export LANG=C.UTF-8\r")
+	p.Send("printf 'price: \\342\\202'; sleep 0.3; printf '\\254 42\\n'\r")
+	p.Expect("price: € 42", 20*time.Second)
+	p.Resize(120, 40)
+	p.Send("stty size\r")
+	p.Expect("40 120", 20*time.Second)
+	p.Send("echo done-$((40+2))\r")
+	p.Expect("done-42", 20*time.Second)
+	p.Send("exit\r")
+	p.Wait(20 * time.Second)
+
+	r := w.run(nil, "sessions", "--json")
+	if r.Code != 0 {
+		t.Fatalf("sessions: %s", r)
+	}
+	var info recorder.SessionInfo
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		var s recorder.SessionInfo
+		if json.Unmarshal([]byte(line), &s) == nil && s.Kind == "shell" {
+			info = s
+		}
+	}
+	if info.ID == "" || info.User != "alice" || info.Target != "web1" || info.Login != "root" || info.Status != "ended" {
+		t.Fatalf("sessions lists %+v\n%s", info, r.Stdout)
+	}
+	if r := w.run(nil, "sessions", "--user", "alice", "--target", "web1"); r.Code != 0 || !strings.Contains(r.Stdout, info.ID) {
+		t.Fatalf("sessions table: %s", r)
+	}
+
+	r = w.run(nil, "export", info.ID)
+	if r.Code != 0 {
+		t.Fatalf("export: %s", r)
+	}
+	if strings.Contains(r.Stdout, "\\ufffd") || strings.Contains(r.Stdout, "\ufffd") {
+		t.Error("the split character was recorded as U+FFFD")
+	}
+	if !strings.Contains(r.Stdout, `"r", "120x40"`) {
+		t.Errorf("the resize is not in the recording:\n%s", r.Stdout)
+	}
+	cast := filepath.Join(t.TempDir(), "s.cast")
+	os.WriteFile(cast, []byte(r.Stdout), 0o600)
+	text := asciinemaCat(t, cast)
+	for _, want := range []string{"price: € 42", "40 120", "done-42"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("asciinema cat output lacks %q:\n%s", want, text)
+		}
+	}
+	if r := w.run(nil, "verify", info.ID); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+		t.Fatalf("verify: %s", r)
+	}
+	// A local replay of the export, at high speed, shows the same text.
+	if r := w.run(nil, "replay", "--file", cast, "--speed", "100"); r.Code != 0 || !strings.Contains(r.Stdout, "done-42") {
+		t.Fatalf("replay --file: %s", r)
+	}
+	if r := w.run(nil, "replay", info.ID, "--speed", "100"); r.Code != 0 || !strings.Contains(r.Stdout, "price: € 42") {
+		t.Fatalf("replay: %s", r)
+	}
+
+	// Tamper: stop the bastion, flip one byte of a stored chunk, restart.
+	dataDir := w.app.Config.DataDir
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	w.app.Shutdown(ctx)
+	cancel()
+	flipChunkByte(t, filepath.Join(dataDir, app.StoreFile), info.ID)
+	cfg := *w.app.Config
+	a, err := app.New(&cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.Store.Verify(info.ID)
+	a.Store.Close()
+	if rep.Intact || rep.BrokenAt < 0 || rep.Problem == "" {
+		t.Fatalf("verify after tampering: %+v, %v", rep, err)
+	}
+}
+
+// flipChunkByte flips one byte inside a stored chunk of the session, in the
+// file on disk, the way an attacker with file access would.
+func flipChunkByte(t *testing.T, path, id string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var needle []byte
+	db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				if needle == nil && bytes.HasPrefix(k, []byte(id)) && len(v) > 64 && bytes.Contains(v, []byte("done-")) {
+					needle = append([]byte(nil), v[len(v)/2:len(v)/2+32]...)
+				}
+				return nil
+			})
+		})
+	})
+	db.Close()
+	if needle == nil {
+		t.Fatal("no chunk of the session found in the store")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(raw, needle)
+	if i < 0 {
+		t.Fatal("chunk bytes not found in the file")
+	}
+	raw[i+8] ^= 0x01
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func asciinemaCat(t *testing.T, cast string) string {
+	t.Helper()
+	testenv.Require(t, "asciinema")
+	// asciinema cat reads /dev/tty; give it a terminal.
+	p := testenv.StartPTY(t, 120, 40, "asciinema", "cat", cast)
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("asciinema cat exited %d:\n%s", code, p.Output())
+	}
+	return p.Output()
+}
+
+// TestCrashRecovery kills `bastion serve` with SIGKILL mid-session,
+// restarts it, and finds the session there, marked interrupted, with
+// everything up to the last flush replayable.
+func TestCrashRecovery(t *testing.T) {
+	w := newWorld(t)
+	// Run a second bastion as a real process on the same data, after the
+	// in-process one has stopped.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	w.app.Shutdown(ctx)
+	cancel()
+	cfgText, _ := os.ReadFile(w.cfgPath)
+	sshPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfgText = bytes.Replace(cfgText, []byte(`listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}`),
+		[]byte("listen: {ssh: \"127.0.0.1:"+itoa(sshPort)+"\", http: \"127.0.0.1:"+itoa(httpPort)+"\"}"), 1)
+	os.WriteFile(w.cfgPath, cfgText, 0o600)
+	serve := func() *exec.Cmd {
+		cmd := w.cli(nil, "serve", "--config", w.cfgPath)
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitPort(t, httpPort)
+		return cmd
+	}
+	proc := serve()
+	url := "http://127.0.0.1:" + itoa(httpPort)
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	tok, _ := w.idp.MintIDToken(claims)
+	if r := w.run([]string{"T=" + tok}, "login", "--bastion", url, "--id-token-env", "T"); r.Code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	r := w.run(nil, "ssh-config")
+	sshCfg := filepath.Join(w.home, "ssh_config")
+	os.WriteFile(sshCfg, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+
+	p := testenv.StartPTY(t, 80, 24, "ssh", "-F", sshCfg, "root@web1", "for i in $(seq 1 400); do echo line-$i; sleep 0.01; done")
+	p.Expect("line-150", 30*time.Second)
+	proc.Process.Signal(syscall.SIGKILL)
+	proc.Wait()
+	serve()
+	r = w.run(nil, "sessions", "--json")
+	if r.Code != 0 {
+		t.Fatalf("sessions after restart: %s", r)
+	}
+	var info recorder.SessionInfo
+	json.Unmarshal([]byte(strings.TrimSpace(strings.Split(r.Stdout, "\n")[0])), &info)
+	if info.Status != "interrupted" {
+		t.Fatalf("session after the crash: %+v", info)
+	}
+	r = w.run(nil, "export", info.ID)
+	if r.Code != 0 {
+		t.Fatalf("export after the crash: %s", r)
+	}
+	// At most one flush interval (200ms, ~20 lines here) may be lost.
+	if !strings.Contains(r.Stdout, "line-120") {
+		t.Fatalf("the recording lost more than one flush interval:\n%s", tailOf(r.Stdout, 400))
+	}
+	if r := w.run(nil, "verify", info.ID); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+		t.Fatalf("verify after the crash: %s", r)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func waitPort(t *testing.T, port int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+itoa(port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d", port)
+}
+
+func tailOf(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
