@@ -192,7 +192,7 @@ type Limits struct {
 	// MaxSQL is the longest SQL text classified; longer statements fail closed (default 16 MiB).
 	MaxSQL int
 	// StartupTimeout bounds the whole startup: client packets, TLS, upstream connection and
-	// authentication (default 30s).
+	// authentication (default 30s). It works through the connections' deadlines.
 	StartupTimeout time.Duration
 }
 

@@ -137,8 +137,12 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 	defer cancel(errDone)
 	var nb [6]byte
 	_, _ = rand.Read(nb[:])
+	log := p.cfg.Logger
+	if addr := client.RemoteAddr(); addr != nil {
+		log = log.With("client", addr.String())
+	}
 	s := &session{
-		cfg: &p.cfg, log: p.cfg.Logger.With("client", client.RemoteAddr().String()),
+		cfg: &p.cfg, log: log,
 		ctx: ctx, cancel: cancel, rawClient: client, client: client,
 		nonce:    hex.EncodeToString(nb[:]),
 		refusals: map[uint64][]errField{},
@@ -198,10 +202,21 @@ func (s *session) interrupt() {
 				msg = "bastion: " + clean(strings.TrimPrefix(pe.Error(), "pgproxy: ")) + "; connection closed"
 			}
 		}
-		s.cwMu.Lock()
-		_, _ = cw.Write(errorMsg('E', "FATAL", code, msg, "", ""))
-		_ = cw.Flush()
-		s.cwMu.Unlock()
+		// The backend loop may be stuck writing to a client that does not read (and the
+		// connection may not support deadlines): give the message two seconds, then
+		// close regardless, which unblocks everything.
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			s.cwMu.Lock()
+			defer s.cwMu.Unlock()
+			_, _ = cw.Write(errorMsg('E', "FATAL", code, msg, "", ""))
+			_ = cw.Flush()
+		}()
+		select {
+		case <-written:
+		case <-time.After(2 * time.Second):
+		}
 	}
 	s.closeConns()
 }
