@@ -33,7 +33,9 @@
 //
 // CompleteBrowserLogin and ApproveDevice stand in for the person at the browser.
 // They request the same endpoints and submit the same forms, over real HTTP, that
-// a browser does; they do not reach into the storage.
+// a browser does; they do not reach into the storage. ApproveDeviceAt does what
+// ApproveDevice does for a provider in another process, given only its issuer URL
+// (the tests of `bastion demo` use it).
 //
 //	idp, _ := devidp.Start(devidp.Config{Users: users, Clients: clients})
 //	defer idp.Close()
