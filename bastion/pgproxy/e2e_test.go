@@ -43,6 +43,30 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("psql meta-commands pass the classifier", func(t *testing.T) {
+		for _, m := range []string{`\dt`, `\d t`, `\l`, `\du`, `\df`, `\dn`} {
+			if r := h.psql(t, "", "-c", m); r.err != nil {
+				t.Errorf("%s: %v\n%s", m, r.err, r.stderr)
+			}
+		}
+	})
+
+	t.Run("transcript neutralises escape sequences", func(t *testing.T) {
+		if r := h.psql(t, "", "-c", `SELECT E'\x1b[2J\x1b]0;pwned\x07' AS "evil\x1b"`); r.err != nil {
+			t.Fatalf("psql: %v\n%s", r.err, r.stderr)
+		}
+		tr := h.transcript.String()
+		if strings.ContainsRune(tr, 0x1b) || strings.ContainsRune(tr, 0x07) {
+			t.Errorf("transcript holds raw control characters: %q", tr)
+		}
+		if !strings.Contains(tr, `\x1b[2J\x1b]0;pwned\x07`) {
+			t.Errorf("transcript lacks the escaped value")
+		}
+		if strings.Contains(strings.ReplaceAll(tr, "\r\n", ""), "\n") {
+			t.Errorf("transcript has a bare LF")
+		}
+	})
+
 	blocked := []string{
 		"DROP TABLE t",
 		"DrOp/**/TABLE t",
