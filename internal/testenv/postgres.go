@@ -86,7 +86,7 @@ func NewPostgresCA(t testing.TB, name string) *PostgresCA {
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          randSerial(t),
+		SerialNumber:          pgRandSerial(t),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
@@ -135,7 +135,7 @@ func (ca *PostgresCA) issue(t testing.TB, cn string, dnsNames []string, ips []ne
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: randSerial(t),
+		SerialNumber: pgRandSerial(t),
 		Subject:      pkix.Name{CommonName: cn},
 		DNSNames:     dnsNames,
 		IPAddresses:  ips,
@@ -155,7 +155,7 @@ func (ca *PostgresCA) issue(t testing.TB, cn string, dnsNames []string, ips []ne
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
-func randSerial(t testing.TB) *big.Int {
+func pgRandSerial(t testing.TB) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
@@ -318,7 +318,7 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freeLoopbackPort()
+		port, err := pgFreeLoopbackPort()
 		if err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
@@ -327,7 +327,7 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("testenv: start postgres: %v\n%s", lastErr, tailFile(p.LogFile, 4000))
+		t.Fatalf("testenv: start postgres: %v\n%s", lastErr, pgTailFile(p.LogFile, 4000))
 	}
 
 	for _, r := range opts.Roles {
@@ -429,7 +429,7 @@ func (p *Postgres) ClientTLS(t testing.TB, user string) *tls.Config {
 }
 
 func (p *Postgres) connect(ctx context.Context, t testing.TB, user, db string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", p.Host, p.Port, quoteConnValue(user), quoteConnValue(db)))
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", p.Host, p.Port, pgQuoteConnValue(user), pgQuoteConnValue(db)))
 	if err != nil {
 		return nil, err
 	}
@@ -532,7 +532,7 @@ func (p *Postgres) LibpqFiles(t testing.TB, dir, user string) (certFile, keyFile
 // version when installed, else whatever PATH finds.
 func (p *Postgres) Tool(t testing.TB, name string) string {
 	t.Helper()
-	if path := filepath.Join(p.BinDir, name); fileExists(path) {
+	if path := filepath.Join(p.BinDir, name); pgFileExists(path) {
 		return path
 	}
 	path, err := exec.LookPath(name)
@@ -546,7 +546,7 @@ func (p *Postgres) Tool(t testing.TB, name string) string {
 	return path
 }
 
-func fileExists(path string) bool {
+func pgFileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
@@ -577,7 +577,7 @@ func postgresEnv() []string {
 	return env
 }
 
-func freeLoopbackPort() (int, error) {
+func pgFreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -586,11 +586,11 @@ func freeLoopbackPort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func quoteConnValue(s string) string {
+func pgQuoteConnValue(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
-func tailFile(path string, n int) string {
+func pgTailFile(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
