@@ -224,7 +224,11 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	base, err := os.MkdirTemp("", "pgtest-")
+	parent := ""
+	if runAs != nil && !pgReachable(os.TempDir()) {
+		parent = "/tmp" // TMPDIR is private to root: the postgres user could not reach it
+	}
+	base, err := os.MkdirTemp(parent, "pgtest-")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -544,6 +548,25 @@ func (p *Postgres) Tool(t testing.TB, name string) string {
 		t.Skip(msg)
 	}
 	return path
+}
+
+// pgReachable reports whether every directory from / down to dir lets others through.
+func pgReachable(dir string) bool {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return true
+		}
+		dir = parent
+	}
 }
 
 func pgFileExists(path string) bool {
