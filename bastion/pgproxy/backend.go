@@ -361,7 +361,7 @@ func (s *session) onError(head *expect, body []byte) error {
 				ev := s.event(now, &run.st)
 				ev.Outcome, ev.Rule, ev.RequestID = OutcomeError, run.rule, run.requestID
 				ev.SQLState, ev.Message = fieldValue(fields, 'C'), fieldValue(fields, 'M')
-				s.cfg.Audit(ev)
+				s.audit(ev)
 			}
 		}
 	}
@@ -422,7 +422,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 		for i := head.idx; i < len(head.runs); i++ {
 			ev := s.event(now, &head.runs[i].st)
 			ev.Outcome, ev.Rule, ev.RequestID = OutcomeNotRun, head.runs[i].rule, head.runs[i].requestID
-			s.cfg.Audit(ev)
+			s.audit(ev)
 		}
 		// A simple Query drops the unnamed statement and portal.
 		delete(s.stmts, "")
@@ -468,7 +468,7 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 	if errFields != nil {
 		ev.SQLState, ev.Message = fieldValue(errFields, 'C'), fieldValue(errFields, 'M')
 	}
-	s.cfg.Audit(ev)
+	s.audit(ev)
 	s.lastDone = now
 	return s.transcriptOutcome(r, ev)
 }

@@ -61,7 +61,9 @@
 // A queue of expectations, one per forwarded message the server answers, lets the second
 // attribute every response to its request. Judge, Wait, MaskColumn, MaskValue, Audit and
 // the Transcript writer are called from these goroutines and must be safe for concurrent
-// use across connections. A Config's CancelRegistry and Classifier are shared across
+// use across connections; a callback that panics fails closed (Judge blocks, Authorize
+// refuses, MaskColumn masks, MaskValue withholds the row) instead of taking the process
+// down. A Config's CancelRegistry and Classifier are shared across
 // connections. Serve returns when both goroutines are done; cancelling its context ends
 // the connection with a FATAL message carrying context.Cause.
 //

@@ -406,7 +406,7 @@ func (s *session) refuse(kind expKind, name, sql string, sts []Statement, ref *r
 		} else {
 			ev.Outcome = OutcomeNotRun
 		}
-		s.cfg.Audit(ev)
+		s.audit(ev)
 	}
 	var line string
 	if ref.outcome == OutcomeDenied {

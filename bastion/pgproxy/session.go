@@ -444,3 +444,21 @@ func (s *session) backslashSafe() error {
 	}
 	return nil
 }
+
+// safely runs a caller's callback, turning a panic into an error: a bug in a policy
+// callback must not take down every session in the process.
+func safely(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("callback panicked: %v", r)
+		}
+	}()
+	return f()
+}
+
+// audit passes an event to Config.Audit.
+func (s *session) audit(ev Event) {
+	if err := safely(func() error { s.cfg.Audit(ev); return nil }); err != nil {
+		s.log.Error("audit callback failed", "err", err)
+	}
+}

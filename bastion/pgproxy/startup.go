@@ -101,7 +101,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	s.cbr = bufio.NewReaderSize(s.client, bufSize)
 	if br.Buffered() > 0 {
 		// Keep what the client pipelined after its startup packet.
-		s.cbr = bufio.NewReaderSize(io.MultiReader(br, s.client), bufSize)
+		s.cbr = bufio.NewReaderSize(io.MultiReader(io.LimitReader(br, int64(br.Buffered())), s.client), bufSize)
 	}
 	s.setConns(nil, nil, bufio.NewWriterSize(s.client, bufSize))
 	s.cr = newMsgReader(s.cbr, s.cfg.Limits.MaxMessage, frontendTypes, "client")
@@ -139,7 +139,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	}
 	s.startup = st
 	s.log = s.log.With("db_user", st.User, "database", st.Database)
-	if err := s.cfg.Authorize(s.ctx, st); err != nil {
+	if err := safely(func() error { return s.cfg.Authorize(s.ctx, st) }); err != nil {
 		return false, s.refuseStartup(err)
 	}
 
@@ -192,7 +192,11 @@ func (s *session) connectUpstream(params [][2]string) ([]byte, error) {
 	if s.cfg.UpstreamTLS != nil {
 		tc := s.cfg.UpstreamTLS.Clone()
 		if s.cfg.ClientCert != nil {
-			cert, err := s.cfg.ClientCert(s.ctx, s.startup.User)
+			var cert *tls.Certificate
+			err := safely(func() (err error) { cert, err = s.cfg.ClientCert(s.ctx, s.startup.User); return err })
+			if err == nil && cert == nil {
+				err = errors.New("no certificate")
+			}
 			if err != nil {
 				return nil, upErr("client certificate for %q: %v", s.startup.User, err)
 			}
@@ -346,7 +350,8 @@ func (s *session) authResponse(code uint32, data []byte, tlsOn bool, scram **scr
 		if s.cfg.Password == nil {
 			return "", errors.New("the server asks for a password and only certificate authentication is configured")
 		}
-		pw, err := s.cfg.Password(s.ctx, s.startup.User)
+		var pw string
+		err := safely(func() (err error) { pw, err = s.cfg.Password(s.ctx, s.startup.User); return err })
 		if err != nil {
 			return "", fmt.Errorf("password for %q: %w", s.startup.User, err)
 		}
