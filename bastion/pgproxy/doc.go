@@ -42,7 +42,8 @@
 // ReadyForQuery) and client and server stay in step; the client sees the proxy's own
 // ErrorResponse instead (42501 naming the rule; 42601 when the SQL does not parse). A
 // held statement sends the client a NoticeResponse with the request ID, then waits for
-// Verdict.Wait.
+// Verdict.Wait; a CancelRequest from the client (Ctrl-C) ends the wait and the
+// statement fails with 57014.
 //
 // Masking: columns MaskColumn names are replaced by ColumnMask (their RowDescription
 // type becomes text so the mask decodes); text values go through MaskValue; a binary

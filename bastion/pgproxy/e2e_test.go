@@ -371,6 +371,35 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a cancel request ends an approval wait", func(t *testing.T) {
+		hh := startProxy(t, pg, func(c *Config) {
+			c.Judge = func(ctx context.Context, st Statement) Verdict {
+				return Verdict{Action: Hold, Rule: "r", RequestID: "c4", Wait: func(ctx context.Context) (Verdict, error) {
+					<-ctx.Done() // nobody approves
+					return Verdict{}, ctx.Err()
+				}}
+			}
+		})
+		held := make(chan struct{})
+		var once sync.Once
+		conn := hh.connect(t, "app", "shop", func(c *pgx.ConnConfig) {
+			c.OnNotice = func(*pgconn.PgConn, *pgconn.Notice) { once.Do(func() { close(held) }) }
+		})
+		errc := make(chan error, 1)
+		go func() {
+			_, err := conn.Exec(ctx, "UPDATE accounts SET balance = 1 WHERE id = 3")
+			errc <- err
+		}()
+		<-held
+		if err := conn.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wantPgError(t, <-errc, "57014", "cancelled by the client while held")
+		if got := pg.QueryStrings(t, "shop", "SELECT balance FROM accounts WHERE id = 3"); got[0] != "100" {
+			t.Errorf("got balance %v, want 100", got)
+		}
+	})
+
 	t.Run("held statement denied", func(t *testing.T) {
 		hh := startProxy(t, pg, func(c *Config) {
 			c.Judge = func(ctx context.Context, st Statement) Verdict {

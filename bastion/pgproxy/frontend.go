@@ -291,7 +291,19 @@ func (s *session) hold(st *Statement, v Verdict) (*stmtRun, *refusal) {
 	if v.Wait == nil {
 		return nil, blockRefusal(Verdict{Rule: v.Rule, Message: "no approval possible", RequestID: v.RequestID}, OutcomeDenied)
 	}
-	final, err := s.wait(v)
+	wctx, cancel := context.WithCancelCause(s.ctx)
+	s.holdMu.Lock()
+	s.holdCancel = cancel
+	s.holdMu.Unlock()
+	final, err := s.wait(wctx, v)
+	s.holdMu.Lock()
+	s.holdCancel = nil
+	s.holdMu.Unlock()
+	cancel(nil)
+	if errors.Is(context.Cause(wctx), errCancelledByClient) {
+		return nil, &refusal{code: "57014", rule: v.Rule, requestID: v.RequestID, outcome: OutcomeDenied,
+			message: "bastion: statement cancelled by the client while held for approval (request " + id + ")"}
+	}
 	if err != nil {
 		msg := "approval failed: " + err.Error()
 		if s.ctx.Err() != nil {
@@ -314,13 +326,29 @@ func (s *session) hold(st *Statement, v Verdict) (*stmtRun, *refusal) {
 	return &stmtRun{st: *st, rule: v.Rule, requestID: v.RequestID}, nil
 }
 
-func (s *session) wait(v Verdict) (final Verdict, err error) {
+func (s *session) wait(ctx context.Context, v Verdict) (final Verdict, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("approval wait panicked: %v", r)
 		}
 	}()
-	return v.Wait(s.ctx)
+	return v.Wait(ctx)
+}
+
+// errCancelledByClient ends an approval wait when the client sends a CancelRequest
+// (Ctrl-C in psql): the held statement is not on the server, so there is nothing to
+// cancel there.
+var errCancelledByClient = errors.New("pgproxy: cancelled by the client")
+
+// cancelHold cancels the approval wait in progress, if any.
+func (s *session) cancelHold() bool {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.holdCancel == nil {
+		return false
+	}
+	s.holdCancel(errCancelledByClient)
+	return true
 }
 
 func (s *session) onQuery(body []byte) error {

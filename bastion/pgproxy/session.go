@@ -65,6 +65,9 @@ type session struct {
 
 	terminated atomic.Bool // the client is gone or sent Terminate
 
+	holdMu     sync.Mutex
+	holdCancel context.CancelCauseFunc // ends the approval wait in progress
+
 	// Frontend loop only.
 	unsyncedExec bool // an Execute was forwarded since the last Sync
 	refusalSeq   uint64

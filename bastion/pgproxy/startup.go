@@ -430,6 +430,9 @@ func (s *session) registerCancel(upPID, upSecret uint32, haveKey bool) (pid, sec
 			tlsCfg.Certificates, tlsCfg.GetClientCertificate = nil, nil
 		}
 		s.cancelTarget = &cancelTarget{send: func(ctx context.Context) error {
+			if s.cancelHold() {
+				return nil
+			}
 			return sendCancel(ctx, dial, tlsCfg, upPID, upSecret)
 		}}
 	}
