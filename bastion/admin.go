@@ -102,6 +102,12 @@ func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio Admi
 		return s.adminWhoami(c, rest, aio)
 	case "targets":
 		return s.adminTargets(c, rest, aio)
+	case "requests":
+		return s.adminRequests(c, rest, aio)
+	case "approve":
+		return s.adminDecide(c, rest, aio, true)
+	case "deny":
+		return s.adminDecide(c, rest, aio, false)
 	case "help", "--help", "-h":
 		s.adminHelp(aio.Stdout)
 		return 0
@@ -114,7 +120,7 @@ func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio Admi
 }
 
 func (s *Server) adminHelp(w io.Writer) {
-	names := []string{"help", "targets", "whoami"}
+	names := []string{"help", "targets", "whoami", "requests", "approve", "deny"}
 	for n := range s.cfg.Admin {
 		names = append(names, n)
 	}

@@ -58,6 +58,7 @@ targets:
   - {name: dev, groups: [dev], targets: ["web*", echo], logins: [root]}
   - {name: ops, groups: [ops], targets: ["web*"], logins: [root], shell: false}
   - {name: audit, groups: [sec], targets: [], auditor: true}
+  - {name: approvers, groups: [sre], targets: ["web*"], logins: [root], approve: ["web*"]}
 {{.Extra}}
 `
 

@@ -3,12 +3,16 @@ package bastion
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
 )
 
@@ -77,6 +81,10 @@ type proxy struct {
 	client  *gossh.Client
 	log     *slog.Logger
 	started bool
+	pty     bool
+	keys    chan []byte                // the user's input, from one reader
+	guard   atomic.Pointer[shellGuard] // set for watched shells
+	stdout  *outputPipeline
 }
 
 // run relays until both sides are done. Teardown order toward the user:
@@ -87,26 +95,49 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	defer p.ss.finish()
 	defer p.client.Close()
 	kind := func() string { return p.ss.kind }
+	count := func(n int) { p.s.metrics.Bytes.WithLabelValues("down", kind()).Add(float64(n)) }
+	masks := p.s.cfg.Policy().OutputMasks(policyIdentity(p.ss.identity), p.ss.target)
+	pipe := func(dst io.Writer) *outputPipeline {
+		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.s.cfg.MaskHold, rules: strings.Join(masks.Rules, ",")}
+		if masks.Cards || len(masks.Patterns) > 0 {
+			m, err := mask.New(mask.Config{Cards: masks.Cards, Patterns: masks.Patterns})
+			if err != nil {
+				// Fail closed: a masking rule that cannot run ends the
+				// session rather than showing what it should hide.
+				p.log.Error("masking", "err", err)
+				p.ss.stop(fmt.Errorf("masking unavailable: %v", err))
+			}
+			o.masker = m
+		}
+		return o
+	}
+	p.stdout = pipe(p.down)
+	p.stdout.observe = func(b []byte) {
+		if g := p.guard.Load(); g != nil {
+			g.output(b)
+		}
+	}
+	stderr := pipe(p.down.Stderr())
 	outDone := make(chan struct{})
 	go func() {
 		var wg sync.WaitGroup
 		wg.Add(2)
-		count := func(n int) { p.s.metrics.Bytes.WithLabelValues("down", kind()).Add(float64(n)) }
 		go func() {
 			defer wg.Done()
-			relay(&outputPipeline{ss: p.ss, dst: p.down, down: count}, p.up, nil, &p.ss.act, p.s.now)
+			relay(p.stdout, p.up, nil, &p.ss.act, p.s.now)
+			p.stdout.close()
 		}()
 		go func() {
 			defer wg.Done()
-			relay(&outputPipeline{ss: p.ss, dst: p.down.Stderr(), down: count}, p.up.Stderr(), nil, &p.ss.act, p.s.now)
+			relay(stderr, p.up.Stderr(), nil, &p.ss.act, p.s.now)
+			stderr.close()
 		}()
 		wg.Wait()
 		p.down.CloseWrite()
 		close(outDone)
 	}()
-	go func() {
-		relay(p.up, p.down, func(n int) { p.s.metrics.Bytes.WithLabelValues("up", kind()).Add(float64(n)) }, &p.ss.act, p.s.now)
-	}()
+	p.keys = make(chan []byte)
+	go p.readStdin()
 	upDone := make(chan struct{})
 	go func() {
 		p.upstreamRequests(upReqs)
@@ -122,6 +153,39 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	<-outDone
 	<-upDone
 	p.down.Close()
+}
+
+// readStdin is the one reader of the user's input. Nothing it reads goes
+// anywhere until the session has started (see pumpStdin and shellGuard):
+// the channel is unbuffered, so input waits in the SSH window meanwhile.
+func (p *proxy) readStdin() {
+	defer close(p.keys)
+	for {
+		buf := make([]byte, 32<<10)
+		n, err := p.down.Read(buf)
+		if n > 0 {
+			p.ss.act.touch(p.s.now())
+			select {
+			case p.keys <- buf[:n]:
+			case <-p.ss.ctx.Done():
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// pumpStdin forwards input unjudged (exec, subsystems, unwatched shells).
+func (p *proxy) pumpStdin() {
+	for chunk := range p.keys {
+		if _, err := p.up.Write(chunk); err != nil {
+			break
+		}
+		p.s.metrics.Bytes.WithLabelValues("up", p.ss.kind).Add(float64(len(chunk)))
+	}
+	p.up.CloseWrite()
 }
 
 // upstreamRequests forwards the target's requests (exit-status,
@@ -157,6 +221,10 @@ func (p *proxy) upstreamRequests(reqs <-chan *gossh.Request) {
 // downstreamRequests handles the user's channel requests.
 func (p *proxy) downstreamRequests(reqs <-chan *gossh.Request) {
 	for req := range reqs {
+		if req.Type == "exec" || req.Type == "shell" || req.Type == "subsystem" {
+			p.start(req)
+			continue
+		}
 		ok := p.handle(req)
 		if req.WantReply {
 			req.Reply(ok, nil)
@@ -187,6 +255,7 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		ss.mu.Lock()
 		ss.width, ss.height, ss.term = int(m.Columns), int(m.Rows), m.Term
 		ss.mu.Unlock()
+		p.pty = true
 		return p.forward(req)
 	case "env":
 		var m envMsg
@@ -210,9 +279,10 @@ func (p *proxy) handle(req *gossh.Request) bool {
 			ss.rec.Resize(int(m.Columns), int(m.Rows))
 		}
 		ss.recMu.Unlock()
+		if g := p.guard.Load(); g != nil {
+			g.resize(int(m.Columns), int(m.Rows))
+		}
 		return p.forward(req)
-	case "shell", "exec", "subsystem":
-		return p.start(req)
 	case "signal", "break", "keepalive@openssh.com":
 		return p.forward(req)
 	case "auth-agent-req@openssh.com":
@@ -223,48 +293,137 @@ func (p *proxy) handle(req *gossh.Request) bool {
 	return p.refuse(req, "unsupported request")
 }
 
-// start handles the one shell, exec or subsystem request of a session.
-func (p *proxy) start(req *gossh.Request) bool {
+// start handles the one shell, exec or subsystem request of a session,
+// replying to it itself: a blocked or refused exec is accepted and then
+// ended with exit status 126, so the user sees why instead of a bare
+// "exec request failed".
+func (p *proxy) start(req *gossh.Request) {
+	reply := func(ok bool) {
+		if req.WantReply {
+			req.Reply(ok, nil)
+		}
+	}
 	if p.started {
-		return p.refuse(req, "session already started")
+		reply(p.refuse(req, "session already started"))
+		return
 	}
 	var kind, command string
 	switch req.Type {
 	case "shell":
 		kind = "shell"
 		if !p.acc.Shell {
-			p.tell("your roles (%v) allow only commands on %s, not an interactive shell: run `ssh ... %s@%s COMMAND`", p.acc.Roles, p.ss.target, p.ss.login, p.ss.target)
-			return p.refuse(req, "shell not allowed (exec-only role)")
+			p.tell("your roles (%s) allow only commands on %s, not an interactive shell: run `ssh ... %s@%s COMMAND`", strings.Join(p.acc.Roles, ", "), p.ss.target, p.ss.login, p.ss.target)
+			reply(p.refuse(req, "shell not allowed (exec-only role)"))
+			return
 		}
 	case "exec":
 		var m execMsg
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
-			return p.refuse(req, "malformed exec")
+			reply(p.refuse(req, "malformed exec"))
+			return
 		}
 		kind, command = "exec", m.Command
 	case "subsystem":
 		var m subsystemMsg
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
-			return p.refuse(req, "malformed subsystem")
+			reply(p.refuse(req, "malformed subsystem"))
+			return
 		}
 		if !allowedSubsystems[m.Name] {
 			p.tell("subsystem %q is not allowed through the bastion", printable(m.Name))
-			return p.refuse(req, "subsystem not allowed")
+			reply(p.refuse(req, "subsystem not allowed"))
+			return
 		}
 		kind, command = "subsystem", m.Name
 	}
-	if err := p.ss.begin(kind, command); err != nil {
+	// The recording starts first, so every decision lands in it; no
+	// recording, no session.
+	if err := p.ss.begin(kind, p.redact(command)); err != nil {
 		p.tell("cannot record this session, so it does not start: %v", err)
 		p.log.Warn("recording failed to start", "err", err)
-		return p.refuse(req, "recording unavailable")
+		reply(p.refuse(req, "recording unavailable"))
+		return
 	}
 	p.started = true
 	p.s.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
-		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": command, "client": p.ss.remote.String()}})
-	return p.forward(req)
+		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": p.redact(command), "client": p.ss.remote.String()}})
+	pid := policyIdentity(p.ss.identity)
+	if kind == "exec" {
+		// Accept the request, then judge: a refused command ends with a
+		// message and exit status 126, and never reaches the target.
+		reply(true)
+		d := p.s.cfg.Policy().JudgeCommand(pid, p.ss.target, command)
+		var keys <-chan []byte
+		if p.pty {
+			keys = p.keys // a terminal: typed keys are dropped, Ctrl-C cancels
+		}
+		if p.enforce(d, command, keys) != policy.ActionAllow {
+			p.endLocally(126)
+			return
+		}
+		if ok, err := p.up.SendRequest("exec", true, req.Payload); err != nil || !ok {
+			p.tell("the target refused to run the command")
+			p.endLocally(255)
+			return
+		}
+		if readsShellFromStdin(command) && p.s.cfg.Policy().CommandRulesApply(pid, p.ss.target) {
+			// `ssh host bash`: the shell's commands come from stdin.
+			p.startGuard()
+			return
+		}
+		go p.pumpStdin()
+		return
+	}
+	if !p.forward(req) {
+		reply(false)
+		return
+	}
+	reply(true)
+	if kind == "shell" && p.s.cfg.Policy().CommandRulesApply(pid, p.ss.target) {
+		p.startGuard()
+		return
+	}
+	go p.pumpStdin()
 }
 
-// tell writes a bastion message to the user's stderr.
+// startGuard judges the session's input as shell command lines.
+func (p *proxy) startGuard() {
+	p.ss.mu.Lock()
+	cols, rows := p.ss.width, p.ss.height
+	p.ss.mu.Unlock()
+	g := newShellGuard(p, p.keys, p.pty, max(cols, 1), max(rows, 1))
+	p.guard.Store(g)
+	go g.run()
+}
+
+// redact masks what output rules mask (card numbers) in text the bastion
+// stores itself: the command in the recording header, markers, the audit
+// log and approval requests. Recordings at rest hold no card numbers.
+func (p *proxy) redact(text string) string {
+	m := p.s.cfg.Policy().OutputMasks(policyIdentity(p.ss.identity), p.ss.target)
+	if !m.Cards && len(m.Patterns) == 0 {
+		return text
+	}
+	out, _ := mask.MaskString(mask.Config{Cards: m.Cards, Patterns: m.Patterns}, text)
+	return out
+}
+
+// endLocally ends a session whose command never ran: exit status, EOF,
+// close, and the upstream channel (which never started anything) closes.
+func (p *proxy) endLocally(status int) {
+	p.ss.mu.Lock()
+	p.ss.exit.Status = status
+	p.ss.mu.Unlock()
+	p.down.SendRequest("exit-status", false, gossh.Marshal(exitStatusMsg{Status: uint32(status)}))
+	p.up.Close()
+}
+
+// tell writes a bastion message to the user's stderr (on a new line when
+// a terminal's cursor may be mid-line).
 func (p *proxy) tell(format string, args ...any) {
-	fmt.Fprintf(p.down.Stderr(), "bastion: "+format+"\r\n", args...)
+	lead := ""
+	if p.pty {
+		lead = "\r\n"
+	}
+	fmt.Fprintf(p.down.Stderr(), lead+"bastion: "+format+"\r\n", args...)
 }

@@ -49,6 +49,13 @@ type Config struct {
 	// EnvAllow lists environment variables a client may set on targets
 	// (globs such as "LC_*"). Default: LANG, LC_*, TERM.
 	EnvAllow []string
+	// ApprovalWebhook, when set, receives a JSON POST for every new
+	// approval request, so a chat bot can relay it.
+	ApprovalWebhook string
+	// MaskHold is how long masking holds back output that may be the start
+	// of a card number before releasing it when nothing follows; default
+	// 10ms (a number split across reads arrives within microseconds).
+	MaskHold time.Duration
 	// Admin holds extra admin commands (run as `ssh bastion NAME`), on top
 	// of the built-in whoami and targets.
 	Admin map[string]AdminCommand
@@ -83,6 +90,7 @@ type Server struct {
 	srv     *gliderssh.Server
 
 	hostCerts sync.Map // principal -> *hostCert
+	approvals *approvals
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -122,6 +130,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
+	if cfg.MaskHold == 0 {
+		cfg.MaskHold = 10 * time.Millisecond
+	}
 	if cfg.HostCertTTL == 0 {
 		cfg.HostCertTTL = 24 * time.Hour
 	}
@@ -146,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
 		sessions: map[*session]struct{}{},
 	}
+	s.approvals = &approvals{s: s, m: map[string]*approval{}}
 	if _, err := s.hostSigner(cfg.Names); err != nil {
 		return nil, err
 	}

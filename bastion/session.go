@@ -11,6 +11,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/ca"
 )
 
@@ -48,6 +49,7 @@ type session struct {
 	exit      Exit
 	endReason string
 	command   string
+	masked    int
 	width     int
 	height    int
 	term      string
@@ -212,6 +214,12 @@ func (ss *session) stop(cause error) {
 	}
 }
 
+func (ss *session) addMasked(n int) {
+	ss.mu.Lock()
+	ss.masked += n
+	ss.mu.Unlock()
+}
+
 func (ss *session) addCloser(c func() error) {
 	ss.mu.Lock()
 	ss.closers = append(ss.closers, c)
@@ -240,6 +248,13 @@ func (ss *session) finish() {
 	if exit.Signal != "" {
 		fields["exit_signal"] = exit.Signal
 	}
+	ss.mu.Lock()
+	masked := ss.masked
+	ss.mu.Unlock()
+	if masked > 0 {
+		fields["masked_values"] = fmt.Sprint(masked)
+		ss.s.audit(Event{Type: "output.mask", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "masked", Fields: map[string]string{"values": fmt.Sprint(masked)}})
+	}
 	typ := "session.end"
 	if ss.kind == "tcp" || ss.kind == "postgres" {
 		typ = "forward.end"
@@ -265,38 +280,102 @@ func (ss *session) begin(kind, command string) error {
 }
 
 // outputPipeline is the one place every byte of target output passes on
-// its way to the user: filters (masking) first, then the recording, then
-// the downstream channel. Command control and recording attach here and
-// nowhere else, so nothing reaches the user that was not filtered and
-// recorded.
+// its way to the user: an observer (the shell guard's terminal emulator)
+// sees it raw, then masking rewrites it, then it is recorded, then it goes
+// to the downstream channel. Command control and recording attach here and
+// nowhere else, so nothing reaches the user or the recording unmasked, and
+// nothing reaches the user unrecorded.
 type outputPipeline struct {
-	ss     *session
-	dst    io.Writer
-	filter func([]byte) []byte // nil: none
-	down   func(int)           // byte counter
+	ss      *session
+	dst     io.Writer
+	down    func(int)     // byte counter
+	observe func([]byte)  // nil: none
+	masker  *mask.Masker  // nil: no masking
+	rules   string        // the masking rules, for markers
+	hold    time.Duration // quiet period before a held tail is released
+	mu      sync.Mutex    // Write and the flush timer
+	timer   *time.Timer   // releases the masker's held tail
+	masked  int           // values masked so far
+	err     error         // sticky write error
 }
 
 func (o *outputPipeline) Write(p []byte) (int, error) {
-	b := p
-	if o.filter != nil {
-		b = o.filter(p)
+	if o.observe != nil {
+		o.observe(p)
 	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
+	b := p
+	if o.masker != nil {
+		b = o.masker.Write(p)
+		o.noteMasked()
+		if o.masker.Pending() > 0 {
+			// A possible card number may continue in the next read: hold
+			// the tail briefly, then release it if nothing follows.
+			if o.timer == nil {
+				o.timer = time.AfterFunc(o.hold, o.flush)
+			} else {
+				o.timer.Reset(o.hold)
+			}
+		}
+	}
+	if err := o.emit(b); err != nil {
+		o.err = err
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// flush releases what the masker holds back.
+func (o *outputPipeline) flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.masker == nil || o.err != nil {
+		return
+	}
+	if err := o.emit(o.masker.Flush()); err != nil {
+		o.err = err
+	}
+}
+
+// close releases everything at the end of the stream.
+func (o *outputPipeline) close() {
+	o.mu.Lock()
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	o.mu.Unlock()
+	o.flush()
+}
+
+func (o *outputPipeline) noteMasked() {
+	if n := o.masker.Masked(); n > o.masked {
+		o.ss.marker(fmt.Sprintf("bastion: masked %d value(s) (rule %s)", n-o.masked, o.rules))
+		o.ss.addMasked(n - o.masked)
+		o.masked = n
+	}
+}
+
+func (o *outputPipeline) emit(b []byte) error {
 	if len(b) == 0 {
-		return len(p), nil
+		return nil
 	}
 	if err := o.ss.record(b); err != nil && o.ss.recordingFailed() {
-		return 0, err
+		return err
 	}
 	if o.ss.recordingFailed() {
-		return 0, errors.New("recording failed")
+		return errors.New("recording failed")
 	}
 	if _, err := o.dst.Write(b); err != nil {
-		return 0, err
+		return err
 	}
 	if o.down != nil {
 		o.down(len(b))
 	}
-	return len(p), nil
+	return nil
 }
 
 // Wire formats of session channel requests (RFC 4254 §6).

@@ -34,6 +34,10 @@ type Line struct {
 	// Why explains Judge=false, or notes where the reconstruction is less
 	// certain than usual (empty when there is nothing to say).
 	Why string
+	// Early is true when the first key of the line came before the
+	// previous output had settled (type-ahead): the anchor, and so the
+	// line, cannot be trusted. A caller enforcing rules should refuse it.
+	Early bool
 }
 
 // Tracker follows one interactive terminal session. It is not safe for
@@ -260,13 +264,21 @@ func runeIndexAtCells(buf []rune, cells int) int {
 
 // Commit tells the tracker the submit key was forwarded: the next line
 // starts at the next key.
-func (t *Tracker) Commit() { t.reset() }
+//
+// The submit key the caller forwards makes the shell answer (a newline,
+// output, a new prompt): until output arrives, a key that starts the next
+// line is type-ahead and that line is marked Early.
+func (t *Tracker) Commit() {
+	t.reset()
+	t.keysSeq++
+}
 
 // Cancel tells the tracker the caller cancelled the line at the target
 // (sent Ctrl-C).
 func (t *Tracker) Cancel() {
 	t.reset()
 	t.carry = ""
+	t.keysSeq++ // the shell answers Ctrl-C with a new prompt
 }
 
 // Continue tells the tracker the line was incomplete (an open quote, a
@@ -281,6 +293,7 @@ func (t *Tracker) Continue() {
 	t.acc = append(t.acc, text)
 	t.active = false
 	t.s.clearMark()
+	t.keysSeq++ // the shell answers with its PS2 prompt
 }
 
 func (t *Tracker) reset() {
@@ -302,11 +315,11 @@ func (t *Tracker) Line() Line {
 		return Line{Text: strings.Join(t.acc, "\n"), Judge: true}
 	}
 	if t.typed > 0 && t.s.drawn == 0 {
-		return Line{Why: "typed keys were not echoed (password prompt?)"}
+		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early}
 	}
 	text, why := t.current()
 	t.last = text
-	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why}
+	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early}
 }
 
 // current reads the line from the mark to the last drawn row.

@@ -1,15 +1,471 @@
 package policy
 
 import (
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion/shellcmd"
 	"github.com/bastionhq/bastion/internal/config"
 )
 
-// Rules is the compiled rule set. Command, SQL and output matching are
-// added by the command-control work; until then rules compile to nothing.
-type Rules struct {
-	list []config.Rule
+// Rule kinds (config `on:`) and actions.
+const (
+	OnCommand   = "command"
+	OnSQL       = "sql"
+	OnOutput    = "output"
+	OnSQLResult = "sql_result"
+
+	ActionAllow   = "allow"
+	ActionBlock   = "block"
+	ActionApprove = "approve"
+	ActionMask    = "mask"
+)
+
+// What a rule does with constructs whose effect cannot be known without
+// running them (eval, a substitution in command position, DO blocks, ...).
+const (
+	UnknowableApprove = "approve" // the default
+	UnknowableBlock   = "block"
+	UnknowableAllow   = "allow"
+)
+
+// DefaultApprovalTimeout applies when a rule names none.
+const DefaultApprovalTimeout = 5 * time.Minute
+
+// Rule is a compiled rule.
+type Rule struct {
+	Name       string
+	On         string
+	Action     string
+	Targets    []string // scope: target globs; empty = all
+	Roles      []string // scope: role names; empty = everyone
+	Approvers  []string // role names that may approve
+	Timeout    time.Duration
+	Unknowable string
+
+	pattern    *shellcmd.Pattern
+	patName    string // the command the pattern names, for dynamic arguments
+	commands   []string
+	regex      *regexp.Regexp
+	statements []string
+	tables     []string
+	detector   string
+	custom     *regexp.Regexp
+	columns    []string
 }
 
-func compileRules(cfg *config.Config, _ *Policy) (*Rules, error) {
-	return &Rules{list: cfg.Rules}, nil
+// Rules is the compiled rule set, in config order per kind.
+type Rules struct {
+	command, sql, output, sqlResult []*Rule
+}
+
+func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
+	rs := &Rules{}
+	for i, rc := range cfg.Rules {
+		f := fmt.Sprintf("policy: rules[%d] (%s)", i, rc.Name)
+		r := &Rule{
+			Name: rc.Name, On: rc.On, Action: rc.Action, Targets: rc.Targets, Roles: rc.Roles,
+			Approvers: rc.Approvers, Timeout: rc.Timeout.D, Unknowable: rc.Unknowable,
+			commands: rc.Match.Commands, statements: rc.Match.Statements, tables: rc.Match.Tables,
+			detector: rc.Match.Detector, columns: rc.Match.Columns,
+		}
+		if r.Unknowable == "" {
+			r.Unknowable = UnknowableApprove
+		}
+		if r.Action == ActionApprove && r.Timeout == 0 {
+			r.Timeout = DefaultApprovalTimeout
+		}
+		for _, g := range append(append(slices.Clone(r.Targets), r.tables...), r.columns...) {
+			if _, err := path.Match(g, ""); err != nil {
+				return nil, fmt.Errorf("%s: bad glob %q: %v", f, g, err)
+			}
+		}
+		if rc.Match.Regex != "" {
+			re, err := regexp.Compile(rc.Match.Regex)
+			if err != nil {
+				return nil, fmt.Errorf("%s: match.regex: %v", f, err)
+			}
+			r.regex = re
+		}
+		m := rc.Match
+		switch rc.On {
+		case OnCommand:
+			if m.Command == "" && len(m.Commands) == 0 && m.Regex == "" {
+				return nil, fmt.Errorf("%s: a command rule needs match.command, match.commands or match.regex", f)
+			}
+			if m.Command != "" {
+				pat, err := shellcmd.CompilePattern(m.Command)
+				if err != nil {
+					return nil, fmt.Errorf("%s: match.command: %v", f, err)
+				}
+				r.pattern = pat
+				if a, err := shellcmd.Analyze(m.Command); err == nil && len(a.Commands) > 0 {
+					r.patName = a.Commands[len(a.Commands)-1].Name
+				}
+			}
+		case OnSQL:
+			if m.Statement != "" {
+				r.statements = append(r.statements, m.Statement)
+			}
+			if len(r.statements) == 0 && len(r.tables) == 0 && m.Regex == "" {
+				return nil, fmt.Errorf("%s: an sql rule needs match.statement(s), match.tables or match.regex", f)
+			}
+			for _, k := range r.statements {
+				if !validKind(k) {
+					return nil, fmt.Errorf("%s: match.statement %q is not a statement kind", f, k)
+				}
+			}
+		case OnOutput:
+			switch m.Detector {
+			case "credit_card":
+			case "regex":
+				if m.Pattern == "" {
+					return nil, fmt.Errorf("%s: detector regex needs match.pattern", f)
+				}
+				re, err := regexp.Compile(m.Pattern)
+				if err != nil {
+					return nil, fmt.Errorf("%s: match.pattern: %v", f, err)
+				}
+				r.custom = re
+			default:
+				return nil, fmt.Errorf("%s: match.detector %q is not credit_card or regex", f, m.Detector)
+			}
+		case OnSQLResult:
+			if len(r.columns) == 0 && m.Detector == "" {
+				return nil, fmt.Errorf("%s: an sql_result rule needs match.columns or match.detector", f)
+			}
+			switch m.Detector {
+			case "", "credit_card":
+			case "regex":
+				re, err := regexp.Compile(m.Pattern)
+				if err != nil || m.Pattern == "" {
+					return nil, fmt.Errorf("%s: match.pattern: %v", f, err)
+				}
+				r.custom = re
+			default:
+				return nil, fmt.Errorf("%s: match.detector %q is not credit_card or regex", f, m.Detector)
+			}
+		}
+		switch rc.On {
+		case OnCommand:
+			rs.command = append(rs.command, r)
+		case OnSQL:
+			rs.sql = append(rs.sql, r)
+		case OnOutput:
+			rs.output = append(rs.output, r)
+		case OnSQLResult:
+			rs.sqlResult = append(rs.sqlResult, r)
+		}
+	}
+	return rs, nil
+}
+
+// validKind accepts statement kind names: lower-case words with underscores.
+func validKind(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// applies reports whether r is in scope for id on target.
+func (p *Policy) applies(r *Rule, id Identity, target string) bool {
+	if len(r.Targets) > 0 && !matchAny(r.Targets, target) {
+		return false
+	}
+	if len(r.Roles) == 0 {
+		return true
+	}
+	for _, ro := range p.RolesOf(id) {
+		if slices.Contains(r.Roles, ro.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) inScope(rules []*Rule, id Identity, target string) []*Rule {
+	var out []*Rule
+	for _, r := range rules {
+		if p.applies(r, id, target) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Decision is the verdict on a command or statement.
+type Decision struct {
+	Action    string        // ActionAllow, ActionBlock or ActionApprove
+	Rule      string        // the deciding rule; empty for allow
+	Reason    string        // what matched, for the user and the audit log
+	Approvers []string      // for approve: role names that may decide
+	Timeout   time.Duration // for approve
+}
+
+func (d Decision) String() string {
+	if d.Rule == "" {
+		return d.Action
+	}
+	return fmt.Sprintf("%s by rule %s: %s", d.Action, d.Rule, d.Reason)
+}
+
+var allow = Decision{Action: ActionAllow}
+
+// CommandRulesApply reports whether any command rule is in scope for id on
+// target (interactive shells are only watched when one is).
+func (p *Policy) CommandRulesApply(id Identity, target string) bool {
+	return len(p.inScope(p.rules.command, id, target)) > 0
+}
+
+// JudgeCommand decides an exec command or a submitted shell line. It parses
+// the text with a real shell parser and judges every simple command in it
+// (lists, pipelines, substitutions, sh -c strings, wrappers such as sudo).
+// A block anywhere wins over an approval; text that cannot be parsed is
+// blocked; constructs whose command cannot be known follow the rules'
+// unknowable option.
+func (p *Policy) JudgeCommand(id Identity, target, text string) Decision {
+	rules := p.inScope(p.rules.command, id, target)
+	if len(rules) == 0 {
+		return allow
+	}
+	a, err := shellcmd.Analyze(text)
+	if err != nil {
+		return Decision{Action: ActionBlock, Rule: rules[0].Name, Reason: fmt.Sprintf("the command cannot be parsed, so it cannot be judged (%v)", err)}
+	}
+	if a.Incomplete {
+		return Decision{Action: ActionBlock, Rule: rules[0].Name, Reason: "the command is incomplete (an open quote, a trailing backslash or an unfinished construct)"}
+	}
+	var approve *Decision
+	for _, c := range a.Commands {
+		for _, r := range rules {
+			why, ok := r.matchCommand(c, text)
+			if !ok {
+				if c.Dynamic && r.patName != "" && c.Name == r.patName {
+					// rm "$@": its arguments are only known at run time.
+					if d, stop := p.unknowable(r, id, target, fmt.Sprintf("%q has arguments only known at run time", c.Text)); stop {
+						return d
+					} else if d.Action == ActionApprove && approve == nil {
+						approve = &d
+					}
+				}
+				continue
+			}
+			d := Decision{Action: r.Action, Rule: r.Name, Reason: why, Approvers: p.approversFor(r, target), Timeout: r.Timeout}
+			if r.Action == ActionBlock {
+				return d
+			}
+			if approve == nil {
+				approve = &d
+			}
+		}
+	}
+	for _, u := range a.Unknowable {
+		for _, r := range rules {
+			d, stop := p.unknowable(r, id, target, fmt.Sprintf("%q: %s", u.Text, u.Reason))
+			if stop {
+				return d
+			}
+			if d.Action == ActionApprove && approve == nil {
+				approve = &d
+			}
+		}
+	}
+	if approve != nil {
+		if len(approve.Approvers) == 0 {
+			return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
+		}
+		return *approve
+	}
+	return allow
+}
+
+// unknowable applies r's unknowable option; stop is true for a block.
+func (p *Policy) unknowable(r *Rule, id Identity, target, what string) (Decision, bool) {
+	switch r.Unknowable {
+	case UnknowableAllow:
+		return allow, false
+	case UnknowableBlock:
+		return Decision{Action: ActionBlock, Rule: r.Name, Reason: "cannot be judged: " + what}, true
+	}
+	to := r.Timeout
+	if to == 0 {
+		to = DefaultApprovalTimeout
+	}
+	return Decision{Action: ActionApprove, Rule: r.Name, Reason: "cannot be judged: " + what, Approvers: p.approversFor(r, target), Timeout: to}, false
+}
+
+// approversFor is the rule's approver roles, or, for a rule without them
+// (a block rule deferring an unknowable construct), every role whose
+// approve scope covers the target.
+func (p *Policy) approversFor(r *Rule, target string) []string {
+	if len(r.Approvers) > 0 {
+		return r.Approvers
+	}
+	var out []string
+	for _, ro := range p.roles {
+		if len(ro.Approve) > 0 && matchAny(ro.Approve, target) {
+			out = append(out, ro.Name)
+		}
+	}
+	return out
+}
+
+func (r *Rule) matchCommand(c shellcmd.Command, whole string) (string, bool) {
+	if r.pattern != nil && r.pattern.Match(c) {
+		return fmt.Sprintf("%q matches %q", c.Text, r.pattern.String()), true
+	}
+	if slices.Contains(r.commands, c.Name) {
+		return fmt.Sprintf("%q runs %s", c.Text, c.Name), true
+	}
+	if r.regex != nil && (r.regex.MatchString(c.Text) || r.regex.MatchString(whole)) {
+		return fmt.Sprintf("%q matches /%s/", c.Text, r.regex), true
+	}
+	return "", false
+}
+
+// Statement is a parsed SQL statement, as the PostgreSQL inspector
+// classifies it.
+type Statement struct {
+	Kinds      []string // e.g. "drop_table", "delete_without_where"
+	Tables     []string
+	Normalized string
+	Unknowable string // why its effect cannot be known, if so
+}
+
+// JudgeSQL decides one SQL statement.
+func (p *Policy) JudgeSQL(id Identity, target string, st Statement) Decision {
+	rules := p.inScope(p.rules.sql, id, target)
+	var approve *Decision
+	for _, r := range rules {
+		why, ok := r.matchSQL(st)
+		if !ok {
+			continue
+		}
+		d := Decision{Action: r.Action, Rule: r.Name, Reason: why, Approvers: p.approversFor(r, target), Timeout: r.Timeout}
+		if r.Action == ActionBlock {
+			return d
+		}
+		if approve == nil {
+			approve = &d
+		}
+	}
+	if st.Unknowable != "" {
+		for _, r := range rules {
+			d, stop := p.unknowable(r, id, target, st.Unknowable)
+			if stop {
+				return d
+			}
+			if d.Action == ActionApprove && approve == nil {
+				approve = &d
+			}
+		}
+	}
+	if approve != nil {
+		if len(approve.Approvers) == 0 {
+			return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
+		}
+		return *approve
+	}
+	return allow
+}
+
+func (r *Rule) matchSQL(st Statement) (string, bool) {
+	kindOK := len(r.statements) == 0
+	var kind string
+	for _, k := range r.statements {
+		if slices.Contains(st.Kinds, k) {
+			kindOK, kind = true, k
+			break
+		}
+	}
+	tableOK := len(r.tables) == 0
+	var table string
+	for _, t := range st.Tables {
+		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) {
+			tableOK, table = true, t
+			break
+		}
+	}
+	regexOK := r.regex == nil || r.regex.MatchString(st.Normalized)
+	if !kindOK || !tableOK || !regexOK {
+		return "", false
+	}
+	var parts []string
+	if kind != "" {
+		parts = append(parts, "statement "+kind)
+	}
+	if table != "" {
+		parts = append(parts, "table "+table)
+	}
+	if r.regex != nil {
+		parts = append(parts, "/"+r.regex.String()+"/")
+	}
+	return strings.Join(parts, ", "), true
+}
+
+// OutputMask is what output rules ask to mask in a session.
+type OutputMask struct {
+	Rules    []string // names of the rules in force
+	Cards    bool
+	Patterns []*regexp.Regexp
+}
+
+// OutputMasks returns the masking rules in force for id on target.
+func (p *Policy) OutputMasks(id Identity, target string) OutputMask {
+	var m OutputMask
+	for _, r := range p.inScope(p.rules.output, id, target) {
+		m.Rules = append(m.Rules, r.Name)
+		if r.detector == "credit_card" {
+			m.Cards = true
+		}
+		if r.custom != nil {
+			m.Patterns = append(m.Patterns, r.custom)
+		}
+	}
+	return m
+}
+
+// ResultMask is what sql_result (and output) rules ask to mask in
+// database results.
+type ResultMask struct {
+	Rules    []string
+	Columns  []string // column name globs masked entirely
+	Cards    bool
+	Patterns []*regexp.Regexp
+}
+
+// ResultMasks returns the result masking in force for id on target: the
+// sql_result rules and, for values, the output detectors too.
+func (p *Policy) ResultMasks(id Identity, target string) ResultMask {
+	var m ResultMask
+	for _, r := range p.inScope(p.rules.sqlResult, id, target) {
+		m.Rules = append(m.Rules, r.Name)
+		m.Columns = append(m.Columns, r.columns...)
+		if r.detector == "credit_card" {
+			m.Cards = true
+		}
+		if r.custom != nil {
+			m.Patterns = append(m.Patterns, r.custom)
+		}
+	}
+	om := p.OutputMasks(id, target)
+	m.Rules = append(m.Rules, om.Rules...)
+	m.Cards = m.Cards || om.Cards
+	m.Patterns = append(m.Patterns, om.Patterns...)
+	return m
+}
+
+// MaskColumn reports whether a result column is masked entirely.
+func (m ResultMask) MaskColumn(name string) bool {
+	return matchAny(m.Columns, strings.ToLower(name))
 }
