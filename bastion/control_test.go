@@ -3,6 +3,8 @@ package bastion_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -125,7 +127,14 @@ func (e *env) as(cfg string, args ...string) testenv.Result {
 }
 
 func TestApprovalExec(t *testing.T) {
-	e := newEnv(t, envOptions{extraYAML: controlRules})
+	hooks := make(chan map[string]any, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		hooks <- m
+	}))
+	defer hook.Close()
+	e := newEnv(t, envOptions{extraYAML: controlRules + "approvals: {webhook: \"" + hook.URL + "\"}\n"})
 	bobCfg := e.bobConfig(t)
 	e.writeSSHConfig("alice", e.alice)
 	dir := t.TempDir()
@@ -152,6 +161,14 @@ func TestApprovalExec(t *testing.T) {
 		}
 		if r := e.as(bobCfg, "bastion", "requests"); !strings.Contains(r.Stdout, id) {
 			t.Fatalf("requests does not list %s: %s", id, r)
+		}
+		select {
+		case m := <-hooks:
+			if m["id"] != id || m["user"] != "alice" || m["rule"] != "held" || !strings.Contains(m["command"].(string), "approved") {
+				t.Errorf("webhook got %v", m)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the webhook was not called")
 		}
 		if r := e.as(bobCfg, "bastion", "approve", id); r.Code != 0 {
 			t.Fatalf("approve: %s", r)

@@ -152,6 +152,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		IdleTimeout:        cfg.Sessions.IdleTimeout.D,
 		MaxSessionDuration: cfg.Sessions.MaxDuration.D,
 		EnvAllow:           cfg.Sessions.EnvAllow,
+		ApprovalWebhook:    cfg.Approvals.Webhook,
 		Admin:              a.adminCommands(),
 		Metrics:            a.Metrics,
 		Logger:             log.With("component", "ssh"),
