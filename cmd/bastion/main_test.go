@@ -74,6 +74,7 @@ func newWorld(t *testing.T) *world {
 		Users: []devidp.User{
 			{Subject: "u-alice", Email: "alice@example.com", EmailVerified: boolp(true), Name: "Alice", Groups: []string{"dev", "sec"}},
 			{Subject: "u-bob", Email: "bob@example.com", EmailVerified: boolp(false), Name: "Bob"},
+			{Subject: "u-carol", Email: "carol@example.com", EmailVerified: boolp(true), Name: "Carol", Groups: []string{"dev"}},
 		},
 		Clients: []devidp.Client{{ID: "bastion", RedirectURIs: []string{"http://127.0.0.1/callback"}, Device: true}},
 	})

@@ -256,3 +256,64 @@ func tailOf(s string, n int) string {
 	}
 	return s
 }
+
+// People see their own sessions, auditors see all, every replay and export
+// is audited, and replay works with the stock ssh client too.
+func TestSessionVisibilityAndReplayOverSSH(t *testing.T) {
+	w := newWorld(t)
+	carolHome := t.TempDir()
+	carolEnv := []string{"XDG_CONFIG_HOME=" + filepath.Join(carolHome, ".config")}
+	claims, _ := w.idp.IDTokenClaims("u-carol", "bastion")
+	tok, _ := w.idp.MintIDToken(claims)
+	if r := w.run(append(carolEnv, "T="+tok), "login", "--bastion", w.url(), "--id-token-env", "T"); r.Code != 0 {
+		t.Fatalf("carol login: %s", r)
+	}
+	r := w.run(carolEnv, "ssh-config")
+	carolCfg := filepath.Join(carolHome, "ssh_config")
+	os.WriteFile(carolCfg, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+	if out, err := exec.Command("ssh", "-F", carolCfg, "root@web1", "echo carol-was-here").CombinedOutput(); err != nil {
+		t.Fatalf("carol's session: %v %s", err, out)
+	}
+	aliceCfg := w.loginAlice(t)
+	if out, err := exec.Command("ssh", "-F", aliceCfg, "root@web1", "echo alice-was-here").CombinedOutput(); err != nil {
+		t.Fatalf("alice's session: %v %s", err, out)
+	}
+
+	ids := func(env []string, args ...string) map[string]string {
+		r := w.run(env, append([]string{"sessions", "--json"}, args...)...)
+		if r.Code != 0 {
+			t.Fatalf("sessions: %s", r)
+		}
+		m := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+			var s recorder.SessionInfo
+			if json.Unmarshal([]byte(line), &s) == nil && s.ID != "" {
+				m[s.User] = s.ID
+			}
+		}
+		return m
+	}
+	carolSees, aliceSees := ids(carolEnv), ids(nil)
+	if len(carolSees) != 1 || carolSees["carol"] == "" {
+		t.Fatalf("carol sees %v, want only her own session", carolSees)
+	}
+	if aliceSees["carol"] == "" || aliceSees["alice"] == "" {
+		t.Fatalf("the auditor sees %v, want both", aliceSees)
+	}
+	if r := w.run(carolEnv, "sessions", "--user", "alice"); r.Code == 0 {
+		t.Fatalf("carol listed alice's sessions: %s", r)
+	}
+	if r := w.run(carolEnv, "export", aliceSees["alice"]); r.Code == 0 || strings.Contains(r.Stdout, "alice-was-here") {
+		t.Fatalf("carol exported alice's session: %s", r)
+	}
+
+	// The stock client, with a terminal, replays on the bastion.
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", aliceCfg, "-t", hostOf(w.app.SSHAddr()), "replay", carolSees["carol"], "--speed", "50")
+	p.Expect("carol-was-here", 30*time.Second)
+	p.Wait(30 * time.Second)
+
+	r = w.run(nil, "audit", "--json")
+	if !strings.Contains(r.Stdout, `"type":"session.replay"`) || !strings.Contains(r.Stdout, `"session_id":"`+carolSees["carol"]+`"`) {
+		t.Fatalf("the replay is not audited:\n%s", r.Stdout)
+	}
+}
