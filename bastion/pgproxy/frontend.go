@@ -277,6 +277,17 @@ func blockRefusal(v Verdict, outcome Outcome) *refusal {
 // hold tells the client the statement waits for approval, then waits.
 func (s *session) hold(st *Statement, v Verdict) (*stmtRun, *refusal) {
 	id, rule := clean(v.RequestID), clean(v.Rule)
+	// Cancellable from before the client hears of the hold: it may Ctrl-C at once.
+	wctx, cancel := context.WithCancelCause(s.ctx)
+	s.holdMu.Lock()
+	s.holdCancel = cancel
+	s.holdMu.Unlock()
+	defer func() {
+		s.holdMu.Lock()
+		s.holdCancel = nil
+		s.holdMu.Unlock()
+		cancel(nil)
+	}()
 	notice := fmt.Sprintf("bastion: statement held for approval by rule %q: request %s", rule, id)
 	var detail string
 	if v.Message != "" {
@@ -291,15 +302,7 @@ func (s *session) hold(st *Statement, v Verdict) (*stmtRun, *refusal) {
 	if v.Wait == nil {
 		return nil, blockRefusal(Verdict{Rule: v.Rule, Message: "no approval possible", RequestID: v.RequestID}, OutcomeDenied)
 	}
-	wctx, cancel := context.WithCancelCause(s.ctx)
-	s.holdMu.Lock()
-	s.holdCancel = cancel
-	s.holdMu.Unlock()
 	final, err := s.wait(wctx, v)
-	s.holdMu.Lock()
-	s.holdCancel = nil
-	s.holdMu.Unlock()
-	cancel(nil)
 	if errors.Is(context.Cause(wctx), errCancelledByClient) {
 		return nil, &refusal{code: "57014", rule: v.Rule, requestID: v.RequestID, outcome: OutcomeDenied,
 			message: "bastion: statement cancelled by the client while held for approval (request " + id + ")"}
