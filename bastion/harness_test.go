@@ -36,10 +36,12 @@ type env struct {
 	alice   *testenv.UserKey
 	cfgPath string // ssh_config
 	logs    *syncBuffer
+	pg      *testenv.Postgres
 }
 
 type envOptions struct {
 	targets   []string      // extra target lines (YAML flow maps)
+	pgTarget  bool          // start PostgreSQL as target pg1
 	extraYAML string        // appended to the config
 	idle      time.Duration // sessions.idle_timeout
 }
@@ -55,10 +57,10 @@ targets:
   - {name: lo, kind: tcp, address: "127.0.0.1:{{.SSHPort}}"}
 {{range .Targets}}  - {{.}}
 {{end}}roles:
-  - {name: dev, groups: [dev], targets: ["web*", echo], logins: [root]}
+  - {name: dev, groups: [dev], targets: ["web*", echo, pg1], logins: [root], db_users: [app], databases: [shop]}
   - {name: ops, groups: [ops], targets: ["web*"], logins: [root], shell: false}
   - {name: audit, groups: [sec], targets: [], auditor: true}
-  - {name: approvers, groups: [sre], targets: ["web*"], logins: [root], approve: ["web*"]}
+  - {name: approvers, groups: [sre], targets: ["web*"], logins: [root], approve: ["*"]}
 {{.Extra}}
 `
 
@@ -72,6 +74,16 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	}
 	e.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{TrustedUserCAKeys: keys.TargetCALine()})
 	e.echo = startEcho(t)
+	if opt.pgTarget {
+		e.pg = testenv.StartPostgres(t, testenv.PostgresOptions{
+			ClientCA:  &testenv.PostgresCA{Cert: keys.DBCA.Cert, Key: keys.DBCA.Key, PEM: keys.DBCA.PEM},
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": pgSeed},
+		})
+		opt.targets = append(opt.targets, fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`,
+			e.pg.Addr, pgCAFile(t, e.pg.ServerCA.PEM)))
+	}
 	idle := "30m"
 	if opt.idle > 0 {
 		idle = opt.idle.String()

@@ -144,11 +144,16 @@ func (s *Server) directTCPIP(ctx gliderssh.Context, conn *gossh.ServerConn, id c
 		s.intercept(ctx, conn, id, t, nc)
 		return
 	}
-	if _, err := pol.CheckForward(policyIdentity(id), t.Name, int(msg.Port), targetPort); err != nil {
+	port := int(msg.Port)
+	if t.Kind == policy.KindPostgres && port == 5432 {
+		// pg1:5432 means "the database pg1", wherever it listens.
+		port = targetPort
+	}
+	if _, err := pol.CheckForward(policyIdentity(id), t.Name, port, targetPort); err != nil {
 		s.refuseChannel(nc, "direct-tcpip", id, t.Name, err.Error())
 		return
 	}
-	s.forward(ctx, conn, id, t, int(msg.Port), nc)
+	s.forward(ctx, conn, id, t, port, nc)
 }
 
 func (s *Server) refuseChannel(nc gossh.NewChannel, kind string, id ca.Identity, target, why string) {
@@ -250,7 +255,7 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		fmt.Fprintf(ch.Stderr(), "bastion: cannot record this forward: %v\n", err)
 		ch.Close()
 		up.Close()
-		ss.endReason = err.Error()
+		ss.setEndReason(err.Error())
 		return
 	}
 	ss.rec = rec
@@ -258,6 +263,17 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	ss.watch()
 	s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "allowed", Fields: map[string]string{"peer": up.RemoteAddr().String(), "client": conn.RemoteAddr().String()}})
 
+	if t.Kind == policy.KindPostgres {
+		err := s.postgres(ss.ctx, ss, &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()}, up, t, port)
+		ch.Close()
+		up.Close()
+		if err != nil && !isClosedErr(err) {
+			ss.setEndReason(err.Error())
+			s.log.Info("postgres forward ended", "session_id", sid, "user", id.User, "target", t.Name, "err", err)
+		}
+		ss.exit = Exit{Status: -1}
+		return
+	}
 	var in, out atomic.Int64
 	done := make(chan struct{})
 	go func() {

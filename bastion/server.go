@@ -18,6 +18,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/pgproxy"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 )
@@ -91,6 +92,7 @@ type Server struct {
 
 	hostCerts sync.Map // principal -> *hostCert
 	approvals *approvals
+	pg        pgState
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -158,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 		sessions: map[*session]struct{}{},
 	}
 	s.approvals = &approvals{s: s, m: map[string]*approval{}}
+	s.pg.cancels = pgproxy.NewCancelRegistry()
 	if _, err := s.hostSigner(cfg.Names); err != nil {
 		return nil, err
 	}

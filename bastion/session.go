@@ -214,6 +214,14 @@ func (ss *session) stop(cause error) {
 	}
 }
 
+func (ss *session) setEndReason(r string) {
+	ss.mu.Lock()
+	if ss.endReason == "" {
+		ss.endReason = r
+	}
+	ss.mu.Unlock()
+}
+
 func (ss *session) addMasked(n int) {
 	ss.mu.Lock()
 	ss.masked += n

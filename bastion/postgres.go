@@ -1,0 +1,269 @@
+package bastion
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion/mask"
+	"github.com/bastionhq/bastion/bastion/pgproxy"
+	"github.com/bastionhq/bastion/bastion/policy"
+)
+
+// dbCertTTL is the lifetime of a per-connection PostgreSQL client
+// certificate: it only has to survive the TLS handshake.
+const dbCertTTL = 2 * time.Minute
+
+// pgState is what PostgreSQL forwards share across connections.
+type pgState struct {
+	cancels *pgproxy.CancelRegistry
+	once    sync.Once
+	server  *tls.Config // offered to clients that ask for TLS inside the tunnel
+	err     error
+	roots   sync.Map // CA file -> *x509.CertPool
+}
+
+// serverTLS is the bastion's PostgreSQL server certificate, from the
+// database CA, for clients that insist on TLS inside the SSH tunnel.
+func (s *Server) pgServerTLS() (*tls.Config, error) {
+	st := &s.pg
+	st.once.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			st.err = err
+			return
+		}
+		names := append([]string{"localhost", "127.0.0.1", "::1"}, s.cfg.Names...)
+		names = append(names, s.cfg.Policy().TargetNames()...)
+		cert, err := s.cfg.Authority.SignDBServer(key.Public(), names, 10*365*24*time.Hour)
+		if err != nil {
+			st.err = err
+			return
+		}
+		st.server = &tls.Config{
+			Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
+			MinVersion:   tls.VersionTLS12,
+		}
+	})
+	return st.server, st.err
+}
+
+// upstreamTLS verifies a PostgreSQL target against its configured CA.
+func (s *Server) pgUpstreamTLS(t *policy.Target) (*tls.Config, error) {
+	if t.TLS == nil {
+		return nil, nil
+	}
+	var pool *x509.CertPool
+	if v, ok := s.pg.roots.Load(t.TLS.CAFile); ok {
+		pool = v.(*x509.CertPool)
+	} else {
+		pem, err := os.ReadFile(t.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: tls.ca_file: %w", t.Name, err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("target %s: tls.ca_file %s holds no PEM certificate", t.Name, t.TLS.CAFile)
+		}
+		s.pg.roots.Store(t.TLS.CAFile, pool)
+	}
+	name := t.TLS.ServerName
+	if name == "" {
+		name, _, _ = net.SplitHostPort(t.Address)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}, nil
+}
+
+// pgPassword reads the weaker, password-based credential of a target.
+func pgPassword(t *policy.Target) (string, error) {
+	switch {
+	case t.PasswordEnv != "":
+		v := os.Getenv(t.PasswordEnv)
+		if v == "" {
+			return "", fmt.Errorf("target %s: environment variable %s is empty", t.Name, t.PasswordEnv)
+		}
+		return v, nil
+	case t.PasswordFile != "":
+		b, err := os.ReadFile(t.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("target %s: password_file: %w", t.Name, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", errors.New("no password configured")
+}
+
+// transcriptWriter puts the PostgreSQL transcript into the recording.
+type transcriptWriter struct{ ss *session }
+
+func (w transcriptWriter) Write(p []byte) (int, error) {
+	if err := w.ss.record(p); err != nil && w.ss.recordingFailed() {
+		return 0, err
+	}
+	if w.ss.recordingFailed() {
+		return 0, errors.New("recording failed")
+	}
+	return len(p), nil
+}
+
+// postgres inspects a forward to a PostgreSQL target: the startup is
+// checked against the identity's roles, the bastion authenticates upstream
+// with a fresh client certificate, every statement is judged before it is
+// sent, result values are masked, and the session is recorded as a
+// readable transcript.
+func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.Conn, t *policy.Target, port int) error {
+	id := ss.identity
+	pid := policyIdentity(id)
+	log := s.log.With("session_id", ss.id, "user", id.User, "target", t.Name)
+	upTLS, err := s.pgUpstreamTLS(t)
+	if err != nil {
+		return err
+	}
+	srvTLS, err := s.pgServerTLS()
+	if err != nil {
+		return err
+	}
+	preDialled := atomic.Pointer[net.Conn]{}
+	preDialled.Store(&up)
+	cfg := pgproxy.Config{
+		DialUpstream: func(ctx context.Context) (net.Conn, error) {
+			// The forward dialled the target before accepting the channel,
+			// so a refusal reached the user; use that connection first.
+			if c := preDialled.Swap(nil); c != nil {
+				return *c, nil
+			}
+			start := s.now()
+			c, err := s.dialTarget(ctx, t, port)
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			s.metrics.UpstreamDial.WithLabelValues(policy.KindPostgres, result).Observe(s.now().Sub(start).Seconds())
+			return c, err
+		},
+		UpstreamTLS: upTLS,
+		ServerTLS:   srvTLS,
+		Authorize: func(_ context.Context, st pgproxy.Startup) error {
+			if o := strings.TrimSpace(st.Params["options"]); o != "" {
+				return fmt.Errorf("bastion: the startup parameter \"options\" (%q) is not allowed: it can change server settings and roles", o)
+			}
+			if err := s.cfg.Policy().CheckDB(pid, t.Name, st.User, st.Database, st.Replication); err != nil {
+				s.audit(Event{Type: "sql.connect", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: "refused", Reason: err.Error(),
+					Fields: map[string]string{"db_user": st.User, "database": st.Database}})
+				return fmt.Errorf("bastion: %v", err)
+			}
+			ss.mu.Lock()
+			ss.login = st.User
+			ss.mu.Unlock()
+			ss.marker(fmt.Sprintf("bastion: connected as %s to database %s", st.User, st.Database))
+			s.audit(Event{Type: "sql.connect", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: "allowed",
+				Fields: map[string]string{"db_user": st.User, "database": st.Database}})
+			return nil
+		},
+		Judge: func(ctx context.Context, st pgproxy.Statement) pgproxy.Verdict {
+			return s.judgeSQL(ctx, ss, t, st)
+		},
+		Transcript: transcriptWriter{ss},
+		Audit: func(ev pgproxy.Event) {
+			f := map[string]string{"sql": ev.Statement.Normalized, "db_user": ev.User, "database": ev.Database, "outcome": string(ev.Outcome),
+				"tag": ev.Tag, "rows": fmt.Sprint(ev.Rows), "duration": ev.Duration.Round(time.Microsecond).String()}
+			if ev.Rule != "" {
+				f["rule"] = ev.Rule
+			}
+			if ev.RequestID != "" {
+				f["request"] = ev.RequestID
+			}
+			if ev.SQLState != "" {
+				f["sqlstate"] = ev.SQLState
+			}
+			if ev.Withheld > 0 || ev.NulledBinary > 0 {
+				f["withheld_rows"], f["nulled_binary"] = fmt.Sprint(ev.Withheld), fmt.Sprint(ev.NulledBinary)
+			}
+			s.audit(Event{Type: "sql.statement", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: string(ev.Outcome), Reason: ev.Message, Fields: f})
+		},
+		Cancels: s.pg.cancels,
+		Logger:  log,
+		Now:     s.now,
+	}
+	if t.TLS != nil {
+		cfg.ClientCert = func(_ context.Context, user string) (*tls.Certificate, error) {
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				return nil, err
+			}
+			cert, err := s.cfg.Authority.SignDBClient(key.Public(), user, dbCertTTL)
+			if err != nil {
+				return nil, err
+			}
+			return &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
+		}
+	} else {
+		cfg.Password = func(context.Context, string) (string, error) { return pgPassword(t) }
+	}
+	rm := s.cfg.Policy().ResultMasks(pid, t.Name)
+	if len(rm.Columns) > 0 {
+		cfg.MaskColumn = rm.MaskColumn
+	}
+	if rm.Cards || len(rm.Patterns) > 0 {
+		mcfg := mask.Config{Cards: rm.Cards, Patterns: rm.Patterns}
+		if _, err := mask.New(mcfg); err != nil {
+			return fmt.Errorf("masking: %w", err)
+		}
+		cfg.MaskValue = func(v []byte) ([]byte, bool) {
+			out, n := mask.MaskString(mcfg, string(v))
+			if n == 0 {
+				return nil, false
+			}
+			ss.addMasked(n)
+			return []byte(out), true
+		}
+	}
+	return pgproxy.Serve(ctx, ch, cfg)
+}
+
+// judgeSQL applies the SQL rules to one statement.
+func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st pgproxy.Statement) pgproxy.Verdict {
+	d := s.cfg.Policy().JudgeSQL(policyIdentity(ss.identity), t.Name, policy.Statement{
+		Kinds: st.Kinds, Tables: st.Tables, Normalized: st.Normalized, Unknowable: st.Unknowable,
+	})
+	s.metrics.Decisions.WithLabelValues(policy.OnSQL, d.Action).Inc()
+	switch d.Action {
+	case policy.ActionAllow:
+		return pgproxy.Verdict{Action: pgproxy.Allow}
+	case policy.ActionBlock:
+		ss.marker(fmt.Sprintf("bastion: statement blocked by rule %s: %s", d.Rule, st.Normalized))
+		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, Message: d.Reason}
+	}
+	now := s.now()
+	ap := s.approvals.request(&approval{
+		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: ss.login,
+		Kind: "sql", Command: st.Normalized, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
+		Created: now, Expires: now.Add(d.Timeout),
+	})
+	ss.marker(fmt.Sprintf("bastion: statement held for approval (request %s, rule %s): %s", ap.ID, d.Rule, st.Normalized))
+	return pgproxy.Verdict{
+		Action: pgproxy.Hold, Rule: d.Rule, RequestID: ap.ID,
+		Message: fmt.Sprintf("held for approval by rule %s (%s): an approver (%s) runs `bastion approve %s`; waiting up to %s",
+			d.Rule, d.Reason, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second)),
+		Wait: func(ctx context.Context) (pgproxy.Verdict, error) {
+			outcome, by, note := s.approvals.wait(ctx, ap)
+			ss.marker(fmt.Sprintf("bastion: request %s %s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by)))
+			if outcome == Approved {
+				return pgproxy.Verdict{Action: pgproxy.Allow, Rule: d.Rule, RequestID: ap.ID}, nil
+			}
+			return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, RequestID: ap.ID,
+				Message: fmt.Sprintf("request %s %s%s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by), suffix(": ", note))}, nil
+		},
+	}
+}

@@ -1,0 +1,206 @@
+package bastion_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+const pgSeed = `
+CREATE TABLE t (id serial PRIMARY KEY, x text);
+INSERT INTO t (x) VALUES ('one'), ('two');
+CREATE TABLE orders (id int, customer text, card text);
+INSERT INTO orders VALUES (1, 'ann', '4111 1111 1111 1111'), (2, 'bo', '5500-0000-0000-0004'), (3, 'cy', 'none');
+CREATE TABLE secret_keys (name text, value text);
+INSERT INTO secret_keys VALUES ('api', 'k-123');
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO app;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app;
+`
+
+const pgRules = `
+rules:
+  - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}
+  - {name: secrets, on: sql, match: {tables: ["secret*"]}, action: approve, approvers: [approvers], timeout: 60s}
+  - {name: cards, on: output, match: {detector: credit_card}, action: mask}
+`
+
+// pgEnv is the bastion env plus a real PostgreSQL 15 that trusts only the
+// bastion's database CA (hostssl ... cert, no passwords anywhere), reached
+// with the stock ssh -L and psql.
+type pgEnv struct {
+	*env
+	pg    *testenv.Postgres
+	lport int
+}
+
+func newPGEnv(t *testing.T) *pgEnv {
+	t.Helper()
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{extraYAML: pgRules, pgTarget: true})
+	return &pgEnv{env: e, pg: e.pg, lport: e.forwardPG(t)}
+}
+
+// forwardPG starts ssh -N -L to pg1 and returns the local port.
+func (e *env) forwardPG(t *testing.T) int {
+	lport := testenv.FreePort(t)
+	testenv.StartPTY(t, 80, 24, "ssh", "-F", e.cfgPath, "-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:pg1:5432", lport), "bastion")
+	dialRetry(t, fmt.Sprintf("127.0.0.1:%d", lport)).Close()
+	return lport
+}
+
+func (p *pgEnv) dsn(extra string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=shop sslmode=disable connect_timeout=20 %s", p.lport, extra)
+}
+
+func (p *pgEnv) psql(t *testing.T, stdin string, args ...string) testenv.Result {
+	t.Helper()
+	return testenv.Run(t, 60*time.Second, stdin, p.pg.Tool(t, "psql"), append([]string{"-X", "-v", "ON_ERROR_STOP=1", p.dsn("")}, args...)...)
+}
+
+func (p *pgEnv) tableExists(t *testing.T, name string) bool {
+	t.Helper()
+	rows := p.pg.QueryStrings(t, "shop", fmt.Sprintf("SELECT count(*) FROM pg_tables WHERE tablename = '%s'", name))
+	return len(rows) == 1 && rows[0] == "1"
+}
+
+func TestPostgresThroughBastion(t *testing.T) {
+	p := newPGEnv(t)
+
+	r := p.psql(t, "", "-At", "-c", "SELECT count(*) FROM t")
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "2" {
+		t.Fatalf("select: %s", r)
+	}
+
+	for _, sql := range []string{"DROP TABLE t", "DrOp/**/TABLE t", "SELECT 1; DROP TABLE t", "drop table if exists public.t cascade"} {
+		r := p.psql(t, "", "-c", sql)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "no-drop") {
+			t.Errorf("%q was not blocked: %s", sql, r)
+		}
+		if !p.tableExists(t, "t") {
+			t.Fatalf("%q dropped the table", sql)
+		}
+	}
+	// The connection stays usable after a block.
+	r = p.psql(t, "DROP TABLE t;\n", "-v", "ON_ERROR_STOP=0", "-At", "-c", "SELECT 'still-usable'", "-f", "-")
+	if !strings.Contains(r.Stdout, "still-usable") {
+		t.Errorf("after a block: %s", r)
+	}
+
+	// A prepared DROP through the extended protocol (pgx) is refused at Parse.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", p.lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Prepare(ctx, "dropper", "DROP TABLE t"); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Errorf("prepared DROP: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t WHERE id > $1", 0).Scan(&n); err != nil || n != 2 {
+		t.Errorf("extended query after the block: %d, %v", n, err)
+	}
+	if !p.tableExists(t, "t") {
+		t.Fatal("the prepared DROP dropped the table")
+	}
+
+	// Card numbers in results are masked on screen.
+	r = p.psql(t, "", "-At", "-c", "SELECT customer, card FROM orders ORDER BY id")
+	if r.Code != 0 || strings.Contains(r.Stdout, "4111 1111 1111 1111") || strings.Contains(r.Stdout, "5500-0000-0000-0004") ||
+		!strings.Contains(r.Stdout, "**** **** **** 1111") || !strings.Contains(r.Stdout, "cy|none") {
+		t.Fatalf("masking: %s", r)
+	}
+
+	// COPY FROM STDIN works (and its data is not parsed as SQL).
+	r = p.psql(t, "three\nDROP TABLE t\n", "-c", `\copy t(x) from stdin`)
+	if r.Code != 0 {
+		t.Fatalf("copy from stdin: %s", r)
+	}
+	if rows := p.pg.QueryStrings(t, "shop", "SELECT count(*) FROM t"); rows[0] != "4" {
+		t.Fatalf("copy: %v rows", rows)
+	}
+
+	// Straight to the database without the bastion's certificate: refused.
+	direct := testenv.Run(t, 30*time.Second, "", p.pg.Tool(t, "psql"), "-X",
+		fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=shop sslmode=require connect_timeout=10", p.pg.Port), "-c", "SELECT 1")
+	if direct.Code == 0 {
+		t.Fatalf("the database accepted a connection without a certificate: %s", direct)
+	}
+
+	// The session is recorded as a transcript without card numbers.
+	list := p.ssh("", "bastion", "sessions", "--json", "--kind", "postgres")
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(list.Stdout), "\n") {
+		if i := strings.Index(line, `"id":"`); i >= 0 {
+			ids = append(ids, line[i+6:i+6+26])
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("no postgres sessions listed: %s", list)
+	}
+	var all strings.Builder
+	for _, id := range ids {
+		all.WriteString(p.ssh("", "bastion", "export", id).Stdout)
+	}
+	exp := all.String()
+	mustContain(t, "transcript", exp, "SELECT count(*) FROM t", "no-drop", "**** **** **** 1111")
+	if strings.Contains(exp, "4111 1111 1111 1111") || strings.Contains(exp, "5500-0000-0000-0004") {
+		t.Error("the recording holds a card number")
+	}
+}
+
+func TestPostgresApprovalAndCancel(t *testing.T) {
+	p := newPGEnv(t)
+	bobCfg := p.bobConfig(t)
+	p.writeSSHConfig("alice", p.alice)
+
+	// A held statement runs after approval.
+	pty := testenv.StartPTY(t, 120, 30, p.pg.Tool(t, "psql"), "-X", p.dsn(""))
+	pty.Expect("shop=>", 30*time.Second)
+	pty.Send("SELECT value FROM secret_keys;\r")
+	m := requestRE.FindStringSubmatch(pty.Expect("waiting up to", 30*time.Second))
+	if m == nil {
+		t.Fatal("no request ID in the notice")
+	}
+	if r := p.as(bobCfg, "bastion", "approve", m[1]); r.Code != 0 {
+		t.Fatalf("approve: %s", r)
+	}
+	pty.Expect("k-123", 30*time.Second)
+	pty.Expect("shop=>", 30*time.Second)
+
+	// Ctrl-C in psql cancels a running statement through the bastion.
+	pty.Send("SELECT pg_sleep(30);\r")
+	time.Sleep(500 * time.Millisecond)
+	pty.Send("\x03")
+	pty.Expect("canceling statement due to user request", 20*time.Second)
+	pty.Expect("shop=>", 30*time.Second)
+
+	// Denied: the statement never runs.
+	pty.Send("SELECT value FROM secret_keys WHERE name = 'api';\r")
+	m = requestRE.FindStringSubmatch(pty.Expect("waiting up to", 30*time.Second))
+	if r := p.as(bobCfg, "bastion", "deny", m[1]); r.Code != 0 {
+		t.Fatalf("deny: %s", r)
+	}
+	pty.Expect("denied", 30*time.Second)
+	pty.Send("\\q\r")
+	pty.Wait(20 * time.Second)
+}
+
+// pgCAFile writes the test server CA for the target's tls.ca_file.
+func pgCAFile(t *testing.T, pem []byte) string {
+	p := filepath.Join(t.TempDir(), "pg-ca.pem")
+	if err := os.WriteFile(p, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
