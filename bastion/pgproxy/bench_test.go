@@ -102,9 +102,9 @@ func BenchmarkPgbenchSelect(b *testing.B) {
 	b.ReportMetric(median(prx), "tps_proxy")
 	b.ReportMetric(median(ratio), "ratio")
 	b.ReportMetric(median(ratioTLS), "ratio_client_tls")
-	fmt.Printf("pgbench -S, %d clients, %d rounds of %ds: plain forward %.0f tps, pgproxy %.0f tps (ratio %.2f), "+
-		"pgproxy with client TLS too %.0f tps (ratio %.2f); per-round ratios %.2f; classifier cache %d hits, %d misses\n",
-		clients, rounds, seconds, median(fwd), median(prx), median(ratio), median(prxTLS), median(ratioTLS), ratio, hits, misses)
+	fmt.Printf("pgbench -S, %d clients, %d rounds of %ds: plain forward %.0f tps, pgproxy %.0f tps, pgproxy with client TLS too %.0f tps (medians); "+
+		"pgproxy/forward per round %.2f, median %.2f; with client TLS %.2f, median %.2f; classifier cache %d hits, %d misses\n",
+		clients, rounds, seconds, median(fwd), median(prx), median(prxTLS), ratio, median(ratio), ratioTLS, median(ratioTLS), hits, misses)
 }
 
 func median(v []float64) float64 {
