@@ -45,8 +45,9 @@ FUZZTIME ?= 20s
 fuzz:
 	@./.ci/fuzz $(FUZZTIME)
 
+# Side-by-side benchmarks against OpenSSH (bench/); about five minutes.
 bench: build
-	$(GO) run ./bench -out docs/BENCHMARKS.md
+	$(GO) run ./bench -bastion $(BIN) -out docs/BENCHMARKS.md
 
 demo: build
 	./$(BIN) demo

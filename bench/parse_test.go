@@ -1,0 +1,238 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A real /proc/PID/stat line (an sshd listener), with utime 12, stime 34,
+// cutime 560, cstime 78.
+const statLine = "4242 (sshd) S 1 4242 4242 0 -1 4194560 1234 5678 0 0 12 34 560 78 20 0 1 0 12345 15000000 2000 18446744073709551615 1 1 0 0 0 0 0 4096 81926 0 0 0 17 1 0 0 0 0 0\n"
+
+var statTests = []struct {
+	name    string
+	in      string
+	want    procCPU
+	wantErr string
+}{
+	{name: "sshd", in: statLine, want: procCPU{User: 120 * time.Millisecond, System: 340 * time.Millisecond, ChildUser: 5600 * time.Millisecond, ChildSys: 780 * time.Millisecond}},
+	{name: "comm with spaces and parens", in: strings.Replace(statLine, "(sshd)", "(a) b (c))", 1), want: procCPU{User: 120 * time.Millisecond, System: 340 * time.Millisecond, ChildUser: 5600 * time.Millisecond, ChildSys: 780 * time.Millisecond}},
+	{name: "empty", in: "", wantErr: "no (comm)"},
+	{name: "no open paren", in: "4242 sshd) S 1", wantErr: "no (comm)"},
+	{name: "no close paren", in: "4242 (sshd S 1 2 3", wantErr: "no (comm)"},
+	{name: "paren order", in: "4242 )sshd( S 1 2 3", wantErr: "no (comm)"},
+	{name: "too few fields", in: "4242 (sshd) S 1 4242 4242 0 -1 4194560 1234 5678 0 0 12 34 560", wantErr: "fields after comm"},
+	{name: "not a number", in: strings.Replace(statLine, " 12 34 ", " x 34 ", 1), wantErr: `field 14 is "x"`},
+	{name: "negative", in: strings.Replace(statLine, " 12 34 ", " 12 -34 ", 1), wantErr: `field 15 is "-34"`},
+	{name: "overflow", in: strings.Replace(statLine, " 12 34 ", " 99999999999999999999 34 ", 1), wantErr: "field 14"},
+}
+
+func TestParseStat(t *testing.T) {
+	for _, tt := range statTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStat([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			if got.WithChildren()-got.Own() != tt.want.ChildUser+tt.want.ChildSys {
+				t.Fatalf("got children %v, want %v", got.WithChildren()-got.Own(), tt.want.ChildUser+tt.want.ChildSys)
+			}
+		})
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	for _, tt := range statTests {
+		f.Add(tt.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parseStat([]byte(s))
+		if err == nil && (c.User < 0 || c.System < 0 || c.ChildUser < 0 || c.ChildSys < 0) {
+			t.Fatalf("negative times %+v from %q", c, s)
+		}
+	})
+}
+
+const statusText = "Name:\tbastion\nUmask:\t0022\nState:\tS (sleeping)\nVmPeak:\t 1300000 kB\nVmRSS:\t   22016 kB\nRssAnon:\t   14000 kB\nRssFile:\t    8016 kB\nThreads:\t8\n"
+
+var statusTests = []struct {
+	name    string
+	in      string
+	want    memory
+	wantErr string
+}{
+	{name: "bastion", in: statusText, want: memory{RSS: 22016 << 10, Anon: 14000 << 10}},
+	{name: "empty", in: "", wantErr: "no VmRSS and RssAnon"},
+	{name: "kernel thread", in: "Name:\tkthreadd\nState:\tS (sleeping)\n", wantErr: "no VmRSS and RssAnon"},
+	{name: "only VmRSS", in: "VmRSS:\t 1 kB\n", wantErr: "no VmRSS and RssAnon"},
+	{name: "unit", in: strings.Replace(statusText, "22016 kB", "22016 MB", 1), wantErr: "malformed VmRSS"},
+	{name: "not a number", in: strings.Replace(statusText, "14000 kB", "lots kB", 1), wantErr: "malformed RssAnon"},
+	{name: "negative", in: strings.Replace(statusText, "22016 kB", "-1 kB", 1), wantErr: "malformed VmRSS"},
+	{name: "huge", in: strings.Replace(statusText, "22016 kB", "9223372036854775807 kB", 1), wantErr: "malformed VmRSS"},
+	{name: "missing value", in: strings.Replace(statusText, "   22016 kB", "", 1), wantErr: "malformed VmRSS"},
+}
+
+func TestParseStatus(t *testing.T) {
+	for _, tt := range statusTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStatus([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseStatus(f *testing.F) {
+	for _, tt := range statusTests {
+		f.Add(tt.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseStatus([]byte(s))
+		if err == nil && (m.RSS < 0 || m.Anon < 0) {
+			t.Fatalf("negative memory %+v from %q", m, s)
+		}
+	})
+}
+
+const metricsText = `# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 18042
+# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.
+go_memstats_heap_inuse_bytes 1.52e+08
+go_memstats_stack_inuse_bytes 7.3728e+07 1700000000000
+go_gc_duration_seconds{quantile="0"} 1.2e-05
+bastion_sessions_active{kind="shell"} 1000
+`
+
+var metricsTests = []struct {
+	name    string
+	in      string
+	want    goMetrics
+	wantErr string
+}{
+	{name: "bastion", in: metricsText, want: goMetrics{Goroutines: 18042, HeapInuse: 1.52e8, StackInuse: 7.3728e7}},
+	{name: "empty", in: ""},
+	{name: "labelled and other metrics only", in: "go_goroutines_total{x=\"1\"} 5\nfoo 1\n"},
+	{name: "no value", in: "go_goroutines\n", wantErr: "line 1: go_goroutines has no value"},
+	{name: "bad value", in: "# c\ngo_memstats_heap_inuse_bytes lots\n", wantErr: "line 2: go_memstats_heap_inuse_bytes"},
+}
+
+func TestParseGoMetrics(t *testing.T) {
+	for _, tt := range metricsTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseGoMetrics(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseGoMetrics(f *testing.F) {
+	for _, tt := range metricsTests {
+		f.Add(tt.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		parseGoMetrics(strings.NewReader(s))
+	})
+}
+
+func TestQuantile(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		xs   []float64
+		q    float64
+		want float64
+	}{
+		{"median odd", []float64{3, 1, 2}, 0.5, 2},
+		{"median even", []float64{4, 1, 3, 2}, 0.5, 2.5},
+		{"min", []float64{4, 1, 3}, 0, 1},
+		{"max", []float64{4, 1, 3}, 1, 4},
+		{"p99 of 1..101", seq(101), 0.99, 100},
+		{"one", []float64{7}, 0.99, 7},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := quantile(tt.xs, tt.q); got != tt.want {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	for _, q := range []float64{-0.1, 1.1, math.NaN()} {
+		if got := quantile([]float64{1}, q); !math.IsNaN(got) {
+			t.Errorf("quantile(q=%v): got %v, want NaN", q, got)
+		}
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median(nil): got %v, want NaN", got)
+	}
+	xs := []float64{3, 1, 2}
+	quantile(xs, 0.5)
+	if xs[0] != 3 {
+		t.Errorf("quantile sorted its argument: got %v, want [3 1 2]", xs)
+	}
+}
+
+func seq(n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = float64(i + 1)
+	}
+	return out
+}
+
+func TestRatioCellAndFormat(t *testing.T) {
+	if got, want := ratioCell([]float64{0.91, 0.95, 0.93}), "0.93x (0.91–0.95)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, tt := range []struct {
+		v    float64
+		want string
+	}{{1234.5, "1234"}, {12.34, "12.3"}, {1.234, "1.23"}, {math.NaN(), "n/a"}} {
+		if got := fmtNum(tt.v); got != tt.want {
+			t.Errorf("fmtNum(%v): got %q, want %q", tt.v, got, tt.want)
+		}
+	}
+	if got, want := sizeName(1<<30), "1 GiB"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := sizeName(512<<20), "512 MiB"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestTableEscapesPipes(t *testing.T) {
+	got := table([]result{{Workload: "a|b", Mark: markPass}})
+	if !strings.Contains(got, `a\|b`) || !strings.Contains(got, "| — |") {
+		t.Fatalf("got %q, want the pipe escaped and empty cells as —", got)
+	}
+}

@@ -1,0 +1,464 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// benchIssue measures certificate issuance over the HTTP API: ID tokens
+// from the development IdP, the IdP's key set cached by a warm-up, 16
+// concurrent keep-alive clients.
+func (e *env) benchIssue() result {
+	r := result{Workload: "certificate issuance over HTTP with a cached IdP key set", Goal: ">= 3,000/s, p99 <= 10 ms"}
+	const workers = 16
+	claims, err := e.idp.IDTokenClaims("u-alice", "bastion")
+	if err != nil {
+		return failed(r, err)
+	}
+	tok, err := e.idp.MintIDToken(claims)
+	if err != nil {
+		return failed(r, err)
+	}
+	bodies := make([][]byte, 64)
+	for i := range bodies {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return failed(r, err)
+		}
+		sp, err := ssh.NewPublicKey(pub)
+		if err != nil {
+			return failed(r, err)
+		}
+		bodies[i], _ = json.Marshal(ca.CertRequest{IDToken: tok, PublicKey: string(ssh.MarshalAuthorizedKey(sp))})
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	defer client.CloseIdleConnections()
+	url := "http://" + e.bastion.httpAddr + ca.PathCertificate
+	issue := func(body []byte) error {
+		resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("issuance: %s: %s", resp.Status, b)
+		}
+		return nil
+	}
+	for i := range 100 { // fetches and caches the key set; warms connections
+		if err := issue(bodies[i%len(bodies)]); err != nil {
+			return failed(r, err)
+		}
+	}
+	var rates, cpus []float64
+	var lat []time.Duration
+	for round := range e.opt.rounds {
+		c0, err := readCPU(e.bastion.pid)
+		if err != nil {
+			return failed(r, err)
+		}
+		var mu sync.Mutex
+		var firstErr error
+		count := 0
+		start := time.Now()
+		deadline := start.Add(e.opt.issueTime)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				for i := w; time.Now().Before(deadline); i += workers {
+					t0 := time.Now()
+					if err := issue(bodies[i%len(bodies)]); err != nil {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				count += len(mine)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		if firstErr != nil {
+			return failed(r, firstErr)
+		}
+		c1, err := readCPU(e.bastion.pid)
+		if err != nil {
+			return failed(r, err)
+		}
+		rate := float64(count) / elapsed.Seconds()
+		rates = append(rates, rate)
+		cpus = append(cpus, (c1.Own()-c0.Own()).Seconds()/float64(count)*1000)
+		logf("  issue round %d: %.0f/s", round+1, rate)
+	}
+	ms := durationsMS(lat)
+	p50, p99 := quantile(ms, 0.5), quantile(ms, 0.99)
+	lo, hi := spread(rates)
+	r.Bastion = fmt.Sprintf("%s/s, p50 %s ms, p99 %s ms", fmtNum(median(rates)), fmtNum(p50), fmtNum(p99))
+	r.Ratio = fmt.Sprintf("%s/s (%s–%s), p99 %s ms", fmtNum(median(rates)), fmtNum(lo), fmtNum(hi), fmtNum(p99))
+	r.CPUBast = fmt.Sprintf("%s s per 1,000", fmtNum(median(cpus)))
+	r.Mark = mark(median(rates) >= 3000 && p99 <= 10)
+	return r
+}
+
+// benchIngest measures the recorder's group-commit ingest directly: 8
+// concurrent sessions writing 4 KiB outputs into a fresh store.
+func (e *env) benchIngest() result {
+	r := result{Workload: "recording ingest, group commit", Goal: ">= 150 MB/s"}
+	const sessions = 8
+	data := bytes.Repeat([]byte("0123456789abcdef ls -la /var/log\r\n"), 4096/34+1)[:4096]
+	var rates, cpus []float64
+	for round := range e.opt.rounds {
+		path := filepath.Join(e.dir, fmt.Sprintf("ingest-%d.db", round))
+		s, err := recorder.Open(recorder.Config{Path: path, SealKey: e.keys.SealKey})
+		if err != nil {
+			return failed(r, err)
+		}
+		recs := make([]*recorder.Recording, sessions)
+		for i := range recs {
+			if recs[i], err = s.Begin(recorder.SessionInfo{Kind: "shell", User: benchUser, Target: "web1", Width: 80, Height: 24}); err != nil {
+				s.Close()
+				return failed(r, err)
+			}
+		}
+		per := e.opt.ingest / sessions / int64(len(data))
+		c0 := selfCPU()
+		start := time.Now()
+		errs := make(chan error, sessions)
+		for _, rec := range recs {
+			go func() {
+				for range per {
+					if err := rec.Output(data); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- rec.End(recorder.ExitInfo{})
+			}()
+		}
+		var firstErr error
+		for range sessions {
+			if err := <-errs; err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		elapsed := time.Since(start)
+		cpu := selfCPU() - c0
+		s.Close()
+		os.Remove(path)
+		if firstErr != nil {
+			return failed(r, firstErr)
+		}
+		total := per * sessions * int64(len(data))
+		rates = append(rates, float64(total)/1e6/elapsed.Seconds())
+		cpus = append(cpus, cpuPerGiB(cpu, total))
+		logf("  ingest round %d: %.0f MB/s", round+1, rates[len(rates)-1])
+	}
+	lo, hi := spread(rates)
+	r.Bastion = fmt.Sprintf("%s MB/s", fmtNum(median(rates)))
+	r.Ratio = fmt.Sprintf("%s MB/s (%s–%s)", fmtNum(median(rates)), fmtNum(lo), fmtNum(hi))
+	r.CPUBast = fmt.Sprintf("%s s/GiB", fmtNum(median(cpus)))
+	r.Mark = mark(median(rates) >= 150)
+	if e.fixtureMBs > 0 {
+		r.notef("one session alone (the replay fixture, %d MiB in 4 KiB outputs): %s MB/s", e.opt.replayMiB, fmtNum(e.fixtureMBs))
+	}
+	return r
+}
+
+// writeHeapProfile writes a heap profile after a GC, with the idle
+// sessions open (with -inprocess, the bastion's heap is this process's).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchIdle opens many idle sessions through the bastion and divides the
+// growth of its resident memory by their number.
+func (e *env) benchIdle() result {
+	r := result{Workload: fmt.Sprintf("%s concurrent idle sessions through the bastion", thousands(e.opt.sessions)), Goal: "<= 120 KiB RSS per session"}
+	hostCA := e.keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
+	cfg := &ssh.ClientConfig{
+		User:            "root@idle",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(e.aliceSign)},
+		HostKeyCallback: checker.CheckHostKey,
+		Timeout:         60 * time.Second,
+		Config:          ssh.Config{Ciphers: []string{ssh.CipherAES128GCM}},
+	}
+	time.Sleep(time.Second)
+	mem0, err := readMemory(e.bastion.pid)
+	if err != nil {
+		return failed(r, err)
+	}
+	gm0, err := readGoMetrics(e.bastion.httpAddr)
+	if err != nil {
+		return failed(r, err)
+	}
+	type sess struct {
+		c *ssh.Client
+		s *ssh.Session
+	}
+	opened := make([]sess, e.opt.sessions)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, o := range opened {
+			if o.c != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); o.s.Close(); o.c.Close() }()
+			}
+		}
+		wg.Wait()
+	}()
+	open := func(i int) error {
+		c, err := ssh.Dial("tcp", e.bastion.sshAddr, cfg)
+		if err != nil {
+			return err
+		}
+		s, err := c.NewSession()
+		if err != nil {
+			c.Close()
+			return err
+		}
+		opened[i] = sess{c, s}
+		out, err := s.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
+			return err
+		}
+		if err := s.Shell(); err != nil {
+			return err
+		}
+		// The target's prompt, through the bastion: the session is whole.
+		buf := make([]byte, 64)
+		var got []byte
+		for !bytes.Contains(got, []byte("idle$ ")) {
+			n, err := out.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				return fmt.Errorf("session %d: %w (got %q)", i, err, got)
+			}
+		}
+		go io.Copy(io.Discard, out)
+		return nil
+	}
+	start := time.Now()
+	const workers = 16
+	jobs := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := open(i); err != nil {
+					errs <- err
+					for range jobs {
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := range e.opt.sessions {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return failed(r, err)
+	default:
+	}
+	took := time.Since(start)
+	time.Sleep(2 * time.Second) // let the bastion settle
+	mem1, err := readMemory(e.bastion.pid)
+	if err != nil {
+		return failed(r, err)
+	}
+	rss0, rss1 := mem0.RSS, mem1.RSS
+	per := float64(rss1-rss0) / float64(e.opt.sessions) / 1024
+	if gm1, err := readGoMetrics(e.bastion.httpAddr); err == nil && !e.opt.inProcess {
+		n := float64(e.opt.sessions)
+		r.notef("per session: %s KiB of anonymous memory (RssAnon); from the bastion's /metrics, %s goroutines, %s KiB of goroutine stacks, %s KiB of heap in use (live and not yet collected)",
+			fmtNum(float64(mem1.Anon-mem0.Anon)/n/1024), fmtNum((gm1.Goroutines-gm0.Goroutines)/n), fmtNum((gm1.StackInuse-gm0.StackInuse)/n/1024), fmtNum((gm1.HeapInuse-gm0.HeapInuse)/n/1024))
+	}
+	if e.opt.inProcess {
+		r.notef("in-process: %d goroutines with the sessions open (harness and target included)", runtime.NumGoroutine())
+		if e.opt.memProfile != "" {
+			if err := writeHeapProfile(e.opt.memProfile); err != nil {
+				return failed(r, err)
+			}
+		}
+	}
+	r.Bastion = fmt.Sprintf("RSS %s → %s MiB", fmtNum(float64(rss0)/(1<<20)), fmtNum(float64(rss1)/(1<<20)))
+	r.Ratio = fmt.Sprintf("%s KiB per session", fmtNum(per))
+	r.Mark = mark(per <= 120)
+	r.notef("%d sessions (each a downstream and an upstream SSH connection, a pty and a recording) opened in %s by 16 clients at a time", e.opt.sessions, took.Round(10*time.Millisecond))
+	return r
+}
+
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	if len(s) > 3 {
+		return s[:len(s)-3] + "," + s[len(s)-3:]
+	}
+	return s
+}
+
+// firstFrame opens the replay fixture, so the harness can tell the first
+// frame from anything the player writes before it.
+const firstFrame = "FIRST-FRAME-OF-THE-REPLAY-FIXTURE\r\n"
+
+// writeReplayFixture records a large session straight into the bastion's
+// store before the bastion opens it.
+func (e *env) writeReplayFixture() error {
+	s, err := recorder.Open(recorder.Config{Path: filepath.Join(e.dataDir, app.StoreFile), SealKey: e.keys.SealKey})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rec, err := s.Begin(recorder.SessionInfo{Kind: "shell", User: benchUser, Issuer: e.idp.Issuer(), Subject: "u-alice", Target: "web1", Login: "root", Width: 120, Height: 40, Term: "xterm"})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := rec.Output([]byte(firstFrame)); err != nil {
+		return err
+	}
+	line := []byte("\x1b[32m2026-01-02T03:04:05Z\x1b[0m web1 app[4242]: GET /api/v1/items?page=7 status=200 bytes=5123 took=0.004s\r\n")
+	chunk := bytes.Repeat(line, 4096/len(line)+1)[:4096]
+	total := e.opt.replayMiB << 20
+	for n := int64(len(firstFrame)); n < total; n += int64(len(chunk)) {
+		if err := rec.Output(chunk); err != nil {
+			return err
+		}
+	}
+	if err := rec.End(recorder.ExitInfo{}); err != nil {
+		return err
+	}
+	e.fixtureMBs = float64(total) / 1e6 / time.Since(start).Seconds()
+	e.replayID = rec.ID()
+	return nil
+}
+
+// cliEnv is the environment of the bastion CLI run as the bench user.
+func (e *env) cliEnv(extra ...string) []string {
+	env := []string{"HOME=" + e.home, "XDG_CONFIG_HOME=" + filepath.Join(e.home, ".config"), "SSH_AUTH_SOCK=", "PATH=" + os.Getenv("PATH"), "TERM=dumb"}
+	return append(env, extra...)
+}
+
+// benchReplay times `bastion replay ID` on the large fixture until the
+// first frame's text appears on its stdout.
+func (e *env) benchReplay() result {
+	r := result{Workload: fmt.Sprintf("time to first frame of `bastion replay` on a %s recording", sizeName(e.opt.replayMiB<<20)), Goal: "<= 100 ms"}
+	if e.replayID == "" {
+		return failed(r, fmt.Errorf("no replay fixture"))
+	}
+	claims, err := e.idp.IDTokenClaims("u-alice", "bastion")
+	if err != nil {
+		return failed(r, err)
+	}
+	tok, err := e.idp.MintIDToken(claims)
+	if err != nil {
+		return failed(r, err)
+	}
+	login := exec.Command(e.bastionBin, "login", "--bastion", "http://"+e.bastion.httpAddr, "--id-token-env", "BENCH_ID_TOKEN")
+	login.Env = e.cliEnv("BENCH_ID_TOKEN=" + tok)
+	if out, err := login.CombinedOutput(); err != nil {
+		return failed(r, fmt.Errorf("bastion login: %v: %s", err, out))
+	}
+	var ms []float64
+	for i := range e.opt.replays {
+		d, err := e.replayOnce()
+		if err != nil {
+			return failed(r, err)
+		}
+		ms = append(ms, float64(d)/float64(time.Millisecond))
+		logf("  replay run %d: %.1f ms", i+1, ms[len(ms)-1])
+	}
+	lo, hi := spread(ms)
+	r.Bastion = fmt.Sprintf("%s ms", fmtNum(median(ms)))
+	r.Ratio = fmt.Sprintf("%s ms (%s–%s)", fmtNum(median(ms)), fmtNum(lo), fmtNum(hi))
+	r.Mark = mark(median(ms) <= 100)
+	r.notef("measured from starting the CLI process: it includes the process start, reading the login state, the SSH handshake with the bastion and the export admin command's first chunk")
+	return r
+}
+
+func (e *env) replayOnce() (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bastionBin, "replay", e.replayID)
+	cmd.Env = e.cliEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	want := strings.TrimSpace(firstFrame)
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte(want)) {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			return 0, fmt.Errorf("bastion replay: %v before the first frame; stdout %q, stderr %q", err, got, stderr.String())
+		}
+	}
+	return time.Since(start), nil
+}
