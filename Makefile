@@ -1,4 +1,9 @@
 # bastion — build, test, lint, bench.
+#
+# Go 1.26.8 (the machine's) has standard-library vulnerabilities fixed in
+# later releases; every target builds with the approved go1.27.3 toolchain,
+# which the go command fetches from the module proxy on first use.
+export GOTOOLCHAIN := go1.27.3
 GO       ?= go
 BIN      ?= bin/bastion
 PKGS     ?= ./...
