@@ -26,6 +26,7 @@ type options struct {
 	replayMiB  int64         // size of the replay fixture
 	replays    int           // time-to-first-frame runs
 	pgTime     time.Duration // pgbench duration per run
+	pgClients  int           // pgbench -c
 	only       string        // comma-separated workload names; "" = all
 	inProcess  bool          // run the bastion in this process (for -cpuprofile)
 	cpuProfile string        // write a CPU profile (with -inprocess: the bastion's)
@@ -59,6 +60,7 @@ func main() {
 	flag.Int64Var(&opt.replayMiB, "replay-mib", 1024, "MiB in the replay fixture")
 	flag.IntVar(&opt.replays, "replays", 5, "time-to-first-frame runs")
 	flag.DurationVar(&opt.pgTime, "pg-time", 8*time.Second, "pgbench duration per run")
+	flag.IntVar(&opt.pgClients, "pg-clients", 4, "pgbench clients (-c)")
 	flag.StringVar(&opt.only, "only", "", "run only these workloads (comma-separated: "+strings.Join(workloadNames, ",")+")")
 	flag.BoolVar(&opt.inProcess, "inprocess", false, "run the bastion inside this process (to profile it with -cpuprofile); CPU figures then include the harness")
 	flag.StringVar(&opt.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to the file")
@@ -90,7 +92,7 @@ func (o options) wants(name string) bool {
 }
 
 func run(opt options) error {
-	if opt.rounds < 1 || opt.catRounds < 1 || opt.bytes <= 0 || opt.keys < 10 || opt.sessions < 1 || opt.replays < 1 {
+	if opt.rounds < 1 || opt.catRounds < 1 || opt.bytes <= 0 || opt.keys < 10 || opt.pgClients < 1 || opt.sessions < 1 || opt.replays < 1 {
 		return fmt.Errorf("rounds, sizes and counts must be positive (keys at least 10)")
 	}
 	for _, n := range strings.Split(opt.only, ",") {

@@ -160,7 +160,7 @@ func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err
 		return 0, 0, 0, fmt.Errorf("%s -L for pgbench did not listen: %s", s, fwdErr.String())
 	}
 	secs := int(e.opt.pgTime / time.Second)
-	out, err := exec.Command(e.pg.pgbench, "-S", "-n", "-c", "4", "-j", "2", "-T", strconv.Itoa(max(secs, 1)), conn).CombinedOutput()
+	out, err := exec.Command(e.pg.pgbench, "-S", "-n", "-c", strconv.Itoa(e.opt.pgClients), "-j", "2", "-T", strconv.Itoa(max(secs, 1)), conn).CombinedOutput()
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("%s pgbench: %v\n%s\nssh: %s", s, err, out, fwdErr.String())
 	}
