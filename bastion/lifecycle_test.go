@@ -141,7 +141,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		`bastion_auth_failures_total{reason="not_certificate"}`,
 		`bastion_bytes_total{direction="down",kind="exec"}`,
 		`bastion_upstream_dial_seconds_count{kind="ssh",result="ok"} 1`,
-		`bastion_sessions_active{kind="exec"} 0`)
+		`bastion_sessions_active{kind="exec"} 0`,
+		`bastion_recording_flush_seconds_count{result="ok"}`)
 }
 
 // TestNoLeaks runs a few thousand connect-and-abort cycles of several kinds

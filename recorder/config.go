@@ -79,6 +79,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives flush failures and recoveries; nil discards them.
 	Logger *slog.Logger
+	// OnFlush, when set, is called after each group commit with how long the
+	// transaction took, the sessions it covered and whether it failed (for
+	// metrics). It runs on the flusher goroutine and must not block.
+	OnFlush func(d time.Duration, sessions int, err error)
 }
 
 // Defaults for zero Config fields.

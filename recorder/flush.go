@@ -156,6 +156,7 @@ func (s *Store) flush(final bool) {
 		items = append(items, it)
 	}
 
+	txStart := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if hook := s.flushHook.Load(); hook != nil {
 			if err := (*hook)(); err != nil {
@@ -197,6 +198,9 @@ func (s *Store) flush(final bool) {
 		}
 		return nil
 	})
+	if s.cfg.OnFlush != nil {
+		s.cfg.OnFlush(time.Since(txStart), len(items), err)
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrWrite, err)
 		s.log.Error("recorder: flush failed", "sessions", len(items), "mode", s.cfg.Mode.String(), "err", err)

@@ -80,6 +80,11 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	a := &App{Config: cfg, Log: log, stop: make(chan struct{}), registry: prometheus.NewRegistry()}
+	flushes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "bastion_recording_flush_seconds", Help: "Duration of each group commit of recordings, by result.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"result"})
+	a.registry.MustRegister(flushes)
 	pol, err := policy.Compile(cfg)
 	if err != nil {
 		return nil, err
@@ -102,6 +107,13 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		SealKey:           a.Keys.SealKey,
 		Now:               now,
 		Logger:            log.With("component", "recorder"),
+		OnFlush: func(d time.Duration, _ int, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			flushes.WithLabelValues(result).Observe(d.Seconds())
+		},
 	})
 	if err != nil {
 		return nil, err
