@@ -238,6 +238,9 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		} else {
 			d.onClose(func(context.Context) error { pg.stop(); return nil })
 			d.DBAddr, d.DBVersion = pg.Addr, pg.Version
+			if want := net.JoinHostPort("127.0.0.1", strconv.Itoa(defaultDBPort)); pg.Addr != want {
+				d.Notes = append(d.Notes, fmt.Sprintf("demo database: %s is busy; using %s instead", want, pg.Addr))
+			}
 		}
 	}
 

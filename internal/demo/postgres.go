@@ -194,10 +194,14 @@ func startPostgres(ctx context.Context, binDir string, auth *ca.Authority) (_ *p
 	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 
 	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
+	for i := range 3 {
+		// PostgreSQL's own port when it is free, so the guide's ssh -L line
+		// reads as usual (and as the README shows it); a free one otherwise.
+		port := defaultDBPort
+		if i > 0 || !portFree(port) {
+			if port, err = freePort(); err != nil {
+				return nil, err
+			}
 		}
 		if lastErr = p.run(ctx, data, port, runAs, tlsCfg); lastErr == nil {
 			break
@@ -388,6 +392,18 @@ func postgresEnv() []string {
 		env = append(env, "PATH="+path)
 	}
 	return env
+}
+
+// defaultDBPort is the demo database's port when it is free.
+const defaultDBPort = 5432
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 func freePort() (int, error) {

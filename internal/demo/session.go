@@ -95,6 +95,9 @@ type session struct {
 	started bool
 	cmd     *exec.Cmd
 	ptmx    *os.File
+	// replied is closed once the shell or exec request has been answered:
+	// the exit status must not overtake the reply.
+	replied chan struct{}
 	done    chan struct{} // closed when the process has exited and its output is drained
 }
 
@@ -106,15 +109,25 @@ func (t *Target) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, nc g
 		return
 	}
 	permit, _ := ctx.Value(ctxKeyPermitPty).(bool)
-	s := &session{t: t, ch: ch, login: conn.User(), permitPt: permit, done: make(chan struct{})}
+	s := &session{t: t, ch: ch, login: conn.User(), permitPt: permit, replied: make(chan struct{}), done: make(chan struct{})}
 	for req := range reqs {
+		wasStarted := s.isStarted()
 		ok := s.request(req)
 		if req.WantReply {
 			req.Reply(ok, nil)
 		}
+		if !wasStarted && s.isStarted() {
+			close(s.replied)
+		}
 	}
 	// The client closed the channel or went away: hang up what still runs.
 	s.hangup()
+}
+
+func (s *session) isStarted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
 }
 
 // request handles one channel request and reports success.
@@ -308,6 +321,7 @@ func (s *session) runPty() {
 // channel (RFC 4254 §6.10, OpenSSH's order).
 func (s *session) finish(err error) {
 	defer close(s.done)
+	<-s.replied
 	var ee *exec.ExitError
 	status, sig := 0, ""
 	switch {

@@ -11,7 +11,7 @@ import (
 // newBareSession is a session whose requests can be judged without a
 // channel; requests that would start a process must not be sent to it.
 func newBareSession(permitPty bool) *session {
-	return &session{t: &Target{log: slog.New(slog.DiscardHandler)}, login: "demo", permitPt: permitPty, done: make(chan struct{})}
+	return &session{t: &Target{log: slog.New(slog.DiscardHandler)}, login: "demo", permitPt: permitPty, replied: make(chan struct{}), done: make(chan struct{})}
 }
 
 func req(typ string, payload []byte) *gossh.Request {
