@@ -239,3 +239,23 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// A client that connects and stalls before authenticating is dropped.
+func TestHandshakeTimeout(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.app.SSH.SetHandshakeTimeoutForTest(300 * time.Millisecond)
+	c, err := net.Dial("tcp", e.app.SSHAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.ReadAll(c) // the server's version line, then EOF when it drops us
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a stalled client was not dropped")
+	}
+	// An authenticated session is not cut by the handshake deadline.
+	if r := e.ssh("", "root@web1", "sleep 1; echo survived"); r.Stdout != "survived\n" {
+		t.Fatalf("got %s", r)
+	}
+}

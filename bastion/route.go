@@ -38,7 +38,10 @@ func (r *route) sessionID() string {
 
 type ctxKey string
 
-const keyFirstID ctxKey = "bastion-first-session-id"
+const (
+	keyFirstID ctxKey = "bastion-first-session-id"
+	keyRawConn ctxKey = "bastion-raw-conn" // the TCP connection, for the handshake deadline
+)
 
 // firstIDOf returns the connection's banner session ID holder.
 func firstIDOf(ctx gliderssh.Context) *atomic.Pointer[string] {

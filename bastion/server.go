@@ -72,6 +72,10 @@ type Config struct {
 	// OwnAddrs returns the bastion's other listeners (HTTP), which targets
 	// may never resolve to. The SSH listeners are known already.
 	OwnAddrs func() []net.Addr
+	// HandshakeTimeout bounds the SSH handshake and authentication of a new
+	// connection; default 30s. A client that connects and then stalls is
+	// dropped instead of holding resources.
+	HandshakeTimeout time.Duration
 	// DialTimeout bounds connecting and authenticating to a target;
 	// default 10s.
 	DialTimeout time.Duration
@@ -128,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
@@ -212,6 +219,10 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 				if err != nil {
 					return nil, err
 				}
+				// Authenticated: the handshake deadline no longer applies.
+				if c, ok := ctx.Value(keyRawConn).(*handshakeConn); ok {
+					c.authenticated()
+				}
 				return identityPermissions(id), nil
 			}
 			return cfg
@@ -233,6 +244,12 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 			"keepalive@openssh.com": func(gliderssh.Context, *gliderssh.Server, *gossh.Request) (bool, []byte) {
 				return true, nil
 			},
+		},
+		ConnCallback: func(ctx gliderssh.Context, conn net.Conn) net.Conn {
+			hc := &handshakeConn{Conn: conn, until: time.Now().Add(s.cfg.HandshakeTimeout)}
+			hc.Conn.SetDeadline(hc.until)
+			ctx.SetValue(keyRawConn, hc)
+			return hc
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			if !isClosedErr(err) {
@@ -377,4 +394,33 @@ func (s *Server) audit(ev Event) {
 // policyIdentity converts a certificate identity for policy decisions.
 func policyIdentity(id ca.Identity) policy.Identity {
 	return policy.Identity{User: id.User, Groups: slices.Clone(id.Groups)}
+}
+
+// SetHandshakeTimeoutForTest changes the handshake timeout of new
+// connections (tests only).
+func (s *Server) SetHandshakeTimeoutForTest(d time.Duration) { s.cfg.HandshakeTimeout = d }
+
+// handshakeConn holds a deadline on a connection until it authenticates.
+// gliderlabs resets deadlines on every read and write (to none, when it has
+// no timeouts of its own), so the deadline is enforced here.
+type handshakeConn struct {
+	net.Conn
+	mu    sync.Mutex
+	until time.Time // zero once authenticated
+}
+
+func (c *handshakeConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.until.IsZero() && (t.IsZero() || t.After(c.until)) {
+		t = c.until
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *handshakeConn) authenticated() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.until = time.Time{}
+	c.Conn.SetDeadline(time.Time{})
 }
