@@ -411,3 +411,57 @@ func findOpt(cmds []string, match func(string) bool) string {
 	}
 	return ""
 }
+
+// TestReadmeQuickStart keeps the README's quick start and the commands the
+// demo prints the same: the README's lines, typed from the clone, are the
+// guide's lines for a demo in ./bastion-demo on the default ports.
+func TestReadmeQuickStart(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Quick start\n")
+	if !ok {
+		t.Fatal("README.md has no Quick start section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	clone := "/home/u/bastion"
+	dirRef := regexp.MustCompile(`"\$PWD(/bastion-demo/[^"]*)"`)
+	var readme []string
+	inCode := false
+	for _, line := range strings.Split(section, "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			inCode = !inCode
+			continue
+		case !inCode || strings.TrimSpace(line) == "":
+			continue
+		}
+		if i := strings.Index(line, "  #"); i >= 0 {
+			line = line[:i]
+		}
+		line = dirRef.ReplaceAllString(strings.TrimSpace(line), clone+"$1")
+		readme = append(readme, strings.ReplaceAll(line, "$PWD", clone))
+	}
+
+	dir := clone + "/bastion-demo"
+	d := &demo.Demo{
+		Dir: dir, ConfigPath: dir + "/bastion.yaml", DataDir: dir + "/data", LogPath: dir + "/bastion.log",
+		Home: dir + "/web1/home", SSHConfigPath: dir + "/ssh_config", BobConfigDir: dir + "/bob",
+		BastionURL: "http://" + demo.DefaultHTTPAddr, SSHAddr: demo.DefaultSSHAddr, IssuerURL: "http://" + demo.DefaultIssuerAddr,
+		TargetAddr: "127.0.0.1:40000", DBAddr: "127.0.0.1:5432", DBVersion: "15",
+	}
+	var guide []string
+	for _, line := range strings.Split(d.Guide(demo.GuideOptions{PathDir: clone + "/bin"}), "\n") {
+		if c, ok := strings.CutPrefix(line, demo.CommandPrefix); ok {
+			guide = append(guide, c)
+		}
+	}
+	if len(guide) < 15 {
+		t.Fatalf("the guide prints only %d commands:\n%s", len(guide), strings.Join(guide, "\n"))
+	}
+	if strings.Join(readme, "\n") != strings.Join(guide, "\n") {
+		t.Errorf("the README's quick start and the demo's guide differ:\nREADME:\n%s\n\nguide:\n%s",
+			strings.Join(readme, "\n"), strings.Join(guide, "\n"))
+	}
+}

@@ -198,7 +198,7 @@ func TestGuide(t *testing.T) {
 	}
 	q := "'/home/u/bastion demo/ssh_config'"
 	want := []string{
-		"export PATH=/opt/b/bin:\"$PATH\"",
+		"export PATH=\"/opt/b/bin:$PATH\"",
 		"bastion login --bastion http://127.0.0.1:8443",
 		"bastion login --bastion http://127.0.0.1:8443 --device",
 		"bastion ssh-config > " + q,

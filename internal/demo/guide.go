@@ -73,7 +73,11 @@ func (d *Demo) Guide(o GuideOptions) string {
 	if o.PathDir != "" {
 		p("")
 		p("0. Put the bastion command on your PATH (in each new terminal):")
-		cmd("export PATH=%s:\"$PATH\"", shellQuote(o.PathDir))
+		if q := shellQuote(o.PathDir); q == o.PathDir {
+			cmd("export PATH=\"%s:$PATH\"", o.PathDir)
+		} else {
+			cmd("export PATH=%s:\"$PATH\"", q)
+		}
 	}
 	p("")
 	p("1. Log in as alice. A browser opens the identity provider; click Alice:")
