@@ -22,7 +22,7 @@ import (
 const defaultDemoDir = "bastion-demo"
 
 func runDemo(args []string) error {
-	fs := flags("demo", "[--dir DIR]",
+	fs := flags("demo", "[--dir DIR] [--ssh ADDR] [--http ADDR] [--idp ADDR] [--no-postgres]",
 		"Start a complete local setup for a first look, on loopback: a development identity provider\n"+
 			"(for local use only), a demo SSH target, a demo PostgreSQL when one is installed, and the\n"+
 			"bastion between them with a config of block, approval and masking rules. It prints what to\n"+

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -311,5 +312,24 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// TestServeCannotReachTheDevIDP: what `bastion serve` is built from (the
+// app wiring and the config) does not link the development identity
+// provider or the demo, so no config can turn them on.
+func TestServeCannotReachTheDevIDP(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go not on PATH")
+	}
+	out, err := exec.Command(goBin, "list", "-deps", "github.com/bastionhq/bastion/internal/app", "github.com/bastionhq/bastion/internal/config").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == "github.com/bastionhq/bastion/internal/devidp" || pkg == "github.com/bastionhq/bastion/internal/demo" {
+			t.Errorf("internal/app or internal/config depends on %s", pkg)
+		}
 	}
 }

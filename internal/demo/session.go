@@ -104,6 +104,15 @@ type session struct {
 // handleSession serves one session channel. The request loop runs here; the
 // process runs in its own goroutine once shell or exec is accepted.
 func (t *Target) handleSession(_ *gliderssh.Server, conn *gossh.ServerConn, nc gossh.NewChannel, ctx gliderssh.Context) {
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		nc.Reject(gossh.ResourceShortage, "the demo target is shutting down")
+		return
+	}
+	t.sessions.Add(1)
+	t.mu.Unlock()
+	defer t.sessions.Done()
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -373,6 +382,7 @@ func (s *session) hangup() {
 	case <-s.done:
 	case <-time.After(hangupGrace):
 		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-s.done // bounded: the drain after exit has its own deadline
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -46,9 +47,12 @@ type TargetConfig struct {
 // Target is a small SSH server that runs a real shell for sessions, and
 // accepts only user certificates from one CA.
 type Target struct {
-	cfg TargetConfig
-	srv *gliderssh.Server
-	log *slog.Logger
+	cfg      TargetConfig
+	srv      *gliderssh.Server
+	log      *slog.Logger
+	mu       sync.Mutex
+	closing  bool
+	sessions sync.WaitGroup // session channels being served; Add under mu, before closing
 }
 
 // ctxKeyPermitPty carries, per connection, whether the accepted certificate
@@ -128,9 +132,16 @@ func (t *Target) Serve(ln net.Listener) error {
 	return err
 }
 
-// Close stops listening and closes every connection; the sessions' processes
-// are hung up.
-func (t *Target) Close() error { return t.srv.Close() }
+// Close stops listening, closes every connection, and returns once the
+// sessions' processes have been hung up and have exited.
+func (t *Target) Close() error {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	err := t.srv.Close()
+	t.sessions.Wait()
+	return err
+}
 
 // HostKeyLine is the host key in authorized_keys form, for the bastion's
 // `host_key` pin.

@@ -467,3 +467,27 @@ func TestTargetWithOpenSSH(t *testing.T) {
 		t.Fatalf("ssh: %v\n%s", err, out)
 	}
 }
+
+// TestTargetCloseEndsSessions: Close returns only once the sessions'
+// processes are gone, so stopping the demo leaves nothing running.
+func TestTargetCloseEndsSessions(t *testing.T) {
+	tt := startTarget(t)
+	s, err := tt.client(t).NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	s.Stdout = out
+	if err := s.Start("trap '' HUP; echo pid=$$; exec sleep 300"); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(out.String(), "pid=")))
+	if err != nil {
+		t.Fatalf("pid: %q", out.String())
+	}
+	tt.Close()
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("process %d (ignoring SIGHUP) still runs after Close", pid)
+	}
+}
