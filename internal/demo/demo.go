@@ -70,8 +70,8 @@ type Config struct {
 	// Created when missing; nothing in it is removed on Close. Required.
 	Dir string
 	// SSHAddr, HTTPAddr and IssuerAddr are where the bastion's SSH and HTTP
-	// listeners and the identity provider should listen: loopback addresses
-	// only. Empty means the defaults above; a busy address falls back to a
+	// listeners and the identity provider should listen: IPv4 loopback
+	// addresses only. Empty means the defaults above; a busy address falls back to a
 	// free port on the same IP ("…:0" asks for a free port directly).
 	SSHAddr, HTTPAddr, IssuerAddr string
 	// NoPostgres skips the demo database even when PostgreSQL is installed.
@@ -413,8 +413,9 @@ func checkLoopback(addr string) error {
 	if err != nil {
 		return fmt.Errorf("%q is not host:port", addr)
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: the demo listens on loopback IP addresses only", addr)
+	// IPv4 only: the guide's ssh -J and ssh_config lines name the host bare.
+	if ip := net.ParseIP(host); ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: the demo listens on IPv4 loopback addresses (127.0.0.0/8) only", addr)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("%q: bad port", addr)

@@ -60,6 +60,7 @@ func TestStartConfigInvalid(t *testing.T) {
 		{"issuer by name", Config{Dir: t.TempDir(), IssuerAddr: "localhost:8444"}},
 		{"not host:port", Config{Dir: t.TempDir(), SSHAddr: "2222"}},
 		{"bad port", Config{Dir: t.TempDir(), SSHAddr: "127.0.0.1:99999"}},
+		{"IPv6 loopback", Config{Dir: t.TempDir(), SSHAddr: "[::1]:2222"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := Start(context.Background(), tc.cfg); !errors.Is(err, ErrInvalidConfig) {

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 )
@@ -39,7 +40,7 @@ func (d *Demo) Guide(o GuideOptions) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	cmd := func(format string, args ...any) { p(CommandPrefix+format, args...) }
 	sshCfg := shellQuote(d.SSHConfigPath)
-	sshHost, _, _ := strings.Cut(d.SSHAddr, ":")
+	sshHost, _, _ := net.SplitHostPort(d.SSHAddr)
 	bob := "XDG_CONFIG_HOME=" + shellQuote(d.BobConfigDir) + " "
 
 	p("")
@@ -98,7 +99,7 @@ func (d *Demo) Guide(o GuideOptions) string {
 	p("")
 	step := 5
 	if d.DBAddr != "" {
-		_, dbPort, _ := strings.Cut(d.DBAddr, ":")
+		_, dbPort, _ := net.SplitHostPort(d.DBAddr)
 		p("%d. Query the database through an ssh -L forward (it stays in the background until the", step)
 		p("   demo stops); card numbers are masked, and rule no-drop blocks DROP TABLE:")
 		cmd("ssh -F %s -f -N -o ExitOnForwardFailure=yes -L %d:%s:%s %s", sshCfg, LocalDBPort, DBTarget, dbPort, sshHost)
