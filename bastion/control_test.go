@@ -87,11 +87,13 @@ func TestBlockedInteractive(t *testing.T) {
 	// History recall: an allowed command, then the blocked one recalled.
 	p.Send("echo first-$((1+1))\r")
 	p.Expect("first-2", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
 	p.Send("rm -rf " + victim + "\r")
 	p.Expect("blocked by rule no-rm-rf", 20*time.Second)
 	p.Expect("P> ", 20*time.Second)
 	p.Send("\x1b[A\r") // Up: bash recalls... the blocked line was never run, so history holds echo first
 	p.Expect("first-2", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
 
 	// A multi-line paste with a blocked line: nothing of it runs.
 	p.Send("touch " + after + "-1\rrm -rf " + victim + "\rtouch " + after + "-2\r")
@@ -99,6 +101,7 @@ func TestBlockedInteractive(t *testing.T) {
 	p.Expect("P> ", 20*time.Second)
 	p.Send("echo marker-$((2+3))\r")
 	p.Expect("marker-5", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
 	if !exists(victim) || exists(after+"-1") || exists(after+"-2") {
 		t.Fatalf("the paste ran: victim %v, after-1 %v, after-2 %v", exists(victim), exists(after+"-1"), exists(after+"-2"))
 	}
@@ -227,8 +230,10 @@ func TestApprovalShell(t *testing.T) {
 		t.Fatalf("approve: %s", r)
 	}
 	p.Expect("approved by bob", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
 	p.Send("echo after-$((5*5))\r")
 	p.Expect("after-25", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
 	if !exists(filepath.Join(dir, "approve-shell")) {
 		t.Fatal("the approved shell command did not run")
 	}
@@ -249,6 +254,7 @@ func TestApprovalShell(t *testing.T) {
 	p.Expect("Ctrl-C cancels", 20*time.Second)
 	p.Send("\x03")
 	p.Expect("cancelled", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
 	p.Send("echo still-here\r")
 	p.Expect("still-here", 20*time.Second)
 	p.Expect("P> ", 20*time.Second)
@@ -365,5 +371,31 @@ func TestReloadAppliesToLiveSession(t *testing.T) {
 	p.Expect("blocked by rule no-echo", 20*time.Second)
 	if strings.Contains(p.Output(), "after-2") {
 		t.Fatal("the reloaded rule did not apply")
+	}
+}
+
+// Lines typed before the shell drew its prompt (type-ahead racing the
+// previous command's output) are refused, not judged on a garbled screen.
+func TestTypeAheadRace(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	p := e.shell(t)
+	for i := 0; i < 5; i++ {
+		// Type the next line the moment the output appears, before "P> ".
+		p.Send(fmt.Sprintf("echo out-%d\r", i))
+		p.Expect(fmt.Sprintf("out-%d\r\n", i), 20*time.Second)
+		p.Send("touch " + filepath.Join(dir, fmt.Sprintf("approve-race-%d", i)) + "\r")
+		out := p.Expect("P> ", 20*time.Second)
+		if strings.Contains(out, "Ctrl-C cancels") {
+			// Judged on a correct reading: held. Deny it.
+			m := requestRE.FindStringSubmatch(out + p.Expect("Ctrl-C cancels", 20*time.Second))
+			_ = m
+		}
+		time.Sleep(300 * time.Millisecond)
+		if exists(filepath.Join(dir, fmt.Sprintf("approve-race-%d", i))) {
+			t.Fatalf("round %d: a held command ran without approval; output:\n%q", i, p.Output())
+		}
+		p.Send("\x03")
+		p.Expect("P> ", 20*time.Second)
 	}
 }

@@ -192,7 +192,19 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 		g.mu.Unlock()
 		return g.forward(key)
 	}
-	if g.judge(line.Text, g.keys) != policy.ActionAllow {
+	text := line.Text
+	if line.KeysOK && strings.TrimSpace(line.Keys) != strings.TrimSpace(line.Text) {
+		// Two readings of the line (the screen and the keys) disagree:
+		// judge both and keep the stricter verdict.
+		pol := g.p.s.cfg.Policy()
+		pid := policyIdentity(g.p.ss.identity)
+		ds := pol.JudgeCommand(pid, g.p.ss.target, line.Text)
+		dk := pol.JudgeCommand(pid, g.p.ss.target, line.Keys)
+		if strictness(dk.Action) > strictness(ds.Action) {
+			text = line.Keys
+		}
+	}
+	if g.judge(text, g.keys) != policy.ActionAllow {
 		g.cancelLine()
 		return true
 	}
@@ -322,6 +334,17 @@ func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) stri
 		p.tell("request %s cancelled; not run", ap.ID)
 	}
 	return policy.ActionBlock
+}
+
+// strictness orders verdicts: block over approve over allow.
+func strictness(action string) int {
+	switch action {
+	case policy.ActionBlock:
+		return 2
+	case policy.ActionApprove:
+		return 1
+	}
+	return 0
 }
 
 func suffix(sep, s string) string {

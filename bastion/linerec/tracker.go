@@ -35,9 +35,17 @@ type Line struct {
 	// certain than usual (empty when there is nothing to say).
 	Why string
 	// Early is true when the first key of the line came before the
-	// previous output had settled (type-ahead): the anchor, and so the
-	// line, cannot be trusted. A caller enforcing rules should refuse it.
+	// previous output had settled or before the shell drew its next prompt
+	// (type-ahead): the anchor, and so the line, cannot be trusted. A
+	// caller enforcing rules should refuse it.
 	Early bool
+	// Keys is the line as the typed keys make it under readline's default
+	// bindings, independent of the screen; KeysOK is false when a key was
+	// typed whose effect the model cannot know (history, search, yank) or
+	// the line continues earlier ones. A caller enforcing rules judges both
+	// readings and keeps the stricter verdict.
+	Keys   string
+	KeysOK bool
 }
 
 // Tracker follows one interactive terminal session. It is not safe for
@@ -58,6 +66,20 @@ type Tracker struct {
 	markAlt bool   // the mark was set on the alternate screen
 	simple  bool   // only keys that cannot put a line break into the line since the mark
 	listed  bool   // a completion key (Tab, Alt-?, Alt-=) was typed since the mark
+
+	// After a submit or a cancel the shell answers with output and a new
+	// prompt; a key typed while the last output still ends a line (the
+	// command's output, before the prompt is drawn) is type-ahead.
+	answered bool // output arrived since the last submit or cancel ended a line
+	lastNL   bool // the last output ended with a line feed
+	pending  bool // a submit or cancel is awaiting the shell's answer
+
+	// km replays the keys typed since the mark through a model of
+	// readline's default bindings: a second reading of the line that does
+	// not depend on the screen. kmOK is false once a key the model cannot
+	// know the effect of (history, search, yank) was typed.
+	km   lineModel
+	kmOK bool
 }
 
 const maxKnownPrompts = 8
@@ -77,6 +99,10 @@ func (t *Tracker) Output(p []byte) {
 	}
 	t.s.write(p)
 	t.echoSeq = t.keysSeq
+	t.lastNL = p[len(p)-1] == '\n'
+	if t.pending {
+		t.answered = true
+	}
 }
 
 // Settled reports whether output has arrived since the last keys were
@@ -90,7 +116,11 @@ func (t *Tracker) start() {
 	t.typed = 0
 	t.simple, t.listed, t.last = true, false, ""
 	t.markAlt = t.s.alt
-	t.early = !t.Settled()
+	t.early = !t.Settled() || t.pending && (!t.answered || t.lastNL)
+	t.pending, t.answered = false, false
+	t.km = lineModel{buf: []rune(t.carry)}
+	t.km.cur = len(t.km.buf)
+	t.kmOK = true
 	if s.pending {
 		t.prompt = s.line(s.y).text(0, s.cols)
 	} else {
@@ -134,6 +164,13 @@ func (t *Tracker) Keys(p []byte) []Segment {
 	var submits []int // offsets just past each submit key
 	lineEnds, pasteNL, lastCancel, lastPrintable := 0, 0, -1, -1
 	t.ks.scan(p, func(k keyTok) {
+		if len(submits) == 0 && lineEnds == 0 && !isSubmit(k, bracketed) && !isPasteNewline(k, bracketed) {
+			if simpleKey(k) {
+				t.km.key(k)
+			} else {
+				t.kmOK = false
+			}
+		}
 		switch {
 		case isSubmit(k, bracketed):
 			submits = append(submits, k.end)
@@ -271,6 +308,7 @@ func runeIndexAtCells(buf []rune, cells int) int {
 func (t *Tracker) Commit() {
 	t.reset()
 	t.keysSeq++
+	t.pending, t.answered = true, false
 }
 
 // Cancel tells the tracker the caller cancelled the line at the target
@@ -279,6 +317,7 @@ func (t *Tracker) Cancel() {
 	t.reset()
 	t.carry = ""
 	t.keysSeq++ // the shell answers Ctrl-C with a new prompt
+	t.pending, t.answered = true, false
 }
 
 // Continue tells the tracker the line was incomplete (an open quote, a
@@ -294,6 +333,7 @@ func (t *Tracker) Continue() {
 	t.active = false
 	t.s.clearMark()
 	t.keysSeq++ // the shell answers with its PS2 prompt
+	t.pending, t.answered = true, false
 }
 
 func (t *Tracker) reset() {
@@ -319,7 +359,8 @@ func (t *Tracker) Line() Line {
 	}
 	text, why := t.current()
 	t.last = text
-	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early}
+	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early,
+		Keys: string(t.km.buf), KeysOK: t.kmOK && len(t.acc) == 0}
 }
 
 // current reads the line from the mark to the last drawn row.
