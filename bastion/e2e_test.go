@@ -338,3 +338,61 @@ func between(s, a, b string) string {
 	}
 	return s
 }
+
+func TestCertificateOptions(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	id := ca.Identity{User: "alice", Issuer: "https://idp.test", Subject: "u-alice", Groups: []string{"dev"}}
+
+	t.Run("source-address admits", func(t *testing.T) {
+		id := id
+		id.SourceAddress = "127.0.0.0/8"
+		k := e.userKey("src-ok", id, 0)
+		cfg := e.writeSSHConfig("alice", k)
+		defer e.writeSSHConfig("alice", e.alice)
+		if r := testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "bastion", "whoami"); r.Code != 0 {
+			t.Fatalf("source-address 127.0.0.0/8 from loopback: %s", r)
+		}
+	})
+	t.Run("source-address refuses", func(t *testing.T) {
+		id := id
+		id.SourceAddress = "10.0.0.0/8"
+		e.expectAuthRefused(t, e.userKey("src-bad", id, 0), "")
+	})
+	t.Run("unknown critical option", func(t *testing.T) {
+		k := testenv.NewUserKey(t, e.dir, "critical", func(pub ssh.PublicKey) (*ssh.Certificate, error) {
+			id := id
+			id.Serial = 77
+			cert, err := id.Certificate(pub)
+			if err != nil {
+				return nil, err
+			}
+			cert.ValidAfter, cert.ValidBefore = uint64(time.Now().Add(-time.Minute).Unix()), uint64(time.Now().Add(time.Hour).Unix())
+			cert.CriticalOptions = map[string]string{"force-command": "true"}
+			return cert, cert.SignCert(rand.Reader, e.app.Keys.UserCA)
+		})
+		e.expectAuthRefused(t, k, "critical_option")
+	})
+}
+
+// The identity is the one of the key that signed the authentication. The
+// client first offers alice's certificate without being able to sign with
+// it (only the public half is on disk), then authenticates with bob's: the
+// session must be bob's.
+func TestIdentityFromSigningKey(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	aliceOnly := e.userKey("alice-pub-only", ca.Identity{User: "alice", Issuer: "https://idp.test", Subject: "u-alice", Groups: []string{"dev", "sec"}}, 0)
+	os.Remove(aliceOnly.KeyPath) // the private half is gone: ssh can offer the certificate, not sign with it
+	bob := e.userKey("bob-real", ca.Identity{User: "bob", Issuer: "https://idp.test", Subject: "u-bob"}, 0)
+	host, port, _ := net.SplitHostPort(e.app.SSHAddr())
+	kh := filepath.Join(e.dir, "known_hosts")
+	r := testenv.Run(t, 30*time.Second, "", "ssh", "-F", "/dev/null", "-p", port,
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile="+kh, "-o", "StrictHostKeyChecking=yes",
+		"-o", "IdentityFile="+aliceOnly.CertPath, "-o", "IdentityFile="+bob.KeyPath, "-o", "CertificateFile="+bob.CertPath,
+		"-l", "bob", host, "whoami")
+	if r.Code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	if !strings.Contains(r.Stdout, "user         bob") || strings.Contains(r.Stdout, "alice") {
+		t.Fatalf("the session is not bob's: %s", r)
+	}
+}
