@@ -84,6 +84,15 @@ func TestBlockedInteractive(t *testing.T) {
 			t.Fatalf("%q ran", keys)
 		}
 	}
+	// A line continued with a backslash is judged whole.
+	p.Send("rm -rf \\\r")
+	p.Expect("> ", 20*time.Second)
+	p.Send(victim + "\r")
+	p.Expect("blocked by rule no-rm-rf", 20*time.Second)
+	p.Expect("P> ", 20*time.Second)
+	if !exists(victim) {
+		t.Fatal("a continued line ran")
+	}
 	// History recall: an allowed command, then the blocked one recalled.
 	p.Send("echo first-$((1+1))\r")
 	p.Expect("first-2", 20*time.Second)

@@ -165,6 +165,7 @@ func (p *proxy) readStdin() {
 		n, err := p.down.Read(buf)
 		if n > 0 {
 			p.ss.act.touch(p.s.now())
+			p.ss.recordInput(buf[:n]) // dropped by the recorder unless recording.input is on
 			select {
 			case p.keys <- buf[:n]:
 			case <-p.ss.ctx.Done():

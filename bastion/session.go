@@ -112,6 +112,14 @@ func (ss *session) record(p []byte) error {
 	return ss.rec.Output(p)
 }
 
+func (ss *session) recordInput(p []byte) {
+	ss.recMu.Lock()
+	defer ss.recMu.Unlock()
+	if ss.rec != nil {
+		ss.rec.Input(p)
+	}
+}
+
 func (ss *session) marker(label string) {
 	ss.recMu.Lock()
 	defer ss.recMu.Unlock()
