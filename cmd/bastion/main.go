@@ -25,7 +25,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "--config FILE", "run the bastion (SSH and HTTP listeners)", runServe},
-		{"demo", "[--dir DIR]", "start a complete local setup for a first look", runDemo},
+		{"demo", "[--dir DIR] [--ssh ADDR] [--http ADDR] [--idp ADDR] [--no-postgres]", "start a complete local setup for a first look", runDemo},
 		{"login", "--bastion URL [--device | --id-token-env VAR | --id-token-file F] [--ttl D]", "log in and get a short-lived SSH certificate", runLogin},
 		{"ssh-config", "[--bastion URL]", "print ssh_config lines for this bastion and its targets", runSSHConfig},
 		{"ca", "export --user|--target|--host|--db | revoke SERIAL", "print a CA's public part, or revoke a certificate", runCA},
