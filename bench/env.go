@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -68,16 +69,21 @@ type env struct {
 	sshTmpl    []byte // sshConfig before the bastion's port is known
 
 	cleanups []func()
+	cleaned  sync.Once
 }
 
-// cleanup runs the registered cleanups, newest first.
+// cleanup runs the registered cleanups, newest first, once.
 func (e *env) cleanup() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
-	if !e.opt.keep {
+	e.cleaned.Do(func() {
+		for i := len(e.cleanups) - 1; i >= 0; i-- {
+			e.cleanups[i]()
+		}
+		if e.opt.keep {
+			logf("kept %s", e.dir)
+			return
+		}
 		os.RemoveAll(e.dir)
-	}
+	})
 }
 
 func (e *env) onCleanup(f func()) { e.cleanups = append(e.cleanups, f) }

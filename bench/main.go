@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -119,11 +120,14 @@ func run(opt options) error {
 	}
 	defer e.cleanup()
 	// An interrupt still cleans up: sshd, postgres and the bastion are our
-	// children, and the scratch directory holds GiBs.
+	// children, and the scratch directory holds GiBs. Holding finishing, it
+	// also keeps the half-run workloads from writing a report.
+	var finishing sync.Mutex
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-sigs
+		finishing.Lock()
 		logf("interrupted; cleaning up")
 		e.cleanup()
 		os.Exit(130)
@@ -190,6 +194,8 @@ func run(opt options) error {
 	for _, name := range workloadNames {
 		ordered = append(ordered, rows[name]...)
 	}
+	finishing.Lock()
+	defer finishing.Unlock()
 	elapsed := time.Since(started)
 	rep := report(m, e, ordered, elapsed)
 	fmt.Println(rep)
