@@ -14,9 +14,47 @@ type closeWriter interface {
 	CloseWrite() error
 }
 
-// copyBufPool holds relay buffers. 32 KiB matches x/crypto's channel packet
-// size, so one Read from a channel fills at most one buffer.
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// Relay buffers. An idle session's relays wait in Read with a small buffer;
+// a read that fills it switches to a pooled large one (x/crypto channels
+// deliver at most 32 KiB per packet) until a read comes back short. So a
+// thousand idle sessions do not hold a thousand sets of 32 KiB buffers.
+const (
+	smallBuf = 2 << 10
+	largeBuf = 32 << 10
+)
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+
+// adaptiveBuf is a read buffer that grows under load and shrinks when idle.
+type adaptiveBuf struct {
+	small [smallBuf]byte
+	large *[]byte
+}
+
+// get returns the buffer for the next read.
+func (a *adaptiveBuf) get() []byte {
+	if a.large != nil {
+		return *a.large
+	}
+	return a.small[:]
+}
+
+// adapt sizes the buffer after a read of n bytes into buf.
+func (a *adaptiveBuf) adapt(n int, buf []byte) {
+	switch {
+	case n == len(buf) && a.large == nil:
+		a.large = copyBufPool.Get().(*[]byte)
+	case n < smallBuf && a.large != nil:
+		a.release()
+	}
+}
+
+func (a *adaptiveBuf) release() {
+	if a.large != nil {
+		copyBufPool.Put(a.large)
+		a.large = nil
+	}
+}
 
 // activity records when data last moved, for idle timeouts.
 type activity struct{ last atomic.Int64 }
@@ -32,12 +70,12 @@ func (a *activity) since(now time.Time) time.Duration {
 // that closes both ends on the first EOF cuts off the tail of a stream;
 // this never does.
 func relay(dst io.Writer, src io.Reader, count func(int), act *activity, now func() time.Time) (int64, error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
+	ab := new(adaptiveBuf)
+	defer ab.release()
 	var n int64
 	var err error
 	for {
+		buf := ab.get()
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			if act != nil {
@@ -57,6 +95,8 @@ func relay(dst io.Writer, src io.Reader, count func(int), act *activity, now fun
 				break
 			}
 		}
+		// Only now is buf free to go back to the pool.
+		ab.adapt(nr, buf)
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) {
 				err = rerr

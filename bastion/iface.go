@@ -62,6 +62,11 @@ type Event struct {
 	Outcome   string // "allowed", "refused", "ended", ...
 	Reason    string
 	Fields    map[string]string
+	// Routine marks a high-volume record of a routine outcome (an allowed
+	// statement or command): it may be committed with the next group commit
+	// of the recordings instead of before the bastion goes on. Decisions
+	// that refuse, hold or approve are never routine.
+	Routine bool
 }
 
 // Auditor appends to the audit log.

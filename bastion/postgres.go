@@ -190,7 +190,8 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 			if ev.Withheld > 0 || ev.NulledBinary > 0 {
 				f["withheld_rows"], f["nulled_binary"] = fmt.Sprint(ev.Withheld), fmt.Sprint(ev.NulledBinary)
 			}
-			s.audit(Event{Type: "sql.statement", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: string(ev.Outcome), Reason: ev.Message, Fields: f})
+			routine := ev.Outcome == pgproxy.OutcomeOK || ev.Outcome == pgproxy.OutcomeError || ev.Outcome == pgproxy.OutcomeNotRun
+			s.audit(Event{Type: "sql.statement", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: string(ev.Outcome), Reason: ev.Message, Fields: f, Routine: routine})
 		},
 		Cancels: s.pg.cancels,
 		Logger:  log,

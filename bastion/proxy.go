@@ -160,14 +160,18 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 // the channel is unbuffered, so input waits in the SSH window meanwhile.
 func (p *proxy) readStdin() {
 	defer close(p.keys)
+	ab := new(adaptiveBuf)
+	defer ab.release()
 	for {
-		buf := make([]byte, 32<<10)
+		buf := ab.get()
 		n, err := p.down.Read(buf)
 		if n > 0 {
 			p.ss.act.touch(p.s.now())
 			p.ss.recordInput(buf[:n]) // dropped by the recorder unless recording.input is on
+			chunk := append([]byte(nil), buf[:n]...)
+			ab.adapt(n, buf)
 			select {
-			case p.keys <- buf[:n]:
+			case p.keys <- chunk:
 			case <-p.ss.ctx.Done():
 				return
 			}

@@ -56,7 +56,7 @@ type Config struct {
 	FlushInterval time.Duration
 	// SessionBuffer is how many bytes a session buffers before it asks for an
 	// early flush. A session whose uncommitted bytes exceed twice this waits
-	// for the flush. Default 256 KiB.
+	// for the flush. Default 1 MiB (bigger commits cost less per byte for a streaming session; MaxPending still bounds the total).
 	SessionBuffer int
 	// MaxPending bounds the uncommitted bytes across all sessions; beyond it
 	// writers wait for the flush (backpressure). Default 32 MiB.
@@ -88,7 +88,7 @@ type Config struct {
 // Defaults for zero Config fields.
 const (
 	DefaultFlushInterval = 200 * time.Millisecond
-	DefaultSessionBuffer = 256 << 10
+	DefaultSessionBuffer = 1 << 20
 	DefaultMaxPending    = 32 << 20
 	DefaultOpenTimeout   = 5 * time.Second
 )

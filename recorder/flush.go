@@ -126,7 +126,11 @@ func (s *Store) flush(final bool) {
 	dirty := s.dirty
 	s.dirty = nil
 	s.mu.Unlock()
-	checkpoint := s.auditDirty.Swap(false)
+	s.laterMu.Lock()
+	later := s.later
+	s.later = nil
+	s.laterMu.Unlock()
+	checkpoint := s.auditDirty.Swap(false) || len(later) > 0
 	if len(dirty) == 0 && !checkpoint {
 		s.broadcastFlushed()
 		return
@@ -193,6 +197,11 @@ func (s *Store) flush(final bool) {
 				}
 			}
 		}
+		for _, ev := range later {
+			if _, err := s.appendAudit(tx, ev); err != nil {
+				return err
+			}
+		}
 		if checkpoint || s.auditDirty.Swap(false) {
 			return s.putCheckpoint(tx, now)
 		}
@@ -200,6 +209,12 @@ func (s *Store) flush(final bool) {
 	})
 	if s.cfg.OnFlush != nil {
 		s.cfg.OnFlush(time.Since(txStart), len(items), err)
+	}
+	if err != nil && len(later) > 0 {
+		// Keep the deferred audit records for the next attempt.
+		s.laterMu.Lock()
+		s.later = append(later, s.later...)
+		s.laterMu.Unlock()
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrWrite, err)

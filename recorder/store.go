@@ -58,6 +58,11 @@ type Store struct {
 	uncommitted atomic.Int64 // event bytes buffered across all sessions
 	auditDirty  atomic.Bool  // audit records since the last checkpoint
 
+	auditQ    chan *auditReq // Audit's requests, committed by auditLoop
+	auditDone chan struct{}  // closed when auditLoop has exited
+	laterMu   sync.Mutex
+	later     []AuditEvent // AuditLater's records, committed by the flusher
+
 	idMu    sync.Mutex
 	entropy io.Reader
 
@@ -90,24 +95,27 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("recorder: open %s: %w", cfg.Path, err)
 	}
 	s := &Store{
-		cfg:      cfg,
-		db:       db,
-		pub:      cfg.SealKey.Public().(ed25519.PublicKey),
-		log:      cfg.Logger,
-		active:   make(map[string]*Recording),
-		flushed:  make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		closedCh: make(chan struct{}),
-		entropy:  ulid.Monotonic(rand.Reader, 0),
-		revoked:  make(map[uint64]struct{}),
+		cfg:       cfg,
+		db:        db,
+		pub:       cfg.SealKey.Public().(ed25519.PublicKey),
+		log:       cfg.Logger,
+		active:    make(map[string]*Recording),
+		flushed:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		closedCh:  make(chan struct{}),
+		auditQ:    make(chan *auditReq),
+		auditDone: make(chan struct{}),
+		entropy:   ulid.Monotonic(rand.Reader, 0),
+		revoked:   make(map[uint64]struct{}),
 	}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	go s.run()
+	go s.auditLoop()
 	return s, nil
 }
 
@@ -226,6 +234,7 @@ func (s *Store) Close() error {
 		s.closeMu.Unlock()
 		close(s.stop)
 		<-s.done
+		<-s.auditDone
 		close(s.closedCh)
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("recorder: close: %w", err)

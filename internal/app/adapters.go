@@ -43,10 +43,16 @@ func (r recordingAdapter) End(e bastion.Exit) error {
 type auditAdapter struct{ s *recorder.Store }
 
 func (a auditAdapter) Audit(ev bastion.Event) error {
-	_, err := a.s.Audit(recorder.AuditEvent{
+	rev := recorder.AuditEvent{
 		Type: ev.Type, User: ev.Identity.User, Issuer: ev.Identity.Issuer, Subject: ev.Identity.Subject,
 		SessionID: ev.SessionID, Target: ev.Target, Outcome: ev.Outcome, Reason: ev.Reason, Fields: withSerial(ev.Fields, ev.Identity.Serial),
-	})
+	}
+	var err error
+	if ev.Routine {
+		_, err = a.s.AuditLater(rev)
+	} else {
+		_, err = a.s.Audit(rev)
+	}
 	return err
 }
 
