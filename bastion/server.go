@@ -98,6 +98,8 @@ type Server struct {
 	approvals *approvals
 	pg        pgState
 
+	handshakeTimeout atomic.Int64 // time.Duration, from Config.HandshakeTimeout
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[*session]struct{}
@@ -167,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		sessions: map[*session]struct{}{},
 	}
 	s.approvals = &approvals{s: s, m: map[string]*approval{}}
+	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
 	s.pg.cancels = pgproxy.NewCancelRegistry()
 	if _, err := s.hostSigner(cfg.Names); err != nil {
 		return nil, err
@@ -246,7 +249,7 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 			},
 		},
 		ConnCallback: func(ctx gliderssh.Context, conn net.Conn) net.Conn {
-			hc := &handshakeConn{Conn: conn, until: time.Now().Add(s.cfg.HandshakeTimeout)}
+			hc := &handshakeConn{Conn: conn, until: time.Now().Add(time.Duration(s.handshakeTimeout.Load()))}
 			hc.Conn.SetDeadline(hc.until)
 			ctx.SetValue(keyRawConn, hc)
 			return hc
@@ -398,7 +401,7 @@ func policyIdentity(id ca.Identity) policy.Identity {
 
 // SetHandshakeTimeoutForTest changes the handshake timeout of new
 // connections (tests only).
-func (s *Server) SetHandshakeTimeoutForTest(d time.Duration) { s.cfg.HandshakeTimeout = d }
+func (s *Server) SetHandshakeTimeoutForTest(d time.Duration) { s.handshakeTimeout.Store(int64(d)) }
 
 // handshakeConn holds a deadline on a connection until it authenticates.
 // gliderlabs resets deadlines on every read and write (to none, when it has

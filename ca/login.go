@@ -329,13 +329,21 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info Info) (string, erro
 		} else {
 			fmt.Fprint(w, "<p>bastion login complete. You can close this window.</p>")
 		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
 		select {
 		case done <- res:
 		default:
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Let the callback's answer reach the browser before closing.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+	}()
 
 	fmt.Fprintf(cfg.Out, "Open this URL in a browser to log in:\n\n  %s\n\n", authURL)
 	open := cfg.OpenBrowser
