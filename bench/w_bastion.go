@@ -195,7 +195,8 @@ func (e *env) benchIngest() result {
 }
 
 // writeHeapProfile writes a heap profile after a GC, with the idle
-// sessions open (with -inprocess, the bastion's heap is this process's).
+// sessions open (with -inprocess, the bastion's heap is this process's),
+// and a goroutine profile to path+".goroutines".
 func writeHeapProfile(path string) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -206,7 +207,19 @@ func writeHeapProfile(path string) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// And where the goroutines wait, grouped by stack, beside it.
+	g, err := os.Create(path + ".goroutines")
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+		g.Close()
+		return err
+	}
+	return g.Close()
 }
 
 // selfCPU is this process's CPU time so far.
