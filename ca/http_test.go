@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
@@ -13,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,5 +356,45 @@ func mustContainAll(t *testing.T, got string, wants ...string) {
 		if !strings.Contains(got, w) {
 			t.Errorf("output lacks %q:\n%s", w, got)
 		}
+	}
+}
+
+// The IdP's key set is fetched once and reused across logins, not per
+// request (a per-request fetch made every issuance depend on a round trip
+// to the IdP).
+func TestKeySetCached(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp, err := devidp.New(devidp.Config{
+		Issuer: "http://" + ln.Addr().String(),
+		Users:  []devidp.User{{Subject: "u-alice", Email: "alice@example.com", EmailVerified: boolp(true)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwks atomic.Int64
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "keys") || strings.Contains(r.URL.Path, "jwks") {
+			jwks.Add(1)
+		}
+		idp.Handler().ServeHTTP(w, r)
+	})}}
+	srv.Start()
+	defer srv.Close()
+	v, err := NewVerifier(OIDCConfig{Issuer: idp.Issuer(), ClientID: "bastion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		c, _ := idp.IDTokenClaims("u-alice", "bastion")
+		tok, _ := idp.MintIDToken(c)
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := jwks.Load(); n != 1 {
+		t.Fatalf("the key set was fetched %d times for 20 logins, want once", n)
 	}
 }

@@ -247,15 +247,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 }
 
 func (v *Verifier) verify(ctx context.Context, raw, issuer, clientID string) (*oidc.IDToken, map[string]any, error) {
-	p, err := v.provider(issuer).get()
+	lp := v.provider(issuer)
+	verifier, err := lp.verifier(clientID)
 	if err != nil {
 		return nil, nil, &TokenError{Reason: ReasonIdPUnavailable, Err: err}
 	}
-	verifier := p.VerifierContext(v.ctx, &oidc.Config{
-		ClientID:             clientID,
-		SupportedSigningAlgs: v.cfg.Algorithms,
-		Now:                  v.now,
-	})
 	tok, err := verifier.Verify(ctx, raw)
 	if err != nil {
 		return nil, nil, classify(err)
@@ -425,12 +421,39 @@ func globMatch(pattern, s string) bool {
 // lazyProvider runs OIDC discovery on first use and retries failures at most
 // every retryEvery, so a dead IdP does not get a request per login attempt.
 type lazyProvider struct {
-	issuer string
-	v      *Verifier
-	mu     sync.Mutex
-	p      *oidc.Provider
-	err    error
-	tried  time.Time
+	issuer    string
+	v         *Verifier
+	mu        sync.Mutex
+	p         *oidc.Provider
+	err       error
+	tried     time.Time
+	verifiers map[string]*oidc.IDTokenVerifier // by client ID (audience)
+}
+
+// verifier returns the ID token verifier for an audience, built once: each
+// go-oidc verifier owns a remote key set, which caches the IdP's keys and
+// refetches them only for an unknown key ID. A verifier per request would
+// fetch the key set on every login.
+func (l *lazyProvider) verifier(clientID string) (*oidc.IDTokenVerifier, error) {
+	p, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v, ok := l.verifiers[clientID]; ok {
+		return v, nil
+	}
+	if l.verifiers == nil {
+		l.verifiers = map[string]*oidc.IDTokenVerifier{}
+	}
+	v := p.VerifierContext(l.v.ctx, &oidc.Config{
+		ClientID:             clientID,
+		SupportedSigningAlgs: l.v.cfg.Algorithms,
+		Now:                  l.v.now,
+	})
+	l.verifiers[clientID] = v
+	return v, nil
 }
 
 const retryEvery = 5 * time.Second
