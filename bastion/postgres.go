@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,11 +109,8 @@ func pgPassword(t *policy.Target) (string, error) {
 type transcriptWriter struct{ ss *session }
 
 func (w transcriptWriter) Write(p []byte) (int, error) {
-	if err := w.ss.record(p); err != nil && w.ss.recordingFailed() {
-		return 0, err
-	}
-	if w.ss.recordingFailed() {
-		return 0, errors.New("recording failed")
+	if err := w.ss.record(p); err != nil && w.ss.recordingFailed() || w.ss.recordingFailed() {
+		return 0, fmt.Errorf("the session recording failed (%v); strict recording ends the session", w.ss.recordingErr())
 	}
 	return len(p), nil
 }
@@ -177,7 +175,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 		Transcript: transcriptWriter{ss},
 		Audit: func(ev pgproxy.Event) {
 			f := map[string]string{"sql": ev.Statement.Normalized, "db_user": ev.User, "database": ev.Database, "outcome": string(ev.Outcome),
-				"tag": ev.Tag, "rows": fmt.Sprint(ev.Rows), "duration": ev.Duration.Round(time.Microsecond).String()}
+				"tag": ev.Tag, "rows": strconv.FormatInt(ev.Rows, 10), "duration_us": strconv.FormatInt(ev.Duration.Microseconds(), 10)}
 			if ev.Rule != "" {
 				f["rule"] = ev.Rule
 			}
@@ -188,7 +186,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 				f["sqlstate"] = ev.SQLState
 			}
 			if ev.Withheld > 0 || ev.NulledBinary > 0 {
-				f["withheld_rows"], f["nulled_binary"] = fmt.Sprint(ev.Withheld), fmt.Sprint(ev.NulledBinary)
+				f["withheld_rows"], f["nulled_binary"] = strconv.Itoa(ev.Withheld), strconv.Itoa(ev.NulledBinary)
 			}
 			routine := ev.Outcome == pgproxy.OutcomeOK || ev.Outcome == pgproxy.OutcomeError || ev.Outcome == pgproxy.OutcomeNotRun
 			s.audit(Event{Type: "sql.statement", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: string(ev.Outcome), Reason: ev.Message, Fields: f, Routine: routine})

@@ -118,23 +118,12 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 		}
 	}
 	stderr := pipe(p.down.Stderr())
-	outDone := make(chan struct{})
+	var out sync.WaitGroup
+	out.Add(1)
 	go func() {
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			relay(p.stdout, p.up, nil, &p.ss.act, p.s.now)
-			p.stdout.close()
-		}()
-		go func() {
-			defer wg.Done()
-			relay(stderr, p.up.Stderr(), nil, &p.ss.act, p.s.now)
-			stderr.close()
-		}()
-		wg.Wait()
-		p.down.CloseWrite()
-		close(outDone)
+		defer out.Done()
+		relay(stderr, p.up.Stderr(), nil, &p.ss.act, p.s.now)
+		stderr.close()
 	}()
 	p.keys = make(chan []byte)
 	go p.readStdin()
@@ -150,7 +139,11 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 		// (closing only the channel leaves sshd waiting for the command).
 		p.client.Close()
 	}()
-	<-outDone
+	// Stdout is relayed on this goroutine (one fewer per session).
+	relay(p.stdout, p.up, nil, &p.ss.act, p.s.now)
+	p.stdout.close()
+	out.Wait()
+	p.down.CloseWrite()
 	<-upDone
 	p.down.Close()
 }

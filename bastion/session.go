@@ -50,6 +50,8 @@ type session struct {
 	endReason string
 	command   string
 	masked    int
+	idleTimer *time.Timer
+	maxTimer  *time.Timer
 	width     int
 	height    int
 	term      string
@@ -145,48 +147,59 @@ func (ss *session) recordingFailed() bool {
 	}
 }
 
-// watch ends the session on idle timeout, maximum duration, or a failed
-// recording, whichever comes first.
+// recordingErr says why the recording failed.
+func (ss *session) recordingErr() error {
+	ss.recMu.Lock()
+	defer ss.recMu.Unlock()
+	if ss.rec == nil {
+		return nil
+	}
+	return ss.rec.Err()
+}
+
+// watch ends the session on idle timeout or maximum duration, with timers
+// rather than a goroutine per session. (A failed strict recording ends the
+// session from the output pipeline, on the first write that finds it.)
 func (ss *session) watch() {
 	cfg := ss.s.cfg
-	var idleC <-chan time.Time
-	if cfg.IdleTimeout > 0 {
-		tick := min(cfg.IdleTimeout/4, 10*time.Second)
-		t := time.NewTicker(max(tick, 10*time.Millisecond))
-		idleC = t.C
-		context.AfterFunc(ss.ctx, t.Stop)
-	}
-	var maxC <-chan time.Time
-	if cfg.MaxSessionDuration > 0 {
-		t := time.NewTimer(cfg.MaxSessionDuration - ss.s.now().Sub(ss.start))
-		maxC = t.C
-		context.AfterFunc(ss.ctx, func() { t.Stop() })
-	}
-	ss.recMu.Lock()
-	var failed <-chan struct{}
-	if ss.rec != nil {
-		failed = ss.rec.Failed()
-	}
-	ss.recMu.Unlock()
-	go func() {
-		for {
-			select {
-			case <-ss.ctx.Done():
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if cfg.IdleTimeout > 0 && ss.idleTimer == nil {
+		var check func()
+		check = func() {
+			if ss.ctx.Err() != nil {
 				return
-			case <-failed:
-				ss.stop(fmt.Errorf("the session recording failed (%v); strict recording ends the session", ss.rec.Err()))
-				return
-			case <-maxC:
-				ss.stop(errMaxDuration)
-				return
-			case <-idleC:
-				if ss.act.since(ss.s.now()) >= cfg.IdleTimeout {
-					ss.stop(fmt.Errorf("%w after %s without activity", errIdle, cfg.IdleTimeout))
-					return
-				}
 			}
+			idle := ss.act.since(ss.s.now())
+			if idle >= cfg.IdleTimeout {
+				ss.stop(fmt.Errorf("%w after %s without activity", errIdle, cfg.IdleTimeout))
+				return
+			}
+			ss.mu.Lock()
+			if ss.idleTimer != nil {
+				ss.idleTimer.Reset(cfg.IdleTimeout - idle)
+			}
+			ss.mu.Unlock()
 		}
-	}()
+		ss.idleTimer = time.AfterFunc(cfg.IdleTimeout, check)
+	}
+	if cfg.MaxSessionDuration > 0 && ss.maxTimer == nil {
+		ss.maxTimer = time.AfterFunc(cfg.MaxSessionDuration-ss.s.now().Sub(ss.start), func() { ss.stop(errMaxDuration) })
+	}
+}
+
+// unwatch stops the timers.
+func (ss *session) unwatch() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.idleTimer != nil {
+		ss.idleTimer.Stop()
+		ss.idleTimer = nil
+	}
+	if ss.maxTimer != nil {
+		ss.maxTimer.Stop()
+		ss.maxTimer = nil
+	}
 }
 
 // stop ends the session now: it tells the user why, cancels the context
@@ -244,6 +257,7 @@ func (ss *session) addCloser(c func() error) {
 
 // finish ends the recording, writes the audit record and unregisters.
 func (ss *session) finish() {
+	ss.unwatch()
 	ss.mu.Lock()
 	exit := ss.exit
 	if exit.Reason == "" {
@@ -379,11 +393,12 @@ func (o *outputPipeline) emit(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if err := o.ss.record(b); err != nil && o.ss.recordingFailed() {
+	if err := o.ss.record(b); err != nil && o.ss.recordingFailed() || o.ss.recordingFailed() {
+		// Strict recording failed: nothing more reaches the user, and the
+		// session ends saying why.
+		err := fmt.Errorf("the session recording failed (%v); strict recording ends the session", o.ss.recordingErr())
+		go o.ss.stop(err)
 		return err
-	}
-	if o.ss.recordingFailed() {
-		return errors.New("recording failed")
 	}
 	if _, err := o.dst.Write(b); err != nil {
 		return err

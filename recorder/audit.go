@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -94,10 +95,18 @@ func (s *Store) appendAudit(tx *bolt.Tx, ev AuditEvent) (string, error) {
 	seq, prev := auditTail(b)
 	seq++
 	h := auditHash(seq, prev, event)
-	rec, err := json.Marshal(auditRecord{Seq: seq, Prev: hex.EncodeToString(prev[:]), Hash: hex.EncodeToString(h[:]), Event: event})
-	if err != nil {
-		return "", err
-	}
+	// The same bytes json.Marshal(auditRecord{...}) gives, without encoding
+	// the event a second time (it is already valid, compact JSON).
+	rec := make([]byte, 0, len(event)+2*2*hashLen+64)
+	rec = append(rec, `{"seq":`...)
+	rec = strconv.AppendUint(rec, seq, 10)
+	rec = append(rec, `,"prev":"`...)
+	rec = hex.AppendEncode(rec, prev[:])
+	rec = append(rec, `","hash":"`...)
+	rec = hex.AppendEncode(rec, h[:])
+	rec = append(rec, `","event":`...)
+	rec = append(rec, event...)
+	rec = append(rec, '}')
 	if err := b.Put(u64key(seq), rec); err != nil {
 		return "", err
 	}

@@ -1,9 +1,12 @@
 package recorder
 
 import (
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // AuditLater records go out with the next group commit, chained in order
@@ -81,4 +84,26 @@ func BenchmarkAuditSync(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// The hand-built audit record is byte for byte what json.Marshal of
+// auditRecord gives (older stores and the verifier read that form).
+func TestAuditRecordEncoding(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	if _, err := s.Audit(AuditEvent{Type: "cert.issue", User: "al\"ice", Fields: map[string]string{"b": "2", "a": "<1>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketAudit).Cursor().Last()
+		var rec auditRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(rec)
+		if string(v) != string(want) {
+			t.Errorf("record %x:\n got %s\nwant %s", k, v, want)
+		}
+		return nil
+	})
 }
