@@ -124,10 +124,7 @@ func (s *Store) Audit(ev AuditEvent) (string, error) {
 		return "", err
 	}
 	defer s.leave()
-	if ev.Type == "" {
-		return "", fmt.Errorf("recorder: audit: %w: event type is required", ErrInvalid)
-	}
-	if err := s.prepareAudit(&ev); err != nil {
+	if err := s.checkAudit(&ev); err != nil {
 		return "", err
 	}
 	req := &auditReq{ev: ev, done: make(chan error, 1)}
@@ -149,10 +146,7 @@ func (s *Store) AuditLater(ev AuditEvent) (string, error) {
 		return "", err
 	}
 	defer s.leave()
-	if ev.Type == "" {
-		return "", fmt.Errorf("recorder: audit: %w: event type is required", ErrInvalid)
-	}
-	if err := s.prepareAudit(&ev); err != nil {
+	if err := s.checkAudit(&ev); err != nil {
 		return "", err
 	}
 	s.laterMu.Lock()
@@ -163,6 +157,14 @@ func (s *Store) AuditLater(ev AuditEvent) (string, error) {
 		s.requestFlush()
 	}
 	return ev.ID, nil
+}
+
+// checkAudit refuses an event without a type and fills in its ID and time.
+func (s *Store) checkAudit(ev *AuditEvent) error {
+	if ev.Type == "" {
+		return fmt.Errorf("recorder: audit: %w: event type is required", ErrInvalid)
+	}
+	return s.prepareAudit(ev)
 }
 
 // maxLaterAudits asks for an early flush when this many deferred audit

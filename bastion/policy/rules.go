@@ -270,23 +270,38 @@ func (p *Policy) JudgeCommand(id Identity, target, text string) Decision {
 		}
 	}
 	for _, u := range a.Unknowable {
-		for _, r := range rules {
-			d, stop := p.unknowable(r, id, target, fmt.Sprintf("%q: %s", u.Text, u.Reason))
-			if stop {
-				return d
-			}
-			if d.Action == ActionApprove && approve == nil {
-				approve = &d
-			}
+		if d, stop := p.unknowables(rules, id, target, fmt.Sprintf("%q: %s", u.Text, u.Reason), &approve); stop {
+			return d
 		}
 	}
-	if approve != nil {
-		if len(approve.Approvers) == 0 {
-			return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
+	return settle(approve)
+}
+
+// unknowables applies every rule's unknowable option to what: a block
+// stops (stop is true), the first approval is kept in *approve.
+func (p *Policy) unknowables(rules []*Rule, id Identity, target, what string, approve **Decision) (Decision, bool) {
+	for _, r := range rules {
+		d, stop := p.unknowable(r, id, target, what)
+		if stop {
+			return d, true
 		}
-		return *approve
+		if d.Action == ActionApprove && *approve == nil {
+			*approve = &d
+		}
 	}
-	return allow
+	return Decision{}, false
+}
+
+// settle turns the first approval found (if any) into the verdict; an
+// approval nobody may give fails closed.
+func settle(approve *Decision) Decision {
+	if approve == nil {
+		return allow
+	}
+	if len(approve.Approvers) == 0 {
+		return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
+	}
+	return *approve
 }
 
 // unknowable applies r's unknowable option; stop is true for a block.
@@ -360,23 +375,11 @@ func (p *Policy) JudgeSQL(id Identity, target string, st Statement) Decision {
 		}
 	}
 	if st.Unknowable != "" {
-		for _, r := range rules {
-			d, stop := p.unknowable(r, id, target, st.Unknowable)
-			if stop {
-				return d
-			}
-			if d.Action == ActionApprove && approve == nil {
-				approve = &d
-			}
+		if d, stop := p.unknowables(rules, id, target, st.Unknowable, &approve); stop {
+			return d
 		}
 	}
-	if approve != nil {
-		if len(approve.Approvers) == 0 {
-			return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
-		}
-		return *approve
-	}
-	return allow
+	return settle(approve)
 }
 
 func (r *Rule) matchSQL(st Statement) (string, bool) {
