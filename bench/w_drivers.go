@@ -71,11 +71,13 @@ func (e *env) benchCat() result {
 	once := func(s side, size int64) (time.Duration, time.Duration, error) {
 		return e.catOnce(s, path, size)
 	}
-	// The bastion's memory while a recorded session streams: its resident
-	// set sampled every 20 ms, against the figure just before (issue goal:
-	// under 64 MB above idle).
+	// The bastion's memory while a recorded session streams: anonymous
+	// resident memory (heap, stacks) sampled every 20 ms, against the
+	// figure just before (issue goal: under 64 MB above idle). The whole
+	// resident set also counts the store's mmap of the bbolt file (page
+	// cache the kernel reclaims), so it is reported beside, not judged.
 	idle, idleErr := readMemory(e.bastion.pid)
-	var peak atomic.Int64
+	var peakAnon, peakRSS atomic.Int64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -87,8 +89,13 @@ func (e *env) benchCat() result {
 			case <-stop:
 				return
 			case <-t.C:
-				if m, err := readMemory(e.bastion.pid); err == nil && m.RSS > peak.Load() {
-					peak.Store(m.RSS)
+				if m, err := readMemory(e.bastion.pid); err == nil {
+					if m.Anon > peakAnon.Load() {
+						peakAnon.Store(m.Anon)
+					}
+					if m.RSS > peakRSS.Load() {
+						peakRSS.Store(m.RSS)
+					}
 				}
 			}
 		}
@@ -96,14 +103,14 @@ func (e *env) benchCat() result {
 	r = e.throughputRounds(r, e.opt.bytes, 0.8, e.opt.catRounds, once)
 	close(stop)
 	<-sampled
-	if idleErr == nil && peak.Load() > 0 {
-		above := peak.Load() - idle.RSS
+	if idleErr == nil && peakAnon.Load() > 0 {
+		above := peakAnon.Load() - idle.Anon
 		mark := "pass"
 		if above > 64<<20 {
 			mark = "MISS"
 		}
-		r.notef("the bastion's peak resident memory while a recorded session streamed %s: %s above the %s it used just before (goal: under 64 MiB above idle: %s)",
-			sizeName(e.opt.bytes), fmtMiB(above), fmtMiB(idle.RSS), mark)
+		r.notef("the bastion's peak anonymous memory (heap and stacks, RssAnon) while a recorded session streamed %s: %s above the %s it used just before (goal: under 64 MiB above idle: %s); its whole resident set, which also counts the mmap of the growing bbolt file (reclaimable page cache), peaked %s above",
+			sizeName(e.opt.bytes), fmtMiB(above), fmtMiB(idle.Anon), mark, fmtMiB(peakRSS.Load()-idle.RSS))
 	}
 	return r
 }
