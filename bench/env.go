@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"io"
 	"log/slog"
 	"net"
@@ -390,11 +391,11 @@ type bastionProc struct {
 // startBastion writes the config and starts the bastion, waiting until
 // both listeners answer.
 func (e *env) startBastion() error {
-	sp, err := freePort()
+	sp, err := localsvc.FreeLoopbackPort()
 	if err != nil {
 		return err
 	}
-	hp, err := freePort()
+	hp, err := localsvc.FreeLoopbackPort()
 	if err != nil {
 		return err
 	}
@@ -433,7 +434,7 @@ func (e *env) startBastion() error {
 		b.exited = make(chan struct{})
 		go func() { b.cmd.Wait(); lf.Close(); close(b.exited) }()
 		b.pid = b.cmd.Process.Pid
-		if !waitTCP(b.sshAddr, b.exited, 30*time.Second) {
+		if !localsvc.WaitListening(b.sshAddr, b.exited, 30*time.Second) {
 			b.stop()
 			logText, _ := os.ReadFile(b.log)
 			return fmt.Errorf("the bastion did not start:\n%s", logText)

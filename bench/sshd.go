@@ -6,7 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"net"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,13 +108,13 @@ func startSSHD(dir string, opt sshdOptions) (*sshd, error) {
 	}
 	s := &sshd{HostKey: signer.PublicKey(), Log: filepath.Join(dir, "sshd.log")}
 	for range 5 {
-		port, err := freePort()
+		port, err := localsvc.FreeLoopbackPort()
 		if err != nil {
 			return nil, err
 		}
 		s.Port, s.Addr = port, fmt.Sprintf("127.0.0.1:%d", port)
 		cfgPath := filepath.Join(dir, "sshd_config")
-		if err := writeSSHDConfig(bin, cfgPath, append([]string{fmt.Sprintf("Port %d", port)}, lines...)); err != nil {
+		if err := localsvc.WriteSSHDConfig(bin, cfgPath, append([]string{fmt.Sprintf("Port %d", port)}, lines...)); err != nil {
 			return nil, err
 		}
 		cmd := exec.Command(bin, "-D", "-e", "-f", cfgPath, "-E", s.Log)
@@ -125,7 +125,7 @@ func startSSHD(dir string, opt sshdOptions) (*sshd, error) {
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		if waitTCP(s.Addr, exited, 10*time.Second) {
+		if localsvc.WaitListening(s.Addr, exited, 10*time.Second) {
 			s.cmd, s.exited = cmd, exited
 			return s, nil
 		}
@@ -137,63 +137,6 @@ func startSSHD(dir string, opt sshdOptions) (*sshd, error) {
 		}
 	}
 	return nil, fmt.Errorf("sshd %s: no free port after 5 attempts", opt.Name)
-}
-
-// writeSSHDConfig writes sshd_config, dropping keywords this sshd does not
-// know (PerSourcePenalties is OpenSSH 9.8+), as sshd -t reports them.
-func writeSSHDConfig(bin, path string, lines []string) error {
-	for range 5 {
-		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-			return err
-		}
-		out, err := exec.Command(bin, "-t", "-f", path).CombinedOutput()
-		if err == nil {
-			return nil
-		}
-		dropped := false
-		for i, l := range lines {
-			kw := strings.Fields(l)[0]
-			if strings.Contains(string(out), "Bad configuration option: "+kw) || strings.Contains(string(out), "Unsupported option "+kw) {
-				lines = append(lines[:i:i], lines[i+1:]...)
-				dropped = true
-				break
-			}
-		}
-		if !dropped {
-			return fmt.Errorf("sshd -t rejects the config: %v\n%s", err, out)
-		}
-	}
-	return fmt.Errorf("sshd -t keeps rejecting %s", path)
-}
-
-// waitTCP waits until addr accepts connections, the process exits, or the
-// timeout passes.
-func waitTCP(addr string, exited <-chan struct{}, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // lookTool finds the first of names that exists (absolute) or is on PATH.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"net"
 	"os"
 	"os/exec"
@@ -134,7 +135,7 @@ var (
 )
 
 func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err error) {
-	lport, err := freePort()
+	lport, err := localsvc.FreeLoopbackPort()
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -156,7 +157,7 @@ func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err
 		return 0, 0, 0, err
 	}
 	defer stopSSH(fwd)
-	if !waitTCP(fmt.Sprintf("127.0.0.1:%d", lport), nil, 20*time.Second) {
+	if !localsvc.WaitListening(fmt.Sprintf("127.0.0.1:%d", lport), nil, 20*time.Second) {
 		return 0, 0, 0, fmt.Errorf("%s -L for pgbench did not listen: %s", s, fwdErr.String())
 	}
 	secs := int(e.opt.pgTime / time.Second)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -88,7 +89,7 @@ func stopSSH(cmd *exec.Cmd) {
 // forwardOnce moves size bytes from the bulk source through ssh -L on one
 // side and returns the transfer time and the serving side's CPU.
 func (e *env) forwardOnce(s side, size int64) (time.Duration, time.Duration, error) {
-	lport, err := freePort()
+	lport, err := localsvc.FreeLoopbackPort()
 	if err != nil {
 		return 0, 0, err
 	}

@@ -9,12 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -101,7 +100,7 @@ type postgres struct {
 // postgres system user must be able to reach it when we are root) and is
 // removed by stop.
 func startPostgres(ctx context.Context, binDir string, auth *ca.Authority) (_ *postgres, err error) {
-	runAs, err := postgresCredential()
+	runAs, err := localsvc.Credential()
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +109,7 @@ func startPostgres(ctx context.Context, binDir string, auth *ca.Authority) (_ *p
 		p.Version = parseVersion(string(out))
 	}
 	parent := ""
-	if runAs != nil && !othersCanReach(os.TempDir()) {
+	if runAs != nil && !localsvc.Reachable(os.TempDir()) {
 		parent = "/tmp" // TMPDIR is private to root: the postgres user could not reach it
 	}
 	if p.base, err = os.MkdirTemp(parent, "bastion-demo-pg-"); err != nil {
@@ -139,7 +138,7 @@ func startPostgres(ctx context.Context, binDir string, auth *ca.Authority) (_ *p
 	}
 	initdb := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"), "-D", data, "-U", dbSuperuser,
 		"-E", "UTF8", "--no-locale", "-N", "--auth=reject")
-	initdb.Env = postgresEnv()
+	initdb.Env = localsvc.Env()
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: runAs}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, tail(out, 2000))
@@ -199,7 +198,7 @@ func startPostgres(ctx context.Context, binDir string, auth *ca.Authority) (_ *p
 		// reads as usual (and as the README shows it); a free one otherwise.
 		port := defaultDBPort
 		if i > 0 || !portFree(port) {
-			if port, err = freePort(); err != nil {
+			if port, err = localsvc.FreeLoopbackPort(); err != nil {
 				return nil, err
 			}
 		}
@@ -224,7 +223,7 @@ func (p *postgres) run(ctx context.Context, data string, port int, runAs *syscal
 		return err
 	}
 	cmd := exec.Command(filepath.Join(p.BinDir, "postgres"), "-D", data, "-p", strconv.Itoa(port))
-	cmd.Env = postgresEnv()
+	cmd.Env = localsvc.Env()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C at the terminal goes to the demo, which
 	// then stops the database in order.
@@ -240,7 +239,7 @@ func (p *postgres) run(ctx context.Context, data string, port int, runAs *syscal
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("postgres exited: %v\n%s", err, tailFile(logPath, 2000))
+			return fmt.Errorf("postgres exited: %v\n%s", err, localsvc.TailFile(logPath, 2000))
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -254,7 +253,7 @@ func (p *postgres) run(ctx context.Context, data string, port int, runAs *syscal
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
-			return fmt.Errorf("postgres not ready: %v\n%s", err, tailFile(logPath, 2000))
+			return fmt.Errorf("postgres not ready: %v\n%s", err, localsvc.TailFile(logPath, 2000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -348,52 +347,6 @@ func parseVersion(out string) string {
 	return ""
 }
 
-// postgresCredential is whom to run initdb and postgres as: ourselves,
-// unless we are root, which they refuse; then the postgres system user.
-func postgresCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, errors.New("running as root, and there is no postgres system user to run PostgreSQL as")
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("the postgres user has uid %q gid %q", u.Uid, u.Gid)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-}
-
-// othersCanReach reports whether every directory from / down to dir lets
-// other users through.
-func othersCanReach(dir string) bool {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return false
-	}
-	for {
-		fi, err := os.Stat(dir)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return false
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return true
-		}
-		dir = parent
-	}
-}
-
-func postgresEnv() []string {
-	env := []string{"LC_ALL=C", "LANG=C", "TZ=UTC"}
-	if path := os.Getenv("PATH"); path != "" {
-		env = append(env, "PATH="+path)
-	}
-	return env
-}
-
 // defaultDBPort is the demo database's port when it is free.
 const defaultDBPort = 5432
 
@@ -406,27 +359,10 @@ func portFree(port int) bool {
 	return true
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func tail(b []byte, n int) string {
 	b = bytes.TrimSpace(b)
 	if len(b) > n {
 		b = b[len(b)-n:]
 	}
 	return string(b)
-}
-
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return tail(b, n)
 }

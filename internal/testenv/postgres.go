@@ -22,13 +22,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -220,12 +219,12 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 		t.Fatal("testenv: PostgresOptions.ClientCA needs its key to seed the cluster")
 	}
 
-	runAs, err := postgresCredential()
+	runAs, err := localsvc.Credential()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	parent := ""
-	if runAs != nil && !pgReachable(os.TempDir()) {
+	if runAs != nil && !localsvc.Reachable(os.TempDir()) {
 		parent = "/tmp" // TMPDIR is private to root: the postgres user could not reach it
 	}
 	base, err := os.MkdirTemp(parent, "pgtest-")
@@ -259,7 +258,7 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 
 	initdb := exec.Command(filepath.Join(p.BinDir, "initdb"), "-D", data, "-U", PostgresSuperuser,
 		"-E", "UTF8", "--no-locale", "-N", "--auth=reject")
-	initdb.Env = postgresEnv()
+	initdb.Env = localsvc.Env()
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: runAs}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("testenv: initdb: %v\n%s", err, out)
@@ -322,7 +321,7 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := pgFreeLoopbackPort()
+		port, err := localsvc.FreeLoopbackPort()
 		if err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
@@ -331,7 +330,7 @@ func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("testenv: start postgres: %v\n%s", lastErr, pgTailFile(p.LogFile, 4000))
+		t.Fatalf("testenv: start postgres: %v\n%s", lastErr, localsvc.TailFile(p.LogFile, 4000))
 	}
 
 	for _, r := range opts.Roles {
@@ -357,7 +356,7 @@ func (p *Postgres) start(t testing.TB, runAs *syscall.Credential, port int) erro
 		return err
 	}
 	cmd := exec.Command(filepath.Join(p.BinDir, "postgres"), "-D", p.DataDir, "-p", strconv.Itoa(port))
-	cmd.Env = postgresEnv()
+	cmd.Env = localsvc.Env()
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs, Setpgid: true}
@@ -550,76 +549,11 @@ func (p *Postgres) Tool(t testing.TB, name string) string {
 	return path
 }
 
-// pgReachable reports whether every directory from / down to dir lets others through.
-func pgReachable(dir string) bool {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return false
-	}
-	for {
-		fi, err := os.Stat(dir)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return false
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return true
-		}
-		dir = parent
-	}
-}
-
 func pgFileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
 
-// postgresCredential is the identity to run initdb/postgres as: nil (ourselves) unless we
-// are root, then the postgres system user.
-func postgresCredential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, errors.New("running as root and there is no postgres user to run the server as")
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("postgres user has uid %q gid %q", u.Uid, u.Gid)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-}
-
-func postgresEnv() []string {
-	env := []string{"LC_ALL=C", "LANG=C", "TZ=UTC"}
-	if path := os.Getenv("PATH"); path != "" {
-		env = append(env, "PATH="+path)
-	}
-	return env
-}
-
-func pgFreeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func pgQuoteConnValue(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
-}
-
-func pgTailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }

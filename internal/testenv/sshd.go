@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"net"
 	"os"
 	"os/exec"
@@ -165,16 +166,18 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", s.Port)
 		cfg := append([]string{fmt.Sprintf("Port %d", s.Port)}, lines...)
 		cfgPath := filepath.Join(dir, "sshd_config")
-		writeConfig(t, sshd, cfgPath, cfg)
+		if err := localsvc.WriteSSHDConfig(sshd, cfgPath, cfg); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(sshd, "-D", "-e", "-f", cfgPath, "-E", s.LogPath)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start sshd: %v", err)
 		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		if waitListening(s.Addr, exited, 10*time.Second) {
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		if localsvc.WaitListening(s.Addr, exited, 10*time.Second) {
 			s.cmd = cmd
 			t.Cleanup(func() {
 				cmd.Process.Kill()
@@ -193,50 +196,4 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	}
 	t.Fatal("sshd: no free port after 5 attempts")
 	return nil
-}
-
-// writeConfig writes sshd_config and drops keywords this sshd version does
-// not know (PerSourcePenalties appeared in OpenSSH 9.8), found with sshd -t,
-// so one config works on the versions CI machines have.
-func writeConfig(t testing.TB, sshd, path string, lines []string) {
-	t.Helper()
-	for range 5 {
-		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command(sshd, "-t", "-f", path).CombinedOutput()
-		if err == nil {
-			return
-		}
-		dropped := false
-		for i, l := range lines {
-			kw := strings.Fields(l)[0]
-			if strings.Contains(string(out), "Bad configuration option: "+kw) || strings.Contains(string(out), "Unsupported option "+kw) {
-				lines = append(lines[:i:i], lines[i+1:]...)
-				dropped = true
-				break
-			}
-		}
-		if !dropped {
-			t.Fatalf("sshd -t rejects the test config: %v\n%s", err, out)
-		}
-	}
-}
-
-func waitListening(addr string, exited <-chan error, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
 }
