@@ -99,6 +99,14 @@ func (g *shellGuard) run() {
 	}
 	var pending []byte
 	for chunk := range g.keys {
+		if !g.watched() {
+			// No command rule applies (now): input flows as it comes.
+			if !g.forward(append(pending, chunk...)) {
+				return
+			}
+			pending = pending[:0]
+			continue
+		}
 		var ok bool
 		if pending, ok = g.drain(append(pending, chunk...)); !ok {
 			return
@@ -139,8 +147,24 @@ func (g *shellGuard) drain(pending []byte) ([]byte, bool) {
 	}
 }
 
+// watched reports whether any command rule applies to the session now. The
+// guard runs for every shell, so that a reload that adds rules reaches
+// live sessions at their next command; until then it only keeps its
+// terminal emulator current and holds nothing back.
+func (g *shellGuard) watched() bool {
+	return g.p.s.cfg.Policy().CommandRulesApply(policyIdentity(g.p.ss.identity), g.p.ss.target)
+}
+
 // segment handles one segment of keys in a pty session.
 func (g *shellGuard) segment(seg linerec.Segment) bool {
+	if !g.watched() {
+		if seg.Submit {
+			g.mu.Lock()
+			g.tr.Commit()
+			g.mu.Unlock()
+		}
+		return g.forward(seg.Data)
+	}
 	if len(seg.Paste) > 0 {
 		// Every line of a paste is judged before any of it is forwarded;
 		// one refused line refuses the whole paste.

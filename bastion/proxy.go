@@ -364,7 +364,7 @@ func (p *proxy) start(req *gossh.Request) {
 			p.endLocally(255)
 			return
 		}
-		if readsShellFromStdin(command) && p.s.cfg.Policy().CommandRulesApply(pid, p.ss.target) {
+		if readsShellFromStdin(command) {
 			// `ssh host bash`: the shell's commands come from stdin.
 			p.startGuard()
 			return
@@ -377,7 +377,8 @@ func (p *proxy) start(req *gossh.Request) {
 		return
 	}
 	reply(true)
-	if kind == "shell" && p.s.cfg.Policy().CommandRulesApply(pid, p.ss.target) {
+	if kind == "shell" {
+		// Watched whether or not rules apply now: a reload may add them.
 		p.startGuard()
 		return
 	}

@@ -178,42 +178,15 @@ func TestCrashRecovery(t *testing.T) {
 	w := newWorld(t)
 	// Run a second bastion as a real process on the same data, after the
 	// in-process one has stopped.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	w.app.Shutdown(ctx)
-	cancel()
-	cfgText, _ := os.ReadFile(w.cfgPath)
-	sshPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
-	cfgText = bytes.Replace(cfgText, []byte(`listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}`),
-		[]byte("listen: {ssh: \"127.0.0.1:"+itoa(sshPort)+"\", http: \"127.0.0.1:"+itoa(httpPort)+"\"}"), 1)
-	os.WriteFile(w.cfgPath, cfgText, 0o600)
-	serve := func() *exec.Cmd {
-		cmd := w.cli(nil, "serve", "--config", w.cfgPath)
-		var logs bytes.Buffer
-		cmd.Stderr = &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitPort(t, httpPort)
-		return cmd
-	}
+	serve, sshCfg := w.serveProcess(t)
 	proc := serve()
-	url := "http://127.0.0.1:" + itoa(httpPort)
-	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
-	tok, _ := w.idp.MintIDToken(claims)
-	if r := w.run([]string{"T=" + tok}, "login", "--bastion", url, "--id-token-env", "T"); r.Code != 0 {
-		t.Fatalf("login: %s", r)
-	}
-	r := w.run(nil, "ssh-config")
-	sshCfg := filepath.Join(w.home, "ssh_config")
-	os.WriteFile(sshCfg, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
 
 	p := testenv.StartPTY(t, 80, 24, "ssh", "-F", sshCfg, "root@web1", "for i in $(seq 1 400); do echo line-$i; sleep 0.01; done")
 	p.Expect("line-150", 30*time.Second)
 	proc.Process.Signal(syscall.SIGKILL)
 	proc.Wait()
 	serve()
-	r = w.run(nil, "sessions", "--json")
+	r := w.run(nil, "sessions", "--json")
 	if r.Code != 0 {
 		t.Fatalf("sessions after restart: %s", r)
 	}
@@ -316,5 +289,86 @@ func TestSessionVisibilityAndReplayOverSSH(t *testing.T) {
 	r = w.run(nil, "audit", "--json")
 	if !strings.Contains(r.Stdout, `"type":"session.replay"`) || !strings.Contains(r.Stdout, `"session_id":"`+carolSees["carol"]+`"`) {
 		t.Fatalf("the replay is not audited:\n%s", r.Stdout)
+	}
+}
+
+// serveProcess stops the in-process bastion and returns a function that
+// starts `bastion serve` as a real process on the same config and data (on
+// fixed free ports), and an ssh_config for alice logged in to it.
+func (w *world) serveProcess(t *testing.T) (func() *exec.Cmd, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	w.app.Shutdown(ctx)
+	cancel()
+	cfgText, _ := os.ReadFile(w.cfgPath)
+	sshPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfgText = bytes.Replace(cfgText, []byte(`listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}`),
+		[]byte("listen: {ssh: \"127.0.0.1:"+itoa(sshPort)+"\", http: \"127.0.0.1:"+itoa(httpPort)+"\"}"), 1)
+	os.WriteFile(w.cfgPath, cfgText, 0o600)
+	serve := func() *exec.Cmd {
+		cmd := w.cli(nil, "serve", "--config", w.cfgPath)
+		cmd.Stderr = w.logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitPort(t, httpPort)
+		return cmd
+	}
+	proc := serve()
+	url := "http://127.0.0.1:" + itoa(httpPort)
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	tok, _ := w.idp.MintIDToken(claims)
+	if r := w.run([]string{"T=" + tok}, "login", "--bastion", url, "--id-token-env", "T"); r.Code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	r := w.run(nil, "ssh-config")
+	sshCfg := filepath.Join(w.home, "ssh_config")
+	os.WriteFile(sshCfg, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+	proc.Process.Kill()
+	proc.Wait()
+	return serve, sshCfg
+}
+
+// SIGHUP reloads the rules of a running `bastion serve`: the next command
+// of a live session uses them; a config that does not validate is refused
+// and the rules in force stay.
+func TestSIGHUPReload(t *testing.T) {
+	w := newWorld(t)
+	serve, sshCfg := w.serveProcess(t)
+	proc := serve()
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", sshCfg, "-tt", "root@web1")
+	p.Expect("# ", 30*time.Second)
+	p.Send("echo before-$((1+1))\r")
+	p.Expect("before-2", 20*time.Second)
+	p.Expect("# ", 20*time.Second)
+
+	good, _ := os.ReadFile(w.cfgPath)
+	os.WriteFile(w.cfgPath, append(good, []byte("rules:\n  - {name: no-echo, on: command, match: {commands: [echo]}, action: block}\n")...), 0o600)
+	proc.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(w.logs.String(), "policy reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged:\n%s", w.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Send("echo after-$((1+1))\r")
+	p.Expect("blocked by rule no-echo", 20*time.Second)
+	p.Expect("# ", 20*time.Second)
+
+	// A broken config is refused; the rule in force stays.
+	os.WriteFile(w.cfgPath, append(good, []byte("rules: [{name: x, on: nonsense}]\n")...), 0o600)
+	proc.Process.Signal(syscall.SIGHUP)
+	for !strings.Contains(w.logs.String(), "reload refused") {
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("no refusal logged:\n%s", w.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Send("echo again\r")
+	p.Expect("blocked by rule no-echo", 20*time.Second)
+	if strings.Contains(p.Output(), "after-2\r\n") {
+		t.Fatal("a blocked command ran")
 	}
 }
