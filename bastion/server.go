@@ -340,7 +340,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
-	return s.srv.Close()
+	// The listeners are closed already; closing them again is not an error.
+	if err := s.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Close closes every connection at once.
@@ -351,7 +355,10 @@ func (s *Server) Close() error {
 		l.Close()
 	}
 	s.mu.Unlock()
-	return s.srv.Close()
+	if err := s.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 var errShutdown = errors.New("the bastion is shutting down")
