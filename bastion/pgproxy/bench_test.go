@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -119,42 +118,23 @@ func median(v []float64) float64 {
 // plainForward is a byte-copying TCP forward to addr (the baseline: what `ssh -L` does).
 func plainForward(tb testing.TB, addr string) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				u, err := net.DialTimeout("tcp", addr, 10*time.Second)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				done := make(chan struct{})
-				go func() {
-					io.Copy(u, c)
-					u.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				io.Copy(c, u)
-				c.(*net.TCPConn).CloseWrite()
-				<-done
-			}()
+	return acceptLoop(tb, func(c net.Conn) {
+		defer c.Close()
+		u, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return
 		}
-	}()
-	tb.Cleanup(func() { l.Close(); wg.Wait() })
-	return l.Addr().(*net.TCPAddr).Port
+		defer u.Close()
+		done := make(chan struct{})
+		go func() {
+			io.Copy(u, c)
+			u.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(c, u)
+		c.(*net.TCPConn).CloseWrite()
+		<-done
+	}).(*net.TCPAddr).Port
 }
 
 func envInt(name string, def int) int {

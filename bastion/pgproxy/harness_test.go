@@ -156,13 +156,29 @@ func startProxy(t testing.TB, pg *testenv.Postgres, mod func(*Config)) *harness 
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := acceptLoop(t, func(c net.Conn) {
+		if err := p.Serve(ctx, c); err != nil {
+			h.mu.Lock()
+			h.errs = append(h.errs, err)
+			h.mu.Unlock()
+		}
+	})
+	t.Cleanup(cancel)
+	h.addr = addr.String()
+	h.port = addr.(*net.TCPAddr).Port
+	return h
+}
+
+// acceptLoop listens on a loopback port and runs handle for each
+// connection on its own goroutine, until the test ends; the cleanup closes
+// the listener and waits for every handler.
+func acceptLoop(tb testing.TB, handle func(net.Conn)) net.Addr {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	h.addr = l.Addr().String()
-	h.port = l.Addr().(*net.TCPAddr).Port
-	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -175,20 +191,12 @@ func startProxy(t testing.TB, pg *testenv.Postgres, mod func(*Config)) *harness 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := p.Serve(ctx, c); err != nil {
-					h.mu.Lock()
-					h.errs = append(h.errs, err)
-					h.mu.Unlock()
-				}
+				handle(c)
 			}()
 		}
 	}()
-	t.Cleanup(func() {
-		l.Close()
-		cancel()
-		wg.Wait()
-	})
-	return h
+	tb.Cleanup(func() { l.Close(); wg.Wait() })
+	return l.Addr()
 }
 
 func (h *harness) Events() []Event {

@@ -95,30 +95,11 @@ func TestSCRAMVector(t *testing.T) {
 // "scram", "scram-badsig", "md5" or "cleartext".
 func fakeServer(t *testing.T, mode, password string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(30 * time.Second))
-				fakeSession(conn, mode, password)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return acceptLoop(t, func(conn net.Conn) {
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		fakeSession(conn, mode, password)
+	}).String()
 }
 
 func fakeSession(conn net.Conn, mode, password string) {
@@ -232,35 +213,18 @@ func fakeSession(conn net.Conn, mode, password string) {
 // serveOne runs p on a loopback listener and returns its address.
 func serveOne(t *testing.T, p *Proxy) (string, func() []error) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := p.Serve(ctx, c); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}()
+	addr := acceptLoop(t, func(c net.Conn) {
+		if err := p.Serve(ctx, c); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
 		}
-	}()
-	t.Cleanup(func() { l.Close(); cancel(); wg.Wait() })
-	return l.Addr().String(), func() []error { mu.Lock(); defer mu.Unlock(); return append([]error(nil), errs...) }
+	})
+	t.Cleanup(cancel)
+	return addr.String(), func() []error { mu.Lock(); defer mu.Unlock(); return append([]error(nil), errs...) }
 }
 
 func TestPasswordAuthentication(t *testing.T) {
