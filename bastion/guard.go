@@ -14,8 +14,11 @@ import (
 	"github.com/bastionhq/bastion/bastion/shellcmd"
 )
 
-// How long the guard waits for the echo of a line before judging it, and
-// for the output to go quiet after it (a redraw can take several packets).
+// How long the guard waits for the echo of the keys typed before a
+// submit key, counted from when they were forwarded, and for the output to
+// go quiet after it (a redraw can take several packets). A person types
+// the Enter well after the echo of the last key has arrived and gone
+// quiet, so the guard then judges at once and adds no wait.
 const (
 	echoWait  = time.Second
 	quietWait = 15 * time.Millisecond
@@ -28,25 +31,61 @@ const (
 // shellGuard judges what an interactive shell session is about to run.
 //
 // With a pty the user's keys go through a linerec.Tracker that reads the
-// echoed line off a terminal emulator; the submit key is held until the
-// line is judged, and a blocked line is cancelled at the target with
-// Ctrl-C. Without a pty the shell reads plain lines from stdin, so each
-// complete line is judged before any of it is forwarded.
+// line twice, off a terminal emulator over the echo (the screen) and from
+// the keys alone; the submit key is held until the line is judged, and a
+// refused line is cancelled at the target with Ctrl-C. Without a pty the
+// shell reads plain lines from stdin, so each complete command is judged
+// before any of it is forwarded.
+//
+// Nothing submits a line without passing here: every key that makes the
+// shell run something (Enter, Ctrl-J, Ctrl-O, Ctrl-X Ctrl-E) is held until
+// a verdict. Where neither reading can be trusted (keys typed ahead of the
+// prompt with history or completion keys, a tracker that failed) the line
+// gets the rules' unknowable action, or is refused.
 type shellGuard struct {
-	p     *proxy
-	keys  <-chan []byte // the user's input, from one reader goroutine
-	pty   bool
-	mu    sync.Mutex
-	tr    *linerec.Tracker
-	outCh chan struct{} // signalled on each output while a line is judged
+	p    *proxy
+	keys <-chan []byte // the user's input, from one reader goroutine
+	pty  bool
+	// interactive: the shell reading a no-pty session's input expands
+	// history (bash -i), so lines are judged as typed at a prompt.
+	interactive bool
+	outCh       chan struct{} // signalled on each output while a line is judged
+
+	mu         sync.Mutex
+	tr         *linerec.Tracker
+	cols, rows int       // the window, to rebuild the tracker after a failure
+	lastOut    time.Time // when output last arrived
+	failed     string    // why the tracker failed since the last line (it was rebuilt)
+
+	// Owned by the goroutine running run.
+	lastKeys time.Time // when keys were last forwarded
+	// launched names the commands of the last line allowed on the normal
+	// screen: what a full-screen program that follows was started by.
+	launched []string
 }
 
 func newShellGuard(p *proxy, keys <-chan []byte, pty bool, cols, rows int) *shellGuard {
-	g := &shellGuard{p: p, keys: keys, pty: pty, outCh: make(chan struct{}, 1)}
+	g := &shellGuard{p: p, keys: keys, pty: pty, outCh: make(chan struct{}, 1), cols: cols, rows: rows}
 	if pty {
 		g.tr = linerec.New(cols, rows)
 	}
 	return g
+}
+
+// track runs f on the tracker under the lock. A panic in the tracker (a
+// bug: it must never panic, and FuzzScreen looks for one) is contained: the
+// tracker is rebuilt empty, the session goes on, and the line being typed
+// is refused (see segment), with a marker saying why.
+func (g *shellGuard) track(f func(tr *linerec.Tracker)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			g.failed = fmt.Sprint(r)
+			g.tr = linerec.New(g.cols, g.rows)
+		}
+	}()
+	f(g.tr)
 }
 
 // output feeds the target's raw output (before masking) to the tracker.
@@ -54,9 +93,10 @@ func (g *shellGuard) output(b []byte) {
 	if g.tr == nil {
 		return
 	}
-	g.mu.Lock()
-	g.tr.Output(b)
-	g.mu.Unlock()
+	g.track(func(tr *linerec.Tracker) {
+		g.lastOut = g.p.s.now()
+		tr.Output(b)
+	})
 	select {
 	case g.outCh <- struct{}{}:
 	default:
@@ -67,9 +107,10 @@ func (g *shellGuard) resize(cols, rows int) {
 	if g.tr == nil {
 		return
 	}
-	g.mu.Lock()
-	g.tr.Resize(cols, rows)
-	g.mu.Unlock()
+	g.track(func(tr *linerec.Tracker) {
+		g.cols, g.rows = cols, rows
+		tr.Resize(cols, rows)
+	})
 }
 
 // forward sends bytes to the target's stdin.
@@ -77,6 +118,7 @@ func (g *shellGuard) forward(b []byte) bool {
 	if len(b) == 0 {
 		return true
 	}
+	g.lastKeys = g.p.s.now()
 	_, err := g.p.up.Write(b)
 	return err == nil
 }
@@ -86,9 +128,14 @@ func (g *shellGuard) run() {
 	defer g.p.up.CloseWrite()
 	if g.pty {
 		for chunk := range g.keys {
-			g.mu.Lock()
-			segs := g.tr.Keys(chunk)
-			g.mu.Unlock()
+			var segs []linerec.Segment
+			g.track(func(tr *linerec.Tracker) { segs = tr.Keys(chunk) })
+			if why := g.takeFailure(); why != "" {
+				// The tracker failed on these keys: they are dropped and
+				// the line is refused (the tracker starts afresh).
+				g.refuseBroken(why)
+				continue
+			}
 			for _, seg := range segs {
 				if !g.segment(seg) {
 					return
@@ -138,13 +185,23 @@ func (g *shellGuard) drain(pending []byte) ([]byte, bool) {
 			scan = end
 			continue
 		}
-		if strings.TrimSpace(text) == "" || g.judge(text, nil) == policy.ActionAllow {
+		if strings.TrimSpace(text) == "" || g.p.enforce(g.decide(text), text, nil) == policy.ActionAllow {
 			if !g.forward(pending[:end]) {
 				return nil, false
 			}
 		}
 		pending, scan = pending[end:], 0
 	}
+}
+
+// decide judges one complete text read from the user.
+func (g *shellGuard) decide(text string) policy.Decision {
+	pol := g.p.s.cfg.Policy()
+	pid := policyIdentity(g.p.ss.identity)
+	if g.pty || g.interactive {
+		return pol.JudgeShellLine(pid, g.p.ss.target, text)
+	}
+	return pol.JudgeCommand(pid, g.p.ss.target, text)
 }
 
 // watched reports whether any command rule applies to the session now. The
@@ -159,29 +216,12 @@ func (g *shellGuard) watched() bool {
 func (g *shellGuard) segment(seg linerec.Segment) bool {
 	if !g.watched() {
 		if seg.Submit {
-			g.mu.Lock()
-			g.tr.Commit()
-			g.mu.Unlock()
+			g.track(func(tr *linerec.Tracker) { tr.Commit() })
 		}
 		return g.forward(seg.Data)
 	}
 	if len(seg.Paste) > 0 {
-		// Every line of a paste is judged before any of it is forwarded;
-		// one refused line refuses the whole paste.
-		text := strings.Join(seg.Paste, "\n")
-		if g.judge(text, g.keys) != policy.ActionAllow {
-			g.cancelLine()
-			return true
-		}
-		if !g.forward(seg.Data) {
-			return false
-		}
-		if seg.Submit {
-			g.mu.Lock()
-			g.tr.Commit()
-			g.mu.Unlock()
-		}
-		return true
+		return g.paste(seg)
 	}
 	if !seg.Submit {
 		return g.forward(seg.Data)
@@ -191,65 +231,374 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 		return false
 	}
 	g.waitEcho()
-	g.mu.Lock()
-	line := g.tr.Line()
-	g.mu.Unlock()
-	if line.Early {
-		// Typed before the prompt was drawn: where the line starts on the
-		// screen is unknown, so it cannot be judged. Fail closed.
-		g.p.s.metrics.Decisions.WithLabelValues(policy.OnCommand, "unreadable").Inc()
-		g.p.ss.marker("bastion: line typed before the prompt was refused")
-		g.p.tell("that line was typed before the prompt appeared, so it could not be checked and was not run; type it again at the prompt")
-		g.cancelLine()
+	var line linerec.Line
+	g.track(func(tr *linerec.Tracker) { line = tr.Line() })
+	if why := g.takeFailure(); why != "" {
+		g.refuseBroken(why)
 		return true
 	}
-	if !line.Judge || strings.TrimSpace(line.Text) == "" {
-		g.mu.Lock()
-		g.tr.Commit()
-		g.mu.Unlock()
-		return g.forward(key)
+	if seg.Edit {
+		return g.editKey(key, line)
 	}
-	if a, err := shellcmd.Analyze(line.Text); err == nil && a.Incomplete {
-		// The shell will ask for more (PS2); judge the whole when it ends.
-		g.mu.Lock()
-		g.tr.Continue()
-		g.mu.Unlock()
-		return g.forward(key)
-	}
-	text := line.Text
-	if line.KeysOK && strings.TrimSpace(line.Keys) != strings.TrimSpace(line.Text) {
-		// Two readings of the line (the screen and the keys) disagree:
-		// judge both and keep the stricter verdict.
-		pol := g.p.s.cfg.Policy()
-		pid := policyIdentity(g.p.ss.identity)
-		ds := pol.JudgeCommand(pid, g.p.ss.target, line.Text)
-		dk := pol.JudgeCommand(pid, g.p.ss.target, line.Keys)
-		if strictness(dk.Action) > strictness(ds.Action) {
-			text = line.Keys
+	mode, texts := g.readings(line)
+	if mode == modeUnreadable && line.Early && !line.Hidden {
+		// Typed ahead with keys the model cannot follow: read the line
+		// as the shell redraws it after its prompt, once it has.
+		if text, ok := g.awaitRedraw(); ok {
+			var sacc []string
+			g.track(func(tr *linerec.Tracker) { sacc, _, _ = tr.Continued() })
+			mode, texts = modeScreen, []string{strings.Join(append(sacc, text), "\n")}
 		}
 	}
-	if g.judge(text, g.keys) != policy.ActionAllow {
+	v := g.judgeLines(mode, texts, g.keys)
+	switch {
+	case v.action != policy.ActionAllow:
+		g.cancelLine()
+	case v.cont:
+		g.track(func(tr *linerec.Tracker) { tr.Continue() })
+		return g.forward(key)
+	default:
+		if (mode == modeScreen || mode == modeKeys) && len(v.names) > 0 {
+			g.launched = v.names
+		}
+		g.track(func(tr *linerec.Tracker) { tr.Commit() })
+		return g.forward(key)
+	}
+	return true
+}
+
+// takeFailure returns, and forgets, why the tracker failed since the last
+// call.
+func (g *shellGuard) takeFailure() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	why := g.failed
+	g.failed = ""
+	return why
+}
+
+// refuseBroken fails closed for a line the tracker could not follow.
+func (g *shellGuard) refuseBroken(why string) {
+	g.p.s.metrics.Decisions.WithLabelValues(policy.OnCommand, "unreadable").Inc()
+	g.p.log.Error("line reader failed; line refused", "err", why)
+	g.p.ss.marker("bastion: the line reader failed, so the line was refused: " + why)
+	g.p.tell("this line could not be read, so it was not run (the bastion's line reader failed; it has been reset): type it again")
+	g.cancelLine()
+}
+
+// editKey handles Ctrl-X Ctrl-E (run what an editor saves) and Ctrl-X
+// Ctrl-R (re-read the key bindings): what runs after them cannot be read
+// from the line, so they follow the rules' unknowable option. Refused, the
+// key is replaced by Ctrl-G, which aborts the Ctrl-X prefix.
+func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
+	what := "Ctrl-X Ctrl-E (the shell runs what is saved in an editor)"
+	if key[0] == 0x12 {
+		what = "Ctrl-X Ctrl-R (the shell re-reads its key bindings)"
+	}
+	d := g.p.s.cfg.Policy().JudgeUnreadable(policyIdentity(g.p.ss.identity), g.p.ss.target, what)
+	text := what
+	if line.Judge && strings.TrimSpace(line.Text) != "" {
+		text = line.Text + " [" + what + "]"
+	}
+	if g.p.enforce(d, text, g.keys) != policy.ActionAllow {
+		// Ctrl-G aborts the Ctrl-X prefix; Ctrl-C then drops the line.
+		if !g.forward([]byte{0x07}) {
+			return false
+		}
 		g.cancelLine()
 		return true
 	}
-	g.mu.Lock()
-	g.tr.Commit()
-	g.mu.Unlock()
+	g.track(func(tr *linerec.Tracker) { tr.Commit() })
 	return g.forward(key)
 }
 
-// waitEcho waits until the target has echoed the keys typed so far, then
-// until its output goes quiet, within bounds.
-func (g *shellGuard) waitEcho() {
-	deadline := time.NewTimer(echoWait)
-	defer deadline.Stop()
-	for {
-		g.mu.Lock()
-		settled := g.tr.Settled()
-		g.mu.Unlock()
-		if settled {
+// How a line's readings are judged.
+type readMode int
+
+const (
+	// modeScreen: the line was typed at a prompt on the normal screen;
+	// the screen and, when known, the keys are judged.
+	modeScreen readMode = iota
+	// modeKeys: the line was typed ahead of the prompt (while the last
+	// command still ran): the screen holds output, so only the keys are
+	// judged.
+	modeKeys
+	// modeFullScreen: a full-screen program not known to be an editor
+	// shows (or a shell was moved onto the alternate screen): the keys are
+	// judged, and input that is not shell syntax is let through.
+	modeFullScreen
+	// modeHidden: the keys were not echoed: a password prompt, or echo
+	// turned off. The keys are judged but never shown or stored; input
+	// that is not shell syntax is let through.
+	modeHidden
+	// modeNone: no reading is usable (nothing judged; for full-screen
+	// editors) and modeUnreadable: no reading can be trusted.
+	modeNone
+	modeUnreadable
+)
+
+// readings returns how to judge a submitted line and the texts to judge.
+func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
+	switch {
+	case line.Alt:
+		if launchedEditor(g.launched) || !line.KeysOK {
+			return modeNone, nil
+		}
+		return modeFullScreen, []string{line.Keys}
+	case line.Hidden:
+		if !line.KeysOK {
+			return modeUnreadable, nil
+		}
+		return modeHidden, []string{line.Keys}
+	case !line.Judge:
+		return modeNone, nil
+	case line.Early:
+		if !line.KeysOK {
+			return modeUnreadable, nil
+		}
+		return modeKeys, []string{line.Keys}
+	}
+	texts := []string{line.Text}
+	if line.KeysOK && strings.TrimSpace(line.Keys) != strings.TrimSpace(line.Text) {
+		texts = append(texts, line.Keys)
+	}
+	return modeScreen, texts
+}
+
+// lineVerdict is the outcome of judging a line's readings.
+type lineVerdict struct {
+	action string   // policy.ActionAllow, or a refusal
+	cont   bool     // allowed, and the shell will ask for more (PS2)
+	names  []string // the commands of the judged text
+}
+
+// judgeLines judges the readings of one submitted line (each the whole
+// command so far, continued lines included): a reading that does not parse
+// is dropped when another one parses; a line every reading of which is
+// unfinished continues; otherwise every finished reading is judged and the
+// strictest verdict is enforced.
+func (g *shellGuard) judgeLines(mode readMode, texts []string, keys <-chan []byte) lineVerdict {
+	pol := g.p.s.cfg.Policy()
+	pid := policyIdentity(g.p.ss.identity)
+	target := g.p.ss.target
+	switch mode {
+	case modeNone:
+		return lineVerdict{action: policy.ActionAllow}
+	case modeUnreadable:
+		d := pol.JudgeUnreadable(pid, target, "the line was typed before the prompt appeared, with keys (history, completion) whose effect cannot be known from the keys alone")
+		return lineVerdict{action: g.p.enforce(d, "(a line typed ahead of the prompt)", keys)}
+	}
+	lenient := mode == modeFullScreen || mode == modeHidden
+	type parsed struct {
+		text       string
+		ok         bool // parses
+		incomplete bool
+		names      []string
+	}
+	var ps []parsed
+	anyOK := false
+	for _, t := range texts {
+		if strings.TrimSpace(t) == "" {
+			continue
+		}
+		a, err := shellcmd.Analyze(t)
+		p := parsed{text: t, ok: err == nil}
+		if err == nil {
+			p.incomplete = a.Incomplete
+			p.names = a.Names()
+		}
+		anyOK = anyOK || p.ok
+		ps = append(ps, p)
+	}
+	if len(ps) == 0 {
+		return lineVerdict{action: policy.ActionAllow}
+	}
+	if anyOK || lenient {
+		// A reading that does not parse, beside one that does, is a
+		// misreading (output mixed into the screen); in a full-screen
+		// program or at a password prompt it is not shell input at all.
+		kept := ps[:0]
+		for _, p := range ps {
+			if p.ok {
+				kept = append(kept, p)
+			}
+		}
+		ps = kept
+		if len(ps) == 0 {
+			return lineVerdict{action: policy.ActionAllow}
+		}
+	}
+	cont := false
+	var finished []parsed
+	for _, p := range ps {
+		if p.incomplete {
+			cont = true
+		} else {
+			finished = append(finished, p)
+		}
+	}
+	shown := func(text string) string {
+		if mode == modeHidden {
+			return "(input that was not echoed)"
+		}
+		return text
+	}
+	if len(finished) == 0 {
+		if mode == modeHidden {
+			// An unfinished line the user cannot see: the shell would
+			// join it with the next one, which could not be judged with it.
+			d := pol.JudgeUnreadable(pid, target, "an unfinished command typed without echo")
+			return lineVerdict{action: g.p.enforce(d, shown(""), keys)}
+		}
+		return lineVerdict{action: policy.ActionAllow, cont: true}
+	}
+	best, bestText, names := policy.Decision{Action: policy.ActionAllow}, finished[0].text, finished[0].names
+	for i, p := range finished {
+		d := pol.JudgeShellLine(pid, target, p.text)
+		if i == 0 || strictness(d.Action) > strictness(best.Action) {
+			best, bestText, names = d, p.text, p.names
+		}
+	}
+	if best.Action == policy.ActionAllow && mode == modeHidden {
+		// Not audited: it may be a password.
+		return lineVerdict{action: policy.ActionAllow, cont: cont}
+	}
+	return lineVerdict{action: g.p.enforce(best, shown(bestText), keys), cont: cont, names: names}
+}
+
+// paste handles a segment that submits several lines (or inserts them, in
+// a bracketed paste): every command it completes is judged, as bash would
+// read it line by line after the lines already continued, before a byte of
+// it is forwarded; one refused command refuses the whole paste.
+func (g *shellGuard) paste(seg linerec.Segment) bool {
+	var line linerec.Line
+	var sacc, kacc []string
+	var kaccOK bool
+	g.track(func(tr *linerec.Tracker) {
+		line = tr.Line()
+		sacc, kacc, kaccOK = tr.Continued()
+	})
+	if why := g.takeFailure(); why != "" {
+		g.refuseBroken(why)
+		return true
+	}
+	mode, _ := g.readings(line)
+	type variant struct{ lines []string }
+	var vs []variant
+	switch mode {
+	case modeScreen:
+		vs = append(vs, variant{append(sacc, seg.Paste...)})
+		if kaccOK && seg.PasteKeys != nil {
+			vs = append(vs, variant{append(kacc, seg.PasteKeys...)})
+		}
+	case modeKeys, modeFullScreen, modeHidden:
+		if !kaccOK || seg.PasteKeys == nil {
+			mode = modeUnreadable
 			break
 		}
+		vs = append(vs, variant{append(kacc, seg.PasteKeys...)})
+	}
+	// Split each reading where bash would run what it has read: after a
+	// line that completes the commands before it.
+	var units []string // per reading, the commands bash would run, one per line group
+	var tails [][]string
+	for _, v := range vs {
+		var cur, done []string
+		for _, l := range v.lines {
+			cur = append(cur, l)
+			text := strings.Join(cur, "\n")
+			if a, err := shellcmd.Analyze(text); err == nil && a.Incomplete {
+				continue
+			}
+			done = append(done, text)
+			cur = nil
+		}
+		if len(done) > 0 {
+			units = append(units, strings.Join(done, "\n"))
+		}
+		tails = append(tails, cur)
+	}
+	if mode == modeUnreadable || mode == modeNone {
+		if g.judgeLines(mode, nil, g.keys).action != policy.ActionAllow {
+			g.cancelLine()
+			return true
+		}
+	} else if len(units) > 0 {
+		// One verdict for the paste: the strictest over every command of
+		// every reading, enforced once (one approval for the paste).
+		if g.judgeLines(mode, units, g.keys).action != policy.ActionAllow {
+			g.cancelLine()
+			return true
+		}
+	}
+	if !g.forward(seg.Data) {
+		return false
+	}
+	if seg.Submit {
+		var stail, ktail []string
+		if len(tails) > 0 {
+			stail = tails[0]
+		}
+		ok := len(vs) == 2
+		if ok {
+			ktail = tails[1]
+		}
+		if mode != modeScreen && len(tails) > 0 {
+			stail, ktail, ok = tails[0], tails[0], true
+		}
+		if len(stail) == 0 && len(ktail) > 0 {
+			stail = ktail
+		}
+		g.track(func(tr *linerec.Tracker) { tr.ContinueWith(stail, ktail, ok) })
+	}
+	return true
+}
+
+// launchedEditor reports whether the commands that started a full-screen
+// program were an editor: its typing is text, not commands, and is not
+// judged.
+func launchedEditor(names []string) bool {
+	seen := false
+	for _, n := range names {
+		switch {
+		case editors[n]:
+			seen = true
+		case editorWrappers[n]:
+		default:
+			return false
+		}
+	}
+	return seen
+}
+
+var editors = map[string]bool{
+	"vi": true, "vim": true, "nvim": true, "view": true, "vimdiff": true, "ex": true, "rvim": true,
+	"nano": true, "pico": true, "rnano": true, "emacs": true, "emacsclient": true, "mg": true,
+	"jed": true, "joe": true, "jmacs": true, "jpico": true, "jstar": true, "micro": true, "ne": true,
+	"mcedit": true, "kak": true, "hx": true, "helix": true,
+	"sudoedit": true, "visudo": true, "vipw": true, "vigr": true, "crontab": true,
+}
+
+var editorWrappers = map[string]bool{"sudo": true, "doas": true, "env": true, "nice": true, "command": true, "exec": true, "time": true, "ionice": true, "nohup": true}
+
+// waitEcho waits until the target has echoed the keys forwarded so far and
+// its output has gone quiet, within bounds. When it already has (the user
+// typed the Enter after the echo arrived, as a person does), it returns at
+// once.
+func (g *shellGuard) waitEcho() {
+	quiet := func() (bool, time.Duration) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		since := g.p.s.now().Sub(g.lastOut)
+		return g.tr.Settled(), since
+	}
+	settled, since := quiet()
+	if settled && since >= quietWait {
+		return
+	}
+	deadline := time.NewTimer(max(echoWait-g.p.s.now().Sub(g.lastKeys), 0))
+	defer deadline.Stop()
+	for !settled {
 		select {
 		case <-g.outCh:
 		case <-deadline.C:
@@ -257,39 +606,66 @@ func (g *shellGuard) waitEcho() {
 		case <-g.p.ss.ctx.Done():
 			return
 		}
+		settled, _ = quiet()
 	}
 	limit := time.NewTimer(quietMax)
 	defer limit.Stop()
 	for {
-		quiet := time.NewTimer(quietWait)
+		_, since := quiet()
+		if since >= quietWait {
+			return
+		}
+		t := time.NewTimer(quietWait - since)
 		select {
 		case <-g.outCh:
-			quiet.Stop()
-			continue
-		case <-quiet.C:
-			return
+			t.Stop()
+		case <-t.C:
 		case <-limit.C:
-			quiet.Stop()
+			t.Stop()
+			return
+		case <-g.p.ss.ctx.Done():
+			t.Stop()
 			return
 		}
 	}
 }
 
-// cancelLine discards the line at the target: Ctrl-C makes the shell drop
-// it and draw a new prompt.
-func (g *shellGuard) cancelLine() {
-	g.mu.Lock()
-	g.tr.Cancel()
-	g.mu.Unlock()
-	g.forward([]byte{0x03})
+// awaitRedraw waits, within echoWait, for the shell to draw its prompt and
+// the line typed ahead of it, and for the output to go quiet.
+func (g *shellGuard) awaitRedraw() (string, bool) {
+	deadline := time.NewTimer(echoWait)
+	defer deadline.Stop()
+	for {
+		var text string
+		var ok bool
+		var since time.Duration
+		g.track(func(tr *linerec.Tracker) {
+			text, ok = tr.Redrawn()
+			since = g.p.s.now().Sub(g.lastOut)
+		})
+		if ok && since >= quietWait {
+			return text, true
+		}
+		t := time.NewTimer(quietWait)
+		select {
+		case <-g.outCh:
+		case <-t.C:
+		case <-deadline.C:
+			t.Stop()
+			return text, ok
+		case <-g.p.ss.ctx.Done():
+			t.Stop()
+			return "", false
+		}
+		t.Stop()
+	}
 }
 
-// judge decides text and, for approve rules, holds it until a decision;
-// keys typed while waiting are read and dropped (Ctrl-C cancels). It returns
-// ActionAllow when the text may run.
-func (g *shellGuard) judge(text string, keys <-chan []byte) string {
-	d := g.p.s.cfg.Policy().JudgeCommand(policyIdentity(g.p.ss.identity), g.p.ss.target, text)
-	return g.p.enforce(d, text, keys)
+// cancelLine discards the line at the target: Ctrl-C makes the shell drop
+// it (continued lines included) and draw a new prompt.
+func (g *shellGuard) cancelLine() {
+	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
+	g.forward([]byte{0x03})
 }
 
 // enforce applies a decision on a command: audit, marker, message, and for
@@ -410,6 +786,32 @@ func readsShellFromStdin(command string) bool {
 				}
 			}
 			if !script || slices.Contains(c.Argv[1:], "-s") && c.Name != "su" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// interactiveShell reports whether an exec command starts a shell with -i
+// (an interactive shell, which expands history, even without a terminal).
+func interactiveShell(command string) bool {
+	a, err := shellcmd.Analyze(command)
+	if err != nil {
+		return true
+	}
+	for _, c := range a.Commands {
+		if !shellNames[c.Name] || c.Name == "su" {
+			continue
+		}
+		for _, arg := range c.Argv[1:] {
+			if arg == "--" || !strings.HasPrefix(arg, "-") || strings.HasPrefix(arg, "--") {
+				if arg == "--login" || arg == "--rcfile" {
+					continue
+				}
+				break
+			}
+			if strings.ContainsRune(arg, 'i') {
 				return true
 			}
 		}

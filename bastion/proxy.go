@@ -366,7 +366,7 @@ func (p *proxy) start(req *gossh.Request) {
 		}
 		if readsShellFromStdin(command) {
 			// `ssh host bash`: the shell's commands come from stdin.
-			p.startGuard()
+			p.startGuard(interactiveShell(command))
 			return
 		}
 		go p.pumpStdin()
@@ -379,18 +379,21 @@ func (p *proxy) start(req *gossh.Request) {
 	reply(true)
 	if kind == "shell" {
 		// Watched whether or not rules apply now: a reload may add them.
-		p.startGuard()
+		p.startGuard(false)
 		return
 	}
 	go p.pumpStdin()
 }
 
-// startGuard judges the session's input as shell command lines.
-func (p *proxy) startGuard() {
+// startGuard judges the session's input as shell command lines;
+// interactive is set when the shell reading a no-pty session's input was
+// asked to be interactive (bash -i), which turns history expansion on.
+func (p *proxy) startGuard(interactive bool) {
 	p.ss.mu.Lock()
 	cols, rows := p.ss.width, p.ss.height
 	p.ss.mu.Unlock()
 	g := newShellGuard(p, p.keys, p.pty, max(cols, 1), max(rows, 1))
+	g.interactive = interactive
 	p.guard.Store(g)
 	go g.run()
 }

@@ -333,15 +333,20 @@ rules:
   - {name: cards, on: output, match: {detector: credit_card}, action: mask}
 {{- end}}
   - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}
+{{- if .CommandRules}}
+  - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block}
+  - {name: no-shutdown, on: command, match: {commands: [shutdown, reboot, halt]}, action: block}
+{{- end}}
   - {name: card-columns, on: sql_result, match: {columns: ["card*"]}, action: mask}
 recording: {mode: strict, flush_interval: 200ms{{if .MaxBytes}}, max_bytes: {{.MaxBytes}}{{end}}}
 `
 
 // variant changes the bastion's config for the -diagnose rows.
 type variant struct {
-	name     string
-	maxBytes string // recording.max_bytes: content beyond it is counted, not stored
-	noMask   bool   // no masking rule
+	name         string
+	maxBytes     string // recording.max_bytes: content beyond it is counted, not stored
+	noMask       bool   // no masking rule
+	commandRules bool   // command rules in force (the interactive guard judges every line)
 }
 
 // writeBastionConfig writes the bastion's config: the three targets (and
@@ -354,7 +359,7 @@ func (e *env) writeBastionConfig(sshAddr, httpAddr string) error {
 		"SSH": sshAddr, "HTTP": httpAddr, "DataDir": e.dataDir, "Issuer": e.idp.Issuer(),
 		"Target": e.target.Addr, "TargetKey": authorizedLine(e.target.HostKey),
 		"Idle": e.idle.addr, "IdleKey": authorizedLine(e.idle.hostKey), "Bulk": e.bulk.addr,
-		"MaxBytes": e.variant.maxBytes, "NoMask": e.variant.noMask,
+		"MaxBytes": e.variant.maxBytes, "NoMask": e.variant.noMask, "CommandRules": e.variant.commandRules,
 	}
 	if e.pg != nil {
 		data["PG"], data["PGCA"] = e.pg.addr, e.pg.serverCAFile

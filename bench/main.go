@@ -21,6 +21,7 @@ type options struct {
 	catRounds  int           // rounds of the shell-output workload and its diagnostics
 	bytes      int64         // bytes per throughput run
 	keys       int           // keystrokes per echo run
+	enters     int           // lines per Enter-latency run
 	issueTime  time.Duration // issuance measurement per round
 	ingest     int64         // bytes per ingest round
 	sessions   int           // idle sessions
@@ -37,13 +38,13 @@ type options struct {
 }
 
 // workloadNames are the workloads in the order the report lists them.
-var workloadNames = []string{"forward", "cat", "pgbench", "echo", "issue", "ingest", "idle", "replay"}
+var workloadNames = []string{"forward", "cat", "pgbench", "echo", "enter", "issue", "ingest", "idle", "replay"}
 
 // runOrder is the order they run in after the idle sessions, which run
 // first on a bastion of their own with an empty store (the replay fixture
 // and the shell-output rounds fill the bbolt file, whose mapped pages count
 // in the bastion's RSS); the in-harness ingest runs last.
-var runOrder = []string{"replay", "issue", "echo", "forward", "cat", "pgbench", "ingest"}
+var runOrder = []string{"replay", "issue", "echo", "enter", "forward", "cat", "pgbench", "ingest"}
 
 func main() {
 	var opt options
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&opt.catRounds, "cat-rounds", 3, "rounds of the shell-output workload (each stores -mib in the bastion) and of each diagnostic")
 	flag.Int64Var(&bytesMiB, "mib", 1024, "MiB per throughput run (-L and cat)")
 	flag.IntVar(&opt.keys, "keys", 300, "keystrokes per echo run")
+	flag.IntVar(&opt.enters, "enters", 60, "lines per Enter-latency run")
 	flag.DurationVar(&opt.issueTime, "issue-time", 3*time.Second, "issuance measurement per round")
 	flag.Int64Var(&ingestMiB, "ingest-mib", 512, "MiB per recording-ingest round")
 	flag.IntVar(&opt.sessions, "sessions", 1000, "concurrent idle sessions")
@@ -153,6 +155,8 @@ func run(opt options) error {
 			r = e.benchPgbench()
 		case "echo":
 			r = e.benchEcho()
+		case "enter":
+			r = e.benchEnter()
 		case "issue":
 			r = e.benchIssue()
 		case "ingest":

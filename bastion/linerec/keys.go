@@ -18,6 +18,7 @@ type keyTok struct {
 	p0    int  // kSeq: the first parameter (0 when missing)
 	ss3   bool // kSeq: ESC O rather than ESC [
 	paste bool // the token is inside a bracketed paste
+	edit  bool // Ctrl-E or Ctrl-R after Ctrl-X: the shell runs an editor's buffer or re-reads its bindings
 	end   int  // offset just past the token's last byte in the chunk
 }
 
@@ -128,6 +129,10 @@ type lineModel struct {
 	cur int
 }
 
+func (m *lineModel) clone() lineModel {
+	return lineModel{buf: append([]rune(nil), m.buf...), cur: m.cur}
+}
+
 func (m *lineModel) insert(r rune) {
 	m.buf = append(m.buf, 0)
 	copy(m.buf[m.cur+1:], m.buf[m.cur:])
@@ -211,6 +216,9 @@ func isBlank(r rune) bool { return r == ' ' || r == '\t' }
 func isSubmit(k keyTok, bracketed bool) bool {
 	if k.paste && bracketed {
 		return false
+	}
+	if k.edit {
+		return true
 	}
 	switch k.kind {
 	case kCtrl:

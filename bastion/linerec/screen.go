@@ -733,7 +733,10 @@ func (s *screen) shiftRight(r *row, x, n int) {
 	old := len(r.c)
 	r.c = r.c[:end]
 	clear(r.c[old:])
-	copy(r.c[x+n:], r.c[x:old])
+	if x+n < end {
+		// Cells pushed past the right margin are lost, as in xterm.
+		copy(r.c[x+n:], r.c[x:old])
+	}
 	for i := x; i < min(x+n, end); i++ {
 		r.c[i] = 0
 	}

@@ -20,6 +20,16 @@ type Segment struct {
 	// the package documentation), so the caller can judge all of them
 	// before forwarding any byte of Data.
 	Paste []string
+	// PasteKeys is Paste read from the keys alone, the first line starting
+	// with the key model's reading of what was already typed; nil when that
+	// reading is not known (see Line.KeysOK). A caller judges both.
+	PasteKeys []string
+	// Edit is set when the last key of Data is not Enter but a key that
+	// makes the shell run what an editor saves (Ctrl-X Ctrl-E,
+	// edit-and-execute-command) or re-read its key bindings (Ctrl-X
+	// Ctrl-R): what will run cannot be read from the line. Submit is set
+	// too.
+	Edit bool
 }
 
 // Line is the tracker's view of the line the shell will run.
@@ -43,9 +53,17 @@ type Line struct {
 	// bindings, independent of the screen; KeysOK is false when a key was
 	// typed whose effect the model cannot know (history, search, yank) or
 	// the line continues earlier ones. A caller enforcing rules judges both
-	// readings and keeps the stricter verdict.
+	// readings and keeps the stricter verdict. Lines joined by Continue
+	// are separated by "\n", as in Text.
 	Keys   string
 	KeysOK bool
+	// Hidden is set when keys were typed but nothing was echoed: a password
+	// prompt, or a shell whose echo was turned off. Judge is false and Text
+	// empty; Keys holds what was typed, which may be a secret.
+	Hidden bool
+	// Alt is set when a full-screen program (the alternate screen) is
+	// showing. Judge is false and Text empty.
+	Alt bool
 }
 
 // Tracker follows one interactive terminal session. It is not safe for
@@ -71,7 +89,6 @@ type Tracker struct {
 	// prompt; a key typed while the last output still ends a line (the
 	// command's output, before the prompt is drawn) is type-ahead.
 	answered bool // output arrived since the last submit or cancel ended a line
-	lastNL   bool // the last output ended with a line feed
 	pending  bool // a submit or cancel is awaiting the shell's answer
 
 	// km replays the keys typed since the mark through a model of
@@ -80,13 +97,18 @@ type Tracker struct {
 	// know the effect of (history, search, yank) was typed.
 	km   lineModel
 	kmOK bool
+	// kacc holds the key model's reading of each line joined by Continue;
+	// kaccOK is false when one of them was not known.
+	kacc   []string
+	kaccOK bool
+	ctlx   bool // the last key was Ctrl-X (a prefix for Ctrl-E, Ctrl-R)
 }
 
 const maxKnownPrompts = 8
 
 // New returns a Tracker for a terminal of the given size.
 func New(cols, rows int) *Tracker {
-	return &Tracker{s: newScreen(cols, rows)}
+	return &Tracker{s: newScreen(cols, rows), kaccOK: true}
 }
 
 // Resize tells the tracker the window size changed.
@@ -99,7 +121,6 @@ func (t *Tracker) Output(p []byte) {
 	}
 	t.s.write(p)
 	t.echoSeq = t.keysSeq
-	t.lastNL = p[len(p)-1] == '\n'
 	if t.pending {
 		t.answered = true
 	}
@@ -116,7 +137,10 @@ func (t *Tracker) start() {
 	t.typed = 0
 	t.simple, t.listed, t.last = true, false, ""
 	t.markAlt = t.s.alt
-	t.early = !t.Settled() || t.pending && (!t.answered || t.lastNL)
+	// The shell's answer to a submit ends with its prompt, which leaves the
+	// cursor after it; a command's output (and bash's own "\r" after
+	// accepting a line) leaves it at the start of a row.
+	t.early = !t.Settled() || t.pending && (!t.answered || t.s.x == 0 && !t.s.pending)
 	t.pending, t.answered = false, false
 	t.km = lineModel{buf: []rune(t.carry)}
 	t.km.cur = len(t.km.buf)
@@ -157,23 +181,29 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		// A line started inside a full-screen program is over when it exits.
 		t.start()
 	}
-	t.keysSeq++
 	bracketed := t.s.bracketed
-	before := t.ks
+	before, kmBefore, kmOKBefore := t.ks, t.km.clone(), t.kmOK
 
 	var submits []int // offsets just past each submit key
-	lineEnds, pasteNL, lastCancel, lastPrintable := 0, 0, -1, -1
+	lineEnds, pasteNL, lastCancel, lastPrintable, others := 0, 0, -1, -1, 0
+	edit := false
 	t.ks.scan(p, func(k keyTok) {
+		k.edit = t.ctlx && !k.paste && k.kind == kCtrl && (k.r == 0x05 || k.r == 0x12)
+		t.ctlx = !k.paste && k.kind == kCtrl && k.r == 0x18
 		if len(submits) == 0 && lineEnds == 0 && !isSubmit(k, bracketed) && !isPasteNewline(k, bracketed) {
-			if simpleKey(k) {
+			if simpleKey(k) && !(k.kind == kCtrl && k.r == '\t' && !k.paste) {
 				t.km.key(k)
 			} else {
-				t.kmOK = false
+				t.kmOK = false // completion, history, search, yank, Alt-keys
 			}
+		}
+		if !isSubmit(k, bracketed) {
+			others++
 		}
 		switch {
 		case isSubmit(k, bracketed):
 			submits = append(submits, k.end)
+			edit = k.edit
 			lineEnds++
 		case isPasteNewline(k, bracketed):
 			lineEnds++
@@ -192,20 +222,29 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		}
 	})
 
+	if others > 0 {
+		// Keys the shell will echo are forwarded now; a lone Enter is
+		// held, and has nothing of its own to echo.
+		t.keysSeq++
+	}
 	var segs []Segment
 	switch {
 	case lineEnds >= 2 || pasteNL > 0:
-		lines, _ := t.replay(before, p, bracketed)
+		lines, _ := t.replay(before, p, bracketed, nil)
+		var keyLines []string
+		if kmOKBefore && len(submits) > 0 {
+			keyLines, _ = t.replay(before, p, bracketed, &kmBefore)
+		}
 		cut := len(p)
 		if len(submits) > 0 {
 			cut = submits[len(submits)-1]
 		}
-		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines})
+		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines, PasteKeys: keyLines, Edit: edit})
 		if cut < len(p) {
 			segs = append(segs, Segment{Data: p[cut:]})
 		}
 	case len(submits) == 1:
-		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true})
+		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true, Edit: edit})
 		if submits[0] < len(p) {
 			segs = append(segs, Segment{Data: p[submits[0]:]})
 		}
@@ -214,7 +253,7 @@ func (t *Tracker) Keys(p []byte) []Segment {
 	}
 	t.carry = ""
 	if len(submits) > 0 && submits[len(submits)-1] < len(p) {
-		_, rest := t.replay(before, p, bracketed)
+		_, rest := t.replay(before, p, bracketed, nil)
 		t.carry = rest
 	}
 	// Ctrl-C as the last key abandons the line: the shell draws a new prompt
@@ -226,23 +265,30 @@ func (t *Tracker) Keys(p []byte) []Segment {
 }
 
 // replay runs the key model over p, starting from what is already typed,
-// and returns the complete lines and the incomplete rest.
-func (t *Tracker) replay(sc keyScanner, p []byte, bracketed bool) ([]string, string) {
+// and returns the complete lines and the incomplete rest. What is already
+// typed is read from the screen, or, when from is set, is the key model's
+// state from.
+func (t *Tracker) replay(sc keyScanner, p []byte, bracketed bool, from *lineModel) ([]string, string) {
 	var m lineModel
 	prefix := t.carry
-	if prefix == "" {
-		prefix = t.Line().Text
+	if from != nil {
+		m = from.clone()
+		prefix = ""
+	} else if prefix == "" {
+		prefix = t.current1()
 		// Line trims trailing blanks; the cursor may be after some.
-		if off := t.s.cursorOffset(); off >= 0 && len(t.acc) == 0 && !strings.Contains(prefix, "\n") {
+		if off := t.s.cursorOffset(); off >= 0 && !strings.Contains(prefix, "\n") {
 			if w := cellsOf(prefix); off > w {
 				prefix += strings.Repeat(" ", off-w)
 			}
 		}
 	}
-	m.buf = []rune(prefix)
-	m.cur = len(m.buf)
-	if off := t.s.cursorOffset(); off >= 0 && len(t.acc) == 0 && t.carry == "" {
-		m.cur = runeIndexAtCells(m.buf, off)
+	if from == nil {
+		m.buf = []rune(prefix)
+		m.cur = len(m.buf)
+		if off := t.s.cursorOffset(); off >= 0 && t.carry == "" {
+			m.cur = runeIndexAtCells(m.buf, off)
+		}
 	}
 	var lines []string
 	sc.scan(p, func(k keyTok) {
@@ -330,6 +376,8 @@ func (t *Tracker) Continue() {
 		text = t.Line().Text
 	}
 	t.acc = append(t.acc, text)
+	t.kacc = append(t.kacc, string(t.km.buf))
+	t.kaccOK = t.kaccOK && t.kmOK
 	t.active = false
 	t.s.clearMark()
 	t.keysSeq++ // the shell answers with its PS2 prompt
@@ -339,6 +387,7 @@ func (t *Tracker) Continue() {
 func (t *Tracker) reset() {
 	t.active = false
 	t.acc = nil
+	t.kacc, t.kaccOK = nil, true
 	t.typed = 0
 	t.s.clearMark()
 }
@@ -348,19 +397,107 @@ var searchRE = regexp.MustCompile("^\\((?:failed )?(?:reverse-)?i-search\\)`[^']
 // Line returns the line as it stands now. Call it after the echo of the
 // keys has settled (see Settled).
 func (t *Tracker) Line() Line {
+	keys, keysOK := t.keysReading()
 	if t.s.alt {
-		return Line{Why: "full-screen program (alternate screen)"}
+		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK}
 	}
 	if !t.active {
-		return Line{Text: strings.Join(t.acc, "\n"), Judge: true}
+		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK}
 	}
 	if t.typed > 0 && t.s.drawn == 0 {
-		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early}
+		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK}
 	}
 	text, why := t.current()
 	t.last = text
 	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early,
-		Keys: string(t.km.buf), KeysOK: t.kmOK && len(t.acc) == 0}
+		Keys: keys, KeysOK: keysOK}
+}
+
+// Continued returns the lines joined by Continue so far: as the screen
+// showed them, and as the keys made them (keysOK false when one of those
+// is not known).
+func (t *Tracker) Continued() (screen, keys []string, keysOK bool) {
+	return append([]string(nil), t.acc...), append([]string(nil), t.kacc...), t.kaccOK
+}
+
+// ContinueWith tells the tracker that the lines of a paste were forwarded
+// and the shell still waits for the rest of a command: screen and keys are
+// every line it holds so far, as in Continued. An empty screen means the
+// shell holds nothing (the paste completed its commands): as Commit.
+func (t *Tracker) ContinueWith(screen, keys []string, keysOK bool) {
+	if len(screen) == 0 {
+		t.Commit()
+		return
+	}
+	t.acc = append([]string(nil), screen...)
+	t.kacc = append([]string(nil), keys...)
+	t.kaccOK = keysOK && len(keys) == len(screen)
+	t.active = false
+	t.typed = 0
+	t.s.clearMark()
+	t.keysSeq++
+	t.pending, t.answered = true, false
+}
+
+// Redrawn reads a line that was typed ahead of the prompt (Line.Early) the
+// way the shell shows it once it reads those keys: after the last prompt
+// drawn since the line started, as readline draws the line it has read
+// after its prompt. ok is false while no known prompt has been drawn. It
+// is a second chance for a line whose keys the model cannot follow
+// (history, completion); a program that prints text imitating the prompt
+// can mislead it.
+func (t *Tracker) Redrawn() (text string, ok bool) {
+	if !t.active || t.s.alt {
+		return "", false
+	}
+	rows := t.s.markRows()
+	for i := len(rows) - 1; i >= 0; i-- {
+		r := rows[i]
+		from := 0
+		if i == 0 {
+			from = min(t.s.mx, t.s.cols)
+		}
+		txt := r.text(from, len(r.c))
+		best, at := "", -1
+		for _, p := range t.known {
+			if strings.TrimSpace(p) == "" {
+				continue
+			}
+			if j := strings.LastIndex(txt, p); j >= 0 && (j > at || j == at && len(p) > len(best)) {
+				best, at = p, j
+			}
+		}
+		if at < 0 {
+			continue
+		}
+		// Cells before the prompt's column on this row are not the line.
+		col := from + cellsOf(txt[:at]) + cellsOf(best)
+		return t.join(rows[i:], col, false), true
+	}
+	return "", false
+}
+
+// keysReading is the key model's reading of the whole line, continued
+// lines included.
+func (t *Tracker) keysReading() (string, bool) {
+	ok := t.kaccOK && t.kmOK
+	if !t.active {
+		return strings.Join(t.kacc, "\n"), t.kaccOK
+	}
+	if len(t.kacc) == 0 {
+		return string(t.km.buf), ok
+	}
+	return strings.Join(append(t.kacc[:len(t.kacc):len(t.kacc)], string(t.km.buf)), "\n"), ok
+}
+
+// current1 is the screen's reading of the line being typed, without the
+// lines joined by Continue.
+func (t *Tracker) current1() string {
+	if t.s.alt || !t.active {
+		return ""
+	}
+	text, _ := t.current()
+	return text
 }
 
 // current reads the line from the mark to the last drawn row.

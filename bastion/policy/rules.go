@@ -234,11 +234,35 @@ func (p *Policy) CommandRulesApply(id Identity, target string) bool {
 // blocked; constructs whose command cannot be known follow the rules'
 // unknowable option.
 func (p *Policy) JudgeCommand(id Identity, target, text string) Decision {
+	return p.judgeCommand(id, target, text, shellcmd.Options{})
+}
+
+// JudgeShellLine decides a line typed at an interactive shell (or read by
+// a shell from the user's input): as JudgeCommand, and a line that bash's
+// history expansion would rewrite after it was judged (!!, ^old^new, ...)
+// follows the rules' unknowable option.
+func (p *Policy) JudgeShellLine(id Identity, target, text string) Decision {
+	return p.judgeCommand(id, target, text, shellcmd.Options{Interactive: true})
+}
+
+// JudgeUnreadable decides a line that the bastion could not read (what the
+// shell will run is unknown): it follows the unknowable option of every
+// command rule in scope, and is allowed when none is.
+func (p *Policy) JudgeUnreadable(id Identity, target, why string) Decision {
+	rules := p.inScope(p.rules.command, id, target)
+	var approve *Decision
+	if d, stop := p.unknowables(rules, id, target, why, &approve); stop {
+		return d
+	}
+	return settle(approve)
+}
+
+func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Options) Decision {
 	rules := p.inScope(p.rules.command, id, target)
 	if len(rules) == 0 {
 		return allow
 	}
-	a, err := shellcmd.Analyze(text)
+	a, err := shellcmd.AnalyzeWith(text, opt)
 	if err != nil {
 		return Decision{Action: ActionBlock, Rule: rules[0].Name, Reason: fmt.Sprintf("the command cannot be parsed, so it cannot be judged (%v)", err)}
 	}

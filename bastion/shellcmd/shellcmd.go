@@ -194,6 +194,12 @@ func isIncomplete(src string, err error) bool {
 	if syntax.IsIncomplete(err) {
 		return true
 	}
+	// A here-document whose quoted delimiter has not come yet: the parser
+	// reports it unclosed, while the shell asks for more lines.
+	var pe syntax.ParseError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Text, "unclosed here-document") {
+		return true
+	}
 	// "cat <<EOF" without a newline: the parser reports an unclosed
 	// here-document, while an interactive shell asks for its lines.
 	if strings.HasSuffix(src, "\n") {

@@ -490,6 +490,12 @@ func (a *analyzer) let(l *syntax.LetClause, sc scope) {
 // code: PROMPT_COMMAND is run before each prompt, and PS0..PS4 undergo
 // command substitution when shown.
 func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
+	if as.Name != nil {
+		if why := specialVarReason(as.Name.Value); why != "" {
+			a.unknowable(nodeText(sc.src, as), why)
+			return
+		}
+	}
 	if as.Name == nil || as.Value == nil {
 		return
 	}

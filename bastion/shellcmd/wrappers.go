@@ -167,6 +167,9 @@ func (a *analyzer) peel(words []word, st peelState) {
 		}
 		name := baseName(w0.s)
 		args := words[1:]
+		if why := historyOrEditing(name, args); why != "" {
+			a.unknowable(st.text, why)
+		}
 
 		inner, label, follow := a.unwrap(name, args, &st)
 		if !follow {
@@ -586,6 +589,9 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 			rest = rest[1:]
 		}
 		for len(rest) > 0 && isAssignment(rest[0].s) {
+			if why := specialVarReason(rest[0].s[:strings.IndexByte(rest[0].s, '=')]); why != "" {
+				a.unknowable(st.text, why)
+			}
 			rest = rest[1:]
 		}
 		a.checkBad(r, st)
@@ -715,6 +721,9 @@ func (a *analyzer) shellString(v word, label string, st *peelState) {
 // shell handles sh, bash and the other POSIX-like shells: a -c string, a
 // script read from stdin, or a script file.
 func (a *analyzer) shell(name string, args []word, st *peelState) {
+	if why := setOptions(args, true); why != "" {
+		a.unknowable(st.text, why)
+	}
 	cflag, sflag := false, false
 	i := 0
 scan:

@@ -76,14 +76,32 @@ func (p *PTY) Resize(cols, rows int) {
 // output up to and including it.
 func (p *PTY) Expect(want string, timeout time.Duration) string {
 	p.t.Helper()
+	out, _ := p.ExpectAny(timeout, want)
+	return out
+}
+
+// ExpectAny waits until one of wants appears in output not yet consumed
+// (the earliest, when several have), consumes output up to and including
+// it, and returns that output and which one it was.
+func (p *PTY) ExpectAny(timeout time.Duration, wants ...string) (string, int) {
+	p.t.Helper()
+	find := func(out string) (int, int) {
+		at, which := -1, -1
+		for k, w := range wants {
+			if i := strings.Index(out, w); i >= 0 && (at < 0 || i < at) {
+				at, which = i, k
+			}
+		}
+		return at, which
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		p.mu.Lock()
 		out := p.buf.String()[p.read:]
-		if i := strings.Index(out, want); i >= 0 {
-			p.read += i + len(want)
+		if i, k := find(out); i >= 0 {
+			p.read += i + len(wants[k])
 			p.mu.Unlock()
-			return out[:i+len(want)]
+			return out[:i+len(wants[k])], k
 		}
 		p.mu.Unlock()
 		select {
@@ -91,14 +109,14 @@ func (p *PTY) Expect(want string, timeout time.Duration) string {
 			p.mu.Lock()
 			out = p.buf.String()[p.read:]
 			p.mu.Unlock()
-			if i := strings.Index(out, want); i >= 0 {
-				return out[:i+len(want)]
+			if i, k := find(out); i >= 0 {
+				return out[:i+len(wants[k])], k
 			}
-			p.t.Fatalf("process exited (%v) before %q appeared; output:\n%q", p.err, want, p.Output())
+			p.t.Fatalf("process exited (%v) before %q appeared; output:\n%q", p.err, wants, p.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("no %q within %s; output:\n%q", want, timeout, p.Output())
+			p.t.Fatalf("no %q within %s; output:\n%q", wants, timeout, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -126,4 +144,41 @@ func (p *PTY) Wait(timeout time.Duration) int {
 		return ee.ExitCode()
 	}
 	return -1
+}
+
+// Type types s one key at a time, gap apart, as a person does: an escape
+// sequence (ESC [ ... final, ESC O x, ESC x) or a UTF-8 character is one
+// key.
+func (p *PTY) Type(s string, gap time.Duration) {
+	p.t.Helper()
+	for _, k := range SplitKeys(s) {
+		p.Send(k)
+		time.Sleep(gap)
+	}
+}
+
+// SplitKeys splits typed input into keys: an escape sequence or a UTF-8
+// character is one key.
+func SplitKeys(s string) []string {
+	var keys []string
+	for i := 0; i < len(s); {
+		j := i + 1
+		switch {
+		case s[i] == 0x1b && j < len(s) && s[j] == '[':
+			j++
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			j = min(j+1, len(s))
+		case s[i] == 0x1b && j < len(s):
+			j = min(j+1, len(s))
+		case s[i] >= 0x80:
+			for j < len(s) && s[j]&0xc0 == 0x80 {
+				j++
+			}
+		}
+		keys = append(keys, s[i:j])
+		i = j
+	}
+	return keys
 }

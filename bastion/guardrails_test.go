@@ -1,0 +1,206 @@
+package bastion_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// keyGap is how fast these tests type: a person's pace.
+const keyGap = 80 * time.Millisecond
+
+// What the user sees when the guard stops a line.
+const (
+	seenBlocked    = "blocked by rule"
+	seenHeld       = "Ctrl-C cancels"
+	seenUnreadable = "could not be read"
+)
+
+// stopped types keys at a person's pace and expects the guard to stop the
+// line they submit (block it, or hold it for approval: then Ctrl-C
+// cancels it), then waits for the prompt. It returns what was seen.
+func stopped(t *testing.T, p *testenv.PTY, keys string) string {
+	t.Helper()
+	p.Type(keys, keyGap)
+	out, k := p.ExpectAny(30*time.Second, seenBlocked, seenHeld, seenUnreadable)
+	if k == 1 {
+		p.Send("\x03")
+		out += p.Expect("cancelled", 30*time.Second)
+	}
+	return out + p.Expect("P> ", 30*time.Second)
+}
+
+// ran types keys at a person's pace and expects want in the output, then
+// the prompt. Nothing may be refused on the way.
+func ran(t *testing.T, p *testenv.PTY, keys, want string) {
+	t.Helper()
+	p.Type(keys, keyGap)
+	out := p.Expect(want, 30*time.Second)
+	if want != "P> " {
+		out += p.Expect("P> ", 30*time.Second)
+	}
+	for _, refused := range []string{seenBlocked, seenHeld, seenUnreadable, "typed before the prompt"} {
+		if strings.Contains(out, refused) {
+			t.Fatalf("benign %q was refused:\n%s", keys, out)
+		}
+	}
+}
+
+// Every way found to get a blocked command past the interactive guard, typed
+// the way a person types (keys 80 ms apart, waiting for the prompt), must
+// leave the victim in place; benign lines typed the same way must run.
+func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules + `
+  - {name: deploys, on: command, match: {command: "./deploy.sh *"}, action: approve, approvers: [approvers], timeout: 60s}
+`})
+	dir := t.TempDir()
+	p := e.shell(t)
+	// Work in dir, so that the lines typed stay short.
+	p.Send("cd " + dir + "\r")
+	p.Expect("P> ", 20*time.Second)
+	victim := "victim"
+	n := 0
+	check := func(what string) {
+		t.Helper()
+		n++
+		ran(t, p, fmt.Sprintf("echo check-$((%d*2))\r", n), fmt.Sprintf("check-%d", n*2))
+		if !exists(filepath.Join(dir, victim)) {
+			t.Fatalf("%s: the victim was deleted; output:\n%s", what, p.Output())
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, victim), 0o755)
+
+	for _, c := range []struct {
+		name  string
+		setup []string // typed first, each allowed to run
+		keys  string   // then these, which must be stopped
+		paste string   // sent at once after keys (a paste)
+	}{
+		{name: "continuation typed during the hold", keys: "true\rrm -rf \\\r" + victim + "\r"},
+		{name: "continuation typed while a command runs", keys: "sleep 1\rrm -rf \\\r" + victim + "\r"},
+		{name: "heredoc fed to a shell", keys: "bash <<EOF\rrm -rf " + victim + "\rEOF\r"},
+		{name: "quoted heredoc fed to a shell", keys: "sh <<'X'\recho hi; rm -rf " + victim + "\rX\r"},
+		{name: "history word designators", setup: []string{"echo rm -rf " + victim}, keys: "!!:1-3\r"},
+		{name: "quick substitution", setup: []string{"echo x -rf " + victim}, keys: "^echo x^rm\r"},
+		{name: "history search and substitution", setup: []string{"echo rm -rf " + victim}, keys: "!echo:s/echo //\r"},
+		{name: "fc -s", setup: []string{"echo rm -rf " + victim}, keys: "fc -s 'echo rm=rm'\r"},
+		{name: "history by number", setup: []string{"echo rm -rf " + victim}, keys: "!-1:1-3\r"},
+		{name: "history characters changed", keys: "histchars=@\r"},
+		{name: "key binding macro", keys: `bind '"\C-t": "rm -rf ` + victim + `\n"'` + "\r"},
+		{name: "echo turned off", keys: "stty -echo\r"},
+		{name: "edit and execute", keys: "rm -rf " + victim + "\x18\x05"},
+		{name: "shell on the alternate screen", setup: []string{"printf '\\033[?1049h'"}, keys: "rm -rf " + victim + "\r"},
+		{name: "continuation then paste", keys: "rm -rf \\\r", paste: victim + "\rtrue\r"},
+		{name: "completion typed while a command runs", keys: "sleep 1\rrm -rf vict\t\r"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for i, s := range c.setup {
+				ran(t, p, s+"\r", "P> ")
+				_ = i
+			}
+			if c.paste != "" {
+				p.Type(c.keys, keyGap)
+				p.Expect("> ", 30*time.Second)
+				stopped(t, p, c.paste)
+			} else {
+				stopped(t, p, c.keys)
+			}
+			if strings.Contains(c.name, "alternate") {
+				ran(t, p, "printf '\\033[?1049l'\r", "P> ")
+			}
+			check(c.name)
+		})
+	}
+
+	// The held deploy, recalled from history, asks for approval too.
+	ran(t, p, ": ./deploy.sh v2\r", "P> ")
+	out := stopped(t, p, "!!:1-2\r")
+	if !strings.Contains(out, "held for approval") {
+		t.Fatalf("the recalled deploy was not held:\n%s", out)
+	}
+
+	// Benign lines typed at the same pace run, including the next command
+	// typed while the last one still runs.
+	for _, c := range []struct{ keys, want string }{
+		{"sleep 1\recho after-sleep-$((2*3))\r", "after-sleep-6"},
+		{`echo "hi$((1))!"` + "\r", "hi1!"},
+		{`echo "wow!" done-$((1+1))` + "\r", "wow! done-2"},
+		{"for i in 1 2; do echo loop-$i; done\r", "loop-2"},
+		{"if true; then\recho in-if-$((4+4))\rfi\r", "in-if-8"},
+		{"cat <<EOF\rdoc-line-$((5+5))\rEOF\r", "doc-line-10"},
+		{"ech\t tabbed-$((3+3))\r", "tabbed-6"},
+		{"echo one-$((0+1)) | tr o O\r", "One-1"},
+		{"[ ! -e /nonexistent ] && echo neg-$((7+7))\r", "neg-14"},
+		{"echo recall-$((8+8))\r\x1b[A\r", "recall-16"},
+		{"sleep 1\r\x1b[A\x1b[A\r", "recall-16"},
+		{"ls -d / > /dev/null; echo ok-$((9+9))\r", "ok-18"},
+	} {
+		ran(t, p, c.keys, c.want)
+	}
+	p.Send("exit\r")
+	p.Wait(20 * time.Second)
+}
+
+// A line tracker that fails (here: output that crashed the screen model on
+// main) fails closed for the line and keeps the session; the output that
+// triggered it is recorded.
+func TestGuardrailsTrackerNeverDropsSession(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	p := e.shell(t)
+	ran(t, p, `head -c 119 /dev/zero | tr '\0' x; printf '\033[119G\033[9@'; echo; echo emitted-$((20+1))`+"\r", "emitted-21")
+	ran(t, p, "echo alive-$((1+1))\r", "alive-2")
+	p.Send("exit\r")
+	p.Wait(20 * time.Second)
+	out := e.ssh("", "bastion", "sessions", "--json")
+	id := regexp.MustCompile(`"id":"([0-9A-Z]+)"`).FindStringSubmatch(out.Stdout)
+	if id == nil {
+		t.Fatalf("no session: %s", out)
+	}
+	exp := e.ssh("", "bastion", "export", id[1])
+	if exp.Code != 0 || !strings.Contains(exp.Stdout, strings.Repeat("x", 119)) || !strings.Contains(exp.Stdout, "alive-2") {
+		t.Fatalf("the recording lacks the output: %s", exp)
+	}
+}
+
+// History expansion turned on inside an exec, or a shell asked to be
+// interactive, cannot be judged: such an exec follows the unknowable
+// action, even for an exec-only role.
+func TestGuardrailsExecHistory(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: `
+rules:
+  - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block, unknowable: block}
+`})
+	canary := filepath.Join(t.TempDir(), "canary")
+	os.MkdirAll(canary, 0o755)
+	for _, cmd := range []string{
+		"set -o history -H\necho rm -rf " + canary + " >/dev/null\n!!:1-3",
+		"set -H; set -o history\necho rm -rf " + canary + "\n!!:1-3",
+		"bash -H -o history -c 'echo rm -rf " + canary + "'",
+		"env SHELLOPTS=history:histexpand bash -c 'true'",
+	} {
+		r := e.ssh("", "root@web1", cmd)
+		if !exists(canary) {
+			t.Fatalf("%q deleted the canary: %s", cmd, r)
+		}
+		if r.Code != 126 || !strings.Contains(r.Stderr, "history expansion") {
+			t.Errorf("%q: want a refusal naming history expansion, got %s", cmd, r)
+		}
+	}
+	// A shell asked to be interactive on a session without a pty expands
+	// history: its lines are judged as typed at a prompt.
+	r := e.ssh("echo rm -rf "+canary+"\n!!:1-3\n", "root@web1", "bash -i")
+	if !exists(canary) {
+		t.Fatalf("bash -i deleted the canary: %s", r)
+	}
+	// Ordinary exec commands still run.
+	r = e.ssh("", "root@web1", `echo "done!"; test ! -e /nonexistent && echo fine`)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "done!\nfine") {
+		t.Fatalf("a benign exec was refused: %s", r)
+	}
+}

@@ -1,0 +1,273 @@
+package shellcmd
+
+import (
+	"strings"
+)
+
+// Reasons for constructs that change what the shell runs after the line
+// was judged, or how the bastion reads the keys a user types.
+const (
+	// ReasonHistory: bash's history expansion (!!, !$, !prefix, ^old^new,
+	// word designators and modifiers) or fc rewrites the line from the
+	// shell's history after the bastion has judged it; or the command turns
+	// history expansion on (set -H, set -o history, histchars=...).
+	ReasonHistory = "history expansion rewrites the line after it is judged"
+	// ReasonLineEditing: the command changes how the shell or the terminal
+	// turns keys into lines (readline key bindings and macros, vi editing
+	// mode, terminal modes such as -echo or a new end-of-line character),
+	// so later lines could run without being read the way they are judged.
+	ReasonLineEditing = "changes how typed keys become command lines"
+)
+
+// Options change how AnalyzeWith reads the text.
+type Options struct {
+	// Interactive: the text was typed at an interactive bash, where history
+	// expansion is on. A line that bash would rewrite from its history
+	// (see [HistoryExpansion]) is reported as [ReasonHistory].
+	Interactive bool
+}
+
+// AnalyzeWith is Analyze with options.
+func AnalyzeWith(src string, opt Options) (*Analysis, error) {
+	a, err := analyze(src)
+	if err != nil || a.Incomplete || !opt.Interactive {
+		return a, err
+	}
+	if at, ok := HistoryExpansion(src); ok {
+		a.Unknowable = append(a.Unknowable, Unknowable{Text: clip(at), Reason: ReasonHistory})
+	}
+	return a, nil
+}
+
+func clip(text string) string {
+	if len(text) <= maxUnknowableText {
+		return text
+	}
+	cut := maxUnknowableText
+	for cut > 0 && !isRuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "..."
+}
+
+// HistoryExpansion reports whether interactive bash, with its default
+// history characters (!, ^ and #), would perform history expansion on any
+// line of src, and returns that line. It follows the scan of readline's
+// history_expand and bash's exceptions: single quotes and a backslash
+// protect a !, and a ! followed by a blank, a newline, =, or (inside double
+// quotes) the closing quote is literal, as are $!, ${!name} and [!...]. A
+// line starting with ^ is a quick substitution. Where bash's own rules are
+// finer than these (it skips some command substitutions), this reports an
+// expansion: the caller then asks for a human instead of guessing.
+//
+// Each line is scanned on its own, as bash expands each line it reads
+// before parsing it, even inside a quoted string that spans lines.
+func HistoryExpansion(src string) (string, bool) {
+	for _, line := range strings.Split(src, "\n") {
+		if lineExpands(line) {
+			return line, true
+		}
+	}
+	return "", false
+}
+
+func lineExpands(s string) bool {
+	if strings.HasPrefix(strings.TrimLeft(s, " \t"), "^") {
+		return true
+	}
+	dquote := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var cc byte
+		if i+1 < len(s) {
+			cc = s[i+1]
+		}
+		switch {
+		case c == '#' && !dquote && (i == 0 || isHistWordDelim(s[i-1])):
+			return false // a comment: bash expands nothing after it
+		case c == '!':
+			switch {
+			case cc == 0 || cc == ' ' || cc == '\t' || cc == '\r' || cc == '=':
+				continue
+			case dquote && cc == '"':
+				continue
+			case i > 0 && s[i-1] == '$':
+				continue // $!
+			case i > 1 && s[i-1] == '{' && s[i-2] == '$' && strings.IndexByte(s[i+1:], '}') >= 0:
+				continue // ${!name}
+			case i > 0 && s[i-1] == '[' && strings.IndexByte(s[i+1:], ']') >= 0:
+				continue // [!...] in a pattern
+			}
+			return true
+		case dquote && c == '\\' && cc == '"':
+			i++
+		case c == '"':
+			dquote = !dquote
+		case !dquote && c == '\'':
+			// Single quotes protect everything up to the closing one; in
+			// $'...' a backslash escapes the quote.
+			ansi := i > 0 && s[i-1] == '$'
+			j := i + 1
+			for ; j < len(s) && s[j] != '\''; j++ {
+				if ansi && s[j] == '\\' {
+					j++
+				}
+			}
+			i = j
+		case c == '\\':
+			if cc == '\'' || cc == '!' {
+				i++
+			}
+		}
+	}
+	return false
+}
+
+// isHistWordDelim is readline's history_word_delimiters.
+func isHistWordDelim(b byte) bool {
+	return strings.IndexByte(" \t\n;&()|<>", b) >= 0
+}
+
+// historyOrEditing reports commands that rewrite lines from the history
+// (fc), turn history expansion on for the commands after them (set -H,
+// set -o history, shopt -o, bash -H), or change how keys become lines
+// (bind, set -o vi, stty modes). Those after them cannot be judged as
+// typed, so the command itself is unknowable. It returns the reason, or
+// "" for a command that is none of these.
+func historyOrEditing(name string, args []word) string {
+	lit := func(w word) bool { return w.lit }
+	switch name {
+	case "fc":
+		// fc -l lists; anything else re-runs or edits history entries.
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonHistory
+			}
+			if w.s == "--" || !strings.HasPrefix(w.s, "-") {
+				break
+			}
+			if strings.ContainsRune(w.s[1:], 'l') {
+				return ""
+			}
+		}
+		return ReasonHistory
+	case "set":
+		return setOptions(args, false)
+	case "shopt":
+		oflag := false
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonHistory
+			}
+			if strings.HasPrefix(w.s, "-") && strings.ContainsRune(w.s, 'o') {
+				oflag = true
+			}
+		}
+		if !oflag {
+			return ""
+		}
+		for _, w := range args {
+			if r := shellOption(w.s); r != "" {
+				return r
+			}
+		}
+	case "bind":
+		for i := 0; i < len(args); i++ {
+			w := args[i]
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+			switch w.s {
+			case "-l", "-p", "-P", "-s", "-S", "-v", "-V", "-X":
+				continue
+			case "-q", "-m":
+				i++ // query a function / select a keymap
+				continue
+			}
+			return ReasonLineEditing
+		}
+	case "stty":
+		for i := 0; i < len(args); i++ {
+			w := args[i]
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+			switch w.s {
+			case "-a", "--all", "-g", "--save", "size", "speed", "sane", "echo", "icanon", "isig", "icrnl", "onlcr", "opost", "echoe", "echok", "echoctl", "echoke", "ixon", "-ixon", "ixany", "-ixany":
+				continue
+			case "rows", "cols", "columns":
+				i++
+				continue
+			}
+			return ReasonLineEditing
+		}
+	}
+	return ""
+}
+
+// setOptions judges the option words of set (or of a shell started with
+// them): -H and the named options histexpand and history turn history
+// expansion on, -o vi changes the line editor.
+func setOptions(args []word, shell bool) string {
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if !w.lit {
+			if shell {
+				return ""
+			}
+			return ReasonHistory
+		}
+		s := w.s
+		if s == "--" || s == "-" || len(s) < 2 || s[0] != '-' && s[0] != '+' {
+			if shell || s == "--" || s == "-" {
+				return ""
+			}
+			continue
+		}
+		if strings.HasPrefix(s, "--") {
+			continue
+		}
+		for k := 1; k < len(s); k++ {
+			switch s[k] {
+			case 'H':
+				if s[0] == '-' {
+					return ReasonHistory
+				}
+			case 'o', 'O':
+				if i+1 < len(args) {
+					if !args[i+1].lit {
+						return ReasonHistory
+					}
+					if r := shellOption(args[i+1].s); r != "" && s[0] == '-' {
+						return r
+					}
+					i++
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func shellOption(name string) string {
+	switch name {
+	case "histexpand", "history":
+		return ReasonHistory
+	case "vi":
+		return ReasonLineEditing
+	}
+	return ""
+}
+
+// specialVarReason reports variables whose assignment changes how later
+// lines are read: histchars (the history characters), SHELLOPTS and
+// BASHOPTS (options a new bash starts with), INPUTRC (its key bindings).
+func specialVarReason(name string) string {
+	switch name {
+	case "histchars", "SHELLOPTS", "BASHOPTS":
+		return ReasonHistory
+	case "INPUTRC":
+		return ReasonLineEditing
+	}
+	return ""
+}

@@ -1,0 +1,124 @@
+package shellcmd
+
+import "testing"
+
+func TestHistoryExpansion(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"!!", true},
+		{"!!:1-3", true},
+		{"sudo !!", true},
+		{"!echo:s/echo //", true},
+		{"!-2", true},
+		{"!?rm?", true},
+		{"echo !$", true},
+		{"^echo x^rm", true},
+		{"  ^a^b", true},
+		{`echo "a!b"`, true},
+		{"echo a!b", true},
+		{"ok\n!!", true},
+		{"echo 'x\n!!'", true}, // each line is expanded on its own
+		{`echo \'!!`, true},
+
+		{"ls", false},
+		{"echo hi!", false},
+		{`echo "hello!"`, false},
+		{"[ ! -f x ]", false},
+		{"if ! grep -q x f; then echo no; fi", false},
+		{"echo 'a!b'", false},
+		{`echo $'a\'!b'`, false},
+		{`echo \!x`, false},
+		{"echo $!", false},
+		{"echo ${!name}", false},
+		{"ls [!a]*", false},
+		{"x=!", false},
+		{"echo a != b", false},
+		{"echo hi # comment!x", false},
+		{"awk '!seen[$0]++' f", false},
+	} {
+		_, got := HistoryExpansion(tc.line)
+		if got != tc.want {
+			t.Errorf("HistoryExpansion(%q): got %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestHistoryAndEditingCommands(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want string // reason, or "" for none
+	}{
+		{"fc -s", ReasonHistory},
+		{"fc -s 'echo rm=rm'", ReasonHistory},
+		{"fc", ReasonHistory},
+		{"fc -e vi 3", ReasonHistory},
+		{"fc -l", ""},
+		{"fc -ln -5", ""},
+		{"set -o history -H", ReasonHistory},
+		{"set -H", ReasonHistory},
+		{"set -eH", ReasonHistory},
+		{"set -o histexpand", ReasonHistory},
+		{"set -o vi", ReasonLineEditing},
+		{"set +H", ""},
+		{"set -e", ""},
+		{"set -o pipefail", ""},
+		{"set -- -H", ""},
+		{"shopt -s -o histexpand", ReasonHistory},
+		{"shopt -so history", ReasonHistory},
+		{"shopt -s extglob", ""},
+		{"bash -H -c 'echo hi'", ReasonHistory},
+		{"bash -o history -c 'echo hi'", ReasonHistory},
+		{"histchars=@", ReasonHistory},
+		{"histchars=", ReasonHistory},
+		{"export histchars=%", ReasonHistory},
+		{"env SHELLOPTS=history:histexpand bash -c 'echo'", ReasonHistory},
+		{"INPUTRC=/tmp/x bash", ReasonLineEditing},
+		{`bind '"\C-t": "rm -rf x\n"'`, ReasonLineEditing},
+		{`bind -x '"\C-t": rm -rf x'`, ReasonLineEditing},
+		{"bind -f /tmp/inputrc", ReasonLineEditing},
+		{"bind -p", ""},
+		{"bind -q accept-line", ""},
+		{"stty -echo", ReasonLineEditing},
+		{"stty eol ^T", ReasonLineEditing},
+		{"stty -isig", ReasonLineEditing},
+		{"stty raw", ReasonLineEditing},
+		{"stty -a", ""},
+		{"stty size", ""},
+		{"stty sane", ""},
+		{"stty cols 100 rows 40", ""},
+		{"sudo stty -echo", ReasonLineEditing},
+		{"bash -c 'set -H'", ReasonHistory},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		got := ""
+		for _, u := range a.Unknowable {
+			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing {
+				got = u.Reason
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%q: got %q, want %q (unknowable %v)", tc.src, got, tc.want, a.Unknowable)
+		}
+	}
+}
+
+func TestAnalyzeWithInteractive(t *testing.T) {
+	a, err := AnalyzeWith("echo rm -rf x; !!:1-3", Options{Interactive: true})
+	if err != nil || len(a.Unknowable) == 0 || a.Unknowable[0].Reason != ReasonHistory {
+		t.Fatalf("got %+v, %v; want a history unknowable", a, err)
+	}
+	a, err = AnalyzeWith("echo rm -rf x; !!:1-3", Options{})
+	if err != nil || len(a.Unknowable) != 0 {
+		t.Fatalf("exec: got %+v, %v; want nothing unknowable", a, err)
+	}
+	a, err = AnalyzeWith("echo 'x !!", Options{Interactive: true})
+	if err != nil || !a.Incomplete {
+		t.Fatalf("got %+v, %v; want incomplete", a, err)
+	}
+}
