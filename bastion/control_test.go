@@ -327,8 +327,7 @@ func TestMasking(t *testing.T) {
 }
 
 // shell starts an interactive shell on web1 and waits for its prompt
-// before typing, as a person does (keys typed before the prompt appears
-// are refused when rules apply).
+// before typing, as a person does.
 func (e *env) shell(t *testing.T) *testenv.PTY {
 	p := testenv.StartPTY(t, 120, 30, "ssh", "-F", e.cfgPath, "-tt", "root@web1")
 	p.Expect("# ", 30*time.Second)
@@ -384,7 +383,8 @@ func TestReloadAppliesToLiveSession(t *testing.T) {
 }
 
 // Lines typed before the shell drew its prompt (type-ahead racing the
-// previous command's output) are refused, not judged on a garbled screen.
+// previous command's output) are judged on their keys, not on a garbled
+// screen: a held command stays held.
 func TestTypeAheadRace(t *testing.T) {
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	dir := t.TempDir()

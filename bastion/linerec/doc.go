@@ -12,28 +12,40 @@
 // cursor; from then on only what is drawn after the anchor counts, and the
 // anchor follows scrolling (a long line wrapping at the bottom of the
 // window), a cleared screen (Ctrl-L) and a prompt redrawn below a
-// completion list. Keys splits input at submit keys (CR, LF, Ctrl-O); the
-// caller forwards a submit segment without its last key, waits until the
-// echo has settled ([Tracker.Settled], or a short timeout), judges
-// [Tracker.Line], and then forwards the key and calls [Tracker.Commit], or
-// [Tracker.Continue] when the shell will ask for more (an open quote, a
-// trailing backslash), or cancels the line at the target and calls
-// [Tracker.Cancel].
+// completion list. Keys splits input at submit keys (CR, LF, Ctrl-O, and
+// Ctrl-E or Ctrl-R after Ctrl-X, which make bash run an editor's buffer or
+// re-read its bindings: Segment.Edit); the caller forwards a submit segment
+// without its last key, waits until the echo has settled
+// ([Tracker.Settled]: a lone Enter has nothing to echo, so a person's Enter
+// is settled at once), judges [Tracker.Line], and then forwards the key and
+// calls [Tracker.Commit], or [Tracker.Continue] when the shell will ask for
+// more (an open quote, a trailing backslash), or cancels the line at the
+// target and calls [Tracker.Cancel].
+//
+// Every Line carries a second reading, Keys: the keys replayed through a
+// model of readline's default emacs bindings (printable text, Backspace,
+// Delete, Ctrl-A/B/D/E/F/K/U/W, Left, Right, Home, End), continued lines
+// included. KeysOK is false once a key the model cannot know the effect of
+// was typed (history, completion, search, yank, Alt-keys). A line whose
+// first key came before the shell drew its prompt (type-ahead) is
+// Line.Early: its screen holds the running command's output, and the caller
+// judges the keys, or, when they are not known, [Tracker.Redrawn], the line
+// as readline draws it after its prompt once it reads the typed-ahead keys.
 //
 // A multi-line paste comes back as one segment whose Paste field lists every
 // line it submits, so the caller can judge them all before a byte of it is
-// forwarded. Those lines are rebuilt from the keys alone, by a small model of
-// readline's default emacs bindings (printable text, Backspace, Delete,
-// Ctrl-A/B/D/E/F/K/U/W, Left, Right, Home, End); keys the model cannot know
-// the effect of (history, completion, search, yank, Alt-keys) are dropped
-// from those lines. A bracketed paste (ESC [200~ ... ESC [201~, when the
-// shell enabled it) is inserted by the shell without running it; its lines
-// are listed in Paste too, and the Enter after it is judged on the echo.
+// forwarded; PasteKeys lists them from the keys alone. A bracketed paste
+// (ESC [200~ ... ESC [201~, when the shell enabled it) is inserted by the
+// shell without running it; its lines are listed in Paste too, and the Enter
+// after it is judged on the echo. After a paste that leaves a command
+// unfinished, [Tracker.ContinueWith] tells the tracker which lines the shell
+// holds.
 //
-// Line.Judge is false when the input is not a command line: the alternate
-// screen is active (vim, less, top) or the typed keys were not echoed (a
-// password prompt). Text is empty then, so a password never reaches a rule,
-// a log or an approval request.
+// Line.Judge is false when the input is not a command line the screen can
+// show: the alternate screen is active (vim, less, top; Line.Alt) or the
+// typed keys were not echoed (a password prompt, or echo turned off;
+// Line.Hidden). Text is empty then; Keys still holds what was typed, which
+// the caller must treat as a possible secret.
 //
 // The emulator is this package's own (screen.go), not
 // github.com/charmbracelet/x/vt, which is still used by the tests as a
@@ -67,9 +79,9 @@
 // exact exec commands instead. Specifically:
 //
 //   - Type-ahead: keys typed while a command runs are echoed by the tty and
-//     again by readline later; the anchor is taken at the first key after
-//     the previous Enter, so such a line is judged with the command's output
-//     or the prompt in front of it (Line.Why says so when it can tell).
+//     read by readline later. Line.Early says so; the screen reading is then
+//     not the line, and Redrawn finds the line after the last known prompt,
+//     which output imitating that prompt can mislead.
 //   - A script written with an editor (vim x.sh, then bash x.sh), a here
 //     document, or a file fetched from elsewhere runs commands that never
 //     appear on a command line.
@@ -80,13 +92,13 @@
 //     keys the shell binds differently change what keys do. Submit keys are
 //     CR, LF and Ctrl-O only; a binding of another key to accept-line is
 //     not seen.
-//   - Ctrl-X Ctrl-E (edit-and-execute-command) opens an editor on the
-//     alternate screen and runs what is saved there without an Enter at the
-//     prompt.
+//   - Ctrl-X Ctrl-E (edit-and-execute-command) is reported as a submit
+//     (Segment.Edit), but what the editor saves cannot be read; in vi mode
+//     `v` does the same and is not recognised.
 //   - Output that is not echo (a background job writing to the terminal
 //     while the user types) changes the screen without changing the line.
 //   - A line whose echo arrives after the caller stopped waiting looks like a
-//     password prompt (Judge false); the caller should wait for Settled.
+//     password prompt (Hidden); the caller should wait for Settled.
 //   - History recall of a multi-line entry, quoted-insert (Ctrl-V Ctrl-J)
 //     and bracketed pastes put line breaks into the line; the text is then
 //     judged as several lines, each of them a command.

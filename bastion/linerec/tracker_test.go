@@ -288,6 +288,91 @@ func TestTracker(t *testing.T) {
 			t.Error("after the echo: got unsettled")
 		}
 	})
+	t.Run("a lone Enter has nothing to echo", func(t *testing.T) {
+		tr := New(20, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("ls", "ls")
+		segs := tr.Keys([]byte("\r"))
+		if len(segs) != 1 || !segs[0].Submit || !tr.Settled() {
+			t.Fatalf("got %v settled %v; want one submit, settled", segs, tr.Settled())
+		}
+	})
+	t.Run("keys reading through continuations", func(t *testing.T) {
+		tr := New(30, 5)
+		tr.Output([]byte("$ "))
+		s := session{t, tr}.key("rm -rf \\", "rm -rf \\")
+		tr.Keys([]byte("\r"))
+		tr.Continue()
+		tr.Output([]byte("\r\n> "))
+		s.key("victim", "victim")
+		l := tr.Line()
+		if l.Text != "rm -rf \\\nvictim" || l.Keys != l.Text || !l.KeysOK {
+			t.Fatalf("got text %q keys %q (ok %v)", l.Text, l.Keys, l.KeysOK)
+		}
+	})
+	t.Run("tab is unknown to the keys reading", func(t *testing.T) {
+		tr := New(30, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("ech\t", "echo ")
+		if l := tr.Line(); l.KeysOK || l.Text != "echo" {
+			t.Fatalf("got %+v", l)
+		}
+	})
+	t.Run("hidden input", func(t *testing.T) {
+		tr := New(30, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("rm -rf x", "")
+		if l := tr.Line(); !l.Hidden || l.Judge || l.Keys != "rm -rf x" || !l.KeysOK {
+			t.Fatalf("got %+v", l)
+		}
+	})
+	t.Run("type-ahead is early, and redrawn after the prompt", func(t *testing.T) {
+		tr := New(40, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("sleep 1", "sleep 1")
+		tr.Keys([]byte("\r"))
+		tr.Commit()
+		tr.Output([]byte("\r\n\x1b[?2004l\r"))
+		// Up arrow typed before the prompt: the tty echoes it.
+		tr.Keys([]byte("\x1b[A"))
+		tr.Output([]byte("^[[A"))
+		l := tr.Line()
+		if !l.Early || l.KeysOK {
+			t.Fatalf("got %+v; want early, keys unknown", l)
+		}
+		if _, ok := tr.Redrawn(); ok {
+			t.Fatal("redrawn before the prompt")
+		}
+		tr.Output([]byte("\x1b[?2004h$ sleep 1"))
+		if text, ok := tr.Redrawn(); !ok || text != "sleep 1" {
+			t.Fatalf("redrawn: got %q %v", text, ok)
+		}
+	})
+	t.Run("ctrl-x ctrl-e submits", func(t *testing.T) {
+		tr := New(30, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("rm -rf x", "rm -rf x")
+		segs := tr.Keys([]byte("\x18"))
+		if len(segs) != 1 || segs[0].Submit {
+			t.Fatalf("ctrl-x: got %+v", segs)
+		}
+		segs = tr.Keys([]byte("\x05"))
+		if len(segs) != 1 || !segs[0].Submit || !segs[0].Edit {
+			t.Fatalf("ctrl-e after ctrl-x: got %+v", segs)
+		}
+		if segs = tr.Keys([]byte("\x05")); segs[0].Submit {
+			t.Fatal("a plain ctrl-e submits")
+		}
+	})
+	t.Run("paste read from the keys too", func(t *testing.T) {
+		tr := New(30, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("echo a", "echo a")
+		segs := tr.Keys([]byte("b\rrm -rf x\r"))
+		if len(segs) != 1 || strings.Join(segs[0].Paste, "|") != "echo ab|rm -rf x" || strings.Join(segs[0].PasteKeys, "|") != "echo ab|rm -rf x" {
+			t.Fatalf("got %+v", segs)
+		}
+	})
 	t.Run("full-screen program exits", func(t *testing.T) {
 		tr := New(20, 5)
 		tr.Output([]byte("$ \x1b[?1049h"))

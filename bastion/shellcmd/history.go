@@ -271,3 +271,56 @@ func specialVarReason(name string) string {
 	}
 	return ""
 }
+
+// ReasonSubscript: a builtin that takes a variable name evaluates an array
+// subscript in it as arithmetic, running any command substitution there
+// (printf -v 'a[$(cmd)]' x, read 'a[`cmd`]', unset, test -v, let).
+const ReasonSubscript = "array subscript evaluated as code"
+
+// nameTakers are builtins whose arguments name variables (or hold
+// arithmetic): a subscript in them is evaluated.
+var nameTakers = map[string]bool{
+	"printf": true, "read": true, "unset": true, "test": true, "[": true, "let": true,
+	"getopts": true, "mapfile": true, "readarray": true, "wait": true, "declare": true,
+	"typeset": true, "local": true, "export": true, "readonly": true, "shift": true,
+	"return": true, "exit": true, "kill": true, "ulimit": true, "printf -v": true,
+}
+
+// builtinCode analyses code that bash builtins run from their arguments
+// beyond eval, trap and alias: mapfile/readarray -C callbacks and
+// complete/compgen -C commands and -W word lists (expanded when the user
+// completes), and subscripts evaluated in variable names.
+func (a *analyzer) builtinCode(name string, args []word, st *peelState) {
+	if nameTakers[name] {
+		for _, w := range args {
+			if w.lit && strings.Contains(w.s, "[") && (strings.Contains(w.s, "$(") || strings.Contains(w.s, "`") || strings.Contains(w.s, "${")) {
+				a.unknowable(st.text, ReasonSubscript)
+				break
+			}
+		}
+	}
+	code := func(w word, label string) {
+		if !w.lit {
+			a.unknowable(st.text, ReasonShellString)
+			return
+		}
+		a.nested(w.s, st.sc.depth, appendWrapper(st.wrappers, label), false, st.text)
+	}
+	switch name {
+	case "mapfile", "readarray":
+		r := scanOpts(args, optSpec{valued: "dnOsuCc"})
+		for _, v := range r.values("C") {
+			code(v, name+" -C")
+		}
+	case "complete", "compgen":
+		r := scanOpts(args, optSpec{valued: "oAGWFCXPS"})
+		for _, v := range r.values("C") {
+			code(v, name+" -C")
+		}
+		for _, v := range r.values("W") {
+			if !v.lit || strings.ContainsAny(v.s, "$`") {
+				a.unknowable(st.text, ReasonShellString)
+			}
+		}
+	}
+}

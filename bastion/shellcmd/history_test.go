@@ -1,6 +1,9 @@
 package shellcmd
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestHistoryExpansion(t *testing.T) {
 	for _, tc := range []struct {
@@ -121,4 +124,62 @@ func TestAnalyzeWithInteractive(t *testing.T) {
 	if err != nil || !a.Incomplete {
 		t.Fatalf("got %+v, %v; want incomplete", a, err)
 	}
+}
+
+func TestBuiltinCode(t *testing.T) {
+	for _, tc := range []struct {
+		src     string
+		command string // a command that must be found, or ""
+		reason  string // an unknowable reason that must be found, or ""
+	}{
+		{"mapfile -C 'rm -rf v' -c 1 < /etc/passwd", "rm -rf v", ""},
+		{"readarray -t -C \"rm -rf v\" a < f", "rm -rf v", ""},
+		{"complete -C 'rm -rf v' ls", "rm -rf v", ""},
+		{"compgen -C 'rm -rf v' x", "rm -rf v", ""},
+		{"complete -W '$(rm -rf v)' ls", "", ReasonShellString},
+		{"complete -C \"$x\" ls", "", ReasonShellString},
+		{"printf -v 'a[$(rm -rf v)]' x", "", ReasonSubscript},
+		{"read 'a[`rm -rf v`]' < /dev/null", "", ReasonSubscript},
+		{"unset 'a[$(rm -rf v)]'", "", ReasonSubscript},
+		{"test -v 'a[$(rm -rf v)]'", "", ReasonSubscript},
+		{"let 'a[$(rm -rf v)]=1'", "", ReasonSubscript},
+		{"printf '%s[x]\\n' y", "", ""},
+		{"read -r line < f", "", ""},
+		{"complete -W 'start stop' svc", "", ""},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		found := tc.command == ""
+		for _, c := range a.Commands {
+			if c.Text == tc.command {
+				found = true
+			}
+		}
+		reason := ""
+		for _, u := range a.Unknowable {
+			reason = u.Reason
+		}
+		if !found || reason != tc.reason {
+			t.Errorf("%q: commands %v, unknowable %v; want command %q, reason %q", tc.src, a.Commands, a.Unknowable, tc.command, tc.reason)
+		}
+	}
+}
+
+func FuzzHistoryExpansion(f *testing.F) {
+	for _, s := range []string{"!!", "!!:1-3", "^a^b", `echo "a!b"`, "echo 'x\n!!'", `echo $'a\'!b'`, "ls [!a]*", "echo ${!n}", "x # !y", `"\"!x"`, "\\", "'", "!"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		line, ok := HistoryExpansion(s)
+		if ok && !strings.Contains(s, line) {
+			t.Fatalf("HistoryExpansion(%q) returned %q, not one of its lines", s, line)
+		}
+		if !ok && (strings.Contains(s, "!!") && !strings.ContainsAny(s, "'\\#$[{\"")) {
+			t.Fatalf("HistoryExpansion(%q): missed !!", s)
+		}
+		AnalyzeWith(s, Options{Interactive: true})
+	})
 }

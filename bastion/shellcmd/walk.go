@@ -476,6 +476,10 @@ func (a *analyzer) let(l *syntax.LetClause, sc scope) {
 		}
 		if w, ok := e.(*syntax.Word); ok {
 			nw := normWord(w, sc.src)
+			if nw.lit && strings.Contains(nw.s, "[") && strings.ContainsAny(nw.s, "$`") {
+				// A subscript in the string is evaluated, substitutions too.
+				a.unknowable(nodeText(sc.src, l), ReasonSubscript)
+			}
 			argv = append(argv, nw.s)
 			dynamic = dynamic || !nw.lit
 			continue

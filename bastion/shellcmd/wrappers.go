@@ -170,6 +170,7 @@ func (a *analyzer) peel(words []word, st peelState) {
 		if why := historyOrEditing(name, args); why != "" {
 			a.unknowable(st.text, why)
 		}
+		a.builtinCode(name, args, &st)
 
 		inner, label, follow := a.unwrap(name, args, &st)
 		if !follow {
