@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/testenv"
 )
 
@@ -202,5 +203,27 @@ rules:
 	r = e.ssh("", "root@web1", `echo "done!"; test ! -e /nonexistent && echo fine`)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "done!\nfine") {
 		t.Fatalf("a benign exec was refused: %s", r)
+	}
+}
+
+// An exec-only role's commands are judged as written: an exec of a shell
+// that would read its commands from the session's input is refused.
+func TestGuardrailsExecOnlyRole(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	olga := e.userKey("olga", ca.Identity{User: "olga", Issuer: "https://idp.test", Subject: "u-olga", Groups: []string{"ops"}}, 0)
+	cfg := e.writeSSHConfig("olga", olga)
+	canary := filepath.Join(t.TempDir(), "canary")
+	os.MkdirAll(canary, 0o755)
+	for _, cmd := range []string{"bash", "sh -s", "sudo -i", "bash -i", "exec bash -l"} {
+		r := testenv.Run(t, 30*time.Second, "echo rm -rf "+canary+"\n", "ssh", "-F", cfg, "-T", "root@web1", cmd)
+		if r.Code != 126 || !strings.Contains(r.Stderr, "not a shell reading its commands") {
+			t.Errorf("%q: want a refusal, got %s", cmd, r)
+		}
+	}
+	if r := e.as(cfg, "root@web1", "echo exec-only-$((2+2))"); r.Code != 0 || !strings.Contains(r.Stdout, "exec-only-4") {
+		t.Fatalf("an exec was refused: %s", r)
+	}
+	if !exists(canary) {
+		t.Fatal("the canary was deleted")
 	}
 }

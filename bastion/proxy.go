@@ -350,6 +350,16 @@ func (p *proxy) start(req *gossh.Request) {
 		// Accept the request, then judge: a refused command ends with a
 		// message and exit status 126, and never reaches the target.
 		reply(true)
+		if !p.acc.Shell && readsShellFromStdin(command) {
+			// An exec-only role runs commands judged as written; a shell
+			// reading its commands from the session's input is an
+			// interactive shell in disguise.
+			p.tell("your roles (%s) allow only commands on %s, not a shell reading its commands from your input (%s): pass the commands to run as the ssh command", strings.Join(p.acc.Roles, ", "), p.ss.target, printable(p.redact(command)))
+			p.s.audit(Event{Type: "command.block", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "blocked",
+				Reason: "a shell reading its input, for an exec-only role", Fields: map[string]string{"command": p.redact(command), "kind": kind}})
+			p.endLocally(126)
+			return
+		}
 		d := p.s.cfg.Policy().JudgeCommand(pid, p.ss.target, command)
 		var keys <-chan []byte
 		if p.pty {
