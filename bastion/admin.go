@@ -16,6 +16,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // adminSession runs admin commands: `ssh -p 2222 alice@bastion whoami`.
@@ -115,7 +116,7 @@ func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio Admi
 	if cmd, ok := s.cfg.Admin[name]; ok {
 		return cmd(ctx, c, rest, aio)
 	}
-	fmt.Fprintf(aio.Stderr, "bastion: unknown command %q; try `help`\n", printable(name))
+	fmt.Fprintf(aio.Stderr, "bastion: unknown command %q; try `help`\n", safetext.Printable(name))
 	return 127
 }
 
@@ -136,7 +137,7 @@ func wantJSON(args []string) (bool, error) {
 		case "--json":
 			js = true
 		default:
-			return false, fmt.Errorf("unknown argument %q", printable(a))
+			return false, fmt.Errorf("unknown argument %q", safetext.Printable(a))
 		}
 	}
 	return js, nil
@@ -165,7 +166,7 @@ func (s *Server) adminWhoami(c Caller, args []string, aio AdminIO) int {
 	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "user\t%s\n", out.User)
 	fmt.Fprintf(tw, "issuer\t%s\n", out.Issuer)
-	fmt.Fprintf(tw, "subject\t%s\n", printable(out.Subject))
+	fmt.Fprintf(tw, "subject\t%s\n", safetext.Printable(out.Subject))
 	fmt.Fprintf(tw, "groups\t%s\n", strings.Join(out.Groups, ", "))
 	fmt.Fprintf(tw, "roles\t%s\n", strings.Join(out.Roles, ", "))
 	if out.Workload {
@@ -272,14 +273,4 @@ func splitArgs(s string) ([]string, error) {
 		return nil, errors.New("too many arguments")
 	}
 	return args, nil
-}
-
-// printable quotes control characters in attacker-supplied names so they
-// cannot write escape sequences into logs or terminals.
-func printable(s string) string {
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	q := strconv.QuoteToASCII(s)
-	return q[1 : len(q)-1]
 }

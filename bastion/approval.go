@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Approval outcomes.
@@ -218,7 +219,7 @@ func (s *Server) adminRequests(c Caller, args []string, aio AdminIO) int {
 	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tRULE\tEXPIRES\tCOMMAND")
 	for _, ap := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.ID, ap.User, ap.Target, ap.Rule,
-			time.Until(ap.Expires).Round(time.Second), printable(ap.Command))
+			time.Until(ap.Expires).Round(time.Second), safetext.Printable(ap.Command))
 	}
 	tw.Flush()
 	return 0
@@ -250,10 +251,10 @@ func (s *Server) adminDecide(c Caller, args []string, aio AdminIO, approve bool)
 	}
 	ap, err := s.approvals.decide(c, id, approve, reason)
 	if err != nil {
-		fmt.Fprintf(aio.Stderr, "bastion: %s %s: %v\n", name, printable(id), err)
+		fmt.Fprintf(aio.Stderr, "bastion: %s %s: %v\n", name, safetext.Printable(id), err)
 		return 1
 	}
 	verb := map[bool]string{true: "approved", false: "denied"}[approve]
-	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.Target, printable(ap.Command))
+	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.Target, safetext.Printable(ap.Command))
 	return 0
 }

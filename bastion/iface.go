@@ -8,8 +8,9 @@ import (
 	"github.com/bastionhq/bastion/ca"
 )
 
-// What the server needs from the recorder, as small interfaces consumed
-// here; cmd/bastion adapts *recorder.Store to them.
+// What the server needs from the recorder and the audit log, as small
+// interfaces consumed here; internal/app adapts *recorder.Store to them, so
+// this package never imports the recorder.
 
 // SessionMeta describes a session when its recording begins.
 type SessionMeta struct {

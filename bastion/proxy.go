@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // allowedSubsystems pass through to targets.
@@ -261,7 +262,7 @@ func (p *proxy) handle(req *gossh.Request) bool {
 			return p.refuse(req, "malformed env")
 		}
 		if !p.s.envAllowed(m.Name) {
-			return p.refuse(req, fmt.Sprintf("environment variable %q is not in env_allow", printable(m.Name)))
+			return p.refuse(req, fmt.Sprintf("environment variable %q is not in env_allow", safetext.Printable(m.Name)))
 		}
 		return p.forward(req)
 	case "window-change":
@@ -328,7 +329,7 @@ func (p *proxy) start(req *gossh.Request) {
 			return
 		}
 		if !allowedSubsystems[m.Name] {
-			p.tell("subsystem %q is not allowed through the bastion", printable(m.Name))
+			p.tell("subsystem %q is not allowed through the bastion", safetext.Printable(m.Name))
 			reply(p.refuse(req, "subsystem not allowed"))
 			return
 		}
@@ -354,7 +355,7 @@ func (p *proxy) start(req *gossh.Request) {
 			// An exec-only role runs commands judged as written; a shell
 			// reading its commands from the session's input is an
 			// interactive shell in disguise.
-			p.tell("your roles (%s) allow only commands on %s, not a shell reading its commands from your input (%s): pass the commands to run as the ssh command", strings.Join(p.acc.Roles, ", "), p.ss.target, printable(p.redact(command)))
+			p.tell("your roles (%s) allow only commands on %s, not a shell reading its commands from your input (%s): pass the commands to run as the ssh command", strings.Join(p.acc.Roles, ", "), p.ss.target, safetext.Printable(p.redact(command)))
 			p.s.audit(Event{Type: "command.block", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "blocked",
 				Reason: "a shell reading its input, for an exec-only role", Fields: map[string]string{"command": p.redact(command), "kind": kind}})
 			p.endLocally(126)

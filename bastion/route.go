@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // route is where a session channel goes: a login on an SSH target.
@@ -100,10 +101,10 @@ func (s *Server) routeFromUser(id ca.Identity, user string) (*route, error) {
 		login, target = user[:i], user[i+1:]
 	}
 	if _, ok := pol.Target(target); !ok {
-		return nil, fmt.Errorf("%q is neither your name (%s, for admin commands) nor login@target for a configured target", printable(user), id.User)
+		return nil, fmt.Errorf("%q is neither your name (%s, for admin commands) nor login@target for a configured target", safetext.Printable(user), id.User)
 	}
 	if login == "" {
-		return nil, fmt.Errorf("empty login in %q", printable(user))
+		return nil, fmt.Errorf("empty login in %q", safetext.Printable(user))
 	}
 	return &route{id: id, target: target, login: login}, nil
 }
@@ -130,7 +131,7 @@ func (s *Server) directTCPIP(ctx gliderssh.Context, conn *gossh.ServerConn, id c
 	pol := s.cfg.Policy()
 	t, ok := pol.Target(msg.Host)
 	if !ok {
-		s.refuseChannel(nc, "direct-tcpip", id, "", fmt.Sprintf("%s is not a configured target; only targets by name are reachable (see `ssh bastion targets`)", printable(dest)))
+		s.refuseChannel(nc, "direct-tcpip", id, "", fmt.Sprintf("%s is not a configured target; only targets by name are reachable (see `ssh bastion targets`)", safetext.Printable(dest)))
 		return
 	}
 	if msg.Port > 65535 {

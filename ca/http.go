@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // API paths on the bastion's HTTP listener.
@@ -207,7 +209,7 @@ var errAudit = errors.New("audit log unavailable; refusing to issue an unaudited
 func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: "content_type", err: fmt.Errorf("content type %q, want application/json", printable(ct))}
+			return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: "content_type", err: fmt.Errorf("content type %q, want application/json", safetext.Printable(ct))}
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBytes))
@@ -244,7 +246,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	var ttl time.Duration
 	if req.TTL != "" {
 		if ttl, err = time.ParseDuration(req.TTL); err != nil {
-			return nil, badRequest("ttl", "ttl %q: %v", printable(req.TTL), err)
+			return nil, badRequest("ttl", "ttl %q: %v", safetext.Printable(req.TTL), err)
 		}
 		if ttl <= 0 {
 			return nil, fmt.Errorf("%w: ttl must be positive", ErrTTL)
@@ -283,7 +285,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 func checkSourceAddress(s string) error {
 	for _, part := range strings.Split(s, ",") {
 		if _, _, err := net.ParseCIDR(part); err != nil && net.ParseIP(part) == nil {
-			return fmt.Errorf("source_address %q is not an address or CIDR", printable(part))
+			return fmt.Errorf("source_address %q is not an address or CIDR", safetext.Printable(part))
 		}
 	}
 	return nil

@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Certificate extensions that carry the identity. They are signed with the
@@ -172,7 +173,7 @@ func SanitizeUsername(claim string, fromEmail bool) (string, error) {
 	if fromEmail {
 		at := strings.LastIndexByte(u, '@')
 		if at <= 0 {
-			return "", fmt.Errorf("%w: email %q has no local part", ErrBadUsername, printable(claim))
+			return "", fmt.Errorf("%w: email %q has no local part", ErrBadUsername, safetext.Printable(claim))
 		}
 		u = u[:at]
 		// Sub-addressing (alice+ci@) names the same person.
@@ -199,7 +200,7 @@ func ValidateUsername(u string) error {
 	for i, r := range u {
 		ok := r >= 'a' && r <= 'z' || r == '_' || i > 0 && (r >= '0' && r <= '9' || r == '.' || r == '-')
 		if !ok {
-			return fmt.Errorf("%w: %q: character %q at %d not allowed (want [a-z_][a-z0-9._-]*)", ErrBadUsername, printable(u), r, i)
+			return fmt.Errorf("%w: %q: character %q at %d not allowed (want [a-z_][a-z0-9._-]*)", ErrBadUsername, safetext.Printable(u), r, i)
 		}
 	}
 	return nil
@@ -212,18 +213,8 @@ func validateGroup(g string) error {
 	}
 	for _, r := range g {
 		if unicode.IsControl(r) || r == ',' || unicode.IsSpace(r) {
-			return fmt.Errorf("ca: group %q contains %q", printable(g), r)
+			return fmt.Errorf("ca: group %q contains %q", safetext.Printable(g), r)
 		}
 	}
 	return nil
-}
-
-// printable quotes control characters so attacker-supplied names cannot
-// write escape sequences into logs or terminals.
-func printable(s string) string {
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	q := strconv.QuoteToASCII(s)
-	return q[1 : len(q)-1]
 }

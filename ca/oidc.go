@@ -14,6 +14,8 @@ import (
 	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Token refusal reasons. They label audit records and metrics; the wrapped
@@ -216,7 +218,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 		return Identity{}, err
 	}
 	if !slices.Contains(v.cfg.Algorithms, u.Alg) {
-		return Identity{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", printable(u.Alg), v.cfg.Algorithms)
+		return Identity{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(u.Alg), v.cfg.Algorithms)
 	}
 	if u.Iss == v.cfg.Issuer && slices.Contains(u.Aud, v.cfg.ClientID) {
 		return v.verifyPerson(ctx, raw)
@@ -241,9 +243,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 		return Identity{}, mismatch
 	}
 	if !known {
-		return Identity{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not configured", printable(u.Iss))
+		return Identity{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not configured", safetext.Printable(u.Iss))
 	}
-	return Identity{}, tokenErr(ReasonAudience, "audience %q is not accepted for issuer %q", printable(strings.Join(u.Aud, ",")), printable(u.Iss))
+	return Identity{}, tokenErr(ReasonAudience, "audience %q is not accepted for issuer %q", safetext.Printable(strings.Join(u.Aud, ",")), safetext.Printable(u.Iss))
 }
 
 func (v *Verifier) verify(ctx context.Context, raw, issuer, clientID string) (*oidc.IDToken, map[string]any, error) {
@@ -267,7 +269,7 @@ func (v *Verifier) verify(ctx context.Context, raw, issuer, clientID string) (*o
 		return nil, nil, tokenErr(ReasonAuthorizedParty, "several audiences and no azp")
 	}
 	if azp != "" && azp != clientID {
-		return nil, nil, tokenErr(ReasonAuthorizedParty, "azp %q is not %q", printable(azp), clientID)
+		return nil, nil, tokenErr(ReasonAuthorizedParty, "azp %q is not %q", safetext.Printable(azp), clientID)
 	}
 	if err := checkSubject(tok.Subject); err != nil {
 		return nil, nil, err
@@ -306,7 +308,7 @@ func (v *Verifier) verifyWorkload(ctx context.Context, raw string, w *Workload) 
 		return Identity{}, err
 	}
 	if !globMatch(w.Subject, tok.Subject) {
-		return Identity{}, &TokenError{Reason: ReasonSubject, Err: fmt.Errorf("%w: %q against %q", errSubjectMismatch, printable(tok.Subject), w.Subject)}
+		return Identity{}, &TokenError{Reason: ReasonSubject, Err: fmt.Errorf("%w: %q against %q", errSubjectMismatch, safetext.Printable(tok.Subject), w.Subject)}
 	}
 	return Identity{
 		User:     w.Name,

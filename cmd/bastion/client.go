@@ -15,17 +15,17 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/term"
 
-	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/login"
 )
 
 // clientState loads what `bastion login` remembered, with --bastion
 // overriding the bastion URL check.
-func clientState(override string) (*ca.State, error) {
-	dir, err := ca.DefaultDir()
+func clientState(override string) (*login.State, error) {
+	dir, err := login.DefaultDir()
 	if err != nil {
 		return nil, err
 	}
-	st, err := ca.LoadState(dir)
+	st, err := login.LoadState(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func clientState(override string) (*ca.State, error) {
 // dialBastion opens an SSH connection to the bastion with the login
 // certificate, verifying the bastion's host certificate against the host CA
 // that login saved.
-func dialBastion(st *ca.State) (*ssh.Client, error) {
+func dialBastion(st *login.State) (*ssh.Client, error) {
 	certBytes, err := os.ReadFile(st.CertPath)
 	if err != nil {
 		return nil, fmt.Errorf("certificate: %w", err)
@@ -149,7 +149,7 @@ func shellQuote(args []string) string {
 
 // remote runs an admin command on the bastion, streaming its output, and
 // returns its exit status as an exitError when it is not zero.
-func remote(ctx context.Context, st *ca.State, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) error {
+func remote(ctx context.Context, st *login.State, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) error {
 	c, err := dialBastion(st)
 	if err != nil {
 		return err

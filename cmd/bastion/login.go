@@ -14,6 +14,7 @@ import (
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/login"
 )
 
 func runLogin(args []string) error {
@@ -34,19 +35,19 @@ func runLogin(args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	dir, err := ca.DefaultDir()
+	dir, err := login.DefaultDir()
 	if err != nil {
 		return err
 	}
 	if *bastionURL == "" {
-		if st, err := ca.LoadState(dir); err == nil {
+		if st, err := login.LoadState(dir); err == nil {
 			*bastionURL = st.BastionURL
 		} else {
 			fs.Usage()
 			return errUsage
 		}
 	}
-	cfg := ca.LoginConfig{BastionURL: *bastionURL, Dir: dir, NoAgent: *noAgent, Out: os.Stderr}
+	cfg := login.LoginConfig{BastionURL: *bastionURL, Dir: dir, NoAgent: *noAgent, Out: os.Stderr}
 	if *ttl != "" {
 		d, err := config.ParseDuration(*ttl)
 		if err != nil {
@@ -65,29 +66,29 @@ func runLogin(args []string) error {
 	}
 	switch {
 	case *device:
-		cfg.Method = ca.MethodDevice
+		cfg.Method = login.MethodDevice
 	case *tokenEnv != "":
-		cfg.Method = ca.MethodToken
+		cfg.Method = login.MethodToken
 		cfg.IDToken = os.Getenv(*tokenEnv)
 		if cfg.IDToken == "" {
 			return fmt.Errorf("environment variable %s is empty or not set", *tokenEnv)
 		}
 	case *tokenFile != "":
-		cfg.Method = ca.MethodToken
+		cfg.Method = login.MethodToken
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
 			return err
 		}
 		cfg.IDToken = string(b)
 	default:
-		cfg.Method = ca.MethodBrowser
+		cfg.Method = login.MethodBrowser
 		if *noBrowser {
 			cfg.OpenBrowser = func(string) error { return errors.New("disabled by --no-browser") }
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	st, err := ca.Login(ctx, cfg)
+	st, err := login.Login(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func runSSHConfig(args []string) error {
 			targets = append(targets, t.Name)
 		}
 	}
-	s, err := ca.SSHConfig(st, targets)
+	s, err := login.SSHConfig(st, targets)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/devidp"
+	"github.com/bastionhq/bastion/internal/login"
 	"github.com/bastionhq/bastion/internal/testenv"
 )
 
@@ -211,7 +212,7 @@ func (l *lineReader) String() string {
 // with the stock OpenSSH client through the generated ssh_config.
 func (w *world) afterLogin(t *testing.T, wantUser string, env []string, sshArgs ...string) {
 	t.Helper()
-	st, err := ca.LoadState(filepath.Join(w.home, ".config", "bastion"))
+	st, err := login.LoadState(filepath.Join(w.home, ".config", "bastion"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +317,7 @@ func TestLoginWorkloadToken(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("login: %s", r)
 	}
-	st, _ := ca.LoadState(filepath.Join(w.home, ".config", "bastion"))
+	st, _ := login.LoadState(filepath.Join(w.home, ".config", "bastion"))
 	if d := time.Until(st.ValidBefore); d > 5*time.Minute+time.Second {
 		t.Errorf("workload certificate lives %s, want at most 5m", d)
 	}

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/login"
 	"github.com/bastionhq/bastion/player"
 )
 
@@ -87,7 +87,7 @@ type spool struct {
 	err  error
 }
 
-func newSpool(st *ca.State, id string) (*spool, error) {
+func newSpool(st *login.State, id string) (*spool, error) {
 	f, err := os.CreateTemp("", "bastion-replay-*.cast")
 	if err != nil {
 		return nil, err

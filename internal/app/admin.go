@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/safetext"
 	"github.com/bastionhq/bastion/player"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -72,7 +72,7 @@ func (a *App) session(c bastion.Caller, id string, aio bastion.AdminIO) (recorde
 	if err != nil || !mayRead(c, info) {
 		// The same answer for "absent" and "not yours": session IDs are
 		// not a way to learn who did what.
-		return info, fail(aio, 1, "no session %q that you may see", printable(id))
+		return info, fail(aio, 1, "no session %q that you may see", safetext.Printable(id))
 	}
 	return info, 0
 }
@@ -131,7 +131,7 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 			exit = "SIG" + s.ExitSignal
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Start.Local().Format("2006-01-02 15:04:05"),
-			s.User, s.Target, s.Login, s.Kind, s.Status, exit, printable(truncate(s.Command, 40)))
+			s.User, s.Target, s.Login, s.Kind, s.Status, exit, safetext.Printable(truncate(s.Command, 40)))
 	}
 	tw.Flush()
 	return 0
@@ -257,7 +257,7 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 		if *js {
 			return enc.Encode(ev)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(time.RFC3339), ev.Type, ev.User, ev.SessionID, ev.Target, ev.Outcome, printable(truncate(ev.Reason, 60)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Local().Format(time.RFC3339), ev.Type, ev.User, ev.SessionID, ev.Target, ev.Outcome, safetext.Printable(truncate(ev.Reason, 60)))
 		return nil
 	})
 	tw.Flush()
@@ -279,7 +279,7 @@ func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio 
 	}
 	serial, err := strconv.ParseUint(pos[0], 10, 64)
 	if err != nil || serial == 0 {
-		return fail(aio, 2, "revoke: %q is not a certificate serial", printable(pos[0]))
+		return fail(aio, 2, "revoke: %q is not a certificate serial", safetext.Printable(pos[0]))
 	}
 	// Anyone may revoke their own certificate; auditors any.
 	if !c.Auditor && serial != c.Identity.Serial {
@@ -299,9 +299,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-func printable(s string) string {
-	q := strconv.QuoteToASCII(s)
-	return strings.TrimSuffix(strings.TrimPrefix(q, `"`), `"`)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,8 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Wire formats of the session requests (RFC 4254 §6), parsed with
@@ -183,7 +184,7 @@ func (s *session) request(req *gossh.Request) bool {
 			command = m.Command
 		}
 		if err := s.start(command, req.Type == "exec"); err != nil {
-			s.t.log.Warn("session start failed", "login", printable(s.login), "err", err)
+			s.t.log.Warn("session start failed", "login", safetext.Printable(s.login), "err", err)
 			return false
 		}
 		s.started = true
@@ -271,7 +272,7 @@ func (s *session) start(command string, isExec bool) error {
 		"PATH=" + cfg.Path, "ENV=" + cfg.Home + "/.shrc", "DEMO_TARGET=" + cfg.Name,
 	}
 	cmd.Env = append(cmd.Env, s.env...)
-	log := s.t.log.With("login", printable(s.login))
+	log := s.t.log.With("login", safetext.Printable(s.login))
 	if s.pty != nil {
 		if s.pty.Term != "" {
 			cmd.Env = append(cmd.Env, "TERM="+s.pty.Term)
@@ -281,7 +282,7 @@ func (s *session) start(command string, isExec bool) error {
 			return fmt.Errorf("demo: target: start %s on a pty: %w", cfg.Shell, err)
 		}
 		s.cmd, s.ptmx = cmd, ptmx
-		log.Info("session started", "pty", true, "command", printable(command), "pid", cmd.Process.Pid)
+		log.Info("session started", "pty", true, "command", safetext.Printable(command), "pid", cmd.Process.Pid)
 		go s.runPty()
 		return nil
 	}
@@ -298,7 +299,7 @@ func (s *session) start(command string, isExec bool) error {
 		return fmt.Errorf("demo: target: start %s: %w", cfg.Shell, err)
 	}
 	s.cmd = cmd
-	log.Info("session started", "pty", false, "command", printable(command), "pid", cmd.Process.Pid)
+	log.Info("session started", "pty", false, "command", safetext.Printable(command), "pid", cmd.Process.Pid)
 	// The stdin copier is not waited for: many clients never send EOF.
 	go func() {
 		io.Copy(stdin, s.ch)
@@ -356,7 +357,7 @@ func (s *session) finish(err error) {
 	} else {
 		s.ch.SendRequest("exit-status", false, gossh.Marshal(&exitStatusMsg{Status: uint32(status)}))
 	}
-	s.t.log.Info("session ended", "login", printable(s.login), "status", status, "signal", sig)
+	s.t.log.Info("session ended", "login", safetext.Printable(s.login), "status", status, "signal", sig)
 	s.ch.CloseWrite()
 	s.ch.Close()
 }
@@ -384,13 +385,4 @@ func (s *session) hangup() {
 		syscall.Kill(-pgid, syscall.SIGKILL)
 		<-s.done // bounded: the drain after exit has its own deadline
 	}
-}
-
-// printable quotes outside text (logins, commands) for logs.
-func printable(s string) string {
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	q := strconv.QuoteToASCII(s)
-	return q[1 : len(q)-1]
 }

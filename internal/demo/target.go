@@ -15,6 +15,8 @@ import (
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // TargetConfig configures a demo SSH target. It is checked once, in NewTarget.
@@ -110,7 +112,7 @@ func NewTarget(cfg TargetConfig) (*Target, error) {
 		PublicKeyHandler: func(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 			cert, err := t.checkCert(key, ctx.User())
 			if err != nil {
-				t.log.Info("login refused", "login", printable(ctx.User()), "remote", ctx.RemoteAddr().String(), "reason", err.Error())
+				t.log.Info("login refused", "login", safetext.Printable(ctx.User()), "remote", ctx.RemoteAddr().String(), "reason", err.Error())
 				return false
 			}
 			_, pty := cert.Permissions.Extensions["permit-pty"]
@@ -162,16 +164,16 @@ func (t *Target) checkCert(key gossh.PublicKey, login string) (*gossh.Certificat
 		return nil, fmt.Errorf("%w: a host certificate offered as a user certificate", ErrRefused)
 	}
 	if cert.SignatureKey == nil || !bytes.Equal(cert.SignatureKey.Marshal(), t.cfg.TrustedCA.Marshal()) {
-		return nil, fmt.Errorf("%w: certificate %q is not signed by the bastion's target CA", ErrRefused, printable(cert.KeyId))
+		return nil, fmt.Errorf("%w: certificate %q is not signed by the bastion's target CA", ErrRefused, safetext.Printable(cert.KeyId))
 	}
 	if !slices.Contains(cert.ValidPrincipals, login) {
-		return nil, fmt.Errorf("%w: certificate %q is not valid for login %q", ErrRefused, printable(cert.KeyId), printable(login))
+		return nil, fmt.Errorf("%w: certificate %q is not valid for login %q", ErrRefused, safetext.Printable(cert.KeyId), safetext.Printable(login))
 	}
 	checker := gossh.CertChecker{Clock: t.cfg.Now}
 	// CheckCert checks the validity window, the critical options (none are
 	// supported) and the CA's signature over the certificate.
 	if err := checker.CheckCert(login, cert); err != nil {
-		return nil, fmt.Errorf("%w: certificate %q: %v", ErrRefused, printable(cert.KeyId), err)
+		return nil, fmt.Errorf("%w: certificate %q: %v", ErrRefused, safetext.Printable(cert.KeyId), err)
 	}
 	return cert, nil
 }

@@ -1,4 +1,15 @@
-package ca
+// Package login is the user side of a bastion login: it asks the bastion
+// what it needs (GET /v1/info), gets an ID token from the identity
+// provider (a browser with authorization code and PKCE on a loopback
+// redirect, the device authorization grant, or a token the caller already
+// has, for CI), exchanges it with a fresh in-memory key for a certificate
+// (POST /v1/certificate), and installs both: in the running ssh-agent with
+// the certificate's lifetime, or in the config directory with 0600
+// permissions, beside a known_hosts file with the host CA line. [SSHConfig]
+// writes the stanza the stock OpenSSH client needs.
+//
+// It is a client of package ca's HTTP API and shares only its wire types.
+package login
 
 import (
 	"bytes"
@@ -28,6 +39,9 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/oauth2"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Login methods.
@@ -138,8 +152,8 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	if cfg.CallbackTimeout == 0 {
 		cfg.CallbackTimeout = 5 * time.Minute
 	}
-	var info Info
-	if err := getJSON(ctx, cfg.HTTPClient, base.String()+PathInfo, &info); err != nil {
+	var info ca.Info
+	if err := getJSON(ctx, cfg.HTTPClient, base.String()+ca.PathInfo, &info); err != nil {
 		return nil, fmt.Errorf("login: ask the bastion: %w", err)
 	}
 	ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
@@ -169,12 +183,12 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	req := CertRequest{IDToken: token, PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))}
+	req := ca.CertRequest{IDToken: token, PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))}
 	if cfg.TTL > 0 {
 		req.TTL = cfg.TTL.String()
 	}
-	var resp CertResponse
-	if err := postJSON(ctx, cfg.HTTPClient, base.String()+PathCertificate, req, &resp); err != nil {
+	var resp ca.CertResponse
+	if err := postJSON(ctx, cfg.HTTPClient, base.String()+ca.PathCertificate, req, &resp); err != nil {
 		return nil, fmt.Errorf("login: certificate: %w", err)
 	}
 	certKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(resp.Certificate))
@@ -188,7 +202,7 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	return install(cfg, info, base.String(), priv, cert, resp)
 }
 
-func install(cfg LoginConfig, info Info, baseURL string, priv ed25519.PrivateKey, cert *ssh.Certificate, resp CertResponse) (*State, error) {
+func install(cfg LoginConfig, info ca.Info, baseURL string, priv ed25519.PrivateKey, cert *ssh.Certificate, resp ca.CertResponse) (*State, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
@@ -285,7 +299,7 @@ func addToAgent(sock string, priv ed25519.PrivateKey, cert *ssh.Certificate, unt
 	return err == nil
 }
 
-func browserLogin(ctx context.Context, cfg LoginConfig, info Info) (string, error) {
+func browserLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, error) {
 	provider, err := oidc.NewProvider(ctx, info.Issuer)
 	if err != nil {
 		return "", fmt.Errorf("identity provider: %w", err)
@@ -316,7 +330,7 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info Info) (string, erro
 		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
 			res.err = errors.New("the login callback's state does not match the request (possible CSRF); try again")
 		case q.Get("error") != "":
-			res.err = fmt.Errorf("the identity provider refused: %s %s", printable(q.Get("error")), printable(q.Get("error_description")))
+			res.err = fmt.Errorf("the identity provider refused: %s %s", safetext.Printable(q.Get("error")), safetext.Printable(q.Get("error_description")))
 		case q.Get("code") == "":
 			res.err = errors.New("the login callback carries no code")
 		default:
@@ -382,7 +396,7 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info Info) (string, erro
 	return raw, nil
 }
 
-func deviceLogin(ctx context.Context, cfg LoginConfig, info Info) (string, error) {
+func deviceLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, error) {
 	provider, err := oidc.NewProvider(ctx, info.Issuer)
 	if err != nil {
 		return "", fmt.Errorf("identity provider: %w", err)
@@ -480,7 +494,7 @@ func doJSON(c *http.Client, req *http.Request, out any) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var er ErrorResponse
+		var er ca.ErrorResponse
 		if json.Unmarshal(body, &er) == nil && er.Error != "" {
 			return fmt.Errorf("%s (HTTP %d)", er.Error, resp.StatusCode)
 		}
