@@ -13,7 +13,7 @@ VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 VULN_VERSION   ?= v1.9.0
 CACHE    ?= $(CURDIR)/.cache
 
-.PHONY: all build test lint vet fmtcheck depcheck vulncheck fuzz bench demo clean
+.PHONY: all build test lint vet fmtcheck tidycheck depcheck vulncheck fuzz bench demo clean
 
 all: build
 
@@ -24,7 +24,7 @@ build:
 test:
 	$(GO) test -race -timeout 40m $(PKGS)
 
-lint: vet fmtcheck depcheck vulncheck
+lint: vet fmtcheck tidycheck depcheck vulncheck
 
 vet:
 	$(GO) vet $(PKGS)
@@ -32,6 +32,10 @@ vet:
 fmtcheck:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum say exactly what the code imports.
+tidycheck:
+	@$(GO) mod tidy -diff || { echo "go.mod is not tidy: run go mod tidy"; exit 1; }
 
 # Import direction is part of the design (docs/ARCHITECTURE.md).
 depcheck:

@@ -180,7 +180,18 @@ func TestPostgresApprovalAndCancel(t *testing.T) {
 
 	// Ctrl-C in psql cancels a running statement through the bastion.
 	pty.Send("SELECT pg_sleep(30);\r")
-	time.Sleep(500 * time.Millisecond)
+	// Cancel once the statement runs at the server (on a loaded machine,
+	// a fixed pause could come before it does).
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		got := p.pg.QueryStrings(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'")
+		if len(got) == 1 && got[0] == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the statement never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	pty.Send("\x03")
 	pty.Expect("canceling statement due to user request", 20*time.Second)
 	pty.Expect("shop=>", 30*time.Second)

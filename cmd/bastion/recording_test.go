@@ -286,7 +286,12 @@ func TestSessionVisibilityAndReplayOverSSH(t *testing.T) {
 	p.Expect("carol-was-here", 30*time.Second)
 	p.Wait(30 * time.Second)
 
+	// The replay was audited before it started (the audit write is
+	// synchronous), so the record is there now.
 	r = w.run(nil, "audit", "--json")
+	if r.Code != 0 {
+		t.Fatalf("audit: %s", r)
+	}
 	if !strings.Contains(r.Stdout, `"type":"session.replay"`) || !strings.Contains(r.Stdout, `"session_id":"`+carolSees["carol"]+`"`) {
 		t.Fatalf("the replay is not audited:\n%s", r.Stdout)
 	}
