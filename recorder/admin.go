@@ -212,6 +212,7 @@ func (s *Store) purgeSession(info SessionInfo) error {
 			bucket, key []byte
 		}{
 			{bucketSeals, []byte(info.ID)},
+			{bucketSessionCPs, []byte(info.ID)},
 			{bucketSessions, []byte(info.ID)},
 			{bucketByStart, startKey(info.Start, info.ID)},
 		} {

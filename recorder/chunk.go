@@ -9,30 +9,71 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
 
-// A chunk is a group of events committed together, one bbolt value:
+// A chunk is a group of events committed together, one stored value. Two
+// formats exist, told apart by their magic; stores hold both, and every
+// reader takes both:
 //
-//	magic "BRC1" | seq u64 | prev [32] | events u32 | payload len u32 | payload | hash [32]
+//	format 1 "BRC1": magic | seq u64 | prev [32] | events u32 | payload len u32 | payload | hash [32]
+//	format 2 "BRC2": magic | seq u64 | prev [32] | events u32 | codec u8 | raw len u32 | payload len u32 | payload | hash [32]
 //
-// hash is SHA-256 of everything before it; prev is the hash of the previous
-// chunk of the session, or for chunk 0 a hash of the session ID, so chunks
-// form a per-session chain that the seal's head closes. Integers are big-endian.
+// hash is SHA-256 of everything before it, so it covers the payload as
+// stored (compressed, in format 2); prev is the hash of the previous chunk of
+// the session, or for chunk 0 a hash of the session ID, so chunks form a
+// per-session chain that signed checkpoints and the seal close. Integers are
+// big-endian. In format 2 the payload is the events compressed with codec
+// (codecZstd, or codecNone when compression does not pay), raw len their
+// size before compression (at most maxChunkRaw).
 //
-// The payload is a sequence of events:
+// The events, once decompressed, are a sequence of
 //
 //	type byte | time µs since start (uvarint) | data length (uvarint) | data
+//
+// Format 1 holds asciicast event types only ('o', 'i', 'r', 'm'), whose
+// data is UTF-8. Format 2 adds the types of a TCP session's payload
+// ([EventFromClient], [EventFromServer], [EventConn]), whose data is bytes.
+// Writers write format 2 only.
 const (
-	chunkMagic     = "BRC1"
-	chunkHeaderLen = 4 + 8 + 32 + 4 + 4
-	hashLen        = sha256.Size
+	chunkMagicV1     = "BRC1"
+	chunkMagicV2     = "BRC2"
+	chunkHeaderLen   = 4 + 8 + 32 + 4 + 4 // format 1; writers reserve this much before a buffer's events
+	chunkHeaderLenV2 = 4 + 8 + 32 + 4 + 1 + 4 + 4
+	hashLen          = sha256.Size
 	// maxEventData splits large writes so every exported line stays well
 	// inside asciicast.DefaultMaxLineBytes, even with JSON escaping.
 	maxEventData = 32 << 10
 	// maxEventOverhead is the most an event adds to its data: type and two uvarints.
 	maxEventOverhead = 1 + 2*binary.MaxVarintLen64
+	// maxChunkRaw bounds a chunk's events before compression, so a crafted
+	// chunk cannot make a reader allocate more.
+	maxChunkRaw = 64 << 20
 )
+
+// Codecs of a format 2 chunk's payload.
+const (
+	codecNone byte = 0
+	codecZstd byte = 1
+)
+
+// Event types a format 2 chunk holds beyond asciicast's. A TCP session is
+// recorded as the bytes each side sent, one event per read, and the
+// connection's events; their data is bytes, not text.
+const (
+	// EventFromClient: bytes the client sent toward the target.
+	EventFromClient asciicast.EventType = 'c'
+	// EventFromServer: bytes the target sent back toward the client.
+	EventFromServer asciicast.EventType = 's'
+	// EventConn: a connection event, as text: "open CLIENT_ADDR TARGET_ADDR",
+	// "client fin", "server fin", "client rst", "server rst".
+	EventConn asciicast.EventType = 'x'
+)
+
+// binaryEvent reports the event types whose data is bytes.
+func binaryEvent(t asciicast.EventType) bool { return t == EventFromClient || t == EventFromServer }
 
 // genesis is the prev hash of a session's first chunk.
 func genesis(id string) [hashLen]byte {
@@ -59,32 +100,58 @@ func appendEvent(b []byte, typ asciicast.EventType, us int64, data []byte) []byt
 	return append(b, data...)
 }
 
-// sealChunk fills in the header of buf, whose first chunkHeaderLen bytes were
-// reserved, and appends the hash. It returns the finished value and its hash.
-func sealChunk(buf []byte, seq uint64, prev [hashLen]byte, events int) ([]byte, [hashLen]byte) {
-	h := buf[:chunkHeaderLen]
-	copy(h, chunkMagic)
+// encodeChunk makes the stored value of a chunk from buf, whose first
+// chunkHeaderLen bytes were reserved and whose rest is the events, appending
+// it to dst: format 2, the events compressed with enc when that makes them
+// smaller. It returns the value and its hash.
+func encodeChunk(dst, buf []byte, seq uint64, prev [hashLen]byte, events int, enc *zstd.Encoder) ([]byte, [hashLen]byte) {
+	raw := buf[chunkHeaderLen:]
+	start := len(dst)
+	dst = append(dst, make([]byte, chunkHeaderLenV2)...)
+	codec := codecNone
+	if enc != nil && len(raw) >= minCompress {
+		dst = enc.EncodeAll(raw, dst)
+		codec = codecZstd
+		if len(dst)-start-chunkHeaderLenV2 >= len(raw) {
+			dst, codec = dst[:start+chunkHeaderLenV2], codecNone
+		}
+	}
+	if codec == codecNone {
+		dst = append(dst, raw...)
+	}
+	h := dst[start : start+chunkHeaderLenV2]
+	copy(h, chunkMagicV2)
 	binary.BigEndian.PutUint64(h[4:], seq)
 	copy(h[12:], prev[:])
 	binary.BigEndian.PutUint32(h[44:], uint32(events))
-	binary.BigEndian.PutUint32(h[48:], uint32(len(buf)-chunkHeaderLen))
-	sum := sha256.Sum256(buf)
-	return append(buf, sum[:]...), sum
+	h[48] = codec
+	binary.BigEndian.PutUint32(h[49:], uint32(len(raw)))
+	binary.BigEndian.PutUint32(h[53:], uint32(len(dst)-start-chunkHeaderLenV2))
+	sum := sha256.Sum256(dst[start:])
+	return append(dst, sum[:]...), sum
 }
 
-// newChunk builds a whole chunk from a payload (used for small marker chunks).
+// minCompress is the smallest payload worth compressing.
+const minCompress = 64
+
+// newChunk builds a whole chunk from a payload of events (small marker
+// chunks), uncompressed.
 func newChunk(payload []byte, seq uint64, prev [hashLen]byte, events int) ([]byte, [hashLen]byte) {
-	buf := make([]byte, chunkHeaderLen, chunkHeaderLen+len(payload)+hashLen)
-	return sealChunk(append(buf, payload...), seq, prev, events)
+	buf := make([]byte, chunkHeaderLen, chunkHeaderLen+len(payload))
+	return encodeChunk(nil, append(buf, payload...), seq, prev, events, nil)
 }
 
-// chunk is a decoded chunk; payload aliases the value it was parsed from.
+// chunk is a decoded chunk; payload holds its events (decompressed), and
+// aliases either the value it was parsed from or the decoder's scratch
+// buffer.
 type chunk struct {
+	format  int // 1 or 2
 	seq     uint64
 	prev    [hashLen]byte
 	events  int
 	payload []byte
 	hash    [hashLen]byte
+	stored  int // bytes the chunk takes as stored
 }
 
 var (
@@ -98,16 +165,28 @@ var (
 	errChunkTime    = errors.New("chunk event times go backwards")
 	errChunkLink    = errors.New("chunk does not link to the previous chunk")
 	errChunkMissing = errors.New("chunk is missing")
+	errChunkCodec   = errors.New("chunk payload cannot be decompressed")
 )
 
-// parseChunk checks a stored value's framing and hash.
-func parseChunk(v []byte, wantSeq uint64) (chunk, error) {
-	var c chunk
-	if len(v) < chunkHeaderLen+hashLen {
+// parseChunk checks a stored value's framing and hash and returns its
+// events, decompressing them into *scratch (reused across calls) when they
+// are compressed.
+func parseChunk(v []byte, wantSeq uint64, scratch *[]byte) (chunk, error) {
+	c := chunk{stored: len(v)}
+	if len(v) < 4 {
 		return c, errChunkShort
 	}
-	if string(v[:4]) != chunkMagic {
+	var hdr int
+	switch string(v[:4]) {
+	case chunkMagicV1:
+		c.format, hdr = 1, chunkHeaderLen
+	case chunkMagicV2:
+		c.format, hdr = 2, chunkHeaderLenV2
+	default:
 		return c, errChunkMagic
+	}
+	if len(v) < hdr+hashLen {
+		return c, errChunkShort
 	}
 	body := v[:len(v)-hashLen]
 	copy(c.hash[:], v[len(v)-hashLen:])
@@ -117,15 +196,62 @@ func parseChunk(v []byte, wantSeq uint64) (chunk, error) {
 	c.seq = binary.BigEndian.Uint64(v[4:])
 	copy(c.prev[:], v[12:44])
 	c.events = int(binary.BigEndian.Uint32(v[44:]))
-	n := binary.BigEndian.Uint32(v[48:])
-	if uint64(n) != uint64(len(body)-chunkHeaderLen) {
+	n := binary.BigEndian.Uint32(v[hdr-4:])
+	if uint64(n) != uint64(len(body)-hdr) {
 		return c, errChunkLength
 	}
 	if c.seq != wantSeq {
 		return c, errChunkSeq
 	}
-	c.payload = body[chunkHeaderLen:]
+	c.payload = body[hdr:]
+	if c.format == 1 {
+		return c, nil
+	}
+	codec, raw := v[48], binary.BigEndian.Uint32(v[49:])
+	switch {
+	case raw > maxChunkRaw:
+		return c, fmt.Errorf("%w: %d bytes is over the limit", errChunkCodec, raw)
+	case codec == codecNone:
+		if uint64(raw) != uint64(len(c.payload)) {
+			return c, errChunkLength
+		}
+	case codec == codecZstd:
+		if scratch == nil {
+			scratch = new([]byte)
+		}
+		out, err := zstdDecoder.DecodeAll(c.payload, (*scratch)[:0])
+		if err != nil {
+			return c, fmt.Errorf("%w: %v", errChunkCodec, err)
+		}
+		if uint64(len(out)) != uint64(raw) {
+			return c, fmt.Errorf("%w: %d bytes, header says %d", errChunkCodec, len(out), raw)
+		}
+		*scratch = out
+		c.payload = out
+	default:
+		return c, fmt.Errorf("%w: unknown codec %d", errChunkCodec, codec)
+	}
 	return c, nil
+}
+
+// zstdDecoder decompresses chunk payloads; DecodeAll is safe for
+// concurrent use. Its memory is bounded like a chunk's raw size.
+var zstdDecoder = func() *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxChunkRaw), zstd.WithDecoderMaxWindow(8<<20))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return d
+}()
+
+// newZstdEncoder returns the encoder the flusher compresses chunks with.
+func newZstdEncoder() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(1<<20), zstd.WithEncoderCRC(false))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return e
 }
 
 // rawEvent is an event as stored; data aliases the payload.
@@ -147,7 +273,7 @@ func walkEvents(c chunk, last *int64, fn func(rawEvent) error) error {
 	n := 0
 	for len(p) > 0 {
 		typ := asciicast.EventType(p[0])
-		if !typ.Valid() {
+		if !typ.Valid() && !(c.format >= 2 && (binaryEvent(typ) || typ == EventConn)) {
 			return fmt.Errorf("%w: event %d has type %#x", errChunkEvents, n, p[0])
 		}
 		us, k := binary.Uvarint(p[1:])
@@ -161,7 +287,7 @@ func walkEvents(c chunk, last *int64, fn func(rawEvent) error) error {
 		}
 		data := p[k : k+int(size)]
 		p = p[k+int(size):]
-		if !utf8.Valid(data) {
+		if !binaryEvent(typ) && !utf8.Valid(data) {
 			return fmt.Errorf("%w: event %d is not UTF-8", errChunkEvents, n)
 		}
 		if typ == asciicast.Resize {
@@ -188,11 +314,19 @@ func walkEvents(c chunk, last *int64, fn func(rawEvent) error) error {
 
 // chainChecker follows a session's chain chunk by chunk.
 type chainChecker struct {
-	id     string
-	next   uint64        // the sequence expected next
-	head   [hashLen]byte // hash of the last good chunk (genesis at first)
-	events int64
-	last   int64 // time of the last event, µs
+	id      string
+	scratch []byte        // decompressed events of the last chunk
+	next    uint64        // the sequence expected next
+	head    [hashLen]byte // hash of the last good chunk (genesis at first)
+	events  int64
+	last    int64 // time of the last event, µs
+	v2      bool  // a chunk of format 2 was seen
+	// at, when set, asks to remember the head and event count once the
+	// chain reaches that many chunks (a checkpoint's extent).
+	at       int64
+	atHead   [hashLen]byte
+	atEvents int64
+	atSeen   bool
 }
 
 func newChainChecker(id string) *chainChecker {
@@ -209,7 +343,7 @@ func (cc *chainChecker) check(key, v []byte, fn func(rawEvent) error) (chunk, er
 	if seq := binary.BigEndian.Uint64(key[len(prefix):]); seq != cc.next {
 		return chunk{}, errChunkMissing
 	}
-	c, err := parseChunk(v, cc.next)
+	c, err := parseChunk(v, cc.next, &cc.scratch)
 	if err != nil {
 		return c, err
 	}
@@ -222,5 +356,9 @@ func (cc *chainChecker) check(key, v []byte, fn func(rawEvent) error) (chunk, er
 	cc.head = c.hash
 	cc.events += int64(c.events)
 	cc.next++
+	cc.v2 = cc.v2 || c.format == 2
+	if cc.at > 0 && int64(cc.next) == cc.at {
+		cc.atHead, cc.atEvents, cc.atSeen = cc.head, cc.events, true
+	}
 	return c, nil
 }

@@ -1,7 +1,11 @@
 package recorder
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
@@ -22,6 +26,30 @@ func rechunk(payload []byte, events int) []byte {
 	return v
 }
 
+// recodec builds a format 2 chunk of a compressible payload, then sets its
+// codec and raw length (raw -1 keeps it; -2 also replaces the payload by
+// bytes that are not zstd), and rehashes it.
+func recodec(codec byte, raw int) []byte {
+	p := appendEvent(nil, asciicast.Output, 1, bytes.Repeat([]byte("compress me "), 50))
+	buf := append(make([]byte, chunkHeaderLen), p...)
+	v, _ := encodeChunk(nil, buf, 0, genesis("s"), 1, newZstdEncoder())
+	v = v[:len(v)-hashLen]
+	if v[48] != codecZstd {
+		panic("not compressed")
+	}
+	if raw == -2 {
+		v = append(v[:chunkHeaderLenV2], "not zstd at all"...)
+		binary.BigEndian.PutUint32(v[53:], uint32(len(v)-chunkHeaderLenV2))
+		raw = -1
+	}
+	v[48] = codec
+	if raw >= 0 {
+		binary.BigEndian.PutUint32(v[49:], uint32(raw))
+	}
+	sum := sha256.Sum256(v)
+	return append(v, sum[:]...)
+}
+
 // Stored chunks are outside bytes too (anyone with the file can edit them).
 var badChunks = []struct {
 	name string
@@ -32,7 +60,13 @@ var badChunks = []struct {
 	{name: "short", v: validChunk()[:40], want: errChunkShort},
 	{name: "bad magic", v: append([]byte("XXXX"), validChunk()[4:]...), want: errChunkMagic},
 	{name: "flipped byte", v: func() []byte { v := validChunk(); v[60] ^= 1; return v }(), want: errChunkHash},
-	{name: "bad type", v: rechunk([]byte{'x', 0, 0}, 1), want: errChunkEvents},
+	{name: "bad type", v: rechunk([]byte{'z', 0, 0}, 1), want: errChunkEvents},
+	{name: "binary data in a text event", v: rechunk([]byte{'o', 0, 2, 0xff, 0xfe}, 1), want: errChunkEvents},
+	{name: "unknown codec", v: recodec(7, -1), want: errChunkCodec},
+	{name: "raw length over the limit", v: recodec(codecZstd, maxChunkRaw+1), want: errChunkCodec},
+	{name: "raw length does not match", v: recodec(codecZstd, 3), want: errChunkCodec},
+	{name: "uncompressed with a wrong raw length", v: recodec(codecNone, 3), want: errChunkLength},
+	{name: "not zstd", v: recodec(codecZstd, -2), want: errChunkCodec},
 	{name: "bad varint", v: rechunk([]byte{'o', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 1), want: errChunkEvents},
 	{name: "length beyond payload", v: rechunk([]byte{'o', 0, 50, 'a'}, 1), want: errChunkEvents},
 	{name: "huge length", v: rechunk([]byte{'o', 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, 1), want: errChunkEvents},
@@ -65,6 +99,39 @@ func TestChunkChecks(t *testing.T) {
 	}
 	if _, err := newChainChecker("s").check(chunkKey("t", 0), validChunk(), nil); !errors.Is(err, errChunkSeq) {
 		t.Errorf("foreign key: got %v, want %v", err, errChunkSeq)
+	}
+}
+
+// A compressed chunk reads back as the events written, and costs less.
+func TestChunkCompression(t *testing.T) {
+	var p []byte
+	for i := range 500 {
+		p = appendEvent(p, asciicast.Output, int64(i), []byte(strings.Repeat("2026-12-05 INFO request ok\n", 3)))
+	}
+	p = appendEvent(p, EventFromClient, 600, []byte{0, 0xff, 0xfe, 'G'})
+	p = appendEvent(p, EventConn, 601, []byte("client fin"))
+	buf := append(make([]byte, chunkHeaderLen), p...)
+	v, h := encodeChunk(nil, buf, 0, genesis("s"), 502, newZstdEncoder())
+	if v[48] != codecZstd || len(v) > len(p)/4 {
+		t.Fatalf("codec %d, %d bytes stored for %d", v[48], len(v), len(p))
+	}
+	cc := newChainChecker("s")
+	var evs []rawEvent
+	c, err := cc.check(chunkKey("s", 0), v, func(e rawEvent) error { evs = append(evs, rawEvent{e.typ, e.us, bytes.Clone(e.data)}); return nil })
+	if err != nil || c.hash != h || c.format != 2 {
+		t.Fatalf("check: %v, format %d", err, c.format)
+	}
+	if len(evs) != 502 || !bytes.Equal(evs[500].data, []byte{0, 0xff, 0xfe, 'G'}) || evs[501].typ != EventConn {
+		t.Fatalf("got %d events, last %+v", len(evs), evs[len(evs)-1])
+	}
+	// Incompressible events are stored as they are.
+	rnd := make([]byte, 4096)
+	for i := range rnd {
+		rnd[i] = byte(i*7919 + i>>3)
+	}
+	v, _ = encodeChunk(nil, append(make([]byte, chunkHeaderLen), appendEvent(nil, EventFromServer, 0, rnd)...), 0, genesis("s"), 1, newZstdEncoder())
+	if _, err := newChainChecker("s").check(chunkKey("s", 0), v, nil); err != nil {
+		t.Fatalf("incompressible: %v", err)
 	}
 }
 

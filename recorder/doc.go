@@ -19,6 +19,7 @@
 //	sessions           session ID -> SessionInfo (JSON)
 //	sessions_by_start  start time + ID, for newest-first listing and retention
 //	chunks             session ID, 0, big-endian sequence -> chunk of events
+//	session_checkpoints session ID -> its latest signed checkpoint (a note)
 //	seals              session ID -> signed seal
 //	audit              big-endian sequence -> hash-chained audit record
 //	audit_checkpoints  big-endian sequence -> signed audit chain head
@@ -29,21 +30,42 @@
 // replays it. Reads copy values out of their transaction and never keep one
 // open while a caller's function runs.
 //
+// # Chunk format
+//
+// A chunk is one stored value: a header (format magic, sequence, the
+// previous chunk's hash, event count), the events, and a SHA-256 hash of
+// all of it (see chunk.go for the byte layout). Format 2, which writers
+// write, compresses the events with zstd before hashing and storing them
+// (terminal output compresses several times over; a chunk that would not
+// shrink is stored as it is) and admits the event types of a TCP session's
+// payload ([EventFromClient], [EventFromServer], [EventConn]), whose data is
+// bytes. Format 1 chunks (uncompressed, terminal events only), written
+// before, are read, verified, replayed and exported the same way, and a
+// store holds both; the format is per chunk, so no migration is needed.
+//
 // # Tamper evidence
 //
-// Each chunk carries the SHA-256 of the previous chunk of its session (the
+// Each chunk carries the hash of the previous chunk of its session (the
 // first one a hash of the session ID) and its own hash, so the chunks form a
-// chain. When a session ends, a seal naming the chain head, the counts, the
-// times and the session's metadata is signed with Config.SealKey (ed25519).
+// chain. At every flush, in the same transaction as the chunks, the flusher
+// signs the session's new chain head, chunk count and event count with
+// Config.SealKey (ed25519) as a [Checkpoint], a signed note in the format of
+// golang.org/x/mod/sumdb/note ([NoteVerifierKey] gives the verifier key
+// others check it with). When a session ends, a seal naming the chain head,
+// the counts, the times and the session's metadata is signed too.
 // [Store.Verify] reports a session intact, or exactly which chunk broke and
-// how; [VerifySeal] checks a seal with only the public key. The audit log is
-// chained the same way, and the flusher signs its head after new records
-// ([Store.VerifyAudit]).
+// how, and reports chunks that no signature covers (after the last
+// checkpoint or the seal) as unverified, never intact; [VerifySeal] and
+// [OpenCheckpoint] check a seal or a checkpoint with only the public key.
+// The audit log is chained the same way, and the flusher signs its head
+// after new records ([Store.VerifyAudit]).
 //
 // This detects changes made with access to the file but not to the seal
-// key. Someone holding the key can rewrite anything; someone who deletes the
-// newest sessions, audit records and checkpoints together leaves no trace in
-// the file itself. Ship the audit log elsewhere when that matters.
+// key: an edited chunk breaks the chain, and a chain rebuilt with fresh
+// hashes no longer matches the signed checkpoint. Someone holding the key
+// can rewrite anything; someone who deletes the newest sessions, audit
+// records and checkpoints together leaves no trace in the file itself. Ship
+// the audit log elsewhere when that matters.
 //
 // # Concurrency
 //
@@ -72,9 +94,12 @@
 //
 // bbolt commits are atomic, so after a crash (even kill -9) the file opens
 // with every committed chunk intact. Sessions still marked live are from
-// before the crash: Open marks them interrupted and seals what was
-// committed, which is everything up to the last flush; at most one
-// FlushInterval of events is lost.
+// before the crash: Open marks them interrupted and seals what the last
+// signed checkpoint covers, which is everything up to the last flush; at
+// most one FlushInterval of events is lost. A session whose chunks do not
+// match its checkpoint, or that should have one and has none, is not
+// sealed, and says why. (Sessions that started before the store first
+// wrote checkpoints are sealed as they stand, as before.)
 //
 // # Retention and compaction
 //

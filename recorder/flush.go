@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -50,6 +51,24 @@ func (s *Store) growBuffer(buf []byte, need int) []byte {
 	nb = append(nb, buf...)
 	s.putBuffer(buf)
 	return nb
+}
+
+// getValue returns an empty buffer for an encoded chunk. An encoded chunk
+// is at most its events plus a format 2 header and the hash, which a
+// pool-sized buffer holds.
+func (s *Store) getValue() []byte {
+	if p, ok := s.valPool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, s.bigBuffer()+chunkHeaderLenV2)
+}
+
+// putValue returns an encoded chunk's buffer to its pool.
+func (s *Store) putValue(v []byte) {
+	if cap(v) == s.bigBuffer()+chunkHeaderLenV2 {
+		v = v[:0]
+		s.valPool.Put(&v)
+	}
 }
 
 // putBuffer returns a pool-sized buffer to the pool.
@@ -115,6 +134,7 @@ type flushItem struct {
 	gap     *gap
 	end     *endRequest
 	values  [][]byte // chunks to put, in order
+	cp      []byte   // the signed checkpoint covering them
 	seq     uint64   // chain state after a successful commit
 	head    [hashLen]byte
 	evTotal int64
@@ -171,6 +191,14 @@ func (s *Store) flush(final bool) {
 		for _, it := range items {
 			for i, v := range it.values {
 				if err := chunks.Put(chunkKey(it.r.id, it.r.seq+uint64(i)), v); err != nil {
+					return err
+				}
+			}
+			if len(it.values) > 0 {
+				if it.cp == nil {
+					return errors.New("no signed checkpoint for the chunks")
+				}
+				if err := tx.Bucket(bucketSessionCPs).Put([]byte(it.r.id), it.cp); err != nil {
 					return err
 				}
 			}
@@ -243,14 +271,23 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 		evTotal++
 	}
 	for i, pb := range it.bufs {
-		v, h := sealChunk(pb.buf, seq, head, pb.events)
-		it.bufs[i].buf = v
+		v, h := encodeChunk(s.getValue(), pb.buf, seq, head, pb.events, s.zenc)
+		it.bufs[i].value = v
 		it.values = append(it.values, v)
 		seq, head = seq+1, h
 		evTotal += int64(pb.events)
 	}
 	it.seq, it.head, it.evTotal = seq, head, evTotal
 	it.info.Events, it.info.Chunks = evTotal, int64(seq)
+	if len(it.values) > 0 {
+		cp, err := signCheckpoint(s.signer, Checkpoint{SessionID: r.id, Chunks: int64(seq), Events: evTotal, Head: head, Time: now})
+		if err != nil {
+			// Unreachable (ed25519 signing does not fail); the flush then
+			// fails and the session follows the failure mode.
+			s.log.Error("recorder: sign checkpoint", "session_id", r.id, "err", err)
+		}
+		it.cp = cp
+	}
 	if it.end != nil {
 		it.info.Status = it.end.status
 		it.info.End = it.end.end
@@ -274,6 +311,7 @@ func (s *Store) finish(it *flushItem, err error, final bool) {
 	}
 	for _, pb := range it.bufs { // committed or lost, bbolt is done with them
 		s.putBuffer(pb.buf)
+		s.putValue(pb.value)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -170,6 +170,9 @@ func (s *Store) Verify(id string) (Report, error) {
 		info      SessionInfo
 		infoErr   error
 		sealBytes []byte
+		cp        Checkpoint
+		hasCP     bool
+		cpErr     error
 	)
 	err := s.view(func(tx *bolt.Tx) error {
 		info, infoErr = getSession(tx, id)
@@ -177,6 +180,7 @@ func (s *Store) Verify(id string) (Report, error) {
 			return infoErr
 		}
 		sealBytes = bytes.Clone(tx.Bucket(bucketSeals).Get([]byte(id)))
+		cp, hasCP, cpErr = s.readCheckpoint(tx, id)
 		return nil
 	})
 	if err != nil {
@@ -193,6 +197,9 @@ func (s *Store) Verify(id string) (Report, error) {
 	}
 
 	cc := newChainChecker(id)
+	if hasCP && cpErr == nil {
+		cc.at = cp.Chunks
+	}
 	err = s.scan(bucketChunks, chunkPrefix(id), nil, func(k, v []byte) error {
 		if _, err := cc.check(k, v, nil); err != nil {
 			switch {
@@ -231,7 +238,7 @@ func (s *Store) Verify(id string) (Report, error) {
 			break
 		}
 		if se.Chunks < rep.Chunks {
-			fail(se.Chunks, "chunk %d was added after the seal", se.Chunks)
+			fail(se.Chunks, "chunks %d to %d come after the seal: unverified (chunk %d was added after the seal)", se.Chunks, rep.Chunks-1, se.Chunks)
 			break
 		}
 		if se.Head != hex.EncodeToString(cc.head[:]) || se.Events != rep.Events {
@@ -243,8 +250,27 @@ func (s *Store) Verify(id string) (Report, error) {
 			break
 		}
 		rep.Sealed = true
+	case cpErr != nil:
+		fail(-1, "the signed checkpoint does not verify: %v", cpErr)
+	case hasCP:
+		// Not sealed: the latest signed checkpoint covers the chain up
+		// to its extent; anything after it is unverified.
+		switch {
+		case rep.Problem != "":
+		case !cc.atSeen:
+			fail(rep.Chunks, "chunks %d to %d are missing (the signed checkpoint covers %d)", rep.Chunks, cp.Chunks-1, cp.Chunks)
+		case cc.atHead != cp.Head || cc.atEvents != cp.Events:
+			fail(cp.Chunks-1, "chunk %d does not match the signed checkpoint: the recording was rewritten", cp.Chunks-1)
+		case rep.Chunks > cp.Chunks:
+			fail(cp.Chunks, "chunks %d to %d come after the last signed checkpoint: unverified", cp.Chunks, rep.Chunks-1)
+		case info.Status != StatusLive:
+			fail(-1, "the %s session has no seal (its chunks match the last signed checkpoint)", info.Status)
+		}
+	case s.needsCheckpoint(info, cc.v2) && rep.Chunks > 0:
+		fail(0, "no signed checkpoint covers chunk 0: the recording is unverified")
 	case info.Status == StatusLive:
-		// Not sealed yet: the chain so far is all there is to check.
+		// Written before checkpoints and not sealed yet: the chain so far
+		// is all there is to check.
 	default:
 		fail(-1, "the %s session has no seal", info.Status)
 	}

@@ -52,6 +52,7 @@ type Recording struct {
 type pendingBuf struct {
 	buf    []byte // chunk header reserved, then events
 	events int
+	value  []byte // the encoded chunk, once the flusher made it
 }
 
 type endRequest struct {

@@ -14,26 +14,32 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
 // Buckets of the bbolt file.
 var (
-	bucketMeta        = []byte("meta")              // "format" -> storeFormat
-	bucketSessions    = []byte("sessions")          // session ID -> SessionInfo JSON
-	bucketByStart     = []byte("sessions_by_start") // start (8 bytes) + ID -> nothing
-	bucketChunks      = []byte("chunks")            // session ID + 0 + seq (8 bytes) -> chunk
-	bucketSeals       = []byte("seals")             // session ID -> signed Seal
-	bucketAudit       = []byte("audit")             // seq (8 bytes) -> auditRecord JSON
-	bucketCheckpoints = []byte("audit_checkpoints") // seq (8 bytes) -> signed checkpoint
-	bucketRevocations = []byte("revocations")       // serial (8 bytes) -> Revocation JSON
-	bucketHostKeys    = []byte("host_keys")         // target -> pinned key
+	bucketMeta        = []byte("meta")                // "format" -> storeFormat
+	bucketSessions    = []byte("sessions")            // session ID -> SessionInfo JSON
+	bucketByStart     = []byte("sessions_by_start")   // start (8 bytes) + ID -> nothing
+	bucketChunks      = []byte("chunks")              // session ID + 0 + seq (8 bytes) -> chunk
+	bucketSeals       = []byte("seals")               // session ID -> signed Seal
+	bucketAudit       = []byte("audit")               // seq (8 bytes) -> auditRecord JSON
+	bucketCheckpoints = []byte("audit_checkpoints")   // seq (8 bytes) -> signed checkpoint
+	bucketRevocations = []byte("revocations")         // serial (8 bytes) -> Revocation JSON
+	bucketHostKeys    = []byte("host_keys")           // target -> pinned key
+	bucketSessionCPs  = []byte("session_checkpoints") // session ID -> its latest signed Checkpoint (a note)
 	allBuckets        = [][]byte{bucketMeta, bucketSessions, bucketByStart, bucketChunks, bucketSeals,
-		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys}
+		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys, bucketSessionCPs}
 )
 
 const storeFormat = "bastion-recorder-1"
+
+// metaCheckpointsSince is when this store began to write signed session
+// checkpoints: a session that started later must have them.
+var metaCheckpointsSince = []byte("checkpoints_since")
 
 // Store is the recording store: the one owner of the bbolt file.
 type Store struct {
@@ -69,7 +75,11 @@ type Store struct {
 	revMu   sync.RWMutex
 	revoked map[uint64]struct{}
 
-	bufPool sync.Pool // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
+	bufPool sync.Pool     // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
+	valPool sync.Pool     // *[]byte: encoded chunk values, the same capacity
+	zenc    *zstd.Encoder // compresses chunks; used by the flusher
+	signer  noteSigner    // signs session checkpoints
+	cpSince time.Time     // sessions started at or after this have checkpoints
 
 	// flushHook, set by tests, runs inside every flush transaction; an
 	// error from it fails the transaction.
@@ -109,6 +119,8 @@ func Open(cfg Config) (*Store, error) {
 		auditDone: make(chan struct{}),
 		entropy:   ulid.Monotonic(rand.Reader, 0),
 		revoked:   make(map[uint64]struct{}),
+		zenc:      newZstdEncoder(),
+		signer:    newNoteSigner(cfg.SealKey),
 	}
 	if err := s.init(); err != nil {
 		db.Close()
@@ -129,11 +141,24 @@ func (s *Store) init() error {
 		meta := tx.Bucket(bucketMeta)
 		switch f := meta.Get([]byte("format")); {
 		case f == nil:
-			return meta.Put([]byte("format"), []byte(storeFormat))
+			if err := meta.Put([]byte("format"), []byte(storeFormat)); err != nil {
+				return err
+			}
 		case string(f) != storeFormat:
 			return fmt.Errorf("%w: unknown store format %q", ErrConfig, f)
 		}
-		return nil
+		// Sessions that start from now on are covered by signed
+		// checkpoints; older ones (chunk format 1) are sealed as before.
+		if since := meta.Get(metaCheckpointsSince); since != nil {
+			t, err := time.Parse(time.RFC3339Nano, string(since))
+			if err != nil {
+				return fmt.Errorf("%w: unreadable %s in the store's metadata", ErrBroken, metaCheckpointsSince)
+			}
+			s.cpSince = t
+			return nil
+		}
+		s.cpSince = s.cfg.Now().UTC()
+		return meta.Put(metaCheckpointsSince, []byte(s.cpSince.Format(time.RFC3339Nano)))
 	})
 	if err != nil {
 		return fmt.Errorf("recorder: init %s: %w", s.cfg.Path, err)
@@ -178,7 +203,11 @@ func (s *Store) recoverLive() error {
 	now := s.cfg.Now()
 	for _, info := range live {
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			cp, hasCP, cpErr := s.readCheckpoint(tx, info.ID)
 			cc := newChainChecker(info.ID)
+			if hasCP && cpErr == nil {
+				cc.at = cp.Chunks
+			}
 			var broken error
 			c := tx.Bucket(bucketChunks).Cursor()
 			prefix := chunkPrefix(info.ID)
@@ -193,16 +222,39 @@ func (s *Store) recoverLive() error {
 			if info.Error == "" {
 				info.Error = "the bastion stopped while the session was live"
 			}
-			if broken != nil {
+			// Seal only what a signature already covers: the chunks up
+			// to the last signed checkpoint (the flusher writes it with
+			// the chunks). A chain rebuilt without the seal key does not
+			// match it and is not sealed.
+			seal := false
+			head, chunks, events := cc.head, int64(cc.next), cc.events
+			switch {
+			case cpErr != nil:
+				info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
+			case hasCP && !cc.atSeen:
+				info.Error = fmt.Sprintf("recording damaged at chunk %d, before the end of the signed checkpoint (chunk %d): not sealed", cc.next, cp.Chunks-1)
+			case hasCP && (cc.atHead != cp.Head || cc.atEvents != cp.Events):
+				info.Error = fmt.Sprintf("chunk %d does not match the signed checkpoint: the recording was rewritten; not sealed", cp.Chunks-1)
+			case hasCP:
+				seal, head, chunks, events = true, cp.Head, cp.Chunks, cp.Events
+				if int64(cc.next) > cp.Chunks || broken != nil {
+					info.Error = fmt.Sprintf("chunks from %d on come after the last signed checkpoint: sealed up to chunk %d", cp.Chunks, cp.Chunks-1)
+				}
+			case s.needsCheckpoint(info, cc.v2) && (cc.next > 0 || broken != nil):
+				info.Error = "no signed checkpoint covers the recording: not sealed"
+			case broken != nil:
 				info.Error = fmt.Sprintf("recording damaged at chunk %d: %v", cc.next, broken)
-			} else {
-				info.Events, info.Chunks = cc.events, int64(cc.next)
+			default:
+				seal = true // written before checkpoints: sealed as it stands
+			}
+			if seal {
+				info.Events, info.Chunks = events, chunks
 			}
 			if err := putSession(tx, info); err != nil {
 				return err
 			}
-			if broken == nil {
-				sealed, err := sign(s.cfg.SealKey, sealDomain, newSeal(info, cc.head, now))
+			if seal {
+				sealed, err := sign(s.cfg.SealKey, sealDomain, newSeal(info, head, now))
 				if err != nil {
 					return err
 				}

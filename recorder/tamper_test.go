@@ -66,7 +66,7 @@ func flipAt(off int) func([]byte) []byte {
 // reseal changes a payload byte and recomputes the chunk's own hash, as an
 // attacker who knows the format would.
 func reseal(v []byte) []byte {
-	c, err := parseChunk(v, uint64(v[11]))
+	c, err := parseChunk(v, uint64(v[11]), nil)
 	if err != nil {
 		panic(err)
 	}
@@ -96,7 +96,7 @@ func TestTamperDetection(t *testing.T) {
 		at      int64
 		problem string
 	}{
-		{name: "flip payload byte", edit: func(id, _ string) func(*bolt.Tx) error { return editChunk(id, 2, flipAt(chunkHeaderLen+3)) },
+		{name: "flip payload byte", edit: func(id, _ string) func(*bolt.Tx) error { return editChunk(id, 2, flipAt(chunkHeaderLenV2+3)) },
 			at: 2, problem: "chunk 2: chunk content does not match its hash"},
 		{name: "flip header byte", edit: func(id, _ string) func(*bolt.Tx) error { return editChunk(id, 0, flipAt(20)) },
 			at: 0, problem: "chunk 0: chunk content does not match its hash"},
@@ -118,7 +118,7 @@ func TestTamperDetection(t *testing.T) {
 		{name: "append chunk", edit: func(id, _ string) func(*bolt.Tx) error {
 			return func(tx *bolt.Tx) error {
 				b := tx.Bucket(bucketChunks)
-				c, _ := parseChunk(b.Get(chunkKey(id, 3)), 3)
+				c, _ := parseChunk(b.Get(chunkKey(id, 3)), 3, nil)
 				v, _ := newChunk(appendEvent(nil, asciicast.Output, 1e9, []byte("forged")), 4, c.hash, 1)
 				return b.Put(chunkKey(id, 4), v)
 			}

@@ -1,0 +1,161 @@
+package recorder
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// A session checkpoint is a signed statement of how far a session's chunk
+// chain went at a flush: its chunk count, event count and head hash. The
+// flusher writes one in the same transaction as the chunks it covers, so
+// every committed chunk is covered by a signature the moment it exists, and
+// a chain rebuilt by someone without the seal key no longer matches it.
+//
+// Checkpoints are signed notes in the format of golang.org/x/mod/sumdb/note
+// (the Go checksum database's), so an auditor can check one with that
+// package or any implementation of the format, given the verifier key that
+// [Store.NoteVerifierKey] returns. The text is:
+//
+//	bastion session checkpoint v1
+//	SESSION_ID
+//	CHUNKS
+//	EVENTS
+//	HEAD (base64 of the SHA-256 chain head)
+//	TIME (RFC 3339, UTC)
+//
+// followed by the note's blank line and signature line.
+type Checkpoint struct {
+	SessionID string
+	Chunks    int64
+	Events    int64
+	Head      [hashLen]byte
+	Time      time.Time
+}
+
+const (
+	checkpointOrigin = "bastion session checkpoint v1"
+	// noteKeyName names the seal key in signed notes.
+	noteKeyName = "bastion-seal"
+)
+
+var errCheckpoint = errors.New("checkpoint is malformed")
+
+// text is the checkpoint's note text.
+func (c Checkpoint) text() string {
+	return fmt.Sprintf("%s\n%s\n%d\n%d\n%s\n%s\n", checkpointOrigin, c.SessionID, c.Chunks, c.Events,
+		base64.StdEncoding.EncodeToString(c.Head[:]), c.Time.UTC().Format(time.RFC3339Nano))
+}
+
+// parseCheckpointText reads a checkpoint's note text.
+func parseCheckpointText(text string) (Checkpoint, error) {
+	var c Checkpoint
+	lines := strings.Split(text, "\n")
+	if len(lines) != 7 || lines[6] != "" || lines[0] != checkpointOrigin {
+		return c, errCheckpoint
+	}
+	c.SessionID = lines[1]
+	var err1, err2, err3, err4 error
+	c.Chunks, err1 = strconv.ParseInt(lines[2], 10, 64)
+	c.Events, err2 = strconv.ParseInt(lines[3], 10, 64)
+	head, err3 := base64.StdEncoding.DecodeString(lines[4])
+	c.Time, err4 = time.Parse(time.RFC3339Nano, lines[5])
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || len(head) != hashLen || c.Chunks < 0 || c.Events < 0 || !validID(c.SessionID) {
+		return c, errCheckpoint
+	}
+	copy(c.Head[:], head)
+	return c, nil
+}
+
+// noteSigner signs notes with an ed25519 key, as note's own signers do.
+type noteSigner struct {
+	key  ed25519.PrivateKey
+	hash uint32
+}
+
+const algEd25519 = 1
+
+func newNoteSigner(key ed25519.PrivateKey) noteSigner {
+	return noteSigner{key: key, hash: noteKeyHash(key.Public().(ed25519.PublicKey))}
+}
+
+// noteKeyHash is note's key hash: the first four bytes of
+// SHA-256(name + "\n" + algorithm byte + public key).
+func noteKeyHash(pub ed25519.PublicKey) uint32 {
+	h := sha256.New()
+	h.Write([]byte(noteKeyName + "\n"))
+	h.Write([]byte{algEd25519})
+	h.Write(pub)
+	return binary.BigEndian.Uint32(h.Sum(nil))
+}
+
+func (s noteSigner) Name() string                    { return noteKeyName }
+func (s noteSigner) KeyHash() uint32                 { return s.hash }
+func (s noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
+
+// NoteVerifierKey returns the seal key's public half as a note verifier key
+// ("bastion-seal+HASH+KEY"), for checking checkpoints with
+// golang.org/x/mod/sumdb/note (note.NewVerifier, note.Open).
+func NoteVerifierKey(pub ed25519.PublicKey) string {
+	return fmt.Sprintf("%s+%08x+%s", noteKeyName, noteKeyHash(pub), base64.StdEncoding.EncodeToString(append([]byte{algEd25519}, pub...)))
+}
+
+// signCheckpoint returns c as a signed note.
+func signCheckpoint(s noteSigner, c Checkpoint) ([]byte, error) {
+	return note.Sign(&note.Note{Text: c.text()}, s)
+}
+
+// OpenCheckpoint checks a signed checkpoint with the seal key's public half
+// and returns it.
+func OpenCheckpoint(pub ed25519.PublicKey, msg []byte) (Checkpoint, error) {
+	v, err := note.NewVerifier(NoteVerifierKey(pub))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		var unknown *note.UnverifiedNoteError
+		if errors.As(err, &unknown) {
+			return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w: signed by another key", errSignature)
+		}
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w: %v", errSignature, err)
+	}
+	c, err := parseCheckpointText(n.Text)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// readCheckpoint returns the latest checkpoint stored for a session: ok is
+// false when there is none; err says why a stored one does not verify.
+func (s *Store) readCheckpoint(tx *bolt.Tx, id string) (c Checkpoint, ok bool, err error) {
+	v := tx.Bucket(bucketSessionCPs).Get([]byte(id))
+	if v == nil {
+		return c, false, nil
+	}
+	c, err = OpenCheckpoint(s.pub, v)
+	if err != nil {
+		return c, true, err
+	}
+	if c.SessionID != id {
+		return c, true, fmt.Errorf("%w: it names session %s", errCheckpoint, c.SessionID)
+	}
+	return c, true, nil
+}
+
+// needsCheckpoint reports whether a session's chunks must be covered by a
+// signed checkpoint: it started after this store began writing them, or
+// it has chunks of format 2 (whose writer always writes them).
+func (s *Store) needsCheckpoint(info SessionInfo, sawFormat2 bool) bool {
+	return sawFormat2 || !info.Start.Before(s.cpSince)
+}
