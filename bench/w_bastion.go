@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,18 +32,14 @@ import (
 // from the development IdP, the IdP's key set cached by a warm-up, 16
 // concurrent keep-alive clients.
 func (e *env) benchIssue() result {
-	r := result{Workload: "certificate issuance over HTTP with a cached IdP key set", Goal: ">= 3,000/s, p99 <= 10 ms"}
+	r := result{Workload: "certificate issuance over HTTP with a cached IdP key set, each ID token used once", Goal: ">= 3,000/s, p99 <= 10 ms"}
 	const workers = 16
 	claims, err := e.idp.IDTokenClaims("u-alice", "bastion")
 	if err != nil {
 		return failed(r, err)
 	}
-	tok, err := e.idp.MintIDToken(claims)
-	if err != nil {
-		return failed(r, err)
-	}
-	bodies := make([][]byte, 64)
-	for i := range bodies {
+	keys := make([]string, 64)
+	for i := range keys {
 		pub, _, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return failed(r, err)
@@ -50,7 +48,36 @@ func (e *env) benchIssue() result {
 		if err != nil {
 			return failed(r, err)
 		}
-		bodies[i], _ = json.Marshal(ca.CertRequest{IDToken: tok, PublicKey: string(ssh.MarshalAuthorizedKey(sp))})
+		keys[i] = string(ssh.MarshalAuthorizedKey(sp))
+	}
+	// An ID token buys one certificate, so every request carries a fresh
+	// one: they are minted before each round, outside the measurement.
+	var minted atomic.Int64
+	mint := func(n int) ([][]byte, error) {
+		bodies := make([][]byte, n)
+		var wg sync.WaitGroup
+		var mintErr atomic.Pointer[error]
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 4 {
+					c := maps.Clone(claims)
+					c["jti"] = fmt.Sprintf("bench-%d", minted.Add(1))
+					tok, err := e.idp.MintIDToken(c)
+					if err != nil {
+						mintErr.Store(&err)
+						return
+					}
+					bodies[i], _ = json.Marshal(ca.CertRequest{IDToken: tok, PublicKey: keys[i%len(keys)]})
+				}
+			}()
+		}
+		wg.Wait()
+		if p := mintErr.Load(); p != nil {
+			return nil, *p
+		}
+		return bodies, nil
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	defer client.CloseIdleConnections()
@@ -67,14 +94,28 @@ func (e *env) benchIssue() result {
 		}
 		return nil
 	}
-	for i := range 100 { // fetches and caches the key set; warms connections
-		if err := issue(bodies[i%len(bodies)]); err != nil {
+	warm, err := mint(100)
+	if err != nil {
+		return failed(r, err)
+	}
+	for _, body := range warm { // fetches and caches the key set; warms connections
+		if err := issue(body); err != nil {
 			return failed(r, err)
 		}
 	}
+	// A token used twice is refused.
+	if err := issue(warm[0]); err == nil || !strings.Contains(err.Error(), "already used") {
+		return failed(r, fmt.Errorf("a reused token was not refused: %v", err))
+	}
 	var rates, cpus []float64
 	var lat []time.Duration
+	want := 8000 // tokens for a round: enough for the rate seen so far, and more
 	for round := range e.opt.rounds {
+		bodies, err := mint(want)
+		if err != nil {
+			return failed(r, err)
+		}
+		var next atomic.Int64
 		c0, err := readCPU(e.bastion.pid)
 		if err != nil {
 			return failed(r, err)
@@ -85,14 +126,18 @@ func (e *env) benchIssue() result {
 		start := time.Now()
 		deadline := start.Add(e.opt.issueTime)
 		var wg sync.WaitGroup
-		for w := range workers {
+		for range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				var mine []time.Duration
-				for i := w; time.Now().Before(deadline); i += workers {
+				for time.Now().Before(deadline) {
+					i := next.Add(1) - 1
+					if i >= int64(len(bodies)) {
+						break // out of tokens: the round ends early
+					}
 					t0 := time.Now()
-					if err := issue(bodies[i%len(bodies)]); err != nil {
+					if err := issue(bodies[i]); err != nil {
 						mu.Lock()
 						firstErr = err
 						mu.Unlock()
@@ -117,6 +162,7 @@ func (e *env) benchIssue() result {
 		}
 		rate := float64(count) / elapsed.Seconds()
 		rates = append(rates, rate)
+		want = max(want, int(rate*e.opt.issueTime.Seconds()*1.5))
 		cpus = append(cpus, (c1.Own()-c0.Own()).Seconds()/float64(count)*1000)
 		logf("  issue round %d: %.0f/s", round+1, rate)
 	}

@@ -3,6 +3,8 @@ package ca
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +50,19 @@ type AuditRecord struct {
 	Reason      string // refusal reason label (a Reason constant or a request problem)
 	Detail      string // refusal detail, never containing the token
 	Remote      string // client address
+	// TokenKey, for an issuance, names the ID token it spends (a hash of
+	// its issuer and jti, or of the whole token when it has no jti; never
+	// the token), and TokenExpiry is when that token expires. The Auditor
+	// records the key with the issuance, atomically, and returns
+	// ErrTokenReplay when the key was recorded before: an ID token buys one
+	// certificate.
+	TokenKey    []byte
+	TokenExpiry time.Time
 }
+
+// ErrTokenReplay is returned by an Auditor for an issuance whose ID token
+// was already used for one.
+var ErrTokenReplay = errors.New("this ID token was already used for a certificate; each login needs a fresh ID token")
 
 // Auditor records issuance decisions. An issuance whose record cannot be
 // written is refused: no certificate leaves the bastion unaudited.
@@ -192,7 +206,7 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, errAudit):
 			status, reason = http.StatusServiceUnavailable, "audit"
 		}
-		rec.Action, rec.Reason, rec.Detail = ActionRefuse, reason, err.Error()
+		rec.Action, rec.Reason, rec.Detail, rec.TokenKey = ActionRefuse, reason, err.Error(), nil
 		if aerr := s.cfg.Auditor.AuditCert(rec); aerr != nil {
 			s.log.Error("audit write failed", "err", aerr)
 		}
@@ -258,6 +272,10 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		}
 	}
 	id.SourceAddress = req.Source
+	use, err := tokenUse(req.IDToken)
+	if err != nil {
+		return nil, err
+	}
 	cert, id, err := s.cfg.Authority.SignUser(id, pub, ttl)
 	if err != nil {
 		return nil, err
@@ -265,8 +283,13 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	*rec = AuditRecord{
 		Action: ActionIssue, User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: id.Workload,
 		Serial: id.Serial, KeyID: cert.KeyId, ValidBefore: id.ValidBefore, Remote: rec.Remote,
+		TokenKey: use.key, TokenExpiry: use.expires,
 	}
 	if err := s.cfg.Auditor.AuditCert(*rec); err != nil {
+		rec.Serial, rec.KeyID, rec.ValidBefore, rec.TokenKey = 0, "", time.Time{}, nil
+		if errors.Is(err, ErrTokenReplay) {
+			return nil, &TokenError{Reason: ReasonReplay, Err: ErrTokenReplay}
+		}
 		s.log.Error("audit write failed", "err", err)
 		return nil, errAudit
 	}
@@ -296,4 +319,42 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// tokenSpent names a verified ID token for the single-use check.
+type tokenSpent struct {
+	key     []byte
+	expires time.Time
+}
+
+// tokenUse reads what names a verified ID token: SHA-256 of its issuer and
+// jti, or of the whole token when it carries no jti, and its expiry.
+func tokenUse(raw string) (tokenSpent, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return tokenSpent{}, tokenErr(ReasonMalformed, "want 3 dot-separated parts")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return tokenSpent{}, tokenErr(ReasonMalformed, "payload: %v", err)
+	}
+	var c struct {
+		Iss string          `json:"iss"`
+		JTI string          `json:"jti"`
+		Exp json.RawMessage `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return tokenSpent{}, tokenErr(ReasonMalformed, "payload: %v", err)
+	}
+	var exp float64
+	if err := json.Unmarshal(c.Exp, &exp); err != nil || exp <= 0 {
+		return tokenSpent{}, tokenErr(ReasonMalformed, "exp is not a number")
+	}
+	h := sha256.New()
+	if c.JTI != "" {
+		h.Write([]byte("jti\x00" + c.Iss + "\x00" + c.JTI))
+	} else {
+		h.Write([]byte("token\x00" + raw))
+	}
+	return tokenSpent{key: h.Sum(nil), expires: time.Unix(int64(exp), 0)}, nil
 }

@@ -398,3 +398,25 @@ func TestKeySetCached(t *testing.T) {
 		t.Fatalf("the key set was fetched %d times for 20 logins, want once", n)
 	}
 }
+
+func TestTokenUse(t *testing.T) {
+	enc := func(payload string) string {
+		return "e30." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
+	}
+	a, err := tokenUse(enc(`{"iss":"https://ci","jti":"j1","exp":1900000000}`))
+	if err != nil || a.expires.Unix() != 1900000000 {
+		t.Fatalf("got %+v, %v", a, err)
+	}
+	b, _ := tokenUse(enc(`{"iss":"https://ci","jti":"j1","exp":1900000000,"nonce":"x"}`))
+	c, _ := tokenUse(enc(`{"iss":"https://other","jti":"j1","exp":1900000000}`))
+	d, _ := tokenUse(enc(`{"iss":"https://ci","exp":1900000000}`))
+	e, _ := tokenUse(enc(`{"iss":"https://ci","exp":1900000000,"n":1}`))
+	if !bytes.Equal(a.key, b.key) || bytes.Equal(a.key, c.key) || bytes.Equal(d.key, e.key) || bytes.Equal(a.key, d.key) {
+		t.Error("keys: the same jti must name the same token; tokens without one are named by their bytes")
+	}
+	for _, bad := range []string{"", "a.b", "a.!!.c", enc(`{"iss":"x"}`), enc(`{"exp":"soon"}`), enc(`[1]`)} {
+		if _, err := tokenUse(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}

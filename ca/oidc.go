@@ -34,6 +34,7 @@ const (
 	ReasonSubject         = "subject"
 	ReasonIdPUnavailable  = "idp_unavailable"
 	ReasonInvalid         = "invalid"
+	ReasonReplay          = "replay" // the token was already exchanged for a certificate
 )
 
 // TokenError is a refused ID token. Reason is one of the Reason constants.

@@ -135,6 +135,82 @@ func (s *Store) Audit(ev AuditEvent) (string, error) {
 	return ev.ID, nil
 }
 
+// AuditOnce is Audit for an action that a one-time token buys (a
+// certificate for an ID token): it records the token's key, remembered until
+// expires, in the same transaction as the event. A key already recorded and
+// not yet expired makes it return an error wrapping ErrReplay and record
+// nothing; so of two concurrent uses, exactly one succeeds.
+func (s *Store) AuditOnce(ev AuditEvent, key []byte, expires time.Time) (string, error) {
+	if err := s.enter(); err != nil {
+		return "", err
+	}
+	defer s.leave()
+	if len(key) == 0 || len(key) > 256 {
+		return "", fmt.Errorf("recorder: audit %s: %w: token key of %d bytes", ev.Type, ErrInvalid, len(key))
+	}
+	if err := s.checkAudit(&ev); err != nil {
+		return "", err
+	}
+	req := &auditReq{ev: ev, token: key, expires: expires, done: make(chan error, 1)}
+	s.auditQ <- req
+	if err := <-req.done; err != nil {
+		return "", fmt.Errorf("recorder: audit %s: %w", ev.Type, err)
+	}
+	return ev.ID, nil
+}
+
+// tokenSweepEvery is how often expired token keys are forgotten.
+const tokenSweepEvery = time.Minute
+
+// putToken stores a one-time token's key under its expiry (keys sorted by
+// expiry, so they are written near the end and forgotten from the start)
+// and returns the expiry. Lookups use Store.usedTokens, the same keys in
+// memory, so a check reads no page.
+func putToken(tx *bolt.Tx, key []byte, expires, now time.Time) (int64, error) {
+	if !expires.After(now) {
+		expires = now.Add(time.Minute) // an expired token is refused by its verifier; remember it briefly anyway
+	}
+	exp := expires.UnixNano()
+	return exp, tx.Bucket(bucketTokensByExp).Put(append(u64key(uint64(exp)), key...), nil)
+}
+
+// loadTokens reads the unexpired one-time token keys into memory.
+func (s *Store) loadTokens(tx *bolt.Tx) {
+	now := s.cfg.Now().UnixNano()
+	_ = tx.Bucket(bucketTokensByExp).ForEach(func(k, _ []byte) error {
+		if len(k) > 8 {
+			if exp := int64(binary.BigEndian.Uint64(k)); exp > now {
+				s.usedTokens[string(k[8:])] = exp
+			}
+		}
+		return nil
+	})
+}
+
+// forgetTokens deletes token keys whose expiry has passed (at most a
+// bounded number per call, to keep the commit short); the caller drops them
+// from memory once the commit succeeds.
+func (s *Store) forgetTokens(tx *bolt.Tx, now time.Time) error {
+	byExp := tx.Bucket(bucketTokensByExp)
+	c := byExp.Cursor()
+	var dead [][]byte
+	for k, _ := c.First(); k != nil && len(dead) < 10000; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now.UnixNano() {
+			break
+		}
+		dead = append(dead, bytes.Clone(k))
+	}
+	for _, k := range dead {
+		if err := byExp.Delete(k); err != nil {
+			return err
+		}
+		if exp, ok := s.usedTokens[string(k[8:])]; ok && exp <= now.UnixNano() {
+			delete(s.usedTokens, string(k[8:]))
+		}
+	}
+	return nil
+}
+
 // AuditLater appends an event to the audit log with the next group commit
 // of recordings (within one flush interval), without waiting for it: for
 // high-volume records of routine outcomes (an allowed statement), which then
@@ -172,8 +248,11 @@ func (s *Store) checkAudit(ev *AuditEvent) error {
 const maxLaterAudits = 4096
 
 type auditReq struct {
-	ev   AuditEvent
-	done chan error
+	ev      AuditEvent
+	token   []byte    // for AuditOnce: the one-time token's key
+	expires time.Time // and until when to remember it
+	err     error     // this request's own outcome within a successful commit
+	done    chan error
 }
 
 // auditLoop commits queued audit records: it takes every request queued so
@@ -197,16 +276,52 @@ func (s *Store) auditLoop() {
 				break drain
 			}
 		}
+		now := s.cfg.Now()
+		var spent map[string]int64 // tokens this commit spends
+		sweep := now.Sub(s.tokensSwept) >= tokenSweepEvery
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			spent = nil
 			for _, req := range batch {
+				req.err = nil
+				if req.token != nil {
+					k := string(req.token)
+					_, inBatch := spent[k]
+					if exp, ok := s.usedTokens[k]; inBatch || ok && exp > now.UnixNano() {
+						req.err = ErrReplay
+						continue
+					}
+					exp, err := putToken(tx, req.token, req.expires, now)
+					if err != nil {
+						return err
+					}
+					if spent == nil {
+						spent = make(map[string]int64)
+					}
+					spent[k] = exp
+				}
 				if _, err := s.appendAudit(tx, req.ev); err != nil {
 					return err
 				}
 			}
+			if sweep {
+				return s.forgetTokens(tx, now)
+			}
 			return nil
 		})
+		if err == nil {
+			for k, exp := range spent {
+				s.usedTokens[k] = exp
+			}
+			if sweep {
+				s.tokensSwept = now
+			}
+		}
 		for _, req := range batch {
-			req.done <- err
+			if err != nil {
+				req.done <- err
+			} else {
+				req.done <- req.err
+			}
 		}
 	}
 }

@@ -2,7 +2,9 @@ package recorder
 
 import (
 	"encoding/json"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,4 +108,57 @@ func TestAuditRecordEncoding(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A one-time token buys one audited action: of many concurrent uses exactly
+// one succeeds; the key is forgotten once it has expired.
+func TestAuditOnce(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	key := []byte("token-key")
+	exp := clk.Now().Add(5 * time.Minute)
+	var ok, replay atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.AuditOnce(AuditEvent{Type: "cert.issue", User: "ci"}, key, exp)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrReplay):
+				replay.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || replay.Load() != 19 {
+		t.Fatalf("%d succeeded, %d refused; want 1 and 19", ok.Load(), replay.Load())
+	}
+	if _, err := s.AuditOnce(AuditEvent{Type: "cert.issue"}, []byte("other"), exp); err != nil {
+		t.Fatalf("another token: %v", err)
+	}
+	if _, err := s.AuditOnce(AuditEvent{Type: "cert.issue"}, nil, exp); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("no key: %v", err)
+	}
+	// A reopened store still remembers the keys.
+	must(t, s.Close())
+	s = openStore(t, cfg)
+	if _, err := s.AuditOnce(AuditEvent{Type: "cert.issue"}, key, exp); !errors.Is(err, ErrReplay) {
+		t.Fatalf("after reopening: %v", err)
+	}
+	// After expiry (and a sweep), the key is gone from the store.
+	clk.Advance(10 * time.Minute)
+	if _, err := s.Audit(AuditEvent{Type: "tick"}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketTokensByExp).Stats().KeyN != 0 {
+			t.Error("expired token keys are still stored")
+		}
+		return nil
+	}))
 }

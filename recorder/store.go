@@ -31,8 +31,10 @@ var (
 	bucketRevocations = []byte("revocations")         // serial (8 bytes) -> Revocation JSON
 	bucketHostKeys    = []byte("host_keys")           // target -> pinned key
 	bucketSessionCPs  = []byte("session_checkpoints") // session ID -> its latest signed Checkpoint (a note)
+	bucketTokensByExp = []byte("used_tokens")         // expiry (8 bytes, unix ns) + one-time token key -> nothing
 	allBuckets        = [][]byte{bucketMeta, bucketSessions, bucketByStart, bucketChunks, bucketSeals,
-		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys, bucketSessionCPs}
+		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys, bucketSessionCPs,
+		bucketTokensByExp}
 )
 
 const storeFormat = "bastion-recorder-1"
@@ -80,6 +82,10 @@ type Store struct {
 	zenc    *zstd.Encoder // compresses chunks; used by the flusher
 	signer  noteSigner    // signs session checkpoints
 	cpSince time.Time     // sessions started at or after this have checkpoints
+	// tokensSwept is when expired token keys were last forgotten (the
+	// audit loop's own).
+	tokensSwept time.Time
+	usedTokens  map[string]int64 // one-time token key -> expiry (unix ns); the audit loop's own
 
 	// flushHook, set by tests, runs inside every flush transaction; an
 	// error from it fails the transaction.
@@ -105,22 +111,23 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("recorder: open %s: %w", cfg.Path, err)
 	}
 	s := &Store{
-		cfg:       cfg,
-		db:        db,
-		pub:       cfg.SealKey.Public().(ed25519.PublicKey),
-		log:       cfg.Logger,
-		active:    make(map[string]*Recording),
-		flushed:   make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		closedCh:  make(chan struct{}),
-		auditQ:    make(chan *auditReq),
-		auditDone: make(chan struct{}),
-		entropy:   ulid.Monotonic(rand.Reader, 0),
-		revoked:   make(map[uint64]struct{}),
-		zenc:      newZstdEncoder(),
-		signer:    newNoteSigner(cfg.SealKey),
+		cfg:        cfg,
+		db:         db,
+		pub:        cfg.SealKey.Public().(ed25519.PublicKey),
+		log:        cfg.Logger,
+		active:     make(map[string]*Recording),
+		flushed:    make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		closedCh:   make(chan struct{}),
+		auditQ:     make(chan *auditReq),
+		auditDone:  make(chan struct{}),
+		entropy:    ulid.Monotonic(rand.Reader, 0),
+		revoked:    make(map[uint64]struct{}),
+		zenc:       newZstdEncoder(),
+		signer:     newNoteSigner(cfg.SealKey),
+		usedTokens: make(map[string]int64),
 	}
 	if err := s.init(); err != nil {
 		db.Close()
@@ -167,6 +174,7 @@ func (s *Store) init() error {
 		return err
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
+		s.loadTokens(tx)
 		return tx.Bucket(bucketRevocations).ForEach(func(k, _ []byte) error {
 			if len(k) == 8 {
 				s.revoked[binary.BigEndian.Uint64(k)] = struct{}{}

@@ -33,6 +33,8 @@ var (
 	ErrPinMismatch = errors.New("host key differs from the pinned key")
 	// ErrWrite means buffered events could not be committed to the store.
 	ErrWrite = errors.New("recording write failed")
+	// ErrReplay means a one-time token was already used (AuditOnce).
+	ErrReplay = errors.New("token already used")
 )
 
 // SessionInfo is a session's metadata.

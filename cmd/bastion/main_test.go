@@ -23,6 +23,7 @@ import (
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/devidp"
 	"github.com/bastionhq/bastion/internal/login"
+	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/internal/testenv"
 )
 
@@ -324,12 +325,44 @@ func TestLoginWorkloadToken(t *testing.T) {
 	// The etl role is exec-only: a command runs, a shell would not.
 	w.afterLogin(t, "ci-etl", nil, "root@web1", "echo through-the-bastion")
 
-	// From a file, too; and a refused token says why in one line.
+	// A token buys one certificate: the same token again is refused, in
+	// one line that says why, and both are audited.
+	r = w.run(env, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN")
+	if r.Code != 1 || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 || !strings.Contains(r.Stderr, "already used") {
+		t.Fatalf("reused token: want exit 1 and a one-line reason, got %s", r)
+	}
+	var issued, replays int
+	if err := w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+		if ev.Subject == "repo:acme/etl:ref:refs/heads/main" && ev.Type == "cert.issue" {
+			issued++
+		}
+		if ev.Type == "cert.refuse" && ev.Reason == "replay" {
+			replays++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if issued != 1 || replays != 1 {
+		t.Fatalf("audit: %d issued and %d replays refused, want 1 and 1", issued, replays)
+	}
+
+	// From a file, too (a fresh token); and a refused token says why in one line.
+	claims["jti"] = "job-42-step-2"
+	tok2, _ := w.ci.MintIDToken(claims)
 	tf := filepath.Join(w.home, "token")
-	os.WriteFile(tf, []byte(tok+"\n"), 0o600)
+	os.WriteFile(tf, []byte(tok2+"\n"), 0o600)
 	if r := w.run(nil, "login", "--bastion", w.url(), "--id-token-file", tf); r.Code != 0 {
 		t.Fatalf("login --id-token-file: %s", r)
 	}
+	// A token with the same jti is the same token, whatever else differs.
+	claims["nonce"] = "other"
+	tok3, _ := w.ci.MintIDToken(claims)
+	if r := w.run([]string{"CI_OIDC_TOKEN=" + tok3}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 1 || !strings.Contains(r.Stderr, "already used") {
+		t.Fatalf("a token with a used jti: %s", r)
+	}
+	delete(claims, "jti")
+	delete(claims, "nonce")
 	claims["exp"] = time.Now().Add(-time.Minute).Unix()
 	expired, _ := w.ci.MintIDToken(claims)
 	r = w.run([]string{"CI_OIDC_TOKEN=" + expired}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN")

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/bastionhq/bastion/bastion"
@@ -88,8 +89,18 @@ func (c certAuditor) AuditCert(r ca.AuditRecord) error {
 	if r.Detail != "" {
 		f["detail"] = r.Detail
 	}
-	_, err := c.a.Store.Audit(recorder.AuditEvent{
+	ev := recorder.AuditEvent{
 		Type: r.Action, User: r.User, Issuer: r.Issuer, Subject: r.Subject, Outcome: outcome, Reason: r.Reason, Fields: f,
-	})
+	}
+	if r.Action == ca.ActionIssue && len(r.TokenKey) > 0 {
+		// The issuance and the spent token commit together: a token
+		// buys one certificate, even on several replicas at once.
+		_, err := c.a.Store.AuditOnce(ev, r.TokenKey, r.TokenExpiry)
+		if errors.Is(err, recorder.ErrReplay) {
+			return ca.ErrTokenReplay
+		}
+		return err
+	}
+	_, err := c.a.Store.Audit(ev)
 	return err
 }
