@@ -46,6 +46,7 @@ type approval struct {
 	Expires   time.Time   `json:"expires"`
 
 	done      chan struct{}
+	deciding  bool // a decision is being audited; others are refused
 	outcome   string
 	decidedBy string
 	note      string
@@ -78,8 +79,12 @@ func (a *approvals) request(ap *approval) *approval {
 	}
 	a.m[ap.ID] = ap
 	a.mu.Unlock()
-	a.s.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "held", Reason: ap.Reason,
-		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}})
+	if err := a.s.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "held", Reason: ap.Reason,
+		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}}); err != nil {
+		// A hold the audit log cannot record is not offered for approval.
+		a.finish(ap, Denied, "", "the request could not be written to the audit log")
+		return ap
+	}
 	if a.s.cfg.ApprovalWebhook != "" {
 		go a.notify(ap)
 	}
@@ -104,20 +109,31 @@ func (a *approvals) wait(ctx context.Context, ap *approval) (outcome, by, note s
 	return ap.outcome, ap.decidedBy, ap.note
 }
 
-// finish records the first outcome; later ones are ignored.
+// finish records the first outcome; later ones are ignored. The outcome is
+// audited before the waiting session sees it, and an approval the audit log
+// cannot record becomes a denial: nothing runs on an unaudited approval.
 func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 	a.mu.Lock()
-	if ap.outcome != "" {
+	if ap.outcome != "" || ap.deciding {
 		a.mu.Unlock()
 		return false
 	}
+	ap.deciding = true
+	a.mu.Unlock()
+	record := func(outcome, note string) error {
+		typ := map[string]string{Approved: "command.approve", Denied: "command.deny", TimedOut: "command.timeout", Cancelled: "command.cancel"}[outcome]
+		return a.s.audit(Event{Type: typ, Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: outcome, Reason: note,
+			Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "decided_by": by}})
+	}
+	if err := record(outcome, note); err != nil && outcome == Approved {
+		outcome, note = Denied, "the approval could not be written to the audit log"
+		record(outcome, note)
+	}
+	a.mu.Lock()
 	ap.outcome, ap.decidedBy, ap.note = outcome, by, note
 	delete(a.m, ap.ID)
 	close(ap.done)
 	a.mu.Unlock()
-	typ := map[string]string{Approved: "command.approve", Denied: "command.deny", TimedOut: "command.timeout", Cancelled: "command.cancel"}[outcome]
-	a.s.audit(Event{Type: typ, Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: outcome, Reason: note,
-		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "decided_by": by}})
 	return true
 }
 
@@ -150,6 +166,12 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 	}
 	if !a.finish(ap, outcome, c.Identity.User, note) {
 		return nil, errNoRequest
+	}
+	a.mu.Lock()
+	got := ap.outcome
+	a.mu.Unlock()
+	if got != outcome {
+		return nil, errors.New("the decision could not be written to the audit log, so the request was denied")
 	}
 	return ap, nil
 }

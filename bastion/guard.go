@@ -677,7 +677,10 @@ func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) stri
 	fields := map[string]string{"command": text, "kind": ss.kind}
 	switch d.Action {
 	case policy.ActionAllow:
-		p.s.audit(Event{Type: "command.allow", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "allowed", Fields: fields, Routine: true})
+		if err := p.s.audit(Event{Type: "command.allow", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "allowed", Fields: fields, Routine: true}); err != nil {
+			p.tell("the audit log cannot record this command, so it was not run")
+			return policy.ActionBlock
+		}
 		return policy.ActionAllow
 	case policy.ActionBlock:
 		fields["rule"] = d.Rule

@@ -254,6 +254,27 @@ func TestHandshakeTimeout(t *testing.T) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("a stalled client was not dropped")
 	}
+	// The same inside an intercepted ssh -J hop: the nested handshake runs
+	// over an SSH channel, whose deadlines are timers.
+	client := e.dialBastion(t, e.alice)
+	defer client.Close()
+	ch, reqs, err := client.OpenChannel("direct-tcpip", ssh.Marshal(struct {
+		Host     string
+		Port     uint32
+		OrigHost string
+		OrigPort uint32
+	}{"web1", 22, "127.0.0.1", 1}))
+	if err != nil {
+		t.Fatalf("direct-tcpip: %v", err)
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(ch); done <- err }()
+	select {
+	case <-done: // the bastion's version line, then EOF when the hop is dropped
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stalled client was not dropped inside the hop")
+	}
 	// An authenticated session is not cut by the handshake deadline (long
 	// enough here for a handshake on a loaded machine, shorter than the
 	// session).

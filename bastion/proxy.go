@@ -343,9 +343,13 @@ func (p *proxy) start(req *gossh.Request) {
 		reply(p.refuse(req, "recording unavailable"))
 		return
 	}
+	if err := p.s.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
+		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": p.redact(command), "client": p.ss.remote.String()}}); err != nil {
+		p.tell("the audit log cannot record this session, so it does not start")
+		reply(p.refuse(req, "audit unavailable"))
+		return
+	}
 	p.started = true
-	p.s.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
-		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": p.redact(command), "client": p.ss.remote.String()}})
 	pid := policyIdentity(p.ss.identity)
 	if kind == "exec" {
 		// Accept the request, then judge: a refused command ends with a

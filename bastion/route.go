@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -207,19 +209,79 @@ func (s *Server) intercept(ctx gliderssh.Context, outer *gossh.ServerConn, id ca
 	srv.HandleConn(&channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()})
 }
 
-// channelConn presents an SSH channel as a net.Conn for a nested SSH
-// connection. Deadlines are not supported (gliderlabs uses them only for
-// its own timeouts, which the bastion does not set).
+// channelConn presents an SSH channel as a net.Conn: for the nested SSH
+// connection of an intercepted ssh -J, and for the PostgreSQL proxy on a
+// forward. An SSH channel has no deadlines of its own, so these are timers:
+// when one passes, the channel is closed, and a blocked Read or Write
+// returns. (A net.Conn would let a caller go on after a timeout; every
+// caller here treats a passed deadline as the end of the connection.)
 type channelConn struct {
 	gossh.Channel
 	local, remote net.Addr
+
+	mu          sync.Mutex
+	read, write *time.Timer
+	expired     bool
 }
 
-func (c *channelConn) LocalAddr() net.Addr              { return c.local }
-func (c *channelConn) RemoteAddr() net.Addr             { return c.remote }
-func (c *channelConn) SetDeadline(time.Time) error      { return nil }
-func (c *channelConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *channelConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *channelConn) LocalAddr() net.Addr  { return c.local }
+func (c *channelConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *channelConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *channelConn) SetReadDeadline(t time.Time) error  { return c.arm(&c.read, t) }
+func (c *channelConn) SetWriteDeadline(t time.Time) error { return c.arm(&c.write, t) }
+
+// arm replaces one of the deadline timers; the zero time disarms it.
+func (c *channelConn) arm(timer **time.Timer, t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expired {
+		return os.ErrDeadlineExceeded
+	}
+	if *timer != nil {
+		(*timer).Stop()
+		*timer = nil
+	}
+	if t.IsZero() {
+		return nil
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		c.expireLocked()
+		return nil
+	}
+	*timer = time.AfterFunc(d, c.expire)
+	return nil
+}
+
+func (c *channelConn) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked()
+}
+
+func (c *channelConn) expireLocked() {
+	if !c.expired {
+		c.expired = true
+		c.Channel.Close()
+	}
+}
+
+// Close stops the timers and closes the channel.
+func (c *channelConn) Close() error {
+	c.mu.Lock()
+	for _, t := range []*time.Timer{c.read, c.write} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	c.mu.Unlock()
+	return c.Channel.Close()
+}
 
 // forward relays a direct-tcpip channel to a TCP target, half-closing each
 // direction on EOF so the tail of a stream is never lost, and records the
@@ -265,7 +327,13 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	ss.rec = rec
 	ss.closers = append(ss.closers, ch.Close, up.Close)
 	ss.watch()
-	s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "allowed", Fields: map[string]string{"peer": up.RemoteAddr().String(), "client": conn.RemoteAddr().String()}})
+	if err := s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "allowed", Fields: map[string]string{"peer": up.RemoteAddr().String(), "client": conn.RemoteAddr().String()}}); err != nil {
+		fmt.Fprintf(ch.Stderr(), "bastion: the audit log cannot record this forward, so it does not start\n")
+		ss.setEndReason("audit unavailable")
+		ch.Close()
+		up.Close()
+		return
+	}
 
 	if t.Kind == policy.KindPostgres {
 		err := s.postgres(ss.ctx, ss, &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()}, up, t, port)

@@ -395,10 +395,16 @@ func (s *Server) envAllowed(name string) bool {
 	return false
 }
 
-func (s *Server) audit(ev Event) {
-	if err := s.cfg.Auditor.Audit(ev); err != nil {
+// audit writes an audit record. Callers whose action the record vouches
+// for (a session, a forward, an allowed command, an approval) refuse the
+// action when it fails; for refusals and endings the log line is all that
+// can be done.
+func (s *Server) audit(ev Event) error {
+	err := s.cfg.Auditor.Audit(ev)
+	if err != nil {
 		s.log.Error("audit write failed", "type", ev.Type, "err", err)
 	}
+	return err
 }
 
 // policyIdentity converts a certificate identity for policy decisions.

@@ -276,6 +276,12 @@ func (s *Store) auditLoop() {
 				break drain
 			}
 		}
+		if p := s.auditFault.Load(); p != nil {
+			for _, req := range batch {
+				req.done <- *p
+			}
+			continue
+		}
 		now := s.cfg.Now()
 		var spent map[string]int64 // tokens this commit spends
 		sweep := now.Sub(s.tokensSwept) >= tokenSweepEvery
@@ -446,4 +452,15 @@ func (s *Store) VerifyAudit() (Report, error) {
 	}
 	rep.Intact = rep.Problem == ""
 	return rep, nil
+}
+
+// FailAuditForTest makes every synchronous audit write fail with err (nil
+// restores them), as a broken disk would: for tests that show an action the
+// audit log cannot record is refused.
+func (s *Store) FailAuditForTest(err error) {
+	if err == nil {
+		s.auditFault.Store(nil)
+		return
+	}
+	s.auditFault.Store(&err)
 }

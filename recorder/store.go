@@ -85,7 +85,8 @@ type Store struct {
 	// tokensSwept is when expired token keys were last forgotten (the
 	// audit loop's own).
 	tokensSwept time.Time
-	usedTokens  map[string]int64 // one-time token key -> expiry (unix ns); the audit loop's own
+	usedTokens  map[string]int64      // one-time token key -> expiry (unix ns); the audit loop's own
+	auditFault  atomic.Pointer[error] // FailAuditForTest
 
 	// flushHook, set by tests, runs inside every flush transaction; an
 	// error from it fails the transaction.

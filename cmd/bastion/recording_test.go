@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -375,5 +377,35 @@ func TestSIGHUPReload(t *testing.T) {
 	p.Expect("blocked by rule no-echo", 20*time.Second)
 	if strings.Contains(p.Output(), "after-2\r\n") {
 		t.Fatal("a blocked command ran")
+	}
+}
+
+// Every access the audit log vouches for is refused when it cannot be
+// recorded: a replay, an export, a new session. Nothing happens unaudited.
+func TestAuditFailureRefusesAccess(t *testing.T) {
+	w := newWorld(t)
+	aliceCfg := w.loginAlice(t)
+	if out, err := exec.Command("ssh", "-F", aliceCfg, "root@web1", "echo audited-$((20+1))").CombinedOutput(); err != nil || !strings.Contains(string(out), "audited-21") {
+		t.Fatalf("session: %v %s", err, out)
+	}
+	r := w.run(nil, "sessions", "--json")
+	id := regexp.MustCompile(`"id":"([0-9A-Z]+)"`).FindStringSubmatch(r.Stdout)
+	if id == nil {
+		t.Fatalf("no session: %s", r)
+	}
+	w.app.Store.FailAuditForTest(errors.New("disk on fire"))
+	for _, cmd := range []string{"replay", "export"} {
+		r := w.run(nil, cmd, id[1])
+		if r.Code == 0 || !strings.Contains(r.Stderr, "audit log cannot record") || strings.Contains(r.Stdout, "audited-21") {
+			t.Errorf("%s with the audit log down: %s", cmd, r)
+		}
+	}
+	out, err := exec.Command("ssh", "-F", aliceCfg, "root@web1", "echo unaudited").CombinedOutput()
+	if err == nil || strings.Contains(string(out), "unaudited\n") || !strings.Contains(string(out), "audit log cannot record this session") {
+		t.Errorf("a session started with the audit log down: %v %s", err, out)
+	}
+	w.app.Store.FailAuditForTest(nil)
+	if r := w.run(nil, "export", id[1]); r.Code != 0 || !strings.Contains(r.Stdout, "audited-21") {
+		t.Fatalf("export once the audit log is back: %s", r)
 	}
 }

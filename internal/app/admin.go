@@ -77,9 +77,15 @@ func (a *App) session(c bastion.Caller, id string, aio bastion.AdminIO) (recorde
 	return info, 0
 }
 
-func (a *App) auditAccess(c bastion.Caller, typ, id, outcome string) {
-	a.Store.Audit(recorder.AuditEvent{Type: typ, User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
+// auditAccess records that c reads a recording. A read the audit log cannot
+// record does not happen: the caller refuses it.
+func (a *App) auditAccess(c bastion.Caller, typ, id, outcome string) error {
+	_, err := a.Store.Audit(recorder.AuditEvent{Type: typ, User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
 		SessionID: id, Outcome: outcome, Fields: map[string]string{"remote": c.RemoteAddr}})
+	if err != nil {
+		a.Log.Error("audit write failed; access refused", "type", typ, "session_id", id, "user", c.Identity.User, "err", err)
+	}
+	return err
 }
 
 func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
@@ -144,7 +150,9 @@ func (a *App) cmdExport(_ context.Context, c bastion.Caller, args []string, aio 
 	if _, st := a.session(c, args[0], aio); st != 0 {
 		return st
 	}
-	a.auditAccess(c, "session.export", args[0], "allowed")
+	if err := a.auditAccess(c, "session.export", args[0], "allowed"); err != nil {
+		return fail(aio, 1, "export: refused: the audit log cannot record this export (%v)", err)
+	}
 	if err := a.Store.Export(args[0], aio.Stdout); err != nil {
 		return fail(aio, 1, "export: %v", err)
 	}
@@ -179,7 +187,9 @@ func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, ai
 	if aio.Pty != nil {
 		opt.Keys = aio.Stdin
 	}
-	a.auditAccess(c, "session.replay", id, "allowed")
+	if err := a.auditAccess(c, "session.replay", id, "allowed"); err != nil {
+		return fail(aio, 1, "replay: refused: the audit log cannot record this replay (%v)", err)
+	}
 	src := player.SourceFunc(func() (io.ReadCloser, error) {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(a.Store.Export(id, pw)) }()
