@@ -94,6 +94,7 @@ func (s *Store) appendAudit(tx *bolt.Tx, ev AuditEvent) (string, error) {
 	b := tx.Bucket(bucketAudit)
 	seq, prev := auditTail(b)
 	seq++
+	tx.OnCommit(s.notifyAudit)
 	h := auditHash(seq, prev, event)
 	// The same bytes json.Marshal(auditRecord{...}) gives, without encoding
 	// the event a second time (it is already valid, compact JSON).

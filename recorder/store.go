@@ -87,6 +87,8 @@ type Store struct {
 	tokensSwept time.Time
 	usedTokens  map[string]int64      // one-time token key -> expiry (unix ns); the audit loop's own
 	auditFault  atomic.Pointer[error] // FailAuditForTest
+	auditSubsMu sync.Mutex
+	auditSubs   []chan struct{} // told after commits that appended audit records
 
 	// flushHook, set by tests, runs inside every flush transaction; an
 	// error from it fails the transaction.

@@ -1,0 +1,290 @@
+package recorder
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The audit feed is how the audit log leaves the box: sinks (syslog, a
+// webhook) read the records in order after the last one they delivered, as
+// lines, and the store keeps each sink's place. The log itself is the spool:
+// a sink that is down reads on from its place when it is back, and nothing
+// that was committed is lost.
+//
+// A line is an audit record exactly as stored,
+//
+//	{"seq":N,"prev":"HEX","hash":"HEX","event":{...}}
+//
+// or, after the record it covers, a signed checkpoint of the chain head:
+//
+//	{"checkpoint":{"payload":{"seq":N,"hash":"HEX","time":"..."},"key":"...","sig":"..."}}
+//
+// so a receiver holds a chain it can check on its own, and [Store.CompareAudit]
+// can later tell whether the local log still agrees with it.
+
+// subscribeAudit returns a channel that receives a value (without blocking
+// the writer) after every commit that appended audit records.
+func (s *Store) subscribeAudit() chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.auditSubsMu.Lock()
+	s.auditSubs = append(s.auditSubs, ch)
+	s.auditSubsMu.Unlock()
+	return ch
+}
+
+// AuditNotify returns a channel that receives a value after every commit
+// that appended audit records (values are coalesced: one may stand for
+// several commits).
+func (s *Store) AuditNotify() <-chan struct{} { return s.subscribeAudit() }
+
+func (s *Store) notifyAudit() {
+	s.auditSubsMu.Lock()
+	defer s.auditSubsMu.Unlock()
+	for _, ch := range s.auditSubs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// AuditLines calls fn with the feed's lines after record after, in order,
+// up to about maxBytes of records (at least one), and returns the sequence
+// of the last record it delivered (after, when there was none).
+func (s *Store) AuditLines(after uint64, maxBytes int, fn func(line []byte) error) (uint64, error) {
+	if err := s.enter(); err != nil {
+		return after, err
+	}
+	defer s.leave()
+	type rec struct {
+		seq  uint64
+		line []byte
+	}
+	var recs []rec
+	cps := map[uint64][]byte{}
+	size := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAudit).Cursor()
+		for k, v := c.Seek(u64key(after + 1)); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				continue
+			}
+			if len(recs) > 0 && size+len(v) > maxBytes {
+				break
+			}
+			recs = append(recs, rec{seq: binary.BigEndian.Uint64(k), line: bytes.Clone(v)})
+			size += len(v)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		first, last := recs[0].seq, recs[len(recs)-1].seq
+		cc := tx.Bucket(bucketCheckpoints).Cursor()
+		for k, v := cc.Seek(u64key(first)); k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) <= last; k, v = cc.Next() {
+			cps[binary.BigEndian.Uint64(k)] = bytes.Clone(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return after, fmt.Errorf("recorder: audit lines: %w", err)
+	}
+	for _, r := range recs {
+		if err := fn(r.line); err != nil {
+			return after, err
+		}
+		after = r.seq
+		if cp, ok := cps[r.seq]; ok {
+			line := make([]byte, 0, len(cp)+16)
+			line = append(line, `{"checkpoint":`...)
+			line = append(line, cp...)
+			line = append(line, '}')
+			if err := fn(line); err != nil {
+				return after, err
+			}
+		}
+	}
+	return after, nil
+}
+
+// AuditHead returns the sequence of the newest audit record (0 when the log
+// is empty).
+func (s *Store) AuditHead() (uint64, error) {
+	var seq uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		seq, _ = auditTail(tx.Bucket(bucketAudit))
+		return nil
+	})
+	return seq, err
+}
+
+// SinkCursor returns the sequence of the last audit record the sink named
+// name delivered (0 when it never delivered one).
+func (s *Store) SinkCursor(name string) (uint64, error) {
+	var seq uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(sinkKey(name)); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return seq, err
+}
+
+// SetSinkCursor records that the sink named name delivered every record up
+// to seq.
+func (s *Store) SetSinkCursor(name string, seq uint64) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(sinkKey(name), u64key(seq))
+	})
+}
+
+func sinkKey(name string) []byte { return []byte("sink:" + name) }
+
+// AuditComparison is what CompareAudit found.
+type AuditComparison struct {
+	Received     int64  // records read from the sink's copy
+	Matched      int64  // of them, identical to the local record
+	Checkpoints  int64  // signed checkpoints read from the sink's copy and verified
+	LocalLast    uint64 // the newest local record
+	ReceivedLast uint64 // the newest record the sink received
+	Intact       bool   // the local log agrees with everything the sink received
+	BrokenAt     int64  // the first record where they part, -1 if none
+	Problem      string // what is wrong, if anything
+	Notes        []string
+}
+
+// CompareAudit reads what an audit sink received (lines of the feed, each
+// possibly behind a syslog header; other lines are skipped) and compares it
+// with the local log. It reports a truncation (the sink received records
+// past the local log's end: its tail was deleted), a fork (a record the sink
+// received differs from the local one: one of them was rewritten), a record
+// missing locally, and a received copy that is not a chain or whose
+// checkpoints do not verify.
+func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
+	cmp := AuditComparison{BrokenAt: -1}
+	fail := func(seq int64, format string, args ...any) {
+		if cmp.Problem == "" {
+			cmp.BrokenAt, cmp.Problem = seq, fmt.Sprintf(format, args...)
+		}
+	}
+	received := map[uint64]string{} // seq -> hash
+	skipped := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		i := bytes.IndexByte(line, '{')
+		if i < 0 {
+			skipped++
+			continue
+		}
+		var l struct {
+			Seq        uint64          `json:"seq"`
+			Prev       string          `json:"prev"`
+			Hash       string          `json:"hash"`
+			Event      json.RawMessage `json:"event"`
+			Checkpoint json.RawMessage `json:"checkpoint"`
+		}
+		if err := json.Unmarshal(line[i:], &l); err != nil {
+			skipped++
+			continue
+		}
+		if l.Checkpoint != nil {
+			var cp checkpoint
+			if err := openSigned(s.pub, checkpointDomain, l.Checkpoint, &cp); err != nil {
+				fail(-1, "a checkpoint the sink received does not verify: %v", err)
+				continue
+			}
+			if h, ok := received[cp.Seq]; ok && h != cp.Hash {
+				fail(int64(cp.Seq), "the sink's record %d does not match the checkpoint signed for it", cp.Seq)
+			}
+			received[cp.Seq] = cp.Hash
+			cmp.Checkpoints++
+			continue
+		}
+		if l.Seq == 0 || l.Event == nil {
+			skipped++
+			continue
+		}
+		prev, err1 := hex.DecodeString(l.Prev)
+		if err1 != nil || len(prev) != hashLen || hex.EncodeToString(sumAudit(l.Seq, [hashLen]byte(prev), l.Event)) != l.Hash {
+			fail(int64(l.Seq), "the sink's record %d does not hash to what it claims (damaged in transit or forged)", l.Seq)
+			continue
+		}
+		if h, ok := received[l.Seq]; ok && h != l.Hash {
+			fail(int64(l.Seq), "the sink received two different records %d", l.Seq)
+		}
+		received[l.Seq] = l.Hash
+		cmp.Received++
+		cmp.ReceivedLast = max(cmp.ReceivedLast, l.Seq)
+	}
+	if err := sc.Err(); err != nil {
+		return cmp, fmt.Errorf("recorder: compare audit: read: %w", err)
+	}
+	if skipped > 0 {
+		cmp.Notes = append(cmp.Notes, fmt.Sprintf("%d lines were not audit records and were skipped", skipped))
+	}
+	local := map[uint64]string{}
+	err := s.scan(bucketAudit, nil, nil, func(k, v []byte) error {
+		if len(k) != 8 {
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k)
+		cmp.LocalLast = max(cmp.LocalLast, seq)
+		if _, want := received[seq]; !want {
+			return nil
+		}
+		var rec auditRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			local[seq] = "unreadable"
+			return nil
+		}
+		local[seq] = rec.Hash
+		return nil
+	})
+	if err != nil {
+		return cmp, fmt.Errorf("recorder: compare audit: %w", err)
+	}
+	seqs := make([]uint64, 0, len(received))
+	for seq := range received {
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for _, seq := range seqs {
+		switch lh, ok := local[seq]; {
+		case !ok && seq > cmp.LocalLast:
+			fail(int64(cmp.LocalLast+1), "truncated: the local audit log ends at record %d, but the sink received records up to %d (records %d to %d were deleted here)", cmp.LocalLast, max(cmp.ReceivedLast, seq), cmp.LocalLast+1, max(cmp.ReceivedLast, seq))
+		case !ok:
+			fail(int64(seq), "record %d, which the sink received, is missing from the local audit log", seq)
+		case lh != received[seq]:
+			fail(int64(seq), "forked: record %d differs from the one the sink received (one of the two was rewritten)", seq)
+		default:
+			cmp.Matched++
+		}
+	}
+	if cmp.Received == 0 && cmp.Problem == "" {
+		fail(-1, "no audit records found in the sink's copy")
+	}
+	if cmp.ReceivedLast < cmp.LocalLast && cmp.Problem == "" {
+		cmp.Notes = append(cmp.Notes, fmt.Sprintf("the sink has not received records %d to %d yet", cmp.ReceivedLast+1, cmp.LocalLast))
+	}
+	cmp.Intact = cmp.Problem == ""
+	return cmp, nil
+}
+
+func sumAudit(seq uint64, prev [hashLen]byte, event []byte) []byte {
+	h := auditHash(seq, prev, event)
+	return h[:]
+}
