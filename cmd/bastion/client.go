@@ -203,6 +203,30 @@ func thin(name string) func([]string) error {
 		if err != nil {
 			return err
 		}
-		return remote(context.Background(), st, append([]string{name}, rest...), os.Stdin, os.Stdout, os.Stderr, false)
+		stdin := io.Reader(os.Stdin)
+		if name == "verify" {
+			// --against FILE: the sink's copy is on this machine; the
+			// bastion reads it from stdin.
+			for i := 0; i < len(rest); i++ {
+				file := ""
+				switch {
+				case rest[i] == "--against" && i+1 < len(rest):
+					file = rest[i+1]
+					rest[i+1] = "-"
+				case strings.HasPrefix(rest[i], "--against="):
+					file = strings.TrimPrefix(rest[i], "--against=")
+					rest[i] = "--against=-"
+				}
+				if file != "" && file != "-" {
+					f, err := os.Open(file)
+					if err != nil {
+						return fmt.Errorf("--against: %w", err)
+					}
+					defer f.Close()
+					stdin = f
+				}
+			}
+		}
+		return remote(context.Background(), st, append([]string{name}, rest...), stdin, os.Stdout, os.Stderr, false)
 	}
 }

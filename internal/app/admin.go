@@ -204,10 +204,40 @@ func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, ai
 func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("verify", aio)
 	auditLog := fs.Bool("audit", false, "verify the audit log's chain instead of a session")
+	against := fs.String("against", "", "with --audit: compare the local log with what a sink received (- reads it from stdin)")
 	js := fs.Bool("json", false, "JSON output")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
+	}
+	if *against != "" {
+		if !*auditLog || len(pos) != 0 {
+			return fail(aio, 2, "usage: verify --audit --against FILE")
+		}
+		if !c.Auditor {
+			return fail(aio, 1, "verify --audit: only auditors may read the audit log")
+		}
+		if *against != "-" {
+			return fail(aio, 2, "verify --audit --against: the bastion reads the sink's copy from stdin (-); `bastion verify --audit --against FILE` sends it")
+		}
+		cmp, err := a.Store.CompareAudit(io.LimitReader(aio.Stdin, maxAgainstBytes))
+		if err != nil {
+			return fail(aio, 1, "verify --audit --against: %v", err)
+		}
+		if *js {
+			json.NewEncoder(aio.Stdout).Encode(cmp)
+		} else if cmp.Intact {
+			fmt.Fprintf(aio.Stdout, "intact: the local audit log agrees with the sink's copy: %d records received, all matching; %d signed checkpoints verified; local log ends at record %d\n", cmp.Received, cmp.Checkpoints, cmp.LocalLast)
+		} else {
+			fmt.Fprintf(aio.Stdout, "BROKEN at record %d: %s\n", cmp.BrokenAt, cmp.Problem)
+		}
+		for _, n := range cmp.Notes {
+			fmt.Fprintf(aio.Stdout, "note: %s\n", n)
+		}
+		if !cmp.Intact {
+			return 1
+		}
+		return 0
 	}
 	var rep recorder.Report
 	switch {
@@ -222,27 +252,35 @@ func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio 
 		}
 		rep, err = a.Store.Verify(pos[0])
 	default:
-		return fail(aio, 2, "usage: verify SESSION-ID | verify --audit")
+		return fail(aio, 2, "usage: verify SESSION-ID | verify --audit [--against FILE]")
 	}
 	if err != nil && !errors.Is(err, recorder.ErrBroken) {
 		return fail(aio, 1, "verify: %v", err)
 	}
-	if *js {
+	switch {
+	case *js:
 		json.NewEncoder(aio.Stdout).Encode(rep)
-	} else if rep.Intact {
-		what := "session " + rep.ID
-		if *auditLog {
-			what = "audit log"
+	case rep.Intact && *auditLog:
+		fmt.Fprintf(aio.Stdout, "intact: audit log, %d records, every signed checkpoint verified\n", rep.Chunks)
+	case rep.Intact:
+		sealed := "sealed"
+		if !rep.Sealed {
+			sealed = "not sealed yet (live); every chunk is covered by a signed checkpoint"
 		}
-		fmt.Fprintf(aio.Stdout, "intact: %s, %d chunks, %d events, sealed=%v, status %s\n", what, rep.Chunks, rep.Events, rep.Sealed, rep.Status)
-	} else {
-		fmt.Fprintf(aio.Stdout, "BROKEN at chunk %d: %s\n", rep.BrokenAt, rep.Problem)
+		fmt.Fprintf(aio.Stdout, "intact: session %s, %d chunks, %d events, %s, status %s\n", rep.ID, rep.Chunks, rep.Events, sealed, rep.Status)
+	case rep.BrokenAt >= 0:
+		fmt.Fprintf(aio.Stdout, "BROKEN at %s %d: %s\n", map[bool]string{true: "record", false: "chunk"}[*auditLog], rep.BrokenAt, rep.Problem)
+	default:
+		fmt.Fprintf(aio.Stdout, "BROKEN: %s\n", rep.Problem)
 	}
 	if !rep.Intact {
 		return 1
 	}
 	return 0
 }
+
+// maxAgainstBytes bounds a sink's copy read by verify --audit --against.
+const maxAgainstBytes = 4 << 30
 
 func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("audit", aio)
