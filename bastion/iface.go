@@ -44,6 +44,11 @@ type Recorder interface {
 type Recording interface {
 	Output(p []byte) error
 	Input(p []byte) error
+	// FromClient, FromServer and ConnEvent record a TCP forward's content:
+	// the bytes each side sent, and how the connection opened and closed.
+	FromClient(p []byte) error
+	FromServer(p []byte) error
+	ConnEvent(what string) error
 	Resize(cols, rows int) error
 	Marker(label string) error
 	AddBytes(in, out int64)

@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -347,15 +348,61 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		return
 	}
 	var in, out atomic.Int64
+	var fromClient, fromServer io.Reader = ch, up
+	content := t.Recording != "metadata"
+	if content {
+		// Both directions are recorded before they are forwarded; a
+		// strict recording that fails ends the forward.
+		rec.ConnEvent("open " + conn.RemoteAddr().String() + " " + up.RemoteAddr().String())
+		fromClient = &recordingReader{r: ch, rec: rec.FromClient, ss: ss}
+		fromServer = &recordingReader{r: up, rec: rec.FromServer, ss: ss}
+	}
 	done := make(chan struct{})
 	go func() {
-		relay(up, ch, func(n int) { in.Add(int64(n)); s.metrics.Bytes.WithLabelValues("up", t.Kind).Add(float64(n)) }, &ss.act, s.now)
+		_, err := relay(up, fromClient, func(n int) { in.Add(int64(n)); s.metrics.Bytes.WithLabelValues("up", t.Kind).Add(float64(n)) }, &ss.act, s.now)
+		if content {
+			rec.ConnEvent(closeEvent("client", err))
+		}
 		close(done)
 	}()
-	relay(ch, up, func(n int) { out.Add(int64(n)); s.metrics.Bytes.WithLabelValues("down", t.Kind).Add(float64(n)) }, &ss.act, s.now)
+	_, err = relay(ch, fromServer, func(n int) { out.Add(int64(n)); s.metrics.Bytes.WithLabelValues("down", t.Kind).Add(float64(n)) }, &ss.act, s.now)
+	if content {
+		rec.ConnEvent(closeEvent("server", err))
+	}
 	<-done
 	ch.Close()
 	up.Close()
-	rec.AddBytes(in.Load(), out.Load())
+	if !content {
+		rec.AddBytes(in.Load(), out.Load())
+	}
 	ss.exit = Exit{Status: -1}
+}
+
+// recordingReader records what it reads before returning it, so nothing is
+// forwarded that the recording has not taken; a recording that fails (in
+// strict mode) ends the forward with its reason.
+type recordingReader struct {
+	r   io.Reader
+	rec func([]byte) error
+	ss  *session
+}
+
+func (rr *recordingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if n > 0 {
+		if rerr := rr.rec(p[:n]); rerr != nil && rr.ss.recordingFailed() {
+			rr.ss.stop(fmt.Errorf("recording failed: %w", rerr))
+			return 0, rerr
+		}
+	}
+	return n, err
+}
+
+// closeEvent names how one side of a TCP forward ended: its half-close
+// (FIN), or a reset or error (RST).
+func closeEvent(side string, err error) string {
+	if isClosedErr(err) {
+		return side + " fin"
+	}
+	return side + " rst"
 }

@@ -174,7 +174,7 @@ func (s *Store) flush(final bool) {
 		}
 		it.gap, it.end, it.lastUS = r.gap, r.endReq, r.lastUS
 		it.info = r.info
-		it.info.BytesIn, it.info.BytesOut, it.info.Truncated = r.bytesIn, r.bytesOut, r.truncated
+		it.info.BytesIn, it.info.BytesOut, it.info.Truncated, it.info.Stored = r.bytesIn, r.bytesOut, r.truncated, r.stored
 		r.mu.Unlock()
 		s.prepare(it, now)
 		items = append(items, it)

@@ -154,6 +154,11 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("recorder: export %s: %w", id, err)
 	}
+	if info.Kind == "tcp" {
+		// A TCP session's bytes are not terminal output: they play as a
+		// readable timeline (ExportPcap gives the capture).
+		return s.rawEvents(id, timeline{out: enc.Event}.event)
+	}
 	return s.events(id, enc.Event)
 }
 

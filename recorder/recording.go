@@ -183,6 +183,56 @@ func (r *Recording) AddBytes(in, out int64) {
 	r.mu.Unlock()
 }
 
+// FromClient records bytes a TCP session's client sent toward the target
+// ([EventFromClient]), as bytes: a TCP payload is not text. Like Output it
+// honours the byte budget and backpressure, and it counts the bytes.
+func (r *Recording) FromClient(p []byte) error { return r.writeBytes(EventFromClient, p) }
+
+// FromServer records bytes the target sent back toward the client
+// ([EventFromServer]).
+func (r *Recording) FromServer(p []byte) error { return r.writeBytes(EventFromServer, p) }
+
+// ConnEvent records a TCP session's connection event ([EventConn]): "open
+// CLIENT TARGET", "client fin", "server fin", "client rst", "server rst".
+func (r *Recording) ConnEvent(what string) error {
+	return r.event(EventConn, []byte(strings.ToValidUTF8(what, "\uFFFD")))
+}
+
+func (r *Recording) writeBytes(typ asciicast.EventType, p []byte) error {
+	r.mu.Lock()
+	if err := r.usableLocked(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	if typ == EventFromClient {
+		r.bytesIn += int64(len(p))
+	} else {
+		r.bytesOut += int64(len(p))
+	}
+	if !r.truncated {
+		us := r.nowUS()
+		data := p
+		if budget := r.s.cfg.SessionByteBudget; budget > 0 && r.stored+int64(len(data)) > budget {
+			data = data[:max(budget-r.stored, 0)]
+		}
+		for len(data) > 0 {
+			n := min(len(data), maxEventData)
+			r.appendEventLocked(typ, us, data[:n])
+			data = data[n:]
+		}
+		if budget := r.s.cfg.SessionByteBudget; budget > 0 && r.stored >= budget {
+			r.truncateLocked(us)
+		}
+	}
+	full := len(r.full) > 0 || len(r.pending)-chunkHeaderLen >= r.s.cfg.SessionBuffer
+	r.markDirtyLocked()
+	r.mu.Unlock()
+	if full {
+		r.s.requestFlush()
+	}
+	return r.throttle()
+}
+
 // Resize records a terminal size change. Sizes beyond what players accept
 // are clamped; non-positive sizes are refused with ErrInvalid.
 func (r *Recording) Resize(cols, rows int) error {

@@ -144,16 +144,35 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 }
 
 func (a *App) cmdExport(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
-	if len(args) != 1 {
-		return fail(aio, 2, "usage: export SESSION-ID")
+	fs := newFlags("export", aio)
+	format := fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP session as a capture for Wireshark and tshark)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
 	}
-	if _, st := a.session(c, args[0], aio); st != 0 {
+	if len(pos) != 1 {
+		return fail(aio, 2, "usage: export SESSION-ID [--format asciicast|pcap]")
+	}
+	if *format != "asciicast" && *format != "pcap" {
+		return fail(aio, 2, "export: --format %q: want asciicast or pcap", safetext.Printable(*format))
+	}
+	id := pos[0]
+	info, st := a.session(c, id, aio)
+	if st != 0 {
 		return st
 	}
-	if err := a.auditAccess(c, "session.export", args[0], "allowed"); err != nil {
+	if *format == "pcap" && info.Kind != "tcp" {
+		return fail(aio, 2, "export: session %s is a %s session; --format pcap exports tcp sessions", id, info.Kind)
+	}
+	if err := a.auditAccess(c, "session.export", id, "allowed"); err != nil {
 		return fail(aio, 1, "export: refused: the audit log cannot record this export (%v)", err)
 	}
-	if err := a.Store.Export(args[0], aio.Stdout); err != nil {
+	if *format == "pcap" {
+		err = a.Store.ExportPcap(id, aio.Stdout)
+	} else {
+		err = a.Store.Export(id, aio.Stdout)
+	}
+	if err != nil {
 		return fail(aio, 1, "export: %v", err)
 	}
 	return 0

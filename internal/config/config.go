@@ -111,6 +111,9 @@ type Target struct {
 	TLS          *TargetTLS `yaml:"tls"`
 	PasswordEnv  string     `yaml:"password_env"`  // weaker alternative to certificates
 	PasswordFile string     `yaml:"password_file"` // weaker alternative to certificates
+	// Recording, for kind tcp: "content" (the default) records both
+	// directions' bytes; "metadata" only the start, end, peer and counts.
+	Recording string `yaml:"recording"`
 }
 
 // TargetTLS verifies a PostgreSQL server.

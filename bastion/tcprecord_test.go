@@ -1,0 +1,220 @@
+package bastion_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// startCmd runs a server process for the test's lifetime.
+func startCmd(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
+func waitListen(t *testing.T, addr string) {
+	t.Helper()
+	c := dialRetry(t, addr)
+	c.Close()
+}
+
+// forwardTo runs `ssh -N -L` to a target through the bastion and returns
+// the local address.
+func (e *env) forwardTo(t *testing.T, target string, port int) string {
+	t.Helper()
+	lport := testenv.FreePort(t)
+	testenv.StartPTY(t, 80, 24, "ssh", "-F", e.cfgPath, "-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:%s:%d", lport, target, port), "bastion")
+	waitListenNoConsume(t, lport) // a probe would be a session of its own
+	return fmt.Sprintf("127.0.0.1:%d", lport)
+}
+
+// tcpSession returns the ID of the newest tcp session to target.
+func (e *env) tcpSession(t *testing.T, target string) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out := e.ssh("", "bastion", "sessions", "--json", "--kind", "tcp", "--target", target)
+		m := regexp.MustCompile(`"id":"([0-9A-Z]+)"[^\n]*"status":"ended"`).FindStringSubmatch(out.Stdout)
+		if m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no ended tcp session to %s", target)
+	return ""
+}
+
+func tshark(t *testing.T, pcap string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("tshark", append([]string{"-r", pcap}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark %v: %v\n%s", args, err, stderr.String())
+	}
+	return string(out)
+}
+
+// followRaw reassembles both directions of stream 0 from tshark's
+// `follow,tcp,raw` (server-to-client lines are indented).
+func followRaw(t *testing.T, out string) (client, server []byte) {
+	t.Helper()
+	started := false
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Node 1:") {
+			started = true
+			continue
+		}
+		if !started || strings.HasPrefix(line, "====") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		b, err := hex.DecodeString(strings.TrimSpace(line))
+		if err != nil {
+			t.Fatalf("follow line %q: %v", line, err)
+		}
+		if strings.HasPrefix(line, "\t") {
+			server = append(server, b...)
+		} else {
+			client = append(client, b...)
+		}
+	}
+	return client, server
+}
+
+// A tcp target's sessions are recorded in full: an HTTP exchange through
+// ssh -L is exported as a capture the real tshark reads, and 10 MiB each
+// way over socat comes back from the export byte for byte, verified.
+func TestTCPContentRecording(t *testing.T) {
+	for _, tool := range []string{"tshark", "python3", "curl", "socat"} {
+		testenv.Require(t, tool)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello through the bastion\n"), 0o644)
+	httpPort := testenv.FreePort(t)
+	lineHost, _, _ := net.SplitHostPort("127.0.0.1:0")
+	linePort := testenv.FreePort(t)
+	e := newEnv(t, envOptions{targets: []string{
+		fmt.Sprintf(`{name: webhttp, kind: tcp, address: "127.0.0.1:%d"}`, httpPort),
+		fmt.Sprintf(`{name: webline, kind: tcp, address: "%s:%d"}`, lineHost, linePort),
+	}})
+	startCmd(t, "python3", "-m", "http.server", fmt.Sprint(httpPort), "--bind", "127.0.0.1", "--directory", dir)
+	waitListen(t, fmt.Sprintf("127.0.0.1:%d", httpPort))
+
+	t.Run("http", func(t *testing.T) {
+		addr := e.forwardTo(t, "webhttp", httpPort)
+		out, err := exec.Command("curl", "-sS", "http://"+addr+"/hello.txt?via=bastion").CombinedOutput()
+		if err != nil || string(out) != "hello through the bastion\n" {
+			t.Fatalf("curl: %v %s", err, out)
+		}
+		id := e.tcpSession(t, "webhttp")
+		pcap := filepath.Join(t.TempDir(), "http.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		if exp.Code != 0 {
+			t.Fatalf("export: %s", exp)
+		}
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		fields := tshark(t, pcap, "-T", "fields", "-e", "http.request.method", "-e", "http.request.uri", "-e", "http.response.code", "-Y", "http")
+		if !strings.Contains(fields, "GET\t/hello.txt?via=bastion") || !strings.Contains(fields, "200") {
+			t.Errorf("tshark http: %q", fields)
+		}
+		client, server := followRaw(t, tshark(t, pcap, "-q", "-z", "follow,tcp,raw,0"))
+		if !bytes.HasPrefix(client, []byte("GET /hello.txt?via=bastion HTTP/1.1\r\n")) || !bytes.HasSuffix(server, []byte("\r\n\r\nhello through the bastion\n")) {
+			t.Errorf("follow: client %q, server %q", client, server)
+		}
+		// Replay shows a readable timeline.
+		tl := e.ssh("", "bastion", "export", id)
+		if !strings.Contains(tl.Stdout, "client -> target") || !strings.Contains(tl.Stdout, "|GET /hello.txt?v|") {
+			t.Errorf("timeline: %s", tl.Stdout)
+		}
+		if v := e.ssh("", "bastion", "verify", id); v.Code != 0 || !strings.Contains(v.Stdout, "intact") {
+			t.Errorf("verify: %s", v)
+		}
+	})
+
+	t.Run("10 MiB each way", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		mk := func(name string) (string, []byte) {
+			b := make([]byte, 10<<20)
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			p := filepath.Join(dir, name)
+			os.WriteFile(p, b, 0o600)
+			return p, b
+		}
+		clientFile, clientData := mk("client.bin")
+		serverFile, serverData := mk("server.bin")
+		received := filepath.Join(dir, "received.bin")
+		startCmd(t, "socat", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr", linePort),
+			fmt.Sprintf("SYSTEM:exec 3<&0; cat <&3 > %s & cat %s; wait", received, serverFile))
+		waitListenNoConsume(t, linePort)
+		addr := e.forwardTo(t, "webline", linePort)
+		cmd := exec.Command("socat", "-t", "30", "-", "TCP:"+addr)
+		f, _ := os.Open(clientFile)
+		defer f.Close()
+		cmd.Stdin = f
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		got, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("socat client: %v: %s", err, stderr.String())
+		}
+		if !bytes.Equal(got, serverData) {
+			t.Fatalf("the client got %d bytes, want the server's %d", len(got), len(serverData))
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if b, _ := os.ReadFile(received); bytes.Equal(b, clientData) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the server did not receive the client's bytes")
+			}
+		}
+		id := e.tcpSession(t, "webline")
+		pcap := filepath.Join(t.TempDir(), "line.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		c, s := followRaw(t, tshark(t, pcap, "-q", "-z", "follow,tcp,raw,0"))
+		if sha256.Sum256(c) != sha256.Sum256(clientData) || sha256.Sum256(s) != sha256.Sum256(serverData) {
+			t.Fatalf("the export's streams differ: client %d bytes, server %d bytes", len(c), len(s))
+		}
+		if v := e.ssh("", "bastion", "verify", id); v.Code != 0 {
+			t.Errorf("verify: %s", v)
+		}
+	})
+}
+
+// waitListenNoConsume waits until something listens on the loopback port
+// without connecting to it (a one-shot server would take the probe as its
+// client).
+func waitListenNoConsume(t *testing.T, port int) {
+	t.Helper()
+	want := fmt.Sprintf(":%04X ", port)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/net/tcp")
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 3 && strings.HasSuffix(f[1]+" ", want) && f[3] == "0A" {
+				return
+			}
+		}
+	}
+	t.Fatalf("nothing listens on port %d", port)
+}

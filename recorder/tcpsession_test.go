@@ -1,0 +1,89 @@
+package recorder
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// recordTCP records a TCP session: an HTTP exchange in several reads, then
+// both sides close.
+func recordTCP(t *testing.T, s *Store, clk *clock) string {
+	t.Helper()
+	r := begin(t, s, SessionInfo{ID: "tcp1", Kind: "tcp", Target: "web"})
+	must(t, r.ConnEvent("open 10.1.2.3:51000 10.9.8.7:8080"))
+	clk.Advance(1000)
+	must(t, r.FromClient([]byte("GET /hello?x=1 HTTP/1.1\r\nHost: web\r\n\r\n")))
+	clk.Advance(2000)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 300) // several segments
+	must(t, r.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4800\r\n\r\n")))
+	must(t, r.FromServer(body))
+	must(t, r.FromServer([]byte{0, 1, 2, 0xff}[:0]))
+	must(t, r.ConnEvent("client fin"))
+	must(t, r.ConnEvent("server fin"))
+	must(t, r.End(ExitInfo{Status: -1}))
+	return r.ID()
+}
+
+func TestTCPTimeline(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	id := recordTCP(t, s, clk)
+	var out bytes.Buffer
+	must(t, s.Export(id, &out))
+	for _, want := range []string{"connection open 10.1.2.3:51000 10.9.8.7:8080", "client -> target  38 bytes", "|GET /hello?x=1 H|", "target -> client  4800 bytes", "bytes elided", "connection client fin"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, out.String())
+		}
+	}
+	if rep := verify(t, s, id); !rep.Intact {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// The capture is read by the real tshark: the GET with its path, the 200,
+// and both directions reassembled byte for byte.
+func TestTCPPcapWithTshark(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tshark is required in CI")
+		}
+		t.Skip("tshark not installed")
+	}
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	id := recordTCP(t, s, clk)
+	path := filepath.Join(t.TempDir(), "s.pcap")
+	f, err := os.Create(path)
+	must(t, err)
+	must(t, s.ExportPcap(id, f))
+	f.Close()
+	run := func(args ...string) string {
+		cmd := exec.Command(tshark, append([]string{"-r", path, "-o", "tcp.check_checksum:TRUE"}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark %v: %v\n%s%s", args, err, out, stderr.String())
+		}
+		return string(out)
+	}
+	fields := run("-T", "fields", "-e", "http.request.method", "-e", "http.request.uri", "-e", "http.response.code", "-Y", "http")
+	if !strings.Contains(fields, "GET\t/hello?x=1") || !strings.Contains(fields, "200") {
+		t.Errorf("http fields:\n%s", fields)
+	}
+	if bad := run("-Y", "tcp.analysis.flags || tcp.checksum.status == 0 || ip.checksum.status == 0"); strings.TrimSpace(bad) != "" {
+		t.Errorf("tshark sees problems:\n%s", bad)
+	}
+	follow := run("-q", "-z", "follow,tcp,raw,0")
+	if !strings.Contains(follow, "474554202f68656c6c6f") || !strings.Contains(follow, strings.Repeat("30313233343536373839616263646566", 3)) {
+		t.Errorf("follow:\n%s", follow)
+	}
+	if err := s.ExportPcap("nope", &bytes.Buffer{}); err == nil {
+		t.Error("a missing session exported")
+	}
+}
