@@ -10,9 +10,10 @@
 // trusting only the bastion's target CA; a second sshd with plain key
 // authentication as the baseline jump host and -L server; the development
 // OIDC provider (internal/devidp); and, once the bastion links the
-// PostgreSQL proxy, PostgreSQL 15 (internal/testenv). Each side-by-side
-// workload runs on both paths in alternation for several rounds, with the
-// real OpenSSH client, and the table reports both figures, the ratio
+// PostgreSQL proxy, PostgreSQL 15 (sshd and PostgreSQL are started by
+// internal/localsvc). Each side-by-side workload runs on both paths in
+// alternation for several rounds, with the real OpenSSH client, and the
+// table reports both figures, the ratio
 // (median and spread of the per-round ratios) and the CPU each serving
 // side used per GiB or per thousand transactions. The absolute goals
 // (issuance, ingest, idle memory, replay) are measured on the bastion alone.

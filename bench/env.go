@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/bastionhq/bastion/internal/localsvc"
 	"io"
 	"log/slog"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/devidp"
+	"github.com/bastionhq/bastion/internal/localsvc"
 )
 
 // benchUser is the identity the benchmarks log in as.
@@ -46,8 +46,8 @@ type env struct {
 	auth    *ca.Authority
 	idp     *devidp.Provider
 
-	target *sshd // OpenSSH target "web1"
-	jump   *sshd // OpenSSH baseline: jump host and -L server
+	target *localsvc.SSHD // OpenSSH target "web1"
+	jump   *localsvc.SSHD // OpenSSH baseline: jump host and -L server
 
 	bulk *bulkSource // TCP target "bulk"
 	idle *idleTarget // SSH target "idle"
@@ -88,6 +88,18 @@ func (e *env) cleanup() {
 }
 
 func (e *env) onCleanup(f func()) { e.cleanups = append(e.cleanups, f) }
+
+// sshdOptions are the benchmark's settings for both OpenSSH servers (the
+// target, trusting only the bastion's target CA, and the baseline jump
+// host, with plain key authentication): the cipher pinned to
+// aes128-gcm@openssh.com, no DNS lookups, and quiet logs.
+var sshdOptions = []string{
+	"UseDNS no",
+	"AllowTcpForwarding yes",
+	"Ciphers aes128-gcm@openssh.com",
+	"LogLevel ERROR",
+	"MaxStartups 200:30:400",
+}
 
 // newEnv builds the environment; the bastion is started by startBastion.
 func newEnv(opt options) (_ *env, err error) {
@@ -164,15 +176,21 @@ func newEnv(opt options) (_ *env, err error) {
 		return nil, err
 	}
 
-	if e.target, err = startSSHD(e.dir, sshdOptions{Name: "target", TrustedUserCAKeys: e.keys.TargetCALine()}); err != nil {
+	if e.target, err = localsvc.StartSSHD(localsvc.SSHDConfig{
+		Dir: filepath.Join(e.dir, "target"), Name: "target", Options: sshdOptions,
+		TrustedUserCAKeys: e.keys.TargetCALine(),
+	}); err != nil {
 		return nil, err
 	}
-	e.onCleanup(e.target.stop)
+	e.onCleanup(e.target.Stop)
 	plainLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(plain.signer.PublicKey())))
-	if e.jump, err = startSSHD(e.dir, sshdOptions{Name: "jump", AuthorizedKeys: plainLine}); err != nil {
+	if e.jump, err = localsvc.StartSSHD(localsvc.SSHDConfig{
+		Dir: filepath.Join(e.dir, "jump"), Name: "jump", Options: sshdOptions,
+		AuthorizedKeys: plainLine,
+	}); err != nil {
 		return nil, err
 	}
-	e.onCleanup(e.jump.stop)
+	e.onCleanup(e.jump.Stop)
 	if e.bulk, err = startBulkSource(); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/localsvc"
 )
 
 // machine describes where the benchmarks ran.
@@ -47,7 +49,7 @@ func describeMachine() machine {
 	if out, err := exec.Command("ssh", "-V").CombinedOutput(); err == nil {
 		m.OpenSSH = strings.TrimSpace(string(out))
 	}
-	pg := filepath.Join(postgresBinDir, "postgres")
+	pg := filepath.Join(localsvc.PostgresBinDir, "postgres")
 	if out, err := exec.Command(pg, "--version").Output(); err == nil {
 		m.Postgres = strings.TrimSpace(string(out))
 	} else {

@@ -2,26 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"fmt"
-	"github.com/bastionhq/bastion/internal/localsvc"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"testing"
 	"time"
 
-	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/internal/localsvc"
 )
-
-const postgresBinDir = testenv.PostgresBinDir
 
 // pgEnv is the PostgreSQL server for the pgbench workload: TLS only,
 // client certificates from the bastion's database CA, no passwords.
 type pgEnv struct {
-	pg           *testenv.Postgres
+	pg           *localsvc.Postgres
 	addr         string
 	serverCAFile string // for the bastion's target tls.ca_file
 	certFile     string // libpq client certificate for the baseline
@@ -38,33 +36,57 @@ func (e *env) setupPostgres() (err error) {
 	if !e.pgproxy {
 		return errPending
 	}
-	tb := &benchTB{}
+	if err := localsvc.CheckPostgresBinDir(localsvc.PostgresBinDir); err != nil {
+		return fmt.Errorf("PostgreSQL 15 binaries not found: %w", err)
+	}
+	// The server's certificate comes from a CA of its own; the bastion
+	// trusts it through its target's tls.ca_file.
+	serverCA, err := localsvc.NewCA("postgres-test-server-ca")
+	if err != nil {
+		return err
+	}
+	srv, err := serverCA.IssueServer([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	dbca := &localsvc.CA{Cert: e.keys.DBCA.Cert, Key: e.keys.DBCA.Key, PEM: e.keys.DBCA.PEM}
+	su, err := dbca.IssueClient(localsvc.PostgresSuperuser, time.Hour)
+	if err != nil {
+		return err
+	}
+	p, err := localsvc.StartPostgres(context.Background(), localsvc.PostgresConfig{
+		Name:         "bench-pg",
+		ServerCert:   srv,
+		ClientCA:     dbca.PEM,
+		SuperuserTLS: &tls.Config{RootCAs: serverCA.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{su}, MinVersion: tls.VersionTLS12},
+		Roles:        []string{"bench"},
+		Databases:    []string{"bench"},
+		Seed:         []localsvc.SeedSQL{{DB: "postgres", SQL: "ALTER DATABASE bench OWNER TO bench"}},
+		Settings:     map[string]string{"max_connections": "40"},
+	})
+	if err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
 	defer func() {
-		if p := recover(); p != nil {
-			f, ok := p.(tbFailure)
-			if !ok {
-				panic(p)
-			}
-			err = f
-		}
 		if err != nil {
-			tb.runCleanups()
+			p.Stop()
 		} else {
-			e.onCleanup(tb.runCleanups)
+			e.onCleanup(p.Stop)
 		}
 	}()
-	dbca := e.keys.DBCA
-	p := testenv.StartPostgres(tb, testenv.PostgresOptions{
-		ClientCA:  &testenv.PostgresCA{Cert: dbca.Cert, Key: dbca.Key, PEM: dbca.PEM},
-		Roles:     []string{"bench"},
-		Databases: []string{"bench"},
-		SeedSQL:   "ALTER DATABASE bench OWNER TO bench",
-		Settings:  map[string]string{"max_connections": "40"},
-	})
-	pe := &pgEnv{pg: p, addr: p.Addr, pgbench: p.Tool(tb, "pgbench")}
+	pe := &pgEnv{pg: p, addr: p.Addr}
+	if pe.pgbench, err = p.Tool("pgbench"); err != nil {
+		return err
+	}
+	client, err := dbca.IssueClient("bench", time.Hour)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Join(e.dir, "pg-client")
 	os.MkdirAll(dir, 0o700)
-	pe.certFile, pe.keyFile, pe.rootFile = p.LibpqFiles(tb, dir, "bench")
+	if pe.certFile, pe.keyFile, pe.rootFile, err = localsvc.WriteLibpqFiles(dir, "bench", client, serverCA.PEM); err != nil {
+		return err
+	}
 	pe.serverCAFile = pe.rootFile
 	init := exec.Command(pe.pgbench, "-i", "-s", "2", "-q", pe.directConn(p.Port))
 	if out, err := init.CombinedOutput(); err != nil {
@@ -174,34 +196,4 @@ func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err
 	stopSSH(fwd)
 	cpu, err = e.cpuEnd(s, c0)
 	return tps, tx, cpu, err
-}
-
-// benchTB lets the harness reuse internal/testenv's PostgreSQL starter,
-// which reports through testing.TB: a failure or skip panics with a
-// tbFailure that setupPostgres recovers, and cleanups run when the bench
-// ends. Only the methods testenv calls are implemented; the embedded nil
-// interface makes any other call fail loudly.
-type benchTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-type tbFailure struct{ msg string }
-
-func (f tbFailure) Error() string { return f.msg }
-
-func (t *benchTB) Helper()                   {}
-func (t *benchTB) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
-func (t *benchTB) Fatal(args ...any)         { panic(tbFailure{fmt.Sprint(args...)}) }
-func (t *benchTB) Fatalf(f string, a ...any) { panic(tbFailure{fmt.Sprintf(f, a...)}) }
-func (t *benchTB) Skip(args ...any)          { panic(tbFailure{fmt.Sprint(args...)}) }
-func (t *benchTB) Skipf(f string, a ...any)  { panic(tbFailure{fmt.Sprintf(f, a...)}) }
-func (t *benchTB) Logf(f string, a ...any)   { logf(f, a...) }
-func (t *benchTB) Failed() bool              { return false }
-
-func (t *benchTB) runCleanups() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
-	}
-	t.cleanups = nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/devidp"
+	"github.com/bastionhq/bastion/internal/localsvc"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of them where it applies.
@@ -227,7 +228,11 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		d.DBSkipped = err.Error()
 	} else {
 		fmt.Fprintf(cfg.Out, "Starting a demo PostgreSQL (%s)…\n", bin)
-		pg, err := startPostgres(ctx, bin, auth)
+		var pg *localsvc.Postgres
+		pgCfg, err := postgresConfig(bin, auth)
+		if err == nil {
+			pg, err = localsvc.StartPostgres(ctx, pgCfg)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -236,8 +241,8 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 			d.DBSkipped = "PostgreSQL did not start: " + firstLine(err.Error())
 			d.Logger.Warn("demo database not started", "err", err)
 		} else {
-			d.onClose(func(context.Context) error { pg.stop(); return nil })
-			d.DBAddr, d.DBVersion = pg.Addr, pg.Version
+			d.onClose(func(context.Context) error { pg.Stop(); return nil })
+			d.DBAddr, d.DBVersion = pg.Addr, postgresVersion(bin)
 			if want := net.JoinHostPort("127.0.0.1", strconv.Itoa(defaultDBPort)); pg.Addr != want {
 				d.Notes = append(d.Notes, fmt.Sprintf("demo database: %s is busy; using %s instead", want, pg.Addr))
 			}

@@ -1,8 +1,6 @@
 package demo
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,31 +8,22 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"github.com/bastionhq/bastion/internal/localsvc"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/localsvc"
 )
-
-// Where PostgreSQL's server programs are looked for: Debian's postgresql-15
-// package first, then PATH.
-const postgresBinDir = "/usr/lib/postgresql/15/bin"
 
 // The demo database: a database, its owner (the login people use through
 // the bastion) and the bootstrap superuser the demo seeds it with.
 const (
 	DBName      = "shop"
 	DBUser      = "app"
-	dbSuperuser = "postgres"
+	dbSuperuser = localsvc.PostgresSuperuser
 )
 
 // seedSQL is the demo data: test card numbers only (the card networks'
@@ -57,19 +46,17 @@ ALTER TABLE customers OWNER TO app;
 // there is none.
 func findPostgres(dir string) (string, error) {
 	if dir != "" {
-		for _, b := range []string{"initdb", "postgres"} {
-			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-				return "", fmt.Errorf("%s has no %s", dir, b)
-			}
+		if err := localsvc.CheckPostgresBinDir(dir); err != nil {
+			return "", err
 		}
 		return dir, nil
 	}
-	if d, err := findPostgres(postgresBinDir); err == nil {
+	if d, err := findPostgres(localsvc.PostgresBinDir); err == nil {
 		return d, nil
 	}
 	initdb, err := exec.LookPath("initdb")
 	if err != nil {
-		return "", fmt.Errorf("PostgreSQL not found (no %s/initdb and no initdb on PATH)", postgresBinDir)
+		return "", fmt.Errorf("PostgreSQL not found (no %s/initdb and no initdb on PATH)", localsvc.PostgresBinDir)
 	}
 	d := filepath.Dir(initdb)
 	if _, err := os.Stat(filepath.Join(d, "postgres")); err != nil {
@@ -81,233 +68,55 @@ func findPostgres(dir string) (string, error) {
 	return d, nil
 }
 
-// postgres is the demo's PostgreSQL cluster: a throwaway one per run, in a
-// directory of its own, that accepts only TLS connections with a client
-// certificate from the bastion's database CA (`hostssl all all
-// 127.0.0.1/32 cert`), so no password exists anywhere.
-type postgres struct {
-	Addr    string // 127.0.0.1:port
-	Version string // e.g. "15.8"
-	BinDir  string
-	base    string
-	cmd     *exec.Cmd
-	exited  chan error
-}
-
-// startPostgres initialises, starts and seeds the demo cluster. auth signs
+// postgresConfig describes the demo's PostgreSQL cluster: a throwaway one
+// per run that accepts only TLS connections with a client certificate from
+// the bastion's database CA, so no password exists anywhere. auth signs
 // the server certificate and the superuser's client certificate with the
-// database CA. The cluster lives in a fresh temporary directory (the
-// postgres system user must be able to reach it when we are root) and is
-// removed by stop.
-func startPostgres(ctx context.Context, binDir string, auth *ca.Authority) (_ *postgres, err error) {
-	runAs, err := localsvc.Credential()
-	if err != nil {
-		return nil, err
-	}
-	p := &postgres{BinDir: binDir}
-	if out, err := exec.Command(filepath.Join(binDir, "postgres"), "--version").Output(); err == nil {
-		p.Version = parseVersion(string(out))
-	}
-	parent := ""
-	if runAs != nil && !localsvc.Reachable(os.TempDir()) {
-		parent = "/tmp" // TMPDIR is private to root: the postgres user could not reach it
-	}
-	if p.base, err = os.MkdirTemp(parent, "bastion-demo-pg-"); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			p.stop()
-		}
-	}()
-	if err := os.Chmod(p.base, 0o711); err != nil {
-		return nil, err
-	}
-	data := filepath.Join(p.base, "data")
-	if err := os.Mkdir(data, 0o700); err != nil {
-		return nil, err
-	}
-	chown := func(path string) error {
-		if runAs == nil {
-			return nil
-		}
-		return os.Chown(path, int(runAs.Uid), int(runAs.Gid))
-	}
-	if err := chown(data); err != nil {
-		return nil, err
-	}
-	initdb := exec.CommandContext(ctx, filepath.Join(binDir, "initdb"), "-D", data, "-U", dbSuperuser,
-		"-E", "UTF8", "--no-locale", "-N", "--auth=reject")
-	initdb.Env = localsvc.Env()
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: runAs}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("initdb: %w\n%s", err, tail(out, 2000))
-	}
-
+// database CA. Its seed is the demo role (a login without a password),
+// the demo database it owns and the demo table.
+func postgresConfig(binDir string, auth *ca.Authority) (localsvc.PostgresConfig, error) {
 	srvCert, srvKey, err := issueX509(auth, "server", "")
 	if err != nil {
-		return nil, err
+		return localsvc.PostgresConfig{}, err
 	}
-	files := map[string][]byte{
-		"server.crt":    srvCert,
-		"server.key":    srvKey,
-		"client-ca.crt": auth.Keys().DBCA.PEM,
-		"pg_hba.conf":   []byte("# bastion demo: certificate authentication only, no passwords\nhostssl all all 127.0.0.1/32 cert\n"),
-	}
-	for name, body := range files {
-		path := filepath.Join(data, name)
-		if err := os.WriteFile(path, body, 0o600); err != nil {
-			return nil, err
-		}
-		if err := chown(path); err != nil {
-			return nil, err
-		}
-	}
-	conf := "\n# bastion demo\n" +
-		"listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" +
-		"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.crt'\n" +
-		"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 32MB\nmax_connections = 40\n" +
-		"log_min_messages = warning\n"
-	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	srv, err := tls.X509KeyPair(srvCert, srvKey)
 	if err != nil {
-		return nil, err
+		return localsvc.PostgresConfig{}, err
 	}
-	if _, err := f.WriteString(conf); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-
 	suCert, suKey, err := issueX509(auth, "client", dbSuperuser)
 	if err != nil {
-		return nil, err
+		return localsvc.PostgresConfig{}, err
 	}
-	pair, err := tls.X509KeyPair(suCert, suKey)
+	su, err := tls.X509KeyPair(suCert, suKey)
 	if err != nil {
-		return nil, err
+		return localsvc.PostgresConfig{}, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(auth.Keys().DBCA.Cert)
-	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-
-	var lastErr error
-	for i := range 3 {
+	return localsvc.PostgresConfig{
+		BinDir:       binDir,
+		Name:         "bastion-demo-pg",
+		ServerCert:   srv,
+		ClientCA:     auth.Keys().DBCA.PEM,
+		SuperuserTLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{su}, MinVersion: tls.VersionTLS12},
 		// PostgreSQL's own port when it is free, so the guide's ssh -L line
 		// reads as usual (and as the README shows it); a free one otherwise.
-		port := defaultDBPort
-		if i > 0 || !portFree(port) {
-			if port, err = localsvc.FreeLoopbackPort(); err != nil {
-				return nil, err
-			}
-		}
-		if lastErr = p.run(ctx, data, port, runAs, tlsCfg); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		return nil, lastErr
-	}
-	if err := p.seed(ctx, tlsCfg); err != nil {
-		return nil, err
-	}
-	return p, nil
+		Port:         defaultDBPort,
+		Settings:     map[string]string{"max_connections": "40"},
+		Roles:        []string{DBUser},
+		Seed:         []localsvc.SeedSQL{{DB: "postgres", SQL: "CREATE DATABASE " + DBName + " OWNER " + DBUser}, {DB: DBName, SQL: seedSQL}},
+		ReadyTimeout: 60 * time.Second,
+	}, nil
 }
 
-// run starts postgres on port and waits until it accepts the superuser.
-func (p *postgres) run(ctx context.Context, data string, port int, runAs *syscall.Credential, tlsCfg *tls.Config) error {
-	logPath := filepath.Join(p.base, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// postgresVersion reads the server's version from `postgres --version`;
+// empty when it cannot.
+func postgresVersion(binDir string) string {
+	out, err := exec.Command(filepath.Join(binDir, "postgres"), "--version").Output()
 	if err != nil {
-		return err
+		return ""
 	}
-	cmd := exec.Command(filepath.Join(p.BinDir, "postgres"), "-D", data, "-p", strconv.Itoa(port))
-	cmd.Env = localsvc.Env()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C at the terminal goes to the demo, which
-	// then stops the database in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start postgres: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logf.Close() }()
-	p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("postgres exited: %v\n%s", err, localsvc.TailFile(logPath, 2000))
-		default:
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := p.connect(cctx, tlsCfg, "postgres")
-		cancel()
-		if err == nil {
-			conn.Close(context.Background())
-			p.cmd, p.exited = cmd, exited
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			return fmt.Errorf("postgres not ready: %v\n%s", err, localsvc.TailFile(logPath, 2000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (p *postgres) connect(ctx context.Context, tlsCfg *tls.Config, db string) (*pgx.Conn, error) {
-	host, port, _ := net.SplitHostPort(p.Addr)
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", host, port, dbSuperuser, db))
-	if err != nil {
-		return nil, err
-	}
-	cfg.TLSConfig = tlsCfg
-	cfg.Fallbacks = nil
-	return pgx.ConnectConfig(ctx, cfg)
-}
-
-// seed creates the demo role, database and table.
-func (p *postgres) seed(ctx context.Context, tlsCfg *tls.Config) error {
-	run := func(db, sql string) error {
-		conn, err := p.connect(ctx, tlsCfg, db)
-		if err != nil {
-			return fmt.Errorf("seed: connect to %s: %w", db, err)
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
-			return fmt.Errorf("seed %s: %w", db, err)
-		}
-		return nil
-	}
-	if err := run("postgres", "CREATE ROLE "+DBUser+" LOGIN"); err != nil {
-		return err
-	}
-	if err := run("postgres", "CREATE DATABASE "+DBName+" OWNER "+DBUser); err != nil {
-		return err
-	}
-	return run(DBName, seedSQL)
-}
-
-// stop shuts the cluster down (fast: roll back, disconnect, exit) and
-// removes its directory.
-func (p *postgres) stop() {
-	if p.cmd != nil {
-		p.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-p.exited:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.exited
-		}
-		p.cmd = nil
-	}
-	if p.base != "" {
-		os.RemoveAll(p.base)
-	}
+	return parseVersion(string(out))
 }
 
 // issueX509 makes a key and a certificate from the database CA: a server
@@ -349,20 +158,3 @@ func parseVersion(out string) string {
 
 // defaultDBPort is the demo database's port when it is free.
 const defaultDBPort = 5432
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
-func tail(b []byte, n int) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}

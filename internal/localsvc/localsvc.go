@@ -1,8 +1,23 @@
-// Package localsvc holds what starting local OpenSSH and PostgreSQL servers
-// needs in more than one place (the test harness, `bastion demo` and the
-// benchmarks): whom to run PostgreSQL as and whether it can reach a
-// directory, an sshd_config this sshd accepts, a free port, waiting for a
-// listener.
+// Package localsvc starts throwaway local servers on loopback: the real
+// OpenSSH sshd ([StartSSHD]) and a PostgreSQL cluster that accepts only TLS
+// with client certificates ([StartPostgres]), plus the small X.509 CA
+// ([CA]) that certifies them. The test harness (internal/testenv), `bastion
+// demo` (internal/demo) and the benchmarks (bench) all start their servers
+// here.
+//
+// # Basics
+//
+// Everything returns errors and nothing here imports package testing:
+// internal/testenv wraps these functions with t.Fatal and t.Cleanup. Each
+// server runs in a directory of its own, on a free loopback port (retried
+// when another process takes the port first), and is stopped with its Stop
+// method.
+//
+// # Caveats
+//
+// initdb and postgres refuse to run as root: as root, they run as the
+// postgres system user ([Credential]), whose data directory must be
+// reachable ([Reachable]).
 package localsvc
 
 import (
@@ -83,6 +98,11 @@ func TailFile(path string, n int) string {
 	if err != nil {
 		return ""
 	}
+	return tail(b, n)
+}
+
+// tail returns at most the last n bytes of b, trimmed.
+func tail(b []byte, n int) string {
 	b = bytes.TrimSpace(b)
 	if len(b) > n {
 		b = b[len(b)-n:]
@@ -108,6 +128,23 @@ func WaitListening(addr string, exited <-chan struct{}, timeout time.Duration) b
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// LookTool returns the first of names that exists (an absolute path) or is
+// on PATH.
+func LookTool(names ...string) (string, error) {
+	for _, n := range names {
+		if filepath.IsAbs(n) {
+			if _, err := os.Stat(n); err == nil {
+				return n, nil
+			}
+			continue
+		}
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not installed", names[0])
 }
 
 // WriteSSHDConfig writes an sshd_config and drops keywords this sshd does
