@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -35,7 +34,7 @@ type env struct {
 	echo    string // address of the TCP echo target
 	alice   *testenv.UserKey
 	cfgPath string // ssh_config
-	logs    *syncBuffer
+	logs    *testenv.SyncBuffer
 	pg      *testenv.Postgres
 }
 
@@ -67,7 +66,7 @@ targets:
 func newEnv(t *testing.T, opt envOptions) *env {
 	t.Helper()
 	testenv.Require(t, "ssh")
-	e := &env{t: t, dataDir: t.TempDir(), dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &env{t: t, dataDir: t.TempDir(), dir: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	keys, err := ca.LoadOrCreateKeys(e.dataDir)
 	if err != nil {
 		t.Fatal(err)
@@ -190,23 +189,6 @@ func startEcho(t *testing.T) string {
 		}
 	}()
 	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func mustContain(t *testing.T, what, got string, wants ...string) {

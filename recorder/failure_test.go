@@ -9,31 +9,15 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/bastionhq/bastion/internal/testenv/syncbuf"
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
 
 var errDiskFull = errors.New("disk full")
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestStrictFailure(t *testing.T) {
 	cfg, _ := testConfig(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	s := openStore(t, cfg)
 	r := begin(t, s, SessionInfo{})

@@ -50,28 +50,11 @@ type harness struct {
 	addr       string
 	port       int
 	cancels    *CancelRegistry
-	transcript *syncBuffer
+	transcript *testenv.SyncBuffer
 
 	mu     sync.Mutex
 	events []Event
 	errs   []error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // testJudge is the policy the end-to-end tests run under.
@@ -147,7 +130,7 @@ func luhn(b []byte) bool {
 // startProxy runs a proxy in front of pg with the test policy; mod adjusts the Config.
 func startProxy(t testing.TB, pg *testenv.Postgres, mod func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, pg: pg, cancels: NewCancelRegistry(), transcript: &syncBuffer{}}
+	h := &harness{t: t, pg: pg, cancels: NewCancelRegistry(), transcript: &testenv.SyncBuffer{}}
 	cfg := h.baseConfig(t)
 	if mod != nil {
 		mod(&cfg)

@@ -46,7 +46,7 @@ type world struct {
 	sshd    *testenv.SSHD
 	home    string
 	cfgPath string
-	logs    *lockedBuffer
+	logs    *testenv.SyncBuffer
 }
 
 func boolp(b bool) *bool { return &b }
@@ -70,7 +70,7 @@ roles:
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	testenv.Require(t, "ssh")
-	w := &world{t: t, home: t.TempDir(), logs: &lockedBuffer{}}
+	w := &world{t: t, home: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	var err error
 	w.idp, err = devidp.Start(devidp.Config{
 		Users: []devidp.User{
@@ -475,21 +475,4 @@ func waitCmd(done <-chan error) error {
 	case <-time.After(60 * time.Second):
 		return fmt.Errorf("timed out")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,31 +1,16 @@
 package demo
 
 import (
-	"bytes"
 	"encoding/pem"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is testenv's SyncBuffer with waitFor.
+type syncBuffer struct{ testenv.SyncBuffer }
 
 // waitFor waits until the buffer holds want; the deadline only bounds a
 // hung test, it is not a performance threshold.
