@@ -3,7 +3,6 @@ package shellcmd
 import (
 	"strings"
 
-	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -37,92 +36,6 @@ func (a *analyzer) call(call *syntax.CallExpr, stmt *syntax.Stmt, sc scope, stdi
 		wr = appendWrapper(wr, "time")
 	}
 	a.peel(words, peelState{sc: sc, stmt: stmt, stdinPipe: stdinPipe, wrappers: wr, text: text})
-}
-
-// expandArgs normalises the words of a command: brace expansion first (as
-// bash does), then the split at an unquoted $IFS, then quote removal.
-func (a *analyzer) expandArgs(args []*syntax.Word, sc scope, text string) []word {
-	out := make([]word, 0, len(args))
-	for _, w := range args {
-		if w == nil || len(w.Parts) == 0 {
-			continue
-		}
-		exp, reason := a.braceWords(w, text)
-		if reason != "" {
-			a.unknowable(text, reason)
-		}
-		if exp == nil {
-			out = append(out, splitIFS(w, sc.src)...)
-			continue
-		}
-		for _, ew := range exp {
-			out = append(out, splitIFS(ew, sc.src)...)
-		}
-	}
-	return out
-}
-
-// braceWords expands the brace expressions in w ({rm,-rf,x} is three
-// words). It returns nil if w holds none, or if the expansion is too large
-// (with the reason); every word produced is charged to the budget, so
-// expansion stays linear in the input.
-func (a *analyzer) braceWords(w *syntax.Word, text string) ([]*syntax.Word, string) {
-	if !syntax.SplitBraces(w) {
-		return nil, ""
-	}
-	var words []*syntax.Word
-	for ew, err := range expand.BracesSeq(&expand.Config{}, w) {
-		if err != nil || len(words) >= MaxBraceWords {
-			return nil, ReasonBraceLimit
-		}
-		cost := len(ew.Parts)
-		for _, p := range ew.Parts {
-			if l, ok := p.(*syntax.Lit); ok {
-				cost += len(l.Value)
-			}
-		}
-		if !a.spend(cost, text) {
-			return nil, ""
-		}
-		words = append(words, ew)
-	}
-	return words, ""
-}
-
-// splitIFS normalises w, splitting it where an unquoted $IFS or ${IFS}
-// stands: with the default IFS that expansion separates words, the classic
-// way to write `rm${IFS}-rf${IFS}/` without spaces.
-func splitIFS(w *syntax.Word, src string) []word {
-	cut := -1
-	for i, p := range w.Parts {
-		if pe, ok := p.(*syntax.ParamExp); ok && isPlainIFS(pe) {
-			cut = i
-			break
-		}
-	}
-	if cut < 0 {
-		return []word{normWord(w, src)}
-	}
-	var out []word
-	start := 0
-	for i := 0; i <= len(w.Parts); i++ {
-		if i < len(w.Parts) {
-			pe, ok := w.Parts[i].(*syntax.ParamExp)
-			if !ok || !isPlainIFS(pe) {
-				continue
-			}
-		}
-		if i > start {
-			out = append(out, normWord(&syntax.Word{Parts: w.Parts[start:i]}, src))
-		}
-		start = i + 1
-	}
-	return out
-}
-
-func isPlainIFS(pe *syntax.ParamExp) bool {
-	return pe.Param != nil && pe.Param.Value == "IFS" && pe.Index == nil && pe.Exp == nil &&
-		pe.Slice == nil && pe.Repl == nil && !pe.Excl && !pe.Length && pe.NestedParam == nil
 }
 
 // commandPositionReason returns why a non-literal word cannot name a command.
@@ -265,23 +178,6 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 	return nil, "", false
 }
 
-// optSpec describes a getopt-style option grammar.
-type optSpec struct {
-	valued     string          // short options that take a value (attached or the next word)
-	optional   string          // short options whose value is optional and only attached
-	long       map[string]bool // long options that take a value from the next word when not written --opt=value
-	positional int             // operands before the command (timeout's duration, chroot's directory)
-	noCommand  string          // short flags after which no command follows
-}
-
-func set(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
-}
-
 // wrapperSpecs are the wrappers that run their operands as a command after
 // getopt-style options and a fixed number of operands.
 var wrapperSpecs = map[string]optSpec{
@@ -342,183 +238,6 @@ func isVersionedPython(name string) bool {
 // as an argument, so that stdin is data, not code.
 var inlineProgramFlags = map[string]string{
 	"python": "cm", "perl": "eE", "ruby": "e", "node": "ep", "nodejs": "ep", "php": "rBERF", "lua": "e", "tclsh": "",
-}
-
-// scanResult is the outcome of scanning options.
-type scanResult struct {
-	next     int      // index of the first operand (the command)
-	opts     []option // options in order
-	operands []word   // operands, for scanPermute
-	bad      bool     // a non-literal word was read as an option or its value
-}
-
-type option struct {
-	name string // one letter for a short option, the name for a long one
-	val  word
-	has  bool // val is set
-}
-
-func (r scanResult) hasFlag(c byte) bool {
-	for _, o := range r.opts {
-		if len(o.name) == 1 && o.name[0] == c {
-			return true
-		}
-	}
-	return false
-}
-
-func (r scanResult) hasLong(name string) bool {
-	for _, o := range r.opts {
-		if o.name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// values returns the values of the options with any of the given names.
-func (r scanResult) values(names ...string) []word {
-	var out []word
-	for _, o := range r.opts {
-		if !o.has {
-			continue
-		}
-		for _, n := range names {
-			if o.name == n {
-				out = append(out, o.val)
-			}
-		}
-	}
-	return out
-}
-
-// scanOpts reads getopt-style options from args, stopping at "--" or the
-// first operand, as the wrappers (which use "+" in their getopt strings)
-// do.
-func scanOpts(args []word, spec optSpec) scanResult {
-	var r scanResult
-	i := 0
-	for i < len(args) {
-		n, stop := scanOne(args, i, spec, &r)
-		if stop {
-			break
-		}
-		i = n
-	}
-	r.next = min(i, len(args))
-	if i < len(args) && args[i].lit && args[i].s == "--" {
-		r.next = i + 1
-	}
-	return r
-}
-
-// scanPermute reads options from anywhere in args, as GNU getopt does by
-// default, collecting the operands; everything after "--" is an operand.
-func scanPermute(args []word, spec optSpec) scanResult {
-	var r scanResult
-	i := 0
-	for i < len(args) {
-		if args[i].lit && args[i].s == "--" {
-			r.operands = append(r.operands, args[i+1:]...)
-			break
-		}
-		n, stop := scanOne(args, i, spec, &r)
-		if stop {
-			r.operands = append(r.operands, args[i])
-			i++
-			continue
-		}
-		i = n
-	}
-	r.next = len(args)
-	return r
-}
-
-// scanOne reads the option at args[i], returning the index after it; stop
-// is true if args[i] is not an option ("--", "-", an operand).
-func scanOne(args []word, i int, spec optSpec, r *scanResult) (next int, stop bool) {
-	w := args[i]
-	s := w.s
-	if s == "--" || s == "-" || !strings.HasPrefix(s, "-") {
-		return i, true
-	}
-	if !w.lit {
-		// An option whose letters are only known at run time: it may
-		// take the next word as a value or not.
-		r.bad = true
-	}
-	if strings.HasPrefix(s, "--") {
-		name, val, eq := strings.Cut(s[2:], "=")
-		if !eq && !spec.long[name] {
-			// GNU getopt accepts an unambiguous abbreviation: sudo
-			// --us root is --user root. The full list of a wrapper's
-			// long options is not known here, so an abbreviation of
-			// one that takes a value is followed but reported.
-			if full := uniquePrefix(name, spec.long); full != "" {
-				name = full
-				r.bad = true
-			}
-		}
-		o := option{name: name}
-		if eq {
-			o.val, o.has = word{s: val, lit: w.lit}, true
-		} else if spec.long[name] && i+1 < len(args) {
-			i++
-			o.val, o.has = args[i], true
-			if !args[i].lit {
-				r.bad = true
-			}
-		}
-		r.opts = append(r.opts, o)
-		return i + 1, false
-	}
-	for k := 1; k < len(s); k++ {
-		c := s[k]
-		switch {
-		case strings.IndexByte(spec.valued, c) >= 0:
-			o := option{name: string(c), has: true}
-			if k+1 < len(s) {
-				o.val = word{s: s[k+1:], lit: w.lit}
-			} else if i+1 < len(args) {
-				i++
-				o.val = args[i]
-				if !args[i].lit {
-					r.bad = true
-				}
-			} else {
-				o.has = false
-			}
-			r.opts = append(r.opts, o)
-			return i + 1, false
-		case strings.IndexByte(spec.optional, c) >= 0:
-			o := option{name: string(c)}
-			if k+1 < len(s) {
-				o.val, o.has = word{s: s[k+1:], lit: w.lit}, true
-			}
-			r.opts = append(r.opts, o)
-			return i + 1, false
-		default:
-			r.opts = append(r.opts, option{name: string(c)})
-		}
-	}
-	return i + 1, false
-}
-
-// uniquePrefix returns the only key of m that name is a prefix of, or "".
-func uniquePrefix(name string, m map[string]bool) string {
-	if name == "" {
-		return ""
-	}
-	found := ""
-	for k := range m {
-		if strings.HasPrefix(k, name) {
-			if found != "" {
-				return ""
-			}
-			found = k
-		}
-	}
-	return found
 }
 
 // checkBad reports a wrapper whose options could not be read for sure.
@@ -620,30 +339,6 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 		}
 		args = append(words, rest...)
 	}
-}
-
-// splitShellWords splits a literal string into words like the shell (used
-// for env -S, which follows nearly the same rules).
-func (a *analyzer) splitShellWords(v word) ([]word, bool) {
-	if !v.lit {
-		return nil, false
-	}
-	if !strings.ContainsAny(v.s, "\\'\"$`#{[*?~=;&|<>()") {
-		var out []word
-		for _, f := range strings.Fields(v.s) {
-			out = append(out, word{s: f, lit: true})
-		}
-		return out, true
-	}
-	if checkComplexity(v.s) != nil {
-		return nil, false
-	}
-	var out []word
-	err := a.parser().Words(strings.NewReader(v.s), func(w *syntax.Word) bool {
-		out = append(out, normWord(w, v.s))
-		return true
-	})
-	return out, err == nil
 }
 
 // xargs: options; the command after them gets arguments from the input.
