@@ -309,84 +309,128 @@ func (es Errors) Error() string {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
-// Validate checks the whole config and reports every problem at once.
+// Validate checks the whole config and reports every problem at once, in
+// file order: one checker per section, each adding to the same list.
 func (c *Config) Validate() error {
-	var errs Errors
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	var v validator
+	v.listen(c)
+	v.dataDir(c)
+	v.tls(c)
+	v.oidc(c)
+	v.certs(c)
+	v.targets(c)
+	v.roles(c)
+	v.rules(c)
+	v.recording(c)
+	v.approvals(c)
+	v.log(c)
+	if len(v.errs) > 0 {
+		return v.errs
 	}
-	checkAddr := func(field, a string, needHost bool) {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil {
-			bad(field, "%q is not host:port", a)
-			return
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			bad(field, "port %q out of range", port)
-		}
-		if needHost && host == "" {
-			bad(field, "%q needs a host", a)
-		}
+	return nil
+}
+
+// validator collects the problems Validate finds.
+type validator struct {
+	errs Errors
+}
+
+// bad records a problem in field.
+func (v *validator) bad(field, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+}
+
+// addr checks a host:port address; needHost requires the host part.
+func (v *validator) addr(field, a string, needHost bool) {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		v.bad(field, "%q is not host:port", a)
+		return
 	}
-	checkAddr("listen.ssh", c.Listen.SSH, false)
-	checkAddr("listen.http", c.Listen.HTTP, false)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.bad(field, "port %q out of range", port)
+	}
+	if needHost && host == "" {
+		v.bad(field, "%q needs a host", a)
+	}
+}
+
+// listen checks listen and public.
+func (v *validator) listen(c *Config) {
+	v.addr("listen.ssh", c.Listen.SSH, false)
+	v.addr("listen.http", c.Listen.HTTP, false)
 	if c.Public.SSH != "" {
-		checkAddr("public.ssh", c.Public.SSH, true)
+		v.addr("public.ssh", c.Public.SSH, true)
 	}
+}
+
+func (v *validator) dataDir(c *Config) {
 	if c.DataDir == "" {
-		bad("data_dir", "required")
+		v.bad("data_dir", "required")
 	}
+}
+
+func (v *validator) tls(c *Config) {
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		bad("tls", "cert_file and key_file are both required")
+		v.bad("tls", "cert_file and key_file are both required")
 	}
+}
+
+// oidc checks oidc, its workload issuers included.
+func (v *validator) oidc(c *Config) {
 	if c.OIDC.Issuer == "" {
-		bad("oidc.issuer", "required")
+		v.bad("oidc.issuer", "required")
 	} else if err := checkURL(c.OIDC.Issuer); err != nil {
-		bad("oidc.issuer", "%v", err)
+		v.bad("oidc.issuer", "%v", err)
 	}
 	if c.OIDC.ClientID == "" {
-		bad("oidc.client_id", "required")
+		v.bad("oidc.client_id", "required")
 	}
 	for _, a := range c.OIDC.Algorithms {
 		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
-			bad("oidc.algorithms", "%q is not allowed: only asymmetric signatures", a)
+			v.bad("oidc.algorithms", "%q is not allowed: only asymmetric signatures", a)
 		}
 	}
 	for i, w := range c.OIDC.Workload {
 		f := fmt.Sprintf("oidc.workload[%d]", i)
 		if err := checkURL(w.Issuer); err != nil {
-			bad(f+".issuer", "%v", err)
+			v.bad(f+".issuer", "%v", err)
 		}
 		if w.Audience == "" {
-			bad(f+".audience", "required")
+			v.bad(f+".audience", "required")
 		}
 		if w.Subject == "" {
-			bad(f+".subject", "required (a glob such as \"repo:acme/etl:*\")")
+			v.bad(f+".subject", "required (a glob such as \"repo:acme/etl:*\")")
 		}
 		if w.Name == "" {
-			bad(f+".name", "required")
+			v.bad(f+".name", "required")
 		}
 	}
+}
+
+func (v *validator) certs(c *Config) {
 	if c.Certs.UserTTL.D <= 0 || c.Certs.MaxUserTTL.D <= 0 || c.Certs.WorkloadTTL.D <= 0 || c.Certs.TargetTTL.D <= 0 {
-		bad("certs", "lifetimes must be positive")
+		v.bad("certs", "lifetimes must be positive")
 	}
 	if c.Certs.UserTTL.D > c.Certs.MaxUserTTL.D {
-		bad("certs.user_ttl", "%s exceeds max_user_ttl %s", c.Certs.UserTTL.D, c.Certs.MaxUserTTL.D)
+		v.bad("certs.user_ttl", "%s exceeds max_user_ttl %s", c.Certs.UserTTL.D, c.Certs.MaxUserTTL.D)
 	}
 	if c.Certs.TargetTTL.D > 10*time.Minute {
-		bad("certs.target_ttl", "%s is too long: per-session certificates only need to survive the handshake (at most 10m)", c.Certs.TargetTTL.D)
+		v.bad("certs.target_ttl", "%s is too long: per-session certificates only need to survive the handshake (at most 10m)", c.Certs.TargetTTL.D)
 	}
+}
 
+func (v *validator) targets(c *Config) {
 	targets := map[string]bool{}
 	for i, t := range c.Targets {
 		f := fmt.Sprintf("targets[%d]", i)
 		if !nameRE.MatchString(t.Name) {
-			bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", t.Name)
+			v.bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", t.Name)
 		} else if targets[t.Name] {
-			bad(f+".name", "duplicate target %q", t.Name)
+			v.bad(f+".name", "duplicate target %q", t.Name)
 		}
 		targets[t.Name] = true
-		checkAddr(f+".address", t.Address, true)
+		v.addr(f+".address", t.Address, true)
 		switch t.Kind {
 		case "ssh":
 			n := 0
@@ -396,141 +440,150 @@ func (c *Config) Validate() error {
 				}
 			}
 			if n != 1 {
-				bad(f, "kind ssh needs exactly one of host_key, host_ca or trust_on_first_use: true (got %d)", n)
+				v.bad(f, "kind ssh needs exactly one of host_key, host_ca or trust_on_first_use: true (got %d)", n)
 			}
 		case "tcp":
 		case "postgres":
 			if t.TLS == nil && t.PasswordEnv == "" && t.PasswordFile == "" {
-				bad(f+".tls", "kind postgres needs tls.ca_file (certificate auth) or password_env/password_file")
+				v.bad(f+".tls", "kind postgres needs tls.ca_file (certificate auth) or password_env/password_file")
 			}
 			if t.TLS != nil && t.TLS.CAFile == "" {
-				bad(f+".tls.ca_file", "required: the bastion verifies the database server")
+				v.bad(f+".tls.ca_file", "required: the bastion verifies the database server")
 			}
 			if t.PasswordEnv != "" && t.PasswordFile != "" {
-				bad(f, "password_env and password_file are exclusive")
+				v.bad(f, "password_env and password_file are exclusive")
 			}
 		case "":
-			bad(f+".kind", "required: ssh, tcp or postgres")
+			v.bad(f+".kind", "required: ssh, tcp or postgres")
 		default:
-			bad(f+".kind", "%q is not ssh, tcp or postgres", t.Kind)
+			v.bad(f+".kind", "%q is not ssh, tcp or postgres", t.Kind)
 		}
 		if t.Kind != "ssh" && (t.HostKey != "" || t.HostCA != "" || t.TrustOnFirstUse) {
-			bad(f, "host_key, host_ca and trust_on_first_use apply to kind ssh only")
+			v.bad(f, "host_key, host_ca and trust_on_first_use apply to kind ssh only")
 		}
 		if t.Kind != "postgres" && (t.TLS != nil || t.PasswordEnv != "" || t.PasswordFile != "") {
-			bad(f, "tls and password settings apply to kind postgres only")
+			v.bad(f, "tls and password settings apply to kind postgres only")
 		}
 	}
+}
 
+func (v *validator) roles(c *Config) {
 	roles := map[string]bool{}
 	for i, r := range c.Roles {
 		f := fmt.Sprintf("roles[%d]", i)
 		if !nameRE.MatchString(r.Name) {
-			bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", r.Name)
+			v.bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", r.Name)
 		} else if roles[r.Name] {
-			bad(f+".name", "duplicate role %q", r.Name)
+			v.bad(f+".name", "duplicate role %q", r.Name)
 		}
 		roles[r.Name] = true
 		if len(r.Groups) == 0 && len(r.Users) == 0 {
-			bad(f, "needs groups or users: a role nobody holds does nothing")
+			v.bad(f, "needs groups or users: a role nobody holds does nothing")
 		}
 		for j, p := range r.Ports {
 			if p < 1 || p > 65535 {
-				bad(fmt.Sprintf("%s.ports[%d]", f, j), "%d out of range", p)
+				v.bad(fmt.Sprintf("%s.ports[%d]", f, j), "%d out of range", p)
 			}
 		}
 		for j, l := range r.Logins {
 			if l == "" || strings.ContainsAny(l, ", \t\n\x00") {
-				bad(fmt.Sprintf("%s.logins[%d]", f, j), "%q is not a login name", l)
+				v.bad(fmt.Sprintf("%s.logins[%d]", f, j), "%q is not a login name", l)
 			}
 		}
 	}
+}
 
+// rules checks rules; the roles they name must exist in c.Roles.
+func (v *validator) rules(c *Config) {
 	rules := map[string]bool{}
 	for i, r := range c.Rules {
 		f := fmt.Sprintf("rules[%d]", i)
 		if !nameRE.MatchString(r.Name) {
-			bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", r.Name)
+			v.bad(f+".name", "%q must be 1-63 characters of [A-Za-z0-9._-]", r.Name)
 		} else if rules[r.Name] {
-			bad(f+".name", "duplicate rule %q", r.Name)
+			v.bad(f+".name", "duplicate rule %q", r.Name)
 		}
 		rules[r.Name] = true
 		switch r.On {
 		case "command", "sql":
 			if r.Action != "block" && r.Action != "approve" {
-				bad(f+".action", "%q: on %s rules take block or approve", r.Action, r.On)
+				v.bad(f+".action", "%q: on %s rules take block or approve", r.Action, r.On)
 			}
 		case "output", "sql_result":
 			if r.Action != "mask" {
-				bad(f+".action", "%q: on %s rules take mask", r.Action, r.On)
+				v.bad(f+".action", "%q: on %s rules take mask", r.Action, r.On)
 			}
 		default:
-			bad(f+".on", "%q is not command, sql, output or sql_result", r.On)
+			v.bad(f+".on", "%q is not command, sql, output or sql_result", r.On)
 		}
 		if r.Action == "approve" {
 			if len(r.Approvers) == 0 {
-				bad(f+".approvers", "an approve rule needs approver roles")
+				v.bad(f+".approvers", "an approve rule needs approver roles")
 			}
 			for _, a := range r.Approvers {
-				if !roles[a] && !hasRole(c.Roles, a) {
-					bad(f+".approvers", "unknown role %q", a)
+				if !hasRole(c.Roles, a) {
+					v.bad(f+".approvers", "unknown role %q", a)
 				}
 			}
 			if r.Timeout.D <= 0 {
-				bad(f+".timeout", "must be positive")
+				v.bad(f+".timeout", "must be positive")
 			}
 		} else if len(r.Approvers) > 0 {
-			bad(f+".approvers", "only approve rules have approvers")
+			v.bad(f+".approvers", "only approve rules have approvers")
 		}
 		for _, ro := range r.Roles {
 			if !hasRole(c.Roles, ro) {
-				bad(f+".roles", "unknown role %q", ro)
+				v.bad(f+".roles", "unknown role %q", ro)
 			}
 		}
 		switch r.Unknowable {
 		case "", "approve", "block", "allow":
 		default:
-			bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
+			v.bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
 		}
 		if r.Match.Regex != "" {
 			if _, err := regexp.Compile(r.Match.Regex); err != nil {
-				bad(f+".match.regex", "%v", err)
+				v.bad(f+".match.regex", "%v", err)
 			}
 		}
 		if r.Match.Pattern != "" {
 			if _, err := regexp.Compile(r.Match.Pattern); err != nil {
-				bad(f+".match.pattern", "%v", err)
+				v.bad(f+".match.pattern", "%v", err)
 			}
 		}
 	}
+}
 
+func (v *validator) recording(c *Config) {
 	switch c.Recording.Mode {
 	case "strict", "best_effort":
 	default:
-		bad("recording.mode", "%q is not strict or best_effort", c.Recording.Mode)
+		v.bad("recording.mode", "%q is not strict or best_effort", c.Recording.Mode)
 	}
 	if c.Recording.FlushInterval.D <= 0 || c.Recording.FlushInterval.D > time.Minute {
-		bad("recording.flush_interval", "%s out of range (0, 1m]", c.Recording.FlushInterval.D)
+		v.bad("recording.flush_interval", "%s out of range (0, 1m]", c.Recording.FlushInterval.D)
 	}
+}
+
+func (v *validator) approvals(c *Config) {
 	if c.Approvals.Webhook != "" {
 		if err := checkURL(c.Approvals.Webhook); err != nil {
-			bad("approvals.webhook", "%v", err)
+			v.bad("approvals.webhook", "%v", err)
 		}
 	}
+}
+
+func (v *validator) log(c *Config) {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+		v.bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		bad("log.format", "%q is not text or json", c.Log.Format)
+		v.bad("log.format", "%q is not text or json", c.Log.Format)
 	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
 }
 
 func hasRole(rs []Role, name string) bool {
