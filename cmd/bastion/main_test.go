@@ -23,8 +23,8 @@ import (
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/devidp"
 	"github.com/bastionhq/bastion/internal/login"
-	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // The test binary doubles as the bastion binary: with BASTION_TEST_AS_CLI
