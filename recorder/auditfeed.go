@@ -269,7 +269,7 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 		case !ok:
 			fail(int64(seq), "record %d, which the sink received, is missing from the local audit log", seq)
 		case lh != received[seq]:
-			fail(int64(seq), "forked: record %d differs from the one the sink received (one of the two was rewritten)", seq)
+			fail(int64(seq), "forked: record %d differs from the one the sink received (the local log was cut there and written again, or one of the two was altered)", seq)
 		default:
 			cmp.Matched++
 		}

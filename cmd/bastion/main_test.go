@@ -67,7 +67,10 @@ roles:
   - {name: auditors, groups: [sec], auditor: true}
 `
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, "") }
+
+// newWorldWith is newWorld with extra YAML appended to the config.
+func newWorldWith(t *testing.T, extraYAML string) *world {
 	t.Helper()
 	testenv.Require(t, "ssh")
 	w := &world{t: t, home: t.TempDir(), logs: &testenv.SyncBuffer{}}
@@ -100,6 +103,7 @@ func newWorld(t *testing.T) *world {
 	template.Must(template.New("").Parse(worldConfig)).Execute(&buf, map[string]string{
 		"DataDir": dataDir, "Issuer": w.idp.Issuer(), "CI": w.ci.Issuer(), "SSHD": w.sshd.Addr, "HostKey": w.sshd.HostKeyLine,
 	})
+	buf.WriteString(extraYAML)
 	w.cfgPath = filepath.Join(t.TempDir(), "bastion.yaml")
 	os.WriteFile(w.cfgPath, buf.Bytes(), 0o600)
 	cfg, err := config.Load(w.cfgPath)

@@ -25,6 +25,7 @@ import (
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/auditsink"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -61,6 +62,7 @@ type App struct {
 	httpSrv  *http.Server
 	registry *prometheus.Registry
 	stop     chan struct{}
+	sinks    *auditsink.Shipper // nil without audit sinks
 	wg       sync.WaitGroup
 	closed   sync.Once
 }
@@ -234,6 +236,9 @@ func (a *App) Start() error {
 	} else if !isLoopback(a.httpLn.Addr()) {
 		a.Log.Warn("the HTTP listener serves plain HTTP on a non-loopback address; configure tls: clients refuse to send ID tokens over it", "addr", a.httpLn.Addr().String())
 	}
+	if err := a.startAuditSinks(); err != nil {
+		return err
+	}
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
@@ -279,6 +284,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		err = a.SSH.Shutdown(ctx)
 		a.wg.Wait()
+		if a.sinks != nil {
+			a.sinks.Close() // what is not delivered yet is delivered at the next start
+		}
 		if cerr := a.Store.Close(); err == nil {
 			err = cerr
 		}
@@ -347,4 +355,37 @@ func NewLogger(c config.LogConfig, w *os.File) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startAuditSinks starts shipping the audit log to the configured sinks.
+func (a *App) startAuditSinks() error {
+	au := a.Config.Audit
+	var sinks []auditsink.Sink
+	var spool int64
+	if s := au.Syslog; s != nil {
+		sink, err := auditsink.NewSyslog(auditsink.SyslogConfig{Address: s.Address, Facility: s.Facility, AppName: s.AppName})
+		if err != nil {
+			return fmt.Errorf("audit.syslog: %w", err)
+		}
+		sinks = append(sinks, sink)
+		spool = max(spool, int64(s.Spool))
+	}
+	if w := au.Webhook; w != nil {
+		sink, err := auditsink.NewWebhook(auditsink.WebhookConfig{URL: w.URL, CAFile: w.CAFile, Token: os.Getenv(w.TokenEnv)})
+		if err != nil {
+			return fmt.Errorf("audit.webhook: %w", err)
+		}
+		sinks = append(sinks, sink)
+		spool = max(spool, int64(w.Spool))
+	}
+	if len(sinks) == 0 {
+		return nil
+	}
+	sh, err := auditsink.New(auditsink.Config{Feed: a.Store, Sinks: sinks, Spool: spool, Logger: a.Log.With("component", "audit-sink")})
+	if err != nil {
+		return err
+	}
+	sh.Start()
+	a.sinks = sh
+	return nil
 }

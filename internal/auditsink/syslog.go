@@ -2,6 +2,7 @@ package auditsink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -78,6 +79,12 @@ func (s *Syslog) Name() string { return "syslog" }
 // Send writes the lines on one connection, reconnecting first when the last
 // send failed.
 func (s *Syslog) Send(ctx context.Context, lines [][]byte) error {
+	if s.conn != nil && s.network == "tcp" && peerClosed(s.conn) {
+		// The receiver went away (restarted, stopped): a write would
+		// still succeed into the socket buffer and be lost.
+		s.conn.Close()
+		s.conn = nil
+	}
 	if s.conn == nil {
 		d := net.Dialer{Timeout: 10 * time.Second}
 		c, err := d.DialContext(ctx, s.network, s.addr)
@@ -127,4 +134,15 @@ func (s *Syslog) Close() error {
 		return s.conn.Close()
 	}
 	return nil
+}
+
+// peerClosed reports whether the receiver closed its end: a syslog receiver
+// never sends, so anything readable (EOF, a reset) means it is gone.
+func peerClosed(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,6 +41,7 @@ type Config struct {
 	Rules     []Rule     `yaml:"rules"`
 	Recording Recording  `yaml:"recording"`
 	Approvals Approvals  `yaml:"approvals"`
+	Audit     Audit      `yaml:"audit"`
 	Log       LogConfig  `yaml:"log"`
 	TLS       *TLSConfig `yaml:"tls"` // HTTPS for the HTTP listener
 }
@@ -173,6 +175,28 @@ type Recording struct {
 	Input         bool     `yaml:"input"`          // record keystrokes (off: people type passwords)
 }
 
+// Audit ships the audit log, as it is written, to sinks off the box.
+type Audit struct {
+	Syslog  *AuditSyslog  `yaml:"syslog"`
+	Webhook *AuditWebhook `yaml:"webhook"`
+}
+
+// AuditSyslog is an RFC 5424 syslog receiver.
+type AuditSyslog struct {
+	Address  string   `yaml:"address"`  // tcp://HOST:PORT, udp://HOST:PORT or unix:///dev/log
+	Facility int      `yaml:"facility"` // default 10 (authpriv)
+	AppName  string   `yaml:"app_name"` // default "bastion"
+	Spool    ByteSize `yaml:"spool"`    // how far behind it may fall; default 1GiB
+}
+
+// AuditWebhook is an HTTPS endpoint that takes JSON lines.
+type AuditWebhook struct {
+	URL      string   `yaml:"url"`
+	CAFile   string   `yaml:"ca_file"`   // default: the system's roots
+	TokenEnv string   `yaml:"token_env"` // environment variable holding a bearer token
+	Spool    ByteSize `yaml:"spool"`     // default 1GiB
+}
+
 // Approvals configures the approval workflow.
 type Approvals struct {
 	Webhook string `yaml:"webhook"` // JSON POST for every new request
@@ -285,6 +309,9 @@ func (c *Config) resolvePaths(dir string) {
 		}
 		abs(&c.Targets[i].PasswordFile)
 	}
+	if c.Audit.Webhook != nil {
+		abs(&c.Audit.Webhook.CAFile)
+	}
 }
 
 // FieldError names the field a problem is in.
@@ -323,6 +350,7 @@ func (c *Config) Validate() error {
 	v.rules(c)
 	v.recording(c)
 	v.approvals(c)
+	v.audit(c)
 	v.log(c)
 	if len(v.errs) > 0 {
 		return v.errs
@@ -464,6 +492,12 @@ func (v *validator) targets(c *Config) {
 		if t.Kind != "postgres" && (t.TLS != nil || t.PasswordEnv != "" || t.PasswordFile != "") {
 			v.bad(f, "tls and password settings apply to kind postgres only")
 		}
+		switch {
+		case t.Recording != "" && t.Kind != "tcp":
+			v.bad(f+".recording", "applies to kind tcp only (ssh sessions record the terminal, postgres the transcript)")
+		case t.Recording != "" && t.Recording != "content" && t.Recording != "metadata":
+			v.bad(f+".recording", "%q is not content or metadata", t.Recording)
+		}
 	}
 }
 
@@ -571,6 +605,43 @@ func (v *validator) approvals(c *Config) {
 			v.bad("approvals.webhook", "%v", err)
 		}
 	}
+}
+
+func (v *validator) audit(c *Config) {
+	if s := c.Audit.Syslog; s != nil {
+		u, err := url.Parse(s.Address)
+		switch {
+		case s.Address == "":
+			v.bad("audit.syslog.address", "required: tcp://HOST:PORT, udp://HOST:PORT or unix:///PATH")
+		case err != nil || (u.Scheme != "tcp" && u.Scheme != "udp" && u.Scheme != "unix"):
+			v.bad("audit.syslog.address", "%q: want tcp://HOST:PORT, udp://HOST:PORT or unix:///PATH", s.Address)
+		case u.Scheme != "unix" && !validHostPort(u.Host):
+			v.bad("audit.syslog.address", "%q: want %s://HOST:PORT", s.Address, u.Scheme)
+		}
+		if s.Facility < 0 || s.Facility > 23 {
+			v.bad("audit.syslog.facility", "%d is not a syslog facility (0 to 23)", s.Facility)
+		}
+	}
+	if w := c.Audit.Webhook; w != nil {
+		if err := checkURL(w.URL); err != nil {
+			v.bad("audit.webhook.url", "%v", err)
+		} else if u, _ := url.Parse(w.URL); u.Scheme != "https" && !isLoopbackHost(u.Hostname()) {
+			v.bad("audit.webhook.url", "%q: use https (plain http only to a loopback address)", w.URL)
+		}
+		if w.TokenEnv != "" && os.Getenv(w.TokenEnv) == "" {
+			v.bad("audit.webhook.token_env", "the environment variable %s is not set", w.TokenEnv)
+		}
+	}
+}
+
+func validHostPort(a string) bool {
+	h, p, err := net.SplitHostPort(a)
+	return err == nil && h != "" && p != ""
+}
+
+func isLoopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 func (v *validator) log(c *Config) {

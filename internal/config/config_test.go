@@ -93,6 +93,8 @@ func TestMalformed(t *testing.T) {
 		{"target name with slash", minimal + "targets: [{name: \"a/b\", kind: tcp, address: \"h:1\"}]\n", "targets[0].name"},
 		{"duplicate target", minimal + "targets: [{name: a, kind: tcp, address: \"h:1\"}, {name: a, kind: tcp, address: \"h:2\"}]\n", "duplicate target"},
 		{"postgres without tls", minimal + "targets: [{name: p, kind: postgres, address: \"h:5432\"}]\n", "targets[0].tls"},
+		{"recording on an ssh target", minimal + "targets: [{name: a, kind: ssh, address: \"h:22\", trust_on_first_use: true, recording: metadata}]\n", "targets[0].recording: applies to kind tcp only"},
+		{"recording value", minimal + "targets: [{name: a, kind: tcp, address: \"h:1\", recording: all}]\n", "targets[0].recording: \"all\" is not content or metadata"},
 		{"tls on tcp", minimal + "targets: [{name: p, kind: tcp, address: \"h:5432\", tls: {ca_file: x}}]\n", "postgres only"},
 		{"role nobody holds", minimal + "roles: [{name: r, targets: [a]}]\n", "needs groups or users"},
 		{"role bad port", minimal + "roles: [{name: r, groups: [g], ports: [0]}]\n", "ports[0]"},
