@@ -345,8 +345,13 @@ func (p *proxy) start(req *gossh.Request) {
 	}
 	if err := p.s.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
 		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": p.redact(command), "client": p.ss.remote.String()}}); err != nil {
+		// Accepted, then ended with the reason: a refused request would
+		// leave the user a bare "request failed".
+		reply(true)
+		p.started = true
 		p.tell("the audit log cannot record this session, so it does not start")
-		reply(p.refuse(req, "audit unavailable"))
+		p.log.Warn("session refused: audit unavailable", "err", err)
+		p.endLocally(126)
 		return
 	}
 	p.started = true
