@@ -1,8 +1,10 @@
 package mask
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"regexp"
 )
 
@@ -226,6 +228,33 @@ var interesting = func() (t [256]bool) {
 	return t
 }()
 
+// skipBoring returns the index of the first byte at or after i that is a
+// digit or ESC (len(p) if none), eight bytes at a time: text between card
+// numbers and escapes is most of any output.
+func skipBoring(p []byte, i int) int {
+	for ; i+8 <= len(p); i += 8 {
+		if m := interestingBytes(binary.LittleEndian.Uint64(p[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(p) && !interesting[p[i]] {
+		i++
+	}
+	return i
+}
+
+// interestingBytes sets the high bit of the bytes of w (little-endian) that
+// are digits or ESC. A borrow can also set it in bytes above a true one,
+// never below, so the lowest set bit is always a true one.
+func interestingBytes(w uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	d := w ^ 0x30*lo                // digits become 0..9
+	digits := (d - 10*lo) &^ d & hi // bytes below 10
+	e := w ^ 0x1b*lo                // ESC becomes 0
+	esc := (e - lo) &^ e & hi       // zero bytes
+	return digits | esc
+}
+
 // scan classifies the pending bytes from index i on.
 func (m *Masker) scan(i int) {
 	p := m.pend
@@ -233,11 +262,7 @@ func (m *Masker) scan(i int) {
 		if m.es == eGround {
 			if !m.inRun && !m.long && m.pats == nil {
 				// Fast path: nothing can start but at a digit or ESC.
-				j := i
-				for j < len(p) && !interesting[p[j]] {
-					j++
-				}
-				i = j
+				i = skipBoring(p, i)
 				if i == len(p) {
 					return
 				}
