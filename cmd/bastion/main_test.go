@@ -61,7 +61,7 @@ oidc:
     - {issuer: "{{.CI}}", audience: bastion-ci, subject: "repo:acme/etl:*", name: ci-etl, groups: [etl]}
 targets:
   - {name: web1, kind: ssh, address: "{{.SSHD}}", host_key: "{{.HostKey}}"}
-roles:
+{{.Targets}}roles:
   - {name: dev, groups: [dev], targets: ["web*"], logins: [root]}
   - {name: etl, groups: [etl], targets: [web1], logins: [root], shell: false}
   - {name: auditors, groups: [sec], auditor: true}
@@ -71,6 +71,12 @@ func newWorld(t *testing.T) *world { return newWorldWith(t, "") }
 
 // newWorldWith is newWorld with extra YAML appended to the config.
 func newWorldWith(t *testing.T, extraYAML string) *world {
+	t.Helper()
+	return newWorldTargets(t, extraYAML)
+}
+
+// newWorldTargets is newWorldWith and more targets (YAML flow maps).
+func newWorldTargets(t *testing.T, extraYAML string, targets ...string) *world {
 	t.Helper()
 	testenv.Require(t, "ssh")
 	w := &world{t: t, home: t.TempDir(), logs: &testenv.SyncBuffer{}}
@@ -102,6 +108,7 @@ func newWorldWith(t *testing.T, extraYAML string) *world {
 	var buf bytes.Buffer
 	template.Must(template.New("").Parse(worldConfig)).Execute(&buf, map[string]string{
 		"DataDir": dataDir, "Issuer": w.idp.Issuer(), "CI": w.ci.Issuer(), "SSHD": w.sshd.Addr, "HostKey": w.sshd.HostKeyLine,
+		"Targets": targetLines(targets),
 	})
 	buf.WriteString(extraYAML)
 	w.cfgPath = filepath.Join(t.TempDir(), "bastion.yaml")
@@ -126,6 +133,14 @@ func newWorldWith(t *testing.T, extraYAML string) *world {
 		}
 	})
 	return w
+}
+
+func targetLines(targets []string) string {
+	var b strings.Builder
+	for _, t := range targets {
+		b.WriteString("  - " + t + "\n")
+	}
+	return b.String()
 }
 
 func (w *world) url() string { return "http://" + w.app.HTTPAddr() }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -407,5 +409,62 @@ func TestAuditFailureRefusesAccess(t *testing.T) {
 	w.app.Store.FailAuditForTest(nil)
 	if r := w.run(nil, "export", id[1]); r.Code != 0 || !strings.Contains(r.Stdout, "audited-21") {
 		t.Fatalf("export once the audit log is back: %s", r)
+	}
+}
+
+// A bastion killed (-9) during a TCP forward keeps the content it flushed:
+// after the restart the session is interrupted, sealed up to its last
+// signed checkpoint, verifies, and its capture holds what was sent.
+func TestCrashDuringTCPForward(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	w := newWorldTargets(t, "", fmt.Sprintf(`{name: websink, kind: tcp, address: %q}`, ln.Addr().String()))
+	serve, sshCfg := w.serveProcess(t)
+	proc := serve()
+	lport := testenv.FreePort(t)
+	testenv.StartPTY(t, 80, 24, "ssh", "-F", sshCfg, "-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:websink:%d", lport, ln.Addr().(*net.TCPAddr).Port), hostOf(w.app.SSHAddr()))
+	waitPort(t, lport)
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 30 {
+		fmt.Fprintf(c, "SET key:%d value-%d\r\n", i, i)
+		time.Sleep(30 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond) // past a flush of what was sent
+	proc.Process.Signal(syscall.SIGKILL)
+	proc.Wait()
+	serve()
+	r := w.run(nil, "sessions", "--json", "--kind", "tcp")
+	var info recorder.SessionInfo
+	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		if json.Unmarshal([]byte(line), &info) == nil && info.Target == "websink" {
+			break
+		}
+	}
+	if info.Status != "interrupted" {
+		t.Fatalf("tcp session after the crash: %+v (%s)", info, r)
+	}
+	if v := w.run(nil, "verify", info.ID); v.Code != 0 || !strings.Contains(v.Stdout, "intact") {
+		t.Fatalf("verify after the crash: %s", v)
+	}
+	exp := w.run(nil, "export", info.ID)
+	if !strings.Contains(exp.Stdout, "|SET key:29 value") && !strings.Contains(exp.Stdout, "|SET key:0 value-") {
+		t.Fatalf("the capture lost what was sent:\n%s", tailOf(exp.Stdout, 2000))
 	}
 }
