@@ -135,6 +135,7 @@ type flushItem struct {
 	end     *endRequest
 	values  [][]byte // chunks to put, in order
 	cp      []byte   // the signed checkpoint covering them
+	stored  int64    // bytes of the chunk values
 	seq     uint64   // chain state after a successful commit
 	head    [hashLen]byte
 	evTotal int64
@@ -279,6 +280,10 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 	}
 	it.seq, it.head, it.evTotal = seq, head, evTotal
 	it.info.Events, it.info.Chunks = evTotal, int64(seq)
+	for _, v := range it.values {
+		it.stored += int64(len(v))
+	}
+	it.info.Compressed = r.committedBytes + it.stored
 	if len(it.values) > 0 {
 		cp, err := signCheckpoint(s.signer, Checkpoint{SessionID: r.id, Chunks: int64(seq), Events: evTotal, Head: head, Time: now})
 		if err != nil {
@@ -308,6 +313,7 @@ func (s *Store) finish(it *flushItem, err error, final bool) {
 	r.uncommitted.Add(-it.bytes)
 	if err == nil {
 		r.seq, r.head, r.committedEvents = it.seq, it.head, it.evTotal
+		r.committedBytes += it.stored
 	}
 	for _, pb := range it.bufs { // committed or lost, bbolt is done with them
 		s.putBuffer(pb.buf)

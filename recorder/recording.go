@@ -46,6 +46,7 @@ type Recording struct {
 	seq             uint64
 	head            [hashLen]byte
 	committedEvents int64
+	committedBytes  int64 // bytes of committed chunks as stored (compressed)
 }
 
 // pendingBuf is a buffer of encoded events that will become one chunk.

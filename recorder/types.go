@@ -63,8 +63,9 @@ type SessionInfo struct {
 	Events     int64     `json:"events"` // committed events
 	Chunks     int64     `json:"chunks"` // committed chunks
 	Truncated  bool      `json:"truncated,omitempty"`
-	Stored     int64     `json:"stored_bytes,omitempty"` // event bytes recorded (before compression)
-	Error      string    `json:"error,omitempty"`        // why the recording failed, if it did
+	Stored     int64     `json:"stored_bytes,omitempty"`     // event bytes recorded (before compression)
+	Compressed int64     `json:"compressed_bytes,omitempty"` // what the chunks take in the store
+	Error      string    `json:"error,omitempty"`            // why the recording failed, if it did
 }
 
 // ExitInfo is how a session ended.
