@@ -237,9 +237,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 
 // judgeSQL applies the SQL rules to one statement.
 func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st pgproxy.Statement) pgproxy.Verdict {
-	d := s.cfg.Policy().JudgeSQL(policyIdentity(ss.identity), t.Name, policy.Statement{
-		Kinds: st.Kinds, Tables: st.Tables, Normalized: st.Normalized, Unknowable: st.Unknowable,
-	})
+	d := s.cfg.Policy().JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st))
 	s.metrics.Decisions.WithLabelValues(policy.OnSQL, d.Action).Inc()
 	switch d.Action {
 	case policy.ActionAllow:
@@ -249,9 +247,20 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, Message: d.Reason}
 	}
 	now := s.now()
+	command := st.Normalized
+	if len(st.Body) > 0 {
+		// The normalised text shows a body as $n: show the approver what it runs.
+		var b strings.Builder
+		b.WriteString(command)
+		for _, bs := range st.Body {
+			b.WriteString(" -- body: ")
+			b.WriteString(bs.Normalized)
+		}
+		command = b.String()
+	}
 	ap := s.approvals.request(&approval{
 		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: ss.login,
-		Kind: "sql", Command: st.Normalized, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
+		Kind: "sql", Command: command, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
 	})
 	ss.marker(fmt.Sprintf("bastion: statement held for approval (request %s, rule %s): %s", ap.ID, d.Rule, st.Normalized))
@@ -269,6 +278,15 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 				Message: fmt.Sprintf("request %s %s%s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by), suffix(": ", note))}, nil
 		},
 	}
+}
+
+// policyStatement is a classified statement as the policy judges it.
+func policyStatement(st pgproxy.Statement) policy.Statement {
+	ps := policy.Statement{Kinds: st.Kinds, Tables: st.Tables, Functions: st.Functions, Normalized: st.Normalized, Unknowable: st.Unknowable}
+	for _, b := range st.Body {
+		ps.Body = append(ps.Body, policyStatement(b))
+	}
+	return ps
 }
 
 // minCardDigits is the fewest digits a card number has.

@@ -23,6 +23,9 @@ CREATE TABLE secret_keys (name text, value text);
 INSERT INTO secret_keys VALUES ('api', 'k-123');
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app;
+GRANT CREATE ON SCHEMA public TO app;
+CREATE ROLE priv;
+GRANT priv TO app;
 `
 
 const pgRules = `
@@ -30,6 +33,9 @@ rules:
   - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}
   - {name: secrets, on: sql, match: {tables: ["secret*"]}, action: approve, approvers: [approvers], timeout: 60s}
   - {name: cards, on: output, match: {detector: credit_card}, action: mask}
+  - {name: no-privilege-change, on: sql, match: {statements: [role_change]}, action: block, unknowable: block}
+  - {name: no-server-access, on: sql, match: {statements: [file_read, file_write, server_program, remote_connection, server_admin]}, action: block}
+  - {name: no-unbounded-update, on: sql, match: {regex: "^UPDATE [a-z_]+ SET [^W]*$"}, action: block}
 `
 
 // pgEnv is the bastion env plus a real PostgreSQL 15 that trusts only the

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // Classifier is Classify with a bounded cache, safe for concurrent use.
@@ -31,9 +29,11 @@ import (
 //     normaliser, run on that text, replaced exactly the spans the key abstracts with $1..$n.
 //     So every abstracted span is a constant in the grammar; two texts with the same key
 //     differ only in constant values, and give the same parse tree apart from those values.
-//   - Classify reads node types, flags and identifiers, never constant values, and
-//     Normalized has the constants replaced: the stored classification is the one a full
-//     parse would give. FuzzClassify checks cached against uncached results.
+//   - Classify reads node types, flags and identifiers, and Normalized has the constants
+//     replaced: the stored classification is the one a full parse would give. Where a
+//     classification reads a constant's value (a function or DO body, a set_config()
+//     setting name), it is not stored at all. FuzzClassify checks cached against
+//     uncached results.
 //
 // Only the classification is cached; each result carries its own exact SQL.
 type Classifier struct {
@@ -89,8 +89,8 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 		}}, nil
 	}
 	c.misses.Add(1)
-	sts, err := Classify(sql)
-	if err != nil || len(sts) != 1 {
+	sts, constDep, err := classify(sql, 0, nil)
+	if err != nil || len(sts) != 1 || constDep {
 		return sts, err
 	}
 	if len(spans) > 0 && !normalizerAgrees(sql, spans) {
@@ -220,7 +220,7 @@ func safeAfterInt(sql string, j int) bool {
 // normalizerAgrees reports whether pg_query's normaliser replaces exactly spans (in
 // order, numbered from $1) and nothing else.
 func normalizerAgrees(sql string, spans [][2]int) bool {
-	n, err := pg.Normalize(sql)
+	n, err := pgNormalize(sql)
 	if err != nil {
 		return false
 	}

@@ -14,12 +14,30 @@ import (
 // returns an error wrapping ErrUnparseable: callers must fail closed. An empty or
 // comment-only string returns no statements.
 //
-// The classification never depends on the value of a constant: that is what makes the
-// Classifier's cache sound (see Classifier).
+// Bodies are classified too: the SQL and PL/pgSQL bodies of CREATE FUNCTION and CREATE
+// PROCEDURE, and DO blocks (see Statement.Body). A body that does not parse makes the
+// whole statement unparseable.
 func Classify(sql string) ([]Statement, error) {
-	res, err := pg.Parse(sql)
+	sts, _, err := classify(sql, 0, nil)
+	return sts, err
+}
+
+// maxBodyDepth bounds bodies nested in bodies (a DO block creating a function whose
+// body runs a DO block...); deeper nesting fails closed.
+const maxBodyDepth = 8
+
+// classify is Classify for text at depth bodies deep, with vars naming the variables
+// and parameters of the enclosing body (references to them are not columns).
+// constDep reports whether the classification read the value of a constant (a body, a
+// set_config() setting name): such a classification must not be cached by a key that
+// abstracts constants (see Classifier).
+func classify(sql string, depth int, vars map[string]bool) (sts []Statement, constDep bool, err error) {
+	if depth > maxBodyDepth {
+		return nil, false, fmt.Errorf("%w: bodies nested more than %d deep", ErrUnparseable, maxBodyDepth)
+	}
+	res, err := pgParse(sql)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnparseable, parseErrMessage(err))
+		return nil, false, fmt.Errorf("%w: %s", ErrUnparseable, parseErrMessage(err))
 	}
 	out := make([]Statement, 0, len(res.Stmts))
 	for _, raw := range res.Stmts {
@@ -28,15 +46,19 @@ func Classify(sql string) ([]Statement, error) {
 			text = stmtText(sql, raw)
 		}
 		st := Statement{SQL: text}
-		c := collector{}
+		c := collector{text: text, depth: depth, vars: vars}
 		if raw.Stmt != nil {
 			c.walk(raw.Stmt.ProtoReflect())
 		}
-		st.Kinds, st.Tables, st.Functions, st.Unknowable = c.kinds, c.tables, c.funcs, c.unknowable
+		if c.err != nil {
+			return nil, false, c.err
+		}
+		st.Kinds, st.Tables, st.Functions, st.Unknowable, st.Body = c.kinds, c.tables, c.funcs, c.unknowable, c.body
 		st.Normalized = normalize(text)
+		constDep = constDep || c.constDep
 		out = append(out, st)
 	}
-	return out, nil
+	return out, constDep, nil
 }
 
 func parseErrMessage(err error) string {
@@ -67,11 +89,11 @@ func stmtText(sql string, raw *pg.RawStmt) string {
 // and "drop table t" both read "DROP TABLE t". (pg_query's deparser is not used: it
 // crashes the process on some trees, e.g. that of "LOAD $1".)
 func normalize(text string) string {
-	n, err := pg.Normalize(text)
+	n, err := pgNormalize(text)
 	if err != nil {
 		n = text
 	}
-	scan, err := pg.Scan(n)
+	scan, err := pgScan(n)
 	if err != nil {
 		return n
 	}
@@ -103,10 +125,32 @@ func normalize(text string) string {
 }
 
 // collector walks a parse tree and gathers kinds, tables and functions. It reads node
-// types, flags and identifiers only, never constant values.
+// types, flags and identifiers; where it reads a constant's value (a body, a setting
+// name), it sets constDep.
 type collector struct {
 	kinds, tables, funcs []string
 	unknowable           string
+
+	text     string          // the statement's text (pg_query's PL/pgSQL parser needs it)
+	depth    int             // bodies enclosing this statement
+	vars     map[string]bool // variables and parameters of the enclosing body
+	body     []Statement     // statements of bodies, flattened
+	constDep bool
+	err      error // a body that does not parse: the statement fails closed
+}
+
+// unknown records why the statement's effect cannot be known (the first reason wins).
+func (c *collector) unknown(why string) {
+	if c.unknowable == "" {
+		c.unknowable = why
+	}
+}
+
+// fail makes the whole statement unparseable.
+func (c *collector) fail(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: "+format, append([]any{ErrUnparseable}, args...)...)
+	}
 }
 
 func (c *collector) kind(ks ...string) {
@@ -132,15 +176,20 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// unknowableFuncs execute an SQL string or a remote query: what they do is not in the text.
-var unknowableFuncs = map[string]bool{
-	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
-	"ts_stat": true, "dblink": true, "dblink_exec": true, "dblink_open": true,
-	"dblink_send_query": true, "dblink_fetch": true,
-}
-
 func (c *collector) walk(m protoreflect.Message) {
-	c.visit(m.Interface())
+	if c.err != nil {
+		return
+	}
+	n := m.Interface()
+	c.visit(n)
+	c.extraKinds(n)
+	if f, ok := n.(*pg.CreateFunctionStmt); ok {
+		// A SQL-standard body (BEGIN ATOMIC ... END, RETURN ...) is part of the tree:
+		// the routine's parameters are not columns in it.
+		saved := c.vars
+		c.vars = withVars(saved, routineVars(f))
+		defer func() { c.vars = saved }()
+	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
 			return true
@@ -175,13 +224,7 @@ func (c *collector) visit(n any) {
 		if name != "" && !contains(c.funcs, name) {
 			c.funcs = append(c.funcs, name)
 		}
-		base := name[strings.LastIndexByte(name, '.')+1:]
-		if base == "set_config" {
-			c.kind("set_config")
-		}
-		if unknowableFuncs[base] && c.unknowable == "" {
-			c.unknowable = fmt.Sprintf("%s() runs SQL that is not in the statement text", base)
-		}
+		c.call(n)
 	case *pg.SelectStmt:
 		if len(n.ValuesLists) > 0 {
 			c.kind("values")
@@ -201,12 +244,12 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.UpdateStmt:
 		c.kind("update")
-		if !restricts(n.WhereClause) {
+		if !restricts(n.WhereClause, c.vars) {
 			c.kind("update_without_where")
 		}
 	case *pg.DeleteStmt:
 		c.kind("delete")
-		if !restricts(n.WhereClause) {
+		if !restricts(n.WhereClause, c.vars) {
 			c.kind("delete_without_where")
 		}
 	case *pg.MergeStmt:
@@ -253,6 +296,7 @@ func (c *collector) visit(n any) {
 		} else {
 			c.kind("create", "create_function")
 		}
+		c.routineBody(n)
 	case *pg.GrantStmt:
 		if n.IsGrant {
 			c.kind("grant")
@@ -277,7 +321,9 @@ func (c *collector) visit(n any) {
 		} else {
 			c.kind("set")
 		}
-		if n.Name == "role" || n.Name == "session_authorization" {
+		// Setting names are case-insensitive (SET "ROLE" = ... sets role); RESET ALL
+		// resets the role too.
+		if roleSettings[strings.ToLower(n.Name)] || n.Kind == pg.VariableSetKind_VAR_RESET_ALL {
 			c.kind("role_change")
 		}
 	case *pg.CopyStmt:
@@ -297,9 +343,7 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.DoStmt:
 		c.kind("do")
-		if c.unknowable == "" {
-			c.unknowable = "the body of a DO block is not inspected"
-		}
+		c.doBody(n)
 	case *pg.TransactionStmt:
 		c.kind("transaction", strings.ToLower(strings.TrimPrefix(n.Kind.String(), "TRANS_STMT_")))
 	case *pg.VacuumStmt:
@@ -380,8 +424,9 @@ func (c *collector) visit(n any) {
 }
 
 // restricts reports whether a WHERE clause can select particular rows: it must refer to a
-// column (or be WHERE CURRENT OF). "WHERE true" and "WHERE 1=1" do not.
-func restricts(where *pg.Node) bool {
+// column (or be WHERE CURRENT OF). "WHERE true" and "WHERE 1=1" do not, nor does a
+// reference to one of vars (in a body, a variable or parameter looks like a column).
+func restricts(where *pg.Node, vars map[string]bool) bool {
 	if where == nil {
 		return false
 	}
@@ -391,8 +436,16 @@ func restricts(where *pg.Node) bool {
 		if found {
 			return
 		}
-		switch m.Interface().(type) {
-		case *pg.ColumnRef, *pg.CurrentOfExpr:
+		switch n := m.Interface().(type) {
+		case *pg.ColumnRef:
+			if len(n.Fields) > 0 {
+				if s := n.Fields[0].GetString_(); s != nil && vars[s.Sval] {
+					return // a variable, not a column (its subscripts are walked no further)
+				}
+			}
+			found = true
+			return
+		case *pg.CurrentOfExpr:
 			found = true
 			return
 		}

@@ -114,16 +114,17 @@ type Statement struct {
 	// SQL is the exact text of this statement as the client sent it.
 	SQL string
 	// Kinds are the statement's kinds, its own first, then those of statements nested in
-	// it (CTEs, EXPLAIN ANALYZE, PREPARE, rule actions, SQL function bodies): "select",
-	// "insert", "update", "update_without_where", "delete", "delete_without_where",
-	// "merge", "truncate", "drop", "drop_table" (drop_<object>), "drop_database", "create",
+	// it (CTEs, EXPLAIN ANALYZE, PREPARE, rule actions, bodies): "select", "insert",
+	// "update", "update_without_where", "delete", "delete_without_where", "merge",
+	// "truncate", "drop", "drop_table" (drop_<object>), "drop_database", "create",
 	// "create_table" (create_<object>), "create_function", "alter", "alter_table"
-	// (alter_<object>), "rename", "grant", "revoke", "role_change" (CREATE/ALTER/DROP
-	// ROLE, GRANT/REVOKE role, SET ROLE, SET SESSION AUTHORIZATION, DISCARD ALL), "set",
-	// "reset", "set_config" (a call to set_config()), "copy", "copy_from", "copy_to",
-	// "copy_program", "copy_from_stdin", "copy_to_stdout", "do", "execute", "prepare",
-	// "call", "explain", "transaction" with "begin"/"commit"/"rollback"/..., "lock",
-	// "vacuum", "load", "values", "function_call" (fastpath), "replication_command", and for
+	// (alter_<object>), "rename", "grant", "revoke", "set", "reset", "set_config" (a call
+	// to set_config()), "copy", "copy_from", "copy_to", "copy_program", "copy_from_stdin",
+	// "copy_to_stdout", "do", "execute", "prepare", "call", "explain", "transaction" with
+	// "begin"/"commit"/"rollback"/..., "lock", "vacuum", "load", "values", "function_call"
+	// (fastpath), "replication_command"; what the statement can do beyond tables
+	// (KindRoleChange, KindFileRead, KindFileWrite, KindServerProgram,
+	// KindRemoteConnection, KindServerAdmin, by statement or by function call); and for
 	// other statements PostgreSQL's node name in snake case (e.g. "checkpoint").
 	Kinds []string
 	// Tables are the relations named, schema-qualified when written so ("public.t").
@@ -135,10 +136,21 @@ type Statement struct {
 	// gone, one space where the text had any whitespace ("DROP TABLE public.t").
 	Normalized string
 	// Unknowable is non-empty when the statement's effect cannot be known from its text
-	// (a DO block, a function that executes an SQL string, a fastpath function call).
+	// (EXECUTE of a string built at run time in a body, a body in another language, a
+	// function that executes an SQL string, set_config() of a computed setting name, a
+	// fastpath function call).
 	Unknowable string
-	// Protocol is "simple" (Query), "parse" (extended protocol Parse) or "fastpath".
+	// Protocol is "simple" (Query), "parse" (extended protocol Parse), "fastpath", or
+	// "body" for a statement of a Body.
 	Protocol string
+	// Body lists the statements of the function, procedure and DO bodies this statement
+	// writes (depth first, bodies within bodies included), each classified as if sent
+	// directly: SQL is the body statement's text ("SELECT " + expression for a PL/pgSQL
+	// expression). Kinds, Tables and Functions above already include theirs, and
+	// Unknowable is set when any part of a body is unknowable (dynamic EXECUTE, another
+	// language). A Judge that matches more than kinds and tables (a regex over
+	// Normalized) must judge each body statement as well, the strictest verdict winning.
+	Body []Statement
 }
 
 // Has reports whether kind is among st.Kinds.

@@ -32,8 +32,9 @@
 //     then gets the server's ParameterStatus, the proxy's BackendKeyData and
 //     ReadyForQuery.
 //
-// Statements: a simple Query is classified (Classify: pg_query, PostgreSQL's own parser)
-// and every statement in it judged before any is sent; in the extended protocol each
+// Statements: a simple Query is classified (Classify: pg_query, PostgreSQL's own parser;
+// function, procedure and DO bodies included, see Statement.Body) and every statement in
+// it judged before any is sent; in the extended protocol each
 // Parse is judged, so a prepared statement blocked at Parse can never be executed; a
 // fastpath FunctionCall is judged as kind "function_call". COPY data is forwarded as data
 // and never parsed. A refused statement never reaches the server: the proxy sends in its
@@ -79,9 +80,14 @@
 //     The proxy tracks both settings from the server's ParameterStatus and refuses any
 //     statement containing a backslash (the only byte whose meaning changes) unless both
 //     are safe and nothing is in flight that could have changed them.
-//   - Kinds are syntactic: "delete_without_where" means no WHERE that refers to a column;
-//     a function or procedure body (other than SQL-standard BEGIN ATOMIC bodies) is not
-//     inspected; DO blocks and functions that execute SQL strings are marked Unknowable.
+//   - pg_query redirects the process's stderr around each call, which is not safe from
+//     two threads at once: every call into it is serialised (pgquery.go).
+//   - Kinds are syntactic: "delete_without_where" means no WHERE that refers to a column
+//     (in a body, a reference to one of its variables or parameters does not count).
+//     Bodies are judged where they are written (CREATE FUNCTION/PROCEDURE, DO); a
+//     function created outside the proxy is opaque when called. EXECUTE of a string
+//     built at run time, bodies in languages other than sql and plpgsql, dblink and
+//     query_to_xml-style functions are marked Unknowable.
 //   - MaskColumn sees result column names, which a query can rename ("SELECT card AS
 //     x"): it is a guardrail; MaskValue (a content detector) is what catches card
 //     numbers however they are selected.

@@ -53,6 +53,7 @@ type Rule struct {
 	regex      *regexp.Regexp
 	statements []string
 	tables     []string
+	functions  []string
 	detector   string
 	custom     *regexp.Regexp
 	columns    []string
@@ -71,7 +72,7 @@ func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
 			Name: rc.Name, On: rc.On, Action: rc.Action, Targets: rc.Targets, Roles: rc.Roles,
 			Approvers: rc.Approvers, Timeout: rc.Timeout.D, Unknowable: rc.Unknowable,
 			commands: rc.Match.Commands, statements: rc.Match.Statements, tables: rc.Match.Tables,
-			detector: rc.Match.Detector, columns: rc.Match.Columns,
+			functions: rc.Match.Functions, detector: rc.Match.Detector, columns: rc.Match.Columns,
 		}
 		if r.Unknowable == "" {
 			r.Unknowable = UnknowableApprove
@@ -79,7 +80,7 @@ func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
 		if r.Action == ActionApprove && r.Timeout == 0 {
 			r.Timeout = DefaultApprovalTimeout
 		}
-		for _, g := range append(append(slices.Clone(r.Targets), r.tables...), r.columns...) {
+		for _, g := range slices.Concat(r.Targets, r.tables, r.functions, r.columns) {
 			if _, err := path.Match(g, ""); err != nil {
 				return nil, fmt.Errorf("%s: bad glob %q: %v", f, g, err)
 			}
@@ -111,8 +112,8 @@ func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
 			if m.Statement != "" {
 				r.statements = append(r.statements, m.Statement)
 			}
-			if len(r.statements) == 0 && len(r.tables) == 0 && m.Regex == "" {
-				return nil, fmt.Errorf("%s: an sql rule needs match.statement(s), match.tables or match.regex", f)
+			if len(r.statements) == 0 && len(r.tables) == 0 && len(r.functions) == 0 && m.Regex == "" {
+				return nil, fmt.Errorf("%s: an sql rule needs match.statement(s), match.tables, match.functions or match.regex", f)
 			}
 			for _, k := range r.statements {
 				if !validKind(k) {
@@ -377,26 +378,47 @@ func (r *Rule) matchCommand(c shellcmd.Command, whole string) (string, bool) {
 type Statement struct {
 	Kinds      []string // e.g. "drop_table", "delete_without_where"
 	Tables     []string
+	Functions  []string // functions called or named, schema-qualified when written so
 	Normalized string
 	Unknowable string // why its effect cannot be known, if so
+	// Body holds the statements of the function, procedure and DO bodies the statement
+	// writes; each is judged as if sent directly (the strictest verdict wins).
+	Body []Statement
 }
 
-// JudgeSQL decides one SQL statement.
+// JudgeSQL decides one SQL statement: the statement itself and every
+// statement of the bodies it writes, each as if sent directly. A block
+// anywhere wins over an approval.
 func (p *Policy) JudgeSQL(id Identity, target string, st Statement) Decision {
 	rules := p.inScope(p.rules.sql, id, target)
 	var approve *Decision
-	for _, r := range rules {
-		why, ok := r.matchSQL(st)
-		if !ok {
-			continue
+	var judge func(s *Statement, inBody bool) *Decision
+	judge = func(s *Statement, inBody bool) *Decision {
+		for _, r := range rules {
+			why, ok := r.matchSQL(*s)
+			if !ok {
+				continue
+			}
+			if inBody {
+				why = "in a body: " + why
+			}
+			d := Decision{Action: r.Action, Rule: r.Name, Reason: why, Approvers: p.approversFor(r, target), Timeout: r.Timeout}
+			if r.Action == ActionBlock {
+				return &d
+			}
+			if approve == nil {
+				approve = &d
+			}
 		}
-		d := Decision{Action: r.Action, Rule: r.Name, Reason: why, Approvers: p.approversFor(r, target), Timeout: r.Timeout}
-		if r.Action == ActionBlock {
-			return d
+		for i := range s.Body {
+			if d := judge(&s.Body[i], true); d != nil {
+				return d
+			}
 		}
-		if approve == nil {
-			approve = &d
-		}
+		return nil
+	}
+	if d := judge(&st, false); d != nil {
+		return *d
 	}
 	if st.Unknowable != "" {
 		if d, stop := p.unknowables(rules, id, target, st.Unknowable, &approve); stop {
@@ -423,8 +445,17 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 			break
 		}
 	}
+	funcOK := len(r.functions) == 0
+	var fn string
+	for _, f := range st.Functions {
+		lf := strings.ToLower(f)
+		if matchAny(r.functions, lf) || matchAny(r.functions, lf[strings.LastIndexByte(lf, '.')+1:]) {
+			funcOK, fn = true, f
+			break
+		}
+	}
 	regexOK := r.regex == nil || r.regex.MatchString(st.Normalized)
-	if !kindOK || !tableOK || !regexOK {
+	if !kindOK || !tableOK || !funcOK || !regexOK {
 		return "", false
 	}
 	var parts []string
@@ -433,6 +464,9 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 	}
 	if table != "" {
 		parts = append(parts, "table "+table)
+	}
+	if fn != "" {
+		parts = append(parts, "function "+fn)
 	}
 	if r.regex != nil {
 		parts = append(parts, "/"+r.regex.String()+"/")

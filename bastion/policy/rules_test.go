@@ -25,6 +25,8 @@ rules:
   - {name: curl-pipe, on: command, match: {regex: "curl .*\\| *sh"}, action: block, roles: [dev]}
   - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}
   - {name: secrets, on: sql, match: {tables: ["secret*"]}, action: approve, approvers: [dba]}
+  - {name: no-file-read, on: sql, match: {functions: ["pg_read_*"]}, action: block}
+  - {name: no-mass-update, on: sql, match: {regex: "^UPDATE [a-z_]+ SET [^W]*$"}, action: block}
   - {name: cards, on: output, match: {detector: credit_card}, action: mask}
   - {name: pan-columns, on: sql_result, match: {columns: ["card_*"]}, action: mask}
 `
@@ -102,6 +104,14 @@ func TestJudgeSQL(t *testing.T) {
 		{"drop", Statement{Kinds: []string{"drop_table", "drop"}, Tables: []string{"orders"}}, ActionBlock, "no-drop"},
 		{"secrets", Statement{Kinds: []string{"select"}, Tables: []string{"public.secret_keys"}}, ActionApprove, "secrets"},
 		{"do block", Statement{Kinds: []string{"do"}, Unknowable: "DO block"}, ActionApprove, "no-drop"},
+		{"function by name", Statement{Kinds: []string{"select"}, Functions: []string{"pg_catalog.pg_read_binary_file"}}, ActionBlock, "no-file-read"},
+		{"function by name, upper case", Statement{Kinds: []string{"select"}, Functions: []string{"PG_READ_FILE"}}, ActionBlock, "no-file-read"},
+		{"body statement judged as if sent", Statement{Kinds: []string{"create", "create_function"}, Normalized: "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $1",
+			Body: []Statement{{Kinds: []string{"update", "update_without_where"}, Normalized: "UPDATE accounts SET balance = $1"}}}, ActionBlock, "no-mass-update"},
+		{"nested body", Statement{Kinds: []string{"do"}, Body: []Statement{{Kinds: []string{"select"}, Body: []Statement{{Kinds: []string{"select"}, Tables: []string{"secret_keys"}}}}}}, ActionApprove, "secrets"},
+		{"block in a body wins over an approval outside", Statement{Kinds: []string{"select"}, Tables: []string{"secret_keys"},
+			Body: []Statement{{Kinds: []string{"drop_table"}}}}, ActionBlock, "no-drop"},
+		{"benign body", Statement{Kinds: []string{"create_function", "select"}, Body: []Statement{{Kinds: []string{"select"}, Normalized: "SELECT a + b"}}}, ActionAllow, ""},
 	} {
 		d := p.JudgeSQL(dev, "pg1", tc.st)
 		if d.Action != tc.action || d.Rule != tc.rule {
@@ -122,6 +132,7 @@ func TestCompileErrors(t *testing.T) {
 		{`{name: x, on: output, match: {detector: ssn}, action: mask}`, "not credit_card or regex"},
 		{`{name: x, on: output, match: {detector: regex}, action: mask}`, "needs match.pattern"},
 		{`{name: x, on: command, match: {command: "ls"}, action: block, targets: ["["]}`, "bad glob"},
+		{`{name: x, on: sql, match: {functions: ["["]}, action: block}`, "bad glob"},
 	} {
 		cfg, err := config.Parse([]byte("data_dir: /x\noidc: {issuer: \"https://i\", client_id: b}\nrules: [" + tc.rule + "]\n"))
 		if err == nil {

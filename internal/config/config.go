@@ -161,6 +161,7 @@ type RuleMatch struct {
 	Statement  string   `yaml:"statement"`  // SQL statement kind
 	Statements []string `yaml:"statements"` // SQL statement kinds
 	Tables     []string `yaml:"tables"`     // table name globs
+	Functions  []string `yaml:"functions"`  // function name globs (sql)
 	Detector   string   `yaml:"detector"`   // credit_card, regex
 	Pattern    string   `yaml:"pattern"`    // regex for detector: regex
 	Columns    []string `yaml:"columns"`    // result column globs (sql_result)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bastionhq/bastion/bastion/pgproxy"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/config"
@@ -88,9 +89,10 @@ func TestStart(t *testing.T) {
 	for _, r := range cfg.Rules {
 		rules = append(rules, r.Name+":"+r.Action)
 	}
-	if got, want := strings.Join(rules, " "), "no-rm-rf:block deploys:approve cards:mask no-drop:block"; got != want {
+	if got, want := strings.Join(rules, " "), "no-rm-rf:block deploys:approve cards:mask no-drop:block no-privilege-change:block no-server-access:block"; got != want {
 		t.Errorf("rules: got %q, want %q", got, want)
 	}
+	checkDemoSQLRules(t, cfg)
 	if len(cfg.Targets) != 1 || cfg.Targets[0].Name != TargetName || cfg.Targets[0].Address != d.TargetAddr || cfg.Targets[0].HostKey == "" {
 		t.Errorf("targets: got %+v, want only %s at %s with a pinned host key", cfg.Targets, TargetName, d.TargetAddr)
 	}
@@ -331,6 +333,44 @@ func TestServeCannotReachTheDevIDP(t *testing.T) {
 	for _, pkg := range strings.Fields(string(out)) {
 		if pkg == "github.com/bastionhq/bastion/internal/devidp" || pkg == "github.com/bastionhq/bastion/internal/demo" {
 			t.Errorf("internal/app or internal/config depends on %s", pkg)
+		}
+	}
+}
+
+// checkDemoSQLRules: the demo's SQL rules block privilege changes, the server's files
+// and programs and dynamic SQL, and let ordinary work through.
+func checkDemoSQLRules(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	p, err := policy.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := policy.Identity{User: "alice", Groups: []string{"dev"}}
+	for _, tc := range []struct{ sql, action string }{
+		{"SELECT * FROM customers WHERE id = 1", policy.ActionAllow},
+		{"UPDATE customers SET name = 'x' WHERE id = 1", policy.ActionAllow},
+		{"CREATE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql AS 'SELECT a + b'", policy.ActionAllow},
+		{"DROP TABLE customers", policy.ActionBlock},
+		{"SET ROLE postgres", policy.ActionBlock},
+		{"SELECT set_config('role', 'postgres', false)", policy.ActionBlock},
+		{"SELECT set_config(current_user, 'postgres', false)", policy.ActionBlock},
+		{"SELECT pg_read_file('/etc/passwd')", policy.ActionBlock},
+		{"SELECT lo_export(1, '/tmp/x')", policy.ActionBlock},
+		{"COPY customers TO PROGRAM 'sh'", policy.ActionBlock},
+		{"SELECT dblink_exec('dbname=shop', 'DROP TABLE customers')", policy.ActionBlock},
+		{"SELECT pg_terminate_backend(1)", policy.ActionBlock},
+		{"ALTER SYSTEM SET work_mem = '1GB'", policy.ActionBlock},
+		{"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN DROP TABLE customers; END$$", policy.ActionBlock},
+		{"DO $$BEGIN EXECUTE 'DROP TABLE ' || 'customers'; END$$", policy.ActionBlock},
+	} {
+		sts, err := pgproxy.Classify(tc.sql)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		st := sts[0]
+		ps := policy.Statement{Kinds: st.Kinds, Tables: st.Tables, Functions: st.Functions, Normalized: st.Normalized, Unknowable: st.Unknowable}
+		if d := p.JudgeSQL(id, DBTarget, ps); d.Action != tc.action {
+			t.Errorf("%s: got %s, want %s", tc.sql, d, tc.action)
 		}
 	}
 }

@@ -48,6 +48,12 @@ rules:
   - {name: deploys, on: command, match: {command: "deploy.sh *"}, action: approve, approvers: [approvers], timeout: 5m}
   - {name: cards, on: output, match: {detector: credit_card}, action: mask}
   - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}
+  # Privilege changes (SET ROLE, set_config('role', ...)), the server's files and programs,
+  # other servers and server administration are never needed through the demo. The
+  # unknowable option blocks what cannot be judged from the text (EXECUTE of a string built
+  # at run time, a body in another language) instead of holding it for approval.
+  - {name: no-privilege-change, on: sql, match: {statements: [role_change]}, action: block, unknowable: block}
+  - {name: no-server-access, on: sql, match: {statements: [file_read, file_write, server_program, remote_connection, server_admin]}, action: block}
 
 recording: {mode: strict, flush_interval: 200ms}
 log: {level: info, format: text}

@@ -1,0 +1,217 @@
+package pgproxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// guardSeed adds a role app may switch to (so a role change that got through would
+// really happen) to the usual tables.
+const guardSeed = seedSQL + `
+GRANT priv TO app;
+CREATE TABLE victim (id int PRIMARY KEY);
+INSERT INTO victim VALUES (1), (2), (3);
+GRANT ALL ON victim TO app;
+`
+
+// guardKinds are what the guard tests' policy blocks, as a deployment would.
+var guardKinds = []string{"drop_table", "truncate", "delete_without_where", "update_without_where",
+	KindRoleChange, KindFileRead, KindFileWrite, KindServerProgram, KindRemoteConnection, KindServerAdmin}
+
+func guardJudge(_ context.Context, st Statement) Verdict {
+	for _, k := range guardKinds {
+		if st.Has(k) {
+			return Verdict{Action: Block, Rule: "guard", Message: "statement kind " + k}
+		}
+	}
+	if st.Unknowable != "" {
+		return Verdict{Action: Block, Rule: "guard", Message: "cannot be judged: " + st.Unknowable}
+	}
+	return Verdict{Action: Allow}
+}
+
+// TestGuardrailsEndToEnd: statements hidden in bodies, privilege changes through
+// functions and the server's files are stopped with the real psql and pgx against a real
+// PostgreSQL 15, and ordinary work still runs.
+func TestGuardrailsEndToEnd(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": guardSeed},
+	})
+	h := startProxy(t, pg, func(c *Config) { c.Judge = guardJudge })
+	ctx := context.Background()
+
+	victimIntact := func(t *testing.T) {
+		t.Helper()
+		if !tableExists(t, pg, "victim") {
+			t.Fatal("table victim was dropped")
+		}
+		if n := countRows(t, pg, "victim"); n != "3" {
+			t.Fatalf("victim has %s rows, want 3", n)
+		}
+	}
+	noFunction := func(t *testing.T, name string) {
+		t.Helper()
+		if got := pg.QueryStrings(t, "shop", fmt.Sprintf("SELECT count(*) FROM pg_proc WHERE proname = '%s'", name)); got[0] != "0" {
+			t.Errorf("function %s was created", name)
+		}
+	}
+
+	// Each bypass, sent whole with psql -c (one Query message) and statement by
+	// statement with pgx (the extended protocol): the creating statement is refused,
+	// so nothing runs.
+	bypasses := []struct {
+		name  string
+		stmts []string
+		fn    string // function that must not exist afterwards
+	}{
+		{"plpgsql function", []string{"CREATE FUNCTION f1() RETURNS void LANGUAGE plpgsql AS $$BEGIN DROP TABLE victim; END$$", "SELECT f1()"}, "f1"},
+		{"sql function", []string{"CREATE FUNCTION f2() RETURNS void LANGUAGE sql AS 'DROP TABLE victim'", "SELECT f2()"}, "f2"},
+		{"sql function, BEGIN ATOMIC", []string{"CREATE FUNCTION f3() RETURNS void LANGUAGE sql BEGIN ATOMIC DELETE FROM victim; END", "SELECT f3()"}, "f3"},
+		{"procedure with EXECUTE", []string{"CREATE PROCEDURE p4() LANGUAGE plpgsql AS $$BEGIN EXECUTE 'DROP TABLE victim'; END$$", "CALL p4()"}, "p4"},
+		{"procedure with EXECUTE built at run time", []string{"CREATE PROCEDURE p5() LANGUAGE plpgsql AS $$BEGIN EXECUTE 'DROP TABLE ' || 'victim'; END$$", "CALL p5()"}, "p5"},
+		{"procedure with format()", []string{"CREATE PROCEDURE p6(n text) LANGUAGE plpgsql AS $$BEGIN EXECUTE format('DROP TABLE %I', n); END$$", "CALL p6('victim')"}, "p6"},
+		{"trigger function fired by an INSERT", []string{
+			"CREATE FUNCTION f7() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM victim; RETURN NEW; END$$",
+			"CREATE TRIGGER tr7 AFTER INSERT ON copied FOR EACH ROW EXECUTE FUNCTION f7()",
+			"INSERT INTO copied VALUES (7, 'x')"}, "f7"},
+		{"event trigger function", []string{"CREATE FUNCTION f8() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN DROP TABLE victim; END$$"}, "f8"},
+		{"create or replace", []string{"CREATE OR REPLACE FUNCTION add_ints(a int, b int) RETURNS int LANGUAGE plpgsql AS $$BEGIN TRUNCATE victim; RETURN a + b; END$$", "SELECT add_ints(1, 2)"}, ""},
+		{"rule", []string{"CREATE RULE r10 AS ON INSERT TO copied DO ALSO DELETE FROM victim", "INSERT INTO copied VALUES (10, 'x')"}, ""},
+		{"DO block", []string{"DO $$BEGIN DROP TABLE victim; END$$"}, ""},
+		{"DO block with EXECUTE", []string{"DO $$BEGIN EXECUTE 'DROP TABLE victim'; END$$"}, ""},
+		{"DO block with dynamic EXECUTE", []string{"DO $$DECLARE n text := 'victim'; BEGIN EXECUTE 'DROP TABLE ' || n; END$$"}, ""},
+		{"DO block in plpython", []string{"DO LANGUAGE plpython3u $$plpy.execute('DROP TABLE victim')$$"}, ""},
+		{"function in another language", []string{"CREATE FUNCTION f15() RETURNS text LANGUAGE internal AS 'pg_read_file_off_len'"}, "f15"},
+		{"body within a body", []string{"DO $$BEGIN CREATE FUNCTION f16() RETURNS void LANGUAGE sql AS 'DROP TABLE victim'; PERFORM f16(); END$$"}, "f16"},
+	}
+	t.Run("bodies", func(t *testing.T) {
+		// A benign function of the same name exists: CREATE OR REPLACE must not swap in
+		// a harmful body.
+		if r := h.psql(t, "", "-c", "CREATE FUNCTION add_ints(a int, b int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN a + b; END$$"); r.err != nil {
+			t.Fatalf("benign function: %v\n%s", r.err, r.stderr)
+		}
+		for _, tc := range bypasses {
+			t.Run("psql: "+tc.name, func(t *testing.T) {
+				r := h.psql(t, "", "-c", strings.Join(tc.stmts, "; "))
+				if r.err == nil || !strings.Contains(r.stderr, "42501") || !strings.Contains(r.stderr, `rule "guard"`) {
+					t.Errorf("got %v, stderr %q; want a block by rule guard", r.err, r.stderr)
+				}
+				victimIntact(t)
+				if tc.fn != "" {
+					noFunction(t, tc.fn)
+				}
+			})
+			t.Run("pgx: "+tc.name, func(t *testing.T) {
+				conn := h.connect(t, "app", "shop", nil)
+				_, err := conn.Exec(ctx, tc.stmts[0])
+				wantPgError(t, err, "42501", `rule "guard"`)
+				for _, s := range tc.stmts[1:] {
+					conn.Exec(ctx, s) // fails: what it needs was never created
+				}
+				victimIntact(t)
+				if tc.fn != "" {
+					noFunction(t, tc.fn)
+				}
+			})
+		}
+		var sum string
+		if err := h.connect(t, "app", "shop", nil).QueryRow(ctx, "SELECT add_ints(1, 2)").Scan(&sum); err != nil || sum != "3" {
+			t.Errorf("add_ints: got %q, %v; want the benign body still in place", sum, err)
+		}
+	})
+
+	t.Run("privilege changes and the server's files", func(t *testing.T) {
+		for _, sql := range []string{
+			"SET ROLE priv",
+			"SET \"Role\" = priv",
+			"SET SESSION AUTHORIZATION priv",
+			"SELECT set_config('role', 'priv', false)",
+			"SELECT pg_catalog.set_config('ROLE', 'priv', false)",
+			`SELECT "set_config"('role', 'priv', false)`,
+			"SELECT set_config(setting_name => 'role', new_value => 'priv', is_local => false)",
+			"SELECT set_config(current_user || '', 'priv', false)",
+			"SELECT * FROM (SELECT set_config('role', 'priv', false)) s",
+			"WITH x AS (SELECT set_config('role', 'priv', false)) SELECT * FROM x",
+			"VALUES (set_config('role', 'priv', false))",
+			"CREATE TABLE d1 (a text DEFAULT set_config('role', 'priv', false))",
+			"CREATE FUNCTION f20() RETURNS text LANGUAGE sql AS $$SELECT set_config('role', 'priv', false)$$",
+			"DO $$BEGIN PERFORM set_config('role', 'priv', false); END$$",
+			"SELECT pg_read_file('/etc/passwd')",
+			"SELECT pg_read_binary_file('postgresql.conf')",
+			"SELECT pg_ls_dir('.')",
+			"SELECT * FROM pg_stat_file('postgresql.conf')",
+			"SELECT lo_import('/etc/passwd')",
+			"SELECT lo_export(1, '/tmp/x')",
+			"SELECT pg_terminate_backend(pg_backend_pid())",
+			"SELECT pg_cancel_backend(1)",
+			"SELECT pg_reload_conf()",
+			"SELECT pg_rotate_logfile()",
+			"COPY victim TO PROGRAM 'cat'",
+			"COPY victim FROM '/etc/hostname'",
+			"COPY victim TO '/tmp/victim'",
+			"ALTER SYSTEM SET work_mem = '1GB'",
+			"CREATE EXTENSION dblink",
+			"LOAD 'plpgsql'",
+			"SELECT dblink_exec('dbname=shop', 'DROP TABLE victim')",
+		} {
+			t.Run(sql, func(t *testing.T) {
+				r := h.psql(t, "", "-c", sql)
+				if r.err == nil || !strings.Contains(r.stderr, "42501") || !strings.Contains(r.stderr, `rule "guard"`) {
+					t.Errorf("got %v, stderr %q; want a block by rule guard", r.err, r.stderr)
+				}
+			})
+		}
+		// The same session, after the attempts, is still app.
+		conn := h.connect(t, "app", "shop", nil)
+		for _, sql := range []string{"SELECT set_config('role', 'priv', false)", "SET ROLE priv"} {
+			_, err := conn.Exec(ctx, sql)
+			wantPgError(t, err, "42501", `rule "guard"`)
+		}
+		var user string
+		if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != "app" {
+			t.Errorf("current_user: got %q, %v; want app", user, err)
+		}
+		victimIntact(t)
+	})
+
+	t.Run("benign work still runs", func(t *testing.T) {
+		script := strings.Join([]string{
+			"CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x * 2';",
+			"CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.name := upper(NEW.name); RETURN NEW; END$$;",
+			"CREATE TRIGGER bump BEFORE INSERT ON copied FOR EACH ROW EXECUTE FUNCTION bump();",
+			"INSERT INTO copied VALUES (100, 'lower');",
+			"UPDATE accounts SET balance = balance + twice(1) WHERE id = 1;",
+			"DELETE FROM copied WHERE id = 100 RETURNING name;",
+			"DO $$BEGIN RAISE NOTICE 'hello from DO'; END$$;",
+			"SET search_path = public, pg_catalog;",
+			"SELECT set_config('application_name', 'benign', false);",
+			"SELECT current_setting('search_path');",
+			"SELECT twice(21);",
+		}, "\n")
+		r := h.psql(t, script, "-A", "-t")
+		if r.err != nil {
+			t.Fatalf("psql: %v\n%s", r.err, r.stderr)
+		}
+		for _, want := range []string{"LOWER", "benign", "public, pg_catalog", "42"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("got stdout %q, want %q in it", r.stdout, want)
+			}
+		}
+		if !strings.Contains(r.stderr, "hello from DO") {
+			t.Errorf("got stderr %q, want the DO block's notice", r.stderr)
+		}
+		for _, m := range []string{`\d victim`, `\df`, `\dt`} {
+			if r := h.psql(t, "", "-c", m); r.err != nil {
+				t.Errorf("%s: %v\n%s", m, r.err, r.stderr)
+			}
+		}
+	})
+
+	victimIntact(t)
+}

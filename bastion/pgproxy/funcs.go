@@ -1,0 +1,245 @@
+package pgproxy
+
+import (
+	"fmt"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Kinds for what a statement can do beyond the database's tables, whether by a statement
+// or by calling a function. Rules name them like any other kind.
+const (
+	// KindRoleChange: the session's privileges change (SET ROLE, SET SESSION
+	// AUTHORIZATION, RESET ROLE/ALL, DISCARD ALL, set_config('role' | 'session_authorization',
+	// ...)) or roles are created, altered, granted or dropped.
+	KindRoleChange = "role_change"
+	// KindFileRead: a file or directory on the database server is read (pg_read_file,
+	// pg_ls_dir, pg_stat_file, lo_import, COPY ... FROM 'file', ...).
+	KindFileRead = "file_read"
+	// KindFileWrite: a file on the database server is written (lo_export, adminpack's
+	// pg_file_write, COPY ... TO 'file', CREATE TABLESPACE, ...).
+	KindFileWrite = "file_write"
+	// KindServerProgram: a program or native code runs on the database server (COPY ...
+	// PROGRAM, LOAD, CREATE FUNCTION ... LANGUAGE c).
+	KindServerProgram = "server_program"
+	// KindRemoteConnection: the server connects to another server (dblink*, foreign
+	// servers and user mappings, IMPORT FOREIGN SCHEMA, subscriptions).
+	KindRemoteConnection = "remote_connection"
+	// KindServerAdmin: the server itself is administered (pg_terminate_backend,
+	// pg_cancel_backend, pg_reload_conf, pg_rotate_logfile, ALTER SYSTEM, CREATE EXTENSION,
+	// LOAD, CHECKPOINT, replication slots, ...).
+	KindServerAdmin = "server_admin"
+)
+
+// roleSettings are the settings that change the session's privileges.
+var roleSettings = map[string]bool{"role": true, "session_authorization": true}
+
+// funcKinds classifies functions by name (without schema, lower case). A function of
+// the same name in another schema is classified the same: stricter, never a bypass.
+var funcKinds = map[string][]string{
+	"pg_read_file":            {KindFileRead},
+	"pg_read_binary_file":     {KindFileRead},
+	"pg_ls_dir":               {KindFileRead},
+	"pg_stat_file":            {KindFileRead},
+	"pg_ls_logdir":            {KindFileRead},
+	"pg_ls_waldir":            {KindFileRead},
+	"pg_ls_tmpdir":            {KindFileRead},
+	"pg_ls_archive_statusdir": {KindFileRead},
+	"pg_ls_logicalsnapdir":    {KindFileRead},
+	"pg_ls_logicalmapdir":     {KindFileRead},
+	"pg_ls_replslotdir":       {KindFileRead},
+	"pg_ls_summariesdir":      {KindFileRead},
+	"pg_file_read":            {KindFileRead}, // adminpack (old versions)
+	"pg_logdir_ls":            {KindFileRead}, // adminpack
+	"lo_import":               {KindFileRead},
+	"lo_export":               {KindFileWrite},
+	"pg_file_write":           {KindFileWrite}, // adminpack
+	"pg_file_rename":          {KindFileWrite},
+	"pg_file_unlink":          {KindFileWrite},
+	"pg_file_sync":            {KindFileWrite},
+
+	"pg_terminate_backend":                   {KindServerAdmin},
+	"pg_cancel_backend":                      {KindServerAdmin},
+	"pg_reload_conf":                         {KindServerAdmin},
+	"pg_rotate_logfile":                      {KindServerAdmin},
+	"pg_rotate_logfile_old":                  {KindServerAdmin},
+	"pg_promote":                             {KindServerAdmin},
+	"pg_switch_wal":                          {KindServerAdmin},
+	"pg_create_restore_point":                {KindServerAdmin},
+	"pg_backup_start":                        {KindServerAdmin},
+	"pg_backup_stop":                         {KindServerAdmin},
+	"pg_start_backup":                        {KindServerAdmin},
+	"pg_stop_backup":                         {KindServerAdmin},
+	"pg_wal_replay_pause":                    {KindServerAdmin},
+	"pg_wal_replay_resume":                   {KindServerAdmin},
+	"pg_create_physical_replication_slot":    {KindServerAdmin},
+	"pg_create_logical_replication_slot":     {KindServerAdmin},
+	"pg_drop_replication_slot":               {KindServerAdmin},
+	"pg_copy_physical_replication_slot":      {KindServerAdmin},
+	"pg_copy_logical_replication_slot":       {KindServerAdmin},
+	"pg_replication_slot_advance":            {KindServerAdmin},
+	"pg_logical_slot_get_changes":            {KindServerAdmin},
+	"pg_logical_slot_peek_changes":           {KindServerAdmin},
+	"pg_logical_slot_get_binary_changes":     {KindServerAdmin},
+	"pg_logical_slot_peek_binary_changes":    {KindServerAdmin},
+	"pg_logical_emit_message":                {KindServerAdmin},
+	"pg_sync_replication_slots":              {KindServerAdmin},
+	"pg_log_backend_memory_contexts":         {KindServerAdmin},
+	"pg_stat_reset":                          {KindServerAdmin},
+	"pg_stat_reset_shared":                   {KindServerAdmin},
+	"pg_stat_reset_single_table_counters":    {KindServerAdmin},
+	"pg_stat_reset_single_function_counters": {KindServerAdmin},
+	"pg_stat_reset_slru":                     {KindServerAdmin},
+	"pg_stat_reset_replication_slot":         {KindServerAdmin},
+	"pg_stat_reset_subscription_stats":       {KindServerAdmin},
+	"pg_replication_origin_create":           {KindServerAdmin},
+	"pg_replication_origin_drop":             {KindServerAdmin},
+	"pg_replication_origin_advance":          {KindServerAdmin},
+	"pg_replication_origin_session_setup":    {KindServerAdmin},
+	"pg_replication_origin_session_reset":    {KindServerAdmin},
+	"pg_replication_origin_xact_setup":       {KindServerAdmin},
+	"pg_import_system_collations":            {KindServerAdmin},
+}
+
+// unknowableFuncs execute an SQL string or a remote query: what they do is not in the text.
+var unknowableFuncs = map[string]bool{
+	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
+	"ts_stat": true,
+}
+
+// classifyFuncName adds the kinds of the function named name (possibly
+// schema-qualified), wherever it is named: called, or named as the function behind a
+// cast, operator, aggregate, trigger or type.
+func (c *collector) classifyFuncName(name string) {
+	base := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
+	if base == "" {
+		return
+	}
+	c.kind(funcKinds[base]...)
+	switch {
+	case base == "set_config":
+		c.kind("set_config")
+	case strings.HasPrefix(base, "dblink"):
+		c.kind(KindRemoteConnection)
+		c.unknown(fmt.Sprintf("%s() runs SQL on another connection, which is not in the statement text", base))
+	case unknowableFuncs[base]:
+		c.unknown(fmt.Sprintf("%s() runs SQL that is not in the statement text", base))
+	}
+}
+
+// call classifies a function call, including what only its arguments say: a
+// set_config() of role or session_authorization is a role change.
+func (c *collector) call(n *pg.FuncCall) {
+	name := qualifiedName(n.Funcname)
+	c.classifyFuncName(name)
+	if strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]) != "set_config" {
+		return
+	}
+	c.constDep = true
+	arg := callArg(n, 0, "setting_name")
+	if arg == nil {
+		c.unknown("set_config() without a setting name")
+		return
+	}
+	setting, ok := constString(arg)
+	if !ok {
+		c.unknown("set_config() with a setting name only known at run time")
+		return
+	}
+	if roleSettings[strings.ToLower(setting)] {
+		c.kind(KindRoleChange)
+	}
+}
+
+// callArg returns a call's argument by position or, when passed by name, by name.
+func callArg(n *pg.FuncCall, pos int, name string) *pg.Node {
+	for i, a := range n.Args {
+		if na := a.GetNamedArgExpr(); na != nil {
+			if na.Name == name {
+				return na.Arg
+			}
+			continue
+		}
+		if i == pos {
+			return a
+		}
+	}
+	return nil
+}
+
+// constString returns the value of a string constant, possibly cast ('role'::text).
+func constString(n *pg.Node) (string, bool) {
+	for n != nil {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+			continue
+		}
+		if ac := n.GetAConst(); ac != nil && !ac.Isnull {
+			if s := ac.GetSval(); s != nil {
+				return s.Sval, true
+			}
+		}
+		return "", false
+	}
+	return "", false
+}
+
+// extraKinds adds the kinds that say what a statement can do beyond tables. It runs
+// after visit, which names every statement by its node type.
+func (c *collector) extraKinds(n any) {
+	switch n := n.(type) {
+	case *pg.CopyStmt:
+		switch {
+		case n.IsProgram:
+			c.kind(KindServerProgram)
+		case n.Filename != "" && n.IsFrom:
+			c.kind(KindFileRead)
+		case n.Filename != "":
+			c.kind(KindFileWrite)
+		}
+	case *pg.DiscardStmt:
+		if n.Target == pg.DiscardMode_DISCARD_ALL {
+			c.kind(KindRoleChange) // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT
+		}
+	case *pg.LoadStmt:
+		c.kind(KindServerProgram, KindServerAdmin)
+	case *pg.AlterSystemStmt, *pg.CheckPointStmt, *pg.CreateExtensionStmt, *pg.AlterExtensionStmt,
+		*pg.AlterExtensionContentsStmt, *pg.CreatePLangStmt, *pg.CreateFdwStmt, *pg.AlterFdwStmt,
+		*pg.AlterTableSpaceOptionsStmt:
+		c.kind(KindServerAdmin)
+	case *pg.CreateTableSpaceStmt:
+		c.kind(KindServerAdmin, KindFileWrite)
+	case *pg.CreateForeignServerStmt, *pg.AlterForeignServerStmt, *pg.CreateUserMappingStmt,
+		*pg.AlterUserMappingStmt, *pg.ImportForeignSchemaStmt, *pg.CreateForeignTableStmt,
+		*pg.CreateSubscriptionStmt, *pg.AlterSubscriptionStmt:
+		c.kind(KindRemoteConnection)
+	case *pg.ObjectWithArgs:
+		// A function named as an object: CREATE CAST ... WITH FUNCTION, ALTER FUNCTION
+		// ... RENAME, GRANT EXECUTE ON FUNCTION, operator class support functions.
+		c.classifyFuncName(qualifiedName(n.Objname))
+	case *pg.CreateTrigStmt:
+		c.classifyFuncName(qualifiedName(n.Funcname))
+	case *pg.CreateEventTrigStmt:
+		c.classifyFuncName(qualifiedName(n.Funcname))
+	case *pg.CreateConversionStmt:
+		c.classifyFuncName(qualifiedName(n.FuncName))
+	case *pg.DefineStmt:
+		// CREATE OPERATOR (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), CREATE TYPE
+		// (INPUT = f): a function named in the definition runs when the object is used.
+		for _, d := range n.Definition {
+			de := d.GetDefElem()
+			if de == nil || de.Arg == nil {
+				continue
+			}
+			switch {
+			case de.Arg.GetTypeName() != nil:
+				c.classifyFuncName(qualifiedName(de.Arg.GetTypeName().Names))
+			case de.Arg.GetList() != nil:
+				c.classifyFuncName(qualifiedName(de.Arg.GetList().Items))
+			case de.Arg.GetString_() != nil:
+				c.classifyFuncName(de.Arg.GetString_().Sval)
+			}
+		}
+	}
+}
