@@ -150,12 +150,10 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 			s.metrics.UpstreamDial.WithLabelValues(policy.KindPostgres, result).Observe(s.now().Sub(start).Seconds())
 			return c, err
 		},
-		UpstreamTLS: upTLS,
-		ServerTLS:   srvTLS,
+		UpstreamTLS:   upTLS,
+		ServerTLS:     srvTLS,
+		StartupParams: t.StartupParams,
 		Authorize: func(_ context.Context, st pgproxy.Startup) error {
-			if o := strings.TrimSpace(st.Params["options"]); o != "" {
-				return fmt.Errorf("bastion: the startup parameter \"options\" (%q) is not allowed: it can change server settings and roles", o)
-			}
 			if err := s.cfg.Policy().CheckDB(pid, t.Name, st.User, st.Database, st.Replication); err != nil {
 				s.audit(Event{Type: "sql.connect", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: "refused", Reason: err.Error(),
 					Fields: map[string]string{"db_user": st.User, "database": st.Database}})

@@ -221,3 +221,62 @@ func pgCAFile(t *testing.T, pem []byte) string {
 	}
 	return p
 }
+
+// TestPostgresGuardrails: through the stock ssh -L and psql, the configured SQL rules
+// see into function and DO bodies, role changes through set_config(), the server's files,
+// and startup parameters; ordinary work still runs.
+func TestPostgresGuardrails(t *testing.T) {
+	p := newPGEnv(t)
+	for _, tc := range []struct{ sql, rule string }{
+		{"CREATE FUNCTION f1() RETURNS void LANGUAGE plpgsql AS $$BEGIN DROP TABLE t; END$$", "no-drop"},
+		{"CREATE FUNCTION f2() RETURNS void LANGUAGE sql AS 'DROP TABLE t'; SELECT f2()", "no-drop"},
+		{"CREATE PROCEDURE p3() LANGUAGE plpgsql AS $$BEGIN EXECUTE 'DROP TABLE t'; END$$", "no-drop"},
+		{"DO $$BEGIN EXECUTE 'DROP TABLE ' || 't'; END$$", "no-privilege-change"}, // unknowable: block
+		{"CREATE FUNCTION f4() RETURNS void LANGUAGE sql AS 'UPDATE t SET x = 1'", "no-unbounded-update"},
+		{"SELECT set_config('role', 'priv', false)", "no-privilege-change"},
+		{"SELECT pg_catalog.set_config('ROLE', 'priv', false)", "no-privilege-change"},
+		{"SET ROLE priv", "no-privilege-change"},
+		{"SELECT pg_read_file('/etc/passwd')", "no-server-access"},
+		{"COPY t TO PROGRAM 'cat'", "no-server-access"},
+	} {
+		r := p.psql(t, "", "-c", tc.sql)
+		if r.Code == 0 || !strings.Contains(r.Stderr, tc.rule) {
+			t.Errorf("%q: got %s, want a block by %s", tc.sql, r, tc.rule)
+		}
+		if !p.tableExists(t, "t") {
+			t.Fatalf("%q dropped the table", tc.sql)
+		}
+	}
+	if got := p.pg.QueryStrings(t, "shop", "SELECT count(*) FROM t WHERE x = '1'"); got[0] != "0" {
+		t.Errorf("an update ran")
+	}
+
+	// Startup parameters outside the allowlist are refused, naming the parameter.
+	r := testenv.Run(t, 60*time.Second, "", p.pg.Tool(t, "psql"), "-X", p.dsn("options='-c role=priv'"), "-c", "SELECT current_user")
+	if r.Code == 0 || !strings.Contains(r.Stderr, `"options" is not allowed`) {
+		t.Errorf("options=-c role=priv: %s", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", p.lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["role"] = "priv"
+	if c, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+		c.Close(ctx)
+		t.Error("connected with the startup parameter role=priv")
+	} else if !strings.Contains(err.Error(), `"role" is not allowed`) {
+		t.Errorf("role=priv: got %v", err)
+	}
+
+	// Ordinary work.
+	r = p.psql(t, "CREATE FUNCTION add_ints(a int, b int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN a + b; END$$;\n"+
+		"SET search_path = public;\nUPDATE t SET x = 'uno' WHERE id = 1;\nSELECT add_ints(2, 3), current_user;\n", "-At")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "5|app") {
+		t.Errorf("benign work: %s", r)
+	}
+	if r := p.psql(t, "", "-c", `\df add_ints`); r.Code != 0 {
+		t.Errorf(`\df: %s`, r)
+	}
+}

@@ -102,10 +102,10 @@ type Startup struct {
 	Database string // defaults to User, as PostgreSQL does
 	// Replication is true for replication=true/on/yes/1 and replication=database.
 	Replication bool
-	// Params are all startup parameters as sent (including user, database, options,
-	// application_name, client_encoding, replication); they are forwarded upstream, except
-	// protocol extensions (_pq_.*). "options" can set server settings (-c role=...): refuse
-	// it in Authorize if that matters.
+	// Params are the startup parameters as sent (user, database, replication,
+	// application_name, client_encoding, ...), all of which are forwarded upstream: a
+	// parameter outside the allowlist (see Config.StartupParams) ends the startup before
+	// Authorize is called, and protocol extensions (_pq_.*) are declined.
 	Params map[string]string
 }
 
@@ -236,6 +236,12 @@ type Config struct {
 	// ServerTLS is offered to clients that send SSLRequest; nil answers 'N' (the SSH
 	// tunnel already encrypts).
 	ServerTLS *tls.Config
+	// StartupParams names startup parameters forwarded to the server besides the
+	// built-in allowlist (user, database, replication, application_name,
+	// client_encoding, DateStyle, TimeZone, IntervalStyle, extra_float_digits), e.g.
+	// "search_path". Names are case-insensitive. Any other parameter, "options" and
+	// "role" included, ends the startup with a FATAL error naming it. nil adds none.
+	StartupParams []string
 	// Authorize decides whether this user, database and replication mode are allowed; its
 	// error text is sent to the client. Required.
 	Authorize func(ctx context.Context, s Startup) error

@@ -24,6 +24,11 @@
 //   - CancelRequest: the proxy hands each client a random backend key of its own and
 //     keeps the mapping in the shared CancelRegistry, so a cancel arriving on any forward
 //     reaches the right upstream backend; unknown keys are dropped silently.
+//   - Startup parameters: only user, database, replication and the display settings
+//     drivers send by default (application_name, client_encoding, DateStyle, TimeZone,
+//     IntervalStyle, extra_float_digits) are forwarded, plus Config.StartupParams;
+//     anything else (role, options, session_authorization, search_path, ...) ends the
+//     startup with FATAL 42501 naming it.
 //   - Authorize sees user, database, replication and all parameters; its error goes to
 //     the client as FATAL 28000.
 //   - Upstream: SSLRequest and a fully verified handshake (InsecureSkipVerify refused),
@@ -94,8 +99,6 @@
 //   - Replication connections are refused unless Authorize allows them; replication
 //     commands are then judged as kind "replication_command" and the replication stream
 //     goes through MaskValue like any COPY data.
-//   - The startup "options" parameter (-c setting=value) is forwarded; refuse it in
-//     Authorize if sessions must not choose settings such as role.
 //   - Password authentication means the server holds a long-lived secret and the bastion
 //     a copy of it: prefer client certificates. SCRAM passwords are not SASLprep'd.
 package pgproxy

@@ -107,15 +107,20 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	s.cr = newMsgReader(s.cbr, s.cfg.Limits.MaxMessage, frontendTypes, "client")
 
 	// Protocol 3.x beyond 3.0 and _pq_ extensions are declined with
-	// NegotiateProtocolVersion, as PostgreSQL does.
+	// NegotiateProtocolVersion, as PostgreSQL does. Other parameters are forwarded only
+	// when allowed (see startupParamAllowed).
 	var unrecognized []string
 	st := Startup{Params: map[string]string{}}
 	var forward [][2]string
+	seen := map[string]bool{}
 	for _, p := range msg.params {
 		k, v := p[0], p[1]
 		if strings.HasPrefix(k, "_pq_.") {
 			unrecognized = append(unrecognized, k)
 			continue
+		}
+		if err := s.startupParamAllowed(k, seen); err != nil {
+			return false, s.fatal(fmt.Errorf("%w: %v", ErrRefused, err), "42501", "bastion: "+clean(err.Error()))
 		}
 		st.Params[k] = v
 		forward = append(forward, p)
@@ -157,6 +162,52 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 		return false, fmt.Errorf("pgproxy: startup: %w", err)
 	}
 	return false, nil
+}
+
+// startupParams are the startup parameters forwarded to the server: the connection's
+// identity (user, database and replication, which PostgreSQL matches case-sensitively)
+// and the display settings drivers send by default (libpq and psql: application_name,
+// client_encoding, and datestyle and timezone from PGDATESTYLE and PGTZ; pgx:
+// application_name, timezone from PGTZ; JDBC: client_encoding, DateStyle, TimeZone,
+// extra_float_digits, application_name). Setting names are case-insensitive, as
+// PostgreSQL's are. Anything else could change what the session may do (role,
+// session_authorization, options with -c, search_path, default_transaction_read_only,
+// ...): it is refused unless Config.StartupParams names it.
+var startupParams = map[string]bool{
+	"application_name": true, "client_encoding": true, "datestyle": true, "timezone": true,
+	"intervalstyle": true, "extra_float_digits": true,
+}
+
+// startupParamAllowed checks one startup parameter against the allowlist and the
+// Config's additions.
+func (s *session) startupParamAllowed(name string, seen map[string]bool) error {
+	return checkStartupParam(name, s.cfg.StartupParams, seen)
+}
+
+// checkStartupParam reports whether a startup parameter may be forwarded; extra are
+// further allowed names, and seen collects the (lower-case) names so far, so that
+// "TimeZone" and "timezone" cannot both be sent.
+func checkStartupParam(name string, extra []string, seen map[string]bool) error {
+	lower := strings.ToLower(name)
+	if seen[lower] {
+		return fmt.Errorf("startup parameter %q is given twice", name)
+	}
+	seen[lower] = true
+	switch name {
+	case "user", "database", "replication":
+		return nil
+	}
+	if startupParams[lower] {
+		return nil
+	}
+	for _, e := range extra {
+		if strings.EqualFold(e, name) {
+			return nil
+		}
+	}
+	allowed := []string{"user", "database", "replication", "application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"}
+	allowed = append(allowed, extra...)
+	return fmt.Errorf("startup parameter %q is not allowed: the bastion forwards only %s", name, strings.Join(allowed, ", "))
 }
 
 // fatal sends a FATAL ErrorResponse to the client during startup and returns err.

@@ -116,6 +116,10 @@ type Target struct {
 	// Recording, for kind tcp: "content" (the default) records both
 	// directions' bytes; "metadata" only the start, end, peer and counts.
 	Recording string `yaml:"recording"`
+	// StartupParams are startup parameters clients may set, besides the built-in
+	// allowlist (user, database, application_name, client_encoding, DateStyle,
+	// TimeZone, IntervalStyle, extra_float_digits), e.g. [search_path].
+	StartupParams []string `yaml:"startup_params"`
 }
 
 // TargetTLS verifies a PostgreSQL server.
@@ -337,6 +341,9 @@ func (es Errors) Error() string {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
+// settingRE matches a PostgreSQL setting name (custom settings have a dot).
+var settingRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,62}$`)
+
 // Validate checks the whole config and reports every problem at once, in
 // file order: one checker per section, each adding to the same list.
 func (c *Config) Validate() error {
@@ -482,6 +489,14 @@ func (v *validator) targets(c *Config) {
 			if t.PasswordEnv != "" && t.PasswordFile != "" {
 				v.bad(f, "password_env and password_file are exclusive")
 			}
+			for j, p := range t.StartupParams {
+				switch lp := strings.ToLower(p); {
+				case !settingRE.MatchString(p):
+					v.bad(fmt.Sprintf("%s.startup_params[%d]", f, j), "%q is not a setting name", p)
+				case lp == "role" || lp == "session_authorization" || lp == "options":
+					v.bad(fmt.Sprintf("%s.startup_params[%d]", f, j), "%q would let clients choose their privileges or any setting; grant database users through roles' db_users instead", p)
+				}
+			}
 		case "":
 			v.bad(f+".kind", "required: ssh, tcp or postgres")
 		default:
@@ -490,8 +505,8 @@ func (v *validator) targets(c *Config) {
 		if t.Kind != "ssh" && (t.HostKey != "" || t.HostCA != "" || t.TrustOnFirstUse) {
 			v.bad(f, "host_key, host_ca and trust_on_first_use apply to kind ssh only")
 		}
-		if t.Kind != "postgres" && (t.TLS != nil || t.PasswordEnv != "" || t.PasswordFile != "") {
-			v.bad(f, "tls and password settings apply to kind postgres only")
+		if t.Kind != "postgres" && (t.TLS != nil || t.PasswordEnv != "" || t.PasswordFile != "" || len(t.StartupParams) > 0) {
+			v.bad(f, "tls, password and startup_params settings apply to kind postgres only")
 		}
 		switch {
 		case t.Recording != "" && t.Kind != "tcp":
