@@ -211,6 +211,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 	rm := s.cfg.Policy().ResultMasks(pid, t.Name)
 	if len(rm.Columns) > 0 {
 		cfg.MaskColumn = rm.MaskColumn
+		cfg.Masks = &pgproxy.ColumnMasks{Source: rm.MaskSource, Rule: strings.Join(rm.ColumnRules, ","), Block: rm.BlockUnknowable}
 	}
 	if rm.Cards || len(rm.Patterns) > 0 {
 		mcfg := mask.Config{Cards: rm.Cards, Patterns: rm.Patterns}

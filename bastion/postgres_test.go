@@ -26,6 +26,10 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app;
 GRANT CREATE ON SCHEMA public TO app;
 CREATE ROLE priv;
 GRANT priv TO app;
+CREATE TABLE patients (id int PRIMARY KEY, name text, diagnosis text);
+INSERT INTO patients VALUES (1, 'pat', 'hypochondria-secret'), (2, 'sam', 'insomnia-secret');
+CREATE VIEW patient_view AS SELECT id, diagnosis AS d FROM patients;
+GRANT SELECT, INSERT, UPDATE ON patients, patient_view TO app;
 `
 
 const pgRules = `
@@ -36,6 +40,7 @@ rules:
   - {name: no-privilege-change, on: sql, match: {statements: [role_change]}, action: block, unknowable: block}
   - {name: no-server-access, on: sql, match: {statements: [file_read, file_write, server_program, remote_connection, server_admin]}, action: block}
   - {name: no-unbounded-update, on: sql, match: {regex: "^UPDATE [a-z_]+ SET [^W]*$"}, action: block}
+  - {name: diagnoses, on: sql_result, match: {columns: ["patients.diagnosis"]}, action: mask}
 `
 
 // pgEnv is the bastion env plus a real PostgreSQL 15 that trusts only the
@@ -278,5 +283,53 @@ func TestPostgresGuardrails(t *testing.T) {
 	}
 	if r := p.psql(t, "", "-c", `\df add_ints`); r.Code != 0 {
 		t.Errorf(`\df: %s`, r)
+	}
+}
+
+// TestPostgresMaskingLineage: a sql_result rule naming patients.diagnosis masks the
+// column wherever its values go, through the stock ssh -L and psql, in what the user
+// sees and in the recording; copies that would lose the mask are refused.
+func TestPostgresMaskingLineage(t *testing.T) {
+	p := newPGEnv(t)
+	for _, sql := range []string{
+		"SELECT diagnosis AS d FROM patients",
+		"SELECT upper(diagnosis) FROM patients",
+		"SELECT p FROM patients p",
+		"SELECT row_to_json(p) FROM patients p",
+		"SELECT * FROM (SELECT diagnosis FROM patients) s",
+		"WITH x AS (SELECT diagnosis FROM patients) SELECT * FROM x",
+		"SELECT d FROM patient_view",
+		"SELECT string_agg(diagnosis, ',') FROM patients",
+		"UPDATE patients SET name = name WHERE id = 1 RETURNING diagnosis",
+	} {
+		r := p.psql(t, "", "-At", "-c", sql)
+		if r.Code != 0 || strings.Contains(r.Stdout, "secret") || !strings.Contains(r.Stdout, "********") {
+			t.Errorf("%q: %s", sql, r)
+		}
+	}
+	if r := p.psql(t, "", "-At", "-c", "SELECT name FROM patients ORDER BY id"); r.Code != 0 || !strings.Contains(r.Stdout, "pat\nsam") {
+		t.Errorf("an unmasked column: %s", r)
+	}
+	for _, sql := range []string{
+		"CREATE TABLE copied AS SELECT diagnosis AS x FROM patients",
+		"COPY (SELECT diagnosis FROM patients) TO STDOUT",
+	} {
+		if r := p.psql(t, "", "-c", sql); r.Code == 0 || !strings.Contains(r.Stderr, "diagnoses") || strings.Contains(r.Stdout, "secret") {
+			t.Errorf("%q: %s", sql, r)
+		}
+	}
+	if r := p.psql(t, "", "-c", "SELECT diagnosis::int FROM patients"); strings.Contains(r.Stderr, "secret") {
+		t.Errorf("an error message quotes a masked value: %s", r)
+	}
+	// The recording holds no masked value either.
+	list := p.ssh("", "bastion", "sessions", "--json", "--kind", "postgres")
+	var all strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(list.Stdout), "\n") {
+		if i := strings.Index(line, `"id":"`); i >= 0 {
+			all.WriteString(p.ssh("", "bastion", "export", line[i+6:i+6+26]).Stdout)
+		}
+	}
+	if exp := all.String(); !strings.Contains(exp, "********") || strings.Contains(exp, "hypochondria") || strings.Contains(exp, "insomnia") {
+		t.Errorf("recording: masked %v, leaks %v", strings.Contains(exp, "********"), strings.Contains(exp, "secret"))
 	}
 }

@@ -65,6 +65,13 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		s.noteParam(name, value)
 	case 'N':
+		if s.touches(head) {
+			fields, err := decodeErrorFields('N', body)
+			if err != nil {
+				return err
+			}
+			return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+		}
 		return s.writeClient(s.maskErrorFields('N', body))
 	case 'A':
 		pid, channel, payload, err := decodeNotification(body)
@@ -98,7 +105,11 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := checkEmpty("server", typ, body); err != nil {
 			return err
 		}
-		s.portals[head.name] = &portalState{prep: s.stmts[head.stmt], formats: head.formats}
+		prep := s.stmts[head.stmt]
+		if prep == nil && s.lineage != nil {
+			prep = s.sqlPrepared(head.stmt)
+		}
+		s.portals[head.name] = &portalState{prep: prep, formats: head.formats}
 		s.pop()
 	case '3':
 		if head == nil || head.kind != expClose {
@@ -134,12 +145,12 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		var desc *resultDesc
 		switch {
 		case head != nil && head.kind == expDescribe:
-			desc = s.newDesc(fields, nil)
+			desc = s.newDesc(fields, nil, s.runOf(head))
 			s.described(head, fields)
 			s.pop()
 		case head != nil && head.kind == expQuery:
 			r := s.current(head)
-			desc = s.newDesc(fields, nil)
+			desc = s.newDesc(fields, nil, r.run)
 			r.desc = desc
 		default:
 			return desync(typ, "RowDescription")
@@ -224,7 +235,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		r := s.current(head)
 		masked := false
 		if !null {
+			// With column masks, a fastpath function's result has no known lineage.
 			_, masked = s.maskValue(v)
+			masked = masked || s.cfg.Masks != nil
 		}
 		if masked {
 			r.nulled++
@@ -295,9 +308,9 @@ func (s *session) current(head *expect) *running {
 			}
 			switch {
 			case p.described:
-				r.desc = s.newDesc(p.desc, nil)
+				r.desc = s.newDesc(p.desc, nil, r.run)
 			case p.prep != nil && p.prep.described:
-				r.desc = s.newDesc(p.prep.desc, p.formats)
+				r.desc = s.newDesc(p.prep.desc, p.formats, r.run)
 			}
 		}
 	}
@@ -342,9 +355,13 @@ func (s *session) onError(head *expect, body []byte) error {
 		}
 	}
 	var out []byte
-	if refused {
+	switch {
+	case refused:
 		out = appendErrorFields(nil, 'E', fields)
-	} else {
+	case s.touches(head):
+		fields = withheldMessage(fields)
+		out = appendErrorFields(nil, 'E', fields)
+	default:
 		out = s.maskErrorFields('E', body)
 		fields, _ = decodeErrorFields('E', out[5:])
 	}
@@ -455,6 +472,9 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 	var st *Statement
 	if r.run != nil {
 		st = &r.run.st
+		if r.run.schema {
+			s.catalog.invalidate()
+		}
 	}
 	ev := s.event(now, st)
 	ev.Outcome, ev.Tag, ev.Rows, ev.Duration = outcome, tag, r.rows, now.Sub(r.start)

@@ -251,6 +251,13 @@ type Config struct {
 	// MaskColumn reports whether a result column (by its name in RowDescription) is masked
 	// entirely. nil masks no column.
 	MaskColumn func(column string) bool
+	// Masks masks result columns by lineage: a column whose value derives from a masked
+	// source column (through renaming, expressions, whole-row references, subqueries,
+	// CTEs, views, RETURNING, cursors, prepared statements) is masked like a column
+	// MaskColumn names, and statements that would copy masked values where no mask
+	// follows them are refused. The proxy reads the catalog over a side connection of
+	// its own (same dialler, TLS and credentials). nil: only MaskColumn applies.
+	Masks *ColumnMasks
 	// MaskValue inspects one result value (text cells; also COPY data, notifications and
 	// error messages) and returns the replacement and true when it must be masked. It
 	// must not modify or keep v. nil masks nothing.
@@ -277,6 +284,21 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives debug and warning logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// ColumnMasks says which source columns are masked.
+type ColumnMasks struct {
+	// Source reports whether a column of a relation (table, view, materialized view,
+	// foreign table) is masked. The relation's own name and schema are given, and for a
+	// partition or inheritance child also each of its ancestors'. Required; a panic
+	// counts as masked.
+	Source func(schema, table, column string) bool
+	// Rule names the masking rule(s), for refusals and the audit log.
+	Rule string
+	// Block refuses a statement with a result column whose lineage cannot be known (a
+	// function whose body cannot be read, a cursor the proxy did not see...) instead of
+	// masking that column, and refuses writing values of unknowable lineage too.
+	Block bool
 }
 
 // Proxy serves connections with one checked Config.
@@ -307,6 +329,9 @@ func New(cfg Config) (*Proxy, error) {
 		if t.ServerName == "" {
 			return nil, fmt.Errorf("%w: UpstreamTLS.ServerName is required to verify the target", ErrConfig)
 		}
+	}
+	if cfg.Masks != nil && cfg.Masks.Source == nil {
+		return nil, fmt.Errorf("%w: Masks.Source is required", ErrConfig)
 	}
 	if t := cfg.ServerTLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
 		return nil, fmt.Errorf("%w: ServerTLS has no certificate", ErrConfig)

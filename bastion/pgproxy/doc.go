@@ -51,15 +51,21 @@
 // Verdict.Wait; a CancelRequest from the client (Ctrl-C) ends the wait and the
 // statement fails with 57014.
 //
-// Masking: columns MaskColumn names are replaced by ColumnMask (their RowDescription
-// type becomes text so the mask decodes); text values go through MaskValue; a binary
-// value that must be masked (by column, or because MaskValue matches its bytes or, for
-// int8 and numeric, its decimal form) is sent as NULL and the client gets one
-// NoticeResponse per statement. Rows stream one at a time; a row that cannot be masked
-// (MaskValue panics, the row does not match its description) is withheld, never sent,
-// and the client is told how many. Notifications, COPY TO data, function results and
-// error messages go through MaskValue too. COPY TO STDOUT is refused while MaskColumn is
-// set, since its columns cannot be masked by name.
+// Masking: a result column is masked when Config.Masks traces its value to a masked
+// source column (lineage.go: renaming, expressions, whole rows, subqueries, CTEs, views,
+// RETURNING, cursors, prepared statements; the catalog is read over a side connection,
+// catalog.go) or when MaskColumn names its output name. Masked columns are replaced by
+// ColumnMask (their RowDescription type becomes text so the mask decodes); text values
+// go through MaskValue; a binary value that must be masked (by column, or because
+// MaskValue matches its bytes or, for int8 and numeric, its decimal form) is sent as NULL
+// and the client gets one NoticeResponse per statement. Rows stream one at a time; a row
+// that cannot be masked (MaskValue panics, the row does not match its description) is
+// withheld, never sent, and the client is told how many. Notifications, COPY TO data,
+// function results and error messages go through MaskValue too. With Masks, statements
+// that would copy masked values where no mask follows them are refused, COPY TO STDOUT
+// only when it would send a masked column, and the text of errors and notices raised by
+// a statement that reads masked columns is withheld; without Masks, COPY TO STDOUT is
+// refused while MaskColumn is set.
 //
 // # Concurrency
 //
@@ -94,8 +100,13 @@
 //     built at run time, bodies in languages other than sql and plpgsql, dblink and
 //     query_to_xml-style functions are marked Unknowable.
 //   - MaskColumn sees result column names, which a query can rename ("SELECT card AS
-//     x"): it is a guardrail; MaskValue (a content detector) is what catches card
-//     numbers however they are selected.
+//     x"): on its own it is a guardrail; Masks follows the values. Lineage is computed
+//     from the parse tree and the catalog as the side connection sees it (committed, at
+//     most 30 s old, dropped after the session's own DDL; relations the session created
+//     are remembered); a name that could mean several columns takes all of them, and
+//     what cannot be traced is unknowable (masked, or refused with Masks.Block).
+//     Masking hides values, not what a WHERE clause over them selects. MaskValue (a
+//     content detector) catches card numbers however they are selected.
 //   - Replication connections are refused unless Authorize allows them; replication
 //     commands are then judged as kind "replication_command" and the replication stream
 //     goes through MaskValue like any COPY data.

@@ -224,7 +224,7 @@ func (s *session) judgeAll(sts []Statement) ([]*stmtRun, *refusal) {
 
 // judge asks Judge about one statement, handling holds.
 func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
-	if s.cfg.MaskColumn != nil && st.Has("copy_to_stdout") {
+	if s.cfg.Masks == nil && s.cfg.MaskColumn != nil && st.Has("copy_to_stdout") {
 		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
 			message: "bastion: statement blocked: COPY TO STDOUT cannot be masked by column; use SELECT"}
 	}
@@ -235,13 +235,29 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 		}
 	}
 	v := s.callJudge(st)
-	switch v.Action {
-	case Allow:
-		return &stmtRun{st: *st, rule: v.Rule}, nil
-	case Hold:
-		return s.hold(st, v)
+	if v.Action != Allow && v.Action != Hold {
+		return nil, blockRefusal(v, OutcomeBlocked)
 	}
-	return nil, blockRefusal(v, OutcomeBlocked)
+	// Masks: what the results derive from, before anyone is asked to approve.
+	var lin *lineage
+	if s.cfg.Masks != nil {
+		var ref *refusal
+		if lin, ref = s.lineageFor(st); ref != nil {
+			return nil, ref
+		}
+	}
+	var run *stmtRun
+	if v.Action == Hold {
+		var ref *refusal
+		if run, ref = s.hold(st, v); ref != nil {
+			return nil, ref
+		}
+	} else {
+		run = &stmtRun{st: *st, rule: v.Rule}
+	}
+	run.lin = lin
+	run.schema = s.cfg.Masks != nil && changesSchema(st)
+	return run, nil
 }
 
 func (s *session) callJudge(st *Statement) (v Verdict) {
@@ -384,6 +400,13 @@ func (s *session) onParse(body []byte) error {
 	}
 	if ref != nil {
 		return s.refuse(expParse, m.name, m.query, sts, ref)
+	}
+	if s.lineage != nil && m.name != "" && len(runs) == 1 && runs[0].lin != nil {
+		// SQL EXECUTE can run a statement prepared with Parse: they share names.
+		r := orEmpty(runs[0].lin.out)
+		s.lineage.mu.Lock()
+		s.lineage.prepared[m.name] = r
+		s.lineage.mu.Unlock()
 	}
 	s.enqueue(&expect{kind: expParse, name: m.name, runs: runs})
 	return s.forward('P', body)

@@ -25,11 +25,15 @@ type resultDesc struct {
 	anyMasked bool
 }
 
-// newDesc builds a result description; bindFormats, when not nil, are a Bind's result
-// formats (one for all columns, or one per column), which apply to a statement's
-// description (whose own formats are unknown).
-func (s *session) newDesc(fields []fieldDesc, bindFormats []int16) *resultDesc {
+// newDesc builds a result description for run's statement; bindFormats, when not nil,
+// are a Bind's result formats (one for all columns, or one per column), which apply to
+// a statement's description (whose own formats are unknown).
+func (s *session) newDesc(fields []fieldDesc, bindFormats []int16, run *stmtRun) *resultDesc {
 	d := &resultDesc{fields: fields, formats: make([]int16, len(fields)), masked: make([]bool, len(fields))}
+	var taints []taint
+	if s.cfg.Masks != nil {
+		taints = s.columnTaints(run, fields)
+	}
 	for i, f := range fields {
 		switch {
 		case bindFormats == nil:
@@ -39,7 +43,7 @@ func (s *session) newDesc(fields []fieldDesc, bindFormats []int16) *resultDesc {
 		case i < len(bindFormats):
 			d.formats[i] = bindFormats[i]
 		}
-		if s.cfg.MaskColumn != nil && s.maskColumn(f.name) {
+		if s.cfg.MaskColumn != nil && s.maskColumn(f.name) || taints != nil && taints[i].dirty() {
 			d.masked[i], d.anyMasked = true, true
 		}
 	}

@@ -46,6 +46,8 @@ type session struct {
 	uw  *bufio.Writer // frontend loop only
 
 	startup      Startup
+	catalog      *sideCatalog  // with Config.Masks: the catalog, over a side connection
+	lineage      *lineageState // with Config.Masks: cursors, prepared statements, new relations
 	unregister   func()
 	cancelTarget *cancelTarget // cancels the upstream backend
 	nonce        string        // marks the proxy's own refusal statements
@@ -116,6 +118,8 @@ type stmtRun struct {
 	st        Statement
 	rule      string
 	requestID string
+	lin       *lineage // with Config.Masks: what its results derive from
+	schema    bool     // it may change the schema: the catalog cache is dropped when it ends
 }
 
 // prepared is a prepared statement the server confirmed.
@@ -152,6 +156,11 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 		stmts:    map[string]*prepared{}, portals: map[string]*portalState{},
 	}
 	defer s.closeConns()
+	if p.cfg.Masks != nil {
+		s.lineage = newLineageState()
+		s.catalog = newSideCatalog(s.dialCatalog, p.cfg.Now)
+		defer s.catalog.close()
+	}
 	stop := context.AfterFunc(ctx, s.interrupt)
 	defer stop()
 

@@ -242,7 +242,7 @@ func FuzzFraming(f *testing.F) {
 			}
 			_ = decodeAny(typ, body, server)
 			if server && typ == 'D' {
-				d := s.newDesc([]fieldDesc{{name: "a"}, {name: "b", format: 1, typeOID: oidNumeric}, {name: "c"}}, nil)
+				d := s.newDesc([]fieldDesc{{name: "a"}, {name: "b", format: 1, typeOID: oidNumeric}, {name: "c"}}, nil, nil)
 				run := &running{desc: d}
 				if out, err := s.maskRow(run, body); err == nil && out != nil {
 					if err := decodeAny('D', out[5:], true); err != nil {

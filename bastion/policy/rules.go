@@ -26,11 +26,15 @@ const (
 )
 
 // What a rule does with constructs whose effect cannot be known without
-// running them (eval, a substitution in command position, DO blocks, ...).
+// running them (eval, a substitution in command position, EXECUTE of a
+// string built at run time, ...). For sql_result rules: what to do with a
+// result column whose source columns cannot be known (mask, the default, or
+// block the statement).
 const (
-	UnknowableApprove = "approve" // the default
+	UnknowableApprove = "approve" // the default for command and sql rules
 	UnknowableBlock   = "block"
 	UnknowableAllow   = "allow"
+	UnknowableMask    = "mask" // the default for sql_result rules
 )
 
 // DefaultApprovalTimeout applies when a rule names none.
@@ -76,6 +80,15 @@ func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
 		}
 		if r.Unknowable == "" {
 			r.Unknowable = UnknowableApprove
+			if r.On == OnSQLResult {
+				r.Unknowable = UnknowableMask
+			}
+		}
+		switch {
+		case r.On == OnSQLResult && r.Unknowable != UnknowableMask && r.Unknowable != UnknowableBlock:
+			return nil, fmt.Errorf("%s: an sql_result rule's unknowable is mask or block, not %q: a value whose source cannot be known is never shown in clear", f, r.Unknowable)
+		case r.On != OnSQLResult && r.Unknowable == UnknowableMask:
+			return nil, fmt.Errorf("%s: unknowable mask applies to sql_result rules only", f)
 		}
 		if r.Action == ActionApprove && r.Timeout == 0 {
 			r.Timeout = DefaultApprovalTimeout
@@ -138,6 +151,11 @@ func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
 		case OnSQLResult:
 			if len(r.columns) == 0 && m.Detector == "" {
 				return nil, fmt.Errorf("%s: an sql_result rule needs match.columns or match.detector", f)
+			}
+			for _, c := range r.columns {
+				if n := strings.Count(c, ".") + 1; n > 3 || strings.Contains(c, "..") || strings.HasPrefix(c, ".") || strings.HasSuffix(c, ".") {
+					return nil, fmt.Errorf("%s: match.columns %q is not column, table.column or schema.table.column", f, c)
+				}
 			}
 			switch m.Detector {
 			case "", "credit_card":
@@ -499,10 +517,17 @@ func (p *Policy) OutputMasks(id Identity, target string) OutputMask {
 // ResultMask is what sql_result (and output) rules ask to mask in
 // database results.
 type ResultMask struct {
-	Rules    []string
-	Columns  []string // column name globs masked entirely
-	Cards    bool
-	Patterns []*regexp.Regexp
+	Rules []string
+	// Columns are the column patterns masked entirely: "col" (any relation's
+	// column of that name), "table.col" or "schema.table.col", each part a
+	// glob, compared in lower case.
+	Columns []string
+	// ColumnRules names the sql_result rules with columns.
+	ColumnRules []string
+	// BlockUnknowable: one of them says unknowable: block.
+	BlockUnknowable bool
+	Cards           bool
+	Patterns        []*regexp.Regexp
 }
 
 // ResultMasks returns the result masking in force for id on target: the
@@ -512,6 +537,10 @@ func (p *Policy) ResultMasks(id Identity, target string) ResultMask {
 	for _, r := range p.inScope(p.rules.sqlResult, id, target) {
 		m.Rules = append(m.Rules, r.Name)
 		m.Columns = append(m.Columns, r.columns...)
+		if len(r.columns) > 0 {
+			m.ColumnRules = append(m.ColumnRules, r.Name)
+			m.BlockUnknowable = m.BlockUnknowable || r.Unknowable == UnknowableBlock
+		}
 		if r.detector == "credit_card" {
 			m.Cards = true
 		}
@@ -526,7 +555,43 @@ func (p *Policy) ResultMasks(id Identity, target string) ResultMask {
 	return m
 }
 
-// MaskColumn reports whether a result column is masked entirely.
+// MaskColumn reports whether a result column is masked entirely by its
+// name: the patterns without a table part.
 func (m ResultMask) MaskColumn(name string) bool {
-	return matchAny(m.Columns, strings.ToLower(name))
+	name = strings.ToLower(name)
+	for _, c := range m.Columns {
+		if !strings.Contains(c, ".") && matchAny([]string{strings.ToLower(c)}, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaskSource reports whether a column of a relation is masked: "col"
+// patterns match the column of any relation, "table.col" the relation's
+// name too, "schema.table.col" its schema as well. An empty schema
+// (unknown) matches any.
+func (m ResultMask) MaskSource(schema, table, column string) bool {
+	schema, table, column = strings.ToLower(schema), strings.ToLower(table), strings.ToLower(column)
+	for _, c := range m.Columns {
+		parts := strings.Split(strings.ToLower(c), ".")
+		ok := false
+		switch len(parts) {
+		case 1:
+			ok = globMatch(parts[0], column)
+		case 2:
+			ok = globMatch(parts[0], table) && globMatch(parts[1], column)
+		case 3:
+			ok = (schema == "" || globMatch(parts[0], schema)) && globMatch(parts[1], table) && globMatch(parts[2], column)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func globMatch(pattern, s string) bool {
+	ok, err := path.Match(pattern, s)
+	return err == nil && ok
 }

@@ -124,6 +124,32 @@ func TestJudgeSQL(t *testing.T) {
 	}
 }
 
+func TestMaskSource(t *testing.T) {
+	rm := ResultMask{Columns: []string{"card_*", "customers.name", "billing.accounts.iban", "*.Secret"}}
+	for _, tc := range []struct {
+		schema, table, column string
+		want                  bool
+	}{
+		{"public", "orders", "card_number", true},
+		{"public", "customers", "name", true},
+		{"public", "CUSTOMERS", "Name", true},
+		{"public", "staff", "name", false},
+		{"billing", "accounts", "iban", true},
+		{"public", "accounts", "iban", false},
+		{"", "accounts", "iban", true}, // schema unknown: any
+		{"x", "anything", "secret", true},
+		{"x", "anything", "secrets", false},
+	} {
+		if got := rm.MaskSource(tc.schema, tc.table, tc.column); got != tc.want {
+			t.Errorf("MaskSource(%q, %q, %q): got %v, want %v", tc.schema, tc.table, tc.column, got, tc.want)
+		}
+	}
+	// Output-name masking only uses the patterns without a table.
+	if !rm.MaskColumn("CARD_X") || rm.MaskColumn("name") || rm.MaskColumn("customers.name") {
+		t.Errorf("MaskColumn: %v %v %v", rm.MaskColumn("CARD_X"), rm.MaskColumn("name"), rm.MaskColumn("customers.name"))
+	}
+}
+
 func TestCompileErrors(t *testing.T) {
 	for _, tc := range []struct{ rule, want string }{
 		{`{name: x, on: command, action: block}`, "needs match.command"},
@@ -133,6 +159,8 @@ func TestCompileErrors(t *testing.T) {
 		{`{name: x, on: output, match: {detector: regex}, action: mask}`, "needs match.pattern"},
 		{`{name: x, on: command, match: {command: "ls"}, action: block, targets: ["["]}`, "bad glob"},
 		{`{name: x, on: sql, match: {functions: ["["]}, action: block}`, "bad glob"},
+		{`{name: x, on: sql_result, match: {columns: ["a.b.c.d"]}, action: mask}`, "not column, table.column"},
+		{`{name: x, on: sql_result, match: {columns: ["a..b"]}, action: mask}`, "not column, table.column"},
 	} {
 		cfg, err := config.Parse([]byte("data_dir: /x\noidc: {issuer: \"https://i\", client_id: b}\nrules: [" + tc.rule + "]\n"))
 		if err == nil {

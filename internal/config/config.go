@@ -168,7 +168,7 @@ type RuleMatch struct {
 	Functions  []string `yaml:"functions"`  // function name globs (sql)
 	Detector   string   `yaml:"detector"`   // credit_card, regex
 	Pattern    string   `yaml:"pattern"`    // regex for detector: regex
-	Columns    []string `yaml:"columns"`    // result column globs (sql_result)
+	Columns    []string `yaml:"columns"`    // masked source columns: col, table.col or schema.table.col globs (sql_result)
 }
 
 // Recording configures session recording.
@@ -586,9 +586,12 @@ func (v *validator) rules(c *Config) {
 				v.bad(f+".roles", "unknown role %q", ro)
 			}
 		}
-		switch r.Unknowable {
-		case "", "approve", "block", "allow":
-		default:
+		switch {
+		case r.On == "sql_result":
+			if r.Unknowable != "" && r.Unknowable != "mask" && r.Unknowable != "block" {
+				v.bad(f+".unknowable", "%q: an sql_result rule masks (mask, the default) or blocks (block) what it cannot trace; never allow", r.Unknowable)
+			}
+		case r.Unknowable != "" && r.Unknowable != "approve" && r.Unknowable != "block" && r.Unknowable != "allow":
 			v.bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
 		}
 		if r.Match.Regex != "" {

@@ -108,6 +108,8 @@ func TestMalformed(t *testing.T) {
 		{"approve unknown role", minimal + "rules: [{name: x, on: command, action: approve, approvers: [ghost]}]\n", "unknown role"},
 		{"bad regex", minimal + "rules: [{name: x, on: command, action: block, match: {regex: \"(\"}}]\n", "match.regex"},
 		{"bad unknowable", minimal + "rules: [{name: x, on: command, action: block, unknowable: maybe}]\n", "unknowable"},
+		{"sql_result unknowable allow", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {columns: [a]}, unknowable: allow}]\n", "never allow"},
+		{"mask on a command rule", minimal + "rules: [{name: x, on: command, action: block, unknowable: mask}]\n", "unknowable"},
 		{"bad recording mode", minimal + "recording: {mode: sometimes}\n", "recording.mode"},
 		{"bad size", minimal + "recording: {max_bytes: lots}\n", "not a size"},
 		{"bad log level", minimal + "log: {level: loud}\n", "log.level"},

@@ -1,0 +1,352 @@
+package pgproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// relInfo is a relation as the server's catalog describes it.
+type relInfo struct {
+	OID    uint32 `json:"oid"`
+	Schema string `json:"schema"`
+	Name   string `json:"name"`
+	// Kind is pg_class.relkind: r table, p partitioned table, v view, m materialized
+	// view, f foreign table, S sequence.
+	Kind string `json:"kind"`
+	// Cols are the attribute names by attnum-1; "" for a dropped column.
+	Cols []string `json:"cols"`
+	// Def is a view's or materialized view's defining query (pg_get_viewdef).
+	Def string `json:"def"`
+	// Ancestors are the relations it inherits from (a partition's parents), as
+	// [schema, name] pairs: their column masks apply to its columns.
+	Ancestors [][2]string `json:"ancestors"`
+}
+
+// funcInfo is one function of a name.
+type funcInfo struct {
+	Schema string `json:"schema"`
+	Name   string `json:"name"`
+	Lang   string `json:"lang"`
+	Kind   string `json:"kind"` // pg_proc.prokind: f, p, a, w
+	// Def is the CREATE FUNCTION statement (pg_get_functiondef) of a sql or plpgsql
+	// function outside pg_catalog and information_schema.
+	Def string `json:"def"`
+}
+
+// catalogReader answers the lineage analysis's questions about relations and functions.
+// Names are exact (as the parser folded them); schema "" means any schema.
+type catalogReader interface {
+	relations(ctx context.Context, schema string, names []string) ([]*relInfo, error)
+	relationByOID(ctx context.Context, oid uint32) (*relInfo, error)
+	functions(ctx context.Context, names []string) ([]*funcInfo, error)
+}
+
+// sideCatalog reads the catalog over a connection of its own to the server, opened on
+// first use with the session's credentials (the same user and database), so the
+// client's transaction, errors and settings never interfere. It sets search_path to
+// pg_catalog, so view and function definitions come back with every other name
+// schema-qualified. Answers are cached per session for maxAge, and dropped when the
+// session changes the schema (invalidate). Safe for concurrent use.
+type sideCatalog struct {
+	dial   func(ctx context.Context) (*pgconn.PgConn, error)
+	now    func() time.Time
+	maxAge time.Duration
+
+	mu      sync.Mutex
+	conn    *pgconn.PgConn
+	openErr error
+	closed  bool
+	rels    map[string]cached[[]*relInfo] // "name" -> every relation of that name
+	byOID   map[uint32]cached[*relInfo]
+	funcs   map[string]cached[[]*funcInfo]
+	views   map[uint32][]taint // analysed view columns, by view OID
+}
+
+type cached[T any] struct {
+	v  T
+	at time.Time
+}
+
+// catalogMaxAge bounds how long a cached answer is used: the schema can change under
+// the session (another session's DDL), and the cache must catch up.
+const catalogMaxAge = 30 * time.Second
+
+// catalogTimeout bounds each catalog query.
+const catalogTimeout = 15 * time.Second
+
+func newSideCatalog(dial func(ctx context.Context) (*pgconn.PgConn, error), now func() time.Time) *sideCatalog {
+	return &sideCatalog{dial: dial, now: now, maxAge: catalogMaxAge,
+		rels: map[string]cached[[]*relInfo]{}, byOID: map[uint32]cached[*relInfo]{},
+		funcs: map[string]cached[[]*funcInfo]{}, views: map[uint32][]taint{}}
+}
+
+// invalidate forgets every cached answer (the session changed the schema).
+func (c *sideCatalog) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.rels)
+	clear(c.byOID)
+	clear(c.funcs)
+	clear(c.views)
+}
+
+// close closes the side connection; later queries fail.
+func (c *sideCatalog) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = c.conn.Close(ctx)
+		c.conn = nil
+	}
+}
+
+func (c *sideCatalog) fresh(at time.Time) bool {
+	return c.now().Sub(at) < c.maxAge
+}
+
+// query runs one catalog query returning a single JSON value. Called with c.mu held.
+func (c *sideCatalog) query(ctx context.Context, sql string, args ...string) ([]byte, error) {
+	if c.closed {
+		return nil, errors.New("the session has ended")
+	}
+	if c.conn == nil {
+		if c.openErr != nil {
+			return nil, c.openErr
+		}
+		conn, err := c.dial(ctx)
+		if err != nil {
+			// Not retried: every statement would wait for the same failure.
+			c.openErr = fmt.Errorf("cannot read the catalog: %w", err)
+			return nil, c.openErr
+		}
+		c.conn = conn
+	}
+	ctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	res := c.conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+	if res.Err != nil {
+		if c.conn.IsClosed() {
+			c.conn = nil
+		}
+		return nil, fmt.Errorf("reading the catalog: %w", res.Err)
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return nil, errors.New("reading the catalog: unexpected answer")
+	}
+	return res.Rows[0][0], nil
+}
+
+const relationColumns = `
+  SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
+    (SELECT coalesce(json_agg(CASE WHEN a.attisdropped THEN '' ELSE a.attname::text END ORDER BY a.attnum), '[]')
+       FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0) AS cols,
+    CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS def,
+    (WITH RECURSIVE anc(oid) AS (
+        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid
+        UNION SELECT i.inhparent FROM pg_inherits i JOIN anc ON i.inhrelid = anc.oid)
+     SELECT coalesce(json_agg(json_build_array(an.nspname, ac.relname)), '[]')
+       FROM anc JOIN pg_class ac ON ac.oid = anc.oid JOIN pg_namespace an ON an.oid = ac.relnamespace) AS ancestors
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace`
+
+// relations returns every relation with one of names (in schema, or in any schema when
+// schema is ""), from the cache where it can.
+func (c *sideCatalog) relations(ctx context.Context, schema string, names []string) ([]*relInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*relInfo
+	var missing []string
+	for _, n := range names {
+		if e, ok := c.rels[n]; ok && c.fresh(e.at) {
+			out = append(out, e.v...)
+		} else if !contains(missing, n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		arg, _ := json.Marshal(missing)
+		b, err := c.query(ctx, `SELECT coalesce(json_agg(r), '[]') FROM (`+relationColumns+`
+  WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')) r`, string(arg))
+		if err != nil {
+			return nil, err
+		}
+		var got []*relInfo
+		if err := json.Unmarshal(b, &got); err != nil {
+			return nil, fmt.Errorf("reading the catalog: %w", err)
+		}
+		now := c.now()
+		for _, n := range missing {
+			var these []*relInfo
+			for _, r := range got {
+				if r.Name == n {
+					these = append(these, r)
+				}
+			}
+			c.rels[n] = cached[[]*relInfo]{these, now}
+			out = append(out, these...)
+		}
+	}
+	if schema == "" {
+		return out, nil
+	}
+	kept := out[:0]
+	for _, r := range out {
+		if r.Schema == schema {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
+}
+
+// relationByOID returns the relation with oid, or nil when there is none.
+func (c *sideCatalog) relationByOID(ctx context.Context, oid uint32) (*relInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byOID[oid]; ok && c.fresh(e.at) {
+		return e.v, nil
+	}
+	b, err := c.query(ctx, `SELECT coalesce(json_agg(r), '[]') FROM (`+relationColumns+`
+  WHERE c.oid = $1::oid) r`, strconv.FormatUint(uint64(oid), 10))
+	if err != nil {
+		return nil, err
+	}
+	var got []*relInfo
+	if err := json.Unmarshal(b, &got); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	var r *relInfo
+	if len(got) == 1 {
+		r = got[0]
+	}
+	c.byOID[oid] = cached[*relInfo]{r, c.now()}
+	return r, nil
+}
+
+// functions returns every function with one of names, in any schema.
+func (c *sideCatalog) functions(ctx context.Context, names []string) ([]*funcInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*funcInfo
+	var missing []string
+	for _, n := range names {
+		if e, ok := c.funcs[n]; ok && c.fresh(e.at) {
+			out = append(out, e.v...)
+		} else if !contains(missing, n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	arg, _ := json.Marshal(missing)
+	b, err := c.query(ctx, `SELECT coalesce(json_agg(f), '[]') FROM (
+  SELECT n.nspname AS schema, p.proname AS name, l.lanname AS lang, p.prokind AS kind,
+    CASE WHEN p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') THEN pg_get_functiondef(p.oid) END AS def
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+  WHERE p.proname IN (SELECT json_array_elements_text($1::json))) f`, string(arg))
+	if err != nil {
+		return nil, err
+	}
+	var got []*funcInfo
+	if err := json.Unmarshal(b, &got); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	now := c.now()
+	for _, n := range missing {
+		var these []*funcInfo
+		for _, f := range got {
+			if f.Name == n {
+				these = append(these, f)
+			}
+		}
+		c.funcs[n] = cached[[]*funcInfo]{these, now}
+		out = append(out, these...)
+	}
+	return out, nil
+}
+
+// viewTaints returns the cached analysis of a view's columns.
+func (c *sideCatalog) viewTaints(oid uint32) ([]taint, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.views[oid]
+	return t, ok
+}
+
+func (c *sideCatalog) setViewTaints(oid uint32, t []taint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.views[oid] = t
+}
+
+// dialCatalog opens the side connection: the same dialler, TLS verification and
+// credentials as the session's upstream connection.
+func (s *session) dialCatalog(ctx context.Context) (*pgconn.PgConn, error) {
+	pc, err := pgconn.ParseConfig("host=bastion-upstream port=5432 sslmode=disable")
+	if err != nil {
+		return nil, err
+	}
+	pc.User, pc.Database = s.startup.User, s.startup.Database
+	pc.Password = ""
+	pc.TLSConfig, pc.Fallbacks = nil, nil
+	pc.ConnectTimeout = catalogTimeout
+	pc.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
+	pc.RuntimeParams = map[string]string{
+		"application_name":              "bastion (catalog)",
+		"search_path":                   "pg_catalog",
+		"default_transaction_read_only": "on",
+		"statement_timeout":             "10s",
+	}
+	if s.cfg.Password != nil && s.cfg.ClientCert == nil {
+		err := safely(func() (err error) { pc.Password, err = s.cfg.Password(ctx, s.startup.User); return err })
+		if err != nil {
+			return nil, err
+		}
+	}
+	pc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var conn net.Conn
+		if err := safely(func() (err error) { conn, err = s.cfg.DialUpstream(ctx); return err }); err != nil {
+			return nil, err
+		}
+		if s.cfg.UpstreamTLS == nil {
+			return conn, nil
+		}
+		tc := s.cfg.UpstreamTLS.Clone()
+		if s.cfg.ClientCert != nil {
+			var cert *tls.Certificate
+			err := safely(func() (err error) { cert, err = s.cfg.ClientCert(ctx, s.startup.User); return err })
+			if err == nil && cert == nil {
+				err = errors.New("no certificate")
+			}
+			if err != nil {
+				conn.Close()
+				return nil, err
+			}
+			tc.Certificates = nil
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
+		tconn, err := startTLS(ctx, conn, tc)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tconn, nil
+	}
+	return pgconn.ConnectConfig(ctx, pc)
+}

@@ -1,0 +1,249 @@
+package pgproxy
+
+import "fmt"
+
+// colMasks adapts Config.Masks for the analysis: a panicking Source masks.
+type colMasks struct{ m *ColumnMasks }
+
+func (c colMasks) source(schema, table, column string) (masked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			masked = true
+		}
+	}()
+	return c.m.Source(schema, table, column)
+}
+
+func (c colMasks) blockUnknowable() bool { return c.m.Block }
+
+// readOnlyKinds never change the schema; after any other statement the catalog cache
+// is dropped (a function or procedure may change it too, so only plain reads and
+// writes are spared).
+var readOnlyKinds = map[string]bool{
+	"select": true, "values": true, "insert": true, "update": true, "delete": true, "merge": true,
+	"upsert": true, "update_without_where": true, "delete_without_where": true, "copy": true,
+	"copy_from": true, "copy_to": true, "copy_from_stdin": true, "copy_to_stdout": true,
+	"fetch": true, "move": true, "show": true, "explain": true, "set": true, "reset": true,
+	"transaction": true, "begin": true, "start": true, "savepoint": true, "release": true,
+	"declare_cursor": true, "close_cursor": true, "lock": true, "listen": true, "unlisten": true,
+	"notify": true, "select_for_update": true, "function_call": true,
+}
+
+func changesSchema(st *Statement) bool {
+	for _, k := range st.Kinds {
+		if !readOnlyKinds[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// maskRule is the name refusals by the column masks carry.
+func (s *session) maskRule() string {
+	if r := s.cfg.Masks.Rule; r != "" {
+		return r
+	}
+	return "pgproxy:masking"
+}
+
+// lineageFor analyses an allowed statement's lineage (Config.Masks only) and returns a
+// refusal when the statement must not run: it would copy masked values where no mask
+// follows them, its results cannot be masked (COPY TO STDOUT of masked columns), or
+// ColumnMasks.Block and a result column's lineage cannot be known.
+func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
+	refuse := func(why string) *refusal {
+		return &refusal{code: "42501", rule: s.maskRule(), outcome: OutcomeBlocked,
+			message: fmt.Sprintf("bastion: statement blocked by masking rule %q: %s", clean(s.maskRule()), clean(why))}
+	}
+	var lin *lineage
+	switch {
+	case st.Protocol == "fastpath":
+		t := unknownTaint("a fastpath function call returns what the function reads")
+		lin = &lineage{out: &result{items: []resultItem{{open: true, openT: t}}}, touched: t}
+	case st.Has("replication_command"):
+		if st.Has("start_replication") || st.Has("base_backup") {
+			return nil, refuse("a replication stream carries whole rows, which cannot be masked by column")
+		}
+		t := unknownTaint("a replication command")
+		lin = &lineage{out: &result{items: []resultItem{{open: true, openT: t}}}}
+	default:
+		res, err := pgParse(st.SQL)
+		if err != nil || len(res.Stmts) != 1 || res.Stmts[0].Stmt == nil {
+			t := unknownTaint("the statement cannot be analysed")
+			lin = &lineage{out: &result{items: []resultItem{{open: true, openT: t}}}, touched: t}
+			break
+		}
+		a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
+			state: s.lineage, funcMemo: map[string]taint{}, stmt: st}
+		lin = a.analyzeStatement(res.Stmts[0].Stmt)
+	}
+	if lin.leak != "" {
+		return nil, refuse(lin.leak)
+	}
+	if lin.out != nil {
+		all := lin.out.all()
+		if all.unknown != "" && s.cfg.Masks.Block {
+			return nil, refuse("the source of a result column cannot be known: " + all.unknown)
+		}
+		if lin.copyOut {
+			dirty := all.dirty()
+			if cols, ok := lin.out.flat(); ok && s.cfg.MaskColumn != nil {
+				for _, c := range cols {
+					dirty = dirty || s.maskColumn(c.name)
+				}
+			} else if !ok && s.cfg.MaskColumn != nil {
+				dirty = true
+			}
+			if dirty {
+				return nil, refuse("COPY TO STDOUT would send masked columns, which cannot be masked in COPY data; use SELECT")
+			}
+		}
+	}
+	if lin.define != nil {
+		lin.define(s.lineage)
+	}
+	if changesSchema(st) {
+		s.catalog.invalidate()
+	}
+	return lin, nil
+}
+
+// columnTaints is what each of a result's n columns derives from, by the statement's
+// lineage and, where RowDescription names a source column, by that column's own mask.
+func (s *session) columnTaints(run *stmtRun, fields []fieldDesc) []taint {
+	var out []taint
+	switch {
+	case run == nil || run.lin == nil:
+		t := unknownTaint("the statement behind this result is unknown to the bastion")
+		out = make([]taint, len(fields))
+		for i := range out {
+			out[i] = t
+		}
+	case run.lin.out == nil:
+		t := unknownTaint("the statement was not expected to return rows")
+		out = make([]taint, len(fields))
+		for i := range out {
+			out[i] = t
+		}
+	default:
+		out = run.lin.out.taints(len(fields))
+	}
+	for i, f := range fields {
+		if f.tableOID != 0 && f.attnum > 0 && !out[i].masked && s.originMasked(f.tableOID, int(f.attnum)) {
+			out[i].masked = true
+		}
+	}
+	return out
+}
+
+// originMasked reports whether the source column RowDescription names (table OID and
+// attribute number) is masked: a second opinion beside the lineage, for columns that
+// are plain references to a table's or view's column. Only evidence of a mask counts:
+// a relation the side connection cannot see (created in the client's open
+// transaction) is the lineage's business.
+func (s *session) originMasked(oid uint32, attnum int) bool {
+	r, err := s.catalog.relationByOID(s.ctx, oid)
+	if err != nil || r == nil || attnum > len(r.Cols) || r.Cols[attnum-1] == "" {
+		return false
+	}
+	a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
+		state: s.lineage, funcMemo: map[string]taint{}}
+	if a.columnTaint(r, r.Cols[attnum-1]).masked {
+		return true
+	}
+	if r.Kind == "v" || r.Kind == "m" {
+		k := 0
+		for _, c := range r.Cols[:attnum-1] {
+			if c != "" {
+				k++
+			}
+		}
+		if vt := a.viewColumns(r); k < len(vt) {
+			return vt[k].masked
+		}
+	}
+	return false
+}
+
+// withheldMessage replaces the text of an error or notice raised by a statement that
+// reads masked columns: PostgreSQL quotes values in messages ("invalid input syntax for
+// type integer: ..."). The SQLSTATE, severity and position stay.
+func withheldMessage(fields []errField) []errField {
+	out := make([]errField, 0, len(fields))
+	for _, f := range fields {
+		switch f.code {
+		case 'M':
+			f.value = "bastion: the server's message is withheld: the statement reads masked columns"
+		case 'D', 'H', 'W', 'q', 'p':
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// runOf is the statement a response from the server belongs to.
+func (s *session) runOf(head *expect) *stmtRun {
+	if s.cur != nil && s.cur.run != nil {
+		return s.cur.run
+	}
+	if head == nil {
+		return nil
+	}
+	switch head.kind {
+	case expQuery:
+		if head.idx < len(head.runs) {
+			return head.runs[head.idx]
+		}
+	case expParse, expFunctionCall:
+		if len(head.runs) > 0 {
+			return head.runs[0]
+		}
+	case expExecute:
+		if p := s.portals[head.name]; p != nil && p.prep != nil {
+			return p.prep.run
+		}
+	case expBind:
+		if p := s.stmts[head.stmt]; p != nil {
+			return p.run
+		}
+	case expDescribe:
+		if head.target == 'S' {
+			if p := s.stmts[head.name]; p != nil {
+				return p.run
+			}
+		} else if p := s.portals[head.name]; p != nil && p.prep != nil {
+			return p.prep.run
+		}
+	}
+	return nil
+}
+
+// touches reports whether the messages of the head's statement must be withheld.
+func (s *session) touches(head *expect) bool {
+	if s.cfg.Masks == nil || head == nil || head.kind == expSync {
+		return false
+	}
+	run := s.runOf(head)
+	if run == nil || run.lin == nil {
+		return true
+	}
+	return run.lin.touched.dirty()
+}
+
+// describeRun is the statement a Describe's RowDescription belongs to.
+func (s *session) describeRun(head *expect) *stmtRun {
+	return s.runOf(head)
+}
+
+// sqlPrepared is a statement prepared with SQL PREPARE, bound through the extended
+// protocol (both share one namespace).
+func (s *session) sqlPrepared(name string) *prepared {
+	s.lineage.mu.Lock()
+	r := s.lineage.prepared[name]
+	s.lineage.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return &prepared{run: &stmtRun{st: Statement{SQL: "EXECUTE " + name, Kinds: []string{"execute"}}, lin: &lineage{out: r, touched: r.all()}}}
+}
