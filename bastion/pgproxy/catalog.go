@@ -29,6 +29,9 @@ type relInfo struct {
 	// Ancestors are the relations it inherits from (a partition's parents), as
 	// [schema, name] pairs: their column masks apply to its columns.
 	Ancestors [][2]string `json:"ancestors"`
+	// Descendants are the relations that inherit from it (its partitions): a query of
+	// it reads their rows, so their column masks apply to its columns too.
+	Descendants [][2]string `json:"descendants"`
 }
 
 // funcInfo is one function of a name.
@@ -161,7 +164,12 @@ const relationColumns = `
         SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid
         UNION SELECT i.inhparent FROM pg_inherits i JOIN anc ON i.inhrelid = anc.oid)
      SELECT coalesce(json_agg(json_build_array(an.nspname, ac.relname)), '[]')
-       FROM anc JOIN pg_class ac ON ac.oid = anc.oid JOIN pg_namespace an ON an.oid = ac.relnamespace) AS ancestors
+       FROM anc JOIN pg_class ac ON ac.oid = anc.oid JOIN pg_namespace an ON an.oid = ac.relnamespace) AS ancestors,
+    (WITH RECURSIVE des(oid) AS (
+        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = c.oid
+        UNION SELECT i.inhrelid FROM pg_inherits i JOIN des ON i.inhparent = des.oid)
+     SELECT coalesce(json_agg(json_build_array(dn.nspname, dc.relname)), '[]')
+       FROM des JOIN pg_class dc ON dc.oid = des.oid JOIN pg_namespace dn ON dn.oid = dc.relnamespace) AS descendants
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace`
 
 // relations returns every relation with one of names (in schema, or in any schema when

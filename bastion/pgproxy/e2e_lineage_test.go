@@ -27,6 +27,7 @@ INSERT INTO people VALUES (1, 'Ada Lovelace');
 CREATE FUNCTION get_name(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT name FROM customers WHERE id = i';
 CREATE FUNCTION get_name_pl(i int) RETURNS text LANGUAGE plpgsql STABLE AS $$BEGIN RETURN (SELECT name FROM customers WHERE id = i); END$$;
 CREATE FUNCTION plus_one(i int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT i + 1';
+CREATE FUNCTION copy_names() RETURNS void LANGUAGE sql AS 'INSERT INTO staff SELECT 100 + id, name FROM customers';
 GRANT ALL ON ALL TABLES IN SCHEMA public TO app;
 GRANT CREATE ON SCHEMA public TO app;
 `
@@ -229,6 +230,10 @@ func TestLineageMaskingEndToEnd(t *testing.T) {
 			"CREATE FUNCTION copier() RETURNS void LANGUAGE sql AS 'INSERT INTO staff SELECT 9, name FROM customers'",
 			"CREATE FUNCTION copier2() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO staff VALUES (NEW.id, NEW.name); RETURN NEW; END$$; CREATE TRIGGER t2 AFTER UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION copier2()",
 			"COPY (SELECT name FROM customers) TO '/tmp/names'",
+			"ALTER TABLE staff ALTER COLUMN name SET DEFAULT get_name(1)",
+			"CREATE TABLE defaulted (id int, n text DEFAULT get_name(1))",
+			"CREATE FUNCTION fill() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.name := (SELECT name FROM customers LIMIT 1); RETURN NEW; END$$",
+			"SELECT copy_names()",
 		} {
 			r := h.psql(t, "", "-c", sql)
 			if r.err == nil || !strings.Contains(r.stderr, `masking rule "names"`) {
@@ -305,6 +310,15 @@ func TestLineageMaskingEndToEnd(t *testing.T) {
 		r := hb.psql(t, "", "-A", "-t", "-c", "SELECT name FROM customers ORDER BY id LIMIT 1")
 		if r.err != nil || strings.TrimSpace(r.stdout) != ColumnMask {
 			t.Errorf("a known lineage is masked, not blocked: %v %q %q", r.err, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("a parent's rows include its children's", func(t *testing.T) {
+		pg.ExecIn(t, "shop", "ALTER TABLE customers INHERIT staff") // by the owner, outside the bastion
+		defer pg.ExecIn(t, "shop", "ALTER TABLE customers NO INHERIT staff")
+		r := h.psql(t, "", "-A", "-t", "-c", "SELECT name FROM staff")
+		if r.err != nil || leaksName(r.stdout) || !strings.Contains(r.stdout, ColumnMask) {
+			t.Errorf("got %v %q %q; want the parent's name column masked", r.err, r.stdout, r.stderr)
 		}
 	})
 

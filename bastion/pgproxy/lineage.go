@@ -245,7 +245,17 @@ type analyzer struct {
 
 	reads    []*taint // active accumulators: every read is added to all
 	leak     string
-	funcMemo map[string]taint
+	funcMemo map[string]funcLineage // shared with sub-analyzers
+}
+
+// funcLineage is what calling a function reads, and why calling it copies.
+type funcLineage struct {
+	t    taint
+	leak string
+}
+
+func newAnalyzer(ctx context.Context, cat catalogReader, views viewCache, masks maskingSources, state *lineageState, stmt *Statement) *analyzer {
+	return &analyzer{ctx: ctx, cat: cat, views: views, masks: masks, state: state, stmt: stmt, funcMemo: map[string]funcLineage{}}
 }
 
 // viewCache remembers analysed views (the side catalog implements it).
@@ -366,6 +376,15 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		return nil
 	case *pg.Node_CreateTrigStmt:
 		a.trigger(s.CreateTrigStmt)
+		return nil
+	case *pg.Node_CreateDomainStmt:
+		for _, cn := range s.CreateDomainStmt.Constraints {
+			if con := cn.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_DEFAULT {
+				if t := a.expr(con.RawExpr, nil); t.masked {
+					a.setLeak("the default of domain %s derives from masked columns: columns of the domain would store them where no mask follows", qualifiedName(s.CreateDomainStmt.Domainname))
+				}
+			}
+		}
 		return nil
 	case *pg.Node_DoStmt:
 		if a.stmt != nil && parent == nil {
@@ -955,6 +974,10 @@ func (a *analyzer) relRTE(r *relInfo) *rte {
 			continue // dropped
 		}
 		c := outCol{name: name, t: a.columnTaint(r, name)}
+		if r.Kind == "f" && !c.t.masked {
+			// A foreign table's rows come from another server (which may be this one).
+			c.t = unknownTaint("foreign table %s.%s: its data comes from elsewhere", r.Schema, r.Name)
+		}
 		if viewT != nil {
 			if k < len(viewT) {
 				c.t.add(viewT[k])
@@ -973,8 +996,8 @@ func (a *analyzer) columnTaint(r *relInfo, col string) taint {
 	if a.masks.source(r.Schema, r.Name, col) {
 		return taint{masked: true}
 	}
-	for _, anc := range r.Ancestors {
-		if a.masks.source(anc[0], anc[1], col) {
+	for _, rel := range append(r.Ancestors, r.Descendants...) {
+		if a.masks.source(rel[0], rel[1], col) {
 			return taint{masked: true}
 		}
 	}
@@ -1230,18 +1253,32 @@ var builtinSchemas = map[string]bool{"pg_catalog": true, "information_schema": t
 // Every function of that name counts, in any schema.
 func (a *analyzer) functionTaint(schema, name string) taint {
 	key := schema + "." + name
-	if t, ok := a.funcMemo[key]; ok {
-		return t
+	if fl, ok := a.funcMemo[key]; ok {
+		if fl.leak != "" {
+			a.setLeak("%s", fl.leak)
+		}
+		return fl.t
 	}
 	// A function calling itself (directly or not) reads nothing beyond what its body
 	// reads: while it is analysed, its own calls count as clean.
-	a.funcMemo[key] = taint{}
-	t := a.functionTaintUncached(schema, name)
-	a.funcMemo[key] = t
-	return t
+	a.funcMemo[key] = funcLineage{}
+	fl := a.functionLineage(schema, name)
+	a.funcMemo[key] = fl
+	if fl.leak != "" {
+		a.setLeak("%s", fl.leak)
+	}
+	return fl.t
 }
 
-func (a *analyzer) functionTaintUncached(schema, name string) taint {
+// functionLineage is functionTaint uncached; a function whose body reads masked
+// columns and writes (wherever it was created) makes its caller a copy.
+func (a *analyzer) functionLineage(schema, name string) funcLineage {
+	var fl funcLineage
+	fl.t = a.functionTaintUncached(schema, name, &fl.leak)
+	return fl
+}
+
+func (a *analyzer) functionTaintUncached(schema, name string, leak *string) taint {
 	fns, err := a.cat.functions(a.ctx, []string{name})
 	if err != nil {
 		return unknownTaint("%v", err)
@@ -1264,7 +1301,12 @@ func (a *analyzer) functionTaintUncached(schema, name string) taint {
 			t.add(unknownTaint("function %s.%s is in language %s, which the bastion cannot read", f.Schema, f.Name, f.Lang))
 			continue
 		}
-		t.add(a.bodyReads(f.Def, fmt.Sprintf("function %s.%s", f.Schema, f.Name)))
+		what := fmt.Sprintf("function %s.%s", f.Schema, f.Name)
+		bt, writes := a.bodyReads(f.Def, what)
+		t.add(bt)
+		if bt.masked && writes && *leak == "" {
+			*leak = clean(what + " reads masked columns and writes: calling it could copy them where no mask follows")
+		}
 	}
 	if !seen {
 		return unknownTaint("function %s is not in the catalog", name)
@@ -1275,16 +1317,20 @@ func (a *analyzer) functionTaintUncached(schema, name string) taint {
 // bodyReads is what a routine definition's body may read: masked when it reads a
 // relation with a masked column (directly, through a view, or through a function it
 // calls), unknowable when any of it is.
-func (a *analyzer) bodyReads(def, what string) taint {
+func (a *analyzer) bodyReads(def, what string) (taint, bool) {
 	sts, err := Classify(def)
 	if err != nil || len(sts) != 1 {
-		return unknownTaint("the body of %s cannot be parsed", what)
+		return unknownTaint("the body of %s cannot be parsed", what), true
 	}
 	if sts[0].Unknowable != "" {
-		return unknownTaint("%s: %s", what, sts[0].Unknowable)
+		return unknownTaint("%s: %s", what, sts[0].Unknowable), true
 	}
 	sub := a.sub(true)
-	return sub.collect(func() { sub.bodyStatements(sts[0], what) })
+	t := sub.collect(func() { sub.bodyStatements(sts[0], what) })
+	if !t.masked {
+		return t, false
+	}
+	return t, a.bodyWrites(sts[0])
 }
 
 // bodyStatements analyses the statements of st's bodies: the classified ones (string
@@ -1334,6 +1380,14 @@ var writesKinds = []string{"insert", "update", "merge", "copy_to", "create_table
 func (a *analyzer) bodyWrites(st Statement) bool {
 	if st.Unknowable != "" {
 		return true
+	}
+	if res, err := pgParse(st.SQL); err == nil && len(res.Stmts) == 1 {
+		// A trigger function writes the row it returns (NEW.col := ...).
+		if cf := res.Stmts[0].Stmt.GetCreateFunctionStmt(); cf != nil && cf.ReturnType != nil {
+			if names := fieldNames(cf.ReturnType.Names); len(names) > 0 && names[len(names)-1] == "trigger" {
+				return true
+			}
+		}
 	}
 	for _, k := range writesKinds {
 		if st.Has(k) {
@@ -1679,9 +1733,19 @@ func (a *analyzer) createTable(c *pg.CreateStmt, define func(func(*lineageState)
 		return
 	}
 	r := &result{}
+	own := &rte{alias: c.Relation.Relname}
 	for _, el := range c.TableElts {
 		if cd := el.GetColumnDef(); cd != nil {
-			r.add(outCol{name: cd.Colname, t: taint{masked: a.masks.source(c.Relation.Schemaname, c.Relation.Relname, cd.Colname)}})
+			col := outCol{name: cd.Colname, t: taint{masked: a.masks.source(c.Relation.Schemaname, c.Relation.Relname, cd.Colname)}}
+			r.add(col)
+			own.cols = append(own.cols, col)
+		}
+	}
+	// A default or generation expression computed from masked values (get_name(id))
+	// would store them under this table's names.
+	for _, el := range c.TableElts {
+		if cd := el.GetColumnDef(); cd != nil {
+			a.columnExprs(cd, own, c.Relation.Schemaname, c.Relation.Relname)
 		}
 	}
 	if len(c.InhRelations) > 0 || c.Partbound != nil || c.OfTypename != nil || hasLike(c.TableElts) {
@@ -1716,14 +1780,13 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 		switch cmd.Subtype {
 		case pg.AlterTableType_AT_AddColumn:
 			if cd := cmd.Def.GetColumnDef(); cd != nil {
-				col = cd.Colname
-				for _, cn := range cd.Constraints {
-					if con := cn.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_GENERATED {
-						expr = con.RawExpr
-					}
+				if target == nil {
+					target = a.targetRel(s.Relation)
 				}
+				a.columnExprs(cd, target, s.Relation.Schemaname, s.Relation.Relname)
 			}
-		case pg.AlterTableType_AT_SetExpression:
+			continue
+		case pg.AlterTableType_AT_SetExpression, pg.AlterTableType_AT_ColumnDefault:
 			expr = cmd.Def
 		}
 		if expr == nil {
@@ -1732,13 +1795,29 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 		if target == nil {
 			target = a.targetRel(s.Relation)
 		}
-		sc := &scope{}
-		sc.addFrom(target)
-		t := a.expr(expr, sc)
-		a.read(t)
-		if t.masked && !a.masks.source(s.Relation.Schemaname, s.Relation.Relname, col) {
-			a.writeCheck(&rte{}, s.Relation.Relname, col, t)
+		a.storedExpr(expr, target, s.Relation.Schemaname, s.Relation.Relname, col)
+	}
+}
+
+// columnExprs checks a column definition's default and generation expressions.
+func (a *analyzer) columnExprs(cd *pg.ColumnDef, table *rte, schema, rel string) {
+	for _, cn := range cd.Constraints {
+		if con := cn.GetConstraint(); con != nil && (con.Contype == pg.ConstrType_CONSTR_GENERATED || con.Contype == pg.ConstrType_CONSTR_DEFAULT) {
+			a.storedExpr(con.RawExpr, table, schema, rel, cd.Colname)
 		}
+	}
+}
+
+// storedExpr refuses an expression whose values will be stored in column col (a
+// default, a generated column) when they derive from masked columns and col is not
+// masked itself.
+func (a *analyzer) storedExpr(expr *pg.Node, table *rte, schema, rel, col string) {
+	sc := &scope{}
+	sc.addFrom(table)
+	t := a.expr(expr, sc)
+	a.read(t)
+	if t.masked && !a.masks.source(schema, rel, col) {
+		a.writeCheck(&rte{}, rel, col, t)
 	}
 }
 
@@ -1751,7 +1830,7 @@ func (a *analyzer) rename(s *pg.RenameStmt) {
 	switch s.RenameType {
 	case pg.ObjectType_OBJECT_COLUMN:
 		for _, r := range a.candidates(s.Relation) {
-			if a.columnTaint(r, s.Subname).masked && !a.columnTaint(&relInfo{Schema: r.Schema, Name: r.Name, Ancestors: r.Ancestors}, s.Newname).masked {
+			if a.columnTaint(r, s.Subname).masked && !a.columnTaint(&relInfo{Schema: r.Schema, Name: r.Name, Ancestors: r.Ancestors, Descendants: r.Descendants}, s.Newname).masked {
 				a.setLeak("renaming masked column %s.%s to %s would unmask it", r.Name, s.Subname, s.Newname)
 			}
 		}
@@ -1774,7 +1853,7 @@ func (a *analyzer) setSchema(s *pg.AlterObjectSchemaStmt) {
 // moveCheck refuses giving a relation a name under which its masked columns would not
 // be masked.
 func (a *analyzer) moveCheck(r *relInfo, schema, name string) {
-	moved := &relInfo{Schema: schema, Name: name, Ancestors: r.Ancestors}
+	moved := &relInfo{Schema: schema, Name: name, Ancestors: r.Ancestors, Descendants: r.Descendants}
 	for _, c := range r.Cols {
 		if c != "" && a.columnTaint(r, c).masked && !a.columnTaint(moved, c).masked {
 			a.setLeak("renaming %s.%s to %s.%s would unmask its column %s", r.Schema, r.Name, schema, name, c)

@@ -84,6 +84,8 @@ func testCatalog() *memCatalog {
 			{OID: 3, Schema: "public", Name: "v", Kind: "v", Cols: []string{"i", "who"}, Def: " SELECT customers.id AS i, customers.name AS who FROM public.customers;"},
 			{OID: 4, Schema: "public", Name: "broken_view", Kind: "v", Cols: []string{"x"}, Def: "SELEC nonsense"},
 			{OID: 5, Schema: "other", Name: "staff", Kind: "r", Cols: []string{"id", "name", "extra"}},
+			{OID: 6, Schema: "public", Name: "remote", Kind: "f", Cols: []string{"id"}},
+			{OID: 7, Schema: "public", Name: "parent", Kind: "p", Cols: []string{"id", "name"}, Descendants: [][2]string{{"public", "customers"}}},
 		},
 		funcs: []*funcInfo{
 			{Schema: "pg_catalog", Name: "upper", Lang: "internal"},
@@ -148,6 +150,16 @@ var lineageCases = []struct {
 	{"PREPARE ins AS INSERT INTO customers (id) VALUES (1)", "", false},
 	{"SELECT * FROM pg_stats", "?", false},
 	{"SELECT query_to_xml('select 1', true, true, '')", "?", false},
+	{"SELECT id FROM remote", "?", false},
+	{"SELECT id, name FROM parent", "-m", false},
+	{"CREATE TABLE d (a text DEFAULT get_name(1))", "", true},
+	{"CREATE TABLE d (a int DEFAULT twice(1))", "", false},
+	{"ALTER TABLE public.staff ALTER COLUMN name SET DEFAULT get_name(1)", "", true},
+	{"CREATE DOMAIN dn AS text DEFAULT get_name(1)", "", true},
+	{"CREATE FUNCTION fill() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.x := (SELECT name FROM customers LIMIT 1); RETURN NEW; END$$", "", true},
+	{"CREATE FUNCTION reader() RETURNS text LANGUAGE sql AS 'SELECT name FROM customers LIMIT 1'", "", false},
+	{"DO $$BEGIN RAISE NOTICE '%', (SELECT name FROM customers LIMIT 1); END$$", "", false},
+	{"DO $$BEGIN INSERT INTO staff SELECT id, name FROM customers; END$$", "", true},
 }
 
 func analyzeForTest(t testing.TB, cat *memCatalog, sql string, block bool) *lineage {
@@ -161,7 +173,7 @@ func analyzeForTest(t testing.TB, cat *memCatalog, sql string, block bool) *line
 		t.Fatal(err)
 	}
 	a := &analyzer{ctx: context.Background(), cat: cat, views: cat, masks: fixedMasks{block}, state: newLineageState(),
-		funcMemo: map[string]taint{}, stmt: &sts[0]}
+		funcMemo: map[string]funcLineage{}, stmt: &sts[0]}
 	return a.analyzeStatement(res.Stmts[0].Stmt)
 }
 
@@ -207,7 +219,7 @@ func TestLineagePreparedWithoutRows(t *testing.T) {
 	for _, sql := range []string{"PREPARE ins AS INSERT INTO customers (id) VALUES (1)", "EXECUTE ins"} {
 		sts, _ := Classify(sql)
 		res, _ := pgParse(sql)
-		a := &analyzer{ctx: context.Background(), cat: cat, views: cat, masks: fixedMasks{true}, state: st, funcMemo: map[string]taint{}, stmt: &sts[0]}
+		a := &analyzer{ctx: context.Background(), cat: cat, views: cat, masks: fixedMasks{true}, state: st, funcMemo: map[string]funcLineage{}, stmt: &sts[0]}
 		lin := a.analyzeStatement(res.Stmts[0].Stmt)
 		if lin.define != nil {
 			lin.define(st)
@@ -269,7 +281,7 @@ func FuzzLineage(f *testing.F) {
 		run := func() string {
 			cat := testCatalog()
 			a := &analyzer{ctx: context.Background(), cat: cat, views: cat, masks: fixedMasks{}, state: newLineageState(),
-				funcMemo: map[string]taint{}, stmt: &sts[0]}
+				funcMemo: map[string]funcLineage{}, stmt: &sts[0]}
 			lin := a.analyzeStatement(res.Stmts[0].Stmt)
 			return letters(lin) + "|" + lin.leak
 		}

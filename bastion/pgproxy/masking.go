@@ -74,7 +74,7 @@ func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
 			break
 		}
 		a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
-			state: s.lineage, funcMemo: map[string]taint{}, stmt: st}
+			state: s.lineage, funcMemo: map[string]funcLineage{}, stmt: st}
 		lin = a.analyzeStatement(res.Stmts[0].Stmt)
 	}
 	if lin.leak != "" {
@@ -147,7 +147,7 @@ func (s *session) originMasked(oid uint32, attnum int) bool {
 		return false
 	}
 	a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
-		state: s.lineage, funcMemo: map[string]taint{}}
+		state: s.lineage, funcMemo: map[string]funcLineage{}}
 	if a.columnTaint(r, r.Cols[attnum-1]).masked {
 		return true
 	}
