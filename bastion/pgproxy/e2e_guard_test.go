@@ -136,6 +136,8 @@ func TestGuardrailsEndToEnd(t *testing.T) {
 			`SELECT "set_config"('role', 'priv', false)`,
 			"SELECT set_config(setting_name => 'role', new_value => 'priv', is_local => false)",
 			"SELECT set_config(current_user || '', 'priv', false)",
+			"UPDATE pg_settings SET setting = 'priv' WHERE name = 'role'",
+			"SELECT * FROM pg_hba_file_rules",
 			"SELECT * FROM (SELECT set_config('role', 'priv', false)) s",
 			"WITH x AS (SELECT set_config('role', 'priv', false)) SELECT * FROM x",
 			"VALUES (set_config('role', 'priv', false))",

@@ -100,6 +100,16 @@ var funcKinds = map[string][]string{
 	"pg_replication_origin_session_reset":    {KindServerAdmin},
 	"pg_replication_origin_xact_setup":       {KindServerAdmin},
 	"pg_import_system_collations":            {KindServerAdmin},
+	"pg_hba_file_rules":                      {KindFileRead},
+	"pg_ident_file_mappings":                 {KindFileRead},
+	"pg_show_all_file_settings":              {KindFileRead},
+}
+
+// relationKinds classifies relations by name: views that read the server's files.
+var relationKinds = map[string][]string{
+	"pg_hba_file_rules":      {KindFileRead},
+	"pg_ident_file_mappings": {KindFileRead},
+	"pg_file_settings":       {KindFileRead},
 }
 
 // unknowableFuncs execute an SQL string or a remote query: what they do is not in the text.
@@ -204,6 +214,16 @@ func (c *collector) extraKinds(n any) {
 		}
 	case *pg.LoadStmt:
 		c.kind(KindServerProgram, KindServerAdmin)
+	case *pg.RangeVar:
+		c.kind(relationKinds[strings.ToLower(n.Relname)]...)
+	case *pg.UpdateStmt:
+		// pg_settings has an UPDATE rule that calls set_config(): UPDATE pg_settings SET
+		// setting = 'priv' WHERE name = 'role' is SET ROLE.
+		if n.Relation != nil && strings.ToLower(n.Relation.Relname) == "pg_settings" {
+			c.kind("set", "set_config", KindRoleChange)
+		}
+	case *pg.CreatePublicationStmt, *pg.AlterPublicationStmt:
+		c.kind(KindServerAdmin) // a publication offers the tables' rows to subscribers elsewhere
 	case *pg.AlterSystemStmt, *pg.CheckPointStmt, *pg.CreateExtensionStmt, *pg.AlterExtensionStmt,
 		*pg.AlterExtensionContentsStmt, *pg.CreatePLangStmt, *pg.CreateFdwStmt, *pg.AlterFdwStmt,
 		*pg.AlterTableSpaceOptionsStmt:
