@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -118,7 +119,7 @@ func TestLineageMaskingEndToEnd(t *testing.T) {
 		"SELECT name FROM people",
 		"SELECT xmlforest(name) FROM customers",
 		"SELECT query_to_xml('SELECT name FROM customers', true, true, '')",
-		"INSERT INTO customers VALUES (3, 'Bob Kahn', 'Glendale') RETURNING name",
+		"INSERT INTO customers VALUES (3, 'Bob Kahn', 'Glendale') ON CONFLICT (id) DO UPDATE SET city = excluded.city RETURNING name",
 		"UPDATE customers SET city = city WHERE id = 1 RETURNING name AS n",
 		"DELETE FROM customers WHERE id = 3 RETURNING upper(name)",
 		"BEGIN; DECLARE cur CURSOR FOR SELECT name AS n FROM customers; FETCH ALL FROM cur; COMMIT",
@@ -139,6 +140,74 @@ func TestLineageMaskingEndToEnd(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("pgx, every case, text and binary", func(t *testing.T) {
+		conn := h.connect(t, "app", "shop", nil)
+		for _, sql := range masked {
+			if strings.Contains(sql, ";") {
+				continue // one statement per message in the extended protocol: below
+			}
+			for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+				rows, err := conn.Query(ctx, sql, mode)
+				if err != nil {
+					t.Errorf("%s (%v): %v", sql, mode, err)
+					continue
+				}
+				var all []string
+				for rows.Next() {
+					vals, err := rows.Values()
+					if err != nil {
+						t.Errorf("%s (%v): %v", sql, mode, err)
+						break
+					}
+					for _, v := range vals {
+						all = append(all, fmt.Sprint(v))
+					}
+				}
+				if err := rows.Err(); err != nil {
+					t.Errorf("%s (%v): %v", sql, mode, err)
+				}
+				got := strings.Join(all, "|")
+				if leaksName(got) {
+					t.Errorf("%s (%v): a masked value reached pgx: %q", sql, mode, got)
+				}
+				if mode == pgx.QueryExecModeSimpleProtocol && strings.HasPrefix(sql, "SELECT") && !strings.Contains(got, ColumnMask) {
+					t.Errorf("%s (%v): got %q, want the mask", sql, mode, got)
+				}
+			}
+		}
+		// A cursor and an SQL prepared statement, through the extended protocol.
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "DECLARE cur2 CURSOR FOR SELECT id, name AS n FROM customers"); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		rows, err := tx.Query(ctx, "FETCH ALL FROM cur2", pgx.QueryResultFormats{pgx.TextFormatCode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id, n string
+			if err := rows.Scan(&id, &n); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, n)
+		}
+		tx.Rollback(ctx)
+		if len(got) != 2 || got[0] != ColumnMask || got[1] != ColumnMask {
+			t.Errorf("FETCH through pgx: got %q, want two masks", got)
+		}
+		if _, err := conn.Exec(ctx, "PREPARE p2 AS SELECT upper(name) FROM customers WHERE id = $1"); err != nil {
+			t.Fatal(err)
+		}
+		var v string
+		if err := conn.QueryRow(ctx, "EXECUTE p2(1)", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil || v != ColumnMask {
+			t.Errorf("EXECUTE through pgx: got %q, %v; want the mask", v, err)
+		}
+	})
 
 	t.Run("pgx, extended protocol", func(t *testing.T) {
 		conn := h.connect(t, "app", "shop", nil)
