@@ -71,6 +71,8 @@
 //
 // Each connection runs two goroutines: one reads the client, judges and writes upstream
 // (only it writes upstream); the other reads the server, masks and writes to the client.
+// With Config.Masks both read the catalog through one side connection (opened on first
+// use, closed with the session), one query at a time under its lock.
 // A queue of expectations, one per forwarded message the server answers, lets the second
 // attribute every response to its request. Judge, Wait, MaskColumn, MaskValue, Audit and
 // the Transcript writer are called from these goroutines and must be safe for concurrent
