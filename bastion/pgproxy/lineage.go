@@ -1100,6 +1100,9 @@ func (a *analyzer) columnRef(cr *pg.ColumnRef, sc *scope) taint {
 	var t taint
 	found := false
 	hit := func(x taint) { t.add(x); found = true }
+	if len(names) == 0 && !star {
+		return unknownTaint("a column reference without a name")
+	}
 	for s := sc; s != nil; s = s.parent {
 		switch {
 		case star && len(names) == 0:
