@@ -6,11 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +30,6 @@ type pgState struct {
 	once    sync.Once
 	server  *tls.Config // offered to clients that ask for TLS inside the tunnel
 	err     error
-	roots   sync.Map // CA file -> *x509.CertPool
 }
 
 // serverTLS is the bastion's PostgreSQL server certificate, from the
@@ -60,47 +57,19 @@ func (s *Server) pgServerTLS() (*tls.Config, error) {
 	return st.server, st.err
 }
 
-// upstreamTLS verifies a PostgreSQL target against its configured CA.
-func (s *Server) pgUpstreamTLS(t *policy.Target) (*tls.Config, error) {
-	if t.TLS == nil {
-		return nil, nil
+// pgUpstreamTLS verifies a PostgreSQL target against the CA the policy
+// compiled for it (nil: the target authenticates with a password).
+func pgUpstreamTLS(t *policy.Target) *tls.Config {
+	if t.ServerCAs == nil {
+		return nil
 	}
-	var pool *x509.CertPool
-	if v, ok := s.pg.roots.Load(t.TLS.CAFile); ok {
-		pool = v.(*x509.CertPool)
-	} else {
-		pem, err := os.ReadFile(t.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("target %s: tls.ca_file: %w", t.Name, err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("target %s: tls.ca_file %s holds no PEM certificate", t.Name, t.TLS.CAFile)
-		}
-		s.pg.roots.Store(t.TLS.CAFile, pool)
-	}
-	name := t.TLS.ServerName
-	if name == "" {
-		name, _, _ = net.SplitHostPort(t.Address)
-	}
-	return &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{RootCAs: t.ServerCAs, ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
 }
 
-// pgPassword reads the weaker, password-based credential of a target.
+// pgPassword is the weaker, password-based credential of a target.
 func pgPassword(t *policy.Target) (string, error) {
-	switch {
-	case t.PasswordEnv != "":
-		v := os.Getenv(t.PasswordEnv)
-		if v == "" {
-			return "", fmt.Errorf("target %s: environment variable %s is empty", t.Name, t.PasswordEnv)
-		}
-		return v, nil
-	case t.PasswordFile != "":
-		b, err := os.ReadFile(t.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("target %s: password_file: %w", t.Name, err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+	if p, ok := t.Password(); ok {
+		return p, nil
 	}
 	return "", errors.New("no password configured")
 }
@@ -124,10 +93,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 	id := ss.identity
 	pid := policyIdentity(id)
 	log := s.log.With("session_id", ss.id, "user", id.User, "target", t.Name)
-	upTLS, err := s.pgUpstreamTLS(t)
-	if err != nil {
-		return err
-	}
+	upTLS := pgUpstreamTLS(t)
 	srvTLS, err := s.pgServerTLS()
 	if err != nil {
 		return err
@@ -193,7 +159,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 		Logger:  log,
 		Now:     s.now,
 	}
-	if t.TLS != nil {
+	if t.ServerCAs != nil {
 		cfg.ClientCert = func(_ context.Context, user string) (*tls.Certificate, error) {
 			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			if err != nil {

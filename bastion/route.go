@@ -349,7 +349,7 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	}
 	var in, out atomic.Int64
 	var fromClient, fromServer io.Reader = ch, up
-	content := t.Recording != "metadata"
+	content := t.RecordContent
 	if content {
 		// Both directions are recorded before they are forwarded; a
 		// strict recording that fails ends the forward.

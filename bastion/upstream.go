@@ -196,11 +196,8 @@ func (s *Server) dialSSHOnce(ctx context.Context, t *policy.Target, login, sessi
 // pinned key, a host CA, or a key pinned on first use in the store.
 func (s *Server) hostKeyCallback(t *policy.Target) (gossh.HostKeyCallback, []string, error) {
 	switch {
-	case t.HostKey != "":
-		pinned, _, _, _, err := gossh.ParseAuthorizedKey([]byte(t.HostKey))
-		if err != nil {
-			return nil, nil, fmt.Errorf("target %s: host_key: %w", t.Name, err)
-		}
+	case t.HostKey != nil:
+		pinned := t.HostKey
 		want := pinned.Marshal()
 		cb := func(_ string, _ net.Addr, key gossh.PublicKey) error {
 			if !bytes.Equal(key.Marshal(), want) {
@@ -209,12 +206,8 @@ func (s *Server) hostKeyCallback(t *policy.Target) (gossh.HostKeyCallback, []str
 			return nil
 		}
 		return cb, hostKeyAlgorithms(pinned.Type()), nil
-	case t.HostCA != "":
-		caKey, _, _, _, err := gossh.ParseAuthorizedKey([]byte(t.HostCA))
-		if err != nil {
-			return nil, nil, fmt.Errorf("target %s: host_ca: %w", t.Name, err)
-		}
-		want := caKey.Marshal()
+	case t.HostCA != nil:
+		want := t.HostCA.Marshal()
 		checker := &gossh.CertChecker{
 			Clock:           s.now,
 			IsHostAuthority: func(k gossh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), want) },

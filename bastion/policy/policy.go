@@ -12,13 +12,17 @@
 package policy
 
 import (
+	"crypto/x509"
 	"fmt"
+	"net"
+	"os"
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/bastionhq/bastion/internal/config"
+	"golang.org/x/crypto/ssh"
 )
 
 // Identity is who asks: a username and the groups from the certificate.
@@ -34,14 +38,52 @@ const (
 	KindPostgres = "postgres"
 )
 
-// Target is a configured destination.
+// Target is a compiled destination: what the bastion needs to reach it,
+// parsed once, when the policy is compiled.
 type Target struct {
-	config.Target
+	Name    string
+	Kind    string // KindSSH, KindTCP or KindPostgres
+	Address string // host:port
+	Port    int    // the port of Address
+
+	// SSH: how to trust the target's host key (exactly one is set).
+	HostKey         ssh.PublicKey // a pinned key
+	HostCA          ssh.PublicKey // host certificates signed by this CA
+	TrustOnFirstUse bool          // the first key seen, pinned in the store
+
+	// TCP: whether the payload is recorded (the default) or only its size.
+	RecordContent bool
+
+	// PostgreSQL: the server's certificate is verified against ServerCAs
+	// for ServerName (default: the host of Address); StartupParams are the
+	// extra startup parameters clients may set.
+	ServerCAs     *x509.CertPool
+	ServerName    string
+	CAFile        string // where ServerCAs came from, for messages
+	StartupParams []string
+	password      string // from password_env or password_file, read at compile
+	hasPassword   bool
 }
+
+// Password returns the password a PostgreSQL target authenticates with
+// (the weaker alternative to a client certificate), read when the policy
+// was compiled.
+func (t *Target) Password() (string, bool) { return t.password, t.hasPassword }
 
 // Role is a compiled role.
 type Role struct {
-	config.Role
+	Name        string
+	Groups      []string // certificate groups that hold the role
+	Users       []string // or individual usernames
+	Targets     []string // target name globs
+	Logins      []string // SSH logins on targets
+	Ports       []int    // for tcp targets; empty = the target's port
+	DBUsers     []string // database users
+	Databases   []string // database name globs; empty = any
+	Shell       bool     // interactive shells (false: exec only)
+	Approve     []string // target globs whose requests this role may decide
+	Auditor     bool     // sees every session and the audit log
+	Replication bool     // PostgreSQL replication connections
 }
 
 // Policy is a compiled, immutable set of targets, roles and rules.
@@ -65,16 +107,27 @@ func (d *Denied) Error() string {
 	return d.Reason
 }
 
-// Compile checks and compiles the parts of cfg the policy owns.
-func Compile(cfg *config.Config) (*Policy, error) {
+// Compile checks the spec and compiles it: globs, patterns and regular
+// expressions, host keys and CAs, certificate pools, passwords. Files the
+// spec names are read here, once; a reload compiles a new Policy and
+// swaps it in whole.
+func Compile(spec Spec) (*Policy, error) {
 	p := &Policy{targets: map[string]*Target{}}
-	for i := range cfg.Targets {
-		t := &Target{cfg.Targets[i]}
+	for i := range spec.Targets {
+		t, err := compileTarget(spec.Targets[i])
+		if err != nil {
+			return nil, fmt.Errorf("policy: targets[%d] (%s): %w", i, spec.Targets[i].Name, err)
+		}
+		if _, dup := p.targets[t.Name]; dup {
+			return nil, fmt.Errorf("policy: targets[%d]: duplicate target %q", i, t.Name)
+		}
 		p.targets[t.Name] = t
 		p.order = append(p.order, t.Name)
 	}
-	for i := range cfg.Roles {
-		r := &Role{cfg.Roles[i]}
+	for i, rs := range spec.Roles {
+		r := &Role{Name: rs.Name, Groups: rs.Groups, Users: rs.Users, Targets: rs.Targets, Logins: rs.Logins,
+			Ports: rs.Ports, DBUsers: rs.DBUsers, Databases: rs.Databases, Shell: rs.Shell, Approve: rs.Approve,
+			Auditor: rs.Auditor, Replication: rs.Replication}
 		for j, g := range r.Targets {
 			if _, err := path.Match(g, ""); err != nil {
 				return nil, fmt.Errorf("policy: roles[%d].targets[%d]: bad glob %q: %v", i, j, g, err)
@@ -87,12 +140,75 @@ func Compile(cfg *config.Config) (*Policy, error) {
 		}
 		p.roles = append(p.roles, r)
 	}
-	rules, err := compileRules(cfg, p)
+	rules, err := compileRules(spec.Rules, p)
 	if err != nil {
 		return nil, err
 	}
 	p.rules = rules
 	return p, nil
+}
+
+// compileTarget parses what a target needs to be reached.
+func compileTarget(ts TargetSpec) (*Target, error) {
+	t := &Target{Name: ts.Name, Kind: ts.Kind, Address: ts.Address, TrustOnFirstUse: ts.TrustOnFirstUse,
+		RecordContent: ts.Recording != "metadata", ServerName: ts.ServerName, CAFile: ts.CAFile,
+		StartupParams: slices.Clone(ts.StartupParams)}
+	host, port, err := net.SplitHostPort(ts.Address)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %v", ts.Address, err)
+	}
+	if t.Port, err = strconv.Atoi(port); err != nil || t.Port < 1 || t.Port > 65535 {
+		return nil, fmt.Errorf("address %q: bad port", ts.Address)
+	}
+	key := func(field, line string) (ssh.PublicKey, error) {
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a public key in authorized_keys format: %v", field, err)
+		}
+		return k, nil
+	}
+	if ts.HostKey != "" {
+		if t.HostKey, err = key("host_key", ts.HostKey); err != nil {
+			return nil, err
+		}
+	}
+	if ts.HostCA != "" {
+		if t.HostCA, err = key("host_ca", ts.HostCA); err != nil {
+			return nil, err
+		}
+	}
+	if ts.CAFile != "" {
+		pem, err := os.ReadFile(ts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %v", err)
+		}
+		t.ServerCAs = x509.NewCertPool()
+		if !t.ServerCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", ts.CAFile)
+		}
+		if t.ServerName == "" {
+			t.ServerName = host
+		}
+	}
+	switch {
+	case ts.PasswordEnv != "":
+		v := os.Getenv(ts.PasswordEnv)
+		if v == "" {
+			return nil, fmt.Errorf("password_env: the environment variable %s is empty", ts.PasswordEnv)
+		}
+		t.password, t.hasPassword = v, true
+	case ts.PasswordFile != "":
+		b, err := os.ReadFile(ts.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password_file: %v", err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return nil, fmt.Errorf("password_file %s is empty", ts.PasswordFile)
+		}
+		t.password, t.hasPassword = v, true
+	}
+	return t, nil
 }
 
 // Target returns the named target.
@@ -146,7 +262,7 @@ func (r *Role) coversTarget(name string) bool {
 }
 
 // shell reports whether the role allows interactive shells.
-func (r *Role) shell() bool { return r.Shell == nil || *r.Shell }
+func (r *Role) shell() bool { return r.Shell }
 
 func (p *Policy) lookup(id Identity, target, kind string) (*Target, []*Role, error) {
 	t, ok := p.targets[target]

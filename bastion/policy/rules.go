@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/shellcmd"
-	"github.com/bastionhq/bastion/internal/config"
 )
 
 // Rule kinds (config `on:`) and actions.
@@ -68,13 +67,13 @@ type Rules struct {
 	command, sql, output, sqlResult []*Rule
 }
 
-func compileRules(cfg *config.Config, p *Policy) (*Rules, error) {
+func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
 	rs := &Rules{}
-	for i, rc := range cfg.Rules {
+	for i, rc := range specs {
 		f := fmt.Sprintf("policy: rules[%d] (%s)", i, rc.Name)
 		r := &Rule{
 			Name: rc.Name, On: rc.On, Action: rc.Action, Targets: rc.Targets, Roles: rc.Roles,
-			Approvers: rc.Approvers, Timeout: rc.Timeout.D, Unknowable: rc.Unknowable,
+			Approvers: rc.Approvers, Timeout: rc.Timeout, Unknowable: rc.Unknowable,
 			commands: rc.Match.Commands, statements: rc.Match.Statements, tables: rc.Match.Tables,
 			functions: rc.Match.Functions, detector: rc.Match.Detector, columns: rc.Match.Columns,
 		}

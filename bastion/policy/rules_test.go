@@ -1,9 +1,20 @@
-package policy
+package policy_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/config"
 )
 
@@ -13,7 +24,7 @@ oidc: {issuer: "https://idp", client_id: b}
 targets:
   - {name: web1, kind: ssh, address: "10.0.0.1:22", trust_on_first_use: true}
   - {name: db1, kind: ssh, address: "10.0.0.2:22", trust_on_first_use: true}
-  - {name: pg1, kind: postgres, address: "10.0.0.3:5432", tls: {ca_file: ca.pem}}
+  - {name: pg1, kind: postgres, address: "10.0.0.3:5432", tls: {ca_file: CAFILE}}
 roles:
   - {name: dev, groups: [dev], targets: ["*"], logins: [root], db_users: [app]}
   - {name: sre, groups: [sre], targets: ["*"], logins: [root], approve: ["web*"]}
@@ -31,13 +42,13 @@ rules:
   - {name: pan-columns, on: sql_result, match: {columns: ["card_*"]}, action: mask}
 `
 
-func compiled(t *testing.T) *Policy {
+func compiled(t *testing.T) *policy.Policy {
 	t.Helper()
-	cfg, err := config.Parse([]byte(rulesYAML))
+	cfg, err := config.Parse([]byte(strings.Replace(rulesYAML, "CAFILE", caFile(t), 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(cfg)
+	p, err := policy.Compile(cfg.PolicySpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,43 +57,43 @@ func compiled(t *testing.T) *Policy {
 
 func TestJudgeCommand(t *testing.T) {
 	p := compiled(t)
-	dev := Identity{User: "alice", Groups: []string{"dev"}}
+	dev := policy.Identity{User: "alice", Groups: []string{"dev"}}
 	for _, tc := range []struct {
 		target, cmd, action, rule string
 	}{
-		{"web1", "ls -la /tmp", ActionAllow, ""},
-		{"web1", "rm -rf /tmp/victim", ActionBlock, "no-rm-rf"},
-		{"web1", "ls; rm -rf /tmp/victim", ActionBlock, "no-rm-rf"},
-		{"web1", "true && \"rm\" -rf /tmp/victim", ActionBlock, "no-rm-rf"},
-		{"web1", "bash -c 'r\\m -fr /tmp/victim'", ActionBlock, "no-rm-rf"},
-		{"web1", "sudo -u root rm -r -f /tmp/victim", ActionBlock, "no-rm-rf"},
-		{"web1", "$'\\x72\\x6d' -rf /tmp/victim", ActionBlock, "no-rm-rf"},
-		{"web1", "env X=1 nice -n5 timeout 3 rm -rf x", ActionBlock, "no-rm-rf"},
-		{"web1", "rm -r /tmp/victim", ActionAllow, ""},
-		{"web1", "shutdown -h now", ActionBlock, "no-shutdown"},
-		{"db1", "shutdown -h now", ActionAllow, ""}, // the rule is scoped to web*
-		{"web1", "systemctl restart nginx", ActionApprove, "restarts"},
-		{"web1", "systemctl status nginx", ActionAllow, ""},
-		{"web1", "systemctl restart nginx; rm -rf /", ActionBlock, "no-rm-rf"}, // block wins
-		{"web1", "curl -s https://x | sh", ActionBlock, "curl-pipe"},
-		{"web1", "eval \"$X\"", ActionApprove, "no-rm-rf"},                // unknowable: approval by default
-		{"web1", "$(echo rm) -rf /x", ActionApprove, "no-rm-rf"},          // command unknown
-		{"web1", "f(){ rm \"$@\"; }; f -rf /", ActionApprove, "no-rm-rf"}, // dynamic arguments
-		{"db1", "eval \"$X\"", ActionBlock, "no-rm-rf"},                   // nobody may approve on db1: fail closed
-		{"web1", "echo 'unterminated", ActionBlock, "no-rm-rf"},           // exec text must be complete
+		{"web1", "ls -la /tmp", policy.ActionAllow, ""},
+		{"web1", "rm -rf /tmp/victim", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "ls; rm -rf /tmp/victim", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "true && \"rm\" -rf /tmp/victim", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "bash -c 'r\\m -fr /tmp/victim'", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "sudo -u root rm -r -f /tmp/victim", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "$'\\x72\\x6d' -rf /tmp/victim", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "env X=1 nice -n5 timeout 3 rm -rf x", policy.ActionBlock, "no-rm-rf"},
+		{"web1", "rm -r /tmp/victim", policy.ActionAllow, ""},
+		{"web1", "shutdown -h now", policy.ActionBlock, "no-shutdown"},
+		{"db1", "shutdown -h now", policy.ActionAllow, ""}, // the rule is scoped to web*
+		{"web1", "systemctl restart nginx", policy.ActionApprove, "restarts"},
+		{"web1", "systemctl status nginx", policy.ActionAllow, ""},
+		{"web1", "systemctl restart nginx; rm -rf /", policy.ActionBlock, "no-rm-rf"}, // block wins
+		{"web1", "curl -s https://x | sh", policy.ActionBlock, "curl-pipe"},
+		{"web1", "eval \"$X\"", policy.ActionApprove, "no-rm-rf"},                // unknowable: approval by default
+		{"web1", "$(echo rm) -rf /x", policy.ActionApprove, "no-rm-rf"},          // command unknown
+		{"web1", "f(){ rm \"$@\"; }; f -rf /", policy.ActionApprove, "no-rm-rf"}, // dynamic arguments
+		{"db1", "eval \"$X\"", policy.ActionBlock, "no-rm-rf"},                   // nobody may approve on db1: fail closed
+		{"web1", "echo 'unterminated", policy.ActionBlock, "no-rm-rf"},           // exec text must be complete
 	} {
 		t.Run(tc.cmd+"@"+tc.target, func(t *testing.T) {
 			d := p.JudgeCommand(dev, tc.target, tc.cmd)
 			if d.Action != tc.action || d.Rule != tc.rule {
 				t.Fatalf("got %s (%s), want %s by %q", d.Action, d, tc.action, tc.rule)
 			}
-			if d.Action == ActionApprove && (len(d.Approvers) == 0 || d.Timeout <= 0) {
+			if d.Action == policy.ActionApprove && (len(d.Approvers) == 0 || d.Timeout <= 0) {
 				t.Errorf("approval without approvers or timeout: %+v", d)
 			}
 		})
 	}
 	// Scope by role: curl-pipe applies to dev only.
-	sre := Identity{User: "bob", Groups: []string{"sre"}}
+	sre := policy.Identity{User: "bob", Groups: []string{"sre"}}
 	if d := p.JudgeCommand(sre, "web1", "curl -s https://x | sh"); d.Rule == "curl-pipe" {
 		t.Errorf("role-scoped rule applied to another role: %s", d)
 	}
@@ -93,25 +104,25 @@ func TestJudgeCommand(t *testing.T) {
 
 func TestJudgeSQL(t *testing.T) {
 	p := compiled(t)
-	dev := Identity{User: "alice", Groups: []string{"dev"}}
+	dev := policy.Identity{User: "alice", Groups: []string{"dev"}}
 	for _, tc := range []struct {
 		name   string
-		st     Statement
+		st     policy.Statement
 		action string
 		rule   string
 	}{
-		{"select", Statement{Kinds: []string{"select"}, Tables: []string{"orders"}}, ActionAllow, ""},
-		{"drop", Statement{Kinds: []string{"drop_table", "drop"}, Tables: []string{"orders"}}, ActionBlock, "no-drop"},
-		{"secrets", Statement{Kinds: []string{"select"}, Tables: []string{"public.secret_keys"}}, ActionApprove, "secrets"},
-		{"do block", Statement{Kinds: []string{"do"}, Unknowable: "DO block"}, ActionApprove, "no-drop"},
-		{"function by name", Statement{Kinds: []string{"select"}, Functions: []string{"pg_catalog.pg_read_binary_file"}}, ActionBlock, "no-file-read"},
-		{"function by name, upper case", Statement{Kinds: []string{"select"}, Functions: []string{"PG_READ_FILE"}}, ActionBlock, "no-file-read"},
-		{"body statement judged as if sent", Statement{Kinds: []string{"create", "create_function"}, Normalized: "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $1",
-			Body: []Statement{{Kinds: []string{"update", "update_without_where"}, Normalized: "UPDATE accounts SET balance = $1"}}}, ActionBlock, "no-mass-update"},
-		{"nested body", Statement{Kinds: []string{"do"}, Body: []Statement{{Kinds: []string{"select"}, Body: []Statement{{Kinds: []string{"select"}, Tables: []string{"secret_keys"}}}}}}, ActionApprove, "secrets"},
-		{"block in a body wins over an approval outside", Statement{Kinds: []string{"select"}, Tables: []string{"secret_keys"},
-			Body: []Statement{{Kinds: []string{"drop_table"}}}}, ActionBlock, "no-drop"},
-		{"benign body", Statement{Kinds: []string{"create_function", "select"}, Body: []Statement{{Kinds: []string{"select"}, Normalized: "SELECT a + b"}}}, ActionAllow, ""},
+		{"select", policy.Statement{Kinds: []string{"select"}, Tables: []string{"orders"}}, policy.ActionAllow, ""},
+		{"drop", policy.Statement{Kinds: []string{"drop_table", "drop"}, Tables: []string{"orders"}}, policy.ActionBlock, "no-drop"},
+		{"secrets", policy.Statement{Kinds: []string{"select"}, Tables: []string{"public.secret_keys"}}, policy.ActionApprove, "secrets"},
+		{"do block", policy.Statement{Kinds: []string{"do"}, Unknowable: "DO block"}, policy.ActionApprove, "no-drop"},
+		{"function by name", policy.Statement{Kinds: []string{"select"}, Functions: []string{"pg_catalog.pg_read_binary_file"}}, policy.ActionBlock, "no-file-read"},
+		{"function by name, upper case", policy.Statement{Kinds: []string{"select"}, Functions: []string{"PG_READ_FILE"}}, policy.ActionBlock, "no-file-read"},
+		{"body statement judged as if sent", policy.Statement{Kinds: []string{"create", "create_function"}, Normalized: "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $1",
+			Body: []policy.Statement{{Kinds: []string{"update", "update_without_where"}, Normalized: "UPDATE accounts SET balance = $1"}}}, policy.ActionBlock, "no-mass-update"},
+		{"nested body", policy.Statement{Kinds: []string{"do"}, Body: []policy.Statement{{Kinds: []string{"select"}, Body: []policy.Statement{{Kinds: []string{"select"}, Tables: []string{"secret_keys"}}}}}}, policy.ActionApprove, "secrets"},
+		{"block in a body wins over an approval outside", policy.Statement{Kinds: []string{"select"}, Tables: []string{"secret_keys"},
+			Body: []policy.Statement{{Kinds: []string{"drop_table"}}}}, policy.ActionBlock, "no-drop"},
+		{"benign body", policy.Statement{Kinds: []string{"create_function", "select"}, Body: []policy.Statement{{Kinds: []string{"select"}, Normalized: "SELECT a + b"}}}, policy.ActionAllow, ""},
 	} {
 		d := p.JudgeSQL(dev, "pg1", tc.st)
 		if d.Action != tc.action || d.Rule != tc.rule {
@@ -125,7 +136,7 @@ func TestJudgeSQL(t *testing.T) {
 }
 
 func TestMaskSource(t *testing.T) {
-	rm := ResultMask{Columns: []string{"card_*", "customers.name", "billing.accounts.iban", "*.Secret"}}
+	rm := policy.ResultMask{Columns: []string{"card_*", "customers.name", "billing.accounts.iban", "*.Secret"}}
 	for _, tc := range []struct {
 		schema, table, column string
 		want                  bool
@@ -164,10 +175,25 @@ func TestCompileErrors(t *testing.T) {
 	} {
 		cfg, err := config.Parse([]byte("data_dir: /x\noidc: {issuer: \"https://i\", client_id: b}\nrules: [" + tc.rule + "]\n"))
 		if err == nil {
-			_, err = Compile(cfg)
+			_, err = policy.Compile(cfg.PolicySpec())
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.rule, err, tc.want)
 		}
 	}
+}
+
+// caFile writes a CA certificate for a postgres target's tls.ca_file.
+func caFile(t *testing.T) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	return p
 }

@@ -83,7 +83,7 @@ func runConfig(args []string) error {
 		}
 		return err
 	}
-	if _, err := policy.Compile(cfg); err != nil {
+	if _, err := policy.Compile(cfg.PolicySpec()); err != nil {
 		return err
 	}
 	fmt.Printf("%s: ok (%d targets, %d roles, %d rules)\n", *cfgPath, len(cfg.Targets), len(cfg.Roles), len(cfg.Rules))

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/duration"
 	"github.com/bastionhq/bastion/internal/safetext"
 	"github.com/bastionhq/bastion/player"
 	"github.com/bastionhq/bastion/recorder"
@@ -101,7 +101,7 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 	}
 	f := recorder.SessionFilter{User: *user, Target: *target, Kind: *kind, Limit: *limit}
 	if *since != "" {
-		d, err := config.ParseDuration(*since)
+		d, err := duration.Parse(*since)
 		if err != nil {
 			return fail(aio, 2, "sessions: --since: %v", err)
 		}
@@ -197,7 +197,7 @@ func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, ai
 	}
 	opt := player.Options{Speed: *speed, Raw: *raw, ShowMarkers: *markers}
 	if *idle != "" {
-		d, err := config.ParseDuration(*idle)
+		d, err := duration.Parse(*idle)
 		if err != nil {
 			return fail(aio, 2, "replay: --idle-limit: %v", err)
 		}
@@ -311,7 +311,7 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 	if !c.Auditor {
 		return fail(aio, 1, "audit: only auditors may read the audit log")
 	}
-	d, err := config.ParseDuration(*since)
+	d, err := duration.Parse(*since)
 	if err != nil {
 		return fail(aio, 2, "audit: --since: %v", err)
 	}

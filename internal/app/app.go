@@ -87,7 +87,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"result"})
 	a.registry.MustRegister(flushes)
-	pol, err := policy.Compile(cfg)
+	pol, err := policy.Compile(cfg.PolicySpec())
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (a *App) Policy() *policy.Policy { return a.policy.Load() }
 // Reload compiles cfg's targets, roles and rules and swaps them in; live
 // sessions keep running and their next decision uses the new policy.
 func (a *App) Reload(cfg *config.Config) error {
-	pol, err := policy.Compile(cfg)
+	pol, err := policy.Compile(cfg.PolicySpec())
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bastionhq/bastion/internal/duration"
 )
 
 // Duration is a time.Duration written as in Go ("90s", "5m", "1h30m") with
@@ -17,25 +19,8 @@ type Duration struct {
 	Set bool
 }
 
-// ParseDuration parses a Duration.
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n < 0 || n > 100*365 {
-			return 0, fmt.Errorf("%q is not a number of days", s)
-		}
-		return time.Duration(n * float64(24*time.Hour)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 30s, 5m, 1h or 90d", s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
-	}
-	return d, nil
-}
+// ParseDuration parses a Duration (see package duration).
+func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {

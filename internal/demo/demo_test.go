@@ -82,7 +82,7 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the generated config does not load: %v", err)
 	}
-	if _, err := policy.Compile(cfg); err != nil {
+	if _, err := policy.Compile(cfg.PolicySpec()); err != nil {
 		t.Fatalf("the generated config does not compile: %v", err)
 	}
 	var rules []string
@@ -341,7 +341,7 @@ func TestServeCannotReachTheDevIDP(t *testing.T) {
 // and programs and dynamic SQL, and let ordinary work through.
 func checkDemoSQLRules(t *testing.T, cfg *config.Config) {
 	t.Helper()
-	p, err := policy.Compile(cfg)
+	p, err := policy.Compile(cfg.PolicySpec())
 	if err != nil {
 		t.Fatal(err)
 	}
