@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/safetext"
 )
@@ -56,9 +58,12 @@ type approval struct {
 // waiting for one ends with the bastion anyway, and every step is in the
 // audit log and the recording.
 type approvals struct {
-	s  *Server
-	mu sync.Mutex
-	m  map[string]*approval
+	audit   func(Event) error     // records every request and decision
+	policy  func() *policy.Policy // who may decide, as of now
+	webhook string                // receives new requests; "" for none
+	log     *slog.Logger
+	mu      sync.Mutex
+	m       map[string]*approval
 }
 
 func newApprovalID() string {
@@ -79,13 +84,13 @@ func (a *approvals) request(ap *approval) *approval {
 	}
 	a.m[ap.ID] = ap
 	a.mu.Unlock()
-	if err := a.s.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "held", Reason: ap.Reason,
+	if err := a.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "held", Reason: ap.Reason,
 		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}}); err != nil {
 		// A hold the audit log cannot record is not offered for approval.
 		a.finish(ap, Denied, "", "the request could not be written to the audit log")
 		return ap
 	}
-	if a.s.cfg.ApprovalWebhook != "" {
+	if a.webhook != "" {
 		go a.notify(ap)
 	}
 	return ap
@@ -122,7 +127,7 @@ func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 	a.mu.Unlock()
 	record := func(outcome, note string) error {
 		typ := map[string]string{Approved: "command.approve", Denied: "command.deny", TimedOut: "command.timeout", Cancelled: "command.cancel"}[outcome]
-		return a.s.audit(Event{Type: typ, Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: outcome, Reason: note,
+		return a.audit(Event{Type: typ, Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: outcome, Reason: note,
 			Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "decided_by": by}})
 	}
 	if err := record(outcome, note); err != nil && outcome == Approved {
@@ -153,11 +158,11 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 		return nil, errNoRequest
 	}
 	if c.Identity.Issuer == ap.Requester.Issuer && c.Identity.Subject == ap.Requester.Subject {
-		a.s.audit(Event{Type: "command.self_approve", Identity: c.Identity, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused",
+		a.audit(Event{Type: "command.self_approve", Identity: c.Identity, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused",
 			Reason: errSelfApprove.Error(), Fields: map[string]string{"request": ap.ID}})
 		return nil, errSelfApprove
 	}
-	if !a.s.cfg.Policy().CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
+	if !a.policy().CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
 		return nil, fmt.Errorf("%w (%s)", errNotApprover, strings.Join(ap.Approvers, ", "))
 	}
 	outcome := Denied
@@ -178,7 +183,7 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 
 // visible lists the requests c may decide, and c's own.
 func (a *approvals) visible(c Caller) []*approval {
-	pol := a.s.cfg.Policy()
+	pol := a.policy()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []*approval
@@ -201,20 +206,20 @@ func (a *approvals) notify(ap *approval) {
 	}{"approval.requested", ap, "bastion approve " + ap.ID})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.s.cfg.ApprovalWebhook, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.webhook, bytes.NewReader(body))
 	if err != nil {
-		a.s.log.Error("approval webhook", "err", err)
+		a.log.Error("approval webhook", "err", err)
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		a.s.log.Warn("approval webhook failed", "request", ap.ID, "err", err)
+		a.log.Warn("approval webhook failed", "request", ap.ID, "err", err)
 		return
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		a.s.log.Warn("approval webhook refused", "request", ap.ID, "status", resp.StatusCode)
+		a.log.Warn("approval webhook refused", "request", ap.ID, "status", resp.StatusCode)
 	}
 }
 

@@ -77,10 +77,16 @@
 //
 // # Who holds what
 //
-// [Server] holds the configuration, the listeners, the live sessions, the
-// host-certificate cache and the approvals; it never holds a session's
-// state. The policy is read through Config.Policy at each decision, so a
-// reload reaches the next command of every live session. The recorder and
+// [Server] holds the configuration, the listeners and the live sessions,
+// and three parts with state of their own: the host certificates it
+// presents (hostCerts), what PostgreSQL forwards share (pgShared: the
+// cancel registry, the certificate offered inside tunnels) and the
+// approvals. It never holds a session's state. A session gets a
+// sessionEnv when it starts (env.go): the policy, the audit log, the
+// approvals, the recorder, metrics, the clock and the logger; the session,
+// its proxy and its shellGuard reach nothing else of the Server. The
+// policy is a function there, read at each decision, so a reload reaches
+// the next command of every live session. The recorder and
 // the audit log are reached only through the small interfaces in iface.go
 // ([Recorder], [Auditor], [Revocations], [HostKeyPins]); internal/app
 // adapts the store to them, so this package never imports it.

@@ -94,7 +94,7 @@ func (g *shellGuard) output(b []byte) {
 		return
 	}
 	g.track(func(tr *linerec.Tracker) {
-		g.lastOut = g.p.s.now()
+		g.lastOut = g.p.env.now()
 		tr.Output(b)
 	})
 	select {
@@ -118,7 +118,7 @@ func (g *shellGuard) forward(b []byte) bool {
 	if len(b) == 0 {
 		return true
 	}
-	g.lastKeys = g.p.s.now()
+	g.lastKeys = g.p.env.now()
 	_, err := g.p.up.Write(b)
 	return err == nil
 }
@@ -196,8 +196,8 @@ func (g *shellGuard) drain(pending []byte) ([]byte, bool) {
 
 // decide judges one complete text read from the user.
 func (g *shellGuard) decide(text string) policy.Decision {
-	pol := g.p.s.cfg.Policy()
-	pid := policyIdentity(g.p.ss.identity)
+	pol := g.p.env.policy()
+	pid := g.p.ss.pid
 	if g.pty || g.interactive {
 		return pol.JudgeShellLine(pid, g.p.ss.target, text)
 	}
@@ -209,7 +209,7 @@ func (g *shellGuard) decide(text string) policy.Decision {
 // live sessions at their next command; until then it only keeps its
 // terminal emulator current and holds nothing back.
 func (g *shellGuard) watched() bool {
-	return g.p.s.cfg.Policy().CommandRulesApply(policyIdentity(g.p.ss.identity), g.p.ss.target)
+	return g.p.env.policy().CommandRulesApply(g.p.ss.pid, g.p.ss.target)
 }
 
 // segment handles one segment of keys in a pty session.
@@ -279,7 +279,7 @@ func (g *shellGuard) takeFailure() string {
 
 // refuseBroken fails closed for a line the tracker could not follow.
 func (g *shellGuard) refuseBroken(why string) {
-	g.p.s.metrics.Decisions.WithLabelValues(policy.OnCommand, "unreadable").Inc()
+	g.p.env.metrics.Decisions.WithLabelValues(policy.OnCommand, "unreadable").Inc()
 	g.p.log.Error("line reader failed; line refused", "err", why)
 	g.p.ss.marker("bastion: the line reader failed, so the line was refused: " + why)
 	g.p.tell("this line could not be read, so it was not run (the bastion's line reader failed; it has been reset): type it again")
@@ -295,7 +295,7 @@ func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
 	if key[0] == 0x12 {
 		what = "Ctrl-X Ctrl-R (the shell re-reads its key bindings)"
 	}
-	d := g.p.s.cfg.Policy().JudgeUnreadable(policyIdentity(g.p.ss.identity), g.p.ss.target, what)
+	d := g.p.env.policy().JudgeUnreadable(g.p.ss.pid, g.p.ss.target, what)
 	text := what
 	if line.Judge && strings.TrimSpace(line.Text) != "" {
 		text = line.Text + " [" + what + "]"
@@ -378,8 +378,8 @@ type lineVerdict struct {
 // unfinished continues; otherwise every finished reading is judged and the
 // strictest verdict is enforced.
 func (g *shellGuard) judgeLines(mode readMode, texts []string, keys <-chan []byte) lineVerdict {
-	pol := g.p.s.cfg.Policy()
-	pid := policyIdentity(g.p.ss.identity)
+	pol := g.p.env.policy()
+	pid := g.p.ss.pid
 	target := g.p.ss.target
 	switch mode {
 	case modeNone:
@@ -589,14 +589,14 @@ func (g *shellGuard) waitEcho() {
 	quiet := func() (bool, time.Duration) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		since := g.p.s.now().Sub(g.lastOut)
+		since := g.p.env.now().Sub(g.lastOut)
 		return g.tr.Settled(), since
 	}
 	settled, since := quiet()
 	if settled && since >= quietWait {
 		return
 	}
-	deadline := time.NewTimer(max(echoWait-g.p.s.now().Sub(g.lastKeys), 0))
+	deadline := time.NewTimer(max(echoWait-g.p.env.now().Sub(g.lastKeys), 0))
 	defer deadline.Stop()
 	for !settled {
 		select {
@@ -630,10 +630,17 @@ func (g *shellGuard) waitEcho() {
 	}
 }
 
-// awaitRedraw waits, within echoWait, for the shell to draw its prompt and
-// the line typed ahead of it, and for the output to go quiet.
+// redrawWait bounds how long a line typed ahead of the prompt, with keys
+// the model cannot follow, waits for the shell to redraw it after its
+// prompt. The shell reads that line only once the running command ends, so
+// holding its Enter meanwhile delays nothing; past the bound the line gets
+// the unknowable action.
+const redrawWait = 30 * time.Second
+
+// awaitRedraw waits, within redrawWait, for the shell to draw its prompt
+// and the line typed ahead of it, and for the output to go quiet.
 func (g *shellGuard) awaitRedraw() (string, bool) {
-	deadline := time.NewTimer(echoWait)
+	deadline := time.NewTimer(redrawWait)
 	defer deadline.Stop()
 	for {
 		var text string
@@ -641,7 +648,7 @@ func (g *shellGuard) awaitRedraw() (string, bool) {
 		var since time.Duration
 		g.track(func(tr *linerec.Tracker) {
 			text, ok = tr.Redrawn()
-			since = g.p.s.now().Sub(g.lastOut)
+			since = g.p.env.now().Sub(g.lastOut)
 		})
 		if ok && since >= quietWait {
 			return text, true
@@ -673,26 +680,26 @@ func (g *shellGuard) cancelLine() {
 func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) string {
 	ss := p.ss
 	text = p.redact(text)
-	p.s.metrics.Decisions.WithLabelValues(policy.OnCommand, d.Action).Inc()
+	p.env.metrics.Decisions.WithLabelValues(policy.OnCommand, d.Action).Inc()
 	fields := map[string]string{"command": text, "kind": ss.kind}
 	switch d.Action {
 	case policy.ActionAllow:
-		if err := p.s.audit(Event{Type: "command.allow", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "allowed", Fields: fields, Routine: true}); err != nil {
+		if err := p.env.audit(Event{Type: "command.allow", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "allowed", Fields: fields, Routine: true}); err != nil {
 			p.tell("the audit log cannot record this command, so it was not run")
 			return policy.ActionBlock
 		}
 		return policy.ActionAllow
 	case policy.ActionBlock:
 		fields["rule"] = d.Rule
-		p.s.audit(Event{Type: "command.block", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "blocked", Reason: d.Reason, Fields: fields})
+		p.env.audit(Event{Type: "command.block", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "blocked", Reason: d.Reason, Fields: fields})
 		ss.marker(fmt.Sprintf("bastion: blocked by rule %s: %s", d.Rule, text))
 		p.tell("blocked by rule %s: %s", d.Rule, d.Reason)
 		p.log.Info("command blocked", "rule", d.Rule, "command", text)
 		return policy.ActionBlock
 	}
 	// Approval: nothing of the command has reached the target.
-	now := p.s.now()
-	ap := p.s.approvals.request(&approval{
+	now := p.env.now()
+	ap := p.env.approvals.request(&approval{
 		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: ss.target, Login: ss.login,
 		Kind: "command", Command: text, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
@@ -720,7 +727,7 @@ func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) stri
 			}
 		}()
 	}
-	outcome, by, note := p.s.approvals.wait(ctx, ap)
+	outcome, by, note := p.env.approvals.wait(ctx, ap)
 	switch outcome {
 	case Approved:
 		ss.marker(fmt.Sprintf("bastion: request %s approved by %s", ap.ID, by))

@@ -1,6 +1,7 @@
 package bastion_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -281,5 +282,68 @@ func TestHandshakeTimeout(t *testing.T) {
 	e.app.SSH.SetHandshakeTimeoutForTest(3 * time.Second)
 	if r := e.ssh("", "root@web1", "sleep 4; echo survived"); r.Stdout != "survived\n" {
 		t.Fatalf("got %s", r)
+	}
+}
+
+// The teardown order toward the user is a contract (RFC 4254 §6.10, as
+// OpenSSH's sshd does it): exit-status, then the remaining output, EOF and
+// close. x/crypto's client handles a connection's messages in order, so
+// once a read sees EOF, an exit-status sent before it is already waiting.
+func TestTeardownFrameOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	hostCA := e.app.Keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(a ssh.PublicKey, _ string) bool { return bytes.Equal(a.Marshal(), hostCA) }}
+	client, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{
+		User: "root@web1", Auth: []ssh.AuthMethod{ssh.PublicKeys(e.alice.CertSigner(t))},
+		HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for round := range 5 {
+		ch, reqs, err := client.OpenChannel("session", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{"head -c 300000 /dev/zero; echo; echo done; exit 3"}))
+		if err != nil || !ok {
+			t.Fatalf("exec: %v %v", ok, err)
+		}
+		out, err := io.ReadAll(ch) // until EOF
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasSuffix(out, []byte("\ndone\n")) || len(out) != 300006 {
+			t.Fatalf("round %d: got %d bytes ending %q", round, len(out), tail(out))
+		}
+		var status *ssh.Request
+	drain:
+		for {
+			select {
+			case r, ok := <-reqs:
+				if !ok {
+					break drain
+				}
+				if r.Type == "exit-status" {
+					status = r
+					break drain
+				}
+			default:
+				break drain
+			}
+		}
+		if status == nil {
+			t.Fatalf("round %d: EOF came before exit-status", round)
+		}
+		var code struct{ Status uint32 }
+		if ssh.Unmarshal(status.Payload, &code); code.Status != 3 {
+			t.Fatalf("exit status %d, want 3", code.Status)
+		}
+		// Then the close: the request channel ends.
+		for r := range reqs {
+			t.Fatalf("round %d: request %q after exit-status", round, r.Type)
+		}
+		ch.Close()
 	}
 }

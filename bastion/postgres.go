@@ -18,43 +18,46 @@ import (
 	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/pgproxy"
 	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
 )
 
 // dbCertTTL is the lifetime of a per-connection PostgreSQL client
 // certificate: it only has to survive the TLS handshake.
 const dbCertTTL = 2 * time.Minute
 
-// pgState is what PostgreSQL forwards share across connections.
-type pgState struct {
-	cancels *pgproxy.CancelRegistry
-	once    sync.Once
-	server  *tls.Config // offered to clients that ask for TLS inside the tunnel
-	err     error
+// pgShared is what PostgreSQL forwards share across connections: the
+// cancel registry (a cancel arrives on a forward of its own) and the
+// certificate offered to clients that ask for TLS inside the tunnel.
+type pgShared struct {
+	cancels   *pgproxy.CancelRegistry
+	authority *ca.Authority
+	names     func() []string // the names the certificate is for, besides loopback
+	once      sync.Once
+	server    *tls.Config
+	err       error
 }
 
 // serverTLS is the bastion's PostgreSQL server certificate, from the
-// database CA, for clients that insist on TLS inside the SSH tunnel.
-func (s *Server) pgServerTLS() (*tls.Config, error) {
-	st := &s.pg
-	st.once.Do(func() {
+// database CA, made at first use.
+func (p *pgShared) serverTLS() (*tls.Config, error) {
+	p.once.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
-			st.err = err
+			p.err = err
 			return
 		}
-		names := append([]string{"localhost", "127.0.0.1", "::1"}, s.cfg.Names...)
-		names = append(names, s.cfg.Policy().TargetNames()...)
-		cert, err := s.cfg.Authority.SignDBServer(key.Public(), names, 10*365*24*time.Hour)
+		names := append([]string{"localhost", "127.0.0.1", "::1"}, p.names()...)
+		cert, err := p.authority.SignDBServer(key.Public(), names, 10*365*24*time.Hour)
 		if err != nil {
-			st.err = err
+			p.err = err
 			return
 		}
-		st.server = &tls.Config{
+		p.server = &tls.Config{
 			Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
 			MinVersion:   tls.VersionTLS12,
 		}
 	})
-	return st.server, st.err
+	return p.server, p.err
 }
 
 // pgUpstreamTLS verifies a PostgreSQL target against the CA the policy
@@ -94,7 +97,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 	pid := policyIdentity(id)
 	log := s.log.With("session_id", ss.id, "user", id.User, "target", t.Name)
 	upTLS := pgUpstreamTLS(t)
-	srvTLS, err := s.pgServerTLS()
+	srvTLS, err := s.pg.serverTLS()
 	if err != nil {
 		return err
 	}

@@ -69,12 +69,12 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 	ss.addCloser(client.Close)
 	log := s.log.With("session_id", sid, "user", r.id.User, "target", r.target, "login", r.login)
 	log.Info("session opened", "remote", r.remote.String())
-	p := &proxy{s: s, ss: ss, acc: acc, down: down, up: up, client: client, log: log}
+	p := &proxy{env: ss.env, ss: ss, acc: acc, down: down, up: up, client: client, log: log}
 	p.run(downReqs, upReqs)
 }
 
 type proxy struct {
-	s       *Server
+	env     *sessionEnv
 	ss      *session
 	acc     *policy.SSHAccess
 	down    gossh.Channel
@@ -96,10 +96,10 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	defer p.ss.finish()
 	defer p.client.Close()
 	kind := func() string { return p.ss.kind }
-	count := func(n int) { p.s.metrics.Bytes.WithLabelValues("down", kind()).Add(float64(n)) }
-	masks := p.s.cfg.Policy().OutputMasks(policyIdentity(p.ss.identity), p.ss.target)
+	count := func(n int) { p.env.metrics.Bytes.WithLabelValues("down", kind()).Add(float64(n)) }
+	masks := p.env.policy().OutputMasks(p.ss.pid, p.ss.target)
 	pipe := func(dst io.Writer) *outputPipeline {
-		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.s.cfg.MaskHold, rules: strings.Join(masks.Rules, ",")}
+		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.env.maskHold, rules: strings.Join(masks.Rules, ",")}
 		if masks.Cards || len(masks.Patterns) > 0 {
 			m, err := mask.New(mask.Config{Cards: masks.Cards, Patterns: masks.Patterns})
 			if err != nil {
@@ -123,7 +123,7 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	out.Add(1)
 	go func() {
 		defer out.Done()
-		relay(stderr, p.up.Stderr(), nil, &p.ss.act, p.s.now)
+		relay(stderr, p.up.Stderr(), nil, &p.ss.act, p.env.now)
 		stderr.close()
 	}()
 	p.keys = make(chan []byte)
@@ -141,11 +141,15 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 		p.client.Close()
 	}()
 	// Stdout is relayed on this goroutine (one fewer per session).
-	relay(p.stdout, p.up, nil, &p.ss.act, p.s.now)
+	relay(p.stdout, p.up, nil, &p.ss.act, p.env.now)
 	p.stdout.close()
 	out.Wait()
-	p.down.CloseWrite()
+	// The target's requests end when its channel closes, after its
+	// exit-status: only then EOF and close, so the user gets exit-status,
+	// the remaining output, EOF, close, in that order (RFC 4254 §6.10),
+	// however the target ordered its EOF and exit-status.
 	<-upDone
+	p.down.CloseWrite()
 	p.down.Close()
 }
 
@@ -160,7 +164,7 @@ func (p *proxy) readStdin() {
 		buf := ab.get()
 		n, err := p.down.Read(buf)
 		if n > 0 {
-			p.ss.act.touch(p.s.now())
+			p.ss.act.touch(p.env.now())
 			p.ss.recordInput(buf[:n]) // dropped by the recorder unless recording.input is on
 			chunk := append([]byte(nil), buf[:n]...)
 			ab.adapt(n, buf)
@@ -182,7 +186,7 @@ func (p *proxy) pumpStdin() {
 		if _, err := p.up.Write(chunk); err != nil {
 			break
 		}
-		p.s.metrics.Bytes.WithLabelValues("up", p.ss.kind).Add(float64(len(chunk)))
+		p.env.metrics.Bytes.WithLabelValues("up", p.ss.kind).Add(float64(len(chunk)))
 	}
 	p.up.CloseWrite()
 }
@@ -238,7 +242,7 @@ func (p *proxy) forward(req *gossh.Request) bool {
 }
 
 func (p *proxy) refuse(req *gossh.Request, why string) bool {
-	p.s.metrics.ChannelsRefused.WithLabelValues(req.Type).Inc()
+	p.env.metrics.ChannelsRefused.WithLabelValues(req.Type).Inc()
 	p.log.Info("request refused", "request", req.Type, "reason", why)
 	return false
 }
@@ -261,7 +265,7 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
 			return p.refuse(req, "malformed env")
 		}
-		if !p.s.envAllowed(m.Name) {
+		if !p.env.envAllowed(m.Name) {
 			return p.refuse(req, fmt.Sprintf("environment variable %q is not in env_allow", safetext.Printable(m.Name)))
 		}
 		return p.forward(req)
@@ -343,7 +347,7 @@ func (p *proxy) start(req *gossh.Request) {
 		reply(p.refuse(req, "recording unavailable"))
 		return
 	}
-	if err := p.s.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
+	if err := p.env.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
 		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": p.redact(command), "client": p.ss.remote.String()}}); err != nil {
 		// Accepted, then ended with the reason: a refused request would
 		// leave the user a bare "request failed".
@@ -355,7 +359,7 @@ func (p *proxy) start(req *gossh.Request) {
 		return
 	}
 	p.started = true
-	pid := policyIdentity(p.ss.identity)
+	pid := p.ss.pid
 	if kind == "exec" {
 		// Accept the request, then judge: a refused command ends with a
 		// message and exit status 126, and never reaches the target.
@@ -365,12 +369,12 @@ func (p *proxy) start(req *gossh.Request) {
 			// reading its commands from the session's input is an
 			// interactive shell in disguise.
 			p.tell("your roles (%s) allow only commands on %s, not a shell reading its commands from your input (%s): pass the commands to run as the ssh command", strings.Join(p.acc.Roles, ", "), p.ss.target, safetext.Printable(p.redact(command)))
-			p.s.audit(Event{Type: "command.block", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "blocked",
+			p.env.audit(Event{Type: "command.block", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "blocked",
 				Reason: "a shell reading its input, for an exec-only role", Fields: map[string]string{"command": p.redact(command), "kind": kind}})
 			p.endLocally(126)
 			return
 		}
-		d := p.s.cfg.Policy().JudgeCommand(pid, p.ss.target, command)
+		d := p.env.policy().JudgeCommand(pid, p.ss.target, command)
 		var keys <-chan []byte
 		if p.pty {
 			keys = p.keys // a terminal: typed keys are dropped, Ctrl-C cancels
@@ -422,7 +426,7 @@ func (p *proxy) startGuard(interactive bool) {
 // stores itself: the command in the recording header, markers, the audit
 // log and approval requests. Recordings at rest hold no card numbers.
 func (p *proxy) redact(text string) string {
-	m := p.s.cfg.Policy().OutputMasks(policyIdentity(p.ss.identity), p.ss.target)
+	m := p.env.policy().OutputMasks(p.ss.pid, p.ss.target)
 	if !m.Cards && len(m.Patterns) == 0 {
 		return text
 	}

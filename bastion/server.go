@@ -3,7 +3,6 @@ package bastion
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -94,9 +93,10 @@ type Server struct {
 	userCA  []byte // marshalled user CA public key, for exact comparison
 	srv     *gliderssh.Server
 
-	hostCerts sync.Map // principal -> *hostCert
+	hostCerts *hostCerts // the host certificates the bastion presents
 	approvals *approvals
-	pg        pgState
+	env       *sessionEnv // what every session gets
+	pg        *pgShared   // what PostgreSQL forwards share
 
 	handshakeTimeout atomic.Int64 // time.Duration, from Config.HandshakeTimeout
 
@@ -105,11 +105,6 @@ type Server struct {
 	sessions  map[*session]struct{}
 	closing   atomic.Bool
 	wg        sync.WaitGroup // live sessions
-}
-
-type hostCert struct {
-	signer gossh.Signer
-	until  time.Time
 }
 
 // New checks cfg and returns a Server.
@@ -168,9 +163,12 @@ func New(cfg Config) (*Server, error) {
 		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
 		sessions: map[*session]struct{}{},
 	}
-	s.approvals = &approvals{s: s, m: map[string]*approval{}}
+	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, log: s.log, m: map[string]*approval{}}
+	s.env = s.newSessionEnv()
 	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
-	s.pg.cancels = pgproxy.NewCancelRegistry()
+	s.pg = &pgShared{cancels: pgproxy.NewCancelRegistry(), authority: cfg.Authority,
+		names: func() []string { return append(slices.Clone(cfg.Names), cfg.Policy().TargetNames()...) }}
+	s.hostCerts = &hostCerts{authority: cfg.Authority, ttl: cfg.HostCertTTL, now: s.now}
 	if _, err := s.hostSigner(cfg.Names); err != nil {
 		return nil, err
 	}
@@ -263,27 +261,9 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 }
 
 // hostSigner returns a signer that presents the bastion's host key with a
-// certificate for principals, renewing it at half-life.
+// certificate for principals.
 func (s *Server) hostSigner(principals []string) (gossh.Signer, error) {
-	key := strings.Join(principals, ",")
-	now := s.now()
-	if v, ok := s.hostCerts.Load(key); ok {
-		hc := v.(*hostCert)
-		if now.Before(hc.until) {
-			return hc.signer, nil
-		}
-	}
-	hk := s.cfg.Authority.Keys().HostKey
-	cert, err := s.cfg.Authority.SignHost(hk.PublicKey(), "bastion host "+key, principals, s.cfg.HostCertTTL)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := gossh.NewCertSigner(cert, hk)
-	if err != nil {
-		return nil, fmt.Errorf("bastion: host certificate: %w", err)
-	}
-	s.hostCerts.Store(key, &hostCert{signer: signer, until: now.Add(s.cfg.HostCertTTL / 2)})
-	return signer, nil
+	return s.hostCerts.signer(principals)
 }
 
 // Serve accepts SSH connections on ln until Shutdown or Close.

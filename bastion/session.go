@@ -12,6 +12,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/bastion/mask"
+	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 )
 
@@ -24,10 +25,11 @@ var (
 // TCP forward. It owns the session's context (cancelled with a cause when
 // the session must end), its recording and its teardown.
 type session struct {
-	s        *Server
+	env      *sessionEnv
 	id       string
 	kind     string
 	identity ca.Identity
+	pid      policy.Identity // identity, as the policy sees it
 	target   string
 	login    string
 	remote   net.Addr
@@ -66,7 +68,7 @@ const maxPreRecording = 64 << 10
 func (s *Server) newSession(ctx context.Context, id, kind string, identity ca.Identity, target, login string, remote net.Addr) *session {
 	cctx, cancel := context.WithCancelCause(ctx)
 	ss := &session{
-		s: s, id: id, kind: kind, identity: identity, target: target, login: login,
+		env: s.env, id: id, kind: kind, identity: identity, pid: policyIdentity(identity), target: target, login: login,
 		remote: remote, start: s.now(), ctx: cctx, cancel: cancel, exit: Exit{Status: -1},
 	}
 	ss.act.touch(ss.start)
@@ -161,30 +163,30 @@ func (ss *session) recordingErr() error {
 // rather than a goroutine per session. (A failed strict recording ends the
 // session from the output pipeline, on the first write that finds it.)
 func (ss *session) watch() {
-	cfg := ss.s.cfg
+	env := ss.env
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if cfg.IdleTimeout > 0 && ss.idleTimer == nil {
+	if env.idleTimeout > 0 && ss.idleTimer == nil {
 		var check func()
 		check = func() {
 			if ss.ctx.Err() != nil {
 				return
 			}
-			idle := ss.act.since(ss.s.now())
-			if idle >= cfg.IdleTimeout {
-				ss.stop(fmt.Errorf("%w after %s without activity", errIdle, cfg.IdleTimeout))
+			idle := ss.act.since(ss.env.now())
+			if idle >= env.idleTimeout {
+				ss.stop(fmt.Errorf("%w after %s without activity", errIdle, env.idleTimeout))
 				return
 			}
 			ss.mu.Lock()
 			if ss.idleTimer != nil {
-				ss.idleTimer.Reset(cfg.IdleTimeout - idle)
+				ss.idleTimer.Reset(env.idleTimeout - idle)
 			}
 			ss.mu.Unlock()
 		}
-		ss.idleTimer = time.AfterFunc(cfg.IdleTimeout, check)
+		ss.idleTimer = time.AfterFunc(env.idleTimeout, check)
 	}
-	if cfg.MaxSessionDuration > 0 && ss.maxTimer == nil {
-		ss.maxTimer = time.AfterFunc(cfg.MaxSessionDuration-ss.s.now().Sub(ss.start), func() { ss.stop(errMaxDuration) })
+	if env.maxDuration > 0 && ss.maxTimer == nil {
+		ss.maxTimer = time.AfterFunc(env.maxDuration-env.now().Sub(ss.start), func() { ss.stop(errMaxDuration) })
 	}
 }
 
@@ -270,11 +272,11 @@ func (ss *session) finish() {
 	ss.recMu.Unlock()
 	if r != nil {
 		if err := r.End(exit); err != nil {
-			ss.s.log.Error("recording end failed", "session_id", ss.id, "err", err)
+			ss.env.log.Error("recording end failed", "session_id", ss.id, "err", err)
 		}
-		ss.s.metrics.SessionsActive.WithLabelValues(ss.kind).Dec()
+		ss.env.metrics.SessionsActive.WithLabelValues(ss.kind).Dec()
 	}
-	fields := map[string]string{"exit_status": fmt.Sprint(exit.Status), "duration": ss.s.now().Sub(ss.start).Round(time.Millisecond).String()}
+	fields := map[string]string{"exit_status": fmt.Sprint(exit.Status), "duration": ss.env.now().Sub(ss.start).Round(time.Millisecond).String()}
 	if exit.Signal != "" {
 		fields["exit_signal"] = exit.Signal
 	}
@@ -283,14 +285,14 @@ func (ss *session) finish() {
 	ss.mu.Unlock()
 	if masked > 0 {
 		fields["masked_values"] = fmt.Sprint(masked)
-		ss.s.audit(Event{Type: "output.mask", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "masked", Fields: map[string]string{"values": fmt.Sprint(masked)}})
+		ss.env.audit(Event{Type: "output.mask", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "masked", Fields: map[string]string{"values": fmt.Sprint(masked)}})
 	}
 	typ := "session.end"
 	if ss.kind == "tcp" || ss.kind == "postgres" {
 		typ = "forward.end"
 	}
-	ss.s.audit(Event{Type: typ, Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "ended", Reason: exit.Reason, Fields: fields})
-	ss.s.untrack(ss)
+	ss.env.audit(Event{Type: typ, Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "ended", Reason: exit.Reason, Fields: fields})
+	ss.env.untrack(ss)
 }
 
 // begin starts the recording once the session's kind and command are known.
@@ -298,13 +300,13 @@ func (ss *session) begin(kind, command string) error {
 	ss.mu.Lock()
 	ss.kind, ss.command = kind, command
 	ss.mu.Unlock()
-	r, err := ss.s.cfg.Recorder.Begin(ss.meta(command))
+	r, err := ss.env.recorder.Begin(ss.meta(command))
 	if err != nil {
 		return err
 	}
 	ss.setRecording(r)
-	ss.s.metrics.SessionsTotal.WithLabelValues(kind).Inc()
-	ss.s.metrics.SessionsActive.WithLabelValues(kind).Inc()
+	ss.env.metrics.SessionsTotal.WithLabelValues(kind).Inc()
+	ss.env.metrics.SessionsActive.WithLabelValues(kind).Inc()
 	ss.watch()
 	return nil
 }

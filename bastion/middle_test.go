@@ -1,0 +1,343 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion/mask"
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+)
+
+// Unit tests of the server's middle, each of one part, without a network.
+
+// halfCloser records writes and whether CloseWrite was called.
+type halfCloser struct {
+	bytes.Buffer
+	closed  bool
+	failAt  int // fail a write once this many bytes are written (0: never)
+	written int
+}
+
+func (h *halfCloser) Write(p []byte) (int, error) {
+	if h.failAt > 0 && h.written+len(p) > h.failAt {
+		return 0, errors.New("broken pipe")
+	}
+	h.written += len(p)
+	return h.Buffer.Write(p)
+}
+
+func (h *halfCloser) CloseWrite() error { h.closed = true; return nil }
+
+// oneByte is a reader that returns at most n bytes per call.
+type chunked struct {
+	r io.Reader
+	n int
+}
+
+func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
+
+func TestRelay(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 10_000)
+	for _, tc := range []struct {
+		name  string
+		src   io.Reader
+		dst   *halfCloser
+		want  int64
+		err   bool
+		whole bool
+	}{
+		{name: "everything, then a half-close", src: bytes.NewReader(data), dst: &halfCloser{}, want: int64(len(data)), whole: true},
+		{name: "small reads grow the buffer and back", src: chunked{bytes.NewReader(data), 7}, dst: &halfCloser{}, want: int64(len(data)), whole: true},
+		{name: "a failing destination stops it", src: bytes.NewReader(data), dst: &halfCloser{failAt: 40_000}, err: true},
+		{name: "a failing source", src: io.MultiReader(bytes.NewReader(data[:100]), errReader{}), dst: &halfCloser{}, want: 100, err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var counted int64
+			var act activity
+			n, err := relay(tc.dst, tc.src, func(k int) { counted += int64(k) }, &act, time.Now)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v, want error %v", err, tc.err)
+			}
+			if !tc.dst.closed {
+				t.Error("the destination was not half-closed")
+			}
+			if counted != n {
+				t.Errorf("counted %d, copied %d", counted, n)
+			}
+			if tc.whole && (n != tc.want || !bytes.Equal(tc.dst.Bytes(), data)) {
+				t.Errorf("copied %d bytes, want %d, intact", n, tc.want)
+			}
+			if act.since(time.Now()) > time.Minute {
+				t.Error("activity not touched")
+			}
+		})
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+// fakeRecording is a Recording in memory; failAfter makes it fail like a
+// strict recording whose store broke.
+type fakeRecording struct {
+	mu      sync.Mutex
+	out     bytes.Buffer
+	markers []string
+	failed  chan struct{}
+	err     error
+}
+
+func newFakeRecording() *fakeRecording { return &fakeRecording{failed: make(chan struct{})} }
+
+func (r *fakeRecording) Output(p []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.out.Write(p)
+	return nil
+}
+func (r *fakeRecording) Input([]byte) error      { return nil }
+func (r *fakeRecording) FromClient([]byte) error { return nil }
+func (r *fakeRecording) FromServer([]byte) error { return nil }
+func (r *fakeRecording) ConnEvent(string) error  { return nil }
+func (r *fakeRecording) Resize(int, int) error   { return nil }
+func (r *fakeRecording) AddBytes(int64, int64)   {}
+func (r *fakeRecording) Failed() <-chan struct{} { return r.failed }
+func (r *fakeRecording) End(Exit) error          { return nil }
+func (r *fakeRecording) Marker(label string) error {
+	r.mu.Lock()
+	r.markers = append(r.markers, label)
+	r.mu.Unlock()
+	return nil
+}
+func (r *fakeRecording) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+func (r *fakeRecording) fail(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+	close(r.failed)
+}
+func (r *fakeRecording) text() string { r.mu.Lock(); defer r.mu.Unlock(); return r.out.String() }
+
+func testSession(t *testing.T, rec Recording) *session {
+	t.Helper()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t.Cleanup(func() { cancel(nil) })
+	env := &sessionEnv{now: time.Now, log: slog.New(slog.DiscardHandler), metrics: NewMetrics(), untrack: func(*session) {}}
+	return &session{env: env, id: "s1", ctx: ctx, cancel: cancel, rec: rec, start: time.Now()}
+}
+
+// Output goes through masking to the recording and the user alike; a
+// possible card number split across reads is held, then released.
+func TestOutputPipeline(t *testing.T) {
+	rec := newFakeRecording()
+	ss := testSession(t, rec)
+	m, err := mask.New(mask.Config{Cards: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user bytes.Buffer
+	var mu sync.Mutex
+	dst := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return user.Write(p) })
+	var seen bytes.Buffer
+	o := &outputPipeline{ss: ss, dst: dst, masker: m, hold: 5 * time.Millisecond, rules: "cards",
+		observe: func(b []byte) { seen.Write(b) }}
+	for _, part := range []string{"card 4111 1111 ", "1111 1111 ok\n", "tail 4111"} {
+		if _, err := o.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		got := user.String()
+		mu.Unlock()
+		if strings.HasSuffix(got, "tail 4111") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the held tail was not released: %q", got)
+		}
+	}
+	o.close()
+	if got, want := user.String(), "card **** **** **** 1111 ok\ntail 4111"; got != want {
+		t.Errorf("user saw %q, want %q", got, want)
+	}
+	if rec.text() != user.String() {
+		t.Errorf("the recording holds %q, the user saw %q", rec.text(), user.String())
+	}
+	if !strings.Contains(seen.String(), "4111 1111 1111 1111") {
+		t.Error("the observer (the shell guard's emulator) must see the raw output")
+	}
+	if len(rec.markers) != 1 || !strings.Contains(rec.markers[0], "masked 1 value(s) (rule cards)") {
+		t.Errorf("markers: %q", rec.markers)
+	}
+
+	// A strict recording that fails: nothing more reaches the user.
+	rec2 := newFakeRecording()
+	ss2 := testSession(t, rec2)
+	var user2 bytes.Buffer
+	o2 := &outputPipeline{ss: ss2, dst: &user2}
+	o2.Write([]byte("before\n"))
+	rec2.fail(errors.New("disk full"))
+	if _, err := o2.Write([]byte("after\n")); err == nil || strings.Contains(user2.String(), "after") {
+		t.Fatalf("output went on after the recording failed: %v %q", err, user2.String())
+	}
+	<-ss2.ctx.Done()
+	if cause := context.Cause(ss2.ctx); cause == nil || !strings.Contains(cause.Error(), "disk full") {
+		t.Errorf("the session ended with %v", cause)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Approvals: single use, nobody approves their own, no decision means
+// denied, and an approval the audit log cannot record is a denial.
+func TestApprovals(t *testing.T) {
+	pol, err := policy.Compile(policy.Spec{
+		Targets: []policy.TargetSpec{{Name: "web1", Kind: "ssh", Address: "h:22", TrustOnFirstUse: true}},
+		Roles:   []policy.RoleSpec{{Name: "approvers", Groups: []string{"sre"}, Approve: []string{"web*"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var events []string
+	auditErr := error(nil)
+	a := &approvals{
+		audit: func(ev Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev.Type)
+			return auditErr
+		},
+		policy: func() *policy.Policy { return pol }, log: slog.New(slog.DiscardHandler), m: map[string]*approval{},
+	}
+	alice := ca.Identity{User: "alice", Issuer: "i", Subject: "a"}
+	bob := Caller{Identity: ca.Identity{User: "bob", Issuer: "i", Subject: "b", Groups: []string{"sre"}}}
+	carol := Caller{Identity: ca.Identity{User: "carol", Issuer: "i", Subject: "c"}}
+	ask := func(timeout time.Duration) *approval {
+		return a.request(&approval{Requester: alice, User: "alice", Target: "web1", Command: "./deploy.sh", Rule: "deploys",
+			Approvers: []string{"approvers"}, Created: time.Now(), Expires: time.Now().Add(timeout)})
+	}
+
+	ap := ask(time.Minute)
+	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, ""); !errors.Is(err, errSelfApprove) {
+		t.Errorf("self-approval: %v", err)
+	}
+	if _, err := a.decide(carol, ap.ID, true, ""); !errors.Is(err, errNotApprover) {
+		t.Errorf("not an approver: %v", err)
+	}
+	if _, err := a.decide(bob, ap.ID, true, ""); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	if _, err := a.decide(bob, ap.ID, false, ""); !errors.Is(err, errNoRequest) {
+		t.Errorf("a second decision: %v", err)
+	}
+	if outcome, by, _ := a.wait(context.Background(), ap); outcome != Approved || by != "bob" {
+		t.Errorf("wait: %s by %s", outcome, by)
+	}
+
+	ap = ask(20 * time.Millisecond)
+	if outcome, _, _ := a.wait(context.Background(), ap); outcome != TimedOut {
+		t.Errorf("no decision: %s, want %s", outcome, TimedOut)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ap = ask(time.Minute)
+	cancel()
+	if outcome, _, _ := a.wait(ctx, ap); outcome != Cancelled {
+		t.Errorf("cancelled: %s", outcome)
+	}
+
+	ap = ask(time.Minute)
+	mu.Lock()
+	auditErr = errors.New("audit down")
+	mu.Unlock()
+	if _, err := a.decide(bob, ap.ID, true, ""); err == nil {
+		t.Error("an approval the audit log cannot record was accepted")
+	}
+	if outcome, _, _ := a.wait(context.Background(), ap); outcome != Denied {
+		t.Errorf("unaudited approval: %s, want %s", outcome, Denied)
+	}
+	ap = ask(time.Minute) // the hold itself cannot be audited
+	if outcome, _, note := a.wait(context.Background(), ap); outcome != Denied || !strings.Contains(note, "audit log") {
+		t.Errorf("unaudited hold: %s (%s)", outcome, note)
+	}
+}
+
+func TestSplitArgs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{in: "sessions --user alice", want: []string{"sessions", "--user", "alice"}},
+		{in: `deny 7f3a --reason 'not now'`, want: []string{"deny", "7f3a", "--reason", "not now"}},
+		{in: `deny 7f3a --reason "it's \"late\""`, want: []string{"deny", "7f3a", "--reason", `it's "late"`}},
+		{in: `a\ b c`, want: []string{"a b", "c"}},
+		{in: `""`, want: []string{""}},
+		{in: "  \t\n ", want: nil},
+		{in: `$(rm -rf /) ` + "`id`", want: []string{"$(rm", "-rf", "/)", "`id`"}},
+		{in: `'unterminated`, err: true},
+		{in: `"unterminated`, err: true},
+		{in: `trailing\`, err: true},
+		{in: strings.Repeat("a ", 65), err: true},
+	} {
+		got, err := splitArgs(tc.in)
+		if (err != nil) != tc.err || !tc.err && !slicesEqual(got, tc.want) {
+			t.Errorf("splitArgs(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzSplitArgs: the admin command line comes from the network.
+func FuzzSplitArgs(f *testing.F) {
+	for _, s := range []string{"sessions --json", `deny x --reason 'a b'`, `"\"\\"`, `a\ b`, `'`, "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args, err := splitArgs(s)
+		if err != nil {
+			return
+		}
+		if len(args) > 64 {
+			t.Fatalf("%d arguments", len(args))
+		}
+		total := 0
+		for _, a := range args {
+			total += len(a)
+		}
+		if total > len(s) {
+			t.Fatalf("the arguments (%d bytes) are longer than the line (%d)", total, len(s))
+		}
+	})
+}
