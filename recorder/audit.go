@@ -360,7 +360,7 @@ func (s *Store) putCheckpoint(tx *bolt.Tx, now time.Time) error {
 	if seq == 0 {
 		return nil
 	}
-	v, err := sign(s.cfg.SealKey, checkpointDomain, checkpoint{Seq: seq, Hash: hex.EncodeToString(head[:]), Time: now.UTC()})
+	v, err := sign(s.signer, checkpointDomain, checkpoint{Seq: seq, Hash: hex.EncodeToString(head[:]), Time: now.UTC()})
 	if err != nil {
 		return err
 	}
@@ -387,7 +387,7 @@ func (s *Store) VerifyAudit() (Report, error) {
 			return nil
 		}
 		seq := binary.BigEndian.Uint64(k)
-		if err := openSigned(s.pub, checkpointDomain, v, &cp); err != nil {
+		if err := openSigned(s.keys, checkpointDomain, v, &cp); err != nil {
 			fail(seq, "checkpoint at record %d: %v", seq, err)
 			return nil
 		}

@@ -203,7 +203,7 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 		}
 		if l.Checkpoint != nil {
 			var cp checkpoint
-			if err := openSigned(s.pub, checkpointDomain, l.Checkpoint, &cp); err != nil {
+			if err := openSigned(s.keys, checkpointDomain, l.Checkpoint, &cp); err != nil {
 				fail(-1, "a checkpoint the sink received does not verify: %v", err)
 				continue
 			}

@@ -1,10 +1,8 @@
 package recorder
 
 import (
-	"crypto/ed25519"
-	"crypto/sha256"
+	"crypto"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,7 +22,8 @@ import (
 // Checkpoints are signed notes in the format of golang.org/x/mod/sumdb/note
 // (the Go checksum database's), so an auditor can check one with that
 // package or any implementation of the format, given the verifier key that
-// [Store.NoteVerifierKey] returns. The text is:
+// [NoteVerifierKey] returns (signature type 0x01 for an Ed25519 seal key,
+// 0x02 for ECDSA P-256: see sealkey.go). The text is:
 //
 //	bastion session checkpoint v1
 //	SESSION_ID
@@ -76,52 +75,28 @@ func parseCheckpointText(text string) (Checkpoint, error) {
 	return c, nil
 }
 
-// noteSigner signs notes with an ed25519 key, as note's own signers do.
-type noteSigner struct {
-	key  ed25519.PrivateKey
-	hash uint32
-}
-
-const algEd25519 = 1
-
-func newNoteSigner(key ed25519.PrivateKey) noteSigner {
-	return noteSigner{key: key, hash: noteKeyHash(key.Public().(ed25519.PublicKey))}
-}
-
-// noteKeyHash is note's key hash: the first four bytes of
-// SHA-256(name + "\n" + algorithm byte + public key).
-func noteKeyHash(pub ed25519.PublicKey) uint32 {
-	h := sha256.New()
-	h.Write([]byte(noteKeyName + "\n"))
-	h.Write([]byte{algEd25519})
-	h.Write(pub)
-	return binary.BigEndian.Uint32(h.Sum(nil))
-}
-
-func (s noteSigner) Name() string                    { return noteKeyName }
-func (s noteSigner) KeyHash() uint32                 { return s.hash }
-func (s noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
-
-// NoteVerifierKey returns the seal key's public half as a note verifier key
-// ("bastion-seal+HASH+KEY"), for checking checkpoints with
-// golang.org/x/mod/sumdb/note (note.NewVerifier, note.Open).
-func NoteVerifierKey(pub ed25519.PublicKey) string {
-	return fmt.Sprintf("%s+%08x+%s", noteKeyName, noteKeyHash(pub), base64.StdEncoding.EncodeToString(append([]byte{algEd25519}, pub...)))
-}
-
 // signCheckpoint returns c as a signed note.
-func signCheckpoint(s noteSigner, c Checkpoint) ([]byte, error) {
+func signCheckpoint(s *sealSigner, c Checkpoint) ([]byte, error) {
 	return note.Sign(&note.Note{Text: c.text()}, s)
 }
 
 // OpenCheckpoint checks a signed checkpoint with the seal key's public half
-// and returns it.
-func OpenCheckpoint(pub ed25519.PublicKey, msg []byte) (Checkpoint, error) {
-	v, err := note.NewVerifier(NoteVerifierKey(pub))
+// (ed25519.PublicKey or a P-256 *ecdsa.PublicKey) and returns it.
+func OpenCheckpoint(pub crypto.PublicKey, msg []byte) (Checkpoint, error) {
+	p, err := newSealPublic(pub)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
 	}
-	n, err := note.Open(msg, note.VerifierList(v))
+	return openCheckpoint(sealKeys{p}, msg)
+}
+
+// openCheckpoint checks a signed checkpoint with any of keys.
+func openCheckpoint(keys sealKeys, msg []byte) (Checkpoint, error) {
+	vs := make([]note.Verifier, len(keys))
+	for i, k := range keys {
+		vs[i] = k
+	}
+	n, err := note.Open(msg, note.VerifierList(vs...))
 	if err != nil {
 		var unknown *note.UnverifiedNoteError
 		if errors.As(err, &unknown) {
@@ -143,7 +118,7 @@ func (s *Store) readCheckpoint(tx *bolt.Tx, id string) (c Checkpoint, ok bool, e
 	if v == nil {
 		return c, false, nil
 	}
-	c, err = OpenCheckpoint(s.pub, v)
+	c, err = openCheckpoint(s.keys, v)
 	if err != nil {
 		return c, true, err
 	}

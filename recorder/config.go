@@ -1,7 +1,7 @@
 package recorder
 
 import (
-	"crypto/ed25519"
+	"crypto"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -70,8 +70,14 @@ type Config struct {
 	// Retention is how long ended sessions are kept; Purge removes older
 	// ones. 0 keeps them forever.
 	Retention time.Duration
-	// SealKey signs session seals and audit checkpoints. Required.
-	SealKey ed25519.PrivateKey
+	// SealKey signs session seals and checkpoints: an ed25519.PrivateKey
+	// (a file), or any crypto.Signer whose public key is Ed25519 or ECDSA
+	// P-256 (a key in an HSM or a cloud KMS). Required.
+	SealKey crypto.Signer
+	// PreviousSealKeys are the public halves (ed25519.PublicKey or P-256
+	// *ecdsa.PublicKey) of seal keys this store was sealed with before a key
+	// change: what they signed still verifies. nil: only SealKey's own.
+	PreviousSealKeys []crypto.PublicKey
 	// OpenTimeout is how long Open waits for another process's lock on the
 	// file. Default 5s.
 	OpenTimeout time.Duration
@@ -98,8 +104,13 @@ func (c Config) check() (Config, error) {
 	if c.Path == "" {
 		return c, fmt.Errorf("recorder: config: %w: Path is required", ErrConfig)
 	}
-	if len(c.SealKey) != ed25519.PrivateKeySize {
-		return c, fmt.Errorf("recorder: config: %w: SealKey must be an ed25519 private key", ErrConfig)
+	if _, err := newSealSigner(c.SealKey); err != nil {
+		return c, fmt.Errorf("recorder: config: %w: SealKey: %v", ErrConfig, err)
+	}
+	for i, k := range c.PreviousSealKeys {
+		if _, err := newSealPublic(k); err != nil {
+			return c, fmt.Errorf("recorder: config: %w: PreviousSealKeys[%d]: %v", ErrConfig, i, err)
+		}
 	}
 	if c.Mode != Strict && c.Mode != BestEffort {
 		return c, fmt.Errorf("recorder: config: %w: unknown mode %d", ErrConfig, c.Mode)

@@ -49,9 +49,13 @@
 // first one a hash of the session ID) and its own hash, so the chunks form a
 // chain. At every flush, in the same transaction as the chunks, the flusher
 // signs the session's new chain head, chunk count and event count with
-// Config.SealKey (ed25519) as a [Checkpoint], a signed note in the format of
+// Config.SealKey as a [Checkpoint], a signed note in the format of
 // golang.org/x/mod/sumdb/note ([NoteVerifierKey] gives the verifier key
-// others check it with). When a session ends, a seal naming the chain head,
+// others check it with). The seal key is Ed25519 (a file, the default) or
+// ECDSA P-256 (a key in an HSM or a cloud KMS, which mostly lack Ed25519);
+// the algorithm follows the key, and sealkey.go says how each is encoded.
+// After a key change, Config.PreviousSealKeys keeps what the old key signed
+// verifiable. When a session ends, a seal naming the chain head,
 // the counts, the times and the session's metadata is signed too.
 // [Store.Verify] reports a session intact, or exactly which chunk broke and
 // how, and reports chunks that no signature covers (after the last

@@ -207,7 +207,7 @@ func (s *Store) flush(final bool) {
 				return err
 			}
 			if it.end != nil {
-				sealed, err := sign(s.cfg.SealKey, sealDomain, newSeal(it.info, it.head, now))
+				sealed, err := sign(s.signer, sealDomain, newSeal(it.info, it.head, now))
 				if err != nil {
 					return err
 				}

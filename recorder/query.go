@@ -226,9 +226,9 @@ func (s *Store) Verify(id string) (Report, error) {
 
 	switch {
 	case sealBytes != nil:
-		se, err := VerifySeal(s.pub, sealBytes)
-		if err != nil {
-			fail(-1, "the seal is invalid: %v", errors.Unwrap(err))
+		var se Seal
+		if err := openSigned(s.keys, sealDomain, sealBytes, &se); err != nil {
+			fail(-1, "the seal is invalid: %v", err)
 			break
 		}
 		if rep.Problem != "" {

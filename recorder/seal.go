@@ -2,7 +2,7 @@ package recorder
 
 import (
 	"bytes"
-	"crypto/ed25519"
+	"crypto"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -53,22 +53,25 @@ const (
 
 var errSignature = errors.New("signature does not verify")
 
-func sign(key ed25519.PrivateKey, domain string, v any) ([]byte, error) {
+func sign(key *sealSigner, domain string, v any) ([]byte, error) {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	sig := ed25519.Sign(key, append([]byte(domain), payload...))
-	return json.Marshal(signed{Payload: payload, Key: key.Public().(ed25519.PublicKey), Sig: sig})
+	sig, err := key.Sign(append([]byte(domain), payload...))
+	if err != nil {
+		return nil, fmt.Errorf("seal key: %w", err)
+	}
+	return json.Marshal(signed{Payload: payload, Key: key.raw, Sig: sig})
 }
 
-func openSigned(pub ed25519.PublicKey, domain string, data []byte, v any) error {
+func openSigned(keys sealKeys, domain string, data []byte, v any) error {
 	var s signed
 	if err := json.Unmarshal(data, &s); err != nil {
 		return fmt.Errorf("unreadable: %v", err)
 	}
-	if !ed25519.Verify(pub, append([]byte(domain), s.Payload...), s.Sig) {
-		if !pub.Equal(ed25519.PublicKey(s.Key)) {
+	if ok, different := keys.verify(s.Key, append([]byte(domain), s.Payload...), s.Sig); !ok {
+		if different {
 			return fmt.Errorf("%w: signed by a different key", errSignature)
 		}
 		return errSignature
@@ -79,19 +82,24 @@ func openSigned(pub ed25519.PublicKey, domain string, data []byte, v any) error 
 	return nil
 }
 
-// VerifySeal checks a stored seal's signature with pub and returns it. It lets
-// tools holding only the public key check an exported seal.
-func VerifySeal(pub ed25519.PublicKey, data []byte) (Seal, error) {
+// VerifySeal checks a stored seal's signature with pub (ed25519.PublicKey
+// or a P-256 *ecdsa.PublicKey) and returns it. It lets tools holding only
+// the public key check an exported seal.
+func VerifySeal(pub crypto.PublicKey, data []byte) (Seal, error) {
+	p, err := newSealPublic(pub)
+	if err != nil {
+		return Seal{}, fmt.Errorf("recorder: seal: %w", err)
+	}
 	var s Seal
-	if err := openSigned(pub, sealDomain, data, &s); err != nil {
+	if err := openSigned(sealKeys{p}, sealDomain, data, &s); err != nil {
 		return Seal{}, fmt.Errorf("recorder: seal: %w", err)
 	}
 	return s, nil
 }
 
 // SealPublicKey returns the public half of the key that signs seals and
-// audit checkpoints.
-func (s *Store) SealPublicKey() ed25519.PublicKey { return s.pub }
+// audit checkpoints: ed25519.PublicKey or a P-256 *ecdsa.PublicKey.
+func (s *Store) SealPublicKey() crypto.PublicKey { return s.signer.pub }
 
 func newSeal(info SessionInfo, head [hashLen]byte, sealedAt time.Time) Seal {
 	return Seal{

@@ -2,7 +2,6 @@ package recorder
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -47,7 +46,6 @@ var metaCheckpointsSince = []byte("checkpoints_since")
 type Store struct {
 	cfg Config
 	db  *bolt.DB
-	pub ed25519.PublicKey
 	log *slog.Logger
 
 	closeMu sync.RWMutex // held shared by public operations, exclusively by Close
@@ -80,7 +78,8 @@ type Store struct {
 	bufPool sync.Pool     // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
 	valPool sync.Pool     // *[]byte: encoded chunk values, the same capacity
 	zenc    *zstd.Encoder // compresses chunks; used by the flusher
-	signer  noteSigner    // signs session checkpoints
+	signer  *sealSigner   // signs seals and checkpoints
+	keys    sealKeys      // verify them: the seal key, then previous ones
 	cpSince time.Time     // sessions started at or after this have checkpoints
 	// tokensSwept is when expired token keys were last forgotten (the
 	// audit loop's own).
@@ -116,7 +115,6 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:        cfg,
 		db:         db,
-		pub:        cfg.SealKey.Public().(ed25519.PublicKey),
 		log:        cfg.Logger,
 		active:     make(map[string]*Recording),
 		flushed:    make(chan struct{}),
@@ -129,8 +127,13 @@ func Open(cfg Config) (*Store, error) {
 		entropy:    ulid.Monotonic(rand.Reader, 0),
 		revoked:    make(map[uint64]struct{}),
 		zenc:       newZstdEncoder(),
-		signer:     newNoteSigner(cfg.SealKey),
 		usedTokens: make(map[string]int64),
+	}
+	s.signer, _ = newSealSigner(cfg.SealKey) // checked by cfg.check
+	s.keys = sealKeys{s.signer.sealPublic}
+	for _, k := range cfg.PreviousSealKeys {
+		p, _ := newSealPublic(k)
+		s.keys = append(s.keys, p)
 	}
 	if err := s.init(); err != nil {
 		db.Close()
@@ -265,7 +268,7 @@ func (s *Store) recoverLive() error {
 				return err
 			}
 			if seal {
-				sealed, err := sign(s.cfg.SealKey, sealDomain, newSeal(info, head, now))
+				sealed, err := sign(s.signer, sealDomain, newSeal(info, head, now))
 				if err != nil {
 					return err
 				}

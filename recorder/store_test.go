@@ -2,7 +2,9 @@ package recorder
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"errors"
 	"os"
 	"path/filepath"
@@ -23,7 +25,9 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{name: "no path", edit: func(c *Config) { c.Path = "" }},
 		{name: "no seal key", edit: func(c *Config) { c.SealKey = nil }},
-		{name: "short seal key", edit: func(c *Config) { c.SealKey = c.SealKey[:10] }},
+		{name: "short seal key", edit: func(c *Config) { c.SealKey = testKey[:10] }},
+		{name: "P-384 seal key", edit: func(c *Config) { c.SealKey = mustECDSA(t, elliptic.P384()) }},
+		{name: "bad previous key", edit: func(c *Config) { c.PreviousSealKeys = []crypto.PublicKey{[]byte("x")} }},
 		{name: "unknown mode", edit: func(c *Config) { c.Mode = 7 }},
 		{name: "negative interval", edit: func(c *Config) { c.FlushInterval = -1 }},
 		{name: "negative budget", edit: func(c *Config) { c.SessionByteBudget = -1 }},
