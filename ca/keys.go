@@ -47,8 +47,18 @@ type Keys struct {
 	DBCA *X509CA
 	// HostKey is the bastion's own SSH host key (certified by HostCA at start).
 	HostKey ssh.Signer
-	// SealKey signs recording seals and audit checkpoints.
-	SealKey ed25519.PrivateKey
+	// SealKey signs recording seals and audit checkpoints: an
+	// ed25519.PrivateKey from the file, or a key in a KMS (Ed25519 or ECDSA
+	// P-256).
+	SealKey crypto.Signer
+
+	// Sources says where each CA key is (file or redacted URI), for the log.
+	Sources []KeySource
+	// Unused lists key files in data_dir/ca that a key URI replaces: whoever
+	// reads them can still sign as the old key, so they should go.
+	Unused []string
+
+	kms *kmsSet // the KMS clients the keys hold; nil for files only
 }
 
 // X509CA is a certificate authority for X.509 certificates.
@@ -62,7 +72,15 @@ type X509CA struct {
 // does not exist yet. It refuses key files that other users can read or that
 // are not regular files, so a misconfigured data directory stops the bastion
 // instead of leaking a CA.
-func LoadOrCreateKeys(dir string) (*Keys, error) {
+func LoadOrCreateKeys(dir string) (*Keys, error) { return LoadKeys(dir, KeyConfig{}) }
+
+// LoadKeys loads the key material: each key kc gives a URI from its KMS
+// (first, so a key that cannot sign stops the start before anything is
+// written), the rest from files in dir/ca as LoadOrCreateKeys does. Every
+// KMS key must make a test signature that verifies with its public half;
+// the error is a *KeyError naming the key, where it is and why, with any
+// PIN redacted. On error nothing stays open. Close releases the KMS clients.
+func LoadKeys(dir string, kc KeyConfig) (_ *Keys, err error) {
 	cadir := filepath.Join(dir, caDirName)
 	if err := os.MkdirAll(cadir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: create %s: %w", cadir, err)
@@ -70,17 +88,40 @@ func LoadOrCreateKeys(dir string) (*Keys, error) {
 	if err := checkPrivate(cadir, true); err != nil {
 		return nil, err
 	}
-	k := &Keys{}
+	k := &Keys{kms: newKMSSet(kc.Timeout)}
+	defer func() {
+		if err != nil {
+			k.Close()
+		}
+	}()
+	fromKMS, err := k.loadKMSKeys(cadir, kc)
+	if err != nil {
+		return nil, err
+	}
+	fileKey := func(p Purpose, file string) bool {
+		if fromKMS[p] {
+			if _, err := os.Lstat(filepath.Join(cadir, file)); err == nil {
+				k.Unused = append(k.Unused, filepath.Join(cadir, file))
+			}
+			return false
+		}
+		k.Sources = append(k.Sources, KeySource{Purpose: p, Where: filepath.Join(cadir, file)})
+		return true
+	}
 	for _, f := range []struct {
+		p       Purpose
 		dst     *ssh.Signer
 		file    string
 		comment string
 	}{
-		{&k.UserCA, userCAFile, "bastion user CA"},
-		{&k.TargetCA, targetCAFile, "bastion target CA"},
-		{&k.HostCA, hostCAFile, "bastion host CA"},
-		{&k.HostKey, hostKeyFile, "bastion host key"},
+		{PurposeUser, &k.UserCA, userCAFile, "bastion user CA"},
+		{PurposeTarget, &k.TargetCA, targetCAFile, "bastion target CA"},
+		{PurposeHost, &k.HostCA, hostCAFile, "bastion host CA"},
+		{"", &k.HostKey, hostKeyFile, "bastion host key"},
 	} {
+		if f.p != "" && !fileKey(f.p, f.file) {
+			continue
+		}
 		priv, err := loadOrCreateEd25519(filepath.Join(cadir, f.file), f.comment)
 		if err != nil {
 			return nil, err
@@ -89,14 +130,39 @@ func LoadOrCreateKeys(dir string) (*Keys, error) {
 			return nil, fmt.Errorf("ca: %s: %w", f.comment, err)
 		}
 	}
-	var err error
-	if k.SealKey, err = loadOrCreateEd25519(filepath.Join(cadir, sealKeyFile), "bastion seal key"); err != nil {
-		return nil, err
+	if fileKey(PurposeSeal, sealKeyFile) {
+		if k.SealKey, err = loadOrCreateEd25519(filepath.Join(cadir, sealKeyFile), "bastion seal key"); err != nil {
+			return nil, err
+		}
 	}
-	if k.DBCA, err = loadOrCreateX509CA(filepath.Join(cadir, dbCAKeyFile), filepath.Join(cadir, dbCACertFile)); err != nil {
-		return nil, err
+	if fileKey(PurposeDB, dbCAKeyFile) {
+		if k.DBCA, err = loadOrCreateX509CA(filepath.Join(cadir, dbCAKeyFile), filepath.Join(cadir, dbCACertFile)); err != nil {
+			return nil, err
+		}
+	}
+	for i := range k.Sources {
+		if k.Sources[i].Algorithm == "" {
+			k.Sources[i].Algorithm = k.algorithm(k.Sources[i].Purpose)
+		}
 	}
 	return k, nil
+}
+
+// algorithm names the algorithm of the key for p.
+func (k *Keys) algorithm(p Purpose) string {
+	var pub crypto.PublicKey
+	switch p {
+	case PurposeUser, PurposeTarget, PurposeHost:
+		s := map[Purpose]ssh.Signer{PurposeUser: k.UserCA, PurposeTarget: k.TargetCA, PurposeHost: k.HostCA}[p]
+		if cp, ok := s.PublicKey().(ssh.CryptoPublicKey); ok {
+			pub = cp.CryptoPublicKey()
+		}
+	case PurposeDB:
+		pub = k.DBCA.Key.Public()
+	case PurposeSeal:
+		pub = k.SealKey.Public()
+	}
+	return KeyAlgorithm(pub)
 }
 
 // checkPrivate refuses a path that is readable or writable by group or others.
@@ -191,24 +257,9 @@ func loadOrCreateX509CA(keyPath, certPath string) (*X509CA, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ca: marshal database CA: %w", err)
 		}
-		serial, err := randomSerialBig()
+		certDER, err := selfSignX509CA(key)
 		if err != nil {
 			return nil, err
-		}
-		now := time.Now()
-		tmpl := &x509.Certificate{
-			SerialNumber:          serial,
-			Subject:               pkix.Name{CommonName: "bastion database CA", Organization: []string{"bastion"}},
-			NotBefore:             now.Add(-time.Hour),
-			NotAfter:              now.Add(dbCALifetime),
-			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-			MaxPathLenZero:        true,
-		}
-		certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-		if err != nil {
-			return nil, fmt.Errorf("ca: self-sign database CA: %w", err)
 		}
 		// The certificate is public, but write it first so a crash between
 		// the two writes leaves a key without a cert (regenerated below)
@@ -253,6 +304,30 @@ func loadOrCreateX509CA(keyPath, certPath string) (*X509CA, error) {
 		return nil, fmt.Errorf("ca: %s does not match %s", certPath, keyPath)
 	}
 	return &X509CA{Cert: cert, Key: signer, PEM: pem.EncodeToMemory(cblk)}, nil
+}
+
+// selfSignX509CA makes the database CA's self-signed certificate for key.
+func selfSignX509CA(key crypto.Signer) ([]byte, error) {
+	serial, err := randomSerialBig()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "bastion database CA", Organization: []string{"bastion"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(dbCALifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: self-sign database CA: %w", err)
+	}
+	return der, nil
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

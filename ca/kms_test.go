@@ -1,0 +1,311 @@
+package ca
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/localsvc"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// hsmKeyConfig creates every CA key inside h's token (as `bastion ca
+// init` does) and returns the config naming them.
+func hsmKeyConfig(t testing.TB, h *localsvc.SoftHSM) KeyConfig {
+	t.Helper()
+	var kc KeyConfig
+	for i, p := range Purposes {
+		uri := h.KeyURI(string(p)+"-ca", byte(i+1))
+		sg, closeKMS, err := CreateKey(uri, p, "")
+		if err != nil {
+			t.Fatalf("CreateKey %s: %v", p, err)
+		}
+		if _, ok := sg.Public().(*ecdsa.PublicKey); !ok {
+			t.Errorf("%s: a PKCS#11 key is %T, want ECDSA P-256 (crypto11 has no Ed25519)", p, sg.Public())
+		}
+		closeKMS()
+		switch p {
+		case PurposeUser:
+			kc.User = uri
+		case PurposeTarget:
+			kc.Target = uri
+		case PurposeHost:
+			kc.Host = uri
+		case PurposeDB:
+			kc.DB = uri
+		case PurposeSeal:
+			kc.Seal = uri
+		}
+	}
+	return kc
+}
+
+// Every CA key in a SoftHSM token: the authority signs with them, the
+// certificates verify against the exported public parts, and data_dir/ca
+// holds no CA private key (only the bastion's own host key and the
+// database CA's public certificate).
+func TestKeysInSoftHSM(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	kc := hsmKeyConfig(t, h)
+	dir := t.TempDir()
+	keys, err := LoadKeys(dir, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	for _, s := range keys.Sources {
+		if !strings.HasPrefix(s.Where, "pkcs11:") || s.Algorithm != "ecdsa-p256" {
+			t.Errorf("source %+v, want a pkcs11 ECDSA P-256 key", s)
+		}
+	}
+	if len(keys.Sources) != len(Purposes) {
+		t.Errorf("got %d sources, want %d", len(keys.Sources), len(Purposes))
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, caDirName))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != dbCACertFile+" "+hostKeyFile {
+		t.Errorf("data_dir/ca holds %v, want only %s and %s", names, dbCACertFile, hostKeyFile)
+	}
+
+	a, err := New(Config{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newEd25519(t)
+	cert, _, err := a.SignUser(Identity{User: "alice", Issuer: "https://idp", Subject: "a"}, pub, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Signature.Format != ssh.KeyAlgoECDSA256 {
+		t.Errorf("user certificate signed with %s, want %s", cert.Signature.Format, ssh.KeyAlgoECDSA256)
+	}
+	checker := ssh.CertChecker{IsUserAuthority: func(k ssh.PublicKey) bool { return string(k.Marshal()) == string(keys.UserCA.PublicKey().Marshal()) }}
+	if err := checker.CheckCert("alice", cert); err != nil {
+		t.Errorf("user certificate: %v", err)
+	}
+	tc, err := a.SignTarget(pub, TargetCert{Login: "root", KeyID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(keys.TargetCALine(), "ecdsa-sha2-nistp256 ") {
+		t.Errorf("target CA line %q", keys.TargetCALine())
+	}
+	checker.IsUserAuthority = func(k ssh.PublicKey) bool { return string(k.Marshal()) == string(keys.TargetCA.PublicKey().Marshal()) }
+	if err := checker.CheckCert("root", tc); err != nil {
+		t.Errorf("target certificate: %v", err)
+	}
+	hc, err := a.SignHost(keys.HostKey.PublicKey(), "h", []string{"web1"}, time.Hour)
+	if err != nil || hc.SignatureKey.Type() != ssh.KeyAlgoECDSA256 {
+		t.Fatalf("host certificate: %v", err)
+	}
+	ck, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dbc, err := a.SignDBClient(ck.Public(), "app", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(keys.DBCA.PEM)
+	if _, err := dbc.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("database client certificate: %v", err)
+	}
+	srv, err := a.SignDBServer(ck.Public(), []string{"127.0.0.1"}, time.Minute)
+	if err != nil || !srv.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) {
+		t.Errorf("database server certificate: %v", err)
+	}
+	if _, ok := keys.SealKey.Public().(*ecdsa.PublicKey); !ok {
+		t.Errorf("seal key %T", keys.SealKey.Public())
+	}
+	if err := keys.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+
+	// A second start finds the same keys and the certificate made for the
+	// database CA key at the first.
+	again, err := LoadKeys(dir, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if again.UserCALine() != keys.UserCALine() || string(again.DBCA.PEM) != string(keys.DBCA.PEM) {
+		t.Error("the second start has other keys")
+	}
+}
+
+// A key that cannot be used stops LoadKeys with an error naming the key
+// and the reason, and never the PIN.
+func TestKeyErrors(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	good := h.KeyURI("user-ca", 1)
+	if _, closeKMS, err := CreateKey(good, PurposeUser, ""); err != nil {
+		t.Fatal(err)
+	} else {
+		closeKMS()
+	}
+	wrongPIN := filepath.Join(t.TempDir(), "wrong-pin")
+	os.WriteFile(wrongPIN, []byte("31337-wrong\n"), 0o600)
+	openPIN := filepath.Join(t.TempDir(), "open-pin")
+	os.WriteFile(openPIN, []byte(h.PIN), 0o644)
+	tests := []struct {
+		name, uri string
+		want      []string
+	}{
+		{"wrong PIN", strings.Replace(good, h.PINFile, wrongPIN, 1), []string{"user CA key pkcs11:token=bastion;id=%01;object=user-ca", "CKR_PIN_INCORRECT", "the PIN is wrong"}},
+		{"wrong pin-value", "pkcs11:token=bastion;object=user-ca?module-path=" + h.Module + "&pin-value=98765-wrong", []string{"pin-value=REDACTED", "CKR_PIN_INCORRECT"}},
+		{"missing object", strings.Replace(good, "object=user-ca", "object=no-such-key", 1), []string{"object=no-such-key", "not found"}},
+		{"missing object with pin-value", "pkcs11:token=bastion;object=nope?module-path=" + h.Module + "&pin-value=" + h.PIN, []string{"pin-value=REDACTED", "not found"}},
+		{"no such module", strings.Replace(good, h.Module, "/nonexistent/libsofthsm2.so", 1), []string{"module-path", "no such file"}},
+		{"no such token", strings.Replace(good, "token=bastion", "token=other", 1), []string{"token=other"}},
+		{"no PIN file", strings.Replace(good, h.PINFile, "/nonexistent/pin", 1), []string{"pin-source", "no such file"}},
+		{"PIN file others can read", strings.Replace(good, h.PINFile, openPIN, 1), []string{"pin-source", "allow access by other users"}},
+		{"malformed", "pkcs11:token=bastion?pin-value=hunter2-secret", []string{"user CA key (key URI)", "id or object"}},
+		{"softkms missing file", "softkms:path=/nonexistent/user_ca.pem", []string{"no such file"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			keys, err := LoadKeys(dir, KeyConfig{User: tc.uri})
+			if err == nil {
+				keys.Close()
+				t.Fatal("LoadKeys accepted it")
+			}
+			var ke *KeyError
+			if !errors.As(err, &ke) || ke.Purpose != PurposeUser {
+				t.Errorf("error %T %v: want a *KeyError for the user CA", err, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q: want it to mention %q", err, w)
+				}
+			}
+			for _, secret := range []string{h.PIN, "98765-wrong", "31337-wrong", "hunter2-secret"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q shows a PIN", err)
+				}
+			}
+			// Nothing half-made: no key file was created for any purpose.
+			if entries, _ := os.ReadDir(filepath.Join(dir, caDirName)); len(entries) != 0 {
+				t.Errorf("data_dir/ca has %d entries after a failed start", len(entries))
+			}
+		})
+	}
+}
+
+// softkms keys are files named by URI: Ed25519 by default, refused when
+// others can read them, and never overwritten by CreateKey.
+func TestSoftKMSKeys(t *testing.T) {
+	dir := t.TempDir()
+	var kc KeyConfig
+	for _, p := range Purposes {
+		uri := "softkms:path=" + filepath.Join(dir, string(p)+".pem")
+		sg, closeKMS, err := CreateKey(uri, p, "")
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		closeKMS()
+		_, isEd := sg.Public().(ed25519.PublicKey)
+		if want := p != PurposeDB; isEd != want {
+			t.Errorf("%s: key %T", p, sg.Public())
+		}
+		switch p {
+		case PurposeUser:
+			kc.User = uri
+		case PurposeTarget:
+			kc.Target = uri
+		case PurposeHost:
+			kc.Host = uri
+		case PurposeDB:
+			kc.DB = uri
+		case PurposeSeal:
+			kc.Seal = uri
+		}
+	}
+	if _, _, err := CreateKey(kc.User, PurposeUser, ""); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("CreateKey over an existing file: %v", err)
+	}
+	if _, _, err := CreateKey("softkms:path="+filepath.Join(dir, "x.pem"), PurposeDB, AlgEd25519); err == nil {
+		t.Error("an Ed25519 database CA was created")
+	}
+	keys, err := LoadKeys(t.TempDir(), kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(keys.UserCALine(), "ssh-ed25519 ") {
+		t.Errorf("user CA line %q", keys.UserCALine())
+	}
+	os.Chmod(filepath.Join(dir, "seal.pem"), 0o644)
+	if _, err := LoadKeys(t.TempDir(), kc); err == nil || !strings.Contains(err.Error(), "seal key") {
+		t.Errorf("a seal key others can read: %v", err)
+	}
+}
+
+// Switching a purpose to a key URI leaves the old file unused, and says so.
+func TestUnusedKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadOrCreateKeys(dir); err != nil {
+		t.Fatal(err)
+	}
+	uri := "softkms:path=" + filepath.Join(t.TempDir(), "user.pem")
+	if _, c, err := CreateKey(uri, PurposeUser, ""); err != nil {
+		t.Fatal(err)
+	} else {
+		c()
+	}
+	keys, err := LoadKeys(dir, KeyConfig{User: uri})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.Unused) != 1 || filepath.Base(keys.Unused[0]) != userCAFile {
+		t.Errorf("Unused = %v, want the old user_ca file", keys.Unused)
+	}
+}
+
+// BenchmarkSignTarget measures per-session target certificates, the
+// signature every session needs, with the target CA in a file and in
+// SoftHSM: go test -bench SignTarget -run ^$ ./ca
+func BenchmarkSignTarget(b *testing.B) {
+	pub := newEd25519(b)
+	run := func(b *testing.B, keys *Keys) {
+		a, err := New(Config{Keys: keys})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := a.SignTarget(pub, TargetCert{Login: "root", KeyID: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("file", func(b *testing.B) { run(b, testKeys(b)) })
+	b.Run("softhsm", func(b *testing.B) {
+		h := testenv.SoftHSM(b)
+		uri := h.KeyURI("target-ca", 2)
+		if _, c, err := CreateKey(uri, PurposeTarget, ""); err != nil {
+			b.Fatal(err)
+		} else {
+			c()
+		}
+		keys, err := LoadKeys(b.TempDir(), KeyConfig{Target: uri})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer keys.Close()
+		run(b, keys)
+	})
+}
