@@ -27,7 +27,7 @@ import (
 	_ "go.step.sm/crypto/kms/pkcs11"   // pkcs11: URIs (needs cgo; without it, a clear error)
 	"golang.org/x/crypto/ssh"
 
-	"github.com/bastionhq/bastion/ca/keyuri"
+	"github.com/bastionhq/bastion/internal/keyuri"
 )
 
 // Purpose names one of the CA keys a key URI can hold.
@@ -511,5 +511,22 @@ func CreateDBCACert(key crypto.Signer, path string) ([]byte, error) {
 	return b, f.Close()
 }
 
-// SSHPublicKey is a CA key's public half as OpenSSH reads it.
-func SSHPublicKey(pub crypto.PublicKey) (ssh.PublicKey, error) { return ssh.NewPublicKey(pub) }
+// SSHLine is an SSH CA's public half as `ca export` prints it: an
+// authorized_keys line for the user and target CAs, an @cert-authority
+// known_hosts line for hosts ("*" when empty) for the host CA.
+func SSHLine(p Purpose, pub crypto.PublicKey, hosts string) (string, error) {
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("ca: %s: %w", p, err)
+	}
+	switch p {
+	case PurposeUser, PurposeTarget:
+		return authorizedLine(k, "bastion-"+string(p)+"-ca"), nil
+	case PurposeHost:
+		if hosts == "" {
+			hosts = "*"
+		}
+		return "@cert-authority " + hosts + " " + authorizedLine(k, "bastion-host-ca"), nil
+	}
+	return "", fmt.Errorf("ca: %s is not an SSH CA", p)
+}

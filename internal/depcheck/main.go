@@ -41,6 +41,7 @@ var rules = []rule{
 	{"bastion/linerec", leafDeny, "a leaf"},
 	{"bastion/mask", leafDeny, "a leaf"},
 	{"bastion/pgproxy", leafDeny, "a leaf"},
+	{"internal/keyuri", leafDeny, "a leaf: key URIs are parsed before any key is opened"},
 	// The policy parses host keys (x/crypto/ssh) but knows nothing of the
 	// server, the CA or the store, and the YAML config is not its model.
 	{"bastion/policy", []string{"internal/...", "bastion", "ca/...", "recorder/...", "player/...", "github.com/gliderlabs/ssh"}, "the policy compiles its own types; the config is not its model"},
