@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/policy"
-	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/login"
 )
@@ -138,72 +137,5 @@ func runSSHConfig(args []string) error {
 		return err
 	}
 	fmt.Print(s)
-	return nil
-}
-
-func runCA(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "Usage: bastion ca export --user|--target|--host|--db [--config FILE | --data-dir DIR]\n       bastion ca revoke SERIAL [--reason R]")
-		return errUsage
-	}
-	switch args[0] {
-	case "export":
-		return runCAExport(args[1:])
-	case "revoke":
-		return thin("revoke")(args[1:])
-	}
-	return fmt.Errorf("unknown ca command %q (export, revoke)", args[0])
-}
-
-func runCAExport(args []string) error {
-	fs := flags("ca export", "--user|--target|--host|--db [--config FILE | --data-dir DIR]",
-		"Print a CA's public part in the format its consumer reads:\n"+
-			"  --target  TrustedUserCAKeys line for targets' sshd (targets trust only this CA)\n"+
-			"  --user    the user CA as an authorized_keys/TrustedUserCAKeys line\n"+
-			"  --host    @cert-authority line for clients' known_hosts\n"+
-			"  --db      PEM certificate for PostgreSQL's ssl_ca_file\n"+
-			"Run it on the bastion host; the keys are created on first use.")
-	user := fs.Bool("user", false, "user CA")
-	target := fs.Bool("target", false, "target CA")
-	host := fs.Bool("host", false, "host CA")
-	db := fs.Bool("db", false, "database (X.509) CA")
-	hosts := fs.String("hosts", "*", "host patterns for the --host line")
-	cfgPath := fs.String("config", "", "config file (for data_dir)")
-	dataDir := fs.String("data-dir", "", "data directory (instead of --config)")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	n := 0
-	for _, b := range []bool{*user, *target, *host, *db} {
-		if b {
-			n++
-		}
-	}
-	if n != 1 || (*cfgPath == "") == (*dataDir == "") {
-		fs.Usage()
-		return errUsage
-	}
-	dir := *dataDir
-	if *cfgPath != "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			return err
-		}
-		dir = cfg.DataDir
-	}
-	keys, err := ca.LoadOrCreateKeys(dir)
-	if err != nil {
-		return err
-	}
-	switch {
-	case *user:
-		fmt.Println(keys.UserCALine())
-	case *target:
-		fmt.Println(keys.TargetCALine())
-	case *host:
-		fmt.Println(keys.HostCALine(*hosts))
-	case *db:
-		os.Stdout.Write(keys.DBCA.PEM)
-	}
 	return nil
 }

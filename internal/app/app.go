@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -92,9 +93,15 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.policy.Store(pol)
-	if a.Keys, err = ca.LoadOrCreateKeys(cfg.DataDir); err != nil {
+	var previousSealKeys []crypto.PublicKey
+	if a.Keys, previousSealKeys, err = loadKeys(cfg, log); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			a.Keys.Close()
+		}
+	}()
 	mode, err := recorder.ParseMode(cfg.Recording.Mode)
 	if err != nil {
 		return nil, err
@@ -107,6 +114,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		RecordInput:       cfg.Recording.Input,
 		Retention:         cfg.Recording.Retention.D,
 		SealKey:           a.Keys.SealKey,
+		PreviousSealKeys:  previousSealKeys,
 		Now:               now,
 		Logger:            log.With("component", "recorder"),
 		OnFlush: func(d time.Duration, _ int, err error) {
@@ -290,6 +298,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if cerr := a.Store.Close(); err == nil {
 			err = cerr
 		}
+		a.Keys.Close() // after the store: the seal key signs the last seals
 	})
 	return err
 }

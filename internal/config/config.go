@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bastionhq/bastion/internal/keyuri"
 )
 
 // maxConfigBytes bounds a config file; real ones are a few KiB.
@@ -33,6 +35,7 @@ type Config struct {
 	Listen    Listen     `yaml:"listen"`
 	Public    Public     `yaml:"public"`
 	DataDir   string     `yaml:"data_dir"`
+	CA        CA         `yaml:"ca"`
 	OIDC      OIDC       `yaml:"oidc"`
 	Certs     Certs      `yaml:"certs"`
 	Sessions  Sessions   `yaml:"sessions"`
@@ -44,6 +47,29 @@ type Config struct {
 	Audit     Audit      `yaml:"audit"`
 	Log       LogConfig  `yaml:"log"`
 	TLS       *TLSConfig `yaml:"tls"` // HTTPS for the HTTP listener
+}
+
+// CA says where the CA keys live. A key without a URI is the file in
+// data_dir/ca it has always been, created at first start.
+type CA struct {
+	User   CAKey `yaml:"user"`
+	Target CAKey `yaml:"target"`
+	Host   CAKey `yaml:"host"`
+	DB     CAKey `yaml:"db"`
+	Seal   CAKey `yaml:"seal"`
+}
+
+// CAKey is one CA key held in a PKCS#11 token, a YubiKey or a cloud KMS.
+type CAKey struct {
+	// Key is the key URI (go.step.sm/crypto/kms syntax, e.g.
+	// "pkcs11:token=bastion;object=user-ca?module-path=…&pin-source=…").
+	Key string `yaml:"key"`
+	// Cert, for ca.db only: the database CA's certificate (PEM). Default
+	// data_dir/ca/db_ca.pem, self-signed by the key when missing.
+	Cert string `yaml:"cert"`
+	// Previous, for ca.seal only: the verifier keys (`bastion ca export
+	// --seal`) of earlier seal keys, whose seals and checkpoints stay valid.
+	Previous []string `yaml:"previous"`
 }
 
 // Listen holds listener addresses.
@@ -304,6 +330,7 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.DataDir)
+	abs(&c.CA.DB.Cert)
 	if c.TLS != nil {
 		abs(&c.TLS.CertFile)
 		abs(&c.TLS.KeyFile)
@@ -350,6 +377,7 @@ func (c *Config) Validate() error {
 	var v validator
 	v.listen(c)
 	v.dataDir(c)
+	v.ca(c)
 	v.tls(c)
 	v.oidc(c)
 	v.certs(c)
@@ -403,6 +431,33 @@ func (v *validator) listen(c *Config) {
 func (v *validator) dataDir(c *Config) {
 	if c.DataDir == "" {
 		v.bad("data_dir", "required")
+	}
+}
+
+// ca checks the key URIs without opening them (serve opens them and says
+// which key cannot sign). Errors never quote a URI: it may hold a PIN.
+func (v *validator) ca(c *Config) {
+	for _, k := range []struct {
+		name string
+		key  CAKey
+	}{{"user", c.CA.User}, {"target", c.CA.Target}, {"host", c.CA.Host}, {"db", c.CA.DB}, {"seal", c.CA.Seal}} {
+		field := "ca." + k.name
+		if k.key.Key != "" {
+			if _, err := keyuri.Parse(k.key.Key); err != nil {
+				v.bad(field+".key", "%v", err)
+			}
+		}
+		if k.key.Cert != "" && (k.name != "db" || k.key.Key == "") {
+			v.bad(field+".cert", "only ca.db has a certificate, and only with ca.db.key")
+		}
+		if len(k.key.Previous) > 0 && k.name != "seal" {
+			v.bad(field+".previous", "only ca.seal has previous keys")
+		}
+		for i, p := range k.key.Previous {
+			if !strings.HasPrefix(p, "bastion-seal+") || strings.Count(p, "+") != 2 {
+				v.bad(fmt.Sprintf("%s.previous[%d]", field, i), "%q is not a seal verifier key (bastion-seal+KEYID+KEY, from bastion ca export --seal)", p)
+			}
+		}
 	}
 }
 
