@@ -335,6 +335,9 @@ const bastionConfig = `listen: {ssh: "{{.SSH}}", http: "{{.HTTP}}"}
 data_dir: {{.DataDir}}
 log: {level: warn}
 oidc: {issuer: "{{.Issuer}}", client_id: bastion}
+{{- if .UserKey}}
+ca: {user: {key: "{{.UserKey}}"}}
+{{- end}}
 certs: {user_ttl: 1h}
 sessions: {idle_timeout: 30m, shutdown_grace: 5s}
 targets:
@@ -362,9 +365,11 @@ recording: {mode: strict, flush_interval: 200ms{{if .MaxBytes}}, max_bytes: {{.M
 // variant changes the bastion's config for the -diagnose rows.
 type variant struct {
 	name         string
-	maxBytes     string // recording.max_bytes: content beyond it is counted, not stored
-	noMask       bool   // no masking rule
-	commandRules bool   // command rules in force (the interactive guard judges every line)
+	maxBytes     string   // recording.max_bytes: content beyond it is counted, not stored
+	noMask       bool     // no masking rule
+	commandRules bool     // command rules in force (the interactive guard judges every line)
+	userKey      string   // ca.user.key: the user CA in a PKCS#11 token
+	env          []string // added to the bastion's environment (SOFTHSM2_CONF)
 }
 
 // writeBastionConfig writes the bastion's config: the three targets (and
@@ -378,6 +383,7 @@ func (e *env) writeBastionConfig(sshAddr, httpAddr string) error {
 		"Target": e.target.Addr, "TargetKey": authorizedLine(e.target.HostKey),
 		"Idle": e.idle.addr, "IdleKey": authorizedLine(e.idle.hostKey), "Bulk": e.bulk.addr,
 		"MaxBytes": e.variant.maxBytes, "NoMask": e.variant.noMask, "CommandRules": e.variant.commandRules,
+		"UserKey": e.variant.userKey,
 	}
 	if e.pg != nil {
 		data["PG"], data["PGCA"] = e.pg.addr, e.pg.serverCAFile
@@ -427,6 +433,10 @@ func (e *env) startBastion() error {
 		return err
 	}
 	if e.opt.inProcess {
+		for _, kv := range e.variant.env {
+			k, v, _ := strings.Cut(kv, "=")
+			os.Setenv(k, v)
+		}
 		cfg, err := config.Load(e.cfgPath)
 		if err != nil {
 			return err
@@ -449,6 +459,7 @@ func (e *env) startBastion() error {
 			return err
 		}
 		b.cmd = exec.Command(e.bastionBin, "serve", "--config", e.cfgPath)
+		b.cmd.Env = append(os.Environ(), e.variant.env...)
 		b.cmd.Stdout, b.cmd.Stderr = lf, lf
 		if err := b.cmd.Start(); err != nil {
 			lf.Close()

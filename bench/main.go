@@ -168,6 +168,9 @@ func run(opt options) error {
 		}
 		logf("workload %s done in %s: %s", name, time.Since(t0).Round(100*time.Millisecond), r.Mark)
 		rows[name] = append(rows[name], r)
+		if name == "issue" && r.Mark != markError {
+			rows[name] = append(rows[name], e.issueHSM(r))
+		}
 		if name == "cat" && opt.diagnose && r.Mark != markError {
 			rows[name] = append(rows[name], e.diagnoseCat()...)
 		}

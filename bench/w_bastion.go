@@ -25,6 +25,7 @@ import (
 
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -51,8 +52,11 @@ func (e *env) benchIssue() result {
 		keys[i] = string(ssh.MarshalAuthorizedKey(sp))
 	}
 	// An ID token buys one certificate, so every request carries a fresh
-	// one: they are minted before each round, outside the measurement.
+	// one: they are minted before each round, outside the measurement. The
+	// store remembers used tokens across restarts, so a second run (the
+	// SoftHSM row) needs IDs of its own.
 	var minted atomic.Int64
+	run := time.Now().UnixNano()
 	mint := func(n int) ([][]byte, error) {
 		bodies := make([][]byte, n)
 		var wg sync.WaitGroup
@@ -63,7 +67,7 @@ func (e *env) benchIssue() result {
 				defer wg.Done()
 				for i := w; i < n; i += 4 {
 					c := maps.Clone(claims)
-					c["jti"] = fmt.Sprintf("bench-%d", minted.Add(1))
+					c["jti"] = fmt.Sprintf("bench-%d-%d", run, minted.Add(1))
 					tok, err := e.idp.MintIDToken(c)
 					if err != nil {
 						mintErr.Store(&err)
@@ -520,4 +524,45 @@ func (e *env) replayOnce() (time.Duration, error) {
 		}
 	}
 	return time.Since(start), nil
+}
+
+// issueHSM measures issuance again with the user CA inside a SoftHSM2
+// token (PKCS#11, ECDSA P-256: crypto11 has no Ed25519), in the same run
+// as the file-key row fileRow, so the two compare on the same machine at
+// the same moment. The bastion is restarted for it and again after.
+func (e *env) issueHSM(fileRow result) result {
+	r := result{Workload: "certificate issuance over HTTP, the user CA in SoftHSM2 (PKCS#11, ECDSA P-256)", Goal: "(beside the file key's row)"}
+	h, err := localsvc.InitSoftHSM(filepath.Join(e.dir, "softhsm"), "bastion", "bench-pin")
+	if err != nil {
+		return failed(r, err)
+	}
+	// CreateKey loads the module in this process: it must see the token.
+	os.Setenv("SOFTHSM2_CONF", h.Conf)
+	uri := h.KeyURI("user-ca", 1)
+	_, closeKMS, err := ca.CreateKey(uri, ca.PurposeUser, "")
+	if err != nil {
+		return failed(r, err)
+	}
+	closeKMS()
+	if err := e.restartBastion(variant{name: "user CA in SoftHSM2", userKey: uri, env: []string{h.Env()}}); err != nil {
+		return failed(r, err)
+	}
+	defer func() {
+		if err := e.restartBastion(variant{}); err != nil {
+			logf("restart the bastion: %v", err)
+		}
+	}()
+	hsm := e.benchIssue()
+	if hsm.Mark == markError {
+		hsm.Workload = r.Workload
+		return hsm
+	}
+	hsm.Workload, hsm.Goal, hsm.Mark = r.Workload, r.Goal, "—"
+	var fileRate, hsmRate float64
+	fmt.Sscanf(strings.ReplaceAll(fileRow.Bastion, ",", ""), "%g/s", &fileRate)
+	fmt.Sscanf(strings.ReplaceAll(hsm.Bastion, ",", ""), "%g/s", &hsmRate)
+	if fileRate > 0 {
+		hsm.Ratio = fmt.Sprintf("%.2fx the file key; %s", hsmRate/fileRate, hsm.Ratio)
+	}
+	return hsm
 }

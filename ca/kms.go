@@ -421,15 +421,17 @@ const (
 )
 
 // DefaultAlgorithm is the algorithm `bastion ca init` creates for p in the
-// module a key URI names: Ed25519 where the module has it, ECDSA P-256
-// where it (or its Go binding) does not — PKCS#11 through crypto11, Azure
-// Key Vault — and for the database CA, whose certificates PostgreSQL
-// clients verify.
+// module a key URI names. Ed25519 for files and a YubiKey; ECDSA P-256
+// where the module or its Go binding lacks Ed25519 (PKCS#11 through
+// crypto11, Azure Key Vault) or limits it (AWS KMS signs Ed25519 messages
+// of at most 4 KiB, and a certificate with many groups is longer; Google
+// Cloud KMS has it only in some regions), and for the database CA.
+// --alg ed25519 overrides where the module allows it.
 func DefaultAlgorithm(scheme string, p Purpose) string {
-	if p == PurposeDB || scheme == "pkcs11" || scheme == "azurekms" {
-		return AlgECDSAP256
+	if p != PurposeDB && (scheme == "softkms" || scheme == "yubikey") {
+		return AlgEd25519
 	}
-	return AlgEd25519
+	return AlgECDSAP256
 }
 
 // CreateKey creates a key for p inside the module uri names (kms
