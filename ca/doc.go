@@ -17,6 +17,16 @@
 //	HostKey   the bastion's own SSH host key, certified by HostCA at start
 //	SealKey   signs recording seals and audit checkpoints
 //
+// Any of the CA keys and the seal key can instead be a key URI ([KeyConfig],
+// [LoadKeys]): a key in a PKCS#11 token, a YubiKey, AWS KMS, Google Cloud
+// KMS or Azure Key Vault, reached through go.step.sm/crypto/kms, whose
+// private half never sits on disk. Its type follows the key (Ed25519, or
+// ECDSA P-256 where the module lacks Ed25519); every such key signs a test
+// message at load, and a key that cannot is a [KeyError] naming it, with
+// any PIN redacted (package internal/keyuri parses and redacts the URIs).
+// [CreateKey] makes a key inside the module (`bastion ca init`). The host
+// key stays a file: it is not a CA and signs every handshake.
+//
 // # Identity
 //
 // An [Identity] is who a certificate speaks for: user name, the OIDC
