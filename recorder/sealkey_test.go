@@ -106,7 +106,7 @@ func TestECDSACheckpointIsASignedNote(t *testing.T) {
 	if !strings.HasPrefix(vk, "bastion-seal+") {
 		t.Errorf("verifier key %q", vk)
 	}
-	raw, _ := base64.StdEncoding.DecodeString(vk[strings.LastIndex(vk, "+")+1:])
+	raw, _ := base64.StdEncoding.DecodeString(strings.SplitN(vk, "+", 3)[2]) // base64 may hold "+" too
 	if raw[0] != 0x02 || !bytes.Equal(raw[1:], der) {
 		t.Errorf("verifier key %q: want 0x02 and the DER public key", vk)
 	}
