@@ -4,9 +4,8 @@
 # later releases; every target builds with the approved go1.27.3 toolchain,
 # which the go command fetches from the module proxy on first use.
 export GOTOOLCHAIN := go1.27.3
-# cgo builds the PKCS#11 backend (CA keys in an HSM, through crypto11); the
-# race detector needs it too. CGO_ENABLED=0 builds a bastion whose pkcs11:
-# key URIs fail with a clear error.
+# cgo builds the PKCS#11 backend (CA keys in an HSM, through crypto11), as
+# pg_query_go and the race detector need it anyway.
 export CGO_ENABLED := 1
 GO       ?= go
 BIN      ?= bin/bastion
