@@ -43,13 +43,17 @@ type envOptions struct {
 	pgTarget  bool          // start PostgreSQL as target pg1
 	extraYAML string        // appended to the config
 	idle      time.Duration // sessions.idle_timeout
+	startup   time.Duration // sessions.startup_timeout
+	// pgVia, when set, maps PostgreSQL's address to the one pg1 names, so a
+	// test can watch the bastion's upstream connections.
+	pgVia func(addr string) string
 }
 
 const configTmpl = `
 listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}
 data_dir: {{.DataDir}}
 oidc: {issuer: "http://127.0.0.1:9", client_id: bastion}
-sessions: {idle_timeout: {{.Idle}}, shutdown_grace: 5s}
+sessions: {idle_timeout: {{.Idle}}, shutdown_grace: 5s, startup_timeout: {{.Startup}}}
 targets:
   - {name: web1, kind: ssh, address: "{{.SSHD}}", host_key: "{{.HostKey}}"}
   - {name: echo, kind: tcp, address: "{{.Echo}}"}
@@ -80,17 +84,25 @@ func newEnv(t *testing.T, opt envOptions) *env {
 			Databases: []string{"shop"},
 			SeedSQLIn: map[string]string{"shop": pgSeed},
 		})
+		addr := e.pg.Addr
+		if opt.pgVia != nil {
+			addr = opt.pgVia(addr)
+		}
 		opt.targets = append(opt.targets, fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`,
-			e.pg.Addr, pgCAFile(t, e.pg.ServerCA.PEM)))
+			addr, pgCAFile(t, e.pg.ServerCA.PEM)))
 	}
 	idle := "30m"
 	if opt.idle > 0 {
 		idle = opt.idle.String()
 	}
+	startup := "30s"
+	if opt.startup > 0 {
+		startup = opt.startup.String()
+	}
 	var buf bytes.Buffer
 	template.Must(template.New("").Parse(configTmpl)).Execute(&buf, map[string]any{
 		"DataDir": e.dataDir, "SSHD": e.sshd.Addr, "HostKey": e.sshd.HostKeyLine, "Echo": e.echo,
-		"Idle": idle, "Extra": opt.extraYAML, "SSHPort": 0, "Targets": opt.targets,
+		"Idle": idle, "Startup": startup, "Extra": opt.extraYAML, "SSHPort": 0, "Targets": opt.targets,
 	})
 	cfg, err := config.Parse(buf.Bytes())
 	if err != nil {

@@ -121,6 +121,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 		},
 		UpstreamTLS:   upTLS,
 		ServerTLS:     srvTLS,
+		Limits:        pgproxy.Limits{StartupTimeout: s.cfg.StartupTimeout},
 		StartupParams: t.StartupParams,
 		Authorize: func(_ context.Context, st pgproxy.Startup) error {
 			if err := s.cfg.Policy().CheckDB(pid, t.Name, st.User, st.Database, st.Replication); err != nil {

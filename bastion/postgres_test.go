@@ -3,9 +3,12 @@ package bastion_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,5 +334,92 @@ func TestPostgresMaskingLineage(t *testing.T) {
 	}
 	if exp := all.String(); !strings.Contains(exp, "********") || strings.Contains(exp, "hypochondria") || strings.Contains(exp, "insomnia") {
 		t.Errorf("recording: masked %v, leaks %v", strings.Contains(exp, "********"), strings.Contains(exp, "secret"))
+	}
+}
+
+// connCounter relays TCP connections to a real server and counts the ones
+// still open, so a test sees whether the bastion closed its upstream.
+type connCounter struct {
+	open atomic.Int64
+	seen atomic.Int64
+}
+
+func (c *connCounter) relay(t *testing.T, to string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", to)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.open.Add(1)
+			c.seen.Add(1)
+			go func() {
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(out, in); out.Close(); done <- struct{}{} }()
+				go func() { io.Copy(in, out); in.Close(); done <- struct{}{} }()
+				<-done
+				<-done
+				c.open.Add(-1)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// A PostgreSQL client that asks for TLS through ssh -L and then says
+// nothing is cut at sessions.startup_timeout, and the connection the
+// bastion opened to the database for it is closed too: a silent client
+// must not hold a database connection.
+func TestPostgresSilentClientCutAtStartupDeadline(t *testing.T) {
+	testenv.RequirePostgres(t)
+	var upstream connCounter
+	e := newEnv(t, envOptions{extraYAML: pgRules, pgTarget: true, startup: 2 * time.Second,
+		pgVia: func(addr string) string { return upstream.relay(t, addr) }})
+	lport := e.forwardPG(t)
+
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// SSLRequest: length 8, code 80877103.
+	if _, err := c.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 1)
+	if _, err := io.ReadFull(c, reply); err != nil || reply[0] != 'S' {
+		t.Fatalf("SSLRequest answer %q, %v; want S", reply, err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the bastion to dial the database for the client", func() bool { return upstream.seen.Load() > 0 })
+
+	// Silence. The bastion must close the client's connection on its own;
+	// the read deadline only stops the test from hanging if it never does.
+	c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	start := time.Now()
+	n, err := c.Read(make([]byte, 64))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the silent client is still connected after %v", time.Since(start).Round(time.Second))
+	}
+	if err == nil && n > 0 {
+		t.Fatalf("the bastion sent %d bytes to a client that never started TLS", n)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the bastion to close its database connection", func() bool { return upstream.open.Load() == 0 })
+
+	// The forward itself still works for the next, well-behaved client.
+	r := testenv.Run(t, 60*time.Second, "", e.pg.Tool(t, "psql"), "-X", "-At",
+		fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=shop sslmode=disable connect_timeout=20", lport), "-c", "SELECT count(*) FROM t")
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "2" {
+		t.Fatalf("psql after the silent client: %s", r)
 	}
 }

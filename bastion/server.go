@@ -44,6 +44,10 @@ type Config struct {
 	Names []string
 	// IdleTimeout ends a session without traffic for this long; 0 = never.
 	IdleTimeout time.Duration
+	// StartupTimeout bounds a PostgreSQL client's startup through a
+	// forward: the client is cut and the upstream closed when it has not
+	// finished by then. Default 30s.
+	StartupTimeout time.Duration
 	// MaxSessionDuration ends any session after this long; 0 = never.
 	MaxSessionDuration time.Duration
 	// EnvAllow lists environment variables a client may set on targets

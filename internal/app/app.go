@@ -173,6 +173,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		Names:              hostNames(cfg),
 		IdleTimeout:        cfg.Sessions.IdleTimeout.D,
 		MaxSessionDuration: cfg.Sessions.MaxDuration.D,
+		StartupTimeout:     cfg.Sessions.StartupTimeout.D,
 		EnvAllow:           cfg.Sessions.EnvAllow,
 		ApprovalWebhook:    cfg.Approvals.Webhook,
 		Admin:              a.adminCommands(),

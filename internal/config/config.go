@@ -123,7 +123,10 @@ type Sessions struct {
 	IdleTimeout   Duration `yaml:"idle_timeout"`   // default 30m; 0 disables ("0s")
 	MaxDuration   Duration `yaml:"max_duration"`   // default 12h
 	ShutdownGrace Duration `yaml:"shutdown_grace"` // default 30s
-	EnvAllow      []string `yaml:"env_allow"`      // default LANG, LC_*, TERM
+	// StartupTimeout bounds a PostgreSQL client's startup (SSL request,
+	// startup message, TLS and the upstream connection); default 30s.
+	StartupTimeout Duration `yaml:"startup_timeout"`
+	EnvAllow       []string `yaml:"env_allow"` // default LANG, LC_*, TERM
 }
 
 // Target is a server or database reachable through the bastion.
@@ -312,6 +315,7 @@ func (c *Config) setDefaults() {
 	defd(&c.Sessions.IdleTimeout, 30*time.Minute)
 	defd(&c.Sessions.MaxDuration, 12*time.Hour)
 	defd(&c.Sessions.ShutdownGrace, 30*time.Second)
+	defd(&c.Sessions.StartupTimeout, 30*time.Second)
 	defd(&c.Recording.FlushInterval, 200*time.Millisecond)
 	if c.Sessions.EnvAllow == nil {
 		c.Sessions.EnvAllow = []string{"LANG", "LC_*", "TERM"}
