@@ -163,7 +163,16 @@ func StartSSHD(cfg SSHDConfig) (*SSHD, error) {
 		}
 		lines = append(lines, "AuthorizedKeysFile "+p)
 	}
+	// A home of its own: sessions must not run the machine's shell startup
+	// files (bash runs ~/.bashrc for every ssh command, and a stale lock
+	// in one of them, pyenv's rehash for one, hangs every command for a
+	// minute). sshd still starts sessions in the user's real home.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, err
+	}
 	lines = append(lines,
+		"SetEnv HOME="+home,
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
