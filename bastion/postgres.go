@@ -92,7 +92,7 @@ func (w transcriptWriter) Write(p []byte) (int, error) {
 // with a fresh client certificate, every statement is judged before it is
 // sent, result values are masked, and the session is recorded as a
 // readable transcript.
-func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.Conn, t *policy.Target, port int) error {
+func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.Conn, t *policy.Target, port int) (err error) {
 	id := ss.identity
 	pid := policyIdentity(id)
 	log := s.log.With("session_id", ss.id, "user", id.User, "target", t.Name)
@@ -200,6 +200,29 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 			ss.addMasked(n)
 			return []byte(out), true
 		}
+	}
+	if t.RecordContent {
+		// The client side of the conversation, for a capture of it (export
+		// --format pcap): what the client sent, and what it received after
+		// masking.
+		rec := ss.rec
+		rec.ConnEvent("open " + ch.RemoteAddr().String() + " " + up.RemoteAddr().String())
+		cfg.Wire = func(fromClient bool, p []byte) error {
+			var err error
+			if fromClient {
+				err = rec.FromClient(p)
+			} else {
+				err = rec.FromServer(p)
+			}
+			if err != nil && ss.recordingFailed() {
+				return err
+			}
+			return nil
+		}
+		defer func() {
+			rec.ConnEvent(closeEvent("client", err))
+			rec.ConnEvent("server fin")
+		}()
 	}
 	return pgproxy.Serve(ctx, ch, cfg)
 }

@@ -1,6 +1,7 @@
 package bastion_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -421,5 +422,47 @@ func TestPostgresSilentClientCutAtStartupDeadline(t *testing.T) {
 		fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=shop sslmode=disable connect_timeout=20", lport), "-c", "SELECT count(*) FROM t")
 	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "2" {
 		t.Fatalf("psql after the silent client: %s", r)
+	}
+}
+
+// A PostgreSQL session exports as a capture of the client side of its
+// conversation that tshark's pgsql dissector reads: the startup, the query
+// and the rows, each masked as the transcript is (a card number in the SQL
+// or in a result is stored masked), while the transcript export is unchanged.
+func TestPostgresWireCapture(t *testing.T) {
+	testenv.Require(t, "tshark")
+	p := newPGEnv(t)
+	r := p.psql(t, "", "-At", "-c", "SELECT customer, card FROM orders WHERE card <> '4111 1111 1111 1111' OR id = 1 ORDER BY id")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "ann|**** **** **** 1111") {
+		t.Fatalf("psql: %s", r)
+	}
+	id := p.endedSession(t, "postgres", "pg1")
+	exp := p.ssh("", "bastion", "export", id, "--format", "pcap")
+	if exp.Code != 0 {
+		t.Fatalf("export: %s", exp)
+	}
+	if strings.Contains(exp.Stdout, "4111 1111 1111 1111") || strings.Contains(exp.Stdout, "5500-0000-0000-0004") {
+		t.Fatal("the capture holds a card number")
+	}
+	pcap := filepath.Join(t.TempDir(), "pg.pcap")
+	os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+	decode := fmt.Sprintf("tcp.port==%d,pgsql", p.pg.Port)
+	fields := tshark(t, pcap, "-d", decode, "-Y", "pgsql", "-T", "fields", "-e", "pgsql.parameter_value", "-e", "pgsql.query", "-e", "pgsql.tag")
+	mustContain(t, "tshark pgsql", fields,
+		"app", "shop", // the StartupMessage's user and database
+		"SELECT customer, card FROM orders WHERE card <> '**** **** **** 1111' OR id = 1 ORDER BY id",
+		"SELECT 3")
+	_, server := followRaw(t, tshark(t, pcap, "-q", "-z", "follow,tcp,raw,0"))
+	if !bytes.Contains(server, []byte("**** **** **** 1111")) || !bytes.Contains(server, []byte("cy")) {
+		t.Errorf("the rows the client received are not in the capture: %q", server)
+	}
+	if v := p.ssh("", "bastion", "verify", id); v.Code != 0 || !strings.Contains(v.Stdout, "intact") {
+		t.Errorf("verify: %s", v)
+	}
+	// The terminal view is still the transcript, not the wire bytes.
+	tr := p.ssh("", "bastion", "export", id)
+	mustContain(t, "transcript", tr.Stdout, "shop=> SELECT customer, card FROM orders WHERE card <> '**** **** **** 1111'", "(3 rows, ")
+	if strings.Contains(tr.Stdout, "4111 1111 1111 1111") {
+		t.Error("the transcript holds a card number")
 	}
 }

@@ -49,14 +49,21 @@ func (e *env) forwardTo(t *testing.T, target string, port int) string {
 // tcpSession returns the ID of the newest tcp session to target.
 func (e *env) tcpSession(t *testing.T, target string) string {
 	t.Helper()
+	return e.endedSession(t, "tcp", target)
+}
+
+// endedSession waits for an ended session of the kind to the target and
+// returns its ID.
+func (e *env) endedSession(t *testing.T, kind, target string) string {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		out := e.ssh("", "bastion", "sessions", "--json", "--kind", "tcp", "--target", target)
+		out := e.ssh("", "bastion", "sessions", "--json", "--kind", kind, "--target", target)
 		m := regexp.MustCompile(`"id":"([0-9A-Z]+)"[^\n]*"status":"ended"`).FindStringSubmatch(out.Stdout)
 		if m != nil {
 			return m[1]
 		}
 	}
-	t.Fatalf("no ended tcp session to %s", target)
+	t.Fatalf("no ended %s session to %s", kind, target)
 	return ""
 }
 

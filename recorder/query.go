@@ -103,6 +103,11 @@ func (s *Store) events(id string, fn func(asciicast.Event) error) error {
 			return fmt.Errorf("recorder: session %s: chunk %d: %w: %v", id, cc.next, ErrBroken, err)
 		}
 		return walkEvents(c, &last, func(e rawEvent) error {
+			if binaryEvent(e.typ) || e.typ == EventConn {
+				// A PostgreSQL session's wire messages are for its capture
+				// (ExportPcap); its terminal view is the transcript.
+				return nil
+			}
 			if err := fn(e.event()); err != nil {
 				return callbackError{err}
 			}

@@ -3,6 +3,7 @@ package recorder
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -106,7 +107,8 @@ func printableASCII(s string) string {
 	return b.String()
 }
 
-// ExportPcap writes a TCP session's recorded content as a pcap capture
+// ExportPcap writes a TCP session's recorded content (or a PostgreSQL
+// session's client-side wire messages) as a pcap capture
 // (Ethernet, IPv4 or IPv6, TCP) that Wireshark and tshark open: the real
 // client and target addresses and ports from the session's "open" event,
 // the three-way handshake, every byte each side sent in segments no larger
@@ -118,8 +120,23 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if info.Kind != "tcp" {
-		return fmt.Errorf("recorder: export %s as pcap: a %s session has no TCP content (only tcp sessions do)", id, info.Kind)
+	if info.Kind != "tcp" && info.Kind != "postgres" {
+		return fmt.Errorf("recorder: export %s as pcap: a %s session has no TCP content (tcp and postgres sessions do)", id, info.Kind)
+	}
+	if info.Kind == "postgres" {
+		// Checked first, so a session without wire messages writes nothing.
+		errFound := errors.New("found")
+		err := s.rawEvents(id, func(e rawEvent) error {
+			if e.typ == EventConn {
+				return errFound
+			}
+			return nil
+		})
+		if err == nil {
+			return fmt.Errorf("recorder: export %s as pcap: the session was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id)
+		} else if err != errFound {
+			return err
+		}
 	}
 	p := newPcapWriter(w, info)
 	if err := p.header(); err != nil {

@@ -266,6 +266,14 @@ type Config struct {
 	// 1.2 ms)\r\n", CRLF line ends, control characters escaped) for the recording. A write
 	// error ends the connection. nil discards it.
 	Transcript io.Writer
+	// Wire, when set, receives the client side of the conversation, for a capture of
+	// it: the StartupMessage, then each whole message the client sent, through
+	// MaskValue (fromClient), and every byte written to the client, which is after
+	// masking (!fromClient). TLS is already removed; the SSLRequest and GSSENCRequest
+	// exchanges are left out, so the bytes read as a plaintext connection. Calls for
+	// one direction come from one goroutine at a time, in order; p must not be kept. An
+	// error ends the connection (like a transcript write error).
+	Wire func(fromClient bool, p []byte) error
 	// TranscriptRows is how many rows of each result go into the transcript (after
 	// masking); 0 means 20, negative none.
 	TranscriptRows int

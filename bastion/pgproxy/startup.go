@@ -30,6 +30,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	br := bufio.NewReaderSize(s.rawClient, 512)
 	sslDone, gssDone := false, false
 	var msg startupMsg
+	var startupBody []byte // the StartupMessage as read, for Config.Wire
 	for {
 		body, err := readStartup(br, s.cfg.Limits.MaxStartup)
 		if err != nil {
@@ -86,6 +87,7 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 					"0A000", fmt.Sprintf("bastion: unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff))
 			}
 			msg, err = decodeStartup(body)
+			startupBody = body
 			if err != nil {
 				reason := err.Error()
 				if pe := (*ProtocolError)(nil); errors.As(err, &pe) {
@@ -98,13 +100,24 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 			break
 		}
 	}
-	s.cbr = bufio.NewReaderSize(s.client, bufSize)
+	var fromClient io.Reader = s.client
 	if br.Buffered() > 0 {
 		// Keep what the client pipelined after its startup packet.
-		s.cbr = bufio.NewReaderSize(io.MultiReader(io.LimitReader(br, int64(br.Buffered())), s.client), bufSize)
+		fromClient = io.MultiReader(io.LimitReader(br, int64(br.Buffered())), s.client)
 	}
-	s.setConns(nil, nil, bufio.NewWriterSize(s.client, bufSize))
+	var toClient io.Writer = s.client
+	if s.cfg.Wire != nil {
+		if err := s.cfg.Wire(true, appendRawStartup(nil, startupBody)); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrTranscript, err)
+		}
+		toClient = wireWriter{toClient, s.cfg.Wire}
+	}
+	s.cbr = bufio.NewReaderSize(fromClient, bufSize)
+	s.setConns(nil, nil, bufio.NewWriterSize(toClient, bufSize))
 	s.cr = newMsgReader(s.cbr, s.cfg.Limits.MaxMessage, frontendTypes, "client")
+	if s.cfg.Wire != nil {
+		s.cr.tee = s.wireFromClient
+	}
 
 	// Protocol 3.x beyond 3.0 and _pq_ extensions are declined with
 	// NegotiateProtocolVersion, as PostgreSQL does. Other parameters are forwarded only
@@ -541,4 +554,51 @@ func sendCancel(ctx context.Context, dial func(context.Context) (net.Conn, error
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<10))
 	return nil
+}
+
+// appendRawStartup appends a startup packet (its length, then body) as the
+// client sent it.
+func appendRawStartup(dst, body []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(body)+4))
+	return append(dst, body...)
+}
+
+// wireFromClient passes one whole client message to Config.Wire, masked as
+// result values are (MaskValue over its body, the length fixed up if a mask
+// changed it): what a client sends, a card number in a WHERE clause or in
+// COPY data, is stored no more than what it receives.
+func (s *session) wireFromClient(typ byte, body []byte) error {
+	if s.cfg.MaskValue != nil {
+		if out, masked, err := s.callMaskValue(body); err != nil {
+			return err
+		} else if masked {
+			body = out
+		}
+	}
+	msg := make([]byte, 0, 5+len(body))
+	msg = append(msg, typ)
+	msg = binary.BigEndian.AppendUint32(msg, uint32(len(body)+4))
+	msg = append(msg, body...)
+	if err := s.cfg.Wire(true, msg); err != nil {
+		return fmt.Errorf("%w: %v", ErrTranscript, err)
+	}
+	return nil
+}
+
+// wireWriter passes what the proxy writes to the client (already masked)
+// to Config.Wire after the client has taken it: a failed write records
+// nothing the client did not get.
+type wireWriter struct {
+	w    io.Writer
+	wire func(bool, []byte) error
+}
+
+func (w wireWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if n > 0 {
+		if werr := w.wire(false, p[:n]); werr != nil && err == nil {
+			err = fmt.Errorf("%w: %v", ErrTranscript, werr)
+		}
+	}
+	return n, err
 }

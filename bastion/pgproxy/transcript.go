@@ -92,7 +92,11 @@ func (s *session) beginTranscript(r *running) {
 		s.tbuf = s.appendPrompt(s.tbuf, "(statement unknown to the bastion)")
 		return
 	}
-	s.tbuf = s.appendPrompt(s.tbuf, r.run.st.SQL)
+	sql := r.run.st.SQL
+	if out, masked := s.maskValue([]byte(sql)); masked {
+		sql = string(out) // a card number in a WHERE clause is stored masked too
+	}
+	s.tbuf = s.appendPrompt(s.tbuf, sql)
 }
 
 // transcriptRow adds one result row (a DataRow body, already masked).

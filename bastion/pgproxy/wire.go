@@ -53,6 +53,8 @@ type msgReader struct {
 	side  string     // "client" or "server", for errors
 	hdr   [5]byte
 	buf   []byte
+	// tee, when set, sees each whole message as it is read (Config.Wire).
+	tee func(typ byte, body []byte) error
 }
 
 func newMsgReader(r *bufio.Reader, max int, types *[256]bool, side string) *msgReader {
@@ -86,6 +88,11 @@ func (m *msgReader) next() (typ byte, body []byte, err error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return 0, nil, err
+	}
+	if m.tee != nil {
+		if err := m.tee(typ, body); err != nil {
+			return 0, nil, err
+		}
 	}
 	return typ, body, nil
 }

@@ -52,6 +52,8 @@ type Target struct {
 	TrustOnFirstUse bool          // the first key seen, pinned in the store
 
 	// TCP: whether the payload is recorded (the default) or only its size.
+	// PostgreSQL: whether the client-side wire messages are recorded besides
+	// the transcript (the default).
 	RecordContent bool
 
 	// PostgreSQL: the server's certificate is verified against ServerCAs
@@ -151,7 +153,7 @@ func Compile(spec Spec) (*Policy, error) {
 // compileTarget parses what a target needs to be reached.
 func compileTarget(ts TargetSpec) (*Target, error) {
 	t := &Target{Name: ts.Name, Kind: ts.Kind, Address: ts.Address, TrustOnFirstUse: ts.TrustOnFirstUse,
-		RecordContent: ts.Recording != "metadata", ServerName: ts.ServerName, CAFile: ts.CAFile,
+		RecordContent: ts.Recording != "metadata" && ts.Recording != "transcript", ServerName: ts.ServerName, CAFile: ts.CAFile,
 		StartupParams: slices.Clone(ts.StartupParams)}
 	host, port, err := net.SplitHostPort(ts.Address)
 	if err != nil {

@@ -161,8 +161,8 @@ func (a *App) cmdExport(_ context.Context, c bastion.Caller, args []string, aio 
 	if st != 0 {
 		return st
 	}
-	if *format == "pcap" && info.Kind != "tcp" {
-		return fail(aio, 2, "export: session %s is a %s session; --format pcap exports tcp sessions", id, info.Kind)
+	if *format == "pcap" && info.Kind != "tcp" && info.Kind != "postgres" {
+		return fail(aio, 2, "export: session %s is a %s session; --format pcap exports tcp and postgres sessions", id, info.Kind)
 	}
 	if err := a.auditAccess(c, "session.export", id, "allowed"); err != nil {
 		return fail(aio, 1, "export: refused: the audit log cannot record this export (%v)", err)

@@ -144,6 +144,9 @@ type Target struct {
 	PasswordFile string     `yaml:"password_file"` // weaker alternative to certificates
 	// Recording, for kind tcp: "content" (the default) records both
 	// directions' bytes; "metadata" only the start, end, peer and counts.
+	// For kind postgres: "content" (the default) records the transcript and
+	// the client-side wire messages (for a pcap export); "transcript" only
+	// the transcript.
 	Recording string `yaml:"recording"`
 	// StartupParams are startup parameters clients may set, besides the built-in
 	// allowlist (user, database, application_name, client_encoding, DateStyle,
@@ -568,10 +571,13 @@ func (v *validator) targets(c *Config) {
 			v.bad(f, "tls, password and startup_params settings apply to kind postgres only")
 		}
 		switch {
-		case t.Recording != "" && t.Kind != "tcp":
-			v.bad(f+".recording", "applies to kind tcp only (ssh sessions record the terminal, postgres the transcript)")
-		case t.Recording != "" && t.Recording != "content" && t.Recording != "metadata":
+		case t.Recording == "":
+		case t.Kind == "tcp" && t.Recording != "content" && t.Recording != "metadata":
 			v.bad(f+".recording", "%q is not content or metadata", t.Recording)
+		case t.Kind == "postgres" && t.Recording != "content" && t.Recording != "transcript":
+			v.bad(f+".recording", "%q is not content or transcript (a postgres session always records its transcript)", t.Recording)
+		case t.Kind != "tcp" && t.Kind != "postgres":
+			v.bad(f+".recording", "applies to kinds tcp and postgres only (ssh sessions record the terminal)")
 		}
 	}
 }
