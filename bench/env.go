@@ -343,7 +343,7 @@ sessions: {idle_timeout: 30m, shutdown_grace: 5s}
 targets:
   - {name: web1, kind: ssh, address: "{{.Target}}", host_key: "{{.TargetKey}}"}
   - {name: idle, kind: ssh, address: "{{.Idle}}", host_key: "{{.IdleKey}}"}
-  - {name: bulk, kind: tcp, address: "{{.Bulk}}"}
+  - {name: bulk, kind: tcp, address: "{{.Bulk}}"{{if .TCPMetadata}}, recording: metadata{{end}}}
 {{- if .PG}}
   - {name: pg1, kind: postgres, address: "{{.PG}}", tls: {ca_file: "{{.PGCA}}"}}
 {{- end}}
@@ -370,6 +370,7 @@ type variant struct {
 	commandRules bool     // command rules in force (the interactive guard judges every line)
 	userKey      string   // ca.user.key: the user CA in a PKCS#11 token
 	env          []string // added to the bastion's environment (SOFTHSM2_CONF)
+	tcpMetadata  bool     // the tcp target records metadata only
 }
 
 // writeBastionConfig writes the bastion's config: the three targets (and
@@ -382,7 +383,7 @@ func (e *env) writeBastionConfig(sshAddr, httpAddr string) error {
 		"SSH": sshAddr, "HTTP": httpAddr, "DataDir": e.dataDir, "Issuer": e.idp.Issuer(),
 		"Target": e.target.Addr, "TargetKey": authorizedLine(e.target.HostKey),
 		"Idle": e.idle.addr, "IdleKey": authorizedLine(e.idle.hostKey), "Bulk": e.bulk.addr,
-		"MaxBytes": e.variant.maxBytes, "NoMask": e.variant.noMask, "CommandRules": e.variant.commandRules,
+		"MaxBytes": e.variant.maxBytes, "NoMask": e.variant.noMask, "CommandRules": e.variant.commandRules, "TCPMetadata": e.variant.tcpMetadata,
 		"UserKey": e.variant.userKey,
 	}
 	if e.pg != nil {
@@ -557,8 +558,12 @@ func startBulkSource() (*bulkSource, error) {
 		return nil, err
 	}
 	b := &bulkSource{ln: ln, addr: ln.Addr().String()}
-	block := make([]byte, 256<<10)
+	// 4 MiB, larger than a recording chunk, so that what the store
+	// compresses is what such traffic would give, not a repeated block.
+	block := make([]byte, 4<<20)
 	rand.Read(block) // incompressible, as the forwarded traffic usually is
+	var text bytes.Buffer
+	writeLogLines(&text, 4<<20) // log-like text, for the stored-bytes figure
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -571,9 +576,13 @@ func startBulkSource() (*bulkSource, error) {
 				if _, err := io.ReadFull(c, hdr[:]); err != nil {
 					return
 				}
-				n := int64(binary.BigEndian.Uint64(hdr[:]))
+				n := int64(binary.BigEndian.Uint64(hdr[:]) &^ textBit)
+				src := block
+				if binary.BigEndian.Uint64(hdr[:])&textBit != 0 {
+					src = text.Bytes()
+				}
 				for n > 0 {
-					w := block
+					w := src
 					if int64(len(w)) > n {
 						w = w[:n]
 					}
@@ -592,9 +601,14 @@ func startBulkSource() (*bulkSource, error) {
 
 func (b *bulkSource) close() { b.ln.Close() }
 
+// textBit in a bulk request asks for log-like text instead of random bytes.
+const textBit = 1 << 63
+
 // pull connects to addr (a forward's local end), asks for n bytes and
 // reads them, returning the time from the request to the last byte.
-func pull(addr string, n int64) (time.Duration, error) {
+func pull(addr string, n int64) (time.Duration, error) { return pullKind(addr, n, false) }
+
+func pullKind(addr string, n int64, text bool) (time.Duration, error) {
 	var c net.Conn
 	var err error
 	for range 100 {
@@ -608,7 +622,11 @@ func pull(addr string, n int64) (time.Duration, error) {
 	}
 	defer c.Close()
 	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	req := uint64(n)
+	if text {
+		req |= textBit
+	}
+	binary.BigEndian.PutUint64(hdr[:], req)
 	start := time.Now()
 	if _, err := c.Write(hdr[:]); err != nil {
 		return 0, err

@@ -171,6 +171,12 @@ func run(opt options) error {
 		if name == "issue" && r.Mark != markError {
 			rows[name] = append(rows[name], e.issueHSM(r))
 		}
+		if name == "forward" && r.Mark != markError {
+			rows[name] = append(rows[name], e.benchForwardMetadata())
+		}
+		if name == "cat" && r.Mark != markError {
+			rows[name] = append(rows[name], e.benchStored())
+		}
 		if name == "cat" && opt.diagnose && r.Mark != markError {
 			rows[name] = append(rows[name], e.diagnoseCat()...)
 		}

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/localsvc"
 )
 
 // throughput runs a transfer on both sides for opt.rounds rounds, in
@@ -43,13 +49,137 @@ func (e *env) throughputRounds(r result, size int64, goal float64, rounds int, o
 	return r
 }
 
+// benchForward is 1 GiB through ssh -L to a tcp target whose content the
+// bastion records (the default), then what that content takes in the store:
+// for the random bytes the rows move, and for one more pull of log-like text.
 func (e *env) benchForward() result {
 	r := result{
-		Workload: fmt.Sprintf("%s through `ssh -L`", sizeName(e.opt.bytes)),
+		Workload: fmt.Sprintf("%s through `ssh -L` to a `tcp` target, content recorded", sizeName(e.opt.bytes)),
+		Baseline: "OpenSSH `sshd` `-L`",
+		Goal:     ">= 0.8x throughput",
+	}
+	r = e.throughput(r, e.opt.bytes, 0.8, e.forwardOnce)
+	if r.Mark == markError {
+		return r
+	}
+	if info, err := e.newestSession("tcp", "bulk"); err != nil {
+		r.notef("stored bytes: %v", err)
+	} else {
+		r.notef("stored per GiB forwarded, random bytes: %s (compressed chunks in the store; random data does not compress)", perGiB(info.Compressed, info.BytesIn+info.BytesOut))
+	}
+	if _, err := e.forwardText(e.opt.bytes); err != nil {
+		r.notef("stored bytes of text: %v", err)
+	} else if info, err := e.newestSession("tcp", "bulk"); err != nil {
+		r.notef("stored bytes of text: %v", err)
+	} else {
+		r.notef("stored per GiB forwarded, log-like text: %s", perGiB(info.Compressed, info.BytesIn+info.BytesOut))
+	}
+	return r
+}
+
+// benchForwardMetadata is the same forward to a target with recording:
+// metadata, which keeps the round-1 goal.
+func (e *env) benchForwardMetadata() result {
+	r := result{
+		Workload: fmt.Sprintf("%s through `ssh -L` to a `tcp` target, `recording: metadata`", sizeName(e.opt.bytes)),
 		Baseline: "OpenSSH `sshd` `-L`",
 		Goal:     ">= 0.9x throughput",
 	}
+	if err := e.restartBastion(variant{name: "tcp metadata", tcpMetadata: true}); err != nil {
+		return failed(r, err)
+	}
 	r = e.throughput(r, e.opt.bytes, 0.9, e.forwardOnce)
+	if err := e.restartBastion(variant{}); err != nil {
+		logf("restart the bastion: %v", err)
+	}
+	return r
+}
+
+// forwardText pulls size bytes of log-like text through the bastion once.
+func (e *env) forwardText(size int64) (time.Duration, error) {
+	lport, err := localsvc.FreeLoopbackPort()
+	if err != nil {
+		return 0, err
+	}
+	_, bport, _ := net.SplitHostPort(e.bulk.addr)
+	cmd := e.sshCmd("-N", "-o", "ExitOnForwardFailure=yes", "-L", fmt.Sprintf("127.0.0.1:%d:bulk:%s", lport, bport), "bastion")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	d, err := pullKind(fmt.Sprintf("127.0.0.1:%d", lport), size, true)
+	stopSSH(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("text -L: %w; ssh: %s", err, stderr.String())
+	}
+	return d, nil
+}
+
+// sessionStats is what `sessions --json` says of a session's size.
+type sessionStats struct {
+	ID         string    `json:"id"`
+	Start      time.Time `json:"start"`
+	Status     string    `json:"status"`
+	BytesIn    int64     `json:"bytes_in"`
+	BytesOut   int64     `json:"bytes_out"`
+	Stored     int64     `json:"stored_bytes"`
+	Compressed int64     `json:"compressed_bytes"`
+}
+
+// newestSession asks the bastion (the admin command over SSH) for the most
+// recent ended session of a kind to a target, waiting for it to end.
+func (e *env) newestSession(kind, target string) (sessionStats, error) {
+	var last error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		args := []string{"bastion", "sessions", "--json", "--target", target}
+		if kind != "" {
+			args = append(args, "--kind", kind)
+		}
+		out, err := e.sshCmd(args...).Output()
+		if err != nil {
+			last = err
+			continue
+		}
+		var newest sessionStats
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var s sessionStats
+			if json.Unmarshal([]byte(line), &s) == nil && s.Start.After(newest.Start) {
+				newest = s
+			}
+		}
+		if newest.ID != "" && newest.Status != "live" {
+			return newest, nil
+		}
+		last = fmt.Errorf("no ended session to %s yet", target)
+	}
+	return sessionStats{}, last
+}
+
+// perGiB prints stored bytes per GiB of traffic.
+func perGiB(stored, traffic int64) string {
+	if traffic <= 0 {
+		return "n/a"
+	}
+	return fmtMiB(int64(float64(stored) / float64(traffic) * (1 << 30)))
+}
+
+// benchStored is the shell-output row's store side: what the last recorded
+// `cat` of log-like text takes in the store per GiB of output.
+func (e *env) benchStored() result {
+	r := result{
+		Workload: "stored bytes per GiB of log-like terminal output (the `cat` row's session)",
+		Goal:     "<= 150 MiB",
+	}
+	info, err := e.newestSession("", "web1")
+	if err != nil {
+		return failed(r, err)
+	}
+	mib := float64(info.Compressed) / float64(max(info.BytesOut, 1)) * 1024
+	r.Bastion = fmt.Sprintf("%s stored for %s of output", fmtMiB(info.Compressed), fmtMiB(info.BytesOut))
+	r.Ratio = fmt.Sprintf("%s MiB per GiB (%.1fx smaller)", fmtNum(mib), float64(info.BytesOut)/float64(max(info.Compressed, 1)))
+	r.Mark = mark(mib <= 150)
+	r.notef("compressed_bytes of session %s from `sessions --json`: the chunks as stored (zstd, chunk format 2), hashed and chained as they are", info.ID)
 	return r
 }
 

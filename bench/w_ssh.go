@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"github.com/bastionhq/bastion/internal/localsvc"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/localsvc"
 
 	"github.com/creack/pty"
 )
@@ -268,24 +269,33 @@ func writeShellOutput(path string, size int64) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
+	writeLogLines(w, size)
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeLogLines writes size bytes of nginx-like access log lines (the same
+// lines for the same size): times that only move forward, a few worker
+// processes, as a real log has, and random methods, paths, statuses,
+// sizes, users and durations.
+func writeLogLines(w io.Writer, size int64) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	paths := []string{"/api/v1/items", "/api/v1/orders", "/static/app.js", "/healthz", "/api/v1/users/me", "/login"}
 	methods := []string{"GET", "GET", "GET", "POST", "PUT", "DELETE"}
 	users := []string{"alice", "bob", "carol", "dave", "-"}
+	workers := []int64{3108, 3109, 3110, 3111}
+	at := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
 	var line []byte
 	var written int64
 	for written < size {
+		at = at.Add(time.Duration(rng.IntN(40)) * time.Millisecond)
 		line = line[:0]
-		line = append(line, "2026-01-"...)
-		line = strconv.AppendInt(line, int64(10+rng.IntN(18)), 10)
-		line = append(line, 'T')
-		line = strconv.AppendInt(line, int64(10+rng.IntN(13)), 10)
-		line = append(line, ':')
-		line = strconv.AppendInt(line, int64(10+rng.IntN(49)), 10)
-		line = append(line, ":"...)
-		line = strconv.AppendInt(line, int64(10+rng.IntN(49)), 10)
-		line = append(line, ".000Z web1 nginx["...)
-		line = strconv.AppendInt(line, int64(1000+rng.IntN(9000)), 10)
+		line = at.AppendFormat(line, "2006-01-02T15:04:05.000Z")
+		line = append(line, " web1 nginx["...)
+		line = strconv.AppendInt(line, workers[rng.IntN(len(workers))], 10)
 		line = append(line, "]: "...)
 		line = append(line, methods[rng.IntN(len(methods))]...)
 		line = append(line, ' ')
@@ -307,9 +317,4 @@ func writeShellOutput(path string, size int64) error {
 		w.Write(line)
 		written += int64(len(line))
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
