@@ -444,12 +444,14 @@ func (p *proxy) endLocally(status int) {
 	p.up.Close()
 }
 
-// tell writes a bastion message to the user's stderr (on a new line when
-// a terminal's cursor may be mid-line).
+// tell writes a bastion message to the user: under a pty into the output
+// stream (on a new line, as the cursor may be mid-line; recorded, so a
+// replay shows why a command did not run), otherwise to stderr.
 func (p *proxy) tell(format string, args ...any) {
-	lead := ""
-	if p.pty {
-		lead = "\r\n"
+	if p.pty && p.stdout != nil {
+		// A terminal: in the output stream, in order with the shell's.
+		p.stdout.notice([]byte(p.redact(fmt.Sprintf("\r\nbastion: "+format+"\r\n", args...))))
+		return
 	}
-	fmt.Fprintf(p.down.Stderr(), lead+"bastion: "+format+"\r\n", args...)
+	fmt.Fprintf(p.down.Stderr(), "bastion: "+format+"\r\n", args...)
 }

@@ -383,6 +383,28 @@ func (o *outputPipeline) close() {
 	o.flush()
 }
 
+// notice writes the bastion's own message into the output stream, after
+// whatever the masker holds back, so the user's terminal shows the target's
+// output and the message in the order they happened. (On stderr, OpenSSH's
+// client may write the shell's next prompt before it: it drains its stdout
+// buffer first.) It is recorded like the rest of the output.
+func (o *outputPipeline) notice(msg []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return
+	}
+	if o.masker != nil {
+		if err := o.emit(o.masker.Flush()); err != nil {
+			o.err = err
+			return
+		}
+	}
+	if err := o.emit(msg); err != nil {
+		o.err = err
+	}
+}
+
 func (o *outputPipeline) noteMasked() {
 	if n := o.masker.Masked(); n > o.masked {
 		o.ss.marker(fmt.Sprintf("bastion: masked %d value(s) (rule %s)", n-o.masked, o.rules))

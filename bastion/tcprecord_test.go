@@ -173,7 +173,10 @@ func TestTCPContentRecording(t *testing.T) {
 			fmt.Sprintf("SYSTEM:exec 3<&0; cat <&3 > %s & cat %s; wait", received, serverFile))
 		waitListenNoConsume(t, linePort)
 		addr := e.forwardTo(t, "webline", linePort)
-		cmd := exec.Command("socat", "-t", "30", "-", "TCP:"+addr)
+		// -t: how long socat waits for the server's bytes after sending all of
+		// its own. The server closes once both directions are done, so this
+		// is only a cap; on a loaded machine the 10 MiB back can take a while.
+		cmd := exec.Command("socat", "-t", "300", "-", "TCP:"+addr)
 		f, _ := os.Open(clientFile)
 		defer f.Close()
 		cmd.Stdin = f
