@@ -470,7 +470,7 @@ func TestCAExportAndConfigCheck(t *testing.T) {
 	if r := w.run(nil, "ca", "export", "--config", w.cfgPath); r.Code != 2 {
 		t.Fatalf("ca export without a CA: %s", r)
 	}
-	if r := w.run(nil, "config", "check", "--config", "../../configs/bastion.yaml"); r.Code != 0 || !strings.Contains(r.Stdout, "ok") {
+	if r := w.run(nil, "config", "check", "--config", w.cfgPath); r.Code != 0 || !strings.Contains(r.Stdout, "ok") {
 		t.Fatalf("config check: %s", r)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
