@@ -169,13 +169,13 @@ func TestTCPContentRecording(t *testing.T) {
 		clientFile, clientData := mk("client.bin")
 		serverFile, serverData := mk("server.bin")
 		received := filepath.Join(dir, "received.bin")
-		startCmd(t, "socat", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr", linePort),
+		// -t on both socats: after one direction ends, socat waits only
+		// that long (0.5 s by default) for the other before it closes
+		// everything; on a loaded machine the 10 MiB back takes longer.
+		startCmd(t, "socat", "-t", "300", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr", linePort),
 			fmt.Sprintf("SYSTEM:exec 3<&0; cat <&3 > %s & cat %s; wait", received, serverFile))
 		waitListenNoConsume(t, linePort)
 		addr := e.forwardTo(t, "webline", linePort)
-		// -t: how long socat waits for the server's bytes after sending all of
-		// its own. The server closes once both directions are done, so this
-		// is only a cap; on a loaded machine the 10 MiB back can take a while.
 		cmd := exec.Command("socat", "-t", "300", "-", "TCP:"+addr)
 		f, _ := os.Open(clientFile)
 		defer f.Close()
@@ -199,7 +199,11 @@ func TestTCPContentRecording(t *testing.T) {
 		}
 		id := e.tcpSession(t, "webline")
 		pcap := filepath.Join(t.TempDir(), "line.pcap")
-		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		// 20 MiB of capture: more time than e.ssh's minute on a loaded machine.
+		exp := testenv.Run(t, 5*time.Minute, "", "ssh", "-F", e.cfgPath, "bastion", "export", id, "--format", "pcap")
+		if exp.Code != 0 {
+			t.Fatalf("export: %s", exp)
+		}
 		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
 		c, s := followRaw(t, tshark(t, pcap, "-q", "-z", "follow,tcp,raw,0"))
 		if sha256.Sum256(c) != sha256.Sum256(clientData) || sha256.Sum256(s) != sha256.Sum256(serverData) {
