@@ -109,7 +109,7 @@ func encodeChunk(dst, buf []byte, seq uint64, prev [hashLen]byte, events int, en
 	start := len(dst)
 	dst = append(dst, make([]byte, chunkHeaderLenV2)...)
 	codec := codecNone
-	if enc != nil && len(raw) >= minCompress {
+	if enc != nil && len(raw) >= minCompress && !incompressible(raw, &dst, enc) {
 		dst = enc.EncodeAll(raw, dst)
 		codec = codecZstd
 		if len(dst)-start-chunkHeaderLenV2 >= len(raw) {
@@ -133,6 +133,26 @@ func encodeChunk(dst, buf []byte, seq uint64, prev [hashLen]byte, events int, en
 
 // minCompress is the smallest payload worth compressing.
 const minCompress = 64
+
+// probeSize is the sample a large chunk is tried on before it is compressed.
+const probeSize = 32 << 10
+
+// incompressible reports whether a large payload looks incompressible,
+// from a sample from its middle: forwarded traffic is often TLS or already
+// compressed, and compressing a whole chunk to learn that costs about as
+// much as storing it. *dst is used as scratch past its length and left as
+// it was.
+func incompressible(raw []byte, dst *[]byte, enc *zstd.Encoder) bool {
+	if len(raw) < 8*probeSize {
+		return false
+	}
+	mid := len(raw)/2 - probeSize/2
+	sample := raw[mid : mid+probeSize]
+	n := len(*dst)
+	out := enc.EncodeAll(sample, *dst)
+	*dst = out[:n]
+	return len(out)-n > probeSize*31/32
+}
 
 // newChunk builds a whole chunk from a payload of events (small marker
 // chunks), uncompressed.

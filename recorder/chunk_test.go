@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -132,6 +133,58 @@ func TestChunkCompression(t *testing.T) {
 	v, _ = encodeChunk(nil, append(make([]byte, chunkHeaderLen), appendEvent(nil, EventFromServer, 0, rnd)...), 0, genesis("s"), 1, newZstdEncoder())
 	if _, err := newChainChecker("s").check(chunkKey("s", 0), v, nil); err != nil {
 		t.Fatalf("incompressible: %v", err)
+	}
+
+	// A large chunk whose sample does not compress is stored as it is
+	// without compressing the rest; one whose sample does is compressed,
+	// even when its head is dense.
+	dense := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(dense)
+	for _, tc := range []struct {
+		name  string
+		data  []byte
+		codec byte
+	}{
+		{"random", dense, codecNone},
+		{"text after a dense head", append(bytes.Clone(dense[:64<<10]), bytes.Repeat([]byte("GET /healthz 200\n"), 60000)...), codecZstd},
+	} {
+		var p []byte
+		n := 0
+		for d := tc.data; len(d) > 0; d = d[min(len(d), maxEventData):] {
+			p = appendEvent(p, EventFromServer, 0, d[:min(len(d), maxEventData)])
+			n++
+		}
+		scratch := make([]byte, 0, 16)
+		v, _ := encodeChunk(scratch, append(make([]byte, chunkHeaderLen), p...), 0, genesis("s"), n, newZstdEncoder())
+		if v[48] != tc.codec {
+			t.Errorf("%s: codec %d, want %d", tc.name, v[48], tc.codec)
+		}
+		var got []byte
+		if _, err := newChainChecker("s").check(chunkKey("s", 0), v, func(e rawEvent) error { got = append(got, e.data...); return nil }); err != nil || !bytes.Equal(got, tc.data) {
+			t.Errorf("%s: %v, %d bytes back of %d", tc.name, err, len(got), len(tc.data))
+		}
+	}
+}
+
+// BenchmarkEncodeChunk compresses a 1 MiB chunk of forwarded bytes: random
+// (TLS, compressed files) and log text.
+func BenchmarkEncodeChunk(b *testing.B) {
+	dense := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(dense)
+	text := bytes.Repeat([]byte("2026-12-05T10:00:00.123Z web1 nginx[3108]: GET /api/v1/items?page=7 status=200 bytes=18373\n"), (1<<20)/92)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{{"random", dense}, {"text", text}} {
+		b.Run(tc.name, func(b *testing.B) {
+			buf := append(make([]byte, chunkHeaderLen), appendEvent(nil, EventFromServer, 0, tc.data)...)
+			enc := newZstdEncoder()
+			var dst []byte
+			b.SetBytes(int64(len(tc.data)))
+			for b.Loop() {
+				dst, _ = encodeChunk(dst[:0], buf, 0, genesis("s"), 1, enc)
+			}
+		})
 	}
 }
 
