@@ -53,15 +53,23 @@ func (s *Store) growBuffer(buf []byte, need int) []byte {
 	return nb
 }
 
-// getValue returns an empty buffer for an encoded chunk. An encoded chunk
-// is at most its events plus a format 2 header and the hash, which a
-// pool-sized buffer holds.
-func (s *Store) getValue() []byte {
+// getValue returns an empty buffer for the encoded chunk of buf. An
+// encoded chunk is at most its events plus a format 2 header and the hash,
+// which a pool-sized buffer holds. A small chunk (a quiet session's few
+// events) gets a buffer of its own size: a thousand idle sessions flushed
+// together would otherwise each hold a pooled megabyte until the commit.
+func (s *Store) getValue(buf []byte) []byte {
+	if need := len(buf) + chunkHeaderLenV2 + hashLen; need <= smallValue {
+		return make([]byte, 0, need)
+	}
 	if p, ok := s.valPool.Get().(*[]byte); ok {
 		return (*p)[:0]
 	}
 	return make([]byte, 0, s.bigBuffer()+chunkHeaderLenV2)
 }
+
+// smallValue is the largest encoded chunk not taken from the pool.
+const smallValue = 64 << 10
 
 // putValue returns an encoded chunk's buffer to its pool.
 func (s *Store) putValue(v []byte) {
@@ -272,7 +280,7 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 		evTotal++
 	}
 	for i, pb := range it.bufs {
-		v, h := encodeChunk(s.getValue(), pb.buf, seq, head, pb.events, s.zenc)
+		v, h := encodeChunk(s.getValue(pb.buf), pb.buf, seq, head, pb.events, s.zenc)
 		it.bufs[i].value = v
 		it.values = append(it.values, v)
 		seq, head = seq+1, h
