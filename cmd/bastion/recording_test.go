@@ -304,27 +304,61 @@ func TestSessionVisibilityAndReplayOverSSH(t *testing.T) {
 // serveProcess stops the in-process bastion and returns a function that
 // starts `bastion serve` as a real process on the same config and data (on
 // fixed free ports), and an ssh_config for alice logged in to it.
-func (w *world) serveProcess(t *testing.T) (func() *exec.Cmd, string) {
+func (w *world) serveProcess(t *testing.T) (func() *servedProc, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	w.app.Shutdown(ctx)
 	cancel()
-	cfgText, _ := os.ReadFile(w.cfgPath)
-	sshPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
-	cfgText = bytes.Replace(cfgText, []byte(`listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}`),
-		[]byte("listen: {ssh: \"127.0.0.1:"+itoa(sshPort)+"\", http: \"127.0.0.1:"+itoa(httpPort)+"\"}"), 1)
-	os.WriteFile(w.cfgPath, cfgText, 0o600)
-	serve := func() *exec.Cmd {
+	orig, _ := os.ReadFile(w.cfgPath)
+	var httpPort int
+	choosePorts := func() {
+		var sshPort int
+		sshPort, httpPort = testenv.FreePort(t), testenv.FreePort(t)
+		cfgText := bytes.Replace(orig, []byte(`listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}`),
+			[]byte("listen: {ssh: \"127.0.0.1:"+itoa(sshPort)+"\", http: \"127.0.0.1:"+itoa(httpPort)+"\"}"), 1)
+		os.WriteFile(w.cfgPath, cfgText, 0o600)
+	}
+	choosePorts()
+	// start starts serve and waits until it listens; false if it exited
+	// first (a free port taken meanwhile by another test's process).
+	start := func() (*servedProc, bool) {
 		cmd := w.cli(nil, "serve", "--config", w.cfgPath)
 		cmd.Stderr = w.logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitPort(t, httpPort)
+		p := &servedProc{Cmd: cmd, exited: make(chan struct{})}
+		go func() { cmd.Wait(); close(p.exited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-p.exited })
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			select {
+			case <-p.exited:
+				return p, false
+			default:
+			}
+			if c, err := net.Dial("tcp", "127.0.0.1:"+itoa(httpPort)); err == nil {
+				c.Close()
+				return p, true
+			}
+		}
+		t.Fatalf("bastion serve does not listen on port %d", httpPort)
+		return nil, false
+	}
+	serve := func() *servedProc {
+		cmd, ok := start()
+		if !ok {
+			t.Fatal("bastion serve exited at start (its log is below)")
+		}
 		return cmd
 	}
-	proc := serve()
+	proc, ok := start()
+	for try := 0; !ok && try < 5; try++ {
+		choosePorts()
+		proc, ok = start()
+	}
+	if !ok {
+		t.Fatal("bastion serve exited at start five times (its log is below)")
+	}
 	url := "http://127.0.0.1:" + itoa(httpPort)
 	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
 	tok, _ := w.idp.MintIDToken(claims)
@@ -338,6 +372,16 @@ func (w *world) serveProcess(t *testing.T) (func() *exec.Cmd, string) {
 	proc.Wait()
 	return serve, sshCfg
 }
+
+// servedProc is a running `bastion serve`; a goroutine reaps it, and Wait
+// waits for that.
+type servedProc struct {
+	*exec.Cmd
+	exited chan struct{}
+}
+
+// Wait waits until the process has exited and been reaped.
+func (p *servedProc) Wait() { <-p.exited }
 
 // SIGHUP reloads the rules of a running `bastion serve`: the next command
 // of a live session uses them; a config that does not validate is refused
