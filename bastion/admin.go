@@ -26,9 +26,7 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 		return
 	}
 	defer ch.Close()
-	pol := s.cfg.Policy()
-	pid := policyIdentity(id)
-	caller := Caller{Identity: id, Roles: pol.RoleNames(pid), Auditor: pol.IsAuditor(pid), RemoteAddr: conn.RemoteAddr().String()}
+	caller := s.Caller(id, conn.RemoteAddr().String())
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -90,6 +88,15 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 	status := s.runAdmin(cctx, caller, args, AdminIO{Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Pty: pty})
 	ch.SendRequest("exit-status", false, gossh.Marshal(exitStatusMsg{Status: uint32(status)}))
 	ch.CloseWrite()
+}
+
+// Caller is the admin identity of id under the policy in force: its roles
+// and whether it is an auditor. The SSH admin commands and the web console
+// both decide with it, so they agree on who may see and decide what.
+func (s *Server) Caller(id ca.Identity, remoteAddr string) Caller {
+	pol := s.cfg.Policy()
+	pid := policyIdentity(id)
+	return Caller{Identity: id, Roles: pol.RoleNames(pid), Auditor: pol.IsAuditor(pid), RemoteAddr: remoteAddr}
 }
 
 // runAdmin dispatches one admin command and returns its exit status.

@@ -58,12 +58,32 @@ type approval struct {
 // waiting for one ends with the bastion anyway, and every step is in the
 // audit log and the recording.
 type approvals struct {
-	audit   func(Event) error     // records every request and decision
-	policy  func() *policy.Policy // who may decide, as of now
-	webhook string                // receives new requests; "" for none
+	audit   func(Event) error      // records every request and decision
+	policy  func() *policy.Policy  // who may decide, as of now
+	webhook string                 // receives new requests; "" for none
+	link    func(id string) string // the request's web page, for the webhook; nil for none
 	log     *slog.Logger
 	mu      sync.Mutex
 	m       map[string]*approval
+	changed chan struct{} // closed and replaced when a request opens or ends
+}
+
+// changedLocked wakes whoever waits for the list to change.
+func (a *approvals) changedLocked() {
+	if a.changed != nil {
+		close(a.changed)
+	}
+	a.changed = make(chan struct{})
+}
+
+// watch returns a channel closed at the next change of the pending requests.
+func (a *approvals) watch() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.changed == nil {
+		a.changed = make(chan struct{})
+	}
+	return a.changed
 }
 
 func newApprovalID() string {
@@ -83,6 +103,7 @@ func (a *approvals) request(ap *approval) *approval {
 		}
 	}
 	a.m[ap.ID] = ap
+	a.changedLocked()
 	a.mu.Unlock()
 	if err := a.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "held", Reason: ap.Reason,
 		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}}); err != nil {
@@ -138,15 +159,17 @@ func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 	ap.outcome, ap.decidedBy, ap.note = outcome, by, note
 	delete(a.m, ap.ID)
 	close(ap.done)
+	a.changedLocked()
 	a.mu.Unlock()
 	return true
 }
 
-// Errors a decision can meet.
+// Errors a decision can meet (Server.Decide and the approve and deny
+// admin commands).
 var (
-	errNoRequest   = errors.New("no pending request with that ID (decided, expired, or never made)")
-	errSelfApprove = errors.New("nobody approves their own request")
-	errNotApprover = errors.New("you hold none of the roles that may decide this request")
+	ErrNoRequest   = errors.New("no pending request with that ID (decided, expired, or never made)")
+	ErrSelfApprove = errors.New("nobody approves their own request")
+	ErrNotApprover = errors.New("you hold none of the roles that may decide this request")
 )
 
 // decide applies an approver's decision.
@@ -155,22 +178,22 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 	ap, ok := a.m[id]
 	a.mu.Unlock()
 	if !ok {
-		return nil, errNoRequest
+		return nil, ErrNoRequest
 	}
 	if c.Identity.Issuer == ap.Requester.Issuer && c.Identity.Subject == ap.Requester.Subject {
 		a.audit(Event{Type: "command.self_approve", Identity: c.Identity, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused",
-			Reason: errSelfApprove.Error(), Fields: map[string]string{"request": ap.ID}})
-		return nil, errSelfApprove
+			Reason: ErrSelfApprove.Error(), Fields: map[string]string{"request": ap.ID}})
+		return nil, ErrSelfApprove
 	}
 	if !a.policy().CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
-		return nil, fmt.Errorf("%w (%s)", errNotApprover, strings.Join(ap.Approvers, ", "))
+		return nil, fmt.Errorf("%w (%s)", ErrNotApprover, strings.Join(ap.Approvers, ", "))
 	}
 	outcome := Denied
 	if approve {
 		outcome = Approved
 	}
 	if !a.finish(ap, outcome, c.Identity.User, note) {
-		return nil, errNoRequest
+		return nil, ErrNoRequest
 	}
 	a.mu.Lock()
 	got := ap.outcome
@@ -199,11 +222,16 @@ func (a *approvals) visible(c Caller) []*approval {
 
 // notify posts a new request to the webhook (a chat bot can relay it).
 func (a *approvals) notify(ap *approval) {
+	var link string
+	if a.link != nil {
+		link = a.link(ap.ID)
+	}
 	body, _ := json.Marshal(struct {
 		Event string `json:"event"`
 		*approval
 		Approve string `json:"approve"`
-	}{"approval.requested", ap, "bastion approve " + ap.ID})
+		URL     string `json:"url,omitempty"` // the request's page in the web console
+	}{"approval.requested", ap, "bastion approve " + ap.ID, link})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.webhook, bytes.NewReader(body))
@@ -285,3 +313,58 @@ func (s *Server) adminDecide(c Caller, args []string, aio AdminIO, approve bool)
 	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.Target, safetext.Printable(ap.Command))
 	return 0
 }
+
+// Request is a pending approval request as the web console shows it.
+type Request struct {
+	ID        string    `json:"id"`
+	SessionID string    `json:"session_id"`
+	User      string    `json:"user"`
+	Target    string    `json:"target"`
+	Login     string    `json:"login,omitempty"`
+	Kind      string    `json:"kind"` // command or sql
+	Command   string    `json:"command"`
+	Rule      string    `json:"rule"`
+	Reason    string    `json:"reason"`
+	Approvers []string  `json:"approvers"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	// Own is true for the caller's own request, which they may not decide.
+	Own bool `json:"own"`
+}
+
+func (ap *approval) request(c Caller) Request {
+	return Request{
+		ID: ap.ID, SessionID: ap.SessionID, User: ap.User, Target: ap.Target, Login: ap.Login, Kind: ap.Kind,
+		Command: ap.Command, Rule: ap.Rule, Reason: ap.Reason, Approvers: ap.Approvers, Created: ap.Created, Expires: ap.Expires,
+		Own: c.Identity.Issuer == ap.Requester.Issuer && c.Identity.Subject == ap.Requester.Subject,
+	}
+}
+
+// Requests lists the pending requests c may decide, and c's own, oldest
+// first: what the requests admin command shows.
+func (s *Server) Requests(c Caller) []Request {
+	list := s.approvals.visible(c)
+	out := make([]Request, len(list))
+	for i, ap := range list {
+		out[i] = ap.request(c)
+	}
+	return out
+}
+
+// Decide approves or denies a pending request for c, under the same rules
+// as the approve and deny admin commands: nobody decides their own request
+// (ErrSelfApprove), only the rule's approver roles decide (ErrNotApprover),
+// a request is decided once (ErrNoRequest), and a decision the audit log
+// cannot record becomes a denial.
+func (s *Server) Decide(c Caller, id string, approve bool, note string) (Request, error) {
+	ap, err := s.approvals.decide(c, id, approve, note)
+	if err != nil {
+		return Request{}, err
+	}
+	return ap.request(c), nil
+}
+
+// RequestsChanged returns a channel closed at the next change of the
+// pending requests (one opens, or one is decided, times out or is
+// cancelled), so a page can update without polling.
+func (s *Server) RequestsChanged() <-chan struct{} { return s.approvals.watch() }

@@ -99,6 +99,12 @@ type Caller struct {
 	RemoteAddr string
 }
 
+// MaySee reports whether c may see what the identity (user at issuer) did:
+// its own sessions, or everyone's for an auditor.
+func (c Caller) MaySee(user, issuer string) bool {
+	return c.Auditor || user == c.Identity.User && issuer == c.Identity.Issuer
+}
+
 // AdminIO is the I/O of an admin command.
 type AdminIO struct {
 	Stdin  io.Reader

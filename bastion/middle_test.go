@@ -237,17 +237,38 @@ func TestApprovals(t *testing.T) {
 			Approvers: []string{"approvers"}, Created: time.Now(), Expires: time.Now().Add(timeout)})
 	}
 
+	changed := a.watch()
 	ap := ask(time.Minute)
-	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, ""); !errors.Is(err, errSelfApprove) {
+	select {
+	case <-changed: // a page watching the list learns of the request
+	default:
+		t.Error("a new request did not signal a change")
+	}
+	changed = a.watch()
+	if got := (&Server{approvals: a}).Requests(bob); len(got) != 1 || got[0].ID != ap.ID || got[0].Own || got[0].Command != "./deploy.sh" {
+		t.Errorf("the approver sees %+v", got)
+	}
+	if got := (&Server{approvals: a}).Requests(Caller{Identity: alice}); len(got) != 1 || !got[0].Own {
+		t.Errorf("the requester sees %+v", got)
+	}
+	if got := (&Server{approvals: a}).Requests(carol); len(got) != 0 {
+		t.Errorf("someone who may not decide sees %+v", got)
+	}
+	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, ""); !errors.Is(err, ErrSelfApprove) {
 		t.Errorf("self-approval: %v", err)
 	}
-	if _, err := a.decide(carol, ap.ID, true, ""); !errors.Is(err, errNotApprover) {
+	if _, err := a.decide(carol, ap.ID, true, ""); !errors.Is(err, ErrNotApprover) {
 		t.Errorf("not an approver: %v", err)
 	}
 	if _, err := a.decide(bob, ap.ID, true, ""); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
-	if _, err := a.decide(bob, ap.ID, false, ""); !errors.Is(err, errNoRequest) {
+	select {
+	case <-changed:
+	default:
+		t.Error("a decision did not signal a change")
+	}
+	if _, err := a.decide(bob, ap.ID, false, ""); !errors.Is(err, ErrNoRequest) {
 		t.Errorf("a second decision: %v", err)
 	}
 	if outcome, by, _ := a.wait(context.Background(), ap); outcome != Approved || by != "bob" {

@@ -56,6 +56,9 @@ type Config struct {
 	// ApprovalWebhook, when set, receives a JSON POST for every new
 	// approval request, so a chat bot can relay it.
 	ApprovalWebhook string
+	// ApprovalURL, when set, gives the web page of an approval request; the
+	// webhook's JSON carries it as "url".
+	ApprovalURL func(id string) string
 	// MaskHold is how long masking holds back output that may be the start
 	// of a card number before releasing it when nothing follows; default
 	// 10ms (a number split across reads arrives within microseconds).
@@ -167,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
 		sessions: map[*session]struct{}{},
 	}
-	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, log: s.log, m: map[string]*approval{}}
+	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{}}
 	s.env = s.newSessionEnv()
 	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
 	s.pg = &pgShared{cancels: pgproxy.NewCancelRegistry(), authority: cfg.Authority,

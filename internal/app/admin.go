@@ -64,7 +64,7 @@ func fail(aio bastion.AdminIO, status int, format string, args ...any) int {
 // mayRead reports whether c may see session info: its own, or all for
 // auditors.
 func mayRead(c bastion.Caller, info recorder.SessionInfo) bool {
-	return c.Auditor || info.User == c.Identity.User && info.Issuer == c.Identity.Issuer
+	return c.MaySee(info.User, info.Issuer)
 }
 
 func (a *App) session(c bastion.Caller, id string, aio bastion.AdminIO) (recorder.SessionInfo, int) {
