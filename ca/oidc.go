@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -279,26 +280,61 @@ func (v *Verifier) verify(ctx context.Context, raw, issuer, clientID string) (*o
 }
 
 func (v *Verifier) verifyPerson(ctx context.Context, raw string) (Identity, error) {
-	tok, claims, err := v.verify(ctx, raw, v.cfg.Issuer, v.cfg.ClientID)
+	id, _, err := v.verifyPersonFor(ctx, raw, v.cfg.ClientID)
+	return id, err
+}
+
+// VerifyLogin checks an ID token that a web sign-in (authorization code
+// flow) obtained for clientID, which may be another client of the people
+// IdP than ClientID, and that must carry nonce, the value the sign-in sent.
+// It returns the identity as Verify does (without serial or validity) and
+// the token's expiry. Workload tokens are refused: machines do not sign in
+// to pages.
+func (v *Verifier) VerifyLogin(ctx context.Context, raw, clientID, nonce string) (Identity, time.Time, error) {
+	if raw == "" || len(raw) > maxTokenBytes {
+		return Identity{}, time.Time{}, tokenErr(ReasonMalformed, "token of %d bytes", len(raw))
+	}
+	u, err := peek(raw)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, time.Time{}, err
+	}
+	if !slices.Contains(v.cfg.Algorithms, u.Alg) {
+		return Identity{}, time.Time{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(u.Alg), v.cfg.Algorithms)
+	}
+	if u.Iss != v.cfg.Issuer {
+		return Identity{}, time.Time{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not the people IdP", safetext.Printable(u.Iss))
+	}
+	id, tok, err := v.verifyPersonFor(ctx, raw, clientID)
+	if err != nil {
+		return Identity{}, time.Time{}, err
+	}
+	if nonce == "" || subtle.ConstantTimeCompare([]byte(tok.Nonce), []byte(nonce)) != 1 {
+		return Identity{}, time.Time{}, tokenErr(ReasonInvalid, "nonce does not match the sign-in")
+	}
+	return id, tok.Expiry, nil
+}
+
+func (v *Verifier) verifyPersonFor(ctx context.Context, raw, clientID string) (Identity, *oidc.IDToken, error) {
+	tok, claims, err := v.verify(ctx, raw, v.cfg.Issuer, clientID)
+	if err != nil {
+		return Identity{}, nil, err
 	}
 	id := Identity{Issuer: tok.Issuer, Subject: tok.Subject}
 	claim := v.cfg.UsernameClaim
 	val, ok := claims[claim].(string)
 	if !ok || val == "" {
-		return Identity{}, tokenErr(ReasonUsername, "claim %q missing or not a string", claim)
+		return Identity{}, nil, tokenErr(ReasonUsername, "claim %q missing or not a string", claim)
 	}
 	if claim == "email" && !truthy(claims["email_verified"]) {
-		return Identity{}, tokenErr(ReasonEmailUnverified, "email_verified is false or missing")
+		return Identity{}, nil, tokenErr(ReasonEmailUnverified, "email_verified is false or missing")
 	}
 	if id.User, err = SanitizeUsername(val, claim == "email"); err != nil {
-		return Identity{}, &TokenError{Reason: ReasonUsername, Err: err}
+		return Identity{}, nil, &TokenError{Reason: ReasonUsername, Err: err}
 	}
 	if id.Groups, err = groupsOf(claims[v.cfg.GroupsClaim]); err != nil {
-		return Identity{}, &TokenError{Reason: ReasonGroups, Err: err}
+		return Identity{}, nil, &TokenError{Reason: ReasonGroups, Err: err}
 	}
-	return id, nil
+	return id, tok, nil
 }
 
 var errSubjectMismatch = errors.New("subject does not match")
