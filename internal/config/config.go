@@ -47,6 +47,27 @@ type Config struct {
 	Audit     Audit      `yaml:"audit"`
 	Log       LogConfig  `yaml:"log"`
 	TLS       *TLSConfig `yaml:"tls"` // HTTPS for the HTTP listener
+	Console   Console    `yaml:"console"`
+}
+
+// Console configures the web console at / on the HTTP listener.
+type Console struct {
+	// Disabled turns the console off (the HTTP listener then serves only
+	// the login API, /healthz and /metrics).
+	Disabled bool `yaml:"disabled"`
+	// URL is the console's public base URL, e.g.
+	// "https://bastion.example.com:8443": the sign-in's redirect URI is
+	// URL + "/auth/callback" and approval webhooks link to URL +
+	// "/approvals/ID". Default: the scheme and host the browser used, and
+	// no link in webhooks.
+	URL string `yaml:"url"`
+	// ClientID is the OAuth client the console signs in with; default
+	// oidc.client_id (a public client, with PKCE).
+	ClientID string `yaml:"client_id"`
+	// ClientSecretEnv names an environment variable holding the client
+	// secret, for an IdP that registers web applications as confidential
+	// clients. PKCE is used either way.
+	ClientSecretEnv string `yaml:"client_secret_env"`
 }
 
 // CA says where the CA keys live. A key without a URI is the file in
@@ -387,6 +408,7 @@ func (c *Config) Validate() error {
 	v.ca(c)
 	v.tls(c)
 	v.oidc(c)
+	v.console(c)
 	v.certs(c)
 	v.targets(c)
 	v.roles(c)
@@ -503,6 +525,21 @@ func (v *validator) oidc(c *Config) {
 		if w.Name == "" {
 			v.bad(f+".name", "required")
 		}
+	}
+}
+
+func (v *validator) console(c *Config) {
+	u := c.Console.URL
+	if u == "" {
+		return
+	}
+	if err := checkURL(u); err != nil {
+		v.bad("console.url", "%v", err)
+		return
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" || (p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
+		v.bad("console.url", "%q must be scheme://host[:port], without a path (the console lives at the root)", u)
 	}
 }
 
