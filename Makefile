@@ -16,7 +16,7 @@ VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 VULN_VERSION   ?= v1.9.0
 CACHE    ?= $(CURDIR)/.cache
 
-.PHONY: all build test lint vet fmtcheck tidycheck depcheck vulncheck fuzz bench demo clean
+.PHONY: all build test lint vet fmtcheck tidycheck depcheck vulncheck fuzz bench demo clean player-assets
 
 all: build
 
@@ -60,6 +60,19 @@ fuzz:
 # Side-by-side benchmarks against OpenSSH (bench/); about five minutes.
 bench: build
 	$(GO) run ./bench -bastion $(BIN) -out docs/BENCHMARKS.md
+
+# The web console's player: the built files of the asciinema-player npm
+# package (with its LICENSE), embedded in the binary with go:embed. This
+# refreshes them from the npm registry; nothing of Node runs at run time.
+PLAYER_VERSION ?= 3.18.0
+PLAYER_DIR     := internal/console/static/player
+player-assets:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	(cd $$tmp && npm pack --silent asciinema-player@$(PLAYER_VERSION) >/dev/null && tar xzf asciinema-player-$(PLAYER_VERSION).tgz) && \
+	mkdir -p $(PLAYER_DIR) && \
+	cp $$tmp/package/dist/bundle/asciinema-player.min.js $$tmp/package/dist/bundle/asciinema-player.css $$tmp/package/LICENSE $(PLAYER_DIR)/ && \
+	echo "asciinema-player $(PLAYER_VERSION) (npm), sha256 of the package: $$(sha256sum $$tmp/asciinema-player-$(PLAYER_VERSION).tgz | cut -d' ' -f1)" > $(PLAYER_DIR)/VERSION && \
+	cat $(PLAYER_DIR)/VERSION
 
 demo: build
 	./$(BIN) demo
