@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/auditsink"
 	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/console"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -61,6 +63,8 @@ type App struct {
 	sshLn    net.Listener
 	httpLn   net.Listener
 	httpSrv  *http.Server
+	console  *console.Console // nil when disabled
+	now      func() time.Time
 	registry *prometheus.Registry
 	stop     chan struct{}
 	sinks    *auditsink.Shipper // nil without audit sinks
@@ -82,7 +86,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	a := &App{Config: cfg, Log: log, stop: make(chan struct{}), registry: prometheus.NewRegistry()}
+	a := &App{Config: cfg, Log: log, stop: make(chan struct{}), registry: prometheus.NewRegistry(), now: now}
 	flushes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "bastion_recording_flush_seconds", Help: "Duration of each group commit of recordings, by result.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -176,6 +180,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		StartupTimeout:     cfg.Sessions.StartupTimeout.D,
 		EnvAllow:           cfg.Sessions.EnvAllow,
 		ApprovalWebhook:    cfg.Approvals.Webhook,
+		ApprovalURL:        approvalURL(cfg),
 		Admin:              a.adminCommands(),
 		Metrics:            a.Metrics,
 		Logger:             log.With("component", "ssh"),
@@ -187,6 +192,37 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	}
 	a.sshLn, a.httpLn = opt.SSHListener, opt.HTTPListener
 	return a, nil
+}
+
+// approvalURL links approval requests to their console page, when the
+// console has a public URL.
+func approvalURL(cfg *config.Config) func(string) string {
+	if cfg.Console.Disabled || cfg.Console.URL == "" {
+		return nil
+	}
+	base := strings.TrimRight(cfg.Console.URL, "/")
+	return func(id string) string { return base + "/approvals/" + id }
+}
+
+// newConsole builds the web console from the config.
+func (a *App) newConsole() (*console.Console, error) {
+	cc := a.Config.Console
+	clientID := cc.ClientID
+	if clientID == "" {
+		clientID = a.Config.OIDC.ClientID
+	}
+	var secret string
+	if cc.ClientSecretEnv != "" {
+		if secret = os.Getenv(cc.ClientSecretEnv); secret == "" {
+			return nil, fmt.Errorf("console.client_secret_env: $%s is empty", cc.ClientSecretEnv)
+		}
+	}
+	return console.New(console.Config{
+		Store: a.Store, Approvals: a.SSH, Caller: a.SSH.Caller, Verifier: a.Verifier,
+		Issuer: a.Config.OIDC.Issuer, ClientID: clientID, ClientSecret: secret, Scopes: a.Config.OIDC.Scopes,
+		PublicURL: cc.URL, TLS: a.Config.TLS != nil, SessionTTL: a.Config.Certs.UserTTL.D,
+		Logger: a.Log.With("component", "console"), Now: a.now,
+	})
 }
 
 // Policy returns the policy in force.
@@ -234,6 +270,12 @@ func (a *App) Start() error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	if !a.Config.Console.Disabled {
+		if a.console, err = a.newConsole(); err != nil {
+			return err
+		}
+		a.console.Register(mux)
+	}
 	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	httpLn := a.httpLn
 	if t := a.Config.TLS; t != nil {
@@ -288,6 +330,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 		close(a.stop)
 		if a.httpSrv != nil {
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if a.console != nil {
+				a.console.Close() // ends its streams, which Shutdown does not wait for
+			}
 			a.httpSrv.Shutdown(hctx)
 			cancel()
 		}

@@ -324,7 +324,7 @@ func (d *Demo) startIssuer(ln net.Listener, now func() time.Time) error {
 	idp, err := devidp.New(devidp.Config{
 		Issuer:  "http://" + ln.Addr().String(),
 		Users:   Users,
-		Clients: []devidp.Client{{ID: ClientID, RedirectURIs: []string{"http://127.0.0.1/callback"}, Device: true}},
+		Clients: []devidp.Client{{ID: ClientID, RedirectURIs: []string{"http://127.0.0.1/callback", "http://127.0.0.1/auth/callback"}, Device: true}},
 		// People read the device code and click; give them time.
 		IDTokenLifetime: 5 * time.Minute,
 		Now:             now,

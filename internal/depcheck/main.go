@@ -47,6 +47,7 @@ var rules = []rule{
 	{"bastion/policy", []string{"internal/...", "bastion", "ca/...", "recorder/...", "player/...", "github.com/gliderlabs/ssh"}, "the policy compiles its own types; the config is not its model"},
 	{"bastion", []string{"recorder/...", "internal/app", "internal/config", "internal/demo"}, "the server reaches the recorder through its own interfaces (iface.go)"},
 	{"internal/app", []string{"internal/devidp", "internal/demo"}, "the development IdP is reachable only through `bastion demo`"},
+	{"internal/console", []string{"internal/app", "internal/config", "internal/demo", "internal/devidp"}, "the console reaches the server and the store through their APIs; internal/app wires it"},
 	{"internal/config", []string{"internal/devidp"}, "the development IdP is reachable only through `bastion demo`"},
 	{"...", []string{"internal/testenv"}, "only tests use the test harness"},
 }

@@ -1,0 +1,276 @@
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// A sign-in is the authorization code flow with PKCE (S256) and a nonce.
+// The state, nonce and code verifier stay on the server; the browser gets
+// a short-lived login cookie bound to the state, so a callback the browser
+// did not start (login CSRF) is refused. A completed sign-in becomes a
+// server-side session named by a random cookie; the cookie carries nothing
+// else.
+
+const (
+	loginTTL       = 10 * time.Minute
+	maxPending     = 10000 // pending sign-ins kept; the oldest go first
+	maxSessions    = 100000
+	cookieSession  = "bastion_console"
+	cookieLogin    = "bastion_login"
+	csrfField      = "csrf"
+	discoveryRetry = 30 * time.Second
+)
+
+type websession struct {
+	identity ca.Identity
+	csrf     string
+	expires  time.Time
+}
+
+type pendingLogin struct {
+	nonce, verifier, next, redirect string
+	expires                         time.Time
+}
+
+type auth struct {
+	c        *Console
+	mu       sync.Mutex
+	sessions map[string]*websession // by sha256 of the cookie value
+	pending  map[string]pendingLogin
+	provider *oidc.Provider
+	lastErr  time.Time
+}
+
+func newAuth(c *Console) *auth {
+	return &auth{c: c, sessions: map[string]*websession{}, pending: map[string]pendingLogin{}}
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sessionKey(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return string(h[:])
+}
+
+func (a *auth) cookieName(base string) string {
+	if a.c.cfg.TLS {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (a *auth) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name: a.cookieName(name), Value: value, Path: "/", HttpOnly: true, Secure: a.c.cfg.TLS,
+		// Lax, not Strict: the IdP's redirect back and a link from chat to an
+		// approval are top-level navigations from another site. Every
+		// state-changing request is a POST with a CSRF token besides.
+		SameSite: http.SameSiteLaxMode, MaxAge: int(maxAge / time.Second),
+	})
+}
+
+func (a *auth) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: a.cookieName(name), Value: "", Path: "/", HttpOnly: true, Secure: a.c.cfg.TLS,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+// session returns the signed-in session of r, if any.
+func (a *auth) session(r *http.Request) (*websession, bool) {
+	ck, err := r.Cookie(a.cookieName(cookieSession))
+	if err != nil || ck.Value == "" {
+		return nil, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := sessionKey(ck.Value)
+	s, ok := a.sessions[k]
+	if !ok {
+		return nil, false
+	}
+	if !a.c.now().Before(s.expires) {
+		delete(a.sessions, k)
+		return nil, false
+	}
+	return s, true
+}
+
+// checkCSRF reports whether r carries s's CSRF token in its form.
+func checkCSRF(r *http.Request, s *websession) bool {
+	got := r.PostFormValue(csrfField)
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) == 1
+}
+
+func (a *auth) oidcProvider(ctx context.Context) (*oidc.Provider, error) {
+	a.mu.Lock()
+	p := a.provider
+	a.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, a.c.cfg.HTTPClient), a.c.cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.provider = p
+	a.mu.Unlock()
+	return p, nil
+}
+
+// baseURL is the console's URL as the browser sees it.
+func (a *auth) baseURL(r *http.Request) string {
+	if a.c.cfg.PublicURL != "" {
+		return a.c.cfg.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (a *auth) oauth(p *oidc.Provider, redirect string) *oauth2.Config {
+	return &oauth2.Config{ClientID: a.c.cfg.ClientID, ClientSecret: a.c.cfg.ClientSecret, Endpoint: p.Endpoint(),
+		RedirectURL: redirect, Scopes: a.c.cfg.Scopes}
+}
+
+// safeNext keeps a post-sign-in destination on this site: a path, not
+// "//host" or a scheme.
+func safeNext(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/sessions"
+	}
+	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
+		return "/sessions"
+	}
+	return next
+}
+
+// login starts a sign-in at the IdP.
+func (a *auth) login(w http.ResponseWriter, r *http.Request) {
+	p, err := a.oidcProvider(r.Context())
+	if err != nil {
+		a.c.log.Error("console: OIDC discovery", "issuer", a.c.cfg.Issuer, "err", err)
+		a.c.fail(w, r, nil, http.StatusBadGateway, "Sign-in unavailable", "The identity provider cannot be reached. Try again later.")
+		return
+	}
+	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
+	redirect := a.baseURL(r) + PathCallback
+	now := a.c.now()
+	a.mu.Lock()
+	for k, pl := range a.pending {
+		if now.After(pl.expires) || len(a.pending) >= maxPending {
+			delete(a.pending, k)
+		}
+	}
+	a.pending[state] = pendingLogin{nonce: nonce, verifier: verifier, next: safeNext(r.URL.Query().Get("next")), redirect: redirect, expires: now.Add(loginTTL)}
+	a.mu.Unlock()
+	a.setCookie(w, cookieLogin, state, loginTTL)
+	http.Redirect(w, r, a.oauth(p, redirect).AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
+}
+
+// callback completes a sign-in: the state must be the one this browser
+// started, the code is exchanged with the verifier, and the ID token must
+// carry the nonce.
+func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	ck, err := r.Cookie(a.cookieName(cookieLogin))
+	a.clearCookie(w, cookieLogin)
+	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) != 1 {
+		a.c.fail(w, r, nil, http.StatusBadRequest, "Sign-in failed", "This sign-in was not started from this browser, or it expired. Sign in again.")
+		return
+	}
+	a.mu.Lock()
+	pl, ok := a.pending[state]
+	delete(a.pending, state)
+	a.mu.Unlock()
+	if !ok || a.c.now().After(pl.expires) {
+		a.c.fail(w, r, nil, http.StatusBadRequest, "Sign-in failed", "This sign-in expired. Sign in again.")
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		a.c.fail(w, r, nil, http.StatusForbidden, "Sign-in refused", "The identity provider said: %s", shorten(e+" "+q.Get("error_description"), 200))
+		return
+	}
+	p, err := a.oidcProvider(r.Context())
+	if err != nil {
+		a.c.fail(w, r, nil, http.StatusBadGateway, "Sign-in unavailable", "The identity provider cannot be reached.")
+		return
+	}
+	ctx := oidc.ClientContext(r.Context(), a.c.cfg.HTTPClient)
+	tok, err := a.oauth(p, pl.redirect).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(pl.verifier))
+	if err != nil {
+		a.c.log.Warn("console: code exchange", "err", err)
+		a.c.fail(w, r, nil, http.StatusForbidden, "Sign-in failed", "The identity provider refused the sign-in.")
+		return
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	id, exp, err := a.c.cfg.Verifier.VerifyLogin(r.Context(), raw, a.c.cfg.ClientID, pl.nonce)
+	if err != nil {
+		a.c.cfg.Store.Audit(recorder.AuditEvent{Type: "console.signin", Outcome: "refused", Reason: err.Error(),
+			Fields: map[string]string{"client_addr": r.RemoteAddr}})
+		a.c.fail(w, r, nil, http.StatusForbidden, "Sign-in refused", "%v", err)
+		return
+	}
+	// The session lasts no longer than a user certificate, and no longer
+	// than the ID token it stands on.
+	expires := a.c.now().Add(a.c.cfg.SessionTTL)
+	if !exp.IsZero() && exp.Before(expires) {
+		expires = exp
+	}
+	if _, err := a.c.cfg.Store.Audit(recorder.AuditEvent{Type: "console.signin", User: id.User, Issuer: id.Issuer, Subject: id.Subject,
+		Outcome: "allowed", Fields: map[string]string{"client_addr": r.RemoteAddr}}); err != nil {
+		a.c.fail(w, r, nil, http.StatusServiceUnavailable, "Sign-in refused", "The audit log cannot be written.")
+		return
+	}
+	token := randomToken()
+	a.mu.Lock()
+	now := a.c.now()
+	for k, s := range a.sessions {
+		if !now.Before(s.expires) {
+			delete(a.sessions, k)
+		}
+	}
+	if len(a.sessions) >= maxSessions {
+		a.mu.Unlock()
+		a.c.fail(w, r, nil, http.StatusServiceUnavailable, "Sign-in refused", "Too many console sessions.")
+		return
+	}
+	a.sessions[sessionKey(token)] = &websession{identity: id, csrf: randomToken(), expires: expires}
+	a.mu.Unlock()
+	a.setCookie(w, cookieSession, token, expires.Sub(now))
+	http.Redirect(w, r, pl.next, http.StatusSeeOther)
+}
+
+// logout ends the session.
+func (a *auth) logout(w http.ResponseWriter, r *http.Request, s *websession) {
+	a.mu.Lock()
+	for k, v := range a.sessions {
+		if v == s {
+			delete(a.sessions, k)
+		}
+	}
+	a.mu.Unlock()
+	a.clearCookie(w, cookieSession)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}

@@ -1,0 +1,404 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// pageSize is the number of sessions a list page shows.
+const pageSize = 50
+
+// user wraps a page handler that needs a signed-in session: a GET without
+// one goes to sign-in and comes back; a POST without one is refused, and a
+// POST must carry the session's CSRF token.
+func (c *Console) user(h func(http.ResponseWriter, *http.Request, *websession)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s, ok := c.auth.session(r)
+		if !ok {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, pathLogin+"?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "not signed in", http.StatusUnauthorized)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			if !checkCSRF(r, s) {
+				c.fail(w, r, s, http.StatusForbidden, "Refused", "The form was missing its CSRF token or it did not match. Reload the page and try again.")
+				return
+			}
+		}
+		h(w, r, s)
+	}
+}
+
+// api wraps a data handler: without a session it answers 401, never a
+// redirect, so scripts see the failure.
+func (c *Console) api(h func(http.ResponseWriter, *http.Request, *websession)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s, ok := c.auth.session(r)
+		if !ok {
+			http.Error(w, "not signed in", http.StatusUnauthorized)
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+func (c *Console) caller(r *http.Request, s *websession) bastion.Caller {
+	return c.cfg.Caller(s.identity, r.RemoteAddr)
+}
+
+// sessionRow is a line of the sessions list.
+type sessionRow struct {
+	recorder.SessionInfo
+	Duration time.Duration
+	Blocked  bool
+	Held     bool
+}
+
+type sessionsData struct {
+	Rows                                               []sessionRow
+	User, Target, Kind, Since, Until, Outcome, Q, Page string
+	Auditor                                            bool
+	Prev, Next                                         string // query strings of the neighbouring pages; "" for none
+}
+
+// parseDay reads a filter time: a date (UTC midnight) or RFC 3339.
+func parseDay(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, true
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, true
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	return t, err == nil
+}
+
+// sessionsPage lists the sessions the caller may see, newest first, with
+// the filters of the sessions admin command and more: outcome (blocked,
+// held, interrupted) and a search over commands and statements.
+func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *websession) {
+	caller := c.caller(r, s)
+	q := r.URL.Query()
+	d := sessionsData{User: q.Get("user"), Target: q.Get("target"), Kind: q.Get("kind"), Since: q.Get("since"), Until: q.Get("until"),
+		Outcome: q.Get("outcome"), Q: strings.TrimSpace(q.Get("q")), Page: q.Get("page"), Auditor: caller.Auditor}
+	since, ok1 := parseDay(d.Since)
+	until, ok2 := parseDay(d.Until)
+	if len(d.Until) == len("2006-01-02") {
+		until = until.Add(24 * time.Hour) // through the end of that day
+	}
+	page, err := strconv.Atoi(d.Page)
+	if d.Page == "" {
+		page, err = 0, nil
+	}
+	if !ok1 || !ok2 || err != nil || page < 0 || page > 10000 || !slices.Contains([]string{"", "blocked", "held", "interrupted"}, d.Outcome) {
+		c.fail(w, r, s, http.StatusBadRequest, "Bad filter", "A filter value is not valid: dates are YYYY-MM-DD, outcome is blocked, held or interrupted.")
+		return
+	}
+	f := recorder.SessionFilter{User: d.User, Target: d.Target, Kind: d.Kind, Since: since}
+	if !caller.Auditor {
+		f.User = caller.Identity.User // the same visibility as the sessions command
+	}
+	list, err := c.cfg.Store.Sessions(f)
+	if err != nil {
+		c.fail(w, r, s, http.StatusInternalServerError, "Error", "The sessions cannot be read.")
+		return
+	}
+	// What the audit log says happened in the sessions: blocks, holds and
+	// the commands and statements, for the outcome filter and the search.
+	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string][]string{}
+	if len(list) > 0 {
+		from := list[len(list)-1].Start
+		needle := strings.ToLower(d.Q)
+		c.cfg.Store.AuditEvents(from, func(ev recorder.AuditEvent) error {
+			if ev.SessionID == "" {
+				return nil
+			}
+			switch ev.Type {
+			case "command.block":
+				blocked[ev.SessionID] = true
+			case "command.hold":
+				held[ev.SessionID] = true
+			case "sql.statement":
+				switch ev.Outcome {
+				case "blocked":
+					blocked[ev.SessionID] = true
+				case "held":
+					held[ev.SessionID] = true
+				}
+			}
+			if needle != "" {
+				for _, k := range []string{"command", "statement", "sql"} {
+					if v := ev.Fields[k]; v != "" && strings.Contains(strings.ToLower(v), needle) {
+						said[ev.SessionID] = append(said[ev.SessionID], v)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	var rows []sessionRow
+	for _, info := range list {
+		if !caller.MaySee(info.User, info.Issuer) {
+			continue
+		}
+		if !until.IsZero() && !info.Start.Before(until) {
+			continue
+		}
+		switch d.Outcome {
+		case "blocked":
+			if !blocked[info.ID] {
+				continue
+			}
+		case "held":
+			if !held[info.ID] {
+				continue
+			}
+		case "interrupted":
+			if info.Status != recorder.StatusInterrupted {
+				continue
+			}
+		}
+		if d.Q != "" && len(said[info.ID]) == 0 && !strings.Contains(strings.ToLower(info.Command), strings.ToLower(d.Q)) {
+			continue
+		}
+		row := sessionRow{SessionInfo: info, Blocked: blocked[info.ID], Held: held[info.ID]}
+		if !info.End.IsZero() {
+			row.Duration = info.End.Sub(info.Start)
+		}
+		rows = append(rows, row)
+	}
+	start := min(page*pageSize, len(rows))
+	end := min(start+pageSize, len(rows))
+	d.Rows = rows[start:end]
+	if page > 0 {
+		d.Prev = withPage(q, page-1)
+	}
+	if end < len(rows) {
+		d.Next = withPage(q, page+1)
+	}
+	c.render(w, r, http.StatusOK, "sessions", s, d)
+}
+
+func withPage(q url.Values, page int) string {
+	q2 := url.Values{}
+	for k, v := range q {
+		q2[k] = v
+	}
+	q2.Set("page", strconv.Itoa(page))
+	return q2.Encode()
+}
+
+// visibleSession returns session id if the caller may see it.
+func (c *Console) visibleSession(r *http.Request, s *websession) (recorder.SessionInfo, bool) {
+	info, err := c.cfg.Store.Session(r.PathValue("id"))
+	if err != nil || !c.caller(r, s).MaySee(info.User, info.Issuer) {
+		return recorder.SessionInfo{}, false // the same answer for "none" and "not yours"
+	}
+	return info, true
+}
+
+type replayData struct {
+	Info     recorder.SessionInfo
+	Duration time.Duration
+	Live     bool
+}
+
+// replayPage shows the player; the recording itself comes from castData,
+// which audits the replay.
+func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websession) {
+	info, ok := c.visibleSession(r, s)
+	if !ok {
+		c.fail(w, r, s, http.StatusNotFound, "Not found", "No session with that ID that you may see.")
+		return
+	}
+	d := replayData{Info: info, Live: info.Status == recorder.StatusLive}
+	if !info.End.IsZero() {
+		d.Duration = info.End.Sub(info.Start)
+	}
+	c.render(w, r, http.StatusOK, "replay", s, d)
+}
+
+// castData sends the recording as asciicast v2 for the player, once the
+// replay is in the audit log: a replay the audit log cannot record is
+// refused, as the replay admin command's is.
+func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession) {
+	info, ok := c.visibleSession(r, s)
+	if !ok {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
+		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
+		Fields: map[string]string{"via": "console", "client_addr": r.RemoteAddr}}); err != nil {
+		http.Error(w, "the audit log cannot be written, so the replay is refused", http.StatusServiceUnavailable)
+		return
+	}
+	noWriteDeadline(w)
+	w.Header().Set("Content-Type", "application/x-asciicast")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := c.cfg.Store.Export(info.ID, w); err != nil {
+		c.log.Warn("console: export", "session", info.ID, "err", err)
+	}
+}
+
+// noWriteDeadline lifts the server's write timeout for a long response.
+func noWriteDeadline(w http.ResponseWriter) {
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
+}
+
+type approvalsData struct {
+	Requests []bastion.Request
+	Focus    string // the request the page was opened for
+}
+
+// approvalsPage lists the pending requests the caller may decide, and the
+// caller's own (which they may not).
+func (c *Console) approvalsPage(w http.ResponseWriter, r *http.Request, s *websession) {
+	caller := c.caller(r, s)
+	c.render(w, r, http.StatusOK, "approvals", s, approvalsData{Requests: c.cfg.Approvals.Requests(caller), Focus: r.PathValue("id")})
+}
+
+// decide approves or denies a request, by the rules of the approve and
+// deny admin commands.
+func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *websession) {
+	var approve bool
+	switch r.PathValue("decision") {
+	case "approve":
+		approve = true
+	case "deny":
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	note := strings.TrimSpace(r.PostFormValue("reason"))
+	if len(note) > 500 {
+		note = note[:500]
+	}
+	ap, err := c.cfg.Approvals.Decide(c.caller(r, s), r.PathValue("id"), approve, note)
+	switch {
+	case errors.Is(err, bastion.ErrSelfApprove), errors.Is(err, bastion.ErrNotApprover):
+		c.fail(w, r, s, http.StatusForbidden, "Refused", "%v", err)
+		return
+	case errors.Is(err, bastion.ErrNoRequest):
+		c.fail(w, r, s, http.StatusNotFound, "Not found", "%v", err)
+		return
+	case err != nil:
+		c.fail(w, r, s, http.StatusInternalServerError, "Error", "%v", err)
+		return
+	}
+	c.log.Info("console: request decided", "request", ap.ID, "approve", approve, "by", s.identity.User)
+	http.Redirect(w, r, "/approvals", http.StatusSeeOther)
+}
+
+// approvalsStream tells the approvals page, as server-sent events, when
+// the pending requests change, so it updates without reloading.
+func (c *Console) approvalsStream(w http.ResponseWriter, r *http.Request, s *websession) {
+	c.inflight.Add(1)
+	defer c.inflight.Done()
+	noWriteDeadline(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	rc := http.NewResponseController(w)
+	for {
+		ch := c.cfg.Approvals.RequestsChanged()
+		if _, err := w.Write([]byte("event: changed\ndata: {}\n\n")); err != nil {
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		case <-c.done:
+			return
+		}
+		if _, ok := c.auth.session(r); !ok {
+			return // signed out or expired
+		}
+	}
+}
+
+type auditData struct {
+	Events                     []recorder.AuditEvent
+	Since, Type, User, Session string
+	More                       bool
+}
+
+const auditPageSize = 500
+
+// auditFilter reads the audit filters; ok is false for a bad date.
+func auditFilter(r *http.Request) (d auditData, since time.Time, ok bool) {
+	q := r.URL.Query()
+	d = auditData{Since: q.Get("since"), Type: q.Get("type"), User: q.Get("user"), Session: q.Get("session")}
+	since, ok = parseDay(d.Since)
+	if d.Since == "" {
+		since = time.Now().Add(-24 * time.Hour)
+	}
+	return d, since, ok
+}
+
+func (d auditData) match(ev recorder.AuditEvent) bool {
+	return (d.Type == "" || strings.HasPrefix(ev.Type, d.Type)) && (d.User == "" || ev.User == d.User) && (d.Session == "" || ev.SessionID == d.Session)
+}
+
+// auditPage shows the audit log to auditors.
+func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *websession) {
+	if !c.caller(r, s).Auditor {
+		c.fail(w, r, s, http.StatusForbidden, "Refused", "Only auditors see the audit log.")
+		return
+	}
+	d, since, ok := auditFilter(r)
+	if !ok {
+		c.fail(w, r, s, http.StatusBadRequest, "Bad filter", "Dates are YYYY-MM-DD.")
+		return
+	}
+	c.cfg.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
+		if d.match(ev) {
+			d.Events = append(d.Events, ev)
+		}
+		return nil
+	})
+	slices.Reverse(d.Events)
+	if len(d.Events) > auditPageSize {
+		d.Events, d.More = d.Events[:auditPageSize], true
+	}
+	c.render(w, r, http.StatusOK, "audit", s, d)
+}
+
+// auditDownload sends the filtered audit log as JSON lines.
+func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *websession) {
+	if !c.caller(r, s).Auditor {
+		http.Error(w, "only auditors see the audit log", http.StatusForbidden)
+		return
+	}
+	d, since, ok := auditFilter(r)
+	if !ok {
+		http.Error(w, "bad date", http.StatusBadRequest)
+		return
+	}
+	noWriteDeadline(w)
+	w.Header().Set("Content-Type", "application/jsonl")
+	w.Header().Set("Content-Disposition", `attachment; filename="audit.jsonl"`)
+	enc := json.NewEncoder(w)
+	c.cfg.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
+		if d.match(ev) {
+			return enc.Encode(ev)
+		}
+		return nil
+	})
+}
