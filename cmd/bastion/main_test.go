@@ -87,7 +87,7 @@ func newWorldTargets(t *testing.T, extraYAML string, targets ...string) *world {
 			{Subject: "u-bob", Email: "bob@example.com", EmailVerified: boolp(false), Name: "Bob"},
 			{Subject: "u-carol", Email: "carol@example.com", EmailVerified: boolp(true), Name: "Carol", Groups: []string{"dev"}},
 		},
-		Clients: []devidp.Client{{ID: "bastion", RedirectURIs: []string{"http://127.0.0.1/callback"}, Device: true}},
+		Clients: []devidp.Client{{ID: "bastion", RedirectURIs: []string{"http://127.0.0.1/callback", "http://127.0.0.1/auth/callback"}, Device: true}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// consoleYAML makes carol an approver of web1 and adds a block and an
+// approval rule.
+const consoleYAML = `  - {name: approvers, users: [carol], approve: ["web*"]}
+rules:
+  - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block}
+  - {name: held, on: command, match: {regex: "^touch .*/approve"}, action: approve, approvers: [approvers], timeout: 60s}
+`
+
+// browser is one person's headless Chromium: its own cookie jar.
+type browser struct {
+	t      *testing.T
+	ctx    context.Context
+	name   string
+	dialog atomic.Bool // a JavaScript dialog opened
+}
+
+// startChromium starts one headless Chromium for the test; each browser
+// from newBrowser is an isolated context (cookies) in it.
+func startChromium(t *testing.T) context.Context {
+	t.Helper()
+	path := testenv.Require(t, "chromium", "chromium-browser", "google-chrome")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(cancelB)
+	if err := chromedp.Do(bctx); err != nil { // starts the browser
+		t.Fatalf("chromium: %v", err)
+	}
+	return bctx
+}
+
+func newBrowser(t *testing.T, root context.Context, name string) *browser {
+	ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	b := &browser{t: t, ctx: ctx, name: name}
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch ev.(type) {
+		case *page.EventJavascriptDialogOpening, page.EventJavascriptDialogOpening:
+			b.dialog.Store(true)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// run runs actions with a deadline; on failure it saves a screenshot.
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.screenshot(what)
+		b.t.Fatalf("%s (%s): %v", what, b.name, err)
+	}
+}
+
+// screenshot writes the page to $BASTION_SCREENSHOTS (default a directory
+// under the system temp dir) and logs where.
+func (b *browser) screenshot(what string) {
+	dir := os.Getenv("BASTION_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "bastion-console-screenshots")
+	}
+	os.MkdirAll(dir, 0o755)
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot: %v", err)
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(b.t.Name() + "-" + b.name + "-" + what)
+	p := filepath.Join(dir, name+".png")
+	os.WriteFile(p, png, 0o644)
+	b.t.Logf("screenshot of %s (%s) at %s", loc, what, p)
+}
+
+// signIn opens the console, goes through the development IdP as subject
+// and lands on the sessions page.
+func (b *browser) signIn(consoleURL, subject string) {
+	b.t.Helper()
+	b.run("sign in",
+		chromedp.Navigate(consoleURL+"/sessions"),
+		chromedp.WaitVisible(chromedp.CSS(`button[value="`+subject+`"]`)),
+		chromedp.Click(chromedp.CSS(`button[value="`+subject+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#sessions`)),
+	)
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	return eval[string](b, fmt.Sprintf(`(document.querySelector(%q)||{}).innerText||""`, sel))
+}
+
+// eval runs JavaScript in the page, awaiting a promise.
+func eval[T any](b *browser, js string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.screenshot("eval")
+		b.t.Fatalf("%s: eval %s: %v", b.name, js, err)
+	}
+	return v
+}
+
+// waitText polls sel's text for want.
+func (b *browser) waitText(sel, want string) string {
+	b.t.Helper()
+	var got string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{}).innerText||""`, sel)))
+		cancel()
+		if strings.Contains(got, want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			b.screenshot("wait " + want)
+			b.t.Fatalf("%s: %q never showed %q; it shows:\n%s", b.name, sel, want, got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestConsole drives the web console in headless Chromium against a real
+// bastion, sshd and the development IdP: sign-in, visibility, replay with a
+// blocked-command marker, approving a held command from the page, inert
+// attacker-controlled text, and the refusals (no cookie, no CSRF token,
+// one's own request).
+func TestConsole(t *testing.T) {
+	root := startChromium(t)
+	w := newWorldWith(t, consoleYAML)
+	sshCfg := w.loginAlice(t)
+	base := w.url()
+
+	// A recorded shell session with a blocked command.
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", sshCfg, "-tt", "root@web1")
+	p.Send("PS1='$ '\r")
+	p.Send("echo hello-$((6*7))-console\r")
+	p.Expect("hello-42-console", 20*time.Second)
+	p.Send("rm -rf /tmp/nothing-here\r")
+	p.Expect("blocked by rule no-rm-rf", 20*time.Second)
+	p.Send("exit\r")
+	p.Wait(20 * time.Second)
+	// A session whose command and output are attacker-controlled markup
+	// and terminal escapes (OSC 52 clipboard, OSC 0 title).
+	xss := `echo '<script>window.pwned=1</script>' '"><img src=x onerror="window.pwned=2">'; printf '\033]52;c;cHduZWQ=\a\033]0;pwned\a<b>done</b>\n'`
+	if out, err := exec.Command("ssh", "-F", sshCfg, "root@web1", xss).CombinedOutput(); err != nil {
+		t.Fatalf("ssh: %v\n%s", err, out)
+	}
+	var shell, hostile recorder.SessionInfo
+	list, _ := w.app.Store.Sessions(recorder.SessionFilter{})
+	for _, s := range list {
+		switch {
+		case s.Kind == "shell":
+			shell = s
+		case strings.Contains(s.Command, "<script>"):
+			hostile = s
+		}
+	}
+	if shell.ID == "" || hostile.ID == "" {
+		t.Fatalf("sessions %+v", list)
+	}
+
+	t.Run("refusals without a session", func(t *testing.T) {
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(base + "/sessions/" + shell.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?next=") {
+			t.Errorf("a page without a cookie: %d %q", resp.StatusCode, loc)
+		}
+		for _, r := range []struct{ method, path string }{
+			{"GET", "/api/sessions/" + shell.ID + "/cast"},
+			{"POST", "/approvals/x/approve"},
+		} {
+			req, _ := http.NewRequest(r.method, base+r.path, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s without a cookie: %d", r.method, r.path, resp.StatusCode)
+			}
+		}
+	})
+
+	alice := newBrowser(t, root, "alice")
+	carol := newBrowser(t, root, "carol")
+	alice.signIn(base, "u-alice")
+	carol.signIn(base, "u-carol")
+
+	t.Run("sign-in and visibility", func(t *testing.T) {
+		var seen string
+		seen = eval[string](alice, `document.cookie`) // HttpOnly: the page does not see it
+		if strings.Contains(seen, "bastion_console") {
+			t.Errorf("the session cookie is visible to scripts: %q", seen)
+		}
+		if got := alice.text("#whoami"); !strings.Contains(got, "alice") {
+			t.Errorf("alice's header says %q", got)
+		}
+		// alice is an auditor: she sees every session; carol sees her own
+		// only, and has none.
+		if got := alice.text("#sessions"); !strings.Contains(got, "web1") {
+			t.Errorf("alice's list:\n%s", got)
+		}
+		var n int
+		n = eval[int](alice, `document.querySelectorAll('#sessions tr[data-session]').length`)
+		if n != len(list) {
+			t.Errorf("alice sees %d sessions, want %d", n, len(list))
+		}
+		n = eval[int](carol, `document.querySelectorAll('#sessions tr[data-session]').length`)
+		if n != 0 {
+			t.Errorf("carol sees %d of alice's sessions", n)
+		}
+		carol.run("open alice's session", chromedp.Navigate(base+"/sessions/"+shell.ID), chromedp.WaitVisible(chromedp.CSS(`.message`)))
+		if got := carol.text(".message"); !strings.Contains(got, "No session") {
+			t.Errorf("carol opening alice's session: %q", got)
+		}
+		// Filters: the blocked outcome finds the shell session only.
+		alice.run("filter", chromedp.Navigate(base+"/sessions?outcome=blocked"), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
+		seen = eval[string](alice, `[...document.querySelectorAll('#sessions tr[data-session]')].map(r => r.dataset.session).join(",")`)
+		if seen != shell.ID {
+			t.Errorf("outcome=blocked lists %q, want %s", seen, shell.ID)
+		}
+	})
+
+	t.Run("replay with a blocked-command marker", func(t *testing.T) {
+		alice.run("open the session", chromedp.Navigate(base+"/sessions/"+shell.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button.marker`)))
+		markers := alice.text("#markers")
+		if !strings.Contains(markers, "blocked by rule no-rm-rf: rm -rf /tmp/nothing-here") {
+			t.Fatalf("markers:\n%s", markers)
+		}
+		var timeline int
+		timeline = eval[int](alice, `document.querySelectorAll('#player .ap-marker-container, #player .ap-marker').length`)
+		if timeline == 0 {
+			t.Error("no marker on the player's timeline")
+		}
+		// Jump to the block: the screen is the moment of the blocked line,
+		// and the page shows the block message.
+		alice.run("jump to the marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="0"]`)))
+		screen := alice.waitText("#player", "rm -rf /tmp/nothing-here")
+		alice.waitText("#marker-now", "bastion: blocked by rule no-rm-rf: rm -rf /tmp/nothing-here")
+		if !strings.Contains(screen, "hello-42-console") {
+			t.Errorf("the player's screen lacks the session's text:\n%s", screen)
+		}
+		replayed := false
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			replayed = replayed || ev.Type == "session.replay" && ev.SessionID == shell.ID && ev.User == "alice"
+			return nil
+		})
+		if !replayed {
+			t.Error("the replay is not in the audit log")
+		}
+	})
+
+	t.Run("attacker-controlled text is inert", func(t *testing.T) {
+		alice.run("list", chromedp.Navigate(base+"/sessions"), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
+		alice.run("replay", chromedp.Navigate(base+"/sessions/"+hostile.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)))
+		_ = eval[bool](alice, `window.bastionPlayer.play().then(() => true)`)
+		alice.waitText("#player", "<b>done")
+		type effects struct {
+			Pwned   bool   `json:"pwned"`
+			Imgs    int    `json:"imgs"`
+			Title   string `json:"title"`
+			Scripts int    `json:"scripts"`
+		}
+		got := eval[effects](alice, `({pwned: window.pwned !== undefined, imgs: document.querySelectorAll('img').length,
+			title: document.title, scripts: document.scripts.length})`)
+		if got.Pwned || got.Imgs != 0 || alice.dialog.Load() || !strings.HasSuffix(got.Title, "· bastion") {
+			t.Errorf("the hostile session had an effect: %+v dialog=%v", got, alice.dialog.Load())
+		}
+		if cmd := alice.text(".info .cmd"); !strings.Contains(cmd, "<script>window.pwned=1</script>") {
+			t.Errorf("the command is not shown as text: %q", cmd)
+		}
+	})
+
+	t.Run("approve a held command from the page", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Chmod(dir, 0o777)
+		target := filepath.Join(dir, "approve-me")
+		carol.run("approvals", chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(chromedp.CSS(`#requests`)))
+		done := make(chan error, 1)
+		var out strings.Builder
+		cmd := exec.Command("ssh", "-F", sshCfg, "root@web1", "touch "+target)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() { cmd.Process.Kill() })
+
+		// carol's page shows the request without a reload.
+		carol.waitText("#requests", "touch "+target)
+		var id string
+		id = eval[string](carol, `document.querySelector('section.request').dataset.request`)
+
+		// alice, the requester, sees it as her own, without buttons, and
+		// a POST with her valid CSRF token is refused.
+		alice.run("approvals", chromedp.Navigate(base+"/approvals/"+id), chromedp.WaitVisible(chromedp.CSS(`#request-`+id)))
+		if got := alice.text(`#request-` + id); !strings.Contains(got, "Your own request") {
+			t.Errorf("alice's view of her request:\n%s", got)
+		}
+		var status int
+		status = eval[int](alice, fmt.Sprintf(`fetch('/approvals/%s/approve', {method: 'POST', body: new URLSearchParams({csrf: document.querySelector('meta[name=csrf]').content})}).then(r => r.status)`, id))
+		if status != http.StatusForbidden {
+			t.Errorf("alice approving her own request: %d", status)
+		}
+		// A POST without the CSRF token is refused, even from carol.
+		status = eval[int](carol, fmt.Sprintf(`fetch('/approvals/%s/approve', {method: 'POST', body: new URLSearchParams({})}).then(r => r.status)`, id))
+		if status != http.StatusForbidden {
+			t.Errorf("a POST without the CSRF token: %d", status)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the held command ended before approval: %v\n%s", err, out.String())
+		default:
+		}
+
+		carol.run("approve", chromedp.Click(chromedp.CSS(`#request-`+id+` button.approve`)), chromedp.WaitVisible(chromedp.CSS(`#requests`)))
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("ssh after approval: %v\n%s", err, out.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the held command did not run after approval:\n%s", out.String())
+		}
+		if !exists(target) {
+			t.Errorf("%s was not created after approval", target)
+		}
+		if got := carol.text("#requests"); strings.Contains(got, target) {
+			t.Errorf("the decided request is still listed:\n%s", got)
+		}
+	})
+
+	if t.Failed() {
+		alice.screenshot("end")
+		carol.screenshot("end")
+	}
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
