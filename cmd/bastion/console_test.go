@@ -287,6 +287,31 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("live view", func(t *testing.T) {
+		p := testenv.StartPTY(t, 100, 30, "ssh", "-F", sshCfg, "-tt", "root@web1")
+		p.Send("PS1='$ '; echo live-$((1+1))-before\r")
+		p.Expect("live-2-before", 20*time.Second)
+		var live recorder.SessionInfo
+		testenv.WaitFor(t, 20*time.Second, "the live session", func() bool {
+			l, _ := w.app.Store.Sessions(recorder.SessionFilter{Kind: "shell"})
+			for _, s := range l {
+				if s.Status == recorder.StatusLive {
+					live = s
+					return true
+				}
+			}
+			return false
+		})
+		alice.run("open the live session", chromedp.Navigate(base+"/sessions/"+live.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)))
+		alice.waitText("#player", "live-2-before")
+		start := time.Now()
+		p.Send("echo live-$((2*3))-after\r")
+		alice.waitText("#player", "live-6-after")
+		t.Logf("typed output reached the live page in %v", time.Since(start))
+		p.Send("exit\r")
+		p.Wait(20 * time.Second)
+	})
+
 	t.Run("attacker-controlled text is inert", func(t *testing.T) {
 		alice.run("list", chromedp.Navigate(base+"/sessions"), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
 		alice.run("replay", chromedp.Navigate(base+"/sessions/"+hostile.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)))

@@ -168,6 +168,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	handle("GET /sessions", c.user(c.sessionsPage))
 	handle("GET /sessions/{id}", c.user(c.replayPage))
 	handle("GET /api/sessions/{id}/cast", c.api(c.castData))
+	handle("GET /api/sessions/{id}/live", c.api(c.liveData))
 	handle("GET /approvals", c.user(c.approvalsPage))
 	handle("GET /approvals/{id}", c.user(c.approvalsPage))
 	handle("POST /approvals/{id}/{decision}", c.user(c.decide))

@@ -1,8 +1,10 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/asciicast"
 )
 
 // pageSize is the number of sessions a list page shows.
@@ -401,4 +404,105 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 		}
 		return nil
 	})
+}
+
+// maxLiveInit bounds the history a live view starts with: the tail of the
+// output so far, which draws the present screen.
+const maxLiveInit = 4 << 20
+
+// liveData follows a live session for the player's eventsource driver: a
+// reset carrying the output so far (the present screen), then each event
+// as the recorder commits it, and "done" when the session ends. Like every
+// replay it is audited first.
+func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession) {
+	info, ok := c.visibleSession(r, s)
+	if !ok {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
+		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
+		Fields: map[string]string{"via": "console", "live": "true", "client_addr": r.RemoteAddr}}); err != nil {
+		http.Error(w, "the audit log cannot be written, so the live view is refused", http.StatusServiceUnavailable)
+		return
+	}
+	c.inflight.Add(1)
+	defer c.inflight.Done()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	noWriteDeadline(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	rc := http.NewResponseController(w)
+	send := func(event string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if event != "" {
+			fmt.Fprintf(w, "event: %s\n", event)
+		}
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	cols, rows := max(info.Width, 1), max(info.Height, 1)
+	if info.Width == 0 || info.Height == 0 {
+		cols, rows = 80, 24
+	}
+	var init []byte
+	var last time.Duration
+	caught := false
+	err := c.cfg.Store.Follow(ctx, info.ID, func(ev asciicast.Event) error {
+		last = ev.Time
+		if !caught {
+			switch ev.Type {
+			case asciicast.Output:
+				init = append(init, ev.Data...)
+				if len(init) > 2*maxLiveInit {
+					init = append(init[:0], init[len(init)-maxLiveInit:]...)
+				}
+			case asciicast.Resize:
+				if w, h, ok := parseSize(ev.Data); ok {
+					cols, rows = w, h
+				}
+			}
+			return nil
+		}
+		switch ev.Type {
+		case asciicast.Output, asciicast.Resize, asciicast.Marker:
+			return send("", []any{ev.Time.Seconds(), ev.Type.String(), ev.Data})
+		}
+		return nil
+	}, func() error {
+		caught = true
+		return send("", map[string]any{"cols": cols, "rows": rows, "time": last.Seconds(), "init": strings.ToValidUTF8(string(init), "\uFFFD")})
+	})
+	if err == nil {
+		send("done", map[string]any{})
+	} else if ctx.Err() == nil {
+		c.log.Warn("console: live view", "session", info.ID, "err", err)
+	}
+}
+
+// parseSize reads a resize event's "COLSxROWS".
+func parseSize(s string) (cols, rows int, ok bool) {
+	a, b, found := strings.Cut(s, "x")
+	if !found {
+		return 0, 0, false
+	}
+	cols, err1 := strconv.Atoi(a)
+	rows, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil || cols < 1 || rows < 1 || cols > 1000 || rows > 1000 {
+		return 0, 0, false
+	}
+	return cols, rows, true
 }

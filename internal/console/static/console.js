@@ -54,6 +54,7 @@ function replayPage() {
   if (el.dataset.live) {
     src = { driver: "eventsource", url: el.dataset.live };
     create({ autoPlay: true, cols: Number(el.dataset.cols) || 80, rows: Number(el.dataset.rows) || 24 });
+    document.body.dataset.ready = "1";
     return;
   }
   fetch(el.dataset.cast, { credentials: "same-origin" }).then(async (resp) => {
