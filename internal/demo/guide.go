@@ -49,6 +49,7 @@ func (d *Demo) Guide(o GuideOptions) string {
 	p("started the demo.")
 	p("")
 	p("  bastion            ssh %s, login API %s", d.SSHAddr, d.BastionURL)
+	p("  web console        %s/ (sign in as alice or bob: sessions, replay, approvals)", d.BastionURL)
 	p("  identity provider  %s (development only; users alice and bob)", d.IssuerURL)
 	p("                       alice: developer (group dev), may use %s as %q and the database", TargetName, TargetLogin)
 	p("                       bob:   approver and auditor (group sre)")

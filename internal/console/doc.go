@@ -1,0 +1,43 @@
+// Package console is the bastion's web console, served at the root of the
+// HTTP listener by `bastion serve` and `bastion demo` (internal/app wires
+// it; Register adds its routes to the listener's mux).
+//
+// # Sign-in
+//
+// /login starts the OIDC authorization code flow with PKCE (S256) and a
+// nonce; state, nonce and verifier stay on the server, and a short-lived
+// login cookie binds the callback to the browser that started it. The ID
+// token is checked by ca.Verifier.VerifyLogin (the people IdP, the
+// console's client, the nonce), so a console user is the same identity,
+// with the same roles, as over SSH. The session is server-side, named by a
+// random HttpOnly SameSite=Lax cookie (Secure and __Host- with TLS) and
+// lasts no longer than Config.SessionTTL (the user certificate lifetime)
+// nor the ID token.
+//
+// # Authorisation
+//
+// Every request is decided with Config.Caller (bastion.Server.Caller) at
+// the time of the request, so a policy reload applies at once: sessions are
+// visible as with the sessions admin command (Caller.MaySee), approvals are
+// listed and decided by bastion.Server.Requests and Decide (the rules of
+// approve and deny), the audit log is for auditors. Pages without a
+// session redirect to sign-in; API routes answer 401.
+//
+// # Browser security
+//
+// Pages are html/template; the Content-Security-Policy allows the
+// console's own scripts and styles only (and WebAssembly, for the player's
+// terminal emulator). State-changing requests are POSTs that must carry the
+// session's CSRF token, behind http.CrossOriginProtection. Recordings reach
+// the page only through asciinema-player, which draws them as text.
+//
+// # Replay and live view
+//
+// The player (internal/console/static/player, the asciinema-player npm
+// package's built files; `make player-assets` refreshes them) loads the
+// session's asciicast from /api/sessions/ID/cast, which writes a
+// session.replay audit event first and refuses when it cannot. A live
+// session is followed over server-sent events (/api/sessions/ID/live,
+// recorder.Store.Follow) in the player's eventsource format: a reset with
+// the output so far, then each event, then "done".
+package console
