@@ -29,7 +29,6 @@ type Store interface {
 	Follow(ctx context.Context, id string, fn func(asciicast.Event) error, caughtUp func() error) error
 	AuditEvents(since time.Time, fn func(recorder.AuditEvent) error) error
 	Audit(ev recorder.AuditEvent) (string, error)
-	VerifyAudit() (recorder.Report, error)
 }
 
 // Approvals lists and decides the pending approval requests.

@@ -1,0 +1,329 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/asciicast"
+)
+
+// The end-to-end tests (cmd/bastion TestConsole) drive all of this in
+// Chromium against a real bastion; these pin the refusals one by one.
+
+type fakeStore struct {
+	sessions map[string]recorder.SessionInfo
+	auditErr error
+	audited  []recorder.AuditEvent
+}
+
+func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
+	s, ok := f.sessions[id]
+	if !ok {
+		return s, errors.New("no such session")
+	}
+	return s, nil
+}
+func (f *fakeStore) Sessions(recorder.SessionFilter) ([]recorder.SessionInfo, error) { return nil, nil }
+func (f *fakeStore) Export(id string, w io.Writer) error {
+	_, err := io.WriteString(w, `{"version":2,"width":80,"height":24}`+"\n")
+	return err
+}
+func (f *fakeStore) Follow(context.Context, string, func(asciicast.Event) error, func() error) error {
+	return nil
+}
+func (f *fakeStore) AuditEvents(time.Time, func(recorder.AuditEvent) error) error { return nil }
+func (f *fakeStore) Audit(ev recorder.AuditEvent) (string, error) {
+	if f.auditErr != nil {
+		return "", f.auditErr
+	}
+	f.audited = append(f.audited, ev)
+	return "id", nil
+}
+
+type fakeApprovals struct{ err error }
+
+func (f *fakeApprovals) Requests(bastion.Caller) []bastion.Request { return nil }
+func (f *fakeApprovals) Decide(c bastion.Caller, id string, approve bool, note string) (bastion.Request, error) {
+	return bastion.Request{ID: id}, f.err
+}
+func (f *fakeApprovals) RequestsChanged() <-chan struct{} { return make(chan struct{}) }
+
+const issuer = "https://idp.example.com"
+
+func newTestConsole(t *testing.T, tls bool) (*Console, *fakeStore, *fakeApprovals) {
+	t.Helper()
+	v, err := ca.NewVerifier(ca.OIDCConfig{Issuer: issuer, ClientID: "bastion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &fakeStore{sessions: map[string]recorder.SessionInfo{
+		"s-alice": {ID: "s-alice", User: "alice", Issuer: issuer, Target: "web1"},
+	}}
+	ap := &fakeApprovals{}
+	c, err := New(Config{Store: st, Approvals: ap, Verifier: v, Issuer: issuer, ClientID: "bastion", TLS: tls, SessionTTL: time.Hour,
+		Caller: func(id ca.Identity, addr string) bastion.Caller { return bastion.Caller{Identity: id, RemoteAddr: addr} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, st, ap
+}
+
+// signIn puts a session for user into the console's table, as a completed
+// sign-in does, and returns its cookie and CSRF token.
+func signIn(c *Console, user string) (*http.Cookie, string) {
+	tok := randomToken()
+	s := &websession{identity: ca.Identity{User: user, Issuer: issuer, Subject: "u-" + user}, csrf: randomToken(), expires: time.Now().Add(time.Hour)}
+	c.auth.sessions[sessionKey(tok)] = s
+	return &http.Cookie{Name: c.auth.cookieName(cookieSession), Value: tok}, s.csrf
+}
+
+func serve(c *Console, req *http.Request) *httptest.ResponseRecorder {
+	mux := http.NewServeMux()
+	c.Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestRefusals(t *testing.T) {
+	c, st, ap := newTestConsole(t, false)
+	ck, csrf := signIn(c, "carol")
+	post := func(path string, form url.Values, cookie *http.Cookie, hdr map[string]string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		return serve(c, req)
+	}
+	get := func(path string, cookie *http.Cookie) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", path, nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		return serve(c, req)
+	}
+
+	if r := get("/sessions", nil); r.Code != http.StatusSeeOther || r.Header().Get("Location") != "/login?next=%2Fsessions" {
+		t.Errorf("a page without a cookie: %d %q", r.Code, r.Header().Get("Location"))
+	}
+	if r := get("/api/sessions/s-alice/cast", nil); r.Code != http.StatusUnauthorized {
+		t.Errorf("the API without a cookie: %d", r.Code)
+	}
+	if r := get("/sessions", &http.Cookie{Name: ck.Name, Value: "forged"}); r.Code != http.StatusSeeOther {
+		t.Errorf("a forged cookie: %d", r.Code)
+	}
+	if r := get("/api/sessions/s-alice/cast", ck); r.Code != http.StatusNotFound {
+		t.Errorf("carol reading alice's recording: %d", r.Code)
+	}
+	if r := get("/audit", ck); r.Code != http.StatusForbidden {
+		t.Errorf("a non-auditor on the audit page: %d", r.Code)
+	}
+	if r := post("/approvals/r1/approve", url.Values{}, nil, nil); r.Code != http.StatusUnauthorized {
+		t.Errorf("a POST without a cookie: %d", r.Code)
+	}
+	if r := post("/approvals/r1/approve", url.Values{}, ck, nil); r.Code != http.StatusForbidden {
+		t.Errorf("a POST without the CSRF token: %d", r.Code)
+	}
+	if r := post("/approvals/r1/approve", url.Values{"csrf": {"wrong"}}, ck, nil); r.Code != http.StatusForbidden {
+		t.Errorf("a POST with another CSRF token: %d", r.Code)
+	}
+	if r := post("/approvals/r1/approve", url.Values{"csrf": {csrf}}, ck, map[string]string{"Sec-Fetch-Site": "cross-site"}); r.Code != http.StatusForbidden {
+		t.Errorf("a cross-site POST with the token: %d", r.Code)
+	}
+	ap.err = bastion.ErrNotApprover
+	if r := post("/approvals/r1/approve", url.Values{"csrf": {csrf}}, ck, nil); r.Code != http.StatusForbidden {
+		t.Errorf("a non-approver: %d", r.Code)
+	}
+	ap.err = bastion.ErrSelfApprove
+	if r := post("/approvals/r1/approve", url.Values{"csrf": {csrf}}, ck, nil); r.Code != http.StatusForbidden {
+		t.Errorf("self-approval: %d", r.Code)
+	}
+	ap.err = nil
+	if r := post("/approvals/r1/approve", url.Values{"csrf": {csrf}}, ck, nil); r.Code != http.StatusSeeOther {
+		t.Errorf("a good decision: %d %s", r.Code, r.Body)
+	}
+
+	// A replay the audit log cannot record is refused.
+	ack, _ := signIn(c, "alice")
+	if r := get("/api/sessions/s-alice/cast", ack); r.Code != http.StatusOK || len(st.audited) != 1 || st.audited[0].Type != "session.replay" {
+		t.Errorf("alice's replay: %d, audited %+v", r.Code, st.audited)
+	}
+	st.auditErr = errors.New("disk full")
+	if r := get("/api/sessions/s-alice/cast", ack); r.Code != http.StatusServiceUnavailable {
+		t.Errorf("a replay the audit cannot record: %d", r.Code)
+	}
+	if r := get("/api/sessions/s-alice/live", ack); r.Code != http.StatusServiceUnavailable {
+		t.Errorf("a live view the audit cannot record: %d", r.Code)
+	}
+
+	// Sign-out needs the token too, and ends the session.
+	if r := post("/logout", url.Values{}, ck, nil); r.Code != http.StatusForbidden {
+		t.Errorf("sign-out without the token: %d", r.Code)
+	}
+	if r := post("/logout", url.Values{"csrf": {csrf}}, ck, nil); r.Code != http.StatusSeeOther {
+		t.Errorf("sign-out: %d", r.Code)
+	}
+	if r := get("/sessions", ck); r.Code != http.StatusSeeOther {
+		t.Errorf("after sign-out: %d", r.Code)
+	}
+}
+
+// TestCallbackRefusesForeignState: a callback this browser did not start
+// (no login cookie, or another state) is refused before any code exchange.
+func TestCallbackRefusesForeignState(t *testing.T) {
+	c, _, _ := newTestConsole(t, false)
+	c.auth.pending["s1"] = pendingLogin{nonce: "n", verifier: "v", next: "/sessions", expires: time.Now().Add(time.Minute)}
+	for _, ck := range []*http.Cookie{nil, {Name: cookieLogin, Value: "s2"}} {
+		req := httptest.NewRequest("GET", PathCallback+"?state=s1&code=c", nil)
+		if ck != nil {
+			req.AddCookie(ck)
+		}
+		if r := serve(c, req); r.Code != http.StatusBadRequest {
+			t.Errorf("cookie %v: %d", ck, r.Code)
+		}
+	}
+	if _, ok := c.auth.pending["s1"]; !ok {
+		t.Error("a foreign callback consumed the pending sign-in")
+	}
+}
+
+func TestCookieAttributes(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		c, _, _ := newTestConsole(t, tls)
+		rec := httptest.NewRecorder()
+		c.auth.setCookie(rec, cookieSession, "v", time.Hour)
+		got := rec.Header().Get("Set-Cookie")
+		for _, want := range []string{"HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=3600"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("tls=%v: %q lacks %s", tls, got, want)
+			}
+		}
+		if secure := strings.Contains(got, "Secure") && strings.HasPrefix(got, "__Host-"); secure != tls {
+			t.Errorf("tls=%v: %q", tls, got)
+		}
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	c, _, _ := newTestConsole(t, true)
+	r := serve(c, httptest.NewRequest("GET", "/", nil))
+	h := r.Header()
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("CSP %q", csp)
+	}
+	if h.Get("X-Frame-Options") != "DENY" || h.Get("Strict-Transport-Security") == "" || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("headers %v", h)
+	}
+	if !strings.Contains(r.Body.String(), `href="/login"`) {
+		t.Errorf("the sign-in page:\n%s", r.Body)
+	}
+}
+
+var nextCases = []struct{ in, want string }{
+	{"", "/sessions"},
+	{"/approvals/abc", "/approvals/abc"},
+	{"/sessions?user=a&page=2", "/sessions?user=a&page=2"},
+	{"//evil.example.com/x", "/sessions"},
+	{"/\\evil.example.com", "/sessions"},
+	{"https://evil.example.com/", "/sessions"},
+	{"javascript:alert(1)", "/sessions"},
+	{"sessions", "/sessions"},
+	{"/%zz", "/sessions"},
+}
+
+// TestSafeNext: the page to return to after sign-in stays on this site.
+func TestSafeNext(t *testing.T) {
+	for _, tc := range nextCases {
+		if got := safeNext(tc.in); got != tc.want {
+			t.Errorf("safeNext(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzSafeNext(f *testing.F) {
+	for _, tc := range nextCases {
+		f.Add(tc.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := safeNext(s)
+		u, err := url.Parse(got)
+		if err != nil || u.Host != "" || u.Scheme != "" || !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") || strings.HasPrefix(got, "/\\") {
+			t.Fatalf("safeNext(%q) = %q leaves the site", s, got)
+		}
+	})
+}
+
+var sizeCases = []struct {
+	in         string
+	cols, rows int
+	ok         bool
+}{
+	{"80x24", 80, 24, true},
+	{"1x1", 1, 1, true},
+	{"0x24", 0, 0, false},
+	{"80x", 0, 0, false},
+	{"x24", 0, 0, false},
+	{"80", 0, 0, false},
+	{"-1x5", 0, 0, false},
+	{"80x24x3", 0, 0, false},
+	{"99999999999999999999x1", 0, 0, false},
+	{"1001x24", 0, 0, false},
+	{" 80x24", 0, 0, false},
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range sizeCases {
+		c, r, ok := parseSize(tc.in)
+		if c != tc.cols || r != tc.rows || ok != tc.ok {
+			t.Errorf("parseSize(%q) = %d, %d, %v", tc.in, c, r, ok)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, tc := range sizeCases {
+		f.Add(tc.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if c, r, ok := parseSize(s); ok && (c < 1 || r < 1 || c > 1000 || r > 1000) {
+			t.Fatalf("parseSize(%q) = %d, %d", s, c, r)
+		}
+	})
+}
+
+var dayCases = []struct {
+	in string
+	ok bool
+}{
+	{"", true}, {"2026-12-05", true}, {"2026-12-05T10:00:00Z", true},
+	{"2026-13-01", false}, {"yesterday", false}, {"2026-12-05 10:00", false}, {"9999999-01-01", false},
+}
+
+func TestParseDay(t *testing.T) {
+	for _, tc := range dayCases {
+		if _, ok := parseDay(tc.in); ok != tc.ok {
+			t.Errorf("parseDay(%q) ok=%v", tc.in, ok)
+		}
+	}
+}
+
+func FuzzParseDay(f *testing.F) {
+	for _, tc := range dayCases {
+		f.Add(tc.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) { parseDay(s) })
+}
