@@ -71,7 +71,9 @@ func newTestConsole(t *testing.T, tls bool) (*Console, *fakeStore, *fakeApproval
 	}}
 	ap := &fakeApprovals{}
 	c, err := New(Config{Store: st, Approvals: ap, Verifier: v, Issuer: issuer, ClientID: "bastion", TLS: tls, SessionTTL: time.Hour,
-		Caller: func(id ca.Identity, addr string) bastion.Caller { return bastion.Caller{Identity: id, RemoteAddr: addr} }})
+		Caller: func(id ca.Identity, addr string) bastion.Caller {
+			return bastion.Caller{Identity: id, RemoteAddr: addr}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
