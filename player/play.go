@@ -65,6 +65,10 @@ type Options struct {
 	// field means the decoder's default, except MaxEvents, which defaults to no
 	// limit: playback streams, so memory does not grow with the number of events.
 	Limits asciicast.Limits
+	// Live says the source grows while it plays (a followed session, whose
+	// reads wait for the next event): what is due is flushed to the output
+	// before each read, not only before each pause.
+	Live bool
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// After waits like time.After. Nil means time.After. With Now it lets tests
@@ -255,6 +259,11 @@ func (p *player) run(ctx context.Context, keys <-chan key) error {
 	for {
 		if err := context.Cause(ctx); err != nil {
 			return err
+		}
+		if p.opt.Live && p.next == nil && !p.eof {
+			if err := p.flush(); err != nil { // the read may wait for the next event
+				return err
+			}
 		}
 		next, err := p.peek()
 		if err != nil || next == nil {

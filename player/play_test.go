@@ -417,6 +417,33 @@ func TestPlayStreams(t *testing.T) {
 	}
 }
 
+// TestPlayLive: following a live session, events due at once are shown
+// before a read that waits for the next one (without Live they would sit
+// in the buffer until the next pause).
+func TestPlayLive(t *testing.T) {
+	cast := newCast(t, out(0, "first"), out(0, "second"), out(0, "third"))
+	gate := bytes.Index(cast.data, []byte("third")) - 10
+	r := &gatedReader{data: cast.data, gate: gate, release: make(chan struct{})}
+	src := SourceFunc(func() (io.ReadCloser, error) { return r, nil })
+	frames := make(chan string, 10)
+	w := writerFunc(func(p []byte) (int, error) { frames <- string(p); return len(p), nil })
+	done := make(chan error, 1)
+	go func() { done <- Play(context.Background(), src, w, Options{Live: true}) }()
+	var got string
+	for got != "firstsecond" {
+		select {
+		case f := <-frames:
+			got += f
+		case <-time.After(20 * time.Second):
+			t.Fatalf("before the next event arrived, got %q", got)
+		}
+	}
+	close(r.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 type writerFunc func(p []byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/internal/testenv/syncbuf"
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
 
@@ -150,5 +151,50 @@ func TestFollowStops(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Follow did not return when the store closed")
+	}
+}
+
+// TestExportFollowFromNow: following "from now", what was recorded before
+// comes at time 0 and later events at their time since the follow began,
+// so a player shows the present screen and then keeps pace.
+func TestExportFollowFromNow(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{Width: 80, Height: 24})
+	clk.Advance(5 * time.Second)
+	must(t, r.Output([]byte("before")))
+	s.sync()
+	clk.Advance(5 * time.Second) // the follow begins 10s into the session
+	var buf syncbuf.Buffer
+	done := make(chan error, 1)
+	go func() { done <- s.ExportFollow(context.Background(), r.ID(), &buf, true) }()
+	waitContains(t, &buf, `[0.000000, "o", "before"]`)
+	clk.Advance(2 * time.Second)
+	must(t, r.Output([]byte("after")))
+	s.sync()
+	waitContains(t, &buf, `[2.000000, "o", "after"]`)
+	must(t, r.End(ExitInfo{}))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ExportFollow did not return after the session ended")
+	}
+	dec, err := asciicast.NewDecoder(strings.NewReader(buf.String()), asciicast.Limits{})
+	if err != nil || dec.Header().Width != 80 {
+		t.Fatalf("header: %v %+v", err, dec.Header())
+	}
+}
+
+func waitContains(t *testing.T, b *syncbuf.Buffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(b.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the export %q never contained %q", b.String(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

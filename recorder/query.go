@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -142,6 +143,68 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	enc, err := asciicast.NewEncoder(w, exportHeader(info))
+	if err != nil {
+		return fmt.Errorf("recorder: export %s: %w", id, err)
+	}
+	if info.Kind == "tcp" {
+		// A TCP session's bytes are not terminal output: they play as a
+		// readable timeline (ExportPcap gives the capture).
+		return s.rawEvents(id, timeline{out: enc.Event}.event)
+	}
+	return s.events(id, enc.Event)
+}
+
+// ExportFollow writes a terminal session as Export does and then, while
+// it is live, each event the recorder commits, until the session ends (nil)
+// or ctx does; w is flushed after each event when it is an http.Flusher-like
+// interface{ Flush() error }. With fromNow, the events committed before the
+// call are written at time 0 (they draw the present screen at once) and
+// later ones at their time since the call, so a player shows the present
+// and then follows in real time; otherwise times are the session's own.
+func (s *Store) ExportFollow(ctx context.Context, id string, w io.Writer, fromNow bool) error {
+	info, err := s.sessionView(id)
+	if err != nil {
+		return err
+	}
+	if info.Kind == "tcp" {
+		return fmt.Errorf("recorder: follow %s: a tcp session has no terminal to follow; export it when it ends", id)
+	}
+	enc, err := asciicast.NewEncoder(w, exportHeader(info))
+	if err != nil {
+		return fmt.Errorf("recorder: export %s: %w", id, err)
+	}
+	flush := func() error { return nil }
+	if f, ok := w.(interface{ Flush() error }); ok {
+		flush = f.Flush
+	}
+	var offset time.Duration
+	caught := !fromNow
+	return s.Follow(ctx, id, func(ev asciicast.Event) error {
+		if fromNow {
+			if !caught {
+				ev.Time = 0
+			} else {
+				ev.Time = max(ev.Time-offset, 0)
+			}
+		}
+		if err := enc.Event(ev); err != nil {
+			return err
+		}
+		if caught {
+			return flush()
+		}
+		return nil
+	}, func() error {
+		if fromNow {
+			caught, offset = true, s.cfg.Now().Sub(info.Start)
+		}
+		return flush()
+	})
+}
+
+// exportHeader is the asciicast header of a session's export.
+func exportHeader(info SessionInfo) asciicast.Header {
 	h := asciicast.Header{
 		Width: info.Width, Height: info.Height, Timestamp: info.Start.Unix(), Command: info.Command,
 		Bastion: &asciicast.Meta{SessionID: info.ID, User: info.User, Target: info.Target, Login: info.Login, Kind: info.Kind},
@@ -155,16 +218,7 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if info.Status != StatusLive && !info.End.IsZero() && info.End.After(info.Start) {
 		h.Duration = math.Round(info.End.Sub(info.Start).Seconds()*1e6) / 1e6
 	}
-	enc, err := asciicast.NewEncoder(w, h)
-	if err != nil {
-		return fmt.Errorf("recorder: export %s: %w", id, err)
-	}
-	if info.Kind == "tcp" {
-		// A TCP session's bytes are not terminal output: they play as a
-		// readable timeline (ExportPcap gives the capture).
-		return s.rawEvents(id, timeline{out: enc.Event}.event)
-	}
-	return s.events(id, enc.Event)
+	return h
 }
 
 // Verify checks a session's recording: every chunk against its hash and the

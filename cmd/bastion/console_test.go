@@ -304,12 +304,20 @@ func TestConsole(t *testing.T) {
 		})
 		alice.run("open the live session", chromedp.Navigate(base+"/sessions/"+live.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)))
 		alice.waitText("#player", "live-2-before")
+		// The terminal follows it too: bastion replay --follow, from now.
+		replayDone, replay := w.startCLI(nil, "replay", live.ID, "--follow", "--from", "now")
+		replay.next(t, func(l string) bool { return strings.Contains(l, "live-2-before") })
 		start := time.Now()
 		p.Send("echo live-$((2*3))-after\r")
 		alice.waitText("#player", "live-6-after")
 		t.Logf("typed output reached the live page in %v", time.Since(start))
+		replay.next(t, func(l string) bool { return strings.Contains(l, "live-6-after") })
+		t.Logf("and bastion replay --follow in %v", time.Since(start))
 		p.Send("exit\r")
 		p.Wait(20 * time.Second)
+		if err := waitCmd(replayDone); err != nil { // it ends with the session
+			t.Errorf("replay --follow: %v\n%s", err, replay)
+		}
 	})
 
 	t.Run("attacker-controlled text is inert", func(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 )
 
 func runReplay(args []string) error {
-	fs := flags("replay", "ID [--speed X] [--idle-limit D] | --file F.cast",
+	fs := flags("replay", "ID [--speed X] [--idle-limit D] [--follow [--from start|now]] | --file F.cast",
 		"Replay a recorded session in this terminal with its original timing.\n"+
 			"Keys: space pauses, left/right seek 5s, +/- change speed, q quits.\n"+
 			"Escape sequences that could attack your terminal (clipboard, title reports, hyperlinks) are neutralised unless --raw.")
@@ -27,11 +27,13 @@ func runReplay(args []string) error {
 	file := fs.String("file", "", "play a local asciicast v2 file instead of a stored session")
 	markers := fs.Bool("markers", true, "show bastion markers (blocked commands, approvals)")
 	bastionURL := fs.String("bastion", "", "the bastion (default: the one you logged in to)")
+	follow := fs.Bool("follow", false, "follow a live session until it ends, showing its output as it is recorded")
+	from := fs.String("from", "start", "with --follow: start (play the session from its beginning, then live) or now (show the present screen, then live)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	opt := player.Options{Speed: *speed, Raw: *raw, ShowMarkers: *markers}
+	opt := player.Options{Speed: *speed, Raw: *raw, ShowMarkers: *markers, Live: *follow}
 	if *idle != "" {
 		d, err := config.ParseDuration(*idle)
 		if err != nil {
@@ -48,7 +50,14 @@ func runReplay(args []string) error {
 		if err != nil {
 			return err
 		}
-		sp, err := newSpool(st, pos[0])
+		if *from != "start" && *from != "now" {
+			return fmt.Errorf("--from %q: want start or now", *from)
+		}
+		exportArgs := []string{"export", pos[0]}
+		if *follow {
+			exportArgs = append(exportArgs, "--follow", "--from", *from)
+		}
+		sp, err := newSpool(st, exportArgs)
 		if err != nil {
 			return err
 		}
@@ -87,7 +96,7 @@ type spool struct {
 	err  error
 }
 
-func newSpool(st *login.State, id string) (*spool, error) {
+func newSpool(st *login.State, exportArgs []string) (*spool, error) {
 	f, err := os.CreateTemp("", "bastion-replay-*.cast")
 	if err != nil {
 		return nil, err
@@ -96,7 +105,7 @@ func newSpool(st *login.State, id string) (*spool, error) {
 	sp := &spool{f: f}
 	sp.cond = sync.NewCond(&sp.mu)
 	go func() {
-		err := remote(context.Background(), st, []string{"export", id}, nil, sp, os.Stderr, false)
+		err := remote(context.Background(), st, exportArgs, nil, sp, os.Stderr, false)
 		sp.mu.Lock()
 		sp.done, sp.err = true, err
 		sp.cond.Broadcast()

@@ -143,18 +143,23 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 	return 0
 }
 
-func (a *App) cmdExport(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
+func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("export", aio)
 	format := fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP session as a capture for Wireshark and tshark)")
+	follow := fs.Bool("follow", false, "while the session is live, go on writing its events as they are recorded, until it ends")
+	from := fs.String("from", "start", "with --follow: start (the session's own times) or now (what came before at time 0, then live)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) != 1 {
-		return fail(aio, 2, "usage: export SESSION-ID [--format asciicast|pcap]")
+		return fail(aio, 2, "usage: export SESSION-ID [--format asciicast|pcap] [--follow [--from start|now]]")
 	}
 	if *format != "asciicast" && *format != "pcap" {
 		return fail(aio, 2, "export: --format %q: want asciicast or pcap", safetext.Printable(*format))
+	}
+	if *follow && (*format != "asciicast" || *from != "start" && *from != "now") {
+		return fail(aio, 2, "export: --follow writes asciicast, --from start or now")
 	}
 	id := pos[0]
 	info, st := a.session(c, id, aio)
@@ -167,9 +172,12 @@ func (a *App) cmdExport(_ context.Context, c bastion.Caller, args []string, aio 
 	if err := a.auditAccess(c, "session.export", id, "allowed"); err != nil {
 		return fail(aio, 1, "export: refused: the audit log cannot record this export (%v)", err)
 	}
-	if *format == "pcap" {
+	switch {
+	case *follow:
+		err = a.Store.ExportFollow(ctx, id, aio.Stdout, *from == "now")
+	case *format == "pcap":
 		err = a.Store.ExportPcap(id, aio.Stdout)
-	} else {
+	default:
 		err = a.Store.Export(id, aio.Stdout)
 	}
 	if err != nil {
