@@ -169,6 +169,7 @@ func TestConsole(t *testing.T) {
 	p.Expect("hello-42-console", 20*time.Second)
 	p.Send("rm -rf /tmp/nothing-here\r")
 	p.Expect("blocked by rule no-rm-rf", 20*time.Second)
+	p.Expect("$ ", 20*time.Second) // the shell's next prompt, before typing on
 	p.Send("exit\r")
 	p.Wait(20 * time.Second)
 	// A session whose command and output are attacker-controlled markup
@@ -274,6 +275,9 @@ func TestConsole(t *testing.T) {
 		alice.run("jump to the marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="0"]`)))
 		screen := alice.waitText("#player", "rm -rf /tmp/nothing-here")
 		alice.waitText("#marker-now", "bastion: blocked by rule no-rm-rf: rm -rf /tmp/nothing-here")
+		// Playing on from there, the bastion's message is on the screen too.
+		_ = eval[bool](alice, `window.bastionPlayer.play().then(() => true)`)
+		screen = alice.waitText("#player", "blocked by rule no-rm-rf")
 		if !strings.Contains(screen, "hello-42-console") {
 			t.Errorf("the player's screen lacks the session's text:\n%s", screen)
 		}
