@@ -3,9 +3,12 @@ package bastion
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -361,4 +364,23 @@ func FuzzSplitArgs(f *testing.F) {
 			t.Fatalf("the arguments (%d bytes) are longer than the line (%d)", total, len(s))
 		}
 	})
+}
+
+// TestApprovalWebhookLink: with a console URL, the webhook's JSON carries
+// the request's page, so a chat message can link to it.
+func TestApprovalWebhookLink(t *testing.T) {
+	got := make(chan map[string]any, 1)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		got <- m
+	}))
+	defer hook.Close()
+	a := &approvals{webhook: hook.URL, link: func(id string) string { return "https://bastion.example.com/approvals/" + id },
+		log: slog.New(slog.DiscardHandler), m: map[string]*approval{}}
+	a.notify(&approval{ID: "r1", User: "alice", Target: "web1", Command: "./deploy.sh"})
+	m := <-got
+	if m["url"] != "https://bastion.example.com/approvals/r1" || m["id"] != "r1" || m["approve"] != "bastion approve r1" {
+		t.Errorf("webhook got %v", m)
+	}
 }
