@@ -256,6 +256,13 @@ func TestConsole(t *testing.T) {
 		if seen != shell.ID {
 			t.Errorf("outcome=blocked lists %q, want %s", seen, shell.ID)
 		}
+		// Search: over the commands the audit log recorded, and the exec's.
+		for q, want := range map[string]string{"nothing-here": shell.ID, "pwned": hostile.ID} {
+			alice.run("search", chromedp.Navigate(base+"/sessions?q="+q), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
+			if seen = eval[string](alice, `[...document.querySelectorAll('#sessions tr[data-session]')].map(r => r.dataset.session).join(",")`); seen != want {
+				t.Errorf("q=%s lists %q, want %s", q, seen, want)
+			}
+		}
 	})
 
 	t.Run("replay with a blocked-command marker", func(t *testing.T) {
