@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,8 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The audit log is append-only and hash-chained: record N stores the hash
@@ -41,31 +38,6 @@ func auditHash(seq uint64, prev [hashLen]byte, event []byte) [hashLen]byte {
 	return sum
 }
 
-// auditTail returns the sequence and hash of the last audit record. An
-// unreadable last record is chained by the hash of its raw bytes, so the log
-// stays appendable; VerifyAudit reports the damage.
-func auditTail(b *bolt.Bucket) (uint64, [hashLen]byte) {
-	k, v := b.Cursor().Last()
-	if k == nil {
-		return 0, [hashLen]byte{}
-	}
-	seq := binary.BigEndian.Uint64(k)
-	// Records are written by json.Marshal of auditRecord, whose "hash"
-	// field precedes the event: read it without decoding the event.
-	if i := bytes.Index(v, []byte(`"hash":"`)); i >= 0 && len(v) >= i+8+2*hashLen {
-		if h, err := hex.DecodeString(string(v[i+8 : i+8+2*hashLen])); err == nil {
-			return seq, [hashLen]byte(h)
-		}
-	}
-	var rec auditRecord
-	if err := json.Unmarshal(v, &rec); err == nil {
-		if h, err := hex.DecodeString(rec.Hash); err == nil && len(h) == hashLen {
-			return seq, [hashLen]byte(h)
-		}
-	}
-	return seq, sha256.Sum256(v)
-}
-
 // prepareAudit fills in the ID and time of ev.
 func (s *Store) prepareAudit(ev *AuditEvent) error {
 	if ev.Time.IsZero() {
@@ -83,7 +55,7 @@ func (s *Store) prepareAudit(ev *AuditEvent) error {
 }
 
 // appendAudit appends ev to the audit chain inside tx.
-func (s *Store) appendAudit(tx *bolt.Tx, ev AuditEvent) (string, error) {
+func (s *Store) appendAudit(tx Tx, ev AuditEvent) (string, error) {
 	if err := s.prepareAudit(&ev); err != nil {
 		return "", err
 	}
@@ -91,8 +63,10 @@ func (s *Store) appendAudit(tx *bolt.Tx, ev AuditEvent) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b := tx.Bucket(bucketAudit)
-	seq, prev := auditTail(b)
+	seq, prev, err := tx.AuditTail()
+	if err != nil {
+		return "", err
+	}
 	seq++
 	tx.OnCommit(s.notifyAudit)
 	h := auditHash(seq, prev, event)
@@ -108,7 +82,7 @@ func (s *Store) appendAudit(tx *bolt.Tx, ev AuditEvent) (string, error) {
 	rec = append(rec, `","event":`...)
 	rec = append(rec, event...)
 	rec = append(rec, '}')
-	if err := b.Put(u64key(seq), rec); err != nil {
+	if err := tx.AppendAudit(seq, h, rec); err != nil {
 		return "", err
 	}
 	s.auditDirty.Store(true)
@@ -162,55 +136,6 @@ func (s *Store) AuditOnce(ev AuditEvent, key []byte, expires time.Time) (string,
 
 // tokenSweepEvery is how often expired token keys are forgotten.
 const tokenSweepEvery = time.Minute
-
-// putToken stores a one-time token's key under its expiry (keys sorted by
-// expiry, so they are written near the end and forgotten from the start)
-// and returns the expiry. Lookups use Store.usedTokens, the same keys in
-// memory, so a check reads no page.
-func putToken(tx *bolt.Tx, key []byte, expires, now time.Time) (int64, error) {
-	if !expires.After(now) {
-		expires = now.Add(time.Minute) // an expired token is refused by its verifier; remember it briefly anyway
-	}
-	exp := expires.UnixNano()
-	return exp, tx.Bucket(bucketTokensByExp).Put(append(u64key(uint64(exp)), key...), nil)
-}
-
-// loadTokens reads the unexpired one-time token keys into memory.
-func (s *Store) loadTokens(tx *bolt.Tx) {
-	now := s.cfg.Now().UnixNano()
-	_ = tx.Bucket(bucketTokensByExp).ForEach(func(k, _ []byte) error {
-		if len(k) > 8 {
-			if exp := int64(binary.BigEndian.Uint64(k)); exp > now {
-				s.usedTokens[string(k[8:])] = exp
-			}
-		}
-		return nil
-	})
-}
-
-// forgetTokens deletes token keys whose expiry has passed (at most a
-// bounded number per call, to keep the commit short); the caller drops them
-// from memory once the commit succeeds.
-func (s *Store) forgetTokens(tx *bolt.Tx, now time.Time) error {
-	byExp := tx.Bucket(bucketTokensByExp)
-	c := byExp.Cursor()
-	var dead [][]byte
-	for k, _ := c.First(); k != nil && len(dead) < 10000; k, _ = c.Next() {
-		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now.UnixNano() {
-			break
-		}
-		dead = append(dead, bytes.Clone(k))
-	}
-	for _, k := range dead {
-		if err := byExp.Delete(k); err != nil {
-			return err
-		}
-		if exp, ok := s.usedTokens[string(k[8:])]; ok && exp <= now.UnixNano() {
-			delete(s.usedTokens, string(k[8:]))
-		}
-	}
-	return nil
-}
 
 // AuditLater appends an event to the audit log with the next group commit
 // of recordings (within one flush interval), without waiting for it: for
@@ -284,44 +209,31 @@ func (s *Store) auditLoop() {
 			continue
 		}
 		now := s.cfg.Now()
-		var spent map[string]int64 // tokens this commit spends
 		sweep := now.Sub(s.tokensSwept) >= tokenSweepEvery
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			spent = nil
+		err := s.b.Update(func(tx Tx) error {
 			for _, req := range batch {
 				req.err = nil
 				if req.token != nil {
-					k := string(req.token)
-					_, inBatch := spent[k]
-					if exp, ok := s.usedTokens[k]; inBatch || ok && exp > now.UnixNano() {
-						req.err = ErrReplay
-						continue
-					}
-					exp, err := putToken(tx, req.token, req.expires, now)
+					ok, err := tx.SpendToken(req.token, req.expires, now)
 					if err != nil {
 						return err
 					}
-					if spent == nil {
-						spent = make(map[string]int64)
+					if !ok {
+						req.err = ErrReplay
+						continue
 					}
-					spent[k] = exp
 				}
 				if _, err := s.appendAudit(tx, req.ev); err != nil {
 					return err
 				}
 			}
 			if sweep {
-				return s.forgetTokens(tx, now)
+				return tx.ForgetTokens(now)
 			}
 			return nil
 		})
-		if err == nil {
-			for k, exp := range spent {
-				s.usedTokens[k] = exp
-			}
-			if sweep {
-				s.tokensSwept = now
-			}
+		if err == nil && sweep {
+			s.tokensSwept = now
 		}
 		for _, req := range batch {
 			if err != nil {
@@ -337,11 +249,11 @@ func (s *Store) auditLoop() {
 // first. fn runs outside any transaction; an error from it stops the walk
 // and is returned.
 func (s *Store) AuditEvents(since time.Time, fn func(AuditEvent) error) error {
-	err := s.scan(bucketAudit, nil, nil, func(k, v []byte) error {
+	err := s.scan(1, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
 		var rec auditRecord
 		var ev AuditEvent
 		if err := json.Unmarshal(v, &rec); err != nil || json.Unmarshal(rec.Event, &ev) != nil {
-			return fmt.Errorf("%w: audit record %x is unreadable", ErrBroken, k)
+			return fmt.Errorf("%w: audit record %d is unreadable", ErrBroken, seq)
 		}
 		if !since.IsZero() && ev.Time.Before(since) {
 			return nil
@@ -355,16 +267,33 @@ func (s *Store) AuditEvents(since time.Time, fn func(AuditEvent) error) error {
 }
 
 // putCheckpoint signs the current head of the audit chain.
-func (s *Store) putCheckpoint(tx *bolt.Tx, now time.Time) error {
-	seq, head := auditTail(tx.Bucket(bucketAudit))
-	if seq == 0 {
-		return nil
+func (s *Store) putCheckpoint(tx Tx, now time.Time) error {
+	seq, head, err := tx.AuditTail()
+	if err != nil || seq == 0 {
+		return err
 	}
 	v, err := sign(s.signer, checkpointDomain, checkpoint{Seq: seq, Hash: hex.EncodeToString(head[:]), Time: now.UTC()})
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketCheckpoints).Put(u64key(seq), v)
+	return tx.PutAuditCheckpoint(seq, v)
+}
+
+// auditCheckpoints reads the audit checkpoints from sequence from on, at
+// most limit of them, for scan.
+func auditCheckpoints(tx Tx, from uint64, limit int, fn func(uint64, []byte) error) error {
+	n := 0
+	err := tx.AuditCheckpoints(from, ^uint64(0), func(seq uint64, v []byte) error {
+		if limit > 0 && n == limit {
+			return errStop
+		}
+		n++
+		return fn(seq, v)
+	})
+	if err == errStop {
+		return nil
+	}
+	return err
 }
 
 // VerifyAudit checks the whole audit chain and its signed checkpoints.
@@ -380,13 +309,12 @@ func (s *Store) VerifyAudit() (Report, error) {
 	// Checkpoints are few; check their signatures first.
 	cps := make(map[uint64]string)
 	var lastCP uint64
-	err := s.scan(bucketCheckpoints, nil, nil, func(k, v []byte) error {
+	err := s.scan(0, scanRecords, auditCheckpoints, func(seq uint64, v []byte) error {
 		var cp checkpoint
-		if len(k) != 8 {
+		if seq == 0 {
 			fail(0, "checkpoint with a malformed key")
 			return nil
 		}
-		seq := binary.BigEndian.Uint64(k)
 		if err := openSigned(s.keys, checkpointDomain, v, &cp); err != nil {
 			fail(seq, "checkpoint at record %d: %v", seq, err)
 			return nil
@@ -406,11 +334,11 @@ func (s *Store) VerifyAudit() (Report, error) {
 		next = uint64(1)
 		prev [hashLen]byte
 	)
-	err = s.scan(bucketAudit, nil, nil, func(k, v []byte) error {
+	err = s.scan(1, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
 		if rep.Problem != "" {
 			return errStop
 		}
-		if len(k) != 8 || binary.BigEndian.Uint64(k) != next {
+		if seq != next {
 			fail(next, "audit record %d is missing", next)
 			return errStop
 		}

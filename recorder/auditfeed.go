@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The audit feed is how the audit log leaves the box: sinks (syslog, a
@@ -71,27 +69,31 @@ func (s *Store) AuditLines(after uint64, maxBytes int, fn func(line []byte) erro
 	var recs []rec
 	cps := map[uint64][]byte{}
 	size := 0
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketAudit).Cursor()
-		for k, v := c.Seek(u64key(after + 1)); k != nil; k, v = c.Next() {
-			if len(k) != 8 {
-				continue
+	err := s.b.View(func(tx Tx) error {
+		recs, size = recs[:0], 0
+		clear(cps)
+		err := tx.Audit(after+1, scanRecords, func(seq uint64, v []byte) error {
+			if seq == ^uint64(0) {
+				return nil
 			}
 			if len(recs) > 0 && size+len(v) > maxBytes {
-				break
+				return errStop
 			}
-			recs = append(recs, rec{seq: binary.BigEndian.Uint64(k), line: bytes.Clone(v)})
+			recs = append(recs, rec{seq: seq, line: bytes.Clone(v)})
 			size += len(v)
+			return nil
+		})
+		if err != nil && err != errStop {
+			return err
 		}
 		if len(recs) == 0 {
 			return nil
 		}
 		first, last := recs[0].seq, recs[len(recs)-1].seq
-		cc := tx.Bucket(bucketCheckpoints).Cursor()
-		for k, v := cc.Seek(u64key(first)); k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) <= last; k, v = cc.Next() {
-			cps[binary.BigEndian.Uint64(k)] = bytes.Clone(v)
-		}
-		return nil
+		return tx.AuditCheckpoints(first, last, func(seq uint64, v []byte) error {
+			cps[seq] = bytes.Clone(v)
+			return nil
+		})
 	})
 	if err != nil {
 		return after, fmt.Errorf("recorder: audit lines: %w", err)
@@ -118,9 +120,10 @@ func (s *Store) AuditLines(after uint64, maxBytes int, fn func(line []byte) erro
 // is empty).
 func (s *Store) AuditHead() (uint64, error) {
 	var seq uint64
-	err := s.view(func(tx *bolt.Tx) error {
-		seq, _ = auditTail(tx.Bucket(bucketAudit))
-		return nil
+	err := s.view(func(tx Tx) error {
+		var err error
+		seq, _, err = tx.AuditTail()
+		return err
 	})
 	return seq, err
 }
@@ -129,11 +132,12 @@ func (s *Store) AuditHead() (uint64, error) {
 // name delivered (0 when it never delivered one).
 func (s *Store) SinkCursor(name string) (uint64, error) {
 	var seq uint64
-	err := s.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(sinkKey(name)); len(v) == 8 {
+	err := s.view(func(tx Tx) error {
+		v, err := tx.Meta(sinkKey(name))
+		if len(v) == 8 {
 			seq = binary.BigEndian.Uint64(v)
 		}
-		return nil
+		return err
 	})
 	return seq, err
 }
@@ -141,16 +145,12 @@ func (s *Store) SinkCursor(name string) (uint64, error) {
 // SetSinkCursor records that the sink named name delivered every record up
 // to seq.
 func (s *Store) SetSinkCursor(name string, seq uint64) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(sinkKey(name), u64key(seq))
+	return s.update(func(tx Tx) error {
+		return tx.SetMeta(sinkKey(name), u64key(seq))
 	})
 }
 
-func sinkKey(name string) []byte { return []byte("sink:" + name) }
+func sinkKey(name string) string { return "sink:" + name }
 
 // AuditComparison is what CompareAudit found.
 type AuditComparison struct {
@@ -237,11 +237,10 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 		cmp.Notes = append(cmp.Notes, fmt.Sprintf("%d lines were not audit records and were skipped", skipped))
 	}
 	local := map[uint64]string{}
-	err := s.scan(bucketAudit, nil, nil, func(k, v []byte) error {
-		if len(k) != 8 {
+	err := s.scan(1, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
+		if seq == ^uint64(0) {
 			return nil
 		}
-		seq := binary.BigEndian.Uint64(k)
 		cmp.LocalLast = max(cmp.LocalLast, seq)
 		if _, want := received[seq]; !want {
 			return nil

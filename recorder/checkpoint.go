@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -111,10 +110,10 @@ func openCheckpoint(keys sealKeys, msg []byte) (Checkpoint, error) {
 	return c, nil
 }
 
-// readCheckpoint returns the latest checkpoint stored for a session: ok is
-// false when there is none; err says why a stored one does not verify.
-func (s *Store) readCheckpoint(tx *bolt.Tx, id string) (c Checkpoint, ok bool, err error) {
-	v := tx.Bucket(bucketSessionCPs).Get([]byte(id))
+// openStoredCheckpoint opens the latest checkpoint stored for a session, v:
+// ok is false when there is none (v is nil); err says why a stored one
+// does not verify.
+func (s *Store) openStoredCheckpoint(id string, v []byte) (c Checkpoint, ok bool, err error) {
 	if v == nil {
 		return c, false, nil
 	}

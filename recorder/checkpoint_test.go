@@ -75,7 +75,7 @@ func TestCheckpointIsAStandardSignedNote(t *testing.T) {
 	must(t, r.Output([]byte("hello")))
 	s.sync()
 	var msg []byte
-	must(t, s.view(func(tx *bolt.Tx) error {
+	must(t, s.boltDB().View(func(tx *bolt.Tx) error {
 		msg = bytes.Clone(tx.Bucket(bucketSessionCPs).Get([]byte("noted")))
 		return nil
 	}))
@@ -184,7 +184,7 @@ func TestLiveRewriteIsDetected(t *testing.T) {
 		must(t, r.Output([]byte(strings.Repeat(string(rune('a'+i)), 10))))
 		s.sync()
 	}
-	must(t, s.db.Update(rebuild("live", 1, forge)))
+	must(t, s.boltDB().Update(rebuild("live", 1, forge)))
 	if rep := verify(t, s, "live"); rep.Intact || !strings.Contains(rep.Problem, "does not match the signed checkpoint") {
 		t.Fatalf("verify: %+v", rep)
 	}

@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -79,18 +78,6 @@ func binaryEvent(t asciicast.EventType) bool { return t == EventFromClient || t 
 func genesis(id string) [hashLen]byte {
 	return sha256.Sum256([]byte("bastion recorder chain v1\x00" + id))
 }
-
-// chunkKey is the events-bucket key of chunk seq of session id: the ID, a 0
-// byte (IDs never contain one) and the big-endian sequence.
-func chunkKey(id string, seq uint64) []byte {
-	k := make([]byte, 0, len(id)+1+8)
-	k = append(k, id...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-// chunkPrefix is the key prefix of every chunk of session id.
-func chunkPrefix(id string) []byte { return append([]byte(id), 0) }
 
 // appendEvent appends one encoded event to b.
 func appendEvent(b []byte, typ asciicast.EventType, us int64, data []byte) []byte {
@@ -353,14 +340,10 @@ func newChainChecker(id string) *chainChecker {
 	return &chainChecker{id: id, head: genesis(id)}
 }
 
-// check verifies the chunk stored under key and returns it; the error names
-// what broke. fn, if not nil, sees each event.
-func (cc *chainChecker) check(key, v []byte, fn func(rawEvent) error) (chunk, error) {
-	prefix := chunkPrefix(cc.id)
-	if len(key) != len(prefix)+8 || !bytes.HasPrefix(key, prefix) {
-		return chunk{}, errChunkSeq
-	}
-	if seq := binary.BigEndian.Uint64(key[len(prefix):]); seq != cc.next {
+// check verifies the chunk stored as sequence seq and returns it; the
+// error names what broke. fn, if not nil, sees each event.
+func (cc *chainChecker) check(seq uint64, v []byte, fn func(rawEvent) error) (chunk, error) {
+	if seq != cc.next {
 		return chunk{}, errChunkMissing
 	}
 	c, err := parseChunk(v, cc.next, &cc.scratch)

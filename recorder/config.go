@@ -44,11 +44,15 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("recorder: unknown recording mode %q (want strict or best_effort)", s)
 }
 
-// Config configures a Store. Path and SealKey are required; every other zero
-// field takes the default its comment names.
+// Config configures a Store. SealKey, and Path or Postgres, are required;
+// every other zero field takes the default its comment names.
 type Config struct {
-	// Path is the bbolt file; it is created with mode 0600 if missing. Required.
+	// Path is the bbolt file; it is created with mode 0600 if missing.
+	// Required unless Postgres is set.
 	Path string
+	// Postgres, when set, keeps the store in a PostgreSQL database that
+	// several replicas share, instead of the bbolt file at Path.
+	Postgres *PostgresConfig
 	// Mode is the failure policy; the zero value is Strict.
 	Mode Mode
 	// FlushInterval is how often buffered events are committed, in one
@@ -101,7 +105,16 @@ const (
 
 // check validates c and fills in defaults.
 func (c Config) check() (Config, error) {
-	if c.Path == "" {
+	switch {
+	case c.Postgres != nil && c.Path != "":
+		return c, fmt.Errorf("recorder: config: %w: Path and Postgres are exclusive", ErrConfig)
+	case c.Postgres != nil:
+		pc, err := c.Postgres.check()
+		if err != nil {
+			return c, err
+		}
+		c.Postgres = &pc
+	case c.Path == "":
 		return c, fmt.Errorf("recorder: config: %w: Path is required", ErrConfig)
 	}
 	if _, err := newSealSigner(c.SealKey); err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
-	bolt "go.etcd.io/bbolt"
 )
 
 // requestFlush asks the flusher for a flush now.
@@ -98,6 +97,9 @@ func (s *Store) run() {
 		case <-t.C:
 		case <-s.kick:
 		case <-s.stop:
+			if s.crashed.Load() {
+				return
+			}
 			s.closeRecordings()
 			s.flush(true)
 			return
@@ -190,28 +192,25 @@ func (s *Store) flush(final bool) {
 	}
 
 	txStart := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.b.Update(func(tx Tx) error {
 		if hook := s.flushHook.Load(); hook != nil {
 			if err := (*hook)(); err != nil {
 				return err
 			}
 		}
-		chunks := tx.Bucket(bucketChunks)
 		for _, it := range items {
-			for i, v := range it.values {
-				if err := chunks.Put(chunkKey(it.r.id, it.r.seq+uint64(i)), v); err != nil {
-					return err
-				}
-			}
 			if len(it.values) > 0 {
 				if it.cp == nil {
 					return errors.New("no signed checkpoint for the chunks")
 				}
-				if err := tx.Bucket(bucketSessionCPs).Put([]byte(it.r.id), it.cp); err != nil {
+				if err := tx.PutChunks(it.r.id, it.r.seq, it.values); err != nil {
+					return err
+				}
+				if err := tx.PutCheckpoint(it.r.id, it.cp); err != nil {
 					return err
 				}
 			}
-			if err := putSession(tx, it.info); err != nil {
+			if err := tx.PutSession(it.info); err != nil {
 				return err
 			}
 			if it.end != nil {
@@ -219,10 +218,14 @@ func (s *Store) flush(final bool) {
 				if err != nil {
 					return err
 				}
-				if err := tx.Bucket(bucketSeals).Put([]byte(it.r.id), sealed); err != nil {
+				if err := tx.PutSeal(it.r.id, sealed); err != nil {
 					return err
 				}
 			}
+		}
+		// The audit records last: with PostgreSQL appending holds the
+		// cluster-wide chain until the commit, so it is held briefly.
+		for _, it := range items {
 			if it.gap != nil {
 				_, err := s.appendAudit(tx, AuditEvent{
 					Type: "recording.gap", User: it.info.User, SessionID: it.r.id, Target: it.info.Target,

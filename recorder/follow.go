@@ -34,9 +34,9 @@ func (s *Store) Follow(ctx context.Context, id string, fn func(asciicast.Event) 
 	}
 	cc := newChainChecker(id) // kept across reads: each resumes the chain
 	read := func() error {
-		err := s.scan(bucketChunks, chunkPrefix(id), chunkKey(id, cc.next), func(k, v []byte) error {
+		err := s.scanChunksFrom(id, cc.next, func(seq uint64, v []byte) error {
 			last := cc.last
-			c, err := cc.check(k, v, nil)
+			c, err := cc.check(seq, v, nil)
 			if err != nil {
 				return fmt.Errorf("recorder: session %s: chunk %d: %w: %v", id, cc.next, ErrBroken, err)
 			}

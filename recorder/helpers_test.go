@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
+	bolt "go.etcd.io/bbolt"
 )
 
 // testKey is a fixed seal key.
@@ -168,3 +169,7 @@ func (s *Store) setFlushHook(t testing.TB, fn func() error) {
 	s.flushHook.Store(&fn)
 	t.Cleanup(func() { s.flushHook.Store(nil) })
 }
+
+// boltDB is the bbolt file of a store on the bbolt backend, for tests that
+// look at or edit it directly.
+func (s *Store) boltDB() *bolt.DB { return s.b.(*boltBackend).db }

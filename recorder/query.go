@@ -1,11 +1,8 @@
 package recorder
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,64 +10,23 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Session returns a session's metadata, or an error wrapping ErrNotFound.
 // For a live session the counters are those of the last flush.
 func (s *Store) Session(id string) (SessionInfo, error) {
-	if err := s.enter(); err != nil {
-		return SessionInfo{}, err
-	}
-	defer s.leave()
-	if !validID(id) {
-		return SessionInfo{}, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
-	}
-	var info SessionInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		info, err = getSession(tx, id)
-		return err
-	})
-	return info, err
+	return s.sessionView(id)
 }
 
 // Sessions returns the sessions matching f, newest first.
 func (s *Store) Sessions(f SessionFilter) ([]SessionInfo, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.leave()
 	var out []SessionInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
-		sessions := tx.Bucket(bucketSessions)
-		c := tx.Bucket(bucketByStart).Cursor()
-		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
-			if len(k) <= 8 {
-				continue
-			}
-			start := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])^(1<<63)))
-			if !f.Since.IsZero() && start.Before(f.Since) {
-				break
-			}
-			v := sessions.Get(k[8:])
-			if v == nil {
-				continue
-			}
-			var info SessionInfo
-			if err := json.Unmarshal(v, &info); err != nil {
-				s.log.Error("recorder: unreadable session record", "session_id", string(k[8:]), "err", err)
-				continue
-			}
-			if (f.User != "" && info.User != f.User) || (f.Target != "" && info.Target != f.Target) || (f.Kind != "" && info.Kind != f.Kind) {
-				continue
-			}
+	err := s.view(func(tx Tx) error {
+		out = out[:0]
+		return tx.Sessions(f, func(info SessionInfo) bool {
 			out = append(out, info)
-			if f.Limit > 0 && len(out) >= f.Limit {
-				break
-			}
-		}
-		return nil
+			return f.Limit <= 0 || len(out) < f.Limit
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recorder: sessions: %w", err)
@@ -97,9 +53,9 @@ func (e callbackError) Error() string { return e.err.Error() }
 
 func (s *Store) events(id string, fn func(asciicast.Event) error) error {
 	cc := newChainChecker(id)
-	err := s.scan(bucketChunks, chunkPrefix(id), nil, func(k, v []byte) error {
+	err := s.scanChunks(id, func(seq uint64, v []byte) error {
 		var last = cc.last
-		c, err := cc.check(k, v, nil)
+		c, err := cc.check(seq, v, nil)
 		if err != nil {
 			return fmt.Errorf("recorder: session %s: chunk %d: %w: %v", id, cc.next, ErrBroken, err)
 		}
@@ -127,12 +83,25 @@ func (s *Store) sessionView(id string) (SessionInfo, error) {
 		return SessionInfo{}, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
 	}
 	var info SessionInfo
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx Tx) error {
 		var err error
-		info, err = getSession(tx, id)
+		info, err = tx.Session(id)
 		return err
 	})
 	return info, err
+}
+
+// scanChunks calls fn with each stored chunk of session id, in sequence
+// order, reading in batches outside of which fn runs.
+func (s *Store) scanChunks(id string, fn func(seq uint64, v []byte) error) error {
+	return s.scanChunksFrom(id, 0, fn)
+}
+
+// scanChunksFrom is scanChunks from chunk seq from on.
+func (s *Store) scanChunksFrom(id string, from uint64, fn func(seq uint64, v []byte) error) error {
+	return s.scan(from, scanChunks, func(tx Tx, from uint64, limit int, f func(uint64, []byte) error) error {
+		return tx.Chunks(id, from, limit, f)
+	}, fn)
 }
 
 // Export writes a session as an asciicast v2 recording, with bastion's
@@ -238,13 +207,20 @@ func (s *Store) Verify(id string) (Report, error) {
 		hasCP     bool
 		cpErr     error
 	)
-	err := s.view(func(tx *bolt.Tx) error {
-		info, infoErr = getSession(tx, id)
+	err := s.view(func(tx Tx) error {
+		info, infoErr = tx.Session(id)
 		if errors.Is(infoErr, ErrNotFound) {
 			return infoErr
 		}
-		sealBytes = bytes.Clone(tx.Bucket(bucketSeals).Get([]byte(id)))
-		cp, hasCP, cpErr = s.readCheckpoint(tx, id)
+		var err error
+		if sealBytes, err = tx.Seal(id); err != nil {
+			return err
+		}
+		cpBytes, err := tx.Checkpoint(id)
+		if err != nil {
+			return err
+		}
+		cp, hasCP, cpErr = s.openStoredCheckpoint(id, cpBytes)
 		return nil
 	})
 	if err != nil {
@@ -264,8 +240,8 @@ func (s *Store) Verify(id string) (Report, error) {
 	if hasCP && cpErr == nil {
 		cc.at = cp.Chunks
 	}
-	err = s.scan(bucketChunks, chunkPrefix(id), nil, func(k, v []byte) error {
-		if _, err := cc.check(k, v, nil); err != nil {
+	err = s.scanChunks(id, func(seq uint64, v []byte) error {
+		if _, err := cc.check(seq, v, nil); err != nil {
 			switch {
 			case errors.Is(err, errChunkMissing):
 				fail(int64(cc.next), "chunk %d is missing", cc.next)

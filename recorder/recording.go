@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Recording is one session being recorded. Its methods are safe for
@@ -97,15 +96,8 @@ func (s *Store) Begin(info SessionInfo) (*Recording, error) {
 	info.Status = StatusLive
 	info.End, info.ExitStatus, info.ExitSignal, info.Reason, info.Error = time.Time{}, 0, "", "", ""
 	info.BytesIn, info.BytesOut, info.Events, info.Chunks, info.Truncated = 0, 0, 0, 0, false
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketSessions).Get([]byte(info.ID)) != nil {
-			return ErrExists
-		}
-		if err := putSession(tx, info); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketByStart).Put(startKey(info.Start, info.ID), nil)
-	})
+	info.Replica = s.replica
+	err := s.b.Update(func(tx Tx) error { return tx.CreateSession(info) })
 	if err != nil {
 		return nil, fmt.Errorf("recorder: begin %s: %w", info.ID, err)
 	}

@@ -1,15 +1,12 @@
 package recorder
 
 import (
-	"bytes"
 	"crypto"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Seal closes a session's chunk chain: it names the last chunk's hash, the
@@ -149,9 +146,10 @@ func (s *Store) SignedSeal(id string) ([]byte, error) {
 		return nil, fmt.Errorf("recorder: seal %s: %w", quoteID(id), ErrNotFound)
 	}
 	var v []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		v = bytes.Clone(tx.Bucket(bucketSeals).Get([]byte(id)))
-		return nil
+	err := s.view(func(tx Tx) error {
+		var err error
+		v, err = tx.Seal(id)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recorder: seal %s: %w", id, err)

@@ -79,7 +79,7 @@ func TestECDSACheckpointIsASignedNote(t *testing.T) {
 	must(t, r.Output([]byte("hello")))
 	s.sync()
 	var msg []byte
-	must(t, s.view(func(tx *bolt.Tx) error {
+	must(t, s.boltDB().View(func(tx *bolt.Tx) error {
 		msg = bytes.Clone(tx.Bucket(bucketSessionCPs).Get([]byte("noted")))
 		return nil
 	}))

@@ -1,10 +1,7 @@
 package recorder
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,38 +12,20 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/oklog/ulid/v2"
-	bolt "go.etcd.io/bbolt"
 )
-
-// Buckets of the bbolt file.
-var (
-	bucketMeta        = []byte("meta")                // "format" -> storeFormat
-	bucketSessions    = []byte("sessions")            // session ID -> SessionInfo JSON
-	bucketByStart     = []byte("sessions_by_start")   // start (8 bytes) + ID -> nothing
-	bucketChunks      = []byte("chunks")              // session ID + 0 + seq (8 bytes) -> chunk
-	bucketSeals       = []byte("seals")               // session ID -> signed Seal
-	bucketAudit       = []byte("audit")               // seq (8 bytes) -> auditRecord JSON
-	bucketCheckpoints = []byte("audit_checkpoints")   // seq (8 bytes) -> signed checkpoint
-	bucketRevocations = []byte("revocations")         // serial (8 bytes) -> Revocation JSON
-	bucketHostKeys    = []byte("host_keys")           // target -> pinned key
-	bucketSessionCPs  = []byte("session_checkpoints") // session ID -> its latest signed Checkpoint (a note)
-	bucketTokensByExp = []byte("used_tokens")         // expiry (8 bytes, unix ns) + one-time token key -> nothing
-	allBuckets        = [][]byte{bucketMeta, bucketSessions, bucketByStart, bucketChunks, bucketSeals,
-		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys, bucketSessionCPs,
-		bucketTokensByExp}
-)
-
-const storeFormat = "bastion-recorder-1"
 
 // metaCheckpointsSince is when this store began to write signed session
 // checkpoints: a session that started later must have them.
-var metaCheckpointsSince = []byte("checkpoints_since")
+const metaCheckpointsSince = "checkpoints_since"
 
-// Store is the recording store: the one owner of the bbolt file.
+// Store is the recording store: the one owner of its backend (the bbolt
+// file, or this replica's connections to PostgreSQL).
 type Store struct {
-	cfg Config
-	db  *bolt.DB
-	log *slog.Logger
+	cfg     Config
+	b       Backend
+	pg      *pgBackend // the backend when it is PostgreSQL; nil with bbolt
+	replica string     // this replica's ID in a shared backend; "" with bbolt
+	log     *slog.Logger
 
 	closeMu sync.RWMutex // held shared by public operations, exclusively by Close
 	closed  bool
@@ -84,50 +63,47 @@ type Store struct {
 	// tokensSwept is when expired token keys were last forgotten (the
 	// audit loop's own).
 	tokensSwept time.Time
-	usedTokens  map[string]int64      // one-time token key -> expiry (unix ns); the audit loop's own
 	auditFault  atomic.Pointer[error] // FailAuditForTest
 	auditSubsMu sync.Mutex
 	auditSubs   []chan struct{} // told after commits that appended audit records
 
+	clusterDone chan struct{} // closed when clusterLoop has exited (PostgreSQL)
+
 	// flushHook, set by tests, runs inside every flush transaction; an
 	// error from it fails the transaction.
 	flushHook atomic.Pointer[func() error]
+	// crashed, set by tests, makes Close stop as a crash would: no final
+	// flush, no recording ended, the lease not given up.
+	crashed atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store at cfg.Path. It marks sessions
-// left live by a crash as interrupted and seals them, loads the revocations
-// and starts the flusher.
+// Open opens the store: the bbolt file at cfg.Path (created if needed), or
+// the PostgreSQL database cfg.Postgres names (its schema created or
+// migrated). It marks sessions left live by a crash (with PostgreSQL: by a
+// replica whose lease expired) as interrupted and seals them, loads the
+// revocations and starts the flusher.
 func Open(cfg Config) (*Store, error) {
 	cfg, err := cfg.check()
 	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
-		Timeout:      cfg.OpenTimeout,
-		FreelistType: bolt.FreelistMapType,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("recorder: open %s: %w", cfg.Path, err)
-	}
 	s := &Store{
-		cfg:        cfg,
-		db:         db,
-		log:        cfg.Logger,
-		active:     make(map[string]*Recording),
-		flushed:    make(chan struct{}),
-		kick:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-		closedCh:   make(chan struct{}),
-		auditQ:     make(chan *auditReq),
-		auditDone:  make(chan struct{}),
-		entropy:    ulid.Monotonic(rand.Reader, 0),
-		revoked:    make(map[uint64]struct{}),
-		zenc:       newZstdEncoder(),
-		usedTokens: make(map[string]int64),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		active:    make(map[string]*Recording),
+		flushed:   make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		closedCh:  make(chan struct{}),
+		auditQ:    make(chan *auditReq),
+		auditDone: make(chan struct{}),
+		entropy:   ulid.Monotonic(rand.Reader, 0),
+		revoked:   make(map[uint64]struct{}),
+		zenc:      newZstdEncoder(),
 	}
 	s.signer, _ = newSealSigner(cfg.SealKey) // checked by cfg.check
 	s.keys = sealKeys{s.signer.sealPublic}
@@ -135,34 +111,56 @@ func Open(cfg Config) (*Store, error) {
 		p, _ := newSealPublic(k)
 		s.keys = append(s.keys, p)
 	}
+	if cfg.Postgres != nil {
+		replica, err := s.newID(cfg.Now())
+		if err != nil {
+			return nil, err
+		}
+		s.pg, err = openPostgres(*cfg.Postgres, replica, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.b, s.replica = s.pg, replica
+	} else {
+		b, err := openBolt(cfg.Path, cfg.OpenTimeout, cfg.Now)
+		if err != nil {
+			return nil, err
+		}
+		s.b = b
+	}
 	if err := s.init(); err != nil {
-		db.Close()
+		if s.pg != nil {
+			s.pg.leave()
+		}
+		s.b.Close()
 		return nil, err
 	}
 	go s.run()
 	go s.auditLoop()
+	if s.pg != nil {
+		s.clusterDone = make(chan struct{})
+		go s.clusterLoop()
+	}
 	return s, nil
 }
 
+// where names the store in errors: the file, or the database.
+func (s *Store) where() string {
+	if s.pg != nil {
+		return "the PostgreSQL store"
+	}
+	return s.cfg.Path
+}
+
 func (s *Store) init() error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch f := meta.Get([]byte("format")); {
-		case f == nil:
-			if err := meta.Put([]byte("format"), []byte(storeFormat)); err != nil {
-				return err
-			}
-		case string(f) != storeFormat:
-			return fmt.Errorf("%w: unknown store format %q", ErrConfig, f)
-		}
+	err := s.b.Update(func(tx Tx) error {
 		// Sessions that start from now on are covered by signed
 		// checkpoints; older ones (chunk format 1) are sealed as before.
-		if since := meta.Get(metaCheckpointsSince); since != nil {
+		since, err := tx.Meta(metaCheckpointsSince)
+		if err != nil {
+			return err
+		}
+		if since != nil {
 			t, err := time.Parse(time.RFC3339Nano, string(since))
 			if err != nil {
 				return fmt.Errorf("%w: unreadable %s in the store's metadata", ErrBroken, metaCheckpointsSince)
@@ -171,127 +169,161 @@ func (s *Store) init() error {
 			return nil
 		}
 		s.cpSince = s.cfg.Now().UTC()
-		return meta.Put(metaCheckpointsSince, []byte(s.cpSince.Format(time.RFC3339Nano)))
+		return tx.SetMeta(metaCheckpointsSince, []byte(s.cpSince.Format(time.RFC3339Nano)))
 	})
 	if err != nil {
-		return fmt.Errorf("recorder: init %s: %w", s.cfg.Path, err)
+		return fmt.Errorf("recorder: init %s: %w", s.where(), err)
 	}
-	if err := s.recoverLive(); err != nil {
+	if err := s.recoverOrphans(); err != nil {
 		return err
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		s.loadTokens(tx)
-		return tx.Bucket(bucketRevocations).ForEach(func(k, _ []byte) error {
-			if len(k) == 8 {
-				s.revoked[binary.BigEndian.Uint64(k)] = struct{}{}
-			}
-			return nil
-		})
-	})
-	if err != nil {
+	if err := s.loadRevocations(); err != nil {
 		return fmt.Errorf("recorder: load revocations: %w", err)
 	}
 	return nil
 }
 
-// recoverLive marks sessions still "live" in the file, which can only be
-// left over from a crash, as interrupted, and seals what was committed.
-func (s *Store) recoverLive() error {
-	var live []SessionInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			var info SessionInfo
-			if err := json.Unmarshal(v, &info); err != nil {
-				s.log.Error("recorder: unreadable session record", "session_id", string(k), "err", err)
-				return nil
-			}
-			if info.Status == StatusLive {
-				live = append(live, info)
-			}
+// loadRevocations reads every revoked serial into memory (IsRevoked reads
+// memory; with PostgreSQL the cluster loop calls this again when another
+// replica revokes).
+func (s *Store) loadRevocations() error {
+	m := make(map[uint64]struct{})
+	err := s.b.View(func(tx Tx) error {
+		clear(m)
+		return tx.Revocations(func(r Revocation) error {
+			m[r.Serial] = struct{}{}
 			return nil
 		})
 	})
 	if err != nil {
+		return err
+	}
+	s.revMu.Lock()
+	s.revoked = m
+	s.revMu.Unlock()
+	return nil
+}
+
+// recoverOrphans marks live sessions that no running replica owns (with
+// bbolt: every one, left over from a crash) as interrupted, and seals what
+// was committed.
+func (s *Store) recoverOrphans() error {
+	var orphans []SessionInfo
+	err := s.b.View(func(tx Tx) error {
+		var err error
+		orphans, err = tx.Orphans()
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("recorder: recover: %w", err)
 	}
-	now := s.cfg.Now()
-	for _, info := range live {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			cp, hasCP, cpErr := s.readCheckpoint(tx, info.ID)
-			cc := newChainChecker(info.ID)
-			if hasCP && cpErr == nil {
-				cc.at = cp.Chunks
-			}
-			var broken error
-			c := tx.Bucket(bucketChunks).Cursor()
-			prefix := chunkPrefix(info.ID)
-			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if _, err := cc.check(k, v, nil); err != nil {
-					broken = err
-					break
-				}
-			}
-			info.Status = StatusInterrupted
-			info.End = info.Start.Add(time.Duration(cc.last) * time.Microsecond)
-			if info.Error == "" {
-				info.Error = "the bastion stopped while the session was live"
-			}
-			// Seal only what a signature already covers: the chunks up
-			// to the last signed checkpoint (the flusher writes it with
-			// the chunks). A chain rebuilt without the seal key does not
-			// match it and is not sealed.
-			seal := false
-			head, chunks, events := cc.head, int64(cc.next), cc.events
-			switch {
-			case cpErr != nil:
-				info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
-			case hasCP && !cc.atSeen:
-				info.Error = fmt.Sprintf("recording damaged at chunk %d, before the end of the signed checkpoint (chunk %d): not sealed", cc.next, cp.Chunks-1)
-			case hasCP && (cc.atHead != cp.Head || cc.atEvents != cp.Events):
-				info.Error = fmt.Sprintf("chunk %d does not match the signed checkpoint: the recording was rewritten; not sealed", cp.Chunks-1)
-			case hasCP:
-				seal, head, chunks, events = true, cp.Head, cp.Chunks, cp.Events
-				if int64(cc.next) > cp.Chunks || broken != nil {
-					info.Error = fmt.Sprintf("chunks from %d on come after the last signed checkpoint: sealed up to chunk %d", cp.Chunks, cp.Chunks-1)
-				}
-			case s.needsCheckpoint(info, cc.v2) && (cc.next > 0 || broken != nil):
-				info.Error = "no signed checkpoint covers the recording: not sealed"
-			case broken != nil:
-				info.Error = fmt.Sprintf("recording damaged at chunk %d: %v", cc.next, broken)
-			default:
-				seal = true // written before checkpoints: sealed as it stands
-			}
-			if seal {
-				info.Events, info.Chunks = events, chunks
-			}
-			if err := putSession(tx, info); err != nil {
-				return err
-			}
-			if seal {
-				sealed, err := sign(s.signer, sealDomain, newSeal(info, head, now))
-				if err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketSeals).Put([]byte(info.ID), sealed); err != nil {
-					return err
-				}
-			}
-			_, err := s.appendAudit(tx, AuditEvent{
-				Type: "session.interrupted", User: info.User, SessionID: info.ID, Target: info.Target,
-				Outcome: StatusInterrupted, Reason: info.Error,
-			})
-			return err
-		})
-		if err != nil {
+	for _, info := range orphans {
+		if err := s.recoverSession(info.ID); err != nil {
 			return fmt.Errorf("recorder: recover session %s: %w", info.ID, err)
 		}
-		s.log.Warn("recorder: marked an interrupted session", "session_id", info.ID, "events", info.Events)
+	}
+	return nil
+}
+
+// recoverSession marks one orphaned live session interrupted and seals what
+// the last signed checkpoint covers.
+func (s *Store) recoverSession(id string) error {
+	now := s.cfg.Now()
+	var info SessionInfo
+	recovered := false
+	err := s.b.Update(func(tx Tx) error {
+		recovered = false
+		var err error
+		info, err = tx.Session(id) // locked until the commit
+		if err != nil || info.Status != StatusLive {
+			return err // another replica recovered it first
+		}
+		cpBytes, err := tx.Checkpoint(id)
+		if err != nil {
+			return err
+		}
+		cp, hasCP, cpErr := s.openStoredCheckpoint(id, cpBytes)
+		cc := newChainChecker(id)
+		if hasCP && cpErr == nil {
+			cc.at = cp.Chunks
+		}
+		var broken error
+		err = tx.Chunks(id, 0, 0, func(seq uint64, v []byte) error {
+			if _, err := cc.check(seq, v, nil); err != nil {
+				broken = err
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && err != errStop {
+			return err
+		}
+		info.Status = StatusInterrupted
+		info.End = info.Start.Add(time.Duration(cc.last) * time.Microsecond)
+		if info.Error == "" {
+			info.Error = "the bastion stopped while the session was live"
+			if s.pg != nil {
+				info.Error = "the bastion replica recording it stopped while the session was live (its lease expired)"
+			}
+		}
+		// Seal only what a signature already covers: the chunks up to the
+		// last signed checkpoint (the flusher writes it with the chunks).
+		// A chain rebuilt without the seal key does not match it and is
+		// not sealed.
+		seal := false
+		head, chunks, events := cc.head, int64(cc.next), cc.events
+		switch {
+		case cpErr != nil:
+			info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
+		case hasCP && !cc.atSeen:
+			info.Error = fmt.Sprintf("recording damaged at chunk %d, before the end of the signed checkpoint (chunk %d): not sealed", cc.next, cp.Chunks-1)
+		case hasCP && (cc.atHead != cp.Head || cc.atEvents != cp.Events):
+			info.Error = fmt.Sprintf("chunk %d does not match the signed checkpoint: the recording was rewritten; not sealed", cp.Chunks-1)
+		case hasCP:
+			seal, head, chunks, events = true, cp.Head, cp.Chunks, cp.Events
+			if int64(cc.next) > cp.Chunks || broken != nil {
+				info.Error = fmt.Sprintf("chunks from %d on come after the last signed checkpoint: sealed up to chunk %d", cp.Chunks, cp.Chunks-1)
+			}
+		case s.needsCheckpoint(info, cc.v2) && (cc.next > 0 || broken != nil):
+			info.Error = "no signed checkpoint covers the recording: not sealed"
+		case broken != nil:
+			info.Error = fmt.Sprintf("recording damaged at chunk %d: %v", cc.next, broken)
+		default:
+			seal = true // written before checkpoints: sealed as it stands
+		}
+		if seal {
+			info.Events, info.Chunks = events, chunks
+		}
+		if err := tx.PutSession(info); err != nil {
+			return err
+		}
+		if seal {
+			sealed, err := sign(s.signer, sealDomain, newSeal(info, head, now))
+			if err != nil {
+				return err
+			}
+			if err := tx.PutSeal(id, sealed); err != nil {
+				return err
+			}
+		}
+		_, err = s.appendAudit(tx, AuditEvent{
+			Type: "session.interrupted", User: info.User, SessionID: info.ID, Target: info.Target,
+			Outcome: StatusInterrupted, Reason: info.Error,
+		})
+		recovered = err == nil
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if recovered {
+		s.log.Warn("recorder: marked an interrupted session", "session_id", info.ID, "events", info.Events, "replica", info.Replica)
 	}
 	return nil
 }
 
 // Close flushes everything, marks recordings that were not ended as
-// interrupted (and seals them), and closes the file. Writers blocked on
+// interrupted (and seals them), and closes the backend. Writers blocked on
 // backpressure return ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -301,8 +333,14 @@ func (s *Store) Close() error {
 		close(s.stop)
 		<-s.done
 		<-s.auditDone
+		if s.clusterDone != nil {
+			<-s.clusterDone
+			if !s.crashed.Load() {
+				s.pg.leave() // gives up the lease: nothing of ours is live any more
+			}
+		}
 		close(s.closedCh)
-		if err := s.db.Close(); err != nil {
+		if err := s.b.Close(); err != nil {
 			s.closeErr = fmt.Errorf("recorder: close: %w", err)
 		}
 	})
@@ -324,12 +362,21 @@ func (s *Store) leave() { s.closeMu.RUnlock() }
 // view runs a read transaction unless the store is closing. Operations that
 // call back into their caller (Events, Export, AuditEvents) use one view per
 // batch, so a slow consumer never delays Close.
-func (s *Store) view(fn func(*bolt.Tx) error) error {
+func (s *Store) view(fn func(Tx) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	return s.db.View(fn)
+	return s.b.View(fn)
+}
+
+// update runs a read-write transaction unless the store is closing.
+func (s *Store) update(fn func(Tx) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.b.Update(fn)
 }
 
 // newID returns a fresh ULID for time t.
@@ -367,85 +414,67 @@ func quoteID(id string) string {
 	return fmt.Sprintf("%q", id)
 }
 
-func startKey(t time.Time, id string) []byte {
-	k := make([]byte, 8, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(t.UnixNano())^(1<<63)) // sorts signed times
-	return append(k, id...)
-}
+// Batch sizes of scan: how many chunks, or audit records, one read
+// transaction returns at most, and how many bytes it copies out.
+const (
+	scanChunks     = 16
+	scanRecords    = 4096
+	scanBatchBytes = 4 << 20
+)
 
-func putSession(tx *bolt.Tx, info SessionInfo) error {
-	v, err := json.Marshal(info)
-	if err != nil {
-		return err
+// scan calls fn with copies of the (sequence, value) pairs that read yields
+// from sequence from on, reading in batches of at most limit pairs (and
+// about scanBatchBytes), so that no read transaction (nor the store's close
+// lock) is held while fn runs. v is valid only until fn returns.
+func (s *Store) scan(from uint64, limit int, read func(tx Tx, from uint64, limit int, fn func(uint64, []byte) error) error, fn func(seq uint64, v []byte) error) error {
+	type kv struct {
+		seq uint64
+		v   []byte
 	}
-	return tx.Bucket(bucketSessions).Put([]byte(info.ID), v)
-}
-
-func getSession(tx *bolt.Tx, id string) (SessionInfo, error) {
-	var info SessionInfo
-	v := tx.Bucket(bucketSessions).Get([]byte(id))
-	if v == nil {
-		return info, fmt.Errorf("recorder: session %s: %w", quoteID(id), ErrNotFound)
-	}
-	if err := json.Unmarshal(v, &info); err != nil {
-		return info, fmt.Errorf("recorder: session %s: %w: unreadable record: %v", quoteID(id), ErrBroken, err)
-	}
-	return info, nil
-}
-
-func u64key(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
-
-// scanBatchBytes bounds how much one read transaction of scan copies out.
-const scanBatchBytes = 4 << 20
-
-// scan calls fn with copies of the key/value pairs of bucket whose keys start
-// with prefix, from start on, reading in batches so that no read transaction
-// (nor the store's close lock) is held while fn runs. k and v are valid only
-// until fn returns.
-func (s *Store) scan(bucket, prefix, start []byte, fn func(k, v []byte) error) error {
-	type kv struct{ k, v []byte }
 	var (
 		batch []kv
 		arena []byte
-		next  = append([]byte(nil), start...)
+		next  = from
 	)
-	if len(next) == 0 {
-		next = append(next, prefix...)
-	}
 	for {
 		batch, arena = batch[:0], arena[:0]
 		more := false
-		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucket).Cursor()
-			k, v := c.First()
-			if len(next) > 0 {
-				k, v = c.Seek(next)
-			}
-			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if len(batch) > 0 && len(arena)+len(k)+len(v) > scanBatchBytes {
-					next = append(next[:0], k...)
+		err := s.view(func(tx Tx) error {
+			batch, arena, more = batch[:0], arena[:0], false
+			err := read(tx, next, limit, func(seq uint64, v []byte) error {
+				if len(batch) > 0 && len(arena)+len(v) > scanBatchBytes {
 					more = true
-					return nil
+					return errBatchFull
 				}
 				off := len(arena)
-				arena = append(arena, k...)
 				arena = append(arena, v...)
-				batch = append(batch, kv{k: arena[off : off+len(k) : off+len(k)], v: arena[off+len(k) : len(arena) : len(arena)]})
+				batch = append(batch, kv{seq: seq, v: arena[off:len(arena):len(arena)]})
+				return nil
+			})
+			if err == errBatchFull {
+				return nil
 			}
-			return nil
+			if err == nil && len(batch) == limit {
+				more = true
+			}
+			return err
 		})
 		if err != nil {
 			return err
 		}
 		for _, e := range batch {
-			if err := fn(e.k, e.v); err != nil {
+			if err := fn(e.seq, e.v); err != nil {
 				return err
 			}
 		}
-		if !more {
+		if !more || len(batch) == 0 || batch[len(batch)-1].seq == ^uint64(0) {
 			return nil
 		}
+		next = batch[len(batch)-1].seq + 1
 	}
 }
 
-var errStop = errors.New("stop")
+var (
+	errStop      = errors.New("stop")
+	errBatchFull = errors.New("batch full")
+)

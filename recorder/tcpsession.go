@@ -160,9 +160,9 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 // rawEvents calls fn with each committed event of a session, checked.
 func (s *Store) rawEvents(id string, fn func(rawEvent) error) error {
 	cc := newChainChecker(id)
-	err := s.scan(bucketChunks, chunkPrefix(id), nil, func(k, v []byte) error {
+	err := s.scanChunks(id, func(seq uint64, v []byte) error {
 		last := cc.last
-		c, err := cc.check(k, v, nil)
+		c, err := cc.check(seq, v, nil)
 		if err != nil {
 			return fmt.Errorf("recorder: session %s: chunk %d: %w: %v", id, cc.next, ErrBroken, err)
 		}

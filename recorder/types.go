@@ -35,6 +35,12 @@ var (
 	ErrWrite = errors.New("recording write failed")
 	// ErrReplay means a one-time token was already used (AuditOnce).
 	ErrReplay = errors.New("token already used")
+	// ErrFenced means another replica took over a session this replica
+	// was recording (its lease had expired): its recording cannot go on.
+	ErrFenced = errors.New("session taken over by another replica")
+	// ErrSchema means a PostgreSQL store's schema is newer than this
+	// bastion knows, or unusable.
+	ErrSchema = errors.New("store schema")
 )
 
 // SessionInfo is a session's metadata.
@@ -66,6 +72,9 @@ type SessionInfo struct {
 	Stored     int64     `json:"stored_bytes,omitempty"`     // event bytes recorded (before compression)
 	Compressed int64     `json:"compressed_bytes,omitempty"` // what the chunks take in the store
 	Error      string    `json:"error,omitempty"`            // why the recording failed, if it did
+	// Replica is the replica recording the session, in a store that
+	// several replicas share (PostgreSQL); empty with bbolt.
+	Replica string `json:"replica,omitempty"`
 }
 
 // ExitInfo is how a session ended.
@@ -82,6 +91,12 @@ type SessionFilter struct {
 	Kind   string
 	Since  time.Time // sessions started at or after
 	Limit  int       // at most this many, newest first; 0 = all
+}
+
+// match reports whether info passes f's User, Target and Kind (Since and
+// Limit are the scan's).
+func (f SessionFilter) match(info SessionInfo) bool {
+	return (f.User == "" || info.User == f.User) && (f.Target == "" || info.Target == f.Target) && (f.Kind == "" || info.Kind == f.Kind)
 }
 
 // AuditEvent is one record of the audit log.

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -284,4 +285,24 @@ func (p *Postgres) Tool(t testing.TB, name string) string {
 		t.Skip(msg)
 	}
 	return path
+}
+
+// StoreDSN creates database db owned by a role of the same name (both
+// without a password) and returns a libpq connection string for it as
+// that role: TLS verifying the server, a client certificate whose files
+// are written to a temporary directory. It is what a bastion's
+// `store.postgres.dsn` looks like against this cluster.
+func (p *Postgres) StoreDSN(t testing.TB, db string) string {
+	t.Helper()
+	p.ExecIn(t, "postgres", fmt.Sprintf(`DO $$ BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %[1]s) THEN CREATE ROLE %[2]s LOGIN; END IF;
+	END $$;`, quoteLiteral(db), pgx.Identifier{db}.Sanitize()))
+	p.ExecIn(t, "postgres", fmt.Sprintf("CREATE DATABASE %[1]s OWNER %[1]s", pgx.Identifier{db}.Sanitize()))
+	cert, key, root := p.LibpqFiles(t, t.TempDir(), db)
+	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s",
+		p.Host, p.Port, db, db, root, cert, key)
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }

@@ -1,0 +1,166 @@
+package recorder
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Approval requests in a shared store. With one bastion, a held command's
+// request lives in that process (the server's own board); with several
+// replicas the request must be where every replica sees it, because the
+// approver's `bastion approve` may land on another replica than the held
+// session. The table is the truth: a decision is one conditional UPDATE,
+// so exactly one decision wins cluster-wide, and the requester's replica,
+// woken by a notification or its poll, reads the outcome from the row.
+//
+// A decision is made in two steps, so that it is audited before anyone
+// acts on it: an approver first claims the request (no one else may decide
+// it while the claim lasts), audits the decision, and then records it. A
+// claim that is not followed by a decision (the approver's replica died)
+// lapses at its deadline; the requester's timeout then applies.
+
+// Approval is an approval request as a shared store keeps it.
+type Approval struct {
+	ID      string
+	Replica string // the replica holding the session that waits
+	Request []byte // the server's own description of the request (JSON), opaque here
+	Created time.Time
+	Expires time.Time
+	// The decision: Outcome is empty while the request is pending.
+	Outcome   string
+	DecidedBy string
+	Note      string
+	DecidedAt time.Time
+	Claimed   bool // someone is deciding it right now
+}
+
+// ErrNoApproval means there is no pending request with that ID (or it is
+// claimed by another decider).
+var ErrNoApproval = errors.New("no pending approval request with that ID")
+
+// Approvals returns the shared approval board, or nil when the store is
+// not shared (bbolt: the server keeps requests in memory).
+func (s *Store) Approvals() *ApprovalBoard {
+	if s.pg == nil {
+		return nil
+	}
+	return &ApprovalBoard{s: s}
+}
+
+// ApprovalBoard holds approval requests in the shared store. Its methods
+// are safe for concurrent use, on every replica at once.
+type ApprovalBoard struct{ s *Store }
+
+// approvalColumns selects an Approval; now names the parameter holding the
+// current time (whether a claim is in force).
+func approvalColumns(now string) string {
+	return `id, replica, request, created, expires, claim_until > ` + now + ` AND outcome IS NULL,
+		coalesce(outcome, ''), coalesce(decided_by, ''), coalesce(note, ''), coalesce(decided_at, 'epoch')`
+}
+
+func scanApproval(row pgx.Row) (Approval, error) {
+	var a Approval
+	var claimed *bool
+	err := row.Scan(&a.ID, &a.Replica, &a.Request, &a.Created, &a.Expires, &claimed, &a.Outcome, &a.DecidedBy, &a.Note, &a.DecidedAt)
+	a.Claimed = claimed != nil && *claimed
+	return a, err
+}
+
+// Put adds a pending request; ErrExists when its ID is taken.
+func (b *ApprovalBoard) Put(a Approval) error {
+	ctx, cancel := b.s.pg.ctx()
+	defer cancel()
+	tag, err := b.s.pg.pool.Exec(ctx, `INSERT INTO bastion_approvals (id, replica, request, created, expires)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, a.ID, b.s.replica, a.Request, a.Created, a.Expires)
+	if err != nil {
+		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), ErrExists)
+	}
+	return nil
+}
+
+// Get returns a request and its decision; ErrNotFound when there is none.
+func (b *ApprovalBoard) Get(id string, now time.Time) (Approval, error) {
+	ctx, cancel := b.s.pg.ctx()
+	defer cancel()
+	a, err := scanApproval(b.s.pg.pool.QueryRow(ctx, `SELECT `+approvalColumns("$2")+` FROM bastion_approvals WHERE id = $1`, id, now))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
+	}
+	return a, nil
+}
+
+// Pending lists the requests not yet decided and not expired at now,
+// oldest first.
+func (b *ApprovalBoard) Pending(now time.Time) ([]Approval, error) {
+	ctx, cancel := b.s.pg.ctx()
+	defer cancel()
+	rows, err := b.s.pg.pool.Query(ctx, `SELECT `+approvalColumns("$1")+` FROM bastion_approvals
+		WHERE outcome IS NULL AND expires > $1 ORDER BY created, id`, now)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: approvals: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Approval, error) { return scanApproval(row) })
+	if err != nil {
+		return nil, fmt.Errorf("recorder: approvals: %w", err)
+	}
+	return out, nil
+}
+
+// Claim reserves a pending, unexpired, unclaimed request for a decider
+// until until, under the claim token claim, and returns it;
+// ErrNoApproval when it is not there to claim.
+func (b *ApprovalBoard) Claim(id, claim string, now, until time.Time) (Approval, error) {
+	ctx, cancel := b.s.pg.ctx()
+	defer cancel()
+	a, err := scanApproval(b.s.pg.pool.QueryRow(ctx, `UPDATE bastion_approvals SET claim = $3, claim_until = $4
+		WHERE id = $1 AND outcome IS NULL AND expires > $2 AND (claim_until IS NULL OR claim_until <= $2)
+		RETURNING `+approvalColumns("$2"), id, now, claim, until))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), ErrNoApproval)
+	}
+	if err != nil {
+		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
+	}
+	return a, nil
+}
+
+// Decide records the outcome of a request once: with claim set, only by
+// the holder of that claim; with claim empty (the waiting replica's
+// timeout or cancellation), only when no claim is in force at now. It
+// reports whether it recorded the outcome, and tells every replica.
+func (b *ApprovalBoard) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
+	ctx, cancel := b.s.pg.ctx()
+	defer cancel()
+	tag, err := b.s.pg.pool.Exec(ctx, `UPDATE bastion_approvals
+		SET outcome = $3, decided_by = $4, note = $5, decided_at = $6, claim_until = NULL
+		WHERE id = $1 AND outcome IS NULL AND (
+			($2 <> '' AND claim = $2) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
+		id, claim, outcome, by, note, now)
+	if err != nil {
+		return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	b.s.pg.notify(notifyApproval, id)
+	return true, nil
+}
+
+// Watch returns a channel that receives a value when request id may have
+// changed (a notification from any replica; read the request then), and a
+// function to stop watching. Notifications can be lost: poll as well.
+func (b *ApprovalBoard) Watch(id string) (<-chan struct{}, func()) {
+	return b.s.pg.subscribe(notifyApproval + id)
+}
+
+// PollInterval is how often a waiter should read a request it watches.
+func (b *ApprovalBoard) PollInterval() time.Duration { return b.s.cfg.Postgres.Poll }

@@ -1,0 +1,880 @@
+package recorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The PostgreSQL backend: one database that several bastion replicas
+// share. Each replica keeps a pool of connections and one more that
+// listens for notifications (revocations, approval decisions); every value
+// the Store writes to bbolt it writes here, byte for byte, in the tables
+// the schema (pgschema.go) creates.
+//
+// Transactions are READ COMMITTED for writes and REPEATABLE READ, READ
+// ONLY for reads, so a read sees one moment (a session with its seal and
+// checkpoint). The audit chain's tail is one row that an appending
+// transaction locks until it commits: records get one order across
+// replicas. A replica's liveness is a lease row it renews; the time that
+// decides whether a lease expired is the database's, never a replica's
+// clock.
+
+// PostgresConfig configures a store kept in PostgreSQL.
+type PostgresConfig struct {
+	// DSN is a libpq connection string, keywords ("host=db dbname=bastion
+	// user=bastion sslmode=verify-full") or a URL (postgres://...).
+	// Required. It may hold a password; it is never logged.
+	DSN string
+	// Name names this replica in sessions' records and logs. Default: the
+	// host name.
+	Name string
+	// Lease is how long this replica's lease lasts without renewal; it is
+	// renewed every third of it. When a replica dies, another marks its
+	// live sessions interrupted once its lease expired. Default 10s.
+	Lease time.Duration
+	// Poll is how often a replica reads revocations and waiting approvals
+	// when no notification came (notifications make it sooner). Default
+	// 500ms.
+	Poll time.Duration
+	// MaxConns bounds this replica's connection pool (plus one listening
+	// connection). Default 16.
+	MaxConns int32
+	// Timeout bounds each transaction. Default 30s.
+	Timeout time.Duration
+}
+
+// Defaults for zero PostgresConfig fields.
+const (
+	DefaultLease    = 10 * time.Second
+	DefaultPoll     = 500 * time.Millisecond
+	DefaultMaxConns = 16
+	DefaultPGTimout = 30 * time.Second
+)
+
+func (c PostgresConfig) check() (PostgresConfig, error) {
+	if strings.TrimSpace(c.DSN) == "" {
+		return c, fmt.Errorf("recorder: config: %w: Postgres.DSN is required", ErrConfig)
+	}
+	if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
+		// pgx's message can quote the DSN, password included: say less.
+		return c, fmt.Errorf("recorder: config: %w: Postgres.DSN is not a valid PostgreSQL connection string", ErrConfig)
+	}
+	if c.Lease < 0 || c.Poll < 0 || c.MaxConns < 0 || c.Timeout < 0 {
+		return c, fmt.Errorf("recorder: config: %w: negative Postgres settings", ErrConfig)
+	}
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.Lease < 300*time.Millisecond {
+		c.Lease = 300 * time.Millisecond
+	}
+	if c.Poll == 0 {
+		c.Poll = DefaultPoll
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultPGTimout
+	}
+	return c, nil
+}
+
+// pgBackend is a Backend over a PostgreSQL database.
+type pgBackend struct {
+	cfg     PostgresConfig
+	pool    *pgxpool.Pool
+	replica string // this replica's ID (a ULID)
+	log     *slog.Logger
+
+	listenStop context.CancelFunc
+	listenDone chan struct{}
+	subsMu     sync.Mutex
+	subs       map[string]map[chan struct{}]struct{} // notification topic -> subscribers
+}
+
+var _ Backend = (*pgBackend)(nil)
+
+// notification topics on the one channel replicas listen on.
+const (
+	pgChannel        = "bastion"
+	notifyRevocation = "revocation"
+	notifyApproval   = "approval:" // + request ID
+)
+
+// OpenPostgres connects to the database cfg names and brings its schema up
+// to date (refusing one newer than this bastion knows), without joining
+// the cluster as a replica: for tools such as `bastion store migrate`.
+// Stores open it through Config.Postgres.
+func OpenPostgres(cfg PostgresConfig) (Backend, error) {
+	cfg, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	return connectPostgres(cfg, "", slog.New(slog.DiscardHandler))
+}
+
+// openPostgres connects, migrates the schema, takes a lease as replica and
+// starts listening for notifications.
+func openPostgres(cfg PostgresConfig, replica string, log *slog.Logger) (*pgBackend, error) {
+	b, err := connectPostgres(cfg, replica, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	_, err = b.pool.Exec(ctx, `INSERT INTO bastion_replicas (id, name, started, expires)
+		VALUES ($1, $2, now(), now() + $3::bigint * interval '1 microsecond')`,
+		replica, cfg.Name, cfg.Lease.Microseconds())
+	if err != nil {
+		b.pool.Close()
+		return nil, fmt.Errorf("recorder: postgres: register replica: %w", err)
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	b.listenStop, b.listenDone = stop, make(chan struct{})
+	go b.listen(lctx)
+	return b, nil
+}
+
+func connectPostgres(cfg PostgresConfig, replica string, log *slog.Logger) (*pgBackend, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: config: %w: Postgres.DSN is not a valid PostgreSQL connection string", ErrConfig)
+	}
+	pc.MaxConns = cfg.MaxConns
+	if pc.ConnConfig.RuntimeParams == nil {
+		pc.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
+		pc.ConnConfig.RuntimeParams["application_name"] = "bastion"
+	}
+	b := &pgBackend{cfg: cfg, replica: replica, log: log, subs: map[string]map[chan struct{}]struct{}{}}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	b.pool, err = pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: postgres: %w", err)
+	}
+	if err := b.pool.Ping(ctx); err != nil {
+		b.pool.Close()
+		return nil, fmt.Errorf("recorder: postgres: connect to %s: %w", pgWhere(pc.ConnConfig), err)
+	}
+	if err := migrateSchema(ctx, b.pool); err != nil {
+		b.pool.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// pgWhere names a database for messages: host, port and name, never the
+// password.
+func pgWhere(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
+func (b *pgBackend) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), b.cfg.Timeout)
+}
+
+// Close stops listening and closes the pool.
+func (b *pgBackend) Close() error {
+	if b.listenStop != nil {
+		b.listenStop()
+		<-b.listenDone
+	}
+	b.pool.Close()
+	return nil
+}
+
+// Update runs fn in a READ COMMITTED transaction, again (up to three
+// times) when the database reports a deadlock or a serialization failure.
+func (b *pgBackend) Update(fn func(Tx) error) error {
+	return b.run(pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, false, fn)
+}
+
+// View runs fn in a REPEATABLE READ, READ ONLY transaction.
+func (b *pgBackend) View(fn func(Tx) error) error {
+	return b.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, true, fn)
+}
+
+func (b *pgBackend) run(opts pgx.TxOptions, readOnly bool, fn func(Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := b.runOnce(opts, readOnly, fn)
+		var pe *pgconn.PgError
+		if attempt < 2 && errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") {
+			continue
+		}
+		return err
+	}
+}
+
+func (b *pgBackend) runOnce(opts pgx.TxOptions, readOnly bool, fn func(Tx) error) error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	ptx, err := b.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("postgres: begin: %w", err)
+	}
+	t := &pgTx{b: b, ctx: ctx, tx: ptx, readOnly: readOnly}
+	if err := fn(t); err != nil {
+		ptx.Rollback(context.Background())
+		return err
+	}
+	if err := t.flush(true); err != nil {
+		ptx.Rollback(context.Background())
+		return err
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	for _, f := range t.onCommit {
+		f()
+	}
+	return nil
+}
+
+// pgTx is one transaction. Writes whose results are not needed at once are
+// queued and sent together (chunks with COPY, the rest as one pipelined
+// batch) before the next read and before the commit, so a group commit of
+// many sessions costs a few round trips, not one per statement.
+type pgTx struct {
+	b        *pgBackend
+	ctx      context.Context
+	tx       pgx.Tx
+	readOnly bool
+	onCommit []func()
+
+	batch  pgx.Batch
+	checks []func(pgconn.CommandTag) error // one per queued statement
+	chunks [][]any                         // rows for COPY into bastion_chunks
+
+	head      *pgHead // the audit tail, read (and locked) once per transaction
+	headDirty bool
+}
+
+type pgHead struct {
+	seq  uint64
+	hash [hashLen]byte
+}
+
+func (t *pgTx) OnCommit(fn func()) { t.onCommit = append(t.onCommit, fn) }
+
+// queue adds a write to the batch; check, if not nil, sees its command tag.
+func (t *pgTx) queue(check func(pgconn.CommandTag) error, sql string, args ...any) {
+	t.batch.Queue(sql, args...)
+	t.checks = append(t.checks, check)
+}
+
+// flush sends the queued writes; at the commit it first writes the audit
+// tail if this transaction moved it.
+func (t *pgTx) flush(commit bool) error {
+	if commit && t.headDirty {
+		t.queue(nil, `UPDATE bastion_audit_head SET seq = $1, hash = $2`, int64(t.head.seq), t.head.hash[:])
+		t.headDirty = false
+	}
+	if len(t.chunks) > 0 {
+		rows := t.chunks
+		t.chunks = nil
+		if _, err := t.tx.CopyFrom(t.ctx, pgx.Identifier{"bastion_chunks"}, []string{"session", "seq", "data"}, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("postgres: store chunks: %w", err)
+		}
+	}
+	if t.batch.Len() == 0 {
+		return nil
+	}
+	checks := t.checks
+	br := t.tx.SendBatch(t.ctx, &t.batch)
+	t.batch, t.checks = pgx.Batch{}, nil
+	var first error
+	for _, check := range checks {
+		tag, err := br.Exec()
+		if err == nil && check != nil {
+			err = check(tag)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := br.Close(); err != nil && first == nil {
+		first = err
+	}
+	if first != nil && !errors.Is(first, ErrFenced) {
+		return fmt.Errorf("postgres: %w", first)
+	}
+	return first
+}
+
+// query flushes the queued writes and runs a query, calling fn for each
+// row until fn returns an error.
+func (t *pgTx) query(fn func(pgx.Rows) error, sql string, args ...any) error {
+	if err := t.flush(false); err != nil {
+		return err
+	}
+	rows, err := t.tx.Query(t.ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+// queryRow runs a query for at most one row, scanning it into dest; found
+// is false when there was none.
+func (t *pgTx) queryRow(dest []any, sql string, args ...any) (found bool, err error) {
+	if err := t.flush(false); err != nil {
+		return false, err
+	}
+	err = t.tx.QueryRow(t.ctx, sql, args...).Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("postgres: %w", err)
+	}
+	return true, nil
+}
+
+// exec flushes the queued writes and runs one statement now.
+func (t *pgTx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.flush(false); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := t.tx.Exec(t.ctx, sql, args...)
+	if err != nil {
+		return tag, fmt.Errorf("postgres: %w", err)
+	}
+	return tag, nil
+}
+
+// limitArg is a LIMIT parameter: NULL (no limit) for 0.
+func limitArg(limit int) any {
+	if limit <= 0 {
+		return nil
+	}
+	return int64(limit)
+}
+
+// seqArg maps a sequence to bigint, saturating.
+func seqArg(seq uint64) int64 {
+	if seq > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(seq)
+}
+
+// Metadata.
+
+func (t *pgTx) Meta(name string) ([]byte, error) {
+	var v []byte
+	_, err := t.queryRow([]any{&v}, `SELECT value FROM bastion_meta WHERE name = $1`, name)
+	return v, err
+}
+
+func (t *pgTx) SetMeta(name string, v []byte) error {
+	t.queue(nil, `INSERT INTO bastion_meta (name, value) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, name, v)
+	return nil
+}
+
+// Sessions.
+
+func endNS(info SessionInfo) any {
+	if info.Status == StatusLive || info.End.IsZero() {
+		return nil
+	}
+	return info.End.UnixNano()
+}
+
+func (t *pgTx) CreateSession(info SessionInfo) error {
+	v, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	tag, err := t.exec(`INSERT INTO bastion_sessions (id, start_ns, end_ns, user_name, target, kind, status, replica, info)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+		info.ID, info.Start.UnixNano(), endNS(info), info.User, info.Target, info.Kind, info.Status, info.Replica, v)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+// PutSession updates a session that is live in the store and recorded by
+// info.Replica (which a recovery keeps): the fence against a replica that
+// lost its lease.
+func (t *pgTx) PutSession(info SessionInfo) error {
+	v, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	id := info.ID
+	t.queue(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("recorder: session %s: %w", id, ErrFenced)
+		}
+		return nil
+	}, `UPDATE bastion_sessions SET status = $2, end_ns = $3, info = $4
+		WHERE id = $1 AND status = 'live' AND replica = $5`,
+		info.ID, info.Status, endNS(info), v, info.Replica)
+	return nil
+}
+
+func (t *pgTx) Session(id string) (SessionInfo, error) {
+	q := `SELECT info FROM bastion_sessions WHERE id = $1`
+	if !t.readOnly {
+		q += ` FOR UPDATE`
+	}
+	var v []byte
+	found, err := t.queryRow([]any{&v}, q, id)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	if !found {
+		v = nil
+	}
+	return decodeSession(id, v)
+}
+
+func (t *pgTx) scanSessions(fn func(SessionInfo) bool, sql string, args ...any) error {
+	err := t.query(func(rows pgx.Rows) error {
+		var id string
+		var v []byte
+		if err := rows.Scan(&id, &v); err != nil {
+			return err
+		}
+		info, err := decodeSession(id, v)
+		if err != nil {
+			return nil // Verify reports it
+		}
+		if !fn(info) {
+			return errStop
+		}
+		return nil
+	}, sql, args...)
+	if err == errStop {
+		return nil
+	}
+	return err
+}
+
+func (t *pgTx) Sessions(f SessionFilter, fn func(SessionInfo) bool) error {
+	since := int64(math.MinInt64)
+	if !f.Since.IsZero() {
+		since = f.Since.UnixNano()
+	}
+	return t.scanSessions(fn, `SELECT id, info FROM bastion_sessions
+		WHERE start_ns >= $1 AND ($2 = '' OR user_name = $2) AND ($3 = '' OR target = $3) AND ($4 = '' OR kind = $4)
+		ORDER BY start_ns DESC, id DESC LIMIT $5`,
+		since, f.User, f.Target, f.Kind, limitArg(f.Limit))
+}
+
+func (t *pgTx) Orphans() ([]SessionInfo, error) {
+	var out []SessionInfo
+	err := t.scanSessions(func(info SessionInfo) bool {
+		out = append(out, info)
+		return true
+	}, `SELECT s.id, s.info FROM bastion_sessions s
+		WHERE s.status = 'live' AND NOT EXISTS (
+			SELECT 1 FROM bastion_replicas r WHERE r.id = s.replica AND r.expires > now())
+		ORDER BY s.start_ns`)
+	return out, err
+}
+
+func (t *pgTx) Ended(before time.Time, fn func(SessionInfo) bool) error {
+	return t.scanSessions(fn, `SELECT id, info FROM bastion_sessions
+		WHERE status <> 'live' AND end_ns < $1 ORDER BY start_ns, id`, before.UnixNano())
+}
+
+func (t *pgTx) DeleteSession(info SessionInfo) (int, error) {
+	tag, err := t.exec(`DELETE FROM bastion_chunks WHERE session = $1`, info.ID)
+	if err != nil {
+		return 0, err
+	}
+	for _, q := range []string{
+		`DELETE FROM bastion_seals WHERE session = $1`,
+		`DELETE FROM bastion_session_checkpoints WHERE session = $1`,
+		`DELETE FROM bastion_sessions WHERE id = $1`,
+	} {
+		t.queue(nil, q, info.ID)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Chunks, checkpoints, seals.
+
+func (t *pgTx) PutChunks(id string, first uint64, values [][]byte) error {
+	for i, v := range values {
+		t.chunks = append(t.chunks, []any{id, int64(first) + int64(i), v})
+	}
+	return nil
+}
+
+func (t *pgTx) Chunks(id string, from uint64, limit int, fn func(uint64, []byte) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var seq int64
+		var v []byte
+		if err := rows.Scan(&seq, &v); err != nil {
+			return err
+		}
+		return fn(uint64(seq), v)
+	}, `SELECT seq, data FROM bastion_chunks WHERE session = $1 AND seq >= $2 ORDER BY seq LIMIT $3`,
+		id, seqArg(from), limitArg(limit))
+}
+
+func (t *pgTx) PutCheckpoint(id string, note []byte) error {
+	t.queue(nil, `INSERT INTO bastion_session_checkpoints (session, note) VALUES ($1, $2)
+		ON CONFLICT (session) DO UPDATE SET note = EXCLUDED.note`, id, note)
+	return nil
+}
+
+func (t *pgTx) Checkpoint(id string) ([]byte, error) {
+	var v []byte
+	_, err := t.queryRow([]any{&v}, `SELECT note FROM bastion_session_checkpoints WHERE session = $1`, id)
+	return v, err
+}
+
+func (t *pgTx) PutSeal(id string, seal []byte) error {
+	t.queue(nil, `INSERT INTO bastion_seals (session, seal) VALUES ($1, $2)
+		ON CONFLICT (session) DO UPDATE SET seal = EXCLUDED.seal`, id, seal)
+	return nil
+}
+
+func (t *pgTx) Seal(id string) ([]byte, error) {
+	var v []byte
+	_, err := t.queryRow([]any{&v}, `SELECT seal FROM bastion_seals WHERE session = $1`, id)
+	return v, err
+}
+
+// Audit.
+
+func (t *pgTx) AuditTail() (uint64, [hashLen]byte, error) {
+	if t.head != nil {
+		return t.head.seq, t.head.hash, nil
+	}
+	q := `SELECT seq, hash FROM bastion_audit_head`
+	if !t.readOnly {
+		q += ` FOR UPDATE` // the chain is ours until the commit
+	}
+	var seq int64
+	var hash []byte
+	found, err := t.queryRow([]any{&seq, &hash}, q)
+	if err != nil {
+		return 0, [hashLen]byte{}, err
+	}
+	if !found || len(hash) != hashLen {
+		return 0, [hashLen]byte{}, fmt.Errorf("%w: the audit chain's head row is missing or malformed", ErrSchema)
+	}
+	t.head = &pgHead{seq: uint64(seq), hash: [hashLen]byte(hash)}
+	return t.head.seq, t.head.hash, nil
+}
+
+func (t *pgTx) AppendAudit(seq uint64, hash [hashLen]byte, record []byte) error {
+	if t.head == nil || seq != t.head.seq+1 {
+		return errors.New("postgres: audit record appended without its tail")
+	}
+	t.queue(nil, `INSERT INTO bastion_audit (seq, record) VALUES ($1, $2)`, int64(seq), record)
+	t.head.seq, t.head.hash, t.headDirty = seq, hash, true
+	return nil
+}
+
+func (t *pgTx) Audit(from uint64, limit int, fn func(uint64, []byte) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var seq int64
+		var v []byte
+		if err := rows.Scan(&seq, &v); err != nil {
+			return err
+		}
+		return fn(uint64(seq), v)
+	}, `SELECT seq, record FROM bastion_audit WHERE seq >= $1 ORDER BY seq LIMIT $2`, seqArg(from), limitArg(limit))
+}
+
+func (t *pgTx) PutAuditCheckpoint(seq uint64, signed []byte) error {
+	t.queue(nil, `INSERT INTO bastion_audit_checkpoints (seq, signed) VALUES ($1, $2)
+		ON CONFLICT (seq) DO UPDATE SET signed = EXCLUDED.signed`, int64(seq), signed)
+	return nil
+}
+
+func (t *pgTx) AuditCheckpoints(from, to uint64, fn func(uint64, []byte) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var seq int64
+		var v []byte
+		if err := rows.Scan(&seq, &v); err != nil {
+			return err
+		}
+		return fn(uint64(seq), v)
+	}, `SELECT seq, signed FROM bastion_audit_checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq`, seqArg(from), seqArg(to))
+}
+
+// One-time tokens.
+
+// SpendToken inserts the key, or takes over an expired one. Two replicas
+// spending the same key at once: the second waits for the first's commit
+// on the key's index entry, then finds it unexpired, and reports a replay.
+func (t *pgTx) SpendToken(key []byte, expires, now time.Time) (bool, error) {
+	if !expires.After(now) {
+		expires = now.Add(time.Minute)
+	}
+	var one int
+	found, err := t.queryRow([]any{&one}, `INSERT INTO bastion_used_tokens (key, expires_ns) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= $3
+		RETURNING 1`, key, expires.UnixNano(), now.UnixNano())
+	return found, err
+}
+
+func (t *pgTx) ForgetTokens(now time.Time) error {
+	t.queue(nil, `DELETE FROM bastion_used_tokens WHERE key IN (
+		SELECT key FROM bastion_used_tokens WHERE expires_ns <= $1 LIMIT 10000)`, now.UnixNano())
+	return nil
+}
+
+// Revocations and pins.
+
+func (t *pgTx) Revoke(r Revocation) (bool, error) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return false, err
+	}
+	tag, err := t.exec(`INSERT INTO bastion_revocations (serial, revocation) VALUES ($1, $2) ON CONFLICT (serial) DO NOTHING`,
+		int64(r.Serial), v)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+func (t *pgTx) Revocations(fn func(Revocation) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var serial int64
+		var v []byte
+		if err := rows.Scan(&serial, &v); err != nil {
+			return err
+		}
+		var rev Revocation
+		if err := json.Unmarshal(v, &rev); err != nil {
+			return fmt.Errorf("%w: revocation %d is unreadable", ErrBroken, uint64(serial))
+		}
+		return fn(rev)
+	}, `SELECT serial, revocation FROM bastion_revocations ORDER BY serial`)
+}
+
+func (t *pgTx) HostKey(target string) ([]byte, error) {
+	var v []byte
+	_, err := t.queryRow([]any{&v}, `SELECT key FROM bastion_host_keys WHERE target = $1`, target)
+	return v, err
+}
+
+func (t *pgTx) PinHostKey(target string, key []byte) ([]byte, error) {
+	tag, err := t.exec(`INSERT INTO bastion_host_keys (target, key) VALUES ($1, $2) ON CONFLICT (target) DO NOTHING`, target, key)
+	if err != nil || tag.RowsAffected() == 1 {
+		return nil, err
+	}
+	return t.HostKey(target)
+}
+
+// Notifications: one listening connection per replica; subscribers get a
+// value (coalesced, never blocking) when their topic is notified. A
+// notification is a hint: subscribers read the tables, and poll too.
+
+// subscribe returns a channel for topic and a function that unsubscribes.
+func (b *pgBackend) subscribe(topic string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	b.subsMu.Lock()
+	if b.subs[topic] == nil {
+		b.subs[topic] = map[chan struct{}]struct{}{}
+	}
+	b.subs[topic][ch] = struct{}{}
+	b.subsMu.Unlock()
+	return ch, func() {
+		b.subsMu.Lock()
+		delete(b.subs[topic], ch)
+		if len(b.subs[topic]) == 0 {
+			delete(b.subs, topic)
+		}
+		b.subsMu.Unlock()
+	}
+}
+
+func (b *pgBackend) dispatch(topic string) {
+	b.subsMu.Lock()
+	defer b.subsMu.Unlock()
+	for ch := range b.subs[topic] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// notify tells every replica (this one included, through its listener)
+// that topic changed. It is best effort: the others poll.
+func (b *pgBackend) notify(topic, arg string) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, pgChannel, topic+arg); err != nil {
+		b.log.Warn("recorder: postgres notify failed; other replicas will poll", "topic", topic, "err", err)
+	}
+}
+
+// listen holds a connection that LISTENs and dispatches notifications,
+// reconnecting with a backoff when it breaks.
+func (b *pgBackend) listen(ctx context.Context) {
+	defer close(b.listenDone)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := b.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("recorder: postgres listener lost its connection; polling until it is back", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (b *pgBackend) listenOnce(ctx context.Context) error {
+	cc := b.pool.Config().ConnConfig
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	conn, err := pgx.ConnectConfig(cctx, cc)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgChannel); err != nil {
+		return err
+	}
+	// Whatever happened while we were not listening: wake everyone to
+	// read the tables.
+	b.subsMu.Lock()
+	topics := make([]string, 0, len(b.subs))
+	for topic := range b.subs {
+		topics = append(topics, topic)
+	}
+	b.subsMu.Unlock()
+	for _, topic := range topics {
+		b.dispatch(topic)
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		b.dispatch(n.Payload)
+	}
+}
+
+// Leases.
+
+// renew extends this replica's lease; when the row is gone (others took it
+// for dead), it registers again: its old sessions were taken over and are
+// fenced, new ones are its own.
+func (b *pgBackend) renew() error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	tag, err := b.pool.Exec(ctx, `UPDATE bastion_replicas SET expires = now() + $2::bigint * interval '1 microsecond' WHERE id = $1`,
+		b.replica, b.cfg.Lease.Microseconds())
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		b.log.Error("recorder: this replica's lease had expired and was taken over; its live sessions were marked interrupted", "replica", b.replica)
+		_, err = b.pool.Exec(ctx, `INSERT INTO bastion_replicas (id, name, started, expires)
+			VALUES ($1, $2, now(), now() + $3::bigint * interval '1 microsecond') ON CONFLICT (id) DO NOTHING`,
+			b.replica, b.cfg.Name, b.cfg.Lease.Microseconds())
+	}
+	return err
+}
+
+// reap forgets replicas whose lease expired and that have no live session
+// left (recoverOrphans took them over first), and approval requests of
+// replicas that are gone (their sessions ended with them) or decided a day
+// ago.
+func (b *pgBackend) reap() error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	_, err := b.pool.Exec(ctx, `DELETE FROM bastion_replicas r WHERE r.expires < now() AND NOT EXISTS (
+		SELECT 1 FROM bastion_sessions s WHERE s.status = 'live' AND s.replica = r.id)`)
+	if err != nil {
+		return err
+	}
+	_, err = b.pool.Exec(ctx, `DELETE FROM bastion_approvals a
+		WHERE (a.outcome IS NULL AND NOT EXISTS (SELECT 1 FROM bastion_replicas r WHERE r.id = a.replica))
+		   OR a.decided_at < now() - interval '1 day'`)
+	return err
+}
+
+// leave gives up this replica's lease: called when nothing of it is live.
+func (b *pgBackend) leave() {
+	if b.replica == "" {
+		return
+	}
+	ctx, cancel := b.ctx()
+	defer cancel()
+	if _, err := b.pool.Exec(ctx, `DELETE FROM bastion_replicas WHERE id = $1`, b.replica); err != nil {
+		b.log.Warn("recorder: postgres: give up the lease", "err", err)
+	}
+}
+
+// Replica is a bastion replica sharing a PostgreSQL store.
+type Replica struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Started time.Time `json:"started"`
+	Expires time.Time `json:"expires"`
+	Self    bool      `json:"self,omitempty"`
+}
+
+// Replicas lists the replicas holding a lease (and those whose lease
+// expired but whose sessions are not taken over yet), oldest first; nil
+// with bbolt.
+func (s *Store) Replicas() ([]Replica, error) {
+	if s.pg == nil {
+		return nil, nil
+	}
+	ctx, cancel := s.pg.ctx()
+	defer cancel()
+	rows, err := s.pg.pool.Query(ctx, `SELECT id, name, started, expires FROM bastion_replicas ORDER BY started`)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: replicas: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Replica, error) {
+		var r Replica
+		err := row.Scan(&r.ID, &r.Name, &r.Started, &r.Expires)
+		r.Self = r.ID == s.replica
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: replicas: %w", err)
+	}
+	return out, nil
+}
+
+// ReplicaID is this replica's ID in a shared store ("" with bbolt).
+func (s *Store) ReplicaID() string { return s.replica }
