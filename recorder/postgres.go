@@ -297,9 +297,11 @@ func (t *pgTx) flush(commit bool) error {
 	if t.batch.Len() == 0 {
 		return nil
 	}
-	checks := t.checks
-	br := t.tx.SendBatch(t.ctx, &t.batch)
+	// The batch results read the batch's queries: hand over a batch of
+	// its own, not t.batch, which is reset for the next writes.
+	batch, checks := t.batch, t.checks
 	t.batch, t.checks = pgx.Batch{}, nil
+	br := t.tx.SendBatch(t.ctx, &batch)
 	var first error
 	for _, check := range checks {
 		tag, err := br.Exec()

@@ -1,0 +1,154 @@
+package recorder
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder/asciicast"
+)
+
+// pgConfig returns a config for a replica of a store in a fresh database
+// of pg (one per test), with a short lease so that takeovers are quick.
+func pgConfig(dsn, name string) Config {
+	return Config{
+		Postgres:      &PostgresConfig{DSN: dsn, Name: name, Lease: 600 * time.Millisecond, Poll: 100 * time.Millisecond},
+		SealKey:       testKey,
+		FlushInterval: time.Hour,
+		Now:           time.Now,
+	}
+}
+
+// waitFor polls cond until it holds or 20s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPostgresReplicas runs two stores (replicas) on one real PostgreSQL
+// database: what one records, audits, revokes and decides, the other sees,
+// verifies and enforces; and when one dies mid-session the other takes
+// its session over once its lease expires.
+func TestPostgresReplicas(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	dsn := pg.StoreDSN(t, "bastion")
+	a := openStore(t, pgConfig(dsn, "a"))
+	b := openStore(t, pgConfig(dsn, "b"))
+
+	t.Run("recording", func(t *testing.T) {
+		r := begin(t, a, SessionInfo{Start: time.Now()})
+		must(t, r.Output([]byte("hello from a\r\n")))
+		a.sync()
+		// Live on A, readable on B up to the last flush.
+		if got := output(events(t, b, r.ID()), asciicast.Output); got != "hello from a\r\n" {
+			t.Fatalf("B reads the live session as %q", got)
+		}
+		must(t, r.Output([]byte("bye\r\n")))
+		must(t, r.End(ExitInfo{Status: 0}))
+		list, err := b.Sessions(SessionFilter{User: "alice"})
+		if err != nil || len(list) != 1 || list[0].ID != r.ID() || list[0].Status != StatusEnded || list[0].Replica != a.ReplicaID() {
+			t.Fatalf("B lists %+v, %v", list, err)
+		}
+		rep, err := b.Verify(r.ID())
+		if err != nil || !rep.Intact {
+			t.Fatalf("B verifies %+v, %v", rep, err)
+		}
+		if got := output(events(t, b, r.ID()), asciicast.Output); got != "hello from a\r\nbye\r\n" {
+			t.Fatalf("B replays %q", got)
+		}
+	})
+
+	t.Run("audit and tokens", func(t *testing.T) {
+		if _, err := a.AuditOnce(AuditEvent{Type: "cert.issue", User: "ci"}, []byte("jti-1"), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.AuditOnce(AuditEvent{Type: "cert.issue", User: "ci"}, []byte("jti-1"), time.Now().Add(time.Hour)); !errors.Is(err, ErrReplay) {
+			t.Fatalf("a token spent on A, again on B: %v, want ErrReplay", err)
+		}
+		if _, err := b.Audit(AuditEvent{Type: "test.b"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []*Store{a, b} {
+			rep, err := s.VerifyAudit()
+			if err != nil || !rep.Intact {
+				t.Fatalf("VerifyAudit: %+v, %v", rep, err)
+			}
+		}
+	})
+
+	t.Run("revocation", func(t *testing.T) {
+		must(t, a.Revoke(4242, "alice", "lost laptop"))
+		waitFor(t, "B refuses the serial A revoked", func() bool { return b.IsRevoked(4242) })
+	})
+
+	t.Run("approval", func(t *testing.T) {
+		now := time.Now()
+		must(t, a.Approvals().Put(Approval{ID: "req1", Request: []byte(`{}`), Created: now, Expires: now.Add(time.Minute)}))
+		changed, stop := a.Approvals().Watch("req1")
+		defer stop()
+		if list, err := b.Approvals().Pending(now); err != nil || len(list) != 1 || list[0].ID != "req1" || list[0].Replica != a.ReplicaID() {
+			t.Fatalf("B's pending list: %+v, %v", list, err)
+		}
+		if _, err := b.Approvals().Claim("req1", "claim-b", now, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Approvals().Claim("req1", "claim-a", now, now.Add(time.Minute)); !errors.Is(err, ErrNoApproval) {
+			t.Fatalf("a second claim: %v, want ErrNoApproval", err)
+		}
+		if ok, err := a.Approvals().Decide("req1", "", "timed_out", "", "", now); ok || err != nil {
+			t.Fatalf("a timeout over a claim in force was recorded: %v, %v", ok, err)
+		}
+		if ok, err := b.Approvals().Decide("req1", "claim-b", "approved", "carol", "ok", now); !ok || err != nil {
+			t.Fatalf("Decide: %v, %v", ok, err)
+		}
+		select {
+		case <-changed:
+		case <-time.After(20 * time.Second):
+			t.Fatal("A was not told of B's decision")
+		}
+		got, err := a.Approvals().Get("req1", now)
+		if err != nil || got.Outcome != "approved" || got.DecidedBy != "carol" {
+			t.Fatalf("A reads %+v, %v", got, err)
+		}
+		if ok, _ := b.Approvals().Decide("req1", "claim-b", "denied", "carol", "", now); ok {
+			t.Fatal("a request was decided twice")
+		}
+	})
+
+	t.Run("takeover", func(t *testing.T) {
+		c := openStore(t, pgConfig(dsn, "c"))
+		r := begin(t, c, SessionInfo{Start: time.Now(), User: "dave"})
+		must(t, r.Output([]byte("checkpointed\r\n")))
+		c.sync()
+		c.crashed.Store(true) // dies: no final flush, the lease not given up
+		c.Close()
+		waitFor(t, "B marks C's session interrupted", func() bool {
+			info, err := b.Session(r.ID())
+			return err == nil && info.Status == StatusInterrupted
+		})
+		rep, err := a.Verify(r.ID())
+		if err != nil || !rep.Intact {
+			t.Fatalf("verify after takeover: %+v, %v", rep, err)
+		}
+		info, _ := a.Session(r.ID())
+		if !strings.Contains(info.Error, "lease expired") {
+			t.Errorf("the session's error says %q", info.Error)
+		}
+	})
+
+	t.Run("newer schema refused", func(t *testing.T) {
+		pg.ExecIn(t, "bastion", "UPDATE bastion_schema SET version = version + 1")
+		defer pg.ExecIn(t, "bastion", "UPDATE bastion_schema SET version = version - 1")
+		if _, err := Open(pgConfig(dsn, "d")); !errors.Is(err, ErrSchema) {
+			t.Fatalf("Open against a newer schema: %v, want ErrSchema", err)
+		}
+	})
+}
