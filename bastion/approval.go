@@ -65,7 +65,12 @@ type approvals struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	m       map[string]*approval
-	changed chan struct{} // closed and replaced when a request opens or ends
+	changed chan struct{} // closed and replaced when a request opens or ends here
+
+	// board, when set, holds the requests instead of m, for every replica
+	// sharing a store (shared.go).
+	board ApprovalBoard
+	now   func() time.Time
 }
 
 // changedLocked wakes whoever waits for the list to change.
@@ -76,7 +81,15 @@ func (a *approvals) changedLocked() {
 	a.changed = make(chan struct{})
 }
 
-// watch returns a channel closed at the next change of the pending requests.
+// bump is changedLocked under the lock.
+func (a *approvals) bump() {
+	a.mu.Lock()
+	a.changedLocked()
+	a.mu.Unlock()
+}
+
+// watch returns a channel closed at the next change of the pending requests
+// that this replica sees: one opened here, or one held here that ends.
 func (a *approvals) watch() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -95,6 +108,10 @@ func newApprovalID() string {
 // request opens an approval request and notifies the webhook.
 func (a *approvals) request(ap *approval) *approval {
 	ap.done = make(chan struct{})
+	defer a.bump()
+	if a.board != nil {
+		return a.requestShared(ap)
+	}
 	a.mu.Lock()
 	for {
 		ap.ID = newApprovalID()
@@ -103,7 +120,6 @@ func (a *approvals) request(ap *approval) *approval {
 		}
 	}
 	a.m[ap.ID] = ap
-	a.changedLocked()
 	a.mu.Unlock()
 	if err := a.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "held", Reason: ap.Reason,
 		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}}); err != nil {
@@ -121,6 +137,10 @@ func (a *approvals) request(ap *approval) *approval {
 // ends (the requester cancelled or went away). Every ending but an explicit
 // approval is a refusal.
 func (a *approvals) wait(ctx context.Context, ap *approval) (outcome, by, note string) {
+	defer a.bump()
+	if a.board != nil && ap.outcome == "" {
+		return a.waitShared(ctx, ap)
+	}
 	t := time.NewTimer(time.Until(ap.Expires))
 	defer t.Stop()
 	select {
@@ -139,6 +159,9 @@ func (a *approvals) wait(ctx context.Context, ap *approval) (outcome, by, note s
 // audited before the waiting session sees it, and an approval the audit log
 // cannot record becomes a denial: nothing runs on an unaudited approval.
 func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
+	if a.board != nil {
+		return a.finishShared(ap, outcome, by, note)
+	}
 	a.mu.Lock()
 	if ap.outcome != "" || ap.deciding {
 		a.mu.Unlock()
@@ -146,6 +169,18 @@ func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 	}
 	ap.deciding = true
 	a.mu.Unlock()
+	outcome, note = a.record(ap, outcome, by, note)
+	a.mu.Lock()
+	ap.outcome, ap.decidedBy, ap.note = outcome, by, note
+	delete(a.m, ap.ID)
+	close(ap.done)
+	a.mu.Unlock()
+	return true
+}
+
+// record audits a decision, and turns an approval the audit log cannot
+// record into a denial (audited too, if it can be), which it returns.
+func (a *approvals) record(ap *approval, outcome, by, note string) (string, string) {
 	record := func(outcome, note string) error {
 		typ := map[string]string{Approved: "command.approve", Denied: "command.deny", TimedOut: "command.timeout", Cancelled: "command.cancel"}[outcome]
 		return a.audit(Event{Type: typ, Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: outcome, Reason: note,
@@ -155,13 +190,7 @@ func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 		outcome, note = Denied, "the approval could not be written to the audit log"
 		record(outcome, note)
 	}
-	a.mu.Lock()
-	ap.outcome, ap.decidedBy, ap.note = outcome, by, note
-	delete(a.m, ap.ID)
-	close(ap.done)
-	a.changedLocked()
-	a.mu.Unlock()
-	return true
+	return outcome, note
 }
 
 // Errors a decision can meet (Server.Decide and the approve and deny
@@ -174,10 +203,18 @@ var (
 
 // decide applies an approver's decision.
 func (a *approvals) decide(c Caller, id string, approve bool, note string) (*approval, error) {
-	a.mu.Lock()
-	ap, ok := a.m[id]
-	a.mu.Unlock()
-	if !ok {
+	var ap *approval
+	if a.board != nil {
+		var err error
+		if ap, err = a.lookupShared(id); err != nil {
+			return nil, err
+		}
+	} else {
+		a.mu.Lock()
+		ap = a.m[id]
+		a.mu.Unlock()
+	}
+	if ap == nil {
 		return nil, ErrNoRequest
 	}
 	if c.Identity.Issuer == ap.Requester.Issuer && c.Identity.Subject == ap.Requester.Subject {
@@ -192,6 +229,9 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 	if approve {
 		outcome = Approved
 	}
+	if a.board != nil {
+		return ap, a.decideShared(ap, outcome, c.Identity.User, note)
+	}
 	if !a.finish(ap, outcome, c.Identity.User, note) {
 		return nil, ErrNoRequest
 	}
@@ -205,19 +245,27 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 }
 
 // visible lists the requests c may decide, and c's own.
-func (a *approvals) visible(c Caller) []*approval {
+func (a *approvals) visible(c Caller) ([]*approval, error) {
 	pol := a.policy()
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	all := a.m
+	if a.board != nil {
+		var err error
+		if all, err = a.pendingShared(); err != nil {
+			return nil, err
+		}
+	} else {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
 	var out []*approval
-	for _, ap := range a.m {
+	for _, ap := range all {
 		own := c.Identity.Issuer == ap.Requester.Issuer && c.Identity.Subject == ap.Requester.Subject
 		if own || pol.CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
 			out = append(out, ap)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out
+	return out, nil
 }
 
 // notify posts a new request to the webhook (a chat bot can relay it).
@@ -259,7 +307,11 @@ func (s *Server) adminRequests(c Caller, args []string, aio AdminIO) int {
 		fmt.Fprintf(aio.Stderr, "bastion: requests: %v\n", err)
 		return 2
 	}
-	list := s.approvals.visible(c)
+	list, err := s.approvals.visible(c)
+	if err != nil {
+		fmt.Fprintf(aio.Stderr, "bastion: requests: %v\n", err)
+		return 1
+	}
 	if js {
 		if list == nil {
 			list = []*approval{}
@@ -341,9 +393,13 @@ func (ap *approval) request(c Caller) Request {
 }
 
 // Requests lists the pending requests c may decide, and c's own, oldest
-// first: what the requests admin command shows.
+// first: what the requests admin command shows. With a shared store, a
+// request it cannot read is left out (and logged).
 func (s *Server) Requests(c Caller) []Request {
-	list := s.approvals.visible(c)
+	list, err := s.approvals.visible(c)
+	if err != nil {
+		s.log.Warn("approval requests", "err", err)
+	}
 	out := make([]Request, len(list))
 	for i, ap := range list {
 		out[i] = ap.request(c)
@@ -365,6 +421,7 @@ func (s *Server) Decide(c Caller, id string, approve bool, note string) (Request
 }
 
 // RequestsChanged returns a channel closed at the next change of the
-// pending requests (one opens, or one is decided, times out or is
-// cancelled), so a page can update without polling.
+// pending requests this replica sees (one opens here, or one held here is
+// decided, times out or is cancelled), so a page can update without
+// polling; with replicas, a page also refreshes on its own now and then.
 func (s *Server) RequestsChanged() <-chan struct{} { return s.approvals.watch() }

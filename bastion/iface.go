@@ -126,3 +126,37 @@ type Pty struct {
 // AdminCommand runs one admin command (`ssh bastion NAME ARGS...`) and
 // returns its exit status. ctx is cancelled when the client goes away.
 type AdminCommand func(ctx context.Context, c Caller, args []string, io AdminIO) int
+
+// ApprovalBoard keeps approval requests where every bastion replica that
+// shares a store sees them, so that an approver's decision on one replica
+// releases a command held on another. Without one, requests live in the
+// server's memory (one bastion). A decision is made once cluster-wide: a
+// decider first claims the request, audits the decision, then records it.
+type ApprovalBoard interface {
+	// Put adds a pending request (request is the server's own JSON);
+	// false when the ID is taken.
+	Put(id string, request []byte, created, expires time.Time) (bool, error)
+	// Get returns a request and its outcome; false when there is none.
+	Get(id string, now time.Time) (SharedApproval, bool, error)
+	// Pending lists the undecided, unexpired requests, oldest first.
+	Pending(now time.Time) ([]SharedApproval, error)
+	// Claim reserves a pending, unexpired, unclaimed request for one
+	// decider until until; false when it is not there to claim.
+	Claim(id, claim string, now, until time.Time) (bool, error)
+	// Decide records the outcome once: by the holder of claim, or, with
+	// claim empty (the waiting replica's timeout or cancellation), when no
+	// claim is in force. It reports whether it recorded it.
+	Decide(id, claim, outcome, by, note string, now time.Time) (bool, error)
+	// Watch signals when request id may have changed (a hint: poll too,
+	// every PollInterval).
+	Watch(id string) (<-chan struct{}, func())
+	PollInterval() time.Duration
+}
+
+// SharedApproval is a request as an ApprovalBoard returns it.
+type SharedApproval struct {
+	Request   []byte
+	Outcome   string // empty while pending
+	DecidedBy string
+	Note      string
+}

@@ -59,6 +59,9 @@ type Config struct {
 	// ApprovalURL, when set, gives the web page of an approval request; the
 	// webhook's JSON carries it as "url".
 	ApprovalURL func(id string) string
+	// Approvals, when set, keeps approval requests in a store that
+	// several replicas share; nil keeps them in this process.
+	Approvals ApprovalBoard
 	// MaskHold is how long masking holds back output that may be the start
 	// of a card number before releasing it when nothing follows; default
 	// 10ms (a number split across reads arrives within microseconds).
@@ -170,7 +173,8 @@ func New(cfg Config) (*Server, error) {
 		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
 		sessions: map[*session]struct{}{},
 	}
-	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{}}
+	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{},
+		board: cfg.Approvals, now: s.now}
 	s.env = s.newSessionEnv()
 	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
 	s.pg = &pgShared{cancels: pgproxy.NewCancelRegistry(), authority: cfg.Authority,

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/ca"
@@ -103,4 +104,62 @@ func (c certAuditor) AuditCert(r ca.AuditRecord) error {
 	}
 	_, err := c.a.Store.Audit(ev)
 	return err
+}
+
+// boardAdapter shares approval requests through a PostgreSQL store.
+type boardAdapter struct{ b *recorder.ApprovalBoard }
+
+var _ bastion.ApprovalBoard = boardAdapter{}
+
+func (a boardAdapter) Put(id string, request []byte, created, expires time.Time) (bool, error) {
+	err := a.b.Put(recorder.Approval{ID: id, Request: request, Created: created, Expires: expires})
+	if errors.Is(err, recorder.ErrExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func sharedApproval(ap recorder.Approval) bastion.SharedApproval {
+	return bastion.SharedApproval{Request: ap.Request, Outcome: ap.Outcome, DecidedBy: ap.DecidedBy, Note: ap.Note}
+}
+
+func (a boardAdapter) Get(id string, now time.Time) (bastion.SharedApproval, bool, error) {
+	ap, err := a.b.Get(id, now)
+	if errors.Is(err, recorder.ErrNotFound) {
+		return bastion.SharedApproval{}, false, nil
+	}
+	return sharedApproval(ap), err == nil, err
+}
+
+func (a boardAdapter) Pending(now time.Time) ([]bastion.SharedApproval, error) {
+	list, err := a.b.Pending(now)
+	out := make([]bastion.SharedApproval, len(list))
+	for i, ap := range list {
+		out[i] = sharedApproval(ap)
+	}
+	return out, err
+}
+
+func (a boardAdapter) Claim(id, claim string, now, until time.Time) (bool, error) {
+	_, err := a.b.Claim(id, claim, now, until)
+	if errors.Is(err, recorder.ErrNoApproval) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (a boardAdapter) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
+	return a.b.Decide(id, claim, outcome, by, note, now)
+}
+
+func (a boardAdapter) Watch(id string) (<-chan struct{}, func()) { return a.b.Watch(id) }
+func (a boardAdapter) PollInterval() time.Duration               { return a.b.PollInterval() }
+
+// approvalBoard returns the store's shared board, or nil (requests in
+// memory) when the store is not shared.
+func approvalBoard(s *recorder.Store) bastion.ApprovalBoard {
+	if b := s.Approvals(); b != nil {
+		return boardAdapter{b}
+	}
+	return nil
 }

@@ -110,7 +110,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Store, err = recorder.Open(recorder.Config{
+	rc := recorder.Config{
 		Path:              filepath.Join(cfg.DataDir, StoreFile),
 		Mode:              mode,
 		FlushInterval:     cfg.Recording.FlushInterval.D,
@@ -128,7 +128,12 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 			}
 			flushes.WithLabelValues(result).Observe(d.Seconds())
 		},
-	})
+	}
+	if p := cfg.Store.Postgres; p != nil {
+		rc.Path = ""
+		rc.Postgres = &recorder.PostgresConfig{DSN: p.ResolveDSN(), Name: p.Name, Lease: p.Lease.D}
+	}
+	a.Store, err = recorder.Open(rc)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +186,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		EnvAllow:           cfg.Sessions.EnvAllow,
 		ApprovalWebhook:    cfg.Approvals.Webhook,
 		ApprovalURL:        approvalURL(cfg),
+		Approvals:          approvalBoard(a.Store),
 		Admin:              a.adminCommands(),
 		Metrics:            a.Metrics,
 		Logger:             log.With("component", "ssh"),

@@ -35,6 +35,7 @@ type Config struct {
 	Listen    Listen     `yaml:"listen"`
 	Public    Public     `yaml:"public"`
 	DataDir   string     `yaml:"data_dir"`
+	Store     Store      `yaml:"store"`
 	CA        CA         `yaml:"ca"`
 	OIDC      OIDC       `yaml:"oidc"`
 	Certs     Certs      `yaml:"certs"`
@@ -68,6 +69,38 @@ type Console struct {
 	// secret, for an IdP that registers web applications as confidential
 	// clients. PKCE is used either way.
 	ClientSecretEnv string `yaml:"client_secret_env"`
+}
+
+// Store says where sessions, recordings, audit, approvals and the rest of
+// the bastion's state live. Absent: the bbolt file in data_dir (one
+// bastion). With postgres: a PostgreSQL database that several replicas
+// share.
+type Store struct {
+	Postgres *StorePostgres `yaml:"postgres"`
+}
+
+// StorePostgres is a shared PostgreSQL store.
+type StorePostgres struct {
+	// DSN is a libpq connection string ("host=db dbname=bastion
+	// user=bastion sslmode=verify-full") or a postgres:// URL.
+	DSN string `yaml:"dsn"`
+	// DSNEnv names an environment variable holding the DSN instead, so a
+	// password stays out of the file. One of dsn and dsn_env.
+	DSNEnv string `yaml:"dsn_env"`
+	// Name names this replica in sessions and logs; default the host name.
+	Name string `yaml:"name"`
+	// Lease is how long a replica counts as alive without renewing; when
+	// one dies, another marks its live sessions interrupted after this.
+	// Default 10s.
+	Lease Duration `yaml:"lease"`
+}
+
+// ResolveDSN returns the DSN, read from DSNEnv when that is set.
+func (p *StorePostgres) ResolveDSN() string {
+	if p.DSNEnv != "" {
+		return os.Getenv(p.DSNEnv)
+	}
+	return p.DSN
 }
 
 // CA says where the CA keys live. A key without a URI is the file in
@@ -415,6 +448,7 @@ func (c *Config) Validate() error {
 	v.rules(c)
 	v.recording(c)
 	v.approvals(c)
+	v.store(c)
 	v.audit(c)
 	v.log(c)
 	if len(v.errs) > 0 {
@@ -725,6 +759,26 @@ func (v *validator) approvals(c *Config) {
 		if err := checkURL(c.Approvals.Webhook); err != nil {
 			v.bad("approvals.webhook", "%v", err)
 		}
+	}
+}
+
+// store checks the store section. Errors never quote the DSN: it may hold
+// a password.
+func (v *validator) store(c *Config) {
+	p := c.Store.Postgres
+	if p == nil {
+		return
+	}
+	switch {
+	case p.DSN != "" && p.DSNEnv != "":
+		v.bad("store.postgres", "dsn and dsn_env are exclusive")
+	case p.DSN == "" && p.DSNEnv == "":
+		v.bad("store.postgres.dsn", "required (or dsn_env)")
+	case p.DSNEnv != "" && os.Getenv(p.DSNEnv) == "":
+		v.bad("store.postgres.dsn_env", "the environment variable %s is empty", p.DSNEnv)
+	}
+	if p.Lease.D < 0 || (p.Lease.Set && p.Lease.D < time.Second) || p.Lease.D > 10*time.Minute {
+		v.bad("store.postgres.lease", "%s out of range [1s, 10m]", p.Lease.D)
 	}
 }
 
