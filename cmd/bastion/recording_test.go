@@ -29,7 +29,13 @@ import (
 // tests) and returns the env and an ssh_config for the stock client.
 func (w *world) loginAlice(t *testing.T) string {
 	t.Helper()
-	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	return w.loginAs(t, "u-alice")
+}
+
+// loginAs is loginAlice for the user with that IdP subject.
+func (w *world) loginAs(t *testing.T, subject string) string {
+	t.Helper()
+	claims, _ := w.idp.IDTokenClaims(subject, "bastion")
 	tok, _ := w.idp.MintIDToken(claims)
 	if r := w.run([]string{"T=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "T"); r.Code != 0 {
 		t.Fatalf("login: %s", r)

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/internal/login"
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// clusterYAML makes alice's and carol's group (dev) approvers, holds
+// "touch .../approve*" for approval, and keeps the store in PostgreSQL
+// (the DSN in an environment variable, as an operator keeps a password
+// out of the file).
+const clusterYAML = `  - {name: approvers, groups: [dev], targets: ["web*"], logins: [root], approve: ["*"]}
+rules:
+  - {name: held, on: command, match: {regex: "^touch .*/approve"}, action: approve, approvers: [approvers], timeout: 60s}
+store:
+  postgres: {dsn_env: BASTION_TEST_STORE_DSN, name: a, lease: 2s}
+`
+
+// newReplica starts a second bastion with w's config on w's PostgreSQL
+// store, as an operator deploys one: its own data_dir holding copies of
+// the CA keys, and its own SSH host key (certified by the same host CA).
+// It returns a world for it with a fresh user home.
+func (w *world) newReplica(t *testing.T, name string) *world {
+	t.Helper()
+	cfg := *w.app.Config
+	pc := *cfg.Store.Postgres
+	pc.Name = name
+	cfg.Store.Postgres = &pc
+	cfg.DataDir = t.TempDir()
+	src, dst := filepath.Join(w.app.Config.DataDir, "ca"), filepath.Join(cfg.DataDir, "ca")
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Name() == "host_key" || f.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dst, f.Name()), b, 0o600)
+	}
+	r := &world{t: t, idp: w.idp, ci: w.ci, sshd: w.sshd, home: t.TempDir(), cfgPath: w.cfgPath, logs: &testenv.SyncBuffer{}}
+	r.app, err = app.New(&cfg, app.Options{Logger: slog.New(slog.NewTextHandler(r.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r.app.Shutdown(ctx)
+		if t.Failed() {
+			t.Logf("replica %s log:\n%s", name, r.logs.String())
+		}
+	})
+	return r
+}
+
+// another returns a world for the same bastion with a fresh user home:
+// another person at another machine.
+func (w *world) another() *world {
+	c := *w
+	c.home = w.t.TempDir()
+	return &c
+}
+
+// certSerial returns the serial of the certificate the user of w logged
+// in with.
+func (w *world) certSerial(t *testing.T) uint64 {
+	t.Helper()
+	st, err := login.LoadState(filepath.Join(w.home, ".config", "bastion"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(st.CertPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub.(*ssh.Certificate).Serial
+}
+
+var heldRE = regexp.MustCompile(`request ([0-9a-f]{8})`)
+
+// TestReplicasSharePostgres runs two bastions on one real PostgreSQL
+// store: a session recorded through replica A is listed, replayed and
+// verified from B; a command held on A is approved on B, and a second
+// decision on A is refused; a CI token spent on A is refused on B; and a
+// certificate revoked on A is refused by B.
+func TestReplicasSharePostgres(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	t.Setenv("BASTION_TEST_STORE_DSN", pg.StoreDSN(t, "bastion"))
+	a := newWorldWith(t, clusterYAML)
+	b := a.newReplica(t, "b")
+	aliceA, aliceB := a.loginAlice(t), b.loginAlice(t)
+	sshTo := func(cfg string, args ...string) (string, error) {
+		out, err := exec.Command("ssh", append([]string{"-F", cfg}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	t.Run("recorded on A, read on B", func(t *testing.T) {
+		if out, err := sshTo(aliceA, "root@web1", "echo through-replica-a"); err != nil || !strings.Contains(out, "through-replica-a") {
+			t.Fatalf("ssh through A: %v\n%s", err, out)
+		}
+		r := b.run(nil, "sessions", "--json")
+		var id string
+		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+			var s recorder.SessionInfo
+			if json.Unmarshal([]byte(line), &s) == nil && strings.Contains(s.Command, "through-replica-a") && s.Status == recorder.StatusEnded {
+				id = s.ID
+			}
+		}
+		if r.Code != 0 || id == "" {
+			t.Fatalf("B's sessions lack A's session: %s", r)
+		}
+		if r := b.run(nil, "verify", id); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+			t.Fatalf("verify on B: %s", r)
+		}
+		if r := b.run(nil, "replay", id, "--speed", "100"); r.Code != 0 || !strings.Contains(r.Stdout, "through-replica-a") {
+			t.Fatalf("replay on B: %s", r)
+		}
+		if r := b.run(nil, "verify", "--audit"); r.Code != 0 {
+			t.Fatalf("verify --audit on B: %s", r)
+		}
+	})
+
+	t.Run("held on A, approved on B", func(t *testing.T) {
+		dir := t.TempDir()
+		p := testenv.StartPTY(t, 100, 30, "ssh", "-F", aliceA, "root@web1", "touch "+filepath.Join(dir, "approve-me")+" && echo ran-approved")
+		m := heldRE.FindStringSubmatch(p.Expect("Ctrl-C cancels", 20*time.Second))
+		if m == nil {
+			t.Fatal("no request ID in the hold message")
+		}
+		carolB, carolA := b.another(), a.another()
+		carolB.loginAs(t, "u-carol")
+		carolA.loginAs(t, "u-carol")
+		if r := carolB.run(nil, "requests", "--json"); r.Code != 0 || !strings.Contains(r.Stdout, m[1]) {
+			t.Fatalf("B's requests lack A's request %s: %s", m[1], r)
+		}
+		if r := carolB.run(nil, "approve", m[1]); r.Code != 0 {
+			t.Fatalf("approve on B: %s", r)
+		}
+		p.Expect("ran-approved", 20*time.Second)
+		p.Wait(20 * time.Second)
+		if r := carolA.run(nil, "deny", m[1]); r.Code == 0 || !strings.Contains(r.Stderr, "no pending request") {
+			t.Fatalf("a second decision on A: %s", r)
+		}
+	})
+
+	t.Run("a token spent on A is refused on B", func(t *testing.T) {
+		claims, _ := a.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		tok, _ := a.ci.MintIDToken(claims)
+		env := []string{"CI_OIDC_TOKEN=" + tok}
+		if r := a.another().run(env, "login", "--bastion", a.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+			t.Fatalf("login on A: %s", r)
+		}
+		if r := b.another().run(env, "login", "--bastion", b.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 1 || !strings.Contains(r.Stderr, "already used") {
+			t.Fatalf("the same token on B: %s", r)
+		}
+	})
+
+	t.Run("revoked on A, refused by B", func(t *testing.T) {
+		if out, err := sshTo(aliceB, "root@web1", "echo through-replica-b"); err != nil || !strings.Contains(out, "through-replica-b") {
+			t.Fatalf("ssh through B before the revocation: %v\n%s", err, out)
+		}
+		serial := b.certSerial(t)
+		if r := a.run(nil, "ca", "revoke", strconv.FormatUint(serial, 10), "--reason", "lost laptop"); r.Code != 0 {
+			t.Fatalf("revoke on A: %s", r)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, err := sshTo(aliceB, "root@web1", "echo still-in")
+			if err != nil && !strings.Contains(out, "still-in") {
+				if !strings.Contains(strings.ToLower(out), "revoked") && !strings.Contains(out, "Permission denied") {
+					t.Fatalf("B refused for another reason than the revocation: %v\n%s", err, out)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("B still accepts a certificate revoked on A: %s", out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
