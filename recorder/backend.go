@@ -39,6 +39,8 @@ type Tx interface {
 	// SetMeta sets it. Names are short ASCII ("checkpoints_since", "sink:NAME").
 	Meta(name string) ([]byte, error)
 	SetMeta(name string, v []byte) error
+	// Metas calls fn with every store-wide value (for Migrate).
+	Metas(fn func(name string, v []byte) error) error
 	// OnCommit runs fn after the transaction commits (not at all if it
 	// does not).
 	OnCommit(fn func())
@@ -130,6 +132,8 @@ type AdminTx interface {
 	Revocations(fn func(Revocation) error) error
 	// HostKey returns target's pinned host key, nil if none.
 	HostKey(target string) ([]byte, error)
+	// HostKeys calls fn with every pin (for Migrate).
+	HostKeys(fn func(target string, key []byte) error) error
 	// PinHostKey pins key for target unless a key is pinned already, and
 	// returns the key pinned before (nil when this call pinned it).
 	PinHostKey(target string, key []byte) ([]byte, error)

@@ -120,6 +120,15 @@ func (t *boltTx) SetMeta(name string, v []byte) error {
 	return t.tx.Bucket(bucketMeta).Put([]byte(name), v)
 }
 
+func (t *boltTx) Metas(fn func(name string, v []byte) error) error {
+	return t.tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+		if string(k) == "format" {
+			return nil // the file's own
+		}
+		return fn(string(k), v)
+	})
+}
+
 // Sessions.
 
 func startKey(t time.Time, id string) []byte {
@@ -379,21 +388,26 @@ func auditTail(b *bolt.Bucket) (uint64, [hashLen]byte) {
 	if k == nil {
 		return 0, [hashLen]byte{}
 	}
-	seq := binary.BigEndian.Uint64(k)
+	return binary.BigEndian.Uint64(k), recordHash(v)
+}
+
+// recordHash returns the hash an audit record stores (the chain's link to
+// the next record); an unreadable record's is the hash of its raw bytes.
+func recordHash(v []byte) [hashLen]byte {
 	// Records are written by json.Marshal of auditRecord, whose "hash"
 	// field precedes the event: read it without decoding the event.
 	if i := bytes.Index(v, []byte(`"hash":"`)); i >= 0 && len(v) >= i+8+2*hashLen {
 		if h, err := hex.DecodeString(string(v[i+8 : i+8+2*hashLen])); err == nil {
-			return seq, [hashLen]byte(h)
+			return [hashLen]byte(h)
 		}
 	}
 	var rec auditRecord
 	if err := json.Unmarshal(v, &rec); err == nil {
 		if h, err := hex.DecodeString(rec.Hash); err == nil && len(h) == hashLen {
-			return seq, [hashLen]byte(h)
+			return [hashLen]byte(h)
 		}
 	}
-	return seq, sha256.Sum256(v)
+	return sha256.Sum256(v)
 }
 
 // One-time tokens. Keys sort by expiry, so they are written near the end
@@ -486,6 +500,10 @@ func (t *boltTx) Revocations(fn func(Revocation) error) error {
 
 func (t *boltTx) HostKey(target string) ([]byte, error) {
 	return bytes.Clone(t.tx.Bucket(bucketHostKeys).Get([]byte(target))), nil
+}
+
+func (t *boltTx) HostKeys(fn func(target string, key []byte) error) error {
+	return t.tx.Bucket(bucketHostKeys).ForEach(func(k, v []byte) error { return fn(string(k), v) })
 }
 
 func (t *boltTx) PinHostKey(target string, key []byte) ([]byte, error) {

@@ -401,6 +401,17 @@ func (t *pgTx) SetMeta(name string, v []byte) error {
 	return nil
 }
 
+func (t *pgTx) Metas(fn func(string, []byte) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var name string
+		var v []byte
+		if err := rows.Scan(&name, &v); err != nil {
+			return err
+		}
+		return fn(name, v)
+	}, `SELECT name, value FROM bastion_meta ORDER BY name`)
+}
+
 // Sessions.
 
 func endNS(info SessionInfo) any {
@@ -686,6 +697,17 @@ func (t *pgTx) HostKey(target string) ([]byte, error) {
 	var v []byte
 	_, err := t.queryRow([]any{&v}, `SELECT key FROM bastion_host_keys WHERE target = $1`, target)
 	return v, err
+}
+
+func (t *pgTx) HostKeys(fn func(string, []byte) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var target string
+		var v []byte
+		if err := rows.Scan(&target, &v); err != nil {
+			return err
+		}
+		return fn(target, v)
+	}, `SELECT target, key FROM bastion_host_keys ORDER BY target`)
 }
 
 func (t *pgTx) PinHostKey(target string, key []byte) ([]byte, error) {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/login"
 	"github.com/bastionhq/bastion/internal/testenv"
 	"github.com/bastionhq/bastion/recorder"
@@ -209,4 +210,43 @@ func TestReplicasSharePostgres(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// TestStoreMigrate records a session in a bbolt store, stops the bastion,
+// copies the store into PostgreSQL with `bastion store migrate`, and
+// starts the bastion on the copy: the session is listed and verifies.
+func TestStoreMigrate(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	w := newWorld(t)
+	if out, err := exec.Command("ssh", "-F", w.loginAlice(t), "root@web1", "echo before-migrate").CombinedOutput(); err != nil {
+		t.Fatalf("ssh: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	w.app.Shutdown(ctx)
+	cancel()
+
+	dsn := pg.StoreDSN(t, "migrated")
+	env := []string{"DSN=" + dsn}
+	r := w.run(env, "store", "migrate", "--from", w.app.Config.DataDir, "--to-env", "DSN")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "copied 1 sessions") || !strings.Contains(r.Stdout, "the copy verifies") {
+		t.Fatalf("store migrate: %s", r)
+	}
+	if r := w.run(env, "store", "migrate", "--from", w.app.Config.DataDir, "--to-env", "DSN"); r.Code == 0 || !strings.Contains(r.Stderr, "already holds a store") {
+		t.Fatalf("a second store migrate into the same database: %s", r)
+	}
+
+	cfg := *w.app.Config
+	cfg.Store.Postgres = &config.StorePostgres{DSN: dsn}
+	a, err := app.New(&cfg, app.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Store.Close()
+	list, err := a.Store.Sessions(recorder.SessionFilter{})
+	if err != nil || len(list) != 1 || !strings.Contains(list[0].Command, "before-migrate") {
+		t.Fatalf("sessions in the copy: %+v, %v", list, err)
+	}
+	if rep, err := a.Store.Verify(list[0].ID); err != nil || !rep.Intact || !rep.Sealed {
+		t.Fatalf("verify the copy: %+v, %v", rep, err)
+	}
 }

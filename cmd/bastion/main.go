@@ -38,6 +38,7 @@ func commands() []command {
 		{"deny", "ID [--reason R]", "deny a held command", thin("deny")},
 		{"audit", "[--since D] [--json]", "read the audit log", thin("audit")},
 		{"config", "check --config FILE", "validate a config file", runConfig},
+		{"store", "migrate --from DATA_DIR --to DSN", "copy a bbolt store into PostgreSQL (for replicas) and verify it", runStore},
 		{"whoami", "", "show the identity in your certificate", thin("whoami")},
 		{"targets", "[--json]", "list the targets you may reach", thin("targets")},
 		{"version", "", "print the version", func([]string) error { fmt.Println("bastion", version); return nil }},

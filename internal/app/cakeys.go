@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/config"
@@ -46,4 +48,33 @@ func loadKeys(cfg *config.Config, log *slog.Logger) (*ca.Keys, []crypto.PublicKe
 		log.Warn("key file no longer used: ca in the config names a key URI for it; whoever reads this file can still sign as the old key, so remove it", "file", f)
 	}
 	return keys, previous, nil
+}
+
+// MigrateStore copies the bbolt store in dataDir into the PostgreSQL
+// database dsn names and verifies the copy (`bastion store migrate`). The
+// seal keys that verify it are the config's when cfg is not nil (key URIs,
+// ca.seal.previous), else the files in dataDir/ca.
+func MigrateStore(dataDir, dsn string, cfg *config.Config) (recorder.MigrateReport, error) {
+	path := filepath.Join(dataDir, StoreFile)
+	if _, err := os.Stat(path); err != nil {
+		return recorder.MigrateReport{}, fmt.Errorf("store migrate: no store to copy: %w", err)
+	}
+	var (
+		keys     *ca.Keys
+		previous []crypto.PublicKey
+		err      error
+	)
+	if cfg != nil {
+		c := *cfg
+		c.DataDir = dataDir
+		keys, previous, err = loadKeys(&c, slog.New(slog.DiscardHandler))
+	} else {
+		keys, err = ca.LoadKeys(dataDir, ca.KeyConfig{})
+	}
+	if err != nil {
+		return recorder.MigrateReport{}, err
+	}
+	defer keys.Close()
+	return recorder.Migrate(recorder.Config{Path: path, SealKey: keys.SealKey, PreviousSealKeys: previous},
+		recorder.PostgresConfig{DSN: dsn, Name: "store-migrate"})
 }
