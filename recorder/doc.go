@@ -1,6 +1,11 @@
 // Package recorder is bastion's store: session recordings, the audit log,
 // certificate revocations and pinned host keys, in one bbolt file that only
-// a [Store] opens.
+// a [Store] opens, or in a PostgreSQL database that several bastion
+// replicas share ([Config].Postgres). The [Store] does the evidence work
+// either way; a [Backend] (backend.go) only keeps the bytes, and both
+// backends keep the same bytes, so [Migrate] copies a file into a
+// database and the copy verifies. The bucket list below is the bbolt
+// layout; pgschema.go has the tables.
 //
 // # Basics
 //
