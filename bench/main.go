@@ -136,7 +136,7 @@ func run(opt options) error {
 	}()
 
 	rows := map[string][]result{}
-	if opt.wants("pgbench") {
+	if opt.wants("pgbench") || opt.wants("ingest") {
 		if err := e.setupPostgres(); err != nil && err != errPending {
 			logf("postgres setup: %v", err)
 			e.pgErr = err
@@ -146,6 +146,7 @@ func run(opt options) error {
 		logf("workload %s", name)
 		t0 := time.Now()
 		var r result
+		var extra []result // rows after r
 		switch name {
 		case "forward":
 			r = e.benchForward()
@@ -160,7 +161,8 @@ func run(opt options) error {
 		case "issue":
 			r = e.benchIssue()
 		case "ingest":
-			r = e.benchIngest()
+			rs := e.benchIngest()
+			r, extra = rs[0], rs[1:]
 		case "idle":
 			r = e.benchIdle()
 		case "replay":
@@ -168,6 +170,7 @@ func run(opt options) error {
 		}
 		logf("workload %s done in %s: %s", name, time.Since(t0).Round(100*time.Millisecond), r.Mark)
 		rows[name] = append(rows[name], r)
+		rows[name] = append(rows[name], extra...)
 		if name == "issue" && r.Mark != markError {
 			rows[name] = append(rows[name], e.issueHSM(r))
 		}

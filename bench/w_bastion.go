@@ -181,57 +181,33 @@ func (e *env) benchIssue() result {
 }
 
 // benchIngest measures the recorder's group-commit ingest directly: 8
-// concurrent sessions writing 4 KiB outputs into a fresh store.
-func (e *env) benchIngest() result {
+// concurrent sessions writing 4 KiB outputs into a fresh store. When
+// PostgreSQL runs, rounds alternate between a fresh bbolt file and a fresh
+// PostgreSQL database (the shared store replicas use), and a second row
+// compares the two.
+func (e *env) benchIngest() []result {
 	r := result{Workload: "recording ingest, group commit", Goal: ">= 150 MB/s"}
-	const sessions = 8
-	data := bytes.Repeat([]byte("0123456789abcdef ls -la /var/log\r\n"), 4096/34+1)[:4096]
-	var rates, cpus []float64
+	pr := result{Workload: "recording ingest into PostgreSQL (replicas' store)", Baseline: "bbolt, same rounds", Goal: ">= 100 MB/s"}
+	var rates, cpus, pgRates, pgCPUs []float64
 	for round := range e.opt.rounds {
 		path := filepath.Join(e.dir, fmt.Sprintf("ingest-%d.db", round))
-		s, err := recorder.Open(recorder.Config{Path: path, SealKey: e.keys.SealKey})
-		if err != nil {
-			return failed(r, err)
-		}
-		recs := make([]*recorder.Recording, sessions)
-		for i := range recs {
-			if recs[i], err = s.Begin(recorder.SessionInfo{Kind: "shell", User: benchUser, Target: "web1", Width: 80, Height: 24}); err != nil {
-				s.Close()
-				return failed(r, err)
-			}
-		}
-		per := e.opt.ingest / sessions / int64(len(data))
-		c0 := selfCPU()
-		start := time.Now()
-		errs := make(chan error, sessions)
-		for _, rec := range recs {
-			go func() {
-				for range per {
-					if err := rec.Output(data); err != nil {
-						errs <- err
-						return
-					}
-				}
-				errs <- rec.End(recorder.ExitInfo{})
-			}()
-		}
-		var firstErr error
-		for range sessions {
-			if err := <-errs; err != nil && firstErr == nil {
-				firstErr = err
-			}
-		}
-		elapsed := time.Since(start)
-		cpu := selfCPU() - c0
-		s.Close()
+		rate, cpu, err := e.ingestRound(recorder.Config{Path: path, SealKey: e.keys.SealKey})
 		os.Remove(path)
-		if firstErr != nil {
-			return failed(r, firstErr)
+		if err != nil {
+			return []result{failed(r, err)}
 		}
-		total := per * sessions * int64(len(data))
-		rates = append(rates, float64(total)/1e6/elapsed.Seconds())
-		cpus = append(cpus, cpuPerGiB(cpu, total))
-		logf("  ingest round %d: %.0f MB/s", round+1, rates[len(rates)-1])
+		rates, cpus = append(rates, rate), append(cpus, cpu)
+		logf("  ingest round %d: %.0f MB/s", round+1, rate)
+		if e.pg == nil {
+			continue
+		}
+		rate, cpu, err = e.ingestRoundPG(round)
+		if err != nil {
+			pr = failed(pr, err)
+			continue
+		}
+		pgRates, pgCPUs = append(pgRates, rate), append(pgCPUs, cpu)
+		logf("  ingest round %d into PostgreSQL: %.0f MB/s", round+1, rate)
 	}
 	lo, hi := spread(rates)
 	r.Bastion = fmt.Sprintf("%s MB/s", fmtNum(median(rates)))
@@ -241,7 +217,83 @@ func (e *env) benchIngest() result {
 	if e.fixtureMBs > 0 {
 		r.notef("one session alone (the replay fixture, %d MiB in 4 KiB outputs): %s MB/s", e.opt.replayMiB, fmtNum(e.fixtureMBs))
 	}
-	return r
+	out := []result{r}
+	switch {
+	case e.pg == nil:
+		pr.Mark = markPending
+		pr.notef("PostgreSQL ingest: not run (PostgreSQL starts with the pgbench workload: %v)", e.pgErr)
+	case len(pgRates) > 0 && pr.Mark != markError:
+		ratios := make([]float64, len(pgRates))
+		for i := range pgRates {
+			ratios[i] = pgRates[i] / rates[i]
+		}
+		pr.Base, pr.Bastion = r.Bastion, fmt.Sprintf("%s MB/s", fmtNum(median(pgRates)))
+		pr.Ratio = ratioCell(ratios) + " of bbolt"
+		pr.CPUBase, pr.CPUBast = r.CPUBast, fmt.Sprintf("%s s/GiB (bastion process only)", fmtNum(median(pgCPUs)))
+		pr.Mark = mark(median(pgRates) >= 100)
+		pr.notef("PostgreSQL ingest: the same 8 sessions into a fresh database of the local PostgreSQL 15 (fsync and synchronous_commit on, TLS over loopback); the server's CPU is not in the bastion's figure")
+	}
+	return append(out, pr)
+}
+
+// ingestRound writes e.opt.ingest bytes through 8 concurrent recordings
+// into the store cfg opens and returns MB/s and CPU s/GiB.
+func (e *env) ingestRound(cfg recorder.Config) (rate, cpuGiB float64, err error) {
+	const sessions = 8
+	data := bytes.Repeat([]byte("0123456789abcdef ls -la /var/log\r\n"), 4096/34+1)[:4096]
+	s, err := recorder.Open(cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	recs := make([]*recorder.Recording, sessions)
+	for i := range recs {
+		if recs[i], err = s.Begin(recorder.SessionInfo{Kind: "shell", User: benchUser, Target: "web1", Width: 80, Height: 24}); err != nil {
+			s.Close()
+			return 0, 0, err
+		}
+	}
+	per := e.opt.ingest / sessions / int64(len(data))
+	c0 := selfCPU()
+	start := time.Now()
+	errs := make(chan error, sessions)
+	for _, rec := range recs {
+		go func() {
+			for range per {
+				if err := rec.Output(data); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- rec.End(recorder.ExitInfo{})
+		}()
+	}
+	var firstErr error
+	for range sessions {
+		if err := <-errs; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	elapsed := time.Since(start)
+	cpu := selfCPU() - c0
+	s.Close()
+	if firstErr != nil {
+		return 0, 0, firstErr
+	}
+	total := per * sessions * int64(len(data))
+	return float64(total) / 1e6 / elapsed.Seconds(), cpuPerGiB(cpu, total), nil
+}
+
+// ingestRoundPG is ingestRound into a fresh PostgreSQL database, dropped
+// afterwards.
+func (e *env) ingestRoundPG(round int) (float64, float64, error) {
+	db := fmt.Sprintf("ingest_%d", round)
+	ctx := context.Background()
+	if err := e.pg.pg.Exec(ctx, "postgres", "CREATE DATABASE "+db+" OWNER bench"); err != nil {
+		return 0, 0, err
+	}
+	defer e.pg.pg.Exec(ctx, "postgres", "DROP DATABASE "+db)
+	dsn := strings.Replace(e.pg.directConn(e.pg.pg.Port), "dbname=bench", "dbname="+db, 1)
+	return e.ingestRound(recorder.Config{Postgres: &recorder.PostgresConfig{DSN: dsn, Name: "bench"}, SealKey: e.keys.SealKey})
 }
 
 // writeHeapProfile writes a heap profile after a GC, with the idle

@@ -62,7 +62,11 @@ func (e *env) setupPostgres() (err error) {
 		Roles:        []string{"bench"},
 		Databases:    []string{"bench"},
 		Seed:         []localsvc.SeedSQL{{DB: "postgres", SQL: "ALTER DATABASE bench OWNER TO bench"}},
-		Settings:     map[string]string{"max_connections": "40"},
+		// Durable, as a production store is (the test default turns
+		// fsync off): the PostgreSQL ingest row compares it with bbolt,
+		// which syncs every commit; pgbench -S only reads.
+		Settings: map[string]string{"max_connections": "40", "fsync": "on", "synchronous_commit": "on",
+			"full_page_writes": "on", "shared_buffers": "128MB"},
 	})
 	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
