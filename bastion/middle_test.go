@@ -211,8 +211,85 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // Approvals: single use, nobody approves their own, no decision means
-// denied, and an approval the audit log cannot record is a denial.
+// denied, and an approval the audit log cannot record is a denial; in
+// memory, and on a shared board (as replicas of one store use it; the
+// PostgreSQL board itself is tested in recorder and end to end in
+// cmd/bastion).
 func TestApprovals(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testApprovals(t, nil) })
+	t.Run("shared board", func(t *testing.T) { testApprovals(t, &fakeBoard{m: map[string]*fakeRequest{}}) })
+}
+
+// fakeBoard is an ApprovalBoard in memory with the PostgreSQL board's
+// rules: one decision, a claim excludes other deciders and timeouts.
+type fakeBoard struct {
+	mu sync.Mutex
+	m  map[string]*fakeRequest
+}
+
+type fakeRequest struct {
+	SharedApproval
+	expires, claimUntil time.Time
+	claim               string
+}
+
+func (b *fakeBoard) Put(id string, request []byte, _, expires time.Time) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m[id] != nil {
+		return false, nil
+	}
+	b.m[id] = &fakeRequest{SharedApproval: SharedApproval{Request: request}, expires: expires}
+	return true, nil
+}
+
+func (b *fakeBoard) Get(id string, _ time.Time) (SharedApproval, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.m[id]; r != nil {
+		return r.SharedApproval, true, nil
+	}
+	return SharedApproval{}, false, nil
+}
+
+func (b *fakeBoard) Pending(now time.Time) ([]SharedApproval, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []SharedApproval
+	for _, r := range b.m {
+		if r.Outcome == "" && r.expires.After(now) {
+			out = append(out, r.SharedApproval)
+		}
+	}
+	return out, nil
+}
+
+func (b *fakeBoard) Claim(id, claim string, now, until time.Time) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.m[id]
+	if r == nil || r.Outcome != "" || !r.expires.After(now) || r.claimUntil.After(now) {
+		return false, nil
+	}
+	r.claim, r.claimUntil = claim, until
+	return true, nil
+}
+
+func (b *fakeBoard) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.m[id]
+	if r == nil || r.Outcome != "" || (claim != "" && claim != r.claim) || (claim == "" && r.claimUntil.After(now)) {
+		return false, nil
+	}
+	r.Outcome, r.DecidedBy, r.Note, r.claimUntil = outcome, by, note, time.Time{}
+	return true, nil
+}
+
+func (b *fakeBoard) Watch(string) (<-chan struct{}, func()) { return nil, func() {} }
+func (b *fakeBoard) PollInterval() time.Duration            { return 5 * time.Millisecond }
+
+func testApprovals(t *testing.T, board ApprovalBoard) {
 	pol, err := policy.Compile(policy.Spec{
 		Targets: []policy.TargetSpec{{Name: "web1", Kind: "ssh", Address: "h:22", TrustOnFirstUse: true}},
 		Roles:   []policy.RoleSpec{{Name: "approvers", Groups: []string{"sre"}, Approve: []string{"web*"}}},
@@ -231,6 +308,7 @@ func TestApprovals(t *testing.T) {
 			return auditErr
 		},
 		policy: func() *policy.Policy { return pol }, log: slog.New(slog.DiscardHandler), m: map[string]*approval{},
+		board: board,
 	}
 	alice := ca.Identity{User: "alice", Issuer: "i", Subject: "a"}
 	bob := Caller{Identity: ca.Identity{User: "bob", Issuer: "i", Subject: "b", Groups: []string{"sre"}}}

@@ -105,11 +105,14 @@ func (a *approvals) waitShared(ctx context.Context, ap *approval) (outcome, by, 
 			if end == Cancelled {
 				by, note = ap.User, "cancelled by the requester"
 			}
-			if a.finishShared(ap, end, by, note) {
+			ok, err := a.decideOwn(ap, end, by, note)
+			if ok {
 				return end, by, note
 			}
-			if time.Now().After(ap.Expires.Add(claimTTL)) {
-				return TimedOut, "", "no decision could be recorded in the shared store"
+			// Unreachable store: refuse now (nothing runs). A claim in
+			// force: wait for that decision, but not past its length.
+			if err != nil || time.Now().After(ap.Expires.Add(claimTTL)) {
+				return end, by, "no decision could be recorded in the shared store"
 			}
 		}
 		select {
@@ -127,15 +130,22 @@ func (a *approvals) waitShared(ctx context.Context, ap *approval) (outcome, by, 
 // approver's claim in force) and then audits it; it reports whether it was
 // recorded. A refusal needs no audit before it acts: nothing runs.
 func (a *approvals) finishShared(ap *approval, outcome, by, note string) bool {
+	ok, _ := a.decideOwn(ap, outcome, by, note)
+	return ok
+}
+
+// decideOwn is finishShared reporting why it did not record: err when the
+// store failed, nil when a claim is in force or the request was decided.
+func (a *approvals) decideOwn(ap *approval, outcome, by, note string) (bool, error) {
 	ok, err := a.board.Decide(ap.ID, "", outcome, by, note, a.clock())
 	if err != nil {
 		a.log.Warn("approval outcome could not be written to the shared store", "request", ap.ID, "err", err)
+		return false, err
 	}
-	if !ok {
-		return false
+	if ok {
+		a.record(ap, outcome, by, note)
 	}
-	a.record(ap, outcome, by, note)
-	return true
+	return ok, nil
 }
 
 // lookupShared reads a pending request from the board; nil when there is
