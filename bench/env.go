@@ -360,6 +360,9 @@ rules:
 {{- end}}
   - {name: card-columns, on: sql_result, match: {columns: ["card*"]}, action: mask}
 recording: {mode: strict, flush_interval: 200ms{{if .MaxBytes}}, max_bytes: {{.MaxBytes}}{{end}}}
+{{- if .StoreDSN}}
+store: {postgres: {dsn: "{{.StoreDSN}}"}}
+{{- end}}
 `
 
 // variant changes the bastion's config for the -diagnose rows.
@@ -369,6 +372,7 @@ type variant struct {
 	noMask       bool     // no masking rule
 	commandRules bool     // command rules in force (the interactive guard judges every line)
 	userKey      string   // ca.user.key: the user CA in a PKCS#11 token
+	storeDSN     string   // store.postgres.dsn: the store in PostgreSQL
 	env          []string // added to the bastion's environment (SOFTHSM2_CONF)
 	tcpMetadata  bool     // the tcp target records metadata only
 }
@@ -384,7 +388,7 @@ func (e *env) writeBastionConfig(sshAddr, httpAddr string) error {
 		"Target": e.target.Addr, "TargetKey": authorizedLine(e.target.HostKey),
 		"Idle": e.idle.addr, "IdleKey": authorizedLine(e.idle.hostKey), "Bulk": e.bulk.addr,
 		"MaxBytes": e.variant.maxBytes, "NoMask": e.variant.noMask, "CommandRules": e.variant.commandRules, "TCPMetadata": e.variant.tcpMetadata,
-		"UserKey": e.variant.userKey,
+		"UserKey": e.variant.userKey, "StoreDSN": e.variant.storeDSN,
 	}
 	if e.pg != nil {
 		data["PG"], data["PGCA"] = e.pg.addr, e.pg.serverCAFile

@@ -136,7 +136,7 @@ func run(opt options) error {
 	}()
 
 	rows := map[string][]result{}
-	if opt.wants("pgbench") || opt.wants("ingest") {
+	if opt.wants("pgbench") || opt.wants("ingest") || opt.wants("issue") {
 		if err := e.setupPostgres(); err != nil && err != errPending {
 			logf("postgres setup: %v", err)
 			e.pgErr = err
@@ -173,6 +173,9 @@ func run(opt options) error {
 		rows[name] = append(rows[name], extra...)
 		if name == "issue" && r.Mark != markError {
 			rows[name] = append(rows[name], e.issueHSM(r))
+			if e.pg != nil {
+				rows[name] = append(rows[name], e.issuePG(r))
+			}
 		}
 		if name == "forward" && r.Mark != markError {
 			rows[name] = append(rows[name], e.benchForwardMetadata())

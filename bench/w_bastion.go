@@ -618,3 +618,36 @@ func (e *env) issueHSM(fileRow result) result {
 	}
 	return hsm
 }
+
+// issuePG runs the issuance workload again with the store in a fresh
+// PostgreSQL database (store.postgres, what replicas share): every
+// issuance's audit record is committed there before it is answered.
+func (e *env) issuePG(fileRow result) result {
+	r := result{Workload: "certificate issuance over HTTP, store in PostgreSQL", Goal: ">= 3,000/s, p99 <= 10 ms"}
+	ctx := context.Background()
+	if err := e.pg.pg.Exec(ctx, "postgres", "CREATE DATABASE issue_pg OWNER bench"); err != nil {
+		return failed(r, err)
+	}
+	dsn := strings.Replace(e.pg.directConn(e.pg.pg.Port), "dbname=bench", "dbname=issue_pg", 1)
+	if err := e.restartBastion(variant{name: "store in PostgreSQL", storeDSN: dsn}); err != nil {
+		return failed(r, err)
+	}
+	defer func() {
+		if err := e.restartBastion(variant{}); err != nil {
+			logf("restart the bastion: %v", err)
+		}
+		e.pg.pg.Exec(ctx, "postgres", "DROP DATABASE issue_pg")
+	}()
+	pgRow := e.benchIssue()
+	pgRow.Workload, pgRow.Goal = r.Workload, r.Goal
+	if pgRow.Mark == markError {
+		return pgRow
+	}
+	var fileRate, pgRate float64
+	fmt.Sscanf(strings.ReplaceAll(fileRow.Bastion, ",", ""), "%g/s", &fileRate)
+	fmt.Sscanf(strings.ReplaceAll(pgRow.Bastion, ",", ""), "%g/s", &pgRate)
+	if fileRate > 0 {
+		pgRow.Ratio = fmt.Sprintf("%.2fx bbolt; %s", pgRate/fileRate, pgRow.Ratio)
+	}
+	return pgRow
+}
