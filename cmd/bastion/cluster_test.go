@@ -63,7 +63,7 @@ func (w *world) newReplica(t *testing.T, name string) *world {
 		os.WriteFile(filepath.Join(dst, f.Name()), b, 0o600)
 	}
 	r := &world{t: t, idp: w.idp, ci: w.ci, sshd: w.sshd, home: t.TempDir(), cfgPath: w.cfgPath, logs: &testenv.SyncBuffer{}}
-	r.app, err = app.New(&cfg, app.Options{Logger: slog.New(slog.NewTextHandler(r.logs, nil))})
+	r.app, err = app.New(&cfg, app.Options{Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
