@@ -160,7 +160,11 @@ func (a *approvals) wait(ctx context.Context, ap *approval) (outcome, by, note s
 // cannot record becomes a denial: nothing runs on an unaudited approval.
 func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 	if a.board != nil {
-		return a.finishShared(ap, outcome, by, note)
+		ok := a.finishShared(ap, outcome, by, note)
+		if ok {
+			a.bump()
+		}
+		return ok
 	}
 	a.mu.Lock()
 	if ap.outcome != "" || ap.deciding {
@@ -174,6 +178,7 @@ func (a *approvals) finish(ap *approval, outcome, by, note string) bool {
 	ap.outcome, ap.decidedBy, ap.note = outcome, by, note
 	delete(a.m, ap.ID)
 	close(ap.done)
+	a.changedLocked()
 	a.mu.Unlock()
 	return true
 }
@@ -230,7 +235,11 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 		outcome = Approved
 	}
 	if a.board != nil {
-		return ap, a.decideShared(ap, outcome, c.Identity.User, note)
+		if err := a.decideShared(ap, outcome, c.Identity.User, note); err != nil {
+			return nil, err
+		}
+		a.bump()
+		return ap, nil
 	}
 	if !a.finish(ap, outcome, c.Identity.User, note) {
 		return nil, ErrNoRequest
