@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -117,26 +116,50 @@ func (a *Authority) SignUser(id Identity, pub ssh.PublicKey, requested time.Dura
 	if err := CheckPublicKey(pub); err != nil {
 		return nil, Identity{}, err
 	}
-	ttl, err := a.TTL(id.Workload, requested)
+	id, err := a.Stamp(id, requested)
 	if err != nil {
 		return nil, Identity{}, err
 	}
-	serial, err := randomSerial()
+	cert, err := a.SignStamped(id, pub)
 	if err != nil {
 		return nil, Identity{}, err
+	}
+	return cert, id, nil
+}
+
+// Stamp makes a login of id: a fresh serial and the validity window, the
+// lifetime from TTL. The login's credentials (SSH certificate, database
+// client certificate, access token) all carry this serial and window, so
+// revoking the serial revokes them all.
+func (a *Authority) Stamp(id Identity, requested time.Duration) (Identity, error) {
+	ttl, err := a.TTL(id.Workload, requested)
+	if err != nil {
+		return Identity{}, err
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return Identity{}, err
 	}
 	now := a.now()
 	id.Serial = serial
 	id.ValidAfter = now.Add(-a.cfg.ClockSkew).Truncate(time.Second)
 	id.ValidBefore = now.Add(ttl).Truncate(time.Second)
+	return id, nil
+}
+
+// SignStamped signs the SSH login certificate of a stamped identity.
+func (a *Authority) SignStamped(id Identity, pub ssh.PublicKey) (*ssh.Certificate, error) {
+	if err := CheckPublicKey(pub); err != nil {
+		return nil, err
+	}
 	cert, err := id.Certificate(pub)
 	if err != nil {
-		return nil, Identity{}, err
+		return nil, err
 	}
 	if err := cert.SignCert(rand.Reader, a.keys.UserCA); err != nil {
-		return nil, Identity{}, fmt.Errorf("ca: sign %s: %w", cert.KeyId, err)
+		return nil, fmt.Errorf("ca: sign %s: %w", cert.KeyId, err)
 	}
-	return cert, id, nil
+	return cert, nil
 }
 
 // TargetCert describes a per-session certificate toward a target.
@@ -207,19 +230,22 @@ func (a *Authority) SignDBClient(pub crypto.PublicKey, user string, ttl time.Dur
 	if user == "" {
 		return nil, errors.New("ca: database certificate needs a user")
 	}
-	return a.signX509(pub, pkix.Name{CommonName: user}, nil, ttl, x509.ExtKeyUsageClientAuth)
+	if a.keys.DBCA == nil {
+		return nil, errors.New("ca: no database CA")
+	}
+	return a.signX509(a.keys.DBCA, pub, pkix.Name{CommonName: user}, nil, ttl, x509.ExtKeyUsageClientAuth)
 }
 
 // SignDBServer issues a server certificate for the bastion's PostgreSQL
 // endpoint (offered to clients that insist on TLS inside the tunnel).
 func (a *Authority) SignDBServer(pub crypto.PublicKey, names []string, ttl time.Duration) (*x509.Certificate, error) {
-	return a.signX509(pub, pkix.Name{CommonName: "bastion"}, names, ttl, x509.ExtKeyUsageServerAuth)
-}
-
-func (a *Authority) signX509(pub crypto.PublicKey, subject pkix.Name, names []string, ttl time.Duration, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
 	if a.keys.DBCA == nil {
 		return nil, errors.New("ca: no database CA")
 	}
+	return a.signX509(a.keys.DBCA, pub, pkix.Name{CommonName: "bastion"}, names, ttl, x509.ExtKeyUsageServerAuth)
+}
+
+func (a *Authority) signX509(ca *X509CA, pub crypto.PublicKey, subject pkix.Name, names []string, ttl time.Duration, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
 	serial, err := randomSerialBig()
 	if err != nil {
 		return nil, err
@@ -233,16 +259,15 @@ func (a *Authority) signX509(pub crypto.PublicKey, subject pkix.Name, names []st
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.keys.DBCA.Cert, pub, a.keys.DBCA.Key)
+	x509Names(tmpl, names)
+	return a.createX509(ca, tmpl, pub)
+}
+
+// createX509 signs tmpl for pub with ca.
+func (a *Authority) createX509(ca *X509CA, tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign %s: %w", subject.CommonName, err)
+		return nil, fmt.Errorf("ca: sign %s: %w", tmpl.Subject.CommonName, err)
 	}
 	return x509.ParseCertificate(der)
 }

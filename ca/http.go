@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -79,14 +80,22 @@ type Info struct {
 	HostCA     string   `json:"host_ca"` // known_hosts @cert-authority line
 	UserTTL    string   `json:"user_ttl"`
 	MaxUserTTL string   `json:"max_user_ttl"`
+	// PostgresAddress is the direct PostgreSQL listener clients use
+	// (host:port); empty when the bastion has none.
+	PostgresAddress string `json:"postgres_address,omitempty"`
 }
 
 // CertRequest is the body of a POST to PathCertificate.
 type CertRequest struct {
 	IDToken   string `json:"id_token"`
-	PublicKey string `json:"public_key"`     // authorized_keys format
+	PublicKey string `json:"public_key"`     // authorized_keys format; may be empty when DBPublicKey or AccessToken is set
 	TTL       string `json:"ttl,omitempty"`  // Go duration; empty for the default
 	Source    string `json:"source_address"` // optional CIDR list bound into the certificate
+	// DBPublicKey (PEM "PUBLIC KEY") is certified too, as the login's
+	// X.509 client certificate for the direct PostgreSQL listener.
+	DBPublicKey string `json:"db_public_key,omitempty"`
+	// AccessToken asks for the login's access token for the SQL API.
+	AccessToken bool `json:"access_token,omitempty"`
 }
 
 // CertResponse is the answer to a successful CertRequest.
@@ -98,6 +107,13 @@ type CertResponse struct {
 	Groups      []string  `json:"groups"`
 	ValidAfter  time.Time `json:"valid_after"`
 	ValidBefore time.Time `json:"valid_before"`
+	// DBCertificate (PEM) is the client certificate for DBPublicKey, and
+	// DBCA (PEM) the CA that signs it and the direct listener's server
+	// certificate: clients verify the listener with it (sslrootcert).
+	DBCertificate string `json:"db_certificate,omitempty"`
+	DBCA          string `json:"db_ca,omitempty"`
+	// AccessToken is the SQL API's bearer token, valid until ValidBefore.
+	AccessToken string `json:"access_token,omitempty"`
 }
 
 // ErrorResponse is the body of every non-2xx answer.
@@ -166,6 +182,13 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 			host = h
 		}
 		info.SSHAddress = net.JoinHostPort(host, info.SSHAddress[1:])
+	}
+	if strings.HasPrefix(info.PostgresAddress, ":") {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		info.PostgresAddress = net.JoinHostPort(host, info.PostgresAddress[1:])
 	}
 	writeJSON(w, http.StatusOK, info)
 }
@@ -250,12 +273,27 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	pub, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(req.PublicKey))
-	if err != nil {
-		return nil, fmt.Errorf("%w: cannot parse public_key: %v", ErrWeakKey, err)
+	var pub ssh.PublicKey
+	switch {
+	case req.PublicKey != "":
+		var rest []byte
+		if pub, _, _, rest, err = ssh.ParseAuthorizedKey([]byte(req.PublicKey)); err != nil {
+			return nil, fmt.Errorf("%w: cannot parse public_key: %v", ErrWeakKey, err)
+		}
+		if len(strings.TrimSpace(string(rest))) != 0 {
+			return nil, fmt.Errorf("%w: public_key must hold exactly one key", ErrWeakKey)
+		}
+		if err := CheckPublicKey(pub); err != nil {
+			return nil, err
+		}
+	case req.DBPublicKey == "" && !req.AccessToken:
+		return nil, fmt.Errorf("%w: public_key is required", ErrWeakKey)
 	}
-	if len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, fmt.Errorf("%w: public_key must hold exactly one key", ErrWeakKey)
+	var dbPub any
+	if req.DBPublicKey != "" {
+		if dbPub, err = ParsePublicKeyPEM(req.DBPublicKey); err != nil {
+			return nil, fmt.Errorf("db_public_key: %w", err)
+		}
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
@@ -276,13 +314,49 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	cert, id, err := s.cfg.Authority.SignUser(id, pub, ttl)
-	if err != nil {
+	if id, err = s.cfg.Authority.Stamp(id, ttl); err != nil {
 		return nil, err
+	}
+	resp := &CertResponse{
+		Principal:   id.User,
+		Serial:      strconv.FormatUint(id.Serial, 10),
+		KeyID:       id.KeyID(),
+		Groups:      id.Groups,
+		ValidAfter:  id.ValidAfter.UTC(),
+		ValidBefore: id.ValidBefore.UTC(),
+	}
+	if pub != nil {
+		cert, err := s.cfg.Authority.SignStamped(id, pub)
+		if err != nil {
+			return nil, err
+		}
+		resp.Certificate, resp.KeyID = string(ssh.MarshalAuthorizedKey(cert)), cert.KeyId
+	}
+	if dbPub != nil || req.AccessToken {
+		if id.SourceAddress != "" {
+			return nil, badRequest("source_address", "source_address binds SSH certificates only; ask for database credentials without it")
+		}
+		dbca := s.cfg.Authority.Keys().DBClientCA
+		if dbca == nil {
+			return nil, ErrNoDBClientCA
+		}
+		resp.DBCA = string(dbca.PEM)
+	}
+	if dbPub != nil {
+		c, err := s.cfg.Authority.SignDBAccess(id, dbPub)
+		if err != nil {
+			return nil, err
+		}
+		resp.DBCertificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+	}
+	if req.AccessToken {
+		if resp.AccessToken, err = s.cfg.Authority.IssueAccessToken(id); err != nil {
+			return nil, err
+		}
 	}
 	*rec = AuditRecord{
 		Action: ActionIssue, User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: id.Workload,
-		Serial: id.Serial, KeyID: cert.KeyId, ValidBefore: id.ValidBefore, Remote: rec.Remote,
+		Serial: id.Serial, KeyID: resp.KeyID, ValidBefore: id.ValidBefore, Remote: rec.Remote,
 		TokenKey: use.key, TokenExpiry: use.expires,
 	}
 	if err := s.cfg.Auditor.AuditCert(*rec); err != nil {
@@ -293,15 +367,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		s.log.Error("audit write failed", "err", err)
 		return nil, errAudit
 	}
-	return &CertResponse{
-		Certificate: string(ssh.MarshalAuthorizedKey(cert)),
-		Principal:   id.User,
-		Serial:      strconv.FormatUint(id.Serial, 10),
-		KeyID:       cert.KeyId,
-		Groups:      id.Groups,
-		ValidAfter:  id.ValidAfter.UTC(),
-		ValidBefore: id.ValidBefore.UTC(),
-	}, nil
+	return resp, nil
 }
 
 // checkSourceAddress validates an OpenSSH source-address list.

@@ -27,10 +27,14 @@ const (
 	hostCAFile   = "host_ca"   // OpenSSH private key: signs host certificates
 	dbCAKeyFile  = "db_ca.key" // PKCS#8 PEM: X.509 CA for PostgreSQL
 	dbCACertFile = "db_ca.pem" // X.509 CA certificate (public)
-	hostKeyFile  = "host_key"  // the bastion's own SSH host key
-	sealKeyFile  = "seal_key"  // signs recording seals and audit checkpoints
-	caDirName    = "ca"
-	dbCALifetime = 10 * 365 * 24 * time.Hour
+	// The database-client CA: the direct PostgreSQL listener's and the SQL
+	// API's credentials (never trusted by a database).
+	dbClientCAKeyFile  = "dbclient_ca.key" // PKCS#8 PEM
+	dbClientCACertFile = "dbclient_ca.pem" // X.509 CA certificate (public)
+	hostKeyFile        = "host_key"        // the bastion's own SSH host key
+	sealKeyFile        = "seal_key"        // signs recording seals and audit checkpoints
+	caDirName          = "ca"
+	dbCALifetime       = 10 * 365 * 24 * time.Hour
 )
 
 // Keys holds the bastion's key material. Every key has exactly one purpose.
@@ -45,6 +49,12 @@ type Keys struct {
 	HostCA ssh.Signer
 	// DBCA is the X.509 CA for PostgreSQL client (and proxy server) certificates.
 	DBCA *X509CA
+	// DBClientCA is the X.509 CA of the bastion's own database doors: the
+	// client certificates `bastion login` hands out for the direct
+	// PostgreSQL listener, that listener's server certificate, and the
+	// signed access tokens of the SQL API. No database trusts it, so a
+	// client certificate is never a credential toward a database.
+	DBClientCA *X509CA
 	// HostKey is the bastion's own SSH host key (certified by HostCA at start).
 	HostKey ssh.Signer
 	// SealKey signs recording seals and audit checkpoints: an
@@ -136,7 +146,12 @@ func LoadKeys(dir string, kc KeyConfig) (_ *Keys, err error) {
 		}
 	}
 	if fileKey(PurposeDB, dbCAKeyFile) {
-		if k.DBCA, err = loadOrCreateX509CA(filepath.Join(cadir, dbCAKeyFile), filepath.Join(cadir, dbCACertFile)); err != nil {
+		if k.DBCA, err = loadOrCreateX509CA(filepath.Join(cadir, dbCAKeyFile), filepath.Join(cadir, dbCACertFile), dbCAName); err != nil {
+			return nil, err
+		}
+	}
+	if fileKey(PurposeDBClient, dbClientCAKeyFile) {
+		if k.DBClientCA, err = loadOrCreateX509CA(filepath.Join(cadir, dbClientCAKeyFile), filepath.Join(cadir, dbClientCACertFile), dbClientCAName); err != nil {
 			return nil, err
 		}
 	}
@@ -159,6 +174,8 @@ func (k *Keys) algorithm(p Purpose) string {
 		}
 	case PurposeDB:
 		pub = k.DBCA.Key.Public()
+	case PurposeDBClient:
+		pub = k.DBClientCA.Key.Public()
 	case PurposeSeal:
 		pub = k.SealKey.Public()
 	}
@@ -246,18 +263,24 @@ func loadOrCreateEd25519(path, comment string) (ed25519.PrivateKey, error) {
 	return nil, fmt.Errorf("ca: %s: want an ed25519 key, got %T", path, raw)
 }
 
-func loadOrCreateX509CA(keyPath, certPath string) (*X509CA, error) {
+// Subject common names of the X.509 CAs.
+const (
+	dbCAName       = "bastion database CA"
+	dbClientCAName = "bastion database client CA"
+)
+
+func loadOrCreateX509CA(keyPath, certPath, name string) (*X509CA, error) {
 	_, kerr := os.Lstat(keyPath)
 	if errors.Is(kerr, fs.ErrNotExist) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
-			return nil, fmt.Errorf("ca: generate database CA: %w", err)
+			return nil, fmt.Errorf("ca: generate %s: %w", name, err)
 		}
 		der, err := x509.MarshalPKCS8PrivateKey(key)
 		if err != nil {
-			return nil, fmt.Errorf("ca: marshal database CA: %w", err)
+			return nil, fmt.Errorf("ca: marshal %s: %w", name, err)
 		}
-		certDER, err := selfSignX509CA(key)
+		certDER, err := selfSignX509CA(key, name)
 		if err != nil {
 			return nil, err
 		}
@@ -290,7 +313,7 @@ func loadOrCreateX509CA(keyPath, certPath string) (*X509CA, error) {
 	}
 	cb, err := os.ReadFile(certPath)
 	if err != nil {
-		return nil, fmt.Errorf("ca: database CA certificate: %w", err)
+		return nil, fmt.Errorf("ca: %s certificate: %w", name, err)
 	}
 	cblk, _ := pem.Decode(cb)
 	if cblk == nil || cblk.Type != "CERTIFICATE" {
@@ -306,8 +329,8 @@ func loadOrCreateX509CA(keyPath, certPath string) (*X509CA, error) {
 	return &X509CA{Cert: cert, Key: signer, PEM: pem.EncodeToMemory(cblk)}, nil
 }
 
-// selfSignX509CA makes the database CA's self-signed certificate for key.
-func selfSignX509CA(key crypto.Signer) ([]byte, error) {
+// selfSignX509CA makes an X.509 CA's self-signed certificate for key.
+func selfSignX509CA(key crypto.Signer, name string) ([]byte, error) {
 	serial, err := randomSerialBig()
 	if err != nil {
 		return nil, err
@@ -315,7 +338,7 @@ func selfSignX509CA(key crypto.Signer) ([]byte, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "bastion database CA", Organization: []string{"bastion"}},
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"bastion"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(dbCALifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -325,7 +348,7 @@ func selfSignX509CA(key crypto.Signer) ([]byte, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, fmt.Errorf("ca: self-sign database CA: %w", err)
+		return nil, fmt.Errorf("ca: self-sign %s: %w", name, err)
 	}
 	return der, nil
 }

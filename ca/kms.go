@@ -39,11 +39,15 @@ const (
 	PurposeTarget Purpose = "target"
 	PurposeHost   Purpose = "host"
 	PurposeDB     Purpose = "db"
-	PurposeSeal   Purpose = "seal"
+	// PurposeDBClient is the database-client CA: the direct PostgreSQL
+	// listener's client and server certificates and the SQL API's access
+	// tokens. Distinct from PurposeDB, which databases trust.
+	PurposeDBClient Purpose = "dbclient"
+	PurposeSeal     Purpose = "seal"
 )
 
 // Purposes lists every purpose, in the order keys are opened.
-var Purposes = []Purpose{PurposeUser, PurposeTarget, PurposeHost, PurposeDB, PurposeSeal}
+var Purposes = []Purpose{PurposeUser, PurposeTarget, PurposeHost, PurposeDB, PurposeDBClient, PurposeSeal}
 
 // String is the name people read: "user CA", "seal key".
 func (p Purpose) String() string {
@@ -56,6 +60,8 @@ func (p Purpose) String() string {
 		return "host CA"
 	case PurposeDB:
 		return "database CA"
+	case PurposeDBClient:
+		return "database client CA"
 	case PurposeSeal:
 		return "seal key"
 	}
@@ -69,12 +75,16 @@ type KeyConfig struct {
 	// keyuri and go.step.sm/crypto/kms): a key in a PKCS#11 token, a
 	// YubiKey, AWS KMS, Google Cloud KMS, Azure Key Vault or a softkms file.
 	// "" keeps the key in data_dir/ca.
-	User, Target, Host, DB, Seal string
+	User, Target, Host, DB, DBClient, Seal string
 	// DBCert is the database CA's certificate (PEM) when DB is a URI: the
 	// key signs, the certificate names it. "" means data_dir/ca/db_ca.pem.
 	// A missing file is made, self-signed by the key; replicas share one
 	// file so PostgreSQL trusts one certificate.
 	DBCert string
+	// DBClientCert is the same for DBClient ("" means
+	// data_dir/ca/dbclient_ca.pem): replicas share it so clients trust one
+	// certificate.
+	DBClientCert string
 	// Timeout bounds opening each KMS (a cloud KMS's first call); default 30s.
 	Timeout time.Duration
 }
@@ -90,6 +100,8 @@ func (kc KeyConfig) URI(p Purpose) string {
 		return kc.Host
 	case PurposeDB:
 		return kc.DB
+	case PurposeDBClient:
+		return kc.DBClient
 	case PurposeSeal:
 		return kc.Seal
 	}
@@ -356,16 +368,22 @@ func (k *Keys) loadKMSKeys(cadir string, kc KeyConfig) (map[Purpose]bool, error)
 				return nil, &KeyError{Purpose: p, Where: u.String(), Err: err}
 			}
 			*map[Purpose]*ssh.Signer{PurposeUser: &k.UserCA, PurposeTarget: &k.TargetCA, PurposeHost: &k.HostCA}[p] = ss
-		case PurposeDB:
-			certPath := kc.DBCert
+		case PurposeDB, PurposeDBClient:
+			certPath, name, dst := kc.DBCert, dbCAName, &k.DBCA
 			if certPath == "" {
 				certPath = cadir + "/" + dbCACertFile
 			}
-			ca, err := loadOrCreateX509CACert(sg, certPath)
+			if p == PurposeDBClient {
+				certPath, name, dst = kc.DBClientCert, dbClientCAName, &k.DBClientCA
+				if certPath == "" {
+					certPath = cadir + "/" + dbClientCACertFile
+				}
+			}
+			ca, err := loadOrCreateX509CACert(sg, certPath, name)
 			if err != nil {
 				return nil, &KeyError{Purpose: p, Where: u.String(), Err: err}
 			}
-			k.DBCA = ca
+			*dst = ca
 		case PurposeSeal:
 			k.SealKey = sg
 		}
@@ -375,12 +393,12 @@ func (k *Keys) loadKMSKeys(cadir string, kc KeyConfig) (map[Purpose]bool, error)
 	return done, nil
 }
 
-// loadOrCreateX509CACert reads the database CA's certificate for a key
-// held elsewhere, or self-signs one with it when the file is missing.
-func loadOrCreateX509CACert(key crypto.Signer, certPath string) (*X509CA, error) {
+// loadOrCreateX509CACert reads an X.509 CA's certificate for a key held
+// elsewhere, or self-signs one with it when the file is missing.
+func loadOrCreateX509CACert(key crypto.Signer, certPath, name string) (*X509CA, error) {
 	b, err := os.ReadFile(certPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		der, err := selfSignX509CA(key)
+		der, err := selfSignX509CA(key, name)
 		if err != nil {
 			return nil, err
 		}
@@ -389,7 +407,7 @@ func loadOrCreateX509CACert(key crypto.Signer, certPath string) (*X509CA, error)
 			return nil, fmt.Errorf("write %s: %w", certPath, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("database CA certificate: %w", err)
+		return nil, fmt.Errorf("%s certificate: %w", name, err)
 	}
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "CERTIFICATE" {
@@ -428,7 +446,7 @@ const (
 // Cloud KMS has it only in some regions), and for the database CA.
 // --alg ed25519 overrides where the module allows it.
 func DefaultAlgorithm(scheme string, p Purpose) string {
-	if p != PurposeDB && (scheme == "softkms" || scheme == "yubikey") {
+	if p != PurposeDB && p != PurposeDBClient && (scheme == "softkms" || scheme == "yubikey") {
 		return AlgEd25519
 	}
 	return AlgECDSAP256
@@ -452,8 +470,8 @@ func CreateKey(uri string, p Purpose, alg string) (crypto.Signer, func() error, 
 	var sa apiv1.SignatureAlgorithm
 	switch alg {
 	case AlgEd25519:
-		if p == PurposeDB {
-			return fail(errors.New("the database CA is ECDSA P-256"))
+		if p == PurposeDB || p == PurposeDBClient {
+			return fail(fmt.Errorf("the %s is ECDSA P-256", p))
 		}
 		sa = apiv1.PureEd25519
 	case AlgECDSAP256:
@@ -494,10 +512,15 @@ func writeSoftKey(path string, priv any) error {
 	return writePrivate(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 }
 
-// CreateDBCACert self-signs the database CA's certificate with key and
-// writes it to path (PEM, 0644), refusing to replace a file.
-func CreateDBCACert(key crypto.Signer, path string) ([]byte, error) {
-	der, err := selfSignX509CA(key)
+// CreateDBCACert self-signs the certificate of the X.509 CA for p
+// (PurposeDB or PurposeDBClient) with key and writes it to path (PEM,
+// 0644), refusing to replace a file.
+func CreateDBCACert(p Purpose, key crypto.Signer, path string) ([]byte, error) {
+	name := dbCAName
+	if p == PurposeDBClient {
+		name = dbClientCAName
+	}
+	der, err := selfSignX509CA(key, name)
 	if err != nil {
 		return nil, err
 	}

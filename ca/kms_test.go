@@ -44,6 +44,8 @@ func hsmKeyConfig(t testing.TB, h *localsvc.SoftHSM) KeyConfig {
 			kc.Host = uri
 		case PurposeDB:
 			kc.DB = uri
+		case PurposeDBClient:
+			kc.DBClient = uri
 		case PurposeSeal:
 			kc.Seal = uri
 		}
@@ -77,8 +79,8 @@ func TestKeysInSoftHSM(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != dbCACertFile+" "+hostKeyFile {
-		t.Errorf("data_dir/ca holds %v, want only %s and %s", names, dbCACertFile, hostKeyFile)
+	if strings.Join(names, " ") != dbCACertFile+" "+dbClientCACertFile+" "+hostKeyFile {
+		t.Errorf("data_dir/ca holds %v, want only %s, %s and %s", names, dbCACertFile, dbClientCACertFile, hostKeyFile)
 	}
 
 	a, err := New(Config{Keys: keys})
@@ -217,7 +219,7 @@ func TestSoftKMSKeys(t *testing.T) {
 		}
 		closeKMS()
 		_, isEd := sg.Public().(ed25519.PublicKey)
-		if want := p != PurposeDB; isEd != want {
+		if want := p != PurposeDB && p != PurposeDBClient; isEd != want {
 			t.Errorf("%s: key %T", p, sg.Public())
 		}
 		switch p {
@@ -229,6 +231,8 @@ func TestSoftKMSKeys(t *testing.T) {
 			kc.Host = uri
 		case PurposeDB:
 			kc.DB = uri
+		case PurposeDBClient:
+			kc.DBClient = uri
 		case PurposeSeal:
 			kc.Seal = uri
 		}

@@ -14,8 +14,8 @@ import (
 
 func runCA(args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "Usage: bastion ca export --user|--target|--host|--db|--seal [--config FILE | --data-dir DIR]\n"+
-			"       bastion ca init --user|--target|--host|--db|--seal --key URI [--alg A] [--cert FILE]\n"+
+		fmt.Fprintln(os.Stderr, "Usage: bastion ca export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR]\n"+
+			"       bastion ca init --user|--target|--host|--db|--dbclient|--seal --key URI [--alg A] [--cert FILE]\n"+
 			"       bastion ca revoke SERIAL [--reason R]")
 		return errUsage
 	}
@@ -30,17 +30,18 @@ func runCA(args []string) error {
 	return fmt.Errorf("unknown ca command %q (export, init, revoke)", args[0])
 }
 
-// purposeFlags adds --user, --target, --host, --db and --seal and returns
+// purposeFlags adds --user, --target, --host, --db, --dbclient and --seal and returns
 // a function that says which one was given (exactly one, or "").
 func purposeFlags(fs interface {
 	Bool(name string, value bool, usage string) *bool
 }) func() ca.Purpose {
 	set := map[ca.Purpose]*bool{
-		ca.PurposeUser:   fs.Bool("user", false, "user CA"),
-		ca.PurposeTarget: fs.Bool("target", false, "target CA"),
-		ca.PurposeHost:   fs.Bool("host", false, "host CA"),
-		ca.PurposeDB:     fs.Bool("db", false, "database (X.509) CA"),
-		ca.PurposeSeal:   fs.Bool("seal", false, "seal key (recordings and audit checkpoints)"),
+		ca.PurposeUser:     fs.Bool("user", false, "user CA"),
+		ca.PurposeTarget:   fs.Bool("target", false, "target CA"),
+		ca.PurposeHost:     fs.Bool("host", false, "host CA"),
+		ca.PurposeDB:       fs.Bool("db", false, "database (X.509) CA: databases trust it"),
+		ca.PurposeDBClient: fs.Bool("dbclient", false, "database client (X.509) CA: the direct PostgreSQL listener's and SQL API's credentials"),
+		ca.PurposeSeal:     fs.Bool("seal", false, "seal key (recordings and audit checkpoints)"),
 	}
 	return func() ca.Purpose {
 		var got ca.Purpose
@@ -57,12 +58,13 @@ func purposeFlags(fs interface {
 }
 
 func runCAExport(args []string) error {
-	fs := flags("ca export", "--user|--target|--host|--db|--seal [--config FILE | --data-dir DIR]",
+	fs := flags("ca export", "--user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR]",
 		"Print a CA's public part in the format its consumer reads:\n"+
 			"  --target  TrustedUserCAKeys line for targets' sshd (targets trust only this CA)\n"+
 			"  --user    the user CA as an authorized_keys/TrustedUserCAKeys line\n"+
 			"  --host    @cert-authority line for clients' known_hosts\n"+
 			"  --db      PEM certificate for PostgreSQL's ssl_ca_file\n"+
+			"  --dbclient PEM certificate clients of the direct PostgreSQL listener verify it with (sslrootcert)\n"+
 			"  --seal    the seal key as a signed-note verifier key, for auditors (and ca.seal.previous)\n"+
 			"Run it on the bastion host; file keys are created on first use. With --config,\n"+
 			"keys the ca section puts in an HSM or KMS are read from there.")
@@ -100,6 +102,8 @@ func runCAExport(args []string) error {
 		fmt.Println(keys.HostCALine(*hosts))
 	case ca.PurposeDB:
 		os.Stdout.Write(keys.DBCA.PEM)
+	case ca.PurposeDBClient:
+		os.Stdout.Write(keys.DBClientCA.PEM)
 	case ca.PurposeSeal:
 		fmt.Println(recorder.NoteVerifierKey(keys.SealKey.Public()))
 	}
@@ -107,19 +111,19 @@ func runCAExport(args []string) error {
 }
 
 func runCAInit(args []string) error {
-	fs := flags("ca init", "--user|--target|--host|--db|--seal --key URI [--alg ed25519|ecdsa-p256] [--cert FILE | --config FILE]",
+	fs := flags("ca init", "--user|--target|--host|--db|--dbclient|--seal --key URI [--alg ed25519|ecdsa-p256] [--cert FILE | --config FILE]",
 		"Create a CA key inside a PKCS#11 token, a YubiKey or a cloud KMS (or a softkms file), prove\n"+
 			"it signs, and print its public part as `ca export` does. The private key never leaves the\n"+
 			"module. Then name the key in the config's ca section (the command prints the lines).\n"+
 			"The algorithm is Ed25519 where the module has it and ECDSA P-256 where it does not\n"+
-			"(PKCS#11, Azure Key Vault); the database CA is ECDSA P-256. A PKCS#11 URI needs both id and object.\n"+
-			"For --db, the CA's certificate is self-signed by the key and written to --cert, or to the\n"+
-			"config's ca.db.cert or data_dir/ca/db_ca.pem with --config.")
+			"(PKCS#11, Azure Key Vault); the database CAs are ECDSA P-256. A PKCS#11 URI needs both id and object.\n"+
+			"For --db and --dbclient, the CA's certificate is self-signed by the key and written to --cert, or to\n"+
+			"the config's ca.db.cert (ca.dbclient.cert) or data_dir/ca/db_ca.pem (dbclient_ca.pem) with --config.")
 	purpose := purposeFlags(fs)
 	key := fs.String("key", "", "key URI, e.g. pkcs11:token=bastion;id=%01;object=user-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/etc/bastion/pin")
 	alg := fs.String("alg", "", "ed25519 or ecdsa-p256 (default: what the module supports)")
-	certPath := fs.String("cert", "", "--db: where to write the CA certificate")
-	cfgPath := fs.String("config", "", "--db: config file, for ca.db.cert or data_dir")
+	certPath := fs.String("cert", "", "--db, --dbclient: where to write the CA certificate")
+	cfgPath := fs.String("config", "", "--db, --dbclient: config file, for ca.db.cert (ca.dbclient.cert) or data_dir")
 	hosts := fs.String("hosts", "*", "host patterns for the --host line")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -129,16 +133,21 @@ func runCAInit(args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	if p == ca.PurposeDB && *certPath == "" {
+	x509CA := p == ca.PurposeDB || p == ca.PurposeDBClient
+	if x509CA && *certPath == "" {
 		if *cfgPath == "" {
-			return fmt.Errorf("ca init --db needs --cert FILE or --config FILE: where the CA certificate goes")
+			return fmt.Errorf("ca init --%s needs --cert FILE or --config FILE: where the CA certificate goes", p)
 		}
 		cfg, err := config.Load(*cfgPath)
 		if err != nil {
 			return err
 		}
-		if *certPath = cfg.CA.DB.Cert; *certPath == "" {
-			*certPath = filepath.Join(cfg.DataDir, "ca", "db_ca.pem")
+		file, configured := "db_ca.pem", cfg.CA.DB.Cert
+		if p == ca.PurposeDBClient {
+			file, configured = "dbclient_ca.pem", cfg.CA.DBClient.Cert
+		}
+		if *certPath = configured; *certPath == "" {
+			*certPath = filepath.Join(cfg.DataDir, "ca", file)
 			if err := os.MkdirAll(filepath.Dir(*certPath), 0o700); err != nil {
 				return err
 			}
@@ -152,8 +161,8 @@ func runCAInit(args []string) error {
 	u, _ := keyuri.Parse(*key) // CreateKey parsed it
 	pub := signer.Public()
 	switch p {
-	case ca.PurposeDB:
-		pem, err := ca.CreateDBCACert(signer, *certPath)
+	case ca.PurposeDB, ca.PurposeDBClient:
+		pem, err := ca.CreateDBCACert(p, signer, *certPath)
 		if err != nil {
 			return err
 		}
@@ -168,7 +177,7 @@ func runCAInit(args []string) error {
 		fmt.Println(line)
 	}
 	fmt.Fprintf(os.Stderr, "created the %s in %s (%s); name it in the config:\n  ca:\n    %s: {key: %q", p, u, ca.KeyAlgorithm(pub), string(p), u)
-	if p == ca.PurposeDB {
+	if x509CA {
 		fmt.Fprintf(os.Stderr, ", cert: %q", *certPath)
 	}
 	fmt.Fprintln(os.Stderr, "}")

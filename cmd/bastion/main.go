@@ -28,7 +28,7 @@ func commands() []command {
 		{"demo", "[--dir DIR] [--ssh ADDR] [--http ADDR] [--idp ADDR] [--no-postgres]", "start a complete local setup for a first look", runDemo},
 		{"login", "--bastion URL [--device | --id-token-env VAR | --id-token-file F] [--ttl D]", "log in and get a short-lived SSH certificate", runLogin},
 		{"ssh-config", "[--bastion URL]", "print ssh_config lines for this bastion and its targets", runSSHConfig},
-		{"ca", "export --user|--target|--host|--db|--seal | init --KIND --key URI | revoke SERIAL", "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate", runCA},
+		{"ca", "export --user|--target|--host|--db|--dbclient|--seal | init --KIND --key URI | revoke SERIAL", "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate", runCA},
 		{"sessions", "[--user U] [--target T] [--since D] [--json]", "list recorded sessions", thin("sessions")},
 		{"replay", "ID [--speed X] [--idle-limit D] | --file F.cast", "replay a session in this terminal", runReplay},
 		{"export", "ID", "write a session as asciicast v2 on stdout", thin("export")},

@@ -18,6 +18,7 @@ func KeyConfig(cfg *config.Config) ca.KeyConfig {
 	return ca.KeyConfig{
 		User: cfg.CA.User.Key, Target: cfg.CA.Target.Key, Host: cfg.CA.Host.Key,
 		DB: cfg.CA.DB.Key, DBCert: cfg.CA.DB.Cert, Seal: cfg.CA.Seal.Key,
+		DBClient: cfg.CA.DBClient.Key, DBClientCert: cfg.CA.DBClient.Cert,
 	}
 }
 

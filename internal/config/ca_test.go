@@ -24,7 +24,7 @@ var caBad = []struct{ name, yaml, want string }{
 	{"not a URI", `ca: {user: {key: /etc/bastion/user_ca}}`, "ca.user.key: malformed key URI: no scheme"},
 	{"unknown scheme", `ca: {target: {key: "vault:transit/keys/x"}}`, `ca.target.key: malformed key URI: unknown scheme "vault"`},
 	{"pin in error", `ca: {host: {key: "pkcs11:token=b?pin-value=s3cr3t-pin"}}`, "ca.host.key: malformed key URI: pkcs11: id or object names the key"},
-	{"cert without key", `ca: {db: {cert: /etc/db_ca.pem}}`, "ca.db.cert: only ca.db has a certificate"},
+	{"cert without key", `ca: {db: {cert: /etc/db_ca.pem}}`, "ca.db.cert: only ca.db and ca.dbclient have a certificate"},
 	{"cert on user", `ca: {user: {key: "softkms:path=/k", cert: /c.pem}}`, "ca.user.cert"},
 	{"previous on user", `ca: {user: {previous: ["bastion-seal+1+2"]}}`, "ca.user.previous: only ca.seal"},
 	{"previous not a key", `ca: {seal: {previous: ["ssh-ed25519 AAAA"]}}`, "ca.seal.previous[0]"},

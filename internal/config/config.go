@@ -110,7 +110,10 @@ type CA struct {
 	Target CAKey `yaml:"target"`
 	Host   CAKey `yaml:"host"`
 	DB     CAKey `yaml:"db"`
-	Seal   CAKey `yaml:"seal"`
+	// DBClient is the database-client CA: the direct PostgreSQL listener's
+	// client and server certificates and the SQL API's access tokens.
+	DBClient CAKey `yaml:"dbclient"`
+	Seal     CAKey `yaml:"seal"`
 }
 
 // CAKey is one CA key held in a PKCS#11 token, a YubiKey or a cloud KMS.
@@ -118,8 +121,9 @@ type CAKey struct {
 	// Key is the key URI (go.step.sm/crypto/kms syntax, e.g.
 	// "pkcs11:token=bastion;object=user-ca?module-path=…&pin-source=…").
 	Key string `yaml:"key"`
-	// Cert, for ca.db only: the database CA's certificate (PEM). Default
-	// data_dir/ca/db_ca.pem, self-signed by the key when missing.
+	// Cert, for ca.db and ca.dbclient only: the CA's certificate (PEM).
+	// Default data_dir/ca/db_ca.pem (dbclient_ca.pem), self-signed by the
+	// key when missing.
 	Cert string `yaml:"cert"`
 	// Previous, for ca.seal only: the verifier keys (`bastion ca export
 	// --seal`) of earlier seal keys, whose seals and checkpoints stay valid.
@@ -130,12 +134,19 @@ type CAKey struct {
 type Listen struct {
 	SSH  string `yaml:"ssh"`  // default ":2222"
 	HTTP string `yaml:"http"` // default ":8443"
+	// Postgres, when set, is the direct PostgreSQL listener: clients
+	// connect with TLS and the client certificate `bastion login` wrote.
+	Postgres string `yaml:"postgres"`
 }
 
 // Public holds the addresses clients use, when they differ from Listen
 // (behind NAT or a load balancer).
 type Public struct {
 	SSH string `yaml:"ssh"` // host:port clients ssh to; default: host of the login URL + ssh port
+	// Postgres is the host:port clients of the direct PostgreSQL listener
+	// use; its host is also a name in the listener's TLS certificate.
+	// Default: host of the login URL + the listener's port.
+	Postgres string `yaml:"postgres"`
 }
 
 // TLSConfig is a certificate for the HTTP listener.
@@ -392,6 +403,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	abs(&c.DataDir)
 	abs(&c.CA.DB.Cert)
+	abs(&c.CA.DBClient.Cert)
 	if c.TLS != nil {
 		abs(&c.TLS.CertFile)
 		abs(&c.TLS.KeyFile)
@@ -489,6 +501,15 @@ func (v *validator) listen(c *Config) {
 	if c.Public.SSH != "" {
 		v.addr("public.ssh", c.Public.SSH, true)
 	}
+	if c.Listen.Postgres != "" {
+		v.addr("listen.postgres", c.Listen.Postgres, false)
+	}
+	if c.Public.Postgres != "" {
+		v.addr("public.postgres", c.Public.Postgres, true)
+		if c.Listen.Postgres == "" {
+			v.bad("public.postgres", "set without listen.postgres")
+		}
+	}
 }
 
 func (v *validator) dataDir(c *Config) {
@@ -503,15 +524,15 @@ func (v *validator) ca(c *Config) {
 	for _, k := range []struct {
 		name string
 		key  CAKey
-	}{{"user", c.CA.User}, {"target", c.CA.Target}, {"host", c.CA.Host}, {"db", c.CA.DB}, {"seal", c.CA.Seal}} {
+	}{{"user", c.CA.User}, {"target", c.CA.Target}, {"host", c.CA.Host}, {"db", c.CA.DB}, {"dbclient", c.CA.DBClient}, {"seal", c.CA.Seal}} {
 		field := "ca." + k.name
 		if k.key.Key != "" {
 			if _, err := keyuri.Parse(k.key.Key); err != nil {
 				v.bad(field+".key", "%v", err)
 			}
 		}
-		if k.key.Cert != "" && (k.name != "db" || k.key.Key == "") {
-			v.bad(field+".cert", "only ca.db has a certificate, and only with ca.db.key")
+		if k.key.Cert != "" && (k.name != "db" && k.name != "dbclient" || k.key.Key == "") {
+			v.bad(field+".cert", "only ca.db and ca.dbclient have a certificate, and only with their key")
 		}
 		if len(k.key.Previous) > 0 && k.name != "seal" {
 			v.bad(field+".previous", "only ca.seal has previous keys")
