@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -289,18 +290,9 @@ func (c *channelConn) Close() error {
 // forward's start, end, peer and byte counts.
 func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Identity, t *policy.Target, port int, nc gossh.NewChannel) {
 	sid := newSessionID()
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-	start := s.now()
-	up, err := s.dialTarget(dctx, t, port)
-	cancel()
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	s.metrics.UpstreamDial.WithLabelValues(t.Kind, result).Observe(s.now().Sub(start).Seconds())
+	up, err := s.dialForward(ctx, sid, id, t, port, nil)
 	if err != nil {
 		s.metrics.ChannelsRefused.WithLabelValues("direct-tcpip").Inc()
-		s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "failed", Reason: err.Error()})
 		nc.Reject(gossh.ConnectionFailed, "bastion: "+err.Error())
 		return
 	}
@@ -310,41 +302,22 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		return
 	}
 	go gossh.DiscardRequests(reqs)
-	ss := s.newSession(ctx, sid, t.Kind, id, t.Name, "", conn.RemoteAddr())
-	if ss == nil {
+	ss, err := s.beginForward(ctx, sid, id, t, conn.RemoteAddr(), up, ch.Close, nil)
+	if ss == nil { // shutting down
 		ch.Close()
 		up.Close()
 		return
 	}
 	defer ss.finish()
-	rec, err := s.cfg.Recorder.Begin(ss.meta(""))
 	if err != nil {
-		fmt.Fprintf(ch.Stderr(), "bastion: cannot record this forward: %v\n", err)
-		ch.Close()
-		up.Close()
-		ss.setEndReason(err.Error())
-		return
-	}
-	ss.rec = rec
-	ss.closers = append(ss.closers, ch.Close, up.Close)
-	ss.watch()
-	if err := s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "allowed", Fields: map[string]string{"peer": up.RemoteAddr().String(), "client": conn.RemoteAddr().String()}}); err != nil {
-		fmt.Fprintf(ch.Stderr(), "bastion: the audit log cannot record this forward, so it does not start\n")
-		ss.setEndReason("audit unavailable")
+		fmt.Fprintf(ch.Stderr(), "bastion: %v\n", err)
 		ch.Close()
 		up.Close()
 		return
 	}
-
+	rec := ss.rec
 	if t.Kind == policy.KindPostgres {
-		err := s.postgres(ss.ctx, ss, &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()}, up, t, port)
-		ch.Close()
-		up.Close()
-		if err != nil && !isClosedErr(err) {
-			ss.setEndReason(err.Error())
-			s.log.Info("postgres forward ended", "session_id", sid, "user", id.User, "target", t.Name, "err", err)
-		}
-		ss.exit = Exit{Status: -1}
+		s.postgresForward(ss, &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()}, up, t, port)
 		return
 	}
 	var in, out atomic.Int64
@@ -374,6 +347,66 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	up.Close()
 	if !content {
 		rec.AddBytes(in.Load(), out.Load())
+	}
+	ss.exit = Exit{Status: -1}
+}
+
+// dialForward connects a forward (or a direct PostgreSQL listener's
+// client) to its target, timing the dial; a failure is audited. fields are
+// added to the audit event.
+func (s *Server) dialForward(ctx context.Context, sid string, id ca.Identity, t *policy.Target, port int, fields map[string]string) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	start := s.now()
+	up, err := s.dialTarget(dctx, t, port)
+	cancel()
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.UpstreamDial.WithLabelValues(t.Kind, result).Observe(s.now().Sub(start).Seconds())
+	if err != nil {
+		s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "failed", Reason: err.Error(), Fields: fields})
+	}
+	return up, err
+}
+
+// beginForward starts the session of a forward whose upstream up is
+// connected: registered, recorded and audited. A nil session means the
+// server is shutting down; a session with an error (which the client
+// should read) must still be finished, and the forward not run.
+func (s *Server) beginForward(ctx context.Context, sid string, id ca.Identity, t *policy.Target, remote net.Addr, up net.Conn, closeClient func() error, fields map[string]string) (*session, error) {
+	ss := s.newSession(ctx, sid, t.Kind, id, t.Name, "", remote)
+	if ss == nil {
+		return nil, nil
+	}
+	rec, err := s.cfg.Recorder.Begin(ss.meta(""))
+	if err != nil {
+		ss.setEndReason(err.Error())
+		return ss, fmt.Errorf("cannot record this forward: %w", err)
+	}
+	ss.rec = rec
+	ss.closers = append(ss.closers, closeClient, up.Close)
+	ss.watch()
+	f := map[string]string{"peer": up.RemoteAddr().String(), "client": remote.String()}
+	for k, v := range fields {
+		f[k] = v
+	}
+	if err := s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "allowed", Fields: f}); err != nil {
+		ss.setEndReason("audit unavailable")
+		return ss, errors.New("the audit log cannot record this forward, so it does not start")
+	}
+	return ss, nil
+}
+
+// postgresForward runs an inspected PostgreSQL session on client and up
+// and closes both.
+func (s *Server) postgresForward(ss *session, client, up net.Conn, t *policy.Target, port int) {
+	err := s.postgres(ss.ctx, ss, client, up, t, port)
+	client.Close()
+	up.Close()
+	if err != nil && !isClosedErr(err) {
+		ss.setEndReason(err.Error())
+		s.log.Info("postgres forward ended", "session_id", ss.id, "user", ss.identity.User, "target", t.Name, "err", err)
 	}
 	ss.exit = Exit{Status: -1}
 }

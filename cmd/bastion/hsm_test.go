@@ -33,6 +33,7 @@ ca:
   target: {key: "{{.Target}}"}
   host:   {key: "{{.Host}}"}
   db:     {key: "{{.DB}}", cert: "{{.DBCert}}"}
+  dbclient: {key: "{{.DBClient}}", cert: "{{.DBClientCert}}"}
   seal:   {key: "{{.Seal}}"}
 targets:
   - {name: web1, kind: ssh, address: "{{.SSHD}}", host_key: "{{.HostKey}}"}
@@ -43,7 +44,7 @@ roles:
 
 // caKeyFiles are the CA private key files the bastion makes in data_dir/ca
 // when no key URI is configured.
-var caKeyFiles = []string{"user_ca", "target_ca", "host_ca", "db_ca.key", "seal_key"}
+var caKeyFiles = []string{"user_ca", "target_ca", "host_ca", "db_ca.key", "dbclient_ca.key", "seal_key"}
 
 // hsmInit creates every CA key in the SoftHSM token with the real `bastion
 // ca init` and returns the key URIs and what the commands printed.
@@ -53,8 +54,11 @@ func hsmInit(t *testing.T, h *localsvc.SoftHSM, dbCert string) (uris, printed ma
 	for i, p := range ca.Purposes {
 		uris[p] = h.KeyURI("bastion-"+string(p), byte(0x10+i))
 		args := []string{"ca", "init", "--" + string(p), "--key", uris[p]}
-		if p == ca.PurposeDB {
+		switch p {
+		case ca.PurposeDB:
 			args = append(args, "--cert", dbCert)
+		case ca.PurposeDBClient:
+			args = append(args, "--cert", filepath.Join(filepath.Dir(dbCert), "dbclient_ca.pem"))
 		}
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), "BASTION_TEST_AS_CLI=1")
@@ -117,6 +121,7 @@ func newHSMWorld(t *testing.T) (*world, map[ca.Purpose]string) {
 		"PG": pg.Addr, "PGCA": pgCA, "DBCert": dbCert,
 		"User": uris[ca.PurposeUser], "Target": uris[ca.PurposeTarget], "Host": uris[ca.PurposeHost],
 		"DB": uris[ca.PurposeDB], "Seal": uris[ca.PurposeSeal],
+		"DBClient": uris[ca.PurposeDBClient], "DBClientCert": filepath.Join(filepath.Dir(dbCert), "dbclient_ca.pem"),
 	})
 	w.cfgPath = filepath.Join(t.TempDir(), "bastion.yaml")
 	os.WriteFile(w.cfgPath, buf.Bytes(), 0o600)
@@ -149,7 +154,7 @@ func newHSMWorld(t *testing.T) (*world, map[ca.Purpose]string) {
 // accepts, with no CA private key anywhere under data_dir.
 func TestEveryCAKeyInSoftHSM(t *testing.T) {
 	w, printed := newHSMWorld(t)
-	for _, p := range []string{"user", "target", "host", "db", "seal"} {
+	for _, p := range []string{"user", "target", "host", "db", "dbclient", "seal"} {
 		if !strings.Contains(w.logs.String(), fmt.Sprintf("purpose=%s where=\"pkcs11:", p)) {
 			t.Errorf("the log does not say the %s key is in the token:\n%s", p, w.logs.String())
 		}

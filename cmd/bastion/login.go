@@ -97,6 +97,9 @@ func runLogin(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "Logged in as %s; certificate serial %s valid until %s (key %s).\n", st.User, st.Serial, st.ValidBefore.Local().Format(time.RFC3339), where)
 	fmt.Fprintf(os.Stderr, "Next: `bastion ssh-config >> ~/.ssh/config`, then `ssh -J %s LOGIN@TARGET`.\n", hostOf(st.SSHAddress))
+	if st.PostgresAddress != "" {
+		fmt.Fprintf(os.Stderr, "Databases: eval \"$(bastion db env TARGET --db DATABASE)\"; psql (certificate in %s).\n", st.DBCertPath)
+	}
 	return nil
 }
 

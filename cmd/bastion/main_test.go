@@ -52,7 +52,7 @@ type world struct {
 func boolp(b bool) *bool { return &b }
 
 const worldConfig = `
-listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}
+listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"{{.Listen}}}
 data_dir: {{.DataDir}}
 oidc:
   issuer: "{{.Issuer}}"
@@ -77,6 +77,14 @@ func newWorldWith(t *testing.T, extraYAML string) *world {
 
 // newWorldTargets is newWorldWith and more targets (YAML flow maps).
 func newWorldTargets(t *testing.T, extraYAML string, targets ...string) *world {
+	t.Helper()
+	return newWorldListen(t, "", nil, extraYAML, targets...)
+}
+
+// newWorldListen is newWorldTargets with more listen keys (", postgres:
+// ...") and a hook that sees the CA keys before the bastion starts and
+// returns more targets (a database that trusts the database CA).
+func newWorldListen(t *testing.T, listen string, withKeys func(*ca.Keys) []string, extraYAML string, targets ...string) *world {
 	t.Helper()
 	testenv.Require(t, "ssh")
 	w := &world{t: t, home: t.TempDir(), logs: &testenv.SyncBuffer{}}
@@ -105,10 +113,13 @@ func newWorldTargets(t *testing.T, extraYAML string, targets ...string) *world {
 		t.Fatal(err)
 	}
 	w.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{TrustedUserCAKeys: keys.TargetCALine()})
+	if withKeys != nil {
+		targets = append(targets, withKeys(keys)...)
+	}
 	var buf bytes.Buffer
 	template.Must(template.New("").Parse(worldConfig)).Execute(&buf, map[string]string{
 		"DataDir": dataDir, "Issuer": w.idp.Issuer(), "CI": w.ci.Issuer(), "SSHD": w.sshd.Addr, "HostKey": w.sshd.HostKeyLine,
-		"Targets": targetLines(targets),
+		"Targets": targetLines(targets), "Listen": listen,
 	})
 	buf.WriteString(extraYAML)
 	w.cfgPath = filepath.Join(t.TempDir(), "bastion.yaml")

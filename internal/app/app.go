@@ -44,6 +44,9 @@ type Options struct {
 	// listening on the config's addresses (tests pass loopback :0).
 	SSHListener  net.Listener
 	HTTPListener net.Listener
+	// PostgresListener, when set, serves the direct PostgreSQL listener
+	// even when listen.postgres is empty.
+	PostgresListener net.Listener
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -62,6 +65,7 @@ type App struct {
 	policy   atomic.Pointer[policy.Policy]
 	sshLn    net.Listener
 	httpLn   net.Listener
+	pgLn     net.Listener // nil without listen.postgres
 	httpSrv  *http.Server
 	console  *console.Console // nil when disabled
 	now      func() time.Time
@@ -196,7 +200,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.sshLn, a.httpLn = opt.SSHListener, opt.HTTPListener
+	a.sshLn, a.httpLn, a.pgLn = opt.SSHListener, opt.HTTPListener, opt.PostgresListener
 	return a, nil
 }
 
@@ -261,7 +265,14 @@ func (a *App) Start() error {
 			return fmt.Errorf("listen.http: %w", err)
 		}
 	}
-	info := ca.Info{SSHAddress: a.publicSSH(), Scopes: a.Config.OIDC.Scopes}
+	if a.pgLn == nil && a.Config.Listen.Postgres != "" {
+		if a.pgLn, err = net.Listen("tcp", a.Config.Listen.Postgres); err != nil {
+			a.sshLn.Close()
+			a.httpLn.Close()
+			return fmt.Errorf("listen.postgres: %w", err)
+		}
+	}
+	info := ca.Info{SSHAddress: a.publicSSH(), PostgresAddress: a.publicPostgres(), Scopes: a.Config.OIDC.Scopes}
 	caSrv, err := ca.NewServer(ca.ServerConfig{
 		Authority: a.Authority, Verifier: a.Verifier, Auditor: certAuditor{a},
 		Info: info, Logger: a.Log.With("component", "ca"),
@@ -313,6 +324,15 @@ func (a *App) Start() error {
 		defer a.wg.Done()
 		a.purgeLoop()
 	}()
+	if a.pgLn != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.SSH.ServePostgres(a.pgLn, postgresNames(a.Config)); err != nil {
+				a.Log.Error("postgres listener", "err", err)
+			}
+		}()
+	}
 	a.Log.Info("bastion started", "ssh", a.sshLn.Addr().String(), "http", a.httpLn.Addr().String(), "data_dir", a.Config.DataDir)
 	return nil
 }
@@ -320,6 +340,14 @@ func (a *App) Start() error {
 // SSHAddr and HTTPAddr are the listening addresses after Start.
 func (a *App) SSHAddr() string  { return a.sshLn.Addr().String() }
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// PostgresAddr is the direct PostgreSQL listener's address ("" without one).
+func (a *App) PostgresAddr() string {
+	if a.pgLn == nil {
+		return ""
+	}
+	return a.pgLn.Addr().String()
+}
 
 func (a *App) httpAddrs() []net.Addr {
 	if a.httpLn == nil {
@@ -387,6 +415,32 @@ func (a *App) publicSSH() string {
 		return fmt.Sprintf(":%d", addr.Port)
 	}
 	return addr.String()
+}
+
+// publicPostgres is the direct PostgreSQL listener's address clients are
+// told to use ("" without one).
+func (a *App) publicPostgres() string {
+	if a.pgLn == nil {
+		return ""
+	}
+	if a.Config.Public.Postgres != "" {
+		return a.Config.Public.Postgres
+	}
+	addr := a.pgLn.Addr().(*net.TCPAddr)
+	if addr.IP.IsUnspecified() {
+		return fmt.Sprintf(":%d", addr.Port)
+	}
+	return addr.String()
+}
+
+// postgresNames are the names in the direct PostgreSQL listener's
+// certificate: public.postgres's host and the SSH host names.
+func postgresNames(cfg *config.Config) []string {
+	names := hostNames(cfg)
+	if h, _, err := net.SplitHostPort(cfg.Public.Postgres); err == nil && h != "" {
+		names = append([]string{h}, names...)
+	}
+	return names
 }
 
 func hostNames(cfg *config.Config) []string {

@@ -14,8 +14,11 @@ package login
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -92,6 +95,13 @@ type State struct {
 	InAgent        bool      `json:"in_agent"`
 	Serial         string    `json:"serial"`
 	ValidBefore    time.Time `json:"valid_before"`
+	// PostgresAddress is the bastion's direct PostgreSQL listener
+	// (host:port), and the DB paths the login's client certificate, its
+	// key and the CA that verifies the listener; empty without a listener.
+	PostgresAddress string `json:"postgres_address,omitempty"`
+	DBCertPath      string `json:"db_cert_path,omitempty"`
+	DBKeyPath       string `json:"db_key_path,omitempty"`
+	DBCAPath        string `json:"db_ca_path,omitempty"`
 }
 
 // File names inside the client directory.
@@ -100,6 +110,11 @@ const (
 	clientCertFile  = "id_ed25519-cert.pub"
 	knownHostsFile  = "known_hosts"
 	clientStateFile = "state.json"
+	// The direct PostgreSQL listener's credentials (libpq's sslcert,
+	// sslkey and sslrootcert).
+	dbCertFile = "postgres.crt"
+	dbKeyFile  = "postgres.key"
+	dbCAFile   = "postgres-ca.pem"
 )
 
 // DefaultDir is $XDG_CONFIG_HOME/bastion, else ~/.config/bastion.
@@ -184,6 +199,13 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	req := ca.CertRequest{IDToken: token, PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))}
+	var db *dbCreds
+	if info.PostgresAddress != "" {
+		if db, err = newDBKey(); err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		req.DBPublicKey = string(db.pubPEM)
+	}
 	if cfg.TTL > 0 {
 		req.TTL = cfg.TTL.String()
 	}
@@ -199,10 +221,57 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	if !ok || !bytes.Equal(cert.Key.Marshal(), sshPub.Marshal()) {
 		return nil, errors.New("login: the bastion's certificate is not for the key we sent")
 	}
-	return install(cfg, info, base.String(), priv, cert, resp)
+	if db != nil {
+		if err := db.check(resp); err != nil {
+			return nil, fmt.Errorf("login: %w", err)
+		}
+	}
+	return install(cfg, info, base.String(), priv, cert, resp, db)
 }
 
-func install(cfg LoginConfig, info ca.Info, baseURL string, priv ed25519.PrivateKey, cert *ssh.Certificate, resp ca.CertResponse) (*State, error) {
+// dbCreds is the key of a login's database client certificate.
+type dbCreds struct {
+	keyPEM, pubPEM []byte
+	pub            *ecdsa.PublicKey
+}
+
+func newDBKey() (*dbCreds, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	pder, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &dbCreds{
+		keyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		pubPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}),
+		pub:    &key.PublicKey,
+	}, nil
+}
+
+// check makes sure the bastion answered with a certificate for our key.
+func (d *dbCreds) check(resp ca.CertResponse) error {
+	blk, _ := pem.Decode([]byte(resp.DBCertificate))
+	if blk == nil || resp.DBCA == "" {
+		return errors.New("the bastion has a PostgreSQL listener but sent no database certificate")
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return fmt.Errorf("the bastion sent an unreadable database certificate: %w", err)
+	}
+	if k, ok := c.PublicKey.(*ecdsa.PublicKey); !ok || !k.Equal(d.pub) {
+		return errors.New("the bastion's database certificate is not for the key we sent")
+	}
+	return nil
+}
+
+func install(cfg LoginConfig, info ca.Info, baseURL string, priv ed25519.PrivateKey, cert *ssh.Certificate, resp ca.CertResponse, db *dbCreds) (*State, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
@@ -237,6 +306,18 @@ func install(cfg LoginConfig, info ca.Info, baseURL string, priv ed25519.Private
 	}
 	if err := replaceFile(st.KnownHostsPath, []byte(info.HostCA+"\n")); err != nil {
 		return nil, err
+	}
+	if db != nil {
+		st.PostgresAddress = info.PostgresAddress
+		st.DBCertPath, st.DBKeyPath, st.DBCAPath = filepath.Join(cfg.Dir, dbCertFile), filepath.Join(cfg.Dir, dbKeyFile), filepath.Join(cfg.Dir, dbCAFile)
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{st.DBKeyPath, db.keyPEM}, {st.DBCertPath, []byte(resp.DBCertificate)}, {st.DBCAPath, []byte(resp.DBCA)}} {
+			if err := replaceFile(f.path, f.data); err != nil {
+				return nil, err
+			}
+		}
 	}
 	sb, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

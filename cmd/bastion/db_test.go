@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/login"
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
+	"github.com/bastionhq/bastion/recorder/asciicast"
+)
+
+// dbWorldYAML gives the CI workload (group etl) the database pg1 as app,
+// blocks DROP and masks the card column.
+const dbWorldYAML = `  - {name: etl-db, groups: [etl], targets: [pg1], db_users: [app], databases: [shop]}
+rules:
+  - {name: no-drop, on: sql, match: {statements: [drop]}, action: block}
+  - {name: card-columns, on: sql_result, match: {columns: ["card"]}, action: mask}
+`
+
+const dbSeed = `CREATE TABLE customers (id int, name text, card text);
+INSERT INTO customers VALUES (1, 'Ada', '4111 1111 1111 1111'), (2, 'Bob', '5500 0000 0000 0004');
+ALTER TABLE customers OWNER TO app;`
+
+// TestDirectPostgresListener is issue 15's direct listener end to end: a
+// CI job logs in with its workload token, `bastion db env` gives stock psql
+// (and pgx, and psycopg) everything for sslmode=verify-full, and the
+// connection goes through the same guardrails as ssh -L: masked rows, DROP
+// refused with 42501 before it reaches PostgreSQL, a recorded session. The
+// login's client certificate is refused by PostgreSQL itself, and an
+// expired one, none, or a plaintext connection by the bastion, each with
+// a reason.
+func TestDirectPostgresListener(t *testing.T) {
+	testenv.RequirePostgres(t)
+	var pg *testenv.Postgres
+	var keys *ca.Keys
+	w := newWorldListen(t, `, postgres: "127.0.0.1:0"`, func(k *ca.Keys) []string {
+		keys = k
+		pg = testenv.StartPostgres(t, testenv.PostgresOptions{
+			ClientCA:  &testenv.PostgresCA{Cert: k.DBCA.Cert, Key: k.DBCA.Key, PEM: k.DBCA.PEM},
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": dbSeed},
+		})
+		pgCA := filepath.Join(t.TempDir(), "pg-ca.pem")
+		os.WriteFile(pgCA, pg.ServerCA.PEM, 0o600)
+		return []string{fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`, pg.Addr, pgCA)}
+	}, dbWorldYAML)
+	psql := pg.Tool(t, "psql")
+
+	claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+	tok, err := w.ci.MintIDToken(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 || !strings.Contains(r.Stderr, "bastion db env") {
+		t.Fatalf("login: %s", r)
+	}
+	dir := filepath.Join(w.home, ".config", "bastion")
+	st, err := login.LoadState(dir)
+	if err != nil || st.PostgresAddress != w.app.PostgresAddr() {
+		t.Fatalf("login state: %+v, %v (listener %s)", st, err, w.app.PostgresAddr())
+	}
+
+	// The shell a CI step runs: eval the environment, then plain psql.
+	shell := func(t *testing.T, script string) testenv.Result {
+		t.Helper()
+		cmd := w.cli([]string{"BIN=" + os.Args[0], "PSQL=" + psql, "PSQLRC=/dev/null"}, "")
+		env := cmd.Env
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		c := exec.CommandContext(ctx, "bash", "-c", `bastion() { "$BIN" "$@"; }; psql() { "$PSQL" -X "$@"; }; `+script)
+		c.Env = env
+		var out, errb bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		r := testenv.Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.Code = ee.ExitCode()
+		}
+		return r
+	}
+	env := `eval "$(bastion db env pg1 --db shop --user app)" && `
+
+	t.Run("masked rows", func(t *testing.T) {
+		r := shell(t, env+`psql -At -v ON_ERROR_STOP=1 -c 'SELECT name, card FROM customers ORDER BY id'`)
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "Ada|********\nBob|********" {
+			t.Fatalf("psql SELECT: %s", r)
+		}
+	})
+	t.Run("drop refused", func(t *testing.T) {
+		r := shell(t, env+`psql -At -v VERBOSITY=verbose -c 'DROP TABLE customers'`)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "42501") || !strings.Contains(r.Stderr, "no-drop") {
+			t.Fatalf("DROP TABLE: want 42501 naming the rule: %s", r)
+		}
+		if got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM customers"); len(got) != 1 || got[0] != "2" {
+			t.Fatalf("the table after a refused DROP: %v", got)
+		}
+	})
+	t.Run("pgx verify-full", func(t *testing.T) {
+		r := w.run(nil, "db", "url", "pg1", "--db", "shop", "--user", "app")
+		if r.Code != 0 {
+			t.Fatalf("db url: %s", r)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, strings.TrimSpace(r.Stdout))
+		if err != nil {
+			t.Fatalf("pgx: %v", err)
+		}
+		defer conn.Close(ctx)
+		var card string
+		if err := conn.QueryRow(ctx, "SELECT card FROM customers WHERE id = 1").Scan(&card); err != nil || card != "********" {
+			t.Fatalf("pgx: card %q, %v", card, err)
+		}
+	})
+	t.Run("psycopg verify-full", func(t *testing.T) {
+		if exec.Command("/usr/bin/python3", "-c", "import psycopg").Run() != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("python3-psycopg is not installed (.ci/run installs it)")
+			}
+			t.Skip("python3-psycopg is not installed")
+		}
+		r := shell(t, env+`/usr/bin/python3 -c 'import psycopg
+with psycopg.connect("") as c:
+    print(c.execute("SELECT name, card FROM customers WHERE id = 2").fetchone())'`)
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "('Bob', '********')" {
+			t.Fatalf("psycopg: %s", r)
+		}
+	})
+
+	// Presented to PostgreSQL itself, the login's certificate is worth
+	// nothing: PostgreSQL trusts only the database CA.
+	t.Run("certificate refused by PostgreSQL", func(t *testing.T) {
+		root := filepath.Join(t.TempDir(), "pg-ca.pem")
+		os.WriteFile(root, pg.ServerCA.PEM, 0o600)
+		r := testenv.Run(t, 60*time.Second, "", psql, "-X", "-At", "-c", "SELECT 1", fmt.Sprintf(
+			"host=%s port=%d user=app dbname=shop sslmode=verify-full sslcert=%s sslkey=%s sslrootcert=%s connect_timeout=20",
+			pg.Host, pg.Port, st.DBCertPath, st.DBKeyPath, root))
+		if r.Code == 0 || !strings.Contains(r.Stderr, "unknown ca") {
+			t.Fatalf("PostgreSQL accepted the bastion client certificate: %s", r)
+		}
+	})
+
+	// Refusals by the bastion say why.
+	host, port := hostOf(st.PostgresAddress), strings.TrimPrefix(st.PostgresAddress, hostOf(st.PostgresAddress)+":")
+	connect := func(t *testing.T, extra string) testenv.Result {
+		return testenv.Run(t, 60*time.Second, "", psql, "-X", "-At", "-c", "SELECT 1", fmt.Sprintf(
+			"host=%s port=%s user=app dbname=pg1/shop sslrootcert=%s connect_timeout=20 %s", host, port, st.DBCAPath, extra))
+	}
+	t.Run("expired certificate refused", func(t *testing.T) {
+		past := time.Now().Add(-2 * time.Hour)
+		a, err := ca.New(ca.Config{Keys: keys, Now: func() time.Time { return past }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := a.Stamp(ca.Identity{User: "ci-etl", Issuer: w.ci.Issuer(), Subject: "repo:acme/etl:ref:refs/heads/main", Groups: []string{"etl"}, Workload: true}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c, err := a.SignDBAccess(id, key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := t.TempDir()
+		der, _ := x509.MarshalPKCS8PrivateKey(key)
+		os.WriteFile(filepath.Join(d, "k"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		os.WriteFile(filepath.Join(d, "c"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o600)
+		r := connect(t, fmt.Sprintf("sslmode=verify-full sslcert=%s sslkey=%s", filepath.Join(d, "c"), filepath.Join(d, "k")))
+		if r.Code == 0 || !strings.Contains(r.Stderr, "expired") || !strings.Contains(r.Stderr, "bastion login") {
+			t.Fatalf("expired certificate: %s", r)
+		}
+	})
+	t.Run("no certificate refused", func(t *testing.T) {
+		r := connect(t, "sslmode=verify-full sslcert=/nonexistent sslkey=/nonexistent")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "no client certificate") {
+			t.Fatalf("no certificate: %s", r)
+		}
+	})
+	t.Run("plaintext refused", func(t *testing.T) {
+		r := connect(t, "sslmode=disable")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "TLS connections only") {
+			t.Fatalf("plaintext: %s", r)
+		}
+	})
+
+	// Every connection was a recorded session of the workload on pg1, with
+	// the statements in its transcript and the refusal marked.
+	t.Run("recorded", func(t *testing.T) {
+		var transcript strings.Builder
+		testenv.WaitFor(t, 30*time.Second, "four ended sessions of ci-etl on pg1", func() bool {
+			transcript.Reset()
+			sessions, err := w.app.Store.Sessions(recorder.SessionFilter{Target: "pg1", User: "ci-etl"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ended := 0
+			for _, s := range sessions {
+				if s.Status == recorder.StatusEnded {
+					ended++
+					w.app.Store.Events(s.ID, func(ev asciicast.Event) error {
+						transcript.WriteString(ev.Data)
+						return nil
+					})
+				}
+			}
+			return ended >= 4
+		})
+		for _, want := range []string{"SELECT name, card FROM customers", "blocked by rule no-drop", "********"} {
+			if !strings.Contains(transcript.String(), want) {
+				t.Errorf("the recordings lack %q:\n%s", want, transcript.String())
+			}
+		}
+		if strings.Contains(transcript.String(), "4111") {
+			t.Errorf("a card number reached the recording")
+		}
+		var direct int
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			if ev.Type == "forward.start" && ev.Fields["via"] == "postgres listener" && ev.Target == "pg1" {
+				direct++
+			}
+			return nil
+		})
+		if direct < 4 {
+			t.Errorf("%d audited listener sessions, want at least 4", direct)
+		}
+	})
+}

@@ -1,0 +1,63 @@
+package login
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// PGEnv is the libpq environment (PGHOST, PGPORT, PGSSLMODE, PGSSLCERT,
+// PGSSLKEY, PGSSLROOTCERT, PGUSER, PGDATABASE) that reaches target's
+// database through the bastion's direct PostgreSQL listener with the
+// login's client certificate: sslmode=verify-full against the CA the login
+// wrote, and the database named "TARGET/DATABASE", which is how the
+// listener picks the target. user defaults to the login's name, database
+// to user (as PostgreSQL does).
+func PGEnv(st *State, target, database, user string) ([][2]string, error) {
+	if st.PostgresAddress == "" || st.DBCertPath == "" {
+		return nil, errors.New("this bastion has no PostgreSQL listener (listen.postgres), or the login predates it: run `bastion login` again")
+	}
+	if target == "" || strings.ContainsAny(target, "/ \t\n") {
+		return nil, fmt.Errorf("target %q: want a target name", target)
+	}
+	host, port, err := net.SplitHostPort(st.PostgresAddress)
+	if err != nil {
+		return nil, fmt.Errorf("postgres address %q: %w", st.PostgresAddress, err)
+	}
+	if user == "" {
+		user = st.User
+	}
+	if database == "" {
+		database = user
+	}
+	return [][2]string{
+		{"PGHOST", host}, {"PGPORT", port}, {"PGSSLMODE", "verify-full"},
+		{"PGSSLCERT", st.DBCertPath}, {"PGSSLKEY", st.DBKeyPath}, {"PGSSLROOTCERT", st.DBCAPath},
+		{"PGUSER", user}, {"PGDATABASE", target + "/" + database},
+	}, nil
+}
+
+// PGURL is PGEnv as a connection URI (postgresql://user@host:port/db?...),
+// for drivers that take one.
+func PGURL(st *State, target, database, user string) (string, error) {
+	env, err := PGEnv(st, target, database, user)
+	if err != nil {
+		return "", err
+	}
+	v := map[string]string{}
+	for _, kv := range env {
+		v[kv[0]] = kv[1]
+	}
+	q := url.Values{}
+	q.Set("sslmode", v["PGSSLMODE"])
+	q.Set("sslcert", v["PGSSLCERT"])
+	q.Set("sslkey", v["PGSSLKEY"])
+	q.Set("sslrootcert", v["PGSSLROOTCERT"])
+	u := url.URL{Scheme: "postgresql", User: url.User(v["PGUSER"]), Host: net.JoinHostPort(v["PGHOST"], v["PGPORT"]),
+		Path: "/" + v["PGDATABASE"], RawQuery: q.Encode()}
+	// The database contains '/', which a URI path must escape.
+	u.RawPath = "/" + url.PathEscape(v["PGDATABASE"])
+	return u.String(), nil
+}
