@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,23 @@ func TestDirectPostgresListener(t *testing.T) {
 		if err := conn.QueryRow(ctx, "SELECT card FROM customers WHERE id = 1").Scan(&card); err != nil || card != "********" {
 			t.Fatalf("pgx: card %q, %v", card, err)
 		}
+		// A CancelRequest (sent in the clear, on a connection of its own)
+		// reaches the backend running the statement.
+		done := make(chan error, 1)
+		go func() {
+			_, err := conn.Exec(ctx, "SELECT pg_sleep(60)")
+			done <- err
+		}()
+		testenv.WaitFor(t, 20*time.Second, "pg_sleep running", func() bool {
+			got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'")
+			return len(got) == 1 && got[0] == "1"
+		})
+		if err := conn.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "57014") {
+			t.Fatalf("cancelled statement: %v, want 57014", err)
+		}
 	})
 	t.Run("psycopg verify-full", func(t *testing.T) {
 		if exec.Command("/usr/bin/python3", "-c", "import psycopg").Run() != nil {
@@ -185,6 +203,16 @@ with psycopg.connect("") as c:
 		r := connect(t, fmt.Sprintf("sslmode=verify-full sslcert=%s sslkey=%s", filepath.Join(d, "c"), filepath.Join(d, "k")))
 		if r.Code == 0 || !strings.Contains(r.Stderr, "expired") || !strings.Contains(r.Stderr, "bastion login") {
 			t.Fatalf("expired certificate: %s", r)
+		}
+	})
+	t.Run("revoked certificate refused", func(t *testing.T) {
+		serial, _ := strconv.ParseUint(st.Serial, 10, 64)
+		if err := w.app.Store.Revoke(serial, "test", "leaked"); err != nil {
+			t.Fatal(err)
+		}
+		r := shell(t, env+`psql -At -c 'SELECT 1'`)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "has been revoked") {
+			t.Fatalf("revoked certificate: %s", r)
 		}
 	})
 	t.Run("no certificate refused", func(t *testing.T) {

@@ -295,10 +295,16 @@ func (a *App) Start() error {
 	}
 	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	httpLn := a.httpLn
+	pgNames := postgresNames(a.Config)
 	if t := a.Config.TLS; t != nil {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
+		}
+		if cert.Leaf != nil {
+			// Clients reach the PostgreSQL listener by the login URL's host
+			// unless public.postgres says otherwise.
+			pgNames = append(pgNames, cert.Leaf.DNSNames...)
 		}
 		httpLn = tls.NewListener(httpLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	} else if !isLoopback(a.httpLn.Addr()) {
@@ -328,7 +334,7 @@ func (a *App) Start() error {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if err := a.SSH.ServePostgres(a.pgLn, postgresNames(a.Config)); err != nil {
+			if err := a.SSH.ServePostgres(a.pgLn, pgNames); err != nil {
 				a.Log.Error("postgres listener", "err", err)
 			}
 		}()
@@ -434,7 +440,8 @@ func (a *App) publicPostgres() string {
 }
 
 // postgresNames are the names in the direct PostgreSQL listener's
-// certificate: public.postgres's host and the SSH host names.
+// certificate: public.postgres's host and the SSH host names (Start adds
+// the HTTP certificate's).
 func postgresNames(cfg *config.Config) []string {
 	names := hostNames(cfg)
 	if h, _, err := net.SplitHostPort(cfg.Public.Postgres); err == nil && h != "" {
