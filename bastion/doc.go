@@ -31,6 +31,12 @@
 //	"direct-tcpip" to a tcp target     → forward (route.go): a byte relay
 //	"direct-tcpip" to a postgres target→ forward, then postgres (postgres.go): the
 //	                                     PostgreSQL-aware relay of package pgproxy
+//	the PostgreSQL listener            → ServePostgres (pglisten.go): TLS and the
+//	                                     StartupMessage (pgproxy.Accept); the client
+//	                                     certificate from the database-client CA is
+//	                                     the identity (ca.VerifyDBAccess, revocation),
+//	                                     dbname=TARGET/DATABASE the target; then the
+//	                                     same beginForward and postgres as a forward
 //
 // Anything else is refused with a reason naming the role or rule. Routing
 // is by target name only; addresses are never dialled as given

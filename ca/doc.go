@@ -14,6 +14,9 @@
 //	HostCA    signs the bastion's host certificate and the per-target host certificates
 //	          it shows when it intercepts ssh -J (clients' @cert-authority line)
 //	DBCA      X.509: per-session PostgreSQL client certificates (the server's ssl_ca_file)
+//	DBClientCA X.509: a login's client certificate for the bastion's PostgreSQL listener,
+//	          that listener's server certificate, and SQL API access tokens (dbaccess.go);
+//	          no database trusts it, so a login's certificate never opens a database directly
 //	HostKey   the bastion's own SSH host key, certified by HostCA at start
 //	SealKey   signs recording seals and audit checkpoints
 //

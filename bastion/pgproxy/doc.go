@@ -15,7 +15,10 @@
 //
 // The SSH server calls Serve (or New once and Proxy.Serve) on each channel to a
 // `kind: postgres` target, with a Config whose callbacks are bound to that session: it
-// knows nothing of SSH, the CA, the policy engine or the recorder. Startup:
+// knows nothing of SSH, the CA, the policy engine or the recorder. The bastion's own
+// PostgreSQL listener first calls Accept (direct.go: TLS required, the StartupMessage
+// read so the caller can learn who and which target) and then Serve on Front.Conn, which
+// replays the StartupMessage. Startup:
 //
 //   - SSLRequest is answered 'S' and TLS with Config.ServerTLS, or 'N' when it is nil;
 //     bytes pipelined behind an SSLRequest drop the connection (CVE-2021-23214).
