@@ -331,7 +331,7 @@ Host *
 	return nil
 }
 
-const bastionConfig = `listen: {ssh: "{{.SSH}}", http: "{{.HTTP}}"}
+const bastionConfig = `listen: {ssh: "{{.SSH}}", http: "{{.HTTP}}"{{if .PGListen}}, postgres: "{{.PGListen}}"{{end}}}
 data_dir: {{.DataDir}}
 log: {level: warn}
 oidc: {issuer: "{{.Issuer}}", client_id: bastion}
@@ -391,7 +391,7 @@ func (e *env) writeBastionConfig(sshAddr, httpAddr string) error {
 		"UserKey": e.variant.userKey, "StoreDSN": e.variant.storeDSN,
 	}
 	if e.pg != nil {
-		data["PG"], data["PGCA"] = e.pg.addr, e.pg.serverCAFile
+		data["PG"], data["PGCA"], data["PGListen"] = e.pg.addr, e.pg.serverCAFile, e.pg.listenAddr
 	}
 	if err := template.Must(template.New("").Parse(bastionConfig)).Execute(&buf, data); err != nil {
 		return err

@@ -183,6 +183,9 @@ func run(opt options) error {
 		if name == "cat" && r.Mark != markError {
 			rows[name] = append(rows[name], e.benchStored())
 		}
+		if name == "pgbench" && r.Mark != markError && e.pg != nil {
+			rows[name] = append(rows[name], e.benchPgbenchListener())
+		}
 		if name == "cat" && opt.diagnose && r.Mark != markError {
 			rows[name] = append(rows[name], e.diagnoseCat()...)
 		}

@@ -3,7 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/localsvc"
 )
 
@@ -26,6 +32,10 @@ type pgEnv struct {
 	keyFile      string
 	rootFile     string
 	pgbench      string
+	// The bastion's PostgreSQL listener and alice's login credentials for
+	// it (a client certificate from the database-client CA).
+	listenAddr                        string
+	listenCert, listenKey, listenRoot string
 }
 
 // setupPostgres starts PostgreSQL 15 with the bastion's database CA as its
@@ -92,6 +102,9 @@ func (e *env) setupPostgres() (err error) {
 		return err
 	}
 	pe.serverCAFile = pe.rootFile
+	if err := e.listenerCredentials(pe); err != nil {
+		return err
+	}
 	init := exec.Command(pe.pgbench, "-i", "-s", "2", "-q", pe.directConn(p.Port))
 	if out, err := init.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
@@ -155,6 +168,101 @@ func (e *env) benchPgbench() result {
 	return r
 }
 
+// listenerCredentials picks the listener's port and writes alice's client
+// certificate for it, as `bastion login` would.
+func (e *env) listenerCredentials(pe *pgEnv) error {
+	port, err := localsvc.FreeLoopbackPort()
+	if err != nil {
+		return err
+	}
+	pe.listenAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	id, err := e.auth.Stamp(ca.Identity{User: benchUser, Issuer: e.idp.Issuer(), Subject: "u-alice", Groups: []string{"bench"}}, 4*time.Hour)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	cert, err := e.auth.SignDBAccess(id, key.Public())
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(e.dir, "pg-listener")
+	os.MkdirAll(dir, 0o700)
+	pe.listenCert, pe.listenKey, pe.listenRoot = filepath.Join(dir, "postgres.crt"), filepath.Join(dir, "postgres.key"), filepath.Join(dir, "postgres-ca.pem")
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{pe.listenCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})},
+		{pe.listenKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})},
+		{pe.listenRoot, e.keys.DBClientCA.PEM},
+	} {
+		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// benchPgbenchListener runs pgbench -S through the bastion's PostgreSQL
+// listener (TLS with alice's login certificate, every statement judged and
+// masked, the bastion's own TLS upstream) against pgbench straight to
+// PostgreSQL over TLS with a client certificate: no bastion at all.
+func (e *env) benchPgbenchListener() result {
+	r := result{
+		Workload: "`pgbench -S` through the PostgreSQL listener (no ssh), every statement parsed, masking on",
+		Baseline: "`pgbench -S` to PostgreSQL directly over TLS",
+		Goal:     ">= 0.8x TPS",
+	}
+	var base, bast []float64
+	for round := range e.opt.rounds {
+		var got [2]float64
+		for _, s := range order(round) {
+			conn := e.pg.directConn(e.pg.pg.Port)
+			if s == viaBastion {
+				host, port, _ := net.SplitHostPort(e.pg.listenAddr)
+				conn = fmt.Sprintf("host=%s port=%s user=bench dbname=pg1/bench sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s",
+					host, port, e.pg.listenRoot, e.pg.listenCert, e.pg.listenKey)
+			}
+			tps, _, err := e.pgbenchRun(s, conn)
+			if err != nil {
+				return failed(r, err)
+			}
+			got[s] = tps
+			logf("  pgbench (listener) round %d %s: %.0f TPS", round+1, s, tps)
+		}
+		base, bast = append(base, got[baseline]), append(bast, got[viaBastion])
+	}
+	rs := ratios(bast, base)
+	r.Base = fmt.Sprintf("%s TPS", fmtNum(median(base)))
+	r.Bastion = fmt.Sprintf("%s TPS", fmtNum(median(bast)))
+	r.Ratio = ratioCell(rs)
+	r.Mark = mark(median(rs) >= 0.8)
+	return r
+}
+
+// pgbenchRun runs pgbench -S on conn and returns its TPS and transactions.
+func (e *env) pgbenchRun(s side, conn string) (float64, int64, error) {
+	secs := int(e.opt.pgTime / time.Second)
+	out, err := exec.Command(e.pg.pgbench, "-S", "-n", "-c", strconv.Itoa(e.opt.pgClients), "-j", "2", "-T", strconv.Itoa(max(secs, 1)), conn).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s pgbench: %v\n%s", s, err, out)
+	}
+	m, n := tpsRe.FindSubmatch(out), txRe.FindSubmatch(out)
+	if m == nil || n == nil {
+		return 0, 0, fmt.Errorf("%s pgbench: no TPS in its output:\n%s", s, out)
+	}
+	tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	tx, _ := strconv.ParseInt(string(n[1]), 10, 64)
+	return tps, tx, nil
+}
+
 var (
 	tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 	txRe  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
@@ -186,17 +294,9 @@ func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err
 	if !localsvc.WaitListening(fmt.Sprintf("127.0.0.1:%d", lport), nil, 20*time.Second) {
 		return 0, 0, 0, fmt.Errorf("%s -L for pgbench did not listen: %s", s, fwdErr.String())
 	}
-	secs := int(e.opt.pgTime / time.Second)
-	out, err := exec.Command(e.pg.pgbench, "-S", "-n", "-c", strconv.Itoa(e.opt.pgClients), "-j", "2", "-T", strconv.Itoa(max(secs, 1)), conn).CombinedOutput()
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("%s pgbench: %v\n%s\nssh: %s", s, err, out, fwdErr.String())
+	if tps, tx, err = e.pgbenchRun(s, conn); err != nil {
+		return 0, 0, 0, fmt.Errorf("%w\nssh: %s", err, fwdErr.String())
 	}
-	m, n := tpsRe.FindSubmatch(out), txRe.FindSubmatch(out)
-	if m == nil || n == nil {
-		return 0, 0, 0, fmt.Errorf("%s pgbench: no TPS in its output:\n%s", s, out)
-	}
-	tps, _ = strconv.ParseFloat(string(m[1]), 64)
-	tx, _ = strconv.ParseInt(string(n[1]), 10, 64)
 	stopSSH(fwd)
 	cpu, err = e.cpuEnd(s, c0)
 	return tps, tx, cpu, err
