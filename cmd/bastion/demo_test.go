@@ -260,6 +260,11 @@ func (h *demoHarness) database(fwd string, cmds []string) {
 	if r.code != 0 || !strings.Contains(r.out, "Ada Lovelace") {
 		t.Errorf("the table is gone after the blocked DROP: %s", r)
 	}
+	// The same through the PostgreSQL listener, with the login's certificate.
+	r = h.sh(find(t, cmds, func(c string) bool { return strings.HasPrefix(c, "eval ") && strings.Contains(c, "db env") }))
+	if r.code != 0 || !strings.Contains(r.out, "Ada Lovelace") || strings.Contains(r.out, "4111 1111 1111 1111") {
+		t.Errorf("psql through the PostgreSQL listener: want the customers with masked cards: %s", r)
+	}
 }
 
 // shResult is a finished shell command.

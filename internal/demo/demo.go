@@ -107,9 +107,12 @@ type Demo struct {
 	IssuerURL  string // http://127.0.0.1:8444
 	TargetAddr string // the demo SSH target
 	DBAddr     string // the demo PostgreSQL; empty without it
-	DBVersion  string
-	DBSkipped  string   // why there is no database, when there is none
-	Notes      []string // fallbacks and warnings worth showing
+	// PostgresAddr is the bastion's PostgreSQL listener (with the demo
+	// database only).
+	PostgresAddr string
+	DBVersion    string
+	DBSkipped    string   // why there is no database, when there is none
+	Notes        []string // fallbacks and warnings worth showing
 
 	// App is the bastion, started through internal/app as `bastion serve` does.
 	App *app.App
@@ -249,6 +252,14 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		}
 	}
 
+	var pgLn net.Listener
+	if d.DBAddr != "" {
+		// The bastion's own PostgreSQL listener, for programs (no ssh -L).
+		if pgLn, err = d.listen("bastion PostgreSQL", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		d.PostgresAddr = pgLn.Addr().String()
+	}
 	if err := d.writeConfig(hostKeyLine); err != nil {
 		return nil, err
 	}
@@ -256,7 +267,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: the generated config does not load: %w", err)
 	}
-	d.App, err = app.New(bcfg, app.Options{Logger: d.Logger, SSHListener: sshLn, HTTPListener: httpLn, Now: cfg.Now})
+	d.App, err = app.New(bcfg, app.Options{Logger: d.Logger, SSHListener: sshLn, HTTPListener: httpLn, PostgresListener: pgLn, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}

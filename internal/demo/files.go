@@ -18,7 +18,7 @@ var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap
 # LOCAL USE ONLY: the identity provider below signs in anyone who can reach it,
 # as any demo user, and the demo target runs a shell as the user who started the demo.
 
-listen: {ssh: {{q .SSHAddr}}, http: {{q .HTTPAddr}}}
+listen: {ssh: {{q .SSHAddr}}, http: {{q .HTTPAddr}}{{if .PGAddr}}, postgres: {{q .PGAddr}}{{end}}}
 data_dir: {{q .DataDir}}    # CA keys (ca/, 0600) and the recordings (bastion.db); kept between runs
 
 oidc:
@@ -72,7 +72,7 @@ func (d *Demo) writeConfig(hostKeyLine string) error {
 		"Issuer": d.IssuerURL, "ClientID": ClientID,
 		"Target": TargetName, "TargetAddr": d.TargetAddr, "HostKey": hostKeyLine, "Login": TargetLogin,
 		"DBTarget": DBTarget, "DBAddr": d.DBAddr, "DBVersion": d.DBVersion, "DBUser": DBUser, "DBName": DBName,
-		"DBCAFile": filepath.Join(d.DataDir, "ca", "db_ca.pem"),
+		"DBCAFile": filepath.Join(d.DataDir, "ca", "db_ca.pem"), "PGAddr": d.PostgresAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: config: %w", err)

@@ -106,6 +106,11 @@ func (d *Demo) Guide(o GuideOptions) string {
 		cmd("ssh -F %s -f -N -o ExitOnForwardFailure=yes -L %d:%s:%s %s", sshCfg, LocalDBPort, DBTarget, dbPort, sshHost)
 		cmd("psql 'host=127.0.0.1 port=%d user=%s dbname=%s' -c 'SELECT * FROM customers'", LocalDBPort, DBUser, DBName)
 		cmd("psql 'host=127.0.0.1 port=%d user=%s dbname=%s' -c 'DROP TABLE customers'", LocalDBPort, DBUser, DBName)
+		if d.PostgresAddr != "" {
+			p("   Programs need no ssh: the login also wrote a certificate for the bastion's PostgreSQL")
+			p("   listener (%s); the same rules apply:", d.PostgresAddr)
+			cmd("eval \"$(%s db env %s --db %s --user %s)\"; psql -c 'SELECT * FROM customers'", cli, DBTarget, DBName, DBUser)
+		}
 		p("")
 		step++
 	}
