@@ -256,6 +256,9 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		Created: now, Expires: now.Add(d.Timeout),
 	})
 	ss.marker(fmt.Sprintf("bastion: statement held for approval (request %s, rule %s): %s", ap.ID, d.Rule, st.Normalized))
+	if ss.onHold != nil {
+		ss.onHold(ap.ID)
+	}
 	return pgproxy.Verdict{
 		Action: pgproxy.Hold, Rule: d.Rule, RequestID: ap.ID,
 		Message: fmt.Sprintf("held for approval by rule %s (%s): an approver (%s) runs `bastion approve %s`; waiting up to %s",

@@ -40,6 +40,9 @@ type session struct {
 
 	// stderr, when set, receives the reason the bastion ends the session.
 	stderr io.Writer
+	// onHold, when set, learns the approval request a statement waits for
+	// (the SQL API answers 202 with it).
+	onHold func(requestID string)
 
 	recMu sync.Mutex
 	rec   Recording

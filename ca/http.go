@@ -83,6 +83,9 @@ type Info struct {
 	// PostgresAddress is the direct PostgreSQL listener clients use
 	// (host:port); empty when the bastion has none.
 	PostgresAddress string `json:"postgres_address,omitempty"`
+	// SQLAPI says the bastion answers POST /v1/sql: login then asks for
+	// an access token.
+	SQLAPI bool `json:"sql_api,omitempty"`
 }
 
 // CertRequest is the body of a POST to PathCertificate.

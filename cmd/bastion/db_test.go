@@ -7,8 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/login"
 	"github.com/bastionhq/bastion/internal/testenv"
@@ -29,9 +32,12 @@ import (
 // dbWorldYAML gives the CI workload (group etl) the database pg1 as app,
 // blocks DROP and masks the card column.
 const dbWorldYAML = `  - {name: etl-db, groups: [etl], targets: [pg1], db_users: [app], databases: [shop]}
+  - {name: db-approvers, groups: [sec], approve: [pg1]}
 rules:
   - {name: no-drop, on: sql, match: {statements: [drop]}, action: block}
+  - {name: hold-updates, on: sql, match: {statements: [update]}, action: approve, approvers: [db-approvers], timeout: 5m}
   - {name: card-columns, on: sql_result, match: {columns: ["card"]}, action: mask}
+sql_api: {enabled: true, rate: 1000, burst: 100}
 `
 
 const dbSeed = `CREATE TABLE customers (id int, name text, card text);
@@ -205,6 +211,7 @@ with psycopg.connect("") as c:
 			t.Fatalf("expired certificate: %s", r)
 		}
 	})
+	t.Run("SQL API", func(t *testing.T) { testSQLAPI(t, w, st, pg) })
 	t.Run("revoked certificate refused", func(t *testing.T) {
 		serial, _ := strconv.ParseUint(st.Serial, 10, 64)
 		if err := w.app.Store.Revoke(serial, "test", "leaked"); err != nil {
@@ -269,4 +276,95 @@ with psycopg.connect("") as c:
 			t.Errorf("%d audited listener sessions, want at least 4", direct)
 		}
 	})
+}
+
+// testSQLAPI is the CI job's loop over POST /v1/sql with the access token
+// login wrote: 50 chunked requests, each its own session and audit record,
+// cards masked; a DROP refused; an UPDATE held (202), approved by alice,
+// then answered at the status URL.
+func testSQLAPI(t *testing.T, w *world, st *login.State, pg *testenv.Postgres) {
+	tok, err := os.ReadFile(st.AccessTokenPath)
+	if err != nil {
+		t.Fatalf("access token: %v (state %+v)", err, st)
+	}
+	call := func(method, path, token string, req any) (int, bastion.SQLResponse) {
+		t.Helper()
+		var body bytes.Buffer
+		json.NewEncoder(&body).Encode(req)
+		hr, _ := http.NewRequest(method, w.url()+path, &body)
+		hr.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bastion.SQLResponse
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s %s: %d, %v", method, path, resp.StatusCode, err)
+		}
+		return resp.StatusCode, out
+	}
+	token := strings.TrimSpace(string(tok))
+	q := func(sql string) bastion.SQLRequest {
+		return bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: sql, MaxRows: 1}
+	}
+	sessions := map[string]bool{}
+	for i := range 50 {
+		code, r := call("POST", bastion.PathSQL, token, q(fmt.Sprintf("SELECT id, name, card FROM customers ORDER BY id OFFSET %d", i%2)))
+		if code != 200 || r.Status != "ok" || len(r.Rows) != 1 || *r.Rows[0][2] != "********" || r.Truncated != (i%2 == 0) {
+			t.Fatalf("request %d: %d %+v", i, code, r)
+		}
+		sessions[r.SessionID] = true
+	}
+	if len(sessions) != 50 {
+		t.Errorf("%d sessions for 50 requests", len(sessions))
+	}
+	code, r := call("POST", bastion.PathSQL, token, q("DROP TABLE customers"))
+	if code != 422 || r.Error == nil || r.Error.SQLState != "42501" || !strings.Contains(r.Error.Message, "no-drop") {
+		t.Fatalf("DROP: %d %+v", code, r)
+	}
+	if code, r := call("POST", bastion.PathSQL, "bat1.forged.x", q("SELECT 1")); code != 401 || !strings.Contains(r.Error.Message, "access token refused") {
+		t.Fatalf("forged token: %d %+v", code, r)
+	}
+
+	code, r = call("POST", bastion.PathSQL, token, q("UPDATE customers SET name = 'Ada L.' WHERE id = 1"))
+	if code != 202 || r.Status != "held" || r.RequestID == "" || r.StatusURL == "" {
+		t.Fatalf("UPDATE: want 202 held: %d %+v", code, r)
+	}
+	if code, _ := call("GET", r.StatusURL, token, nil); code != 202 {
+		t.Fatalf("status before the decision: %d", code)
+	}
+	// alice, an approver, decides from her own login.
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	atok, _ := w.idp.MintIDToken(claims)
+	alice := []string{"XDG_CONFIG_HOME=" + filepath.Join(w.home, "alice"), "T=" + atok}
+	if lr := w.run(alice, "login", "--bastion", w.url(), "--id-token-env", "T"); lr.Code != 0 {
+		t.Fatalf("alice login: %s", lr)
+	}
+	if ar := w.run(alice, "approve", r.RequestID); ar.Code != 0 {
+		t.Fatalf("approve: %s", ar)
+	}
+	var final bastion.SQLResponse
+	testenv.WaitFor(t, 30*time.Second, "the held UPDATE's answer", func() bool {
+		var code int
+		code, final = call("GET", r.StatusURL, token, nil)
+		return code != 202
+	})
+	if final.Status != "ok" || len(final.Tags) != 1 || final.Tags[0] != "UPDATE 1" {
+		t.Fatalf("the approved UPDATE: %+v", final)
+	}
+	if got := pg.QueryStrings(t, "shop", "SELECT name FROM customers WHERE id = 1"); len(got) != 1 || got[0] != "Ada L." {
+		t.Fatalf("after the approved UPDATE: %v", got)
+	}
+
+	var audited int
+	w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+		if ev.Type == "forward.start" && ev.Fields["via"] == "sql api" {
+			audited++
+		}
+		return nil
+	})
+	if audited != 52 {
+		t.Errorf("%d audited SQL API sessions, want 52", audited)
+	}
 }

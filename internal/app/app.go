@@ -272,7 +272,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("listen.postgres: %w", err)
 		}
 	}
-	info := ca.Info{SSHAddress: a.publicSSH(), PostgresAddress: a.publicPostgres(), Scopes: a.Config.OIDC.Scopes}
+	info := ca.Info{SSHAddress: a.publicSSH(), PostgresAddress: a.publicPostgres(), SQLAPI: a.Config.SQLAPI.Enabled, Scopes: a.Config.OIDC.Scopes}
 	caSrv, err := ca.NewServer(ca.ServerConfig{
 		Authority: a.Authority, Verifier: a.Verifier, Auditor: certAuditor{a},
 		Info: info, Logger: a.Log.With("component", "ca"),
@@ -282,6 +282,9 @@ func (a *App) Start() error {
 	}
 	mux := http.NewServeMux()
 	caSrv.Register(mux)
+	if c := a.Config.SQLAPI; c.Enabled {
+		a.SSH.SQLHandler(mux, bastion.SQLAPIConfig{Rate: c.Rate, Burst: c.Burst, MaxRows: c.MaxRows, Timeout: c.Timeout.D})
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintln(w, "ok")

@@ -49,6 +49,7 @@ type Config struct {
 	Log       LogConfig  `yaml:"log"`
 	TLS       *TLSConfig `yaml:"tls"` // HTTPS for the HTTP listener
 	Console   Console    `yaml:"console"`
+	SQLAPI    SQLAPI     `yaml:"sql_api"`
 }
 
 // Console configures the web console at / on the HTTP listener.
@@ -101,6 +102,15 @@ func (p *StorePostgres) ResolveDSN() string {
 		return os.Getenv(p.DSNEnv)
 	}
 	return p.DSN
+}
+
+// SQLAPI is POST /v1/sql, the per-request SQL API on the HTTP listener.
+type SQLAPI struct {
+	Enabled bool     `yaml:"enabled"`
+	Rate    float64  `yaml:"rate"`     // requests per second per identity; default 10
+	Burst   int      `yaml:"burst"`    // requests an identity may make at once; default 20
+	MaxRows int      `yaml:"max_rows"` // the most rows one answer holds; default 10000
+	Timeout Duration `yaml:"timeout"`  // one request's run time, approval waits not counted; default 60s
 }
 
 // CA says where the CA keys live. A key without a URI is the file in
@@ -385,6 +395,16 @@ func (c *Config) setDefaults() {
 	defd(&c.Sessions.ShutdownGrace, 30*time.Second)
 	defd(&c.Sessions.StartupTimeout, 30*time.Second)
 	defd(&c.Recording.FlushInterval, 200*time.Millisecond)
+	defd(&c.SQLAPI.Timeout, time.Minute)
+	if c.SQLAPI.Rate == 0 {
+		c.SQLAPI.Rate = 10
+	}
+	if c.SQLAPI.Burst == 0 {
+		c.SQLAPI.Burst = 20
+	}
+	if c.SQLAPI.MaxRows == 0 {
+		c.SQLAPI.MaxRows = 10000
+	}
 	if c.Sessions.EnvAllow == nil {
 		c.Sessions.EnvAllow = []string{"LANG", "LC_*", "TERM"}
 	}
@@ -463,6 +483,7 @@ func (c *Config) Validate() error {
 	v.store(c)
 	v.audit(c)
 	v.log(c)
+	v.sqlAPI(c)
 	if len(v.errs) > 0 {
 		return v.errs
 	}
@@ -509,6 +530,21 @@ func (v *validator) listen(c *Config) {
 		if c.Listen.Postgres == "" {
 			v.bad("public.postgres", "set without listen.postgres")
 		}
+	}
+}
+
+func (v *validator) sqlAPI(c *Config) {
+	if c.SQLAPI.Rate < 0 {
+		v.bad("sql_api.rate", "%v must be positive", c.SQLAPI.Rate)
+	}
+	if c.SQLAPI.Burst < 0 {
+		v.bad("sql_api.burst", "%d must be positive", c.SQLAPI.Burst)
+	}
+	if c.SQLAPI.MaxRows < 0 || c.SQLAPI.MaxRows > 1000000 {
+		v.bad("sql_api.max_rows", "%d out of range 1..1000000", c.SQLAPI.MaxRows)
+	}
+	if c.SQLAPI.Timeout.D < 0 {
+		v.bad("sql_api.timeout", "must be positive")
 	}
 }
 

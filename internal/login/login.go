@@ -102,6 +102,9 @@ type State struct {
 	DBCertPath      string `json:"db_cert_path,omitempty"`
 	DBKeyPath       string `json:"db_key_path,omitempty"`
 	DBCAPath        string `json:"db_ca_path,omitempty"`
+	// AccessTokenPath holds the SQL API's bearer token (POST /v1/sql),
+	// valid as long as the login; empty when the bastion has no SQL API.
+	AccessTokenPath string `json:"access_token_path,omitempty"`
 }
 
 // File names inside the client directory.
@@ -115,6 +118,8 @@ const (
 	dbCertFile = "postgres.crt"
 	dbKeyFile  = "postgres.key"
 	dbCAFile   = "postgres-ca.pem"
+	// accessTokenFile is the SQL API's bearer token.
+	accessTokenFile = "access_token"
 )
 
 // DefaultDir is $XDG_CONFIG_HOME/bastion, else ~/.config/bastion.
@@ -206,6 +211,7 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 		}
 		req.DBPublicKey = string(db.pubPEM)
 	}
+	req.AccessToken = info.SQLAPI
 	if cfg.TTL > 0 {
 		req.TTL = cfg.TTL.String()
 	}
@@ -225,6 +231,9 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 		if err := db.check(resp); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
 		}
+	}
+	if info.SQLAPI && resp.AccessToken == "" {
+		return nil, errors.New("login: the bastion has a SQL API but sent no access token")
 	}
 	return install(cfg, info, base.String(), priv, cert, resp, db)
 }
@@ -306,6 +315,12 @@ func install(cfg LoginConfig, info ca.Info, baseURL string, priv ed25519.Private
 	}
 	if err := replaceFile(st.KnownHostsPath, []byte(info.HostCA+"\n")); err != nil {
 		return nil, err
+	}
+	if resp.AccessToken != "" {
+		st.AccessTokenPath = filepath.Join(cfg.Dir, accessTokenFile)
+		if err := replaceFile(st.AccessTokenPath, []byte(resp.AccessToken+"\n")); err != nil {
+			return nil, err
+		}
 	}
 	if db != nil {
 		st.PostgresAddress = info.PostgresAddress

@@ -1,0 +1,155 @@
+package pgproxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Query is the PostgreSQL client of the bastion's SQL API: it speaks to
+// Serve over an in-memory connection, so a statement sent through the API
+// takes exactly the path of one sent by psql (startup checks, rules,
+// masking, holds, transcript, audit) and comes back as values.
+
+// QueryResult is what Query read: the last result set's columns and rows
+// (text format, already masked; nil is NULL), capped at the row limit.
+type QueryResult struct {
+	Columns   []string
+	Rows      [][]*string
+	Truncated bool     // more rows than the limit were returned by the server
+	Tags      []string // command tags, in order
+	Notices   []string
+}
+
+// QueryError is an ErrorResponse: a refused startup (Fatal) or a failed,
+// blocked or denied statement.
+type QueryError struct {
+	Fatal    bool
+	SQLState string
+	Message  string
+	Detail   string
+	Hint     string
+}
+
+func (e *QueryError) Error() string { return e.SQLState + ": " + e.Message }
+
+// Query connects over conn as user to database (the startup Serve
+// answers), runs sql with the simple protocol and returns its last result
+// set, keeping at most maxRows rows. A statement error is a *QueryError
+// (the others in sql before it still ran). conn is closed.
+func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRows int) (*QueryResult, error) {
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	w := bufio.NewWriter(conn)
+	out := appendStartupPacket(nil, 3<<16, [][2]string{{"user", user}, {"database", database}, {"application_name", "bastion sql api"}})
+	if _, err := w.Write(out); err != nil {
+		return nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	mr := newMsgReader(bufio.NewReader(conn), defaultMaxMessage, &backendTypesClient, "server")
+	res := &QueryResult{}
+	var stmtErr *QueryError
+	sent := false
+	for {
+		typ, body, err := mr.next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("pgproxy: query: %w", err)
+		}
+		switch typ {
+		case 'R':
+			if len(body) < 4 || binary.BigEndian.Uint32(body) != 0 {
+				return nil, errors.New("pgproxy: query: the proxy asked for authentication")
+			}
+		case 'E':
+			fields, err := decodeErrorFields(typ, body)
+			if err != nil {
+				return nil, err
+			}
+			qe := &QueryError{SQLState: fieldValue(fields, 'C'), Message: fieldValue(fields, 'M'), Detail: fieldValue(fields, 'D'), Hint: fieldValue(fields, 'H')}
+			if !sent || fieldValue(fields, 'S') == "FATAL" {
+				qe.Fatal = true
+				return nil, qe
+			}
+			if stmtErr == nil {
+				stmtErr = qe
+			}
+		case 'N':
+			if fields, err := decodeErrorFields(typ, body); err == nil {
+				res.Notices = append(res.Notices, fieldValue(fields, 'M'))
+			}
+		case 'T':
+			fields, err := decodeRowDescription(body)
+			if err != nil {
+				return nil, err
+			}
+			res.Columns, res.Rows, res.Truncated = res.Columns[:0], nil, false
+			for _, f := range fields {
+				res.Columns = append(res.Columns, f.name)
+			}
+		case 'D':
+			if len(res.Rows) >= maxRows {
+				res.Truncated = true
+				continue
+			}
+			row, err := decodeTextRow(body)
+			if err != nil {
+				return nil, err
+			}
+			res.Rows = append(res.Rows, row)
+		case 'C':
+			tag, err := decodeCommandComplete(body)
+			if err != nil {
+				return nil, err
+			}
+			res.Tags = append(res.Tags, tag)
+		case 'Z':
+			if sent {
+				w.Write([]byte{'X', 0, 0, 0, 4})
+				w.Flush()
+				if stmtErr != nil {
+					return res, stmtErr
+				}
+				return res, nil
+			}
+			sent = true
+			if _, err := w.Write(appendQuery(nil, sql)); err != nil {
+				return nil, err
+			}
+			if err := w.Flush(); err != nil {
+				return nil, err
+			}
+		case 'S', 'K', 'I', 'A':
+		default:
+			return nil, protoErr("server", typ, "unexpected in a simple query")
+		}
+	}
+}
+
+// backendTypesClient are the messages Query accepts.
+var backendTypesClient = *typeSet("RSKZTDCIENA")
+
+// decodeTextRow decodes a DataRow's values.
+func decodeTextRow(body []byte) ([]*string, error) {
+	c := cursor{b: body}
+	n := c.u16("column count")
+	row := make([]*string, 0, n)
+	for i := 0; i < n && c.fail == ""; i++ {
+		v, null := c.value("value")
+		if null {
+			row = append(row, nil)
+			continue
+		}
+		s := string(v)
+		row = append(row, &s)
+	}
+	return row, c.done("server", 'D')
+}

@@ -1,0 +1,325 @@
+package bastion
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/bastionhq/bastion/bastion/pgproxy"
+	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/safetext"
+)
+
+// The per-request SQL API: POST /v1/sql with a bearer access token (`bastion
+// login` writes it) runs one SQL text on a PostgreSQL target and answers
+// JSON. Each request is a session of its own — its own upstream connection
+// and certificate, recording and audit records — that goes through the same
+// pgproxy path as psql: pgproxy.Query speaks to Serve over an in-memory
+// connection. A statement held for approval answers 202 with the request ID
+// and a status URL; the statement keeps waiting and the status URL gives
+// the result once it is decided.
+
+// API paths.
+const (
+	PathSQL       = "/v1/sql"
+	PathSQLStatus = "/v1/sql/{id}"
+)
+
+// SQLRequest is the body of POST /v1/sql.
+type SQLRequest struct {
+	Target   string `json:"target"`
+	Database string `json:"database"`
+	User     string `json:"user"`
+	SQL      string `json:"sql"`
+	MaxRows  int    `json:"max_rows,omitempty"` // default and cap: SQLAPIConfig.MaxRows
+}
+
+// SQLResponse is the answer: the last result set's columns and rows (text,
+// masked; null is NULL), or the statement's error, or (202) the approval
+// request the statement waits for.
+type SQLResponse struct {
+	SessionID string      `json:"session_id"`
+	Status    string      `json:"status"` // "ok", "error", "held"
+	Columns   []string    `json:"columns,omitempty"`
+	Rows      [][]*string `json:"rows,omitempty"`
+	Truncated bool        `json:"truncated,omitempty"`
+	Tags      []string    `json:"tags,omitempty"`
+	Notices   []string    `json:"notices,omitempty"`
+	Error     *SQLError   `json:"error,omitempty"`
+	RequestID string      `json:"request_id,omitempty"` // the approval request (held)
+	StatusURL string      `json:"status_url,omitempty"` // poll it (held)
+}
+
+// SQLError is a refused or failed statement or connection.
+type SQLError struct {
+	SQLState string `json:"sqlstate,omitempty"`
+	Message  string `json:"message"`
+	Detail   string `json:"detail,omitempty"`
+	Hint     string `json:"hint,omitempty"`
+}
+
+// SQLAPIConfig limits the SQL API.
+type SQLAPIConfig struct {
+	Rate    float64       // requests per second per identity; default 10
+	Burst   int           // default 20
+	MaxRows int           // rows one answer holds at most; default 10000
+	Timeout time.Duration // a statement's run time, approval waits not counted; default 60s
+}
+
+type sqlAPI struct {
+	s   *Server
+	cfg SQLAPIConfig
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+	held     map[string]*heldSQL // by session ID
+}
+
+// heldSQL is a statement that waits for an approval.
+type heldSQL struct {
+	owner string // issuer + subject
+	done  chan struct{}
+	resp  SQLResponse
+	code  int
+}
+
+// SQLHandler serves the SQL API (PathSQL, PathSQLStatus) on mux.
+func (s *Server) SQLHandler(mux *http.ServeMux, cfg SQLAPIConfig) {
+	if cfg.Rate == 0 {
+		cfg.Rate = 10
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 20
+	}
+	if cfg.MaxRows == 0 {
+		cfg.MaxRows = 10000
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Minute
+	}
+	api := &sqlAPI{s: s, cfg: cfg, limiters: map[string]*rate.Limiter{}, held: map[string]*heldSQL{}}
+	mux.HandleFunc("POST "+PathSQL, api.query)
+	mux.HandleFunc("GET "+PathSQLStatus, api.status)
+}
+
+func writeSQL(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func sqlFail(w http.ResponseWriter, code int, format string, args ...any) {
+	writeSQL(w, code, SQLResponse{Status: "error", Error: &SQLError{Message: fmt.Sprintf(format, args...)}})
+}
+
+// authenticate reads the bearer access token.
+func (api *sqlAPI) authenticate(r *http.Request) (ca.Identity, int, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ca.Identity{}, http.StatusUnauthorized, errors.New("no access token: send Authorization: Bearer <the access_token file `bastion login` wrote>")
+	}
+	id, err := api.s.cfg.Authority.VerifyAccessToken(strings.TrimSpace(tok))
+	if err != nil {
+		return ca.Identity{}, http.StatusUnauthorized, err
+	}
+	if api.s.cfg.Revocations.IsRevoked(id.Serial) {
+		return ca.Identity{}, http.StatusUnauthorized, fmt.Errorf("the login (serial %d) has been revoked", id.Serial)
+	}
+	return id, 0, nil
+}
+
+func owner(id ca.Identity) string { return id.Issuer + "\x00" + id.Subject }
+
+func (api *sqlAPI) allow(id ca.Identity) bool {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	l := api.limiters[owner(id)]
+	if l == nil {
+		if len(api.limiters) > 10000 {
+			clear(api.limiters) // bounded memory; a reset only forgives
+		}
+		l = rate.NewLimiter(rate.Limit(api.cfg.Rate), api.cfg.Burst)
+		api.limiters[owner(id)] = l
+	}
+	return l.Allow()
+}
+
+func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
+	s := api.s
+	id, code, err := api.authenticate(r)
+	if err != nil {
+		sqlFail(w, code, "%v", err)
+		return
+	}
+	if !api.allow(id) {
+		w.Header().Set("Retry-After", "1")
+		sqlFail(w, http.StatusTooManyRequests, "rate limit: at most %g requests per second (burst %d) per identity", api.cfg.Rate, api.cfg.Burst)
+		return
+	}
+	var req SQLRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		sqlFail(w, http.StatusBadRequest, "body: %v", err)
+		return
+	}
+	if req.SQL == "" || req.Target == "" || req.Database == "" || req.User == "" {
+		sqlFail(w, http.StatusBadRequest, "target, database, user and sql are required")
+		return
+	}
+	maxRows := api.cfg.MaxRows
+	if req.MaxRows > 0 && req.MaxRows < maxRows {
+		maxRows = req.MaxRows
+	}
+	pol := s.cfg.Policy()
+	t, ok := pol.Target(req.Target)
+	if !ok || t.Kind != policy.KindPostgres {
+		sqlFail(w, http.StatusNotFound, "%q is not a configured PostgreSQL target", safetext.Printable(req.Target))
+		return
+	}
+	_, tport, _ := net.SplitHostPort(t.Address)
+	port, _ := strconv.Atoi(tport)
+	if _, err := pol.CheckForward(policyIdentity(id), t.Name, port, port); err != nil {
+		s.audit(Event{Type: "channel.refuse", Identity: id, Target: t.Name, Outcome: "refused", Reason: err.Error(), Fields: map[string]string{"channel": "sql api"}})
+		sqlFail(w, http.StatusForbidden, "%v", err)
+		return
+	}
+
+	// The session outlives the HTTP request when its statement is held.
+	ctx, cancel := context.WithCancel(context.Background())
+	fields := map[string]string{"via": "sql api"}
+	sid := newSessionID()
+	up, err := s.dialForward(ctx, sid, id, t, port, fields)
+	if err != nil {
+		cancel()
+		sqlFail(w, http.StatusBadGateway, "%v", err)
+		return
+	}
+	client, server := net.Pipe()
+	remote := r.RemoteAddr
+	ss, err := s.beginForward(ctx, sid, id, t, sqlAddr(remote), up, server.Close, fields)
+	if ss == nil || err != nil {
+		if ss != nil {
+			ss.finish()
+		}
+		cancel()
+		up.Close()
+		server.Close()
+		client.Close()
+		if err == nil {
+			err = errShutdown
+		}
+		sqlFail(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	held := make(chan string, 1)
+	ss.onHold = func(requestID string) {
+		select {
+		case held <- requestID: // the first hold answers 202
+		default:
+		}
+	}
+	go func() {
+		defer ss.finish()
+		s.postgresForward(ss, server, up, t, port)
+	}()
+	type answer struct {
+		resp SQLResponse
+		code int
+	}
+	done := make(chan answer, 1)
+	// The statement's own run time is bounded; a hold stops the clock.
+	timer := time.AfterFunc(api.cfg.Timeout, func() { ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout)) })
+	go func() {
+		defer cancel()
+		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows)
+		timer.Stop()
+		a := answer{SQLResponse{SessionID: sid, Status: "ok"}, http.StatusOK}
+		var qe *pgproxy.QueryError
+		switch {
+		case errors.As(err, &qe):
+			a.resp.Status, a.resp.Error = "error", &SQLError{SQLState: qe.SQLState, Message: qe.Message, Detail: qe.Detail, Hint: qe.Hint}
+			a.code = http.StatusUnprocessableEntity // the statement failed or was refused
+			if qe.Fatal {
+				a.code = http.StatusForbidden // the connection was refused
+			}
+		case err != nil:
+			a.resp.Status, a.resp.Error, a.code = "error", &SQLError{Message: err.Error()}, http.StatusBadGateway
+		}
+		if res != nil {
+			a.resp.Columns, a.resp.Rows, a.resp.Truncated, a.resp.Tags, a.resp.Notices = res.Columns, res.Rows, res.Truncated, res.Tags, res.Notices
+		}
+		done <- a
+	}()
+	select {
+	case a := <-done:
+		writeSQL(w, a.code, a.resp)
+	case reqID := <-held:
+		timer.Stop()
+		h := &heldSQL{owner: owner(id), done: make(chan struct{})}
+		api.mu.Lock()
+		api.held[sid] = h
+		api.mu.Unlock()
+		go func() {
+			a := <-done
+			h.resp, h.code = a.resp, a.code
+			close(h.done)
+			// An answer nobody fetches is dropped after a while.
+			time.AfterFunc(heldAnswerTTL, func() {
+				api.mu.Lock()
+				delete(api.held, sid)
+				api.mu.Unlock()
+			})
+		}()
+		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: reqID,
+			StatusURL: strings.Replace(PathSQLStatus, "{id}", sid, 1)})
+	}
+}
+
+// heldAnswerTTL is how long the answer of a held statement waits to be fetched.
+const heldAnswerTTL = time.Hour
+
+func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
+	id, code, err := api.authenticate(r)
+	if err != nil {
+		sqlFail(w, code, "%v", err)
+		return
+	}
+	sid := r.PathValue("id")
+	api.mu.Lock()
+	h := api.held[sid]
+	api.mu.Unlock()
+	if h == nil || h.owner != owner(id) {
+		sqlFail(w, http.StatusNotFound, "no held statement %s of yours (answers are given once)", safetext.Printable(sid))
+		return
+	}
+	select {
+	case <-h.done:
+		api.mu.Lock()
+		delete(api.held, sid)
+		api.mu.Unlock()
+		writeSQL(w, h.code, h.resp)
+	default:
+		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", StatusURL: r.URL.Path})
+	}
+}
+
+// sqlAddr is the HTTP client's address as a net.Addr for the session.
+func sqlAddr(remote string) net.Addr {
+	if a, err := net.ResolveTCPAddr("tcp", remote); err == nil {
+		return a
+	}
+	return &net.TCPAddr{}
+}
