@@ -3,6 +3,10 @@ package bastion
 import (
 	"strings"
 	"testing"
+
+	"golang.org/x/time/rate"
+
+	"github.com/bastionhq/bastion/ca"
 )
 
 var pgDatabaseCases = []struct {
@@ -48,4 +52,16 @@ func FuzzParsePGDatabase(f *testing.F) {
 			t.Fatalf("%q split as %q %q", s, target, db)
 		}
 	})
+}
+
+// The SQL API's rate limit is per identity (issuer and subject).
+func TestSQLAPIRateLimit(t *testing.T) {
+	api := &sqlAPI{cfg: SQLAPIConfig{Rate: 0.001, Burst: 2}, limiters: map[string]*rate.Limiter{}}
+	a, b := ca.Identity{Issuer: "i", Subject: "a"}, ca.Identity{Issuer: "i", Subject: "b"}
+	if !api.allow(a) || !api.allow(a) || api.allow(a) {
+		t.Fatal("a: want two requests, then a refusal")
+	}
+	if !api.allow(b) {
+		t.Fatal("b is limited by a's requests")
+	}
 }

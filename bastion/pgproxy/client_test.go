@@ -1,0 +1,110 @@
+package pgproxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+)
+
+// serverSays is what a proxy might answer: after the startup, AuthOk and
+// ReadyForQuery; then the given messages.
+func serverSays(msgs ...[]byte) []byte {
+	out := appendAuthOK(nil)
+	out = appendReadyForQuery(out, 'I')
+	for _, m := range msgs {
+		out = append(out, m...)
+	}
+	return out
+}
+
+func dataRow(vals ...*string) []byte {
+	b, start := beginMsg(nil, 'D')
+	b = binary.BigEndian.AppendUint16(b, uint16(len(vals)))
+	for _, v := range vals {
+		if v == nil {
+			b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+			continue
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(*v)))
+		b = append(b, *v...)
+	}
+	return endMsg(b, start)
+}
+
+func commandComplete(tag string) []byte {
+	b, start := beginMsg(nil, 'C')
+	return endMsg(appendCString(b, tag), start)
+}
+
+// runQuery plays server bytes to Query over loopback TCP, half-closing
+// after them, and returns Query's result.
+func runQuery(t testing.TB, in []byte, maxRows int) (*QueryResult, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	go func() {
+		server.Write(in)
+		server.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, server)
+	}()
+	return Query(context.Background(), client, "app", "shop", "SELECT 1", maxRows)
+}
+
+func TestQuery(t *testing.T) {
+	one, two := "1", "2"
+	rd := appendRowDescription(nil, []fieldDesc{{name: "x", typeOID: 23, typeSize: 4, typmod: -1}})
+	res, err := runQuery(t, serverSays(rd, dataRow(&one), dataRow(&two), dataRow(nil), commandComplete("SELECT 3"), appendReadyForQuery(nil, 'I')), 2)
+	if err != nil || len(res.Rows) != 2 || *res.Rows[1][0] != "2" || !res.Truncated || res.Tags[0] != "SELECT 3" || res.Columns[0] != "x" {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	blocked := errorMsg('E', "ERROR", "42501", "bastion: statement blocked by rule \"no-drop\"", "", "")
+	_, err = runQuery(t, serverSays(blocked, appendReadyForQuery(nil, 'I')), 10)
+	var qe *QueryError
+	if !errors.As(err, &qe) || qe.Fatal || qe.SQLState != "42501" {
+		t.Fatalf("blocked: %v", err)
+	}
+	fatal := errorMsg('E', "FATAL", "28000", "bastion: no role allows", "", "")
+	if _, err = runQuery(t, fatal, 10); !errors.As(err, &qe) || !qe.Fatal {
+		t.Fatalf("refused startup: %v", err)
+	}
+	for name, in := range map[string][]byte{
+		"auth request":   {'R', 0, 0, 0, 8, 0, 0, 0, 3},
+		"unknown type":   {'?', 0, 0, 0, 4},
+		"short row":      serverSays(rd, []byte{'D', 0, 0, 0, 6, 0, 1}),
+		"truncated":      serverSays(rd)[:5],
+		"negative value": serverSays(rd, []byte{'D', 0, 0, 0, 10, 0, 1, 0xff, 0xff, 0xff, 0xf0}),
+		"no ready":       appendAuthOK(nil),
+	} {
+		if res, err := runQuery(t, in, 10); err == nil {
+			t.Errorf("%s: accepted: %+v", name, res)
+		}
+	}
+}
+
+func FuzzQuery(f *testing.F) {
+	one := "1"
+	rd := appendRowDescription(nil, []fieldDesc{{name: "x", typeOID: 23, typeSize: 4, typmod: -1}})
+	f.Add(serverSays(rd, dataRow(&one), commandComplete("SELECT 1"), appendReadyForQuery(nil, 'I')))
+	f.Add(serverSays(errorMsg('E', "ERROR", "42501", "blocked", "", ""), appendReadyForQuery(nil, 'I')))
+	f.Add([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		res, err := runQuery(t, in, 3)
+		if err == nil && (res == nil || len(res.Rows) > 3) {
+			t.Fatalf("%+v", res)
+		}
+	})
+}
