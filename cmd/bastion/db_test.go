@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/ca"
@@ -212,6 +213,7 @@ with psycopg.connect("") as c:
 		}
 	})
 	t.Run("SQL API", func(t *testing.T) { testSQLAPI(t, w, st, pg) })
+	t.Run("MCP", func(t *testing.T) { testMCP(t, w, st) })
 	t.Run("revoked certificate refused", func(t *testing.T) {
 		serial, _ := strconv.ParseUint(st.Serial, 10, 64)
 		if err := w.app.Store.Revoke(serial, "test", "leaked"); err != nil {
@@ -366,5 +368,74 @@ func testSQLAPI(t *testing.T, w *world, st *login.State, pg *testenv.Postgres) {
 	})
 	if audited != 52 {
 		t.Errorf("%d audited SQL API sessions, want 52", audited)
+	}
+}
+
+// testMCP: the SDK's own client lists bastion mcp's tools, describes the
+// database, queries it (cards masked), and a DROP comes back as a tool
+// error naming the rule.
+func testMCP(t *testing.T, w *world, st *login.State) {
+	t.Setenv("HOME", w.home) // remote() reads the login's files as the CLI would
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st2 := *st
+	st2.BastionURL = w.url()
+	st2.SSHAddress = w.app.SSHAddr()
+	ct, stt := mcp.NewInMemoryTransports()
+	if _, err := newMCPServer(&st2).Connect(ctx, stt, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test-agent", Version: "v0"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	if strings.Join(names, ",") != "describe,list_targets,query" {
+		t.Fatalf("tools %v", names)
+	}
+	text := func(r *mcp.CallToolResult) string {
+		var b strings.Builder
+		for _, c := range r.Content {
+			if tc, ok := c.(*mcp.TextContent); ok {
+				b.WriteString(tc.Text)
+			}
+		}
+		return b.String()
+	}
+	call := func(name string, args map[string]any) *mcp.CallToolResult {
+		t.Helper()
+		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return r
+	}
+	db := map[string]any{"target": "pg1", "database": "shop", "user": "app"}
+	if r := call("list_targets", map[string]any{}); r.IsError || !strings.Contains(text(r), `"pg1"`) {
+		t.Errorf("list_targets: %s", text(r))
+	}
+	if r := call("describe", db); r.IsError || !strings.Contains(text(r), "customers") {
+		t.Errorf("describe: %s", text(r))
+	}
+	q := func(sql string) map[string]any {
+		m := map[string]any{"sql": sql}
+		for k, v := range db {
+			m[k] = v
+		}
+		return m
+	}
+	if r := call("query", q("SELECT name, card FROM customers ORDER BY id")); r.IsError || !strings.Contains(text(r), "********") || strings.Contains(text(r), "4111") {
+		t.Errorf("query: %s", text(r))
+	}
+	if r := call("query", q("DROP TABLE customers")); !r.IsError || !strings.Contains(text(r), "no-drop") || !strings.Contains(text(r), "42501") {
+		t.Errorf("DROP through MCP: want a tool error naming the rule: %s", text(r))
 	}
 }

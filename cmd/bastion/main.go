@@ -28,6 +28,7 @@ func commands() []command {
 		{"demo", "[--dir DIR] [--ssh ADDR] [--http ADDR] [--idp ADDR] [--no-postgres]", "start a complete local setup for a first look", runDemo},
 		{"login", "--bastion URL [--device | --id-token-env VAR | --id-token-file F] [--ttl D]", "log in and get a short-lived SSH certificate", runLogin},
 		{"db", "env|url|psql TARGET [--db D] [--user U]", "reach a PostgreSQL target through the direct listener with the login's certificate", runDB},
+		{"mcp", "[--bastion URL]", "serve MCP on stdio: an LLM agent's database tools, through the SQL API", runMCP},
 		{"ssh-config", "[--bastion URL]", "print ssh_config lines for this bastion and its targets", runSSHConfig},
 		{"ca", "export --user|--target|--host|--db|--dbclient|--seal | init --KIND --key URI | revoke SERIAL", "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate", runCA},
 		{"sessions", "[--user U] [--target T] [--since D] [--json]", "list recorded sessions", thin("sessions")},
