@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -158,6 +159,9 @@ func (api *sqlAPI) allow(id ca.Identity) bool {
 
 func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	s := api.s
+	// The answer may take as long as the statement may run, beyond the
+	// HTTP server's own write timeout.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(api.cfg.Timeout + 30*time.Second))
 	id, code, err := api.authenticate(r)
 	if err != nil {
 		sqlFail(w, code, "%v", err)
@@ -241,7 +245,11 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	}
 	done := make(chan answer, 1)
 	// The statement's own run time is bounded; a hold stops the clock.
-	timer := time.AfterFunc(api.cfg.Timeout, func() { ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout)) })
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(api.cfg.Timeout, func() {
+		timedOut.Store(true)
+		ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout))
+	})
 	go func() {
 		defer cancel()
 		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows)
@@ -255,6 +263,8 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 			if qe.Fatal {
 				a.code = http.StatusForbidden // the connection was refused
 			}
+		case err != nil && timedOut.Load():
+			a.resp.Status, a.resp.Error, a.code = "error", &SQLError{SQLState: "57014", Message: fmt.Sprintf("bastion: the SQL API's time limit (sql_api.timeout, %s) was reached", api.cfg.Timeout)}, http.StatusGatewayTimeout
 		case err != nil:
 			a.resp.Status, a.resp.Error, a.code = "error", &SQLError{Message: err.Error()}, http.StatusBadGateway
 		}
