@@ -111,6 +111,12 @@ func TestDirectPostgresListener(t *testing.T) {
 			t.Fatalf("psql SELECT: %s", r)
 		}
 	})
+	t.Run("db psql", func(t *testing.T) {
+		r := shell(t, `PATH="$(dirname "$PSQL"):$PATH" bastion db psql pg1 --db shop --user app -- -X -At -c 'SELECT count(*) FROM customers'`)
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "2" {
+			t.Fatalf("bastion db psql: %s", r)
+		}
+	})
 	t.Run("drop refused", func(t *testing.T) {
 		r := shell(t, env+`psql -At -v VERBOSITY=verbose -c 'DROP TABLE customers'`)
 		if r.Code == 0 || !strings.Contains(r.Stderr, "42501") || !strings.Contains(r.Stderr, "no-drop") {
