@@ -39,7 +39,7 @@ func PGEnv(st *State, target, database, user string) ([][2]string, error) {
 	}, nil
 }
 
-// PGURL is PGEnv as a connection URI (postgresql://user@host:port/db?...),
+// PGURL is PGEnv as a connection URI (postgres://user@host:port/db?...),
 // for drivers that take one.
 func PGURL(st *State, target, database, user string) (string, error) {
 	env, err := PGEnv(st, target, database, user)
@@ -55,7 +55,7 @@ func PGURL(st *State, target, database, user string) (string, error) {
 	q.Set("sslcert", v["PGSSLCERT"])
 	q.Set("sslkey", v["PGSSLKEY"])
 	q.Set("sslrootcert", v["PGSSLROOTCERT"])
-	u := url.URL{Scheme: "postgresql", User: url.User(v["PGUSER"]), Host: net.JoinHostPort(v["PGHOST"], v["PGPORT"]),
+	u := url.URL{Scheme: "postgres", User: url.User(v["PGUSER"]), Host: net.JoinHostPort(v["PGHOST"], v["PGPORT"]),
 		Path: "/" + v["PGDATABASE"], RawQuery: q.Encode()}
 	// The database contains '/', which a URI path must escape.
 	u.RawPath = "/" + url.PathEscape(v["PGDATABASE"])

@@ -33,7 +33,7 @@ func TestPGEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	pu, err := url.Parse(u)
-	if err != nil || pu.User.Username() != "app" || pu.Host != "bastion.example.com:5432" || strings.TrimPrefix(pu.Path, "/") != "pg1/shop" ||
+	if err != nil || pu.Scheme != "postgres" || pu.User.Username() != "app" || pu.Host != "bastion.example.com:5432" || strings.TrimPrefix(pu.Path, "/") != "pg1/shop" ||
 		!strings.Contains(u, "/pg1%2Fshop?") || pu.Query().Get("sslmode") != "verify-full" || pu.Query().Get("sslrootcert") != "/h/postgres-ca.pem" {
 		t.Errorf("url %s", u)
 	}
