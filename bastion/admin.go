@@ -38,6 +38,7 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 		started := false
 		for req := range reqs {
 			ok := false
+			var start []string // the command to run, once the request is answered
 			switch req.Type {
 			case "pty-req":
 				var m ptyRequestMsg
@@ -72,10 +73,19 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 					}
 				}
 				started, ok = true, true
-				run <- args
+				start = args
+				if start == nil {
+					start = []string{}
+				}
 			}
 			if req.WantReply {
 				req.Reply(ok, nil)
+			}
+			// Only now: a command that ends at once closes the channel,
+			// and a client whose exec was not yet answered would see the
+			// connection's EOF instead of its output ("list targets: EOF").
+			if start != nil {
+				run <- start
 			}
 		}
 	}()
