@@ -16,12 +16,29 @@ VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
 VULN_VERSION   ?= v1.9.0
 CACHE    ?= $(CURDIR)/.cache
 
-.PHONY: all build test lint vet fmtcheck tidycheck depcheck vulncheck fuzz bench demo clean player-assets
+# What `bastion version` reports (cmd/bastion/version.go): a tag or `git
+# describe` string, the commit and the build date. Outside a git checkout
+# they stay empty and the binary says "devel".
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+DIST     ?= dist
+
+.PHONY: all build test lint vet fmtcheck tidycheck depcheck vulncheck fuzz bench demo dist clean player-assets
 
 all: build
 
+# The first build compiles PostgreSQL's parser (pg_query, C, through cgo):
+# minutes on a small machine, during which the go command prints nothing.
+# Say so, and say when it is done; later builds take seconds.
 build:
-	$(GO) build -o $(BIN) ./cmd/bastion
+	@if [ ! -x $(BIN) ]; then \
+		echo "Building $(BIN). The first build compiles PostgreSQL's SQL parser (pg_query, C code, through cgo)"; \
+		echo "and takes about 3-4 minutes on 2 cores with nothing printed meanwhile; later builds take seconds."; \
+	else echo "Building $(BIN) …"; fi
+	@start=$$(date +%s); $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bastion && \
+		echo "Built $(BIN) in $$(( $$(date +%s) - start ))s: $$(./$(BIN) version)"
 
 # The one test command: README and .ci/run both call it.
 test:
@@ -77,5 +94,11 @@ player-assets:
 demo: build
 	./$(BIN) demo
 
+# Release tarballs for linux/amd64 and linux/arm64 with SHA256SUMS: the
+# binary, the systemd unit, the example config and the README (.ci/dist says
+# how arm64 is cross-compiled with cgo).
+dist:
+	@VERSION="$(VERSION)" COMMIT="$(COMMIT)" DATE="$(DATE)" DIST="$(DIST)" GO="$(GO)" ./.ci/dist
+
 clean:
-	rm -rf bin $(CACHE)
+	rm -rf bin $(DIST) $(CACHE)

@@ -11,9 +11,6 @@ import (
 	"strings"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // command is one subcommand.
 type command struct {
 	name    string
@@ -43,7 +40,7 @@ func commands() []command {
 		{"store", "migrate --from DATA_DIR --to DSN", "copy a bbolt store into PostgreSQL (for replicas) and verify it", runStore},
 		{"whoami", "", "show the identity in your certificate", thin("whoami")},
 		{"targets", "[--json]", "list the targets you may reach", thin("targets")},
-		{"version", "", "print the version", func([]string) error { fmt.Println("bastion", version); return nil }},
+		{"version", "", "print the version, commit and build date", runVersion},
 	}
 }
 
