@@ -115,6 +115,10 @@ func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio Admi
 		args = []string{"help"}
 	}
 	name, rest := args[0], args[1:]
+	if u, ok := builtinUsage[name]; ok && WantsHelp(rest) {
+		PrintAdminUsage(aio.Stdout, name, u)
+		return 0
+	}
 	switch name {
 	case "whoami":
 		return s.adminWhoami(c, rest, aio)
@@ -202,7 +206,13 @@ func (s *Server) adminTargets(c Caller, args []string, aio AdminIO) int {
 	}
 	list := s.cfg.Policy().Targets(policyIdentity(c.Identity))
 	if js {
-		return writeJSONLine(aio, list)
+		// JSON lines, as every --json output: one target per line.
+		for _, t := range list {
+			if st := writeJSONLine(aio, t); st != 0 {
+				return st
+			}
+		}
+		return 0
 	}
 	if len(list) == 0 {
 		fmt.Fprintf(aio.Stdout, "no targets: none of your roles (%s) covers a target\n", strings.Join(c.Roles, ", "))

@@ -322,10 +322,13 @@ func (s *Server) adminRequests(c Caller, args []string, aio AdminIO) int {
 		return 1
 	}
 	if js {
-		if list == nil {
-			list = []*approval{}
+		// JSON lines, as every --json output: one request per line.
+		for _, ap := range list {
+			if st := writeJSONLine(aio, ap); st != 0 {
+				return st
+			}
 		}
-		return writeJSONLine(aio, list)
+		return 0
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(aio.Stdout, "no pending requests")

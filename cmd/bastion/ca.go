@@ -13,10 +13,16 @@ import (
 )
 
 func runCA(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "Usage: bastion ca export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR]\n"+
-			"       bastion ca init --user|--target|--host|--db|--dbclient|--seal --key URI [--alg A] [--cert FILE]\n"+
-			"       bastion ca revoke SERIAL [--reason R]")
+	usage := "Usage: bastion ca " + caArgs + "\n\n" +
+		"export prints a CA's public part (on the bastion host); init creates a CA key in an HSM or KMS;\n" +
+		"revoke revokes a certificate (through the bastion).\n" +
+		"Run `bastion ca export --help`, `bastion ca init --help` or `bastion ca revoke --help` for their flags.\n"
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 0 {
+			fmt.Print(usage)
+			return nil
+		}
+		fmt.Fprint(os.Stderr, usage)
 		return errUsage
 	}
 	switch args[0] {
@@ -25,7 +31,7 @@ func runCA(args []string) error {
 	case "init":
 		return runCAInit(args[1:])
 	case "revoke":
-		return thin("revoke")(args[1:])
+		return thinAs("ca revoke", "revoke")(args[1:])
 	}
 	return fmt.Errorf("unknown ca command %q (export, init, revoke)", args[0])
 }
@@ -77,8 +83,7 @@ func runCAExport(args []string) error {
 	}
 	p := purpose()
 	if p == "" || (*cfgPath == "") == (*dataDir == "") {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	dir, kc := *dataDir, ca.KeyConfig{}
 	if *cfgPath != "" {
@@ -130,8 +135,7 @@ func runCAInit(args []string) error {
 	}
 	p := purpose()
 	if p == "" || *key == "" {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	x509CA := p == ca.PurposeDB || p == ca.PurposeDBClient
 	if x509CA && *certPath == "" {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/term"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/internal/login"
 )
 
@@ -182,8 +183,16 @@ func remote(ctx context.Context, st *login.State, args []string, stdin io.Reader
 
 // thin returns a subcommand that runs the admin command of the same name on
 // the bastion: the bbolt store is only ever opened by the server.
-func thin(name string) func([]string) error {
+func thin(name string) func([]string) error { return thinAs(name, name) }
+
+// thinAs is thin for a command the CLI names differently (ca revoke).
+func thinAs(cli, name string) func([]string) error {
 	return func(args []string) error {
+		if bastion.WantsHelp(args) {
+			// Answered here, without a login or the network.
+			thinHelp(os.Stdout, cli, name)
+			return nil
+		}
 		override := ""
 		var rest []string
 		for i := 0; i < len(args); i++ {
@@ -193,8 +202,6 @@ func thin(name string) func([]string) error {
 				i++
 			case strings.HasPrefix(args[i], "--bastion="):
 				override = strings.TrimPrefix(args[i], "--bastion=")
-			case args[i] == "-h" || args[i] == "--help":
-				rest = append(rest, "--help")
 			default:
 				rest = append(rest, args[i])
 			}

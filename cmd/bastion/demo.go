@@ -35,8 +35,7 @@ func runDemo(args []string) error {
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,8 +32,7 @@ func runLogin(args []string) error {
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	dir, err := login.DefaultDir()
 	if err != nil {
@@ -42,8 +42,7 @@ func runLogin(args []string) error {
 		if st, err := login.LoadState(dir); err == nil {
 			*bastionURL = st.BastionURL
 		} else {
-			fs.Usage()
-			return errUsage
+			return fs.usageErr()
 		}
 	}
 	cfg := login.LoginConfig{BastionURL: *bastionURL, Dir: dir, NoAgent: *noAgent, Out: os.Stderr}
@@ -126,11 +125,15 @@ func runSSHConfig(args []string) error {
 	if err := remote(context.Background(), st, []string{"targets", "--json"}, nil, &out, os.Stderr, false); err != nil {
 		return fmt.Errorf("list targets: %w", err)
 	}
-	var list []policy.TargetAccess
-	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
-		return fmt.Errorf("list targets: %w", err)
-	}
-	for _, t := range list {
+	// JSON lines, one target per line.
+	dec := json.NewDecoder(&out)
+	for {
+		var t policy.TargetAccess
+		if err := dec.Decode(&t); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("list targets: %w", err)
+		}
 		if t.Kind == policy.KindSSH {
 			targets = append(targets, t.Name)
 		}

@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/internal/app"
 )
 
 // command is one subcommand.
@@ -27,19 +30,19 @@ func commands() []command {
 		{"db", "env|url|psql TARGET [--db D] [--user U]", "reach a PostgreSQL target through the direct listener with the login's certificate", runDB},
 		{"mcp", "[--bastion URL]", "serve MCP on stdio: an LLM agent's database tools, through the SQL API", runMCP},
 		{"ssh-config", "[--bastion URL]", "print ssh_config lines for this bastion and its targets", runSSHConfig},
-		{"ca", "export --user|--target|--host|--db|--dbclient|--seal | init --KIND --key URI | revoke SERIAL", "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate", runCA},
-		{"sessions", "[--user U] [--target T] [--since D] [--json]", "list recorded sessions", thin("sessions")},
-		{"replay", "ID [--speed X] [--idle-limit D] | --file F.cast", "replay a session in this terminal", runReplay},
-		{"export", "ID", "write a session as asciicast v2 on stdout", thin("export")},
-		{"verify", "ID | --audit", "check a recording's (or the audit log's) hash chain and seal", thin("verify")},
-		{"requests", "[--json]", "list approval requests you may decide", thin("requests")},
-		{"approve", "ID", "approve a held command", thin("approve")},
-		{"deny", "ID [--reason R]", "deny a held command", thin("deny")},
-		{"audit", "[--since D] [--json]", "read the audit log", thin("audit")},
+		{"ca", caArgs, "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate", runCA},
+		{"sessions", adminArgs("sessions"), "list recorded sessions", thin("sessions")},
+		{"replay", replayArgs, "replay a session in this terminal", runReplay},
+		{"export", exportArgs, "write a session as asciicast v2 (or pcap) on stdout", runExport},
+		{"verify", adminArgs("verify"), "check a recording's (or the audit log's) hash chain and seal", thin("verify")},
+		{"requests", adminArgs("requests"), "list approval requests you may decide", thin("requests")},
+		{"approve", adminArgs("approve"), "approve a held command", thin("approve")},
+		{"deny", adminArgs("deny"), "deny a held command", thin("deny")},
+		{"audit", adminArgs("audit"), "read the audit log", thin("audit")},
 		{"config", "check --config FILE", "validate a config file", runConfig},
 		{"store", "migrate --from DATA_DIR --to DSN", "copy a bbolt store into PostgreSQL (for replicas) and verify it", runStore},
-		{"whoami", "", "show the identity in your certificate", thin("whoami")},
-		{"targets", "[--json]", "list the targets you may reach", thin("targets")},
+		{"whoami", adminArgs("whoami"), "show the identity in your certificate", thin("whoami")},
+		{"targets", targetsArgs, "list the targets you may reach, or a target's host key", runTargets},
 		{"version", "", "print the version, commit and build date", runVersion},
 	}
 }
@@ -51,6 +54,23 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-19s %s\n", "", c.summary)
 	}
 	fmt.Fprintf(w, "\nRun `bastion COMMAND --help` for a command's flags.\n")
+}
+
+// Synopses of the commands that add local flags to an admin command's.
+var (
+	replayArgs  = "ID [--speed X] [--idle-limit D] [--raw] [--follow [--from start|now]] | --file F.cast"
+	caArgs      = "export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR] | init --KIND --key URI | revoke SERIAL [--reason R]"
+	exportArgs  = adminArgs("export")
+	targetsArgs = adminArgs("targets")
+	runExport   = thin("export")
+	runTargets  = thin("targets")
+)
+
+// adminArgs is the synopsis of a thin client of an admin command: the
+// bastion's own, so the overview and `bastion NAME --help` agree with it.
+func adminArgs(name string) string {
+	u, _ := app.AdminUsage(name)
+	return u.Args
 }
 
 // exitError carries a remote command's exit status through.
@@ -86,7 +106,7 @@ func run(args []string) int {
 		case errors.Is(err, errUsage):
 			return 2
 		}
-		fmt.Fprintf(os.Stderr, "bastion %s: %s\n", c.name, oneLine(err))
+		fmt.Fprintf(os.Stderr, "bastion %s: %s\n", c.name, errorText(c.name, err))
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "bastion: unknown command %q\n\n", args[0])
@@ -94,33 +114,77 @@ func run(args []string) int {
 	return 2
 }
 
+// errUsage means the command line was wrong; the usage has been printed.
 var errUsage = errors.New("usage")
 
-// oneLine keeps a client command's failure to one line, as scripts expect;
-// multi-line errors (config validation) keep their lines.
-func oneLine(err error) string {
-	return strings.TrimSpace(err.Error())
+// errorText is a failure as the one line run prints after "bastion NAME: ",
+// without the command's name again where the error starts with it (package
+// errors name where they come from: "login: ask the bastion: …"), and
+// without a "bastion: " the bastion put in front of its own messages.
+// Multi-line errors (config validation) keep their lines.
+func errorText(name string, err error) string {
+	msg := strings.TrimSpace(err.Error())
+	if strings.Contains(msg, "\n") {
+		return msg
+	}
+	for {
+		trimmed := strings.TrimPrefix(strings.TrimPrefix(msg, "bastion: "), name+": ")
+		if trimmed == msg {
+			return msg
+		}
+		msg = trimmed
+	}
 }
 
-// flags makes a flag set for a subcommand with a helpful usage line.
-func flags(name, args, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet("bastion "+name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: bastion %s %s\n\n%s\n\nFlags:\n", name, args, summary)
-		fs.PrintDefaults()
-	}
+// cmdFlags is a subcommand's flag set with its usage: --help prints the
+// usage to stdout and exits 0; a bad flag prints the error and the usage
+// line to stderr and exits 2.
+type cmdFlags struct {
+	*flag.FlagSet
+	name, args, summary string
+}
+
+// flags makes a flag set for a subcommand.
+func flags(name, args, summary string) *cmdFlags {
+	fs := &cmdFlags{FlagSet: flag.NewFlagSet("bastion "+name, flag.ContinueOnError), name: name, args: args, summary: summary}
+	fs.FlagSet.Usage = func() {} // parse prints what is needed
 	return fs
 }
 
+// printUsage writes the full usage: the Usage line, the summary, the flags.
+func (fs *cmdFlags) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: bastion %s", fs.name)
+	if fs.args != "" {
+		fmt.Fprintf(w, " %s", fs.args)
+	}
+	fmt.Fprintf(w, "\n\n%s\n", fs.summary)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintf(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(os.Stderr)
+	}
+}
+
+// usageErr says how the command is used, on stderr, and returns errUsage.
+func (fs *cmdFlags) usageErr() error {
+	fmt.Fprintf(os.Stderr, "Usage: bastion %s %s\nRun `bastion %s --help` for more.\n", fs.name, fs.args, fs.name)
+	return errUsage
+}
+
 // parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(fs *cmdFlags, args []string) ([]string, error) {
 	var pos []string
+	fs.SetOutput(os.Stderr)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.printUsage(os.Stdout)
 				return nil, err
 			}
-			return nil, errUsage
+			return nil, fs.usageErr()
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -128,4 +192,19 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// thinHelp prints the usage of a thin client of an admin command: the
+// bastion's own usage, plus the flag that picks the bastion.
+func thinHelp(w io.Writer, cli, name string) {
+	u, _ := app.AdminUsage(name)
+	flags := u.Flags
+	u.Flags = func(fs *flag.FlagSet) {
+		if flags != nil {
+			flags(fs)
+		}
+		fs.String("bastion", "", "the bastion to ask, by URL or name (default: the one you logged in to last)")
+	}
+	u.Summary += "\nRuns on the bastion as the admin command of the same name, with your login certificate."
+	bastion.PrintAdminUsage(w, cli, u)
 }

@@ -17,7 +17,7 @@ import (
 )
 
 func runReplay(args []string) error {
-	fs := flags("replay", "ID [--speed X] [--idle-limit D] [--follow [--from start|now]] | --file F.cast",
+	fs := flags("replay", replayArgs,
 		"Replay a recorded session in this terminal with its original timing.\n"+
 			"Keys: space pauses, left/right seek 5s, +/- change speed, q quits.\n"+
 			"Escape sequences that could attack your terminal (clipboard, title reports, hyperlinks) are neutralised unless --raw.")
@@ -64,8 +64,7 @@ func runReplay(args []string) error {
 		defer sp.close()
 		src = sp
 	default:
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
@@ -20,8 +21,7 @@ func runServe(args []string) error {
 		return err
 	}
 	if *cfgPath == "" {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -60,7 +60,12 @@ func runServe(args []string) error {
 
 func runConfig(args []string) error {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(os.Stderr, "Usage: bastion config check --config FILE")
+		const usage = "Usage: bastion config check --config FILE\n\nValidate a config file: syntax, every field, the files it names, and the compiled policy.\nRun `bastion config check --help` for more.\n"
+		if bastion.WantsHelp(args) {
+			fmt.Print(usage)
+			return nil
+		}
+		fmt.Fprint(os.Stderr, usage)
 		return errUsage
 	}
 	fs := flags("config check", "--config FILE", "Validate a config file: syntax, every field, and the compiled policy.")
@@ -69,8 +74,7 @@ func runConfig(args []string) error {
 		return err
 	}
 	if *cfgPath == "" {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

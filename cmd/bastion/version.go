@@ -98,8 +98,7 @@ func runVersion(args []string) error {
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
+		return fs.usageErr()
 	}
 	fmt.Println(currentVersion())
 	return nil

@@ -32,6 +32,38 @@ func (a *App) adminCommands() map[string]bastion.AdminCommand {
 	}
 }
 
+// adminSpecs are the usage of the admin commands above: --help on the
+// bastion prints them, and so does the CLI for its thin clients (AdminUsage).
+// Each command defines its flags with the same function its usage does.
+var adminSpecs = map[string]bastion.AdminUsage{
+	"sessions": {Args: "[--user U] [--target T] [--kind K] [--since D] [--limit N] [--json]",
+		Summary: "List recorded sessions, newest first: your own, or everyone's for auditors.",
+		Flags:   func(fs *flag.FlagSet) { sessionsFlags(fs) }},
+	"export": {Args: "ID [--format asciicast|pcap] [--follow [--from start|now]]",
+		Summary: "Write a session to stdout: asciicast v2 (plays in asciinema; a tcp session as a readable timeline), or pcap for a tcp session (Wireshark, tshark). Audited.",
+		Flags:   func(fs *flag.FlagSet) { exportFlags(fs) }},
+	"replay": {Args: "ID [--speed X] [--idle-limit D] [--raw] [--markers=false]",
+		Summary: "Replay a session in this terminal with its original timing. Keys: space pauses, left/right seek 5s, +/- change speed, . steps while paused, q quits. Audited.",
+		Flags:   func(fs *flag.FlagSet) { replayFlags(fs) }},
+	"verify": {Args: "ID | --audit [--against FILE] [--json]",
+		Summary: "Check a recording's hash chain, signed checkpoints and seal, or (auditors) the audit log's chain; --against compares the audit log with what a sink received.",
+		Flags:   func(fs *flag.FlagSet) { verifyFlags(fs) }},
+	"audit": {Args: "[--since D] [--json]",
+		Summary: "Read the audit log (auditors).",
+		Flags:   func(fs *flag.FlagSet) { auditFlags(fs) }},
+	"revoke": {Args: "SERIAL [--reason R]",
+		Summary: "Revoke a certificate by its serial: your own, or any for auditors.",
+		Flags:   func(fs *flag.FlagSet) { revokeFlags(fs) }},
+}
+
+// AdminUsage returns the usage of an admin command, built in or added here.
+func AdminUsage(name string) (bastion.AdminUsage, bool) {
+	if u, ok := adminSpecs[name]; ok {
+		return u, true
+	}
+	return bastion.BuiltinAdminUsage(name)
+}
+
 // parseArgs parses flags that may come before, between or after the
 // positional arguments ("revoke 123 --reason lost"), and returns the
 // positional ones.
@@ -49,11 +81,33 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// newFlags makes a flag set whose errors go to the command's stderr.
+// newFlags makes a flag set whose errors go to the command's stderr and
+// whose --help prints the command's usage to stdout.
 func newFlags(name string, aio bastion.AdminIO) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(aio.Stderr)
+	fs.Usage = func() {}
 	return fs
+}
+
+// parseCommand parses a command's arguments. On --help it prints the
+// usage to stdout and returns status 0 with done set; on a bad flag it
+// says so with the usage line and returns status 2.
+func parseCommand(name string, fs *flag.FlagSet, args []string, aio bastion.AdminIO) (pos []string, status int, done bool) {
+	pos, err := parseArgs(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		bastion.PrintAdminUsage(aio.Stdout, name, adminSpecs[name])
+		return nil, 0, true
+	case err != nil:
+		return nil, usageError(name, aio), true
+	}
+	return pos, 0, false
+}
+
+// usageError tells the caller how the command is used; status 2.
+func usageError(name string, aio bastion.AdminIO) int {
+	return fail(aio, 2, "usage: %s %s (--help for more)", name, adminSpecs[name].Args)
 }
 
 func fail(aio bastion.AdminIO, status int, format string, args ...any) int {
@@ -90,18 +144,16 @@ func (a *App) auditAccess(c bastion.Caller, typ, id, outcome string) error {
 
 func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("sessions", aio)
-	user := fs.String("user", "", "only sessions of this user")
-	target := fs.String("target", "", "only sessions to this target")
-	kind := fs.String("kind", "", "only sessions of this kind (shell, exec, subsystem, tcp, postgres)")
-	since := fs.String("since", "", "only sessions started within this duration (e.g. 24h, 7d)")
-	limit := fs.Int("limit", 100, "at most this many, newest first (0 = all)")
-	js := fs.Bool("json", false, "JSON lines")
-	if pos, err := parseArgs(fs, args); err != nil || len(pos) > 0 {
-		return fail(aio, 2, "usage: sessions [--user U] [--target T] [--kind K] [--since D] [--limit N] [--json]")
+	o := sessionsFlags(fs)
+	if pos, st, done := parseCommand("sessions", fs, args, aio); done {
+		return st
+	} else if len(pos) > 0 {
+		return usageError("sessions", aio)
 	}
-	f := recorder.SessionFilter{User: *user, Target: *target, Kind: *kind, Limit: *limit}
-	if *since != "" {
-		d, err := duration.Parse(*since)
+	js := o.js
+	f := recorder.SessionFilter{User: *o.user, Target: *o.target, Kind: *o.kind, Limit: *o.limit}
+	if *o.since != "" {
+		d, err := duration.Parse(*o.since)
 		if err != nil {
 			return fail(aio, 2, "sessions: --since: %v", err)
 		}
@@ -145,15 +197,13 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 
 func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("export", aio)
-	format := fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP session as a capture for Wireshark and tshark)")
-	follow := fs.Bool("follow", false, "while the session is live, go on writing its events as they are recorded, until it ends")
-	from := fs.String("from", "start", "with --follow: start (the session's own times) or now (what came before at time 0, then live)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	format, follow, from := exportFlags(fs)
+	pos, st, done := parseCommand("export", fs, args, aio)
+	if done {
+		return st
 	}
 	if len(pos) != 1 {
-		return fail(aio, 2, "usage: export SESSION-ID [--format asciicast|pcap] [--follow [--from start|now]]")
+		return usageError("export", aio)
 	}
 	if *format != "asciicast" && *format != "pcap" {
 		return fail(aio, 2, "export: --format %q: want asciicast or pcap", safetext.Printable(*format))
@@ -172,6 +222,7 @@ func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, ai
 	if err := a.auditAccess(c, "session.export", id, "allowed"); err != nil {
 		return fail(aio, 1, "export: refused: the audit log cannot record this export (%v)", err)
 	}
+	var err error
 	switch {
 	case *follow:
 		err = a.Store.ExportFollow(ctx, id, aio.Stdout, *from == "now")
@@ -188,16 +239,14 @@ func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, ai
 
 func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("replay", aio)
-	speed := fs.Float64("speed", 1, "playback speed")
-	idle := fs.String("idle-limit", "", "cap pauses at this duration (e.g. 2s)")
-	raw := fs.Bool("raw", false, "pass escape sequences through unchanged (dangerous)")
-	markers := fs.Bool("markers", true, "show bastion markers (blocked commands, approvals)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	o := replayFlags(fs)
+	speed, idle, raw, markers := o.speed, o.idle, o.raw, o.markers
+	pos, st, done := parseCommand("replay", fs, args, aio)
+	if done {
+		return st
 	}
 	if len(pos) != 1 {
-		return fail(aio, 2, "usage: replay [--speed X] [--idle-limit D] SESSION-ID")
+		return usageError("replay", aio)
 	}
 	id := pos[0]
 	if _, st := a.session(c, id, aio); st != 0 {
@@ -230,13 +279,12 @@ func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, ai
 
 func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("verify", aio)
-	auditLog := fs.Bool("audit", false, "verify the audit log's chain instead of a session")
-	against := fs.String("against", "", "with --audit: compare the local log with what a sink received (- reads it from stdin)")
-	js := fs.Bool("json", false, "JSON output")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	auditLog, against, js := verifyFlags(fs)
+	pos, st, done := parseCommand("verify", fs, args, aio)
+	if done {
+		return st
 	}
+	var err error
 	if *against != "" {
 		if !*auditLog || len(pos) != 0 {
 			return fail(aio, 2, "usage: verify --audit --against FILE")
@@ -311,10 +359,11 @@ const maxAgainstBytes = 4 << 30
 
 func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("audit", aio)
-	since := fs.String("since", "24h", "events within this duration (e.g. 1h, 7d)")
-	js := fs.Bool("json", false, "JSON lines, for a SIEM")
-	if pos, err := parseArgs(fs, args); err != nil || len(pos) > 0 {
-		return fail(aio, 2, "usage: audit [--since D] [--json]")
+	since, js := auditFlags(fs)
+	if pos, st, done := parseCommand("audit", fs, args, aio); done {
+		return st
+	} else if len(pos) > 0 {
+		return usageError("audit", aio)
 	}
 	if !c.Auditor {
 		return fail(aio, 1, "audit: only auditors may read the audit log")
@@ -344,13 +393,13 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 
 func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("revoke", aio)
-	reason := fs.String("reason", "", "why (recorded in the audit log)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	reason := revokeFlags(fs)
+	pos, st, done := parseCommand("revoke", fs, args, aio)
+	if done {
+		return st
 	}
 	if len(pos) != 1 {
-		return fail(aio, 2, "usage: revoke SERIAL [--reason R]")
+		return usageError("revoke", aio)
 	}
 	serial, err := strconv.ParseUint(pos[0], 10, 64)
 	if err != nil || serial == 0 {
@@ -367,6 +416,61 @@ func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio 
 		Outcome: "revoked", Reason: *reason, Fields: map[string]string{"serial": strconv.FormatUint(serial, 10)}})
 	fmt.Fprintf(aio.Stdout, "revoked certificate serial %d\n", serial)
 	return 0
+}
+
+// The flags of each admin command, defined once for parsing and --help.
+
+type sessionsOpts struct {
+	user, target, kind, since *string
+	limit                     *int
+	js                        *bool
+}
+
+func sessionsFlags(fs *flag.FlagSet) sessionsOpts {
+	return sessionsOpts{
+		user:   fs.String("user", "", "only sessions of this user (auditors)"),
+		target: fs.String("target", "", "only sessions to this target"),
+		kind:   fs.String("kind", "", "only sessions of this kind (shell, exec, subsystem, tcp, postgres)"),
+		since:  fs.String("since", "", "only sessions started within this duration (e.g. 24h, 7d)"),
+		limit:  fs.Int("limit", 100, "at most this many, newest first (0 = all)"),
+		js:     fs.Bool("json", false, "JSON lines, one session per line"),
+	}
+}
+
+func exportFlags(fs *flag.FlagSet) (format *string, follow *bool, from *string) {
+	return fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP session as a capture for Wireshark and tshark)"),
+		fs.Bool("follow", false, "while the session is live, go on writing its events as they are recorded, until it ends"),
+		fs.String("from", "start", "with --follow: start (the session's own times) or now (what came before at time 0, then live)")
+}
+
+type replayOpts struct {
+	speed        *float64
+	idle         *string
+	raw, markers *bool
+}
+
+func replayFlags(fs *flag.FlagSet) replayOpts {
+	return replayOpts{
+		speed:   fs.Float64("speed", 1, "playback speed (2 = twice as fast)"),
+		idle:    fs.String("idle-limit", "", "cap pauses at this duration (e.g. 2s)"),
+		raw:     fs.Bool("raw", false, "pass escape sequences through unchanged (dangerous)"),
+		markers: fs.Bool("markers", true, "show bastion markers (blocked commands, approvals)"),
+	}
+}
+
+func verifyFlags(fs *flag.FlagSet) (auditLog *bool, against *string, js *bool) {
+	return fs.Bool("audit", false, "verify the audit log's chain instead of a session (auditors)"),
+		fs.String("against", "", "with --audit: compare the local log with what a sink received (a file; on the bastion, - reads it from stdin)"),
+		fs.Bool("json", false, "one JSON object")
+}
+
+func auditFlags(fs *flag.FlagSet) (since *string, js *bool) {
+	return fs.String("since", "24h", "events within this duration (e.g. 1h, 7d)"),
+		fs.Bool("json", false, "JSON lines, one event per line, for a SIEM")
+}
+
+func revokeFlags(fs *flag.FlagSet) *string {
+	return fs.String("reason", "", "why (recorded in the audit log)")
 }
 
 func truncate(s string, n int) string {
