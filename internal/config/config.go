@@ -352,6 +352,9 @@ func Parse(b []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config: empty")
 		}
+		if errs := fieldErrors(b, err); len(errs) > 0 {
+			return nil, errs
+		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var extra yaml.Node

@@ -172,7 +172,8 @@ func TestLoadResolvesRelativePaths(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{minimal, "", "{{{", minimal + "certs: {user_ttl: 90d}\n", "targets: [{name: a}]", "recording: {max_bytes: 1GiB}"} {
+	for _, s := range []string{minimal, "", "{{{", minimal + "certs: {user_ttl: 90d}\n", "targets: [{name: a}]", "recording: {max_bytes: 1GiB}",
+		minimal + "certs: {user_ttl: forever}\n", "a: [1, {b: c}]\n", "- x\n- y: [z]\n", "&a x: *a\n", minimal + "roles: [{name: r, groups: [g], ports: [ssh]}]\n"} {
 		f.Add([]byte(s))
 	}
 	if b, err := os.ReadFile("../../configs/bastion.yaml"); err == nil {
@@ -181,8 +182,8 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {
-			if err.Error() == "" {
-				t.Fatal("empty error message")
+			if !strings.HasPrefix(err.Error(), "config:") {
+				t.Fatalf("error %q does not say it is the config's", err)
 			}
 			return
 		}

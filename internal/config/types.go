@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -25,11 +24,11 @@ func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration", n.Line)
+		return badValue(n, "want a duration such as 30s, 5m, 1h or 90d")
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &valueError{Line: n.Line, Column: n.Column, Err: err}
 	}
 	d.D, d.Set = v, true
 	return nil
@@ -41,7 +40,7 @@ type ByteSize int64
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a size", n.Line)
+		return badValue(n, "want a size such as 64MiB")
 	}
 	s := strings.TrimSpace(n.Value)
 	mult := int64(1)
@@ -56,7 +55,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v < 0 || v > (1<<62)/mult {
-		return fmt.Errorf("line %d: %q is not a size such as 64MiB", n.Line, n.Value)
+		return badValue(n, "%q is not a size such as 64MiB", n.Value)
 	}
 	*b = ByteSize(v * mult)
 	return nil
