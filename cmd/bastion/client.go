@@ -19,24 +19,56 @@ import (
 	"github.com/bastionhq/bastion/internal/login"
 )
 
-// clientState loads what `bastion login` remembered, with --bastion
-// overriding the bastion URL check.
-func clientState(override string) (*login.State, error) {
-	dir, err := login.DefaultDir()
+// clientState loads the login a client command uses: the bastion named by
+// --bastion (a URL, host or host:port of a login), or the default, the one
+// logged in to last.
+func clientState(sel string) (*login.State, error) {
+	base, err := login.DefaultDir()
 	if err != nil {
 		return nil, err
 	}
-	st, err := login.LoadState(dir)
+	st, err := login.Resolve(base, sel)
 	if err != nil {
 		return nil, err
 	}
-	if override != "" && strings.TrimRight(override, "/") != st.BastionURL {
-		return nil, fmt.Errorf("logged in to %s, not %s: run `bastion login --bastion %s`", st.BastionURL, override, override)
+	again := "bastion login"
+	if sel != "" || len(mustStates(base)) > 1 {
+		again += " --bastion " + shellQuote([]string{st.BastionURL})
 	}
 	if time.Now().After(st.ValidBefore) {
-		return nil, fmt.Errorf("your certificate expired at %s: run `bastion login` again", st.ValidBefore.Local().Format(time.RFC3339))
+		return nil, fmt.Errorf("your certificate for %s expired at %s: run `%s`", st.BastionURL, st.ValidBefore.Local().Format(time.RFC3339), again)
+	}
+	if st.InAgent && st.KeyPath == "" {
+		if _, err := agentSigner(mustCert(st)); err != nil {
+			return nil, fmt.Errorf("%v (bastion %s)", err, st.BastionURL)
+		}
 	}
 	return st, nil
+}
+
+func mustStates(base string) []*login.State {
+	list, _ := login.States(base)
+	return list
+}
+
+// mustCert reads the login's certificate; nil when it cannot.
+func mustCert(st *login.State) *ssh.Certificate {
+	b, err := os.ReadFile(st.CertPath)
+	if err != nil {
+		return nil
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		return nil
+	}
+	c, _ := pub.(*ssh.Certificate)
+	return c
+}
+
+// exitWith makes run print err and exit with code.
+func exitWith(code int, err error) error {
+	fmt.Fprintf(os.Stderr, "bastion: %s\n", err)
+	return exitError{code}
 }
 
 // dialBastion opens an SSH connection to the bastion with the login
@@ -114,6 +146,9 @@ func hostCAOf(path string) ([]byte, error) {
 
 // agentSigner finds the certificate's key in the running ssh-agent.
 func agentSigner(cert *ssh.Certificate) (ssh.Signer, error) {
+	if cert == nil {
+		return nil, errors.New("the login certificate cannot be read: run `bastion login` again")
+	}
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	if sock == "" {
 		return nil, errors.New("the key is in an ssh-agent, but SSH_AUTH_SOCK is not set: run `bastion login` again")

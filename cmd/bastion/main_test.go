@@ -30,8 +30,12 @@ import (
 // The test binary doubles as the bastion binary: with BASTION_TEST_AS_CLI
 // set it runs the CLI, so tests drive the real command line (the same
 // code as the built binary, with the race detector on).
+//
+// It runs the CLI too when started with a command rather than test flags:
+// an ssh_config written by `bastion ssh-config` in a test names this binary
+// in its login check (Match exec), and ssh runs it without the variable.
 func TestMain(m *testing.M) {
-	if os.Getenv("BASTION_TEST_AS_CLI") == "1" {
+	if os.Getenv("BASTION_TEST_AS_CLI") == "1" || len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
 		os.Exit(run(os.Args[1:]))
 	}
 	os.Exit(m.Run())
@@ -243,7 +247,7 @@ func (l *lineReader) String() string {
 // with the stock OpenSSH client through the generated ssh_config.
 func (w *world) afterLogin(t *testing.T, wantUser string, env []string, sshArgs ...string) {
 	t.Helper()
-	st, err := login.LoadState(filepath.Join(w.home, ".config", "bastion"))
+	st, err := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +352,7 @@ func TestLoginWorkloadToken(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("login: %s", r)
 	}
-	st, _ := login.LoadState(filepath.Join(w.home, ".config", "bastion"))
+	st, _ := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
 	if d := time.Until(st.ValidBefore); d > 5*time.Minute+time.Second {
 		t.Errorf("workload certificate lives %s, want at most 5m", d)
 	}

@@ -239,6 +239,17 @@ func TestGuide(t *testing.T) {
 	if got[0] != "/opt/b/bastion login --bastion http://127.0.0.1:8443" {
 		t.Errorf("CLI: got %q", got[0])
 	}
+
+	// A second demo (its port fell back) names its bastion, since the
+	// default is the bastion logged in to last.
+	d.BastionURL = "http://127.0.0.1:38443"
+	for _, c := range cmds(d.Guide(GuideOptions{})) {
+		if strings.HasPrefix(c, "bastion ssh-config") || strings.HasPrefix(c, "bastion sessions") || strings.HasPrefix(c, "bastion replay") {
+			if !strings.Contains(c, " --bastion http://127.0.0.1:38443") {
+				t.Errorf("a demo on another port: %q does not name its bastion", c)
+			}
+		}
+	}
 }
 
 // TestStartPostgres starts the demo with its database and reaches it the

@@ -42,6 +42,12 @@ func (d *Demo) Guide(o GuideOptions) string {
 	sshCfg := shellQuote(d.SSHConfigPath)
 	sshHost, _, _ := net.SplitHostPort(d.SSHAddr)
 	bob := "XDG_CONFIG_HOME=" + shellQuote(d.BobConfigDir) + " "
+	// Logins are kept per bastion and the last one is the default; a demo
+	// beside another (not on the default address) names its bastion.
+	sel := ""
+	if d.BastionURL != "http://"+DefaultHTTPAddr {
+		sel = " --bastion " + d.BastionURL
+	}
 
 	p("")
 	p("bastion demo is running. FOR LOCAL USE ONLY: anyone on this machine can sign in at the")
@@ -88,7 +94,7 @@ func (d *Demo) Guide(o GuideOptions) string {
 	cmd("%s login --bastion %s --device", cli, d.BastionURL)
 	p("")
 	p("2. Write an ssh_config for the stock OpenSSH client (certificate, known hosts, ProxyJump):")
-	cmd("%s ssh-config > %s", cli, sshCfg)
+	cmd("%s ssh-config%s > %s", cli, sel, sshCfg)
 	p("")
 	p("3. Run a command on %s through the bastion, recorded; the card numbers come back masked:", TargetName)
 	cmd("ssh -F %s -J %s %s@%s 'ls; cat cards.txt'", sshCfg, sshHost, TargetLogin, TargetName)
@@ -124,9 +130,9 @@ func (d *Demo) Guide(o GuideOptions) string {
 	p("")
 	step++
 	p("%d. Watch a session again: list them, then replay one by its ID (bob, an auditor, sees all):", step)
-	cmd("%s sessions", cli)
-	cmd("%s replay %s", cli, PlaceholderSession)
-	cmd("%s verify %s", cli, PlaceholderSession)
+	cmd("%s sessions%s", cli, sel)
+	cmd("%s replay %s%s", cli, PlaceholderSession, sel)
+	cmd("%s verify %s%s", cli, PlaceholderSession, sel)
 	p("")
 	p("Ctrl-C here stops the demo; the recordings and keys stay in %s.", d.Dir)
 	return b.String()

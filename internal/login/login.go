@@ -64,8 +64,9 @@ type LoginConfig struct {
 	IDToken string
 	// TTL asks for a shorter certificate than the default; 0 = default.
 	TTL time.Duration
-	// Dir is where key, certificate, known_hosts and state are written
-	// (see DefaultDir). Required.
+	// Dir is where key, certificate, known_hosts and state are written:
+	// this bastion's own directory (see Dir), so that logins to other
+	// bastions are left alone. Required.
 	Dir string
 	// AgentSocket is the ssh-agent to load the key into; empty means
 	// $SSH_AUTH_SOCK. When no agent answers, the key is written to Dir.
@@ -139,7 +140,7 @@ func LoadState(dir string) (*State, error) {
 	b, err := os.ReadFile(filepath.Join(dir, clientStateFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, errors.New("not logged in: run `bastion login --bastion URL` first")
+			return nil, fmt.Errorf("%w: run `bastion login --bastion URL` first", ErrNotLoggedIn)
 		}
 		return nil, fmt.Errorf("login state: %w", err)
 	}
@@ -156,10 +157,11 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	if cfg.BastionURL == "" || cfg.Dir == "" {
 		return nil, errors.New("login: bastion URL and directory are required")
 	}
-	base, err := url.Parse(strings.TrimRight(cfg.BastionURL, "/"))
-	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
-		return nil, fmt.Errorf("login: bastion URL %q must be http(s)://host[:port]", cfg.BastionURL)
+	norm, err := NormalizeURL(cfg.BastionURL)
+	if err != nil {
+		return nil, err
 	}
+	base, _ := url.Parse(norm)
 	if base.Scheme == "http" && !isLoopbackHost(base.Hostname()) {
 		return nil, fmt.Errorf("login: refusing to send an ID token over plain http to %s; use https", base.Host)
 	}
@@ -174,7 +176,12 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	}
 	var info ca.Info
 	if err := getJSON(ctx, cfg.HTTPClient, base.String()+ca.PathInfo, &info); err != nil {
-		return nil, fmt.Errorf("login: ask the bastion: %w", err)
+		return nil, fmt.Errorf("login: %w", notABastion(ctx, cfg.HTTPClient, base.String(), err))
+	}
+	// Refuse a lifetime the bastion will refuse before the person goes
+	// through the identity provider's login for nothing.
+	if max, err := time.ParseDuration(info.MaxUserTTL); err == nil && max > 0 && cfg.TTL > max {
+		return nil, fmt.Errorf("login: --ttl %s is longer than this bastion allows (max_user_ttl %s): ask for %s or less", cfg.TTL, max, max)
 	}
 	ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
 	var token string
@@ -558,6 +565,35 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// notABastion explains a failed GET /v1/info: a URL that answers as an
+// OpenID provider is the identity provider's, not the bastion's (an easy
+// mix-up: both are URLs the person has seen during setup).
+func notABastion(ctx context.Context, c *http.Client, base string, infoErr error) error {
+	var he *httpError
+	if !errors.As(infoErr, &he) && !errors.Is(infoErr, errNotJSON) {
+		return fmt.Errorf("ask the bastion at %s: %w", base, infoErr)
+	}
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if getJSON(ctx, c, base+"/.well-known/openid-configuration", &doc) == nil && doc.Issuer != "" {
+		return fmt.Errorf("%s looks like an identity provider (it serves an OpenID configuration for issuer %s), not a bastion: "+
+			"pass the bastion's own URL, its HTTP listener (listen.http), e.g. https://bastion.example.com:8443", base, safetext.Printable(doc.Issuer))
+	}
+	return fmt.Errorf("%s does not answer as a bastion (%v): is it the bastion's URL, its HTTP listener (listen.http)?", base, infoErr)
+}
+
+// httpError is an HTTP answer other than 200 without a bastion error body.
+type httpError struct {
+	status int
+	url    string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d from %s", e.status, e.url) }
+
+// errNotJSON is an answer that is not the JSON asked for.
+var errNotJSON = errors.New("not a JSON answer")
+
 func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -594,10 +630,10 @@ func doJSON(c *http.Client, req *http.Request, out any) error {
 		if json.Unmarshal(body, &er) == nil && er.Error != "" {
 			return fmt.Errorf("%s (HTTP %d)", er.Error, resp.StatusCode)
 		}
-		return fmt.Errorf("HTTP %d from %s", resp.StatusCode, req.URL.Redacted())
+		return &httpError{status: resp.StatusCode, url: req.URL.Redacted()}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("unreadable answer from %s: %w", req.URL.Redacted(), err)
+		return fmt.Errorf("unreadable answer from %s: %w (%w)", req.URL.Redacted(), errNotJSON, err)
 	}
 	return nil
 }
@@ -605,7 +641,12 @@ func doJSON(c *http.Client, req *http.Request, out any) error {
 // SSHConfig returns the ssh_config stanza that makes `ssh -J` through the
 // bastion work with the stock OpenSSH client. targets are the target names
 // the user may reach (they share the bastion's known_hosts and identity).
-func SSHConfig(st *State, targets []string) (string, error) {
+// checkCmd, when not empty, is a shell command that exits 0 while the login
+// is valid and otherwise says on stderr what to do (`bastion login --check`):
+// the stanza runs it (Match exec) before every connection to the bastion,
+// so an expired certificate leads to `bastion login` instead of ssh's bare
+// "Permission denied (publickey)".
+func SSHConfig(st *State, targets []string, checkCmd string) (string, error) {
 	host, port, err := net.SplitHostPort(st.SSHAddress)
 	if err != nil {
 		return "", fmt.Errorf("ssh-config: bastion SSH address %q: %w", st.SSHAddress, err)
@@ -632,6 +673,11 @@ func SSHConfig(st *State, targets []string) (string, error) {
 		fmt.Fprintf(&b, "    ForwardAgent no\n")
 	}
 	fmt.Fprintf(&b, "# bastion %s — generated by `bastion ssh-config`\n", st.BastionURL)
+	if checkCmd != "" && isSafeHostPattern(host) && !strings.ContainsAny(checkCmd, "\"\n") {
+		fmt.Fprintf(&b, "# Before each connection: when the login has expired, say to run `bastion login`\n")
+		fmt.Fprintf(&b, "# (ssh alone would only say \"Permission denied (publickey)\").\n")
+		fmt.Fprintf(&b, "Match host %s exec \"%s\"\n\n", host, strings.ReplaceAll(checkCmd, "%", "%%"))
+	}
 	fmt.Fprintf(&b, "Host %s\n    HostName %s\n    Port %s\n", host, host, port)
 	identity(true)
 	var names []string
