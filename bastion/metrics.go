@@ -18,7 +18,7 @@ type Metrics struct {
 
 // NewMetrics creates the collectors.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		SessionsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "bastion_sessions_active", Help: "Sessions in progress, by kind.",
 		}, []string{"kind"}),
@@ -41,6 +41,44 @@ func NewMetrics() *Metrics {
 		ChannelsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bastion_channels_refused_total", Help: "Channels and requests refused, by type.",
 		}, []string{"type"}),
+	}
+	m.initialize()
+	return m
+}
+
+// Label values known in advance: every series with them is created at zero
+// by NewMetrics, so dashboards and alerts (rate(), absent()) see the
+// bastion_* series from the first scrape, before any traffic.
+var (
+	metricKinds       = []string{"shell", "exec", "subsystem", "tcp", "postgres"}
+	metricTargetKinds = []string{"ssh", "tcp", "postgres"}
+	metricAuthReasons = []string{"expired", "host_certificate", "identity", "identity_mismatch", "invalid", "no_principals",
+		"not_certificate", "revoked", "source_address", "unknown_ca"}
+	metricDecisions = [][2]string{{"command", "allow"}, {"command", "block"}, {"command", "approve"}, {"command", "unreadable"},
+		{"sql", "allow"}, {"sql", "block"}, {"sql", "approve"}}
+	metricRefusals = []string{"session", "direct-tcpip", "pty-req", "env", "subsystem", "exec", "shell"}
+)
+
+// initialize creates the series with known label values at zero.
+func (m *Metrics) initialize() {
+	for _, k := range metricKinds {
+		m.SessionsActive.WithLabelValues(k)
+		m.SessionsTotal.WithLabelValues(k)
+		m.Bytes.WithLabelValues("up", k)
+		m.Bytes.WithLabelValues("down", k)
+	}
+	for _, k := range metricTargetKinds {
+		m.UpstreamDial.WithLabelValues(k, "ok")
+		m.UpstreamDial.WithLabelValues(k, "error")
+	}
+	for _, r := range metricAuthReasons {
+		m.AuthFailures.WithLabelValues(r)
+	}
+	for _, d := range metricDecisions {
+		m.Decisions.WithLabelValues(d[0], d[1])
+	}
+	for _, r := range metricRefusals {
+		m.ChannelsRefused.WithLabelValues(r)
 	}
 }
 

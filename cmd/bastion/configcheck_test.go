@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,4 +124,58 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
+}
+
+// TestMetrics: every bastion_* series is there at zero from the first
+// scrape; metrics.listen moves /metrics off the public HTTP listener and
+// metrics.token_env requires a bearer token.
+func TestMetrics(t *testing.T) {
+	get := func(url, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	t.Run("at zero on the HTTP listener", func(t *testing.T) {
+		w := newWorld(t)
+		code, body := get(w.url()+"/metrics", "")
+		if code != 200 {
+			t.Fatalf("GET /metrics: %d", code)
+		}
+		for _, series := range []string{
+			`bastion_sessions_active{kind="shell"} 0`, `bastion_sessions_total{kind="exec"} 0`,
+			`bastion_bytes_total{direction="down",kind="tcp"} 0`, `bastion_auth_failures_total{reason="expired"} 0`,
+			`bastion_upstream_dial_seconds_count{kind="ssh",result="ok"} 0`, `bastion_rule_decisions_total{action="block",on="command"} 0`,
+			`bastion_channels_refused_total{type="direct-tcpip"} 0`, `bastion_recording_flush_seconds_count{result="error"} 0`,
+		} {
+			if !strings.Contains(body, series) {
+				t.Errorf("no %s before any traffic", series)
+			}
+		}
+	})
+	t.Run("own listener and token", func(t *testing.T) {
+		t.Setenv("BASTION_TEST_METRICS_TOKEN", "s3cret")
+		w := newWorldWith(t, "metrics: {listen: \"127.0.0.1:0\", token_env: BASTION_TEST_METRICS_TOKEN}\n")
+		if code, _ := get(w.url()+"/metrics", "s3cret"); code != 404 {
+			t.Errorf("/metrics on the public listener: HTTP %d, want 404", code)
+		}
+		addr := "http://" + w.app.MetricsAddr() + "/metrics"
+		if code, _ := get(addr, ""); code != 401 {
+			t.Errorf("without the token: HTTP %d, want 401", code)
+		}
+		if code, _ := get(addr, "wrong"); code != 401 {
+			t.Errorf("with a wrong token: HTTP %d, want 401", code)
+		}
+		if code, body := get(addr, "s3cret"); code != 200 || !strings.Contains(body, "bastion_sessions_total") {
+			t.Errorf("with the token: HTTP %d", code)
+		}
+	})
 }

@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"crypto"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -62,18 +63,21 @@ type App struct {
 	Metrics   *bastion.Metrics
 	Log       *slog.Logger
 
-	policy   atomic.Pointer[policy.Policy]
-	sshLn    net.Listener
-	httpLn   net.Listener
-	pgLn     net.Listener // nil without listen.postgres
-	httpSrv  *http.Server
-	console  *console.Console // nil when disabled
-	now      func() time.Time
-	registry *prometheus.Registry
-	stop     chan struct{}
-	sinks    *auditsink.Shipper // nil without audit sinks
-	wg       sync.WaitGroup
-	closed   sync.Once
+	policy  atomic.Pointer[policy.Policy]
+	sshLn   net.Listener
+	httpLn  net.Listener
+	pgLn    net.Listener // nil without listen.postgres
+	httpSrv *http.Server
+	console *console.Console // nil when disabled
+	// metricsLn and metricsSrv serve /metrics when metrics.listen is set.
+	metricsLn  net.Listener
+	metricsSrv *http.Server
+	now        func() time.Time
+	registry   *prometheus.Registry
+	stop       chan struct{}
+	sinks      *auditsink.Shipper // nil without audit sinks
+	wg         sync.WaitGroup
+	closed     sync.Once
 }
 
 // New builds every part from cfg and opens the store. Nothing listens
@@ -95,6 +99,8 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		Name: "bastion_recording_flush_seconds", Help: "Duration of each group commit of recordings, by result.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	}, []string{"result"})
+	flushes.WithLabelValues("ok") // at zero from the first scrape
+	flushes.WithLabelValues("error")
 	a.registry.MustRegister(flushes)
 	pol, err := policy.Compile(cfg.PolicySpec())
 	if err != nil {
@@ -289,14 +295,22 @@ func (a *App) Start() error {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	metrics := a.metricsHandler()
+	if a.Config.Metrics.Listen == "" {
+		mux.Handle("GET /metrics", metrics)
+	} else if err := a.startMetrics(metrics); err != nil {
+		return err
+	}
 	if !a.Config.Console.Disabled {
 		if a.console, err = a.newConsole(); err != nil {
 			return err
 		}
 		a.console.Register(mux)
 	}
-	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	// The server's own errors (TLS handshakes, malformed requests) go
+	// through the configured logger, so log.format: json holds for them.
+	errLog := slog.NewLogLogger(a.Log.With("component", "http").Handler(), slog.LevelInfo)
+	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: errLog}
 	httpLn := a.httpLn
 	pgNames := postgresNames(a.Config)
 	if t := a.Config.TLS; t != nil {
@@ -346,6 +360,58 @@ func (a *App) Start() error {
 	return nil
 }
 
+// metricsHandler serves the registry, behind the bearer token when
+// metrics.token_env names one.
+func (a *App) metricsHandler() http.Handler {
+	h := promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn)})
+	token := ""
+	if a.Config.Metrics.TokenEnv != "" {
+		token = os.Getenv(a.Config.Metrics.TokenEnv)
+	}
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="bastion metrics"`)
+			http.Error(w, "a bearer token is required (metrics.token_env)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// startMetrics serves /metrics alone on metrics.listen.
+func (a *App) startMetrics(h http.Handler) error {
+	ln, err := net.Listen("tcp", a.Config.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics.listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	a.metricsLn = ln
+	a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.Log.With("component", "metrics").Handler(), slog.LevelInfo)}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// MetricsAddr is where /metrics is served alone, "" when it is on the
+// HTTP listener.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
+}
+
 // SSHAddr and HTTPAddr are the listening addresses after Start.
 func (a *App) SSHAddr() string  { return a.sshLn.Addr().String() }
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
@@ -371,13 +437,15 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var err error
 	a.closed.Do(func() {
 		close(a.stop)
-		if a.httpSrv != nil {
-			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if a.console != nil {
-				a.console.Close() // ends its streams, which Shutdown does not wait for
+		if a.console != nil {
+			a.console.Close() // ends its streams, which Shutdown does not wait for
+		}
+		for _, srv := range []*http.Server{a.httpSrv, a.metricsSrv} {
+			if srv != nil {
+				hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				srv.Shutdown(hctx)
+				cancel()
 			}
-			a.httpSrv.Shutdown(hctx)
-			cancel()
 		}
 		err = a.SSH.Shutdown(ctx)
 		a.wg.Wait()

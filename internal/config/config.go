@@ -50,6 +50,7 @@ type Config struct {
 	TLS       *TLSConfig `yaml:"tls"` // HTTPS for the HTTP listener
 	Console   Console    `yaml:"console"`
 	SQLAPI    SQLAPI     `yaml:"sql_api"`
+	Metrics   Metrics    `yaml:"metrics"`
 }
 
 // Console configures the web console at / on the HTTP listener.
@@ -111,6 +112,17 @@ type SQLAPI struct {
 	Burst   int      `yaml:"burst"`    // requests an identity may make at once; default 20
 	MaxRows int      `yaml:"max_rows"` // the most rows one answer holds; default 10000
 	Timeout Duration `yaml:"timeout"`  // one request's run time, approval waits not counted; default 60s
+}
+
+// Metrics says where Prometheus /metrics is served and who may read it.
+type Metrics struct {
+	// Listen, when set, serves /metrics on this address (plain HTTP, e.g.
+	// an internal interface or 127.0.0.1:9100) and no longer on the main
+	// HTTP listener, which is open to everyone who may log in.
+	Listen string `yaml:"listen"`
+	// TokenEnv names an environment variable holding a bearer token that
+	// scrapes must send (Authorization: Bearer …); empty: no token.
+	TokenEnv string `yaml:"token_env"`
 }
 
 // CA says where the CA keys live. A key without a URI is the file in
@@ -485,6 +497,7 @@ func (c *Config) Validate() error {
 	v.approvals(c)
 	v.store(c)
 	v.audit(c)
+	v.metrics(c)
 	v.log(c)
 	v.sqlAPI(c)
 	if len(v.errs) > 0 {
@@ -866,6 +879,15 @@ func (v *validator) audit(c *Config) {
 		if w.TokenEnv != "" && os.Getenv(w.TokenEnv) == "" {
 			v.bad("audit.webhook.token_env", "the environment variable %s is not set", w.TokenEnv)
 		}
+	}
+}
+
+func (v *validator) metrics(c *Config) {
+	if c.Metrics.Listen != "" {
+		v.addr("metrics.listen", c.Metrics.Listen, false)
+	}
+	if c.Metrics.TokenEnv != "" && os.Getenv(c.Metrics.TokenEnv) == "" {
+		v.bad("metrics.token_env", "the environment variable %s is not set", c.Metrics.TokenEnv)
 	}
 }
 
