@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/recorder/asciicast"
 )
 
 func TestKeyParser(t *testing.T) {
@@ -290,4 +292,53 @@ func FuzzKeyParser(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPlaySeekBackWhilePaused: the left arrow while paused shows the screen
+// as it was 5s earlier, never blank (it stops at the first event).
+func TestPlaySeekBackWhilePaused(t *testing.T) {
+	h := startPlay(t, newCast(t, out(2, "a"), out(3, "b"), out(4, "c")), Options{})
+	h.expect(`  0.000s "a"`)
+	h.advance(1500 * time.Millisecond)
+	h.expect(`  1.500s "b"`)
+	h.press(" ", "\x1b[D") // paused at 3.5s; back to 2s (not -1.5s: blank)
+	got := strings.Join(h.tr.take(), "\n")
+	if !strings.HasSuffix(got, `a"`) || !strings.Contains(got, `\x1b[H\x1b[2J`) {
+		t.Errorf("after <- while paused: got\n%s\nwant the screen cleared and redrawn up to a", got)
+	}
+	h.advance(time.Hour)
+	h.expect()
+}
+
+// TestPlayStatusLine: with StatusLine, a status line on the last row says
+// paused, the position and length, and the speed; playback ends on a new line.
+func TestPlayStatusLine(t *testing.T) {
+	src := newCastHeader(t, asciicast.Header{Version: 2, Width: 80, Height: 24, Duration: 65}, out(0, "$ ls"), out(1, "\r\nfile\r\n$ "), out(65, "exit"))
+	h := startPlay(t, src, Options{StatusLine: true})
+	h.expect(`  0.000s "$ ls"`)
+	h.press(" ")
+	got := strings.Join(h.tr.take(), "\n")
+	for _, want := range []string{`\x1b7\x1b[999;1H\x1b[2K\x1b[7m`, "|| paused", "0:00 / 1:05", "speed 1x", "q quit", `\x1b8`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status line %s: want %q", got, want)
+		}
+	}
+	h.press("+", " ") // playing at 2x: the status line says so, then goes away
+	got = strings.Join(h.tr.take(), "\n")
+	if !strings.Contains(got, "> playing") || !strings.Contains(got, "speed 2x") {
+		t.Errorf("after + and space: %s", got)
+	}
+	h.advance(500 * time.Millisecond) // b, at 1s of the recording, plays at 2x
+	if got := strings.Join(h.tr.take(), "\n"); !strings.Contains(got, "file") {
+		t.Errorf("at 2x after 0.5s: got %s, want b", got)
+	}
+	h.advance(statusShown - 500*time.Millisecond) // the status line goes away
+	if got := strings.Join(h.tr.take(), "\n"); !strings.Contains(got, `\x1b7\x1b[999;1H\x1b[2K\x1b8`) {
+		t.Errorf("after %s: got %s, want the status line taken down", statusShown, got)
+	}
+	h.press("q")
+	h.expectEnd()
+	if got := strings.Join(h.tr.take(), "\n"); !strings.HasSuffix(got, `\r\n"`) {
+		t.Errorf("quit: got %s, want the replay to end on a new line", got)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -61,6 +62,11 @@ type Options struct {
 	// from a goroutine that ends when a Read returns an error; a Read that blocks
 	// forever after Play returns keeps that goroutine alive.
 	Keys io.Reader
+	// StatusLine, with Keys, draws a status line (position, length, speed,
+	// paused, the keys) on the terminal's last row while paused and for a
+	// moment after each key, and ends the replay on a line of its own, so
+	// the shell's prompt does not land on the replayed line.
+	StatusLine bool
 	// Limits bound what the asciicast decoder accepts from the recording. A zero
 	// field means the decoder's default, except MaxEvents, which defaults to no
 	// limit: playback streams, so memory does not grow with the number of events.
@@ -131,12 +137,13 @@ func Play(ctx context.Context, src Source, out io.Writer, opt Options) error {
 	p := &player{
 		opt:   opt,
 		src:   src,
-		buf:   bufio.NewWriterSize(out, outBuffer),
 		speed: opt.Speed,
 	}
-	p.w = p.buf
+	p.buf = bufio.NewWriterSize(out, outBuffer)
+	p.tail.w = p.buf
+	p.w = &p.tail
 	if !opt.Raw {
-		p.san = NewSanitizer(p.buf)
+		p.san = NewSanitizer(&p.tail)
 		p.w = p.san
 	}
 	var keys <-chan key
@@ -146,13 +153,14 @@ func Play(ctx context.Context, src Source, out io.Writer, opt Options) error {
 		keys = readKeys(opt.Keys, done)
 	}
 	err := p.run(ctx, keys)
-	if errors.Is(err, errQuit) {
+	quit := errors.Is(err, errQuit)
+	if quit {
 		err = nil
 	}
 	if p.rc != nil {
 		p.rc.Close()
 	}
-	if cerr := p.finish(); err == nil {
+	if cerr := p.finish(opt.StatusLine && opt.Keys != nil); err == nil {
 		err = cerr
 	}
 	return err
@@ -168,11 +176,12 @@ type pending struct {
 }
 
 type player struct {
-	opt Options
-	src Source
-	buf *bufio.Writer // the viewer's terminal, buffered
-	w   io.Writer     // san, or buf when Raw
-	san *Sanitizer
+	opt  Options
+	src  Source
+	buf  *bufio.Writer // the viewer's terminal, buffered
+	tail lastByte      // buf, remembering the last byte of the replay written
+	w    io.Writer     // san, or buf when Raw
+	san  *Sanitizer
 
 	rc   io.ReadCloser
 	dec  *asciicast.Decoder
@@ -187,6 +196,26 @@ type player struct {
 	paused   bool
 	base     time.Duration
 	baseWall time.Time
+
+	start     time.Duration // timeline position of the first event: seeking back stops there
+	length    time.Duration // the recording's length from its header; 0 when unknown
+	statusOn  bool          // the status line is on the screen
+	statusEnd time.Time     // when a status line shown while playing goes away
+}
+
+// lastByte passes the replay's output on and remembers its last byte, so the
+// player knows whether the cursor is at the start of a line.
+type lastByte struct {
+	w    io.Writer
+	last byte
+}
+
+func (l *lastByte) Write(b []byte) (int, error) {
+	n, err := l.w.Write(b)
+	if n > 0 {
+		l.last = b[n-1]
+	}
+	return n, err
 }
 
 // open (re)starts reading the recording from the beginning.
@@ -206,6 +235,9 @@ func (p *player) open() error {
 	}
 	p.rc, p.dec = rc, dec
 	p.last, p.pos, p.next, p.eof = 0, 0, nil, false
+	if d := dec.Header().Duration; d > 0 && p.opt.IdleLimit == 0 {
+		p.length = time.Duration(d * float64(time.Second))
+	}
 	return nil
 }
 
@@ -255,6 +287,7 @@ func (p *player) run(ctx context.Context, keys <-chan key) error {
 	if err != nil || first == nil {
 		return err
 	}
+	p.start = first.at
 	p.rebase(first.at)
 	for {
 		if err := context.Cause(ctx); err != nil {
@@ -285,7 +318,12 @@ func (p *player) run(ctx context.Context, keys <-chan key) error {
 		}
 		var timer <-chan time.Time
 		if !p.paused {
-			timer = p.opt.After(time.Duration(math.Ceil(float64(ahead) / p.speed)))
+			wait := time.Duration(math.Ceil(float64(ahead) / p.speed))
+			if p.statusOn {
+				// Take the status line down when its time is up.
+				wait = min(wait, max(p.statusEnd.Sub(p.opt.Now()), 0))
+			}
+			timer = p.opt.After(wait)
 		}
 		if p.opt.onWait != nil {
 			p.opt.onWait()
@@ -294,6 +332,12 @@ func (p *player) run(ctx context.Context, keys <-chan key) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-timer:
+			if p.statusOn && !p.opt.Now().Before(p.statusEnd) {
+				p.hideStatus()
+				if p.next.at > p.now() {
+					continue // the status line's time was up, not the event's
+				}
+			}
 			// Show the event even if float rounding puts now() a hair short.
 			if err := p.emit(); err != nil {
 				return err
@@ -306,8 +350,56 @@ func (p *player) run(ctx context.Context, keys <-chan key) error {
 			if err := p.key(k); err != nil {
 				return err
 			}
+			p.showStatus()
 		}
 	}
+}
+
+// statusShown is how long the status line stays after a key while playing;
+// while paused it stays until playback resumes.
+const statusShown = 2 * time.Second
+
+// showStatus draws the status line on the terminal's last row: position,
+// length, speed, paused, and the keys. It is drawn over the replay (the
+// cursor and attributes are saved and restored around it) and taken down
+// when playback goes on; the row it covered is redrawn by the next output
+// that touches it.
+func (p *player) showStatus() {
+	if p.opt.Keys == nil || !p.opt.StatusLine {
+		return
+	}
+	state := "playing"
+	if p.paused {
+		state = "paused"
+	}
+	pos := fmtClock(min(max(p.now(), 0), max(p.length, p.now())))
+	if p.length > 0 {
+		pos += " / " + fmtClock(p.length)
+	}
+	speed := strconv.FormatFloat(p.speed, 'g', 4, 64) + "x"
+	line := fmt.Sprintf(" %s %s  %s  speed %s  |  space pause/play  <-/-> 5s  +/- speed  . step  q quit ", map[bool]string{true: "||", false: ">"}[p.paused], state, pos, speed)
+	p.buf.WriteString("\x1b7\x1b[999;1H\x1b[2K\x1b[7m" + line + "\x1b[27m\x1b8")
+	p.statusOn = true
+	p.statusEnd = p.opt.Now().Add(statusShown)
+	p.flush()
+}
+
+// hideStatus clears the status line's row.
+func (p *player) hideStatus() {
+	if !p.statusOn {
+		return
+	}
+	p.buf.WriteString("\x1b7\x1b[999;1H\x1b[2K\x1b8")
+	p.statusOn = false
+}
+
+// fmtClock writes d as m:ss (or h:mm:ss).
+func fmtClock(d time.Duration) string {
+	s := int64(d / time.Second)
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }
 
 // key applies one interactive control.
@@ -344,7 +436,8 @@ func (p *player) key(k key) error {
 	case keyForward:
 		return p.seek(p.now() + SeekStep)
 	case keyBack:
-		target := max(p.now()-SeekStep, 0)
+		// Never before the first event: the screen would be blank.
+		target := max(p.now()-SeekStep, p.start)
 		if err := p.reset(); err != nil {
 			return err
 		}
@@ -375,6 +468,7 @@ func (p *player) seek(target time.Duration) error {
 // reset clears the viewer's screen, undoes the modes the replay turned on, and
 // reopens the recording at its start.
 func (p *player) reset() error {
+	p.statusOn = false // cleared with the screen
 	if p.san != nil {
 		if err := p.san.Close(); err != nil {
 			return fmt.Errorf("player: write: %w", err)
@@ -407,8 +501,13 @@ func (p *player) emit() error {
 				return fmt.Errorf("player: write: %w", err)
 			}
 		}
+		// On a line of its own, and without the "bastion: " the recorded
+		// labels already start with.
+		if p.tail.last != '\n' && p.tail.last != 0 {
+			p.buf.WriteString("\r\n")
+		}
 		p.buf.WriteString("\x1b[2m[bastion: ")
-		p.buf.WriteString(inert(n.ev.Data, maxMarkerRunes))
+		p.buf.WriteString(inert(strings.TrimPrefix(n.ev.Data, "bastion: "), maxMarkerRunes))
 		if _, err := p.buf.WriteString("]\x1b[22m\r\n"); err != nil {
 			return fmt.Errorf("player: write: %w", err)
 		}
@@ -425,12 +524,18 @@ func (p *player) flush() error {
 	return nil
 }
 
-// finish leaves the viewer's terminal as it found it.
-func (p *player) finish() error {
+// finish leaves the viewer's terminal as it found it; newLine (the viewer
+// quit, or played interactively) also takes the status line down and ends
+// the replay's last line, so the shell's prompt starts on a line of its own.
+func (p *player) finish(newLine bool) error {
 	if p.san != nil {
 		if err := p.san.Close(); err != nil {
 			return fmt.Errorf("player: write: %w", err)
 		}
+	}
+	p.hideStatus()
+	if newLine && p.tail.last != '\n' && p.tail.last != 0 {
+		p.buf.WriteString("\r\n")
 	}
 	return p.flush()
 }

@@ -134,8 +134,13 @@ func (s *castSource) Open() (io.ReadCloser, error) {
 
 func newCast(t testing.TB, events ...asciicast.Event) *castSource {
 	t.Helper()
+	return newCastHeader(t, asciicast.Header{Version: 2, Width: 80, Height: 24}, events...)
+}
+
+func newCastHeader(t testing.TB, h asciicast.Header, events ...asciicast.Event) *castSource {
+	t.Helper()
 	var b bytes.Buffer
-	enc, err := asciicast.NewEncoder(&b, asciicast.Header{Version: 2, Width: 80, Height: 24})
+	enc, err := asciicast.NewEncoder(&b, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +270,7 @@ func TestPlayMarkers(t *testing.T) {
 	src := newCast(t, out(0, "$ "), ev)
 	got := playAuto(t, src, Options{ShowMarkers: true})
 	label := "command blocked: rm -rf / ?]52;c;aGk=???6n"
-	want := "\x1b[2m[bastion: " + label + strings.Repeat("x", maxMarkerRunes-len(label)) + "...]\x1b[22m\r\n"
+	want := "\r\n\x1b[2m[bastion: " + label + strings.Repeat("x", maxMarkerRunes-len(label)) + "...]\x1b[22m\r\n"
 	if !strings.Contains(got, fmt.Sprintf("%q", want)) {
 		t.Errorf("got %s, want it to contain %q", got, want)
 	}
@@ -279,7 +284,7 @@ func TestPlayMarkers(t *testing.T) {
 func TestPlayMarkerAfterUnfinishedSequence(t *testing.T) {
 	src := newCast(t, out(0, "a\x1b]0;"), asciicast.Event{Time: 0, Type: asciicast.Marker, Data: "m"}, out(0, "b\x07c"))
 	got := playAuto(t, src, Options{ShowMarkers: true})
-	want := `  0.000s "a\x1b[2m[bastion: m]\x1b[22m\r\nb\ac"`
+	want := `  0.000s "a\r\n\x1b[2m[bastion: m]\x1b[22m\r\nb\ac"`
 	if got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}

@@ -72,7 +72,7 @@ func runReplay(args []string) error {
 		restore, err := player.MakeRaw(int(os.Stdin.Fd()))
 		if err == nil {
 			defer restore()
-			opt.Keys = os.Stdin
+			opt.Keys, opt.StatusLine = os.Stdin, true
 		}
 	}
 	err = player.Play(ctx, src, os.Stdout, opt)
