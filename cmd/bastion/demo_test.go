@@ -35,8 +35,19 @@ func TestDemo(t *testing.T) {
 	}), "alice")
 
 	// 2. The ssh_config for the stock client.
-	if r := h.sh(find(t, cmds, func(c string) bool { return strings.Contains(c, " ssh-config") })); r.code != 0 {
+	sshConfigCmd := find(t, cmds, func(c string) bool { return strings.Contains(c, " ssh-config") })
+	if r := h.sh(sshConfigCmd); r.code != 0 {
 		t.Fatalf("ssh-config: %s", r)
+	}
+
+	// scp works on the demo target (OpenSSH's scp speaks sftp).
+	if _, err := exec.LookPath("scp"); err == nil && demo.FindSFTPServer() != "" {
+		_, cfgFile, _ := strings.Cut(sshConfigCmd, "> ")
+		if r := h.sh("scp -F " + cfgFile + " demo@" + demo.TargetName + ":cards.txt copied.txt"); r.code != 0 {
+			t.Errorf("scp from the demo target: %s", r)
+		} else if b, err := os.ReadFile(filepath.Join(h.work, "copied.txt")); err != nil || !strings.Contains(string(b), "Test card numbers") {
+			t.Errorf("scp copied %q, %v", b, err)
+		}
 	}
 
 	// 3. An exec through ssh -J: it runs, and the card numbers come back masked.

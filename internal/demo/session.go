@@ -200,10 +200,30 @@ func (s *session) request(req *gossh.Request) bool {
 		}
 		// The shell leads its own process group (its own session on a pty).
 		return syscall.Kill(-s.cmd.Process.Pid, sig) == nil
+	case "subsystem":
+		// sftp, so that scp (which speaks sftp since OpenSSH 9.0) and sftp
+		// work as the README says: OpenSSH's own sftp-server, in the home.
+		var m subsystemMsg
+		if s.started || gossh.Unmarshal(req.Payload, &m) != nil || m.Name != "sftp" {
+			return false
+		}
+		if s.t.cfg.SFTPServer == "" {
+			s.t.log.Warn("sftp refused: no sftp-server found (install openssh-sftp-server)", "login", safetext.Printable(s.login))
+			return false
+		}
+		s.pty = nil // sftp speaks its protocol on plain pipes
+		if err := s.startArgv(s.t.cfg.SFTPServer, nil, "subsystem sftp"); err != nil {
+			s.t.log.Warn("session start failed", "login", safetext.Printable(s.login), "err", err)
+			return false
+		}
+		s.started = true
+		return true
 	}
-	// subsystem, x11-req, auth-agent-req@openssh.com, port forwarding, ...: refused.
+	// x11-req, auth-agent-req@openssh.com, port forwarding, ...: refused.
 	return false
 }
+
+type subsystemMsg struct{ Name string }
 
 // envAllowed is the environment a client may set: the locale and the terminal.
 func envAllowed(name string) bool {
@@ -265,7 +285,14 @@ func (s *session) start(command string, isExec bool) error {
 	default:
 		args = []string{"-i"}
 	}
-	cmd := exec.Command(cfg.Shell, args...)
+	return s.startArgv(cfg.Shell, args, command)
+}
+
+// startArgv runs program with args in the home, on a pty when one was
+// requested; what names it in the log. Called with s.mu held.
+func (s *session) startArgv(program string, args []string, command string) error {
+	cfg := &s.t.cfg
+	cmd := exec.Command(program, args...)
 	cmd.Dir = cfg.Home
 	cmd.Env = []string{
 		"HOME=" + cfg.Home, "USER=" + s.login, "LOGNAME=" + s.login, "SHELL=" + cfg.Shell,

@@ -37,6 +37,10 @@ type TargetConfig struct {
 	// Path is $PATH for sessions; empty means this process's PATH, else a
 	// standard one.
 	Path string
+	// SFTPServer is OpenSSH's sftp-server, run for the sftp subsystem (scp
+	// and sftp use it). Empty means the first found in the usual places
+	// (FindSFTPServer); when there is none, the sftp subsystem is refused.
+	SFTPServer string
 	// DrainTimeout bounds how long output is still read after the process
 	// exits (a background child may hold the terminal open); zero means 2s.
 	DrainTimeout time.Duration
@@ -89,6 +93,9 @@ func NewTarget(cfg TargetConfig) (*Target, error) {
 	if cfg.Shell == "" {
 		cfg.Shell = findShell()
 	}
+	if cfg.SFTPServer == "" {
+		cfg.SFTPServer = FindSFTPServer()
+	}
 	if cfg.Path == "" {
 		cfg.Path = os.Getenv("PATH")
 	}
@@ -119,7 +126,8 @@ func NewTarget(cfg TargetConfig) (*Target, error) {
 			ctx.SetValue(ctxKeyPermitPty, pty)
 			return true
 		},
-		// Only sessions: no forwarding of any kind, no subsystems, no global requests.
+		// Only sessions (shell, exec, the sftp subsystem): no forwarding of
+		// any kind, no other subsystems, no global requests.
 		ChannelHandlers: map[string]gliderssh.ChannelHandler{"session": t.handleSession},
 	}
 	return t, nil
@@ -184,4 +192,26 @@ func findShell() string {
 		return p
 	}
 	return "/bin/sh"
+}
+
+// sftpServerPaths are where distributions install OpenSSH's sftp-server.
+var sftpServerPaths = []string{
+	"/usr/lib/openssh/sftp-server",     // Debian, Ubuntu
+	"/usr/libexec/openssh/sftp-server", // Fedora, RHEL
+	"/usr/libexec/sftp-server",         // macOS, Alpine
+	"/usr/lib/ssh/sftp-server",         // Arch
+	"/usr/lib/misc/sftp-server",        // Gentoo
+}
+
+// FindSFTPServer returns the first sftp-server found, or "".
+func FindSFTPServer() string {
+	for _, p := range sftpServerPaths {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("sftp-server"); err == nil {
+		return p
+	}
+	return ""
 }

@@ -491,3 +491,47 @@ func TestTargetCloseEndsSessions(t *testing.T) {
 		t.Fatalf("process %d (ignoring SIGHUP) still runs after Close", pid)
 	}
 }
+
+// TestTargetSFTP: the sftp subsystem runs OpenSSH's sftp-server in the
+// home, so scp (sftp since OpenSSH 9.0) and sftp work; other subsystems
+// are refused.
+func TestTargetSFTP(t *testing.T) {
+	if FindSFTPServer() == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no sftp-server (openssh-sftp-server) in CI")
+		}
+		t.Skip("no sftp-server installed")
+	}
+	tt := startTarget(t)
+	c := tt.client(t)
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, _ := s.StdinPipe()
+	out, _ := s.StdoutPipe()
+	if err := s.RequestSubsystem("sftp"); err != nil {
+		t.Fatalf("sftp subsystem refused: %v", err)
+	}
+	// SSH_FXP_INIT, version 3; the answer is SSH_FXP_VERSION.
+	if _, err := in.Write([]byte{0, 0, 0, 5, 1, 0, 0, 0, 3}); err != nil {
+		t.Fatal(err)
+	}
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(out, hdr); err != nil {
+		t.Fatalf("no sftp answer: %v", err)
+	}
+	if hdr[4] != 2 {
+		t.Errorf("got sftp packet type %d, want 2 (SSH_FXP_VERSION)", hdr[4])
+	}
+
+	s2, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.RequestSubsystem("netconf"); err == nil {
+		t.Error("subsystem netconf accepted")
+	}
+}
