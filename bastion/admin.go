@@ -42,15 +42,17 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 			switch req.Type {
 			case "pty-req":
 				var m ptyRequestMsg
-				if gossh.Unmarshal(req.Payload, &m) == nil && validSize(m.Columns, m.Rows) && !started {
-					pty = &Pty{Term: m.Term, Width: int(m.Columns), Height: int(m.Rows), Resize: resize}
+				if gossh.Unmarshal(req.Payload, &m) == nil && validPtySize(m.Columns, m.Rows) && !started {
+					w, h := termSize(m.Columns, m.Rows)
+					pty = &Pty{Term: m.Term, Width: w, Height: h, Resize: resize}
 					ok = true
 				}
 			case "window-change":
 				var m windowChangeMsg
-				if gossh.Unmarshal(req.Payload, &m) == nil && validSize(m.Columns, m.Rows) {
+				if gossh.Unmarshal(req.Payload, &m) == nil && validPtySize(m.Columns, m.Rows) {
+					w, h := termSize(m.Columns, m.Rows)
 					select {
-					case resize <- [2]int{int(m.Columns), int(m.Rows)}:
+					case resize <- [2]int{w, h}:
 					default:
 					}
 				}

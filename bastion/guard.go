@@ -693,6 +693,7 @@ func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) stri
 		fields["rule"] = d.Rule
 		p.env.audit(Event{Type: "command.block", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "blocked", Reason: d.Reason, Fields: fields})
 		ss.marker(fmt.Sprintf("bastion: blocked by rule %s: %s", d.Rule, text))
+		ss.decided(outcomeBlocked)
 		p.tell("blocked by rule %s: %s", d.Rule, d.Reason)
 		p.log.Info("command blocked", "rule", d.Rule, "command", text)
 		return policy.ActionBlock
@@ -728,6 +729,11 @@ func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) stri
 		}()
 	}
 	outcome, by, note := p.env.approvals.wait(ctx, ap)
+	if outcome == Approved {
+		ss.decided(outcomeApproved)
+	} else {
+		ss.decided(outcomeDenied)
+	}
 	switch outcome {
 	case Approved:
 		ss.marker(fmt.Sprintf("bastion: request %s approved by %s", ap.ID, by))

@@ -32,6 +32,10 @@ type Exit struct {
 	Status int    // exit status; -1 when none was received
 	Signal string // exit signal name, if any
 	Reason string // why the bastion ended it, if it did
+	// What happened in the session, for listings.
+	Login, Database           string // postgres: the database user and database
+	Statements                int64  // postgres: statements judged
+	Blocked, Approved, Denied int    // decisions on commands and statements
 }
 
 // Recorder starts recordings.

@@ -130,7 +130,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 				return fmt.Errorf("bastion: %v", err)
 			}
 			ss.mu.Lock()
-			ss.login = st.User
+			ss.login, ss.database = st.User, st.Database
 			ss.mu.Unlock()
 			ss.marker(fmt.Sprintf("bastion: connected as %s to database %s", st.User, st.Database))
 			s.audit(Event{Type: "sql.connect", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: "allowed",
@@ -138,6 +138,9 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 			return nil
 		},
 		Judge: func(ctx context.Context, st pgproxy.Statement) pgproxy.Verdict {
+			ss.mu.Lock()
+			ss.statements++
+			ss.mu.Unlock()
 			return s.judgeSQL(ctx, ss, t, st)
 		},
 		Transcript: transcriptWriter{ss},
@@ -236,6 +239,7 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		return pgproxy.Verdict{Action: pgproxy.Allow}
 	case policy.ActionBlock:
 		ss.marker(fmt.Sprintf("bastion: statement blocked by rule %s: %s", d.Rule, st.Normalized))
+		ss.decided(outcomeBlocked)
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, Message: d.Reason}
 	}
 	now := s.now()
@@ -265,6 +269,11 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 			d.Rule, d.Reason, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second)),
 		Wait: func(ctx context.Context) (pgproxy.Verdict, error) {
 			outcome, by, note := s.approvals.wait(ctx, ap)
+			if outcome == Approved {
+				ss.decided(outcomeApproved)
+			} else {
+				ss.decided(outcomeDenied)
+			}
 			ss.marker(fmt.Sprintf("bastion: request %s %s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by)))
 			if outcome == Approved {
 				return pgproxy.Verdict{Action: pgproxy.Allow, Rule: d.Rule, RequestID: ap.ID}, nil

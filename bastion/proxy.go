@@ -30,7 +30,7 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 		s.refuseChannel(nc, "session", r.id, r.target, err.Error())
 		return
 	}
-	sid := r.sessionID()
+	sid := newSessionID()
 	client, err := s.dialSSH(ctx, acc.Target, r.login, sid, r.id)
 	if err != nil {
 		s.log.Warn("upstream failed", "session_id", sid, "user", r.id.User, "target", r.target, "err", err)
@@ -252,11 +252,15 @@ func (p *proxy) handle(req *gossh.Request) bool {
 	switch req.Type {
 	case "pty-req":
 		var m ptyRequestMsg
-		if err := gossh.Unmarshal(req.Payload, &m); err != nil || !validSize(m.Columns, m.Rows) || len(m.Term) > 64 {
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil || !validPtySize(m.Columns, m.Rows) || len(m.Term) > 64 {
 			return p.refuse(req, "malformed pty-req")
 		}
+		// 0x0 means unknown (ssh -tt without a local terminal, as in cron
+		// or CI): the target gets it as sent; the bastion's own view of the
+		// screen (recording, line reader) assumes 80x24.
+		cols, rows := termSize(m.Columns, m.Rows)
 		ss.mu.Lock()
-		ss.width, ss.height, ss.term = int(m.Columns), int(m.Rows), m.Term
+		ss.width, ss.height, ss.term = cols, rows, m.Term
 		ss.mu.Unlock()
 		p.pty = true
 		return p.forward(req)
@@ -271,19 +275,20 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		return p.forward(req)
 	case "window-change":
 		var m windowChangeMsg
-		if err := gossh.Unmarshal(req.Payload, &m); err != nil || !validSize(m.Columns, m.Rows) {
+		if err := gossh.Unmarshal(req.Payload, &m); err != nil || !validPtySize(m.Columns, m.Rows) {
 			return p.refuse(req, "malformed window-change")
 		}
+		cols, rows := termSize(m.Columns, m.Rows)
 		ss.mu.Lock()
-		ss.width, ss.height = int(m.Columns), int(m.Rows)
+		ss.width, ss.height = cols, rows
 		ss.mu.Unlock()
 		ss.recMu.Lock()
 		if ss.rec != nil {
-			ss.rec.Resize(int(m.Columns), int(m.Rows))
+			ss.rec.Resize(cols, rows)
 		}
 		ss.recMu.Unlock()
 		if g := p.guard.Load(); g != nil {
-			g.resize(int(m.Columns), int(m.Rows))
+			g.resize(cols, rows)
 		}
 		return p.forward(req)
 	case "signal", "break", "keepalive@openssh.com":
@@ -347,6 +352,10 @@ func (p *proxy) start(req *gossh.Request) {
 		reply(p.refuse(req, "recording unavailable"))
 		return
 	}
+	// Announced once the recording exists, so the ID always names a
+	// session that `sessions` lists and `replay` plays (a connection the
+	// bastion refuses gets no ID).
+	fmt.Fprintf(p.down.Stderr(), "bastion: session %s is recorded\r\n", p.ss.id)
 	if err := p.env.audit(Event{Type: "session.start", Identity: p.ss.identity, SessionID: p.ss.id, Target: p.ss.target, Outcome: "allowed",
 		Fields: map[string]string{"kind": kind, "login": p.ss.login, "command": p.redact(command), "client": p.ss.remote.String()}}); err != nil {
 		// Accepted, then ended with the reason: a refused request would
@@ -446,12 +455,18 @@ func (p *proxy) endLocally(status int) {
 
 // tell writes a bastion message to the user: under a pty into the output
 // stream (on a new line, as the cursor may be mid-line; recorded, so a
-// replay shows why a command did not run), otherwise to stderr.
+// replay shows why a command did not run), otherwise to stderr, and into
+// the recording's output as the user saw it (masked like the rest).
 func (p *proxy) tell(format string, args ...any) {
 	if p.pty && p.stdout != nil {
 		// A terminal: in the output stream, in order with the shell's.
 		p.stdout.notice([]byte(p.redact(fmt.Sprintf("\r\nbastion: "+format+"\r\n", args...))))
 		return
 	}
-	fmt.Fprintf(p.down.Stderr(), "bastion: "+format+"\r\n", args...)
+	// Without a terminal, on stderr; recorded as output too, so a replay
+	// or an exported cast shows why a command did not run (players ignore
+	// markers).
+	msg := fmt.Sprintf("bastion: "+format+"\r\n", args...)
+	p.down.Stderr().Write([]byte(msg))
+	p.ss.record([]byte(p.redact(msg)))
 }

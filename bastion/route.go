@@ -27,42 +27,13 @@ type route struct {
 	target string
 	login  string
 	remote net.Addr
-	// firstID is the session ID announced in the connection's banner; the
-	// first session channel takes it, later ones get their own.
-	firstID *atomic.Pointer[string]
-}
-
-func (r *route) sessionID() string {
-	if r.firstID != nil {
-		if p := r.firstID.Swap(nil); p != nil {
-			return *p
-		}
-	}
-	return newSessionID()
 }
 
 type ctxKey string
 
 const (
-	keyFirstID ctxKey = "bastion-first-session-id"
 	keyRawConn ctxKey = "bastion-raw-conn" // the TCP connection, for the handshake deadline
 )
-
-// firstIDOf returns the connection's banner session ID holder.
-func firstIDOf(ctx gliderssh.Context) *atomic.Pointer[string] {
-	p, _ := ctx.Value(keyFirstID).(*atomic.Pointer[string])
-	return p
-}
-
-// banner announces the session ID before authentication, for connections
-// that will carry a target session.
-func bannerFor(ctx gliderssh.Context) string {
-	id := newSessionID()
-	p := &atomic.Pointer[string]{}
-	p.Store(&id)
-	ctx.SetValue(keyFirstID, p)
-	return fmt.Sprintf("bastion: session %s is recorded\r\n", id)
-}
 
 // handleOuter serves channels of a connection made straight to the bastion.
 // Its SSH user says what sessions mean: the identity's own name runs admin
@@ -84,7 +55,7 @@ func (s *Server) handleOuter(ctx gliderssh.Context, conn *gossh.ServerConn, nc g
 			s.adminSession(ctx, conn, id, nc)
 			return
 		}
-		r.remote, r.firstID = conn.RemoteAddr(), firstIDOf(ctx)
+		r.remote = conn.RemoteAddr()
 		s.proxySession(ctx, r, nc)
 	case "direct-tcpip":
 		s.directTCPIP(ctx, conn, id, nc)
@@ -135,7 +106,7 @@ func (s *Server) directTCPIP(ctx gliderssh.Context, conn *gossh.ServerConn, id c
 	pol := s.cfg.Policy()
 	t, ok := pol.Target(msg.Host)
 	if !ok {
-		s.refuseChannel(nc, "direct-tcpip", id, "", fmt.Sprintf("%s is not a configured target; only targets by name are reachable (see `ssh bastion targets`)", safetext.Printable(dest)))
+		s.refuseChannel(nc, "direct-tcpip", id, "", fmt.Sprintf("%s is not a configured target; only targets by name are reachable (see `bastion targets`)", safetext.Printable(dest)))
 		return
 	}
 	if msg.Port > 65535 {
@@ -202,12 +173,11 @@ func (s *Server) intercept(ctx gliderssh.Context, outer *gossh.ServerConn, id ca
 		}
 		switch nnc.ChannelType() {
 		case "session":
-			s.proxySession(nctx, &route{id: nid, target: target, login: nconn.User(), remote: outer.RemoteAddr(), firstID: firstIDOf(nctx)}, nnc)
+			s.proxySession(nctx, &route{id: nid, target: target, login: nconn.User(), remote: outer.RemoteAddr()}, nnc)
 		default:
 			s.refuseChannel(nnc, nnc.ChannelType(), nid, target, fmt.Sprintf("%s channels inside a session to %s are not allowed; forward to a configured target through the bastion instead", nnc.ChannelType(), target))
 		}
 	})
-	srv.BannerHandler = bannerFor
 	srv.HandleConn(&channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()})
 }
 

@@ -60,6 +60,10 @@ type session struct {
 	width     int
 	height    int
 	term      string
+	// What happened, for `sessions` (see decided).
+	database                  string
+	statements                int64
+	blocked, approved, denied int
 }
 
 // maxPreRecording bounds output buffered before a shell/exec request
@@ -225,8 +229,10 @@ func (ss *session) stop(cause error) {
 		// The client may have stopped reading: do not let the message
 		// hold up the teardown.
 		done := make(chan struct{})
+		msg := fmt.Sprintf("\r\nbastion: %v\r\n", cause)
+		ss.record([]byte(msg)) // what the user saw, for the replay (best effort)
 		go func() {
-			fmt.Fprintf(stderr, "\r\nbastion: %v\r\n", cause)
+			io.WriteString(stderr, msg)
 			close(done)
 		}()
 		select {
@@ -237,6 +243,27 @@ func (ss *session) stop(cause error) {
 	ss.cancel(cause)
 	for _, c := range closers {
 		c()
+	}
+}
+
+// Outcomes of a decision, counted for `sessions`.
+const (
+	outcomeBlocked  = "blocked"
+	outcomeApproved = "approved"
+	outcomeDenied   = "denied" // denied, timed out or cancelled
+)
+
+// decided counts a decision on a command or statement.
+func (ss *session) decided(outcome string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	switch outcome {
+	case outcomeBlocked:
+		ss.blocked++
+	case outcomeApproved:
+		ss.approved++
+	case outcomeDenied:
+		ss.denied++
 	}
 }
 
@@ -268,6 +295,11 @@ func (ss *session) finish() {
 	if exit.Reason == "" {
 		exit.Reason = ss.endReason
 	}
+	if ss.kind == "postgres" {
+		exit.Login = ss.login
+	}
+	exit.Database, exit.Statements = ss.database, ss.statements
+	exit.Blocked, exit.Approved, exit.Denied = ss.blocked, ss.approved, ss.denied
 	ss.mu.Unlock()
 	ss.cancel(errors.New("session ended"))
 	ss.recMu.Lock()
@@ -480,8 +512,23 @@ type exitSignalMsg struct {
 // maxTermSize bounds terminal geometry accepted from clients.
 const maxTermSize = 10000
 
-func validSize(cols, rows uint32) bool {
-	return cols > 0 && rows > 0 && cols <= maxTermSize && rows <= maxTermSize
+// validPtySize accepts a pty-req's or window-change's geometry: within
+// bounds, or 0x0 (unknown), which OpenSSH's ssh -tt sends without a local
+// terminal and its sshd accepts.
+func validPtySize(cols, rows uint32) bool {
+	return cols <= maxTermSize && rows <= maxTermSize
+}
+
+// termSize is the geometry the bastion works with: 80x24 where a
+// dimension is 0 (unknown).
+func termSize(cols, rows uint32) (int, int) {
+	if cols == 0 {
+		cols = 80
+	}
+	if rows == 0 {
+		rows = 24
+	}
+	return int(cols), int(rows)
 }
 
 // gossh.Channel satisfies closeWriter; keep the compiler checking it.

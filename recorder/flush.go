@@ -307,7 +307,13 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 	if it.end != nil {
 		it.info.Status = it.end.status
 		it.info.End = it.end.end
-		it.info.ExitStatus, it.info.ExitSignal, it.info.Reason = it.end.exit.Status, it.end.exit.Signal, it.end.exit.Reason
+		ex := it.end.exit
+		it.info.ExitStatus, it.info.ExitSignal, it.info.Reason = ex.Status, ex.Signal, ex.Reason
+		if it.info.Login == "" {
+			it.info.Login = ex.Login
+		}
+		it.info.Database, it.info.Statements = ex.Database, ex.Statements
+		it.info.Blocked, it.info.Approved, it.info.Denied = ex.Blocked, ex.Approved, ex.Denied
 		if it.end.reason != "" {
 			it.info.Error = it.end.reason
 		}

@@ -75,6 +75,12 @@ type SessionInfo struct {
 	// Replica is the replica recording the session, in a store that
 	// several replicas share (PostgreSQL); empty with bbolt.
 	Replica string `json:"replica,omitempty"`
+	// What happened in the session, for listings; set when it ends.
+	Database   string `json:"database,omitempty"`   // postgres: the database connected to (Login is the database user)
+	Statements int64  `json:"statements,omitempty"` // postgres: statements judged
+	Blocked    int    `json:"blocked,omitempty"`    // commands or statements a rule blocked
+	Approved   int    `json:"approved,omitempty"`   // held for approval and approved
+	Denied     int    `json:"denied,omitempty"`     // held for approval and denied, timed out or cancelled
 }
 
 // ExitInfo is how a session ended.
@@ -82,6 +88,11 @@ type ExitInfo struct {
 	Status int    // exit status of the remote command
 	Signal string // signal name if it was killed by one
 	Reason string // why the bastion ended it, if it did
+	// What happened, copied into SessionInfo: Login fills in a login
+	// known only after Begin (a database user), the rest as named there.
+	Login, Database           string
+	Statements                int64
+	Blocked, Approved, Denied int
 }
 
 // SessionFilter selects sessions; zero fields match everything.

@@ -39,7 +39,8 @@ func (r recorderAdapter) Begin(m bastion.SessionMeta) (bastion.Recording, error)
 type recordingAdapter struct{ *recorder.Recording }
 
 func (r recordingAdapter) End(e bastion.Exit) error {
-	return r.Recording.End(recorder.ExitInfo{Status: e.Status, Signal: e.Signal, Reason: e.Reason})
+	return r.Recording.End(recorder.ExitInfo{Status: e.Status, Signal: e.Signal, Reason: e.Reason,
+		Login: e.Login, Database: e.Database, Statements: e.Statements, Blocked: e.Blocked, Approved: e.Approved, Denied: e.Denied})
 }
 
 type auditAdapter struct{ s *recorder.Store }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -179,20 +180,94 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 		return 0
 	}
 	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tCOMMAND")
+	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tDETAIL")
 	for _, s := range list {
 		if !mayRead(c, s) {
 			continue
 		}
-		exit := strconv.Itoa(s.ExitStatus)
-		if s.ExitSignal != "" {
-			exit = "SIG" + s.ExitSignal
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Start.Local().Format("2006-01-02 15:04:05"),
-			s.User, s.Target, s.Login, s.Kind, s.Status, exit, safetext.Printable(truncate(s.Command, 40)))
+			s.User, s.Target, orDash(s.Login), s.Kind, sessionStatus(s), sessionExit(s), safetext.Printable(sessionDetail(s)))
 	}
 	tw.Flush()
 	return 0
+}
+
+// sessionStatus is the STATUS column: live, ended, interrupted or failed,
+// with what the rules decided in it ("ended (1 blocked, 2 approved)").
+func sessionStatus(s recorder.SessionInfo) string {
+	var parts []string
+	for _, n := range []struct {
+		count int
+		what  string
+	}{{s.Blocked, "blocked"}, {s.Approved, "approved"}, {s.Denied, "denied"}} {
+		if n.count > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n.count, n.what))
+		}
+	}
+	if len(parts) == 0 {
+		return s.Status
+	}
+	return s.Status + " (" + strings.Join(parts, ", ") + ")"
+}
+
+// sessionExit is the EXIT column: the remote command's exit status or
+// signal; "-" while live and for forwards, which have none.
+func sessionExit(s recorder.SessionInfo) string {
+	switch {
+	case s.Status == recorder.StatusLive, s.ExitStatus < 0 && s.ExitSignal == "":
+		return "-"
+	case s.ExitSignal != "":
+		return "SIG" + s.ExitSignal
+	}
+	return strconv.Itoa(s.ExitStatus)
+}
+
+// sessionDetail is the DETAIL column: the command of a shell, exec or
+// subsystem; the database and statements of a PostgreSQL session; the bytes
+// each way and the content stored of a TCP forward.
+func sessionDetail(s recorder.SessionInfo) string {
+	switch s.Kind {
+	case "postgres":
+		if s.Database == "" {
+			return truncate(s.Reason, 60) // refused at startup: why
+		}
+		return fmt.Sprintf("database %s, %d statement%s", s.Database, s.Statements, plural(s.Statements))
+	case "tcp":
+		d := fmt.Sprintf("%s up, %s down", byteCount(s.BytesIn), byteCount(s.BytesOut))
+		if s.Stored > 0 {
+			d += ", " + byteCount(s.Stored) + " stored"
+		}
+		return d
+	}
+	return truncate(s.Command, 40)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func plural(n int64) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// byteCount writes n in B, KiB, MiB or GiB.
+func byteCount(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 2; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
 }
 
 func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
@@ -261,7 +336,7 @@ func (a *App) cmdReplay(ctx context.Context, c bastion.Caller, args []string, ai
 		opt.IdleLimit = d
 	}
 	if aio.Pty != nil {
-		opt.Keys = aio.Stdin
+		opt.Keys, opt.StatusLine = aio.Stdin, true
 	}
 	if err := a.auditAccess(c, "session.replay", id, "allowed"); err != nil {
 		return fail(aio, 1, "replay: refused: the audit log cannot record this replay (%v)", err)
