@@ -95,6 +95,9 @@ func (s *Store) appendAudit(tx Tx, ev AuditEvent) (string, error) {
 // commit ends, so a lone call waits for one commit and a busy log commits in
 // batches, with no fixed delay.
 func (s *Store) Audit(ev AuditEvent) (string, error) {
+	if s.readOnly {
+		return "", ErrReadOnly
+	}
 	if err := s.enter(); err != nil {
 		return "", err
 	}
@@ -116,6 +119,9 @@ func (s *Store) Audit(ev AuditEvent) (string, error) {
 // not yet expired makes it return an error wrapping ErrReplay and record
 // nothing; so of two concurrent uses, exactly one succeeds.
 func (s *Store) AuditOnce(ev AuditEvent, key []byte, expires time.Time) (string, error) {
+	if s.readOnly {
+		return "", ErrReadOnly
+	}
 	if err := s.enter(); err != nil {
 		return "", err
 	}
@@ -144,6 +150,9 @@ const tokenSweepEvery = time.Minute
 // must be durable before anything proceeds use Audit. It returns the ID the
 // event will have.
 func (s *Store) AuditLater(ev AuditEvent) (string, error) {
+	if s.readOnly {
+		return "", ErrReadOnly
+	}
 	if err := s.enter(); err != nil {
 		return "", err
 	}

@@ -74,6 +74,9 @@ type gap struct {
 // returning, so even a crash right after leaves a record. info.ID is
 // generated if empty; info.Start defaults to now; Status is set to live.
 func (s *Store) Begin(info SessionInfo) (*Recording, error) {
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
 	if err := s.enter(); err != nil {
 		return nil, err
 	}

@@ -78,6 +78,8 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	readOnly bool // OpenReadOnly: reads only, no flusher, no audit loop
 }
 
 // Open opens the store: the bbolt file at cfg.Path (created if needed), or
@@ -326,6 +328,17 @@ func (s *Store) recoverSession(id string) error {
 // interrupted (and seals them), and closes the backend. Writers blocked on
 // backpressure return ErrClosed.
 func (s *Store) Close() error {
+	if s.readOnly {
+		s.closeOnce.Do(func() {
+			s.closeMu.Lock()
+			s.closed = true
+			s.closeMu.Unlock()
+			if err := s.b.Close(); err != nil {
+				s.closeErr = fmt.Errorf("recorder: close: %w", err)
+			}
+		})
+		return s.closeErr
+	}
 	s.closeOnce.Do(func() {
 		s.closeMu.Lock()
 		s.closed = true

@@ -41,6 +41,10 @@ var (
 	// ErrSchema means a PostgreSQL store's schema is newer than this
 	// bastion knows, or unusable.
 	ErrSchema = errors.New("store schema")
+	// ErrLocked means another process, a running bastion, holds the store.
+	ErrLocked = errors.New("the store is in use by another process (a running bastion)")
+	// ErrReadOnly means the operation writes, on a store opened read-only.
+	ErrReadOnly = errors.New("the store is open read-only")
 )
 
 // SessionInfo is a session's metadata.

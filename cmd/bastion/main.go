@@ -58,11 +58,11 @@ func usage(w io.Writer) {
 
 // Synopses of the commands that add local flags to an admin command's.
 var (
-	replayArgs  = "ID [--speed X] [--idle-limit D] [--raw] [--follow [--from start|now]] | --file F.cast"
+	replayArgs  = "ID [--speed X] [--idle-limit D] [--raw] [--follow [--from start|now]] [--data-dir DIR] | --file F.cast"
 	caArgs      = "export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR] | init --KIND --key URI | revoke SERIAL [--reason R]"
-	exportArgs  = adminArgs("export")
+	exportArgs  = "ID [--format asciicast|pcap] [--follow [--from start|now]] [--data-dir DIR]"
 	targetsArgs = adminArgs("targets")
-	runExport   = thin("export")
+	runExport   = runExportCmd
 	runTargets  = thin("targets")
 )
 

@@ -29,6 +29,7 @@ func runReplay(args []string) error {
 	bastionURL := fs.String("bastion", "", "the bastion (default: the one you logged in to)")
 	follow := fs.Bool("follow", false, "follow a live session until it ends, showing its output as it is recorded")
 	from := fs.String("from", "start", "with --follow: start (play the session from its beginning, then live) or now (show the present screen, then live)")
+	dataDir := fs.String("data-dir", "", "read the session from this data directory (or a backup of one), read-only, while no bastion runs (not audited)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -45,6 +46,16 @@ func runReplay(args []string) error {
 	switch {
 	case *file != "" && len(pos) == 0:
 		src = player.FileSource(*file)
+	case *file == "" && len(pos) == 1 && *dataDir != "":
+		if *follow {
+			return errFollowOffline
+		}
+		s, closeStore, err := offlineSource(*dataDir, pos[0])
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		src = s
 	case *file == "" && len(pos) == 1:
 		st, err := clientState(*bastionURL)
 		if err != nil {

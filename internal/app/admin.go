@@ -41,7 +41,7 @@ var adminSpecs = map[string]bastion.AdminUsage{
 		Summary: "List recorded sessions, newest first: your own, or everyone's for auditors.",
 		Flags:   func(fs *flag.FlagSet) { sessionsFlags(fs) }},
 	"export": {Args: "ID [--format asciicast|pcap] [--follow [--from start|now]]",
-		Summary: "Write a session to stdout: asciicast v2 (plays in asciinema; a tcp session as a readable timeline), or pcap for a tcp session (Wireshark, tshark). Audited.",
+		Summary: "Write a session to stdout: asciicast v2 (plays in asciinema; a tcp session as a readable timeline), or pcap for a tcp or postgres session (Wireshark, tshark). Audited.",
 		Flags:   func(fs *flag.FlagSet) { exportFlags(fs) }},
 	"replay": {Args: "ID [--speed X] [--idle-limit D] [--raw] [--markers=false]",
 		Summary: "Replay a session in this terminal with its original timing. Keys: space pauses, left/right seek 5s, +/- change speed, . steps while paused, q quits. Audited.",
@@ -513,7 +513,7 @@ func sessionsFlags(fs *flag.FlagSet) sessionsOpts {
 }
 
 func exportFlags(fs *flag.FlagSet) (format *string, follow *bool, from *string) {
-	return fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP session as a capture for Wireshark and tshark)"),
+	return fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP or PostgreSQL session as a capture for Wireshark and tshark)"),
 		fs.Bool("follow", false, "while the session is live, go on writing its events as they are recorded, until it ends"),
 		fs.String("from", "start", "with --follow: start (the session's own times) or now (what came before at time 0, then live)")
 }
