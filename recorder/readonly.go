@@ -61,15 +61,22 @@ func OpenReadOnly(path string, timeout time.Duration) (*Store, error) {
 
 // Backup writes a consistent copy of a bbolt store to w (bbolt's
 // Tx.WriteTo in one read transaction: recordings keep being written
-// meanwhile) and returns its size. The copy opens as a store of its own. A
+// meanwhile) and returns its size. The copy opens as a store of its own.
+// size, if not nil, is told the copy's length before any of it is written
+// (a caller that sends the copy on can frame it), and may refuse it. A
 // PostgreSQL store is backed up with the database's own tools (pg_dump).
-func (s *Store) Backup(w io.Writer) (int64, error) {
+func (s *Store) Backup(w io.Writer, size func(int64) error) (int64, error) {
 	bb, ok := s.b.(*boltBackend)
 	if !ok {
 		return 0, fmt.Errorf("recorder: backup: the store is in PostgreSQL: back it up with pg_dump")
 	}
 	var n int64
 	err := bb.db.View(func(tx *bolt.Tx) error {
+		if size != nil {
+			if err := size(tx.Size()); err != nil {
+				return err
+			}
+		}
 		var err error
 		n, err = tx.WriteTo(w)
 		return err

@@ -31,8 +31,10 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatalf("while the store is open: got %v, want ErrLocked", err)
 	}
 	var backup bytes.Buffer
-	if _, err := s.Backup(&backup); err != nil {
-		t.Fatal(err)
+	var announced int64
+	n, err := s.Backup(&backup, func(size int64) error { announced = size; return nil })
+	if err != nil || n != announced || int64(backup.Len()) != n {
+		t.Fatalf("Backup: %d bytes written, %d announced, %d in the buffer, %v", n, announced, backup.Len(), err)
 	}
 	must(t, s.Close())
 

@@ -41,6 +41,8 @@ func commands() []command {
 		{"audit", adminArgs("audit"), "read the audit log", thin("audit")},
 		{"config", "check --config FILE", "validate a config file", runConfig},
 		{"store", "migrate --from DATA_DIR --to DSN", "copy a bbolt store into PostgreSQL (for replicas) and verify it", runStore},
+		{"backup", backupArgs, "back up the store and the CA keys (on the bastion host)", runBackup},
+		{"restore", restoreArgs, "restore a backup into the data directory (bastion stopped)", runRestore},
 		{"whoami", adminArgs("whoami"), "show the identity in your certificate", thin("whoami")},
 		{"targets", targetsArgs, "list the targets you may reach, or a target's host key", runTargets},
 		{"version", "", "print the version, commit and build date", runVersion},

@@ -73,6 +73,7 @@ type App struct {
 	metricsLn  net.Listener
 	metricsSrv *http.Server
 	now        func() time.Time
+	controlLn  net.Listener // the control socket (bastion backup)
 	registry   *prometheus.Registry
 	stop       chan struct{}
 	sinks      *auditsink.Shipper // nil without audit sinks
@@ -330,6 +331,7 @@ func (a *App) Start() error {
 	if err := a.startAuditSinks(); err != nil {
 		return err
 	}
+	a.startControl()
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
@@ -446,6 +448,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 				srv.Shutdown(hctx)
 				cancel()
 			}
+		}
+		if a.controlLn != nil {
+			a.controlLn.Close()
+			os.Remove(filepath.Join(a.Config.DataDir, ControlSocket))
 		}
 		err = a.SSH.Shutdown(ctx)
 		a.wg.Wait()
