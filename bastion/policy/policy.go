@@ -356,13 +356,18 @@ func (p *Policy) CheckDB(id Identity, target, dbUser, database string, replicati
 	if err != nil {
 		return err
 	}
-	var users []string
+	var users, databases []string
+	var userRole *Role // the first role that allows dbUser
 	for _, r := range roles {
 		users = append(users, r.DBUsers...)
 		if !slices.Contains(r.DBUsers, dbUser) {
 			continue
 		}
+		if userRole == nil {
+			userRole = r
+		}
 		if len(r.Databases) > 0 && !matchAny(r.Databases, database) {
+			databases = append(databases, r.Databases...)
 			continue
 		}
 		if replication && !r.Replication {
@@ -370,7 +375,11 @@ func (p *Policy) CheckDB(id Identity, target, dbUser, database string, replicati
 		}
 		return nil
 	}
-	return &Denied{Rule: roles[0].Name, Reason: fmt.Sprintf("database user %q on database %q is not allowed (db_users [%s])", dbUser, database, strings.Join(users, ", "))}
+	if userRole != nil {
+		// The user was allowed, the database was not: say which.
+		return &Denied{Rule: userRole.Name, Reason: fmt.Sprintf("database %q on %s is not allowed for database user %q (databases [%s])", database, target, dbUser, strings.Join(databases, ", "))}
+	}
+	return &Denied{Rule: roles[0].Name, Reason: fmt.Sprintf("database user %q on %s is not allowed (db_users [%s])", dbUser, target, strings.Join(users, ", "))}
 }
 
 // TargetAccess is one line of the `targets` admin command.

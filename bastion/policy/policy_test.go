@@ -124,8 +124,9 @@ func TestChecks(t *testing.T) {
 		{"forward to another port", func() error { _, err := p.CheckForward(dev, "redis", 22, 6379); return err }(), "port 22 on redis is not allowed"},
 		{"forward to an ssh target", func() error { _, err := p.CheckForward(ops, "web1", 22, 22); return err }(), "use ssh -J"},
 		{"db allowed", p.CheckDB(dora, "pg1", "app_ro", "shop_eu", false), ""},
-		{"db other user", p.CheckDB(dora, "pg1", "postgres", "shop", false), `database user "postgres"`},
-		{"db other database", p.CheckDB(dora, "pg1", "app_ro", "hr", false), `database "hr"`},
+		{"db other user", p.CheckDB(dora, "pg1", "postgres", "shop", false), `dba: database user "postgres" on pg1 is not allowed (db_users [app_ro])`},
+		// The database is what was refused: the message names databases, not db_users.
+		{"db other database", p.CheckDB(dora, "pg1", "app_ro", "hr", false), `dba: database "hr" on pg1 is not allowed for database user "app_ro" (databases [shop*])`},
 		{"db replication", p.CheckDB(dora, "pg1", "app_ro", "shop", true), "replication connections are not allowed"},
 		{"target check", p.CheckTarget(ops, "pg1", policy.KindPostgres), ""},
 	} {
