@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/policy"
-	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/duration"
 	"github.com/bastionhq/bastion/internal/login"
 )
 
@@ -80,7 +80,7 @@ func runLogin(args []string) error {
 	}
 	cfg := login.LoginConfig{BastionURL: *bastionURL, Dir: dir, NoAgent: *noAgent, Out: os.Stderr}
 	if *ttl != "" {
-		d, err := config.ParseDuration(*ttl)
+		d, err := duration.Parse(*ttl)
 		if err != nil {
 			return fmt.Errorf("--ttl: %w", err)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/duration"
 	"github.com/bastionhq/bastion/internal/login"
 	"github.com/bastionhq/bastion/player"
 )
@@ -36,7 +36,7 @@ func runReplay(args []string) error {
 	}
 	opt := player.Options{Speed: *speed, Raw: *raw, ShowMarkers: *markers, Live: *follow}
 	if *idle != "" {
-		d, err := config.ParseDuration(*idle)
+		d, err := duration.Parse(*idle)
 		if err != nil {
 			return fmt.Errorf("--idle-limit: %w", err)
 		}
