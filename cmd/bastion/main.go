@@ -44,7 +44,7 @@ func commands() []command {
 		{"backup", backupArgs, "back up the store and the CA keys (on the bastion host)", runBackup},
 		{"restore", restoreArgs, "restore a backup into the data directory (bastion stopped)", runRestore},
 		{"whoami", adminArgs("whoami"), "show the identity in your certificate", thin("whoami")},
-		{"targets", targetsArgs, "list the targets you may reach, or a target's host key", runTargets},
+		{"targets", targetsArgs, "list the targets you may reach", runTargets},
 		{"version", "", "print the version, commit and build date", runVersion},
 	}
 }
