@@ -73,13 +73,16 @@ type Auditor interface {
 
 // Info is what a client needs to log in; served at PathInfo.
 type Info struct {
-	Issuer     string   `json:"issuer"`
-	ClientID   string   `json:"client_id"`
-	Scopes     []string `json:"scopes"`
-	SSHAddress string   `json:"ssh_address"`
-	HostCA     string   `json:"host_ca"` // known_hosts @cert-authority line
-	UserTTL    string   `json:"user_ttl"`
-	MaxUserTTL string   `json:"max_user_ttl"`
+	Issuer   string `json:"issuer"`
+	ClientID string `json:"client_id"`
+	// ClientSecret is the client's published secret, for providers that
+	// want one from native apps (oidc.public_client_secret); not confidential.
+	ClientSecret string   `json:"public_client_secret,omitempty"`
+	Scopes       []string `json:"scopes"`
+	SSHAddress   string   `json:"ssh_address"`
+	HostCA       string   `json:"host_ca"` // known_hosts @cert-authority line
+	UserTTL      string   `json:"user_ttl"`
+	MaxUserTTL   string   `json:"max_user_ttl"`
 	// PostgresAddress is the direct PostgreSQL listener clients use
 	// (host:port); empty when the bastion has none.
 	PostgresAddress string `json:"postgres_address,omitempty"`

@@ -279,7 +279,8 @@ func (a *App) Start() error {
 			return fmt.Errorf("listen.postgres: %w", err)
 		}
 	}
-	info := ca.Info{SSHAddress: a.publicSSH(), PostgresAddress: a.publicPostgres(), SQLAPI: a.Config.SQLAPI.Enabled, Scopes: a.Config.OIDC.Scopes}
+	info := ca.Info{SSHAddress: a.publicSSH(), PostgresAddress: a.publicPostgres(), SQLAPI: a.Config.SQLAPI.Enabled, Scopes: a.Config.OIDC.Scopes,
+		ClientSecret: a.Config.OIDC.PublicClientSecret}
 	caSrv, err := ca.NewServer(ca.ServerConfig{
 		Authority: a.Authority, Verifier: a.Verifier, Auditor: certAuditor{a},
 		Info: info, Logger: a.Log.With("component", "ca"),

@@ -16,6 +16,7 @@ import (
 type client struct {
 	id           string
 	secret       string
+	native       bool // a native app with a (published) secret
 	redirectURIs []string
 	device       bool
 	lifetime     time.Duration
@@ -42,7 +43,7 @@ func (c *client) ClockSkew() time.Duration       { return 0 }
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
 
 func (c *client) ApplicationType() op.ApplicationType {
-	if c.public() {
+	if c.public() || c.native {
 		return op.ApplicationTypeNative
 	}
 	return op.ApplicationTypeWeb

@@ -75,6 +75,11 @@ type User struct {
 type Client struct {
 	ID     string // client_id; required, unique
 	Secret string // empty = public client (auth method none, PKCE S256 required)
+	// Native marks a client with a Secret as a native app all the same, as
+	// Google's "Desktop app" clients are: the secret is published with the
+	// app (not confidential) yet required at the token endpoint, and
+	// loopback redirect URIs match on any port.
+	Native bool
 	// RedirectURIs are the registered redirect URIs, matched exactly, except that for
 	// public clients an http loopback URI matches on any port (RFC 8252 §7.3).
 	RedirectURIs []string

@@ -97,6 +97,7 @@ func newStorage(cfg Config, issuer string, key *rsa.PrivateKey, kid string) (*st
 		s.clients[c.ID] = &client{
 			id:           c.ID,
 			secret:       c.Secret,
+			native:       c.Native && c.Secret != "",
 			redirectURIs: slices.Clone(c.RedirectURIs),
 			device:       c.Device,
 			lifetime:     cfg.IDTokenLifetime,

@@ -413,7 +413,7 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, e
 	}
 	defer ln.Close()
 	redirect := "http://" + ln.Addr().String() + "/callback"
-	oc := oauth2.Config{ClientID: info.ClientID, Endpoint: provider.Endpoint(), RedirectURL: redirect, Scopes: info.Scopes}
+	oc := oauth2.Config{ClientID: info.ClientID, ClientSecret: info.ClientSecret, Endpoint: provider.Endpoint(), RedirectURL: redirect, Scopes: info.Scopes}
 	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
 	authURL := oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))
 
@@ -483,7 +483,7 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, e
 	}
 	tok, err := oc.Exchange(ctx, res.code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return "", fmt.Errorf("code exchange: %w", err)
+		return "", fmt.Errorf("code exchange: %w%s", err, secretHint(err, info))
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -504,7 +504,7 @@ func deviceLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, er
 	if err != nil {
 		return "", fmt.Errorf("identity provider: %w", err)
 	}
-	oc := oauth2.Config{ClientID: info.ClientID, Endpoint: provider.Endpoint(), Scopes: info.Scopes}
+	oc := oauth2.Config{ClientID: info.ClientID, ClientSecret: info.ClientSecret, Endpoint: provider.Endpoint(), Scopes: info.Scopes}
 	if oc.Endpoint.DeviceAuthURL == "" {
 		return "", errors.New("the identity provider does not offer the device authorization grant")
 	}
@@ -521,7 +521,7 @@ func deviceLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, er
 	defer cancel()
 	tok, err := oc.DeviceAccessToken(wait, da)
 	if err != nil {
-		return "", fmt.Errorf("device login: %w", err)
+		return "", fmt.Errorf("device login: %w%s", err, secretHint(err, info))
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -712,4 +712,17 @@ func isSafeHostPattern(s string) bool {
 		}
 	}
 	return true
+}
+
+// secretHint explains a token endpoint that wants a client secret the
+// bastion does not publish (Google's desktop clients do).
+func secretHint(err error, info ca.Info) string {
+	var re *oauth2.RetrieveError
+	if info.ClientSecret != "" || !errors.As(err, &re) {
+		return ""
+	}
+	if re.ErrorCode == "invalid_client" || strings.Contains(re.ErrorDescription, "client_secret") {
+		return " (the identity provider wants a client secret from this client: if it is a desktop app's published secret, the bastion's operator sets oidc.public_client_secret; see docs/IDP.md)"
+	}
+	return ""
 }
