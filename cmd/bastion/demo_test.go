@@ -233,7 +233,7 @@ func (h *demoHarness) deviceLogin(line, subject string) {
 	if err := devidp.ApproveDeviceAt(ctx, u.Scheme+"://"+u.Host, m[2], subject); err != nil {
 		t.Fatalf("approve the device login as %s: %v", subject, err)
 	}
-	if r := login.wait(t); r.code != 0 || !strings.Contains(r.out, "Logged in as "+subject) {
+	if r := login.wait(t); r.code != 0 || !strings.Contains(r.out, " as "+subject+"; certificate serial") {
 		t.Fatalf("%s: %s", line, r)
 	}
 }

@@ -372,6 +372,9 @@ func (w *world) serveProcess(t *testing.T) (func() *servedProc, string) {
 		t.Fatalf("login: %s", r)
 	}
 	r := w.run(nil, "ssh-config")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "web1") {
+		t.Fatalf("ssh-config: %s", r)
+	}
 	sshCfg := filepath.Join(w.home, "ssh_config")
 	os.WriteFile(sshCfg, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
 	proc.Process.Kill()

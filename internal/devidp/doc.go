@@ -21,8 +21,10 @@
 // Clients without a secret are public (native) clients: auth method none, PKCE
 // with S256 required, and an http loopback redirect URI matches on any port
 // (RFC 8252 §7.3). Clients with a secret are confidential and authenticate with
-// client_secret_basic or client_secret_post. Device: true allows the device grant
-// (poll interval 1s), for public clients too.
+// client_secret_basic or client_secret_post; with Native: true they are native
+// apps all the same (loopback redirects on any port), as Google's desktop clients
+// with their published secret are. Device: true allows the device grant (poll
+// interval 1s), for public clients too.
 //
 // ID tokens are RS256, signed with a key generated in New, and carry iss, sub, aud
 // (the client ID), azp, exp, iat, auth_time, nonce (from the authorization request)
