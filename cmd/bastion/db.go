@@ -10,9 +10,16 @@ import (
 )
 
 func runDB(args []string) error {
+	const usage = "Usage: bastion db env|url|psql TARGET [--db D] [--user U] [--bastion URL] [-- PSQL-ARGS]\n\n" +
+		"Reach a PostgreSQL target through the bastion's direct listener with the client certificate\n" +
+		"`bastion login` wrote. Run `bastion db env --help` (or url, psql) for the flags.\n"
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "Usage: bastion db env|url|psql TARGET [--db D] [--user U] [--bastion URL] [-- PSQL-ARGS]")
+		fmt.Fprint(os.Stderr, usage)
 		return errUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		return nil
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {

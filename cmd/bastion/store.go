@@ -12,8 +12,15 @@ import (
 
 // runStore runs `bastion store migrate`.
 func runStore(args []string) error {
+	const usage = "Usage: bastion store migrate --from DATA_DIR --to DSN | --to-env VAR [--config FILE]\n\n" +
+		"Copy a bbolt store into an empty PostgreSQL database, for replicas, and verify the copy.\n" +
+		"Run `bastion store migrate --help` for the flags.\n"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Print(usage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "migrate" {
-		fmt.Fprintln(os.Stderr, "usage: bastion store migrate --from DATA_DIR --to DSN | --to-env VAR [--config FILE]")
+		fmt.Fprint(os.Stderr, usage)
 		return errUsage
 	}
 	fs := flags("store migrate", "--from DATA_DIR --to DSN | --to-env VAR [--config FILE]",
