@@ -93,7 +93,7 @@ func (w *world) another() *world {
 // in with.
 func (w *world) certSerial(t *testing.T) uint64 {
 	t.Helper()
-	st, err := login.LoadState(filepath.Join(w.home, ".config", "bastion"))
+	st, err := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

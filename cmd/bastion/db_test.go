@@ -80,7 +80,7 @@ func TestDirectPostgresListener(t *testing.T) {
 		t.Fatalf("login: %s", r)
 	}
 	dir := filepath.Join(w.home, ".config", "bastion")
-	st, err := login.LoadState(dir)
+	st, err := login.Resolve(dir, "")
 	if err != nil || st.PostgresAddress != w.app.PostgresAddr() {
 		t.Fatalf("login state: %+v, %v (listener %s)", st, err, w.app.PostgresAddr())
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -69,9 +70,15 @@ func newMCPServer(st *login.State) *mcp.Server {
 			if err := remote(ctx, st, []string{"targets", "--json"}, nil, &out, &errb, false); err != nil {
 				return toolError(fmt.Sprintf("list targets: %v %s", err, strings.TrimSpace(errb.String()))), nil, nil
 			}
-			var all []policy.TargetAccess
-			if err := json.Unmarshal(out.Bytes(), &all); err != nil {
-				return nil, nil, err
+			var all []policy.TargetAccess // JSON lines, one target per line
+			for dec := json.NewDecoder(&out); ; {
+				var t policy.TargetAccess
+				if err := dec.Decode(&t); err == io.EOF {
+					break
+				} else if err != nil {
+					return nil, nil, fmt.Errorf("list targets: %w", err)
+				}
+				all = append(all, t)
 			}
 			type target struct {
 				Name    string   `json:"name"`
