@@ -16,7 +16,9 @@
 // table reports both figures, the ratio
 // (median and spread of the per-round ratios) and the CPU each serving
 // side used per GiB or per thousand transactions. The absolute goals
-// (issuance, ingest, idle memory, replay) are measured on the bastion alone.
+// (issuance, ingest, idle memory, replay in the terminal and in the web
+// console, the latter in headless Chromium) are measured on the bastion
+// alone.
 // Goals are printed with a pass or MISS mark, never asserted.
 //
 // CPU is read from /proc: the bastion's own utime and stime, and for

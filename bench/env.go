@@ -127,7 +127,7 @@ func newEnv(opt options) (_ *env, err error) {
 	verified := true
 	e.idp, err = devidp.Start(devidp.Config{
 		Users:           []devidp.User{{Subject: "u-alice", Email: benchUser + "@example.com", EmailVerified: &verified, Name: "Alice", Groups: []string{"bench"}}},
-		Clients:         []devidp.Client{{ID: "bastion", RedirectURIs: []string{"http://127.0.0.1/callback"}}},
+		Clients:         []devidp.Client{{ID: "bastion", RedirectURIs: []string{"http://127.0.0.1/callback", "http://127.0.0.1/auth/callback"}}},
 		IDTokenLifetime: time.Hour,
 	})
 	if err != nil {

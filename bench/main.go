@@ -38,13 +38,13 @@ type options struct {
 }
 
 // workloadNames are the workloads in the order the report lists them.
-var workloadNames = []string{"forward", "cat", "pgbench", "echo", "enter", "issue", "ingest", "idle", "replay"}
+var workloadNames = []string{"forward", "cat", "pgbench", "echo", "enter", "issue", "ingest", "idle", "replay", "webreplay"}
 
 // runOrder is the order they run in after the idle sessions, which run
 // first on a bastion of their own with an empty store (the replay fixture
 // and the shell-output rounds fill the bbolt file, whose mapped pages count
 // in the bastion's RSS); the in-harness ingest runs last.
-var runOrder = []string{"replay", "issue", "echo", "enter", "forward", "cat", "pgbench", "ingest"}
+var runOrder = []string{"replay", "webreplay", "issue", "echo", "enter", "forward", "cat", "pgbench", "ingest"}
 
 func main() {
 	var opt options
@@ -167,6 +167,8 @@ func run(opt options) error {
 			r = e.benchIdle()
 		case "replay":
 			r = e.benchReplay()
+		case "webreplay":
+			r = e.benchWebReplay()
 		}
 		logf("workload %s done in %s: %s", name, time.Since(t0).Round(100*time.Millisecond), r.Mark)
 		rows[name] = append(rows[name], r)
@@ -197,7 +199,7 @@ func run(opt options) error {
 		runOne("idle")
 		e.bastion.stop()
 	}
-	if opt.wants("replay") {
+	if opt.wants("replay") || opt.wants("webreplay") {
 		logf("writing the %d MiB replay fixture", opt.replayMiB)
 		if err := e.writeReplayFixture(); err != nil {
 			return err

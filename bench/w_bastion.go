@@ -474,7 +474,14 @@ const firstFrame = "FIRST-FRAME-OF-THE-REPLAY-FIXTURE\r\n"
 // writeReplayFixture records a large session straight into the bastion's
 // store before the bastion opens it.
 func (e *env) writeReplayFixture() error {
-	s, err := recorder.Open(recorder.Config{Path: filepath.Join(e.dataDir, app.StoreFile), SealKey: e.keys.SealKey})
+	// The fixture's clock: the first frame at the start, the flood of
+	// output a second later and then a millisecond per 4 KiB, so a player
+	// shows the first frame before the rest scrolls it away and the
+	// recording has the shape of a long, busy session (1 GiB: about 4.5
+	// minutes).
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	s, err := recorder.Open(recorder.Config{Path: filepath.Join(e.dataDir, app.StoreFile), SealKey: e.keys.SealKey, Now: now})
 	if err != nil {
 		return err
 	}
@@ -487,6 +494,7 @@ func (e *env) writeReplayFixture() error {
 	if err := rec.Output([]byte(firstFrame)); err != nil {
 		return err
 	}
+	skew.Add(int64(time.Second))
 	line := []byte("\x1b[32m2026-01-02T03:04:05Z\x1b[0m web1 app[4242]: GET /api/v1/items?page=7 status=200 bytes=5123 took=0.004s\r\n")
 	chunk := bytes.Repeat(line, 4096/len(line)+1)[:4096]
 	total := e.opt.replayMiB << 20
@@ -494,6 +502,7 @@ func (e *env) writeReplayFixture() error {
 		if err := rec.Output(chunk); err != nil {
 			return err
 		}
+		skew.Add(int64(time.Millisecond))
 	}
 	if err := rec.End(recorder.ExitInfo{}); err != nil {
 		return err

@@ -36,7 +36,11 @@
 // The player (internal/console/static/player, the asciinema-player npm
 // package's built files; `make player-assets` refreshes them) loads the
 // session's asciicast from /api/sessions/ID/cast, which writes a
-// session.replay audit event first and refuses when it cannot. A live
+// session.replay audit event first and refuses when it cannot. The page
+// reads that download as a stream: the player starts on its first 256 KiB,
+// so the first frame does not depend on the recording's size, and the
+// whole recording (at most 64 MiB in the browser) replaces it at the same
+// position once it has arrived (static/console.js). A live
 // session is followed over server-sent events (/api/sessions/ID/live,
 // recorder.Store.Follow) in the player's eventsource format: a reset with
 // the output so far, then each event, then "done".

@@ -11,6 +11,7 @@ function replayPage() {
   const markersList = document.getElementById("markers");
   let player = null;
   let src = null;
+  let playing = false;
   const showError = (msg) => { errBox.textContent = msg; errBox.hidden = false; };
   const markerNow = document.getElementById("marker-now");
   const showMarker = (label) => { markerNow.textContent = label; markerNow.hidden = false; };
@@ -22,6 +23,9 @@ function replayPage() {
     if (idle.value) { o.idleTimeLimit = Number(idle.value); }
     player = AsciinemaPlayer.create(src, el, o);
     player.addEventListener("marker", ({ label }) => showMarker(label));
+    player.addEventListener("play", () => { playing = true; });
+    player.addEventListener("pause", () => { playing = false; if (pendingSwap) { pendingSwap(false); } });
+    player.addEventListener("ended", () => { playing = false; if (pendingSwap) { pendingSwap(true); } });
     window.bastionPlayer = player; // for tests and the console
   }
 
@@ -51,15 +55,29 @@ function replayPage() {
     });
   }
 
-  if (el.dataset.live) {
-    src = { driver: "eventsource", url: el.dataset.live };
-    create({ autoPlay: true, cols: Number(el.dataset.cols) || 80, rows: Number(el.dataset.rows) || 24 });
-    document.body.dataset.ready = "1";
-    return;
+  // The recording streams in: the player starts on its first part, so the
+  // first frame does not wait for a large recording, and the rest is read
+  // in the background and swapped in at the same position: at once if
+  // nobody has touched the player yet, else when it is paused or reaches
+  // the end of the first part. The browser holds at most maxHeld bytes;
+  // beyond that the page says so and points to `bastion replay`, which
+  // streams any size.
+  const headBytes = 256 << 10;
+  const maxHeld = 64 << 20;
+  let touched = false;
+  let pendingSwap = null;
+  for (const ev of ["pointerdown", "keydown", "click"]) {
+    el.addEventListener(ev, () => { touched = true; }, { capture: true });
   }
-  fetch(el.dataset.cast, { credentials: "same-origin" }).then(async (resp) => {
-    if (!resp.ok) { throw new Error((await resp.text()) || resp.statusText); }
-    const text = await resp.text();
+  // upToLine is a Blob of the complete lines in parts.
+  const upToLine = (parts) => {
+    for (let i = parts.length - 1; i >= 0; i--) {
+      const nl = parts[i].lastIndexOf(10);
+      if (nl >= 0) { return new Blob([...parts.slice(0, i), parts[i].subarray(0, nl + 1)], { type: "text/plain" }); }
+    }
+    return new Blob([], { type: "text/plain" });
+  };
+  const markerLabels = (text) => {
     const labels = [];
     for (const line of text.split("\n").slice(1)) {
       if (!line.includes('"m"')) { continue; }
@@ -68,11 +86,69 @@ function replayPage() {
         if (Array.isArray(ev) && ev[1] === "m") { labels.push(String(ev[2])); }
       } catch (e) { /* not an event line */ }
     }
-    src = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
-    listMarkers(labels);
-    create({});
+    return labels;
+  };
+  async function loadProgressively() {
+    const resp = await fetch(el.dataset.cast, { credentials: "same-origin" });
+    if (!resp.ok) { throw new Error((await resp.text()) || resp.statusText); }
+    const reader = resp.body.getReader();
+    const parts = [];
+    let size = 0;
+    let ended = false;
+    while (size < headBytes) {
+      const { done, value } = await reader.read();
+      if (done) { ended = true; break; }
+      parts.push(value);
+      size += value.length;
+    }
+    if (!ended) {
+      src = URL.createObjectURL(upToLine(parts));
+      create({});
+      let capped = false;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) { break; }
+        parts.push(value);
+        size += value.length;
+        if (size >= maxHeld) {
+          capped = true;
+          reader.cancel();
+          break;
+        }
+      }
+      if (capped) {
+        showError("This recording is larger than the browser holds: the player has its first " + (maxHeld >> 20) +
+          " MiB. `bastion replay " + el.dataset.id + "` or `bastion export` play all of it.");
+      }
+    }
+    const full = upToLine(parts);
+    const labels = markerLabels(await full.text());
+    const swap = async (resume) => {
+      pendingSwap = null;
+      const old = src;
+      const at = player ? await player.getCurrentTime() : 0;
+      src = URL.createObjectURL(full);
+      listMarkers(labels);
+      create({});
+      if (old) { URL.revokeObjectURL(old); }
+      if (at > 0) { await player.seek(at); }
+      if (resume) { await player.play(); }
+      document.body.dataset.ready = "1";
+    };
+    if (player && touched && playing) {
+      pendingSwap = swap; // when the first part ends or the player pauses
+    } else {
+      await swap(false);
+    }
+  }
+
+  if (el.dataset.live) {
+    src = { driver: "eventsource", url: el.dataset.live };
+    create({ autoPlay: true, cols: Number(el.dataset.cols) || 80, rows: Number(el.dataset.rows) || 24 });
     document.body.dataset.ready = "1";
-  }).catch((e) => showError("The recording cannot be played: " + e.message));
+    return;
+  }
+  loadProgressively().catch((e) => showError("The recording cannot be played: " + e.message));
   speed.addEventListener("change", () => src && create({}));
   idle.addEventListener("change", () => src && create({}));
 }
