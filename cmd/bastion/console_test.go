@@ -265,6 +265,35 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	// A recording larger than the page's first part: the player starts on
+	// that part, the rest is swapped in, and a marker past the first part
+	// is listed and jumpable.
+	t.Run("replay of a large recording", func(t *testing.T) {
+		rec, err := w.app.Store.Begin(recorder.SessionInfo{Kind: "shell", User: "alice", Target: "web1", Login: "root", Width: 100, Height: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Output([]byte("big-first-frame\r\n"))
+		line := []byte("log line of a long session, nothing to see here\r\n")
+		for range (1 << 20) / len(line) {
+			rec.Output(line)
+		}
+		rec.Output([]byte("big-late-part\r\n"))
+		rec.Marker("late marker")
+		rec.Output([]byte("big-after-marker\r\n"))
+		if err := rec.End(recorder.ExitInfo{}); err != nil {
+			t.Fatal(err)
+		}
+		alice.run("open the large session", chromedp.Navigate(base+"/sessions/"+rec.ID()), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button.marker`)))
+		if got := alice.text("#markers"); !strings.Contains(got, "late marker") {
+			t.Fatalf("markers:\n%s", got)
+		}
+		alice.run("jump to the late marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="0"]`)))
+		alice.waitText("#marker-now", "late marker")
+		alice.waitText("#player", "big-late-part")
+	})
+
 	t.Run("replay with a blocked-command marker", func(t *testing.T) {
 		alice.run("open the session", chromedp.Navigate(base+"/sessions/"+shell.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)),
 			chromedp.WaitVisible(chromedp.CSS(`button.marker`)))
