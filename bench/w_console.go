@@ -15,7 +15,8 @@ import (
 // as a person's) and resolves with the page's clock (milliseconds since the navigation
 // started) when the player's terminal first shows the fixture's first
 // text, followed by when the page's HTML had arrived, when
-// DOMContentLoaded was done and when the player was first seen.
+// DOMContentLoaded was done, when the player was first seen, and when the
+// recording was requested and its response began (the page's marks).
 const firstFrameJS = `new Promise((resolve, reject) => {
   let played = false;
   let seen = 0;
@@ -31,7 +32,8 @@ const firstFrameJS = `new Promise((resolve, reject) => {
     const term = document.querySelector("#player .ap-term");
     if (term && term.textContent.includes(want)) {
       const nav = performance.getEntriesByType("navigation")[0] || {};
-      resolve([performance.now(), nav.responseEnd || 0, nav.domContentLoadedEventEnd || 0, seen]);
+      const mark = (name) => (performance.getEntriesByName(name)[0] || {}).startTime || 0;
+      resolve([performance.now(), nav.responseEnd || 0, nav.domContentLoadedEventEnd || 0, seen, mark("bastion-cast-request"), mark("bastion-cast-response")]);
       return;
     }
     const err = document.getElementById("player-error");
@@ -107,7 +109,10 @@ func (e *env) benchWebReplay() result {
 			return failed(r, fmt.Errorf("first frame: %w (%s %v)", err, st, err2))
 		}
 		ms = append(ms, v[0])
-		logf("  web replay run %d: %.1f ms (page received at %.0f ms, DOMContentLoaded done at %.0f ms, player created by %.0f ms)", i+1, v[0], v[1], v[2], v[3])
+		if len(v) < 6 {
+			return failed(r, fmt.Errorf("first frame: the page answered %v", v))
+		}
+		logf("  web replay run %d: %.1f ms (page received at %.0f ms, DOMContentLoaded done at %.0f, recording requested at %.0f, its response headers at %.0f, player created by %.0f)", i+1, v[0], v[1], v[2], v[4], v[5], v[3])
 		// Leave the page, so its download of the rest stops before the
 		// next run.
 		if err := run(30*time.Second, chromedp.Navigate("about:blank")); err != nil {
