@@ -123,6 +123,6 @@ func (e *env) benchWebReplay() result {
 	r.Bastion = fmt.Sprintf("%s ms", fmtNum(median(ms)))
 	r.Ratio = fmt.Sprintf("%s ms (%s–%s)", fmtNum(median(ms)), fmtNum(lo), fmtNum(hi))
 	r.Mark = mark(median(ms) <= 500)
-	r.notef("the page's own clock (performance.now(), zero at the navigation's start) when the player's terminal first shows the fixture's first line; the bench presses play as soon as the player exists, as a person clicks it")
+	r.notef("the page's own clock (performance.now(), zero at the navigation's start) when the player's terminal first shows the fixture's first line; the bench clicks the player's start overlay as soon as it exists, as a person would; the log splits each run (page, DOMContentLoaded, the recording's request and response, player created)")
 	return r
 }

@@ -292,6 +292,17 @@ func TestConsole(t *testing.T) {
 		alice.run("jump to the late marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="0"]`)))
 		alice.waitText("#marker-now", "late marker")
 		alice.waitText("#player", "big-late-part")
+		// Started at once, on the first part, it plays on to the end of
+		// the whole recording.
+		alice.run("open it again", chromedp.Navigate(base+"/sessions/"+rec.ID()))
+		_ = eval[bool](alice, `new Promise((resolve) => {
+			const tick = () => {
+				const start = document.querySelector("#player .ap-overlay-start");
+				if (start) { start.click(); resolve(true); } else { setTimeout(tick, 5); }
+			};
+			tick();
+		})`)
+		alice.waitText("#player", "big-after-marker")
 	})
 
 	t.Run("replay with a blocked-command marker", func(t *testing.T) {

@@ -33,9 +33,12 @@ function replayPage() {
     if (idle.value) { o.idleTimeLimit = Number(idle.value); }
     player = AsciinemaPlayer.create(src, el, o);
     player.addEventListener("marker", ({ label }) => showMarker(label));
-    player.addEventListener("play", () => { playing = true; });
-    player.addEventListener("pause", () => { playing = false; if (pendingSwap) { pendingSwap(false); } });
-    player.addEventListener("ended", () => { playing = false; if (pendingSwap) { pendingSwap(true); } });
+    // A swap waiting for the person to be done with the first part runs
+    // at their next play, pause or end (after the player's own handling).
+    const later = (resume) => setTimeout(() => { if (pendingSwap) { pendingSwap(resume); } }, 0);
+    player.addEventListener("play", () => { playing = true; later(true); });
+    player.addEventListener("pause", () => { playing = false; later(false); });
+    player.addEventListener("ended", () => { playing = false; later(true); });
     window.bastionPlayer = player; // for tests and the console
   }
 
@@ -68,8 +71,8 @@ function replayPage() {
   // The recording streams in: the player starts on its first part, so the
   // first frame does not wait for a large recording, and the rest is read
   // in the background and swapped in at the same position: at once if
-  // nobody has touched the player yet, else when it is paused or reaches
-  // the end of the first part. The browser holds at most maxHeld bytes;
+  // nobody has touched the player yet, else at its next play, pause or
+  // end of the first part. The browser holds at most maxHeld bytes;
   // beyond that the page says so and points to `bastion replay`, which
   // streams any size.
   const headBytes = 256 << 10;
@@ -136,8 +139,10 @@ function replayPage() {
     const labels = markerLabels(await full.text());
     const swap = async (resume) => {
       pendingSwap = null;
+      const touchedBefore = touched;
       const old = src;
       const at = player ? await player.getCurrentTime() : 0;
+      if (!touchedBefore && touched) { resume = true; } // a click on play while the swap began
       src = URL.createObjectURL(full);
       listMarkers(labels);
       create({});
@@ -146,8 +151,8 @@ function replayPage() {
       if (resume) { await player.play(); }
       document.body.dataset.ready = "1";
     };
-    if (player && touched && playing) {
-      pendingSwap = swap; // when the first part ends or the player pauses
+    if (player && touched) {
+      pendingSwap = swap; // at the next play, pause or end of the first part
     } else {
       await swap(false);
     }
