@@ -364,7 +364,8 @@ func TestTargetPtyNeedsPermit(t *testing.T) {
 	}
 }
 
-// TestTargetRefusesChannels: no forwarding, no subsystem, no agent.
+// TestTargetRefusesChannels: no forwarding, no subsystem but sftp (scp and
+// sftp work, as the README says), no agent.
 func TestTargetRefusesChannels(t *testing.T) {
 	tt := startTarget(t)
 	c := tt.client(t)
@@ -375,8 +376,8 @@ func TestTargetRefusesChannels(t *testing.T) {
 		t.Error("tcpip-forward accepted")
 	}
 	s, _ := c.NewSession()
-	if err := s.RequestSubsystem("sftp"); err == nil {
-		t.Error("subsystem sftp accepted")
+	if err := s.RequestSubsystem("netconf"); err == nil {
+		t.Error("subsystem netconf accepted")
 	}
 	s.Close()
 	s, _ = c.NewSession()
