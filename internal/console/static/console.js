@@ -22,6 +22,7 @@ function replayPage() {
   let player = null;
   let src = null;
   let playing = false;
+  let endedNow = false; // the player reached the end of what it holds
   const showError = (msg) => { errBox.textContent = msg; errBox.hidden = false; };
   const markerNow = document.getElementById("marker-now");
   const showMarker = (label) => { markerNow.textContent = label; markerNow.hidden = false; };
@@ -36,9 +37,10 @@ function replayPage() {
     // A swap waiting for the person to be done with the first part runs
     // at their next play, pause or end (after the player's own handling).
     const later = (resume) => setTimeout(() => { if (pendingSwap) { pendingSwap(resume); } }, 0);
-    player.addEventListener("play", () => { playing = true; later(true); });
+    endedNow = false;
+    player.addEventListener("play", () => { playing = true; endedNow = false; later(true); });
     player.addEventListener("pause", () => { playing = false; later(false); });
-    player.addEventListener("ended", () => { playing = false; later(true); });
+    player.addEventListener("ended", () => { playing = false; endedNow = true; later(true); });
     window.bastionPlayer = player; // for tests and the console
   }
 
@@ -151,10 +153,12 @@ function replayPage() {
       if (resume) { await player.play(); }
       document.body.dataset.ready = "1";
     };
-    if (player && touched) {
+    if (player && touched && !endedNow) {
       pendingSwap = swap; // at the next play, pause or end of the first part
     } else {
-      await swap(false);
+      // Untouched, or the first part already played to its end before
+      // the rest arrived: swap now, and play on from there if it ended.
+      await swap(endedNow);
     }
   }
 
