@@ -1,6 +1,9 @@
 package linerec
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Bounds that keep every operation of the screen model cheap whatever the
 // target sends and whatever window size the user claims.
@@ -34,11 +37,25 @@ func (r *row) set(x int, v rune) {
 		if v == 0 {
 			return
 		}
-		n := len(r.c)
-		r.c = r.c[:x+1]
-		clear(r.c[n:])
+		r.extend(x + 1)
 	}
 	r.c[x] = v
+}
+
+// extend lengthens the row to n cells, the new ones blank. A row's buffer
+// is allocated on its first write, so the rows an idle session never draws
+// cost nothing (a thousand idle sessions would otherwise hold a screen of
+// runes each).
+func (r *row) extend(n int) {
+	old := len(r.c)
+	if n <= old {
+		return
+	}
+	if n > cap(r.c) {
+		r.c = slices.Grow(r.c, n-old)
+	}
+	r.c = r.c[:n]
+	clear(r.c[old:])
 }
 
 func (r *row) reset() {
@@ -164,11 +181,12 @@ func (s *screen) resize(cols, rows int) {
 	}
 	ring := make([]row, rows)
 	for y := range ring {
-		ring[y].c = make([]rune, 0, cols)
 		if y < s.rows {
 			old := s.line(y)
 			n := min(len(old.c), cols)
-			ring[y].c = append(ring[y].c, old.c[:n]...)
+			if n > 0 {
+				ring[y].c = append(make([]rune, 0, cols), old.c[:n]...)
+			}
 			if n > 0 && ring[y].c[n-1] != wideTail && n < len(old.c) && old.c[n] == wideTail {
 				ring[y].c[n-1] = 0 // a wide glyph cut in half
 			}
@@ -731,8 +749,7 @@ func (s *screen) shiftRight(r *row, x, n int) {
 	}
 	end := min(len(r.c)+n, s.cols)
 	old := len(r.c)
-	r.c = r.c[:end]
-	clear(r.c[old:])
+	r.extend(end)
 	if x+n < end {
 		// Cells pushed past the right margin are lost, as in xterm.
 		copy(r.c[x+n:], r.c[x:old])

@@ -21,8 +21,8 @@ func (s *screen) check() error {
 		return fmt.Errorf("scroll region %d..%d in %d rows", s.top, s.bot, s.rows)
 	}
 	for i := range s.ring {
-		if r := &s.ring[i]; len(r.c) > s.cols || cap(r.c) < s.cols {
-			return fmt.Errorf("row %d: %d cells, capacity %d, %d columns", i, len(r.c), cap(r.c), s.cols)
+		if r := &s.ring[i]; len(r.c) > s.cols {
+			return fmt.Errorf("row %d: %d cells in %d columns", i, len(r.c), s.cols)
 		}
 	}
 	if s.mark {
