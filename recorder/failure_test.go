@@ -179,7 +179,7 @@ func TestBackpressurePerSession(t *testing.T) {
 	}
 	release()
 	must(t, <-done)
-	if limit := int64(2*cfg.SessionBuffer + len(chunk) + maxEventOverhead); peak.Load() > limit {
+	if limit := int64(sessionWindow*cfg.SessionBuffer + len(chunk) + maxEventOverhead); peak.Load() > limit {
 		t.Errorf("uncommitted peak: got %d, want at most %d", peak.Load(), limit)
 	}
 	must(t, flood.End(ExitInfo{}))

@@ -373,11 +373,19 @@ func (r *Recording) markDirtyLocked() {
 	r.s.mu.Unlock()
 }
 
+// sessionWindow is how many SessionBuffers one session may have
+// uncommitted: what the commit in progress holds and what the session has
+// written since. A streaming session waits only when its window is full,
+// so while a commit pays its fsyncs the session fills the next one, and the
+// store's commits grow with their latency instead of capping throughput at
+// a buffer per commit (MaxPending still bounds all sessions together).
+const sessionWindow = 8
+
 // throttle makes the writer wait for a flush while this session, or all
 // sessions together, have more uncommitted bytes than allowed.
 func (r *Recording) throttle() error {
 	s := r.s
-	limit := int64(2 * s.cfg.SessionBuffer)
+	limit := int64(sessionWindow * s.cfg.SessionBuffer)
 	maxPending := int64(s.cfg.MaxPending)
 	over := func() bool { return r.uncommitted.Load() > limit || s.uncommitted.Load() > maxPending }
 	for over() {
