@@ -218,6 +218,17 @@ func (s *Store) auditLoop() {
 			continue
 		}
 		now := s.cfg.Now()
+		if s.jr != nil {
+			err := s.journalBatch(batch, now)
+			for _, req := range batch {
+				if err != nil {
+					req.done <- err
+				} else {
+					req.done <- req.err
+				}
+			}
+			continue
+		}
 		sweep := now.Sub(s.tokensSwept) >= tokenSweepEvery
 		err := s.b.Update(func(tx Tx) error {
 			for _, req := range batch {
@@ -258,6 +269,9 @@ func (s *Store) auditLoop() {
 // first. fn runs outside any transaction; an error from it stops the walk
 // and is returned.
 func (s *Store) AuditEvents(since time.Time, fn func(AuditEvent) error) error {
+	if err := s.syncAudit(); err != nil {
+		return fmt.Errorf("recorder: audit events: %w", err)
+	}
 	err := s.scan(1, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
 		var rec auditRecord
 		var ev AuditEvent
@@ -308,6 +322,9 @@ func auditCheckpoints(tx Tx, from uint64, limit int, fn func(uint64, []byte) err
 // VerifyAudit checks the whole audit chain and its signed checkpoints.
 // Report.Chunks counts records; BrokenAt names the first bad record.
 func (s *Store) VerifyAudit() (Report, error) {
+	if err := s.syncAudit(); err != nil {
+		return Report{}, fmt.Errorf("recorder: verify audit: %w", err)
+	}
 	rep := Report{BrokenAt: -1}
 	fail := func(seq uint64, format string, args ...any) {
 		if rep.Problem == "" {

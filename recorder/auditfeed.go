@@ -58,6 +58,9 @@ func (s *Store) notifyAudit() {
 // up to about maxBytes of records (at least one), and returns the sequence
 // of the last record it delivered (after, when there was none).
 func (s *Store) AuditLines(after uint64, maxBytes int, fn func(line []byte) error) (uint64, error) {
+	if err := s.syncAudit(); err != nil {
+		return after, fmt.Errorf("recorder: audit lines: %w", err)
+	}
 	if err := s.enter(); err != nil {
 		return after, err
 	}
@@ -119,6 +122,9 @@ func (s *Store) AuditLines(after uint64, maxBytes int, fn func(line []byte) erro
 // AuditHead returns the sequence of the newest audit record (0 when the log
 // is empty).
 func (s *Store) AuditHead() (uint64, error) {
+	if err := s.syncAudit(); err != nil {
+		return 0, fmt.Errorf("recorder: audit head: %w", err)
+	}
 	var seq uint64
 	err := s.view(func(tx Tx) error {
 		var err error

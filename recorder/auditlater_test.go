@@ -96,6 +96,7 @@ func TestAuditRecordEncoding(t *testing.T) {
 	if _, err := s.Audit(AuditEvent{Type: "cert.issue", User: "al\"ice", Fields: map[string]string{"b": "2", "a": "<1>"}}); err != nil {
 		t.Fatal(err)
 	}
+	must(t, s.syncAudit())
 	s.boltDB().View(func(tx *bolt.Tx) error {
 		k, v := tx.Bucket(bucketAudit).Cursor().Last()
 		var rec auditRecord
@@ -155,6 +156,7 @@ func TestAuditOnce(t *testing.T) {
 	if _, err := s.Audit(AuditEvent{Type: "tick"}); err != nil {
 		t.Fatal(err)
 	}
+	must(t, s.syncAudit()) // the journaled record and the sweep are applied
 	must(t, s.boltDB().View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketTokensByExp).Stats().KeyN != 0 {
 			t.Error("expired token keys are still stored")

@@ -447,6 +447,52 @@ func (t *boltTx) SpendToken(key []byte, expires, now time.Time) (bool, error) {
 	return true, nil
 }
 
+// reserveToken marks a one-time token spent in memory before its journal
+// entry is written (the audit journal's path): false when it is already
+// spent and unexpired. putSpentToken stores it when the entry is applied.
+func (b *boltBackend) reserveToken(key []byte, expires int64, now time.Time) bool {
+	k := string(key)
+	b.tokMu.Lock()
+	defer b.tokMu.Unlock()
+	if exp, ok := b.used[k]; ok && exp > now.UnixNano() {
+		return false
+	}
+	b.used[k] = expires
+	return true
+}
+
+// unreserveToken forgets a reservation whose journal entry was not written.
+func (b *boltBackend) unreserveToken(key []byte) {
+	b.tokMu.Lock()
+	delete(b.used, string(key))
+	b.tokMu.Unlock()
+}
+
+// tokenExpiry is until when a token that expires at expires is remembered
+// (an expired one, refused by its verifier anyway, briefly), as SpendToken.
+func tokenExpiry(expires, now time.Time) int64 {
+	if !expires.After(now) {
+		expires = now.Add(time.Minute)
+	}
+	return expires.UnixNano()
+}
+
+// putSpentToken stores a token reserved by reserveToken.
+func (t *boltTx) putSpentToken(key []byte, expires int64) error {
+	if err := t.tx.Bucket(bucketTokensByExp).Put(append(u64key(uint64(expires)), key...), nil); err != nil {
+		return err
+	}
+	k := string(key)
+	t.tx.OnCommit(func() {
+		t.b.tokMu.Lock()
+		if e, ok := t.b.used[k]; !ok || e < expires {
+			t.b.used[k] = expires
+		}
+		t.b.tokMu.Unlock()
+	})
+	return nil
+}
+
 func (t *boltTx) ForgetTokens(now time.Time) error {
 	byExp := t.tx.Bucket(bucketTokensByExp)
 	c := byExp.Cursor()

@@ -69,6 +69,13 @@
 // The audit log is chained the same way, and the flusher signs its head
 // after new records ([Store.VerifyAudit]).
 //
+// With bbolt, an audit record that its caller waits for ([Store.Audit],
+// [Store.AuditOnce]: a certificate, a spent ID token) is made durable in the
+// audit journal beside the file (journal.go: one fdatasync instead of a
+// bbolt commit's two) and appended to the chain moments later, in journal
+// order; readers of the audit log wait for that, and Open applies what a
+// crash left in the journal before anything else.
+//
 // This detects changes made with access to the file but not to the seal
 // key: an edited chunk breaks the chain, and a chain rebuilt with fresh
 // hashes no longer matches the signed checkpoint. Someone holding the key

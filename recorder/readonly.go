@@ -70,6 +70,9 @@ func (s *Store) Backup(w io.Writer, size func(int64) error) (int64, error) {
 	if !ok {
 		return 0, fmt.Errorf("recorder: backup: the store is in PostgreSQL: back it up with pg_dump")
 	}
+	if err := s.syncAudit(); err != nil { // the copy holds every audit record answered so far
+		return 0, fmt.Errorf("recorder: backup: %w", err)
+	}
 	var n int64
 	err := bb.db.View(func(tx *bolt.Tx) error {
 		if size != nil {

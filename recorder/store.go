@@ -64,6 +64,7 @@ type Store struct {
 	// audit loop's own).
 	tokensSwept time.Time
 	auditFault  atomic.Pointer[error] // FailAuditForTest
+	jr          *journalState         // the audit journal (bbolt stores only)
 	auditSubsMu sync.Mutex
 	auditSubs   []chan struct{} // told after commits that appended audit records
 
@@ -136,6 +137,12 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.b.Close()
 		return nil, err
+	}
+	if s.pg == nil {
+		if err := s.openAuditJournal(); err != nil {
+			s.b.Close()
+			return nil, err
+		}
 	}
 	go s.run()
 	go s.auditLoop()
@@ -346,6 +353,9 @@ func (s *Store) Close() error {
 		close(s.stop)
 		<-s.done
 		<-s.auditDone
+		if err := s.closeJournal(); err != nil {
+			s.closeErr = fmt.Errorf("recorder: close the audit journal: %w", err)
+		}
 		if s.clusterDone != nil {
 			<-s.clusterDone
 			if !s.crashed.Load() {
@@ -353,7 +363,7 @@ func (s *Store) Close() error {
 			}
 		}
 		close(s.closedCh)
-		if err := s.b.Close(); err != nil {
+		if err := s.b.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("recorder: close: %w", err)
 		}
 	})

@@ -121,7 +121,13 @@ func backupStore(dir, tmpDir string, tw *tar.Writer) (via string, n int64, err e
 	switch {
 	case err == nil:
 		via = "read directly: no bastion was running"
-		_, err = st.Backup(tmp, nil)
+		var behind int
+		if behind, err = st.UnappliedAudit(); err == nil && behind > 0 {
+			err = fmt.Errorf("the store's audit journal (%s) holds %d audit records its audit log does not have yet: the bastion stopped before applying them; start it once (it applies them first), then back up", recorder.JournalPath(filepath.Join(dir, app.StoreFile)), behind)
+		}
+		if err == nil {
+			_, err = st.Backup(tmp, nil)
+		}
 		st.Close()
 	case errors.Is(err, recorder.ErrLocked):
 		via = "copied by the running bastion"
@@ -270,7 +276,9 @@ func runRestore(args []string) error {
 		live.Close()
 	}
 	var existing []string
-	for _, name := range []string{app.StoreFile, "ca"} {
+	// The store's audit journal goes with the store: applied to the
+	// restored one it would add records from after the backup.
+	for _, name := range []string{app.StoreFile, filepath.Base(recorder.JournalPath(app.StoreFile)), "ca"} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			existing = append(existing, name)
 		}

@@ -49,6 +49,9 @@ func openOffline(dataDir string) (*recorder.Store, error) {
 	case err != nil:
 		return nil, err
 	}
+	if n, err := st.UnappliedAudit(); err == nil && n > 0 {
+		fmt.Fprintf(os.Stderr, "note: %s holds %d audit records not yet in the audit log (the bastion stopped before applying them; its next start does)\n", recorder.JournalPath(path), n)
+	}
 	return st, nil
 }
 
