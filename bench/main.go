@@ -14,27 +14,28 @@ import (
 
 // options are the command line.
 type options struct {
-	out        string        // Markdown report; "" prints only
-	bastionBin string        // a built bastion; "" builds one
-	workDir    string        // parent of the scratch directory
-	rounds     int           // rounds per side-by-side workload
-	catRounds  int           // rounds of the shell-output workload and its diagnostics
-	bytes      int64         // bytes per throughput run
-	keys       int           // keystrokes per echo run
-	enters     int           // lines per Enter-latency run
-	issueTime  time.Duration // issuance measurement per round
-	ingest     int64         // bytes per ingest round
-	sessions   int           // idle sessions
-	replayMiB  int64         // size of the replay fixture
-	replays    int           // time-to-first-frame runs
-	pgTime     time.Duration // pgbench duration per run
-	pgClients  int           // pgbench -c
-	only       string        // comma-separated workload names; "" = all
-	inProcess  bool          // run the bastion in this process (for -cpuprofile)
-	cpuProfile string        // write a CPU profile (with -inprocess: the bastion's)
-	memProfile string        // with -inprocess: heap profile with the idle sessions open
-	diagnose   bool          // add variant rows that attribute the shell-output cost
-	keep       bool          // keep the scratch directory
+	out           string        // Markdown report; "" prints only
+	bastionBin    string        // a built bastion; "" builds one
+	workDir       string        // parent of the scratch directory
+	rounds        int           // rounds per side-by-side workload
+	catRounds     int           // rounds of the shell-output workload and its diagnostics
+	bytes         int64         // bytes per throughput run
+	keys          int           // keystrokes per echo run
+	enters        int           // lines per Enter-latency run
+	issueTime     time.Duration // issuance measurement per round
+	issueVariants bool          // issuance also with SoftHSM2 and a PostgreSQL store
+	ingest        int64         // bytes per ingest round
+	sessions      int           // idle sessions
+	replayMiB     int64         // size of the replay fixture
+	replays       int           // time-to-first-frame runs
+	pgTime        time.Duration // pgbench duration per run
+	pgClients     int           // pgbench -c
+	only          string        // comma-separated workload names; "" = all
+	inProcess     bool          // run the bastion in this process (for -cpuprofile)
+	cpuProfile    string        // write a CPU profile (with -inprocess: the bastion's)
+	memProfile    string        // with -inprocess: heap profile with the idle sessions open
+	diagnose      bool          // add variant rows that attribute the shell-output cost
+	keep          bool          // keep the scratch directory
 }
 
 // workloadNames are the workloads in the order the report lists them.
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&opt.keys, "keys", 300, "keystrokes per echo run")
 	flag.IntVar(&opt.enters, "enters", 60, "lines per Enter-latency run")
 	flag.DurationVar(&opt.issueTime, "issue-time", 3*time.Second, "issuance measurement per round")
+	flag.BoolVar(&opt.issueVariants, "issue-variants", true, "also measure issuance with the user CA in SoftHSM2 and with the store in PostgreSQL")
 	flag.Int64Var(&ingestMiB, "ingest-mib", 512, "MiB per recording-ingest round")
 	flag.IntVar(&opt.sessions, "sessions", 1000, "concurrent idle sessions")
 	flag.Int64Var(&opt.replayMiB, "replay-mib", 1024, "MiB in the replay fixture")
@@ -173,7 +175,7 @@ func run(opt options) error {
 		logf("workload %s done in %s: %s", name, time.Since(t0).Round(100*time.Millisecond), r.Mark)
 		rows[name] = append(rows[name], r)
 		rows[name] = append(rows[name], extra...)
-		if name == "issue" && r.Mark != markError {
+		if name == "issue" && r.Mark != markError && e.opt.issueVariants {
 			rows[name] = append(rows[name], e.issueHSM(r))
 			if e.pg != nil {
 				rows[name] = append(rows[name], e.issuePG(r))
