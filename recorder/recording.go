@@ -99,7 +99,10 @@ func (s *Store) Begin(info SessionInfo) (*Recording, error) {
 	info.Status = StatusLive
 	info.End, info.ExitStatus, info.ExitSignal, info.Reason, info.Error = time.Time{}, 0, "", "", ""
 	info.BytesIn, info.BytesOut, info.Events, info.Chunks, info.Truncated = 0, 0, 0, 0, false
-	info.Replica = s.replica
+	info.Replica, info.ReplicaName = s.replica, ""
+	if s.pg != nil {
+		info.ReplicaName = s.pg.cfg.Name
+	}
 	err := s.b.Update(func(tx Tx) error { return tx.CreateSession(info) })
 	if err != nil {
 		return nil, fmt.Errorf("recorder: begin %s: %w", info.ID, err)

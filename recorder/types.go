@@ -79,6 +79,9 @@ type SessionInfo struct {
 	// Replica is the replica recording the session, in a store that
 	// several replicas share (PostgreSQL); empty with bbolt.
 	Replica string `json:"replica,omitempty"`
+	// ReplicaName is that replica's configured name (store.postgres.name),
+	// for people: Replica changes at every start of the replica.
+	ReplicaName string `json:"replica_name,omitempty"`
 	// What happened in the session, for listings; set when it ends.
 	Database   string `json:"database,omitempty"`   // postgres: the database connected to (Login is the database user)
 	Statements int64  `json:"statements,omitempty"` // postgres: statements judged
