@@ -30,7 +30,7 @@ const clusterYAML = `  - {name: approvers, groups: [dev], targets: ["web*"], log
 rules:
   - {name: held, on: command, match: {regex: "^touch .*/approve"}, action: approve, approvers: [approvers], timeout: 60s}
 store:
-  postgres: {dsn_env: BASTION_TEST_STORE_DSN, name: a, lease: 2s}
+  postgres: {dsn_env: BASTION_TEST_STORE_DSN, name: a, lease: 5s}
 `
 
 // newReplica starts a second bastion with w's config on w's PostgreSQL
@@ -44,25 +44,9 @@ func (w *world) newReplica(t *testing.T, name string) *world {
 	pc.Name = name
 	cfg.Store.Postgres = &pc
 	cfg.DataDir = t.TempDir()
-	src, dst := filepath.Join(w.app.Config.DataDir, "ca"), filepath.Join(cfg.DataDir, "ca")
-	if err := os.Mkdir(dst, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	files, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if f.Name() == "host_key" || f.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, f.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dst, f.Name()), b, 0o600)
-	}
+	w.copyCAKeys(t, cfg.DataDir)
 	r := &world{t: t, idp: w.idp, ci: w.ci, sshd: w.sshd, home: t.TempDir(), cfgPath: w.cfgPath, logs: &testenv.SyncBuffer{}}
+	var err error
 	r.app, err = app.New(&cfg, app.Options{Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +65,30 @@ func (w *world) newReplica(t *testing.T, name string) *world {
 	return r
 }
 
+// copyCAKeys copies w's CA keys into dataDir/ca, as an operator gives
+// every replica the same keys; the SSH host key stays each replica's own.
+func (w *world) copyCAKeys(t *testing.T, dataDir string) {
+	t.Helper()
+	src, dst := filepath.Join(w.app.Config.DataDir, "ca"), filepath.Join(dataDir, "ca")
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Name() == "host_key" || f.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dst, f.Name()), b, 0o600)
+	}
+}
+
 // another returns a world for the same bastion with a fresh user home:
 // another person at another machine.
 func (w *world) another() *world {
@@ -92,6 +100,13 @@ func (w *world) another() *world {
 // certSerial returns the serial of the certificate the user of w logged
 // in with.
 func (w *world) certSerial(t *testing.T) uint64 {
+	t.Helper()
+	_, cert := w.loginState(t)
+	return cert.Serial
+}
+
+// loginState returns the login of the user of w and its certificate.
+func (w *world) loginState(t *testing.T) (*login.State, *ssh.Certificate) {
 	t.Helper()
 	st, err := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
 	if err != nil {
@@ -105,22 +120,34 @@ func (w *world) certSerial(t *testing.T) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pub.(*ssh.Certificate).Serial
+	return st, pub.(*ssh.Certificate)
 }
 
 var heldRE = regexp.MustCompile(`request ([0-9a-f]{8})`)
 
 // TestReplicasSharePostgres runs two bastions on one real PostgreSQL
-// store: a session recorded through replica A is listed, replayed and
-// verified from B; a command held on A is approved on B, and a second
-// decision on A is refused; a CI token spent on A is refused on B; and a
-// certificate revoked on A is refused by B.
+// store, with Debian's HAProxy in front of both (TCP mode, round robin,
+// for SSH and HTTP; public.ssh names it). Clients that need one replica
+// talk to it directly: a session recorded through replica A is listed,
+// replayed and verified from B; a command held on A is approved on B, and
+// a second decision on A is refused; a CI token spent on A is refused on
+// B; and a certificate revoked on A is refused by B. Through HAProxy,
+// logins and ssh -J sessions land on both replicas and every session is
+// listed, replayed and verified from either; 200 concurrent sessions
+// through it all verify. A third replica, a real `bastion serve` process,
+// is killed with SIGKILL mid-session: the client sees the connection
+// drop, A marks the session interrupted once the lease expired, and it
+// verifies up to its last signed checkpoint.
 func TestReplicasSharePostgres(t *testing.T) {
+	haproxy := requireHAProxy(t)
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	t.Setenv("BASTION_TEST_STORE_DSN", pg.StoreDSN(t, "bastion"))
-	a := newWorldWith(t, clusterYAML)
+	lbSSH, lbHTTP := freeAddrs(t)
+	a := newWorldWith(t, clusterYAML+`public: {ssh: "`+lbSSH+`"}`+"\n")
 	b := a.newReplica(t, "b")
-	aliceA, aliceB := a.loginAlice(t), b.loginAlice(t)
+	startHAProxy(t, haproxy, lbSSH, lbHTTP, a, b)
+	c := &cluster{a: a, b: b, lbSSH: lbSSH, lbURL: "http://" + lbHTTP}
+	aliceA, aliceB := a.loginDirect(t, "u-alice"), b.loginDirect(t, "u-alice")
 	sshTo := func(cfg string, args ...string) (string, error) {
 		out, err := exec.Command("ssh", append([]string{"-F", cfg}, args...)...).CombinedOutput()
 		return string(out), err
@@ -160,8 +187,8 @@ func TestReplicasSharePostgres(t *testing.T) {
 			t.Fatal("no request ID in the hold message")
 		}
 		carolB, carolA := b.another(), a.another()
-		carolB.loginAs(t, "u-carol")
-		carolA.loginAs(t, "u-carol")
+		carolB.loginDirect(t, "u-carol")
+		carolA.loginDirect(t, "u-carol")
 		if r := carolB.run(nil, "requests", "--json"); r.Code != 0 || !strings.Contains(r.Stdout, m[1]) {
 			t.Fatalf("B's requests lack A's request %s: %s", m[1], r)
 		}
@@ -210,6 +237,15 @@ func TestReplicasSharePostgres(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+
+	// Alice's login on B is revoked now: administrators of each replica
+	// log in afresh.
+	c.adminA, c.adminB = a.another(), b.another()
+	c.adminA.loginDirect(t, "u-alice")
+	c.adminB.loginDirect(t, "u-alice")
+	t.Run("through HAProxy, on both replicas", c.throughBalancer)
+	t.Run("200 concurrent sessions through HAProxy", c.concurrentSessions)
+	t.Run("kill -9 of a replica mid-session", c.killReplica)
 }
 
 // TestStoreMigrate records a session in a bbolt store, stops the bastion,

@@ -35,9 +35,16 @@ func (w *world) loginAlice(t *testing.T) string {
 // loginAs is loginAlice for the user with that IdP subject.
 func (w *world) loginAs(t *testing.T, subject string) string {
 	t.Helper()
+	return w.loginAt(t, w.url(), subject)
+}
+
+// loginAt is loginAs at the bastion with that URL (another replica, or
+// the load balancer in front of them).
+func (w *world) loginAt(t *testing.T, url, subject string) string {
+	t.Helper()
 	claims, _ := w.idp.IDTokenClaims(subject, "bastion")
 	tok, _ := w.idp.MintIDToken(claims)
-	if r := w.run([]string{"T=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "T"); r.Code != 0 {
+	if r := w.run([]string{"T=" + tok}, "login", "--bastion", url, "--id-token-env", "T"); r.Code != 0 {
 		t.Fatalf("login: %s", r)
 	}
 	r := w.run(nil, "ssh-config")
