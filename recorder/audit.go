@@ -231,12 +231,19 @@ func (s *Store) auditLoop() {
 		}
 		sweep := now.Sub(s.tokensSwept) >= tokenSweepEvery
 		err := s.b.Update(func(tx Tx) error {
-			for _, req := range batch {
+			spent, err := spendBatch(tx, batch, now)
+			if err != nil {
+				return err
+			}
+			for i, req := range batch {
 				req.err = nil
 				if req.token != nil {
-					ok, err := tx.SpendToken(req.token, req.expires, now)
-					if err != nil {
-						return err
+					ok := spent[i]
+					if spent == nil {
+						ok, err = tx.SpendToken(req.token, req.expires, now)
+						if err != nil {
+							return err
+						}
 					}
 					if !ok {
 						req.err = ErrReplay
@@ -263,6 +270,42 @@ func (s *Store) auditLoop() {
 			}
 		}
 	}
+}
+
+// spendBatch spends the batch's tokens in one statement where the backend
+// can (PostgreSQL: a round trip per token was most of a batch's time) and
+// says, per request, whether its token was spent; nil means spend them one
+// by one. A key twice in the batch is spent once: the later use is a replay.
+func spendBatch(tx Tx, batch []*auditReq, now time.Time) ([]bool, error) {
+	bs, ok := tx.(interface {
+		SpendTokens(keys [][]byte, expires []int64, now time.Time) ([]bool, error)
+	})
+	if !ok {
+		return nil, nil
+	}
+	var keys [][]byte
+	var exp []int64
+	var idx []int
+	first := map[string]bool{}
+	for i, req := range batch {
+		if req.token == nil || first[string(req.token)] {
+			continue
+		}
+		first[string(req.token)] = true
+		keys, exp, idx = append(keys, req.token), append(exp, tokenExpiry(req.expires, now)), append(idx, i)
+	}
+	spent := make([]bool, len(batch))
+	if len(keys) == 0 {
+		return spent, nil
+	}
+	ok2, err := bs.SpendTokens(keys, exp, now)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range idx {
+		spent[i] = ok2[j]
+	}
+	return spent, nil
 }
 
 // AuditEvents calls fn for each audit event at or after since, oldest

@@ -660,6 +660,32 @@ func (t *pgTx) SpendToken(key []byte, expires, now time.Time) (bool, error) {
 	return found, err
 }
 
+// SpendTokens spends several distinct keys in one statement (one round
+// trip for an audit batch's tokens instead of one each) and reports which
+// were spent; the others are replays. Keys must be distinct: one statement
+// cannot take the same row twice.
+func (t *pgTx) SpendTokens(keys [][]byte, expires []int64, now time.Time) ([]bool, error) {
+	spent := make(map[string]bool, len(keys))
+	err := t.query(func(rows pgx.Rows) error {
+		var k []byte
+		if err := rows.Scan(&k); err != nil {
+			return err
+		}
+		spent[string(k)] = true
+		return nil
+	}, `INSERT INTO bastion_used_tokens (key, expires_ns) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= $3
+		RETURNING key`, keys, expires, now.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	ok := make([]bool, len(keys))
+	for i, k := range keys {
+		ok[i] = spent[string(k)]
+	}
+	return ok, nil
+}
+
 func (t *pgTx) ForgetTokens(now time.Time) error {
 	t.queue(nil, `DELETE FROM bastion_used_tokens WHERE key IN (
 		SELECT key FROM bastion_used_tokens WHERE expires_ns <= $1 LIMIT 10000)`, now.UnixNano())

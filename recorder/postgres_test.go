@@ -2,7 +2,10 @@ package recorder
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,6 +78,31 @@ func TestPostgresReplicas(t *testing.T) {
 		}
 		if _, err := b.Audit(AuditEvent{Type: "test.b"}); err != nil {
 			t.Fatal(err)
+		}
+		// Many uses at once on both replicas, so batches spend several
+		// tokens in one statement, the same key among them: each key
+		// buys exactly one record cluster-wide.
+		var spent, replays atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s := []*Store{a, b}[i%2]
+				_, err := s.AuditOnce(AuditEvent{Type: "cert.issue", User: "ci"}, fmt.Appendf(nil, "jti-batch-%d", i%10), time.Now().Add(time.Hour))
+				switch {
+				case err == nil:
+					spent.Add(1)
+				case errors.Is(err, ErrReplay):
+					replays.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if spent.Load() != 10 || replays.Load() != 30 {
+			t.Fatalf("40 uses of 10 keys: %d spent, %d replays; want 10 and 30", spent.Load(), replays.Load())
 		}
 		for _, s := range []*Store{a, b} {
 			rep, err := s.VerifyAudit()
