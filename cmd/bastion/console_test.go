@@ -364,10 +364,30 @@ func TestConsole(t *testing.T) {
 		t.Logf("typed output reached the live page in %v", time.Since(start))
 		replay.next(t, func(l string) bool { return strings.Contains(l, "live-6-after") })
 		t.Logf("and bastion replay --follow in %v", time.Since(start))
+		// From the start: the history plays (with its own timing, pauses
+		// cut to the page's idle limit), then the page goes on live, and
+		// it says so when the session ends.
+		alice.run("follow it from the start", chromedp.Navigate(base+"/sessions/"+live.ID+"?from=start"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)))
+		if got := eval[string](alice, `document.getElementById("from").value`); got != "start" {
+			t.Errorf("the page follows from %q", got)
+		}
+		alice.waitText("#player", "live-2-before")
+		alice.waitText("#player", "live-6-after")
+		p.Send("echo live-$((4*6))-later\r")
+		alice.waitText("#player", "live-24-later")
 		p.Send("exit\r")
 		p.Wait(20 * time.Second)
 		if err := waitCmd(replayDone); err != nil { // it ends with the session
 			t.Errorf("replay --follow: %v\n%s", err, replay)
+		}
+		alice.run("the live view ends with the session", chromedp.WaitVisible(chromedp.CSS(`#live-ended`)))
+		fromStart := false
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			fromStart = fromStart || ev.Type == "session.replay" && ev.SessionID == live.ID && ev.Fields["from"] == "start"
+			return nil
+		})
+		if !fromStart {
+			t.Error("the live view from the start is not in the audit log")
 		}
 	})
 

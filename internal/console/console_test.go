@@ -22,6 +22,7 @@ import (
 
 type fakeStore struct {
 	sessions map[string]recorder.SessionInfo
+	events   []asciicast.Event // what Follow delivers
 	auditErr error
 	audited  []recorder.AuditEvent
 }
@@ -38,7 +39,15 @@ func (f *fakeStore) Export(id string, w io.Writer) error {
 	_, err := io.WriteString(w, `{"version":2,"width":80,"height":24}`+"\n")
 	return err
 }
-func (f *fakeStore) Follow(context.Context, string, func(asciicast.Event) error, func() error) error {
+func (f *fakeStore) Follow(_ context.Context, _ string, fn func(asciicast.Event) error, caughtUp func() error) error {
+	for _, ev := range f.events {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if caughtUp != nil {
+		return caughtUp()
+	}
 	return nil
 }
 func (f *fakeStore) AuditEvents(time.Time, func(recorder.AuditEvent) error) error { return nil }
@@ -328,4 +337,100 @@ func FuzzParseDay(f *testing.F) {
 		f.Add(tc.in)
 	}
 	f.Fuzz(func(t *testing.T, s string) { parseDay(s) })
+}
+
+// TestLiveStream pins the two live views' streams: from now, a reset that
+// draws the present screen and then "done"; from the start, a reset at
+// time 0 and every event with its time cut to the idle limit and divided
+// by the speed, then "done".
+func TestLiveStream(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.events = []asciicast.Event{
+		{Time: 0, Type: asciicast.Output, Data: "a"},
+		{Time: 100 * time.Millisecond, Type: asciicast.Resize, Data: "90x20"},
+		{Time: 5 * time.Second, Type: asciicast.Output, Data: "b"},
+		{Time: 5 * time.Second, Type: asciicast.Input, Data: "typed"},
+		{Time: 5100 * time.Millisecond, Type: asciicast.Marker, Data: "blocked"},
+	}
+	cookie, _ := signIn(c, "alice")
+	for _, tc := range []struct{ query, want string }{
+		{"", `data: {"cols":90,"init":"ab","rows":20,"time":5.1}` + "\n\n" + "event: done\ndata: {}\n\n"},
+		{"?from=start&speed=2&idle=1", `data: {"cols":80,"rows":24,"time":0}` + "\n\n" +
+			`data: [0,"o","a"]` + "\n\n" + `data: [0.05,"r","90x20"]` + "\n\n" + `data: [0.55,"o","b"]` + "\n\n" +
+			`data: [0.6,"m","blocked"]` + "\n\n" + "event: done\ndata: {}\n\n"},
+	} {
+		req := httptest.NewRequest("GET", "/api/sessions/s-alice/live"+tc.query, nil)
+		req.AddCookie(cookie)
+		rec := serve(c, req)
+		if rec.Code != http.StatusOK || rec.Body.String() != tc.want {
+			t.Errorf("live%s: %d\n%s\nwant\n%s", tc.query, rec.Code, rec.Body.String(), tc.want)
+		}
+	}
+	req := httptest.NewRequest("GET", "/api/sessions/s-alice/live?from=yesterday", nil)
+	req.AddCookie(cookie)
+	if rec := serve(c, req); rec.Code != http.StatusBadRequest {
+		t.Errorf("from=yesterday: %d", rec.Code)
+	}
+	if n := len(st.audited); n != 2 || st.audited[1].Fields["from"] != "start" {
+		t.Errorf("audited %+v", st.audited)
+	}
+}
+
+var liveOptionCases = []struct {
+	query string
+	want  liveOptions
+	ok    bool
+}{
+	{"", liveOptions{speed: 1}, true},
+	{"from=now", liveOptions{speed: 1}, true},
+	{"from=start&speed=4&idle=0.5", liveOptions{fromStart: true, speed: 4, idle: 500 * time.Millisecond}, true},
+	{"from=start&idle=0", liveOptions{fromStart: true, speed: 1}, true},
+	{"from=START", liveOptions{}, false},
+	{"speed=0", liveOptions{}, false},
+	{"speed=17", liveOptions{}, false},
+	{"speed=NaN", liveOptions{}, false},
+	{"speed=1e400", liveOptions{}, false},
+	{"idle=-1", liveOptions{}, false},
+	{"idle=3601", liveOptions{}, false},
+	{"idle=2s", liveOptions{}, false},
+	{"idle=Inf", liveOptions{}, false},
+}
+
+func TestParseLiveOptions(t *testing.T) {
+	for _, tc := range liveOptionCases {
+		q, _ := url.ParseQuery(tc.query)
+		got, err := parseLiveOptions(q)
+		if (err == nil) != tc.ok || tc.ok && got != tc.want {
+			t.Errorf("parseLiveOptions(%q) = %+v, %v", tc.query, got, err)
+		}
+	}
+}
+
+func FuzzParseLiveOptions(f *testing.F) {
+	for _, tc := range liveOptionCases {
+		f.Add(tc.query)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q, err := url.ParseQuery(s)
+		if err != nil {
+			return
+		}
+		o, err := parseLiveOptions(q)
+		if err == nil && (o.speed < 0.1 || o.speed > 16 || o.idle < 0 || o.idle > time.Hour) {
+			t.Fatalf("parseLiveOptions(%q) = %+v", s, o)
+		}
+	})
+}
+
+func TestTimeline(t *testing.T) {
+	tl := &timeline{speed: 2, idle: time.Second}
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, 0}, {time.Second, 500 * time.Millisecond}, {4 * time.Second, time.Second},
+		{3 * time.Second, time.Second}, // out of order: no step back
+		{4500 * time.Millisecond, 1250 * time.Millisecond},
+	} {
+		if got := tl.at(tc.in); got != tc.want {
+			t.Errorf("at(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
 }

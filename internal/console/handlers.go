@@ -214,9 +214,10 @@ func (c *Console) visibleSession(r *http.Request, s *websession) (recorder.Sessi
 }
 
 type replayData struct {
-	Info     recorder.SessionInfo
-	Duration time.Duration
-	Live     bool
+	Info      recorder.SessionInfo
+	Duration  time.Duration
+	Live      bool
+	FromStart bool // a live session is followed from its start (?from=start)
 }
 
 // replayPage shows the player; the recording itself comes from castData,
@@ -227,7 +228,7 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websessi
 		c.fail(w, r, s, http.StatusNotFound, "Not found", "No session with that ID that you may see.")
 		return
 	}
-	d := replayData{Info: info, Live: info.Status == recorder.StatusLive}
+	d := replayData{Info: info, Live: info.Status == recorder.StatusLive, FromStart: r.URL.Query().Get("from") == "start"}
 	if !info.End.IsZero() {
 		d.Duration = info.End.Sub(info.Start)
 	}
@@ -406,23 +407,100 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 	})
 }
 
-// maxLiveInit bounds the history a live view starts with: the tail of the
-// output so far, which draws the present screen.
+// maxLiveInit bounds the history a live view from now starts with: the
+// tail of the output so far, which draws the present screen.
 const maxLiveInit = 4 << 20
 
-// liveData follows a live session for the player's eventsource driver: a
-// reset carrying the output so far (the present screen), then each event
-// as the recorder commits it, and "done" when the session ends. Like every
-// replay it is audited first.
+// liveEndMargin is how long after the player should have shown the last
+// event the stream says "done": the player's eventsource driver ends at
+// once on "done", dropping what it still holds in its buffer.
+const liveEndMargin = time.Second
+
+// liveOptions are a live view's query: from "now" (the present screen,
+// then each event as it is recorded) or "start" (the session from its
+// beginning with its own timing, then live), and for "start" the speed
+// and idle limit the events' times are sent with (the player's live
+// driver plays events at the times it is given and has no speed of its
+// own).
+type liveOptions struct {
+	fromStart bool
+	speed     float64
+	idle      time.Duration // 0: none
+}
+
+// parseLiveOptions reads from=start|now, speed=X (0.1 to 16) and idle=S
+// (seconds, 0 or empty for none, at most an hour).
+func parseLiveOptions(q url.Values) (liveOptions, error) {
+	o := liveOptions{speed: 1}
+	switch q.Get("from") {
+	case "", "now":
+	case "start":
+		o.fromStart = true
+	default:
+		return o, errors.New("from is start or now")
+	}
+	if v := q.Get("speed"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f >= 0.1 && f <= 16) {
+			return o, errors.New("speed is a number from 0.1 to 16")
+		}
+		o.speed = f
+	}
+	if v := q.Get("idle"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f >= 0 && f <= 3600) {
+			return o, errors.New("idle is seconds from 0 to 3600")
+		}
+		o.idle = time.Duration(f * float64(time.Second))
+	}
+	return o, nil
+}
+
+// timeline maps a session's event times to the times a live view from
+// the start sends: gaps cut to the idle limit, then divided by the speed.
+type timeline struct {
+	speed  float64
+	idle   time.Duration
+	lastIn time.Duration
+	out    time.Duration
+}
+
+func (tl *timeline) at(t time.Duration) time.Duration {
+	d := max(t-tl.lastIn, 0)
+	if tl.idle > 0 && d > tl.idle {
+		d = tl.idle
+	}
+	tl.lastIn, tl.out = max(t, tl.lastIn), tl.out+d
+	return time.Duration(float64(tl.out) / tl.speed)
+}
+
+// liveData follows a live session for the player's eventsource driver, as
+// `bastion replay --follow --from now|start` does in a terminal. From now:
+// a reset carrying the output so far (the present screen), then each event
+// as the recorder commits it. From the start: a reset to the session's
+// first size at time 0, then every event from the first, with its own
+// (idle-limited, sped-up) time, so the player plays the history and goes
+// on live. Either way "done" follows when the session has ended and the
+// player has had time to show the last event. Like every replay it is
+// audited first.
 func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession) {
 	info, ok := c.visibleSession(r, s)
 	if !ok {
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}
+	opt, err := parseLiveOptions(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	from := "now"
+	if opt.fromStart {
+		from = "start"
+	}
 	if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
 		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
-		Fields: map[string]string{"via": "console", "live": "true", "client_addr": r.RemoteAddr}}); err != nil {
+		Fields: map[string]string{"via": "console", "live": "true", "from": from, "client_addr": r.RemoteAddr}}); err != nil {
 		http.Error(w, "the audit log cannot be written, so the live view is refused", http.StatusServiceUnavailable)
 		return
 	}
@@ -458,12 +536,34 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 	if info.Width == 0 || info.Height == 0 {
 		cols, rows = 80, 24
 	}
-	var init []byte
-	var last time.Duration
-	caught := false
-	err := c.cfg.Store.Follow(ctx, info.ID, func(ev asciicast.Event) error {
-		last = ev.Time
-		if !caught {
+	// base is the time the reset carried, sent when it was sent, and
+	// lastSent the last event's time: the player shows an event at
+	// about resetAt + (its time - base).
+	var base, lastSent time.Duration
+	var resetAt time.Time
+	sendEvent := func(t time.Duration, ev asciicast.Event) error {
+		switch ev.Type {
+		case asciicast.Output, asciicast.Resize, asciicast.Marker:
+			lastSent = t
+			return send("", []any{t.Seconds(), ev.Type.String(), ev.Data})
+		}
+		return nil
+	}
+	if opt.fromStart {
+		tl := &timeline{speed: opt.speed, idle: opt.idle}
+		resetAt = time.Now()
+		if err := send("", map[string]any{"cols": cols, "rows": rows, "time": 0}); err != nil {
+			return
+		}
+		err = c.cfg.Store.Follow(ctx, info.ID, func(ev asciicast.Event) error { return sendEvent(tl.at(ev.Time), ev) }, nil)
+	} else {
+		var init []byte
+		caught := false
+		err = c.cfg.Store.Follow(ctx, info.ID, func(ev asciicast.Event) error {
+			if caught {
+				return sendEvent(ev.Time, ev)
+			}
+			base = ev.Time
 			switch ev.Type {
 			case asciicast.Output:
 				init = append(init, ev.Data...)
@@ -476,20 +576,23 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 				}
 			}
 			return nil
+		}, func() error {
+			caught, resetAt, lastSent = true, time.Now(), base
+			return send("", map[string]any{"cols": cols, "rows": rows, "time": base.Seconds(), "init": strings.ToValidUTF8(string(init), "\uFFFD")})
+		})
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("console: live view", "session", info.ID, "err", err)
 		}
-		switch ev.Type {
-		case asciicast.Output, asciicast.Resize, asciicast.Marker:
-			return send("", []any{ev.Time.Seconds(), ev.Type.String(), ev.Data})
-		}
-		return nil
-	}, func() error {
-		caught = true
-		return send("", map[string]any{"cols": cols, "rows": rows, "time": last.Seconds(), "init": strings.ToValidUTF8(string(init), "\uFFFD")})
-	})
-	if err == nil {
+		return
+	}
+	wait := time.NewTimer(lastSent - base - time.Since(resetAt) + liveEndMargin)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
 		send("done", map[string]any{})
-	} else if ctx.Err() == nil {
-		c.log.Warn("console: live view", "session", info.ID, "err", err)
+	case <-ctx.Done():
 	}
 }
 

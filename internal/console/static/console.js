@@ -162,9 +162,27 @@ function replayPage() {
     }
   }
 
+  // A live session: followed from now (the present screen, then live) or
+  // from the start (its history with its own timing, sped up and with
+  // pauses cut by the server as the page's speed and idle limit say, then
+  // live), as `bastion replay --follow --from now|start` in a terminal.
   if (el.dataset.live) {
-    src = { driver: "eventsource", url: el.dataset.live };
-    create({ autoPlay: true, cols: Number(el.dataset.cols) || 80, rows: Number(el.dataset.rows) || 24 });
+    const from = document.getElementById("from");
+    const ended = document.getElementById("live-ended");
+    const follow = () => {
+      const q = new URLSearchParams({ from: from.value });
+      if (from.value === "start") {
+        q.set("speed", speed.value);
+        if (idle.value) { q.set("idle", idle.value); }
+      }
+      src = { driver: "eventsource", url: el.dataset.live + "?" + q.toString() };
+      ended.hidden = true;
+      delete document.body.dataset.ended;
+      create({ autoPlay: true, cols: Number(el.dataset.cols) || 80, rows: Number(el.dataset.rows) || 24 });
+      player.addEventListener("ended", () => { ended.hidden = false; document.body.dataset.ended = "1"; });
+    };
+    follow();
+    for (const input of [from, speed, idle]) { input.addEventListener("change", follow); }
     document.body.dataset.ready = "1";
     return;
   }
