@@ -40,8 +40,14 @@
 // reads that download as a stream: the player starts on its first 256 KiB,
 // so the first frame does not depend on the recording's size, and the
 // whole recording (at most 64 MiB in the browser) replaces it at the same
-// position once it has arrived (static/console.js). A live
-// session is followed over server-sent events (/api/sessions/ID/live,
-// recorder.Store.Follow) in the player's eventsource format: a reset with
-// the output so far, then each event, then "done".
+// position once it has arrived (static/console.js).
+//
+// A live session is followed over server-sent events
+// (/api/sessions/ID/live, recorder.Store.Follow) in the player's
+// eventsource format. From now (the default): a reset with the output so
+// far, then each event. From the start (?from=start&speed=X&idle=S): a
+// reset at time 0, then every event from the first with its time cut to
+// the idle limit and divided by the speed (the player's live driver has
+// neither). Then "done", once the player has had time to show the last
+// event.
 package console
