@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,16 +16,21 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/testenv"
 	"github.com/bastionhq/bastion/recorder"
 )
 
-// consoleYAML makes carol an approver of web1 and adds a block and an
-// approval rule.
+// consoleYAML makes carol an approver of web1, gives the dev group the
+// database pg1 as app, and adds a command block, an approval rule, a
+// statement block and a masked column.
 const consoleYAML = `  - {name: approvers, users: [carol], approve: ["web*"]}
+  - {name: console-db, groups: [dev], targets: [pg1], db_users: [app], databases: [shop]}
 rules:
   - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block}
   - {name: held, on: command, match: {regex: "^touch .*/approve"}, action: approve, approvers: [approvers], timeout: 60s}
+  - {name: no-drop, on: sql, match: {statements: [drop]}, action: block}
+  - {name: card-columns, on: sql_result, match: {columns: ["card"]}, action: mask}
 `
 
 // browser is one person's headless Chromium: its own cookie jar.
@@ -152,13 +158,27 @@ func (b *browser) waitText(sel, want string) string {
 }
 
 // TestConsole drives the web console in headless Chromium against a real
-// bastion, sshd and the development IdP: sign-in, visibility, replay with a
-// blocked-command marker, approving a held command from the page, inert
-// attacker-controlled text, and the refusals (no cookie, no CSRF token,
-// one's own request).
+// bastion, sshd, PostgreSQL and the development IdP: sign-in, visibility,
+// replay with a blocked-command marker, a PostgreSQL session's replay
+// (masked card numbers, the blocked statement), the audit page and its
+// download, the live view from now and from the start, approving a held
+// command from the page, inert attacker-controlled text, and the refusals
+// (no cookie, no CSRF token, one's own request, a non-auditor's audit).
 func TestConsole(t *testing.T) {
+	testenv.RequirePostgres(t)
 	root := startChromium(t)
-	w := newWorldWith(t, consoleYAML)
+	var pg *testenv.Postgres
+	w := newWorldListen(t, "", func(k *ca.Keys) []string {
+		pg = testenv.StartPostgres(t, testenv.PostgresOptions{
+			ClientCA:  &testenv.PostgresCA{Cert: k.DBCA.Cert, Key: k.DBCA.Key, PEM: k.DBCA.PEM},
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": dbSeed},
+		})
+		pgCA := filepath.Join(t.TempDir(), "pg-ca.pem")
+		os.WriteFile(pgCA, pg.ServerCA.PEM, 0o600)
+		return []string{fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`, pg.Addr, pgCA)}
+	}, consoleYAML)
 	sshCfg := w.loginAlice(t)
 	base := w.url()
 
@@ -178,16 +198,35 @@ func TestConsole(t *testing.T) {
 	if out, err := exec.Command("ssh", "-F", sshCfg, "root@web1", xss).CombinedOutput(); err != nil {
 		t.Fatalf("ssh: %v\n%s", err, out)
 	}
-	var shell, hostile recorder.SessionInfo
-	list, _ := w.app.Store.Sessions(recorder.SessionFilter{})
-	for _, s := range list {
-		switch {
-		case s.Kind == "shell":
-			shell = s
-		case strings.Contains(s.Command, "<script>"):
-			hostile = s
-		}
+	// A PostgreSQL session through ssh -L: a SELECT of the masked card
+	// column and a DROP the rule blocks.
+	lport := testenv.FreePort(t)
+	testenv.StartPTY(t, 80, 24, "ssh", "-F", sshCfg, "-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:pg1:5432", lport), "127.0.0.1")
+	waitPort(t, lport)
+	r := testenv.Run(t, 60*time.Second, "", pg.Tool(t, "psql"), "-X", "-At",
+		fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=shop sslmode=disable connect_timeout=20", lport),
+		"-c", "SELECT name, card FROM customers ORDER BY id", "-c", "DROP TABLE customers")
+	if !strings.Contains(r.Stdout, "Ada|********") || !strings.Contains(r.Stderr, "no-drop") {
+		t.Fatalf("psql through the bastion: %s", r)
 	}
+	var shell, hostile, pgSession recorder.SessionInfo
+	var list []recorder.SessionInfo
+	testenv.WaitFor(t, 20*time.Second, "the PostgreSQL session ended", func() bool {
+		list, _ = w.app.Store.Sessions(recorder.SessionFilter{})
+		pgSession = recorder.SessionInfo{}
+		for _, s := range list {
+			switch {
+			case s.Kind == "shell":
+				shell = s
+			case strings.Contains(s.Command, "<script>"):
+				hostile = s
+			case s.Kind == "postgres" && s.Start.After(pgSession.Start): // not waitPort's empty one
+				pgSession = s
+			}
+		}
+		return pgSession.Status == recorder.StatusEnded
+	})
 	if shell.ID == "" || hostile.ID == "" {
 		t.Fatalf("sessions %+v", list)
 	}
@@ -250,11 +289,12 @@ func TestConsole(t *testing.T) {
 		if got := carol.text(".message"); !strings.Contains(got, "No session") {
 			t.Errorf("carol opening alice's session: %q", got)
 		}
-		// Filters: the blocked outcome finds the shell session only.
+		// Filters: the blocked outcome finds the shell session and the
+		// PostgreSQL one (its DROP), newest first.
 		alice.run("filter", chromedp.Navigate(base+"/sessions?outcome=blocked"), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
 		seen = eval[string](alice, `[...document.querySelectorAll('#sessions tr[data-session]')].map(r => r.dataset.session).join(",")`)
-		if seen != shell.ID {
-			t.Errorf("outcome=blocked lists %q, want %s", seen, shell.ID)
+		if seen != pgSession.ID+","+shell.ID {
+			t.Errorf("outcome=blocked lists %q, want %s,%s", seen, pgSession.ID, shell.ID)
 		}
 		// Search: over the commands the audit log recorded, and the exec's.
 		for q, want := range map[string]string{"nothing-here": shell.ID, "pwned": hostile.ID} {
@@ -335,6 +375,89 @@ func TestConsole(t *testing.T) {
 		})
 		if !replayed {
 			t.Error("the replay is not in the audit log")
+		}
+	})
+
+	// A PostgreSQL session's transcript plays like a shell's: the rows
+	// with the card column masked, and the blocked DROP as a marker and a
+	// message.
+	t.Run("PostgreSQL replay", func(t *testing.T) {
+		alice.run("open the PostgreSQL session", chromedp.Navigate(base+"/sessions/"+pgSession.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button.marker`)))
+		markers := alice.text("#markers")
+		if !strings.Contains(markers, "no-drop") || !strings.Contains(markers, "DROP TABLE customers") {
+			t.Fatalf("markers:\n%s", markers)
+		}
+		_ = eval[bool](alice, `window.bastionPlayer.play().then(() => true)`)
+		screen := alice.waitText("#player", "Ada")
+		screen = alice.waitText("#player", "no-drop")
+		t.Logf("the PostgreSQL session's screen:\n%s", screen)
+		if !strings.Contains(screen, "********") {
+			t.Errorf("the masked card column is not shown masked:\n%s", screen)
+		}
+		if page := eval[string](alice, `document.body.innerText`); strings.Contains(page, "4111") || strings.Contains(page, "5500") {
+			t.Errorf("a card number reached the page:\n%s", page)
+		}
+		blockMarker := eval[string](alice, `[...document.querySelectorAll("button.marker")].find(b => b.textContent.includes("no-drop")).dataset.marker`)
+		alice.run("jump to the blocked statement", chromedp.Click(chromedp.CSS(`button.marker[data-marker="`+blockMarker+`"]`)))
+		alice.waitText("#marker-now", "DROP TABLE customers")
+	})
+
+	// The audit page: an auditor sees the events and filters them, the
+	// download is JSON lines of the same events, and a non-auditor is
+	// refused both.
+	t.Run("audit page", func(t *testing.T) {
+		alice.run("audit", chromedp.Navigate(base+"/audit?type=command.block"), chromedp.WaitVisible(chromedp.CSS(`#audit`)))
+		rows := eval[[]string](alice, `[...document.querySelectorAll("#audit tbody tr")].map(r => r.innerText)`)
+		if len(rows) != 1 || !strings.Contains(rows[0], "command.block") || !strings.Contains(rows[0], "rm -rf /tmp/nothing-here") {
+			t.Errorf("alice's audit page filtered by command.block:\n%s", strings.Join(rows, "\n"))
+		}
+		alice.run("audit, all", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS(`#audit`)))
+		all := alice.text("#audit")
+		for _, want := range []string{"session.replay", "command.block", "sql.statement", "login"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("alice's audit page lacks %s:\n%s", want, all)
+			}
+		}
+		// The page's download link, fetched as the browser would.
+		type download struct {
+			Status      int      `json:"status"`
+			Type        string   `json:"type"`
+			Disposition string   `json:"disposition"`
+			Lines       []string `json:"lines"`
+		}
+		const fetchLink = `(async () => {
+			const r = await fetch(document.querySelector('a[href^="/audit.jsonl"]').href);
+			return {status: r.status, type: r.headers.get("Content-Type") || "", disposition: r.headers.get("Content-Disposition") || "",
+				lines: (await r.text()).split("\n").filter(l => l)};
+		})()`
+		alice.run("audit filtered to sql", chromedp.Navigate(base+"/audit?type=sql."), chromedp.WaitVisible(chromedp.CSS(`#audit`)))
+		got := eval[download](alice, fetchLink)
+		if got.Status != http.StatusOK || got.Type != "application/jsonl" || !strings.Contains(got.Disposition, "audit.jsonl") || len(got.Lines) == 0 {
+			t.Fatalf("the download: %+v", got)
+		}
+		blockedDrop := false
+		for _, l := range got.Lines {
+			var ev recorder.AuditEvent
+			if err := json.Unmarshal([]byte(l), &ev); err != nil || !strings.HasPrefix(ev.Type, "sql.") {
+				t.Errorf("a line of the download filtered to sql.: %q (%v)", l, err)
+			}
+			blockedDrop = blockedDrop || ev.Outcome == "blocked" && strings.Contains(ev.Fields["statement"]+ev.Fields["sql"], "DROP TABLE customers")
+		}
+		if !blockedDrop {
+			t.Errorf("the download lacks the blocked DROP:\n%s", strings.Join(got.Lines, "\n"))
+		}
+		// carol is no auditor: no link, the page and the download refused.
+		carol.run("carol's sessions", chromedp.Navigate(base+"/sessions"), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
+		if n := eval[int](carol, `document.querySelectorAll('header a[href="/audit"]').length`); n != 0 {
+			t.Error("carol's header links to the audit log")
+		}
+		carol.run("carol's audit", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS(`.message`)))
+		if got := carol.text(".message"); !strings.Contains(got, "Only auditors") {
+			t.Errorf("carol's audit page: %q", got)
+		}
+		if status := eval[int](carol, `fetch("/audit.jsonl").then(r => r.status)`); status != http.StatusForbidden {
+			t.Errorf("carol's download: %d", status)
 		}
 	})
 
