@@ -343,6 +343,18 @@ func TestConsole(t *testing.T) {
 			tick();
 		})`)
 		alice.waitText("#player", "big-after-marker")
+		// Opened twice, downloaded twice: the page's preload of the
+		// recording and its read of it are one request.
+		replays := 0
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			if ev.Type == "session.replay" && ev.SessionID == rec.ID() {
+				replays++
+			}
+			return nil
+		})
+		if replays != 2 {
+			t.Errorf("two openings of the page made %d replays", replays)
+		}
 	})
 
 	t.Run("replay with a blocked-command marker", func(t *testing.T) {

@@ -26,6 +26,7 @@ type Store interface {
 	Session(id string) (recorder.SessionInfo, error)
 	Sessions(f recorder.SessionFilter) ([]recorder.SessionInfo, error)
 	Export(id string, w io.Writer) error
+	Events(id string, fn func(asciicast.Event) error) error
 	Follow(ctx context.Context, id string, fn func(asciicast.Event) error, caughtUp func() error) error
 	AuditEvents(since time.Time, fn func(recorder.AuditEvent) error) error
 	Audit(ev recorder.AuditEvent) (string, error)
@@ -90,6 +91,10 @@ type Console struct {
 	inflight sync.WaitGroup
 	done     chan struct{}
 	doneOnce sync.Once
+	// grants are replays a page view has audited, each for one download
+	// of the recording by the same sign-in (replayGrant).
+	grantsMu sync.Mutex
+	grants   map[string]replayGrant
 }
 
 //go:embed templates/*.html
@@ -121,7 +126,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{})}
+	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -156,10 +161,8 @@ const (
 
 // Register adds the console's routes to mux.
 func (c *Console) Register(mux *http.ServeMux) {
-	static, _ := fs.Sub(staticFS, "static")
-	files := http.FileServerFS(static)
 	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, c.secure(h)) }
-	mux.Handle("GET /static/", c.secure(http.StripPrefix("/static/", c.cacheStatic(files))))
+	handle("GET /static/", c.serveStatic)
 	handle("GET /{$}", c.index)
 	handle("GET "+pathLogin, c.auth.login)
 	handle("GET "+PathCallback, c.auth.callback)
@@ -210,13 +213,6 @@ func (c *Console) secure(h http.Handler) http.Handler {
 	})
 }
 
-func (c *Console) cacheStatic(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-cache")
-		h.ServeHTTP(w, r)
-	})
-}
-
 // index sends signed-in people to their sessions and others to sign in.
 func (c *Console) index(w http.ResponseWriter, r *http.Request) {
 	if _, ok := c.auth.session(r); ok {
@@ -245,6 +241,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"join":     strings.Join,
 		"short":    func(s string) string { return shorten(s, 80) },
 		"list":     func(v ...string) []string { return v },
+		"static":   staticURL,
 	}
 	base, err := template.New("base").Funcs(funcs).ParseFS(templateFS, "templates/base.html")
 	if err != nil {

@@ -39,6 +39,14 @@ func (f *fakeStore) Export(id string, w io.Writer) error {
 	_, err := io.WriteString(w, `{"version":2,"width":80,"height":24}`+"\n")
 	return err
 }
+func (f *fakeStore) Events(_ string, fn func(asciicast.Event) error) error {
+	for _, ev := range f.events {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 func (f *fakeStore) Follow(_ context.Context, _ string, fn func(asciicast.Event) error, caughtUp func() error) error {
 	for _, ev := range f.events {
 		if err := fn(ev); err != nil {
@@ -432,5 +440,50 @@ func TestTimeline(t *testing.T) {
 		if got := tl.at(tc.in); got != tc.want {
 			t.Errorf("at(%v) = %v, want %v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestReplayPage: the page view is the audited replay; it carries the
+// first screen, drawn on the server and escaped, and a grant for one
+// download of the recording by the same sign-in without a second record.
+func TestReplayPage(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.events = []asciicast.Event{
+		{Time: 0, Type: asciicast.Resize, Data: "40x5"},
+		{Time: 0, Type: asciicast.Output, Data: "first <script>alert(1)</script>\r\n\x1b]52;c;cHduZWQ=\x07screen"},
+		{Time: time.Second, Type: asciicast.Output, Data: "\x1b[2Jlater"},
+	}
+	alice, _ := signIn(c, "alice")
+	other, _ := signIn(c, "alice") // the same person, another sign-in
+	get := func(path string, ck *http.Cookie) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", path, nil)
+		req.AddCookie(ck)
+		return serve(c, req)
+	}
+	page := get("/sessions/s-alice", alice)
+	body := page.Body.String()
+	if page.Code != http.StatusOK || !strings.Contains(body, "first &lt;script&gt;alert(1)&lt;/script&gt;\nscreen\n</pre>") || strings.Contains(body, "later") || strings.Contains(body, "<script>alert") {
+		t.Fatalf("the replay page: %d\n%s", page.Code, body)
+	}
+	if len(st.audited) != 1 {
+		t.Fatalf("the page view audited %d records", len(st.audited))
+	}
+	i := strings.Index(body, `data-cast="`)
+	cast := strings.ReplaceAll(body[i+len(`data-cast="`):i+strings.Index(body[i:], `" `)], "&amp;", "&")
+	if !strings.Contains(cast, "?grant=") {
+		t.Fatalf("data-cast %q", cast)
+	}
+	if r := get(cast, other); r.Code != http.StatusOK || len(st.audited) != 2 {
+		t.Errorf("another sign-in with the grant: %d, %d records", r.Code, len(st.audited))
+	}
+	if r := get(cast, alice); r.Code != http.StatusOK || len(st.audited) != 2 {
+		t.Errorf("the page's download: %d, %d records", r.Code, len(st.audited))
+	}
+	if r := get(cast, alice); r.Code != http.StatusOK || len(st.audited) != 3 {
+		t.Errorf("the grant used twice: %d, %d records", r.Code, len(st.audited))
+	}
+	st.auditErr = errors.New("disk full")
+	if r := get("/sessions/s-alice", alice); r.Code != http.StatusServiceUnavailable || strings.Contains(r.Body.String(), "first") {
+		t.Errorf("a replay page the audit cannot record: %d", r.Code)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/linerec"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
@@ -217,11 +218,17 @@ type replayData struct {
 	Info      recorder.SessionInfo
 	Duration  time.Duration
 	Live      bool
-	FromStart bool // a live session is followed from its start (?from=start)
+	FromStart bool     // a live session is followed from its start (?from=start)
+	Screen    []string // a recorded session's first screen, shown until the player has started
+	Cast      string   // the recording's URL, with the page's grant
 }
 
-// replayPage shows the player; the recording itself comes from castData,
-// which audits the replay.
+// replayPage shows the player. For a recorded session the page view is
+// the replay, audited here (and refused when the audit cannot be
+// written): the page carries the recording's first screen, drawn on the
+// server, so something of the session shows before the player has
+// started, and a grant that lets the page's download of the recording
+// (castData) go without a second audit record.
 func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websession) {
 	info, ok := c.visibleSession(r, s)
 	if !ok {
@@ -232,23 +239,123 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websessi
 	if !info.End.IsZero() {
 		d.Duration = info.End.Sub(info.Start)
 	}
+	if !d.Live {
+		if err := c.auditReplay(r, s, info); err != nil {
+			c.fail(w, r, s, http.StatusServiceUnavailable, "Refused", "The audit log cannot be written, so the replay is refused.")
+			return
+		}
+		d.Screen = c.firstScreen(info)
+		d.Cast = "/api/sessions/" + url.PathEscape(info.ID) + "/cast?grant=" + c.grant(s, info.ID)
+	}
 	c.render(w, r, http.StatusOK, "replay", s, d)
+}
+
+// auditReplay records a replay by the console.
+func (c *Console) auditReplay(r *http.Request, s *websession, info recorder.SessionInfo) error {
+	_, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
+		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
+		Fields: map[string]string{"via": "console", "client_addr": r.RemoteAddr}})
+	return err
+}
+
+// firstScreenBytes bounds the output read for a first screen.
+const firstScreenBytes = 64 << 10
+
+// firstScreen draws the screen the player shows first: the output
+// recorded at the time of the first output (resizes applied), through
+// linerec's emulator, as text. Nil when there is none or it cannot be
+// read; the player then simply starts on a blank screen.
+func (c *Console) firstScreen(info recorder.SessionInfo) []string {
+	cols, rows := info.Width, info.Height
+	if cols <= 0 || rows <= 0 {
+		cols, rows = 80, 24
+	}
+	var out []byte
+	first := time.Duration(-1)
+	errEnough := errors.New("enough")
+	err := c.cfg.Store.Events(info.ID, func(ev asciicast.Event) error {
+		if first >= 0 && ev.Time > first || len(out) >= firstScreenBytes {
+			return errEnough
+		}
+		switch ev.Type {
+		case asciicast.Output:
+			if first < 0 {
+				first = ev.Time
+			}
+			out = append(out, ev.Data...)
+		case asciicast.Resize:
+			if w, h, ok := parseSize(ev.Data); ok && len(out) == 0 {
+				cols, rows = w, h
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		c.log.Warn("console: first screen", "session", info.ID, "err", err)
+		return nil
+	}
+	if len(out) > firstScreenBytes {
+		out = out[:firstScreenBytes]
+	}
+	return linerec.Render(cols, rows, out)
+}
+
+// replayGrant lets one download of a session's recording by one sign-in
+// go unaudited, because the page view that made it was audited.
+type replayGrant struct {
+	s       *websession
+	session string
+	expires time.Time
+}
+
+const grantTTL = time.Minute
+
+// grant makes a grant for s to download session id once.
+func (c *Console) grant(s *websession, id string) string {
+	tok := randomToken()
+	now := c.now()
+	c.grantsMu.Lock()
+	defer c.grantsMu.Unlock()
+	for k, g := range c.grants {
+		if !now.Before(g.expires) {
+			delete(c.grants, k)
+		}
+	}
+	c.grants[tok] = replayGrant{s: s, session: id, expires: now.Add(grantTTL)}
+	return tok
+}
+
+// takeGrant uses up grant tok, reporting whether it was s's for session id
+// and still valid.
+func (c *Console) takeGrant(tok string, s *websession, id string) bool {
+	if tok == "" {
+		return false
+	}
+	c.grantsMu.Lock()
+	defer c.grantsMu.Unlock()
+	g, ok := c.grants[tok]
+	if !ok || g.s != s || g.session != id {
+		return false
+	}
+	delete(c.grants, tok)
+	return c.now().Before(g.expires)
 }
 
 // castData sends the recording as asciicast v2 for the player, once the
 // replay is in the audit log: a replay the audit log cannot record is
-// refused, as the replay admin command's is.
+// refused, as the replay admin command's is. The page's own download
+// carries the grant of its audited page view instead.
 func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession) {
 	info, ok := c.visibleSession(r, s)
 	if !ok {
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}
-	if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
-		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
-		Fields: map[string]string{"via": "console", "client_addr": r.RemoteAddr}}); err != nil {
-		http.Error(w, "the audit log cannot be written, so the replay is refused", http.StatusServiceUnavailable)
-		return
+	if !c.takeGrant(r.URL.Query().Get("grant"), s, info.ID) {
+		if err := c.auditReplay(r, s, info); err != nil {
+			http.Error(w, "the audit log cannot be written, so the replay is refused", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	noWriteDeadline(w)
 	w.Header().Set("Content-Type", "application/x-asciicast")

@@ -3,7 +3,8 @@
 // page as text (textContent), never as markup.
 "use strict";
 
-// A recorded session's page requests its recording as soon as the
+// A recorded session's page asks for its recording in its head (a
+// preload link, taken up here) and this script reads it as soon as the
 // document is parsed, before the player's script runs (this script comes
 // first), so the download and the player's start overlap.
 const earlyCast = (() => {
@@ -26,13 +27,22 @@ function replayPage() {
   const showError = (msg) => { errBox.textContent = msg; errBox.hidden = false; };
   const markerNow = document.getElementById("marker-now");
   const showMarker = (label) => { markerNow.textContent = label; markerNow.hidden = false; };
+  // The recording's first screen, drawn by the server into the page, shows
+  // until the player has started.
+  const screenEl = document.getElementById("first-screen");
+  const firstScreen = screenEl ? screenEl.textContent : null;
 
   function create(opts) {
     if (player) { player.dispose(); }
     el.textContent = "";
     const o = { speed: Number(speed.value), fit: "width", controls: true, autoPlay: false, preload: true, ...opts };
+    if (firstScreen !== null && !el.dataset.live) {
+      // The player shows the first screen the page came with until it plays.
+      o.poster = "data:text/plain," + firstScreen.replace(/\n/g, "\r\n");
+    }
     if (idle.value) { o.idleTimeLimit = Number(idle.value); }
     player = AsciinemaPlayer.create(src, el, o);
+    if (!performance.getEntriesByName("bastion-player-created").length) { performance.mark("bastion-player-created"); } // read by the bench
     player.addEventListener("marker", ({ label }) => showMarker(label));
     // A swap waiting for the person to be done with the first part runs
     // at their next play, pause or end (after the player's own handling).
@@ -70,14 +80,15 @@ function replayPage() {
     });
   }
 
-  // The recording streams in: the player starts on its first part, so the
-  // first frame does not wait for a large recording, and the rest is read
-  // in the background and swapped in at the same position: at once if
-  // nobody has touched the player yet, else at its next play, pause or
-  // end of the first part. The browser holds at most maxHeld bytes;
-  // beyond that the page says so and points to `bastion replay`, which
-  // streams any size.
-  const headBytes = 256 << 10;
+  // The recording streams in: the player is created at once (its start,
+  // the WebAssembly terminal, overlaps the download) on a promise of the
+  // recording's first part, so the first frame waits neither for a large
+  // recording nor for the player; the rest is read in the background and
+  // swapped in at the same position: at once if nobody has touched the
+  // player yet, else at its next play, pause or end of the first part.
+  // The browser holds at most maxHeld bytes; beyond that the page says so
+  // and points to `bastion replay`, which streams any size.
+  const headBytes = 64 << 10;
   const maxHeld = 64 << 20;
   let touched = false;
   let pendingSwap = null;
@@ -103,6 +114,9 @@ function replayPage() {
     }
     return labels;
   };
+  let giveHead, failHead;
+  const head = new Promise((resolve, reject) => { giveHead = resolve; failHead = reject; });
+  head.catch(() => {}); // the player reports it too
   async function loadProgressively() {
     const resp = await (earlyCast || fetch(el.dataset.cast, { credentials: "same-origin" }));
     performance.mark("bastion-cast-response");
@@ -117,25 +131,33 @@ function replayPage() {
       parts.push(value);
       size += value.length;
     }
-    if (!ended) {
-      src = URL.createObjectURL(upToLine(parts));
-      create({});
-      let capped = false;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) { break; }
-        parts.push(value);
-        size += value.length;
-        if (size >= maxHeld) {
-          capped = true;
-          reader.cancel();
-          break;
-        }
+    performance.mark("bastion-first-part");
+    if (ended) {
+      // All of it is here: it is the player's, with its markers.
+      const full = upToLine(parts);
+      src = URL.createObjectURL(full);
+      const text = await full.text();
+      giveHead(text);
+      listMarkers(markerLabels(text));
+      document.body.dataset.ready = "1";
+      return;
+    }
+    giveHead(await upToLine(parts).text());
+    let capped = false;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) { break; }
+      parts.push(value);
+      size += value.length;
+      if (size >= maxHeld) {
+        capped = true;
+        reader.cancel();
+        break;
       }
-      if (capped) {
-        showError("This recording is larger than the browser holds: the player has its first " + (maxHeld >> 20) +
-          " MiB. `bastion replay " + el.dataset.id + "` or `bastion export` play all of it.");
-      }
+    }
+    if (capped) {
+      showError("This recording is larger than the browser holds: the player has its first " + (maxHeld >> 20) +
+        " MiB. `bastion replay " + el.dataset.id + "` or `bastion export` play all of it.");
     }
     const full = upToLine(parts);
     const labels = markerLabels(await full.text());
@@ -148,7 +170,7 @@ function replayPage() {
       src = URL.createObjectURL(full);
       listMarkers(labels);
       create({});
-      if (old) { URL.revokeObjectURL(old); }
+      if (typeof old === "string") { URL.revokeObjectURL(old); }
       if (at > 0) { await player.seek(at); }
       if (resume) { await player.play(); }
       document.body.dataset.ready = "1";
@@ -186,7 +208,12 @@ function replayPage() {
     document.body.dataset.ready = "1";
     return;
   }
-  loadProgressively().catch((e) => showError("The recording cannot be played: " + e.message));
+  src = { data: () => head };
+  create({});
+  loadProgressively().catch((e) => {
+    failHead(e);
+    showError("The recording cannot be played: " + e.message);
+  });
   speed.addEventListener("change", () => src && create({}));
   idle.addEventListener("change", () => src && create({}));
 }
@@ -209,6 +236,7 @@ function approvalsPage() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  if (window.AsciinemaPlayer) { performance.mark("bastion-player-script"); } // the player's script has run (read by the bench)
   switch (document.body.dataset.page) {
     case "replay": replayPage(); break;
     case "approvals": approvalsPage(); break;
