@@ -31,17 +31,34 @@ function replayPage() {
   // until the player has started.
   const screenEl = document.getElementById("first-screen");
   const firstScreen = screenEl ? screenEl.textContent : null;
+  if (screenEl) { screenEl.addEventListener("click", () => { touched = true; player && player.play(); }); }
+  window.bastionFirstScreen = firstScreen; // for the bench, after the player has replaced it
 
+  let mount = null;
   function create(opts) {
     if (player) { player.dispose(); }
-    el.textContent = "";
+    if (mount) { mount.remove(); }
+    // The player goes into a mount of its own; while the server's first
+    // screen is still there, the mount is laid out but hidden under it,
+    // and the screen gives way once the player is ready (its poster is
+    // the same screen) or plays.
+    mount = document.createElement("div");
+    el.appendChild(mount);
+    const pre = document.getElementById("first-screen");
+    if (pre) { mount.className = "player-pending"; }
     const o = { speed: Number(speed.value), fit: "width", controls: true, autoPlay: false, preload: true, ...opts };
     if (firstScreen !== null && !el.dataset.live) {
       // The player shows the first screen the page came with until it plays.
       o.poster = "data:text/plain," + firstScreen.replace(/\n/g, "\r\n");
     }
     if (idle.value) { o.idleTimeLimit = Number(idle.value); }
-    player = AsciinemaPlayer.create(src, el, o);
+    player = AsciinemaPlayer.create(src, mount, o);
+    if (pre) {
+      const m = mount;
+      const reveal = () => { if (pre.isConnected) { pre.remove(); } m.className = ""; };
+      player.addEventListener("ready", reveal);
+      player.addEventListener("play", reveal);
+    }
     if (!performance.getEntriesByName("bastion-player-created").length) { performance.mark("bastion-player-created"); } // read by the bench
     player.addEventListener("marker", ({ label }) => showMarker(label));
     // A swap waiting for the person to be done with the first part runs
@@ -214,8 +231,8 @@ function replayPage() {
     failHead(e);
     showError("The recording cannot be played: " + e.message);
   });
-  speed.addEventListener("change", () => src && create({}));
-  idle.addEventListener("change", () => src && create({}));
+  speed.addEventListener("change", () => create({}));
+  idle.addEventListener("change", () => create({}));
 }
 
 function approvalsPage() {
