@@ -35,12 +35,18 @@
 //
 // The player (internal/console/static/player, the asciinema-player npm
 // package's built files; `make player-assets` refreshes them) loads the
-// session's asciicast from /api/sessions/ID/cast, which writes a
-// session.replay audit event first and refuses when it cannot. The page
-// reads that download as a stream: the player starts on its first 256 KiB,
-// so the first frame does not depend on the recording's size, and the
-// whole recording (at most 64 MiB in the browser) replaces it at the same
-// position once it has arrived (static/console.js).
+// session's asciicast from /api/sessions/ID/cast. Opening a recorded
+// session's page is the replay: the page writes a session.replay audit
+// event first and refuses when it cannot, and gives the page a one-use
+// grant for its download, which is then not recorded twice (a download
+// without a grant is audited itself). The page carries the recording's
+// first screen, drawn by linerec.Render, shown until the player is ready;
+// it preloads the download in its head and reads it as a stream: the
+// player, created at once, starts on its first 64 KiB, so the first frame
+// does not depend on the recording's size, and the whole recording (at
+// most 64 MiB in the browser) replaces it at the same position once it
+// has arrived (static/console.js). Static files are named by their hash
+// (static.go), cached for a year and served gzip-compressed.
 //
 // A live session is followed over server-sent events
 // (/api/sessions/ID/live, recorder.Store.Follow) in the player's
