@@ -258,14 +258,21 @@ func (c *Console) auditReplay(r *http.Request, s *websession, info recorder.Sess
 	return err
 }
 
-// firstScreenBytes bounds the output read for a first screen.
-const firstScreenBytes = 64 << 10
+// firstScreenBytes and firstScreenEvents bound what is read for a first
+// screen (a session that types long before anything is output).
+const (
+	firstScreenBytes  = 64 << 10
+	firstScreenEvents = 10000
+)
 
 // firstScreen draws the screen the player shows first: the output
 // recorded at the time of the first output (resizes applied), through
 // linerec's emulator, as text. Nil when there is none or it cannot be
 // read; the player then simply starts on a blank screen.
 func (c *Console) firstScreen(info recorder.SessionInfo) []string {
+	if info.Kind == "tcp" {
+		return nil // its view is a timeline built on export, and its events are all wire data
+	}
 	cols, rows := info.Width, info.Height
 	if cols <= 0 || rows <= 0 {
 		cols, rows = 80, 24
@@ -273,8 +280,10 @@ func (c *Console) firstScreen(info recorder.SessionInfo) []string {
 	var out []byte
 	first := time.Duration(-1)
 	errEnough := errors.New("enough")
+	n := 0
 	err := c.cfg.Store.Events(info.ID, func(ev asciicast.Event) error {
-		if first >= 0 && ev.Time > first || len(out) >= firstScreenBytes {
+		n++
+		if first >= 0 && ev.Time > first || len(out) >= firstScreenBytes || n > firstScreenEvents {
 			return errEnough
 		}
 		switch ev.Type {
