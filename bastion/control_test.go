@@ -299,6 +299,7 @@ func TestMasking(t *testing.T) {
 	if id == nil {
 		t.Fatalf("no session: %s", out)
 	}
+	e.waitEnded(t, id[1])
 	exp := e.ssh("", "bastion", "export", id[1])
 	if exp.Code != 0 {
 		t.Fatal(exp)

@@ -163,6 +163,7 @@ func TestGuardrailsTrackerNeverDropsSession(t *testing.T) {
 	if id == nil {
 		t.Fatalf("no session: %s", out)
 	}
+	e.waitEnded(t, id[1])
 	exp := e.ssh("", "bastion", "export", id[1])
 	if exp.Code != 0 || !strings.Contains(exp.Stdout, strings.Repeat("x", 119)) || !strings.Contains(exp.Stdout, "alive-2") {
 		t.Fatalf("the recording lacks the output: %s", exp)

@@ -67,6 +67,21 @@ func (e *env) endedSession(t *testing.T, kind, target string) string {
 	return ""
 }
 
+// waitEnded waits until the session is no longer live: the client can see
+// its exit before the bastion has committed the end of its recording.
+func (e *env) waitEnded(t *testing.T, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out := e.ssh("", "bastion", "sessions", "--json")
+		for _, line := range strings.Split(out.Stdout, "\n") {
+			if strings.Contains(line, `"id":"`+id+`"`) && !strings.Contains(line, `"status":"live"`) {
+				return
+			}
+		}
+	}
+	t.Fatalf("session %s still live after 30s", id)
+}
+
 func tshark(t *testing.T, pcap string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("tshark", append([]string{"-r", pcap}, args...)...)

@@ -67,6 +67,7 @@ func TestSessionAnnouncedOnlyWhenRecorded(t *testing.T) {
 	if r.Code != 0 || m == nil {
 		t.Fatalf("got %s; want the session announced", r)
 	}
+	e.waitEnded(t, m[1])
 	if v := e.ssh("", "bastion", "verify "+m[1]); v.Code != 0 || !strings.Contains(v.Stdout, "intact") {
 		t.Errorf("the announced session %s: %s", m[1], v)
 	}
@@ -86,6 +87,7 @@ func TestBlockReasonInRecordedOutput(t *testing.T) {
 	if r.Code != 126 || m == nil {
 		t.Fatalf("got %s; want exit 126 and a session ID", r)
 	}
+	e.waitEnded(t, m[1])
 	cast := e.ssh("", "bastion", "export "+m[1])
 	found := false
 	for _, line := range strings.Split(cast.Stdout, "\n") {
