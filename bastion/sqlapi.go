@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -168,7 +169,8 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !api.allow(id) {
-		w.Header().Set("Retry-After", "1")
+		// A token comes back every 1/rate seconds.
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(1/api.cfg.Rate))))
 		sqlFail(w, http.StatusTooManyRequests, "rate limit: at most %g requests per second (burst %d) per identity", api.cfg.Rate, api.cfg.Burst)
 		return
 	}
@@ -244,27 +246,36 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		code int
 	}
 	done := make(chan answer, 1)
-	// The statement's own run time is bounded; a hold stops the clock.
+	// The statement's own run time is bounded; a hold stops the clock. At
+	// the limit the statement is cancelled in PostgreSQL (as a client's
+	// CancelRequest would: the backend stops working on it) before the
+	// session ends, so a timed-out query does not run on unseen.
 	var timedOut atomic.Bool
+	var key atomic.Pointer[[2]uint32]
 	timer := time.AfterFunc(api.cfg.Timeout, func() {
 		timedOut.Store(true)
+		if k := key.Load(); k != nil {
+			s.pg.cancels.Forward(ctx, k[0], k[1])
+		}
 		ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout))
 	})
 	go func() {
 		defer cancel()
-		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows)
+		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows, func(pid, secret uint32) {
+			key.Store(&[2]uint32{pid, secret})
+		})
 		timer.Stop()
 		a := answer{SQLResponse{SessionID: sid, Status: "ok"}, http.StatusOK}
 		var qe *pgproxy.QueryError
 		switch {
+		case err != nil && timedOut.Load():
+			a.resp.Status, a.resp.Error, a.code = "error", &SQLError{SQLState: "57014", Message: fmt.Sprintf("bastion: the SQL API's time limit (sql_api.timeout, %s) was reached", api.cfg.Timeout)}, http.StatusGatewayTimeout
 		case errors.As(err, &qe):
 			a.resp.Status, a.resp.Error = "error", &SQLError{SQLState: qe.SQLState, Message: qe.Message, Detail: qe.Detail, Hint: qe.Hint}
 			a.code = http.StatusUnprocessableEntity // the statement failed or was refused
 			if qe.Fatal {
 				a.code = http.StatusForbidden // the connection was refused
 			}
-		case err != nil && timedOut.Load():
-			a.resp.Status, a.resp.Error, a.code = "error", &SQLError{SQLState: "57014", Message: fmt.Sprintf("bastion: the SQL API's time limit (sql_api.timeout, %s) was reached", api.cfg.Timeout)}, http.StatusGatewayTimeout
 		case err != nil:
 			a.resp.Status, a.resp.Error, a.code = "error", &SQLError{Message: err.Error()}, http.StatusBadGateway
 		}

@@ -39,8 +39,10 @@ func (e *QueryError) Error() string { return e.SQLState + ": " + e.Message }
 // Query connects over conn as user to database (the startup Serve
 // answers), runs sql with the simple protocol and returns its last result
 // set, keeping at most maxRows rows. A statement error is a *QueryError
-// (the others in sql before it still ran). conn is closed.
-func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRows int) (*QueryResult, error) {
+// (the others in sql before it still ran). conn is closed. onKey, if not
+// nil, is given the backend key Serve sent (what a CancelRequest names,
+// for CancelRegistry.Forward) before the statement is sent.
+func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRows int, onKey func(pid, secret uint32)) (*QueryResult, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -127,7 +129,15 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 			if err := w.Flush(); err != nil {
 				return nil, err
 			}
-		case 'S', 'K', 'I', 'A':
+		case 'K':
+			pid, secret, err := decodeBackendKeyData(body)
+			if err != nil {
+				return nil, err
+			}
+			if onKey != nil {
+				onKey(pid, secret)
+			}
+		case 'S', 'I', 'A':
 		default:
 			return nil, protoErr("server", typ, "unexpected in a simple query")
 		}

@@ -42,6 +42,10 @@ func commandComplete(tag string) []byte {
 // runQuery plays server bytes to Query over loopback TCP, half-closing
 // after them, and returns Query's result.
 func runQuery(t testing.TB, in []byte, maxRows int) (*QueryResult, error) {
+	return runQueryKey(t, in, maxRows, nil)
+}
+
+func runQueryKey(t testing.TB, in []byte, maxRows int, onKey func(pid, secret uint32)) (*QueryResult, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +65,7 @@ func runQuery(t testing.TB, in []byte, maxRows int) (*QueryResult, error) {
 		server.(*net.TCPConn).CloseWrite()
 		io.Copy(io.Discard, server)
 	}()
-	return Query(context.Background(), client, "app", "shop", "SELECT 1", maxRows)
+	return Query(context.Background(), client, "app", "shop", "SELECT 1", maxRows, onKey)
 }
 
 func TestQuery(t *testing.T) {
@@ -70,6 +74,13 @@ func TestQuery(t *testing.T) {
 	res, err := runQuery(t, serverSays(rd, dataRow(&one), dataRow(&two), dataRow(nil), commandComplete("SELECT 3"), appendReadyForQuery(nil, 'I')), 2)
 	if err != nil || len(res.Rows) != 2 || *res.Rows[1][0] != "2" || !res.Truncated || res.Tags[0] != "SELECT 3" || res.Columns[0] != "x" {
 		t.Fatalf("%+v, %v", res, err)
+	}
+	// The backend key (for a cancel) is reported before the statement.
+	var pid, secret uint32
+	keyed := append(appendAuthOK(nil), appendBackendKeyData(nil, 7, 99)...)
+	keyed = append(appendReadyForQuery(keyed, 'I'), commandComplete("SELECT 0")...)
+	if _, err := runQueryKey(t, appendReadyForQuery(keyed, 'I'), 1, func(p, s uint32) { pid, secret = p, s }); err != nil || pid != 7 || secret != 99 {
+		t.Fatalf("backend key: %d %d, %v", pid, secret, err)
 	}
 	blocked := errorMsg('E', "ERROR", "42501", "bastion: statement blocked by rule \"no-drop\"", "", "")
 	_, err = runQuery(t, serverSays(blocked, appendReadyForQuery(nil, 'I')), 10)
@@ -88,6 +99,7 @@ func TestQuery(t *testing.T) {
 		"truncated":      serverSays(rd)[:5],
 		"negative value": serverSays(rd, []byte{'D', 0, 0, 0, 10, 0, 1, 0xff, 0xff, 0xff, 0xf0}),
 		"no ready":       appendAuthOK(nil),
+		"short key":      append(appendAuthOK(nil), 'K', 0, 0, 0, 8, 0, 0, 0, 1),
 	} {
 		if res, err := runQuery(t, in, 10); err == nil {
 			t.Errorf("%s: accepted: %+v", name, res)
@@ -101,6 +113,7 @@ func FuzzQuery(f *testing.F) {
 	f.Add(serverSays(rd, dataRow(&one), commandComplete("SELECT 1"), appendReadyForQuery(nil, 'I')))
 	f.Add(serverSays(errorMsg('E', "ERROR", "42501", "blocked", "", ""), appendReadyForQuery(nil, 'I')))
 	f.Add([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3})
+	f.Add(append(appendAuthOK(nil), appendBackendKeyData(nil, 7, 99)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		res, err := runQuery(t, in, 3)
 		if err == nil && (res == nil || len(res.Rows) > 3) {

@@ -31,14 +31,16 @@ import (
 )
 
 // dbWorldYAML gives the CI workload (group etl) the database pg1 as app,
-// blocks DROP and masks the card column.
+// blocks DROP and masks the card column. The SQL API's burst covers the
+// test's requests and its rate refills a token every 100 s, so the test
+// meets the limit when it means to; its time limit ends a pg_sleep.
 const dbWorldYAML = `  - {name: etl-db, groups: [etl], targets: [pg1], db_users: [app], databases: [shop]}
   - {name: db-approvers, groups: [sec], approve: [pg1]}
 rules:
   - {name: no-drop, on: sql, match: {statements: [drop]}, action: block}
   - {name: hold-updates, on: sql, match: {statements: [update]}, action: approve, approvers: [db-approvers], timeout: 5m}
   - {name: card-columns, on: sql_result, match: {columns: ["card"]}, action: mask}
-sql_api: {enabled: true, rate: 1000, burst: 100}
+sql_api: {enabled: true, rate: 0.01, burst: 100, timeout: 20s}
 `
 
 const dbSeed = `CREATE TABLE customers (id int, name text, card text);
@@ -220,6 +222,7 @@ with psycopg.connect("") as c:
 	})
 	t.Run("SQL API", func(t *testing.T) { testSQLAPI(t, w, st, pg) })
 	t.Run("MCP", func(t *testing.T) { testMCP(t, w, st) })
+	t.Run("SQL API rate limit", func(t *testing.T) { testSQLRate(t, w, st) })
 	t.Run("revoked certificate refused", func(t *testing.T) {
 		serial, _ := strconv.ParseUint(st.Serial, 10, 64)
 		if err := w.app.Store.Revoke(serial, "test", "leaked"); err != nil {
@@ -287,45 +290,66 @@ with psycopg.connect("") as c:
 }
 
 // testSQLAPI is the CI job's loop over POST /v1/sql with the access token
-// login wrote: 50 chunked requests, each its own session and audit record,
+// login wrote: 50 chunked requests, each its own session, audit record and
+// upstream certificate (the serial PostgreSQL itself saw, from pg_stat_ssl),
 // cards masked; a DROP refused; an UPDATE held (202), approved by alice,
-// then answered at the status URL.
+// then answered at the status URL; a statement past sql_api.timeout
+// answered 504 and cancelled in PostgreSQL.
 func testSQLAPI(t *testing.T, w *world, st *login.State, pg *testenv.Postgres) {
-	tok, err := os.ReadFile(st.AccessTokenPath)
-	if err != nil {
-		t.Fatalf("access token: %v (state %+v)", err, st)
-	}
+	token := readAccessToken(t, st)
 	call := func(method, path, token string, req any) (int, bastion.SQLResponse) {
 		t.Helper()
-		var body bytes.Buffer
-		json.NewEncoder(&body).Encode(req)
-		hr, _ := http.NewRequest(method, w.url()+path, &body)
-		hr.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(hr)
+		code, _, r, err := sqlCall(w, method, path, token, req)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s %s: %v", method, path, err)
 		}
-		defer resp.Body.Close()
-		var out bastion.SQLResponse
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			t.Fatalf("%s %s: %d, %v", method, path, resp.StatusCode, err)
-		}
-		return resp.StatusCode, out
+		return code, r
 	}
-	token := strings.TrimSpace(string(tok))
 	q := func(sql string) bastion.SQLRequest {
 		return bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: sql, MaxRows: 1}
 	}
-	sessions := map[string]bool{}
+
+	// A statement past the time limit, beside the rest: PostgreSQL runs it
+	// until the limit, then the bastion cancels it there and answers 504.
+	const sleep = "SELECT pg_sleep(3600)"
+	sleeping := func() string {
+		got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM pg_stat_activity WHERE query = '"+sleep+"' AND state = 'active'")
+		if len(got) != 1 {
+			t.Fatalf("pg_stat_activity: %v", got)
+		}
+		return got[0]
+	}
+	type answer struct {
+		code int
+		r    bastion.SQLResponse
+		err  error
+	}
+	slow := make(chan answer, 1)
+	go func() {
+		code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, token, q(sleep))
+		slow <- answer{code, r, err}
+	}()
+	testenv.WaitFor(t, 30*time.Second, "the SQL API's pg_sleep running in PostgreSQL", func() bool { return sleeping() == "1" })
+
+	sessions, serials := map[string]bool{}, map[string]bool{}
 	for i := range 50 {
-		code, r := call("POST", bastion.PathSQL, token, q(fmt.Sprintf("SELECT id, name, card FROM customers ORDER BY id OFFSET %d", i%2)))
-		if code != 200 || r.Status != "ok" || len(r.Rows) != 1 || *r.Rows[0][2] != "********" || r.Truncated != (i%2 == 0) {
+		code, r := call("POST", bastion.PathSQL, token, q(fmt.Sprintf(
+			"SELECT id, name, card, (SELECT client_serial FROM pg_stat_ssl WHERE pid = pg_backend_pid())::text AS upstream_serial FROM customers ORDER BY id OFFSET %d", i%2)))
+		if code != 200 || r.Status != "ok" || len(r.Rows) != 1 || len(r.Rows[0]) != 4 || *r.Rows[0][2] != "********" || r.Truncated != (i%2 == 0) {
 			t.Fatalf("request %d: %d %+v", i, code, r)
 		}
 		sessions[r.SessionID] = true
+		if serial := r.Rows[0][3]; serial != nil && *serial != "" {
+			serials[*serial] = true
+		}
 	}
 	if len(sessions) != 50 {
 		t.Errorf("%d sessions for 50 requests", len(sessions))
+	}
+	// What PostgreSQL saw: 50 connections, each with a client certificate
+	// of its own.
+	if len(serials) != 50 {
+		t.Errorf("PostgreSQL saw %d distinct client certificate serials for 50 requests: %v", len(serials), serials)
 	}
 	code, r := call("POST", bastion.PathSQL, token, q("DROP TABLE customers"))
 	if code != 422 || r.Error == nil || r.Error.SQLState != "42501" || !strings.Contains(r.Error.Message, "no-drop") {
@@ -365,16 +389,105 @@ func testSQLAPI(t *testing.T, w *world, st *login.State, pg *testenv.Postgres) {
 		t.Fatalf("after the approved UPDATE: %v", got)
 	}
 
-	var audited int
+	a := <-slow
+	if a.err != nil || a.code != http.StatusGatewayTimeout || a.r.Status != "error" || a.r.Error == nil || a.r.Error.SQLState != "57014" ||
+		!strings.Contains(a.r.Error.Message, "sql_api.timeout") || a.r.SessionID == "" {
+		t.Fatalf("a statement past the time limit: want 504 naming sql_api.timeout: %d %+v %v", a.code, a.r, a.err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "PostgreSQL to stop the timed-out pg_sleep", func() bool { return sleeping() == "0" })
+
+	// Each of the 50 requests is a recorded session of the workload and
+	// has its own audit record; the DROP, the UPDATE and the pg_sleep are
+	// sessions too.
+	recorded := map[string]bool{}
+	all, err := w.app.Store.Sessions(recorder.SessionFilter{Target: "pg1", User: "ci-etl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		recorded[s.ID] = true
+	}
+	audited := map[string]int{}
 	w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
 		if ev.Type == "forward.start" && ev.Fields["via"] == "sql api" {
-			audited++
+			audited[ev.SessionID]++
 		}
 		return nil
 	})
-	if audited != 52 {
-		t.Errorf("%d audited SQL API sessions, want 52", audited)
+	for sid := range sessions {
+		if !recorded[sid] || audited[sid] != 1 {
+			t.Errorf("session %s: recorded %v, %d audit records", sid, recorded[sid], audited[sid])
+		}
 	}
+	if len(audited) != 53 {
+		t.Errorf("%d audited SQL API sessions, want 53", len(audited))
+	}
+}
+
+// testSQLRate: past its burst, an identity gets 429 with a Retry-After
+// and a JSON reason; another identity is not limited by it.
+func testSQLRate(t *testing.T, w *world, st *login.State) {
+	token := readAccessToken(t, st)
+	var code int
+	var h http.Header
+	var r bastion.SQLResponse
+	var err error
+	n := 0
+	// Each request takes a token before its body is read, so an empty body
+	// (400) spends one without reaching PostgreSQL.
+	for ; n < 200; n++ {
+		if code, h, r, err = sqlCall(w, "POST", bastion.PathSQL, token, struct{}{}); err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusBadRequest {
+			break
+		}
+	}
+	if code != http.StatusTooManyRequests || r.Status != "error" || r.Error == nil || !strings.Contains(r.Error.Message, "rate limit") || h.Get("Retry-After") != "100" {
+		t.Fatalf("after %d requests: want 429 with Retry-After 100: %d %v %+v", n, code, h, r)
+	}
+	alice, err := login.Resolve(filepath.Join(w.home, "alice", "bastion"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, readAccessToken(t, alice), struct{}{}); err != nil || code != http.StatusBadRequest {
+		t.Fatalf("another identity: %d %+v %v", code, r, err)
+	}
+}
+
+func readAccessToken(t *testing.T, st *login.State) string {
+	t.Helper()
+	tok, err := os.ReadFile(st.AccessTokenPath)
+	if err != nil {
+		t.Fatalf("access token: %v (state %+v)", err, st)
+	}
+	return strings.TrimSpace(string(tok))
+}
+
+// sqlCall sends one SQL API request and decodes its JSON answer.
+func sqlCall(w *world, method, path, token string, req any) (int, http.Header, bastion.SQLResponse, error) {
+	var body bytes.Buffer
+	var out bastion.SQLResponse
+	if req != nil {
+		json.NewEncoder(&body).Encode(req)
+	}
+	hr, err := http.NewRequest(method, w.url()+path, &body)
+	if err != nil {
+		return 0, nil, out, err
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return 0, nil, out, err
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		return resp.StatusCode, resp.Header, out, fmt.Errorf("%d with Content-Type %q", resp.StatusCode, ct)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return resp.StatusCode, resp.Header, out, fmt.Errorf("%d: %v", resp.StatusCode, err)
+	}
+	return resp.StatusCode, resp.Header, out, nil
 }
 
 // testMCP: the SDK's own client lists bastion mcp's tools, describes the
