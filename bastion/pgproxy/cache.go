@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // Classifier is Classify with a bounded cache, safe for concurrent use.
@@ -35,7 +37,9 @@ import (
 //     setting name), it is not stored at all. FuzzClassify checks cached against
 //     uncached results.
 //
-// Only the classification is cached; each result carries its own exact SQL.
+// Only the classification is cached, and the parse tree of the text that filled the
+// entry, which the lineage analysis reuses (lineageTree); each result carries its own
+// exact SQL.
 type Classifier struct {
 	size         int
 	mu           sync.Mutex
@@ -46,6 +50,39 @@ type Classifier struct {
 type cacheEntry struct {
 	kinds, tables, funcs   []string
 	normalized, unknowable string
+	tree                   *cachedTree
+}
+
+// cachedTree is the parse tree of the text that filled a cache entry, which the
+// column-masking lineage analysis reuses (see lineageTree): parsing is most of a cached
+// statement's cost.
+type cachedTree struct {
+	sql  string
+	stmt *pg.Node // read only: sessions share it
+	// constRead: an analysis of the tree read a constant's value, so texts with other
+	// constants parse their own tree.
+	constRead atomic.Bool
+}
+
+// lineageTree returns the cached parse tree for sql's key, or nil. The tree may be of
+// another text with the same key, which differs from sql only in the constants the key
+// abstracts (the Classifier's soundness argument); a caller that reads such a constant's
+// value from a tree of another text must not use what it read, and sets constRead.
+func (c *Classifier) lineageTree(sql string) *cachedTree {
+	if c == nil || c.size <= 0 {
+		return nil
+	}
+	key, _, ok := cacheKey(sql)
+	if !ok {
+		return nil
+	}
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e == nil || e.tree == nil || e.tree.sql != sql && e.tree.constRead.Load() {
+		return nil
+	}
+	return e.tree
 }
 
 // maxCachedSQL is the longest statement text cached.
@@ -89,7 +126,7 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 		}}, nil
 	}
 	c.misses.Add(1)
-	sts, constDep, err := classify(sql, 0, nil)
+	sts, constDep, res, err := classifyTree(sql, 0, nil)
 	if err != nil || len(sts) != 1 || constDep {
 		return sts, err
 	}
@@ -100,6 +137,9 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 	e = &cacheEntry{
 		kinds: slices.Clone(st.Kinds), tables: slices.Clone(st.Tables), funcs: slices.Clone(st.Functions),
 		normalized: st.Normalized, unknowable: st.Unknowable,
+	}
+	if len(res.Stmts) == 1 && res.Stmts[0].Stmt != nil {
+		e.tree = &cachedTree{sql: sql, stmt: res.Stmts[0].Stmt}
 	}
 	c.mu.Lock()
 	if len(c.entries) >= c.size {

@@ -32,12 +32,18 @@ const maxBodyDepth = 8
 // set_config() setting name): such a classification must not be cached by a key that
 // abstracts constants (see Classifier).
 func classify(sql string, depth int, vars map[string]bool) (sts []Statement, constDep bool, err error) {
+	sts, constDep, _, err = classifyTree(sql, depth, vars)
+	return sts, constDep, err
+}
+
+// classifyTree is classify that also returns the parse tree it classified.
+func classifyTree(sql string, depth int, vars map[string]bool) (sts []Statement, constDep bool, res *pg.ParseResult, err error) {
 	if depth > maxBodyDepth {
-		return nil, false, fmt.Errorf("%w: bodies nested more than %d deep", ErrUnparseable, maxBodyDepth)
+		return nil, false, nil, fmt.Errorf("%w: bodies nested more than %d deep", ErrUnparseable, maxBodyDepth)
 	}
-	res, err := pgParse(sql)
+	res, err = pgParse(sql)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %s", ErrUnparseable, parseErrMessage(err))
+		return nil, false, nil, fmt.Errorf("%w: %s", ErrUnparseable, parseErrMessage(err))
 	}
 	out := make([]Statement, 0, len(res.Stmts))
 	for _, raw := range res.Stmts {
@@ -51,14 +57,14 @@ func classify(sql string, depth int, vars map[string]bool) (sts []Statement, con
 			c.walk(raw.Stmt.ProtoReflect())
 		}
 		if c.err != nil {
-			return nil, false, c.err
+			return nil, false, nil, c.err
 		}
 		st.Kinds, st.Tables, st.Functions, st.Unknowable, st.Body = c.kinds, c.tables, c.funcs, c.unknowable, c.body
 		st.Normalized = normalize(text)
 		constDep = constDep || c.constDep
 		out = append(out, st)
 	}
-	return out, constDep, nil
+	return out, constDep, res, nil
 }
 
 func parseErrMessage(err error) string {

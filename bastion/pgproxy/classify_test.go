@@ -321,27 +321,36 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("first call: cached %+v (%v), fresh %+v (%v)", cached, err2, fresh, err)
 		}
 		// Rewrite every abstracted constant and compare the (possibly cached) answer.
-		_, spans, ok := cacheKey(sql)
-		if !ok || len(spans) == 0 {
+		other, ok := rewriteConstants(sql, repl)
+		if !ok {
 			return
 		}
-		var b strings.Builder
-		prev := 0
-		for _, sp := range spans {
-			b.WriteString(sql[prev:sp[0]])
-			if sql[sp[0]] == '\'' {
-				b.WriteString("'" + strings.ReplaceAll(repl, "'", "''") + "'")
-			} else {
-				b.WriteString("7")
-			}
-			prev = sp[1]
-		}
-		b.WriteString(sql[prev:])
-		other := b.String()
 		fresh2, err := Classify(other)
 		cached2, err2 := c.Classify(other)
 		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(fresh2, cached2) {
 			t.Fatalf("%q after %q: cached %+v (%v), fresh %+v (%v)", other, sql, cached2, err2, fresh2, err)
 		}
 	})
+}
+
+// rewriteConstants replaces every constant sql's cache key abstracts: strings by repl,
+// integers by 7. ok is false when the key abstracts none.
+func rewriteConstants(sql, repl string) (string, bool) {
+	_, spans, ok := cacheKey(sql)
+	if !ok || len(spans) == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	prev := 0
+	for _, sp := range spans {
+		b.WriteString(sql[prev:sp[0]])
+		if sql[sp[0]] == '\'' {
+			b.WriteString("'" + strings.ReplaceAll(repl, "'", "''") + "'")
+		} else {
+			b.WriteString("7")
+		}
+		prev = sp[1]
+	}
+	b.WriteString(sql[prev:])
+	return b.String(), true
 }

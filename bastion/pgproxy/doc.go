@@ -57,7 +57,11 @@
 // Masking: a result column is masked when Config.Masks traces its value to a masked
 // source column (lineage.go: renaming, expressions, whole rows, subqueries, CTEs, views,
 // RETURNING, cursors, prepared statements; the catalog is read over a side connection,
-// catalog.go) or when MaskColumn names its output name. Masked columns are replaced by
+// catalog.go) or when MaskColumn names its output name. The analysis reuses the parse
+// tree the Classifier cached for the statement's key (cache.go), so a statement repeated
+// with other constants is parsed once; an analysis that reads a constant's value on the
+// tree of another text is discarded and the statement parsed after all
+// (FuzzLineageCachedTree). Masked columns are replaced by
 // ColumnMask (their RowDescription type becomes text so the mask decodes); text values
 // go through MaskValue; a binary value that must be masked (by column, or because
 // MaskValue matches its bytes or, for int8 and numeric, its decimal form) is sent as NULL

@@ -246,6 +246,10 @@ type analyzer struct {
 	reads    []*taint // active accumulators: every read is added to all
 	leak     string
 	funcMemo map[string]funcLineage // shared with sub-analyzers
+	// constRead (shared with sub-analyzers; nil when nobody asks) is set when the
+	// analysis read a constant's value: then it holds only for the text the tree was
+	// parsed from (see Classifier.lineageTree).
+	constRead *bool
 }
 
 // funcLineage is what calling a function reads, and why calling it copies.
@@ -344,7 +348,7 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		return a.copyStmt(s.CopyStmt, lin)
 	case *pg.Node_ExplainStmt:
 		for _, o := range s.ExplainStmt.Options {
-			if de := o.GetDefElem(); de != nil && de.Defname == "analyze" && !isFalse(de.Arg) {
+			if de := o.GetDefElem(); de != nil && de.Defname == "analyze" && !a.isFalse(de.Arg) {
 				a.statement(s.ExplainStmt.Query, parent, nil) // it runs: its copies count
 			}
 		}
@@ -416,9 +420,13 @@ func orEmpty(r *result) *result {
 	return r
 }
 
-func isFalse(n *pg.Node) bool {
+// isFalse reads an option's value: a constant's.
+func (a *analyzer) isFalse(n *pg.Node) bool {
 	if n == nil {
 		return false
+	}
+	if a.constRead != nil {
+		*a.constRead = true
 	}
 	if b := n.GetBoolean(); b != nil {
 		return !b.Boolval
@@ -1044,7 +1052,7 @@ func (a *analyzer) viewColumns(r *relInfo) []taint {
 // sub is an analyzer for a nested definition (a view, a function body).
 func (a *analyzer) sub(lenient bool) *analyzer {
 	return &analyzer{ctx: a.ctx, cat: a.cat, views: a.views, masks: a.masks, state: a.state,
-		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo}
+		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo, constRead: a.constRead}
 }
 
 // expr is what an expression reads: every column it references, whole rows, the reads
@@ -1058,6 +1066,14 @@ func (a *analyzer) expr(n *pg.Node, sc *scope) taint {
 
 func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 	switch v := m.Interface().(type) {
+	case *pg.Node:
+		// The wrapper holds one field of its oneof; Range would look at all of them.
+		if fd := m.WhichOneof(nodeOneof); fd != nil {
+			a.walkExpr(m.Get(fd).Message(), sc)
+		}
+		return
+	case *pg.A_Const, *pg.ParamRef:
+		return // reads nothing
 	case *pg.ColumnRef:
 		a.read(a.columnRef(v, sc))
 		return
@@ -1092,6 +1108,9 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 		return true
 	})
 }
+
+// nodeOneof is pg.Node's oneof: which node it is.
+var nodeOneof = (&pg.Node{}).ProtoReflect().Descriptor().Oneofs().ByName("node")
 
 // columnRef is what a column reference reads: every candidate it could mean.
 func (a *analyzer) columnRef(cr *pg.ColumnRef, sc *scope) taint {

@@ -3,9 +3,12 @@ package pgproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // memCatalog is a catalog in memory for the analysis's table tests and fuzzing (the
@@ -289,4 +292,79 @@ func FuzzLineage(f *testing.F) {
 			t.Fatalf("%q: %q then %q", sql, a, b)
 		}
 	})
+}
+
+// FuzzLineageCachedTree: the lineage analysis of a text on the classifier's cached tree
+// of another text with other constants (the tree a session reuses instead of parsing)
+// is the analysis of the text's own tree, unless it read a constant's value, when the
+// session parses the text after all.
+func FuzzLineageCachedTree(f *testing.F) {
+	for _, tc := range lineageCases {
+		f.Add(tc.sql, "x")
+	}
+	f.Add("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;", "1")
+	f.Add("EXPLAIN (ANALYZE 'false') DELETE FROM customers RETURNING name", "true")
+	f.Add("SELECT name, 'a' AS card FROM customers WHERE id = 1", "b")
+	f.Fuzz(func(t *testing.T, sql, repl string) {
+		if len(sql) > 2000 {
+			return
+		}
+		other, ok := rewriteConstants(sql, repl)
+		if !ok {
+			return
+		}
+		c := NewClassifier(8)
+		if _, err := c.Classify(sql); err != nil {
+			return
+		}
+		sts, err := c.Classify(other)
+		tree := c.lineageTree(other)
+		if err != nil || len(sts) != 1 || tree == nil || tree.sql == other {
+			return
+		}
+		res, err := pgParse(other)
+		if err != nil || len(res.Stmts) != 1 || res.Stmts[0].Stmt == nil {
+			t.Fatalf("%q parses, with a cached tree from %q: %v", other, sql, err)
+		}
+		run := func(root *pg.Node) (string, bool) {
+			cat := testCatalog()
+			constRead := false
+			a := &analyzer{ctx: context.Background(), cat: cat, views: cat, masks: fixedMasks{}, state: newLineageState(),
+				funcMemo: map[string]funcLineage{}, stmt: &sts[0], constRead: &constRead}
+			lin := a.analyzeStatement(root)
+			out := letters(lin) + "|" + lin.leak + "|" + fmt.Sprint(lin.copyOut, lin.touched.masked, lin.touched.unknown != "")
+			if lin.out != nil {
+				all := lin.out.all()
+				out += fmt.Sprint("|", all.masked, all.unknown != "")
+			}
+			return out, constRead
+		}
+		cached, constRead := run(tree.stmt)
+		if constRead {
+			return // the session parses other itself
+		}
+		if fresh, _ := run(res.Stmts[0].Stmt); cached != fresh {
+			t.Fatalf("%q on the tree of %q: %q, on its own: %q", other, sql, cached, fresh)
+		}
+	})
+}
+
+// BenchmarkLineageSelect is the lineage analysis of pgbench -S's statement on a parsed
+// tree (what a session does per statement once the classifier has the tree cached).
+func BenchmarkLineageSelect(b *testing.B) {
+	const sql = "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"
+	sts, err := Classify(sql)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := pgParse(sql)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cat := testCatalog()
+	for b.Loop() {
+		a := &analyzer{ctx: context.Background(), cat: cat, views: cat, masks: fixedMasks{}, state: newLineageState(),
+			funcMemo: map[string]funcLineage{}, stmt: &sts[0]}
+		a.analyzeStatement(res.Stmts[0].Stmt)
+	}
 }

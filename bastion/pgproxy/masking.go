@@ -1,6 +1,10 @@
 package pgproxy
 
-import "fmt"
+import (
+	"fmt"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
 
 // colMasks adapts Config.Masks for the analysis: a panicking Source masks.
 type colMasks struct{ m *ColumnMasks }
@@ -67,15 +71,31 @@ func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
 		t := unknownTaint("a replication command")
 		lin = &lineage{out: &result{items: []resultItem{{open: true, openT: t}}}}
 	default:
+		analyze := func(root *pg.Node) (*lineage, bool) {
+			constRead := false
+			a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
+				state: s.lineage, funcMemo: map[string]funcLineage{}, stmt: st, constRead: &constRead}
+			return a.analyzeStatement(root), constRead
+		}
+		// The classifier's cached tree spares a parse; one of another text (other
+		// constants) serves only an analysis that read no constant's value.
+		if tree := s.cfg.Classifier.lineageTree(st.SQL); tree != nil {
+			var constRead bool
+			if lin, constRead = analyze(tree.stmt); constRead && tree.sql != st.SQL {
+				tree.constRead.Store(true)
+				lin = nil
+			}
+		}
+		if lin != nil {
+			break
+		}
 		res, err := pgParse(st.SQL)
 		if err != nil || len(res.Stmts) != 1 || res.Stmts[0].Stmt == nil {
 			t := unknownTaint("the statement cannot be analysed")
 			lin = &lineage{out: &result{items: []resultItem{{open: true, openT: t}}}, touched: t}
 			break
 		}
-		a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
-			state: s.lineage, funcMemo: map[string]funcLineage{}, stmt: st}
-		lin = a.analyzeStatement(res.Stmts[0].Stmt)
+		lin, _ = analyze(res.Stmts[0].Stmt)
 	}
 	if lin.leak != "" {
 		return nil, refuse(lin.leak)
