@@ -359,6 +359,9 @@ rules:
   - {name: no-shutdown, on: command, match: {commands: [shutdown, reboot, halt]}, action: block}
 {{- end}}
   - {name: card-columns, on: sql_result, match: {columns: ["card*"]}, action: mask}
+{{- if .PG}}
+sql_api: {enabled: true, rate: 1000000, burst: 1000000}
+{{- end}}
 recording: {mode: strict, flush_interval: 200ms{{if .MaxBytes}}, max_bytes: {{.MaxBytes}}{{end}}}
 {{- if .StoreDSN}}
 store: {postgres: {dsn: "{{.StoreDSN}}"}}

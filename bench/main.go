@@ -30,6 +30,7 @@ type options struct {
 	replays       int           // time-to-first-frame runs
 	pgTime        time.Duration // pgbench duration per run
 	pgClients     int           // pgbench -c
+	sqlTime       time.Duration // SQL API measurement per round and side
 	only          string        // comma-separated workload names; "" = all
 	inProcess     bool          // run the bastion in this process (for -cpuprofile)
 	cpuProfile    string        // write a CPU profile (with -inprocess: the bastion's)
@@ -39,13 +40,13 @@ type options struct {
 }
 
 // workloadNames are the workloads in the order the report lists them.
-var workloadNames = []string{"forward", "cat", "pgbench", "echo", "enter", "issue", "ingest", "idle", "replay", "webreplay"}
+var workloadNames = []string{"forward", "cat", "pgbench", "sqlapi", "echo", "enter", "issue", "ingest", "idle", "replay", "webreplay"}
 
 // runOrder is the order they run in after the idle sessions, which run
 // first on a bastion of their own with an empty store (the replay fixture
 // and the shell-output rounds fill the bbolt file, whose mapped pages count
 // in the bastion's RSS); the in-harness ingest runs last.
-var runOrder = []string{"replay", "webreplay", "issue", "echo", "enter", "forward", "cat", "pgbench", "ingest"}
+var runOrder = []string{"replay", "webreplay", "issue", "echo", "enter", "forward", "cat", "pgbench", "sqlapi", "ingest"}
 
 func main() {
 	var opt options
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&opt.replays, "replays", 5, "time-to-first-frame runs")
 	flag.DurationVar(&opt.pgTime, "pg-time", 8*time.Second, "pgbench duration per run")
 	flag.IntVar(&opt.pgClients, "pg-clients", 4, "pgbench clients (-c)")
+	flag.DurationVar(&opt.sqlTime, "sql-time", 3*time.Second, "SQL API (POST /v1/sql) measurement per round and side")
 	flag.StringVar(&opt.only, "only", "", "run only these workloads (comma-separated: "+strings.Join(workloadNames, ",")+")")
 	flag.BoolVar(&opt.inProcess, "inprocess", false, "run the bastion inside this process (to profile it with -cpuprofile); CPU figures then include the harness")
 	flag.StringVar(&opt.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to the file")
@@ -138,7 +140,7 @@ func run(opt options) error {
 	}()
 
 	rows := map[string][]result{}
-	if opt.wants("pgbench") || opt.wants("ingest") || opt.wants("issue") {
+	if opt.wants("pgbench") || opt.wants("sqlapi") || opt.wants("ingest") || opt.wants("issue") {
 		if err := e.setupPostgres(); err != nil && err != errPending {
 			logf("postgres setup: %v", err)
 			e.pgErr = err
@@ -156,6 +158,8 @@ func run(opt options) error {
 			r = e.benchCat()
 		case "pgbench":
 			r = e.benchPgbench()
+		case "sqlapi":
+			r = e.benchSQLAPI()
 		case "echo":
 			r = e.benchEcho()
 		case "enter":

@@ -220,7 +220,7 @@ func (e *env) benchPgbenchListener() result {
 		Baseline: "`pgbench -S` to PostgreSQL directly over TLS",
 		Goal:     ">= 0.8x TPS",
 	}
-	var base, bast []float64
+	var base, bast, cpuBast []float64
 	for round := range e.opt.rounds {
 		var got [2]float64
 		for _, s := range order(round) {
@@ -230,9 +230,20 @@ func (e *env) benchPgbenchListener() result {
 				conn = fmt.Sprintf("host=%s port=%s user=bench dbname=pg1/bench sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s",
 					host, port, e.pg.listenRoot, e.pg.listenCert, e.pg.listenKey)
 			}
-			tps, _, err := e.pgbenchRun(s, conn)
+			c0, err := readCPU(e.bastion.pid)
 			if err != nil {
 				return failed(r, err)
+			}
+			tps, n, err := e.pgbenchRun(s, conn)
+			if err != nil {
+				return failed(r, err)
+			}
+			if s == viaBastion {
+				cpu, err := e.cpuEnd(s, c0)
+				if err != nil {
+					return failed(r, err)
+				}
+				cpuBast = append(cpuBast, cpu.Seconds()/(float64(n)/1000))
 			}
 			got[s] = tps
 			logf("  pgbench (listener) round %d %s: %.0f TPS", round+1, s, tps)
@@ -243,6 +254,7 @@ func (e *env) benchPgbenchListener() result {
 	r.Base = fmt.Sprintf("%s TPS", fmtNum(median(base)))
 	r.Bastion = fmt.Sprintf("%s TPS", fmtNum(median(bast)))
 	r.Ratio = ratioCell(rs)
+	r.CPUBast = fmt.Sprintf("%s s per 1,000 tx", fmtNum(median(cpuBast)))
 	r.Mark = mark(median(rs) >= 0.8)
 	return r
 }
