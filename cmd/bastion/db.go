@@ -31,12 +31,13 @@ func runDB(args []string) error {
 		"Reach a PostgreSQL target through the bastion's direct listener with the client certificate\n"+
 			"`bastion login` wrote (no ssh tunnel, no helper process):\n"+
 			"  env   prints PG* variables: eval \"$(bastion db env pg1 --db shop)\"; psql\n"+
-			"  url   prints a connection URI for drivers that take one\n"+
+			"  url   prints a connection URI for drivers that take one (--jdbc: a JDBC URL)\n"+
 			"  psql  runs psql with them (arguments after -- go to psql)\n"+
 			"The certificate lives as long as the login; run `bastion login` again when it expires.")
 	db := fs.String("db", "", "database on the target (default: the user)")
 	user := fs.String("user", "", "database user (default: your login name)")
 	bastionURL := fs.String("bastion", "", "the bastion you logged in to (default: the last one)")
+	jdbc := fs.Bool("jdbc", false, "url: a JDBC URL (pgjdbc), with the key in the PKCS#8 DER file it reads")
 	var extra []string
 	for i, a := range rest {
 		if a == "--" {
@@ -59,6 +60,9 @@ func runDB(args []string) error {
 	switch sub {
 	case "url":
 		u, err := login.PGURL(st, pos[0], *db, *user)
+		if *jdbc {
+			u, err = login.JDBCURL(st, pos[0], *db, *user)
+		}
 		if err != nil {
 			return err
 		}

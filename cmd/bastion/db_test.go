@@ -177,6 +177,29 @@ with psycopg.connect("") as c:
 		}
 	})
 
+	// pgjdbc (Debian's libpostgresql-jdbc-java) with sslmode=verify-full and
+	// the URL `bastion db url --jdbc` prints.
+	t.Run("JDBC verify-full", func(t *testing.T) {
+		const jar = "/usr/share/java/postgresql.jar"
+		java, err := exec.LookPath("java")
+		if _, jerr := os.Stat(jar); err != nil || jerr != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("java or pgjdbc is not installed (.ci/run installs default-jdk-headless and libpostgresql-jdbc-java)")
+			}
+			t.Skip("java or pgjdbc is not installed")
+		}
+		r := w.run(nil, "db", "url", "pg1", "--db", "shop", "--user", "app", "--jdbc")
+		if r.Code != 0 || !strings.HasPrefix(r.Stdout, "jdbc:postgresql://") {
+			t.Fatalf("db url --jdbc: %s", r)
+		}
+		// java runs the one-file program from source (JDK 11+).
+		r = testenv.Run(t, 2*time.Minute, "", java, "-cp", jar, filepath.Join("testdata", "JdbcQuery.java"), strings.TrimSpace(r.Stdout),
+			"SELECT name, card FROM customers ORDER BY id")
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != "Ada|********\nBob|********" {
+			t.Fatalf("JDBC: %s", r)
+		}
+	})
+
 	// Presented to PostgreSQL itself, the login's certificate is worth
 	// nothing: PostgreSQL trusts only the database CA.
 	t.Run("certificate refused by PostgreSQL", func(t *testing.T) {

@@ -61,3 +61,27 @@ func PGURL(st *State, target, database, user string) (string, error) {
 	u.RawPath = "/" + url.PathEscape(v["PGDATABASE"])
 	return u.String(), nil
 }
+
+// JDBCURL is PGEnv as a JDBC URL for pgjdbc
+// (jdbc:postgresql://host:port/TARGET%2FDATABASE?user=…&sslmode=verify-full&…),
+// with the key in the PKCS#8 DER file pgjdbc reads.
+func JDBCURL(st *State, target, database, user string) (string, error) {
+	env, err := PGEnv(st, target, database, user)
+	if err != nil {
+		return "", err
+	}
+	if st.DBKeyDERPath == "" {
+		return "", errors.New("the login predates JDBC support (no postgres.pk8): run `bastion login` again")
+	}
+	v := map[string]string{}
+	for _, kv := range env {
+		v[kv[0]] = kv[1]
+	}
+	q := url.Values{}
+	q.Set("user", v["PGUSER"])
+	q.Set("sslmode", v["PGSSLMODE"])
+	q.Set("sslcert", v["PGSSLCERT"])
+	q.Set("sslkey", st.DBKeyDERPath)
+	q.Set("sslrootcert", v["PGSSLROOTCERT"])
+	return "jdbc:postgresql://" + net.JoinHostPort(v["PGHOST"], v["PGPORT"]) + "/" + url.PathEscape(v["PGDATABASE"]) + "?" + q.Encode(), nil
+}

@@ -37,6 +37,14 @@ func TestPGEnv(t *testing.T) {
 		!strings.Contains(u, "/pg1%2Fshop?") || pu.Query().Get("sslmode") != "verify-full" || pu.Query().Get("sslrootcert") != "/h/postgres-ca.pem" {
 		t.Errorf("url %s", u)
 	}
+	if _, err := JDBCURL(st, "pg1", "shop", "app"); err == nil || !strings.Contains(err.Error(), "postgres.pk8") {
+		t.Errorf("JDBC URL without the DER key: %v", err)
+	}
+	st.DBKeyDERPath = "/h/postgres.pk8"
+	j, err := JDBCURL(st, "pg1", "shop", "app")
+	if err != nil || j != "jdbc:postgresql://bastion.example.com:5432/pg1%2Fshop?sslcert=%2Fh%2Fpostgres.crt&sslkey=%2Fh%2Fpostgres.pk8&sslmode=verify-full&sslrootcert=%2Fh%2Fpostgres-ca.pem&user=app" {
+		t.Errorf("JDBC URL %s, %v", j, err)
+	}
 	for _, bad := range []struct {
 		st     *State
 		target string

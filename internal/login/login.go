@@ -103,6 +103,9 @@ type State struct {
 	DBCertPath      string `json:"db_cert_path,omitempty"`
 	DBKeyPath       string `json:"db_key_path,omitempty"`
 	DBCAPath        string `json:"db_ca_path,omitempty"`
+	// DBKeyDERPath is the same key as PKCS#8 DER, the only form JDBC's
+	// driver (pgjdbc) reads.
+	DBKeyDERPath string `json:"db_key_der_path,omitempty"`
 	// AccessTokenPath holds the SQL API's bearer token (POST /v1/sql),
 	// valid as long as the login; empty when the bastion has no SQL API.
 	AccessTokenPath string `json:"access_token_path,omitempty"`
@@ -118,6 +121,7 @@ const (
 	// sslkey and sslrootcert).
 	dbCertFile = "postgres.crt"
 	dbKeyFile  = "postgres.key"
+	dbKeyDER   = "postgres.pk8"
 	dbCAFile   = "postgres-ca.pem"
 	// accessTokenFile is the SQL API's bearer token.
 	accessTokenFile = "access_token"
@@ -248,6 +252,7 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 // dbCreds is the key of a login's database client certificate.
 type dbCreds struct {
 	keyPEM, pubPEM []byte
+	keyDER         []byte // PKCS#8, for pgjdbc
 	pub            *ecdsa.PublicKey
 }
 
@@ -266,6 +271,7 @@ func newDBKey() (*dbCreds, error) {
 	}
 	return &dbCreds{
 		keyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		keyDER: der,
 		pubPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}),
 		pub:    &key.PublicKey,
 	}, nil
@@ -332,10 +338,11 @@ func install(cfg LoginConfig, info ca.Info, baseURL string, priv ed25519.Private
 	if db != nil {
 		st.PostgresAddress = info.PostgresAddress
 		st.DBCertPath, st.DBKeyPath, st.DBCAPath = filepath.Join(cfg.Dir, dbCertFile), filepath.Join(cfg.Dir, dbKeyFile), filepath.Join(cfg.Dir, dbCAFile)
+		st.DBKeyDERPath = filepath.Join(cfg.Dir, dbKeyDER)
 		for _, f := range []struct {
 			path string
 			data []byte
-		}{{st.DBKeyPath, db.keyPEM}, {st.DBCertPath, []byte(resp.DBCertificate)}, {st.DBCAPath, []byte(resp.DBCA)}} {
+		}{{st.DBKeyPath, db.keyPEM}, {st.DBKeyDERPath, db.keyDER}, {st.DBCertPath, []byte(resp.DBCertificate)}, {st.DBCAPath, []byte(resp.DBCA)}} {
 			if err := replaceFile(f.path, f.data); err != nil {
 				return nil, err
 			}
