@@ -42,19 +42,11 @@ func PGEnv(st *State, target, database, user string) ([][2]string, error) {
 // PGURL is PGEnv as a connection URI (postgres://user@host:port/db?...),
 // for drivers that take one.
 func PGURL(st *State, target, database, user string) (string, error) {
-	env, err := PGEnv(st, target, database, user)
+	v, q, err := pgQuery(st, target, database, user)
 	if err != nil {
 		return "", err
 	}
-	v := map[string]string{}
-	for _, kv := range env {
-		v[kv[0]] = kv[1]
-	}
-	q := url.Values{}
-	q.Set("sslmode", v["PGSSLMODE"])
-	q.Set("sslcert", v["PGSSLCERT"])
 	q.Set("sslkey", v["PGSSLKEY"])
-	q.Set("sslrootcert", v["PGSSLROOTCERT"])
 	u := url.URL{Scheme: "postgres", User: url.User(v["PGUSER"]), Host: net.JoinHostPort(v["PGHOST"], v["PGPORT"]),
 		Path: "/" + v["PGDATABASE"], RawQuery: q.Encode()}
 	// The database contains '/', which a URI path must escape.
@@ -66,22 +58,32 @@ func PGURL(st *State, target, database, user string) (string, error) {
 // (jdbc:postgresql://host:port/TARGET%2FDATABASE?user=…&sslmode=verify-full&…),
 // with the key in the PKCS#8 DER file pgjdbc reads.
 func JDBCURL(st *State, target, database, user string) (string, error) {
-	env, err := PGEnv(st, target, database, user)
+	v, q, err := pgQuery(st, target, database, user)
 	if err != nil {
 		return "", err
 	}
 	if st.DBKeyDERPath == "" {
 		return "", errors.New("the login predates JDBC support (no postgres.pk8): run `bastion login` again")
 	}
+	q.Set("user", v["PGUSER"])
+	q.Set("sslkey", st.DBKeyDERPath)
+	return "jdbc:postgresql://" + net.JoinHostPort(v["PGHOST"], v["PGPORT"]) + "/" + url.PathEscape(v["PGDATABASE"]) + "?" + q.Encode(), nil
+}
+
+// pgQuery is PGEnv by name, and the TLS settings as URL parameters (but
+// the key, which differs by driver).
+func pgQuery(st *State, target, database, user string) (map[string]string, url.Values, error) {
+	env, err := PGEnv(st, target, database, user)
+	if err != nil {
+		return nil, nil, err
+	}
 	v := map[string]string{}
 	for _, kv := range env {
 		v[kv[0]] = kv[1]
 	}
 	q := url.Values{}
-	q.Set("user", v["PGUSER"])
 	q.Set("sslmode", v["PGSSLMODE"])
 	q.Set("sslcert", v["PGSSLCERT"])
-	q.Set("sslkey", st.DBKeyDERPath)
 	q.Set("sslrootcert", v["PGSSLROOTCERT"])
-	return "jdbc:postgresql://" + net.JoinHostPort(v["PGHOST"], v["PGPORT"]) + "/" + url.PathEscape(v["PGDATABASE"]) + "?" + q.Encode(), nil
+	return v, q, nil
 }
