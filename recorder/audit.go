@@ -238,12 +238,11 @@ func (s *Store) auditLoop() {
 			for i, req := range batch {
 				req.err = nil
 				if req.token != nil {
-					ok := spent[i]
-					if spent == nil {
-						ok, err = tx.SpendToken(req.token, req.expires, now)
-						if err != nil {
-							return err
-						}
+					var ok bool
+					if spent != nil {
+						ok = spent[i]
+					} else if ok, err = tx.SpendToken(req.token, req.expires, now); err != nil {
+						return err
 					}
 					if !ok {
 						req.err = ErrReplay

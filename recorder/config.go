@@ -47,6 +47,10 @@ func ParseMode(s string) (Mode, error) {
 // Config configures a Store. SealKey, and Path or Postgres, are required;
 // every other zero field takes the default its comment names.
 type Config struct {
+	// noJournal, for benchmarks, commits audit batches straight to bbolt
+	// as before the audit journal.
+	noJournal bool
+
 	// Path is the bbolt file; it is created with mode 0600 if missing.
 	// Required unless Postgres is set.
 	Path string

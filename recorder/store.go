@@ -138,7 +138,7 @@ func Open(cfg Config) (*Store, error) {
 		s.b.Close()
 		return nil, err
 	}
-	if s.pg == nil {
+	if s.pg == nil && !cfg.noJournal {
 		if err := s.openAuditJournal(); err != nil {
 			s.b.Close()
 			return nil, err
