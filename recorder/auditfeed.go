@@ -134,9 +134,54 @@ func (s *Store) AuditHead() (uint64, error) {
 	return seq, err
 }
 
+// SinksShared reports whether several replicas share this store's audit
+// sinks (PostgreSQL). Each sink is then shipped by one replica at a time,
+// the one that holds it ([Store.ClaimSink]); with bbolt the one process
+// always does.
+func (s *Store) SinksShared() bool { return s.pg != nil }
+
+// ClaimSink makes this replica the one shipping to the sink named name, if
+// no other live replica does, and returns the sequence of the last audit
+// record the sink was delivered (0 when none); ok is false while another
+// replica holds the sink. A holder stays the holder until it releases the
+// sink or its lease expires, when another replica may claim it. With bbolt
+// it always succeeds.
+func (s *Store) ClaimSink(name string) (cursor uint64, ok bool, err error) {
+	if s.pg == nil {
+		cursor, err = s.SinkCursor(name)
+		return cursor, err == nil, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, false, err
+	}
+	defer s.leave()
+	return s.pg.claimSink(name)
+}
+
+// ReleaseSink gives up the sink named name (PostgreSQL), so that another
+// replica claims it at once rather than after this replica's lease.
+func (s *Store) ReleaseSink(name string) error {
+	if s.pg == nil {
+		return nil
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.pg.releaseSink(name)
+}
+
 // SinkCursor returns the sequence of the last audit record the sink named
 // name delivered (0 when it never delivered one).
 func (s *Store) SinkCursor(name string) (uint64, error) {
+	if s.pg != nil {
+		if err := s.enter(); err != nil {
+			return 0, err
+		}
+		defer s.leave()
+		seq, _, err := s.pg.sinkCursor(name)
+		return seq, err
+	}
 	var seq uint64
 	err := s.view(func(tx Tx) error {
 		v, err := tx.Meta(sinkKey(name))
@@ -148,9 +193,31 @@ func (s *Store) SinkCursor(name string) (uint64, error) {
 	return seq, err
 }
 
+// SinkHolder returns the ID of the replica holding the sink named name (""
+// when none, and with bbolt).
+func (s *Store) SinkHolder(name string) (string, error) {
+	if s.pg == nil {
+		return "", nil
+	}
+	if err := s.enter(); err != nil {
+		return "", err
+	}
+	defer s.leave()
+	_, holder, err := s.pg.sinkCursor(name)
+	return holder, err
+}
+
 // SetSinkCursor records that the sink named name delivered every record up
-// to seq.
+// to seq. With PostgreSQL only its holder moves the cursor, forward: it
+// fails when another replica took the sink over.
 func (s *Store) SetSinkCursor(name string, seq uint64) error {
+	if s.pg != nil {
+		if err := s.enter(); err != nil {
+			return err
+		}
+		defer s.leave()
+		return s.pg.setSinkCursor(name, seq)
+	}
 	return s.update(func(tx Tx) error {
 		return tx.SetMeta(sinkKey(name), u64key(seq))
 	})

@@ -107,6 +107,15 @@ CREATE TABLE bastion_approvals (
 );
 CREATE INDEX bastion_approvals_pending ON bastion_approvals (created) WHERE outcome IS NULL;
 `,
+	// 2: audit sinks, each shipped by one replica at a time (the holder)
+	// from the last record it delivered.
+	`
+CREATE TABLE bastion_sinks (
+	name      text PRIMARY KEY,
+	holder    text,
+	delivered bigint NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the PostgreSQL schema version this bastion writes.

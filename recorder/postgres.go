@@ -928,3 +928,91 @@ func (s *Store) Replicas() ([]Replica, error) {
 
 // ReplicaID is this replica's ID in a shared store ("" with bbolt).
 func (s *Store) ReplicaID() string { return s.replica }
+
+// Audit sinks. Each sink is shipped by one replica at a time, its holder: a
+// row in bastion_sinks naming the replica and the last record delivered.
+// A replica claims a sink when nobody holds it, or when its holder's lease
+// expired (the holder died or lost the database), and only while its own
+// lease is valid; it claims again before every batch (a holder stays the
+// holder) and moves the cursor only while it still holds the sink, so a
+// replica that lost its lease cannot move back a cursor its successor
+// moved on. A sink a replica never held starts from the cursor a bbolt
+// store kept for it (copied by Migrate), else from the start.
+
+// errSinkLost is what moving a sink's cursor returns when this replica no
+// longer holds the sink.
+var errSinkLost = errors.New("another replica ships to this sink now")
+
+const claimSinkSQL = `INSERT INTO bastion_sinks AS s (name, holder, delivered)
+	SELECT $1, $2, COALESCE((SELECT ('x' || encode(value, 'hex'))::bit(64)::bigint FROM bastion_meta
+		WHERE name = 'sink:' || $1 AND length(value) = 8), 0)
+	WHERE EXISTS (SELECT 1 FROM bastion_replicas WHERE id = $2 AND expires > now())
+	ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder
+	WHERE s.holder IS NULL OR s.holder = EXCLUDED.holder
+	   OR NOT EXISTS (SELECT 1 FROM bastion_replicas r WHERE r.id = s.holder AND r.expires > now())
+	RETURNING s.delivered`
+
+// claimSink makes this replica the sink's holder if it may be, and returns
+// the last record delivered to it; false while another replica holds it.
+func (b *pgBackend) claimSink(name string) (uint64, bool, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	var delivered int64
+	err := b.pool.QueryRow(ctx, claimSinkSQL, name, b.replica).Scan(&delivered)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("recorder: claim audit sink %s: %w", name, err)
+	}
+	return uint64(delivered), true, nil
+}
+
+// setSinkCursor moves the sink's cursor forward while this replica holds
+// the sink (with a valid lease): errSinkLost otherwise.
+func (b *pgBackend) setSinkCursor(name string, seq uint64) error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	tag, err := b.pool.Exec(ctx, `UPDATE bastion_sinks SET delivered = $3
+		WHERE name = $1 AND holder = $2 AND delivered <= $3
+		  AND EXISTS (SELECT 1 FROM bastion_replicas WHERE id = $2 AND expires > now())`, name, b.replica, seqArg(seq))
+	if err != nil {
+		return fmt.Errorf("recorder: save audit sink %s's cursor: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("recorder: audit sink %s: %w", name, errSinkLost)
+	}
+	return nil
+}
+
+// releaseSink gives the sink up, for another replica to claim at once.
+func (b *pgBackend) releaseSink(name string) error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	_, err := b.pool.Exec(ctx, `UPDATE bastion_sinks SET holder = NULL WHERE name = $1 AND holder = $2`, name, b.replica)
+	if err != nil {
+		return fmt.Errorf("recorder: release audit sink %s: %w", name, err)
+	}
+	return nil
+}
+
+// sinkCursor returns the last record delivered to the sink and the replica
+// holding it ("" when none).
+func (b *pgBackend) sinkCursor(name string) (uint64, string, error) {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	var delivered int64
+	var holder *string
+	err := b.pool.QueryRow(ctx, `SELECT delivered, holder FROM bastion_sinks WHERE name = $1`, name).Scan(&delivered, &holder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = b.pool.QueryRow(ctx, `SELECT COALESCE((SELECT ('x' || encode(value, 'hex'))::bit(64)::bigint FROM bastion_meta
+			WHERE name = 'sink:' || $1 AND length(value) = 8), 0)`, name).Scan(&delivered)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("recorder: audit sink %s's cursor: %w", name, err)
+	}
+	if holder == nil {
+		return uint64(delivered), "", nil
+	}
+	return uint64(delivered), *holder, nil
+}

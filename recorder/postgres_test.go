@@ -180,3 +180,74 @@ func TestPostgresReplicas(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresSinkClaims: replicas sharing a store take turns at an audit
+// sink. One holds it, and only the holder moves its cursor; a replica
+// that stops releases it; one that dies loses it when its lease expires,
+// and the next holder goes on from the last cursor saved. A sink's cursor
+// kept by a bbolt store (copied by Migrate) is where a first claim starts.
+func TestPostgresSinkClaims(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	dsn := pg.StoreDSN(t, "bastion")
+	a := openStore(t, pgConfig(dsn, "a"))
+	b := openStore(t, pgConfig(dsn, "b"))
+	if !a.SinksShared() {
+		t.Fatal("a PostgreSQL store's sinks are not shared")
+	}
+	claim := func(s *Store, want bool, wantCursor uint64) {
+		t.Helper()
+		c, ok, err := s.ClaimSink("webhook")
+		if err != nil || ok != want || ok && c != wantCursor {
+			t.Fatalf("claim: %d %v %v; want %v at %d", c, ok, err, want, wantCursor)
+		}
+	}
+	// A cursor from before the cluster (bbolt, copied as metadata).
+	pg.ExecIn(t, "bastion", `INSERT INTO bastion_meta (name, value) VALUES ('sink:webhook', decode('0000000000000007', 'hex'))`)
+	claim(a, true, 7)
+	claim(b, false, 0)
+	claim(a, true, 7)
+	must(t, a.SetSinkCursor("webhook", 9))
+	if err := b.SetSinkCursor("webhook", 12); err == nil {
+		t.Fatal("a replica that does not hold the sink moved its cursor")
+	}
+	if c, err := b.SinkCursor("webhook"); err != nil || c != 9 {
+		t.Fatalf("B reads the cursor as %d, %v", c, err)
+	}
+	if h, _ := b.SinkHolder("webhook"); h != a.ReplicaID() {
+		t.Fatalf("holder %q, want A %q", h, a.ReplicaID())
+	}
+
+	// A stops: B takes over at once, from A's cursor.
+	must(t, a.ReleaseSink("webhook"))
+	claim(b, true, 9)
+	claim(a, false, 0)
+	if err := a.SetSinkCursor("webhook", 10); err == nil {
+		t.Fatal("a replica that released the sink moved its cursor")
+	}
+	must(t, b.SetSinkCursor("webhook", 11))
+
+	// The holder is taken over behind its back (as when its lease
+	// expired while it was stuck): it can no longer move the cursor.
+	pg.ExecIn(t, "bastion", "UPDATE bastion_sinks SET holder = '"+a.ReplicaID()+"'")
+	if err := b.SetSinkCursor("webhook", 12); err == nil {
+		t.Fatal("a replica whose sink was taken over moved its cursor")
+	}
+	claim(b, false, 0)
+	must(t, a.ReleaseSink("webhook"))
+
+	// C holds it and dies: B waits for C's lease to expire, then goes on
+	// from C's last cursor.
+	c := openStore(t, pgConfig(dsn, "c"))
+	claim(c, true, 11)
+	must(t, c.SetSinkCursor("webhook", 20))
+	c.crashed.Store(true) // dies: the lease is not given up
+	c.Close()
+	waitFor(t, "B takes the sink over", func() bool {
+		cur, ok, err := b.ClaimSink("webhook")
+		return err == nil && ok && cur == 20
+	})
+	// The cursor never goes back.
+	if err := b.SetSinkCursor("webhook", 19); err == nil {
+		t.Fatal("the cursor moved back")
+	}
+}

@@ -497,9 +497,9 @@ func jump(addr, user, target, loginName string, signer ssh.Signer, hostKeys ssh.
 // serveReplica starts another replica of w's store as a real `bastion
 // serve` process (so that it can be killed), named name, with its own
 // data_dir (the CA keys copied, a host key of its own) and its own
-// ports, public.ssh being its own SSH listener. It returns the process
-// and its URL.
-func (w *world) serveReplica(t *testing.T, name string) (*servedProc, string) {
+// ports, public.ssh (when w's config sets it) being its own SSH listener,
+// and extraYAML appended to the config. It returns the process and its URL.
+func (w *world) serveReplica(t *testing.T, name string, extraYAML ...string) (*servedProc, string) {
 	t.Helper()
 	orig, err := os.ReadFile(w.cfgPath)
 	if err != nil {
@@ -522,13 +522,16 @@ func (w *world) serveReplica(t *testing.T, name string) (*servedProc, string) {
 			{"name: a,", "name: " + name + ","},
 			{`public: {ssh: "` + w.app.Config.Public.SSH + `"}`, `public: {ssh: "` + sshAddr + `"}`},
 		} {
+			if w.app.Config.Public.SSH == "" && strings.HasPrefix(r[0], "public:") {
+				continue
+			}
 			if strings.Count(text, r[0]) != 1 {
 				t.Fatalf("config: %q not once in:\n%s", r[0], text)
 			}
 			text = strings.Replace(text, r[0], r[1], 1)
 		}
 		cfgPath := filepath.Join(t.TempDir(), "bastion.yaml")
-		os.WriteFile(cfgPath, []byte(text), 0o600)
+		os.WriteFile(cfgPath, []byte(text+strings.Join(extraYAML, "")), 0o600)
 		cmd := w.cli(nil, "serve", "--config", cfgPath)
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {

@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +42,9 @@ store:
 // newReplica starts a second bastion with w's config on w's PostgreSQL
 // store, as an operator deploys one: its own data_dir holding copies of
 // the CA keys, and its own SSH host key (certified by the same host CA).
-// It returns a world for it with a fresh user home.
-func (w *world) newReplica(t *testing.T, name string) *world {
+// It returns a world for it with a fresh user home. edit, if given,
+// changes the replica's config first.
+func (w *world) newReplica(t *testing.T, name string, edit ...func(*config.Config)) *world {
 	t.Helper()
 	cfg := *w.app.Config
 	pc := *cfg.Store.Postgres
@@ -45,6 +52,9 @@ func (w *world) newReplica(t *testing.T, name string) *world {
 	cfg.Store.Postgres = &pc
 	cfg.DataDir = t.TempDir()
 	w.copyCAKeys(t, cfg.DataDir)
+	for _, f := range edit {
+		f(&cfg)
+	}
 	r := &world{t: t, idp: w.idp, ci: w.ci, sshd: w.sshd, home: t.TempDir(), cfgPath: w.cfgPath, logs: &testenv.SyncBuffer{}}
 	var err error
 	r.app, err = app.New(&cfg, app.Options{Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -285,4 +295,193 @@ func TestStoreMigrate(t *testing.T) {
 	if rep, err := a.Store.Verify(list[0].ID); err != nil || !rep.Intact || !rep.Sealed {
 		t.Fatalf("verify the copy: %+v, %v", rep, err)
 	}
+}
+
+// hookReceiver is an HTTPS endpoint taking the audit webhook's JSON lines.
+type hookReceiver struct {
+	mu     sync.Mutex
+	lines  []string
+	srv    *httptest.Server
+	caFile string
+}
+
+func startHookReceiver(t *testing.T, token string) *hookReceiver {
+	h := &hookReceiver{}
+	h.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		h.lines = append(h.lines, strings.Split(strings.TrimRight(string(body), "\n"), "\n")...)
+		h.mu.Unlock()
+	}))
+	t.Cleanup(h.srv.Close)
+	h.caFile = filepath.Join(t.TempDir(), "webhook-ca.pem")
+	os.WriteFile(h.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.srv.Certificate().Raw}), 0o600)
+	return h
+}
+
+func (h *hookReceiver) text() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.lines, "\n") + "\n"
+}
+
+// auditSeqs returns the sequences of the audit records in lines of a
+// sink's copy (each possibly behind a syslog header), in arrival order.
+func auditSeqs(text string) []uint64 {
+	var out []uint64
+	for _, line := range strings.Split(text, "\n") {
+		i := strings.IndexByte(line, '{')
+		if i < 0 {
+			continue
+		}
+		var v struct{ Seq uint64 }
+		if json.Unmarshal([]byte(line[i:]), &v) == nil && v.Seq > 0 {
+			out = append(out, v.Seq)
+		}
+	}
+	return out
+}
+
+// TestAuditSinksAcrossReplicas ships the audit log of a cluster to a real
+// rsyslog and an HTTPS webhook from three replicas on one real PostgreSQL
+// store: A writes audit records and ships nothing; P (a `bastion serve`
+// process) and B ship to both sinks, one at a time. Every record, whoever
+// wrote it, arrives at each sink exactly once and in order: while P ships,
+// after P is killed (B takes over when P's lease expires), and after B
+// stops (P2, another process, takes over at once).
+func TestAuditSinksAcrossReplicas(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	t.Setenv("BASTION_TEST_STORE_DSN", pg.StoreDSN(t, "bastion"))
+	t.Setenv("BASTION_TEST_SINK_TOKEN", "sink-s3cret")
+	port := testenv.FreePort(t)
+	rs := startRsyslog(t, t.TempDir(), port)
+	hook := startHookReceiver(t, "sink-s3cret")
+	sinksYAML := fmt.Sprintf("audit:\n  syslog: {address: \"tcp://127.0.0.1:%d\"}\n  webhook: {url: %q, ca_file: %q, token_env: BASTION_TEST_SINK_TOKEN}\n",
+		port, hook.srv.URL, hook.caFile)
+
+	a := newWorldWith(t, clusterYAML)
+	aliceA := a.loginAlice(t)
+	session := func(msg string) {
+		t.Helper()
+		if out, err := exec.Command("ssh", "-F", aliceA, "root@web1", "echo "+msg).CombinedOutput(); err != nil {
+			t.Fatalf("session: %v %s", err, out)
+		}
+	}
+	holders := func() []string {
+		var out []string
+		for _, sink := range []string{"syslog", "webhook"} {
+			h, err := a.app.Store.SinkHolder(sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, h)
+		}
+		return out
+	}
+	waitHolder := func(what string, ok func(string) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			h := holders()
+			if ok(h[0]) && ok(h[1]) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the sinks are held by %v, not %s", h, what)
+			}
+		}
+	}
+	// delivered waits until both sinks received every record written so
+	// far and their cursors say so (nothing is in flight), and checks
+	// that each received every record once, in order.
+	delivered := func(when string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			head, _ := a.app.Store.AuditHead()
+			done := true
+			for _, sink := range []string{"syslog", "webhook"} {
+				if c, _ := a.app.Store.SinkCursor(sink); c != head {
+					done = false
+				}
+			}
+			b, _ := os.ReadFile(rs.received)
+			got := map[string][]uint64{"syslog": auditSeqs(string(b)), "webhook": auditSeqs(hook.text())}
+			for sink, seqs := range got {
+				for i, seq := range seqs {
+					if seq != uint64(i+1) {
+						t.Fatalf("%s: %s received record %d as %d (out of order, lost or repeated): %v", when, sink, i+1, seq, seqs)
+					}
+				}
+				if uint64(len(seqs)) != head {
+					done = false
+				}
+			}
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the sinks did not receive up to record %d: %v", when, head, got)
+			}
+		}
+	}
+
+	// P ships; B waits.
+	p, _ := a.serveReplica(t, "p", sinksYAML)
+	waitHolder("P", func(h string) bool { return h != "" && h != a.app.Store.ReplicaID() })
+	pID := holders()[0]
+	b := a.newReplica(t, "b", func(c *config.Config) {
+		c.Audit = config.Audit{
+			Syslog:  &config.AuditSyslog{Address: fmt.Sprintf("tcp://127.0.0.1:%d", port)},
+			Webhook: &config.AuditWebhook{URL: hook.srv.URL, CAFile: hook.caFile, TokenEnv: "BASTION_TEST_SINK_TOKEN"},
+		}
+	})
+	aliceB := b.loginAlice(t)
+	session("while-p-ships")
+	if out, err := exec.Command("ssh", "-F", aliceB, "root@web1", "echo through-b").CombinedOutput(); err != nil {
+		t.Fatalf("session through B: %v %s", err, out)
+	}
+	delivered("while P ships")
+	if h := holders(); h[0] != pID || h[1] != pID {
+		t.Fatalf("the sinks moved from P to %v while P was alive", h)
+	}
+
+	// P dies: B takes over once P's lease expires, from P's cursor.
+	p.Process.Kill()
+	p.Wait()
+	session("after-p-died")
+	waitHolder("B", func(h string) bool { return h == b.app.Store.ReplicaID() })
+	session("b-ships")
+	delivered("after P was killed")
+
+	// P2 waits; B stops and releases the sinks: P2 takes over.
+	a.serveReplica(t, "p2", sinksYAML)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	b.app.Shutdown(ctx)
+	cancel()
+	session("after-b-stopped")
+	waitHolder("P2", func(h string) bool {
+		return h != "" && h != pID && h != a.app.Store.ReplicaID() && h != b.app.Store.ReplicaID()
+	})
+	session("p2-ships")
+	delivered("after B stopped")
+
+	// What each sink holds is the cluster's audit chain.
+	for _, against := range []string{rs.received, writeTemp(t, hook.text())} {
+		if r := a.run(nil, "verify", "--audit", "--against", against); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+			t.Fatalf("verify --audit --against %s: %s", against, r)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, text string) string {
+	path := filepath.Join(t.TempDir(), "received")
+	os.WriteFile(path, []byte(text), 0o600)
+	return path
 }

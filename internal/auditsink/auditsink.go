@@ -26,6 +26,29 @@
 // dies can be lost, and syslog over UDP is best effort; a batch that failed
 // is sent again, so a receiver may see a record twice (same sequence, same
 // hash).
+//
+// # Several replicas
+//
+// Replicas sharing a PostgreSQL store share one audit log and, configured
+// alike, the same sinks. Each sink is shipped by one replica at a time, its
+// holder (a row in the store naming the replica and the sink's cursor): a
+// replica claims the sink before every batch, which succeeds while it
+// holds it, or when nobody does, or when the holder's lease expired (the
+// holder died); it sends the batch and then moves the cursor, which only
+// the holder can do, forward. A replica that stops releases its sinks, and
+// another takes them over at its next claim (within a second); one that
+// dies loses them when its lease expires (store.postgres.lease).
+//
+// The guarantee is at least once, in order, and what a receiver needs to
+// de-duplicate: every record reaches each sink, and records reach it in
+// sequence order except that a record can arrive again. A batch in flight
+// when its holder dies, or takes longer than the holder's lease, is sent
+// again by the next holder from the last cursor the first one saved, so a
+// receiver can see records a second time, with the same sequence and hash
+// (and, in the worst case, a stale copy after newer ones): keeping the
+// first copy of each sequence gives the log exactly once and in order, and
+// `bastion verify --audit --against` accepts repeats. Nothing is skipped:
+// the cursor only moves after the sink took the records.
 package auditsink
 
 import (
@@ -44,8 +67,19 @@ type Feed interface {
 	AuditLines(after uint64, maxBytes int, fn func(line []byte) error) (uint64, error)
 	AuditHead() (uint64, error)
 	AuditNotify() <-chan struct{}
-	SinkCursor(name string) (uint64, error)
+	// SinksShared reports whether other processes (replicas) ship from
+	// the same log to the same sinks: the shipper then claims a sink
+	// before every batch and ships only while it holds it.
+	SinksShared() bool
+	// ClaimSink makes this process the one shipping to the sink, if no
+	// other does, and returns the sink's cursor (the last record it was
+	// delivered); ok is false while another process holds the sink.
+	ClaimSink(name string) (cursor uint64, ok bool, err error)
+	// SetSinkCursor moves the sink's cursor (when shared, only while this
+	// process holds the sink).
 	SetSinkCursor(name string, seq uint64) error
+	// ReleaseSink lets another process claim the sink at once.
+	ReleaseSink(name string) error
 }
 
 // Sink delivers lines somewhere. Send delivers all of them, in order, or
@@ -89,6 +123,7 @@ type Shipper struct {
 
 // Status is a sink's state, for metrics and `bastion audit sinks`.
 type Status struct {
+	Holding   bool      // this process ships to the sink (false: another replica does)
 	Delivered uint64    // the last record delivered
 	Failing   bool      // the last attempt failed
 	LastError string    // why
@@ -169,33 +204,86 @@ func (s *Shipper) setStatus(name string, f func(*Status)) {
 func (s *Shipper) run(ctx context.Context, sink Sink, notify <-chan struct{}) {
 	name := sink.Name()
 	log := s.log.With("sink", name)
-	cursor, err := s.cfg.Feed.SinkCursor(name)
-	for err != nil {
-		// The store is unreadable: try again rather than resend all.
-		log.Error("audit sink: read cursor", "err", err)
-		if !sleep(ctx, s.cfg.MaxBackoff) {
-			return
-		}
-		cursor, err = s.cfg.Feed.SinkCursor(name)
-	}
-	s.setStatus(name, func(st *Status) { st.Delivered = cursor })
+	shared := s.cfg.Feed.SinksShared()
 	backoff := s.cfg.MinBackoff
 	maxLag := uint64(max(s.cfg.Spool/recordBytes, 1))
 	tick := time.NewTicker(time.Second) // a notification is a hint; the log is the truth
 	defer tick.Stop()
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-notify:
+		case <-tick.C:
+		}
+		return true
+	}
+	var cursor uint64
+	holding := false
 	var saved time.Time
 	dirty := false
 	defer func() {
 		if dirty {
 			s.saveCursor(name, cursor, log)
 		}
+		if shared && holding {
+			if err := s.cfg.Feed.ReleaseSink(name); err != nil {
+				log.Warn("audit sink: release it to the other replicas", "err", err)
+			}
+		}
 	}()
+	// advance records that the sink took everything up to seq: shared,
+	// at once (a replica taking over resends only what is in flight);
+	// alone, at most once a second (each save is a commit; after a crash
+	// the sink gets up to a second again).
+	advance := func(seq uint64) {
+		cursor = seq
+		switch {
+		case shared:
+			s.saveCursor(name, cursor, log)
+		case time.Since(saved) >= time.Second:
+			s.saveCursor(name, cursor, log)
+			saved, dirty = time.Now(), false
+		default:
+			dirty = true
+		}
+	}
 	for {
+		// Alone, the cursor is read once; shared, the sink is claimed
+		// before every batch, and the store's cursor is the truth.
+		if shared || !holding {
+			c, ok, err := s.cfg.Feed.ClaimSink(name)
+			if err != nil {
+				// The store is unreadable: try again rather than resend all.
+				log.Error("audit sink: read its cursor", "err", err)
+				if !sleep(ctx, s.cfg.MaxBackoff) {
+					return
+				}
+				continue
+			}
+			if !ok {
+				if holding {
+					log.Info("audit sink: another replica ships to it now")
+				}
+				holding = false
+				s.setStatus(name, func(st *Status) { *st = Status{Delivered: st.Delivered} })
+				if !wait() {
+					return
+				}
+				continue
+			}
+			if shared && !holding {
+				log.Info("audit sink: this replica ships to it", "from", c+1)
+			}
+			holding, cursor = true, c
+			s.setStatus(name, func(st *Status) { st.Holding, st.Delivered = true, c })
+		}
 		if head, err := s.cfg.Feed.AuditHead(); err == nil && head > cursor+maxLag {
 			gap := []byte(fmt.Sprintf(`{"gap":{"from":%d,"to":%d}}`, cursor+1, head-maxLag))
 			if err := sink.Send(ctx, [][]byte{gap}); err == nil {
 				log.Warn("audit sink fell behind its spool; skipped records", "from", cursor+1, "to", head-maxLag)
-				cursor, dirty = head-maxLag, true
+				advance(head - maxLag)
+				continue
 			}
 		}
 		var lines [][]byte
@@ -211,11 +299,8 @@ func (s *Shipper) run(ctx context.Context, sink Sink, notify <-chan struct{}) {
 				s.saveCursor(name, cursor, log)
 				saved, dirty = time.Now(), false
 			}
-			select {
-			case <-ctx.Done():
+			if !wait() {
 				return
-			case <-notify:
-			case <-tick.C:
 			}
 			continue
 		}
@@ -244,16 +329,8 @@ func (s *Shipper) run(ctx context.Context, sink Sink, notify <-chan struct{}) {
 			log.Info("audit sink back", "delivered_from", cursor+1)
 		}
 		backoff = s.cfg.MinBackoff
-		cursor = last
-		s.setStatus(name, func(st *Status) { st.Delivered, st.Failing, st.LastError = cursor, false, "" })
-		// The cursor is saved at most once a second (each save is a
-		// commit); after a crash the sink gets up to a second again.
-		if time.Since(saved) >= time.Second {
-			s.saveCursor(name, cursor, log)
-			saved = time.Now()
-		} else {
-			dirty = true
-		}
+		s.setStatus(name, func(st *Status) { st.Delivered, st.Failing, st.LastError = last, false, "" })
+		advance(last)
 	}
 }
 

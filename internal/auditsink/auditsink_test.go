@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/internal/testenv"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -187,5 +188,97 @@ func TestConfigChecks(t *testing.T) {
 	msg := s.format([]byte(`{"seq":1}`))
 	if !bytes.HasPrefix(msg, []byte("<86>1 ")) || !bytes.HasSuffix(msg, []byte(" h bastion "+fmt.Sprint(os.Getpid())+` audit - {"seq":1}`)) {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// Two replicas on one PostgreSQL store, each with a shipper to the same
+// webhook: one ships at a time, every record arrives once and in order
+// whichever replica wrote it, and when the shipping replica stops the
+// other goes on from where it left off.
+func TestReplicasShipOnce(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	dsn := pg.StoreDSN(t, "bastion")
+	_, key, _ := ed25519.GenerateKey(nil)
+	open := func(name string) *recorder.Store {
+		s, err := recorder.Open(recorder.Config{
+			Postgres: &recorder.PostgresConfig{DSN: dsn, Name: name, Lease: time.Second, Poll: 100 * time.Millisecond},
+			SealKey:  key, FlushInterval: 20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	stores := []*recorder.Store{open("a"), open("b")}
+	rcv := newReceiver(t)
+	var shippers []*Shipper
+	for _, s := range stores {
+		wh, err := NewWebhook(WebhookConfig{URL: rcv.srv.URL, Token: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := New(Config{Feed: s, Sinks: []Sink{wh}, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh.Start()
+		t.Cleanup(func() { sh.Close() })
+		shippers = append(shippers, sh)
+	}
+	n := 0
+	audit := func(s *recorder.Store, k int) {
+		for range k {
+			n++
+			if _, err := s.Audit(recorder.AuditEvent{Type: "test", Reason: fmt.Sprint(n)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	once := func() {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("record %d", n), func() bool { s := rcv.seqs(); return len(s) > 0 && s[len(s)-1] >= uint64(n) })
+		got := rcv.seqs()
+		for i, seq := range got {
+			if seq != uint64(i+1) {
+				t.Fatalf("record %d arrived as %d: out of order, lost or repeated: %v", i+1, seq, got)
+			}
+		}
+		if len(got) != n {
+			t.Fatalf("received %d records, want %d", len(got), n)
+		}
+	}
+	for range 10 {
+		audit(stores[0], 5)
+		audit(stores[1], 5)
+	}
+	once()
+	holder := -1
+	for i, sh := range shippers {
+		if sh.Status()["webhook"].Holding {
+			if holder >= 0 {
+				t.Fatal("both replicas hold the sink")
+			}
+			holder = i
+		}
+	}
+	if holder < 0 {
+		t.Fatal("no replica holds the sink")
+	}
+	// The holder stops; the other replica takes over.
+	other := 1 - holder
+	shippers[holder].Close()
+	audit(stores[holder], 10)
+	audit(stores[other], 10)
+	once()
+	if !shippers[other].Status()["webhook"].Holding {
+		t.Fatal("the remaining replica does not hold the sink")
+	}
+	rcv.mu.Lock()
+	received := strings.Join(rcv.lines, "\n")
+	rcv.mu.Unlock()
+	cmp, err := stores[other].CompareAudit(strings.NewReader(received))
+	if err != nil || !cmp.Intact || cmp.Matched != int64(n) {
+		t.Fatalf("compare: %+v %v", cmp, err)
 	}
 }
