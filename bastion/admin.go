@@ -117,6 +117,9 @@ func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio Admi
 		args = []string{"help"}
 	}
 	name, rest := args[0], args[1:]
+	if name == "targets" && len(rest) > 0 && rest[0] == "hostkey" {
+		name, rest = "targets hostkey", rest[1:]
+	}
 	if u, ok := builtinUsage[name]; ok && WantsHelp(rest) {
 		PrintAdminUsage(aio.Stdout, name, u)
 		return 0
@@ -126,6 +129,8 @@ func (s *Server) runAdmin(ctx context.Context, c Caller, args []string, aio Admi
 		return s.adminWhoami(c, rest, aio)
 	case "targets":
 		return s.adminTargets(c, rest, aio)
+	case "targets hostkey":
+		return s.adminTargetHostKey(ctx, c, rest, aio)
 	case "requests":
 		return s.adminRequests(c, rest, aio)
 	case "approve":

@@ -20,8 +20,15 @@ type AdminUsage struct {
 var builtinUsage = map[string]AdminUsage{
 	"whoami": {Args: "[--json]", Summary: "Show the identity in your certificate: user, issuer, groups, roles, serial and expiry.",
 		Flags: func(fs *flag.FlagSet) { fs.Bool("json", false, "one JSON object") }},
-	"targets": {Args: "[--json]", Summary: "List the targets you may reach, with the logins or database users your roles allow.",
+	"targets": {Args: "[--json] | hostkey NAME [--json]", Summary: "List the targets you may reach, with the logins or database users your roles allow.\n`targets hostkey NAME` prints the host key an SSH target offers (see `bastion targets hostkey --help`).",
 		Flags: func(fs *flag.FlagSet) { fs.Bool("json", false, "JSON lines, one target per line") }},
+	"targets hostkey": {Args: "NAME [--json]", Summary: "Print the host key the SSH target NAME offers, as the bastion sees it when it dials the target's address: " +
+		"the `host_key:` line that pins it in the target's config, and its SHA256 fingerprint. Compare the fingerprint with the target's own " +
+		"(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the target) before pinning: this command trusts and pins nothing. " +
+		"Auditors may ask about every target, others about the targets they may reach.",
+		Flags: func(fs *flag.FlagSet) {
+			fs.Bool("json", false, "one JSON object: target, address, host_key, fingerprint, pinned")
+		}},
 	"requests": {Args: "[--json]", Summary: "List the pending approval requests you may decide, and your own.",
 		Flags: func(fs *flag.FlagSet) { fs.Bool("json", false, "JSON lines, one request per line") }},
 	"approve": {Args: "ID [--reason R]", Summary: "Approve a held command or statement: single use, bound to that command in that session. Nobody approves their own request.",

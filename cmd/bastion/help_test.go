@@ -33,7 +33,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bastion --help: exit %d", code)
 	}
-	names := []string{"ca export", "ca init", "ca revoke", "config check"}
+	names := []string{"ca export", "ca init", "ca revoke", "config check", "targets hostkey"}
 	for _, c := range commands() {
 		names = append(names, c.name)
 	}

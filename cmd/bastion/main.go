@@ -65,8 +65,17 @@ var (
 	exportArgs  = "ID [--format asciicast|pcap] [--follow [--from start|now]] [--data-dir DIR]"
 	targetsArgs = adminArgs("targets")
 	runExport   = runExportCmd
-	runTargets  = thin("targets")
+	runTargets  = runTargetsCmd
 )
+
+// runTargetsCmd is the thin client of `targets` and `targets hostkey NAME`.
+func runTargetsCmd(args []string) error {
+	if len(args) > 0 && args[0] == "hostkey" && bastion.WantsHelp(args[1:]) {
+		thinHelp(os.Stdout, "targets hostkey", "targets hostkey")
+		return nil
+	}
+	return thin("targets")(args)
+}
 
 // adminArgs is the synopsis of a thin client of an admin command: the
 // bastion's own, so the overview and `bastion NAME --help` agree with it.
