@@ -71,6 +71,13 @@ type approvals struct {
 	// sharing a store (shared.go).
 	board ApprovalBoard
 	now   func() time.Time
+
+	// With a board, watching turns other replicas' changes into changed
+	// (watchBoard, started by the first watch, stopped by stop).
+	watchOnce sync.Once
+	watched   bool          // someone waits on changed (the poll reads the board only then)
+	stopCh    chan struct{} // closed by stop
+	stopOnce  sync.Once
 }
 
 // changedLocked wakes whoever waits for the list to change.
@@ -79,6 +86,7 @@ func (a *approvals) changedLocked() {
 		close(a.changed)
 	}
 	a.changed = make(chan struct{})
+	a.watched = false
 }
 
 // bump is changedLocked under the lock.
@@ -88,15 +96,81 @@ func (a *approvals) bump() {
 	a.mu.Unlock()
 }
 
-// watch returns a channel closed at the next change of the pending requests
-// that this replica sees: one opened here, or one held here that ends.
+// watch returns a channel closed at the next change of the pending
+// requests: one opened or ended here, and, with a shared board, one opened
+// or decided on any replica.
 func (a *approvals) watch() <-chan struct{} {
+	if a.board != nil {
+		a.watchOnce.Do(func() {
+			a.mu.Lock()
+			if a.stopCh == nil {
+				a.stopCh = make(chan struct{})
+			}
+			stop := a.stopCh
+			a.mu.Unlock()
+			go a.watchBoard(stop)
+		})
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.changed == nil {
 		a.changed = make(chan struct{})
 	}
+	a.watched = true
 	return a.changed
+}
+
+// stop ends watchBoard.
+func (a *approvals) stop() {
+	a.stopOnce.Do(func() {
+		a.mu.Lock()
+		if a.stopCh == nil {
+			a.stopCh = make(chan struct{})
+		}
+		close(a.stopCh)
+		a.mu.Unlock()
+	})
+}
+
+// watchBoard wakes the watchers when the board changes: at once on a
+// notification from any replica (a request put or decided), and, in case
+// one was lost or a request expired or vanished with its replica, when a
+// poll of the pending requests (only while someone watches) finds them
+// different.
+func (a *approvals) watchBoard(stop <-chan struct{}) {
+	notified, unsubscribe := a.board.WatchAll()
+	defer unsubscribe()
+	poll := time.NewTicker(a.board.PollInterval())
+	defer poll.Stop()
+	last := ""
+	for {
+		select {
+		case <-stop:
+			return
+		case <-notified:
+			a.bump()
+		case <-poll.C:
+			a.mu.Lock()
+			watched := a.watched
+			a.mu.Unlock()
+			if !watched {
+				continue
+			}
+			list, err := a.board.Pending(a.clock())
+			if err != nil {
+				continue
+			}
+			var sig strings.Builder
+			for _, sa := range list {
+				sig.Write(sa.Request)
+				sig.WriteByte(0)
+			}
+			if s := sig.String(); s != last {
+				last = s
+				a.bump()
+			}
+		}
+	}
 }
 
 func newApprovalID() string {
@@ -433,7 +507,7 @@ func (s *Server) Decide(c Caller, id string, approve bool, note string) (Request
 }
 
 // RequestsChanged returns a channel closed at the next change of the
-// pending requests this replica sees (one opens here, or one held here is
-// decided, times out or is cancelled), so a page can update without
-// polling; with replicas, a page also refreshes on its own now and then.
+// pending requests (one opens here, or one held here is decided, times out
+// or is cancelled; with replicas sharing a store, one opens or is decided
+// on any replica), so a page can update without polling.
 func (s *Server) RequestsChanged() <-chan struct{} { return s.approvals.watch() }

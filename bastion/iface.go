@@ -154,6 +154,9 @@ type ApprovalBoard interface {
 	// Watch signals when request id may have changed (a hint: poll too,
 	// every PollInterval).
 	Watch(id string) (<-chan struct{}, func())
+	// WatchAll signals when any request may have changed: one put on
+	// the board or decided, by any replica (a hint: poll too).
+	WatchAll() (<-chan struct{}, func())
 	PollInterval() time.Duration
 }
 

@@ -287,6 +287,7 @@ func (b *fakeBoard) Decide(id, claim, outcome, by, note string, now time.Time) (
 }
 
 func (b *fakeBoard) Watch(string) (<-chan struct{}, func()) { return nil, func() {} }
+func (b *fakeBoard) WatchAll() (<-chan struct{}, func())    { return nil, func() {} }
 func (b *fakeBoard) PollInterval() time.Duration            { return 5 * time.Millisecond }
 
 func testApprovals(t *testing.T, board ApprovalBoard) {

@@ -309,6 +309,7 @@ func (s *Server) ListenAddrs() []net.Addr {
 // Shutdown stops accepting connections, lets sessions finish until ctx is
 // done, then ends the remaining ones with a message and closes everything.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.approvals.stop()
 	s.mu.Lock()
 	s.closing.Store(true)
 	for _, l := range s.listeners {

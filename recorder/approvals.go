@@ -81,6 +81,7 @@ func (b *ApprovalBoard) Put(a Approval) error {
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), ErrExists)
 	}
+	b.s.pg.notify(notifyApproval, a.ID) // for WatchAll: pages listing requests
 	return nil
 }
 
@@ -160,6 +161,13 @@ func (b *ApprovalBoard) Decide(id, claim, outcome, by, note string, now time.Tim
 // function to stop watching. Notifications can be lost: poll as well.
 func (b *ApprovalBoard) Watch(id string) (<-chan struct{}, func()) {
 	return b.s.pg.subscribe(notifyApproval + id)
+}
+
+// WatchAll returns a channel that receives a value when any request may
+// have changed (put on the board or decided, by any replica), and a
+// function to stop watching. Notifications can be lost: poll as well.
+func (b *ApprovalBoard) WatchAll() (<-chan struct{}, func()) {
+	return b.s.pg.subscribe(notifyApprovals)
 }
 
 // PollInterval is how often a waiter should read a request it watches.

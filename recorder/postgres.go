@@ -115,6 +115,7 @@ const (
 	pgChannel        = "bastion"
 	notifyRevocation = "revocation"
 	notifyApproval   = "approval:" // + request ID
+	notifyApprovals  = "approvals" // any approval: subscribers only, dispatched for every approval:ID
 )
 
 // OpenPostgres connects to the database cfg names and brings its schema up
@@ -770,10 +771,16 @@ func (b *pgBackend) subscribe(topic string) (<-chan struct{}, func()) {
 func (b *pgBackend) dispatch(topic string) {
 	b.subsMu.Lock()
 	defer b.subsMu.Unlock()
-	for ch := range b.subs[topic] {
-		select {
-		case ch <- struct{}{}:
-		default:
+	topics := []string{topic}
+	if strings.HasPrefix(topic, notifyApproval) {
+		topics = append(topics, notifyApprovals)
+	}
+	for _, t := range topics {
+		for ch := range b.subs[t] {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

@@ -119,7 +119,14 @@ func TestPostgresReplicas(t *testing.T) {
 
 	t.Run("approval", func(t *testing.T) {
 		now := time.Now()
+		all, stopAll := b.Approvals().WatchAll() // B's approvals page
+		defer stopAll()
 		must(t, a.Approvals().Put(Approval{ID: "req1", Request: []byte(`{}`), Created: now, Expires: now.Add(time.Minute)}))
+		select {
+		case <-all:
+		case <-time.After(20 * time.Second):
+			t.Fatal("B was not told of A's new request")
+		}
 		changed, stop := a.Approvals().Watch("req1")
 		defer stop()
 		if list, err := b.Approvals().Pending(now); err != nil || len(list) != 1 || list[0].ID != "req1" || list[0].Replica != a.ReplicaID() {
@@ -141,6 +148,11 @@ func TestPostgresReplicas(t *testing.T) {
 		case <-changed:
 		case <-time.After(20 * time.Second):
 			t.Fatal("A was not told of B's decision")
+		}
+		select {
+		case <-all:
+		case <-time.After(20 * time.Second):
+			t.Fatal("B's watchers of every request were not told of the decision")
 		}
 		got, err := a.Approvals().Get("req1", now)
 		if err != nil || got.Outcome != "approved" || got.DecidedBy != "carol" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -190,12 +192,16 @@ func TestReplicasSharePostgres(t *testing.T) {
 	})
 
 	t.Run("held on A, approved on B", func(t *testing.T) {
+		// carol watches the console's approvals page on both replicas
+		// (its server-sent events, over HTTP, as the page's script does).
+		pageB, pageA := b.consolePage(t, "u-carol"), a.consolePage(t, "u-carol")
 		dir := t.TempDir()
 		p := testenv.StartPTY(t, 100, 30, "ssh", "-F", aliceA, "root@web1", "touch "+filepath.Join(dir, "approve-me")+" && echo ran-approved")
 		m := heldRE.FindStringSubmatch(p.Expect("Ctrl-C cancels", 20*time.Second))
 		if m == nil {
 			t.Fatal("no request ID in the hold message")
 		}
+		pageB.waitChange(`id="request-`+m[1]+`"`, true) // held on A, shown live by B
 		carolB, carolA := b.another(), a.another()
 		carolB.loginDirect(t, "u-carol")
 		carolA.loginDirect(t, "u-carol")
@@ -207,6 +213,8 @@ func TestReplicasSharePostgres(t *testing.T) {
 		}
 		p.Expect("ran-approved", 20*time.Second)
 		p.Wait(20 * time.Second)
+		pageA.waitChange(`id="request-`+m[1]+`"`, false) // decided on B, gone live from A's page
+		pageB.waitChange(`id="request-`+m[1]+`"`, false)
 		if r := carolA.run(nil, "deny", m[1]); r.Code == 0 || !strings.Contains(r.Stderr, "no pending request") {
 			t.Fatalf("a second decision on A: %s", r)
 		}
@@ -484,4 +492,86 @@ func writeTemp(t *testing.T, text string) string {
 	path := filepath.Join(t.TempDir(), "received")
 	os.WriteFile(path, []byte(text), 0o600)
 	return path
+}
+
+// consolePage is a person's approvals page in a replica's web console:
+// signed in over HTTP through the development IdP's login page (as a
+// browser does), with the page's event stream open.
+type consolePage struct {
+	t       *testing.T
+	c       *http.Client
+	base    string
+	changed chan struct{}
+}
+
+func (w *world) consolePage(t *testing.T, subject string) *consolePage {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	p := &consolePage{t: t, c: c, base: w.url(), changed: make(chan struct{}, 64)}
+	resp, err := c.Get(p.base + "/login?next=/approvals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	callback, err := w.idp.CompleteBrowserLogin(ctx, resp.Header.Get("Location"), subject)
+	if err != nil {
+		t.Fatalf("console sign-in: %v", err)
+	}
+	if resp, err = c.Get(callback.String()); err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("console callback: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.base+"/api/approvals/stream", nil)
+	resp, err = c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("approvals stream: %v %v", resp, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	first := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		n := 0
+		for sc.Scan() {
+			if sc.Text() != "event: changed" {
+				continue
+			}
+			if n++; n == 1 {
+				close(first) // sent at once: the page then waits for the next
+				continue
+			}
+			p.changed <- struct{}{}
+		}
+	}()
+	select {
+	case <-first:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the approvals stream sent nothing")
+	}
+	return p
+}
+
+// waitChange waits for change events until the page, fetched again as
+// the page's script does on each, has (or no longer has) want.
+func (p *consolePage) waitChange(want string, has bool) {
+	p.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case <-p.changed:
+		case <-timeout:
+			p.t.Fatalf("%s: no change event with the page showing %q=%v", p.base, want, has)
+		}
+		resp, err := p.c.Get(p.base + "/approvals")
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) == has {
+			return
+		}
+	}
 }

@@ -154,6 +154,7 @@ func (a boardAdapter) Decide(id, claim, outcome, by, note string, now time.Time)
 }
 
 func (a boardAdapter) Watch(id string) (<-chan struct{}, func()) { return a.b.Watch(id) }
+func (a boardAdapter) WatchAll() (<-chan struct{}, func())       { return a.b.WatchAll() }
 func (a boardAdapter) PollInterval() time.Duration               { return a.b.PollInterval() }
 
 // approvalBoard returns the store's shared board, or nil (requests in

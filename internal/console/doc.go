@@ -56,4 +56,12 @@
 // the idle limit and divided by the speed (the player's live driver has
 // neither). Then "done", once the player has had time to show the last
 // event.
+//
+// # Approvals
+//
+// The approvals page listens to /api/approvals/stream, server-sent events
+// that say "changed" whenever Approvals.RequestsChanged fires, and fetches
+// its list again. With replicas sharing a PostgreSQL store, the server's
+// RequestsChanged fires for requests held or decided on any replica (the
+// shared approval board's notifications, with a poll as the fallback).
 package console
