@@ -59,8 +59,14 @@ func (r *rsyslog) stop() {
 // seqs returns the sequences of the audit records received, in order.
 func (r *rsyslog) seqs() []uint64 {
 	b, _ := os.ReadFile(r.received)
+	return auditSeqs(string(b))
+}
+
+// auditSeqs returns the sequences of the audit records in lines of a
+// sink's copy (each possibly behind a syslog header), in arrival order.
+func auditSeqs(text string) []uint64 {
 	var out []uint64
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		i := strings.IndexByte(line, '{')
 		if i < 0 {
 			continue

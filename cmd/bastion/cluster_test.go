@@ -341,23 +341,6 @@ func (h *hookReceiver) text() string {
 	return strings.Join(h.lines, "\n") + "\n"
 }
 
-// auditSeqs returns the sequences of the audit records in lines of a
-// sink's copy (each possibly behind a syslog header), in arrival order.
-func auditSeqs(text string) []uint64 {
-	var out []uint64
-	for _, line := range strings.Split(text, "\n") {
-		i := strings.IndexByte(line, '{')
-		if i < 0 {
-			continue
-		}
-		var v struct{ Seq uint64 }
-		if json.Unmarshal([]byte(line[i:]), &v) == nil && v.Seq > 0 {
-			out = append(out, v.Seq)
-		}
-	}
-	return out
-}
-
 // TestAuditSinksAcrossReplicas ships the audit log of a cluster to a real
 // rsyslog and an HTTPS webhook from three replicas on one real PostgreSQL
 // store: A writes audit records and ships nothing; P (a `bastion serve`
@@ -419,8 +402,7 @@ func TestAuditSinksAcrossReplicas(t *testing.T) {
 					done = false
 				}
 			}
-			b, _ := os.ReadFile(rs.received)
-			got := map[string][]uint64{"syslog": auditSeqs(string(b)), "webhook": auditSeqs(hook.text())}
+			got := map[string][]uint64{"syslog": rs.seqs(), "webhook": auditSeqs(hook.text())}
 			for sink, seqs := range got {
 				for i, seq := range seqs {
 					if seq != uint64(i+1) {

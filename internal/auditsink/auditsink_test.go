@@ -76,6 +76,22 @@ func (r *receiver) seqs() []uint64 {
 	return out
 }
 
+// startShipper ships feed to rcv with short backoffs until the test ends.
+func startShipper(t *testing.T, feed Feed, rcv *receiver) (*Shipper, *Webhook) {
+	t.Helper()
+	wh, err := NewWebhook(WebhookConfig{URL: rcv.srv.URL, Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := New(Config{Feed: feed, Sinks: []Sink{wh}, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Start()
+	t.Cleanup(func() { sh.Close() })
+	return sh, wh
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
@@ -90,16 +106,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWebhookOutageLosesNothing(t *testing.T) {
 	s := openStore(t)
 	rcv := newReceiver(t)
-	wh, err := NewWebhook(WebhookConfig{URL: rcv.srv.URL, Token: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := New(Config{Feed: s, Sinks: []Sink{wh}, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh.Start()
-	defer sh.Close()
+	sh, wh := startShipper(t, s, rcv)
 	audit := func(n int) {
 		for i := range n {
 			if _, err := s.Audit(recorder.AuditEvent{Type: "test", Reason: fmt.Sprint(i)}); err != nil {
@@ -214,16 +221,7 @@ func TestReplicasShipOnce(t *testing.T) {
 	rcv := newReceiver(t)
 	var shippers []*Shipper
 	for _, s := range stores {
-		wh, err := NewWebhook(WebhookConfig{URL: rcv.srv.URL, Token: "s3cret"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sh, err := New(Config{Feed: s, Sinks: []Sink{wh}, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sh.Start()
-		t.Cleanup(func() { sh.Close() })
+		sh, _ := startShipper(t, s, rcv)
 		shippers = append(shippers, sh)
 	}
 	n := 0
