@@ -169,15 +169,9 @@ func TestConsole(t *testing.T) {
 	root := startChromium(t)
 	var pg *testenv.Postgres
 	w := newWorldListen(t, "", func(k *ca.Keys) []string {
-		pg = testenv.StartPostgres(t, testenv.PostgresOptions{
-			ClientCA:  &testenv.PostgresCA{Cert: k.DBCA.Cert, Key: k.DBCA.Key, PEM: k.DBCA.PEM},
-			Roles:     []string{"app"},
-			Databases: []string{"shop"},
-			SeedSQLIn: map[string]string{"shop": dbSeed},
-		})
-		pgCA := filepath.Join(t.TempDir(), "pg-ca.pem")
-		os.WriteFile(pgCA, pg.ServerCA.PEM, 0o600)
-		return []string{fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`, pg.Addr, pgCA)}
+		var target string
+		pg, target = startShopPostgres(t, k)
+		return []string{target}
 	}, consoleYAML)
 	sshCfg := w.loginAlice(t)
 	base := w.url()

@@ -43,6 +43,23 @@ rules:
 sql_api: {enabled: true, rate: 0.01, burst: 100, timeout: 20s}
 `
 
+// startShopPostgres starts PostgreSQL trusting the bastion's database CA,
+// with the shop database seeded, and returns it with the config line of
+// the pg1 target that reaches it.
+func startShopPostgres(t *testing.T, k *ca.Keys) (*testenv.Postgres, string) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		ClientCA:  &testenv.PostgresCA{Cert: k.DBCA.Cert, Key: k.DBCA.Key, PEM: k.DBCA.PEM},
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": dbSeed},
+	})
+	pgCA := filepath.Join(t.TempDir(), "pg-ca.pem")
+	if err := os.WriteFile(pgCA, pg.ServerCA.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pg, fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`, pg.Addr, pgCA)
+}
+
 const dbSeed = `CREATE TABLE customers (id int, name text, card text);
 INSERT INTO customers VALUES (1, 'Ada', '4111 1111 1111 1111'), (2, 'Bob', '5500 0000 0000 0004');
 ALTER TABLE customers OWNER TO app;`
@@ -61,15 +78,9 @@ func TestDirectPostgresListener(t *testing.T) {
 	var keys *ca.Keys
 	w := newWorldListen(t, `, postgres: "127.0.0.1:0"`, func(k *ca.Keys) []string {
 		keys = k
-		pg = testenv.StartPostgres(t, testenv.PostgresOptions{
-			ClientCA:  &testenv.PostgresCA{Cert: k.DBCA.Cert, Key: k.DBCA.Key, PEM: k.DBCA.PEM},
-			Roles:     []string{"app"},
-			Databases: []string{"shop"},
-			SeedSQLIn: map[string]string{"shop": dbSeed},
-		})
-		pgCA := filepath.Join(t.TempDir(), "pg-ca.pem")
-		os.WriteFile(pgCA, pg.ServerCA.PEM, 0o600)
-		return []string{fmt.Sprintf(`{name: pg1, kind: postgres, address: "%s", tls: {ca_file: "%s", server_name: localhost}}`, pg.Addr, pgCA)}
+		var target string
+		pg, target = startShopPostgres(t, k)
+		return []string{target}
 	}, dbWorldYAML)
 	psql := pg.Tool(t, "psql")
 
