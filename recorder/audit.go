@@ -63,9 +63,18 @@ func (s *Store) appendAudit(tx Tx, ev AuditEvent) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := s.appendAuditJSON(tx, event); err != nil {
+		return "", err
+	}
+	return ev.ID, nil
+}
+
+// appendAuditJSON appends an event, as JSON with its ID and time filled in,
+// to the audit chain inside tx.
+func (s *Store) appendAuditJSON(tx Tx, event []byte) error {
 	seq, prev, err := tx.AuditTail()
 	if err != nil {
-		return "", err
+		return err
 	}
 	seq++
 	tx.OnCommit(s.notifyAudit)
@@ -83,10 +92,10 @@ func (s *Store) appendAudit(tx Tx, ev AuditEvent) (string, error) {
 	rec = append(rec, event...)
 	rec = append(rec, '}')
 	if err := tx.AppendAudit(seq, h, rec); err != nil {
-		return "", err
+		return err
 	}
 	s.auditDirty.Store(true)
-	return ev.ID, nil
+	return nil
 }
 
 // Audit appends an event to the audit log and returns its ID once it is

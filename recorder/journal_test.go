@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -206,5 +207,33 @@ func TestAuditJournalGarbage(t *testing.T) {
 	}
 	if rep, err := s.VerifyAudit(); err != nil || !rep.Intact || rep.Chunks != 1 {
 		t.Fatalf("chain: %+v %v", rep, err)
+	}
+}
+
+// An entry is written as json.Marshal would write it, and the event's JSON
+// kept for the applier is what appendAudit would have encoded.
+func TestJournalEntryMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 5, 15, 0, 0, 123456789, time.UTC)
+	for _, e := range []journalEntry{
+		{Event: AuditEvent{ID: "01J", Time: at, Type: "cert.issue", User: "al\"ice<>&\u2028", Fields: map[string]string{"b": "2", "a": "\x1b[2J"}}},
+		{Event: AuditEvent{ID: "01K", Time: at, Type: "cert.issue"}, Token: []byte{0, 1, 2, 0xff, 0xfe}, Expires: at.UnixNano()},
+		{Event: AuditEvent{ID: "01L", Time: at, Type: "x"}, Token: bytes.Repeat([]byte{7}, 32)},
+	} {
+		got, err := e.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(&e)
+		if !bytes.Equal(got, want) {
+			t.Errorf("entry:\n got %s\nwant %s", got, want)
+		}
+		ev, _ := json.Marshal(e.Event)
+		if !bytes.Equal(e.event, ev) {
+			t.Errorf("event JSON:\n got %s\nwant %s", e.event, ev)
+		}
+		var back journalEntry
+		if err := json.Unmarshal(got, &back); err != nil || back.Event.ID != e.Event.ID || !bytes.Equal(back.Token, e.Token) || back.Expires != e.Expires {
+			t.Errorf("read back %+v, %v", back, err)
+		}
 	}
 }
