@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bastionhq/bastion/internal/localsvc"
@@ -62,6 +65,11 @@ func (e *env) benchForward() result {
 	if r.Mark == markError {
 		return r
 	}
+	if rate, cpu, err := e.diskFloor(e.opt.bytes); err != nil {
+		r.notef("disk floor: %v", err)
+	} else {
+		r.notef("disk floor: the store's disk took %s of random bytes in 1 MiB writes, fdatasync every 8 MiB (the recorder's group commit, without bbolt, hashing or the relay), at %s MiB/s and %s CPU s/GiB, measured after the rounds; recording incompressible content cannot go faster than that", sizeName(e.opt.bytes), fmtNum(rate), fmtNum(cpu))
+	}
 	if info, err := e.newestSession("tcp", "bulk"); err != nil {
 		r.notef("stored bytes: %v", err)
 	} else {
@@ -75,6 +83,43 @@ func (e *env) benchForward() result {
 		r.notef("stored per GiB forwarded, log-like text: %s", perGiB(info.Compressed, info.BytesIn+info.BytesOut))
 	}
 	return r
+}
+
+// diskFloor writes size random bytes into the bastion's data directory as
+// the recorder's group commit does at its simplest (1 MiB writes, an
+// fdatasync every 8 MiB), opt.rounds times, and returns the median MiB/s
+// and CPU seconds per GiB of this process: the physical floor under
+// recording content that does not compress.
+func (e *env) diskFloor(size int64) (float64, float64, error) {
+	buf := make([]byte, 1<<20)
+	if _, err := rand.Read(buf); err != nil {
+		return 0, 0, err
+	}
+	var rates, cpus []float64
+	for range e.opt.rounds {
+		path := filepath.Join(e.dataDir, "disk-floor.tmp")
+		f, err := os.Create(path)
+		if err != nil {
+			return 0, 0, err
+		}
+		c0, t0 := selfCPU(), time.Now()
+		for off := int64(0); off < size && err == nil; off += int64(len(buf)) {
+			if _, err = f.WriteAt(buf, off); err == nil && (off>>20)%8 == 7 {
+				err = syscall.Fdatasync(int(f.Fd()))
+			}
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		d, cpu := time.Since(t0), selfCPU()-c0
+		f.Close()
+		os.Remove(path)
+		if err != nil {
+			return 0, 0, err
+		}
+		rates, cpus = append(rates, mibps(size, d)), append(cpus, cpuPerGiB(cpu, size))
+	}
+	return median(rates), median(cpus), nil
 }
 
 // benchForwardMetadata is the same forward to a target with recording:
