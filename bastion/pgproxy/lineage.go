@@ -1068,7 +1068,7 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 	switch v := m.Interface().(type) {
 	case *pg.Node:
 		// The wrapper holds one field of its oneof; Range would look at all of them.
-		if fd := m.WhichOneof(nodeOneof); fd != nil {
+		if fd := m.WhichOneof(nodeOneof()); fd != nil {
 			a.walkExpr(m.Get(fd).Message(), sc)
 		}
 		return
@@ -1109,8 +1109,12 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 	})
 }
 
-// nodeOneof is pg.Node's oneof: which node it is.
-var nodeOneof = (&pg.Node{}).ProtoReflect().Descriptor().Oneofs().ByName("node")
+// nodeOneof is pg.Node's oneof: which node it is. Looked up on first use:
+// the descriptor builds pg_query's whole protobuf file, about 10 ms that
+// every start of the binary (each CLI command) would otherwise pay.
+var nodeOneof = sync.OnceValue(func() protoreflect.OneofDescriptor {
+	return (&pg.Node{}).ProtoReflect().Descriptor().Oneofs().ByName("node")
+})
 
 // columnRef is what a column reference reads: every candidate it could mean.
 func (a *analyzer) columnRef(cr *pg.ColumnRef, sc *scope) taint {
