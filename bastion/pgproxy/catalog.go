@@ -71,7 +71,11 @@ type sideCatalog struct {
 	rels    map[string]cached[[]*relInfo] // "name" -> every relation of that name
 	byOID   map[uint32]cached[*relInfo]
 	funcs   map[string]cached[[]*funcInfo]
-	views   map[uint32][]taint // analysed view columns, by view OID
+	views   map[uint32]viewEntry // analysed view columns, by view OID
+	// gen changes whenever an answer may differ from the last one: a query to the
+	// server (a miss, a refresh or an error) or invalidate. An analysis that ran with
+	// gen unchanged used only cached answers (see session.lineageMemo).
+	gen uint64
 }
 
 type cached[T any] struct {
@@ -89,13 +93,14 @@ const catalogTimeout = 15 * time.Second
 func newSideCatalog(dial func(ctx context.Context) (*pgconn.PgConn, error), now func() time.Time) *sideCatalog {
 	return &sideCatalog{dial: dial, now: now, maxAge: catalogMaxAge,
 		rels: map[string]cached[[]*relInfo]{}, byOID: map[uint32]cached[*relInfo]{},
-		funcs: map[string]cached[[]*funcInfo]{}, views: map[uint32][]taint{}}
+		funcs: map[string]cached[[]*funcInfo]{}, views: map[uint32]viewEntry{}}
 }
 
 // invalidate forgets every cached answer (the session changed the schema).
 func (c *sideCatalog) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	clear(c.rels)
 	clear(c.byOID)
 	clear(c.funcs)
@@ -115,12 +120,40 @@ func (c *sideCatalog) close() {
 	}
 }
 
+// generation returns gen and, when all is true, until when every cached answer is
+// fresh (an analysis from these answers holds no longer than the oldest of them would
+// be used).
+func (c *sideCatalog) generation(all bool) (gen uint64, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !all {
+		return c.gen, time.Time{}
+	}
+	until = c.now().Add(c.maxAge)
+	oldest := func(at time.Time) {
+		if t := at.Add(c.maxAge); t.Before(until) {
+			until = t
+		}
+	}
+	for _, e := range c.rels {
+		oldest(e.at)
+	}
+	for _, e := range c.byOID {
+		oldest(e.at)
+	}
+	for _, e := range c.funcs {
+		oldest(e.at)
+	}
+	return c.gen, until
+}
+
 func (c *sideCatalog) fresh(at time.Time) bool {
 	return c.now().Sub(at) < c.maxAge
 }
 
 // query runs one catalog query returning a single JSON value. Called with c.mu held.
 func (c *sideCatalog) query(ctx context.Context, sql string, args ...string) ([]byte, error) {
+	c.gen++
 	if c.closed {
 		return nil, errors.New("the session has ended")
 	}
@@ -289,18 +322,29 @@ func (c *sideCatalog) functions(ctx context.Context, names []string) ([]*funcInf
 	return out, nil
 }
 
-// viewTaints returns the cached analysis of a view's columns.
-func (c *sideCatalog) viewTaints(oid uint32) ([]taint, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.views[oid]
-	return t, ok
+// viewEntry is a view's analysed columns and the catalog answer they were analysed
+// from: another answer for the view (a refresh after maxAge, which sees CREATE OR
+// REPLACE VIEW by another session under the same OID) is analysed again.
+type viewEntry struct {
+	rel *relInfo
+	t   []taint
 }
 
-func (c *sideCatalog) setViewTaints(oid uint32, t []taint) {
+// viewTaints returns the cached analysis of the view r describes.
+func (c *sideCatalog) viewTaints(r *relInfo) ([]taint, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.views[oid] = t
+	e, ok := c.views[r.OID]
+	if !ok || e.rel != r {
+		return nil, false
+	}
+	return e.t, true
+}
+
+func (c *sideCatalog) setViewTaints(r *relInfo, t []taint) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.views[r.OID] = viewEntry{r, t}
 }
 
 // dialCatalog opens the side connection: the same dialler, TLS verification and

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -388,6 +390,55 @@ func TestLineageMaskingEndToEnd(t *testing.T) {
 		r := h.psql(t, "", "-A", "-t", "-c", "SELECT name FROM staff")
 		if r.err != nil || leaksName(r.stdout) || !strings.Contains(r.stdout, ColumnMask) {
 			t.Errorf("got %v %q %q; want the parent's name column masked", r.err, r.stdout, r.stderr)
+		}
+	})
+
+	// A session reuses the analysis of a statement shape it ran before (linMemo); the
+	// reuse must end when the schema the analysis read changes: at once after the
+	// session's own DDL, and when the catalog's answers age out after another session's.
+	t.Run("a remembered analysis follows the schema", func(t *testing.T) {
+		var skew atomic.Int64
+		hm := startProxy(t, pg, func(c *Config) {
+			c.Judge = allowAll
+			c.MaskColumn = nil
+			c.Masks = lineageMasks(false)
+			c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		})
+		conn := hm.connect(t, "app", "shop", nil)
+		pg.ExecIn(t, "shop", "CREATE VIEW memo_v AS SELECT id, city AS x FROM customers; ALTER VIEW memo_v OWNER TO app")
+		defer pg.ExecIn(t, "shop", "DROP VIEW memo_v")
+		query := func(id int) string {
+			t.Helper()
+			var x string
+			if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT upper(x) FROM memo_v WHERE id = %d", id), pgx.QueryExecModeSimpleProtocol).Scan(&x); err != nil {
+				t.Fatal(err)
+			}
+			return x
+		}
+		for id := 1; id <= 3; id++ { // other constants, the same shape: remembered
+			if got := query(1 + id%2); got == ColumnMask {
+				t.Fatalf("the city is masked (%q)", got)
+			}
+		}
+		// Another session makes the view read the masked column: the catalog may be
+		// that old, no older, and neither may a remembered analysis.
+		pg.ExecIn(t, "shop", "CREATE OR REPLACE VIEW memo_v AS SELECT id, name AS x FROM customers")
+		skew.Store(int64(catalogMaxAge + time.Second))
+		if got := query(1); got != ColumnMask {
+			t.Errorf("after another session's DDL and the catalog's age: got %q, want the mask", got)
+		}
+		// The session's own DDL ends the reuse at once.
+		if _, err := conn.Exec(ctx, "CREATE OR REPLACE VIEW memo_v AS SELECT id, city AS x FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := query(2); got == ColumnMask {
+			t.Errorf("after the session's own DDL (the city again): got the mask")
+		}
+		if _, err := conn.Exec(ctx, "CREATE OR REPLACE VIEW memo_v AS SELECT id, name AS x FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := query(1); got != ColumnMask {
+			t.Errorf("after the session's own DDL (the name): got %q, want the mask", got)
 		}
 	})
 

@@ -406,6 +406,7 @@ func (s *session) onParse(body []byte) error {
 		r := orEmpty(runs[0].lin.out)
 		s.lineage.mu.Lock()
 		s.lineage.prepared[m.name] = r
+		s.lineage.gen++
 		s.lineage.mu.Unlock()
 	}
 	s.enqueue(&expect{kind: expParse, name: m.name, runs: runs})

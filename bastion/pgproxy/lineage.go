@@ -200,6 +200,7 @@ type lineageState struct {
 	cursors  map[string]*result
 	prepared map[string]*result
 	pending  map[string][]*pendingRel
+	gen      uint64 // changes with every definition (see session.lineageMemo)
 }
 
 // pendingRel is a relation the session created or replaced.
@@ -208,6 +209,12 @@ type pendingRel struct {
 	cols         []outCol
 	open         bool
 	openT        taint
+}
+
+func (st *lineageState) generation() uint64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.gen
 }
 
 func newLineageState() *lineageState {
@@ -264,8 +271,8 @@ func newAnalyzer(ctx context.Context, cat catalogReader, views viewCache, masks 
 
 // viewCache remembers analysed views (the side catalog implements it).
 type viewCache interface {
-	viewTaints(oid uint32) ([]taint, bool)
-	setViewTaints(oid uint32, t []taint)
+	viewTaints(r *relInfo) ([]taint, bool)
+	setViewTaints(r *relInfo, t []taint)
 }
 
 func (a *analyzer) read(t taint) {
@@ -327,12 +334,12 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 	case *pg.Node_DeclareCursorStmt:
 		r := orEmpty(a.statement(s.DeclareCursorStmt.Query, parent, nil))
 		name := s.DeclareCursorStmt.Portalname
-		define(func(st *lineageState) { st.mu.Lock(); st.cursors[name] = r; st.mu.Unlock() })
+		define(func(st *lineageState) { st.mu.Lock(); st.cursors[name] = r; st.gen++; st.mu.Unlock() })
 		return nil
 	case *pg.Node_PrepareStmt:
 		r := orEmpty(a.statement(s.PrepareStmt.Query, parent, nil))
 		name := s.PrepareStmt.Name
-		define(func(st *lineageState) { st.mu.Lock(); st.prepared[name] = r; st.mu.Unlock() })
+		define(func(st *lineageState) { st.mu.Lock(); st.prepared[name] = r; st.gen++; st.mu.Unlock() })
 		return nil
 	case *pg.Node_ExecuteStmt:
 		for _, p := range s.ExecuteStmt.Params {
@@ -1015,7 +1022,7 @@ func (a *analyzer) columnTaint(r *relInfo, col string) taint {
 // viewColumns analyses a view's (or materialized view's) definition, once per view and
 // session catalog.
 func (a *analyzer) viewColumns(r *relInfo) []taint {
-	if t, ok := a.views.viewTaints(r.OID); ok {
+	if t, ok := a.views.viewTaints(r); ok {
 		return t
 	}
 	n := 0
@@ -1045,7 +1052,7 @@ func (a *analyzer) viewColumns(r *relInfo) []taint {
 		rr = &result{}
 	}
 	out = rr.taints(n)
-	a.views.setViewTaints(r.OID, out)
+	a.views.setViewTaints(r, out)
 	return out
 }
 
@@ -1736,6 +1743,7 @@ func (a *analyzer) pend(schema, name string, r *result, define func(func(*lineag
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		st.pending[name] = append(st.pending[name], p)
+		st.gen++
 	})
 }
 

@@ -56,20 +56,20 @@ func (m *memCatalog) functions(_ context.Context, names []string) ([]*funcInfo, 
 	return out, nil
 }
 
-func (m *memCatalog) viewTaints(oid uint32) ([]taint, bool) {
+func (m *memCatalog) viewTaints(r *relInfo) ([]taint, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok := m.views[oid]
+	t, ok := m.views[r.OID]
 	return t, ok
 }
 
-func (m *memCatalog) setViewTaints(oid uint32, t []taint) {
+func (m *memCatalog) setViewTaints(r *relInfo, t []taint) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.views == nil {
 		m.views = map[uint32][]taint{}
 	}
-	m.views[oid] = t
+	m.views[r.OID] = t
 }
 
 type fixedMasks struct{ block bool }

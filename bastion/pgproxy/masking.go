@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"fmt"
+	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -80,10 +81,17 @@ func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
 		// The classifier's cached tree spares a parse; one of another text (other
 		// constants) serves only an analysis that read no constant's value.
 		if tree := s.cfg.Classifier.lineageTree(st.SQL); tree != nil {
+			if lin = s.memoLineage(tree, st); lin != nil {
+				break
+			}
+			catGen, _ := s.catalog.generation(false)
+			stateGen := s.lineage.generation()
 			var constRead bool
 			if lin, constRead = analyze(tree.stmt); constRead && tree.sql != st.SQL {
 				tree.constRead.Store(true)
 				lin = nil
+			} else if !constRead {
+				s.rememberLineage(tree, st, lin, catGen, stateGen)
 			}
 		}
 		if lin != nil {
@@ -266,4 +274,57 @@ func (s *session) sqlPrepared(name string) *prepared {
 		return nil
 	}
 	return &prepared{run: &stmtRun{st: Statement{SQL: "EXECUTE " + name, Kinds: []string{"execute"}}, lin: &lineage{out: r, touched: r.all()}}}
+}
+
+// linMemo is an analysis the session may reuse for the same parse tree: valid while
+// neither the catalog answers nor the session's definitions have changed and every
+// catalog answer it used is still fresh.
+type linMemo struct {
+	lin              *lineage
+	catGen, stateGen uint64
+	until            time.Time
+}
+
+// maxLinMemo bounds a session's memo of analyses (distinct statement shapes).
+const maxLinMemo = 256
+
+// memoizable reports whether st's analysis depends on nothing but its tree, the catalog
+// and the session's definitions: a read-only statement without bodies, which defines
+// nothing. (A body is text of the statement's own, outside the tree's key.)
+func memoizable(st *Statement) bool {
+	return len(st.Body) == 0 && !changesSchema(st)
+}
+
+// memoLineage returns the remembered analysis of tree for st, or nil. Running the
+// analysis again on the same tree against the same catalog answers and definitions
+// would give the same result: lineage is a pure function of those, and the results are
+// read only once made (prepared statements already share them across executions).
+func (s *session) memoLineage(tree *cachedTree, st *Statement) *lineage {
+	m, ok := s.linMemo[tree]
+	if !ok || !memoizable(st) {
+		return nil
+	}
+	catGen, _ := s.catalog.generation(false)
+	if m.catGen != catGen || m.stateGen != s.lineage.generation() || !s.cfg.Now().Before(m.until) {
+		delete(s.linMemo, tree)
+		return nil
+	}
+	return m.lin
+}
+
+// rememberLineage keeps lin, the analysis of tree that read no constant's value, when it
+// ran entirely from the catalog answers and definitions it found (catGen and stateGen
+// unchanged by the analysis: nothing was fetched, refreshed or failed meanwhile).
+func (s *session) rememberLineage(tree *cachedTree, st *Statement, lin *lineage, catGen, stateGen uint64) {
+	if lin == nil || lin.define != nil || !memoizable(st) {
+		return
+	}
+	gen, until := s.catalog.generation(true)
+	if gen != catGen || s.lineage.generation() != stateGen {
+		return
+	}
+	if s.linMemo == nil || len(s.linMemo) >= maxLinMemo {
+		s.linMemo = map[*cachedTree]linMemo{}
+	}
+	s.linMemo[tree] = linMemo{lin: lin, catGen: catGen, stateGen: stateGen, until: until}
 }

@@ -74,6 +74,7 @@ type session struct {
 	unsyncedExec bool // an Execute was forwarded since the last Sync
 	refusalSeq   uint64
 	fbuf         []byte
+	linMemo      map[*cachedTree]linMemo // with Config.Masks: analyses to reuse
 
 	// Backend loop only.
 	stmts    map[string]*prepared
