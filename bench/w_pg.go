@@ -148,7 +148,7 @@ func (e *env) benchPgbench() result {
 				return failed(r, err)
 			}
 			got[s] = tps
-			per := cpu.Seconds() / (float64(n) / 1000)
+			per := cpu.Seconds() / float64(n) * 1e6
 			if s == baseline {
 				cpuBase = append(cpuBase, per)
 			} else {
@@ -162,8 +162,8 @@ func (e *env) benchPgbench() result {
 	r.Base = fmt.Sprintf("%s TPS", fmtNum(median(base)))
 	r.Bastion = fmt.Sprintf("%s TPS", fmtNum(median(bast)))
 	r.Ratio = ratioCell(rs)
-	r.CPUBase = fmt.Sprintf("%s s per 1,000 tx", fmtNum(median(cpuBase)))
-	r.CPUBast = fmt.Sprintf("%s s per 1,000 tx", fmtNum(median(cpuBast)))
+	r.CPUBase = fmt.Sprintf("%s µs per tx", fmtNum(median(cpuBase)))
+	r.CPUBast = fmt.Sprintf("%s µs per tx", fmtNum(median(cpuBast)))
 	r.Mark = mark(median(rs) >= 0.9)
 	return r
 }
@@ -243,7 +243,7 @@ func (e *env) benchPgbenchListener() result {
 				if err != nil {
 					return failed(r, err)
 				}
-				cpuBast = append(cpuBast, cpu.Seconds()/(float64(n)/1000))
+				cpuBast = append(cpuBast, cpu.Seconds()/float64(n)*1e6)
 			}
 			got[s] = tps
 			logf("  pgbench (listener) round %d %s: %.0f TPS", round+1, s, tps)
@@ -254,7 +254,7 @@ func (e *env) benchPgbenchListener() result {
 	r.Base = fmt.Sprintf("%s TPS", fmtNum(median(base)))
 	r.Bastion = fmt.Sprintf("%s TPS", fmtNum(median(bast)))
 	r.Ratio = ratioCell(rs)
-	r.CPUBast = fmt.Sprintf("%s s per 1,000 tx", fmtNum(median(cpuBast)))
+	r.CPUBast = fmt.Sprintf("%s µs per tx", fmtNum(median(cpuBast)))
 	r.Mark = mark(median(rs) >= 0.8)
 	return r
 }

@@ -25,6 +25,9 @@ import (
 //
 //	go test -run '^$' -bench PgbenchSelect -benchtime 1x ./bastion/pgproxy
 //
+// It also runs pgbench straight to the server (TLS, no hop at all): the forward's ratio
+// to that is what any hop costs on the machine, the floor under the proxy's.
+//
 // PGBENCH_SECONDS (default 3) sets each run's length, PGBENCH_ROUNDS (default 3) the
 // number of rounds, PGBENCH_CLIENTS (default 2) the number of clients.
 func BenchmarkPgbenchSelect(b *testing.B) {
@@ -86,14 +89,16 @@ func BenchmarkPgbenchSelect(b *testing.B) {
 	// Rounds alternate the three setups so each ratio compares neighbours in time (the
 	// machines these run on are shared and noisy); the reported figures are medians.
 	rounds := envInt("PGBENCH_ROUNDS", 3)
-	var fwd, prx, prxTLS, ratio, ratioTLS []float64
+	var direct, fwd, prx, prxTLS, ratio, ratioTLS, fwdDirect, tlsDirect []float64
 	b.ResetTimer()
 	for i := 0; i < rounds; i++ {
+		d := run(pg.Port, tlsEnv)
 		f := run(fwdPort, tlsEnv)
 		p := run(h.port, plainEnv)
 		pt := run(ht.port, requireEnv)
-		fwd, prx, prxTLS = append(fwd, f), append(prx, p), append(prxTLS, pt)
+		direct, fwd, prx, prxTLS = append(direct, d), append(fwd, f), append(prx, p), append(prxTLS, pt)
 		ratio, ratioTLS = append(ratio, p/f), append(ratioTLS, pt/f)
+		fwdDirect, tlsDirect = append(fwdDirect, f/d), append(tlsDirect, pt/d)
 	}
 	b.StopTimer()
 	hits, misses := classifier.Stats()
@@ -101,9 +106,13 @@ func BenchmarkPgbenchSelect(b *testing.B) {
 	b.ReportMetric(median(prx), "tps_proxy")
 	b.ReportMetric(median(ratio), "ratio")
 	b.ReportMetric(median(ratioTLS), "ratio_client_tls")
-	fmt.Printf("pgbench -S, %d clients, %d rounds of %ds: plain forward %.0f tps, pgproxy %.0f tps, pgproxy with client TLS too %.0f tps (medians); "+
-		"pgproxy/forward per round %.2f, median %.2f; with client TLS %.2f, median %.2f; classifier cache %d hits, %d misses\n",
-		clients, rounds, seconds, median(fwd), median(prx), median(prxTLS), ratio, median(ratio), ratioTLS, median(ratioTLS), hits, misses)
+	b.ReportMetric(median(fwdDirect), "ratio_forward_direct")
+	b.ReportMetric(median(tlsDirect), "ratio_client_tls_direct")
+	fmt.Printf("pgbench -S, %d clients, %d rounds of %ds: direct %.0f tps, plain forward %.0f tps, pgproxy %.0f tps, pgproxy with client TLS too %.0f tps (medians); "+
+		"pgproxy/forward per round %.2f, median %.2f; with client TLS %.2f, median %.2f; forward/direct %.2f, median %.2f; pgproxy with client TLS/direct %.2f, median %.2f; "+
+		"classifier cache %d hits, %d misses\n",
+		clients, rounds, seconds, median(direct), median(fwd), median(prx), median(prxTLS), ratio, median(ratio), ratioTLS, median(ratioTLS),
+		fwdDirect, median(fwdDirect), tlsDirect, median(tlsDirect), hits, misses)
 }
 
 func median(v []float64) float64 {
