@@ -59,7 +59,7 @@ func (s *Store) appendAudit(tx Tx, ev AuditEvent) (string, error) {
 	if err := s.prepareAudit(&ev); err != nil {
 		return "", err
 	}
-	event, err := json.Marshal(ev)
+	event, err := appendEventJSON(make([]byte, 0, 512), &ev)
 	if err != nil {
 		return "", err
 	}
