@@ -61,7 +61,10 @@
 // tree the Classifier cached for the statement's key (cache.go), so a statement repeated
 // with other constants is parsed once; an analysis that reads a constant's value on the
 // tree of another text is discarded and the statement parsed after all
-// (FuzzLineageCachedTree). Masked columns are replaced by
+// (FuzzLineageCachedTree). A session also reuses the analysis itself for a statement
+// shape it ran before (a read-only statement without bodies that read no constant),
+// while the catalog answers and its own definitions are unchanged and every catalog
+// answer is still fresh (masking.go, linMemo). Masked columns are replaced by
 // ColumnMask (their RowDescription type becomes text so the mask decodes); text values
 // go through MaskValue; a binary value that must be masked (by column, or because
 // MaskValue matches its bytes or, for int8 and numeric, its decimal form) is sent as NULL
