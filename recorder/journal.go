@@ -204,7 +204,7 @@ func (j *auditJournal) append(entries []journalEntry) error {
 // marshal encodes e as json.Marshal would, keeping the event's JSON in
 // e.event so the applier does not encode the event a second time.
 func (e *journalEntry) marshal() ([]byte, error) {
-	ev, err := json.Marshal(&e.Event)
+	ev, err := appendEventJSON(make([]byte, 0, 512), &e.Event)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +285,7 @@ func (s *Store) applyEntries(tx Tx, entries []journalEntry) error {
 		event := e.event
 		if event == nil { // read back from the file after a crash
 			var err error
-			if event, err = json.Marshal(&e.Event); err != nil {
+			if event, err = appendEventJSON(nil, &e.Event); err != nil {
 				return err
 			}
 		}
