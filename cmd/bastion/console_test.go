@@ -351,6 +351,105 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	// A recording larger than the page reads whole plays in segments: the
+	// markers of the whole recording are listed, a seek near its end shows
+	// the text written there, and the browser has fetched only some
+	// segments, not the recording. It is dave's: alice, an auditor, may
+	// replay it; carol may not fetch a part of it.
+	t.Run("seek in a recording played in segments", func(t *testing.T) {
+		rec, err := w.app.Store.Begin(recorder.SessionInfo{Kind: "shell", User: "dave", Target: "web1", Login: "root", Width: 100, Height: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The recorder's clock is the real one: a pause of a few
+		// milliseconds keeps the marked moments apart from what follows.
+		apart := func() { time.Sleep(3 * time.Millisecond) }
+		rec.Output([]byte("seg-first-frame\r\n"))
+		apart()
+		rec.Marker("early marker")
+		apart()
+		block := []byte(strings.Repeat("log line of a very long session, nothing to see here\r\n", 4096/55))
+		for range (20 << 20) / len(block) {
+			rec.Output(block)
+		}
+		rec.Output([]byte("\x1b[1mseg-near-the-end\x1b[0m\r\n"))
+		apart()
+		rec.Marker("late marker")
+		apart()
+		rec.Output(block)
+		rec.Output([]byte("seg-last-line\r\n"))
+		if err := rec.End(recorder.ExitInfo{}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := w.app.Store.Session(rec.ID())
+		if err != nil || info.Stored <= 16<<20 {
+			t.Fatalf("the recording: %+v %v", info, err)
+		}
+		alice.run("open the segmented session", chromedp.Navigate(base+"/sessions/"+rec.ID()), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button.marker[data-marker="1"]`)))
+		if got := alice.text("#markers"); !strings.Contains(got, "early marker") || !strings.Contains(got, "late marker") {
+			t.Fatalf("markers:\n%s", got)
+		}
+		if n := eval[int](alice, `document.querySelectorAll('#player .ap-marker-container, #player .ap-marker').length`); n < 2 {
+			t.Errorf("%d markers on the player's timeline, want 2", n)
+		}
+		alice.run("jump to the late marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="1"]`)))
+		alice.waitText("#marker-now", "late marker")
+		alice.waitText("#player .ap-term", "seg-near-the-end")
+		// The very end, by time.
+		_ = eval[bool](alice, `Promise.resolve(window.bastionPlayer.getDuration()).then((d) => window.bastionPlayer.seek(d)).then(() => true)`)
+		alice.waitText("#player .ap-term", "seg-last-line")
+		// Back to the start: the first segment again.
+		alice.run("jump to the early marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="0"]`)))
+		alice.waitText("#marker-now", "early marker")
+		alice.waitText("#player .ap-term", "seg-first-frame")
+		fetched := eval[float64](alice, `performance.getEntriesByType("resource").filter((r) => r.name.includes("/segments")).reduce((n, r) => n + r.decodedBodySize, 0)`)
+		if fetched <= 0 || fetched >= float64(info.Stored)/2 {
+			t.Errorf("the page fetched %.0f bytes of segments for a %d-byte recording", fetched, info.Stored)
+		}
+		if n := eval[int](alice, `performance.getEntriesByType("resource").filter((r) => r.name.includes("/cast")).length`); n != 0 {
+			t.Errorf("the page downloaded the whole recording %d times", n)
+		}
+		// Authorisation and audit of the parts: the page view is the one
+		// replay record; a part fetched without the page's grant is
+		// audited itself; carol, who may not see dave's session, is
+		// refused the index and a segment, and not recorded.
+		count := func() (all, parts int) {
+			w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+				if ev.Type == "session.replay" && ev.SessionID == rec.ID() {
+					all++
+					if ev.Fields["part"] != "" {
+						parts++
+					}
+				}
+				return nil
+			})
+			return
+		}
+		if all, parts := count(); all != 1 || parts != 0 {
+			t.Errorf("one page view: %d replay records, %d of parts", all, parts)
+		}
+		fetch := func(b *browser, path string) int {
+			return eval[int](b, fmt.Sprintf(`fetch(%q, { credentials: "same-origin" }).then((r) => r.status)`, path))
+		}
+		segURL := "/api/sessions/" + rec.ID() + "/segments"
+		if code := fetch(alice, segURL+"/3"); code != http.StatusOK {
+			t.Errorf("alice's segment without a grant: %d", code)
+		}
+		if all, parts := count(); all != 2 || parts != 1 {
+			t.Errorf("after a segment without a grant: %d replay records, %d of parts", all, parts)
+		}
+		grant := eval[string](alice, `new URL(document.getElementById("player").dataset.segments, location.href).searchParams.get("view")`)
+		for _, p := range []string{segURL + "?view=" + grant, segURL + "/3?view=" + grant, segURL + "/3"} {
+			if code := fetch(carol, p); code != http.StatusNotFound {
+				t.Errorf("carol's %s: %d", p, code)
+			}
+		}
+		if all, _ := count(); all != 2 {
+			t.Errorf("carol's refused fetches were recorded: %d replay records", all)
+		}
+	})
+
 	t.Run("replay with a blocked-command marker", func(t *testing.T) {
 		alice.run("open the session", chromedp.Navigate(base+"/sessions/"+shell.ID), chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)),
 			chromedp.WaitVisible(chromedp.CSS(`button.marker`)))

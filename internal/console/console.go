@@ -27,6 +27,7 @@ type Store interface {
 	Sessions(f recorder.SessionFilter) ([]recorder.SessionInfo, error)
 	Export(id string, w io.Writer) error
 	Events(id string, fn func(asciicast.Event) error) error
+	EventsSeek(id string, from recorder.Seek, fn func(at recorder.Seek, ev asciicast.Event) error) error
 	Follow(ctx context.Context, id string, fn func(asciicast.Event) error, caughtUp func() error) error
 	AuditEvents(since time.Time, fn func(recorder.AuditEvent) error) error
 	Audit(ev recorder.AuditEvent) (string, error)
@@ -95,6 +96,8 @@ type Console struct {
 	// of the recording by the same sign-in (replayGrant).
 	grantsMu sync.Mutex
 	grants   map[string]replayGrant
+	// indexes of the recordings played in segments (segments.go).
+	indexCache
 }
 
 //go:embed templates/*.html
@@ -127,6 +130,7 @@ func New(cfg Config) (*Console, error) {
 		cfg.Now = time.Now
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}}
+	c.indexes = map[string]*indexEntry{}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -171,6 +175,8 @@ func (c *Console) Register(mux *http.ServeMux) {
 	handle("GET /sessions/{id}", c.user(c.replayPage))
 	handle("GET /api/sessions/{id}/cast", c.api(c.castData))
 	handle("GET /api/sessions/{id}/live", c.api(c.liveData))
+	handle("GET /api/sessions/{id}/segments", c.api(c.segmentsIndex))
+	handle("GET /api/sessions/{id}/segments/{n}", c.api(c.segmentData))
 	handle("GET /approvals", c.user(c.approvalsPage))
 	handle("GET /approvals/{id}", c.user(c.approvalsPage))
 	handle("POST /approvals/{id}/{decision}", c.user(c.decide))

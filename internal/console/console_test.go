@@ -47,6 +47,16 @@ func (f *fakeStore) Events(_ string, fn func(asciicast.Event) error) error {
 	}
 	return nil
 }
+func (f *fakeStore) EventsSeek(_ string, from recorder.Seek, fn func(recorder.Seek, asciicast.Event) error) error {
+	for i, ev := range f.events {
+		if at := (recorder.Seek{Chunk: uint64(i)}); at.Chunk >= from.Chunk {
+			if err := fn(at, ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 func (f *fakeStore) Follow(_ context.Context, _ string, fn func(asciicast.Event) error, caughtUp func() error) error {
 	for _, ev := range f.events {
 		if err := fn(ev); err != nil {

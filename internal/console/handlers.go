@@ -221,6 +221,7 @@ type replayData struct {
 	FromStart bool     // a live session is followed from its start (?from=start)
 	Screen    []string // a recorded session's first screen, shown until the player has started
 	Cast      string   // the recording's URL, with the page's grant
+	Segments  string   // for a recording played in segments: its index's URL, with the page's grant
 }
 
 // replayPage shows the player. For a recorded session the page view is
@@ -244,8 +245,13 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websessi
 			c.fail(w, r, s, http.StatusServiceUnavailable, "Refused", "The audit log cannot be written, so the replay is refused.")
 			return
 		}
+		if segmented(info) {
+			c.prepareIndex(info)
+			d.Segments = "/api/sessions/" + url.PathEscape(info.ID) + "/segments?view=" + c.viewGrant(s, info.ID)
+		} else {
+			d.Cast = "/api/sessions/" + url.PathEscape(info.ID) + "/cast?grant=" + c.grant(s, info.ID)
+		}
 		d.Screen = c.firstScreen(info)
-		d.Cast = "/api/sessions/" + url.PathEscape(info.ID) + "/cast?grant=" + c.grant(s, info.ID)
 	}
 	c.render(w, r, http.StatusOK, "replay", s, d)
 }
@@ -315,6 +321,7 @@ type replayGrant struct {
 	s       *websession
 	session string
 	expires time.Time
+	view    bool // a page view's grant for a segmented replay (viewGrant), not used up
 }
 
 const grantTTL = time.Minute
@@ -343,7 +350,7 @@ func (c *Console) takeGrant(tok string, s *websession, id string) bool {
 	c.grantsMu.Lock()
 	defer c.grantsMu.Unlock()
 	g, ok := c.grants[tok]
-	if !ok || g.s != s || g.session != id {
+	if !ok || g.view || g.s != s || g.session != id {
 		return false
 	}
 	delete(c.grants, tok)

@@ -51,7 +51,7 @@ function replayPage() {
       // The player shows the first screen the page came with until it plays.
       o.poster = "data:text/plain," + firstScreen.replace(/\n/g, "\r\n");
     }
-    if (idle.value) { o.idleTimeLimit = Number(idle.value); }
+    if (idle.value && !el.dataset.segments) { o.idleTimeLimit = Number(idle.value); } // a segmented recording's times come cut
     player = AsciinemaPlayer.create(src, mount, o);
     if (pre) {
       const m = mount;
@@ -223,6 +223,29 @@ function replayPage() {
     follow();
     for (const input of [from, speed, idle]) { input.addEventListener("change", follow); }
     document.body.dataset.ready = "1";
+    return;
+  }
+  // A large recording plays in segments (the player's segmented source):
+  // the server's index of the whole recording (its duration, markers and
+  // segments, with times cut to the idle limit), then the segment the
+  // player plays or seeks into, each with a snapshot of the screen at its
+  // start; the player holds only that segment and its neighbours, so a
+  // seek anywhere in a recording of any size is one fetch.
+  if (el.dataset.segments) {
+    const load = () => {
+      const u = new URL(el.dataset.segments, location.href);
+      if (idle.value) { u.searchParams.set("idle", idle.value); } else { u.searchParams.delete("idle"); }
+      src = { url: u.pathname + u.search, format: "segmented" };
+      create({});
+      player.addEventListener("metadata", ({ markers }) => {
+        listMarkers((markers || []).map((m) => String(m[1])));
+        document.body.dataset.ready = "1";
+      });
+      player.addEventListener("error", (e) => showError("The recording cannot be played: " + ((e && e.message) || "see the browser's console")));
+    };
+    load();
+    speed.addEventListener("change", load);
+    idle.addEventListener("change", load);
     return;
   }
   src = { data: () => head };

@@ -1,0 +1,54 @@
+package recorder
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/bastionhq/bastion/recorder/asciicast"
+)
+
+// A Seek is a place in a session's recording where a read can start: the
+// start of one of its chunks, with the hash of the chunk before it, which
+// the chunk's link is checked against. The zero Seek is the recording's
+// start. Seeks come from [Store.EventsSeek]; a reader that has walked a
+// recording once (checking its whole chain) keeps some, to read a part of
+// it later without reading what comes before.
+type Seek struct {
+	Chunk uint64
+	prev  [hashLen]byte
+}
+
+// EventsSeek is [Store.Events] from the chunk at from on: fn gets each
+// event with the Seek of the chunk it is in. Chunks are checked as Events
+// checks them, the first one's link against from.
+func (s *Store) EventsSeek(id string, from Seek, fn func(at Seek, ev asciicast.Event) error) error {
+	if _, err := s.sessionView(id); err != nil {
+		return err
+	}
+	cc := newChainChecker(id)
+	if from.Chunk > 0 {
+		cc.next, cc.head = from.Chunk, from.prev
+	}
+	err := s.scanChunksFrom(id, from.Chunk, func(seq uint64, v []byte) error {
+		at := Seek{Chunk: seq, prev: cc.head}
+		last := cc.last
+		c, err := cc.check(seq, v, nil)
+		if err != nil {
+			return fmt.Errorf("recorder: session %s: chunk %d: %w: %v", id, cc.next, ErrBroken, err)
+		}
+		return walkEvents(c, &last, func(e rawEvent) error {
+			if binaryEvent(e.typ) || e.typ == EventConn {
+				return nil // as in events: a PostgreSQL session's wire messages
+			}
+			if err := fn(at, e.event()); err != nil {
+				return callbackError{err}
+			}
+			return nil
+		})
+	})
+	var cbErr callbackError
+	if errors.As(err, &cbErr) {
+		return cbErr.err
+	}
+	return err
+}
