@@ -191,6 +191,9 @@ func run(opt options) error {
 		if name == "cat" && r.Mark != markError {
 			rows[name] = append(rows[name], e.benchStored())
 		}
+		if name == "webreplay" && r.Mark != markError {
+			rows[name] = append(rows[name], e.benchWebSeek())
+		}
 		if name == "pgbench" && r.Mark != markError && e.pg != nil {
 			rows[name] = append(rows[name], e.benchPgbenchListener())
 		}

@@ -471,6 +471,13 @@ func thousands(n int) string {
 // frame from anything the player writes before it.
 const firstFrame = "FIRST-FRAME-OF-THE-REPLAY-FIXTURE\r\n"
 
+// lastLine ends the replay fixture, and fixtureMarker marks it at 90%, for
+// the web console's seek (benchWebSeek).
+const (
+	lastLine      = "LAST-LINE-OF-THE-REPLAY-FIXTURE\r\n"
+	fixtureMarker = "ninety percent"
+)
+
 // writeReplayFixture records a large session straight into the bastion's
 // store before the bastion opens it.
 func (e *env) writeReplayFixture() error {
@@ -498,11 +505,21 @@ func (e *env) writeReplayFixture() error {
 	line := []byte("\x1b[32m2026-01-02T03:04:05Z\x1b[0m web1 app[4242]: GET /api/v1/items?page=7 status=200 bytes=5123 took=0.004s\r\n")
 	chunk := bytes.Repeat(line, 4096/len(line)+1)[:4096]
 	total := e.opt.replayMiB << 20
+	marked := false
 	for n := int64(len(firstFrame)); n < total; n += int64(len(chunk)) {
+		if !marked && n >= total/10*9 {
+			if err := rec.Marker(fixtureMarker); err != nil {
+				return err
+			}
+			marked = true
+		}
 		if err := rec.Output(chunk); err != nil {
 			return err
 		}
 		skew.Add(int64(time.Millisecond))
+	}
+	if err := rec.Output([]byte(lastLine)); err != nil {
+		return err
 	}
 	if err := rec.End(recorder.ExitInfo{}); err != nil {
 		return err

@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
@@ -19,9 +20,12 @@ type Seek struct {
 }
 
 // EventsSeek is [Store.Events] from the chunk at from on: fn gets each
-// event with the Seek of the chunk it is in. Chunks are checked as Events
-// checks them, the first one's link against from.
-func (s *Store) EventsSeek(id string, from Seek, fn func(at Seek, ev asciicast.Event) error) error {
+// event, with the Seek of the chunk it is in, as stored: ev.Data is empty
+// and data is the event's data, valid only until fn returns (copy what
+// you keep), so a walk over a large recording copies nothing it does not
+// need. Chunks are checked as Events checks them, the first one's link
+// against from.
+func (s *Store) EventsSeek(id string, from Seek, fn func(at Seek, ev asciicast.Event, data []byte) error) error {
 	if _, err := s.sessionView(id); err != nil {
 		return err
 	}
@@ -40,7 +44,7 @@ func (s *Store) EventsSeek(id string, from Seek, fn func(at Seek, ev asciicast.E
 			if binaryEvent(e.typ) || e.typ == EventConn {
 				return nil // as in events: a PostgreSQL session's wire messages
 			}
-			if err := fn(at, e.event()); err != nil {
+			if err := fn(at, asciicast.Event{Time: time.Duration(e.us) * time.Microsecond, Type: e.typ}, e.data); err != nil {
 				return callbackError{err}
 			}
 			return nil

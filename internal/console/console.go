@@ -27,7 +27,7 @@ type Store interface {
 	Sessions(f recorder.SessionFilter) ([]recorder.SessionInfo, error)
 	Export(id string, w io.Writer) error
 	Events(id string, fn func(asciicast.Event) error) error
-	EventsSeek(id string, from recorder.Seek, fn func(at recorder.Seek, ev asciicast.Event) error) error
+	EventsSeek(id string, from recorder.Seek, fn func(at recorder.Seek, ev asciicast.Event, data []byte) error) error
 	Follow(ctx context.Context, id string, fn func(asciicast.Event) error, caughtUp func() error) error
 	AuditEvents(since time.Time, fn func(recorder.AuditEvent) error) error
 	Audit(ev recorder.AuditEvent) (string, error)

@@ -47,10 +47,12 @@ func (f *fakeStore) Events(_ string, fn func(asciicast.Event) error) error {
 	}
 	return nil
 }
-func (f *fakeStore) EventsSeek(_ string, from recorder.Seek, fn func(recorder.Seek, asciicast.Event) error) error {
+func (f *fakeStore) EventsSeek(_ string, from recorder.Seek, fn func(recorder.Seek, asciicast.Event, []byte) error) error {
 	for i, ev := range f.events {
 		if at := (recorder.Seek{Chunk: uint64(i)}); at.Chunk >= from.Chunk {
-			if err := fn(at, ev); err != nil {
+			data := []byte(ev.Data)
+			ev.Data = ""
+			if err := fn(at, ev, data); err != nil {
 				return err
 			}
 		}

@@ -38,6 +38,9 @@ var (
 )
 
 const (
+	// firstSegmentBytes is the first segment's size: small, so the
+	// player's first frame does not wait for a whole segment.
+	firstSegmentBytes = 64 << 10
 	// snapshotBytes is how much output before a segment's start its
 	// snapshot replays.
 	snapshotBytes = 256 << 10
@@ -93,7 +96,7 @@ func (c *Console) buildIndex(info recorder.SessionInfo) (*segIndex, error) {
 	var out, inSeg, last int64
 	chunk := int64(-1)
 	ix.segs = append(ix.segs, segment{cols: cols, rows: rows})
-	err := c.cfg.Store.EventsSeek(info.ID, recorder.Seek{}, func(at recorder.Seek, ev asciicast.Event) error {
+	err := c.cfg.Store.EventsSeek(info.ID, recorder.Seek{}, func(at recorder.Seek, ev asciicast.Event, data []byte) error {
 		if int64(at.Chunk) != chunk {
 			select {
 			case <-c.done:
@@ -107,7 +110,11 @@ func (c *Console) buildIndex(info recorder.SessionInfo) (*segIndex, error) {
 		if us-last > minIdleUS {
 			ix.gaps = append(ix.gaps, gap{at: us, len: us - last})
 		}
-		if inSeg >= segmentBytes && us > last {
+		limit := segmentBytes
+		if len(ix.segs) == 1 {
+			limit = min(limit, firstSegmentBytes) // the first frame waits for the first segment only
+		}
+		if inSeg >= limit && us > last {
 			// A new segment; its snapshot starts at the last chunk with
 			// at least snapshotBytes of output before the segment.
 			i := max(sort.Search(len(recent), func(i int) bool { return recent[i].out > out-snapshotBytes })-1, 0)
@@ -115,16 +122,16 @@ func (c *Console) buildIndex(info recorder.SessionInfo) (*segIndex, error) {
 			recent = recent[i:]
 			inSeg = 0
 		}
-		inSeg += int64(len(ev.Data)) + 16
+		inSeg += int64(len(data)) + 16
 		switch ev.Type {
 		case asciicast.Output:
-			out += int64(len(ev.Data))
+			out += int64(len(data))
 		case asciicast.Resize:
-			if w, h, ok := parseSize(ev.Data); ok {
+			if w, h, ok := parseSize(string(data)); ok {
 				cols, rows = w, h
 			}
 		case asciicast.Marker:
-			ix.markers = append(ix.markers, marker{at: us, label: ev.Data})
+			ix.markers = append(ix.markers, marker{at: us, label: string(data)})
 		}
 		last = us
 		return nil
@@ -402,14 +409,14 @@ func (c *Console) segmentData(w http.ResponseWriter, r *http.Request, s *websess
 	var tail []byte
 	var events []byte
 	count := 0
-	err = c.cfg.Store.EventsSeek(info.ID, sg.from, func(_ recorder.Seek, ev asciicast.Event) error {
+	err = c.cfg.Store.EventsSeek(info.ID, sg.from, func(_ recorder.Seek, ev asciicast.Event, data []byte) error {
 		us := int64(ev.Time / time.Microsecond)
 		if next >= 0 && us >= next {
 			return errSegmentDone
 		}
 		if us < sg.start {
 			if ev.Type == asciicast.Output {
-				tail = append(tail, ev.Data...)
+				tail = append(tail, data...)
 				if len(tail) > 2*snapshotBytes {
 					tail = append(tail[:0], tail[len(tail)-snapshotBytes:]...)
 				}
@@ -421,7 +428,7 @@ func (c *Console) segmentData(w http.ResponseWriter, r *http.Request, s *websess
 		default:
 			return nil
 		}
-		b, err := json.Marshal([]any{a.seconds(us), ev.Type.String(), ev.Data})
+		b, err := json.Marshal([]any{a.seconds(us), ev.Type.String(), string(data)})
 		if err != nil {
 			return err
 		}

@@ -180,11 +180,13 @@ func FuzzParseIdle(f *testing.F) {
 
 // realStore is a recorder store as the console's Store, on a clock the
 // test moves.
-func realStore(t *testing.T) (*recorder.Store, *time.Time) {
+func realStore(t *testing.T) (*recorder.Store, *time.Time) { return realStoreTB(t, 4<<10) }
+
+func realStoreTB(t testing.TB, buffer int) (*recorder.Store, *time.Time) {
 	t.Helper()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	_, key, _ := ed25519.GenerateKey(nil)
-	s, err := recorder.Open(recorder.Config{Path: filepath.Join(t.TempDir(), "bastion.db"), SealKey: key, SessionBuffer: 4 << 10,
+	s, err := recorder.Open(recorder.Config{Path: filepath.Join(t.TempDir(), "bastion.db"), SealKey: key, SessionBuffer: buffer,
 		Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -374,5 +376,29 @@ func TestSnapshot(t *testing.T) {
 	noLine := strings.Repeat("é", snapshotBytes)
 	if got := snapshot([]byte(noLine)); !strings.HasPrefix(got, "é") || len(got) > snapshotBytes {
 		t.Errorf("a tail without a line: %q", shorten(got, 10))
+	}
+}
+
+// BenchmarkBuildIndex walks a 64 MiB recording of 4 KiB outputs (the
+// bench's replay fixture's shape) into its index.
+func BenchmarkBuildIndex(b *testing.B) {
+	st, now := realStoreTB(b, 0)
+	rec, err := st.Begin(recorder.SessionInfo{Kind: "shell", User: "alice", Issuer: issuer, Target: "web1", Width: 80, Height: 24})
+	if err != nil {
+		b.Fatal(err)
+	}
+	line := strings.Repeat("\x1b[32m2026-01-02T03:04:05Z\x1b[0m web1 app[4242]: GET /api/v1/items?page=7 status=200\r\n", 50)[:4096]
+	for range (64 << 20) / 4096 {
+		*now = now.Add(time.Millisecond)
+		rec.Output([]byte(line))
+	}
+	rec.End(recorder.ExitInfo{})
+	info, _ := st.Session(rec.ID())
+	c := &Console{cfg: Config{Store: st}, done: make(chan struct{})}
+	b.SetBytes(info.Stored)
+	for b.Loop() {
+		if _, err := c.buildIndex(info); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
