@@ -194,7 +194,8 @@ func (e *env) consoleBrowser(dataDir string) (ctx context.Context, run func(time
 
 // seekEndJS waits for the replay page's player, then seeks to the end of
 // the recording and resolves with how long (ms) until the player's
-// terminal shows the fixture's last line (-1: not within 20 s), the
+// terminal shows the fixture's last line (-1: not within 20 s of the
+// seek's end, or 30 s of its start), the
 // markers the page lists, and the JavaScript heap in use then.
 const seekEndJS = `new Promise((resolve) => {
   const want = %q;
@@ -205,10 +206,10 @@ const seekEndJS = `new Promise((resolve) => {
     tick();
   });
   (async () => {
-    await wait(ready, 120000);
+    await wait(ready, 60000);
     const p = window.bastionPlayer;
     const t0 = performance.now();
-    await p.seek(await Promise.resolve(p.getDuration()));
+    await Promise.race([p.seek(await Promise.resolve(p.getDuration())), new Promise((ok) => setTimeout(ok, 30000))]);
     const term = () => (document.querySelector("#player .ap-term") || {}).textContent || "";
     const shown = await wait(() => term().includes(want), 20000);
     const ms = shown ? performance.now() - t0 : -1;
