@@ -195,8 +195,8 @@ func (e *env) consoleBrowser(dataDir string) (ctx context.Context, run func(time
 // seekEndJS waits for the replay page's player, then seeks to the end of
 // the recording and resolves with how long (ms) until the player's
 // terminal shows the fixture's last line (-1: not within 20 s of the
-// seek's end, or 30 s of its start), the
-// markers the page lists, and the JavaScript heap in use then.
+// seek's end, or 30 s of its start), the markers the page lists, and the
+// JavaScript heap in use then.
 const seekEndJS = `new Promise((resolve) => {
   const want = %q;
   const ready = () => window.bastionPlayer && document.body.dataset.ready;
