@@ -43,10 +43,25 @@
 // first screen, drawn by linerec.Render, shown until the player is ready;
 // it preloads the download in its head and reads it as a stream: the
 // player, created at once, starts on its first 64 KiB, so the first frame
-// does not depend on the recording's size, and the whole recording (at
-// most 64 MiB in the browser) replaces it at the same position once it
-// has arrived (static/console.js). Static files are named by their hash
-// (static.go), cached for a year and served gzip-compressed.
+// does not depend on the recording's size, and the whole recording
+// replaces it at the same position once it has arrived (static/console.js).
+// Static files are named by their hash (static.go), cached for a year and
+// served gzip-compressed.
+//
+// A recording larger than segmentedAbove (16 MiB) is never downloaded
+// whole (segments.go): one walk over it (recorder.Store.EventsSeek, which
+// checks the chain) builds an index of its duration, markers, pauses and
+// segments (each noting the recorder.Seek its snapshot starts reading
+// from), cached for the last few recordings; /api/sessions/ID/segments
+// sends it in asciinema-player's segmented format, and
+// /api/sessions/ID/segments/N one segment: its events, and a snapshot, the
+// output just before it, that redraws the screen there. The player holds
+// three segments at most, so memory does not grow with the recording, and
+// a seek anywhere is one fetch. Times are cut to the idle limit on the
+// server, alike for the index and every segment. The page view grants its
+// fetches (a view grant: every fetch of that session by that sign-in,
+// while it lasts); each is authorised as the page is, and one without the
+// grant is audited itself, naming the part.
 //
 // A live session is followed over server-sent events
 // (/api/sessions/ID/live, recorder.Store.Follow) in the player's

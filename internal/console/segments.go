@@ -34,7 +34,7 @@ var (
 	// in segments; below it the page reads it whole (castData).
 	segmentedAbove int64 = 16 << 20
 	// segmentBytes is about how much event data a segment holds.
-	segmentBytes int64 = 2 << 20
+	segmentBytes int64 = 1 << 20
 )
 
 const (
@@ -43,7 +43,7 @@ const (
 	firstSegmentBytes = 64 << 10
 	// snapshotBytes is how much output before a segment's start its
 	// snapshot replays.
-	snapshotBytes = 256 << 10
+	snapshotBytes = 64 << 10
 	// minIdleUS is the smallest idle limit a page may ask for (0.1 s);
 	// shorter pauses are never cut, so the index does not keep them.
 	minIdleUS = 100_000
