@@ -38,7 +38,7 @@ func viewURL(t *testing.T, c *Console, id string, ck *http.Cookie) string {
 	page := getAs(c, "/sessions/"+id, ck)
 	body := page.Body.String()
 	i := strings.Index(body, `data-segments="`)
-	if page.Code != http.StatusOK || i < 0 || strings.Contains(body, `rel="preload"`) {
+	if page.Code != http.StatusOK || i < 0 || strings.Contains(body, `/cast`) {
 		t.Fatalf("the page of a segmented recording: %d\n%s", page.Code, body)
 	}
 	body = body[i+len(`data-segments="`):]

@@ -275,10 +275,33 @@ function approvalsPage() {
   });
 }
 
+// loadPlayer runs the player's script once the page has painted its first
+// frame (the server's first screen): a script in the page, even deferred,
+// runs before the browser's first paint, and the player's takes a few
+// hundred milliseconds to compile and run. The page's head preloads it,
+// so it is there by then.
+function loadPlayer() {
+  return new Promise((resolve, reject) => {
+    if (window.AsciinemaPlayer) { resolve(); return; }
+    requestAnimationFrame(() => setTimeout(() => {
+      const s = document.createElement("script");
+      s.src = document.getElementById("player").dataset.playerScript;
+      s.onload = () => { performance.mark("bastion-player-script"); resolve(); }; // read by the bench
+      s.onerror = () => reject(new Error("the player's script did not load"));
+      document.head.appendChild(s);
+    }, 0));
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  if (window.AsciinemaPlayer) { performance.mark("bastion-player-script"); } // the player's script has run (read by the bench)
   switch (document.body.dataset.page) {
-    case "replay": replayPage(); break;
+    case "replay":
+      loadPlayer().then(replayPage, (e) => {
+        const box = document.getElementById("player-error");
+        box.textContent = e.message;
+        box.hidden = false;
+      });
+      break;
     case "approvals": approvalsPage(); break;
   }
 });
