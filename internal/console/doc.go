@@ -43,9 +43,9 @@
 // first screen, drawn by linerec.Render, shown until the player is ready;
 // it preloads the download in its head and reads it as a stream: the
 // player, created as soon as its script has run, starts on its first 64
-// KiB, so the first frame
-// does not depend on the recording's size, and the whole recording
-// replaces it at the same position once it has arrived (static/console.js).
+// KiB, so the first frame does not depend on the recording's size, and the
+// whole recording replaces it at the same position once it has arrived
+// (static/console.js).
 // The player's script is preloaded by the page's head but run only once
 // the page has painted its first frame (a script in the page, even
 // deferred, holds the first paint until it has run).
