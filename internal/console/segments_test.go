@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,21 +179,28 @@ func FuzzParseIdle(f *testing.F) {
 	})
 }
 
+// testClock is a clock the test moves (the recorder's flusher reads it
+// too).
+type testClock struct{ ns atomic.Int64 }
+
+func (c *testClock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
 // realStore is a recorder store as the console's Store, on a clock the
 // test moves.
-func realStore(t *testing.T) (*recorder.Store, *time.Time) { return realStoreTB(t, 4<<10) }
+func realStore(t *testing.T) (*recorder.Store, *testClock) { return realStoreTB(t, 4<<10) }
 
-func realStoreTB(t testing.TB, buffer int) (*recorder.Store, *time.Time) {
+func realStoreTB(t testing.TB, buffer int) (*recorder.Store, *testClock) {
 	t.Helper()
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clk := &testClock{}
+	clk.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
 	_, key, _ := ed25519.GenerateKey(nil)
-	s, err := recorder.Open(recorder.Config{Path: filepath.Join(t.TempDir(), "bastion.db"), SealKey: key, SessionBuffer: buffer,
-		Now: func() time.Time { return now }})
+	s, err := recorder.Open(recorder.Config{Path: filepath.Join(t.TempDir(), "bastion.db"), SealKey: key, SessionBuffer: buffer, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, &now
+	return s, clk
 }
 
 type segIndexJSON struct {
@@ -221,14 +229,14 @@ type segJSON struct {
 // segment's snapshot the output before it.
 func TestSegmentsPlayTheRecording(t *testing.T) {
 	smallSegments(t, 3<<10)
-	st, now := realStore(t)
+	st, clk := realStore(t)
 	c, _, _ := newTestConsole(t, false)
 	c.cfg.Store = st
 	rec, err := st.Begin(recorder.SessionInfo{Kind: "shell", User: "alice", Issuer: issuer, Target: "web1", Width: 80, Height: 24})
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := func(d time.Duration) { *now = now.Add(d) }
+	step := clk.Add
 	for i := range 400 {
 		step(10 * time.Millisecond)
 		switch {
@@ -382,19 +390,22 @@ func TestSnapshot(t *testing.T) {
 // BenchmarkBuildIndex walks a 64 MiB recording of 4 KiB outputs (the
 // bench's replay fixture's shape) into its index.
 func BenchmarkBuildIndex(b *testing.B) {
-	st, now := realStoreTB(b, 0)
+	st, clk := realStoreTB(b, 0)
 	rec, err := st.Begin(recorder.SessionInfo{Kind: "shell", User: "alice", Issuer: issuer, Target: "web1", Width: 80, Height: 24})
 	if err != nil {
 		b.Fatal(err)
 	}
 	line := strings.Repeat("\x1b[32m2026-01-02T03:04:05Z\x1b[0m web1 app[4242]: GET /api/v1/items?page=7 status=200\r\n", 50)[:4096]
 	for range (64 << 20) / 4096 {
-		*now = now.Add(time.Millisecond)
+		clk.Add(time.Millisecond)
 		rec.Output([]byte(line))
 	}
 	rec.End(recorder.ExitInfo{})
 	info, _ := st.Session(rec.ID())
 	c := &Console{cfg: Config{Store: st}, done: make(chan struct{})}
+	if ix, err := c.buildIndex(info); err != nil || len(ix.segs) < 60 {
+		b.Fatalf("index of %+v: %d segments, %v", info, len(ix.segs), err)
+	}
 	b.SetBytes(info.Stored)
 	for b.Loop() {
 		if _, err := c.buildIndex(info); err != nil {
