@@ -403,6 +403,12 @@ func TestConsole(t *testing.T) {
 		alice.run("jump to the early marker", chromedp.Click(chromedp.CSS(`button.marker[data-marker="0"]`)))
 		alice.waitText("#marker-now", "early marker")
 		alice.waitText("#player .ap-term", "seg-first-frame")
+		// Another idle limit: the bastion cuts the pauses, so the index
+		// and the segments come again, with the page's grant.
+		_ = eval[bool](alice, `(() => { delete document.body.dataset.ready; const s = document.getElementById("idle"); s.value = ""; s.dispatchEvent(new Event("change")); return true; })()`)
+		alice.run("the index again", chromedp.WaitVisible(chromedp.CSS(`body[data-ready]`)), chromedp.WaitVisible(chromedp.CSS(`button.marker[data-marker="1"]`)))
+		alice.run("jump to the late marker again", chromedp.Click(chromedp.CSS(`button.marker[data-marker="1"]`)))
+		alice.waitText("#player .ap-term", "seg-near-the-end")
 		fetched := eval[float64](alice, `performance.getEntriesByType("resource").filter((r) => r.name.includes("/segments")).reduce((n, r) => n + r.decodedBodySize, 0)`)
 		if fetched <= 0 || fetched >= float64(info.Stored)/2 {
 			t.Errorf("the page fetched %.0f bytes of segments for a %d-byte recording", fetched, info.Stored)
