@@ -165,7 +165,7 @@ func run(opt options) error {
 		case "enter":
 			r = e.benchEnter()
 		case "issue":
-			r = e.benchIssue()
+			r = e.benchIssue(true)
 		case "ingest":
 			rs := e.benchIngest()
 			r, extra = rs[0], rs[1:]

@@ -32,7 +32,7 @@ import (
 // benchIssue measures certificate issuance over the HTTP API: ID tokens
 // from the development IdP, the IdP's key set cached by a warm-up, 16
 // concurrent keep-alive clients.
-func (e *env) benchIssue() result {
+func (e *env) benchIssue(openLoop bool) result {
 	r := result{Workload: "certificate issuance over HTTP with a cached IdP key set, each ID token used once", Goal: ">= 3,000/s, p99 <= 10 ms"}
 	const workers = 16
 	claims, err := e.idp.IDTokenClaims("u-alice", "bastion")
@@ -83,7 +83,9 @@ func (e *env) benchIssue() result {
 		}
 		return bodies, nil
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	// Connections for the 16 clients, and spare ones for the open loop,
+	// which has as many requests in flight as it takes.
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4 * workers}}
 	defer client.CloseIdleConnections()
 	url := "http://" + e.bastion.httpAddr + ca.PathCertificate
 	issue := func(body []byte) error {
@@ -173,12 +175,60 @@ func (e *env) benchIssue() result {
 	ms := durationsMS(lat)
 	p50, p99 := quantile(ms, 0.5), quantile(ms, 0.99)
 	lo, hi := spread(rates)
+	// Latency at the goal's rate, open loop (reported beside the row): requests leave on a fixed
+	// schedule of issueRate per second whatever the answers, and each
+	// latency counts from its scheduled time, so a stall shows in every
+	// request it holds up (no coordinated omission). The closed loop above
+	// measures the most the bastion issues; its latency is the queue of 16
+	// clients on a saturated machine (16 / rate by Little's law).
 	r.Bastion = fmt.Sprintf("%s/s, p50 %s ms, p99 %s ms", fmtNum(median(rates)), fmtNum(p50), fmtNum(p99))
 	r.Ratio = fmt.Sprintf("%s/s (%s–%s), p99 %s ms", fmtNum(median(rates)), fmtNum(lo), fmtNum(hi), fmtNum(p99))
 	r.CPUBast = fmt.Sprintf("%s s per 1,000", fmtNum(median(cpus)))
-	r.Mark = mark(median(rates) >= 3000 && p99 <= 10)
+	r.Mark = mark(median(rates) >= issueRate && p99 <= 10)
+	if !openLoop {
+		return r
+	}
+	var open []time.Duration
+	var offeredRates []float64
+	for range e.opt.rounds {
+		n := int(issueRate * e.opt.issueTime.Seconds())
+		bodies, err := mint(n)
+		if err != nil {
+			return failed(r, err)
+		}
+		got := make([]time.Duration, n)
+		var errs atomic.Pointer[error]
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			at := start.Add(time.Duration(i) * time.Second / issueRate)
+			time.Sleep(time.Until(at))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := issue(bodies[i]); err != nil {
+					errs.Store(&err)
+				}
+				got[i] = time.Since(at)
+			}()
+		}
+		wg.Wait()
+		if p := errs.Load(); p != nil {
+			return failed(r, *p)
+		}
+		offeredRates = append(offeredRates, float64(n)/time.Since(start).Seconds())
+		open = append(open, got...)
+	}
+	oms := durationsMS(open)
+	op50, op99 := quantile(oms, 0.5), quantile(oms, 0.99)
+	r.notef("latency at %s/s offered (open loop, each latency from the request's scheduled time): %d requests over %d rounds, completed at %s/s (median of rounds), p50 %s ms, p99 %s ms, p99.9 %s ms",
+		thousands(issueRate), len(open), len(offeredRates), fmtNum(median(offeredRates)), fmtNum(op50), fmtNum(op99), fmtNum(quantile(oms, 0.999)))
 	return r
 }
+
+// issueRate is the issuance goal's rate, and the open-loop rate its
+// latency is measured at.
+const issueRate = 3000
 
 // benchIngest measures the recorder's group-commit ingest directly: 8
 // concurrent sessions writing 4 KiB outputs into a fresh store. When
@@ -630,7 +680,7 @@ func (e *env) issueHSM(fileRow result) result {
 			logf("restart the bastion: %v", err)
 		}
 	}()
-	hsm := e.benchIssue()
+	hsm := e.benchIssue(false)
 	if hsm.Mark == markError {
 		hsm.Workload = r.Workload
 		return hsm
@@ -664,7 +714,7 @@ func (e *env) issuePG(fileRow result) result {
 		}
 		e.pg.pg.Exec(ctx, "postgres", "DROP DATABASE issue_pg")
 	}()
-	pgRow := e.benchIssue()
+	pgRow := e.benchIssue(false)
 	pgRow.Workload, pgRow.Goal = r.Workload, r.Goal
 	if pgRow.Mark == markError {
 		return pgRow
