@@ -220,8 +220,22 @@ func (e *env) benchPgbenchListener() result {
 		Baseline: "`pgbench -S` to PostgreSQL directly over TLS",
 		Goal:     ">= 0.8x TPS",
 	}
-	var base, bast, cpuBast []float64
+	// The floor of any hop: HAProxy in TCP mode between pgbench and
+	// PostgreSQL (TLS end to end through it), run in the same rounds.
+	hopPort, stopHop, hopErr := startTCPHop(e.dir, e.pg.addr)
+	if hopErr == nil {
+		defer stopHop()
+	}
+	var base, bast, cpuBast, hop []float64
 	for round := range e.opt.rounds {
+		if hopErr == nil {
+			tps, _, err := e.pgbenchRun(baseline, e.pg.directConn(hopPort))
+			if err != nil {
+				return failed(r, fmt.Errorf("through HAProxy: %w", err))
+			}
+			hop = append(hop, tps)
+			logf("  pgbench (listener) round %d through HAProxy: %.0f TPS", round+1, tps)
+		}
 		var got [2]float64
 		for _, s := range order(round) {
 			conn := e.pg.directConn(e.pg.pg.Port)
@@ -256,7 +270,47 @@ func (e *env) benchPgbenchListener() result {
 	r.Ratio = ratioCell(rs)
 	r.CPUBast = fmt.Sprintf("%s µs per tx", fmtNum(median(cpuBast)))
 	r.Mark = mark(median(rs) >= 0.8)
+	if hopErr != nil {
+		r.notef("floor of any hop: not measured (%v)", hopErr)
+	} else {
+		hr := ratios(hop, base)
+		r.notef("floor of any hop: pgbench through HAProxy in TCP mode (a relay that neither terminates TLS nor reads a byte) to the same server, in the same rounds: %s TPS, %s of direct; the bastion's listener is %sx of that relay", fmtNum(median(hop)), ratioCell(hr), fmtNum(median(bast)/median(hop)))
+	}
 	return r
+}
+
+// startTCPHop starts HAProxy in TCP mode on a free loopback port in front
+// of addr and returns the port and a function that stops it.
+func startTCPHop(dir, addr string) (int, func(), error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return 0, nil, err
+	}
+	port, err := localsvc.FreeLoopbackPort()
+	if err != nil {
+		return 0, nil, err
+	}
+	cfg := filepath.Join(dir, "hop-haproxy.cfg")
+	conf := fmt.Sprintf("global\n  maxconn 200\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 5m\n  timeout server 5m\nfrontend f\n  bind 127.0.0.1:%d\n  default_backend b\nbackend b\n  server pg %s\n", port, addr)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command(bin, "-f", cfg, "-db")
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return port, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return 0, nil, fmt.Errorf("haproxy did not listen on %d: %w", port, err)
+		}
+	}
 }
 
 // pgbenchRun runs pgbench -S on conn and returns its TPS and transactions.
