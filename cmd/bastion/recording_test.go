@@ -167,11 +167,22 @@ func flipChunkByte(t *testing.T, path, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := bytes.Index(raw, needle)
-	if i < 0 {
+	// bbolt copies a page on write, so the file can also hold stale copies
+	// of the chunk in freed pages, and the first match need not be the live
+	// one: flip the byte in every copy.
+	n := 0
+	for off := 0; ; {
+		i := bytes.Index(raw[off:], needle)
+		if i < 0 {
+			break
+		}
+		raw[off+i+8] ^= 0x01
+		off += i + len(needle)
+		n++
+	}
+	if n == 0 {
 		t.Fatal("chunk bytes not found in the file")
 	}
-	raw[i+8] ^= 0x01
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
