@@ -42,6 +42,11 @@ type boltBackend struct {
 	db   *bolt.DB
 	path string
 
+	log *chunkLog // large chunk values (chunklog.go)
+	// commitHook, for tests, runs last in every Update; an error fails
+	// the transaction after the chunk log was written.
+	commitHook func(*boltTx) error
+
 	tokMu sync.Mutex
 	used  map[string]int64 // one-time token key -> expiry (unix ns), as in the used_tokens bucket
 }
@@ -59,7 +64,7 @@ func openBolt(path string, timeout time.Duration, now func() time.Time) (*boltBa
 	if err != nil {
 		return nil, fmt.Errorf("recorder: open %s: %w", path, err)
 	}
-	b := &boltBackend{db: db, path: path, used: make(map[string]int64)}
+	b := &boltBackend{db: db, path: path, used: make(map[string]int64), log: newChunkLog(path, false)}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -72,8 +77,11 @@ func openBolt(path string, timeout time.Duration, now func() time.Time) (*boltBa
 			if err := meta.Put([]byte("format"), []byte(storeFormat)); err != nil {
 				return err
 			}
-		case string(f) != storeFormat:
+		case string(f) != storeFormat && string(f) != storeFormat2:
 			return fmt.Errorf("%w: unknown store format %q", ErrConfig, f)
+		}
+		if err := b.log.load(tx); err != nil {
+			return err
 		}
 		// Load the unexpired one-time token keys: lookups read memory.
 		n := now().UnixNano()
@@ -94,20 +102,41 @@ func openBolt(path string, timeout time.Duration, now func() time.Time) (*boltBa
 }
 
 func (b *boltBackend) Update(fn func(Tx) error) error {
-	return b.db.Update(func(tx *bolt.Tx) error { return fn(&boltTx{b: b, tx: tx}) })
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		t := &boltTx{b: b, tx: tx}
+		if err := fn(t); err != nil {
+			return err
+		}
+		if err := t.commitLog(); err != nil {
+			return err
+		}
+		if b.commitHook != nil {
+			return b.commitHook(t)
+		}
+		return nil
+	})
+	b.log.removeDoomed()
+	return err
 }
 
 func (b *boltBackend) View(fn func(Tx) error) error {
 	return b.db.View(func(tx *bolt.Tx) error { return fn(&boltTx{b: b, tx: tx}) })
 }
 
-func (b *boltBackend) Close() error { return b.db.Close() }
+func (b *boltBackend) Close() error {
+	err := b.db.Close()
+	if lerr := b.log.close(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 // boltTx is one bbolt transaction.
 type boltTx struct {
 	b     *boltBackend
 	tx    *bolt.Tx
 	spent map[string]int64 // tokens this transaction spends
+	log   logTx            // its use of the chunk log
 }
 
 func (t *boltTx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
@@ -239,8 +268,9 @@ func (t *boltTx) DeleteSession(info SessionInfo) (int, error) {
 	prefix := chunkPrefix(info.ID)
 	var keys [][]byte
 	c := chunks.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		keys = append(keys, bytes.Clone(k))
+		t.dropped(v)
 	}
 	for _, k := range keys {
 		if err := chunks.Delete(k); err != nil {
@@ -277,6 +307,13 @@ func chunkPrefix(id string) []byte { return append([]byte(id), 0) }
 func (t *boltTx) PutChunks(id string, first uint64, values [][]byte) error {
 	b := t.tx.Bucket(bucketChunks)
 	for i, v := range values {
+		if len(v) >= logMinValue {
+			ref, err := t.appendValue(v)
+			if err != nil {
+				return err
+			}
+			v = ref
+		}
 		if err := b.Put(chunkKey(id, first+uint64(i)), v); err != nil {
 			return err
 		}
@@ -288,11 +325,13 @@ func (t *boltTx) Chunks(id string, from uint64, limit int, fn func(uint64, []byt
 	prefix := chunkPrefix(id)
 	c := t.tx.Bucket(bucketChunks).Cursor()
 	n := 0
+	var buf []byte // a value read from the chunk log
 	for k, v := c.Seek(chunkKey(id, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		if limit > 0 && n == limit {
 			return nil
 		}
 		n++
+		v = t.resolve(v, &buf)
 		if len(k) != len(prefix)+8 {
 			// Not a chunk key: a store someone edited. The chain
 			// check reports the sequence it expected as missing.

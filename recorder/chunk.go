@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -189,6 +190,11 @@ func parseChunk(v []byte, wantSeq uint64, scratch *[]byte) (chunk, error) {
 		c.format, hdr = 1, chunkHeaderLen
 	case chunkMagicV2:
 		c.format, hdr = 2, chunkHeaderLenV2
+	case refMagic:
+		// A reference into the chunk log whose bytes the backend could
+		// not read; it appended why.
+		why := v[min(len(v), refLen):]
+		return c, fmt.Errorf("%w: %s", errChunkUnread, strconv.Quote(string(why[:min(len(why), 200)])))
 	default:
 		return c, errChunkMagic
 	}

@@ -25,7 +25,7 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("helper process for the crash tests")
 	}
 	cfg := Config{Path: os.Getenv("RECORDER_CRASH_DB"), SealKey: testKey, FlushInterval: time.Hour}
-	if mode == "stream" {
+	if mode == "stream" || mode == "bulk" {
 		cfg.FlushInterval = time.Millisecond
 	}
 	s, err := Open(cfg)
@@ -44,6 +44,18 @@ func TestCrashChild(t *testing.T) {
 		s.sync()
 		must(t, r.Output([]byte(" never flushed")))
 		fmt.Println("READY")
+	case "bulk":
+		// A forward of bytes that do not compress: chunks go to the log.
+		r := begin(t, s, SessionInfo{ID: "bulk", Kind: "tcp"})
+		stream := randomBytes(7, 64<<20)
+		for i := 0; ; i++ {
+			off := (i * 64 << 10) % len(stream)
+			must(t, r.FromServer(stream[off:off+64<<10]))
+			if i%8 == 0 {
+				s.sync()
+				fmt.Println("COMMITTED", i)
+			}
+		}
 	case "stream":
 		r := begin(t, s, SessionInfo{ID: "stream"})
 		for i := 0; ; i++ {

@@ -23,13 +23,21 @@
 //
 //	sessions           session ID -> SessionInfo (JSON)
 //	sessions_by_start  start time + ID, for newest-first listing and retention
-//	chunks             session ID, 0, big-endian sequence -> chunk of events
+//	chunks             session ID, 0, big-endian sequence -> chunk of events,
+//	                   or for a chunk of 32 KiB or more a reference into the chunk log
+//	chunk_log          the chunk log's ID, current segment and live bytes (chunklog.go)
 //	session_checkpoints session ID -> its latest signed checkpoint (a note)
 //	seals              session ID -> signed seal
 //	audit              big-endian sequence -> hash-chained audit record
 //	audit_checkpoints  big-endian sequence -> signed audit chain head
 //	revocations        big-endian serial -> Revocation
 //	host_keys          target -> pinned host key
+//
+// Large chunks are appended to segment files in the directory beside the
+// file ([ChunkDir]), where they cost one write instead of bbolt's page copy
+// and zeroed allocation; the chunks bucket then holds where they are, and
+// Tx.Chunks hands readers the chunk itself, so nothing above the backend
+// (the chain, checkpoints, seal, verification) sees the difference.
 //
 // A session's chunks sort together under its ID, so a cursor prefix scan
 // replays it. Reads copy values out of their transaction and never keep one

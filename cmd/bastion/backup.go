@@ -276,9 +276,10 @@ func runRestore(args []string) error {
 		live.Close()
 	}
 	var existing []string
-	// The store's audit journal goes with the store: applied to the
-	// restored one it would add records from after the backup.
-	for _, name := range []string{app.StoreFile, filepath.Base(recorder.JournalPath(app.StoreFile)), "ca"} {
+	// The store's audit journal and chunk log go with the store: applied
+	// to the restored one the journal would add records from after the
+	// backup (the backup's store holds its chunks itself).
+	for _, name := range []string{app.StoreFile, filepath.Base(recorder.JournalPath(app.StoreFile)), filepath.Base(recorder.ChunkDir(app.StoreFile)), "ca"} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			existing = append(existing, name)
 		}
