@@ -25,13 +25,15 @@ func TestMigrate(t *testing.T) {
 		r := begin(t, s, SessionInfo{Start: time.Now()})
 		must(t, r.Output(bytes.Repeat([]byte("migrated output\r\n"), 2000)))
 		must(t, r.End(ExitInfo{}))
+		bulk := randomBytes(9, 1<<20) // chunks kept in the chunk log
+		recordBulk(t, s, "bulk", bulk, 256<<10)
 		must(t, s.Revoke(77, "alice", "lost"))
 		must(t, s.PinHostKey("web1", []byte("key-bytes")))
 		must(t, s.Close())
 
 		dst := PostgresConfig{DSN: pg.StoreDSN(t, "current")}
 		rep, err := Migrate(cfg, dst)
-		if err != nil || len(rep.Problems) > 0 || rep.Sessions != 1 || rep.Chunks == 0 || rep.AuditRecords < 2 || rep.Revocations != 1 || rep.HostKeys != 1 {
+		if err != nil || len(rep.Problems) > 0 || rep.Sessions != 2 || rep.Chunks == 0 || rep.AuditRecords < 2 || rep.Revocations != 1 || rep.HostKeys != 1 {
 			t.Fatalf("Migrate: %+v, %v", rep, err)
 		}
 		pcfg := pgConfig(dst.DSN, "after")
@@ -41,6 +43,12 @@ func TestMigrate(t *testing.T) {
 		}
 		if got := output(events(t, p, r.ID()), 'o'); got != string(bytes.Repeat([]byte("migrated output\r\n"), 2000)) {
 			t.Fatalf("the copy replays %d bytes", len(got))
+		}
+		if rep := verify(t, p, "bulk"); !rep.Intact || !rep.Sealed {
+			t.Fatalf("verify the copy of the bulk session: %+v", rep)
+		}
+		if got := serverBytes(t, p, "bulk"); !bytes.Equal(got, bulk) {
+			t.Fatalf("the copy of the bulk session holds %d bytes, want %d", len(got), len(bulk))
 		}
 		if rep, err := p.VerifyAudit(); err != nil || !rep.Intact {
 			t.Fatalf("VerifyAudit of the copy: %+v, %v", rep, err)
