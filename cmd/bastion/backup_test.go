@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -37,7 +38,22 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("sessions: %s", r)
 	}
 
+	// A session with output large enough that its chunks go to the chunk
+	// log beside bastion.db: the backup must carry them.
+	if out, err := exec.Command("ssh", "-F", sshCfg, "root@web1", "head -c 1500000 /dev/urandom | base64 -w 76; echo big-done-$((6*7))").CombinedOutput(); err != nil || !strings.Contains(string(out), "big-done-42") {
+		t.Fatalf("ssh: %v\n%.200s", err, out)
+	}
+	var big recorder.SessionInfo
+	for _, line := range strings.Split(strings.TrimSpace(w.run(nil, "sessions", "--json").Stdout), "\n") {
+		var s recorder.SessionInfo
+		if json.Unmarshal([]byte(line), &s) == nil && s.ID != info.ID {
+			big = s
+		}
+	}
 	dataDir := w.app.Config.DataDir
+	if segs, _ := filepath.Glob(filepath.Join(recorder.ChunkDir(filepath.Join(dataDir, app.StoreFile)), "*.seg")); big.ID == "" || len(segs) == 0 {
+		t.Fatalf("the large session (%q) left no chunk segment", big.ID)
+	}
 	live := filepath.Join(t.TempDir(), "live.tar")
 	if _, errOut, code := cliRun(t, "backup", "--config", w.cfgPath, "--out", live); code != 0 || !strings.Contains(errOut, "copied by the running bastion") {
 		t.Fatalf("backup of a running bastion: exit %d, %q", code, errOut)
@@ -65,6 +81,13 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("offline replay of the restored store: exit %d, %q, %q", code, out, errOut)
 	}
 
+	if out, errOut, code := cliRun(t, "export", big.ID, "--data-dir", restored); code != 0 || !strings.Contains(out, "big-done-42") {
+		t.Fatalf("offline export of the large session from the restored store: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(recorder.ChunkDir(filepath.Join(restored, app.StoreFile))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the restored store has a chunk log beside it: %v", err)
+	}
+
 	// The original bastion stops; one starts on the restored directory.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	w.app.Shutdown(ctx)
@@ -84,8 +107,10 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	w.app = a // the world's cleanup stops it
 	w.loginAlice(t)
-	if r := w.run(nil, "verify", info.ID); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
-		t.Errorf("verify on the restored bastion: %s", r)
+	for _, id := range []string{info.ID, big.ID} {
+		if r := w.run(nil, "verify", id); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+			t.Errorf("verify %s on the restored bastion: %s", id, r)
+		}
 	}
 	// (The issue saw "sealed=false, status " here: the audit log has neither.)
 	if r := w.run(nil, "verify", "--audit"); r.Code != 0 || !strings.Contains(r.Stdout, "intact: audit log") || strings.Contains(r.Stdout, "status") {
