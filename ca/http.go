@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -274,7 +273,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
-	id, err := s.cfg.Verifier.Verify(ctx, req.IDToken)
+	id, use, err := s.cfg.Verifier.verifyToken(ctx, req.IDToken)
 	rec.User, rec.Issuer, rec.Subject, rec.Workload = id.User, id.Issuer, id.Subject, id.Workload
 	if err != nil {
 		return nil, err
@@ -316,10 +315,6 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		}
 	}
 	id.SourceAddress = req.Source
-	use, err := tokenUse(req.IDToken)
-	if err != nil {
-		return nil, err
-	}
 	if id, err = s.cfg.Authority.Stamp(id, ttl); err != nil {
 		return nil, err
 	}
@@ -399,34 +394,15 @@ type tokenSpent struct {
 	expires time.Time
 }
 
-// tokenUse reads what names a verified ID token: SHA-256 of its issuer and
-// jti, or of the whole token when it carries no jti, and its expiry.
-func tokenUse(raw string) (tokenSpent, error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return tokenSpent{}, tokenErr(ReasonMalformed, "want 3 dot-separated parts")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return tokenSpent{}, tokenErr(ReasonMalformed, "payload: %v", err)
-	}
-	var c struct {
-		Iss string          `json:"iss"`
-		JTI string          `json:"jti"`
-		Exp json.RawMessage `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return tokenSpent{}, tokenErr(ReasonMalformed, "payload: %v", err)
-	}
-	var exp float64
-	if err := json.Unmarshal(c.Exp, &exp); err != nil || exp <= 0 {
-		return tokenSpent{}, tokenErr(ReasonMalformed, "exp is not a number")
-	}
+// spentBy names a verified ID token for the single-use check: SHA-256 of
+// its issuer and jti, or of the whole token when it carries no jti, and its
+// expiry.
+func spentBy(raw, iss, jti string, expires time.Time) tokenSpent {
 	h := sha256.New()
-	if c.JTI != "" {
-		h.Write([]byte("jti\x00" + c.Iss + "\x00" + c.JTI))
+	if jti != "" {
+		h.Write([]byte("jti\x00" + iss + "\x00" + jti))
 	} else {
 		h.Write([]byte("token\x00" + raw))
 	}
-	return tokenSpent{key: h.Sum(nil), expires: time.Unix(int64(exp), 0)}, nil
+	return tokenSpent{key: h.Sum(nil), expires: expires}
 }

@@ -3,8 +3,6 @@ package ca
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -116,6 +114,9 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 	if cfg.GroupsClaim == "" {
 		cfg.GroupsClaim = "groups"
 	}
+	if slices.Contains(reservedClaims, cfg.UsernameClaim) || slices.Contains(reservedClaims, cfg.GroupsClaim) {
+		return nil, fmt.Errorf("ca: oidc username and groups claims cannot be one of %v", reservedClaims)
+	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{oidc.RS256, oidc.ES256}
 	}
@@ -153,135 +154,94 @@ func (v *Verifier) Issuer() string { return v.cfg.Issuer }
 // ClientID is the OAuth client ID people log in with.
 func (v *Verifier) ClientID() string { return v.cfg.ClientID }
 
-// unverified is what is read from a token before its signature is checked,
-// only to pick the verifier; every value is checked again afterwards.
-type unverified struct {
-	Alg string `json:"alg"`
-	Iss string `json:"iss"`
-	Aud audience
-}
-
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*a = []string{s}
-		return nil
-	}
-	var l []string
-	if err := json.Unmarshal(b, &l); err != nil {
-		return errors.New("aud is neither a string nor a list of strings")
-	}
-	*a = l
-	return nil
-}
-
-func peek(raw string) (unverified, error) {
-	var u unverified
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return u, tokenErr(ReasonMalformed, "want 3 dot-separated parts, got %d", len(parts))
-	}
-	hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return u, tokenErr(ReasonMalformed, "header: %v", err)
-	}
-	var h struct {
-		Alg string `json:"alg"`
-	}
-	if err := json.Unmarshal(hdr, &h); err != nil {
-		return u, tokenErr(ReasonMalformed, "header: %v", err)
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return u, tokenErr(ReasonMalformed, "payload: %v", err)
-	}
-	var p struct {
-		Iss string   `json:"iss"`
-		Aud audience `json:"aud"`
-	}
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return u, tokenErr(ReasonMalformed, "payload: %v", err)
-	}
-	return unverified{Alg: h.Alg, Iss: p.Iss, Aud: p.Aud}, nil
-}
-
 // Verify checks raw and returns the identity it proves.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
+	id, _, err := v.verifyToken(ctx, raw)
+	return id, err
+}
+
+// verifyToken checks raw and returns the identity it proves and what names
+// the token for the single-use check. The token's JSON is decoded once
+// here (parseToken), besides go-oidc's own reading of it.
+func (v *Verifier) verifyToken(ctx context.Context, raw string) (Identity, tokenSpent, error) {
 	if raw == "" {
-		return Identity{}, tokenErr(ReasonMalformed, "empty token")
+		return Identity{}, tokenSpent{}, tokenErr(ReasonMalformed, "empty token")
 	}
 	if len(raw) > maxTokenBytes {
-		return Identity{}, tokenErr(ReasonMalformed, "token of %d bytes exceeds %d", len(raw), maxTokenBytes)
+		return Identity{}, tokenSpent{}, tokenErr(ReasonMalformed, "token of %d bytes exceeds %d", len(raw), maxTokenBytes)
 	}
-	u, err := peek(raw)
+	c, err := parseToken(raw, v.cfg.UsernameClaim, v.cfg.GroupsClaim)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, tokenSpent{}, err
 	}
-	if !slices.Contains(v.cfg.Algorithms, u.Alg) {
-		return Identity{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(u.Alg), v.cfg.Algorithms)
+	if !slices.Contains(v.cfg.Algorithms, c.alg) {
+		return Identity{}, tokenSpent{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(c.alg), v.cfg.Algorithms)
 	}
-	if u.Iss == v.cfg.Issuer && slices.Contains(u.Aud, v.cfg.ClientID) {
-		return v.verifyPerson(ctx, raw)
+	if c.iss == v.cfg.Issuer && slices.Contains(c.aud, v.cfg.ClientID) {
+		id, tok, err := v.verifyPersonFor(ctx, raw, &c, v.cfg.ClientID)
+		if err != nil {
+			return Identity{}, tokenSpent{}, err
+		}
+		return id, spentBy(raw, tok.Issuer, c.jti, tok.Expiry), nil
 	}
-	known := u.Iss == v.cfg.Issuer
+	known := c.iss == v.cfg.Issuer
 	var mismatch error
 	for i := range v.cfg.Workloads {
 		w := &v.cfg.Workloads[i]
-		if w.Issuer != u.Iss {
+		if w.Issuer != c.iss {
 			continue
 		}
 		known = true
-		if slices.Contains(u.Aud, w.Audience) {
-			id, err := v.verifyWorkload(ctx, raw, w)
-			if err == nil || !errors.Is(err, errSubjectMismatch) {
-				return id, err
+		if slices.Contains(c.aud, w.Audience) {
+			id, tok, err := v.verifyWorkload(ctx, raw, &c, w)
+			if err == nil {
+				return id, spentBy(raw, tok.Issuer, c.jti, tok.Expiry), nil
+			}
+			if !errors.Is(err, errSubjectMismatch) {
+				return Identity{}, tokenSpent{}, err
 			}
 			mismatch = err // another workload of this issuer may match
 		}
 	}
 	if mismatch != nil {
-		return Identity{}, mismatch
+		return Identity{}, tokenSpent{}, mismatch
 	}
 	if !known {
-		return Identity{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not configured", safetext.Printable(u.Iss))
+		return Identity{}, tokenSpent{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not configured", safetext.Printable(c.iss))
 	}
-	return Identity{}, tokenErr(ReasonAudience, "audience %q is not accepted for issuer %q", safetext.Printable(strings.Join(u.Aud, ",")), safetext.Printable(u.Iss))
+	return Identity{}, tokenSpent{}, tokenErr(ReasonAudience, "audience %q is not accepted for issuer %q", safetext.Printable(strings.Join(c.aud, ",")), safetext.Printable(c.iss))
 }
 
-func (v *Verifier) verify(ctx context.Context, raw, issuer, clientID string) (*oidc.IDToken, map[string]any, error) {
+// verify has go-oidc check raw's signature, issuer, audience and expiry,
+// then checks what it read against c, the bastion's own reading of the same
+// bytes, and the authorized party.
+func (v *Verifier) verify(ctx context.Context, raw string, c *idClaims, issuer, clientID string) (*oidc.IDToken, error) {
 	lp := v.provider(issuer)
 	verifier, err := lp.verifier(clientID)
 	if err != nil {
-		return nil, nil, &TokenError{Reason: ReasonIdPUnavailable, Err: err}
+		return nil, &TokenError{Reason: ReasonIdPUnavailable, Err: err}
 	}
 	tok, err := verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, nil, classify(err)
+		return nil, classify(err)
 	}
-	var claims map[string]any
-	if err := tok.Claims(&claims); err != nil {
-		return nil, nil, tokenErr(ReasonMalformed, "claims: %v", err)
+	// Both read the same signed bytes; a difference means a JSON quirk
+	// (encoding/json matches names without regard to case) and is refused.
+	if tok.Issuer != c.iss || !slices.Equal(tok.Audience, c.aud) {
+		return nil, tokenErr(ReasonMalformed, "the claims read ambiguously")
 	}
 	// go-oidc checks iss, aud, exp and the signature. OIDC Core 3.1.3.7:
 	// with several audiences azp must be present; when present it must be us.
-	azp, _ := claims["azp"].(string)
-	if len(tok.Audience) > 1 && azp == "" {
-		return nil, nil, tokenErr(ReasonAuthorizedParty, "several audiences and no azp")
+	if len(tok.Audience) > 1 && c.azp == "" {
+		return nil, tokenErr(ReasonAuthorizedParty, "several audiences and no azp")
 	}
-	if azp != "" && azp != clientID {
-		return nil, nil, tokenErr(ReasonAuthorizedParty, "azp %q is not %q", safetext.Printable(azp), clientID)
+	if c.azp != "" && c.azp != clientID {
+		return nil, tokenErr(ReasonAuthorizedParty, "azp %q is not %q", safetext.Printable(c.azp), clientID)
 	}
 	if err := checkSubject(tok.Subject); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return tok, claims, nil
-}
-
-func (v *Verifier) verifyPerson(ctx context.Context, raw string) (Identity, error) {
-	id, _, err := v.verifyPersonFor(ctx, raw, v.cfg.ClientID)
-	return id, err
+	return tok, nil
 }
 
 // VerifyLogin checks an ID token that a web sign-in (authorization code
@@ -294,17 +254,17 @@ func (v *Verifier) VerifyLogin(ctx context.Context, raw, clientID, nonce string)
 	if raw == "" || len(raw) > maxTokenBytes {
 		return Identity{}, time.Time{}, tokenErr(ReasonMalformed, "token of %d bytes", len(raw))
 	}
-	u, err := peek(raw)
+	c, err := parseToken(raw, v.cfg.UsernameClaim, v.cfg.GroupsClaim)
 	if err != nil {
 		return Identity{}, time.Time{}, err
 	}
-	if !slices.Contains(v.cfg.Algorithms, u.Alg) {
-		return Identity{}, time.Time{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(u.Alg), v.cfg.Algorithms)
+	if !slices.Contains(v.cfg.Algorithms, c.alg) {
+		return Identity{}, time.Time{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(c.alg), v.cfg.Algorithms)
 	}
-	if u.Iss != v.cfg.Issuer {
-		return Identity{}, time.Time{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not the people IdP", safetext.Printable(u.Iss))
+	if c.iss != v.cfg.Issuer {
+		return Identity{}, time.Time{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not the people IdP", safetext.Printable(c.iss))
 	}
-	id, tok, err := v.verifyPersonFor(ctx, raw, clientID)
+	id, tok, err := v.verifyPersonFor(ctx, raw, &c, clientID)
 	if err != nil {
 		return Identity{}, time.Time{}, err
 	}
@@ -314,38 +274,38 @@ func (v *Verifier) VerifyLogin(ctx context.Context, raw, clientID, nonce string)
 	return id, tok.Expiry, nil
 }
 
-func (v *Verifier) verifyPersonFor(ctx context.Context, raw, clientID string) (Identity, *oidc.IDToken, error) {
-	tok, claims, err := v.verify(ctx, raw, v.cfg.Issuer, clientID)
+func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims, clientID string) (Identity, *oidc.IDToken, error) {
+	tok, err := v.verify(ctx, raw, c, v.cfg.Issuer, clientID)
 	if err != nil {
 		return Identity{}, nil, err
 	}
 	id := Identity{Issuer: tok.Issuer, Subject: tok.Subject}
 	claim := v.cfg.UsernameClaim
-	val, ok := claims[claim].(string)
-	if !ok || val == "" {
+	if !c.userIsString || c.user == "" {
 		return Identity{}, nil, tokenErr(ReasonUsername, "claim %q missing or not a string", claim)
 	}
-	if claim == "email" && !truthy(claims["email_verified"]) {
+	if claim == "email" && !c.verified {
 		return Identity{}, nil, tokenErr(ReasonEmailUnverified, "email_verified is false or missing")
 	}
-	if id.User, err = SanitizeUsername(val, claim == "email"); err != nil {
+	if id.User, err = SanitizeUsername(c.user, claim == "email"); err != nil {
 		return Identity{}, nil, &TokenError{Reason: ReasonUsername, Err: err}
 	}
-	if id.Groups, err = groupsOf(claims[v.cfg.GroupsClaim]); err != nil {
-		return Identity{}, nil, &TokenError{Reason: ReasonGroups, Err: err}
+	if c.groupsErr != nil {
+		return Identity{}, nil, &TokenError{Reason: ReasonGroups, Err: c.groupsErr}
 	}
+	id.Groups = c.groups
 	return id, tok, nil
 }
 
 var errSubjectMismatch = errors.New("subject does not match")
 
-func (v *Verifier) verifyWorkload(ctx context.Context, raw string, w *Workload) (Identity, error) {
-	tok, _, err := v.verify(ctx, raw, w.Issuer, w.Audience)
+func (v *Verifier) verifyWorkload(ctx context.Context, raw string, c *idClaims, w *Workload) (Identity, *oidc.IDToken, error) {
+	tok, err := v.verify(ctx, raw, c, w.Issuer, w.Audience)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, nil, err
 	}
 	if !globMatch(w.Subject, tok.Subject) {
-		return Identity{}, &TokenError{Reason: ReasonSubject, Err: fmt.Errorf("%w: %q against %q", errSubjectMismatch, safetext.Printable(tok.Subject), w.Subject)}
+		return Identity{}, nil, &TokenError{Reason: ReasonSubject, Err: fmt.Errorf("%w: %q against %q", errSubjectMismatch, safetext.Printable(tok.Subject), w.Subject)}
 	}
 	return Identity{
 		User:     w.Name,
@@ -353,7 +313,7 @@ func (v *Verifier) verifyWorkload(ctx context.Context, raw string, w *Workload) 
 		Subject:  tok.Subject,
 		Groups:   slices.Clone(w.Groups),
 		Workload: true,
-	}, nil
+	}, tok, nil
 }
 
 func classify(err error) error {
@@ -385,48 +345,6 @@ func checkSubject(sub string) error {
 		}
 	}
 	return nil
-}
-
-// truthy accepts the boolean true, and the string "true" some IdPs send.
-func truthy(v any) bool {
-	switch b := v.(type) {
-	case bool:
-		return b
-	case string:
-		return b == "true"
-	}
-	return false
-}
-
-const maxGroups = 256
-
-func groupsOf(v any) ([]string, error) {
-	switch g := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		if err := validateGroup(g); err != nil {
-			return nil, err
-		}
-		return []string{g}, nil
-	case []any:
-		if len(g) > maxGroups {
-			return nil, fmt.Errorf("%d groups exceed the limit of %d", len(g), maxGroups)
-		}
-		out := make([]string, 0, len(g))
-		for _, e := range g {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("group %v is not a string", e)
-			}
-			if err := validateGroup(s); err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("groups claim of type %T", v)
 }
 
 // globMatch reports whether s matches pattern, where '*' matches any run of

@@ -1,0 +1,169 @@
+package ca
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// idClaims is what the bastion reads from an ID token itself, decoded once
+// per token: the header's algorithm and the claims that pick the verifier
+// (iss, aud), name the token for the single-use check (jti) and make the
+// identity (azp, the username, email_verified, groups). Nothing in it is
+// trusted before go-oidc has verified the signature over the same bytes and
+// checked iss, aud and exp; verify then checks that go-oidc read the same
+// issuer and audience. It is decoded with encoding/json, as go-oidc decodes
+// the payload, so both read the bytes the same way.
+type idClaims struct {
+	alg string
+	iss string
+	aud []string
+	jti string
+	azp string
+
+	user         string // the username claim's value, when a string
+	userIsString bool
+	verified     bool     // email_verified is true or "true"
+	groups       []string // the groups claim: absent or null is nil, a string one group
+	groupsErr    error    // the groups claim is not a string or a list of valid groups
+}
+
+// payloadClaims is the payload as decoded, for the default claim names.
+type payloadClaims struct {
+	Iss           string          `json:"iss"`
+	Aud           audience        `json:"aud"`
+	JTI           string          `json:"jti"`
+	Azp           string          `json:"azp"`
+	EmailVerified any             `json:"email_verified"`
+	Email         json.RawMessage `json:"email"`
+	Groups        json.RawMessage `json:"groups"`
+}
+
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = []string{s}
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return errors.New("aud is neither a string nor a list of strings")
+	}
+	*a = l
+	return nil
+}
+
+// parseToken splits a compact JWS and decodes its header's alg and the
+// claims in its payload; userClaim and groupsClaim name the claims the
+// username and groups come from.
+func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
+	var c idClaims
+	hdr, rest, ok := strings.Cut(raw, ".")
+	payload, sig, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(sig, ".") {
+		return c, tokenErr(ReasonMalformed, "want 3 dot-separated parts, got %d", strings.Count(raw, ".")+1)
+	}
+	h, err := decodeB64(hdr)
+	if err != nil {
+		return c, tokenErr(ReasonMalformed, "header: %v", err)
+	}
+	var hv struct {
+		Alg string `json:"alg"`
+	}
+	if err := json.Unmarshal(h, &hv); err != nil {
+		return c, tokenErr(ReasonMalformed, "header: %v", err)
+	}
+	p, err := decodeB64(payload)
+	if err != nil {
+		return c, tokenErr(ReasonMalformed, "payload: %v", err)
+	}
+	var pc payloadClaims
+	if err := json.Unmarshal(p, &pc); err != nil {
+		return c, tokenErr(ReasonMalformed, "payload: %v", err)
+	}
+	c.alg, c.iss, c.aud, c.jti, c.azp = hv.Alg, pc.Iss, pc.Aud, pc.JTI, pc.Azp
+	c.verified = truthy(pc.EmailVerified)
+	user, groups := pc.Email, pc.Groups
+	if userClaim != "email" || groupsClaim != "groups" {
+		// Claims of other names: a second decoding, for this
+		// configuration only.
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(p, &all); err != nil {
+			return c, tokenErr(ReasonMalformed, "payload: %v", err)
+		}
+		user, groups = all[userClaim], all[groupsClaim]
+	}
+	if len(user) > 0 && user[0] == '"' {
+		if err := json.Unmarshal(user, &c.user); err != nil {
+			return c, tokenErr(ReasonMalformed, "payload: %v", err)
+		}
+		c.userIsString = true
+	}
+	if len(groups) > 0 {
+		var g any
+		if err := json.Unmarshal(groups, &g); err != nil {
+			return c, tokenErr(ReasonMalformed, "payload: %v", err)
+		}
+		c.groups, c.groupsErr = groupsOf(g)
+	}
+	return c, nil
+}
+
+func decodeB64(s string) ([]byte, error) {
+	out := make([]byte, base64.RawURLEncoding.DecodedLen(len(s)))
+	n, err := base64.RawURLEncoding.Decode(out, []byte(s))
+	return out[:n], err
+}
+
+// reservedClaims are read by the bastion for their own meaning, so they
+// cannot also be the username or groups claim.
+var reservedClaims = []string{"iss", "aud", "jti", "azp", "email_verified"}
+
+// truthy accepts the boolean true, and the string "true" some IdPs send.
+func truthy(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true"
+	}
+	return false
+}
+
+const maxGroups = 256
+
+func groupsOf(v any) ([]string, error) {
+	switch g := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		if err := validateGroup(g); err != nil {
+			return nil, err
+		}
+		return []string{g}, nil
+	case []any:
+		if len(g) > maxGroups {
+			return nil, fmt.Errorf("%d groups exceed the limit of %d", len(g), maxGroups)
+		}
+		out := make([]string, 0, len(g))
+		for _, e := range g {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("group %v is not a string", e)
+			}
+			if err := validateGroup(s); err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("groups claim of type %T", v)
+}

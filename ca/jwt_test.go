@@ -1,0 +1,140 @@
+package ca
+
+import (
+	"encoding/base64"
+	"errors"
+	"slices"
+	"testing"
+)
+
+func jwtOf(header, payload string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
+}
+
+const rs256 = `{"alg":"RS256","kid":"k"}`
+
+// jwtSeeds are ID tokens, well-formed and not, that the table tests and the
+// fuzz target start from.
+var jwtSeeds = []string{
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","sub":"u","email":"a@x","email_verified":true,"groups":["dev","ops"],"jti":"j"}`),
+	jwtOf(rs256, `{"iss":"https://idp","aud":["bastion","other"],"azp":"bastion","email":"a@x","email_verified":"true","groups":"dev"}`),
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","email":5,"groups":[1]}`),
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","groups":null,"email":null}`),
+	"", "a", "a.b", "a.b.c.d", "!!.e30.c2ln", jwtOf(rs256, "") + "x", "e30.!!.c2ln",
+	jwtOf(`[]`, `{}`), jwtOf(`{"alg":5}`, `{}`), jwtOf(rs256, `[]`), jwtOf(rs256, `{"iss":1}`),
+	jwtOf(rs256, `{"aud":{"a":1}}`), jwtOf(rs256, `{"aud":[1]}`), jwtOf(rs256, `{"jti":true}`), jwtOf(rs256, `{"azp":[]}`),
+	jwtOf(rs256, `{"iss":"x"`), jwtOf(rs256, `{"iss":"x"} {}`), jwtOf(rs256, `{"groups":[`),
+}
+
+func TestParseToken(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		raw     string
+		wantErr bool
+		check   func(c idClaims) bool
+	}{
+		{"person", jwtSeeds[0], false, func(c idClaims) bool {
+			return c.alg == "RS256" && c.iss == "https://idp" && slices.Equal(c.aud, []string{"bastion"}) && c.jti == "j" &&
+				c.user == "a@x" && c.userIsString && c.verified && slices.Equal(c.groups, []string{"dev", "ops"}) && c.groupsErr == nil
+		}},
+		{"audience list, string forms", jwtSeeds[1], false, func(c idClaims) bool {
+			return slices.Equal(c.aud, []string{"bastion", "other"}) && c.azp == "bastion" && c.verified && slices.Equal(c.groups, []string{"dev"})
+		}},
+		{"username and groups of the wrong type are kept for later", jwtSeeds[2], false, func(c idClaims) bool {
+			return !c.userIsString && c.groupsErr != nil && !c.verified
+		}},
+		{"null username and groups", jwtSeeds[3], false, func(c idClaims) bool {
+			return !c.userIsString && c.groups == nil && c.groupsErr == nil
+		}},
+		{"empty", "", true, nil},
+		{"one part", "a", true, nil},
+		{"two parts", "a.b", true, nil},
+		{"four parts", "a.b.c.d", true, nil},
+		{"header not base64url", "!!.e30.c2ln", true, nil},
+		{"header not JSON", "bm90.e30.c2ln", true, nil},
+		{"payload not base64url", "e30.!!.c2ln", true, nil},
+		{"header an array", jwtSeeds[11], true, nil},
+		{"alg a number", jwtSeeds[12], true, nil},
+		{"payload an array", jwtSeeds[13], true, nil},
+		{"iss a number", jwtSeeds[14], true, nil},
+		{"aud an object", jwtSeeds[15], true, nil},
+		{"aud of numbers", jwtSeeds[16], true, nil},
+		{"jti a boolean", jwtSeeds[17], true, nil},
+		{"azp a list", jwtSeeds[18], true, nil},
+		{"truncated payload", jwtSeeds[19], true, nil},
+		{"data after the payload", jwtSeeds[20], true, nil},
+		{"truncated groups", jwtSeeds[21], true, nil},
+		{"too many groups", jwtOf(rs256, `{"groups":[`+groupList(maxGroups+1)+`]}`), false, func(c idClaims) bool { return c.groupsErr != nil }},
+		{"an invalid group", jwtOf(rs256, `{"groups":["a b\n"]}`), false, func(c idClaims) bool { return c.groupsErr != nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseToken(tc.raw, "email", "groups")
+			if tc.wantErr {
+				var te *TokenError
+				if !errors.As(err, &te) || te.Reason != ReasonMalformed {
+					t.Fatalf("got %+v, %v; want a malformed-token error", c, err)
+				}
+				return
+			}
+			if err != nil || !tc.check(c) {
+				t.Fatalf("got %+v, %v", c, err)
+			}
+		})
+	}
+}
+
+func groupList(n int) string {
+	s := ""
+	for i := range n {
+		if i > 0 {
+			s += ","
+		}
+		s += `"g"`
+	}
+	return s
+}
+
+// TestParseTokenOtherClaims reads the username and groups from claims of
+// other names than the defaults.
+func TestParseTokenOtherClaims(t *testing.T) {
+	raw := jwtOf(rs256, `{"iss":"i","aud":"a","email":"e@x","preferred_username":"bob","roles":["r1"],"groups":["g"]}`)
+	c, err := parseToken(raw, "preferred_username", "roles")
+	if err != nil || c.user != "bob" || !slices.Equal(c.groups, []string{"r1"}) {
+		t.Fatalf("got %+v, %v", c, err)
+	}
+	for _, claim := range reservedClaims {
+		if _, err := NewVerifier(OIDCConfig{Issuer: "https://i", ClientID: "c", UsernameClaim: claim}); err == nil {
+			t.Errorf("username claim %q accepted", claim)
+		}
+		if _, err := NewVerifier(OIDCConfig{Issuer: "https://i", ClientID: "c", GroupsClaim: claim}); err == nil {
+			t.Errorf("groups claim %q accepted", claim)
+		}
+	}
+}
+
+// FuzzParseToken feeds arbitrary tokens to the claims reader: it must
+// refuse with a malformed-token error or return claims, never panic, and
+// never return groups along with a groups error.
+func FuzzParseToken(f *testing.F) {
+	for _, s := range jwtSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		c, err := parseToken(raw, "email", "groups")
+		if err != nil {
+			var te *TokenError
+			if !errors.As(err, &te) || te.Reason != ReasonMalformed {
+				t.Fatalf("error %v is not a malformed-token error", err)
+			}
+			return
+		}
+		if c.groupsErr != nil && c.groups != nil {
+			t.Fatalf("groups %q with error %v", c.groups, c.groupsErr)
+		}
+		for _, g := range c.groups {
+			if validateGroup(g) != nil {
+				t.Fatalf("invalid group %q accepted", g)
+			}
+		}
+	})
+}
