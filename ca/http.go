@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -254,7 +255,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 			return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: "content_type", err: fmt.Errorf("content type %q, want application/json", safetext.Printable(ct))}
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxRequestBytes))
+	body, err := readBody(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -331,7 +332,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		if err != nil {
 			return nil, err
 		}
-		resp.Certificate, resp.KeyID = string(ssh.MarshalAuthorizedKey(cert)), cert.KeyId
+		resp.Certificate, resp.KeyID = authorizedKey(cert), cert.KeyId
 	}
 	if dbPub != nil || req.AccessToken {
 		if id.SourceAddress != "" {
@@ -369,6 +370,40 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		return nil, errAudit
 	}
 	return resp, nil
+}
+
+// readBody reads the request's body, at most maxRequestBytes, into a buffer
+// of the declared length (io.ReadAll starts at 512 bytes and grows).
+func readBody(r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(nil, r.Body, maxRequestBytes)
+	size := 512
+	if n := r.ContentLength; n > 0 && n <= maxRequestBytes {
+		size = int(n) + 1 // room to see the end without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
+// authorizedKey is string(ssh.MarshalAuthorizedKey(k)) without its
+// streaming encoder and growing buffer.
+func authorizedKey(k ssh.PublicKey) string {
+	t, wire := k.Type(), k.Marshal()
+	b := make([]byte, 0, len(t)+1+base64.StdEncoding.EncodedLen(len(wire))+1)
+	b = append(append(b, t...), ' ')
+	b = base64.StdEncoding.AppendEncode(b, wire)
+	return string(append(b, '\n'))
 }
 
 // checkSourceAddress validates an OpenSSH source-address list.

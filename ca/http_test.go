@@ -486,3 +486,21 @@ func processCPU(b *testing.B) time.Duration {
 func reportCPU(b *testing.B, cpu0 time.Duration) {
 	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
+
+// TestAuthorizedKey: the certificate in the answer is exactly what
+// ssh.MarshalAuthorizedKey writes.
+func TestAuthorizedKey(t *testing.T) {
+	a, err := New(Config{Keys: testKeys(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _, err := a.SignUser(Identity{User: "alice", Issuer: "https://idp", Subject: "s", Groups: []string{"dev"}}, newEd25519(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []ssh.PublicKey{cert, cert.Key} {
+		if got, want := authorizedKey(k), string(ssh.MarshalAuthorizedKey(k)); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
