@@ -3,16 +3,21 @@ package bastion
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
@@ -462,4 +467,115 @@ func TestApprovalWebhookLink(t *testing.T) {
 	if m["url"] != "https://bastion.example.com/approvals/r1" || m["id"] != "r1" || m["approve"] != "bastion approve r1" {
 		t.Errorf("webhook got %v", m)
 	}
+}
+
+// upstreamPair connects an upstreamConn to an x/crypto server standing in
+// for a target, over loopback.
+func upstreamPair(t *testing.T) (*upstreamConn, *gossh.ServerConn) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCfg := &gossh.ServerConfig{NoClientAuth: true}
+	srvCfg.AddHostKey(hostKey)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type accepted struct {
+		conn *gossh.ServerConn
+		err  error
+	}
+	got := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- accepted{err: err}
+			return
+		}
+		sc, chans, reqs, err := gossh.NewServerConn(c, srvCfg)
+		if err == nil {
+			go gossh.DiscardRequests(reqs)
+			go func() {
+				for nc := range chans {
+					nc.Reject(gossh.Prohibited, "no channels here")
+				}
+			}()
+		}
+		got <- accepted{sc, err}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, chans, reqs, err := gossh.NewClientConn(c, "target", &gossh.ClientConfig{User: "root", HostKeyCallback: gossh.FixedHostKey(hostKey.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	t.Cleanup(func() { cc.Close(); a.conn.Close() })
+	return &upstreamConn{Conn: cc, chans: chans, reqs: reqs}, a.conn
+}
+
+// The session's request goroutine answers what a target sends on the
+// connection itself as ssh.Client's goroutines did (a global request
+// fails, a channel the target opens is rejected), also after the target
+// filled x/crypto's queue before anyone served it, and it returns once the
+// connection closes. A connection no session serves is drained on close.
+func TestUpstreamConnServe(t *testing.T) {
+	hangGuard := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { defer close(done); f() }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s never returned", what)
+		}
+	}
+	u, target := upstreamPair(t)
+	// More than x/crypto queues (16): its mux waits until they are taken.
+	for range 40 {
+		target.SendRequest("noise@test", false, nil)
+	}
+	chReqs := make(chan *gossh.Request, 1)
+	chReqs <- &gossh.Request{Type: "exit-status"}
+	close(chReqs)
+	var handled []string
+	done := make(chan struct{})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		u.serve(chReqs, func(r *gossh.Request) { handled = append(handled, r.Type) }, done)
+	}()
+	hangGuard("the channel's requests", func() { <-done })
+	ok, _, err := target.SendRequest("keepalive@openssh.com", true, nil)
+	if err != nil || ok {
+		t.Errorf("global request: ok %v, err %v; want a failure reply", ok, err)
+	}
+	_, _, err = target.OpenChannel("forwarded-tcpip", nil)
+	var oce *gossh.OpenChannelError
+	if !errors.As(err, &oce) || oce.Reason != gossh.UnknownChannelType {
+		t.Errorf("channel opened by the target: %v; want it rejected as an unknown type", err)
+	}
+	u.Close()
+	hangGuard("serve after the connection closed", func() { <-served })
+	if len(handled) != 1 || handled[0] != "exit-status" {
+		t.Errorf("handled %q, want the channel's one request", handled)
+	}
+
+	u2, target2 := upstreamPair(t)
+	for range 40 {
+		target2.SendRequest("noise@test", false, nil)
+	}
+	hangGuard("closeDrain", u2.closeDrain)
 }

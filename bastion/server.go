@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -241,14 +242,7 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 		},
 		ChannelHandlers: map[string]gliderssh.ChannelHandler{
 			"default": func(_ *gliderssh.Server, conn *gossh.ServerConn, ch gossh.NewChannel, ctx gliderssh.Context) {
-				// A bug in one channel must not take the bastion down with
-				// every other session: log it and drop that connection.
-				defer func() {
-					if v := recover(); v != nil {
-						s.log.Error("panic in channel handler", "panic", v, "stack", string(debug.Stack()))
-						conn.Close()
-					}
-				}()
+				defer s.containPanic(conn)
 				handle(ctx, conn, ch)
 			},
 		},
@@ -268,6 +262,16 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 				s.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		},
+	}
+}
+
+// containPanic, deferred at the top of a goroutine serving a channel of
+// conn, keeps a bug in one channel from taking the bastion down with every
+// other session: it logs the panic and drops that connection.
+func (s *Server) containPanic(conn io.Closer) {
+	if v := recover(); v != nil {
+		s.log.Error("panic in channel handler", "panic", v, "stack", string(debug.Stack()))
+		conn.Close()
 	}
 }
 

@@ -123,9 +123,23 @@ func isLocalIP(ip net.IP) bool {
 // forwarding on the target).
 var sessionCertExtensions = []string{"permit-pty"}
 
+// upstreamConn is an SSH connection to a target without ssh.Client's three
+// helper goroutines (global requests, channel opens, and one waiting to
+// close forwards the bastion never asks for): the session's request
+// goroutine answers the connection's requests and channel opens itself
+// (proxy.upstreamRequests), so an idle session holds three goroutines
+// fewer. What the target may send on the connection is answered as
+// ssh.Client answers it: global requests fail, channel opens are rejected.
+type upstreamConn struct {
+	gossh.Conn
+	chans <-chan gossh.NewChannel
+	reqs  <-chan *gossh.Request
+}
+
 // dialSSH opens an authenticated SSH connection to t as login with a fresh
-// key certified by the target CA for this session only.
-func (s *Server) dialSSH(ctx context.Context, t *policy.Target, login, sessionID string, id ca.Identity) (*gossh.Client, error) {
+// key certified by the target CA for this session only. The caller must
+// drain the connection's chans and reqs until they close.
+func (s *Server) dialSSH(ctx context.Context, t *policy.Target, login, sessionID string, id ca.Identity) (*upstreamConn, error) {
 	start := s.now()
 	c, err := s.dialSSHOnce(ctx, t, login, sessionID, id)
 	result := "ok"
@@ -136,7 +150,7 @@ func (s *Server) dialSSH(ctx context.Context, t *policy.Target, login, sessionID
 	return c, err
 }
 
-func (s *Server) dialSSHOnce(ctx context.Context, t *policy.Target, login, sessionID string, id ca.Identity) (*gossh.Client, error) {
+func (s *Server) dialSSHOnce(ctx context.Context, t *policy.Target, login, sessionID string, id ca.Identity) (*upstreamConn, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
@@ -189,7 +203,49 @@ func (s *Server) dialSSHOnce(ctx context.Context, t *policy.Target, login, sessi
 		return nil, fmt.Errorf("target %s: %w", t.Name, err)
 	}
 	conn.SetDeadline(time.Time{})
-	return gossh.NewClient(cc, chans, reqs), nil
+	return &upstreamConn{Conn: cc, chans: chans, reqs: reqs}, nil
+}
+
+// serve answers what the target sends on the connection itself, as
+// ssh.Client does: a global request fails (OpenSSH's keepalives take a
+// failure as an answer) and a channel the target opens (forwarded ports,
+// agent, X11: none was asked for) is rejected. With reqs, a channel's
+// requests, it passes each to handle and closes done when they end; it
+// returns when the connection has closed and all of them have ended.
+// Until it runs, the target can fill x/crypto's queues and stall the
+// connection, so every connection is served or drained.
+func (u *upstreamConn) serve(reqs <-chan *gossh.Request, handle func(*gossh.Request), done chan<- struct{}) {
+	connReqs, connChans := u.reqs, u.chans
+	for reqs != nil || connReqs != nil || connChans != nil {
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				close(done)
+				continue
+			}
+			handle(req)
+		case req, ok := <-connReqs:
+			if !ok {
+				connReqs = nil
+			} else if req.WantReply {
+				req.Reply(false, nil)
+			}
+		case nc, ok := <-connChans:
+			if !ok {
+				connChans = nil
+			} else {
+				nc.Reject(gossh.UnknownChannelType, "unknown channel type: "+nc.ChannelType())
+			}
+		}
+	}
+}
+
+// closeDrain closes a connection no session serves and answers what the
+// target sent meanwhile, so that x/crypto's goroutines end.
+func (u *upstreamConn) closeDrain() {
+	u.Close()
+	u.serve(nil, nil, nil)
 }
 
 // hostKeyCallback verifies a target's host key as its config says: a
