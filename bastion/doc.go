@@ -51,8 +51,9 @@
 // recording, timers for idle and maximum duration, and closers. A
 // [proxy] relays one session channel:
 //
-//   - the session's own goroutine relays upstream stdout through an
-//     outputPipeline: the shell guard's terminal emulator (raw), masking,
+//   - the session's own goroutine (started fresh once the target is
+//     dialled, so an idle session does not keep the dial's stack) relays
+//     upstream stdout through an outputPipeline: the shell guard's terminal emulator (raw), masking,
 //     the recording, downstream. Every byte of target output takes this one
 //     path;
 //   - one goroutine relays stderr through a second pipeline;
@@ -63,7 +64,10 @@
 //   - two loops carry channel requests: downstreamRequests (pty-req, env,
 //     window-change, signal, and the one shell/exec/subsystem request, which
 //     start judges and begins the recording for) and upstreamRequests
-//     (exit-status, exit-signal).
+//     (exit-status, exit-signal). The upstream connection is an
+//     upstreamConn, not an ssh.Client: upstreamRequests also answers what
+//     the target sends on the connection itself (global requests fail,
+//     channel opens are rejected), saving ssh.Client's three goroutines.
 //
 // A decision on a command goes through proxy.enforce: audit, marker, the
 // message to the user, and for approve rules the wait on [approvals]
