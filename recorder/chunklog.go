@@ -131,6 +131,10 @@ type chunkLog struct {
 	seg   uint32
 	end   int64
 	newID string // the ID a first segment is being written under
+	// readID is the ID readers open segments under: set before the
+	// transaction that writes the first segment commits, since a reader
+	// can see its references before that commit's OnCommit runs.
+	readID string
 
 	// rm keeps segments from being removed while Backup reads them.
 	rm     sync.RWMutex
@@ -159,6 +163,7 @@ func (l *chunkLog) load(tx *bolt.Tx) error {
 		return fmt.Errorf("%w: the chunk log's state in the store is unreadable", ErrBroken)
 	}
 	l.id, l.seg, l.end = string(id), binary.BigEndian.Uint32(tail), int64(binary.BigEndian.Uint64(tail[4:]))
+	l.readID = l.id
 	if l.readOnly {
 		return nil
 	}
@@ -233,7 +238,7 @@ func (l *chunkLog) file(id string, seg uint32, create bool) (*os.File, error) {
 // read returns the value ref points at, in *buf (reused).
 func (l *chunkLog) read(ref chunkRef, buf *[]byte) ([]byte, error) {
 	l.mu.Lock()
-	id := l.id
+	id := l.readID
 	l.mu.Unlock()
 	if id == "" {
 		return nil, errors.New("the store has no chunk log")
@@ -375,6 +380,11 @@ func (t *boltTx) commitLog() error {
 		emptied = append(emptied, seg)
 	}
 	started, id, seg, end := lt.started, lt.id, lt.seg, lt.end
+	if started {
+		l.mu.Lock()
+		l.readID = id // the ID never changes once a segment is written
+		l.mu.Unlock()
+	}
 	t.tx.OnCommit(func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()

@@ -432,3 +432,49 @@ func TestChunkLogEditedReference(t *testing.T) {
 		})
 	}
 }
+
+// Readers replay and verify a session while the flusher appends its large
+// chunks to the log (run with -race).
+func TestChunkLogConcurrentReaders(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	data := randomBytes(11, 4<<20)
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				var n int
+				err := s.rawEvents("live", func(e rawEvent) error {
+					if e.typ == EventFromServer {
+						if !bytes.Equal(e.data, data[n:n+len(e.data)]) {
+							return fmt.Errorf("bytes at %d differ", n)
+						}
+						n += len(e.data)
+					}
+					return nil
+				})
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	recordBulk(t, s, "live", data, 256<<10)
+	close(stop)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a reader: %v", err)
+		}
+	}
+	if got := serverBytes(t, s, "live"); !bytes.Equal(got, data) {
+		t.Fatal("the bytes differ")
+	}
+}
