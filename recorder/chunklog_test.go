@@ -56,22 +56,6 @@ func serverBytes(t *testing.T, s *Store, id string) []byte {
 	return got
 }
 
-// chunkValues returns the stored values of a session's chunks, as bbolt
-// holds them (references or chunks).
-func chunkValues(t *testing.T, s *Store, id string) map[uint64][]byte {
-	t.Helper()
-	out := make(map[uint64][]byte)
-	must(t, s.boltDB().View(func(tx *bolt.Tx) error {
-		prefix := chunkPrefix(id)
-		c := tx.Bucket(bucketChunks).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			out[uint64(len(out))] = bytes.Clone(v)
-		}
-		return nil
-	}))
-	return out
-}
-
 func segments(t *testing.T, path string) []string {
 	t.Helper()
 	m, _ := filepath.Glob(filepath.Join(ChunkDir(path), "*.seg"))
@@ -88,7 +72,7 @@ func TestChunkLog(t *testing.T) {
 	must(t, small.End(ExitInfo{}))
 
 	refs := 0
-	for _, v := range chunkValues(t, s, "bulk") {
+	for _, v := range chunkValuesOf(t, s, "bulk") {
 		if _, ok := parseRef(v); ok {
 			refs++
 		}
@@ -96,7 +80,7 @@ func TestChunkLog(t *testing.T) {
 	if refs < 6 {
 		t.Errorf("%d of the bulk session's chunks are in the log, want every large one (at least 6)", refs)
 	}
-	for _, v := range chunkValues(t, s, "small") {
+	for _, v := range chunkValuesOf(t, s, "small") {
 		if _, ok := parseRef(v); ok {
 			t.Error("a small chunk went to the log")
 		}
@@ -322,6 +306,8 @@ func TestChunkLogBackup(t *testing.T) {
 	}
 }
 
+// chunkValuesOf returns the stored values of a session's chunks, as bbolt
+// holds them (references or chunks).
 func chunkValuesOf(t *testing.T, s *Store, id string) [][]byte {
 	t.Helper()
 	var out [][]byte
