@@ -138,3 +138,27 @@ func BenchmarkStream(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(peak-base)/(1<<20), "peak-heap-MiB")
 }
+
+// BenchmarkForwardContent is one TCP session streaming incompressible
+// bytes (a forward's content recording) in 32 KiB reads, its chunks going
+// to the chunk log: the recorder alone, without the relay beside it.
+// -benchtime 8192x streams 256 MiB.
+func BenchmarkForwardContent(b *testing.B) {
+	data := randomBytes(41, 4<<20)
+	s := benchStore(b)
+	r, err := s.Begin(SessionInfo{Kind: "tcp", User: "bench", Target: "t"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(32 << 10)
+	b.ResetTimer()
+	for i := range b.N {
+		off := (i * 32 << 10) % len(data)
+		if err := r.FromServer(data[off : off+32<<10]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := r.End(ExitInfo{}); err != nil {
+		b.Fatal(err)
+	}
+}
