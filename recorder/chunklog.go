@@ -136,6 +136,11 @@ type chunkLog struct {
 	// can see its references before that commit's OnCommit runs.
 	readID string
 
+	// dw writes the current segment with O_DIRECT (direct.go); nil until
+	// the first write, and for good once the filesystem refused it.
+	dw       *directWriter
+	noDirect bool
+
 	// rm keeps segments from being removed while Backup reads them.
 	rm     sync.RWMutex
 	doomed []uint32 // segments retention emptied, removed when no backup reads
@@ -269,6 +274,7 @@ type logTx struct {
 	newSeg  bool                // it began a segment: the directory entry must be durable too
 	written map[uint32]*os.File // segments this transaction wrote, to sync
 	live    map[uint32]int64    // change of each segment's live bytes
+	stage   stage               // values waiting for one direct write
 }
 
 // appendValue writes v to the log and returns its reference.
@@ -291,6 +297,9 @@ func (t *boltTx) appendValue(v []byte) ([]byte, error) {
 		lt.written, lt.live = make(map[uint32]*os.File), make(map[uint32]int64)
 	}
 	if lt.end > 0 && lt.end+int64(len(v)) > segmentSize {
+		if err := t.writeStage(); err != nil {
+			return nil, err
+		}
 		lt.seg, lt.end = lt.seg+1, 0
 		// A segment numbered past the committed one holds nothing
 		// committed: a transaction that created it did not commit.
@@ -304,8 +313,12 @@ func (t *boltTx) appendValue(v []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chunk log: %w", err)
 	}
-	if _, err := f.WriteAt(v, lt.end); err != nil {
+	if staged, err := t.stageValue(f, v); err != nil {
 		return nil, fmt.Errorf("chunk log: %w", err)
+	} else if !staged {
+		if _, err := f.WriteAt(v, lt.end); err != nil {
+			return nil, fmt.Errorf("chunk log: %w", err)
+		}
 	}
 	if lt.end == 0 {
 		lt.newSeg = true
@@ -325,6 +338,9 @@ func (t *boltTx) commitLog() error {
 	lt, l := &t.log, t.b.log
 	if len(lt.live) == 0 {
 		return nil
+	}
+	if err := t.writeStage(); err != nil {
+		return err
 	}
 	for _, seg := range slices.Sorted(maps.Keys(lt.written)) {
 		if err := fdatasync(lt.written[seg]); err != nil {
@@ -380,6 +396,10 @@ func (t *boltTx) commitLog() error {
 		emptied = append(emptied, seg)
 	}
 	started, id, seg, end := lt.started, lt.id, lt.seg, lt.end
+	var tail []byte // the committed end's block, for the next direct write
+	if lt.stage.tailSeg == seg {
+		tail = lt.stage.tail
+	}
 	if started {
 		l.mu.Lock()
 		l.readID = id // the ID never changes once a segment is written
@@ -390,6 +410,10 @@ func (t *boltTx) commitLog() error {
 		defer l.mu.Unlock()
 		if started {
 			l.id, l.seg, l.end = id, seg, end
+		}
+		if tail != nil && l.dw != nil && l.dw.seg == seg {
+			l.dw.tail = append(l.dw.tail[:0], tail...)
+			l.dw.tailEnd = end
 		}
 		l.doomed = append(l.doomed, emptied...)
 	})
@@ -455,6 +479,10 @@ func (l *chunkLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var first error
+	if l.dw != nil {
+		first = l.dw.f.Close()
+		l.dw = nil
+	}
 	for seg, f := range l.files {
 		if err := f.Close(); err != nil && first == nil {
 			first = err

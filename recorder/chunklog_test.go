@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -462,5 +463,62 @@ func TestChunkLogConcurrentReaders(t *testing.T) {
 	}
 	if got := serverBytes(t, s, "live"); !bytes.Equal(got, data) {
 		t.Fatal("the bytes differ")
+	}
+}
+
+// The chunk log writes the current segment with O_DIRECT where the
+// filesystem takes it, through the page cache where it does not (tmpfs)
+// or when told not to: the bytes read back and verify either way, across
+// partial last blocks, a restart (the last block's committed bytes read
+// back from the file) and read-only opening.
+func TestChunkLogDirect(t *testing.T) {
+	einval := &os.PathError{Op: "open", Path: "segment", Err: syscall.EINVAL}
+	for _, name := range []string{"direct", "page cache", "open refused", "write refused"} {
+		t.Run(name, func(t *testing.T) {
+			switch name {
+			case "page cache":
+				directIO = false
+				t.Cleanup(func() { directIO = true })
+			case "open refused":
+				open := openDirect
+				openDirect = func(string) (*os.File, error) { return nil, einval }
+				t.Cleanup(func() { openDirect = open })
+			case "write refused":
+				write := writeDirect
+				writeDirect = func(*os.File, []byte, int64) (int, error) { return 0, einval }
+				t.Cleanup(func() { writeDirect = write })
+			}
+			cfg, _ := testConfig(t)
+			s := openStore(t, cfg)
+			a, b := randomBytes(21, 3<<20+12345), randomBytes(22, 1<<20+777)
+			recordBulk(t, s, "a", a, 320<<10)
+			l := s.b.(*boltBackend).log
+			probe, err := os.OpenFile(filepath.Join(filepath.Dir(cfg.Path), "probe"), os.O_CREATE|os.O_WRONLY|syscall.O_DIRECT, 0o600)
+			if err == nil {
+				probe.Close()
+			}
+			want := err == nil && name == "direct" // tmpfs on older kernels refuses O_DIRECT
+			if used := l.dw != nil && !l.noDirect; used != want {
+				t.Errorf("direct writes used: %v, want %v (probe: %v)", used, want, err)
+			}
+			must(t, s.Close())
+			s = openStore(t, cfg) // the last block is read back from the file
+			recordBulk(t, s, "b", b, 256<<10)
+			for id, want := range map[string][]byte{"a": a, "b": b} {
+				if got := serverBytes(t, s, id); !bytes.Equal(got, want) {
+					t.Errorf("%s: read back %d bytes, want the %d sent", id, len(got), len(want))
+				}
+				if rep := verify(t, s, id); !rep.Intact || !rep.Sealed {
+					t.Errorf("verify %s: %+v", id, rep)
+				}
+			}
+			must(t, s.Close())
+			ro, err := OpenReadOnly(cfg.Path, time.Second)
+			must(t, err)
+			defer ro.Close()
+			if got := serverBytes(t, ro, "a"); !bytes.Equal(got, a) {
+				t.Error("read-only: the bytes differ")
+			}
+		})
 	}
 }
