@@ -115,6 +115,56 @@ func FuzzParseStatus(f *testing.F) {
 	})
 }
 
+const procStatText = "cpu  1000 20 300 5000 40 5 6 7 0 0\ncpu0 500 10 150 2500 20 2 3 3 0 0\nintr 12345\n"
+
+var procStatTests = []struct {
+	name    string
+	in      string
+	want    machineCPU
+	wantErr string
+}{
+	{name: "two cpus", in: procStatText, want: machineCPU{Busy: 13380 * time.Millisecond, Total: 63780 * time.Millisecond}},
+	{name: "old kernel, no guest fields", in: "cpu 1 2 3 4 5 6 7 8\n", want: machineCPU{Busy: 270 * time.Millisecond, Total: 360 * time.Millisecond}},
+	{name: "empty", in: "", wantErr: "no aggregate cpu line"},
+	{name: "per-cpu line first", in: "cpu0 1 2 3 4 5 6 7 8\n", wantErr: "no aggregate cpu line"},
+	{name: "too few fields", in: "cpu 1 2 3 4 5 6 7\n", wantErr: "7 fields"},
+	{name: "not a number", in: "cpu 1 2 x 4 5 6 7 8\n", wantErr: `cpu field 3 is "x"`},
+	{name: "negative", in: "cpu 1 2 3 -4 5 6 7 8\n", wantErr: `cpu field 4 is "-4"`},
+	{name: "huge", in: "cpu 1 2 3 4 5 6 7 99999999999999\n", wantErr: "cpu field 8"},
+}
+
+func TestParseProcStat(t *testing.T) {
+	for _, tt := range procStatTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseProcStat([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseProcStat(f *testing.F) {
+	for _, tt := range procStatTests {
+		f.Add(tt.in)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseProcStat([]byte(s))
+		if err == nil && (m.Busy < 0 || m.Busy > m.Total) {
+			t.Fatalf("busy %v of %v from %q", m.Busy, m.Total, s)
+		}
+	})
+}
+
 const metricsText = `# HELP go_goroutines Number of goroutines that currently exist.
 # TYPE go_goroutines gauge
 go_goroutines 18042

@@ -157,3 +157,48 @@ func waitNoChildren(pid int, timeout time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// machineCPU is the whole machine's CPU time, from the "cpu" line of
+// /proc/stat: Busy is every state but idle and iowait, Total all of them
+// (so Total grows by the wall time times the number of CPUs).
+type machineCPU struct {
+	Busy, Total time.Duration
+}
+
+// parseProcStat reads the aggregate "cpu" line of /proc/stat's contents:
+//
+//	cpu  user nice system idle iowait irq softirq steal [guest guest_nice]
+//
+// guest and guest_nice are already counted in user and nice.
+func parseProcStat(b []byte) (machineCPU, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) == 0 || f[0] != "cpu" {
+		return machineCPU{}, errors.New("/proc/stat: no aggregate cpu line first")
+	}
+	if len(f) < 9 {
+		return machineCPU{}, fmt.Errorf("/proc/stat: %d fields on the cpu line, want at least 8", len(f)-1)
+	}
+	var m machineCPU
+	for i, s := range f[1:9] {
+		n, err := strconv.ParseUint(s, 10, 63)
+		if err != nil || n > 1<<40 {
+			return machineCPU{}, fmt.Errorf("/proc/stat: cpu field %d is %q", i+1, s)
+		}
+		d := time.Duration(n) * time.Second / clockTicks
+		m.Total += d
+		if i != 3 && i != 4 { // idle, iowait
+			m.Busy += d
+		}
+	}
+	return m, nil
+}
+
+// readMachineCPU reads the whole machine's CPU time.
+func readMachineCPU() (machineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	return parseProcStat(b)
+}

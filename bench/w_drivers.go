@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -29,12 +30,17 @@ func (e *env) throughput(r result, size int64, goal float64, once func(side, int
 
 func (e *env) throughputRounds(r result, size int64, goal float64, rounds int, once func(side, int64) (time.Duration, time.Duration, error)) result {
 	var base, bast, cpuBase, cpuBast []float64
+	var mach [2]machineShare
 	for round := range rounds {
 		var got [2]float64
 		for _, s := range order(round) {
+			m0, merr := readMachineCPU()
 			d, cpu, err := once(s, size)
 			if err != nil {
 				return failed(r, err)
+			}
+			if m1, err := readMachineCPU(); merr == nil && err == nil {
+				mach[s].add(m0, m1, size)
 			}
 			got[s] = mibps(size, d)
 			if s == baseline {
@@ -53,7 +59,31 @@ func (e *env) throughputRounds(r result, size int64, goal float64, rounds int, o
 	r.CPUBase = fmt.Sprintf("%s s/GiB", fmtNum(median(cpuBase)))
 	r.CPUBast = fmt.Sprintf("%s s/GiB", fmtNum(median(cpuBast)))
 	r.Mark = mark(median(rs) >= goal)
+	if n := runtime.NumCPU(); len(mach[baseline].perGiB) > 0 && len(mach[viaBastion].perGiB) > 0 {
+		mb, mo := median(mach[viaBastion].perGiB), median(mach[baseline].perGiB)
+		ceiling := float64(n) / mb * 1024 // MiB/s with every CPU busy at mb CPU s/GiB
+		atGoal := float64(n) / (goal * median(base) / 1024)
+		others := mb - median(cpuBast)
+		r.notef("the whole machine (%d CPUs, every process: clients, source or target, server) during the rounds: %s CPU s/GiB on OpenSSH's side with %s%% of the CPU time busy, %s CPU s/GiB on the bastion's with %s%% busy; at the bastion side's CPU per GiB the machine, every CPU busy, moves at most %s MiB/s (%sx of OpenSSH's median); at the goal's %s MiB/s it has %s CPU s per GiB for everything, so with the other processes as measured (%s s/GiB) the bastion could use at most %s s/GiB (it used %s)",
+			n, fmtNum(mo), fmtNum(100*median(mach[baseline].busy)), fmtNum(mb), fmtNum(100*median(mach[viaBastion].busy)),
+			fmtNum(ceiling), fmtNum(ceiling/median(base)), fmtNum(goal*median(base)), fmtNum(atGoal), fmtNum(others), fmtNum(atGoal-others), fmtNum(median(cpuBast)))
+	}
 	return r
+}
+
+// machineShare collects, per round, the whole machine's CPU per GiB moved
+// and the share of its CPU time that was busy.
+type machineShare struct {
+	perGiB, busy []float64
+}
+
+func (m *machineShare) add(m0, m1 machineCPU, size int64) {
+	busy, total := m1.Busy-m0.Busy, m1.Total-m0.Total
+	if total <= 0 || busy < 0 {
+		return
+	}
+	m.perGiB = append(m.perGiB, cpuPerGiB(busy, size))
+	m.busy = append(m.busy, float64(busy)/float64(total))
 }
 
 // benchForward is 1 GiB through ssh -L to a tcp target whose content the
