@@ -66,27 +66,20 @@ func FuzzParseStat(f *testing.F) {
 
 const statusText = "Name:\tbastion\nUmask:\t0022\nState:\tS (sleeping)\nVmPeak:\t 1300000 kB\nVmRSS:\t   22016 kB\nRssAnon:\t   14000 kB\nRssFile:\t    8016 kB\nThreads:\t8\n"
 
-var statusTests = []struct {
+// parseCase is one table test of a parser of /proc text.
+type parseCase[T comparable] struct {
 	name    string
 	in      string
-	want    memory
+	want    T
 	wantErr string
-}{
-	{name: "bastion", in: statusText, want: memory{RSS: 22016 << 10, Anon: 14000 << 10}},
-	{name: "empty", in: "", wantErr: "no VmRSS and RssAnon"},
-	{name: "kernel thread", in: "Name:\tkthreadd\nState:\tS (sleeping)\n", wantErr: "no VmRSS and RssAnon"},
-	{name: "only VmRSS", in: "VmRSS:\t 1 kB\n", wantErr: "no VmRSS and RssAnon"},
-	{name: "unit", in: strings.Replace(statusText, "22016 kB", "22016 MB", 1), wantErr: "malformed VmRSS"},
-	{name: "not a number", in: strings.Replace(statusText, "14000 kB", "lots kB", 1), wantErr: "malformed RssAnon"},
-	{name: "negative", in: strings.Replace(statusText, "22016 kB", "-1 kB", 1), wantErr: "malformed VmRSS"},
-	{name: "huge", in: strings.Replace(statusText, "22016 kB", "9223372036854775807 kB", 1), wantErr: "malformed VmRSS"},
-	{name: "missing value", in: strings.Replace(statusText, "   22016 kB", "", 1), wantErr: "malformed VmRSS"},
 }
 
-func TestParseStatus(t *testing.T) {
-	for _, tt := range statusTests {
+// testParse runs a parser over its table: each case gives the value or an
+// error containing wantErr.
+func testParse[T comparable](t *testing.T, cases []parseCase[T], parse func([]byte) (T, error)) {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStatus([]byte(tt.in))
+			got, err := parse([]byte(tt.in))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
@@ -102,6 +95,20 @@ func TestParseStatus(t *testing.T) {
 		})
 	}
 }
+
+var statusTests = []parseCase[memory]{
+	{name: "bastion", in: statusText, want: memory{RSS: 22016 << 10, Anon: 14000 << 10}},
+	{name: "empty", in: "", wantErr: "no VmRSS and RssAnon"},
+	{name: "kernel thread", in: "Name:\tkthreadd\nState:\tS (sleeping)\n", wantErr: "no VmRSS and RssAnon"},
+	{name: "only VmRSS", in: "VmRSS:\t 1 kB\n", wantErr: "no VmRSS and RssAnon"},
+	{name: "unit", in: strings.Replace(statusText, "22016 kB", "22016 MB", 1), wantErr: "malformed VmRSS"},
+	{name: "not a number", in: strings.Replace(statusText, "14000 kB", "lots kB", 1), wantErr: "malformed RssAnon"},
+	{name: "negative", in: strings.Replace(statusText, "22016 kB", "-1 kB", 1), wantErr: "malformed VmRSS"},
+	{name: "huge", in: strings.Replace(statusText, "22016 kB", "9223372036854775807 kB", 1), wantErr: "malformed VmRSS"},
+	{name: "missing value", in: strings.Replace(statusText, "   22016 kB", "", 1), wantErr: "malformed VmRSS"},
+}
+
+func TestParseStatus(t *testing.T) { testParse(t, statusTests, parseStatus) }
 
 func FuzzParseStatus(f *testing.F) {
 	for _, tt := range statusTests {
@@ -117,12 +124,7 @@ func FuzzParseStatus(f *testing.F) {
 
 const procStatText = "cpu  1000 20 300 5000 40 5 6 7 0 0\ncpu0 500 10 150 2500 20 2 3 3 0 0\nintr 12345\n"
 
-var procStatTests = []struct {
-	name    string
-	in      string
-	want    machineCPU
-	wantErr string
-}{
+var procStatTests = []parseCase[machineCPU]{
 	{name: "two cpus", in: procStatText, want: machineCPU{Busy: 13380 * time.Millisecond, Total: 63780 * time.Millisecond}},
 	{name: "old kernel, no guest fields", in: "cpu 1 2 3 4 5 6 7 8\n", want: machineCPU{Busy: 270 * time.Millisecond, Total: 360 * time.Millisecond}},
 	{name: "empty", in: "", wantErr: "no aggregate cpu line"},
@@ -133,25 +135,7 @@ var procStatTests = []struct {
 	{name: "huge", in: "cpu 1 2 3 4 5 6 7 99999999999999\n", wantErr: "cpu field 8"},
 }
 
-func TestParseProcStat(t *testing.T) {
-	for _, tt := range procStatTests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseProcStat([]byte(tt.in))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-}
+func TestParseProcStat(t *testing.T) { testParse(t, procStatTests, parseProcStat) }
 
 func FuzzParseProcStat(f *testing.F) {
 	for _, tt := range procStatTests {
