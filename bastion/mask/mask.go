@@ -1,10 +1,8 @@
 package mask
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
 	"regexp"
 )
 
@@ -82,7 +80,9 @@ type Masker struct {
 	pend []byte // bytes not yet emitted
 	kind []byte // with patterns: the kind of each pending byte
 	base int64  // stream offset of pend[0]
-	out  []byte
+	out  []byte // what Write or Flush returns, reused
+	join []byte // what Write returns when it is a clean prefix and out
+	slow bool   // tests: no fast path, the reference to compare it with
 
 	es int // escape parser state
 
@@ -154,11 +154,24 @@ func (m *Masker) Masked() int { return m.masked }
 
 // Write masks p and returns the bytes that are safe to emit now. It may hold
 // back a tail (at most MaxHold bytes) that could still turn out to be part
-// of a card number or a match. The returned slice belongs to the caller.
+// of a card number or a match. The returned slice is valid until the next
+// Write or Flush, and may be p itself (when nothing in it changes or is
+// held): the caller must not change p before it is done with the result.
 func (m *Masker) Write(p []byte) []byte {
-	m.out = nil
+	m.reuse(len(p))
 	if len(p) == 0 {
 		return nil
+	}
+	var clean []byte
+	if len(m.pend) == 0 && m.es == eGround && m.fast() {
+		// Nothing held: the clean prefix goes out as it is, without
+		// passing through the pending buffer.
+		j := cleanPrefix(p, 0, indexEsc(p, 0))
+		m.base += int64(j)
+		if j == len(p) {
+			return p
+		}
+		clean, p = p[:j], p[j:]
 	}
 	start := len(m.pend)
 	m.pend = append(m.pend, p...)
@@ -169,15 +182,23 @@ func (m *Masker) Write(p []byte) []byte {
 	}
 	m.scan(start)
 	m.release(false)
-	return m.out
+	switch {
+	case len(clean) == 0:
+		return m.out
+	case len(m.out) == 0:
+		return clean // the rest is held (a run at the end, most often)
+	}
+	m.join = append(append(m.join[:0], clean...), m.out...)
+	return m.join
 }
 
 // Flush decides on everything held back and returns it. The caller calls it
 // after a short quiet period and at the end of the stream. Digits that come
 // later are still judged together with the ones flushed: if they complete a
-// card number, what is left of it is masked, the last digits included.
+// card number, what is left of it is masked, the last digits included. The
+// returned slice is valid until the next Write or Flush.
 func (m *Masker) Flush() []byte {
-	m.out = nil
+	m.reuse(0)
 	if m.cards && m.inRun && m.cur > 0 && !m.long {
 		m.groups = append(m.groups, m.cur)
 		m.evaluate()
@@ -190,85 +211,49 @@ func (m *Masker) Flush() []byte {
 	return m.out
 }
 
+// reuse empties the output buffer for a call with n input bytes, and lets
+// large buffers go when the stream has gone quiet (a write much smaller
+// than them), so an idle session does not keep what a burst needed.
+func (m *Masker) reuse(n int) {
+	const large, quiet = 64 << 10, 4 << 10
+	if n < quiet {
+		if cap(m.out) > large {
+			m.out = nil
+		}
+		if cap(m.join) > large {
+			m.join = nil
+		}
+		if cap(m.pend) > large && len(m.pend) < quiet {
+			m.pend = append([]byte(nil), m.pend...)
+			if m.pats != nil {
+				m.kind = append([]byte(nil), m.kind...)
+			}
+		}
+	}
+	m.out = m.out[:0]
+}
+
+// fast reports whether the fast path may run: outside a run of digits and
+// without patterns (which see every byte of a line).
+func (m *Masker) fast() bool {
+	return !m.inRun && !m.long && m.pats == nil && !m.slow
+}
+
 func isDigit(b byte) bool { return b-'0' < 10 }
-
-// shortRun looks at the digits starting at p[i]: when they form a run that
-// ends within p, without escapes, with fewer digits than a card number,
-// the run cannot be masked and shortRun returns the index of the byte that
-// ends it. Otherwise it returns i.
-func shortRun(p []byte, i int) int {
-	if !isDigit(p[i]) {
-		return i
-	}
-	k, nd := i, 0
-	for k < len(p) {
-		switch b := p[k]; {
-		case isDigit(b):
-			nd++
-			k++
-			continue
-		case (b == ' ' || b == '-') && k+1 < len(p) && isDigit(p[k+1]) && k > i && isDigit(p[k-1]):
-			k++
-			continue
-		}
-		break
-	}
-	if nd >= minDigits || k == len(p) || p[k] == 0x1b || ((p[k] == ' ' || p[k] == '-') && k+1 == len(p)) {
-		return i
-	}
-	return k
-}
-
-// interesting marks the bytes that can start a card number or an escape.
-var interesting = func() (t [256]bool) {
-	for b := '0'; b <= '9'; b++ {
-		t[b] = true
-	}
-	t[0x1b] = true
-	return t
-}()
-
-// skipBoring returns the index of the first byte at or after i that is a
-// digit or ESC (len(p) if none), eight bytes at a time: text between card
-// numbers and escapes is most of any output.
-func skipBoring(p []byte, i int) int {
-	for ; i+8 <= len(p); i += 8 {
-		if m := interestingBytes(binary.LittleEndian.Uint64(p[i:])); m != 0 {
-			return i + bits.TrailingZeros64(m)/8
-		}
-	}
-	for i < len(p) && !interesting[p[i]] {
-		i++
-	}
-	return i
-}
-
-// interestingBytes sets the high bit of the bytes of w (little-endian) that
-// are digits or ESC. A borrow can also set it in bytes above a true one,
-// never below, so the lowest set bit is always a true one.
-func interestingBytes(w uint64) uint64 {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	d := w ^ 0x30*lo                // digits become 0..9
-	digits := (d - 10*lo) &^ d & hi // bytes below 10
-	e := w ^ 0x1b*lo                // ESC becomes 0
-	esc := (e - lo) &^ e & hi       // zero bytes
-	return digits | esc
-}
 
 // scan classifies the pending bytes from index i on.
 func (m *Masker) scan(i int) {
 	p := m.pend
+	esc := -1 // the next ESC at or after i, once looked for
 	for i < len(p) {
 		if m.es == eGround {
-			if !m.inRun && !m.long && m.pats == nil {
-				// Fast path: nothing can start but at a digit or ESC.
-				i = skipBoring(p, i)
-				if i == len(p) {
-					return
+			if m.fast() {
+				// Fast path: skip what cannot be part of a number.
+				if esc < i {
+					esc = indexEsc(p, i)
 				}
-				if k := shortRun(p, i); k > i {
-					i = k
-					continue
+				if i = cleanPrefix(p, i, esc); i == len(p) {
+					return
 				}
 			}
 			b := p[i]
@@ -556,7 +541,7 @@ func (m *Masker) release(all bool) {
 			m.digits[i].hidden = true
 		}
 	}
-	m.out = append(make([]byte, 0, safe), m.pend[:safe]...)
+	m.out = append(m.out, m.pend[:safe]...)
 	n := copy(m.pend, m.pend[safe:])
 	m.pend = m.pend[:n]
 	if m.pats != nil {

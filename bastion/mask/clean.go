@@ -1,0 +1,129 @@
+package mask
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
+
+// The fast path. Most output has nothing a card number can be made of: its
+// digits come in short runs ("2026-01-10", "status=200", "bytes=51234")
+// that end in text. cleanPrefix finds how far that goes, 64 bytes at a time
+// with word-wide masks, so the byte-by-byte state machine (Masker.scan) only
+// runs on escapes and on runs that could hold a number.
+//
+// A run here is a maximal stretch of digits and single joiners between two
+// digits: the shape of every card number, plain or grouped. The joiners are
+// the card separators ' ' and '-', and with them "!$%(),", which one test
+// finds with the separators (a byte ORed with 0x0d is '-'): a longer run
+// only sends more text to the state machine, which knows better. A card needs 13 digits in one run, so a run shorter than 13
+// bytes that ends in text, within the input, cannot hold one. A run that
+// reaches an escape (escapes are transparent between digits) or the end of
+// the input (it may go on in the next Write), or a separator at either, is
+// left to the state machine whatever its length.
+
+const (
+	lo  = 0x0101010101010101
+	hi  = 0x8080808080808080
+	m7f = 0x7f7f7f7f7f7f7f7f
+	// pack moves the low bit of each byte (0 or 1) into bit k of the top
+	// byte, k being the byte's index.
+	pack = 0x0102040810204080
+)
+
+// zeroBytes sets the high bit of each zero byte of w, exactly: adding 0x7f
+// to the low seven bits cannot carry into the next byte.
+func zeroBytes(w uint64) uint64 { return ^(((w & m7f) + m7f) | w) & hi }
+
+// classify returns masks of the digits and the joiners among the eight
+// bytes of w (little-endian): bit k for byte k.
+func classify(w uint64) (d, s uint64) {
+	x := w ^ 0x30*lo // digits become 0..9
+	dig := ^(((x & m7f) + 0x76*lo) | x) & hi
+	sep := zeroBytes((w | 0x0d*lo) ^ 0x2d*lo) // " !$%(),-"
+	return (dig >> 7) * pack >> 56, (sep >> 7) * pack >> 56
+}
+
+// masks64 returns the digit and joiner masks of 64 bytes.
+func masks64(b *[64]byte) (d, s uint64) {
+	for k := 0; k < 64; k += 8 {
+		wd, ws := classify(binary.LittleEndian.Uint64(b[k : k+8 : k+8]))
+		d |= wd << k
+		s |= ws << k
+	}
+	return d, s
+}
+
+// masks returns the digit and joiner masks of p (at most 64 bytes).
+func masks(p []byte) (d, s uint64) {
+	if len(p) == 64 {
+		return masks64((*[64]byte)(p))
+	}
+	k := 0
+	for ; k+8 <= len(p); k += 8 {
+		wd, ws := classify(binary.LittleEndian.Uint64(p[k:]))
+		d |= wd << k
+		s |= ws << k
+	}
+	for ; k < len(p); k++ {
+		switch b := p[k]; {
+		case isDigit(b):
+			d |= 1 << k
+		case isJoiner(b):
+			s |= 1 << k
+		}
+	}
+	return d, s
+}
+
+// isJoiner reports whether b may join digits into a run.
+func isJoiner(b byte) bool { return b|0x0d == '-' }
+
+// indexEsc returns the index of the first ESC at or after i, or len(p).
+func indexEsc(p []byte, i int) int {
+	if k := bytes.IndexByte(p[i:], 0x1b); k >= 0 {
+		return i + k
+	}
+	return len(p)
+}
+
+// cleanPrefix returns the first index j >= i at which the state machine
+// must look: the start of the first run that is 13 bytes or longer or
+// reaches end, or end itself, where end is an ESC or len(p). Before j
+// nothing can be masked. The byte before i must not be part of a run
+// (the Masker is outside one).
+func cleanPrefix(p []byte, i, end int) int {
+	var prevD uint64 // whether the byte before the block is a digit
+	run := 0         // length of the run reaching the block's start
+	for o := i; o < end; o += 64 {
+		n := min(64, end-o)
+		d, s := masks(p[o : o+n])
+		full := uint64(1)<<n - 1 // all ones when n is 64
+		nextD := uint64(1)       // at end: what follows is not known
+		if o+n < end && !isDigit(p[o+n]) {
+			nextD = 0
+		}
+		x := (d | s&(d<<1|prevD)&(d>>1|nextD<<(n-1))) & full
+		prevD = d >> (n - 1) & 1
+		if x == full {
+			run += n
+			continue
+		}
+		lead := bits.TrailingZeros64(^x) // the run from the previous block goes on
+		if run+lead >= 13 {
+			return o - run
+		}
+		// Runs inside the block: bit k of a is set when bytes k to k+12 are
+		// all in a run; the lowest one starts the first long run.
+		a := x &^ (1<<lead - 1)
+		a &= a >> 1
+		a &= a >> 2
+		a &= a >> 4
+		a &= a >> 5
+		if a != 0 {
+			return o + bits.TrailingZeros64(a)
+		}
+		run = bits.LeadingZeros64(^(x << (64 - n)))
+	}
+	return end - run
+}

@@ -1,0 +1,164 @@
+package mask
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// TestClassify checks the word-wide masks against the plain definition
+// (the joiners: the separators ' ' and '-', and the bytes that the test
+// for them also finds),
+// for every byte value at every position among every other kind of byte.
+func TestClassify(t *testing.T) {
+	for _, fill := range []byte{'a', '0', ' ', '-', 0x1b, 0x00, 0xff, 0x2f, 0x3a, 0x80, 0xb0} {
+		for n := 0; n < 256; n++ {
+			for pos := 0; pos < 8; pos++ {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = byte(n)
+				d, s := classify(binary.LittleEndian.Uint64(w))
+				var wd, ws uint64
+				for k, b := range w {
+					if b >= '0' && b <= '9' {
+						wd |= 1 << k
+					}
+					if strings.IndexByte(" !$%(),-", b) >= 0 {
+						ws |= 1 << k
+					}
+				}
+				if d != wd || s != ws {
+					t.Fatalf("%q: got digits %08b separators %08b, want %08b %08b", w, d, s, wd, ws)
+				}
+			}
+		}
+	}
+}
+
+// cleanPrefixRef is cleanPrefix byte by byte, from its definition.
+func cleanPrefixRef(p []byte, i, end int) int {
+	digit := func(k int) bool { return k >= end || isDigit(p[k]) } // past end: unknown
+	in := func(k int) bool {
+		if isDigit(p[k]) {
+			return true
+		}
+		return strings.IndexByte(" !$%(),-", p[k]) >= 0 && k > i && digit(k-1) && digit(k+1)
+	}
+	for k := i; k < end; {
+		if !in(k) {
+			k++
+			continue
+		}
+		a := k
+		for k < end && in(k) {
+			k++
+		}
+		if k-a >= 13 || k == end {
+			return a
+		}
+	}
+	return end
+}
+
+var cleanCases = []struct {
+	name string
+	in   string
+	want int // -1: len(in)
+}{
+	{"empty", "", 0},
+	{"text", "hello world\n", -1},
+	{"short runs", "2026-01-10T00:00:00.123Z status=200 bytes=51234\n", -1},
+	{"run at the end", "bytes=51234", 6},
+	{"separator at the end", "page 12 ", 5},
+	{"card", "pay 4111111111111111 now", 4},
+	{"spaced card", "pay 4111 1111 1111 1111 now", 4},
+	{"12 bytes", "x 123456789012 y", -1},
+	{"13 bytes", "x 1234567890123 y", 2},
+	{"13 bytes with separators", "x 12-34-56-78-9 y", 2},
+	{"double separator splits", "x 1234567  123456 y", -1},
+	{"other joiners", "x 12,345,678(90) y", 2},
+	{"not joiners", "x 12.345.678:90:1 y", -1},
+	{"escape ends the prefix", "abc\x1b[0m", 3},
+	{"run before an escape", "a 4111\x1b[0m1111", 2},
+	{"separator before an escape", "a 4111 \x1b[0m1111 1111 1111", 2},
+	{"separator after text", "a - 1 -", -1},
+	{"leading separator", " 41 x", -1},
+	{"run across blocks", strings.Repeat("a", 60) + "4111111111111111 x", 60},
+	{"short run across blocks", strings.Repeat("a", 60) + "41111111 x" + strings.Repeat("b", 70), -1},
+	{"whole block of digits", strings.Repeat("a", 10) + strings.Repeat("1", 200) + "x", 10},
+	{"separator on a block edge", strings.Repeat("a", 59) + "41111 1111111 x", 59},
+	{"late card joins the run before it", strings.Repeat("ab 12 ", 40) + "4111111111111111 x", 237},
+}
+
+func TestCleanPrefix(t *testing.T) {
+	for _, tc := range cleanCases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := []byte(tc.in)
+			want := tc.want
+			if want < 0 {
+				want = len(p)
+			}
+			end := indexEsc(p, 0)
+			if got := cleanPrefix(p, 0, end); got != want {
+				t.Errorf("got %d, want %d", got, want)
+			}
+			if got := cleanPrefixRef(p, 0, end); got != want {
+				t.Errorf("reference: got %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// outputOf masks in one write and a flush, with the fast path or without.
+func outputOf(t testing.TB, in []byte, slow bool, step int) string {
+	m := mustNew(t, Config{Cards: true, MaxHold: 1 << 20})
+	m.slow = slow
+	var out []byte
+	for i := 0; i < len(in); i += step {
+		out = append(out, m.Write(in[i:min(i+step, len(in))])...)
+	}
+	return string(append(out, m.Flush()...))
+}
+
+// randomText is output made of the pieces card numbers and their near
+// misses are made of.
+func randomText(rng *rand.Rand, n int) []byte {
+	pieces := []string{"4111", "1111", "5555", "4444", "0", "12", "999999", " ", "-", "  ", "x", "\n", "\x1b[0m", "\x1b[31m", "\x1b]0;1\x07", "\x1b", "[", "m", "4111111111111111", "411111111111111"}
+	var b []byte
+	for len(b) < n {
+		b = append(b, pieces[rng.IntN(len(pieces))]...)
+	}
+	return b
+}
+
+// TestFastMatchesReference compares the fast path with the byte-by-byte
+// state machine on random text of the pieces cards are made of.
+func TestFastMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for range 3000 {
+		in := randomText(rng, 1+rng.IntN(300))
+		want := outputOf(t, in, true, len(in))
+		for _, step := range []int{len(in), 1 + rng.IntN(70)} {
+			if got := outputOf(t, in, false, step); got != want {
+				t.Fatalf("%q in writes of %d:\ngot  %q\nwant %q", in, step, got, want)
+			}
+		}
+	}
+}
+
+func FuzzCleanPrefix(f *testing.F) {
+	for _, tc := range cleanCases {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		end := indexEsc(in, 0)
+		got, want := cleanPrefix(in, 0, end), cleanPrefixRef(in, 0, end)
+		if got != want {
+			t.Fatalf("%q: got %d, want %d", in, got, want)
+		}
+		if got := outputOf(t, in, false, len(in)); got != outputOf(t, in, true, len(in)) {
+			t.Fatalf("%q: the fast path's output differs from the state machine's", in)
+		}
+	})
+}
