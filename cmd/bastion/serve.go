@@ -18,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/gcfloor"
 )
 
 func runServe(args []string) error {
@@ -43,6 +44,9 @@ func runServe(args []string) error {
 		fmt.Fprintf(os.Stderr, "bastion serve: %v\n", err)
 		return exitError{exConfig}
 	}
+	// Fewer collections while the live heap is small (see gcfloor); the
+	// operator's GOGC, when set, wins.
+	defer gcfloor.Start(gcfloor.Default).Stop()
 	a, err := app.New(cfg, app.Options{})
 	if err != nil {
 		return err
