@@ -205,17 +205,17 @@ func (b *pgBackend) Close() error {
 // Update runs fn in a READ COMMITTED transaction, again (up to three
 // times) when the database reports a deadlock or a serialization failure.
 func (b *pgBackend) Update(fn func(Tx) error) error {
-	return b.run(pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, false, fn)
+	return b.run(`BEGIN ISOLATION LEVEL READ COMMITTED`, false, fn)
 }
 
 // View runs fn in a REPEATABLE READ, READ ONLY transaction.
 func (b *pgBackend) View(fn func(Tx) error) error {
-	return b.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, true, fn)
+	return b.run(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`, true, fn)
 }
 
-func (b *pgBackend) run(opts pgx.TxOptions, readOnly bool, fn func(Tx) error) error {
+func (b *pgBackend) run(begin string, readOnly bool, fn func(Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := b.runOnce(opts, readOnly, fn)
+		err := b.runOnce(begin, readOnly, fn)
 		var pe *pgconn.PgError
 		if attempt < 2 && errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") {
 			continue
@@ -224,29 +224,42 @@ func (b *pgBackend) run(opts pgx.TxOptions, readOnly bool, fn func(Tx) error) er
 	}
 }
 
-func (b *pgBackend) runOnce(opts pgx.TxOptions, readOnly bool, fn func(Tx) error) error {
+// runOnce runs fn in one transaction. The transaction's BEGIN goes out with
+// its first statements and its COMMIT with its last writes, in the same
+// pipelined batch, so an audit batch (spend the tokens, read and lock the
+// chain's head, append) costs three round trips instead of five; a
+// transaction that sends nothing costs none.
+func (b *pgBackend) runOnce(begin string, readOnly bool, fn func(Tx) error) error {
 	ctx, cancel := b.ctx()
 	defer cancel()
-	ptx, err := b.pool.BeginTx(ctx, opts)
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
-	t := &pgTx{b: b, ctx: ctx, tx: ptx, readOnly: readOnly}
+	t := &pgTx{b: b, ctx: ctx, conn: conn, begin: begin, readOnly: readOnly}
+	defer t.release()
 	if err := fn(t); err != nil {
-		ptx.Rollback(context.Background())
 		return err
 	}
 	if err := t.flush(true); err != nil {
-		ptx.Rollback(context.Background())
 		return err
-	}
-	if err := ptx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	for _, f := range t.onCommit {
 		f()
 	}
 	return nil
+}
+
+// release rolls back what the transaction left open (after an error) and
+// returns the connection to the pool; a connection whose rollback fails is
+// closed by the pool instead of being reused.
+func (t *pgTx) release() {
+	if t.conn.Conn().PgConn().TxStatus() != 'I' && !t.conn.Conn().IsClosed() {
+		ctx, cancel := context.WithTimeout(context.Background(), t.b.cfg.Timeout)
+		t.conn.Exec(ctx, `ROLLBACK`)
+		cancel()
+	}
+	t.conn.Release()
 }
 
 // pgTx is one transaction. Writes whose results are not needed at once are
@@ -256,7 +269,9 @@ func (b *pgBackend) runOnce(opts pgx.TxOptions, readOnly bool, fn func(Tx) error
 type pgTx struct {
 	b        *pgBackend
 	ctx      context.Context
-	tx       pgx.Tx
+	conn     *pgxpool.Conn
+	begin    string // the BEGIN statement, sent with the first statements
+	begun    bool
 	readOnly bool
 	onCommit []func()
 
@@ -281,95 +296,147 @@ func (t *pgTx) queue(check func(pgconn.CommandTag) error, sql string, args ...an
 	t.checks = append(t.checks, check)
 }
 
-// flush sends the queued writes; at the commit it first writes the audit
-// tail if this transaction moved it.
+// flush sends the queued writes, and at the commit the COMMIT after them;
+// before the commit it first writes the audit tail if this transaction
+// moved it. A transaction that has sent nothing commits without a round
+// trip.
 func (t *pgTx) flush(commit bool) error {
 	if commit && t.headDirty {
 		t.queue(nil, `UPDATE bastion_audit_head SET seq = $1, hash = $2`, int64(t.head.seq), t.head.hash[:])
 		t.headDirty = false
 	}
 	if len(t.chunks) > 0 {
+		// COPY cannot ride in a batch: the transaction begins (with what is
+		// queued) first.
 		rows := t.chunks
 		t.chunks = nil
-		if _, err := t.tx.CopyFrom(t.ctx, pgx.Identifier{"bastion_chunks"}, []string{"session", "seq", "data"}, pgx.CopyFromRows(rows)); err != nil {
+		if err := t.send(false, nil, ""); err != nil {
+			return err
+		}
+		if _, err := t.conn.CopyFrom(t.ctx, pgx.Identifier{"bastion_chunks"}, []string{"session", "seq", "data"}, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("postgres: store chunks: %w", err)
 		}
 	}
-	if t.batch.Len() == 0 {
+	if commit && !t.begun && t.batch.Len() == 0 {
+		return nil
+	}
+	return t.send(commit, nil, "")
+}
+
+// send sends, in one batch: BEGIN if the transaction has not begun, the
+// queued writes, then COMMIT if commit, or, if read is not nil, one more
+// statement whose result read takes from the batch. An error of the batch
+// comes first; read's own error (which it wraps itself) after it.
+func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, sql string, args ...any) error {
+	if t.begun && t.batch.Len() == 0 && !commit && read == nil {
 		return nil
 	}
 	// The batch results read the batch's queries: hand over a batch of
 	// its own, not t.batch, which is reset for the next writes.
-	batch, checks := t.batch, t.checks
+	var batch pgx.Batch
+	begin := !t.begun
+	if begin {
+		batch.Queue(t.begin)
+		t.begun = true
+	}
+	batch.QueuedQueries = append(batch.QueuedQueries, t.batch.QueuedQueries...)
+	checks := t.checks
 	t.batch, t.checks = pgx.Batch{}, nil
-	br := t.tx.SendBatch(t.ctx, &batch)
+	if commit {
+		batch.Queue(`COMMIT`)
+	}
+	if read != nil {
+		batch.Queue(sql, args...)
+	}
+	br := t.conn.SendBatch(t.ctx, &batch)
 	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if begin {
+		_, err := br.Exec()
+		keep(err)
+	}
 	for _, check := range checks {
 		tag, err := br.Exec()
 		if err == nil && check != nil {
 			err = check(tag)
 		}
-		if err != nil && first == nil {
-			first = err
+		keep(err)
+	}
+	if commit {
+		tag, err := br.Exec()
+		if err == nil && tag.String() != "COMMIT" {
+			// The COMMIT of a transaction that had failed rolls it back.
+			err = fmt.Errorf("commit: the transaction was rolled back (%s)", tag)
 		}
+		keep(err)
 	}
-	if err := br.Close(); err != nil && first == nil {
-		first = err
+	var readErr error
+	if read != nil && first == nil {
+		readErr = read(br)
 	}
-	if first != nil && !errors.Is(first, ErrFenced) {
+	keep(br.Close())
+	if first != nil {
+		if errors.Is(first, ErrFenced) {
+			return first
+		}
 		return fmt.Errorf("postgres: %w", first)
 	}
-	return first
+	return readErr
 }
 
-// query flushes the queued writes and runs a query, calling fn for each
-// row until fn returns an error.
+// query runs a query after the queued writes, in the same round trip,
+// calling fn for each row until fn returns an error.
 func (t *pgTx) query(fn func(pgx.Rows) error, sql string, args ...any) error {
-	if err := t.flush(false); err != nil {
-		return err
-	}
-	rows, err := t.tx.Query(t.ctx, sql, args...)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
+	return t.send(false, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	return nil
+		defer rows.Close()
+		for rows.Next() {
+			if err := fn(rows); err != nil {
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}, sql, args...)
 }
 
-// queryRow runs a query for at most one row, scanning it into dest; found
-// is false when there was none.
+// queryRow runs a query for at most one row after the queued writes,
+// scanning it into dest; found is false when there was none.
 func (t *pgTx) queryRow(dest []any, sql string, args ...any) (found bool, err error) {
-	if err := t.flush(false); err != nil {
-		return false, err
-	}
-	err = t.tx.QueryRow(t.ctx, sql, args...).Scan(dest...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("postgres: %w", err)
-	}
-	return true, nil
+	err = t.send(false, func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(dest...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		found = true
+		return nil
+	}, sql, args...)
+	return found && err == nil, err
 }
 
-// exec flushes the queued writes and runs one statement now.
+// exec runs one statement now, after the queued writes.
 func (t *pgTx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
-	if err := t.flush(false); err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	tag, err := t.tx.Exec(t.ctx, sql, args...)
-	if err != nil {
-		return tag, fmt.Errorf("postgres: %w", err)
-	}
-	return tag, nil
+	var tag pgconn.CommandTag
+	err := t.send(false, func(br pgx.BatchResults) error {
+		var err error
+		if tag, err = br.Exec(); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}, sql, args...)
+	return tag, err
 }
 
 // limitArg is a LIMIT parameter: NULL (no limit) for 0.

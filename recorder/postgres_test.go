@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -262,4 +263,96 @@ func TestPostgresSinkClaims(t *testing.T) {
 	if err := b.SetSinkCursor("webhook", 19); err == nil {
 		t.Fatal("the cursor moved back")
 	}
+}
+
+// TestPostgresPipelinedTransactions: a transaction's BEGIN rides with its
+// first statements and its COMMIT with its last writes. What fails in any
+// of those round trips leaves nothing behind, a transaction that swallowed
+// a failed statement does not report a commit, and the connection goes back
+// to the pool usable.
+func TestPostgresPipelinedTransactions(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: 1}.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One connection: a transaction that left it in a bad state would break
+	// every one after it.
+	b, err := connectPostgres(cfg, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	meta := func() string {
+		var v []byte
+		if err := b.View(func(tx Tx) error { v, err = tx.Meta("pipelined"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+	boom := errors.New("boom")
+
+	// Queued writes, then an error from fn: nothing was sent, nothing stays.
+	if err := b.Update(func(tx Tx) error {
+		must(t, tx.SetMeta("pipelined", []byte("one")))
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("Update = %v, want boom", err)
+	}
+	if got := meta(); got != "" {
+		t.Fatalf("after a failed fn the value is %q", got)
+	}
+
+	// Writes sent with a read (BEGIN, writes and the query in one round
+	// trip), then an error: rolled back.
+	if err := b.Update(func(tx Tx) error {
+		must(t, tx.SetMeta("pipelined", []byte("two")))
+		if _, err := tx.Meta("pipelined"); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("Update = %v, want boom", err)
+	}
+	if got := meta(); got != "" {
+		t.Fatalf("after a failed fn with its writes sent the value is %q", got)
+	}
+
+	// A failed statement whose error fn ignores: the COMMIT is refused, not
+	// reported as done.
+	err = b.Update(func(tx Tx) error {
+		must(t, tx.SetMeta("pipelined", []byte("three")))
+		pt := tx.(*pgTx)
+		pt.exec(`SELECT 1/0`) // error ignored on purpose
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a transaction with a failed statement committed")
+	}
+	if got := meta(); got != "" {
+		t.Fatalf("after a failed statement the value is %q", got)
+	}
+
+	// The writes and the COMMIT in one batch, with a failing write among
+	// them: nothing committed.
+	err = b.Update(func(tx Tx) error {
+		must(t, tx.SetMeta("pipelined", []byte("four")))
+		tx.(*pgTx).queue(nil, `INSERT INTO bastion_meta (name, value) VALUES (NULL, NULL)`)
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "postgres:") {
+		t.Fatalf("Update with a failing queued write = %v, want a postgres error", err)
+	}
+	if got := meta(); got != "" {
+		t.Fatalf("after a failing queued write the value is %q", got)
+	}
+
+	// The single connection is still usable, and a good transaction commits.
+	must(t, b.Update(func(tx Tx) error { return tx.SetMeta("pipelined", []byte("five")) }))
+	if got := meta(); got != "five" {
+		t.Fatalf("value = %q, want five", got)
+	}
+	// A transaction that does nothing sends nothing and succeeds.
+	must(t, b.Update(func(tx Tx) error { return nil }))
+	must(t, b.View(func(tx Tx) error { return nil }))
 }
