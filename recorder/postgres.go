@@ -310,7 +310,7 @@ func (t *pgTx) flush(commit bool) error {
 		// queued) first.
 		rows := t.chunks
 		t.chunks = nil
-		if err := t.send(false, nil, ""); err != nil {
+		if err := t.send(false, nil); err != nil {
 			return err
 		}
 		if _, err := t.conn.CopyFrom(t.ctx, pgx.Identifier{"bastion_chunks"}, []string{"session", "seq", "data"}, pgx.CopyFromRows(rows)); err != nil {
@@ -320,14 +320,19 @@ func (t *pgTx) flush(commit bool) error {
 	if commit && !t.begun && t.batch.Len() == 0 {
 		return nil
 	}
-	return t.send(commit, nil, "")
+	return t.send(commit, nil)
+}
+
+// stmt is one statement for send.
+func stmt(sql string, args ...any) *pgx.QueuedQuery {
+	return &pgx.QueuedQuery{SQL: sql, Arguments: args}
 }
 
 // send sends, in one batch: BEGIN if the transaction has not begun, the
-// queued writes, then COMMIT if commit, or, if read is not nil, one more
-// statement whose result read takes from the batch. An error of the batch
-// comes first; read's own error (which it wraps itself) after it.
-func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, sql string, args ...any) error {
+// queued writes, then COMMIT if commit, or, if read is not nil, the
+// statements qs, whose results read takes from the batch. An error of the
+// batch comes first; read's own error (which it wraps itself) after it.
+func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.QueuedQuery) error {
 	if t.begun && t.batch.Len() == 0 && !commit && read == nil {
 		return nil
 	}
@@ -346,7 +351,7 @@ func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, sql string, 
 		batch.Queue(`COMMIT`)
 	}
 	if read != nil {
-		batch.Queue(sql, args...)
+		batch.QueuedQueries = append(batch.QueuedQueries, qs...)
 	}
 	br := t.conn.SendBatch(t.ctx, &batch)
 	var first error
@@ -406,7 +411,7 @@ func (t *pgTx) query(fn func(pgx.Rows) error, sql string, args ...any) error {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		return nil
-	}, sql, args...)
+	}, stmt(sql, args...))
 }
 
 // queryRow runs a query for at most one row after the queued writes,
@@ -422,7 +427,7 @@ func (t *pgTx) queryRow(dest []any, sql string, args ...any) (found bool, err er
 		}
 		found = true
 		return nil
-	}, sql, args...)
+	}, stmt(sql, args...))
 	return found && err == nil, err
 }
 
@@ -435,7 +440,7 @@ func (t *pgTx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		return nil
-	}, sql, args...)
+	}, stmt(sql, args...))
 	return tag, err
 }
 
@@ -658,21 +663,34 @@ func (t *pgTx) AuditTail() (uint64, [hashLen]byte, error) {
 	if t.head != nil {
 		return t.head.seq, t.head.hash, nil
 	}
-	q := `SELECT seq, hash FROM bastion_audit_head`
-	if !t.readOnly {
-		q += ` FOR UPDATE` // the chain is ours until the commit
-	}
 	var seq int64
 	var hash []byte
-	found, err := t.queryRow([]any{&seq, &hash}, q)
+	found, err := t.queryRow([]any{&seq, &hash}, t.headQuery())
 	if err != nil {
 		return 0, [hashLen]byte{}, err
 	}
-	if !found || len(hash) != hashLen {
-		return 0, [hashLen]byte{}, fmt.Errorf("%w: the audit chain's head row is missing or malformed", ErrSchema)
+	if err := t.setHead(found, seq, hash); err != nil {
+		return 0, [hashLen]byte{}, err
+	}
+	return t.head.seq, t.head.hash, nil
+}
+
+// headQuery reads the audit chain's head, and locks it in a transaction
+// that may write: the chain is ours until the commit.
+func (t *pgTx) headQuery() string {
+	if t.readOnly {
+		return `SELECT seq, hash FROM bastion_audit_head`
+	}
+	return `SELECT seq, hash FROM bastion_audit_head FOR UPDATE`
+}
+
+// setHead keeps the head headQuery read.
+func (t *pgTx) setHead(found bool, seq int64, hash []byte) error {
+	if !found || len(hash) != hashLen || seq < 0 {
+		return fmt.Errorf("%w: the audit chain's head row is missing or malformed", ErrSchema)
 	}
 	t.head = &pgHead{seq: uint64(seq), hash: [hashLen]byte(hash)}
-	return t.head.seq, t.head.hash, nil
+	return nil
 }
 
 func (t *pgTx) AppendAudit(seq uint64, hash [hashLen]byte, record []byte) error {
@@ -731,19 +749,46 @@ func (t *pgTx) SpendToken(key []byte, expires, now time.Time) (bool, error) {
 // SpendTokens spends several distinct keys in one statement (one round
 // trip for an audit batch's tokens instead of one each) and reports which
 // were spent; the others are replays. Keys must be distinct: one statement
-// cannot take the same row twice.
+// cannot take the same row twice. An audit batch appends to the chain
+// next, so the chain's head is read (and locked) in the same round trip,
+// after the tokens, in the order the batch would take them anyway.
 func (t *pgTx) SpendTokens(keys [][]byte, expires []int64, now time.Time) ([]bool, error) {
 	spent := make(map[string]bool, len(keys))
-	err := t.query(func(rows pgx.Rows) error {
-		var k []byte
-		if err := rows.Scan(&k); err != nil {
-			return err
-		}
-		spent[string(k)] = true
-		return nil
-	}, `INSERT INTO bastion_used_tokens (key, expires_ns) SELECT * FROM unnest($1::bytea[], $2::bigint[])
+	qs := []*pgx.QueuedQuery{stmt(`INSERT INTO bastion_used_tokens (key, expires_ns) SELECT * FROM unnest($1::bytea[], $2::bigint[])
 		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= $3
-		RETURNING key`, keys, expires, now.UnixNano())
+		RETURNING key`, keys, expires, now.UnixNano())}
+	withHead := t.head == nil && !t.readOnly
+	if withHead {
+		qs = append(qs, stmt(t.headQuery()))
+	}
+	err := t.send(false, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		for rows.Next() {
+			var k []byte
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return fmt.Errorf("postgres: %w", err)
+			}
+			spent[string(k)] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if !withHead {
+			return nil
+		}
+		var seq int64
+		var hash []byte
+		err = br.QueryRow().Scan(&seq, &hash)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return t.setHead(err == nil, seq, hash)
+	}, qs...)
 	if err != nil {
 		return nil, err
 	}

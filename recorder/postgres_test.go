@@ -356,3 +356,75 @@ func TestPostgresPipelinedTransactions(t *testing.T) {
 	must(t, b.Update(func(tx Tx) error { return nil }))
 	must(t, b.View(func(tx Tx) error { return nil }))
 }
+
+// TestPostgresSpendTokensLocksHead: spending an audit batch's tokens reads
+// the chain's head in the same round trip and locks it as AuditTail would,
+// so a second writer waits for the first's commit and then appends after
+// it, never beside it.
+func TestPostgresSpendTokensLocksHead(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: 3}.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := connectPostgres(cfg, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	now := time.Now()
+	exp := []int64{now.Add(time.Minute).UnixNano()}
+	var base uint64
+	must(t, b.View(func(tx Tx) error { base, _, err = tx.AuditTail(); return err }))
+
+	spent := make(chan struct{})
+	commit := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- b.Update(func(tx Tx) error {
+			ok, err := tx.(*pgTx).SpendTokens([][]byte{[]byte("token-1")}, exp, now)
+			if err != nil || !ok[0] {
+				return fmt.Errorf("SpendTokens = %v, %v", ok, err)
+			}
+			if tx.(*pgTx).head == nil {
+				return errors.New("SpendTokens did not read the audit head")
+			}
+			seq, _, err := tx.AuditTail()
+			if err != nil || seq != base {
+				return fmt.Errorf("AuditTail = %d, %v; want %d", seq, err, base)
+			}
+			close(spent)
+			<-commit
+			return tx.AppendAudit(seq+1, [hashLen]byte{1}, []byte(`{}`))
+		})
+	}()
+	<-spent
+	second := make(chan uint64, 1)
+	go func() {
+		var seq uint64
+		err := b.Update(func(tx Tx) error {
+			ok, err := tx.(*pgTx).SpendTokens([][]byte{[]byte("token-2")}, exp, now)
+			if err != nil || !ok[0] {
+				return fmt.Errorf("SpendTokens = %v, %v", ok, err)
+			}
+			seq, _, err = tx.AuditTail()
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		second <- seq
+	}()
+	// The second writer waits on the head's row lock while the first holds it.
+	waitFor(t, "the second writer waits on a lock", func() bool {
+		var n int
+		err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%bastion_audit_head%'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	close(commit)
+	must(t, <-first)
+	if got := <-second; got != base+1 {
+		t.Fatalf("the second writer read head %d, want %d (after the first's append)", got, base+1)
+	}
+}
