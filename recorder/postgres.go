@@ -281,6 +281,11 @@ type pgTx struct {
 
 	head      *pgHead // the audit tail, read (and locked) once per transaction
 	headDirty bool
+
+	// Audit records appended and not yet queued: they go out as one
+	// INSERT before the next statement that reads, or the commit.
+	auditSeqs []int64
+	auditRecs [][]byte
 }
 
 type pgHead struct {
@@ -301,6 +306,7 @@ func (t *pgTx) queue(check func(pgconn.CommandTag) error, sql string, args ...an
 // moved it. A transaction that has sent nothing commits without a round
 // trip.
 func (t *pgTx) flush(commit bool) error {
+	t.queueAudit()
 	if commit && t.headDirty {
 		t.queue(nil, `UPDATE bastion_audit_head SET seq = $1, hash = $2`, int64(t.head.seq), t.head.hash[:])
 		t.headDirty = false
@@ -333,6 +339,7 @@ func stmt(sql string, args ...any) *pgx.QueuedQuery {
 // statements qs, whose results read takes from the batch. An error of the
 // batch comes first; read's own error (which it wraps itself) after it.
 func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.QueuedQuery) error {
+	t.queueAudit()
 	if t.begun && t.batch.Len() == 0 && !commit && read == nil {
 		return nil
 	}
@@ -697,9 +704,30 @@ func (t *pgTx) AppendAudit(seq uint64, hash [hashLen]byte, record []byte) error 
 	if t.head == nil || seq != t.head.seq+1 {
 		return errors.New("postgres: audit record appended without its tail")
 	}
-	t.queue(nil, `INSERT INTO bastion_audit (seq, record) VALUES ($1, $2)`, int64(seq), record)
+	t.auditSeqs, t.auditRecs = append(t.auditSeqs, int64(seq)), append(t.auditRecs, record)
 	t.head.seq, t.head.hash, t.headDirty = seq, hash, true
 	return nil
+}
+
+// queueAudit queues the audit records appended since the last statement
+// went out as one INSERT: an audit batch of many certificates or
+// statements costs the server one statement, not one per record.
+func (t *pgTx) queueAudit() {
+	switch len(t.auditSeqs) {
+	case 0:
+		return
+	case 1:
+		t.queue(nil, `INSERT INTO bastion_audit (seq, record) VALUES ($1, $2)`, t.auditSeqs[0], t.auditRecs[0])
+	default:
+		n := len(t.auditSeqs)
+		t.queue(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != int64(n) {
+				return fmt.Errorf("audit append: %d of %d records inserted", tag.RowsAffected(), n)
+			}
+			return nil
+		}, `INSERT INTO bastion_audit (seq, record) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, t.auditSeqs, t.auditRecs)
+	}
+	t.auditSeqs, t.auditRecs = nil, nil
 }
 
 func (t *pgTx) Audit(from uint64, limit int, fn func(uint64, []byte) error) error {

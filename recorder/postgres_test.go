@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,4 +428,102 @@ func TestPostgresSpendTokensLocksHead(t *testing.T) {
 	if got := <-second; got != base+1 {
 		t.Fatalf("the second writer read head %d, want %d (after the first's append)", got, base+1)
 	}
+}
+
+// TestPostgresAuditAppendBatched: the records a transaction appends go
+// out as one statement, before anything in the transaction reads, and
+// all or none of them stay.
+func TestPostgresAuditAppendBatched(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: 2}.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := connectPostgres(cfg, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	records := func(tx Tx, from uint64) []string {
+		var got []string
+		must(t, tx.Audit(from, 0, func(seq uint64, v []byte) error {
+			got = append(got, fmt.Sprintf("%d=%s", seq, v))
+			return nil
+		}))
+		return got
+	}
+	var base uint64
+	must(t, b.View(func(tx Tx) error { base, _, err = tx.AuditTail(); return err }))
+	want := []string{fmt.Sprintf("%d=a", base+1), fmt.Sprintf("%d=b", base+2), fmt.Sprintf("%d=c", base+3)}
+
+	must(t, b.Update(func(tx Tx) error {
+		seq, _, err := tx.AuditTail()
+		if err != nil {
+			return err
+		}
+		for i, v := range []string{"a", "b", "c"} {
+			must(t, tx.AppendAudit(seq+uint64(i)+1, [hashLen]byte{byte(i)}, []byte(v)))
+		}
+		// A read in the same transaction sees them.
+		if got := records(tx, base+1); !slices.Equal(got, want) {
+			t.Errorf("inside the transaction: %q, want %q", got, want)
+		}
+		return nil
+	}))
+	must(t, b.View(func(tx Tx) error {
+		if got := records(tx, base+1); !slices.Equal(got, want) {
+			t.Errorf("after the commit: %q, want %q", got, want)
+		}
+		seq, hash, err := tx.AuditTail()
+		if err != nil || seq != base+3 || hash != [hashLen]byte{2} {
+			t.Errorf("AuditTail = %d, %x, %v; want %d", seq, hash, err, base+3)
+		}
+		return nil
+	}))
+
+	// A record that cannot be inserted (its sequence taken behind the
+	// chain's back) fails the whole append: none of the batch stays.
+	if _, err := b.pool.Exec(t.Context(), `INSERT INTO bastion_audit (seq, record) VALUES ($1, 'x')`, int64(base+5)); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx Tx) error {
+		seq, _, err := tx.AuditTail()
+		if err != nil {
+			return err
+		}
+		must(t, tx.AppendAudit(seq+1, [hashLen]byte{4}, []byte("d")))
+		return tx.AppendAudit(seq+2, [hashLen]byte{5}, []byte("e"))
+	})
+	if err == nil {
+		t.Fatal("an append over a taken sequence committed")
+	}
+	must(t, b.View(func(tx Tx) error {
+		if got := records(tx, base+4); !slices.Equal(got, []string{fmt.Sprintf("%d=x", base+5)}) {
+			t.Errorf("after the failed append: %q, want only the record put behind its back", got)
+		}
+		if seq, _, err := tx.AuditTail(); err != nil || seq != base+3 {
+			t.Errorf("AuditTail = %d, %v; want %d", seq, err, base+3)
+		}
+		return nil
+	}))
+}
+
+// BenchmarkAuditOncePostgres: 16 writers spending one-time tokens, as
+// certificate issuance does, with the store in a real PostgreSQL.
+func BenchmarkAuditOncePostgres(b *testing.B) {
+	pg := testenv.StartPostgres(b, testenv.PostgresOptions{})
+	s := openStore(b, pgConfig(pg.StoreDSN(b, "bastion"), "a"))
+	exp := time.Now().Add(5 * time.Minute)
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Appendf(nil, "tok-%d", n.Add(1))
+			if _, err := s.AuditOnce(AuditEvent{Type: "cert.issue", User: "alice", Fields: map[string]string{"serial": "123"}}, key, exp); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issuances/s")
 }
