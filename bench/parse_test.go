@@ -133,6 +133,10 @@ var procStatTests = []parseCase[machineCPU]{
 	{name: "not a number", in: "cpu 1 2 x 4 5 6 7 8\n", wantErr: `cpu field 3 is "x"`},
 	{name: "negative", in: "cpu 1 2 3 -4 5 6 7 8\n", wantErr: `cpu field 4 is "-4"`},
 	{name: "huge", in: "cpu 1 2 3 4 5 6 7 99999999999999\n", wantErr: "cpu field 8"},
+	// Found by FuzzParseProcStat: ticks times a second overflowed before
+	// the division by the tick rate.
+	{name: "large steal", in: "cpu 0 0 0 0 0 0 0 9227000000\n", want: machineCPU{Busy: 9227000000 * 10 * time.Millisecond, Total: 9227000000 * 10 * time.Millisecond}},
+	{name: "sum past a duration", in: "cpu 1099511627776 1099511627776 1099511627776 1099511627776 1099511627776 1099511627776 1099511627776 1099511627776\n", wantErr: "more than a duration holds"},
 }
 
 func TestParseProcStat(t *testing.T) { testParse(t, procStatTests, parseProcStat) }

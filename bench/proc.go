@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -179,20 +180,27 @@ func parseProcStat(b []byte) (machineCPU, error) {
 	if len(f) < 9 {
 		return machineCPU{}, fmt.Errorf("/proc/stat: %d fields on the cpu line, want at least 8", len(f)-1)
 	}
-	var m machineCPU
+	var busy, total uint64 // ticks
 	for i, s := range f[1:9] {
 		n, err := strconv.ParseUint(s, 10, 63)
 		if err != nil || n > 1<<40 {
 			return machineCPU{}, fmt.Errorf("/proc/stat: cpu field %d is %q", i+1, s)
 		}
-		d := time.Duration(n) * time.Second / clockTicks
-		m.Total += d
+		total += n
 		if i != 3 && i != 4 { // idle, iowait
-			m.Busy += d
+			busy += n
 		}
 	}
-	return m, nil
+	if total > maxStatTicks {
+		return machineCPU{}, fmt.Errorf("/proc/stat: the cpu line's times add up to %d ticks, more than a duration holds", total)
+	}
+	tick := time.Second / clockTicks
+	return machineCPU{Busy: time.Duration(busy) * tick, Total: time.Duration(total) * tick}, nil
 }
+
+// maxStatTicks is the most ticks a time.Duration holds (about 290 years of
+// one CPU's time).
+const maxStatTicks = uint64(math.MaxInt64 / int64(time.Second/clockTicks))
 
 // readMachineCPU reads the whole machine's CPU time.
 func readMachineCPU() (machineCPU, error) {
