@@ -272,18 +272,10 @@ func TestPostgresSinkClaims(t *testing.T) {
 // a failed statement does not report a commit, and the connection goes back
 // to the pool usable.
 func TestPostgresPipelinedTransactions(t *testing.T) {
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
-	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: 1}.check()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// One connection: a transaction that left it in a bad state would break
 	// every one after it.
-	b, err := connectPostgres(cfg, "", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := pgBackendForTest(t, 1)
+	var err error
 	meta := func() string {
 		var v []byte
 		if err := b.View(func(tx Tx) error { v, err = tx.Meta("pipelined"); return err }); err != nil {
@@ -358,13 +350,12 @@ func TestPostgresPipelinedTransactions(t *testing.T) {
 	must(t, b.View(func(tx Tx) error { return nil }))
 }
 
-// TestPostgresSpendTokensLocksHead: spending an audit batch's tokens reads
-// the chain's head in the same round trip and locks it as AuditTail would,
-// so a second writer waits for the first's commit and then appends after
-// it, never beside it.
-func TestPostgresSpendTokensLocksHead(t *testing.T) {
+// pgBackendForTest connects a backend with a pool of maxConns connections
+// to a fresh database of a real PostgreSQL.
+func pgBackendForTest(t *testing.T, maxConns int32) *pgBackend {
+	t.Helper()
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
-	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: 3}.check()
+	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: maxConns}.check()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +363,17 @@ func TestPostgresSpendTokensLocksHead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// TestPostgresSpendTokensLocksHead: spending an audit batch's tokens reads
+// the chain's head in the same round trip and locks it as AuditTail would,
+// so a second writer waits for the first's commit and then appends after
+// it, never beside it.
+func TestPostgresSpendTokensLocksHead(t *testing.T) {
+	b := pgBackendForTest(t, 3)
+	var err error
 	now := time.Now()
 	exp := []int64{now.Add(time.Minute).UnixNano()}
 	var base uint64
@@ -434,16 +435,8 @@ func TestPostgresSpendTokensLocksHead(t *testing.T) {
 // out as one statement, before anything in the transaction reads, and
 // all or none of them stay.
 func TestPostgresAuditAppendBatched(t *testing.T) {
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
-	cfg, err := PostgresConfig{DSN: pg.StoreDSN(t, "bastion"), Name: "a", MaxConns: 2}.check()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := connectPostgres(cfg, "", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := pgBackendForTest(t, 2)
+	var err error
 	records := func(tx Tx, from uint64) []string {
 		var got []string
 		must(t, tx.Audit(from, 0, func(seq uint64, v []byte) error {
@@ -512,18 +505,5 @@ func TestPostgresAuditAppendBatched(t *testing.T) {
 // certificate issuance does, with the store in a real PostgreSQL.
 func BenchmarkAuditOncePostgres(b *testing.B) {
 	pg := testenv.StartPostgres(b, testenv.PostgresOptions{})
-	s := openStore(b, pgConfig(pg.StoreDSN(b, "bastion"), "a"))
-	exp := time.Now().Add(5 * time.Minute)
-	var n atomic.Int64
-	b.SetParallelism(8)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			key := fmt.Appendf(nil, "tok-%d", n.Add(1))
-			if _, err := s.AuditOnce(AuditEvent{Type: "cert.issue", User: "alice", Fields: map[string]string{"serial": "123"}}, key, exp); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "issuances/s")
+	benchSpend(b, openStore(b, pgConfig(pg.StoreDSN(b, "bastion"), "a")), time.Now().Add(5*time.Minute))
 }
