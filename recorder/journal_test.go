@@ -237,3 +237,40 @@ func TestJournalEntryMarshal(t *testing.T) {
 		}
 	}
 }
+
+// The applier signs the chain's head in the transaction that appends the
+// journal's entries: the head is covered without the flusher (whose
+// interval here is an hour) committing a checkpoint of its own.
+func TestAuditApplySignsHead(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	for round := range 3 {
+		for i := range 5 {
+			if _, err := s.AuditOnce(AuditEvent{Type: "cert.issue", User: fmt.Sprint("u", i)},
+				fmt.Appendf(nil, "tok-%d-%d", round, i), clk.Now().Add(5*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(t, s.syncAudit())
+		var tail, signed uint64
+		must(t, s.b.View(func(tx Tx) error {
+			var err error
+			if tail, _, err = tx.AuditTail(); err != nil {
+				return err
+			}
+			return tx.AuditCheckpoints(0, ^uint64(0), func(seq uint64, _ []byte) error {
+				signed = seq
+				return nil
+			})
+		}))
+		if tail != uint64(5*(round+1)) || signed != tail {
+			t.Fatalf("round %d: audit head %d, newest checkpoint at %d", round, tail, signed)
+		}
+		if s.auditDirty.Load() {
+			t.Fatalf("round %d: the head is marked unsigned after the applier signed it", round)
+		}
+		if rep, err := s.VerifyAudit(); err != nil || !rep.Intact {
+			t.Fatalf("round %d: %+v %v", round, rep, err)
+		}
+	}
+}
