@@ -61,7 +61,6 @@ type env struct {
 	aliceSign  ssh.Signer
 	home       string // HOME for the bastion CLI (login state)
 	obscure    bool   // the ssh client knows ObscureKeystrokeTiming
-	pgproxy    bool   // the bastion binary links the PostgreSQL proxy
 	replayID   string // the 1 GiB recording for the replay workload
 	fixtureMBs float64
 	pg         *pgEnv // nil unless the PostgreSQL workload runs
@@ -146,7 +145,6 @@ func newEnv(opt options) (_ *env, err error) {
 	if e.bastionBin, err = filepath.Abs(e.bastionBin); err != nil {
 		return nil, err
 	}
-	e.pgproxy = linksPgproxy()
 
 	// Client keys: alice's login certificate for the bastion; a plain key
 	// for the baseline jump host; a target-CA certificate for the baseline
@@ -205,21 +203,6 @@ func newEnv(opt options) (_ *env, err error) {
 		return nil, err
 	}
 	return e, nil
-}
-
-// linksPgproxy reports whether the bastion command links the PostgreSQL
-// proxy, i.e. whether kind: postgres targets are inspected yet.
-func linksPgproxy() bool {
-	out, err := exec.Command("go", "list", "-deps", "./cmd/bastion").Output()
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasSuffix(l, "/bastion/pgproxy") {
-			return true
-		}
-	}
-	return false
 }
 
 // key is a client key written for the OpenSSH client.

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -40,12 +41,8 @@ type pgEnv struct {
 
 // setupPostgres starts PostgreSQL 15 with the bastion's database CA as its
 // client CA and a pgbench database, before the bastion starts (its config
-// names the server). It returns errPending while the bastion does not
-// inspect kind: postgres targets yet.
+// names the server).
 func (e *env) setupPostgres() (err error) {
-	if !e.pgproxy {
-		return errPending
-	}
 	if err := localsvc.CheckPostgresBinDir(localsvc.PostgresBinDir); err != nil {
 		return fmt.Errorf("PostgreSQL 15 binaries not found: %w", err)
 	}
@@ -135,9 +132,7 @@ func (e *env) benchPgbench() result {
 		if e.pgErr != nil {
 			return failed(r, e.pgErr)
 		}
-		r.Mark = markPending
-		r.notef("pending: the bastion does not link bastion/pgproxy yet (`go list -deps ./cmd/bastion`), so a kind: postgres target is still a plain forward; this row runs once the PostgreSQL integration lands")
-		return r
+		return failed(r, errors.New("PostgreSQL was not set up"))
 	}
 	var base, bast, cpuBase, cpuBast []float64
 	for round := range e.opt.rounds {
