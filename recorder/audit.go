@@ -149,8 +149,14 @@ func (s *Store) AuditOnce(ev AuditEvent, key []byte, expires time.Time) (string,
 	return ev.ID, nil
 }
 
-// tokenSweepEvery is how often expired token keys are forgotten.
+// tokenSweepEvery is how often expired token keys are forgotten; a sweep
+// that forgets a full batch is followed by another at the next commit, so
+// the sweeps keep up with any rate of issuance (a batch every commit, ten
+// commits a second under load) without one commit deleting them all.
 const tokenSweepEvery = time.Minute
+
+// tokenSweepBatch is the most keys one sweep forgets (a var for tests).
+var tokenSweepBatch = 2000
 
 // AuditLater appends an event to the audit log with the next group commit
 // of recordings (within one flush interval), without waiting for it: for
@@ -239,6 +245,7 @@ func (s *Store) auditLoop() {
 			continue
 		}
 		sweep := now.Sub(s.tokensSwept) >= tokenSweepEvery
+		var sweptFull bool
 		err := s.b.Update(func(tx Tx) error {
 			spent, err := spendBatch(tx, batch, now)
 			if err != nil {
@@ -263,12 +270,15 @@ func (s *Store) auditLoop() {
 				}
 			}
 			if sweep {
-				return tx.ForgetTokens(now)
+				return tx.ForgetTokens(now, &sweptFull)
 			}
 			return nil
 		})
 		if err == nil && sweep {
 			s.tokensSwept = now
+			if sweptFull {
+				s.tokensSwept = time.Time{} // more expired keys: sweep again next commit
+			}
 		}
 		for _, req := range batch {
 			if err != nil {

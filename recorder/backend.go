@@ -122,9 +122,10 @@ type AdminTx interface {
 	// yet expired at now (a replay). Within one transaction a key is spent
 	// once.
 	SpendToken(key []byte, expires, now time.Time) (bool, error)
-	// ForgetTokens forgets keys whose expiry is before now (a bounded
-	// number per call).
-	ForgetTokens(now time.Time) error
+	// ForgetTokens forgets up to tokenSweepBatch keys whose expiry is
+	// before now. Once the transaction has committed, *full says whether it
+	// forgot that many, so that more may be left for the next sweep.
+	ForgetTokens(now time.Time, full *bool) error
 	// Revoke stores a revocation and reports true, or false when the
 	// serial was already revoked (the first record stays).
 	Revoke(r Revocation) (bool, error)

@@ -532,11 +532,11 @@ func (t *boltTx) putSpentToken(key []byte, expires int64) error {
 	return nil
 }
 
-func (t *boltTx) ForgetTokens(now time.Time) error {
+func (t *boltTx) ForgetTokens(now time.Time, full *bool) error {
 	byExp := t.tx.Bucket(bucketTokensByExp)
 	c := byExp.Cursor()
 	var dead [][]byte
-	for k, _ := c.First(); k != nil && len(dead) < 10000; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(dead) < tokenSweepBatch; k, _ = c.Next() {
 		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now.UnixNano() {
 			break
 		}
@@ -547,6 +547,7 @@ func (t *boltTx) ForgetTokens(now time.Time) error {
 			return err
 		}
 	}
+	*full = len(dead) == tokenSweepBatch
 	t.tx.OnCommit(func() {
 		t.b.tokMu.Lock()
 		for _, k := range dead {

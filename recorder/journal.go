@@ -508,12 +508,13 @@ func (s *Store) apply(final bool) error {
 	}
 	now := s.cfg.Now()
 	sweep := now.Sub(jr.swept) >= tokenSweepEvery
+	var sweptFull bool
 	err := s.b.Update(func(tx Tx) error {
 		if err := s.applyEntries(tx, pend); err != nil {
 			return err
 		}
 		if sweep {
-			if err := tx.ForgetTokens(now); err != nil {
+			if err := tx.ForgetTokens(now, &sweptFull); err != nil {
 				return err
 			}
 		}
@@ -539,6 +540,9 @@ func (s *Store) apply(final bool) error {
 		jr.applied, jr.err = pend[len(pend)-1].n, nil
 		if sweep {
 			jr.swept = now
+			if sweptFull {
+				jr.swept = time.Time{} // more expired keys: sweep again next apply
+			}
 		}
 	}
 	close(jr.changed)

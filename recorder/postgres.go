@@ -827,9 +827,12 @@ func (t *pgTx) SpendTokens(keys [][]byte, expires []int64, now time.Time) ([]boo
 	return ok, nil
 }
 
-func (t *pgTx) ForgetTokens(now time.Time) error {
-	t.queue(nil, `DELETE FROM bastion_used_tokens WHERE key IN (
-		SELECT key FROM bastion_used_tokens WHERE expires_ns <= $1 LIMIT 10000)`, now.UnixNano())
+func (t *pgTx) ForgetTokens(now time.Time, full *bool) error {
+	t.queue(func(tag pgconn.CommandTag) error {
+		*full = tag.RowsAffected() == int64(tokenSweepBatch)
+		return nil
+	}, `DELETE FROM bastion_used_tokens WHERE key IN (
+		SELECT key FROM bastion_used_tokens WHERE expires_ns <= $1 LIMIT $2)`, now.UnixNano(), tokenSweepBatch)
 	return nil
 }
 

@@ -507,3 +507,37 @@ func BenchmarkAuditOncePostgres(b *testing.B) {
 	pg := testenv.StartPostgres(b, testenv.PostgresOptions{})
 	benchSpend(b, openStore(b, pgConfig(pg.StoreDSN(b, "bastion"), "a")), time.Now().Add(5*time.Minute))
 }
+
+// TestPostgresForgetTokensReportsFull: with PostgreSQL too, a sweep forgets
+// at most a batch of expired keys and says, once committed, when it forgot
+// a full one.
+func TestPostgresForgetTokensReportsFull(t *testing.T) {
+	lowerSweepBatch(t, 4)
+	b := pgBackendForTest(t, 2)
+	t0 := time.Now()
+	keys := make([][]byte, 7)
+	exps := make([]int64, 7)
+	for i := range 6 {
+		keys[i], exps[i] = fmt.Appendf(nil, "k-%d", i), t0.Add(time.Duration(i)*time.Second).UnixNano()
+	}
+	keys[6], exps[6] = []byte("later"), t0.Add(time.Hour).UnixNano()
+	must(t, b.Update(func(tx Tx) error {
+		ok, err := tx.(*pgTx).SpendTokens(keys, exps, t0)
+		if err == nil && len(ok) != len(keys) {
+			err = fmt.Errorf("SpendTokens answered %d of %d", len(ok), len(keys))
+		}
+		return err
+	}))
+	for i, want := range []bool{true, false, false} {
+		var full bool
+		must(t, b.Update(func(tx Tx) error { return tx.ForgetTokens(t0.Add(time.Minute), &full) }))
+		if full != want {
+			t.Fatalf("sweep %d: full = %v, want %v", i+1, full, want)
+		}
+	}
+	var n int
+	must(t, b.pool.QueryRow(t.Context(), `SELECT count(*) FROM bastion_used_tokens`).Scan(&n))
+	if n != 1 {
+		t.Fatalf("%d keys left, want 1 (the one not expired)", n)
+	}
+}
