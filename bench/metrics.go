@@ -15,6 +15,8 @@ type goMetrics struct {
 	Goroutines float64 // go_goroutines
 	StackInuse float64 // go_memstats_stack_inuse_bytes
 	HeapInuse  float64 // go_memstats_heap_inuse_bytes
+	HeapIdle   float64 // go_memstats_heap_idle_bytes
+	HeapFreed  float64 // go_memstats_heap_released_bytes (idle and returned to the OS)
 }
 
 // parseGoMetrics picks the runtime gauges out of a Prometheus text
@@ -38,6 +40,10 @@ func parseGoMetrics(r io.Reader) (goMetrics, error) {
 			dst = &m.StackInuse
 		case "go_memstats_heap_inuse_bytes":
 			dst = &m.HeapInuse
+		case "go_memstats_heap_idle_bytes":
+			dst = &m.HeapIdle
+		case "go_memstats_heap_released_bytes":
+			dst = &m.HeapFreed
 		default:
 			continue
 		}

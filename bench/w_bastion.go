@@ -441,6 +441,12 @@ func (e *env) benchIdle() result {
 		if err != nil {
 			return err
 		}
+		// Input stays open, as a person's ssh keeps it: with no Stdin,
+		// x/crypto sends EOF at once, and the bastion's input reader and
+		// command guard end, which an idle terminal's never do.
+		if _, err := s.StdinPipe(); err != nil {
+			return err
+		}
 		if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
 			return err
 		}
@@ -460,36 +466,58 @@ func (e *env) benchIdle() result {
 		go io.Copy(io.Discard, out)
 		return nil
 	}
-	start := time.Now()
-	const workers = 16
-	jobs := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if err := open(i); err != nil {
-					errs <- err
-					for range jobs {
+	// openRange opens sessions [from, to) with 16 clients at a time.
+	openRange := func(from, to int) error {
+		const workers = 16
+		jobs := make(chan int)
+		errs := make(chan error, workers)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					if err := open(i); err != nil {
+						errs <- err
+						for range jobs {
+						}
+						return
 					}
-					return
 				}
-			}
-		}()
+			}()
+		}
+		for i := from; i < to; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		select {
+		case err := <-errs:
+			return err
+		default:
+			return nil
+		}
 	}
-	for i := range e.opt.sessions {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	select {
-	case err := <-errs:
+	// Half the sessions, settle, read; the other half, settle, read: the
+	// growth over the second half is what a session adds once the
+	// bastion's start-up garbage (which the first sessions' memory reuses,
+	// so the row's starting RSS moves the first figure) is behind it.
+	half := e.opt.sessions / 2
+	start := time.Now()
+	if err := openRange(0, half); err != nil {
 		return failed(r, err)
-	default:
 	}
 	took := time.Since(start)
+	time.Sleep(2 * time.Second) // let the bastion settle
+	memHalf, err := readMemory(e.bastion.pid)
+	if err != nil {
+		return failed(r, err)
+	}
+	start = time.Now()
+	if err := openRange(half, e.opt.sessions); err != nil {
+		return failed(r, err)
+	}
+	took += time.Since(start)
 	time.Sleep(2 * time.Second) // let the bastion settle
 	mem1, err := readMemory(e.bastion.pid)
 	if err != nil {
@@ -497,10 +525,14 @@ func (e *env) benchIdle() result {
 	}
 	rss0, rss1 := mem0.RSS, mem1.RSS
 	per := float64(rss1-rss0) / float64(e.opt.sessions) / 1024
+	if n := e.opt.sessions - half; n > 0 {
+		r.notef("the second %d sessions added %s KiB of RSS each (%s MiB with %d open, settled)", n, fmtNum(float64(rss1-memHalf.RSS)/float64(n)/1024), fmtNum(float64(memHalf.RSS)/(1<<20)), half)
+	}
 	if gm1, err := readGoMetrics(e.bastion.httpAddr); err == nil && !e.opt.inProcess {
 		n := float64(e.opt.sessions)
-		r.notef("per session: %s KiB of anonymous memory (RssAnon); from the bastion's /metrics, %s goroutines, %s KiB of goroutine stacks, %s KiB of heap in use (live and not yet collected)",
-			fmtNum(float64(mem1.Anon-mem0.Anon)/n/1024), fmtNum((gm1.Goroutines-gm0.Goroutines)/n), fmtNum((gm1.StackInuse-gm0.StackInuse)/n/1024), fmtNum((gm1.HeapInuse-gm0.HeapInuse)/n/1024))
+		unreturned := func(g goMetrics) float64 { return g.HeapIdle - g.HeapFreed }
+		r.notef("per session: %s KiB of anonymous memory (RssAnon); from the bastion's /metrics, %s goroutines, %s KiB of goroutine stacks, %s KiB of heap in use (live and not yet collected), %s KiB of heap free but not yet returned to the OS",
+			fmtNum(float64(mem1.Anon-mem0.Anon)/n/1024), fmtNum((gm1.Goroutines-gm0.Goroutines)/n), fmtNum((gm1.StackInuse-gm0.StackInuse)/n/1024), fmtNum((gm1.HeapInuse-gm0.HeapInuse)/n/1024), fmtNum((unreturned(gm1)-unreturned(gm0))/n/1024))
 	}
 	if e.opt.inProcess {
 		r.notef("in-process: %d goroutines with the sessions open (harness and target included)", runtime.NumGoroutine())
