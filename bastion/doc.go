@@ -57,17 +57,25 @@
 //     the recording, downstream. Every byte of target output takes this one
 //     path;
 //   - one goroutine relays stderr through a second pipeline;
-//   - readStdin is the one reader of the user's input; pumpStdin forwards
-//     it unjudged (exec, sftp), or a shellGuard (guard.go) judges it line by
-//     line (shells, and execs of a shell that reads its input), holding each
-//     submit key until the line's verdict;
-//   - two loops carry channel requests: downstreamRequests (pty-req, env,
-//     window-change, signal, and the one shell/exec/subsystem request, which
-//     start judges and begins the recording for) and upstreamRequests
-//     (exit-status, exit-signal). The upstream connection is an
-//     upstreamConn, not an ssh.Client: upstreamRequests also answers what
-//     the target sends on the connection itself (global requests fail,
-//     channel opens are rejected), saving ssh.Client's three goroutines.
+//   - the user's input (a userInput, input.go) is read on its consumer's
+//     goroutine: pumpStdin forwards it unjudged (exec, sftp), or a
+//     shellGuard (guard.go) judges it line by line (shells, and execs of a
+//     shell that reads its input), holding each submit key until the
+//     line's verdict; a wait for an approver watches the keys through a
+//     reader goroutine started then;
+//   - one loop (proxy.requests, over upstreamConn.serve) receives both
+//     sides' channel requests and hands each side's to a requestQueue
+//     (requests.go), which handles them in order on a goroutine that runs
+//     only while some are queued: the user's with downstreamRequest
+//     (pty-req, env, window-change, signal, and the one
+//     shell/exec/subsystem request, which start judges and begins the
+//     recording for), the target's with upstreamRequest (exit-status,
+//     exit-signal). The loop never waits on a handler, so a forwarded
+//     request waiting for its answer cannot hold up the requests x/crypto
+//     delivers before that answer. The upstream connection is an
+//     upstreamConn, not an ssh.Client: the same loop answers what the
+//     target sends on the connection itself (global requests fail, channel
+//     opens are rejected), saving ssh.Client's three goroutines.
 //
 // A decision on a command goes through proxy.enforce: audit, marker, the
 // message to the user, and for approve rules the wait on [approvals]

@@ -43,9 +43,9 @@ const (
 // prompt with history or completion keys, a tracker that failed) the line
 // gets the rules' unknowable action, or is refused.
 type shellGuard struct {
-	p    *proxy
-	keys <-chan []byte // the user's input, from one reader goroutine
-	pty  bool
+	p   *proxy
+	in  *userInput // the user's input, read on the guard's goroutine
+	pty bool
 	// interactive: the shell reading a no-pty session's input expands
 	// history (bash -i), so lines are judged as typed at a prompt.
 	interactive bool
@@ -64,8 +64,8 @@ type shellGuard struct {
 	launched []string
 }
 
-func newShellGuard(p *proxy, keys <-chan []byte, pty bool, cols, rows int) *shellGuard {
-	g := &shellGuard{p: p, keys: keys, pty: pty, outCh: make(chan struct{}, 1), cols: cols, rows: rows}
+func newShellGuard(p *proxy, in *userInput, pty bool, cols, rows int) *shellGuard {
+	g := &shellGuard{p: p, in: in, pty: pty, outCh: make(chan struct{}, 1), cols: cols, rows: rows}
 	if pty {
 		g.tr = linerec.New(cols, rows)
 	}
@@ -127,7 +127,11 @@ func (g *shellGuard) forward(b []byte) bool {
 func (g *shellGuard) run() {
 	defer g.p.up.CloseWrite()
 	if g.pty {
-		for chunk := range g.keys {
+		for {
+			chunk, ok := g.in.next()
+			if !ok {
+				return
+			}
 			var segs []linerec.Segment
 			g.track(func(tr *linerec.Tracker) { segs = tr.Keys(chunk) })
 			if why := g.takeFailure(); why != "" {
@@ -142,10 +146,13 @@ func (g *shellGuard) run() {
 				}
 			}
 		}
-		return
 	}
 	var pending []byte
-	for chunk := range g.keys {
+	for {
+		chunk, ok := g.in.next()
+		if !ok {
+			break
+		}
 		if !g.watched() {
 			// No command rule applies (now): input flows as it comes.
 			if !g.forward(append(pending, chunk...)) {
@@ -154,7 +161,6 @@ func (g *shellGuard) run() {
 			pending = pending[:0]
 			continue
 		}
-		var ok bool
 		if pending, ok = g.drain(append(pending, chunk...)); !ok {
 			return
 		}
@@ -250,7 +256,7 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 			mode, texts = modeScreen, []string{strings.Join(append(sacc, text), "\n")}
 		}
 	}
-	v := g.judgeLines(mode, texts, g.keys)
+	v := g.judgeLines(mode, texts, g.in)
 	switch {
 	case v.action != policy.ActionAllow:
 		g.cancelLine()
@@ -300,7 +306,7 @@ func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
 	if line.Judge && strings.TrimSpace(line.Text) != "" {
 		text = line.Text + " [" + what + "]"
 	}
-	if g.p.enforce(d, text, g.keys) != policy.ActionAllow {
+	if g.p.enforce(d, text, g.in) != policy.ActionAllow {
 		// Ctrl-G aborts the Ctrl-X prefix; Ctrl-C then drops the line.
 		if !g.forward([]byte{0x07}) {
 			return false
@@ -377,7 +383,7 @@ type lineVerdict struct {
 // is dropped when another one parses; a line every reading of which is
 // unfinished continues; otherwise every finished reading is judged and the
 // strictest verdict is enforced.
-func (g *shellGuard) judgeLines(mode readMode, texts []string, keys <-chan []byte) lineVerdict {
+func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput) lineVerdict {
 	pol := g.p.env.policy()
 	pid := g.p.ss.pid
 	target := g.p.ss.target
@@ -519,14 +525,14 @@ func (g *shellGuard) paste(seg linerec.Segment) bool {
 		tails = append(tails, cur)
 	}
 	if mode == modeUnreadable || mode == modeNone {
-		if g.judgeLines(mode, nil, g.keys).action != policy.ActionAllow {
+		if g.judgeLines(mode, nil, g.in).action != policy.ActionAllow {
 			g.cancelLine()
 			return true
 		}
 	} else if len(units) > 0 {
 		// One verdict for the paste: the strictest over every command of
 		// every reading, enforced once (one approval for the paste).
-		if g.judgeLines(mode, units, g.keys).action != policy.ActionAllow {
+		if g.judgeLines(mode, units, g.in).action != policy.ActionAllow {
 			g.cancelLine()
 			return true
 		}
@@ -677,7 +683,7 @@ func (g *shellGuard) cancelLine() {
 
 // enforce applies a decision on a command: audit, marker, message, and for
 // approvals the wait. It returns ActionAllow when the command may run.
-func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) string {
+func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 	ss := p.ss
 	text = p.redact(text)
 	p.env.metrics.Decisions.WithLabelValues(policy.OnCommand, d.Action).Inc()
@@ -710,8 +716,9 @@ func (p *proxy) enforce(d policy.Decision, text string, keys <-chan []byte) stri
 		d.Rule, d.Reason, ap.ID, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second))
 	ctx, cancel := context.WithCancel(ss.ctx)
 	defer cancel()
-	if keys != nil {
+	if in != nil {
 		// Keys typed while waiting are not forwarded; Ctrl-C cancels.
+		keys := in.watch()
 		stop := make(chan struct{})
 		defer close(stop)
 		go func() {

@@ -555,7 +555,8 @@ func TestUpstreamConnServe(t *testing.T) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		u.serve(chReqs, func(r *gossh.Request) { handled = append(handled, r.Type) }, done)
+		up := &requestQueue{handle: func(r *gossh.Request) { handled = append(handled, r.Type) }}
+		u.serve(nil, chReqs, nil, up, nil, func() { close(done) })
 	}()
 	hangGuard("the channel's requests", func() { <-done })
 	ok, _, err := target.SendRequest("keepalive@openssh.com", true, nil)

@@ -75,6 +75,9 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 	// handshake) and an idle session would hold it for its whole life
 	// (about 5 KiB of stack per session in the idle bench).
 	conn, _ := ctx.Value(gliderssh.ContextKeyConn).(gossh.Conn)
+	if conn != nil {
+		p.panicked = func(v any) { s.panicked(conn, v) }
+	}
 	go func() {
 		if conn != nil {
 			defer s.containPanic(conn)
@@ -93,9 +96,12 @@ type proxy struct {
 	log     *slog.Logger
 	started bool
 	pty     bool
-	keys    chan []byte                // the user's input, from one reader
-	guard   atomic.Pointer[shellGuard] // set for watched shells
-	stdout  *outputPipeline
+	in      *userInput // the user's input, read by its consumer
+	// panicked handles a panic recovered in a request handler (it closes
+	// the connection); nil where there is no connection to close.
+	panicked func(v any)
+	guard    atomic.Pointer[shellGuard] // set for watched shells
+	stdout   *outputPipeline
 }
 
 // run relays until both sides are done. Teardown order toward the user:
@@ -136,17 +142,9 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 		relay(stderr, p.up.Stderr(), nil, &p.ss.act, p.env.now)
 		stderr.close()
 	}()
-	p.keys = make(chan []byte)
-	go p.readStdin()
+	p.in = &userInput{p: p}
 	upDone := make(chan struct{})
-	go p.upstreamRequests(upReqs, upDone)
-	go func() {
-		p.downstreamRequests(downReqs)
-		// The user closed the channel or went away: drop the upstream
-		// connection, as the target would see a client's connection drop
-		// (closing only the channel leaves sshd waiting for the command).
-		p.client.Close()
-	}()
+	go p.requests(downReqs, upReqs, upDone)
 	// Stdout is relayed on this goroutine (one fewer per session).
 	relay(p.stdout, p.up, nil, &p.ss.act, p.env.now)
 	p.stdout.close()
@@ -160,51 +158,32 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	p.down.Close()
 }
 
-// readStdin is the one reader of the user's input. Nothing it reads goes
-// anywhere until the session has started (see pumpStdin and shellGuard):
-// the channel is unbuffered, so input waits in the SSH window meanwhile.
-func (p *proxy) readStdin() {
-	defer close(p.keys)
-	ab := new(adaptiveBuf)
-	defer ab.release()
-	for {
-		buf := ab.get()
-		n, err := p.down.Read(buf)
-		if n > 0 {
-			p.ss.act.touch(p.env.now())
-			p.ss.recordInput(buf[:n]) // dropped by the recorder unless recording.input is on
-			chunk := append([]byte(nil), buf[:n]...)
-			ab.adapt(n, buf)
-			select {
-			case p.keys <- chunk:
-			case <-p.ss.ctx.Done():
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// pumpStdin forwards input unjudged (exec, subsystems, unwatched shells).
+// pumpStdin forwards input unjudged (exec, subsystems).
 func (p *proxy) pumpStdin() {
-	for chunk := range p.keys {
-		if _, err := p.up.Write(chunk); err != nil {
-			break
+	p.in.copyTo(func(b []byte) error {
+		if _, err := p.up.Write(b); err != nil {
+			return err
 		}
-		p.env.metrics.Bytes.WithLabelValues("up", p.ss.kind).Add(float64(len(chunk)))
-	}
+		p.env.metrics.Bytes.WithLabelValues("up", p.ss.kind).Add(float64(len(b)))
+		return nil
+	})
 	p.up.CloseWrite()
 }
 
-// upstreamRequests forwards the target's channel requests (exit-status,
-// exit-signal, keepalives) to the user and closes done when they end. The
-// same goroutine answers what the target sends on the connection itself
-// (upstreamConn.serve) until the connection closes, which run's deferred
-// Close brings about after done.
-func (p *proxy) upstreamRequests(reqs <-chan *gossh.Request, done chan<- struct{}) {
-	p.client.serve(reqs, p.upstreamRequest, done)
+// requests carries both sides' channel requests, each side's in order on
+// a requestQueue, and closes upDone once the target's have ended (after
+// its exit-status). The same goroutine answers what the target sends on
+// the connection itself (upstreamConn.serve) until the connection closes,
+// which run's deferred Close brings about after upDone.
+func (p *proxy) requests(downReqs, upReqs <-chan *gossh.Request, upDone chan<- struct{}) {
+	down := &requestQueue{handle: p.downstreamRequest, onPanic: p.panicked}
+	up := &requestQueue{handle: p.upstreamRequest, onPanic: p.panicked}
+	p.client.serve(downReqs, upReqs, down, up, func() {
+		// The user closed the channel or went away: drop the upstream
+		// connection, as the target would see a client's connection drop
+		// (closing only the channel leaves sshd waiting for the command).
+		p.client.Close()
+	}, func() { close(upDone) })
 }
 
 // upstreamRequest forwards one of the target's channel requests.
@@ -234,17 +213,15 @@ func (p *proxy) upstreamRequest(req *gossh.Request) {
 	}
 }
 
-// downstreamRequests handles the user's channel requests.
-func (p *proxy) downstreamRequests(reqs <-chan *gossh.Request) {
-	for req := range reqs {
-		if req.Type == "exec" || req.Type == "shell" || req.Type == "subsystem" {
-			p.start(req)
-			continue
-		}
-		ok := p.handle(req)
-		if req.WantReply {
-			req.Reply(ok, nil)
-		}
+// downstreamRequest handles one of the user's channel requests.
+func (p *proxy) downstreamRequest(req *gossh.Request) {
+	if req.Type == "exec" || req.Type == "shell" || req.Type == "subsystem" {
+		p.start(req)
+		return
+	}
+	ok := p.handle(req)
+	if req.WantReply {
+		req.Reply(ok, nil)
 	}
 }
 
@@ -397,9 +374,9 @@ func (p *proxy) start(req *gossh.Request) {
 			return
 		}
 		d := p.env.policy().JudgeCommand(pid, p.ss.target, command)
-		var keys <-chan []byte
+		var keys *userInput
 		if p.pty {
-			keys = p.keys // a terminal: typed keys are dropped, Ctrl-C cancels
+			keys = p.in // a terminal: typed keys are dropped, Ctrl-C cancels
 		}
 		if p.enforce(d, command, keys) != policy.ActionAllow {
 			p.endLocally(126)
@@ -438,7 +415,7 @@ func (p *proxy) startGuard(interactive bool) {
 	p.ss.mu.Lock()
 	cols, rows := p.ss.width, p.ss.height
 	p.ss.mu.Unlock()
-	g := newShellGuard(p, p.keys, p.pty, max(cols, 1), max(rows, 1))
+	g := newShellGuard(p, p.in, p.pty, max(cols, 1), max(rows, 1))
 	g.interactive = interactive
 	p.guard.Store(g)
 	go g.run()

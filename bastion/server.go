@@ -270,9 +270,14 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 // other session: it logs the panic and drops that connection.
 func (s *Server) containPanic(conn io.Closer) {
 	if v := recover(); v != nil {
-		s.log.Error("panic in channel handler", "panic", v, "stack", string(debug.Stack()))
-		conn.Close()
+		s.panicked(conn, v)
 	}
+}
+
+// panicked logs a recovered panic and closes the connection it came from.
+func (s *Server) panicked(conn io.Closer, v any) {
+	s.log.Error("panic in channel handler", "panic", v, "stack", string(debug.Stack()))
+	conn.Close()
 }
 
 // hostSigner returns a signer that presents the bastion's host key with a

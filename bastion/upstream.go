@@ -127,8 +127,7 @@ var sessionCertExtensions = []string{"permit-pty"}
 // helper goroutines (global requests, channel opens, and one waiting to
 // close forwards the bastion never asks for): the session's request
 // goroutine answers the connection's requests and channel opens itself
-// (proxy.upstreamRequests), so an idle session holds three goroutines
-// fewer. What the target may send on the connection is answered as
+// (proxy.requests), so an idle session holds three goroutines fewer. What the target may send on the connection is answered as
 // ssh.Client answers it: global requests fail, channel opens are rejected.
 type upstreamConn struct {
 	gossh.Conn
@@ -209,22 +208,31 @@ func (s *Server) dialSSHOnce(ctx context.Context, t *policy.Target, login, sessi
 // serve answers what the target sends on the connection itself, as
 // ssh.Client does: a global request fails (OpenSSH's keepalives take a
 // failure as an answer) and a channel the target opens (forwarded ports,
-// agent, X11: none was asked for) is rejected. With reqs, a channel's
-// requests, it passes each to handle and closes done when they end; it
-// returns when the connection has closed and all of them have ended.
+// agent, X11: none was asked for) is rejected. A session passes its
+// channel's requests from the user (downReqs) and from the target
+// (upReqs) with the queues that handle them, and what to run once each
+// side's have ended and been handled. serve never waits on a handler, and
+// returns when the connection has closed and every source has ended.
 // Until it runs, the target can fill x/crypto's queues and stall the
 // connection, so every connection is served or drained.
-func (u *upstreamConn) serve(reqs <-chan *gossh.Request, handle func(*gossh.Request), done chan<- struct{}) {
+func (u *upstreamConn) serve(downReqs, upReqs <-chan *gossh.Request, down, up *requestQueue, downEnd, upEnd func()) {
 	connReqs, connChans := u.reqs, u.chans
-	for reqs != nil || connReqs != nil || connChans != nil {
+	for downReqs != nil || upReqs != nil || connReqs != nil || connChans != nil {
 		select {
-		case req, ok := <-reqs:
+		case req, ok := <-downReqs:
 			if !ok {
-				reqs = nil
-				close(done)
+				downReqs = nil
+				down.end(downEnd)
 				continue
 			}
-			handle(req)
+			down.push(req)
+		case req, ok := <-upReqs:
+			if !ok {
+				upReqs = nil
+				up.end(upEnd)
+				continue
+			}
+			up.push(req)
 		case req, ok := <-connReqs:
 			if !ok {
 				connReqs = nil
@@ -245,7 +253,7 @@ func (u *upstreamConn) serve(reqs <-chan *gossh.Request, handle func(*gossh.Requ
 // target sent meanwhile, so that x/crypto's goroutines end.
 func (u *upstreamConn) closeDrain() {
 	u.Close()
-	u.serve(nil, nil, nil)
+	u.serve(nil, nil, nil, nil, nil, nil)
 }
 
 // hostKeyCallback verifies a target's host key as its config says: a
