@@ -32,7 +32,9 @@
 // -cpuprofile and -memprofile (heap, with the idle sessions open) profile
 // it; CPU figures then include the harness. -diagnose (on by default)
 // repeats the shell-output workload without storing content and without
-// masking, which attributes that workload's cost; -only selects workloads.
+// masking, and runs pgbench through the bastion relaying bytes to a tcp
+// target in front of the same server (the floor of its own relay), which
+// attribute those workloads' costs; -only selects workloads.
 //
 // # Caveats
 //

@@ -329,6 +329,7 @@ targets:
   - {name: bulk, kind: tcp, address: "{{.Bulk}}"{{if .TCPMetadata}}, recording: metadata{{end}}}
 {{- if .PG}}
   - {name: pg1, kind: postgres, address: "{{.PG}}", tls: {ca_file: "{{.PGCA}}"}}
+  - {name: pgtcp, kind: tcp, address: "{{.PG}}", recording: metadata}
 {{- end}}
 roles:
   - {name: bench, groups: [bench], targets: ["*"], logins: [root], db_users: [bench], auditor: true}

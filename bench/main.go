@@ -35,7 +35,7 @@ type options struct {
 	inProcess     bool          // run the bastion in this process (for -cpuprofile)
 	cpuProfile    string        // write a CPU profile (with -inprocess: the bastion's)
 	memProfile    string        // with -inprocess: heap profile with the idle sessions open
-	diagnose      bool          // add variant rows that attribute the shell-output cost
+	diagnose      bool          // add variant rows and notes that attribute the shell-output and pgbench costs
 	keep          bool          // keep the scratch directory
 }
 
@@ -72,7 +72,7 @@ func main() {
 	flag.BoolVar(&opt.inProcess, "inprocess", false, "run the bastion inside this process (to profile it with -cpuprofile); CPU figures then include the harness")
 	flag.StringVar(&opt.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to the file")
 	flag.StringVar(&opt.memProfile, "memprofile", "", "with -inprocess: write a heap profile while the idle sessions are open")
-	flag.BoolVar(&opt.diagnose, "diagnose", true, "also run the shell-output workload without storing content and without masking, to attribute its cost")
+	flag.BoolVar(&opt.diagnose, "diagnose", true, "also run the shell-output workload without storing content and without masking, and pgbench through the bastion relaying bytes to a tcp target, to attribute their cost")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the scratch directory (logs, configs)")
 	flag.Parse()
 	opt.bytes, opt.ingest = bytesMiB<<20, ingestMiB<<20

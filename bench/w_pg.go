@@ -134,11 +134,11 @@ func (e *env) benchPgbench() result {
 		}
 		return failed(r, errors.New("PostgreSQL was not set up"))
 	}
-	var base, bast, cpuBase, cpuBast []float64
+	var base, bast, relay, cpuBase, cpuBast, cpuRelay []float64
 	for round := range e.opt.rounds {
 		var got [2]float64
 		for _, s := range order(round) {
-			tps, n, cpu, err := e.pgbenchOnce(s)
+			tps, n, cpu, err := e.pgbenchOnce(s, false)
 			if err != nil {
 				return failed(r, err)
 			}
@@ -152,6 +152,18 @@ func (e *env) benchPgbench() result {
 			logf("  pgbench round %d %s: %.0f TPS", round+1, s, tps)
 		}
 		base, bast = append(base, got[baseline]), append(bast, got[viaBastion])
+		if e.opt.diagnose {
+			tps, n, cpu, err := e.pgbenchOnce(viaBastion, true)
+			if err != nil {
+				return failed(r, err)
+			}
+			relay, cpuRelay = append(relay, tps), append(cpuRelay, cpu.Seconds()/float64(n)*1e6)
+			logf("  pgbench round %d bastion relaying bytes: %.0f TPS", round+1, tps)
+		}
+	}
+	if len(relay) > 0 {
+		r.notef("floor of the bastion's own relay: pgbench through the bastion's `-L` to a `tcp` target in front of the same server, recording metadata only (bytes relayed as sshd relays them, TLS end to end as on OpenSSH's side), in the same rounds: %s TPS, %s of OpenSSH's `-L`, %s µs of bastion CPU per transaction; parsing, judging and masking every statement (the row) is %sx of that relay",
+			fmtNum(median(relay)), ratioCell(ratios(relay, base)), fmtNum(median(cpuRelay)), fmtNum(median(bast)/median(relay)))
 	}
 	rs := ratios(bast, base)
 	r.Base = fmt.Sprintf("%s TPS", fmtNum(median(base)))
@@ -329,7 +341,12 @@ var (
 	txRe  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 )
 
-func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err error) {
+// pgbenchOnce runs pgbench through one side's `-L`: OpenSSH's, or the
+// bastion's to its postgres target (every statement parsed and judged);
+// with relay, the bastion's to a `tcp` target in front of the same server
+// that records metadata only, so the bastion relays the bytes as sshd
+// does, TLS end to end as on OpenSSH's side.
+func (e *env) pgbenchOnce(s side, relay bool) (tps float64, tx int64, cpu time.Duration, err error) {
 	lport, err := localsvc.FreeLoopbackPort()
 	if err != nil {
 		return 0, 0, 0, err
@@ -337,7 +354,10 @@ func (e *env) pgbenchOnce(s side) (tps float64, tx int64, cpu time.Duration, err
 	_, pport, _ := net.SplitHostPort(e.pg.addr)
 	spec, host := fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%s", lport, pport), "jump"
 	conn := e.pg.directConn(lport)
-	if s == viaBastion {
+	switch {
+	case s == viaBastion && relay:
+		spec, host = fmt.Sprintf("127.0.0.1:%d:pgtcp:%s", lport, pport), "bastion"
+	case s == viaBastion:
 		spec, host = fmt.Sprintf("127.0.0.1:%d:pg1:%s", lport, pport), "bastion"
 		conn = fmt.Sprintf("host=127.0.0.1 port=%d user=bench dbname=bench sslmode=disable", lport)
 	}
