@@ -8,7 +8,7 @@ import (
 // its one consumer of the moment (pumpStdin or a shellGuard) on the
 // consumer's own goroutine: an idle session then holds one goroutine
 // blocked in the channel's Read instead of a reader and a consumer handing
-// chunks across a channel (about 4 KiB of stack and buffer less per idle
+// chunks across a channel (a goroutine and a read buffer less per idle
 // session). Nothing is read before a consumer asks, so input typed before
 // the session starts waits in the SSH window, as it did when the reader
 // blocked on its hand-off.
