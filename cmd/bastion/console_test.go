@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -166,12 +167,16 @@ func (b *browser) waitText(sel, want string) string {
 // (no cookie, no CSRF token, one's own request, a non-auditor's audit).
 func TestConsole(t *testing.T) {
 	testenv.RequirePostgres(t)
+	for _, tool := range []string{"tshark", "python3", "curl"} {
+		testenv.Require(t, tool)
+	}
 	root := startChromium(t)
 	var pg *testenv.Postgres
+	httpPort := testenv.FreePort(t)
 	w := newWorldListen(t, "", func(k *ca.Keys) []string {
 		var target string
 		pg, target = startShopPostgres(t, k)
-		return []string{target}
+		return []string{target, fmt.Sprintf(`{name: webhttp, kind: tcp, address: "127.0.0.1:%d"}`, httpPort)}
 	}, consoleYAML)
 	sshCfg := w.loginAlice(t)
 	base := w.url()
@@ -204,13 +209,32 @@ func TestConsole(t *testing.T) {
 	if !strings.Contains(r.Stdout, "Ada|********") || !strings.Contains(r.Stderr, "no-drop") {
 		t.Fatalf("psql through the bastion: %s", r)
 	}
-	var shell, hostile, pgSession recorder.SessionInfo
+	// A tcp session through ssh -L: a GET to Python's http.server.
+	webDir := t.TempDir()
+	os.WriteFile(filepath.Join(webDir, "hello.txt"), []byte("hello from the console's capture\n"), 0o644)
+	web := exec.Command("python3", "-m", "http.server", fmt.Sprint(httpPort), "--bind", "127.0.0.1", "--directory", webDir)
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { web.Process.Kill(); web.Wait() })
+	waitPort(t, httpPort)
+	hport := testenv.FreePort(t)
+	testenv.StartPTY(t, 80, 24, "ssh", "-F", sshCfg, "-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:webhttp:%d", hport, httpPort), "127.0.0.1")
+	waitPort(t, hport)
+	if out, err := exec.Command("curl", "-sS", fmt.Sprintf("http://127.0.0.1:%d/hello.txt?via=console", hport)).CombinedOutput(); err != nil ||
+		string(out) != "hello from the console's capture\n" {
+		t.Fatalf("curl through the bastion: %v %s", err, out)
+	}
+	var shell, hostile, pgSession, tcpSession recorder.SessionInfo
 	var list []recorder.SessionInfo
 	testenv.WaitFor(t, 20*time.Second, "the PostgreSQL session ended", func() bool {
 		list, _ = w.app.Store.Sessions(recorder.SessionFilter{})
-		pgSession = recorder.SessionInfo{}
+		pgSession, tcpSession = recorder.SessionInfo{}, recorder.SessionInfo{}
 		for _, s := range list {
 			switch {
+			case s.Kind == "tcp" && s.BytesIn > 0: // not waitPort's empty one
+				tcpSession = s
 			case s.Kind == "shell":
 				shell = s
 			case strings.Contains(s.Command, "<script>"):
@@ -219,7 +243,7 @@ func TestConsole(t *testing.T) {
 				pgSession = s
 			}
 		}
-		return pgSession.Status == recorder.StatusEnded
+		return pgSession.Status == recorder.StatusEnded && tcpSession.Status == recorder.StatusEnded
 	})
 	if shell.ID == "" || hostile.ID == "" {
 		t.Fatalf("sessions %+v", list)
@@ -512,6 +536,85 @@ func TestConsole(t *testing.T) {
 		blockMarker := eval[string](alice, `[...document.querySelectorAll("button.marker")].find(b => b.textContent.includes("no-drop")).dataset.marker`)
 		alice.run("jump to the blocked statement", chromedp.Click(chromedp.CSS(`button.marker[data-marker="`+blockMarker+`"]`)))
 		alice.waitText("#marker-now", "DROP TABLE customers")
+	})
+
+	// The capture download of a tcp and of a PostgreSQL session, fetched as
+	// the browser would from the session's page and read by the real
+	// tshark; audited; offered for neither a shell session nor another's.
+	t.Run("capture download", func(t *testing.T) {
+		type capture struct {
+			Status      int    `json:"status"`
+			Type        string `json:"type"`
+			Disposition string `json:"disposition"`
+			Body        string `json:"body"`
+		}
+		const fetchPcap = `(async () => {
+			const r = await fetch(document.querySelector("#pcap").href);
+			const b = new Uint8Array(await r.arrayBuffer());
+			let s = "";
+			for (const x of b) s += String.fromCharCode(x);
+			return {status: r.status, type: r.headers.get("Content-Type") || "", disposition: r.headers.get("Content-Disposition") || "", body: btoa(s)};
+		})()`
+		download := func(id string) string {
+			alice.run("open "+id, chromedp.Navigate(base+"/sessions/"+id), chromedp.WaitVisible(chromedp.CSS(`#pcap`)))
+			got := eval[capture](alice, fetchPcap)
+			data, err := base64.StdEncoding.DecodeString(got.Body)
+			if err != nil || got.Status != http.StatusOK || got.Type != "application/vnd.tcpdump.pcap" || !strings.Contains(got.Disposition, id+".pcap") {
+				t.Fatalf("the capture of %s: %d %q %q, %d bytes (%v)", id, got.Status, got.Type, got.Disposition, len(data), err)
+			}
+			p := filepath.Join(t.TempDir(), id+".pcap")
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		tshark := func(pcap string, args ...string) string {
+			t.Helper()
+			r := testenv.Run(t, 60*time.Second, "", "tshark", append([]string{"-r", pcap}, args...)...)
+			if r.Code != 0 {
+				t.Fatalf("tshark %v: %s", args, r)
+			}
+			return r.Stdout
+		}
+		webPcap := download(tcpSession.ID)
+		fields := tshark(webPcap, "-Y", "http", "-T", "fields", "-e", "http.request.uri", "-e", "http.response.code", "-e", "http.file_data")
+		if !strings.Contains(fields, "/hello.txt?via=console") || !strings.Contains(fields, "200") {
+			t.Errorf("tshark on the tcp session's capture:\n%s", fields)
+		}
+		follow := tshark(webPcap, "-q", "-z", "follow,tcp,ascii,0")
+		if !strings.Contains(follow, "GET /hello.txt?via=console HTTP/1.1") || !strings.Contains(follow, "hello from the console's capture") {
+			t.Errorf("tshark's follow of the tcp session:\n%s", follow)
+		}
+		pgPcap := download(pgSession.ID)
+		queries := tshark(pgPcap, "-d", fmt.Sprintf("tcp.port==%d,pgsql", pg.Port), "-Y", "pgsql", "-T", "fields", "-e", "pgsql.query")
+		if !strings.Contains(queries, "SELECT name, card FROM customers ORDER BY id") || !strings.Contains(queries, "DROP TABLE customers") {
+			t.Errorf("tshark on the PostgreSQL session's capture:\n%s", queries)
+		}
+		pgFollow := tshark(pgPcap, "-q", "-z", "follow,tcp,ascii,0")
+		if !strings.Contains(pgFollow, "********") || strings.Contains(pgFollow, "4111 1111") || strings.Contains(pgFollow, "5500 0000") {
+			t.Errorf("the PostgreSQL capture's rows are not masked:\n%s", pgFollow)
+		}
+		exports := 0
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			if ev.Type == "session.export" && ev.Fields["via"] == "console" && ev.Fields["format"] == "pcap" && ev.User == "alice" {
+				exports++
+			}
+			return nil
+		})
+		if exports != 2 {
+			t.Errorf("%d console pcap exports audited, want 2", exports)
+		}
+		alice.run("the shell session", chromedp.Navigate(base+"/sessions/"+shell.ID), chromedp.WaitVisible(chromedp.CSS(`#player`)))
+		if n := eval[int](alice, `document.querySelectorAll("#pcap").length`); n != 0 {
+			t.Error("a shell session's page offers a capture")
+		}
+		if status := eval[int](alice, `fetch("/sessions/`+shell.ID+`/pcap").then(r => r.status)`); status != http.StatusNotFound {
+			t.Errorf("a shell session's capture: %d", status)
+		}
+		carol.run("carol's sessions", chromedp.Navigate(base+"/sessions"), chromedp.WaitVisible(chromedp.CSS(`#sessions`)))
+		if status := eval[int](carol, `fetch("/sessions/`+tcpSession.ID+`/pcap").then(r => r.status)`); status != http.StatusNotFound {
+			t.Errorf("carol's capture of alice's session: %d", status)
+		}
 	})
 
 	// The audit page: an auditor sees the events and filters them, the

@@ -26,6 +26,7 @@ type Store interface {
 	Session(id string) (recorder.SessionInfo, error)
 	Sessions(f recorder.SessionFilter) ([]recorder.SessionInfo, error)
 	Export(id string, w io.Writer) error
+	ExportPcap(id string, w io.Writer) error
 	Events(id string, fn func(asciicast.Event) error) error
 	EventsSeek(id string, from recorder.Seek, fn func(at recorder.Seek, ev asciicast.Event, data []byte) error) error
 	Follow(ctx context.Context, id string, fn func(asciicast.Event) error, caughtUp func() error) error
@@ -173,6 +174,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	handle("POST "+pathLogout, c.user(c.auth.logout))
 	handle("GET /sessions", c.user(c.sessionsPage))
 	handle("GET /sessions/{id}", c.user(c.replayPage))
+	handle("GET /sessions/{id}/pcap", c.user(c.pcapDownload))
 	handle("GET /api/sessions/{id}/cast", c.api(c.castData))
 	handle("GET /api/sessions/{id}/live", c.api(c.liveData))
 	handle("GET /api/sessions/{id}/segments", c.api(c.segmentsIndex))

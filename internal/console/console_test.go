@@ -25,6 +25,7 @@ type fakeStore struct {
 	events   []asciicast.Event // what Follow delivers
 	auditErr error
 	audited  []recorder.AuditEvent
+	pcap     func(w io.Writer) error // ExportPcap; nil writes "pcap"
 }
 
 func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
@@ -37,6 +38,13 @@ func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
 func (f *fakeStore) Sessions(recorder.SessionFilter) ([]recorder.SessionInfo, error) { return nil, nil }
 func (f *fakeStore) Export(id string, w io.Writer) error {
 	_, err := io.WriteString(w, `{"version":2,"width":80,"height":24}`+"\n")
+	return err
+}
+func (f *fakeStore) ExportPcap(id string, w io.Writer) error {
+	if f.pcap != nil {
+		return f.pcap(w)
+	}
+	_, err := io.WriteString(w, "pcap")
 	return err
 }
 func (f *fakeStore) Events(_ string, fn func(asciicast.Event) error) error {
@@ -497,5 +505,71 @@ func TestReplayPage(t *testing.T) {
 	st.auditErr = errors.New("disk full")
 	if r := get("/sessions/s-alice", alice); r.Code != http.StatusServiceUnavailable || strings.Contains(r.Body.String(), "first") {
 		t.Errorf("a replay page the audit cannot record: %d", r.Code)
+	}
+}
+
+// The capture download: offered and served for tcp and PostgreSQL
+// sessions only, audited first and refused when the audit cannot be
+// written, an export that fails before its first byte answered with an
+// error page and one that fails later aborted.
+func TestPcapDownload(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.sessions["s-tcp"] = recorder.SessionInfo{ID: "s-tcp", User: "alice", Issuer: issuer, Target: "redis1", Kind: "tcp"}
+	st.sessions["s-pg"] = recorder.SessionInfo{ID: "s-pg", User: "alice", Issuer: issuer, Target: "pg1", Kind: "postgres"}
+	st.sessions["s-bob"] = recorder.SessionInfo{ID: "s-bob", User: "bob", Issuer: issuer, Target: "redis1", Kind: "tcp"}
+	st.sessions["s-alice"] = recorder.SessionInfo{ID: "s-alice", User: "alice", Issuer: issuer, Target: "web1", Kind: "shell"}
+	alice, _ := signIn(c, "alice")
+	get := func(path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", path, nil)
+		req.AddCookie(alice)
+		return serve(c, req)
+	}
+	for id, want := range map[string]bool{"s-tcp": true, "s-pg": true, "s-alice": false} {
+		if page := get("/sessions/" + id); strings.Contains(page.Body.String(), `href="/sessions/`+id+`/pcap"`) != want {
+			t.Errorf("%s's page offers a capture: %v, want %v", id, !want, want)
+		}
+	}
+	st.audited = nil
+
+	r := get("/sessions/s-tcp/pcap")
+	if r.Code != http.StatusOK || r.Body.String() != "pcap" || r.Header().Get("Content-Type") != "application/vnd.tcpdump.pcap" ||
+		r.Header().Get("Content-Disposition") != `attachment; filename="s-tcp.pcap"` || r.Header().Get("Cache-Control") != "no-store" {
+		t.Fatalf("the download: %d %v %q", r.Code, r.Header(), r.Body.String())
+	}
+	if len(st.audited) != 1 || st.audited[0].Type != "session.export" || st.audited[0].SessionID != "s-tcp" ||
+		st.audited[0].User != "alice" || st.audited[0].Fields["format"] != "pcap" || st.audited[0].Fields["via"] != "console" {
+		t.Fatalf("audited %+v", st.audited)
+	}
+	for _, id := range []string{"s-bob", "s-alice", "s-none"} {
+		if r := get("/sessions/" + id + "/pcap"); r.Code != http.StatusNotFound || r.Body.String() == "pcap" {
+			t.Errorf("%s: %d %q", id, r.Code, r.Body.String())
+		}
+	}
+	if len(st.audited) != 1 {
+		t.Errorf("refusals audited: %+v", st.audited[1:])
+	}
+	// A capture the store cannot make: an error page, not an empty file.
+	st.pcap = func(io.Writer) error { return errors.New("no wire messages recorded") }
+	if r := get("/sessions/s-pg/pcap"); r.Code != http.StatusConflict || r.Header().Get("Content-Disposition") != "" ||
+		!strings.Contains(r.Body.String(), "no wire messages recorded") {
+		t.Errorf("an export that fails at once: %d %v %q", r.Code, r.Header(), r.Body.String())
+	}
+	// One that fails midway is aborted, never ended as if whole.
+	st.pcap = func(w io.Writer) error {
+		io.WriteString(w, "pcap-start")
+		return errors.New("chunk 7: hash mismatch")
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("an export that fails midway: recovered %v", v)
+			}
+		}()
+		get("/sessions/s-pg/pcap")
+	}()
+	st.pcap = nil
+	st.auditErr = errors.New("disk full")
+	if r := get("/sessions/s-tcp/pcap"); r.Code != http.StatusServiceUnavailable || r.Body.String() == "pcap" {
+		t.Errorf("an export the audit cannot record: %d %q", r.Code, r.Body.String())
 	}
 }

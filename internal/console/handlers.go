@@ -222,6 +222,7 @@ type replayData struct {
 	Screen    []string // a recorded session's first screen, shown until the player has started
 	Cast      string   // the recording's URL, with the page's grant
 	Segments  string   // for a recording played in segments: its index's URL, with the page's grant
+	Pcap      bool     // the session has TCP content to download as a capture (pcapDownload)
 }
 
 // replayPage shows the player. For a recorded session the page view is
@@ -236,7 +237,7 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websessi
 		c.fail(w, r, s, http.StatusNotFound, "Not found", "No session with that ID that you may see.")
 		return
 	}
-	d := replayData{Info: info, Live: info.Status == recorder.StatusLive, FromStart: r.URL.Query().Get("from") == "start"}
+	d := replayData{Info: info, Live: info.Status == recorder.StatusLive, FromStart: r.URL.Query().Get("from") == "start", Pcap: hasPcap(info)}
 	if !info.End.IsZero() {
 		d.Duration = info.End.Sub(info.Start)
 	}
@@ -379,6 +380,67 @@ func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession
 	if err := c.cfg.Store.Export(info.ID, w); err != nil {
 		c.log.Warn("console: export", "session", info.ID, "err", err)
 	}
+}
+
+// hasPcap reports whether info's session can be downloaded as a capture:
+// a tcp session's content, a PostgreSQL session's wire messages.
+func hasPcap(info recorder.SessionInfo) bool { return info.Kind == "tcp" || info.Kind == "postgres" }
+
+// pcapDownload sends a tcp session's content, or a PostgreSQL session's
+// wire messages, as a pcap capture (recorder.Store.ExportPcap, what
+// `bastion export --format pcap` writes), once the export is in the audit
+// log: an export the audit log cannot record is refused, as the export
+// admin command's is. Headers go out with the first bytes, so an export
+// that fails before writing anything (a PostgreSQL session recorded with
+// `recording: transcript` has no wire messages) is answered with an error
+// page, and one that fails later aborts the response rather than end a
+// truncated capture as if it were whole.
+func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *websession) {
+	info, ok := c.visibleSession(r, s)
+	if !ok {
+		c.fail(w, r, s, http.StatusNotFound, "Not found", "No session with that ID that you may see.")
+		return
+	}
+	if !hasPcap(info) {
+		c.fail(w, r, s, http.StatusNotFound, "No capture", "A %s session has no TCP content to download as a capture (tcp and PostgreSQL sessions do).", info.Kind)
+		return
+	}
+	_, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.export", User: s.identity.User, Issuer: s.identity.Issuer,
+		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
+		Fields: map[string]string{"via": "console", "format": "pcap", "client_addr": r.RemoteAddr}})
+	if err != nil {
+		c.fail(w, r, s, http.StatusServiceUnavailable, "Refused", "The audit log cannot be written, so the export is refused.")
+		return
+	}
+	noWriteDeadline(w)
+	dw := &downloadWriter{w: w, header: func(h http.Header) {
+		h.Set("Content-Type", "application/vnd.tcpdump.pcap")
+		h.Set("Content-Disposition", `attachment; filename="`+info.ID+`.pcap"`)
+		h.Set("Cache-Control", "no-store")
+	}}
+	if err := c.cfg.Store.ExportPcap(info.ID, dw); err != nil {
+		c.log.Warn("console: pcap export", "session", info.ID, "err", err)
+		if !dw.started {
+			c.fail(w, r, s, http.StatusConflict, "No capture", "This session's capture cannot be exported: %v", err)
+			return
+		}
+		panic(http.ErrAbortHandler) // the browser shows the download as failed
+	}
+}
+
+// downloadWriter sets a download's headers with its first bytes.
+type downloadWriter struct {
+	w       http.ResponseWriter
+	header  func(http.Header)
+	started bool
+}
+
+func (d *downloadWriter) Write(p []byte) (int, error) {
+	if !d.started {
+		d.started = true
+		d.header(d.w.Header())
+	}
+	return d.w.Write(p)
 }
 
 // noWriteDeadline lifts the server's write timeout for a long response.
