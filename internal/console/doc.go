@@ -76,6 +76,15 @@
 // neither). Then "done", once the player has had time to show the last
 // event.
 //
+// # Captures
+//
+// The page of a tcp or PostgreSQL session links /sessions/ID/pcap, the
+// capture recorder.Store.ExportPcap writes (what `bastion export --format
+// pcap` prints), audited as a session.export and refused when the audit
+// cannot be written. Its headers go out with the first bytes, so an export
+// that fails before writing gets an error page and one that fails later
+// aborts the response (http.ErrAbortHandler).
+//
 // # Approvals
 //
 // The approvals page listens to /api/approvals/stream, server-sent events
