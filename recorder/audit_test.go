@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,4 +166,44 @@ func mustHex(s string) []byte {
 	var b []byte
 	fmt.Sscanf(s, "%x", &b)
 	return b
+}
+
+// A transaction that appends several audit records reads the chain's tail
+// from the tree once and keeps it as it appends; what it keeps is what the
+// tree holds after each append, and a record written out of order (not the
+// tail's successor) makes it read the tree again.
+func TestBoltAuditTailInTransaction(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	err := s.b.Update(func(tx Tx) error {
+		for i := range 5 {
+			if _, err := s.appendAudit(tx, AuditEvent{Type: "test.event", User: "alice", Fields: map[string]string{"n": strconv.Itoa(i)}}); err != nil {
+				return err
+			}
+			bt := tx.(*boltTx)
+			seq, h, _ := bt.AuditTail()
+			treeSeq, treeHash := auditTail(bt.tx.Bucket(bucketAudit))
+			if !bt.tail.known || seq != treeSeq || h != treeHash {
+				t.Fatalf("after append %d: kept %d %x (known %v), the tree %d %x", i, seq, h, bt.tail.known, treeSeq, treeHash)
+			}
+		}
+		bt := tx.(*boltTx)
+		seq, _, _ := bt.AuditTail()
+		if err := bt.AppendAudit(seq+5, [hashLen]byte{1}, []byte(`{"seq":0,"hash":"`+strings.Repeat("01", hashLen)+`"}`)); err != nil {
+			return err
+		}
+		if bt.tail.known {
+			t.Error("a record that is not the tail's successor left the tail known")
+		}
+		if got, _, _ := bt.AuditTail(); got != seq+5 {
+			t.Errorf("the tail after an out-of-order record: %d, want %d", got, seq+5)
+		}
+		return errors.New("rolled back") // leave the chain as it was
+	})
+	if err == nil || err.Error() != "rolled back" {
+		t.Fatal(err)
+	}
+	if rep, err := s.VerifyAudit(); err != nil || !rep.Intact {
+		t.Fatalf("verify --audit: %+v %v", rep, err)
+	}
 }

@@ -137,6 +137,15 @@ type boltTx struct {
 	tx    *bolt.Tx
 	spent map[string]int64 // tokens this transaction spends
 	log   logTx            // its use of the chunk log
+	// tail is the audit chain's last record once this transaction has
+	// read or appended it: a flush appends many records, and reading the
+	// last one back from the B+tree for each cost a cursor walk and a
+	// search for its hash. AppendAudit is the only writer of the bucket.
+	tail struct {
+		seq   uint64
+		hash  [hashLen]byte
+		known bool
+	}
 }
 
 func (t *boltTx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
@@ -368,12 +377,21 @@ func (t *boltTx) Seal(id string) ([]byte, error) {
 func u64key(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func (t *boltTx) AuditTail() (uint64, [hashLen]byte, error) {
-	seq, h := auditTail(t.tx.Bucket(bucketAudit))
-	return seq, h, nil
+	if !t.tail.known {
+		t.tail.seq, t.tail.hash = auditTail(t.tx.Bucket(bucketAudit))
+		t.tail.known = true
+	}
+	return t.tail.seq, t.tail.hash, nil
 }
 
-func (t *boltTx) AppendAudit(seq uint64, _ [hashLen]byte, record []byte) error {
-	return t.tx.Bucket(bucketAudit).Put(u64key(seq), record)
+func (t *boltTx) AppendAudit(seq uint64, h [hashLen]byte, record []byte) error {
+	next := t.tail.known && seq == t.tail.seq+1 // the record after the known tail becomes the tail
+	t.tail.known = false
+	if err := t.tx.Bucket(bucketAudit).Put(u64key(seq), record); err != nil {
+		return err
+	}
+	t.tail.seq, t.tail.hash, t.tail.known = seq, h, next
+	return nil
 }
 
 func (t *boltTx) Audit(from uint64, limit int, fn func(uint64, []byte) error) error {
