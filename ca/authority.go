@@ -149,17 +149,25 @@ func (a *Authority) Stamp(id Identity, requested time.Duration) (Identity, error
 
 // SignStamped signs the SSH login certificate of a stamped identity.
 func (a *Authority) SignStamped(id Identity, pub ssh.PublicKey) (*ssh.Certificate, error) {
+	cert, _, err := a.signStamped(id, pub)
+	return cert, err
+}
+
+// signStamped is SignStamped, also returning the certificate's wire
+// encoding (cert.Marshal()), made while signing it.
+func (a *Authority) signStamped(id Identity, pub ssh.PublicKey) (*ssh.Certificate, []byte, error) {
 	if err := CheckPublicKey(pub); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cert, err := id.Certificate(pub)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := cert.SignCert(rand.Reader, a.keys.UserCA); err != nil {
-		return nil, fmt.Errorf("ca: sign %s: %w", cert.KeyId, err)
+	wire, err := signCert(cert, rand.Reader, a.keys.UserCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: sign %s: %w", cert.KeyId, err)
 	}
-	return cert, nil
+	return cert, wire, nil
 }
 
 // TargetCert describes a per-session certificate toward a target.

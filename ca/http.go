@@ -328,11 +328,11 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		ValidBefore: id.ValidBefore.UTC(),
 	}
 	if pub != nil {
-		cert, err := s.cfg.Authority.SignStamped(id, pub)
+		cert, wire, err := s.cfg.Authority.signStamped(id, pub)
 		if err != nil {
 			return nil, err
 		}
-		resp.Certificate, resp.KeyID = authorizedKey(cert), cert.KeyId
+		resp.Certificate, resp.KeyID = authorizedKey(cert.Type(), wire), cert.KeyId
 	}
 	if dbPub != nil || req.AccessToken {
 		if id.SourceAddress != "" {
@@ -396,10 +396,10 @@ func readBody(r *http.Request) ([]byte, error) {
 	}
 }
 
-// authorizedKey is string(ssh.MarshalAuthorizedKey(k)) without its
-// streaming encoder and growing buffer.
-func authorizedKey(k ssh.PublicKey) string {
-	t, wire := k.Type(), k.Marshal()
+// authorizedKey is string(ssh.MarshalAuthorizedKey(k)) for a key of type
+// t whose wire encoding (k.Marshal()) is wire, without its streaming
+// encoder and growing buffer.
+func authorizedKey(t string, wire []byte) string {
 	b := make([]byte, 0, len(t)+1+base64.StdEncoding.EncodedLen(len(wire))+1)
 	b = append(append(b, t...), ' ')
 	b = base64.StdEncoding.AppendEncode(b, wire)

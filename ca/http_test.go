@@ -499,7 +499,7 @@ func TestAuthorizedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []ssh.PublicKey{cert, cert.Key} {
-		if got, want := authorizedKey(k), string(ssh.MarshalAuthorizedKey(k)); got != want {
+		if got, want := authorizedKey(k.Type(), k.Marshal()), string(ssh.MarshalAuthorizedKey(k)); got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	}
