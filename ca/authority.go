@@ -201,7 +201,7 @@ func (a *Authority) SignTarget(pub ssh.PublicKey, tc TargetCert) (*ssh.Certifica
 		ValidBefore:     unixSeconds(now.Add(a.cfg.TargetTTL)),
 		Permissions:     ssh.Permissions{Extensions: ext},
 	}
-	if err := cert.SignCert(rand.Reader, a.keys.TargetCA); err != nil {
+	if _, err := signCert(cert, rand.Reader, a.keys.TargetCA); err != nil {
 		return nil, fmt.Errorf("ca: sign target %s: %w", tc.KeyID, err)
 	}
 	return cert, nil
@@ -226,7 +226,7 @@ func (a *Authority) SignHost(pub ssh.PublicKey, keyID string, principals []strin
 		ValidAfter:      unixSeconds(now.Add(-a.cfg.ClockSkew)),
 		ValidBefore:     unixSeconds(now.Add(ttl)),
 	}
-	if err := cert.SignCert(rand.Reader, a.keys.HostCA); err != nil {
+	if _, err := signCert(cert, rand.Reader, a.keys.HostCA); err != nil {
 		return nil, fmt.Errorf("ca: sign host %s: %w", keyID, err)
 	}
 	return cert, nil
