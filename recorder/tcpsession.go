@@ -124,20 +124,23 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 	if info.Kind != "tcp" && info.Kind != "postgres" {
 		return fmt.Errorf("recorder: export %s as pcap: a %s session has no TCP content (tcp and postgres sessions do)", id, info.Kind)
 	}
-	if info.Kind == "postgres" {
-		// Checked first, so a session without wire messages writes nothing.
-		errFound := errors.New("found")
-		err := s.rawEvents(id, func(e rawEvent) error {
-			if e.typ == EventConn {
-				return errFound
-			}
-			return nil
-		})
-		if err == nil {
-			return fmt.Errorf("recorder: export %s as pcap: the session was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id)
-		} else if err != errFound {
-			return err
+	// Checked first, so a session without content writes nothing: a tcp
+	// session's content begins with its "open" event, a PostgreSQL
+	// session's wire messages too.
+	errFound := errors.New("found")
+	err = s.rawEvents(id, func(e rawEvent) error {
+		if e.typ == EventConn {
+			return errFound
 		}
+		return nil
+	})
+	switch {
+	case err == nil && info.Kind == "postgres":
+		return fmt.Errorf("recorder: export %s as pcap: the session was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id)
+	case err == nil:
+		return fmt.Errorf("recorder: export %s as pcap: the session was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id)
+	case err != errFound:
+		return err
 	}
 	// Frames are small (a record header and at most one MSS each): written
 	// one by one to an SSH channel, every one was a packet of its own, and

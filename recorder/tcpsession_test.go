@@ -87,3 +87,22 @@ func TestTCPPcapWithTshark(t *testing.T) {
 		t.Error("a missing session exported")
 	}
 }
+
+// A session without content (a tcp target with recording: metadata, a
+// PostgreSQL one with recording: transcript) is refused with the reason
+// and nothing written, rather than exported as an empty capture.
+func TestPcapWithoutContent(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	for kind, want := range map[string]string{"tcp": "metadata only", "postgres": "transcript only"} {
+		r := begin(t, s, SessionInfo{ID: "bare-" + kind, Kind: kind, Target: "t1"})
+		if kind == "postgres" {
+			must(t, r.Output([]byte("shop=> SELECT 1;\r\n")))
+		}
+		must(t, r.End(ExitInfo{}))
+		var out bytes.Buffer
+		if err := s.ExportPcap(r.ID(), &out); err == nil || !strings.Contains(err.Error(), want) || out.Len() != 0 {
+			t.Errorf("%s: %v, %d bytes written", kind, err, out.Len())
+		}
+	}
+}
