@@ -116,13 +116,17 @@ func printableASCII(s string) string {
 // than a real MSS with consistent sequence and acknowledgement numbers, and
 // the closes (FIN or RST) as they happened. The frames are synthesized;
 // their times are the events' times.
+//
+// A session with nothing to capture (not a tcp or postgres session, or
+// recorded without its content) gets an error wrapping ErrNoCapture, before
+// anything is written.
 func (s *Store) ExportPcap(id string, w io.Writer) error {
 	info, err := s.sessionView(id)
 	if err != nil {
 		return err
 	}
 	if info.Kind != "tcp" && info.Kind != "postgres" {
-		return fmt.Errorf("recorder: export %s as pcap: a %s session has no TCP content (tcp and postgres sessions do)", id, info.Kind)
+		return fmt.Errorf("recorder: export %s as pcap: %w: a %s session has no TCP content (tcp and postgres sessions do)", id, ErrNoCapture, info.Kind)
 	}
 	// Checked first, so a session without content writes nothing: a tcp
 	// session's content begins with its "open" event, a PostgreSQL
@@ -136,9 +140,9 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 	})
 	switch {
 	case err == nil && info.Kind == "postgres":
-		return fmt.Errorf("recorder: export %s as pcap: the session was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id)
+		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id, ErrNoCapture)
 	case err == nil:
-		return fmt.Errorf("recorder: export %s as pcap: the session was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id)
+		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id, ErrNoCapture)
 	case err != errFound:
 		return err
 	}
@@ -202,6 +206,10 @@ type pcapWriter struct {
 	closed     [2]bool
 	err        error
 }
+
+// ErrNoCapture is what ExportPcap's error wraps when the session has no
+// content to export as a capture.
+var ErrNoCapture = errors.New("the session has no capture")
 
 // Fallback addresses (documentation ranges) when the recording has no open
 // event.

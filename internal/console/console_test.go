@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -549,10 +550,18 @@ func TestPcapDownload(t *testing.T) {
 		t.Errorf("refusals audited: %+v", st.audited[1:])
 	}
 	// A capture the store cannot make: an error page, not an empty file.
-	st.pcap = func(io.Writer) error { return errors.New("no wire messages recorded") }
+	st.pcap = func(io.Writer) error {
+		return fmt.Errorf("export: %w: recorded as a transcript only", recorder.ErrNoCapture)
+	}
 	if r := get("/sessions/s-pg/pcap"); r.Code != http.StatusConflict || r.Header().Get("Content-Disposition") != "" ||
-		!strings.Contains(r.Body.String(), "no wire messages recorded") {
-		t.Errorf("an export that fails at once: %d %v %q", r.Code, r.Header(), r.Body.String())
+		!strings.Contains(r.Body.String(), "recorded as a transcript only") {
+		t.Errorf("a session without a capture: %d %v %q", r.Code, r.Header(), r.Body.String())
+	}
+	// Any other failure before the first byte: a page without the store's
+	// error (paths, its state), which goes to the log.
+	st.pcap = func(io.Writer) error { return errors.New("open /var/lib/bastion/chunks/000001: permission denied") }
+	if r := get("/sessions/s-pg/pcap"); r.Code != http.StatusInternalServerError || strings.Contains(r.Body.String(), "/var/lib") {
+		t.Errorf("an export that fails at once: %d %q", r.Code, r.Body.String())
 	}
 	// One that fails midway is aborted, never ended as if whole.
 	st.pcap = func(w io.Writer) error {

@@ -420,8 +420,13 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 	}}
 	if err := c.cfg.Store.ExportPcap(info.ID, dw); err != nil {
 		c.log.Warn("console: pcap export", "session", info.ID, "err", err)
-		if !dw.started {
-			c.fail(w, r, s, http.StatusConflict, "No capture", "This session's capture cannot be exported: %v", err)
+		switch {
+		case dw.started:
+		case errors.Is(err, recorder.ErrNoCapture):
+			c.fail(w, r, s, http.StatusConflict, "No capture", "%v", err)
+			return
+		default: // the reason is in the log, not for the page (paths, the store's state)
+			c.fail(w, r, s, http.StatusInternalServerError, "No capture", "The capture could not be read; the bastion's log has the reason.")
 			return
 		}
 		panic(http.ErrAbortHandler) // the browser shows the download as failed
