@@ -430,14 +430,21 @@ type tokenSpent struct {
 }
 
 // spentBy names a verified ID token for the single-use check: SHA-256 of
-// its issuer and jti, or of the whole token when it carries no jti, and its
-// expiry.
+// its issuer and jti, or, when it carries no jti, of what its signature
+// signs (the header and payload as sent, which parseToken has checked are
+// the one base64url text of their bytes), and its expiry. Not the
+// signature: an ECDSA signature (ES256) has a second valid form, (r, n-s),
+// so the same token can be signed twice.
 func spentBy(raw, iss, jti string, expires time.Time) tokenSpent {
 	h := sha256.New()
 	if jti != "" {
 		h.Write([]byte("jti\x00" + iss + "\x00" + jti))
 	} else {
-		h.Write([]byte("token\x00" + raw))
+		signed := raw
+		if i := strings.LastIndexByte(raw, '.'); i >= 0 {
+			signed = raw[:i]
+		}
+		h.Write([]byte("signed\x00" + signed))
 	}
 	return tokenSpent{key: h.Sum(nil), expires: expires}
 }

@@ -70,6 +70,15 @@ func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
 	if !ok || !ok2 || strings.Contains(sig, ".") {
 		return c, tokenErr(ReasonMalformed, "want 3 dot-separated parts, got %d", strings.Count(raw, ".")+1)
 	}
+	// Each part must be the one base64url spelling of its bytes: Go's
+	// decoders (go-jose's too) skip CR and LF and ignore a final
+	// character's unused bits, so without this one token could be sent as
+	// many texts, each spent apart (spentBy).
+	for _, part := range [...]struct{ name, text string }{{"header", hdr}, {"payload", payload}, {"signature", sig}} {
+		if err := canonicalB64(part.text); err != nil {
+			return c, tokenErr(ReasonMalformed, "%s: %v", part.name, err)
+		}
+	}
 	h, err := decodeB64(hdr)
 	if err != nil {
 		return c, tokenErr(ReasonMalformed, "header: %v", err)
@@ -115,6 +124,35 @@ func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
 	}
 	return c, nil
 }
+
+// canonicalB64 accepts s only when it is base64url without padding, every
+// byte from the alphabet, and the unused bits of its last character zero:
+// the one text RawURLEncoding gives for the bytes it decodes to.
+func canonicalB64(s string) error {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; !('A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_') {
+			return fmt.Errorf("byte %d (%q) is not base64url", i, b)
+		}
+	}
+	var unused uint
+	switch len(s) % 4 {
+	case 1:
+		return fmt.Errorf("%d characters is not a base64 length", len(s))
+	case 2:
+		unused = 4
+	case 3:
+		unused = 2
+	default:
+		return nil
+	}
+	last := strings.IndexByte(b64url, s[len(s)-1])
+	if last&(1<<unused-1) != 0 {
+		return errors.New("the last character's unused bits are not zero")
+	}
+	return nil
+}
+
+const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 func decodeB64(s string) ([]byte, error) {
 	out := make([]byte, base64.RawURLEncoding.DecodedLen(len(s)))

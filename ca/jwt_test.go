@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -51,6 +52,14 @@ func TestParseToken(t *testing.T) {
 		{"two parts", "a.b", true, nil},
 		{"four parts", "a.b.c.d", true, nil},
 		{"header not base64url", "!!.e30.c2ln", true, nil},
+		{"line feed in the header", "e3\n0.e30.c2ln", true, nil},
+		{"CR LF in the payload", "e30.e3\r\n0.c2ln", true, nil},
+		{"line feed after the signature", "e30.e30.c2ln\n", true, nil},
+		{"padding", "e30=.e30.c2ln", true, nil},
+		{"standard base64's alphabet", "e30.e30.c2+/", true, nil},
+		{"signature's last unused bits set", "e30.e30.c2l", true, nil},
+		{"payload's last unused bits set", "e30.e31.c2ln", true, nil},
+		{"signature of an impossible length", "e30.e30.c2lnA", true, nil},
 		{"header not JSON", "bm90.e30.c2ln", true, nil},
 		{"payload not base64url", "e30.!!.c2ln", true, nil},
 		{"header an array", jwtSeeds[11], true, nil},
@@ -127,6 +136,14 @@ func FuzzParseToken(f *testing.F) {
 				t.Fatalf("error %v is not a malformed-token error", err)
 			}
 			return
+		}
+		// An accepted token is the one spelling of its bytes, part by part:
+		// the single-use check names it by its text.
+		for _, part := range strings.Split(raw, ".") {
+			b, err := base64.RawURLEncoding.Strict().DecodeString(part)
+			if err != nil || base64.RawURLEncoding.EncodeToString(b) != part {
+				t.Fatalf("accepted part %q is not canonical base64url (%v)", part, err)
+			}
 		}
 		if c.groupsErr != nil && c.groups != nil {
 			t.Fatalf("groups %q with error %v", c.groups, c.groupsErr)

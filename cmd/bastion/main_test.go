@@ -365,6 +365,23 @@ func TestLoginWorkloadToken(t *testing.T) {
 	if r.Code != 1 || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 || !strings.Contains(r.Stderr, "already used") {
 		t.Fatalf("reused token: want exit 1 and a one-line reason, got %s", r)
 	}
+	// Nor does the same token spelt differently: a line break inside it
+	// (base64 decoders skip it) or another last character that decodes to
+	// the same signature (its unused bits) is refused as malformed, not
+	// spent again.
+	const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(b64url, tok[len(tok)-1])
+	dot := strings.IndexByte(tok, '.')
+	for _, variant := range []string{
+		tok[:len(tok)-1] + string(b64url[last^1]),
+		tok[:dot+3] + "\n" + tok[dot+3:],
+		tok[:8] + "\r\n" + tok[8:],
+	} {
+		r = w.run([]string{"CI_OIDC_TOKEN=" + variant}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN")
+		if r.Code != 1 || !strings.Contains(r.Stderr, "malformed") {
+			t.Fatalf("the used token spelt differently: want a refusal as malformed, got %s", r)
+		}
+	}
 	var issued, replays int
 	if err := w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
 		if ev.Subject == "repo:acme/etl:ref:refs/heads/main" && ev.Type == "cert.issue" {
