@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -154,15 +155,28 @@ func (a *auth) oauth(p *oidc.Provider, redirect string) *oauth2.Config {
 }
 
 // safeNext keeps a post-sign-in destination on this site: a path, not
-// "//host" or a scheme.
+// "//host" or a scheme. It returns the path cleaned as http.Redirect would
+// clean it, and refuses a backslash anywhere (browsers read "/\\host" as
+// "//host", and "/x/../\\host" cleans to it) and control characters.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
-		return "/sessions"
+	const home = "/sessions"
+	if next == "" || !strings.HasPrefix(next, "/") || strings.ContainsRune(next, '\\') ||
+		strings.IndexFunc(next, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return home
 	}
-	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
-		return "/sessions"
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.ContainsRune(u.Path, '\\') {
+		return home
 	}
-	return next
+	p := path.Clean(u.EscapedPath())
+	if strings.HasPrefix(p, "//") {
+		return home
+	}
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return p
 }
 
 // login starts a sign-in at the IdP.

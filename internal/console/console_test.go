@@ -283,6 +283,15 @@ var nextCases = []struct{ in, want string }{
 	{"javascript:alert(1)", "/sessions"},
 	{"sessions", "/sessions"},
 	{"/%zz", "/sessions"},
+	{"/x/../\\evil.example/phish", "/sessions"},
+	{"/x/..%5Cevil.example", "/sessions"},
+	{"/%5C%5Cevil.example", "/sessions"},
+	{"/x/..//evil.example", "/evil.example"},
+	{"/%2F/evil.example", "/%2F/evil.example"},
+	{"/sessions/../approvals", "/approvals"},
+	{"/\tevil", "/sessions"},
+	{"/ /evil", "/sessions"},
+	{"/a#frag", "/a"},
 }
 
 // TestSafeNext: the page to return to after sign-in stays on this site.
@@ -303,6 +312,16 @@ func FuzzSafeNext(f *testing.F) {
 		u, err := url.Parse(got)
 		if err != nil || u.Host != "" || u.Scheme != "" || !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") || strings.HasPrefix(got, "/\\") {
 			t.Fatalf("safeNext(%q) = %q leaves the site", s, got)
+		}
+		// Where the browser goes: the Location http.Redirect sends, read
+		// with backslashes as slashes, as browsers read them.
+		w := httptest.NewRecorder()
+		http.Redirect(w, httptest.NewRequest("GET", "https://bastion.example/auth/callback", nil), got, http.StatusSeeOther)
+		loc := strings.ReplaceAll(w.Header().Get("Location"), "\\", "/")
+		base, _ := url.Parse("https://bastion.example/auth/callback")
+		to, err := base.Parse(loc)
+		if err != nil || to.Host != "bastion.example" || to.Scheme != "https" {
+			t.Fatalf("safeNext(%q) = %q: the redirect goes to %q", s, got, loc)
 		}
 	})
 }
