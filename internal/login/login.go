@@ -238,6 +238,18 @@ func Login(ctx context.Context, cfg LoginConfig) (*State, error) {
 	if !ok || !bytes.Equal(cert.Key.Marshal(), sshPub.Marshal()) {
 		return nil, errors.New("login: the bastion's certificate is not for the key we sent")
 	}
+	// What the bastion sends ends up in ssh_config and known_hosts lines
+	// (SSHConfig): a bastion that is not what it claims must not write
+	// ssh options of its own into them.
+	if len(cert.ValidPrincipals) != 1 || resp.Principal != cert.ValidPrincipals[0] {
+		return nil, fmt.Errorf("login: the bastion named the login %q, its certificate %q", safetext.Printable(resp.Principal), cert.ValidPrincipals)
+	}
+	if err := ca.ValidateUsername(resp.Principal); err != nil {
+		return nil, fmt.Errorf("login: the bastion's login name: %w", err)
+	}
+	if err := checkInfo(info); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
 	if db != nil {
 		if err := db.check(resp); err != nil {
 			return nil, fmt.Errorf("login: %w", err)
@@ -661,6 +673,14 @@ func SSHConfig(st *State, targets []string, checkCmd string) (string, error) {
 	if _, err := strconv.Atoi(port); err != nil {
 		return "", fmt.Errorf("ssh-config: bastion SSH port %q", port)
 	}
+	// A login written before login checked these (checkInfo) is refused
+	// rather than written into the config.
+	if !isSafeHost(host) {
+		return "", fmt.Errorf("ssh-config: bastion SSH address %q is not a host name or IP address; run bastion login again", safetext.Printable(st.SSHAddress))
+	}
+	if err := ca.ValidateUsername(st.User); err != nil {
+		return "", fmt.Errorf("ssh-config: the login name: %w; run bastion login again", err)
+	}
 	var b strings.Builder
 	identity := func(user bool) {
 		if user {
@@ -706,6 +726,33 @@ func quoteSSH(p string) string {
 		return `"` + strings.ReplaceAll(p, `"`, ``) + `"`
 	}
 	return p
+}
+
+// checkInfo refuses a bastion's description whose SSH address or host CA
+// would not be one plain word or line where login writes them.
+func checkInfo(info ca.Info) error {
+	host, port, err := net.SplitHostPort(info.SSHAddress)
+	if err != nil {
+		return fmt.Errorf("the bastion's SSH address %q: %w", safetext.Printable(info.SSHAddress), err)
+	}
+	if !isSafeHost(host) {
+		return fmt.Errorf("the bastion's SSH address %q is not a host name or IP address", safetext.Printable(info.SSHAddress))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("the bastion's SSH port %q", safetext.Printable(port))
+	}
+	if strings.ContainsAny(info.HostCA, "\r\n") {
+		return errors.New("the bastion's host CA is not one known_hosts line")
+	}
+	if _, _, _, _, _, err := ssh.ParseKnownHosts([]byte(info.HostCA)); err != nil {
+		return fmt.Errorf("the bastion's host CA: %w", err)
+	}
+	return nil
+}
+
+// isSafeHost is a host name (isSafeHostPattern) or an IP address.
+func isSafeHost(s string) bool {
+	return isSafeHostPattern(s) || net.ParseIP(s) != nil
 }
 
 // isSafeHostPattern keeps target names that cannot inject ssh_config syntax.
