@@ -45,6 +45,27 @@ type funcInfo struct {
 	Def string `json:"def"`
 }
 
+// hookInfo is a function the server calls without the statement naming it: the function
+// of an operator (Kind "o", Key the operator's name), of a cast (Kind "c", Key the target
+// type's name or the name of a domain over it, Ctx pg_cast.castcontext: e explicit, a
+// assignment, i implicit), or one an object calls implicitly (Kind "i": a domain's or
+// table's CHECK constraint, a column default, a row security policy, an index
+// expression, an operator class's support function or operator). Only functions outside
+// PostgreSQL's own schemas and outside extensions are listed.
+type hookInfo struct {
+	Kind   string `json:"kind"`
+	Key    string `json:"key"`
+	Ctx    string `json:"ctx"`
+	Schema string `json:"schema"` // the function's
+	Name   string `json:"name"`
+}
+
+// hookReader is a catalogReader that also lists hooks (the side catalog does; a catalog
+// that does not has none).
+type hookReader interface {
+	hooks(ctx context.Context) ([]*hookInfo, error)
+}
+
 // catalogReader answers the lineage analysis's questions about relations and functions.
 // Names are exact (as the parser folded them); schema "" means any schema.
 type catalogReader interface {
@@ -58,7 +79,12 @@ type catalogReader interface {
 // client's transaction, errors and settings never interfere. It sets search_path to
 // pg_catalog, so view and function definitions come back with every other name
 // schema-qualified. Answers are cached per session for maxAge, and dropped when the
-// session changes the schema (invalidate). Safe for concurrent use.
+// session changes the schema (invalidate). Each cached answer carries a digest of what
+// the server answered (ver); before each statement is analysed, revalidate asks the
+// server for the digests of every cached answer again, in one query, and drops the
+// cache when any differs: another session's CREATE OR REPLACE FUNCTION, CREATE OR
+// REPLACE VIEW, RENAME, or a new function of a cached name is seen at the next
+// statement, not after maxAge. Safe for concurrent use.
 type sideCatalog struct {
 	dial   func(ctx context.Context) (*pgconn.PgConn, error)
 	now    func() time.Time
@@ -72,6 +98,7 @@ type sideCatalog struct {
 	byOID   map[uint32]cached[*relInfo]
 	funcs   map[string]cached[[]*funcInfo]
 	views   map[uint32]viewEntry // analysed view columns, by view OID
+	hooksC  *cached[[]*hookInfo] // nil until read
 	// gen changes whenever an answer may differ from the last one: a query to the
 	// server (a miss, a refresh or an error) or invalidate. An analysis that ran with
 	// gen unchanged used only cached answers (see session.lineageMemo).
@@ -79,8 +106,9 @@ type sideCatalog struct {
 }
 
 type cached[T any] struct {
-	v  T
-	at time.Time
+	v   T
+	at  time.Time
+	ver string // the server's digest of the answer (see revalidate)
 }
 
 // catalogMaxAge bounds how long a cached answer is used: the schema can change under
@@ -100,11 +128,16 @@ func newSideCatalog(dial func(ctx context.Context) (*pgconn.PgConn, error), now 
 func (c *sideCatalog) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.invalidateLocked()
+}
+
+func (c *sideCatalog) invalidateLocked() {
 	c.gen++
 	clear(c.rels)
 	clear(c.byOID)
 	clear(c.funcs)
 	clear(c.views)
+	c.hooksC = nil
 }
 
 // close closes the side connection; later queries fail.
@@ -144,6 +177,9 @@ func (c *sideCatalog) generation(all bool) (gen uint64, until time.Time) {
 	for _, e := range c.funcs {
 		oldest(e.at)
 	}
+	if c.hooksC != nil {
+		oldest(c.hooksC.at)
+	}
 	return c.gen, until
 }
 
@@ -154,6 +190,12 @@ func (c *sideCatalog) fresh(at time.Time) bool {
 // query runs one catalog query returning a single JSON value. Called with c.mu held.
 func (c *sideCatalog) query(ctx context.Context, sql string, args ...string) ([]byte, error) {
 	c.gen++
+	return c.roundTrip(ctx, sql, args...)
+}
+
+// roundTrip is query without changing gen (revalidate, which changes gen only when it
+// finds an answer changed). Called with c.mu held.
+func (c *sideCatalog) roundTrip(ctx context.Context, sql string, args ...string) ([]byte, error) {
 	if c.closed {
 		return nil, errors.New("the session has ended")
 	}
@@ -205,6 +247,59 @@ const relationColumns = `
        FROM des JOIN pg_class dc ON dc.oid = des.oid JOIN pg_namespace dn ON dn.oid = dc.relnamespace) AS descendants
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace`
 
+// Each answer's digest (ver) is computed by the server from exactly the rows the
+// analysis uses, with the same expression at the lookup and at revalidate: per name
+// (or OID), the md5 of the sorted md5s of the rows' JSON. A name without rows has the
+// digest "" (absent from the map).
+const (
+	relKinds = `c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')`
+	funcRows = `
+  SELECT n.nspname AS schema, p.proname AS name, l.lanname AS lang, p.prokind AS kind,
+    CASE WHEN p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') THEN pg_get_functiondef(p.oid) END AS def
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang`
+)
+
+// versOf is the digest map of CTE q's rows, keyed by key (an expression over q).
+func versOf(q, key string) string {
+	return `(SELECT coalesce(json_object_agg(k, v), '{}') FROM (SELECT ` + key + ` AS k,
+    md5(string_agg(md5(row_to_json(` + q + `)::text), ',' ORDER BY md5(row_to_json(` + q + `)::text))) AS v
+    FROM ` + q + ` GROUP BY 1) vers)`
+}
+
+// hooksSQL lists hooks (hookInfo) as a JSON array.
+const hooksSQL = `(WITH RECURSIVE f AS (
+  SELECT p.oid, n.nspname AS schema, p.proname AS name
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')
+), implicit_by AS (
+  SELECT d.refclassid, d.refobjid FROM pg_depend d
+  WHERE d.classid IN ('pg_constraint'::regclass, 'pg_attrdef'::regclass, 'pg_policy'::regclass, 'pg_amproc'::regclass, 'pg_amop'::regclass)
+     OR d.classid = 'pg_class'::regclass AND d.objid IN (SELECT indexrelid FROM pg_index)
+), implicit AS (
+  SELECT refobjid AS fn FROM implicit_by WHERE refclassid = 'pg_proc'::regclass
+  UNION SELECT o.oprcode FROM implicit_by JOIN pg_operator o ON o.oid = implicit_by.refobjid WHERE refclassid = 'pg_operator'::regclass
+  UNION SELECT amproc FROM pg_amproc
+  UNION SELECT o.oprcode FROM pg_amop a JOIN pg_operator o ON o.oid = a.amopopr
+), dom(oid, target) AS (
+  SELECT DISTINCT casttarget, casttarget FROM pg_cast
+  UNION SELECT t.oid, dom.target FROM pg_type t JOIN dom ON t.typbasetype = dom.oid
+)
+SELECT coalesce(json_agg(h ORDER BY h.kind, h.key, h.ctx, h.schema, h.name), '[]') FROM (
+  SELECT 'o' AS kind, o.oprname::text AS key, '' AS ctx, f.schema, f.name FROM pg_operator o JOIN f ON f.oid = o.oprcode
+  UNION
+  SELECT 'c', t.typname::text, c.castcontext::text, f.schema, f.name
+    FROM pg_cast c JOIN f ON f.oid = c.castfunc JOIN dom ON dom.target = c.casttarget JOIN pg_type t ON t.oid = dom.oid
+  UNION
+  SELECT 'i', '', '', f.schema, f.name FROM implicit JOIN f ON f.oid = implicit.fn) h)`
+
+// answer is a lookup's rows and their digests.
+type answer[T any] struct {
+	Rows []T               `json:"rows"`
+	Vers map[string]string `json:"vers"`
+}
+
 // relations returns every relation with one of names (in schema, or in any schema when
 // schema is ""), from the cache where it can.
 func (c *sideCatalog) relations(ctx context.Context, schema string, names []string) ([]*relInfo, error) {
@@ -221,24 +316,25 @@ func (c *sideCatalog) relations(ctx context.Context, schema string, names []stri
 	}
 	if len(missing) > 0 {
 		arg, _ := json.Marshal(missing)
-		b, err := c.query(ctx, `SELECT coalesce(json_agg(r), '[]') FROM (`+relationColumns+`
-  WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')) r`, string(arg))
+		b, err := c.query(ctx, `WITH q AS (`+relationColumns+`
+  WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND `+relKinds+`)
+SELECT json_build_object('rows', (SELECT coalesce(json_agg(q), '[]') FROM q), 'vers', `+versOf("q", "q.name")+`)`, string(arg))
 		if err != nil {
 			return nil, err
 		}
-		var got []*relInfo
+		var got answer[*relInfo]
 		if err := json.Unmarshal(b, &got); err != nil {
 			return nil, fmt.Errorf("reading the catalog: %w", err)
 		}
 		now := c.now()
 		for _, n := range missing {
 			var these []*relInfo
-			for _, r := range got {
+			for _, r := range got.Rows {
 				if r.Name == n {
 					these = append(these, r)
 				}
 			}
-			c.rels[n] = cached[[]*relInfo]{these, now}
+			c.rels[n] = cached[[]*relInfo]{these, now, got.Vers[n]}
 			out = append(out, these...)
 		}
 	}
@@ -261,20 +357,22 @@ func (c *sideCatalog) relationByOID(ctx context.Context, oid uint32) (*relInfo, 
 	if e, ok := c.byOID[oid]; ok && c.fresh(e.at) {
 		return e.v, nil
 	}
-	b, err := c.query(ctx, `SELECT coalesce(json_agg(r), '[]') FROM (`+relationColumns+`
-  WHERE c.oid = $1::oid) r`, strconv.FormatUint(uint64(oid), 10))
+	key := strconv.FormatUint(uint64(oid), 10)
+	b, err := c.query(ctx, `WITH q AS (`+relationColumns+`
+  WHERE c.oid = $1::oid)
+SELECT json_build_object('rows', (SELECT coalesce(json_agg(q), '[]') FROM q), 'vers', `+versOf("q", "q.oid::text")+`)`, key)
 	if err != nil {
 		return nil, err
 	}
-	var got []*relInfo
+	var got answer[*relInfo]
 	if err := json.Unmarshal(b, &got); err != nil {
 		return nil, fmt.Errorf("reading the catalog: %w", err)
 	}
 	var r *relInfo
-	if len(got) == 1 {
-		r = got[0]
+	if len(got.Rows) == 1 {
+		r = got.Rows[0]
 	}
-	c.byOID[oid] = cached[*relInfo]{r, c.now()}
+	c.byOID[oid] = cached[*relInfo]{r, c.now(), got.Vers[key]}
 	return r, nil
 }
 
@@ -295,31 +393,114 @@ func (c *sideCatalog) functions(ctx context.Context, names []string) ([]*funcInf
 		return out, nil
 	}
 	arg, _ := json.Marshal(missing)
-	b, err := c.query(ctx, `SELECT coalesce(json_agg(f), '[]') FROM (
-  SELECT n.nspname AS schema, p.proname AS name, l.lanname AS lang, p.prokind AS kind,
-    CASE WHEN p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql')
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') THEN pg_get_functiondef(p.oid) END AS def
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
-  WHERE p.proname IN (SELECT json_array_elements_text($1::json))) f`, string(arg))
+	b, err := c.query(ctx, `WITH q AS (`+funcRows+`
+  WHERE p.proname IN (SELECT json_array_elements_text($1::json)))
+SELECT json_build_object('rows', (SELECT coalesce(json_agg(q), '[]') FROM q), 'vers', `+versOf("q", "q.name")+`)`, string(arg))
 	if err != nil {
 		return nil, err
 	}
-	var got []*funcInfo
+	var got answer[*funcInfo]
 	if err := json.Unmarshal(b, &got); err != nil {
 		return nil, fmt.Errorf("reading the catalog: %w", err)
 	}
 	now := c.now()
 	for _, n := range missing {
 		var these []*funcInfo
-		for _, f := range got {
+		for _, f := range got.Rows {
 			if f.Name == n {
 				these = append(these, f)
 			}
 		}
-		c.funcs[n] = cached[[]*funcInfo]{these, now}
+		c.funcs[n] = cached[[]*funcInfo]{these, now, got.Vers[n]}
 		out = append(out, these...)
 	}
 	return out, nil
+}
+
+// hooks returns the functions the server may call without the statement naming them
+// (see hookInfo).
+func (c *sideCatalog) hooks(ctx context.Context) ([]*hookInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hooksC != nil && c.fresh(c.hooksC.at) {
+		return c.hooksC.v, nil
+	}
+	b, err := c.query(ctx, `SELECT json_build_object('rows', h, 'ver', md5(h::text)) FROM (SELECT `+hooksSQL+` AS h) x`)
+	if err != nil {
+		return nil, err
+	}
+	var got struct {
+		Rows []*hookInfo `json:"rows"`
+		Ver  string      `json:"ver"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	c.hooksC = &cached[[]*hookInfo]{got.Rows, c.now(), got.Ver}
+	return got.Rows, nil
+}
+
+// revalidate drops every cached answer when the server would now answer any of them
+// differently: one query computes the digests of the answers for every cached name,
+// OID and the hooks, as the lookups computed them. A failure drops the cache too (the
+// next lookups then fail or read afresh). It runs before each statement's analysis, so
+// a definition another session committed is seen by the next statement, and an
+// analysis never rests on an answer the server no longer gives.
+func (c *sideCatalog) revalidate(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.rels) == 0 && len(c.byOID) == 0 && len(c.funcs) == 0 && c.hooksC == nil {
+		return
+	}
+	rels, oids, funcs := []string{}, []string{}, []string{}
+	for n := range c.rels {
+		rels = append(rels, n)
+	}
+	for o := range c.byOID {
+		oids = append(oids, strconv.FormatUint(uint64(o), 10))
+	}
+	for n := range c.funcs {
+		funcs = append(funcs, n)
+	}
+	ra, _ := json.Marshal(rels)
+	oa, _ := json.Marshal(oids)
+	fa, _ := json.Marshal(funcs)
+	hooks := "false"
+	if c.hooksC != nil {
+		hooks = "true"
+	}
+	b, err := c.roundTrip(ctx, `WITH r AS (`+relationColumns+`
+  WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND `+relKinds+`),
+o AS (`+relationColumns+`
+  WHERE c.oid IN (SELECT json_array_elements_text($2::json)::oid)),
+f AS (`+funcRows+`
+  WHERE p.proname IN (SELECT json_array_elements_text($3::json)))
+SELECT json_build_object('rels', `+versOf("r", "r.name")+`, 'oids', `+versOf("o", "o.oid::text")+`,
+  'funcs', `+versOf("f", "f.name")+`, 'hooks', CASE WHEN $4::bool THEN md5(`+hooksSQL+`::text) END)`,
+		string(ra), string(oa), string(fa), hooks)
+	var got struct {
+		Rels, OIDs, Funcs map[string]string
+		Hooks             string
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &got)
+	}
+	same := err == nil
+	for n, e := range c.rels {
+		same = same && e.ver == got.Rels[n]
+	}
+	for o, e := range c.byOID {
+		same = same && e.ver == got.OIDs[strconv.FormatUint(uint64(o), 10)]
+	}
+	for n, e := range c.funcs {
+		same = same && e.ver == got.Funcs[n]
+	}
+	if c.hooksC != nil {
+		same = same && c.hooksC.ver == got.Hooks
+	}
+	if !same {
+		c.invalidateLocked()
+	}
 }
 
 // viewEntry is a view's analysed columns and the catalog answer they were analysed
