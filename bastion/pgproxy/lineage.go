@@ -201,6 +201,14 @@ type lineageState struct {
 	prepared map[string]*result
 	pending  map[string][]*pendingRel
 	gen      uint64 // changes with every definition (see session.lineageMemo)
+
+	// Definitions the side connection may not see yet (see lineage_txn.go), guarded by
+	// the session's qmu and then mu.
+	suspect     string // why; "" when the catalog shows what the session's statements see
+	sticky      bool   // suspect for the rest of the session
+	suspectNeed uint64 // suspect at least until ready exceeds this
+	ready       uint64 // ReadyForQuery messages received
+	lastStatus  byte   // the transaction status of the last one
 }
 
 // pendingRel is a relation the session created or replaced.
@@ -228,6 +236,10 @@ type lineage struct {
 	leak    string  // why it would copy masked values where no mask follows them
 	copyOut bool    // COPY TO STDOUT: the result goes out as COPY data, which cannot be masked
 	define  func(*lineageState)
+	// ddl: a function it calls may change definitions (its body has DDL, dynamic SQL, or
+	// cannot be read): later statements cannot trust the side connection's catalog until
+	// the transaction ends (see lineage_txn.go).
+	ddl bool
 }
 
 // maskingSources reports whether a source column is masked.
@@ -257,6 +269,27 @@ type analyzer struct {
 	// analysis read a constant's value: then it holds only for the text the tree was
 	// parsed from (see Classifier.lineageTree).
 	constRead *bool
+	// suspect, when not "", says why the catalog may not show the definitions the
+	// statement will see (the session changed definitions in its open transaction, or
+	// earlier in the same message): every relation's column, every function, operator
+	// and cast is then of unknowable origin, and values of unknowable origin are not
+	// copied (see refuseUnknown).
+	suspect string
+	ddl     *bool // shared with sub-analyzers: see lineage.ddl
+}
+
+// refuseUnknown says whether a value of unknowable origin must not be copied where no
+// mask follows: with ColumnMasks.Block, and while the catalog is suspect (a copy made
+// then could not be judged again once the definitions are known).
+func (a *analyzer) refuseUnknown() bool {
+	return a.masks.blockUnknowable() || a.suspect != ""
+}
+
+func (a *analyzer) suspectTaint() taint {
+	if a.suspect == "" {
+		return taint{}
+	}
+	return unknownTaint("%s", a.suspect)
 }
 
 // funcLineage is what calling a function reads, and why calling it copies.
@@ -298,10 +331,54 @@ func (a *analyzer) setLeak(format string, args ...any) {
 
 // analyzeStatement computes the lineage of one parsed statement.
 func (a *analyzer) analyzeStatement(n *pg.Node) *lineage {
+	if a.ddl == nil {
+		a.ddl = new(bool)
+	}
 	lin := &lineage{}
 	lin.touched = a.collect(func() { lin.out = a.statement(n, nil, lin) })
+	// What the server may call without the statement naming it (implicit casts, domain
+	// and table checks, defaults, comparison operators): any statement may run it.
+	amb := a.ambientTaint()
+	amb.add(a.suspectTaint())
+	if amb.dirty() {
+		lin.touched.add(amb)
+		if lin.out != nil {
+			lin.out = lin.out.with(amb)
+		}
+		if (amb.masked || amb.unknown != "" && a.refuseUnknown()) && a.stmt != nil {
+			for _, k := range writesKinds {
+				// CREATE TABLE stores nothing; CREATE TABLE AS does.
+				if a.stmt.Has(k) && (k != "create_table" || n.GetCreateTableAsStmt() != nil) {
+					if amb.masked {
+						a.setLeak("a cast, check, default or operator the server applies implicitly calls a function that reads masked columns: the values the statement stores could derive from them")
+					} else {
+						a.setLeak("it stores values while the origin of what the server computes implicitly cannot be known (%s)", amb.unknown)
+					}
+					break
+				}
+			}
+		}
+	}
 	lin.leak = a.leak
+	lin.ddl = *a.ddl
 	return lin
+}
+
+// with returns a copy of r with t added to every column.
+func (r *result) with(t taint) *result {
+	out := &result{}
+	for _, it := range r.items {
+		ni := resultItem{open: it.open, openT: it.openT}
+		if it.open {
+			ni.openT.add(t)
+		}
+		for _, c := range it.cols {
+			c.t.add(t)
+			ni.cols = append(ni.cols, c)
+		}
+		out.items = append(out.items, ni)
+	}
+	return out
 }
 
 // statement analyses a statement; lin (may be nil) receives what only top-level
@@ -906,7 +983,12 @@ func (a *analyzer) relation(schema, name string) *rte {
 	a.state.mu.Lock()
 	for _, p := range a.state.pending[name] {
 		if schema == "" || p.schema == "" || p.schema == schema {
-			cands = append(cands, &rte{alias: name, schema: p.schema, cols: append([]outCol(nil), p.cols...), open: p.open, openT: p.openT})
+			c := &rte{alias: name, schema: p.schema, cols: append([]outCol(nil), p.cols...), open: p.open, openT: p.openT}
+			for i := range c.cols {
+				c.cols[i].t.add(a.suspectTaint())
+			}
+			c.openT.add(a.suspectTaint())
+			cands = append(cands, c)
 		}
 	}
 	a.state.mu.Unlock()
@@ -989,6 +1071,7 @@ func (a *analyzer) relRTE(r *relInfo) *rte {
 			continue // dropped
 		}
 		c := outCol{name: name, t: a.columnTaint(r, name)}
+		c.t.add(a.suspectTaint())
 		if r.Kind == "f" && !c.t.masked {
 			// A foreign table's rows come from another server (which may be this one).
 			c.t = unknownTaint("foreign table %s.%s: its data comes from elsewhere", r.Schema, r.Name)
@@ -1059,7 +1142,8 @@ func (a *analyzer) viewColumns(r *relInfo) []taint {
 // sub is an analyzer for a nested definition (a view, a function body).
 func (a *analyzer) sub(lenient bool) *analyzer {
 	return &analyzer{ctx: a.ctx, cat: a.cat, views: a.views, masks: a.masks, state: a.state,
-		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo, constRead: a.constRead}
+		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo, constRead: a.constRead,
+		suspect: a.suspect, ddl: a.ddl}
 }
 
 // expr is what an expression reads: every column it references, whole rows, the reads
@@ -1099,7 +1183,28 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 	case *pg.SelectStmt:
 		a.read(a.selectStmt(v, sc, true).all())
 		return
+	case *pg.A_Expr:
+		a.walkFields(m, sc)
+		a.read(a.operatorTaint(v))
+		return
+	case *pg.TypeCast:
+		a.walkFields(m, sc)
+		a.read(a.castTaint(v.TypeName))
+		return
+	case *pg.A_Indirection:
+		a.walkFields(m, sc)
+		for _, ind := range v.Indirection {
+			if s := ind.GetString_(); s != nil { // (o).f: a field, or f(o)
+				a.read(a.attributeFunc(s.Sval))
+			}
+		}
+		return
 	}
+	a.walkFields(m, sc)
+}
+
+// walkFields walks every node m holds.
+func (a *analyzer) walkFields(m protoreflect.Message, sc *scope) {
 	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
 			return true
@@ -1188,8 +1293,10 @@ func (a *analyzer) columnRef(cr *pg.ColumnRef, sc *scope) taint {
 					}
 					if !colFound {
 						// c.f where f is no column: a function taking the whole row
-						// (c.row_to_json), or a column hidden in the open part.
+						// (c.row_to_json, PostgreSQL's attribute notation for f(c)),
+						// or a column hidden in the open part.
 						hit(r.whole())
+						hit(a.attributeFunc(n))
 					}
 				case len(names) >= 3 && r.schema == q && r.alias == n:
 					for _, c := range r.cols {
@@ -1201,9 +1308,10 @@ func (a *analyzer) columnRef(cr *pg.ColumnRef, sc *scope) taint {
 						hit(r.openT)
 					}
 				}
-				for _, c := range r.cols { // a composite column's field: col.field
+				for _, c := range r.cols { // a composite column's field: col.field, or f(col)
 					if c.name == q {
 						hit(c.t)
+						hit(a.attributeFunc(names[len(names)-1]))
 					}
 				}
 			}
@@ -1271,7 +1379,7 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) {
 		if args.masked {
 			a.setLeak("it would send masked column values to another server through %s()", base)
 		}
-	case sinkFuncs[lower] && (args.masked || args.unknown != "" && a.masks.blockUnknowable()):
+	case sinkFuncs[lower] && (args.masked || args.unknown != "" && a.refuseUnknown()):
 		a.setLeak("%s() would keep values derived from masked columns where no mask follows them", base)
 	}
 	a.read(a.functionTaint(schema, base))
@@ -1290,7 +1398,9 @@ func (a *analyzer) functionTaint(schema, name string) taint {
 		if fl.leak != "" {
 			a.setLeak("%s", fl.leak)
 		}
-		return fl.t
+		t := fl.t
+		t.add(a.suspectTaint())
+		return t
 	}
 	// A function calling itself (directly or not) reads nothing beyond what its body
 	// reads: while it is analysed, its own calls count as clean.
@@ -1300,7 +1410,9 @@ func (a *analyzer) functionTaint(schema, name string) taint {
 	if fl.leak != "" {
 		a.setLeak("%s", fl.leak)
 	}
-	return fl.t
+	t := fl.t
+	t.add(a.suspectTaint()) // a function created or renamed in the open transaction
+	return t
 }
 
 // functionLineage is functionTaint uncached; a function whose body reads masked
@@ -1332,7 +1444,11 @@ func (a *analyzer) functionTaintUncached(schema, name string, leak *string) tain
 		}
 		if f.Def == "" {
 			t.add(unknownTaint("function %s.%s is in language %s, which the bastion cannot read", f.Schema, f.Name, f.Lang))
+			a.mayDefine()
 			continue
+		}
+		if sts, err := Classify(f.Def); err != nil || len(sts) != 1 || bodyDefines(sts[0]) {
+			a.mayDefine()
 		}
 		what := fmt.Sprintf("function %s.%s", f.Schema, f.Name)
 		bt, writes := a.bodyReads(f.Def, what)
@@ -1484,7 +1600,7 @@ func (a *analyzer) targetRel(rv *pg.RangeVar) *rte {
 // writeCheck refuses storing a value of taint t into column col of target, unless the
 // column is masked itself (the mask follows the value there).
 func (a *analyzer) writeCheck(target *rte, rel, col string, t taint) {
-	if !t.masked && !(t.unknown != "" && a.masks.blockUnknowable()) {
+	if !t.masked && !(t.unknown != "" && a.refuseUnknown()) {
 		return
 	}
 	for _, c := range target.cols {
@@ -1693,7 +1809,7 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, lin *lineage) *result {
 		return nil
 	}
 	if s.Filename != "" || s.IsProgram {
-		if t := r.all(); t.masked || t.unknown != "" && a.masks.blockUnknowable() {
+		if t := r.all(); t.masked || t.unknown != "" && a.refuseUnknown() {
 			a.setLeak("COPY TO a file or program would write masked columns where no mask follows them")
 		}
 		return nil
@@ -1716,11 +1832,11 @@ func (a *analyzer) createAs(into *pg.IntoClause, r *result, matview bool, define
 	if !matview {
 		for _, it := range out.items {
 			for _, c := range it.cols {
-				if (c.t.masked || c.t.unknown != "" && a.masks.blockUnknowable()) && !a.masks.source(rel.Schemaname, rel.Relname, c.name) {
+				if (c.t.masked || c.t.unknown != "" && a.refuseUnknown()) && !a.masks.source(rel.Schemaname, rel.Relname, c.name) {
 					a.writeCheck(&rte{}, rel.Relname, c.name, c.t)
 				}
 			}
-			if it.open && (it.openT.masked || it.openT.unknown != "" && a.masks.blockUnknowable()) {
+			if it.open && (it.openT.masked || it.openT.unknown != "" && a.refuseUnknown()) {
 				a.writeCheck(&rte{}, rel.Relname, "?", it.openT)
 			}
 		}
