@@ -446,6 +446,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 		delete(s.portals, "")
 	}
 	s.cur = nil
+	s.lineageReady(status) // before pop: see lineage_txn.go
 	s.pop()
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction

@@ -60,6 +60,7 @@ func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
 		return &refusal{code: "42501", rule: s.maskRule(), outcome: OutcomeBlocked,
 			message: fmt.Sprintf("bastion: statement blocked by masking rule %q: %s", clean(s.maskRule()), clean(why))}
 	}
+	suspect := s.lineageBegin() // see lineage_txn.go
 	var lin *lineage
 	switch {
 	case st.Protocol == "fastpath":
@@ -75,12 +76,12 @@ func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
 		analyze := func(root *pg.Node) (*lineage, bool) {
 			constRead := false
 			a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
-				state: s.lineage, funcMemo: map[string]funcLineage{}, stmt: st, constRead: &constRead}
+				state: s.lineage, funcMemo: map[string]funcLineage{}, stmt: st, constRead: &constRead, suspect: suspect}
 			return a.analyzeStatement(root), constRead
 		}
 		// The classifier's cached tree spares a parse; one of another text (other
 		// constants) serves only an analysis that read no constant's value.
-		if tree := s.cfg.Classifier.lineageTree(st.SQL); tree != nil {
+		if tree := s.cfg.Classifier.lineageTree(st.SQL); tree != nil && suspect == "" {
 			if lin = s.memoLineage(tree, st); lin != nil {
 				break
 			}
@@ -133,6 +134,7 @@ func (s *session) lineageFor(st *Statement) (*lineage, *refusal) {
 	if changesSchema(st) {
 		s.catalog.invalidate()
 	}
+	s.lineageMark(st, lin)
 	return lin, nil
 }
 

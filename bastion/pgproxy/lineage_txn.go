@@ -1,0 +1,85 @@
+package pgproxy
+
+// Definitions the side connection cannot see. The side catalog reads committed
+// definitions only, and the analysis of a message's statements runs before any of them
+// does. So after a statement that may change a definition the lineage reads (CREATE OR
+// REPLACE FUNCTION or VIEW, ALTER … RENAME, CREATE OPERATOR, CAST, TYPE or DOMAIN, a DO
+// block, a function whose body may do any of that; see definesKinds), what the catalog
+// says may not be what the server will run: `BEGIN; ALTER FUNCTION get_name(int) RENAME
+// TO innocent; SELECT innocent(1)` must not be analysed as the committed innocent.
+//
+// The session is then suspect, from the analysis of that statement (so the rest of its
+// own message is suspect too) until the server has answered it and every message sent
+// before and with it, and the last ReadyForQuery says the session is outside a
+// transaction: by then the change is committed (and visible to the side connection,
+// which revalidate compares before the next statement) or rolled back. While suspect,
+// every relation's column, function, operator and cast is of unknowable origin: result
+// columns are masked (refused with unknowable: block), messages withheld, and a value of
+// unknowable origin is not copied where no mask follows (refuseUnknown), since a copy
+// could not be judged again; a statement that stores values is refused (what the server
+// applies implicitly — a cast, a check — may have been defined in the transaction too):
+// commit the schema change first. A change prepared with the
+// extended protocol can run again at any Execute, which the proxy does not tie to its
+// statement: such a session stays suspect until it ends.
+//
+// Counting: ready counts ReadyForQuery messages; at the mark, pendingRFQ is the number
+// still owed for messages already sent, so the message being analysed (or one after it)
+// is answered once ready exceeds ready+pendingRFQ as they were. Both are read and
+// changed under qmu; ready is counted before the answered message leaves the queue, so
+// an inconsistent moment errs towards suspect. A later mark only moves the bound on.
+
+// lineageBegin prepares the analysis of one statement: it drops the cached catalog if
+// the server's answers changed, lifts a mark whose transaction has ended, and returns
+// why the catalog is suspect ("" when it is not).
+func (s *session) lineageBegin() string {
+	s.catalog.revalidate(s.ctx)
+	st := s.lineage
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.suspect != "" && !st.sticky && st.lastStatus == 'I' && st.ready > st.suspectNeed {
+		st.suspect = ""
+	}
+	return st.suspect
+}
+
+// lineageMark marks the session suspect after the analysis of a statement that may
+// change definitions.
+func (s *session) lineageMark(stmt *Statement, lin *lineage) {
+	why := ""
+	switch k := definesKinds(stmt.Kinds); {
+	case k != "":
+		why = "an earlier statement (" + k + ") changed definitions the bastion cannot see before the transaction ends"
+	case stmt.Unknowable != "" || lin != nil && lin.ddl:
+		why = "an earlier statement may have changed definitions the bastion cannot see before the transaction ends"
+	default:
+		return
+	}
+	st := s.lineage
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.suspect = why
+	if need := st.ready + uint64(s.pendingRFQ); need > st.suspectNeed {
+		st.suspectNeed = need
+	}
+	if stmt.Protocol == "parse" && definesKinds(stmt.Kinds) != "" {
+		st.sticky = true
+		st.suspect = "a statement prepared with the extended protocol can change definitions whenever it is executed"
+	}
+}
+
+// lineageReady counts a ReadyForQuery (before its message leaves the queue).
+func (s *session) lineageReady(status byte) {
+	if s.lineage == nil {
+		return
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.lineage.mu.Lock()
+	defer s.lineage.mu.Unlock()
+	s.lineage.ready++
+	s.lineage.lastStatus = status
+}
