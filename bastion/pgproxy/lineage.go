@@ -472,7 +472,16 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 					a.setLeak("the default of domain %s derives from masked columns: columns of the domain would store them where no mask follows", qualifiedName(s.CreateDomainStmt.Domainname))
 				}
 			}
+			if con := cn.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_CHECK {
+				a.implicitDefinition("the check of domain "+qualifiedName(s.CreateDomainStmt.Domainname), a.sub(true).expr(con.RawExpr, nil))
+			}
 		}
+		return nil
+	case *pg.Node_CreateCastStmt:
+		a.createCast(s.CreateCastStmt)
+		return nil
+	case *pg.Node_DefineStmt:
+		a.defineStmt(s.DefineStmt)
 		return nil
 	case *pg.Node_DoStmt:
 		if a.stmt != nil && parent == nil {
@@ -481,7 +490,8 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		return nil
 	case *pg.Node_CreateFunctionStmt:
 		if a.stmt != nil && parent == nil {
-			a.bodyCopies(*a.stmt, "the body of "+qualifiedName(s.CreateFunctionStmt.Funcname))
+			reads := a.bodyCopies(*a.stmt, "the body of "+qualifiedName(s.CreateFunctionStmt.Funcname))
+			a.replaceHook(s.CreateFunctionStmt.Funcname, reads)
 		}
 		return nil
 	case *pg.Node_CallStmt:
@@ -1577,7 +1587,7 @@ func (a *analyzer) bodyWrites(st Statement) bool {
 // bodyCopies refuses a body (of a DO block or a routine) that reads masked values and
 // can store values somewhere: they can flow through its variables, which the analysis
 // does not follow, so reading and writing in one body counts as a copy.
-func (a *analyzer) bodyCopies(st Statement, what string) {
+func (a *analyzer) bodyCopies(st Statement, what string) taint {
 	sub := a.sub(true)
 	reads := sub.collect(func() { sub.bodyStatements(st, what) })
 	a.read(reads)
@@ -1587,6 +1597,7 @@ func (a *analyzer) bodyCopies(st Statement, what string) {
 	if reads.masked && a.bodyWrites(st) {
 		a.setLeak("%s reads masked columns and writes: the values could be copied where no mask follows them", what)
 	}
+	return reads
 }
 
 // targetRel is the relation a statement writes: its range entry and name.

@@ -116,15 +116,20 @@ func (a *analyzer) attributeFunc(name string) taint {
 	return t
 }
 
+// implicit reports whether the server may call h's function where the text does not
+// show it.
+func (h *hookInfo) implicit() bool {
+	return h.Kind == "i" || h.Kind == "c" && (h.Ctx == "i" || h.Ctx == "a") || h.Kind == "o" && comparisonOps[h.Key]
+}
+
 // ambientTaint is what the functions the server applies implicitly may read (see
 // above).
 func (a *analyzer) ambientTaint() taint {
 	hs, t := a.hookList()
 	seen := map[[2]string]bool{}
 	for _, h := range hs {
-		implicit := h.Kind == "i" || h.Kind == "c" && (h.Ctx == "i" || h.Ctx == "a") || h.Kind == "o" && comparisonOps[h.Key]
 		k := [2]string{h.Schema, h.Name}
-		if !implicit || seen[k] {
+		if !h.implicit() || seen[k] {
 			continue
 		}
 		seen[k] = true
@@ -177,4 +182,89 @@ func definesKinds(kinds []string) string {
 		return k
 	}
 	return ""
+}
+
+// Definitions that make the server call a function implicitly are refused, through the
+// bastion, when the function reads masked columns (as a column DEFAULT computed from
+// them is): the implicit taint above would otherwise mask every result of every session
+// of the database (and refuse their writes). Definitions made elsewhere, and a function
+// such a hook calls being replaced, are still caught at use by ambientTaint.
+
+// implicitDefinition refuses a definition (what) the server applies implicitly whose
+// expression or function reads t.
+func (a *analyzer) implicitDefinition(what string, t taint) {
+	switch {
+	case t.masked:
+		a.setLeak("%s calls a function that reads masked columns; the server applies it implicitly, where no mask follows", what)
+	case t.unknown != "" && a.refuseUnknown():
+		a.setLeak("%s calls a function whose origin cannot be known (%s); the server applies it implicitly", what, t.unknown)
+	}
+}
+
+// createCast refuses an implicit or assignment cast whose function reads masked columns
+// (an explicit cast is resolved where it is written: castTaint).
+func (a *analyzer) createCast(c *pg.CreateCastStmt) {
+	if c.Func == nil || c.Context == pg.CoercionContext_COERCION_EXPLICIT {
+		return
+	}
+	schema, name := splitName(fieldNames(c.Func.Objname))
+	a.implicitDefinition("cast to "+qualifiedName(c.Targettype.GetNames()), a.functionTaint(schema, name))
+}
+
+// defineStmt refuses a comparison operator whose function reads masked columns (the
+// server finds those by name for IN, CASE and operator classes; other operators are
+// resolved where they are written: operatorTaint).
+func (a *analyzer) defineStmt(d *pg.DefineStmt) {
+	if d.Kind != pg.ObjectType_OBJECT_OPERATOR {
+		return
+	}
+	op := fieldNames(d.Defnames)
+	if len(op) == 0 || !comparisonOps[op[len(op)-1]] {
+		return
+	}
+	for _, el := range d.Definition {
+		de := el.GetDefElem()
+		if de == nil || de.Defname != "function" && de.Defname != "procedure" {
+			continue
+		}
+		var names []string
+		if tn := de.Arg.GetTypeName(); tn != nil {
+			names = fieldNames(tn.Names)
+		} else if l := de.Arg.GetList(); l != nil {
+			names = fieldNames(l.Items)
+		} else if s := de.Arg.GetString_(); s != nil {
+			names = []string{s.Sval}
+		}
+		if len(names) > 0 {
+			schema, name := splitName(names)
+			a.implicitDefinition("operator "+op[len(op)-1], a.functionTaint(schema, name))
+		}
+	}
+}
+
+// replaceHook refuses replacing a function the server applies implicitly with a body
+// that reads masked columns.
+func (a *analyzer) replaceHook(funcname []*pg.Node, reads taint) {
+	if !reads.masked {
+		return
+	}
+	schema, name := splitName(fieldNames(funcname))
+	hs, _ := a.hookList()
+	for _, h := range hs {
+		if h.implicit() && h.Name == name && (schema == "" || h.Schema == schema) {
+			a.setLeak("function %s.%s is applied implicitly by the server (a cast, check, default or operator); a body that reads masked columns would send them where no mask follows", h.Schema, h.Name)
+			return
+		}
+	}
+}
+
+// splitName is a possibly qualified name's schema ("" when none) and name.
+func splitName(names []string) (string, string) {
+	switch len(names) {
+	case 0:
+		return "", ""
+	case 1:
+		return "", names[0]
+	}
+	return names[len(names)-2], names[len(names)-1]
 }
