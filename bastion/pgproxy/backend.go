@@ -109,6 +109,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if prep == nil && s.lineage != nil {
 			prep = s.sqlPrepared(head.stmt)
 		}
+		if prep != nil {
+			s.refreshLineage(prep.run) // the server has bound it: see lineage_txn.go
+		}
 		s.portals[head.name] = &portalState{prep: prep, formats: head.formats}
 		s.pop()
 	case '3':

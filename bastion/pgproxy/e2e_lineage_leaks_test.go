@@ -207,6 +207,74 @@ func TestLineageLeakStaleCatalog(t *testing.T) {
 	}
 }
 
+// TestLineageLeakStalePrepared: a statement prepared (with SQL PREPARE, or with the
+// extended protocol by pgx's statement cache) before another session replaces a
+// function it calls, or before the session renames one in its open transaction: the
+// server analyses it again, and so must the bastion.
+func TestLineageLeakStalePrepared(t *testing.T) {
+	_, h := leakHarness(t, `
+CREATE FUNCTION innocent4(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT city FROM customers WHERE id = i';
+CREATE FUNCTION innocent5(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT city FROM customers WHERE id = i';
+ALTER FUNCTION innocent4(int) OWNER TO app; ALTER FUNCTION innocent5(int) OWNER TO app;
+ALTER FUNCTION get_name(int) OWNER TO app;`, false)
+	ctx := context.Background()
+	a := h.connect(t, "app", "shop", nil)
+	b := h.connect(t, "app", "shop", nil)
+	simple := func(q string) string {
+		var s string
+		if err := a.QueryRow(ctx, q, pgx.QueryExecModeSimpleProtocol).Scan(&s); err != nil {
+			return "err: " + err.Error()
+		}
+		return s
+	}
+	cached := func(q string, arg int) string { // pgx prepares it once, then binds it
+		var s string
+		if err := a.QueryRow(ctx, q, arg).Scan(&s); err != nil {
+			return "err: " + err.Error()
+		}
+		return s
+	}
+	if _, err := a.Exec(ctx, "PREPARE p AS SELECT innocent4(1)"); err != nil {
+		t.Fatal(err)
+	}
+	if got, got2 := simple("EXECUTE p"), cached("SELECT innocent4($1)", 1); got != "London" || got2 != "London" {
+		t.Fatalf("before: %q %q", got, got2)
+	}
+	if _, err := b.Exec(ctx, "CREATE OR REPLACE FUNCTION innocent4(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT name FROM customers WHERE id = i'"); err != nil {
+		t.Fatal(err)
+	}
+	if got, got2 := simple("EXECUTE p"), cached("SELECT innocent4($1)", 1); got != "********" || got2 != "********" {
+		t.Fatalf("after another session's replace: %q %q, want masked", got, got2)
+	}
+
+	// Renamed in the open transaction, bound again.
+	if got := cached("SELECT innocent5($1)", 1); got != "London" {
+		t.Fatalf("before: %q", got)
+	}
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"ALTER FUNCTION innocent5(int) RENAME TO old5", "ALTER FUNCTION get_name(int) RENAME TO innocent5"} {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got string
+	if err := tx.QueryRow(ctx, "SELECT innocent5($1)", 1).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "********" {
+		t.Fatalf("a prepared statement after a rename in the transaction: %q, want masked", got)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cached("SELECT innocent5($1)", 1); got != "London" {
+		t.Fatalf("after the rollback: %q, want London", got)
+	}
+}
+
 // TestLineageLeakUncommittedDefinitions: definitions changed in the session's own open
 // transaction, or earlier in the same message, are invisible to the side connection.
 func TestLineageLeakUncommittedDefinitions(t *testing.T) {

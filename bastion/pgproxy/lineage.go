@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -199,8 +200,12 @@ type lineageState struct {
 	mu       sync.Mutex
 	cursors  map[string]*result
 	prepared map[string]*result
-	pending  map[string][]*pendingRel
-	gen      uint64 // changes with every definition (see session.lineageMemo)
+	// preparedQuery is the query of a statement prepared with SQL PREPARE, with the
+	// result it had then: the server analyses it again when a definition it uses
+	// changes, so EXECUTE analyses it again too (while prepared[name] is that result).
+	preparedQuery map[string]preparedDef
+	pending       map[string][]*pendingRel
+	gen           uint64 // changes with every definition (see session.lineageMemo)
 
 	// Definitions the side connection may not see yet (see lineage_txn.go), guarded by
 	// the session's qmu and then mu.
@@ -226,7 +231,13 @@ func (st *lineageState) generation() uint64 {
 }
 
 func newLineageState() *lineageState {
-	return &lineageState{cursors: map[string]*result{}, prepared: map[string]*result{}, pending: map[string][]*pendingRel{}}
+	return &lineageState{cursors: map[string]*result{}, prepared: map[string]*result{}, pending: map[string][]*pendingRel{},
+		preparedQuery: map[string]preparedDef{}}
+}
+
+type preparedDef struct {
+	r     *result
+	query *pg.Node
 }
 
 // lineage is what the analysis found about one statement.
@@ -240,6 +251,10 @@ type lineage struct {
 	// cannot be read): later statements cannot trust the side connection's catalog until
 	// the transaction ends (see lineage_txn.go).
 	ddl bool
+	// What it was analysed from: the catalog's and the session's generations when the
+	// analysis began, and whether the catalog was suspect (see refreshLineage).
+	catGen, stateGen uint64
+	suspect          bool
 }
 
 // maskingSources reports whether a source column is masked.
@@ -334,7 +349,15 @@ func (a *analyzer) analyzeStatement(n *pg.Node) *lineage {
 	if a.ddl == nil {
 		a.ddl = new(bool)
 	}
-	lin := &lineage{}
+	lin := &lineage{suspect: a.suspect != ""}
+	if g, ok := a.cat.(interface {
+		generation(bool) (uint64, time.Time)
+	}); ok {
+		lin.catGen, _ = g.generation(false)
+	}
+	if a.state != nil {
+		lin.stateGen = a.state.generation()
+	}
 	lin.touched = a.collect(func() { lin.out = a.statement(n, nil, lin) })
 	// What the server may call without the statement naming it (implicit casts, domain
 	// and table checks, defaults, comparison operators): any statement may run it.
@@ -415,12 +438,28 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		return nil
 	case *pg.Node_PrepareStmt:
 		r := orEmpty(a.statement(s.PrepareStmt.Query, parent, nil))
-		name := s.PrepareStmt.Name
-		define(func(st *lineageState) { st.mu.Lock(); st.prepared[name] = r; st.gen++; st.mu.Unlock() })
+		name, q := s.PrepareStmt.Name, s.PrepareStmt.Query
+		define(func(st *lineageState) {
+			st.mu.Lock()
+			st.prepared[name] = r
+			st.preparedQuery[name] = preparedDef{r, q}
+			st.gen++
+			st.mu.Unlock()
+		})
 		return nil
 	case *pg.Node_ExecuteStmt:
 		for _, p := range s.ExecuteStmt.Params {
 			a.read(a.expr(p, parent))
+		}
+		a.state.mu.Lock()
+		def, ok := a.state.preparedQuery[s.ExecuteStmt.Name]
+		current := ok && a.state.prepared[s.ExecuteStmt.Name] == def.r
+		a.state.mu.Unlock()
+		if current && a.depth == 0 {
+			// Analysed again: the definitions it uses may have changed since PREPARE.
+			r := orEmpty(a.statement(def.query, nil, nil))
+			a.read(r.all())
+			return r
 		}
 		return a.known(a.state.prepared, s.ExecuteStmt.Name, "prepared statement")
 	case *pg.Node_FetchStmt:

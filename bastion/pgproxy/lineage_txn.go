@@ -83,3 +83,43 @@ func (s *session) lineageReady(status byte) {
 	s.lineage.ready++
 	s.lineage.lastStatus = status
 }
+
+// refreshLineage analyses a statement prepared with the extended protocol again when the
+// server has bound it (BindComplete: the plan, and the definitions it uses, are fixed;
+// the portal's results and messages follow), when what its analysis rested on has
+// changed: the
+// server analyses a prepared statement again when a definition it uses changes
+// (another session's CREATE OR REPLACE, a rename in the open transaction), so the
+// lineage from Parse time may be stale. It revalidates the catalog first (one round
+// trip on the side connection). Called by the backend loop, which owns run once the
+// server confirmed the Parse. An analysis that now finds a copy comes too late to
+// refuse (the Execute is on its way): the results are then masked as unknowable and
+// the session's log says why; the copy itself is not prevented.
+func (s *session) refreshLineage(run *stmtRun) {
+	if s.cfg.Masks == nil || run == nil || run.lin == nil || run.st.Protocol != "parse" {
+		return
+	}
+	suspect := s.lineageBegin()
+	catGen, _ := s.catalog.generation(false)
+	old := run.lin
+	if suspect == "" && !old.suspect && old.catGen == catGen && old.stateGen == s.lineage.generation() {
+		return
+	}
+	var lin *lineage
+	res, err := pgParse(run.st.SQL)
+	if err != nil || len(res.Stmts) != 1 || res.Stmts[0].Stmt == nil {
+		t := unknownTaint("the statement cannot be analysed")
+		lin = &lineage{out: &result{items: []resultItem{{open: true, openT: t}}}, touched: t, suspect: true}
+	} else {
+		a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
+			state: s.lineage, funcMemo: map[string]funcLineage{}, stmt: &run.st, suspect: suspect}
+		lin = a.analyzeStatement(res.Stmts[0].Stmt)
+	}
+	if lin.leak != "" {
+		s.log.Warn("a prepared statement now copies masked values; its results are masked", "why", lin.leak)
+		t := unknownTaint("%s", lin.leak)
+		lin.out = &result{items: []resultItem{{open: true, openT: t}}}
+		lin.touched.add(t)
+	}
+	run.lin = lin
+}
