@@ -113,10 +113,14 @@
 //     query_to_xml-style functions are marked Unknowable.
 //   - MaskColumn sees result column names, which a query can rename ("SELECT card AS
 //     x"): on its own it is a guardrail; Masks follows the values. Lineage is computed
-//     from the parse tree and the catalog as the side connection sees it (committed, at
-//     most 30 s old, dropped after the session's own DDL; relations the session created
-//     are remembered); a name that could mean several columns takes all of them, and
-//     what cannot be traced is unknowable (masked, or refused with Masks.Block).
+//     from the parse tree and the catalog as the side connection sees it (committed;
+//     cached answers are revalidated against the server before each statement and each
+//     Bind of a prepared statement; relations the session created are remembered); a
+//     name that could mean several columns takes all of them, and what cannot be traced
+//     is unknowable (masked, or refused with Masks.Block). Operators, casts, domain
+//     checks and attribute notation are followed to their functions (lineage_hooks.go);
+//     after a statement that may change a definition, the catalog is suspect until the
+//     transaction ends (lineage_txn.go).
 //     Masking hides values, not what a WHERE clause over them selects. MaskValue (a
 //     content detector) catches card numbers however they are selected.
 //   - Replication connections are refused unless Authorize allows them; replication
