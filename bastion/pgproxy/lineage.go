@@ -1184,7 +1184,9 @@ func (a *analyzer) viewColumns(r *relInfo) []taint {
 		rr = &result{}
 	}
 	out = rr.taints(n)
-	a.views.setViewTaints(r, out)
+	if a.suspect == "" { // a suspect analysis is unknowable throughout: not worth keeping
+		a.views.setViewTaints(r, out)
+	}
 	return out
 }
 
