@@ -1990,6 +1990,11 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 			continue
 		case pg.AlterTableType_AT_SetExpression, pg.AlterTableType_AT_ColumnDefault:
 			expr = cmd.Def
+		case pg.AlterTableType_AT_AlterColumnType:
+			// ALTER COLUMN c TYPE t USING expr: every row's c becomes expr.
+			if cd := cmd.Def.GetColumnDef(); cd != nil {
+				expr = cd.RawDefault
+			}
 		}
 		if expr == nil {
 			continue

@@ -90,6 +90,17 @@ func TestLineageHooks(t *testing.T) {
 	}
 }
 
+// ALTER COLUMN TYPE … USING stores its expression in every row, as a default would.
+func TestLineageAlterTypeUsing(t *testing.T) {
+	mc := testCatalog()
+	if lin := analyzeHooked(t, mc, mc, "ALTER TABLE public.staff ALTER COLUMN name TYPE text USING get_name(id)", ""); lin.leak == "" {
+		t.Error("ALTER COLUMN TYPE USING a masked value: not refused")
+	}
+	if lin := analyzeHooked(t, mc, mc, "ALTER TABLE public.staff ALTER COLUMN name TYPE varchar USING upper(name)", ""); lin.leak != "" {
+		t.Errorf("ALTER COLUMN TYPE USING its own column: refused: %s", lin.leak)
+	}
+}
+
 // TestLineageSuspect: while the catalog is suspect, everything it says is unknowable and
 // values of unknowable origin are not copied.
 func TestLineageSuspect(t *testing.T) {
