@@ -97,6 +97,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 			p.run = head.runs[0]
 		}
 		s.stmts[head.name] = p
+		s.lineageParsed(head.name, p.run) // see lineage_txn.go
 		s.pop()
 	case '2':
 		if head == nil || head.kind != expBind {
@@ -123,6 +124,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		if head.target == 'S' {
 			delete(s.stmts, head.name)
+			s.lineageClosed(head.name)
 		} else {
 			delete(s.portals, head.name)
 		}
@@ -446,6 +448,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 		}
 		// A simple Query drops the unnamed statement and portal.
 		delete(s.stmts, "")
+		s.lineageClosed("")
 		delete(s.portals, "")
 	}
 	s.cur = nil

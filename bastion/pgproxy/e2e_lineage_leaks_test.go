@@ -314,3 +314,59 @@ ALTER FUNCTION innocent3(int) OWNER TO app; ALTER FUNCTION get_name(int) OWNER T
 		wantOut(t, through(t, h, "SELECT old3(1)"), "London\n")
 	})
 }
+
+// TestLineageLeakPreparedDefinitions: a rename prepared with the extended protocol runs
+// at Execute, which the frontend does not tie to its statement: the session is suspect
+// while the server holds the statement, and after it is closed until the transaction
+// ends.
+func TestLineageLeakPreparedDefinitions(t *testing.T) {
+	_, h := leakHarness(t, `
+CREATE FUNCTION innocent6(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT city FROM customers WHERE id = i';
+ALTER FUNCTION innocent6(int) OWNER TO app; ALTER FUNCTION get_name(int) OWNER TO app;`, false)
+	ctx := context.Background()
+	a := h.connect(t, "app", "shop", nil)
+	pc := a.PgConn()
+	read := func() string {
+		var s string
+		if err := a.QueryRow(ctx, "SELECT innocent6($1)", 1).Scan(&s); err != nil {
+			return "err: " + err.Error()
+		}
+		return s
+	}
+	if got := read(); got != "London" {
+		t.Fatalf("before: %q", got)
+	}
+	if _, err := a.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	for name, sql := range map[string]string{"r1": "ALTER FUNCTION innocent6(int) RENAME TO old6", "r2": "ALTER FUNCTION get_name(int) RENAME TO innocent6"} {
+		if _, err := pc.Prepare(ctx, name, sql, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read(); got != "********" {
+		t.Fatalf("with a prepared rename held: %q, want masked", got)
+	}
+	for _, name := range []string{"r1", "r2"} {
+		if _, err := pc.ExecPrepared(ctx, name, nil, nil, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read(); got != "********" {
+		t.Fatalf("after the prepared renames ran: %q, want masked", got)
+	}
+	for _, name := range []string{"r1", "r2"} {
+		if err := pc.Deallocate(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read(); got != "********" {
+		t.Fatalf("after closing the renames, in the transaction: %q, want masked", got)
+	}
+	if _, err := a.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "London" {
+		t.Fatalf("after the rollback: %q, want London", got)
+	}
+}

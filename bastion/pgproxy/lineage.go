@@ -209,8 +209,10 @@ type lineageState struct {
 
 	// Definitions the side connection may not see yet (see lineage_txn.go), guarded by
 	// the session's qmu and then mu.
-	suspect     string // why; "" when the catalog shows what the session's statements see
-	sticky      bool   // suspect for the rest of the session
+	suspect string // why; "" when the catalog shows what the session's statements see
+	// definers are the server's prepared statements (extended protocol) that may change
+	// definitions: each Execute can run it again, which the frontend does not tie to it.
+	definers    map[string]bool
 	suspectNeed uint64 // suspect at least until ready exceeds this
 	ready       uint64 // ReadyForQuery messages received
 	lastStatus  byte   // the transaction status of the last one

@@ -18,9 +18,10 @@ package pgproxy
 // unknowable origin is not copied where no mask follows (refuseUnknown), since a copy
 // could not be judged again; a statement that stores values is refused (what the server
 // applies implicitly — a cast, a check — may have been defined in the transaction too):
-// commit the schema change first. A change prepared with the
-// extended protocol can run again at any Execute, which the proxy does not tie to its
-// statement: such a session stays suspect until it ends.
+// commit the schema change first. A change prepared with the extended protocol can run
+// again at any Execute, which the frontend does not tie to its statement: the session is
+// suspect while the server holds such a statement (from ParseComplete), and after it is
+// closed or replaced as after any change, until a later ReadyForQuery says idle.
 //
 // Counting: ready counts ReadyForQuery messages; at the mark, pendingRFQ is the number
 // still owed for messages already sent, so the message being analysed (or one after it)
@@ -38,8 +39,11 @@ func (s *session) lineageBegin() string {
 	defer s.qmu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.suspect != "" && !st.sticky && st.lastStatus == 'I' && st.ready > st.suspectNeed {
+	if st.suspect != "" && st.lastStatus == 'I' && st.ready > st.suspectNeed {
 		st.suspect = ""
+	}
+	if st.suspect == "" && len(st.definers) > 0 {
+		return "a statement prepared with the extended protocol can change definitions whenever it is executed"
 	}
 	return st.suspect
 }
@@ -56,18 +60,65 @@ func (s *session) lineageMark(stmt *Statement, lin *lineage) {
 	default:
 		return
 	}
+	s.markSuspect(why, false)
+}
+
+// markSuspect makes the session suspect until the server reports it idle after what
+// has happened so far. From the frontend (backend false), what is being analysed is not
+// queued yet: the messages still owed a ReadyForQuery come before it. From the backend,
+// answering the head of the queue, everything before the head has been answered: any
+// later ReadyForQuery comes after what happened.
+func (s *session) markSuspect(why string, backend bool) {
 	st := s.lineage
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.suspect = why
-	if need := st.ready + uint64(s.pendingRFQ); need > st.suspectNeed {
+	need := st.ready
+	if !backend {
+		need += uint64(s.pendingRFQ)
+	}
+	if need > st.suspectNeed {
 		st.suspectNeed = need
 	}
-	if stmt.Protocol == "parse" && definesKinds(stmt.Kinds) != "" {
-		st.sticky = true
-		st.suspect = "a statement prepared with the extended protocol can change definitions whenever it is executed"
+}
+
+// lineageParsed notes a statement the server confirmed (ParseComplete), replacing any
+// of that name. Backend loop.
+func (s *session) lineageParsed(name string, run *stmtRun) {
+	if s.lineage == nil {
+		return
+	}
+	// Only a statement that is itself a definition: one that calls a function that may
+	// define (or runs dynamic SQL) is marked when bound instead (refreshLineage), or a
+	// client's cached SELECT of such a function would keep the session suspect for good.
+	defines := run != nil && definesKinds(run.st.Kinds) != ""
+	s.lineageClosed(name)
+	if defines {
+		s.lineage.mu.Lock()
+		if s.lineage.definers == nil {
+			s.lineage.definers = map[string]bool{}
+		}
+		s.lineage.definers[name] = true
+		s.lineage.mu.Unlock()
+	}
+}
+
+// lineageClosed notes a statement the server dropped (CloseComplete, or the unnamed
+// statement at the end of a simple Query, or replaced by a Parse of that name). One that
+// could change definitions may have run in the open transaction: the session stays
+// suspect until a later ReadyForQuery says idle. Backend loop.
+func (s *session) lineageClosed(name string) {
+	if s.lineage == nil {
+		return
+	}
+	s.lineage.mu.Lock()
+	was := s.lineage.definers[name]
+	delete(s.lineage.definers, name)
+	s.lineage.mu.Unlock()
+	if was {
+		s.markSuspect("a statement prepared with the extended protocol may have changed definitions the bastion cannot see before the transaction ends", true)
 	}
 }
 
@@ -98,6 +149,11 @@ func (s *session) lineageReady(status byte) {
 func (s *session) refreshLineage(run *stmtRun) {
 	if s.cfg.Masks == nil || run == nil || run.lin == nil || run.st.Protocol != "parse" {
 		return
+	}
+	if run.st.Unknowable != "" || run.lin.ddl {
+		// It may change definitions as it runs. Statements the client sent after this
+		// Bind and before its BindComplete were analysed unmarked: a known gap.
+		s.markSuspect("an earlier statement may have changed definitions the bastion cannot see before the transaction ends", true)
 	}
 	suspect := s.lineageBegin()
 	catGen, _ := s.catalog.generation(false)

@@ -59,13 +59,29 @@ func TestLineageSuspectUntilIdle(t *testing.T) {
 	if s.lineageBegin() != "" {
 		t.Fatal("still suspect after ReadyForQuery idle")
 	}
+	// A defining statement prepared with the extended protocol: suspect while the server
+	// holds it, and after it is closed until a later ReadyForQuery says idle.
 	st := classifyOne(t, "CREATE OR REPLACE VIEW v AS SELECT 1")
 	st.Protocol = "parse"
 	s.lineageMark(st, &lineage{})
+	s.lineageParsed("s1", &stmtRun{st: *st})
+	s.lineageParsed("s2", &stmtRun{st: *classifyOne(t, "SELECT 1")})
 	for i := 0; i < 3; i++ {
 		s.lineageReady('I')
 	}
 	if s.lineageBegin() == "" {
 		t.Fatal("a definition prepared with the extended protocol: not suspect")
+	}
+	s.lineageClosed("s1")
+	if s.lineageBegin() == "" {
+		t.Fatal("not suspect right after closing a defining statement")
+	}
+	s.lineageReady('T')
+	if s.lineageBegin() == "" {
+		t.Fatal("not suspect in the transaction after closing a defining statement")
+	}
+	s.lineageReady('I')
+	if got := s.lineageBegin(); got != "" {
+		t.Fatalf("still suspect after idle: %q", got)
 	}
 }
