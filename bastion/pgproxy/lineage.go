@@ -1223,6 +1223,9 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 		return
 	case *pg.SubLink:
 		a.walkExpr(v.Testexpr.ProtoReflect(), sc)
+		if len(v.OperName) > 0 { // x ### ANY (SELECT ...)
+			a.read(a.operatorTaint(&pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: v.OperName}))
+		}
 		if sel := v.Subselect.GetSelectStmt(); sel != nil {
 			r := a.selectStmt(sel, sc, v.SubLinkType != pg.SubLinkType_EXISTS_SUBLINK)
 			a.read(r.all())
@@ -1243,6 +1246,12 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 	case *pg.TypeCast:
 		a.walkFields(m, sc)
 		a.read(a.castTaint(v.TypeName))
+		return
+	case *pg.SortBy:
+		a.walkFields(m, sc)
+		if len(v.UseOp) > 0 { // ORDER BY x USING ###
+			a.read(a.operatorTaint(&pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: v.UseOp}))
+		}
 		return
 	case *pg.A_Indirection:
 		a.walkFields(m, sc)

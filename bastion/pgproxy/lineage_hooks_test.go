@@ -44,6 +44,8 @@ func TestLineageHooks(t *testing.T) {
 	for _, tc := range []struct{ sql, cols string }{
 		{"SELECT 1 ### 1, 1 +++ 1, 1 + 1", "m--"},
 		{"SELECT 1 OPERATOR(public.###) 1", "m"},
+		{"SELECT 1 ### ANY (SELECT 1)", "m"},
+		{"SELECT 1 = ANY (SELECT 1)", "-"},
 		{"SELECT (1::wrap).v, CAST(1 AS wrapd), 1::int", "mm-"},
 		{"SELECT s.leakname, s.id FROM public.staff s", "m-"},
 		{"SELECT (s).leakname FROM public.staff s", "m"},
@@ -53,6 +55,9 @@ func TestLineageHooks(t *testing.T) {
 		if got := letters(analyzeHooked(t, explicit, mc, tc.sql, "")); got != tc.cols {
 			t.Errorf("%s: got %q, want %q", tc.sql, got, tc.cols)
 		}
+	}
+	if lin := analyzeHooked(t, explicit, mc, "SELECT id FROM customers ORDER BY id USING ###", ""); !lin.touched.masked {
+		t.Errorf("ORDER BY USING ###: touched %+v, want masked (its messages withheld)", lin.touched)
 	}
 	// An implicit hook that reads masked columns taints everything, and refuses copies.
 	implicit := &hookCatalog{mc, []*hookInfo{{Kind: "c", Key: "wrap2", Ctx: "i", Schema: "public", Name: "towrap"}}}
