@@ -238,8 +238,22 @@ func numericText(v []byte) string {
 	return b.String()
 }
 
-// maskErrorFields masks the text fields of an ErrorResponse or NoticeResponse (error
-// details quote values: "Key (card)=(4111...) already exists").
+// structuralErrorField reports whether an ErrorResponse/NoticeResponse field is one the
+// server fills from its own code, never from data: severity, SQLSTATE, positions, and
+// the server's source file, line and routine. Every other field can carry a value:
+// details quote values ("Key (card)=(4111...) already exists"), and RAISE ... USING
+// sets schema, table, column, datatype and constraint names (s, t, c, d, n) to any
+// text, as it does the message, detail and hint.
+func structuralErrorField(code byte) bool {
+	switch code {
+	case 'S', 'V', 'C', 'P', 'p', 'F', 'L', 'R':
+		return true
+	}
+	return false
+}
+
+// maskErrorFields masks every field of an ErrorResponse or NoticeResponse that can carry
+// a value, field codes PostgreSQL may add later included.
 func (s *session) maskErrorFields(typ byte, body []byte) []byte {
 	fields, err := decodeErrorFields(typ, body)
 	if err != nil {
@@ -249,11 +263,11 @@ func (s *session) maskErrorFields(typ byte, body []byte) []byte {
 		return appendRaw(nil, typ, body)
 	}
 	for i, f := range fields {
-		switch f.code {
-		case 'M', 'D', 'H', 'W', 'q':
-			if out, masked := s.maskValue([]byte(f.value)); masked {
-				fields[i].value = string(out)
-			}
+		if structuralErrorField(f.code) {
+			continue
+		}
+		if out, masked := s.maskValue([]byte(f.value)); masked {
+			fields[i].value = string(out)
 		}
 	}
 	return appendErrorFields(nil, typ, fields)

@@ -195,14 +195,18 @@ func (s *session) originMasked(oid uint32, attnum int) bool {
 
 // withheldMessage replaces the text of an error or notice raised by a statement that
 // reads masked columns: PostgreSQL quotes values in messages ("invalid input syntax for
-// type integer: ..."). The SQLSTATE, severity and position stay.
+// type integer: ..."), and RAISE ... USING puts any value in the schema, table, column,
+// datatype and constraint fields. Only the fields the server fills from its own code
+// stay (severity, SQLSTATE, position, source location); every other one is dropped.
 func withheldMessage(fields []errField) []errField {
 	out := make([]errField, 0, len(fields))
 	for _, f := range fields {
-		switch f.code {
-		case 'M':
+		switch {
+		case f.code == 'M':
 			f.value = "bastion: the server's message is withheld: the statement reads masked columns"
-		case 'D', 'H', 'W', 'q', 'p':
+		case f.code == 'p': // a position in the internal query, which is withheld
+			continue
+		case !structuralErrorField(f.code):
 			continue
 		}
 		out = append(out, f)

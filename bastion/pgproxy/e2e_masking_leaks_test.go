@@ -1,0 +1,118 @@
+package pgproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/bastionhq/bastion/bastion/mask"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// Regression tests for masking leaks found by a red team: values of masked columns or
+// card numbers reaching the client through channels other than result rows.
+
+// realCards is the production MaskValue for a cards-only rule (bastion/postgres.go).
+func realCards(v []byte) ([]byte, bool) {
+	out, n := mask.MaskString(mask.Config{Cards: true}, string(v))
+	if n == 0 {
+		return nil, false
+	}
+	return []byte(out), true
+}
+
+// hasCard reports whether s shows the seeded card number.
+func hasCard(s string) bool {
+	return strings.Contains(s, "4111111111111111") || strings.Contains(s, "4111 1111 1111 1111")
+}
+
+// startCardsProxy is a proxy with the card detector alone, as a deployment with only
+// {on: output, match: {detector: credit_card}, action: mask} configures it.
+func startCardsProxy(t *testing.T) *harness {
+	return startProxy(t, startCluster(t), func(c *Config) {
+		c.MaskColumn = nil
+		c.Masks = nil
+		c.MaskValue = realCards
+	})
+}
+
+func noticeText(n *pgconn.Notice) string {
+	return fmt.Sprintf("M=%q D=%q H=%q W=%q s=%q t=%q c=%q d=%q n=%q", n.Message, n.Detail, n.Hint, n.Where,
+		n.SchemaName, n.TableName, n.ColumnName, n.DataTypeName, n.ConstraintName)
+}
+
+func pgErrorText(e *pgconn.PgError) string {
+	return fmt.Sprintf("M=%q D=%q H=%q W=%q q=%q s=%q t=%q c=%q d=%q n=%q", e.Message, e.Detail, e.Hint, e.Where,
+		e.InternalQuery, e.SchemaName, e.TableName, e.ColumnName, e.DataTypeName, e.ConstraintName)
+}
+
+// TestRedErrorFields: RAISE ... USING SCHEMA/TABLE/COLUMN/DATATYPE/CONSTRAINT sets those
+// fields of an error or notice to any value; they go through the value masker, and are
+// dropped when the statement's messages are withheld.
+func TestRedErrorFields(t *testing.T) {
+	ctx := context.Background()
+	t.Run("cards detector", func(t *testing.T) {
+		h := startCardsProxy(t)
+		var notices []string
+		conn := h.connect(t, "app", "shop", func(c *pgx.ConnConfig) {
+			c.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, noticeText(n)) }
+		})
+		const card = "(SELECT card FROM orders WHERE id = 1)"
+		if _, err := conn.Exec(ctx, "DO $$BEGIN RAISE NOTICE 'hi' USING DETAIL = "+card+", SCHEMA = "+card+
+			", TABLE = "+card+", COLUMN = "+card+", DATATYPE = "+card+", CONSTRAINT = "+card+"; END$$"); err != nil {
+			t.Fatal(err)
+		}
+		if len(notices) != 1 || hasCard(notices[0]) || !strings.Contains(notices[0], `M="hi"`) {
+			t.Errorf("notices = %v, want one notice \"hi\" with its fields masked", notices)
+		}
+		_, err := conn.Exec(ctx, "DO $$BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '22023', CONSTRAINT = "+card+
+			", SCHEMA = "+card+", TABLE = "+card+", COLUMN = "+card+", DATATYPE = "+card+"; END$$")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			t.Fatalf("err = %v, want the server's error", err)
+		}
+		if pe.Code != "22023" || pe.Message != "boom" || hasCard(pgErrorText(pe)) {
+			t.Errorf("error %s %s, want 22023 boom with its fields masked", pe.Code, pgErrorText(pe))
+		}
+	})
+	t.Run("column masks (withheld message)", func(t *testing.T) {
+		pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": lineageSeed},
+		})
+		h := startProxy(t, pg, func(c *Config) {
+			c.Judge = allowAll
+			c.MaskColumn = nil
+			c.Masks = lineageMasks(false)
+		})
+		var notices []string
+		conn := h.connect(t, "app", "shop", func(c *pgx.ConnConfig) {
+			c.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, noticeText(n)) }
+		})
+		if _, err := conn.Exec(ctx, "DO $$BEGIN RAISE NOTICE 'hi' USING SCHEMA = (SELECT name FROM customers ORDER BY id LIMIT 1), "+
+			"TABLE = (SELECT name FROM customers ORDER BY id DESC LIMIT 1), DATATYPE = (SELECT min(name) FROM customers); END$$"); err != nil {
+			t.Fatal(err)
+		}
+		if len(notices) != 1 || leaksName(notices[0]) || !strings.Contains(notices[0], "withheld") {
+			t.Errorf("notices = %v, want one withheld notice", notices)
+		}
+		_, err := conn.Exec(ctx, "DO $$BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '22023', COLUMN = (SELECT string_agg(name, ',') FROM customers), "+
+			"CONSTRAINT = (SELECT max(name) FROM customers); END$$")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			t.Fatalf("err = %v, want the server's error", err)
+		}
+		if pe.Code != "22023" || leaksName(pgErrorText(pe)) || !strings.Contains(pe.Message, "withheld") {
+			t.Errorf("error %s %s, want 22023 withheld", pe.Code, pgErrorText(pe))
+		}
+		if pe.ColumnName != "" || pe.ConstraintName != "" {
+			t.Errorf("withheld error kept column %q constraint %q", pe.ColumnName, pe.ConstraintName)
+		}
+	})
+}
