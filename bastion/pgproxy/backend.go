@@ -64,6 +64,12 @@ func (s *session) onBackend(typ byte, body []byte) error {
 			return err
 		}
 		s.noteParam(name, value)
+		// PostgreSQL reports changed settings just before ReadyForQuery, after the
+		// statement that changed them; older servers, while it runs.
+		withheld := s.readMasked || s.cfg.Masks != nil && s.cur != nil && s.runTouches(s.cur.run)
+		if v, ok := s.maskParam(name, value, withheld); ok {
+			return s.writeClient(appendParameterStatus(nil, name, v))
+		}
 	case 'N':
 		if s.touches(head) {
 			fields, err := decodeErrorFields('N', body)
@@ -446,6 +452,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 		delete(s.portals, "")
 	}
 	s.cur = nil
+	s.readMasked = false
 	s.pop()
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction
@@ -468,6 +475,9 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 		if err := s.writeClient(errorMsg('N', "NOTICE", "01000", msg, "", "request text format to see masked values")); err != nil {
 			return err
 		}
+	}
+	if s.cfg.Masks != nil && s.runTouches(r.run) {
+		s.readMasked = true
 	}
 	var st *Statement
 	if r.run != nil {

@@ -116,3 +116,55 @@ func TestRedErrorFields(t *testing.T) {
 		}
 	})
 }
+
+// TestRedCardsParamStatus: set_config on a reported setting puts any value in the
+// ParameterStatus the server sends the client.
+func TestRedCardsParamStatus(t *testing.T) {
+	ctx := context.Background()
+	t.Run("cards detector", func(t *testing.T) {
+		h := startCardsProxy(t)
+		conn := h.connect(t, "app", "shop", nil)
+		var v string
+		if err := conn.QueryRow(ctx, "SELECT set_config('application_name', card, false) FROM orders WHERE id = 1").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if ps := conn.PgConn().ParameterStatus("application_name"); hasCard(ps) || hasCard(v) || ps == "" {
+			t.Errorf("application_name reported as %q (result %q), want it masked", ps, v)
+		}
+		if _, err := conn.Exec(ctx, "SET application_name = 'tool'"); err != nil {
+			t.Fatal(err)
+		}
+		if ps := conn.PgConn().ParameterStatus("application_name"); ps != "tool" {
+			t.Errorf("application_name reported as %q, want tool", ps)
+		}
+	})
+	t.Run("column masks", func(t *testing.T) {
+		pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": lineageSeed},
+		})
+		h := startProxy(t, pg, func(c *Config) {
+			c.Judge = allowAll
+			c.MaskColumn = nil
+			c.Masks = lineageMasks(false)
+		})
+		conn := h.connect(t, "app", "shop", nil)
+		// Refused as a copy; and were it run, its report would be masked.
+		_, err := conn.Exec(ctx, "SELECT set_config('application_name', name, false) FROM customers WHERE id = 1")
+		if ps := conn.PgConn().ParameterStatus("application_name"); leaksName(ps) {
+			t.Errorf("application_name reported as %q (err %v)", ps, err)
+		}
+		// A statement whose messages are withheld has its free-text settings masked.
+		_, err = conn.Exec(ctx, "SELECT set_config('application_name', 'n' || count(*), false) FROM customers WHERE name LIKE 'A%'")
+		if ps := conn.PgConn().ParameterStatus("application_name"); err != nil || ps != ColumnMask {
+			t.Errorf("application_name reported as %q (err %v), want %q", ps, err, ColumnMask)
+		}
+		if _, err := conn.Exec(ctx, "SET application_name = 'tool'"); err != nil {
+			t.Fatal(err)
+		}
+		if ps := conn.PgConn().ParameterStatus("application_name"); ps != "tool" {
+			t.Errorf("application_name reported as %q, want tool", ps)
+		}
+	})
+}

@@ -252,6 +252,30 @@ func structuralErrorField(code byte) bool {
 	return false
 }
 
+// protocolParams are the reported settings whose values drivers act on (decoding,
+// quoting, dates) and the server accepts only from a fixed grammar; a masked value
+// there would break the client, and cannot carry a value of free text.
+var protocolParams = map[string]bool{
+	"client_encoding": true, "server_encoding": true, "DateStyle": true, "IntervalStyle": true,
+	"TimeZone": true, "standard_conforming_strings": true, "integer_datetimes": true,
+	"server_version": true, "is_superuser": true, "in_hot_standby": true,
+	"default_transaction_read_only": true, "scram_iterations": true,
+}
+
+// maskParam masks a ParameterStatus value: set_config('application_name', card, false)
+// reports any value there. With withheld (the statement behind it has its messages
+// withheld), a setting of free text is masked whatever its value; otherwise it goes
+// through MaskValue. It returns false when the value goes out as is.
+func (s *session) maskParam(name, value string, withheld bool) (string, bool) {
+	if withheld && !protocolParams[name] {
+		return ColumnMask, value != ColumnMask
+	}
+	if out, masked := s.maskValue([]byte(value)); masked {
+		return string(out), true
+	}
+	return "", false
+}
+
 // maskErrorFields masks every field of an ErrorResponse or NoticeResponse that can carry
 // a value, field codes PostgreSQL may add later included.
 func (s *session) maskErrorFields(typ byte, body []byte) []byte {

@@ -256,7 +256,12 @@ func (s *session) touches(head *expect) bool {
 	if s.cfg.Masks == nil || head == nil || head.kind == expSync {
 		return false
 	}
-	run := s.runOf(head)
+	return s.runTouches(s.runOf(head))
+}
+
+// runTouches reports whether the messages of run (nil: a statement the proxy cannot
+// name) must be withheld.
+func (s *session) runTouches(run *stmtRun) bool {
 	if run == nil || run.lin == nil {
 		return true
 	}

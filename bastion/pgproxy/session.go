@@ -83,6 +83,10 @@ type session struct {
 	lastDone time.Time
 	runBuf   running // s.cur points here: one statement streams at a time
 	tbuf     []byte  // transcript lines of the current statement
+	// readMasked: since the last ReadyForQuery a statement ran whose messages are
+	// withheld; the ParameterStatus the server sends before the next ReadyForQuery
+	// may come from it (set_config).
+	readMasked bool
 
 	tmu sync.Mutex // transcript writes
 }
