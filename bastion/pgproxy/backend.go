@@ -456,6 +456,8 @@ func (s *session) onReady(head *expect, body []byte) error {
 	s.pop()
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction
+		// Deferred constraints have been checked by now.
+		s.wroteMasked = false
 	}
 	return s.writeRaw('Z', body)
 }
@@ -478,6 +480,9 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 	}
 	if s.cfg.Masks != nil && s.runTouches(r.run) {
 		s.readMasked = true
+	}
+	if s.cfg.Masks != nil && s.runWrites(r.run) {
+		s.wroteMasked = true
 	}
 	var st *Statement
 	if r.run != nil {

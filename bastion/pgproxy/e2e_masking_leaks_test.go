@@ -168,3 +168,100 @@ func TestRedCardsParamStatus(t *testing.T) {
 		}
 	})
 }
+
+// TestRedConstraintDetail: a constraint violation quotes the row ("Failing row contains
+// (...)") or key ("Key (name)=(...) already exists"), masked columns included, for a
+// statement that only writes to the table and never reads a masked column.
+func TestRedConstraintDetail(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": `
+CREATE TABLE customers (id int PRIMARY KEY, name text UNIQUE, city text NOT NULL CHECK (city <> 'nowhere'));
+INSERT INTO customers VALUES (1, 'Ada Lovelace', 'London'), (2, 'Alan Turing', 'Wilmslow');
+CREATE TABLE people (id int, name text, city text);
+INSERT INTO people VALUES (1, 'Ada Lovelace', 'London'), (2, 'Ada Lovelace', 'Wilmslow');
+CREATE TABLE staff (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE deferred (id int, name text, CONSTRAINT one_name UNIQUE (name) DEFERRABLE INITIALLY DEFERRED);
+INSERT INTO deferred VALUES (1, 'Ada Lovelace'), (2, 'Alan Turing');
+GRANT ALL ON ALL TABLES IN SCHEMA public TO app;
+GRANT CREATE ON SCHEMA public TO app;
+ALTER TABLE customers OWNER TO app;
+ALTER TABLE people OWNER TO app;`},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = &ColumnMasks{Rule: "names", Source: func(schema, table, column string) bool {
+			return table != "staff" && column == "name"
+		}}
+	})
+	for _, sql := range []string{
+		"UPDATE customers SET city = NULL WHERE id = 1",
+		"UPDATE customers SET city = 'nowhere' WHERE id = 2",
+		"UPDATE customers SET id = NULL WHERE id = 2",
+		"UPDATE customers SET id = 1 WHERE id = 2",
+		"INSERT INTO customers (id, city) VALUES (1, 'Paris') ON CONFLICT (id) DO UPDATE SET city = NULL",
+		"DELETE FROM customers WHERE city::int = 1",
+		"ALTER TABLE customers ALTER name TYPE int USING name::int",
+		"ALTER TABLE people ADD PRIMARY KEY (name)",
+		"CREATE UNIQUE INDEX ON people (name)",
+		"PREPARE up AS UPDATE customers SET city = NULL WHERE id = $1; EXECUTE up(2)",
+		"DO $$BEGIN UPDATE customers SET city = NULL WHERE id = 2; END$$",
+		"BEGIN; UPDATE deferred SET name = 'x' WHERE id = 1; UPDATE deferred SET name = 'x' WHERE id = 2; COMMIT",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if r.err == nil {
+			t.Errorf("%s: succeeded, want an error", sql)
+		}
+		if leaksName(r.stdout+r.stderr) || !strings.Contains(r.stderr, "withheld") {
+			t.Errorf("%s: %q, want the message withheld", sql, r.stderr)
+		}
+	}
+	// The deferred check at COMMIT, after the writes in earlier statements.
+	ctx := context.Background()
+	conn := h.connect(t, "app", "shop", nil)
+	for _, sql := range []string{"BEGIN", "UPDATE deferred SET name = 'y' WHERE id = 1", "UPDATE deferred SET name = 'y' WHERE id = 2"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_, err := conn.Exec(ctx, "COMMIT")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" || leaksName(pgErrorText(pe)) || !strings.Contains(pe.Message, "withheld") {
+		t.Errorf("COMMIT: %v, want 23505 withheld", err)
+	}
+	// A table without masked columns keeps its messages.
+	r := h.psql(t, "", "-c", "INSERT INTO staff VALUES (1, NULL)")
+	if !strings.Contains(r.stderr, "Failing row contains (1, null)") {
+		t.Errorf("staff: %q, want the server's detail", r.stderr)
+	}
+}
+
+// TestRedTriggerNotice: a trigger on the table with the masked column prints NEW for a
+// statement that writes the table without reading the masked column.
+func TestRedTriggerNotice(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed + `
+CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE '%', NEW; RETURN NEW; END$$;
+CREATE TRIGGER shout BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION shout();
+CREATE FUNCTION shout2() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'no' USING DETAIL = OLD::text; END$$;
+CREATE TRIGGER shout2 BEFORE DELETE ON customers FOR EACH ROW EXECUTE FUNCTION shout2();`},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = lineageMasks(false)
+	})
+	for _, sql := range []string{
+		"UPDATE customers SET city = city WHERE id = 1",
+		"DELETE FROM customers WHERE id = 2",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if leaksName(r.stdout+r.stderr) || !strings.Contains(r.stderr, "withheld") {
+			t.Errorf("%s: %q, want the message withheld", sql, r.stderr)
+		}
+	}
+}

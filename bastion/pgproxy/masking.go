@@ -194,8 +194,9 @@ func (s *session) originMasked(oid uint32, attnum int) bool {
 }
 
 // withheldMessage replaces the text of an error or notice raised by a statement that
-// reads masked columns: PostgreSQL quotes values in messages ("invalid input syntax for
-// type integer: ..."), and RAISE ... USING puts any value in the schema, table, column,
+// reads masked columns, or writes to a relation with masked columns: PostgreSQL quotes
+// values in messages ("invalid input syntax for type integer: ...", "Failing row
+// contains (...)", "Key (name)=(...) already exists"), and RAISE ... USING puts any value in the schema, table, column,
 // datatype and constraint fields. Only the fields the server fills from its own code
 // stay (severity, SQLSTATE, position, source location); every other one is dropped.
 func withheldMessage(fields []errField) []errField {
@@ -203,7 +204,7 @@ func withheldMessage(fields []errField) []errField {
 	for _, f := range fields {
 		switch {
 		case f.code == 'M':
-			f.value = "bastion: the server's message is withheld: the statement reads masked columns"
+			f.value = "bastion: the server's message is withheld: the statement reads or writes masked columns"
 		case f.code == 'p': // a position in the internal query, which is withheld
 			continue
 		case !structuralErrorField(f.code):
@@ -253,19 +254,35 @@ func (s *session) runOf(head *expect) *stmtRun {
 
 // touches reports whether the messages of the head's statement must be withheld.
 func (s *session) touches(head *expect) bool {
-	if s.cfg.Masks == nil || head == nil || head.kind == expSync {
+	if s.cfg.Masks == nil || head == nil {
 		return false
 	}
-	return s.runTouches(s.runOf(head))
+	if head.kind == expSync {
+		// Sync commits an implicit transaction: deferred constraints report the rows of
+		// the statements before it.
+		return s.wroteMasked
+	}
+	run := s.runOf(head)
+	if s.wroteMasked && run != nil && (run.st.Has("transaction") || run.st.Has("constraints_set")) {
+		return true // COMMIT, SET CONSTRAINTS ... IMMEDIATE: the same
+	}
+	return s.runTouches(run)
 }
 
 // runTouches reports whether the messages of run (nil: a statement the proxy cannot
-// name) must be withheld.
+// name) must be withheld: it reads masked values, or writes to (or alters) a relation
+// with masked columns, whose rows its errors quote.
 func (s *session) runTouches(run *stmtRun) bool {
 	if run == nil || run.lin == nil {
 		return true
 	}
-	return run.lin.touched.dirty()
+	return run.lin.touched.dirty() || run.lin.targets.dirty()
+}
+
+// runWrites reports whether run (nil: a statement the proxy cannot name) may have
+// written to a relation with masked columns.
+func (s *session) runWrites(run *stmtRun) bool {
+	return run == nil || run.lin == nil || run.lin.targets.dirty()
 }
 
 // describeRun is the statement a Describe's RowDescription belongs to.
@@ -282,7 +299,7 @@ func (s *session) sqlPrepared(name string) *prepared {
 	if r == nil {
 		return nil
 	}
-	return &prepared{run: &stmtRun{st: Statement{SQL: "EXECUTE " + name, Kinds: []string{"execute"}}, lin: &lineage{out: r, touched: r.all()}}}
+	return &prepared{run: &stmtRun{st: Statement{SQL: "EXECUTE " + name, Kinds: []string{"execute"}}, lin: &lineage{out: r, touched: r.all(), targets: r.targets}}}
 }
 
 // linMemo is an analysis the session may reuse for the same parse tree: valid while

@@ -87,6 +87,9 @@ type session struct {
 	// withheld; the ParameterStatus the server sends before the next ReadyForQuery
 	// may come from it (set_config).
 	readMasked bool
+	// wroteMasked: the open transaction wrote to a relation with masked columns, whose
+	// deferred constraints report rows when it commits.
+	wroteMasked bool
 
 	tmu sync.Mutex // transcript writes
 }
