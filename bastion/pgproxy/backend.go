@@ -21,6 +21,8 @@ type running struct {
 	begun    bool // prompt written to the transcript
 	tRows    int  // rows written to the transcript
 	start    time.Time
+	// binaryCopy: a COPY TO STDOUT in binary format, whose data is withheld.
+	binaryCopy bool
 }
 
 // backendLoop reads the server's messages, masks results and forwards them to the client.
@@ -215,11 +217,23 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || (head.kind != expQuery && head.kind != expExecute) {
 			return desync(typ, "copy response")
 		}
-		s.current(head)
+		r := s.current(head)
 		if typ == 'G' {
 			s.enterCopyIn(head)
 		}
+		if typ == 'H' && body[0] == 1 && s.cfg.MaskValue != nil {
+			// Refused before it runs (copyBinary); should one get through, its data is
+			// withheld: binary COPY data cannot be masked.
+			r.binaryCopy = true
+		}
 	case 'd':
+		if r := s.cur; r != nil && r.binaryCopy {
+			r.withheld++
+			if r.why == "" {
+				r.why = "binary COPY data cannot be masked; use FORMAT text or csv"
+			}
+			return nil
+		}
 		if s.cfg.MaskValue != nil {
 			if v, ok := s.maskValue(body); ok {
 				return s.writeClient(appendRaw(nil, 'd', v))

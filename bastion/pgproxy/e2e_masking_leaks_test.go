@@ -1,7 +1,9 @@
 package pgproxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -263,5 +265,110 @@ CREATE TRIGGER shout2 BEFORE DELETE ON customers FOR EACH ROW EXECUTE FUNCTION s
 		if leaksName(r.stdout+r.stderr) || !strings.Contains(r.stderr, "withheld") {
 			t.Errorf("%s: %q, want the message withheld", sql, r.stderr)
 		}
+	}
+}
+
+// TestRedCardsBinary: binary result formats carry a card number in forms the detector
+// does not read (an int8 inside an array, a record or a range; a domain over int8; a
+// float8; binary COPY data). Such values go out as NULL with a notice, and binary COPY TO
+// STDOUT is refused.
+func TestRedCardsBinary(t *testing.T) {
+	h := startCardsProxy(t)
+	ctx := context.Background()
+	var notices []string
+	conn := h.connect(t, "app", "shop", func(c *pgx.ConnConfig) {
+		c.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	})
+	for _, q := range []string{
+		"SELECT ARRAY[card_num] FROM orders WHERE id = 1",
+		"SELECT ARRAY[[0, card_num]] FROM orders WHERE id = 1",
+		"SELECT ARRAY[card_num::numeric] FROM orders WHERE id = 1",
+		"SELECT ROW(card_num, 0) FROM orders WHERE id = 1",
+		"SELECT ARRAY[ROW(0, ROW(card_num))] FROM orders WHERE id = 1",
+		"SELECT int8range(card_num, card_num + 1) FROM orders WHERE id = 1",
+		"SELECT numrange(0, card_num) FROM orders WHERE id = 1",
+		"SELECT int8multirange(int8range(card_num, NULL)) FROM orders WHERE id = 1",
+		"SELECT card_num::float8 FROM orders WHERE id = 1",
+		"SELECT ARRAY[card_num::float8] FROM orders WHERE id = 1",
+		"SELECT ARRAY[card] FROM orders WHERE id = 1",
+	} {
+		notices = nil
+		rows, err := conn.Query(ctx, q) // pgx asks for binary results where it can
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var got string
+		for rows.Next() {
+			v, err := rows.Values()
+			got += fmt.Sprintf("%v %v ", v, err)
+		}
+		if err := rows.Err(); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+		if hasCard(got) || strings.Contains(got, "4.111111111111111e+15") || got != "[<nil>] <nil> " {
+			t.Errorf("%s -> %s, want NULL", q, got)
+		}
+		if len(notices) != 1 || !strings.Contains(notices[0], "sent as NULL") {
+			t.Errorf("%s: notices %q, want one about NULL", q, notices)
+		}
+	}
+	// Values that are not card numbers pass, in every shape.
+	for q, want := range map[string]string{
+		"SELECT ARRAY[card_num] FROM orders WHERE id = 2":                   "[[42]]",
+		"SELECT ROW(card_num, 'x'::text) FROM orders WHERE id = 2":          "[[42 x]]",
+		"SELECT int8range(card_num, card_num + 1) FROM orders WHERE id = 2": "[{42 43 i e true}]",
+		"SELECT card_num::float8 FROM orders WHERE id = 2":                  "[42]",
+		"SELECT ARRAY['a', NULL, 'b']":                                      "[[a <nil> b]]",
+		"SELECT now()::date - now()::date, true":                            "[0 true]",
+	} {
+		notices = nil
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		var got string
+		for rows.Next() {
+			v, _ := rows.Values()
+			got += fmt.Sprint(v)
+		}
+		rows.Close()
+		if got != want || len(notices) != 0 {
+			t.Errorf("%s -> %s (notices %q), want %s", q, got, notices, want)
+		}
+	}
+
+	// A domain over int8: its OID says nothing of how to read it.
+	if _, err := conn.Exec(ctx, "CREATE DOMAIN cardnum AS int8"); err != nil {
+		t.Fatal(err)
+	}
+	res := conn.PgConn().ExecParams(ctx, "SELECT card_num::cardnum FROM orders WHERE id = 1", nil, nil, nil, []int16{1}).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if len(res.Rows) != 1 || res.Rows[0][0] != nil {
+		t.Errorf("domain over int8: got %x, want NULL", res.Rows)
+	}
+
+	for _, q := range []string{
+		"COPY (SELECT card_num FROM orders WHERE id = 1) TO STDOUT WITH (FORMAT binary)",
+		"COPY (SELECT card_num FROM orders WHERE id = 1) TO STDOUT WITH (FORMAT 'BINARY')",
+		"COPY orders (card_num) TO STDOUT BINARY",
+		"COPY BINARY orders TO STDOUT",
+	} {
+		var buf bytes.Buffer
+		_, err := conn.PgConn().CopyTo(ctx, &buf, q)
+		wantPgError(t, err, "42501", "use FORMAT text or csv")
+		b := buf.Bytes()
+		if i := bytes.Index(b, []byte{0, 0, 0, 8}); i >= 0 && len(b) >= i+12 && binary.BigEndian.Uint64(b[i+4:]) == 4111111111111111 {
+			t.Errorf("%s: the card number in COPY data", q)
+		}
+	}
+	// Text COPY data goes through the value masker.
+	var buf bytes.Buffer
+	if _, err := conn.PgConn().CopyTo(ctx, &buf, "COPY (SELECT card_num, card FROM orders WHERE id = 1) TO STDOUT WITH (FORMAT csv)"); err != nil {
+		t.Fatal(err)
+	}
+	if hasCard(buf.String()) || !strings.Contains(buf.String(), "1111") {
+		t.Errorf("COPY csv: %q, want the card numbers masked", buf.String())
 	}
 }
