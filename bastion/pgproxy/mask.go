@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -222,20 +223,29 @@ const (
 	oidUUID        = 2950
 	oidJSONB       = 3802
 	oidXID8        = 5069
+	oidTID         = 27
+	oidXID         = 28
+	oidCID         = 29
+	oidMacaddr8    = 774
+	oidMacaddr     = 829
+	oidCIDR        = 650
+	oidInet        = 869
+	oidJSONPath    = 4072
 )
 
 // textLikeOIDs send their text (jsonb after a version byte): the raw bytes are the
 // detector's input.
 var textLikeOIDs = map[uint32]bool{
 	oidBytea: true, oidChar: true, oidName: true, oidText: true, oidJSON: true, oidXML: true,
-	oidUnknown: true, oidBpchar: true, oidVarchar: true, oidJSONB: true,
+	oidUnknown: true, oidBpchar: true, oidVarchar: true, oidJSONB: true, oidJSONPath: true,
 }
 
 // opaqueSafeOIDs are fixed-size types whose text form cannot hold a card number's digits
-// (booleans, dates and times, intervals): their binary form shows no more.
+// (booleans, dates and times, intervals, 32-bit ids, a MAC address's 12 hex digits):
+// their binary form shows no more.
 var opaqueSafeOIDs = map[uint32]bool{
 	oidBool: true, oidDate: true, oidTime: true, oidTimetz: true, oidTimestamp: true,
-	oidTimestamptz: true, oidInterval: true,
+	oidTimestamptz: true, oidInterval: true, oidTID: true, oidXID: true, oidCID: true, oidMacaddr: true,
 }
 
 // arrayElemOIDs are the array types of the types above and their element types. An
@@ -245,7 +255,9 @@ var arrayElemOIDs = map[uint32]uint32{
 	1009: oidText, 1014: oidBpchar, 1015: oidVarchar, 1016: oidInt8, 1021: oidFloat4,
 	1022: oidFloat8, 1028: oidOID, 1115: oidTimestamp, 1182: oidDate, 1183: oidTime,
 	1185: oidTimestamptz, 1187: oidInterval, 1231: oidNumeric, 1270: oidTimetz, 143: oidXML,
-	199: oidJSON, 2287: oidRecord, 2951: oidUUID, 3807: oidJSONB, 271: oidXID8,
+	199: oidJSON, 2287: oidRecord, 2951: oidUUID, 3807: oidJSONB, 271: oidXID8, 1010: oidTID,
+	1011: oidXID, 1012: oidCID, 1040: oidMacaddr, 775: oidMacaddr8, 651: oidCIDR, 1041: oidInet,
+	4073: oidJSONPath,
 }
 
 // rangeSubOIDs are the built-in range types and their subtypes; multirangeOIDs the
@@ -296,6 +308,23 @@ func (s *session) binaryDecodedNeedsMask(oid uint32, v []byte, depth int) (bool,
 	case oid == oidUUID && len(v) == 16:
 		h := hex.EncodeToString(v)
 		return check(h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:])
+	case oid == oidMacaddr8 && len(v) == 8:
+		h := hex.EncodeToString(v)
+		parts := make([]string, 8)
+		for i := range parts {
+			parts[i] = h[2*i : 2*i+2]
+		}
+		return check(strings.Join(parts, ":"))
+	case oid == oidInet || oid == oidCIDR:
+		// inet_send: family, prefix bits, is_cidr, address length, address.
+		if len(v) < 4 || int(v[3]) != len(v)-4 {
+			return true, nil
+		}
+		addr, ok := netip.AddrFromSlice(v[4:])
+		if !ok {
+			return true, nil
+		}
+		return check(addr.String() + "/" + strconv.Itoa(int(v[1])))
 	case oid == oidRecord:
 		return s.recordNeedsMask(v, depth)
 	}

@@ -377,7 +377,10 @@ func TestBinaryNeedsMask(t *testing.T) {
 		{"text", oidText, []byte("hello"), false},
 		{"bool", oidBool, []byte{1}, false},
 		{"a domain or other type", 16400, i8(4111111111111111), true},
-		{"inet", 869, []byte{2, 32, 0, 4, 127, 0, 0, 1}, true},
+		{"inet", 869, []byte{2, 32, 0, 4, 127, 0, 0, 1}, false},
+		{"inet malformed", 869, []byte{2, 32, 0, 5, 127, 0, 0, 1}, true},
+		{"uuid", 2950, make([]byte, 16), false},
+		{"a geometric type", 600, make([]byte, 16), true},
 	} {
 		got, err := s.binaryNeedsMask(c.oid, c.v)
 		if err != nil || got != c.want {
