@@ -73,12 +73,14 @@ func (s *session) onBackend(typ byte, body []byte) error {
 			return s.writeClient(appendParameterStatus(nil, name, v))
 		}
 	case 'N':
-		if s.touches(head) {
+		if s.cfg.Masks != nil {
 			fields, err := decodeErrorFields('N', body)
 			if err != nil {
 				return err
 			}
-			return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+			if s.touches(head) || s.namesMaskedTable(fields) {
+				return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+			}
 		}
 		return s.writeClient(s.maskErrorFields('N', body))
 	case 'A':
@@ -378,7 +380,7 @@ func (s *session) onError(head *expect, body []byte) error {
 	switch {
 	case refused:
 		out = appendErrorFields(nil, 'E', fields)
-	case s.touches(head):
+	case s.touches(head) || s.namesMaskedTable(fields):
 		fields = withheldMessage(fields)
 		out = appendErrorFields(nil, 'E', fields)
 	default:

@@ -79,7 +79,8 @@
 // when it would send a masked column, and the text of errors and notices raised by a
 // statement that reads masked columns or writes to (alters) a relation with masked
 // columns is withheld, all fields but the structural ones (constraint violations quote
-// the row), as is that of a COMMIT after such a write (deferred constraints); without
+// the row), as is that of a COMMIT after such a write (deferred constraints) and of any
+// error naming a relation with masked columns (a cascade, a trigger); without
 // Masks, COPY TO STDOUT is refused while MaskColumn is set.
 //
 // # Concurrency

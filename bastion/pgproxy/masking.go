@@ -269,6 +269,22 @@ func (s *session) touches(head *expect) bool {
 	return s.runTouches(run)
 }
 
+// namesMaskedTable reports whether an error or notice names, in its schema and table
+// fields, a relation with masked columns (or one the catalog does not show): its detail
+// may quote that relation's rows, whatever statement raised it. This catches what the
+// statement's lineage cannot see: a foreign key's cascade (DELETE FROM towns setting
+// residents.town to NULL, "Failing row contains (1, Ada Lovelace, null)"), a trigger or
+// rule writing to another table.
+func (s *session) namesMaskedTable(fields []errField) bool {
+	table := fieldValue(fields, 't')
+	if s.cfg.Masks == nil || table == "" {
+		return false
+	}
+	a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
+		state: s.lineage, funcMemo: map[string]funcLineage{}}
+	return a.relation(fieldValue(fields, 's'), table).whole().dirty()
+}
+
 // runTouches reports whether the messages of run (nil: a statement the proxy cannot
 // name) must be withheld: it reads masked values, or writes to (or alters) a relation
 // with masked columns, whose rows its errors quote.
