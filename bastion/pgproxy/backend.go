@@ -21,6 +21,8 @@ type running struct {
 	begun    bool // prompt written to the transcript
 	tRows    int  // rows written to the transcript
 	start    time.Time
+	// binaryCopy: a COPY TO STDOUT in binary format, whose data is withheld.
+	binaryCopy bool
 }
 
 // backendLoop reads the server's messages, masks results and forwards them to the client.
@@ -64,13 +66,21 @@ func (s *session) onBackend(typ byte, body []byte) error {
 			return err
 		}
 		s.noteParam(name, value)
+		// PostgreSQL reports changed settings just before ReadyForQuery, after the
+		// statement that changed them; older servers, while it runs.
+		withheld := s.readMasked || s.cfg.Masks != nil && s.cur != nil && s.runTouches(s.cur.run)
+		if v, ok := s.maskParam(name, value, withheld); ok {
+			return s.writeClient(appendParameterStatus(nil, name, v))
+		}
 	case 'N':
-		if s.touches(head) {
+		if s.cfg.Masks != nil {
 			fields, err := decodeErrorFields('N', body)
 			if err != nil {
 				return err
 			}
-			return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+			if s.touches(head) || s.namesMaskedTable(fields) {
+				return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+			}
 		}
 		return s.writeClient(s.maskErrorFields('N', body))
 	case 'A':
@@ -209,11 +219,23 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || (head.kind != expQuery && head.kind != expExecute) {
 			return desync(typ, "copy response")
 		}
-		s.current(head)
+		r := s.current(head)
 		if typ == 'G' {
 			s.enterCopyIn(head)
 		}
+		if typ == 'H' && body[0] == 1 && s.cfg.MaskValue != nil {
+			// Refused before it runs (copyBinary); should one get through, its data is
+			// withheld: binary COPY data cannot be masked.
+			r.binaryCopy = true
+		}
 	case 'd':
+		if r := s.cur; r != nil && r.binaryCopy {
+			r.withheld++
+			if r.why == "" {
+				r.why = "binary COPY data cannot be masked; use FORMAT text or csv"
+			}
+			return nil
+		}
 		if s.cfg.MaskValue != nil {
 			if v, ok := s.maskValue(body); ok {
 				return s.writeClient(appendRaw(nil, 'd', v))
@@ -358,7 +380,7 @@ func (s *session) onError(head *expect, body []byte) error {
 	switch {
 	case refused:
 		out = appendErrorFields(nil, 'E', fields)
-	case s.touches(head):
+	case s.touches(head) || s.namesMaskedTable(fields):
 		fields = withheldMessage(fields)
 		out = appendErrorFields(nil, 'E', fields)
 	default:
@@ -446,9 +468,12 @@ func (s *session) onReady(head *expect, body []byte) error {
 		delete(s.portals, "")
 	}
 	s.cur = nil
+	s.readMasked = false
 	s.pop()
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction
+		// Deferred constraints have been checked by now.
+		s.wroteMasked = false
 	}
 	return s.writeRaw('Z', body)
 }
@@ -468,6 +493,12 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 		if err := s.writeClient(errorMsg('N', "NOTICE", "01000", msg, "", "request text format to see masked values")); err != nil {
 			return err
 		}
+	}
+	if s.cfg.Masks != nil && s.runTouches(r.run) {
+		s.readMasked = true
+	}
+	if s.cfg.Masks != nil && s.runWrites(r.run) {
+		s.wroteMasked = true
 	}
 	var st *Statement
 	if r.run != nil {

@@ -67,15 +67,21 @@
 // answer is still fresh (masking.go, linMemo). Masked columns are replaced by
 // ColumnMask (their RowDescription type becomes text so the mask decodes); text values
 // go through MaskValue; a binary value that must be masked (by column, or because
-// MaskValue matches its bytes or, for int8 and numeric, its decimal form) is sent as NULL
-// and the client gets one NoticeResponse per statement. Rows stream one at a time; a row
-// that cannot be masked (MaskValue panics, the row does not match its description) is
-// withheld, never sent, and the client is told how many. Notifications, COPY TO data,
-// function results and error messages go through MaskValue too. With Masks, statements
-// that would copy masked values where no mask follows them are refused, COPY TO STDOUT
-// only when it would send a masked column, and the text of errors and notices raised by
-// a statement that reads masked columns is withheld; without Masks, COPY TO STDOUT is
-// refused while MaskColumn is set.
+// MaskValue matches its bytes or the decimal form of a number in it, inside arrays,
+// records and ranges too, or because it is of a type the proxy cannot take apart) is sent
+// as NULL and the client gets one NoticeResponse per statement. Rows stream one at a
+// time; a row that cannot be masked (MaskValue panics, the row does not match its
+// description) is withheld, never sent, and the client is told how many. Notifications,
+// text COPY TO data, function results, ParameterStatus values and every field of error
+// messages but the structural ones (severity, SQLSTATE, position) go through MaskValue
+// too; with MaskValue, binary COPY TO STDOUT is refused. With Masks, statements that
+// would copy masked values where no mask follows them are refused, COPY TO STDOUT only
+// when it would send a masked column, and the text of errors and notices raised by a
+// statement that reads masked columns or writes to (alters) a relation with masked
+// columns is withheld, all fields but the structural ones (constraint violations quote
+// the row), as is that of a COMMIT after such a write (deferred constraints) and of any
+// error naming a relation with masked columns (a cascade, a trigger); without
+// Masks, COPY TO STDOUT is refused while MaskColumn is set.
 //
 // # Concurrency
 //

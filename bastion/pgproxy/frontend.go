@@ -208,6 +208,31 @@ func (r *refusal) fields() []errField {
 	return f
 }
 
+// copyBinary reports whether a COPY statement asks for the binary format (FORMAT binary,
+// or the older BINARY keyword, which PostgreSQL's grammar turns into the same option):
+// values the value masker would find in text are then sent in their binary form, an
+// int8 card number as eight bytes. A statement that does not parse counts as binary.
+func copyBinary(sql string) bool {
+	res, err := pgParse(sql)
+	if err != nil || len(res.Stmts) != 1 {
+		return true
+	}
+	cs := res.Stmts[0].Stmt.GetCopyStmt()
+	if cs == nil {
+		return true
+	}
+	for _, o := range cs.Options {
+		de := o.GetDefElem()
+		if de == nil || !strings.EqualFold(de.Defname, "format") {
+			continue
+		}
+		if v := de.Arg.GetString_(); v == nil || !strings.EqualFold(v.Sval, "text") && !strings.EqualFold(v.Sval, "csv") {
+			return true
+		}
+	}
+	return false
+}
+
 // judgeAll judges every statement before any is sent; the first refusal stops it.
 func (s *session) judgeAll(sts []Statement) ([]*stmtRun, *refusal) {
 	runs := make([]*stmtRun, 0, len(sts))
@@ -227,6 +252,10 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 	if s.cfg.Masks == nil && s.cfg.MaskColumn != nil && st.Has("copy_to_stdout") {
 		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
 			message: "bastion: statement blocked: COPY TO STDOUT cannot be masked by column; use SELECT"}
+	}
+	if s.cfg.MaskValue != nil && st.Has("copy_to_stdout") && copyBinary(st.SQL) {
+		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
+			message: "bastion: statement blocked: COPY TO STDOUT in binary format cannot be masked; use FORMAT text or csv"}
 	}
 	// Whatever is already forwarded must not wait on a human.
 	if s.uw.Buffered() > 0 {

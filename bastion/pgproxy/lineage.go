@@ -29,7 +29,9 @@ import (
 //     pg_notify, renaming a masked column or its table) is refused.
 //   - A statement that reads masked values anywhere (a WHERE clause included) has the
 //     text of its errors and notices withheld: "invalid input syntax for type integer:
-//     "Ada Lovelace"" would otherwise show the value.
+//     "Ada Lovelace"" would otherwise show the value. So has one that writes to or
+//     alters a relation with masked columns (its targets): constraint violations quote
+//     the row or key ("Failing row contains (2, Alan Turing, null)").
 //
 // The analysis over-approximates: a reference that could mean two columns takes both.
 
@@ -69,6 +71,9 @@ type resultItem struct {
 // result is a statement's (or subquery's) output columns.
 type result struct {
 	items []resultItem
+	// targets: for a prepared statement, what the relations it writes hold (see
+	// lineage.targets), which executing it writes again.
+	targets taint
 }
 
 func (r *result) add(c outCol) { r.items = append(r.items, resultItem{cols: []outCol{c}}) }
@@ -225,6 +230,7 @@ func newLineageState() *lineageState {
 type lineage struct {
 	out     *result // the rows it returns; nil when it returns none from tables
 	touched taint   // everything it reads
+	targets taint   // everything the relations it writes or alters hold (errors quote their rows)
 	leak    string  // why it would copy masked values where no mask follows them
 	copyOut bool    // COPY TO STDOUT: the result goes out as COPY data, which cannot be masked
 	define  func(*lineageState)
@@ -251,6 +257,7 @@ type analyzer struct {
 	stmt    *Statement // the classified statement (its bodies), at the top level
 
 	reads    []*taint // active accumulators: every read is added to all
+	targets  []*taint // active accumulators of targets (shared with sub-analyzers: a body's writes count)
 	leak     string
 	funcMemo map[string]funcLineage // shared with sub-analyzers
 	// constRead (shared with sub-analyzers; nil when nobody asks) is set when the
@@ -281,6 +288,24 @@ func (a *analyzer) read(t taint) {
 	}
 }
 
+// target notes a relation the statement writes to or alters: its errors may quote any
+// of the relation's columns.
+func (a *analyzer) target(e *rte) {
+	t := e.whole()
+	for _, acc := range a.targets {
+		acc.add(t)
+	}
+}
+
+// collectTargets runs f with a fresh accumulator of targets and returns what f targets.
+func (a *analyzer) collectTargets(f func()) taint {
+	var t taint
+	a.targets = append(a.targets, &t)
+	defer func() { a.targets = a.targets[:len(a.targets)-1] }()
+	f()
+	return t
+}
+
 // collect runs f with a fresh accumulator and returns what f read.
 func (a *analyzer) collect(f func()) taint {
 	var t taint
@@ -299,7 +324,9 @@ func (a *analyzer) setLeak(format string, args ...any) {
 // analyzeStatement computes the lineage of one parsed statement.
 func (a *analyzer) analyzeStatement(n *pg.Node) *lineage {
 	lin := &lineage{}
-	lin.touched = a.collect(func() { lin.out = a.statement(n, nil, lin) })
+	lin.targets = a.collectTargets(func() {
+		lin.touched = a.collect(func() { lin.out = a.statement(n, nil, lin) })
+	})
 	lin.leak = a.leak
 	return lin
 }
@@ -337,7 +364,13 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		define(func(st *lineageState) { st.mu.Lock(); st.cursors[name] = r; st.gen++; st.mu.Unlock() })
 		return nil
 	case *pg.Node_PrepareStmt:
-		r := orEmpty(a.statement(s.PrepareStmt.Query, parent, nil))
+		var r *result
+		targets := a.collectTargets(func() { r = orEmpty(a.statement(s.PrepareStmt.Query, parent, nil)) })
+		if targets.dirty() {
+			rc := *r
+			rc.targets = targets
+			r = &rc
+		}
 		name := s.PrepareStmt.Name
 		define(func(st *lineageState) { st.mu.Lock(); st.prepared[name] = r; st.gen++; st.mu.Unlock() })
 		return nil
@@ -375,6 +408,14 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		return nil
 	case *pg.Node_AlterTableStmt:
 		a.alterTable(s.AlterTableStmt)
+		return nil
+	case *pg.Node_IndexStmt:
+		// A unique index reports a duplicate key: "Key (name)=(Ada Lovelace) is duplicated."
+		a.targetRel(s.IndexStmt.Relation)
+		return nil
+	case *pg.Node_RefreshMatViewStmt:
+		// CONCURRENTLY reports a duplicate row: "Row: (...)".
+		a.targetRel(s.RefreshMatViewStmt.Relation)
 		return nil
 	case *pg.Node_RenameStmt:
 		a.rename(s.RenameStmt)
@@ -463,6 +504,7 @@ func (a *analyzer) known(m map[string]*result, name, what string) *result {
 		return &result{items: []resultItem{{open: true, openT: t}}}
 	}
 	a.read(r.all())
+	a.target(&rte{cols: []outCol{{t: r.targets}}})
 	return r
 }
 
@@ -1059,7 +1101,8 @@ func (a *analyzer) viewColumns(r *relInfo) []taint {
 // sub is an analyzer for a nested definition (a view, a function body).
 func (a *analyzer) sub(lenient bool) *analyzer {
 	return &analyzer{ctx: a.ctx, cat: a.cat, views: a.views, masks: a.masks, state: a.state,
-		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo, constRead: a.constRead}
+		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo, constRead: a.constRead,
+		targets: a.targets[:len(a.targets):len(a.targets)]}
 }
 
 // expr is what an expression reads: every column it references, whole rows, the reads
@@ -1473,12 +1516,15 @@ func (a *analyzer) bodyCopies(st Statement, what string) {
 	}
 }
 
-// targetRel is the relation a statement writes: its range entry and name.
+// targetRel is the relation a statement writes (or alters): its range entry, noted as
+// a target.
 func (a *analyzer) targetRel(rv *pg.RangeVar) *rte {
 	if rv == nil {
 		return &rte{open: true}
 	}
-	return a.rangeVar(rv, &scope{})
+	e := a.rangeVar(rv, &scope{})
+	a.target(e)
+	return e
 }
 
 // writeCheck refuses storing a value of taint t into column col of target, unless the
@@ -1663,6 +1709,9 @@ func (a *analyzer) merge(s *pg.MergeStmt, parent *scope) *result {
 
 func (a *analyzer) copyStmt(s *pg.CopyStmt, lin *lineage) *result {
 	if s.IsFrom {
+		if s.Relation != nil {
+			a.targetRel(s.Relation)
+		}
 		return nil
 	}
 	var r *result
@@ -1803,7 +1852,9 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 	if s.Relation == nil {
 		return
 	}
-	var target *rte
+	// Any ALTER TABLE may report a row: a new constraint's violation, a type change's
+	// conversion error ("invalid input syntax for type integer: "Ada Lovelace"").
+	target := a.targetRel(s.Relation)
 	for _, c := range s.Cmds {
 		cmd := c.GetAlterTableCmd()
 		if cmd == nil {
@@ -1814,9 +1865,6 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 		switch cmd.Subtype {
 		case pg.AlterTableType_AT_AddColumn:
 			if cd := cmd.Def.GetColumnDef(); cd != nil {
-				if target == nil {
-					target = a.targetRel(s.Relation)
-				}
 				a.columnExprs(cd, target, s.Relation.Schemaname, s.Relation.Relname)
 			}
 			continue
@@ -1825,9 +1873,6 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 		}
 		if expr == nil {
 			continue
-		}
-		if target == nil {
-			target = a.targetRel(s.Relation)
 		}
 		a.storedExpr(expr, target, s.Relation.Schemaname, s.Relation.Relname, col)
 	}

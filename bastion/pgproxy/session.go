@@ -83,6 +83,13 @@ type session struct {
 	lastDone time.Time
 	runBuf   running // s.cur points here: one statement streams at a time
 	tbuf     []byte  // transcript lines of the current statement
+	// readMasked: since the last ReadyForQuery a statement ran whose messages are
+	// withheld; the ParameterStatus the server sends before the next ReadyForQuery
+	// may come from it (set_config).
+	readMasked bool
+	// wroteMasked: the open transaction wrote to a relation with masked columns, whose
+	// deferred constraints report rows when it commits.
+	wroteMasked bool
 
 	tmu sync.Mutex // transcript writes
 }
