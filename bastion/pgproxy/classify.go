@@ -152,6 +152,14 @@ func (c *collector) unknown(why string) {
 	}
 }
 
+// refuse makes the whole statement refused for err (wrapping ErrUnsafeSetting): the
+// first reason wins, as with fail.
+func (c *collector) refuse(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: "+format, append([]any{ErrUnsafeSetting}, args...)...)
+	}
+}
+
 // fail makes the whole statement unparseable.
 func (c *collector) fail(format string, args ...any) {
 	if c.err == nil {
@@ -332,6 +340,9 @@ func (c *collector) visit(n any) {
 		if roleSettings[strings.ToLower(n.Name)] || n.Kind == pg.VariableSetKind_VAR_RESET_ALL {
 			c.kind("role_change")
 		}
+		// SET, SET LOCAL, RESET, ALTER ROLE/DATABASE/SYSTEM ... SET, and a routine's
+		// SET clause (CREATE/ALTER FUNCTION ... SET) all carry this node.
+		c.lexerSetting(n)
 	case *pg.CopyStmt:
 		c.kind("copy")
 		if n.IsFrom {

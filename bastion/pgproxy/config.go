@@ -30,6 +30,11 @@ var (
 	ErrTranscript = errors.New("pgproxy: transcript write failed")
 	// ErrUnparseable: Classify could not parse the SQL.
 	ErrUnparseable = errors.New("pgproxy: cannot parse SQL")
+	// ErrUnsafeSetting: Classify refused SQL that would change how the server reads later
+	// SQL text (standard_conforming_strings set to anything but on, when or where the
+	// proxy cannot see it): what the proxy judged would no longer be what runs. Callers
+	// must refuse the statement, as for ErrUnparseable.
+	ErrUnsafeSetting = errors.New("pgproxy: statement changes how SQL is read")
 )
 
 // ProtocolError says which peer broke the protocol and how. It matches ErrProtocol, or

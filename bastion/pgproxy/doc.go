@@ -102,7 +102,15 @@
 //   - pg_query reads text as standard_conforming_strings=on in an ASCII-safe encoding.
 //     The proxy tracks both settings from the server's ParameterStatus and refuses any
 //     statement containing a backslash (the only byte whose meaning changes) unless both
-//     are safe and nothing is in flight that could have changed them.
+//     are safe and nothing is in flight that could have changed them. A change it could
+//     not see that way (earlier in the same Query, before a DO body is read; a
+//     function's SET clause, applied when its body is read at each call; a role's or
+//     database's setting) is refused outright: every statement that would set
+//     standard_conforming_strings to anything but on, in any form (SET, RESET,
+//     set_config, CREATE/ALTER FUNCTION ... SET, ALTER ROLE/DATABASE/SYSTEM), fails with
+//     ErrUnsafeSetting; a function whose catalog definition sets it is unknowable to the
+//     lineage analysis; and a session that began with it off refuses backslashes
+//     throughout (RESET ALL would restore off).
 //   - pg_query redirects the process's stderr around each call, which is not safe from
 //     two threads at once: every call into it is serialised (pgquery.go).
 //   - Kinds are syntactic: "delete_without_where" means no WHERE that refers to a column

@@ -180,6 +180,10 @@ func (s *session) classify(sql, protocol string) ([]Statement, *refusal) {
 				return []Statement{st}, nil
 			}
 		}
+		if errors.Is(err, ErrUnsafeSetting) {
+			return nil, &refusal{code: "42501", rule: "pgproxy:standard-conforming-strings",
+				message: "bastion: statement refused: " + strings.TrimPrefix(err.Error(), ErrUnsafeSetting.Error()+": ")}
+		}
 		return nil, &refusal{code: "42601", rule: "pgproxy:unparseable",
 			message: "bastion: statement refused: it cannot be parsed: " + strings.TrimPrefix(err.Error(), ErrUnparseable.Error()+": ")}
 	}

@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -1352,6 +1353,11 @@ func (a *analyzer) functionTaintUncached(schema, name string, leak *string) tain
 // calls), unknowable when any of it is.
 func (a *analyzer) bodyReads(def, what string) (taint, bool) {
 	sts, err := Classify(def)
+	if errors.Is(err, ErrUnsafeSetting) {
+		// A routine with SET standard_conforming_strings = off (pg_proc.proconfig, in
+		// its definition) reads its body otherwise than pg_query does.
+		return unknownTaint("%s sets standard_conforming_strings: its body cannot be read", what), true
+	}
 	if err != nil || len(sts) != 1 {
 		return unknownTaint("the body of %s cannot be parsed", what), true
 	}

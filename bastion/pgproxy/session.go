@@ -59,6 +59,7 @@ type session struct {
 	idle       chan struct{} // closed when pendingRFQ drops to 0
 	refusals   map[uint64][]errField
 	scs        string // standard_conforming_strings, as the server reported it
+	scsStart   string // ...first: its value at startup, which RESET ALL and DISCARD ALL restore
 	encoding   string // client_encoding, as the server reported it
 	copyEnds   int    // CopyDone/CopyFail messages forwarded
 	copyIn     bool   // the server is in copy-in mode...
@@ -426,6 +427,9 @@ func (s *session) noteParam(name, value string) {
 		s.encoding = value
 	} else {
 		s.scs = value
+		if s.scsStart == "" {
+			s.scsStart = value
+		}
 	}
 }
 
@@ -447,10 +451,15 @@ func (s *session) backslashSafe() error {
 		return errors.New("a statement containing a backslash cannot be checked while earlier statements of the same pipeline are unsynchronised; send Sync first")
 	}
 	s.qmu.Lock()
-	scs, enc := s.scs, s.encoding
+	scs, scsStart, enc := s.scs, s.scsStart, s.encoding
 	s.qmu.Unlock()
 	if scs != "on" {
 		return errors.New("statements containing a backslash are refused while standard_conforming_strings is off")
+	}
+	if scsStart != "on" {
+		// The session began with it off: RESET ALL, DISCARD ALL or a rollback earlier
+		// in the same Query would turn it off again before a body is read.
+		return errors.New("statements containing a backslash are refused in a session that began with standard_conforming_strings off")
 	}
 	if unsafeEncodings[enc] || enc == "" {
 		return fmt.Errorf("statements containing a backslash are refused with client_encoding %s", clean(enc))
