@@ -217,3 +217,56 @@ func TestGuardrailsEndToEnd(t *testing.T) {
 
 	victimIntact(t)
 }
+
+// TestTsRewriteSQLText: ts_rewrite(query, select) runs the SQL text it is given, which
+// the statement's text does not show: unknowable to the guard (blocked here, the server
+// never runs it) and to the lineage analysis (masked), while its three-argument form,
+// which runs nothing, is an ordinary call.
+func TestTsRewriteSQLText(t *testing.T) {
+	t.Run("guard", func(t *testing.T) {
+		pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+			Roles:     []string{"app", "other", "priv"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": guardSeed},
+		})
+		h := startProxy(t, pg, func(c *Config) { c.Judge = guardJudge })
+		ctx := context.Background()
+		conn := h.connect(t, "app", "shop", nil)
+		for _, sql := range []string{
+			`SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery FROM (SELECT set_config(''role'', ''priv'', false)) s')`,
+			`SELECT ts_rewrite('a'::tsquery, 'DELETE FROM victim RETURNING ''a''::tsquery, ''b''::tsquery')`,
+		} {
+			_, err := conn.Exec(ctx, sql)
+			if err == nil || !strings.Contains(err.Error(), `rule "guard"`) {
+				t.Errorf("%s: %v; want blocked by guard", sql, err)
+			}
+		}
+		var who string
+		if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "app" {
+			t.Errorf("current_user = %q, %v; want app", who, err)
+		}
+		if n := countRows(t, pg, "victim"); n != "3" {
+			t.Errorf("victim has %s rows, want 3", n)
+		}
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT ts_rewrite('a & b'::tsquery, 'a'::tsquery, 'c'::tsquery)::text").Scan(&got); err != nil || !strings.Contains(got, "'c'") {
+			t.Errorf("three-argument ts_rewrite: %q, %v", got, err)
+		}
+	})
+	t.Run("masking", func(t *testing.T) {
+		pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": lineageSeed},
+		})
+		h := startProxy(t, pg, func(c *Config) {
+			c.Judge = allowAll
+			c.MaskColumn = nil
+			c.Masks = lineageMasks(false)
+		})
+		r := h.psql(t, "", "-A", "-t", "-c", `SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(string_agg(name, '' ''))::tsquery FROM customers')`)
+		if leaksName(r.stdout + r.stderr) {
+			t.Errorf("masked names through ts_rewrite: %q %q", r.stdout, r.stderr)
+		}
+	})
+}

@@ -156,16 +156,45 @@ var relationKinds = map[string][]string{
 	"pg_file_settings":       {KindFileRead},
 }
 
-// unknowableFuncs execute an SQL string or a remote query: what they do is not in the text.
+// unknowableFuncs execute an SQL string or read a relation named in a string: what they
+// do (which statement, which table) is not in the text. ts_rewrite runs SQL only in its
+// two-argument form (see sqlTextCall). Extensions' functions that run SQL they are given
+// (pg_cron's, pg_background's) are listed by name too: stricter for a function of the
+// same name elsewhere, never a bypass.
 var unknowableFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
-	"ts_stat": true,
+	"ts_stat": true, "ts_rewrite": true,
+	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
+	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
+	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+	"schedule": true, "schedule_in_database": true, "alter_job": true, // pg_cron: runs the command later
+	"pg_background_launch": true, // pg_background
+}
+
+// sqlTextCall reports whether a call of a function named base runs SQL text or reads a
+// relation it is given by name. ts_rewrite(query, target, substitute) rewrites with
+// constants; ts_rewrite(query, select) runs select.
+func sqlTextCall(base string, n *pg.FuncCall) bool {
+	if base == "ts_rewrite" && n != nil && len(n.Args) == 3 {
+		for _, a := range n.Args {
+			if a.GetNamedArgExpr() != nil {
+				return true
+			}
+		}
+		return false
+	}
+	return unknowableFuncs[base]
 }
 
 // classifyFuncName adds the kinds of the function named name (possibly
 // schema-qualified), wherever it is named: called, or named as the function behind a
 // cast, operator, aggregate, trigger or type.
 func (c *collector) classifyFuncName(name string) {
+	c.classifyFunc(name, nil)
+}
+
+// classifyFunc is classifyFuncName for a call n (nil when the function is only named).
+func (c *collector) classifyFunc(name string, n *pg.FuncCall) {
 	base := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
 	if base == "" {
 		return
@@ -177,8 +206,8 @@ func (c *collector) classifyFuncName(name string) {
 	case strings.HasPrefix(base, "dblink"):
 		c.kind(KindRemoteConnection)
 		c.unknown(fmt.Sprintf("%s() runs SQL on another connection, which is not in the statement text", base))
-	case unknowableFuncs[base]:
-		c.unknown(fmt.Sprintf("%s() runs SQL that is not in the statement text", base))
+	case sqlTextCall(base, n):
+		c.unknown(fmt.Sprintf("%s() runs SQL (or reads a relation) that is not in the statement text", base))
 	}
 }
 
@@ -186,7 +215,7 @@ func (c *collector) classifyFuncName(name string) {
 // set_config() of role or session_authorization is a role change.
 func (c *collector) call(n *pg.FuncCall) {
 	name := qualifiedName(n.Funcname)
-	c.classifyFuncName(name)
+	c.classifyFunc(name, n)
 	if strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]) != "set_config" {
 		return
 	}

@@ -1222,7 +1222,8 @@ var dataReaderFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true, "database_to_xml": true,
-	"database_to_xml_and_xmlschema": true, "ts_stat": true,
+	"database_to_xml_and_xmlschema": true, "ts_stat": true, "ts_rewrite": true, // see sqlTextCall
+	"pg_background_result":        true, // the rows of the SQL pg_background_launch() ran
 	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 }
@@ -1265,7 +1266,7 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) {
 		schema = names[len(names)-2]
 	}
 	switch {
-	case dataReaderFuncs[lower]:
+	case dataReaderFuncs[lower] && (lower != "ts_rewrite" || sqlTextCall(lower, fc)):
 		a.read(unknownTaint("%s() reads data the statement does not name", base))
 	case strings.HasPrefix(lower, "dblink"):
 		a.read(unknownTaint("%s() reads another server", base))
