@@ -146,8 +146,14 @@ type Statement struct {
 	// fastpath function call).
 	Unknowable string
 	// Protocol is "simple" (Query), "parse" (extended protocol Parse), "fastpath", or
-	// "body" for a statement of a Body.
+	// "body" for a statement of a Body; "execute" for the execution of a prepared
+	// statement that needed approval (an Execute of a portal bound from it: SQL is the
+	// prepared text, Params the values bound), judged again for each execution; and
+	// "prepared" for the prepared statement in the Body of an SQL EXECUTE of one.
 	Protocol string
+	// Params are the parameter values bound for an "execute" statement, as SQL literals
+	// ('text', NULL, or '\x...' for a value sent in binary), in order.
+	Params []string
 	// Body lists the statements of the function, procedure and DO bodies this statement
 	// writes (depth first, bodies within bodies included), each classified as if sent
 	// directly: SQL is the body statement's text ("SELECT " + expression for a PL/pgSQL

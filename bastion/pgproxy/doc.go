@@ -52,7 +52,11 @@
 // ErrorResponse instead (42501 naming the rule; 42601 when the SQL does not parse). A
 // held statement sends the client a NoticeResponse with the request ID, then waits for
 // Verdict.Wait; a CancelRequest from the client (Ctrl-C) ends the wait and the
-// statement fails with 57014.
+// statement fails with 57014. An approval covers one execution: a prepared statement
+// that needed approval (Parse, SQL PREPARE) is judged again, with Protocol "execute"
+// and its bound values, at every later execution (the first Execute of each portal
+// bound from it, every SQL EXECUTE of it), its preparation's approval covering the
+// first (held.go).
 //
 // Masking: a result column is masked when Config.Masks traces its value to a masked
 // source column (lineage.go: renaming, expressions, whole rows, subqueries, CTEs, views,

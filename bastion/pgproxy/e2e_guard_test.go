@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -267,6 +270,104 @@ func TestTsRewriteSQLText(t *testing.T) {
 		r := h.psql(t, "", "-A", "-t", "-c", `SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(string_agg(name, '' ''))::tsquery FROM customers')`)
 		if leaksName(r.stdout + r.stderr) {
 			t.Errorf("masked names through ts_rewrite: %q %q", r.stdout, r.stderr)
+		}
+	})
+}
+
+// TestApprovalPerExecution: an approval covers one execution. A prepared statement that
+// needed approval (pgx's statement cache, SQL PREPARE) asks again for every later
+// execution, with the values bound; a denied execution runs nothing and leaves the
+// session usable.
+func TestApprovalPerExecution(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": guardSeed + "CREATE TABLE v2 (id int); INSERT INTO v2 SELECT generate_series(1,5); GRANT ALL ON v2 TO app;"},
+	})
+	var mu sync.Mutex
+	var asked []Statement
+	deny := map[string]bool{} // parameter lists whose execution is denied
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = func(ctx context.Context, st Statement) Verdict {
+			if !st.Has("delete") {
+				return guardJudge(ctx, st)
+			}
+			return Verdict{Action: Hold, Rule: "deletes-need-approval", RequestID: "r1",
+				Wait: func(ctx context.Context) (Verdict, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					asked = append(asked, st)
+					if deny[strings.Join(st.Params, ",")] {
+						return Verdict{Action: Block, Rule: "deletes-need-approval", Message: "denied"}, nil
+					}
+					return Verdict{Action: Allow, Rule: "deletes-need-approval"}, nil
+				}}
+		}
+	})
+	approvals := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked)
+	}
+	ctx := context.Background()
+
+	t.Run("pgx statement cache", func(t *testing.T) {
+		mu.Lock()
+		deny[`'\x00000003' (binary)`] = true // pgx binds an int4 in binary
+		mu.Unlock()
+		conn := h.connect(t, "app", "shop", nil)
+		for _, id := range []int{1, 2, 3} {
+			_, err := conn.Exec(ctx, "DELETE FROM victim WHERE id = $1", id)
+			if (err != nil) != (id == 3) {
+				t.Errorf("DELETE id=%d: %v", id, err)
+			}
+		}
+		if n := approvals(); n != 3 {
+			t.Errorf("%d approvals asked for 3 executions, want 3", n)
+		}
+		if got := pg.QueryStrings(t, "shop", "SELECT string_agg(id::text, ',') FROM victim"); got[0] != "3" {
+			t.Errorf("victim ids left: %v, want 3 (its delete was denied)", got)
+		}
+		mu.Lock()
+		last := asked[len(asked)-1]
+		mu.Unlock()
+		if last.Protocol != "execute" || strings.Join(last.Params, ",") != `'\x00000003' (binary)` || last.SQL != "DELETE FROM victim WHERE id = $1" {
+			t.Errorf("execution judged as %q %q %q", last.Protocol, last.SQL, last.Params)
+		}
+		var one int
+		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+			t.Errorf("session after a denied execution: %v", err)
+		}
+	})
+	t.Run("SQL PREPARE and EXECUTE in one Query", func(t *testing.T) {
+		before := approvals()
+		r := h.psql(t, "", "-c", "PREPARE d(int) AS DELETE FROM v2 WHERE id = $1; EXECUTE d(1); EXECUTE d(2); EXECUTE d(3); EXECUTE d(4); EXECUTE d(5)")
+		if r.err != nil {
+			t.Fatalf("%v %s", r.err, r.stderr)
+		}
+		if n := approvals() - before; n != 5 {
+			t.Errorf("%d approvals for PREPARE and 5 EXECUTEs, want 5", n)
+		}
+	})
+	t.Run("SQL EXECUTE in later messages", func(t *testing.T) {
+		conn := h.connect(t, "app", "shop", nil)
+		if _, err := conn.Exec(ctx, "INSERT INTO v2 VALUES (7), (8)"); err != nil {
+			t.Fatal(err)
+		}
+		before := approvals()
+		for _, sql := range []string{"PREPARE d7(int) AS DELETE FROM v2 WHERE id = $1", "EXECUTE d7(7)", "EXECUTE d7(8)"} {
+			if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		if n := approvals() - before; n != 3 {
+			t.Errorf("%d approvals for PREPARE and 2 EXECUTEs in separate messages, want 3", n)
+		}
+		mu.Lock()
+		last := asked[len(asked)-1]
+		mu.Unlock()
+		if last.SQL != "EXECUTE d7(8)" || len(last.Body) == 0 || last.Body[0].Protocol != "prepared" || !strings.Contains(last.Body[0].SQL, "DELETE FROM v2") {
+			t.Errorf("EXECUTE judged as %q with body %+v", last.SQL, last.Body)
 		}
 	})
 }

@@ -76,6 +76,9 @@ type session struct {
 	refusalSeq   uint64
 	fbuf         []byte
 	linMemo      map[*cachedTree]linMemo // with Config.Masks: analyses to reuse
+	prepCands    map[string][]*prepCand  // statement names that needed approval (held.go)
+	heldPortals  map[string]*heldPortal  // portals bound from them
+	segs         uint64                  // Syncs and Queries sent: pipeline segments
 
 	// Backend loop only.
 	stmts    map[string]*prepared
@@ -111,6 +114,7 @@ type expect struct {
 	runs     []*stmtRun // Query, Parse: the statements, as judged
 	idx      int        // Query: statements completed so far
 	refusal  bool       // the proxy's own refusal statement, answered by a syntax error
+	cand     *prepCand  // Parse: the preparation, which the answer confirms or fails
 	sent     time.Time
 	copyEnds int
 }
@@ -122,6 +126,7 @@ type stmtRun struct {
 	requestID string
 	lin       *lineage // with Config.Masks: what its results derive from
 	schema    bool     // it may change the schema: the catalog cache is dropped when it ends
+	held      bool     // it needed approval (and got it)
 }
 
 // prepared is a prepared statement the server confirmed.
@@ -156,6 +161,7 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 		nonce:    hex.EncodeToString(nb[:]),
 		refusals: map[uint64][]errField{},
 		stmts:    map[string]*prepared{}, portals: map[string]*portalState{},
+		prepCands: map[string][]*prepCand{}, heldPortals: map[string]*heldPortal{},
 	}
 	defer s.closeConns()
 	if p.cfg.Masks != nil {
@@ -307,6 +313,7 @@ func (s *session) enqueue(e *expect) {
 		// After an error in the extended protocol the server ignores every message up
 		// to Sync, and answers nothing for them.
 		if e.kind != expSync {
+			e.failed()
 			return
 		}
 		s.skipping = false
@@ -317,6 +324,13 @@ func (s *session) enqueue(e *expect) {
 			s.idle = make(chan struct{})
 		}
 		s.pendingRFQ++
+	}
+}
+
+// failed notes that the server skipped or refused e.
+func (e *expect) failed() {
+	if e.cand != nil {
+		e.cand.state.CompareAndSwap(candPending, candFailed)
 	}
 }
 
@@ -357,6 +371,7 @@ func (s *session) skipToSync() {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	for len(s.queue) > 0 && s.queue[0].kind != expSync {
+		s.queue[0].failed()
 		s.popLocked()
 	}
 	if len(s.queue) == 0 {
