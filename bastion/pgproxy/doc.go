@@ -119,6 +119,9 @@
 //     two threads at once: every call into it is serialised (pgquery.go).
 //   - Kinds are syntactic: "delete_without_where" means no WHERE that refers to a column
 //     (in a body, a reference to one of its variables or parameters does not count).
+//     A drop has the kinds of what it drops with it: DROP SCHEMA ... CASCADE and DROP
+//     OWNED are drop_table, drop_view, drop_function, ... too, and unknowable (which
+//     tables is not in the text).
 //     Bodies are judged where they are written (CREATE FUNCTION/PROCEDURE, DO); a
 //     function created outside the proxy is opaque when called. EXECUTE of a string
 //     built at run time, bodies in languages other than sql and plpgsql, dblink and

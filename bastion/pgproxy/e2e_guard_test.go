@@ -371,3 +371,49 @@ func TestApprovalPerExecution(t *testing.T) {
 		}
 	})
 }
+
+// TestDropSpellings: spellings of a blocked drop_table (and of deletes without WHERE)
+// are blocked, DROP SCHEMA ... CASCADE and DROP OWNED included: they drop tables the
+// statement does not name.
+func TestDropSpellings(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": guardSeed + "GRANT CREATE ON DATABASE shop TO app;"},
+	})
+	h := startProxy(t, pg, func(c *Config) { c.Judge = guardJudge })
+	setup := "CREATE TABLE mine (id int); INSERT INTO mine VALUES (1),(2),(3); CREATE SCHEMA s; CREATE TABLE s.inner_t (id int); INSERT INTO s.inner_t VALUES (1)"
+	if r := h.psql(t, "", "-c", setup); r.err != nil {
+		t.Fatalf("setup: %v %s", r.err, r.stderr)
+	}
+	for _, sql := range []string{
+		`DROP TABLE U&"m\0069ne"`,
+		`DROP/**/TABLE/* x */mine`,
+		"drop table public.MINE",
+		"DROP TABLE IF EXISTS nosuch, mine",
+		"TRUNCATE ONLY mine",
+		"DELETE FROM mine WHERE true",
+		"DELETE FROM ONLY mine",
+		"DELETE FROM mine USING mine m2",
+		"WITH d AS (DELETE FROM mine RETURNING 1) SELECT count(*) FROM d",
+		"COPY (DELETE FROM mine RETURNING *) TO STDOUT",
+		"EXPLAIN ANALYZE DELETE FROM mine",
+		"PREPARE x AS DELETE FROM mine",
+		"SELECT 1; DROP TABLE mine",
+		"DROP SCHEMA s CASCADE",
+		"DROP OWNED BY CURRENT_USER",
+		"DROP OWNED BY app CASCADE",
+		"DO $$BEGIN EXECUTE 'DROP SCHEMA s CASCADE'; END$$",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if !strings.Contains(r.stderr, "42501: bastion: statement blocked") {
+			t.Errorf("%s: not blocked: err=%v %q", sql, r.err, r.stderr)
+		}
+	}
+	if !tableExists(t, pg, "mine") || countRows(t, pg, "mine") != "3" {
+		t.Error("table mine was dropped or emptied")
+	}
+	if got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM s.inner_t"); got[0] != "1" {
+		t.Error("s.inner_t was dropped")
+	}
+}
