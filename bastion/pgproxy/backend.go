@@ -121,6 +121,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := checkEmpty("server", typ, body); err != nil {
 			return err
 		}
+		if head.cand != nil {
+			head.cand.state.CompareAndSwap(candPending, candConfirmed)
+		}
 		if head.target == 'S' {
 			delete(s.stmts, head.name)
 		} else {

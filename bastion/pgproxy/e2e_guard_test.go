@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -337,6 +338,56 @@ func TestApprovalPerExecution(t *testing.T) {
 		var one int
 		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
 			t.Errorf("session after a denied execution: %v", err)
+		}
+	})
+	t.Run("extended protocol: pipelines, Close and a new statement of the same name", func(t *testing.T) {
+		mu.Lock()
+		deny["'2'"] = true
+		mu.Unlock()
+		before := approvals()
+		c := h.raw(t, "app", "shop")
+		del := &pgproto3.Parse{Name: "s1", Query: "DELETE FROM v2 WHERE id = $1", ParameterOIDs: []uint32{23}}
+		c.send(t, del, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete ReadyForQuery(I)"; got != want {
+			t.Fatalf("Parse: got %s, want %s", got, want)
+		}
+		bind := func(v string) *pgproto3.Bind {
+			return &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte(v)}}
+		}
+		// The first execution runs on the approval given at Parse.
+		c.send(t, &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("4")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "BindComplete CommandComplete(DELETE 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("first execution: got %s, want %s", got, want)
+		}
+		// The second asks again, and is denied: the portal never runs.
+		c.send(t, bind("2"), &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "BindComplete ErrorResponse(42501) ReadyForQuery(I)"; got != want {
+			t.Errorf("denied execution: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals, want 2 (Parse, second execution)", n)
+		}
+		// Closed and prepared again as a statement that needs no approval: none is asked.
+		c.send(t, &pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
+		c.untilReady(t)
+		c.send(t, &pgproto3.Parse{Name: "s1", Query: "SELECT $1::int", ParameterOIDs: []uint32{23}}, bind("9"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete BindComplete RowDescription DataRow CommandComplete(SELECT 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("new statement: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals, want still 2", n)
+		}
+		// Parse, Bind, Execute in one pipeline (libpq's PQexecParams): one approval.
+		c.send(t, &pgproto3.Parse{Query: "DELETE FROM v2 WHERE id = $1", ParameterOIDs: []uint32{23}},
+			&pgproto3.Bind{Parameters: [][]byte{[]byte("5")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete BindComplete CommandComplete(DELETE 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("pipeline: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 3 {
+			t.Errorf("%d approvals, want 3", n)
+		}
+		if got := pg.QueryStrings(t, "shop", "SELECT string_agg(id::text, ',' ORDER BY id) FROM v2"); got[0] != "1,2,3" {
+			t.Errorf("v2 ids left: %v, want 1,2,3", got)
 		}
 	})
 	t.Run("SQL PREPARE and EXECUTE in one Query", func(t *testing.T) {

@@ -108,7 +108,11 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		if typ == 'C' {
 			kind = expClose
 		}
-		s.enqueue(&expect{kind: kind, target: m.kind, name: m.name})
+		e := &expect{kind: kind, target: m.kind, name: m.name}
+		if typ == 'C' {
+			s.noteClose(m, e)
+		}
+		s.enqueue(e)
 	case 'E':
 		m, err := decodeExecute(body)
 		if err != nil {

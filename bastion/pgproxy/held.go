@@ -53,7 +53,7 @@ type heldPortal struct {
 // noteParse records a Parse the proxy forwards (runs judged, e its expectation).
 func (s *session) noteParse(name string, runs []*stmtRun, e *expect) {
 	held := len(runs) == 1 && runs[0].held
-	cands := s.prepCands[name]
+	cands := pruneCands(s.prepCands[name])
 	if name == "" {
 		cands = nil // Parse of the unnamed statement drops the old one, whatever follows
 	}
@@ -67,6 +67,41 @@ func (s *session) noteParse(name string, runs []*stmtRun, e *expect) {
 	}
 	e.cand = c
 	s.prepCands[name] = append(cands, c)
+}
+
+// noteClose records a Close of a statement: once the server confirms it, the name
+// refers to nothing.
+func (s *session) noteClose(m targetMsg, e *expect) {
+	if m.kind != 'S' || len(s.prepCands[m.name]) == 0 {
+		return
+	}
+	c := &prepCand{seg: s.segs, protocol: true}
+	e.cand = c
+	s.prepCands[m.name] = append(pruneCands(s.prepCands[m.name]), c)
+}
+
+// pruneCands drops the candidates a name can no longer refer to: those that failed,
+// and those before a preparation (or Close) the server confirmed. Nil when none of the
+// rest needed approval.
+func pruneCands(cands []*prepCand) []*prepCand {
+	var out []*prepCand
+	for _, c := range cands {
+		switch c.state.Load() {
+		case candFailed:
+			continue
+		case candConfirmed:
+			if c.protocol {
+				out = out[:0] // the name was free: what came before is gone
+			}
+		}
+		out = append(out, c)
+	}
+	for _, c := range out {
+		if c.held {
+			return out
+		}
+	}
+	return nil
 }
 
 // noteRefusedParse: the refusal sent in place of a Parse of the unnamed statement drops
@@ -108,18 +143,7 @@ func (s *session) live(name string) ([]*prepCand, error) {
 			break
 		}
 	}
-	var out []*prepCand
-	for _, c := range cands {
-		switch c.state.Load() {
-		case candFailed:
-			continue
-		case candConfirmed:
-			if c.protocol {
-				out = out[:0] // the name was free: what came before is gone
-			}
-		}
-		out = append(out, c)
-	}
+	out := pruneCands(cands)
 	if len(out) == 0 {
 		delete(s.prepCands, name)
 	} else {

@@ -114,7 +114,7 @@ type expect struct {
 	runs     []*stmtRun // Query, Parse: the statements, as judged
 	idx      int        // Query: statements completed so far
 	refusal  bool       // the proxy's own refusal statement, answered by a syntax error
-	cand     *prepCand  // Parse: the preparation, which the answer confirms or fails
+	cand     *prepCand  // Parse, Close: what the answer confirms or fails (held.go)
 	sent     time.Time
 	copyEnds int
 }
