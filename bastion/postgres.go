@@ -283,11 +283,12 @@ const maxApprovalSQL = 64 << 10
 // SET balance = $1" could mean any balance). That is the statement's own text as the
 // client sent it (its bodies are in it), then, for an execution of a prepared statement,
 // the values bound to its parameters and, for an SQL EXECUTE, the statement it executes.
+// A role's password is the one constant not shown (pgproxy.RedactPasswords).
 // Control characters are left to the displays, which escape them (safetext); a text
 // longer than maxApprovalSQL is cut, saying how much is not shown.
 func sqlApprovalText(st pgproxy.Statement) string {
 	var b strings.Builder
-	b.WriteString(st.SQL)
+	b.WriteString(pgproxy.RedactPasswords(st.SQL))
 	if len(st.Params) > 0 {
 		b.WriteString("\n-- parameters:")
 		for i, p := range st.Params {
@@ -300,7 +301,7 @@ func sqlApprovalText(st pgproxy.Statement) string {
 	for _, bs := range st.Body {
 		if bs.Protocol == "prepared" {
 			b.WriteString("\n-- executes the prepared statement: ")
-			b.WriteString(bs.SQL)
+			b.WriteString(pgproxy.RedactPasswords(bs.SQL))
 		}
 	}
 	text := b.String()

@@ -368,3 +368,65 @@ func bindParams(m bindMsg) []string {
 	}
 	return out
 }
+
+// RedactPasswords returns sql with the password constants of CREATE/ALTER ROLE (USER,
+// GROUP) ... PASSWORD 'x' replaced by '********': text shown to people (an approval
+// request) shows every other constant as written. SQL that does not parse is returned
+// as is.
+func RedactPasswords(sql string) string {
+	if !strings.Contains(strings.ToLower(sql), "password") {
+		return sql
+	}
+	res, err := pgParse(sql)
+	if err != nil {
+		return sql
+	}
+	locs := map[int]bool{}
+	for _, raw := range res.Stmts {
+		if raw.Stmt == nil {
+			continue
+		}
+		walkNodes(raw.Stmt.ProtoReflect(), func(n any) {
+			// [ENCRYPTED] PASSWORD 'x': the option's location is its first keyword, and
+			// the password the first string constant after it.
+			de, ok := n.(*pg.DefElem)
+			if ok && strings.EqualFold(de.Defname, "password") && de.Arg != nil {
+				locs[int(de.Location)] = true
+			}
+		})
+	}
+	if len(locs) == 0 {
+		return sql
+	}
+	scan, err := pgScan(sql)
+	if err != nil {
+		return sql
+	}
+	var b strings.Builder
+	last, after := 0, -1 // after: tokens since a password option's keyword, -1 if none
+	for _, tok := range scan.Tokens {
+		start, end := int(tok.Start), int(tok.End)
+		if start < last || end > len(sql) || start > end {
+			continue
+		}
+		if locs[start] {
+			after = 0
+			continue
+		}
+		if after < 0 {
+			continue
+		}
+		if after++; after > 2 {
+			after = -1
+			continue
+		}
+		if tok.Token != pg.Token_SCONST && tok.Token != pg.Token_USCONST {
+			continue
+		}
+		b.WriteString(sql[last:start])
+		b.WriteString("'********'")
+		last, after = end, -1
+	}
+	b.WriteString(sql[last:])
+	return b.String()
+}
