@@ -244,6 +244,9 @@ func mergeJudged(st, from *Statement) {
 // under EXPLAIN ANALYZE, CREATE TABLE AS, in bodies). It returns the run that replaces
 // run when an execution needed approval.
 func (s *session) onQueryPrepared(st *Statement, run *stmtRun) (*stmtRun, *refusal) {
+	if !run.held && len(s.prepCands) == 0 {
+		return run, nil // nothing prepared needed approval, nor does this
+	}
 	prepares, executes := preparedNames(st)
 	for _, p := range prepares {
 		// Top-level or not, it may or may not run: it only adds a candidate.
