@@ -102,6 +102,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := checkEmpty("server", typ, body); err != nil {
 			return err
 		}
+		if head.cand != nil {
+			head.cand.state.CompareAndSwap(candPending, candConfirmed)
+		}
 		p := &prepared{}
 		if len(head.runs) > 0 {
 			p.run = head.runs[0]
@@ -127,6 +130,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		if err := checkEmpty("server", typ, body); err != nil {
 			return err
+		}
+		if head.cand != nil {
+			head.cand.state.CompareAndSwap(candPending, candConfirmed)
 		}
 		if head.target == 'S' {
 			delete(s.stmts, head.name)
@@ -327,6 +333,12 @@ func (s *session) current(head *expect) *running {
 		if p := s.portals[head.name]; p != nil {
 			if p.prep != nil {
 				r.run = p.prep.run
+			}
+			if len(head.runs) > 0 && r.run != nil {
+				// This execution's own approval (held.go).
+				run := *r.run
+				run.rule, run.requestID = head.runs[0].rule, head.runs[0].requestID
+				r.run = &run
 			}
 			switch {
 			case p.described:

@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -1264,7 +1265,8 @@ var dataReaderFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true, "database_to_xml": true,
-	"database_to_xml_and_xmlschema": true, "ts_stat": true,
+	"database_to_xml_and_xmlschema": true, "ts_stat": true, "ts_rewrite": true, // see sqlTextCall
+	"pg_background_result":        true, // the rows of the SQL pg_background_launch() ran
 	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 }
@@ -1307,7 +1309,7 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) {
 		schema = names[len(names)-2]
 	}
 	switch {
-	case dataReaderFuncs[lower]:
+	case dataReaderFuncs[lower] && (lower != "ts_rewrite" || sqlTextCall(lower, fc)):
 		a.read(unknownTaint("%s() reads data the statement does not name", base))
 	case strings.HasPrefix(lower, "dblink"):
 		a.read(unknownTaint("%s() reads another server", base))
@@ -1395,6 +1397,11 @@ func (a *analyzer) functionTaintUncached(schema, name string, leak *string) tain
 // calls), unknowable when any of it is.
 func (a *analyzer) bodyReads(def, what string) (taint, bool) {
 	sts, err := Classify(def)
+	if errors.Is(err, ErrUnsafeSetting) {
+		// A routine with SET standard_conforming_strings = off (pg_proc.proconfig, in
+		// its definition) reads its body otherwise than pg_query does.
+		return unknownTaint("%s sets standard_conforming_strings: its body cannot be read", what), true
+	}
 	if err != nil || len(sts) != 1 {
 		return unknownTaint("the body of %s cannot be parsed", what), true
 	}
