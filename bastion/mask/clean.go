@@ -1,7 +1,6 @@
 package mask
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math/bits"
 )
@@ -20,7 +19,10 @@ import (
 // bytes that ends in text, within the input, cannot hold one. A run that
 // reaches an escape (escapes are transparent between digits) or the end of
 // the input (it may go on in the next Write), or a separator at either, is
-// left to the state machine whatever its length.
+// left to the state machine whatever its length. So is a run that reaches
+// any other special byte: one the terminal does not draw (NUL, SI, DEL, a
+// zero-width space), which is transparent too, or the start of an 8-bit
+// CSI (indexSpecial finds them, 64 bytes at a time).
 
 const (
 	lo  = 0x0101010101010101
@@ -79,17 +81,57 @@ func masks(p []byte) (d, s uint64) {
 // isJoiner reports whether b may join digits into a run.
 func isJoiner(b byte) bool { return b|0x0d == '-' }
 
-// indexEsc returns the index of the first ESC at or after i, or len(p).
-func indexEsc(p []byte, i int) int {
-	if k := bytes.IndexByte(p[i:], 0x1b); k >= 0 {
-		return i + k
+// special says which bytes the state machine must see: ESC, the bytes a
+// terminal does not draw (invisible), and those that begin an 8-bit CSI
+// (0x9b, c2 9b) or a character that is not drawn (c2, e2, ef).
+var special = func() (t [256]bool) {
+	t = invisible
+	for _, b := range []byte{0x1b, 0x9b, 0xc2, 0xe2, 0xef} {
+		t[b] = true
+	}
+	return t
+}()
+
+// indexSpecial returns the index of the first special byte at or after i,
+// or len(p). A word of printable ASCII is passed over with one test, which
+// finds every byte below 0x20 or above 0x7e (a subtraction borrows, an
+// addition carries, only from such a byte); a word that fails it is
+// looked at byte kind by byte kind (specials).
+func indexSpecial(p []byte, i int) int {
+	k := i
+	for ; k+8 <= len(p); k += 8 {
+		w := binary.LittleEndian.Uint64(p[k:])
+		if ((w-0x20*lo)&^w|(w+lo)|w)&hi == 0 {
+			continue
+		}
+		if sp := specials(w); sp != 0 {
+			return k + bits.TrailingZeros64(sp)/8
+		}
+	}
+	for ; k < len(p); k++ {
+		if special[p[k]] {
+			return k
+		}
 	}
 	return len(p)
 }
 
+// specials sets the high bit of each special byte of w, exactly.
+func specials(w uint64) uint64 {
+	low := w & m7f
+	ctl := zeroBytes(w & 0xe0e0e0e0e0e0e0e0) // below 0x20
+	// BS, HT, LF, VT, FF and CR are not special: 8 <= b < 14.
+	ws := (low + (0x80-0x08)*lo) &^ (low + (0x80-0x0e)*lo) & hi
+	sp := ctl&^ws | zeroBytes(w^0x7f*lo) | zeroBytes(w^0x1b*lo)
+	if w&hi != 0 {
+		sp |= zeroBytes(w^0x9b*lo) | zeroBytes(w^0xc2*lo) | zeroBytes(w^0xe2*lo) | zeroBytes(w^0xef*lo)
+	}
+	return sp
+}
+
 // cleanPrefix returns the first index j >= i at which the state machine
 // must look: the start of the first run that is 13 bytes or longer or
-// reaches end, or end itself, where end is an ESC or len(p). Before j
+// reaches end, or end itself, where end is a special byte or len(p). Before j
 // nothing can be masked. The byte before i must not be part of a run
 // (the Masker is outside one).
 func cleanPrefix(p []byte, i, end int) int {
