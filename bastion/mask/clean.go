@@ -1,6 +1,7 @@
 package mask
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 )
@@ -20,9 +21,12 @@ import (
 // reaches an escape (escapes are transparent between digits) or the end of
 // the input (it may go on in the next Write), or a separator at either, is
 // left to the state machine whatever its length. So is a run that reaches
-// any other special byte: one the terminal does not draw (NUL, SI, DEL, a
-// zero-width space), which is transparent too, or the start of an 8-bit
-// CSI (indexSpecial finds them, 64 bytes at a time).
+// any other special byte: one the terminal does not draw (NUL, SI, DEL, the
+// first byte of a zero-width space), which is transparent too, or the
+// start of an 8-bit CSI. The caller finds the next ESC (bytes.IndexByte);
+// cleanPrefix finds the other special bytes in the words it classifies
+// anyway: one test of each word for a byte outside printable ASCII, and a
+// closer look only at a word that has one (a line feed, most often).
 
 const (
 	lo  = 0x0101010101010101
@@ -46,26 +50,42 @@ func classify(w uint64) (d, s uint64) {
 	return (dig >> 7) * pack >> 56, (sep >> 7) * pack >> 56
 }
 
-// masks64 returns the digit and joiner masks of 64 bytes.
-func masks64(b *[64]byte) (d, s uint64) {
+// masks64 returns the digit and joiner masks of 64 bytes, and the index of
+// the first special byte among them (64 if none).
+func masks64(b *[64]byte) (d, s uint64, first int) {
+	first = 64
 	for k := 0; k < 64; k += 8 {
-		wd, ws := classify(binary.LittleEndian.Uint64(b[k : k+8 : k+8]))
+		w := binary.LittleEndian.Uint64(b[k : k+8 : k+8])
+		wd, ws := classify(w)
 		d |= wd << k
 		s |= ws << k
+		if printable(w) != 0 && first == 64 {
+			if sp := specials(w); sp != 0 {
+				first = k + bits.TrailingZeros64(sp)/8
+			}
+		}
 	}
-	return d, s
+	return d, s, first
 }
 
-// masks returns the digit and joiner masks of p (at most 64 bytes).
-func masks(p []byte) (d, s uint64) {
+// masks returns the digit and joiner masks of p (at most 64 bytes), and
+// the index of the first special byte in it (len(p) if none).
+func masks(p []byte) (d, s uint64, first int) {
 	if len(p) == 64 {
 		return masks64((*[64]byte)(p))
 	}
+	first = len(p)
 	k := 0
 	for ; k+8 <= len(p); k += 8 {
-		wd, ws := classify(binary.LittleEndian.Uint64(p[k:]))
+		w := binary.LittleEndian.Uint64(p[k:])
+		wd, ws := classify(w)
 		d |= wd << k
 		s |= ws << k
+		if printable(w) != 0 && first == len(p) {
+			if sp := specials(w); sp != 0 {
+				first = k + bits.TrailingZeros64(sp)/8
+			}
+		}
 	}
 	for ; k < len(p); k++ {
 		switch b := p[k]; {
@@ -73,9 +93,11 @@ func masks(p []byte) (d, s uint64) {
 			d |= 1 << k
 		case isJoiner(b):
 			s |= 1 << k
+		case special[b] && first == len(p):
+			first = k
 		}
 	}
-	return d, s
+	return d, s, first
 }
 
 // isJoiner reports whether b may join digits into a run.
@@ -92,29 +114,17 @@ var special = func() (t [256]bool) {
 	return t
 }()
 
-// indexSpecial returns the index of the first special byte at or after i,
-// or len(p). A word of printable ASCII is passed over with one test, which
-// finds every byte below 0x20 or above 0x7e (a subtraction borrows, an
-// addition carries, only from such a byte); a word that fails it is
-// looked at byte kind by byte kind (specials).
-func indexSpecial(p []byte, i int) int {
-	k := i
-	for ; k+8 <= len(p); k += 8 {
-		w := binary.LittleEndian.Uint64(p[k:])
-		if ((w-0x20*lo)&^w|(w+lo)|w)&hi == 0 {
-			continue
-		}
-		if sp := specials(w); sp != 0 {
-			return k + bits.TrailingZeros64(sp)/8
-		}
-	}
-	for ; k < len(p); k++ {
-		if special[p[k]] {
-			return k
-		}
+// indexEsc returns the index of the first ESC at or after i, or len(p).
+func indexEsc(p []byte, i int) int {
+	if k := bytes.IndexByte(p[i:], 0x1b); k >= 0 {
+		return i + k
 	}
 	return len(p)
 }
+
+// printable sets a high bit when w holds a byte below 0x20 or above 0x7e
+// (a subtraction borrows, an addition carries, only from such a byte).
+func printable(w uint64) uint64 { return ((w-0x20*lo)&^w | (w + lo) | w) & hi }
 
 // specials sets the high bit of each special byte of w, exactly.
 func specials(w uint64) uint64 {
@@ -131,18 +141,26 @@ func specials(w uint64) uint64 {
 
 // cleanPrefix returns the first index j >= i at which the state machine
 // must look: the start of the first run that is 13 bytes or longer or
-// reaches end, or end itself, where end is a special byte or len(p). Before j
-// nothing can be masked. The byte before i must not be part of a run
-// (the Masker is outside one).
+// reaches end, or end itself, where end is the first special byte at or
+// after i, or len(p); the caller passes the first ESC (or len(p)) as end,
+// and cleanPrefix finds the other special bytes before it. Before j nothing can be masked. The byte before i
+// must not be part of a run (the Masker is outside one).
 func cleanPrefix(p []byte, i, end int) int {
 	var prevD uint64 // whether the byte before the block is a digit
 	run := 0         // length of the run reaching the block's start
 	for o := i; o < end; o += 64 {
 		n := min(64, end-o)
-		d, s := masks(p[o : o+n])
+		d, s, first := masks(p[o : o+n])
+		if first < n {
+			// The first special byte is end.
+			end, n = o+first, first
+			if n == 0 {
+				break // the run reaching the block goes on to end
+			}
+		}
 		full := uint64(1)<<n - 1 // all ones when n is 64
 		nextD := uint64(1)       // at end: what follows is not known
-		if o+n < end && !isDigit(p[o+n]) {
+		if o+n < end && !isDigit(p[o+n]) && !special[p[o+n]] {
 			nextD = 0
 		}
 		x := (d | s&(d<<1|prevD)&(d>>1|nextD<<(n-1))) & full

@@ -180,7 +180,7 @@ func (m *Masker) Write(p []byte) []byte {
 	if len(m.pend) == 0 && m.es == eGround && m.fast() {
 		// Nothing held: the clean prefix goes out as it is, without
 		// passing through the pending buffer.
-		j := cleanPrefix(p, 0, indexSpecial(p, 0))
+		j := cleanPrefix(p, 0, indexEsc(p, 0))
 		m.base += int64(j)
 		if j == len(p) {
 			return p
@@ -258,13 +258,13 @@ func isDigit(b byte) bool { return b-'0' < 10 }
 // scan classifies the pending bytes from index i on.
 func (m *Masker) scan(i int) {
 	p := m.pend
-	esc := -1 // the next special byte at or after i, once looked for
+	esc := -1 // the next ESC at or after i, once looked for
 	for i < len(p) {
 		if m.es == eGround {
 			if m.fast() {
 				// Fast path: skip what cannot be part of a number.
 				if esc < i {
-					esc = indexSpecial(p, i)
+					esc = indexEsc(p, i)
 				}
 				if i = cleanPrefix(p, i, esc); i == len(p) {
 					return
