@@ -270,7 +270,11 @@ func (m *Masker) scan(i int) {
 					return
 				}
 			}
-			m.ground(p[i], i)
+			if b := p[i]; special[b] {
+				m.ground(b, i)
+			} else {
+				m.textByte(b, i)
+			}
 			i++
 			continue
 		}
