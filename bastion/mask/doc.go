@@ -51,9 +51,9 @@
 // and the held tail (at most MaxHold bytes) once more per Write. Without
 // patterns, text that cannot hold a card number (runs of digits and
 // separators shorter than 13 bytes that end in text, and no escape or
-// other byte that is not drawn) is
-// skipped 64 bytes at a time, and output with nothing to mask or hold is
-// returned as it came, without a copy: log text masks at about 2 GB/s.
+// other byte that is not drawn) is skipped 64 bytes at a time, and output
+// with nothing to mask or hold is returned as it came, without a copy: log
+// text masks at about 2 GB/s.
 //
 // # Concurrency
 //
