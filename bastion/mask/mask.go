@@ -270,9 +270,13 @@ func (m *Masker) scan(i int) {
 					return
 				}
 			}
-			if b := p[i]; special[b] {
+			switch b := p[i]; {
+			case b == 0x1b:
+				m.es = eEsc
+				m.setKind(i, kEsc)
+			case special[b]:
 				m.ground(b, i)
-			} else {
+			default:
 				m.textByte(b, i)
 			}
 			i++
@@ -409,7 +413,7 @@ func (m *Masker) ground(b byte, i int) {
 		m.seqOff = m.base + int64(i)
 		m.seqDigits = 0
 	default:
-		m.textByte(b, i)
+		m.textByte(b, i) // invisible
 	}
 }
 
@@ -551,9 +555,11 @@ func (m *Masker) seqText(from int) {
 // textByte handles byte i of text (not part of an escape sequence); i may
 // be negative for a byte already released (of a sequence judged late).
 func (m *Masker) textByte(b byte, i int) {
-	if invisible[b] {
-		m.setKind(i, kEsc)
-		return
+	if b < 0x20 || b == 0x7f {
+		if invisible[b] {
+			m.setKind(i, kEsc)
+			return
+		}
 	}
 	off := m.base + int64(i)
 	if m.cards {
