@@ -260,6 +260,9 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 			d.Rule, d.Reason, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second)),
 		Wait: func(ctx context.Context) (pgproxy.Verdict, error) {
 			outcome, by, note := s.approvals.wait(ctx, ap)
+			if ss.onDecided != nil {
+				ss.onDecided()
+			}
 			if outcome == Approved {
 				ss.decided(outcomeApproved)
 			} else {
