@@ -327,6 +327,43 @@ func TestMasking(t *testing.T) {
 	_ = fmt.Sprint
 }
 
+// TestMaskingInvisibleBytes: a card number with bytes between its digits
+// that a terminal does not draw is masked too: a UTF-16LE file (NUL after
+// every character, as Windows PowerShell 5.1's > writes), and SI, DEL,
+// U+200B or an 8-bit CSI in UTF-8 between the groups. With those bytes
+// taken out, the output holds no card number, only its masked form.
+func TestMaskingInvisibleBytes(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	utf16 := []byte{0xff, 0xfe} // the byte order mark
+	for _, c := range []byte("name,card\r\nAda,4111111111111111\r\n") {
+		utf16 = append(utf16, c, 0)
+	}
+	file := filepath.Join(t.TempDir(), "cards-utf16.csv")
+	if err := os.WriteFile(file, utf16, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	invisible := regexp.MustCompile("\x00|\x0f|\x7f|\u200b|\xc2\x9b[0-?]*[ -/]*[@-~]")
+	for _, cmd := range []string{
+		"cat " + file,
+		`printf '4111\0171111\0171111\0171111\n'`,
+		`printf '4111\1771111\1771111\1771111\n'`,
+		`printf '4111\342\200\2131111\342\200\2131111\342\200\2131111\n'`,
+		`printf '4111\302\2330m1111\302\2330m1111\302\2330m1111\n'`,
+	} {
+		t.Run(cmd, func(t *testing.T) {
+			r := e.ssh("", "root@web1", cmd)
+			if r.Code != 0 {
+				t.Fatalf("%s", r)
+			}
+			screen := invisible.ReplaceAllString(r.Stdout, "")
+			if strings.Contains(screen, "4111111111111111") {
+				t.Fatalf("the screen shows the card number: %q", r.Stdout)
+			}
+			mustContain(t, "screen", screen, "************1111")
+		})
+	}
+}
+
 // shell starts an interactive shell on web1 and waits for its prompt
 // before typing, as a person does.
 func (e *env) shell(t *testing.T) *testenv.PTY {

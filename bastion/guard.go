@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -191,7 +190,7 @@ func (g *shellGuard) drain(pending []byte) ([]byte, bool) {
 			scan = end
 			continue
 		}
-		if strings.TrimSpace(text) == "" || g.p.enforce(g.decide(text), text, nil) == policy.ActionAllow {
+		if strings.TrimSpace(text) == "" || g.p.enforce(g.decideFresh(text), text, nil) == policy.ActionAllow {
 			if !g.forward(pending[:end]) {
 				return nil, false
 			}
@@ -208,6 +207,89 @@ func (g *shellGuard) decide(text string) policy.Decision {
 		return pol.JudgeShellLine(pid, g.p.ss.target, text)
 	}
 	return pol.JudgeCommand(pid, g.p.ss.target, text)
+}
+
+// typedFreshFrom is where freshReadings starts for a line typed at a pty:
+// after a line joined while a command still ran (a program may have read
+// it), or after a line that ends in a pattern bash rejects as a syntax
+// error without extglob (`echo @(`), which this parser reads as
+// unfinished; otherwise nowhere.
+func typedFreshFrom(mode readMode, line linerec.Line) int {
+	if line.AfterEarly || mode == modeKeys {
+		return 1
+	}
+	text := line.Text
+	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
+		for _, open := range []string{"@(", "!(", "+(", "?(", "*("} {
+			if strings.Contains(text[:i], open) {
+				return 1
+			}
+		}
+	}
+	return 0
+}
+
+// decideFresh judges a complete text read from a no-pty session's input as
+// decide does, and as bash would run it had a program read its first lines
+// (freshReadings): the strictest verdict.
+func (g *shellGuard) decideFresh(text string) policy.Decision {
+	best := g.decide(text)
+	budget := freshBudget
+	texts, ok := freshReadings(text, &budget, 1)
+	if !ok {
+		return g.p.env.policy().JudgeUnreadable(g.p.ss.pid, g.p.ss.target, "a command of more lines than the bastion can judge as bash might read them (a program reading some of them)")
+	}
+	for _, t := range texts {
+		if d := g.decide(t); strictness(d.Action) > strictness(best.Action) {
+			best = d
+		}
+	}
+	return best
+}
+
+// freshBudget bounds the text freshReadings parses for one line: a few
+// hundred lines of a paste or a here-document.
+const freshBudget = 16 << 20
+
+// freshReadings returns what bash would run of text (lines the guard joined
+// because they continue a command) had a program, not bash, read its first
+// lines: a `read`, a `cat` or any command still running takes lines that
+// were typed or pasted for the shell, and bash then parses the rest afresh.
+// The same happens when bash rejects a line the guard's parser reads as
+// unfinished (`echo @(` without extglob). For each line after the first,
+// the longest complete command text starting there (trailing lines that do
+// not finish it dropped: bash has run what they follow) is a reading, for
+// the lines from index from on (0: none); ok is false when that would parse
+// more than *budget bytes in all.
+//
+// Where nothing can have read the lines before (a construct typed at the
+// shell's prompts, a paste before its first command runs) they are not
+// asked for: a here-document's lines are text, not commands.
+func freshReadings(text string, budget *int, from int) (texts []string, ok bool) {
+	if from < 1 || !strings.Contains(text, "\n") {
+		return nil, true
+	}
+	lines := strings.Split(text, "\n")
+	for j := from; j < len(lines); j++ {
+		for m := len(lines); m > j; m-- {
+			t := strings.Join(lines[j:m], "\n")
+			if strings.TrimSpace(t) == "" {
+				break
+			}
+			if *budget -= len(t) + 1; *budget < 0 {
+				return nil, false
+			}
+			a, err := shellcmd.Analyze(t)
+			if err != nil || a.Incomplete {
+				continue
+			}
+			if len(a.Commands) > 0 || len(a.Unknowable) > 0 {
+				texts = append(texts, t)
+			}
+			break
+		}
+	}
+	return texts, true
 }
 
 // watched reports whether any command rule applies to the session now. The
@@ -256,7 +338,7 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 			mode, texts = modeScreen, []string{strings.Join(append(sacc, text), "\n")}
 		}
 	}
-	v := g.judgeLines(mode, texts, g.in)
+	v := g.judgeLines(mode, texts, g.in, typedFreshFrom(mode, line))
 	switch {
 	case v.action != policy.ActionAllow:
 		g.cancelLine()
@@ -383,7 +465,7 @@ type lineVerdict struct {
 // is dropped when another one parses; a line every reading of which is
 // unfinished continues; otherwise every finished reading is judged and the
 // strictest verdict is enforced.
-func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput) lineVerdict {
+func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, freshFrom int) lineVerdict {
 	pol := g.p.env.policy()
 	pid := g.p.ss.pid
 	target := g.p.ss.target
@@ -395,6 +477,12 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput) 
 		return lineVerdict{action: g.p.enforce(d, "(a line typed ahead of the prompt)", keys)}
 	}
 	lenient := mode == modeFullScreen || mode == modeHidden
+	shown := func(text string) string {
+		if mode == modeHidden {
+			return "(input that was not echoed)"
+		}
+		return text
+	}
 	type parsed struct {
 		text       string
 		ok         bool // parses
@@ -443,27 +531,42 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput) 
 			finished = append(finished, p)
 		}
 	}
-	shown := func(text string) string {
-		if mode == modeHidden {
-			return "(input that was not echoed)"
+	// What bash runs if a program, not bash, read the first lines (see
+	// freshReadings): judged beside the readings, never continued.
+	var fresh []parsed
+	budget := freshBudget
+	for _, p := range ps {
+		texts, ok := freshReadings(p.text, &budget, freshFrom)
+		if !ok {
+			d := pol.JudgeUnreadable(pid, target, "a command of more lines than the bastion can judge as bash might read them (a program reading some of them); split it, or run it as a script")
+			return lineVerdict{action: g.p.enforce(d, shown(p.text), keys)}
 		}
-		return text
-	}
-	if len(finished) == 0 {
-		if mode == modeHidden {
-			// An unfinished line the user cannot see: the shell would
-			// join it with the next one, which could not be judged with it.
-			d := pol.JudgeUnreadable(pid, target, "an unfinished command typed without echo")
-			return lineVerdict{action: g.p.enforce(d, shown(""), keys)}
+		for _, t := range texts {
+			fresh = append(fresh, parsed{text: t, ok: true})
 		}
-		return lineVerdict{action: policy.ActionAllow, cont: true}
 	}
-	best, bestText, names := policy.Decision{Action: policy.ActionAllow}, finished[0].text, finished[0].names
-	for i, p := range finished {
+	if len(finished) == 0 && mode == modeHidden {
+		// An unfinished line the user cannot see: the shell would
+		// join it with the next one, which could not be judged with it.
+		d := pol.JudgeUnreadable(pid, target, "an unfinished command typed without echo")
+		return lineVerdict{action: g.p.enforce(d, shown(""), keys)}
+	}
+	var best policy.Decision
+	var bestText string
+	for i, p := range append(finished, fresh...) {
 		d := pol.JudgeShellLine(pid, target, p.text)
 		if i == 0 || strictness(d.Action) > strictness(best.Action) {
-			best, bestText, names = d, p.text, p.names
+			best, bestText = d, p.text
 		}
+	}
+	if len(finished) == 0 && (len(fresh) == 0 || best.Action == policy.ActionAllow) {
+		// Nothing runs yet as the guard reads it, and nothing refused
+		// would if a program had taken the first lines.
+		return lineVerdict{action: policy.ActionAllow, cont: true}
+	}
+	var names []string
+	if len(finished) > 0 {
+		names = finished[0].names
 	}
 	if best.Action == policy.ActionAllow && mode == modeHidden {
 		// Not audited: it may be a password.
@@ -508,13 +611,26 @@ func (g *shellGuard) paste(seg linerec.Segment) bool {
 	// line that completes the commands before it.
 	var units []string // per reading, the commands bash would run, one per line group
 	var tails [][]string
-	for _, v := range vs {
+	var whole []string // per reading, every line: for freshReadings when part of it continues
+	// Once bash has run the paste's first command, that command may read
+	// the lines after it (read, cat): from there on each line is also
+	// judged as the start of a command (freshReadings); from the first
+	// line if the paste came while a command ran.
+	freshFrom := 0
+	if line.Early || line.AfterEarly {
+		freshFrom = 1
+	}
+	for vi, v := range vs {
+		whole = append(whole, strings.Join(v.lines, "\n"))
 		var cur, done []string
-		for _, l := range v.lines {
+		for i, l := range v.lines {
 			cur = append(cur, l)
 			text := strings.Join(cur, "\n")
 			if a, err := shellcmd.Analyze(text); err == nil && a.Incomplete {
 				continue
+			}
+			if vi == 0 && freshFrom == 0 {
+				freshFrom = i + 1
 			}
 			done = append(done, text)
 			cur = nil
@@ -525,14 +641,22 @@ func (g *shellGuard) paste(seg linerec.Segment) bool {
 		tails = append(tails, cur)
 	}
 	if mode == modeUnreadable || mode == modeNone {
-		if g.judgeLines(mode, nil, g.in).action != policy.ActionAllow {
+		if g.judgeLines(mode, nil, g.in, 0).action != policy.ActionAllow {
 			g.cancelLine()
 			return true
 		}
-	} else if len(units) > 0 {
+	} else if len(units) > 0 || len(whole) > 0 {
 		// One verdict for the paste: the strictest over every command of
-		// every reading, enforced once (one approval for the paste).
-		if g.judgeLines(mode, units, g.in).action != policy.ActionAllow {
+		// every reading, enforced once (one approval for the paste). The
+		// readings whole, continued tail included, add what bash would
+		// run had a program read their first lines.
+		texts := units
+		for i, w := range whole {
+			if len(tails[i]) > 0 {
+				texts = append(texts, w)
+			}
+		}
+		if g.judgeLines(mode, texts, g.in, freshFrom).action != policy.ActionAllow {
 			g.cancelLine()
 			return true
 		}
@@ -777,43 +901,20 @@ func suffix(sep, s string) string {
 	return sep + s
 }
 
-// shellNames are programs that read shell commands from stdin when given
-// no script and no -c: an exec of one of them is an interactive shell in
-// disguise (`ssh host bash`, `ssh host sudo -i`), so its input is judged
-// like a shell's.
+// shellNames are shells, and programs that start one.
 var shellNames = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true, "ash": true, "busybox": true, "su": true}
 
-// readsShellFromStdin reports whether an exec command ends in a shell that
-// reads its commands from the session's stdin.
+// readsShellFromStdin reports whether an exec command runs a shell that
+// reads its commands from the session's stdin: an interactive shell in
+// disguise (`ssh host bash`, `bash -o errexit`, `sh /dev/stdin`, `source
+// /dev/stdin`, `sudo -i`). shellcmd follows the shells' own options to
+// find out; a command it cannot read counts as one.
 func readsShellFromStdin(command string) bool {
 	a, err := shellcmd.Analyze(command)
-	if err != nil || len(a.Commands) == 0 {
-		return false
+	if err != nil || a.Incomplete {
+		return true
 	}
-	for _, c := range a.Commands {
-		switch {
-		case c.Name == "sudo" || c.Name == "doas":
-			for _, arg := range c.Argv[1:] {
-				if arg == "-i" || arg == "-s" || arg == "--login" || arg == "--shell" {
-					return true
-				}
-			}
-		case shellNames[c.Name]:
-			script := false
-			for _, arg := range c.Argv[1:] {
-				if arg == "-c" || !strings.HasPrefix(arg, "-") && c.Name != "su" {
-					script = true
-				}
-				if c.Name == "su" && arg == "-c" {
-					script = true
-				}
-			}
-			if !script || slices.Contains(c.Argv[1:], "-s") && c.Name != "su" {
-				return true
-			}
-		}
-	}
-	return false
+	return a.StdinShell
 }
 
 // interactiveShell reports whether an exec command starts a shell with -i

@@ -99,6 +99,18 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		{name: "shell on the alternate screen", setup: []string{"printf '\\033[?1049h'"}, keys: "rm -rf " + victim + "\r"},
 		{name: "continuation then paste", keys: "rm -rf \\\r", paste: victim + "\rtrue\r"},
 		{name: "completion typed while a command runs", keys: "sleep 1\rrm -rf vict\t\r"},
+		// A program, not bash, reads the line the guard took for the start
+		// of a command, and bash runs the next line on its own.
+		{name: "here-document opener read by a program", keys: "read x\rcat <<EOF\rrm -rf " + victim + "\r"},
+		{name: "quote opener read by a program", keys: "read x\recho '\rrm -rf " + victim + " #'\r"},
+		{name: "pattern bash rejects", setup: []string{"shopt -u extglob"}, keys: "echo @(\rrm -rf " + victim + "\r"},
+		// Prompt code and renamed commands, in the forms bash also takes.
+		{name: "PROMPT_COMMAND array", keys: "PROMPT_COMMAND=('rm -rf " + victim + "')\r"},
+		{name: "PS1 array", keys: "PS1=('$(rm -rf " + victim + ")P> ')\r"},
+		{name: "printf -v PROMPT_COMMAND", keys: "printf -v PROMPT_COMMAND 'rm -rf " + victim + "'\r"},
+		{name: "read PROMPT_COMMAND", keys: "read -r PROMPT_COMMAND <<< 'rm -rf " + victim + "'\r"},
+		{name: "hash -p", keys: "hash -p /bin/rm ls; ls -rf " + victim + "\r"},
+		{name: "BASH_ALIASES", keys: "BASH_ALIASES[x]=rm\r"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for i, s := range c.setup {
@@ -207,6 +219,59 @@ rules:
 	}
 }
 
+// A shell reading the session's input without a pty: a program that reads
+// the line the guard took for the start of a command (read, cat) leaves
+// bash to run the next one alone, which is judged too; commands that
+// rename a program are not judged as the name they are typed with.
+func TestGuardrailsProgramReadsInput(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: `
+rules:
+  - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block, unknowable: block}
+`})
+	dir := t.TempDir()
+	n := 0
+	victim := func() string {
+		n++
+		v := filepath.Join(dir, fmt.Sprintf("v%d", n))
+		os.MkdirAll(v, 0o755)
+		return v
+	}
+	for _, c := range []struct{ stdin, command string }{
+		{"rm -rf VICTIM\n", ""},
+		{"read x\ncat <<EOF\nrm -rf VICTIM\nEOF\n", ""},
+		{"read x\necho '\nrm -rf VICTIM #'\n", ""},
+		{"read x\nfor i in 1; do\nrm -rf VICTIM\ndone\n", ""},
+		{"shopt -u extglob\necho @(\nrm -rf VICTIM\n)\n", "bash -i"},
+	} {
+		v := victim()
+		args := []string{"-T", "root@web1"}
+		if c.command != "" {
+			args = append(args, c.command)
+		}
+		r := e.ssh(strings.ReplaceAll(c.stdin, "VICTIM", v), args...)
+		if !exists(v) {
+			t.Errorf("%q deleted the victim: %s", c.stdin, r)
+		}
+	}
+	for _, cmd := range []string{
+		"hash -p /bin/rm ls; ls -rf VICTIM",
+		"BASH_CMDS[ls]=/bin/rm; ls -rf VICTIM",
+		"shopt -s expand_aliases; BASH_ALIASES[x]=rm\nx -rf VICTIM",
+		"declare -n p=PROMPT_COMMAND; p='rm -rf VICTIM'; bash -ic true",
+	} {
+		v := victim()
+		cmd = strings.ReplaceAll(cmd, "VICTIM", v)
+		if r := e.ssh("", "root@web1", cmd); !exists(v) || r.Code != 126 {
+			t.Errorf("%q: want a refusal, the victim kept: %s", cmd, r)
+		}
+	}
+	// Benign input of the same shapes still runs.
+	r := e.ssh("read x\nskipped by read\ncat <<EOF\na here-document line\nEOF\necho after-$((4+4))\n", "-T", "root@web1")
+	if !strings.Contains(r.Stdout, "a here-document line") || !strings.Contains(r.Stdout, "after-8") {
+		t.Errorf("benign input: %s", r)
+	}
+}
+
 // An exec-only role's commands are judged as written: an exec of a shell
 // that would read its commands from the session's input is refused.
 func TestGuardrailsExecOnlyRole(t *testing.T) {
@@ -215,7 +280,10 @@ func TestGuardrailsExecOnlyRole(t *testing.T) {
 	cfg := e.writeSSHConfig("olga", olga)
 	canary := filepath.Join(t.TempDir(), "canary")
 	os.MkdirAll(canary, 0o755)
-	for _, cmd := range []string{"bash", "sh -s", "sudo -i", "bash -i", "exec bash -l"} {
+	for _, cmd := range []string{"bash", "sh -s", "sudo -i", "bash -i", "exec bash -l",
+		// Options that take a value, and scripts that are the input.
+		"bash -o errexit", "bash +o posix", "bash -O extglob", "bash --rcfile /dev/null",
+		"bash /dev/stdin", "sh /dev/fd/0", ". /dev/stdin", "source /dev/stdin", "bash < /dev/stdin"} {
 		r := testenv.Run(t, 30*time.Second, "echo rm -rf "+canary+"\n", "ssh", "-F", cfg, "-T", "root@web1", cmd)
 		if r.Code != 126 || !strings.Contains(r.Stderr, "not a shell reading its commands") {
 			t.Errorf("%q: want a refusal, got %s", cmd, r)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/pgproxy"
@@ -243,17 +244,7 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, Message: d.Reason}
 	}
 	now := s.now()
-	command := st.Normalized
-	if len(st.Body) > 0 {
-		// The normalised text shows a body as $n: show the approver what it runs.
-		var b strings.Builder
-		b.WriteString(command)
-		for _, bs := range st.Body {
-			b.WriteString(" -- body: ")
-			b.WriteString(bs.Normalized)
-		}
-		command = b.String()
-	}
+	command := sqlApprovalText(st)
 	ap := s.approvals.request(&approval{
 		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: ss.login,
 		Kind: "sql", Command: command, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
@@ -269,6 +260,9 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 			d.Rule, d.Reason, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second)),
 		Wait: func(ctx context.Context) (pgproxy.Verdict, error) {
 			outcome, by, note := s.approvals.wait(ctx, ap)
+			if ss.onDecided != nil {
+				ss.onDecided()
+			}
 			if outcome == Approved {
 				ss.decided(outcomeApproved)
 			} else {
@@ -282,6 +276,46 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 				Message: fmt.Sprintf("request %s %s%s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by), suffix(": ", note))}, nil
 		},
 	}
+}
+
+// maxApprovalSQL bounds the statement text an approval request carries.
+const maxApprovalSQL = 64 << 10
+
+// sqlApprovalText is what an approver is shown for a held statement: exactly what will
+// run, never the normalised text (which shows every constant as $n, so "UPDATE accounts
+// SET balance = $1" could mean any balance). That is the statement's own text as the
+// client sent it (its bodies are in it), then, for an execution of a prepared statement,
+// the values bound to its parameters and, for an SQL EXECUTE, the statement it executes.
+// A role's password is the one constant not shown (pgproxy.RedactPasswords).
+// Control characters are left to the displays, which escape them (safetext); a text
+// longer than maxApprovalSQL is cut, saying how much is not shown.
+func sqlApprovalText(st pgproxy.Statement) string {
+	var b strings.Builder
+	b.WriteString(pgproxy.RedactPasswords(st.SQL))
+	if len(st.Params) > 0 {
+		b.WriteString("\n-- parameters:")
+		for i, p := range st.Params {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, " $%d = %s", i+1, p)
+		}
+	}
+	for _, bs := range st.Body {
+		if bs.Protocol == "prepared" {
+			b.WriteString("\n-- executes the prepared statement: ")
+			b.WriteString(pgproxy.RedactPasswords(bs.SQL))
+		}
+	}
+	text := b.String()
+	if len(text) > maxApprovalSQL {
+		n := maxApprovalSQL
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = fmt.Sprintf("%s\n-- (%d more bytes of the statement not shown)", text[:n], len(text)-n)
+	}
+	return text
 }
 
 // policyStatement is a classified statement as the policy judges it.

@@ -214,9 +214,12 @@ func TestPostgresApprovalAndCancel(t *testing.T) {
 	// Denied: the statement never runs.
 	pty.Send("SELECT value FROM secret_keys WHERE name = 'api';\r")
 	m = requestRE.FindStringSubmatch(pty.Expect("waiting up to", 30*time.Second))
-	if r := p.as(bobCfg, "bastion", "deny", m[1]); r.Code != 0 {
+	r := p.as(bobCfg, "bastion", "deny", m[1])
+	if r.Code != 0 {
 		t.Fatalf("deny: %s", r)
 	}
+	// The approver was shown the statement as sent, constants included, not $1.
+	mustContain(t, "deny output", r.Stdout, "SELECT value FROM secret_keys WHERE name = 'api'")
 	pty.Expect("denied", 30*time.Second)
 	pty.Send("\\q\r")
 	pty.Wait(20 * time.Second)

@@ -41,8 +41,11 @@ type session struct {
 	// stderr, when set, receives the reason the bastion ends the session.
 	stderr io.Writer
 	// onHold, when set, learns the approval request a statement waits for
-	// (the SQL API answers 202 with it).
+	// (the SQL API answers 202 with it, and stops its clock).
 	onHold func(requestID string)
+	// onDecided, when set, learns that the wait onHold announced is over,
+	// whatever the decision (the SQL API's clock runs again).
+	onDecided func()
 
 	recMu sync.Mutex
 	rec   Recording

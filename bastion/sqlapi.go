@@ -231,12 +231,28 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	held := make(chan string, 1)
+	// The statement's own run time is bounded; a hold stops the clock and
+	// the decision starts it again with the time that was left. At the
+	// limit the statement is cancelled in PostgreSQL (as a client's
+	// CancelRequest would: the backend stops working on it) before the
+	// session ends, so a timed-out query does not run on unseen.
+	var timedOut atomic.Bool
+	var key atomic.Pointer[[2]uint32]
+	clock := newRunClock(api.cfg.Timeout, func() {
+		timedOut.Store(true)
+		if k := key.Load(); k != nil {
+			s.pg.cancels.Forward(ctx, k[0], k[1])
+		}
+		ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout))
+	})
 	ss.onHold = func(requestID string) {
+		clock.pause()
 		select {
 		case held <- requestID: // the first hold answers 202
 		default:
 		}
 	}
+	ss.onDecided = clock.resume
 	go func() {
 		defer ss.finish()
 		s.postgresForward(ss, server, up, t, port)
@@ -246,25 +262,12 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		code int
 	}
 	done := make(chan answer, 1)
-	// The statement's own run time is bounded; a hold stops the clock. At
-	// the limit the statement is cancelled in PostgreSQL (as a client's
-	// CancelRequest would: the backend stops working on it) before the
-	// session ends, so a timed-out query does not run on unseen.
-	var timedOut atomic.Bool
-	var key atomic.Pointer[[2]uint32]
-	timer := time.AfterFunc(api.cfg.Timeout, func() {
-		timedOut.Store(true)
-		if k := key.Load(); k != nil {
-			s.pg.cancels.Forward(ctx, k[0], k[1])
-		}
-		ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout))
-	})
 	go func() {
 		defer cancel()
 		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows, func(pid, secret uint32) {
 			key.Store(&[2]uint32{pid, secret})
 		})
-		timer.Stop()
+		clock.stop()
 		a := answer{SQLResponse{SessionID: sid, Status: "ok"}, http.StatusOK}
 		var qe *pgproxy.QueryError
 		switch {
@@ -288,7 +291,6 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	case a := <-done:
 		writeSQL(w, a.code, a.resp)
 	case reqID := <-held:
-		timer.Stop()
 		h := &heldSQL{owner: owner(id), done: make(chan struct{})}
 		api.mu.Lock()
 		api.held[sid] = h
@@ -306,6 +308,60 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		}()
 		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: reqID,
 			StatusURL: strings.Replace(PathSQLStatus, "{id}", sid, 1)})
+	}
+}
+
+// runClock is a statement's run-time budget: it runs, except while a
+// statement waits for approval, and calls expire once when the budget is
+// spent.
+type runClock struct {
+	mu      sync.Mutex
+	left    time.Duration // budget not spent when the clock last stopped
+	since   time.Time     // when it last started
+	timer   *time.Timer   // nil while paused or stopped
+	stopped bool
+	expire  func()
+}
+
+// newRunClock starts a clock of d.
+func newRunClock(d time.Duration, expire func()) *runClock {
+	c := &runClock{left: d, expire: expire}
+	c.resume()
+	return c
+}
+
+// pause stops the clock, keeping what is left of the budget.
+func (c *runClock) pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		if !c.timer.Stop() {
+			c.stopped = true // it fired: the budget is spent, expire ran
+		}
+		c.left -= time.Since(c.since)
+		c.timer = nil
+	}
+}
+
+// resume starts the clock again with what is left of the budget.
+func (c *runClock) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || c.timer != nil {
+		return
+	}
+	c.since = time.Now()
+	c.timer = time.AfterFunc(max(c.left, 0), c.expire)
+}
+
+// stop stops the clock for good.
+func (c *runClock) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
 	}
 }
 

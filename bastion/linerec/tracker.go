@@ -64,26 +64,33 @@ type Line struct {
 	// Alt is set when a full-screen program (the alternate screen) is
 	// showing. Judge is false and Text empty.
 	Alt bool
+	// AfterEarly is set when a line joined by Continue (or ContinueWith)
+	// was typed ahead: a program still running may have read it instead of
+	// the shell, which then reads the lines after it as a command of their
+	// own.
+	AfterEarly bool
 }
 
 // Tracker follows one interactive terminal session. It is not safe for
 // concurrent use.
 type Tracker struct {
-	s       *screen
-	ks      keyScanner
-	active  bool     // a line is in progress: the mark is set
-	acc     []string // lines accumulated by Continue
-	prompt  string   // the cells left of the mark on its row when it was set
-	known   []string // prompt tails seen at settled anchors, newest first
-	early   bool     // the anchor was taken before the previous keys were echoed
-	typed   int      // printable keys typed since the mark
-	keysSeq uint64
-	echoSeq uint64
-	carry   string // the incomplete last line of a paste, typed ahead
-	last    string // the text of the last Line call since the mark
-	markAlt bool   // the mark was set on the alternate screen
-	simple  bool   // only keys that cannot put a line break into the line since the mark
-	listed  bool   // a completion key (Tab, Alt-?, Alt-=) was typed since the mark
+	s      *screen
+	ks     keyScanner
+	active bool     // a line is in progress: the mark is set
+	acc    []string // lines accumulated by Continue
+	prompt string   // the cells left of the mark on its row when it was set
+	known  []string // prompt tails seen at settled anchors, newest first
+	early  bool     // the anchor was taken before the previous keys were echoed
+	// accEarly: a line in acc was typed ahead (Line.AfterEarly).
+	accEarly bool
+	typed    int // printable keys typed since the mark
+	keysSeq  uint64
+	echoSeq  uint64
+	carry    string // the incomplete last line of a paste, typed ahead
+	last     string // the text of the last Line call since the mark
+	markAlt  bool   // the mark was set on the alternate screen
+	simple   bool   // only keys that cannot put a line break into the line since the mark
+	listed   bool   // a completion key (Tab, Alt-?, Alt-=) was typed since the mark
 
 	// After a submit or a cancel the shell answers with output and a new
 	// prompt; a key typed while the last output still ends a line (the
@@ -375,6 +382,7 @@ func (t *Tracker) Continue() {
 	if text == "" {
 		text = t.Line().Text
 	}
+	t.accEarly = t.accEarly || t.early
 	t.acc = append(t.acc, text)
 	t.kacc = append(t.kacc, string(t.km.buf))
 	t.kaccOK = t.kaccOK && t.kmOK
@@ -387,6 +395,7 @@ func (t *Tracker) Continue() {
 func (t *Tracker) reset() {
 	t.active = false
 	t.acc = nil
+	t.accEarly = false
 	t.kacc, t.kaccOK = nil, true
 	t.typed = 0
 	t.s.clearMark()
@@ -399,18 +408,18 @@ var searchRE = regexp.MustCompile("^\\((?:failed )?(?:reverse-)?i-search\\)`[^']
 func (t *Tracker) Line() Line {
 	keys, keysOK := t.keysReading()
 	if t.s.alt {
-		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK}
+		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
 	}
 	if !t.active {
-		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK}
+		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
 	}
 	if t.typed > 0 && t.s.drawn == 0 {
-		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK}
+		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
 	}
 	text, why := t.current()
 	t.last = text
 	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early,
-		Keys: keys, KeysOK: keysOK}
+		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
 }
 
 // Continued returns the lines joined by Continue so far: as the screen
@@ -429,6 +438,7 @@ func (t *Tracker) ContinueWith(screen, keys []string, keysOK bool) {
 		t.Commit()
 		return
 	}
+	t.accEarly = t.accEarly || t.early
 	t.acc = append([]string(nil), screen...)
 	t.kacc = append([]string(nil), keys...)
 	t.kaccOK = keysOK && len(keys) == len(screen)

@@ -36,6 +36,42 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestSpecials checks the word-wide tests for special bytes against the
+// table, for every byte value at every position among other bytes.
+func TestSpecials(t *testing.T) {
+	for _, fill := range []byte{'a', '0', ' ', '\n', 0x1b, 0x00, 0xff, 0x7e, 0x80, 0x9b, 0xc2, 0x20, 0x1f} {
+		for n := 0; n < 256; n++ {
+			for pos := 0; pos < 8; pos++ {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[pos] = byte(n)
+				var want uint64
+				for k, b := range w {
+					if special[b] {
+						want |= 0x80 << (8 * k)
+					}
+				}
+				if got := specials(binary.LittleEndian.Uint64(w)); got != want {
+					t.Fatalf("%q: got %016x, want %016x", w, got, want)
+				}
+				if want != 0 && printable(binary.LittleEndian.Uint64(w)) == 0 {
+					t.Fatalf("%q: printable misses a special byte", w)
+				}
+			}
+		}
+	}
+}
+
+// indexSpecial returns the index of the first special byte at or after i,
+// or len(p), byte by byte: where cleanPrefix's end is.
+func indexSpecial(p []byte, i int) int {
+	for ; i < len(p); i++ {
+		if special[p[i]] {
+			return i
+		}
+	}
+	return len(p)
+}
+
 // cleanPrefixRef is cleanPrefix byte by byte, from its definition.
 func cleanPrefixRef(p []byte, i, end int) int {
 	digit := func(k int) bool { return k >= end || isDigit(p[k]) } // past end: unknown
@@ -80,6 +116,18 @@ var cleanCases = []struct {
 	{"other joiners", "x 12,345,678(90) y", 2},
 	{"not joiners", "x 12.345.678:90:1 y", -1},
 	{"escape ends the prefix", "abc\x1b[0m", 3},
+	{"nul ends the prefix", "abc\x00def", 3},
+	{"del ends the prefix", "abc 12\x7f", 4},
+	{"utf-16 digits", "a\x00b\x004\x001\x00", 1},
+	{"zero-width space ends the prefix", "ab 41\u200b11", 3},
+	{"8-bit csi ends the prefix", "abc\x9b0m", 3},
+	{"c2 ends the prefix", "abc\u00b0 x", 3},
+	{"other utf-8 does not", "caf\u00e9 \u4e2d 12 \u00e9", -1},
+	{"newline and tab do not", "a\tb 12\r\nc\v\f", -1},
+	{"special after 64 bytes", strings.Repeat("a", 70) + "\x0f", 70},
+	{"special on a block edge after a separator", strings.Repeat("a", 59) + "4111 \x001111 1111 1111 x", 59},
+	{"special on a block edge after digits", strings.Repeat("a", 60) + "4111\x0f111111111111 x", 60},
+	{"special on a block edge after text", strings.Repeat("a", 64) + "\x0f4111 x", 64},
 	{"run before an escape", "a 4111\x1b[0m1111", 2},
 	{"separator before an escape", "a 4111 \x1b[0m1111 1111 1111", 2},
 	{"separator after text", "a - 1 -", -1},
@@ -99,8 +147,8 @@ func TestCleanPrefix(t *testing.T) {
 			if want < 0 {
 				want = len(p)
 			}
-			end := indexEsc(p, 0)
-			if got := cleanPrefix(p, 0, end); got != want {
+			end := indexSpecial(p, 0)
+			if got := cleanPrefix(p, 0, indexEsc(p, 0)); got != want {
 				t.Errorf("got %d, want %d", got, want)
 			}
 			if got := cleanPrefixRef(p, 0, end); got != want {
@@ -124,7 +172,8 @@ func outputOf(t testing.TB, in []byte, slow bool, step int) string {
 // randomText is output made of the pieces card numbers and their near
 // misses are made of.
 func randomText(rng *rand.Rand, n int) []byte {
-	pieces := []string{"4111", "1111", "5555", "4444", "0", "12", "999999", " ", "-", "  ", "x", "\n", "\x1b[0m", "\x1b[31m", "\x1b]0;1\x07", "\x1b", "[", "m", "4111111111111111", "411111111111111"}
+	pieces := []string{"4111", "1111", "5555", "4444", "0", "12", "999999", " ", "-", "  ", "x", "\n", "\x1b[0m", "\x1b[31m", "\x1b]0;1\x07", "\x1b", "[", "m", "4111111111111111", "411111111111111",
+		"\x00", "\x0f", "\x7f", "\r", "\b", "\u200b", "\ufeff", "\u00ad", "\u00e9", "\xe2\x80", "\xc2", "\x9b", "\xc2\x9b0m", "\x9b1C", "\xc2\x9b", ";"}
 	var b []byte
 	for len(b) < n {
 		b = append(b, pieces[rng.IntN(len(pieces))]...)
@@ -147,13 +196,40 @@ func TestFastMatchesReference(t *testing.T) {
 	}
 }
 
+// TestFastMatchesReferenceBytes compares them on random bytes, most of them
+// those that begin, continue or end escapes and sequences that are not
+// drawn.
+func TestFastMatchesReferenceBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 3))
+	alphabet := []byte{0, 0x0f, 0x7f, 0x1b, '[', ']', 'm', '0', '1', '4', ' ', '-', 0x9b, 0xc2, 0xe2, 0xef,
+		0x80, 0x81, 0x8b, 0xbb, 0xbf, 0xad, 0xa0, '\n', '\r', 0x07, '\\', 'P', ';'}
+	for range 5000 {
+		in := make([]byte, rng.IntN(200))
+		for i := range in {
+			if rng.IntN(4) == 0 {
+				in[i] = byte(rng.IntN(256))
+			} else {
+				in[i] = alphabet[rng.IntN(len(alphabet))]
+			}
+		}
+		want := outputOf(t, in, true, len(in))
+		for _, step := range []int{len(in), 1 + rng.IntN(23)} {
+			if got := outputOf(t, in, false, step); got != want {
+				t.Fatalf("%q in writes of %d:\ngot  %q\nwant %q", in, step, got, want)
+			}
+		}
+	}
+}
+
 func FuzzCleanPrefix(f *testing.F) {
 	for _, tc := range cleanCases {
 		f.Add([]byte(tc.in))
 	}
+	for _, tc := range cardCases {
+		f.Add([]byte(tc.in))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		end := indexEsc(in, 0)
-		got, want := cleanPrefix(in, 0, end), cleanPrefixRef(in, 0, end)
+		got, want := cleanPrefix(in, 0, indexEsc(in, 0)), cleanPrefixRef(in, 0, indexSpecial(in, 0))
 		if got != want {
 			t.Fatalf("%q: got %d, want %d", in, got, want)
 		}

@@ -23,6 +23,19 @@
 // the stream: every output byte is the input byte or a '*' in place of a
 // digit.
 //
+// So is what a terminal does not draw, since the screen shows the digits
+// on either side of it together: the C0 controls that neither draw nor
+// move the cursor (NUL, as in UTF-16 text, SO, SI, BEL and the others but
+// BS, HT, LF, VT, FF, CR and ESC), DEL, and the zero-width and format
+// characters U+200B to U+200F, U+202A to U+202E, U+2060 to U+2064, U+2066
+// to U+2069 and U+FEFF, in UTF-8. A soft hyphen (U+00AD), which terminals
+// draw as a hyphen, is a separator like '-'. An 8-bit CSI (0x9b, or c2 9b,
+// U+009B in UTF-8) is a CSI sequence, transparent, unless its parameters
+// hold 13 digits or more or it is longer than 24 bytes: a terminal that
+// does not take it as one (a raw 0x9b is not UTF-8) draws what follows, so
+// such a sequence is text, and a number in it is masked. Patterns see text
+// without any of these either.
+//
 // Input may be split anywhere, in the middle of a number or of an escape
 // sequence: the parser state and the digits of the current run carry over.
 // If a Flush or a full hold released the first digits of a number before
@@ -37,9 +50,10 @@
 // at most 19 digits); patterns add RE2's linear matching over each line,
 // and the held tail (at most MaxHold bytes) once more per Write. Without
 // patterns, text that cannot hold a card number (runs of digits and
-// separators shorter than 13 bytes that end in text, and no escape) is
-// skipped 64 bytes at a time, and output with nothing to mask or hold is
-// returned as it came, without a copy: log text masks at about 2 GB/s.
+// separators shorter than 13 bytes that end in text, and no escape or
+// other byte that is not drawn) is skipped 64 bytes at a time, and output
+// with nothing to mask or hold is returned as it came, without a copy: log
+// text masks at about 2 GB/s.
 //
 // # Concurrency
 //
@@ -49,7 +63,12 @@
 //
 //   - Digits drawn out of order with cursor addressing, or typed over with
 //     backspaces, can show a number on screen that never appears in the
-//     byte stream in order; such output is not masked.
+//     byte stream in order; such output is not masked. BS, HT, CR and the
+//     line feeds end a run of digits, as text does.
+//   - A terminal that ignores U+009B draws the parameters of a short
+//     c2 9b CSI: digits there that continue the digits before it are
+//     not joined with them. Combining marks and variation selectors are
+//     text: a digit carrying one ends a run.
 //   - Patterns only see a match whole when the match lies within the last
 //     MaxHold bytes of its line, or the line ends before the hold fills.
 //   - A window title or other OSC string holding a card number is passed

@@ -11,8 +11,9 @@ type Config struct {
 	// Cards masks payment card numbers (PANs): 13 to 19 digits passing the
 	// Luhn check, written plain ("4111111111111111"), in groups of 3 to 6
 	// digits separated by single spaces or dashes ("4111 1111 1111 1111",
-	// "3782-822463-10005"), with terminal escape sequences anywhere between
-	// the digits. A run of more than 19 consecutive digits is not a card.
+	// "3782-822463-10005"), with terminal escape sequences and bytes a
+	// terminal does not draw (NUL, SI, DEL, U+200B, …) anywhere between the
+	// digits. A run of more than 19 consecutive digits is not a card.
 	Cards bool
 	// Patterns are custom detectors (RE2, linear time), matched within one
 	// line of text with escape sequences removed; every byte of a match is
@@ -62,7 +63,14 @@ const (
 	eCSI
 	eStr    // OSC, DCS, SOS, PM, APC body
 	eStrEsc // ESC inside a string: ST or a new sequence
+	eU8     // a UTF-8 sequence that may not be drawn (m.seq holds it)
+	eC1     // a CSI opened by 0x9b or its UTF-8 form c2 9b (m.seq holds it)
 )
+
+// maxC1 bounds the bytes of an 8-bit CSI judged at its end (held until
+// then): a longer one is text. It is below minHold, so the hold never
+// releases part of one.
+const maxC1 = 24
 
 type digit struct {
 	v      byte
@@ -85,6 +93,12 @@ type Masker struct {
 	slow bool   // tests: no fast path, the reference to compare it with
 
 	es int // escape parser state
+
+	// eU8, eC1: the bytes of the sequence being read, from its first, and
+	// the stream offset of that one; digits counts the digits among them.
+	seq       []byte
+	seqOff    int64
+	seqDigits int
 
 	// the current digit run: groups separated by single separators
 	inRun  bool
@@ -256,11 +270,13 @@ func (m *Masker) scan(i int) {
 					return
 				}
 			}
-			b := p[i]
-			if b == 0x1b {
+			switch b := p[i]; {
+			case b == 0x1b:
 				m.es = eEsc
 				m.setKind(i, kEsc)
-			} else {
+			case special[b]:
+				m.ground(b, i)
+			default:
 				m.textByte(b, i)
 			}
 			i++
@@ -268,6 +284,14 @@ func (m *Masker) scan(i int) {
 		}
 		b := p[i]
 		switch m.es {
+		case eU8:
+			if !m.u8Byte(b, i) {
+				continue // the same byte again, in the ground state
+			}
+		case eC1:
+			if !m.c1Byte(b, i) {
+				continue
+			}
 		case eEsc:
 			switch {
 			case b == '[':
@@ -278,8 +302,9 @@ func (m *Masker) scan(i int) {
 				m.es = eEscInter
 			case b == 0x1b:
 			case b < 0x20 || b >= 0x80:
-				m.ctlInSeq(b, i)
-				i++
+				if m.ctlInSeq(b, i) {
+					i++
+				}
 				continue
 			default:
 				m.es = eGround
@@ -291,8 +316,9 @@ func (m *Masker) scan(i int) {
 			case b == 0x1b:
 				m.es = eEsc
 			case b < 0x20 || b >= 0x80:
-				m.ctlInSeq(b, i)
-				i++
+				if m.ctlInSeq(b, i) {
+					i++
+				}
 				continue
 			default:
 				m.es = eGround
@@ -306,8 +332,9 @@ func (m *Masker) scan(i int) {
 			case b == 0x1b:
 				m.es = eEsc
 			default:
-				m.ctlInSeq(b, i)
-				i++
+				if m.ctlInSeq(b, i) {
+					i++
+				}
 				continue
 			}
 			m.setKind(i, kEsc)
@@ -337,22 +364,203 @@ func (m *Masker) scan(i int) {
 // ctlInSeq handles a byte that cannot continue an escape sequence: a control
 // character acts on its own (and leaves the sequence going, as terminals
 // do, except CAN and SUB, which end it); a byte >= 0x80 ends the sequence
-// and is text.
-func (m *Masker) ctlInSeq(b byte, i int) {
-	if b >= 0x80 || b == 0x18 || b == 0x1a {
+// and is read again in the ground state (it may begin an 8-bit CSI or a
+// character that is not drawn). It reports whether it consumed b.
+func (m *Masker) ctlInSeq(b byte, i int) bool {
+	if b >= 0x80 {
+		m.es = eGround
+		return false
+	}
+	if b == 0x18 || b == 0x1a {
 		m.es = eGround
 	}
 	m.textByte(b, i)
+	return true
 }
 
+// setKind sets the kind of pending byte i, if it is still pending.
 func (m *Masker) setKind(i int, k byte) {
-	if m.pats != nil {
+	if m.pats != nil && i >= 0 {
 		m.kind[i] = k
 	}
 }
 
-// textByte handles a byte of text (not part of an escape sequence).
+// invisible says which single bytes a terminal neither draws nor moves the
+// cursor for: the C0 controls other than BS, HT, LF, VT, FF, CR (and ESC,
+// which begins a sequence), and DEL. They are transparent like escape
+// sequences: digits on either side of them are one number.
+var invisible = [256]bool{
+	0x00: true, 0x01: true, 0x02: true, 0x03: true, 0x04: true, 0x05: true, 0x06: true, 0x07: true,
+	0x0e: true, 0x0f: true, 0x10: true, 0x11: true, 0x12: true, 0x13: true, 0x14: true, 0x15: true,
+	0x16: true, 0x17: true, 0x18: true, 0x19: true, 0x1a: true, 0x1c: true, 0x1d: true, 0x1e: true,
+	0x1f: true, 0x7f: true,
+}
+
+// ground handles byte i, b, in the ground state.
+func (m *Masker) ground(b byte, i int) {
+	switch b {
+	case 0x1b:
+		m.es = eEsc
+		m.setKind(i, kEsc)
+	case 0x9b, 0xc2, 0xe2, 0xef:
+		// An 8-bit CSI, or the first byte of a character that may not be
+		// drawn: judged once its bytes are in.
+		m.es = eU8
+		if b == 0x9b {
+			m.es = eC1
+		}
+		m.seq = append(m.seq[:0], b)
+		m.seqOff = m.base + int64(i)
+		m.seqDigits = 0
+	default:
+		m.textByte(b, i) // invisible
+	}
+}
+
+// u8 results: what the bytes read so far of a UTF-8 sequence are.
+const (
+	u8Text = iota // drawn (or not one of those below)
+	u8More        // a prefix of one of those below
+	u8None        // a format character that is not drawn
+	u8Sep         // U+00AD, soft hyphen: drawn as a hyphen
+	u8CSI         // U+009B, CSI
+)
+
+// u8Class classifies seq, the bytes of a UTF-8 sequence read so far. The
+// characters terminals do not draw (zero width, format): U+200B to U+200F
+// (zero-width space, non-joiner, joiner, direction marks), U+202A to
+// U+202E and U+2066 to U+2069 (direction embeddings and isolates), U+2060
+// to U+2064 (word joiner, invisible operators) and U+FEFF (zero-width
+// no-break space, byte order mark).
+func u8Class(seq []byte) int {
+	switch len(seq) {
+	case 2:
+		switch {
+		case seq[0] == 0xc2 && seq[1] == 0x9b:
+			return u8CSI
+		case seq[0] == 0xc2 && seq[1] == 0xad:
+			return u8Sep
+		case seq[0] == 0xe2 && (seq[1] == 0x80 || seq[1] == 0x81), seq[0] == 0xef && seq[1] == 0xbb:
+			return u8More
+		}
+	case 3:
+		c := seq[2]
+		switch {
+		case seq[1] == 0x80 && (c >= 0x8b && c <= 0x8f || c >= 0xaa && c <= 0xae),
+			seq[1] == 0x81 && (c >= 0xa0 && c <= 0xa4 || c >= 0xa6 && c <= 0xa9),
+			seq[1] == 0xbb && c == 0xbf:
+			return u8None
+		}
+	}
+	return u8Text
+}
+
+// u8Byte handles byte i, b, of a UTF-8 sequence that may not be drawn. It
+// reports whether it consumed b; if not, b is read again in the ground
+// state.
+func (m *Masker) u8Byte(b byte, i int) bool {
+	m.seq = append(m.seq, b)
+	switch u8Class(m.seq) {
+	case u8More:
+		return true
+	case u8None:
+		m.seqKind(kEsc)
+		m.es = eGround
+		return true
+	case u8Sep:
+		m.es = eGround
+		if m.cards {
+			m.cardByte('-', m.base+int64(i))
+		}
+		return true
+	case u8CSI:
+		m.es = eC1
+		return true
+	}
+	// Drawn: the bytes before b are text, and b starts anew.
+	m.seq = m.seq[:len(m.seq)-1]
+	m.es = eGround
+	m.seqText(0)
+	return false
+}
+
+// c1Byte handles byte i, b, of an 8-bit CSI (0x9b or c2 9b). Where it is a
+// CSI the sequence is not drawn, and transparent like a 7-bit one; but a
+// raw 0x9b is not valid UTF-8 and most terminals draw it (as U+FFFD) and
+// the bytes after it, and some terminals ignore c2 9b and draw the bytes
+// after it. So a sequence whose parameters hold 13 digits or more, or
+// that is longer than maxC1 bytes, is taken as text: if its digits make
+// a card number, they are masked. c1Byte reports whether it consumed b.
+func (m *Masker) c1Byte(b byte, i int) bool {
+	switch {
+	case b >= 0x20 && b <= 0x3f, b == 0x7f:
+		m.seq = append(m.seq, b)
+		if isDigit(b) {
+			m.seqDigits++
+		}
+		if len(m.seq) > maxC1 {
+			m.es = eGround
+			m.seqText(m.c1Drawn())
+		}
+		return true
+	case b >= 0x40 && b <= 0x7e:
+		m.seq = append(m.seq, b)
+		m.es = eGround
+		if m.seqDigits >= minDigits {
+			m.seqText(m.c1Drawn())
+		} else {
+			m.seqKind(kEsc)
+		}
+		return true
+	}
+	// A byte that cannot go on: the sequence ends unfinished, and b is read
+	// again in the ground state.
+	m.es = eGround
+	if m.seqDigits >= minDigits {
+		m.seqText(m.c1Drawn())
+	} else {
+		m.seqKind(kEsc)
+	}
+	return false
+}
+
+// c1Drawn is where the bytes of the 8-bit CSI in m.seq begin that a
+// terminal draws when it does not take the sequence as one: at a raw 0x9b
+// (drawn as U+FFFD), after c2 9b (U+009B is not drawn).
+func (m *Masker) c1Drawn() int {
+	if m.seq[0] == 0x9b {
+		return 0
+	}
+	return 2
+}
+
+// seqKind sets the kind of the bytes of m.seq still pending.
+func (m *Masker) seqKind(k byte) {
+	for n := range m.seq {
+		m.setKind(int(m.seqOff-m.base)+n, k)
+	}
+}
+
+// seqText handles the bytes of m.seq from index from on as text; those
+// before from are not drawn.
+func (m *Masker) seqText(from int) {
+	m.seqKind(kEsc)
+	for n := from; n < len(m.seq); n++ {
+		j := int(m.seqOff-m.base) + n
+		m.setKind(j, kText)
+		m.textByte(m.seq[n], j)
+	}
+}
+
+// textByte handles byte i of text (not part of an escape sequence); i may
+// be negative for a byte already released (of a sequence judged late).
 func (m *Masker) textByte(b byte, i int) {
+	if b < 0x20 || b == 0x7f {
+		if invisible[b] {
+			m.setKind(i, kEsc)
+			return
+		}
+	}
 	off := m.base + int64(i)
 	if m.cards {
 		m.cardByte(b, off)
@@ -524,6 +732,10 @@ func (m *Masker) release(all bool) {
 		}
 		if m.pats != nil {
 			safe = min(safe, int(max(m.lineStart-m.base, 0)))
+		}
+		if m.es == eU8 || m.es == eC1 {
+			// Not judged yet; held whole (at most maxC1+1 < minHold bytes).
+			safe = min(safe, int(max(m.seqOff-m.base, 0)))
 		}
 		if len(m.pend)-safe > m.maxHold {
 			if m.pats != nil {

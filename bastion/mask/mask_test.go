@@ -74,6 +74,29 @@ var cardCases = []struct {
 	{"letters around", "id=4111111111111111;", "id=************1111;", 1},
 	{"csi digits untouched", "\x1b[38;5;196m\x1b[4111111111111111m", "\x1b[38;5;196m\x1b[4111111111111111m", 0},
 
+	// bytes a terminal does not draw are transparent, like escapes
+	{"utf-16le", utf16le("Ada,4111111111111111\r\n"), utf16le("Ada,************1111\r\n"), 1},
+	{"utf-16le spaced", utf16le("4111 1111 1111 1111\r\n"), utf16le("**** **** **** 1111\r\n"), 1},
+	{"utf-16le with bom", "\xff\xfe" + utf16le("id,card\r\n1,5555555555554444\r\n"), "\xff\xfe" + utf16le("id,card\r\n1,************4444\r\n"), 1},
+	{"nul between digits", "4\x001\x001\x001\x00111111111111", "*\x00*\x00*\x00*\x00********1111", 1},
+	{"si between groups", "4111\x0f1111\x0f1111\x0f1111\n", "****\x0f****\x0f****\x0f1111\n", 1},
+	{"so and si", "4111\x0e1111\x0f11111111", "****\x0e****\x0f****1111", 1},
+	{"del between groups", "4111\x7f1111\x7f1111\x7f1111\n", "****\x7f****\x7f****\x7f1111\n", 1},
+	{"bel and others", "4111\x071111\x011111\x1f1111", "****\x07****\x01****\x1f1111", 1},
+	{"invisible next to a separator", "4111\x00 \x001111 1111 1111", "****\x00 \x00**** **** 1111", 1},
+	{"zero-width space", "4111\u200b1111\u200b1111\u200b1111\n", "****\u200b****\u200b****\u200b1111\n", 1},
+	{"zero-width joiners", "4111\u200c1111\u200d1111\u20601111", "****\u200c****\u200d****\u20601111", 1},
+	{"bom between digits", "4111\ufeff111111111111", "****\ufeff********1111", 1},
+	{"direction marks", "\u202e4111\u200e1111\u20661111\u20691111", "\u202e****\u200e****\u2066****\u20691111", 1},
+	{"soft hyphen is a dash", "4111\u00ad1111\u00ad1111\u00ad1111", "****\u00ad****\u00ad****\u00ad1111", 1},
+	{"utf-8 c1 csi", "4111\xc2\x9b0m1111\xc2\x9b0m1111\xc2\x9b0m1111\n", "****\xc2\x9b0m****\xc2\x9b0m****\xc2\x9b0m1111\n", 1},
+	{"8-bit csi", "4111\x9b31m1111\x9b0m1111\x9b1C1111", "****\x9b31m****\x9b0m****\x9b1C1111", 1},
+	{"8-bit csi holding a card", "\x9b4111111111111111m", "\x9b************1111m", 1},
+	{"c1 csi holding a card", "\xc2\x9b4111111111111111m", "\xc2\x9b************1111m", 1},
+	{"c1 csi unfinished", "4111 \xc2\x9b1\x001111 1111 1111", "**** \xc2\x9b1\x00**** **** 1111", 1},
+	{"after a 7-bit sequence", "\x1b[\xc2\x9b0m4111\u200b111111111111", "\x1b[\xc2\x9b0m****\u200b********1111", 1},
+	{"nul inside a csi", "4111\x1b[0\x00m111111111111", "****\x1b[0\x00m********1111", 1},
+
 	// false positives
 	{"not luhn", "4111111111111112", "4111111111111112", 0},
 	{"not luhn spaced", "4111 1111 1111 1112", "4111 1111 1111 1112", 0},
@@ -88,6 +111,20 @@ var cardCases = []struct {
 	{"ip address", "10.20.30.40", "10.20.30.40", 0},
 	{"newline splits", "4111\n1111\n1111\n1111", "4111\n1111\n1111\n1111", 0},
 	{"single digits", "1 2 3 4 5 6 7 8 9 1 2 3 4 5 6", "1 2 3 4 5 6 7 8 9 1 2 3 4 5 6", 0},
+	{"drawn characters split", "4111\u00b71111\u20131111\u20141111\u00a01111", "4111\u00b71111\u20131111\u20141111\u00a01111", 0},
+	{"cursor controls split", "4111\b1111\t1111\r1111\v1111\f1111", "4111\b1111\t1111\r1111\v1111\f1111", 0},
+	{"invisible joins a longer run", "4111111111111111\x00999", "4111111111111111\x00999", 0},
+	{"8-bit csi final is drawn", "\x9b4111111111111111", "\x9b4111111111111111", 0},
+}
+
+// utf16le encodes ASCII s as UTF-16LE, as Windows PowerShell 5.1's `>` writes.
+func utf16le(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 func TestCards(t *testing.T) {
@@ -290,6 +327,9 @@ func TestEscapesIntact(t *testing.T) {
 		"\x1bP1$r4111111111111111\x1b\\4111111111111111",
 		"4111\x181111\x1a1111 1111",
 		"\xff\xfe4111111111111111\x80",
+		"\x9b" + strings.Repeat("4111", 10) + "m",
+		"\xc2\x9b4111\x1b[4111111111111111m\xe2\x80\x8b4111111111111111",
+		"4111\xe2\x80\x1b[m4111\xef\xbb\xbf4111\xe2\x81\xa04111\xc2\xad",
 	} {
 		out, _ := MaskString(Config{Cards: true}, in)
 		if len(out) != len(in) {

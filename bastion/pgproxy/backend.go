@@ -21,6 +21,8 @@ type running struct {
 	begun    bool // prompt written to the transcript
 	tRows    int  // rows written to the transcript
 	start    time.Time
+	// binaryCopy: a COPY TO STDOUT in binary format, whose data is withheld.
+	binaryCopy bool
 }
 
 // backendLoop reads the server's messages, masks results and forwards them to the client.
@@ -64,13 +66,21 @@ func (s *session) onBackend(typ byte, body []byte) error {
 			return err
 		}
 		s.noteParam(name, value)
+		// PostgreSQL reports changed settings just before ReadyForQuery, after the
+		// statement that changed them; older servers, while it runs.
+		withheld := s.readMasked || s.cfg.Masks != nil && s.cur != nil && s.runTouches(s.cur.run)
+		if v, ok := s.maskParam(name, value, withheld); ok {
+			return s.writeClient(appendParameterStatus(nil, name, v))
+		}
 	case 'N':
-		if s.touches(head) {
+		if s.cfg.Masks != nil {
 			fields, err := decodeErrorFields('N', body)
 			if err != nil {
 				return err
 			}
-			return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+			if s.touches(head) || s.namesMaskedTable(fields) {
+				return s.writeClient(appendErrorFields(nil, 'N', withheldMessage(fields)))
+			}
 		}
 		return s.writeClient(s.maskErrorFields('N', body))
 	case 'A':
@@ -91,6 +101,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		if err := checkEmpty("server", typ, body); err != nil {
 			return err
+		}
+		if head.cand != nil {
+			head.cand.state.CompareAndSwap(candPending, candConfirmed)
 		}
 		p := &prepared{}
 		if len(head.runs) > 0 {
@@ -121,6 +134,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		if err := checkEmpty("server", typ, body); err != nil {
 			return err
+		}
+		if head.cand != nil {
+			head.cand.state.CompareAndSwap(candPending, candConfirmed)
 		}
 		if head.target == 'S' {
 			delete(s.stmts, head.name)
@@ -214,11 +230,23 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || (head.kind != expQuery && head.kind != expExecute) {
 			return desync(typ, "copy response")
 		}
-		s.current(head)
+		r := s.current(head)
 		if typ == 'G' {
 			s.enterCopyIn(head)
 		}
+		if typ == 'H' && body[0] == 1 && s.cfg.MaskValue != nil {
+			// Refused before it runs (copyBinary); should one get through, its data is
+			// withheld: binary COPY data cannot be masked.
+			r.binaryCopy = true
+		}
 	case 'd':
+		if r := s.cur; r != nil && r.binaryCopy {
+			r.withheld++
+			if r.why == "" {
+				r.why = "binary COPY data cannot be masked; use FORMAT text or csv"
+			}
+			return nil
+		}
 		if s.cfg.MaskValue != nil {
 			if v, ok := s.maskValue(body); ok {
 				return s.writeClient(appendRaw(nil, 'd', v))
@@ -311,6 +339,12 @@ func (s *session) current(head *expect) *running {
 			if p.prep != nil {
 				r.run = p.prep.run
 			}
+			if len(head.runs) > 0 && r.run != nil {
+				// This execution's own approval (held.go).
+				run := *r.run
+				run.rule, run.requestID = head.runs[0].rule, head.runs[0].requestID
+				r.run = &run
+			}
 			switch {
 			case p.described:
 				r.desc = s.newDesc(p.desc, nil, r.run)
@@ -363,7 +397,7 @@ func (s *session) onError(head *expect, body []byte) error {
 	switch {
 	case refused:
 		out = appendErrorFields(nil, 'E', fields)
-	case s.touches(head):
+	case s.touches(head) || s.namesMaskedTable(fields):
 		fields = withheldMessage(fields)
 		out = appendErrorFields(nil, 'E', fields)
 	default:
@@ -452,10 +486,13 @@ func (s *session) onReady(head *expect, body []byte) error {
 		delete(s.portals, "")
 	}
 	s.cur = nil
+	s.readMasked = false
 	s.lineageReady(status) // before pop: see lineage_txn.go
 	s.pop()
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction
+		// Deferred constraints have been checked by now.
+		s.wroteMasked = false
 	}
 	return s.writeRaw('Z', body)
 }
@@ -475,6 +512,12 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 		if err := s.writeClient(errorMsg('N', "NOTICE", "01000", msg, "", "request text format to see masked values")); err != nil {
 			return err
 		}
+	}
+	if s.cfg.Masks != nil && s.runTouches(r.run) {
+		s.readMasked = true
+	}
+	if s.cfg.Masks != nil && s.runWrites(r.run) {
+		s.wroteMasked = true
 	}
 	var st *Statement
 	if r.run != nil {

@@ -170,6 +170,12 @@ func withVars(a, b map[string]bool) map[string]bool {
 // sqlBody classifies a body of SQL statements (LANGUAGE sql, or a constant EXECUTE).
 func (c *collector) sqlBody(what, sql string, vars map[string]bool) {
 	sts, _, err := classify(sql, c.depth+1, vars)
+	if errors.Is(err, ErrUnsafeSetting) {
+		if c.err == nil {
+			c.err = err // kept as is: the refusal says what, not where
+		}
+		return
+	}
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), ErrUnparseable.Error()+": ")
 		if strings.HasPrefix(msg, "the body of ") || strings.HasPrefix(msg, "the PL/pgSQL body of ") {

@@ -152,6 +152,14 @@ func (c *collector) unknown(why string) {
 	}
 }
 
+// refuse makes the whole statement refused for err (wrapping ErrUnsafeSetting): the
+// first reason wins, as with fail.
+func (c *collector) refuse(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: "+format, append([]any{ErrUnsafeSetting}, args...)...)
+	}
+}
+
 // fail makes the whole statement unparseable.
 func (c *collector) fail(format string, args ...any) {
 	if c.err == nil {
@@ -274,6 +282,7 @@ func (c *collector) visit(n any) {
 	case *pg.DropStmt:
 		obj := objectName(n.RemoveType)
 		c.kind("drop", "drop_"+obj)
+		c.dropImplies(n)
 		switch n.RemoveType {
 		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
 			pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
@@ -321,6 +330,11 @@ func (c *collector) visit(n any) {
 		c.kind("alter", "alter_role", "role_change")
 	case *pg.DropRoleStmt:
 		c.kind("drop", "drop_role", "role_change")
+	case *pg.DropOwnedStmt:
+		// Every object the roles own, in every schema of the database, and their grants.
+		c.kind("drop", "drop_owned", "drop_schema", "revoke")
+		c.kind(containedKinds...)
+		c.unknown("DROP OWNED drops every object the role owns, which the statement does not name")
 	case *pg.VariableSetStmt:
 		if n.Kind == pg.VariableSetKind_VAR_RESET || n.Kind == pg.VariableSetKind_VAR_RESET_ALL {
 			c.kind("reset")
@@ -332,6 +346,9 @@ func (c *collector) visit(n any) {
 		if roleSettings[strings.ToLower(n.Name)] || n.Kind == pg.VariableSetKind_VAR_RESET_ALL {
 			c.kind("role_change")
 		}
+		// SET, SET LOCAL, RESET, ALTER ROLE/DATABASE/SYSTEM ... SET, and a routine's
+		// SET clause (CREATE/ALTER FUNCTION ... SET) all carry this node.
+		c.lexerSetting(n)
 	case *pg.CopyStmt:
 		c.kind("copy")
 		if n.IsFrom {
@@ -426,6 +443,36 @@ func (c *collector) visit(n any) {
 			}
 		}
 		c.kind(k)
+	}
+}
+
+// containedKinds are what a schema (or a role's objects) can hold, each dropped with it.
+var containedKinds = []string{"drop_table", "drop_view", "drop_materialized_view", "drop_sequence",
+	"drop_index", "drop_foreign_table", "drop_function", "drop_procedure", "drop_aggregate",
+	"drop_type", "drop_domain", "drop_trigger", "drop_rule", "drop_policy"}
+
+// dropImplies adds the kinds of what a DROP drops beyond the objects it names: DROP
+// SCHEMA ... CASCADE drops every table, view and function in the schema, a blocked
+// drop_table included, and which ones is not in the text; DROP TYPE or DOMAIN ... CASCADE
+// drops the columns of that type and the tables typed by it; DROP EXTENSION drops its
+// member objects (tables, functions), with CASCADE columns of its types too.
+func (c *collector) dropImplies(n *pg.DropStmt) {
+	cascade := n.Behavior == pg.DropBehavior_DROP_CASCADE
+	switch n.RemoveType {
+	case pg.ObjectType_OBJECT_SCHEMA:
+		if cascade {
+			c.kind(containedKinds...)
+			c.unknown("DROP SCHEMA ... CASCADE drops whatever the schema holds, which the statement does not name")
+		}
+	case pg.ObjectType_OBJECT_TYPE, pg.ObjectType_OBJECT_DOMAIN:
+		if cascade {
+			c.kind("drop_table", "alter", "alter_table")
+		}
+	case pg.ObjectType_OBJECT_EXTENSION:
+		c.kind("drop_table", "drop_function", "drop_type")
+		if cascade {
+			c.kind("alter", "alter_table")
+		}
 	}
 }
 

@@ -101,8 +101,8 @@ var classifyCases = []struct {
 	{sql: "CREATE OPERATOR ### (FUNCTION = pg_read_file, RIGHTARG = text)", kinds: []string{"file_read"}},
 	{sql: "ALTER FUNCTION set_config(text, text, boolean) RENAME TO sc", kinds: []string{"rename", "set_config"}},
 	{sql: "SELECT upper(name) FROM t", kinds: []string{"select"}, notKinds: []string{"file_read", "role_change", "server_admin"}},
-	{sql: "UPDATE pg_settings SET setting = 'admin' WHERE name = 'role'", kinds: []string{"update", "set_config", "role_change"}},
-	{sql: "UPDATE pg_catalog.pg_settings SET setting = 'x' WHERE name = current_setting('x')", kinds: []string{"role_change"}},
+	{sql: "UPDATE pg_settings SET setting = 'admin' WHERE name = 'role'", kinds: []string{"update", "set_config", "role_change"}, unknowable: true},
+	{sql: "UPDATE pg_catalog.pg_settings SET setting = 'x' WHERE name = current_setting('x')", kinds: []string{"role_change"}, unknowable: true},
 	{sql: "SELECT * FROM pg_hba_file_rules", kinds: []string{"select", "file_read"}},
 	{sql: "SELECT * FROM pg_catalog.pg_file_settings", kinds: []string{"file_read"}},
 	{sql: "CREATE PUBLICATION p FOR ALL TABLES", kinds: []string{"server_admin"}},
@@ -118,6 +118,25 @@ var classifyCases = []struct {
 	{sql: "DO $$ BEGIN DROP TABLE t; END $$", kinds: []string{"do", "drop_table"}, tables: []string{"t"}},
 	{sql: "DO LANGUAGE plperl $$ system('x') $$", kinds: []string{"do"}, unknowable: true},
 	{sql: "SELECT query_to_xml('DROP TABLE t', true, true, '')", kinds: []string{"select"}, unknowable: true},
+	{sql: "DROP SCHEMA s CASCADE", kinds: []string{"drop", "drop_schema", "drop_table", "drop_view", "drop_function", "drop_sequence"}, unknowable: true},
+	{sql: "DROP SCHEMA IF EXISTS s, t CASCADE", kinds: []string{"drop_schema", "drop_table"}, unknowable: true},
+	{sql: "DROP SCHEMA s", kinds: []string{"drop_schema"}, notKinds: []string{"drop_table"}},
+	{sql: "DROP SCHEMA s RESTRICT", kinds: []string{"drop_schema"}, notKinds: []string{"drop_table"}},
+	{sql: "DROP OWNED BY CURRENT_USER", kinds: []string{"drop", "drop_owned", "drop_table", "drop_function", "drop_schema", "revoke"}, unknowable: true},
+	{sql: "DROP OWNED BY app, other CASCADE", kinds: []string{"drop_owned", "drop_table"}, unknowable: true},
+	{sql: "DROP TYPE mood CASCADE", kinds: []string{"drop_type", "drop_table", "alter_table"}},
+	{sql: "DROP DOMAIN posint CASCADE", kinds: []string{"drop_domain", "drop_table"}},
+	{sql: "DROP TYPE mood", kinds: []string{"drop_type"}, notKinds: []string{"drop_table"}},
+	{sql: "DROP EXTENSION hstore", kinds: []string{"drop_extension", "drop_table", "drop_function"}},
+	{sql: "DO $$BEGIN EXECUTE 'DROP SCHEMA s CASCADE'; END$$", kinds: []string{"do", "drop_table"}, unknowable: true},
+	{sql: "SELECT ts_rewrite('a'::tsquery, 'DELETE FROM victim RETURNING ''a''::tsquery, ''b''::tsquery')", kinds: []string{"select"}, unknowable: true},
+	{sql: "SELECT pg_catalog.ts_rewrite(q, 'SELECT t, s FROM aliases') FROM x", unknowable: true},
+	{sql: "SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)", kinds: []string{"select"}},
+	{sql: "SELECT ts_rewrite(query => 'a'::tsquery, target => 'a', substitute => 'b')", unknowable: true},
+	{sql: "SELECT table_to_xml('victim', true, true, '')", unknowable: true},
+	{sql: "SELECT database_to_xml(true, true, '')", unknowable: true},
+	{sql: "SELECT cron.schedule('nightly', '0 3 * * *', 'DROP TABLE victim')", unknowable: true},
+	{sql: "SELECT pg_background_launch('DROP TABLE victim')", unknowable: true},
 	{sql: "CALL p()", kinds: []string{"call"}},
 	{sql: "BEGIN", kinds: []string{"transaction", "begin"}},
 	{sql: "COMMIT", kinds: []string{"transaction", "commit"}},
@@ -353,4 +372,80 @@ func rewriteConstants(sql, repl string) (string, bool) {
 	}
 	b.WriteString(sql[prev:])
 	return b.String(), true
+}
+
+// TestClassifyRefusesLexerSettings: pg_query reads SQL as standard_conforming_strings=on,
+// so every way of setting it otherwise is refused (ErrUnsafeSetting), wherever it is
+// written; setting it on is a statement like any other.
+func TestClassifyRefusesLexerSettings(t *testing.T) {
+	refused := []string{
+		"SET standard_conforming_strings = off",
+		"SET standard_conforming_strings TO 'off'",
+		"SET SESSION standard_conforming_strings = false",
+		"SET LOCAL standard_conforming_strings = 0",
+		`SET "STANDARD_CONFORMING_STRINGS" = off`,
+		"SET standard_conforming_strings TO DEFAULT",
+		"SET standard_conforming_strings FROM CURRENT",
+		"RESET standard_conforming_strings",
+		"SELECT set_config('standard_conforming_strings', 'off', false)",
+		"SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'of' || 'f', true)",
+		"SELECT set_config(setting_name => 'standard_conforming_strings', new_value => 'off', is_local => false)",
+		`CREATE FUNCTION harmless() RETURNS void LANGUAGE sql SET standard_conforming_strings = off AS $$SELECT 'x\''; DROP TABLE mine1; --'$$`,
+		"CREATE PROCEDURE p() LANGUAGE sql SET standard_conforming_strings FROM CURRENT AS 'SELECT 1'",
+		"ALTER FUNCTION benign2() SET standard_conforming_strings = off",
+		"ALTER PROCEDURE p() RESET standard_conforming_strings",
+		"ALTER ROUTINE r() SET standard_conforming_strings = off",
+		"ALTER ROLE app SET standard_conforming_strings = off",
+		"ALTER ROLE app IN DATABASE shop SET standard_conforming_strings = off",
+		"ALTER DATABASE shop SET standard_conforming_strings = off",
+		"ALTER SYSTEM SET standard_conforming_strings = off",
+		"SET standard_conforming_strings = off; DO $$BEGIN PERFORM 'x\\''; DROP TABLE mine2; --';\nEND$$",
+		"DO $$BEGIN SET standard_conforming_strings = off; END$$",
+		"DO $$BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END$$",
+		"DO $$BEGIN EXECUTE 'SET standard_conforming_strings = off'; END$$",
+		"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN RESET standard_conforming_strings; END$$",
+		// pg_get_functiondef's spelling, which the lineage analysis reads from the catalog.
+		"CREATE OR REPLACE FUNCTION public.f()\n RETURNS void\n LANGUAGE sql\n SET standard_conforming_strings TO 'off'\nAS $function$SELECT 1$function$\n",
+	}
+	for _, sql := range refused {
+		for _, c := range []*Classifier{nil, NewClassifier(64)} {
+			sts, err := c.Classify(sql)
+			if !errors.Is(err, ErrUnsafeSetting) || sts != nil {
+				t.Errorf("Classify(%q) = %v, %v; want ErrUnsafeSetting", sql, sts, err)
+			}
+		}
+	}
+	allowed := []string{
+		"SET standard_conforming_strings = on",
+		"SET standard_conforming_strings TO 'on'",
+		"SET LOCAL standard_conforming_strings = true",
+		"SELECT set_config('standard_conforming_strings', 'on', false)",
+		"CREATE FUNCTION g() RETURNS int LANGUAGE sql SET standard_conforming_strings = on AS 'SELECT 1'",
+		"SET escape_string_warning = off",
+		"RESET ALL",
+		"DISCARD ALL",
+	}
+	for _, sql := range allowed {
+		if _, err := Classify(sql); err != nil {
+			t.Errorf("Classify(%q): %v", sql, err)
+		}
+	}
+	// The cache must not answer "off" from an entry filled by "on": the value is read.
+	c := NewClassifier(64)
+	for _, sql := range []string{"SET standard_conforming_strings = 'on'", "SET standard_conforming_strings = 'off'"} {
+		c.Classify(sql)
+	}
+	if _, err := c.Classify("SET standard_conforming_strings = 'off'"); !errors.Is(err, ErrUnsafeSetting) {
+		t.Errorf("cached: %v", err)
+	}
+	// A setting name not written as a constant cannot be checked: unknowable.
+	for _, sql := range []string{
+		"SELECT set_config(n, 'off', false) FROM (VALUES ('standard_conforming_strings')) v(n)",
+		"UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+	} {
+		sts, err := Classify(sql)
+		if err != nil || len(sts) != 1 || sts[0].Unknowable == "" {
+			t.Errorf("Classify(%q) = %+v, %v; want unknowable", sql, sts, err)
+		}
+	}
 }

@@ -30,6 +30,11 @@ var (
 	ErrTranscript = errors.New("pgproxy: transcript write failed")
 	// ErrUnparseable: Classify could not parse the SQL.
 	ErrUnparseable = errors.New("pgproxy: cannot parse SQL")
+	// ErrUnsafeSetting: Classify refused SQL that would change how the server reads later
+	// SQL text (standard_conforming_strings set to anything but on, when or where the
+	// proxy cannot see it): what the proxy judged would no longer be what runs. Callers
+	// must refuse the statement, as for ErrUnparseable.
+	ErrUnsafeSetting = errors.New("pgproxy: statement changes how SQL is read")
 )
 
 // ProtocolError says which peer broke the protocol and how. It matches ErrProtocol, or
@@ -141,8 +146,14 @@ type Statement struct {
 	// fastpath function call).
 	Unknowable string
 	// Protocol is "simple" (Query), "parse" (extended protocol Parse), "fastpath", or
-	// "body" for a statement of a Body.
+	// "body" for a statement of a Body; "execute" for the execution of a prepared
+	// statement that needed approval (an Execute of a portal bound from it: SQL is the
+	// prepared text, Params the values bound), judged again for each execution; and
+	// "prepared" for the prepared statement in the Body of an SQL EXECUTE of one.
 	Protocol string
+	// Params are the parameter values bound for an "execute" statement, as SQL literals
+	// ('text', NULL, or '\x...' for a value sent in binary), in order.
+	Params []string
 	// Body lists the statements of the function, procedure and DO bodies this statement
 	// writes (depth first, bodies within bodies included), each classified as if sent
 	// directly: SQL is the body statement's text ("SELECT " + expression for a PL/pgSQL

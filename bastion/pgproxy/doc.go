@@ -52,7 +52,11 @@
 // ErrorResponse instead (42501 naming the rule; 42601 when the SQL does not parse). A
 // held statement sends the client a NoticeResponse with the request ID, then waits for
 // Verdict.Wait; a CancelRequest from the client (Ctrl-C) ends the wait and the
-// statement fails with 57014.
+// statement fails with 57014. An approval covers one execution: a prepared statement
+// that needed approval (Parse, SQL PREPARE) is judged again, with Protocol "execute"
+// and its bound values, at every later execution (the first Execute of each portal
+// bound from it, every SQL EXECUTE of it), its preparation's approval covering the
+// first (held.go).
 //
 // Masking: a result column is masked when Config.Masks traces its value to a masked
 // source column (lineage.go: renaming, expressions, whole rows, subqueries, CTEs, views,
@@ -67,15 +71,21 @@
 // answer is still fresh (masking.go, linMemo). Masked columns are replaced by
 // ColumnMask (their RowDescription type becomes text so the mask decodes); text values
 // go through MaskValue; a binary value that must be masked (by column, or because
-// MaskValue matches its bytes or, for int8 and numeric, its decimal form) is sent as NULL
-// and the client gets one NoticeResponse per statement. Rows stream one at a time; a row
-// that cannot be masked (MaskValue panics, the row does not match its description) is
-// withheld, never sent, and the client is told how many. Notifications, COPY TO data,
-// function results and error messages go through MaskValue too. With Masks, statements
-// that would copy masked values where no mask follows them are refused, COPY TO STDOUT
-// only when it would send a masked column, and the text of errors and notices raised by
-// a statement that reads masked columns is withheld; without Masks, COPY TO STDOUT is
-// refused while MaskColumn is set.
+// MaskValue matches its bytes or the decimal form of a number in it, inside arrays,
+// records and ranges too, or because it is of a type the proxy cannot take apart) is sent
+// as NULL and the client gets one NoticeResponse per statement. Rows stream one at a
+// time; a row that cannot be masked (MaskValue panics, the row does not match its
+// description) is withheld, never sent, and the client is told how many. Notifications,
+// text COPY TO data, function results, ParameterStatus values and every field of error
+// messages but the structural ones (severity, SQLSTATE, position) go through MaskValue
+// too; with MaskValue, binary COPY TO STDOUT is refused. With Masks, statements that
+// would copy masked values where no mask follows them are refused, COPY TO STDOUT only
+// when it would send a masked column, and the text of errors and notices raised by a
+// statement that reads masked columns or writes to (alters) a relation with masked
+// columns is withheld, all fields but the structural ones (constraint violations quote
+// the row), as is that of a COMMIT after such a write (deferred constraints) and of any
+// error naming a relation with masked columns (a cascade, a trigger); without
+// Masks, COPY TO STDOUT is refused while MaskColumn is set.
 //
 // # Concurrency
 //
@@ -102,11 +112,22 @@
 //   - pg_query reads text as standard_conforming_strings=on in an ASCII-safe encoding.
 //     The proxy tracks both settings from the server's ParameterStatus and refuses any
 //     statement containing a backslash (the only byte whose meaning changes) unless both
-//     are safe and nothing is in flight that could have changed them.
+//     are safe and nothing is in flight that could have changed them. A change it could
+//     not see that way (earlier in the same Query, before a DO body is read; a
+//     function's SET clause, applied when its body is read at each call; a role's or
+//     database's setting) is refused outright: every statement that would set
+//     standard_conforming_strings to anything but on, in any form (SET, RESET,
+//     set_config, CREATE/ALTER FUNCTION ... SET, ALTER ROLE/DATABASE/SYSTEM), fails with
+//     ErrUnsafeSetting; a function whose catalog definition sets it is unknowable to the
+//     lineage analysis; and a session that began with it off refuses backslashes
+//     throughout (RESET ALL would restore off).
 //   - pg_query redirects the process's stderr around each call, which is not safe from
 //     two threads at once: every call into it is serialised (pgquery.go).
 //   - Kinds are syntactic: "delete_without_where" means no WHERE that refers to a column
 //     (in a body, a reference to one of its variables or parameters does not count).
+//     A drop has the kinds of what it drops with it: DROP SCHEMA ... CASCADE and DROP
+//     OWNED are drop_table, drop_view, drop_function, ... too, and unknowable (which
+//     tables is not in the text).
 //     Bodies are judged where they are written (CREATE FUNCTION/PROCEDURE, DO); a
 //     function created outside the proxy is opaque when called. EXECUTE of a string
 //     built at run time, bodies in languages other than sql and plpgsql, dblink and

@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -216,4 +220,251 @@ func TestGuardrailsEndToEnd(t *testing.T) {
 	})
 
 	victimIntact(t)
+}
+
+// TestTsRewriteSQLText: ts_rewrite(query, select) runs the SQL text it is given, which
+// the statement's text does not show: unknowable to the guard (blocked here, the server
+// never runs it) and to the lineage analysis (masked), while its three-argument form,
+// which runs nothing, is an ordinary call.
+func TestTsRewriteSQLText(t *testing.T) {
+	t.Run("guard", func(t *testing.T) {
+		pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+			Roles:     []string{"app", "other", "priv"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": guardSeed},
+		})
+		h := startProxy(t, pg, func(c *Config) { c.Judge = guardJudge })
+		ctx := context.Background()
+		conn := h.connect(t, "app", "shop", nil)
+		for _, sql := range []string{
+			`SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery FROM (SELECT set_config(''role'', ''priv'', false)) s')`,
+			`SELECT ts_rewrite('a'::tsquery, 'DELETE FROM victim RETURNING ''a''::tsquery, ''b''::tsquery')`,
+		} {
+			_, err := conn.Exec(ctx, sql)
+			if err == nil || !strings.Contains(err.Error(), `rule "guard"`) {
+				t.Errorf("%s: %v; want blocked by guard", sql, err)
+			}
+		}
+		var who string
+		if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "app" {
+			t.Errorf("current_user = %q, %v; want app", who, err)
+		}
+		if n := countRows(t, pg, "victim"); n != "3" {
+			t.Errorf("victim has %s rows, want 3", n)
+		}
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT ts_rewrite('a & b'::tsquery, 'a'::tsquery, 'c'::tsquery)::text").Scan(&got); err != nil || !strings.Contains(got, "'c'") {
+			t.Errorf("three-argument ts_rewrite: %q, %v", got, err)
+		}
+	})
+	t.Run("masking", func(t *testing.T) {
+		pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+			Roles:     []string{"app"},
+			Databases: []string{"shop"},
+			SeedSQLIn: map[string]string{"shop": lineageSeed},
+		})
+		h := startProxy(t, pg, func(c *Config) {
+			c.Judge = allowAll
+			c.MaskColumn = nil
+			c.Masks = lineageMasks(false)
+		})
+		r := h.psql(t, "", "-A", "-t", "-c", `SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(string_agg(name, '' ''))::tsquery FROM customers')`)
+		if leaksName(r.stdout + r.stderr) {
+			t.Errorf("masked names through ts_rewrite: %q %q", r.stdout, r.stderr)
+		}
+	})
+}
+
+// TestApprovalPerExecution: an approval covers one execution. A prepared statement that
+// needed approval (pgx's statement cache, SQL PREPARE) asks again for every later
+// execution, with the values bound; a denied execution runs nothing and leaves the
+// session usable.
+func TestApprovalPerExecution(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": guardSeed + "CREATE TABLE v2 (id int); INSERT INTO v2 SELECT generate_series(1,5); GRANT ALL ON v2 TO app;"},
+	})
+	var mu sync.Mutex
+	var asked []Statement
+	deny := map[string]bool{} // parameter lists whose execution is denied
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = func(ctx context.Context, st Statement) Verdict {
+			if !st.Has("delete") {
+				return guardJudge(ctx, st)
+			}
+			return Verdict{Action: Hold, Rule: "deletes-need-approval", RequestID: "r1",
+				Wait: func(ctx context.Context) (Verdict, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					asked = append(asked, st)
+					if deny[strings.Join(st.Params, ",")] {
+						return Verdict{Action: Block, Rule: "deletes-need-approval", Message: "denied"}, nil
+					}
+					return Verdict{Action: Allow, Rule: "deletes-need-approval"}, nil
+				}}
+		}
+	})
+	approvals := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked)
+	}
+	ctx := context.Background()
+
+	t.Run("pgx statement cache", func(t *testing.T) {
+		mu.Lock()
+		deny[`'\x00000003' (binary)`] = true // pgx binds an int4 in binary
+		mu.Unlock()
+		conn := h.connect(t, "app", "shop", nil)
+		for _, id := range []int{1, 2, 3} {
+			_, err := conn.Exec(ctx, "DELETE FROM victim WHERE id = $1", id)
+			if (err != nil) != (id == 3) {
+				t.Errorf("DELETE id=%d: %v", id, err)
+			}
+		}
+		if n := approvals(); n != 3 {
+			t.Errorf("%d approvals asked for 3 executions, want 3", n)
+		}
+		if got := pg.QueryStrings(t, "shop", "SELECT string_agg(id::text, ',') FROM victim"); got[0] != "3" {
+			t.Errorf("victim ids left: %v, want 3 (its delete was denied)", got)
+		}
+		mu.Lock()
+		last := asked[len(asked)-1]
+		mu.Unlock()
+		if last.Protocol != "execute" || strings.Join(last.Params, ",") != `'\x00000003' (binary)` || last.SQL != "DELETE FROM victim WHERE id = $1" {
+			t.Errorf("execution judged as %q %q %q", last.Protocol, last.SQL, last.Params)
+		}
+		var one int
+		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+			t.Errorf("session after a denied execution: %v", err)
+		}
+	})
+	t.Run("extended protocol: pipelines, Close and a new statement of the same name", func(t *testing.T) {
+		mu.Lock()
+		deny["'2'"] = true
+		mu.Unlock()
+		before := approvals()
+		c := h.raw(t, "app", "shop")
+		del := &pgproto3.Parse{Name: "s1", Query: "DELETE FROM v2 WHERE id = $1", ParameterOIDs: []uint32{23}}
+		c.send(t, del, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete ReadyForQuery(I)"; got != want {
+			t.Fatalf("Parse: got %s, want %s", got, want)
+		}
+		bind := func(v string) *pgproto3.Bind {
+			return &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte(v)}}
+		}
+		// The first execution runs on the approval given at Parse.
+		c.send(t, &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("4")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "BindComplete CommandComplete(DELETE 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("first execution: got %s, want %s", got, want)
+		}
+		// The second asks again, and is denied: the portal never runs.
+		c.send(t, bind("2"), &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "BindComplete ErrorResponse(42501) ReadyForQuery(I)"; got != want {
+			t.Errorf("denied execution: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals, want 2 (Parse, second execution)", n)
+		}
+		// Closed and prepared again as a statement that needs no approval: none is asked.
+		c.send(t, &pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
+		c.untilReady(t)
+		c.send(t, &pgproto3.Parse{Name: "s1", Query: "SELECT $1::int", ParameterOIDs: []uint32{23}}, bind("9"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete BindComplete RowDescription DataRow CommandComplete(SELECT 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("new statement: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals, want still 2", n)
+		}
+		// Parse, Bind, Execute in one pipeline (libpq's PQexecParams): one approval.
+		c.send(t, &pgproto3.Parse{Query: "DELETE FROM v2 WHERE id = $1", ParameterOIDs: []uint32{23}},
+			&pgproto3.Bind{Parameters: [][]byte{[]byte("5")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete BindComplete CommandComplete(DELETE 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("pipeline: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 3 {
+			t.Errorf("%d approvals, want 3", n)
+		}
+		if got := pg.QueryStrings(t, "shop", "SELECT string_agg(id::text, ',' ORDER BY id) FROM v2"); got[0] != "1,2,3" {
+			t.Errorf("v2 ids left: %v, want 1,2,3", got)
+		}
+	})
+	t.Run("SQL PREPARE and EXECUTE in one Query", func(t *testing.T) {
+		before := approvals()
+		r := h.psql(t, "", "-c", "PREPARE d(int) AS DELETE FROM v2 WHERE id = $1; EXECUTE d(1); EXECUTE d(2); EXECUTE d(3); EXECUTE d(4); EXECUTE d(5)")
+		if r.err != nil {
+			t.Fatalf("%v %s", r.err, r.stderr)
+		}
+		if n := approvals() - before; n != 5 {
+			t.Errorf("%d approvals for PREPARE and 5 EXECUTEs, want 5", n)
+		}
+	})
+	t.Run("SQL EXECUTE in later messages", func(t *testing.T) {
+		conn := h.connect(t, "app", "shop", nil)
+		if _, err := conn.Exec(ctx, "INSERT INTO v2 VALUES (7), (8)"); err != nil {
+			t.Fatal(err)
+		}
+		before := approvals()
+		for _, sql := range []string{"PREPARE d7(int) AS DELETE FROM v2 WHERE id = $1", "EXECUTE d7(7)", "EXECUTE d7(8)"} {
+			if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		if n := approvals() - before; n != 3 {
+			t.Errorf("%d approvals for PREPARE and 2 EXECUTEs in separate messages, want 3", n)
+		}
+		mu.Lock()
+		last := asked[len(asked)-1]
+		mu.Unlock()
+		if last.SQL != "EXECUTE d7(8)" || len(last.Body) == 0 || last.Body[0].Protocol != "prepared" || !strings.Contains(last.Body[0].SQL, "DELETE FROM v2") {
+			t.Errorf("EXECUTE judged as %q with body %+v", last.SQL, last.Body)
+		}
+	})
+}
+
+// TestDropSpellings: spellings of a blocked drop_table (and of deletes without WHERE)
+// are blocked, DROP SCHEMA ... CASCADE and DROP OWNED included: they drop tables the
+// statement does not name.
+func TestDropSpellings(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": guardSeed + "GRANT CREATE ON DATABASE shop TO app;"},
+	})
+	h := startProxy(t, pg, func(c *Config) { c.Judge = guardJudge })
+	setup := "CREATE TABLE mine (id int); INSERT INTO mine VALUES (1),(2),(3); CREATE SCHEMA s; CREATE TABLE s.inner_t (id int); INSERT INTO s.inner_t VALUES (1)"
+	if r := h.psql(t, "", "-c", setup); r.err != nil {
+		t.Fatalf("setup: %v %s", r.err, r.stderr)
+	}
+	for _, sql := range []string{
+		`DROP TABLE U&"m\0069ne"`,
+		`DROP/**/TABLE/* x */mine`,
+		"drop table public.MINE",
+		"DROP TABLE IF EXISTS nosuch, mine",
+		"TRUNCATE ONLY mine",
+		"DELETE FROM mine WHERE true",
+		"DELETE FROM ONLY mine",
+		"DELETE FROM mine USING mine m2",
+		"WITH d AS (DELETE FROM mine RETURNING 1) SELECT count(*) FROM d",
+		"COPY (DELETE FROM mine RETURNING *) TO STDOUT",
+		"EXPLAIN ANALYZE DELETE FROM mine",
+		"PREPARE x AS DELETE FROM mine",
+		"SELECT 1; DROP TABLE mine",
+		"DROP SCHEMA s CASCADE",
+		"DROP OWNED BY CURRENT_USER",
+		"DROP OWNED BY app CASCADE",
+		"DO $$BEGIN EXECUTE 'DROP SCHEMA s CASCADE'; END$$",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if !strings.Contains(r.stderr, "42501: bastion: statement blocked") {
+			t.Errorf("%s: not blocked: err=%v %q", sql, r.err, r.stderr)
+		}
+	}
+	if !tableExists(t, pg, "mine") || countRows(t, pg, "mine") != "3" {
+		t.Error("table mine was dropped or emptied")
+	}
+	if got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM s.inner_t"); got[0] != "1" {
+		t.Error("s.inner_t was dropped")
+	}
 }

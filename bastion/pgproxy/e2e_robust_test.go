@@ -224,11 +224,12 @@ func robustnessTests(t *testing.T, pg *testenv.Postgres) {
 			t.Errorf("got %q, %q, %v; want backslashes to work normally", r.stdout, r.stderr, r.err)
 		}
 		// With standard_conforming_strings off the server would read 'a\' differently
-		// from pg_query: statements with backslashes are refused, others go on.
+		// from pg_query: setting it off is refused, so the statement after it is read
+		// as pg_query reads it (one string).
 		script := "SET standard_conforming_strings = off;\nSELECT '\\'' ; DROP TABLE t; --';\nSELECT 'fine';\n"
 		r = h.psql(t, script, "-A", "-t", "-v", "ON_ERROR_STOP=0")
-		if !strings.Contains(r.stderr, "standard_conforming_strings is off") || !strings.Contains(r.stdout, "fine") {
-			t.Errorf("got stdout %q stderr %q, want the backslash statement refused", r.stdout, r.stderr)
+		if !strings.Contains(r.stderr, "standard_conforming_strings can only be set to on") || !strings.Contains(r.stdout, "fine") || !strings.Contains(r.stdout, "DROP TABLE t") {
+			t.Errorf("got stdout %q stderr %q, want the SET refused and the rest read with it on", r.stdout, r.stderr)
 		}
 		// A multibyte client encoding can hide a backslash inside a character.
 		cmd := h.psqlCmd(t, "", "-A", "-t", "-v", "ON_ERROR_STOP=0", "-c", `SELECT E'\\'`, "-c", "SELECT 'sjis ok'")
@@ -237,23 +238,44 @@ func robustnessTests(t *testing.T, pg *testenv.Postgres) {
 		if !strings.Contains(string(out), "client_encoding SJIS") || !strings.Contains(string(out), "sjis ok") {
 			t.Errorf("got %q, want the backslash refused under SJIS", out)
 		}
-		// A SET pipelined ahead of the statement (no Sync between) could change how the
-		// server reads it: refused until the pipeline is synchronised.
+		// A SET pipelined ahead of the statement (no Sync between) is refused itself; the
+		// server skips the rest of the pipeline.
 		c := h.raw(t, "app", "shop")
 		c.send(t,
 			&pgproto3.Parse{Query: "SET standard_conforming_strings = off"}, &pgproto3.Bind{}, &pgproto3.Execute{},
 			&pgproto3.Parse{Query: `SELECT '\'' ; DROP TABLE t; --'`}, &pgproto3.Bind{}, &pgproto3.Execute{},
 			&pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ErrorResponse(42501) ReadyForQuery(I)"; got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+		// A client_encoding SET pipelined ahead: refused until the pipeline is synchronised.
+		c = h.raw(t, "app", "shop")
+		c.send(t,
+			&pgproto3.Parse{Query: "SET client_encoding = 'SJIS'"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: `SELECT E'\\'`}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Sync{})
 		if got, want := c.untilReady(t), "ParseComplete BindComplete CommandComplete(SET) ErrorResponse(42501) ReadyForQuery(I)"; got != want {
 			t.Errorf("got %s, want %s", got, want)
 		}
-		// Simple queries pipelined: the second waits for the first to finish, then the
-		// proxy knows the setting.
+		// Simple queries pipelined: the SET is refused, the second runs as pg_query read it.
 		c = h.raw(t, "app", "shop")
 		c.send(t, &pgproto3.Query{String: "SET standard_conforming_strings = off"}, &pgproto3.Query{String: `SELECT '\'' ; DROP TABLE t; --'`})
-		c.untilReady(t)
 		if got, want := c.untilReady(t), "ErrorResponse(42501) ReadyForQuery(I)"; got != want {
 			t.Errorf("got %s, want %s", got, want)
+		}
+		if got, want := c.untilReady(t), "RowDescription DataRow CommandComplete(SELECT 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+		// A session that began with it off (a role's setting made outside the bastion)
+		// refuses backslashes throughout, even after SET ... = on: RESET ALL or DISCARD
+		// ALL earlier in a Query would bring it back.
+		pg.ExecIn(t, "shop", "ALTER ROLE app IN DATABASE shop SET standard_conforming_strings = off")
+		c = h.raw(t, "app", "shop")
+		pg.ExecIn(t, "shop", "ALTER ROLE app IN DATABASE shop RESET standard_conforming_strings")
+		c.send(t, &pgproto3.Query{String: "SET standard_conforming_strings = on"}, &pgproto3.Query{String: `SELECT 'a\b'`})
+		c.untilReady(t)
+		if got, want := c.untilReady(t), "ErrorResponse(42501) ReadyForQuery(I)"; got != want {
+			t.Errorf("began off: got %s, want %s", got, want)
 		}
 		if !tableExists(t, pg, "t") {
 			t.Fatal("table t is gone")

@@ -97,6 +97,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		if err != nil {
 			return err
 		}
+		s.noteBind(m)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
 		m, err := decodeTarget(typ, body)
@@ -107,13 +108,31 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		if typ == 'C' {
 			kind = expClose
 		}
-		s.enqueue(&expect{kind: kind, target: m.kind, name: m.name})
+		e := &expect{kind: kind, target: m.kind, name: m.name}
+		if typ == 'C' {
+			s.noteClose(m, e)
+		}
+		s.enqueue(e)
 	case 'E':
 		m, err := decodeExecute(body)
 		if err != nil {
 			return err
 		}
-		s.enqueue(&expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()})
+		e := &expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()}
+		if hp := s.heldPortals[m.portal]; hp != nil && !hp.approved {
+			// Each execution of a statement that needed approval needs its own (held.go).
+			run, judged, ref := s.approveExecution(hp.stmt, nil, hp.params)
+			if ref != nil {
+				// In place of the Execute, a Parse the server rejects (of a name nothing
+				// uses): the server skips to Sync, the portal stays unexecuted.
+				return s.refuse(expParse, "bastion_refused_"+s.nonce, judged.SQL, []Statement{*judged}, ref)
+			}
+			hp.approved = true
+			if run != nil {
+				e.runs = []*stmtRun{run}
+			}
+		}
+		s.enqueue(e)
 		s.unsyncedExec = true
 	case 'S':
 		if err := checkEmpty("client", typ, body); err != nil {
@@ -121,6 +140,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		}
 		s.enqueue(&expect{kind: expSync})
 		s.unsyncedExec = false
+		s.segs++
 	case 'H':
 		if err := checkEmpty("client", typ, body); err != nil {
 			return err
@@ -180,6 +200,10 @@ func (s *session) classify(sql, protocol string) ([]Statement, *refusal) {
 				return []Statement{st}, nil
 			}
 		}
+		if errors.Is(err, ErrUnsafeSetting) {
+			return nil, &refusal{code: "42501", rule: "pgproxy:standard-conforming-strings",
+				message: "bastion: statement refused: " + strings.TrimPrefix(err.Error(), ErrUnsafeSetting.Error()+": ")}
+		}
 		return nil, &refusal{code: "42601", rule: "pgproxy:unparseable",
 			message: "bastion: statement refused: it cannot be parsed: " + strings.TrimPrefix(err.Error(), ErrUnparseable.Error()+": ")}
 	}
@@ -208,11 +232,40 @@ func (r *refusal) fields() []errField {
 	return f
 }
 
+// copyBinary reports whether a COPY statement asks for the binary format (FORMAT binary,
+// or the older BINARY keyword, which PostgreSQL's grammar turns into the same option):
+// values the value masker would find in text are then sent in their binary form, an
+// int8 card number as eight bytes. A statement that does not parse counts as binary.
+func copyBinary(sql string) bool {
+	res, err := pgParse(sql)
+	if err != nil || len(res.Stmts) != 1 {
+		return true
+	}
+	cs := res.Stmts[0].Stmt.GetCopyStmt()
+	if cs == nil {
+		return true
+	}
+	for _, o := range cs.Options {
+		de := o.GetDefElem()
+		if de == nil || !strings.EqualFold(de.Defname, "format") {
+			continue
+		}
+		if v := de.Arg.GetString_(); v == nil || !strings.EqualFold(v.Sval, "text") && !strings.EqualFold(v.Sval, "csv") {
+			return true
+		}
+	}
+	return false
+}
+
 // judgeAll judges every statement before any is sent; the first refusal stops it.
 func (s *session) judgeAll(sts []Statement) ([]*stmtRun, *refusal) {
 	runs := make([]*stmtRun, 0, len(sts))
 	for i := range sts {
 		run, ref := s.judge(&sts[i])
+		if ref == nil {
+			// SQL PREPARE and EXECUTE: each execution needs its own approval (held.go).
+			run, ref = s.onQueryPrepared(&sts[i], run)
+		}
 		if ref != nil {
 			ref.index = i
 			return nil, ref
@@ -227,6 +280,10 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 	if s.cfg.Masks == nil && s.cfg.MaskColumn != nil && st.Has("copy_to_stdout") {
 		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
 			message: "bastion: statement blocked: COPY TO STDOUT cannot be masked by column; use SELECT"}
+	}
+	if s.cfg.MaskValue != nil && st.Has("copy_to_stdout") && copyBinary(st.SQL) {
+		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
+			message: "bastion: statement blocked: COPY TO STDOUT in binary format cannot be masked; use FORMAT text or csv"}
 	}
 	// Whatever is already forwarded must not wait on a human.
 	if s.uw.Buffered() > 0 {
@@ -342,7 +399,7 @@ func (s *session) hold(st *Statement, v Verdict) (*stmtRun, *refusal) {
 	if err := s.transcript(fmt.Sprintf("APPROVED request %s\r\n", id)); err != nil {
 		return nil, &refusal{code: "58030", message: "bastion: recording failed", outcome: OutcomeDenied}
 	}
-	return &stmtRun{st: *st, rule: v.Rule, requestID: v.RequestID}, nil
+	return &stmtRun{st: *st, rule: v.Rule, requestID: v.RequestID, held: true}, nil
 }
 
 func (s *session) wait(ctx context.Context, v Verdict) (final Verdict, err error) {
@@ -380,6 +437,7 @@ func (s *session) onQuery(body []byte) error {
 	if ref == nil {
 		runs, ref = s.judgeAll(sts)
 	}
+	defer func() { s.segs++ }() // a Query is a pipeline segment of its own
 	if ref != nil {
 		return s.refuse(expQuery, "", sql, sts, ref)
 	}
@@ -399,6 +457,7 @@ func (s *session) onParse(body []byte) error {
 		runs, ref = s.judgeAll(sts)
 	}
 	if ref != nil {
+		s.noteRefusedParse(m.name)
 		return s.refuse(expParse, m.name, m.query, sts, ref)
 	}
 	if s.lineage != nil && m.name != "" && len(runs) == 1 && runs[0].lin != nil {
@@ -409,7 +468,9 @@ func (s *session) onParse(body []byte) error {
 		s.lineage.gen++
 		s.lineage.mu.Unlock()
 	}
-	s.enqueue(&expect{kind: expParse, name: m.name, runs: runs})
+	e := &expect{kind: expParse, name: m.name, runs: runs}
+	s.noteParse(m.name, runs, e)
+	s.enqueue(e)
 	return s.forward('P', body)
 }
 

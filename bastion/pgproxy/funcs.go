@@ -35,6 +35,50 @@ const (
 // roleSettings are the settings that change the session's privileges.
 var roleSettings = map[string]bool{"role": true, "session_authorization": true}
 
+// scsSetting changes how the server reads SQL text. pg_query always reads text as
+// standard_conforming_strings=on; with it off, a backslash in a '...' string escapes the
+// next character, so the server and the classifier see different statements in the
+// same text (a string holding a backslash before a doubled quote, then "; DROP TABLE t;
+// --", is one string constant to pg_query, and a string and a DROP to the server). The session refuses backslashes while the server reports the setting
+// off (backslashSafe), but a change that takes effect where the session cannot see it
+// is another matter: earlier in the same Query, before a DO or function body is read;
+// in a function's SET clause, applied at every call to the body read then; for a role
+// or database. So every statement that could set it to anything but on is refused
+// outright (ErrUnsafeSetting): SET, SET LOCAL, RESET, SET ... TO DEFAULT, SET ... FROM
+// CURRENT, set_config(), a routine's SET clause, ALTER ROLE/DATABASE/SYSTEM ... SET or
+// RESET of it. A set_config() of a setting name not written as a constant is
+// unknowable, as is EXECUTE of a computed string.
+const scsSetting = "standard_conforming_strings"
+
+// settingOn reports whether a constant is a value PostgreSQL reads as boolean true.
+func settingOn(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "true", "yes", "1":
+		return true
+	}
+	return false
+}
+
+// lexerSetting refuses a SET (in any of its forms) of standard_conforming_strings to
+// anything but a constant on.
+func (c *collector) lexerSetting(n *pg.VariableSetStmt) {
+	if strings.ToLower(n.Name) != scsSetting {
+		return
+	}
+	c.constDep = true // the value is read: SET ... = 'on' and = 'off' share a cache key
+	if n.Kind == pg.VariableSetKind_VAR_SET_VALUE && len(n.Args) == 1 {
+		if ac := n.Args[0].GetAConst(); ac != nil && !ac.Isnull {
+			if s := ac.GetSval(); s != nil && settingOn(s.Sval) {
+				return
+			}
+			if i := ac.GetIval(); i != nil && i.Ival == 1 {
+				return
+			}
+		}
+	}
+	c.refuse("%s can only be set to on here: the bastion reads SQL as PostgreSQL does with it on", scsSetting)
+}
+
 // funcKinds classifies functions by name (without schema, lower case). A function of
 // the same name in another schema is classified the same: stricter, never a bypass.
 var funcKinds = map[string][]string{
@@ -112,16 +156,45 @@ var relationKinds = map[string][]string{
 	"pg_file_settings":       {KindFileRead},
 }
 
-// unknowableFuncs execute an SQL string or a remote query: what they do is not in the text.
+// unknowableFuncs execute an SQL string or read a relation named in a string: what they
+// do (which statement, which table) is not in the text. ts_rewrite runs SQL only in its
+// two-argument form (see sqlTextCall). Extensions' functions that run SQL they are given
+// (pg_cron's, pg_background's) are listed by name too: stricter for a function of the
+// same name elsewhere, never a bypass.
 var unknowableFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
-	"ts_stat": true,
+	"ts_stat": true, "ts_rewrite": true,
+	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
+	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
+	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+	"schedule": true, "schedule_in_database": true, "alter_job": true, // pg_cron: runs the command later
+	"pg_background_launch": true, // pg_background
+}
+
+// sqlTextCall reports whether a call of a function named base runs SQL text or reads a
+// relation it is given by name. ts_rewrite(query, target, substitute) rewrites with
+// constants; ts_rewrite(query, select) runs select.
+func sqlTextCall(base string, n *pg.FuncCall) bool {
+	if base == "ts_rewrite" && n != nil && len(n.Args) == 3 {
+		for _, a := range n.Args {
+			if a.GetNamedArgExpr() != nil {
+				return true
+			}
+		}
+		return false
+	}
+	return unknowableFuncs[base]
 }
 
 // classifyFuncName adds the kinds of the function named name (possibly
 // schema-qualified), wherever it is named: called, or named as the function behind a
 // cast, operator, aggregate, trigger or type.
 func (c *collector) classifyFuncName(name string) {
+	c.classifyFunc(name, nil)
+}
+
+// classifyFunc is classifyFuncName for a call n (nil when the function is only named).
+func (c *collector) classifyFunc(name string, n *pg.FuncCall) {
 	base := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
 	if base == "" {
 		return
@@ -133,8 +206,8 @@ func (c *collector) classifyFuncName(name string) {
 	case strings.HasPrefix(base, "dblink"):
 		c.kind(KindRemoteConnection)
 		c.unknown(fmt.Sprintf("%s() runs SQL on another connection, which is not in the statement text", base))
-	case unknowableFuncs[base]:
-		c.unknown(fmt.Sprintf("%s() runs SQL that is not in the statement text", base))
+	case sqlTextCall(base, n):
+		c.unknown(fmt.Sprintf("%s() runs SQL (or reads a relation) that is not in the statement text", base))
 	}
 }
 
@@ -142,7 +215,7 @@ func (c *collector) classifyFuncName(name string) {
 // set_config() of role or session_authorization is a role change.
 func (c *collector) call(n *pg.FuncCall) {
 	name := qualifiedName(n.Funcname)
-	c.classifyFuncName(name)
+	c.classifyFunc(name, n)
 	if strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]) != "set_config" {
 		return
 	}
@@ -159,6 +232,11 @@ func (c *collector) call(n *pg.FuncCall) {
 	}
 	if roleSettings[strings.ToLower(setting)] {
 		c.kind(KindRoleChange)
+	}
+	if strings.ToLower(setting) == scsSetting {
+		if v, ok := constString(callArg(n, 1, "new_value")); !ok || !settingOn(v) {
+			c.refuse("set_config() can only set %s to on here: the bastion reads SQL as PostgreSQL does with it on", scsSetting)
+		}
 	}
 }
 
@@ -221,6 +299,8 @@ func (c *collector) extraKinds(n any) {
 		// setting = 'priv' WHERE name = 'role' is SET ROLE.
 		if n.Relation != nil && strings.ToLower(n.Relation.Relname) == "pg_settings" {
 			c.kind("set", "set_config", KindRoleChange)
+			// Any setting: standard_conforming_strings too (see scsSetting).
+			c.unknown("UPDATE pg_settings can change any setting, one that changes how SQL is read included")
 		}
 	case *pg.CreatePublicationStmt, *pg.AlterPublicationStmt:
 		c.kind(KindServerAdmin) // a publication offers the tables' rows to subscribers elsewhere

@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -30,7 +31,9 @@ import (
 //     pg_notify, renaming a masked column or its table) is refused.
 //   - A statement that reads masked values anywhere (a WHERE clause included) has the
 //     text of its errors and notices withheld: "invalid input syntax for type integer:
-//     "Ada Lovelace"" would otherwise show the value.
+//     "Ada Lovelace"" would otherwise show the value. So has one that writes to or
+//     alters a relation with masked columns (its targets): constraint violations quote
+//     the row or key ("Failing row contains (2, Alan Turing, null)").
 //
 // The analysis over-approximates: a reference that could mean two columns takes both.
 
@@ -70,6 +73,9 @@ type resultItem struct {
 // result is a statement's (or subquery's) output columns.
 type result struct {
 	items []resultItem
+	// targets: for a prepared statement, what the relations it writes hold (see
+	// lineage.targets), which executing it writes again.
+	targets taint
 }
 
 func (r *result) add(c outCol) { r.items = append(r.items, resultItem{cols: []outCol{c}}) }
@@ -246,6 +252,7 @@ type preparedDef struct {
 type lineage struct {
 	out     *result // the rows it returns; nil when it returns none from tables
 	touched taint   // everything it reads
+	targets taint   // everything the relations it writes or alters hold (errors quote their rows)
 	leak    string  // why it would copy masked values where no mask follows them
 	copyOut bool    // COPY TO STDOUT: the result goes out as COPY data, which cannot be masked
 	define  func(*lineageState)
@@ -280,6 +287,7 @@ type analyzer struct {
 	stmt    *Statement // the classified statement (its bodies), at the top level
 
 	reads    []*taint // active accumulators: every read is added to all
+	targets  []*taint // active accumulators of targets (shared with sub-analyzers: a body's writes count)
 	leak     string
 	funcMemo map[string]funcLineage // shared with sub-analyzers
 	// constRead (shared with sub-analyzers; nil when nobody asks) is set when the
@@ -331,6 +339,24 @@ func (a *analyzer) read(t taint) {
 	}
 }
 
+// target notes a relation the statement writes to or alters: its errors may quote any
+// of the relation's columns.
+func (a *analyzer) target(e *rte) {
+	t := e.whole()
+	for _, acc := range a.targets {
+		acc.add(t)
+	}
+}
+
+// collectTargets runs f with a fresh accumulator of targets and returns what f targets.
+func (a *analyzer) collectTargets(f func()) taint {
+	var t taint
+	a.targets = append(a.targets, &t)
+	defer func() { a.targets = a.targets[:len(a.targets)-1] }()
+	f()
+	return t
+}
+
 // collect runs f with a fresh accumulator and returns what f read.
 func (a *analyzer) collect(f func()) taint {
 	var t taint
@@ -360,7 +386,9 @@ func (a *analyzer) analyzeStatement(n *pg.Node) *lineage {
 	if a.state != nil {
 		lin.stateGen = a.state.generation()
 	}
-	lin.touched = a.collect(func() { lin.out = a.statement(n, nil, lin) })
+	lin.targets = a.collectTargets(func() {
+		lin.touched = a.collect(func() { lin.out = a.statement(n, nil, lin) })
+	})
 	// What the server may call without the statement naming it (implicit casts, domain
 	// and table checks, defaults, comparison operators): any statement may run it.
 	amb := a.ambientTaint()
@@ -391,7 +419,7 @@ func (a *analyzer) analyzeStatement(n *pg.Node) *lineage {
 
 // with returns a copy of r with t added to every column.
 func (r *result) with(t taint) *result {
-	out := &result{}
+	out := &result{targets: r.targets}
 	for _, it := range r.items {
 		ni := resultItem{open: it.open, openT: it.openT}
 		if it.open {
@@ -439,7 +467,13 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		define(func(st *lineageState) { st.mu.Lock(); st.cursors[name] = r; st.gen++; st.mu.Unlock() })
 		return nil
 	case *pg.Node_PrepareStmt:
-		r := orEmpty(a.statement(s.PrepareStmt.Query, parent, nil))
+		var r *result
+		targets := a.collectTargets(func() { r = orEmpty(a.statement(s.PrepareStmt.Query, parent, nil)) })
+		if targets.dirty() {
+			rc := *r
+			rc.targets = targets
+			r = &rc
+		}
 		name, q := s.PrepareStmt.Name, s.PrepareStmt.Query
 		define(func(st *lineageState) {
 			st.mu.Lock()
@@ -493,6 +527,14 @@ func (a *analyzer) statement(n *pg.Node, parent *scope, lin *lineage) *result {
 		return nil
 	case *pg.Node_AlterTableStmt:
 		a.alterTable(s.AlterTableStmt)
+		return nil
+	case *pg.Node_IndexStmt:
+		// A unique index reports a duplicate key: "Key (name)=(Ada Lovelace) is duplicated."
+		a.targetRel(s.IndexStmt.Relation)
+		return nil
+	case *pg.Node_RefreshMatViewStmt:
+		// CONCURRENTLY reports a duplicate row: "Row: (...)".
+		a.targetRel(s.RefreshMatViewStmt.Relation)
 		return nil
 	case *pg.Node_RenameStmt:
 		a.rename(s.RenameStmt)
@@ -591,6 +633,7 @@ func (a *analyzer) known(m map[string]*result, name, what string) *result {
 		return &result{items: []resultItem{{open: true, openT: t}}}
 	}
 	a.read(r.all())
+	a.target(&rte{cols: []outCol{{t: r.targets}}})
 	return r
 }
 
@@ -1196,7 +1239,7 @@ func (a *analyzer) viewColumns(r *relInfo) []taint {
 func (a *analyzer) sub(lenient bool) *analyzer {
 	return &analyzer{ctx: a.ctx, cat: a.cat, views: a.views, masks: a.masks, state: a.state,
 		depth: a.depth + 1, lenient: lenient, funcMemo: a.funcMemo, constRead: a.constRead,
-		suspect: a.suspect, ddl: a.ddl}
+		suspect: a.suspect, ddl: a.ddl, targets: a.targets[:len(a.targets):len(a.targets)]}
 }
 
 // expr is what an expression reads: every column it references, whole rows, the reads
@@ -1391,7 +1434,8 @@ var dataReaderFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true, "database_to_xml": true,
-	"database_to_xml_and_xmlschema": true, "ts_stat": true,
+	"database_to_xml_and_xmlschema": true, "ts_stat": true, "ts_rewrite": true, // see sqlTextCall
+	"pg_background_result":        true, // the rows of the SQL pg_background_launch() ran
 	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 }
@@ -1434,7 +1478,7 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) {
 		schema = names[len(names)-2]
 	}
 	switch {
-	case dataReaderFuncs[lower]:
+	case dataReaderFuncs[lower] && (lower != "ts_rewrite" || sqlTextCall(lower, fc)):
 		a.read(unknownTaint("%s() reads data the statement does not name", base))
 	case strings.HasPrefix(lower, "dblink"):
 		a.read(unknownTaint("%s() reads another server", base))
@@ -1530,6 +1574,11 @@ func (a *analyzer) functionTaintUncached(schema, name string, leak *string) tain
 // calls), unknowable when any of it is.
 func (a *analyzer) bodyReads(def, what string) (taint, bool) {
 	sts, err := Classify(def)
+	if errors.Is(err, ErrUnsafeSetting) {
+		// A routine with SET standard_conforming_strings = off (pg_proc.proconfig, in
+		// its definition) reads its body otherwise than pg_query does.
+		return unknownTaint("%s sets standard_conforming_strings: its body cannot be read", what), true
+	}
 	if err != nil || len(sts) != 1 {
 		return unknownTaint("the body of %s cannot be parsed", what), true
 	}
@@ -1652,12 +1701,15 @@ func (a *analyzer) bodyCopies(st Statement, what string) taint {
 	return reads
 }
 
-// targetRel is the relation a statement writes: its range entry and name.
+// targetRel is the relation a statement writes (or alters): its range entry, noted as
+// a target.
 func (a *analyzer) targetRel(rv *pg.RangeVar) *rte {
 	if rv == nil {
 		return &rte{open: true}
 	}
-	return a.rangeVar(rv, &scope{})
+	e := a.rangeVar(rv, &scope{})
+	a.target(e)
+	return e
 }
 
 // writeCheck refuses storing a value of taint t into column col of target, unless the
@@ -1842,6 +1894,9 @@ func (a *analyzer) merge(s *pg.MergeStmt, parent *scope) *result {
 
 func (a *analyzer) copyStmt(s *pg.CopyStmt, lin *lineage) *result {
 	if s.IsFrom {
+		if s.Relation != nil {
+			a.targetRel(s.Relation)
+		}
 		return nil
 	}
 	var r *result
@@ -1982,7 +2037,9 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 	if s.Relation == nil {
 		return
 	}
-	var target *rte
+	// Any ALTER TABLE may report a row: a new constraint's violation, a type change's
+	// conversion error ("invalid input syntax for type integer: "Ada Lovelace"").
+	target := a.targetRel(s.Relation)
 	for _, c := range s.Cmds {
 		cmd := c.GetAlterTableCmd()
 		if cmd == nil {
@@ -1993,9 +2050,6 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 		switch cmd.Subtype {
 		case pg.AlterTableType_AT_AddColumn:
 			if cd := cmd.Def.GetColumnDef(); cd != nil {
-				if target == nil {
-					target = a.targetRel(s.Relation)
-				}
 				a.columnExprs(cd, target, s.Relation.Schemaname, s.Relation.Relname)
 			}
 			continue
@@ -2009,9 +2063,6 @@ func (a *analyzer) alterTable(s *pg.AlterTableStmt) {
 		}
 		if expr == nil {
 			continue
-		}
-		if target == nil {
-			target = a.targetRel(s.Relation)
 		}
 		a.storedExpr(expr, target, s.Relation.Schemaname, s.Relation.Relname, col)
 	}

@@ -2,8 +2,11 @@ package pgproxy
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -179,28 +182,266 @@ func (s *session) maskRow(r *running, body []byte) ([]byte, error) {
 	return endMsg(out, start), nil
 }
 
-// binaryNeedsMask runs the value detector over a binary cell: its raw bytes (text-like
-// types, bytea, json, arrays and records embed their text as is) and, for int8 and
-// numeric, its decimal form.
+// binaryNeedsMask reports whether a binary cell of type oid must be masked: the value
+// detector matches its raw bytes (text-like types embed their text as is) or the decimal
+// form of a number in it, at the top level or inside an array, record or range. A value
+// the proxy cannot take apart, of any other type (a domain, a named composite, a type of
+// an extension: its OID alone does not say how its bytes hold a number), is masked: its
+// binary form can carry a card number the detector would never see ("SELECT
+// ROW(card_num, 0)", "SELECT card_num::cardnum").
 func (s *session) binaryNeedsMask(oid uint32, v []byte) (bool, error) {
 	_, masked, err := s.callMaskValue(v)
 	if err != nil || masked {
 		return masked, err
 	}
-	var dec string
-	switch oid {
-	case oidInt8:
-		if len(v) == 8 {
-			dec = strconv.FormatInt(int64(binary.BigEndian.Uint64(v)), 10)
-		}
-	case oidNumeric:
-		dec = numericText(v)
+	return s.binaryDecodedNeedsMask(oid, v, 0)
+}
+
+// Binary type OIDs the masker takes apart (pg_type.dat).
+const (
+	oidBool        = 16
+	oidBytea       = 17
+	oidChar        = 18
+	oidName        = 19
+	oidInt2        = 21
+	oidInt4        = 23
+	oidOID         = 26
+	oidJSON        = 114
+	oidXML         = 142
+	oidFloat4      = 700
+	oidFloat8      = 701
+	oidUnknown     = 705
+	oidBpchar      = 1042
+	oidVarchar     = 1043
+	oidDate        = 1082
+	oidTime        = 1083
+	oidTimestamp   = 1114
+	oidTimestamptz = 1184
+	oidInterval    = 1186
+	oidTimetz      = 1266
+	oidRecord      = 2249
+	oidUUID        = 2950
+	oidJSONB       = 3802
+	oidXID8        = 5069
+	oidTID         = 27
+	oidXID         = 28
+	oidCID         = 29
+	oidMacaddr8    = 774
+	oidMacaddr     = 829
+	oidCIDR        = 650
+	oidInet        = 869
+	oidJSONPath    = 4072
+)
+
+// textLikeOIDs send their text (jsonb after a version byte): the raw bytes are the
+// detector's input.
+var textLikeOIDs = map[uint32]bool{
+	oidBytea: true, oidChar: true, oidName: true, oidText: true, oidJSON: true, oidXML: true,
+	oidUnknown: true, oidBpchar: true, oidVarchar: true, oidJSONB: true, oidJSONPath: true,
+}
+
+// opaqueSafeOIDs are fixed-size types whose text form cannot hold a card number's digits
+// (booleans, dates and times, intervals, 32-bit ids, a MAC address's 12 hex digits):
+// their binary form shows no more.
+var opaqueSafeOIDs = map[uint32]bool{
+	oidBool: true, oidDate: true, oidTime: true, oidTimetz: true, oidTimestamp: true,
+	oidTimestamptz: true, oidInterval: true, oidTID: true, oidXID: true, oidCID: true, oidMacaddr: true,
+}
+
+// arrayElemOIDs are the array types of the types above and their element types. An
+// array's binary form names its element type too; the two must agree.
+var arrayElemOIDs = map[uint32]uint32{
+	1000: oidBool, 1001: oidBytea, 1002: oidChar, 1003: oidName, 1005: oidInt2, 1007: oidInt4,
+	1009: oidText, 1014: oidBpchar, 1015: oidVarchar, 1016: oidInt8, 1021: oidFloat4,
+	1022: oidFloat8, 1028: oidOID, 1115: oidTimestamp, 1182: oidDate, 1183: oidTime,
+	1185: oidTimestamptz, 1187: oidInterval, 1231: oidNumeric, 1270: oidTimetz, 143: oidXML,
+	199: oidJSON, 2287: oidRecord, 2951: oidUUID, 3807: oidJSONB, 271: oidXID8, 1010: oidTID,
+	1011: oidXID, 1012: oidCID, 1040: oidMacaddr, 775: oidMacaddr8, 651: oidCIDR, 1041: oidInet,
+	4073: oidJSONPath,
+}
+
+// rangeSubOIDs are the built-in range types and their subtypes; multirangeOIDs the
+// built-in multirange types and their range types.
+var (
+	rangeSubOIDs = map[uint32]uint32{
+		3904: oidInt4, 3926: oidInt8, 3906: oidNumeric, 3908: oidTimestamp, 3910: oidTimestamptz, 3912: oidDate,
 	}
-	if dec == "" {
+	multirangeOIDs = map[uint32]uint32{
+		4451: 3904, 4536: 3926, 4532: 3906, 4533: 3908, 4534: 3910, 4535: 3912,
+	}
+)
+
+// maxBinaryDepth bounds arrays of records of ranges...
+const maxBinaryDepth = 8
+
+// binaryDecodedNeedsMask is binaryNeedsMask after the raw bytes were checked: it takes
+// the value apart by its type. Malformed values are masked.
+func (s *session) binaryDecodedNeedsMask(oid uint32, v []byte, depth int) (bool, error) {
+	if depth > maxBinaryDepth {
+		return true, nil
+	}
+	check := func(text string) (bool, error) {
+		_, masked, err := s.callMaskValue([]byte(text))
+		return masked, err
+	}
+	switch {
+	case textLikeOIDs[oid] || opaqueSafeOIDs[oid]:
 		return false, nil
+	case oid == oidInt2 && len(v) == 2:
+		return false, nil
+	case (oid == oidInt4 || oid == oidOID) && len(v) == 4:
+		return check(strconv.FormatInt(int64(binary.BigEndian.Uint32(v)), 10))
+	case oid == oidInt8 && len(v) == 8:
+		return check(strconv.FormatInt(int64(binary.BigEndian.Uint64(v)), 10))
+	case oid == oidXID8 && len(v) == 8:
+		return check(strconv.FormatUint(binary.BigEndian.Uint64(v), 10))
+	case oid == oidNumeric:
+		dec := numericText(v)
+		if dec == "" {
+			return true, nil
+		}
+		return check(dec)
+	case oid == oidFloat4 && len(v) == 4:
+		return check(floatInteger(float64(math.Float32frombits(binary.BigEndian.Uint32(v)))))
+	case oid == oidFloat8 && len(v) == 8:
+		return check(floatInteger(math.Float64frombits(binary.BigEndian.Uint64(v))))
+	case oid == oidUUID && len(v) == 16:
+		h := hex.EncodeToString(v)
+		return check(h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:])
+	case oid == oidMacaddr8 && len(v) == 8:
+		h := hex.EncodeToString(v)
+		parts := make([]string, 8)
+		for i := range parts {
+			parts[i] = h[2*i : 2*i+2]
+		}
+		return check(strings.Join(parts, ":"))
+	case oid == oidInet || oid == oidCIDR:
+		// inet_send: family, prefix bits, is_cidr, address length, address.
+		if len(v) < 4 || int(v[3]) != len(v)-4 {
+			return true, nil
+		}
+		addr, ok := netip.AddrFromSlice(v[4:])
+		if !ok {
+			return true, nil
+		}
+		return check(addr.String() + "/" + strconv.Itoa(int(v[1])))
+	case oid == oidRecord:
+		return s.recordNeedsMask(v, depth)
 	}
-	_, masked, err = s.callMaskValue([]byte(dec))
-	return masked, err
+	if elem, ok := arrayElemOIDs[oid]; ok {
+		return s.arrayNeedsMask(elem, v, depth)
+	}
+	if sub, ok := rangeSubOIDs[oid]; ok {
+		return s.rangeNeedsMask(sub, v, depth)
+	}
+	if rng, ok := multirangeOIDs[oid]; ok {
+		c := cursor{b: v}
+		n := c.i32("range count")
+		for i := int32(0); i < n && c.fail == ""; i++ {
+			r, null := c.value("range")
+			if null || c.fail != "" {
+				return true, nil
+			}
+			if masked, err := s.binaryDecodedNeedsMask(rng, r, depth+1); masked || err != nil {
+				return masked, err
+			}
+		}
+		return c.fail != "" || len(c.b) != 0, nil
+	}
+	return true, nil
+}
+
+// floatInteger is the decimal form of a float's integer value ("" when it has none a
+// card number could be): 4111111111111111::float8 reads as 4.111111111111111e+15.
+func floatInteger(f float64) string {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) < 1e9 || math.Abs(f) >= 1e20 {
+		return ""
+	}
+	return strconv.FormatFloat(math.Trunc(f), 'f', 0, 64)
+}
+
+// arrayNeedsMask checks each element of a binary array (array_send: dimensions, flags,
+// element type, each dimension's size and lower bound, then the elements).
+func (s *session) arrayNeedsMask(elem uint32, v []byte, depth int) (bool, error) {
+	c := cursor{b: v}
+	ndim := c.i32("dimensions")
+	c.i32("flags")
+	if got := uint32(c.i32("element type")); c.fail != "" || got != elem || ndim < 0 || ndim > 6 {
+		return true, nil
+	}
+	n := int64(1)
+	for i := int32(0); i < ndim; i++ {
+		size := c.i32("dimension size")
+		c.i32("lower bound")
+		if size < 0 {
+			return true, nil
+		}
+		n *= int64(size)
+		if n > int64(len(v)) {
+			return true, nil
+		}
+	}
+	if ndim == 0 {
+		n = 0
+	}
+	for i := int64(0); i < n && c.fail == ""; i++ {
+		e, null := c.value("element")
+		if null || c.fail != "" {
+			continue
+		}
+		if _, masked, err := s.callMaskValue(e); masked || err != nil {
+			return masked, err
+		}
+		if masked, err := s.binaryDecodedNeedsMask(elem, e, depth+1); masked || err != nil {
+			return masked, err
+		}
+	}
+	return c.fail != "" || len(c.b) != 0, nil
+}
+
+// recordNeedsMask checks each field of a binary record (record_send: the field count,
+// then each field's type and value).
+func (s *session) recordNeedsMask(v []byte, depth int) (bool, error) {
+	c := cursor{b: v}
+	n := c.i32("field count")
+	if n < 0 {
+		return true, nil
+	}
+	for i := int32(0); i < n && c.fail == ""; i++ {
+		oid := uint32(c.i32("field type"))
+		f, null := c.value("field")
+		if null || c.fail != "" {
+			continue
+		}
+		if _, masked, err := s.callMaskValue(f); masked || err != nil {
+			return masked, err
+		}
+		if masked, err := s.binaryDecodedNeedsMask(oid, f, depth+1); masked || err != nil {
+			return masked, err
+		}
+	}
+	return c.fail != "" || len(c.b) != 0, nil
+}
+
+// rangeNeedsMask checks the bounds of a binary range (range_send: flags, then each bound
+// present as a length and value).
+func (s *session) rangeNeedsMask(sub uint32, v []byte, depth int) (bool, error) {
+	const empty, lbInf, ubInf, lbNull, ubNull = 0x01, 0x08, 0x10, 0x20, 0x40
+	c := cursor{b: v}
+	flags := c.u8("range flags")
+	for _, absent := range []byte{empty | lbInf | lbNull, empty | ubInf | ubNull} {
+		if flags&absent != 0 || c.fail != "" {
+			continue
+		}
+		b, null := c.value("range bound")
+		if null || c.fail != "" {
+			return true, nil
+		}
+		if masked, err := s.binaryDecodedNeedsMask(sub, b, depth+1); masked || err != nil {
+			return masked, err
+		}
+	}
+	return c.fail != "" || len(c.b) != 0, nil
 }
 
 // numericText renders a binary numeric's integer part (enough for the value detector);
@@ -238,8 +479,46 @@ func numericText(v []byte) string {
 	return b.String()
 }
 
-// maskErrorFields masks the text fields of an ErrorResponse or NoticeResponse (error
-// details quote values: "Key (card)=(4111...) already exists").
+// structuralErrorField reports whether an ErrorResponse/NoticeResponse field is one the
+// server fills from its own code, never from data: severity, SQLSTATE, positions, and
+// the server's source file, line and routine. Every other field can carry a value:
+// details quote values ("Key (card)=(4111...) already exists"), and RAISE ... USING
+// sets schema, table, column, datatype and constraint names (s, t, c, d, n) to any
+// text, as it does the message, detail and hint.
+func structuralErrorField(code byte) bool {
+	switch code {
+	case 'S', 'V', 'C', 'P', 'p', 'F', 'L', 'R':
+		return true
+	}
+	return false
+}
+
+// protocolParams are the reported settings whose values drivers act on (decoding,
+// quoting, dates) and the server accepts only from a fixed grammar; a masked value
+// there would break the client, and cannot carry a value of free text.
+var protocolParams = map[string]bool{
+	"client_encoding": true, "server_encoding": true, "DateStyle": true, "IntervalStyle": true,
+	"TimeZone": true, "standard_conforming_strings": true, "integer_datetimes": true,
+	"server_version": true, "is_superuser": true, "in_hot_standby": true,
+	"default_transaction_read_only": true, "scram_iterations": true,
+}
+
+// maskParam masks a ParameterStatus value: set_config('application_name', card, false)
+// reports any value there. With withheld (the statement behind it has its messages
+// withheld), a setting of free text is masked whatever its value; otherwise it goes
+// through MaskValue. It returns false when the value goes out as is.
+func (s *session) maskParam(name, value string, withheld bool) (string, bool) {
+	if withheld && !protocolParams[name] {
+		return ColumnMask, value != ColumnMask
+	}
+	if out, masked := s.maskValue([]byte(value)); masked {
+		return string(out), true
+	}
+	return "", false
+}
+
+// maskErrorFields masks every field of an ErrorResponse or NoticeResponse that can carry
+// a value, field codes PostgreSQL may add later included.
 func (s *session) maskErrorFields(typ byte, body []byte) []byte {
 	fields, err := decodeErrorFields(typ, body)
 	if err != nil {
@@ -249,11 +528,11 @@ func (s *session) maskErrorFields(typ byte, body []byte) []byte {
 		return appendRaw(nil, typ, body)
 	}
 	for i, f := range fields {
-		switch f.code {
-		case 'M', 'D', 'H', 'W', 'q':
-			if out, masked := s.maskValue([]byte(f.value)); masked {
-				fields[i].value = string(out)
-			}
+		if structuralErrorField(f.code) {
+			continue
+		}
+		if out, masked := s.maskValue([]byte(f.value)); masked {
+			fields[i].value = string(out)
 		}
 	}
 	return appendErrorFields(nil, typ, fields)

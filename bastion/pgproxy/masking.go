@@ -196,15 +196,20 @@ func (s *session) originMasked(oid uint32, attnum int) bool {
 }
 
 // withheldMessage replaces the text of an error or notice raised by a statement that
-// reads masked columns: PostgreSQL quotes values in messages ("invalid input syntax for
-// type integer: ..."). The SQLSTATE, severity and position stay.
+// reads masked columns, or writes to a relation with masked columns: PostgreSQL quotes
+// values in messages ("invalid input syntax for type integer: ...", "Failing row
+// contains (...)", "Key (name)=(...) already exists"), and RAISE ... USING puts any value in the schema, table, column,
+// datatype and constraint fields. Only the fields the server fills from its own code
+// stay (severity, SQLSTATE, position, source location); every other one is dropped.
 func withheldMessage(fields []errField) []errField {
 	out := make([]errField, 0, len(fields))
 	for _, f := range fields {
-		switch f.code {
-		case 'M':
-			f.value = "bastion: the server's message is withheld: the statement reads masked columns"
-		case 'D', 'H', 'W', 'q', 'p':
+		switch {
+		case f.code == 'M':
+			f.value = "bastion: the server's message is withheld: the statement reads or writes masked columns"
+		case f.code == 'p': // a position in the internal query, which is withheld
+			continue
+		case !structuralErrorField(f.code):
 			continue
 		}
 		out = append(out, f)
@@ -251,14 +256,51 @@ func (s *session) runOf(head *expect) *stmtRun {
 
 // touches reports whether the messages of the head's statement must be withheld.
 func (s *session) touches(head *expect) bool {
-	if s.cfg.Masks == nil || head == nil || head.kind == expSync {
+	if s.cfg.Masks == nil || head == nil {
 		return false
 	}
+	if head.kind == expSync {
+		// Sync commits an implicit transaction: deferred constraints report the rows of
+		// the statements before it.
+		return s.wroteMasked
+	}
 	run := s.runOf(head)
+	if s.wroteMasked && run != nil && (run.st.Has("transaction") || run.st.Has("constraints_set")) {
+		return true // COMMIT, SET CONSTRAINTS ... IMMEDIATE: the same
+	}
+	return s.runTouches(run)
+}
+
+// namesMaskedTable reports whether an error or notice names, in its schema and table
+// fields, a relation with masked columns (or one the catalog does not show): its detail
+// may quote that relation's rows, whatever statement raised it. This catches what the
+// statement's lineage cannot see: a foreign key's cascade (DELETE FROM towns setting
+// residents.town to NULL, "Failing row contains (1, Ada Lovelace, null)"), a trigger or
+// rule writing to another table.
+func (s *session) namesMaskedTable(fields []errField) bool {
+	table := fieldValue(fields, 't')
+	if s.cfg.Masks == nil || table == "" {
+		return false
+	}
+	a := &analyzer{ctx: s.ctx, cat: s.catalog, views: s.catalog, masks: colMasks{s.cfg.Masks},
+		state: s.lineage, funcMemo: map[string]funcLineage{}}
+	return a.relation(fieldValue(fields, 's'), table).whole().dirty()
+}
+
+// runTouches reports whether the messages of run (nil: a statement the proxy cannot
+// name) must be withheld: it reads masked values, or writes to (or alters) a relation
+// with masked columns, whose rows its errors quote.
+func (s *session) runTouches(run *stmtRun) bool {
 	if run == nil || run.lin == nil {
 		return true
 	}
-	return run.lin.touched.dirty()
+	return run.lin.touched.dirty() || run.lin.targets.dirty()
+}
+
+// runWrites reports whether run (nil: a statement the proxy cannot name) may have
+// written to a relation with masked columns.
+func (s *session) runWrites(run *stmtRun) bool {
+	return run == nil || run.lin == nil || run.lin.targets.dirty()
 }
 
 // describeRun is the statement a Describe's RowDescription belongs to.
@@ -275,7 +317,7 @@ func (s *session) sqlPrepared(name string) *prepared {
 	if r == nil {
 		return nil
 	}
-	return &prepared{run: &stmtRun{st: Statement{SQL: "EXECUTE " + name, Kinds: []string{"execute"}}, lin: &lineage{out: r, touched: r.all()}}}
+	return &prepared{run: &stmtRun{st: Statement{SQL: "EXECUTE " + name, Kinds: []string{"execute"}}, lin: &lineage{out: r, touched: r.all(), targets: r.targets}}}
 }
 
 // linMemo is an analysis the session may reuse for the same parse tree: valid while

@@ -9,8 +9,10 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -338,5 +340,69 @@ func TestNumericText(t *testing.T) {
 	}
 	if got := numericText(v[:7]); got != "" {
 		t.Errorf("malformed: got %q", got)
+	}
+}
+
+func TestBinaryNeedsMask(t *testing.T) {
+	s := &session{cfg: &Config{MaskValue: luhnMask}}
+	i8 := func(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+	withLen := func(b []byte) []byte { return append(i32(len(b)), b...) }
+	arr := func(elem int, vals ...[]byte) []byte {
+		b := append(append(append(i32(1), i32(0)...), i32(elem)...), append(i32(len(vals)), i32(1)...)...)
+		for _, v := range vals {
+			b = append(b, withLen(v)...)
+		}
+		return b
+	}
+	rec := append(append(i32(2), append(i32(oidInt4), withLen(i32(0))...)...), append(i32(oidInt8), withLen(i8(4111111111111111))...)...)
+	for _, c := range []struct {
+		name string
+		oid  uint32
+		v    []byte
+		want bool
+	}{
+		{"int8 card", oidInt8, i8(4111111111111111), true},
+		{"int8 other", oidInt8, i8(42), false},
+		{"int8 malformed", oidInt8, i8(42)[:7], true},
+		{"int8[] card", 1016, arr(oidInt8, i8(1), i8(4111111111111111)), true},
+		{"int8[] other", 1016, arr(oidInt8, i8(1), i8(2)), false},
+		{"int8[] claiming text elements", 1016, arr(oidText, []byte("x")), true},
+		{"int8[] truncated", 1016, arr(oidInt8, i8(1))[:20], true},
+		{"record with a card", oidRecord, rec, true},
+		{"record truncated", oidRecord, rec[:len(rec)-1], true},
+		{"int8range card", 3926, append([]byte{0x02 | 0x10}, withLen(i8(4111111111111111))...), true},
+		{"int8range empty", 3926, []byte{0x01}, false},
+		{"float8 card", oidFloat8, binary.BigEndian.AppendUint64(nil, math.Float64bits(4111111111111111)), true},
+		{"float8 other", oidFloat8, binary.BigEndian.AppendUint64(nil, math.Float64bits(0.5)), false},
+		{"text", oidText, []byte("hello"), false},
+		{"bool", oidBool, []byte{1}, false},
+		{"a domain or other type", 16400, i8(4111111111111111), true},
+		{"inet", 869, []byte{2, 32, 0, 4, 127, 0, 0, 1}, false},
+		{"inet malformed", 869, []byte{2, 32, 0, 5, 127, 0, 0, 1}, true},
+		{"uuid", 2950, make([]byte, 16), false},
+		{"a geometric type", 600, make([]byte, 16), true},
+	} {
+		got, err := s.binaryNeedsMask(c.oid, c.v)
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %v, %v, want %v", c.name, got, err, c.want)
+		}
+	}
+}
+
+func TestCopyBinary(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"COPY t TO STDOUT":                                   false,
+		"COPY t TO STDOUT WITH (FORMAT csv, HEADER)":         false,
+		"COPY (SELECT 1) TO STDOUT (FORMAT 'text')":          false,
+		"COPY t TO STDOUT WITH (FORMAT binary)":              true,
+		"COPY t TO STDOUT WITH (format \"BINARY\")":          true,
+		"COPY t TO STDOUT BINARY":                            true,
+		"COPY BINARY t TO STDOUT":                            true,
+		"COPY t TO STDOUT WITH (FORMAT text, FORMAT binary)": true,
+		"not sql": true,
+	} {
+		if got := copyBinary(sql); got != want {
+			t.Errorf("copyBinary(%q) = %v, want %v", sql, got, want)
+		}
 	}
 }

@@ -59,6 +59,7 @@ type session struct {
 	idle       chan struct{} // closed when pendingRFQ drops to 0
 	refusals   map[uint64][]errField
 	scs        string // standard_conforming_strings, as the server reported it
+	scsStart   string // ...first: its value at startup, which RESET ALL and DISCARD ALL restore
 	encoding   string // client_encoding, as the server reported it
 	copyEnds   int    // CopyDone/CopyFail messages forwarded
 	copyIn     bool   // the server is in copy-in mode...
@@ -75,6 +76,9 @@ type session struct {
 	refusalSeq   uint64
 	fbuf         []byte
 	linMemo      map[*cachedTree]linMemo // with Config.Masks: analyses to reuse
+	prepCands    map[string][]*prepCand  // statement names that needed approval (held.go)
+	heldPortals  map[string]*heldPortal  // portals bound from them
+	segs         uint64                  // Syncs and Queries sent: pipeline segments
 
 	// Backend loop only.
 	stmts    map[string]*prepared
@@ -83,6 +87,13 @@ type session struct {
 	lastDone time.Time
 	runBuf   running // s.cur points here: one statement streams at a time
 	tbuf     []byte  // transcript lines of the current statement
+	// readMasked: since the last ReadyForQuery a statement ran whose messages are
+	// withheld; the ParameterStatus the server sends before the next ReadyForQuery
+	// may come from it (set_config).
+	readMasked bool
+	// wroteMasked: the open transaction wrote to a relation with masked columns, whose
+	// deferred constraints report rows when it commits.
+	wroteMasked bool
 
 	tmu sync.Mutex // transcript writes
 }
@@ -110,6 +121,7 @@ type expect struct {
 	runs     []*stmtRun // Query, Parse: the statements, as judged
 	idx      int        // Query: statements completed so far
 	refusal  bool       // the proxy's own refusal statement, answered by a syntax error
+	cand     *prepCand  // Parse, Close: what the answer confirms or fails (held.go)
 	sent     time.Time
 	copyEnds int
 }
@@ -121,6 +133,7 @@ type stmtRun struct {
 	requestID string
 	lin       *lineage // with Config.Masks: what its results derive from
 	schema    bool     // it may change the schema: the catalog cache is dropped when it ends
+	held      bool     // it needed approval (and got it)
 }
 
 // prepared is a prepared statement the server confirmed.
@@ -155,6 +168,7 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 		nonce:    hex.EncodeToString(nb[:]),
 		refusals: map[uint64][]errField{},
 		stmts:    map[string]*prepared{}, portals: map[string]*portalState{},
+		prepCands: map[string][]*prepCand{}, heldPortals: map[string]*heldPortal{},
 	}
 	defer s.closeConns()
 	if p.cfg.Masks != nil {
@@ -306,6 +320,7 @@ func (s *session) enqueue(e *expect) {
 		// After an error in the extended protocol the server ignores every message up
 		// to Sync, and answers nothing for them.
 		if e.kind != expSync {
+			e.failed()
 			return
 		}
 		s.skipping = false
@@ -316,6 +331,13 @@ func (s *session) enqueue(e *expect) {
 			s.idle = make(chan struct{})
 		}
 		s.pendingRFQ++
+	}
+}
+
+// failed notes that the server skipped or refused e.
+func (e *expect) failed() {
+	if e.cand != nil {
+		e.cand.state.CompareAndSwap(candPending, candFailed)
 	}
 }
 
@@ -356,6 +378,7 @@ func (s *session) skipToSync() {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	for len(s.queue) > 0 && s.queue[0].kind != expSync {
+		s.queue[0].failed()
 		s.popLocked()
 	}
 	if len(s.queue) == 0 {
@@ -426,6 +449,9 @@ func (s *session) noteParam(name, value string) {
 		s.encoding = value
 	} else {
 		s.scs = value
+		if s.scsStart == "" {
+			s.scsStart = value
+		}
 	}
 }
 
@@ -447,10 +473,15 @@ func (s *session) backslashSafe() error {
 		return errors.New("a statement containing a backslash cannot be checked while earlier statements of the same pipeline are unsynchronised; send Sync first")
 	}
 	s.qmu.Lock()
-	scs, enc := s.scs, s.encoding
+	scs, scsStart, enc := s.scs, s.scsStart, s.encoding
 	s.qmu.Unlock()
 	if scs != "on" {
 		return errors.New("statements containing a backslash are refused while standard_conforming_strings is off")
+	}
+	if scsStart != "on" {
+		// The session began with it off: RESET ALL, DISCARD ALL or a rollback earlier
+		// in the same Query would turn it off again before a body is read.
+		return errors.New("statements containing a backslash are refused in a session that began with standard_conforming_strings off")
 	}
 	if unsafeEncodings[enc] || enc == "" {
 		return fmt.Errorf("statements containing a backslash are refused with client_encoding %s", clean(enc))

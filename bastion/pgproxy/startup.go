@@ -346,7 +346,11 @@ func (s *session) connectUpstream(params [][2]string) ([]byte, error) {
 				return nil, upErr("%v", err)
 			}
 			s.noteParam(name, value)
-			out = appendRaw(out, typ, body)
+			if v, ok := s.maskParam(name, value, false); ok {
+				out = appendParameterStatus(out, name, v)
+			} else {
+				out = appendRaw(out, typ, body)
+			}
 		case 'N':
 			out = append(out, s.maskErrorFields('N', body)...)
 		case 'K':

@@ -300,7 +300,15 @@ func decodeParse(body []byte) (parseMsg, error) {
 
 type bindMsg struct {
 	portal, stmt  string
+	paramFormats  []int16
+	params        []bindParam
 	resultFormats []int16
+}
+
+// bindParam is one parameter value of a Bind (aliasing the message body).
+type bindParam struct {
+	v    []byte
+	null bool
 }
 
 func decodeBind(body []byte) (bindMsg, error) {
@@ -308,13 +316,16 @@ func decodeBind(body []byte) (bindMsg, error) {
 	m := bindMsg{portal: string(c.cstr("portal name")), stmt: string(c.cstr("statement name"))}
 	nf := c.u16("parameter format count")
 	for i := 0; i < nf && c.fail == ""; i++ {
-		if f := c.i16("parameter format"); f != 0 && f != 1 {
+		f := c.i16("parameter format")
+		if f != 0 && f != 1 {
 			c.bad(fmt.Sprintf("invalid parameter format %d", f))
 		}
+		m.paramFormats = append(m.paramFormats, f)
 	}
 	np := c.u16("parameter count")
 	for i := 0; i < np && c.fail == ""; i++ {
-		c.value("parameter")
+		v, null := c.value("parameter")
+		m.params = append(m.params, bindParam{v: v, null: null})
 	}
 	nr := c.u16("result format count")
 	if c.fail == "" && nr > 0 {

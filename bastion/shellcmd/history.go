@@ -268,8 +268,36 @@ func specialVarReason(name string) string {
 		return ReasonHistory
 	case "INPUTRC":
 		return ReasonLineEditing
+	case "BASH_ALIASES", "BASH_CMDS":
+		return ReasonRebind
 	}
 	return ""
+}
+
+// ReasonRebind: a builtin or variable that makes a command name run
+// something else (hash -p, BASH_CMDS, BASH_ALIASES, enable -f), or a
+// nameref, through which an assignment reaches a variable not named in it.
+const ReasonRebind = "changes what a name refers to"
+
+// promptVar reports variables whose value the shell runs as code.
+func promptVar(name string) bool {
+	switch name {
+	case "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS3", "PS4":
+		return true
+	}
+	return false
+}
+
+// followedVar reports variables whose assignment the analysis follows
+// (prompt code) or refuses to judge (specialVarReason): a builtin that
+// assigns by name (read, printf -v, mapfile) to one of them, or to a name
+// only known at run time, is unknowable.
+func followedVar(w word) bool {
+	if !w.lit {
+		return true
+	}
+	name, _, _ := strings.Cut(w.s, "[")
+	return promptVar(name) || specialVarReason(name) != ""
 }
 
 // ReasonSubscript: a builtin that takes a variable name evaluates an array
@@ -306,11 +334,38 @@ func (a *analyzer) builtinCode(name string, args []word, st *peelState) {
 		}
 		a.nested(w.s, st.sc.depth, appendWrapper(st.wrappers, label), false, st.text)
 	}
+	assigns := func(names []word) {
+		for _, w := range names {
+			if followedVar(w) {
+				a.unknowable(st.text, ReasonPrompt)
+				return
+			}
+		}
+	}
 	switch name {
 	case "mapfile", "readarray":
 		r := scanOpts(args, optSpec{valued: "dnOsuCc"})
 		for _, v := range r.values("C") {
 			code(v, name+" -C")
+		}
+		assigns(args[r.next:min(r.next+1, len(args))])
+	case "read":
+		r := scanOpts(args, optSpec{valued: "adinNptu"})
+		assigns(append(r.values("a"), args[r.next:]...))
+	case "printf":
+		r := scanOpts(args, optSpec{valued: "v"})
+		assigns(r.values("v"))
+	case "getopts":
+		if len(args) > 1 {
+			assigns(args[1:2])
+		}
+	case "hash":
+		if r := scanOpts(args, optSpec{valued: "pt"}); r.hasFlag('p') || r.bad {
+			a.unknowable(st.text, ReasonRebind)
+		}
+	case "enable":
+		if r := scanOpts(args, optSpec{valued: "f"}); r.hasFlag('f') || r.bad {
+			a.unknowable(st.text, ReasonRebind)
 		}
 	case "complete", "compgen":
 		r := scanOpts(args, optSpec{valued: "oAGWFCXPS"})

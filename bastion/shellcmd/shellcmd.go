@@ -128,6 +128,11 @@ type Analysis struct {
 	// ask for more lines. Commands and Unknowable are then empty; judge
 	// the text once the rest has arrived.
 	Incomplete bool
+	// StdinShell reports that a shell in the text reads its commands from
+	// the standard input the text itself is given (`bash`, `bash -o
+	// errexit`, `sh /dev/stdin`, `source /dev/stdin`, `sudo -i`, `ssh
+	// host`): for an exec, the session's input, which no rule has judged.
+	StdinShell bool
 }
 
 // Names returns the distinct command names in a, in order of appearance.

@@ -439,6 +439,11 @@ func (a *analyzer) decl(d *syntax.DeclClause, sc scope) {
 		t, lit := assignText(as, sc.src)
 		argv = append(argv, t)
 		dynamic = dynamic || !lit
+		if as.Naked && as.Name == nil && (!lit || strings.HasPrefix(t, "-") && strings.ContainsRune(t, 'n')) {
+			// declare -n: a nameref, through which a later assignment
+			// reaches a variable not named where it is made.
+			a.unknowable(nodeText(sc.src, d), ReasonRebind)
+		}
 	}
 	a.emit(argv, sc.wrappers, dynamic, nodeText(sc.src, d))
 }
@@ -491,26 +496,37 @@ func (a *analyzer) let(l *syntax.LetClause, sc scope) {
 }
 
 // specialAssign follows assignments whose value the shell later runs as
-// code: PROMPT_COMMAND is run before each prompt, and PS0..PS4 undergo
-// command substitution when shown.
+// code: PROMPT_COMMAND is run before each prompt (each element of it, as
+// an array), and PS0..PS4 undergo command substitution when shown.
 func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
-	if as.Name != nil {
-		if why := specialVarReason(as.Name.Value); why != "" {
-			a.unknowable(nodeText(sc.src, as), why)
-			return
-		}
+	if as.Name == nil {
+		return
 	}
-	if as.Name == nil || as.Value == nil {
+	if why := specialVarReason(as.Name.Value); why != "" {
+		a.unknowable(nodeText(sc.src, as), why)
 		return
 	}
 	name := as.Name.Value
-	switch name {
-	case "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS3", "PS4":
-	default:
+	if !promptVar(name) {
 		return
 	}
-	w := normWord(as.Value, sc.src)
 	text := nodeText(sc.src, as)
+	if as.Array != nil {
+		for _, e := range as.Array.Elems {
+			if e != nil && e.Value != nil {
+				a.promptValue(name, e.Value, sc, text)
+			}
+		}
+		return
+	}
+	if as.Value != nil {
+		a.promptValue(name, as.Value, sc, text)
+	}
+}
+
+// promptValue follows one value assigned to a prompt variable.
+func (a *analyzer) promptValue(name string, value *syntax.Word, sc scope, text string) {
+	w := normWord(value, sc.src)
 	if !w.lit {
 		a.unknowable(text, ReasonPrompt)
 		return

@@ -520,9 +520,14 @@ func (a *analyzer) stdinScript(name string, st *peelState, pipeReason string, pa
 			}
 		}
 	}
+	shell := pipeReason == ReasonPipeShell
 	if in == nil {
 		if st.stdinPipe {
 			a.unknowable(st.text, pipeReason)
+		} else if shell {
+			// Its standard input is the one the analysed text was given:
+			// for an exec, the session's.
+			a.out.StdinShell = true
 		}
 		return
 	}
@@ -550,8 +555,14 @@ func (a *analyzer) stdinScript(name string, st *peelState, pipeReason string, pa
 		}
 		a.nested(w.s+"\n", st.sc.depth, appendWrapper(st.wrappers, label), false, st.text)
 	case syntax.RdrIn, syntax.RdrInOut:
-		if in.Word != nil && normWord(in.Word, src).proc {
-			a.unknowable(st.text, ReasonProcSubstShell)
+		if in.Word != nil {
+			switch w := normWord(in.Word, src); {
+			case w.proc:
+				a.unknowable(st.text, ReasonProcSubstShell)
+			case shell && (!w.lit || isStdinPath(w.s)):
+				// < /dev/stdin is the input it was given.
+				a.out.StdinShell = true
+			}
 		}
 		// Otherwise a script file, as with `bash file`.
 	case syntax.DplIn:
@@ -559,6 +570,9 @@ func (a *analyzer) stdinScript(name string, st *peelState, pipeReason string, pa
 		if in.Word != nil {
 			if w := normWord(in.Word, src); !w.lit || w.s != "-" {
 				a.unknowable(st.text, ReasonShellStdin)
+				if shell {
+					a.out.StdinShell = true
+				}
 			}
 		}
 	}
@@ -708,9 +722,15 @@ func (a *analyzer) su(name string, args []word, st *peelState) ([]word, string, 
 		a.shellString(v, name+" -c", st)
 	}
 	if len(cs) == 0 {
+		// su [-] [USER [ARG...]]: "-" is --login, and the arguments after
+		// the user go to the shell.
+		ops := r.operands
+		if len(ops) > 0 && ops[0].lit && ops[0].s == "-" {
+			ops = ops[1:]
+		}
 		var shellArgs []word
-		if len(r.operands) > 1 {
-			shellArgs = r.operands[1:]
+		if len(ops) > 1 {
+			shellArgs = ops[1:]
 		}
 		a.shell(name, shellArgs, st)
 	}
@@ -758,6 +778,10 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 	}
 	cmd := rest[1+r2.next:]
 	if len(cmd) == 0 {
+		if !r.hasFlag('W') && !r2.hasFlag('W') {
+			// A remote login shell: it reads its commands from ssh's input.
+			a.stdinScript("ssh", st, ReasonPipeShell, true)
+		}
 		return
 	}
 	a.joinedString(cmd, "ssh", st)

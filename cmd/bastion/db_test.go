@@ -605,3 +605,89 @@ func testMCP(t *testing.T, w *world, st *login.State) {
 		t.Errorf("DROP through MCP: want a tool error naming the rule: %s", text(r))
 	}
 }
+
+// TestSQLAPITimeoutAfterApproval: sql_api.timeout still bounds what a
+// request runs after one of its statements was held and approved (the
+// wait itself does not count). With a 5 s limit, an UPDATE held and then
+// approved, and a pg_sleep(40) after it in the same text: PostgreSQL stops
+// the pg_sleep once the time left is spent, and the answer says the limit
+// was reached.
+func TestSQLAPITimeoutAfterApproval(t *testing.T) {
+	testenv.RequirePostgres(t)
+	var pg *testenv.Postgres
+	yaml := strings.Replace(dbWorldYAML, "timeout: 20s}", "timeout: 5s}", 1)
+	if yaml == dbWorldYAML {
+		t.Fatal("dbWorldYAML has no sql_api timeout of 20s to replace")
+	}
+	w := newWorldListen(t, "", func(k *ca.Keys) []string {
+		var target string
+		pg, target = startShopPostgres(t, k)
+		return []string{target}
+	}, yaml)
+	claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+	tok, err := w.ci.MintIDToken(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	st, err := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := readAccessToken(t, st)
+
+	// The pg_sleep, as PostgreSQL shows it: the request's whole text.
+	sleeping := func() string {
+		got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(40)%' AND state = 'active' AND pid <> pg_backend_pid()")
+		if len(got) != 1 {
+			t.Fatalf("pg_stat_activity: %v", got)
+		}
+		return got[0]
+	}
+	req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app",
+		SQL: "UPDATE customers SET name = 'Ada L.' WHERE id = 1; SELECT pg_sleep(40)"}
+	code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, token, req)
+	if err != nil || code != http.StatusAccepted || r.Status != "held" || r.RequestID == "" || r.StatusURL == "" {
+		t.Fatalf("want 202 held: %d %+v %v", code, r, err)
+	}
+	// A wait longer than the limit does not count.
+	time.Sleep(6 * time.Second)
+	if got := sleeping(); got != "0" {
+		t.Fatalf("the statement after the held one runs before the decision: %s", got)
+	}
+	claims, _ = w.idp.IDTokenClaims("u-alice", "bastion")
+	atok, _ := w.idp.MintIDToken(claims)
+	alice := []string{"XDG_CONFIG_HOME=" + filepath.Join(w.home, "alice"), "T=" + atok}
+	if lr := w.run(alice, "login", "--bastion", w.url(), "--id-token-env", "T"); lr.Code != 0 {
+		t.Fatalf("alice login: %s", lr)
+	}
+	if ar := w.run(alice, "approve", r.RequestID); ar.Code != 0 {
+		t.Fatalf("approve: %s", ar)
+	}
+	// The pg_sleep runs, then stops well before its 40 s: at most the 5 s
+	// left, and some slack.
+	approved := time.Now()
+	var final bastion.SQLResponse
+	finalCode := http.StatusAccepted
+	answer := func() bool { // the answer is given once
+		if finalCode == http.StatusAccepted {
+			c, _, f, err := sqlCall(w, "GET", r.StatusURL, token, nil)
+			if err == nil && c != http.StatusAccepted {
+				finalCode, final = c, f
+			}
+		}
+		return finalCode != http.StatusAccepted
+	}
+	testenv.WaitFor(t, 20*time.Second, "the pg_sleep running in PostgreSQL, or the answer", func() bool {
+		return sleeping() == "1" || answer()
+	})
+	testenv.WaitFor(t, 25*time.Second, "PostgreSQL to stop the pg_sleep past sql_api.timeout", func() bool { return sleeping() == "0" })
+	t.Logf("the pg_sleep stopped %s after the approval", time.Since(approved).Round(100*time.Millisecond))
+	testenv.WaitFor(t, 20*time.Second, "the held request's answer", answer)
+	if finalCode != http.StatusGatewayTimeout || final.Status != "error" || final.Error == nil || final.Error.SQLState != "57014" ||
+		!strings.Contains(final.Error.Message, "sql_api.timeout") {
+		t.Fatalf("want 504 naming sql_api.timeout: %d %+v", finalCode, final)
+	}
+}

@@ -2,10 +2,13 @@ package console
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"path"
@@ -21,15 +24,16 @@ import (
 )
 
 // A sign-in is the authorization code flow with PKCE (S256) and a nonce.
-// The state, nonce and code verifier stay on the server; the browser gets
-// a short-lived login cookie bound to the state, so a callback the browser
-// did not start (login CSRF) is refused. A completed sign-in becomes a
-// server-side session named by a random cookie; the cookie carries nothing
-// else.
+// The state, nonce and code verifier travel in a short-lived login cookie
+// sealed with a key only this process holds (AES-GCM), so a callback the
+// browser did not start (login CSRF) is refused and pending sign-ins take
+// no room on the server: nobody can crowd out another's sign-in by
+// starting many. A completed sign-in becomes a server-side session named
+// by a random cookie; the cookie carries nothing else.
 
 const (
 	loginTTL       = 10 * time.Minute
-	maxPending     = 10000 // pending sign-ins kept; the oldest go first
+	maxNext        = 2048 // the longest page to return to after sign-in
 	maxSessions    = 100000
 	cookieSession  = "bastion_console"
 	cookieLogin    = "bastion_login"
@@ -43,22 +47,59 @@ type websession struct {
 	expires  time.Time
 }
 
+// pendingLogin is a sign-in in progress, sealed into the login cookie.
 type pendingLogin struct {
-	nonce, verifier, next, redirect string
-	expires                         time.Time
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	Next     string `json:"x"`
+	Redirect string `json:"r"`
+	Expires  int64  `json:"e"` // Unix seconds
 }
 
 type auth struct {
 	c        *Console
 	mu       sync.Mutex
 	sessions map[string]*websession // by sha256 of the cookie value
-	pending  map[string]pendingLogin
+	seal     cipher.AEAD            // seals pending sign-ins (pendingLogin)
 	provider *oidc.Provider
 	lastErr  time.Time
 }
 
 func newAuth(c *Console) *auth {
-	return &auth{c: c, sessions: map[string]*websession{}, pending: map[string]pendingLogin{}}
+	key := make([]byte, 32)
+	rand.Read(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	seal, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return &auth{c: c, sessions: map[string]*websession{}, seal: seal}
+}
+
+// sealLogin returns the login cookie's value for pl.
+func (a *auth) sealLogin(pl pendingLogin) string {
+	plain, _ := json.Marshal(pl)
+	nonce := make([]byte, a.seal.NonceSize())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(a.seal.Seal(nonce, nonce, plain, []byte(cookieLogin)))
+}
+
+// openLogin returns the pending sign-in sealed in a login cookie's value.
+func (a *auth) openLogin(v string) (pendingLogin, bool) {
+	var pl pendingLogin
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(b) < a.seal.NonceSize() {
+		return pl, false
+	}
+	plain, err := a.seal.Open(nil, b[:a.seal.NonceSize()], b[a.seal.NonceSize():], []byte(cookieLogin))
+	if err != nil || json.Unmarshal(plain, &pl) != nil {
+		return pl, false
+	}
+	return pl, true
 }
 
 func randomToken() string {
@@ -189,16 +230,12 @@ func (a *auth) login(w http.ResponseWriter, r *http.Request) {
 	}
 	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
 	redirect := a.baseURL(r) + PathCallback
-	now := a.c.now()
-	a.mu.Lock()
-	for k, pl := range a.pending {
-		if now.After(pl.expires) || len(a.pending) >= maxPending {
-			delete(a.pending, k)
-		}
+	next := safeNext(r.URL.Query().Get("next"))
+	if len(next) > maxNext {
+		next = "/sessions"
 	}
-	a.pending[state] = pendingLogin{nonce: nonce, verifier: verifier, next: safeNext(r.URL.Query().Get("next")), redirect: redirect, expires: now.Add(loginTTL)}
-	a.mu.Unlock()
-	a.setCookie(w, cookieLogin, state, loginTTL)
+	pl := pendingLogin{State: state, Nonce: nonce, Verifier: verifier, Next: next, Redirect: redirect, Expires: a.c.now().Add(loginTTL).Unix()}
+	a.setCookie(w, cookieLogin, a.sealLogin(pl), loginTTL)
 	http.Redirect(w, r, a.oauth(p, redirect).AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
 }
 
@@ -210,15 +247,16 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 	state := q.Get("state")
 	ck, err := r.Cookie(a.cookieName(cookieLogin))
 	a.clearCookie(w, cookieLogin)
-	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) != 1 {
+	var pl pendingLogin
+	ok := err == nil
+	if ok {
+		pl, ok = a.openLogin(ck.Value)
+	}
+	if !ok || state == "" || subtle.ConstantTimeCompare([]byte(pl.State), []byte(state)) != 1 {
 		a.c.fail(w, r, nil, http.StatusBadRequest, "Sign-in failed", "This sign-in was not started from this browser, or it expired. Sign in again.")
 		return
 	}
-	a.mu.Lock()
-	pl, ok := a.pending[state]
-	delete(a.pending, state)
-	a.mu.Unlock()
-	if !ok || a.c.now().After(pl.expires) {
+	if a.c.now().Unix() > pl.Expires {
 		a.c.fail(w, r, nil, http.StatusBadRequest, "Sign-in failed", "This sign-in expired. Sign in again.")
 		return
 	}
@@ -232,14 +270,14 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := oidc.ClientContext(r.Context(), a.c.cfg.HTTPClient)
-	tok, err := a.oauth(p, pl.redirect).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(pl.verifier))
+	tok, err := a.oauth(p, pl.Redirect).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(pl.Verifier))
 	if err != nil {
 		a.c.log.Warn("console: code exchange", "err", err)
 		a.c.fail(w, r, nil, http.StatusForbidden, "Sign-in failed", "The identity provider refused the sign-in.")
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	id, exp, err := a.c.cfg.Verifier.VerifyLogin(r.Context(), raw, a.c.cfg.ClientID, pl.nonce)
+	id, exp, err := a.c.cfg.Verifier.VerifyLogin(r.Context(), raw, a.c.cfg.ClientID, pl.Nonce)
 	if err != nil {
 		a.c.cfg.Store.Audit(recorder.AuditEvent{Type: "console.signin", Outcome: "refused", Reason: err.Error(),
 			Fields: map[string]string{"client_addr": r.RemoteAddr}})
@@ -273,7 +311,7 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 	a.sessions[sessionKey(token)] = &websession{identity: id, csrf: randomToken(), expires: expires}
 	a.mu.Unlock()
 	a.setCookie(w, cookieSession, token, expires.Sub(now))
-	http.Redirect(w, r, pl.next, http.StatusSeeOther)
+	http.Redirect(w, r, pl.Next, http.StatusSeeOther)
 }
 
 // logout ends the session.

@@ -226,8 +226,21 @@ func TestRefusals(t *testing.T) {
 // (no login cookie, or another state) is refused before any code exchange.
 func TestCallbackRefusesForeignState(t *testing.T) {
 	c, _, _ := newTestConsole(t, false)
-	c.auth.pending["s1"] = pendingLogin{nonce: "n", verifier: "v", next: "/sessions", expires: time.Now().Add(time.Minute)}
-	for _, ck := range []*http.Cookie{nil, {Name: cookieLogin, Value: "s2"}} {
+	other, _, _ := newTestConsole(t, false)
+	pl := pendingLogin{State: "s2", Nonce: "n", Verifier: "v", Next: "/sessions", Expires: time.Now().Add(time.Minute).Unix()}
+	expired := pl
+	expired.State, expired.Expires = "s1", time.Now().Add(-time.Second).Unix()
+	forged := c.auth.sealLogin(pl)
+	forged = forged[:len(forged)-2] + "AA"
+	for _, ck := range []*http.Cookie{
+		nil,
+		{Name: cookieLogin, Value: "s1"}, // the state itself, as cookies held before
+		{Name: cookieLogin, Value: c.auth.sealLogin(pl)},      // another sign-in of this browser
+		{Name: cookieLogin, Value: other.auth.sealLogin(pl)},  // sealed by another process
+		{Name: cookieLogin, Value: forged},                    // tampered with
+		{Name: cookieLogin, Value: c.auth.sealLogin(expired)}, // expired
+		{Name: cookieLogin, Value: strings.Repeat("A", 4000)}, // garbage
+	} {
 		req := httptest.NewRequest("GET", PathCallback+"?state=s1&code=c", nil)
 		if ck != nil {
 			req.AddCookie(ck)
@@ -236,8 +249,19 @@ func TestCallbackRefusesForeignState(t *testing.T) {
 			t.Errorf("cookie %v: %d", ck, r.Code)
 		}
 	}
-	if _, ok := c.auth.pending["s1"]; !ok {
-		t.Error("a foreign callback consumed the pending sign-in")
+}
+
+// TestLoginTakesNoServerRoom: starting sign-ins costs the server nothing
+// to keep, so many of them (a flood from anyone) do not crowd out one in
+// progress; its sealed cookie still opens.
+func TestLoginTakesNoServerRoom(t *testing.T) {
+	c, _, _ := newTestConsole(t, false)
+	mine := c.auth.sealLogin(pendingLogin{State: "mine", Expires: time.Now().Add(time.Minute).Unix(), Next: "/approvals"})
+	for range 20000 {
+		c.auth.sealLogin(pendingLogin{State: randomToken(), Expires: time.Now().Add(time.Minute).Unix()})
+	}
+	if pl, ok := c.auth.openLogin(mine); !ok || pl.State != "mine" || pl.Next != "/approvals" {
+		t.Fatalf("the sign-in in progress: %+v %v", pl, ok)
 	}
 }
 

@@ -5,8 +5,10 @@
 // # Sign-in
 //
 // /login starts the OIDC authorization code flow with PKCE (S256) and a
-// nonce; state, nonce and verifier stay on the server, and a short-lived
-// login cookie binds the callback to the browser that started it. The ID
+// nonce; state, nonce and verifier travel in a short-lived login cookie
+// sealed with a key only this process holds (AES-GCM), which binds the
+// callback to the browser that started it and keeps nothing on the server
+// for a sign-in in progress (a flood of /login cannot crowd one out). The ID
 // token is checked by ca.Verifier.VerifyLogin (the people IdP, the
 // console's client, the nonce), so a console user is the same identity,
 // with the same roles, as over SSH. The session is server-side, named by a

@@ -1,0 +1,435 @@
+package pgproxy
+
+import (
+	"encoding/hex"
+	"strings"
+	"sync/atomic"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Approvals are per execution. A statement that needs approval is judged where it is
+// prepared (Parse, SQL PREPARE), so one that is blocked never reaches the server; but a
+// prepared statement runs as often as the client likes (Bind/Execute again, EXECUTE d(1);
+// EXECUTE d(2)), and one approval must not cover them all. So the session remembers,
+// per statement name, what the name may refer to (prepCand); each execution of a name
+// that needed approval (the first Execute of a portal bound from it, an SQL EXECUTE of
+// it anywhere in a statement) is judged again, with Protocol "execute" and the values
+// bound. The approval given when the statement was prepared covers its first execution
+// only, and only once the server has confirmed that preparation (or in the same
+// pipeline, where a failed preparation makes the server skip the execution).
+//
+// What a name refers to is only known for sure once the server answers, so a name keeps
+// every candidate that it may still refer to: a preparation the server confirmed
+// (ParseComplete) replaces the ones before it; one that failed or was skipped is
+// dropped; an SQL PREPARE, DEALLOCATE or a body's statements only ever add (stricter).
+// An execution is judged against every live candidate that needed approval.
+
+// prepCand is one preparation of a statement name.
+type prepCand struct {
+	st     Statement
+	held   bool   // it needed approval
+	credit bool   // ...and that approval is yet to cover an execution
+	seg    uint64 // the pipeline segment (s.segs) it was prepared in
+	// protocol: a Parse, whose outcome the backend loop reports in state.
+	protocol bool
+	state    atomic.Int32 // candPending, candConfirmed, candFailed
+}
+
+const (
+	candPending int32 = iota
+	candConfirmed
+	candFailed
+)
+
+// heldPortal is a portal bound from a name that needed approval.
+type heldPortal struct {
+	stmt     string
+	params   []string
+	approved bool // its first Execute was approved: later ones continue the same run
+}
+
+// noteParse records a Parse the proxy forwards (runs judged, e its expectation).
+func (s *session) noteParse(name string, runs []*stmtRun, e *expect) {
+	held := len(runs) == 1 && runs[0].held
+	cands := pruneCands(s.prepCands[name])
+	if name == "" {
+		cands = nil // Parse of the unnamed statement drops the old one, whatever follows
+	}
+	if !held && len(cands) == 0 {
+		delete(s.prepCands, name)
+		return
+	}
+	c := &prepCand{held: held, credit: held, seg: s.segs, protocol: true}
+	if len(runs) == 1 {
+		c.st = runs[0].st
+	}
+	e.cand = c
+	s.prepCands[name] = append(cands, c)
+}
+
+// noteClose records a Close of a statement: once the server confirms it, the name
+// refers to nothing.
+func (s *session) noteClose(m targetMsg, e *expect) {
+	if m.kind != 'S' || len(s.prepCands[m.name]) == 0 {
+		return
+	}
+	c := &prepCand{seg: s.segs, protocol: true}
+	e.cand = c
+	s.prepCands[m.name] = append(pruneCands(s.prepCands[m.name]), c)
+}
+
+// pruneCands drops the candidates a name can no longer refer to: those that failed,
+// and those before a preparation (or Close) the server confirmed. Nil when none of the
+// rest needed approval.
+func pruneCands(cands []*prepCand) []*prepCand {
+	var out []*prepCand
+	for _, c := range cands {
+		switch c.state.Load() {
+		case candFailed:
+			continue
+		case candConfirmed:
+			if c.protocol {
+				out = out[:0] // the name was free: what came before is gone
+			}
+		}
+		out = append(out, c)
+	}
+	for _, c := range out {
+		if c.held {
+			return out
+		}
+	}
+	return nil
+}
+
+// noteRefusedParse: the refusal sent in place of a Parse of the unnamed statement drops
+// the old one too.
+func (s *session) noteRefusedParse(name string) {
+	if name == "" {
+		delete(s.prepCands, name)
+	}
+}
+
+// noteBind records which portal was bound from a name that needed approval.
+func (s *session) noteBind(m bindMsg) {
+	if len(s.prepCands[m.stmt]) == 0 {
+		if old := s.heldPortals[m.portal]; old != nil && !old.approved && m.portal != "" {
+			// A named portal that still exists makes this Bind fail: the old one keeps
+			// needing its approval.
+			return
+		}
+		delete(s.heldPortals, m.portal)
+		return
+	}
+	s.heldPortals[m.portal] = &heldPortal{stmt: m.stmt, params: bindParams(m)}
+}
+
+// live returns the candidates name may refer to now, waiting for the server's answer
+// to a preparation of an earlier pipeline segment if there is one.
+func (s *session) live(name string) ([]*prepCand, error) {
+	cands := s.prepCands[name]
+	for _, c := range cands {
+		if c.protocol && c.seg != s.segs && c.state.Load() == candPending {
+			if s.uw.Buffered() > 0 {
+				if err := s.uw.Flush(); err != nil {
+					return nil, s.upstreamGone(err)
+				}
+			}
+			if err := s.waitIdle(); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	out := pruneCands(cands)
+	if len(out) == 0 {
+		delete(s.prepCands, name)
+	} else {
+		s.prepCands[name] = out
+	}
+	return out, nil
+}
+
+// approveExecution judges one execution of the statement name: exec is the statement
+// to judge in its place (nil: the prepared statement itself, with params). It returns
+// a nil run when no approval is needed.
+func (s *session) approveExecution(name string, exec *Statement, params []string) (*stmtRun, *Statement, *refusal) {
+	cands, err := s.live(name)
+	if err != nil {
+		st := Statement{SQL: "-- execution of prepared statement " + clean(name), Protocol: "execute"}
+		return nil, &st, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+	}
+	var held []*prepCand
+	for _, c := range cands {
+		if c.held {
+			held = append(held, c)
+		}
+	}
+	if len(held) == 0 {
+		return nil, nil, nil
+	}
+	if len(cands) == 1 && held[0].credit && (held[0].seg == s.segs || held[0].state.Load() == candConfirmed) {
+		held[0].credit = false // the approval given when it was prepared
+		return nil, nil, nil
+	}
+	for _, c := range held {
+		c.credit = false
+	}
+	var st Statement
+	if exec == nil {
+		st = held[len(held)-1].st
+		st.Protocol, st.Params = "execute", params
+		st.Body = append([]Statement(nil), st.Body...)
+		for _, c := range held[:len(held)-1] { // a name that may refer to several
+			st.Body = append(st.Body, preparedBody(c.st)...)
+			mergeJudged(&st, &c.st)
+		}
+	} else {
+		st = *exec
+		st.Body = append([]Statement(nil), st.Body...)
+		for _, c := range held {
+			st.Body = append(st.Body, preparedBody(c.st)...)
+			mergeJudged(&st, &c.st)
+		}
+	}
+	if s.uw.Buffered() > 0 { // whatever is already forwarded must not wait on a human
+		if err := s.uw.Flush(); err != nil {
+			return nil, &st, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+		}
+	}
+	v := s.callJudge(&st)
+	switch v.Action {
+	case Allow:
+		return &stmtRun{st: st, rule: v.Rule}, &st, nil
+	case Hold:
+		run, ref := s.hold(&st, v)
+		return run, &st, ref
+	}
+	return nil, &st, blockRefusal(v, OutcomeBlocked)
+}
+
+// preparedBody is a prepared statement as part of the Body of its execution.
+func preparedBody(p Statement) []Statement {
+	nested := p.Body
+	p.Body, p.Protocol = nil, "prepared"
+	return append([]Statement{p}, nested...)
+}
+
+// mergeJudged adds what from does to st.
+func mergeJudged(st, from *Statement) {
+	for _, k := range from.Kinds {
+		if !contains(st.Kinds, k) {
+			st.Kinds = append(st.Kinds, k)
+		}
+	}
+	for _, t := range from.Tables {
+		if !contains(st.Tables, t) {
+			st.Tables = append(st.Tables, t)
+		}
+	}
+	for _, f := range from.Functions {
+		if !contains(st.Functions, f) {
+			st.Functions = append(st.Functions, f)
+		}
+	}
+	if st.Unknowable == "" {
+		st.Unknowable = from.Unknowable
+	}
+}
+
+// onQueryPrepared handles, for a simple Query being judged, the prepared statements its
+// statement i prepares (SQL PREPARE, also in bodies) and executes (SQL EXECUTE, also
+// under EXPLAIN ANALYZE, CREATE TABLE AS, in bodies). It returns the run that replaces
+// run when an execution needed approval.
+func (s *session) onQueryPrepared(st *Statement, run *stmtRun) (*stmtRun, *refusal) {
+	if !run.held && len(s.prepCands) == 0 {
+		return run, nil // nothing prepared needed approval, nor does this
+	}
+	prepares, executes := preparedNames(st)
+	for _, p := range prepares {
+		// Top-level or not, it may or may not run: it only adds a candidate.
+		c := &prepCand{st: p.st, held: run.held, credit: run.held && p.top, seg: s.segs}
+		c.state.Store(candPending)
+		if !c.held && len(s.prepCands[p.name]) == 0 {
+			continue
+		}
+		s.prepCands[p.name] = append(s.prepCands[p.name], c)
+	}
+	out := run
+	for _, name := range executes {
+		r, _, ref := s.approveExecution(name, &out.st, nil)
+		if ref != nil {
+			return nil, ref
+		}
+		if r != nil {
+			r.lin, r.schema = run.lin, run.schema
+			out = r
+		}
+	}
+	return out, nil
+}
+
+type preparedStmt struct {
+	name string
+	st   Statement // the statement prepared, as classified
+	top  bool      // written in the statement itself, not in a body
+}
+
+// preparedNames finds the prepared statements st (and its bodies) prepare and execute.
+func preparedNames(st *Statement) (prepares []preparedStmt, executes []string) {
+	if !st.Has("prepare") && !st.Has("execute") {
+		return nil, nil
+	}
+	texts := []string{st.SQL}
+	for _, b := range st.Body {
+		if b.Has("prepare") || b.Has("execute") {
+			texts = append(texts, b.SQL)
+		}
+	}
+	for i, text := range texts {
+		res, err := pgParse(text)
+		if err != nil {
+			continue // it was classified: the text parses
+		}
+		for _, raw := range res.Stmts {
+			if raw.Stmt == nil {
+				continue
+			}
+			walkNodes(raw.Stmt.ProtoReflect(), func(n any) {
+				switch n := n.(type) {
+				case *pg.ExecuteStmt:
+					if !contains(executes, n.Name) {
+						executes = append(executes, n.Name)
+					}
+				case *pg.PrepareStmt:
+					p := preparedStmt{name: n.Name, top: i == 0, st: *st}
+					if i > 0 {
+						p.st = st.Body[0]
+						for _, b := range st.Body {
+							if b.SQL == text {
+								p.st = b
+								break
+							}
+						}
+					}
+					prepares = append(prepares, p)
+				}
+			})
+		}
+	}
+	return prepares, executes
+}
+
+// walkNodes calls f on every node of a parse tree.
+func walkNodes(m protoreflect.Message, f func(any)) {
+	f(m.Interface())
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walkNodes(l.Get(i).Message(), f)
+			}
+			return true
+		}
+		walkNodes(v.Message(), f)
+		return true
+	})
+}
+
+// maxParamShown bounds each parameter value shown to an approver.
+const maxParamShown = 1024
+
+// bindParams renders a Bind's parameter values as SQL literals for an approver.
+func bindParams(m bindMsg) []string {
+	out := make([]string, len(m.params))
+	for i, p := range m.params {
+		format := int16(0)
+		switch {
+		case len(m.paramFormats) == 1:
+			format = m.paramFormats[0]
+		case i < len(m.paramFormats):
+			format = m.paramFormats[i]
+		}
+		v := p.v
+		cut := ""
+		if len(v) > maxParamShown {
+			v, cut = v[:maxParamShown], "..."
+		}
+		switch {
+		case p.null:
+			out[i] = "NULL"
+		case format == 1:
+			out[i] = `'\x` + hex.EncodeToString(v) + cut + `' (binary)`
+		default:
+			out[i] = "'" + strings.ReplaceAll(string(v), "'", "''") + cut + "'"
+		}
+	}
+	return out
+}
+
+// RedactPasswords returns sql with the password constants of CREATE/ALTER ROLE (USER,
+// GROUP) ... PASSWORD 'x' replaced by '********': text shown to people (an approval
+// request) shows every other constant as written. SQL that does not parse is returned
+// as is.
+func RedactPasswords(sql string) string {
+	if !strings.Contains(strings.ToLower(sql), "password") {
+		return sql
+	}
+	res, err := pgParse(sql)
+	if err != nil {
+		return sql
+	}
+	locs := map[int]bool{}
+	for _, raw := range res.Stmts {
+		if raw.Stmt == nil {
+			continue
+		}
+		walkNodes(raw.Stmt.ProtoReflect(), func(n any) {
+			// [ENCRYPTED] PASSWORD 'x': the option's location is its first keyword, and
+			// the password the first string constant after it.
+			de, ok := n.(*pg.DefElem)
+			if ok && strings.EqualFold(de.Defname, "password") && de.Arg != nil {
+				locs[int(de.Location)] = true
+			}
+		})
+	}
+	if len(locs) == 0 {
+		return sql
+	}
+	scan, err := pgScan(sql)
+	if err != nil {
+		return sql
+	}
+	var b strings.Builder
+	last, after := 0, -1 // after: tokens since a password option's keyword, -1 if none
+	for _, tok := range scan.Tokens {
+		start, end := int(tok.Start), int(tok.End)
+		if start < last || end > len(sql) || start > end {
+			continue
+		}
+		if locs[start] {
+			after = 0
+			continue
+		}
+		if after < 0 {
+			continue
+		}
+		if after++; after > 2 {
+			after = -1
+			continue
+		}
+		if tok.Token != pg.Token_SCONST && tok.Token != pg.Token_USCONST {
+			continue
+		}
+		b.WriteString(sql[last:start])
+		b.WriteString("'********'")
+		last, after = end, -1
+	}
+	b.WriteString(sql[last:])
+	return b.String()
+}
