@@ -48,7 +48,16 @@ CREATE DOMAIN dok AS int CHECK (chk_ok(VALUE));`},
 	}
 	lookups()
 	gen, _ := cat.generation(false)
+	// Without a change through this process, the server is not asked again
+	// before revalidateEvery.
+	cat.revalidate(ctx)
+	before := cat.validated
+	cat.revalidate(ctx)
+	if !cat.validated.Equal(before) {
+		t.Fatal("revalidate asked the server again with nothing changed")
+	}
 	for i := 0; i < 3; i++ {
+		definitionsEpoch.Add(1) // as a proxied session's DDL would: ask the server
 		cat.revalidate(ctx)
 		if g, _ := cat.generation(false); g != gen {
 			t.Fatalf("revalidate dropped an unchanged cache (round %d)", i)
@@ -65,6 +74,7 @@ CREATE DOMAIN dok AS int CHECK (chk_ok(VALUE));`},
 		lookups()
 		gen, _ := cat.generation(false)
 		pg.ExecIn(t, "shop", change)
+		definitionsEpoch.Add(1)
 		cat.revalidate(ctx)
 		if g, _ := cat.generation(false); g == gen {
 			t.Fatalf("after %q: the cache was kept", change)

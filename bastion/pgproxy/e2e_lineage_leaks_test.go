@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 	"github.com/jackc/pgx/v5"
@@ -202,6 +203,9 @@ func TestLineageLeakStaleCatalog(t *testing.T) {
 	pg.ExecIn(t, "shop", "CREATE SCHEMA s2; GRANT USAGE ON SCHEMA s2 TO app")
 	exec("SELECT 1") // b's statement: a's cache is a's own
 	pg.ExecIn(t, "shop", "CREATE FUNCTION s2.plus_one(i int) RETURNS text LANGUAGE sql STABLE AS 'SELECT name FROM customers WHERE id = i'")
+	// Made outside the bastion (a direct connection): seen once revalidateEvery
+	// has passed, at the next statement.
+	time.Sleep(revalidateEvery + 100*time.Millisecond)
 	if got := read("SELECT plus_one(1)::text"); got != "********" {
 		t.Fatalf("a new function of a cached name: %q, want masked", got)
 	}

@@ -75,6 +75,7 @@ func (s *session) markSuspect(why string, backend bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.suspect = why
+	definitionsEpoch.Add(1) // other sessions' catalogs check again (revalidate)
 	need := st.ready
 	if !backend {
 		need += uint64(s.pendingRFQ)
@@ -133,6 +134,11 @@ func (s *session) lineageReady(status byte) {
 	defer s.lineage.mu.Unlock()
 	s.lineage.ready++
 	s.lineage.lastStatus = status
+	if status == 'I' && (s.lineage.suspect != "" || len(s.lineage.definers) > 0) {
+		// A change this session may have made is now committed or rolled back:
+		// other sessions' catalogs check again.
+		definitionsEpoch.Add(1)
+	}
 }
 
 // refreshLineage analyses a statement prepared with the extended protocol again when the
