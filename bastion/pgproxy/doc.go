@@ -135,8 +135,9 @@
 //   - MaskColumn sees result column names, which a query can rename ("SELECT card AS
 //     x"): on its own it is a guardrail; Masks follows the values. Lineage is computed
 //     from the parse tree and the catalog as the side connection sees it (committed;
-//     cached answers are revalidated against the server before each statement and each
-//     Bind of a prepared statement; relations the session created are remembered); a
+//     cached answers are revalidated against the server at the next statement or Bind
+//     after any proxied session may have changed a definition, and at least every
+//     revalidateEvery (definitionsEpoch); relations the session created are remembered); a
 //     name that could mean several columns takes all of them, and what cannot be traced
 //     is unknowable (masked, or refused with Masks.Block). Operators, casts, domain
 //     checks and attribute notation are followed to their functions (lineage_hooks.go);
