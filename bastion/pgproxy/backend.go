@@ -482,6 +482,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 	s.cur = nil
 	s.readMasked = false
 	s.pop()
+	s.views.ready(status)
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction
 		// Deferred constraints have been checked by now.

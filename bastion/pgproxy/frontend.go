@@ -98,6 +98,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		s.noteBind(m)
+		s.views.bound(m.stmt)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
 		m, err := decodeTarget(typ, body)
@@ -324,6 +325,9 @@ func (s *session) callJudge(st *Statement) (v Verdict) {
 			v = Verdict{Action: Block, Rule: "pgproxy:judge-failed", Message: "the policy check failed"}
 		}
 	}()
+	// Table rules follow views: the judged statement names the relations behind the
+	// views it writes to (views.go).
+	s.followViews(st)
 	return s.cfg.Judge(s.ctx, *st)
 }
 
@@ -468,6 +472,7 @@ func (s *session) onParse(body []byte) error {
 		s.lineage.gen++
 		s.lineage.mu.Unlock()
 	}
+	s.views.notePrepared(m.name, runs)
 	e := &expect{kind: expParse, name: m.name, runs: runs}
 	s.noteParse(m.name, runs, e)
 	s.enqueue(e)
