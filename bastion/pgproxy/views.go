@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -250,6 +251,7 @@ func (s *session) followViews(st *Statement) {
 	}
 	var extra []string
 	s.followOne(st, st, &extra)
+	st.Tables = slices.Clip(st.Tables)
 	for _, t := range extra {
 		if !contains(st.Tables, t) {
 			st.Tables = append(st.Tables, t)
@@ -268,6 +270,10 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 			top.Unknowable = why
 		}
 	}
+	// st's slices may share arrays with statements kept elsewhere (prepared, held):
+	// what is added goes into copies.
+	st.Tables = slices.Clip(st.Tables)
+	st.Body = slices.Clone(st.Body)
 	for i := range st.Body {
 		s.followOne(top, &st.Body[i], extra)
 	}
