@@ -9,6 +9,7 @@ import (
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/jackc/pgx/v5"
 )
 
 // viewsPolicy is a deployment's table rule, compiled by the real policy engine.
@@ -179,6 +180,37 @@ func TestTableRuleFollowsViewsExtended(t *testing.T) {
 		t.Errorf("DELETE through a view created in the transaction, extended protocol: %v", err)
 	}
 	_ = tx.Rollback(ctx)
+
+	// A pipeline: the view is created and written before a Sync.
+	b := &pgx.Batch{}
+	b.Queue("CREATE VIEW v4 AS SELECT * FROM victim")
+	b.Queue("DELETE FROM v4 WHERE id = $1", 3)
+	if err := conn.SendBatch(ctx, b).Close(); err == nil || !strings.Contains(err.Error(), "bastion: statement") {
+		t.Errorf("a view created and written in one pipeline: %v", err)
+	}
+
+	// A write prepared while its name was a table, executed after the session made
+	// the name a view: the server analyses it again, so it is refused.
+	if _, err := conn.Exec(ctx, "CREATE TABLE swap (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Prepare(ctx, "p1", "DELETE FROM swap WHERE id = $1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"DROP TABLE swap", "CREATE VIEW swap AS SELECT * FROM victim"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "p1", 1); err == nil || !strings.Contains(err.Error(), "prepare it again") {
+		t.Errorf("a write prepared before its name became a view: %v", err)
+	}
+	// ... and with SQL PREPARE and EXECUTE.
+	r := h.psql(t, "CREATE TABLE swap2 (id int);\nPREPARE p2(int) AS DELETE FROM swap2 WHERE id = $1;\n"+
+		"DROP TABLE swap2;\nCREATE VIEW swap2 AS SELECT * FROM victim;\nEXECUTE p2(2);\n")
+	if r.err == nil || !strings.Contains(r.stderr, "bastion: statement blocked") {
+		t.Errorf("SQL EXECUTE of a write prepared before its name became a view: %v %q", r.err, r.stderr)
+	}
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM vv").Scan(&n); err != nil || n != 3 {
 		t.Errorf("read through the view: %d %v", n, err)

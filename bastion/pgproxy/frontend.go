@@ -98,7 +98,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		s.noteBind(m)
-		s.views.bound(m.stmt)
+		s.views.bound(m.portal, m.stmt)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
 		m, err := decodeTarget(typ, body)
@@ -112,6 +112,9 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		e := &expect{kind: kind, target: m.kind, name: m.name}
 		if typ == 'C' {
 			s.noteClose(m, e)
+			if m.kind == 'P' {
+				s.views.closedPortal(m.name)
+			}
 		}
 		s.enqueue(e)
 	case 'E':
@@ -120,6 +123,11 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		e := &expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()}
+		if st, ref := s.views.staleExecute(m.portal); ref != nil {
+			// Prepared before view DDL of the session (views.go): refused like a denied
+			// execution below.
+			return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+		}
 		if hp := s.heldPortals[m.portal]; hp != nil && !hp.approved {
 			// Each execution of a statement that needed approval needs its own (held.go).
 			run, judged, ref := s.approveExecution(hp.stmt, nil, hp.params)

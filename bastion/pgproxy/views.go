@@ -30,7 +30,11 @@ import (
 //     of that name (a view created by a function, or by another session just now);
 //   - the session created or changed a view, rule or trigger (or renamed or moved a
 //     relation) in the same message or in a transaction still open: the side connection
-//     sees committed state only, so it cannot tell what the written name now is.
+//     sees committed state only, so it cannot tell what the written name now is;
+//   - an SQL EXECUTE of a prepared statement that writes, prepared before view DDL of
+//     the session (the server analyses it again: the name may now be a view). An
+//     Execute (extended protocol) of a portal bound from such a statement is refused
+//     outright ("prepare it again").
 
 // viewGuard is the session's state for following views.
 type viewGuard struct {
@@ -45,9 +49,20 @@ type viewGuard struct {
 	// created are the names of tables the session created (CREATE TABLE, SELECT INTO,
 	// CREATE TABLE AS): a write to one of them before it is committed is not to a view.
 	created map[string]bool
-	// ddlStmts are the prepared statements (extended protocol) with view DDL, by name:
-	// binding one runs the DDL later.
-	ddlStmts map[string]bool
+	// epoch counts the view DDL judged in the session.
+	epoch uint64
+	// prepared are the statements prepared (Parse, SQL PREPARE) by name, portals the
+	// statement each portal was bound from.
+	prepared map[string]*prepInfo
+	portals  map[string]string
+}
+
+// prepInfo is a prepared statement as far as views go.
+type prepInfo struct {
+	epoch  uint64 // viewGuard.epoch when it was judged
+	writes bool   // it writes to a relation
+	ddl    bool   // it creates or changes a view, rule or trigger
+	st     Statement
 }
 
 // maxCreatedNames bounds viewGuard.created.
@@ -77,6 +92,7 @@ func (g *viewGuard) viewDDL() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.ddlUntil = g.rfqSent + 1
+	g.epoch++
 }
 
 func (g *viewGuard) ddlPending() bool {
@@ -104,34 +120,109 @@ func (g *viewGuard) wasCreated(name string) bool {
 	return g.created[name]
 }
 
-// notePrepared records whether the statement prepared as name has view DDL.
+// notePrepared records a statement prepared as name (Parse), judged now.
 func (g *viewGuard) notePrepared(name string, runs []*stmtRun) {
-	ddl := false
+	info := &prepInfo{}
 	for _, r := range runs {
-		if hasViewDDL(&r.st) {
-			ddl = true
+		info.ddl = info.ddl || hasViewDDL(&r.st)
+		info.writes = info.writes || writesTo(&r.st)
+		if len(runs) == 1 {
+			info.st = r.st
 		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ddlStmts == nil {
-		g.ddlStmts = map[string]bool{}
+	info.epoch = g.epoch
+	if g.prepared == nil {
+		g.prepared = map[string]*prepInfo{}
 	}
-	if ddl {
-		g.ddlStmts[name] = true
-	} else {
-		delete(g.ddlStmts, name)
+	g.prepared[name] = info
+}
+
+// bound notes a Bind of statement stmt to portal: DDL in it runs in this transaction.
+func (g *viewGuard) bound(portal, stmt string) {
+	g.mu.Lock()
+	if g.portals == nil {
+		g.portals = map[string]string{}
+	}
+	g.portals[portal] = stmt
+	info := g.prepared[stmt]
+	g.mu.Unlock()
+	if info != nil && info.ddl {
+		g.viewDDL()
 	}
 }
 
-// bound notes a Bind of statement name: its DDL runs in this transaction.
-func (g *viewGuard) bound(name string) {
+// closedPortal forgets a portal (Close).
+func (g *viewGuard) closedPortal(portal string) {
 	g.mu.Lock()
-	ddl := g.ddlStmts[name]
-	g.mu.Unlock()
-	if ddl {
-		g.viewDDL()
+	defer g.mu.Unlock()
+	delete(g.portals, portal)
+}
+
+// staleExecute returns, for an Execute of portal, a refusal when the statement it was
+// bound from writes and was judged before view DDL of this session: the server analyses
+// it again, and a name it writes to may now be a view the judgement did not follow.
+func (g *viewGuard) staleExecute(portal string) (*Statement, *refusal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	stmt, ok := g.portals[portal]
+	if !ok {
+		return nil, nil
 	}
+	info := g.prepared[stmt]
+	if info == nil || !info.writes || info.epoch == g.epoch {
+		return nil, nil
+	}
+	st := info.st
+	if st.SQL == "" {
+		st = Statement{SQL: "-- execution of prepared statement " + strconvQuote(stmt), Protocol: "execute"}
+	}
+	return &st, &refusal{code: "42501", rule: "pgproxy:views", outcome: OutcomeBlocked,
+		message: "bastion: statement refused: it writes to relations and was prepared before a view, rule or trigger was created or changed in this session; prepare it again"}
+}
+
+// staleSQLExecute reports, for an SQL EXECUTE of name, whether the statement writes
+// and was prepared before view DDL of this session, and whether it is view DDL.
+func (g *viewGuard) staleSQLExecute(name string) (stale, ddl bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	info := g.prepared[name]
+	if info == nil {
+		return false, false
+	}
+	return info.writes && info.epoch != g.epoch, info.ddl
+}
+
+// noteSQLPrepared records statements prepared with SQL PREPARE, judged now.
+func (g *viewGuard) noteSQLPrepared(names []string, writes bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.prepared == nil {
+		g.prepared = map[string]*prepInfo{}
+	}
+	for _, n := range names {
+		g.prepared[n] = &prepInfo{epoch: g.epoch, writes: writes}
+	}
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
+
+// writesTo reports whether st (or a statement of its bodies) writes to a relation.
+func writesTo(st *Statement) bool {
+	if !mayWrite(st) {
+		return false
+	}
+	w, err := scanWrites(st.SQL)
+	if err != nil || len(w.targets) > 0 {
+		return true
+	}
+	for i := range st.Body {
+		if writesTo(&st.Body[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeKinds are the kinds of statements that may write to a relation, or change
@@ -140,6 +231,7 @@ var writeKinds = map[string]bool{
 	"insert": true, "update": true, "delete": true, "merge": true, "truncate": true, "copy_from": true,
 	"create_view": true, "create_rule": true, "create_trigger": true, "rename": true, "alter": true,
 	"create_table": true, "select_into": true, "create_extension": true, "create_schema": true,
+	"prepare": true, "execute": true,
 }
 
 func mayWrite(st *Statement) bool {
@@ -171,9 +263,11 @@ func hasViewDDL(st *Statement) bool {
 
 // writes is what one statement's text writes to, as far as views go.
 type writes struct {
-	targets []string // relation names written (relname as the parser folded it)
-	created []string // tables created
-	viewDDL bool     // creates or changes a view, rule or trigger, renames or moves a relation
+	targets  []string // relation names written (relname as the parser folded it)
+	created  []string // tables created
+	viewDDL  bool     // creates or changes a view, rule or trigger, renames or moves a relation
+	prepares []string // SQL PREPARE names
+	executes []string // SQL EXECUTE names
 }
 
 // scanWrites parses sql and collects its write targets.
@@ -218,6 +312,10 @@ func (w *writes) walk(m protoreflect.Message) {
 	case *pg.ViewStmt, *pg.RuleStmt, *pg.CreateTrigStmt, *pg.RenameStmt, *pg.AlterObjectSchemaStmt,
 		*pg.CreateExtensionStmt, *pg.AlterExtensionStmt, *pg.AlterExtensionContentsStmt:
 		w.viewDDL = true
+	case *pg.PrepareStmt:
+		w.prepares = append(w.prepares, n.Name)
+	case *pg.ExecuteStmt:
+		w.executes = append(w.executes, n.Name)
 	case *pg.CreateStmt:
 		if n.Relation != nil {
 			w.created = append(w.created, n.Relation.Relname)
@@ -287,8 +385,19 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 	}
 	s.views.noteCreated(w.created)
 	pending := s.views.ddlPending() // DDL before this statement
-	if w.viewDDL {
+	ddl := w.viewDDL
+	for _, name := range w.executes {
+		stale, execDDL := s.views.staleSQLExecute(name)
+		ddl = ddl || execDDL
+		if stale {
+			unknown("it executes prepared statement " + strconvQuote(name) + ", which writes to relations and was prepared before a view, rule or trigger was created or changed in this session")
+		}
+	}
+	if ddl {
 		defer s.views.viewDDL()
+	}
+	if len(w.prepares) > 0 {
+		defer s.views.noteSQLPrepared(w.prepares, len(w.targets) > 0)
 	}
 	if len(w.targets) == 0 {
 		return
