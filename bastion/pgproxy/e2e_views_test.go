@@ -128,6 +128,13 @@ CREATE VIEW ruled AS SELECT * FROM harmless;
 CREATE RULE ruled_del AS ON DELETE TO ruled DO INSTEAD DELETE FROM victim;
 GRANT ALL ON harmless, ruled TO app;`)
 	run(t, "DELETE FROM ruled WHERE id = 1", true, "a view with an INSTEAD rule")
+	// ... and so does one with INSTEAD OF triggers.
+	pg.ExecIn(t, "shop", `CREATE VIEW trig AS SELECT * FROM harmless;
+CREATE FUNCTION trig_del() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM victim; RETURN OLD; END$$;
+CREATE TRIGGER trig_del INSTEAD OF DELETE ON trig FOR EACH ROW EXECUTE FUNCTION trig_del();
+INSERT INTO harmless VALUES (1);
+GRANT ALL ON trig TO app;`)
+	run(t, "DELETE FROM trig WHERE id = 1", true, "a view with an INSTEAD OF trigger")
 	rows(t, "3")
 
 	// Reads through the view, and writes elsewhere, still run.
@@ -211,6 +218,14 @@ func TestTableRuleFollowsViewsExtended(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.stderr, "bastion: statement blocked") {
 		t.Errorf("SQL EXECUTE of a write prepared before its name became a view: %v %q", r.err, r.stderr)
 	}
+	// A write to a parent writes its partitions and inheritance children.
+	pg.ExecIn(t, "shop", "CREATE TABLE anc (id int); ALTER TABLE victim INHERIT anc; GRANT ALL ON anc TO app; CREATE VIEW ancv AS SELECT * FROM anc; GRANT ALL ON ancv TO app")
+	for _, sql := range []string{"DELETE FROM anc WHERE id = 1", "DELETE FROM ancv WHERE id = 1"} {
+		if _, err := conn.Exec(ctx, sql); err == nil || !strings.Contains(err.Error(), "no-victim-delete") {
+			t.Errorf("%s (victim inherits anc): %v", sql, err)
+		}
+	}
+
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM vv").Scan(&n); err != nil || n != 3 {
 		t.Errorf("read through the view: %d %v", n, err)

@@ -447,7 +447,8 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 }
 
 // writeRel is a relation a statement writes to (Base false: a relation of the name
-// written) or one a written view reads (Base true), through views of views.
+// written) or one a written view reads or a child of a written table (Base true),
+// recursively.
 type writeRel struct {
 	Root     string `json:"root"` // the name written
 	Schema   string `json:"schema"`
@@ -460,16 +461,21 @@ type writeRel struct {
 
 // writeTargetsSQL resolves relation names, in every schema (the session's search_path
 // is not known, and pg_temp may shadow any schema), to the relations of that name and,
-// for views, to every relation their SELECT rule depends on, recursively.
+// recursively, for views to every relation their SELECT rule depends on, and for
+// tables to their partitions and inheritance children (a write to a parent writes
+// them).
 const writeTargetsSQL = `WITH RECURSIVE t(oid, root, depth) AS (
     SELECT c.oid, c.relname::text, 0 FROM pg_class c
      WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
     UNION
-    SELECT d.refobjid, t.root, t.depth + 1
-      FROM t JOIN pg_class v ON v.oid = t.oid AND v.relkind = 'v'
-      JOIN pg_rewrite r ON r.ev_class = v.oid AND r.ev_type = '1'
-      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+    SELECT x.oid, t.root, t.depth + 1 FROM t, LATERAL (
+        SELECT d.refobjid AS oid
+          FROM pg_class v JOIN pg_rewrite r ON r.ev_class = v.oid AND r.ev_type = '1'
+          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+           AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+         WHERE v.oid = t.oid AND v.relkind = 'v'
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = t.oid) x
      WHERE t.depth < 32)
 SELECT coalesce(json_agg(r), '[]') FROM (
   SELECT DISTINCT t.root, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind, t.depth > 0 AS base,
