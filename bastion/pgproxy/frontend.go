@@ -123,10 +123,12 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		e := &expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()}
-		if st, ref := s.views.staleExecute(m.portal); ref != nil {
-			// Prepared before view DDL of the session (views.go): refused like a denied
-			// execution below.
-			return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+		if st := s.views.staleExecute(m.portal); st != nil {
+			// A write prepared before view DDL of the session is judged again (views.go),
+			// and refused like a denied execution below.
+			if ref := s.rejudgeExecution(m.portal, st); ref != nil {
+				return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+			}
 		}
 		if hp := s.heldPortals[m.portal]; hp != nil && !hp.approved {
 			// Each execution of a statement that needed approval needs its own (held.go).

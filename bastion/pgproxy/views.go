@@ -33,8 +33,8 @@ import (
 //     sees committed state only, so it cannot tell what the written name now is;
 //   - an SQL EXECUTE of a prepared statement that writes, prepared before view DDL of
 //     the session (the server analyses it again: the name may now be a view). An
-//     Execute (extended protocol) of a portal bound from such a statement is refused
-//     outright ("prepare it again").
+//     Execute (extended protocol) of a portal bound from such a statement is judged
+//     again, following views afresh.
 
 // viewGuard is the session's state for following views.
 type viewGuard struct {
@@ -160,26 +160,60 @@ func (g *viewGuard) closedPortal(portal string) {
 	delete(g.portals, portal)
 }
 
-// staleExecute returns, for an Execute of portal, a refusal when the statement it was
-// bound from writes and was judged before view DDL of this session: the server analyses
-// it again, and a name it writes to may now be a view the judgement did not follow.
-func (g *viewGuard) staleExecute(portal string) (*Statement, *refusal) {
+// staleExecute returns, for an Execute of portal, the statement it was bound from when
+// that writes and was judged before view DDL of this session: the server analyses it
+// again, and a name it writes to may now be a view the judgement did not follow. The
+// statement has no SQL when it is not known (then it is refused).
+func (g *viewGuard) staleExecute(portal string) *Statement {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	stmt, ok := g.portals[portal]
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	info := g.prepared[stmt]
 	if info == nil || !info.writes || info.epoch == g.epoch {
-		return nil, nil
+		return nil
 	}
 	st := info.st
-	if st.SQL == "" {
-		st = Statement{SQL: "-- execution of prepared statement " + strconvQuote(stmt), Protocol: "execute"}
+	st.Body = slices.Clone(st.Body)
+	return &st
+}
+
+// rejudged notes that the statement portal was bound from was judged again now.
+func (g *viewGuard) rejudged(portal string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if info := g.prepared[g.portals[portal]]; info != nil {
+		info.epoch = g.epoch
 	}
-	return &st, &refusal{code: "42501", rule: "pgproxy:views", outcome: OutcomeBlocked,
-		message: "bastion: statement refused: it writes to relations and was prepared before a view, rule or trigger was created or changed in this session; prepare it again"}
+}
+
+// rejudgeExecution judges again, following views afresh, a write prepared before view
+// DDL of the session (staleExecute), at its Execute.
+func (s *session) rejudgeExecution(portal string, st *Statement) *refusal {
+	if st.SQL == "" {
+		return &refusal{code: "42501", rule: "pgproxy:views", outcome: OutcomeBlocked,
+			message: "bastion: statement refused: it writes to relations and was prepared before a view, rule or trigger was created or changed in this session; prepare it again"}
+	}
+	if s.uw.Buffered() > 0 { // whatever is already forwarded must not wait on a human
+		if err := s.uw.Flush(); err != nil {
+			return &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+		}
+	}
+	st.Protocol = "execute"
+	v := s.callJudge(st)
+	switch v.Action {
+	case Allow:
+	case Hold:
+		if _, ref := s.hold(st, v); ref != nil {
+			return ref
+		}
+	default:
+		return blockRefusal(v, OutcomeBlocked)
+	}
+	s.views.rejudged(portal)
+	return nil
 }
 
 // staleSQLExecute reports, for an SQL EXECUTE of name, whether the statement writes
