@@ -45,6 +45,7 @@ rules:
   - {name: no-server-access, on: sql, match: {statements: [file_read, file_write, server_program, remote_connection, server_admin]}, action: block}
   - {name: no-unbounded-update, on: sql, match: {regex: "^UPDATE [a-z_]+ SET [^W]*$"}, action: block}
   - {name: diagnoses, on: sql_result, match: {columns: ["patients.diagnosis"]}, action: mask}
+  - {name: no-orders-delete, on: sql, match: {statements: [delete, truncate], tables: ["orders"]}, action: block}
 `
 
 // pgEnv is the bastion env plus a real PostgreSQL 15 that trusts only the

@@ -489,6 +489,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 	s.readMasked = false
 	s.lineageReady(status) // before pop: see lineage_txn.go
 	s.pop()
+	s.views.ready(status)
 	if status == 'I' {
 		clear(s.portals) // portals end with their transaction
 		// Deferred constraints have been checked by now.

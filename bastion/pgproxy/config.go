@@ -132,7 +132,10 @@ type Statement struct {
 	// KindRemoteConnection, KindServerAdmin, by statement or by function call); and for
 	// other statements PostgreSQL's node name in snake case (e.g. "checkpoint").
 	Kinds []string
-	// Tables are the relations named, schema-qualified when written so ("public.t").
+	// Tables are the relations named, schema-qualified when written so ("public.t");
+	// for a relation the statement writes to that is a view, also the relations the view
+	// reads, through views of views, schema-qualified as the catalog spells them (see
+	// views.go: where they cannot be known, Unknowable says why).
 	Tables []string
 	// Functions are the functions called, schema-qualified when written so.
 	Functions []string

@@ -98,6 +98,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		s.noteBind(m)
+		s.views.bound(m.portal, m.stmt)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
 		m, err := decodeTarget(typ, body)
@@ -111,6 +112,9 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		e := &expect{kind: kind, target: m.kind, name: m.name}
 		if typ == 'C' {
 			s.noteClose(m, e)
+			if m.kind == 'P' {
+				s.views.closedPortal(m.name)
+			}
 		}
 		s.enqueue(e)
 	case 'E':
@@ -119,6 +123,13 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		e := &expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()}
+		if st := s.views.staleExecute(m.portal); st != nil {
+			// A write prepared before view DDL of the session is judged again (views.go),
+			// and refused like a denied execution below.
+			if ref := s.rejudgeExecution(m.portal, st); ref != nil {
+				return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+			}
+		}
 		if hp := s.heldPortals[m.portal]; hp != nil && !hp.approved {
 			// Each execution of a statement that needed approval needs its own (held.go).
 			run, judged, ref := s.approveExecution(hp.stmt, nil, hp.params)
@@ -324,6 +335,9 @@ func (s *session) callJudge(st *Statement) (v Verdict) {
 			v = Verdict{Action: Block, Rule: "pgproxy:judge-failed", Message: "the policy check failed"}
 		}
 	}()
+	// Table rules follow views: the judged statement names the relations behind the
+	// views it writes to (views.go).
+	s.followViews(st)
 	return s.cfg.Judge(s.ctx, *st)
 }
 
@@ -468,6 +482,7 @@ func (s *session) onParse(body []byte) error {
 		s.lineage.gen++
 		s.lineage.mu.Unlock()
 	}
+	s.views.notePrepared(m.name, runs)
 	e := &expect{kind: expParse, name: m.name, runs: runs}
 	s.noteParse(m.name, runs, e)
 	s.enqueue(e)

@@ -46,7 +46,8 @@ type session struct {
 	uw  *bufio.Writer // frontend loop only
 
 	startup      Startup
-	catalog      *sideCatalog  // with Config.Masks: the catalog, over a side connection
+	catalog      *sideCatalog  // the catalog, over a side connection
+	views        viewGuard     // following the views statements write to (views.go)
 	lineage      *lineageState // with Config.Masks: cursors, prepared statements, new relations
 	unregister   func()
 	cancelTarget *cancelTarget // cancels the upstream backend
@@ -171,10 +172,12 @@ func (p *Proxy) Serve(ctx context.Context, client net.Conn) error {
 		prepCands: map[string][]*prepCand{}, heldPortals: map[string]*heldPortal{},
 	}
 	defer s.closeConns()
+	// The catalog: for column masks (lineage), and to follow the views statements
+	// write to (views.go). The side connection is opened on first use.
+	s.catalog = newSideCatalog(s.dialCatalog, p.cfg.Now)
+	defer s.catalog.close()
 	if p.cfg.Masks != nil {
 		s.lineage = newLineageState()
-		s.catalog = newSideCatalog(s.dialCatalog, p.cfg.Now)
-		defer s.catalog.close()
 	}
 	stop := context.AfterFunc(ctx, s.interrupt)
 	defer stop()
@@ -327,6 +330,7 @@ func (s *session) enqueue(e *expect) {
 	}
 	s.queue = append(s.queue, e)
 	if answersWithReady(e.kind) {
+		s.views.sentReady()
 		if s.pendingRFQ == 0 {
 			s.idle = make(chan struct{})
 		}

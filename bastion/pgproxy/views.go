@@ -1,0 +1,538 @@
+package pgproxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Table rules follow views. A rule scoped to a table matches the relations a statement
+// names; PostgreSQL turns a write to an auto-updatable view into a write to the view's
+// base table, so "DELETE FROM v" deletes from the table v reads, which the statement
+// does not name. Before Judge sees a statement that writes (INSERT, UPDATE, DELETE,
+// MERGE, TRUNCATE, COPY FROM, in the statement, its CTEs or its bodies), the proxy asks
+// the catalog, over its side connection, what each written relation is; for a view it
+// adds the relations the view reads, through views of views, to Statement.Tables, so a
+// rule naming the base table matches the write. Where that cannot be known the
+// statement is made unknowable (the rules' unknowable option applies):
+//   - the catalog cannot be read;
+//   - a written relation, or a relation a written view reads, has rewrite rules (ON
+//     INSERT/UPDATE/DELETE ... DO INSTEAD/ALSO) or, for a view, INSTEAD OF triggers:
+//     they write wherever their definitions say;
+//   - a written relation is not in the catalog and the session did not create a table
+//     of that name (a view created by a function, or by another session just now);
+//   - the session created or changed a view, rule or trigger (or renamed or moved a
+//     relation) in the same message or in a transaction still open: the side connection
+//     sees committed state only, so it cannot tell what the written name now is;
+//   - an SQL EXECUTE of a prepared statement that writes, prepared before view DDL of
+//     the session (the server analyses it again: the name may now be a view). An
+//     Execute (extended protocol) of a portal bound from such a statement is judged
+//     again, following views afresh.
+
+// viewGuard is the session's state for following views.
+type viewGuard struct {
+	mu sync.Mutex
+	// rfqSent counts the messages enqueued that the server answers with ReadyForQuery
+	// (Query, Sync, FunctionCall); rfqSeen the ReadyForQuery messages received.
+	rfqSent, rfqSeen uint64
+	// ddlUntil, when not 0, is the ordinal of the ReadyForQuery after which the view DDL
+	// judged last has been run: the first idle ('I') ReadyForQuery at or after it means
+	// it was committed or rolled back, and the catalog shows the result.
+	ddlUntil uint64
+	// created are the names of tables the session created (CREATE TABLE, SELECT INTO,
+	// CREATE TABLE AS): a write to one of them before it is committed is not to a view.
+	created map[string]bool
+	// epoch counts the view DDL judged in the session.
+	epoch uint64
+	// prepared are the statements prepared (Parse, SQL PREPARE) by name, portals the
+	// statement each portal was bound from.
+	prepared map[string]*prepInfo
+	portals  map[string]string
+}
+
+// prepInfo is a prepared statement as far as views go.
+type prepInfo struct {
+	epoch  uint64 // viewGuard.epoch when it was judged
+	writes bool   // it writes to a relation
+	ddl    bool   // it creates or changes a view, rule or trigger
+	st     Statement
+}
+
+// maxCreatedNames bounds viewGuard.created.
+const maxCreatedNames = 4096
+
+// sentReady notes an enqueued message that the server answers with ReadyForQuery.
+// Called with s.qmu held (enqueue).
+func (g *viewGuard) sentReady() {
+	g.mu.Lock()
+	g.rfqSent++
+	g.mu.Unlock()
+}
+
+// ready notes a ReadyForQuery with status.
+func (g *viewGuard) ready(status byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rfqSeen++
+	if status == 'I' && g.ddlUntil != 0 && g.rfqSeen >= g.ddlUntil {
+		g.ddlUntil = 0
+	}
+}
+
+// viewDDL notes view DDL judged now: it runs before the next ReadyForQuery the
+// session asks for.
+func (g *viewGuard) viewDDL() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ddlUntil = g.rfqSent + 1
+	g.epoch++
+}
+
+func (g *viewGuard) ddlPending() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ddlUntil != 0
+}
+
+func (g *viewGuard) noteCreated(names []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.created == nil {
+		g.created = map[string]bool{}
+	}
+	for _, n := range names {
+		if len(g.created) < maxCreatedNames {
+			g.created[n] = true
+		}
+	}
+}
+
+func (g *viewGuard) wasCreated(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.created[name]
+}
+
+// notePrepared records a statement prepared as name (Parse), judged now.
+func (g *viewGuard) notePrepared(name string, runs []*stmtRun) {
+	info := &prepInfo{}
+	for _, r := range runs {
+		info.ddl = info.ddl || hasViewDDL(&r.st)
+		info.writes = info.writes || writesTo(&r.st)
+		if len(runs) == 1 {
+			info.st = r.st
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	info.epoch = g.epoch
+	if g.prepared == nil {
+		g.prepared = map[string]*prepInfo{}
+	}
+	g.prepared[name] = info
+}
+
+// bound notes a Bind of statement stmt to portal: DDL in it runs in this transaction.
+func (g *viewGuard) bound(portal, stmt string) {
+	g.mu.Lock()
+	if g.portals == nil {
+		g.portals = map[string]string{}
+	}
+	g.portals[portal] = stmt
+	info := g.prepared[stmt]
+	g.mu.Unlock()
+	if info != nil && info.ddl {
+		g.viewDDL()
+	}
+}
+
+// closedPortal forgets a portal (Close).
+func (g *viewGuard) closedPortal(portal string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.portals, portal)
+}
+
+// staleExecute returns, for an Execute of portal, the statement it was bound from when
+// that writes and was judged before view DDL of this session: the server analyses it
+// again, and a name it writes to may now be a view the judgement did not follow. The
+// statement has no SQL when it is not known (then it is refused).
+func (g *viewGuard) staleExecute(portal string) *Statement {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	stmt, ok := g.portals[portal]
+	if !ok {
+		return nil
+	}
+	info := g.prepared[stmt]
+	if info == nil || !info.writes || info.epoch == g.epoch {
+		return nil
+	}
+	st := info.st
+	st.Body = slices.Clone(st.Body)
+	return &st
+}
+
+// rejudged notes that the statement portal was bound from was judged again now.
+func (g *viewGuard) rejudged(portal string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if info := g.prepared[g.portals[portal]]; info != nil {
+		info.epoch = g.epoch
+	}
+}
+
+// rejudgeExecution judges again, following views afresh, a write prepared before view
+// DDL of the session (staleExecute), at its Execute.
+func (s *session) rejudgeExecution(portal string, st *Statement) *refusal {
+	if st.SQL == "" {
+		return &refusal{code: "42501", rule: "pgproxy:views", outcome: OutcomeBlocked,
+			message: "bastion: statement refused: it writes to relations and was prepared before a view, rule or trigger was created or changed in this session; prepare it again"}
+	}
+	if s.uw.Buffered() > 0 { // whatever is already forwarded must not wait on a human
+		if err := s.uw.Flush(); err != nil {
+			return &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+		}
+	}
+	st.Protocol = "execute"
+	v := s.callJudge(st)
+	switch v.Action {
+	case Allow:
+	case Hold:
+		if _, ref := s.hold(st, v); ref != nil {
+			return ref
+		}
+	default:
+		return blockRefusal(v, OutcomeBlocked)
+	}
+	s.views.rejudged(portal)
+	return nil
+}
+
+// staleSQLExecute reports, for an SQL EXECUTE of name, whether the statement writes
+// and was prepared before view DDL of this session, and whether it is view DDL.
+func (g *viewGuard) staleSQLExecute(name string) (stale, ddl bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	info := g.prepared[name]
+	if info == nil {
+		return false, false
+	}
+	return info.writes && info.epoch != g.epoch, info.ddl
+}
+
+// noteSQLPrepared records statements prepared with SQL PREPARE, judged now.
+func (g *viewGuard) noteSQLPrepared(names []string, writes bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.prepared == nil {
+		g.prepared = map[string]*prepInfo{}
+	}
+	for _, n := range names {
+		g.prepared[n] = &prepInfo{epoch: g.epoch, writes: writes}
+	}
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
+
+// writesTo reports whether st (or a statement of its bodies) writes to a relation.
+func writesTo(st *Statement) bool {
+	if !mayWrite(st) {
+		return false
+	}
+	w, err := scanWrites(st.SQL)
+	if err != nil || len(w.targets) > 0 {
+		return true
+	}
+	for i := range st.Body {
+		if writesTo(&st.Body[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeKinds are the kinds of statements that may write to a relation, or change
+// what a relation name means.
+var writeKinds = map[string]bool{
+	"insert": true, "update": true, "delete": true, "merge": true, "truncate": true, "copy_from": true,
+	"create_view": true, "create_rule": true, "create_trigger": true, "rename": true, "alter": true,
+	"create_table": true, "select_into": true, "create_extension": true, "create_schema": true,
+	"prepare": true, "execute": true,
+}
+
+func mayWrite(st *Statement) bool {
+	for _, k := range st.Kinds {
+		if writeKinds[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// hasViewDDL reports whether st (or a statement of its bodies) creates or changes a
+// view, rule or trigger, or renames or moves a relation.
+func hasViewDDL(st *Statement) bool {
+	if !mayWrite(st) {
+		return false
+	}
+	w, err := scanWrites(st.SQL)
+	if err != nil || w.viewDDL {
+		return true
+	}
+	for i := range st.Body {
+		if hasViewDDL(&st.Body[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// writes is what one statement's text writes to, as far as views go.
+type writes struct {
+	targets  []string // relation names written (relname as the parser folded it)
+	created  []string // tables created
+	viewDDL  bool     // creates or changes a view, rule or trigger, renames or moves a relation
+	prepares []string // SQL PREPARE names
+	executes []string // SQL EXECUTE names
+}
+
+// scanWrites parses sql and collects its write targets.
+func scanWrites(sql string) (writes, error) {
+	var w writes
+	res, err := pgParse(sql)
+	if err != nil {
+		return w, err
+	}
+	for _, raw := range res.Stmts {
+		if raw.Stmt != nil {
+			w.walk(raw.Stmt.ProtoReflect())
+		}
+	}
+	return w, nil
+}
+
+func (w *writes) target(rv *pg.RangeVar) {
+	if rv != nil && rv.Relname != "" && !contains(w.targets, rv.Relname) {
+		w.targets = append(w.targets, rv.Relname)
+	}
+}
+
+func (w *writes) walk(m protoreflect.Message) {
+	switch n := m.Interface().(type) {
+	case *pg.InsertStmt:
+		w.target(n.Relation)
+	case *pg.UpdateStmt:
+		w.target(n.Relation)
+	case *pg.DeleteStmt:
+		w.target(n.Relation)
+	case *pg.MergeStmt:
+		w.target(n.Relation)
+	case *pg.TruncateStmt:
+		for _, r := range n.Relations {
+			w.target(r.GetRangeVar())
+		}
+	case *pg.CopyStmt:
+		if n.IsFrom {
+			w.target(n.Relation)
+		}
+	case *pg.ViewStmt, *pg.RuleStmt, *pg.CreateTrigStmt, *pg.RenameStmt, *pg.AlterObjectSchemaStmt,
+		*pg.CreateExtensionStmt, *pg.AlterExtensionStmt, *pg.AlterExtensionContentsStmt:
+		w.viewDDL = true
+	case *pg.PrepareStmt:
+		w.prepares = append(w.prepares, n.Name)
+	case *pg.ExecuteStmt:
+		w.executes = append(w.executes, n.Name)
+	case *pg.CreateStmt:
+		if n.Relation != nil {
+			w.created = append(w.created, n.Relation.Relname)
+		}
+	case *pg.IntoClause:
+		if n.Rel != nil {
+			w.created = append(w.created, n.Rel.Relname)
+		}
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				w.walk(l.Get(i).Message())
+			}
+			return true
+		}
+		w.walk(v.Message())
+		return true
+	})
+}
+
+// followViews adds to st (and its body statements) the relations behind the views it
+// writes to, or makes it unknowable where they cannot be known. Called before Judge.
+func (s *session) followViews(st *Statement) {
+	if !mayWrite(st) {
+		return
+	}
+	var extra []string
+	s.followOne(st, st, &extra)
+	st.Tables = slices.Clip(st.Tables)
+	for _, t := range extra {
+		if !contains(st.Tables, t) {
+			st.Tables = append(st.Tables, t)
+		}
+	}
+}
+
+// followOne follows the views one statement (top, or one of its bodies) writes to;
+// the tables found are added to it and to *extra (for top).
+func (s *session) followOne(top, st *Statement, extra *[]string) {
+	unknown := func(why string) {
+		if st.Unknowable == "" {
+			st.Unknowable = why
+		}
+		if top.Unknowable == "" {
+			top.Unknowable = why
+		}
+	}
+	// st's slices may share arrays with statements kept elsewhere (prepared, held):
+	// what is added goes into copies.
+	st.Tables = slices.Clip(st.Tables)
+	st.Body = slices.Clone(st.Body)
+	for i := range st.Body {
+		s.followOne(top, &st.Body[i], extra)
+	}
+	if !mayWrite(st) {
+		return
+	}
+	w, err := scanWrites(st.SQL)
+	if err != nil {
+		unknown("bastion cannot tell which relations it writes: " + parseErrMessage(err))
+		return
+	}
+	s.views.noteCreated(w.created)
+	pending := s.views.ddlPending() // DDL before this statement
+	ddl := w.viewDDL
+	for _, name := range w.executes {
+		stale, execDDL := s.views.staleSQLExecute(name)
+		ddl = ddl || execDDL
+		if stale {
+			unknown("it executes prepared statement " + strconvQuote(name) + ", which writes to relations and was prepared before a view, rule or trigger was created or changed in this session")
+		}
+	}
+	if ddl {
+		defer s.views.viewDDL()
+	}
+	if len(w.prepares) > 0 {
+		defer s.views.noteSQLPrepared(w.prepares, len(w.targets) > 0)
+	}
+	if len(w.targets) == 0 {
+		return
+	}
+	if pending {
+		unknown("it writes to " + strings.Join(w.targets, ", ") + " after a view, rule or trigger was created or changed in the same transaction or message, which the catalog does not show yet")
+		return
+	}
+	rels, err := s.catalog.writeTargets(s.ctx, w.targets)
+	if err != nil {
+		unknown("bastion cannot tell whether " + strings.Join(w.targets, ", ") + " is a view: " + err.Error())
+		return
+	}
+	known := map[string]bool{}
+	var add []string
+	for _, r := range rels {
+		if !r.Base {
+			known[r.Root] = true
+		}
+		if r.Rules || r.Triggers {
+			what := "rewrite rules"
+			if r.Triggers {
+				what = "INSTEAD OF triggers"
+			}
+			unknown(fmt.Sprintf("it writes to %s, and %s.%s has %s, which write where their definitions say", r.Root, r.Schema, r.Name, what))
+		}
+		if r.Base {
+			if q := r.Schema + "." + r.Name; !contains(add, q) {
+				add = append(add, q)
+			}
+		}
+	}
+	for _, t := range w.targets {
+		if !known[t] && !s.views.wasCreated(t) {
+			unknown(fmt.Sprintf("it writes to %s, which is not in the catalog (a relation created in this transaction, or just now, could be a view)", t))
+		}
+	}
+	sort.Strings(add)
+	for _, t := range add {
+		if !contains(st.Tables, t) {
+			st.Tables = append(st.Tables, t)
+		}
+		if !contains(*extra, t) {
+			*extra = append(*extra, t)
+		}
+	}
+}
+
+// writeRel is a relation a statement writes to (Base false: a relation of the name
+// written) or one a written view reads or a child of a written table (Base true),
+// recursively.
+type writeRel struct {
+	Root     string `json:"root"` // the name written
+	Schema   string `json:"schema"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Base     bool   `json:"base"`
+	Rules    bool   `json:"rules"`    // it has rewrite rules other than a view's SELECT rule
+	Triggers bool   `json:"triggers"` // a view with (INSTEAD OF) triggers
+}
+
+// writeTargetsSQL resolves relation names, in every schema (the session's search_path
+// is not known, and pg_temp may shadow any schema), to the relations of that name and,
+// recursively, for views to every relation their SELECT rule depends on, and for
+// tables to their partitions and inheritance children (a write to a parent writes
+// them).
+const writeTargetsSQL = `WITH RECURSIVE t(oid, root, depth) AS (
+    SELECT c.oid, c.relname::text, 0 FROM pg_class c
+     WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+    UNION
+    SELECT x.oid, t.root, t.depth + 1 FROM t, LATERAL (
+        SELECT d.refobjid AS oid
+          FROM pg_class v JOIN pg_rewrite r ON r.ev_class = v.oid AND r.ev_type = '1'
+          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+           AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+         WHERE v.oid = t.oid AND v.relkind = 'v'
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = t.oid) x
+     WHERE t.depth < 32)
+SELECT coalesce(json_agg(r), '[]') FROM (
+  SELECT DISTINCT t.root, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind, t.depth > 0 AS base,
+    EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.ev_type <> '1') AS rules,
+    (c.relkind = 'v' AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)) AS triggers
+  FROM t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace) r`
+
+// writeTargets asks the catalog about the relations names (written to) stand for. It
+// is not cached: another session may have replaced a table by a view.
+func (c *sideCatalog) writeTargets(ctx context.Context, names []string) ([]writeRel, error) {
+	if c == nil {
+		return nil, fmt.Errorf("no catalog connection")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	arg, _ := json.Marshal(names)
+	b, err := c.query(ctx, writeTargetsSQL, string(arg))
+	if err != nil {
+		return nil, err
+	}
+	var got []writeRel
+	if err := json.Unmarshal(b, &got); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	return got, nil
+}
