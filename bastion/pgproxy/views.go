@@ -518,7 +518,9 @@ SELECT coalesce(json_agg(r), '[]') FROM (
   FROM t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace) r`
 
 // writeTargets asks the catalog about the relations names (written to) stand for. It
-// is not cached: another session may have replaced a table by a view.
+// is not cached: another session may have replaced a table by a view. Nothing the
+// lineage reads comes from it, so it does not move the catalog's generation (roundTrip,
+// not query): a write does not cost the session its lineage memo.
 func (c *sideCatalog) writeTargets(ctx context.Context, names []string) ([]writeRel, error) {
 	if c == nil {
 		return nil, fmt.Errorf("no catalog connection")
@@ -526,7 +528,7 @@ func (c *sideCatalog) writeTargets(ctx context.Context, names []string) ([]write
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	arg, _ := json.Marshal(names)
-	b, err := c.query(ctx, writeTargetsSQL, string(arg))
+	b, err := c.roundTrip(ctx, writeTargetsSQL, string(arg))
 	if err != nil {
 		return nil, err
 	}
