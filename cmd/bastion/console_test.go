@@ -638,16 +638,17 @@ func TestConsole(t *testing.T) {
 			Status      int      `json:"status"`
 			Type        string   `json:"type"`
 			Disposition string   `json:"disposition"`
+			Cache       string   `json:"cache"`
 			Lines       []string `json:"lines"`
 		}
 		const fetchLink = `(async () => {
 			const r = await fetch(document.querySelector('a[href^="/audit.jsonl"]').href);
 			return {status: r.status, type: r.headers.get("Content-Type") || "", disposition: r.headers.get("Content-Disposition") || "",
-				lines: (await r.text()).split("\n").filter(l => l)};
+				cache: r.headers.get("Cache-Control") || "", lines: (await r.text()).split("\n").filter(l => l)};
 		})()`
 		alice.run("audit filtered to sql", chromedp.Navigate(base+"/audit?type=sql."), chromedp.WaitVisible(chromedp.CSS(`#audit`)))
 		got := eval[download](alice, fetchLink)
-		if got.Status != http.StatusOK || got.Type != "application/jsonl" || !strings.Contains(got.Disposition, "audit.jsonl") || len(got.Lines) == 0 {
+		if got.Status != http.StatusOK || got.Type != "application/jsonl" || !strings.Contains(got.Disposition, "audit.jsonl") || got.Cache != "no-store" || len(got.Lines) == 0 {
 			t.Fatalf("the download: %+v", got)
 		}
 		blockedDrop := false
