@@ -204,18 +204,8 @@ func (c *collector) walk(m protoreflect.Message) {
 		c.vars = withVars(saved, routineVars(f))
 		defer func() { c.vars = saved }()
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				c.walk(l.Get(i).Message())
-			}
-			return true
-		}
-		c.walk(v.Message())
+	eachChild(m, func(child protoreflect.Message) bool {
+		c.walk(child)
 		return true
 	})
 }
@@ -502,18 +492,8 @@ func restricts(where *pg.Node, vars map[string]bool) bool {
 			found = true
 			return
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-				return true
-			}
-			if fd.IsList() {
-				l := v.List()
-				for i := 0; i < l.Len() && !found; i++ {
-					walk(l.Get(i).Message())
-				}
-				return !found
-			}
-			walk(v.Message())
+		eachChild(m, func(c protoreflect.Message) bool {
+			walk(c)
 			return !found
 		})
 	}

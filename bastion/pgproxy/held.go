@@ -325,6 +325,17 @@ func preparedNames(st *Statement) (prepares []preparedStmt, executes []string) {
 // walkNodes calls f on every node of a parse tree.
 func walkNodes(m protoreflect.Message, f func(any)) {
 	f(m.Interface())
+	eachChild(m, func(c protoreflect.Message) bool {
+		walkNodes(c, f)
+		return true
+	})
+}
+
+// eachChild calls f on every message m holds directly (in fields and lists, not
+// maps), in field order, until f returns false; it reports whether f always
+// returned true. The parse tree walks are built on it.
+func eachChild(m protoreflect.Message, f func(protoreflect.Message) bool) bool {
+	all := true
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
 			return true
@@ -332,13 +343,17 @@ func walkNodes(m protoreflect.Message, f func(any)) {
 		if fd.IsList() {
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				walkNodes(l.Get(i).Message(), f)
+				if !f(l.Get(i).Message()) {
+					all = false
+					return false
+				}
 			}
 			return true
 		}
-		walkNodes(v.Message(), f)
-		return true
+		all = f(v.Message())
+		return all
 	})
+	return all
 }
 
 // maxParamShown bounds each parameter value shown to an approver.

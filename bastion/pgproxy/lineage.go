@@ -1310,18 +1310,8 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 
 // walkFields walks every node m holds.
 func (a *analyzer) walkFields(m protoreflect.Message, sc *scope) {
-	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
-			l := val.List()
-			for i := 0; i < l.Len(); i++ {
-				a.walkExpr(l.Get(i).Message(), sc)
-			}
-			return true
-		}
-		a.walkExpr(val.Message(), sc)
+	eachChild(m, func(c protoreflect.Message) bool {
+		a.walkExpr(c, sc)
 		return true
 	})
 }

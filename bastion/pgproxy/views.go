@@ -359,18 +359,8 @@ func (w *writes) walk(m protoreflect.Message) {
 			w.created = append(w.created, n.Rel.Relname)
 		}
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				w.walk(l.Get(i).Message())
-			}
-			return true
-		}
-		w.walk(v.Message())
+	eachChild(m, func(c protoreflect.Message) bool {
+		w.walk(c)
 		return true
 	})
 }
