@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -86,6 +87,22 @@ func (s *Server) checkUserKey(remote net.Addr, key gossh.PublicKey, check func(c
 		}
 	}
 	return id, nil
+}
+
+// stillValid repeats, for each new channel, the checks of authentication
+// that time can change: a connection stays up as long as the client keeps
+// it (ssh ControlMaster/ControlPersist, for hours) and opens sessions,
+// forwards and hops on it without authenticating again, so a certificate
+// that has expired or been revoked since opens nothing more. (Channels
+// already open run on: idle_timeout and max_duration bound them.)
+func (s *Server) stillValid(id ca.Identity) error {
+	if !id.ValidBefore.IsZero() && !s.now().Before(id.ValidBefore) {
+		return fmt.Errorf("your certificate (serial %d) expired at %s: run `bastion login` and connect again", id.Serial, id.ValidBefore.UTC().Format(time.RFC3339))
+	}
+	if s.cfg.Revocations.IsRevoked(id.Serial) {
+		return fmt.Errorf("your certificate (serial %d) has been revoked", id.Serial)
+	}
+	return nil
 }
 
 func checkSourceAddress(remote net.Addr, list string) error {

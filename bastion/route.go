@@ -44,6 +44,10 @@ func (s *Server) handleOuter(ctx gliderssh.Context, conn *gossh.ServerConn, nc g
 		nc.Reject(gossh.Prohibited, err.Error())
 		return
 	}
+	if err := s.stillValid(id); err != nil {
+		s.refuseChannel(nc, nc.ChannelType(), id, "", err.Error())
+		return
+	}
 	switch nc.ChannelType() {
 	case "session":
 		r, err := s.routeFromUser(id, conn.User())
@@ -169,6 +173,10 @@ func (s *Server) intercept(ctx gliderssh.Context, outer *gossh.ServerConn, id ca
 		nid, err := identityOf(nconn)
 		if err != nil {
 			nnc.Reject(gossh.Prohibited, err.Error())
+			return
+		}
+		if err := s.stillValid(nid); err != nil {
+			s.refuseChannel(nnc, nnc.ChannelType(), nid, target, err.Error())
 			return
 		}
 		switch nnc.ChannelType() {

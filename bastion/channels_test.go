@@ -1,0 +1,99 @@
+package bastion_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// startMaster starts an OpenSSH ControlMaster connection to the bastion as
+// user and returns its control socket: later `ssh -S SOCK` commands open
+// their channels on that connection without authenticating again.
+func (e *env) startMaster(t *testing.T, cfg, user string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "s")
+	cmd := exec.Command("ssh", "-F", cfg, "-M", "-S", sock, "-N", "-l", user, "bastion")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testenv.WaitFor(t, 20*time.Second, "control socket", func() bool {
+		return testenv.Run(t, 10*time.Second, "", "ssh", "-F", cfg, "-S", sock, "-O", "check", "-l", user, "bastion").Code == 0
+	})
+	return sock
+}
+
+// A connection authenticated once opens new sessions and forwards for as
+// long as it stays up (ssh ControlMaster/ControlPersist keeps it up for
+// hours): each new channel is a new use of the certificate, and a revoked
+// or expired certificate must not open one.
+func TestConnectionOutlivesCertificate(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	id := ca.Identity{User: "carol", Issuer: "https://idp.test", Subject: "u-carol", Groups: []string{"dev"}}
+
+	t.Run("revoked", func(t *testing.T) {
+		k := e.userKey("carol-revoked", id, 0)
+		cfg := e.writeSSHConfig("carol", k)
+		sock := e.startMaster(t, cfg, "root@web1")
+		run := func() testenv.Result {
+			return testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "-S", sock, "-l", "root@web1", "bastion", "echo reached")
+		}
+		if r := run(); r.Code != 0 || !strings.Contains(r.Stdout, "reached") {
+			t.Fatalf("before revocation: %s", r)
+		}
+		if err := e.app.Store.Revoke(k.Cert.Serial, "test", "laptop lost"); err != nil {
+			t.Fatal(err)
+		}
+		if r := run(); r.Code == 0 || strings.Contains(r.Stdout, "reached") {
+			t.Fatalf("a revoked certificate's connection opened a new session on web1: %s", r)
+		}
+		// The mux client exits 255; the master shows the reason.
+		mustContain(t, "bastion log", e.logs.String(), "has been revoked")
+	})
+
+	t.Run("expired", func(t *testing.T) {
+		k := e.userKey("carol-short", id, 4*time.Second)
+		cfg := e.writeSSHConfig("carol", k)
+		sock := e.startMaster(t, cfg, "carol")
+		whoami := func() testenv.Result {
+			return testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "-S", sock, "-l", "carol", "bastion", "whoami")
+		}
+		if r := whoami(); r.Code != 0 {
+			t.Fatalf("before expiry: %s", r)
+		}
+		time.Sleep(time.Until(time.Unix(int64(k.Cert.ValidBefore), 0)) + time.Second)
+		if r := whoami(); r.Code == 0 {
+			t.Errorf("an expired certificate's connection opened a new admin session: %s", r)
+		}
+		mustContain(t, "bastion log", e.logs.String(), "expired at")
+		// A forward (a new direct-tcpip channel on the same connection).
+		lport := testenv.FreePort(t)
+		fwd := testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "-S", sock, "-l", "carol", "-O", "forward",
+			"-L", "127.0.0.1:"+strconv.Itoa(lport)+":echo:"+portOf(e.echo), "bastion")
+		if fwd.Code != 0 {
+			t.Fatalf("ssh -O forward: %s", fwd)
+		}
+		c := dialRetry(t, "127.0.0.1:"+strconv.Itoa(lport))
+		defer c.Close()
+		c.Write([]byte("ping"))
+		c.(interface{ CloseWrite() error }).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		if strings.Contains(string(b[:n]), "ping") {
+			t.Fatalf("an expired certificate's connection forwarded to echo: %q", b[:n])
+		}
+	})
+}
