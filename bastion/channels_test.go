@@ -1,6 +1,7 @@
 package bastion_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,4 +97,41 @@ func TestConnectionOutlivesCertificate(t *testing.T) {
 			t.Fatalf("an expired certificate's connection forwarded to echo: %q", b[:n])
 		}
 	})
+}
+
+// A rule that names the file-transfer commands holds for every way of
+// transferring: scp in its legacy mode runs `scp -t` (an exec, judged), but
+// scp by default since OpenSSH 9.0, and sftp, open the sftp subsystem,
+// which reads and writes any file the login can (a cron job, ~/.bashrc)
+// and must not pass unjudged.
+func TestSubsystemJudgedByCommandRules(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: `
+rules:
+  - {name: no-transfer, on: command, match: {commands: [scp, sftp]}, action: block}
+`})
+	testenv.Require(t, "scp")
+	testenv.Require(t, "sftp")
+	remote := t.TempDir()
+	src := filepath.Join(t.TempDir(), "payload")
+	os.WriteFile(src, []byte("* * * * * root rm -rf /srv\n"), 0o600)
+
+	r := testenv.Run(t, 60*time.Second, "", "scp", "-F", e.cfgPath, "-O", src, "root@web1:"+remote+"/legacy")
+	if exists(filepath.Join(remote, "legacy")) {
+		t.Fatalf("legacy scp wrote the file: %s", r)
+	}
+	r = testenv.Run(t, 60*time.Second, "", "scp", "-F", e.cfgPath, src, "root@web1:"+remote+"/modern")
+	if exists(filepath.Join(remote, "modern")) {
+		t.Errorf("scp (sftp mode) wrote the file past rule no-transfer: %s", r)
+	}
+	mustContain(t, "scp stderr", r.Stderr, "blocked by rule no-transfer")
+	batch := filepath.Join(t.TempDir(), "batch")
+	os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s/via-sftp\n", src, remote)), 0o600)
+	r = testenv.Run(t, 60*time.Second, "", "sftp", "-F", e.cfgPath, "-b", batch, "root@web1")
+	if exists(filepath.Join(remote, "via-sftp")) {
+		t.Errorf("sftp wrote the file past rule no-transfer: %s", r)
+	}
+	if r.Code == 0 {
+		t.Errorf("sftp succeeded: %s", r)
+	}
+	// Without a rule naming it, sftp works as before (TestSFTPAndSCP).
 }

@@ -395,6 +395,20 @@ func (p *proxy) start(req *gossh.Request) {
 		go p.pumpStdin()
 		return
 	}
+	if kind == "subsystem" {
+		// What an sftp session does (read, write, rename, delete any file
+		// the login can) cannot be judged request by request, and scp
+		// comes this way too since OpenSSH 9.0: the session is judged as
+		// the command named after the subsystem (`sftp`), so a rule
+		// naming it, or matching every command, holds it as it holds
+		// `scp -t`. A refusal is accepted and then ended with exit status
+		// 126 and the reason, as for exec.
+		if p.enforce(p.env.policy().JudgeCommand(pid, p.ss.target, command), command, nil) != policy.ActionAllow {
+			reply(true)
+			p.endLocally(126)
+			return
+		}
+	}
 	if !p.forward(req) {
 		reply(false)
 		return
