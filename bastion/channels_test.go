@@ -135,3 +135,18 @@ rules:
 	}
 	// Without a rule naming it, sftp works as before (TestSFTPAndSCP).
 }
+
+// Forwards reach configured targets by their exact name and port only:
+// no other spelling of a name or an address, and no other port.
+func TestForwardSpellings(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	echoPort := portOf(e.echo)
+	for _, dest := range []string{
+		"ECHO:" + echoPort, "echo.:" + echoPort, " echo:" + echoPort, "echo\x00:" + echoPort, "echo:22", "echo:" + e.sshPort(),
+		"127.0.0.1:" + echoPort, "127.1:" + echoPort, "0x7f000001:" + echoPort, "2130706433:" + echoPort, "0177.0.0.1:" + echoPort,
+		"[::1]:" + echoPort, "[::ffff:127.0.0.1]:" + echoPort, "localhost:" + echoPort, "localhost.:" + echoPort,
+		"web1:2222", "WEB1:22", "web1.:22", "lo:" + e.sshPort(), "pg1:5432",
+	} {
+		e.expectForwardRefused(t, dest)
+	}
+}
