@@ -150,3 +150,41 @@ func TestForwardSpellings(t *testing.T) {
 		e.expectForwardRefused(t, dest)
 	}
 }
+
+// bash parses a command in the session's locale: in BIG5, GBK or
+// Shift_JIS a byte of 0x81 or more takes the next byte with it, so a
+// backslash or a quote after it is not one, where the bastion's parser sees
+// an escape. A client's env request (LC_* and LANG are in the default
+// env_allow) must not pick such a locale on a target that has one (here
+// installed for sshd with LOCPATH, as a system locale would be).
+func TestEnvLocaleCannotChangeParsing(t *testing.T) {
+	testenv.Require(t, "localedef")
+	loc := t.TempDir()
+	out, err := exec.Command("localedef", "-f", "BIG5", "-i", "zh_TW", filepath.Join(loc, "zh_TW.BIG5")).CombinedOutput()
+	if _, serr := os.Stat(filepath.Join(loc, "zh_TW.BIG5", "LC_CTYPE")); serr != nil {
+		t.Fatalf("localedef: %v %s", err, out)
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules, sshdExtra: []string{"SetEnv LOCPATH=" + loc}})
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.MkdirAll(victim, 0o755)
+	// U+4E2D is e4 b8 ad in UTF-8, which BIG5 reads as the character e4 b8
+	// and the character ad 5c: the backslash after it is no backslash.
+	// The bastion reads: echo "\u4e2d\" ; rm -rf victim #" (one argument).
+	// bash in BIG5 reads: echo "\xe4\xb8\xad\x5c" ; rm -rf victim #"
+	command := "echo \"\u4e2d\x5c\" ; rm -rf " + victim + " #\""
+	for _, v := range []string{"LC_ALL=zh_TW.BIG5", "LANG=zh_TW.BIG5", "LC_CTYPE=zh_TW.BIG5", "LC_ALL=zh_TW.big5", "LC_ALL=zh_TW"} {
+		name := strings.SplitN(v, "=", 2)[0]
+		cmd := exec.Command("ssh", "-F", e.cfgPath, "-o", "SendEnv="+name, "root@web1", command)
+		cmd.Env = append(os.Environ(), v)
+		out, _ := cmd.CombinedOutput()
+		if !exists(victim) {
+			t.Fatalf("%s: the victim was deleted past rule no-rm-rf: %q", v, out)
+		}
+	}
+	// A UTF-8 locale passes, and the client learns nothing it did not ask.
+	cmd := exec.Command("ssh", "-F", e.cfgPath, "-o", "SendEnv=LC_ALL", "root@web1", "echo lc=$LC_ALL")
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), "lc=C.UTF-8") {
+		t.Fatalf("LC_ALL=C.UTF-8: %v %q", err, out)
+	}
+}

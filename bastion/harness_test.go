@@ -43,6 +43,7 @@ type envOptions struct {
 	pgTarget  bool          // start PostgreSQL as target pg1
 	extraYAML string        // appended to the config
 	idle      time.Duration // sessions.idle_timeout
+	sshdExtra []string      // extra sshd_config lines for web1
 	startup   time.Duration // sessions.startup_timeout
 	// pgVia, when set, maps PostgreSQL's address to the one pg1 names, so a
 	// test can watch the bastion's upstream connections.
@@ -75,7 +76,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{TrustedUserCAKeys: keys.TargetCALine()})
+	e.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{TrustedUserCAKeys: keys.TargetCALine(), Extra: opt.sshdExtra})
 	e.echo = startEcho(t)
 	if opt.pgTarget {
 		e.pg = testenv.StartPostgres(t, testenv.PostgresOptions{

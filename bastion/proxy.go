@@ -17,6 +17,55 @@ import (
 	"github.com/bastionhq/bastion/internal/safetext"
 )
 
+// localeVars choose the character set the target's shell reads commands
+// in (LC_ALL over LC_CTYPE over LANG).
+var localeVars = map[string]bool{"LANG": true, "LC_ALL": true, "LC_CTYPE": true}
+
+// safeLocale accepts a locale in which bash reads a command the way the
+// bastion's parser does: C, POSIX, or a UTF-8 locale ("en_US.UTF-8",
+// "C.utf8", "de_DE.UTF-8@euro"). In BIG5, GBK, GB18030 or Shift_JIS a byte
+// of 0x81 or more takes the next byte with it, so a backslash or quote
+// after it is not one (even in text that is valid UTF-8: U+4E2D is e4 b8
+// ad, and BIG5 reads ad 5c as one character); a locale without a codeset
+// may be one of those (zh_TW is BIG5), and a name with a slash is a path.
+func safeLocale(v string) bool {
+	if v == "" || v == "C" || v == "POSIX" {
+		return true
+	}
+	name, codeset, ok := strings.Cut(v, ".")
+	if !ok {
+		return false
+	}
+	codeset, modifier, _ := strings.Cut(codeset, "@")
+	if name != "C" && !isLocaleName(name) || !isLocaleWord(modifier, true) {
+		return false
+	}
+	// glibc compares codesets lowercased, without punctuation.
+	return strings.EqualFold(strings.ReplaceAll(codeset, "-", ""), "utf8")
+}
+
+// isLocaleName accepts language[_TERRITORY]: ASCII letters, digits and one
+// underscore.
+func isLocaleName(s string) bool {
+	lang, territory, ok := strings.Cut(s, "_")
+	return isLocaleWord(lang, false) && (!ok || isLocaleWord(territory, false))
+}
+
+func isLocaleWord(s string, mayBeEmpty bool) bool {
+	if s == "" {
+		return mayBeEmpty
+	}
+	if len(s) > 16 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // allowedSubsystems pass through to targets.
 var allowedSubsystems = map[string]bool{"sftp": true}
 
@@ -261,6 +310,9 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		}
 		if !p.env.envAllowed(m.Name) {
 			return p.refuse(req, fmt.Sprintf("environment variable %q is not in env_allow", safetext.Printable(m.Name)))
+		}
+		if localeVars[m.Name] && !safeLocale(m.Value) {
+			return p.refuse(req, fmt.Sprintf("%s=%q: only UTF-8 locales (or C, POSIX) are passed to targets", m.Name, safetext.Printable(m.Value)))
 		}
 		return p.forward(req)
 	case "window-change":

@@ -171,8 +171,18 @@ func StartSSHD(cfg SSHDConfig) (*SSHD, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
+	// sshd takes the first SetEnv line only: SetEnv options join it.
+	setenv := "SetEnv HOME=" + home
+	var options []string
+	for _, o := range cfg.Options {
+		if v, ok := strings.CutPrefix(o, "SetEnv "); ok {
+			setenv += " " + v
+			continue
+		}
+		options = append(options, o)
+	}
 	lines = append(lines,
-		"SetEnv HOME="+home,
+		setenv,
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
@@ -187,7 +197,7 @@ func StartSSHD(cfg SSHDConfig) (*SSHD, error) {
 	for _, name := range slices.Sorted(maps.Keys(cfg.Subsystems)) {
 		lines = append(lines, "Subsystem "+name+" "+cfg.Subsystems[name])
 	}
-	lines = append(lines, cfg.Options...)
+	lines = append(lines, options...)
 
 	s := &SSHD{Dir: dir, LogPath: filepath.Join(dir, "sshd.log"), HostKey: signer.PublicKey()}
 	s.HostKeyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
