@@ -157,7 +157,7 @@ func TestForwardSpellings(t *testing.T) {
 // an escape. A client's env request (LC_* and LANG are in the default
 // env_allow) must not pick such a locale on a target that has one (here
 // installed for sshd with LOCPATH, as a system locale would be).
-func TestEnvLocaleCannotChangeParsing(t *testing.T) {
+func TestDoubleByteLocale(t *testing.T) {
 	testenv.Require(t, "localedef")
 	loc := t.TempDir()
 	out, err := exec.Command("localedef", "-f", "BIG5", "-i", "zh_TW", filepath.Join(loc, "zh_TW.BIG5")).CombinedOutput()
@@ -180,6 +180,19 @@ func TestEnvLocaleCannotChangeParsing(t *testing.T) {
 		if !exists(victim) {
 			t.Fatalf("%s: the victim was deleted past rule no-rm-rf: %q", v, out)
 		}
+	}
+	// The command itself, or an earlier line of a shell, may set the locale
+	// too: what bash would run reading in BIG5 is judged as well.
+	r := e.ssh("", "root@web1", "LC_ALL=zh_TW.BIG5 bash -c '"+command+"'")
+	if !exists(victim) {
+		t.Fatalf("LC_ALL=zh_TW.BIG5 bash -c: the victim was deleted past rule no-rm-rf: %s", r)
+	}
+	mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+	p := e.shell(t)
+	ran(t, p, "export LC_ALL=zh_TW.BIG5\r", "P> ")
+	seen := stopped(t, p, command+"\r")
+	if !exists(victim) {
+		t.Fatalf("interactive shell in BIG5: the victim was deleted past rule no-rm-rf:\n%s", seen)
 	}
 	// A UTF-8 locale passes, and the client learns nothing it did not ask.
 	cmd := exec.Command("ssh", "-F", e.cfgPath, "-o", "SendEnv=LC_ALL", "root@web1", "echo lc=$LC_ALL")

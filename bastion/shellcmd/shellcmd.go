@@ -171,19 +171,47 @@ func analyze(src string) (_ *Analysis, err error) {
 	if err := checkComplexity(src); err != nil {
 		return nil, fmt.Errorf("shellcmd: %w", err)
 	}
+	views := doubleByteReadings(src)
 	f, err := parse(src)
 	if err != nil {
 		if isIncomplete(src, err) {
+			if viewComplete(views) {
+				// A double-byte reader runs the line now, where a UTF-8
+				// one waits for more: neither reading can stand.
+				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as a double-byte locale reads it", ErrSyntax)
+			}
 			return &Analysis{Incomplete: true}, nil
 		}
 		return nil, fmt.Errorf("shellcmd: %w: %w", ErrSyntax, err)
 	}
 	if trailingContinuation(src, f) {
+		if viewComplete(views) {
+			return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as a double-byte locale reads it", ErrSyntax)
+		}
 		return &Analysis{Incomplete: true}, nil
 	}
-	an := &analyzer{out: &Analysis{}, budget: 4*len(src) + 64<<10}
+	an := &analyzer{out: &Analysis{}, budget: (4*len(src) + 64<<10) * (1 + len(views))}
 	an.walkFile(f.Stmts, scope{src: src}, false)
+	for _, v := range views {
+		vf, err := parse(v)
+		if err != nil || trailingContinuation(v, vf) {
+			an.unknowable(src, ReasonDoubleByte)
+			continue
+		}
+		an.walkFile(vf.Stmts, scope{src: v}, false)
+	}
 	return an.out, nil
+}
+
+// viewComplete reports whether one of the double-byte readings is a
+// complete command.
+func viewComplete(views []string) bool {
+	for _, v := range views {
+		if f, err := parse(v); err == nil && !trailingContinuation(v, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // parse parses src as bash, keeping comments so that a trailing backslash

@@ -415,6 +415,21 @@ func (a *analyzer) nestedScope(text string, sc scope, stdinPipe bool, reportText
 	if err != nil {
 		a.unknowable(reportText, ReasonShellSyntax)
 	}
+	// The shell that runs the string may read it in a double-byte locale.
+	for _, v := range doubleByteReadings(text) {
+		if !a.spend(len(v), reportText) {
+			return
+		}
+		var vstmts []*syntax.Stmt
+		err := p.Stmts(strings.NewReader(v), func(s *syntax.Stmt) bool {
+			vstmts = append(vstmts, s)
+			return true
+		})
+		a.walkFile(vstmts, scope{src: v, depth: depth + 1, wrappers: wrappers, appended: sc.appended}, stdinPipe)
+		if err != nil {
+			a.unknowable(reportText, ReasonDoubleByte)
+		}
+	}
 }
 
 // appendWrapper returns ws with w added, never sharing ws's backing array.
