@@ -201,3 +201,29 @@ func TestDoubleByteLocale(t *testing.T) {
 		t.Fatalf("LC_ALL=C.UTF-8: %v %q", err, out)
 	}
 }
+
+// A target the config points at one of the bastion's own listeners (here
+// its separate /metrics listener) is refused like its SSH and HTTP ones:
+// the bastion never forwards to itself.
+func TestForwardNeverReachesOwnListeners(t *testing.T) {
+	port := testenv.FreePort(t)
+	e := newEnv(t, envOptions{
+		targets:   []string{fmt.Sprintf(`{name: webself, kind: tcp, address: "127.0.0.1:%d"}`, port)},
+		extraYAML: fmt.Sprintf("metrics: {listen: \"127.0.0.1:%d\"}\n", port),
+	})
+	if e.app.MetricsAddr() == "" {
+		t.Fatal("no metrics listener")
+	}
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	conn, err := c.Dial("tcp", fmt.Sprintf("webself:%d", port))
+	if err == nil {
+		conn.Write([]byte("GET /metrics HTTP/1.0\r\n\r\n"))
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 200)
+		n, _ := conn.Read(b)
+		conn.Close()
+		t.Fatalf("a forward reached the bastion's own metrics listener: %q", b[:n])
+	}
+	mustContain(t, "refusal", err.Error(), "own listener")
+}

@@ -79,8 +79,9 @@ type Config struct {
 	// Dial connects to targets; nil means a net.Dialer. Tests use it to
 	// observe connections, never to fake a target.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// OwnAddrs returns the bastion's other listeners (HTTP), which targets
-	// may never resolve to. The SSH listeners are known already.
+	// OwnAddrs returns the bastion's other listeners (HTTP, metrics), which
+	// targets may never resolve to. The SSH and PostgreSQL listeners are
+	// known already.
 	OwnAddrs func() []net.Addr
 	// HandshakeTimeout bounds the SSH handshake and authentication of a new
 	// connection; default 30s. A client that connects and then stalls is

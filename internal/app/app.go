@@ -202,7 +202,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		Metrics:            a.Metrics,
 		Logger:             log.With("component", "ssh"),
 		Now:                now,
-		OwnAddrs:           a.httpAddrs,
+		OwnAddrs:           a.ownAddrs,
 	})
 	if err != nil {
 		return nil, err
@@ -427,11 +427,15 @@ func (a *App) PostgresAddr() string {
 	return a.pgLn.Addr().String()
 }
 
-func (a *App) httpAddrs() []net.Addr {
-	if a.httpLn == nil {
-		return nil
+// ownAddrs are the listeners besides SSH and PostgreSQL that forwards never reach.
+func (a *App) ownAddrs() []net.Addr {
+	var out []net.Addr
+	for _, ln := range []net.Listener{a.httpLn, a.metricsLn} {
+		if ln != nil {
+			out = append(out, ln.Addr())
+		}
 	}
-	return []net.Addr{a.httpLn.Addr()}
+	return out
 }
 
 // Shutdown stops accepting, lets sessions finish until ctx is done, ends
