@@ -97,6 +97,15 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 	case <-cctx.Done():
 		return
 	}
+	// A channel may be opened long before it runs a command.
+	if err := s.stillValid(id); err != nil {
+		s.log.Info("admin command refused", "user", id.User, "reason", err)
+		s.audit(Event{Type: "channel.refuse", Identity: id, Outcome: "refused", Reason: err.Error(), Fields: map[string]string{"channel": "session"}})
+		fmt.Fprintf(ch.Stderr(), "bastion: %v\r\n", err)
+		ch.SendRequest("exit-status", false, gossh.Marshal(exitStatusMsg{Status: 1}))
+		ch.CloseWrite()
+		return
+	}
 	status := s.runAdmin(cctx, caller, args, AdminIO{Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Pty: pty})
 	ch.SendRequest("exit-status", false, gossh.Marshal(exitStatusMsg{Status: uint32(status)}))
 	ch.CloseWrite()

@@ -1,7 +1,9 @@
 package bastion_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/testenv"
@@ -226,4 +230,47 @@ func TestForwardNeverReachesOwnListeners(t *testing.T) {
 		t.Fatalf("a forward reached the bastion's own metrics listener: %q", b[:n])
 	}
 	mustContain(t, "refusal", err.Error(), "own listener")
+}
+
+// A session channel can be opened long before it starts anything (the
+// bastion starts no timer until then): the certificate is checked again
+// when it starts, on a target and for admin commands alike.
+func TestChannelOpenedBeforeRevocation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := e.userKey("dora", ca.Identity{User: "dora", Issuer: "https://idp.test", Subject: "u-dora", Groups: []string{"dev"}}, 0)
+	hostCA := e.app.Keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(a ssh.PublicKey, _ string) bool { return bytes.Equal(a.Marshal(), hostCA) }}
+	var chans []ssh.Channel
+	for _, user := range []string{"root@web1", "dora"} {
+		c, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(k.CertSigner(t))},
+			HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ch, reqs, err := c.OpenChannel("session", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ssh.DiscardRequests(reqs)
+		chans = append(chans, ch)
+	}
+	if err := e.app.Store.Revoke(k.Cert.Serial, "test", "laptop lost"); err != nil {
+		t.Fatal(err)
+	}
+	for i, cmd := range []string{"echo reached", "whoami"} {
+		ch := chans[i]
+		ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{cmd}))
+		var out, errOut bytes.Buffer
+		if ok && err == nil {
+			ch.CloseWrite()
+			done := make(chan struct{})
+			go func() { io.Copy(&errOut, ch.Stderr()); close(done) }()
+			io.Copy(&out, ch)
+			<-done
+		}
+		if strings.Contains(out.String(), "reached") || strings.Contains(out.String(), "dora") {
+			t.Errorf("%s ran on a channel opened before the certificate was revoked: %q", cmd, out.String())
+		}
+	}
 }

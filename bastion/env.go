@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/ca"
 )
 
 // sessionEnv is what a session needs from the server, made once when the
@@ -23,6 +24,7 @@ type sessionEnv struct {
 	idleTimeout time.Duration
 	maxDuration time.Duration
 	envAllowed  func(name string) bool
+	stillValid  func(ca.Identity) error // the certificate has not expired or been revoked since login
 	untrack     func(*session)
 }
 
@@ -40,6 +42,7 @@ func (s *Server) newSessionEnv() *sessionEnv {
 		idleTimeout: s.cfg.IdleTimeout,
 		maxDuration: s.cfg.MaxSessionDuration,
 		envAllowed:  s.envAllowed,
+		stillValid:  s.stillValid,
 		untrack:     s.untrack,
 	}
 }

@@ -357,6 +357,12 @@ func (p *proxy) start(req *gossh.Request) {
 		reply(p.refuse(req, "session already started"))
 		return
 	}
+	// A channel may be opened long before it starts anything.
+	if err := p.env.stillValid(p.ss.identity); err != nil {
+		p.tell("%v", err)
+		reply(p.refuse(req, err.Error()))
+		return
+	}
 	var kind, command string
 	switch req.Type {
 	case "shell":
