@@ -198,6 +198,12 @@ func TestDoubleByteLocale(t *testing.T) {
 	if !exists(victim) {
 		t.Fatalf("interactive shell in BIG5: the victim was deleted past rule no-rm-rf:\n%s", seen)
 	}
+	// A line that continues to a UTF-8 reader (a trailing backslash) and
+	// that BIG5 runs at once.
+	seen = stopped(t, p, "rm -rf "+victim+" \u4e2d\\\r")
+	if !exists(victim) {
+		t.Fatalf("interactive shell in BIG5, continued line: the victim was deleted past rule no-rm-rf:\n%s", seen)
+	}
 	// A UTF-8 locale passes, and the client learns nothing it did not ask.
 	cmd := exec.Command("ssh", "-F", e.cfgPath, "-o", "SendEnv=LC_ALL", "root@web1", "echo lc=$LC_ALL")
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
