@@ -280,3 +280,27 @@ func TestChannelOpenedBeforeRevocation(t *testing.T) {
 		}
 	}
 }
+
+// Revoking a certificate (a lost laptop) ends the sessions it has open,
+// not only the next login.
+func TestRevocationEndsLiveSessions(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := e.userKey("erin", ca.Identity{User: "erin", Issuer: "https://idp.test", Subject: "u-erin", Groups: []string{"dev"}}, 0)
+	cfg := e.writeSSHConfig("erin", k)
+	p := testenv.StartPTY(t, 120, 30, "ssh", "-F", cfg, "-tt", "root@web1")
+	p.Expect("# ", 30*time.Second)
+	p.Send("echo before-$((6*7))\r")
+	p.Expect("before-42", 20*time.Second)
+	if err := e.app.Store.Revoke(k.Cert.Serial, "test", "laptop lost"); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect("has been revoked", 10*time.Second)
+	if code := p.Wait(10 * time.Second); code == 0 {
+		t.Errorf("the session ended with status 0")
+	}
+	p.Send("echo after-$((6*7))\r")
+	time.Sleep(500 * time.Millisecond)
+	if strings.Contains(p.Output(), "after-42") {
+		t.Fatalf("a command ran after the revocation:\n%s", p.Output())
+	}
+}

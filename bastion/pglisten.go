@@ -89,6 +89,7 @@ func (s *Server) ServePostgres(ln net.Listener, names []string) error {
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
+	s.revWatch.Do(func() { go s.endRevoked() })
 	lc := &listenerCert{authority: s.cfg.Authority, names: append([]string{"localhost", "127.0.0.1", "::1"}, names...), ttl: s.cfg.HostCertTTL, now: s.now}
 	if _, err := lc.get(nil); err != nil {
 		ln.Close()

@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -112,6 +113,10 @@ type Server struct {
 
 	handshakeTimeout atomic.Int64 // time.Duration, from Config.HandshakeTimeout
 
+	revWatch sync.Once     // starts endRevoked with the first listener
+	quit     chan struct{} // closed by Shutdown and Close
+	quitOnce sync.Once
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[*session]struct{}
@@ -174,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 		metrics:  cfg.Metrics,
 		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
 		sessions: map[*session]struct{}{},
+		quit:     make(chan struct{}),
 	}
 	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{},
 		board: cfg.Approvals, now: s.now}
@@ -298,6 +304,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
+	s.revWatch.Do(func() { go s.endRevoked() })
 	err := s.srv.Serve(ln)
 	if errors.Is(err, gliderssh.ErrServerClosed) || s.closing.Load() {
 		return nil
@@ -320,6 +327,7 @@ func (s *Server) ListenAddrs() []net.Addr {
 // done, then ends the remaining ones with a message and closes everything.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.approvals.stop()
+	s.quitOnce.Do(func() { close(s.quit) })
 	s.mu.Lock()
 	s.closing.Store(true)
 	for _, l := range s.listeners {
@@ -351,6 +359,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes every connection at once.
 func (s *Server) Close() error {
+	s.quitOnce.Do(func() { close(s.quit) })
 	s.mu.Lock()
 	s.closing.Store(true)
 	for _, l := range s.listeners {
@@ -364,6 +373,34 @@ func (s *Server) Close() error {
 }
 
 var errShutdown = errors.New("the bastion is shutting down")
+
+// endRevoked ends, within a second, every live session whose certificate
+// has been revoked (a lost laptop's open shell), here or on another
+// replica: a revocation is refused at the next login and at the next
+// channel, and this reaches what is already running. (An expired
+// certificate's sessions run on: max_duration bounds them.)
+func (s *Server) endRevoked() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		var revoked []*session
+		s.mu.Lock()
+		for ss := range s.sessions {
+			if s.cfg.Revocations.IsRevoked(ss.identity.Serial) {
+				revoked = append(revoked, ss)
+			}
+		}
+		s.mu.Unlock()
+		for _, ss := range revoked {
+			go ss.stop(fmt.Errorf("certificate serial %d has been revoked", ss.identity.Serial))
+		}
+	}
+}
 
 // newSessionID returns a sortable unique session ID.
 func newSessionID() string { return ulid.Make().String() }
