@@ -146,8 +146,9 @@
 //     Masking hides values, not what a WHERE clause over them selects. MaskValue (a
 //     content detector) catches card numbers however they are selected.
 //   - Replication connections are refused unless Authorize allows them; replication
-//     commands are then judged as kind "replication_command" and the replication stream
-//     goes through MaskValue like any COPY data.
+//     commands are then judged as kind "replication_command". With MaskValue, the
+//     streams (START_REPLICATION, BASE_BACKUP) are refused: WAL and data files hold
+//     values in binary form the value masker cannot see, as binary COPY is refused.
 //   - Password authentication means the server holds a long-lived secret and the bastion
 //     a copy of it: prefer client certificates. SCRAM passwords are not SASLprep'd.
 package pgproxy

@@ -296,6 +296,12 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
 			message: "bastion: statement blocked: COPY TO STDOUT in binary format cannot be masked; use FORMAT text or csv"}
 	}
+	if s.cfg.MaskValue != nil && st.Has("replication_command") && (st.Has("start_replication") || st.Has("base_backup")) {
+		// WAL and data files hold values in their binary form (an int8 card number is
+		// eight bytes), which the value masker cannot see, as in binary COPY.
+		return nil, &refusal{code: "42501", rule: "pgproxy:replication-masking", outcome: OutcomeBlocked,
+			message: "bastion: statement blocked: a replication stream carries values in binary form, which cannot be masked"}
+	}
 	// Whatever is already forwarded must not wait on a human.
 	if s.uw.Buffered() > 0 {
 		if err := s.uw.Flush(); err != nil {
