@@ -271,6 +271,11 @@ func (s *session) onBackend(typ byte, body []byte) error {
 			// With column masks, a fastpath function's result has no known lineage.
 			_, masked = s.maskValue(v)
 			masked = masked || s.cfg.Masks != nil
+			if !masked && head.fnBinary {
+				if m, err := s.binaryNeedsMask(head.fnType, v); err != nil || m {
+					masked = true
+				}
+			}
 		}
 		if masked {
 			r.nulled++

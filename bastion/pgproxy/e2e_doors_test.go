@@ -65,3 +65,70 @@ func TestReplicationStreamUnderCardMasking(t *testing.T) {
 		}
 	}
 }
+
+// TestFastpathBinaryResultUnderCardMasking: a fastpath function call (FunctionCall,
+// no SQL text) asking for its result in binary gets an int8 card number as eight
+// bytes; through SQL the same value in binary is sent as NULL (binaryNeedsMask). The
+// fastpath result must not be the way around it.
+func TestFastpathBinaryResultUnderCardMasking(t *testing.T) {
+	pg := startCluster(t)
+	pg.ExecIn(t, "shop", "CREATE FUNCTION card_of(int) RETURNS bigint LANGUAGE sql STABLE AS 'SELECT card_num FROM orders WHERE id = $1'")
+	oids := pg.QueryStrings(t, "shop", "SELECT 'card_of'::regproc::oid")
+	var oid uint32
+	fmt.Sscan(oids[0], &oid)
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+	})
+	c := h.raw(t, "app", "shop")
+	// Through SQL, in binary: NULL.
+	c.send(t, &pgproto3.Parse{Query: "SELECT card_of(1)"}, &pgproto3.Bind{ResultFormatCodes: []int16{1}}, &pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var card [8]byte
+	binary.BigEndian.PutUint64(card[:], 4111111111111111)
+	for done := false; !done; {
+		m, err := c.fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values) != 1 || m.Values[0] != nil {
+				t.Fatalf("SQL in binary: %q, want NULL", m.Values)
+			}
+		case *pgproto3.ReadyForQuery:
+			done = true
+		}
+	}
+	call := func(id uint32) []byte {
+		arg := binary.BigEndian.AppendUint32(nil, id)
+		c.send(t, &pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{arg}, ResultFormatCode: 1})
+		var res []byte
+		got := false
+		for {
+			m, err := c.fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.FunctionCallResponse:
+				res, got = m.Result, true
+			case *pgproto3.ErrorResponse:
+				t.Fatalf("fastpath call: %s %s", m.Code, m.Message)
+			case *pgproto3.ReadyForQuery:
+				if !got {
+					t.Fatal("no FunctionCallResponse")
+				}
+				return res
+			}
+		}
+	}
+	if res := call(1); bytes.Contains(res, card[:]) || res != nil {
+		t.Fatalf("the fastpath call returned the card number in binary: %x (want NULL)", res)
+	}
+	// A value that is no card number comes through, by its type (int8 42).
+	if res := call(2); len(res) != 8 || binary.BigEndian.Uint64(res) != 42 {
+		t.Fatalf("card_of(2) through fastpath: %x, want int8 42", res)
+	}
+}

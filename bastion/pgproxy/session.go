@@ -80,6 +80,7 @@ type session struct {
 	prepCands    map[string][]*prepCand  // statement names that needed approval (held.go)
 	heldPortals  map[string]*heldPortal  // portals bound from them
 	segs         uint64                  // Syncs and Queries sent: pipeline segments
+	fnTypes      map[uint32]uint32       // fastpath functions' result types, by OID
 
 	// Backend loop only.
 	stmts    map[string]*prepared
@@ -114,15 +115,19 @@ const (
 
 // expect is one forwarded message awaiting its response.
 type expect struct {
-	kind     expKind
-	name     string     // Parse: statement; Bind, Execute: portal; Describe, Close: target
-	stmt     string     // Bind: statement
-	target   byte       // Describe, Close: 'S' or 'P'
-	formats  []int16    // Bind: result formats
-	runs     []*stmtRun // Query, Parse: the statements, as judged
-	idx      int        // Query: statements completed so far
-	refusal  bool       // the proxy's own refusal statement, answered by a syntax error
-	cand     *prepCand  // Parse, Close: what the answer confirms or fails (held.go)
+	kind    expKind
+	name    string     // Parse: statement; Bind, Execute: portal; Describe, Close: target
+	stmt    string     // Bind: statement
+	target  byte       // Describe, Close: 'S' or 'P'
+	formats []int16    // Bind: result formats
+	runs    []*stmtRun // Query, Parse: the statements, as judged
+	idx     int        // Query: statements completed so far
+	refusal bool       // the proxy's own refusal statement, answered by a syntax error
+	cand    *prepCand  // Parse, Close: what the answer confirms or fails (held.go)
+	// FunctionCall asking for a binary result under MaskValue: the function's result
+	// type, which binaryNeedsMask takes the value apart by (0: unknown, masked).
+	fnBinary bool
+	fnType   uint32
 	sent     time.Time
 	copyEnds int
 }
