@@ -126,6 +126,8 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if prep != nil {
 			s.refreshLineage(prep.run) // the server has bound it: see lineage_txn.go
 		}
+		// Binding evaluates the parameters (a domain's CHECK may call a function).
+		s.ranOtherThan(head.name, true)
 		s.portals[head.name] = &portalState{prep: prep, formats: head.formats}
 		s.pop()
 	case '3':
@@ -196,6 +198,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := s.finish(s.current(head), OutcomeOK, tag, nil); err != nil {
 			return err
 		}
+		s.ranOtherThan(head.name, head.kind == expExecute)
 		s.cur = nil
 		if head.kind == expQuery {
 			head.idx++
@@ -221,6 +224,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || head.kind != expExecute {
 			return desync(typ, "PortalSuspended")
 		}
+		s.ranOtherThan(head.name, true)
 		s.cur = nil
 		s.pop()
 	case 'G', 'H', 'W':
@@ -283,6 +287,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := s.finish(r, OutcomeOK, "", nil); err != nil {
 			return err
 		}
+		s.ranOtherThan("", false)
 		if masked {
 			out, start := beginMsg(nil, 'V')
 			out = binary.BigEndian.AppendUint32(out, 0xffffffff)
@@ -340,7 +345,10 @@ func (s *session) current(head *expect) *running {
 			r.run = head.runs[0]
 		}
 	case expExecute:
-		if p := s.portals[head.name]; p != nil {
+		if p := s.portals[head.name]; p != nil && p.replaceable {
+			// Its rows are withheld (maskRow: no description), its messages too.
+			r.why = replacedPortalWhy
+		} else if p != nil {
 			if p.prep != nil {
 				r.run = p.prep.run
 			}
@@ -416,6 +424,7 @@ func (s *session) onError(head *expect, body []byte) error {
 			if err := s.finish(s.current(head), OutcomeError, "", fields); err != nil {
 				return err
 			}
+			s.ranOtherThan(head.name, head.kind == expExecute)
 		case expParse:
 			now := s.cfg.Now()
 			for _, run := range head.runs {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // TestReplicationStreamUnderCardMasking: a replication stream (BASE_BACKUP's data
@@ -130,5 +132,113 @@ func TestFastpathBinaryResultUnderCardMasking(t *testing.T) {
 	// A value that is no card number comes through, by its type (int8 42).
 	if res := call(2); len(res) != 8 || binary.BigEndian.Uint64(res) != 42 {
 		t.Fatalf("card_of(2) through fastpath: %x, want int8 42", res)
+	}
+}
+
+// recvUntilReady reads up to ReadyForQuery, summarising with DataRow values.
+func recvUntilReady(t *testing.T, c *rawConn) string {
+	t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var got []string
+	for {
+		m, err := c.fe.Receive()
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ParameterStatus, *pgproto3.BackendKeyData:
+		case *pgproto3.DataRow:
+			var vals []string
+			for _, v := range m.Values {
+				vals = append(vals, string(v))
+			}
+			got = append(got, "DataRow("+strings.Join(vals, ",")+")")
+		case *pgproto3.RowDescription:
+			var names []string
+			for _, f := range m.Fields {
+				names = append(names, string(f.Name))
+			}
+			got = append(got, "RowDescription("+strings.Join(names, ",")+")")
+		case *pgproto3.CommandComplete:
+			got = append(got, fmt.Sprintf("CommandComplete(%s)", m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			got = append(got, fmt.Sprintf("ErrorResponse(%s %s)", m.Code, m.Message))
+		case *pgproto3.NoticeResponse:
+			got = append(got, fmt.Sprintf("Notice(%s)", m.Message))
+		case *pgproto3.ReadyForQuery:
+			got = append(got, fmt.Sprintf("ReadyForQuery(%c)", m.TxStatus))
+			return strings.Join(got, " ")
+		default:
+			got = append(got, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+		}
+	}
+}
+
+// TestPortalReplacedBySQL: a protocol portal closed and re-created by SQL (CLOSE,
+// DECLARE) under the same name, then run with a protocol Execute, must be masked as what
+// it now is, not as the portal the proxy saw bound.
+func TestPortalReplacedBySQL(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed},
+	})
+	for _, mode := range []string{"lineage", "by name"} {
+		t.Run(mode, func(t *testing.T) {
+			h := startProxy(t, pg, func(c *Config) {
+				c.Judge = allowAll
+				if mode == "lineage" {
+					c.MaskColumn = nil
+					c.Masks = lineageMasks(false)
+				} else {
+					c.MaskColumn = func(name string) bool { return name == "name" }
+				}
+			})
+			c := h.raw(t, "app", "shop")
+			c.send(t, &pgproto3.Query{String: "BEGIN"})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Parse{Name: "s1", Query: "SELECT 'harmless'::text AS x"}, &pgproto3.Bind{DestinationPortal: "c", PreparedStatement: "s1"},
+				&pgproto3.Describe{ObjectType: 'P', Name: "c"}, &pgproto3.Sync{})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Query{String: "CLOSE c"})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Query{String: "DECLARE c CURSOR FOR SELECT name AS x FROM customers ORDER BY id"})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{})
+			got := recvUntilReady(t, c)
+			t.Log(got)
+			if leaksName(got) {
+				t.Fatalf("masked names reached the client: %s", got)
+			}
+
+			// The same through PL/pgSQL: CLOSE and OPEN of a refcursor named like the
+			// portal, in a DO block.
+			c.send(t, &pgproto3.Bind{DestinationPortal: "d", PreparedStatement: "s1"}, &pgproto3.Describe{ObjectType: 'P', Name: "d"}, &pgproto3.Sync{})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Query{String: "DO $$DECLARE r refcursor := 'd'; BEGIN CLOSE r; OPEN r FOR SELECT upper(name) AS x FROM customers ORDER BY id; END$$"})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Execute{Portal: "d"}, &pgproto3.Sync{})
+			got = recvUntilReady(t, c)
+			t.Log(got)
+			if strings.Contains(got, "LOVELACE") || strings.Contains(got, "TURING") {
+				t.Fatalf("masked names reached the client: %s", got)
+			}
+
+			// A named portal fetched in parts, nothing else running between: its rows
+			// come through.
+			c.send(t, &pgproto3.Query{String: "COMMIT"})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Query{String: "BEGIN"})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Parse{Name: "s2", Query: "SELECT id FROM customers ORDER BY id"}, &pgproto3.Bind{DestinationPortal: "q", PreparedStatement: "s2"},
+				&pgproto3.Describe{ObjectType: 'P', Name: "q"}, &pgproto3.Execute{Portal: "q", MaxRows: 1}, &pgproto3.Sync{})
+			if got := recvUntilReady(t, c); !strings.Contains(got, "DataRow(1)") {
+				t.Fatalf("first part: %s", got)
+			}
+			c.send(t, &pgproto3.Execute{Portal: "q", MaxRows: 1}, &pgproto3.Sync{})
+			if got := recvUntilReady(t, c); !strings.Contains(got, "DataRow(2)") {
+				t.Fatalf("second part: %s", got)
+			}
+		})
 	}
 }

@@ -155,7 +155,27 @@ type portalState struct {
 	formats   []int16
 	desc      []fieldDesc
 	described bool
+	// replaceable: since the portal was bound, something else ran on the server. SQL
+	// (CLOSE, DECLARE, a PL/pgSQL function's CLOSE and OPEN of a refcursor, reached
+	// through a trigger, a view or an operator too) can drop a portal and create
+	// another of the same name, which an Execute then runs: the proxy no longer knows
+	// what the portal is, and treats its results as of unknown origin.
+	replaceable bool
 }
+
+// ranOtherThan notes that a statement ran on the server (or a Bind evaluated its
+// parameters) other than portal's own execution: every other portal may since have
+// been replaced by SQL.
+func (s *session) ranOtherThan(portal string, fromPortal bool) {
+	for name, p := range s.portals {
+		if !fromPortal || name != portal {
+			p.replaceable = true
+		}
+	}
+}
+
+// replacedPortalWhy is why the rows of a replaceable portal are withheld.
+const replacedPortalWhy = "the portal may have been replaced through SQL since it was bound (a cursor of the same name): bind it again"
 
 // Serve runs the proxy on client until either side ends it or ctx is done, and closes
 // client. It returns nil when the client terminated normally or sent a CancelRequest.
