@@ -312,6 +312,31 @@ func (s *session) writeRaw(typ byte, body []byte) error {
 	return err
 }
 
+// replacesPrepared reports whether a statement may drop or create prepared statements
+// through SQL (DEALLOCATE, PREPARE, DISCARD, in a body too, or what cannot be known):
+// a name the client prepared with Parse may then stand for another statement.
+func replacesPrepared(st *Statement) bool {
+	if st.Unknowable != "" || st.Has("prepare") || st.Has("deallocate") || st.Has("discard") {
+		return true
+	}
+	for i := range st.Body {
+		if replacesPrepared(&st.Body[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetDescriptions drops what Describe said of the prepared statements: after SQL
+// that may have replaced one, a statement's old description (column names, types)
+// would mask another statement's results. A portal bound from such a statement is
+// masked by its own Describe, or its rows are withheld.
+func (s *session) forgetDescriptions() {
+	for _, p := range s.stmts {
+		p.desc, p.described = nil, false
+	}
+}
+
 // described stores a Describe's answer on its statement or portal.
 func (s *session) described(head *expect, fields []fieldDesc) {
 	if head.target == 'S' {
@@ -540,6 +565,9 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 		if r.run.schema {
 			s.catalog.invalidate()
 		}
+	}
+	if st == nil || replacesPrepared(st) {
+		s.forgetDescriptions()
 	}
 	ev := s.event(now, st)
 	ev.Outcome, ev.Tag, ev.Rows, ev.Duration = outcome, tag, r.rows, now.Sub(r.start)

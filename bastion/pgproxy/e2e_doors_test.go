@@ -242,3 +242,59 @@ func TestPortalReplacedBySQL(t *testing.T) {
 		})
 	}
 }
+
+// TestStatementReplacedBySQL: a statement prepared through the protocol (Parse), then
+// deallocated and prepared again under the same name in SQL, then bound through the
+// protocol, must be masked as what it now is.
+func TestStatementReplacedBySQL(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = lineageMasks(false)
+	})
+	for _, replace := range []string{
+		"DEALLOCATE s1; PREPARE s1 AS SELECT name AS x FROM customers ORDER BY id",
+		"DO $$BEGIN EXECUTE 'DEALLOCATE s1'; EXECUTE 'PREPARE s1 AS SELECT name AS x FROM customers ORDER BY id'; END$$",
+	} {
+		t.Run(replace[:10], func(t *testing.T) {
+			c := h.raw(t, "app", "shop")
+			c.send(t, &pgproto3.Parse{Name: "s1", Query: "SELECT 'harmless'::text AS x"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Query{String: replace})
+			t.Log(recvUntilReady(t, c))
+			c.send(t, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			got := recvUntilReady(t, c)
+			t.Log(got)
+			if leaksName(got) {
+				t.Fatalf("masked names reached the client: %s", got)
+			}
+		})
+	}
+}
+
+// TestStatementReplacedBySQLBinary: under card masking, a statement described through
+// the protocol and then replaced in SQL (DEALLOCATE, PREPARE) must not be masked by its
+// old description: bound for a binary result, its int8 card number is eight bytes only
+// the right type tells apart.
+func TestStatementReplacedBySQLBinary(t *testing.T) {
+	pg := startCluster(t)
+	h := startProxy(t, pg, func(c *Config) { c.Judge = allowAll })
+	var card [8]byte
+	binary.BigEndian.PutUint64(card[:], 4111111111111111)
+	c := h.raw(t, "app", "shop")
+	c.send(t, &pgproto3.Parse{Name: "s1", Query: "SELECT 'harmless'::text AS x"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
+	t.Log(recvUntilReady(t, c))
+	c.send(t, &pgproto3.Query{String: "DEALLOCATE s1; PREPARE s1 AS SELECT card_num AS x FROM orders WHERE id = 1"})
+	t.Log(recvUntilReady(t, c))
+	c.send(t, &pgproto3.Bind{PreparedStatement: "s1", ResultFormatCodes: []int16{1}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	got := recvUntilReady(t, c)
+	t.Logf("%q", got)
+	if strings.Contains(got, string(card[:])) {
+		t.Fatalf("the card number reached the client in binary: %q", got)
+	}
+}
