@@ -200,6 +200,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		s.ranOtherThan(head.name, head.kind == expExecute)
 		s.cur = nil
+		head.answered = true
 		if head.kind == expQuery {
 			head.idx++
 		} else {
@@ -211,6 +212,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		switch {
 		case head != nil && head.kind == expQuery:
+			head.answered = true
 		case head != nil && head.kind == expExecute:
 			s.cur = nil
 			s.pop()
@@ -269,6 +271,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || head.kind != expFunctionCall {
 			return desync(typ, "FunctionCallResponse")
 		}
+		head.answered = true
 		r := s.current(head)
 		masked := false
 		if !null {
@@ -462,6 +465,7 @@ func (s *session) onError(head *expect, body []byte) error {
 	}
 	s.cur = nil
 	if head != nil {
+		head.answered = true
 		switch head.kind {
 		case expQuery:
 			head.idx++
@@ -509,7 +513,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 	if err != nil {
 		return err
 	}
-	if head == nil || !answersWithReady(head.kind) {
+	if head == nil || !answersWithReady(head.kind) || head.kind != expSync && !head.answered {
 		return desync('Z', "ReadyForQuery")
 	}
 	if head.kind == expQuery {

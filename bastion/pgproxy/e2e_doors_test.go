@@ -298,3 +298,140 @@ func TestStatementReplacedBySQLBinary(t *testing.T) {
 		t.Fatalf("the card number reached the client in binary: %q", got)
 	}
 }
+
+// TestSyncDuringFailingCopy: a Sync sent in copy-in mode is ignored by the server only
+// if the COPY is still running when the server reads it; a COPY that already failed on
+// bad data leaves the Sync to be answered. The proxy took every such Sync for ignored, so
+// the server's extra ReadyForQuery was taken for the next Query's: that Query's results
+// were then masked as those of the Query after it (a constant), and masked names went out
+// in clear. Now a ReadyForQuery that answers a Query with nothing before it is the desync
+// it is, and the session ends.
+func TestSyncDuringFailingCopy(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = lineageMasks(false)
+	})
+	const masked, harmless = "SELECT name || '' AS x FROM customers ORDER BY id", "SELECT 'harmless'::text AS x"
+	bad := &pgproto3.CopyData{Data: []byte("notanumber\tx\n")}
+	for name, during := range map[string][]pgproto3.FrontendMessage{
+		"sync":              {bad, &pgproto3.Sync{}},
+		"sync, done, sync":  {bad, &pgproto3.Sync{}, &pgproto3.CopyDone{}, &pgproto3.Sync{}},
+		"sync, fail, sync":  {bad, &pgproto3.Sync{}, &pgproto3.CopyFail{Message: "x"}, &pgproto3.Sync{}},
+		"sync, sync, done":  {bad, &pgproto3.Sync{}, &pgproto3.Sync{}, &pgproto3.CopyDone{}},
+		"data before the G": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := h.raw(t, "app", "shop")
+			// The same statements once before, so that judging them again takes no
+			// catalog query and the proxy keeps up with the pipeline.
+			for _, q := range []string{masked, harmless} {
+				c.send(t, &pgproto3.Query{String: q})
+				recvUntilReady(t, c)
+			}
+			tail := []pgproto3.FrontendMessage{&pgproto3.Query{String: masked}, &pgproto3.Query{String: harmless}}
+			if during == nil {
+				// Everything at once, CopyData before the server's CopyInResponse.
+				c.send(t, append([]pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY staff FROM STDIN"}, bad, &pgproto3.Sync{}}, tail...)...)
+			} else {
+				c.send(t, &pgproto3.Query{String: "COPY staff FROM STDIN"})
+				c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if m, err := c.fe.Receive(); err != nil {
+					t.Fatal(err)
+				} else if _, ok := m.(*pgproto3.CopyInResponse); !ok {
+					t.Fatalf("COPY: %T", m)
+				}
+				c.send(t, append(during, tail...)...)
+			}
+			var got []string
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for {
+				m, err := c.fe.Receive()
+				if err != nil {
+					break // the proxy ended the session, or the test's deadline
+				}
+				switch m := m.(type) {
+				case *pgproto3.DataRow:
+					got = append(got, "DataRow("+string(m.Values[0])+")")
+				case *pgproto3.ErrorResponse:
+					got = append(got, "Error("+m.Code+" "+m.Message+")")
+				default:
+					got = append(got, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+				}
+			}
+			t.Logf("%q", got)
+			if leaksName(strings.Join(got, " ")) {
+				t.Fatalf("masked names reached the client: %q", got)
+			}
+		})
+	}
+}
+
+// TestSyncDuringSecondCopy: in a Query with two COPY FROM STDIN, a Sync sent during the
+// second COPY is ignored by the server like one during the first. The proxy counted the
+// CopyDone of the first COPY against the second and kept the Sync, expecting an answer
+// that never came: every later answer then went to the statement before, and an error
+// message quoting a masked value went out as the Sync's, unmasked.
+func TestSyncDuringSecondCopy(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = lineageMasks(false)
+	})
+	c := h.raw(t, "app", "shop")
+	expect := func(want string) {
+		t.Helper()
+		c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			m, err := c.fe.Receive()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", want, err)
+			}
+			if strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3.") == want {
+				return
+			}
+		}
+	}
+	c.send(t, &pgproto3.Query{String: "COPY staff FROM STDIN; COPY staff FROM STDIN"})
+	expect("CopyInResponse")
+	c.send(t, &pgproto3.CopyDone{})
+	expect("CopyInResponse")
+	c.send(t, &pgproto3.Sync{}, &pgproto3.CopyDone{})
+	expect("ReadyForQuery")
+	var got []string
+	for _, q := range []string{"UPDATE staff SET id = id WHERE id = (SELECT name::int FROM customers ORDER BY id LIMIT 1)", "SELECT 1", "SELECT 'harmless'::text AS x", "SELECT name || '' AS x FROM customers ORDER BY id", "SELECT 2"} {
+		c.send(t, &pgproto3.Query{String: q})
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for done := false; !done; {
+			m, err := c.fe.Receive()
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				t.Logf("%q, then %v (proxy: %v)", got, err, h.Errors())
+				return
+			}
+			switch m := m.(type) {
+			case *pgproto3.DataRow:
+				got = append(got, "DataRow("+string(m.Values[0])+")")
+			case *pgproto3.ErrorResponse:
+				got = append(got, "Error("+m.Code+" "+m.Message+")")
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z")
+				done = true
+			}
+			if leaksName(strings.Join(got, " ")) {
+				t.Fatalf("masked names reached the client: %q", got)
+			}
+		}
+	}
+	t.Logf("%q", got)
+}

@@ -128,8 +128,17 @@ type expect struct {
 	// type, which binaryNeedsMask takes the value apart by (0: unknown, masked).
 	fnBinary bool
 	fnType   uint32
+	// Query, FunctionCall: the server has answered something (CommandComplete,
+	// EmptyQueryResponse, ErrorResponse, FunctionCallResponse). Their ReadyForQuery
+	// never comes alone; one that does answers something else (a Sync the proxy took
+	// for ignored), and the session is out of step.
+	answered bool
 	sent     time.Time
 	copyEnds int
+	// copyPhases: the COPY FROM STDIN of this Query (or Execute) the server has
+	// started so far. The server takes one CopyDone or CopyFail for each, so the
+	// client's (copyEnds+copyPhases)th ends the current one.
+	copyPhases int
 }
 
 // stmtRun is a statement that was allowed, with how.
@@ -436,10 +445,12 @@ func (s *session) waitIdle() error {
 func (s *session) enterCopyIn(head *expect) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	s.copyIn, s.copyInEnds = true, head.copyEnds
+	// A Query with several COPY FROM STDIN: the CopyDones of the ones before count.
+	s.copyIn, s.copyInEnds = true, head.copyEnds+head.copyPhases
+	head.copyPhases++
 	kept := s.queue[:1]
 	for _, e := range s.queue[1:] {
-		if e.kind == expSync && e.copyEnds == head.copyEnds {
+		if e.kind == expSync && e.copyEnds == s.copyInEnds {
 			s.pendingRFQ--
 			continue
 		}
