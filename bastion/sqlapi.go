@@ -55,7 +55,7 @@ type SQLResponse struct {
 	Status    string      `json:"status"` // "ok", "error", "held"
 	Columns   []string    `json:"columns,omitempty"`
 	Rows      [][]*string `json:"rows,omitempty"`
-	Truncated bool        `json:"truncated,omitempty"`
+	Truncated bool        `json:"truncated,omitempty"` // rows left out: max_rows or sql_api.max_bytes
 	Tags      []string    `json:"tags,omitempty"`
 	Notices   []string    `json:"notices,omitempty"`
 	Error     *SQLError   `json:"error,omitempty"`
@@ -73,10 +73,13 @@ type SQLError struct {
 
 // SQLAPIConfig limits the SQL API.
 type SQLAPIConfig struct {
-	Rate    float64       // requests per second per identity; default 10
-	Burst   int           // default 20
-	MaxRows int           // rows one answer holds at most; default 10000
-	Timeout time.Duration // a statement's run time, approval waits not counted; default 60s
+	Rate    float64 // requests per second per identity; default 10
+	Burst   int     // default 20
+	MaxRows int     // rows one answer holds at most; default 10000
+	// MaxBytes bounds the rows' values and the notices one answer holds (the
+	// bastion keeps an answer whole until it is sent); default 16 MiB.
+	MaxBytes int
+	Timeout  time.Duration // a statement's run time, approval waits not counted; default 60s
 }
 
 type sqlAPI struct {
@@ -106,6 +109,9 @@ func (s *Server) SQLHandler(mux *http.ServeMux, cfg SQLAPIConfig) {
 	}
 	if cfg.MaxRows == 0 {
 		cfg.MaxRows = 10000
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = defaultSQLMaxBytes
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Minute
@@ -264,7 +270,7 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	done := make(chan answer, 1)
 	go func() {
 		defer cancel()
-		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows, func(pid, secret uint32) {
+		res, err := pgproxy.Query(ctx, client, req.User, req.Database, req.SQL, maxRows, api.cfg.MaxBytes, func(pid, secret uint32) {
 			key.Store(&[2]uint32{pid, secret})
 		})
 		clock.stop()
@@ -310,6 +316,9 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 			StatusURL: strings.Replace(PathSQLStatus, "{id}", sid, 1)})
 	}
 }
+
+// defaultSQLMaxBytes is SQLAPIConfig.MaxBytes's default.
+const defaultSQLMaxBytes = 16 << 20
 
 // runClock is a statement's run-time budget: it runs, except while a
 // statement waits for approval, and calls expire once when the budget is

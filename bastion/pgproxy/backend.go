@@ -126,6 +126,8 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if prep != nil {
 			s.refreshLineage(prep.run) // the server has bound it: see lineage_txn.go
 		}
+		// Binding evaluates the parameters (a domain's CHECK may call a function).
+		s.ranOtherThan(head.name, true)
 		s.portals[head.name] = &portalState{prep: prep, formats: head.formats}
 		s.pop()
 	case '3':
@@ -196,7 +198,9 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := s.finish(s.current(head), OutcomeOK, tag, nil); err != nil {
 			return err
 		}
+		s.ranOtherThan(head.name, head.kind == expExecute)
 		s.cur = nil
+		head.answered = true
 		if head.kind == expQuery {
 			head.idx++
 		} else {
@@ -208,6 +212,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		}
 		switch {
 		case head != nil && head.kind == expQuery:
+			head.answered = true
 		case head != nil && head.kind == expExecute:
 			s.cur = nil
 			s.pop()
@@ -221,6 +226,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || head.kind != expExecute {
 			return desync(typ, "PortalSuspended")
 		}
+		s.ranOtherThan(head.name, true)
 		s.cur = nil
 		s.pop()
 	case 'G', 'H', 'W':
@@ -265,12 +271,18 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if head == nil || head.kind != expFunctionCall {
 			return desync(typ, "FunctionCallResponse")
 		}
+		head.answered = true
 		r := s.current(head)
 		masked := false
 		if !null {
 			// With column masks, a fastpath function's result has no known lineage.
 			_, masked = s.maskValue(v)
 			masked = masked || s.cfg.Masks != nil
+			if !masked && head.fnBinary {
+				if m, err := s.binaryNeedsMask(head.fnType, v); err != nil || m {
+					masked = true
+				}
+			}
 		}
 		if masked {
 			r.nulled++
@@ -278,6 +290,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err := s.finish(r, OutcomeOK, "", nil); err != nil {
 			return err
 		}
+		s.ranOtherThan("", false)
 		if masked {
 			out, start := beginMsg(nil, 'V')
 			out = binary.BigEndian.AppendUint32(out, 0xffffffff)
@@ -300,6 +313,31 @@ func (s *session) writeRaw(typ byte, body []byte) error {
 	}
 	_, err := s.cw.Write(body)
 	return err
+}
+
+// replacesPrepared reports whether a statement may drop or create prepared statements
+// through SQL (DEALLOCATE, PREPARE, DISCARD, in a body too, or what cannot be known):
+// a name the client prepared with Parse may then stand for another statement.
+func replacesPrepared(st *Statement) bool {
+	if st.Unknowable != "" || st.Has("prepare") || st.Has("deallocate") || st.Has("discard") {
+		return true
+	}
+	for i := range st.Body {
+		if replacesPrepared(&st.Body[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetDescriptions drops what Describe said of the prepared statements: after SQL
+// that may have replaced one, a statement's old description (column names, types)
+// would mask another statement's results. A portal bound from such a statement is
+// masked by its own Describe, or its rows are withheld.
+func (s *session) forgetDescriptions() {
+	for _, p := range s.stmts {
+		p.desc, p.described = nil, false
+	}
 }
 
 // described stores a Describe's answer on its statement or portal.
@@ -335,7 +373,10 @@ func (s *session) current(head *expect) *running {
 			r.run = head.runs[0]
 		}
 	case expExecute:
-		if p := s.portals[head.name]; p != nil {
+		if p := s.portals[head.name]; p != nil && p.replaceable {
+			// Its rows are withheld (maskRow: no description), its messages too.
+			r.why = replacedPortalWhy
+		} else if p != nil {
 			if p.prep != nil {
 				r.run = p.prep.run
 			}
@@ -411,6 +452,7 @@ func (s *session) onError(head *expect, body []byte) error {
 			if err := s.finish(s.current(head), OutcomeError, "", fields); err != nil {
 				return err
 			}
+			s.ranOtherThan(head.name, head.kind == expExecute)
 		case expParse:
 			now := s.cfg.Now()
 			for _, run := range head.runs {
@@ -423,6 +465,7 @@ func (s *session) onError(head *expect, body []byte) error {
 	}
 	s.cur = nil
 	if head != nil {
+		head.answered = true
 		switch head.kind {
 		case expQuery:
 			head.idx++
@@ -470,7 +513,7 @@ func (s *session) onReady(head *expect, body []byte) error {
 	if err != nil {
 		return err
 	}
-	if head == nil || !answersWithReady(head.kind) {
+	if head == nil || !answersWithReady(head.kind) || head.kind != expSync && !head.answered {
 		return desync('Z', "ReadyForQuery")
 	}
 	if head.kind == expQuery {
@@ -526,6 +569,9 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 		if r.run.schema {
 			s.catalog.invalidate()
 		}
+	}
+	if st == nil || replacesPrepared(st) {
+		s.forgetDescriptions()
 	}
 	ev := s.event(now, st)
 	ev.Outcome, ev.Tag, ev.Rows, ev.Duration = outcome, tag, r.rows, now.Sub(r.start)

@@ -395,6 +395,23 @@ SELECT json_build_object('rows', (SELECT coalesce(json_agg(q), '[]') FROM q), 'v
 	return r, nil
 }
 
+// functionResultType returns the result type of the function with oid (0 when there
+// is none).
+func (c *sideCatalog) functionResultType(ctx context.Context, oid uint32) (uint32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, err := c.roundTrip(ctx, `SELECT coalesce((SELECT prorettype FROM pg_proc WHERE oid = $1::oid), 0)::int8::text`,
+		strconv.FormatUint(uint64(oid), 10))
+	if err != nil {
+		return 0, err
+	}
+	t, err := strconv.ParseUint(string(b), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("reading the catalog: %w", err)
+	}
+	return uint32(t), nil
+}
+
 // functions returns every function with one of names, in any schema.
 func (c *sideCatalog) functions(ctx context.Context, names []string) ([]*funcInfo, error) {
 	c.mu.Lock()

@@ -15,13 +15,13 @@ import (
 // masking, holds, transcript, audit) and comes back as values.
 
 // QueryResult is what Query read: the last result set's columns and rows
-// (text format, already masked; nil is NULL), capped at the row limit.
+// (text format, already masked; nil is NULL), capped at the row and byte limits.
 type QueryResult struct {
 	Columns   []string
 	Rows      [][]*string
-	Truncated bool     // more rows than the limit were returned by the server
+	Truncated bool     // the server returned more rows than the limits let Query keep
 	Tags      []string // command tags, in order
-	Notices   []string
+	Notices   []string // cut at the byte limit, the last one then saying how many were left out
 }
 
 // QueryError is an ErrorResponse: a refused startup (Fatal) or a failed,
@@ -38,11 +38,14 @@ func (e *QueryError) Error() string { return e.SQLState + ": " + e.Message }
 
 // Query connects over conn as user to database (the startup Serve
 // answers), runs sql with the simple protocol and returns its last result
-// set, keeping at most maxRows rows. A statement error is a *QueryError
+// set, keeping at most maxRows rows. What it keeps in memory, the values of
+// those rows and the notices, is bounded by maxBytes (0: no bound): rows past
+// it are dropped as rows past maxRows are (Truncated), notices past it are
+// counted in a last one. A statement error is a *QueryError
 // (the others in sql before it still ran). conn is closed. onKey, if not
 // nil, is given the backend key Serve sent (what a CancelRequest names,
 // for CancelRegistry.Forward) before the statement is sent.
-func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRows int, onKey func(pid, secret uint32)) (*QueryResult, error) {
+func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRows, maxBytes int, onKey func(pid, secret uint32)) (*QueryResult, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -58,6 +61,10 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 	res := &QueryResult{}
 	var stmtErr *QueryError
 	sent := false
+	// held is what the kept rows and notices take; a row or notice that would take it
+	// past maxBytes is dropped.
+	var rowBytes, noticeBytes, droppedNotices int
+	fits := func(n int) bool { return maxBytes <= 0 || rowBytes+noticeBytes+n <= maxBytes }
 	for {
 		typ, body, err := mr.next()
 		if err != nil {
@@ -86,19 +93,26 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 			}
 		case 'N':
 			if fields, err := decodeErrorFields(typ, body); err == nil {
-				res.Notices = append(res.Notices, fieldValue(fields, 'M'))
+				m := fieldValue(fields, 'M')
+				if droppedNotices > 0 || !fits(len(m)+valueOverhead) {
+					droppedNotices++
+					continue
+				}
+				noticeBytes += len(m) + valueOverhead
+				res.Notices = append(res.Notices, m)
 			}
 		case 'T':
 			fields, err := decodeRowDescription(body)
 			if err != nil {
 				return nil, err
 			}
-			res.Columns, res.Rows, res.Truncated = res.Columns[:0], nil, false
+			res.Columns, res.Rows, res.Truncated, rowBytes = res.Columns[:0], nil, false, 0
 			for _, f := range fields {
 				res.Columns = append(res.Columns, f.name)
 			}
 		case 'D':
-			if len(res.Rows) >= maxRows {
+			// The body holds the values and a length for each: the row's size as kept.
+			if len(res.Rows) >= maxRows || res.Truncated || !fits(len(body)+valueOverhead) {
 				res.Truncated = true
 				continue
 			}
@@ -106,6 +120,7 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 			if err != nil {
 				return nil, err
 			}
+			rowBytes += len(body) + valueOverhead
 			res.Rows = append(res.Rows, row)
 		case 'C':
 			tag, err := decodeCommandComplete(body)
@@ -117,6 +132,9 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 			if sent {
 				w.Write([]byte{'X', 0, 0, 0, 4})
 				w.Flush()
+				if droppedNotices > 0 {
+					res.Notices = append(res.Notices, fmt.Sprintf("bastion: %d more notice(s) not shown: the answer's size limit (%d bytes) was reached", droppedNotices, maxBytes))
+				}
 				if stmtErr != nil {
 					return res, stmtErr
 				}
@@ -143,6 +161,9 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 		}
 	}
 }
+
+// valueOverhead is what Query counts for each kept row or notice besides its bytes.
+const valueOverhead = 64
 
 // backendTypesClient are the messages Query accepts.
 var backendTypesClient = *typeSet("RSKZTDCIENA")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -42,10 +43,10 @@ func commandComplete(tag string) []byte {
 // runQuery plays server bytes to Query over loopback TCP, half-closing
 // after them, and returns Query's result.
 func runQuery(t testing.TB, in []byte, maxRows int) (*QueryResult, error) {
-	return runQueryKey(t, in, maxRows, nil)
+	return runQueryKey(t, in, maxRows, 0, nil)
 }
 
-func runQueryKey(t testing.TB, in []byte, maxRows int, onKey func(pid, secret uint32)) (*QueryResult, error) {
+func runQueryKey(t testing.TB, in []byte, maxRows, maxBytes int, onKey func(pid, secret uint32)) (*QueryResult, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func runQueryKey(t testing.TB, in []byte, maxRows int, onKey func(pid, secret ui
 		server.(*net.TCPConn).CloseWrite()
 		io.Copy(io.Discard, server)
 	}()
-	return Query(context.Background(), client, "app", "shop", "SELECT 1", maxRows, onKey)
+	return Query(context.Background(), client, "app", "shop", "SELECT 1", maxRows, maxBytes, onKey)
 }
 
 func TestQuery(t *testing.T) {
@@ -79,7 +80,7 @@ func TestQuery(t *testing.T) {
 	var pid, secret uint32
 	keyed := append(appendAuthOK(nil), appendBackendKeyData(nil, 7, 99)...)
 	keyed = append(appendReadyForQuery(keyed, 'I'), commandComplete("SELECT 0")...)
-	if _, err := runQueryKey(t, appendReadyForQuery(keyed, 'I'), 1, func(p, s uint32) { pid, secret = p, s }); err != nil || pid != 7 || secret != 99 {
+	if _, err := runQueryKey(t, appendReadyForQuery(keyed, 'I'), 1, 0, func(p, s uint32) { pid, secret = p, s }); err != nil || pid != 7 || secret != 99 {
 		t.Fatalf("backend key: %d %d, %v", pid, secret, err)
 	}
 	blocked := errorMsg('E', "ERROR", "42501", "bastion: statement blocked by rule \"no-drop\"", "", "")
@@ -104,6 +105,37 @@ func TestQuery(t *testing.T) {
 		if res, err := runQuery(t, in, 10); err == nil {
 			t.Errorf("%s: accepted: %+v", name, res)
 		}
+	}
+}
+
+// TestQueryByteLimit: the rows and notices Query keeps are bounded in bytes too, not
+// only in rows (TestSQLAPIAnswerBounded is the SQL API's end to end).
+func TestQueryByteLimit(t *testing.T) {
+	big := strings.Repeat("x", 1000)
+	rd := appendRowDescription(nil, []fieldDesc{{name: "x", typeOID: 25, typeSize: -1, typmod: -1}})
+	var in [][]byte
+	in = append(in, rd)
+	for range 100 {
+		in = append(in, dataRow(&big))
+	}
+	for range 100 {
+		in = append(in, errorMsg('N', "NOTICE", "00000", big, "", ""))
+	}
+	in = append(in, commandComplete("SELECT 100"), appendReadyForQuery(nil, 'I'))
+	res, err := runQueryKey(t, serverSays(in...), 1000, 10_000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Truncated || len(res.Rows) == 0 || len(res.Rows) > 10 {
+		t.Fatalf("rows: %d kept, truncated %v", len(res.Rows), res.Truncated)
+	}
+	last := res.Notices[len(res.Notices)-1]
+	if len(res.Notices) > 10 || !strings.Contains(last, "more notice(s) not shown") {
+		t.Fatalf("notices: %d kept, last %.80q", len(res.Notices), last)
+	}
+	// Without a byte limit, the row limit alone.
+	if res, err := runQueryKey(t, serverSays(in...), 1000, 0, nil); err != nil || res.Truncated || len(res.Rows) != 100 || len(res.Notices) != 100 {
+		t.Fatalf("no byte limit: %v", err)
 	}
 }
 

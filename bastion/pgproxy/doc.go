@@ -94,7 +94,14 @@
 // With Config.Masks both read the catalog through one side connection (opened on first
 // use, closed with the session), one query at a time under its lock.
 // A queue of expectations, one per forwarded message the server answers, lets the second
-// attribute every response to its request. Judge, Wait, MaskColumn, MaskValue, Audit and
+// attribute every response to its request. Where the server's answers could not be
+// foreseen, the proxy fails closed rather than guess: a ReadyForQuery that answers a
+// Query or FunctionCall with nothing before it ends the session (a Sync sent during a
+// COPY FROM STDIN is answered or not depending on whether the COPY has already failed);
+// a portal is trusted to be what was bound only until something else runs on the server
+// (SQL can close it and open a cursor of the same name), and prepared statements'
+// descriptions are dropped after SQL that may replace them (DEALLOCATE, PREPARE,
+// DISCARD, anything unknowable); results of unknown origin are withheld under masking. Judge, Wait, MaskColumn, MaskValue, Audit and
 // the Transcript writer are called from these goroutines and must be safe for concurrent
 // use across connections; a callback that panics fails closed (Judge blocks, Authorize
 // refuses, MaskColumn masks, MaskValue withholds the row) instead of taking the process
@@ -146,8 +153,9 @@
 //     Masking hides values, not what a WHERE clause over them selects. MaskValue (a
 //     content detector) catches card numbers however they are selected.
 //   - Replication connections are refused unless Authorize allows them; replication
-//     commands are then judged as kind "replication_command" and the replication stream
-//     goes through MaskValue like any COPY data.
+//     commands are then judged as kind "replication_command". With MaskValue, the
+//     streams (START_REPLICATION, BASE_BACKUP) are refused: WAL and data files hold
+//     values in binary form the value masker cannot see, as binary COPY is refused.
 //   - Password authentication means the server holds a long-lived secret and the bastion
 //     a copy of it: prefer client certificates. SCRAM passwords are not SASLprep'd.
 package pgproxy

@@ -296,6 +296,12 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 		return nil, &refusal{code: "42501", rule: "pgproxy:copy-masking", outcome: OutcomeBlocked,
 			message: "bastion: statement blocked: COPY TO STDOUT in binary format cannot be masked; use FORMAT text or csv"}
 	}
+	if s.cfg.MaskValue != nil && st.Has("replication_command") && (st.Has("start_replication") || st.Has("base_backup")) {
+		// WAL and data files hold values in their binary form (an int8 card number is
+		// eight bytes), which the value masker cannot see, as in binary COPY.
+		return nil, &refusal{code: "42501", rule: "pgproxy:replication-masking", outcome: OutcomeBlocked,
+			message: "bastion: statement blocked: a replication stream carries values in binary form, which cannot be masked"}
+	}
 	// Whatever is already forwarded must not wait on a human.
 	if s.uw.Buffered() > 0 {
 		if err := s.uw.Flush(); err != nil {
@@ -490,7 +496,7 @@ func (s *session) onParse(body []byte) error {
 }
 
 func (s *session) onFunctionCall(body []byte) error {
-	oid, err := decodeFunctionCall(body)
+	oid, binaryResult, err := decodeFunctionCall(body)
 	if err != nil {
 		return err
 	}
@@ -504,8 +510,33 @@ func (s *session) onFunctionCall(body []byte) error {
 	if ref != nil {
 		return s.refuse(expQuery, "", st.SQL, []Statement{st}, ref)
 	}
-	s.enqueue(&expect{kind: expFunctionCall, runs: []*stmtRun{run}, sent: s.cfg.Now()})
+	e := &expect{kind: expFunctionCall, runs: []*stmtRun{run}, sent: s.cfg.Now()}
+	if binaryResult && s.cfg.MaskValue != nil {
+		// A binary result is checked by its type, as a binary result column is: an
+		// int8 card number is eight bytes the value masker cannot see.
+		e.fnBinary, e.fnType = true, s.functionResultType(oid)
+	}
+	s.enqueue(e)
 	return s.forward('F', body)
+}
+
+// functionResultType is the result type of the function with oid (0 when it cannot be
+// read: the result is then masked). One catalog query per function and session: an OID
+// names one function for good, and its result type cannot change.
+func (s *session) functionResultType(oid uint32) uint32 {
+	if t, ok := s.fnTypes[oid]; ok {
+		return t
+	}
+	t, err := s.catalog.functionResultType(s.ctx, oid)
+	if err != nil {
+		s.log.Warn("reading a fastpath function's result type failed; its result is masked", "err", err)
+		return 0
+	}
+	if s.fnTypes == nil {
+		s.fnTypes = map[uint32]uint32{}
+	}
+	s.fnTypes[oid] = t
+	return t
 }
 
 // refuse sends, in place of the refused message, a statement the server rejects with a

@@ -235,7 +235,7 @@ func (s *session) runOf(head *expect) *stmtRun {
 			return head.runs[0]
 		}
 	case expExecute:
-		if p := s.portals[head.name]; p != nil && p.prep != nil {
+		if p := s.portals[head.name]; p != nil && p.prep != nil && !p.replaceable {
 			return p.prep.run
 		}
 	case expBind:
@@ -247,7 +247,7 @@ func (s *session) runOf(head *expect) *stmtRun {
 			if p := s.stmts[head.name]; p != nil {
 				return p.run
 			}
-		} else if p := s.portals[head.name]; p != nil && p.prep != nil {
+		} else if p := s.portals[head.name]; p != nil && p.prep != nil && !p.replaceable {
 			return p.prep.run
 		}
 	}

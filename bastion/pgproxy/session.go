@@ -80,6 +80,7 @@ type session struct {
 	prepCands    map[string][]*prepCand  // statement names that needed approval (held.go)
 	heldPortals  map[string]*heldPortal  // portals bound from them
 	segs         uint64                  // Syncs and Queries sent: pipeline segments
+	fnTypes      map[uint32]uint32       // fastpath functions' result types, by OID
 
 	// Backend loop only.
 	stmts    map[string]*prepared
@@ -114,17 +115,30 @@ const (
 
 // expect is one forwarded message awaiting its response.
 type expect struct {
-	kind     expKind
-	name     string     // Parse: statement; Bind, Execute: portal; Describe, Close: target
-	stmt     string     // Bind: statement
-	target   byte       // Describe, Close: 'S' or 'P'
-	formats  []int16    // Bind: result formats
-	runs     []*stmtRun // Query, Parse: the statements, as judged
-	idx      int        // Query: statements completed so far
-	refusal  bool       // the proxy's own refusal statement, answered by a syntax error
-	cand     *prepCand  // Parse, Close: what the answer confirms or fails (held.go)
+	kind    expKind
+	name    string     // Parse: statement; Bind, Execute: portal; Describe, Close: target
+	stmt    string     // Bind: statement
+	target  byte       // Describe, Close: 'S' or 'P'
+	formats []int16    // Bind: result formats
+	runs    []*stmtRun // Query, Parse: the statements, as judged
+	idx     int        // Query: statements completed so far
+	refusal bool       // the proxy's own refusal statement, answered by a syntax error
+	cand    *prepCand  // Parse, Close: what the answer confirms or fails (held.go)
+	// FunctionCall asking for a binary result under MaskValue: the function's result
+	// type, which binaryNeedsMask takes the value apart by (0: unknown, masked).
+	fnBinary bool
+	fnType   uint32
+	// Query, FunctionCall: the server has answered something (CommandComplete,
+	// EmptyQueryResponse, ErrorResponse, FunctionCallResponse). Their ReadyForQuery
+	// never comes alone; one that does answers something else (a Sync the proxy took
+	// for ignored), and the session is out of step.
+	answered bool
 	sent     time.Time
 	copyEnds int
+	// copyPhases: the COPY FROM STDIN of this Query (or Execute) the server has
+	// started so far. The server takes one CopyDone or CopyFail for each, so the
+	// client's (copyEnds+copyPhases)th ends the current one.
+	copyPhases int
 }
 
 // stmtRun is a statement that was allowed, with how.
@@ -150,7 +164,27 @@ type portalState struct {
 	formats   []int16
 	desc      []fieldDesc
 	described bool
+	// replaceable: since the portal was bound, something else ran on the server. SQL
+	// (CLOSE, DECLARE, a PL/pgSQL function's CLOSE and OPEN of a refcursor, reached
+	// through a trigger, a view or an operator too) can drop a portal and create
+	// another of the same name, which an Execute then runs: the proxy no longer knows
+	// what the portal is, and treats its results as of unknown origin.
+	replaceable bool
 }
+
+// ranOtherThan notes that a statement ran on the server (or a Bind evaluated its
+// parameters) other than portal's own execution: every other portal may since have
+// been replaced by SQL.
+func (s *session) ranOtherThan(portal string, fromPortal bool) {
+	for name, p := range s.portals {
+		if !fromPortal || name != portal {
+			p.replaceable = true
+		}
+	}
+}
+
+// replacedPortalWhy is why the rows of a replaceable portal are withheld.
+const replacedPortalWhy = "the portal may have been replaced through SQL since it was bound (a cursor of the same name): bind it again"
 
 // Serve runs the proxy on client until either side ends it or ctx is done, and closes
 // client. It returns nil when the client terminated normally or sent a CancelRequest.
@@ -411,10 +445,12 @@ func (s *session) waitIdle() error {
 func (s *session) enterCopyIn(head *expect) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	s.copyIn, s.copyInEnds = true, head.copyEnds
+	// A Query with several COPY FROM STDIN: the CopyDones of the ones before count.
+	s.copyIn, s.copyInEnds = true, head.copyEnds+head.copyPhases
+	head.copyPhases++
 	kept := s.queue[:1]
 	for _, e := range s.queue[1:] {
-		if e.kind == expSync && e.copyEnds == head.copyEnds {
+		if e.kind == expSync && e.copyEnds == s.copyInEnds {
 			s.pendingRFQ--
 			continue
 		}

@@ -107,6 +107,15 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	}
 	var toClient io.Writer = s.client
 	if s.cfg.Wire != nil {
+		// The StartupMessage is stored masked as every later client message is: a
+		// card number in application_name (or a database name) is not kept.
+		if s.cfg.MaskValue != nil {
+			if out, masked, err := s.callMaskValue(startupBody); err != nil {
+				return false, fmt.Errorf("%w: %v", ErrTranscript, err)
+			} else if masked {
+				startupBody = out
+			}
+		}
 		if err := s.cfg.Wire(true, appendRawStartup(nil, startupBody)); err != nil {
 			return false, fmt.Errorf("%w: %v", ErrTranscript, err)
 		}
@@ -228,7 +237,9 @@ func (s *session) fatal(err error, code, message string) error {
 	if s.cw == nil {
 		s.setConns(nil, nil, bufio.NewWriterSize(s.client, 512))
 	}
-	_ = s.sendClient(errorMsg('E', "FATAL", code, message, "", ""))
+	// The message may quote what the client sent (a database name): masked as the
+	// server's own errors are, for the client and the wire capture alike.
+	_ = s.sendClient(s.maskErrorFields('E', errorMsg('E', "FATAL", code, message, "", "")[5:]))
 	return err
 }
 

@@ -372,20 +372,22 @@ func decodeExecute(body []byte) (executeMsg, error) {
 	return m, c.done("client", 'E')
 }
 
-// decodeFunctionCall checks a FunctionCall message and returns the function's OID.
-func decodeFunctionCall(body []byte) (uint32, error) {
+// decodeFunctionCall checks a FunctionCall message and returns the function's OID and
+// whether the result is asked for in binary.
+func decodeFunctionCall(body []byte) (oid uint32, binaryResult bool, err error) {
 	c := cursor{b: body}
-	oid := uint32(c.i32("function OID"))
+	oid = uint32(c.i32("function OID"))
 	nf := c.u16("argument format count")
 	c.bytes(2*nf, "argument formats")
 	na := c.u16("argument count")
 	for i := 0; i < na && c.fail == ""; i++ {
 		c.value("argument")
 	}
-	if f := c.i16("result format"); f != 0 && f != 1 {
+	f := c.i16("result format")
+	if f != 0 && f != 1 {
 		c.bad(fmt.Sprintf("invalid result format %d", f))
 	}
-	return oid, c.done("client", 'F')
+	return oid, f == 1, c.done("client", 'F')
 }
 
 // checkEmpty checks messages without a body (Sync, Flush, Terminate, CopyDone).

@@ -199,7 +199,7 @@ func decodeAny(typ byte, body []byte, server bool) error {
 	case 'E':
 		_, err = decodeExecute(body)
 	case 'F':
-		_, err = decodeFunctionCall(body)
+		_, _, err = decodeFunctionCall(body)
 	case 'S', 'H', 'X', 'c':
 		err = checkEmpty("client", typ, body)
 	}

@@ -107,11 +107,13 @@ func (p *StorePostgres) ResolveDSN() string {
 
 // SQLAPI is POST /v1/sql, the per-request SQL API on the HTTP listener.
 type SQLAPI struct {
-	Enabled bool     `yaml:"enabled"`
-	Rate    float64  `yaml:"rate"`     // requests per second per identity; default 10
-	Burst   int      `yaml:"burst"`    // requests an identity may make at once; default 20
-	MaxRows int      `yaml:"max_rows"` // the most rows one answer holds; default 10000
-	Timeout Duration `yaml:"timeout"`  // one request's run time, approval waits not counted; default 60s
+	Enabled bool    `yaml:"enabled"`
+	Rate    float64 `yaml:"rate"`     // requests per second per identity; default 10
+	Burst   int     `yaml:"burst"`    // requests an identity may make at once; default 20
+	MaxRows int     `yaml:"max_rows"` // the most rows one answer holds; default 10000
+	// MaxBytes bounds the row values and notices one answer holds; default 16MiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	Timeout  Duration `yaml:"timeout"` // one request's run time, approval waits not counted; default 60s
 }
 
 // Metrics says where Prometheus /metrics is served and who may read it.
@@ -424,6 +426,9 @@ func (c *Config) setDefaults() {
 	if c.SQLAPI.MaxRows == 0 {
 		c.SQLAPI.MaxRows = 10000
 	}
+	if c.SQLAPI.MaxBytes == 0 {
+		c.SQLAPI.MaxBytes = 16 << 20
+	}
 	if c.Sessions.EnvAllow == nil {
 		c.Sessions.EnvAllow = []string{"LANG", "LC_*", "TERM"}
 	}
@@ -562,6 +567,9 @@ func (v *validator) sqlAPI(c *Config) {
 	}
 	if c.SQLAPI.MaxRows < 0 || c.SQLAPI.MaxRows > 1000000 {
 		v.bad("sql_api.max_rows", "%d out of range 1..1000000", c.SQLAPI.MaxRows)
+	}
+	if c.SQLAPI.MaxBytes < 0 || c.SQLAPI.MaxBytes > 1<<30 {
+		v.bad("sql_api.max_bytes", "%d out of range 1..1GiB", c.SQLAPI.MaxBytes)
 	}
 	if c.SQLAPI.Timeout.D < 0 {
 		v.bad("sql_api.timeout", "must be positive")
