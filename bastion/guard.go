@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -536,12 +537,12 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	var fresh []parsed
 	budget := freshBudget
 	for _, p := range ps {
-		texts, ok := freshReadings(p.text, &budget, freshFrom)
+		ft, ok := freshReadings(p.text, &budget, freshFrom)
 		if !ok {
 			d := pol.JudgeUnreadable(pid, target, "a command of more lines than the bastion can judge as bash might read them (a program reading some of them); split it, or run it as a script")
-			return lineVerdict{action: g.p.enforce(d, shown(p.text), keys)}
+			return lineVerdict{action: g.p.enforce(d, shown(withReadings(p.text, texts)), keys)}
 		}
-		for _, t := range texts {
+		for _, t := range ft {
 			fresh = append(fresh, parsed{text: t, ok: true})
 		}
 	}
@@ -572,7 +573,27 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		// Not audited: it may be a password.
 		return lineVerdict{action: policy.ActionAllow, cont: cont}
 	}
-	return lineVerdict{action: g.p.enforce(best, shown(bestText), keys), cont: cont, names: names}
+	return lineVerdict{action: g.p.enforce(best, shown(withReadings(bestText, texts)), keys), cont: cont, names: names}
+}
+
+// withReadings is the text shown for a line (to an approver, in the audit log
+// and the recording): the reading the verdict came from, then every other
+// reading of the line (the screen's, the keys') that differs from it. The
+// screen is drawn by the target, so output can make the line it shows differ
+// from the keys bash has (a background job redrawing it): an approver shown
+// only the strictest reading, when both are equally strict, approved the
+// screen's text while bash ran the keys'.
+func withReadings(text string, readings []string) string {
+	seen := []string{strings.TrimSpace(text)}
+	for _, r := range readings {
+		t := strings.TrimSpace(r)
+		if t == "" || slices.Contains(seen, t) {
+			continue
+		}
+		seen = append(seen, t)
+		text += "\n-- the same line also reads as (bash runs one of these): " + r
+	}
+	return text
 }
 
 // paste handles a segment that submits several lines (or inserts them, in
