@@ -412,7 +412,7 @@ func (s *Server) adminRequests(c Caller, args []string, aio AdminIO) int {
 	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tRULE\tEXPIRES\tCOMMAND")
 	for _, ap := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.ID, ap.User, ap.Target, ap.Rule,
-			time.Until(ap.Expires).Round(time.Second), safetext.Printable(ap.Command))
+			time.Until(ap.Expires).Round(time.Second), safetext.Escaped(ap.Command)) // whole: what is cut is not approved knowingly
 	}
 	tw.Flush()
 	return 0
@@ -448,7 +448,7 @@ func (s *Server) adminDecide(c Caller, args []string, aio AdminIO, approve bool)
 		return 1
 	}
 	verb := map[bool]string{true: "approved", false: "denied"}[approve]
-	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.Target, safetext.Printable(ap.Command))
+	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.Target, safetext.Escaped(ap.Command))
 	return 0
 }
 

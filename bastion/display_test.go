@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // What an approver is shown for a held shell line is what bash runs: output
@@ -40,4 +42,27 @@ func TestApprovalShowsWhatRuns(t *testing.T) {
 	if !exists(real) || exists(shown) {
 		t.Fatalf("ran: %s %v, %s %v; want the typed one", real, exists(real), shown, exists(shown))
 	}
+}
+
+// `bastion requests` and `bastion approve` show the whole held command: a
+// long run of spaces must not push what else runs past a cut.
+func TestRequestsShowWholeCommand(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	bobCfg := e.bobConfig(t)
+	dir := t.TempDir()
+	evil := filepath.Join(dir, "evil")
+	command := "touch " + filepath.Join(dir, "approve-ok") + strings.Repeat(" ", 300) + "; touch " + evil
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", e.cfgPath, "root@web1", command)
+	m := requestRE.FindStringSubmatch(p.Expect("Ctrl-C cancels", 20*time.Second))
+	if m == nil {
+		t.Fatal("no request ID")
+	}
+	if r := e.as(bobCfg, "bastion", "requests"); !strings.Contains(r.Stdout, "; touch "+evil) {
+		t.Errorf("requests does not show the whole command (touch %s):\n%s", evil, r.Stdout)
+	}
+	r := e.as(bobCfg, "bastion", "deny", m[1])
+	if !strings.Contains(r.Stdout, "; touch "+evil) {
+		t.Errorf("deny does not show the whole command:\n%s", r.Stdout)
+	}
+	p.Wait(20 * time.Second)
 }

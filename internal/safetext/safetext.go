@@ -14,6 +14,13 @@ import (
 // (on a character boundary) and ends in "…".
 const MaxLen = 200
 
+// Escaped is Printable without the cut: every byte of s is shown, for text
+// a person decides on (a held command an approver reads).
+func Escaped(s string) string {
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
+}
+
 // Printable returns s with control characters, invalid UTF-8 and every
 // non-ASCII character written as Go escapes (\x1b, \u202e), without
 // surrounding quotes, cut to MaxLen bytes.

@@ -22,6 +22,13 @@ func TestPrintable(t *testing.T) {
 	}
 }
 
+func TestEscaped(t *testing.T) {
+	long := strings.Repeat(" ", MaxLen*2) + "; rm -rf /\u202e"
+	if got, want := Escaped(long), strings.Repeat(" ", MaxLen*2)+`; rm -rf /\u202e`; got != want {
+		t.Errorf("Escaped(%q) = %q, want %q", long, got, want)
+	}
+}
+
 func FuzzPrintable(f *testing.F) {
 	f.Add("a\x1b[2Jb")
 	f.Add(strings.Repeat("é", 150))
