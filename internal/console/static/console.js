@@ -14,6 +14,21 @@ const earlyCast = (() => {
   return fetch(el.dataset.cast, { credentials: "same-origin" });
 })();
 
+// visible returns a marker's label (a command, a statement) in its own
+// order and with nothing hidden: controls, bidirectional controls,
+// zero-width and other invisible characters as escapes, as the server's
+// pages show them (safetext.Visible).
+const hiddenChars = /[\p{C}\p{Z}\p{Variation_Selector}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\uffa0\u2800]/gu;
+function visible(s) {
+  return s.replace(hiddenChars, (c) => {
+    if (c === " " || c === "\n" || c === "\t") { return c; }
+    const cp = c.codePointAt(0);
+    if (cp < 0x80) { return "\\x" + cp.toString(16).padStart(2, "0"); }
+    if (cp > 0xffff) { return "\\U" + cp.toString(16).padStart(8, "0"); }
+    return "\\u" + cp.toString(16).padStart(4, "0");
+  });
+}
+
 function replayPage() {
   const el = document.getElementById("player");
   const errBox = document.getElementById("player-error");
@@ -26,7 +41,7 @@ function replayPage() {
   let endedNow = false; // the player reached the end of what it holds
   const showError = (msg) => { errBox.textContent = msg; errBox.hidden = false; };
   const markerNow = document.getElementById("marker-now");
-  const showMarker = (label) => { markerNow.textContent = label; markerNow.hidden = false; };
+  const showMarker = (label) => { markerNow.textContent = visible(label); markerNow.hidden = false; };
   // The recording's first screen, drawn by the server into the page, shows
   // until the player has started.
   const screenEl = document.getElementById("first-screen");
@@ -86,7 +101,7 @@ function replayPage() {
       b.type = "button";
       b.className = "marker";
       b.dataset.marker = String(i);
-      b.textContent = label;
+      b.textContent = visible(label);
       b.addEventListener("click", async () => {
         await player.seek({ marker: i });
         await player.pause();
