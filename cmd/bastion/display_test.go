@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,8 +46,8 @@ func TestConsoleShowsHeldCommandAsItRuns(t *testing.T) {
 	command := "touch " + shown + " \u202e\u2066; touch " + hidden + " \u2069 \u2066# ok\u2069"
 	carol.run("approvals", chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(chromedp.CSS(`#requests`)))
 	cmd := exec.Command("ssh", "-F", sshCfg, "root@web1", command)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,4 +114,61 @@ func TestConsoleShowsHeldCommandAsItRuns(t *testing.T) {
 		}
 	}
 	_ = fmt.Sprint
+}
+
+// Nobody approves their own request, from a second account either: the
+// bastion names carol+2@example.com "carol" (sub-addressing names the same
+// person), the same login, the same sessions, the same roles by name, so an
+// approval from that account is carol approving herself.
+func TestSelfApprovalFromSecondAccount(t *testing.T) {
+	w := newWorldWith(t, displayYAML)
+	sshCfg := w.loginAs(t, "u-carol") // carol (dev) asks
+	// carol+2: another account at the same IdP, another subject.
+	second := w.another()
+	claims, err := w.idp.IDTokenClaims("u-carol", "bastion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims["sub"], claims["email"] = "u-carol-second", "carol+2@example.com"
+	tok, err := w.idp.MintIDToken(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := second.run([]string{"T=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "T"); r.Code != 0 {
+		t.Fatalf("login as the second account: %s", r)
+	}
+	if r := second.run(nil, "whoami"); !strings.Contains(r.Stdout, "carol") {
+		t.Fatalf("the second account is not carol: %s", r)
+	}
+
+	dir, err := os.MkdirTemp("", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	target := filepath.Join(dir, "approve-self")
+	cmd := exec.Command("ssh", "-F", sshCfg, "root@web1", "touch "+target)
+	out := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var id string
+	testenv.WaitFor(t, 20*time.Second, "the request", func() bool {
+		m := regexp.MustCompile(`request ([0-9a-f]{8})`).FindStringSubmatch(out.String())
+		if m != nil {
+			id = m[1]
+		}
+		return id != ""
+	})
+	r := second.run(nil, "approve", id)
+	if r.Code == 0 {
+		cmd.Wait()
+		t.Fatalf("carol's second account approved her request (%s exists: %v): %s", target, exists(target), r)
+	}
+	if !strings.Contains(r.Stderr, "own request") {
+		t.Errorf("approve from the second account: %s", r)
+	}
 }
