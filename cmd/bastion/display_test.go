@@ -172,3 +172,48 @@ func TestSelfApprovalFromSecondAccount(t *testing.T) {
 		t.Errorf("approve from the second account: %s", r)
 	}
 }
+
+// A click lands on the request it was aimed at: when a request above goes
+// (cancelled by its requester, decided by someone else), the page does not
+// move the next one under the approver's pointer.
+func TestConsoleApprovalsDoNotShiftUnderThePointer(t *testing.T) {
+	root := startChromium(t)
+	w := newWorldWith(t, displayYAML)
+	sshCfg := w.loginAlice(t)
+	base := w.url()
+	carol := newBrowser(t, root, "carol")
+	carol.signIn(base, "u-carol")
+	carol.run("approvals", chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(chromedp.CSS(`#requests`)))
+
+	dir, err := os.MkdirTemp("", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	hold := func(name string) *exec.Cmd {
+		cmd := exec.Command("ssh", "-F", sshCfg, "root@web1", "touch "+filepath.Join(dir, name))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		carol.waitText("#requests", name)
+		return cmd
+	}
+	benign := hold("approve-benign")
+	hold("approve-other")
+	id := eval[string](carol, `document.querySelector('section.request').dataset.request`)
+	xy := eval[[]float64](carol, `(() => { const r = document.querySelector('#request-`+id+` button.approve').getBoundingClientRect();
+		return [r.left + r.width/2, r.top + r.height/2]; })()`)
+
+	// The benign request goes while carol aims at its Approve button.
+	benign.Process.Kill()
+	testenv.WaitFor(t, 20*time.Second, "the page to update", func() bool {
+		return eval[bool](carol, `(() => { const b = document.querySelector('#request-`+id+` button.approve'); return !b || b.disabled; })()`)
+	})
+	carol.run("click where Approve was", chromedp.MouseClickXY(xy[0], xy[1]))
+	time.Sleep(2 * time.Second)
+	if exists(filepath.Join(dir, "approve-other")) {
+		t.Fatal("the click aimed at one request approved the other, which moved under the pointer")
+	}
+}

@@ -273,6 +273,11 @@ function replayPage() {
   idle.addEventListener("change", () => create({}));
 }
 
+// The approvals page updates in place without moving what is on it: a click
+// aimed at one request must not land on another that moved under the
+// pointer. A request that is no longer pending stays where it was, greyed
+// and without working buttons, until the page is reloaded; new ones are
+// added at the end.
 function approvalsPage() {
   const refresh = async () => {
     const resp = await fetch(location.pathname, { credentials: "same-origin" });
@@ -280,7 +285,23 @@ function approvalsPage() {
     const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
     const fresh = doc.getElementById("requests");
     const cur = document.getElementById("requests");
-    if (fresh && cur) { cur.replaceWith(document.importNode(fresh, true)); }
+    if (!fresh || !cur) { return; }
+    const pending = new Map();
+    for (const sec of fresh.querySelectorAll("section.request")) { pending.set(sec.dataset.request, sec); }
+    for (const sec of cur.querySelectorAll("section.request")) {
+      const id = sec.dataset.request;
+      if (pending.has(id)) { pending.delete(id); continue; }
+      if (sec.classList.contains("gone")) { continue; }
+      sec.classList.add("gone");
+      for (const el of sec.querySelectorAll("button, input")) { el.disabled = true; }
+      for (const f of sec.querySelectorAll("form")) { f.addEventListener("submit", (e) => e.preventDefault()); }
+      const h = sec.querySelector("h2");
+      if (h) { h.title = "no longer pending: decided, expired or cancelled"; }
+    }
+    if (pending.size > 0) {
+      for (const none of cur.querySelectorAll("p.none")) { none.remove(); }
+      for (const sec of pending.values()) { cur.appendChild(document.importNode(sec, true)); }
+    }
   };
   const es = new EventSource("/api/approvals/stream");
   let first = true;
