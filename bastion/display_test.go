@@ -66,3 +66,40 @@ func TestRequestsShowWholeCommand(t *testing.T) {
 	}
 	p.Wait(20 * time.Second)
 }
+
+// A held command is shown to its approver whole: an output masking rule
+// (here a password pattern) must not hide part of it from the approver,
+// who would approve what they cannot see.
+func TestHeldCommandNotHiddenByMasking(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules + `  - {name: passwords, on: output, match: {detector: regex, pattern: "password=\\S+"}, action: mask}
+`})
+	bobCfg := e.bobConfig(t)
+	dir := t.TempDir()
+	evil := filepath.Join(dir, "evil")
+	command := "touch " + filepath.Join(dir, "approve-ok") + " password=x;touch${IFS}" + evil
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", e.cfgPath, "root@web1", command)
+	out, k := p.ExpectAny(20*time.Second, "Ctrl-C cancels", "blocked by rule")
+	if k == 0 {
+		m := requestRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatal("no request ID")
+		}
+		r := e.as(bobCfg, "bastion", "requests")
+		if !strings.Contains(r.Stdout, evil) {
+			e.as(bobCfg, "bastion", "approve", m[1])
+			p.Wait(20 * time.Second)
+			t.Fatalf("the approver was shown %q, not `touch %s`, which ran on the approval: %v", r.Stdout, evil, exists(evil))
+		}
+		e.as(bobCfg, "bastion", "deny", m[1])
+	}
+	p.Wait(20 * time.Second)
+	if exists(evil) {
+		t.Fatal("the command ran")
+	}
+	// Card masking hides digits only: such a command is still held.
+	command = "touch " + filepath.Join(dir, "approve-4111111111111111")
+	p = testenv.StartPTY(t, 100, 30, "ssh", "-F", e.cfgPath, "root@web1", command)
+	p.Expect("Ctrl-C cancels", 20*time.Second)
+	p.Send("\x03")
+	p.Wait(20 * time.Second)
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/linerec"
+	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/bastion/shellcmd"
 )
@@ -830,6 +831,12 @@ func (g *shellGuard) cancelLine() {
 // approvals the wait. It returns ActionAllow when the command may run.
 func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 	ss := p.ss
+	if d.Action == policy.ActionApprove && p.patternMasked(text) {
+		// The approver would see stars where the pattern matched, and a
+		// pattern's match can hold anything: "password=x;touch${IFS}b".
+		d = policy.Decision{Action: policy.ActionBlock, Rule: d.Rule,
+			Reason: "it needs approval, but an output masking pattern hides part of it, so no approver could see what they approve (keep the secret out of the command line)"}
+	}
 	text = p.redact(text)
 	p.env.metrics.Decisions.WithLabelValues(policy.OnCommand, d.Action).Inc()
 	fields := map[string]string{"command": text, "kind": ss.kind}
@@ -902,6 +909,18 @@ func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 		p.tell("request %s cancelled; not run", ap.ID)
 	}
 	return policy.ActionBlock
+}
+
+// patternMasked reports whether a masking pattern (an output rule's regex
+// detector) would hide part of text. Card masking is not asked: it hides
+// digits, never what a command does.
+func (p *proxy) patternMasked(text string) bool {
+	m := p.env.policy().OutputMasks(p.ss.pid, p.ss.target)
+	if len(m.Patterns) == 0 {
+		return false
+	}
+	out, n := mask.MaskString(mask.Config{Patterns: m.Patterns}, text)
+	return n > 0 && out != text
 }
 
 // strictness orders verdicts: block over approve over allow.
