@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bastionhq/bastion/bastion/linerec"
+	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/bastion/shellcmd"
 )
@@ -536,12 +538,12 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	var fresh []parsed
 	budget := freshBudget
 	for _, p := range ps {
-		texts, ok := freshReadings(p.text, &budget, freshFrom)
+		ft, ok := freshReadings(p.text, &budget, freshFrom)
 		if !ok {
 			d := pol.JudgeUnreadable(pid, target, "a command of more lines than the bastion can judge as bash might read them (a program reading some of them); split it, or run it as a script")
-			return lineVerdict{action: g.p.enforce(d, shown(p.text), keys)}
+			return lineVerdict{action: g.p.enforce(d, shown(withReadings(p.text, texts)), keys)}
 		}
-		for _, t := range texts {
+		for _, t := range ft {
 			fresh = append(fresh, parsed{text: t, ok: true})
 		}
 	}
@@ -572,7 +574,27 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		// Not audited: it may be a password.
 		return lineVerdict{action: policy.ActionAllow, cont: cont}
 	}
-	return lineVerdict{action: g.p.enforce(best, shown(bestText), keys), cont: cont, names: names}
+	return lineVerdict{action: g.p.enforce(best, shown(withReadings(bestText, texts)), keys), cont: cont, names: names}
+}
+
+// withReadings is the text shown for a line (to an approver, in the audit log
+// and the recording): the reading the verdict came from, then every other
+// reading of the line (the screen's, the keys') that differs from it. The
+// screen is drawn by the target, so output can make the line it shows differ
+// from the keys bash has (a background job redrawing it): an approver shown
+// only the strictest reading, when both are equally strict, approved the
+// screen's text while bash ran the keys'.
+func withReadings(text string, readings []string) string {
+	seen := []string{strings.TrimSpace(text)}
+	for _, r := range readings {
+		t := strings.TrimSpace(r)
+		if t == "" || slices.Contains(seen, t) {
+			continue
+		}
+		seen = append(seen, t)
+		text += "\n-- the same line also reads as (bash runs one of these): " + r
+	}
+	return text
 }
 
 // paste handles a segment that submits several lines (or inserts them, in
@@ -809,6 +831,12 @@ func (g *shellGuard) cancelLine() {
 // approvals the wait. It returns ActionAllow when the command may run.
 func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 	ss := p.ss
+	if d.Action == policy.ActionApprove && p.patternMasked(text) {
+		// The approver would see stars where the pattern matched, and a
+		// pattern's match can hold anything: "password=x;touch${IFS}b".
+		d = policy.Decision{Action: policy.ActionBlock, Rule: d.Rule,
+			Reason: "it needs approval, but an output masking pattern hides part of it, so no approver could see what they approve (keep the secret out of the command line)"}
+	}
 	text = p.redact(text)
 	p.env.metrics.Decisions.WithLabelValues(policy.OnCommand, d.Action).Inc()
 	fields := map[string]string{"command": text, "kind": ss.kind}
@@ -881,6 +909,18 @@ func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 		p.tell("request %s cancelled; not run", ap.ID)
 	}
 	return policy.ActionBlock
+}
+
+// patternMasked reports whether a masking pattern (an output rule's regex
+// detector) would hide part of text. Card masking is not asked: it hides
+// digits, never what a command does.
+func (p *proxy) patternMasked(text string) bool {
+	m := p.env.policy().OutputMasks(p.ss.pid, p.ss.target)
+	if len(m.Patterns) == 0 {
+		return false
+	}
+	out, n := mask.MaskString(mask.Config{Patterns: m.Patterns}, text)
+	return n > 0 && out != text
 }
 
 // strictness orders verdicts: block over approve over allow.

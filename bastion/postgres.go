@@ -243,6 +243,11 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		ss.decided(outcomeBlocked)
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, Message: d.Reason}
 	}
+	if pgproxy.Prepares(st) && pgproxy.HasPlaceholders(st.SQL) {
+		// Prepared without asking: each execution asks, with the values it binds
+		// (an approval of "SET balance = $1" would not say which balance).
+		return pgproxy.Verdict{Action: pgproxy.Hold, Rule: d.Rule, AtExecution: true}
+	}
 	now := s.now()
 	command := sqlApprovalText(st)
 	ap := s.approvals.request(&approval{

@@ -99,6 +99,14 @@ type Verdict struct {
 	// Wait blocks until a held statement is decided and returns the final verdict (Allow
 	// or Block). It must honour ctx. Required with Hold; an error, or a nil Wait, denies.
 	Wait func(ctx context.Context) (Verdict, error)
+	// AtExecution, with Hold on a statement that only prepares (Prepares: a Parse, an
+	// SQL PREPARE), asks nothing now: the statement is prepared, and each execution of
+	// it is judged with the values bound (Protocol "execute"; for SQL EXECUTE its
+	// text), so that whoever approves sees them. A Judge sets it for a statement with
+	// $n parameters (HasPlaceholders): an approval of "SET balance = $1" at Parse would
+	// cover an execution with any balance. RequestID and Wait are not used. Without
+	// it, such a statement is approved at Parse and its first execution asks again.
+	AtExecution bool
 }
 
 // Startup is what the client asked for in its startup packet.

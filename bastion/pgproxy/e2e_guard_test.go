@@ -276,9 +276,10 @@ func TestTsRewriteSQLText(t *testing.T) {
 }
 
 // TestApprovalPerExecution: an approval covers one execution. A prepared statement that
-// needed approval (pgx's statement cache, SQL PREPARE) asks again for every later
-// execution, with the values bound; a denied execution runs nothing and leaves the
-// session usable.
+// needed approval (pgx's statement cache, SQL PREPARE) asks for every execution, with
+// the values bound; one with $n parameters is prepared unasked (AtExecution, as the
+// bastion's Judge does), or, with a Judge that asks at Parse, asks again for its first
+// execution; a denied execution runs nothing and leaves the session usable.
 func TestApprovalPerExecution(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
 		Roles:     []string{"app", "other", "priv"},
@@ -288,10 +289,17 @@ func TestApprovalPerExecution(t *testing.T) {
 	var mu sync.Mutex
 	var asked []Statement
 	deny := map[string]bool{} // parameter lists whose execution is denied
+	askAtParse := false       // a Judge that does not set AtExecution
 	h := startProxy(t, pg, func(c *Config) {
 		c.Judge = func(ctx context.Context, st Statement) Verdict {
 			if !st.Has("delete") {
 				return guardJudge(ctx, st)
+			}
+			mu.Lock()
+			atParse := askAtParse
+			mu.Unlock()
+			if !atParse && Prepares(st) && HasPlaceholders(st.SQL) {
+				return Verdict{Action: Hold, Rule: "deletes-need-approval", AtExecution: true}
 			}
 			return Verdict{Action: Hold, Rule: "deletes-need-approval", RequestID: "r1",
 				Wait: func(ctx context.Context) (Verdict, error) {
@@ -354,10 +362,19 @@ func TestApprovalPerExecution(t *testing.T) {
 		bind := func(v string) *pgproto3.Bind {
 			return &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte(v)}}
 		}
-		// The first execution runs on the approval given at Parse.
+		// Prepared unasked; the first execution asks, with its value.
+		if n := approvals() - before; n != 0 {
+			t.Errorf("%d approvals at Parse of a statement with parameters, want 0", n)
+		}
 		c.send(t, &pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("4")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
 		if got, want := c.untilReady(t), "BindComplete CommandComplete(DELETE 1) ReadyForQuery(I)"; got != want {
 			t.Errorf("first execution: got %s, want %s", got, want)
+		}
+		mu.Lock()
+		first := asked[len(asked)-1]
+		mu.Unlock()
+		if first.Protocol != "execute" || strings.Join(first.Params, ",") != "'4'" {
+			t.Errorf("first execution judged as %q with %q, want its value", first.Protocol, first.Params)
 		}
 		// The second asks again, and is denied: the portal never runs.
 		c.send(t, bind("2"), &pgproto3.Execute{}, &pgproto3.Sync{})
@@ -365,7 +382,7 @@ func TestApprovalPerExecution(t *testing.T) {
 			t.Errorf("denied execution: got %s, want %s", got, want)
 		}
 		if n := approvals() - before; n != 2 {
-			t.Errorf("%d approvals, want 2 (Parse, second execution)", n)
+			t.Errorf("%d approvals, want 2 (first and second execution)", n)
 		}
 		// Closed and prepared again as a statement that needs no approval: none is asked.
 		c.send(t, &pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
@@ -411,14 +428,44 @@ func TestApprovalPerExecution(t *testing.T) {
 				t.Fatalf("%s: %v", sql, err)
 			}
 		}
-		if n := approvals() - before; n != 3 {
-			t.Errorf("%d approvals for PREPARE and 2 EXECUTEs in separate messages, want 3", n)
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals for PREPARE and 2 EXECUTEs in separate messages, want 2 (the EXECUTEs)", n)
 		}
 		mu.Lock()
 		last := asked[len(asked)-1]
 		mu.Unlock()
 		if last.SQL != "EXECUTE d7(8)" || len(last.Body) == 0 || last.Body[0].Protocol != "prepared" || !strings.Contains(last.Body[0].SQL, "DELETE FROM v2") {
 			t.Errorf("EXECUTE judged as %q with body %+v", last.SQL, last.Body)
+		}
+	})
+	t.Run("a Judge that asks at Parse: the first execution asks again", func(t *testing.T) {
+		mu.Lock()
+		askAtParse = true
+		mu.Unlock()
+		defer func() { mu.Lock(); askAtParse = false; mu.Unlock() }()
+		if r := h.psql(t, "", "-c", "INSERT INTO v2 VALUES (11), (12)"); r.err != nil {
+			t.Fatalf("%v %s", r.err, r.stderr)
+		}
+		before := approvals()
+		c := h.raw(t, "app", "shop")
+		c.send(t, &pgproto3.Parse{Name: "s3", Query: "DELETE FROM v2 WHERE id = $1", ParameterOIDs: []uint32{23}}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "ParseComplete ReadyForQuery(I)"; got != want {
+			t.Fatalf("Parse: got %s, want %s", got, want)
+		}
+		c.send(t, &pgproto3.Bind{PreparedStatement: "s3", Parameters: [][]byte{[]byte("11")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got, want := c.untilReady(t), "BindComplete CommandComplete(DELETE 1) ReadyForQuery(I)"; got != want {
+			t.Errorf("first execution: got %s, want %s", got, want)
+		}
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals, want 2 (Parse without values, the execution with them)", n)
+		}
+		before = approvals()
+		r := h.psql(t, "", "-c", "PREPARE d12(int) AS DELETE FROM v2 WHERE id = $1; EXECUTE d12(12)")
+		if r.err != nil {
+			t.Fatalf("%v %s", r.err, r.stderr)
+		}
+		if n := approvals() - before; n != 2 {
+			t.Errorf("%d approvals, want 2 (the PREPARE, the EXECUTE with its value)", n)
 		}
 	})
 }

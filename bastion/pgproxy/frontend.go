@@ -321,7 +321,10 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 		}
 	}
 	var run *stmtRun
-	if v.Action == Hold {
+	if v.Action == Hold && v.AtExecution && Prepares(*st) {
+		// Prepared unapproved: its executions ask, with their values (held.go).
+		run = &stmtRun{st: *st, rule: v.Rule, held: true, atExecution: true}
+	} else if v.Action == Hold {
 		var ref *refusal
 		if run, ref = s.hold(st, v); ref != nil {
 			return nil, ref

@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"sync/atomic"
 
@@ -17,8 +18,10 @@ import (
 // that needed approval (the first Execute of a portal bound from it, an SQL EXECUTE of
 // it anywhere in a statement) is judged again, with Protocol "execute" and the values
 // bound. The approval given when the statement was prepared covers its first execution
-// only, and only once the server has confirmed that preparation (or in the same
-// pipeline, where a failed preparation makes the server skip the execution).
+// only, only when the statement has no $n parameters (whose values the approver could not
+// see; the Judge may let such a statement be prepared unasked, Verdict.AtExecution), and
+// only once the server has confirmed that preparation (or in the same pipeline, where a
+// failed preparation makes the server skip the execution).
 //
 // What a name refers to is only known for sure once the server answers, so a name keeps
 // every candidate that it may still refer to: a preparation the server confirmed
@@ -53,6 +56,10 @@ type heldPortal struct {
 // noteParse records a Parse the proxy forwards (runs judged, e its expectation).
 func (s *session) noteParse(name string, runs []*stmtRun, e *expect) {
 	held := len(runs) == 1 && runs[0].held
+	// The approval given at Parse covers the first execution only when the approver
+	// saw everything it runs with: not for a statement with $n parameters, whose
+	// values come with the Bind.
+	credit := held && !runs[0].atExecution && !HasPlaceholders(runs[0].st.SQL)
 	cands := pruneCands(s.prepCands[name])
 	if name == "" {
 		cands = nil // Parse of the unnamed statement drops the old one, whatever follows
@@ -61,7 +68,7 @@ func (s *session) noteParse(name string, runs []*stmtRun, e *expect) {
 		delete(s.prepCands, name)
 		return
 	}
-	c := &prepCand{held: held, credit: held, seg: s.segs, protocol: true}
+	c := &prepCand{held: held, credit: credit, seg: s.segs, protocol: true}
 	if len(runs) == 1 {
 		c.st = runs[0].st
 	}
@@ -250,7 +257,10 @@ func (s *session) onQueryPrepared(st *Statement, run *stmtRun) (*stmtRun, *refus
 	prepares, executes := preparedNames(st)
 	for _, p := range prepares {
 		// Top-level or not, it may or may not run: it only adds a candidate.
-		c := &prepCand{st: p.st, held: run.held, credit: run.held && p.top, seg: s.segs}
+		// The PREPARE's approval covers the first EXECUTE only when its text has no
+		// parameters: an approver shown "$1" did not see what the EXECUTE binds.
+		credit := run.held && p.top && !run.atExecution && !HasPlaceholders(p.st.SQL)
+		c := &prepCand{st: p.st, held: run.held, credit: credit, seg: s.segs}
 		c.state.Store(candPending)
 		if !c.held && len(s.prepCands[p.name]) == 0 {
 			continue
@@ -356,6 +366,32 @@ func eachChild(m protoreflect.Message, f func(protoreflect.Message) bool) bool {
 	return all
 }
 
+// Prepares reports whether st only prepares a statement (a Parse, an SQL PREPARE):
+// with a Hold verdict it may be prepared unapproved (Verdict.AtExecution), its
+// executions then asking.
+func Prepares(st Statement) bool {
+	return st.Protocol == "parse" || st.Protocol == "simple" && len(st.Kinds) > 0 && st.Kinds[0] == "prepare"
+}
+
+// HasPlaceholders reports whether sql has $n parameters (or cannot be scanned): its
+// values are bound at each execution, so an approval of the text alone does not show
+// what runs. Called for statements that need approval only.
+func HasPlaceholders(sql string) bool {
+	if strings.IndexByte(sql, '$') < 0 {
+		return false
+	}
+	scan, err := pgScan(sql)
+	if err != nil {
+		return true
+	}
+	for _, tok := range scan.Tokens {
+		if tok.Token == pg.Token_PARAM {
+			return true
+		}
+	}
+	return false
+}
+
 // maxParamShown bounds each parameter value shown to an approver.
 const maxParamShown = 1024
 
@@ -373,15 +409,16 @@ func bindParams(m bindMsg) []string {
 		v := p.v
 		cut := ""
 		if len(v) > maxParamShown {
-			v, cut = v[:maxParamShown], "..."
+			// Said outside the literal: "..." inside it would read as part of the value.
+			v, cut = v[:maxParamShown], fmt.Sprintf(" (cut: %d more bytes of this value not shown)", len(p.v)-maxParamShown)
 		}
 		switch {
 		case p.null:
 			out[i] = "NULL"
 		case format == 1:
-			out[i] = `'\x` + hex.EncodeToString(v) + cut + `' (binary)`
+			out[i] = `'\x` + hex.EncodeToString(v) + `' (binary)` + cut
 		default:
-			out[i] = "'" + strings.ReplaceAll(string(v), "'", "''") + cut + "'"
+			out[i] = "'" + strings.ReplaceAll(string(v), "'", "''") + "'" + cut
 		}
 	}
 	return out

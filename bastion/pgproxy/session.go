@@ -149,6 +149,8 @@ type stmtRun struct {
 	lin       *lineage // with Config.Masks: what its results derive from
 	schema    bool     // it may change the schema: the catalog cache is dropped when it ends
 	held      bool     // it needed approval (and got it)
+	// atExecution: it needed approval and was prepared without: each execution asks.
+	atExecution bool
 }
 
 // prepared is a prepared statement the server confirmed.

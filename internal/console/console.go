@@ -16,6 +16,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/safetext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
@@ -247,9 +248,13 @@ func parsePages() (map[string]*template.Template, error) {
 		"time":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 		"duration": formatDuration,
 		"join":     strings.Join,
-		"short":    func(s string) string { return shorten(s, 80) },
-		"list":     func(v ...string) []string { return v },
-		"static":   staticURL,
+		"short":    func(s string) string { return safetext.Visible(shorten(s, 80)) },
+		// visible shows attacker-controlled text (commands, statements)
+		// in its own order and without hidden characters: bidirectional
+		// controls, zero-width characters and controls as escapes.
+		"visible": safetext.Visible,
+		"list":    func(v ...string) []string { return v },
+		"static":  staticURL,
 	}
 	base, err := template.New("base").Funcs(funcs).ParseFS(templateFS, "templates/base.html")
 	if err != nil {

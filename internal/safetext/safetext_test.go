@@ -3,6 +3,7 @@ package safetext
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestPrintable(t *testing.T) {
@@ -22,6 +23,13 @@ func TestPrintable(t *testing.T) {
 	}
 }
 
+func TestEscaped(t *testing.T) {
+	long := strings.Repeat(" ", MaxLen*2) + "; rm -rf /\u202e"
+	if got, want := Escaped(long), strings.Repeat(" ", MaxLen*2)+`; rm -rf /\u202e`; got != want {
+		t.Errorf("Escaped(%q) = %q, want %q", long, got, want)
+	}
+}
+
 func FuzzPrintable(f *testing.F) {
 	f.Add("a\x1b[2Jb")
 	f.Add(strings.Repeat("é", 150))
@@ -30,6 +38,43 @@ func FuzzPrintable(f *testing.F) {
 		for _, r := range p {
 			if r < 0x20 || r == 0x7f || r > 0x7e && r != '…' {
 				t.Fatalf("Printable(%q) = %q holds %U", s, p, r)
+			}
+		}
+	})
+}
+
+func TestVisible(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"touch a; ls -l\n\tb", "touch a; ls -l\n\tb"},
+		{"SELECT 'naïve', '日本'", "SELECT 'naïve', '日本'"},
+		{"a \u202e\u2066; b \u2069 \u2066# ok\u2069", `a \u202e\u2066; b \u2069 \u2066# ok\u2069`},
+		{"zero\u200bwidth\ufeff", `zero\u200bwidth\ufeff`},
+		{"cr\rover\x1b[2K\x00", `cr\rover\x1b[2K\x00`},
+		{"c1\u009b31m", `c1\u009b31m`},
+		{"bad\xffutf8", `bad\xffutf8`},
+		{"nb\u00a0sp\u3000", `nb\u00a0sp\u3000`},
+		{"hangul\u3164filler", `hangul\u3164filler`},
+		{"vs\ufe0f", `vs\ufe0f`},
+		{"line\u2028sep", `line\u2028sep`},
+		{"tag\U000e0041", `tag\U000e0041`},
+	} {
+		if got := Visible(tc.in); got != tc.want {
+			t.Errorf("Visible(%q): got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzVisible(f *testing.F) {
+	f.Add("a\u202eb\x1b[2J\r")
+	f.Add("naïve \xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		v := Visible(s)
+		if !utf8.ValidString(v) {
+			t.Fatalf("Visible(%q) = %q is not valid UTF-8", s, v)
+		}
+		for _, r := range v {
+			if hidden(r, utf8.RuneLen(r)) {
+				t.Fatalf("Visible(%q) = %q holds %U", s, v, r)
 			}
 		}
 	})

@@ -14,6 +14,21 @@ const earlyCast = (() => {
   return fetch(el.dataset.cast, { credentials: "same-origin" });
 })();
 
+// visible returns a marker's label (a command, a statement) in its own
+// order and with nothing hidden: controls, bidirectional controls,
+// zero-width and other invisible characters as escapes, as the server's
+// pages show them (safetext.Visible).
+const hiddenChars = /[\p{C}\p{Z}\p{Variation_Selector}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\uffa0\u2800]/gu;
+function visible(s) {
+  return s.replace(hiddenChars, (c) => {
+    if (c === " " || c === "\n" || c === "\t") { return c; }
+    const cp = c.codePointAt(0);
+    if (cp < 0x80) { return "\\x" + cp.toString(16).padStart(2, "0"); }
+    if (cp > 0xffff) { return "\\U" + cp.toString(16).padStart(8, "0"); }
+    return "\\u" + cp.toString(16).padStart(4, "0");
+  });
+}
+
 function replayPage() {
   const el = document.getElementById("player");
   const errBox = document.getElementById("player-error");
@@ -26,7 +41,7 @@ function replayPage() {
   let endedNow = false; // the player reached the end of what it holds
   const showError = (msg) => { errBox.textContent = msg; errBox.hidden = false; };
   const markerNow = document.getElementById("marker-now");
-  const showMarker = (label) => { markerNow.textContent = label; markerNow.hidden = false; };
+  const showMarker = (label) => { markerNow.textContent = visible(label); markerNow.hidden = false; };
   // The recording's first screen, drawn by the server into the page, shows
   // until the player has started.
   const screenEl = document.getElementById("first-screen");
@@ -86,7 +101,7 @@ function replayPage() {
       b.type = "button";
       b.className = "marker";
       b.dataset.marker = String(i);
-      b.textContent = label;
+      b.textContent = visible(label);
       b.addEventListener("click", async () => {
         await player.seek({ marker: i });
         await player.pause();
@@ -258,6 +273,11 @@ function replayPage() {
   idle.addEventListener("change", () => create({}));
 }
 
+// The approvals page updates in place without moving what is on it: a click
+// aimed at one request must not land on another that moved under the
+// pointer. A request that is no longer pending stays where it was, greyed
+// and without working buttons, until the page is reloaded; new ones are
+// added at the end.
 function approvalsPage() {
   const refresh = async () => {
     const resp = await fetch(location.pathname, { credentials: "same-origin" });
@@ -265,7 +285,23 @@ function approvalsPage() {
     const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
     const fresh = doc.getElementById("requests");
     const cur = document.getElementById("requests");
-    if (fresh && cur) { cur.replaceWith(document.importNode(fresh, true)); }
+    if (!fresh || !cur) { return; }
+    const pending = new Map();
+    for (const sec of fresh.querySelectorAll("section.request")) { pending.set(sec.dataset.request, sec); }
+    for (const sec of cur.querySelectorAll("section.request")) {
+      const id = sec.dataset.request;
+      if (pending.has(id)) { pending.delete(id); continue; }
+      if (sec.classList.contains("gone")) { continue; }
+      sec.classList.add("gone");
+      for (const el of sec.querySelectorAll("button, input")) { el.disabled = true; }
+      for (const f of sec.querySelectorAll("form")) { f.addEventListener("submit", (e) => e.preventDefault()); }
+      const h = sec.querySelector("h2");
+      if (h) { h.title = "no longer pending: decided, expired or cancelled"; }
+    }
+    if (pending.size > 0) {
+      for (const none of cur.querySelectorAll("p.none")) { none.remove(); }
+      for (const sec of pending.values()) { cur.appendChild(document.importNode(sec, true)); }
+    }
   };
   const es = new EventSource("/api/approvals/stream");
   let first = true;
