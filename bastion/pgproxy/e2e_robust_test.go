@@ -63,6 +63,12 @@ func robustnessTests(t *testing.T, pg *testenv.Postgres) {
 		if got, want := c.untilReady(t), "ErrorResponse(54000) ReadyForQuery(I)"; got != want {
 			t.Errorf("got %s, want %s", got, want)
 		}
+		// SQL far past the limit is not read into memory whole first: a Query or
+		// Parse of 1 GiB would otherwise be held before it is refused.
+		c.send(t, &pgproto3.Query{String: "SELECT '" + strings.Repeat("x", 100+parseOverhead) + "'"})
+		if fatal := c.readFatal(t); !strings.Contains(fatal.Message, "for SQL text") {
+			t.Errorf("got %q, want the SQL limit named", fatal.Message)
+		}
 	})
 
 	t.Run("startup", func(t *testing.T) {

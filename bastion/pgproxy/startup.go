@@ -21,6 +21,11 @@ var startupTypes = typeSet("REvNSKZ")
 // maxStartupMessage bounds each server message during startup.
 const maxStartupMessage = 64 << 10
 
+// parseOverhead is what a Parse message holds beside its SQL text, at most: the
+// statement's name (PostgreSQL truncates it to 63 bytes, but accepts it longer), the
+// terminators and 65535 parameter type OIDs.
+const parseOverhead = 64<<10 + 2 + 2 + 65535*4
+
 // startupPhase handles the client's startup packets (SSLRequest, GSSENCRequest,
 // CancelRequest, StartupMessage), authorises the connection, connects and authenticates
 // upstream and completes the client's startup. cancelled is true when the connection was
@@ -124,6 +129,8 @@ func (s *session) startupPhase() (cancelled bool, err error) {
 	s.cbr = bufio.NewReaderSize(fromClient, bufSize)
 	s.setConns(nil, nil, bufio.NewWriterSize(toClient, bufSize))
 	s.cr = newMsgReader(s.cbr, s.cfg.Limits.MaxMessage, frontendTypes, "client")
+	// A Parse carries a name and up to 65535 parameter types beside its SQL.
+	s.cr.sqlMax = s.cfg.Limits.MaxSQL + parseOverhead
 	if s.cfg.Wire != nil {
 		s.cr.tee = s.wireFromClient
 	}

@@ -51,8 +51,11 @@ type msgReader struct {
 	max   int        // largest body accepted
 	types *[256]bool // types accepted
 	side  string     // "client" or "server", for errors
-	hdr   [5]byte
-	buf   []byte
+	// sqlMax, when set, is the largest Query or Parse body accepted: their SQL is
+	// refused past Limits.MaxSQL anyway, so they are not read whole first.
+	sqlMax int
+	hdr    [5]byte
+	buf    []byte
 	// tee, when set, sees each whole message as it is read (Config.Wire).
 	tee func(typ byte, body []byte) error
 }
@@ -80,6 +83,9 @@ func (m *msgReader) next() (typ byte, body []byte, err error) {
 	n -= 4
 	if n > int64(m.max) {
 		return 0, nil, &ProtocolError{Side: m.side, Type: typ, Reason: fmt.Sprintf("message of %d bytes exceeds the limit of %d", n, m.max), tooLarge: true}
+	}
+	if m.sqlMax > 0 && (typ == 'Q' || typ == 'P') && n > int64(m.sqlMax) {
+		return 0, nil, &ProtocolError{Side: m.side, Type: typ, Reason: fmt.Sprintf("message of %d bytes exceeds the limit of %d for SQL text", n, m.sqlMax), tooLarge: true}
 	}
 	body, err = readBody(m.r, m.buf, int(n))
 	m.buf = body
