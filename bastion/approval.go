@@ -367,12 +367,17 @@ func (a *approvals) notify(ap *approval) {
 	if a.link != nil {
 		link = a.link(ap.ID)
 	}
+	// A chat bot shows the command to people who decide on it, and chat clients
+	// draw bidirectional controls and zero-width characters: "command" is the text
+	// as the console shows it (safetext.Visible), "command_exact" the text itself.
 	body, _ := json.Marshal(struct {
 		Event string `json:"event"`
 		*approval
-		Approve string `json:"approve"`
-		URL     string `json:"url,omitempty"` // the request's page in the web console
-	}{"approval.requested", ap, "bastion approve " + ap.ID, link})
+		Command      string `json:"command"`
+		CommandExact string `json:"command_exact"`
+		Approve      string `json:"approve"`
+		URL          string `json:"url,omitempty"` // the request's page in the web console
+	}{"approval.requested", ap, safetext.Visible(ap.Command), ap.Command, "bastion approve " + ap.ID, link})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.webhook, bytes.NewReader(body))

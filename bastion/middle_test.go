@@ -467,6 +467,14 @@ func TestApprovalWebhookLink(t *testing.T) {
 	if m["url"] != "https://bastion.example.com/approvals/r1" || m["id"] != "r1" || m["approve"] != "bastion approve r1" {
 		t.Errorf("webhook got %v", m)
 	}
+	// A chat client draws bidirectional controls: "command" is the text with them
+	// written as escapes, so "# ok" cannot seem to comment out the second command.
+	trojan := "touch a \u202e\u2066; touch b \u2069 \u2066# ok\u2069"
+	a.notify(&approval{ID: "r2", User: "alice", Target: "web1", Command: trojan})
+	m = <-got
+	if m["command"] != `touch a \u202e\u2066; touch b \u2069 \u2066# ok\u2069` || m["command_exact"] != trojan {
+		t.Errorf("webhook got command %q, command_exact %q", m["command"], m["command_exact"])
+	}
 }
 
 // upstreamPair connects an upstreamConn to an x/crypto server standing in
