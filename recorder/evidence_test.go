@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,5 +40,60 @@ func TestCompareAuditSeesAnEditedLocalRecord(t *testing.T) {
 	must(t, err)
 	if cmp.Intact || cmp.BrokenAt != 3 {
 		t.Fatalf("got intact=%v broken_at=%d %q, want broken at record 3", cmp.Intact, cmp.BrokenAt, cmp.Problem)
+	}
+}
+
+// A live session's metadata (who, where, when) is covered by its signed
+// checkpoints, not only by the seal at its end: after a crash, someone with
+// the file who edits the interrupted session's user, target or start before
+// the restart must not get the edit sealed as intact.
+func TestRecoveryDoesNotSealEditedMetadata(t *testing.T) {
+	for _, field := range []struct{ key, value string }{
+		{"user", "bob"}, {"target", "db1"}, {"start", "2020-01-01T00:00:00Z"}, {"client_addr", "10.9.9.9:1"},
+	} {
+		for _, chunks := range []int{0, 3} { // 0: the session never produced output
+			t.Run(field.key+"/"+strconv.Itoa(chunks), func(t *testing.T) {
+				cfg := crashLive(t, chunks)
+				tamper(t, cfg.Path, editJSON(bucketSessions, "live", func(m map[string]any) { m[field.key] = field.value }))
+				s := openStore(t, cfg)
+				info, err := s.Session("live")
+				must(t, err)
+				if !strings.Contains(info.Error, "differs from the signed checkpoint") {
+					t.Errorf("recovered: %+v", info)
+				}
+				if rep := verify(t, s, "live"); rep.Intact {
+					t.Fatalf("verify after %s was edited: %+v", field.key, rep)
+				}
+			})
+		}
+	}
+}
+
+// The same edit on a session that is still live fails verify at once.
+func TestLiveMetadataEditIsDetected(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s, err := Open(cfg)
+	must(t, err)
+	r := begin(t, s, SessionInfo{ID: "live"})
+	clk.Advance(1000)
+	must(t, r.Output([]byte("hello")))
+	s.sync()
+	must(t, s.boltDB().Update(editJSON(bucketSessions, "live", func(m map[string]any) { m["user"] = "bob" })))
+	if rep := verify(t, s, "live"); rep.Intact {
+		t.Fatalf("verify: %+v", rep)
+	}
+	must(t, r.End(ExitInfo{}))
+	must(t, s.Close())
+}
+
+// Without the edit, a crashed session of no output, or of some, is sealed
+// and intact.
+func TestRecoverySealsTheUneditedMetadata(t *testing.T) {
+	for _, chunks := range []int{0, 2} {
+		cfg := crashLive(t, chunks)
+		s := openStore(t, cfg)
+		if rep := verify(t, s, "live"); !rep.Intact || !rep.Sealed || rep.Chunks != int64(chunks) {
+			t.Fatalf("%d chunks: verify: %+v", chunks, rep)
+		}
 	}
 }

@@ -238,7 +238,7 @@ func (s *Store) Verify(id string) (Report, error) {
 
 	cc := newChainChecker(id)
 	if hasCP && cpErr == nil {
-		cc.at = cp.Chunks
+		cc.checkAt(cp.Chunks)
 	}
 	err = s.scanChunks(id, func(seq uint64, v []byte) error {
 		if _, err := cc.check(seq, v, nil); err != nil {
@@ -292,6 +292,8 @@ func (s *Store) Verify(id string) (Report, error) {
 		rep.Sealed = true
 	case cpErr != nil:
 		fail(-1, "the signed checkpoint does not verify: %v", cpErr)
+	case hasCP && infoErr == nil && cp.metaMismatch(info):
+		fail(-1, "the session record's metadata (user, target, start...) differs from the signed checkpoint")
 	case hasCP:
 		// Not sealed: the latest signed checkpoint covers the chain up
 		// to its extent; anything after it is unverified.

@@ -254,7 +254,7 @@ func (s *Store) recoverSession(id string) error {
 		cp, hasCP, cpErr := s.openStoredCheckpoint(id, cpBytes)
 		cc := newChainChecker(id)
 		if hasCP && cpErr == nil {
-			cc.at = cp.Chunks
+			cc.checkAt(cp.Chunks)
 		}
 		var broken error
 		err = tx.Chunks(id, 0, 0, func(seq uint64, v []byte) error {
@@ -284,6 +284,8 @@ func (s *Store) recoverSession(id string) error {
 		switch {
 		case cpErr != nil:
 			info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
+		case hasCP && cp.metaMismatch(info):
+			info.Error = "the session record's metadata (user, target, start...) differs from the signed checkpoint: the record was edited; not sealed"
 		case hasCP && !cc.atSeen:
 			info.Error = fmt.Sprintf("recording damaged at chunk %d, before the end of the signed checkpoint (chunk %d): not sealed", cc.next, cp.Chunks-1)
 		case hasCP && (cc.atHead != cp.Head || cc.atEvents != cp.Events):
