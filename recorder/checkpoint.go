@@ -173,13 +173,6 @@ func (s *Store) openStoredCheckpoint(id string, v []byte) (c Checkpoint, ok bool
 	return c, true, nil
 }
 
-// needsCheckpoint reports whether a session's chunks must be covered by a
-// signed checkpoint: it started after this store began writing them, or
-// it has chunks of format 2 (whose writer always writes them).
-func (s *Store) needsCheckpoint(info SessionInfo, sawFormat2 bool) bool {
-	return sawFormat2 || !info.Start.Before(s.cpSince)
-}
-
 // metaMismatch says whether a checkpoint covers metadata that the stored
 // session record no longer has.
 func (c Checkpoint) metaMismatch(info SessionInfo) bool {

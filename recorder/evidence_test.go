@@ -1,6 +1,9 @@
 package recorder
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -95,5 +98,56 @@ func TestRecoverySealsTheUneditedMetadata(t *testing.T) {
 		if rep := verify(t, s, "live"); !rep.Intact || !rep.Sealed || rep.Chunks != int64(chunks) {
 			t.Fatalf("%d chunks: verify: %+v", chunks, rep)
 		}
+	}
+}
+
+// newChunkV1 builds a chunk of format 1 (what stores wrote before
+// checkpoints existed).
+func newChunkV1(payload []byte, seq uint64, prev [hashLen]byte, events int) ([]byte, [hashLen]byte) {
+	v := []byte(chunkMagicV1)
+	v = binary.BigEndian.AppendUint64(v, seq)
+	v = append(v, prev[:]...)
+	v = binary.BigEndian.AppendUint32(v, uint32(events))
+	v = binary.BigEndian.AppendUint32(v, uint32(len(payload)))
+	v = append(v, payload...)
+	h := sha256.Sum256(v)
+	return append(v, h[:]...), h
+}
+
+// The date from which sessions must have signed checkpoints is kept in the
+// store: moved into the future by someone with the file, it made a live
+// session rebuilt in chunk format 1, its checkpoint deleted, look like one
+// recorded before checkpoints existed, and the recovery sealed the forgery.
+func TestCheckpointsSinceMovedForward(t *testing.T) {
+	cfg := crashLive(t, 4)
+	tamper(t, cfg.Path, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketChunks)
+		prev := genesis("live")
+		for seq := uint64(0); ; seq++ {
+			v := b.Get(chunkKey("live", seq))
+			if v == nil {
+				break
+			}
+			c, err := parseChunk(v, seq, nil)
+			if err != nil {
+				return err
+			}
+			nv, h := newChunkV1(forge(bytes.Clone(c.payload)), seq, prev, c.events)
+			if err := b.Put(chunkKey("live", seq), nv); err != nil {
+				return err
+			}
+			prev = h
+		}
+		if err := tx.Bucket(bucketSessionCPs).Delete([]byte("live")); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put([]byte(metaCheckpointsSince), []byte("2100-01-01T00:00:00Z"))
+	})
+	s := openStore(t, cfg)
+	if out := output(events(t, s, "live"), 'o'); !strings.Contains(out, "FORGED") {
+		t.Fatalf("the forgery did not take: %q", out)
+	}
+	if rep := verify(t, s, "live"); rep.Intact {
+		t.Fatalf("verify: %+v", rep)
 	}
 }

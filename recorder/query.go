@@ -308,11 +308,12 @@ func (s *Store) Verify(id string) (Report, error) {
 		case info.Status != StatusLive:
 			fail(-1, "the %s session has no seal (its chunks match the last signed checkpoint)", info.Status)
 		}
-	case s.needsCheckpoint(info, cc.v2) && rep.Chunks > 0:
+	case rep.Chunks > 0:
+		// Whatever the store says of when checkpoints began (its writer
+		// can edit that): an unsealed recording without one is unverified.
 		fail(0, "no signed checkpoint covers chunk 0: the recording is unverified")
 	case info.Status == StatusLive:
-		// Written before checkpoints and not sealed yet: the chain so far
-		// is all there is to check.
+		fail(-1, "no signed checkpoint covers the live session's record")
 	default:
 		fail(-1, "the %s session has no seal", info.Status)
 	}
