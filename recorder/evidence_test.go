@@ -151,3 +151,33 @@ func TestCheckpointsSinceMovedForward(t *testing.T) {
 		t.Fatalf("verify: %+v", rep)
 	}
 }
+
+// The seal covers what the session did as the record lists it (the
+// database, the statements judged, the commands blocked, approved and
+// denied, the exit signal and why it ended), not only who and when: an
+// edit of any of them in an ended session's record fails verify.
+func TestSealCoversTheOutcome(t *testing.T) {
+	for _, field := range []struct {
+		key   string
+		value any
+	}{
+		{"database", "test"}, {"statements", 1}, {"blocked", 0}, {"approved", 3}, {"denied", 0},
+		{"exit_signal", "KILL"}, {"reason", "idle"}, {"error", "x"},
+	} {
+		t.Run(field.key, func(t *testing.T) {
+			cfg, clk := testConfig(t)
+			s, err := Open(cfg)
+			must(t, err)
+			r := begin(t, s, SessionInfo{ID: "pg", Kind: "postgres"})
+			clk.Advance(1000)
+			must(t, r.Output([]byte("select * from payroll")))
+			must(t, r.End(ExitInfo{Login: "app", Database: "payroll", Statements: 7, Blocked: 2, Approved: 1, Denied: 1}))
+			must(t, s.Close())
+			tamper(t, cfg.Path, editJSON(bucketSessions, "pg", func(m map[string]any) { m[field.key] = field.value }))
+			s = openStore(t, cfg)
+			if rep := verify(t, s, "pg"); rep.Intact {
+				t.Fatalf("verify after %s was edited: %+v", field.key, rep)
+			}
+		})
+	}
+}
