@@ -167,6 +167,11 @@ func (s *Store) init() error {
 		// reading the file; verify and the recovery do not trust it (the
 		// store's writer can edit it), so an older session left unsealed
 		// by a crash is not sealed without a checkpoint.
+		if v, err := tx.Meta(metaMigrating); err != nil {
+			return err
+		} else if len(v) > 0 {
+			return fmt.Errorf("%w: bastion store migrate did not finish copying into this database: drop it and run the migration again", ErrBroken)
+		}
 		since, err := tx.Meta(metaCheckpointsSince)
 		if err != nil {
 			return err
