@@ -223,6 +223,30 @@ func (s *Store) SetSinkCursor(name string, seq uint64) error {
 	})
 }
 
+// ResetSinkCursor moves the sink's cursor back from from to to, if it is
+// still at from (and, with PostgreSQL, this replica holds the sink): for a
+// cursor found past the log's head, which only an alteration of the store
+// explains.
+func (s *Store) ResetSinkCursor(name string, from, to uint64) error {
+	if s.pg != nil {
+		if err := s.enter(); err != nil {
+			return err
+		}
+		defer s.leave()
+		return s.pg.resetSinkCursor(name, from, to)
+	}
+	return s.update(func(tx Tx) error {
+		v, err := tx.Meta(sinkKey(name))
+		if err != nil {
+			return err
+		}
+		if len(v) != 8 || binary.BigEndian.Uint64(v) != from {
+			return fmt.Errorf("recorder: audit sink %s: the cursor moved", name)
+		}
+		return tx.SetMeta(sinkKey(name), u64key(to))
+	})
+}
+
 func sinkKey(name string) string { return "sink:" + name }
 
 // AuditComparison is what CompareAudit found.
