@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/bastionhq/bastion/recorder/asciicast"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -179,5 +181,22 @@ func TestSealCoversTheOutcome(t *testing.T) {
 				t.Fatalf("verify after %s was edited: %+v", field.key, rep)
 			}
 		})
+	}
+}
+
+// A recording rewritten with its chain rebuilt (content changed, every hash
+// recomputed, without the seal key) links chunk to chunk, so Export and
+// Events read it through; they must not end as if it were the recording,
+// since it no longer matches its seal.
+func TestExportRefusesARebuiltChain(t *testing.T) {
+	cfg, id, _ := recordChunks(t, 4)
+	tamper(t, cfg.Path, rebuild(id, 2, func(p []byte) []byte { return bytes.ReplaceAll(p, []byte("cccccccccc"), []byte("FORGED!!!!")) }))
+	s := openStore(t, cfg)
+	var out bytes.Buffer
+	if err := s.Export(id, &out); !errors.Is(err, ErrBroken) {
+		t.Errorf("Export: got %v, want %v (it wrote %q)", err, ErrBroken, out.String())
+	}
+	if err := s.Events(id, func(asciicast.Event) error { return nil }); !errors.Is(err, ErrBroken) {
+		t.Errorf("Events: got %v, want %v", err, ErrBroken)
 	}
 }
