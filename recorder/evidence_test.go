@@ -199,4 +199,7 @@ func TestExportRefusesARebuiltChain(t *testing.T) {
 	if err := s.Events(id, func(asciicast.Event) error { return nil }); !errors.Is(err, ErrBroken) {
 		t.Errorf("Events: got %v, want %v", err, ErrBroken)
 	}
+	if err := s.EventsSeek(id, Seek{}, func(Seek, asciicast.Event, []byte) error { return nil }); !errors.Is(err, ErrBroken) {
+		t.Errorf("EventsSeek: got %v, want %v", err, ErrBroken)
+	}
 }
