@@ -223,6 +223,30 @@ func (s *Store) SetSinkCursor(name string, seq uint64) error {
 	})
 }
 
+// ResetSinkCursor moves the sink's cursor back from from to to, if it is
+// still at from (and, with PostgreSQL, this replica holds the sink): for a
+// cursor found past the log's head, which only an alteration of the store
+// explains.
+func (s *Store) ResetSinkCursor(name string, from, to uint64) error {
+	if s.pg != nil {
+		if err := s.enter(); err != nil {
+			return err
+		}
+		defer s.leave()
+		return s.pg.resetSinkCursor(name, from, to)
+	}
+	return s.update(func(tx Tx) error {
+		v, err := tx.Meta(sinkKey(name))
+		if err != nil {
+			return err
+		}
+		if len(v) != 8 || binary.BigEndian.Uint64(v) != from {
+			return fmt.Errorf("recorder: audit sink %s: the cursor moved", name)
+		}
+		return tx.SetMeta(sinkKey(name), u64key(to))
+	})
+}
+
 func sinkKey(name string) string { return "sink:" + name }
 
 // AuditComparison is what CompareAudit found.
@@ -244,7 +268,8 @@ type AuditComparison struct {
 // past the local log's end: its tail was deleted), a fork (a record the sink
 // received differs from the local one: one of them was rewritten), a record
 // missing locally, and a received copy that is not a chain or whose
-// checkpoints do not verify.
+// checkpoints do not verify, and a local log that does not verify on its
+// own ([Store.VerifyAudit]).
 func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 	cmp := AuditComparison{BrokenAt: -1}
 	fail := func(seq int64, format string, args ...any) {
@@ -344,6 +369,18 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 			fail(int64(seq), "forked: record %d differs from the one the sink received (the local log was cut there and written again, or one of the two was altered)", seq)
 		default:
 			cmp.Matched++
+		}
+	}
+	// The local hashes compared above are the stored ones: a record whose
+	// event was edited with its hash left alone would match. The local
+	// chain must verify on its own too.
+	if cmp.Problem == "" {
+		rep, err := s.VerifyAudit()
+		if err != nil {
+			return cmp, fmt.Errorf("recorder: compare audit: %w", err)
+		}
+		if !rep.Intact {
+			fail(rep.BrokenAt, "the local audit log does not verify: %s", rep.Problem)
 		}
 	}
 	if cmp.Received == 0 && cmp.Problem == "" {

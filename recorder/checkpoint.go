@@ -2,7 +2,9 @@ package recorder
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,18 +32,28 @@ import (
 //	EVENTS
 //	HEAD (base64 of the SHA-256 chain head)
 //	TIME (RFC 3339, UTC)
+//	META (base64 of the SHA-256 of the session's metadata; v2 only)
 //
-// followed by the note's blank line and signature line.
+// followed by the note's blank line and signature line. Version 2 (the
+// origin line says "v2") adds META, which covers who recorded what where
+// and when (see [MetaHash]): a session record edited in the store while
+// the session is live, or after a crash and before the recovery seals it,
+// no longer matches its checkpoint. Begin writes the first checkpoint, of
+// no chunks, with the session record, so a session that never produced
+// output is covered too. Stores written before keep v1 checkpoints, which
+// verify as they did.
 type Checkpoint struct {
 	SessionID string
 	Chunks    int64
 	Events    int64
 	Head      [hashLen]byte
 	Time      time.Time
+	Meta      [hashLen]byte // zero in a v1 checkpoint
 }
 
 const (
-	checkpointOrigin = "bastion session checkpoint v1"
+	checkpointOrigin   = "bastion session checkpoint v1"
+	checkpointOriginV2 = "bastion session checkpoint v2"
 	// noteKeyName names the seal key in signed notes.
 	noteKeyName = "bastion-seal"
 )
@@ -50,15 +62,49 @@ var errCheckpoint = errors.New("checkpoint is malformed")
 
 // text is the checkpoint's note text.
 func (c Checkpoint) text() string {
-	return fmt.Sprintf("%s\n%s\n%d\n%d\n%s\n%s\n", checkpointOrigin, c.SessionID, c.Chunks, c.Events,
-		base64.StdEncoding.EncodeToString(c.Head[:]), c.Time.UTC().Format(time.RFC3339Nano))
+	if c.Meta == ([hashLen]byte{}) {
+		return fmt.Sprintf("%s\n%s\n%d\n%d\n%s\n%s\n", checkpointOrigin, c.SessionID, c.Chunks, c.Events,
+			base64.StdEncoding.EncodeToString(c.Head[:]), c.Time.UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("%s\n%s\n%d\n%d\n%s\n%s\n%s\n", checkpointOriginV2, c.SessionID, c.Chunks, c.Events,
+		base64.StdEncoding.EncodeToString(c.Head[:]), c.Time.UTC().Format(time.RFC3339Nano),
+		base64.StdEncoding.EncodeToString(c.Meta[:]))
+}
+
+// MetaHash is what a v2 checkpoint's META line holds: the SHA-256 of the
+// JSON of the session's ID, kind, user, issuer, subject, target, command,
+// client address, certificate serial and start (RFC 3339, UTC), in that
+// order, the fields Begin stores and nothing changes later.
+func MetaHash(info SessionInfo) [hashLen]byte {
+	v, _ := json.Marshal(struct {
+		ID         string `json:"id"`
+		Kind       string `json:"kind"`
+		User       string `json:"user"`
+		Issuer     string `json:"issuer"`
+		Subject    string `json:"subject"`
+		Target     string `json:"target"`
+		Command    string `json:"command"`
+		ClientAddr string `json:"client_addr"`
+		CertSerial uint64 `json:"cert_serial"`
+		Start      string `json:"start"`
+	}{info.ID, info.Kind, info.User, info.Issuer, info.Subject, info.Target, info.Command,
+		info.ClientAddr, info.CertSerial, info.Start.UTC().Format(time.RFC3339Nano)})
+	return sha256.Sum256(v)
 }
 
 // parseCheckpointText reads a checkpoint's note text.
 func parseCheckpointText(text string) (Checkpoint, error) {
 	var c Checkpoint
 	lines := strings.Split(text, "\n")
-	if len(lines) != 7 || lines[6] != "" || lines[0] != checkpointOrigin {
+	switch {
+	case len(lines) == 7 && lines[0] == checkpointOrigin && lines[6] == "":
+	case len(lines) == 8 && lines[0] == checkpointOriginV2 && lines[7] == "":
+		meta, err := base64.StdEncoding.DecodeString(lines[6])
+		if err != nil || len(meta) != hashLen || [hashLen]byte(meta) == ([hashLen]byte{}) {
+			return c, errCheckpoint
+		}
+		copy(c.Meta[:], meta)
+	default:
 		return c, errCheckpoint
 	}
 	c.SessionID = lines[1]
@@ -127,9 +173,8 @@ func (s *Store) openStoredCheckpoint(id string, v []byte) (c Checkpoint, ok bool
 	return c, true, nil
 }
 
-// needsCheckpoint reports whether a session's chunks must be covered by a
-// signed checkpoint: it started after this store began writing them, or
-// it has chunks of format 2 (whose writer always writes them).
-func (s *Store) needsCheckpoint(info SessionInfo, sawFormat2 bool) bool {
-	return sawFormat2 || !info.Start.Before(s.cpSince)
+// metaMismatch says whether a checkpoint covers metadata that the stored
+// session record no longer has.
+func (c Checkpoint) metaMismatch(info SessionInfo) bool {
+	return c.Meta != ([hashLen]byte{}) && c.Meta != MetaHash(info)
 }

@@ -83,11 +83,13 @@ func TestCheckpointIsAStandardSignedNote(t *testing.T) {
 	must(t, err)
 	n, err := note.Open(msg, note.VerifierList(v))
 	must(t, err)
-	if !strings.HasPrefix(n.Text, "bastion session checkpoint v1\nnoted\n1\n1\n") {
+	if !strings.HasPrefix(n.Text, "bastion session checkpoint v2\nnoted\n1\n1\n") {
 		t.Fatalf("note text: %q", n.Text)
 	}
+	info, err := s.Session("noted")
+	must(t, err)
 	cp, err := OpenCheckpoint(testKey.Public().(ed25519.PublicKey), msg)
-	if err != nil || cp.Chunks != 1 || cp.SessionID != "noted" {
+	if err != nil || cp.Chunks != 1 || cp.SessionID != "noted" || cp.Meta != MetaHash(info) {
 		t.Fatalf("got %+v, %v", cp, err)
 	}
 	_, other, _ := ed25519.GenerateKey(nil)

@@ -346,6 +346,15 @@ func newChainChecker(id string) *chainChecker {
 	return &chainChecker{id: id, head: genesis(id)}
 }
 
+// checkAt asks cc to remember the chain at n chunks (a checkpoint's
+// extent); a checkpoint of no chunks is the genesis.
+func (cc *chainChecker) checkAt(n int64) {
+	cc.at = n
+	if n == 0 {
+		cc.atHead, cc.atEvents, cc.atSeen = cc.head, 0, true
+	}
+}
+
 // check verifies the chunk stored as sequence seq and returns it; the
 // error names what broke. fn, if not nil, sees each event.
 func (cc *chainChecker) check(seq uint64, v []byte, fn func(rawEvent) error) (chunk, error) {

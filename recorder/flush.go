@@ -296,7 +296,7 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 	}
 	it.info.Compressed = r.committedBytes + it.stored
 	if len(it.values) > 0 {
-		cp, err := signCheckpoint(s.signer, Checkpoint{SessionID: r.id, Chunks: int64(seq), Events: evTotal, Head: head, Time: now})
+		cp, err := signCheckpoint(s.signer, Checkpoint{SessionID: r.id, Chunks: int64(seq), Events: evTotal, Head: head, Time: now, Meta: r.meta})
 		if err != nil {
 			// Unreachable (ed25519 signing does not fail); the flush then
 			// fails and the session follows the failure mode.

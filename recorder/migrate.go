@@ -21,7 +21,8 @@ type MigrateReport struct {
 const migrateBatch = 512
 
 // Migrate copies the bbolt store cfg opens (cfg.Path) into the PostgreSQL
-// database to names, which must hold no store yet, and then verifies every
+// database to names, which must hold no store yet (a migration that stopped
+// part way leaves one that Open refuses: drop it and migrate again), and then verifies every
 // session and the audit chain in the copy with cfg's seal keys. It opens
 // the source as serve does first, so sessions a crash left live are marked
 // interrupted and sealed before they are copied. Run it with the bastion
@@ -120,6 +121,10 @@ func copyStore(src Backend, dst *pgBackend, rep *MigrateReport) error {
 			if err := stx.Metas(dtx.SetMeta); err != nil {
 				return err
 			}
+			// Until the copy is whole, no replica opens the database.
+			if err := dtx.SetMeta(metaMigrating, []byte("copying")); err != nil {
+				return err
+			}
 			if err := stx.Revocations(func(r Revocation) error {
 				rep.Revocations++
 				_, err := dtx.Revoke(r)
@@ -148,8 +153,15 @@ func copyStore(src Backend, dst *pgBackend, rep *MigrateReport) error {
 			return fmt.Errorf("session %s: %w", info.ID, err)
 		}
 	}
-	return copyAudit(src, dst, rep)
+	if err := copyAudit(src, dst, rep); err != nil {
+		return err
+	}
+	return dst.Update(func(tx Tx) error { return tx.SetMeta(metaMigrating, []byte{}) })
 }
+
+// metaMigrating is set, non-empty, while Migrate copies into a database:
+// a migration that stopped part way leaves it, and Open refuses the store.
+const metaMigrating = "migration_incomplete"
 
 // copySession copies a session's chunks in batches, then its record,
 // checkpoint and seal (a reader of the copy meanwhile sees no session).

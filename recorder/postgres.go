@@ -1135,6 +1135,23 @@ func (b *pgBackend) setSinkCursor(name string, seq uint64) error {
 	return nil
 }
 
+// resetSinkCursor moves the cursor back from from to to, while this
+// replica holds the sink and the cursor is still at from.
+func (b *pgBackend) resetSinkCursor(name string, from, to uint64) error {
+	ctx, cancel := b.ctx()
+	defer cancel()
+	tag, err := b.pool.Exec(ctx, `UPDATE bastion_sinks SET delivered = $4
+		WHERE name = $1 AND holder = $2 AND delivered = $3
+		  AND EXISTS (SELECT 1 FROM bastion_replicas WHERE id = $2 AND expires > now())`, name, b.replica, seqArg(from), seqArg(to))
+	if err != nil {
+		return fmt.Errorf("recorder: reset audit sink %s's cursor: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("recorder: audit sink %s: %w", name, errSinkLost)
+	}
+	return nil
+}
+
 // releaseSink gives the sink up, for another replica to claim at once.
 func (b *pgBackend) releaseSink(name string) error {
 	ctx, cancel := b.ctx()

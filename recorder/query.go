@@ -53,7 +53,11 @@ func (e callbackError) Error() string { return e.err.Error() }
 
 func (s *Store) events(id string, fn func(asciicast.Event) error) error {
 	cc := newChainChecker(id)
-	err := s.scanChunks(id, func(seq uint64, v []byte) error {
+	done, err := s.signedExtent(id, cc)
+	if err != nil {
+		return err
+	}
+	err = s.scanChunks(id, func(seq uint64, v []byte) error {
 		var last = cc.last
 		c, err := cc.check(seq, v, nil)
 		if err != nil {
@@ -75,7 +79,67 @@ func (s *Store) events(id string, fn func(asciicast.Event) error) error {
 	if errors.As(err, &cbErr) {
 		return cbErr.err
 	}
+	if err == nil {
+		err = done()
+	}
 	return err
+}
+
+// signedExtent reads what signatures say of session id's chain (its seal,
+// or else its latest checkpoint) and asks cc to remember the chain there.
+// done, once cc has walked every chunk, says whether what was read matches
+// them: a chain rebuilt without the seal key links chunk to chunk, so only
+// the signature tells it from the recording. A reader streams before it
+// knows, so done's error comes after the content (the caller fails).
+func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, err error) {
+	if len(s.keys) == 0 {
+		// Opened read-only without the seal key (an offline reader):
+		// nothing to check signatures with; `bastion verify` does.
+		return func() error { return nil }, nil
+	}
+	var sealBytes, cpBytes []byte
+	err = s.view(func(tx Tx) error {
+		var err error
+		if sealBytes, err = tx.Seal(id); err != nil {
+			return err
+		}
+		cpBytes, err = tx.Checkpoint(id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: session %s: %w", id, err)
+	}
+	broken := func(format string, args ...any) error {
+		return fmt.Errorf("recorder: session %s: %w: %s (bastion verify %s says more)", id, ErrBroken, fmt.Sprintf(format, args...), id)
+	}
+	if sealBytes != nil {
+		var se Seal
+		if err := openSigned(s.keys, sealDomain, sealBytes, &se); err != nil || se.SessionID != id {
+			return func() error { return broken("the seal is invalid") }, nil
+		}
+		cc.checkAt(se.Chunks)
+		return func() error {
+			if int64(cc.next) != se.Chunks || !cc.atSeen || hex.EncodeToString(cc.atHead[:]) != se.Head || cc.atEvents != se.Events {
+				return broken("the recording does not match its seal")
+			}
+			return nil
+		}, nil
+	}
+	cp, ok, cpErr := s.openStoredCheckpoint(id, cpBytes)
+	switch {
+	case cpErr != nil:
+		return func() error { return broken("the signed checkpoint does not verify") }, nil
+	case !ok:
+		return func() error { return nil }, nil // verify says what is unverified
+	}
+	cc.checkAt(cp.Chunks)
+	return func() error {
+		// A live session's later chunks came with later checkpoints.
+		if !cc.atSeen || cc.atHead != cp.Head || cc.atEvents != cp.Events {
+			return broken("the recording does not match its signed checkpoint")
+		}
+		return nil
+	}, nil
 }
 
 func (s *Store) sessionView(id string) (SessionInfo, error) {
@@ -238,7 +302,7 @@ func (s *Store) Verify(id string) (Report, error) {
 
 	cc := newChainChecker(id)
 	if hasCP && cpErr == nil {
-		cc.at = cp.Chunks
+		cc.checkAt(cp.Chunks)
 	}
 	err = s.scanChunks(id, func(seq uint64, v []byte) error {
 		if _, err := cc.check(seq, v, nil); err != nil {
@@ -292,6 +356,8 @@ func (s *Store) Verify(id string) (Report, error) {
 		rep.Sealed = true
 	case cpErr != nil:
 		fail(-1, "the signed checkpoint does not verify: %v", cpErr)
+	case hasCP && infoErr == nil && cp.metaMismatch(info):
+		fail(-1, "the session record's metadata (user, target, start...) differs from the signed checkpoint")
 	case hasCP:
 		// Not sealed: the latest signed checkpoint covers the chain up
 		// to its extent; anything after it is unverified.
@@ -306,11 +372,12 @@ func (s *Store) Verify(id string) (Report, error) {
 		case info.Status != StatusLive:
 			fail(-1, "the %s session has no seal (its chunks match the last signed checkpoint)", info.Status)
 		}
-	case s.needsCheckpoint(info, cc.v2) && rep.Chunks > 0:
+	case rep.Chunks > 0:
+		// Whatever the store says of when checkpoints began (its writer
+		// can edit that): an unsealed recording without one is unverified.
 		fail(0, "no signed checkpoint covers chunk 0: the recording is unverified")
 	case info.Status == StatusLive:
-		// Written before checkpoints and not sealed yet: the chain so far
-		// is all there is to check.
+		fail(-1, "no signed checkpoint covers the live session's record")
 	default:
 		fail(-1, "the %s session has no seal", info.Status)
 	}

@@ -17,6 +17,7 @@ type Recording struct {
 	s     *Store
 	id    string
 	start time.Time
+	meta  [hashLen]byte // MetaHash of the session record, in every checkpoint
 
 	failed chan struct{} // closed on a Strict failure or when the store closes
 
@@ -103,7 +104,19 @@ func (s *Store) Begin(info SessionInfo) (*Recording, error) {
 	if s.pg != nil {
 		info.ReplicaName = s.pg.cfg.Name
 	}
-	err := s.b.Update(func(tx Tx) error { return tx.CreateSession(info) })
+	// The first checkpoint, of no chunks, covers the session's metadata
+	// from the start (one signature per session).
+	meta := MetaHash(info)
+	cp, err := signCheckpoint(s.signer, Checkpoint{SessionID: info.ID, Head: genesis(info.ID), Time: now, Meta: meta})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: begin %s: %w", info.ID, err)
+	}
+	err = s.b.Update(func(tx Tx) error {
+		if err := tx.CreateSession(info); err != nil {
+			return err
+		}
+		return tx.PutCheckpoint(info.ID, cp)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("recorder: begin %s: %w", info.ID, err)
 	}
@@ -111,6 +124,7 @@ func (s *Store) Begin(info SessionInfo) (*Recording, error) {
 		s:      s,
 		id:     info.ID,
 		start:  info.Start,
+		meta:   meta,
 		failed: make(chan struct{}),
 		info:   info,
 		head:   genesis(info.ID),

@@ -33,6 +33,18 @@ type Seal struct {
 	Truncated  bool      `json:"truncated,omitempty"`
 	Head       string    `json:"head"` // hex SHA-256 of the last chunk, or of the chain's genesis
 	SealedAt   time.Time `json:"sealed_at"`
+	// Version 2 seals cover what the session did, as the record lists it
+	// (seals written before have no "v" and do not: only these fields are
+	// compared for them).
+	Version    int    `json:"v,omitempty"`
+	ExitSignal string `json:"exit_signal,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Database   string `json:"database,omitempty"`
+	Statements int64  `json:"statements,omitempty"`
+	Blocked    int    `json:"blocked,omitempty"`
+	Approved   int    `json:"approved,omitempty"`
+	Denied     int    `json:"denied,omitempty"`
 }
 
 // signed is the stored form of a seal or audit checkpoint: the exact JSON
@@ -106,6 +118,9 @@ func newSeal(info SessionInfo, head [hashLen]byte, sealedAt time.Time) Seal {
 		Start: info.Start, End: info.End, ExitStatus: info.ExitStatus,
 		BytesIn: info.BytesIn, BytesOut: info.BytesOut, Chunks: info.Chunks, Events: info.Events,
 		Truncated: info.Truncated, Head: hex.EncodeToString(head[:]), SealedAt: sealedAt.UTC(),
+		Version: 2, ExitSignal: info.ExitSignal, Reason: info.Reason, Error: info.Error,
+		Database: info.Database, Statements: info.Statements,
+		Blocked: info.Blocked, Approved: info.Approved, Denied: info.Denied,
 	}
 }
 
@@ -134,6 +149,13 @@ func (se Seal) mismatch(info SessionInfo) string {
 		return "counts"
 	case se.Truncated != want.Truncated:
 		return "truncated"
+	case se.Version < 2:
+	case se.ExitSignal != want.ExitSignal || se.Reason != want.Reason || se.Error != want.Error:
+		return "ending"
+	case se.Database != want.Database || se.Statements != want.Statements:
+		return "database"
+	case se.Blocked != want.Blocked || se.Approved != want.Approved || se.Denied != want.Denied:
+		return "rule outcomes"
 	}
 	return ""
 }

@@ -30,8 +30,16 @@ func (s *Store) EventsSeek(id string, from Seek, fn func(at Seek, ev asciicast.E
 		return err
 	}
 	cc := newChainChecker(id)
+	done := func() error { return nil }
 	if from.Chunk > 0 {
 		cc.next, cc.head = from.Chunk, from.prev
+	} else {
+		// A walk from the start (the console's index of the recording)
+		// ends checked against the seal, as Events does.
+		var err error
+		if done, err = s.signedExtent(id, cc); err != nil {
+			return err
+		}
 	}
 	err := s.scanChunksFrom(id, from.Chunk, func(seq uint64, v []byte) error {
 		at := Seek{Chunk: seq, prev: cc.head}
@@ -53,6 +61,9 @@ func (s *Store) EventsSeek(id string, from Seek, fn func(at Seek, ev asciicast.E
 	var cbErr callbackError
 	if errors.As(err, &cbErr) {
 		return cbErr.err
+	}
+	if err == nil {
+		err = done()
 	}
 	return err
 }

@@ -59,7 +59,7 @@ type Store struct {
 	zenc    *zstd.Encoder // compresses chunks; used by the flusher
 	signer  *sealSigner   // signs seals and checkpoints
 	keys    sealKeys      // verify them: the seal key, then previous ones
-	cpSince time.Time     // sessions started at or after this have checkpoints
+	cpSince time.Time     // when the store began writing checkpoints: informational only (its writer can edit it)
 	// tokensSwept is when expired token keys were last forgotten (the
 	// audit loop's own).
 	tokensSwept time.Time
@@ -163,8 +163,15 @@ func (s *Store) where() string {
 
 func (s *Store) init() error {
 	err := s.b.Update(func(tx Tx) error {
-		// Sessions that start from now on are covered by signed
-		// checkpoints; older ones (chunk format 1) are sealed as before.
+		// When this store began writing signed checkpoints, for people
+		// reading the file; verify and the recovery do not trust it (the
+		// store's writer can edit it), so an older session left unsealed
+		// by a crash is not sealed without a checkpoint.
+		if v, err := tx.Meta(metaMigrating); err != nil {
+			return err
+		} else if len(v) > 0 {
+			return fmt.Errorf("%w: bastion store migrate did not finish copying into this database: drop it and run the migration again", ErrBroken)
+		}
 		since, err := tx.Meta(metaCheckpointsSince)
 		if err != nil {
 			return err
@@ -254,7 +261,7 @@ func (s *Store) recoverSession(id string) error {
 		cp, hasCP, cpErr := s.openStoredCheckpoint(id, cpBytes)
 		cc := newChainChecker(id)
 		if hasCP && cpErr == nil {
-			cc.at = cp.Chunks
+			cc.checkAt(cp.Chunks)
 		}
 		var broken error
 		err = tx.Chunks(id, 0, 0, func(seq uint64, v []byte) error {
@@ -284,6 +291,8 @@ func (s *Store) recoverSession(id string) error {
 		switch {
 		case cpErr != nil:
 			info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
+		case hasCP && cp.metaMismatch(info):
+			info.Error = "the session record's metadata (user, target, start...) differs from the signed checkpoint: the record was edited; not sealed"
 		case hasCP && !cc.atSeen:
 			info.Error = fmt.Sprintf("recording damaged at chunk %d, before the end of the signed checkpoint (chunk %d): not sealed", cc.next, cp.Chunks-1)
 		case hasCP && (cc.atHead != cp.Head || cc.atEvents != cp.Events):
@@ -293,12 +302,14 @@ func (s *Store) recoverSession(id string) error {
 			if int64(cc.next) > cp.Chunks || broken != nil {
 				info.Error = fmt.Sprintf("chunks from %d on come after the last signed checkpoint: sealed up to chunk %d", cp.Chunks, cp.Chunks-1)
 			}
-		case s.needsCheckpoint(info, cc.v2) && (cc.next > 0 || broken != nil):
+		case cc.next > 0 || broken != nil:
+			// Even a session recorded before checkpoints existed (format
+			// 1) is not sealed as it stands: what tells such a session
+			// from a forgery rebuilt in format 1 with its checkpoint
+			// deleted is only in the store, which its writer can edit.
 			info.Error = "no signed checkpoint covers the recording: not sealed"
-		case broken != nil:
-			info.Error = fmt.Sprintf("recording damaged at chunk %d: %v", cc.next, broken)
 		default:
-			seal = true // written before checkpoints: sealed as it stands
+			info.Error = "no signed checkpoint covers the session record: not sealed"
 		}
 		if seal {
 			info.Events, info.Chunks = events, chunks

@@ -175,7 +175,11 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 // rawEvents calls fn with each committed event of a session, checked.
 func (s *Store) rawEvents(id string, fn func(rawEvent) error) error {
 	cc := newChainChecker(id)
-	err := s.scanChunks(id, func(seq uint64, v []byte) error {
+	done, err := s.signedExtent(id, cc)
+	if err != nil {
+		return err
+	}
+	err = s.scanChunks(id, func(seq uint64, v []byte) error {
 		last := cc.last
 		c, err := cc.check(seq, v, nil)
 		if err != nil {
@@ -190,6 +194,9 @@ func (s *Store) rawEvents(id string, fn func(rawEvent) error) error {
 	})
 	if cb, ok := err.(callbackError); ok {
 		return cb.err
+	}
+	if err == nil {
+		err = done()
 	}
 	return err
 }

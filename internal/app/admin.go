@@ -370,7 +370,7 @@ func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio 
 		if *against != "-" {
 			return fail(aio, 2, "verify --audit --against: the bastion reads the sink's copy from stdin (-); `bastion verify --audit --against FILE` sends it")
 		}
-		cmp, err := a.Store.CompareAudit(io.LimitReader(aio.Stdin, maxAgainstBytes))
+		cmp, err := a.Store.CompareAudit(&capReader{r: aio.Stdin, n: maxAgainstBytes})
 		if err != nil {
 			return fail(aio, 1, "verify --audit --against: %v", err)
 		}
@@ -430,7 +430,28 @@ func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio 
 }
 
 // maxAgainstBytes bounds a sink's copy read by verify --audit --against.
-const maxAgainstBytes = 4 << 30
+// A longer copy is refused, not compared in part: its newest records, the
+// ones that show a deleted tail or a rolled-back store, are at its end.
+var maxAgainstBytes int64 = 4 << 30
+
+// capReader reads r and fails once more than n bytes came from it.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n := 0
+	var err error
+	if c.n >= 0 {
+		n, err = c.r.Read(p)
+		c.n -= int64(n)
+	}
+	if c.n < 0 {
+		return 0, fmt.Errorf("the sink's copy is larger than %s: compare its newest part (tail -c 1G FILE > PART)", byteCount(maxAgainstBytes))
+	}
+	return n, err
+}
 
 func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("audit", aio)

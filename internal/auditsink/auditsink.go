@@ -78,6 +78,9 @@ type Feed interface {
 	// SetSinkCursor moves the sink's cursor (when shared, only while this
 	// process holds the sink).
 	SetSinkCursor(name string, seq uint64) error
+	// ResetSinkCursor moves the sink's cursor back from from to to, if it
+	// is still at from (when shared, only while this process holds it).
+	ResetSinkCursor(name string, from, to uint64) error
 	// ReleaseSink lets another process claim the sink at once.
 	ReleaseSink(name string) error
 }
@@ -278,7 +281,33 @@ func (s *Shipper) run(ctx context.Context, sink Sink, notify <-chan struct{}) {
 			holding, cursor = true, c
 			s.setStatus(name, func(st *Status) { st.Holding, st.Delivered = true, c })
 		}
-		if head, err := s.cfg.Feed.AuditHead(); err == nil && head > cursor+maxLag {
+		head, err := s.cfg.Feed.AuditHead()
+		if err == nil && cursor > head {
+			// The cursor lives in the store beside the log, and nothing
+			// legitimate moves it past the head: someone who can write the
+			// store did, so that what is written next stays on the box
+			// (or the log's tail was deleted). Tell the sink and send
+			// again from the start, within the spool's bound.
+			line := []byte(fmt.Sprintf(`{"cursor_ahead":{"cursor":%d,"head":%d}}`, cursor, head))
+			if err := sink.Send(ctx, [][]byte{line}); err != nil {
+				if !sleep(ctx, backoff) {
+					return
+				}
+				continue
+			}
+			log.Error("audit sink: its cursor in the store is past the audit log's head (the store was altered); sending again from the start", "cursor", cursor, "head", head)
+			if err := s.cfg.Feed.ResetSinkCursor(name, cursor, 0); err != nil {
+				log.Error("audit sink: reset its cursor", "err", err)
+				if !sleep(ctx, s.cfg.MaxBackoff) {
+					return
+				}
+				holding = false // claim it again: the store's cursor is the truth
+				continue
+			}
+			cursor, dirty = 0, false
+			continue
+		}
+		if err == nil && head > cursor+maxLag {
 			gap := []byte(fmt.Sprintf(`{"gap":{"from":%d,"to":%d}}`, cursor+1, head-maxLag))
 			if err := sink.Send(ctx, [][]byte{gap}); err == nil {
 				log.Warn("audit sink fell behind its spool; skipped records", "from", cursor+1, "to", head-maxLag)
