@@ -1,6 +1,7 @@
 package devidp
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -37,8 +38,13 @@ func (p *Provider) MintIDToken(claims map[string]any) (string, error) {
 
 // IDTokenClaims returns the claims of an ID token the provider would issue to
 // clientID after subject logged in, less nonce and hashes: iss, sub, aud, azp, iat,
-// auth_time and exp (from Config.Now and IDTokenLifetime) and the user's claims. The
-// map is the caller's to change before MintIDToken. clientID need not be registered.
+// auth_time and exp (from Config.Now and IDTokenLifetime), a random jti, and the user's
+// claims. The map is the caller's to change before MintIDToken (delete jti for a token
+// without one). clientID need not be registered.
+//
+// The jti is what makes two tokens minted for one user in the same second differ:
+// RS256 signatures are deterministic, so without it they are the same token, and a
+// bastion spends it once.
 func (p *Provider) IDTokenClaims(subject, clientID string) (map[string]any, error) {
 	u, ok := p.store.usersBySub[subject]
 	if !ok {
@@ -54,6 +60,7 @@ func (p *Provider) IDTokenClaims(subject, clientID string) (map[string]any, erro
 		"iat":       now.Unix(),
 		"auth_time": now.Unix(),
 		"exp":       now.Add(p.store.idTokenLifetime).Unix(),
+		"jti":       rand.Text(),
 	})
 	return c, nil
 }
