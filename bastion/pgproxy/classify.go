@@ -229,6 +229,21 @@ func (c *collector) visit(n any) {
 			c.funcs = append(c.funcs, name)
 		}
 		c.call(n)
+	case *pg.A_Indirection:
+		// (expr).f is attribute notation: when f is no field of expr, the server calls
+		// f(expr), whatever expr's type ((pg_backend_pid()).pg_terminate_backend).
+		for _, ind := range n.Indirection {
+			if s := ind.GetString_(); s != nil {
+				c.attributeCall(s.Sval)
+			}
+		}
+	case *pg.ColumnRef:
+		// t.f, s.t.f: f(t) when f is no column of t (attribute notation on a row).
+		if len(n.Fields) >= 2 {
+			if s := n.Fields[len(n.Fields)-1].GetString_(); s != nil {
+				c.attributeCall(s.Sval)
+			}
+		}
 	case *pg.SelectStmt:
 		if len(n.ValuesLists) > 0 {
 			c.kind("values")
@@ -434,6 +449,19 @@ func (c *collector) visit(n any) {
 		}
 		c.kind(k)
 	}
+}
+
+// attributeCall counts name, read as a field or column in attribute notation, as a
+// call of a function of that name: the text cannot tell a field from a function call
+// (PostgreSQL looks at the catalog), so both are assumed.
+func (c *collector) attributeCall(name string) {
+	if name == "" {
+		return
+	}
+	if !contains(c.funcs, name) {
+		c.funcs = append(c.funcs, name)
+	}
+	c.classifyFuncName(name)
 }
 
 // containedKinds are what a schema (or a role's objects) can hold, each dropped with it.
