@@ -1,0 +1,119 @@
+package pgproxy
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// sqlRulesPolicy is a deployment's table and function rules, compiled by the real
+// policy engine.
+const sqlRulesPolicy = `
+data_dir: /tmp/x
+oidc: {issuer: "https://idp", client_id: b}
+targets:
+  - {name: pg1, kind: postgres, address: "10.0.0.3:5432", password_env: PGPW_UNUSED}
+roles:
+  - {name: dev, groups: [dev], targets: ["*"], db_users: [app]}
+rules:
+  - {name: victim, on: sql, match: {statements: [delete, update, truncate, drop_table], tables: ["victim"]}, action: block}
+  - {name: term, on: sql, match: {functions: [pg_terminate_backend]}, action: block}
+`
+
+// sqlRulesSeed: victim references parent with ON DELETE CASCADE (as real schemas do),
+// and app owns victim (as an application's role owns its tables).
+const sqlRulesSeed = seedSQL + `
+CREATE TABLE parent (id int PRIMARY KEY);
+INSERT INTO parent VALUES (1), (2), (3);
+CREATE TABLE victim (id int PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE);
+INSERT INTO victim VALUES (1, 1), (2, 2), (3, 3);
+CREATE TABLE loose (id int PRIMARY KEY);
+INSERT INTO loose VALUES (1), (2), (3);
+CREATE TABLE pinned (id int REFERENCES loose);
+GRANT ALL ON ALL TABLES IN SCHEMA public TO app;
+ALTER TABLE victim OWNER TO app;
+`
+
+func startSQLRules(t *testing.T) (*testenv.Postgres, *harness) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": sqlRulesSeed},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, sqlRulesPolicy, &seen, &mu) })
+	return pg, h
+}
+
+func runRuled(t *testing.T, h *harness, sql string, wantBlocked bool, why string) {
+	t.Helper()
+	r := h.psql(t, "", "-c", sql)
+	blocked := r.err != nil && strings.Contains(r.stderr, "bastion: statement blocked")
+	switch {
+	case wantBlocked && !blocked:
+		t.Errorf("%s: not blocked (%s): err=%v %q", sql, why, r.err, r.stderr)
+	case !wantBlocked && r.err != nil:
+		t.Errorf("%s: failed (%s): %v %q", sql, why, r.err, r.stderr)
+	}
+}
+
+// TestFunctionRuleAttributeNotation: (x).f is a call of f(x) for any type of x, so a
+// functions rule (and the server_admin kind) must see it (red team:
+// "SELECT (pg_backend_pid()).pg_terminate_backend" ran through a rule blocking
+// pg_terminate_backend).
+func TestFunctionRuleAttributeNotation(t *testing.T) {
+	_, h := startSQLRules(t)
+	for _, sql := range []string{
+		"SELECT (pg_backend_pid()).pg_terminate_backend",
+		"SELECT (p).pg_terminate_backend FROM (SELECT pg_backend_pid() AS p) s",
+		"SELECT ((pg_backend_pid())).\"pg_terminate_backend\"",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if r.err == nil || !strings.Contains(r.stderr, "42501") || !strings.Contains(r.stderr, `rule "term"`) {
+			t.Errorf("%s: got %v %q; want a block by rule term", sql, r.err, r.stderr)
+		}
+	}
+	runRuled(t, h, "SELECT t.id, (t).name FROM t", false, "columns and fields still read")
+}
+
+// TestTableRuleFollowsForeignKeysAndDrops: a table rule also stops what reaches the
+// table through a foreign key's ON DELETE CASCADE, TRUNCATE ... CASCADE, and a DROP
+// TABLE of a partitioned or inheritance parent it was attached to, in one message or
+// after a commit (red team: each of these emptied or dropped victim).
+func TestTableRuleFollowsForeignKeysAndDrops(t *testing.T) {
+	pg, h := startSQLRules(t)
+	rows := func(t *testing.T, want string) {
+		t.Helper()
+		if !tableExists(t, pg, "victim") {
+			t.Fatal("victim was dropped")
+		}
+		if n := countRows(t, pg, "victim"); n != want {
+			t.Fatalf("victim has %s rows, want %s", n, want)
+		}
+	}
+	runRuled(t, h, "DELETE FROM parent WHERE id = 1", true, "ON DELETE CASCADE deletes from victim")
+	runRuled(t, h, "DELETE FROM parent", true, "ON DELETE CASCADE, every row")
+	runRuled(t, h, "TRUNCATE parent CASCADE", true, "TRUNCATE ... CASCADE truncates victim")
+	runRuled(t, h, "WITH d AS (DELETE FROM parent RETURNING id) SELECT count(*) FROM d", true, "in a CTE")
+	rows(t, "3")
+
+	runRuled(t, h, "CREATE TABLE pp (id int, pid int) PARTITION BY RANGE (id); ALTER TABLE pp ATTACH PARTITION victim FOR VALUES FROM (0) TO (100); DROP TABLE pp", true, "attached and dropped in one message")
+	rows(t, "3")
+	runRuled(t, h, "CREATE TABLE pp (id int, pid int) PARTITION BY RANGE (id)", false, "a new table")
+	runRuled(t, h, "ALTER TABLE pp ATTACH PARTITION victim FOR VALUES FROM (0) TO (100)", false, "attaching is no drop")
+	runRuled(t, h, "DROP TABLE pp", true, "dropping a partitioned table drops its partition victim")
+	runRuled(t, h, "ALTER TABLE pp DETACH PARTITION victim", false, "detaching")
+	runRuled(t, h, "CREATE TABLE ip (id int, pid int); ALTER TABLE victim INHERIT ip", false, "inheritance")
+	runRuled(t, h, "DROP TABLE ip CASCADE", true, "CASCADE drops the child victim")
+	rows(t, "3")
+
+	// What does not reach victim still runs.
+	runRuled(t, h, "DELETE FROM loose WHERE id = 3", false, "a foreign key without a cascading action")
+	runRuled(t, h, "TRUNCATE loose, pinned", false, "no CASCADE")
+	runRuled(t, h, "DROP TABLE pp", false, "victim is no longer its partition")
+	runRuled(t, h, "DROP TABLE IF EXISTS nowhere", false, "nothing to drop")
+	rows(t, "3")
+}
