@@ -473,7 +473,9 @@ var containedKinds = []string{"drop_table", "drop_view", "drop_materialized_view
 // SCHEMA ... CASCADE drops every table, view and function in the schema, a blocked
 // drop_table included, and which ones is not in the text; DROP TYPE or DOMAIN ... CASCADE
 // drops the columns of that type and the tables typed by it; DROP EXTENSION drops its
-// member objects (tables, functions), with CASCADE columns of its types too.
+// member objects (tables, functions), with CASCADE columns of its types too; DROP ...
+// CASCADE of anything else (a function, operator, collation, server, ...) drops the
+// tables that depend on it, such as a table partitioned by an expression using it.
 func (c *collector) dropImplies(n *pg.DropStmt) {
 	cascade := n.Behavior == pg.DropBehavior_DROP_CASCADE
 	switch n.RemoveType {
@@ -490,6 +492,22 @@ func (c *collector) dropImplies(n *pg.DropStmt) {
 		c.kind("drop_table", "drop_function", "drop_type")
 		if cascade {
 			c.kind("alter", "alter_table")
+		}
+	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
+		pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+		// Views over them, constraints and defaults go with CASCADE; the partitions
+		// and children a DROP TABLE drops are found in the catalog (views.go).
+	case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_POLICY, pg.ObjectType_OBJECT_RULE,
+		pg.ObjectType_OBJECT_STATISTIC_EXT, pg.ObjectType_OBJECT_EVENT_TRIGGER, pg.ObjectType_OBJECT_PUBLICATION:
+		// Nothing depends on these.
+	default:
+		if cascade {
+			// A table partitioned by an expression using a function, operator,
+			// operator class or collation, or a foreign table of a server, depends
+			// on it: DROP FUNCTION f CASCADE drops the table and its partitions.
+			c.kind(containedKinds...)
+			c.kind("alter", "alter_table")
+			c.unknown(fmt.Sprintf("DROP %s ... CASCADE drops whatever depends on it (a table partitioned by an expression using it, a view), which the statement does not name", strings.ToUpper(strings.ReplaceAll(objectName(n.RemoveType), "_", " "))))
 		}
 	}
 }

@@ -117,3 +117,39 @@ func TestTableRuleFollowsForeignKeysAndDrops(t *testing.T) {
 	runRuled(t, h, "DROP TABLE IF EXISTS nowhere", false, "nothing to drop")
 	rows(t, "3")
 }
+
+// TestDropCascadeDropsTables: DROP FUNCTION/COLLATION ... CASCADE drops a table
+// partitioned by an expression using it, with its partitions: it is a drop_table whose
+// tables are not in the text (red team: DROP FUNCTION pk CASCADE dropped victim, a
+// partition of a table partitioned by pk(id), past both a drop_table rule and one
+// scoped to victim).
+func TestDropCascadeDropsTables(t *testing.T) {
+	pg, h := startSQLRules(t)
+	for _, sql := range []string{
+		"CREATE FUNCTION pk(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1'",
+		"CREATE TABLE p2 (id int, pid int) PARTITION BY RANGE (pk(id))",
+		"ALTER TABLE p2 ATTACH PARTITION victim FOR VALUES FROM (0) TO (100)",
+		"CREATE COLLATION mycoll (locale = 'C')",
+		"CREATE TABLE p3 (id text) PARTITION BY RANGE (id COLLATE mycoll)",
+	} {
+		runRuled(t, h, sql, false, "setting up")
+	}
+	runRuled(t, h, "DROP FUNCTION pk CASCADE", true, "drops p2 and its partition victim")
+	runRuled(t, h, "DROP FUNCTION pk(int) CASCADE", true, "with its signature")
+	runRuled(t, h, "DO $$BEGIN DROP FUNCTION pk CASCADE; END$$", true, "in a DO block")
+	if !tableExists(t, pg, "victim") {
+		t.Fatal("victim was dropped")
+	}
+	// Without CASCADE it reaches the server, which refuses to drop what p2 depends on.
+	if r := h.psql(t, "", "-c", "DROP FUNCTION pk"); !strings.Contains(r.stderr, "2BP01") {
+		t.Errorf("DROP FUNCTION pk: %v %q; want the server's 2BP01", r.err, r.stderr)
+	}
+	sts, err := Classify("DROP COLLATION mycoll CASCADE")
+	if err != nil || !sts[0].Has("drop_table") || sts[0].Unknowable == "" {
+		t.Errorf("DROP COLLATION ... CASCADE: %+v %v; want drop_table, unknowable", sts, err)
+	}
+	sts, err = Classify("DROP TRIGGER tr ON t CASCADE")
+	if err != nil || sts[0].Has("drop_table") || sts[0].Unknowable != "" {
+		t.Errorf("DROP TRIGGER ... CASCADE: %+v %v; nothing depends on a trigger", sts, err)
+	}
+}
