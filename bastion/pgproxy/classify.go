@@ -301,8 +301,14 @@ func (c *collector) visit(n any) {
 		c.kind("alter", "alter_"+objectName(n.Objtype))
 	case *pg.RenameStmt:
 		c.kind("alter", "rename", "alter_"+objectName(renameTarget(n)))
+		if relationTypes[n.RenameType] {
+			c.kind(KindRenameRelation)
+		}
 	case *pg.AlterObjectSchemaStmt:
 		c.kind("alter", "alter_"+objectName(n.ObjectType))
+		if relationTypes[n.ObjectType] {
+			c.kind(KindRenameRelation)
+		}
 	case *pg.AlterOwnerStmt:
 		c.kind("alter", "alter_"+objectName(n.ObjectType))
 	case *pg.CreateTableAsStmt:
@@ -462,6 +468,18 @@ func (c *collector) attributeCall(name string) {
 		c.funcs = append(c.funcs, name)
 	}
 	c.classifyFuncName(name)
+}
+
+// KindRenameRelation: a table, view or other relation is renamed or moved to another
+// schema, so later statements name it otherwise. A rule scoped to tables matches it
+// for a relation it names, whatever its statement kinds (bastion/policy): else
+// "ALTER TABLE victim RENAME TO x; DELETE FROM x" escapes a rule on victim.
+const KindRenameRelation = "rename_relation"
+
+// relationTypes are the objects a table rule names.
+var relationTypes = map[pg.ObjectType]bool{
+	pg.ObjectType_OBJECT_TABLE: true, pg.ObjectType_OBJECT_VIEW: true, pg.ObjectType_OBJECT_MATVIEW: true,
+	pg.ObjectType_OBJECT_FOREIGN_TABLE: true, pg.ObjectType_OBJECT_SEQUENCE: true,
 }
 
 // containedKinds are what a schema (or a role's objects) can hold, each dropped with it.

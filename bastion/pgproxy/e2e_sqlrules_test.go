@@ -153,3 +153,21 @@ func TestDropCascadeDropsTables(t *testing.T) {
 		t.Errorf("DROP TRIGGER ... CASCADE: %+v %v; nothing depends on a trigger", sts, err)
 	}
 }
+
+// TestTableRuleRename: renaming a table a rule names, or moving it to another schema,
+// matches the rule, whatever statements it lists (red team: ALTER TABLE victim RENAME
+// TO x; DELETE FROM x; ALTER TABLE x RENAME TO victim emptied victim past a rule
+// blocking deletes on victim).
+func TestTableRuleRename(t *testing.T) {
+	pg, h := startSQLRules(t)
+	runRuled(t, h, "ALTER TABLE victim RENAME TO x", true, "renaming victim")
+	runRuled(t, h, "ALTER TABLE IF EXISTS public.victim RENAME TO x; DELETE FROM x", true, "renaming victim, then deleting")
+	runRuled(t, h, "ALTER TABLE victim SET SCHEMA s2", true, "moving victim")
+	runRuled(t, h, "DO $$BEGIN ALTER TABLE victim RENAME TO x; END$$", true, "in a DO block")
+	if !tableExists(t, pg, "victim") || countRows(t, pg, "victim") != "3" {
+		t.Fatal("victim was renamed or emptied")
+	}
+	runRuled(t, h, "ALTER TABLE victim RENAME COLUMN pid TO parent_id", false, "a column")
+	runRuled(t, h, "CREATE TABLE mine (id int); ALTER TABLE mine RENAME TO mine2", false, "another table")
+	runRuled(t, h, "ALTER TABLE mine2 RENAME TO victim_old", false, "to a name, not from one")
+}

@@ -39,6 +39,10 @@ const (
 // DefaultApprovalTimeout applies when a rule names none.
 const DefaultApprovalTimeout = 5 * time.Minute
 
+// KindRenameRelation is the statement kind of renaming a relation or moving it to
+// another schema (pgproxy.KindRenameRelation).
+const KindRenameRelation = "rename_relation"
+
 // Rule is a compiled rule.
 type Rule struct {
 	Name       string
@@ -461,6 +465,12 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 			tableOK, table = true, t
 			break
 		}
+	}
+	// A relation renamed or moved to another schema escapes every rule naming it from
+	// then on (ALTER TABLE victim RENAME TO x; DELETE FROM x): a rule scoped to tables
+	// matches renaming one of them, whatever statements it lists.
+	if !kindOK && tableOK && len(r.tables) > 0 && slices.Contains(st.Kinds, KindRenameRelation) {
+		kindOK, kind = true, KindRenameRelation
 	}
 	funcOK := len(r.functions) == 0
 	var fn string
