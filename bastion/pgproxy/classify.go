@@ -480,6 +480,7 @@ const KindRenameRelation = "rename_relation"
 var relationTypes = map[pg.ObjectType]bool{
 	pg.ObjectType_OBJECT_TABLE: true, pg.ObjectType_OBJECT_VIEW: true, pg.ObjectType_OBJECT_MATVIEW: true,
 	pg.ObjectType_OBJECT_FOREIGN_TABLE: true, pg.ObjectType_OBJECT_SEQUENCE: true,
+	pg.ObjectType_OBJECT_INDEX: true, // ALTER INDEX t RENAME renames a table t too
 }
 
 // containedKinds are what a schema (or a role's objects) can hold, each dropped with it.

@@ -163,6 +163,8 @@ func TestTableRuleRename(t *testing.T) {
 	runRuled(t, h, "ALTER TABLE victim RENAME TO x", true, "renaming victim")
 	runRuled(t, h, "ALTER TABLE IF EXISTS public.victim RENAME TO x; DELETE FROM x", true, "renaming victim, then deleting")
 	runRuled(t, h, "ALTER TABLE victim SET SCHEMA s2", true, "moving victim")
+	runRuled(t, h, "ALTER INDEX victim RENAME TO x", true, "ALTER INDEX renames a table too")
+	runRuled(t, h, "ALTER VIEW IF EXISTS victim RENAME TO x", true, "as a view")
 	runRuled(t, h, "DO $$BEGIN ALTER TABLE victim RENAME TO x; END$$", true, "in a DO block")
 	if !tableExists(t, pg, "victim") || countRows(t, pg, "victim") != "3" {
 		t.Fatal("victim was renamed or emptied")
