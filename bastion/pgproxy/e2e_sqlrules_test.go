@@ -173,3 +173,30 @@ func TestTableRuleRename(t *testing.T) {
 	runRuled(t, h, "CREATE TABLE mine (id int); ALTER TABLE mine RENAME TO mine2", false, "another table")
 	runRuled(t, h, "ALTER TABLE mine2 RENAME TO victim_old", false, "to a name, not from one")
 }
+
+// TestQualifiedTableRule: a rule naming a table with its schema also matches the
+// table written without one, which the session's search_path resolves (red team:
+// DELETE FROM victim ran past tables: [public.victim]).
+func TestQualifiedTableRule(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": sqlRulesSeed},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	policy := strings.Replace(sqlRulesPolicy, `tables: ["victim"]`, `tables: ["public.victim"]`, 1)
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, policy, &seen, &mu) })
+	runRuled(t, h, "DELETE FROM public.victim WHERE id = 1", true, "as the rule writes it")
+	runRuled(t, h, "DELETE FROM victim WHERE id = 1", true, "through the search_path")
+	runRuled(t, h, "SET search_path = public; TRUNCATE victim", true, "search_path set")
+	runRuled(t, h, "DROP TABLE victim", true, "dropped")
+	if n := countRows(t, pg, "victim"); n != "3" {
+		t.Fatalf("victim has %s rows, want 3", n)
+	}
+	// Another schema's victim, as written, is not the rule's (the server says it does
+	// not exist).
+	if r := h.psql(t, "", "-c", "DELETE FROM pg_temp.victim WHERE id = 1"); !strings.Contains(r.stderr, "42P01") {
+		t.Errorf("DELETE FROM pg_temp.victim: %v %q; want the server's 42P01", r.err, r.stderr)
+	}
+}

@@ -461,7 +461,7 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 	tableOK := len(r.tables) == 0
 	var table string
 	for _, t := range st.Tables {
-		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) {
+		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) || matchTrailing(r.tables, t) {
 			tableOK, table = true, t
 			break
 		}
@@ -594,6 +594,26 @@ func (m ResultMask) MaskSource(schema, table, column string) bool {
 			ok = (schema == "" || globMatch(parts[0], schema)) && globMatch(parts[1], table) && globMatch(parts[2], column)
 		}
 		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// matchTrailing reports whether a glob naming a table with its schema (public.victim,
+// or with its database too) matches a name written with fewer parts (victim, or
+// public.victim against shop.public.victim): the search_path, or the connection's
+// database, supplies the rest, and the bastion does not know it, so the parts both
+// have decide.
+func matchTrailing(globs []string, t string) bool {
+	parts := strings.Split(t, ".")
+	for _, g := range globs {
+		gp := strings.Split(g, ".")
+		if len(gp) < 2 {
+			continue
+		}
+		n := min(len(gp), len(parts))
+		if globMatch(strings.Join(gp[len(gp)-n:], "."), strings.Join(parts[len(parts)-n:], ".")) {
 			return true
 		}
 	}
