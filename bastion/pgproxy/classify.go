@@ -299,6 +299,9 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.AlterTableStmt:
 		c.kind("alter", "alter_"+objectName(n.Objtype))
+		if redirectsWrites(n) {
+			c.kind(KindRedirectWrites)
+		}
 	case *pg.RenameStmt:
 		c.kind("alter", "rename", "alter_"+objectName(renameTarget(n)))
 		if relationTypes[n.RenameType] {
@@ -475,6 +478,42 @@ func (c *collector) attributeCall(name string) {
 // for a relation it names, whatever its statement kinds (bastion/policy): else
 // "ALTER TABLE victim RENAME TO x; DELETE FROM x" escapes a rule on victim.
 const KindRenameRelation = "rename_relation"
+
+// KindRedirectWrites: from now on, writes to (or a drop of) one relation the statement
+// names reach another it names, whoever writes them: a partition attached, a parent
+// added, a foreign key with a cascading action. The write may come from code judged
+// before (a function body's TRUNCATE pp or DROP TABLE pp, judged when pp had no
+// partitions), so a rule scoped to tables and listing a write or drop matches the
+// redirection itself (bastion/policy). (A view is not one: writes through views are
+// followed when they are judged.)
+const KindRedirectWrites = "redirect_writes"
+
+// redirectsWrites reports whether an ALTER TABLE makes writes to (or drops of) one
+// relation reach another.
+func redirectsWrites(n *pg.AlterTableStmt) bool {
+	for _, cmd := range n.Cmds {
+		ac := cmd.GetAlterTableCmd()
+		if ac == nil {
+			continue
+		}
+		switch ac.Subtype {
+		case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_AddInherit:
+			return true
+		case pg.AlterTableType_AT_AddConstraint:
+			if con := ac.Def.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_FOREIGN &&
+				(cascading(con.FkDelAction) || cascading(con.FkUpdAction)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cascading reports whether a foreign key action writes the referencing rows:
+// CASCADE, SET NULL, SET DEFAULT.
+func cascading(action string) bool {
+	return action == "c" || action == "n" || action == "d"
+}
 
 // relationTypes are the objects a table rule names.
 var relationTypes = map[pg.ObjectType]bool{

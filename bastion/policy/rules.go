@@ -39,6 +39,17 @@ const (
 // DefaultApprovalTimeout applies when a rule names none.
 const DefaultApprovalTimeout = 5 * time.Minute
 
+// KindRedirectWrites is the statement kind of making writes to one relation reach
+// another (pgproxy.KindRedirectWrites).
+const KindRedirectWrites = "redirect_writes"
+
+// writeKinds are the statement kinds that write to or drop a table.
+var writeKinds = map[string]bool{
+	"insert": true, "update": true, "delete": true, "merge": true, "upsert": true, "truncate": true,
+	"delete_without_where": true, "update_without_where": true, "copy_from": true, "drop_table": true,
+	"drop": true, "copy": true,
+}
+
 // KindRenameRelation is the statement kind of renaming a relation or moving it to
 // another schema (pgproxy.KindRenameRelation).
 const KindRenameRelation = "rename_relation"
@@ -471,6 +482,14 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 	// matches renaming one of them, whatever statements it lists.
 	if !kindOK && tableOK && len(r.tables) > 0 && slices.Contains(st.Kinds, KindRenameRelation) {
 		kindOK, kind = true, KindRenameRelation
+	}
+	// Writes to one relation the statement names reach another from then on (an
+	// updatable view of it, a partition attached, a cascading foreign key), whoever
+	// writes them (a function body judged before): a rule scoped to tables and listing
+	// a write matches the redirection.
+	if !kindOK && tableOK && len(r.tables) > 0 && slices.Contains(st.Kinds, KindRedirectWrites) &&
+		slices.ContainsFunc(r.statements, func(k string) bool { return writeKinds[k] }) {
+		kindOK, kind = true, KindRedirectWrites
 	}
 	funcOK := len(r.functions) == 0
 	var fn string
