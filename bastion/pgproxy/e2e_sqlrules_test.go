@@ -211,3 +211,26 @@ func TestQualifiedTableRule(t *testing.T) {
 		t.Errorf("DELETE FROM pg_temp.victim: %v %q; want the server's 42P01", r.err, r.stderr)
 	}
 }
+
+// TestTableRuleLateBoundBody: a function body judged when x was a table writes
+// through x when x later becomes a view of victim (created, or another view renamed to
+// x): the bastion does not judge the body again when the function is called, so making
+// x such a view is what a rule on victim listing writes matches, when a function body
+// names x (red team: CREATE FUNCTION f() ... 'DELETE FROM x'; DROP TABLE x; CREATE
+// VIEW x AS SELECT * FROM victim; SELECT f() emptied victim).
+func TestTableRuleLateBoundBody(t *testing.T) {
+	pg, h := startSQLRules(t)
+	runRuled(t, h, "CREATE TABLE x (id int, pid int)", false, "a table")
+	runRuled(t, h, "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM x'", false, "x is not victim")
+	runRuled(t, h, "DROP TABLE x; CREATE VIEW x AS SELECT * FROM victim", true, "x becomes a view of victim")
+	runRuled(t, h, "DROP TABLE x", false, "x dropped")
+	runRuled(t, h, "CREATE VIEW vw1 AS SELECT * FROM victim", false, "no body names vw1")
+	runRuled(t, h, "CREATE VIEW vw2 AS SELECT * FROM vw1", false, "no body names vw2")
+	runRuled(t, h, "ALTER VIEW vw1 RENAME TO x", true, "a view of victim renamed to x")
+	runRuled(t, h, "ALTER VIEW vw2 RENAME TO x", true, "a view of a view of victim renamed to x")
+	runRuled(t, h, "CREATE VIEW x AS SELECT * FROM t", false, "a view of another table")
+	h.psql(t, "", "-c", "SELECT f()")
+	if n := countRows(t, pg, "victim"); n != "3" {
+		t.Fatalf("victim has %s rows, want 3", n)
+	}
+}

@@ -305,8 +305,15 @@ type writes struct {
 	created  []string // tables created
 	viewDDL  bool     // creates or changes a view, rule or trigger, renames or moves a relation
 	prepares []string // SQL PREPARE names
+	// renames are relations that come to stand under a name (a view created, a
+	// relation renamed or moved): code written before against that name (a function
+	// body's DELETE FROM x, judged when x was a table) now writes through them.
+	renames  []nameSource
 	executes []string // SQL EXECUTE names
 }
+
+// nameSource is a relation (source) that a name now stands for.
+type nameSource struct{ name, source string }
 
 // scanWrites parses sql and collects its write targets.
 func scanWrites(sql string) (writes, error) {
@@ -391,6 +398,22 @@ func (w *writes) walk(m protoreflect.Message) {
 	case *pg.ViewStmt, *pg.RuleStmt, *pg.CreateTrigStmt, *pg.RenameStmt, *pg.AlterObjectSchemaStmt,
 		*pg.CreateExtensionStmt, *pg.AlterExtensionStmt, *pg.AlterExtensionContentsStmt:
 		w.viewDDL = true
+		switch n := n.(type) {
+		case *pg.ViewStmt:
+			if sel := n.Query.GetSelectStmt(); n.View != nil && sel != nil && len(sel.FromClause) == 1 {
+				if rv := sel.FromClause[0].GetRangeVar(); rv != nil { // may be auto-updatable
+					w.renames = append(w.renames, nameSource{n.View.Relname, rv.Relname})
+				}
+			}
+		case *pg.RenameStmt:
+			if relationTypes[n.RenameType] && n.Relation != nil {
+				w.renames = append(w.renames, nameSource{n.Newname, n.Relation.Relname})
+			}
+		case *pg.AlterObjectSchemaStmt:
+			if relationTypes[n.ObjectType] && n.Relation != nil {
+				w.renames = append(w.renames, nameSource{n.Relation.Relname, n.Relation.Relname})
+			}
+		}
 	case *pg.PrepareStmt:
 		w.prepares = append(w.prepares, n.Name)
 	case *pg.ExecuteStmt:
@@ -468,6 +491,9 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 	if len(w.prepares) > 0 {
 		defer s.views.noteSQLPrepared(w.prepares, len(w.targets) > 0)
 	}
+	if len(w.renames) > 0 {
+		s.followRenames(top, st, w.renames, extra, unknown)
+	}
 	if len(w.targets) == 0 {
 		return
 	}
@@ -516,6 +542,85 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 			*extra = append(*extra, t)
 		}
 	}
+}
+
+// followRenames handles relations that come to stand under a name: when a function
+// body (LANGUAGE sql or plpgsql, judged when it was written, not when called) names it,
+// writes the body makes to the name reach the relation and what it stands for, so the
+// statement is a redirect_writes of those tables (bastion/policy: a rule on them that
+// lists writes matches it).
+func (s *session) followRenames(top, st *Statement, renames []nameSource, extra *[]string, unknown func(string)) {
+	names := make([]string, 0, len(renames))
+	for _, r := range renames {
+		names = append(names, r.name)
+	}
+	used, err := s.catalog.namedInBodies(s.ctx, names)
+	if err != nil {
+		unknown("bastion cannot tell whether a function writes to " + strings.Join(names, ", ") + ": " + err.Error())
+		return
+	}
+	var sources []string
+	for _, r := range renames {
+		if used[r.name] && !contains(sources, r.source) {
+			sources = append(sources, r.source)
+		}
+	}
+	if len(sources) == 0 {
+		return
+	}
+	add := func(st *Statement, t string) {
+		if !contains(st.Tables, t) {
+			st.Tables = append(st.Tables, t)
+		}
+		if !contains(st.Kinds, KindRedirectWrites) {
+			st.Kinds = append(slices.Clip(st.Kinds), KindRedirectWrites)
+		}
+	}
+	rels, err := s.catalog.writeTargets(s.ctx, sources, nil)
+	if err != nil {
+		unknown("bastion cannot tell what " + strings.Join(sources, ", ") + " stands for: " + err.Error())
+		return
+	}
+	for _, t := range sources {
+		add(st, t)
+		add(top, t)
+	}
+	for _, r := range rels {
+		q := r.Schema + "." + r.Name
+		add(st, q)
+		add(top, q)
+		if !contains(*extra, q) {
+			*extra = append(*extra, q)
+		}
+	}
+}
+
+// namedInBodiesSQL reports, for each name, whether the body text of a LANGUAGE sql or
+// plpgsql function (not the system's own) contains it as a word, in any case (quoted
+// or not, in a string or a comment: an over-approximation).
+const namedInBodiesSQL = `SELECT coalesce(json_object_agg(n, EXISTS (
+    SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+     WHERE p.oid >= 16384 AND l.lanname IN ('sql', 'plpgsql')
+       AND p.prosrc ~* ('(^|[^[:alnum:]_$])' || regexp_replace(n, '([^[:alnum:]_])', '\\\1', 'g') || '($|[^[:alnum:]_$])'))), '{}')
+  FROM json_array_elements_text($1::json) n`
+
+// namedInBodies asks the catalog which names a function body contains.
+func (c *sideCatalog) namedInBodies(ctx context.Context, names []string) (map[string]bool, error) {
+	if c == nil {
+		return nil, fmt.Errorf("no catalog connection")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	arg, _ := json.Marshal(names)
+	b, err := c.roundTrip(ctx, namedInBodiesSQL, string(arg))
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]bool{}
+	if err := json.Unmarshal(b, &got); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	return got, nil
 }
 
 // writeRel is a relation a statement writes to (Base false: a relation of the name
