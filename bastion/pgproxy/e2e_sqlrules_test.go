@@ -223,6 +223,7 @@ func TestTableRuleLateBoundBody(t *testing.T) {
 	runRuled(t, h, "CREATE TABLE x (id int, pid int)", false, "a table")
 	runRuled(t, h, "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'DELETE FROM x'", false, "x is not victim")
 	runRuled(t, h, "DROP TABLE x; CREATE VIEW x AS SELECT * FROM victim", true, "x becomes a view of victim")
+	runRuled(t, h, `CREATE RULE "_RETURN" AS ON SELECT TO x DO INSTEAD SELECT * FROM victim`, true, "the table x turned into a view of victim")
 	runRuled(t, h, "DROP TABLE x", false, "x dropped")
 	runRuled(t, h, "CREATE VIEW vw1 AS SELECT * FROM victim", false, "no body names vw1")
 	runRuled(t, h, "CREATE VIEW vw2 AS SELECT * FROM vw1", false, "no body names vw2")

@@ -409,6 +409,18 @@ func (w *writes) walk(m protoreflect.Message) {
 			if relationTypes[n.RenameType] && n.Relation != nil {
 				w.renames = append(w.renames, nameSource{n.Newname, n.Relation.Relname})
 			}
+		case *pg.RuleStmt:
+			// CREATE RULE "_RETURN" AS ON SELECT TO x DO INSTEAD SELECT ... turns the
+			// table x into a view (PostgreSQL 15 and before).
+			if n.Event == pg.CmdType_CMD_SELECT && n.Relation != nil {
+				for _, a := range n.Actions {
+					if sel := a.GetSelectStmt(); sel != nil && len(sel.FromClause) == 1 {
+						if rv := sel.FromClause[0].GetRangeVar(); rv != nil {
+							w.renames = append(w.renames, nameSource{n.Relation.Relname, rv.Relname})
+						}
+					}
+				}
+			}
 		case *pg.AlterObjectSchemaStmt:
 			if relationTypes[n.ObjectType] && n.Relation != nil {
 				w.renames = append(w.renames, nameSource{n.Relation.Relname, n.Relation.Relname})
