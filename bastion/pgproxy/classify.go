@@ -302,6 +302,15 @@ func (c *collector) visit(n any) {
 		if redirectsWrites(n) {
 			c.kind(KindRedirectWrites)
 		}
+		for _, cmd := range n.Cmds {
+			// ALTER COLUMN ... TYPE ... USING expr rewrites the column of every row with
+			// expr: an UPDATE without a WHERE (USING NULL wipes it).
+			if ac := cmd.GetAlterTableCmd(); ac != nil && ac.Subtype == pg.AlterTableType_AT_AlterColumnType {
+				if cd := ac.Def.GetColumnDef(); cd != nil && cd.RawDefault != nil {
+					c.kind("update", "update_without_where")
+				}
+			}
+		}
 	case *pg.RenameStmt:
 		c.kind("alter", "rename", "alter_"+objectName(renameTarget(n)))
 		if relationTypes[n.RenameType] {

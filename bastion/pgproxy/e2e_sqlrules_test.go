@@ -235,3 +235,19 @@ func TestTableRuleLateBoundBody(t *testing.T) {
 		t.Fatalf("victim has %s rows, want 3", n)
 	}
 }
+
+// TestAlterColumnTypeUsing: ALTER COLUMN ... TYPE ... USING rewrites every row's value:
+// it is an update without a WHERE (red team: ALTER TABLE victim ALTER COLUMN pid TYPE
+// int USING NULL wiped the column past a rule blocking updates of victim).
+func TestAlterColumnTypeUsing(t *testing.T) {
+	pg, h := startSQLRules(t)
+	runRuled(t, h, "ALTER TABLE victim ALTER COLUMN pid TYPE int USING NULL", true, "every pid set to NULL")
+	runRuled(t, h, "ALTER TABLE victim ALTER COLUMN pid TYPE bigint", false, "a plain type change")
+	if got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM victim WHERE pid IS NOT NULL"); got[0] != "3" {
+		t.Fatalf("victim's pid was rewritten: %v rows keep one", got)
+	}
+	sts, err := Classify("ALTER TABLE t ALTER COLUMN name TYPE text USING ''")
+	if err != nil || !sts[0].Has("update_without_where") {
+		t.Errorf("USING: %+v %v; want update_without_where", sts, err)
+	}
+}
