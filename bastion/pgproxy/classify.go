@@ -479,7 +479,22 @@ func (c *collector) attributeCall(name string) {
 	if !contains(c.funcs, name) {
 		c.funcs = append(c.funcs, name)
 	}
+	if base := strings.ToLower(name); noOneArgForm[base] {
+		// f(x) cannot call it: a column of that name (a job's schedule) is no SQL text.
+		c.kind(funcKinds[base]...)
+		return
+	}
 	c.classifyFuncName(name)
+}
+
+// noOneArgForm are functions that run SQL text but take two arguments or more, so
+// attribute notation (one argument) never calls them.
+var noOneArgForm = map[string]bool{
+	"schedule": true, "schedule_in_database": true,
+	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
+	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
+	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
+	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
 }
 
 // KindRenameRelation: a table, view or other relation is renamed or moved to another

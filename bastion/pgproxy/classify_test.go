@@ -470,4 +470,14 @@ func TestClassifyAttributeNotation(t *testing.T) {
 			t.Errorf("%s: kinds %v, want %s", sql, sts[0].Kinds, want)
 		}
 	}
+	// A column that shares its name with a function taking two arguments or more is
+	// only a column.
+	sts, err := Classify("SELECT j.schedule, (j).query_to_xml FROM jobs j")
+	if err != nil || sts[0].Unknowable != "" {
+		t.Errorf("columns named like functions of several arguments: %+v %v", sts, err)
+	}
+	sts, err = Classify("SELECT ('SELECT 1'::text).ts_stat")
+	if err != nil || sts[0].Unknowable == "" {
+		t.Errorf("(text).ts_stat runs SQL text: %+v %v", sts, err)
+	}
 }
