@@ -273,6 +273,26 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.MergeStmt:
 		c.kind("merge")
+		// A WHEN MATCHED ... DELETE/UPDATE acts on every target row the join condition
+		// matches (ON true: all of them), one WHEN NOT MATCHED BY SOURCE on every row it
+		// does not: without a column in the condition or the clause's AND, it is a
+		// DELETE/UPDATE without a WHERE.
+		joined := restricts(n.JoinCondition, c.vars)
+		for _, w := range n.MergeWhenClauses {
+			wc := w.GetMergeWhenClause()
+			if wc == nil || restricts(wc.Condition, c.vars) {
+				continue
+			}
+			if joined && wc.MatchKind == pg.MergeMatchKind_MERGE_WHEN_MATCHED {
+				continue
+			}
+			switch wc.CommandType {
+			case pg.CmdType_CMD_DELETE:
+				c.kind("delete_without_where")
+			case pg.CmdType_CMD_UPDATE:
+				c.kind("update_without_where")
+			}
+		}
 	case *pg.MergeWhenClause:
 		switch n.CommandType {
 		case pg.CmdType_CMD_UPDATE:

@@ -251,3 +251,27 @@ func TestAlterColumnTypeUsing(t *testing.T) {
 		t.Errorf("USING: %+v %v; want update_without_where", sts, err)
 	}
 }
+
+// TestMergeWithoutCondition: MERGE ... ON true WHEN MATCHED THEN DELETE deletes every
+// row: it is a delete without a WHERE, as UPDATE is for THEN UPDATE (red team: it
+// emptied victim past a delete_without_where rule).
+func TestMergeWithoutCondition(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": sqlRulesSeed},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	policy := sqlRulesPolicy + `  - {name: nowhere, on: sql, match: {statements: [delete_without_where, update_without_where]}, action: block}
+`
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, policy, &seen, &mu) })
+	runRuled(t, h, "MERGE INTO loose USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE", true, "every row")
+	runRuled(t, h, "MERGE INTO loose l USING (SELECT 1) s ON true WHEN MATCHED THEN UPDATE SET id = l.id + 10", true, "every row updated")
+	runRuled(t, h, "MERGE INTO loose l USING (SELECT 1 AS k) s ON 1 = 1 WHEN MATCHED AND true THEN DELETE", true, "a condition without a column")
+	runRuled(t, h, "MERGE INTO loose l USING (SELECT 3 AS k) s ON l.id = s.k WHEN MATCHED THEN DELETE", false, "joined on a column")
+	runRuled(t, h, "MERGE INTO loose l USING (SELECT 1) s ON true WHEN MATCHED AND l.id = 2 THEN DELETE", false, "a condition on a column")
+	if n := countRows(t, pg, "loose"); n != "1" {
+		t.Fatalf("loose has %s rows, want 1", n)
+	}
+}
