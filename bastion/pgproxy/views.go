@@ -654,7 +654,9 @@ type writeRel struct {
 // their partitions and inheritance children (a write to a parent writes them), and to
 // the tables whose foreign keys reference them with an action that writes the
 // referencing rows (ON DELETE or ON UPDATE CASCADE, SET NULL, SET DEFAULT) or, for a
-// name in $2 (TRUNCATE ... CASCADE), with any action.
+// name in $2 (TRUNCATE ... CASCADE), with any action. (Foreign keys are found through
+// pg_depend, whose index covers the referenced table; pg_constraint has none on
+// confrelid, and this runs at every write.)
 const writeTargetsSQL = `WITH RECURSIVE t(oid, root, depth) AS (
     SELECT c.oid, c.relname::text, 0 FROM pg_class c
      WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -668,8 +670,9 @@ const writeTargetsSQL = `WITH RECURSIVE t(oid, root, depth) AS (
         UNION
         SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = t.oid
         UNION
-        SELECT f.conrelid FROM pg_constraint f
-         WHERE f.contype = 'f' AND f.confrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd')
+        SELECT f.conrelid FROM pg_depend fd JOIN pg_constraint f ON f.oid = fd.objid
+         WHERE fd.refclassid = 'pg_class'::regclass AND fd.refobjid = t.oid AND fd.classid = 'pg_constraint'::regclass
+           AND f.contype = 'f' AND f.confrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd')
             OR f.confupdtype IN ('c', 'n', 'd') OR t.root IN (SELECT json_array_elements_text($2::json)))) x
      WHERE t.depth < 32)
 SELECT coalesce(json_agg(r), '[]') FROM (
