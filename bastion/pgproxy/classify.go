@@ -229,6 +229,21 @@ func (c *collector) visit(n any) {
 			c.funcs = append(c.funcs, name)
 		}
 		c.call(n)
+	case *pg.A_Indirection:
+		// (expr).f is attribute notation: when f is no field of expr, the server calls
+		// f(expr), whatever expr's type ((pg_backend_pid()).pg_terminate_backend).
+		for _, ind := range n.Indirection {
+			if s := ind.GetString_(); s != nil {
+				c.attributeCall(s.Sval)
+			}
+		}
+	case *pg.ColumnRef:
+		// t.f, s.t.f: f(t) when f is no column of t (attribute notation on a row).
+		if len(n.Fields) >= 2 {
+			if s := n.Fields[len(n.Fields)-1].GetString_(); s != nil {
+				c.attributeCall(s.Sval)
+			}
+		}
 	case *pg.SelectStmt:
 		if len(n.ValuesLists) > 0 {
 			c.kind("values")
@@ -258,6 +273,26 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.MergeStmt:
 		c.kind("merge")
+		// A WHEN MATCHED ... DELETE/UPDATE acts on every target row the join condition
+		// matches (ON true: all of them), one WHEN NOT MATCHED BY SOURCE on every row it
+		// does not: without a column in the condition or the clause's AND, it is a
+		// DELETE/UPDATE without a WHERE.
+		joined := restricts(n.JoinCondition, c.vars)
+		for _, w := range n.MergeWhenClauses {
+			wc := w.GetMergeWhenClause()
+			if wc == nil || restricts(wc.Condition, c.vars) {
+				continue
+			}
+			if joined && wc.MatchKind == pg.MergeMatchKind_MERGE_WHEN_MATCHED {
+				continue
+			}
+			switch wc.CommandType {
+			case pg.CmdType_CMD_DELETE:
+				c.kind("delete_without_where")
+			case pg.CmdType_CMD_UPDATE:
+				c.kind("update_without_where")
+			}
+		}
 	case *pg.MergeWhenClause:
 		switch n.CommandType {
 		case pg.CmdType_CMD_UPDATE:
@@ -284,10 +319,28 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.AlterTableStmt:
 		c.kind("alter", "alter_"+objectName(n.Objtype))
+		if redirectsWrites(n) {
+			c.kind(KindRedirectWrites)
+		}
+		for _, cmd := range n.Cmds {
+			// ALTER COLUMN ... TYPE ... USING expr rewrites the column of every row with
+			// expr: an UPDATE without a WHERE (USING NULL wipes it).
+			if ac := cmd.GetAlterTableCmd(); ac != nil && ac.Subtype == pg.AlterTableType_AT_AlterColumnType {
+				if cd := ac.Def.GetColumnDef(); cd != nil && cd.RawDefault != nil {
+					c.kind("update", "update_without_where")
+				}
+			}
+		}
 	case *pg.RenameStmt:
 		c.kind("alter", "rename", "alter_"+objectName(renameTarget(n)))
+		if relationTypes[n.RenameType] {
+			c.kind(KindRenameRelation)
+		}
 	case *pg.AlterObjectSchemaStmt:
 		c.kind("alter", "alter_"+objectName(n.ObjectType))
+		if relationTypes[n.ObjectType] {
+			c.kind(KindRenameRelation)
+		}
 	case *pg.AlterOwnerStmt:
 		c.kind("alter", "alter_"+objectName(n.ObjectType))
 	case *pg.CreateTableAsStmt:
@@ -436,6 +489,83 @@ func (c *collector) visit(n any) {
 	}
 }
 
+// attributeCall counts name, read as a field or column in attribute notation, as a
+// call of a function of that name: the text cannot tell a field from a function call
+// (PostgreSQL looks at the catalog), so both are assumed.
+func (c *collector) attributeCall(name string) {
+	if name == "" {
+		return
+	}
+	if !contains(c.funcs, name) {
+		c.funcs = append(c.funcs, name)
+	}
+	if base := strings.ToLower(name); noOneArgForm[base] {
+		// f(x) cannot call it: a column of that name (a job's schedule) is no SQL text.
+		c.kind(funcKinds[base]...)
+		return
+	}
+	c.classifyFuncName(name)
+}
+
+// noOneArgForm are functions that run SQL text but take two arguments or more, so
+// attribute notation (one argument) never calls them.
+var noOneArgForm = map[string]bool{
+	"schedule": true, "schedule_in_database": true,
+	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
+	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
+	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
+	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+}
+
+// KindRenameRelation: a table, view or other relation is renamed or moved to another
+// schema, so later statements name it otherwise. A rule scoped to tables matches it
+// for a relation it names, whatever its statement kinds (bastion/policy): else
+// "ALTER TABLE victim RENAME TO x; DELETE FROM x" escapes a rule on victim.
+const KindRenameRelation = "rename_relation"
+
+// KindRedirectWrites: from now on, writes to (or a drop of) one relation the statement
+// names reach another it names, whoever writes them: a partition attached, a parent
+// added, a foreign key with a cascading action. The write may come from code judged
+// before (a function body's TRUNCATE pp or DROP TABLE pp, judged when pp had no
+// partitions), so a rule scoped to tables and listing a write or drop matches the
+// redirection itself (bastion/policy). (A view is not one: writes through views are
+// followed when they are judged.)
+const KindRedirectWrites = "redirect_writes"
+
+// redirectsWrites reports whether an ALTER TABLE makes writes to (or drops of) one
+// relation reach another.
+func redirectsWrites(n *pg.AlterTableStmt) bool {
+	for _, cmd := range n.Cmds {
+		ac := cmd.GetAlterTableCmd()
+		if ac == nil {
+			continue
+		}
+		switch ac.Subtype {
+		case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_AddInherit:
+			return true
+		case pg.AlterTableType_AT_AddConstraint:
+			if con := ac.Def.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_FOREIGN &&
+				(cascading(con.FkDelAction) || cascading(con.FkUpdAction)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cascading reports whether a foreign key action writes the referencing rows:
+// CASCADE, SET NULL, SET DEFAULT.
+func cascading(action string) bool {
+	return action == "c" || action == "n" || action == "d"
+}
+
+// relationTypes are the objects a table rule names.
+var relationTypes = map[pg.ObjectType]bool{
+	pg.ObjectType_OBJECT_TABLE: true, pg.ObjectType_OBJECT_VIEW: true, pg.ObjectType_OBJECT_MATVIEW: true,
+	pg.ObjectType_OBJECT_FOREIGN_TABLE: true, pg.ObjectType_OBJECT_SEQUENCE: true,
+	pg.ObjectType_OBJECT_INDEX: true, // ALTER INDEX t RENAME renames a table t too
+}
+
 // containedKinds are what a schema (or a role's objects) can hold, each dropped with it.
 var containedKinds = []string{"drop_table", "drop_view", "drop_materialized_view", "drop_sequence",
 	"drop_index", "drop_foreign_table", "drop_function", "drop_procedure", "drop_aggregate",
@@ -445,7 +575,9 @@ var containedKinds = []string{"drop_table", "drop_view", "drop_materialized_view
 // SCHEMA ... CASCADE drops every table, view and function in the schema, a blocked
 // drop_table included, and which ones is not in the text; DROP TYPE or DOMAIN ... CASCADE
 // drops the columns of that type and the tables typed by it; DROP EXTENSION drops its
-// member objects (tables, functions), with CASCADE columns of its types too.
+// member objects (tables, functions), with CASCADE columns of its types too; DROP ...
+// CASCADE of anything else (a function, operator, collation, server, ...) drops the
+// tables that depend on it, such as a table partitioned by an expression using it.
 func (c *collector) dropImplies(n *pg.DropStmt) {
 	cascade := n.Behavior == pg.DropBehavior_DROP_CASCADE
 	switch n.RemoveType {
@@ -462,6 +594,22 @@ func (c *collector) dropImplies(n *pg.DropStmt) {
 		c.kind("drop_table", "drop_function", "drop_type")
 		if cascade {
 			c.kind("alter", "alter_table")
+		}
+	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
+		pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+		// Views over them, constraints and defaults go with CASCADE; the partitions
+		// and children a DROP TABLE drops are found in the catalog (views.go).
+	case pg.ObjectType_OBJECT_TRIGGER, pg.ObjectType_OBJECT_POLICY, pg.ObjectType_OBJECT_RULE,
+		pg.ObjectType_OBJECT_STATISTIC_EXT, pg.ObjectType_OBJECT_EVENT_TRIGGER, pg.ObjectType_OBJECT_PUBLICATION:
+		// Nothing depends on these.
+	default:
+		if cascade {
+			// A table partitioned by an expression using a function, operator,
+			// operator class or collation, or a foreign table of a server, depends
+			// on it: DROP FUNCTION f CASCADE drops the table and its partitions.
+			c.kind(containedKinds...)
+			c.kind("alter", "alter_table")
+			c.unknown(fmt.Sprintf("DROP %s ... CASCADE drops whatever depends on it (a table partitioned by an expression using it, a view), which the statement does not name", strings.ToUpper(strings.ReplaceAll(objectName(n.RemoveType), "_", " "))))
 		}
 	}
 }

@@ -449,3 +449,35 @@ func TestClassifyRefusesLexerSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifyAttributeNotation: (x).f and t.f may call f(x), f(t): the function's
+// name and kinds count (red team: attribute notation ran pg_terminate_backend past a
+// functions rule).
+func TestClassifyAttributeNotation(t *testing.T) {
+	for sql, want := range map[string]string{
+		"SELECT (pg_backend_pid()).pg_terminate_backend":                    KindServerAdmin,
+		"SELECT ('/etc/passwd'::text).pg_read_file":                         KindFileRead,
+		"SELECT (f).pg_ls_dir FROM (SELECT '.'::text AS f) s":               KindFileRead,
+		"SELECT s.dblink_exec FROM (SELECT 'x'::text AS f) s":               KindRemoteConnection,
+		"SELECT public.s.pg_cancel_backend FROM public.s":                   KindServerAdmin,
+		"DO $$BEGIN PERFORM (pg_backend_pid()).pg_terminate_backend; END$$": KindServerAdmin,
+	} {
+		sts, err := Classify(sql)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("%s: %v %v", sql, sts, err)
+		}
+		if !sts[0].Has(want) {
+			t.Errorf("%s: kinds %v, want %s", sql, sts[0].Kinds, want)
+		}
+	}
+	// A column that shares its name with a function taking two arguments or more is
+	// only a column.
+	sts, err := Classify("SELECT j.schedule, (j).query_to_xml FROM jobs j")
+	if err != nil || sts[0].Unknowable != "" {
+		t.Errorf("columns named like functions of several arguments: %+v %v", sts, err)
+	}
+	sts, err = Classify("SELECT ('SELECT 1'::text).ts_stat")
+	if err != nil || sts[0].Unknowable == "" {
+		t.Errorf("(text).ts_stat runs SQL text: %+v %v", sts, err)
+	}
+}

@@ -20,7 +20,9 @@ import (
 // MERGE, TRUNCATE, COPY FROM, in the statement, its CTEs or its bodies), the proxy asks
 // the catalog, over its side connection, what each written relation is; for a view it
 // adds the relations the view reads, through views of views, to Statement.Tables, so a
-// rule naming the base table matches the write. Where that cannot be known the
+// rule naming the base table matches the write; likewise a written table's partitions and
+// inheritance children, the tables its foreign keys' cascading actions write (and, for
+// TRUNCATE ... CASCADE, every referencing table), and what a DROP TABLE drops with it. Where that cannot be known the
 // statement is made unknowable (the rules' unknowable option applies):
 //   - the catalog cannot be read;
 //   - a written relation, or a relation a written view reads, has rewrite rules (ON
@@ -265,7 +267,7 @@ var writeKinds = map[string]bool{
 	"insert": true, "update": true, "delete": true, "merge": true, "truncate": true, "copy_from": true,
 	"create_view": true, "create_rule": true, "create_trigger": true, "rename": true, "alter": true,
 	"create_table": true, "select_into": true, "create_extension": true, "create_schema": true,
-	"prepare": true, "execute": true,
+	"prepare": true, "execute": true, "drop_table": true,
 }
 
 func mayWrite(st *Statement) bool {
@@ -298,11 +300,20 @@ func hasViewDDL(st *Statement) bool {
 // writes is what one statement's text writes to, as far as views go.
 type writes struct {
 	targets  []string // relation names written (relname as the parser folded it)
+	cascade  []string // of targets, those truncated with CASCADE (every referencing table too)
+	dropped  []string // of targets, those only dropped (DROP TABLE: partitions, children go too)
 	created  []string // tables created
 	viewDDL  bool     // creates or changes a view, rule or trigger, renames or moves a relation
 	prepares []string // SQL PREPARE names
+	// renames are relations that come to stand under a name (a view created, a
+	// relation renamed or moved): code written before against that name (a function
+	// body's DELETE FROM x, judged when x was a table) now writes through them.
+	renames  []nameSource
 	executes []string // SQL EXECUTE names
 }
+
+// nameSource is a relation (source) that a name now stands for.
+type nameSource struct{ name, source string }
 
 // scanWrites parses sql and collects its write targets.
 func scanWrites(sql string) (writes, error) {
@@ -320,7 +331,13 @@ func scanWrites(sql string) (writes, error) {
 }
 
 func (w *writes) target(rv *pg.RangeVar) {
-	if rv != nil && rv.Relname != "" && !contains(w.targets, rv.Relname) {
+	if rv == nil || rv.Relname == "" {
+		return
+	}
+	if i := slices.Index(w.dropped, rv.Relname); i >= 0 { // written as well as dropped
+		w.dropped = slices.Delete(w.dropped, i, i+1)
+	}
+	if !contains(w.targets, rv.Relname) {
 		w.targets = append(w.targets, rv.Relname)
 	}
 }
@@ -337,7 +354,42 @@ func (w *writes) walk(m protoreflect.Message) {
 		w.target(n.Relation)
 	case *pg.TruncateStmt:
 		for _, r := range n.Relations {
-			w.target(r.GetRangeVar())
+			rv := r.GetRangeVar()
+			w.target(rv)
+			if rv != nil && n.Behavior == pg.DropBehavior_DROP_CASCADE && !contains(w.cascade, rv.Relname) {
+				w.cascade = append(w.cascade, rv.Relname)
+			}
+		}
+	case *pg.DropStmt:
+		// DROP TABLE drops a partitioned table's partitions, and with CASCADE the
+		// inheritance children: tables the statement does not name.
+		if n.RemoveType == pg.ObjectType_OBJECT_TABLE {
+			for _, o := range n.Objects {
+				if l := o.GetList(); l != nil && len(l.Items) > 0 {
+					if name := l.Items[len(l.Items)-1].GetString_(); name != nil && name.Sval != "" {
+						if !contains(w.targets, name.Sval) {
+							w.targets = append(w.targets, name.Sval)
+							w.dropped = append(w.dropped, name.Sval)
+						}
+					}
+				}
+			}
+		}
+	case *pg.AlterTableStmt:
+		// Attaching a partition, adding a parent or a foreign key changes what a write
+		// to (or drop of) another table reaches, as view DDL does.
+		for _, cmd := range n.Cmds {
+			if ac := cmd.GetAlterTableCmd(); ac != nil {
+				switch ac.Subtype {
+				case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_AddInherit,
+					pg.AlterTableType_AT_AlterConstraint:
+					w.viewDDL = true
+				case pg.AlterTableType_AT_AddConstraint:
+					if con := ac.Def.GetConstraint(); con == nil || con.Contype == pg.ConstrType_CONSTR_FOREIGN {
+						w.viewDDL = true
+					}
+				}
+			}
 		}
 	case *pg.CopyStmt:
 		if n.IsFrom {
@@ -346,6 +398,34 @@ func (w *writes) walk(m protoreflect.Message) {
 	case *pg.ViewStmt, *pg.RuleStmt, *pg.CreateTrigStmt, *pg.RenameStmt, *pg.AlterObjectSchemaStmt,
 		*pg.CreateExtensionStmt, *pg.AlterExtensionStmt, *pg.AlterExtensionContentsStmt:
 		w.viewDDL = true
+		switch n := n.(type) {
+		case *pg.ViewStmt:
+			if sel := n.Query.GetSelectStmt(); n.View != nil && sel != nil && len(sel.FromClause) == 1 {
+				if rv := sel.FromClause[0].GetRangeVar(); rv != nil { // may be auto-updatable
+					w.renames = append(w.renames, nameSource{n.View.Relname, rv.Relname})
+				}
+			}
+		case *pg.RenameStmt:
+			if relationTypes[n.RenameType] && n.Relation != nil {
+				w.renames = append(w.renames, nameSource{n.Newname, n.Relation.Relname})
+			}
+		case *pg.RuleStmt:
+			// CREATE RULE "_RETURN" AS ON SELECT TO x DO INSTEAD SELECT ... turns the
+			// table x into a view (PostgreSQL 15 and before).
+			if n.Event == pg.CmdType_CMD_SELECT && n.Relation != nil {
+				for _, a := range n.Actions {
+					if sel := a.GetSelectStmt(); sel != nil && len(sel.FromClause) == 1 {
+						if rv := sel.FromClause[0].GetRangeVar(); rv != nil {
+							w.renames = append(w.renames, nameSource{n.Relation.Relname, rv.Relname})
+						}
+					}
+				}
+			}
+		case *pg.AlterObjectSchemaStmt:
+			if relationTypes[n.ObjectType] && n.Relation != nil {
+				w.renames = append(w.renames, nameSource{n.Relation.Relname, n.Relation.Relname})
+			}
+		}
 	case *pg.PrepareStmt:
 		w.prepares = append(w.prepares, n.Name)
 	case *pg.ExecuteStmt:
@@ -423,6 +503,9 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 	if len(w.prepares) > 0 {
 		defer s.views.noteSQLPrepared(w.prepares, len(w.targets) > 0)
 	}
+	if len(w.renames) > 0 {
+		s.followRenames(top, st, w.renames, extra, unknown)
+	}
 	if len(w.targets) == 0 {
 		return
 	}
@@ -430,7 +513,7 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 		unknown("it writes to " + strings.Join(w.targets, ", ") + " after a view, rule or trigger was created or changed in the same transaction or message, which the catalog does not show yet")
 		return
 	}
-	rels, err := s.catalog.writeTargets(s.ctx, w.targets)
+	rels, err := s.catalog.writeTargets(s.ctx, w.targets, w.cascade)
 	if err != nil {
 		unknown("bastion cannot tell whether " + strings.Join(w.targets, ", ") + " is a view: " + err.Error())
 		return
@@ -441,7 +524,7 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 		if !r.Base {
 			known[r.Root] = true
 		}
-		if r.Rules || r.Triggers {
+		if (r.Rules || r.Triggers) && !contains(w.dropped, r.Root) { // a DROP fires no rule
 			what := "rewrite rules"
 			if r.Triggers {
 				what = "INSTEAD OF triggers"
@@ -455,7 +538,10 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 		}
 	}
 	for _, t := range w.targets {
-		if !known[t] && !s.views.wasCreated(t) {
+		// A name only dropped that the catalog does not know drops nothing (DROP TABLE
+		// IF EXISTS), or a table created in this transaction: partitions attached to it
+		// since, or children, would make the ddlPending check above apply.
+		if !known[t] && !s.views.wasCreated(t) && !contains(w.dropped, t) {
 			unknown(fmt.Sprintf("it writes to %s, which is not in the catalog (a relation created in this transaction, or just now, could be a view)", t))
 		}
 	}
@@ -468,6 +554,85 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 			*extra = append(*extra, t)
 		}
 	}
+}
+
+// followRenames handles relations that come to stand under a name: when a function
+// body (LANGUAGE sql or plpgsql, judged when it was written, not when called) names it,
+// writes the body makes to the name reach the relation and what it stands for, so the
+// statement is a redirect_writes of those tables (bastion/policy: a rule on them that
+// lists writes matches it).
+func (s *session) followRenames(top, st *Statement, renames []nameSource, extra *[]string, unknown func(string)) {
+	names := make([]string, 0, len(renames))
+	for _, r := range renames {
+		names = append(names, r.name)
+	}
+	used, err := s.catalog.namedInBodies(s.ctx, names)
+	if err != nil {
+		unknown("bastion cannot tell whether a function writes to " + strings.Join(names, ", ") + ": " + err.Error())
+		return
+	}
+	var sources []string
+	for _, r := range renames {
+		if used[r.name] && !contains(sources, r.source) {
+			sources = append(sources, r.source)
+		}
+	}
+	if len(sources) == 0 {
+		return
+	}
+	add := func(st *Statement, t string) {
+		if !contains(st.Tables, t) {
+			st.Tables = append(st.Tables, t)
+		}
+		if !contains(st.Kinds, KindRedirectWrites) {
+			st.Kinds = append(slices.Clip(st.Kinds), KindRedirectWrites)
+		}
+	}
+	rels, err := s.catalog.writeTargets(s.ctx, sources, nil)
+	if err != nil {
+		unknown("bastion cannot tell what " + strings.Join(sources, ", ") + " stands for: " + err.Error())
+		return
+	}
+	for _, t := range sources {
+		add(st, t)
+		add(top, t)
+	}
+	for _, r := range rels {
+		q := r.Schema + "." + r.Name
+		add(st, q)
+		add(top, q)
+		if !contains(*extra, q) {
+			*extra = append(*extra, q)
+		}
+	}
+}
+
+// namedInBodiesSQL reports, for each name, whether the body text of a LANGUAGE sql or
+// plpgsql function (not the system's own) contains it as a word, in any case (quoted
+// or not, in a string or a comment: an over-approximation).
+const namedInBodiesSQL = `SELECT coalesce(json_object_agg(n, EXISTS (
+    SELECT 1 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+     WHERE p.oid >= 16384 AND l.lanname IN ('sql', 'plpgsql')
+       AND p.prosrc ~* ('(^|[^[:alnum:]_$])' || regexp_replace(n, '([^[:alnum:]_])', '\\\1', 'g') || '($|[^[:alnum:]_$])'))), '{}')
+  FROM json_array_elements_text($1::json) n`
+
+// namedInBodies asks the catalog which names a function body contains.
+func (c *sideCatalog) namedInBodies(ctx context.Context, names []string) (map[string]bool, error) {
+	if c == nil {
+		return nil, fmt.Errorf("no catalog connection")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	arg, _ := json.Marshal(names)
+	b, err := c.roundTrip(ctx, namedInBodiesSQL, string(arg))
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]bool{}
+	if err := json.Unmarshal(b, &got); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	return got, nil
 }
 
 // writeRel is a relation a statement writes to (Base false: a relation of the name
@@ -485,9 +650,13 @@ type writeRel struct {
 
 // writeTargetsSQL resolves relation names, in every schema (the session's search_path
 // is not known, and pg_temp may shadow any schema), to the relations of that name and,
-// recursively, for views to every relation their SELECT rule depends on, and for
-// tables to their partitions and inheritance children (a write to a parent writes
-// them).
+// recursively, for views to every relation their SELECT rule depends on, for tables to
+// their partitions and inheritance children (a write to a parent writes them), and to
+// the tables whose foreign keys reference them with an action that writes the
+// referencing rows (ON DELETE or ON UPDATE CASCADE, SET NULL, SET DEFAULT) or, for a
+// name in $2 (TRUNCATE ... CASCADE), with any action. (Foreign keys are found through
+// pg_depend, whose index covers the referenced table; pg_constraint has none on
+// confrelid, and this runs at every write.)
 const writeTargetsSQL = `WITH RECURSIVE t(oid, root, depth) AS (
     SELECT c.oid, c.relname::text, 0 FROM pg_class c
      WHERE c.relname IN (SELECT json_array_elements_text($1::json)) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -499,7 +668,12 @@ const writeTargetsSQL = `WITH RECURSIVE t(oid, root, depth) AS (
            AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
          WHERE v.oid = t.oid AND v.relkind = 'v'
         UNION
-        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = t.oid) x
+        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = t.oid
+        UNION
+        SELECT f.conrelid FROM pg_depend fd JOIN pg_constraint f ON f.oid = fd.objid
+         WHERE fd.refclassid = 'pg_class'::regclass AND fd.refobjid = t.oid AND fd.classid = 'pg_constraint'::regclass
+           AND f.contype = 'f' AND f.confrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd')
+            OR f.confupdtype IN ('c', 'n', 'd') OR t.root IN (SELECT json_array_elements_text($2::json)))) x
      WHERE t.depth < 32)
 SELECT coalesce(json_agg(r), '[]') FROM (
   SELECT DISTINCT t.root, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind, t.depth > 0 AS base,
@@ -511,14 +685,18 @@ SELECT coalesce(json_agg(r), '[]') FROM (
 // is not cached: another session may have replaced a table by a view. Nothing the
 // lineage reads comes from it, so it does not move the catalog's generation (roundTrip,
 // not query): a write does not cost the session its lineage memo.
-func (c *sideCatalog) writeTargets(ctx context.Context, names []string) ([]writeRel, error) {
+func (c *sideCatalog) writeTargets(ctx context.Context, names, cascade []string) ([]writeRel, error) {
 	if c == nil {
 		return nil, fmt.Errorf("no catalog connection")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cascade == nil {
+		cascade = []string{}
+	}
 	arg, _ := json.Marshal(names)
-	b, err := c.roundTrip(ctx, writeTargetsSQL, string(arg))
+	arg2, _ := json.Marshal(cascade)
+	b, err := c.roundTrip(ctx, writeTargetsSQL, string(arg), string(arg2))
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,21 @@ const (
 // DefaultApprovalTimeout applies when a rule names none.
 const DefaultApprovalTimeout = 5 * time.Minute
 
+// KindRedirectWrites is the statement kind of making writes to one relation reach
+// another (pgproxy.KindRedirectWrites).
+const KindRedirectWrites = "redirect_writes"
+
+// writeKinds are the statement kinds that write to or drop a table.
+var writeKinds = map[string]bool{
+	"insert": true, "update": true, "delete": true, "merge": true, "upsert": true, "truncate": true,
+	"delete_without_where": true, "update_without_where": true, "copy_from": true, "drop_table": true,
+	"drop": true, "copy": true,
+}
+
+// KindRenameRelation is the statement kind of renaming a relation or moving it to
+// another schema (pgproxy.KindRenameRelation).
+const KindRenameRelation = "rename_relation"
+
 // Rule is a compiled rule.
 type Rule struct {
 	Name       string
@@ -457,10 +472,24 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 	tableOK := len(r.tables) == 0
 	var table string
 	for _, t := range st.Tables {
-		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) {
+		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) || matchTrailing(r.tables, t) {
 			tableOK, table = true, t
 			break
 		}
+	}
+	// A relation renamed or moved to another schema escapes every rule naming it from
+	// then on (ALTER TABLE victim RENAME TO x; DELETE FROM x): a rule scoped to tables
+	// matches renaming one of them, whatever statements it lists.
+	if !kindOK && tableOK && len(r.tables) > 0 && slices.Contains(st.Kinds, KindRenameRelation) {
+		kindOK, kind = true, KindRenameRelation
+	}
+	// Writes to one relation the statement names reach another from then on (an
+	// updatable view of it, a partition attached, a cascading foreign key), whoever
+	// writes them (a function body judged before): a rule scoped to tables and listing
+	// a write matches the redirection.
+	if !kindOK && tableOK && len(r.tables) > 0 && slices.Contains(st.Kinds, KindRedirectWrites) &&
+		slices.ContainsFunc(r.statements, func(k string) bool { return writeKinds[k] }) {
+		kindOK, kind = true, KindRedirectWrites
 	}
 	funcOK := len(r.functions) == 0
 	var fn string
@@ -584,6 +613,26 @@ func (m ResultMask) MaskSource(schema, table, column string) bool {
 			ok = (schema == "" || globMatch(parts[0], schema)) && globMatch(parts[1], table) && globMatch(parts[2], column)
 		}
 		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// matchTrailing reports whether a glob naming a table with its schema (public.victim,
+// or with its database too) matches a name written with fewer parts (victim, or
+// public.victim against shop.public.victim): the search_path, or the connection's
+// database, supplies the rest, and the bastion does not know it, so the parts both
+// have decide.
+func matchTrailing(globs []string, t string) bool {
+	parts := strings.Split(t, ".")
+	for _, g := range globs {
+		gp := strings.Split(g, ".")
+		if len(gp) < 2 {
+			continue
+		}
+		n := min(len(gp), len(parts))
+		if globMatch(strings.Join(gp[len(gp)-n:], "."), strings.Join(parts[len(parts)-n:], ".")) {
 			return true
 		}
 	}
