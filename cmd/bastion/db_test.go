@@ -613,30 +613,11 @@ func testMCP(t *testing.T, w *world, st *login.State) {
 // the pg_sleep once the time left is spent, and the answer says the limit
 // was reached.
 func TestSQLAPITimeoutAfterApproval(t *testing.T) {
-	testenv.RequirePostgres(t)
-	var pg *testenv.Postgres
 	yaml := strings.Replace(dbWorldYAML, "timeout: 20s}", "timeout: 5s}", 1)
 	if yaml == dbWorldYAML {
 		t.Fatal("dbWorldYAML has no sql_api timeout of 20s to replace")
 	}
-	w := newWorldListen(t, "", func(k *ca.Keys) []string {
-		var target string
-		pg, target = startShopPostgres(t, k)
-		return []string{target}
-	}, yaml)
-	claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
-	tok, err := w.ci.MintIDToken(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := w.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
-		t.Fatalf("login: %s", r)
-	}
-	st, err := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := readAccessToken(t, st)
+	w, pg, token := sqlAPIWorld(t, yaml)
 
 	// The pg_sleep, as PostgreSQL shows it: the request's whole text.
 	sleeping := func() string {
@@ -657,7 +638,7 @@ func TestSQLAPITimeoutAfterApproval(t *testing.T) {
 	if got := sleeping(); got != "0" {
 		t.Fatalf("the statement after the held one runs before the decision: %s", got)
 	}
-	claims, _ = w.idp.IDTokenClaims("u-alice", "bastion")
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
 	atok, _ := w.idp.MintIDToken(claims)
 	alice := []string{"XDG_CONFIG_HOME=" + filepath.Join(w.home, "alice"), "T=" + atok}
 	if lr := w.run(alice, "login", "--bastion", w.url(), "--id-token-env", "T"); lr.Code != 0 {
