@@ -627,6 +627,10 @@ func (a *analyzer) interpreter(name string, args []word, st *peelState) {
 
 // eval runs its arguments joined by spaces as shell code.
 func (a *analyzer) eval(args []word, st *peelState) {
+	if len(args) > 0 && args[0].lit && args[0].s == "--" {
+		// eval takes no options but skips "--", as every builtin does.
+		args = args[1:]
+	}
 	if len(args) == 0 {
 		return
 	}
