@@ -326,7 +326,7 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 		return true
 	}
 	if seg.Edit {
-		return g.editKey(key, line)
+		return g.editKey(key, seg.EditKey, line)
 	}
 	mode, texts := g.readings(line)
 	if mode == modeUnreadable && line.Early && !line.Hidden {
@@ -374,14 +374,16 @@ func (g *shellGuard) refuseBroken(why string) {
 	g.cancelLine()
 }
 
-// editKey handles Ctrl-X Ctrl-E (run what an editor saves) and Ctrl-X
-// Ctrl-R (re-read the key bindings): what runs after them cannot be read
-// from the line, so they follow the rules' unknowable option. Refused, the
-// key is replaced by Ctrl-G, which aborts the Ctrl-X prefix.
-func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
-	what := "Ctrl-X Ctrl-E (the shell runs what is saved in an editor)"
-	if key[0] == 0x12 {
-		what = "Ctrl-X Ctrl-R (the shell re-reads its key bindings)"
+// editKey handles the keys that make the shell run something other than
+// the line as shown (Segment.EditKey names it: Ctrl-X Ctrl-E runs what an
+// editor saves, Ctrl-X Ctrl-R re-reads the key bindings, Ctrl-X e replays
+// a keyboard macro, Alt-Ctrl-E runs the line's substitutions, Alt-# runs
+// the line uncommented): what runs cannot be read from the line, so they
+// follow the rules' unknowable option. Refused, the key is replaced by
+// Ctrl-G, which aborts the Ctrl-X or ESC prefix.
+func (g *shellGuard) editKey(key []byte, what string, line linerec.Line) bool {
+	if what == "" {
+		what = "a key that makes the shell run what the line does not show"
 	}
 	d := g.p.env.policy().JudgeUnreadable(g.p.ss.pid, g.p.ss.target, what)
 	text := what
@@ -396,7 +398,11 @@ func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
 		g.cancelLine()
 		return true
 	}
-	g.track(func(tr *linerec.Tracker) { tr.Commit() })
+	if what != linerec.KeyExpandLine {
+		// The line is gone (run, or handed to an editor); after
+		// Alt-Ctrl-E it stays, expanded, and is read on as before.
+		g.track(func(tr *linerec.Tracker) { tr.Commit() })
+	}
 	return g.forward(key)
 }
 

@@ -96,6 +96,10 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		{name: "key binding macro", keys: `bind '"\C-t": "rm -rf ` + victim + `\n"'` + "\r"},
 		{name: "echo turned off", keys: "stty -echo\r"},
 		{name: "edit and execute", keys: "rm -rf " + victim + "\x18\x05"},
+		// Default emacs keys that run something without Enter.
+		{name: "shell-expand-line", keys: "echo $(rm -rf " + victim + ")\x1b\x05"},
+		{name: "insert-comment with an argument", keys: "#rm -rf " + victim + "\x1b1\x1b#"},
+		{name: "keyboard macro replaying Enter", setup: []string{"true\x18("}, keys: "\x18)rm -rf " + victim + "\x18e"},
 		{name: "shell on the alternate screen", setup: []string{"printf '\\033[?1049h'"}, keys: "rm -rf " + victim + "\r"},
 		{name: "continuation then paste", keys: "rm -rf \\\r", paste: victim + "\rtrue\r"},
 		{name: "completion typed while a command runs", keys: "sleep 1\rrm -rf vict\t\r"},

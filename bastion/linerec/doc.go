@@ -94,7 +94,14 @@
 //     not seen.
 //   - Ctrl-X Ctrl-E (edit-and-execute-command) is reported as a submit
 //     (Segment.Edit), but what the editor saves cannot be read; in vi mode
-//     `v` does the same and is not recognised.
+//     `v` does the same and is not recognised. The other default emacs
+//     keys that run something without Enter are reported the same way:
+//     Ctrl-X e (a keyboard macro, which may replay an Enter), Alt-Ctrl-E
+//     (shell-expand-line runs the line's command substitutions) and Alt-#
+//     (insert-comment, which with a numeric argument uncomments the line
+//     and runs it). With convert-meta on (bash in the C locale), a byte
+//     with the eighth bit set is an Alt-key too (0x85 is Alt-Ctrl-E); such
+//     bytes are not recognised.
 //   - Output that is not echo (a background job writing to the terminal
 //     while the user types) changes the screen without changing the line.
 //   - A line whose echo arrives after the caller stopped waiting looks like a

@@ -229,6 +229,38 @@ func isSubmit(k keyTok, bracketed bool) bool {
 	return false
 }
 
+// KeyExpandLine is the Segment.EditKey of Alt-Ctrl-E (shell-expand-line):
+// it leaves the line, expanded, being edited.
+const KeyExpandLine = "Alt-Ctrl-E (the shell runs the line's substitutions to expand it)"
+
+// editKeyName names a key, in readline's default emacs bindings, that makes
+// bash run something other than the line as the echo shows it, without
+// Enter: what an editor saves (Ctrl-X Ctrl-E), key bindings re-read
+// (Ctrl-X Ctrl-R), a keyboard macro replayed (Ctrl-X e: it may hold an
+// Enter recorded over another line), the line's own substitutions run to
+// expand it in place (Alt-Ctrl-E, shell-expand-line), or the line accepted
+// with its comment character toggled (Alt-#, insert-comment: with a numeric
+// argument it uncomments the line and runs it). ctlx is whether the key
+// before was Ctrl-X. It returns "" for any other key.
+func editKeyName(ctlx bool, k keyTok) string {
+	if k.paste {
+		return ""
+	}
+	switch {
+	case ctlx && k.kind == kCtrl && k.r == 0x05:
+		return "Ctrl-X Ctrl-E (the shell runs what is saved in an editor)"
+	case ctlx && k.kind == kCtrl && k.r == 0x12:
+		return "Ctrl-X Ctrl-R (the shell re-reads its key bindings)"
+	case ctlx && k.kind == kRune && k.r == 'e':
+		return "Ctrl-X e (the shell replays a keyboard macro, which may submit a line)"
+	case k.kind == kMeta && k.r == 0x05:
+		return KeyExpandLine
+	case k.kind == kMeta && k.r == '#':
+		return "Alt-# (the shell toggles the line's comment and runs it)"
+	}
+	return ""
+}
+
 // isPasteNewline reports a line break that a bracketed paste inserts into
 // the line without submitting it.
 func isPasteNewline(k keyTok, bracketed bool) bool {

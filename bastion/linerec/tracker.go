@@ -27,9 +27,11 @@ type Segment struct {
 	// Edit is set when the last key of Data is not Enter but a key that
 	// makes the shell run what an editor saves (Ctrl-X Ctrl-E,
 	// edit-and-execute-command) or re-read its key bindings (Ctrl-X
-	// Ctrl-R): what will run cannot be read from the line. Submit is set
-	// too.
-	Edit bool
+	// Ctrl-R), or that runs something without accepting the line as typed
+	// (see editKeyName): what will run cannot be read from the line.
+	// Submit is set too, and EditKey names the key.
+	Edit    bool
+	EditKey string
 }
 
 // Line is the tracker's view of the line the shell will run.
@@ -193,9 +195,12 @@ func (t *Tracker) Keys(p []byte) []Segment {
 
 	var submits []int // offsets just past each submit key
 	lineEnds, pasteNL, lastCancel, lastPrintable, others := 0, 0, -1, -1, 0
-	edit := false
+	edit, editWhat := false, ""
 	t.ks.scan(p, func(k keyTok) {
-		k.edit = t.ctlx && !k.paste && k.kind == kCtrl && (k.r == 0x05 || k.r == 0x12)
+		k.edit = editKeyName(t.ctlx, k) != ""
+		if k.edit {
+			editWhat = editKeyName(t.ctlx, k)
+		}
 		t.ctlx = !k.paste && k.kind == kCtrl && k.r == 0x18
 		if len(submits) == 0 && lineEnds == 0 && !isSubmit(k, bracketed) && !isPasteNewline(k, bracketed) {
 			if simpleKey(k) && !(k.kind == kCtrl && k.r == '\t' && !k.paste) {
@@ -246,12 +251,12 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		if len(submits) > 0 {
 			cut = submits[len(submits)-1]
 		}
-		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines, PasteKeys: keyLines, Edit: edit})
+		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines, PasteKeys: keyLines, Edit: edit, EditKey: editWhat})
 		if cut < len(p) {
 			segs = append(segs, Segment{Data: p[cut:]})
 		}
 	case len(submits) == 1:
-		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true, Edit: edit})
+		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true, Edit: edit, EditKey: editWhat})
 		if submits[0] < len(p) {
 			segs = append(segs, Segment{Data: p[submits[0]:]})
 		}
