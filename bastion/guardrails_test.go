@@ -122,6 +122,7 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		{name: "read PROMPT_COMMAND", keys: "read -r PROMPT_COMMAND <<< 'rm -rf " + victim + "'\r"},
 		{name: "hash -p", keys: "hash -p /bin/rm ls; ls -rf " + victim + "\r"},
 		{name: "BASH_ALIASES", keys: "BASH_ALIASES[x]=rm\r"},
+		{name: "BASH_ENV expanded by the next bash", keys: "export BASH_ENV='$(rm -rf " + victim + ")'\r"},
 		// readline shows "(arg: 1) " over a longer prompt while it reads a
 		// numeric argument: nothing of the line is after the prompt's end.
 		{name: "numeric argument over a long prompt", setup: []string{"PS1='a-rather-long-prompt-P> '"}, keys: "rm -rf " + victim + "\x1b1\r"},
@@ -148,12 +149,6 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		})
 	}
 
-	// Characters whose UTF-8 bytes include 0x85 or 0xa3 are typed as
-	// usual in a UTF-8 locale, unfinished lines included.
-	ran(t, p, "export LC_ALL=C.UTF-8\r", "P> ")
-	ran(t, p, "echo \"não £ Å\r\"\r", "não £ Å\r\n\r\n")
-	ran(t, p, "echo ok-ą-ã\r", "ok-ą-ã")
-
 	// The held deploy, recalled from history, asks for approval too.
 	ran(t, p, ": ./deploy.sh v2\r", "P> ")
 	out := stopped(t, p, "!!:1-2\r")
@@ -179,6 +174,13 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 	} {
 		ran(t, p, c.keys, c.want)
 	}
+
+	// Characters whose UTF-8 bytes include 0x85 or 0xa3 (read as Meta
+	// keys in the C locale) are typed as usual in a UTF-8 locale,
+	// unfinished lines included.
+	ran(t, p, "export LC_ALL=C.UTF-8\r", "P> ")
+	ran(t, p, "echo \"não £ Å\r\"\r", "não £ Å\r\n\r\n")
+	ran(t, p, "echo ok-ą-ã\r", "ok-ą-ã")
 	p.Send("exit\r")
 	p.Wait(20 * time.Second)
 }

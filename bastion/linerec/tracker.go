@@ -221,14 +221,17 @@ func (t *Tracker) Keys(p []byte) []Segment {
 			}
 		}
 		t.ctlx = !k.paste && k.kind == kCtrl && k.r == 0x18
-		if len(submits) == 0 && lineEnds == 0 && !isSubmit(k, bracketed) && !isPasteNewline(k, bracketed) {
+		// A character held as an eight-bit Meta key is, where the shell
+		// reads UTF-8, typed text: it is counted and modelled as such.
+		char := k.edit && k.kind == kRune
+		if len(submits) == 0 && lineEnds == 0 && (!isSubmit(k, bracketed) || char) && !isPasteNewline(k, bracketed) {
 			if simpleKey(k) && !(k.kind == kCtrl && k.r == '\t' && !k.paste) {
 				t.km.key(k)
 			} else {
 				t.kmOK = false // completion, history, search, yank, Alt-keys
 			}
 		}
-		if !isSubmit(k, bracketed) {
+		if !isSubmit(k, bracketed) || char {
 			others++
 		}
 		switch {
@@ -236,6 +239,10 @@ func (t *Tracker) Keys(p []byte) []Segment {
 			submits = append(submits, k.end)
 			edit = k.edit
 			lineEnds++
+			if char {
+				t.typed++
+				lastPrintable = k.end
+			}
 		case isPasteNewline(k, bracketed):
 			lineEnds++
 			pasteNL++

@@ -130,6 +130,14 @@ var bypassCases = []bypassCase{
 	{name: "declare quoted subscript", src: `declare "a[\$(rm -rf v)]=1"`, reason: ReasonSubscript},
 	{name: "export quoted PROMPT_COMMAND", src: `export "PROMPT_COMMAND=rm -rf /tmp/victim"`, argv: victim},
 	{name: "declare quoted PS1", src: `declare -x "PS1=\$(rm -rf /tmp/victim)"`, argv: victim},
+	// Expanded, with command substitution, when a shell starts or mail
+	// arrives.
+	{name: "BASH_ENV", src: `export BASH_ENV='$(rm -rf /tmp/victim)'`, argv: victim},
+	{name: "BASH_ENV for one command", src: `BASH_ENV='$(rm -rf /tmp/victim)' bash -c true`, argv: victim},
+	{name: "env BASH_ENV", src: `env BASH_ENV='$(rm -rf /tmp/victim)' bash -c true`, argv: victim},
+	{name: "ENV", src: `ENV='$(rm -rf /tmp/victim)' sh -i`, argv: victim},
+	{name: "MAILPATH message", src: `MAILCHECK=0 MAILPATH='/tmp/m?$(rm -rf /tmp/victim)'`, argv: victim},
+	{name: "env PROMPT_COMMAND", src: `env PROMPT_COMMAND='rm -rf /tmp/victim' bash -i`, argv: victim},
 	{name: "local quoted INPUTRC", src: `local "INPUTRC=/tmp/x"`, reason: ReasonLineEditing},
 	{name: "su -c", src: "su -c 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"su -c"}},
 	{name: "su user -c", src: "su - root -c 'rm -rf /tmp/victim'", argv: victim},
