@@ -133,17 +133,26 @@ func (g *shellGuard) run() {
 			if !ok {
 				return
 			}
-			var segs []linerec.Segment
-			g.track(func(tr *linerec.Tracker) { segs = tr.Keys(chunk) })
-			if why := g.takeFailure(); why != "" {
-				// The tracker failed on these keys: they are dropped and
-				// the line is refused (the tracker starts afresh).
-				g.refuseBroken(why)
-				continue
-			}
-			for _, seg := range segs {
-				if !g.segment(seg) {
-					return
+			for len(chunk) > 0 {
+				// A key that runs the line without Enter (Alt-#,
+				// Ctrl-X e) is judged before the keys after it go.
+				var segs []linerec.Segment
+				n := len(chunk)
+				g.track(func(tr *linerec.Tracker) {
+					n = tr.EditCut(chunk)
+					segs = tr.Keys(chunk[:n])
+				})
+				chunk = chunk[n:]
+				if why := g.takeFailure(); why != "" {
+					// The tracker failed on these keys: they are dropped
+					// and the line is refused (the tracker starts afresh).
+					g.refuseBroken(why)
+					break
+				}
+				for _, seg := range segs {
+					if !g.segment(seg) {
+						return
+					}
 				}
 			}
 		}
@@ -305,7 +314,7 @@ func (g *shellGuard) watched() bool {
 // segment handles one segment of keys in a pty session.
 func (g *shellGuard) segment(seg linerec.Segment) bool {
 	if !g.watched() {
-		if seg.Submit {
+		if seg.Submit && !seg.Keep {
 			g.track(func(tr *linerec.Tracker) { tr.Commit() })
 		}
 		return g.forward(seg.Data)
@@ -316,8 +325,9 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 	if !seg.Submit {
 		return g.forward(seg.Data)
 	}
-	key := seg.Data[len(seg.Data)-1:]
-	if !g.forward(seg.Data[:len(seg.Data)-1]) {
+	kl := max(seg.KeyLen, 1)
+	key := seg.Data[len(seg.Data)-kl:]
+	if !g.forward(seg.Data[:len(seg.Data)-kl]) {
 		return false
 	}
 	g.waitEcho()
@@ -328,7 +338,7 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 		return true
 	}
 	if seg.Edit {
-		return g.editKey(key, line)
+		return g.editKey(key, seg, line)
 	}
 	mode, texts := g.readings(line)
 	if mode == modeUnreadable && line.Early && !line.Hidden {
@@ -376,14 +386,20 @@ func (g *shellGuard) refuseBroken(why string) {
 	g.cancelLine()
 }
 
-// editKey handles Ctrl-X Ctrl-E (run what an editor saves) and Ctrl-X
-// Ctrl-R (re-read the key bindings): what runs after them cannot be read
-// from the line, so they follow the rules' unknowable option. Refused, the
-// key is replaced by Ctrl-G, which aborts the Ctrl-X prefix.
-func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
-	what := "Ctrl-X Ctrl-E (the shell runs what is saved in an editor)"
-	if key[0] == 0x12 {
-		what = "Ctrl-X Ctrl-R (the shell re-reads its key bindings)"
+// editKey handles the keys that make the shell run something other than
+// the line as shown (Segment.EditKey names it: Ctrl-X Ctrl-E runs what an
+// editor saves, Ctrl-X Ctrl-R re-reads the key bindings, Ctrl-X e replays
+// a keyboard macro, Alt-Ctrl-E runs the line's substitutions, Alt-# runs
+// the line uncommented): what runs cannot be read from the line, so they
+// follow the rules' unknowable option. Refused, the key is replaced by
+// Ctrl-G, which aborts the Ctrl-X or ESC prefix.
+func (g *shellGuard) editKey(key []byte, seg linerec.Segment, line linerec.Line) bool {
+	what := seg.EditKey
+	if what == "" {
+		what = "a key that makes the shell run what the line does not show"
+	}
+	if what == linerec.KeyExpandLine || what == linerec.KeyComment {
+		return g.lineKey(key, seg, line)
 	}
 	d := g.p.env.policy().JudgeUnreadable(g.p.ss.pid, g.p.ss.target, what)
 	text := what
@@ -398,7 +414,71 @@ func (g *shellGuard) editKey(key []byte, line linerec.Line) bool {
 		g.cancelLine()
 		return true
 	}
-	g.track(func(tr *linerec.Tracker) { tr.Commit() })
+	if !seg.Keep {
+		// The line is gone (run, or handed to an editor).
+		g.track(func(tr *linerec.Tracker) { tr.Commit() })
+	}
+	return g.forward(key)
+}
+
+// lineKey handles Alt-Ctrl-E and Alt-# (also as eight-bit Meta bytes,
+// which in a UTF-8 locale are parts of ordinary characters): what they run
+// is the line itself, its substitutions expanded in place or the line
+// (un)commented and accepted. The line is judged as a command, its
+// readings with a leading "#" removed too, silently when allowed (it may
+// be a character being typed); a line that cannot be judged gets the
+// unknowable action.
+func (g *shellGuard) lineKey(key []byte, seg linerec.Segment, line linerec.Line) bool {
+	pol := g.p.env.policy()
+	pid, target := g.p.ss.pid, g.p.ss.target
+	mode, texts := g.readings(line)
+	var d policy.Decision
+	var shown string
+	switch mode {
+	case modeNone, modeFullScreen, modeHidden:
+		// Not the shell's line editor reading (a full-screen program, a
+		// password prompt): the key is a character.
+		d = policy.Decision{Action: policy.ActionAllow}
+	case modeScreen, modeKeys:
+		for _, t := range texts {
+			if u := strings.TrimLeft(t, " \t"); strings.HasPrefix(u, "#") {
+				texts = append(texts, u[1:])
+			}
+		}
+		for _, t := range texts {
+			var td policy.Decision
+			if a, err := shellcmd.Analyze(t); err != nil || a.Incomplete {
+				// An unfinished line (an open quote) runs nothing when
+				// it holds no substitution and is not uncommented.
+				if err != nil || strings.HasPrefix(strings.TrimLeft(t, " \t"), "#") || strings.Contains(t, "$") || strings.ContainsAny(t, "`<>") {
+					td = pol.JudgeUnreadable(pid, target, seg.EditKey+" on a line that is not a complete command")
+				} else {
+					td = policy.Decision{Action: policy.ActionAllow}
+				}
+			} else {
+				td = pol.JudgeShellLine(pid, target, t)
+			}
+			if shown == "" || strictness(td.Action) > strictness(d.Action) {
+				d, shown = td, t
+			}
+		}
+		if shown == "" {
+			d = policy.Decision{Action: policy.ActionAllow}
+		}
+	default:
+		d = pol.JudgeUnreadable(pid, target, seg.EditKey)
+		shown = "(a line typed ahead of the prompt)"
+	}
+	if d.Action != policy.ActionAllow && g.p.enforce(d, shown+" ["+seg.EditKey+"]", g.in) != policy.ActionAllow {
+		if !g.forward([]byte{0x07}) {
+			return false
+		}
+		g.cancelLine()
+		return true
+	}
+	if !seg.Keep {
+		g.track(func(tr *linerec.Tracker) { tr.Commit() })
+	}
 	return g.forward(key)
 }
 
@@ -451,6 +531,9 @@ func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
 	texts := []string{line.Text}
 	if line.KeysOK && strings.TrimSpace(line.Keys) != strings.TrimSpace(line.Text) {
 		texts = append(texts, line.Keys)
+	}
+	if line.Arg != "" {
+		texts = append(texts, line.Arg)
 	}
 	return modeScreen, texts
 }

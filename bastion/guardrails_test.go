@@ -82,6 +82,7 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		setup []string // typed first, each allowed to run
 		keys  string   // then these, which must be stopped
 		paste string   // sent at once after keys (a paste)
+		burst bool     // keys sent at once
 	}{
 		{name: "continuation typed during the hold", keys: "true\rrm -rf \\\r" + victim + "\r"},
 		{name: "continuation typed while a command runs", keys: "sleep 1\rrm -rf \\\r" + victim + "\r"},
@@ -96,6 +97,16 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		{name: "key binding macro", keys: `bind '"\C-t": "rm -rf ` + victim + `\n"'` + "\r"},
 		{name: "echo turned off", keys: "stty -echo\r"},
 		{name: "edit and execute", keys: "rm -rf " + victim + "\x18\x05"},
+		// Default emacs keys that run something without Enter.
+		{name: "shell-expand-line", keys: "echo $(rm -rf " + victim + ")\x1b\x05"},
+		{name: "insert-comment with an argument", keys: "#rm -rf " + victim + "\x1b1\x1b#"},
+		{name: "keyboard macro replaying Enter", setup: []string{"true\x18("}, keys: "\x18)rm -rf " + victim + "\x18e"},
+		{name: "insert-comment and Enter in one read", keys: "#rm -rf " + victim + "\x1b1\x1b#\r", burst: true},
+		// Where readline reads a byte with the eighth bit set as Meta
+		// (convert-meta: the C locale), 0x85 is Alt-Ctrl-E and 0xa3 Alt-#.
+		{name: "eight-bit shell-expand-line", setup: []string{"export LC_ALL=C"}, keys: "echo $(rm -rf " + victim + ")\x85"},
+		{name: "eight-bit insert-comment", keys: "#rm -rf " + victim + "\xb1\xa3"},
+		{name: "eight-bit insert-comment in one read", keys: "#rm -rf " + victim + "\xb1\xa3", burst: true},
 		{name: "shell on the alternate screen", setup: []string{"printf '\\033[?1049h'"}, keys: "rm -rf " + victim + "\r"},
 		{name: "continuation then paste", keys: "rm -rf \\\r", paste: victim + "\rtrue\r"},
 		{name: "completion typed while a command runs", keys: "sleep 1\rrm -rf vict\t\r"},
@@ -111,13 +122,20 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		{name: "read PROMPT_COMMAND", keys: "read -r PROMPT_COMMAND <<< 'rm -rf " + victim + "'\r"},
 		{name: "hash -p", keys: "hash -p /bin/rm ls; ls -rf " + victim + "\r"},
 		{name: "BASH_ALIASES", keys: "BASH_ALIASES[x]=rm\r"},
+		{name: "BASH_ENV expanded by the next bash", keys: "export BASH_ENV='$(rm -rf " + victim + ")'\r"},
+		// readline shows "(arg: 1) " over a longer prompt while it reads a
+		// numeric argument: nothing of the line is after the prompt's end.
+		{name: "numeric argument over a long prompt", setup: []string{"PS1='a-rather-long-prompt-P> '"}, keys: "rm -rf " + victim + "\x1b1\r"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for i, s := range c.setup {
 				ran(t, p, s+"\r", "P> ")
 				_ = i
 			}
-			if c.paste != "" {
+			if c.burst {
+				p.Send(c.keys)
+				stopped(t, p, "")
+			} else if c.paste != "" {
 				p.Type(c.keys, keyGap)
 				p.Expect("> ", 30*time.Second)
 				stopped(t, p, c.paste)
@@ -156,6 +174,13 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 	} {
 		ran(t, p, c.keys, c.want)
 	}
+
+	// Characters whose UTF-8 bytes include 0x85 or 0xa3 (read as Meta
+	// keys in the C locale) are typed as usual in a UTF-8 locale,
+	// unfinished lines included.
+	ran(t, p, "export LC_ALL=C.UTF-8\r", "P> ")
+	ran(t, p, "echo \"não £ Å\r\"\r", "não £ Å\r\n\r\n")
+	ran(t, p, "echo ok-ą-ã\r", "ok-ą-ã")
 	p.Send("exit\r")
 	p.Wait(20 * time.Second)
 }

@@ -23,7 +23,7 @@ var localeVars = map[string]bool{"LANG": true, "LC_ALL": true, "LC_CTYPE": true}
 
 // safeLocale accepts a locale in which bash reads a command the way the
 // bastion's parser does: C, POSIX, or a UTF-8 locale ("en_US.UTF-8",
-// "C.utf8", "de_DE.UTF-8@euro"). In BIG5, GBK, GB18030 or Shift_JIS a byte
+// "C.utf8", "de_DE.UTF-8@euro"). In BIG5, GBK, GB18030, Shift_JIS or JOHAB a byte
 // of 0x81 or more takes the next byte with it, so a backslash or quote
 // after it is not one (even in text that is valid UTF-8: U+4E2D is e4 b8
 // ad, and BIG5 reads ad 5c as one character); a locale without a codeset

@@ -94,7 +94,18 @@
 //     not seen.
 //   - Ctrl-X Ctrl-E (edit-and-execute-command) is reported as a submit
 //     (Segment.Edit), but what the editor saves cannot be read; in vi mode
-//     `v` does the same and is not recognised.
+//     `v` does the same and is not recognised. The other default emacs
+//     keys that run something without Enter are reported the same way:
+//     Ctrl-X e (a keyboard macro, which may replay an Enter), Alt-Ctrl-E
+//     (shell-expand-line runs the line's command substitutions) and Alt-#
+//     (insert-comment, which with a numeric argument uncomments the line
+//     and runs it). With convert-meta on (bash in the C locale), a byte
+//     with the eighth bit set is an Alt-key too (0x85 is Alt-Ctrl-E, 0xa3
+//     Alt-#); since the locale the shell reads with is not known, a
+//     character holding such a byte is held like those keys (in a UTF-8
+//     locale it is a character: the line is judged, silently when
+//     allowed). A numeric argument (Alt-digit) makes readline show
+//     "(arg: N) " over the prompt; Line.Arg reads the line after it.
 //   - Output that is not echo (a background job writing to the terminal
 //     while the user types) changes the screen without changing the line.
 //   - A line whose echo arrives after the caller stopped waiting looks like a

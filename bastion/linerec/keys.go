@@ -18,23 +18,58 @@ type keyTok struct {
 	p0    int  // kSeq: the first parameter (0 when missing)
 	ss3   bool // kSeq: ESC O rather than ESC [
 	paste bool // the token is inside a bracketed paste
-	edit  bool // Ctrl-E or Ctrl-R after Ctrl-X: the shell runs an editor's buffer or re-reads its bindings
+	edit  bool // a key editKeyName names
 	end   int  // offset just past the token's last byte in the chunk
+	// start is the offset of the token's first byte in the chunk (0 when
+	// it began in an earlier chunk), for kRune tokens of bytes >= 0x80.
+	start int
+	// meta8 is the 7-bit key a byte of a kRune token stands for where
+	// readline reads a byte with the eighth bit set as Meta (convert-meta,
+	// bash in the C locale), when that key is one editKeyName names
+	// (0x85 is Alt-Ctrl-E, 0xa3 Alt-#); 0 otherwise.
+	meta8 byte
+	// arg8: a byte of a kRune token is an eight-bit Meta digit or minus
+	// (a numeric argument where readline reads such bytes as Meta).
+	arg8 bool
 }
 
 // keyScanner splits user input into key tokens. Its state carries over from
 // one chunk to the next, so a sequence split across reads is still one key.
 type keyScanner struct {
-	st    int // 0 ground, 1 ESC, 2 CSI, 3 SS3, 4 UTF-8
-	p0    int
-	np    int
-	u     [4]byte
-	un    int
-	uneed int
-	paste bool
+	st     int // 0 ground, 1 ESC, 2 CSI, 3 SS3, 4 UTF-8
+	p0     int
+	np     int
+	u      [4]byte
+	un     int
+	uneed  int
+	ustart int // offset of the first byte of the UTF-8 sequence in the chunk
+	paste  bool
+}
+
+// meta8Of returns the key that one of the bytes b stands for as an
+// eight-bit Meta key, when editKeyName names it; 0 otherwise.
+func arg8Of(b []byte) bool {
+	for _, c := range b {
+		if c >= 0xb0 && c <= 0xb9 || c == 0xad {
+			return true
+		}
+	}
+	return false
+}
+
+func meta8Of(b []byte) byte {
+	for _, c := range b {
+		if c >= 0x80 && (c&0x7f == 0x05 || c&0x7f == '#') {
+			return c & 0x7f
+		}
+	}
+	return 0
 }
 
 func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
+	if k.st == 4 {
+		k.ustart = 0 // the sequence began in an earlier chunk
+	}
 	for i, b := range p {
 		end := i + 1
 		switch k.st {
@@ -44,12 +79,12 @@ func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
 				k.un++
 				if k.un == k.uneed {
 					r, _ := utf8.DecodeRune(k.u[:k.un])
-					emit(keyTok{kind: kRune, r: r, paste: k.paste, end: end})
+					emit(keyTok{kind: kRune, r: r, paste: k.paste, end: end, start: k.ustart, meta8: meta8Of(k.u[:k.un]), arg8: arg8Of(k.u[:k.un])})
 					k.st = 0
 				}
 				continue
 			}
-			emit(keyTok{kind: kRune, r: utf8.RuneError, paste: k.paste, end: i})
+			emit(keyTok{kind: kRune, r: utf8.RuneError, paste: k.paste, end: i, start: k.ustart, meta8: meta8Of(k.u[:k.un]), arg8: arg8Of(k.u[:k.un])})
 			k.st = 0
 		case 1:
 			switch b {
@@ -102,7 +137,7 @@ func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
 		case b < 0x80:
 			emit(keyTok{kind: kRune, r: rune(b), paste: k.paste, end: end})
 		default:
-			k.u[0], k.un = b, 1
+			k.u[0], k.un, k.ustart = b, 1, i
 			switch {
 			case b&0xe0 == 0xc0:
 				k.uneed = 2
@@ -111,7 +146,7 @@ func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
 			case b&0xf8 == 0xf0:
 				k.uneed = 4
 			default:
-				emit(keyTok{kind: kRune, r: utf8.RuneError, paste: k.paste, end: end})
+				emit(keyTok{kind: kRune, r: utf8.RuneError, paste: k.paste, end: end, start: i, meta8: meta8Of(p[i:end]), arg8: arg8Of(p[i:end])})
 				continue
 			}
 			k.st = 4
@@ -227,6 +262,43 @@ func isSubmit(k keyTok, bracketed bool) bool {
 		return k.r == '\r' || k.r == '\n'
 	}
 	return false
+}
+
+// Segment.EditKey of the keys whose effect the line shows: what they run
+// is the line's own code (Alt-Ctrl-E, shell-expand-line, runs its
+// substitutions; Alt-#, insert-comment, runs it commented or uncommented),
+// so the caller judges the line.
+const (
+	KeyExpandLine = "Alt-Ctrl-E (the shell runs the line's substitutions to expand it)"
+	KeyComment    = "Alt-# (the shell toggles the line's comment and runs it)"
+)
+
+// editKeyName names a key, in readline's default emacs bindings, that makes
+// bash run something other than the line as the echo shows it, without
+// Enter: what an editor saves (Ctrl-X Ctrl-E), key bindings re-read
+// (Ctrl-X Ctrl-R), a keyboard macro replayed (Ctrl-X e: it may hold an
+// Enter recorded over another line), the line's own substitutions run to
+// expand it in place (Alt-Ctrl-E, shell-expand-line), or the line accepted
+// with its comment character toggled (Alt-#, insert-comment: with a numeric
+// argument it uncomments the line and runs it). ctlx is whether the key
+// before was Ctrl-X. It returns "" for any other key.
+func editKeyName(ctlx bool, k keyTok) string {
+	if k.paste {
+		return ""
+	}
+	switch {
+	case ctlx && k.kind == kCtrl && k.r == 0x05:
+		return "Ctrl-X Ctrl-E (the shell runs what is saved in an editor)"
+	case ctlx && k.kind == kCtrl && k.r == 0x12:
+		return "Ctrl-X Ctrl-R (the shell re-reads its key bindings)"
+	case ctlx && k.kind == kRune && k.r == 'e':
+		return "Ctrl-X e (the shell replays a keyboard macro, which may submit a line)"
+	case k.kind == kMeta && k.r == 0x05, k.kind == kRune && k.meta8 == 0x05:
+		return KeyExpandLine
+	case k.kind == kMeta && k.r == '#', k.kind == kRune && k.meta8 == '#':
+		return KeyComment
+	}
+	return ""
 }
 
 // isPasteNewline reports a line break that a bracketed paste inserts into

@@ -27,9 +27,19 @@ type Segment struct {
 	// Edit is set when the last key of Data is not Enter but a key that
 	// makes the shell run what an editor saves (Ctrl-X Ctrl-E,
 	// edit-and-execute-command) or re-read its key bindings (Ctrl-X
-	// Ctrl-R): what will run cannot be read from the line. Submit is set
-	// too.
-	Edit bool
+	// Ctrl-R), or that runs something without accepting the line as typed
+	// (see editKeyName): what will run cannot be read from the line.
+	// Submit is set too, and EditKey names the key.
+	Edit    bool
+	EditKey string
+	// KeyLen is how many bytes at the end of Data make the submit key
+	// (the caller holds them back until the line is judged): 1, or more
+	// for a character with the eighth bit set read as a Meta key.
+	KeyLen int
+	// Keep: the key, allowed, leaves the line being edited (it may also be
+	// an ordinary character: an eight-bit Meta key in a UTF-8 locale), so
+	// the caller does not commit the line.
+	Keep bool
 }
 
 // Line is the tracker's view of the line the shell will run.
@@ -57,6 +67,12 @@ type Line struct {
 	// are separated by "\n", as in Text.
 	Keys   string
 	KeysOK bool
+	// Arg is a third reading, set when a numeric argument was typed
+	// (Alt-digit) and readline shows "(arg: N) " in place of the prompt,
+	// where the text after the anchor is not the line: the line as it
+	// follows that label (continued lines included). A prompt can imitate
+	// the label, so the caller judges Arg beside Text, never instead.
+	Arg string
 	// Hidden is set when keys were typed but nothing was echoed: a password
 	// prompt, or a shell whose echo was turned off. Judge is false and Text
 	// empty; Keys holds what was typed, which may be a secret.
@@ -109,6 +125,7 @@ type Tracker struct {
 	kacc   []string
 	kaccOK bool
 	ctlx   bool // the last key was Ctrl-X (a prefix for Ctrl-E, Ctrl-R)
+	argKey bool // a numeric argument key was typed on this line
 }
 
 const maxKnownPrompts = 8
@@ -142,7 +159,7 @@ func (t *Tracker) start() {
 	s := t.s
 	t.active = true
 	t.typed = 0
-	t.simple, t.listed, t.last = true, false, ""
+	t.simple, t.listed, t.last, t.argKey = true, false, "", false
 	t.markAlt = t.s.alt
 	// The shell's answer to a submit ends with its prompt, which leaves the
 	// cursor after it; a command's output (and bash's own "\r" after
@@ -193,18 +210,28 @@ func (t *Tracker) Keys(p []byte) []Segment {
 
 	var submits []int // offsets just past each submit key
 	lineEnds, pasteNL, lastCancel, lastPrintable, others := 0, 0, -1, -1, 0
-	edit := false
+	edit, editWhat, keyLen, keep := false, "", 1, false
 	t.ks.scan(p, func(k keyTok) {
-		k.edit = t.ctlx && !k.paste && k.kind == kCtrl && (k.r == 0x05 || k.r == 0x12)
+		k.edit = editKeyName(t.ctlx, k) != ""
+		if k.edit {
+			editWhat, keyLen = editKeyName(t.ctlx, k), 1
+			keep = editWhat == KeyExpandLine || k.kind == kRune
+			if k.kind == kRune {
+				keyLen = k.end - k.start
+			}
+		}
 		t.ctlx = !k.paste && k.kind == kCtrl && k.r == 0x18
-		if len(submits) == 0 && lineEnds == 0 && !isSubmit(k, bracketed) && !isPasteNewline(k, bracketed) {
+		// A character held as an eight-bit Meta key is, where the shell
+		// reads UTF-8, typed text: it is counted and modelled as such.
+		char := k.edit && k.kind == kRune
+		if len(submits) == 0 && lineEnds == 0 && (!isSubmit(k, bracketed) || char) && !isPasteNewline(k, bracketed) {
 			if simpleKey(k) && !(k.kind == kCtrl && k.r == '\t' && !k.paste) {
 				t.km.key(k)
 			} else {
 				t.kmOK = false // completion, history, search, yank, Alt-keys
 			}
 		}
-		if !isSubmit(k, bracketed) {
+		if !isSubmit(k, bracketed) || char {
 			others++
 		}
 		switch {
@@ -212,6 +239,10 @@ func (t *Tracker) Keys(p []byte) []Segment {
 			submits = append(submits, k.end)
 			edit = k.edit
 			lineEnds++
+			if char {
+				t.typed++
+				lastPrintable = k.end
+			}
 		case isPasteNewline(k, bracketed):
 			lineEnds++
 			pasteNL++
@@ -220,6 +251,9 @@ func (t *Tracker) Keys(p []byte) []Segment {
 			lastPrintable = k.end
 		case k.kind == kCtrl && k.r == 0x03 && !k.paste:
 			lastCancel = k.end
+		}
+		if !k.paste && (k.kind == kMeta && (k.r >= '0' && k.r <= '9' || k.r == '-') || k.kind == kRune && k.arg8) {
+			t.argKey = true
 		}
 		if k.kind == kCtrl && k.r == '\t' && !k.paste || k.kind == kMeta && (k.r == '?' || k.r == '=') {
 			t.listed = true
@@ -246,12 +280,12 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		if len(submits) > 0 {
 			cut = submits[len(submits)-1]
 		}
-		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines, PasteKeys: keyLines, Edit: edit})
+		segs = append(segs, Segment{Data: p[:cut], Submit: len(submits) > 0, Paste: lines, PasteKeys: keyLines, Edit: edit, EditKey: editWhat, KeyLen: keyLen, Keep: keep})
 		if cut < len(p) {
 			segs = append(segs, Segment{Data: p[cut:]})
 		}
 	case len(submits) == 1:
-		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true, Edit: edit})
+		segs = append(segs, Segment{Data: p[:submits[0]], Submit: true, Edit: edit, EditKey: editWhat, KeyLen: keyLen, Keep: keep})
 		if submits[0] < len(p) {
 			segs = append(segs, Segment{Data: p[submits[0]:]})
 		}
@@ -269,6 +303,22 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		t.reset()
 	}
 	return segs
+}
+
+// EditCut returns the length of the prefix of p to pass to Keys first: up
+// to and including the first key editKeyName names, when keys follow it,
+// or all of p. Such a key must be judged before the keys after it are
+// forwarded (Keys treats several submit keys in one chunk as a paste,
+// whose lines are read from a model that does not know those keys).
+func (t *Tracker) EditCut(p []byte) int {
+	sc, ctlx, cut := t.ks, t.ctlx, len(p)
+	sc.scan(p, func(k keyTok) {
+		if cut == len(p) && editKeyName(ctlx, k) != "" {
+			cut = k.end
+		}
+		ctlx = !k.paste && k.kind == kCtrl && k.r == 0x18
+	})
+	return cut
 }
 
 // replay runs the key model over p, starting from what is already typed,
@@ -401,6 +451,8 @@ func (t *Tracker) reset() {
 	t.s.clearMark()
 }
 
+var argRE = regexp.MustCompile(`^\(arg: -?[0-9]+\) `)
+
 var searchRE = regexp.MustCompile("^\\((?:failed )?(?:reverse-)?i-search\\)`[^']*': ")
 
 // Line returns the line as it stands now. Call it after the echo of the
@@ -418,8 +470,16 @@ func (t *Tracker) Line() Line {
 	}
 	text, why := t.current()
 	t.last = text
+	var arg string
+	if t.argKey {
+		// readline shows "(arg: N) " over the prompt while it reads a
+		// numeric argument.
+		if full := t.join(t.s.markRows(), 0, false); argRE.MatchString(full) {
+			arg = strings.Join(append(t.acc[:len(t.acc):len(t.acc)], full[argRE.FindStringIndex(full)[1]:]), "\n")
+		}
+	}
 	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early,
-		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
+		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg}
 }
 
 // Continued returns the lines joined by Continue so far: as the screen

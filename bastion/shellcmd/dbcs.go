@@ -2,13 +2,13 @@ package shellcmd
 
 // ReasonDoubleByte: in a double-byte locale the text reads as something the
 // analysis cannot follow (unfinished, or not bash).
-const ReasonDoubleByte = "reads differently in a double-byte locale (BIG5, GBK, Shift_JIS)"
+const ReasonDoubleByte = "reads differently in a double-byte locale (BIG5, GBK, Shift_JIS, JOHAB)"
 
 // bash reads its input in the locale's character set. In BIG5, BIG5-HKSCS,
-// GBK, GB18030 and Shift_JIS a byte of 0x81 or more may take the next byte
-// with it as one character, and that byte may be ASCII: a backslash, a
-// backquote, |, {, }, [ or ] after it is then part of a character, not
-// syntax. Even valid UTF-8 is read so (U+4E2D is e4 b8 ad; BIG5 reads e4 b8
+// GBK, GB18030, Shift_JIS and JOHAB a byte of 0x81 or more may take the
+// next byte with it as one character, and that byte may be ASCII: a
+// backslash, a backquote, |, {, }, [ or ] after it (in JOHAB also ;, <, >,
+// ? and =) is then part of a character, not syntax. Even valid UTF-8 is read so (U+4E2D is e4 b8 ad; BIG5 reads e4 b8
 // and ad 5c), so `echo "中\" ; rm -rf x #"` is one echo to a UTF-8 reader
 // and an rm to bash with LC_ALL=zh_TW.BIG5 (which a session's environment or
 // the command itself can set). The analysis therefore also walks each text
@@ -17,8 +17,9 @@ const ReasonDoubleByte = "reads differently in a double-byte locale (BIG5, GBK, 
 
 // doubleByteSet is how one character set pairs bytes.
 type doubleByteSet struct {
-	lead, trail func(b byte) bool
-	four        bool // GB18030's four-byte sequences: lead, digit, lead, digit
+	lead  func(b byte) bool
+	trail func(lead, b byte) bool
+	four  bool // GB18030's four-byte sequences: lead, digit, lead, digit
 }
 
 func in(b, lo, hi byte) bool { return b >= lo && b <= hi }
@@ -26,20 +27,30 @@ func in(b, lo, hi byte) bool { return b >= lo && b <= hi }
 var doubleByteSets = []doubleByteSet{
 	{ // GBK, GB18030 (and CP936, CP949/UHC, whose pairs GBK's cover)
 		lead:  func(b byte) bool { return in(b, 0x81, 0xfe) },
-		trail: func(b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0x80, 0xfe) },
+		trail: func(_, b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0x80, 0xfe) },
 		four:  true,
 	},
 	{ // BIG5
 		lead:  func(b byte) bool { return in(b, 0xa1, 0xf9) },
-		trail: func(b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0xa1, 0xfe) },
+		trail: func(_, b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0xa1, 0xfe) },
 	},
 	{ // BIG5-HKSCS
 		lead:  func(b byte) bool { return in(b, 0x87, 0xfe) },
-		trail: func(b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0xa1, 0xfe) },
+		trail: func(_, b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0xa1, 0xfe) },
+	},
+	{ // JOHAB: Hangul leads take 0x41-0x7e and 0x81-0xfe; the leads of
+		// symbols and Hanja take 0x31-0x7e and 0x91-0xfe, digits and ; < > too
+		lead: func(b byte) bool { return in(b, 0x84, 0xd3) || in(b, 0xd8, 0xde) || in(b, 0xe0, 0xf9) },
+		trail: func(lead, b byte) bool {
+			if lead <= 0xd3 {
+				return in(b, 0x41, 0x7e) || in(b, 0x81, 0xfe)
+			}
+			return in(b, 0x31, 0x7e) || in(b, 0x91, 0xfe)
+		},
 	},
 	{ // Shift_JIS, CP932 (0xa1-0xdf are single-byte katakana)
 		lead:  func(b byte) bool { return in(b, 0x81, 0x9f) || in(b, 0xe0, 0xfc) },
-		trail: func(b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0x80, 0xfc) },
+		trail: func(_, b byte) bool { return in(b, 0x40, 0x7e) || in(b, 0x80, 0xfc) },
 	},
 }
 
@@ -47,7 +58,7 @@ var doubleByteSets = []doubleByteSet{
 // byte of a double-byte character. (Letters may be too; a letter inside a
 // character changes no syntax.)
 func swallowable(b byte) bool {
-	return b == '@' || in(b, '[', '`') || in(b, '{', '~')
+	return b == '@' || in(b, '[', '`') || in(b, '{', '~') || in(b, ';', '?')
 }
 
 // mayReadDifferently is the cheap test: some byte of 0x81 or more is
@@ -85,7 +96,7 @@ func doubleByteReadings(src string) []string {
 				copy(buf[i:i+4], "xxxx")
 				i += 4
 				continue
-			case cs.lead(b) && i+1 < len(src) && cs.trail(src[i+1]):
+			case cs.lead(b) && i+1 < len(src) && cs.trail(b, src[i+1]):
 				swallowed = swallowed || swallowable(src[i+1])
 				buf[i], buf[i+1] = 'x', 'x'
 				i += 2

@@ -24,6 +24,9 @@ func TestDoubleByteReadings(t *testing.T) {
 		{src: "rm -rf /srv 中\\", err: true}, // continued to UTF-8, run now by BIG5
 		{src: "echo 中文 | grep 中", names: []string{"echo", "grep"}},
 		{src: "printf '中文\\n'", names: []string{"printf"}},
+		// U+0526 is d4 a6: JOHAB takes d4 alone (no lead) and reads
+		// a6 5c as one character, where the other sets read d4 a6.
+		{src: "echo \"Ԧ\\\" ; rm -rf /srv #\"", names: []string{"echo", "rm"}},
 	} {
 		a, err := Analyze(tc.src)
 		if tc.err {

@@ -22,6 +22,7 @@
 //	watch 'rm x'  ssh host rm x         watch, remote commands given to ssh
 //	alias ls='rm x'  trap 'rm x' EXIT   alias values, trap actions
 //	PROMPT_COMMAND='rm x'  PS1='$(rm x)'  prompt code
+//	BASH_ENV='$(rm x)'  MAILPATH='m?$(rm x)'  strings bash expands later
 //	find / -exec rm {} \;               find -exec/-execdir/-ok/-okdir
 //
 // Code inside a string is parsed again, to at most [MaxDepth] levels.

@@ -279,10 +279,13 @@ func specialVarReason(name string) string {
 // nameref, through which an assignment reaches a variable not named in it.
 const ReasonRebind = "changes what a name refers to"
 
-// promptVar reports variables whose value the shell runs as code.
+// promptVar reports variables whose value the shell runs as code: the
+// prompts, and the strings bash expands like them (with command
+// substitution) at a later time: BASH_ENV and ENV when a shell starts
+// (bash -c, a script, sh -i), MAILPATH's messages when mail arrives.
 func promptVar(name string) bool {
 	switch name {
-	case "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS3", "PS4":
+	case "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS3", "PS4", "BASH_ENV", "ENV", "MAILPATH":
 		return true
 	}
 	return false

@@ -153,6 +153,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 				push(false, n.Body)
 			}
 		case *syntax.ArithmCmd:
+			a.arithCode(n.X, sc, nodeText(sc.src, n), true)
 			push(sp, n.X)
 		case *syntax.TestClause:
 			push(sp, n.X)
@@ -209,6 +210,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			if n.Value != nil {
 				push(sp, n.Value)
 			}
+			a.arithCode(n.Index, sc, nodeText(sc.src, n), false)
 			push(sp, n.Index)
 
 		case *syntax.Word:
@@ -220,6 +222,16 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 				push(sp, n.Parts[i])
 			}
 		case *syntax.ParamExp:
+			if n.Exp != nil && n.Exp.Op == syntax.OtherParamOps && n.Exp.Word != nil && strings.Contains(n.Exp.Word.Lit(), "P") {
+				// ${x@P} expands x's value as a prompt string, running
+				// the substitutions in it.
+				a.unknowable(nodeText(sc.src, n), ReasonPrompt)
+			}
+			if n.Slice != nil {
+				a.arithCode(n.Slice.Offset, sc, nodeText(sc.src, n), true)
+				a.arithCode(n.Slice.Length, sc, nodeText(sc.src, n), true)
+			}
+			a.arithCode(n.Index, sc, nodeText(sc.src, n), false)
 			if n.Exp != nil && n.Exp.Word != nil {
 				push(sp, n.Exp.Word)
 			}
@@ -241,6 +253,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			// >(cmd) reads what the command writes to it: a pipe.
 			pushStmts(sp || n.Op == syntax.CmdOut, n.Stmts)
 		case *syntax.ArithmExp:
+			a.arithCode(n.X, sc, nodeText(sc.src, n), true)
 			push(sp, n.X)
 		case *syntax.BraceExp:
 			pushWords(sp, n.Elems)
@@ -253,8 +266,17 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 		case *syntax.FlagsArithm:
 			push(sp, n.X)
 		case *syntax.BinaryTest:
+			switch n.Op {
+			case syntax.TsEql, syntax.TsNeq, syntax.TsLeq, syntax.TsGeq, syntax.TsLss, syntax.TsGtr:
+				// [[ x -eq y ]] evaluates both sides as arithmetic.
+				a.testArith(n.X, sc, nodeText(sc.src, n))
+				a.testArith(n.Y, sc, nodeText(sc.src, n))
+			}
 			push(sp, n.X, n.Y)
 		case *syntax.UnaryTest:
+			if n.Op == syntax.TsVarSet {
+				a.testArith(n.X, sc, nodeText(sc.src, n)) // [[ -v 'a[...]' ]]
+			}
 			push(sp, n.X)
 		case *syntax.ParenTest:
 			push(sp, n.X)
@@ -267,6 +289,58 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			a.unknowable(nodeText(sc.src, n), ReasonUnsupported)
 		}
 	}
+}
+
+// arithCode reports, as ReasonSubscript, a word in arithmetic (an
+// arithmetic expansion or command, a slice offset, an array index) whose
+// quoted text holds a substitution: bash parses the text of the word again
+// as arithmetic, where an array subscript in it runs that substitution
+// ($(( 'a[$(cmd)]' )), ${x:'a[$(cmd)]'}; in an index, a['$(cmd)'] is
+// evaluated itself). whole is false for an index, where the subscript
+// brackets are outside the word. Substitutions the parser sees are walked
+// as usual; this only catches those hidden in quotes.
+func (a *analyzer) arithCode(e syntax.ArithmExpr, sc scope, text string, whole bool) {
+	// Iterative: arithmetic nests as deep as the parser allows.
+	stack := []syntax.ArithmExpr{e}
+	for len(stack) > 0 {
+		e := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch e := e.(type) {
+		case *syntax.Word:
+			if e == nil || len(e.Parts) == 1 && isLit(e.Parts[0]) {
+				continue
+			}
+			if w := normWord(e, sc.src); w.lit && strings.ContainsAny(w.s, "$`") && (!whole || strings.Contains(w.s, "[")) {
+				a.unknowable(text, ReasonSubscript)
+				return
+			}
+		case *syntax.BinaryArithm:
+			if e != nil {
+				stack = append(stack, e.X, e.Y)
+			}
+		case *syntax.UnaryArithm:
+			if e != nil {
+				stack = append(stack, e.X)
+			}
+		case *syntax.ParenArithm:
+			if e != nil {
+				stack = append(stack, e.X)
+			}
+		}
+	}
+}
+
+// testArith checks an operand of [[ ]] that bash evaluates as arithmetic
+// or as a variable name with a subscript.
+func (a *analyzer) testArith(e syntax.TestExpr, sc scope, text string) {
+	if w, ok := e.(*syntax.Word); ok {
+		a.arithCode(w, sc, text, true)
+	}
+}
+
+func isLit(n syntax.WordPart) bool {
+	_, ok := n.(*syntax.Lit)
+	return ok
 }
 
 // isNil reports whether n is nil or a typed nil pointer.
@@ -447,6 +521,7 @@ func (a *analyzer) decl(d *syntax.DeclClause, sc scope) {
 	}
 	argv := []string{d.Variant.Value}
 	dynamic := sc.appended
+	var quoted []string
 	for _, as := range d.Args {
 		if as == nil {
 			continue
@@ -459,8 +534,34 @@ func (a *analyzer) decl(d *syntax.DeclClause, sc scope) {
 			// reaches a variable not named where it is made.
 			a.unknowable(nodeText(sc.src, d), ReasonRebind)
 		}
+		if as.Naked && as.Name == nil && lit && !strings.HasPrefix(t, "-") && !strings.HasPrefix(t, "+") {
+			quoted = append(quoted, t)
+		}
 	}
 	a.emit(argv, sc.wrappers, dynamic, nodeText(sc.src, d))
+	for _, t := range quoted {
+		// declare "PS1=..." assigns as PS1=... does.
+		a.quotedDecl(t, sc, nodeText(sc.src, d))
+	}
+}
+
+// quotedDecl follows a declare argument that the parser read as a word,
+// not an assignment (it is quoted: export "PROMPT_COMMAND=cmd"), as bash
+// does: the text up to "=" names the variable.
+func (a *analyzer) quotedDecl(t string, sc scope, text string) {
+	name, value, isAssign := strings.Cut(t, "=")
+	name = strings.TrimSuffix(name, "+")
+	base, sub, hasSub := strings.Cut(name, "[")
+	if hasSub && strings.ContainsAny(sub, "$`") {
+		a.unknowable(text, ReasonSubscript)
+	}
+	if why := specialVarReason(base); why != "" && isAssign {
+		a.unknowable(text, why)
+		return
+	}
+	if isAssign && promptVar(base) {
+		a.promptString(base, value, sc, text)
+	}
 }
 
 // assignText returns the normalised text of one declare argument, and
@@ -546,6 +647,12 @@ func (a *analyzer) promptValue(name string, value *syntax.Word, sc scope, text s
 		a.unknowable(text, ReasonPrompt)
 		return
 	}
+	a.promptString(name, w.s, sc, text)
+}
+
+// promptString follows the literal value s assigned to a prompt variable.
+func (a *analyzer) promptString(name, s string, sc scope, text string) {
+	w := word{s: s, lit: true}
 	if name == "PROMPT_COMMAND" {
 		a.nested(w.s, sc.depth, appendWrapper(sc.wrappers, name), false, text)
 		return

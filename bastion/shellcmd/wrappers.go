@@ -309,8 +309,17 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 			rest = rest[1:]
 		}
 		for len(rest) > 0 && isAssignment(rest[0].s) {
-			if why := specialVarReason(rest[0].s[:strings.IndexByte(rest[0].s, '=')]); why != "" {
+			name, value, _ := strings.Cut(rest[0].s, "=")
+			if why := specialVarReason(name); why != "" {
 				a.unknowable(st.text, why)
+			}
+			if promptVar(name) {
+				// env BASH_ENV='$(cmd)' bash -c ..., env PS1=...
+				if rest[0].lit {
+					a.promptString(name, value, st.sc, st.text)
+				} else {
+					a.unknowable(st.text, ReasonPrompt)
+				}
 			}
 			rest = rest[1:]
 		}
@@ -627,6 +636,10 @@ func (a *analyzer) interpreter(name string, args []word, st *peelState) {
 
 // eval runs its arguments joined by spaces as shell code.
 func (a *analyzer) eval(args []word, st *peelState) {
+	if len(args) > 0 && args[0].lit && args[0].s == "--" {
+		// eval takes no options but skips "--", as every builtin does.
+		args = args[1:]
+	}
 	if len(args) == 0 {
 		return
 	}
