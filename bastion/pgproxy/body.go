@@ -204,8 +204,11 @@ func (c *collector) addBody(what string, st Statement) {
 		c.table(t)
 	}
 	for _, f := range st.Functions {
-		if !contains(c.funcs, f) {
+		if !contains(st.AttrFunctions, f) {
+			c.explicitCall(f)
+		} else if !contains(c.funcs, f) {
 			c.funcs = append(c.funcs, f)
+			c.attrs = append(c.attrs, f)
 		}
 	}
 	if st.Unknowable != "" {

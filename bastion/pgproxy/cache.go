@@ -49,6 +49,7 @@ type Classifier struct {
 
 type cacheEntry struct {
 	kinds, tables, funcs   []string
+	attrs                  []string
 	normalized, unknowable string
 	tree                   *cachedTree
 }
@@ -117,12 +118,13 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 	if e != nil {
 		c.hits.Add(1)
 		return []Statement{{
-			SQL:        sql,
-			Kinds:      slices.Clone(e.kinds),
-			Tables:     slices.Clone(e.tables),
-			Functions:  slices.Clone(e.funcs),
-			Normalized: e.normalized,
-			Unknowable: e.unknowable,
+			SQL:           sql,
+			Kinds:         slices.Clone(e.kinds),
+			Tables:        slices.Clone(e.tables),
+			Functions:     slices.Clone(e.funcs),
+			AttrFunctions: slices.Clone(e.attrs),
+			Normalized:    e.normalized,
+			Unknowable:    e.unknowable,
 		}}, nil
 	}
 	c.misses.Add(1)
@@ -136,6 +138,7 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 	st := sts[0]
 	e = &cacheEntry{
 		kinds: slices.Clone(st.Kinds), tables: slices.Clone(st.Tables), funcs: slices.Clone(st.Functions),
+		attrs:      slices.Clone(st.AttrFunctions),
 		normalized: st.Normalized, unknowable: st.Unknowable,
 	}
 	if len(res.Stmts) == 1 && res.Stmts[0].Stmt != nil {

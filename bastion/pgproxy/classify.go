@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -60,6 +61,7 @@ func classifyTree(sql string, depth int, vars map[string]bool) (sts []Statement,
 			return nil, false, nil, c.err
 		}
 		st.Kinds, st.Tables, st.Functions, st.Unknowable, st.Body = c.kinds, c.tables, c.funcs, c.unknowable, c.body
+		st.AttrFunctions = c.attrs
 		st.Normalized = normalize(text)
 		constDep = constDep || c.constDep
 		out = append(out, st)
@@ -135,6 +137,7 @@ func normalize(text string) string {
 // name), it sets constDep.
 type collector struct {
 	kinds, tables, funcs []string
+	attrs                []string // of funcs, those only read in attribute notation
 	unknowable           string
 
 	text     string          // the statement's text (pg_query's PL/pgSQL parser needs it)
@@ -224,10 +227,7 @@ func (c *collector) visit(n any) {
 		}
 		c.table(name)
 	case *pg.FuncCall:
-		name := qualifiedName(n.Funcname)
-		if name != "" && !contains(c.funcs, name) {
-			c.funcs = append(c.funcs, name)
-		}
+		c.explicitCall(qualifiedName(n.Funcname))
 		c.call(n)
 	case *pg.A_Indirection:
 		// (expr).f is attribute notation: when f is no field of expr, the server calls
@@ -498,6 +498,7 @@ func (c *collector) attributeCall(name string) {
 	}
 	if !contains(c.funcs, name) {
 		c.funcs = append(c.funcs, name)
+		c.attrs = append(c.attrs, name)
 	}
 	if base := strings.ToLower(name); noOneArgForm[base] {
 		// f(x) cannot call it: a column of that name (a job's schedule) is no SQL text.
@@ -505,6 +506,20 @@ func (c *collector) attributeCall(name string) {
 		return
 	}
 	c.classifyFuncName(name)
+}
+
+// explicitCall counts name as called: a function call written as one. A name also read
+// in attribute notation is then no longer only that.
+func (c *collector) explicitCall(name string) {
+	if name == "" {
+		return
+	}
+	if !contains(c.funcs, name) {
+		c.funcs = append(c.funcs, name)
+	}
+	if i := slices.Index(c.attrs, name); i >= 0 {
+		c.attrs = slices.Delete(c.attrs, i, i+1)
+	}
 }
 
 // noOneArgForm are functions that run SQL text but take two arguments or more, so

@@ -481,3 +481,30 @@ func TestClassifyAttributeNotation(t *testing.T) {
 		t.Errorf("(text).ts_stat runs SQL text: %+v %v", sts, err)
 	}
 }
+
+// TestClassifyAttributeFunctions: a name read only in attribute notation is in
+// Functions (for rules) and in AttrFunctions (a column unless such a function
+// exists, for the lineage's "does this body write"); a name also called as written
+// is not only that, in the statement or in a body it writes.
+func TestClassifyAttributeFunctions(t *testing.T) {
+	for sql, want := range map[string][]string{
+		"SELECT o.customer_id FROM orders o":                                        {"customer_id"},
+		"SELECT o.customer_id, customer_id(o) FROM orders o":                        nil,
+		"SELECT customer_id(o), o.customer_id FROM orders o":                        nil,
+		"CREATE FUNCTION f(o orders) RETURNS int LANGUAGE sql AS 'SELECT o.total'":  {"total"},
+		"CREATE FUNCTION f(o orders) RETURNS int LANGUAGE sql AS 'SELECT total(o)'": nil,
+	} {
+		sts, err := Classify(sql)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("%s: %v %v", sql, sts, err)
+		}
+		if got := sts[0].AttrFunctions; !slices.Equal(got, want) {
+			t.Errorf("%s: AttrFunctions %q, want %q", sql, got, want)
+		}
+		for _, f := range want {
+			if !contains(sts[0].Functions, f) {
+				t.Errorf("%s: Functions %q lack %q", sql, sts[0].Functions, f)
+			}
+		}
+	}
+}

@@ -145,8 +145,13 @@ type Statement struct {
 	// reads, through views of views, schema-qualified as the catalog spells them (see
 	// views.go: where they cannot be known, Unknowable says why).
 	Tables []string
-	// Functions are the functions called, schema-qualified when written so.
+	// Functions are the functions called, schema-qualified when written so. They include
+	// the last name of each column reference or field selection with a qualifier (t.f,
+	// (x).f): PostgreSQL calls f(t) when f is no column or field of t.
 	Functions []string
+	// AttrFunctions are the names in Functions read only in attribute notation: each is a
+	// call only if a function of that name exists, and a column or field otherwise.
+	AttrFunctions []string
 	// Normalized is the statement with constants replaced by $n, in canonical spelling
 	// for regex rules: keywords upper case, unquoted identifiers lower case, comments
 	// gone, one space where the text had any whitespace ("DROP TABLE public.t").

@@ -1668,8 +1668,10 @@ func (a *analyzer) bodyWrites(st Statement) bool {
 		}
 	}
 	for _, n := range names {
-		if !found[n] {
-			return true // not in the catalog yet: created by this very body, say
+		if !found[n] && !contains(st.AttrFunctions, n) {
+			// Not in the catalog yet: created by this very body, say. (A name read
+			// only in attribute notation that no function has is a column.)
+			return true
 		}
 	}
 	return false
