@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +117,7 @@ func (p *PTY) ExpectAny(timeout time.Duration, wants ...string) (string, int) {
 		default:
 		}
 		if time.Now().After(deadline) {
+			dumpStacks()
 			p.t.Fatalf("no %q within %s; output:\n%q", wants, timeout, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -181,4 +183,17 @@ func SplitKeys(s string) []string {
 		i = j
 	}
 	return keys
+}
+
+// dumpStacks writes every goroutine's stack to the file $TESTENV_STACKS
+// names, if it does: a test that times out waiting for a terminal with
+// the bastion in process leaves where each goroutine was.
+func dumpStacks() {
+	path := os.Getenv("TESTENV_STACKS")
+	if path == "" {
+		return
+	}
+	buf := make([]byte, 64<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	_ = os.WriteFile(path, buf, 0o644)
 }
