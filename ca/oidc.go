@@ -384,16 +384,17 @@ type lazyProvider struct {
 	p         *oidc.Provider
 	err       error
 	tried     time.Time
+	keys      *keySet                          // the IdP's keys, shared by its verifiers
 	verifiers map[string]*oidc.IDTokenVerifier // by client ID (audience)
 }
 
-// verifier returns the ID token verifier for an audience, built once: each
-// go-oidc verifier owns a remote key set, which caches the IdP's keys and
-// refetches them only for an unknown key ID. A verifier per request would
-// fetch the key set on every login.
+// verifier returns the ID token verifier for an audience, built once. All
+// the verifiers of an IdP share its keySet, which caches the IdP's keys for
+// at most keySetMaxAge and refetches them for an unknown key ID at most
+// every keySetRefetchEvery (go-oidc's own key set refetches for every
+// token whose signature fails, and never drops a key the IdP removed).
 func (l *lazyProvider) verifier(clientID string) (*oidc.IDTokenVerifier, error) {
-	p, err := l.get()
-	if err != nil {
+	if _, err := l.get(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -404,7 +405,7 @@ func (l *lazyProvider) verifier(clientID string) (*oidc.IDTokenVerifier, error) 
 	if l.verifiers == nil {
 		l.verifiers = map[string]*oidc.IDTokenVerifier{}
 	}
-	v := p.VerifierContext(l.v.ctx, &oidc.Config{
+	v := oidc.NewVerifier(l.issuer, l.keys, &oidc.Config{
 		ClientID:             clientID,
 		SupportedSigningAlgs: l.v.cfg.Algorithms,
 		Now:                  l.v.now,
@@ -444,6 +445,14 @@ func (l *lazyProvider) get() (*oidc.Provider, error) {
 		l.err = fmt.Errorf("discovery for %s: %w", l.issuer, err)
 		return nil, l.err
 	}
+	var disc struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&disc); err != nil || disc.JWKS == "" {
+		l.err = fmt.Errorf("discovery for %s: no jwks_uri", l.issuer)
+		return nil, l.err
+	}
+	l.keys = newKeySet(disc.JWKS, l.v.cfg.HTTPClient, l.v.now, l.v.cfg.Algorithms)
 	l.p, l.err = p, nil
 	return p, nil
 }

@@ -1,0 +1,173 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/bastionhq/bastion/internal/devidp"
+)
+
+// jwksIdP is the development IdP behind a handler that counts key set
+// fetches and can publish an extra signing key next to the IdP's own: an
+// old key the IdP rotates out by dropping it from its key set.
+type jwksIdP struct {
+	idp     *devidp.Provider
+	fetches atomic.Int64
+	mu      sync.Mutex
+	extra   *jose.JSONWebKey // published while non-nil
+}
+
+func startJWKSIdP(t *testing.T) *jwksIdP {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp, err := devidp.New(devidp.Config{
+		Issuer: "http://" + ln.Addr().String(),
+		Users:  []devidp.User{{Subject: "u-alice", Email: "alice@example.com", EmailVerified: boolp(true), Groups: []string{"dev"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &jwksIdP{idp: idp}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "keys") && !strings.Contains(r.URL.Path, "jwks") {
+			idp.Handler().ServeHTTP(w, r)
+			return
+		}
+		j.fetches.Add(1)
+		rec := httptest.NewRecorder()
+		idp.Handler().ServeHTTP(rec, r)
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(rec.Body.Bytes(), &set); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		j.mu.Lock()
+		if j.extra != nil {
+			set.Keys = append(set.Keys, *j.extra)
+		}
+		j.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(set)
+	})}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return j
+}
+
+// sign signs the IdP's claims for alice (iat and exp around now) with key
+// under kid: a token the IdP would issue if key were its signing key.
+func (j *jwksIdP) sign(t *testing.T, key *rsa.PrivateKey, kid string, now time.Time) string {
+	t.Helper()
+	c, err := j.idp.IDTokenClaims("u-alice", "bastion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c["iat"], c["auth_time"], c["exp"] = now.Unix(), now.Unix(), now.Add(5*time.Minute).Unix()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(c)
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// An unauthenticated client must not make the bastion fetch the IdP's key
+// set at will: every token naming a key ID the bastion does not hold made
+// go-oidc fetch the key set again (with Cache-Control: no-cache), one
+// fetch per POST /v1/certificate, so the bastion relayed a request flood
+// to the IdP. A refetch for an unknown key is now at most one per
+// keySetRefetchEvery.
+func TestKeySetRefetchIsRateLimited(t *testing.T) {
+	j := startJWKSIdP(t)
+	v, err := NewVerifier(OIDCConfig{Issuer: j.idp.Issuer(), ClientID: "bastion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := j.idp.IDTokenClaims("u-alice", "bastion")
+	good, _ := j.idp.MintIDToken(c)
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	rogue, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for i := 0; i < 50; i++ {
+		tok := j.sign(t, rogue, "kid-"+rand.Text(), time.Now())
+		_, err := v.Verify(context.Background(), tok)
+		var te *TokenError
+		if err == nil || !errors.As(err, &te) || te.Reason != ReasonSignature {
+			t.Fatalf("token %d signed by an unknown key: %v, want a signature refusal", i, err)
+		}
+	}
+	if n := j.fetches.Load(); n > 2 {
+		t.Fatalf("50 tokens naming unknown key IDs made the bastion fetch the IdP's key set %d times; want at most one refetch", n)
+	}
+	// The real key still works, from the cache.
+	c, _ = j.idp.IDTokenClaims("u-alice", "bastion")
+	good, _ = j.idp.MintIDToken(c)
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A key the IdP removed from its key set (rotated out, perhaps because it
+// leaked) must stop verifying tokens once the cached key set is older than
+// keySetMaxAge. go-oidc refetches only for an unknown key ID, so a removed
+// key stayed trusted for as long as nobody sent an unknown one: forever,
+// for whoever holds the leaked key.
+func TestKeySetDropsRotatedOutKey(t *testing.T) {
+	j := startJWKSIdP(t)
+	old, _ := rsa.GenerateKey(rand.Reader, 2048)
+	j.extra = &jose.JSONWebKey{Key: &old.PublicKey, KeyID: "old", Algorithm: "RS256", Use: "sig"}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	v, err := NewVerifier(OIDCConfig{Issuer: j.idp.Issuer(), ClientID: "bastion", Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), j.sign(t, old, "old", clock())); err != nil {
+		t.Fatalf("a token signed with a published key: %v", err)
+	}
+	// The IdP rotates the old key out.
+	j.mu.Lock()
+	j.extra = nil
+	j.mu.Unlock()
+	mu.Lock()
+	now = now.Add(keySetMaxAge + time.Second)
+	mu.Unlock()
+	_, err = v.Verify(context.Background(), j.sign(t, old, "old", clock()))
+	var te *TokenError
+	if err == nil || !errors.As(err, &te) || te.Reason != ReasonSignature {
+		t.Fatalf("a token signed with a key the IdP removed %s ago: %v, want a signature refusal", keySetMaxAge, err)
+	}
+	// The IdP's own key is still good.
+	c, _ := j.idp.IDTokenClaims("u-alice", "bastion")
+	c["iat"], c["exp"] = clock().Unix(), clock().Add(5*time.Minute).Unix()
+	good, _ := j.idp.MintIDToken(c)
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+}
