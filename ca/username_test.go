@@ -1,0 +1,37 @@
+package ca
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/bastionhq/bastion/internal/devidp"
+)
+
+// A name that lower-cases to another only through Unicode case folding
+// must not become that other name: strings.ToLower maps the Kelvin sign
+// (U+212A) to an ASCII 'k', so "\u212Aarl@…", a different address at the
+// IdP, logged in as karl, with karl's roles and recordings.
+func TestUsernameNotFoldedFromNonASCII(t *testing.T) {
+	idp, err := devidp.Start(devidp.Config{Users: []devidp.User{
+		{Subject: "u-kelvin", Email: "\u212Aarl@example.com", EmailVerified: boolp(true)},
+		{Subject: "u-login", Claims: map[string]any{"login": "\u212Aarl"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	for _, tc := range []struct{ sub, claim string }{{"u-kelvin", "email"}, {"u-login", "login"}} {
+		v, err := NewVerifier(OIDCConfig{Issuer: idp.Issuer(), ClientID: "bastion", UsernameClaim: tc.claim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := idp.IDTokenClaims(tc.sub, "bastion")
+		tok, _ := idp.MintIDToken(c)
+		id, err := v.Verify(context.Background(), tok)
+		var te *TokenError
+		if err == nil || !errors.As(err, &te) || te.Reason != ReasonUsername {
+			t.Errorf("%s claim with a Kelvin sign: identity %q, err %v; want a username refusal", tc.claim, id.User, err)
+		}
+	}
+}
