@@ -290,6 +290,13 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 	if id.User, err = SanitizeUsername(c.user, claim == "email"); err != nil {
 		return Identity{}, nil, &TokenError{Reason: ReasonUsername, Err: err}
 	}
+	// The policy knows identities by name (roles' users, the sessions one
+	// may see): a person never takes a workload identity's.
+	for i := range v.cfg.Workloads {
+		if v.cfg.Workloads[i].Name == id.User {
+			return Identity{}, nil, tokenErr(ReasonUsername, "%q is the name of a workload identity (oidc.workload), not a person's", id.User)
+		}
+	}
 	if c.groupsErr != nil {
 		return Identity{}, nil, &TokenError{Reason: ReasonGroups, Err: c.groupsErr}
 	}

@@ -35,3 +35,37 @@ func TestUsernameNotFoldedFromNonASCII(t *testing.T) {
 		}
 	}
 }
+
+// A person must not log in under a workload identity's name: the policy
+// knows identities by name (roles' users:, the sessions one may see), so
+// a person whose email local part is a CI job's name (ci-etl@, a shared
+// mailbox, or any address at a public IdP) held the job's user roles. A
+// person's name that is a workload's is refused.
+func TestPersonCannotTakeWorkloadName(t *testing.T) {
+	idp, err := devidp.Start(devidp.Config{Users: []devidp.User{
+		{Subject: "u-ci", Email: "ci-etl@example.com", EmailVerified: boolp(true)},
+		{Subject: "u-alice", Email: "alice@example.com", EmailVerified: boolp(true)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	v, err := NewVerifier(OIDCConfig{Issuer: idp.Issuer(), ClientID: "bastion",
+		Workloads: []Workload{{Issuer: "https://ci.example.com", Audience: "bastion", Subject: "repo:acme/etl:*", Name: "ci-etl", Groups: []string{"etl"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(sub string) string {
+		c, _ := idp.IDTokenClaims(sub, "bastion")
+		tok, _ := idp.MintIDToken(c)
+		return tok
+	}
+	id, err := v.Verify(context.Background(), mint("u-ci"))
+	var te *TokenError
+	if err == nil || !errors.As(err, &te) || te.Reason != ReasonUsername {
+		t.Fatalf("a person named like the workload: identity %q (workload %v), err %v; want a username refusal", id.User, id.Workload, err)
+	}
+	if id, err := v.Verify(context.Background(), mint("u-alice")); err != nil || id.User != "alice" {
+		t.Fatalf("alice: %+v, %v", id, err)
+	}
+}
