@@ -178,8 +178,9 @@ func (k *keySet) refresh(ctx context.Context, minAge time.Duration) ([]jose.JSON
 	}
 }
 
-// fetch reads the key set. Keys of types go-jose does not know, and keys
-// marked for encryption, are skipped, as RFC 7517 §5 asks.
+// fetch reads the key set. Keys of types go-jose does not know, keys for
+// other algorithms than signatures, and keys marked for encryption are
+// skipped, as RFC 7517 §5 asks (go-oidc's key set does the same).
 func (k *keySet) fetch() ([]jose.JSONWebKey, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), keySetFetchTimeout)
 	defer cancel()
@@ -210,16 +211,19 @@ func (k *keySet) fetch() ([]jose.JSONWebKey, error) {
 	}
 	var keys []jose.JSONWebKey
 	for _, r := range raw.Keys {
+		var meta struct {
+			Alg string `json:"alg"`
+		}
+		if err := json.Unmarshal(r, &meta); err != nil {
+			return nil, fmt.Errorf("decoding the identity provider's key set: %v", err)
+		}
+		if meta.Alg != "" && !knownAlg(meta.Alg) {
+			continue // ES256K, an encryption key (RSA-OAEP), …: not for signatures we verify
+		}
 		var key jose.JSONWebKey
 		if err := json.Unmarshal(r, &key); err != nil {
 			if errors.Is(err, jose.ErrUnsupportedKeyType) {
 				continue
-			}
-			var meta struct {
-				Alg string `json:"alg"`
-			}
-			if json.Unmarshal(r, &meta) == nil && meta.Alg != "" && !knownAlg(meta.Alg) {
-				continue // e.g. ES256K, which go-jose does not read
 			}
 			return nil, fmt.Errorf("decoding the identity provider's key set: %v", err)
 		}

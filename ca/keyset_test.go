@@ -171,3 +171,34 @@ func TestKeySetDropsRotatedOutKey(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The key set keeps the keys it can verify signatures with and skips the
+// rest (another algorithm, an encryption key, a curve go-jose does not
+// read), as go-oidc's did; a document it cannot read at all is an error.
+func TestKeySetFetchSkipsForeignKeys(t *testing.T) {
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	sig, _ := json.Marshal(jose.JSONWebKey{Key: &rk.PublicKey, KeyID: "sig", Algorithm: "RS256", Use: "sig"})
+	enc, _ := json.Marshal(jose.JSONWebKey{Key: &rk.PublicKey, KeyID: "enc", Use: "enc"})
+	oaep, _ := json.Marshal(jose.JSONWebKey{Key: &rk.PublicKey, KeyID: "oaep", Algorithm: "RSA-OAEP"})
+	body := `{"keys":[` + string(sig) + `,` + string(enc) + `,` + string(oaep) +
+		`,{"kty":"EC","crv":"secp256k1","alg":"ES256K","kid":"k1","x":"AA","y":"AA"}` +
+		`,{"kty":"OKP","crv":"Ed448","kid":"ed448","x":"AA"}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			w.Write([]byte(`{"keys":[{"kty":"RSA","kid":"x","n":"!!"}]}`))
+			return
+		}
+		w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	keys, err := newKeySet(srv.URL, srv.Client(), time.Now, []string{"RS256"}).fetch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].KeyID != "sig" {
+		t.Fatalf("kept %d keys (%v), want only the signing key", len(keys), keys)
+	}
+	if _, err := newKeySet(srv.URL+"/bad", srv.Client(), time.Now, []string{"RS256"}).fetch(); err == nil {
+		t.Fatal("a malformed RSA key was not an error")
+	}
+}
