@@ -32,6 +32,9 @@ const (
 	// keySetFetchTimeout bounds one fetch, whatever the HTTP client's
 	// own timeout.
 	keySetFetchTimeout = 30 * time.Second
+	// keySetUnavailable starts the error of a token refused because the
+	// key set could not be fetched (classify: idp_unavailable).
+	keySetUnavailable = "the identity provider's key set is unavailable"
 	// maxKeySetBytes bounds the key set document.
 	maxKeySetBytes = 1 << 20
 )
@@ -74,7 +77,8 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if stale {
 		var err error
 		if keys, err = k.refresh(ctx, keySetRefetchEvery); err != nil {
-			return nil, err
+			// Refused, not verified with keys too old to trust.
+			return nil, fmt.Errorf("%s: %w", keySetUnavailable, err)
 		}
 	} else if !hasKeyID(keys, kid) {
 		// A key the IdP may just have published: fetch again, at most

@@ -28,6 +28,7 @@ type jwksIdP struct {
 	fetches atomic.Int64
 	mu      sync.Mutex
 	extra   *jose.JSONWebKey // published while non-nil
+	down    atomic.Bool      // the key set answers 503
 }
 
 func startJWKSIdP(t *testing.T) *jwksIdP {
@@ -50,6 +51,10 @@ func startJWKSIdP(t *testing.T) *jwksIdP {
 			return
 		}
 		j.fetches.Add(1)
+		if j.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		rec := httptest.NewRecorder()
 		idp.Handler().ServeHTTP(rec, r)
 		var set jose.JSONWebKeySet
@@ -200,5 +205,47 @@ func TestKeySetFetchSkipsForeignKeys(t *testing.T) {
 	}
 	if _, err := newKeySet(srv.URL+"/bad", srv.Client(), time.Now, []string{"RS256"}).fetch(); err == nil {
 		t.Fatal("a malformed RSA key was not an error")
+	}
+}
+
+// Keys older than keySetMaxAge that cannot be fetched again are not
+// trusted: the token is refused as idp_unavailable, and the IdP is asked
+// again at most every keySetRefetchEvery meanwhile.
+func TestKeySetStaleAndUnreachableRefuses(t *testing.T) {
+	j := startJWKSIdP(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	v, err := NewVerifier(OIDCConfig{Issuer: j.idp.Issuer(), ClientID: "bastion", Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func() string {
+		c, _ := j.idp.IDTokenClaims("u-alice", "bastion")
+		c["iat"], c["exp"] = clock().Unix(), clock().Add(5*time.Minute).Unix()
+		tok, _ := j.idp.MintIDToken(c)
+		return tok
+	}
+	if _, err := v.Verify(context.Background(), mint()); err != nil {
+		t.Fatal(err)
+	}
+	j.down.Store(true)
+	advance(keySetMaxAge)
+	before := j.fetches.Load()
+	for i := 0; i < 5; i++ {
+		_, err := v.Verify(context.Background(), mint())
+		var te *TokenError
+		if !errors.As(err, &te) || te.Reason != ReasonIdPUnavailable {
+			t.Fatalf("stale keys, key set down: %v, want idp_unavailable", err)
+		}
+	}
+	if n := j.fetches.Load() - before; n != 1 {
+		t.Fatalf("%d fetches for 5 tokens within %s, want 1", n, keySetRefetchEvery)
+	}
+	j.down.Store(false)
+	advance(keySetRefetchEvery)
+	if _, err := v.Verify(context.Background(), mint()); err != nil {
+		t.Fatalf("key set back: %v", err)
 	}
 }

@@ -330,6 +330,8 @@ func classify(err error) error {
 	}
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, keySetUnavailable):
+		return &TokenError{Reason: ReasonIdPUnavailable, Err: err}
 	case strings.Contains(msg, "audience"):
 		return &TokenError{Reason: ReasonAudience, Err: err}
 	case strings.Contains(msg, "signature"), strings.Contains(msg, "signing key"), strings.Contains(msg, "key set"):
