@@ -185,12 +185,7 @@ func SanitizeUsername(claim string, fromEmail bool) (string, error) {
 	// into ASCII (the Kelvin sign U+212A into 'k'), which would make a
 	// different name at the IdP this one; ValidateUsername refuses what
 	// is left that is not ASCII.
-	u = strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + ('a' - 'A')
-		}
-		return r
-	}, u)
+	u = asciiLower(u)
 	if err := ValidateUsername(u); err != nil {
 		return "", err
 	}

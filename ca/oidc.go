@@ -80,6 +80,10 @@ type OIDCConfig struct {
 	UsernameClaim string
 	// GroupsClaim names the claim with the user's groups; default "groups".
 	GroupsClaim string
+	// EmailDomains, when not empty, are the only email domains whose
+	// people may log in when the username comes from the email (compared
+	// without regard to ASCII case; a subdomain is another domain).
+	EmailDomains []string
 	// Algorithms are the accepted JWS algorithms; default RS256 and ES256.
 	// "none" and HMAC algorithms are always refused.
 	Algorithms []string
@@ -116,6 +120,16 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 	}
 	if slices.Contains(reservedClaims, cfg.UsernameClaim) || slices.Contains(reservedClaims, cfg.GroupsClaim) {
 		return nil, fmt.Errorf("ca: oidc username and groups claims cannot be one of %v", reservedClaims)
+	}
+	cfg.EmailDomains = slices.Clone(cfg.EmailDomains)
+	for i, d := range cfg.EmailDomains {
+		if d == "" || strings.ContainsAny(d, "@ \t\r\n,") {
+			return nil, fmt.Errorf("ca: oidc email domain %q is not a domain name", d)
+		}
+		cfg.EmailDomains[i] = asciiLower(d)
+	}
+	if cfg.UsernameClaim == "email" && len(cfg.EmailDomains) == 0 && slices.Contains(openIssuers, strings.TrimSuffix(cfg.Issuer, "/")) {
+		return nil, fmt.Errorf("ca: at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", cfg.Issuer)
 	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{oidc.RS256, oidc.ES256}
@@ -290,6 +304,13 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 	if id.User, err = SanitizeUsername(c.user, claim == "email"); err != nil {
 		return Identity{}, nil, &TokenError{Reason: ReasonUsername, Err: err}
 	}
+	if claim == "email" && len(v.cfg.EmailDomains) > 0 {
+		// The name is the local part: the domain says whose it is.
+		domain := asciiLower(c.user[strings.LastIndexByte(c.user, '@')+1:])
+		if !slices.Contains(v.cfg.EmailDomains, domain) {
+			return Identity{}, nil, tokenErr(ReasonUsername, "email domain %q is not one of oidc.email_domains", safetext.Printable(domain))
+		}
+	}
 	// The policy knows identities by name (roles' users, the sessions one
 	// may see): a person never takes a workload identity's.
 	for i := range v.cfg.Workloads {
@@ -302,6 +323,19 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 	}
 	id.Groups = c.groups
 	return id, tok, nil
+}
+
+// openIssuers are people IdPs where anyone may have an account, so that an
+// email's local part names nobody in particular.
+var openIssuers = []string{"https://gitlab.com"}
+
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }
 
 var errSubjectMismatch = errors.New("subject does not match")

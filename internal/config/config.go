@@ -186,12 +186,15 @@ type OIDC struct {
 	// PublicClientSecret is a native client's published secret, for
 	// providers whose token endpoint wants one from desktop apps (Google).
 	// It is not confidential: every client reads it from /v1/info.
-	PublicClientSecret string     `yaml:"public_client_secret"`
-	UsernameClaim      string     `yaml:"username_claim"` // default "email"
-	GroupsClaim        string     `yaml:"groups_claim"`   // default "groups"
-	Scopes             []string   `yaml:"scopes"`         // default openid, email, profile
-	Algorithms         []string   `yaml:"algorithms"`     // default RS256, ES256
-	Workload           []Workload `yaml:"workload"`
+	PublicClientSecret string `yaml:"public_client_secret"`
+	UsernameClaim      string `yaml:"username_claim"` // default "email"
+	GroupsClaim        string `yaml:"groups_claim"`   // default "groups"
+	// EmailDomains, when set, are the only email domains whose people may
+	// log in (with the email username claim).
+	EmailDomains []string   `yaml:"email_domains"`
+	Scopes       []string   `yaml:"scopes"`     // default openid, email, profile
+	Algorithms   []string   `yaml:"algorithms"` // default RS256, ES256
+	Workload     []Workload `yaml:"workload"`
 }
 
 // Workload is a CI or machine identity exchanging its own OIDC token.
