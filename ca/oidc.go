@@ -121,15 +121,12 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 	if slices.Contains(reservedClaims, cfg.UsernameClaim) || slices.Contains(reservedClaims, cfg.GroupsClaim) {
 		return nil, fmt.Errorf("ca: oidc username and groups claims cannot be one of %v", reservedClaims)
 	}
+	if err := CheckEmailDomains(cfg.Issuer, cfg.UsernameClaim, cfg.EmailDomains); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
 	cfg.EmailDomains = slices.Clone(cfg.EmailDomains)
 	for i, d := range cfg.EmailDomains {
-		if d == "" || strings.ContainsAny(d, "@ \t\r\n,") {
-			return nil, fmt.Errorf("ca: oidc email domain %q is not a domain name", d)
-		}
 		cfg.EmailDomains[i] = asciiLower(d)
-	}
-	if cfg.UsernameClaim == "email" && len(cfg.EmailDomains) == 0 && slices.Contains(openIssuers, strings.TrimSuffix(cfg.Issuer, "/")) {
-		return nil, fmt.Errorf("ca: at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", cfg.Issuer)
 	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{oidc.RS256, oidc.ES256}
@@ -328,6 +325,21 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 // openIssuers are people IdPs where anyone may have an account, so that an
 // email's local part names nobody in particular.
 var openIssuers = []string{"https://gitlab.com"}
+
+// CheckEmailDomains checks oidc.email_domains: each a domain name, and
+// some when the username is the email's local part at an issuer where
+// anyone may have an account (a verified alice@anywhere would be alice).
+func CheckEmailDomains(issuer, usernameClaim string, domains []string) error {
+	for _, d := range domains {
+		if d == "" || strings.ContainsAny(d, "@ \t\r\n,") {
+			return fmt.Errorf("oidc email domain %q is not a domain name", d)
+		}
+	}
+	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, strings.TrimSuffix(issuer, "/")) {
+		return fmt.Errorf("at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", issuer)
+	}
+	return nil
+}
 
 func asciiLower(s string) string {
 	return strings.Map(func(r rune) rune {

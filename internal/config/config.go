@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/keyuri"
 )
 
@@ -627,6 +628,9 @@ func (v *validator) oidc(c *Config) {
 	}
 	if c.OIDC.ClientID == "" {
 		v.bad("oidc.client_id", "required")
+	}
+	if err := ca.CheckEmailDomains(c.OIDC.Issuer, c.OIDC.UsernameClaim, c.OIDC.EmailDomains); err != nil {
+		v.bad("oidc.email_domains", "%v", err)
 	}
 	for _, a := range c.OIDC.Algorithms {
 		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
