@@ -249,3 +249,38 @@ func TestKeySetStaleAndUnreachableRefuses(t *testing.T) {
 		t.Fatalf("key set back: %v", err)
 	}
 }
+
+// Concurrent logins share the key set: good tokens verify, tokens naming
+// unknown keys are refused, and together they fetch the key set at most
+// twice (the first fetch and one refetch).
+func TestKeySetConcurrent(t *testing.T) {
+	j := startJWKSIdP(t)
+	v, err := NewVerifier(OIDCConfig{Issuer: j.idp.Issuer(), ClientID: "bastion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue, _ := rsa.GenerateKey(rand.Reader, 2048)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		good := i%2 == 0
+		var tok string
+		if good {
+			c, _ := j.idp.IDTokenClaims("u-alice", "bastion")
+			tok, _ = j.idp.MintIDToken(c)
+		} else {
+			tok = j.sign(t, rogue, "kid-"+rand.Text(), time.Now())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := v.Verify(context.Background(), tok)
+			if good != (err == nil) {
+				t.Errorf("good=%v: %v", good, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := j.fetches.Load(); n > 2 {
+		t.Fatalf("%d key set fetches, want at most 2", n)
+	}
+}
