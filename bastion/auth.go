@@ -139,10 +139,32 @@ func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
 			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": cert.KeyId, "reason": reason,
 		}}
 		if len(cert.ValidPrincipals) > 0 {
-			ev.Identity.User = cert.ValidPrincipals[0]
+			// Whoever made the certificate chose its principal: it names
+			// a user only when the user CA signed it (an expired or
+			// revoked certificate of ours), else it is only a claim.
+			if s.signedByUserCA(cert) {
+				ev.Identity.User = cert.ValidPrincipals[0]
+			} else {
+				ev.Fields["claimed_principal"] = cert.ValidPrincipals[0]
+			}
 		}
 		s.audit(ev)
 	}
+}
+
+// signedByUserCA reports whether the bastion's user CA signed cert,
+// whatever else is wrong with it. (x/crypto checks the signature last,
+// after the validity window and the options, and says nothing of it when
+// an earlier check fails.)
+func (s *Server) signedByUserCA(cert *gossh.Certificate) bool {
+	if cert.SignatureKey == nil || cert.Signature == nil || !bytes.Equal(cert.SignatureKey.Marshal(), s.userCA) {
+		return false
+	}
+	c := *cert
+	c.Signature = nil
+	signed := c.Marshal()
+	signed = signed[:len(signed)-4] // the empty signature's length
+	return cert.SignatureKey.Verify(signed, cert.Signature) == nil
 }
 
 // The identity travels from authentication to the channel handlers in the

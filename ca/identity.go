@@ -181,7 +181,11 @@ func SanitizeUsername(claim string, fromEmail bool) (string, error) {
 			u = u[:plus]
 		}
 	}
-	u = strings.ToLower(u)
+	// ASCII letters only: strings.ToLower folds some other characters
+	// into ASCII (the Kelvin sign U+212A into 'k'), which would make a
+	// different name at the IdP this one; ValidateUsername refuses what
+	// is left that is not ASCII.
+	u = asciiLower(u)
 	if err := ValidateUsername(u); err != nil {
 		return "", err
 	}

@@ -80,6 +80,10 @@ type OIDCConfig struct {
 	UsernameClaim string
 	// GroupsClaim names the claim with the user's groups; default "groups".
 	GroupsClaim string
+	// EmailDomains, when not empty, are the only email domains whose
+	// people may log in when the username comes from the email (compared
+	// without regard to ASCII case; a subdomain is another domain).
+	EmailDomains []string
 	// Algorithms are the accepted JWS algorithms; default RS256 and ES256.
 	// "none" and HMAC algorithms are always refused.
 	Algorithms []string
@@ -116,6 +120,13 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 	}
 	if slices.Contains(reservedClaims, cfg.UsernameClaim) || slices.Contains(reservedClaims, cfg.GroupsClaim) {
 		return nil, fmt.Errorf("ca: oidc username and groups claims cannot be one of %v", reservedClaims)
+	}
+	if err := CheckEmailDomains(cfg.Issuer, cfg.UsernameClaim, cfg.EmailDomains); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	cfg.EmailDomains = slices.Clone(cfg.EmailDomains)
+	for i, d := range cfg.EmailDomains {
+		cfg.EmailDomains[i] = asciiLower(d)
 	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{oidc.RS256, oidc.ES256}
@@ -290,11 +301,53 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 	if id.User, err = SanitizeUsername(c.user, claim == "email"); err != nil {
 		return Identity{}, nil, &TokenError{Reason: ReasonUsername, Err: err}
 	}
+	if claim == "email" && len(v.cfg.EmailDomains) > 0 {
+		// The name is the local part: the domain says whose it is.
+		domain := asciiLower(c.user[strings.LastIndexByte(c.user, '@')+1:])
+		if !slices.Contains(v.cfg.EmailDomains, domain) {
+			return Identity{}, nil, tokenErr(ReasonUsername, "email domain %q is not one of oidc.email_domains", safetext.Printable(domain))
+		}
+	}
+	// The policy knows identities by name (roles' users, the sessions one
+	// may see): a person never takes a workload identity's.
+	for i := range v.cfg.Workloads {
+		if v.cfg.Workloads[i].Name == id.User {
+			return Identity{}, nil, tokenErr(ReasonUsername, "%q is the name of a workload identity (oidc.workload), not a person's", id.User)
+		}
+	}
 	if c.groupsErr != nil {
 		return Identity{}, nil, &TokenError{Reason: ReasonGroups, Err: c.groupsErr}
 	}
 	id.Groups = c.groups
 	return id, tok, nil
+}
+
+// openIssuers are people IdPs where anyone may have an account, so that an
+// email's local part names nobody in particular.
+var openIssuers = []string{"https://gitlab.com"}
+
+// CheckEmailDomains checks oidc.email_domains: each a domain name, and
+// some when the username is the email's local part at an issuer where
+// anyone may have an account (a verified alice@anywhere would be alice).
+func CheckEmailDomains(issuer, usernameClaim string, domains []string) error {
+	for _, d := range domains {
+		if d == "" || strings.ContainsAny(d, "@ \t\r\n,") {
+			return fmt.Errorf("oidc email domain %q is not a domain name", d)
+		}
+	}
+	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, strings.TrimSuffix(issuer, "/")) {
+		return fmt.Errorf("at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", issuer)
+	}
+	return nil
+}
+
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }
 
 var errSubjectMismatch = errors.New("subject does not match")
@@ -323,6 +376,8 @@ func classify(err error) error {
 	}
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, keySetUnavailable):
+		return &TokenError{Reason: ReasonIdPUnavailable, Err: err}
 	case strings.Contains(msg, "audience"):
 		return &TokenError{Reason: ReasonAudience, Err: err}
 	case strings.Contains(msg, "signature"), strings.Contains(msg, "signing key"), strings.Contains(msg, "key set"):
@@ -384,16 +439,17 @@ type lazyProvider struct {
 	p         *oidc.Provider
 	err       error
 	tried     time.Time
+	keys      *keySet                          // the IdP's keys, shared by its verifiers
 	verifiers map[string]*oidc.IDTokenVerifier // by client ID (audience)
 }
 
-// verifier returns the ID token verifier for an audience, built once: each
-// go-oidc verifier owns a remote key set, which caches the IdP's keys and
-// refetches them only for an unknown key ID. A verifier per request would
-// fetch the key set on every login.
+// verifier returns the ID token verifier for an audience, built once. All
+// the verifiers of an IdP share its keySet, which caches the IdP's keys for
+// at most keySetMaxAge and refetches them for an unknown key ID at most
+// every keySetRefetchEvery (go-oidc's own key set refetches for every
+// token whose signature fails, and never drops a key the IdP removed).
 func (l *lazyProvider) verifier(clientID string) (*oidc.IDTokenVerifier, error) {
-	p, err := l.get()
-	if err != nil {
+	if _, err := l.get(); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -404,7 +460,7 @@ func (l *lazyProvider) verifier(clientID string) (*oidc.IDTokenVerifier, error) 
 	if l.verifiers == nil {
 		l.verifiers = map[string]*oidc.IDTokenVerifier{}
 	}
-	v := p.VerifierContext(l.v.ctx, &oidc.Config{
+	v := oidc.NewVerifier(l.issuer, l.keys, &oidc.Config{
 		ClientID:             clientID,
 		SupportedSigningAlgs: l.v.cfg.Algorithms,
 		Now:                  l.v.now,
@@ -444,6 +500,14 @@ func (l *lazyProvider) get() (*oidc.Provider, error) {
 		l.err = fmt.Errorf("discovery for %s: %w", l.issuer, err)
 		return nil, l.err
 	}
+	var disc struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&disc); err != nil || disc.JWKS == "" {
+		l.err = fmt.Errorf("discovery for %s: no jwks_uri", l.issuer)
+		return nil, l.err
+	}
+	l.keys = newKeySet(disc.JWKS, l.v.cfg.HTTPClient, l.v.now, l.v.cfg.Algorithms)
 	l.p, l.err = p, nil
 	return p, nil
 }

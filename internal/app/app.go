@@ -173,6 +173,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		ClientID:      cfg.OIDC.ClientID,
 		UsernameClaim: cfg.OIDC.UsernameClaim,
 		GroupsClaim:   cfg.OIDC.GroupsClaim,
+		EmailDomains:  cfg.OIDC.EmailDomains,
 		Algorithms:    cfg.OIDC.Algorithms,
 		Workloads:     wl,
 		Now:           now,

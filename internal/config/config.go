@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/keyuri"
 )
 
@@ -186,12 +187,15 @@ type OIDC struct {
 	// PublicClientSecret is a native client's published secret, for
 	// providers whose token endpoint wants one from desktop apps (Google).
 	// It is not confidential: every client reads it from /v1/info.
-	PublicClientSecret string     `yaml:"public_client_secret"`
-	UsernameClaim      string     `yaml:"username_claim"` // default "email"
-	GroupsClaim        string     `yaml:"groups_claim"`   // default "groups"
-	Scopes             []string   `yaml:"scopes"`         // default openid, email, profile
-	Algorithms         []string   `yaml:"algorithms"`     // default RS256, ES256
-	Workload           []Workload `yaml:"workload"`
+	PublicClientSecret string `yaml:"public_client_secret"`
+	UsernameClaim      string `yaml:"username_claim"` // default "email"
+	GroupsClaim        string `yaml:"groups_claim"`   // default "groups"
+	// EmailDomains, when set, are the only email domains whose people may
+	// log in (with the email username claim).
+	EmailDomains []string   `yaml:"email_domains"`
+	Scopes       []string   `yaml:"scopes"`     // default openid, email, profile
+	Algorithms   []string   `yaml:"algorithms"` // default RS256, ES256
+	Workload     []Workload `yaml:"workload"`
 }
 
 // Workload is a CI or machine identity exchanging its own OIDC token.
@@ -624,6 +628,9 @@ func (v *validator) oidc(c *Config) {
 	}
 	if c.OIDC.ClientID == "" {
 		v.bad("oidc.client_id", "required")
+	}
+	if err := ca.CheckEmailDomains(c.OIDC.Issuer, c.OIDC.UsernameClaim, c.OIDC.EmailDomains); err != nil {
+		v.bad("oidc.email_domains", "%v", err)
 	}
 	for _, a := range c.OIDC.Algorithms {
 		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {

@@ -81,6 +81,8 @@ func TestMalformed(t *testing.T) {
 		{"console url not a URL", minimal + "console: {url: bastion.example.com}\n", "console.url"},
 		{"console url with a path", minimal + "console: {url: \"https://bastion.example.com/console\"}\n", "console.url"},
 		{"console url with a query", minimal + "console: {url: \"https://bastion.example.com/?a=b\"}\n", "console.url"},
+		{"gitlab.com without email_domains", "data_dir: /x\noidc: {issuer: \"https://gitlab.com\", client_id: b}\n", "oidc.email_domains"},
+		{"email domain with an at", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, email_domains: [\"@acme.com\"]}\n", "oidc.email_domains"},
 		{"alg none", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, algorithms: [none]}\n", "only asymmetric"},
 		{"bad duration", minimal + "certs: {user_ttl: forever}\n", "not a duration"},
 		{"negative duration", minimal + "certs: {user_ttl: -1h}\n", "negative"},

@@ -447,10 +447,17 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, e
 			return
 		}
 		q := r.URL.Query()
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			// Not the IdP's answer to this login: any local process or
+			// web page can request this URL. Refuse it and go on waiting,
+			// so a stray request cannot end the login.
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, "<p>bastion login: this callback does not carry the login's state; ignored.</p>")
+			return
+		}
 		var res result
 		switch {
-		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
-			res.err = errors.New("the login callback's state does not match the request (possible CSRF); try again")
 		case q.Get("error") != "":
 			res.err = fmt.Errorf("the identity provider refused: %s %s", safetext.Printable(q.Get("error")), safetext.Printable(q.Get("error_description")))
 		case q.Get("code") == "":
@@ -458,7 +465,6 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, e
 		default:
 			res.code = q.Get("code")
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if res.err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprintf(w, "<p>bastion login failed: %s</p>", html.EscapeString(res.err.Error()))

@@ -1,0 +1,90 @@
+package bastion_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// TestForgedCertificateNotAttributed: a refused certificate is audited
+// with the user it names only when the bastion's user CA signed it (it
+// expired, was revoked, came from the wrong address). Anyone can make a
+// certificate naming alice with their own CA, or with the user CA's public
+// key as signer and a signature that does not verify; such a refusal was
+// recorded as alice's failed login, from the attacker's address, so the
+// audit log (and `bastion audit`, the console's filter by user) blamed
+// whoever the attacker named.
+func TestForgedCertificateNotAttributed(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	_, rogueKey, _ := ed25519.GenerateKey(rand.Reader)
+	rogue, _ := ssh.NewSignerFromKey(rogueKey)
+	_, userKey, _ := ed25519.GenerateKey(rand.Reader)
+	user, _ := ssh.NewSignerFromKey(userKey)
+	userCA, err := ssh.NewPublicKey(e.app.Keys.UserCA.PublicKey().(ssh.CryptoPublicKey).CryptoPublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := func(signedByUserCA bool) *ssh.Certificate {
+		c := &ssh.Certificate{Key: user.PublicKey(), Serial: 42, CertType: ssh.UserCert, KeyId: "user=alice forged",
+			ValidPrincipals: []string{"alice"}, ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
+			Permissions: ssh.Permissions{Extensions: map[string]string{"issuer@bastionhq.dev": "https://idp.test", "subject@bastionhq.dev": "u-alice", "groups@bastionhq.dev": `["dev"]`}}}
+		if err := c.SignCert(rand.Reader, rogue); err != nil {
+			t.Fatal(err)
+		}
+		if signedByUserCA {
+			c.SignatureKey = userCA // the user CA's public key, the rogue key's signature
+		}
+		return c
+	}
+	// And one of ours, revoked: its refusal is alice's.
+	ours, _, err := e.app.Authority.SignUser(ca.Identity{User: "alice", Issuer: "https://idp.test", Subject: "u-alice", Groups: []string{"dev"}}, user.PublicKey(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Store.Revoke(ours.Serial, "test", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // revocations reach the server within a second
+	since := time.Now().Add(-time.Second)
+	for _, c := range []*ssh.Certificate{cert(false), cert(true), ours} {
+		signer, err := ssh.NewCertSigner(c, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+		if err == nil {
+			conn.Close()
+			t.Fatal("a forged certificate logged in")
+		}
+	}
+	var refused int
+	if err := e.app.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
+		if ev.Type != "ssh.login" || ev.Outcome != "refused" {
+			return nil
+		}
+		refused++
+		if ev.Fields["serial"] == fmt.Sprint(ours.Serial) {
+			if ev.User != "alice" {
+				t.Errorf("our revoked certificate's refusal is attributed to %q, want alice", ev.User)
+			}
+			return nil
+		}
+		if ev.User != "" || ev.Fields["claimed_principal"] != "alice" {
+			t.Errorf("a forged certificate's refusal is attributed to user %q (claimed %q; %s)", ev.User, ev.Fields["claimed_principal"], ev.Reason)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if refused != 3 {
+		t.Fatalf("%d refusals audited, want 3", refused)
+	}
+}
