@@ -1,7 +1,12 @@
 package bastion_test
 
 import (
+	"bytes"
 	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,4 +53,49 @@ func TestTargetUserCertificateIsNotAHostCertificate(t *testing.T) {
 		t.Fatalf("a user certificate was accepted as the target's host certificate: %s", r)
 	}
 	mustContain(t, "refusal", r.Stderr, "not a host certificate")
+}
+
+// Past recording.max_bytes a tcp forward goes on, unstored, as documented
+// (strict mode stops a forward whose recording fails, not one whose budget
+// is spent), and its capture says so: the bytes it lacks show as missing
+// before each side's FIN, at the sequence numbers the real connection
+// had, rather than the capture ending mid-stream as if nothing followed.
+func TestForwardPastMaxBytes(t *testing.T) {
+	testenv.Require(t, "tshark")
+	e := newEnv(t, envOptions{extraYAML: "recording: {mode: strict, max_bytes: 1KiB}\n"})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	conn, err := c.Dial("tcp", "echo:"+portOf(e.echo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := bytes.Repeat([]byte("0123456789"), 400)
+	if _, err := conn.Write(sent); err != nil {
+		t.Fatal(err)
+	}
+	conn.(interface{ CloseWrite() error }).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(conn)
+	conn.Close()
+	if want := append(bytes.Clone(sent), "<tail>"...); !bytes.Equal(got, want) {
+		t.Fatalf("the forward past max_bytes returned %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	id := e.tcpSession(t, "echo")
+	exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+	if exp.Code != 0 {
+		t.Fatalf("export: %s", exp)
+	}
+	pcap := filepath.Join(t.TempDir(), "s.pcap")
+	os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+	fins := strings.Fields(tshark(t, pcap, "-Y", "tcp.flags.fin == 1 && tcp.analysis.lost_segment", "-T", "fields", "-e", "tcp.seq"))
+	// 4000 bytes each way, and "<tail>": the FINs' relative sequence
+	// numbers count them (and the SYN).
+	if !slices.Contains(fins, "4001") || !slices.Contains(fins, "4007") {
+		t.Errorf("FINs after segments not captured, sequence numbers %q; want 4001 (client) and 4007 (target)", fins)
+	}
+	tl := e.ssh("", "bastion", "export", id)
+	mustContain(t, "timeline", tl.Stdout, "recording truncated", "passed unstored", "connection client fin", "connection server fin")
+	if v := e.ssh("", "bastion", "verify", id); v.Code != 0 {
+		t.Errorf("verify: %s", v)
+	}
 }
