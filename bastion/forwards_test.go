@@ -146,3 +146,59 @@ func TestForwardRecordingMasksCards(t *testing.T) {
 		t.Errorf("the timeline shows a card number:\n%s", tl.Stdout)
 	}
 }
+
+// env_allow admits variables a target's shell may set for the user, but
+// never those that change what a judged command runs: an exported bash
+// function (BASH_FUNC_name%%) replaces a command by name, LD_PRELOAD loads
+// code into it, BASH_ENV, SHELLOPTS with PS4, PATH and the like change
+// what a shell runs. A config that admits every name ("*", with a target's
+// AcceptEnv *) must not turn an allowed `echo` into a refused `rm -rf`.
+func TestEnvNeverChangesWhatRuns(t *testing.T) {
+	e := newEnv(t, envOptions{
+		extraYAML: "rules:\n  - {name: no-rm-rf, on: command, match: {command: \"rm -rf *\"}, action: block}\n",
+		sshdExtra: []string{"AcceptEnv *"},
+		envAllow:  []string{"*"},
+	})
+	hostCA := e.app.Keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(a ssh.PublicKey, _ string) bool { return bytes.Equal(a.Marshal(), hostCA) }}
+	c, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{User: "root@web1", Auth: []ssh.AuthMethod{ssh.PublicKeys(e.alice.CertSigner(t))},
+		HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	run := func(name, value, cmd string) string {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		s.Setenv(name, value) // refused or not, the command runs
+		out, _ := s.CombinedOutput(cmd)
+		return string(out)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, v := range [][2]string{
+		{"BASH_FUNC_echo%%", "() { rm -rf " + victim + "; }"},
+		{"BASH_FUNC_echo()", "() { rm -rf " + victim + "; }"},
+		{"LD_PRELOAD", "/nonexistent/evil.so"},
+		{"SHELLOPTS", "xtrace"},
+		{"PS4", "$(rm -rf " + victim + ")"},
+		{"BASH_ENV", "/nonexistent/rc"},
+		{"PATH", "/nonexistent"},
+		{"GCONV_PATH", "/nonexistent"},
+	} {
+		os.MkdirAll(victim, 0o755)
+		out := run(v[0], v[1], "echo hi; env")
+		if !exists(victim) {
+			t.Errorf("%s: the victim was deleted past rule no-rm-rf: %q", v[0], out)
+		}
+		if strings.Contains(out, "\n"+v[0]+"="+v[1]) || strings.Contains(out, "ld.so") {
+			t.Errorf("%s reached the target: %q", v[0], out)
+		}
+	}
+	// Names that change nothing that runs still pass.
+	if out := run("APP_MODE", "blue", "echo mode=$APP_MODE"); !strings.Contains(out, "mode=blue") {
+		t.Errorf("an ordinary variable did not pass: %q", out)
+	}
+}
