@@ -498,6 +498,7 @@ var (
 		"PATH": true, "IFS": true, "CDPATH": true, "GLOBIGNORE": true, "EXECIGNORE": true, "FIGNORE": true,
 		"PROMPT_COMMAND": true, "PS0": true, "PS1": true, "PS2": true, "PS3": true, "PS4": true,
 		"MAILPATH": true, "MAIL": true, "INPUTRC": true, "HISTFILE": true, "HOME": true, "SHELL": true,
+		"TERMINFO": true, "TERMINFO_DIRS": true, "TERMCAP": true, // what readline takes keys to mean
 		"GCONV_PATH": true, "LOCPATH": true, "NLSPATH": true, "HOSTALIASES": true, "TMPDIR": true,
 		"PAGER": true, "EDITOR": true, "VISUAL": true, "BROWSER": true, "LESSOPEN": true, "LESSCLOSE": true,
 		"MANPAGER": true, "SYSTEMD_PAGER": true, "SUDO_ASKPASS": true, "SSH_ASKPASS": true,
