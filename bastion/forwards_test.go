@@ -187,6 +187,7 @@ func TestEnvNeverChangesWhatRuns(t *testing.T) {
 		{"BASH_ENV", "/nonexistent/rc"},
 		{"PATH", "/nonexistent"},
 		{"GCONV_PATH", "/nonexistent"},
+		{"GIT_SSH_COMMAND", "rm -rf " + victim},
 	} {
 		os.MkdirAll(victim, 0o755)
 		out := run(v[0], v[1], "echo hi; env")
@@ -200,5 +201,8 @@ func TestEnvNeverChangesWhatRuns(t *testing.T) {
 	// Names that change nothing that runs still pass.
 	if out := run("APP_MODE", "blue", "echo mode=$APP_MODE"); !strings.Contains(out, "mode=blue") {
 		t.Errorf("an ordinary variable did not pass: %q", out)
+	}
+	if out := run("GIT_AUTHOR_NAME", "Ada", "echo author=$GIT_AUTHOR_NAME"); !strings.Contains(out, "author=Ada") {
+		t.Errorf("GIT_AUTHOR_NAME did not pass: %q", out)
 	}
 }

@@ -522,6 +522,9 @@ func runsCode(name string) bool {
 			return true
 		}
 	}
+	if strings.HasPrefix(name, "GIT_AUTHOR_") || strings.HasPrefix(name, "GIT_COMMITTER_") {
+		return false // who a commit is by (often sent with SendEnv), not what runs
+	}
 	for _, p := range codePrefixes {
 		if strings.HasPrefix(name, p) {
 			return true
