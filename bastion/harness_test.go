@@ -45,6 +45,7 @@ type envOptions struct {
 	idle      time.Duration // sessions.idle_timeout
 	sshdExtra []string      // extra sshd_config lines for web1
 	startup   time.Duration // sessions.startup_timeout
+	envAllow  []string      // sessions.env_allow
 	// pgVia, when set, maps PostgreSQL's address to the one pg1 names, so a
 	// test can watch the bastion's upstream connections.
 	pgVia func(addr string) string
@@ -108,6 +109,9 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	cfg, err := config.Parse(buf.Bytes())
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, buf.String())
+	}
+	if opt.envAllow != nil {
+		cfg.Sessions.EnvAllow = opt.envAllow
 	}
 	sshLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	httpLn, _ := net.Listen("tcp", "127.0.0.1:0")

@@ -16,6 +16,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/safetext"
@@ -301,23 +302,40 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	var in, out atomic.Int64
 	var fromClient, fromServer io.Reader = ch, up
 	content := t.RecordContent
+	var storeClient, storeServer *maskedStore
 	if content {
 		// Both directions are recorded before they are forwarded; a
-		// strict recording that fails ends the forward.
+		// strict recording that fails ends the forward. Output rules
+		// mask what is stored (recordings at rest hold no card
+		// numbers); the stream itself passes as sent.
+		m := s.cfg.Policy().OutputMasks(policyIdentity(id), t.Name)
+		mcfg := mask.Config{Cards: m.Cards, Patterns: m.Patterns}
+		var err1, err2 error
+		storeClient, err1 = newMaskedStore(mcfg, rec.FromClient, ss)
+		storeServer, err2 = newMaskedStore(mcfg, rec.FromServer, ss)
+		if err := errors.Join(err1, err2); err != nil {
+			ss.setEndReason("masking: " + err.Error())
+			fmt.Fprintf(ch.Stderr(), "bastion: masking: %v\n", err)
+			ch.Close()
+			up.Close()
+			return
+		}
 		rec.ConnEvent("open " + conn.RemoteAddr().String() + " " + up.RemoteAddr().String())
-		fromClient = &recordingReader{r: ch, rec: rec.FromClient, ss: ss}
-		fromServer = &recordingReader{r: up, rec: rec.FromServer, ss: ss}
+		fromClient = &recordingReader{r: ch, rec: storeClient.record, ss: ss}
+		fromServer = &recordingReader{r: up, rec: storeServer.record, ss: ss}
 	}
 	done := make(chan struct{})
 	go func() {
 		_, err := relay(up, fromClient, func(n int) { in.Add(int64(n)); s.metrics.Bytes.WithLabelValues("up", t.Kind).Add(float64(n)) }, &ss.act, s.now)
 		if content {
+			storeClient.flush()
 			rec.ConnEvent(closeEvent("client", err))
 		}
 		close(done)
 	}()
 	_, err = relay(ch, fromServer, func(n int) { out.Add(int64(n)); s.metrics.Bytes.WithLabelValues("down", t.Kind).Add(float64(n)) }, &ss.act, s.now)
 	if content {
+		storeServer.flush()
 		rec.ConnEvent(closeEvent("server", err))
 	}
 	<-done
@@ -407,6 +425,57 @@ func (rr *recordingReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// maskedStore stores one direction of a TCP forward's content masked as
+// output rules say (nothing to mask: as it is). A masked copy has the
+// length of the original, so a capture's sequence numbers hold; the masker
+// holds back at most a short tail that may still turn out to be part of a
+// card number, stored with the next bytes or at the close (flush).
+type maskedStore struct {
+	m      *mask.Masker // nil: nothing to mask
+	store  func([]byte) error
+	ss     *session
+	masked int
+}
+
+func newMaskedStore(cfg mask.Config, store func([]byte) error, ss *session) (*maskedStore, error) {
+	ms := &maskedStore{store: store, ss: ss}
+	if !cfg.Cards && len(cfg.Patterns) == 0 {
+		return ms, nil
+	}
+	m, err := mask.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ms.m = m
+	return ms, nil
+}
+
+func (ms *maskedStore) record(p []byte) error {
+	if ms.m == nil {
+		return ms.store(p)
+	}
+	return ms.put(ms.m.Write(p))
+}
+
+// flush stores what the masker still holds, at the end of the direction.
+func (ms *maskedStore) flush() error {
+	if ms.m == nil {
+		return nil
+	}
+	return ms.put(ms.m.Flush())
+}
+
+func (ms *maskedStore) put(p []byte) error {
+	if n := ms.m.Masked(); n > ms.masked {
+		ms.ss.addMasked(n - ms.masked)
+		ms.masked = n
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return ms.store(p)
 }
 
 // closeEvent names how one side of a TCP forward ended: its half-close

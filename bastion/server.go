@@ -424,8 +424,13 @@ func (s *Server) untrack(ss *session) {
 	s.wg.Done()
 }
 
-// envAllowed reports whether a client may set name on a target.
+// envAllowed reports whether a client may set name on a target: a name
+// env_allow admits, and never one that changes what a judged command runs
+// (runsCode), whatever env_allow says.
 func (s *Server) envAllowed(name string) bool {
+	if runsCode(name) {
+		return false
+	}
 	for _, g := range s.cfg.EnvAllow {
 		if g == name || strings.HasSuffix(g, "*") && strings.HasPrefix(name, strings.TrimSuffix(g, "*")) {
 			return true
@@ -478,4 +483,52 @@ func (c *handshakeConn) authenticated() {
 	defer c.mu.Unlock()
 	c.until = time.Time{}
 	c.Conn.SetDeadline(time.Time{})
+}
+
+// codeVars are environment variables that change what a command runs
+// rather than what it works on: the shell's startup files, options and
+// prompt code, where it looks commands up, the dynamic loader's and the C
+// library's modules, and the helpers and start-up code of common programs
+// and interpreters. An env request cannot set them, so the command the
+// bastion judged is the command that runs. codePrefixes are families of
+// them.
+var (
+	codeVars = map[string]bool{
+		"BASH_ENV": true, "ENV": true, "SHELLOPTS": true, "BASHOPTS": true, "POSIXLY_CORRECT": true,
+		"PATH": true, "IFS": true, "CDPATH": true, "GLOBIGNORE": true, "EXECIGNORE": true, "FIGNORE": true,
+		"PROMPT_COMMAND": true, "PS0": true, "PS1": true, "PS2": true, "PS3": true, "PS4": true,
+		"MAILPATH": true, "MAIL": true, "INPUTRC": true, "HISTFILE": true, "HOME": true, "SHELL": true,
+		"TERMINFO": true, "TERMINFO_DIRS": true, "TERMCAP": true, // what readline takes keys to mean
+		"GCONV_PATH": true, "LOCPATH": true, "NLSPATH": true, "HOSTALIASES": true, "TMPDIR": true,
+		"PAGER": true, "EDITOR": true, "VISUAL": true, "BROWSER": true, "LESSOPEN": true, "LESSCLOSE": true,
+		"MANPAGER": true, "SYSTEMD_PAGER": true, "SUDO_ASKPASS": true, "SSH_ASKPASS": true,
+		"JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "NODE_OPTIONS": true, "NODE_PATH": true,
+		"PERL5OPT": true, "PERL5LIB": true, "PERLLIB": true, "RUBYOPT": true, "RUBYLIB": true,
+	}
+	codePrefixes = []string{"LD_", "BASH_", "GIT_", "PYTHON", "MALLOC_", "GLIBC_", "XDG_CONFIG"}
+)
+
+// runsCode reports whether setting name may change what a command runs: a
+// name that is not a shell identifier (bash reads exported functions from
+// BASH_FUNC_name%% and, in older versions, BASH_FUNC_name()), or one of
+// codeVars and codePrefixes.
+func runsCode(name string) bool {
+	if name == "" || codeVars[name] {
+		return true
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return true
+		}
+	}
+	if strings.HasPrefix(name, "GIT_AUTHOR_") || strings.HasPrefix(name, "GIT_COMMITTER_") {
+		return false // who a commit is by (often sent with SendEnv), not what runs
+	}
+	for _, p := range codePrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -281,6 +281,12 @@ func (s *Server) hostKeyCallback(t *policy.Target) (gossh.HostKeyCallback, []str
 			if !ok {
 				return fmt.Errorf("target %s presented a plain host key; its config trusts only certificates from a host CA", t.Name)
 			}
+			// As OpenSSH's client: a user certificate from the same CA
+			// (one CA for users and hosts, a user choosing its
+			// principals) vouches for no host.
+			if cert.CertType != gossh.HostCert {
+				return fmt.Errorf("target %s presented a certificate that is not a host certificate (type %d)", t.Name, cert.CertType)
+			}
 			if !checker.IsHostAuthority(cert.SignatureKey, addr) {
 				return fmt.Errorf("target %s host certificate is not signed by the configured host CA", t.Name)
 			}

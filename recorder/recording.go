@@ -31,6 +31,7 @@ type Recording struct {
 	lastUS    int64        // time of the last event, µs since start
 	stored    int64        // event data bytes accepted, for SessionByteBudget
 	truncated bool
+	unstored  [2]int64 // TCP content bytes (client, server) not stored since the last connection event
 	bytesIn   int64
 	bytesOut  int64
 	dirty     bool        // queued in Store.dirty
@@ -207,8 +208,29 @@ func (r *Recording) FromServer(p []byte) error { return r.writeBytes(EventFromSe
 
 // ConnEvent records a TCP session's connection event ([EventConn]): "open
 // CLIENT TARGET", "client fin", "server fin", "client rst", "server rst".
+// Connection events are kept after the byte budget is spent (a session
+// has a few), each preceded by "unstored CLIENT SERVER" when bytes passed
+// unstored since the last one, so a capture shows them as missing rather
+// than reading as the whole conversation.
 func (r *Recording) ConnEvent(what string) error {
-	return r.event(EventConn, []byte(strings.ToValidUTF8(what, "\uFFFD")))
+	r.mu.Lock()
+	if err := r.usableLocked(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	us := r.nowUS()
+	if r.unstored != [2]int64{} {
+		r.appendEventLocked(EventConn, us, fmt.Appendf(nil, "unstored %d %d", r.unstored[0], r.unstored[1]))
+		r.unstored = [2]int64{}
+	}
+	r.appendEventLocked(EventConn, us, []byte(strings.ToValidUTF8(what, "\uFFFD")))
+	full := len(r.full) > 0 || len(r.pending)-chunkHeaderLen >= r.s.cfg.SessionBuffer
+	r.markDirtyLocked()
+	r.mu.Unlock()
+	if full {
+		r.s.requestFlush()
+	}
+	return r.throttle()
 }
 
 func (r *Recording) writeBytes(typ asciicast.EventType, p []byte) error {
@@ -217,17 +239,21 @@ func (r *Recording) writeBytes(typ asciicast.EventType, p []byte) error {
 		r.mu.Unlock()
 		return err
 	}
+	side := 0
 	if typ == EventFromClient {
 		r.bytesIn += int64(len(p))
 	} else {
 		r.bytesOut += int64(len(p))
+		side = 1
 	}
+	kept := 0
 	if !r.truncated {
 		us := r.nowUS()
 		data := p
 		if budget := r.s.cfg.SessionByteBudget; budget > 0 && r.stored+int64(len(data)) > budget {
 			data = data[:max(budget-r.stored, 0)]
 		}
+		kept = len(data)
 		for len(data) > 0 {
 			n := min(len(data), maxEventData)
 			r.appendEventLocked(typ, us, data[:n])
@@ -237,6 +263,7 @@ func (r *Recording) writeBytes(typ asciicast.EventType, p []byte) error {
 			r.truncateLocked(us)
 		}
 	}
+	r.unstored[side] += int64(len(p) - kept)
 	full := len(r.full) > 0 || len(r.pending)-chunkHeaderLen >= r.s.cfg.SessionBuffer
 	r.markDirtyLocked()
 	r.mu.Unlock()

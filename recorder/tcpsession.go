@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ func (tl timeline) event(e rawEvent) error {
 	var b strings.Builder
 	switch e.typ {
 	case EventConn:
+		if c, s, ok := parseUnstored(e.data); ok {
+			fmt.Fprintf(&b, "%sbastion: %d bytes from the client and %d from the target passed unstored (the session's byte budget was spent)\r\n", at, c, s)
+			break
+		}
 		b.WriteString(at + "connection " + printableASCII(string(e.data)) + "\r\n")
 	case EventFromClient, EventFromServer:
 		dir := "client -> target"
@@ -245,6 +250,15 @@ func (p *pcapWriter) header() error {
 // conn handles a connection event: the open (addresses and the handshake)
 // and the closes.
 func (p *pcapWriter) conn(e rawEvent) error {
+	if c, s, ok := parseUnstored(e.data); ok {
+		// Bytes that passed but were not stored: the sequence numbers
+		// move past them, so the next segment shows them as missing
+		// (Wireshark: previous segment not captured).
+		p.open(e.us)
+		p.cseq += uint32(c)
+		p.sseq += uint32(s)
+		return p.err
+	}
 	f := strings.Fields(string(e.data))
 	switch {
 	case len(f) == 3 && f[0] == "open":
@@ -274,6 +288,18 @@ func (p *pcapWriter) conn(e rawEvent) error {
 		p.segment(e.us, !fromClient, flagACK, nil)
 	}
 	return p.err
+}
+
+// parseUnstored reads an "unstored CLIENT SERVER" connection event: how
+// many bytes each side sent that the recording did not store.
+func parseUnstored(data []byte) (client, server uint64, ok bool) {
+	f := strings.Fields(string(data))
+	if len(f) != 3 || f[0] != "unstored" {
+		return 0, 0, false
+	}
+	c, err1 := strconv.ParseUint(f[1], 10, 64)
+	s, err2 := strconv.ParseUint(f[2], 10, 64)
+	return c, s, err1 == nil && err2 == nil
 }
 
 // open writes the handshake once, at the first event.

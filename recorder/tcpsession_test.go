@@ -107,3 +107,62 @@ func TestPcapWithoutContent(t *testing.T) {
 		}
 	}
 }
+
+// Past the session's byte budget (recording.max_bytes) the bytes still
+// flow, unstored: the capture must not read as the whole conversation.
+// The closes are still recorded, after how many bytes each side sent
+// unstored, so the capture shows them missing before each side's FIN
+// (Wireshark: previous segment not captured) at the sequence numbers the
+// real connection had, and the timeline says so.
+func TestPcapShowsUnstoredBytes(t *testing.T) {
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tshark is required in CI")
+		}
+		t.Skip("tshark not installed")
+	}
+	cfg, clk := testConfig(t)
+	cfg.SessionByteBudget = 100
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "tcp-budget", Kind: "tcp", Target: "web"})
+	must(t, r.ConnEvent("open 10.1.2.3:51000 10.9.8.7:8080"))
+	clk.Advance(1000)
+	must(t, r.FromClient([]byte("GET /hello HTTP/1.1\r\nHost: web\r\n\r\n"))) // 34 bytes, stored
+	must(t, r.FromServer(bytes.Repeat([]byte("A"), 50)))                      // 33 stored (the open event counts), 17 not
+	must(t, r.FromClient(bytes.Repeat([]byte("DELETE"), 50)))                 // 300 bytes, unstored
+	must(t, r.FromServer(bytes.Repeat([]byte("B"), 500)))                     // 500 bytes, unstored
+	must(t, r.ConnEvent("client fin"))
+	must(t, r.FromServer([]byte("C")))
+	must(t, r.ConnEvent("server fin"))
+	must(t, r.End(ExitInfo{Status: -1}))
+
+	path := filepath.Join(t.TempDir(), "s.pcap")
+	f, err := os.Create(path)
+	must(t, err)
+	must(t, s.ExportPcap(r.ID(), f))
+	f.Close()
+	cmd := exec.Command(tshark, "-r", path, "-Y", "tcp.flags.fin == 1", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.analysis.lost_segment")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v %s", err, out)
+	}
+	// The client sent 334 bytes and the target 551 (relative sequence
+	// numbers count the SYN): each FIN sits where the real one did, and
+	// the client's is flagged as following a segment not captured.
+	fins := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(fins) != 2 || !strings.HasPrefix(fins[0], "51000\t335\t") || !strings.HasSuffix(fins[0], "\t1") ||
+		!strings.HasPrefix(fins[1], "8080\t552\t336") {
+		t.Errorf("FIN frames (port, seq, ack, lost segment): %q", fins)
+	}
+	var tl bytes.Buffer
+	must(t, s.Export(r.ID(), &tl))
+	for _, want := range []string{"recording truncated", "300 bytes from the client and 517 from the target passed unstored", "connection client fin", "connection server fin"} {
+		if !strings.Contains(tl.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, tl.String())
+		}
+	}
+	if rep := verify(t, s, r.ID()); !rep.Intact {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
