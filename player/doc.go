@@ -63,12 +63,16 @@
 // The Sanitizer protects the viewer's terminal, not the fidelity of the evidence:
 // a recording can still hide text from a viewer with the means a screen has
 // (concealed or same-colour text, overwriting, clearing). Audits that must not be
-// misled read the recording's bytes (`bastion export`), not the replay.
+// misled read the recording's bytes (`bastion export --raw`), not the replay.
 //
 // An unterminated string (OSC, DCS, ...) is dropped for at most 4 KiB, and an
 // overlong control sequence for at most 256 bytes; after that the Sanitizer goes
 // back to showing bytes as text, so one stray introducer cannot hide the rest of a
 // session. A real terminal would keep swallowing; the replay shows more instead.
+//
+// [SanitizeCast] applies the same Sanitizer to a recording's output events
+// and writes an asciicast recording again, for players that write output
+// to their terminal as it is (asciinema); `bastion export` uses it.
 //
 // Raw output is the recording's bytes unchanged, and dangerous for the reason the
 // Sanitizer exists. It is meant for trusted recordings and for piping to a file.

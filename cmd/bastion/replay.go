@@ -68,6 +68,10 @@ func runReplay(args []string) error {
 		if *follow {
 			exportArgs = append(exportArgs, "--follow", "--from", *from)
 		}
+		if *raw {
+			// The bastion neutralises what it exports unless asked not to.
+			exportArgs = append(exportArgs, "--raw")
+		}
 		sp, err := newSpool(st, exportArgs)
 		if err != nil {
 			return err
