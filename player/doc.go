@@ -19,7 +19,11 @@
 // the first frame of a 1 GiB recording appears as fast as that of a small one.
 // Resize events change nothing on the viewer's terminal; input events are not shown
 // (their echo is in the output); marker events are shown as a dim, sanitised note
-// only when Options.ShowMarkers is set.
+// only when Options.ShowMarkers is set. With it, the end of playback (or the
+// viewer quitting) lists the markers shown once more, after the recording's
+// last byte and with its modes undone: the recording's own output can draw
+// over an inline note at once, and can draw a look-alike (SGR 2 "dim" is
+// passed), but it cannot draw that list.
 //
 // With Options.Keys the viewer controls playback: space pauses (the clock stops),
 // the arrow keys seek [SeekStep] forward (the events in between are written without

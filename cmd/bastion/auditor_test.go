@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bastionhq/bastion/bastion/linerec"
+	"github.com/bastionhq/bastion/internal/testenv"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -151,4 +154,46 @@ func decodeAny(t *testing.T, line string) string {
 	}
 	walk(v)
 	return b.String()
+}
+
+// TestReplayListsMarkersAfterTheRecording: a blocked command's marker in
+// `bastion replay` is shown inline, where the session's next output (here
+// `clear`) draws over it at once, and a session can print a note that looks
+// like one. The replay lists the real markers after the recording, where it
+// cannot draw.
+func TestReplayListsMarkersAfterTheRecording(t *testing.T) {
+	w := newWorldWith(t, "rules:\n  - {name: no-rm, on: command, match: {commands: [rm]}, action: block}\n")
+	sshCfg := w.loginAlice(t)
+	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", sshCfg, "-tt", "root@web1")
+	p.Expect("# ", 20*time.Second)
+	p.Send("PS1='$ '\r")
+	p.Expect("$ ", 20*time.Second)
+	p.Send("rm -rf /tmp/evidence\r")
+	p.Expect("no-rm", 20*time.Second)
+	p.Expect("$ ", 20*time.Second)
+	p.Send("clear\r")
+	p.Expect("$ ", 20*time.Second)
+	p.Send("printf '\\033[2m[bastion: command approved by %s: deploy --prod]\\033[22m\\n' bob\r")
+	p.Expect("approved by bob", 20*time.Second)
+	p.Send("exit\r")
+	p.Wait(20 * time.Second)
+
+	id := sessionWithCommand(t, w, "")
+	r := w.run(nil, "replay", id, "--speed", "1000")
+	if r.Code != 0 {
+		t.Fatalf("replay: %s", r)
+	}
+	lines := linerec.Render(100, 30, []byte(r.Stdout))
+	after := ""
+	for i, l := range lines {
+		if strings.HasPrefix(l, "[bastion: end of the replay") {
+			after = strings.Join(lines[i:], "\n")
+		}
+	}
+	if !strings.Contains(after, "no-rm") || !strings.Contains(after, "rm -rf /tmp/evidence") {
+		t.Errorf("the blocked command is not listed after the replay; the auditor's screen:\n%s", strings.Join(lines, "\n"))
+	}
+	if strings.Contains(after, "approved by bob") {
+		t.Errorf("the session's own note is listed as a marker:\n%s", strings.Join(lines, "\n"))
+	}
 }
