@@ -23,7 +23,10 @@
 // viewer quitting) lists the markers shown once more, after the recording's
 // last byte and with its modes undone: the recording's own output can draw
 // over an inline note at once, and can draw a look-alike (SGR 2 "dim" is
-// passed), but it cannot draw that list.
+// passed), but it cannot draw that list. An inline note is drawn with the
+// default attributes and in ASCII whatever the recording set (concealed,
+// black on black, line drawing), and the recording's colours are not
+// restored after it.
 //
 // With Options.Keys the viewer controls playback: space pauses (the clock stops),
 // the arrow keys seek [SeekStep] forward (the events in between are written without

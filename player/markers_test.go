@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	uv "github.com/charmbracelet/ultraviolet"
+	"github.com/charmbracelet/x/vt"
+
 	"github.com/bastionhq/bastion/bastion/linerec"
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
@@ -70,5 +73,62 @@ func TestPlayMarkersListedOnceAfterSeekingBack(t *testing.T) {
 	got := strings.Join(h.tr.take(), "\n")
 	if want := listed(`0:01 first`); !strings.Contains(got, want) {
 		t.Errorf("got:\n%s\nwant the list:\n%s", got, want)
+	}
+}
+
+// TestPlayMarkerDrawnReadably: the inline note is drawn in the recording's
+// graphic state, which the recording chooses: concealed (SGR 8), black on
+// black, or in the DEC line-drawing set that turns its letters into box
+// glyphs. The note resets what it draws with, and the recording's charset
+// is put back after it.
+func TestPlayMarkerDrawnReadably(t *testing.T) {
+	label := "command blocked by rule no-rm: rm -rf /srv"
+	for _, tc := range []struct{ name, before string }{
+		{"concealed", "\x1b[8m"},
+		{"black on black", "\x1b[30;40m"},
+		{"line drawing", "\x1b(0"},
+		{"all three", "\x1b[8;30;40m\x1b(0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newCast(t, out(0, "$ rm -rf /srv\r\n"+tc.before),
+				asciicast.Event{Time: time.Second, Type: asciicast.Marker, Data: "bastion: " + label},
+				out(2, "qqq"))
+			var buf bytes.Buffer
+			clock := &autoClock{now: epoch}
+			if err := Play(context.Background(), src, &buf, Options{ShowMarkers: true, Now: clock.Now, After: clock.After}); err != nil {
+				t.Fatal(err)
+			}
+			// The screen up to the end of the recording, before the list.
+			shown := buf.String()[:strings.Index(buf.String(), "end of the replay")]
+			e := vt.NewEmulator(80, 24)
+			e.Write([]byte(shown))
+			row := -1
+			for y := range 24 {
+				var b strings.Builder
+				for x := range 80 {
+					if c := e.CellAt(x, y); c != nil {
+						b.WriteString(c.Content)
+					}
+				}
+				if strings.Contains(b.String(), "[bastion: "+label+"]") {
+					row = y
+				}
+			}
+			if row < 0 {
+				t.Fatalf("the note is not drawn as text:\n%q", shown)
+			}
+			for x := range len("[bastion: " + label + "]") {
+				c := e.CellAt(x, row)
+				if c.Style.Attrs&uv.AttrConceal != 0 || c.Style.Fg != nil || c.Style.Bg != nil {
+					t.Fatalf("the note is drawn concealed or coloured at column %d: %+v", x, c.Style)
+				}
+			}
+			if tc.before == "\x1b(0" {
+				// The recording's "qqq" after the note still draws lines.
+				if c := e.CellAt(0, row+1); c == nil || c.Content != "─" {
+					t.Errorf("the recording's charset was not put back: %+v", c)
+				}
+			}
+		})
 	}
 }

@@ -527,10 +527,22 @@ func (p *player) emit() error {
 		if p.tail.last != '\n' && p.tail.last != 0 {
 			p.buf.WriteString("\r\n")
 		}
+		// Drawn with the default attributes and ASCII, whatever the
+		// recording left (concealed, black on black, line drawing, which
+		// would turn the note's letters into box glyphs); the recording's
+		// charset is put back after it, its colours are not (its next SGR
+		// sets them again).
 		label := inert(strings.TrimPrefix(n.ev.Data, "bastion: "), maxMarkerRunes)
+		lineDrawing := p.san == nil || p.san.modes.lineDrawing
+		p.buf.WriteString("\x1b[0m")
+		if lineDrawing {
+			p.buf.WriteString("\x1b(B")
+		}
 		p.buf.WriteString("\x1b[2m[bastion: ")
 		p.buf.WriteString(label)
-		if _, err := p.buf.WriteString("]\x1b[22m\r\n"); err != nil {
+		if lineDrawing && p.san != nil {
+			p.buf.WriteString("]\x1b[0m\r\n\x1b(0")
+		} else if _, err := p.buf.WriteString("]\x1b[0m\r\n"); err != nil {
 			return fmt.Errorf("player: write: %w", err)
 		}
 		if fresh {

@@ -271,7 +271,7 @@ func TestPlayMarkers(t *testing.T) {
 	src := newCast(t, out(0, "$ "), ev)
 	got := playAuto(t, src, Options{ShowMarkers: true})
 	label := "command blocked: rm -rf / ?]52;c;aGk=???6n"
-	want := "\r\n\x1b[2m[bastion: " + label + strings.Repeat("x", maxMarkerRunes-len(label)) + "...]\x1b[22m\r\n"
+	want := "\r\n\x1b[0m\x1b[2m[bastion: " + label + strings.Repeat("x", maxMarkerRunes-len(label)) + "...]\x1b[0m\r\n"
 	if q := fmt.Sprintf("%q", want); !strings.Contains(got, q[:len(q)-1]) {
 		t.Errorf("got %s, want it to contain %q", got, want)
 	}
@@ -285,7 +285,7 @@ func TestPlayMarkers(t *testing.T) {
 func TestPlayMarkerAfterUnfinishedSequence(t *testing.T) {
 	src := newCast(t, out(0, "a\x1b]0;"), asciicast.Event{Time: 0, Type: asciicast.Marker, Data: "m"}, out(0, "b\x07c"))
 	got := playAuto(t, src, Options{ShowMarkers: true})
-	want := `  0.000s "a\r\n\x1b[2m[bastion: m]\x1b[22m\r\nb\ac\r\n` + listed(`0:00 m`) + `"`
+	want := `  0.000s "a\r\n\x1b[0m\x1b[2m[bastion: m]\x1b[0m\r\nb\ac\r\n` + listed(`0:00 m`) + `"`
 	if got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
