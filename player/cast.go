@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
@@ -13,10 +14,13 @@ import (
 // data of its output events passed through one Sanitizer, as Play shows
 // them: what another player (asciinema play or cat) writes to its terminal
 // then carries no sequence that attacks the viewer's terminal. A sequence
-// split across events is carried to the event that completes it; the
-// sequences that undo the modes the recording left on end it in one more
-// output event. Other events and the header are copied unchanged. It
-// streams: each event is written as soon as it is read.
+// split across events is carried to the event that completes it. One more
+// output event ends it: the sequences that undo the modes the recording left
+// on, and the list of its markers that Play writes after a replay (players
+// such as asciinema do not show markers, and the recording's output can
+// erase or imitate the messages bastion printed). Other events and the
+// header are copied unchanged. It streams: each event is written as soon as
+// it is read.
 func SanitizeCast(r io.Reader, w io.Writer) error {
 	dec, err := asciicast.NewDecoder(r, asciicast.Limits{MaxEvents: math.MaxInt})
 	if err != nil {
@@ -30,6 +34,8 @@ func SanitizeCast(r io.Reader, w io.Writer) error {
 	san := NewSanitizer(&out)
 	var in []byte
 	var last asciicast.Event
+	var markers []listedMarker
+	more := 0
 	for {
 		ev, err := dec.Next()
 		if errors.Is(err, io.EOF) {
@@ -38,11 +44,18 @@ func SanitizeCast(r io.Reader, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if ev.Type == asciicast.Output {
+		switch ev.Type {
+		case asciicast.Output:
 			out.Reset()
 			in = append(in[:0], ev.Data...)
 			san.Write(in) // writes to a bytes.Buffer do not fail
 			ev.Data = out.String()
+		case asciicast.Marker:
+			if len(markers) < maxMarkerList {
+				markers = append(markers, listedMarker{at: ev.Time, label: inert(strings.TrimPrefix(ev.Data, "bastion: "), maxMarkerRunes)})
+			} else {
+				more++
+			}
 		}
 		if err := enc.Event(ev); err != nil {
 			return err
@@ -51,9 +64,8 @@ func SanitizeCast(r io.Reader, w io.Writer) error {
 	}
 	out.Reset()
 	san.Close()
-	if out.Len() == 0 {
-		return nil
-	}
+	out.WriteString("\r\n")
+	out.WriteString(markerList(markers, more))
 	return enc.Event(asciicast.Event{Time: last.Time, Type: asciicast.Output, Data: out.String()})
 }
 

@@ -49,22 +49,27 @@ func TestSanitizeCast(t *testing.T) {
 	out := func(ms int, s string) asciicast.Event {
 		return asciicast.Event{Time: time.Duration(ms) * time.Millisecond, Type: asciicast.Output, Data: s}
 	}
+	// end is the last event: the modes undone, then the list of markers.
+	end := func(ms int, resets string, markers ...listedMarker) asciicast.Event {
+		return out(ms, resets+"\r\n"+markerList(markers, 0))
+	}
 	for _, tc := range []struct {
 		name string
 		in   []asciicast.Event
 		want []asciicast.Event
 	}{
 		{"text and colours pass", []asciicast.Event{out(0, "$ ls\r\n\x1b[1mbold\x1b[0m\r\n")},
-			[]asciicast.Event{out(0, "$ ls\r\n\x1b[1mbold\x1b[0m\r\n"), out(0, "\x1b[0m")}},
-		{"OSC 52 clipboard write", []asciicast.Event{out(0, "a\x1b]52;c;ZWNobwo=\x07b")}, []asciicast.Event{out(0, "ab")}},
-		{"OSC 8 hyperlink", []asciicast.Event{out(0, "\x1b]8;;http://x/\x1b\\link\x1b]8;;\x1b\\")}, []asciicast.Event{out(0, "link")}},
-		{"DECRQSS", []asciicast.Event{out(0, "\x1bP$qm\x1b\\x")}, []asciicast.Event{out(0, "x")}},
-		{"title report", []asciicast.Event{out(0, "\x1b]2;id\x07\x1b[21tx")}, []asciicast.Event{out(0, "x")}},
-		{"UTF-8 encoded C1", []asciicast.Event{out(0, "\u009d52;c;eA==\u009cx\u009b31m")}, []asciicast.Event{out(0, "?52;c;eA==?x?31m")}},
+			[]asciicast.Event{out(0, "$ ls\r\n\x1b[1mbold\x1b[0m\r\n"), end(0, "\x1b[0m")}},
+		{"OSC 52 clipboard write", []asciicast.Event{out(0, "a\x1b]52;c;ZWNobwo=\x07b")}, []asciicast.Event{out(0, "ab"), end(0, "")}},
+		{"OSC 8 hyperlink", []asciicast.Event{out(0, "\x1b]8;;http://x/\x1b\\link\x1b]8;;\x1b\\")}, []asciicast.Event{out(0, "link"), end(0, "")}},
+		{"DECRQSS", []asciicast.Event{out(0, "\x1bP$qm\x1b\\x")}, []asciicast.Event{out(0, "x"), end(0, "")}},
+		{"title report", []asciicast.Event{out(0, "\x1b]2;id\x07\x1b[21tx")}, []asciicast.Event{out(0, "x"), end(0, "")}},
+		{"UTF-8 encoded C1", []asciicast.Event{out(0, "\u009d52;c;eA==\u009cx\u009b31m")}, []asciicast.Event{out(0, "?52;c;eA==?x?31m"), end(0, "")}},
 		{"OSC split across events", []asciicast.Event{out(0, "a\x1b]5"), out(5, "2;c;eA==\x07b"), {Time: 6 * time.Millisecond, Type: asciicast.Marker, Data: "bastion: m"}},
-			[]asciicast.Event{out(0, "a"), out(5, "b"), {Time: 6 * time.Millisecond, Type: asciicast.Marker, Data: "bastion: m"}}},
+			[]asciicast.Event{out(0, "a"), out(5, "b"), {Time: 6 * time.Millisecond, Type: asciicast.Marker, Data: "bastion: m"},
+				end(6, "", listedMarker{at: 6 * time.Millisecond, label: "m"})}},
 		{"alternate screen left on", []asciicast.Event{out(0, "\x1b[?1049h\x1b[?1000hx"), {Time: time.Millisecond, Type: asciicast.Resize, Data: "100x30"}},
-			[]asciicast.Event{out(0, "\x1b[?1049hx"), {Time: time.Millisecond, Type: asciicast.Resize, Data: "100x30"}, out(1, "\x1b[?1049l")}},
+			[]asciicast.Event{out(0, "\x1b[?1049hx"), {Time: time.Millisecond, Type: asciicast.Resize, Data: "100x30"}, end(1, "\x1b[?1049l")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer

@@ -597,22 +597,31 @@ func (p *player) finish(newLine bool) error {
 // session. Each line is erased to its end, so nothing of the recording's
 // screen is left beside it.
 func (p *player) listMarkers() {
+	p.buf.WriteString(markerList(p.markers, p.moreMarkers))
+}
+
+// markerList is the list of markers written after a replay (and after a
+// sanitised export): a heading, then each marker's time and label, each line
+// erased to its end.
+func markerList(markers []listedMarker, more int) string {
 	const dim, end = "\x1b[0m\x1b[2m[bastion: ", "]\x1b[22m\x1b[K\r\n"
-	switch n := len(p.markers) + p.moreMarkers; n {
+	var b strings.Builder
+	switch n := len(markers) + more; n {
 	case 0:
-		p.buf.WriteString(dim + "end of the replay; no markers" + end)
-		return
+		b.WriteString(dim + "end of the replay; no markers" + end)
+		return b.String()
 	case 1:
-		p.buf.WriteString(dim + "end of the replay; its 1 marker (a note not listed here was printed by the session):" + end)
+		b.WriteString(dim + "end of the replay; its 1 marker (a note not listed here was printed by the session):" + end)
 	default:
-		p.buf.WriteString(dim + "end of the replay; its " + strconv.Itoa(n) + " markers (a note not listed here was printed by the session):" + end)
+		b.WriteString(dim + "end of the replay; its " + strconv.Itoa(n) + " markers (a note not listed here was printed by the session):" + end)
 	}
-	for _, m := range p.markers {
-		p.buf.WriteString(dim + fmtClock(m.at) + " " + m.label + end)
+	for _, m := range markers {
+		b.WriteString(dim + fmtClock(m.at) + " " + m.label + end)
 	}
-	if p.moreMarkers > 0 {
-		p.buf.WriteString(dim + "and " + strconv.Itoa(p.moreMarkers) + " more: the web console lists them all" + end)
+	if more > 0 {
+		b.WriteString(dim + "and " + strconv.Itoa(more) + " more: the web console lists them all" + end)
 	}
+	return b.String()
 }
 
 // inert returns s with everything but printable characters replaced by '?',

@@ -196,4 +196,22 @@ func TestReplayListsMarkersAfterTheRecording(t *testing.T) {
 	if strings.Contains(after, "approved by bob") {
 		t.Errorf("the session's own note is listed as a marker:\n%s", strings.Join(lines, "\n"))
 	}
+
+	// asciinema shows no markers at all: the export ends with the same list.
+	exp := w.run(nil, "export", id)
+	if exp.Code != 0 {
+		t.Fatalf("export: %s", exp)
+	}
+	cast := filepath.Join(t.TempDir(), "s.cast")
+	os.WriteFile(cast, []byte(exp.Stdout), 0o600)
+	text := asciinemaCat(t, cast)
+	i := strings.LastIndex(text, "[bastion: end of the replay")
+	if i < 0 || !strings.Contains(text[i:], "no-rm") || strings.Contains(text[i:], "approved by bob") {
+		t.Errorf("asciinema cat of the export does not end with the markers:\n%q", text)
+	}
+	// The replay in this terminal asks for the raw export and lists the
+	// markers once.
+	if n := strings.Count(r.Stdout, "end of the replay"); n != 1 {
+		t.Errorf("replay lists the markers %d times", n)
+	}
 }
