@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	uv "github.com/charmbracelet/ultraviolet"
 	"github.com/charmbracelet/x/vt"
 
 	"github.com/bastionhq/bastion/bastion/linerec"
@@ -117,9 +116,13 @@ func TestPlayMarkerDrawnReadably(t *testing.T) {
 			if row < 0 {
 				t.Fatalf("the note is not drawn as text:\n%q", shown)
 			}
+			// Drawn as plain dim text is: no other attribute, no colours.
+			ref := vt.NewEmulator(4, 1)
+			ref.Write([]byte("\x1b[2mx"))
+			dim := ref.CellAt(0, 0).Style.Attrs
 			for x := range len("[bastion: " + label + "]") {
 				c := e.CellAt(x, row)
-				if c.Style.Attrs&uv.AttrConceal != 0 || c.Style.Fg != nil || c.Style.Bg != nil {
+				if c.Style.Attrs != dim || c.Style.Fg != nil || c.Style.Bg != nil {
 					t.Fatalf("the note is drawn concealed or coloured at column %d: %+v", x, c.Style)
 				}
 			}
