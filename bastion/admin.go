@@ -257,7 +257,7 @@ func writeJSONLine(aio AdminIO, v any) int {
 		fmt.Fprintf(aio.Stderr, "bastion: %v\n", err)
 		return 1
 	}
-	aio.Stdout.Write(append(b, '\n'))
+	aio.Stdout.Write(safetext.EscapeC1(append(b, '\n')))
 	return 0
 }
 

@@ -19,7 +19,14 @@
 // the first frame of a 1 GiB recording appears as fast as that of a small one.
 // Resize events change nothing on the viewer's terminal; input events are not shown
 // (their echo is in the output); marker events are shown as a dim, sanitised note
-// only when Options.ShowMarkers is set.
+// only when Options.ShowMarkers is set. With it, the end of playback (or the
+// viewer quitting) lists the markers shown once more, after the recording's
+// last byte and with its modes undone: the recording's own output can draw
+// over an inline note at once, and can draw a look-alike (SGR 2 "dim" is
+// passed), but it cannot draw that list. An inline note is drawn with the
+// default attributes and in ASCII whatever the recording set (concealed,
+// black on black, line drawing), and the recording's colours are not
+// restored after it.
 //
 // With Options.Keys the viewer controls playback: space pauses (the clock stops),
 // the arrow keys seek [SeekStep] forward (the events in between are written without
@@ -63,12 +70,16 @@
 // The Sanitizer protects the viewer's terminal, not the fidelity of the evidence:
 // a recording can still hide text from a viewer with the means a screen has
 // (concealed or same-colour text, overwriting, clearing). Audits that must not be
-// misled read the recording's bytes (`bastion export`), not the replay.
+// misled read the recording's bytes (`bastion export --raw`), not the replay.
 //
 // An unterminated string (OSC, DCS, ...) is dropped for at most 4 KiB, and an
 // overlong control sequence for at most 256 bytes; after that the Sanitizer goes
 // back to showing bytes as text, so one stray introducer cannot hide the rest of a
 // session. A real terminal would keep swallowing; the replay shows more instead.
+//
+// [SanitizeCast] applies the same Sanitizer to a recording's output events
+// and writes an asciicast recording again, for players that write output
+// to their terminal as it is (asciinema); `bastion export` uses it.
 //
 // Raw output is the recording's bytes unchanged, and dangerous for the reason the
 // Sanitizer exists. It is meant for trusted recordings and for piping to a file.

@@ -35,6 +35,9 @@ const (
 	MaxSpeed = 1024.0
 	// maxMarkerRunes bounds how much of a marker label is shown.
 	maxMarkerRunes = 200
+	// maxMarkerList bounds how many markers the list after the replay
+	// names; the rest are counted.
+	maxMarkerList = 100
 	// outBuffer is the size of the output buffer, flushed before every wait.
 	outBuffer = 64 << 10
 )
@@ -53,7 +56,8 @@ type Options struct {
 	// the viewer's shell, and so on. Off by default; markers are still sanitised.
 	Raw bool
 	// ShowMarkers shows each marker event ('m', e.g. a blocked command) as a dim
-	// inline note "[bastion: LABEL]". Off by default.
+	// inline note "[bastion: LABEL]", and lists the markers shown once more
+	// when the replay ends (see the package documentation). Off by default.
 	ShowMarkers bool
 	// Keys, when not nil, is read for interactive controls: space pauses and
 	// resumes, the right and left arrows seek SeekStep forward and back, '.' steps
@@ -201,6 +205,19 @@ type player struct {
 	length    time.Duration // the recording's length from its header; 0 when unknown
 	statusOn  bool          // the status line is on the screen
 	statusEnd time.Time     // when a status line shown while playing goes away
+
+	// The markers shown, listed again at the end. emitted counts the events
+	// shown since the recording was (re)opened, emittedMax the most ever, so
+	// a marker shown again after seeking back is listed once.
+	emitted, emittedMax int
+	markers             []listedMarker
+	moreMarkers         int // shown but beyond maxMarkerList
+}
+
+// listedMarker is a marker shown, for the list after the replay.
+type listedMarker struct {
+	at    time.Duration // on the playback timeline, as the status line shows it
+	label string        // inert, cut
 }
 
 // lastByte passes the replay's output on and remembers its last byte, so the
@@ -235,6 +252,7 @@ func (p *player) open() error {
 	}
 	p.rc, p.dec = rc, dec
 	p.last, p.pos, p.next, p.eof = 0, 0, nil, false
+	p.emitted = 0
 	if d := dec.Header().Duration; d > 0 && p.opt.IdleLimit == 0 {
 		p.length = time.Duration(d * float64(time.Second))
 	}
@@ -485,6 +503,9 @@ func (p *player) reset() error {
 func (p *player) emit() error {
 	n := p.next
 	p.next = nil
+	p.emitted++
+	fresh := p.emitted > p.emittedMax
+	p.emittedMax = max(p.emittedMax, p.emitted)
 	switch n.ev.Type {
 	case asciicast.Output:
 		if _, err := io.WriteString(p.w, n.ev.Data); err != nil {
@@ -506,10 +527,30 @@ func (p *player) emit() error {
 		if p.tail.last != '\n' && p.tail.last != 0 {
 			p.buf.WriteString("\r\n")
 		}
+		// Drawn with the default attributes and ASCII, whatever the
+		// recording left (concealed, black on black, line drawing, which
+		// would turn the note's letters into box glyphs); the recording's
+		// charset is put back after it, its colours are not (its next SGR
+		// sets them again).
+		label := inert(strings.TrimPrefix(n.ev.Data, "bastion: "), maxMarkerRunes)
+		lineDrawing := p.san == nil || p.san.modes.lineDrawing
+		p.buf.WriteString("\x1b[0m")
+		if lineDrawing {
+			p.buf.WriteString("\x1b(B")
+		}
 		p.buf.WriteString("\x1b[2m[bastion: ")
-		p.buf.WriteString(inert(strings.TrimPrefix(n.ev.Data, "bastion: "), maxMarkerRunes))
-		if _, err := p.buf.WriteString("]\x1b[22m\r\n"); err != nil {
+		p.buf.WriteString(label)
+		if lineDrawing && p.san != nil {
+			p.buf.WriteString("]\x1b[0m\r\n\x1b(0")
+		} else if _, err := p.buf.WriteString("]\x1b[0m\r\n"); err != nil {
 			return fmt.Errorf("player: write: %w", err)
+		}
+		if fresh {
+			if len(p.markers) < maxMarkerList {
+				p.markers = append(p.markers, listedMarker{at: n.at, label: label})
+			} else {
+				p.moreMarkers++
+			}
 		}
 	}
 	// Resize events change nothing on the viewer's terminal; input events are
@@ -534,10 +575,53 @@ func (p *player) finish(newLine bool) error {
 		}
 	}
 	p.hideStatus()
-	if newLine && p.tail.last != '\n' && p.tail.last != 0 {
+	if p.san == nil && p.opt.ShowMarkers {
+		// Raw output may have ended inside a string (OSC, DCS) that would
+		// swallow the list: CAN ends it.
+		p.buf.WriteString("\x18")
+	}
+	if (newLine || p.opt.ShowMarkers) && p.tail.last != '\n' && p.tail.last != 0 {
 		p.buf.WriteString("\r\n")
 	}
+	if p.opt.ShowMarkers {
+		p.listMarkers()
+	}
 	return p.flush()
+}
+
+// listMarkers writes the markers shown, after the replay: the recording's
+// output can draw over an inline note the moment it is shown, and can print
+// notes that look like bastion's, but it cannot draw here, after its last
+// byte and with its modes undone (Sanitizer.Close). So the list is what the
+// auditor trusts: a note in the replay that is not in it was printed by the
+// session. Each line is erased to its end, so nothing of the recording's
+// screen is left beside it.
+func (p *player) listMarkers() {
+	p.buf.WriteString(markerList(p.markers, p.moreMarkers))
+}
+
+// markerList is the list of markers written after a replay (and after a
+// sanitised export): a heading, then each marker's time and label, each line
+// erased to its end.
+func markerList(markers []listedMarker, more int) string {
+	const dim, end = "\x1b[0m\x1b[2m[bastion: ", "]\x1b[22m\x1b[K\r\n"
+	var b strings.Builder
+	switch n := len(markers) + more; n {
+	case 0:
+		b.WriteString(dim + "end of the replay; no markers" + end)
+		return b.String()
+	case 1:
+		b.WriteString(dim + "end of the replay; its 1 marker (a note not listed here was printed by the session):" + end)
+	default:
+		b.WriteString(dim + "end of the replay; its " + strconv.Itoa(n) + " markers (a note not listed here was printed by the session):" + end)
+	}
+	for _, m := range markers {
+		b.WriteString(dim + fmtClock(m.at) + " " + m.label + end)
+	}
+	if more > 0 {
+		b.WriteString(dim + "and " + strconv.Itoa(more) + " more: the web console lists them all" + end)
+	}
+	return b.String()
 }
 
 // inert returns s with everything but printable characters replaced by '?',

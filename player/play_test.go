@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -270,8 +271,8 @@ func TestPlayMarkers(t *testing.T) {
 	src := newCast(t, out(0, "$ "), ev)
 	got := playAuto(t, src, Options{ShowMarkers: true})
 	label := "command blocked: rm -rf / ?]52;c;aGk=???6n"
-	want := "\r\n\x1b[2m[bastion: " + label + strings.Repeat("x", maxMarkerRunes-len(label)) + "...]\x1b[22m\r\n"
-	if !strings.Contains(got, fmt.Sprintf("%q", want)) {
+	want := "\r\n\x1b[0m\x1b[2m[bastion: " + label + strings.Repeat("x", maxMarkerRunes-len(label)) + "...]\x1b[0m\r\n"
+	if q := fmt.Sprintf("%q", want); !strings.Contains(got, q[:len(q)-1]) {
 		t.Errorf("got %s, want it to contain %q", got, want)
 	}
 	if got := playAuto(t, src, Options{}); strings.Contains(got, "bastion") {
@@ -284,10 +285,23 @@ func TestPlayMarkers(t *testing.T) {
 func TestPlayMarkerAfterUnfinishedSequence(t *testing.T) {
 	src := newCast(t, out(0, "a\x1b]0;"), asciicast.Event{Time: 0, Type: asciicast.Marker, Data: "m"}, out(0, "b\x07c"))
 	got := playAuto(t, src, Options{ShowMarkers: true})
-	want := `  0.000s "a\r\n\x1b[2m[bastion: m]\x1b[22m\r\nb\ac"`
+	want := `  0.000s "a\r\n\x1b[0m\x1b[2m[bastion: m]\x1b[0m\r\nb\ac\r\n` + listed(`0:00 m`) + `"`
 	if got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
+}
+
+// listed is the list of markers after a replay, as %q shows it without quotes.
+func listed(markers ...string) string {
+	const dim, end = `\x1b[0m\x1b[2m[bastion: `, `]\x1b[22m\x1b[K\r\n`
+	s := dim + "end of the replay; its 1 marker (a note not listed here was printed by the session):" + end
+	if len(markers) != 1 {
+		s = dim + "end of the replay; its " + strconv.Itoa(len(markers)) + " markers (a note not listed here was printed by the session):" + end
+	}
+	for _, m := range markers {
+		s += dim + m + end
+	}
+	return s
 }
 
 func TestPlaySanitizes(t *testing.T) {

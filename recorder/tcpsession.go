@@ -57,7 +57,16 @@ func (tl timeline) event(e rawEvent) error {
 	default:
 		return nil
 	}
-	return tl.out(asciicast.Event{Time: time.Duration(e.us) * time.Microsecond, Type: asciicast.Output, Data: b.String()})
+	t := time.Duration(e.us) * time.Microsecond
+	if err := tl.out(asciicast.Event{Time: t, Type: asciicast.Output, Data: b.String()}); err != nil {
+		return err
+	}
+	if e.typ == asciicast.Marker {
+		// A marker event too, so that players and the replay list it with
+		// a terminal session's (the line above is for the reader).
+		return tl.out(asciicast.Event{Time: t, Type: asciicast.Marker, Data: string(e.data)})
+	}
+	return nil
 }
 
 // hexdump writes data as hexdump -C does (offset, 16 bytes in hex, the same

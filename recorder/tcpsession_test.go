@@ -23,6 +23,7 @@ func recordTCP(t *testing.T, s *Store, clk *clock) string {
 	must(t, r.FromServer([]byte("HTTP/1.1 200 OK\r\nContent-Length: 4800\r\n\r\n")))
 	must(t, r.FromServer(body))
 	must(t, r.FromServer([]byte{0, 1, 2, 0xff}[:0]))
+	must(t, r.Marker("bastion: a note"))
 	must(t, r.ConnEvent("client fin"))
 	must(t, r.ConnEvent("server fin"))
 	must(t, r.End(ExitInfo{Status: -1}))
@@ -35,7 +36,7 @@ func TestTCPTimeline(t *testing.T) {
 	id := recordTCP(t, s, clk)
 	var out bytes.Buffer
 	must(t, s.Export(id, &out))
-	for _, want := range []string{"connection open 10.1.2.3:51000 10.9.8.7:8080", "client -> target  38 bytes", "|GET /hello?x=1 H|", "target -> client  4800 bytes", "bytes elided", "connection client fin"} {
+	for _, want := range []string{"connection open 10.1.2.3:51000 10.9.8.7:8080", "client -> target  38 bytes", "|GET /hello?x=1 H|", "target -> client  4800 bytes", "bytes elided", "bastion: a note", `"m", "bastion: a note"`, "connection client fin"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("timeline lacks %q:\n%s", want, out.String())
 		}

@@ -62,7 +62,7 @@ func usage(w io.Writer) {
 var (
 	replayArgs  = "ID [--speed X] [--idle-limit D] [--raw] [--follow [--from start|now]] [--data-dir DIR] | --file F.cast"
 	caArgs      = "export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR] | init --KIND --key URI | revoke SERIAL [--reason R]"
-	exportArgs  = "ID [--format asciicast|pcap] [--follow [--from start|now]] [--data-dir DIR]"
+	exportArgs  = "ID [--format asciicast|pcap] [--follow [--from start|now]] [--raw] [--data-dir DIR]"
 	targetsArgs = adminArgs("targets")
 	runExport   = runExportCmd
 	runTargets  = runTargetsCmd

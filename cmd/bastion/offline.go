@@ -68,6 +68,7 @@ func runExportCmd(args []string) error {
 	format := fs.String("format", "asciicast", "")
 	follow := fs.Bool("follow", false, "")
 	fs.String("from", "start", "")
+	raw := fs.Bool("raw", false, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -89,7 +90,10 @@ func runExportCmd(args []string) error {
 	}
 	switch *format {
 	case "asciicast":
-		return st.Export(info.ID, os.Stdout)
+		if *raw {
+			return st.Export(info.ID, os.Stdout)
+		}
+		return player.SanitizeExport(func(w io.Writer) error { return st.Export(info.ID, w) }, os.Stdout)
 	case "pcap":
 		if info.Kind != "tcp" && info.Kind != "postgres" {
 			return fmt.Errorf("session %s is a %s session; --format pcap exports tcp and postgres sessions", info.ID, info.Kind)
@@ -108,7 +112,8 @@ func printExportHelp(w io.Writer) {
 		"  -data-dir string\n    \tread the store in this data directory, read-only, instead of asking a bastion\n"+
 		"  -follow\n    \twhile the session is live, go on writing its events as they are recorded, until it ends\n"+
 		"  -format string\n    \tasciicast (plays in asciinema; a tcp session as a readable timeline) or pcap (a tcp or postgres session) (default \"asciicast\")\n"+
-		"  -from string\n    \twith --follow: start (the session's own times) or now (what came before at time 0, then live) (default \"start\")\n")
+		"  -from string\n    \twith --follow: start (the session's own times) or now (what came before at time 0, then live) (default \"start\")\n"+
+		"  -raw\n    \tasciicast with the recorded output unchanged, escape sequences included (dangerous to play in a terminal)\n")
 }
 
 // offlineSource plays a session from a data directory's store.

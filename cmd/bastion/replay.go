@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 
 	"golang.org/x/term"
@@ -115,7 +117,18 @@ func newSpool(st *login.State, exportArgs []string) (*spool, error) {
 	sp := &spool{f: f}
 	sp.cond = sync.NewCond(&sp.mu)
 	go func() {
-		err := remote(context.Background(), st, exportArgs, nil, sp, os.Stderr, false)
+		// The recording as it was (export --raw): the player here
+		// neutralises it (unless --raw), and lists its markers. A bastion
+		// older than export --raw refuses the flag before writing anything;
+		// ask it again without.
+		var errb bytes.Buffer
+		err := remote(context.Background(), st, append(exportArgs, "--raw"), nil, sp, &errb, false)
+		var ee exitError
+		if errors.As(err, &ee) && ee.code == 2 && sp.written() == 0 && strings.Contains(errb.String(), "-raw") {
+			errb.Reset()
+			err = remote(context.Background(), st, exportArgs, nil, sp, &errb, false)
+		}
+		os.Stderr.Write(errb.Bytes())
 		sp.mu.Lock()
 		sp.done, sp.err = true, err
 		sp.cond.Broadcast()
@@ -141,6 +154,13 @@ func (sp *spool) Open() (io.ReadCloser, error) {
 }
 
 func (sp *spool) close() { sp.f.Close() }
+
+// written reports how many bytes were downloaded.
+func (sp *spool) written() int64 {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.size
+}
 
 type spoolReader struct {
 	sp  *spool

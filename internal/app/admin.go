@@ -40,8 +40,8 @@ var adminSpecs = map[string]bastion.AdminUsage{
 	"sessions": {Args: "[--user U] [--target T] [--kind K] [--since D] [--limit N] [--json]",
 		Summary: "List recorded sessions, newest first: your own, or everyone's for auditors.",
 		Flags:   func(fs *flag.FlagSet) { sessionsFlags(fs) }},
-	"export": {Args: "ID [--format asciicast|pcap] [--follow [--from start|now]]",
-		Summary: "Write a session to stdout: asciicast v2 (plays in asciinema; a tcp session as a readable timeline), or pcap for a tcp or postgres session (Wireshark, tshark). Audited.",
+	"export": {Args: "ID [--format asciicast|pcap] [--follow [--from start|now]] [--raw]",
+		Summary: "Write a session to stdout: asciicast v2 (plays in asciinema, with escape sequences that could attack the terminal neutralised unless --raw; a tcp session as a readable timeline), or pcap for a tcp or postgres session (Wireshark, tshark). Audited.",
 		Flags:   func(fs *flag.FlagSet) { exportFlags(fs) }},
 	"replay": {Args: "ID [--speed X] [--idle-limit D] [--raw] [--markers=false]",
 		Summary: "Replay a session in this terminal with its original timing. Keys: space pauses, left/right seek 5s, +/- change speed, . steps while paused, q quits. Audited.",
@@ -171,7 +171,7 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 		return fail(aio, 1, "sessions: %v", err)
 	}
 	if *js {
-		enc := json.NewEncoder(aio.Stdout)
+		enc := json.NewEncoder(safetext.JSONWriter(aio.Stdout))
 		for _, s := range list {
 			if mayRead(c, s) {
 				enc.Encode(s)
@@ -272,7 +272,7 @@ func byteCount(n int64) string {
 
 func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("export", aio)
-	format, follow, from := exportFlags(fs)
+	format, follow, from, raw := exportFlags(fs)
 	pos, st, done := parseCommand("export", fs, args, aio)
 	if done {
 		return st
@@ -286,6 +286,9 @@ func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, ai
 	if *follow && (*format != "asciicast" || *from != "start" && *from != "now") {
 		return fail(aio, 2, "export: --follow writes asciicast, --from start or now")
 	}
+	if *raw && *format != "asciicast" {
+		return fail(aio, 2, "export: --raw is for asciicast (a pcap holds the recorded bytes)")
+	}
 	id := pos[0]
 	info, st := a.session(c, id, aio)
 	if st != 0 {
@@ -297,14 +300,22 @@ func (a *App) cmdExport(ctx context.Context, c bastion.Caller, args []string, ai
 	if err := a.auditAccess(c, "session.export", id, "allowed"); err != nil {
 		return fail(aio, 1, "export: refused: the audit log cannot record this export (%v)", err)
 	}
-	var err error
+	var export func(io.Writer) error
 	switch {
 	case *follow:
-		err = a.Store.ExportFollow(ctx, id, aio.Stdout, *from == "now")
+		export = func(w io.Writer) error { return a.Store.ExportFollow(ctx, id, w, *from == "now") }
 	case *format == "pcap":
-		err = a.Store.ExportPcap(id, aio.Stdout)
+		export = func(w io.Writer) error { return a.Store.ExportPcap(id, w) }
 	default:
-		err = a.Store.Export(id, aio.Stdout)
+		export = func(w io.Writer) error { return a.Store.Export(id, w) }
+	}
+	var err error
+	if *format == "asciicast" && !*raw {
+		// What the recorded user printed is played by asciinema straight
+		// to the auditor's terminal: neutralise it as replay does.
+		err = player.SanitizeExport(export, aio.Stdout)
+	} else {
+		err = export(aio.Stdout)
 	}
 	if err != nil {
 		return fail(aio, 1, "export: %v", err)
@@ -375,7 +386,7 @@ func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio 
 			return fail(aio, 1, "verify --audit --against: %v", err)
 		}
 		if *js {
-			json.NewEncoder(aio.Stdout).Encode(cmp)
+			json.NewEncoder(safetext.JSONWriter(aio.Stdout)).Encode(cmp)
 		} else if cmp.Intact {
 			fmt.Fprintf(aio.Stdout, "intact: the local audit log agrees with the sink's copy: %d records received, all matching; %d signed checkpoints verified; local log ends at record %d\n", cmp.Received, cmp.Checkpoints, cmp.LocalLast)
 		} else {
@@ -409,7 +420,7 @@ func (a *App) cmdVerify(_ context.Context, c bastion.Caller, args []string, aio 
 	}
 	switch {
 	case *js:
-		json.NewEncoder(aio.Stdout).Encode(rep)
+		json.NewEncoder(safetext.JSONWriter(aio.Stdout)).Encode(rep)
 	case rep.Intact && *auditLog:
 		fmt.Fprintf(aio.Stdout, "intact: audit log, %d records, every signed checkpoint verified\n", rep.Chunks)
 	case rep.Intact:
@@ -468,7 +479,7 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 	if err != nil {
 		return fail(aio, 2, "audit: --since: %v", err)
 	}
-	enc := json.NewEncoder(aio.Stdout)
+	enc := json.NewEncoder(safetext.JSONWriter(aio.Stdout))
 	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
 	if !*js {
 		fmt.Fprintln(tw, "TIME\tTYPE\tUSER\tSESSION\tTARGET\tOUTCOME\tREASON")
@@ -533,10 +544,11 @@ func sessionsFlags(fs *flag.FlagSet) sessionsOpts {
 	}
 }
 
-func exportFlags(fs *flag.FlagSet) (format *string, follow *bool, from *string) {
+func exportFlags(fs *flag.FlagSet) (format *string, follow *bool, from *string, raw *bool) {
 	return fs.String("format", "asciicast", "asciicast (plays in asciinema; a TCP session as a readable timeline) or pcap (a TCP or PostgreSQL session as a capture for Wireshark and tshark)"),
 		fs.Bool("follow", false, "while the session is live, go on writing its events as they are recorded, until it ends"),
-		fs.String("from", "start", "with --follow: start (the session's own times) or now (what came before at time 0, then live)")
+		fs.String("from", "start", "with --follow: start (the session's own times) or now (what came before at time 0, then live)"),
+		fs.Bool("raw", false, "asciicast with the recorded output unchanged, escape sequences included (dangerous to play in a terminal)")
 }
 
 type replayOpts struct {

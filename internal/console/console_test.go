@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ type fakeStore struct {
 	auditErr error
 	audited  []recorder.AuditEvent
 	pcap     func(w io.Writer) error // ExportPcap; nil writes "pcap"
+	auditLog []recorder.AuditEvent   // what AuditEvents reads
 }
 
 func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
@@ -79,7 +81,14 @@ func (f *fakeStore) Follow(_ context.Context, _ string, fn func(asciicast.Event)
 	}
 	return nil
 }
-func (f *fakeStore) AuditEvents(time.Time, func(recorder.AuditEvent) error) error { return nil }
+func (f *fakeStore) AuditEvents(_ time.Time, fn func(recorder.AuditEvent) error) error {
+	for _, ev := range f.auditLog {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 func (f *fakeStore) Audit(ev recorder.AuditEvent) (string, error) {
 	if f.auditErr != nil {
 		return "", f.auditErr
@@ -623,5 +632,32 @@ func TestPcapDownload(t *testing.T) {
 	st.auditErr = errors.New("disk full")
 	if r := get("/sessions/s-tcp/pcap"); r.Code != http.StatusServiceUnavailable || r.Body.String() == "pcap" {
 		t.Errorf("an export the audit cannot record: %d %q", r.Code, r.Body.String())
+	}
+}
+
+// TestAuditDownloadEscapesC1: the audit log's JSON lines download is read
+// in terminals too (cat, less); a C1 control in a command a user chose is
+// written as a JSON escape, not as the bytes a terminal may obey as CSI/OSC.
+func TestAuditDownloadEscapesC1(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	c.cfg.Caller = func(id ca.Identity, addr string) bastion.Caller {
+		return bastion.Caller{Identity: id, RemoteAddr: addr, Auditor: true}
+	}
+	cmd := "echo \u009d52;c;eA==\u009c\u009b31m"
+	st.auditLog = []recorder.AuditEvent{{ID: "a1", Type: "command.allow", User: "alice", Fields: map[string]string{"command": cmd}}}
+	ck, _ := signIn(c, "audrey")
+	req := httptest.NewRequest("GET", "/audit.jsonl", nil)
+	req.AddCookie(ck)
+	r := serve(c, req)
+	if r.Code != http.StatusOK {
+		t.Fatalf("%d %s", r.Code, r.Body)
+	}
+	body := r.Body.String()
+	if strings.ContainsAny(body, "\u009b\u009c\u009d") || !strings.Contains(body, `\u009d52;c;`) {
+		t.Errorf("the download writes C1 controls raw: %q", body)
+	}
+	var ev recorder.AuditEvent
+	if err := json.Unmarshal([]byte(strings.TrimSpace(body)), &ev); err != nil || ev.Fields["command"] != cmd {
+		t.Errorf("the line decodes to %+v (%v)", ev, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/bastion/linerec"
+	"github.com/bastionhq/bastion/internal/safetext"
 	"github.com/bastionhq/bastion/recorder"
 	"github.com/bastionhq/bastion/recorder/asciicast"
 )
@@ -589,7 +590,7 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.jsonl"`)
 	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(safetext.JSONWriter(w)) // read in terminals too: C1 controls as escapes
 	if err := c.cfg.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
 		if d.match(ev) {
 			return enc.Encode(ev)

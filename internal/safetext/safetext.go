@@ -6,6 +6,8 @@
 package safetext
 
 import (
+	"bytes"
+	"io"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -107,4 +109,56 @@ func hidden(r rune, n int) bool {
 		return true
 	}
 	return false
+}
+
+// EscapeC1 returns the JSON text b (valid UTF-8, as encoding/json writes
+// it) with every C1 control, U+0080-U+009F, written as a \u escape.
+// encoding/json escapes the C0 controls but writes these as their UTF-8
+// bytes, and a terminal that obeys C1 controls in UTF-8 reads U+009B as CSI
+// and U+009D as OSC: a name or command a user chose could then act on the
+// terminal of whoever reads the JSON there. Outside strings JSON is ASCII,
+// so the bytes 0xc2 0x80-0x9f occur only inside strings, and the result
+// decodes to the same values. b is returned as is when it has none.
+func EscapeC1(b []byte) []byte {
+	i := c1Index(b)
+	if i < 0 {
+		return b
+	}
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, len(b)+16)
+	for i >= 0 {
+		out = append(out, b[:i]...)
+		out = append(out, '\\', 'u', '0', '0', hex[b[i+1]>>4], hex[b[i+1]&15])
+		b = b[i+2:]
+		i = c1Index(b)
+	}
+	return append(out, b...)
+}
+
+// c1Index returns the index of the first UTF-8 encoded C1 control in b, or -1.
+func c1Index(b []byte) int {
+	for off := 0; ; {
+		j := bytes.IndexByte(b[off:], 0xc2)
+		if j < 0 {
+			return -1
+		}
+		j += off
+		if j+1 < len(b) && b[j+1] >= 0x80 && b[j+1] <= 0x9f {
+			return j
+		}
+		off = j + 1
+	}
+}
+
+// JSONWriter returns a writer that passes each write to w through
+// EscapeC1: for a json.Encoder, which writes each value whole.
+func JSONWriter(w io.Writer) io.Writer { return jsonWriter{w} }
+
+type jsonWriter struct{ w io.Writer }
+
+func (j jsonWriter) Write(p []byte) (int, error) {
+	if _, err := j.w.Write(EscapeC1(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -1,6 +1,9 @@
 package safetext
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -78,4 +81,33 @@ func FuzzVisible(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestEscapeC1(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{``, ``},
+		{`{"a":"plain"}`, `{"a":"plain"}`},
+		{"{\"a\":\"\u009b31m\"}", `{"a":"\u009b31m"}`},
+		{"\"\u009d52;c;eA==\u009c\"", `"\u009d52;c;eA==\u009c"`},
+		{"\"\u0080\u009f\"", `"\u0080\u009f"`},
+		{"\"\u00a0é€\"", "\"\u00a0é€\""}, // 0xc2 0xa0 and other characters stay
+		{"\"\\\\\u009b\"", `"\\\u009b"`}, // after an escaped backslash
+		{"\"\xc2", "\"\xc2"},             // a lone lead byte at the end
+	} {
+		got := string(EscapeC1([]byte(tc.in)))
+		if got != tc.want {
+			t.Errorf("EscapeC1(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		var a, b any
+		if json.Unmarshal([]byte(tc.in), &a) == nil {
+			if err := json.Unmarshal([]byte(got), &b); err != nil || !reflect.DeepEqual(a, b) {
+				t.Errorf("EscapeC1(%q) decodes to %v (%v), want %v", tc.in, b, err, a)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	json.NewEncoder(JSONWriter(&buf)).Encode(map[string]string{"command": "x\u009by"})
+	if got := buf.String(); got != "{\"command\":\"x\\u009by\"}\n" {
+		t.Errorf("JSONWriter wrote %q", got)
+	}
 }

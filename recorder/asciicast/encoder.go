@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Encoder writes an asciicast v2 recording.
@@ -40,7 +42,7 @@ func NewEncoder(w io.Writer, h Header) (*Encoder, error) {
 	if err := e.js.Encode(h); err != nil {
 		return nil, fmt.Errorf("asciicast: encode header: %w", err)
 	}
-	if _, err := w.Write(e.str.Bytes()); err != nil {
+	if _, err := w.Write(safetext.EscapeC1(e.str.Bytes())); err != nil {
 		return nil, fmt.Errorf("asciicast: write header: %w", err)
 	}
 	return e, nil
@@ -65,7 +67,9 @@ func (e *Encoder) Event(ev Event) error {
 	if err := e.js.Encode(ev.Data); err != nil {
 		return fmt.Errorf("asciicast: event %d: %w", e.n+1, err)
 	}
-	data := bytes.TrimSuffix(e.str.Bytes(), []byte("\n"))
+	// C1 controls as escapes: a recording printed on a terminal (cat)
+	// must not act on it.
+	data := safetext.EscapeC1(bytes.TrimSuffix(e.str.Bytes(), []byte("\n")))
 	b := append(e.line[:0], '[')
 	b = formatTime(b, ev.Time)
 	b = append(b, ", \""...)
