@@ -1,0 +1,102 @@
+package recorder
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// TestPostgresFencedReplicaWritesNothing: a replica that stalled past its
+// lease (here: its lease row expired behind its back, as when the network
+// to the database was cut) comes back after another replica took its
+// session over, marked it interrupted and sealed it. Whatever the stalled
+// replica then flushes for that session is refused, and refused before the
+// commit: the seal, the checkpoint and the chunks the takeover sealed stay
+// as they were, and the session still verifies.
+func TestPostgresFencedReplicaWritesNothing(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	dsn := pg.StoreDSN(t, "bastion")
+	b := openStore(t, pgConfig(dsn, "b"))
+	cfg := pgConfig(dsn, "c")
+	cfg.Postgres.Lease = time.Hour // C renews rarely: the test expires its lease
+	c := openStore(t, cfg)
+
+	r := begin(t, c, SessionInfo{Start: time.Now(), User: "dave"})
+	must(t, r.Output([]byte("checkpointed\r\n")))
+	rb := begin(t, c, SessionInfo{Start: time.Now(), User: "dave"})
+	must(t, rb.Output([]byte("checkpointed too\r\n")))
+	c.sync()
+
+	pg.ExecIn(t, "bastion", "UPDATE bastion_replicas SET expires = now() - interval '1 hour' WHERE id = '"+c.ReplicaID()+"'")
+	waitFor(t, "B marks C's session interrupted", func() bool {
+		info, err := b.Session(r.ID())
+		if err != nil || info.Status != StatusInterrupted {
+			return false
+		}
+		info, err = b.Session(rb.ID())
+		return err == nil && info.Status == StatusInterrupted
+	})
+	before := pg.QueryStrings(t, "bastion", "SELECT encode(seal, 'hex') FROM bastion_seals WHERE session = '"+r.ID()+"'")
+	cpBefore := pg.QueryStrings(t, "bastion", "SELECT encode(note, 'hex') FROM bastion_session_checkpoints WHERE session = '"+r.ID()+"'")
+	if len(before) != 1 || len(cpBefore) != 1 {
+		t.Fatalf("after the takeover: seals %v, checkpoints %v", before, cpBefore)
+	}
+
+	// C comes back and ends the session, with nothing left to flush but
+	// the end (the record and the seal).
+	if err := r.End(ExitInfo{Status: 0}); !errors.Is(err, ErrFenced) {
+		t.Errorf("ending a session taken over: %v, want ErrFenced", err)
+	}
+
+	after := pg.QueryStrings(t, "bastion", "SELECT encode(seal, 'hex') FROM bastion_seals WHERE session = '"+r.ID()+"'")
+	cpAfter := pg.QueryStrings(t, "bastion", "SELECT encode(note, 'hex') FROM bastion_session_checkpoints WHERE session = '"+r.ID()+"'")
+	if len(after) != 1 || !bytes.Equal([]byte(after[0]), []byte(before[0])) {
+		t.Errorf("the fenced replica replaced the takeover's seal")
+	}
+	if len(cpAfter) != 1 || cpAfter[0] != cpBefore[0] {
+		t.Errorf("the fenced replica replaced the takeover's checkpoint")
+	}
+	rep, err := b.Verify(r.ID())
+	if err != nil || !rep.Intact || !rep.Sealed || rep.Status != StatusInterrupted {
+		t.Errorf("verify after the fenced replica came back: %+v, %v", rep, err)
+	}
+
+	// C renews its lease (registering again) and goes on serving: a
+	// session it starts now shares a flush with the other session taken
+	// over, and with a deferred audit record. Those two are written once;
+	// the fenced session stops.
+	must(t, c.pg.renew())
+	r2 := begin(t, c, SessionInfo{Start: time.Now(), User: "erin"})
+	must(t, r2.Output([]byte("after the takeover\r\n")))
+	if _, err := c.AuditLater(AuditEvent{Type: "test.later", User: "erin"}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, rb.Output([]byte("lost\r\n")))
+	c.sync()
+	select {
+	case <-rb.Failed():
+	default:
+		t.Error("the recording of a session taken over goes on")
+	}
+	if err := r2.End(ExitInfo{Status: 0}); err != nil {
+		t.Errorf("a new session on the replica that came back: %v", err)
+	}
+	rep, err = b.Verify(r2.ID())
+	if err != nil || !rep.Intact || !rep.Sealed || rep.Events != 1 {
+		t.Errorf("verify the new session: %+v, %v", rep, err)
+	}
+	if got := pg.QueryStrings(t, "bastion", "SELECT count(*) FROM bastion_audit WHERE convert_from(record, 'UTF8') LIKE '%test.later%'"); got[0] != "1" {
+		t.Errorf("the deferred audit record is in the chain %s times, want once", got[0])
+	}
+	if rep, err := b.Verify(rb.ID()); err != nil || !rep.Intact || !rep.Sealed || rep.Events != 1 {
+		t.Errorf("verify the other session taken over: %+v, %v", rep, err)
+	}
+	for _, s := range []*Store{b, c} {
+		if rep, err := s.VerifyAudit(); err != nil || !rep.Intact {
+			t.Errorf("VerifyAudit: %+v, %v", rep, err)
+		}
+	}
+}
