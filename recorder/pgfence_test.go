@@ -3,6 +3,8 @@ package recorder
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,5 +100,48 @@ func TestPostgresFencedReplicaWritesNothing(t *testing.T) {
 		if rep, err := s.VerifyAudit(); err != nil || !rep.Intact {
 			t.Errorf("VerifyAudit: %+v, %v", rep, err)
 		}
+	}
+}
+
+// TestPostgresPurgeAuditedOnce: replicas purge on their own schedules, so
+// two of them purge the same expired sessions at the same moment. Each
+// session is removed once and its removal audited once.
+func TestPostgresPurgeAuditedOnce(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	dsn := pg.StoreDSN(t, "bastion")
+	clk := newClock()
+	stores := make([]*Store, 2)
+	for i, name := range []string{"a", "b"} {
+		cfg := pgConfig(dsn, name)
+		cfg.Now, cfg.Retention = clk.Now, time.Hour
+		stores[i] = openStore(t, cfg)
+	}
+	const n = 20
+	for range n {
+		r := begin(t, stores[0], SessionInfo{Start: clk.Now()})
+		must(t, r.Output([]byte("x\r\n")))
+		must(t, r.End(ExitInfo{}))
+	}
+	clk.Advance(2 * time.Hour)
+	purged := make([]int, 2)
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			purged[i], err = s.Purge()
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if purged[0]+purged[1] != n {
+		t.Errorf("the replicas purged %d and %d sessions, %d in all; want %d", purged[0], purged[1], purged[0]+purged[1], n)
+	}
+	got := pg.QueryStrings(t, "bastion", "SELECT count(*) FROM bastion_audit WHERE convert_from(record, 'UTF8') LIKE '%session.purge%'")
+	if got[0] != fmt.Sprint(n) {
+		t.Errorf("%s session.purge records for %d sessions", got[0], n)
 	}
 }
