@@ -145,3 +145,39 @@ func TestPostgresPurgeAuditedOnce(t *testing.T) {
 		t.Errorf("%s session.purge records for %d sessions", got[0], n)
 	}
 }
+
+// TestPostgresApprovalProof: a decision made through the board by the
+// holder of a claim is proven (signed over the request and the outcome)
+// on every replica; one written into the table directly, or a request
+// edited after it was decided, is not.
+func TestPostgresApprovalProof(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	dsn := pg.StoreDSN(t, "bastion")
+	a := openStore(t, pgConfig(dsn, "a"))
+	b := openStore(t, pgConfig(dsn, "b"))
+	now := time.Now()
+	for _, id := range []string{"honest", "forged"} {
+		must(t, a.Approvals().Put(Approval{ID: id, Request: []byte(`{"command":"ls"}`), Created: now, Expires: now.Add(time.Minute)}))
+	}
+	if _, err := b.Approvals().Claim("honest", "claim-b", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Approvals().Decide("honest", "claim-b", "approved", "carol", "", now); !ok || err != nil {
+		t.Fatalf("Decide: %v, %v", ok, err)
+	}
+	if got, err := a.Approvals().Get("honest", now); err != nil || got.Outcome != "approved" || !got.Proven {
+		t.Fatalf("A reads B's decision as %+v, %v; want it proven", got, err)
+	}
+	pg.ExecIn(t, "bastion", "UPDATE bastion_approvals SET outcome = 'approved', decided_by = 'carol', decided_at = now() WHERE id = 'forged'")
+	if got, err := a.Approvals().Get("forged", now); err != nil || got.Outcome != "approved" || got.Proven {
+		t.Fatalf("a decision written into the table: %+v, %v; want it not proven", got, err)
+	}
+	// The honest proof does not carry over to another request or outcome.
+	pg.ExecIn(t, "bastion", "UPDATE bastion_approvals SET proof = (SELECT proof FROM bastion_approvals WHERE id = 'honest') WHERE id = 'forged'")
+	pg.ExecIn(t, "bastion", `UPDATE bastion_approvals SET request = '{"command":"rm -rf /"}' WHERE id = 'honest'`)
+	for _, id := range []string{"honest", "forged"} {
+		if got, err := a.Approvals().Get(id, now); err != nil || got.Proven {
+			t.Errorf("%s after the edit: %+v, %v; want it not proven", id, got, err)
+		}
+	}
+}
