@@ -201,17 +201,19 @@ func (s *Store) flush(final bool) {
 	var err error
 	for {
 		err = s.flushTx(items, later, checkpoint, now)
-		var fe *fencedError
-		if !errors.As(err, &fe) {
+		ids := fencedIDs(err)
+		n := len(items)
+		items = slices.DeleteFunc(items, func(it *flushItem) bool {
+			if !slices.Contains(ids, it.r.id) {
+				return false
+			}
+			s.log.Error("recorder: a session this replica recorded was taken over by another replica (this replica's lease had expired); its recording stops", "session_id", it.r.id)
+			fenced = append(fenced, it)
+			return true
+		})
+		if len(items) == n {
 			break
 		}
-		i := slices.IndexFunc(items, func(it *flushItem) bool { return it.r.id == fe.id })
-		if i < 0 {
-			break
-		}
-		s.log.Error("recorder: a session this replica recorded was taken over by another replica (this replica's lease had expired); its recording stops", "session_id", fe.id)
-		fenced = append(fenced, items[i])
-		items = slices.Delete(items, i, i+1)
 		// The attempt may have taken auditDirty: write the checkpoint now.
 		checkpoint = true
 	}
@@ -236,6 +238,27 @@ func (s *Store) flush(final bool) {
 		s.finishFenced(it)
 	}
 	s.broadcastFlushed()
+}
+
+// fencedIDs lists the sessions err says were taken over.
+func fencedIDs(err error) []string {
+	var ids []string
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *fencedError:
+			ids = append(ids, e.id)
+		case interface{ Unwrap() []error }:
+			for _, err := range e.Unwrap() {
+				walk(err)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return ids
 }
 
 // flushTx writes the items' chunks, checkpoints, records and seals, and the

@@ -30,6 +30,8 @@ func TestPostgresFencedReplicaWritesNothing(t *testing.T) {
 	must(t, r.Output([]byte("checkpointed\r\n")))
 	rb := begin(t, c, SessionInfo{Start: time.Now(), User: "dave"})
 	must(t, rb.Output([]byte("checkpointed too\r\n")))
+	rc := begin(t, c, SessionInfo{Start: time.Now(), User: "dave"})
+	must(t, rc.Output([]byte("checkpointed as well\r\n")))
 	c.sync()
 
 	pg.ExecIn(t, "bastion", "UPDATE bastion_replicas SET expires = now() - interval '1 hour' WHERE id = '"+c.ReplicaID()+"'")
@@ -38,8 +40,12 @@ func TestPostgresFencedReplicaWritesNothing(t *testing.T) {
 		if err != nil || info.Status != StatusInterrupted {
 			return false
 		}
-		info, err = b.Session(rb.ID())
-		return err == nil && info.Status == StatusInterrupted
+		for _, id := range []string{rb.ID(), rc.ID()} {
+			if info, err = b.Session(id); err != nil || info.Status != StatusInterrupted {
+				return false
+			}
+		}
+		return true
 	})
 	before := pg.QueryStrings(t, "bastion", "SELECT encode(seal, 'hex') FROM bastion_seals WHERE session = '"+r.ID()+"'")
 	cpBefore := pg.QueryStrings(t, "bastion", "SELECT encode(note, 'hex') FROM bastion_session_checkpoints WHERE session = '"+r.ID()+"'")
@@ -77,11 +83,14 @@ func TestPostgresFencedReplicaWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, rb.Output([]byte("lost\r\n")))
+	must(t, rc.Output([]byte("lost too\r\n")))
 	c.sync()
-	select {
-	case <-rb.Failed():
-	default:
-		t.Error("the recording of a session taken over goes on")
+	for _, r := range []*Recording{rb, rc} {
+		select {
+		case <-r.Failed():
+		default:
+			t.Error("the recording of a session taken over goes on")
+		}
 	}
 	if err := r2.End(ExitInfo{Status: 0}); err != nil {
 		t.Errorf("a new session on the replica that came back: %v", err)

@@ -376,7 +376,12 @@ func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.Q
 	}
 	br := t.conn.SendBatch(t.ctx, &batch)
 	var first error
+	var fenced []error // every fence that refused, so a flush drops them all at once
 	keep := func(err error) {
+		var fe *fencedError
+		if errors.As(err, &fe) {
+			fenced = append(fenced, err)
+		}
 		if err != nil && first == nil {
 			first = err
 		}
@@ -407,6 +412,9 @@ func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.Q
 	keep(br.Close())
 	if first != nil {
 		if errors.Is(first, ErrFenced) {
+			if len(fenced) > 1 {
+				return errors.Join(fenced...)
+			}
 			return first
 		}
 		return fmt.Errorf("postgres: %w", first)
