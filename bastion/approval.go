@@ -48,7 +48,8 @@ type approval struct {
 	Expires   time.Time   `json:"expires"`
 
 	done      chan struct{}
-	deciding  bool // a decision is being audited; others are refused
+	body      []byte // with a shared board: the request as this replica put it there
+	deciding  bool   // a decision is being audited; others are refused
 	outcome   string
 	decidedBy string
 	note      string

@@ -166,4 +166,8 @@ type SharedApproval struct {
 	Outcome   string // empty while pending
 	DecidedBy string
 	Note      string
+	// Proven: a decider's replica signed this outcome of this Request
+	// (with the key every replica holds). A row edited in the store
+	// directly is not proven, and an approval that is not is refused.
+	Proven bool
 }

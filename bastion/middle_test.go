@@ -288,6 +288,7 @@ func (b *fakeBoard) Decide(id, claim, outcome, by, note string, now time.Time) (
 		return false, nil
 	}
 	r.Outcome, r.DecidedBy, r.Note, r.claimUntil = outcome, by, note, time.Time{}
+	r.Proven = claim != "" // a decider's outcome, signed by the PostgreSQL board
 	return true, nil
 }
 

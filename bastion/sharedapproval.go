@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,7 @@ func (a *approvals) requestShared(ap *approval) *approval {
 			a.deny(ap, "the request could not be encoded")
 			return ap
 		}
+		ap.body = body
 		ok, err := a.board.Put(ap.ID, body, ap.Created, ap.Expires)
 		if err != nil {
 			a.log.Error("approval request could not be shared", "err", err)
@@ -97,6 +99,13 @@ func (a *approvals) waitShared(ctx context.Context, ap *approval) (outcome, by, 
 			a.log.Warn("approval request could not be read from the shared store", "request", ap.ID, "err", err)
 		case !ok:
 			return Denied, "", "the request disappeared from the shared store"
+		case sa.Outcome == Approved && (!sa.Proven || !bytes.Equal(sa.Request, ap.body)):
+			// Not decided by an approver through a replica: the row (or
+			// the request it holds) was written in the database directly.
+			note := "the approval in the shared store is not signed by a bastion for this request (was the store edited?): refused"
+			a.log.Error("approval refused: the shared store holds an approval no bastion signed for this request", "request", ap.ID, "decided_by", sa.DecidedBy)
+			a.record(ap, Denied, "bastion", note)
+			return Denied, "bastion", note
 		case sa.Outcome != "":
 			return sa.Outcome, sa.DecidedBy, sa.Note
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -142,16 +143,35 @@ func (s *Store) Purge() (int, error) {
 		if live {
 			continue
 		}
-		if err := s.purgeSession(info); err != nil {
+		purged, err := s.purgeSession(info)
+		if err != nil {
 			return n, fmt.Errorf("recorder: purge %s: %w", info.ID, err)
 		}
-		n++
+		if purged {
+			n++
+		}
 	}
 	return n, nil
 }
 
-func (s *Store) purgeSession(info SessionInfo) error {
-	return s.update(func(tx Tx) error {
+// purgeSession removes one session and audits it, unless it is gone
+// already: replicas sharing a store purge on their own schedules, and the
+// record, locked until the commit, makes the second of two that purge the
+// same session at once find nothing to remove (and audit nothing).
+func (s *Store) purgeSession(info SessionInfo) (bool, error) {
+	purged := false
+	err := s.update(func(tx Tx) error {
+		purged = false
+		cur, err := tx.Session(info.ID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if cur.Status == StatusLive {
+			return nil
+		}
 		chunks, err := tx.DeleteSession(info)
 		if err != nil {
 			return err
@@ -161,6 +181,8 @@ func (s *Store) purgeSession(info SessionInfo) error {
 			Reason: fmt.Sprintf("ended %s, retention %s", info.End.UTC().Format(time.RFC3339), s.cfg.Retention),
 			Fields: map[string]string{"chunks": fmt.Sprint(chunks)},
 		})
+		purged = err == nil
 		return err
 	})
+	return purged && err == nil, err
 }

@@ -1,6 +1,8 @@
 package recorder
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -35,6 +37,41 @@ type Approval struct {
 	Note      string
 	DecidedAt time.Time
 	Claimed   bool // someone is deciding it right now
+	// Proven says that an approver's replica signed this outcome of this
+	// request (its Request bytes, ID, Outcome and DecidedBy) with the
+	// cluster's seal key. A row written in the database by anyone else
+	// is not proven: the waiting replica acts on a proven approval only.
+	Proven bool
+}
+
+// approvalDomain separates decision proofs from seals and checkpoints
+// signed with the same key.
+const approvalDomain = "bastion-approval-decision-v1\n"
+
+// decisionProof is what an approver's replica signs.
+type decisionProof struct {
+	ID        string `json:"id"`
+	Request   string `json:"request_sha256"`
+	Outcome   string `json:"outcome"`
+	DecidedBy string `json:"decided_by"`
+}
+
+func newDecisionProof(id string, request []byte, outcome, by string) decisionProof {
+	h := sha256.Sum256(request)
+	return decisionProof{ID: id, Request: hex.EncodeToString(h[:]), Outcome: outcome, DecidedBy: by}
+}
+
+// prove sets a.Proven from the row's proof.
+func (b *ApprovalBoard) prove(a *Approval, proof []byte) {
+	a.Proven = false
+	if a.Outcome == "" || len(proof) == 0 {
+		return
+	}
+	var got decisionProof
+	if err := openSigned(b.s.keys, approvalDomain, proof, &got); err != nil {
+		return
+	}
+	a.Proven = got == newDecisionProof(a.ID, a.Request, a.Outcome, a.DecidedBy)
 }
 
 // ErrNoApproval means there is no pending request with that ID (or it is
@@ -58,14 +95,16 @@ type ApprovalBoard struct{ s *Store }
 // current time (whether a claim is in force).
 func approvalColumns(now string) string {
 	return `id, replica, request, created, expires, claim_until > ` + now + ` AND outcome IS NULL,
-		coalesce(outcome, ''), coalesce(decided_by, ''), coalesce(note, ''), coalesce(decided_at, 'epoch')`
+		coalesce(outcome, ''), coalesce(decided_by, ''), coalesce(note, ''), coalesce(decided_at, 'epoch'), proof`
 }
 
-func scanApproval(row pgx.Row) (Approval, error) {
+func (b *ApprovalBoard) scanApproval(row pgx.Row) (Approval, error) {
 	var a Approval
 	var claimed *bool
-	err := row.Scan(&a.ID, &a.Replica, &a.Request, &a.Created, &a.Expires, &claimed, &a.Outcome, &a.DecidedBy, &a.Note, &a.DecidedAt)
+	var proof []byte
+	err := row.Scan(&a.ID, &a.Replica, &a.Request, &a.Created, &a.Expires, &claimed, &a.Outcome, &a.DecidedBy, &a.Note, &a.DecidedAt, &proof)
 	a.Claimed = claimed != nil && *claimed
+	b.prove(&a, proof)
 	return a, err
 }
 
@@ -89,7 +128,7 @@ func (b *ApprovalBoard) Put(a Approval) error {
 func (b *ApprovalBoard) Get(id string, now time.Time) (Approval, error) {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
-	a, err := scanApproval(b.s.pg.pool.QueryRow(ctx, `SELECT `+approvalColumns("$2")+` FROM bastion_approvals WHERE id = $1`, id, now))
+	a, err := b.scanApproval(b.s.pg.pool.QueryRow(ctx, `SELECT `+approvalColumns("$2")+` FROM bastion_approvals WHERE id = $1`, id, now))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), ErrNotFound)
 	}
@@ -109,7 +148,7 @@ func (b *ApprovalBoard) Pending(now time.Time) ([]Approval, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recorder: approvals: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Approval, error) { return scanApproval(row) })
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Approval, error) { return b.scanApproval(row) })
 	if err != nil {
 		return nil, fmt.Errorf("recorder: approvals: %w", err)
 	}
@@ -122,7 +161,7 @@ func (b *ApprovalBoard) Pending(now time.Time) ([]Approval, error) {
 func (b *ApprovalBoard) Claim(id, claim string, now, until time.Time) (Approval, error) {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
-	a, err := scanApproval(b.s.pg.pool.QueryRow(ctx, `UPDATE bastion_approvals SET claim = $3, claim_until = $4
+	a, err := b.scanApproval(b.s.pg.pool.QueryRow(ctx, `UPDATE bastion_approvals SET claim = $3, claim_until = $4
 		WHERE id = $1 AND outcome IS NULL AND expires > $2 AND (claim_until IS NULL OR claim_until <= $2)
 		RETURNING `+approvalColumns("$2"), id, now, claim, until))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -141,11 +180,29 @@ func (b *ApprovalBoard) Claim(id, claim string, now, until time.Time) (Approval,
 func (b *ApprovalBoard) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
+	// A decider's outcome is signed over the request as the board holds
+	// it under the claim; a timeout or cancellation (no claim) needs no
+	// proof: it lets nothing run.
+	var proof []byte
+	if claim != "" {
+		var request []byte
+		err := b.s.pg.pool.QueryRow(ctx, `SELECT request FROM bastion_approvals WHERE id = $1 AND claim = $2 AND outcome IS NULL`,
+			id, claim).Scan(&request)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
+		}
+		if proof, err = sign(b.s.signer, approvalDomain, newDecisionProof(id, request, outcome, by)); err != nil {
+			return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
+		}
+	}
 	tag, err := b.s.pg.pool.Exec(ctx, `UPDATE bastion_approvals
-		SET outcome = $3, decided_by = $4, note = $5, decided_at = $6, claim_until = NULL
+		SET outcome = $3, decided_by = $4, note = $5, decided_at = $6, claim_until = NULL, proof = $7
 		WHERE id = $1 AND outcome IS NULL AND (
 			($2 <> '' AND claim = $2) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
-		id, claim, outcome, by, note, now)
+		id, claim, outcome, by, note, now, proof)
 	if err != nil {
 		return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
 	}

@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
@@ -192,7 +193,78 @@ func (s *Store) flush(final bool) {
 	}
 
 	txStart := time.Now()
-	err := s.b.Update(func(tx Tx) error {
+	// A session another replica took over (this replica's lease had
+	// expired) refuses the whole transaction: drop it and commit the
+	// others, rather than losing every session's events with it, and
+	// fail it for good, rather than retrying its seal in every flush.
+	var fenced []*flushItem
+	var err error
+	for {
+		err = s.flushTx(items, later, checkpoint, now)
+		ids := fencedIDs(err)
+		n := len(items)
+		items = slices.DeleteFunc(items, func(it *flushItem) bool {
+			if !slices.Contains(ids, it.r.id) {
+				return false
+			}
+			s.log.Error("recorder: a session this replica recorded was taken over by another replica (this replica's lease had expired); its recording stops", "session_id", it.r.id)
+			fenced = append(fenced, it)
+			return true
+		})
+		if len(items) == n {
+			break
+		}
+		// The attempt may have taken auditDirty: write the checkpoint now.
+		checkpoint = true
+	}
+	if s.cfg.OnFlush != nil {
+		s.cfg.OnFlush(time.Since(txStart), len(items), err)
+	}
+	if err != nil && len(later) > 0 {
+		// Keep the deferred audit records for the next attempt.
+		s.laterMu.Lock()
+		s.later = append(later, s.later...)
+		s.laterMu.Unlock()
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrWrite, err)
+		s.log.Error("recorder: flush failed", "sessions", len(items), "mode", s.cfg.Mode.String(), "err", err)
+		s.auditDirty.Store(true) // the checkpoint, if any, was not written
+	}
+	for _, it := range items {
+		s.finish(it, err, final)
+	}
+	for _, it := range fenced {
+		s.finishFenced(it)
+	}
+	s.broadcastFlushed()
+}
+
+// fencedIDs lists the sessions err says were taken over.
+func fencedIDs(err error) []string {
+	var ids []string
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *fencedError:
+			ids = append(ids, e.id)
+		case interface{ Unwrap() []error }:
+			for _, err := range e.Unwrap() {
+				walk(err)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return ids
+}
+
+// flushTx writes the items' chunks, checkpoints, records and seals, and the
+// deferred audit records, in one transaction.
+func (s *Store) flushTx(items []*flushItem, later []AuditEvent, checkpoint bool, now time.Time) error {
+	return s.b.Update(func(tx Tx) error {
 		if hook := s.flushHook.Load(); hook != nil {
 			if err := (*hook)(); err != nil {
 				return err
@@ -247,24 +319,34 @@ func (s *Store) flush(final bool) {
 		}
 		return nil
 	})
-	if s.cfg.OnFlush != nil {
-		s.cfg.OnFlush(time.Since(txStart), len(items), err)
+}
+
+// finishFenced ends an item whose session another replica took over: its
+// events are lost (the takeover sealed the session up to its last
+// checkpoint), the recording fails whatever the mode (nothing more of it
+// can be stored), and an End waiting on it hears ErrFenced.
+func (s *Store) finishFenced(it *flushItem) {
+	r := it.r
+	err := fmt.Errorf("%w: %w", ErrWrite, &fencedError{id: r.id})
+	s.uncommitted.Add(-it.bytes)
+	r.uncommitted.Add(-it.bytes)
+	for _, pb := range it.bufs {
+		s.putBuffer(pb.buf)
+		s.putValue(pb.value)
 	}
-	if err != nil && len(later) > 0 {
-		// Keep the deferred audit records for the next attempt.
-		s.laterMu.Lock()
-		s.later = append(later, s.later...)
-		s.laterMu.Unlock()
+	r.mu.Lock()
+	r.info.Events, r.info.Chunks = r.committedEvents, int64(r.seq)
+	r.failLocked(err)
+	r.gap = nil
+	if it.end != nil && !it.end.answered {
+		it.end.answered = true
+		it.end.done <- fmt.Errorf("recorder: end session %s: %w", r.id, err)
 	}
-	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrWrite, err)
-		s.log.Error("recorder: flush failed", "sessions", len(items), "mode", s.cfg.Mode.String(), "err", err)
-		s.auditDirty.Store(true) // the checkpoint, if any, was not written
-	}
-	for _, it := range items {
-		s.finish(it, err, final)
-	}
-	s.broadcastFlushed()
+	r.endReq = nil
+	r.mu.Unlock()
+	s.mu.Lock()
+	delete(s.active, r.id)
+	s.mu.Unlock()
 }
 
 // prepare turns an item's pending events into chunk values (outside any

@@ -116,6 +116,12 @@ CREATE TABLE bastion_sinks (
 	delivered bigint NOT NULL
 );
 `,
+	// 3: an approver's decision carries the deciding replica's signature
+	// (seal key) over the request and the outcome, so that a row edited
+	// in the database approves nothing.
+	`
+ALTER TABLE bastion_approvals ADD COLUMN proof bytea;
+`,
 }
 
 // SchemaVersion is the PostgreSQL schema version this bastion writes.

@@ -277,7 +277,12 @@ type pgTx struct {
 
 	batch  pgx.Batch
 	checks []func(pgconn.CommandTag) error // one per queued statement
-	chunks [][]any                         // rows for COPY into bastion_chunks
+	// fences counts the queued statements whose check refuses the
+	// transaction (PutSession's fence): those go out and are checked
+	// before the COMMIT is sent, never in its batch, since a check that
+	// fails after the commit cannot undo what committed with it.
+	fences int
+	chunks [][]any // rows for COPY into bastion_chunks
 
 	head      *pgHead // the audit tail, read (and locked) once per transaction
 	headDirty bool
@@ -326,6 +331,15 @@ func (t *pgTx) flush(commit bool) error {
 	if commit && !t.begun && t.batch.Len() == 0 {
 		return nil
 	}
+	if commit && t.fences > 0 {
+		// A fence's check must pass before anything commits: one more
+		// round trip, only for a transaction that has a fence still
+		// unsent (a flush with no chunks: with chunks, the send before
+		// the COPY checked it).
+		if err := t.send(false, nil); err != nil {
+			return err
+		}
+	}
 	return t.send(commit, nil)
 }
 
@@ -353,7 +367,7 @@ func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.Q
 	}
 	batch.QueuedQueries = append(batch.QueuedQueries, t.batch.QueuedQueries...)
 	checks := t.checks
-	t.batch, t.checks = pgx.Batch{}, nil
+	t.batch, t.checks, t.fences = pgx.Batch{}, nil, 0
 	if commit {
 		batch.Queue(`COMMIT`)
 	}
@@ -362,7 +376,12 @@ func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.Q
 	}
 	br := t.conn.SendBatch(t.ctx, &batch)
 	var first error
+	var fenced []error // every fence that refused, so a flush drops them all at once
 	keep := func(err error) {
+		var fe *fencedError
+		if errors.As(err, &fe) {
+			fenced = append(fenced, err)
+		}
 		if err != nil && first == nil {
 			first = err
 		}
@@ -393,6 +412,9 @@ func (t *pgTx) send(commit bool, read func(pgx.BatchResults) error, qs ...*pgx.Q
 	keep(br.Close())
 	if first != nil {
 		if errors.Is(first, ErrFenced) {
+			if len(fenced) > 1 {
+				return errors.Join(fenced...)
+			}
 			return first
 		}
 		return fmt.Errorf("postgres: %w", first)
@@ -527,9 +549,10 @@ func (t *pgTx) PutSession(info SessionInfo) error {
 		return err
 	}
 	id := info.ID
+	t.fences++
 	t.queue(func(tag pgconn.CommandTag) error {
 		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("recorder: session %s: %w", id, ErrFenced)
+			return &fencedError{id: id}
 		}
 		return nil
 	}, `UPDATE bastion_sessions SET status = $2, end_ns = $3, info = $4

@@ -151,3 +151,10 @@ type Report struct {
 	BrokenAt int64  // the chunk sequence (audit record sequence) that failed; -1 if none
 	Problem  string // what failed, if anything
 }
+
+// fencedError is ErrFenced for one session: the flusher drops that session
+// from its transaction and commits the others.
+type fencedError struct{ id string }
+
+func (e *fencedError) Error() string { return "recorder: session " + e.id + ": " + ErrFenced.Error() }
+func (e *fencedError) Unwrap() error { return ErrFenced }

@@ -52,6 +52,9 @@ func runBackup(args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := refusePostgresStore(cfg, "backup"); err != nil {
+			return err
+		}
 		dir, elsewhere = cfg.DataDir, keysElsewhere(cfg)
 	}
 	w, tmpDir := io.Writer(os.Stdout), os.TempDir()
@@ -383,5 +386,22 @@ func dataDirOf(cfgPath, dataDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := refusePostgresStore(cfg, "restore"); err != nil {
+		return "", err
+	}
 	return cfg.DataDir, nil
+}
+
+// refusePostgresStore refuses backup and restore for a config whose store
+// is in PostgreSQL: they read and write data_dir/bastion.db, which such a
+// bastion never opens (after `store migrate` it is the stale copy from
+// before the migration), so a "backup" of it would hold none of the
+// sessions or audit records since, and a restore would change nothing the
+// replicas read.
+func refusePostgresStore(cfg *config.Config, what string) error {
+	if cfg.Store.Postgres == nil {
+		return nil
+	}
+	return fmt.Errorf("this bastion's store is in PostgreSQL (store.postgres), not in %s: %s the database with its own tools (pg_dump, or base backups with WAL archiving), and the CA keys in %s separately",
+		filepath.Join(cfg.DataDir, app.StoreFile), what, filepath.Join(cfg.DataDir, "ca"))
 }

@@ -121,7 +121,7 @@ func (a boardAdapter) Put(id string, request []byte, created, expires time.Time)
 }
 
 func sharedApproval(ap recorder.Approval) bastion.SharedApproval {
-	return bastion.SharedApproval{Request: ap.Request, Outcome: ap.Outcome, DecidedBy: ap.DecidedBy, Note: ap.Note}
+	return bastion.SharedApproval{Request: ap.Request, Outcome: ap.Outcome, DecidedBy: ap.DecidedBy, Note: ap.Note, Proven: ap.Proven}
 }
 
 func (a boardAdapter) Get(id string, now time.Time) (bastion.SharedApproval, bool, error) {
