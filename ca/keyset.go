@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,11 +9,11 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
-
-	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // The IdP's key set as the bastion caches it. go-oidc's RemoteKeySet
@@ -52,6 +53,8 @@ type keySet struct {
 	tried    time.Time // the last fetch attempt
 	err      error     // the last attempt's error, nil after a success
 	inflight chan struct{}
+	remote   *oidc.RemoteKeySet // verifies signatures with keys (verifier)
+	remoteOf time.Time          // the fetched time of the keys remote was built on
 }
 
 func newKeySet(url string, client *http.Client, now func() time.Time, algs []string) *keySet {
@@ -64,52 +67,69 @@ func newKeySet(url string, client *http.Client, now func() time.Time, algs []str
 
 // VerifySignature implements oidc.KeySet. The verifier has checked the
 // algorithm against the allowed ones before calling it.
+//
+// The signature is checked by a go-oidc RemoteKeySet whose "remote" is
+// this cache (keySetTransport): go-oidc hands its key sets the token it has
+// already parsed, so the token is parsed once per login (a second parse
+// was about a third of an RSA verification). That set asks its transport
+// again only for a key ID it lacks or a signature that fails, and the
+// transport then refetches at most every keySetRefetchEvery.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, k.algs)
-	if err != nil {
-		return nil, fmt.Errorf("malformed jwt: %v", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("want exactly one signature")
-	}
-	kid := jws.Signatures[0].Header.KeyID
-	keys, stale := k.cached()
-	if stale {
-		var err error
-		if keys, err = k.refresh(ctx, keySetRefetchEvery); err != nil {
+	if _, stale := k.cached(); stale {
+		if _, err := k.refresh(ctx, keySetRefetchEvery); err != nil {
 			// Refused, not verified with keys too old to trust.
 			return nil, fmt.Errorf("%s: %w", keySetUnavailable, err)
 		}
-	} else if !hasKeyID(keys, kid) {
-		// A key the IdP may just have published: fetch again, at most
-		// once per keySetRefetchEvery whoever asks.
-		if fresh, err := k.refresh(ctx, keySetRefetchEvery); err == nil {
-			keys = fresh
-		}
 	}
-	for i := range keys {
-		if kid == "" || keys[i].KeyID == kid {
-			if payload, err := jws.Verify(&keys[i]); err == nil {
-				return payload, nil
-			}
-		}
-	}
-	if !hasKeyID(keys, kid) {
-		return nil, fmt.Errorf("signing key %q is not in the identity provider's key set", safetext.Printable(kid))
-	}
-	return nil, errors.New("signature does not verify with the identity provider's key")
+	return k.verifier().VerifySignature(ctx, raw)
 }
 
-func hasKeyID(keys []jose.JSONWebKey, kid string) bool {
-	if kid == "" {
-		return len(keys) > 0
+// verifier returns the RemoteKeySet over the keys fetched last, built anew
+// when they change, so that a key no longer in the set verifies nothing.
+func (k *keySet) verifier() *oidc.RemoteKeySet {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.remote == nil || !k.remoteOf.Equal(k.fetched) {
+		client := &http.Client{Transport: &keySetTransport{k: k}}
+		k.remote = oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), client), keySetURL)
+		k.remoteOf = k.fetched
 	}
-	for i := range keys {
-		if keys[i].KeyID == kid {
-			return true
+	return k.remote
+}
+
+// keySetURL is what a RemoteKeySet over the cache asks its transport for.
+const keySetURL = "https://key-set.bastion.invalid/"
+
+// keySetTransport answers a RemoteKeySet's fetches from its keySet: the
+// first with the keys cached, which built it; a later one (the set lacks
+// a token's key ID, or a signature failed) by fetching the key set again,
+// at most every keySetRefetchEvery, or with the keys cached meanwhile.
+type keySetTransport struct {
+	k      *keySet
+	served atomic.Bool
+}
+
+func (t *keySetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	keys, stale := t.k.cached()
+	if t.served.Swap(true) || stale {
+		fresh, err := t.k.refresh(req.Context(), keySetRefetchEvery)
+		switch {
+		case err == nil:
+			keys = fresh
+		case stale:
+			return nil, fmt.Errorf("%s: %w", keySetUnavailable, err)
 		}
 	}
-	return false
+	body, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("identity provider key set: %v", err)
+	}
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)), Request: req,
+	}, nil
 }
 
 // cached returns the cached keys and whether they are too old to trust

@@ -284,3 +284,39 @@ func TestKeySetConcurrent(t *testing.T) {
 		t.Fatalf("%d key set fetches, want at most 2", n)
 	}
 }
+
+// A key the IdP publishes (rotation) verifies once the bastion may fetch
+// the key set again: a token naming it is refused within
+// keySetRefetchEvery of the last fetch, and verifies after it.
+func TestKeySetPicksUpPublishedKey(t *testing.T) {
+	j := startJWKSIdP(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	v, err := NewVerifier(OIDCConfig{Issuer: j.idp.Issuer(), ClientID: "bastion", Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := j.idp.IDTokenClaims("u-alice", "bastion")
+	c["iat"], c["exp"] = clock().Unix(), clock().Add(5*time.Minute).Unix()
+	good, _ := j.idp.MintIDToken(c)
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := rsa.GenerateKey(rand.Reader, 2048)
+	j.mu.Lock()
+	j.extra = &jose.JSONWebKey{Key: &next.PublicKey, KeyID: "next", Algorithm: "RS256", Use: "sig"}
+	j.mu.Unlock()
+	var te *TokenError
+	if _, err := v.Verify(context.Background(), j.sign(t, next, "next", clock())); !errors.As(err, &te) || te.Reason != ReasonSignature {
+		t.Fatalf("a key published just after the last fetch: %v, want a signature refusal", err)
+	}
+	advance(keySetRefetchEvery)
+	if _, err := v.Verify(context.Background(), j.sign(t, next, "next", clock())); err != nil {
+		t.Fatalf("a key published %s ago: %v", keySetRefetchEvery, err)
+	}
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatalf("the IdP's own key after the refetch: %v", err)
+	}
+}
