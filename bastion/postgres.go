@@ -182,7 +182,14 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 	} else {
 		cfg.Password = func(context.Context, string) (string, error) { return pgPassword(t) }
 	}
-	rm := s.cfg.Policy().ResultMasks(pid, t.Name)
+	pol := s.cfg.Policy()
+	rm := pol.ResultMasks(pid, t.Name)
+	ss.mu.Lock()
+	ss.maskPol, ss.maskKey = pol, rm.Key()
+	ss.mu.Unlock()
+	// A reload between the policy read above and the line before cannot be
+	// missed: checkMasks compares every session's maskPol with the policy in
+	// force, after a reload and every second.
 	if len(rm.Columns) > 0 {
 		cfg.MaskColumn = rm.MaskColumn
 		cfg.Masks = &pgproxy.ColumnMasks{Source: rm.MaskSource, Rule: strings.Join(rm.ColumnRules, ","), Block: rm.BlockUnknowable}

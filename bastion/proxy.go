@@ -162,18 +162,17 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	defer p.client.Close()
 	kind := func() string { return p.ss.kind }
 	count := func(n int) { p.env.metrics.Bytes.WithLabelValues("down", kind()).Add(float64(n)) }
-	masks := p.env.policy().OutputMasks(p.ss.pid, p.ss.target)
+	pol := p.env.policy()
+	masksFor := func(pol *policy.Policy) policy.OutputMask { return pol.OutputMasks(p.ss.pid, p.ss.target) }
+	masks := masksFor(pol)
 	pipe := func(dst io.Writer) *outputPipeline {
-		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.env.maskHold, rules: strings.Join(masks.Rules, ",")}
-		if masks.Cards || len(masks.Patterns) > 0 {
-			m, err := mask.New(mask.Config{Cards: masks.Cards, Patterns: masks.Patterns})
-			if err != nil {
-				// Fail closed: a masking rule that cannot run ends the
-				// session rather than showing what it should hide.
-				p.log.Error("masking", "err", err)
-				p.ss.stop(fmt.Errorf("masking unavailable: %v", err))
-			}
-			o.masker = m
+		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.env.maskHold,
+			pol: pol, current: p.env.policy, masksFor: masksFor}
+		if err := o.setMasks(masks); err != nil {
+			// Fail closed: a masking rule that cannot run ends the
+			// session rather than showing what it should hide.
+			p.log.Error("masking", "err", err)
+			p.ss.stop(err)
 		}
 		return o
 	}

@@ -399,6 +399,46 @@ func (s *Server) endRevoked() {
 		for _, ss := range revoked {
 			go ss.stop(fmt.Errorf("certificate serial %d has been revoked", ss.identity.Serial))
 		}
+		s.checkMasks()
+	}
+}
+
+// errMasksChanged ends a PostgreSQL session whose result masks a reload
+// changed: its masking (column lineage, prepared statements, portals) was
+// set up for the old ones, so it cannot take new ones mid-session; a client
+// (or a pool) that reconnects gets the new masks.
+var errMasksChanged = errors.New("a reload changed the masking rules for this session: reconnect to continue under the new rules")
+
+// PolicyReloaded applies a new policy to what is already running: a
+// PostgreSQL session whose result masks it changes is ended (shell and exec
+// output follow the new masks at their next output; every command and
+// statement is judged by the policy in force anyway).
+func (s *Server) PolicyReloaded() { s.checkMasks() }
+
+// checkMasks ends every PostgreSQL session whose result masks differ under
+// the policy in force from those it started with.
+func (s *Server) checkMasks() {
+	cur := s.cfg.Policy()
+	if cur == nil {
+		return
+	}
+	var changed []*session
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.mu.Lock()
+		if ss.maskPol != nil && ss.maskPol != cur {
+			if cur.ResultMasks(ss.pid, ss.target).Key() == ss.maskKey {
+				ss.maskPol = cur
+			} else {
+				changed = append(changed, ss)
+			}
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, ss := range changed {
+		s.log.Info("ending a session whose masking rules a reload changed", "session_id", ss.id, "user", ss.identity.User, "target", ss.target)
+		go ss.stop(errMasksChanged)
 	}
 }
 

@@ -542,6 +542,24 @@ func (p *Policy) OutputMasks(id Identity, target string) OutputMask {
 	return m
 }
 
+// Key is what m masks, as a string: two OutputMasks with the same Key mask
+// the same output (a reload that changes it must reach live sessions).
+func (m OutputMask) Key() string {
+	return maskKey(nil, false, m.Cards, m.Patterns)
+}
+
+func maskKey(columns []string, block, cards bool, patterns []*regexp.Regexp) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cards=%t block=%t", cards, block)
+	for _, c := range columns {
+		fmt.Fprintf(&b, " column=%q", c)
+	}
+	for _, p := range patterns {
+		fmt.Fprintf(&b, " pattern=%q", p.String())
+	}
+	return b.String()
+}
+
 // ResultMask is what sql_result (and output) rules ask to mask in
 // database results.
 type ResultMask struct {
@@ -581,6 +599,12 @@ func (p *Policy) ResultMasks(id Identity, target string) ResultMask {
 	m.Cards = m.Cards || om.Cards
 	m.Patterns = append(m.Patterns, om.Patterns...)
 	return m
+}
+
+// Key is what m masks, as a string: two ResultMasks with the same Key mask
+// the same values.
+func (m ResultMask) Key() string {
+	return maskKey(m.Columns, m.BlockUnknowable, m.Cards, m.Patterns)
 }
 
 // MaskColumn reports whether a result column is masked entirely by its

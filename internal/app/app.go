@@ -253,6 +253,7 @@ func (a *App) Reload(cfg *config.Config) error {
 		return err
 	}
 	a.policy.Store(pol)
+	a.SSH.PolicyReloaded()
 	a.Log.Info("policy reloaded", "targets", len(cfg.Targets), "roles", len(cfg.Roles), "rules", len(cfg.Rules))
 	a.Store.Audit(recorder.AuditEvent{Type: "config.reload", Outcome: "applied"})
 	return nil

@@ -1,0 +1,80 @@
+package bastion_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// reloadWith swaps in the env's config plus rules, as SIGHUP does.
+func (e *env) reloadWith(t *testing.T, rules ...config.Rule) error {
+	t.Helper()
+	cfg := *e.app.Config
+	cfg.Rules = append(cfg.Rules[:len(cfg.Rules):len(cfg.Rules)], rules...)
+	return e.app.Reload(&cfg)
+}
+
+// A reload that adds masking reaches a PostgreSQL connection opened before it:
+// a pooled connection must not go on returning what the new rule hides.
+func TestReloadMaskingReachesLivePostgres(t *testing.T) {
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{extraYAML: "rules:\n  - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}\n", pgTarget: true})
+	lport := e.forwardPG(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var v string
+	if err := c.QueryRow(ctx, "SELECT x FROM t WHERE id = 1").Scan(&v); err != nil || v != "one" {
+		t.Fatalf("before the reload: %q %v", v, err)
+	}
+	if err := e.reloadWith(t,
+		config.Rule{Name: "mask-x", On: "sql_result", Action: "mask", Match: config.RuleMatch{Columns: []string{"t.x"}}},
+		config.Rule{Name: "cards-now", On: "output", Action: "mask", Match: config.RuleMatch{Detector: "credit_card"}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	var card string
+	err = c.QueryRow(ctx, "SELECT x, card FROM t, orders WHERE t.id = 1 AND orders.id = 1").Scan(&v, &card)
+	if err == nil && (v == "one" || strings.Contains(card, "4111 1111 1111 1111")) {
+		t.Fatalf("a connection opened before the reload shows what the new rules mask: x=%q card=%q", v, card)
+	}
+	if err == nil {
+		t.Fatalf("x = %q card = %q: want the connection ended", v, card)
+	}
+	mustContain(t, "the end of the old connection", err.Error(), "reload changed the masking rules")
+	// A new connection masks.
+	c2, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(context.Background())
+	if err := c2.QueryRow(ctx, "SELECT x FROM t WHERE id = 1").Scan(&v); err != nil || v != "********" {
+		t.Fatalf("a new connection: %q %v", v, err)
+	}
+}
+
+// A reload that adds an output mask reaches a shell opened before it.
+func TestReloadMaskingReachesLiveShell(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	p := e.shell(t)
+	if err := e.reloadWith(t, config.Rule{Name: "tokens", On: "output", Action: "mask",
+		Match: config.RuleMatch{Detector: "regex", Pattern: "ghp_[A-Za-z0-9]{8}"}}); err != nil {
+		t.Fatal(err)
+	}
+	p.Send("echo ghp_''ABCDEFGH; echo card 4111''111111111111; echo done-$((1+1))\r")
+	p.Expect("done-2", 20*time.Second)
+	if out := p.Output(); strings.Contains(out, "ghp_ABCDEFGH") {
+		t.Fatalf("a shell opened before the reload shows what the new rule masks:\n%q", out)
+	}
+}
