@@ -78,3 +78,21 @@ func TestReloadMaskingReachesLiveShell(t *testing.T) {
 		t.Fatalf("a shell opened before the reload shows what the new rule masks:\n%q", out)
 	}
 }
+
+// A statement kind no statement is given (a typo) is refused at load, not
+// compiled into a rule that matches nothing.
+func TestSQLRuleUnknownKindRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	err := e.reloadWith(t, config.Rule{Name: "no-drop", On: "sql", Action: "block", Match: config.RuleMatch{Statement: "drop_tables"}})
+	if err == nil {
+		t.Fatal("a rule naming the statement kind drop_tables (no statement has it) was loaded: it would block nothing")
+	}
+	mustContain(t, "the refusal", err.Error(), `rules[0] (no-drop)`, `"drop_tables"`)
+	err = e.reloadWith(t, config.Rule{Name: "no-writes", On: "sql", Action: "block", Match: config.RuleMatch{Statements: []string{"insert", "updat"}}})
+	if err == nil || !strings.Contains(err.Error(), `"updat"`) {
+		t.Fatalf("statements [insert, updat]: %v", err)
+	}
+	if err := e.reloadWith(t, config.Rule{Name: "ok", On: "sql", Action: "block", Match: config.RuleMatch{Statements: []string{"drop_table", "checkpoint", "notify", "alter_system", "commit"}}}); err != nil {
+		t.Fatalf("real kinds: %v", err)
+	}
+}

@@ -82,7 +82,7 @@ type Rules struct {
 	command, sql, output, sqlResult []*Rule
 }
 
-func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
+func compileRules(specs []RuleSpec, knownKind func(string) bool) (*Rules, error) {
 	rs := &Rules{}
 	for i, rc := range specs {
 		f := fmt.Sprintf("policy: rules[%d] (%s)", i, rc.Name)
@@ -145,6 +145,9 @@ func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
 			for _, k := range r.statements {
 				if !validKind(k) {
 					return nil, fmt.Errorf("%s: match.statement %q is not a statement kind", f, k)
+				}
+				if knownKind != nil && !knownKind(k) {
+					return nil, fmt.Errorf("%s: match.statement %q is not a statement kind the bastion gives any statement, so the rule would match nothing (kinds: select, insert, update, delete, drop_table, role_change, ...; see README, PostgreSQL)", f, k)
 				}
 			}
 		case OnOutput:

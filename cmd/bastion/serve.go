@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/gcfloor"
@@ -36,6 +35,9 @@ func runServe(args []string) error {
 		warnings, err = cfg.CheckFiles()
 		for _, w := range warnings {
 			fmt.Fprintln(os.Stderr, "warning: "+w)
+		}
+		if err == nil {
+			_, err = app.CompilePolicy(cfg)
 		}
 	}
 	if err != nil {
@@ -109,7 +111,7 @@ func runConfig(args []string) error {
 			return err
 		}
 	} else {
-		if _, err := policy.Compile(cfg.PolicySpec()); err != nil {
+		if _, err := app.CompilePolicy(cfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			problems = append(problems, nil)
 		}

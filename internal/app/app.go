@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/pgproxy"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/auditsink"
@@ -103,7 +104,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	flushes.WithLabelValues("ok") // at zero from the first scrape
 	flushes.WithLabelValues("error")
 	a.registry.MustRegister(flushes)
-	pol, err := policy.Compile(cfg.PolicySpec())
+	pol, err := CompilePolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -242,13 +243,21 @@ func (a *App) newConsole() (*console.Console, error) {
 	})
 }
 
+// CompilePolicy compiles cfg's targets, roles and rules, with the checks
+// that need the bastion's own parts (the SQL statement kinds pgproxy gives).
+func CompilePolicy(cfg *config.Config) (*policy.Policy, error) {
+	spec := cfg.PolicySpec()
+	spec.KnownSQLKind = pgproxy.KnownKind
+	return policy.Compile(spec)
+}
+
 // Policy returns the policy in force.
 func (a *App) Policy() *policy.Policy { return a.policy.Load() }
 
 // Reload compiles cfg's targets, roles and rules and swaps them in; live
 // sessions keep running and their next decision uses the new policy.
 func (a *App) Reload(cfg *config.Config) error {
-	pol, err := policy.Compile(cfg.PolicySpec())
+	pol, err := CompilePolicy(cfg)
 	if err != nil {
 		return err
 	}
