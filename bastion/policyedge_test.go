@@ -96,3 +96,33 @@ func TestSQLRuleUnknownKindRefused(t *testing.T) {
 		t.Fatalf("real kinds: %v", err)
 	}
 }
+
+// Rules name tables, functions and targets as people write them: PostgreSQL folds
+// unquoted names to lower case, so `tables: [Orders]` means the table a
+// `CREATE TABLE Orders` made, and a rule's scope `targets: [PG*]` is not
+// silently empty because the target is named pg1.
+func TestSQLRuleNamesIgnoreCase(t *testing.T) {
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{pgTarget: true, extraYAML: `rules:
+  - {name: no-orders-delete, on: sql, match: {statements: [delete], tables: ["Orders"]}, action: block}
+  - {name: no-public-t-update, on: sql, match: {statements: [update], tables: ["Public.T"]}, action: block}
+  - {name: no-md5, on: sql, match: {functions: ["MD5"]}, action: block}
+  - {name: no-marker, on: sql, match: {functions: [pg_backend_pid]}, action: block, targets: ["PG*"]}
+`})
+	p := &pgEnv{env: e, pg: e.pg, lport: e.forwardPG(t)}
+	for _, tc := range []struct{ sql, rule string }{
+		{"DELETE FROM orders WHERE id = 3", "no-orders-delete"},
+		{"DELETE FROM ORDERS WHERE id = 3", "no-orders-delete"},
+		{"UPDATE t SET x = 'y' WHERE id = 2", "no-public-t-update"},
+		{"SELECT md5('x')", "no-md5"},
+		{"SELECT pg_backend_pid()", "no-marker"},
+	} {
+		r := p.psql(t, "", "-c", tc.sql)
+		if r.Code == 0 || !strings.Contains(r.Stderr, tc.rule) {
+			t.Errorf("%q: got %s, want a block by %s", tc.sql, r, tc.rule)
+		}
+	}
+	if got := e.pg.QueryStrings(t, "shop", "SELECT count(*) FROM orders WHERE id = 3"); got[0] != "1" {
+		t.Error("the delete ran")
+	}
+}

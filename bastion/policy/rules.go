@@ -65,6 +65,8 @@ type Rule struct {
 	Timeout    time.Duration
 	Unknowable string
 
+	targets []string // Targets in lower case: a rule's scope ignores case
+
 	pattern    *shellcmd.Pattern
 	patName    string // the command the pattern names, for dynamic arguments
 	commands   []string
@@ -104,6 +106,11 @@ func compileRules(specs []RuleSpec, knownKind func(string) bool) (*Rules, error)
 		case r.On != OnSQLResult && r.Unknowable == UnknowableMask:
 			return nil, fmt.Errorf("%s: unknowable mask applies to sql_result rules only", f)
 		}
+		// Names in rules are compared in lower case: PostgreSQL folds unquoted names
+		// (CREATE TABLE Orders makes orders), the classifier gives functions in lower
+		// case, and a rule whose scope or names differ from what they mean only in case
+		// would otherwise match nothing, silently. Matching more is the safe side.
+		r.targets, r.tables, r.functions = lowerAll(r.Targets), lowerAll(r.tables), lowerAll(r.functions)
 		if r.Action == ActionApprove && r.Timeout == 0 {
 			r.Timeout = DefaultApprovalTimeout
 		}
@@ -200,6 +207,14 @@ func compileRules(specs []RuleSpec, knownKind func(string) bool) (*Rules, error)
 	return rs, nil
 }
 
+func lowerAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strings.ToLower(v)
+	}
+	return out
+}
+
 // validKind accepts statement kind names: lower-case words with underscores.
 func validKind(k string) bool {
 	if k == "" || len(k) > 64 {
@@ -215,7 +230,7 @@ func validKind(k string) bool {
 
 // applies reports whether r is in scope for id on target.
 func (p *Policy) applies(r *Rule, id Identity, target string) bool {
-	if len(r.Targets) > 0 && !matchAny(r.Targets, target) {
+	if len(r.targets) > 0 && !matchAny(r.targets, strings.ToLower(target)) {
 		return false
 	}
 	if len(r.Roles) == 0 {
@@ -475,7 +490,8 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 	tableOK := len(r.tables) == 0
 	var table string
 	for _, t := range st.Tables {
-		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) || matchTrailing(r.tables, t) {
+		lt := strings.ToLower(t)
+		if matchAny(r.tables, lt) || matchAny(r.tables, lt[strings.LastIndexByte(lt, '.')+1:]) || matchTrailing(r.tables, lt) {
 			tableOK, table = true, t
 			break
 		}
