@@ -3,6 +3,7 @@ package bastion_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,55 @@ func TestSQLRuleNamesIgnoreCase(t *testing.T) {
 	}
 	if got := e.pg.QueryStrings(t, "shop", "SELECT count(*) FROM orders WHERE id = 3"); got[0] != "1" {
 		t.Error("the delete ran")
+	}
+}
+
+// A line that two approval rules hold is decided only by someone both rules
+// accept: the requester does not get to pick the laxer rule's approvers by putting
+// a command that rule holds first.
+func TestApprovalNeedsEveryMatchingRulesApprovers(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: `  - {name: security, groups: [secteam], targets: ["web*"], logins: [root], approve: ["*"]}
+rules:
+  - {name: lax, on: command, match: {regex: "^touch .*/lax"}, action: approve, approvers: [approvers], timeout: 60s}
+  - {name: strict, on: command, match: {regex: "^touch .*/strict"}, action: approve, approvers: [security], timeout: 60s}
+`})
+	bobCfg := e.bobConfig(t) // group sre: role approvers, not security
+	dir := t.TempDir()
+	lax, strict := filepath.Join(dir, "lax"), filepath.Join(dir, "strict")
+	p := testenv.StartPTY(t, 200, 30, "ssh", "-F", e.cfgPath, "root@web1", "touch "+lax+"; touch "+strict+"; echo ran-both")
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out = p.Output(); strings.Contains(out, "Ctrl-C cancels") || strings.Contains(out, "blocked by rule") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("neither held nor blocked: %q", out)
+		}
+	}
+	if m := requestRE.FindStringSubmatch(out); m != nil {
+		if r := e.as(bobCfg, "bastion", "approve", m[1]); r.Code == 0 {
+			p.Wait(20 * time.Second)
+			if exists(strict) {
+				t.Fatalf("an approver of rule lax only let through what rule strict holds for security:\n%s", p.Output())
+			}
+		}
+	}
+	if code := p.Wait(20 * time.Second); code != 126 {
+		t.Errorf("exit %d, want 126", code)
+	}
+	if exists(strict) || exists(lax) {
+		t.Fatalf("ran: %q", p.Output())
+	}
+	mustContain(t, "the refusal", strings.ReplaceAll(p.Output(), "\r\n", ""), "blocked by rule lax", "rule strict holds it too", "run its commands separately")
+	// Alone, each is held for its own approvers (the strict one stays held).
+	p2 := testenv.StartPTY(t, 200, 30, "ssh", "-F", e.cfgPath, "root@web1", "touch "+strict)
+	out = p2.Expect("Ctrl-C cancels", 20*time.Second)
+	mustContain(t, "the strict request", out, "strict")
+	m := requestRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no request in %q", out)
+	}
+	if r := e.as(bobCfg, "bastion", "approve", m[1]); r.Code == 0 {
+		t.Fatalf("bob approved a request of rule strict: %s", r)
 	}
 }

@@ -261,6 +261,7 @@ type Decision struct {
 	Reason    string        // what matched, for the user and the audit log
 	Approvers []string      // for approve: role names that may decide
 	Timeout   time.Duration // for approve
+	sets      []string      // for approve: each rule's approvers, for messages
 }
 
 func (d Decision) String() string {
@@ -329,8 +330,8 @@ func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Opt
 					// rm "$@": its arguments are only known at run time.
 					if d, stop := p.unknowable(r, id, target, fmt.Sprintf("%q has arguments only known at run time", c.Text)); stop {
 						return d
-					} else if d.Action == ActionApprove && approve == nil {
-						approve = &d
+					} else if d.Action == ActionApprove {
+						mergeApprove(&approve, d)
 					}
 				}
 				continue
@@ -339,9 +340,7 @@ func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Opt
 			if r.Action == ActionBlock {
 				return d
 			}
-			if approve == nil {
-				approve = &d
-			}
+			mergeApprove(&approve, d)
 		}
 	}
 	for _, u := range a.Unknowable {
@@ -360,20 +359,56 @@ func (p *Policy) unknowables(rules []*Rule, id Identity, target, what string, ap
 		if stop {
 			return d, true
 		}
-		if d.Action == ActionApprove && *approve == nil {
-			*approve = &d
+		if d.Action == ActionApprove {
+			mergeApprove(approve, d)
 		}
 	}
 	return Decision{}, false
 }
 
-// settle turns the first approval found (if any) into the verdict; an
-// approval nobody may give fails closed.
+// mergeApprove adds to *approve the approval one more rule asks for. What several
+// rules hold is decided only by an approver every one of them accepts: the approver
+// roles are those all the rules name, and the timeout is the shortest. Otherwise the
+// requester would pick who decides, by putting first a command that a rule with laxer
+// approvers holds (touch x; iptables -F). The verdict names the first rule, and each
+// rule that narrowed the approvers; settle blocks what no role is left to approve.
+func mergeApprove(approve **Decision, d Decision) {
+	a := *approve
+	if a == nil {
+		*approve = &d
+		return
+	}
+	m := *a
+	m.Timeout = min(a.Timeout, d.Timeout)
+	m.Approvers = slices.DeleteFunc(slices.Clone(a.Approvers), func(r string) bool { return !slices.Contains(d.Approvers, r) })
+	if len(m.Approvers) < len(a.Approvers) {
+		if len(a.sets) == 0 {
+			m.sets = []string{approverSet(*a)}
+		}
+		m.sets = append(slices.Clone(m.sets), approverSet(d))
+		m.Reason = a.Reason + "; rule " + d.Rule + " holds it too (" + d.Reason + ")"
+	}
+	*approve = &m
+}
+
+func approverSet(d Decision) string {
+	if len(d.Approvers) == 0 {
+		return "rule " + d.Rule + ": none"
+	}
+	return "rule " + d.Rule + ": " + strings.Join(d.Approvers, ", ")
+}
+
+// settle turns the approval found (if any) into the verdict; an approval
+// nobody may give fails closed.
 func settle(approve *Decision) Decision {
 	if approve == nil {
 		return allow
 	}
 	if len(approve.Approvers) == 0 {
+		if len(approve.sets) > 1 { // each rule had approvers, but none in common
+			return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; these rules hold it for different approvers (" +
+				strings.Join(approve.sets, "; ") + ") and no role is among all of them: run its commands separately"}
+		}
 		return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
 	}
 	return *approve
@@ -456,9 +491,7 @@ func (p *Policy) JudgeSQL(id Identity, target string, st Statement) Decision {
 			if r.Action == ActionBlock {
 				return &d
 			}
-			if approve == nil {
-				approve = &d
-			}
+			mergeApprove(&approve, d)
 		}
 		for i := range s.Body {
 			if d := judge(&s.Body[i], true); d != nil {
