@@ -2,8 +2,12 @@ package bastion_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +179,72 @@ rules:
 	}
 	if r := e.as(bobCfg, "bastion", "approve", m[1]); r.Code == 0 {
 		t.Fatalf("bob approved a request of rule strict: %s", r)
+	}
+}
+
+// A reload that withdraws a user's access to a target ends their live sessions
+// there: a shell, an ssh -L forward to PostgreSQL and its connection, as a
+// new one would be refused. Sessions the new policy still allows run on.
+func TestReloadWithdrawingAccessEndsLiveSessions(t *testing.T) {
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{pgTarget: true, extraYAML: "rules:\n  - {name: no-drop, on: sql, match: {statement: drop_table}, action: block}\n"})
+	lport := e.forwardPG(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var v string
+	if err := c.QueryRow(ctx, "SELECT x FROM t WHERE id = 1").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	p := e.shell(t)
+	kept := testenv.StartPTY(t, 80, 24, "ssh", "-F", e.cfgPath, "root@web1", "sleep 5; echo still-here")
+	_, echoPort, _ := net.SplitHostPort(e.echo)
+	port, _ := strconv.Atoi(echoPort)
+	fwd, err := net.Dial("tcp", e.forwardTo(t, "echo", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+
+	// dev keeps web1 but loses pg1; the shell's role is unchanged.
+	cfg := *e.app.Config
+	cfg.Roles = append([]config.Role(nil), cfg.Roles...)
+	cfg.Roles[0].Targets = []string{"web*", "echo"}
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	err = c.QueryRow(ctx, "SELECT x FROM t WHERE id = 1").Scan(&v)
+	if err == nil {
+		t.Fatalf("a PostgreSQL connection went on after a reload withdrew access to pg1: %q", v)
+	}
+	mustContain(t, "the end", err.Error(), "reload", "pg1")
+	p.Send("echo alive-$((1+1))\r")
+	p.Expect("alive-2", 20*time.Second)
+	kept.Expect("still-here", 20*time.Second)
+
+	// Now web1 goes too.
+	cfg.Roles[0].Targets = []string{"echo"}
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	p.Expect("reload", 20*time.Second)
+	p.Wait(20 * time.Second)
+	fwd.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := fwd.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the forward to echo, still allowed, ended: %v", err)
+	}
+
+	// And the forward to echo.
+	cfg.Roles[0].Targets = []string{"nothing"}
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	fwd.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fwd.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("a forward went on after a reload withdrew access to its target")
 	}
 }

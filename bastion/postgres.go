@@ -182,14 +182,30 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 	} else {
 		cfg.Password = func(context.Context, string) (string, error) { return pgPassword(t) }
 	}
-	pol := s.cfg.Policy()
-	rm := pol.ResultMasks(pid, t.Name)
-	ss.mu.Lock()
-	ss.maskPol, ss.maskKey = pol, rm.Key()
-	ss.mu.Unlock()
-	// A reload between the policy read above and the line before cannot be
-	// missed: checkMasks compares every session's maskPol with the policy in
-	// force, after a reload and every second.
+	rm := s.cfg.Policy().ResultMasks(pid, t.Name)
+	// A reload ends the session when the new policy would not let it connect,
+	// or changes its masks: what it prepared and traced was set up for these.
+	// The session is first checked within a second (checkPolicy runs at a
+	// reload and every second, for every session whose policy is not the one
+	// in force), so a reload since its access was checked is not missed.
+	maskKey := rm.Key()
+	ss.policyCheck(nil, func(p *policy.Policy) error {
+		if _, err := p.CheckForward(pid, t.Name, port, t.Port); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		login, database := ss.login, ss.database
+		ss.mu.Unlock()
+		if login != "" {
+			if err := p.CheckDB(pid, t.Name, login, database, false); err != nil {
+				return err
+			}
+		}
+		if p.ResultMasks(pid, t.Name).Key() != maskKey {
+			return errMasksChanged
+		}
+		return nil
+	})
 	if len(rm.Columns) > 0 {
 		cfg.MaskColumn = rm.MaskColumn
 		cfg.Masks = &pgproxy.ColumnMasks{Source: rm.MaskSource, Rule: strings.Join(rm.ColumnRules, ","), Block: rm.BlockUnknowable}

@@ -74,7 +74,8 @@ var allowedSubsystems = map[string]bool{"sftp": true}
 // user as the reason the channel was rejected.
 func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChannel) {
 	pid := policyIdentity(r.id)
-	acc, err := s.cfg.Policy().CheckSSH(pid, r.target, r.login)
+	pol := s.cfg.Policy()
+	acc, err := pol.CheckSSH(pid, r.target, r.login)
 	if err != nil {
 		s.refuseChannel(nc, "session", r.id, r.target, err.Error())
 		return
@@ -112,6 +113,19 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 		client.closeDrain()
 		return
 	}
+	ss.policyCheck(pol, func(p *policy.Policy) error {
+		acc, err := p.CheckSSH(pid, r.target, r.login)
+		if err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		shell := ss.kind == "shell"
+		ss.mu.Unlock()
+		if shell && !acc.Shell {
+			return fmt.Errorf("your roles (%s) allow only commands on %s, not an interactive shell", strings.Join(acc.Roles, ", "), r.target)
+		}
+		return nil
+	})
 	ss.stderr = down.Stderr()
 	ss.addCloser(down.Close)
 	ss.addCloser(up.Close)

@@ -64,11 +64,12 @@ type session struct {
 	width     int
 	height    int
 	term      string
-	// A PostgreSQL session's result masks are fixed when it starts: the
-	// policy they came from and what they mask. A reload that changes them
-	// ends the session (Server.checkMasks).
-	maskPol *policy.Policy
-	maskKey string
+	// pol is the policy the session was last found allowed under, and
+	// recheck asks whether a new one still allows it as it runs (access to
+	// the target, the login, a shell, a PostgreSQL session's masks): a reload
+	// ends what it would no longer allow (Server.checkPolicy).
+	pol     *policy.Policy
+	recheck func(*policy.Policy) error
 	// What happened, for `sessions` (see decided).
 	database                  string
 	statements                int64
@@ -348,6 +349,14 @@ func (ss *session) finish() {
 	}
 	ss.env.audit(Event{Type: typ, Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "ended", Reason: exit.Reason, Fields: fields})
 	ss.env.untrack(ss)
+}
+
+// policyCheck sets how the session is checked against a reloaded policy,
+// and the policy it was found allowed under.
+func (ss *session) policyCheck(pol *policy.Policy, recheck func(*policy.Policy) error) {
+	ss.mu.Lock()
+	ss.pol, ss.recheck = pol, recheck
+	ss.mu.Unlock()
 }
 
 // begin starts the recording once the session's kind and command are known.
