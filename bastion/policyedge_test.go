@@ -16,6 +16,7 @@ import (
 
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // reloadWith swaps in the env's config plus rules, as SIGHUP does.
@@ -246,5 +247,48 @@ func TestReloadWithdrawingAccessEndsLiveSessions(t *testing.T) {
 	fwd.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := fwd.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("a forward went on after a reload withdrew access to its target")
+	}
+}
+
+// A reload is loud about what it does not do: a refused file is audited, not
+// only logged, and settings outside targets, roles and rules that changed (and
+// stay as they were until a restart: sql_api.enabled: false does not close the
+// SQL API) are named in a warning and in the audit record.
+func TestReloadSaysWhatItDidNotApply(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("rules: [{name: x, on: nonsense}]\n"), 0o600)
+	if err := e.app.ReloadFile(bad); err == nil {
+		t.Fatal("a bad file was reloaded")
+	}
+	cfg := *e.app.Config
+	cfg.SQLAPI.Enabled = !cfg.SQLAPI.Enabled
+	cfg.Recording.Input = !cfg.Recording.Input
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "the log", e.logs.String(), "take effect only when the bastion restarts", "recording, sql_api")
+	var refused, notApplied bool
+	e.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+		if ev.Type == "config.reload" && ev.Outcome == "refused" && strings.Contains(ev.Reason, "nonsense") {
+			refused = true
+		}
+		if ev.Type == "config.reload" && ev.Fields["not_applied"] == "recording,sql_api" {
+			notApplied = true
+		}
+		return nil
+	})
+	if !refused || !notApplied {
+		t.Fatalf("audit: refused %v, not applied %v", refused, notApplied)
+	}
+	// A reload of the policy alone warns of nothing.
+	before := strings.Count(e.logs.String(), "take effect only")
+	cfg = *e.app.Config
+	cfg.Rules = append(cfg.Rules, config.Rule{Name: "x", On: "command", Action: "block", Match: config.RuleMatch{Commands: []string{"x"}}})
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(e.logs.String(), "take effect only") != before {
+		t.Fatal("a policy-only reload warned")
 	}
 }

@@ -61,14 +61,9 @@ func runServe(args []string) error {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			next, err := config.Load(*cfgPath)
-			if err == nil {
-				err = a.Reload(next)
-			}
-			if err != nil {
-				// A bad edit must not take the running policy down.
-				a.Log.Error("reload refused; the previous policy stays in force", "err", err)
-			}
+			// A bad edit must not take the running policy down: it is
+			// refused, logged and audited.
+			_ = a.ReloadFile(*cfgPath)
 			continue
 		}
 		a.Log.Info("shutting down", "signal", sig.String(), "grace", cfg.Sessions.ShutdownGrace.D)
