@@ -292,3 +292,58 @@ func TestReloadSaysWhatItDidNotApply(t *testing.T) {
 		t.Fatal("a policy-only reload warned")
 	}
 }
+
+// A command approved after a reload that now blocks it does not run: the
+// approval was given under rules no longer in force.
+func TestApprovalAfterTighteningReloadDoesNotRun(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	bobCfg := e.bobConfig(t)
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "approve-x")
+	p := testenv.StartPTY(t, 200, 30, "ssh", "-F", e.cfgPath, "root@web1", "touch "+victim+" && echo ran-it")
+	out := p.Expect("Ctrl-C cancels", 20*time.Second)
+	m := requestRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no request in %q", out)
+	}
+	if err := e.reloadWith(t, config.Rule{Name: "no-touch", On: "command", Action: "block", Match: config.RuleMatch{Commands: []string{"touch"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.as(bobCfg, "bastion", "approve", m[1]); r.Code != 0 {
+		t.Logf("approve: %s", r)
+	}
+	code := p.Wait(20 * time.Second)
+	if exists(victim) {
+		t.Fatalf("an approval given after a reload that blocks the command ran it:\n%s", p.Output())
+	}
+	if code != 126 {
+		t.Errorf("exit %d, want 126", code)
+	}
+	mustContain(t, "the message", p.Output(), "reloaded")
+}
+
+// The same for a statement: approved after a reload that blocks it, it does not run.
+func TestSQLApprovalAfterTighteningReloadDoesNotRun(t *testing.T) {
+	p := newPGEnv(t)
+	bobCfg := p.bobConfig(t)
+	p.writeSSHConfig("alice", p.alice)
+	pty := testenv.StartPTY(t, 200, 30, p.pg.Tool(t, "psql"), "-X", p.dsn(""))
+	pty.Expect("shop=>", 30*time.Second)
+	pty.Send("DELETE FROM secret_keys WHERE name = 'api';\r")
+	m := requestRE.FindStringSubmatch(pty.Expect("waiting up to", 30*time.Second))
+	if m == nil {
+		t.Fatal("no request ID in the notice")
+	}
+	if err := p.reloadWith(t, config.Rule{Name: "no-secret-writes", On: "sql", Action: "block",
+		Match: config.RuleMatch{Statements: []string{"delete"}, Tables: []string{"secret*"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.as(bobCfg, "bastion", "approve", m[1]); r.Code != 0 {
+		t.Fatalf("approve: %s", r)
+	}
+	pty.Expect("no-secret-writes", 30*time.Second)
+	pty.Expect("shop=>", 30*time.Second)
+	if got := p.pg.QueryStrings(t, "shop", "SELECT count(*) FROM secret_keys"); got[0] != "1" {
+		t.Fatalf("the statement ran: %q", pty.Output())
+	}
+}

@@ -256,7 +256,8 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 
 // judgeSQL applies the SQL rules to one statement.
 func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st pgproxy.Statement) pgproxy.Verdict {
-	d := s.cfg.Policy().JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st))
+	pol := s.cfg.Policy()
+	d := pol.JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st))
 	s.metrics.Decisions.WithLabelValues(policy.OnSQL, d.Action).Inc()
 	switch d.Action {
 	case policy.ActionAllow:
@@ -298,6 +299,15 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 			}
 			ss.marker(fmt.Sprintf("bastion: request %s %s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by)))
 			if outcome == Approved {
+				if cur := s.cfg.Policy(); cur != pol {
+					// The rules were reloaded while it waited: judged again, it
+					// runs only if they would let it run without an approval.
+					if d2 := cur.JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st)); d2.Action != policy.ActionAllow {
+						ss.marker(fmt.Sprintf("bastion: request %s not run: the rules were reloaded while it waited (%s)", ap.ID, d2))
+						return pgproxy.Verdict{Action: pgproxy.Block, Rule: d2.Rule, RequestID: ap.ID,
+							Message: fmt.Sprintf("request %s approved%s, but the rules were reloaded while it waited and now %s it (%s): run it again", ap.ID, suffix(" by ", by), d2.Action, d2.Reason)}, nil
+					}
+				}
 				return pgproxy.Verdict{Action: pgproxy.Allow, Rule: d.Rule, RequestID: ap.ID}, nil
 			}
 			return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, RequestID: ap.ID,
