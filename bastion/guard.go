@@ -921,6 +921,7 @@ func (g *shellGuard) abortLine() bool {
 // approvals the wait. It returns ActionAllow when the command may run.
 func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 	ss := p.ss
+	pol := p.env.policy() // what d was judged under, for an approval that outlives it
 	if d.Action == policy.ActionApprove && p.patternMasked(text) {
 		// The approver would see stars where the pattern matched, and a
 		// pattern's match can hold anything: "password=x;touch${IFS}b".
@@ -986,6 +987,15 @@ func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 	switch outcome {
 	case Approved:
 		ss.marker(fmt.Sprintf("bastion: request %s approved by %s", ap.ID, by))
+		if p.env.policy() != pol {
+			// The rules were reloaded while it waited: they may block it now,
+			// or want other approvers. It is judged again when run again.
+			ss.marker(fmt.Sprintf("bastion: request %s not run: the rules were reloaded while it waited", ap.ID))
+			p.env.audit(Event{Type: "command.block", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "blocked",
+				Reason: "approved under rules a reload replaced", Fields: map[string]string{"command": text, "kind": ss.kind, "request": ap.ID}})
+			p.tell("request %s approved by %s, but the rules were reloaded while it waited, so it was not run: run it again to have it judged by the rules in force", ap.ID, by)
+			return policy.ActionBlock
+		}
 		p.tell("request %s approved by %s", ap.ID, by)
 		return policy.ActionAllow
 	case Denied:

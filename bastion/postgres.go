@@ -183,6 +183,29 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 		cfg.Password = func(context.Context, string) (string, error) { return pgPassword(t) }
 	}
 	rm := s.cfg.Policy().ResultMasks(pid, t.Name)
+	// A reload ends the session when the new policy would not let it connect,
+	// or changes its masks: what it prepared and traced was set up for these.
+	// The session is first checked within a second (checkPolicy runs at a
+	// reload and every second, for every session whose policy is not the one
+	// in force), so a reload since its access was checked is not missed.
+	maskKey := rm.Key()
+	ss.policyCheck(nil, func(p *policy.Policy) error {
+		if _, err := p.CheckForward(pid, t.Name, port, t.Port); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		login, database := ss.login, ss.database
+		ss.mu.Unlock()
+		if login != "" {
+			if err := p.CheckDB(pid, t.Name, login, database, false); err != nil {
+				return err
+			}
+		}
+		if p.ResultMasks(pid, t.Name).Key() != maskKey {
+			return errMasksChanged
+		}
+		return nil
+	})
 	if len(rm.Columns) > 0 {
 		cfg.MaskColumn = rm.MaskColumn
 		cfg.Masks = &pgproxy.ColumnMasks{Source: rm.MaskSource, Rule: strings.Join(rm.ColumnRules, ","), Block: rm.BlockUnknowable}
@@ -233,7 +256,8 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 
 // judgeSQL applies the SQL rules to one statement.
 func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st pgproxy.Statement) pgproxy.Verdict {
-	d := s.cfg.Policy().JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st))
+	pol := s.cfg.Policy()
+	d := pol.JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st))
 	s.metrics.Decisions.WithLabelValues(policy.OnSQL, d.Action).Inc()
 	switch d.Action {
 	case policy.ActionAllow:
@@ -275,6 +299,15 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 			}
 			ss.marker(fmt.Sprintf("bastion: request %s %s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by)))
 			if outcome == Approved {
+				if cur := s.cfg.Policy(); cur != pol {
+					// The rules were reloaded while it waited: judged again, it
+					// runs only if they would let it run without an approval.
+					if d2 := cur.JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st)); d2.Action != policy.ActionAllow {
+						ss.marker(fmt.Sprintf("bastion: request %s not run: the rules were reloaded while it waited (%s)", ap.ID, d2))
+						return pgproxy.Verdict{Action: pgproxy.Block, Rule: d2.Rule, RequestID: ap.ID,
+							Message: fmt.Sprintf("request %s approved%s, but the rules were reloaded while it waited and now %s it (%s): run it again", ap.ID, suffix(" by ", by), d2.Action, d2.Reason)}, nil
+					}
+				}
 				return pgproxy.Verdict{Action: pgproxy.Allow, Rule: d.Rule, RequestID: ap.ID}, nil
 			}
 			return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, RequestID: ap.ID,

@@ -74,7 +74,8 @@ var allowedSubsystems = map[string]bool{"sftp": true}
 // user as the reason the channel was rejected.
 func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChannel) {
 	pid := policyIdentity(r.id)
-	acc, err := s.cfg.Policy().CheckSSH(pid, r.target, r.login)
+	pol := s.cfg.Policy()
+	acc, err := pol.CheckSSH(pid, r.target, r.login)
 	if err != nil {
 		s.refuseChannel(nc, "session", r.id, r.target, err.Error())
 		return
@@ -112,6 +113,19 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 		client.closeDrain()
 		return
 	}
+	ss.policyCheck(pol, func(p *policy.Policy) error {
+		acc, err := p.CheckSSH(pid, r.target, r.login)
+		if err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		shell := ss.kind == "shell"
+		ss.mu.Unlock()
+		if shell && !acc.Shell {
+			return fmt.Errorf("your roles (%s) allow only commands on %s, not an interactive shell", strings.Join(acc.Roles, ", "), r.target)
+		}
+		return nil
+	})
 	ss.stderr = down.Stderr()
 	ss.addCloser(down.Close)
 	ss.addCloser(up.Close)
@@ -162,18 +176,17 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 	defer p.client.Close()
 	kind := func() string { return p.ss.kind }
 	count := func(n int) { p.env.metrics.Bytes.WithLabelValues("down", kind()).Add(float64(n)) }
-	masks := p.env.policy().OutputMasks(p.ss.pid, p.ss.target)
+	pol := p.env.policy()
+	masksFor := func(pol *policy.Policy) policy.OutputMask { return pol.OutputMasks(p.ss.pid, p.ss.target) }
+	masks := masksFor(pol)
 	pipe := func(dst io.Writer) *outputPipeline {
-		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.env.maskHold, rules: strings.Join(masks.Rules, ",")}
-		if masks.Cards || len(masks.Patterns) > 0 {
-			m, err := mask.New(mask.Config{Cards: masks.Cards, Patterns: masks.Patterns})
-			if err != nil {
-				// Fail closed: a masking rule that cannot run ends the
-				// session rather than showing what it should hide.
-				p.log.Error("masking", "err", err)
-				p.ss.stop(fmt.Errorf("masking unavailable: %v", err))
-			}
-			o.masker = m
+		o := &outputPipeline{ss: p.ss, dst: dst, down: count, hold: p.env.maskHold,
+			pol: pol, current: p.env.policy, masksFor: masksFor}
+		if err := o.setMasks(masks); err != nil {
+			// Fail closed: a masking rule that cannot run ends the
+			// session rather than showing what it should hide.
+			p.log.Error("masking", "err", err)
+			p.ss.stop(err)
 		}
 		return o
 	}

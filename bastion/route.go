@@ -299,6 +299,12 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		s.postgresForward(ss, &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()}, up, t, port)
 		return
 	}
+	// A reload that withdraws the forward ends it (checked within a second).
+	pid := policyIdentity(id)
+	ss.policyCheck(nil, func(p *policy.Policy) error {
+		_, err := p.CheckForward(pid, t.Name, port, t.Port)
+		return err
+	})
 	var in, out atomic.Int64
 	var fromClient, fromServer io.Reader = ch, up
 	content := t.RecordContent

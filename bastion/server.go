@@ -399,6 +399,56 @@ func (s *Server) endRevoked() {
 		for _, ss := range revoked {
 			go ss.stop(fmt.Errorf("certificate serial %d has been revoked", ss.identity.Serial))
 		}
+		s.checkPolicy()
+	}
+}
+
+// errMasksChanged ends a PostgreSQL session whose result masks a reload
+// changed: its masking (column lineage, prepared statements, portals) was
+// set up for the old ones, so it cannot take new ones mid-session; a client
+// (or a pool) that reconnects gets the new masks.
+var errMasksChanged = errors.New("a reload changed the masking rules for this session: reconnect to continue under the new rules")
+
+// PolicyReloaded applies a new policy to what is already running: a session
+// the new policy would not allow (its target, login or shell withdrawn from
+// the user's roles, a PostgreSQL session's masks changed) is ended. Shell and
+// exec output follow the new masks at their next output, and every command
+// and statement is judged by the policy in force anyway.
+func (s *Server) PolicyReloaded() { s.checkPolicy() }
+
+// checkPolicy ends every session the policy in force no longer allows.
+func (s *Server) checkPolicy() {
+	cur := s.cfg.Policy()
+	if cur == nil {
+		return
+	}
+	type check struct {
+		ss      *session
+		recheck func(*policy.Policy) error
+	}
+	var todo []check
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.mu.Lock()
+		if ss.recheck != nil && ss.pol != cur && !ss.stopped {
+			todo = append(todo, check{ss, ss.recheck})
+		}
+		ss.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, c := range todo {
+		if err := c.recheck(cur); err != nil {
+			if !errors.Is(err, errMasksChanged) {
+				err = fmt.Errorf("a reload withdrew this access: %w", err)
+			}
+			s.log.Info("ending a session the reloaded policy does not allow", "session_id", c.ss.id, "user", c.ss.identity.User, "target", c.ss.target, "err", err)
+			s.audit(Event{Type: "session.policy", Identity: c.ss.identity, SessionID: c.ss.id, Target: c.ss.target, Outcome: "ended", Reason: err.Error()})
+			go c.ss.stop(err)
+			continue
+		}
+		c.ss.mu.Lock()
+		c.ss.pol = cur
+		c.ss.mu.Unlock()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,12 @@ type session struct {
 	width     int
 	height    int
 	term      string
+	// pol is the policy the session was last found allowed under, and
+	// recheck asks whether a new one still allows it as it runs (access to
+	// the target, the login, a shell, a PostgreSQL session's masks): a reload
+	// ends what it would no longer allow (Server.checkPolicy).
+	pol     *policy.Policy
+	recheck func(*policy.Policy) error
 	// What happened, for `sessions` (see decided).
 	database                  string
 	statements                int64
@@ -244,9 +251,20 @@ func (ss *session) stop(cause error) {
 		}
 	}
 	ss.cancel(cause)
-	for _, c := range closers {
-		c()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
 	}
+	if ss.kind == policy.KindPostgres {
+		// The PostgreSQL proxy sees the context end, tells the client why
+		// (a FATAL error naming the cause) and closes both connections,
+		// giving a client that does not read two seconds: closing them here
+		// at once would cut that message off. This is the backstop.
+		time.AfterFunc(3*time.Second, closeAll)
+		return
+	}
+	closeAll()
 }
 
 // Outcomes of a decision, counted for `sessions`.
@@ -333,6 +351,14 @@ func (ss *session) finish() {
 	ss.env.untrack(ss)
 }
 
+// policyCheck sets how the session is checked against a reloaded policy,
+// and the policy it was found allowed under.
+func (ss *session) policyCheck(pol *policy.Policy, recheck func(*policy.Policy) error) {
+	ss.mu.Lock()
+	ss.pol, ss.recheck = pol, recheck
+	ss.mu.Unlock()
+}
+
 // begin starts the recording once the session's kind and command are known.
 func (ss *session) begin(kind, command string) error {
 	ss.mu.Lock()
@@ -367,6 +393,62 @@ type outputPipeline struct {
 	timer   *time.Timer   // releases the masker's held tail
 	masked  int           // values masked so far
 	err     error         // sticky write error
+
+	// The policy the masks came from, what they mask, and how to ask the
+	// policy in force: a reload that changes the session's output masks
+	// reaches the next output (follow).
+	pol      *policy.Policy
+	maskKey  string
+	current  func() *policy.Policy
+	masksFor func(*policy.Policy) policy.OutputMask
+}
+
+// setMasks makes m the pipeline's masking; an error leaves it refusing
+// output (fail closed).
+func (o *outputPipeline) setMasks(m policy.OutputMask) error {
+	o.rules, o.maskKey, o.masker, o.masked = strings.Join(m.Rules, ","), m.Key(), nil, 0
+	if m.Cards || len(m.Patterns) > 0 {
+		mk, err := mask.New(mask.Config{Cards: m.Cards, Patterns: m.Patterns})
+		if err != nil {
+			o.err = fmt.Errorf("masking unavailable: %v", err)
+			return o.err
+		}
+		o.masker = mk
+	}
+	return nil
+}
+
+// follow applies the masks of the policy in force, when a reload changed
+// them since the last output: what the old masker holds back goes through
+// the new one, so nothing held escapes the new rules. Called with o.mu held.
+func (o *outputPipeline) follow() error {
+	if o.current == nil {
+		return nil
+	}
+	cur := o.current()
+	if cur == nil || cur == o.pol {
+		return nil
+	}
+	o.pol = cur
+	m := o.masksFor(cur)
+	if m.Key() == o.maskKey {
+		return nil
+	}
+	var tail []byte
+	if o.masker != nil {
+		tail = o.masker.Flush()
+		o.noteMasked()
+	}
+	if err := o.setMasks(m); err != nil {
+		go o.ss.stop(err)
+		return err
+	}
+	o.ss.marker(fmt.Sprintf("bastion: output masking changed by a reload (rules %s)", o.rules))
+	if o.masker != nil && len(tail) > 0 {
+		tail = o.masker.Write(tail)
+		o.noteMasked()
+	}
+	return o.emit(tail)
 }
 
 func (o *outputPipeline) Write(p []byte) (int, error) {
@@ -377,6 +459,10 @@ func (o *outputPipeline) Write(p []byte) (int, error) {
 	defer o.mu.Unlock()
 	if o.err != nil {
 		return 0, o.err
+	}
+	if err := o.follow(); err != nil {
+		o.err = err
+		return 0, err
 	}
 	b := p
 	if o.masker != nil {
@@ -403,7 +489,14 @@ func (o *outputPipeline) Write(p []byte) (int, error) {
 func (o *outputPipeline) flush() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.masker == nil || o.err != nil {
+	if o.err != nil {
+		return
+	}
+	if err := o.follow(); err != nil {
+		o.err = err
+		return
+	}
+	if o.masker == nil {
 		return
 	}
 	if err := o.emit(o.masker.Flush()); err != nil {
@@ -430,6 +523,10 @@ func (o *outputPipeline) notice(msg []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.err != nil {
+		return
+	}
+	if err := o.follow(); err != nil {
+		o.err = err
 		return
 	}
 	if o.masker != nil {

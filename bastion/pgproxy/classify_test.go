@@ -508,3 +508,37 @@ func TestClassifyAttributeFunctions(t *testing.T) {
 		}
 	}
 }
+
+// Every kind the classifier gives is one KnownKind accepts, so a rule can name it.
+func TestKnownKinds(t *testing.T) {
+	for _, tc := range classifyCases {
+		sts, err := Classify(tc.sql)
+		if err != nil {
+			continue
+		}
+		var check func(st Statement)
+		check = func(st Statement) {
+			for _, k := range st.Kinds {
+				if !KnownKind(k) {
+					t.Errorf("%q: kind %q is not known", tc.sql, k)
+				}
+			}
+			for _, b := range st.Body {
+				check(b)
+			}
+		}
+		for _, st := range sts {
+			check(st)
+		}
+	}
+	for _, k := range []string{"drop_table", "delete_without_where", "role_change", "checkpoint", "discard", "notify", "begin", "commit", "rollback", "alter_system", "drop_materialized_view", "create_extension", "start_replication", "listen"} {
+		if !KnownKind(k) {
+			t.Errorf("%q is not known", k)
+		}
+	}
+	for _, k := range []string{"drop_tables", "delet", "drop_tabel", "sleect"} {
+		if KnownKind(k) {
+			t.Errorf("%q is known", k)
+		}
+	}
+}

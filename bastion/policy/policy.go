@@ -142,7 +142,7 @@ func Compile(spec Spec) (*Policy, error) {
 		}
 		p.roles = append(p.roles, r)
 	}
-	rules, err := compileRules(spec.Rules, p)
+	rules, err := compileRules(spec.Rules, spec.KnownSQLKind)
 	if err != nil {
 		return nil, err
 	}

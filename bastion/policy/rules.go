@@ -65,6 +65,8 @@ type Rule struct {
 	Timeout    time.Duration
 	Unknowable string
 
+	targets []string // Targets in lower case: a rule's scope ignores case
+
 	pattern    *shellcmd.Pattern
 	patName    string // the command the pattern names, for dynamic arguments
 	commands   []string
@@ -82,7 +84,7 @@ type Rules struct {
 	command, sql, output, sqlResult []*Rule
 }
 
-func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
+func compileRules(specs []RuleSpec, knownKind func(string) bool) (*Rules, error) {
 	rs := &Rules{}
 	for i, rc := range specs {
 		f := fmt.Sprintf("policy: rules[%d] (%s)", i, rc.Name)
@@ -104,6 +106,11 @@ func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
 		case r.On != OnSQLResult && r.Unknowable == UnknowableMask:
 			return nil, fmt.Errorf("%s: unknowable mask applies to sql_result rules only", f)
 		}
+		// Names in rules are compared in lower case: PostgreSQL folds unquoted names
+		// (CREATE TABLE Orders makes orders), the classifier gives functions in lower
+		// case, and a rule whose scope or names differ from what they mean only in case
+		// would otherwise match nothing, silently. Matching more is the safe side.
+		r.targets, r.tables, r.functions = lowerAll(r.Targets), lowerAll(r.tables), lowerAll(r.functions)
 		if r.Action == ActionApprove && r.Timeout == 0 {
 			r.Timeout = DefaultApprovalTimeout
 		}
@@ -145,6 +152,9 @@ func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
 			for _, k := range r.statements {
 				if !validKind(k) {
 					return nil, fmt.Errorf("%s: match.statement %q is not a statement kind", f, k)
+				}
+				if knownKind != nil && !knownKind(k) {
+					return nil, fmt.Errorf("%s: match.statement %q is not a statement kind the bastion gives any statement, so the rule would match nothing (kinds: select, insert, update, delete, drop_table, role_change, ...; see README, PostgreSQL)", f, k)
 				}
 			}
 		case OnOutput:
@@ -197,6 +207,14 @@ func compileRules(specs []RuleSpec, p *Policy) (*Rules, error) {
 	return rs, nil
 }
 
+func lowerAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = strings.ToLower(v)
+	}
+	return out
+}
+
 // validKind accepts statement kind names: lower-case words with underscores.
 func validKind(k string) bool {
 	if k == "" || len(k) > 64 {
@@ -212,7 +230,7 @@ func validKind(k string) bool {
 
 // applies reports whether r is in scope for id on target.
 func (p *Policy) applies(r *Rule, id Identity, target string) bool {
-	if len(r.Targets) > 0 && !matchAny(r.Targets, target) {
+	if len(r.targets) > 0 && !matchAny(r.targets, strings.ToLower(target)) {
 		return false
 	}
 	if len(r.Roles) == 0 {
@@ -243,6 +261,7 @@ type Decision struct {
 	Reason    string        // what matched, for the user and the audit log
 	Approvers []string      // for approve: role names that may decide
 	Timeout   time.Duration // for approve
+	sets      []string      // for approve: each rule's approvers, for messages
 }
 
 func (d Decision) String() string {
@@ -311,8 +330,8 @@ func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Opt
 					// rm "$@": its arguments are only known at run time.
 					if d, stop := p.unknowable(r, id, target, fmt.Sprintf("%q has arguments only known at run time", c.Text)); stop {
 						return d
-					} else if d.Action == ActionApprove && approve == nil {
-						approve = &d
+					} else if d.Action == ActionApprove {
+						mergeApprove(&approve, d)
 					}
 				}
 				continue
@@ -321,9 +340,7 @@ func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Opt
 			if r.Action == ActionBlock {
 				return d
 			}
-			if approve == nil {
-				approve = &d
-			}
+			mergeApprove(&approve, d)
 		}
 	}
 	for _, u := range a.Unknowable {
@@ -342,20 +359,56 @@ func (p *Policy) unknowables(rules []*Rule, id Identity, target, what string, ap
 		if stop {
 			return d, true
 		}
-		if d.Action == ActionApprove && *approve == nil {
-			*approve = &d
+		if d.Action == ActionApprove {
+			mergeApprove(approve, d)
 		}
 	}
 	return Decision{}, false
 }
 
-// settle turns the first approval found (if any) into the verdict; an
-// approval nobody may give fails closed.
+// mergeApprove adds to *approve the approval one more rule asks for. What several
+// rules hold is decided only by an approver every one of them accepts: the approver
+// roles are those all the rules name, and the timeout is the shortest. Otherwise the
+// requester would pick who decides, by putting first a command that a rule with laxer
+// approvers holds (touch x; iptables -F). The verdict names the first rule, and each
+// rule that narrowed the approvers; settle blocks what no role is left to approve.
+func mergeApprove(approve **Decision, d Decision) {
+	a := *approve
+	if a == nil {
+		*approve = &d
+		return
+	}
+	m := *a
+	m.Timeout = min(a.Timeout, d.Timeout)
+	m.Approvers = slices.DeleteFunc(slices.Clone(a.Approvers), func(r string) bool { return !slices.Contains(d.Approvers, r) })
+	if len(m.Approvers) < len(a.Approvers) {
+		if len(a.sets) == 0 {
+			m.sets = []string{approverSet(*a)}
+		}
+		m.sets = append(slices.Clone(m.sets), approverSet(d))
+		m.Reason = a.Reason + "; rule " + d.Rule + " holds it too (" + d.Reason + ")"
+	}
+	*approve = &m
+}
+
+func approverSet(d Decision) string {
+	if len(d.Approvers) == 0 {
+		return "rule " + d.Rule + ": none"
+	}
+	return "rule " + d.Rule + ": " + strings.Join(d.Approvers, ", ")
+}
+
+// settle turns the approval found (if any) into the verdict; an approval
+// nobody may give fails closed.
 func settle(approve *Decision) Decision {
 	if approve == nil {
 		return allow
 	}
 	if len(approve.Approvers) == 0 {
+		if len(approve.sets) > 1 { // each rule had approvers, but none in common
+			return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; these rules hold it for different approvers (" +
+				strings.Join(approve.sets, "; ") + ") and no role is among all of them: run its commands separately"}
+		}
 		return Decision{Action: ActionBlock, Rule: approve.Rule, Reason: approve.Reason + "; no role may approve it on this target"}
 	}
 	return *approve
@@ -438,9 +491,7 @@ func (p *Policy) JudgeSQL(id Identity, target string, st Statement) Decision {
 			if r.Action == ActionBlock {
 				return &d
 			}
-			if approve == nil {
-				approve = &d
-			}
+			mergeApprove(&approve, d)
 		}
 		for i := range s.Body {
 			if d := judge(&s.Body[i], true); d != nil {
@@ -472,7 +523,8 @@ func (r *Rule) matchSQL(st Statement) (string, bool) {
 	tableOK := len(r.tables) == 0
 	var table string
 	for _, t := range st.Tables {
-		if matchAny(r.tables, t) || matchAny(r.tables, t[strings.LastIndexByte(t, '.')+1:]) || matchTrailing(r.tables, t) {
+		lt := strings.ToLower(t)
+		if matchAny(r.tables, lt) || matchAny(r.tables, lt[strings.LastIndexByte(lt, '.')+1:]) || matchTrailing(r.tables, lt) {
 			tableOK, table = true, t
 			break
 		}
@@ -542,6 +594,24 @@ func (p *Policy) OutputMasks(id Identity, target string) OutputMask {
 	return m
 }
 
+// Key is what m masks, as a string: two OutputMasks with the same Key mask
+// the same output (a reload that changes it must reach live sessions).
+func (m OutputMask) Key() string {
+	return maskKey(nil, false, m.Cards, m.Patterns)
+}
+
+func maskKey(columns []string, block, cards bool, patterns []*regexp.Regexp) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cards=%t block=%t", cards, block)
+	for _, c := range columns {
+		fmt.Fprintf(&b, " column=%q", c)
+	}
+	for _, p := range patterns {
+		fmt.Fprintf(&b, " pattern=%q", p.String())
+	}
+	return b.String()
+}
+
 // ResultMask is what sql_result (and output) rules ask to mask in
 // database results.
 type ResultMask struct {
@@ -581,6 +651,12 @@ func (p *Policy) ResultMasks(id Identity, target string) ResultMask {
 	m.Cards = m.Cards || om.Cards
 	m.Patterns = append(m.Patterns, om.Patterns...)
 	return m
+}
+
+// Key is what m masks, as a string: two ResultMasks with the same Key mask
+// the same values.
+func (m ResultMask) Key() string {
+	return maskKey(m.Columns, m.BlockUnknowable, m.Cards, m.Patterns)
 }
 
 // MaskColumn reports whether a result column is masked entirely by its

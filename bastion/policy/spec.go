@@ -9,6 +9,10 @@ type Spec struct {
 	Targets []TargetSpec
 	Roles   []RoleSpec
 	Rules   []RuleSpec
+	// KnownSQLKind, when set, says which statement kinds the SQL classifier
+	// gives (pgproxy.KnownKind): an sql rule naming another kind would match
+	// nothing, so it is refused. Every config path sets it.
+	KnownSQLKind func(string) bool
 }
 
 // TargetSpec describes a destination.

@@ -71,6 +71,8 @@ func TestConfigCheckFiles(t *testing.T) {
 			warn: "config: oidc.issuer: cannot fetch the discovery document"},
 		{name: "issuer with a trailing slash", yaml: "data_dir: " + dir + "/d3\noidc: {issuer: \"" + idp.Issuer() + "/\", client_id: bastion}\n",
 			warn: "the discovery document names the issuer"},
+		{name: "sql rule naming a kind no statement has", yaml: base + "rules: [{name: no-drop, on: sql, match: {statement: drop_tables}, action: block}]\n", code: 1,
+			want: `policy: rules[0] (no-drop): match.statement "drop_tables" is not a statement kind the bastion gives any statement`, serveRefuses: true},
 		{name: "value error names the field", yaml: base + "certs: {user_ttl: forever}\n", code: 1,
 			want: `config: certs.user_ttl: "forever" is not a duration`},
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
-	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/gcfloor"
@@ -36,6 +35,9 @@ func runServe(args []string) error {
 		warnings, err = cfg.CheckFiles()
 		for _, w := range warnings {
 			fmt.Fprintln(os.Stderr, "warning: "+w)
+		}
+		if err == nil {
+			_, err = app.CompilePolicy(cfg)
 		}
 	}
 	if err != nil {
@@ -59,14 +61,9 @@ func runServe(args []string) error {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			next, err := config.Load(*cfgPath)
-			if err == nil {
-				err = a.Reload(next)
-			}
-			if err != nil {
-				// A bad edit must not take the running policy down.
-				a.Log.Error("reload refused; the previous policy stays in force", "err", err)
-			}
+			// A bad edit must not take the running policy down: it is
+			// refused, logged and audited.
+			_ = a.ReloadFile(*cfgPath)
 			continue
 		}
 		a.Log.Info("shutting down", "signal", sig.String(), "grace", cfg.Sessions.ShutdownGrace.D)
@@ -109,7 +106,7 @@ func runConfig(args []string) error {
 			return err
 		}
 	} else {
-		if _, err := policy.Compile(cfg.PolicySpec()); err != nil {
+		if _, err := app.CompilePolicy(cfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			problems = append(problems, nil)
 		}

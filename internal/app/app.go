@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/bastion/pgproxy"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/auditsink"
@@ -103,7 +105,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	flushes.WithLabelValues("ok") // at zero from the first scrape
 	flushes.WithLabelValues("error")
 	a.registry.MustRegister(flushes)
-	pol, err := policy.Compile(cfg.PolicySpec())
+	pol, err := CompilePolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -243,20 +245,74 @@ func (a *App) newConsole() (*console.Console, error) {
 	})
 }
 
+// CompilePolicy compiles cfg's targets, roles and rules, with the checks
+// that need the bastion's own parts (the SQL statement kinds pgproxy gives).
+func CompilePolicy(cfg *config.Config) (*policy.Policy, error) {
+	spec := cfg.PolicySpec()
+	spec.KnownSQLKind = pgproxy.KnownKind
+	return policy.Compile(spec)
+}
+
 // Policy returns the policy in force.
 func (a *App) Policy() *policy.Policy { return a.policy.Load() }
 
 // Reload compiles cfg's targets, roles and rules and swaps them in; live
-// sessions keep running and their next decision uses the new policy.
+// sessions keep running and their next decision uses the new policy (those it
+// no longer allows are ended). Only the policy is reloaded: a change to any
+// other section is named in a warning, since it takes effect at a restart.
 func (a *App) Reload(cfg *config.Config) error {
-	pol, err := policy.Compile(cfg.PolicySpec())
+	pol, err := CompilePolicy(cfg)
 	if err != nil {
 		return err
 	}
 	a.policy.Store(pol)
+	a.SSH.PolicyReloaded()
 	a.Log.Info("policy reloaded", "targets", len(cfg.Targets), "roles", len(cfg.Roles), "rules", len(cfg.Rules))
-	a.Store.Audit(recorder.AuditEvent{Type: "config.reload", Outcome: "applied"})
+	ev := recorder.AuditEvent{Type: "config.reload", Outcome: "applied"}
+	if stale := restartOnly(a.Config, cfg); len(stale) > 0 {
+		a.Log.Warn("reload: these settings changed but take effect only when the bastion restarts; the running ones stay", "sections", strings.Join(stale, ", "))
+		ev.Fields = map[string]string{"not_applied": strings.Join(stale, ",")}
+	}
+	a.Store.Audit(ev)
 	return nil
+}
+
+// ReloadFile reloads the policy from the config file at path, as SIGHUP does.
+// A file that does not load or compile is refused, logged and audited, and the
+// policy in force stays.
+func (a *App) ReloadFile(path string) error {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = a.Reload(cfg)
+	}
+	if err != nil {
+		a.Log.Error("reload refused; the previous policy stays in force", "err", err)
+		a.Store.Audit(recorder.AuditEvent{Type: "config.reload", Outcome: "refused", Reason: err.Error()})
+	}
+	return err
+}
+
+// restartOnly names the sections other than targets, roles and rules that
+// differ between the running config and next.
+func restartOnly(running, next *config.Config) []string {
+	var out []string
+	for _, s := range []struct {
+		name string
+		a, b any
+	}{
+		{"listen", running.Listen, next.Listen}, {"public", running.Public, next.Public},
+		{"data_dir", running.DataDir, next.DataDir}, {"store", running.Store, next.Store},
+		{"ca", running.CA, next.CA}, {"oidc", running.OIDC, next.OIDC}, {"certs", running.Certs, next.Certs},
+		{"sessions", running.Sessions, next.Sessions}, {"recording", running.Recording, next.Recording},
+		{"approvals", running.Approvals, next.Approvals}, {"audit", running.Audit, next.Audit},
+		{"log", running.Log, next.Log}, {"tls", running.TLS, next.TLS}, {"console", running.Console, next.Console},
+		{"sql_api", running.SQLAPI, next.SQLAPI}, {"metrics", running.Metrics, next.Metrics},
+	} {
+		if !reflect.DeepEqual(s.a, s.b) {
+			out = append(out, s.name)
+		}
+	}
+	return out
 }
 
 // Start listens and serves SSH and HTTP in the background.
