@@ -196,6 +196,8 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		MaxSessionDuration: cfg.Sessions.MaxDuration.D,
 		StartupTimeout:     cfg.Sessions.StartupTimeout.D,
 		EnvAllow:           cfg.Sessions.EnvAllow,
+		MaxStartups:        cfg.Sessions.MaxStartups,
+		MaxChannels:        cfg.Sessions.MaxChannels,
 		ApprovalWebhook:    cfg.Approvals.Webhook,
 		ApprovalURL:        approvalURL(cfg),
 		Approvals:          approvalBoard(a.Store),
