@@ -344,3 +344,26 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A command continued over many lines at a pty (a here-document, an open
+// quote) is judged whole at every Enter, so its size must be bounded as on
+// the no-pty path: past 64 KiB it is refused instead of parsed. Found:
+// nothing bounded it, and each further Enter (one byte) re-parsed all of
+// it: 13 ms of the bastion's CPU per Enter at 128 KiB, 37 ms at 256 KiB,
+// over 20 s for one Enter once a few hundred KiB more had been typed.
+func TestContinuedCommandBounded(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	p := e.shell(t)
+	p.Send("cat <<'EOF'\r")
+	p.Expect("> ", 20*time.Second)
+	line := strings.Repeat("a", 16000)
+	for range 4 {
+		p.Send(line + "\r")
+		p.Expect("> ", 60*time.Second)
+	}
+	p.Send(line + "\r") // 80 KB with the lines before it
+	p.Expect("longer than 64 KiB", 60*time.Second)
+	p.Expect("P> ", 20*time.Second)
+	p.Send("echo ok-$((1+1))\r")
+	p.Expect("ok-2", 20*time.Second)
+}

@@ -24,8 +24,8 @@ const (
 	echoWait  = time.Second
 	quietWait = 15 * time.Millisecond
 	quietMax  = 200 * time.Millisecond
-	// maxPendingLine bounds a no-pty command line (with continuations)
-	// held back while it is incomplete.
+	// maxPendingLine bounds a command (with its continued lines): held
+	// back while incomplete on the no-pty path, judged on the pty path.
 	maxPendingLine = 64 << 10
 )
 
@@ -551,6 +551,19 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	case modeUnreadable:
 		d := pol.JudgeUnreadable(pid, target, "the line was typed before the prompt appeared, with keys (history, completion) whose effect cannot be known from the keys alone")
 		return lineVerdict{action: g.p.enforce(d, "(a line typed ahead of the prompt)", keys)}
+	}
+	for _, t := range texts {
+		if len(t) > maxPendingLine {
+			// Every Enter of a continued command judges all its lines
+			// again: unbounded, one more line (a byte) would buy a parse
+			// of everything typed so far. Nothing longer is parsed, as on
+			// the no-pty path.
+			d := pol.JudgeUnreadable(pid, target, fmt.Sprintf("a command longer than %d KiB with its continued lines, which the bastion does not parse; run it as a script instead", maxPendingLine>>10))
+			if d.Action == policy.ActionApprove {
+				d.Action = policy.ActionBlock // no approver reads it
+			}
+			return lineVerdict{action: g.p.enforce(d, fmt.Sprintf("(a command of %d bytes)", len(t)), keys)}
+		}
 	}
 	lenient := mode == modeFullScreen || mode == modeHidden
 	shown := func(text string) string {
