@@ -2,6 +2,9 @@ package bastion_test
 
 import (
 	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // defaultMaxStartups is sessions.max_startups when the config leaves it out.
@@ -366,4 +370,60 @@ func TestContinuedCommandBounded(t *testing.T) {
 	p.Expect("P> ", 20*time.Second)
 	p.Send("echo ok-$((1+1))\r")
 	p.Expect("ok-2", 20*time.Second)
+}
+
+// A certificate offered at login is audited when refused, and everything
+// in it is the client's to choose: an unauthenticated client must not be
+// able to write large audit records. Found: the key ID and principal went
+// into the record whole, so each key offered (ten per connection, no
+// signature needed) wrote as much as the client put in the certificate —
+// 100 KB here, a quarter MiB at most — to the hash-chained audit log, which
+// nothing prunes: disk filled by anyone who can reach the port.
+func TestRefusedCertificateAuditBounded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	big := strings.Repeat("k", 100_000)
+	var signers []ssh.Signer
+	for i := range 5 {
+		_, caKey, _ := ed25519.GenerateKey(rand.Reader)
+		caSigner, _ := ssh.NewSignerFromKey(caKey)
+		_, userKey, _ := ed25519.GenerateKey(rand.Reader)
+		userSigner, _ := ssh.NewSignerFromKey(userKey)
+		cert := &ssh.Certificate{Key: userSigner.PublicKey(), Serial: uint64(i + 1), CertType: ssh.UserCert, KeyId: big,
+			ValidPrincipals: []string{"p" + big}, ValidBefore: ssh.CertTimeInfinity}
+		if i%2 == 1 {
+			// Claims the bastion's CA, with a signature of another key.
+			cert.SignatureKey = e.app.Keys.UserCA.PublicKey()
+		}
+		if err := cert.SignCert(rand.Reader, caSigner); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			cert.SignatureKey = e.app.Keys.UserCA.PublicKey()
+		}
+		cs, err := ssh.NewCertSigner(cert, userSigner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers = append(signers, cs)
+	}
+	start := time.Now()
+	_, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(signers...)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err == nil {
+		t.Fatal("logged in with forged certificates")
+	}
+	n, size := 0, 0
+	e.app.Store.AuditEvents(start.Add(-time.Second), func(ev recorder.AuditEvent) error {
+		if ev.Type == "ssh.login" {
+			b, _ := json.Marshal(ev)
+			n, size = n+1, size+len(b)
+		}
+		return nil
+	})
+	if n == 0 {
+		t.Fatal("the refused certificates were not audited")
+	}
+	if size/n > 4096 {
+		t.Fatalf("%d refused certificates wrote %d bytes of audit records (%d each); want each bounded", n, size, size/n)
+	}
 }

@@ -149,7 +149,8 @@ func (s *Server) servePostgresConn(ctx context.Context, c net.Conn, tlsCfg *tls.
 			target = t.Name
 		}
 		s.log.Info("postgres connection refused", "client", remote.String(), "user", id.User, "target", target, "reason", err.Error())
-		s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: err.Error(),
+		// The reason may quote the unverified certificate (its serial): cut.
+		s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: clip(err.Error(), maxAuditText),
 			Fields: map[string]string{"channel": "postgres", "client": remote.String()}})
 		front.Refuse("28000", err.Error(), err)
 		return
