@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/testenv"
 	"github.com/bastionhq/bastion/recorder"
 )
@@ -425,5 +426,58 @@ func TestRefusedCertificateAuditBounded(t *testing.T) {
 	}
 	if size/n > 4096 {
 		t.Fatalf("%d refused certificates wrote %d bytes of audit records (%d each); want each bounded", n, size, size/n)
+	}
+}
+
+// One user cannot bury the approvers' list (or flood the webhook) with
+// held commands: past approvals.max_pending requests waiting, one more is
+// denied at once with the reason. Found: every held command opened a
+// request, each also holding its session and upstream connection until
+// the rule's timeout, so a loop of held commands listed thousands for the
+// approvers, among which one that matters is easy to approve by mistake.
+func TestPendingApprovalsPerUserBounded(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	client := e.dialAs(t, "root@web1")
+	defer client.Close()
+	exec := func(i int) ssh.Channel {
+		ch, reqs, err := client.OpenChannel("session", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ssh.DiscardRequests(reqs)
+		if ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{fmt.Sprintf("touch %s/approve-%d", dir, i)})); err != nil || !ok {
+			t.Fatalf("exec %d: %v %v", i, ok, err)
+		}
+		return ch
+	}
+	waiting := func() int {
+		n := 0
+		alice := ca.Identity{User: "alice", Issuer: "https://idp.test", Subject: "u-alice", Groups: []string{"dev"}}
+		for _, r := range e.app.SSH.Requests(e.app.SSH.Caller(alice, "")) {
+			if r.User == "alice" {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range 10 {
+		ch := exec(i)
+		defer ch.Close()
+		for j := 0; waiting() < i+1; j++ {
+			if j == 400 {
+				t.Fatalf("request %d never listed", i+1)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	ch := exec(10)
+	defer ch.Close()
+	stderr, _ := io.ReadAll(ch.Stderr())
+	if !strings.Contains(string(stderr), "approvals.max_pending") {
+		t.Fatalf("the 11th held command: stderr %q; want a denial naming approvals.max_pending", stderr)
+	}
+	if n := waiting(); n != 10 {
+		t.Fatalf("%d requests listed, want 10", n)
 	}
 }

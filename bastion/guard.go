@@ -966,6 +966,12 @@ func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 		Kind: "command", Command: text, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
 	})
+	if note, ok := p.env.approvals.refusedAtOnce(ap); ok {
+		ss.decided(outcomeDenied)
+		ss.marker(fmt.Sprintf("bastion: not held for approval (rule %s): %s: %s", d.Rule, note, text))
+		p.tell("needs approval by rule %s, but not run: %s", d.Rule, note)
+		return policy.ActionBlock
+	}
 	ss.marker(fmt.Sprintf("bastion: held for approval (request %s, rule %s): %s", ap.ID, d.Rule, text))
 	p.tell("held for approval by rule %s (%s).\r\nbastion: request %s: an approver (%s) runs `bastion approve %s`; waiting up to %s. Ctrl-C cancels.",
 		d.Rule, d.Reason, ap.ID, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second))

@@ -58,6 +58,11 @@ type Config struct {
 	// ApprovalWebhook, when set, receives a JSON POST for every new
 	// approval request, so a chat bot can relay it.
 	ApprovalWebhook string
+	// MaxPendingApprovals bounds the approval requests one identity has
+	// waiting at once (on this replica, or on the shared board); one more
+	// is denied at once, so one user cannot bury the approvers' list or
+	// flood the webhook. Default 10.
+	MaxPendingApprovals int
 	// ApprovalURL, when set, gives the web page of an approval request; the
 	// webhook's JSON carries it as "url".
 	ApprovalURL func(id string) string
@@ -171,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxChannels == 0 {
 		cfg.MaxChannels = 64
 	}
+	if cfg.MaxPendingApprovals == 0 {
+		cfg.MaxPendingApprovals = 10
+	}
 	if cfg.MaxStartups < 0 || cfg.MaxChannels < 0 {
 		return nil, errors.New("bastion: Config.MaxStartups and MaxChannels must not be negative")
 	}
@@ -203,7 +211,7 @@ func New(cfg Config) (*Server, error) {
 		quit:     make(chan struct{}),
 	}
 	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{},
-		board: cfg.Approvals, now: s.now}
+		board: cfg.Approvals, now: s.now, maxPending: cfg.MaxPendingApprovals}
 	s.env = s.newSessionEnv()
 	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
 	s.sshStartups = newStartups(cfg.MaxStartups)

@@ -340,6 +340,9 @@ type AuditWebhook struct {
 // Approvals configures the approval workflow.
 type Approvals struct {
 	Webhook string `yaml:"webhook"` // JSON POST for every new request
+	// MaxPending bounds the requests one identity has waiting at once;
+	// one more is denied at once. Default 10.
+	MaxPending int `yaml:"max_pending"`
 }
 
 // LogConfig configures logging.
@@ -432,6 +435,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SQLAPI.Burst == 0 {
 		c.SQLAPI.Burst = 20
+	}
+	if c.Approvals.MaxPending == 0 {
+		c.Approvals.MaxPending = 10
 	}
 	if c.Sessions.MaxStartups == 0 {
 		c.Sessions.MaxStartups = 256
@@ -576,6 +582,9 @@ func (v *validator) listen(c *Config) {
 }
 
 func (v *validator) sessions(c *Config) {
+	if c.Approvals.MaxPending < 0 || c.Approvals.MaxPending > 100000 {
+		v.bad("approvals.max_pending", "%d out of range 1..100000", c.Approvals.MaxPending)
+	}
 	if c.Sessions.MaxStartups < 0 || c.Sessions.MaxStartups > 100000 {
 		v.bad("sessions.max_startups", "%d out of range 1..100000", c.Sessions.MaxStartups)
 	}
