@@ -361,16 +361,16 @@ func TestContinuedCommandBounded(t *testing.T) {
 	p := e.shell(t)
 	p.Send("cat <<'EOF'\r")
 	p.Expect("> ", 20*time.Second)
-	line := strings.Repeat("a", 16000)
-	for range 4 {
+	line := strings.Repeat("a", 2000)
+	for range 32 {
 		p.Send(line + "\r")
 		p.Expect("> ", 60*time.Second)
 	}
-	p.Send(line + "\r") // 80 KB with the lines before it
+	p.Send(line + "\r") // past 64 KiB with the lines before it
 	p.Expect("longer than 64 KiB", 60*time.Second)
-	p.Expect("P> ", 20*time.Second)
+	p.Expect("P> ", 60*time.Second)
 	p.Send("echo ok-$((1+1))\r")
-	p.Expect("ok-2", 20*time.Second)
+	p.Expect("ok-2", 60*time.Second)
 }
 
 // A certificate offered at login is audited when refused, and everything
