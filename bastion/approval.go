@@ -50,6 +50,7 @@ type approval struct {
 	done      chan struct{}
 	body      []byte // with a shared board: the request as this replica put it there
 	deciding  bool   // a decision is being audited; others are refused
+	atOnce    bool   // denied by request itself, never offered (approvals.max_pending)
 	outcome   string
 	decidedBy string
 	note      string
@@ -66,7 +67,9 @@ type approvals struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	m       map[string]*approval
-	changed chan struct{} // closed and replaced when a request opens or ends here
+	// maxPending bounds the requests one identity has waiting; 0 = none.
+	maxPending int
+	changed    chan struct{} // closed and replaced when a request opens or ends here
 
 	// board, when set, holds the requests instead of m, for every replica
 	// sharing a store (shared.go).
@@ -184,6 +187,18 @@ func newApprovalID() string {
 func (a *approvals) request(ap *approval) *approval {
 	ap.done = make(chan struct{})
 	defer a.bump()
+	if a.maxPending > 0 && a.pendingOf(ap.Requester) >= a.maxPending {
+		// Denied before it is offered: not listed, not sent to the webhook.
+		note := fmt.Sprintf("%s already has %d requests waiting for a decision (approvals.max_pending): wait for them, or cancel one", ap.Requester.User, a.maxPending)
+		ap.ID = newApprovalID()
+		a.mu.Lock()
+		ap.atOnce = true
+		a.mu.Unlock()
+		a.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused", Reason: note,
+			Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}})
+		a.deny(ap, note)
+		return ap
+	}
 	if a.board != nil {
 		return a.requestShared(ap)
 	}
@@ -206,6 +221,45 @@ func (a *approvals) request(ap *approval) *approval {
 		go a.notify(ap)
 	}
 	return ap
+}
+
+// refusedAtOnce reports whether request denied ap before offering it
+// (approvals.max_pending), and why.
+func (a *approvals) refusedAtOnce(ap *approval) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return ap.note, ap.atOnce
+}
+
+// pendingOf counts the undecided, unexpired requests of id (on the shared
+// board when there is one; one the board cannot list counts as the limit).
+func (a *approvals) pendingOf(id ca.Identity) int {
+	now := a.clock()
+	same := func(r ca.Identity) bool { return r.Issuer == id.Issuer && r.Subject == id.Subject }
+	n := 0
+	if a.board != nil {
+		list, err := a.board.Pending(now)
+		if err != nil {
+			return a.maxPending
+		}
+		for _, p := range list {
+			var r struct {
+				Requester ca.Identity `json:"requester"`
+			}
+			if json.Unmarshal(p.Request, &r) == nil && same(r.Requester) {
+				n++
+			}
+		}
+		return n
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.m {
+		if p.outcome == "" && now.Before(p.Expires) && same(p.Requester) {
+			n++
+		}
+	}
+	return n
 }
 
 // wait blocks until the request is decided, the deadline passes, or ctx

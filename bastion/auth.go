@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -105,6 +106,26 @@ func (s *Server) stillValid(id ca.Identity) error {
 	return nil
 }
 
+// Bounds on what an audit record keeps of text a client chose before it
+// authenticated.
+const (
+	maxAuditName = 256     // a key ID, a principal
+	maxAuditText = 4 << 10 // a reason quoting such text
+)
+
+// clip cuts s to at most n bytes on a character boundary, marking the cut
+// with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("…")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 func checkSourceAddress(remote net.Addr, list string) error {
 	tcp, ok := remote.(*net.TCPAddr)
 	if !ok {
@@ -134,18 +155,21 @@ func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
 	s.log.Info("authentication refused", "remote", remote.String(), "reason", reason, "err", err)
 	// Audit refusals of certificates (someone holds a credential of ours
 	// or a forgery); plain-key attempts are scanner noise, counted only.
+	// Everything in a refused certificate is the client's to choose and
+	// unverified: what is recorded of it is cut, so an unauthenticated
+	// client cannot write large records to the audit log.
 	if cert, ok := key.(*gossh.Certificate); ok {
-		ev := Event{Type: "ssh.login", Outcome: "refused", Reason: err.Error(), Fields: map[string]string{
-			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": cert.KeyId, "reason": reason,
+		ev := Event{Type: "ssh.login", Outcome: "refused", Reason: clip(err.Error(), maxAuditText), Fields: map[string]string{
+			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": clip(cert.KeyId, maxAuditName), "reason": reason,
 		}}
 		if len(cert.ValidPrincipals) > 0 {
 			// Whoever made the certificate chose its principal: it names
 			// a user only when the user CA signed it (an expired or
 			// revoked certificate of ours), else it is only a claim.
 			if s.signedByUserCA(cert) {
-				ev.Identity.User = cert.ValidPrincipals[0]
+				ev.Identity.User = clip(cert.ValidPrincipals[0], maxAuditName)
 			} else {
-				ev.Fields["claimed_principal"] = cert.ValidPrincipals[0]
+				ev.Fields["claimed_principal"] = clip(cert.ValidPrincipals[0], maxAuditName)
 			}
 		}
 		s.audit(ev)

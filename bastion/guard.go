@@ -24,8 +24,8 @@ const (
 	echoWait  = time.Second
 	quietWait = 15 * time.Millisecond
 	quietMax  = 200 * time.Millisecond
-	// maxPendingLine bounds a no-pty command line (with continuations)
-	// held back while it is incomplete.
+	// maxPendingLine bounds a command (with its continued lines): held
+	// back while incomplete on the no-pty path, judged on the pty path.
 	maxPendingLine = 64 << 10
 )
 
@@ -552,6 +552,19 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		d := pol.JudgeUnreadable(pid, target, "the line was typed before the prompt appeared, with keys (history, completion) whose effect cannot be known from the keys alone")
 		return lineVerdict{action: g.p.enforce(d, "(a line typed ahead of the prompt)", keys)}
 	}
+	for _, t := range texts {
+		if len(t) > maxPendingLine {
+			// Every Enter of a continued command judges all its lines
+			// again: unbounded, one more line (a byte) would buy a parse
+			// of everything typed so far. Nothing longer is parsed, as on
+			// the no-pty path.
+			d := pol.JudgeUnreadable(pid, target, fmt.Sprintf("a command longer than %d KiB with its continued lines, which the bastion does not parse; run it as a script instead", maxPendingLine>>10))
+			if d.Action == policy.ActionApprove {
+				d.Action = policy.ActionBlock // no approver reads it
+			}
+			return lineVerdict{action: g.p.enforce(d, fmt.Sprintf("(a command of %d bytes)", len(t)), keys)}
+		}
+	}
 	lenient := mode == modeFullScreen || mode == modeHidden
 	shown := func(text string) string {
 		if mode == modeHidden {
@@ -954,6 +967,12 @@ func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 		Kind: "command", Command: text, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
 	})
+	if note, ok := p.env.approvals.refusedAtOnce(ap); ok {
+		ss.decided(outcomeDenied)
+		ss.marker(fmt.Sprintf("bastion: not held for approval (rule %s): %s: %s", d.Rule, note, text))
+		p.tell("needs approval by rule %s, but not run: %s", d.Rule, note)
+		return policy.ActionBlock
+	}
 	ss.marker(fmt.Sprintf("bastion: held for approval (request %s, rule %s): %s", ap.ID, d.Rule, text))
 	p.tell("held for approval by rule %s (%s).\r\nbastion: request %s: an approver (%s) runs `bastion approve %s`; waiting up to %s. Ctrl-C cancels.",
 		d.Rule, d.Reason, ap.ID, strings.Join(d.Approvers, ", "), ap.ID, d.Timeout.Round(time.Second))

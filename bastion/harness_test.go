@@ -49,13 +49,17 @@ type envOptions struct {
 	// pgVia, when set, maps PostgreSQL's address to the one pg1 names, so a
 	// test can watch the bastion's upstream connections.
 	pgVia func(addr string) string
+	// pgListen serves the direct PostgreSQL listener too (App.PostgresAddr).
+	pgListen bool
+	// sessions is added to the sessions map (", max_channels: 4").
+	sessions string
 }
 
 const configTmpl = `
 listen: {ssh: "127.0.0.1:0", http: "127.0.0.1:0"}
 data_dir: {{.DataDir}}
 oidc: {issuer: "http://127.0.0.1:9", client_id: bastion}
-sessions: {idle_timeout: {{.Idle}}, shutdown_grace: 5s, startup_timeout: {{.Startup}}}
+sessions: {idle_timeout: {{.Idle}}, shutdown_grace: 5s, startup_timeout: {{.Startup}}{{.Sessions}}}
 targets:
   - {name: web1, kind: ssh, address: "{{.SSHD}}", host_key: "{{.HostKey}}"}
   - {name: echo, kind: tcp, address: "{{.Echo}}"}
@@ -104,7 +108,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	var buf bytes.Buffer
 	template.Must(template.New("").Parse(configTmpl)).Execute(&buf, map[string]any{
 		"DataDir": e.dataDir, "SSHD": e.sshd.Addr, "HostKey": e.sshd.HostKeyLine, "Echo": e.echo,
-		"Idle": idle, "Startup": startup, "Extra": opt.extraYAML, "SSHPort": 0, "Targets": opt.targets,
+		"Idle": idle, "Startup": startup, "Extra": opt.extraYAML, "SSHPort": 0, "Targets": opt.targets, "Sessions": opt.sessions,
 	})
 	cfg, err := config.Parse(buf.Bytes())
 	if err != nil {
@@ -119,7 +123,11 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	// bastion must refuse.
 	cfg.Targets[2].Address = sshLn.Addr().String()
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(cfg, app.Options{Logger: log, SSHListener: sshLn, HTTPListener: httpLn})
+	var pgLn net.Listener
+	if opt.pgListen {
+		pgLn, _ = net.Listen("tcp", "127.0.0.1:0")
+	}
+	a, err := app.New(cfg, app.Options{Logger: log, SSHListener: sshLn, HTTPListener: httpLn, PostgresListener: pgLn})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,11 @@
 package bastion
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // Metrics are the server's Prometheus collectors. Register them with
@@ -14,6 +18,7 @@ type Metrics struct {
 	UpstreamDial    *prometheus.HistogramVec
 	Decisions       *prometheus.CounterVec
 	ChannelsRefused *prometheus.CounterVec
+	StartupsDropped *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors.
@@ -41,6 +46,9 @@ func NewMetrics() *Metrics {
 		ChannelsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bastion_channels_refused_total", Help: "Channels and requests refused, by type.",
 		}, []string{"type"}),
+		StartupsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bastion_startups_dropped_total", Help: "Connections closed before their handshake because sessions.max_startups others had not yet authenticated, by listener.",
+		}, []string{"listener"}),
 	}
 	m.initialize()
 	return m
@@ -56,8 +64,34 @@ var (
 		"not_certificate", "revoked", "source_address", "unknown_ca"}
 	metricDecisions = [][2]string{{"command", "allow"}, {"command", "block"}, {"command", "approve"}, {"command", "unreadable"},
 		{"sql", "allow"}, {"sql", "block"}, {"sql", "approve"}}
-	metricRefusals = []string{"session", "direct-tcpip", "pty-req", "env", "subsystem", "exec", "shell"}
+	metricRefusals = []string{"session", "direct-tcpip", "pty-req", "env", "subsystem", "exec", "shell", "other"}
+	// refusalTypes are the channel and request types counted under their
+	// own name in bastion_channels_refused_total; any other (a client names
+	// them freely) counts as "other", so refusals cannot add series.
+	refusalTypes = map[string]bool{"session": true, "direct-tcpip": true, "pty-req": true, "env": true, "subsystem": true,
+		"exec": true, "shell": true, "postgres": true, "window-change": true, "x11-req": true, "x11": true,
+		"auth-agent-req@openssh.com": true, "auth-agent@openssh.com": true, "forwarded-tcpip": true,
+		"direct-streamlocal@openssh.com": true, "signal": true, "break": true}
 )
+
+// typeName is a client-named channel or request type as logs, audit
+// records and refusal messages show it: printable, and cut at 64 bytes
+// (a name can be as long as a packet).
+func typeName(typ string) string {
+	if len(typ) > 64 {
+		typ = strings.ToValidUTF8(typ[:64], "") + "…"
+	}
+	return safetext.Printable(typ)
+}
+
+// refusalLabel is the bastion_channels_refused_total label for a channel
+// or request type a client sent.
+func refusalLabel(typ string) string {
+	if refusalTypes[typ] {
+		return typ
+	}
+	return "other"
+}
 
 // initialize creates the series with known label values at zero.
 func (m *Metrics) initialize() {
@@ -80,9 +114,12 @@ func (m *Metrics) initialize() {
 	for _, r := range metricRefusals {
 		m.ChannelsRefused.WithLabelValues(r)
 	}
+	for _, l := range []string{"ssh", "postgres"} {
+		m.StartupsDropped.WithLabelValues(l)
+	}
 }
 
 // Collectors returns every collector for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.SessionsActive, m.SessionsTotal, m.Bytes, m.AuthFailures, m.UpstreamDial, m.Decisions, m.ChannelsRefused}
+	return []prometheus.Collector{m.SessionsActive, m.SessionsTotal, m.Bytes, m.AuthFailures, m.UpstreamDial, m.Decisions, m.ChannelsRefused, m.StartupsDropped}
 }

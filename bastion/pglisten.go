@@ -118,21 +118,30 @@ func (s *Server) ServePostgres(ln net.Listener, names []string) error {
 			continue
 		}
 		delay = 0
-		go s.servePostgresConn(ctx, c, tlsCfg)
+		release, ok := s.pgStartups.take()
+		if !ok {
+			s.startupsFull("postgres", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		go s.servePostgresConn(ctx, c, tlsCfg, release)
 	}
 }
 
-// servePostgresConn serves one direct listener connection.
-func (s *Server) servePostgresConn(ctx context.Context, c net.Conn, tlsCfg *tls.Config) {
+// servePostgresConn serves one direct listener connection. release gives
+// back its MaxStartups slot, once the client has authenticated (or failed).
+func (s *Server) servePostgresConn(ctx context.Context, c net.Conn, tlsCfg *tls.Config, release func()) {
 	remote := c.RemoteAddr()
 	front, err := pgproxy.Accept(ctx, c, pgproxy.AcceptConfig{TLS: tlsCfg, Cancels: s.pg.cancels, Timeout: s.cfg.StartupTimeout})
 	if err != nil {
+		release()
 		if !errors.Is(err, pgproxy.ErrCancelRequest) {
 			s.log.Debug("postgres listener: startup", "client", remote.String(), "err", err)
 		}
 		return
 	}
 	id, t, port, database, err := s.directRoute(front)
+	release()
 	if err != nil {
 		s.metrics.ChannelsRefused.WithLabelValues("postgres").Inc()
 		target := ""
@@ -140,7 +149,8 @@ func (s *Server) servePostgresConn(ctx context.Context, c net.Conn, tlsCfg *tls.
 			target = t.Name
 		}
 		s.log.Info("postgres connection refused", "client", remote.String(), "user", id.User, "target", target, "reason", err.Error())
-		s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: err.Error(),
+		// The reason may quote the unverified certificate (its serial): cut.
+		s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: clip(err.Error(), maxAuditText),
 			Fields: map[string]string{"channel": "postgres", "client": remote.String()}})
 		front.Refuse("28000", err.Error(), err)
 		return

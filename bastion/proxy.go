@@ -294,8 +294,8 @@ func (p *proxy) forward(req *gossh.Request) bool {
 }
 
 func (p *proxy) refuse(req *gossh.Request, why string) bool {
-	p.env.metrics.ChannelsRefused.WithLabelValues(req.Type).Inc()
-	p.log.Info("request refused", "request", req.Type, "reason", why)
+	p.env.metrics.ChannelsRefused.WithLabelValues(refusalLabel(req.Type)).Inc()
+	p.log.Info("request refused", "request", typeName(req.Type), "reason", why)
 	return false
 }
 

@@ -33,7 +33,8 @@ type route struct {
 type ctxKey string
 
 const (
-	keyRawConn ctxKey = "bastion-raw-conn" // the TCP connection, for the handshake deadline
+	keyRawConn  ctxKey = "bastion-raw-conn" // the TCP connection, for the handshake deadline
+	keyChannels ctxKey = "bastion-channels" // *connChannels, for Config.MaxChannels
 )
 
 // handleOuter serves channels of a connection made straight to the bastion.
@@ -65,7 +66,7 @@ func (s *Server) handleOuter(ctx gliderssh.Context, conn *gossh.ServerConn, nc g
 	case "direct-tcpip":
 		s.directTCPIP(ctx, conn, id, nc)
 	default:
-		s.refuseChannel(nc, nc.ChannelType(), id, "", fmt.Sprintf("channel type %q is not allowed through the bastion", nc.ChannelType()))
+		s.refuseChannel(nc, nc.ChannelType(), id, "", fmt.Sprintf("channel type \"%s\" is not allowed through the bastion", typeName(nc.ChannelType())))
 	}
 }
 
@@ -141,7 +142,8 @@ func (s *Server) directTCPIP(ctx gliderssh.Context, conn *gossh.ServerConn, id c
 }
 
 func (s *Server) refuseChannel(nc gossh.NewChannel, kind string, id ca.Identity, target, why string) {
-	s.metrics.ChannelsRefused.WithLabelValues(kind).Inc()
+	s.metrics.ChannelsRefused.WithLabelValues(refusalLabel(kind)).Inc()
+	kind = typeName(kind)
 	s.log.Info("channel refused", "type", kind, "user", id.User, "target", target, "reason", why)
 	s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: why, Fields: map[string]string{"channel": kind}})
 	nc.Reject(gossh.Prohibited, "bastion: "+why)
@@ -184,7 +186,7 @@ func (s *Server) intercept(ctx gliderssh.Context, outer *gossh.ServerConn, id ca
 		case "session":
 			s.proxySession(nctx, &route{id: nid, target: target, login: nconn.User(), remote: outer.RemoteAddr()}, nnc)
 		default:
-			s.refuseChannel(nnc, nnc.ChannelType(), nid, target, fmt.Sprintf("%s channels inside a session to %s are not allowed; forward to a configured target through the bastion instead", nnc.ChannelType(), target))
+			s.refuseChannel(nnc, nnc.ChannelType(), nid, target, fmt.Sprintf("%s channels inside a session to %s are not allowed; forward to a configured target through the bastion instead", typeName(nnc.ChannelType()), target))
 		}
 	})
 	srv.HandleConn(&channelConn{Channel: ch, local: outer.LocalAddr(), remote: outer.RemoteAddr()})

@@ -58,6 +58,11 @@ type Config struct {
 	// ApprovalWebhook, when set, receives a JSON POST for every new
 	// approval request, so a chat bot can relay it.
 	ApprovalWebhook string
+	// MaxPendingApprovals bounds the approval requests one identity has
+	// waiting at once (on this replica, or on the shared board); one more
+	// is denied at once, so one user cannot bury the approvers' list or
+	// flood the webhook. Default 10.
+	MaxPendingApprovals int
 	// ApprovalURL, when set, gives the web page of an approval request; the
 	// webhook's JSON carries it as "url".
 	ApprovalURL func(id string) string
@@ -88,6 +93,16 @@ type Config struct {
 	// connection; default 30s. A client that connects and then stalls is
 	// dropped instead of holding resources.
 	HandshakeTimeout time.Duration
+	// MaxStartups bounds the connections each listener (SSH, PostgreSQL)
+	// holds before they authenticate; a connection past it is closed at
+	// once, so a flood of connections that never authenticate costs a
+	// bounded amount of memory, goroutines and file descriptors instead of
+	// growing until the process runs out of them. Default 256.
+	MaxStartups int
+	// MaxChannels bounds the channels open at once on one SSH connection
+	// (sessions, forwards, admin commands); one past it is refused with
+	// "resource shortage". Default 64.
+	MaxChannels int
 	// DialTimeout bounds connecting and authenticating to a target;
 	// default 10s.
 	DialTimeout time.Duration
@@ -112,6 +127,8 @@ type Server struct {
 	pg        *pgShared   // what PostgreSQL forwards share
 
 	handshakeTimeout atomic.Int64 // time.Duration, from Config.HandshakeTimeout
+	sshStartups      *startups    // unauthenticated SSH connections
+	pgStartups       *startups    // direct PostgreSQL listener connections before their startup is done
 
 	revWatch sync.Once     // starts endRevoked with the first listener
 	quit     chan struct{} // closed by Shutdown and Close
@@ -153,6 +170,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
+	if cfg.MaxStartups == 0 {
+		cfg.MaxStartups = 256
+	}
+	if cfg.MaxChannels == 0 {
+		cfg.MaxChannels = 64
+	}
+	if cfg.MaxPendingApprovals == 0 {
+		cfg.MaxPendingApprovals = 10
+	}
+	if cfg.MaxStartups < 0 || cfg.MaxChannels < 0 {
+		return nil, errors.New("bastion: Config.MaxStartups and MaxChannels must not be negative")
+	}
 	if cfg.MaskHold == 0 {
 		cfg.MaskHold = 10 * time.Millisecond
 	}
@@ -182,9 +211,11 @@ func New(cfg Config) (*Server, error) {
 		quit:     make(chan struct{}),
 	}
 	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{},
-		board: cfg.Approvals, now: s.now}
+		board: cfg.Approvals, now: s.now, maxPending: cfg.MaxPendingApprovals}
 	s.env = s.newSessionEnv()
 	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
+	s.sshStartups = newStartups(cfg.MaxStartups)
+	s.pgStartups = newStartups(cfg.MaxStartups)
 	s.pg = &pgShared{cancels: pgproxy.NewCancelRegistry(), authority: cfg.Authority,
 		names: func() []string { return append(slices.Clone(cfg.Names), cfg.Policy().TargetNames()...) }}
 	s.hostCerts = &hostCerts{authority: cfg.Authority, ttl: cfg.HostCertTTL, now: s.now}
@@ -192,6 +223,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.srv = s.newSSHServer(cfg.Names, nil, s.handleOuter)
+	s.srv.ConnCallback = s.acceptOuter(s.srv.ConnCallback)
 	return s, nil
 }
 
@@ -250,7 +282,12 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 		ChannelHandlers: map[string]gliderssh.ChannelHandler{
 			"default": func(_ *gliderssh.Server, conn *gossh.ServerConn, ch gossh.NewChannel, ctx gliderssh.Context) {
 				defer s.containPanic(conn)
-				handle(ctx, conn, ch)
+				lc, ok := s.limitChannel(ctx, conn, ch)
+				if !ok {
+					return
+				}
+				defer lc.handled()
+				handle(ctx, conn, lc)
 			},
 		},
 		RequestHandlers: map[string]gliderssh.RequestHandler{
@@ -262,6 +299,7 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 			hc := &handshakeConn{Conn: conn, until: time.Now().Add(time.Duration(s.handshakeTimeout.Load()))}
 			hc.Conn.SetDeadline(hc.until)
 			ctx.SetValue(keyRawConn, hc)
+			ctx.SetValue(keyChannels, &connChannels{})
 			return hc
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
@@ -270,6 +308,121 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 			}
 		},
 	}
+}
+
+// acceptOuter wraps the SSH listener's ConnCallback: a connection that
+// finds MaxStartups others still unauthenticated is closed before the
+// handshake starts (as sshd's MaxStartups does at its full mark), and the
+// slot a connection takes is given back when it authenticates or closes.
+// Nested handshakes inside an intercepted ssh -J hop ride on an
+// authenticated connection and are bounded by MaxChannels instead.
+func (s *Server) acceptOuter(next gliderssh.ConnCallback) gliderssh.ConnCallback {
+	return func(ctx gliderssh.Context, conn net.Conn) net.Conn {
+		release, ok := s.sshStartups.take()
+		if !ok {
+			s.startupsFull("ssh", conn.RemoteAddr())
+			return nil
+		}
+		c := next(ctx, conn)
+		hc, _ := c.(*handshakeConn)
+		if hc == nil {
+			release()
+			return c
+		}
+		hc.release = release
+		return hc
+	}
+}
+
+// connChannels counts the channels open on one SSH connection.
+type connChannels struct {
+	n       atomic.Int64
+	refused atomic.Bool // one refusal was logged
+}
+
+// limitChannel takes one of the connection's MaxChannels slots for a new
+// channel, or refuses the channel with "resource shortage" when all are
+// taken. The slot is given back when the channel is rejected or, once
+// accepted, closed by the bastion (every session and forward closes its
+// channel when it ends), or when the handler returns having done neither.
+func (s *Server) limitChannel(ctx gliderssh.Context, conn *gossh.ServerConn, nc gossh.NewChannel) (*limitedNewChannel, bool) {
+	cc, _ := ctx.Value(keyChannels).(*connChannels) // set by the ConnCallback
+	if cc == nil || cc.n.Add(1) > int64(s.cfg.MaxChannels) {
+		if cc == nil {
+			cc = &connChannels{}
+		} else {
+			cc.n.Add(-1)
+		}
+		s.metrics.ChannelsRefused.WithLabelValues(refusalLabel(nc.ChannelType())).Inc()
+		if !cc.refused.Swap(true) {
+			s.log.Info("channel refused: too many channels on one connection", "user", conn.User(),
+				"remote", conn.RemoteAddr().String(), "max_channels", s.cfg.MaxChannels)
+		}
+		nc.Reject(gossh.ResourceShortage, fmt.Sprintf("bastion: at most %d channels may be open on one connection (sessions.max_channels)", s.cfg.MaxChannels))
+		return nil, false
+	}
+	return &limitedNewChannel{NewChannel: nc, cc: cc}, true
+}
+
+// limitedNewChannel is a new channel holding one of its connection's
+// MaxChannels slots.
+type limitedNewChannel struct {
+	gossh.NewChannel
+	cc   *connChannels
+	once sync.Once
+	mu   sync.Mutex
+	used bool // accepted or rejected
+}
+
+func (c *limitedNewChannel) release() { c.once.Do(func() { c.cc.n.Add(-1) }) }
+
+func (c *limitedNewChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
+	c.mu.Lock()
+	c.used = true
+	c.mu.Unlock()
+	ch, reqs, err := c.NewChannel.Accept()
+	if err != nil {
+		c.release()
+		return nil, nil, err
+	}
+	return &limitedChannel{Channel: ch, release: c.release}, reqs, nil
+}
+
+func (c *limitedNewChannel) Reject(reason gossh.RejectionReason, message string) error {
+	c.mu.Lock()
+	c.used = true
+	c.mu.Unlock()
+	defer c.release()
+	return c.NewChannel.Reject(reason, message)
+}
+
+// handled runs when the channel's handler returns: a channel it neither
+// accepted nor rejected holds no slot.
+func (c *limitedNewChannel) handled() {
+	c.mu.Lock()
+	used := c.used
+	c.mu.Unlock()
+	if !used {
+		c.release()
+	}
+}
+
+// limitedChannel gives its connection's slot back when it is closed.
+type limitedChannel struct {
+	gossh.Channel
+	release func()
+}
+
+func (c *limitedChannel) Close() error {
+	c.release()
+	return c.Channel.Close()
+}
+
+// startupsFull counts and logs a connection dropped at MaxStartups.
+func (s *Server) startupsFull(listener string, remote net.Addr) {
+	s.metrics.StartupsDropped.WithLabelValues(listener).Inc()
+	s.log.Debug("connection dropped: too many unauthenticated connections", "listener", listener,
+		"remote", remote.String(), "max_startups", s.cfg.MaxStartups)
 }
 
 // containPanic, deferred at the top of a goroutine serving a channel of
@@ -515,8 +668,9 @@ func (s *Server) SetHandshakeTimeoutForTest(d time.Duration) { s.handshakeTimeou
 // no timeouts of its own), so the deadline is enforced here.
 type handshakeConn struct {
 	net.Conn
-	mu    sync.Mutex
-	until time.Time // zero once authenticated
+	mu      sync.Mutex
+	until   time.Time // zero once authenticated
+	release func()    // gives back the connection's MaxStartups slot; nil once given
 }
 
 func (c *handshakeConn) SetDeadline(t time.Time) error {
@@ -533,6 +687,39 @@ func (c *handshakeConn) authenticated() {
 	defer c.mu.Unlock()
 	c.until = time.Time{}
 	c.Conn.SetDeadline(time.Time{})
+	c.releaseLocked()
+}
+
+func (c *handshakeConn) Close() error {
+	c.mu.Lock()
+	c.releaseLocked()
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (c *handshakeConn) releaseLocked() {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
+}
+
+// startups counts a listener's connections that have not yet
+// authenticated, up to a limit.
+type startups struct {
+	n   atomic.Int64
+	max int64
+}
+
+func newStartups(max int) *startups { return &startups{max: int64(max)} }
+
+// take reserves a slot; release gives it back (call it once).
+func (st *startups) take() (release func(), ok bool) {
+	if st.n.Add(1) > st.max {
+		st.n.Add(-1)
+		return nil, false
+	}
+	return func() { st.n.Add(-1) }, true
 }
 
 // codeVars are environment variables that change what a command runs

@@ -115,7 +115,8 @@ type savedCursor struct {
 type screen struct {
 	cols, rows int
 	ring       []row
-	base       int // ring index of screen row 0
+	spare      []row // the ring before the last resize, reused by the next
+	base       int   // ring index of screen row 0
 	x, y       int
 	pending    bool // the cursor is past the last column, the next glyph wraps
 	top, bot   int  // scroll region, inclusive
@@ -179,13 +180,22 @@ func (s *screen) resize(cols, rows int) {
 			s.y -= over
 		}
 	}
-	ring := make([]row, rows)
+	// Rows keep their buffers (cut to the new width; cells past len are
+	// blank whatever the buffer holds), and the ring is rebuilt in the
+	// spare one: O(rows) per resize, never O(rows × cols), since a client
+	// can send window changes as fast as it likes.
+	ring := s.spare[:0]
+	if cap(ring) < rows {
+		ring = make([]row, 0, rows)
+	}
+	ring = ring[:rows]
 	for y := range ring {
+		ring[y] = row{}
 		if y < s.rows {
 			old := s.line(y)
 			n := min(len(old.c), cols)
 			if n > 0 {
-				ring[y].c = append(make([]rune, 0, cols), old.c[:n]...)
+				ring[y].c = old.c[:n]
 			}
 			if n > 0 && ring[y].c[n-1] != wideTail && n < len(old.c) && old.c[n] == wideTail {
 				ring[y].c[n-1] = 0 // a wide glyph cut in half
@@ -193,6 +203,8 @@ func (s *screen) resize(cols, rows int) {
 			ring[y].wrapped = old.wrapped && len(old.c) <= cols
 		}
 	}
+	clear(s.ring) // its rows' buffers now belong to ring, or are dropped
+	s.spare = s.ring
 	s.ring, s.base, s.cols, s.rows = ring, 0, cols, rows
 	s.top, s.bot = 0, rows-1
 	s.x, s.y = min(s.x, cols-1), min(s.y, rows-1)

@@ -195,6 +195,12 @@ func (t *Tracker) learnPrompt(p string) {
 	t.known[0] = p
 }
 
+// maxKeyLine bounds the line the key model follows, in characters: the
+// longest the screen can hold from its mark. Past it the keys' reading is
+// not known (KeysOK false), so the model's memory stays bounded whatever
+// is typed without Enter.
+const maxKeyLine = (maxRows + maxOff) * maxCols
+
 // Keys splits user input at submit points. The first key after a prompt
 // (after New, Commit, Continue or Cancel) anchors the line at the cursor.
 func (t *Tracker) Keys(p []byte) []Segment {
@@ -206,7 +212,15 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		t.start()
 	}
 	bracketed := t.s.bracketed
-	before, kmBefore, kmOKBefore := t.ks, t.km.clone(), t.kmOK
+	before, kmOKBefore := t.ks, t.kmOK
+	// The key model's state before p is needed only when p holds a submit
+	// and another line end (a paste). Copying it for every chunk of keys
+	// cost O(line) per keystroke, O(n²) over a long line typed a key at a
+	// time; a look through p (O(len(p))) decides when the line is longer.
+	var kmBefore lineModel
+	if kmOKBefore && (len(t.km.buf) <= len(p) || t.pasteIn(p, bracketed)) {
+		kmBefore = t.km.clone()
+	}
 
 	var submits []int // offsets just past each submit key
 	lineEnds, pasteNL, lastCancel, lastPrintable, others := 0, 0, -1, -1, 0
@@ -226,7 +240,14 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		char := k.edit && k.kind == kRune
 		if len(submits) == 0 && lineEnds == 0 && (!isSubmit(k, bracketed) || char) && !isPasteNewline(k, bracketed) {
 			if simpleKey(k) && !(k.kind == kCtrl && k.r == '\t' && !k.paste) {
-				t.km.key(k)
+				if t.kmOK {
+					t.km.key(k)
+					if len(t.km.buf) > maxKeyLine {
+						// Longer than the screen can hold: the keys'
+						// reading is given up (and its memory freed).
+						t.kmOK, t.km = false, lineModel{}
+					}
+				}
 			} else {
 				t.kmOK = false // completion, history, search, yank, Alt-keys
 			}
@@ -303,6 +324,26 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		t.reset()
 	}
 	return segs
+}
+
+// pasteIn reports whether p holds a submit key and, besides it, another
+// submit or a pasted newline: the case where Keys replays p from the key
+// model's state before it. It scans a copy of the key scanner as Keys does.
+func (t *Tracker) pasteIn(p []byte, bracketed bool) bool {
+	sc, ctlx := t.ks, t.ctlx
+	submits, ends := 0, 0
+	sc.scan(p, func(k keyTok) {
+		k.edit = editKeyName(ctlx, k) != ""
+		ctlx = !k.paste && k.kind == kCtrl && k.r == 0x18
+		switch {
+		case isSubmit(k, bracketed):
+			submits++
+			ends++
+		case isPasteNewline(k, bracketed):
+			ends += 2 // one pasted newline makes a paste
+		}
+	})
+	return submits > 0 && ends >= 2
 }
 
 // EditCut returns the length of the prefix of p to pass to Keys first: up

@@ -224,6 +224,12 @@ type Sessions struct {
 	// startup message, TLS and the upstream connection); default 30s.
 	StartupTimeout Duration `yaml:"startup_timeout"`
 	EnvAllow       []string `yaml:"env_allow"` // default LANG, LC_*, TERM
+	// MaxStartups bounds the connections each listener (SSH, PostgreSQL)
+	// holds before they authenticate; more are closed at once. Default 256.
+	MaxStartups int `yaml:"max_startups"`
+	// MaxChannels bounds the channels (sessions, forwards, admin commands)
+	// open at once on one SSH connection; more are refused. Default 64.
+	MaxChannels int `yaml:"max_channels"`
 }
 
 // Target is a server or database reachable through the bastion.
@@ -334,6 +340,9 @@ type AuditWebhook struct {
 // Approvals configures the approval workflow.
 type Approvals struct {
 	Webhook string `yaml:"webhook"` // JSON POST for every new request
+	// MaxPending bounds the requests one identity has waiting at once;
+	// one more is denied at once. Default 10.
+	MaxPending int `yaml:"max_pending"`
 }
 
 // LogConfig configures logging.
@@ -427,6 +436,15 @@ func (c *Config) setDefaults() {
 	if c.SQLAPI.Burst == 0 {
 		c.SQLAPI.Burst = 20
 	}
+	if c.Approvals.MaxPending == 0 {
+		c.Approvals.MaxPending = 10
+	}
+	if c.Sessions.MaxStartups == 0 {
+		c.Sessions.MaxStartups = 256
+	}
+	if c.Sessions.MaxChannels == 0 {
+		c.Sessions.MaxChannels = 64
+	}
 	if c.SQLAPI.MaxRows == 0 {
 		c.SQLAPI.MaxRows = 10000
 	}
@@ -513,6 +531,7 @@ func (c *Config) Validate() error {
 	v.metrics(c)
 	v.log(c)
 	v.sqlAPI(c)
+	v.sessions(c)
 	if len(v.errs) > 0 {
 		return v.errs
 	}
@@ -559,6 +578,18 @@ func (v *validator) listen(c *Config) {
 		if c.Listen.Postgres == "" {
 			v.bad("public.postgres", "set without listen.postgres")
 		}
+	}
+}
+
+func (v *validator) sessions(c *Config) {
+	if c.Approvals.MaxPending < 0 || c.Approvals.MaxPending > 100000 {
+		v.bad("approvals.max_pending", "%d out of range 1..100000", c.Approvals.MaxPending)
+	}
+	if c.Sessions.MaxStartups < 0 || c.Sessions.MaxStartups > 100000 {
+		v.bad("sessions.max_startups", "%d out of range 1..100000", c.Sessions.MaxStartups)
+	}
+	if c.Sessions.MaxChannels < 0 || c.Sessions.MaxChannels > 100000 {
+		v.bad("sessions.max_channels", "%d out of range 1..100000", c.Sessions.MaxChannels)
 	}
 }
 
