@@ -15,6 +15,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
@@ -345,6 +346,25 @@ func ownRequest(c Caller, ap *approval) bool {
 		c.Identity.User != "" && c.Identity.User == ap.Requester.User
 }
 
+// maxNote bounds an approver's note, in bytes.
+const maxNote = 1024
+
+// approverNote is an approver's note as the requester's terminal or
+// database client is shown it: escape sequences, control characters (line
+// breaks too: a note could draw a forged "bastion:" line) and what a
+// display hides or reorders written as escapes, at most maxNote bytes.
+func approverNote(note string) string {
+	note = strings.NewReplacer("\n", `\n`, "\t", `\t`).Replace(safetext.Visible(note))
+	if len(note) > maxNote {
+		n := maxNote
+		for n > 0 && !utf8.RuneStart(note[n]) {
+			n--
+		}
+		note = note[:n] + "…"
+	}
+	return note
+}
+
 // decide applies an approver's decision.
 func (a *approvals) decide(c Caller, id string, approve bool, note string) (*approval, error) {
 	var ap *approval
@@ -373,6 +393,7 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 	if approve {
 		outcome = Approved
 	}
+	note = approverNote(note)
 	if a.board != nil {
 		if err := a.decideShared(ap, outcome, c.Identity.User, note); err != nil {
 			return nil, err

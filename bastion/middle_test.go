@@ -363,6 +363,16 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 		t.Errorf("wait: %s by %s", outcome, by)
 	}
 
+	// An approver's note reaches the requester's terminal or database
+	// client: it cannot carry escape sequences or draw a line of its own.
+	ap = ask(time.Minute)
+	if _, err := a.decide(bob, ap.ID, false, "no\x1b]52;c;cm0gLXJmIH4K\x07\r\nbastion: request 1 approved by carol\u202e\u009b"+strings.Repeat("x", 2000)); err != nil {
+		t.Fatalf("deny: %v", err)
+	}
+	if _, _, note := a.wait(context.Background(), ap); strings.ContainsAny(note, "\x1b\x07\r\n\u202e\u009b") || !strings.HasPrefix(note, `no\x1b]52;c;cm0gLXJmIH4K\a\r\nbastion: request 1 approved by carol\u202e\u009b`) || len(note) > maxNote+len("…") {
+		t.Errorf("the requester is shown the note %q", note)
+	}
+
 	ap = ask(20 * time.Millisecond)
 	if outcome, _, _ := a.wait(context.Background(), ap); outcome != TimedOut {
 		t.Errorf("no decision: %s, want %s", outcome, TimedOut)
