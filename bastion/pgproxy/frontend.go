@@ -97,7 +97,21 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 		if err != nil {
 			return err
 		}
-		s.noteBind(m)
+		var run *stmtRun
+		if len(s.prepCands[m.stmt]) > 0 {
+			// Each execution of a statement that needed approval needs its own (held.go),
+			// asked when the portal is bound, with its values: once the portal exists on
+			// the server, SQL (FETCH, MOVE, a PL/pgSQL FETCH of a refcursor of its name)
+			// can run it without any Execute the proxy would see.
+			var judged *Statement
+			var ref *refusal
+			if run, judged, ref = s.approveExecution(m.stmt, nil, bindParams(m)); ref != nil {
+				// In place of the Bind, a Parse the server rejects (of a name nothing
+				// uses): the server skips to Sync, the portal is never created.
+				return s.refuse(expParse, "bastion_refused_"+s.nonce, judged.SQL, []Statement{*judged}, ref)
+			}
+		}
+		s.noteBind(m, run)
 		s.views.bound(m.portal, m.stmt)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
@@ -130,18 +144,10 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 				return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
 			}
 		}
-		if hp := s.heldPortals[m.portal]; hp != nil && !hp.approved {
-			// Each execution of a statement that needed approval needs its own (held.go).
-			run, judged, ref := s.approveExecution(hp.stmt, nil, hp.params)
-			if ref != nil {
-				// In place of the Execute, a Parse the server rejects (of a name nothing
-				// uses): the server skips to Sync, the portal stays unexecuted.
-				return s.refuse(expParse, "bastion_refused_"+s.nonce, judged.SQL, []Statement{*judged}, ref)
-			}
-			hp.approved = true
-			if run != nil {
-				e.runs = []*stmtRun{run}
-			}
+		if hp := s.heldPortals[m.portal]; hp != nil && hp.run != nil {
+			// The approval asked when the portal was bound: this is its run.
+			e.runs = []*stmtRun{hp.run}
+			hp.run = nil
 		}
 		s.enqueue(e)
 		s.unsyncedExec = true

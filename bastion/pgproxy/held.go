@@ -15,8 +15,8 @@ import (
 // prepared statement runs as often as the client likes (Bind/Execute again, EXECUTE d(1);
 // EXECUTE d(2)), and one approval must not cover them all. So the session remembers,
 // per statement name, what the name may refer to (prepCand); each execution of a name
-// that needed approval (the first Execute of a portal bound from it, an SQL EXECUTE of
-// it anywhere in a statement) is judged again, with Protocol "execute" and the values
+// that needed approval (the Bind of a portal from it, an SQL EXECUTE of it anywhere in a
+// statement) is judged again, with Protocol "execute" and the values
 // bound. The approval given when the statement was prepared covers its first execution
 // only, only when the statement has no $n parameters (whose values the approver could not
 // see; the Judge may let such a statement be prepared unasked, Verdict.AtExecution), and
@@ -46,11 +46,13 @@ const (
 	candFailed
 )
 
-// heldPortal is a portal bound from a name that needed approval.
+// heldPortal is a portal bound from a name that needed approval. Its one execution was
+// approved when it was bound (Execute after Execute of a portal, and FETCH from it,
+// continue the same run).
 type heldPortal struct {
-	stmt     string
-	params   []string
-	approved bool // its first Execute was approved: later ones continue the same run
+	stmt   string
+	params []string
+	run    *stmtRun // the approved execution, for the first Execute's audit event
 }
 
 // noteParse records a Parse the proxy forwards (runs judged, e its expectation).
@@ -120,17 +122,17 @@ func (s *session) noteRefusedParse(name string) {
 }
 
 // noteBind records which portal was bound from a name that needed approval.
-func (s *session) noteBind(m bindMsg) {
+func (s *session) noteBind(m bindMsg, run *stmtRun) {
 	if len(s.prepCands[m.stmt]) == 0 {
-		if old := s.heldPortals[m.portal]; old != nil && !old.approved && m.portal != "" {
+		if old := s.heldPortals[m.portal]; old != nil && old.run != nil && m.portal != "" {
 			// A named portal that still exists makes this Bind fail: the old one keeps
-			// needing its approval.
+			// its approved run.
 			return
 		}
 		delete(s.heldPortals, m.portal)
 		return
 	}
-	s.heldPortals[m.portal] = &heldPortal{stmt: m.stmt, params: bindParams(m)}
+	s.heldPortals[m.portal] = &heldPortal{stmt: m.stmt, params: bindParams(m), run: run}
 }
 
 // live returns the candidates name may refer to now, waiting for the server's answer
