@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -283,6 +284,15 @@ func (w *plWalker) walk(n *jsonNode, dynamic bool) {
 				}
 			case "dynquery": // OPEN ... FOR EXECUTE, RETURN QUERY EXECUTE
 				w.walk(v, true)
+			case "PLpgSQL_stmt_fetch":
+				// FETCH or MOVE of a cursor variable, which may hold the name of a cursor
+				// or protocol portal opened anywhere: what it reads is not in the body.
+				if m := v.get("is_move"); m != nil && m.str == "true" {
+					w.c.kind("move")
+				} else {
+					w.c.kind("fetch")
+				}
+				w.walk(v, false)
 			default:
 				w.walk(v, false)
 			}
@@ -481,7 +491,7 @@ func decodeJSONValue(dec *json.Decoder, depth int) (*jsonNode, error) {
 	case json.Number:
 		return &jsonNode{kind: 'n', str: t.String()}, nil
 	case bool:
-		return &jsonNode{kind: 'b'}, nil
+		return &jsonNode{kind: 'b', str: strconv.FormatBool(t)}, nil
 	case nil:
 		return &jsonNode{kind: '0'}, nil
 	}

@@ -112,3 +112,58 @@ func TestFetchRunsHeldPortal(t *testing.T) {
 		t.Errorf("approvals asked: %+v, want two, with the values bound", asked)
 	}
 }
+
+// TestPlpgsqlFetchOfOutsideCursor: a PL/pgSQL FETCH of a refcursor holding the name of a
+// cursor opened outside the body (a protocol portal, a cursor declared in SQL) reads
+// what that cursor returns, which the body's analysis does not see: the body counts as
+// reading a value of unknowable origin, so its messages are withheld, its results
+// masked, and (with unknowable: block) a copy of it refused. Before, a DO block's NOTICE
+// or a function's result showed the masked values in clear.
+func TestPlpgsqlFetchOfOutsideCursor(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed + "CREATE TABLE sink (v text); GRANT ALL ON sink TO app;"},
+	})
+	for _, block := range []bool{false, true} {
+		pg.ExecIn(t, "shop", "DELETE FROM sink")
+		h := startProxy(t, pg, func(c *Config) {
+			c.Judge = allowAll
+			c.MaskColumn = nil
+			c.Masks = lineageMasks(block)
+		})
+		c := h.raw(t, "app", "shop")
+		if !block {
+			c.send(t, &pgproto3.Query{String: "CREATE FUNCTION peek(n text) RETURNS text LANGUAGE plpgsql AS $$DECLARE r refcursor := n; v text; BEGIN FETCH r INTO v; RETURN v; END$$"})
+			if got := c.untilReady(t); !strings.Contains(got, "CREATE FUNCTION") {
+				t.Fatalf("CREATE FUNCTION: %s", got)
+			}
+		}
+		for _, q := range []string{
+			"DO $$DECLARE r refcursor := 'p'; v text; BEGIN FETCH r INTO v; RAISE NOTICE '%', v; END$$",
+			"DO $$DECLARE r refcursor := 'p'; v text; BEGIN FETCH r INTO v; RAISE EXCEPTION '%', v; END$$",
+			"SELECT peek('p')",
+			"DECLARE c CURSOR FOR SELECT name FROM customers ORDER BY id; SELECT peek('c')",
+			"DO $$DECLARE r refcursor := 'p'; v text; BEGIN FETCH r INTO v; INSERT INTO sink VALUES (v); END$$",
+		} {
+			c.send(t, &pgproto3.Query{String: "BEGIN"})
+			c.untilReady(t)
+			c.send(t, &pgproto3.Parse{Query: "SELECT name AS x FROM customers ORDER BY id"},
+				&pgproto3.Bind{DestinationPortal: "p"}, &pgproto3.Sync{})
+			if got, want := c.untilReady(t), "ParseComplete BindComplete ReadyForQuery(T)"; got != want {
+				t.Fatalf("binding p: got %s, want %s", got, want)
+			}
+			c.send(t, &pgproto3.Query{String: q})
+			got := recvUntilReady(t, c)
+			c.send(t, &pgproto3.Query{String: "COMMIT"})
+			c.untilReady(t)
+			t.Logf("block=%v: %s => %s", block, q, got)
+			if leaksName(got) {
+				t.Errorf("block=%v: %s: masked values reached the client: %s", block, q, got)
+			}
+		}
+		if sunk := pg.QueryStrings(t, "shop", "SELECT coalesce(string_agg(v, ','), '') FROM sink"); block && sunk[0] != "" {
+			t.Errorf("unknowable: block: the DO block copied %q into sink", sunk[0])
+		}
+	}
+}

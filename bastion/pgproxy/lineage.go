@@ -1586,6 +1586,12 @@ func (a *analyzer) bodyReads(def, what string) (taint, bool) {
 // bodyStatements analyses the statements of st's bodies: the classified ones (string
 // bodies) and a SQL-standard body, which is part of st's own tree.
 func (a *analyzer) bodyStatements(st Statement, what string) {
+	if st.Has("fetch") {
+		// A PL/pgSQL FETCH reads the cursor its variable names, which may have been
+		// opened outside the body (a refcursor holding a protocol portal's or another
+		// cursor's name): a cursor not declared through the bastion, as in SQL FETCH.
+		a.read(unknownTaint("%s fetches from a cursor that may not have been declared through the bastion", what))
+	}
 	for _, b := range st.Body {
 		res, err := pgParse(b.SQL)
 		if err != nil {
@@ -1689,6 +1695,8 @@ func (a *analyzer) bodyCopies(st Statement, what string) taint {
 	}
 	if reads.masked && a.bodyWrites(st) {
 		a.setLeak("%s reads masked columns and writes: the values could be copied where no mask follows them", what)
+	} else if reads.unknown != "" && a.refuseUnknown() && a.bodyWrites(st) {
+		a.setLeak("%s reads values of unknowable origin (%s) and writes: they could be copied where no mask follows them", what, reads.unknown)
 	}
 	return reads
 }
