@@ -1,8 +1,8 @@
 package recorder
 
 import (
-	"cmp"
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
