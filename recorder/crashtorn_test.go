@@ -67,6 +67,12 @@ func TestChunkLogTornTailThenRecord(t *testing.T) {
 // interrupted without sealing over the loss, verify names the first
 // chunk that lacks its bytes, and replay gives exactly the bytes before it.
 func TestRecoverLiveSessionWithTornLog(t *testing.T) {
+	for _, zero := range []bool{false, true} {
+		t.Run(map[bool]string{false: "cut", true: "zeroed"}[zero], func(t *testing.T) { recoverTornLog(t, zero) })
+	}
+}
+
+func recoverTornLog(t *testing.T, zero bool) {
 	cfg, _ := testConfig(t)
 	s, err := Open(cfg)
 	must(t, err)
@@ -82,7 +88,19 @@ func TestRecoverLiveSessionWithTornLog(t *testing.T) {
 	must(t, s.Close())
 	seg := segments(t, cfg.Path)[0]
 	const cut = 600 << 10
-	must(t, os.Truncate(seg, cut))
+	if zero {
+		// The size was written, the data was not (a filesystem that
+		// extends a file before its data is on disk).
+		f, err := os.OpenFile(seg, os.O_RDWR, 0)
+		must(t, err)
+		st, err := f.Stat()
+		must(t, err)
+		_, err = f.WriteAt(make([]byte, st.Size()-cut), cut)
+		must(t, err)
+		must(t, f.Close())
+	} else {
+		must(t, os.Truncate(seg, cut))
+	}
 	for round := range 2 {
 		s2 := openStore(t, cfg)
 		info, err := s2.Session("live")
