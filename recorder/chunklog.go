@@ -172,12 +172,25 @@ func (l *chunkLog) load(tx *bolt.Tx) error {
 	if l.readOnly {
 		return nil
 	}
-	// Only ever shortened: a segment shorter than its committed end was
-	// damaged, and verification reports the chunks it lacks.
-	if st, err := os.Stat(l.segPath(l.id, l.seg)); err == nil && st.Size() > l.end {
+	// Only ever shortened: a segment shorter than its committed end (or
+	// missing) was damaged, and verification reports the chunks it lacks.
+	// It is left as it is, for evidence, and new chunks go to the next
+	// segment: appending after the committed end would need the bytes of
+	// its last block, which are gone, so every write would fail.
+	st, err := os.Stat(l.segPath(l.id, l.seg))
+	switch {
+	case err == nil && st.Size() > l.end:
 		if err := os.Truncate(l.segPath(l.id, l.seg), l.end); err != nil {
 			return fmt.Errorf("recorder: the chunk log's current segment: %w", err)
 		}
+	case (err == nil && st.Size() < l.end) || (errors.Is(err, os.ErrNotExist) && l.end > 0):
+		l.seg, l.end = l.seg+1, 0
+		// A segment past the committed one holds nothing committed.
+		if err := os.Truncate(l.segPath(l.id, l.seg), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("recorder: the chunk log's next segment: %w", err)
+		}
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("recorder: the chunk log's current segment: %w", err)
 	}
 	live := make(map[uint32]bool)
 	c := b.Cursor()

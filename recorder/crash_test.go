@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,7 +47,8 @@ func TestCrashChild(t *testing.T) {
 		fmt.Println("READY")
 	case "bulk":
 		// A forward of bytes that do not compress: chunks go to the log.
-		r := begin(t, s, SessionInfo{ID: "bulk", Kind: "tcp"})
+		id := cmp.Or(os.Getenv("RECORDER_CRASH_ID"), "bulk")
+		r := begin(t, s, SessionInfo{ID: id, Kind: "tcp"})
 		stream := randomBytes(7, 64<<20)
 		for i := 0; ; i++ {
 			off := (i * 64 << 10) % len(stream)
