@@ -12,21 +12,25 @@ import (
 // with word-wide masks, so the byte-by-byte state machine (Masker.scan) only
 // runs on escapes and on runs that could hold a number.
 //
-// A run here is a maximal stretch of digits and single joiners between two
-// digits: the shape of every card number, plain or grouped. The joiners are
-// the card separators ' ' and '-', and with them "!$%(),", which one test
-// finds with the separators (a byte ORed with 0x0d is '-'): a longer run
-// only sends more text to the state machine, which knows better. A card needs 13 digits in one run, so a run shorter than 13
-// bytes that ends in text, within the input, cannot hold one. A run that
-// reaches an escape (escapes are transparent between digits) or the end of
-// the input (it may go on in the next Write), or a separator at either, is
-// left to the state machine whatever its length. So is a run that reaches
-// any other special byte: one the terminal does not draw (NUL, SI, DEL, the
-// first byte of a zero-width space), which is transparent too, or the
-// start of an 8-bit CSI. The caller finds the next ESC (bytes.IndexByte);
-// cleanPrefix finds the other special bytes in the words it classifies
-// anyway: one test of each word for a byte outside printable ASCII, and a
-// closer look only at a word that has one (a line feed, most often).
+// A run here is a maximal stretch of digits, bytes a terminal does not draw
+// (NUL, SI, DEL, …: transparent between digits), and single joiners between
+// two of those: the shape of every card number, plain, grouped or spread
+// out (UTF-16). The joiners are the card separators ' ' and '-', and with
+// them "!$%(),", which one test finds with the separators (a byte ORed with
+// 0x0d is '-'): a longer run only sends more text to the state machine,
+// which knows better. A card needs 13 digits in one run, so a run with
+// fewer that ends in text, within the input, cannot hold one (a stretch of
+// NULs in binary data holds none). A run that reaches a special byte or the
+// end of the input (it may go on in the next Write) is left to the state
+// machine whatever it holds. The special bytes are those that begin an
+// escape sequence (ESC, and 0x9b or c2 9b, 8-bit CSI: transparent between
+// digits, and what follows them is not text until they end): stopFinder
+// finds them with bytes.IndexByte, which is vectorised. Every other byte
+// from 0x80 on counts as transparent here, the state machine judging the
+// characters that are not drawn (zero-width space, …) and the soft hyphen
+// (a separator) when a run it is part of reaches 13 digits: a superset of
+// what it joins, which costs binary data (half its bytes from 0x80 on,
+// but a digit in 25) nothing, and UTF-8 text a longer run now and then.
 
 const (
 	lo  = 0x0101010101010101
@@ -47,45 +51,37 @@ func classify(w uint64) (d, s uint64) {
 	x := w ^ 0x30*lo // digits become 0..9
 	dig := ^(((x & m7f) + 0x76*lo) | x) & hi
 	sep := zeroBytes((w | 0x0d*lo) ^ 0x2d*lo) // " !$%(),-"
-	return (dig >> 7) * pack >> 56, (sep >> 7) * pack >> 56
+	return bitsOf(dig), bitsOf(sep)
 }
 
-// masks64 returns the digit and joiner masks of 64 bytes, and the index of
-// the first special byte among them (64 if none).
-func masks64(b *[64]byte) (d, s uint64, first int) {
-	first = 64
-	for k := 0; k < 64; k += 8 {
-		w := binary.LittleEndian.Uint64(b[k : k+8 : k+8])
-		wd, ws := classify(w)
-		d |= wd << k
-		s |= ws << k
-		if printable(w) != 0 && first == 64 {
-			if sp := specials(w); sp != 0 {
-				first = k + bits.TrailingZeros64(sp)/8
-			}
-		}
+// bitsOf packs the high bits of w's bytes into bits 0 to 7.
+func bitsOf(w uint64) uint64 { return (w >> 7) * pack >> 56 }
+
+// word classifies the eight bytes of w: digits, joiners and bytes not
+// drawn (invisible), bit k for byte k. The last are only looked for when w
+// has a byte outside printable ASCII.
+func word(w uint64, bin bool) (d, s, inv uint64) {
+	d, s = classify(w)
+	if bin {
+		inv = bitsOf(zeroBytes(w))
+	} else if printable(w) != 0 {
+		inv = bitsOf(controls(w))
 	}
-	return d, s, first
+	return d, s, inv
 }
 
-// masks returns the digit and joiner masks of p (at most 64 bytes), and
-// the index of the first special byte in it (len(p) if none).
-func masks(p []byte) (d, s uint64, first int) {
+// masks returns the masks of p (at most 64 bytes): digits, joiners and
+// bytes transparent between digits (dOrInv).
+func masks(p []byte, bin bool) (d, s, inv uint64) {
 	if len(p) == 64 {
-		return masks64((*[64]byte)(p))
+		return masks64((*[64]byte)(p), bin)
 	}
-	first = len(p)
 	k := 0
 	for ; k+8 <= len(p); k += 8 {
-		w := binary.LittleEndian.Uint64(p[k:])
-		wd, ws := classify(w)
+		wd, ws, wi := word(binary.LittleEndian.Uint64(p[k:k+8:k+8]), bin)
 		d |= wd << k
 		s |= ws << k
-		if printable(w) != 0 && first == len(p) {
-			if sp := specials(w); sp != 0 {
-				first = k + bits.TrailingZeros64(sp)/8
-			}
-		}
+		inv |= wi << k
 	}
 	for ; k < len(p); k++ {
 		switch b := p[k]; {
@@ -93,97 +89,228 @@ func masks(p []byte) (d, s uint64, first int) {
 			d |= 1 << k
 		case isJoiner(b):
 			s |= 1 << k
-		case special[b] && first == len(p):
-			first = k
+		case transparent(b, bin):
+			inv |= 1 << k
 		}
 	}
-	return d, s, first
+	return d, s, inv
 }
 
 // isJoiner reports whether b may join digits into a run.
 func isJoiner(b byte) bool { return b|0x0d == '-' }
 
-// special says which bytes the state machine must see: ESC, the bytes a
-// terminal does not draw (invisible), and those that begin an 8-bit CSI
-// (0x9b, c2 9b) or a character that is not drawn (c2, e2, ef).
+// masks64 is masks of 64 bytes.
+func masks64(b *[64]byte, bin bool) (d, s, inv uint64) {
+	for k := 0; k < 64; k += 8 {
+		w := binary.LittleEndian.Uint64(b[k : k+8 : k+8])
+		wd, ws := classify(w) // word, by hand: it is not inlined
+		d |= wd << k
+		s |= ws << k
+		if bin {
+			inv |= bitsOf(zeroBytes(w)) << k
+		} else if printable(w) != 0 {
+			inv |= bitsOf(controls(w)) << k
+		}
+	}
+	return d, s, inv
+}
+
+// stopFinder finds where cleanPrefix must stop: the next ESC or 0x9b (the
+// start of an escape sequence, c2 9b from its c2), each with
+// bytes.IndexByte, remembering where it found each.
+type stopFinder struct {
+	esc, c1 int // where the next ESC and 0x9b are, len(p) if nowhere; -1 not looked for
+}
+
+func newStopFinder() stopFinder { return stopFinder{esc: -1, c1: -1} }
+
+// next returns the index of the first stop in p at or after i, or len(p).
+func (f *stopFinder) next(p []byte, i int) int {
+	if f.esc < i {
+		f.esc = indexFrom(p, i, 0x1b)
+	}
+	if f.c1 < i {
+		f.c1 = indexFrom(p, i, 0x9b)
+	}
+	if f.esc < f.c1 {
+		return f.esc
+	}
+	if f.c1 > i && f.c1 < len(p) && p[f.c1-1] == 0xc2 {
+		return f.c1 - 1 // c2 9b: an 8-bit CSI in UTF-8
+	}
+	return f.c1
+}
+
+// indexFrom returns the index of the first b in p at or after i, or len(p).
+func indexFrom(p []byte, i int, b byte) int {
+	if k := bytes.IndexByte(p[i:], b); k >= 0 {
+		return i + k
+	}
+	return len(p)
+}
+
+// special says which bytes begin a sequence the state machine judges: ESC,
+// 0x9b, and lead bytes of characters that may not be drawn (c2, e2, ef).
 var special = func() (t [256]bool) {
-	t = invisible
 	for _, b := range []byte{0x1b, 0x9b, 0xc2, 0xe2, 0xef} {
 		t[b] = true
 	}
 	return t
 }()
 
-// indexEsc returns the index of the first ESC at or after i, or len(p).
-func indexEsc(p []byte, i int) int {
-	if k := bytes.IndexByte(p[i:], 0x1b); k >= 0 {
-		return i + k
-	}
-	return len(p)
-}
-
 // printable sets a high bit when w holds a byte below 0x20 or above 0x7e
 // (a subtraction borrows, an addition carries, only from such a byte).
 func printable(w uint64) uint64 { return ((w-0x20*lo)&^w | (w + lo) | w) & hi }
 
-// specials sets the high bit of each special byte of w, exactly.
-func specials(w uint64) uint64 {
+// controls sets the high bit of each byte of w that may be transparent
+// between digits (dOrInv): the invisible bytes, ESC (which never reaches
+// cleanPrefix's blocks: it is a stop) and every byte from 0x80 on.
+func controls(w uint64) uint64 {
 	low := w & m7f
 	ctl := zeroBytes(w & 0xe0e0e0e0e0e0e0e0) // below 0x20
-	// BS, HT, LF, VT, FF and CR are not special: 8 <= b < 14.
+	// BS, HT, LF, VT, FF and CR are drawn or move the cursor: 8 <= b < 14.
 	ws := (low + (0x80-0x08)*lo) &^ (low + (0x80-0x0e)*lo) & hi
-	sp := ctl&^ws | zeroBytes(w^0x7f*lo) | zeroBytes(w^0x1b*lo)
-	if w&hi != 0 {
-		sp |= zeroBytes(w^0x9b*lo) | zeroBytes(w^0xc2*lo) | zeroBytes(w^0xe2*lo) | zeroBytes(w^0xef*lo)
-	}
-	return sp
+	return ctl&^ws | zeroBytes(w^0x7f*lo) | w&hi
 }
 
 // cleanPrefix returns the first index j >= i at which the state machine
-// must look: the start of the first run that is 13 bytes or longer or
+// must look: the start of the first run that holds 13 digits or more or
 // reaches end, or end itself, where end is the first special byte at or
-// after i, or len(p); the caller passes the first ESC (or len(p)) as end,
-// and cleanPrefix finds the other special bytes before it. Before j nothing can be masked. The byte before i
-// must not be part of a run (the Masker is outside one).
-func cleanPrefix(p []byte, i, end int) int {
-	var prevD uint64 // whether the byte before the block is a digit
-	run := 0         // length of the run reaching the block's start
+// after i (stopFinder.next), or len(p). Before j nothing can be
+// masked. The byte before i must not be part of a run (the Masker
+// is outside one).
+func cleanPrefix(p []byte, i, end int, bin bool) int {
+	var prevD uint64  // whether the byte before the block is a digit or invisible
+	run, runD := 0, 0 // bytes and digits of the run reaching the block's start
+	quick := true     // try counting the block's digits first
 	for o := i; o < end; o += 64 {
 		n := min(64, end-o)
-		d, s, first := masks(p[o : o+n])
-		if first < n {
-			// The first special byte is end.
-			end, n = o+first, first
-			if n == 0 {
-				break // the run reaching the block goes on to end
-			}
-		}
-		full := uint64(1)<<n - 1 // all ones when n is 64
-		nextD := uint64(1)       // at end: what follows is not known
-		if o+n < end && !isDigit(p[o+n]) && !special[p[o+n]] {
+		nextD := uint64(1) // at end: what follows is not known
+		if o+n < end && dOrInv(p[o+n], bin) == 0 {
 			nextD = 0
 		}
-		x := (d | s&(d<<1|prevD)&(d>>1|nextD<<(n-1))) & full
-		prevD = d >> (n - 1) & 1
+		if quick && o+64 <= len(p) {
+			// Binary data has a digit in 25 bytes: when the block and the
+			// run reaching it hold fewer than 13, no run that ends in the
+			// block can hold a card, and only the run reaching its end
+			// (found from the last word back) is needed. p's 64 bytes from
+			// o are read even when the block is shorter.
+			b := (*[64]byte)(p[o : o+64])
+			if nd := digitCount(b, n); runD+nd < minDigits {
+				t, td, whole := tailRun(b, n, prevD, nextD, bin)
+				if whole {
+					run, runD = run+n, runD+nd
+				} else {
+					run, runD = t, td
+				}
+				prevD = dOrInv(b[n-1], bin)
+				continue
+			}
+		}
+		d, s, inv := masks(p[o:o+n], bin)
+		full := uint64(1)<<n - 1 // all ones when n is 64
+		dd := d | inv
+		x := (dd | s&(dd<<1|prevD)&(dd>>1|nextD<<(n-1))) & full
+		d &= full
+		prevD = dd >> (n - 1) & 1
+		// Text with digits on every line seldom passes the quick test:
+		// try it again after a block with hardly any.
+		quick = bits.OnesCount64(d) < minDigits/4
 		if x == full {
 			run += n
+			runD += bits.OnesCount64(d)
 			continue
 		}
 		lead := bits.TrailingZeros64(^x) // the run from the previous block goes on
-		if run+lead >= 13 {
+		leadMask := uint64(1)<<lead - 1
+		if run+lead >= minDigits && runD+bits.OnesCount64(d&leadMask) >= minDigits {
 			return o - run
 		}
-		// Runs inside the block: bit k of a is set when bytes k to k+12 are
-		// all in a run; the lowest one starts the first long run.
-		a := x &^ (1<<lead - 1)
+		// Runs inside the block: those of 13 bytes or more may hold 13
+		// digits. Bit k of a is set when bytes k to k+12 are all in a run.
+		x &^= leadMask
+		a := x
 		a &= a >> 1
 		a &= a >> 2
 		a &= a >> 4
 		a &= a >> 5
-		if a != 0 {
-			return o + bits.TrailingZeros64(a)
+		for a != 0 {
+			k := bits.TrailingZeros64(a) // a run starts here
+			e := k + bits.TrailingZeros64(^(x >> k))
+			r := (uint64(1)<<e - 1) &^ (uint64(1)<<k - 1)
+			if bits.OnesCount64(d&r) >= minDigits {
+				return o + k
+			}
+			a &^= r
 		}
-		run = bits.LeadingZeros64(^(x << (64 - n)))
+		run, runD = bits.LeadingZeros64(^(x << (64 - n))), 0 // the run reaching the block's end
+		if run > 0 {
+			runD = bits.OnesCount64(d &^ (full >> run))
+		}
 	}
 	return end - run
+}
+
+// dOrInv is 1 when b is a digit or may be transparent between digits
+// (transparent), else 0.
+func dOrInv(b byte, bin bool) uint64 {
+	if isDigit(b) || transparent(b, bin) {
+		return 1
+	}
+	return 0
+}
+
+// transparent reports whether b may be transparent between digits: a byte
+// a terminal does not draw, or one from 0x80 on (part of a character that
+// may not be drawn, or of a soft hyphen, a separator: the state machine
+// tells); in a binary stream, NUL.
+func transparent(b byte, bin bool) bool {
+	if bin {
+		return b == 0
+	}
+	return invisible[b] || b >= 0x80
+}
+
+// digitCount counts the digits among b[:n].
+func digitCount(b *[64]byte, n int) (c int) {
+	for k := 0; k < n; k += 8 {
+		x := binary.LittleEndian.Uint64(b[k:k+8:k+8]) ^ 0x30*lo // digits become 0..9
+		dig := ^(((x & m7f) + 0x76*lo) | x) & hi
+		if n-k < 8 {
+			dig &= uint64(1)<<(8*(n-k)) - 1
+		}
+		c += bits.OnesCount64(dig)
+	}
+	return c
+}
+
+// tailRun returns the bytes and digits of the run that reaches the end of
+// b[:n], classifying words from the last back until the run starts, and
+// whether it is all of b[:n]; prevD and nextD say whether the bytes before
+// and after b[:n] are digits or transparent (1 when not known).
+func tailRun(b *[64]byte, n int, prevD, nextD uint64, bin bool) (t, td int, whole bool) {
+	k := (n - 1) &^ 7 // the word that holds the block's last byte
+	m := n - k        // its bytes in the block
+	for ; k >= 0; k, m = k-8, 8 {
+		d, s, inv := word(binary.LittleEndian.Uint64(b[k:k+8:k+8]), bin)
+		left, right := prevD, nextD
+		if k > 0 {
+			left = dOrInv(b[k-1], bin)
+		}
+		if k+m < n {
+			right = dOrInv(b[k+8], bin)
+		}
+		all := uint64(1)<<m - 1
+		dd := d | inv
+		x := (dd | s&(dd<<1|left)&(dd>>1|right<<(m-1))) & all
+		d &= all
+		if x == all {
+			t, td = t+m, td+bits.OnesCount64(d)
+			continue
+		}
+		l := bits.LeadingZeros64(^(x << (64 - m))) // run bytes at the top
+		top := all &^ (all >> l)
+		return t + l, td + bits.OnesCount64(d&top), false
+	}
+	return t, td, true
 }

@@ -36,9 +36,9 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// TestSpecials checks the word-wide tests for special bytes against the
+// TestControls checks the word-wide test for invisible bytes against the
 // table, for every byte value at every position among other bytes.
-func TestSpecials(t *testing.T) {
+func TestControls(t *testing.T) {
 	for _, fill := range []byte{'a', '0', ' ', '\n', 0x1b, 0x00, 0xff, 0x7e, 0x80, 0x9b, 0xc2, 0x20, 0x1f} {
 		for n := 0; n < 256; n++ {
 			for pos := 0; pos < 8; pos++ {
@@ -46,26 +46,53 @@ func TestSpecials(t *testing.T) {
 				w[pos] = byte(n)
 				var want uint64
 				for k, b := range w {
-					if special[b] {
+					if invisible[b] || b == 0x1b || b >= 0x80 {
 						want |= 0x80 << (8 * k)
 					}
 				}
-				if got := specials(binary.LittleEndian.Uint64(w)); got != want {
+				if got := controls(binary.LittleEndian.Uint64(w)); got != want {
 					t.Fatalf("%q: got %016x, want %016x", w, got, want)
 				}
 				if want != 0 && printable(binary.LittleEndian.Uint64(w)) == 0 {
-					t.Fatalf("%q: printable misses a special byte", w)
+					t.Fatalf("%q: printable misses an invisible byte", w)
 				}
 			}
 		}
 	}
 }
 
-// indexSpecial returns the index of the first special byte at or after i,
-// or len(p), byte by byte: where cleanPrefix's end is.
+// TestStopFinder checks stopFinder against the byte-by-byte definition,
+// asked at increasing indexes as the state machine asks.
+func TestStopFinder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	alphabet := []byte{0x1b, 0x9b, 0xc2, 0xe2, 0xef, 0xad, 0x80, 0x81, 0xbb, 'a', '1'}
+	for range 2000 {
+		in := make([]byte, rng.IntN(100))
+		for i := range in {
+			if rng.IntN(3) == 0 {
+				in[i] = byte(rng.IntN(256))
+			} else {
+				in[i] = alphabet[rng.IntN(len(alphabet))]
+			}
+		}
+		sf := newStopFinder()
+		for i := 0; i <= len(in); i += 1 + rng.IntN(3) {
+			if got, want := sf.next(in, i), indexSpecial(in, i); got != want {
+				t.Fatalf("%q at %d: got %d, want %d", in, i, got, want)
+			}
+		}
+	}
+}
+
+// indexSpecial returns the index of the first stop at or after i, or
+// len(p), byte by byte: where cleanPrefix's end is (an ESC, a 0x9b, or the
+// c2 of c2 9b).
 func indexSpecial(p []byte, i int) int {
 	for ; i < len(p); i++ {
-		if special[p[i]] {
+		switch {
+		case p[i] == 0x1b, p[i] == 0x9b:
+			return i
+		case p[i] == 0xc2 && i+1 < len(p) && p[i+1] == 0x9b:
 			return i
 		}
 	}
@@ -73,10 +100,11 @@ func indexSpecial(p []byte, i int) int {
 }
 
 // cleanPrefixRef is cleanPrefix byte by byte, from its definition.
-func cleanPrefixRef(p []byte, i, end int) int {
-	digit := func(k int) bool { return k >= end || isDigit(p[k]) } // past end: unknown
+func cleanPrefixRef(p []byte, i, end int, bin bool) int {
+	// digit or invisible; past end: unknown
+	digit := func(k int) bool { return k >= end || dOrInv(p[k], bin) == 1 }
 	in := func(k int) bool {
-		if isDigit(p[k]) {
+		if dOrInv(p[k], bin) == 1 {
 			return true
 		}
 		return strings.IndexByte(" !$%(),-", p[k]) >= 0 && k > i && digit(k-1) && digit(k+1)
@@ -86,11 +114,14 @@ func cleanPrefixRef(p []byte, i, end int) int {
 			k++
 			continue
 		}
-		a := k
+		a, digits := k, 0
 		for k < end && in(k) {
+			if isDigit(p[k]) {
+				digits++
+			}
 			k++
 		}
-		if k-a >= 13 || k == end {
+		if digits >= 13 || k == end {
 			return a
 		}
 	}
@@ -111,23 +142,32 @@ var cleanCases = []struct {
 	{"spaced card", "pay 4111 1111 1111 1111 now", 4},
 	{"12 bytes", "x 123456789012 y", -1},
 	{"13 bytes", "x 1234567890123 y", 2},
-	{"13 bytes with separators", "x 12-34-56-78-9 y", 2},
+	{"13 bytes, 9 digits", "x 12-34-56-78-9 y", -1},
+	{"13 digits with separators", "x 12-34-56-78-90-12-3 y", 2},
 	{"double separator splits", "x 1234567  123456 y", -1},
-	{"other joiners", "x 12,345,678(90) y", 2},
+	{"other joiners", "x 12,345,678(9012)345 y", 2},
 	{"not joiners", "x 12.345.678:90:1 y", -1},
 	{"escape ends the prefix", "abc\x1b[0m", 3},
-	{"nul ends the prefix", "abc\x00def", 3},
+	{"nul does not end the prefix", "abc\x00def", -1},
+	{"nuls with few digits", strings.Repeat("\x00", 100) + "12" + strings.Repeat("\x00\x7f", 50) + "x", -1},
+	{"digits spread out by nuls", "x" + strings.Repeat("1\x00\x00\x00\x00\x00", 13) + "y", 1},
 	{"del ends the prefix", "abc 12\x7f", 4},
-	{"utf-16 digits", "a\x00b\x004\x001\x00", 1},
+	{"utf-16 digits at the end", "a\x00b\x004\x001\x00", 3},
+	{"utf-16 card", "a\x00b\x00" + strings.Repeat("4\x001\x00", 7) + "x\x00", 3},
 	{"zero-width space ends the prefix", "ab 41\u200b11", 3},
 	{"8-bit csi ends the prefix", "abc\x9b0m", 3},
-	{"c2 ends the prefix", "abc\u00b0 x", 3},
-	{"other utf-8 does not", "caf\u00e9 \u4e2d 12 \u00e9", -1},
+	{"drawn c2 does not end the prefix", "abc\u00b0 x", -1},
+	{"soft hyphen joins", "x 4111\u00ad1111\u00ad1111\u00ad1111 y", 2},
+	{"c2 9b ends the prefix at its c2", "abc\xc2\x9b0m", 3},
+	{"c2 at the end ends the prefix", "abc\xc2", 3},
+	{"zero-width space joins", "x 4111\u200b111111111111 y", 2},
+	{"binary with few digits", "\x80\xff1\xc3\x00" + strings.Repeat("\xfe7\x01a", 30) + "a", -1},
+	{"utf-8 text with few digits", "caf\u00e9 \u4e2d 12 \u00e9x", -1},
 	{"newline and tab do not", "a\tb 12\r\nc\v\f", -1},
 	{"special after 64 bytes", strings.Repeat("a", 70) + "\x0f", 70},
 	{"special on a block edge after a separator", strings.Repeat("a", 59) + "4111 \x001111 1111 1111 x", 59},
 	{"special on a block edge after digits", strings.Repeat("a", 60) + "4111\x0f111111111111 x", 60},
-	{"special on a block edge after text", strings.Repeat("a", 64) + "\x0f4111 x", 64},
+	{"special on a block edge after text", strings.Repeat("a", 64) + "\x9b4111 x", 64},
 	{"run before an escape", "a 4111\x1b[0m1111", 2},
 	{"separator before an escape", "a 4111 \x1b[0m1111 1111 1111", 2},
 	{"separator after text", "a - 1 -", -1},
@@ -135,7 +175,7 @@ var cleanCases = []struct {
 	{"run across blocks", strings.Repeat("a", 60) + "4111111111111111 x", 60},
 	{"short run across blocks", strings.Repeat("a", 60) + "41111111 x" + strings.Repeat("b", 70), -1},
 	{"whole block of digits", strings.Repeat("a", 10) + strings.Repeat("1", 200) + "x", 10},
-	{"separator on a block edge", strings.Repeat("a", 59) + "41111 1111111 x", 59},
+	{"separator on a block edge", strings.Repeat("a", 59) + "41111 11111111 x", 59},
 	{"late card joins the run before it", strings.Repeat("ab 12 ", 40) + "4111111111111111 x", 237},
 }
 
@@ -148,10 +188,10 @@ func TestCleanPrefix(t *testing.T) {
 				want = len(p)
 			}
 			end := indexSpecial(p, 0)
-			if got := cleanPrefix(p, 0, indexEsc(p, 0)); got != want {
+			if got := cleanPrefix(p, 0, end, false); got != want {
 				t.Errorf("got %d, want %d", got, want)
 			}
-			if got := cleanPrefixRef(p, 0, end); got != want {
+			if got := cleanPrefixRef(p, 0, end, false); got != want {
 				t.Errorf("reference: got %d, want %d", got, want)
 			}
 		})
@@ -160,7 +200,12 @@ func TestCleanPrefix(t *testing.T) {
 
 // outputOf masks in one write and a flush, with the fast path or without.
 func outputOf(t testing.TB, in []byte, slow bool, step int) string {
-	m := mustNew(t, Config{Cards: true, MaxHold: 1 << 20})
+	return outputOfCfg(t, Config{Cards: true, MaxHold: 1 << 20}, in, slow, step)
+}
+
+// outputOfCfg is outputOf with cfg.
+func outputOfCfg(t testing.TB, cfg Config, in []byte, slow bool, step int) string {
+	m := mustNew(t, cfg)
 	m.slow = slow
 	var out []byte
 	for i := 0; i < len(in); i += step {
@@ -229,9 +274,22 @@ func FuzzCleanPrefix(f *testing.F) {
 		f.Add([]byte(tc.in))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, want := cleanPrefix(in, 0, indexEsc(in, 0)), cleanPrefixRef(in, 0, indexSpecial(in, 0))
+		end := indexSpecial(in, 0)
+		sf := newStopFinder()
+		if got := sf.next(in, 0); got != end {
+			t.Fatalf("%q: stopFinder: got %d, want %d", in, got, end)
+		}
+		got, want := cleanPrefix(in, 0, end, false), cleanPrefixRef(in, 0, end, false)
 		if got != want {
 			t.Fatalf("%q: got %d, want %d", in, got, want)
+		}
+		got, want = cleanPrefix(in, 0, len(in), true), cleanPrefixRef(in, 0, len(in), true)
+		if got != want {
+			t.Fatalf("%q, binary: got %d, want %d", in, got, want)
+		}
+		bin := Config{Cards: true, MaxHold: 1 << 20, Binary: true}
+		if outputOfCfg(t, bin, in, false, len(in)) != outputOfCfg(t, bin, in, true, len(in)) {
+			t.Fatalf("%q, binary: the fast path's output differs from the state machine's", in)
 		}
 		ref := outputOf(t, in, true, len(in))
 		if out := outputOf(t, in, false, len(in)); out != ref {
@@ -244,4 +302,56 @@ func FuzzCleanPrefix(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFastMatchesReferenceRandom compares the fast path with the state
+// machine on uniformly random bytes (what a tcp forward of compressed or
+// encrypted data carries) with card numbers spliced in, in both modes; in
+// binary mode it also checks that every spliced card is masked: plain,
+// grouped, in UTF-16 (either byte order) and next to binary framing.
+func TestFastMatchesReferenceRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	utf16 := func(s string, be bool) string {
+		var b []byte
+		for _, c := range []byte(s) {
+			if be {
+				b = append(b, 0, c)
+			} else {
+				b = append(b, c, 0)
+			}
+		}
+		return string(b)
+	}
+	cards := []string{"4111111111111111", "4111-1111-1111-1111", "4111 1111 1111 1111",
+		utf16("4111111111111111", false), utf16("4111111111111111", true),
+		"\x00\x00\x00\x104111111111111111\x00\x00\x00\x041234"}
+	for _, bin := range []bool{false, true} {
+		cfg := Config{Cards: true, MaxHold: 1 << 20, Binary: bin}
+		for range 200 {
+			var in []byte
+			for len(in) < 4000 {
+				if rng.IntN(300) == 0 {
+					in = append(in, 'x')
+					in = append(in, cards[rng.IntN(len(cards))]...)
+					in = append(in, 'x')
+					continue
+				}
+				in = append(in, byte(rng.Uint32()))
+			}
+			want := outputOfCfg(t, cfg, in, true, len(in))
+			for _, step := range []int{len(in), 1 + rng.IntN(700)} {
+				if got := outputOfCfg(t, cfg, in, false, step); got != want {
+					t.Fatalf("binary %v, %q in writes of %d: the fast path's output differs from the state machine's", bin, in, step)
+				}
+			}
+			if !bin {
+				continue // an escape sequence in the random bytes may hide one
+			}
+			for _, c := range []string{"411111111111", utf16("411111111111", false), utf16("411111111111", true), "4111-1111-1111", "4111 1111 1111"} {
+				if strings.Contains(want, c) {
+					t.Fatalf("a spliced card went out unmasked:\n%q", want)
+				}
+			}
+		}
+	}
 }

@@ -28,6 +28,13 @@ type Config struct {
 	// they are part of a card number or a match; 0 means the default, 64.
 	// It must be at least 32 (a spaced 19-digit number and some colour).
 	MaxHold int
+	// Binary says the stream is not drawn by a terminal (a tcp forward's
+	// content: a protocol, shown as a capture or a hex dump). It has no
+	// escape sequences, and only NUL is transparent between digits (text
+	// in UTF-16); every other byte but a digit or a card separator ends a
+	// run, so a card number that a binary framing puts next to other
+	// digits (a length, the next field) is still seen whole.
+	Binary bool
 }
 
 // Errors from New.
@@ -91,6 +98,7 @@ type Masker struct {
 	out  []byte // what Write or Flush returns, reused
 	join []byte // what Write returns when it is a clean prefix and out
 	slow bool   // tests: no fast path, the reference to compare it with
+	bin  bool   // Config.Binary
 
 	es int // escape parser state
 
@@ -117,7 +125,7 @@ type Masker struct {
 
 // New checks cfg and returns a Masker.
 func New(cfg Config) (*Masker, error) {
-	m := &Masker{cards: cfg.Cards, keep: cfg.KeepLast, maxHold: cfg.MaxHold}
+	m := &Masker{cards: cfg.Cards, keep: cfg.KeepLast, maxHold: cfg.MaxHold, bin: cfg.Binary}
 	switch {
 	case cfg.KeepLast == 0:
 		m.keep = defaultKeep
@@ -180,7 +188,12 @@ func (m *Masker) Write(p []byte) []byte {
 	if len(m.pend) == 0 && m.es == eGround && m.fast() {
 		// Nothing held: the clean prefix goes out as it is, without
 		// passing through the pending buffer.
-		j := cleanPrefix(p, 0, indexEsc(p, 0))
+		end := len(p)
+		if !m.bin {
+			sf := newStopFinder()
+			end = sf.next(p, 0)
+		}
+		j := cleanPrefix(p, 0, end, m.bin)
 		m.base += int64(j)
 		if j == len(p) {
 			return p
@@ -258,15 +271,16 @@ func isDigit(b byte) bool { return b-'0' < 10 }
 // scan classifies the pending bytes from index i on.
 func (m *Masker) scan(i int) {
 	p := m.pend
-	esc := -1 // the next ESC at or after i, once looked for
+	if m.bin {
+		m.scanBinary(i)
+		return
+	}
+	sf := newStopFinder()
 	for i < len(p) {
 		if m.es == eGround {
 			if m.fast() {
 				// Fast path: skip what cannot be part of a number.
-				if esc < i {
-					esc = indexEsc(p, i)
-				}
-				if i = cleanPrefix(p, i, esc); i == len(p) {
+				if i = cleanPrefix(p, i, sf.next(p, i), false); i == len(p) {
 					return
 				}
 			}
@@ -356,6 +370,25 @@ func (m *Masker) scan(i int) {
 				m.es = eEsc
 				continue // the same byte again, as the start of a new sequence
 			}
+		}
+		i++
+	}
+}
+
+// scanBinary is scan for a stream no terminal draws: no escape sequences,
+// and NUL the only byte transparent between digits.
+func (m *Masker) scanBinary(i int) {
+	p := m.pend
+	for i < len(p) {
+		if m.fast() {
+			if i = cleanPrefix(p, i, len(p), true); i == len(p) {
+				return
+			}
+		}
+		if p[i] == 0 {
+			m.setKind(i, kEsc)
+		} else {
+			m.textByte(p[i], i)
 		}
 		i++
 	}
@@ -555,7 +588,7 @@ func (m *Masker) seqText(from int) {
 // textByte handles byte i of text (not part of an escape sequence); i may
 // be negative for a byte already released (of a sequence judged late).
 func (m *Masker) textByte(b byte, i int) {
-	if b < 0x20 || b == 0x7f {
+	if (b < 0x20 || b == 0x7f) && !m.bin {
 		if invisible[b] {
 			m.setKind(i, kEsc)
 			return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -141,6 +142,48 @@ func TestCards(t *testing.T) {
 			}
 			if m.Pending() != 0 {
 				t.Errorf("Pending after Flush: got %d, want 0", m.Pending())
+			}
+		})
+	}
+}
+
+// binaryCases are masked with Config.Binary: a stream no terminal draws.
+var binaryCases = []struct {
+	name, in, want string
+	masked         int
+}{
+	{"plain", "card=4111111111111111;", "card=************1111;", 1},
+	{"grouped", "4111 1111 1111 1111\n", "**** **** **** 1111\n", 1},
+	{"utf-16le", utf16le("4111111111111111"), utf16le("************1111"), 1},
+	{"utf-16be", "\x00" + utf16le("4111111111111111")[:31], "\x00" + utf16le("************1111")[:31], 1},
+	{"framing next to it", "\x00\x00\x00\x104111111111111111\x00\x00\x00\x041234", "\x00\x00\x00\x10************1111\x00\x00\x00\x041234", 1},
+	{"a length byte that is a digit", "\x104111111111111111\x05", "\x10************1111\x05", 1},
+	{"no escape sequences", "4111\x1b[0m111111111111", "4111\x1b[0m111111111111", 0},
+	{"controls end a run", "4111\x0f111111111111", "4111\x0f111111111111", 0},
+	{"high bytes end a run", "4111\xe2\x80\x8b111111111111", "4111\xe2\x80\x8b111111111111", 0},
+	{"csv lines", "4111111111111111\n4222222222222\n", "************1111\n*********2222\n", 2},
+	{"too long", "41111111111111111234", "41111111111111111234", 0},
+}
+
+func TestBinary(t *testing.T) {
+	for _, tc := range binaryCases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, slow := range []bool{false, true} {
+				for _, step := range []int{len(tc.in), 1, 7} {
+					m := mustNew(t, Config{Cards: true, Binary: true})
+					m.slow = slow
+					var got []byte
+					for i := 0; i < len(tc.in); i += step {
+						got = append(got, m.Write([]byte(tc.in[i:min(i+step, len(tc.in))]))...)
+					}
+					got = append(got, m.Flush()...)
+					if string(got) != tc.want {
+						t.Fatalf("slow %v, writes of %d: got %q, want %q", slow, step, got, tc.want)
+					}
+					if m.Masked() != tc.masked {
+						t.Fatalf("Masked: got %d, want %d", m.Masked(), tc.masked)
+					}
+				}
 			}
 		})
 	}
@@ -467,4 +510,33 @@ func BenchmarkHostileMixed(b *testing.B) {
 
 func BenchmarkHostileByteByByte(b *testing.B) {
 	benchMask(b, Config{Cards: true}, bytes.Repeat([]byte("4111 \x1b[0m"), mib/10)[:64*1024], 1)
+}
+
+// randomBytes is what a tcp forward of compressed or encrypted data carries
+// (an HTTPS upstream, a database dump, an image): every byte value alike.
+func randomBytes() []byte {
+	b := make([]byte, mib)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// BenchmarkRandomBytes writes random bytes in the relay's streaming reads
+// (128 KiB), as a tcp forward's recorded content is masked.
+func BenchmarkRandomBytes(b *testing.B) {
+	benchMask(b, Config{Cards: true}, randomBytes(), 128*1024)
+}
+
+// BenchmarkRandomBytesBinary is BenchmarkRandomBytes in binary mode, the
+// mode a tcp forward's content is masked in.
+func BenchmarkRandomBytesBinary(b *testing.B) {
+	benchMask(b, Config{Cards: true, Binary: true}, randomBytes(), 128*1024)
+}
+
+// BenchmarkLogTextBinary is log text in binary mode (an HTTP API's
+// responses through a tcp forward).
+func BenchmarkLogTextBinary(b *testing.B) {
+	benchMask(b, Config{Cards: true, Binary: true}, bytes.Repeat(logText(), 4), 128*1024)
 }
