@@ -103,7 +103,9 @@ func TestForwardPastMaxBytes(t *testing.T) {
 // Output masking keeps card numbers out of recordings at rest: a tcp
 // target's recorded content (its timeline and its capture) holds them no
 // more than a shell's recording or a PostgreSQL capture does, whichever
-// side sent them, split across reads or not.
+// side sent them, split across reads or not. The content is read as a
+// protocol, not a screen: a card next to binary framing (a field length,
+// the next field's digits) or in UTF-16 is masked too.
 func TestForwardRecordingMasksCards(t *testing.T) {
 	testenv.Require(t, "tshark")
 	e := newEnv(t, envOptions{extraYAML: "rules:\n  - {name: cards, on: output, match: {detector: credit_card}, action: mask}\n"})
@@ -113,7 +115,9 @@ func TestForwardRecordingMasksCards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, part := range []string{"pay 4111 1111 ", "1111 1111 now; card 5500-0000-0000-0004 ok\n"} {
+	framed := "\x00\x00\x00\x105105105105105100\x00\x00\x00\x041234"
+	wide := "4\x000\x001\x002\x008\x008\x008\x008\x008\x008\x008\x008\x001\x008\x008\x001\x00"
+	for _, part := range []string{"pay 4111 1111 ", "1111 1111 now; card 5500-0000-0000-0004 ok\n", framed + "\x02" + wide} {
 		conn.Write([]byte(part))
 		time.Sleep(100 * time.Millisecond) // two reads on the bastion
 	}
@@ -134,10 +138,13 @@ func TestForwardRecordingMasksCards(t *testing.T) {
 	os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
 	client, server := followRaw(t, tshark(t, pcap, "-q", "-z", "follow,tcp,raw,0"))
 	for _, b := range [][]byte{client, server} {
-		if bytes.Contains(b, []byte("4111 1111")) || bytes.Contains(b, []byte("5500-0000")) {
+		if bytes.Contains(b, []byte("4111 1111")) || bytes.Contains(b, []byte("5500-0000")) ||
+			bytes.Contains(b, []byte("510510")) || bytes.Contains(b, []byte("4\x000\x001\x002\x008")) {
 			t.Errorf("the recording holds a card number: %q", b)
 		}
-		if !bytes.Contains(b, []byte("pay **** **** **** 1111 now; card ****-****-****-0004 ok\n")) {
+		if !bytes.Contains(b, []byte("pay **** **** **** 1111 now; card ****-****-****-0004 ok\n")) ||
+			!bytes.Contains(b, []byte("\x00\x00\x00\x10************5100\x00\x00\x00\x041234")) ||
+			!bytes.Contains(b, []byte(strings.Repeat("*\x00", 12)+"1\x008\x008\x001\x00")) {
 			t.Errorf("the recording lacks the masked exchange: %q", b)
 		}
 	}

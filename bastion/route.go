@@ -315,9 +315,10 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		// Both directions are recorded before they are forwarded; a
 		// strict recording that fails ends the forward. Output rules
 		// mask what is stored (recordings at rest hold no card
-		// numbers); the stream itself passes as sent.
+		// numbers); the stream itself passes as sent. No terminal draws
+		// it: the masker reads it as a protocol, not as a screen.
 		m := s.cfg.Policy().OutputMasks(policyIdentity(id), t.Name)
-		mcfg := mask.Config{Cards: m.Cards, Patterns: m.Patterns}
+		mcfg := mask.Config{Cards: m.Cards, Patterns: m.Patterns, Binary: true}
 		var err1, err2 error
 		storeClient, err1 = newMaskedStore(mcfg, rec.FromClient, ss)
 		storeServer, err2 = newMaskedStore(mcfg, rec.FromServer, ss)
