@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/auditlimit"
 )
 
 // authError is a refused user key, with a reason label for metrics.
@@ -158,22 +159,44 @@ func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
 	// Everything in a refused certificate is the client's to choose and
 	// unverified: what is recorded of it is cut, so an unauthenticated
 	// client cannot write large records to the audit log.
+	//
+	// A forged certificate costs its sender nothing, so refusals are
+	// audited within a bound (auditlimit): past it they are counted, and a
+	// summary record says how many, why and from where.
 	if cert, ok := key.(*gossh.Certificate); ok {
 		ev := Event{Type: "ssh.login", Outcome: "refused", Reason: clip(err.Error(), maxAuditText), Fields: map[string]string{
 			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": clip(cert.KeyId, maxAuditName), "reason": reason,
 		}}
+		// Whoever made the certificate chose its principal: it names a
+		// user only when the user CA signed it (an expired or revoked
+		// certificate of ours), else it is only a claim.
+		own := s.signedByUserCA(cert)
 		if len(cert.ValidPrincipals) > 0 {
-			// Whoever made the certificate chose its principal: it names
-			// a user only when the user CA signed it (an expired or
-			// revoked certificate of ours), else it is only a claim.
-			if s.signedByUserCA(cert) {
+			if own {
 				ev.Identity.User = clip(cert.ValidPrincipals[0], maxAuditName)
 			} else {
 				ev.Fields["claimed_principal"] = clip(cert.ValidPrincipals[0], maxAuditName)
 			}
 		}
-		s.audit(ev)
+		lim := s.forgedCertRefusals
+		if own {
+			lim = s.ownCertRefusals
+		}
+		if lim.Allow(remote.String(), reason) {
+			s.audit(ev)
+		}
 	}
+}
+
+// refusalLimiter bounds the audit records of one kind of refused login,
+// summing up what it holds back.
+func (s *Server) refusalLimiter() *auditlimit.Limiter {
+	return auditlimit.New(0, 0, 0, s.refusalSummary)
+}
+
+// refusalSummary audits what a refusalLimiter held back.
+func (s *Server) refusalSummary(sum auditlimit.Summary) {
+	s.audit(Event{Type: auditlimit.Type, Outcome: "refused", Reason: sum.Reason("ssh.login"), Fields: sum.Fields("ssh.login")})
 }
 
 // signedByUserCA reports whether the bastion's user CA signed cert,

@@ -2,6 +2,7 @@ package bastion_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -479,5 +480,86 @@ func TestPendingApprovalsPerUserBounded(t *testing.T) {
 	}
 	if n := waiting(); n != 10 {
 		t.Fatalf("%d requests listed, want 10", n)
+	}
+}
+
+// Refused certificates are audited within a bound: a forged certificate
+// costs its sender nothing but a connection, so without one a loop of
+// them wrote a record each to the hash-chained log (and every sink),
+// which nothing prunes. Past the bound they are counted and a summary
+// record says how many, why and from where; a refusal of a certificate
+// the bastion signed (expired, revoked) has its own bucket, so a flood of
+// forgeries does not hide it.
+func TestRefusedLoginAuditsRateLimited(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.app.SSH.SetRefusalAuditLimitForTest(5, 0.001, 300*time.Millisecond)
+	hostCA := e.app.Keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(a ssh.PublicKey, _ string) bool { return bytes.Equal(a.Marshal(), hostCA) }}
+	certSigner := func(sign ssh.Signer, validBefore uint64, principal string) ssh.Signer {
+		_, userKey, _ := ed25519.GenerateKey(rand.Reader)
+		userSigner, _ := ssh.NewSignerFromKey(userKey)
+		cert := &ssh.Certificate{Key: userSigner.PublicKey(), Serial: 7, CertType: ssh.UserCert, KeyId: "flood",
+			ValidPrincipals: []string{principal}, ValidAfter: 1, ValidBefore: validBefore}
+		if err := cert.SignCert(rand.Reader, sign); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := ssh.NewCertSigner(cert, userSigner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	_, caKey, _ := ed25519.GenerateKey(rand.Reader)
+	forgerCA, _ := ssh.NewSignerFromKey(caKey)
+	forged := certSigner(forgerCA, ssh.CertTimeInfinity, "mallory")
+	expired := certSigner(e.app.Keys.UserCA, uint64(time.Now().Add(-time.Hour).Unix()), "alice")
+	login := func(s ssh.Signer) {
+		c, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(s)},
+			HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second})
+		if err == nil {
+			c.Close()
+			t.Fatal("logged in with a refused certificate")
+		}
+	}
+	start := time.Now()
+	const flood = 40
+	for range flood {
+		login(forged)
+	}
+	login(expired)
+	var forgedN, ownN int
+	var summary *recorder.AuditEvent
+	deadline := time.Now().Add(30 * time.Second)
+	for summary == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		forgedN, ownN = 0, 0
+		e.app.Store.AuditEvents(start.Add(-time.Second), func(ev recorder.AuditEvent) error {
+			switch {
+			case ev.Type == "ssh.login" && ev.Fields["claimed_principal"] == "mallory":
+				forgedN++
+			case ev.Type == "ssh.login" && ev.User == "alice":
+				ownN++
+			case ev.Type == "audit.suppressed":
+				summary = &ev
+			}
+			return nil
+		})
+	}
+	if forgedN != 5 {
+		t.Errorf("%d refusals of forged certificates audited one by one, want the burst of 5", forgedN)
+	}
+	if ownN != 1 {
+		t.Errorf("the refusal of an expired certificate of ours was audited %d times, want 1", ownN)
+	}
+	if summary == nil {
+		t.Fatal("no summary of the refusals held back")
+	}
+	f := summary.Fields
+	if f["type"] != "ssh.login" || f["count"] != fmt.Sprint(flood-5) || !strings.HasPrefix(f["last_remote"], "127.0.0.1:") ||
+		!strings.Contains(f["reasons"], "=") || summary.Outcome != "refused" {
+		t.Fatalf("summary: %+v", summary)
+	}
+	if rep, err := e.app.Store.VerifyAudit(); err != nil || !rep.Intact {
+		t.Fatalf("verify audit: %+v %v", rep, err)
 	}
 }

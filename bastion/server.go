@@ -22,6 +22,7 @@ import (
 	"github.com/bastionhq/bastion/bastion/pgproxy"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/auditlimit"
 )
 
 // Config configures a Server. Required fields are checked by New.
@@ -130,6 +131,12 @@ type Server struct {
 	sshStartups      *startups    // unauthenticated SSH connections
 	pgStartups       *startups    // direct PostgreSQL listener connections before their startup is done
 
+	// Refused logins with a certificate are audited within a bound, one
+	// bucket for certificates the user CA signed (expired, revoked) and
+	// one for the rest (forgeries), so a flood of one hides nothing of
+	// the other; what a bucket holds back is summed up in the log.
+	ownCertRefusals, forgedCertRefusals *auditlimit.Limiter
+
 	revWatch sync.Once     // starts endRevoked with the first listener
 	quit     chan struct{} // closed by Shutdown and Close
 	quitOnce sync.Once
@@ -215,6 +222,8 @@ func New(cfg Config) (*Server, error) {
 	s.env = s.newSessionEnv()
 	s.handshakeTimeout.Store(int64(cfg.HandshakeTimeout))
 	s.sshStartups = newStartups(cfg.MaxStartups)
+	s.ownCertRefusals = s.refusalLimiter()
+	s.forgedCertRefusals = s.refusalLimiter()
 	s.pgStartups = newStartups(cfg.MaxStartups)
 	s.pg = &pgShared{cancels: pgproxy.NewCancelRegistry(), authority: cfg.Authority,
 		names: func() []string { return append(slices.Clone(cfg.Names), cfg.Policy().TargetNames()...) }}
@@ -480,6 +489,8 @@ func (s *Server) ListenAddrs() []net.Addr {
 // done, then ends the remaining ones with a message and closes everything.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.approvals.stop()
+	defer s.ownCertRefusals.Close()
+	defer s.forgedCertRefusals.Close()
 	s.quitOnce.Do(func() { close(s.quit) })
 	s.mu.Lock()
 	s.closing.Store(true)
@@ -513,6 +524,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes every connection at once.
 func (s *Server) Close() error {
 	s.quitOnce.Do(func() { close(s.quit) })
+	defer s.ownCertRefusals.Close()
+	defer s.forgedCertRefusals.Close()
 	s.mu.Lock()
 	s.closing.Store(true)
 	for _, l := range s.listeners {
@@ -657,6 +670,15 @@ func (s *Server) audit(ev Event) error {
 // policyIdentity converts a certificate identity for policy decisions.
 func policyIdentity(id ca.Identity) policy.Identity {
 	return policy.Identity{User: id.User, Groups: slices.Clone(id.Groups)}
+}
+
+// SetRefusalAuditLimitForTest changes the bound on audit records of
+// refused logins (tests only; before the first login).
+func (s *Server) SetRefusalAuditLimitForTest(burst int, rate float64, every time.Duration) {
+	for _, l := range []**auditlimit.Limiter{&s.ownCertRefusals, &s.forgedCertRefusals} {
+		(*l).Close()
+		*l = auditlimit.New(burst, rate, every, s.refusalSummary)
+	}
 }
 
 // SetHandshakeTimeoutForTest changes the handshake timeout of new

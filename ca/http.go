@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/internal/auditlimit"
 	"github.com/bastionhq/bastion/internal/safetext"
 )
 
@@ -59,6 +60,9 @@ type AuditRecord struct {
 	// certificate.
 	TokenKey    []byte
 	TokenExpiry time.Time
+	// Fields are more fields to record (a summary of refusals held back:
+	// auditlimit.Summary.Fields).
+	Fields map[string]string
 }
 
 // ErrTokenReplay is returned by an Auditor for an issuance whose ID token
@@ -142,6 +146,12 @@ type ServerConfig struct {
 type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
+	// Refusals are audited within a bound (auditlimit): a request with
+	// a garbage token costs its sender nothing. One bucket for refusals
+	// before any user is known, one for the rest (a spent token used
+	// again, a TTL too long), so a flood of one hides nothing of the
+	// other; what a bucket holds back is summed up in the log.
+	anonRefusals, userRefusals *auditlimit.Limiter
 }
 
 // NewServer checks cfg.
@@ -170,7 +180,27 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	s := &Server{cfg: cfg, log: log}
+	s.anonRefusals, s.userRefusals = s.refusalLimiter(0, 0, 0), s.refusalLimiter(0, 0, 0)
+	return s, nil
+}
+
+// refusalLimiter bounds the audit records of one kind of refusal, summing
+// up what it holds back (zero values: auditlimit's defaults).
+func (s *Server) refusalLimiter(burst int, rate float64, every time.Duration) *auditlimit.Limiter {
+	return auditlimit.New(burst, rate, every, func(sum auditlimit.Summary) {
+		rec := AuditRecord{Action: auditlimit.Type, Reason: "suppressed", Detail: sum.Reason(ActionRefuse), Remote: sum.LastRemote,
+			Fields: sum.Fields(ActionRefuse)}
+		if err := s.cfg.Auditor.AuditCert(rec); err != nil {
+			s.log.Error("audit write failed", "err", err)
+		}
+	})
+}
+
+// Close writes the summary of refusals held back, if any (at shutdown).
+func (s *Server) Close() {
+	s.anonRefusals.Close()
+	s.userRefusals.Close()
 }
 
 // Register adds the API routes to mux.
@@ -236,8 +266,14 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) {
 			status, reason = http.StatusServiceUnavailable, "audit"
 		}
 		rec.Action, rec.Reason, rec.Detail, rec.TokenKey = ActionRefuse, reason, err.Error(), nil
-		if aerr := s.cfg.Auditor.AuditCert(rec); aerr != nil {
-			s.log.Error("audit write failed", "err", aerr)
+		lim := s.anonRefusals
+		if rec.User != "" {
+			lim = s.userRefusals
+		}
+		if lim.Allow(remote, reason) {
+			if aerr := s.cfg.Auditor.AuditCert(rec); aerr != nil {
+				s.log.Error("audit write failed", "err", aerr)
+			}
 		}
 		s.log.Info("certificate refused", "reason", reason, "user", rec.User, "issuer", rec.Issuer, "remote", remote, "err", err)
 		writeJSON(w, status, ErrorResponse{Error: err.Error(), Reason: reason})

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/internal/auditlimit"
 	"github.com/bastionhq/bastion/internal/devidp"
 )
 
@@ -66,6 +68,7 @@ type apiEnv struct {
 	srv               *httptest.Server
 	audit             *memAuditor
 	authority         *Authority
+	ca                *Server
 }
 
 func boolp(b bool) *bool { return &b }
@@ -106,6 +109,7 @@ func newAPIEnv(t testing.TB) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.ca = s
 	mux := http.NewServeMux()
 	s.Register(mux)
 	e.srv = httptest.NewServer(mux)
@@ -506,5 +510,57 @@ func TestAuthorizedKey(t *testing.T) {
 		if got, want := authorizedKey(k.Type(), k.Marshal()), string(ssh.MarshalAuthorizedKey(k)); got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
+	}
+}
+
+// Refusals are audited within a bound: a request with a garbage token
+// costs its sender nothing, and each refusal audited cost a record in the
+// hash-chained log (and at every sink). Past the bound they are counted and
+// a summary record says how many, why and from where. Refusals after the
+// token was verified (a user is known) have their own bucket, so a flood of
+// garbage does not hide them.
+func TestRefusalAuditsRateLimited(t *testing.T) {
+	e := newAPIEnv(t)
+	e.ca.anonRefusals = e.ca.refusalLimiter(3, 0.001, 200*time.Millisecond)
+	e.ca.userRefusals = e.ca.refusalLimiter(3, 0.001, 200*time.Millisecond)
+	valid := e.token(t, e.idp, "u-alice", "bastion", nil)
+	for range 20 {
+		if status, _ := e.post(t, request("garbage", edKey(t), "")); status != 401 {
+			t.Fatalf("garbage token: status %d", status)
+		}
+	}
+	for range 5 {
+		if status, _ := e.post(t, request(valid, edKey(t), "9h")); status != 400 {
+			t.Fatalf("ttl above maximum: status %d", status)
+		}
+	}
+	var anon, user int
+	var sums []AuditRecord
+	for deadline := time.Now().Add(10 * time.Second); len(sums) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		e.audit.mu.Lock()
+		anon, user, sums = 0, 0, nil
+		for _, r := range e.audit.recs {
+			switch {
+			case r.Action == auditlimit.Type:
+				sums = append(sums, r)
+			case r.Action == ActionRefuse && r.User == "":
+				anon++
+			case r.Action == ActionRefuse:
+				user++
+			}
+		}
+		e.audit.mu.Unlock()
+	}
+	if anon != 3 || user != 3 {
+		t.Fatalf("audited one by one: %d refusals before a user was known and %d after, want the bursts of 3", anon, user)
+	}
+	if len(sums) != 2 {
+		t.Fatalf("summaries: %+v", sums)
+	}
+	slices.SortFunc(sums, func(a, b AuditRecord) int { return strings.Compare(a.Fields["count"], b.Fields["count"]) })
+	if sums[0].Fields["count"] != "17" || sums[0].Fields["reasons"] != ReasonMalformed+"=17" ||
+		sums[1].Fields["count"] != "2" || sums[1].Fields["reasons"] != "ttl=2" ||
+		sums[0].Fields["type"] != ActionRefuse || !strings.HasPrefix(sums[0].Remote, "127.0.0.1:") {
+		t.Fatalf("summaries: %+v", sums)
 	}
 }

@@ -75,11 +75,14 @@ func withSerial(f map[string]string, serial uint64) map[string]string {
 type certAuditor struct{ a *App }
 
 func (c certAuditor) AuditCert(r ca.AuditRecord) error {
-	outcome := "issued"
-	if r.Action == ca.ActionRefuse {
-		outcome = "refused"
+	outcome := "refused"
+	if r.Action == ca.ActionIssue {
+		outcome = "issued"
 	}
 	f := map[string]string{"remote": r.Remote}
+	for k, v := range r.Fields {
+		f[k] = v
+	}
 	if r.Serial != 0 {
 		f["serial"] = strconv.FormatUint(r.Serial, 10)
 		f["key_id"] = r.KeyID

@@ -70,6 +70,7 @@ type App struct {
 	httpLn  net.Listener
 	pgLn    net.Listener // nil without listen.postgres
 	httpSrv *http.Server
+	caSrv   *ca.Server
 	console *console.Console // nil when disabled
 	// metricsLn and metricsSrv serve /metrics when metrics.listen is set.
 	metricsLn  net.Listener
@@ -348,6 +349,7 @@ func (a *App) Start() error {
 	if err != nil {
 		return err
 	}
+	a.caSrv = caSrv
 	mux := http.NewServeMux()
 	caSrv.Register(mux)
 	if c := a.Config.SQLAPI; c.Enabled {
@@ -513,6 +515,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 				srv.Shutdown(hctx)
 				cancel()
 			}
+		}
+		if a.caSrv != nil {
+			a.caSrv.Close() // the summary of refusals held back
 		}
 		if a.controlLn != nil {
 			a.controlLn.Close()

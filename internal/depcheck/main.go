@@ -42,6 +42,7 @@ var rules = []rule{
 	{"bastion/mask", leafDeny, "a leaf"},
 	{"bastion/pgproxy", leafDeny, "a leaf"},
 	{"internal/keyuri", leafDeny, "a leaf: key URIs are parsed before any key is opened"},
+	{"internal/auditlimit", leafDeny, "a leaf"},
 	// The policy parses host keys (x/crypto/ssh) but knows nothing of the
 	// server, the CA or the store, and the YAML config is not its model.
 	{"bastion/policy", []string{"internal/...", "bastion", "ca/...", "recorder/...", "player/...", "github.com/gliderlabs/ssh"}, "the policy compiles its own types; the config is not its model"},
