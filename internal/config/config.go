@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bastionhq/bastion/ca"
@@ -899,6 +900,17 @@ func (v *validator) store(c *Config) {
 		v.bad("store.postgres.dsn", "required (or dsn_env)")
 	case p.DSNEnv != "" && os.Getenv(p.DSNEnv) == "":
 		v.bad("store.postgres.dsn_env", "the environment variable %s is empty", p.DSNEnv)
+	default:
+		// The parser serve uses: `config check` passes only what serve
+		// takes. pgx's message can quote the DSN, password included: say
+		// less.
+		key, dsn := "store.postgres.dsn", p.DSN
+		if p.DSNEnv != "" {
+			key, dsn = "store.postgres.dsn_env", os.Getenv(p.DSNEnv)
+		}
+		if _, err := pgxpool.ParseConfig(dsn); err != nil {
+			v.bad(key, "not a valid PostgreSQL connection string (a key=value list or a postgres:// URL; sslmode one of disable, allow, prefer, require, verify-ca, verify-full)")
+		}
 	}
 	if p.Lease.D < 0 || (p.Lease.Set && p.Lease.D < time.Second) || p.Lease.D > 10*time.Minute {
 		v.bad("store.postgres.lease", "%s out of range [1s, 10m]", p.Lease.D)

@@ -92,6 +92,8 @@ func TestMalformed(t *testing.T) {
 		{"store without dsn", minimal + "store: {postgres: {}}\n", "store.postgres.dsn: required"},
 		{"store with dsn and dsn_env", minimal + "store: {postgres: {dsn: \"host=db\", dsn_env: X}}\n", "exclusive"},
 		{"store dsn_env unset", minimal + "store: {postgres: {dsn_env: BASTION_TEST_UNSET_DSN}}\n", "BASTION_TEST_UNSET_DSN is empty"},
+		{"store dsn serve would refuse", minimal + "store: {postgres: {dsn: \"host=db sslmode=bogus password=hunter2\"}}\n", "store.postgres.dsn: not a valid PostgreSQL connection string"},
+		{"store dsn url serve would refuse", minimal + "store: {postgres: {dsn: \"postgres://u:hunter2@db:notaport/x\"}}\n", "store.postgres.dsn: not a valid"},
 		{"store short lease", minimal + "store: {postgres: {dsn: \"host=db\", lease: 10ms}}\n", "store.postgres.lease"},
 		{"store unknown key", minimal + "store: {postgress: {dsn: x}}\n", "postgress"},
 		{"port out of range", minimal + "listen: {ssh: \":99999\"}\n", "out of range"},
@@ -138,6 +140,9 @@ func TestMalformed(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %q, want it to mention %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error quotes a password: %q", err)
 			}
 		})
 	}
