@@ -81,12 +81,29 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 			return nil, fmt.Errorf("%s: %w", keySetUnavailable, err)
 		}
 	}
-	return k.verifier().VerifySignature(ctx, raw)
+	r, of := k.verifier()
+	payload, err := r.VerifySignature(ctx, raw)
+	if err == nil {
+		return payload, nil
+	}
+	// A RemoteKeySet shares one fetch in flight until its goroutine clears
+	// it, so a token with a key ID it lacks, checked just after another,
+	// can get that earlier fetch's keys without a new one. A failure is
+	// checked once more when a refresh (at most every keySetRefetchEvery)
+	// brought keys other than those the set was built over.
+	if _, rerr := k.refresh(ctx, keySetRefetchEvery); rerr != nil {
+		return nil, err
+	}
+	if r2, of2 := k.verifier(); !of2.Equal(of) {
+		return r2.VerifySignature(ctx, raw)
+	}
+	return nil, err
 }
 
 // verifier returns the RemoteKeySet over the keys fetched last, built anew
-// when they change, so that a key no longer in the set verifies nothing.
-func (k *keySet) verifier() *oidc.RemoteKeySet {
+// when they change, so that a key no longer in the set verifies nothing,
+// and when those keys were fetched.
+func (k *keySet) verifier() (*oidc.RemoteKeySet, time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.remote == nil || !k.remoteOf.Equal(k.fetched) {
@@ -94,7 +111,7 @@ func (k *keySet) verifier() *oidc.RemoteKeySet {
 		k.remote = oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), client), keySetURL)
 		k.remoteOf = k.fetched
 	}
-	return k.remote
+	return k.remote, k.remoteOf
 }
 
 // keySetURL is what a RemoteKeySet over the cache asks its transport for.
