@@ -12,25 +12,30 @@ import (
 // with word-wide masks, so the byte-by-byte state machine (Masker.scan) only
 // runs on escapes and on runs that could hold a number.
 //
-// A run here is a maximal stretch of digits, bytes a terminal does not draw
-// (NUL, SI, DEL, …: transparent between digits), and single joiners between
-// two of those: the shape of every card number, plain, grouped or spread
-// out (UTF-16). The joiners are the card separators ' ' and '-', and with
-// them "!$%(),", which one test finds with the separators (a byte ORed with
-// 0x0d is '-'): a longer run only sends more text to the state machine,
-// which knows better. A card needs 13 digits in one run, so a run with
-// fewer that ends in text, within the input, cannot hold one (a stretch of
-// NULs in binary data holds none). A run that reaches a special byte or the
-// end of the input (it may go on in the next Write) is left to the state
-// machine whatever it holds. The special bytes are those that begin an
-// escape sequence (ESC, and 0x9b or c2 9b, 8-bit CSI: transparent between
-// digits, and what follows them is not text until they end): stopFinder
-// finds them with bytes.IndexByte, which is vectorised. Every other byte
-// from 0x80 on counts as transparent here, the state machine judging the
-// characters that are not drawn (zero-width space, …) and the soft hyphen
-// (a separator) when a run it is part of reaches 13 digits: a superset of
-// what it joins, which costs binary data (half its bytes from 0x80 on,
-// but a digit in 25) nothing, and UTF-8 text a longer run now and then.
+// A run here is a maximal stretch of digits, bytes transparent between
+// digits (in a terminal the bytes it does not draw: NUL, SI, DEL, …; in a
+// binary stream NUL, for UTF-16), and single joiners between two of those:
+// the shape of every card number, plain, grouped or spread out. The
+// joiners are the card separators ' ' and '-', and with them "!$%(),",
+// which one test finds with the separators (a byte ORed with 0x0d is '-'):
+// a longer run only sends more text to the state machine, which knows
+// better. A card needs 13 digits in one run, so a run with fewer that ends
+// in text, within the input, cannot hold one (a stretch of NULs in binary
+// data holds none). A run that reaches a special byte or the end of the
+// input (it may go on in the next Write) is left to the state machine
+// whatever it holds, from its first byte that is not transparent (those
+// change nothing outside a run). In a terminal the special bytes begin an
+// escape sequence (ESC, 0x9b, c2 9b: transparent between digits, and what
+// follows is not text until they end) or a character that is not drawn
+// (U+00AD, U+200B, …: c2 ad, e2 80 8b, …); specialFinder finds them with
+// bytes.IndexByte, which is vectorised, passing over the UTF-8 lead bytes
+// c2, e2 and ef of characters that are drawn. A binary stream has none.
+//
+// cleanPrefix also says how far it looked, and the Masker does not ask it
+// again before the state machine has passed that point: a run it hands
+// over is read once by each, whatever the state machine makes of it (a
+// run of NULs before 13 digits far away would otherwise be read again
+// after each NUL).
 
 const (
 	lo  = 0x0101010101010101
@@ -115,38 +120,74 @@ func masks64(b *[64]byte, bin bool) (d, s, inv uint64) {
 	return d, s, inv
 }
 
-// stopFinder finds where cleanPrefix must stop: the next ESC or 0x9b (the
-// start of an escape sequence, c2 9b from its c2), each with
-// bytes.IndexByte, remembering where it found each.
-type stopFinder struct {
-	esc, c1 int // where the next ESC and 0x9b are, len(p) if nowhere; -1 not looked for
+// specialBytes are the bytes specialFinder looks for.
+var specialBytes = [...]byte{0x1b, 0x9b, 0xc2, 0xe2, 0xef}
+
+// specialFinder finds the special bytes of one buffer in order, each kind
+// with bytes.IndexByte, remembering where it found each: asked again
+// further on, it searches again only for the kinds it has passed.
+type specialFinder struct {
+	at [len(specialBytes)]int // where each kind is next, len(p) if nowhere; -1 not looked for
 }
 
-func newStopFinder() stopFinder { return stopFinder{esc: -1, c1: -1} }
-
-// next returns the index of the first stop in p at or after i, or len(p).
-func (f *stopFinder) next(p []byte, i int) int {
-	if f.esc < i {
-		f.esc = indexFrom(p, i, 0x1b)
-	}
-	if f.c1 < i {
-		f.c1 = indexFrom(p, i, 0x9b)
-	}
-	if f.esc < f.c1 {
-		return f.esc
-	}
-	if f.c1 > i && f.c1 < len(p) && p[f.c1-1] == 0xc2 {
-		return f.c1 - 1 // c2 9b: an 8-bit CSI in UTF-8
-	}
-	return f.c1
+func newSpecialFinder() specialFinder {
+	return specialFinder{at: [...]int{-1, -1, -1, -1, -1}}
 }
 
-// indexFrom returns the index of the first b in p at or after i, or len(p).
-func indexFrom(p []byte, i int, b byte) int {
-	if k := bytes.IndexByte(p[i:], b); k >= 0 {
-		return i + k
+// next returns the index of the first special byte of p at or after i, or
+// len(p): a lead byte that begins a character the terminal draws is passed
+// over (one whose next bytes p does not have yet is not).
+func (f *specialFinder) next(p []byte, i int) int {
+	for {
+		end, kind := len(p), -1
+		for k, b := range specialBytes {
+			if f.at[k] < i {
+				f.at[k] = len(p)
+				if j := bytes.IndexByte(p[i:], b); j >= 0 {
+					f.at[k] = i + j
+				}
+			}
+			if f.at[k] < end {
+				end, kind = f.at[k], k
+			}
+		}
+		if kind < 2 || !drawnChar(p[end:]) {
+			return end
+		}
+		i = end + 1
 	}
-	return len(p)
+}
+
+// drawnChar reports whether p begins with a lead byte c2, e2 or ef and
+// the bytes that make it a character the terminal draws, none of those
+// the state machine judges (u8Class): c2 9b (CSI), c2 ad (soft hyphen),
+// U+200B to U+200F, U+202A to U+202E, U+2060 to U+2064, U+2066 to U+2069
+// and U+FEFF. It is false when p ends before that is known.
+func drawnChar(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	switch b := p[1]; p[0] {
+	case 0xc2:
+		return b != 0x9b && b != 0xad
+	case 0xe2:
+		if b != 0x80 && b != 0x81 {
+			return true
+		}
+		if len(p) < 3 {
+			return false
+		}
+		return u8Class(p[:3]) == u8Text
+	case 0xef:
+		if b != 0xbb {
+			return true
+		}
+		if len(p) < 3 {
+			return false
+		}
+		return u8Class(p[:3]) == u8Text
+	}
+	return false
 }
 
 // special says which bytes begin a sequence the state machine judges: ESC,
@@ -162,24 +203,25 @@ var special = func() (t [256]bool) {
 // (a subtraction borrows, an addition carries, only from such a byte).
 func printable(w uint64) uint64 { return ((w-0x20*lo)&^w | (w + lo) | w) & hi }
 
-// controls sets the high bit of each byte of w that may be transparent
-// between digits (dOrInv): the invisible bytes, ESC (which never reaches
-// cleanPrefix's blocks: it is a stop) and every byte from 0x80 on.
+// controls sets the high bit of each invisible byte of w, exactly, and of
+// each ESC (which never reaches cleanPrefix's blocks: it is special).
 func controls(w uint64) uint64 {
 	low := w & m7f
 	ctl := zeroBytes(w & 0xe0e0e0e0e0e0e0e0) // below 0x20
 	// BS, HT, LF, VT, FF and CR are drawn or move the cursor: 8 <= b < 14.
 	ws := (low + (0x80-0x08)*lo) &^ (low + (0x80-0x0e)*lo) & hi
-	return ctl&^ws | zeroBytes(w^0x7f*lo) | w&hi
+	return ctl&^ws | zeroBytes(w^0x7f*lo)
 }
 
 // cleanPrefix returns the first index j >= i at which the state machine
-// must look: the start of the first run that holds 13 digits or more or
-// reaches end, or end itself, where end is the first special byte at or
-// after i (stopFinder.next), or len(p). Before j nothing can be
-// masked. The byte before i must not be part of a run (the Masker
-// is outside one).
-func cleanPrefix(p []byte, i, end int, bin bool) int {
+// must look: the first byte that is not transparent of the first run that
+// holds 13 digits or more or reaches end, or end itself, where end is the
+// first special byte at or after i (specialFinder.next; len(p) in a binary
+// stream). Before j nothing can be masked. It also returns how far it
+// looked, seen >= j: the state machine is to read at least up to there
+// before cleanPrefix is asked again (see above). The byte before i must
+// not be part of a run (the Masker is outside one).
+func cleanPrefix(p []byte, i, end int, bin bool) (j, seen int) {
 	var prevD uint64  // whether the byte before the block is a digit or invisible
 	run, runD := 0, 0 // bytes and digits of the run reaching the block's start
 	quick := true     // try counting the block's digits first
@@ -224,7 +266,7 @@ func cleanPrefix(p []byte, i, end int, bin bool) int {
 		lead := bits.TrailingZeros64(^x) // the run from the previous block goes on
 		leadMask := uint64(1)<<lead - 1
 		if run+lead >= minDigits && runD+bits.OnesCount64(d&leadMask) >= minDigits {
-			return o - run
+			return skipTransparent(p, o-run, end, bin), o + n
 		}
 		// Runs inside the block: those of 13 bytes or more may hold 13
 		// digits. Bit k of a is set when bytes k to k+12 are all in a run.
@@ -239,7 +281,7 @@ func cleanPrefix(p []byte, i, end int, bin bool) int {
 			e := k + bits.TrailingZeros64(^(x >> k))
 			r := (uint64(1)<<e - 1) &^ (uint64(1)<<k - 1)
 			if bits.OnesCount64(d&r) >= minDigits {
-				return o + k
+				return skipTransparent(p, o+k, end, bin), o + n
 			}
 			a &^= r
 		}
@@ -248,7 +290,16 @@ func cleanPrefix(p []byte, i, end int, bin bool) int {
 			runD = bits.OnesCount64(d &^ (full >> run))
 		}
 	}
-	return end - run
+	return skipTransparent(p, end-run, end, bin), end
+}
+
+// skipTransparent returns the index of the first byte of p[j:end] that is
+// not transparent, or end.
+func skipTransparent(p []byte, j, end int, bin bool) int {
+	for j < end && transparent(p[j], bin) {
+		j++
+	}
+	return j
 }
 
 // dOrInv is 1 when b is a digit or may be transparent between digits
@@ -260,15 +311,14 @@ func dOrInv(b byte, bin bool) uint64 {
 	return 0
 }
 
-// transparent reports whether b may be transparent between digits: a byte
-// a terminal does not draw, or one from 0x80 on (part of a character that
-// may not be drawn, or of a soft hyphen, a separator: the state machine
-// tells); in a binary stream, NUL.
+// transparent reports whether b is transparent between digits: in a
+// terminal a byte it does not draw (invisible; the characters that are not
+// drawn are special), in a binary stream NUL.
 func transparent(b byte, bin bool) bool {
 	if bin {
 		return b == 0
 	}
-	return invisible[b] || b >= 0x80
+	return invisible[b]
 }
 
 // digitCount counts the digits among b[:n].

@@ -46,7 +46,7 @@ func TestControls(t *testing.T) {
 				w[pos] = byte(n)
 				var want uint64
 				for k, b := range w {
-					if invisible[b] || b == 0x1b || b >= 0x80 {
+					if invisible[b] || b == 0x1b {
 						want |= 0x80 << (8 * k)
 					}
 				}
@@ -61,9 +61,9 @@ func TestControls(t *testing.T) {
 	}
 }
 
-// TestStopFinder checks stopFinder against the byte-by-byte definition,
-// asked at increasing indexes as the state machine asks.
-func TestStopFinder(t *testing.T) {
+// TestSpecialFinder checks specialFinder against the byte-by-byte
+// definition, asked at increasing indexes as the state machine asks.
+func TestSpecialFinder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	alphabet := []byte{0x1b, 0x9b, 0xc2, 0xe2, 0xef, 0xad, 0x80, 0x81, 0xbb, 'a', '1'}
 	for range 2000 {
@@ -75,7 +75,7 @@ func TestStopFinder(t *testing.T) {
 				in[i] = alphabet[rng.IntN(len(alphabet))]
 			}
 		}
-		sf := newStopFinder()
+		sf := newSpecialFinder()
 		for i := 0; i <= len(in); i += 1 + rng.IntN(3) {
 			if got, want := sf.next(in, i), indexSpecial(in, i); got != want {
 				t.Fatalf("%q at %d: got %d, want %d", in, i, got, want)
@@ -84,15 +84,12 @@ func TestStopFinder(t *testing.T) {
 	}
 }
 
-// indexSpecial returns the index of the first stop at or after i, or
-// len(p), byte by byte: where cleanPrefix's end is (an ESC, a 0x9b, or the
-// c2 of c2 9b).
+// indexSpecial returns the index of the first special byte at or after i,
+// or len(p), byte by byte: where cleanPrefix's end is (a lead byte that
+// begins a character the terminal draws is not one).
 func indexSpecial(p []byte, i int) int {
 	for ; i < len(p); i++ {
-		switch {
-		case p[i] == 0x1b, p[i] == 0x9b:
-			return i
-		case p[i] == 0xc2 && i+1 < len(p) && p[i+1] == 0x9b:
+		if special[p[i]] && !drawnChar(p[i:]) {
 			return i
 		}
 	}
@@ -122,6 +119,9 @@ func cleanPrefixRef(p []byte, i, end int, bin bool) int {
 			k++
 		}
 		if digits >= 13 || k == end {
+			for a < end && transparent(p[a], bin) {
+				a++
+			}
 			return a
 		}
 	}
@@ -152,8 +152,8 @@ var cleanCases = []struct {
 	{"nuls with few digits", strings.Repeat("\x00", 100) + "12" + strings.Repeat("\x00\x7f", 50) + "x", -1},
 	{"digits spread out by nuls", "x" + strings.Repeat("1\x00\x00\x00\x00\x00", 13) + "y", 1},
 	{"del ends the prefix", "abc 12\x7f", 4},
-	{"utf-16 digits at the end", "a\x00b\x004\x001\x00", 3},
-	{"utf-16 card", "a\x00b\x00" + strings.Repeat("4\x001\x00", 7) + "x\x00", 3},
+	{"utf-16 digits at the end, from the first digit", "a\x00b\x004\x001\x00", 4},
+	{"utf-16 card, from its first digit", "a\x00b\x00" + strings.Repeat("4\x001\x00", 7) + "x\x00", 4},
 	{"zero-width space ends the prefix", "ab 41\u200b11", 3},
 	{"8-bit csi ends the prefix", "abc\x9b0m", 3},
 	{"drawn c2 does not end the prefix", "abc\u00b0 x", -1},
@@ -164,7 +164,10 @@ var cleanCases = []struct {
 	{"binary with few digits", "\x80\xff1\xc3\x00" + strings.Repeat("\xfe7\x01a", 30) + "a", -1},
 	{"utf-8 text with few digits", "caf\u00e9 \u4e2d 12 \u00e9x", -1},
 	{"newline and tab do not", "a\tb 12\r\nc\v\f", -1},
-	{"special after 64 bytes", strings.Repeat("a", 70) + "\x0f", 70},
+	{"invisible at the end after 64 bytes", strings.Repeat("a", 70) + "\x0f", -1},
+	{"special after 64 bytes", strings.Repeat("a", 70) + "\x9b", 70},
+	{"drawn e2 does not end the prefix", "\u201cquoted\u201d \u2014 12 \u2026 x", -1},
+	{"e2 80 at the end ends the prefix", "abc\xe2\x80", 3},
 	{"special on a block edge after a separator", strings.Repeat("a", 59) + "4111 \x001111 1111 1111 x", 59},
 	{"special on a block edge after digits", strings.Repeat("a", 60) + "4111\x0f111111111111 x", 60},
 	{"special on a block edge after text", strings.Repeat("a", 64) + "\x9b4111 x", 64},
@@ -188,7 +191,7 @@ func TestCleanPrefix(t *testing.T) {
 				want = len(p)
 			}
 			end := indexSpecial(p, 0)
-			if got := cleanPrefix(p, 0, end, false); got != want {
+			if got, _ := cleanPrefix(p, 0, end, false); got != want {
 				t.Errorf("got %d, want %d", got, want)
 			}
 			if got := cleanPrefixRef(p, 0, end, false); got != want {
@@ -275,16 +278,16 @@ func FuzzCleanPrefix(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		end := indexSpecial(in, 0)
-		sf := newStopFinder()
+		sf := newSpecialFinder()
 		if got := sf.next(in, 0); got != end {
-			t.Fatalf("%q: stopFinder: got %d, want %d", in, got, end)
+			t.Fatalf("%q: specialFinder: got %d, want %d", in, got, end)
 		}
-		got, want := cleanPrefix(in, 0, end, false), cleanPrefixRef(in, 0, end, false)
-		if got != want {
-			t.Fatalf("%q: got %d, want %d", in, got, want)
+		got, seen := cleanPrefix(in, 0, end, false)
+		if want := cleanPrefixRef(in, 0, end, false); got != want || seen < got || seen > end {
+			t.Fatalf("%q: got %d (seen %d), want %d", in, got, seen, want)
 		}
-		got, want = cleanPrefix(in, 0, len(in), true), cleanPrefixRef(in, 0, len(in), true)
-		if got != want {
+		got, _ = cleanPrefix(in, 0, len(in), true)
+		if want := cleanPrefixRef(in, 0, len(in), true); got != want {
 			t.Fatalf("%q, binary: got %d, want %d", in, got, want)
 		}
 		bin := Config{Cards: true, MaxHold: 1 << 20, Binary: true}
@@ -350,6 +353,36 @@ func TestFastMatchesReferenceRandom(t *testing.T) {
 			for _, c := range []string{"411111111111", utf16("411111111111", false), utf16("411111111111", true), "4111-1111-1111", "4111 1111 1111"} {
 				if strings.Contains(want, c) {
 					t.Fatalf("a spliced card went out unmasked:\n%q", want)
+				}
+			}
+		}
+	}
+}
+
+// TestFastPathLinear checks that the fast path reads each byte a bounded
+// number of times on inputs where the state machine and it see runs
+// differently: a run it hands over with 13 digits far away (after a long
+// stretch of NULs, or of NULs and spaces) was read again from the next
+// byte after each one the state machine took, quadratic in the stretch.
+func TestFastPathLinear(t *testing.T) {
+	const n = 300_000
+	inputs := map[string][]byte{
+		"nuls then a card":            append(bytes.Repeat([]byte{0}, n), "4111111111111111x"...),
+		"nuls and spaces then a card": append(bytes.Repeat([]byte("\x00 "), n/2), "4111111111111111x"...),
+		"digits and commas":           bytes.Repeat([]byte("1,"), n/2),
+		"digits and accents":          bytes.Repeat([]byte("1\u00e9"), n/3),
+		"spread-out digits":           bytes.Repeat([]byte("1\x00\x00\x00\x00\x00\x00\x00\x00\x00"), n/10),
+	}
+	for name, in := range inputs {
+		for _, bin := range []bool{false, true} {
+			for _, step := range []int{128 << 10, 4096, 7} {
+				m := mustNew(t, Config{Cards: true, Binary: bin})
+				for i := 0; i < len(in); i += step {
+					m.Write(in[i:min(i+step, len(in))])
+				}
+				m.Flush()
+				if m.scanned > 2*int64(len(in)) {
+					t.Errorf("%s, binary %v, writes of %d: the fast path read %d bytes of %d", name, bin, step, m.scanned, len(in))
 				}
 			}
 		}

@@ -100,6 +100,12 @@ type Masker struct {
 	slow bool   // tests: no fast path, the reference to compare it with
 	bin  bool   // Config.Binary
 
+	// slowTo is the stream offset up to which cleanPrefix looked last: it
+	// is not asked again before the state machine gets there. scanned
+	// counts the bytes it looked at (tests: it stays linear).
+	slowTo  int64
+	scanned int64
+
 	es int // escape parser state
 
 	// eU8, eC1: the bytes of the sequence being read, from its first, and
@@ -190,10 +196,12 @@ func (m *Masker) Write(p []byte) []byte {
 		// passing through the pending buffer.
 		end := len(p)
 		if !m.bin {
-			sf := newStopFinder()
+			sf := newSpecialFinder()
 			end = sf.next(p, 0)
 		}
-		j := cleanPrefix(p, 0, end, m.bin)
+		j, seen := cleanPrefix(p, 0, end, m.bin)
+		m.scanned += int64(seen)
+		m.slowTo = m.base + int64(seen)
 		m.base += int64(j)
 		if j == len(p) {
 			return p
@@ -275,13 +283,20 @@ func (m *Masker) scan(i int) {
 		m.scanBinary(i)
 		return
 	}
-	sf := newStopFinder()
+	sf := newSpecialFinder()
 	for i < len(p) {
 		if m.es == eGround {
 			if m.fast() {
 				// Fast path: skip what cannot be part of a number.
-				if i = cleanPrefix(p, i, sf.next(p, i), false); i == len(p) {
-					return
+				if m.base+int64(i) >= m.slowTo {
+					from := i
+					var seen int
+					i, seen = cleanPrefix(p, i, sf.next(p, i), false)
+					m.scanned += int64(seen - from)
+					m.slowTo = m.base + int64(seen)
+					if i == len(p) {
+						return
+					}
 				}
 			}
 			switch b := p[i]; {
@@ -380,8 +395,13 @@ func (m *Masker) scan(i int) {
 func (m *Masker) scanBinary(i int) {
 	p := m.pend
 	for i < len(p) {
-		if m.fast() {
-			if i = cleanPrefix(p, i, len(p), true); i == len(p) {
+		if m.fast() && m.base+int64(i) >= m.slowTo {
+			from := i
+			var seen int
+			i, seen = cleanPrefix(p, i, len(p), true)
+			m.scanned += int64(seen - from)
+			m.slowTo = m.base + int64(seen)
+			if i == len(p) {
 				return
 			}
 		}

@@ -416,15 +416,35 @@ func FuzzMasker(f *testing.F) {
 			t.Fatalf("split by %d: got %q, want %q", n, got, want)
 		}
 		// With the default hold and patterns too, nothing panics and
-		// nothing is held past MaxHold.
-		m = mustNew(t, Config{Cards: true, Patterns: []*regexp.Regexp{regexp.MustCompile(`[a-z]+[0-9]`)}})
-		for i := 0; i < len(in); i += n {
-			m.Write(in[i:min(i+n, len(in))])
-			if m.Pending() > 64 {
-				t.Fatalf("Pending: got %d, want at most 64", m.Pending())
+		// nothing is held past MaxHold; in binary mode as well.
+		for _, bin := range []bool{false, true} {
+			m = mustNew(t, Config{Cards: true, Binary: bin, Patterns: []*regexp.Regexp{regexp.MustCompile(`[a-z]+[0-9]`)}})
+			for i := 0; i < len(in); i += n {
+				m.Write(in[i:min(i+n, len(in))])
+				if m.Pending() > 64 {
+					t.Fatalf("Pending: got %d, want at most 64", m.Pending())
+				}
+			}
+			m.Flush()
+		}
+		// Binary mode: the same length, only digits changed, and splits
+		// give the one-shot output.
+		bcfg := Config{Cards: true, MaxHold: 1 << 20, Binary: true}
+		bwant := oneShot(t, bcfg, in)
+		for i := range in {
+			if in[i] != bwant[i] && !(bwant[i] == '*' && isDigit(in[i])) {
+				t.Fatalf("binary, byte %d: got %q, want %q or '*'", i, bwant[i], in[i])
 			}
 		}
-		m.Flush()
+		m = mustNew(t, bcfg)
+		got = got[:0]
+		for i := 0; i < len(in); i += n {
+			got = append(got, m.Write(in[i:min(i+n, len(in))])...)
+		}
+		got = append(got, m.Flush()...)
+		if string(got) != bwant {
+			t.Fatalf("binary, split by %d: got %q, want %q", n, got, bwant)
+		}
 	})
 }
 
