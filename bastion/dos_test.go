@@ -556,6 +556,7 @@ func TestRefusedLoginAuditsRateLimited(t *testing.T) {
 	}
 	f := summary.Fields
 	if f["type"] != "ssh.login" || f["count"] != fmt.Sprint(flood-5) || !strings.HasPrefix(f["last_remote"], "127.0.0.1:") ||
+		f["sources"] != fmt.Sprintf("127.0.0.1=%d", flood-5) ||
 		!strings.Contains(f["reasons"], "=") || summary.Outcome != "refused" {
 		t.Fatalf("summary: %+v", summary)
 	}

@@ -11,6 +11,8 @@ package auditlimit
 
 import (
 	"fmt"
+	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,11 +34,16 @@ type Summary struct {
 	First, Last time.Time      // when the first and the last of them came
 	LastRemote  string         // the source of the last of them
 	Reasons     map[string]int // how many of each reason (a small, fixed set)
+	Sources     map[string]int // how many from each source address (no port)
 	Burst, Rate int            // the Limiter's bounds
 }
 
-// maxReasons bounds Summary.Reasons; the rest count as "other".
-const maxReasons = 32
+// maxReasons and maxSources bound Summary.Reasons and Summary.Sources
+// (the rest count as "other").
+const (
+	maxReasons = 32
+	maxSources = 16
+)
 
 // Type is the audit event type of a summary.
 const Type = "audit.suppressed"
@@ -44,19 +51,39 @@ const Type = "audit.suppressed"
 // Fields are a summary's audit fields: the type of the records held back
 // (kind), how many, when, the last source and the reasons.
 func (s Summary) Fields(kind string) map[string]string {
-	reasons := make([]string, 0, len(s.Reasons))
-	for r, n := range s.Reasons {
-		reasons = append(reasons, r+"="+strconv.Itoa(n))
-	}
-	slices.Sort(reasons)
 	return map[string]string{
 		"type":        kind,
 		"count":       strconv.Itoa(s.Count),
 		"first":       s.First.UTC().Format(time.RFC3339Nano),
 		"last":        s.Last.UTC().Format(time.RFC3339Nano),
 		"last_remote": s.LastRemote,
-		"reasons":     strings.Join(reasons, ","),
+		"reasons":     list(s.Reasons),
+		"sources":     list(s.Sources),
 	}
+}
+
+// list writes m as "k=n,k=n", most first, "other" last.
+func list(m map[string]int) string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case a == "other":
+			return 1
+		case b == "other":
+			return -1
+		case m[a] != m[b]:
+			return m[b] - m[a]
+		}
+		return strings.Compare(a, b)
+	})
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k + "=" + strconv.Itoa(m[k]))
+	}
+	return b.String()
 }
 
 // Reason is a summary's audit reason.
@@ -120,13 +147,33 @@ func (l *Limiter) Allow(remote, reason string) bool {
 	l.held.Count++
 	l.held.Last, l.held.LastRemote = now, remote
 	if l.held.Reasons == nil {
-		l.held.Reasons = map[string]int{}
+		l.held.Reasons, l.held.Sources = map[string]int{}, map[string]int{}
 	}
-	if _, ok := l.held.Reasons[reason]; !ok && len(l.held.Reasons) >= maxReasons {
-		reason = "other"
+	count(l.held.Reasons, reason, maxReasons)
+	host := remote
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		host = h
 	}
-	l.held.Reasons[reason]++
+	count(l.held.Sources, host, maxSources)
 	return false
+}
+
+// count adds one to m[k]. When m has max keys besides "other" and not k,
+// the key with the smallest count makes room, its count moving to
+// m["other"]: a source that keeps sending stays in, however many came
+// before it.
+func count(m map[string]int, k string, max int) {
+	if _, ok := m[k]; !ok && len(m)-min(m["other"], 1) >= max {
+		least := ""
+		for key, n := range m {
+			if key != "other" && (least == "" || n < m[least] || n == m[least] && key < least) {
+				least = key
+			}
+		}
+		m["other"] += m[least]
+		delete(m, least)
+	}
+	m[k]++
 }
 
 // flush emits what was held back since the last summary.

@@ -1,6 +1,8 @@
 package auditlimit
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +44,9 @@ func TestBurstThenRate(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != 1 || got[0].Count != 6 || got[0].LastRemote != "d" || got[0].Reasons["sig"] != 6 {
 		t.Fatalf("summaries: %+v", got)
+	}
+	if f := got[0].Fields("ssh.login"); f["reasons"] != "sig=6" || f["sources"] != "b=5,d=1" || f["count"] != "6" {
+		t.Fatalf("fields: %v", f)
 	}
 	if got[0].First.After(got[0].Last) {
 		t.Fatalf("first %v after last %v", got[0].First, got[0].Last)
@@ -103,5 +108,33 @@ func TestConcurrent(t *testing.T) {
 	defer mu.Unlock()
 	if passed+total != 1600 {
 		t.Fatalf("%d passed and %d held back of 1600", passed, total)
+	}
+}
+
+// TestSourcesBounded counts sources by address without the port, at most
+// maxSources of them and the rest as other, most first; a source that
+// keeps sending is kept, however many came before it.
+func TestSourcesBounded(t *testing.T) {
+	var got Summary
+	l := New(1, 0.001, time.Hour, func(s Summary) { got = s })
+	for i := range 100 {
+		l.Allow(fmt.Sprintf("10.0.0.%d:%d", i%40, 40000+i), "unknown_ca")
+	}
+	for range 10 {
+		l.Allow("[2001:db8::1]:22", "expired")
+	}
+	l.Close()
+	if got.Count != 109 || len(got.Sources) != maxSources+1 || got.Sources["2001:db8::1"] != 10 || got.Sources["other"] == 0 {
+		t.Fatalf("summary: %+v", got)
+	}
+	n := 0
+	for _, c := range got.Sources {
+		n += c
+	}
+	if n != got.Count {
+		t.Fatalf("sources add up to %d of %d", n, got.Count)
+	}
+	if f := got.Fields("ssh.login"); !strings.HasPrefix(f["sources"], "2001:db8::1=10,") || f["reasons"] != "unknown_ca=99,expired=10" {
+		t.Fatalf("fields: %v", f)
 	}
 }
