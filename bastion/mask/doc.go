@@ -83,6 +83,10 @@
 //     MaxHold bytes of its line, or the line ends before the hold fills.
 //   - A window title or other OSC string holding a card number is passed
 //     through: escape sequences are never altered.
+//   - In binary mode a digit byte right before a card number (a one-byte
+//     field length of 48 to 57, the last byte of a four-byte one after
+//     NULs) joins it into a longer number, which is not a card unless the
+//     Luhn check still holds (a leading '0' keeps it).
 //   - Windows of spaced digit groups also match other numbers that happen
 //     to pass the Luhn check (one in ten 13 to 19 digit groupings, such as
 //     a hex dump's columns); masking those is the safe way to be wrong.
