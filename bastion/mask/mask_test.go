@@ -489,6 +489,22 @@ func BenchmarkLogText(b *testing.B) {
 	benchMask(b, Config{Cards: true}, logText(), 32*1024)
 }
 
+// cjkText is Chinese output with numbers on every line: an order number,
+// an amount and a date among words of three-byte UTF-8 characters.
+func cjkText() []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < mib; i++ {
+		fmt.Fprintf(&b, "订单号 %d 金额 %d 日期 2026-01-%02d 状态 “完成” 客户 张三\r\n", 100000+i, i%1000, 10+i%18)
+	}
+	return b.Bytes()[:mib]
+}
+
+// BenchmarkCJKText: every byte of a CJK character is from 0x80 on, which
+// once made each line one long run for the state machine.
+func BenchmarkCJKText(b *testing.B) {
+	benchMask(b, Config{Cards: true}, cjkText(), 32*1024)
+}
+
 // BenchmarkLogText128K writes in the relay's streaming reads (128 KiB).
 func BenchmarkLogText128K(b *testing.B) {
 	benchMask(b, Config{Cards: true}, bytes.Repeat(logText(), 4), 128*1024)
