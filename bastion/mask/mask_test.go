@@ -576,3 +576,22 @@ func BenchmarkRandomBytesBinary(b *testing.B) {
 func BenchmarkLogTextBinary(b *testing.B) {
 	benchMask(b, Config{Cards: true, Binary: true}, bytes.Repeat(logText(), 4), 128*1024)
 }
+
+// TestBinaryPatterns: custom patterns see a binary stream's text with its
+// NULs left out (a secret in UTF-16 is found) and mask it in place, and an
+// ESC in the stream is a byte like any other, not the start of a sequence
+// that hides what follows.
+func TestBinaryPatterns(t *testing.T) {
+	cfg := Config{Binary: true, Patterns: []*regexp.Regexp{regexp.MustCompile(`AKIA[0-9A-Z]{16}`)}}
+	for _, tc := range []struct{ name, in, want string }{
+		{"utf-16", "k=" + utf16le("AKIAIOSFODNN7EXAMPLE") + "\n", "k=" + strings.Repeat("*\x00", 20) + "\n"},
+		{"after an osc opener", "\x1b]0;AKIAIOSFODNN7EXAMPLE\n", "\x1b]0;" + strings.Repeat("*", 20) + "\n"},
+		{"plain", "AKIAIOSFODNN7EXAMPLE", strings.Repeat("*", 20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := oneShot(t, cfg, []byte(tc.in)); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
