@@ -154,6 +154,52 @@ func TestForwardRecordingMasksCards(t *testing.T) {
 	}
 }
 
+// TestForwardRecordingMasksCardsBeforeFraming sends database rows through a
+// forward whose card column is followed by framing that is a digit: a
+// MySQL row with the card last and the next row's packet length (53 bytes,
+// 0x35), and a PostgreSQL DataRow with the card before a 48 to 57 byte
+// column (length 00 00 00 34 after NULs). The recording must not hold them.
+func TestForwardRecordingMasksCardsBeforeFraming(t *testing.T) {
+	testenv.Require(t, "tshark")
+	e := newEnv(t, envOptions{extraYAML: "rules:\n  - {name: cards, on: output, match: {detector: credit_card}, action: mask}\n"})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	conn, err := c.Dial("tcp", "echo:"+portOf(e.echo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mysql := "\x18\x00\x00\x02\x06alice1\x104111111111111111" + "5\x00\x00\x03\x03bob\x10" + strings.Repeat("x", 52)
+	pg := "D\x00\x00\x00\x4e\x00\x02\x00\x00\x00\x105105105105105100\x00\x00\x004" + strings.Repeat("y", 52) + "C\x00\x00\x00\x0dSELECT 1\x00"
+	for _, part := range []string{mysql, pg} {
+		conn.Write([]byte(part))
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn.(interface{ CloseWrite() error }).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, _ := io.ReadAll(conn)
+	conn.Close()
+	if !bytes.Contains(got, []byte("4111111111111111")) {
+		t.Fatalf("the echo came back as %q", got)
+	}
+	id := e.tcpSession(t, "echo")
+	exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+	if exp.Code != 0 {
+		t.Fatalf("export: %s", exp)
+	}
+	pcap := filepath.Join(t.TempDir(), "s.pcap")
+	os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+	client, server := followRaw(t, tshark(t, pcap, "-q", "-z", "follow,tcp,raw,0"))
+	for _, b := range [][]byte{client, server} {
+		if bytes.Contains(b, []byte("411111111111")) || bytes.Contains(b, []byte("510510510510")) {
+			t.Errorf("the recording holds a card number: %q", b)
+		}
+		if !bytes.Contains(b, []byte("\x10************11115\x00\x00\x03")) ||
+			!bytes.Contains(b, []byte("\x00\x00\x00\x10************5100\x00\x00\x004yy")) {
+			t.Errorf("the recording lacks the masked rows: %q", b)
+		}
+	}
+}
+
 // env_allow admits variables a target's shell may set for the user, but
 // never those that change what a judged command runs: an exported bash
 // function (BASH_FUNC_name%%) replaces a command by name, LD_PRELOAD loads

@@ -33,7 +33,8 @@ type Config struct {
 	// escape sequences, and only NUL is transparent between digits (text
 	// in UTF-16); every other byte but a digit or a card separator ends a
 	// run, so a card number that a binary framing puts next to other
-	// digits (a length, the next field) is still seen whole.
+	// digits (a length, the next field) is still seen whole; and a card
+	// number followed by one digit (the next field's length) is masked.
 	Binary bool
 }
 
@@ -678,15 +679,33 @@ func (m *Masker) endRun() {
 // evaluate checks every window of whole groups that ends with the last
 // group and masks those that are card numbers. Going backwards from the
 // last digit, the Luhn sum of each longer window extends the previous one.
+//
+// In binary mode the windows that leave out the run's last digit are
+// checked too: a field's framing is often a digit right after it (a MySQL
+// row's next packet length, a PostgreSQL DataRow's next column length
+// after NULs, 48 to 57), which would otherwise hide a card in the last
+// column or before a 48 to 57 byte one.
 func (m *Masker) evaluate() {
-	if m.nrun < minDigits {
+	m.windows(0)
+	if m.bin && m.groups[len(m.groups)-1] > 1 {
+		m.windows(1)
+	}
+}
+
+// windows is evaluate for the windows that end drop digits before the
+// run's last digit (drop is less than the last group).
+func (m *Masker) windows(drop int) {
+	if m.nrun-drop < minDigits {
 		return
 	}
-	n := len(m.digits)
+	n := len(m.digits) - drop
 	sum, k := 0, 0
 	multiOK := true
 	for gi := len(m.groups) - 1; gi >= 0; gi-- {
 		g := m.groups[gi]
+		if gi == len(m.groups)-1 {
+			g -= drop
+		}
 		if k+g > maxDigits || k+g > n {
 			return
 		}

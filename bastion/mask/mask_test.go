@@ -163,6 +163,15 @@ var binaryCases = []struct {
 	{"high bytes end a run", "4111\xe2\x80\x8b111111111111", "4111\xe2\x80\x8b111111111111", 0},
 	{"csv lines", "4111111111111111\n4222222222222\n", "************1111\n*********2222\n", 2},
 	{"too long", "41111111111111111234", "41111111111111111234", 0},
+	// The byte after a field is the next one's framing: a MySQL row's
+	// card column last, then the next packet's length (53 bytes, 0x35);
+	// a PostgreSQL DataRow's card column, then the next column's length
+	// (00 00 00 35, after NULs, which are transparent).
+	{"a length byte after it", "\x104111111111111111" + "5\x00\x00\x03", "\x10************1111" + "5\x00\x00\x03", 1},
+	{"a four-byte length after it", "\x00\x00\x00\x104111111111111111\x00\x00\x005", "\x00\x00\x00\x10************1111\x00\x00\x005", 1},
+	{"grouped, a length byte after it", "\x134111 1111 1111 11118", "\x13**** **** **** 11118", 1},
+	{"amex, a length byte after it", "\x0f3782822463100050", "\x0f***********00050", 1},
+	{"a 17-digit number whose first 16 fail", "41111111111111122", "41111111111111122", 0},
 }
 
 func TestBinary(t *testing.T) {
