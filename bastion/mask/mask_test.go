@@ -171,6 +171,7 @@ var binaryCases = []struct {
 	{"a four-byte length after it", "\x00\x00\x00\x104111111111111111\x00\x00\x005", "\x00\x00\x00\x10************1111\x00\x00\x005", 1},
 	{"grouped, a length byte after it", "\x134111 1111 1111 11118", "\x13**** **** **** 11118", 1},
 	{"amex, a length byte after it", "\x0f3782822463100050", "\x0f***********00050", 1},
+	{"utf-16, a two-byte length after it", utf16le("4111111111111111") + "4\x00", utf16le("************1111") + "4\x00", 1},
 	{"a 17-digit number whose first 16 fail", "41111111111111122", "41111111111111122", 0},
 }
 
