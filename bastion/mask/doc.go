@@ -42,11 +42,12 @@
 // other byte but a digit or a separator ends a run, so a card number that
 // binary framing puts next to other digits (a field's length, the next
 // field) is still seen whole rather than as part of a longer run. The
-// byte right after a field is often framing that is a digit (a MySQL
-// row's next packet length, a PostgreSQL DataRow's next column length
-// after NULs, when it is 48 to 57), so in binary mode the windows that
-// leave out a run's last digit are checked too: a card followed by one
-// digit is masked, that digit not.
+// bytes right before and after a field are often framing that is a digit
+// (a MySQL field's one-byte length or a row's next packet length, a
+// PostgreSQL DataRow column length after NULs, when it is 48 to 57), so
+// in binary mode the windows that leave out a run's last digit, and a
+// plain run's first, are checked too: a card with one such digit on
+// either side or both is masked, those digits not.
 //
 // Input may be split anywhere, in the middle of a number or of an escape
 // sequence: the parser state and the digits of the current run carry over.
@@ -88,13 +89,11 @@
 //     MaxHold bytes of its line, or the line ends before the hold fills.
 //   - A window title or other OSC string holding a card number is passed
 //     through: escape sequences are never altered.
-//   - In binary mode a digit byte right before a card number (a one-byte
-//     field length of 48 to 57, the last byte of a four-byte one after
-//     NULs) joins it into a longer number, which is not a card unless the
-//     Luhn check still holds (a leading '0' keeps it). A digit right after
-//     one is seen (above), but not two, nor one after a 19-digit number
-//     (20 digits are not a card); and the windows without the last digit
-//     mask about one in ten more of the 14 to 19 digit numbers there.
+//   - In binary mode one digit of framing on either side of a card is seen
+//     (above), but not two on a side, nor one before a grouped card, nor
+//     any next to a 19-digit number (20 digits are not a card); and the
+//     windows without the first or last digit mask about two in ten more
+//     of the 14 to 19 digit numbers there.
 //   - Windows of spaced digit groups also match other numbers that happen
 //     to pass the Luhn check (one in ten 13 to 19 digit groupings, such as
 //     a hex dump's columns); masking those is the safe way to be wrong.

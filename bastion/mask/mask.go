@@ -34,7 +34,8 @@ type Config struct {
 	// in UTF-16); every other byte but a digit or a card separator ends a
 	// run, so a card number that a binary framing puts next to other
 	// digits (a length, the next field) is still seen whole; and a card
-	// number followed by one digit (the next field's length) is masked.
+	// number with one digit of framing before or after it (a length of 48
+	// to 57) is masked, that digit not.
 	Binary bool
 }
 
@@ -701,6 +702,9 @@ func (m *Masker) windows(drop int) {
 	n := len(m.digits) - drop
 	sum, k := 0, 0
 	multiOK := true
+	// In binary mode a plain run may also begin with a digit of framing
+	// (a field's length before it): the window without its first digit.
+	lead := m.bin && len(m.groups) == 1
 	for gi := len(m.groups) - 1; gi >= 0; gi-- {
 		g := m.groups[gi]
 		if gi == len(m.groups)-1 {
@@ -709,7 +713,7 @@ func (m *Masker) windows(drop int) {
 		if k+g > maxDigits || k+g > n {
 			return
 		}
-		for range g {
+		for j := range g {
 			d := int(m.digits[n-1-k].v)
 			if k%2 == 1 {
 				d *= 2
@@ -719,7 +723,11 @@ func (m *Masker) windows(drop int) {
 			}
 			sum += d
 			k++
+			if lead && j == g-2 && k >= minDigits && sum%10 == 0 {
+				m.maskWindow(n-k, n)
+			}
 		}
+
 		single := gi == len(m.groups)-1
 		if g < 3 || g > 6 {
 			multiOK = false

@@ -173,6 +173,10 @@ var binaryCases = []struct {
 	{"amex, a length byte after it", "\x0f3782822463100050", "\x0f***********00050", 1},
 	{"utf-16, a two-byte length after it", utf16le("4111111111111111") + "4\x00", utf16le("************1111") + "4\x00", 1},
 	{"a 17-digit number whose first 16 fail", "41111111111111122", "41111111111111122", 0},
+	{"a length byte before it", "\x051" + "4111111111111111x", "\x051************1111x", 1},
+	{"a four-byte length before it", "\x00\x00\x003" + "5105105105105100\x00", "\x00\x00\x003************5100\x00", 1},
+	{"length bytes before and after it", "\x057" + "4111111111111111" + "2\x00", "\x057************1111" + "2\x00", 1},
+	{"an 18-digit number whose inner 16 fail", "741111111111111122", "741111111111111122", 0},
 }
 
 func TestBinary(t *testing.T) {
