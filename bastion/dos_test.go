@@ -29,10 +29,25 @@ const defaultMaxStartups = 256
 // bastion's, then stalls: a connection that never authenticates.
 func stalledSSH(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	return stalledSSHFrom(t, addr, "127.0.0.1")
+}
+
+// dialFrom connects to addr from the loopback address src (any 127/8
+// address is the machine's own: a client from another source).
+func dialFrom(t *testing.T, addr, src string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// stalledSSHFrom is stalledSSH from the loopback address src.
+func stalledSSHFrom(t *testing.T, addr, src string) net.Conn {
+	t.Helper()
+	c := dialFrom(t, addr, src)
 	t.Cleanup(func() { c.Close() })
 	if _, err := c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n")); err != nil {
 		t.Fatal(err)
@@ -70,13 +85,11 @@ func TestMaxStartupsBoundsUnauthenticatedSSH(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.app.SSH.SetHandshakeTimeoutForTest(10 * time.Minute)
 	held := make([]net.Conn, 0, defaultMaxStartups)
-	for range defaultMaxStartups {
-		held = append(held, stalledSSH(t, e.app.SSHAddr()))
+	for i := range defaultMaxStartups {
+		// Four sources, each at its share (a quarter).
+		held = append(held, stalledSSHFrom(t, e.app.SSHAddr(), fmt.Sprintf("127.0.0.%d", 1+i%4)))
 	}
-	extra, err := net.Dial("tcp", e.app.SSHAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	extra := dialFrom(t, e.app.SSHAddr(), "127.0.0.5")
 	defer extra.Close()
 	extra.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
 	if dropped, got := droppedAtOnce(extra); !dropped || got != "" {
@@ -111,18 +124,12 @@ func TestMaxStartupsBoundsUnauthenticatedSSH(t *testing.T) {
 func TestMaxStartupsBoundsUnauthenticatedPostgres(t *testing.T) {
 	e := newEnv(t, envOptions{pgListen: true, startup: 10 * time.Minute})
 	held := make([]net.Conn, 0, defaultMaxStartups)
-	for range defaultMaxStartups {
-		c, err := net.Dial("tcp", e.app.PostgresAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i := range defaultMaxStartups {
+		c := dialFrom(t, e.app.PostgresAddr(), fmt.Sprintf("127.0.0.%d", 1+i%4))
 		t.Cleanup(func() { c.Close() })
 		held = append(held, c)
 	}
-	extra, err := net.Dial("tcp", e.app.PostgresAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	extra := dialFrom(t, e.app.PostgresAddr(), "127.0.0.5")
 	defer extra.Close()
 	if dropped, got := droppedAtOnce(extra); !dropped || got != "" {
 		t.Fatalf("connection %d past sessions.max_startups: dropped %v, got %q; want it closed", defaultMaxStartups+1, dropped, got)
@@ -134,6 +141,51 @@ func TestMaxStartupsBoundsUnauthenticatedPostgres(t *testing.T) {
 	var b [1]byte
 	if _, err := io.ReadFull(held[1], b[:]); err != nil || b[0] != 'S' {
 		t.Fatalf("a held connection's SSLRequest: got %q, %v; want S", b[:], err)
+	}
+}
+
+// One source cannot take every startup slot: past a quarter of
+// sessions.max_startups from one address, its new connections are closed
+// at once while another source's still get in. Found: one client opening
+// 256 connections that never log in kept every other user from logging in
+// for as long as it kept them open (the limit was global only).
+func TestMaxStartupsPerSource(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.app.SSH.SetHandshakeTimeoutForTest(10 * time.Minute)
+	share := defaultMaxStartups / 4
+	held := make([]net.Conn, 0, share)
+	for range share {
+		held = append(held, stalledSSHFrom(t, e.app.SSHAddr(), "127.0.0.7"))
+	}
+	extra := dialFrom(t, e.app.SSHAddr(), "127.0.0.7")
+	defer extra.Close()
+	extra.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+	if dropped, got := droppedAtOnce(extra); !dropped || got != "" {
+		t.Fatalf("connection %d from one source: dropped %v, got %q; want it closed before the handshake", share+1, dropped, got)
+	}
+	// Everyone else still gets in: a stalled client from another source,
+	// and a user (from 127.0.0.1) who logs in and runs a command.
+	stalledSSHFrom(t, e.app.SSHAddr(), "127.0.0.8")
+	client := e.dialBastion(t, e.alice)
+	defer client.Close()
+	if out, err := runOn(client, "whoami"); err != nil || !strings.Contains(out, "alice") {
+		t.Fatalf("whoami: %q %v", out, err)
+	}
+	// The source's closed connection gives its share back.
+	held[0].Close()
+	for i := 0; ; i++ {
+		c := dialFrom(t, e.app.SSHAddr(), "127.0.0.7")
+		c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if strings.HasPrefix(line, "SSH-2.0-") {
+			break
+		}
+		if i == 100 {
+			t.Fatal("a slot the source gave back was never reused")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -118,9 +118,9 @@ func (s *Server) ServePostgres(ln net.Listener, names []string) error {
 			continue
 		}
 		delay = 0
-		release, ok := s.pgStartups.take()
+		release, ok, perSource := s.pgStartups.take(c.RemoteAddr())
 		if !ok {
-			s.startupsFull("postgres", c.RemoteAddr())
+			s.startupsFull("postgres", c.RemoteAddr(), perSource)
 			c.Close()
 			continue
 		}

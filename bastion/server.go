@@ -327,9 +327,9 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 // authenticated connection and are bounded by MaxChannels instead.
 func (s *Server) acceptOuter(next gliderssh.ConnCallback) gliderssh.ConnCallback {
 	return func(ctx gliderssh.Context, conn net.Conn) net.Conn {
-		release, ok := s.sshStartups.take()
+		release, ok, perSource := s.sshStartups.take(conn.RemoteAddr())
 		if !ok {
-			s.startupsFull("ssh", conn.RemoteAddr())
+			s.startupsFull("ssh", conn.RemoteAddr(), perSource)
 			return nil
 		}
 		c := next(ctx, conn)
@@ -428,9 +428,13 @@ func (c *limitedChannel) Close() error {
 }
 
 // startupsFull counts and logs a connection dropped at MaxStartups.
-func (s *Server) startupsFull(listener string, remote net.Addr) {
+func (s *Server) startupsFull(listener string, remote net.Addr, perSource bool) {
 	s.metrics.StartupsDropped.WithLabelValues(listener).Inc()
-	s.log.Debug("connection dropped: too many unauthenticated connections", "listener", listener,
+	why := "too many unauthenticated connections"
+	if perSource {
+		why = "too many unauthenticated connections from this source"
+	}
+	s.log.Debug("connection dropped: "+why, "listener", listener,
 		"remote", remote.String(), "max_startups", s.cfg.MaxStartups)
 }
 
@@ -727,21 +731,60 @@ func (c *handshakeConn) releaseLocked() {
 }
 
 // startups counts a listener's connections that have not yet
-// authenticated, up to a limit.
+// authenticated, up to a limit, and up to a quarter of it from one source
+// (an IPv4 address, an IPv6 /64), so that one client cannot take every
+// slot and keep everyone else from logging in (sshd's
+// PerSourceMaxStartups).
 type startups struct {
-	n   atomic.Int64
-	max int64
+	n         atomic.Int64
+	max       int64
+	perSource int
+
+	mu       sync.Mutex
+	bySource map[string]int
 }
 
-func newStartups(max int) *startups { return &startups{max: int64(max)} }
+func newStartups(limit int) *startups {
+	return &startups{max: int64(limit), perSource: max(1, limit/4), bySource: map[string]int{}}
+}
 
-// take reserves a slot; release gives it back (call it once).
-func (st *startups) take() (release func(), ok bool) {
+// take reserves a slot for a connection from addr; release gives it back
+// (call it once). perSource says a refusal was the source's share.
+func (st *startups) take(addr net.Addr) (release func(), ok, perSource bool) {
 	if st.n.Add(1) > st.max {
 		st.n.Add(-1)
-		return nil, false
+		return nil, false, false
 	}
-	return func() { st.n.Add(-1) }, true
+	src := startupSource(addr)
+	st.mu.Lock()
+	if st.bySource[src] >= st.perSource {
+		st.mu.Unlock()
+		st.n.Add(-1)
+		return nil, false, true
+	}
+	st.bySource[src]++
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		if st.bySource[src]--; st.bySource[src] <= 0 {
+			delete(st.bySource, src)
+		}
+		st.mu.Unlock()
+		st.n.Add(-1)
+	}, true, false
+}
+
+// startupSource names the source a startup slot is counted against: the
+// IPv4 address, or the IPv6 /64 (one host's share of addresses).
+func startupSource(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if ip4 := tcp.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return tcp.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // codeVars are environment variables that change what a command runs
