@@ -98,7 +98,8 @@ type Config struct {
 	// holds before they authenticate; a connection past it is closed at
 	// once, so a flood of connections that never authenticate costs a
 	// bounded amount of memory, goroutines and file descriptors instead of
-	// growing until the process runs out of them. Default 256.
+	// growing until the process runs out of them; one source (an IPv4
+	// address, an IPv6 /64) holds at most a quarter of them. Default 256.
 	MaxStartups int
 	// MaxChannels bounds the channels open at once on one SSH connection
 	// (sessions, forwards, admin commands); one past it is refused with

@@ -226,7 +226,8 @@ type Sessions struct {
 	StartupTimeout Duration `yaml:"startup_timeout"`
 	EnvAllow       []string `yaml:"env_allow"` // default LANG, LC_*, TERM
 	// MaxStartups bounds the connections each listener (SSH, PostgreSQL)
-	// holds before they authenticate; more are closed at once. Default 256.
+	// holds before they authenticate, a quarter of them per source
+	// address; more are closed at once. Default 256.
 	MaxStartups int `yaml:"max_startups"`
 	// MaxChannels bounds the channels (sessions, forwards, admin commands)
 	// open at once on one SSH connection; more are refused. Default 64.
