@@ -83,6 +83,9 @@ func (s *Server) checkUserKey(remote net.Addr, key gossh.PublicKey, check func(c
 	if err != nil {
 		return ca.Identity{}, refuse("identity", "certificate serial %d: %v", cert.Serial, err)
 	}
+	if err := s.userRevoked(id); err != nil {
+		return ca.Identity{}, refuse("revoked", "certificate serial %d: %v", cert.Serial, err)
+	}
 	if check != nil {
 		if err := check(id); err != nil {
 			return ca.Identity{}, refuse("identity_mismatch", "%v", err)
@@ -104,7 +107,22 @@ func (s *Server) stillValid(id ca.Identity) error {
 	if s.cfg.Revocations.IsRevoked(id.Serial) {
 		return fmt.Errorf("your certificate (serial %d) has been revoked", id.Serial)
 	}
+	if err := s.userRevoked(id); err != nil {
+		return fmt.Errorf("your certificate (serial %d): %v", id.Serial, err)
+	}
 	return nil
+}
+
+// userRevoked reports whether id's certificate was issued before (or in
+// the second of) a revocation of everything its user held, `bastion ca
+// revoke --user`. Its login certificate's database certificates and SQL
+// API tokens go with it.
+func (s *Server) userRevoked(id ca.Identity) error {
+	at, ok := s.cfg.Revocations.UserRevoked(id.User)
+	if !ok || id.Issued().After(at) {
+		return nil
+	}
+	return fmt.Errorf("the certificates of user %s issued up to %s have been revoked", id.User, at.UTC().Format(time.RFC3339))
 }
 
 // Bounds on what an audit record keeps of text a client chose before it

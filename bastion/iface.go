@@ -90,9 +90,11 @@ type HostKeyPins interface {
 	PinHostKey(target string, key []byte) error
 }
 
-// Revocations answers whether a certificate serial was revoked.
+// Revocations answers whether a certificate serial was revoked, and up
+// to when a user's certificates were (bastion ca revoke --user).
 type Revocations interface {
 	IsRevoked(serial uint64) bool
+	UserRevoked(user string) (time.Time, bool)
 }
 
 // Caller is the identity behind an admin command.

@@ -190,6 +190,9 @@ func (s *Server) directRoute(front *pgproxy.Front) (ca.Identity, *policy.Target,
 	if s.cfg.Revocations.IsRevoked(id.Serial) {
 		return id, nil, 0, "", fmt.Errorf("the client certificate (serial %d) has been revoked", id.Serial)
 	}
+	if err := s.userRevoked(id); err != nil {
+		return id, nil, 0, "", fmt.Errorf("the client certificate (serial %d): %v", id.Serial, err)
+	}
 	db := front.Param("database")
 	if db == "" {
 		db = front.Param("user")

@@ -559,16 +559,22 @@ func (s *Server) endRevoked() {
 			return
 		case <-t.C:
 		}
-		var revoked []*session
+		type ending struct {
+			ss  *session
+			err error
+		}
+		var revoked []ending
 		s.mu.Lock()
 		for ss := range s.sessions {
 			if s.cfg.Revocations.IsRevoked(ss.identity.Serial) {
-				revoked = append(revoked, ss)
+				revoked = append(revoked, ending{ss, fmt.Errorf("certificate serial %d has been revoked", ss.identity.Serial)})
+			} else if err := s.userRevoked(ss.identity); err != nil {
+				revoked = append(revoked, ending{ss, fmt.Errorf("certificate serial %d: %v", ss.identity.Serial, err)})
 			}
 		}
 		s.mu.Unlock()
-		for _, ss := range revoked {
-			go ss.stop(fmt.Errorf("certificate serial %d has been revoked", ss.identity.Serial))
+		for _, e := range revoked {
+			go e.ss.stop(e.err)
 		}
 		s.checkPolicy()
 	}

@@ -140,6 +140,10 @@ type ServerConfig struct {
 	Info      Info          // issuer and client ID are filled from Verifier when empty
 	Logger    *slog.Logger  // nil discards
 	Timeout   time.Duration // per-request verification timeout; default 15s
+	// Revoked reports up to when everything a user held was revoked
+	// (bastion ca revoke --user); an ID token issued by then buys no
+	// certificate. Nil: no user is ever revoked.
+	Revoked func(user string) (time.Time, bool)
 }
 
 // Server serves the login API.
@@ -315,6 +319,17 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	if err != nil {
 		return nil, err
 	}
+	if s.cfg.Revoked != nil {
+		// A token the user held when everything they held was revoked
+		// (one stolen with the laptop) is revoked with the rest.
+		if at, ok := s.cfg.Revoked(id.User); ok && !use.issued.After(at) {
+			iat := "none"
+			if !use.issued.IsZero() {
+				iat = use.issued.UTC().Format(time.RFC3339)
+			}
+			return nil, &TokenError{Reason: ReasonRevoked, Err: fmt.Errorf("the credentials of user %s issued up to %s have been revoked, and this ID token was issued by then (iat %s): log in again for a fresh one", id.User, at.UTC().Format(time.RFC3339), iat)}
+		}
+	}
 	var pub ssh.PublicKey
 	switch {
 	case req.PublicKey != "":
@@ -463,6 +478,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 type tokenSpent struct {
 	key     []byte
 	expires time.Time
+	issued  time.Time // the token's iat; zero when it has none
 }
 
 // spentBy names a verified ID token for the single-use check: SHA-256 of
@@ -471,7 +487,7 @@ type tokenSpent struct {
 // the one base64url text of their bytes), and its expiry. Not the
 // signature: an ECDSA signature (ES256) has a second valid form, (r, n-s),
 // so the same token can be signed twice.
-func spentBy(raw, iss, jti string, expires time.Time) tokenSpent {
+func spentBy(raw, iss, jti string, issued, expires time.Time) tokenSpent {
 	h := sha256.New()
 	if jti != "" {
 		h.Write([]byte("jti\x00" + iss + "\x00" + jti))
@@ -482,5 +498,5 @@ func spentBy(raw, iss, jti string, expires time.Time) tokenSpent {
 		}
 		h.Write([]byte("signed\x00" + signed))
 	}
-	return tokenSpent{key: h.Sum(nil), expires: expires}
+	return tokenSpent{key: h.Sum(nil), expires: expires, issued: issued}
 }

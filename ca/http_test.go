@@ -415,7 +415,7 @@ func TestTokenSpentKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", raw, err)
 		}
-		return spentBy(raw, c.iss, c.jti, exp).key
+		return spentBy(raw, c.iss, c.jti, time.Time{}, exp).key
 	}
 	a := key(enc(`{"iss":"https://ci","jti":"j1","exp":1900000000}`))
 	b := key(enc(`{"iss":"https://ci","jti":"j1","exp":1900000000,"nonce":"x"}`))
@@ -562,5 +562,57 @@ func TestRefusalAuditsRateLimited(t *testing.T) {
 		sums[1].Fields["count"] != "2" || sums[1].Fields["reasons"] != "ttl=2" ||
 		sums[0].Fields["type"] != ActionRefuse || !strings.HasPrefix(sums[0].Remote, "127.0.0.1:") {
 		t.Fatalf("summaries: %+v", sums)
+	}
+}
+
+// An ID token issued by the moment its user was revoked (bastion ca revoke
+// --user: one taken with a stolen laptop, not yet spent) buys no
+// certificate, and the refusal is audited; a token issued after it does,
+// as does another user's.
+func TestCertificateRevokedUser(t *testing.T) {
+	e := newAPIEnv(t)
+	at := time.Now().Truncate(time.Second)
+	e.ca.cfg.Revoked = func(user string) (time.Time, bool) { return at, user == "alice" }
+	iat := func(v any) func(map[string]any) {
+		return func(c map[string]any) {
+			if v == nil {
+				delete(c, "iat")
+			} else {
+				c["iat"] = v
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		tok  string
+		want int
+	}{
+		{"issued before", e.token(t, e.idp, "u-alice", "bastion", iat(at.Add(-time.Minute).Unix())), http.StatusUnauthorized},
+		{"issued in the revocation's second", e.token(t, e.idp, "u-alice", "bastion", iat(at.Unix())), http.StatusUnauthorized},
+		{"no iat", e.token(t, e.idp, "u-alice", "bastion", iat(nil)), http.StatusUnauthorized},
+		{"issued after", e.token(t, e.idp, "u-alice", "bastion", iat(at.Add(time.Second).Unix())), http.StatusOK},
+		{"another user", e.token(t, e.ci, "repo:acme/etl:ref:refs/heads/main", "bastion-ci", nil), http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := e.post(t, request(tc.tok, edKey(t), ""))
+			if code != tc.want {
+				t.Fatalf("%d %s", code, body)
+			}
+			rec := e.audit.last()
+			if tc.want == http.StatusOK {
+				if rec.Action != ActionIssue {
+					t.Errorf("audited %+v", rec)
+				}
+				return
+			}
+			var er ErrorResponse
+			json.Unmarshal(body, &er)
+			if er.Reason != ReasonRevoked || !strings.Contains(er.Error, "have been revoked") {
+				t.Errorf("answer %s", body)
+			}
+			if rec.Action != ActionRefuse || rec.Reason != ReasonRevoked || rec.User != "alice" {
+				t.Errorf("audited %+v", rec)
+			}
+		})
 	}
 }

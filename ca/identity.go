@@ -53,6 +53,19 @@ type Identity struct {
 	SourceAddress string
 }
 
+// Issued is the start of the second the certificate was signed in: the
+// authority backdates ValidAfter by DefaultClockSkew (Config.ClockSkew,
+// which the bastion leaves at its default) and cuts it to the second.
+// Database certificates and SQL API tokens carry their login
+// certificate's ValidAfter, so they share its Issued. Zero when ValidAfter
+// is.
+func (id Identity) Issued() time.Time {
+	if id.ValidAfter.IsZero() {
+		return time.Time{}
+	}
+	return id.ValidAfter.Add(DefaultClockSkew)
+}
+
 // KeyID is the certificate key ID: it names the user, the issuer and the
 // serial, so an sshd or bastion log line identifies the certificate.
 func (id Identity) KeyID() string {

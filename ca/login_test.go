@@ -25,7 +25,7 @@ func TestVerifyLogin(t *testing.T) {
 	ctx := context.Background()
 
 	tok := e.token(t, e.idp, "u-alice", "console", withNonce("n-123"))
-	id, exp, err := v.VerifyLogin(ctx, tok, "console", "n-123")
+	id, _, exp, err := v.VerifyLogin(ctx, tok, "console", "n-123")
 	if err != nil {
 		t.Fatalf("VerifyLogin: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestVerifyLogin(t *testing.T) {
 		{"empty", "", "console", "n-123", ReasonMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := v.VerifyLogin(ctx, tc.tok, tc.client, tc.nonce)
+			_, _, _, err := v.VerifyLogin(ctx, tc.tok, tc.client, tc.nonce)
 			var te *TokenError
 			if !errors.As(err, &te) || te.Reason != tc.reason {
 				t.Errorf("got %v, want a token error %q", err, tc.reason)

@@ -33,7 +33,8 @@ const (
 	ReasonSubject         = "subject"
 	ReasonIdPUnavailable  = "idp_unavailable"
 	ReasonInvalid         = "invalid"
-	ReasonReplay          = "replay" // the token was already exchanged for a certificate
+	ReasonReplay          = "replay"  // the token was already exchanged for a certificate
+	ReasonRevoked         = "revoked" // the token was issued before its user was revoked (ca revoke --user)
 )
 
 // TokenError is a refused ID token. Reason is one of the Reason constants.
@@ -193,7 +194,7 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string) (Identity, token
 		if err != nil {
 			return Identity{}, tokenSpent{}, err
 		}
-		return id, spentBy(raw, tok.Issuer, c.jti, tok.Expiry), nil
+		return id, spentBy(raw, tok.Issuer, c.jti, tok.IssuedAt, tok.Expiry), nil
 	}
 	known := c.iss == v.cfg.Issuer
 	var mismatch error
@@ -206,7 +207,7 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string) (Identity, token
 		if slices.Contains(c.aud, w.Audience) {
 			id, tok, err := v.verifyWorkload(ctx, raw, &c, w)
 			if err == nil {
-				return id, spentBy(raw, tok.Issuer, c.jti, tok.Expiry), nil
+				return id, spentBy(raw, tok.Issuer, c.jti, tok.IssuedAt, tok.Expiry), nil
 			}
 			if !errors.Is(err, errSubjectMismatch) {
 				return Identity{}, tokenSpent{}, err
@@ -259,30 +260,30 @@ func (v *Verifier) verify(ctx context.Context, raw string, c *idClaims, issuer, 
 // flow) obtained for clientID, which may be another client of the people
 // IdP than ClientID, and that must carry nonce, the value the sign-in sent.
 // It returns the identity as Verify does (without serial or validity) and
-// the token's expiry. Workload tokens are refused: machines do not sign in
-// to pages.
-func (v *Verifier) VerifyLogin(ctx context.Context, raw, clientID, nonce string) (Identity, time.Time, error) {
+// the token's expiry and issue time (iat; zero when it has none). Workload
+// tokens are refused: machines do not sign in to pages.
+func (v *Verifier) VerifyLogin(ctx context.Context, raw, clientID, nonce string) (id Identity, issued, expires time.Time, err error) {
 	if raw == "" || len(raw) > maxTokenBytes {
-		return Identity{}, time.Time{}, tokenErr(ReasonMalformed, "token of %d bytes", len(raw))
+		return Identity{}, time.Time{}, time.Time{}, tokenErr(ReasonMalformed, "token of %d bytes", len(raw))
 	}
 	c, err := parseToken(raw, v.cfg.UsernameClaim, v.cfg.GroupsClaim)
 	if err != nil {
-		return Identity{}, time.Time{}, err
+		return Identity{}, time.Time{}, time.Time{}, err
 	}
 	if !slices.Contains(v.cfg.Algorithms, c.alg) {
-		return Identity{}, time.Time{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(c.alg), v.cfg.Algorithms)
+		return Identity{}, time.Time{}, time.Time{}, tokenErr(ReasonAlgorithm, "alg %q is not one of %v", safetext.Printable(c.alg), v.cfg.Algorithms)
 	}
 	if c.iss != v.cfg.Issuer {
-		return Identity{}, time.Time{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not the people IdP", safetext.Printable(c.iss))
+		return Identity{}, time.Time{}, time.Time{}, tokenErr(ReasonUnknownIssuer, "issuer %q is not the people IdP", safetext.Printable(c.iss))
 	}
 	id, tok, err := v.verifyPersonFor(ctx, raw, &c, clientID)
 	if err != nil {
-		return Identity{}, time.Time{}, err
+		return Identity{}, time.Time{}, time.Time{}, err
 	}
 	if nonce == "" || subtle.ConstantTimeCompare([]byte(tok.Nonce), []byte(nonce)) != 1 {
-		return Identity{}, time.Time{}, tokenErr(ReasonInvalid, "nonce does not match the sign-in")
+		return Identity{}, time.Time{}, time.Time{}, tokenErr(ReasonInvalid, "nonce does not match the sign-in")
 	}
-	return id, tok.Expiry, nil
+	return id, tok.IssuedAt, tok.Expiry, nil
 }
 
 func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims, clientID string) (Identity, *oidc.IDToken, error) {

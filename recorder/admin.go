@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 	"unicode/utf8"
 )
@@ -15,16 +16,26 @@ import (
 // PostgreSQL every replica learns of it within Config.Postgres's
 // PollInterval (at once when the notification arrives).
 func (s *Store) Revoke(serial uint64, by, reason string) error {
-	rev := Revocation{Serial: serial, By: by, Reason: reason, Time: s.cfg.Now().UTC()}
+	return s.RevokeSerial(serial, AuditEvent{User: by, Outcome: "revoked", Reason: reason})
+}
+
+// RevokeSerial is Revoke with the audit record to write in the same
+// transaction (its Type is set here and the serial added to its Fields):
+// the revoker's identity as the admin command knows it.
+func (s *Store) RevokeSerial(serial uint64, ev AuditEvent) error {
+	rev := Revocation{Serial: serial, By: ev.User, Reason: ev.Reason, Time: s.cfg.Now().UTC()}
+	ev.Type = "cert.revoke"
+	ev.Fields = maps.Clone(ev.Fields)
+	if ev.Fields == nil {
+		ev.Fields = map[string]string{}
+	}
+	ev.Fields["serial"] = fmt.Sprint(serial)
 	err := s.update(func(tx Tx) error {
 		added, err := tx.Revoke(rev)
 		if err != nil || !added {
 			return err
 		}
-		_, err = s.appendAudit(tx, AuditEvent{
-			Type: "cert.revoke", User: by, Outcome: "revoked", Reason: reason,
-			Fields: map[string]string{"serial": fmt.Sprint(serial)},
-		})
+		_, err = s.appendAudit(tx, ev)
 		return err
 	})
 	if err != nil {
@@ -45,6 +56,65 @@ func (s *Store) IsRevoked(serial uint64) bool {
 	defer s.revMu.RUnlock()
 	_, ok := s.revoked[serial]
 	return ok
+}
+
+// RevokeUser revokes everything user holds now: every certificate issued
+// to them up to this moment (their login, workload, database and SQL API
+// credentials all stand on one) and their console sign-ins; what they
+// obtain afterwards is not affected. ev is the audit record written in
+// the same transaction (its Type and Time are set here). It returns the
+// moment that was revoked up to. Revoking again moves it later. With
+// PostgreSQL every replica learns of it as it learns of a serial's.
+func (s *Store) RevokeUser(user string, ev AuditEvent) (time.Time, error) {
+	if user == "" {
+		return time.Time{}, errors.New("recorder: revoke a user: no user name")
+	}
+	now := s.cfg.Now().UTC()
+	ev.Type = "user.revoke"
+	err := s.update(func(tx Tx) error {
+		if err := tx.RevokeUser(Revocation{User: user, By: ev.User, Reason: ev.Reason, Time: now}); err != nil {
+			return err
+		}
+		_, err := s.appendAudit(tx, ev)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("recorder: revoke user %q: %w", user, err)
+	}
+	s.revMu.Lock()
+	if now.After(s.userRevoked[user]) {
+		s.userRevoked[user] = now
+	}
+	s.revMu.Unlock()
+	if s.pg != nil {
+		s.pg.notify(notifyRevocation, "")
+	}
+	return now, nil
+}
+
+// UserRevoked reports, from memory, the moment up to which everything
+// user held has been revoked (bastion ca revoke --user), if ever.
+func (s *Store) UserRevoked(user string) (time.Time, bool) {
+	s.revMu.RLock()
+	defer s.revMu.RUnlock()
+	t, ok := s.userRevoked[user]
+	return t, ok
+}
+
+// UserRevocations lists the users' revocations.
+func (s *Store) UserRevocations() ([]Revocation, error) {
+	var out []Revocation
+	err := s.view(func(tx Tx) error {
+		out = out[:0]
+		return tx.UserRevocations(func(r Revocation) error {
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: user revocations: %w", err)
+	}
+	return out, nil
 }
 
 // Revocations lists the revoked serials in serial order.

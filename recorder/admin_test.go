@@ -45,6 +45,87 @@ func TestRevocations(t *testing.T) {
 	}
 }
 
+// A user's revocation: the latest moment is kept (a second revocation
+// moves it later, an older one replayed from another replica does not move
+// it back), it is loaded at Open, and each is audited once.
+func TestUserRevocations(t *testing.T) {
+	cfg, _ := testConfig(t)
+	now := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
+	s, err := Open(cfg)
+	must(t, err)
+	if _, ok := s.UserRevoked("carol"); ok {
+		t.Fatal("carol revoked in a new store")
+	}
+	if _, err := s.RevokeUser("", AuditEvent{User: "alice"}); err == nil {
+		t.Error("revoked a user with no name")
+	}
+	at, err := s.RevokeUser("carol", AuditEvent{User: "alice", Issuer: "https://idp", Subject: "u-alice", Reason: "left",
+		Fields: map[string]string{"revoked_user": "carol"}})
+	must(t, err)
+	if !at.Equal(now) {
+		t.Errorf("revoked up to %v, want %v", at, now)
+	}
+	now = now.Add(time.Hour)
+	_, err = s.RevokeUser("carol", AuditEvent{User: "alice", Reason: "again"})
+	must(t, err)
+	// What another replica with a clock behind would write.
+	must(t, s.update(func(tx Tx) error {
+		return tx.RevokeUser(Revocation{User: "carol", By: "bob", Time: now.Add(-30 * time.Minute)})
+	}))
+	if got, ok := s.UserRevoked("carol"); !ok || !got.Equal(now) {
+		t.Errorf("UserRevoked(carol) = %v, %v; want %v", got, ok, now)
+	}
+	if _, ok := s.UserRevoked("dave"); ok {
+		t.Error("dave revoked")
+	}
+	must(t, s.Close())
+
+	s2 := openStore(t, cfg)
+	if got, ok := s2.UserRevoked("carol"); !ok || !got.Equal(now) {
+		t.Errorf("after reopening: UserRevoked(carol) = %v, %v; want %v", got, ok, now)
+	}
+	revs, err := s2.UserRevocations()
+	must(t, err)
+	if len(revs) != 1 || revs[0].User != "carol" || revs[0].By != "alice" || revs[0].Reason != "again" || revs[0].Serial != 0 {
+		t.Errorf("UserRevocations: %+v", revs)
+	}
+	var evs []AuditEvent
+	for _, ev := range auditAll(t, s2, time.Time{}) {
+		if ev.Type == "user.revoke" {
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) != 2 || evs[0].User != "alice" || evs[0].Subject != "u-alice" || evs[0].Fields["revoked_user"] != "carol" || evs[0].Reason != "left" {
+		t.Errorf("user.revoke audit events: %+v", evs)
+	}
+	if rep, err := s2.VerifyAudit(); err != nil || !rep.Intact {
+		t.Errorf("VerifyAudit: %+v, %v", rep, err)
+	}
+}
+
+// A store written before user revocations existed has no bucket for them:
+// opened read-only it reads none, opened to write it gains the bucket.
+func TestUserRevocationsOldStore(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	must(t, s.Close())
+	db, err := bolt.Open(cfg.Path, 0o600, nil)
+	must(t, err)
+	must(t, db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketUserRevocations) }))
+	must(t, db.Close())
+	ro, err := OpenReadOnly(cfg.Path, 0)
+	must(t, err)
+	if revs, err := ro.UserRevocations(); err != nil || len(revs) != 0 {
+		t.Errorf("read-only: %+v, %v", revs, err)
+	}
+	must(t, ro.Close())
+	s = openStore(t, cfg)
+	if _, err := s.RevokeUser("carol", AuditEvent{User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestHostKeyPins(t *testing.T) {
 	cfg, _ := testConfig(t)
 	s := openStore(t, cfg)

@@ -131,6 +131,11 @@ type AdminTx interface {
 	Revoke(r Revocation) (bool, error)
 	// Revocations calls fn with every revocation, in serial order.
 	Revocations(fn func(Revocation) error) error
+	// RevokeUser stores a user's revocation (r.User set), keeping the
+	// later of r and the one stored before, if any.
+	RevokeUser(r Revocation) error
+	// UserRevocations calls fn with every user's revocation.
+	UserRevocations(fn func(Revocation) error) error
 	// HostKey returns target's pinned host key, nil if none.
 	HostKey(target string) ([]byte, error)
 	// HostKeys calls fn with every pin (for Migrate).

@@ -30,7 +30,10 @@ var (
 	bucketHostKeys    = []byte("host_keys")           // target -> pinned key
 	bucketSessionCPs  = []byte("session_checkpoints") // session ID -> its latest signed Checkpoint (a note)
 	bucketTokensByExp = []byte("used_tokens")         // expiry (8 bytes, unix ns) + one-time token key -> nothing
-	allBuckets        = [][]byte{bucketMeta, bucketSessions, bucketByStart, bucketChunks, bucketSeals,
+	// bucketUserRevocations (user -> Revocation JSON) came after the
+	// others: a read-only open of an older store finds none.
+	bucketUserRevocations = []byte("user_revocations")
+	allBuckets            = [][]byte{bucketMeta, bucketSessions, bucketByStart, bucketChunks, bucketSeals,
 		bucketAudit, bucketCheckpoints, bucketRevocations, bucketHostKeys, bucketSessionCPs,
 		bucketTokensByExp}
 )
@@ -66,7 +69,7 @@ func openBolt(path string, timeout time.Duration, now func() time.Time) (*boltBa
 	}
 	b := &boltBackend{db: db, path: path, used: make(map[string]int64), log: newChunkLog(path, false)}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
+		for _, name := range append(allBuckets, bucketUserRevocations) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -597,6 +600,35 @@ func (t *boltTx) Revocations(fn func(Revocation) error) error {
 		var rev Revocation
 		if err := json.Unmarshal(v, &rev); err != nil {
 			return fmt.Errorf("%w: revocation %x is unreadable", ErrBroken, k)
+		}
+		return fn(rev)
+	})
+}
+
+func (t *boltTx) RevokeUser(r Revocation) error {
+	b := t.tx.Bucket(bucketUserRevocations)
+	if old := b.Get([]byte(r.User)); old != nil {
+		var prev Revocation
+		if json.Unmarshal(old, &prev) == nil && prev.Time.After(r.Time) {
+			return nil
+		}
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(r.User), v)
+}
+
+func (t *boltTx) UserRevocations(fn func(Revocation) error) error {
+	b := t.tx.Bucket(bucketUserRevocations)
+	if b == nil {
+		return nil // a store written before user revocations, opened read-only
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var rev Revocation
+		if err := json.Unmarshal(v, &rev); err != nil || rev.User != string(k) {
+			return fmt.Errorf("%w: the revocation of user %q is unreadable", ErrBroken, k)
 		}
 		return fn(rev)
 	})

@@ -10,7 +10,7 @@ type MigrateReport struct {
 	Sessions     int
 	Chunks       int
 	AuditRecords int
-	Revocations  int
+	Revocations  int // serials and users
 	HostKeys     int
 	// Problems lists what does not verify in the copy, one line each
 	// (sessions that did not verify in the source either are listed too).
@@ -129,6 +129,12 @@ func copyStore(src Backend, dst *pgBackend, rep *MigrateReport) error {
 				rep.Revocations++
 				_, err := dtx.Revoke(r)
 				return err
+			}); err != nil {
+				return err
+			}
+			if err := stx.UserRevocations(func(r Revocation) error {
+				rep.Revocations++
+				return dtx.RevokeUser(r)
 			}); err != nil {
 				return err
 			}

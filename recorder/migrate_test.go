@@ -28,12 +28,14 @@ func TestMigrate(t *testing.T) {
 		bulk := randomBytes(9, 1<<20) // chunks kept in the chunk log
 		recordBulk(t, s, "bulk", bulk, 256<<10)
 		must(t, s.Revoke(77, "alice", "lost"))
+		carolAt, err := s.RevokeUser("carol", AuditEvent{User: "alice", Reason: "left"})
+		must(t, err)
 		must(t, s.PinHostKey("web1", []byte("key-bytes")))
 		must(t, s.Close())
 
 		dst := PostgresConfig{DSN: pg.StoreDSN(t, "current")}
 		rep, err := Migrate(cfg, dst)
-		if err != nil || len(rep.Problems) > 0 || rep.Sessions != 2 || rep.Chunks == 0 || rep.AuditRecords < 2 || rep.Revocations != 1 || rep.HostKeys != 1 {
+		if err != nil || len(rep.Problems) > 0 || rep.Sessions != 2 || rep.Chunks == 0 || rep.AuditRecords < 2 || rep.Revocations != 2 || rep.HostKeys != 1 {
 			t.Fatalf("Migrate: %+v, %v", rep, err)
 		}
 		pcfg := pgConfig(dst.DSN, "after")
@@ -55,6 +57,9 @@ func TestMigrate(t *testing.T) {
 		}
 		if key, ok, err := p.PinnedHostKey("web1"); !p.IsRevoked(77) || !ok || err != nil || string(key) != "key-bytes" {
 			t.Fatalf("revocation or pin lost: %v %q %v", p.IsRevoked(77), key, err)
+		}
+		if at, ok := p.UserRevoked("carol"); !ok || !at.Equal(carolAt) {
+			t.Fatalf("carol's revocation: %v %v, want %v", at, ok, carolAt)
 		}
 		if _, err := Migrate(cfg, dst); err == nil {
 			t.Fatal("a second migration into a database holding a store succeeded")

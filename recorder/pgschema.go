@@ -122,6 +122,15 @@ CREATE TABLE bastion_sinks (
 	`
 ALTER TABLE bastion_approvals ADD COLUMN proof bytea;
 `,
+	// 4: a user's revocation (bastion ca revoke --user): everything the
+	// user held up to time_ns.
+	`
+CREATE TABLE bastion_user_revocations (
+	user_name  text PRIMARY KEY,
+	time_ns    bigint NOT NULL,
+	revocation bytea NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the PostgreSQL schema version this bastion writes.

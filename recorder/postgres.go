@@ -886,6 +886,33 @@ func (t *pgTx) Revocations(fn func(Revocation) error) error {
 	}, `SELECT serial, revocation FROM bastion_revocations ORDER BY serial`)
 }
 
+func (t *pgTx) RevokeUser(r Revocation) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	// Keep the later revocation: replicas' clocks differ a little.
+	_, err = t.exec(`INSERT INTO bastion_user_revocations (user_name, time_ns, revocation) VALUES ($1, $2, $3)
+ON CONFLICT (user_name) DO UPDATE SET time_ns = EXCLUDED.time_ns, revocation = EXCLUDED.revocation
+WHERE bastion_user_revocations.time_ns < EXCLUDED.time_ns`, r.User, r.Time.UnixNano(), v)
+	return err
+}
+
+func (t *pgTx) UserRevocations(fn func(Revocation) error) error {
+	return t.query(func(rows pgx.Rows) error {
+		var user string
+		var v []byte
+		if err := rows.Scan(&user, &v); err != nil {
+			return err
+		}
+		var rev Revocation
+		if err := json.Unmarshal(v, &rev); err != nil || rev.User != user {
+			return fmt.Errorf("%w: the revocation of user %q is unreadable", ErrBroken, user)
+		}
+		return fn(rev)
+	}, `SELECT user_name, revocation FROM bastion_user_revocations ORDER BY user_name`)
+}
+
 func (t *pgTx) HostKey(target string) ([]byte, error) {
 	var v []byte
 	_, err := t.queryRow([]any{&v}, `SELECT key FROM bastion_host_keys WHERE target = $1`, target)

@@ -117,6 +117,17 @@ func TestPostgresReplicas(t *testing.T) {
 	t.Run("revocation", func(t *testing.T) {
 		must(t, a.Revoke(4242, "alice", "lost laptop"))
 		waitFor(t, "B refuses the serial A revoked", func() bool { return b.IsRevoked(4242) })
+		at, err := a.RevokeUser("carol", AuditEvent{User: "alice", Reason: "left"})
+		must(t, err)
+		waitFor(t, "B knows carol revoked", func() bool { got, ok := b.UserRevoked("carol"); return ok && got.Equal(at) })
+		// An older revocation (a replica's clock behind) does not move it back.
+		must(t, b.update(func(tx Tx) error {
+			return tx.RevokeUser(Revocation{User: "carol", By: "bob", Time: at.Add(-time.Minute)})
+		}))
+		revs, err := b.UserRevocations()
+		if err != nil || len(revs) != 1 || !revs[0].Time.Equal(at) || revs[0].By != "alice" {
+			t.Fatalf("UserRevocations: %+v, %v", revs, err)
+		}
 	})
 
 	t.Run("approval", func(t *testing.T) {

@@ -51,8 +51,9 @@ type Store struct {
 	idMu    sync.Mutex
 	entropy io.Reader
 
-	revMu   sync.RWMutex
-	revoked map[uint64]struct{}
+	revMu       sync.RWMutex
+	revoked     map[uint64]struct{}
+	userRevoked map[string]time.Time // user -> everything they held up to then is revoked
 
 	bufPool sync.Pool     // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
 	valPool sync.Pool     // *[]byte: encoded chunk values, the same capacity
@@ -94,19 +95,20 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		active:    make(map[string]*Recording),
-		flushed:   make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		closedCh:  make(chan struct{}),
-		auditQ:    make(chan *auditReq),
-		auditDone: make(chan struct{}),
-		entropy:   ulid.Monotonic(rand.Reader, 0),
-		revoked:   make(map[uint64]struct{}),
-		zenc:      newZstdEncoder(),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		active:      make(map[string]*Recording),
+		flushed:     make(chan struct{}),
+		kick:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		closedCh:    make(chan struct{}),
+		auditQ:      make(chan *auditReq),
+		auditDone:   make(chan struct{}),
+		entropy:     ulid.Monotonic(rand.Reader, 0),
+		revoked:     make(map[uint64]struct{}),
+		userRevoked: make(map[string]time.Time),
+		zenc:        newZstdEncoder(),
 	}
 	s.signer, _ = newSealSigner(cfg.SealKey) // checked by cfg.check
 	s.keys = sealKeys{s.signer.sealPublic}
@@ -204,10 +206,18 @@ func (s *Store) init() error {
 // replica revokes).
 func (s *Store) loadRevocations() error {
 	m := make(map[uint64]struct{})
+	users := make(map[string]time.Time)
 	err := s.b.View(func(tx Tx) error {
 		clear(m)
-		return tx.Revocations(func(r Revocation) error {
+		clear(users)
+		if err := tx.Revocations(func(r Revocation) error {
 			m[r.Serial] = struct{}{}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.UserRevocations(func(r Revocation) error {
+			users[r.User] = r.Time
 			return nil
 		})
 	})
@@ -216,6 +226,7 @@ func (s *Store) loadRevocations() error {
 	}
 	s.revMu.Lock()
 	s.revoked = m
+	s.userRevoked = users
 	s.revMu.Unlock()
 	return nil
 }

@@ -132,9 +132,12 @@ type AuditEvent struct {
 	Fields    map[string]string `json:"fields,omitempty"`
 }
 
-// Revocation records a revoked certificate serial.
+// Revocation records a revoked certificate serial or, with User set and
+// Serial zero, a revoked user: everything the user held at Time (every
+// certificate issued to them up to it, and their console sign-ins).
 type Revocation struct {
 	Serial uint64    `json:"serial"`
+	User   string    `json:"user,omitempty"`
 	By     string    `json:"by"`
 	Reason string    `json:"reason"`
 	Time   time.Time `json:"time"`

@@ -15,7 +15,7 @@ import (
 func runCA(args []string) error {
 	usage := "Usage: bastion ca " + caArgs + "\n\n" +
 		"export prints a CA's public part (on the bastion host); init creates a CA key in an HSM or KMS;\n" +
-		"revoke revokes a certificate (through the bastion).\n" +
+		"revoke revokes a certificate, or everything a user holds (through the bastion).\n" +
 		"Run `bastion ca export --help`, `bastion ca init --help` or `bastion ca revoke --help` for their flags.\n"
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		if len(args) > 0 {

@@ -484,13 +484,14 @@ type consolePage struct {
 	c       *http.Client
 	base    string
 	changed chan struct{}
+	ended   chan struct{} // closed when the event stream ends
 }
 
 func (w *world) consolePage(t *testing.T, subject string) *consolePage {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	p := &consolePage{t: t, c: c, base: w.url(), changed: make(chan struct{}, 64)}
+	p := &consolePage{t: t, c: c, base: w.url(), changed: make(chan struct{}, 64), ended: make(chan struct{})}
 	resp, err := c.Get(p.base + "/login?next=/approvals")
 	if err != nil {
 		t.Fatal(err)
@@ -514,6 +515,7 @@ func (w *world) consolePage(t *testing.T, subject string) *consolePage {
 	t.Cleanup(func() { resp.Body.Close() })
 	first := make(chan struct{})
 	go func() {
+		defer close(p.ended)
 		sc := bufio.NewScanner(resp.Body)
 		n := 0
 		for sc.Scan() {

@@ -30,7 +30,7 @@ func commands() []command {
 		{"db", "env|url|psql TARGET [--db D] [--user U]", "reach a PostgreSQL target through the direct listener with the login's certificate", runDB},
 		{"mcp", "[--bastion URL]", "serve MCP on stdio: an LLM agent's database tools, through the SQL API", runMCP},
 		{"ssh-config", "[--bastion URL]", "print ssh_config lines for this bastion and its targets", runSSHConfig},
-		{"ca", caArgs, "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate", runCA},
+		{"ca", caArgs, "print a CA's public part, create a CA key in an HSM or KMS, or revoke a certificate or a user", runCA},
 		{"sessions", adminArgs("sessions"), "list recorded sessions", thin("sessions")},
 		{"replay", replayArgs, "replay a session in this terminal", runReplay},
 		{"export", exportArgs, "write a session as asciicast v2 (or pcap) on stdout", runExport},
@@ -61,7 +61,7 @@ func usage(w io.Writer) {
 // Synopses of the commands that add local flags to an admin command's.
 var (
 	replayArgs  = "ID [--speed X] [--idle-limit D] [--raw] [--follow [--from start|now]] [--data-dir DIR] | --file F.cast"
-	caArgs      = "export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR] | init --KIND --key URI | revoke SERIAL [--reason R]"
+	caArgs      = "export --user|--target|--host|--db|--dbclient|--seal [--config FILE | --data-dir DIR] | init --KIND --key URI | revoke SERIAL|--user NAME [--reason R]"
 	exportArgs  = "ID [--format asciicast|pcap] [--follow [--from start|now]] [--raw] [--data-dir DIR]"
 	targetsArgs = adminArgs("targets")
 	runExport   = runExportCmd

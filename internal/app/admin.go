@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/duration"
 	"github.com/bastionhq/bastion/internal/safetext"
 	"github.com/bastionhq/bastion/player"
@@ -52,9 +53,12 @@ var adminSpecs = map[string]bastion.AdminUsage{
 	"audit": {Args: "[--since D] [--json]",
 		Summary: "Read the audit log (auditors).",
 		Flags:   func(fs *flag.FlagSet) { auditFlags(fs) }},
-	"revoke": {Args: "SERIAL [--reason R]",
-		Summary: "Revoke a certificate by its serial: your own, or any for auditors.",
-		Flags:   func(fs *flag.FlagSet) { revokeFlags(fs) }},
+	"revoke": {Args: "SERIAL | --user NAME [--reason R]",
+		Summary: "Revoke a certificate by its serial, or everything a user holds now (--user: every certificate\n" +
+			"issued to them up to this moment, their database and SQL API credentials and ID tokens, their\n" +
+			"console sign-ins; their open sessions end within a second; a later login is not affected).\n" +
+			"Your own, or anyone's for auditors.",
+		Flags: func(fs *flag.FlagSet) { revokeFlags(fs) }},
 }
 
 // AdminUsage returns the usage of an admin command, built in or added here.
@@ -500,10 +504,16 @@ func (a *App) cmdAudit(_ context.Context, c bastion.Caller, args []string, aio b
 
 func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio bastion.AdminIO) int {
 	fs := newFlags("revoke", aio)
-	reason := revokeFlags(fs)
+	reason, user := revokeFlags(fs)
 	pos, st, done := parseCommand("revoke", fs, args, aio)
 	if done {
 		return st
+	}
+	if *user != "" {
+		if len(pos) != 0 {
+			return fail(aio, 2, "revoke: give a serial or --user, not both")
+		}
+		return a.revokeUser(c, *user, *reason, aio)
 	}
 	if len(pos) != 1 {
 		return usageError("revoke", aio)
@@ -516,12 +526,34 @@ func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio 
 	if !c.Auditor && serial != c.Identity.Serial {
 		return fail(aio, 1, "revoke: only auditors may revoke other certificates")
 	}
-	if err := a.Store.Revoke(serial, c.Identity.User, *reason); err != nil {
+	// One audit record, in the revocation's transaction (a serial revoked
+	// before is not revoked again and not audited again).
+	if err := a.Store.RevokeSerial(serial, recorder.AuditEvent{User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
+		Outcome: "revoked", Reason: *reason}); err != nil {
 		return fail(aio, 1, "revoke: %v", err)
 	}
-	a.Store.Audit(recorder.AuditEvent{Type: "cert.revoke", User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
-		Outcome: "revoked", Reason: *reason, Fields: map[string]string{"serial": strconv.FormatUint(serial, 10)}})
 	fmt.Fprintf(aio.Stdout, "revoked certificate serial %d\n", serial)
+	return 0
+}
+
+// revokeUser revokes everything user holds now (recorder.Store.RevokeUser).
+func (a *App) revokeUser(c bastion.Caller, user, reason string, aio bastion.AdminIO) int {
+	if err := ca.ValidateUsername(user); err != nil {
+		return fail(aio, 2, "revoke: --user: %v", err)
+	}
+	if !c.Auditor && user != c.Identity.User {
+		return fail(aio, 1, "revoke: only auditors may revoke another user")
+	}
+	at, err := a.Store.RevokeUser(user, recorder.AuditEvent{User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
+		Outcome: "revoked", Reason: reason, Fields: map[string]string{"revoked_user": user}})
+	if err != nil {
+		return fail(aio, 1, "revoke: %v", err)
+	}
+	fmt.Fprintf(aio.Stdout, "revoked everything user %s held at %s: certificates issued up to then, their database and SQL API credentials, their ID tokens issued by then, their console sign-ins; open sessions end within a second\n",
+		user, at.Format(time.RFC3339))
+	if user == c.Identity.User {
+		fmt.Fprintln(aio.Stdout, "this session is one of them")
+	}
 	return 0
 }
 
@@ -577,8 +609,9 @@ func auditFlags(fs *flag.FlagSet) (since *string, js *bool) {
 		fs.Bool("json", false, "JSON lines, one event per line, for a SIEM")
 }
 
-func revokeFlags(fs *flag.FlagSet) *string {
-	return fs.String("reason", "", "why (recorded in the audit log)")
+func revokeFlags(fs *flag.FlagSet) (reason, user *string) {
+	return fs.String("reason", "", "why (recorded in the audit log)"),
+		fs.String("user", "", "revoke everything this user holds now, instead of one serial")
 }
 
 func truncate(s string, n int) string {

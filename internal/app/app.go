@@ -344,7 +344,7 @@ func (a *App) Start() error {
 		ClientSecret: a.Config.OIDC.PublicClientSecret}
 	caSrv, err := ca.NewServer(ca.ServerConfig{
 		Authority: a.Authority, Verifier: a.Verifier, Auditor: certAuditor{a},
-		Info: info, Logger: a.Log.With("component", "ca"),
+		Info: info, Logger: a.Log.With("component", "ca"), Revoked: a.Store.UserRevoked,
 	})
 	if err != nil {
 		return err

@@ -42,8 +42,10 @@ const (
 )
 
 type websession struct {
+	key      string // in auth.sessions
 	identity ca.Identity
 	csrf     string
+	signedIn time.Time
 	expires  time.Time
 }
 
@@ -148,11 +150,31 @@ func (a *auth) session(r *http.Request) (*websession, bool) {
 	if !ok {
 		return nil, false
 	}
-	if !a.c.now().Before(s.expires) {
+	if !a.alive(s) {
 		delete(a.sessions, k)
 		return nil, false
 	}
 	return s, true
+}
+
+// alive reports whether s has neither expired nor been revoked (bastion
+// ca revoke --user, on any replica, after it signed in). Streams that
+// outlast their request (live views, approval updates) ask it every
+// second.
+func (a *auth) alive(s *websession) bool {
+	if !a.c.now().Before(s.expires) {
+		return false
+	}
+	at, revoked := a.c.cfg.Store.UserRevoked(s.identity.User)
+	return !revoked || s.signedIn.After(at)
+}
+
+// stillSignedIn reports whether s is still a session of this console,
+// signed in and alive: not signed out, expired or revoked since.
+func (a *auth) stillSignedIn(s *websession) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sessions[s.key] == s && a.alive(s)
 }
 
 // checkCSRF reports whether r carries s's CSRF token in its form.
@@ -277,7 +299,7 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	id, exp, err := a.c.cfg.Verifier.VerifyLogin(r.Context(), raw, a.c.cfg.ClientID, pl.Nonce)
+	id, iat, exp, err := a.c.cfg.Verifier.VerifyLogin(r.Context(), raw, a.c.cfg.ClientID, pl.Nonce)
 	if err != nil {
 		a.c.cfg.Store.Audit(recorder.AuditEvent{Type: "console.signin", Outcome: "refused", Reason: err.Error(),
 			Fields: map[string]string{"client_addr": r.RemoteAddr}})
@@ -298,6 +320,13 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 	token := randomToken()
 	a.mu.Lock()
 	now := a.c.now()
+	// A sign-in stands on its ID token: if its user's credentials were
+	// revoked after the token was issued and before it came back here,
+	// the sign-in is revoked with them (alive).
+	signedIn := now
+	if !iat.IsZero() && iat.Before(now) {
+		signedIn = iat
+	}
 	for k, s := range a.sessions {
 		if !now.Before(s.expires) {
 			delete(a.sessions, k)
@@ -308,7 +337,8 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 		a.c.fail(w, r, nil, http.StatusServiceUnavailable, "Sign-in refused", "Too many console sessions.")
 		return
 	}
-	a.sessions[sessionKey(token)] = &websession{identity: id, csrf: randomToken(), expires: expires}
+	k := sessionKey(token)
+	a.sessions[k] = &websession{key: k, identity: id, csrf: randomToken(), signedIn: signedIn, expires: expires}
 	a.mu.Unlock()
 	a.setCookie(w, cookieSession, token, expires.Sub(now))
 	http.Redirect(w, r, pl.Next, http.StatusSeeOther)

@@ -33,6 +33,9 @@ type Store interface {
 	Follow(ctx context.Context, id string, fn func(asciicast.Event) error, caughtUp func() error) error
 	AuditEvents(since time.Time, fn func(recorder.AuditEvent) error) error
 	Audit(ev recorder.AuditEvent) (string, error)
+	// UserRevoked reports up to when everything user held was revoked
+	// (bastion ca revoke --user): their sign-ins before it end.
+	UserRevoked(user string) (time.Time, bool)
 }
 
 // Approvals lists and decides the pending approval requests.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ type fakeStore struct {
 	audited  []recorder.AuditEvent
 	pcap     func(w io.Writer) error // ExportPcap; nil writes "pcap"
 	auditLog []recorder.AuditEvent   // what AuditEvents reads
+	revoked  map[string]time.Time    // UserRevoked
+	live     bool                    // Follow waits for its context after the events
+	mu       sync.Mutex              // guards revoked
 }
 
 func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
@@ -70,14 +74,20 @@ func (f *fakeStore) EventsSeek(_ string, from recorder.Seek, fn func(recorder.Se
 	}
 	return nil
 }
-func (f *fakeStore) Follow(_ context.Context, _ string, fn func(asciicast.Event) error, caughtUp func() error) error {
+func (f *fakeStore) Follow(ctx context.Context, _ string, fn func(asciicast.Event) error, caughtUp func() error) error {
 	for _, ev := range f.events {
 		if err := fn(ev); err != nil {
 			return err
 		}
 	}
 	if caughtUp != nil {
-		return caughtUp()
+		if err := caughtUp(); err != nil {
+			return err
+		}
+	}
+	if f.live { // the session goes on until the view is cancelled
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	return nil
 }
@@ -95,6 +105,13 @@ func (f *fakeStore) Audit(ev recorder.AuditEvent) (string, error) {
 	}
 	f.audited = append(f.audited, ev)
 	return "id", nil
+}
+
+func (f *fakeStore) UserRevoked(user string) (time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.revoked[user]
+	return t, ok
 }
 
 type fakeApprovals struct{ err error }
@@ -131,8 +148,10 @@ func newTestConsole(t *testing.T, tls bool) (*Console, *fakeStore, *fakeApproval
 // sign-in does, and returns its cookie and CSRF token.
 func signIn(c *Console, user string) (*http.Cookie, string) {
 	tok := randomToken()
-	s := &websession{identity: ca.Identity{User: user, Issuer: issuer, Subject: "u-" + user}, csrf: randomToken(), expires: time.Now().Add(time.Hour)}
-	c.auth.sessions[sessionKey(tok)] = s
+	k := sessionKey(tok)
+	s := &websession{key: k, identity: ca.Identity{User: user, Issuer: issuer, Subject: "u-" + user}, csrf: randomToken(),
+		signedIn: time.Now(), expires: time.Now().Add(time.Hour)}
+	c.auth.sessions[k] = s
 	return &http.Cookie{Name: c.auth.cookieName(cookieSession), Value: tok}, s.csrf
 }
 
@@ -454,6 +473,45 @@ func TestLiveStream(t *testing.T) {
 	}
 	if n := len(st.audited); n != 2 || st.audited[1].Fields["from"] != "start" {
 		t.Errorf("audited %+v", st.audited)
+	}
+}
+
+// A live view, and every page, ends with the sign-in when its user is
+// revoked (bastion ca revoke --user) after signing in; a sign-in after
+// the revocation is not affected.
+func TestRevokedSignInEnds(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.events = []asciicast.Event{{Time: 0, Type: asciicast.Output, Data: "a"}}
+	st.live = true
+	cookie, _ := signIn(c, "alice")
+	req := httptest.NewRequest("GET", "/api/sessions/s-alice/live", nil)
+	req.AddCookie(cookie)
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- serve(c, req) }()
+	select {
+	case rec := <-done:
+		t.Fatalf("the live view ended before the revocation: %d %s", rec.Code, rec.Body)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	st.mu.Lock()
+	st.revoked = map[string]time.Time{"alice": time.Now()}
+	st.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the live view is still open after alice was revoked")
+	}
+	page := httptest.NewRequest("GET", "/sessions", nil)
+	page.AddCookie(cookie)
+	if rec := serve(c, page); rec.Code != http.StatusSeeOther || !strings.HasPrefix(rec.Header().Get("Location"), "/login") {
+		t.Errorf("a page after the revocation: %d %q", rec.Code, rec.Header().Get("Location"))
+	}
+	time.Sleep(10 * time.Millisecond)
+	again, _ := signIn(c, "alice")
+	page = httptest.NewRequest("GET", "/sessions", nil)
+	page.AddCookie(again)
+	if rec := serve(c, page); rec.Code != http.StatusOK {
+		t.Errorf("a sign-in after the revocation: %d", rec.Code)
 	}
 }
 

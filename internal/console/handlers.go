@@ -507,6 +507,8 @@ func (c *Console) approvalsStream(w http.ResponseWriter, r *http.Request, s *web
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	for {
 		ch := c.cfg.Approvals.RequestsChanged()
 		if _, err := w.Write([]byte("event: changed\ndata: {}\n\n")); err != nil {
@@ -515,15 +517,19 @@ func (c *Console) approvalsStream(w http.ResponseWriter, r *http.Request, s *web
 		if rc.Flush() != nil {
 			return
 		}
-		select {
-		case <-ch:
-		case <-r.Context().Done():
-			return
-		case <-c.done:
-			return
-		}
-		if _, ok := c.auth.session(r); !ok {
-			return // signed out or expired
+		for changed := false; !changed; {
+			select {
+			case <-ch:
+				changed = true
+			case <-r.Context().Done():
+				return
+			case <-c.done:
+				return
+			case <-check.C:
+			}
+			if !c.auth.stillSignedIn(s) {
+				return // signed out, expired or revoked
+			}
 		}
 	}
 }
@@ -706,10 +712,23 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	go func() {
-		select {
-		case <-c.done:
-			cancel()
-		case <-ctx.Done():
+		// The view ends with the console, and with the sign-in: signed
+		// out, expired or revoked (bastion ca revoke --user) since.
+		check := time.NewTicker(time.Second)
+		defer check.Stop()
+		for {
+			select {
+			case <-c.done:
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			case <-check.C:
+				if !c.auth.stillSignedIn(s) {
+					cancel()
+					return
+				}
+			}
 		}
 	}()
 	noWriteDeadline(w)

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
+)
+
+// TestRevokeUser is offboarding with `bastion ca revoke --user`, against a
+// real IdP, sshd and the stock ssh client: an auditor revokes carol, and
+// everything carol held at that moment stops working — her open shell
+// ends within seconds, her certificate opens nothing, an ID token she
+// obtained before and had not spent buys no certificate, her console
+// sign-in is over (its open event stream ends and the next page asks her
+// to sign in) — while alice is untouched, and a login carol makes
+// afterwards (the IdP still lets her) works again.
+func TestRevokeUser(t *testing.T) {
+	w := newWorld(t)
+	aliceCfg := w.loginAlice(t) // alice is an auditor (group sec)
+	carol := w.another()
+	carolCfg := carol.loginAs(t, "u-carol")
+
+	// carol's open shell, her console page with its event stream, and an
+	// ID token she holds but has not spent.
+	shell := testenv.StartPTY(t, 100, 30, "ssh", "-F", carolCfg, "-tt", "root@web1")
+	shell.Send("PS1='$ '\r")
+	shell.Send("echo before-$((6*7))\r")
+	shell.Expect("before-42", 30*time.Second)
+	page := w.consolePage(t, "u-carol")
+	claims, _ := w.idp.IDTokenClaims("u-carol", "bastion")
+	unspent, _ := w.idp.MintIDToken(claims)
+
+	t.Run("a user may not revoke another", func(t *testing.T) {
+		r := carol.run(nil, "ca", "revoke", "--user", "alice")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "only auditors may revoke another user") {
+			t.Fatalf("carol revoking alice: %s", r)
+		}
+	})
+	t.Run("bad arguments", func(t *testing.T) {
+		for _, args := range [][]string{{"--user", "Carol;rm"}, {"--user", "carol", "123"}} {
+			r := w.run(nil, append([]string{"ca", "revoke"}, args...)...)
+			if r.Code != 2 {
+				t.Errorf("ca revoke %q: %s", args, r)
+			}
+		}
+	})
+
+	r := w.run(nil, "ca", "revoke", "--user", "carol", "--reason", "left the company")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "revoked everything user carol held at") {
+		t.Fatalf("ca revoke --user carol: %s", r)
+	}
+
+	t.Run("her certificate opens nothing", func(t *testing.T) {
+		out, err := carol.sshAs(carolCfg, "root@web1", "echo reached").CombinedOutput()
+		if err == nil || strings.Contains(string(out), "reached") {
+			t.Fatalf("carol's revoked certificate reached web1: %v %s", err, out)
+		}
+	})
+	t.Run("her unspent ID token buys nothing", func(t *testing.T) {
+		r := carol.run([]string{"T=" + unspent}, "login", "--bastion", w.url(), "--id-token-env", "T")
+		if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "have been revoked") {
+			t.Fatalf("login with a token from before the revocation: %s", r)
+		}
+	})
+	t.Run("her console sign-in is over", func(t *testing.T) {
+		select {
+		case <-page.ended:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the approvals stream of carol's console page is still open")
+		}
+		resp, err := page.c.Get(page.base + "/approvals")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/login") {
+			t.Fatalf("carol's console after the revocation: %d %q", resp.StatusCode, loc)
+		}
+	})
+	t.Run("alice is untouched", func(t *testing.T) {
+		if out, err := w.sshAs(aliceCfg, "root@web1", "echo alice-$((6*7))").CombinedOutput(); err != nil || !strings.Contains(string(out), "alice-42") {
+			t.Fatalf("alice after carol's revocation: %v %s", err, out)
+		}
+	})
+	t.Run("audited once", func(t *testing.T) {
+		var got []recorder.AuditEvent
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			if ev.Type == "user.revoke" {
+				got = append(got, ev)
+			}
+			return nil
+		})
+		if len(got) != 1 || got[0].User != "alice" || got[0].Fields["revoked_user"] != "carol" || got[0].Reason != "left the company" {
+			t.Fatalf("user.revoke events: %+v", got)
+		}
+	})
+	t.Run("her open shell has ended", func(t *testing.T) {
+		// Last but one: the PTY fails the whole test when it times out.
+		shell.Expect("have been revoked", 15*time.Second)
+		if code := shell.Wait(10 * time.Second); code == 0 {
+			t.Errorf("the shell ended with status 0")
+		}
+	})
+	t.Run("a later login works", func(t *testing.T) {
+		time.Sleep(1100 * time.Millisecond) // past the revocation's second: tokens carry whole seconds
+		carolCfg := carol.loginAs(t, "u-carol")
+		if out, err := carol.sshAs(carolCfg, "root@web1", "echo after-$((6*7))").CombinedOutput(); err != nil || !strings.Contains(string(out), "after-42") {
+			t.Fatalf("carol after logging in again: %v %s", err, out)
+		}
+		w.consolePage(t, "u-carol") // signs in and opens the stream
+	})
+}
