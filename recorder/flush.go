@@ -359,10 +359,18 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 	if it.gap != nil {
 		label := fmt.Sprintf("recording gap: %d events (%d bytes) lost: %v", it.gap.events, it.gap.bytes, it.gap.err)
 		payload := appendEvent(nil, asciicast.Marker, it.gap.lastUS, []byte(label))
-		v, h := newChunk(payload, seq, head, 1)
+		n := 1
+		if c := it.gap.content; c != [2]int64{} {
+			// A TCP session's lost bytes, each way: a capture moves its
+			// sequence numbers past them (Wireshark: previous segment not
+			// captured) rather than join what came before and after.
+			payload = appendEvent(payload, EventConn, it.gap.lastUS, fmt.Appendf(nil, "unstored %d %d lost", c[0], c[1]))
+			n++
+		}
+		v, h := newChunk(payload, seq, head, n)
 		it.values = append(it.values, v)
 		seq, head = seq+1, h
-		evTotal++
+		evTotal += int64(n)
 	}
 	for i, pb := range it.bufs {
 		v, h := encodeChunk(s.getValue(pb.buf), pb.buf, seq, head, pb.events, s.zenc)
@@ -405,6 +413,31 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 	}
 }
 
+// contentBytes counts the TCP content in pending buffers, each way (client,
+// server): the bytes of each side's events, and those an "unstored" event
+// among them accounts for.
+func contentBytes(bufs []pendingBuf) [2]int64 {
+	var n [2]int64
+	for _, pb := range bufs {
+		var last int64
+		walkEvents(chunk{format: 2, payload: pb.buf[chunkHeaderLen:]}, &last, func(e rawEvent) error {
+			switch e.typ {
+			case EventFromClient:
+				n[0] += int64(len(e.data))
+			case EventFromServer:
+				n[1] += int64(len(e.data))
+			case EventConn:
+				if c, s, _, ok := parseUnstored(e.data); ok {
+					n[0] += int64(c)
+					n[1] += int64(s)
+				}
+			}
+			return nil
+		})
+	}
+	return n
+}
+
 // finish applies a flush's outcome to one recording.
 func (s *Store) finish(it *flushItem, err error, final bool) {
 	r := it.r
@@ -413,6 +446,10 @@ func (s *Store) finish(it *flushItem, err error, final bool) {
 	if err == nil {
 		r.seq, r.head, r.committedEvents = it.seq, it.head, it.evTotal
 		r.committedBytes += it.stored
+	}
+	var lost [2]int64
+	if err != nil {
+		lost = contentBytes(it.bufs)
 	}
 	for _, pb := range it.bufs { // committed or lost, bbolt is done with them
 		s.putBuffer(pb.buf)
@@ -452,6 +489,8 @@ func (s *Store) finish(it *flushItem, err error, final bool) {
 		}
 		g.events += int64(it.events)
 		g.bytes += it.bytes
+		g.content[0] += lost[0]
+		g.content[1] += lost[1]
 		g.lastUS = max(g.lastUS, it.lastUS)
 		g.err = err
 	}

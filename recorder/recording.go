@@ -68,7 +68,8 @@ type endRequest struct {
 
 type gap struct {
 	events, bytes int64
-	lastUS        int64 // time of the last lost event
+	content       [2]int64 // TCP content bytes (client, server) among them
+	lastUS        int64    // time of the last lost event
 	err           error
 }
 

@@ -40,8 +40,12 @@ func (tl timeline) event(e rawEvent) error {
 	var b strings.Builder
 	switch e.typ {
 	case EventConn:
-		if c, s, ok := parseUnstored(e.data); ok {
-			fmt.Fprintf(&b, "%sbastion: %d bytes from the client and %d from the target passed unstored (the session's byte budget was spent)\r\n", at, c, s)
+		if c, s, lost, ok := parseUnstored(e.data); ok {
+			why := "the session's byte budget was spent"
+			if lost {
+				why = "lost with the recording gap above"
+			}
+			fmt.Fprintf(&b, "%sbastion: %d bytes from the client and %d from the target passed unstored (%s)\r\n", at, c, s, why)
 			break
 		}
 		b.WriteString(at + "connection " + printableASCII(string(e.data)) + "\r\n")
@@ -259,7 +263,7 @@ func (p *pcapWriter) header() error {
 // conn handles a connection event: the open (addresses and the handshake)
 // and the closes.
 func (p *pcapWriter) conn(e rawEvent) error {
-	if c, s, ok := parseUnstored(e.data); ok {
+	if c, s, _, ok := parseUnstored(e.data); ok {
 		// Bytes that passed but were not stored: the sequence numbers
 		// move past them, so the next segment shows them as missing
 		// (Wireshark: previous segment not captured).
@@ -300,15 +304,16 @@ func (p *pcapWriter) conn(e rawEvent) error {
 }
 
 // parseUnstored reads an "unstored CLIENT SERVER" connection event: how
-// many bytes each side sent that the recording did not store.
-func parseUnstored(data []byte) (client, server uint64, ok bool) {
+// many bytes each side sent that the recording did not store; lost when
+// it ends in "lost" (a recording gap, not the byte budget).
+func parseUnstored(data []byte) (client, server uint64, lost, ok bool) {
 	f := strings.Fields(string(data))
-	if len(f) != 3 || f[0] != "unstored" {
-		return 0, 0, false
+	if len(f) < 3 || len(f) > 4 || f[0] != "unstored" || len(f) == 4 && f[3] != "lost" {
+		return 0, 0, false, false
 	}
 	c, err1 := strconv.ParseUint(f[1], 10, 64)
 	s, err2 := strconv.ParseUint(f[2], 10, 64)
-	return c, s, err1 == nil && err2 == nil
+	return c, s, len(f) == 4, err1 == nil && err2 == nil
 }
 
 // open writes the handshake once, at the first event.
