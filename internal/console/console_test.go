@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -577,6 +578,39 @@ func TestTimeline(t *testing.T) {
 // TestReplayPage: the page view is the audited replay; it carries the
 // first screen, drawn on the server and escaped, and a grant for one
 // download of the recording by the same sign-in without a second record.
+// The first screen is laid out by the browser, a terminal's cells are
+// not: bidirectional controls in the recorded output do not reach the page
+// (the emulator draws nothing for them), and the page draws the cells
+// left to right in their order whatever their script (an RTL letter would
+// otherwise reorder the text around it: "Trojan source").
+func TestFirstScreenBidi(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.events = []asciicast.Event{
+		{Time: 0, Type: asciicast.Resize, Data: "40x3"},
+		{Time: 0, Type: asciicast.Output, Data: "$ echo \u202egnp.exe\u202c ok\u2066x\u2069\u200f\u061c| \u05d0 1 \u05d1"},
+	}
+	alice, _ := signIn(c, "alice")
+	req := httptest.NewRequest("GET", "/sessions/s-alice", nil)
+	req.AddCookie(alice)
+	page := serve(c, req)
+	body := page.Body.String()
+	if page.Code != http.StatusOK || !strings.Contains(body, "$ echo gnp.exe okx| \u05d0 1 \u05d1\n") {
+		t.Fatalf("the replay page: %d\n%s", page.Code, body)
+	}
+	for _, r := range []string{"\u202e", "\u202c", "\u2066", "\u2069", "\u200f", "\u061c"} {
+		if strings.Contains(body, r) {
+			t.Errorf("the page holds %U", []rune(r)[0])
+		}
+	}
+	css, err := staticFS.ReadFile("static/console.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`\.first-screen\{[^}]*direction:ltr;unicode-bidi:bidi-override[;}]`).Match(css) {
+		t.Error("the first screen is laid out with bidi reordering")
+	}
+}
+
 func TestReplayPage(t *testing.T) {
 	c, st, _ := newTestConsole(t, false)
 	st.events = []asciicast.Event{
