@@ -288,16 +288,23 @@ func (e *env) expectForwardRefused(t *testing.T, dest string) {
 // cannot be made to send.
 func (e *env) dialBastion(t *testing.T, k *testenv.UserKey) *ssh.Client {
 	t.Helper()
-	hostCA := e.app.Keys.HostCA.PublicKey().Marshal()
-	checker := &ssh.CertChecker{IsHostAuthority: func(a ssh.PublicKey, _ string) bool { return bytes.Equal(a.Marshal(), hostCA) }}
 	c, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{
 		User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(k.CertSigner(t))},
-		HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second,
+		HostKeyCallback: e.hostKeys(), Timeout: 10 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// hostKeys checks the bastion's host certificate (for itself, and for a
+// target it answers as inside an ssh -J hop) against the host CA, as the
+// ssh_config `bastion login` writes has ssh do.
+func (e *env) hostKeys() ssh.HostKeyCallback {
+	hostCA := e.app.Keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(a ssh.PublicKey, _ string) bool { return bytes.Equal(a.Marshal(), hostCA) }}
+	return checker.CheckHostKey
 }
 
 func portOf(addr string) string {

@@ -59,7 +59,7 @@ func TestForgedCertificateNotAttributed(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+			HostKeyCallback: e.hostKeys(), Timeout: 10 * time.Second})
 		if err == nil {
 			conn.Close()
 			t.Fatal("a forged certificate logged in")
