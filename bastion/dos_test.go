@@ -76,48 +76,71 @@ func droppedAtOnce(c net.Conn) (bool, string) {
 
 // An unauthenticated client cannot make the bastion hold connections
 // without bound (a few dozen KiB of memory, goroutines and a file
-// descriptor each, until the handshake timeout): past
-// sessions.max_startups, new connections are closed at once, and a slot is
+// descriptor each, until the handshake timeout): it holds at most
+// sessions.max_startups, a quarter of them from one source, and a slot is
 // given back when a connection authenticates or closes. Found: the bastion
 // held every stalled connection until the handshake timeout, so one client
 // opening connections faster than they time out grew it until it ran out
-// of file descriptors or memory, taking every session with it.
+// of file descriptors or memory, taking every session with it. And a
+// flood from four sources, each at its share, then kept every user out:
+// now, with every slot taken, a connection from a source holding fewer
+// takes the oldest slot of the source holding the most, so a user logs
+// in while the flood goes on.
 func TestMaxStartupsBoundsUnauthenticatedSSH(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.app.SSH.SetHandshakeTimeoutForTest(10 * time.Minute)
 	held := make([]net.Conn, 0, defaultMaxStartups)
 	for i := range defaultMaxStartups {
 		// Four sources, each at its share (a quarter).
-		held = append(held, stalledSSHFrom(t, e.app.SSHAddr(), fmt.Sprintf("127.0.0.%d", 1+i%4)))
+		held = append(held, stalledSSHFrom(t, e.app.SSHAddr(), fmt.Sprintf("127.0.0.%d", 2+i%4)))
 	}
-	extra := dialFrom(t, e.app.SSHAddr(), "127.0.0.5")
+	extra := dialFrom(t, e.app.SSHAddr(), "127.0.0.3")
 	defer extra.Close()
 	extra.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
 	if dropped, got := droppedAtOnce(extra); !dropped || got != "" {
-		t.Fatalf("connection %d past sessions.max_startups: dropped %v, got %q; want it closed before the handshake", defaultMaxStartups+1, dropped, got)
+		t.Fatalf("connection %d from a source at its share: dropped %v, got %q; want it closed before the handshake", defaultMaxStartups+1, dropped, got)
 	}
-	// A closed connection gives its slot back: a user gets in.
-	held[0].Close()
-	var client *ssh.Client
-	for i := 0; client == nil; i++ {
-		if i == 200 {
-			t.Fatal("a slot given back by a closed connection was never reused")
-		}
-		client = e.tryDialBastion(t, e.alice)
-		if client == nil {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	// The listener is full: a user from another source logs in, taking
+	// the oldest stalled connection's slot, which is closed.
+	client := e.dialBastionFrom(t, e.alice, "127.0.0.1")
 	defer client.Close()
-	// An authenticated connection holds no slot: with 255 stalled and one
-	// authenticated, one more stalled connection still gets in.
-	stalledSSH(t, e.app.SSHAddr())
 	if out, err := runOn(client, "whoami"); err != nil || !strings.Contains(out, "alice") {
 		t.Fatalf("whoami: %q %v", out, err)
 	}
-	if m := scrape(t, e); !strings.Contains(m, `bastion_startups_dropped_total{listener="ssh"} `) || strings.Contains(m, `bastion_startups_dropped_total{listener="ssh"} 0`) {
-		t.Fatal("the dropped connection is not counted in bastion_startups_dropped_total")
+	if dropped, _ := droppedAtOnce(held[0]); !dropped {
+		t.Fatal("the oldest stalled connection is still open")
 	}
+	// Only that one: the next oldest (of the same source) is held.
+	held[4].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := held[4].Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("the next oldest stalled connection: %v, want it still held", err)
+	}
+	// An authenticated connection holds no slot: with 255 stalled and one
+	// authenticated, one more stalled connection gets in.
+	stalledSSHFrom(t, e.app.SSHAddr(), "127.0.0.1")
+	if m := scrape(t, e); !strings.Contains(m, `bastion_startups_dropped_total{listener="ssh"} 2`) {
+		t.Fatalf("the refused and the closed connection are not counted in bastion_startups_dropped_total:\n%s", grepLines(m, "startups"))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dialBastionFrom is dialBastion from the loopback address src.
+func (e *env) dialBastionFrom(t *testing.T, k *testenv.UserKey, src string) *ssh.Client {
+	t.Helper()
+	conn := dialFrom(t, e.app.SSHAddr(), src)
+	cc, chans, reqs, err := ssh.NewClientConn(conn, e.app.SSHAddr(), &ssh.ClientConfig{
+		User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(k.CertSigner(t))},
+		HostKeyCallback: e.hostKeys(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	return ssh.NewClient(cc, chans, reqs)
 }
 
 // The direct PostgreSQL listener is bounded the same way: clients that
@@ -130,10 +153,23 @@ func TestMaxStartupsBoundsUnauthenticatedPostgres(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		held = append(held, c)
 	}
-	extra := dialFrom(t, e.app.PostgresAddr(), "127.0.0.5")
+	extra := dialFrom(t, e.app.PostgresAddr(), "127.0.0.2")
 	defer extra.Close()
 	if dropped, got := droppedAtOnce(extra); !dropped || got != "" {
-		t.Fatalf("connection %d past sessions.max_startups: dropped %v, got %q; want it closed", defaultMaxStartups+1, dropped, got)
+		t.Fatalf("connection %d from a source at its share: dropped %v, got %q; want it closed", defaultMaxStartups+1, dropped, got)
+	}
+	// The listener is full: a client from another source is served,
+	// taking the oldest held connection's slot, which is closed.
+	other := dialFrom(t, e.app.PostgresAddr(), "127.0.0.5")
+	defer other.Close()
+	other.Write([]byte{0, 0, 0, 8, 4, 210, 22, 47})
+	other.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var s [1]byte
+	if _, err := io.ReadFull(other, s[:]); err != nil || s[0] != 'S' {
+		t.Fatalf("a client from another source on a full listener: got %q, %v; want S", s[:], err)
+	}
+	if dropped, _ := droppedAtOnce(held[0]); !dropped {
+		t.Fatal("the oldest held connection is still open")
 	}
 	// One held connection sends an SSLRequest and is answered: the held
 	// ones are being served, not dropped.

@@ -118,11 +118,14 @@ func (s *Server) ServePostgres(ln net.Listener, names []string) error {
 			continue
 		}
 		delay = 0
-		release, ok, perSource := s.pgStartups.take(c.RemoteAddr())
+		release, ok, perSource, evicted := s.pgStartups.take(c.RemoteAddr(), func() { c.Close() })
 		if !ok {
 			s.startupsFull("postgres", c.RemoteAddr(), perSource)
 			c.Close()
 			continue
+		}
+		if evicted != "" {
+			s.startupsEvicted("postgres", c.RemoteAddr(), evicted)
 		}
 		go s.servePostgresConn(ctx, c, tlsCfg, release)
 	}

@@ -328,10 +328,13 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 // authenticated connection and are bounded by MaxChannels instead.
 func (s *Server) acceptOuter(next gliderssh.ConnCallback) gliderssh.ConnCallback {
 	return func(ctx gliderssh.Context, conn net.Conn) net.Conn {
-		release, ok, perSource := s.sshStartups.take(conn.RemoteAddr())
+		release, ok, perSource, evicted := s.sshStartups.take(conn.RemoteAddr(), func() { conn.Close() })
 		if !ok {
 			s.startupsFull("ssh", conn.RemoteAddr(), perSource)
 			return nil
+		}
+		if evicted != "" {
+			s.startupsEvicted("ssh", conn.RemoteAddr(), evicted)
 		}
 		c := next(ctx, conn)
 		hc, _ := c.(*handshakeConn)
@@ -437,6 +440,14 @@ func (s *Server) startupsFull(listener string, remote net.Addr, perSource bool) 
 	}
 	s.log.Debug("connection dropped: "+why, "listener", listener,
 		"remote", remote.String(), "max_startups", s.cfg.MaxStartups)
+}
+
+// startupsEvicted counts and logs a connection that took over the oldest
+// startup slot of the source holding the most (its connection closed).
+func (s *Server) startupsEvicted(listener string, remote net.Addr, from string) {
+	s.metrics.StartupsDropped.WithLabelValues(listener).Inc()
+	s.log.Debug("unauthenticated connection dropped: the listener was full and a connection from a source holding fewer took the slot of its oldest",
+		"listener", listener, "source", from, "newcomer", remote.String(), "max_startups", s.cfg.MaxStartups)
 }
 
 // containPanic, deferred at the top of a goroutine serving a channel of
@@ -741,44 +752,92 @@ func (c *handshakeConn) releaseLocked() {
 // authenticated, up to a limit, and up to a quarter of it from one source
 // (an IPv4 address, an IPv6 /64), so that one client cannot take every
 // slot and keep everyone else from logging in (sshd's
-// PerSourceMaxStartups).
+// PerSourceMaxStartups). When every slot is taken, a connection from a
+// source that holds fewer than the source holding the most takes that
+// source's oldest slot, whose connection is closed: a few sources that
+// flood the listener share it with everyone else rather than keep them
+// out, and a client that authenticates in milliseconds gets in even while
+// they flood. Only a connection from a source holding as many as any
+// other is refused when the listener is full.
 type startups struct {
-	n         atomic.Int64
-	max       int64
+	mu        sync.Mutex
+	max       int
 	perSource int
+	n         int
+	seq       uint64                    // orders slots by age
+	bySource  map[string][]*startupSlot // oldest first
+}
 
-	mu       sync.Mutex
-	bySource map[string]int
+// startupSlot is one connection's slot.
+type startupSlot struct {
+	src   string
+	seq   uint64
+	close func() // closes the connection that holds it
+	taken bool   // given to a newcomer: releasing it does nothing
 }
 
 func newStartups(limit int) *startups {
-	return &startups{max: int64(limit), perSource: max(1, limit/4), bySource: map[string]int{}}
+	return &startups{max: limit, perSource: max(1, limit/4), bySource: map[string][]*startupSlot{}}
 }
 
-// take reserves a slot for a connection from addr; release gives it back
-// (call it once). perSource says a refusal was the source's share.
-func (st *startups) take(addr net.Addr) (release func(), ok, perSource bool) {
-	if st.n.Add(1) > st.max {
-		st.n.Add(-1)
-		return nil, false, false
-	}
+// take reserves a slot for a connection from addr, closed by close if a
+// newcomer takes the slot over; release gives it back (call it once).
+// perSource says a refusal was the source's share; evicted names the
+// source whose oldest connection's slot was taken over, if one was.
+func (st *startups) take(addr net.Addr, close func()) (release func(), ok, perSource bool, evicted string) {
 	src := startupSource(addr)
 	st.mu.Lock()
-	if st.bySource[src] >= st.perSource {
+	held := len(st.bySource[src])
+	if held >= st.perSource {
 		st.mu.Unlock()
-		st.n.Add(-1)
-		return nil, false, true
+		return nil, false, true, ""
 	}
-	st.bySource[src]++
+	var victim *startupSlot
+	if st.n >= st.max {
+		for _, slots := range st.bySource {
+			if len(slots) > held && (victim == nil || len(slots) > len(st.bySource[victim.src]) ||
+				len(slots) == len(st.bySource[victim.src]) && slots[0].seq < victim.seq) {
+				victim = slots[0]
+			}
+		}
+		if victim == nil {
+			st.mu.Unlock()
+			return nil, false, false, ""
+		}
+		victim.taken = true
+		st.remove(victim)
+	}
+	st.seq++
+	slot := &startupSlot{src: src, seq: st.seq, close: close}
+	st.bySource[src] = append(st.bySource[src], slot)
+	st.n++
 	st.mu.Unlock()
+	if victim != nil {
+		victim.close()
+		evicted = victim.src
+	}
 	return func() {
 		st.mu.Lock()
-		if st.bySource[src]--; st.bySource[src] <= 0 {
-			delete(st.bySource, src)
+		defer st.mu.Unlock()
+		if !slot.taken {
+			slot.taken = true
+			st.remove(slot)
 		}
-		st.mu.Unlock()
-		st.n.Add(-1)
-	}, true, false
+	}, true, false, evicted
+}
+
+// remove takes slot out of the count; st.mu is held.
+func (st *startups) remove(slot *startupSlot) {
+	slots := st.bySource[slot.src]
+	if i := slices.Index(slots, slot); i >= 0 {
+		slots = slices.Delete(slots, i, i+1)
+	}
+	if len(slots) == 0 {
+		delete(st.bySource, slot.src)
+	} else {
+		st.bySource[slot.src] = slots
+	}
+	st.n--
 }
 
 // startupSource names the source a startup slot is counted against: the

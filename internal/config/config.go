@@ -227,7 +227,9 @@ type Sessions struct {
 	EnvAllow       []string `yaml:"env_allow"` // default LANG, LC_*, TERM
 	// MaxStartups bounds the connections each listener (SSH, PostgreSQL)
 	// holds before they authenticate, a quarter of them per source
-	// address; more are closed at once. Default 256.
+	// address (a source's next is closed at once); on a full listener a
+	// source holding fewer takes the oldest slot of the one holding the
+	// most. Default 256.
 	MaxStartups int `yaml:"max_startups"`
 	// MaxChannels bounds the channels (sessions, forwards, admin commands)
 	// open at once on one SSH connection; more are refused. Default 64.
