@@ -114,3 +114,53 @@ func TestRevokeUser(t *testing.T) {
 		w.consolePage(t, "u-carol") // signs in and opens the stream
 	})
 }
+
+// TestRevokeUserEndsAdminCommands: an admin command still running when its
+// user is revoked ends within seconds, as a shell does. An auditor's
+// `bastion replay --follow` of someone else's live shell is the case that
+// matters: it goes on showing what that shell types for as long as the
+// shell lives, and a lost laptop's open follow is exactly what `ca revoke
+// --user` is meant to cut off.
+func TestRevokeUserEndsAdminCommands(t *testing.T) {
+	w := newWorld(t)
+	w.loginAlice(t) // alice is an auditor (group sec)
+	carol := w.another()
+	carolCfg := carol.loginAs(t, "u-carol")
+
+	shell := testenv.StartPTY(t, 100, 30, "ssh", "-F", carolCfg, "-tt", "root@web1")
+	shell.Send("PS1='$ '\r")
+	shell.Send("echo before-$((6*7))\r")
+	shell.Expect("before-42", 30*time.Second)
+	var live recorder.SessionInfo
+	testenv.WaitFor(t, 20*time.Second, "carol's live session", func() bool {
+		l, _ := w.app.Store.Sessions(recorder.SessionFilter{Kind: "shell"})
+		for _, s := range l {
+			if s.Status == recorder.StatusLive {
+				live = s
+				return true
+			}
+		}
+		return false
+	})
+	followDone, follow := w.startCLI(nil, "replay", live.ID, "--follow", "--from", "now")
+	follow.next(t, func(l string) bool { return strings.Contains(l, "before-42") })
+
+	// alice's laptop is lost: she (or any auditor) revokes her.
+	if r := w.run(nil, "ca", "revoke", "--user", "alice", "--reason", "laptop lost"); r.Code != 0 {
+		t.Fatalf("ca revoke --user alice: %s", r)
+	}
+	select {
+	case <-followDone:
+	case <-time.After(10 * time.Second):
+		shell.Send("echo after-$((6*8))\r")
+		shell.Expect("after-48", 30*time.Second)
+		time.Sleep(time.Second)
+		t.Fatalf("alice's replay --follow still runs after her revocation; it shows:\n%s", follow)
+	}
+	if !strings.Contains(follow.String(), "have been revoked") {
+		t.Errorf("the follow ended without saying why:\n%s", follow)
+	}
+	// carol's shell is not alice's: it runs on.
+	shell.Send("echo still-$((6*9))\r")
+	shell.Expect("still-54", 30*time.Second)
+}
