@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -163,4 +165,57 @@ func TestRevokeUserEndsAdminCommands(t *testing.T) {
 	// carol's shell is not alice's: it runs on.
 	shell.Send("echo still-$((6*9))\r")
 	shell.Expect("still-54", 30*time.Second)
+}
+
+// TestRevokeUserWorkloadMayNotRevokeItsName: every run of a CI workload
+// shares its name (oidc.workload name), whatever ref or job it came from,
+// so a workload revoking "its own" name would revoke every other run's
+// certificate: a pull request's job could cut off the main branch's
+// deploy. Only auditors revoke a workload's name; a run may still revoke
+// its own serial.
+func TestRevokeUserWorkloadMayNotRevokeItsName(t *testing.T) {
+	w := newWorld(t)
+	ciLogin := func(sub string) (*world, string) {
+		run := w.another()
+		claims, err := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims["sub"] = sub // another job of the same repository
+		tok, err := w.ci.MintIDToken(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := run.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+			t.Fatalf("ci login as %s: %s", sub, r)
+		}
+		r := run.run(nil, "ssh-config")
+		if r.Code != 0 {
+			t.Fatalf("ssh-config: %s", r)
+		}
+		p := filepath.Join(run.home, "ssh_config")
+		os.WriteFile(p, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+		return run, p
+	}
+	deploy, deployCfg := ciLogin("repo:acme/etl:ref:refs/heads/main")
+	pr, _ := ciLogin("repo:acme/etl:pull_request")
+
+	r := pr.run(nil, "ca", "revoke", "--user", "ci-etl")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "only auditors may revoke a workload") {
+		t.Errorf("a pull request's job revoking ci-etl: %s", r)
+	}
+	if _, ok := w.app.Store.UserRevoked("ci-etl"); ok {
+		t.Fatal("ci-etl is revoked")
+	}
+	if out, err := deploy.sshAs(deployCfg, "root@web1", "echo deploy-$((6*7))").CombinedOutput(); err != nil || !strings.Contains(string(out), "deploy-42") {
+		t.Fatalf("the main branch's run after the pull request's: %v %s", err, out)
+	}
+	// An auditor may.
+	w.loginAlice(t)
+	if r := w.run(nil, "ca", "revoke", "--user", "ci-etl", "--reason", "compromised runner"); r.Code != 0 {
+		t.Fatalf("alice revoking ci-etl: %s", r)
+	}
+	if out, err := deploy.sshAs(deployCfg, "root@web1", "echo deploy").CombinedOutput(); err == nil {
+		t.Fatalf("ci-etl's run after its revocation: %s", out)
+	}
 }
