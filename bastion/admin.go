@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -106,7 +107,45 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 		ch.CloseWrite()
 		return
 	}
+	ran := make(chan struct{})
+	var revoked atomic.Bool
+	go func() {
+		// A command that runs on (export --follow, a replay) ends with a
+		// revocation of its certificate or user, as sessions do
+		// (endRevoked): an auditor's follow of a live shell is one.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ran:
+				return
+			case <-t.C:
+			}
+			err := s.revocation(id)
+			if err == nil {
+				continue
+			}
+			revoked.Store(true)
+			name := "help"
+			if len(args) > 0 {
+				name = safetext.Printable(args[0])
+			}
+			s.log.Info("admin command ended", "user", id.User, "command", name, "reason", err)
+			fmt.Fprintf(ch.Stderr(), "bastion: %v\r\n", err)
+			cancel()
+			select {
+			case <-ran:
+			case <-time.After(2 * time.Second):
+				ch.Close() // a command blocked writing does not see cctx
+			}
+			return
+		}
+	}()
 	status := s.runAdmin(cctx, caller, args, AdminIO{Stdin: ch, Stdout: ch, Stderr: ch.Stderr(), Pty: pty})
+	close(ran)
+	if revoked.Load() && status == 0 {
+		status = 1
+	}
 	ch.SendRequest("exit-status", false, gossh.Marshal(exitStatusMsg{Status: uint32(status)}))
 	ch.CloseWrite()
 }

@@ -113,6 +113,19 @@ func (s *Server) stillValid(id ca.Identity) error {
 	return nil
 }
 
+// revocation reports whether id's certificate has been revoked, by its
+// serial or with everything its user held: what ends a session or a
+// command already running (an expired certificate's run on).
+func (s *Server) revocation(id ca.Identity) error {
+	if s.cfg.Revocations.IsRevoked(id.Serial) {
+		return fmt.Errorf("certificate serial %d has been revoked", id.Serial)
+	}
+	if err := s.userRevoked(id); err != nil {
+		return fmt.Errorf("certificate serial %d: %v", id.Serial, err)
+	}
+	return nil
+}
+
 // userRevoked reports whether id's certificate was issued before (or in
 // the second of) a revocation of everything its user held, `bastion ca
 // revoke --user`. Its login certificate's database certificates and SQL

@@ -577,10 +577,8 @@ func (s *Server) endRevoked() {
 		var revoked []ending
 		s.mu.Lock()
 		for ss := range s.sessions {
-			if s.cfg.Revocations.IsRevoked(ss.identity.Serial) {
-				revoked = append(revoked, ending{ss, fmt.Errorf("certificate serial %d has been revoked", ss.identity.Serial)})
-			} else if err := s.userRevoked(ss.identity); err != nil {
-				revoked = append(revoked, ending{ss, fmt.Errorf("certificate serial %d: %v", ss.identity.Serial, err)})
+			if err := s.revocation(ss.identity); err != nil {
+				revoked = append(revoked, ending{ss, err})
 			}
 		}
 		s.mu.Unlock()

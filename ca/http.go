@@ -319,17 +319,6 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	if err != nil {
 		return nil, err
 	}
-	if s.cfg.Revoked != nil {
-		// A token the user held when everything they held was revoked
-		// (one stolen with the laptop) is revoked with the rest.
-		if at, ok := s.cfg.Revoked(id.User); ok && !use.issued.After(at) {
-			iat := "none"
-			if !use.issued.IsZero() {
-				iat = use.issued.UTC().Format(time.RFC3339)
-			}
-			return nil, &TokenError{Reason: ReasonRevoked, Err: fmt.Errorf("the credentials of user %s issued up to %s have been revoked, and this ID token was issued by then (iat %s): log in again for a fresh one", id.User, at.UTC().Format(time.RFC3339), iat)}
-		}
-	}
 	var pub ssh.PublicKey
 	switch {
 	case req.PublicKey != "":
@@ -369,6 +358,19 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	id.SourceAddress = req.Source
 	if id, err = s.cfg.Authority.Stamp(id, ttl); err != nil {
 		return nil, err
+	}
+	if s.cfg.Revoked != nil {
+		// A token the user held when everything they held was revoked
+		// (one stolen with the laptop) is revoked with the rest. Asked
+		// after the stamp: a revocation that lands later is later than
+		// the certificate's issue time, so it revokes the certificate.
+		if at, ok := s.cfg.Revoked(id.User); ok && !use.issued.After(at) {
+			iat := "none"
+			if !use.issued.IsZero() {
+				iat = use.issued.UTC().Format(time.RFC3339)
+			}
+			return nil, &TokenError{Reason: ReasonRevoked, Err: fmt.Errorf("the credentials of user %s issued up to %s have been revoked, and this ID token was issued by then (iat %s): log in again for a fresh one", id.User, at.UTC().Format(time.RFC3339), iat)}
+		}
 	}
 	resp := &CertResponse{
 		Principal:   id.User,

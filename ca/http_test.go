@@ -625,3 +625,47 @@ func TestCertificateRevokedUser(t *testing.T) {
 		})
 	}
 }
+
+// TestCertificateRevokedUserWhileIssuing: a revocation that lands between
+// the CA's look at it and the stamping of the certificate, with the clock
+// crossing into the next second meanwhile, must not leave the token's
+// holder a certificate the bastion takes for one issued after it: the
+// certificate is either refused or issued (by its ValidAfter) no later
+// than the revocation, which then revokes it.
+func TestCertificateRevokedUserWhileIssuing(t *testing.T) {
+	e := newAPIEnv(t)
+	var mu sync.Mutex
+	now := time.Now().Truncate(time.Second).Add(999 * time.Millisecond)
+	e.authority.now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	var at time.Time
+	e.ca.cfg.Revoked = func(user string) (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !at.IsZero() {
+			return at, user == "alice"
+		}
+		// alice is revoked just after this answer; the next millisecond
+		// is the next second.
+		at = now.Add(500 * time.Microsecond)
+		now = now.Add(time.Millisecond)
+		return time.Time{}, false
+	}
+	tok := e.token(t, e.idp, "u-alice", "bastion", nil) // issued before the revocation
+	code, body := e.post(t, request(tok, edKey(t), ""))
+	if code != http.StatusOK {
+		return // refused: nothing issued
+	}
+	var resp CertResponse
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	issued := Identity{ValidAfter: resp.ValidAfter}.Issued()
+	if issued.After(at) {
+		t.Fatalf("a token issued before alice's revocation (%s) bought a certificate issued after it (%s): the bastion takes it for a later login",
+			at.Format(time.RFC3339Nano), issued.Format(time.RFC3339Nano))
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,4 +115,107 @@ func TestRevokeUser(t *testing.T) {
 		}
 		w.consolePage(t, "u-carol") // signs in and opens the stream
 	})
+}
+
+// TestRevokeUserEndsAdminCommands: an admin command still running when its
+// user is revoked ends within seconds, as a shell does. An auditor's
+// `bastion replay --follow` of someone else's live shell is the case that
+// matters: it goes on showing what that shell types for as long as the
+// shell lives, and a lost laptop's open follow is exactly what `ca revoke
+// --user` is meant to cut off.
+func TestRevokeUserEndsAdminCommands(t *testing.T) {
+	w := newWorld(t)
+	w.loginAlice(t) // alice is an auditor (group sec)
+	carol := w.another()
+	carolCfg := carol.loginAs(t, "u-carol")
+
+	shell := testenv.StartPTY(t, 100, 30, "ssh", "-F", carolCfg, "-tt", "root@web1")
+	shell.Send("PS1='$ '\r")
+	shell.Send("echo before-$((6*7))\r")
+	shell.Expect("before-42", 30*time.Second)
+	var live recorder.SessionInfo
+	testenv.WaitFor(t, 20*time.Second, "carol's live session", func() bool {
+		l, _ := w.app.Store.Sessions(recorder.SessionFilter{Kind: "shell"})
+		for _, s := range l {
+			if s.Status == recorder.StatusLive {
+				live = s
+				return true
+			}
+		}
+		return false
+	})
+	followDone, follow := w.startCLI(nil, "replay", live.ID, "--follow", "--from", "now")
+	follow.next(t, func(l string) bool { return strings.Contains(l, "before-42") })
+
+	// alice's laptop is lost: she (or any auditor) revokes her.
+	if r := w.run(nil, "ca", "revoke", "--user", "alice", "--reason", "laptop lost"); r.Code != 0 {
+		t.Fatalf("ca revoke --user alice: %s", r)
+	}
+	select {
+	case <-followDone:
+	case <-time.After(10 * time.Second):
+		shell.Send("echo after-$((6*8))\r")
+		shell.Expect("after-48", 30*time.Second)
+		time.Sleep(time.Second)
+		t.Fatalf("alice's replay --follow still runs after her revocation; it shows:\n%s", follow)
+	}
+	if !strings.Contains(follow.String(), "have been revoked") {
+		t.Errorf("the follow ended without saying why:\n%s", follow)
+	}
+	// carol's shell is not alice's: it runs on.
+	shell.Send("echo still-$((6*9))\r")
+	shell.Expect("still-54", 30*time.Second)
+}
+
+// TestRevokeUserWorkloadMayNotRevokeItsName: every run of a CI workload
+// shares its name (oidc.workload name), whatever ref or job it came from,
+// so a workload revoking "its own" name would revoke every other run's
+// certificate: a pull request's job could cut off the main branch's
+// deploy. Only auditors revoke a workload's name; a run may still revoke
+// its own serial.
+func TestRevokeUserWorkloadMayNotRevokeItsName(t *testing.T) {
+	w := newWorld(t)
+	ciLogin := func(sub string) (*world, string) {
+		run := w.another()
+		claims, err := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims["sub"] = sub // another job of the same repository
+		tok, err := w.ci.MintIDToken(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := run.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+			t.Fatalf("ci login as %s: %s", sub, r)
+		}
+		r := run.run(nil, "ssh-config")
+		if r.Code != 0 {
+			t.Fatalf("ssh-config: %s", r)
+		}
+		p := filepath.Join(run.home, "ssh_config")
+		os.WriteFile(p, []byte(r.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+		return run, p
+	}
+	deploy, deployCfg := ciLogin("repo:acme/etl:ref:refs/heads/main")
+	pr, _ := ciLogin("repo:acme/etl:pull_request")
+
+	r := pr.run(nil, "ca", "revoke", "--user", "ci-etl")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "only auditors may revoke a workload") {
+		t.Errorf("a pull request's job revoking ci-etl: %s", r)
+	}
+	if _, ok := w.app.Store.UserRevoked("ci-etl"); ok {
+		t.Fatal("ci-etl is revoked")
+	}
+	if out, err := deploy.sshAs(deployCfg, "root@web1", "echo deploy-$((6*7))").CombinedOutput(); err != nil || !strings.Contains(string(out), "deploy-42") {
+		t.Fatalf("the main branch's run after the pull request's: %v %s", err, out)
+	}
+	// An auditor may.
+	w.loginAlice(t)
+	if r := w.run(nil, "ca", "revoke", "--user", "ci-etl", "--reason", "compromised runner"); r.Code != 0 {
+		t.Fatalf("alice revoking ci-etl: %s", r)
+	}
+	if out, err := deploy.sshAs(deployCfg, "root@web1", "echo deploy").CombinedOutput(); err == nil {
+		t.Fatalf("ci-etl's run after its revocation: %s", out)
+	}
 }

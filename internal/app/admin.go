@@ -544,6 +544,12 @@ func (a *App) revokeUser(c bastion.Caller, user, reason string, aio bastion.Admi
 	if !c.Auditor && user != c.Identity.User {
 		return fail(aio, 1, "revoke: only auditors may revoke another user")
 	}
+	// Every run of a workload shares its name, whatever job or ref it came
+	// from: one run revoking it would revoke all the others (a pull
+	// request's job the main branch's deploy). A run revokes its serial.
+	if !c.Auditor && c.Identity.Workload {
+		return fail(aio, 1, "revoke: only auditors may revoke a workload's name (every run of %s shares it); revoke this run's serial %d instead", user, c.Identity.Serial)
+	}
 	at, err := a.Store.RevokeUser(user, recorder.AuditEvent{User: c.Identity.User, Issuer: c.Identity.Issuer, Subject: c.Identity.Subject,
 		Outcome: "revoked", Reason: reason, Fields: map[string]string{"revoked_user": user}})
 	if err != nil {
