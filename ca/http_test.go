@@ -669,3 +669,31 @@ func TestCertificateRevokedUserWhileIssuing(t *testing.T) {
 			at.Format(time.RFC3339Nano), issued.Format(time.RFC3339Nano))
 	}
 }
+
+// A token whose claims differ only in case (a custom claim an IdP lets a
+// user set, mapped into the token: "EXP" after the real "exp", which
+// encoding/json, go-oidc's reader, would take as the expiry) buys no
+// certificate though the IdP signed it.
+func TestCertificateRefusesCaseVariantClaims(t *testing.T) {
+	e := newAPIEnv(t)
+	for name, edit := range map[string]func(map[string]any){
+		"EXP": func(c map[string]any) {
+			c["exp"] = time.Now().Add(-time.Hour).Unix()
+			c["EXP"] = time.Now().Add(time.Hour).Unix()
+		},
+		"EMAIL":  func(c map[string]any) { c["EMAIL"] = "root@example.com" },
+		"Groups": func(c map[string]any) { c["Groups"] = []string{"sec"} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, body := e.post(t, request(e.token(t, e.idp, "u-alice", "bastion", edit), edKey(t), ""))
+			var er ErrorResponse
+			json.Unmarshal(body, &er)
+			if code != http.StatusUnauthorized || er.Reason != ReasonMalformed || !strings.Contains(er.Error, "differ only in case") {
+				t.Fatalf("%d %s", code, body)
+			}
+		})
+	}
+	if code, body := e.post(t, request(e.token(t, e.idp, "u-alice", "bastion", nil), edKey(t), "")); code != http.StatusOK {
+		t.Fatalf("the same token without them: %d %s", code, body)
+	}
+}

@@ -1,11 +1,15 @@
 package ca
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // idClaims is what the bastion reads from an ID token itself, decoded once
@@ -83,6 +87,9 @@ func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
 	if err != nil {
 		return c, tokenErr(ReasonMalformed, "header: %v", err)
 	}
+	if err := plainMembers(h); err != nil {
+		return c, tokenErr(ReasonMalformed, "header: %v", err)
+	}
 	var hv struct {
 		Alg string `json:"alg"`
 	}
@@ -91,6 +98,9 @@ func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
 	}
 	p, err := decodeB64(payload)
 	if err != nil {
+		return c, tokenErr(ReasonMalformed, "payload: %v", err)
+	}
+	if err := plainMembers(p); err != nil {
 		return c, tokenErr(ReasonMalformed, "payload: %v", err)
 	}
 	var pc payloadClaims
@@ -204,4 +214,70 @@ func groupsOf(v any) ([]string, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("groups claim of type %T", v)
+}
+
+// plainMembers checks that b is one JSON object whose member names are
+// valid UTF-8 and differ from one another otherwise than by case.
+// encoding/json, which go-oidc reads the claims with as the bastion does,
+// matches a name to a field without regard to case, the last one winning:
+// a token that carries "exp" and, after it, "EXP" (a custom claim an IdP
+// lets a user set, mapped into the token) would be read with the second
+// as its expiry, and "EMAIL" or "Groups" likewise as the identity. Such a
+// token, and one with the same name twice, is refused rather than read one
+// way or the other.
+func plainMembers(b []byte) error {
+	if !utf8.Valid(b) {
+		return errors.New("not UTF-8") // encoding/json would read U+FFFD for each bad byte
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := make(map[string]string, 16)
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		k := foldKey(name)
+		if prev, ok := seen[k]; ok {
+			if prev == name {
+				return fmt.Errorf("member %q appears twice", name)
+			}
+			return fmt.Errorf("the claims read ambiguously: members %q and %q differ only in case", prev, name)
+		}
+		seen[k] = name
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	if tok, err := d.Token(); err != nil || tok != json.Delim('}') {
+		return errors.New("not a JSON object")
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// foldKey maps s to one string for all the strings it equals under simple
+// Unicode case folding (strings.EqualFold, which encoding/json's name
+// matching follows): each rune becomes the least of its folding orbit.
+func foldKey(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		if least < utf8.RuneSelf {
+			b.WriteByte(byte(least))
+		} else {
+			b.WriteRune(least)
+		}
+	}
+	return b.String()
 }

@@ -25,6 +25,18 @@ var jwtSeeds = []string{
 	jwtOf(`[]`, `{}`), jwtOf(`{"alg":5}`, `{}`), jwtOf(rs256, `[]`), jwtOf(rs256, `{"iss":1}`),
 	jwtOf(rs256, `{"aud":{"a":1}}`), jwtOf(rs256, `{"aud":[1]}`), jwtOf(rs256, `{"jti":true}`), jwtOf(rs256, `{"azp":[]}`),
 	jwtOf(rs256, `{"iss":"x"`), jwtOf(rs256, `{"iss":"x"} {}`), jwtOf(rs256, `{"groups":[`),
+	// Members differing only in case (encoding/json reads the last into
+	// the field), or named twice, or not UTF-8.
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","exp":1,"EXP":9999999999}`),
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","email":"a@x","EMAIL":"root@x"}`),
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","groups":["dev"],"Groups":["sec"]}`),
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","sub":"u","\u017fub":"root"}`), // U+017F folds to s
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","email":"a@x","email":"b@x"}`),
+	jwtOf(`{"alg":"RS256","ALG":"none"}`, `{"iss":"https://idp"}`),
+	jwtOf(`{"alg":"RS256","\u212aid":"k","kid":"k"}`, `{"iss":"https://idp"}`), // U+212A KELVIN SIGN folds to k
+	jwtOf(rs256, "{\"iss\":\"https://idp\",\"n\":\"\xff\"}"),
+	// Nested objects may repeat their parent's names, and case varies freely there.
+	jwtOf(rs256, `{"iss":"https://idp","aud":"bastion","address":{"iss":"x","ISS":"y"},"email":"a@x"}`),
 }
 
 func TestParseToken(t *testing.T) {
@@ -73,6 +85,15 @@ func TestParseToken(t *testing.T) {
 		{"truncated payload", jwtSeeds[19], true, nil},
 		{"data after the payload", jwtSeeds[20], true, nil},
 		{"truncated groups", jwtSeeds[21], true, nil},
+		{"exp and EXP", jwtSeeds[22], true, nil},
+		{"email and EMAIL", jwtSeeds[23], true, nil},
+		{"groups and Groups", jwtSeeds[24], true, nil},
+		{"sub and ſub", jwtSeeds[25], true, nil},
+		{"email twice", jwtSeeds[26], true, nil},
+		{"alg and ALG in the header", jwtSeeds[27], true, nil},
+		{"kid and Kid in the header", jwtSeeds[28], true, nil},
+		{"payload not UTF-8", jwtSeeds[29], true, nil},
+		{"nested members are not the claims", jwtSeeds[30], false, func(c idClaims) bool { return c.iss == "https://idp" && c.user == "a@x" }},
 		{"too many groups", jwtOf(rs256, `{"groups":[`+groupList(maxGroups+1)+`]}`), false, func(c idClaims) bool { return c.groupsErr != nil }},
 		{"an invalid group", jwtOf(rs256, `{"groups":["a b\n"]}`), false, func(c idClaims) bool { return c.groupsErr != nil }},
 	} {
