@@ -224,9 +224,19 @@ func (s *Store) loadRevocations() error {
 	if err != nil {
 		return err
 	}
+	// Merged into what is in memory, not put in its place: a reload that
+	// read the store just before this replica's own revocation committed
+	// must not forget it until the next one. (Revocations are never taken
+	// back; one deleted from the database still holds here until restart.)
 	s.revMu.Lock()
-	s.revoked = m
-	s.userRevoked = users
+	for serial := range m {
+		s.revoked[serial] = struct{}{}
+	}
+	for user, at := range users {
+		if at.After(s.userRevoked[user]) {
+			s.userRevoked[user] = at
+		}
+	}
 	s.revMu.Unlock()
 	return nil
 }
