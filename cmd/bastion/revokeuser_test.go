@@ -49,6 +49,12 @@ func TestRevokeUser(t *testing.T) {
 				t.Errorf("ca revoke %q: %s", args, r)
 			}
 		}
+		for _, user := range []string{"Carol", "carol+ci@example.com"} {
+			r := w.run(nil, "ca", "revoke", "--user", user)
+			if r.Code != 2 || !strings.Contains(r.Stderr, `logs in as "carol"`) {
+				t.Errorf("ca revoke --user %s: %s", user, r)
+			}
+		}
 	})
 
 	r := w.run(nil, "ca", "revoke", "--user", "carol", "--reason", "left the company")

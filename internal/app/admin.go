@@ -539,6 +539,11 @@ func (a *App) cmdRevoke(_ context.Context, c bastion.Caller, args []string, aio 
 // revokeUser revokes everything user holds now (recorder.Store.RevokeUser).
 func (a *App) revokeUser(c bastion.Caller, user, reason string, aio bastion.AdminIO) int {
 	if err := ca.ValidateUsername(user); err != nil {
+		// An email address or a name in capitals: say which login name it
+		// makes, rather than revoke a guess.
+		if name, err2 := ca.SanitizeUsername(user, strings.Contains(user, "@")); err2 == nil && name != user {
+			return fail(aio, 2, "revoke: --user takes a login name (as bastion whoami and the audit log show it): %q logs in as %q", safetext.Printable(user), name)
+		}
 		return fail(aio, 2, "revoke: --user: %v", err)
 	}
 	if !c.Auditor && user != c.Identity.User {
