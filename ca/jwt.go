@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // idClaims is what the bastion reads from an ID token itself, decoded once
@@ -87,24 +88,24 @@ func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
 	if err != nil {
 		return c, tokenErr(ReasonMalformed, "header: %v", err)
 	}
-	if err := plainMembers(h); err != nil {
-		return c, tokenErr(ReasonMalformed, "header: %v", err)
-	}
 	var hv struct {
 		Alg string `json:"alg"`
 	}
 	if err := json.Unmarshal(h, &hv); err != nil {
 		return c, tokenErr(ReasonMalformed, "header: %v", err)
 	}
+	if err := plainMembers(h); err != nil {
+		return c, tokenErr(ReasonMalformed, "header: %v", err)
+	}
 	p, err := decodeB64(payload)
 	if err != nil {
 		return c, tokenErr(ReasonMalformed, "payload: %v", err)
 	}
-	if err := plainMembers(p); err != nil {
-		return c, tokenErr(ReasonMalformed, "payload: %v", err)
-	}
 	var pc payloadClaims
 	if err := json.Unmarshal(p, &pc); err != nil {
+		return c, tokenErr(ReasonMalformed, "payload: %v", err)
+	}
+	if err := plainMembers(p); err != nil {
 		return c, tokenErr(ReasonMalformed, "payload: %v", err)
 	}
 	c.alg, c.iss, c.aud, c.jti, c.azp = hv.Alg, pc.Iss, pc.Aud, pc.JTI, pc.Azp
@@ -216,68 +217,212 @@ func groupsOf(v any) ([]string, error) {
 	return nil, fmt.Errorf("groups claim of type %T", v)
 }
 
-// plainMembers checks that b is one JSON object whose member names are
-// valid UTF-8 and differ from one another otherwise than by case.
+// plainMembers checks that b, a JSON object encoding/json has decoded,
+// is UTF-8 and names no member twice, nor two that differ only in case.
 // encoding/json, which go-oidc reads the claims with as the bastion does,
 // matches a name to a field without regard to case, the last one winning:
 // a token that carries "exp" and, after it, "EXP" (a custom claim an IdP
 // lets a user set, mapped into the token) would be read with the second
 // as its expiry, and "EMAIL" or "Groups" likewise as the identity. Such a
-// token, and one with the same name twice, is refused rather than read one
-// way or the other.
+// token is refused rather than read one way or the other. It walks the
+// top-level members once, without decoding their values (an issuance
+// pays for it).
 func plainMembers(b []byte) error {
 	if !utf8.Valid(b) {
 		return errors.New("not UTF-8") // encoding/json would read U+FFFD for each bad byte
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		return errors.New("not a JSON object")
+	errObject := errors.New("not a JSON object")
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return errObject
 	}
-	seen := make(map[string]string, 16)
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			return err
+	i++
+	var offs [33]int
+	ends := offs[:1] // keys[ends[k]:ends[k+1]] is the k-th member's key
+	keys := make([]byte, 0, 256)
+	var many map[string]string
+	for {
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == '}' && len(ends) == 1 {
+			break // {}
 		}
-		name, _ := tok.(string)
-		k := foldKey(name)
-		if prev, ok := seen[k]; ok {
-			if prev == name {
-				return fmt.Errorf("member %q appears twice", name)
+		if i >= len(b) || b[i] != '"' {
+			return errObject
+		}
+		j := stringEnd(b, i)
+		if j < 0 {
+			return errObject
+		}
+		name := b[i+1 : j-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			var n string
+			if err := json.Unmarshal(b[i:j], &n); err != nil {
+				return errObject
 			}
-			return fmt.Errorf("the claims read ambiguously: members %q and %q differ only in case", prev, name)
+			name = []byte(n)
 		}
-		seen[k] = name
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return err
+		start := len(keys)
+		keys = appendFoldKey(keys, name)
+		key := keys[start:]
+		switch {
+		case many != nil:
+			if prev, ok := many[string(key)]; ok {
+				return ambiguous(prev, string(name))
+			}
+			many[string(key)] = string(name)
+		default:
+			for k := 0; k+1 < len(ends); k++ {
+				if bytes.Equal(keys[ends[k]:ends[k+1]], key) {
+					return ambiguous(memberAt(b, k), string(name))
+				}
+			}
+			ends = append(ends, len(keys))
+			if len(ends) == cap(offs) { // past 32 members: a map
+				many = make(map[string]string, 64)
+				for k := 0; k+1 < len(ends); k++ {
+					many[string(keys[ends[k]:ends[k+1]])] = memberAt(b, k)
+				}
+			}
 		}
+		i = skipSpace(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return errObject
+		}
+		if i = valueEnd(b, i+1); i < 0 {
+			return errObject
+		}
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			break
+		}
+		return errObject
 	}
-	if tok, err := d.Token(); err != nil || tok != json.Delim('}') {
-		return errors.New("not a JSON object")
-	}
-	if _, err := d.Token(); err != io.EOF {
+	if skipSpace(b, i+1) != len(b) {
 		return errors.New("data after the JSON object")
 	}
 	return nil
 }
 
-// foldKey maps s to one string for all the strings it equals under simple
-// Unicode case folding (strings.EqualFold, which encoding/json's name
-// matching follows): each rune becomes the least of its folding orbit.
-func foldKey(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
+func ambiguous(prev, name string) error {
+	if prev == name {
+		return fmt.Errorf("member \"%s\" appears twice", safetext.Printable(name))
+	}
+	return fmt.Errorf("the claims read ambiguously: members \"%s\" and \"%s\" differ only in case", safetext.Printable(prev), safetext.Printable(name))
+}
+
+// memberAt returns the name of b's k-th top-level member, for an error
+// (the slow path: it walks b again).
+func memberAt(b []byte, k int) string {
+	i := skipSpace(b, 0) + 1
+	for n := 0; ; n++ {
+		i = skipSpace(b, i)
+		j := stringEnd(b, i)
+		if j < 0 {
+			return ""
+		}
+		if n == k {
+			var s string
+			json.Unmarshal(b[i:j], &s)
+			return s
+		}
+		i = valueEnd(b, skipSpace(b, j)+1)
+		if i < 0 {
+			return ""
+		}
+		i = skipSpace(b, i) + 1 // the comma
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the JSON string that starts at b[i]
+// (a quote), or -1.
+func stringEnd(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// valueEnd returns the index after the JSON value that starts at or after
+// b[i], or -1: a string, an object or array (to its matching end), or a
+// scalar (to the next comma or closing bracket).
+func valueEnd(b []byte, i int) int {
+	i = skipSpace(b, i)
+	depth := 0
+	for i < len(b) {
+		switch b[i] {
+		case '"':
+			j := stringEnd(b, i)
+			if j < 0 {
+				return -1
+			}
+			if depth == 0 {
+				return j
+			}
+			i = j
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+	}
+	if depth == 0 {
+		return i
+	}
+	return -1
+}
+
+// appendFoldKey appends to dst one key for all the names that equal name
+// under simple Unicode case folding (strings.EqualFold, which encoding/json
+// follows in matching names): each rune as the least of its folding orbit,
+// which for an ASCII letter is its capital.
+func appendFoldKey(dst, name []byte) []byte {
+	for i := 0; i < len(name); {
+		c := name[i]
+		if c < utf8.RuneSelf {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(name[i:])
 		least := r
 		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 			least = min(least, f)
 		}
-		if least < utf8.RuneSelf {
-			b.WriteByte(byte(least))
-		} else {
-			b.WriteRune(least)
-		}
+		dst = utf8.AppendRune(dst, least)
+		i += n
 	}
-	return b.String()
+	return dst
 }

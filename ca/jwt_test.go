@@ -1,11 +1,15 @@
 package ca
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func jwtOf(header, payload string) string {
@@ -173,6 +177,103 @@ func FuzzParseToken(f *testing.F) {
 			if validateGroup(g) != nil {
 				t.Fatalf("invalid group %q accepted", g)
 			}
+		}
+	})
+}
+
+func BenchmarkPlainMembers(b *testing.B) {
+	p := []byte(`{"iss":"https://idp.example.com","sub":"u-alice","aud":["bastion"],"azp":"bastion","iat":1765000000,"auth_time":1765000000,"exp":1765000300,"jti":"8f2c1e5a9b7d4f3e","email":"alice@example.com","email_verified":true,"name":"Alice","groups":["dev","sre"]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := plainMembers(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// plainMembersRef is plainMembers the plain way, with encoding/json's
+// tokenizer: the fuzz target's reference.
+func plainMembersRef(b []byte) error {
+	if !utf8.Valid(b) || !json.Valid(b) {
+		return errors.New("bad")
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("not an object")
+	}
+	seen := map[string]bool{}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		k := string(appendFoldKey(nil, []byte(tok.(string))))
+		if seen[k] {
+			return errors.New("ambiguous")
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var plainMembersCases = []struct {
+	in string
+	ok bool
+}{
+	{`{}`, true},
+	{` { "a" : 1 , "b" : [ 1 , { "a" : 2 } ] , "c" : "x\"y}" } `, true},
+	{`{"a":1,"A":2}`, false},
+	{`{"a":1,"\u0041":2}`, false},
+	{`{"a\\":1,"a":2}`, true},
+	{`{"k":1,"\u212a":2}`, false},
+	{`{"s":1,"ſ":2}`, false},
+	{`{"ß":1,"ẞ":2}`, false},
+	{`{"é":1,"É":2}`, false},
+	{`{"a":{"b":1,"B":2}}`, true},
+	{`{"a":1,"a":1}`, false},
+	{"{\"a\":\"\xff\"}", false},
+	{`[]`, false},
+	{`"x"`, false},
+	{`{"a":1} x`, false},
+	{`{"a":[1,2,{"x":"]"}],"b":null,"c":true,"d":-1.5e3}`, true},
+	{`{"` + strings.Repeat("m", 40) + `":1,` + members(40) + `}`, true},
+	{`{` + members(40) + `,"M7":1}`, false},
+}
+
+// members returns n distinct members "m0":0,...
+func members(n int) string {
+	var l []string
+	for i := range n {
+		l = append(l, fmt.Sprintf(`"m%d":%d`, i, i))
+	}
+	return strings.Join(l, ",")
+}
+
+func TestPlainMembers(t *testing.T) {
+	for _, tc := range plainMembersCases {
+		if err := plainMembers([]byte(tc.in)); (err == nil) != tc.ok {
+			t.Errorf("plainMembers(%q) = %v, want ok %v", tc.in, err, tc.ok)
+		}
+	}
+}
+
+// FuzzPlainMembers: on any JSON text, the walk agrees with encoding/json's
+// tokenizer about whether the object's names are plain.
+func FuzzPlainMembers(f *testing.F) {
+	for _, tc := range plainMembersCases {
+		f.Add([]byte(tc.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := plainMembers(b)
+		if !json.Valid(b) {
+			return // parseToken has encoding/json decode it first
+		}
+		if want := plainMembersRef(b); (got == nil) != (want == nil) {
+			t.Fatalf("plainMembers(%q) = %v, reference %v", b, got, want)
 		}
 	})
 }
