@@ -28,6 +28,23 @@ func refuse(reason, format string, args ...any) error {
 	return &authError{reason: reason, err: fmt.Errorf(format, args...)}
 }
 
+// toldAfterSignature reports whether a refusal is one the client is told
+// about, in a banner, once it has signed with the certificate's key: a
+// certificate this bastion issued that has expired, is not yet valid or
+// has been revoked. Whoever holds its key learns nothing they could not
+// read in it; a client without the key is refused without a word.
+func toldAfterSignature(err error) bool {
+	var ae *authError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.reason {
+	case "expired", "not_yet_valid", "revoked":
+		return true
+	}
+	return false
+}
+
 // supportedCriticalOptions are the critical options the bastion enforces;
 // a certificate carrying any other is refused, as OpenSSH does.
 var supportedCriticalOptions = []string{"source-address"}

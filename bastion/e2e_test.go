@@ -155,6 +155,12 @@ func TestRefusals(t *testing.T) {
 			return c, err
 		})
 		e.expectAuthRefused(t, k, "expired")
+		cfg := e.writeSSHConfig("alice", k)
+		defer e.writeSSHConfig("alice", e.alice)
+		r := testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "bastion", "whoami")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "expired") || !strings.Contains(r.Stderr, "run `bastion login`") {
+			t.Errorf("ssh with an expired certificate does not say why: %s", r)
+		}
 	})
 	t.Run("certificate from another CA", func(t *testing.T) {
 		other, _ := ca.LoadOrCreateKeys(t.TempDir())
@@ -192,6 +198,13 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("revoke: %s", r)
 		}
 		e.expectAuthRefused(t, k, "revoked")
+		// The stock client shows why, in the banner sent once it has
+		// signed with the certificate's key.
+		cfg = e.writeSSHConfig("alice", k)
+		r = testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "bastion", "whoami")
+		if r.Code == 0 || !strings.Contains(r.Stderr, fmt.Sprintf("bastion: certificate serial %d has been revoked: run `bastion login`", k.Cert.Serial)) {
+			t.Errorf("ssh with a revoked certificate: %s", r)
+		}
 		e.writeSSHConfig("alice", e.alice) // restore the shared config
 	})
 	t.Run("login the role does not allow", func(t *testing.T) {

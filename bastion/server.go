@@ -262,6 +262,11 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 		// about identity; see VerifiedPublicKeyCallback below.
 		PublicKeyHandler: func(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 			_, err := s.checkUserKey(ctx.RemoteAddr(), key, check)
+			if err != nil && toldAfterSignature(err) {
+				// Ours, but expired or revoked: taken on to the signature,
+				// after which the client is told why (below).
+				return true
+			}
 			if err != nil {
 				s.authFailed(ctx.RemoteAddr(), key, err)
 			}
@@ -279,6 +284,12 @@ func (s *Server) newSSHServer(names []string, check func(ca.Identity) error, han
 			cfg.VerifiedPublicKeyCallback = func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 				id, err := s.checkUserKey(conn.RemoteAddr(), key, check)
 				if err != nil {
+					s.authFailed(conn.RemoteAddr(), key, err)
+					if toldAfterSignature(err) {
+						// ssh prints a banner: the user reads why rather
+						// than a bare "Permission denied (publickey)".
+						return nil, &gossh.BannerError{Err: err, Message: "bastion: " + err.Error() + ": run `bastion login` for a new certificate\r\n"}
+					}
 					return nil, err
 				}
 				// Authenticated: the handshake deadline no longer applies.

@@ -67,6 +67,9 @@ func TestRevokeUser(t *testing.T) {
 		if err == nil || strings.Contains(string(out), "reached") {
 			t.Fatalf("carol's revoked certificate reached web1: %v %s", err, out)
 		}
+		if !strings.Contains(string(out), "the certificates of user carol issued up to") {
+			t.Errorf("ssh does not say why: %s", out)
+		}
 	})
 	t.Run("her unspent ID token buys nothing", func(t *testing.T) {
 		r := carol.run([]string{"T=" + unspent}, "login", "--bastion", w.url(), "--id-token-env", "T")
