@@ -121,11 +121,8 @@ func (s *Server) stillValid(id ca.Identity) error {
 	if !id.ValidBefore.IsZero() && !s.now().Before(id.ValidBefore) {
 		return fmt.Errorf("your certificate (serial %d) expired at %s: run `bastion login` and connect again", id.Serial, id.ValidBefore.UTC().Format(time.RFC3339))
 	}
-	if s.cfg.Revocations.IsRevoked(id.Serial) {
-		return fmt.Errorf("your certificate (serial %d) has been revoked", id.Serial)
-	}
-	if err := s.userRevoked(id); err != nil {
-		return fmt.Errorf("your certificate (serial %d): %v", id.Serial, err)
+	if err := s.revocation(id); err != nil {
+		return fmt.Errorf("your %w", err)
 	}
 	return nil
 }
