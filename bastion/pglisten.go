@@ -190,11 +190,8 @@ func (s *Server) directRoute(front *pgproxy.Front) (ca.Identity, *policy.Target,
 	if err != nil {
 		return ca.Identity{}, nil, 0, "", err
 	}
-	if s.cfg.Revocations.IsRevoked(id.Serial) {
-		return id, nil, 0, "", fmt.Errorf("the client certificate (serial %d) has been revoked", id.Serial)
-	}
-	if err := s.userRevoked(id); err != nil {
-		return id, nil, 0, "", fmt.Errorf("the client certificate (serial %d): %v", id.Serial, err)
+	if err := s.revocation(id); err != nil {
+		return id, nil, 0, "", fmt.Errorf("the client %w", err)
 	}
 	db := front.Param("database")
 	if db == "" {

@@ -142,11 +142,8 @@ func (api *sqlAPI) authenticate(r *http.Request) (ca.Identity, int, error) {
 	if err != nil {
 		return ca.Identity{}, http.StatusUnauthorized, err
 	}
-	if api.s.cfg.Revocations.IsRevoked(id.Serial) {
-		return ca.Identity{}, http.StatusUnauthorized, fmt.Errorf("the login (serial %d) has been revoked", id.Serial)
-	}
-	if err := api.s.userRevoked(id); err != nil {
-		return ca.Identity{}, http.StatusUnauthorized, fmt.Errorf("the login (serial %d): %v", id.Serial, err)
+	if err := api.s.revocation(id); err != nil {
+		return ca.Identity{}, http.StatusUnauthorized, fmt.Errorf("the login's %w", err)
 	}
 	return id, 0, nil
 }
