@@ -530,6 +530,7 @@ var noOneArgForm = map[string]bool{
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
 	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+	"connectby": true,
 }
 
 // KindRenameRelation: a table, view or other relation is renamed or moved to another

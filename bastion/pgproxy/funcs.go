@@ -159,7 +159,7 @@ var relationKinds = map[string][]string{
 // unknowableFuncs execute an SQL string or read a relation named in a string: what they
 // do (which statement, which table) is not in the text. ts_rewrite runs SQL only in its
 // two-argument form (see sqlTextCall). Extensions' functions that run SQL they are given
-// (pg_cron's, pg_background's) are listed by name too: stricter for a function of the
+// (pg_cron's, pg_background's, tablefunc's) are listed by name too: stricter for a function of the
 // same name elsewhere, never a bypass.
 var unknowableFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
@@ -169,6 +169,10 @@ var unknowableFuncs = map[string]bool{
 	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
 	"schedule": true, "schedule_in_database": true, "alter_job": true, // pg_cron: runs the command later
 	"pg_background_launch": true, // pg_background
+	// tablefunc (trusted: any role with CREATE on the database may install it) runs
+	// crosstab's source and category queries, and pastes connectby's table and column
+	// names into a query of its own.
+	"crosstab": true, "crosstab2": true, "crosstab3": true, "crosstab4": true, "connectby": true,
 }
 
 // sqlTextCall reports whether a call of a function named base runs SQL text or reads a

@@ -1425,7 +1425,8 @@ var dataReaderFuncs = map[string]bool{
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true, "database_to_xml": true,
 	"database_to_xml_and_xmlschema": true, "ts_stat": true, "ts_rewrite": true, // see sqlTextCall
-	"pg_background_result":        true, // the rows of the SQL pg_background_launch() ran
+	"pg_background_result": true,                                                                             // the rows of the SQL pg_background_launch() ran
+	"crosstab":             true, "crosstab2": true, "crosstab3": true, "crosstab4": true, "connectby": true, // tablefunc
 	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 }
