@@ -52,3 +52,39 @@ func TestTablefuncRunsSQLText(t *testing.T) {
 		}
 	})
 }
+
+// TestPlpgsqlRecordDefault: a PL/pgSQL variable of a composite type or record is a
+// PLpgSQL_rec, and pg_query's PL/pgSQL JSON leaves out its default expression, which
+// the server evaluates when the block is entered. What it calls and reads must be
+// judged like any other expression of the body.
+func TestPlpgsqlRecordDefault(t *testing.T) {
+	t.Run("rules", func(t *testing.T) {
+		_, h := startSQLRules(t)
+		for _, sql := range []string{
+			"DO $$DECLARE r t := ROW(1, pg_terminate_backend(pg_backend_pid())::text); BEGIN END$$",
+			"DO $$DECLARE r record := ROW(pg_terminate_backend(pg_backend_pid())); BEGIN END$$",
+			"CREATE FUNCTION rdef() RETURNS int LANGUAGE plpgsql AS $$DECLARE r t := ROW(1, pg_terminate_backend(pg_backend_pid())::text); BEGIN RETURN 1; END$$",
+		} {
+			r := h.psql(t, "", "-c", sql)
+			if r.err == nil || !strings.Contains(r.stderr, `rule "term"`) {
+				t.Errorf("%s: want a block by rule term, got err=%v stderr=%q", sql, r.err, r.stderr)
+			}
+		}
+		r := h.psql(t, "", "-c", "SELECT rdef()")
+		if strings.Contains(r.stderr, "terminating connection") {
+			t.Errorf("rdef() ran pg_terminate_backend past rule term: %q", r.stderr)
+		}
+	})
+	t.Run("masks", func(t *testing.T) {
+		_, h := leakHarness(t, "", false)
+		for _, q := range []string{
+			"DO $$DECLARE r customers := (SELECT c FROM customers c WHERE id = 1); BEGIN RAISE NOTICE '%', r; END$$",
+			"DO $$DECLARE r record := ROW((SELECT name FROM customers WHERE id = 1)); BEGIN RAISE NOTICE '%', r; END$$",
+		} {
+			r := through(t, h, q)
+			if leaksName(r.stdout + r.stderr) {
+				t.Errorf("LEAK: %s: out=%q stderr=%q", q, r.stdout, r.stderr)
+			}
+		}
+	})
+}
