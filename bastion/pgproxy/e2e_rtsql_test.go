@@ -1,9 +1,13 @@
 package pgproxy
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -88,3 +92,84 @@ func TestPlpgsqlRecordDefault(t *testing.T) {
 		}
 	})
 }
+
+// TestFastpathMessagesUnderColumnMasks: a fastpath call's result is sent as NULL under
+// column masks (its lineage is unknown); its errors and notices carry values as well.
+func TestFastpathMessagesUnderColumnMasks(t *testing.T) {
+	pg, h := leakHarness(t, `
+CREATE FUNCTION leak_raise(i int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'v=%', (SELECT name FROM customers WHERE id = i); END$$;
+CREATE FUNCTION leak_notice(i int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'v=%', (SELECT name FROM customers WHERE id = i); RETURN 1; END$$;
+`, false)
+	for _, fn := range []string{"leak_raise", "leak_notice"} {
+		var oid uint32
+		fmt.Sscan(pg.QueryStrings(t, "shop", "SELECT '"+fn+"'::regproc::oid")[0], &oid)
+		c := h.raw(t, "app", "shop")
+		c.send(t, &pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("1")}, ResultFormatCode: 0})
+		c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var seen []string
+		for done := false; !done; {
+			m, err := c.fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.ErrorResponse:
+				seen = append(seen, "E:"+m.Message+"|"+m.Detail+"|"+m.Where)
+			case *pgproto3.NoticeResponse:
+				seen = append(seen, "N:"+m.Message+"|"+m.Detail+"|"+m.Where)
+			case *pgproto3.FunctionCallResponse:
+				seen = append(seen, fmt.Sprintf("V:%q", m.Result))
+			case *pgproto3.ReadyForQuery:
+				done = true
+			}
+		}
+		t.Logf("%s: %q", fn, seen)
+		if leaksName(strings.Join(seen, "\n")) {
+			t.Errorf("LEAK through fastpath %s: %q", fn, seen)
+		}
+	}
+}
+
+// TestErrorsCarryingMaskedValues: PostgreSQL quotes a value it cannot convert in its
+// error message; the error of any statement that evaluates a masked column's value,
+// wherever and whenever the evaluation happens, must not reach the client.
+func TestErrorsCarryingMaskedValues(t *testing.T) {
+	_, h := leakHarness(t, "CREATE PROCEDURE takes_int(i int) LANGUAGE sql AS 'SELECT 1';\n", false)
+	for _, q := range []string{
+		"SELECT 1 FROM customers WHERE name::int = 1",
+		"SELECT 1 FROM customers ORDER BY name::int",
+		"SELECT 1 FROM staff s JOIN customers c ON c.name::int = s.id",
+		"SELECT 1 FROM cust_view WHERE who::int = 1",
+		"SELECT 1 WHERE EXISTS (SELECT 1 FROM customers WHERE name::int = 1)",
+		"SELECT current_setting(name) FROM customers",
+		"PREPARE p AS SELECT $1::int; EXECUTE p((SELECT name FROM customers LIMIT 1))",
+		"CALL takes_int((SELECT name FROM customers LIMIT 1)::int)",
+		"BEGIN; DECLARE c CURSOR FOR SELECT name::int FROM customers; FETCH c",
+		"BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT name::int FROM customers; COMMIT",
+		"BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT name::int FROM customers; END",
+		"BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT name::int FROM customers; COMMIT AND CHAIN",
+		"DECLARE c CURSOR WITH HOLD FOR SELECT name::int FROM customers; SELECT 1",
+		"DECLARE c CURSOR WITH HOLD FOR SELECT name::int FROM customers",
+		"PREPARE q AS SELECT name::int FROM customers; EXECUTE q",
+		"SELECT 1 FROM customers LIMIT (SELECT name FROM customers LIMIT 1)::int",
+		"VALUES ((SELECT name FROM customers LIMIT 1)::int)",
+		"SELECT 1 FROM customers c WHERE c::text::int = 1",
+		"SELECT jsonb_path_query('{}', ('$.' || (SELECT name FROM customers LIMIT 1))::jsonpath)",
+		"SELECT format('%s %s', name) FROM customers",
+		"SELECT pg_advisory_lock(1) FROM customers WHERE name::int = 1",
+	} {
+		r := through(t, h, q)
+		if leaksName(r.stdout + r.stderr) {
+			t.Errorf("LEAK: %s: out=%q stderr=%q", q, r.stdout, r.stderr)
+		}
+	}
+	// The same in separate messages, as psql sends a script's statements.
+	r := h.psql(t, "BEGIN;\nDECLARE c CURSOR WITH HOLD FOR SELECT name::int FROM customers;\nSELECT 1;\nCOMMIT;\n", "-v", "ON_ERROR_STOP=0")
+	if leaksName(r.stdout + r.stderr) {
+		t.Errorf("LEAK in a script: out=%q stderr=%q", r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "withheld") {
+		t.Errorf("want the COMMIT's error withheld: out=%q stderr=%q", r.stdout, r.stderr)
+	}
+}
+
