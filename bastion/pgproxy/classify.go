@@ -343,6 +343,15 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.AlterOwnerStmt:
 		c.kind("alter", "alter_"+objectName(n.ObjectType))
+	case *pg.AlterExtensionContentsStmt:
+		// A member is dropped with its extension (DROP EXTENSION e, which names no
+		// table): adding a relation to one makes that drop reach it.
+		if n.Action > 0 && relationTypes[n.Objtype] {
+			if l := n.Object.GetList(); l != nil {
+				c.table(qualifiedName(l.Items))
+			}
+			c.kind(KindRedirectWrites)
+		}
 	case *pg.CreateTableAsStmt:
 		c.kind("create", "create_"+objectName(n.Objtype))
 		if n.IsSelectInto {
@@ -559,6 +568,9 @@ func redirectsWrites(n *pg.AlterTableStmt) bool {
 		switch ac.Subtype {
 		case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_AddInherit:
 			return true
+		case pg.AlterTableType_AT_AddOf:
+			// A typed table is dropped with its type: DROP TYPE t CASCADE drops it.
+			return true
 		case pg.AlterTableType_AT_AddConstraint:
 			if con := ac.Def.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_FOREIGN &&
 				(cascading(con.FkDelAction) || cascading(con.FkUpdAction)) {
@@ -609,7 +621,12 @@ func (c *collector) dropImplies(n *pg.DropStmt) {
 	case pg.ObjectType_OBJECT_EXTENSION:
 		c.kind("drop_table", "drop_function", "drop_type")
 		if cascade {
+			// Whatever depends on a member goes too: a table typed by its type, or
+			// partitioned by an expression using its function, or in its schema
+			// (ALTER EXTENSION e ADD FUNCTION f, ADD SCHEMA s).
+			c.kind(containedKinds...)
 			c.kind("alter", "alter_table")
+			c.unknown("DROP EXTENSION ... CASCADE drops whatever depends on the extension's members, which the statement does not name")
 		}
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
 		pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_FOREIGN_TABLE:

@@ -173,3 +173,34 @@ func TestErrorsCarryingMaskedValues(t *testing.T) {
 	}
 }
 
+// TestTableRuleDropThroughDependency: a table can be made to depend on another object so
+// that dropping that object drops the table, without a statement naming it: a typed
+// table (ALTER TABLE victim OF t) goes with DROP TYPE t CASCADE, an extension's member
+// (ALTER EXTENSION e ADD TABLE victim) with DROP EXTENSION e. A rule scoped to the
+// table and listing a drop must match making it so, as it matches ATTACH PARTITION.
+func TestTableRuleDropThroughDependency(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": sqlRulesSeed + "GRANT CREATE ON DATABASE shop TO app;\n"},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, sqlRulesPolicy, &seen, &mu) })
+	alive := func(why string) {
+		t.Helper()
+		if !tableExists(t, pg, "victim") {
+			t.Errorf("victim was dropped: %s", why)
+			pg.ExecIn(t, "shop", "CREATE TABLE victim (id int PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE); ALTER TABLE victim OWNER TO app")
+		}
+	}
+	runRuled(t, h, "CREATE TYPE vt AS (id int, pid int)", false, "a type")
+	runRuled(t, h, "ALTER TABLE victim OF vt", true, "victim becomes a table DROP TYPE vt CASCADE drops")
+	h.psql(t, "", "-c", "DROP TYPE vt CASCADE")
+	alive("typed table dropped with its type")
+
+	runRuled(t, h, "CREATE EXTENSION tablefunc", false, "a trusted extension")
+	runRuled(t, h, "ALTER EXTENSION tablefunc ADD TABLE victim", true, "victim becomes a member DROP EXTENSION drops")
+	h.psql(t, "", "-c", "DROP EXTENSION tablefunc")
+	alive("member table dropped with its extension")
+}
