@@ -1,6 +1,7 @@
 package pgproxy
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -203,4 +204,39 @@ func TestTableRuleDropThroughDependency(t *testing.T) {
 	runRuled(t, h, "ALTER EXTENSION tablefunc ADD TABLE victim", true, "victim becomes a member DROP EXTENSION drops")
 	h.psql(t, "", "-c", "DROP EXTENSION tablefunc")
 	alive("member table dropped with its extension")
+}
+
+// TestPreparedWriteAfterAnotherSessionsViewDDL: a prepared write is analysed again by
+// the server when a relation it names changes, so what it writes is decided at each
+// execution. Another session (through the bastion too, with no statement a rule
+// matches) can turn the harmless table it writes into a view of a table a rule
+// protects, and the prepared statement (pgx's statement cache, SQL PREPARE) then
+// writes that table.
+func TestPreparedWriteAfterAnotherSessionsViewDDL(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": sqlRulesSeed + "CREATE TABLE x (id int, pid int); CREATE TABLE y (id int, pid int); ALTER TABLE x OWNER TO app; ALTER TABLE y OWNER TO app;\n"},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, sqlRulesPolicy, &seen, &mu) })
+	ctx := context.Background()
+	a := h.connect(t, "app", "shop", nil)
+	if _, err := a.Prepare(ctx, "px", "DELETE FROM x WHERE id = $1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "PREPARE py AS DELETE FROM y WHERE id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	// Another session replaces x and y by views of victim: no rule is about x or y.
+	runRuled(t, h, "DROP TABLE x; CREATE VIEW x AS SELECT * FROM victim", false, "x becomes a view of victim")
+	runRuled(t, h, "DROP TABLE y; CREATE VIEW y AS SELECT * FROM victim", false, "y becomes a view of victim")
+	_, err := a.Exec(ctx, "px", 1)
+	t.Logf("EXECUTE px(1): %v", err)
+	_, err = a.Exec(ctx, "EXECUTE py")
+	t.Logf("EXECUTE py: %v", err)
+	if n := countRows(t, pg, "victim"); n != "3" {
+		t.Fatalf("victim has %s rows, want 3: a prepared DELETE FROM x/y deleted from victim through a view another session made", n)
+	}
 }
