@@ -240,3 +240,50 @@ func TestPreparedWriteAfterAnotherSessionsViewDDL(t *testing.T) {
 		t.Fatalf("victim has %s rows, want 3: a prepared DELETE FROM x/y deleted from victim through a view another session made", n)
 	}
 }
+
+// TestFileFdwProgramAndFilename: file_fdw's foreign table options run a program
+// (program) or read a server file (filename) each time the table is read, as COPY …
+// PROGRAM and COPY … FROM 'file' do; a rule blocking server_program or file_read must
+// stop defining them, as it stops COPY.
+func TestFileFdwProgramAndFilename(t *testing.T) {
+	const policy = `
+data_dir: /tmp/x
+oidc: {issuer: "https://idp", client_id: b}
+targets:
+  - {name: pg1, kind: postgres, address: "10.0.0.3:5432", password_env: PGPW_UNUSED}
+roles:
+  - {name: dev, groups: [dev], targets: ["*"], db_users: [app]}
+rules:
+  - {name: noprog, on: sql, match: {statements: [server_program, file_read]}, action: block}
+`
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": seedSQL + `
+CREATE EXTENSION file_fdw;
+CREATE SERVER fs FOREIGN DATA WRAPPER file_fdw;
+GRANT USAGE ON FOREIGN SERVER fs TO app;
+GRANT pg_execute_server_program, pg_read_server_files TO app;
+CREATE FOREIGN TABLE ft_own (line text) SERVER fs OPTIONS (filename '/dev/null');
+ALTER FOREIGN TABLE ft_own OWNER TO app;
+`},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, policy, &seen, &mu) })
+	runRuled(t, h, "COPY t FROM PROGRAM 'echo 9,x'", true, "COPY PROGRAM, the control")
+	for _, sql := range []string{
+		"CREATE FOREIGN TABLE ft1 (line text) SERVER fs OPTIONS (program 'echo ran-a-program')",
+		"CREATE FOREIGN TABLE ft2 (line text) SERVER fs OPTIONS (filename '/etc/hostname')",
+		"ALTER FOREIGN TABLE ft_own OPTIONS (SET filename '/etc/hostname')",
+		"ALTER FOREIGN TABLE ft_own OPTIONS (DROP filename, ADD program 'echo ran-a-program')",
+	} {
+		runRuled(t, h, sql, true, "file_fdw option")
+	}
+	for _, tbl := range []string{"ft1", "ft_own"} {
+		r := h.psql(t, "", "-A", "-t", "-c", "SELECT * FROM "+tbl)
+		if strings.Contains(r.stdout, "ran-a-program") {
+			t.Errorf("SELECT * FROM %s ran a program past rule noprog: %q", tbl, r.stdout)
+		}
+	}
+}

@@ -318,6 +318,22 @@ func (c *collector) extraKinds(n any) {
 		*pg.AlterUserMappingStmt, *pg.ImportForeignSchemaStmt, *pg.CreateForeignTableStmt,
 		*pg.CreateSubscriptionStmt, *pg.AlterSubscriptionStmt:
 		c.kind(KindRemoteConnection)
+		switch n := n.(type) {
+		case *pg.CreateForeignTableStmt:
+			c.fdwOptions(n.Options)
+		case *pg.CreateForeignServerStmt:
+			c.fdwOptions(n.Options)
+		case *pg.AlterForeignServerStmt:
+			c.fdwOptions(n.Options)
+		}
+	case *pg.AlterTableStmt:
+		for _, cmd := range n.Cmds {
+			if ac := cmd.GetAlterTableCmd(); ac != nil && ac.Subtype == pg.AlterTableType_AT_GenericOptions {
+				if l := ac.Def.GetList(); l != nil {
+					c.fdwOptions(l.Items)
+				}
+			}
+		}
 	case *pg.ObjectWithArgs:
 		// A function named as an object: CREATE CAST ... WITH FUNCTION, ALTER FUNCTION
 		// ... RENAME, GRANT EXECUTE ON FUNCTION, operator class support functions.
@@ -344,6 +360,24 @@ func (c *collector) extraKinds(n any) {
 			case de.Arg.GetString_() != nil:
 				c.classifyFuncName(de.Arg.GetString_().Sval)
 			}
+		}
+	}
+}
+
+// fdwOptions classifies a foreign table's (or server's) options: file_fdw runs the
+// command in "program", or reads the server file in "filename", each time the table is
+// read, as COPY ... PROGRAM and COPY ... FROM 'file' do.
+func (c *collector) fdwOptions(opts []*pg.Node) {
+	for _, o := range opts {
+		de := o.GetDefElem()
+		if de == nil || de.Defaction == pg.DefElemAction_DEFELEM_DROP {
+			continue
+		}
+		switch strings.ToLower(de.Defname) {
+		case "program":
+			c.kind(KindServerProgram)
+		case "filename":
+			c.kind(KindFileRead)
 		}
 	}
 }
