@@ -287,3 +287,33 @@ ALTER FOREIGN TABLE ft_own OWNER TO app;
 		}
 	}
 }
+
+// TestWriteToForeignTable: a foreign table's rows are wherever its server and options
+// say, this very server included (postgres_fdw to the same database, OPTIONS
+// (table_name 'victim')): a write to one cannot be followed to the table it reaches.
+func TestWriteToForeignTable(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app", "other", "priv"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": sqlRulesSeed + `
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'shop');
+CREATE USER MAPPING FOR app SERVER loop OPTIONS (user 'app');
+GRANT USAGE ON FOREIGN SERVER loop TO app;
+`},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, sqlRulesPolicy, &seen, &mu) })
+	runRuled(t, h, "CREATE FOREIGN TABLE fv (id int, pid int) SERVER loop OPTIONS (table_name 'victim')", false, "a foreign table")
+	for _, sql := range []string{
+		"DELETE FROM fv",
+		"UPDATE fv SET pid = NULL",
+		"TRUNCATE fv",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if r.err == nil || !strings.Contains(r.stderr, "bastion: statement blocked") || !strings.Contains(r.stderr, "foreign table") {
+			t.Errorf("%s: reached the server (%v %q); want it unknowable: fv's rows may be victim's", sql, r.err, r.stderr)
+		}
+	}
+}

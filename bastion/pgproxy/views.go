@@ -631,6 +631,9 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 			}
 			unknown(fmt.Sprintf("it writes to %s, and %s.%s has %s, which write where their definitions say", r.Root, r.Schema, r.Name, what))
 		}
+		if r.Kind == "f" && !contains(w.dropped, r.Root) {
+			unknown(fmt.Sprintf("it writes to %s, and %s.%s is a foreign table, whose rows are wherever its server and options say (this server's tables too)", r.Root, r.Schema, r.Name))
+		}
 		if r.Base {
 			if q := r.Schema + "." + r.Name; !contains(add, q) {
 				add = append(add, q)
