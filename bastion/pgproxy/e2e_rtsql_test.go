@@ -317,3 +317,27 @@ GRANT USAGE ON FOREIGN SERVER loop TO app;
 		}
 	}
 }
+
+// TestDataReaderCopiedToTable: query_to_xml and the other functions that read data
+// the statement does not name (an SQL string, a table by name) give a result of
+// unknowable origin; with the default unknowable: mask it is masked when shown, but a
+// copy of it into a table (CREATE TABLE AS, INSERT ... SELECT) kept it in clear, for
+// the next SELECT to show. Their results are known to carry any column's values: a
+// copy of them is refused as a copy of a masked column is.
+func TestDataReaderCopiedToTable(t *testing.T) {
+	_, h := leakHarness(t, "CREATE EXTENSION tablefunc;\nCREATE TABLE sink (x text);\nGRANT ALL ON sink TO app;\n", false)
+	for _, q := range []string{
+		"CREATE TABLE tt1 AS SELECT query_to_xml('SELECT name FROM customers', true, false, '')::text AS x",
+		"INSERT INTO sink SELECT table_to_xml('customers', true, false, '')::text",
+		"INSERT INTO sink SELECT r FROM crosstab('SELECT name, ''k''::text, city FROM customers ORDER BY 1') AS ct(r text, c text)",
+		"SELECT query_to_xml('SELECT name FROM customers', true, false, '')::text AS x INTO tt2",
+	} {
+		through(t, h, q)
+	}
+	for _, q := range []string{"SELECT x FROM tt1", "SELECT x FROM sink", "SELECT x FROM tt2"} {
+		r := through(t, h, q)
+		if leaksName(r.stdout + r.stderr) {
+			t.Errorf("LEAK: %s: %q", q, r.stdout)
+		}
+	}
+}
