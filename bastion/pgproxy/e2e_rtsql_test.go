@@ -341,3 +341,41 @@ func TestDataReaderCopiedToTable(t *testing.T) {
 		}
 	}
 }
+
+// TestRegexRuleSeesIdentifiersAsRead: a regex rule matches the normalised statement,
+// where an identifier stayed as written: quoted ("pg_sleep") or with Unicode escapes
+// (U&"pg\005fsleep", with or without UESCAPE) it names the same function, and the rule
+// must see it as PostgreSQL reads it.
+func TestRegexRuleSeesIdentifiersAsRead(t *testing.T) {
+	const policy = `
+data_dir: /tmp/x
+oidc: {issuer: "https://idp", client_id: b}
+targets:
+  - {name: pg1, kind: postgres, address: "10.0.0.3:5432", password_env: PGPW_UNUSED}
+roles:
+  - {name: dev, groups: [dev], targets: ["*"], db_users: [app]}
+rules:
+  - {name: nosleep, on: sql, match: {regex: "\\bpg_sleep\\("}, action: block}
+  - {name: novictim, on: sql, match: {regex: "FROM victim\\b"}, action: block}
+`
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": seedSQL + "CREATE TABLE victim (id int); GRANT ALL ON victim TO app;\n"},
+	})
+	var mu sync.Mutex
+	var seen []Statement
+	h := startProxy(t, pg, func(c *Config) { c.Judge = policyJudge(t, policy, &seen, &mu) })
+	for _, sql := range []string{
+		`SELECT pg_sleep(0)`,
+		`SELECT "pg_sleep"(0)`,
+		`SELECT U&"pg\005fsleep"(0)`,
+		`SELECT u&"pg!005fsleep" UESCAPE '!'(0)`,
+		`SELECT U&"\0070\0067\005f\0073\006c\0065\0065\0070"(0)`,
+		`DELETE FROM "victim"`,
+		`DELETE FROM U&"vi\0063tim"`,
+	} {
+		runRuled(t, h, sql, true, "the identifier names what the rule's regex names")
+	}
+	runRuled(t, h, `SELECT "Pg_sleep" FROM (SELECT 1 AS "Pg_sleep") s`, false, "a different, case-sensitive name")
+}
