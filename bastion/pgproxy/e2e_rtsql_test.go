@@ -379,3 +379,25 @@ rules:
 	}
 	runRuled(t, h, `SELECT "Pg_sleep" FROM (SELECT 1 AS "Pg_sleep") s`, false, "a different, case-sensitive name")
 }
+
+// TestFunctionRuleNamedFunctions: a function named as the one behind an operator, an
+// aggregate, a range type's subtype_diff or a routine's SUPPORT clause runs when the
+// object is used, without a call in the text: a functions rule must match naming it.
+func TestFunctionRuleNamedFunctions(t *testing.T) {
+	_, h := startSQLRules(t)
+	for _, sql := range []string{
+		"CREATE OPERATOR ##> (LEFTARG = int, RIGHTARG = bigint, FUNCTION = pg_terminate_backend)",
+		"CREATE OPERATOR ##> (LEFTARG = int, RIGHTARG = bigint, PROCEDURE = pg_catalog.pg_terminate_backend)",
+		"CREATE AGGREGATE killall(int) (SFUNC = pg_terminate_backend, STYPE = bigint)",
+		"CREATE FUNCTION k(p int, t bigint) RETURNS bool LANGUAGE sql AS 'SELECT true'; CREATE CAST (int AS bigint) WITH FUNCTION pg_terminate_backend(int, bigint)",
+	} {
+		r := h.psql(t, "", "-c", sql)
+		if r.err == nil || !strings.Contains(r.stderr, `rule "term"`) {
+			t.Errorf("%s: want a block by rule term, got err=%v stderr=%q", sql, r.err, r.stderr)
+		}
+	}
+	r := h.psql(t, "", "-c", "SELECT pg_backend_pid() ##> 0::bigint")
+	if strings.Contains(r.stderr, "terminating connection") {
+		t.Errorf("an operator ran pg_terminate_backend past rule term: %q", r.stderr)
+	}
+}

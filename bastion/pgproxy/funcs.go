@@ -337,31 +337,92 @@ func (c *collector) extraKinds(n any) {
 	case *pg.ObjectWithArgs:
 		// A function named as an object: CREATE CAST ... WITH FUNCTION, ALTER FUNCTION
 		// ... RENAME, GRANT EXECUTE ON FUNCTION, operator class support functions.
-		c.classifyFuncName(qualifiedName(n.Objname))
+		c.namedFunc(qualifiedName(n.Objname))
 	case *pg.CreateTrigStmt:
-		c.classifyFuncName(qualifiedName(n.Funcname))
+		c.namedFunc(qualifiedName(n.Funcname))
 	case *pg.CreateEventTrigStmt:
-		c.classifyFuncName(qualifiedName(n.Funcname))
+		c.namedFunc(qualifiedName(n.Funcname))
 	case *pg.CreateConversionStmt:
-		c.classifyFuncName(qualifiedName(n.FuncName))
+		c.namedFunc(qualifiedName(n.FuncName))
 	case *pg.DefineStmt:
 		// CREATE OPERATOR (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), CREATE TYPE
 		// (INPUT = f): a function named in the definition runs when the object is used.
-		for _, d := range n.Definition {
-			de := d.GetDefElem()
-			if de == nil || de.Arg == nil {
-				continue
+		c.funcOptions(n.Definition, false)
+	case *pg.CreateRangeStmt:
+		c.funcOptions(n.Params, true) // subtype_diff, canonical
+	case *pg.AlterOperatorStmt:
+		c.funcOptions(n.Options, true) // restrict, join
+	case *pg.AlterTypeStmt:
+		c.funcOptions(n.Options, true) // receive, send, subscript, ...
+	case *pg.CreateFunctionStmt:
+		for _, o := range n.Options {
+			if de := o.GetDefElem(); de != nil && de.Defname == "support" {
+				c.funcOptions([]*pg.Node{o}, true)
 			}
-			switch {
-			case de.Arg.GetTypeName() != nil:
-				c.classifyFuncName(qualifiedName(de.Arg.GetTypeName().Names))
-			case de.Arg.GetList() != nil:
-				c.classifyFuncName(qualifiedName(de.Arg.GetList().Items))
-			case de.Arg.GetString_() != nil:
-				c.classifyFuncName(de.Arg.GetString_().Sval)
+		}
+	case *pg.AlterFunctionStmt:
+		for _, o := range n.Actions {
+			if de := o.GetDefElem(); de != nil && de.Defname == "support" {
+				c.funcOptions([]*pg.Node{o}, true)
 			}
 		}
 	}
+}
+
+// funcSlots are the options of CREATE OPERATOR, AGGREGATE, TYPE (base or range), TEXT
+// SEARCH PARSER or TEMPLATE, ALTER OPERATOR or TYPE, and a routine's SUPPORT that name
+// a function the server calls when the object is used.
+var funcSlots = map[string]bool{
+	"function": true, "procedure": true, "restrict": true, "join": true,
+	"sfunc": true, "finalfunc": true, "combinefunc": true, "serialfunc": true, "deserialfunc": true,
+	"msfunc": true, "minvfunc": true, "mfinalfunc": true,
+	"input": true, "output": true, "receive": true, "send": true, "typmod_in": true, "typmod_out": true,
+	"analyze": true, "subscript": true, "subtype_diff": true, "canonical": true,
+	"start": true, "gettoken": true, "end": true, "headline": true, "lextypes": true, "init": true, "lexize": true,
+	"support": true,
+}
+
+// funcOptions classifies the functions named in an object's options. In a DefineStmt
+// every option's name was classified as a function's (its kinds; a type or operator
+// name has none); the function slots also count as naming the function, for rules'
+// functions globs. onlySlots limits both to the function slots.
+func (c *collector) funcOptions(opts []*pg.Node, onlySlots bool) {
+	for _, d := range opts {
+		de := d.GetDefElem()
+		if de == nil || de.Arg == nil {
+			continue
+		}
+		slot := funcSlots[strings.ToLower(de.Defname)]
+		if onlySlots && !slot {
+			continue
+		}
+		var name string
+		switch {
+		case de.Arg.GetTypeName() != nil:
+			name = qualifiedName(de.Arg.GetTypeName().Names)
+		case de.Arg.GetList() != nil:
+			name = qualifiedName(de.Arg.GetList().Items)
+		case de.Arg.GetString_() != nil:
+			name = de.Arg.GetString_().Sval
+		case de.Arg.GetObjectWithArgs() != nil:
+			continue // walked as an ObjectWithArgs
+		}
+		if name == "" {
+			continue
+		}
+		if slot {
+			c.namedFunc(name)
+		} else {
+			c.classifyFuncName(name)
+		}
+	}
+}
+
+// namedFunc counts a function named (not called) in the statement as called: it runs
+// when what the statement defines is used (an operator, a cast, a trigger).
+func (c *collector) namedFunc(name string) {
+	c.explicitCall(name)
+	c.classifyFuncName(name)
 }
 
 // fdwOptions classifies a foreign table's (or server's) options: file_fdw runs the
