@@ -563,6 +563,11 @@ func (s *session) finish(r *running, outcome Outcome, tag string, errFields []er
 	if s.cfg.Masks != nil && s.runWrites(r.run) {
 		s.wroteMasked = true
 	}
+	if s.cfg.Masks != nil && (r.run == nil || r.run.st.Has("declare_cursor")) && s.runTouches(r.run) {
+		// A WITH HOLD cursor's query runs to its end when the transaction commits: its
+		// errors ("invalid input syntax for type integer: "…"") come with the COMMIT.
+		s.wroteMasked = true
+	}
 	var st *Statement
 	if r.run != nil {
 		st = &r.run.st

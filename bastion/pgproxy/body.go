@@ -21,7 +21,8 @@ import (
 //   - LANGUAGE plpgsql, and DO blocks: pg_query's PL/pgSQL parser compiles the body;
 //     every SQL statement and expression in it (PLpgSQL_expr: static statements, PERFORM,
 //     RETURN QUERY, OPEN ... FOR, FOR ... IN query loops, conditions, assignments,
-//     defaults, cursor queries, RAISE arguments) is classified. EXECUTE of a constant
+//     defaults (a record variable's read from the text: pg_query leaves it out), cursor
+//     queries, RAISE arguments) is classified. EXECUTE of a constant
 //     string is classified as that SQL; EXECUTE of anything else is unknowable.
 //   - Other languages (plpython, plperl, C, internal, ...) are unknowable.
 //
@@ -66,7 +67,7 @@ func (c *collector) routineBody(n *pg.CreateFunctionStmt) {
 			c.fail("%s: language plpgsql takes one body", clean(what))
 			return
 		}
-		c.plpgsqlBody(what, routineVars(n))
+		c.plpgsqlBody(what, as[0], routineVars(n))
 	case "c":
 		c.kind(KindServerProgram)
 		c.unknown(fmt.Sprintf("%s is native code (language c), which the bastion cannot inspect", clean(what)))
@@ -94,7 +95,7 @@ func (c *collector) doBody(n *pg.DoStmt) {
 		c.unknown(fmt.Sprintf("the body of a DO block is in language %q, which the bastion cannot inspect", clean(lang)))
 		return
 	}
-	c.plpgsqlBody("DO block", nil)
+	c.plpgsqlBody("DO block", code[0], nil)
 }
 
 // bodyOptions reads LANGUAGE and the body option (AS) from a routine's options or a
@@ -221,9 +222,9 @@ func (c *collector) addBody(what string, st Statement) {
 var triggerVars = []string{"new", "old", "found", "tg_name", "tg_when", "tg_level", "tg_op", "tg_relid", "tg_relname",
 	"tg_table_name", "tg_table_schema", "tg_nargs", "tg_argv", "tg_event", "tg_tag"}
 
-// plpgsqlBody compiles the statement's PL/pgSQL body with pg_query and classifies every
-// SQL statement and expression in it.
-func (c *collector) plpgsqlBody(what string, vars map[string]bool) {
+// plpgsqlBody compiles the statement's PL/pgSQL body (src, the body's text) with
+// pg_query and classifies every SQL statement and expression in it.
+func (c *collector) plpgsqlBody(what, src string, vars map[string]bool) {
 	js, err := pgParsePlpgsql(c.text)
 	if err != nil {
 		c.fail("the PL/pgSQL body of %s does not parse: %s", clean(what), parseErrMessage(err))
@@ -248,6 +249,119 @@ func (c *collector) plpgsqlBody(what string, vars map[string]bool) {
 	}
 	fn.names(w.vars)
 	w.walk(fn, false)
+	if datums := fn.get("datums"); datums != nil && w.c.err == nil {
+		for _, d := range datums.items {
+			if rec := d.get("PLpgSQL_rec"); rec != nil {
+				w.recordDefault(src, rec)
+			}
+		}
+	}
+}
+
+// recordDefault classifies the default of a declared record variable. pg_query's JSON
+// leaves out a PLpgSQL_rec's default_val (DECLARE r record := ROW(f())), which the server
+// evaluates when the block is entered, so it is found in the body's text: the variable
+// is named at the start of a declaration on the line the datum gives, and its default
+// follows the first top-level :=, = or DEFAULT up to the declaration's semicolon. A
+// declared record whose declaration cannot be found fails closed.
+func (w *plWalker) recordDefault(src string, rec *jsonNode) {
+	name, line := rec.get("refname"), rec.get("lineno")
+	if name == nil || name.kind != 's' || line == nil || line.kind != 'n' || line.str == "0" {
+		return // a parameter, NEW or OLD: no declaration
+	}
+	lineno, err := strconv.Atoi(line.str)
+	if err != nil {
+		w.c.fail("the PL/pgSQL body of %s: unexpected parser output", clean(w.what))
+		return
+	}
+	if w.toks == nil {
+		scan, err := pgScan(src)
+		if err != nil {
+			w.c.fail("the PL/pgSQL body of %s: cannot read the declaration of %s", clean(w.what), clean(name.str))
+			return
+		}
+		w.toks = scan.Tokens
+		w.lines = make([]int, len(w.toks))
+		line, at := 1, 0
+		for i, t := range w.toks {
+			if st := int(t.Start); st >= at && st <= len(src) {
+				line += strings.Count(src[at:st], "\n")
+				at = st
+			}
+			w.lines[i] = line
+		}
+	}
+	toks := w.toks
+	text := func(i int) string {
+		t := toks[i]
+		if t.Start < 0 || int(t.End) > len(src) || t.Start > t.End {
+			return ""
+		}
+		return src[t.Start:t.End]
+	}
+	folded := func(s string) string {
+		if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+			return strings.ReplaceAll(s[1:len(s)-1], `""`, `"`)
+		}
+		return strings.ToLower(s)
+	}
+	declared := false
+	for i := range toks {
+		if w.lines[i] != lineno || folded(text(i)) != name.str {
+			continue
+		}
+		prev := ""
+		if i > 0 {
+			prev = strings.ToLower(text(i - 1))
+		}
+		switch prev {
+		case "for": // FOR r IN cursor LOOP declares r, without a default
+			declared = true
+			continue
+		case "", ";", "declare":
+		default:
+			continue
+		}
+		declared = true
+		depth := 0
+		for j := i + 1; j < len(toks); j++ {
+			switch toks[j].Token {
+			case pg.Token_ASCII_40, pg.Token_ASCII_91:
+				depth++
+			case pg.Token_ASCII_41, pg.Token_ASCII_93:
+				depth--
+			}
+			if depth != 0 {
+				continue
+			}
+			if toks[j].Token == pg.Token_ASCII_59 {
+				break
+			}
+			if toks[j].Token != pg.Token_COLON_EQUALS && toks[j].Token != pg.Token_ASCII_61 && toks[j].Token != pg.Token_DEFAULT {
+				continue
+			}
+			end := len(src)
+			for k, d := j+1, 0; k < len(toks); k++ {
+				switch toks[k].Token {
+				case pg.Token_ASCII_40, pg.Token_ASCII_91:
+					d++
+				case pg.Token_ASCII_41, pg.Token_ASCII_93:
+					d--
+				}
+				if d == 0 && toks[k].Token == pg.Token_ASCII_59 {
+					end = int(toks[k].Start)
+					break
+				}
+			}
+			if expr := strings.TrimSpace(src[toks[j].End:end]); expr != "" {
+				w.c.sqlBody(w.what, "SELECT "+expr, w.vars)
+			}
+			break
+		}
+	}
+	if !declared {
+		w.c.fail("the PL/pgSQL body of %s: cannot find the declaration of %s", clean(w.what), clean(name.str))
+	}
 }
 
 // plWalker classifies the expressions of a compiled PL/pgSQL function.
@@ -255,6 +369,10 @@ type plWalker struct {
 	c    *collector
 	what string
 	vars map[string]bool
+	// toks and lines are the body's tokens and the line of each, scanned when a
+	// declared record is met (see recordDefault).
+	toks  []*pg.ScanToken
+	lines []int
 }
 
 func (w *plWalker) walk(n *jsonNode, dynamic bool) {

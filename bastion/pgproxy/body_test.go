@@ -162,6 +162,13 @@ END$$`,
 		sql:   "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
 		kinds: []string{"create_rule", "delete_without_where"},
 	},
+	{
+		// pg_query's JSON has no default for a record variable: it is read from the text.
+		name:  "record variable defaults",
+		sql:   "DO $$\nDECLARE a int; r record := ROW(pg_read_file('x')); \"Q\" record\n  DEFAULT (SELECT ROW(1) FROM u); s record = ROW(2); n record;\n  c CURSOR FOR SELECT 1;\nBEGIN FOR z IN c LOOP END LOOP; END$$",
+		kinds: []string{"do", "file_read", "select"},
+		body:  []string{"SELECT 1", "SELECT ROW(pg_read_file('x'))", "SELECT (SELECT ROW(1) FROM u)", "SELECT ROW(2)"},
+	},
 }
 
 func TestClassifyBodies(t *testing.T) {

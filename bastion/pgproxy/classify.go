@@ -3,6 +3,7 @@ package pgproxy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -108,7 +109,9 @@ func normalize(text string) string {
 	var b strings.Builder
 	b.Grow(len(n))
 	prevEnd := -1
-	for _, tok := range scan.Tokens {
+	toks := scan.Tokens
+	for i := 0; i < len(toks); i++ {
+		tok := toks[i]
 		start, end := int(tok.Start), int(tok.End)
 		if start < 0 || end > len(n) || start > end {
 			return n
@@ -123,13 +126,89 @@ func normalize(text string) string {
 		switch {
 		case tok.KeywordKind != pg.KeywordKind_NO_KEYWORD:
 			word = strings.ToUpper(word)
-		case tok.Token == pg.Token_IDENT && !strings.HasPrefix(word, `"`) && !strings.HasPrefix(strings.ToUpper(word), `U&"`):
+		case tok.Token == pg.Token_UIDENT:
+			// U&"pg\005fsleep" [UESCAPE '!'] is the identifier pg_sleep: a regex rule
+			// sees it as PostgreSQL reads it.
+			esc := byte('\\')
+			if i+2 < len(toks) && toks[i+1].Token == pg.Token_UESCAPE && toks[i+2].Token == pg.Token_SCONST {
+				lit := n[toks[i+2].Start:toks[i+2].End]
+				if len(lit) != 3 || lit[0] != '\'' || lit[2] != '\'' {
+					return n
+				}
+				esc = lit[1]
+				end = int(toks[i+2].End)
+				i += 2
+			}
+			name, ok := decodeUnicodeIdent(word, esc)
+			if !ok {
+				return n
+			}
+			word = canonicalIdent(name)
+		case tok.Token == pg.Token_IDENT && strings.HasPrefix(word, `"`):
+			word = canonicalIdent(strings.ReplaceAll(word[1:len(word)-1], `""`, `"`))
+		case tok.Token == pg.Token_IDENT:
 			word = strings.ToLower(word)
 		}
 		b.WriteString(word)
 		prevEnd = end
 	}
 	return b.String()
+}
+
+// decodeUnicodeIdent decodes a U&"..." identifier with escape character esc: esc
+// followed by four hex digits, esc + and six hex digits, or esc twice.
+func decodeUnicodeIdent(tok string, esc byte) (string, bool) {
+	if len(tok) < 4 || !strings.EqualFold(tok[:2], "u&") || tok[2] != '"' || tok[len(tok)-1] != '"' {
+		return "", false
+	}
+	body := strings.ReplaceAll(tok[3:len(tok)-1], `""`, `"`)
+	var b strings.Builder
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != esc {
+			b.WriteByte(c)
+			continue
+		}
+		switch {
+		case i+1 < len(body) && body[i+1] == esc:
+			b.WriteByte(esc)
+			i++
+		case i+1 < len(body) && body[i+1] == '+' && i+8 <= len(body):
+			r, err := strconv.ParseUint(body[i+2:i+8], 16, 32)
+			if err != nil {
+				return "", false
+			}
+			b.WriteRune(rune(r))
+			i += 7
+		case i+5 <= len(body):
+			r, err := strconv.ParseUint(body[i+1:i+5], 16, 32)
+			if err != nil {
+				return "", false
+			}
+			b.WriteRune(rune(r))
+			i += 4
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// canonicalIdent writes an identifier as PostgreSQL reads it, quoted only when it must
+// be: "pg_sleep" is pg_sleep, "Orders" stays quoted.
+func canonicalIdent(name string) string {
+	plain := name != ""
+	for i := 0; i < len(name) && plain; i++ {
+		c := name[i]
+		plain = c == '_' || c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '$')
+	}
+	if plain {
+		if sc, err := pgScan(name); err == nil && len(sc.Tokens) == 1 && sc.Tokens[0].Token == pg.Token_IDENT &&
+			sc.Tokens[0].KeywordKind == pg.KeywordKind_NO_KEYWORD {
+			return name
+		}
+	}
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // collector walks a parse tree and gathers kinds, tables and functions. It reads node
@@ -343,6 +422,15 @@ func (c *collector) visit(n any) {
 		}
 	case *pg.AlterOwnerStmt:
 		c.kind("alter", "alter_"+objectName(n.ObjectType))
+	case *pg.AlterExtensionContentsStmt:
+		// A member is dropped with its extension (DROP EXTENSION e, which names no
+		// table): adding a relation to one makes that drop reach it.
+		if n.Action > 0 && relationTypes[n.Objtype] {
+			if l := n.Object.GetList(); l != nil {
+				c.table(qualifiedName(l.Items))
+			}
+			c.kind(KindRedirectWrites)
+		}
 	case *pg.CreateTableAsStmt:
 		c.kind("create", "create_"+objectName(n.Objtype))
 		if n.IsSelectInto {
@@ -530,6 +618,7 @@ var noOneArgForm = map[string]bool{
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
 	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+	"connectby": true,
 }
 
 // KindRenameRelation: a table, view or other relation is renamed or moved to another
@@ -557,6 +646,9 @@ func redirectsWrites(n *pg.AlterTableStmt) bool {
 		}
 		switch ac.Subtype {
 		case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_AddInherit:
+			return true
+		case pg.AlterTableType_AT_AddOf:
+			// A typed table is dropped with its type: DROP TYPE t CASCADE drops it.
 			return true
 		case pg.AlterTableType_AT_AddConstraint:
 			if con := ac.Def.GetConstraint(); con != nil && con.Contype == pg.ConstrType_CONSTR_FOREIGN &&
@@ -608,7 +700,12 @@ func (c *collector) dropImplies(n *pg.DropStmt) {
 	case pg.ObjectType_OBJECT_EXTENSION:
 		c.kind("drop_table", "drop_function", "drop_type")
 		if cascade {
+			// Whatever depends on a member goes too: a table typed by its type, or
+			// partitioned by an expression using its function, or in its schema
+			// (ALTER EXTENSION e ADD FUNCTION f, ADD SCHEMA s).
+			c.kind(containedKinds...)
 			c.kind("alter", "alter_table")
+			c.unknown("DROP EXTENSION ... CASCADE drops whatever depends on the extension's members, which the statement does not name")
 		}
 	case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
 		pg.ObjectType_OBJECT_INDEX, pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_FOREIGN_TABLE:

@@ -137,11 +137,17 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			return err
 		}
 		e := &expect{kind: expExecute, name: m.portal, sent: s.cfg.Now()}
-		if st := s.views.staleExecute(m.portal); st != nil {
+		if st, stale := s.views.staleExecute(m.portal); st != nil {
 			// A write prepared before view DDL of the session is judged again (views.go),
-			// and refused like a denied execution below.
-			if ref := s.rejudgeExecution(m.portal, st); ref != nil {
-				return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+			// and refused like a denied execution below; so is one whose names another
+			// session has since made views of other tables.
+			if !stale {
+				st, stale = s.refollow(st)
+			}
+			if stale {
+				if ref := s.rejudgeExecution(m.portal, st); ref != nil {
+					return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+				}
 			}
 		}
 		if hp := s.heldPortals[m.portal]; hp != nil && hp.run != nil {

@@ -159,7 +159,7 @@ var relationKinds = map[string][]string{
 // unknowableFuncs execute an SQL string or read a relation named in a string: what they
 // do (which statement, which table) is not in the text. ts_rewrite runs SQL only in its
 // two-argument form (see sqlTextCall). Extensions' functions that run SQL they are given
-// (pg_cron's, pg_background's) are listed by name too: stricter for a function of the
+// (pg_cron's, pg_background's, tablefunc's) are listed by name too: stricter for a function of the
 // same name elsewhere, never a bypass.
 var unknowableFuncs = map[string]bool{
 	"query_to_xml": true, "query_to_xmlschema": true, "query_to_xml_and_xmlschema": true,
@@ -169,6 +169,10 @@ var unknowableFuncs = map[string]bool{
 	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
 	"schedule": true, "schedule_in_database": true, "alter_job": true, // pg_cron: runs the command later
 	"pg_background_launch": true, // pg_background
+	// tablefunc (trusted: any role with CREATE on the database may install it) runs
+	// crosstab's source and category queries, and pastes connectby's table and column
+	// names into a query of its own.
+	"crosstab": true, "crosstab2": true, "crosstab3": true, "crosstab4": true, "connectby": true,
 }
 
 // sqlTextCall reports whether a call of a function named base runs SQL text or reads a
@@ -314,32 +318,127 @@ func (c *collector) extraKinds(n any) {
 		*pg.AlterUserMappingStmt, *pg.ImportForeignSchemaStmt, *pg.CreateForeignTableStmt,
 		*pg.CreateSubscriptionStmt, *pg.AlterSubscriptionStmt:
 		c.kind(KindRemoteConnection)
+		switch n := n.(type) {
+		case *pg.CreateForeignTableStmt:
+			c.fdwOptions(n.Options)
+		case *pg.CreateForeignServerStmt:
+			c.fdwOptions(n.Options)
+		case *pg.AlterForeignServerStmt:
+			c.fdwOptions(n.Options)
+		}
+	case *pg.AlterTableStmt:
+		for _, cmd := range n.Cmds {
+			if ac := cmd.GetAlterTableCmd(); ac != nil && ac.Subtype == pg.AlterTableType_AT_GenericOptions {
+				if l := ac.Def.GetList(); l != nil {
+					c.fdwOptions(l.Items)
+				}
+			}
+		}
 	case *pg.ObjectWithArgs:
 		// A function named as an object: CREATE CAST ... WITH FUNCTION, ALTER FUNCTION
 		// ... RENAME, GRANT EXECUTE ON FUNCTION, operator class support functions.
-		c.classifyFuncName(qualifiedName(n.Objname))
+		c.namedFunc(qualifiedName(n.Objname))
 	case *pg.CreateTrigStmt:
-		c.classifyFuncName(qualifiedName(n.Funcname))
+		c.namedFunc(qualifiedName(n.Funcname))
 	case *pg.CreateEventTrigStmt:
-		c.classifyFuncName(qualifiedName(n.Funcname))
+		c.namedFunc(qualifiedName(n.Funcname))
 	case *pg.CreateConversionStmt:
-		c.classifyFuncName(qualifiedName(n.FuncName))
+		c.namedFunc(qualifiedName(n.FuncName))
 	case *pg.DefineStmt:
 		// CREATE OPERATOR (FUNCTION = f), CREATE AGGREGATE (SFUNC = f), CREATE TYPE
 		// (INPUT = f): a function named in the definition runs when the object is used.
-		for _, d := range n.Definition {
-			de := d.GetDefElem()
-			if de == nil || de.Arg == nil {
-				continue
+		c.funcOptions(n.Definition, false)
+	case *pg.CreateRangeStmt:
+		c.funcOptions(n.Params, true) // subtype_diff, canonical
+	case *pg.AlterOperatorStmt:
+		c.funcOptions(n.Options, true) // restrict, join
+	case *pg.AlterTypeStmt:
+		c.funcOptions(n.Options, true) // receive, send, subscript, ...
+	case *pg.CreateFunctionStmt:
+		for _, o := range n.Options {
+			if de := o.GetDefElem(); de != nil && de.Defname == "support" {
+				c.funcOptions([]*pg.Node{o}, true)
 			}
-			switch {
-			case de.Arg.GetTypeName() != nil:
-				c.classifyFuncName(qualifiedName(de.Arg.GetTypeName().Names))
-			case de.Arg.GetList() != nil:
-				c.classifyFuncName(qualifiedName(de.Arg.GetList().Items))
-			case de.Arg.GetString_() != nil:
-				c.classifyFuncName(de.Arg.GetString_().Sval)
+		}
+	case *pg.AlterFunctionStmt:
+		for _, o := range n.Actions {
+			if de := o.GetDefElem(); de != nil && de.Defname == "support" {
+				c.funcOptions([]*pg.Node{o}, true)
 			}
+		}
+	}
+}
+
+// funcSlots are the options of CREATE OPERATOR, AGGREGATE, TYPE (base or range), TEXT
+// SEARCH PARSER or TEMPLATE, ALTER OPERATOR or TYPE, and a routine's SUPPORT that name
+// a function the server calls when the object is used.
+var funcSlots = map[string]bool{
+	"function": true, "procedure": true, "restrict": true, "join": true,
+	"sfunc": true, "finalfunc": true, "combinefunc": true, "serialfunc": true, "deserialfunc": true,
+	"msfunc": true, "minvfunc": true, "mfinalfunc": true,
+	"input": true, "output": true, "receive": true, "send": true, "typmod_in": true, "typmod_out": true,
+	"analyze": true, "subscript": true, "subtype_diff": true, "canonical": true,
+	"start": true, "gettoken": true, "end": true, "headline": true, "lextypes": true, "init": true, "lexize": true,
+	"support": true,
+}
+
+// funcOptions classifies the functions named in an object's options. In a DefineStmt
+// every option's name was classified as a function's (its kinds; a type or operator
+// name has none); the function slots also count as naming the function, for rules'
+// functions globs. onlySlots limits both to the function slots.
+func (c *collector) funcOptions(opts []*pg.Node, onlySlots bool) {
+	for _, d := range opts {
+		de := d.GetDefElem()
+		if de == nil || de.Arg == nil {
+			continue
+		}
+		slot := funcSlots[strings.ToLower(de.Defname)]
+		if onlySlots && !slot {
+			continue
+		}
+		var name string
+		switch {
+		case de.Arg.GetTypeName() != nil:
+			name = qualifiedName(de.Arg.GetTypeName().Names)
+		case de.Arg.GetList() != nil:
+			name = qualifiedName(de.Arg.GetList().Items)
+		case de.Arg.GetString_() != nil:
+			name = de.Arg.GetString_().Sval
+		case de.Arg.GetObjectWithArgs() != nil:
+			continue // walked as an ObjectWithArgs
+		}
+		if name == "" {
+			continue
+		}
+		if slot {
+			c.namedFunc(name)
+		} else {
+			c.classifyFuncName(name)
+		}
+	}
+}
+
+// namedFunc counts a function named (not called) in the statement as called: it runs
+// when what the statement defines is used (an operator, a cast, a trigger).
+func (c *collector) namedFunc(name string) {
+	c.explicitCall(name)
+	c.classifyFuncName(name)
+}
+
+// fdwOptions classifies a foreign table's (or server's) options: file_fdw runs the
+// command in "program", or reads the server file in "filename", each time the table is
+// read, as COPY ... PROGRAM and COPY ... FROM 'file' do.
+func (c *collector) fdwOptions(opts []*pg.Node) {
+	for _, o := range opts {
+		de := o.GetDefElem()
+		if de == nil || de.Defaction == pg.DefElemAction_DEFELEM_DROP {
+			continue
+		}
+		switch strings.ToLower(de.Defname) {
+		case "program":
+			c.kind(KindServerProgram)
+		case "filename":
+			c.kind(KindFileRead)
 		}
 	}
 }

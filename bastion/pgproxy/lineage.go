@@ -41,13 +41,33 @@ import (
 type taint struct {
 	masked  bool   // a masked source column
 	unknown string // why its sources cannot be known; "" when they can
+	// reads: its unknown sources are data read from relations the statement does not
+	// name (query_to_xml's query, pg_stats, a foreign table): any masked column's
+	// values may be in it, so a copy of it is refused as a copy of a masked column is,
+	// whatever the unknowable option (readerTaint).
+	reads bool
 }
 
 func (t *taint) add(o taint) {
 	t.masked = t.masked || o.masked
+	t.reads = t.reads || o.reads
 	if t.unknown == "" {
 		t.unknown = o.unknown
 	}
+}
+
+// readerTaint is unknownTaint for data read from relations the statement does not name.
+func readerTaint(format string, args ...any) taint {
+	t := unknownTaint(format, args...)
+	t.reads = true
+	return t
+}
+
+// copyRefused reports whether a value tainted t must not be copied where no mask
+// follows it: it is masked, read from relations the statement does not name, or of
+// unknowable origin while such values are refused.
+func (a *analyzer) copyRefused(t taint) bool {
+	return t.masked || t.reads || t.unknown != "" && a.refuseUnknown()
 }
 
 func (t taint) dirty() bool { return t.masked || t.unknown != "" }
@@ -1071,7 +1091,7 @@ var statsRelations = map[string]bool{
 // relation is the range entry for schema.name (schema "" for any).
 func (a *analyzer) relation(schema, name string) *rte {
 	if statsRelations[name] && (schema == "" || schema == "pg_catalog") {
-		return &rte{alias: name, schema: "pg_catalog", open: true, openT: unknownTaint("%s holds column values", name)}
+		return &rte{alias: name, schema: "pg_catalog", open: true, openT: readerTaint("%s holds column values", name)}
 	}
 	var cands []*rte
 	a.state.mu.Lock()
@@ -1425,7 +1445,8 @@ var dataReaderFuncs = map[string]bool{
 	"table_to_xml": true, "table_to_xml_and_xmlschema": true, "cursor_to_xml": true,
 	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true, "database_to_xml": true,
 	"database_to_xml_and_xmlschema": true, "ts_stat": true, "ts_rewrite": true, // see sqlTextCall
-	"pg_background_result":        true, // the rows of the SQL pg_background_launch() ran
+	"pg_background_result": true,                                                                             // the rows of the SQL pg_background_launch() ran
+	"crosstab":             true, "crosstab2": true, "crosstab3": true, "crosstab4": true, "connectby": true, // tablefunc
 	"pg_logical_slot_get_changes": true, "pg_logical_slot_peek_changes": true,
 	"pg_logical_slot_get_binary_changes": true, "pg_logical_slot_peek_binary_changes": true,
 }
@@ -1469,13 +1490,13 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) {
 	}
 	switch {
 	case dataReaderFuncs[lower] && (lower != "ts_rewrite" || sqlTextCall(lower, fc)):
-		a.read(unknownTaint("%s() reads data the statement does not name", base))
+		a.read(readerTaint("%s() reads data the statement does not name", base))
 	case strings.HasPrefix(lower, "dblink"):
 		a.read(unknownTaint("%s() reads another server", base))
 		if args.masked {
 			a.setLeak("it would send masked column values to another server through %s()", base)
 		}
-	case sinkFuncs[lower] && (args.masked || args.unknown != "" && a.refuseUnknown()):
+	case sinkFuncs[lower] && a.copyRefused(args):
 		a.setLeak("%s() would keep values derived from masked columns where no mask follows them", base)
 	}
 	a.read(a.functionTaint(schema, base))
@@ -1695,7 +1716,7 @@ func (a *analyzer) bodyCopies(st Statement, what string) taint {
 	}
 	if reads.masked && a.bodyWrites(st) {
 		a.setLeak("%s reads masked columns and writes: the values could be copied where no mask follows them", what)
-	} else if reads.unknown != "" && a.refuseUnknown() && a.bodyWrites(st) {
+	} else if reads.unknown != "" && (reads.reads || a.refuseUnknown()) && a.bodyWrites(st) {
 		a.setLeak("%s reads values of unknowable origin (%s) and writes: they could be copied where no mask follows them", what, reads.unknown)
 	}
 	return reads
@@ -1715,7 +1736,7 @@ func (a *analyzer) targetRel(rv *pg.RangeVar) *rte {
 // writeCheck refuses storing a value of taint t into column col of target, unless the
 // column is masked itself (the mask follows the value there).
 func (a *analyzer) writeCheck(target *rte, rel, col string, t taint) {
-	if !t.masked && !(t.unknown != "" && a.refuseUnknown()) {
+	if !a.copyRefused(t) {
 		return
 	}
 	for _, c := range target.cols {
@@ -1927,7 +1948,7 @@ func (a *analyzer) copyStmt(s *pg.CopyStmt, lin *lineage) *result {
 		return nil
 	}
 	if s.Filename != "" || s.IsProgram {
-		if t := r.all(); t.masked || t.unknown != "" && a.refuseUnknown() {
+		if t := r.all(); a.copyRefused(t) {
 			a.setLeak("COPY TO a file or program would write masked columns where no mask follows them")
 		}
 		return nil
@@ -1950,11 +1971,11 @@ func (a *analyzer) createAs(into *pg.IntoClause, r *result, matview bool, define
 	if !matview {
 		for _, it := range out.items {
 			for _, c := range it.cols {
-				if (c.t.masked || c.t.unknown != "" && a.refuseUnknown()) && !a.masks.source(rel.Schemaname, rel.Relname, c.name) {
+				if a.copyRefused(c.t) && !a.masks.source(rel.Schemaname, rel.Relname, c.name) {
 					a.writeCheck(&rte{}, rel.Relname, c.name, c.t)
 				}
 			}
-			if it.open && (it.openT.masked || it.openT.unknown != "" && a.refuseUnknown()) {
+			if it.open && a.copyRefused(it.openT) {
 				a.writeCheck(&rte{}, rel.Relname, "?", it.openT)
 			}
 		}

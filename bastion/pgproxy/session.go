@@ -94,7 +94,8 @@ type session struct {
 	// may come from it (set_config).
 	readMasked bool
 	// wroteMasked: the open transaction wrote to a relation with masked columns, whose
-	// deferred constraints report rows when it commits.
+	// deferred constraints report rows when it commits, or declared a cursor over masked
+	// values, which a WITH HOLD cursor evaluates when it commits.
 	wroteMasked bool
 
 	tmu sync.Mutex // transcript writes

@@ -57,6 +57,10 @@ type viewGuard struct {
 	// statement each portal was bound from.
 	prepared map[string]*prepInfo
 	portals  map[string]string
+	// refollowing is set while a prepared statement is followed again for its
+	// execution: that following notes nothing (names created, view DDL, statements
+	// prepared), since the statement does not run again as written.
+	refollowing bool
 }
 
 // prepInfo is a prepared statement as far as views go.
@@ -166,20 +170,75 @@ func (g *viewGuard) closedPortal(portal string) {
 // that writes and was judged before view DDL of this session: the server analyses it
 // again, and a name it writes to may now be a view the judgement did not follow. The
 // statement has no SQL when it is not known (then it is refused).
-func (g *viewGuard) staleExecute(portal string) *Statement {
+//
+// A write judged after the session's last view DDL is returned too, with stale false:
+// another session (through this bastion or not) may since have made a name it writes a
+// view, and the server, analysing the statement again, writes that view's tables; the
+// caller follows its views afresh (refollowChanged).
+func (g *viewGuard) staleExecute(portal string) (st *Statement, stale bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	stmt, ok := g.portals[portal]
 	if !ok {
-		return nil
+		return nil, false
 	}
 	info := g.prepared[stmt]
-	if info == nil || !info.writes || info.epoch == g.epoch {
+	if info == nil || !info.writes {
+		return nil, false
+	}
+	if info.epoch == g.epoch && info.st.SQL == "" {
+		return nil, false
+	}
+	c := info.st
+	c.Tables = slices.Clone(c.Tables)
+	c.Body = slices.Clone(c.Body)
+	return &c, info.epoch != g.epoch
+}
+
+// preparedStatement returns a copy of the write prepared as name (Parse or SQL
+// PREPARE), or nil.
+func (g *viewGuard) preparedStatement(name string) *Statement {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	info := g.prepared[name]
+	if info == nil || !info.writes || info.st.SQL == "" {
 		return nil
 	}
-	st := info.st
-	st.Body = slices.Clone(st.Body)
-	return &st
+	c := info.st
+	c.Tables = slices.Clone(c.Tables)
+	c.Body = slices.Clone(c.Body)
+	return &c
+}
+
+// refollow follows again the views of st, a prepared write, as the catalog stands now,
+// without noting anything, and reports whether it now reaches a table it did not, or
+// cannot be known where it could.
+func (s *session) refollow(st *Statement) (now *Statement, changed bool) {
+	c := *st
+	c.Tables = slices.Clone(st.Tables)
+	c.Body = slices.Clone(st.Body)
+	s.views.mu.Lock()
+	s.views.refollowing = true
+	s.views.mu.Unlock()
+	s.followViews(&c)
+	s.views.mu.Lock()
+	s.views.refollowing = false
+	s.views.mu.Unlock()
+	for _, t := range c.Tables {
+		if !contains(st.Tables, t) {
+			changed = true
+		}
+	}
+	if c.Unknowable != "" && st.Unknowable == "" {
+		changed = true
+	}
+	return &c, changed
+}
+
+func (g *viewGuard) isRefollowing() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refollowing
 }
 
 // rejudged notes that the statement portal was bound from was judged again now.
@@ -231,14 +290,20 @@ func (g *viewGuard) staleSQLExecute(name string) (stale, ddl bool) {
 }
 
 // noteSQLPrepared records statements prepared with SQL PREPARE, judged now.
-func (g *viewGuard) noteSQLPrepared(names []string, writes bool) {
+func (g *viewGuard) noteSQLPrepared(names []string, writes bool, st *Statement) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.prepared == nil {
 		g.prepared = map[string]*prepInfo{}
 	}
 	for _, n := range names {
-		g.prepared[n] = &prepInfo{epoch: g.epoch, writes: writes}
+		info := &prepInfo{epoch: g.epoch, writes: writes}
+		if len(names) == 1 && st != nil {
+			info.st = *st
+			info.st.Tables = slices.Clone(st.Tables)
+			info.st.Body = slices.Clone(st.Body)
+		}
+		g.prepared[n] = info
 	}
 }
 
@@ -487,21 +552,56 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 		unknown("bastion cannot tell which relations it writes: " + parseErrMessage(err))
 		return
 	}
-	s.views.noteCreated(w.created)
+	refollowing := s.views.isRefollowing()
+	if !refollowing {
+		s.views.noteCreated(w.created)
+	}
 	pending := s.views.ddlPending() // DDL before this statement
 	ddl := w.viewDDL
 	for _, name := range w.executes {
+		if refollowing {
+			break
+		}
 		stale, execDDL := s.views.staleSQLExecute(name)
 		ddl = ddl || execDDL
 		if stale {
 			unknown("it executes prepared statement " + strconvQuote(name) + ", which writes to relations and was prepared before a view, rule or trigger was created or changed in this session")
 		}
+		// What the prepared write reaches now: the server analyses it again when a
+		// relation it names changed, whichever session changed it. Unchanged, its
+		// judgement (and approval, held.go) at PREPARE stands; changed, the EXECUTE is
+		// judged as the write it now is.
+		if p := s.views.preparedStatement(name); p != nil {
+			now, changed := s.refollow(p)
+			if !changed {
+				continue
+			}
+			for _, k := range now.Kinds {
+				if k != "prepare" && !contains(st.Kinds, k) {
+					st.Kinds = append(slices.Clip(st.Kinds), k)
+				}
+				if k != "prepare" && !contains(top.Kinds, k) {
+					top.Kinds = append(slices.Clip(top.Kinds), k)
+				}
+			}
+			for _, t := range now.Tables {
+				if !contains(st.Tables, t) {
+					st.Tables = append(st.Tables, t)
+				}
+				if !contains(*extra, t) {
+					*extra = append(*extra, t)
+				}
+			}
+			if now.Unknowable != "" {
+				unknown("it executes prepared statement " + strconvQuote(name) + ": " + now.Unknowable)
+			}
+		}
 	}
-	if ddl {
+	if ddl && !refollowing {
 		defer s.views.viewDDL()
 	}
-	if len(w.prepares) > 0 {
-		defer s.views.noteSQLPrepared(w.prepares, len(w.targets) > 0)
+	if len(w.prepares) > 0 && !refollowing {
+		defer s.views.noteSQLPrepared(w.prepares, len(w.targets) > 0, st)
 	}
 	if len(w.renames) > 0 {
 		s.followRenames(top, st, w.renames, extra, unknown)
@@ -530,6 +630,9 @@ func (s *session) followOne(top, st *Statement, extra *[]string) {
 				what = "INSTEAD OF triggers"
 			}
 			unknown(fmt.Sprintf("it writes to %s, and %s.%s has %s, which write where their definitions say", r.Root, r.Schema, r.Name, what))
+		}
+		if r.Kind == "f" && !contains(w.dropped, r.Root) {
+			unknown(fmt.Sprintf("it writes to %s, and %s.%s is a foreign table, whose rows are wherever its server and options say (this server's tables too)", r.Root, r.Schema, r.Name))
 		}
 		if r.Base {
 			if q := r.Schema + "." + r.Name; !contains(add, q) {
