@@ -489,6 +489,9 @@ func (a *analyzer) nestedScope(text string, sc scope, stdinPipe bool, reportText
 	if err != nil {
 		a.unknowable(reportText, ReasonShellSyntax)
 	}
+	// The shell that runs the string may be a POSIX sh such as dash (sh
+	// -c on Debian and Ubuntu, su -c or ssh for a user whose shell it is).
+	a.posix(text, inner, stdinPipe, reportText)
 	// The shell that runs the string may read it in a double-byte locale.
 	for _, v := range doubleByteReadings(text) {
 		if !a.spend(len(v), reportText) {

@@ -1,0 +1,47 @@
+package bastion_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// Debian's /bin/sh is dash, which reads some text differently from bash:
+// it has no arithmetic command (`((a))` is two subshells), no `&>`
+// redirect (`a &>f b` is `a &` then `>f b`) and no ANSI-C quoting (`$'`
+// is a `$` then a single-quoted string, which a backslash does not end).
+// A string run by sh must be judged as sh reads it, not only as bash does.
+func TestBlockedExecAsDashReadsIt(t *testing.T) {
+	if _, err := exec.LookPath("dash"); err != nil {
+		t.Skip("dash not installed")
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	// Arithmetic reads the path as division: keep it to names and slashes.
+	dir, err := os.MkdirTemp("", "rtdash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	victim := filepath.Join(dir, "victim")
+	for _, cmd := range []string{
+		"dash -c '((rm -rf " + victim + "))'",
+		"dash -c 'echo x &>/dev/null rm -rf " + victim + "'",
+		"dash -c \"echo \\$'\\\\'; rm -rf " + victim + "; echo \\\\'\n'\"",
+		// An sh login shell reads the exec itself.
+		"((rm -rf " + victim + "))",
+		"echo x &>/dev/null rm -rf " + victim,
+	} {
+		t.Run(cmd, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			r := e.ssh("", "root@web1", cmd)
+			if !exists(victim) {
+				t.Fatalf("the blocked command ran as dash reads it: %s", r)
+			}
+			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+		})
+	}
+	// What bash and dash read alike still runs.
+	r := e.ssh("", "root@web1", "dash -c 'echo x &>/dev/null; ((i=1)); echo ok'")
+	mustContain(t, "stdout", r.Stdout, "ok\n")
+}

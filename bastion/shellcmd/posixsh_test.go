@@ -1,0 +1,42 @@
+package shellcmd
+
+import (
+	"slices"
+	"testing"
+)
+
+// dash, Debian's /bin/sh, has no arithmetic command, no &> and no ANSI-C
+// strings: what it runs there is judged too.
+func TestAnalyzePosixShReading(t *testing.T) {
+	rm := []string{"rm", "-rf", "/srv"}
+	for _, src := range []string{
+		"sh -c '((rm -rf /srv))'",
+		"dash -c 'echo x &>/dev/null rm -rf /srv'",
+		"sh -c \"echo \\$'\\\\'; rm -rf /srv; echo \\\\'\n'\"",
+		"su -c 'echo x &>>/tmp/log rm -rf /srv'",
+		"((rm -rf /srv))",
+		"echo x &>/dev/null rm -rf /srv",
+	} {
+		a, err := Analyze(src)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if !slices.ContainsFunc(a.Commands, func(c Command) bool { return slices.Equal(c.Argv, rm) }) {
+			t.Errorf("%q: rm not found as dash reads it:%s", src, dump(a))
+		}
+	}
+	// Text that only a backslash keeps open in bash runs at once in dash.
+	if _, err := Analyze("echo $'\\'; rm -rf /srv #"); err == nil {
+		t.Error("unfinished in bash, complete in dash: want an error")
+	}
+	// bash -c strings are bash's: no second reading.
+	a, err := Analyze("bash -c '(( $n > 1 )) && echo x &>/dev/null'")
+	if err != nil || len(a.Unknowable) != 0 {
+		t.Errorf("bash -c: %v%s", err, dump(a))
+	}
+	// A string for sh that dash cannot read as bash does is unknowable.
+	a, err = Analyze("sh -c 'echo $'\\''it\\'\\''s'\\'")
+	if err != nil || len(a.Unknowable) == 0 {
+		t.Errorf("sh -c with a quote in an ANSI-C string: %v%s", err, dump(a))
+	}
+}
