@@ -45,3 +45,36 @@ func TestBlockedExecAsDashReadsIt(t *testing.T) {
 	r := e.ssh("", "root@web1", "dash -c 'echo x &>/dev/null; ((i=1)); echo ok'")
 	mustContain(t, "stdout", r.Stdout, "ok\n")
 }
+
+// zsh and fish read some command words as bash does not: zsh's `=rm` is
+// rm's path, `noglob`, `nocorrect` and `-` are precommand modifiers and
+// `repeat N` a loop; fish's `and`, `or` and `not` run the command after
+// them. bash reads each as a command of that name.
+func TestBlockedExecZshFishWords(t *testing.T) {
+	for _, sh := range []string{"zsh", "fish"} {
+		if _, err := exec.LookPath(sh); err != nil {
+			t.Skip(sh + " not installed")
+		}
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, cmd := range []string{
+		"zsh -c '=rm -rf " + victim + "'",
+		"zsh -c 'noglob rm -rf " + victim + "'",
+		"zsh -c 'nocorrect rm -rf " + victim + "'",
+		"zsh -c 'true; - rm -rf " + victim + "'",
+		"zsh -c 'repeat 1 rm -rf " + victim + "'",
+		"fish -c 'true; and rm -rf " + victim + "'",
+		"fish -c 'false; or rm -rf " + victim + "'",
+		"fish -c 'not rm -rf " + victim + "'",
+	} {
+		t.Run(cmd, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			r := e.ssh("", "root@web1", cmd)
+			if !exists(victim) {
+				t.Fatalf("the blocked command ran: %s", r)
+			}
+			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+		})
+	}
+}

@@ -109,6 +109,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 	if spec, ok := wrapperSpecs[name]; ok {
 		return a.genericWrapper(name, spec, args, st)
 	}
+	if len(name) > 1 && name[0] == '=' {
+		// zsh expands =rm to rm's path (EQUALS, on by default).
+		return append([]word{{s: name[1:], lit: true}}, args...), "=", true
+	}
 	switch name {
 	case "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash", "yash", "posh", "ksh93", "pdksh", "oksh", "lksh":
 		a.shell(name, args, st)
@@ -213,6 +217,16 @@ var wrapperSpecs = map[string]optSpec{
 	"eatmydata":    {},
 	"nocache":      {},
 	"caffeinate":   {},
+	// zsh's precommand modifiers and its repeat loop, and fish's and, or
+	// and not: elsewhere no such command exists, so judging the command
+	// after them costs nothing.
+	"noglob":    {},
+	"nocorrect": {},
+	"-":         {},
+	"repeat":    {positional: 1},
+	"and":       {},
+	"or":        {},
+	"not":       {},
 }
 
 // interpreters are the programs whose bare form reads a program from stdin.
