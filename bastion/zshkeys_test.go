@@ -1,0 +1,39 @@
+package bastion_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// zsh's line editor runs the line on more keys than bash's readline:
+// Alt-a (accept-and-hold) runs it and keeps it in the buffer, Alt-x runs
+// a widget named in the minibuffer and Alt-z the last one named again.
+func TestGuardrailsZshKeys(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("zsh not installed")
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	p := e.shell(t)
+	p.Send("cd " + dir + "\r")
+	p.Expect("P> ", 20*time.Second)
+	p.Type("exec env -u VISUAL -u EDITOR zsh -f\r", keyGap)
+	p.Expect("vm# ", 20*time.Second)
+	time.Sleep(time.Second)
+	p.Type("PS1='P''> '\r", keyGap)
+	p.Expect("P> ", 20*time.Second)
+	for _, keys := range []string{"rm -rf victim\x1ba", "rm -rf victim\x1bA", "true\x1bxaccept-and-hold\r\x15rm -rf victim\x1bz"} {
+		os.MkdirAll(victim, 0o755)
+		p.Type(keys, keyGap)
+		time.Sleep(2 * time.Second)
+		p.Send("\x15\x03")
+		time.Sleep(500 * time.Millisecond)
+		if !exists(victim) {
+			t.Fatalf("keys %q ran a blocked command in zsh:\n%s", keys, p.Output())
+		}
+	}
+}
