@@ -26,6 +26,13 @@ func TestGuardrailsZshKeys(t *testing.T) {
 	time.Sleep(time.Second)
 	p.Type("PS1='P''> '\r", keyGap)
 	p.Expect("P> ", 20*time.Second)
+	// zsh's r (ksh's too) re-runs the last command, with a substitution.
+	os.MkdirAll(victim, 0o755)
+	ran(t, p, "echo -rf victim\r", "P> ")
+	stopped(t, p, "r echo=rm\r")
+	if !exists(victim) {
+		t.Fatalf("r ran a blocked command in zsh:\n%s", p.Output())
+	}
 	for _, keys := range []string{"rm -rf victim\x1ba", "rm -rf victim\x1bA", "true\x1bxaccept-and-hold\r\x15rm -rf victim\x1bz"} {
 		os.MkdirAll(victim, 0o755)
 		p.Type(keys, keyGap)

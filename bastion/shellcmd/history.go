@@ -137,6 +137,10 @@ func isHistWordDelim(b byte) bool {
 func historyOrEditing(name string, args []word) string {
 	lit := func(w word) bool { return w.lit }
 	switch name {
+	case "r", "hist":
+		// zsh's and ksh's r (fc -e -) re-runs the last command, with
+		// r old=new substituted; ksh93's hist is its fc.
+		return ReasonHistory
 	case "fc":
 		// fc -l lists; anything else re-runs or edits history entries.
 		for _, w := range args {
