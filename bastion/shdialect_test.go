@@ -67,6 +67,8 @@ func TestBlockedExecZshFishWords(t *testing.T) {
 		"fish -c 'true; and rm -rf " + victim + "'",
 		"fish -c 'false; or rm -rf " + victim + "'",
 		"fish -c 'not rm -rf " + victim + "'",
+		// fish's alias takes the name and the value as two words.
+		"fish -c 'alias x \"rm -rf " + victim + "\"; x'",
 	} {
 		t.Run(cmd, func(t *testing.T) {
 			os.MkdirAll(victim, 0o755)

@@ -184,7 +184,7 @@ var bashLike = map[string]bool{"bash": true, "rbash": true, "zsh": true, "ksh": 
 // enclosing shell runs itself (eval, alias, trap, prompt variables).
 func sameShell(label string) bool {
 	switch label {
-	case "eval", "alias", "trap", "complete", "bind", "fc":
+	case "eval", "alias", "abbr", "trap", "complete", "bind", "fc":
 		return true
 	}
 	for _, c := range label {

@@ -124,6 +124,8 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		a.source(name, args, st)
 	case "alias":
 		a.alias(args, st)
+	case "abbr":
+		a.abbr(args, st)
 	case "trap":
 		a.trap(args, st)
 	case "env":
@@ -688,6 +690,21 @@ func (a *analyzer) source(name string, args []word, st *peelState) {
 
 // alias NAME=VALUE defines VALUE as code that runs when NAME is typed.
 func (a *analyzer) alias(args []word, st *peelState) {
+	// fish's alias takes the name and the value as two words (alias x
+	// 'rm -rf /srv'); bash would only complain that neither is an alias.
+	var ops []word
+	for _, w := range args {
+		if !w.lit || !strings.HasPrefix(w.s, "-") {
+			ops = append(ops, w)
+		}
+	}
+	if len(ops) == 2 && ops[0].lit && !strings.Contains(ops[0].s, "=") {
+		if !ops[1].lit {
+			a.unknowable(st.text, ReasonAlias)
+		} else {
+			a.nestedScope(ops[1].s, scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
+		}
+	}
 	for _, w := range args {
 		if w.lit && (w.s == "-p" || w.s == "--") {
 			continue
@@ -703,6 +720,37 @@ func (a *analyzer) alias(args []word, st *peelState) {
 		// Words typed after the alias name are appended to its value.
 		a.nestedScope(w.s[eq+1:], scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
 	}
+}
+
+// abbr is fish's abbreviation: abbr -a NAME EXPANSION... makes NAME,
+// typed as a word and followed by Enter or a blank, become the expansion,
+// which the line then runs. With --function the expansion is the output
+// of a function.
+func (a *analyzer) abbr(args []word, st *peelState) {
+	var ops []word
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if !w.lit {
+			a.unknowable(st.text, ReasonAlias)
+			return
+		}
+		switch {
+		case w.s == "-f" || w.s == "--function" || strings.HasPrefix(w.s, "--function="):
+			a.unknowable(st.text, ReasonAlias)
+			return
+		case w.s == "-e" || w.s == "--erase" || w.s == "-l" || w.s == "--list" || w.s == "-s" || w.s == "--show" || w.s == "-q" || w.s == "--query":
+			return
+		case w.s == "--position" || w.s == "-p" || w.s == "--regex" || w.s == "-r":
+			i++ // the option's value
+		case strings.HasPrefix(w.s, "-"):
+		default:
+			ops = append(ops, w)
+		}
+	}
+	if len(ops) < 2 {
+		return
+	}
+	a.nestedScope(joinWords(ops[1:]), scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "abbr"), appended: true}, false, st.text)
 }
 
 // trap ACTION SIGNAL...: ACTION is code run when the signal arrives.

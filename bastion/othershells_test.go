@@ -44,3 +44,29 @@ func TestGuardrailsZshKeys(t *testing.T) {
 		}
 	}
 }
+
+// fish's abbreviations become their expansion when Enter is pressed after
+// the name: the expansion is code, judged where it is defined.
+func TestGuardrailsFishAbbr(t *testing.T) {
+	if _, err := exec.LookPath("fish"); err != nil {
+		t.Skip("fish not installed")
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	os.MkdirAll(victim, 0o755)
+	p := e.shell(t)
+	p.Send("cd " + dir + "\r")
+	p.Expect("P> ", 20*time.Second)
+	p.Type("exec fish --no-config\r", keyGap)
+	p.Expect("# ", 20*time.Second)
+	time.Sleep(time.Second)
+	p.Type("abbr -a xq rm -rf victim\r", keyGap)
+	p.Expect(seenBlocked, 20*time.Second)
+	time.Sleep(time.Second)
+	p.Type("xq\r", keyGap)
+	time.Sleep(2 * time.Second)
+	if !exists(victim) {
+		t.Fatalf("an abbreviation ran a blocked command in fish:\n%s", p.Output())
+	}
+}
