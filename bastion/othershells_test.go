@@ -62,7 +62,10 @@ func TestGuardrailsFishAbbr(t *testing.T) {
 	p.Expect("# ", 20*time.Second)
 	time.Sleep(time.Second)
 	p.Type("abbr -a xq rm -rf victim\r", keyGap)
-	p.Expect(seenBlocked, 20*time.Second)
+	if _, k := p.ExpectAny(20*time.Second, seenBlocked, seenHeld); k == 1 {
+		p.Send("\x03")
+		p.Expect("cancelled", 20*time.Second)
+	}
 	time.Sleep(time.Second)
 	p.Type("xq\r", keyGap)
 	time.Sleep(2 * time.Second)
