@@ -80,3 +80,21 @@ func TestBlockedExecZshFishWords(t *testing.T) {
 		})
 	}
 }
+
+// zsh's $=x splits x's value into words, and $~x, $^x, $+x are parameter
+// expansions too: bash reads each as a literal $ and text.
+func TestRefusedExecZshParamFlags(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("zsh not installed")
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.MkdirAll(victim, 0o755)
+	r := e.ssh("", "root@web1", "zsh -c 'x=\"rm -rf "+victim+"\"; $=x'")
+	if !exists(victim) {
+		t.Fatalf("zsh's $=x ran a blocked command: %s", r)
+	}
+	if r.Code == 0 {
+		t.Fatalf("not refused: %s", r)
+	}
+}
