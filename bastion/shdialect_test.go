@@ -98,3 +98,24 @@ func TestRefusedExecZshParamFlags(t *testing.T) {
 		t.Fatalf("not refused: %s", r)
 	}
 }
+
+// zsh runs code in a glob qualifier (*(e:code:), *(+function)); bash with
+// extglob reads *(...) as a pattern.
+func TestRefusedExecZshGlobQualifier(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("zsh not installed")
+	}
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, cmd := range []string{
+		"zsh -c 'echo /b*(e:\"rm -rf " + victim + "\":)'",
+		"zsh -c 'echo /b*(.e{rm -rf " + victim + "})'",
+	} {
+		os.MkdirAll(victim, 0o755)
+		r := e.ssh("", "root@web1", cmd)
+		if !exists(victim) {
+			t.Fatalf("%s: a glob qualifier ran a blocked command: %s", cmd, r)
+		}
+		mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+	}
+}

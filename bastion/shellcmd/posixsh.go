@@ -349,3 +349,80 @@ func eachNode(stmts []*syntax.Stmt, f func(syntax.Node)) {
 		}
 	}
 }
+
+// zshQualifierCode returns the code that zsh runs for a glob qualifier
+// list (the text inside *(...)): the string of each e qualifier, written
+// e:code: with any delimiter (or a bracket pair: e{code}), and the name
+// after each + (*(+name) runs name for every file). It reads every e
+// followed by a delimiter as a qualifier, since which letters take
+// arguments would need zsh's whole qualifier grammar: for a bash pattern
+// (*(one|two)) that judges text that no shell runs, which costs nothing.
+func zshQualifierCode(pat string) []string {
+	pat = unquote(pat) // zsh removes the word's quotes first
+	var out []string
+	for i := 0; i+1 < len(pat); i++ {
+		switch pat[i] {
+		case 'e':
+			d := pat[i+1]
+			if isWordChar(d) || d == ' ' || d == '\t' {
+				continue
+			}
+			end := map[byte]byte{'(': ')', '[': ']', '{': '}', '<': '>'}[d]
+			if end == 0 {
+				end = d
+			}
+			if j := strings.IndexByte(pat[i+2:], end); j >= 0 {
+				out = append(out, pat[i+2:i+2+j])
+				i += 2 + j
+			}
+		case '+':
+			j := i + 1
+			for j < len(pat) && isWordChar(pat[j]) {
+				j++
+			}
+			if j > i+1 {
+				out = append(out, pat[i+1:j])
+				i = j - 1
+			}
+		}
+	}
+	return out
+}
+
+func isWordChar(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// unquote removes shell quoting from s: single quotes keep what they
+// hold, double quotes what they hold less the backslashes before $, `,
+// ", \ and newline, and an unquoted backslash escapes the next byte.
+func unquote(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				b.WriteString(s[i+1:])
+				return b.String()
+			}
+			b.WriteString(s[i+1 : i+1+j])
+			i += 1 + j
+		case '"':
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("$`\"\\\n", s[i+1]) >= 0 {
+					i++
+				}
+				b.WriteByte(s[i])
+			}
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

@@ -40,3 +40,23 @@ func TestAnalyzePosixShReading(t *testing.T) {
 		t.Errorf("sh -c with a quote in an ANSI-C string: %v%s", err, dump(a))
 	}
 }
+
+// zsh runs a glob qualifier's e string and + name for every file.
+func TestAnalyzeZshGlobQualifier(t *testing.T) {
+	for _, src := range []string{
+		`echo /b*(e:'rm -rf /srv':)`,
+		`echo *(.e{"rm" -rf /srv})`,
+		`zsh -c 'echo *(e:"rm -rf /srv":)'`,
+	} {
+		a, err := Analyze(src)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if !slices.ContainsFunc(a.Commands, func(c Command) bool { return c.Name == "rm" }) {
+			t.Errorf("%q: the qualifier's rm not found:%s", src, dump(a))
+		}
+	}
+	if got := zshQualifierCode("+cleanup"); !slices.Equal(got, []string{"cleanup"}) {
+		t.Errorf("+cleanup: got %q", got)
+	}
+}
