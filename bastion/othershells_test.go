@@ -33,6 +33,19 @@ func TestGuardrailsZshKeys(t *testing.T) {
 	if !exists(victim) {
 		t.Fatalf("r ran a blocked command in zsh:\n%s", p.Output())
 	}
+	// zsh's bindkey is bash's bind: -s makes a key type a line.
+	os.MkdirAll(victim, 0o755)
+	p.Type("bindkey -s '^T' 'rm -rf victim\\n'\r", keyGap)
+	time.Sleep(2 * time.Second)
+	p.Send("\x03")
+	time.Sleep(500 * time.Millisecond)
+	p.Send("\x14")
+	time.Sleep(2 * time.Second)
+	p.Send("\x03")
+	time.Sleep(500 * time.Millisecond)
+	if !exists(victim) {
+		t.Fatalf("a zsh key binding ran a blocked command:\n%s", p.Output())
+	}
 	for _, keys := range []string{"rm -rf victim\x1ba", "rm -rf victim\x1bA", "true\x1bxaccept-and-hold\r\x15rm -rf victim\x1bz"} {
 		os.MkdirAll(victim, 0o755)
 		p.Type(keys, keyGap)

@@ -190,6 +190,34 @@ func historyOrEditing(name string, args []word) string {
 			}
 			return ReasonLineEditing
 		}
+	case "bindkey":
+		// zsh's bind: bindkey -s KEY STRING types STRING (a line and its
+		// Enter) on KEY, bindkey KEY WIDGET rebinds it, -v is vi mode.
+		// Listing (no operands, -l, -L) and showing one key pass.
+		ops := 0
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+			switch {
+			case w.s == "-l" || w.s == "-L" || w.s == "-lL" || w.s == "-Ll":
+			case strings.HasPrefix(w.s, "-"):
+				return ReasonLineEditing
+			default:
+				ops++
+			}
+		}
+		if ops > 1 {
+			return ReasonLineEditing
+		}
+	case "zle":
+		// zsh's widgets: zle -N defines one from a function, zle -U
+		// pushes text to be read as typed; zle -l lists them.
+		for _, w := range args {
+			if !lit(w) || w.s != "-l" && w.s != "-la" && w.s != "-lL" {
+				return ReasonLineEditing
+			}
+		}
 	case "stty":
 		for i := 0; i < len(args); i++ {
 			w := args[i]
