@@ -86,3 +86,36 @@ func TestGuardrailsFishAbbr(t *testing.T) {
 		t.Fatalf("an abbreviation ran a blocked command in fish:\n%s", p.Output())
 	}
 }
+
+// A line bash would continue (it waits for the rest) but zsh or fish runs
+// at once: zsh's { cmd } closes without a ;, fish's blocks end in end.
+func TestGuardrailsUnfinishedForBashOnly(t *testing.T) {
+	for _, sh := range []string{"zsh", "fish"} {
+		if _, err := exec.LookPath(sh); err != nil {
+			t.Skip(sh + " not installed")
+		}
+	}
+	for _, c := range []struct{ shell, prompt, keys string }{
+		{"zsh -f", "vm# ", "{ rm -rf victim }\r"},
+		{"fish --no-config", "# ", "if true; rm -rf victim; end\r"},
+		{"fish --no-config", "# ", "while true; rm -rf victim; break; end\r"},
+	} {
+		t.Run(c.shell+" "+c.keys, func(t *testing.T) {
+			e := newEnv(t, envOptions{extraYAML: controlRules})
+			dir := t.TempDir()
+			victim := filepath.Join(dir, "victim")
+			os.MkdirAll(victim, 0o755)
+			p := e.shell(t)
+			p.Send("cd " + dir + "\r")
+			p.Expect("P> ", 20*time.Second)
+			p.Type("exec "+c.shell+"\r", keyGap)
+			p.Expect(c.prompt, 20*time.Second)
+			time.Sleep(time.Second)
+			p.Type(c.keys, keyGap)
+			time.Sleep(2 * time.Second)
+			if !exists(victim) {
+				t.Fatalf("%s ran a blocked command:\n%s", c.shell, p.Output())
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package shellcmd
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 
@@ -425,4 +426,34 @@ func unquote(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// zshBrace finds a } that zsh takes for the end of a brace group where
+// bash takes it for an argument: a word on its own, after a blank.
+var zshBrace = regexp.MustCompile(`([ \t])\}([ \t\n;&|)]|$)`)
+
+// otherShellComplete reports whether text that bash finds unfinished (it
+// waits for the next line) is complete as zsh or fish reads it, which then
+// run it at once: zsh closes a brace group with a } that bash reads as an
+// argument (`{ rm -rf /srv }`), and fish ends its if and while blocks,
+// which have no then or do, with end (`if true; rm -rf /srv; end`).
+func otherShellComplete(src string) bool {
+	complete := func(t string) bool {
+		f, err := parse(t)
+		return err == nil && !trailingContinuation(t, f)
+	}
+	if z := zshBrace.ReplaceAllString(src, "$1;}$2"); z != src && complete(z) {
+		return true
+	}
+	s := strings.TrimRight(src, " \t\n;")
+	base, ok := strings.CutSuffix(s, "end")
+	if !ok || base != "" && !strings.ContainsRune(" \t\n;", rune(base[len(base)-1])) {
+		return false
+	}
+	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == ';' }) {
+		if w == "then" || w == "do" {
+			return false
+		}
+	}
+	return complete(base+" then :; fi") || complete(base+" do :; done")
 }

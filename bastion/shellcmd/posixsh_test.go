@@ -60,3 +60,19 @@ func TestAnalyzeZshGlobQualifier(t *testing.T) {
 		t.Errorf("+cleanup: got %q", got)
 	}
 }
+
+// What bash continues but zsh or fish runs at once is an error; what all
+// of them continue stays unfinished.
+func TestAnalyzeUnfinishedForBashOnly(t *testing.T) {
+	for _, src := range []string{"{ rm -rf /srv }", "f() { rm -rf /srv }", "if true; rm -rf /srv; end", "while true; rm -rf /srv; end"} {
+		if _, err := Analyze(src); err == nil {
+			t.Errorf("%q: want an error", src)
+		}
+	}
+	for _, src := range []string{"if true; then", "{", "echo \"a }", "for x in a; do echo end", "if x; then echo the end"} {
+		a, err := Analyze(src)
+		if err != nil || !a.Incomplete {
+			t.Errorf("%q: want unfinished, got %v", src, err)
+		}
+	}
+}

@@ -179,6 +179,9 @@ func analyze(src string) (_ *Analysis, err error) {
 				// dash runs the line now, where bash waits for more.
 				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as a POSIX sh such as dash reads it", ErrSyntax)
 			}
+			if otherShellComplete(src) {
+				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as zsh or fish reads it", ErrSyntax)
+			}
 			if viewComplete(views) {
 				// A double-byte reader runs the line now, where a UTF-8
 				// one waits for more: neither reading can stand.
