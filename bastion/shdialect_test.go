@@ -67,6 +67,8 @@ func TestBlockedExecZshFishWords(t *testing.T) {
 		"fish -c 'true; and rm -rf " + victim + "'",
 		"fish -c 'false; or rm -rf " + victim + "'",
 		"fish -c 'not rm -rf " + victim + "'",
+		// fish's single quotes take \' as a quote.
+		"fish -c \"echo 'a\\\\''; rm -rf " + victim + "; echo '\\\\'' #'\"",
 		// fish's alias takes the name and the value as two words.
 		"fish -c 'alias x \"rm -rf " + victim + "\"; x'",
 	} {

@@ -457,3 +457,58 @@ func otherShellComplete(src string) bool {
 	}
 	return complete(base+" then :; fi") || complete(base+" do :; done")
 }
+
+// fishReading returns src with fish's single-quoted strings written as
+// bash reads them, and whether that differs: inside single quotes fish
+// takes \' for a quote and \\ for a backslash, so that 'a\” is a'
+// there, where bash ends the string at the second quote
+// (`echo 'a\”; rm -rf /srv; echo '\” #'` is one echo to bash).
+func fishReading(src string) (string, bool) {
+	if !strings.Contains(src, "\\'") && !strings.Contains(src, "\\\\") {
+		return "", false
+	}
+	var b strings.Builder
+	changed := false
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch c {
+		case '\\':
+			b.WriteByte(c)
+			if i+1 < len(src) {
+				i++
+				b.WriteByte(src[i])
+			}
+		case '"':
+			b.WriteByte(c)
+			for i++; i < len(src) && src[i] != '"'; i++ {
+				if src[i] == '\\' && i+1 < len(src) {
+					b.WriteByte(src[i])
+					i++
+				}
+				b.WriteByte(src[i])
+			}
+			if i < len(src) {
+				b.WriteByte('"')
+			}
+		case '\'':
+			b.WriteByte('\'')
+			for i++; i < len(src) && src[i] != '\''; i++ {
+				if src[i] == '\\' && i+1 < len(src) && (src[i+1] == '\'' || src[i+1] == '\\') {
+					i++
+					changed = true
+					if src[i] == '\'' {
+						b.WriteString(`'\''`)
+						continue
+					}
+				}
+				b.WriteByte(src[i])
+			}
+			if i < len(src) {
+				b.WriteByte('\'')
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), changed
+}

@@ -518,6 +518,10 @@ func (a *analyzer) fish(args []word, st *peelState) {
 	cmds := r.values("c", "C", "command", "init-command")
 	for _, v := range cmds {
 		a.shellString(v, "fish -c", st)
+		if f, ok := fishReading(v.s); v.lit && ok {
+			// fish's single quotes take \' and \\ as escapes.
+			a.shellString(word{s: f, lit: true}, "fish -c", st)
+		}
 	}
 	if len(cmds) == 0 && r.next >= len(args) {
 		a.stdinScript("fish", st, ReasonPipeShell, false)
