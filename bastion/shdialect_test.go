@@ -64,6 +64,7 @@ func TestBlockedExecZshFishWords(t *testing.T) {
 		"zsh -c 'nocorrect rm -rf " + victim + "'",
 		"zsh -c 'true; - rm -rf " + victim + "'",
 		"zsh -c 'repeat 1 rm -rf " + victim + "'",
+		"zsh -c 'repeat 1 { rm -rf " + victim + " }'",
 		"fish -c 'true; and rm -rf " + victim + "'",
 		"fish -c 'false; or rm -rf " + victim + "'",
 		"fish -c 'not rm -rf " + victim + "'",

@@ -1,7 +1,6 @@
 package shellcmd
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 
@@ -428,21 +427,22 @@ func unquote(s string) string {
 	return b.String()
 }
 
-// zshBrace finds a } that zsh takes for the end of a brace group where
-// bash takes it for an argument: a word on its own, after a blank.
-var zshBrace = regexp.MustCompile(`([ \t])\}([ \t\n;&|)]|$)`)
-
 // otherShellComplete reports whether text that bash finds unfinished (it
-// waits for the next line) is complete as zsh or fish reads it, which then
-// run it at once: zsh closes a brace group with a } that bash reads as an
-// argument (`{ rm -rf /srv }`), and fish ends its if and while blocks,
-// which have no then or do, with end (`if true; rm -rf /srv; end`).
-func otherShellComplete(src string) bool {
+// waits for the next line; err is its parse error) is complete as zsh or
+// fish reads it, which then run it at once: zsh closes a brace group with
+// a } that bash reads as an argument (`{ rm -rf /srv }`, and the short
+// forms `if true { rm -rf /srv }`, `f() { rm -rf /srv }`), and fish ends
+// its if and while blocks, which have no then or do, with end (`if true;
+// rm -rf /srv; end`).
+func otherShellComplete(src string, err error) bool {
 	complete := func(t string) bool {
 		f, err := parse(t)
 		return err == nil && !trailingContinuation(t, f)
 	}
-	if z := zshBrace.ReplaceAllString(src, "$1;}$2"); z != src && complete(z) {
+	if msg := err.Error(); strings.Contains(msg, "quote") || strings.Contains(msg, "here-document") {
+		return false
+	}
+	if z := strings.TrimRight(src, " \t\n;"); strings.HasSuffix(z, " }") || strings.HasSuffix(z, "\t}") {
 		return true
 	}
 	s := strings.TrimRight(src, " \t\n;")

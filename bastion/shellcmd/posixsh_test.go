@@ -16,6 +16,7 @@ func TestAnalyzePosixShReading(t *testing.T) {
 		"su -c 'echo x &>>/tmp/log rm -rf /srv'",
 		"((rm -rf /srv))",
 		"echo x &>/dev/null rm -rf /srv",
+		"zsh -c 'repeat 2 { rm -rf /srv }'",
 	} {
 		a, err := Analyze(src)
 		if err != nil {
@@ -64,12 +65,12 @@ func TestAnalyzeZshGlobQualifier(t *testing.T) {
 // What bash continues but zsh or fish runs at once is an error; what all
 // of them continue stays unfinished.
 func TestAnalyzeUnfinishedForBashOnly(t *testing.T) {
-	for _, src := range []string{"{ rm -rf /srv }", "f() { rm -rf /srv }", "if true; rm -rf /srv; end", "while true; rm -rf /srv; end"} {
+	for _, src := range []string{"{ rm -rf /srv }", "f() { rm -rf /srv }", "if true { rm -rf /srv }", "while true { rm -rf /srv; break }", "if true; rm -rf /srv; end", "while true; rm -rf /srv; end"} {
 		if _, err := Analyze(src); err == nil {
 			t.Errorf("%q: want an error", src)
 		}
 	}
-	for _, src := range []string{"if true; then", "{", "echo \"a }", "for x in a; do echo end", "if x; then echo the end"} {
+	for _, src := range []string{"if true; then", "{", "echo \"a }", "awk '{ print }", "for x in a; do echo end", "if x; then echo the end", "f() {\necho hi"} {
 		a, err := Analyze(src)
 		if err != nil || !a.Incomplete {
 			t.Errorf("%q: want unfinished, got %v", src, err)

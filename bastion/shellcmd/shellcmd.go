@@ -179,7 +179,7 @@ func analyze(src string) (_ *Analysis, err error) {
 				// dash runs the line now, where bash waits for more.
 				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as a POSIX sh such as dash reads it", ErrSyntax)
 			}
-			if otherShellComplete(src) {
+			if otherShellComplete(src, err) {
 				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as zsh or fish reads it", ErrSyntax)
 			}
 			if viewComplete(views) {

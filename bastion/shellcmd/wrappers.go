@@ -89,6 +89,13 @@ func (a *analyzer) peel(words []word, st peelState) {
 		if !follow {
 			return
 		}
+		if name == "repeat" && len(inner) > 0 && inner[0].lit && inner[0].s == "{" {
+			// zsh's repeat 3 { cmd }: bash reads the braces as words.
+			inner = inner[1:]
+			if n := len(inner); n > 0 && inner[n-1].lit && inner[n-1].s == "}" {
+				inner = inner[:n-1]
+			}
+		}
 		if len(inner) == 0 {
 			if st.xargs {
 				// `xargs env`: the command comes from the input.
