@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -120,5 +121,31 @@ func TestRefusedExecZshGlobQualifier(t *testing.T) {
 			t.Fatalf("%s: a glob qualifier ran a blocked command: %s", cmd, r)
 		}
 		mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+	}
+}
+
+// Programs that run their operands as a command, as sudo and nice do.
+func TestBlockedExecMoreWrappers(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, cmd := range []string{
+		"setarch x86_64 -R rm -rf " + victim,
+		"linux64 rm -rf " + victim,
+		"prlimit --nofile=100 rm -rf " + victim,
+		"setpriv --reuid 0 rm -rf " + victim,
+		"ssh-agent rm -rf " + victim,
+	} {
+		t.Run(cmd, func(t *testing.T) {
+			name, _, _ := strings.Cut(cmd, " ")
+			if _, err := exec.LookPath(name); err != nil {
+				t.Skip(name + " not installed")
+			}
+			os.MkdirAll(victim, 0o755)
+			r := e.ssh("", "root@web1", cmd)
+			if !exists(victim) {
+				t.Fatalf("the blocked command ran: %s", r)
+			}
+			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+		})
 	}
 }

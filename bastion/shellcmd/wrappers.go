@@ -89,6 +89,17 @@ func (a *analyzer) peel(words []word, st peelState) {
 		if !follow {
 			return
 		}
+		if name == "setarch" {
+			// setarch ARCH [flags] command: its flags come after the
+			// architecture and take no values.
+			for len(inner) > 0 && inner[0].lit && strings.HasPrefix(inner[0].s, "-") {
+				dd := inner[0].s == "--"
+				inner = inner[1:]
+				if dd {
+					break
+				}
+			}
+		}
 		if name == "repeat" && len(inner) > 0 && inner[0].lit && inner[0].s == "{" {
 			// zsh's repeat 3 { cmd }: bash reads the braces as words.
 			inner = inner[1:]
@@ -226,6 +237,26 @@ var wrapperSpecs = map[string]optSpec{
 	"eatmydata":    {},
 	"nocache":      {},
 	"caffeinate":   {},
+	// More programs that run their operands as a command.
+	"setarch":          {positional: 1},
+	"linux32":          {},
+	"linux64":          {},
+	"i386":             {},
+	"x86_64":           {},
+	"prlimit":          {valued: "po", long: set("pid", "output")},
+	"setpriv":          {long: set("reuid", "regid", "ruid", "euid", "rgid", "egid", "groups", "inh-caps", "ambient-caps", "bounding-set", "securebits", "pdeathsig", "selinux-label", "apparmor-profile", "landlock-access", "landlock-rule", "ptracer")},
+	"ssh-agent":        {valued: "aEOPt"},
+	"numactl":          {valued: "imCNpPw", long: set("interleave", "membind", "cpunodebind", "physcpubind", "preferred", "preferred-many", "weighted-interleave", "offset", "length", "shmmode", "shmid", "shm", "file")},
+	"dbus-run-session": {long: set("config-file", "dbus-daemon")},
+	"xvfb-run":         {valued: "efnps", long: set("error-file", "server-num", "xauth-protocol", "server-args", "auth-file")},
+	"cgexec":           {valued: "g"},
+	"faketime":         {positional: 1},
+	"tini":             {valued: "ep"},
+	"dumb-init":        {valued: "r", long: set("rewrite")},
+	"chronic":          {},
+	"ifne":             {},
+	"sshpass":          {valued: "pfdP"},
+	"run-one":          {},
 	// zsh's precommand modifiers and its repeat loop, and fish's and, or
 	// and not: elsewhere no such command exists, so judging the command
 	// after them costs nothing.
