@@ -77,3 +77,24 @@ func TestAnalyzeUnfinishedForBashOnly(t *testing.T) {
 		}
 	}
 }
+
+// at and batch run the commands they read from stdin.
+func TestAnalyzeAtJob(t *testing.T) {
+	for _, src := range []string{"at now <<< 'rm -rf /srv'", "batch <<EOF\nrm -rf /srv\nEOF"} {
+		a, err := Analyze(src)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if !slices.ContainsFunc(a.Commands, func(c Command) bool { return c.Name == "rm" }) {
+			t.Errorf("%q: the job's rm not found:%s", src, dump(a))
+		}
+	}
+	a, _ := Analyze("echo 'rm -rf /srv' | at now")
+	if len(a.Unknowable) == 0 {
+		t.Errorf("a job piped into at: want unknowable:%s", dump(a))
+	}
+	a, _ = Analyze("at -l")
+	if len(a.Unknowable) != 0 || a.StdinShell {
+		t.Errorf("at -l:%s", dump(a))
+	}
+}

@@ -194,6 +194,17 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		for _, v := range r.values("c", "command") {
 			a.shellString(v, "script -c", st)
 		}
+	case "at", "batch":
+		// at and batch read the commands of a job from stdin (or -f
+		// FILE, like bash FILE) and run them with sh later.
+		r := scanPermute(args, optSpec{valued: "qft"})
+		a.checkBad(r, st)
+		for _, c := range []byte("ldrcf") {
+			if r.hasFlag(c) {
+				return nil, "", false
+			}
+		}
+		a.stdinScript(name, st, ReasonPipeShell, true)
 	default:
 		if interpreters[name] || isVersionedPython(name) {
 			a.interpreter(name, args, st)
