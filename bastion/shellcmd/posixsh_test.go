@@ -98,3 +98,16 @@ func TestAnalyzeAtJob(t *testing.T) {
 		t.Errorf("at -l:%s", dump(a))
 	}
 }
+
+// ip netns exec runs its operands in a network namespace.
+func TestAnalyzeIPNetnsExec(t *testing.T) {
+	for _, src := range []string{"ip netns exec blue rm -rf /srv", "ip -all netns exec rm -rf /srv"} {
+		a, err := Analyze(src)
+		if err != nil {
+			t.Fatalf("%q: %v", src, err)
+		}
+		if !slices.ContainsFunc(a.Commands, func(c Command) bool { return c.Name == "rm" }) {
+			t.Errorf("%q: rm not found:%s", src, dump(a))
+		}
+	}
+}

@@ -194,6 +194,28 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		for _, v := range r.values("c", "command") {
 			a.shellString(v, "script -c", st)
 		}
+	case "ip":
+		// ip [options] netns exec NAME command...
+		// (with -all, no NAME: every namespace runs it).
+		all := false
+		for i := 0; i+2 < len(args); i++ {
+			if args[i].lit && (args[i].s == "-all" || args[i].s == "-a" || args[i].s == "--all") {
+				all = true
+			}
+			if args[i].lit && args[i].s == "netns" && args[i+1].lit && args[i+1].s == "exec" {
+				if all {
+					return args[i+2:], "ip netns exec", true
+				}
+				if !args[i+2].lit {
+					a.unknowable(st.text, ReasonWrapperArg)
+					return nil, "", false
+				}
+				return args[i+3:], "ip netns exec", true
+			}
+			if !args[i].lit || !strings.HasPrefix(args[i].s, "-") && args[i].s != "netns" {
+				break
+			}
+		}
 	case "at", "batch":
 		// at and batch read the commands of a job from stdin (or -f
 		// FILE, like bash FILE) and run them with sh later.
