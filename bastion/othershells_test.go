@@ -2,9 +2,10 @@ package bastion_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 	"time"
 )
 
@@ -12,9 +13,7 @@ import (
 // Alt-a (accept-and-hold) runs it and keeps it in the buffer, Alt-x runs
 // a widget named in the minibuffer and Alt-z the last one named again.
 func TestGuardrailsZshKeys(t *testing.T) {
-	if _, err := exec.LookPath("zsh"); err != nil {
-		t.Skip("zsh not installed")
-	}
+	testenv.Require(t, "zsh")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
@@ -61,9 +60,7 @@ func TestGuardrailsZshKeys(t *testing.T) {
 // fish's abbreviations become their expansion when Enter is pressed after
 // the name: the expansion is code, judged where it is defined.
 func TestGuardrailsFishAbbr(t *testing.T) {
-	if _, err := exec.LookPath("fish"); err != nil {
-		t.Skip("fish not installed")
-	}
+	testenv.Require(t, "fish")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	dir := t.TempDir()
 	victim := filepath.Join(dir, "victim")
@@ -90,11 +87,8 @@ func TestGuardrailsFishAbbr(t *testing.T) {
 // A line bash would continue (it waits for the rest) but zsh or fish runs
 // at once: zsh's { cmd } closes without a ;, fish's blocks end in end.
 func TestGuardrailsUnfinishedForBashOnly(t *testing.T) {
-	for _, sh := range []string{"zsh", "fish"} {
-		if _, err := exec.LookPath(sh); err != nil {
-			t.Skip(sh + " not installed")
-		}
-	}
+	testenv.Require(t, "zsh")
+	testenv.Require(t, "fish")
 	for _, c := range []struct{ shell, prompt, keys string }{
 		{"zsh -f", "vm# ", "{ rm -rf victim }\r"},
 		{"fish --no-config", "# ", "if true; rm -rf victim; end\r"},

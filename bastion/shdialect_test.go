@@ -2,10 +2,11 @@ package bastion_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // Debian's /bin/sh is dash, which reads some text differently from bash:
@@ -14,9 +15,7 @@ import (
 // is a `$` then a single-quoted string, which a backslash does not end).
 // A string run by sh must be judged as sh reads it, not only as bash does.
 func TestBlockedExecAsDashReadsIt(t *testing.T) {
-	if _, err := exec.LookPath("dash"); err != nil {
-		t.Skip("dash not installed")
-	}
+	testenv.Require(t, "dash")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	// Arithmetic reads the path as division: keep it to names and slashes.
 	dir, err := os.MkdirTemp("", "rtdash")
@@ -52,11 +51,8 @@ func TestBlockedExecAsDashReadsIt(t *testing.T) {
 // `repeat N` a loop; fish's `and`, `or` and `not` run the command after
 // them. bash reads each as a command of that name.
 func TestBlockedExecZshFishWords(t *testing.T) {
-	for _, sh := range []string{"zsh", "fish"} {
-		if _, err := exec.LookPath(sh); err != nil {
-			t.Skip(sh + " not installed")
-		}
-	}
+	testenv.Require(t, "zsh")
+	testenv.Require(t, "fish")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	victim := filepath.Join(t.TempDir(), "victim")
 	for _, cmd := range []string{
@@ -88,9 +84,7 @@ func TestBlockedExecZshFishWords(t *testing.T) {
 // zsh's $=x splits x's value into words, and $~x, $^x, $+x are parameter
 // expansions too: bash reads each as a literal $ and text.
 func TestRefusedExecZshParamFlags(t *testing.T) {
-	if _, err := exec.LookPath("zsh"); err != nil {
-		t.Skip("zsh not installed")
-	}
+	testenv.Require(t, "zsh")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	victim := filepath.Join(t.TempDir(), "victim")
 	os.MkdirAll(victim, 0o755)
@@ -106,9 +100,7 @@ func TestRefusedExecZshParamFlags(t *testing.T) {
 // zsh runs code in a glob qualifier (*(e:code:), *(+function)); bash with
 // extglob reads *(...) as a pattern.
 func TestRefusedExecZshGlobQualifier(t *testing.T) {
-	if _, err := exec.LookPath("zsh"); err != nil {
-		t.Skip("zsh not installed")
-	}
+	testenv.Require(t, "zsh")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	victim := filepath.Join(t.TempDir(), "victim")
 	for _, cmd := range []string{
@@ -137,9 +129,7 @@ func TestBlockedExecMoreWrappers(t *testing.T) {
 	} {
 		t.Run(cmd, func(t *testing.T) {
 			name, _, _ := strings.Cut(cmd, " ")
-			if _, err := exec.LookPath(name); err != nil {
-				t.Skip(name + " not installed")
-			}
+			testenv.Require(t, name)
 			os.MkdirAll(victim, 0o755)
 			r := e.ssh("", "root@web1", cmd)
 			if !exists(victim) {
