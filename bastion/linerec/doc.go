@@ -90,8 +90,8 @@
 //     text, not what the names mean.
 //   - Readline macros, custom key bindings (bind, .inputrc), vi mode and
 //     keys the shell binds differently change what keys do. Submit keys are
-//     CR, LF and Ctrl-O only; a binding of another key to accept-line is
-//     not seen.
+//     CR, LF and Ctrl-O, and zsh's Alt-a, Alt-x and Alt-z; a binding of
+//     another key to accept-line is not seen.
 //   - Ctrl-X Ctrl-E (edit-and-execute-command) is reported as a submit
 //     (Segment.Edit), but what the editor saves cannot be read; in vi mode
 //     `v` does the same and is not recognised. The other default emacs

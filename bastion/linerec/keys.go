@@ -247,7 +247,8 @@ func isBlank(r rune) bool { return r == ' ' || r == '\t' }
 // isSubmit reports whether bash's readline would accept the line on this key:
 // Enter (CR), Ctrl-J (LF) and Ctrl-O (operate-and-get-next). A CR or LF after
 // ESC counts too: if the shell ignores it, the line is judged early, which
-// is the safe way to be wrong.
+// is the safe way to be wrong. So do the Alt-keys with which zsh's line
+// editor runs the line (Alt-a, Alt-x, Alt-z).
 func isSubmit(k keyTok, bracketed bool) bool {
 	if k.paste && bracketed {
 		return false
@@ -259,7 +260,16 @@ func isSubmit(k keyTok, bracketed bool) bool {
 	case kCtrl:
 		return k.r == '\r' || k.r == '\n' || k.r == 0x0f
 	case kMeta:
-		return k.r == '\r' || k.r == '\n'
+		switch k.r {
+		case '\r', '\n':
+			return true
+		case 'a', 'A', 'x', 'X', 'z', 'Z':
+			// zsh's line editor: Alt-a is accept-and-hold, which runs
+			// the line and keeps it; Alt-x reads a widget's name to run
+			// (accept-and-hold, say), Alt-z runs the last one named
+			// again. bash binds none of them.
+			return true
+		}
 	}
 	return false
 }

@@ -171,6 +171,11 @@
 // Parsing uses the bash dialect of mvdan.cc/sh; zsh, fish and other shells'
 // strings are parsed as bash, and text bash would parse differently (for
 // example an alias expanding to a keyword) may be analysed differently.
+// Some differences are read for: text a POSIX sh such as dash may run is
+// also read as dash reads ((, &> and $' (posixReading); a fish -c string
+// also with fish's single quotes; zsh's and fish's command words (=rm,
+// noglob, repeat, and, or, not), zsh's $=x and glob qualifiers, and text
+// bash continues but zsh or fish runs at once.
 //
 // Inputs are bounded: at most [MaxInputBytes]; and, because the parser is
 // recursive and Go cannot survive a stack overflow, a text whose nesting

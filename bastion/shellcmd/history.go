@@ -137,6 +137,10 @@ func isHistWordDelim(b byte) bool {
 func historyOrEditing(name string, args []word) string {
 	lit := func(w word) bool { return w.lit }
 	switch name {
+	case "r", "hist":
+		// zsh's and ksh's r (fc -e -) re-runs the last command, with
+		// r old=new substituted; ksh93's hist is its fc.
+		return ReasonHistory
 	case "fc":
 		// fc -l lists; anything else re-runs or edits history entries.
 		for _, w := range args {
@@ -185,6 +189,34 @@ func historyOrEditing(name string, args []word) string {
 				continue
 			}
 			return ReasonLineEditing
+		}
+	case "bindkey":
+		// zsh's bind: bindkey -s KEY STRING types STRING (a line and its
+		// Enter) on KEY, bindkey KEY WIDGET rebinds it, -v is vi mode.
+		// Listing (no operands, -l, -L) and showing one key pass.
+		ops := 0
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+			switch {
+			case w.s == "-l" || w.s == "-L" || w.s == "-lL" || w.s == "-Ll":
+			case strings.HasPrefix(w.s, "-"):
+				return ReasonLineEditing
+			default:
+				ops++
+			}
+		}
+		if ops > 1 {
+			return ReasonLineEditing
+		}
+	case "zle":
+		// zsh's widgets: zle -N defines one from a function, zle -U
+		// pushes text to be read as typed; zle -l lists them.
+		for _, w := range args {
+			if !lit(w) || w.s != "-l" && w.s != "-la" && w.s != "-lL" {
+				return ReasonLineEditing
+			}
 		}
 	case "stty":
 		for i := 0; i < len(args); i++ {

@@ -175,6 +175,13 @@ func analyze(src string) (_ *Analysis, err error) {
 	f, err := parse(src)
 	if err != nil {
 		if isIncomplete(src, err) {
+			if posixComplete(src) {
+				// dash runs the line now, where bash waits for more.
+				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as a POSIX sh such as dash reads it", ErrSyntax)
+			}
+			if otherShellComplete(src, err) {
+				return nil, fmt.Errorf("shellcmd: %w: unfinished, but complete as zsh or fish reads it", ErrSyntax)
+			}
 			if viewComplete(views) {
 				// A double-byte reader runs the line now, where a UTF-8
 				// one waits for more: neither reading can stand.
@@ -190,8 +197,10 @@ func analyze(src string) (_ *Analysis, err error) {
 		}
 		return &Analysis{Incomplete: true}, nil
 	}
-	an := &analyzer{out: &Analysis{}, budget: (4*len(src) + 64<<10) * (1 + len(views))}
+	an := &analyzer{out: &Analysis{}, budget: (4*len(src) + 64<<10) * (2 + len(views))}
 	an.walkFile(f.Stmts, scope{src: src}, false)
+	// The login shell that runs it may be a POSIX sh such as dash.
+	an.posix(src, scope{}, false, src)
 	for _, v := range views {
 		vf, err := parse(v)
 		if err != nil || trailingContinuation(v, vf) {

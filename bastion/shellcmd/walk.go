@@ -221,6 +221,14 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			for i := len(n.Parts) - 1; i >= 0; i-- {
 				push(sp, n.Parts[i])
 			}
+		case *syntax.ExtGlob:
+			// To zsh, *(...) ending a pattern holds glob qualifiers,
+			// and *(e:code:) and *(+name) run code for every file.
+			if n.Pattern != nil {
+				for _, code := range zshQualifierCode(n.Pattern.Value) {
+					a.nestedScope(code, scope{depth: sc.depth, wrappers: appendWrapper(sc.wrappers, "zsh glob qualifier"), appended: true}, false, nodeText(sc.src, n))
+				}
+			}
 		case *syntax.ParamExp:
 			if n.Exp != nil && n.Exp.Op == syntax.OtherParamOps && n.Exp.Word != nil && strings.Contains(n.Exp.Word.Lit(), "P") {
 				// ${x@P} expands x's value as a prompt string, running
@@ -281,7 +289,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 		case *syntax.ParenTest:
 			push(sp, n.X)
 
-		case *syntax.Lit, *syntax.SglQuoted, *syntax.ExtGlob:
+		case *syntax.Lit, *syntax.SglQuoted:
 			// Nothing runs.
 		default:
 			// A construct this package does not know: it might run
@@ -489,6 +497,9 @@ func (a *analyzer) nestedScope(text string, sc scope, stdinPipe bool, reportText
 	if err != nil {
 		a.unknowable(reportText, ReasonShellSyntax)
 	}
+	// The shell that runs the string may be a POSIX sh such as dash (sh
+	// -c on Debian and Ubuntu, su -c or ssh for a user whose shell it is).
+	a.posix(text, inner, stdinPipe, reportText)
 	// The shell that runs the string may read it in a double-byte locale.
 	for _, v := range doubleByteReadings(text) {
 		if !a.spend(len(v), reportText) {

@@ -52,7 +52,7 @@ const (
 func normWord(w *syntax.Word, src string) word {
 	if len(w.Parts) == 1 {
 		// The common case: one plain literal.
-		if l, ok := w.Parts[0].(*syntax.Lit); ok && strings.IndexByte(l.Value, '\\') < 0 && strings.IndexByte(l.Value, 0) < 0 {
+		if l, ok := w.Parts[0].(*syntax.Lit); ok && strings.IndexByte(l.Value, '\\') < 0 && strings.IndexByte(l.Value, 0) < 0 && !zshParam(l.Value) {
 			return word{s: l.Value, lit: true, glob: hasGlobMeta(l.Value)}
 		}
 	}
@@ -65,12 +65,18 @@ func normWord(w *syntax.Word, src string) word {
 }
 
 func normParts(parts []syntax.WordPart, src string, qc quoteContext, b *strings.Builder, out *word) {
-	for _, part := range parts {
+	for i, part := range parts {
+		next := i + 1
 		switch p := part.(type) {
 		case *syntax.Lit:
 			v := p.Value
 			if qc == unquoted && hasGlobMeta(v) {
 				out.glob = true
+			}
+			// The parser splits "$=x" into "$" and "=x".
+			if zshParam(v) || strings.HasSuffix(v, "$") && next < len(parts) && litStartsZshParam(parts[next]) {
+				out.lit = false
+				out.param = true
 			}
 			b.WriteString(unescape(v, qc))
 		case *syntax.SglQuoted:
@@ -272,4 +278,37 @@ func heredocBody(r *syntax.Redirect, src string) (string, bool) {
 	out := word{lit: true}
 	normParts(r.Hdoc.Parts, src, inHeredoc, &b, &out)
 	return stripNUL(b.String()), out.lit
+}
+
+// zshParam reports a parameter expansion that zsh performs and bash does
+// not: $=x (x's value split into words), $~x (its value a pattern), $^x
+// and $+x, bare or braced (${=x} is a syntax error to bash). v is a
+// literal's source text, unquoted or inside double quotes, where a
+// backslash before the $ keeps it literal.
+func zshParam(v string) bool {
+	for i := strings.IndexByte(v, '$'); i >= 0 && i+2 < len(v); {
+		bs := 0
+		for j := i - 1; j >= 0 && v[j] == '\\'; j-- {
+			bs++
+		}
+		if bs%2 == 0 && strings.IndexByte("=~^+", v[i+1]) >= 0 {
+			c := v[i+2]
+			if c == '_' || c == '{' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+				return true
+			}
+		}
+		k := strings.IndexByte(v[i+1:], '$')
+		if k < 0 {
+			break
+		}
+		i += 1 + k
+	}
+	return false
+}
+
+// litStartsZshParam reports a literal that, after a "$", makes one of
+// zsh's parameter expansions (see zshParam).
+func litStartsZshParam(p syntax.WordPart) bool {
+	l, ok := p.(*syntax.Lit)
+	return ok && zshParam("$"+l.Value)
 }

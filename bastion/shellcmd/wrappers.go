@@ -89,6 +89,24 @@ func (a *analyzer) peel(words []word, st peelState) {
 		if !follow {
 			return
 		}
+		if name == "setarch" {
+			// setarch ARCH [flags] command: its flags come after the
+			// architecture and take no values.
+			for len(inner) > 0 && inner[0].lit && strings.HasPrefix(inner[0].s, "-") {
+				dd := inner[0].s == "--"
+				inner = inner[1:]
+				if dd {
+					break
+				}
+			}
+		}
+		if name == "repeat" && len(inner) > 0 && inner[0].lit && inner[0].s == "{" {
+			// zsh's repeat 3 { cmd }: bash reads the braces as words.
+			inner = inner[1:]
+			if n := len(inner); n > 0 && inner[n-1].lit && inner[n-1].s == "}" {
+				inner = inner[:n-1]
+			}
+		}
 		if len(inner) == 0 {
 			if st.xargs {
 				// `xargs env`: the command comes from the input.
@@ -109,6 +127,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 	if spec, ok := wrapperSpecs[name]; ok {
 		return a.genericWrapper(name, spec, args, st)
 	}
+	if len(name) > 1 && name[0] == '=' {
+		// zsh expands =rm to rm's path (EQUALS, on by default).
+		return append([]word{{s: name[1:], lit: true}}, args...), "=", true
+	}
 	switch name {
 	case "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash", "yash", "posh", "ksh93", "pdksh", "oksh", "lksh":
 		a.shell(name, args, st)
@@ -120,6 +142,8 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		a.source(name, args, st)
 	case "alias":
 		a.alias(args, st)
+	case "abbr":
+		a.abbr(args, st)
 	case "trap":
 		a.trap(args, st)
 	case "env":
@@ -170,6 +194,39 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		for _, v := range r.values("c", "command") {
 			a.shellString(v, "script -c", st)
 		}
+	case "ip":
+		// ip [options] netns exec NAME command...
+		// (with -all, no NAME: every namespace runs it).
+		all := false
+		for i := 0; i+2 < len(args); i++ {
+			if args[i].lit && (args[i].s == "-all" || args[i].s == "-a" || args[i].s == "--all") {
+				all = true
+			}
+			if args[i].lit && args[i].s == "netns" && args[i+1].lit && args[i+1].s == "exec" {
+				if all {
+					return args[i+2:], "ip netns exec", true
+				}
+				if !args[i+2].lit {
+					a.unknowable(st.text, ReasonWrapperArg)
+					return nil, "", false
+				}
+				return args[i+3:], "ip netns exec", true
+			}
+			if !args[i].lit || !strings.HasPrefix(args[i].s, "-") && args[i].s != "netns" {
+				break
+			}
+		}
+	case "at", "batch":
+		// at and batch read the commands of a job from stdin (or -f
+		// FILE, like bash FILE) and run them with sh later.
+		r := scanPermute(args, optSpec{valued: "qft"})
+		a.checkBad(r, st)
+		for _, c := range []byte("ldrcf") {
+			if r.hasFlag(c) {
+				return nil, "", false
+			}
+		}
+		a.stdinScript(name, st, ReasonPipeShell, true)
 	default:
 		if interpreters[name] || isVersionedPython(name) {
 			a.interpreter(name, args, st)
@@ -213,6 +270,36 @@ var wrapperSpecs = map[string]optSpec{
 	"eatmydata":    {},
 	"nocache":      {},
 	"caffeinate":   {},
+	// More programs that run their operands as a command.
+	"setarch":          {positional: 1},
+	"linux32":          {},
+	"linux64":          {},
+	"i386":             {},
+	"x86_64":           {},
+	"prlimit":          {valued: "po", long: set("pid", "output")},
+	"setpriv":          {long: set("reuid", "regid", "ruid", "euid", "rgid", "egid", "groups", "inh-caps", "ambient-caps", "bounding-set", "securebits", "pdeathsig", "selinux-label", "apparmor-profile", "landlock-access", "landlock-rule", "ptracer")},
+	"ssh-agent":        {valued: "aEOPt"},
+	"numactl":          {valued: "imCNpPw", long: set("interleave", "membind", "cpunodebind", "physcpubind", "preferred", "preferred-many", "weighted-interleave", "offset", "length", "shmmode", "shmid", "shm", "file")},
+	"dbus-run-session": {long: set("config-file", "dbus-daemon")},
+	"xvfb-run":         {valued: "efnps", long: set("error-file", "server-num", "xauth-protocol", "server-args", "auth-file")},
+	"cgexec":           {valued: "g"},
+	"faketime":         {positional: 1},
+	"tini":             {valued: "ep"},
+	"dumb-init":        {valued: "r", long: set("rewrite")},
+	"chronic":          {},
+	"ifne":             {},
+	"sshpass":          {valued: "pfdP"},
+	"run-one":          {},
+	// zsh's precommand modifiers and its repeat loop, and fish's and, or
+	// and not: elsewhere no such command exists, so judging the command
+	// after them costs nothing.
+	"noglob":    {},
+	"nocorrect": {},
+	"-":         {},
+	"repeat":    {positional: 1},
+	"and":       {},
+	"or":        {},
+	"not":       {},
 }
 
 // interpreters are the programs whose bare form reads a program from stdin.
@@ -502,6 +589,10 @@ func (a *analyzer) fish(args []word, st *peelState) {
 	cmds := r.values("c", "C", "command", "init-command")
 	for _, v := range cmds {
 		a.shellString(v, "fish -c", st)
+		if f, ok := fishReading(v.s); v.lit && ok {
+			// fish's single quotes take \' and \\ as escapes.
+			a.shellString(word{s: f, lit: true}, "fish -c", st)
+		}
 	}
 	if len(cmds) == 0 && r.next >= len(args) {
 		a.stdinScript("fish", st, ReasonPipeShell, false)
@@ -674,6 +765,21 @@ func (a *analyzer) source(name string, args []word, st *peelState) {
 
 // alias NAME=VALUE defines VALUE as code that runs when NAME is typed.
 func (a *analyzer) alias(args []word, st *peelState) {
+	// fish's alias takes the name and the value as two words (alias x
+	// 'rm -rf /srv'); bash would only complain that neither is an alias.
+	var ops []word
+	for _, w := range args {
+		if !w.lit || !strings.HasPrefix(w.s, "-") {
+			ops = append(ops, w)
+		}
+	}
+	if len(ops) == 2 && ops[0].lit && !strings.Contains(ops[0].s, "=") {
+		if !ops[1].lit {
+			a.unknowable(st.text, ReasonAlias)
+		} else {
+			a.nestedScope(ops[1].s, scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
+		}
+	}
 	for _, w := range args {
 		if w.lit && (w.s == "-p" || w.s == "--") {
 			continue
@@ -689,6 +795,37 @@ func (a *analyzer) alias(args []word, st *peelState) {
 		// Words typed after the alias name are appended to its value.
 		a.nestedScope(w.s[eq+1:], scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
 	}
+}
+
+// abbr is fish's abbreviation: abbr -a NAME EXPANSION... makes NAME,
+// typed as a word and followed by Enter or a blank, become the expansion,
+// which the line then runs. With --function the expansion is the output
+// of a function.
+func (a *analyzer) abbr(args []word, st *peelState) {
+	var ops []word
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if !w.lit {
+			a.unknowable(st.text, ReasonAlias)
+			return
+		}
+		switch {
+		case w.s == "-f" || w.s == "--function" || strings.HasPrefix(w.s, "--function="):
+			a.unknowable(st.text, ReasonAlias)
+			return
+		case w.s == "-e" || w.s == "--erase" || w.s == "-l" || w.s == "--list" || w.s == "-s" || w.s == "--show" || w.s == "-q" || w.s == "--query":
+			return
+		case w.s == "--position" || w.s == "-p" || w.s == "--regex" || w.s == "-r":
+			i++ // the option's value
+		case strings.HasPrefix(w.s, "-"):
+		default:
+			ops = append(ops, w)
+		}
+	}
+	if len(ops) < 2 {
+		return
+	}
+	a.nestedScope(joinWords(ops[1:]), scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "abbr"), appended: true}, false, st.text)
 }
 
 // trap ACTION SIGNAL...: ACTION is code run when the signal arrives.
