@@ -75,17 +75,25 @@ func TestRecordedShell(t *testing.T) {
 	p.Send("exit\r")
 	p.Wait(20 * time.Second)
 
-	r := w.run(nil, "sessions", "--json")
-	if r.Code != 0 {
-		t.Fatalf("sessions: %s", r)
-	}
+	// ssh exits on the channel's close, which comes before the bastion
+	// has committed the end of the recording: list once it is no longer
+	// live.
+	var r testenv.Result
 	var info recorder.SessionInfo
-	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-		var s recorder.SessionInfo
-		if json.Unmarshal([]byte(line), &s) == nil && s.Kind == "shell" {
-			info = s
+	testenv.WaitFor(t, 30*time.Second, "the shell session no longer live", func() bool {
+		r = w.run(nil, "sessions", "--json")
+		if r.Code != 0 {
+			t.Fatalf("sessions: %s", r)
 		}
-	}
+		info = recorder.SessionInfo{}
+		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+			var s recorder.SessionInfo
+			if json.Unmarshal([]byte(line), &s) == nil && s.Kind == "shell" {
+				info = s
+			}
+		}
+		return info.ID != "" && info.Status != recorder.StatusLive
+	})
 	if info.ID == "" || info.User != "alice" || info.Target != "web1" || info.Login != "root" || info.Status != "ended" {
 		t.Fatalf("sessions lists %+v\n%s", info, r.Stdout)
 	}
