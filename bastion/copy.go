@@ -81,6 +81,13 @@ func (a *activity) since(now time.Time) time.Duration {
 // that closes both ends on the first EOF cuts off the tail of a stream;
 // this never does.
 func relay(dst io.Writer, src io.Reader, count func(int), act *activity, now func() time.Time) (int64, error) {
+	return relayThen(dst, src, count, act, now, nil)
+}
+
+// relayThen is relay that calls ended, when set, with relay's error once
+// src is done and before dst is half-closed: what it records of the end
+// of one direction is recorded before the peer, seeing EOF, can answer.
+func relayThen(dst io.Writer, src io.Reader, count func(int), act *activity, now func() time.Time, ended func(error)) (int64, error) {
 	ab := new(adaptiveBuf)
 	defer ab.release()
 	var n int64
@@ -114,6 +121,9 @@ func relay(dst io.Writer, src io.Reader, count func(int), act *activity, now fun
 			}
 			break
 		}
+	}
+	if ended != nil {
+		ended(err)
 	}
 	if cw, ok := dst.(closeWriter); ok {
 		cw.CloseWrite()

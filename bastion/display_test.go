@@ -22,7 +22,11 @@ func TestApprovalShowsWhatRuns(t *testing.T) {
 	// A background job that, two seconds later, redraws the prompt's line.
 	ran(t, p, "(sleep 2; printf '\\r\\033[KP> touch "+shown+"') &\r", "P> ")
 	p.Send("touch " + real)
-	time.Sleep(3 * time.Second)
+	// Enter only once the redraw has come through the bastion (its escape
+	// sequence, not the echo of the command that prints it): a fixed pause
+	// could end before the job's output on a loaded machine, and the test
+	// would then pass without a redraw to be misled by.
+	p.Expect("\x1b[KP> touch "+shown, 30*time.Second)
 	p.Send("\r")
 	m := requestRE.FindStringSubmatch(p.Expect("Ctrl-C cancels", 20*time.Second))
 	if m == nil {

@@ -53,6 +53,8 @@ type envOptions struct {
 	pgListen bool
 	// sessions is added to the sessions map (", max_channels: 4").
 	sessions string
+	// now, when set, is the bastion's clock (app.Options.Now).
+	now func() time.Time
 }
 
 const configTmpl = `
@@ -127,7 +129,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	if opt.pgListen {
 		pgLn, _ = net.Listen("tcp", "127.0.0.1:0")
 	}
-	a, err := app.New(cfg, app.Options{Logger: log, SSHListener: sshLn, HTTPListener: httpLn, PostgresListener: pgLn})
+	a, err := app.New(cfg, app.Options{Logger: log, SSHListener: sshLn, HTTPListener: httpLn, PostgresListener: pgLn, Now: opt.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,7 +136,14 @@ func TestHealthAndMetrics(t *testing.T) {
 		return string(b)
 	}
 	mustContain(t, "/healthz", get("/healthz"), "ok")
-	m := get("/metrics")
+	// The client sees the channel close before the bastion has ended the
+	// session (its recording's last flush, the active gauge): scrape once
+	// it has.
+	var m string
+	testenv.WaitFor(t, 30*time.Second, "the session's end on /metrics", func() bool {
+		m = get("/metrics")
+		return strings.Contains(m, `bastion_sessions_active{kind="exec"} 0`)
+	})
 	mustContain(t, "/metrics", m,
 		`bastion_sessions_total{kind="exec"} 1`,
 		`bastion_auth_failures_total{reason="not_certificate"}`,

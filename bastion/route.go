@@ -333,20 +333,26 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		fromClient = &recordingReader{r: ch, rec: storeClient.record, ss: ss}
 		fromServer = &recordingReader{r: up, rec: storeServer.record, ss: ss}
 	}
-	done := make(chan struct{})
-	go func() {
-		_, err := relay(up, fromClient, func(n int) { in.Add(int64(n)); s.metrics.Bytes.WithLabelValues("up", t.Kind).Add(float64(n)) }, &ss.act, s.now)
-		if content {
+	// Each side's end is recorded before it is passed on (the half-close):
+	// recorded after, the other side's answer to it (an echo's FIN to the
+	// client's) could come first in the recording and its capture.
+	var endClient, endServer func(error)
+	if content {
+		endClient = func(err error) {
 			storeClient.flush()
 			rec.ConnEvent(closeEvent("client", err))
 		}
+		endServer = func(err error) {
+			storeServer.flush()
+			rec.ConnEvent(closeEvent("server", err))
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		relayThen(up, fromClient, func(n int) { in.Add(int64(n)); s.metrics.Bytes.WithLabelValues("up", t.Kind).Add(float64(n)) }, &ss.act, s.now, endClient)
 		close(done)
 	}()
-	_, err = relay(ch, fromServer, func(n int) { out.Add(int64(n)); s.metrics.Bytes.WithLabelValues("down", t.Kind).Add(float64(n)) }, &ss.act, s.now)
-	if content {
-		storeServer.flush()
-		rec.ConnEvent(closeEvent("server", err))
-	}
+	relayThen(ch, fromServer, func(n int) { out.Add(int64(n)); s.metrics.Bytes.WithLabelValues("down", t.Kind).Add(float64(n)) }, &ss.act, s.now, endServer)
 	<-done
 	ch.Close()
 	up.Close()

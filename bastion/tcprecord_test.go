@@ -4,18 +4,19 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // startCmd runs a server process for the test's lifetime.
@@ -52,15 +53,24 @@ func (e *env) tcpSession(t *testing.T, target string) string {
 	return e.endedSession(t, "tcp", target)
 }
 
-// endedSession waits for an ended session of the kind to the target and
-// returns its ID.
+// endedSession waits until the newest session of the kind to the target
+// has ended and returns its ID. The newest, not any ended one: an earlier
+// session (forwardPG's probe of its port is a postgres session of its own)
+// is ended while the one the test made may not be yet, as the client sees
+// its connection close before the bastion commits the session's end.
 func (e *env) endedSession(t *testing.T, kind, target string) string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		out := e.ssh("", "bastion", "sessions", "--json", "--kind", kind, "--target", target)
-		m := regexp.MustCompile(`"id":"([0-9A-Z]+)"[^\n]*"status":"ended"`).FindStringSubmatch(out.Stdout)
-		if m != nil {
-			return m[1]
+		var newest recorder.SessionInfo
+		for _, line := range strings.Split(out.Stdout, "\n") {
+			var s recorder.SessionInfo
+			if json.Unmarshal([]byte(line), &s) == nil && s.ID != "" && (newest.ID == "" || s.Start.After(newest.Start)) {
+				newest = s
+			}
+		}
+		if newest.Status == recorder.StatusEnded {
+			return newest.ID
 		}
 	}
 	t.Fatalf("no ended %s session to %s", kind, target)

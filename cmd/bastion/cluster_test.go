@@ -169,12 +169,20 @@ func TestReplicasSharePostgres(t *testing.T) {
 		if out, err := sshTo(aliceA, "root@web1", "echo through-replica-a"); err != nil || !strings.Contains(out, "through-replica-a") {
 			t.Fatalf("ssh through A: %v\n%s", err, out)
 		}
-		r := b.run(nil, "sessions", "--json")
+		// ssh exits on the channel's close, before A has committed the
+		// session's end: B lists it ended once A has.
+		var r testenv.Result
 		var id string
-		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-			var s recorder.SessionInfo
-			if json.Unmarshal([]byte(line), &s) == nil && strings.Contains(s.Command, "through-replica-a") && s.Status == recorder.StatusEnded {
-				id = s.ID
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			r = b.run(nil, "sessions", "--json")
+			for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+				var s recorder.SessionInfo
+				if json.Unmarshal([]byte(line), &s) == nil && strings.Contains(s.Command, "through-replica-a") && s.Status == recorder.StatusEnded {
+					id = s.ID
+				}
+			}
+			if (r.Code == 0 && id != "") || time.Now().After(deadline) {
+				break
 			}
 		}
 		if r.Code != 0 || id == "" {

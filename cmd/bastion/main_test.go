@@ -440,12 +440,12 @@ func TestLoginIntoAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Until the agent listens (the loop used to give up silently after 2 s,
+	// and the login then found no agent).
+	testenv.WaitFor(t, 20*time.Second, "ssh-agent's socket", func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	})
 	claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
 	tok, _ := w.ci.MintIDToken(claims)
 	env := []string{"SSH_AUTH_SOCK=" + sock, "CI_OIDC_TOKEN=" + tok}

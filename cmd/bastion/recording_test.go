@@ -68,24 +68,43 @@ func TestRecordedShell(t *testing.T) {
 	p.Send("printf 'price: \\342\\202'; sleep 0.3; printf '\\254 42\\n'\r")
 	p.Expect("price: € 42", 20*time.Second)
 	p.Resize(120, 40)
-	p.Send("stty size\r")
-	p.Expect("40 120", 20*time.Second)
+	// ssh sends the window-change when it handles its SIGWINCH, apart from
+	// the keys typed: a stty typed at once can run before the resize
+	// reaches the target. Ask until it has.
+	for i := 0; ; i++ {
+		p.Send("stty size\r")
+		if _, k := p.ExpectAny(20*time.Second, "40 120", "30 100"); k == 0 {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the resize never reached the target")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	p.Send("echo done-$((40+2))\r")
 	p.Expect("done-42", 20*time.Second)
 	p.Send("exit\r")
 	p.Wait(20 * time.Second)
 
-	r := w.run(nil, "sessions", "--json")
-	if r.Code != 0 {
-		t.Fatalf("sessions: %s", r)
-	}
+	// ssh exits on the channel's close, which comes before the bastion
+	// has committed the end of the recording: list once it is no longer
+	// live.
+	var r testenv.Result
 	var info recorder.SessionInfo
-	for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-		var s recorder.SessionInfo
-		if json.Unmarshal([]byte(line), &s) == nil && s.Kind == "shell" {
-			info = s
+	testenv.WaitFor(t, 30*time.Second, "the shell session no longer live", func() bool {
+		r = w.run(nil, "sessions", "--json")
+		if r.Code != 0 {
+			t.Fatalf("sessions: %s", r)
 		}
-	}
+		info = recorder.SessionInfo{}
+		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+			var s recorder.SessionInfo
+			if json.Unmarshal([]byte(line), &s) == nil && s.Kind == "shell" {
+				info = s
+			}
+		}
+		return info.ID != "" && info.Status != recorder.StatusLive
+	})
 	if info.ID == "" || info.User != "alice" || info.Target != "web1" || info.Login != "root" || info.Status != "ended" {
 		t.Fatalf("sessions lists %+v\n%s", info, r.Stdout)
 	}
