@@ -340,16 +340,15 @@ func (g *shellGuard) segment(seg linerec.Segment) bool {
 	if seg.Edit {
 		return g.editKey(key, seg, line)
 	}
+	// A line typed ahead with keys the model cannot follow (completion,
+	// history) is not read off the shell's redraw after its prompt: the
+	// shell reads the held Enter only after every key before it, and
+	// nothing tells when it has, so a redraw read early (the prompt alone,
+	// or the line before a slow completion) is not what it runs. Found
+	// under load: "sleep 1", then "rm -rf vict", Tab, Enter typed while it
+	// ran, judged as the bare prompt and run as rm -rf victim/. Such a line
+	// gets the rules' unknowable action (readings, modeUnreadable).
 	mode, texts := g.readings(line)
-	if mode == modeUnreadable && line.Early && !line.Hidden {
-		// Typed ahead with keys the model cannot follow: read the line
-		// as the shell redraws it after its prompt, once it has.
-		if text, ok := g.awaitRedraw(); ok {
-			var sacc []string
-			g.track(func(tr *linerec.Tracker) { sacc, _, _ = tr.Continued() })
-			mode, texts = modeScreen, []string{strings.Join(append(sacc, text), "\n")}
-		}
-	}
 	v := g.judgeLines(mode, texts, g.in, typedFreshFrom(mode, line))
 	switch {
 	case v.action != policy.ActionAllow:
@@ -513,6 +512,11 @@ func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
 		return modeHidden, []string{line.Keys}
 	case !line.Judge:
 		return modeNone, nil
+	case line.Unanswered:
+		// Enter came before the shell showed what a completion or history
+		// key did, which it may still be doing: the screen is stale, and
+		// the keys alone cannot say.
+		return modeUnreadable, nil
 	case line.Early:
 		if !line.KeysOK {
 			return modeUnreadable, nil
@@ -549,7 +553,7 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	case modeNone:
 		return lineVerdict{action: policy.ActionAllow}
 	case modeUnreadable:
-		d := pol.JudgeUnreadable(pid, target, "the line was typed before the prompt appeared, with keys (history, completion) whose effect cannot be known from the keys alone")
+		d := pol.JudgeUnreadable(pid, target, "the line holds keys (completion, history) whose effect the shell had not shown when it was submitted (typed before its prompt, or not yet answered), and that cannot be known from the keys alone")
 		return lineVerdict{action: g.p.enforce(d, "(a line typed ahead of the prompt)", keys)}
 	}
 	for _, t := range texts {
@@ -866,44 +870,6 @@ func (g *shellGuard) waitEcho() {
 			t.Stop()
 			return
 		}
-	}
-}
-
-// redrawWait bounds how long a line typed ahead of the prompt, with keys
-// the model cannot follow, waits for the shell to redraw it after its
-// prompt. The shell reads that line only once the running command ends, so
-// holding its Enter meanwhile delays nothing; past the bound the line gets
-// the unknowable action.
-const redrawWait = 30 * time.Second
-
-// awaitRedraw waits, within redrawWait, for the shell to draw its prompt
-// and the line typed ahead of it, and for the output to go quiet.
-func (g *shellGuard) awaitRedraw() (string, bool) {
-	deadline := time.NewTimer(redrawWait)
-	defer deadline.Stop()
-	for {
-		var text string
-		var ok bool
-		var since time.Duration
-		g.track(func(tr *linerec.Tracker) {
-			text, ok = tr.Redrawn()
-			since = g.p.env.now().Sub(g.lastOut)
-		})
-		if ok && since >= quietWait {
-			return text, true
-		}
-		t := time.NewTimer(quietWait)
-		select {
-		case <-g.outCh:
-		case <-t.C:
-		case <-deadline.C:
-			t.Stop()
-			return text, ok
-		case <-g.p.ss.ctx.Done():
-			t.Stop()
-			return "", false
-		}
-		t.Stop()
 	}
 }
 

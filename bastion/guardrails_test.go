@@ -169,7 +169,9 @@ func TestGuardrailsInteractiveAtHumanPace(t *testing.T) {
 		{"echo one-$((0+1)) | tr o O\r", "One-1"},
 		{"[ ! -e /nonexistent ] && echo neg-$((7+7))\r", "neg-14"},
 		{"echo recall-$((8+8))\r\x1b[A\r", "recall-16"},
-		{"sleep 1\r\x1b[A\x1b[A\r", "recall-16"},
+		// (An Up arrow typed while a command runs is not here: bash reads
+		// it only after the command, and the line gets the unknowable
+		// action; see "completion typed while a command runs".)
 		{"ls -d / > /dev/null; echo ok-$((9+9))\r", "ok-18"},
 	} {
 		ran(t, p, c.keys, c.want)

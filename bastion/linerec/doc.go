@@ -29,8 +29,9 @@
 // was typed (history, completion, search, yank, Alt-keys). A line whose
 // first key came before the shell drew its prompt (type-ahead) is
 // Line.Early: its screen holds the running command's output, and the caller
-// judges the keys, or, when they are not known, [Tracker.Redrawn], the line
-// as readline draws it after its prompt once it reads the typed-ahead keys.
+// judges the keys; when they are not known, no reading can be trusted. A
+// line with such a key that brought no output since is Line.Unanswered:
+// the shell has not shown its effect yet (a slow completion).
 //
 // A multi-line paste comes back as one segment whose Paste field lists every
 // line it submits, so the caller can judge them all before a byte of it is
@@ -80,8 +81,7 @@
 //
 //   - Type-ahead: keys typed while a command runs are echoed by the tty and
 //     read by readline later. Line.Early says so; the screen reading is then
-//     not the line, and Redrawn finds the line after the last known prompt,
-//     which output imitating that prompt can mislead.
+//     not the line.
 //   - A script written with an editor (vim x.sh, then bash x.sh), a here
 //     document, or a file fetched from elsewhere runs commands that never
 //     appear on a command line.

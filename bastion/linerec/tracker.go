@@ -73,6 +73,11 @@ type Line struct {
 	// follows that label (continued lines included). A prompt can imitate
 	// the label, so the caller judges Arg beside Text, never instead.
 	Arg string
+	// Unanswered is set when a key whose effect the key model cannot know
+	// (completion, history, search, yank, an Alt-key) had no output after
+	// it: the shell has not shown what it did and may still change the
+	// line (a slow completion), so neither reading can be trusted.
+	Unanswered bool
 	// Hidden is set when keys were typed but nothing was echoed: a password
 	// prompt, or a shell whose echo was turned off. Judge is false and Text
 	// empty; Keys holds what was typed, which may be a secret.
@@ -102,6 +107,10 @@ type Tracker struct {
 	typed    int // printable keys typed since the mark
 	keysSeq  uint64
 	echoSeq  uint64
+	// blindSeq is keysSeq when a key whose effect the key model cannot
+	// know (completion, history, search, yank, Alt-keys) was last typed:
+	// until output comes after it, the screen does not show its effect.
+	blindSeq uint64
 	carry    string // the incomplete last line of a paste, typed ahead
 	last     string // the text of the last Line call since the mark
 	markAlt  bool   // the mark was set on the alternate screen
@@ -153,6 +162,13 @@ func (t *Tracker) Output(p []byte) {
 // Settled reports whether output has arrived since the last keys were
 // typed, that is, whether their echo had a chance to be drawn.
 func (t *Tracker) Settled() bool { return t.echoSeq == t.keysSeq }
+
+// Unanswered reports whether a key whose effect the key model cannot know
+// (Tab's completion, history, search, yank, an Alt-key) was typed and no
+// output has come since: the shell has not yet shown what it did, and may
+// still change the line (a completion that takes its time), so neither
+// the screen nor the keys say what a submit would run.
+func (t *Tracker) Unanswered() bool { return t.blindSeq > t.echoSeq }
 
 // start anchors a new line at the cursor.
 func (t *Tracker) start() {
@@ -225,7 +241,9 @@ func (t *Tracker) Keys(p []byte) []Segment {
 	var submits []int // offsets just past each submit key
 	lineEnds, pasteNL, lastCancel, lastPrintable, others := 0, 0, -1, -1, 0
 	edit, editWhat, keyLen, keep := false, "", 1, false
+	blind := false
 	t.ks.scan(p, func(k keyTok) {
+		afterCtlx := t.ctlx
 		k.edit = editKeyName(t.ctlx, k) != ""
 		if k.edit {
 			editWhat, keyLen = editKeyName(t.ctlx, k), 1
@@ -239,6 +257,15 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		// reads UTF-8, typed text: it is counted and modelled as such.
 		char := k.edit && k.kind == kRune
 		if len(submits) == 0 && lineEnds == 0 && (!isSubmit(k, bracketed) || char) && !isPasteNewline(k, bracketed) {
+			// A key the model cannot follow has done what it does once
+			// output comes after it. Ctrl-X is a prefix: the key after it
+			// is the one that acts, unless it starts or ends a keyboard
+			// macro (Ctrl-X ( and Ctrl-X ), which show nothing).
+			ctlxKey := !k.paste && k.kind == kCtrl && k.r == 0x18
+			macro := afterCtlx && !k.paste && k.kind == kRune && (k.r == '(' || k.r == ')')
+			if afterCtlx && !macro && !ctlxKey {
+				blind = true
+			}
 			if simpleKey(k) && !(k.kind == kCtrl && k.r == '\t' && !k.paste) {
 				if t.kmOK {
 					t.km.key(k)
@@ -250,6 +277,7 @@ func (t *Tracker) Keys(p []byte) []Segment {
 				}
 			} else {
 				t.kmOK = false // completion, history, search, yank, Alt-keys
+				blind = blind || !ctlxKey
 			}
 		}
 		if !isSubmit(k, bracketed) || char {
@@ -288,6 +316,9 @@ func (t *Tracker) Keys(p []byte) []Segment {
 		// Keys the shell will echo are forwarded now; a lone Enter is
 		// held, and has nothing of its own to echo.
 		t.keysSeq++
+		if blind {
+			t.blindSeq = t.keysSeq
+		}
 	}
 	var segs []Segment
 	switch {
@@ -519,7 +550,7 @@ func (t *Tracker) Line() Line {
 			arg = strings.Join(append(t.acc[:len(t.acc):len(t.acc)], full[argRE.FindStringIndex(full)[1]:]), "\n")
 		}
 	}
-	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early,
+	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early, Unanswered: t.Unanswered(),
 		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg}
 }
 
@@ -548,44 +579,6 @@ func (t *Tracker) ContinueWith(screen, keys []string, keysOK bool) {
 	t.s.clearMark()
 	t.keysSeq++
 	t.pending, t.answered = true, false
-}
-
-// Redrawn reads a line that was typed ahead of the prompt (Line.Early) the
-// way the shell shows it once it reads those keys: after the last prompt
-// drawn since the line started, as readline draws the line it has read
-// after its prompt. ok is false while no known prompt has been drawn. It
-// is a second chance for a line whose keys the model cannot follow
-// (history, completion); a program that prints text imitating the prompt
-// can mislead it.
-func (t *Tracker) Redrawn() (text string, ok bool) {
-	if !t.active || t.s.alt {
-		return "", false
-	}
-	rows := t.s.markRows()
-	for i := len(rows) - 1; i >= 0; i-- {
-		r := rows[i]
-		from := 0
-		if i == 0 {
-			from = min(t.s.mx, t.s.cols)
-		}
-		txt := r.text(from, len(r.c))
-		best, at := "", -1
-		for _, p := range t.known {
-			if strings.TrimSpace(p) == "" {
-				continue
-			}
-			if j := strings.LastIndex(txt, p); j >= 0 && (j > at || j == at && len(p) > len(best)) {
-				best, at = p, j
-			}
-		}
-		if at < 0 {
-			continue
-		}
-		// Cells before the prompt's column on this row are not the line.
-		col := from + cellsOf(txt[:at]) + cellsOf(best)
-		return t.join(rows[i:], col, false), true
-	}
-	return "", false
 }
 
 // keysReading is the key model's reading of the whole line, continued

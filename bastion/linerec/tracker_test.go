@@ -326,7 +326,7 @@ func TestTracker(t *testing.T) {
 			t.Fatalf("got %+v", l)
 		}
 	})
-	t.Run("type-ahead is early, and redrawn after the prompt", func(t *testing.T) {
+	t.Run("type-ahead is early", func(t *testing.T) {
 		tr := New(40, 5)
 		tr.Output([]byte("$ "))
 		session{t, tr}.key("sleep 1", "sleep 1")
@@ -340,12 +340,24 @@ func TestTracker(t *testing.T) {
 		if !l.Early || l.KeysOK {
 			t.Fatalf("got %+v; want early, keys unknown", l)
 		}
-		if _, ok := tr.Redrawn(); ok {
-			t.Fatal("redrawn before the prompt")
+	})
+	t.Run("a completion key is unanswered until output comes", func(t *testing.T) {
+		tr := New(40, 5)
+		tr.Output([]byte("$ "))
+		session{t, tr}.key("x", "x")
+		tr.Keys([]byte("\t"))
+		if l := tr.Line(); !l.Unanswered || l.KeysOK {
+			t.Fatalf("got %+v; want unanswered, keys unknown", l)
 		}
-		tr.Output([]byte("\x1b[?2004h$ sleep 1"))
-		if text, ok := tr.Redrawn(); !ok || text != "sleep 1" {
-			t.Fatalf("redrawn: got %q %v", text, ok)
+		tr.Output([]byte("\brm -rf v"))
+		if l := tr.Line(); l.Unanswered || l.Text != "rm -rf v" {
+			t.Fatalf("got %+v; want answered, the completed line", l)
+		}
+		// A key the model follows needs no answer to be read.
+		session{t, tr}.key("z", "rm -rf vz")
+		tr.Keys([]byte("\x1b[D"))
+		if l := tr.Line(); l.Unanswered {
+			t.Fatalf("got %+v; want answered", l)
 		}
 	})
 	t.Run("ctrl-x ctrl-e submits", func(t *testing.T) {
