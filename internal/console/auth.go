@@ -116,7 +116,7 @@ func sessionKey(token string) string {
 }
 
 func (a *auth) cookieName(base string) string {
-	if a.c.cfg.TLS {
+	if a.c.https {
 		return "__Host-" + base
 	}
 	return base
@@ -124,7 +124,7 @@ func (a *auth) cookieName(base string) string {
 
 func (a *auth) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
-		Name: a.cookieName(name), Value: value, Path: "/", HttpOnly: true, Secure: a.c.cfg.TLS,
+		Name: a.cookieName(name), Value: value, Path: "/", HttpOnly: true, Secure: a.c.https,
 		// Lax, not Strict: the IdP's redirect back and a link from chat to an
 		// approval are top-level navigations from another site. Every
 		// state-changing request is a POST with a CSRF token besides.
@@ -133,7 +133,7 @@ func (a *auth) setCookie(w http.ResponseWriter, name, value string, maxAge time.
 }
 
 func (a *auth) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: a.cookieName(name), Value: "", Path: "/", HttpOnly: true, Secure: a.c.cfg.TLS,
+	http.SetCookie(w, &http.Cookie{Name: a.cookieName(name), Value: "", Path: "/", HttpOnly: true, Secure: a.c.https,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
