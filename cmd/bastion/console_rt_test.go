@@ -1,9 +1,15 @@
 package main
 
 import (
+	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // TestConsoleCookiesBehindTLSProxy: a bastion behind a reverse proxy that
@@ -35,5 +41,83 @@ func TestConsoleCookiesBehindTLSProxy(t *testing.T) {
 	}
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "redirect_uri=https%3A%2F%2Fbastion.example.com%2Fauth%2Fcallback") {
 		t.Errorf("redirect to the IdP: %s", loc)
+	}
+}
+
+// TestConsoleCrossSiteReplayNotAudited: a page of another site (a link,
+// window.open, an <img> on a sibling subdomain, which gets SameSite=Lax
+// cookies) makes the signed-in auditor's browser GET a replay, a
+// recording or a capture: each is a session.replay or session.export
+// audit record in the auditor's name that they never chose. The browser
+// says where a request comes from (Sec-Fetch-Site): from another site,
+// the page asks first (a same-origin link) and the data endpoints refuse,
+// without an audit record.
+func TestConsoleCrossSiteReplayNotAudited(t *testing.T) {
+	w := newWorld(t)
+	sshCfg := w.loginAlice(t)
+	if out, err := exec.Command("ssh", "-F", sshCfg, "root@web1", "echo cross-site-$((6*7))").CombinedOutput(); err != nil {
+		t.Fatalf("ssh: %v\n%s", err, out)
+	}
+	var id string
+	testenv.WaitFor(t, 20*time.Second, "the session ended", func() bool {
+		list, _ := w.app.Store.Sessions(recorder.SessionFilter{})
+		for _, s := range list {
+			if s.Status == recorder.StatusEnded && strings.Contains(s.Command, "cross-site") {
+				id = s.ID
+			}
+		}
+		return id != ""
+	})
+	p := w.consolePage(t, "u-alice") // an auditor (group sec)
+	replays := func() int {
+		n := 0
+		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+			if (ev.Type == "session.replay" || ev.Type == "session.export") && ev.SessionID == id {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	get := func(path, site, mode string) (*http.Response, string) {
+		req, _ := http.NewRequest("GET", p.base+path, nil)
+		req.Header.Set("Sec-Fetch-Site", site)
+		req.Header.Set("Sec-Fetch-Mode", mode)
+		resp, err := p.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	before := replays()
+	for _, c := range []struct{ path, site, mode string }{
+		{"/sessions/" + id, "cross-site", "navigate"},
+		{"/sessions/" + id, "same-site", "navigate"},
+		{"/api/sessions/" + id + "/cast", "same-site", "no-cors"},
+		{"/api/sessions/" + id + "/cast", "cross-site", "navigate"},
+		{"/api/sessions/" + id + "/live", "cross-site", "no-cors"},
+	} {
+		resp, body := get(c.path, c.site, c.mode)
+		if n := replays(); n != before {
+			t.Errorf("GET %s from a %s page (%d) wrote %d audit records in alice's name", c.path, c.site, resp.StatusCode, n-before)
+			before = n
+		}
+		if strings.Contains(body, "cross-site-42") {
+			t.Errorf("GET %s from a %s page sent the recording", c.path, c.site)
+		}
+		if c.path == "/sessions/"+id && (resp.StatusCode != http.StatusOK || !strings.Contains(body, `href="/sessions/`+id+`"`)) {
+			t.Errorf("GET %s from a %s page: %d, no link to open it:\n%s", c.path, c.site, resp.StatusCode, body)
+		}
+	}
+	// From the console itself (its own link, a bookmark, the address bar):
+	// the replay, audited once.
+	resp, body := get("/sessions/"+id, "same-origin", "navigate")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "data-cast=") || replays() != before+1 {
+		t.Fatalf("same-origin replay page: %d, %d audit records:\n%s", resp.StatusCode, replays()-before, body)
+	}
+	if resp, body := get("/sessions/"+id, "none", "navigate"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "data-cast=") {
+		t.Fatalf("typed replay page: %d\n%s", resp.StatusCode, body)
 	}
 }

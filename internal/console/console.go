@@ -310,6 +310,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 // message is the data of the message page.
 type message struct {
 	Heading, Text string
+	// Link, when set, is a page of this console the message offers to
+	// open (LinkText), as a same-origin link.
+	Link, LinkText string
 }
 
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *websession, status int, heading, format string, args ...any) {
