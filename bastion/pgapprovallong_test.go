@@ -2,9 +2,12 @@ package bastion_test
 
 import (
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // TestPostgresApprovalOfCutStatement: a statement needing approval whose
@@ -53,4 +56,39 @@ func TestPostgresApprovalOfCutStatement(t *testing.T) {
 				len(r.Stdout), len(stmt), got, res.out)
 		}
 	}
+}
+
+// TestPostgresApprovalShowsDatabase: one PostgreSQL target serves several
+// databases, and a statement's effect depends on which: the approver
+// (bastion requests, approve, the console's Request) is shown the
+// database the held statement would run in.
+func TestPostgresApprovalShowsDatabase(t *testing.T) {
+	p := newPGEnv(t)
+	bobCfg := p.bobConfig(t)
+	done := make(chan []byte, 1)
+	go func() {
+		out, _ := exec.Command(p.pg.Tool(t, "psql"), "-X", p.dsn(""), "-c", "SELECT value FROM secret_keys").CombinedOutput()
+		done <- out
+	}()
+	var r testenv.Result
+	testenv.WaitFor(t, 30*time.Second, "the request", func() bool {
+		r = p.as(bobCfg, "bastion", "requests", "--json")
+		return strings.Contains(r.Stdout, "secret_keys")
+	})
+	if !strings.Contains(r.Stdout, `"database":"shop"`) {
+		t.Errorf("requests --json: %s", r.Stdout)
+	}
+	list := p.as(bobCfg, "bastion", "requests")
+	if !strings.Contains(list.Stdout, "shop") {
+		t.Errorf("requests:\n%s", list.Stdout)
+	}
+	m := requestRE.FindStringSubmatch(r.Stdout)
+	if m == nil {
+		m = regexp.MustCompile(`"id":"([0-9a-f]{8})"`).FindStringSubmatch(r.Stdout)
+	}
+	d := p.as(bobCfg, "bastion", "deny", m[1])
+	if !strings.Contains(d.Stdout, "shop") {
+		t.Errorf("deny: %s", d)
+	}
+	<-done
 }

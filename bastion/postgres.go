@@ -283,8 +283,11 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 	}
 	now := s.now()
 	command := sqlApprovalText(st)
+	ss.mu.Lock()
+	login, database := ss.login, ss.database
+	ss.mu.Unlock()
 	ap := s.approvals.request(&approval{
-		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: ss.login,
+		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: login, Database: database,
 		Kind: "sql", Command: command, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
 	})
