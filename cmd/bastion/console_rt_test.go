@@ -3,7 +3,10 @@ package main
 import (
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +122,67 @@ func TestConsoleCrossSiteReplayNotAudited(t *testing.T) {
 	}
 	if resp, body := get("/sessions/"+id, "none", "navigate"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "data-cast=") {
 		t.Fatalf("typed replay page: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestConsoleDamagedRecordingNotPlayedAsWhole: a recording whose chunk
+// log is damaged after its first part (a disk error, or someone cutting
+// out what was done) must not reach the player as a whole recording that
+// just ends early: the download is aborted, as the capture's is, so the
+// page says it cannot be played.
+func TestConsoleDamagedRecordingNotPlayedAsWhole(t *testing.T) {
+	w := newWorld(t)
+	cfgText, _ := os.ReadFile(w.cfgPath)
+	dataDir := strings.TrimSpace(regexp.MustCompile(`(?m)^data_dir: (.*)$`).FindStringSubmatch(string(cfgText))[1])
+	sshCfg := w.loginAlice(t)
+	if out, err := exec.Command("ssh", "-F", sshCfg, "root@web1", "head -c 3000000 /dev/urandom | base64 -w 200; echo the-end-$((6*7))").CombinedOutput(); err != nil {
+		t.Fatalf("ssh: %v\n%s", err, out[max(0, len(out)-200):])
+	}
+	var info recorder.SessionInfo
+	testenv.WaitFor(t, 20*time.Second, "the session ended", func() bool {
+		list, _ := w.app.Store.Sessions(recorder.SessionFilter{})
+		for _, s := range list {
+			if s.Status == recorder.StatusEnded && strings.Contains(s.Command, "the-end") {
+				info = s
+			}
+		}
+		return info.ID != ""
+	})
+	segs, _ := filepath.Glob(filepath.Join(dataDir, "*.chunks", "*.seg"))
+	if len(segs) == 0 {
+		t.Fatalf("no chunk log segments under %s", dataDir)
+	}
+	// Damage the biggest segment in its middle.
+	var seg string
+	var size int64
+	for _, s := range segs {
+		if st, err := os.Stat(s); err == nil && st.Size() > size {
+			seg, size = s, st.Size()
+		}
+	}
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 4096)
+	for i := range junk {
+		junk[i] = 0xA5
+	}
+	f.WriteAt(junk, size/2)
+	f.Close()
+
+	p := w.consolePage(t, "u-alice")
+	resp, err := p.c.Get(p.base + "/api/sessions/" + info.ID + "/cast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && rerr == nil {
+		t.Fatalf("a damaged recording (%d of %d stored bytes sent) ended as if whole, status %d; ends %q",
+			len(body), info.Stored, resp.StatusCode, body[max(0, len(body)-120):])
+	}
+	if strings.Contains(string(body), "the-end-42") {
+		t.Fatalf("the recording's damage was not read")
 	}
 }

@@ -412,10 +412,20 @@ func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession
 		}
 	}
 	noWriteDeadline(w)
-	w.Header().Set("Content-Type", "application/x-asciicast")
-	w.Header().Set("Cache-Control", "no-store")
-	if err := c.cfg.Store.Export(info.ID, w); err != nil {
+	// A recording that cannot be read to its end (a damaged or cut chunk
+	// log) is never ended as if whole: before its first byte it is an
+	// error, after it the response is aborted, and the page says so.
+	dw := &downloadWriter{w: w, header: func(h http.Header) {
+		h.Set("Content-Type", "application/x-asciicast")
+		h.Set("Cache-Control", "no-store")
+	}}
+	if err := c.cfg.Store.Export(info.ID, dw); err != nil {
 		c.log.Warn("console: export", "session", info.ID, "err", err)
+		if !dw.started {
+			http.Error(w, "the recording cannot be read; the bastion's log has the reason", http.StatusInternalServerError)
+			return
+		}
+		panic(http.ErrAbortHandler)
 	}
 }
 
