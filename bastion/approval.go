@@ -281,6 +281,11 @@ func (a *approvals) wait(ctx context.Context, ap *approval) (outcome, by, note s
 	case <-ctx.Done():
 		a.finish(ap, Cancelled, ap.User, "cancelled by the requester")
 	}
+	// A timeout or cancellation that lost to a decision being audited
+	// (finish refused it) waits for that decision, which is the outcome the
+	// audit log and the approver get: as on a shared board, where an
+	// approver's claim in force wins over the deadline.
+	<-ap.done
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return ap.outcome, ap.decidedBy, ap.note
