@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,5 +186,51 @@ func TestConsoleDamagedRecordingNotPlayedAsWhole(t *testing.T) {
 	}
 	if strings.Contains(string(body), "the-end-42") {
 		t.Fatalf("the recording's damage was not read")
+	}
+}
+
+// TestConsoleSignInsPerIdentityBounded: the console's sign-ins share one
+// table (100000 at most; then "Too many console sessions" for everyone
+// until they expire). One person scripting sign-ins at the IdP must not
+// fill it: an identity holds a bounded number of sign-ins, its oldest
+// ending when it makes one more.
+func TestConsoleSignInsPerIdentityBounded(t *testing.T) {
+	w := newWorld(t)
+	signIn := func() *http.Client {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(w.url() + "/login?next=/sessions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		callback, err := w.idp.CompleteBrowserLogin(context.Background(), resp.Header.Get("Location"), "u-carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err = c.Get(callback.String()); err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("callback: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		return c
+	}
+	signedIn := func(c *http.Client) bool {
+		resp, err := c.Get(w.url() + "/sessions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	first := signIn()
+	var last *http.Client
+	for range 40 {
+		last = signIn()
+	}
+	if !signedIn(last) {
+		t.Fatal("the newest sign-in does not work")
+	}
+	if signedIn(first) {
+		t.Errorf("one identity holds 41 console sign-ins (and so could hold all 100000)")
 	}
 }
