@@ -40,7 +40,8 @@ type approval struct {
 	User      string      `json:"user"`
 	Target    string      `json:"target"`
 	Login     string      `json:"login,omitempty"`
-	Kind      string      `json:"kind"` // command or sql
+	Database  string      `json:"database,omitempty"` // sql: the database the statement runs in
+	Kind      string      `json:"kind"`               // command or sql
 	Command   string      `json:"command"`
 	Rule      string      `json:"rule"`
 	Reason    string      `json:"reason"`
@@ -280,6 +281,11 @@ func (a *approvals) wait(ctx context.Context, ap *approval) (outcome, by, note s
 	case <-ctx.Done():
 		a.finish(ap, Cancelled, ap.User, "cancelled by the requester")
 	}
+	// A timeout or cancellation that lost to a decision being audited
+	// (finish refused it) waits for that decision, which is the outcome the
+	// audit log and the approver get: as on a shared board, where an
+	// approver's claim in force wins over the deadline.
+	<-ap.done
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return ap.outcome, ap.decidedBy, ap.note
@@ -502,7 +508,7 @@ func (s *Server) adminRequests(c Caller, args []string, aio AdminIO) int {
 	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tRULE\tEXPIRES\tCOMMAND")
 	for _, ap := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.ID, ap.User, ap.Target, ap.Rule,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.ID, ap.User, ap.where(), ap.Rule,
 			time.Until(ap.Expires).Round(time.Second), safetext.Escaped(ap.Command)) // whole: what is cut is not approved knowingly
 	}
 	tw.Flush()
@@ -539,8 +545,18 @@ func (s *Server) adminDecide(c Caller, args []string, aio AdminIO, approve bool)
 		return 1
 	}
 	verb := map[bool]string{true: "approved", false: "denied"}[approve]
-	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.Target, safetext.Escaped(ap.Command))
+	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.where(), safetext.Escaped(ap.Command))
 	return 0
+}
+
+// where is the request's target as an approver is shown it: for a
+// statement, with the database it runs in (one PostgreSQL target serves
+// several, and "DELETE FROM orders" in one is not the same in another).
+func (ap *approval) where() string {
+	if ap.Database == "" {
+		return ap.Target
+	}
+	return ap.Target + "/" + safetext.Escaped(ap.Database)
 }
 
 // Request is a pending approval request as the web console shows it.
@@ -550,7 +566,8 @@ type Request struct {
 	User      string    `json:"user"`
 	Target    string    `json:"target"`
 	Login     string    `json:"login,omitempty"`
-	Kind      string    `json:"kind"` // command or sql
+	Database  string    `json:"database,omitempty"` // sql: the database the statement runs in
+	Kind      string    `json:"kind"`               // command or sql
 	Command   string    `json:"command"`
 	Rule      string    `json:"rule"`
 	Reason    string    `json:"reason"`
@@ -563,7 +580,7 @@ type Request struct {
 
 func (ap *approval) request(c Caller) Request {
 	return Request{
-		ID: ap.ID, SessionID: ap.SessionID, User: ap.User, Target: ap.Target, Login: ap.Login, Kind: ap.Kind,
+		ID: ap.ID, SessionID: ap.SessionID, User: ap.User, Target: ap.Target, Login: ap.Login, Database: ap.Database, Kind: ap.Kind,
 		Command: ap.Command, Rule: ap.Rule, Reason: ap.Reason, Approvers: ap.Approvers, Created: ap.Created, Expires: ap.Expires,
 		Own: ownRequest(c, ap),
 	}

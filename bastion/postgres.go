@@ -272,10 +272,22 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		// (an approval of "SET balance = $1" would not say which balance).
 		return pgproxy.Verdict{Action: pgproxy.Hold, Rule: d.Rule, AtExecution: true}
 	}
+	if n := len(sqlApprovalFull(st)); n > maxApprovalSQL {
+		// An approver would be shown its first maxApprovalSQL bytes and
+		// approve the rest unseen: refused, as a shell line too long to
+		// show is.
+		ss.marker(fmt.Sprintf("bastion: statement needs approval by rule %s but is too long to show an approver (%d bytes): not run: %s", d.Rule, n, st.Normalized))
+		ss.decided(outcomeBlocked)
+		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule,
+			Message: fmt.Sprintf("needs approval by rule %s, but the statement (with its parameters) is too long to show an approver whole (%d bytes, at most %d): not run", d.Rule, n, maxApprovalSQL)}
+	}
 	now := s.now()
 	command := sqlApprovalText(st)
+	ss.mu.Lock()
+	login, database := ss.login, ss.database
+	ss.mu.Unlock()
 	ap := s.approvals.request(&approval{
-		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: ss.login,
+		SessionID: ss.id, Requester: ss.identity, User: ss.identity.User, Target: t.Name, Login: login, Database: database,
 		Kind: "sql", Command: command, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
 	})
@@ -328,6 +340,21 @@ const maxApprovalSQL = 64 << 10
 // Control characters are left to the displays, which escape them (safetext); a text
 // longer than maxApprovalSQL is cut, saying how much is not shown.
 func sqlApprovalText(st pgproxy.Statement) string {
+	text := sqlApprovalFull(st)
+	if len(text) > maxApprovalSQL {
+		n := maxApprovalSQL
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = fmt.Sprintf("%s\n-- (%d more bytes of the statement not shown)", text[:n], len(text)-n)
+	}
+	return text
+}
+
+// sqlApprovalFull is sqlApprovalText uncut. A statement needing approval
+// whose text is longer than maxApprovalSQL is refused (judgeSQL): what an
+// approver is not shown is not approved.
+func sqlApprovalFull(st pgproxy.Statement) string {
 	var b strings.Builder
 	b.WriteString(pgproxy.RedactPasswords(st.SQL))
 	if len(st.Params) > 0 {
@@ -345,15 +372,7 @@ func sqlApprovalText(st pgproxy.Statement) string {
 			b.WriteString(pgproxy.RedactPasswords(bs.SQL))
 		}
 	}
-	text := b.String()
-	if len(text) > maxApprovalSQL {
-		n := maxApprovalSQL
-		for n > 0 && !utf8.RuneStart(text[n]) {
-			n--
-		}
-		text = fmt.Sprintf("%s\n-- (%d more bytes of the statement not shown)", text[:n], len(text)-n)
-	}
-	return text
+	return b.String()
 }
 
 // policyStatement is a classified statement as the policy judges it.

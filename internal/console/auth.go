@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,13 +33,17 @@ import (
 // by a random cookie; the cookie carries nothing else.
 
 const (
-	loginTTL       = 10 * time.Minute
-	maxNext        = 2048 // the longest page to return to after sign-in
-	maxSessions    = 100000
-	cookieSession  = "bastion_console"
-	cookieLogin    = "bastion_login"
-	csrfField      = "csrf"
-	discoveryRetry = 30 * time.Second
+	loginTTL    = 10 * time.Minute
+	maxNext     = 2048 // the longest page to return to after sign-in
+	maxSessions = 100000
+	// maxSessionsPerIdentity bounds one identity's sign-ins: its oldest
+	// ends when it makes one more, so nobody scripting sign-ins at the IdP
+	// fills the table everyone's sign-ins share.
+	maxSessionsPerIdentity = 16
+	cookieSession          = "bastion_console"
+	cookieLogin            = "bastion_login"
+	csrfField              = "csrf"
+	discoveryRetry         = 30 * time.Second
 )
 
 type websession struct {
@@ -46,6 +51,7 @@ type websession struct {
 	identity ca.Identity
 	csrf     string
 	signedIn time.Time
+	created  time.Time // when this sign-in was made here
 	expires  time.Time
 }
 
@@ -116,7 +122,7 @@ func sessionKey(token string) string {
 }
 
 func (a *auth) cookieName(base string) string {
-	if a.c.cfg.TLS {
+	if a.c.https {
 		return "__Host-" + base
 	}
 	return base
@@ -124,7 +130,7 @@ func (a *auth) cookieName(base string) string {
 
 func (a *auth) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
 	http.SetCookie(w, &http.Cookie{
-		Name: a.cookieName(name), Value: value, Path: "/", HttpOnly: true, Secure: a.c.cfg.TLS,
+		Name: a.cookieName(name), Value: value, Path: "/", HttpOnly: true, Secure: a.c.https,
 		// Lax, not Strict: the IdP's redirect back and a link from chat to an
 		// approval are top-level navigations from another site. Every
 		// state-changing request is a POST with a CSRF token besides.
@@ -133,7 +139,7 @@ func (a *auth) setCookie(w http.ResponseWriter, name, value string, maxAge time.
 }
 
 func (a *auth) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: a.cookieName(name), Value: "", Path: "/", HttpOnly: true, Secure: a.c.cfg.TLS,
+	http.SetCookie(w, &http.Cookie{Name: a.cookieName(name), Value: "", Path: "/", HttpOnly: true, Secure: a.c.https,
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
@@ -332,13 +338,25 @@ func (a *auth) callback(w http.ResponseWriter, r *http.Request) {
 			delete(a.sessions, k)
 		}
 	}
+	var mine []*websession
+	for _, s := range a.sessions {
+		if s.identity.Issuer == id.Issuer && s.identity.Subject == id.Subject {
+			mine = append(mine, s)
+		}
+	}
+	if len(mine) >= maxSessionsPerIdentity {
+		slices.SortFunc(mine, func(x, y *websession) int { return x.created.Compare(y.created) })
+		for _, s := range mine[:len(mine)-maxSessionsPerIdentity+1] {
+			delete(a.sessions, s.key)
+		}
+	}
 	if len(a.sessions) >= maxSessions {
 		a.mu.Unlock()
 		a.c.fail(w, r, nil, http.StatusServiceUnavailable, "Sign-in refused", "Too many console sessions.")
 		return
 	}
 	k := sessionKey(token)
-	a.sessions[k] = &websession{key: k, identity: id, csrf: randomToken(), signedIn: signedIn, expires: expires}
+	a.sessions[k] = &websession{key: k, identity: id, csrf: randomToken(), signedIn: signedIn, created: now, expires: expires}
 	a.mu.Unlock()
 	a.setCookie(w, cookieSession, token, expires.Sub(now))
 	http.Redirect(w, r, pl.Next, http.StatusSeeOther)

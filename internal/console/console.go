@@ -70,8 +70,9 @@ type Config struct {
 	// PublicURL is the console's base URL ("https://bastion.example.com");
 	// empty means the scheme and host the request came with.
 	PublicURL string
-	// TLS says the listener serves HTTPS: cookies are then Secure and
-	// carry the __Host- prefix.
+	// TLS says the listener serves HTTPS. Cookies are then Secure and
+	// carry the __Host- prefix, and HSTS is sent; so they are when
+	// PublicURL is https (TLS ends at a proxy in front).
 	TLS bool
 	// SessionTTL bounds a sign-in; it should be the user certificate
 	// lifetime. Required.
@@ -87,7 +88,10 @@ type Config struct {
 
 // Console serves the web console.
 type Console struct {
-	cfg   Config
+	cfg Config
+	// https: browsers reach the console over HTTPS (Config.TLS, or an
+	// https PublicURL behind a proxy that ends TLS).
+	https bool
 	log   *slog.Logger
 	now   func() time.Time
 	pages map[string]*template.Template
@@ -136,6 +140,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}}
 	c.indexes = map[string]*indexEntry{}
+	c.https = cfg.TLS || strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -218,7 +223,7 @@ func (c *Console) secure(h http.Handler) http.Handler {
 		hd.Set("Referrer-Policy", "same-origin")
 		hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 		hd.Set("Permissions-Policy", "clipboard-write=(), clipboard-read=(), camera=(), microphone=(), geolocation=()")
-		if c.cfg.TLS {
+		if c.https {
 			hd.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		h.ServeHTTP(w, r)
@@ -305,6 +310,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 // message is the data of the message page.
 type message struct {
 	Heading, Text string
+	// Link, when set, is a page of this console the message offers to
+	// open (LinkText), as a same-origin link.
+	Link, LinkText string
 }
 
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *websession, status int, heading, format string, args ...any) {

@@ -206,6 +206,35 @@ func withPage(q url.Values, page int) string {
 	return q2.Encode()
 }
 
+// fromAnotherSite reports whether the browser says a page of another site
+// made r (Sec-Fetch-Site): a link or window.open there, or an <img> or
+// <script> on a sibling subdomain, which the SameSite=Lax cookie reaches.
+// A replay or an export is an audit record in the signed-in person's name,
+// so such a request does not make one: pages ask first (askFirst), data
+// is refused. Browsers that do not say are taken as the console's own.
+func fromAnotherSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	return false
+}
+
+// refuseAnotherSite answers a data request of another site's page.
+func refuseAnotherSite(w http.ResponseWriter, r *http.Request) bool {
+	if !fromAnotherSite(r) {
+		return false
+	}
+	http.Error(w, "refused: a request from another site's page (open the session in the console)", http.StatusForbidden)
+	return true
+}
+
+// askFirst answers a page that another site's page navigated to, and
+// whose view would be audited, with a link to it on this site.
+func (c *Console) askFirst(w http.ResponseWriter, r *http.Request, s *websession, heading, text, linkText string) {
+	c.render(w, r, http.StatusOK, "message", s, message{Heading: heading, Text: text, Link: r.URL.RequestURI(), LinkText: linkText})
+}
+
 // visibleSession returns session id if the caller may see it.
 func (c *Console) visibleSession(r *http.Request, s *websession) (recorder.SessionInfo, bool) {
 	info, err := c.cfg.Store.Session(r.PathValue("id"))
@@ -239,6 +268,10 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request, s *websessi
 		return
 	}
 	d := replayData{Info: info, Live: info.Status == recorder.StatusLive, FromStart: r.URL.Query().Get("from") == "start", Pcap: hasPcap(info)}
+	if !d.Live && fromAnotherSite(r) {
+		c.askFirst(w, r, s, "Replay session "+info.ID+"?", "You came here from another site. A replay is recorded in the audit log in your name.", "Replay it")
+		return
+	}
 	if !info.End.IsZero() {
 		d.Duration = info.End.Sub(info.Start)
 	}
@@ -369,6 +402,9 @@ func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession
 		http.Error(w, "no such session", http.StatusNotFound)
 		return
 	}
+	if refuseAnotherSite(w, r) {
+		return
+	}
 	if !c.takeGrant(r.URL.Query().Get("grant"), s, info.ID) {
 		if err := c.auditReplay(r, s, info); err != nil {
 			http.Error(w, "the audit log cannot be written, so the replay is refused", http.StatusServiceUnavailable)
@@ -376,10 +412,20 @@ func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession
 		}
 	}
 	noWriteDeadline(w)
-	w.Header().Set("Content-Type", "application/x-asciicast")
-	w.Header().Set("Cache-Control", "no-store")
-	if err := c.cfg.Store.Export(info.ID, w); err != nil {
+	// A recording that cannot be read to its end (a damaged or cut chunk
+	// log) is never ended as if whole: before its first byte it is an
+	// error, after it the response is aborted, and the page says so.
+	dw := &downloadWriter{w: w, header: func(h http.Header) {
+		h.Set("Content-Type", "application/x-asciicast")
+		h.Set("Cache-Control", "no-store")
+	}}
+	if err := c.cfg.Store.Export(info.ID, dw); err != nil {
 		c.log.Warn("console: export", "session", info.ID, "err", err)
+		if !dw.started {
+			http.Error(w, "the recording cannot be read; the bastion's log has the reason", http.StatusInternalServerError)
+			return
+		}
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -404,6 +450,10 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 	}
 	if !hasPcap(info) {
 		c.fail(w, r, s, http.StatusNotFound, "No capture", "A %s session has no TCP content to download as a capture (tcp and PostgreSQL sessions do).", info.Kind)
+		return
+	}
+	if fromAnotherSite(r) {
+		c.askFirst(w, r, s, "Download the capture of session "+info.ID+"?", "You came here from another site. An export is recorded in the audit log in your name.", "Download it")
 		return
 	}
 	_, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.export", User: s.identity.User, Issuer: s.identity.Issuer,
@@ -690,6 +740,9 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 	info, ok := c.visibleSession(r, s)
 	if !ok {
 		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	if refuseAnotherSite(w, r) {
 		return
 	}
 	opt, err := parseLiveOptions(r.URL.Query())

@@ -314,6 +314,9 @@ func (c *Console) segmentedRead(w http.ResponseWriter, r *http.Request, s *webse
 		http.Error(w, "this recording is not played in segments: /api/sessions/"+info.ID+"/cast sends it whole", http.StatusBadRequest)
 		return info, nil, 0, false
 	}
+	if refuseAnotherSite(w, r) {
+		return info, nil, 0, false
+	}
 	if !c.checkView(q.Get("view"), s, info.ID) {
 		if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
 			Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
