@@ -139,6 +139,9 @@ var bypassCases = []bypassCase{
 	{name: "MAILPATH message", src: `MAILCHECK=0 MAILPATH='/tmp/m?$(rm -rf /tmp/victim)'`, argv: victim},
 	{name: "env PROMPT_COMMAND", src: `env PROMPT_COMMAND='rm -rf /tmp/victim' bash -i`, argv: victim},
 	{name: "local quoted INPUTRC", src: `local "INPUTRC=/tmp/x"`, reason: ReasonLineEditing},
+	{name: "complete -F", src: `complete -I -F f`, reason: ReasonLineEditing},
+	{name: "complete -C", src: `complete -C 'echo rm' x`, reason: ReasonLineEditing},
+	{name: "complete -oF", src: `complete -o nospace -F_f rm`, reason: ReasonLineEditing},
 	{name: "su -c", src: "su -c 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"su -c"}},
 	{name: "su user -c", src: "su - root -c 'rm -rf /tmp/victim'", argv: victim},
 	{name: "sudo su -c", src: "sudo su root -c 'rm -rf /tmp/victim'", argv: victim, wraps: []string{"sudo", "su -c"}},
@@ -249,6 +252,7 @@ type benignCase struct {
 
 var benignCases = []benignCase{
 	{name: "ls", src: "ls -la /tmp", want: [][]string{{"ls", "-la", "/tmp"}}},
+	{name: "complete -W", src: "complete -W 'start stop' svc; complete -p", want: [][]string{{"complete", "-W", "start stop", "svc"}, {"complete", "-p"}}},
 	{name: "variable argument", src: `rm -rf "$HOME/x"`, want: [][]string{{"rm", "-rf", "$HOME/x"}}},
 	{name: "braced argument", src: `echo ${x:-a b}`, want: [][]string{{"echo", "${x:-a b}"}}},
 	{name: "arithmetic and subscripts", src: `a[i+1]=2; (( a[i] > 0 )); [[ $x -eq 3 ]]; echo ${a[1]} $((x+1)) ${x:1:2} ${x@Q}`, want: [][]string{{"echo", "${a[1]}", "$((x+1))", "${x:1:2}", "${x@Q}"}}},

@@ -210,6 +210,20 @@ func historyOrEditing(name string, args []word) string {
 		if ops > 1 {
 			return ReasonLineEditing
 		}
+	case "complete":
+		// complete -F f / -C cmd: Tab runs f or cmd, whose answer replaces
+		// the word being completed (-I: the command's name) and may come
+		// seconds later, after output that made the guard read the line:
+		// what Enter runs is then not what was judged.
+		r := scanOpts(args, optSpec{valued: "oAGWFCXPS"})
+		if r.bad || len(r.values("F")) > 0 || len(r.values("C")) > 0 {
+			return ReasonLineEditing
+		}
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+		}
 	case "zle":
 		// zsh's widgets: zle -N defines one from a function, zle -U
 		// pushes text to be read as typed; zle -l lists them.

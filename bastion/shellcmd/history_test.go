@@ -134,7 +134,7 @@ func TestBuiltinCode(t *testing.T) {
 	}{
 		{"mapfile -C 'rm -rf v' -c 1 < /etc/passwd", "rm -rf v", ""},
 		{"readarray -t -C \"rm -rf v\" a < f", "rm -rf v", ""},
-		{"complete -C 'rm -rf v' ls", "rm -rf v", ""},
+		{"complete -C 'rm -rf v' ls", "rm -rf v", ReasonLineEditing},
 		{"compgen -C 'rm -rf v' x", "rm -rf v", ""},
 		{"complete -W '$(rm -rf v)' ls", "", ReasonShellString},
 		{"complete -C \"$x\" ls", "", ReasonShellString},
