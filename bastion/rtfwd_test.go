@@ -1,0 +1,107 @@
+package bastion_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// watchEnd reads c until it ends (an x/crypto forward has no read
+// deadline) and closes the returned channel then.
+func watchEnd(c net.Conn) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 512)
+		for {
+			if _, err := c.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+func endsWithin(done <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// A reload that points a target somewhere else — another address, another
+// port, another kind — withdraws access to where a live forward goes: the
+// config no longer names that destination, so the forward ends, as a new
+// one would reach only the new one. (A tcp target made kind postgres must
+// not keep an uninspected tunnel past its SQL rules.)
+func TestReloadRepointingTargetEndsForwards(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	other := startEcho(t)
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	echoIdx := -1
+	for i, tg := range e.app.Config.Targets {
+		if tg.Name == "echo" {
+			echoIdx = i
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Target)
+	}{
+		{"address", func(tg *config.Target) { tg.Address = other }},
+		{"kind", func(tg *config.Target) { tg.Kind = "postgres"; tg.PasswordFile = pw }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := *e.app.Config
+			base.Targets = append([]config.Target(nil), base.Targets...)
+			if err := e.app.Reload(&base); err != nil {
+				t.Fatal(err)
+			}
+			c := e.dialBastion(t, e.alice)
+			defer c.Close()
+			fwd, err := c.Dial("tcp", "echo:"+portOf(e.echo))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fwd.Close()
+			ended := watchEnd(fwd)
+			if endsWithin(ended, time.Second) {
+				t.Fatal("the forward ended before the reload")
+			}
+			cfg := base
+			cfg.Targets = append([]config.Target(nil), base.Targets...)
+			tc.change(&cfg.Targets[echoIdx])
+			if err := e.app.Reload(&cfg); err != nil {
+				t.Fatal(err)
+			}
+			if !endsWithin(ended, 10*time.Second) {
+				t.Fatalf("a forward to echo at %s went on after a reload changed the target's %s", e.echo, tc.name)
+			}
+		})
+	}
+	_ = fmt.Sprint
+
+	// An ssh session too: web1 now names another address.
+	cfg := *e.app.Config
+	cfg.Targets = append([]config.Target(nil), cfg.Targets...)
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	kept := testenv.StartPTY(t, 80, 24, "ssh", "-F", e.cfgPath, "root@web1", "echo started; sleep 20; echo still-here")
+	kept.Expect("started", 20*time.Second)
+	cfg.Targets = append([]config.Target(nil), cfg.Targets...)
+	cfg.Targets[0].Address = "web1.invalid:22"
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	kept.Expect("reload withdrew this access: target web1 is now at web1.invalid:22", 10*time.Second)
+}
