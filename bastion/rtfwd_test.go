@@ -105,3 +105,25 @@ func TestReloadRepointingTargetEndsForwards(t *testing.T) {
 	}
 	kept.Expect("reload withdrew this access: target web1 is now at web1.invalid:22", 10*time.Second)
 }
+
+// Cloud instance metadata services hand out the bastion host's own
+// credentials. 169.254.169.254 is link-local and refused as such; AWS's
+// IPv6 endpoint (fd00:ec2::254, unique-local) and Alibaba's (100.100.100.200,
+// shared address space) are not link-local, and must be refused too.
+func TestForwardNeverReachesMetadataServices(t *testing.T) {
+	e := newEnv(t, envOptions{targets: []string{
+		`{name: imds6, kind: tcp, address: "[fd00:ec2::254]:80"}`,
+		`{name: imdsali, kind: tcp, address: "100.100.100.200:80"}`,
+		`{name: imdsmapped, kind: tcp, address: "[::ffff:100.100.100.200]:80"}`,
+	}, extraYAML: "  - {name: meta, groups: [dev], targets: [\"imds*\"]}\n"})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	for _, dest := range []string{"imds6:80", "imdsali:80", "imdsmapped:80"} {
+		conn, err := c.Dial("tcp", dest)
+		if err == nil {
+			conn.Close()
+			t.Fatalf("a forward to %s was opened", dest)
+		}
+		mustContain(t, dest, err.Error(), "metadata service")
+	}
+}
