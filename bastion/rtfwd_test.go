@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/bastionhq/bastion/internal/config"
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -125,5 +127,43 @@ func TestForwardNeverReachesMetadataServices(t *testing.T) {
 			t.Fatalf("a forward to %s was opened", dest)
 		}
 		mustContain(t, dest, err.Error(), "metadata service")
+	}
+}
+
+// What a client may ask besides direct-tcpip to a named target: remote
+// forwards (TCP and unix sockets), unix-socket channels, agent and X11
+// channels, a forward whose originator lies, and forwards inside a hop.
+func TestForwardKindsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	if l, err := c.Listen("tcp", "127.0.0.1:0"); err == nil {
+		l.Close()
+		t.Fatal("tcpip-forward was granted")
+	}
+	if l, err := c.ListenUnix(filepath.Join(t.TempDir(), "s")); err == nil {
+		l.Close()
+		t.Fatal("streamlocal-forward was granted")
+	}
+	for _, typ := range []string{"direct-streamlocal@openssh.com", "auth-agent@openssh.com", "x11", "forwarded-tcpip", "tun@openssh.com"} {
+		ch, _, err := c.OpenChannel(typ, ssh.Marshal(struct {
+			Path     string
+			Reserved string
+			R2       uint32
+		}{Path: "/var/run/docker.sock"}))
+		if err == nil {
+			ch.Close()
+			t.Fatalf("channel %s was opened", typ)
+		}
+	}
+	// The originator address is the client's to choose: it changes nothing.
+	if conn, err := c.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 1}, &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 22}); err == nil {
+		conn.Close()
+		t.Fatal("a forward to an address was opened")
+	}
+	// The stock client: -R and -D.
+	r := e.ssh("", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:22", "bastion", "true")
+	if r.Code == 0 {
+		t.Fatalf("ssh -R: %s", r)
 	}
 }
