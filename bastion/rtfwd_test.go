@@ -167,3 +167,60 @@ func TestForwardKindsRefused(t *testing.T) {
 		t.Fatalf("ssh -R: %s", r)
 	}
 }
+
+// Refused, failed and finished forwards give their channel slot back: a
+// client that provokes refusals does not lock itself, or a ControlMaster's
+// other users, out of the connection.
+func TestForwardSlotsGivenBack(t *testing.T) {
+	e := newEnv(t, envOptions{sessions: ", max_channels: 2", targets: []string{
+		fmt.Sprintf(`{name: dead, kind: tcp, address: "127.0.0.1:%d"}`, testenv.FreePort(t)),
+	}, extraYAML: "  - {name: deadrole, groups: [dev], targets: [dead]}\n"})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	for i := 0; i < 20; i++ {
+		if conn, err := c.Dial("tcp", "127.0.0.1:22"); err == nil {
+			conn.Close()
+			t.Fatal("forward to an address opened")
+		}
+		if conn, err := c.Dial("tcp", "dead:"+portOf(e.echo)); err == nil {
+			conn.Close()
+			t.Fatal("forward to a port no role grants opened")
+		}
+		if conn, err := c.Dial("tcp", "dead:1"); err == nil {
+			conn.Close()
+			t.Fatal("forward to a port no role grants opened")
+		}
+		conn, err := c.Dial("tcp", "echo:"+portOf(e.echo))
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		conn.Write([]byte("x"))
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		<-watchEnd(conn)
+		conn.Close()
+	}
+	for _, name := range e.app.Config.Targets {
+		if name.Name == "dead" {
+			_, p, _ := net.SplitHostPort(name.Address)
+			for i := 0; i < 5; i++ {
+				if conn, err := c.Dial("tcp", "dead:"+p); err == nil {
+					conn.Close()
+					t.Fatal("forward to a dead port opened")
+				}
+			}
+		}
+	}
+	var ok bool
+	for i := 0; i < 100 && !ok; i++ {
+		conn, err := c.Dial("tcp", "echo:"+portOf(e.echo))
+		if err == nil {
+			conn.Close()
+			ok = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("channel slots were not given back")
+	}
+}
