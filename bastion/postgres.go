@@ -190,7 +190,7 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 	// in force), so a reload since its access was checked is not missed.
 	maskKey := rm.Key()
 	ss.policyCheck(nil, func(p *policy.Policy) error {
-		if _, err := p.CheckForward(pid, t.Name, port, t.Port); err != nil {
+		if err := recheckForward(p, pid, t, port); err != nil {
 			return err
 		}
 		ss.mu.Lock()

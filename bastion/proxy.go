@@ -113,10 +113,16 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 		client.closeDrain()
 		return
 	}
+	// A reload ends the session when the new policy would refuse it, or
+	// points its target elsewhere (another address, another host key).
+	live := acc.Target
 	ss.policyCheck(pol, func(p *policy.Policy) error {
 		acc, err := p.CheckSSH(pid, r.target, r.login)
 		if err != nil {
 			return err
+		}
+		if why := live.Changed(acc.Target); why != "" {
+			return errors.New(why)
 		}
 		ss.mu.Lock()
 		shell := ss.kind == "shell"

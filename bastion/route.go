@@ -304,8 +304,7 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	// A reload that withdraws the forward ends it (checked within a second).
 	pid := policyIdentity(id)
 	ss.policyCheck(nil, func(p *policy.Policy) error {
-		_, err := p.CheckForward(pid, t.Name, port, t.Port)
-		return err
+		return recheckForward(p, pid, t, port)
 	})
 	var in, out atomic.Int64
 	var fromClient, fromServer io.Reader = ch, up
@@ -360,6 +359,20 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 		rec.AddBytes(in.Load(), out.Load())
 	}
 	ss.exit = Exit{Status: -1}
+}
+
+// recheckForward decides whether a reloaded policy still allows a live
+// forward to t:port: the target still leads where the forward goes (a
+// target pointed elsewhere, or made another kind, is not the one the
+// forward reached), and a role still grants the port, judged against the
+// target's port in the new policy.
+func recheckForward(p *policy.Policy, pid policy.Identity, t *policy.Target, port int) error {
+	nt, _ := p.Target(t.Name)
+	if why := t.Changed(nt); why != "" {
+		return errors.New(why)
+	}
+	_, err := p.CheckForward(pid, t.Name, port, nt.Port)
+	return err
 }
 
 // dialForward connects a forward (or a direct PostgreSQL listener's

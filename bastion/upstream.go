@@ -79,8 +79,12 @@ func (s *Server) checkDestination(ip net.IP, port int, literal bool) error {
 		return &errDestination{fmt.Sprintf("address %s is not a destination", ip)}
 	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast():
 		return &errDestination{fmt.Sprintf("link-local address %s is refused", ip)}
+	case isMetadataIP(ip):
+		return &errDestination{fmt.Sprintf("address %s is a cloud instance metadata service", ip)}
 	case ip.IsLoopback() && !literal:
 		return &errDestination{fmt.Sprintf("the target's name resolves to loopback address %s; write the address literally in the config to allow it", ip)}
+	case !literal && isLocalIP(ip):
+		return &errDestination{fmt.Sprintf("the target's name resolves to %s, this host's own address; write the address literally in the config to allow it", ip)}
 	}
 	for _, a := range s.ownAddrs() {
 		ta, ok := a.(*net.TCPAddr)
@@ -100,6 +104,23 @@ func (s *Server) ownAddrs() []net.Addr {
 		addrs = append(addrs, s.cfg.OwnAddrs()...)
 	}
 	return addrs
+}
+
+// metadataIPs are cloud instance metadata services that are not link-local
+// (169.254.169.254 is refused as link-local): they hand out the bastion
+// host's credentials, so no target reaches them, even written literally.
+var metadataIPs = []net.IP{
+	net.ParseIP("fd00:ec2::254"),   // AWS IMDS over IPv6 (unique-local)
+	net.ParseIP("100.100.100.200"), // Alibaba Cloud (shared address space)
+}
+
+func isMetadataIP(ip net.IP) bool {
+	for _, m := range metadataIPs {
+		if m.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func isLocalIP(ip net.IP) bool {

@@ -219,6 +219,32 @@ func (p *Policy) Target(name string) (*Target, bool) {
 	return t, ok
 }
 
+// Changed says how other, the target of the same name in a newer policy,
+// differs from t in where it leads or how a session to it is handled — its
+// kind, address, host key trust, or whether its content is recorded — or ""
+// when it does not. A live session to t is not one to other when it does.
+func (t *Target) Changed(other *Target) string {
+	keyOf := func(k ssh.PublicKey) string {
+		if k == nil {
+			return ""
+		}
+		return string(k.Marshal())
+	}
+	switch {
+	case other == nil:
+		return fmt.Sprintf("target %s is no longer configured", t.Name)
+	case other.Kind != t.Kind:
+		return fmt.Sprintf("target %s is now of kind %s, not %s", t.Name, other.Kind, t.Kind)
+	case other.Address != t.Address:
+		return fmt.Sprintf("target %s is now at %s, not %s", t.Name, other.Address, t.Address)
+	case keyOf(other.HostKey) != keyOf(t.HostKey) || keyOf(other.HostCA) != keyOf(t.HostCA) || other.TrustOnFirstUse != t.TrustOnFirstUse:
+		return fmt.Sprintf("target %s's host key trust changed", t.Name)
+	case other.RecordContent != t.RecordContent:
+		return fmt.Sprintf("target %s's recording changed", t.Name)
+	}
+	return ""
+}
+
 // TargetNames returns every target name in config order.
 func (p *Policy) TargetNames() []string { return slices.Clone(p.order) }
 
