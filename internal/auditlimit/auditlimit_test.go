@@ -62,13 +62,18 @@ func TestSummaryEveryPeriod(t *testing.T) {
 	l.Allow("x", "sig")
 	l.Allow("y", "sig")
 	l.Allow("z", "sig")
-	select {
-	case s := <-got:
-		if s.Count != 2 || s.LastRemote != "z" {
-			t.Fatalf("summary %+v", s)
+	// Two suppressed: one summary of both, or (when this goroutine stalls
+	// past a period between them, as on a loaded machine) one each.
+	for n := 0; n < 2; {
+		select {
+		case s := <-got:
+			n += s.Count
+			if s.Count < 1 || n > 2 || n == 2 && s.LastRemote != "z" {
+				t.Fatalf("summary %+v after %d suppressed", s, n-s.Count)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no summary")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no summary")
 	}
 	l.Allow("w", "sig")
 	select {
