@@ -753,3 +753,35 @@ func TestAuditDownloadEscapesC1(t *testing.T) {
 		t.Errorf("the line decodes to %+v (%v)", ev, err)
 	}
 }
+
+// One sign-in holds at most maxGrantsPerSignIn grants: reloading a replay
+// page in a loop (each view audited, each making a grant that a segmented
+// replay keeps for hours) cannot grow the table without bound, and the
+// grant that goes is the one that expires first; another sign-in's stay.
+func TestGrantsPerSignInBounded(t *testing.T) {
+	now := time.Now()
+	c := &Console{now: func() time.Time { return now }, grants: map[string]replayGrant{}}
+	a := &websession{expires: now.Add(time.Hour)}
+	b := &websession{expires: now.Add(time.Hour)}
+	other := c.viewGrant(b, "s1")
+	first := c.grant(a, "s1") // a plain grant: expires first
+	var last string
+	for range 3 * maxGrantsPerSignIn {
+		last = c.viewGrant(a, "s1")
+	}
+	held := 0
+	for _, g := range c.grants {
+		if g.s == a {
+			held++
+		}
+	}
+	if held != maxGrantsPerSignIn {
+		t.Fatalf("a sign-in holds %d grants, want %d", held, maxGrantsPerSignIn)
+	}
+	if _, ok := c.grants[first]; ok {
+		t.Fatal("the grant that expires first was kept")
+	}
+	if !c.checkView(last, a, "s1") || !c.checkView(other, b, "s1") {
+		t.Fatal("the newest grant, or another sign-in's, was dropped")
+	}
+}

@@ -361,16 +361,33 @@ type replayGrant struct {
 
 const grantTTL = time.Minute
 
+// maxGrantsPerSignIn bounds the grants one sign-in holds: a page view
+// makes one, a segmented replay's lasts hours, and reloading a page in a
+// loop would otherwise grow the table (and the sweep each grant makes of
+// it) without bound. Past it, the grant that expires first goes.
+const maxGrantsPerSignIn = 64
+
 // grant makes a grant for s to download session id once.
 func (c *Console) grant(s *websession, id string) string {
 	tok := randomToken()
 	now := c.now()
 	c.grantsMu.Lock()
 	defer c.grantsMu.Unlock()
+	held, first := 0, ""
 	for k, g := range c.grants {
 		if !now.Before(g.expires) {
 			delete(c.grants, k)
+			continue
 		}
+		if g.s == s {
+			held++
+			if first == "" || g.expires.Before(c.grants[first].expires) {
+				first = k
+			}
+		}
+	}
+	if held >= maxGrantsPerSignIn {
+		delete(c.grants, first)
 	}
 	c.grants[tok] = replayGrant{s: s, session: id, expires: now.Add(grantTTL)}
 	return tok
