@@ -277,6 +277,14 @@ func constString(n *pg.Node) (string, bool) {
 	return "", false
 }
 
+// libraryLoadSettings are the settings whose value names shared libraries
+// that PostgreSQL loads into a backend: at connection start (the preload
+// lists), for JIT (jit_provider), or where LOAD looks (dynamic_library_path).
+var libraryLoadSettings = map[string]bool{
+	"local_preload_libraries": true, "session_preload_libraries": true,
+	"shared_preload_libraries": true, "jit_provider": true, "dynamic_library_path": true,
+}
+
 // extraKinds adds the kinds that say what a statement can do beyond tables. It runs
 // after visit, which names every statement by its node type.
 func (c *collector) extraKinds(n any) {
@@ -296,6 +304,13 @@ func (c *collector) extraKinds(n any) {
 		}
 	case *pg.LoadStmt:
 		c.kind(KindServerProgram, KindServerAdmin)
+	case *pg.VariableSetStmt:
+		// SET, ALTER ROLE/DATABASE/SYSTEM ... SET and a routine's SET clause: a
+		// setting that names shared libraries makes later connections (or
+		// JIT) load them, as LOAD does now.
+		if libraryLoadSettings[strings.ToLower(n.Name)] {
+			c.kind("load", KindServerProgram, KindServerAdmin)
+		}
 	case *pg.RangeVar:
 		c.kind(relationKinds[strings.ToLower(n.Relname)]...)
 	case *pg.UpdateStmt:
