@@ -235,7 +235,7 @@ func (t *Target) Changed(other *Target) string {
 		return fmt.Sprintf("target %s is no longer configured", t.Name)
 	case other.Kind != t.Kind:
 		return fmt.Sprintf("target %s is now of kind %s, not %s", t.Name, other.Kind, t.Kind)
-	case other.Address != t.Address:
+	case !strings.EqualFold(other.Address, t.Address): // host names are case-insensitive
 		return fmt.Sprintf("target %s is now at %s, not %s", t.Name, other.Address, t.Address)
 	case keyOf(other.HostKey) != keyOf(t.HostKey) || keyOf(other.HostCA) != keyOf(t.HostCA) || other.TrustOnFirstUse != t.TrustOnFirstUse:
 		return fmt.Sprintf("target %s's host key trust changed", t.Name)

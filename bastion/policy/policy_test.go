@@ -153,3 +153,26 @@ func TestChecks(t *testing.T) {
 		t.Error("approve scope")
 	}
 }
+
+// Changed names what a reload changed about a target that a live session
+// relies on, and nothing cosmetic: a host name in another case is the
+// same host.
+func TestTargetChanged(t *testing.T) {
+	base := policy.Target{Name: "db", Kind: "tcp", Address: "db.internal:5432"}
+	for _, c := range []struct {
+		other *policy.Target
+		want  string
+	}{
+		{&policy.Target{Name: "db", Kind: "tcp", Address: "DB.Internal:5432"}, ""},
+		{&base, ""},
+		{nil, "no longer configured"},
+		{&policy.Target{Name: "db", Kind: "postgres", Address: "db.internal:5432"}, "kind postgres"},
+		{&policy.Target{Name: "db", Kind: "tcp", Address: "db.internal:5433"}, "now at db.internal:5433"},
+		{&policy.Target{Name: "db", Kind: "tcp", Address: "db.internal:5432", RecordContent: true}, "recording changed"},
+	} {
+		got := base.Changed(c.other)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("Changed(%+v) = %q, want %q", c.other, got, c.want)
+		}
+	}
+}
