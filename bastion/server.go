@@ -633,6 +633,12 @@ func (s *Server) checkPolicy() {
 		ss.mu.Unlock()
 	}
 	s.mu.Unlock()
+	// The sessions are stopped side by side, and the reload returns once
+	// each has been told and cut off (stop bounds its message to the user
+	// at a second): a statement or command sent after the reload returned
+	// does not reach the target.
+	var stopping sync.WaitGroup
+	defer stopping.Wait()
 	for _, c := range todo {
 		if err := c.recheck(cur); err != nil {
 			if !errors.Is(err, errMasksChanged) {
@@ -640,7 +646,7 @@ func (s *Server) checkPolicy() {
 			}
 			s.log.Info("ending a session the reloaded policy does not allow", "session_id", c.ss.id, "user", c.ss.identity.User, "target", c.ss.target, "err", err)
 			s.audit(Event{Type: "session.policy", Identity: c.ss.identity, SessionID: c.ss.id, Target: c.ss.target, Outcome: "ended", Reason: err.Error()})
-			go c.ss.stop(err)
+			stopping.Go(func() { c.ss.stop(err) })
 			continue
 		}
 		c.ss.mu.Lock()

@@ -28,6 +28,11 @@ func (s *session) frontendLoop() error {
 			}
 			return err
 		}
+		if s.ctx.Err() != nil {
+			// The session was ended (a reload withdrew it, a revocation, a
+			// shutdown) while this message came: it is not acted on.
+			return s.cause()
+		}
 		if err := s.onFrontend(typ, body); err != nil {
 			if errors.Is(err, errDone) {
 				return nil
