@@ -3,10 +3,11 @@ package bastion_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bastionhq/bastion/internal/testenv"
-	"time"
 )
 
 // zsh's line editor runs the line on more keys than bash's readline:
@@ -21,7 +22,7 @@ func TestGuardrailsZshKeys(t *testing.T) {
 	p.Send("cd " + dir + "\r")
 	p.Expect("P> ", 20*time.Second)
 	p.Type("exec env -u VISUAL -u EDITOR zsh -f\r", keyGap)
-	p.Expect("vm# ", 20*time.Second)
+	p.Expect(zshPrompt(t), 20*time.Second)
 	time.Sleep(time.Second)
 	p.Type("PS1='P''> '\r", keyGap)
 	p.Expect("P> ", 20*time.Second)
@@ -90,7 +91,7 @@ func TestGuardrailsUnfinishedForBashOnly(t *testing.T) {
 	testenv.Require(t, "zsh")
 	testenv.Require(t, "fish")
 	for _, c := range []struct{ shell, prompt, keys string }{
-		{"zsh -f", "vm# ", "{ rm -rf victim }\r"},
+		{"zsh -f", zshPrompt(t), "{ rm -rf victim }\r"},
 		{"fish --no-config", "# ", "if true; rm -rf victim; end\r"},
 		{"fish --no-config", "# ", "while true; rm -rf victim; break; end\r"},
 	} {
@@ -112,4 +113,16 @@ func TestGuardrailsUnfinishedForBashOnly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// zshPrompt is zsh -f's prompt for root: the host name up to its first
+// dot (%m), then "# ".
+func zshPrompt(t *testing.T) string {
+	t.Helper()
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h + "# "
 }
