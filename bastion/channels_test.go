@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // startMaster starts an OpenSSH ControlMaster connection to the bastion as
@@ -307,5 +309,103 @@ func TestRevocationEndsLiveSessions(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if strings.Contains(p.Output(), "after-42") {
 		t.Fatalf("a command ran after the revocation:\n%s", p.Output())
+	}
+}
+
+// With sessions.disconnect_expired_cert, what a certificate opened ends when
+// it expires: an interactive shell and a forward left open past the
+// certificate's end are cut within a second or two, each told why. Without
+// it (the default, as OpenSSH) they run on.
+func TestDisconnectExpiredCert(t *testing.T) {
+	for _, disconnect := range []bool{true, false} {
+		t.Run(fmt.Sprintf("disconnect=%v", disconnect), func(t *testing.T) {
+			var ahead atomic.Int64
+			// A target that echoes as it reads, so the forward is seen
+			// carrying data before the expiry.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() { defer c.Close(); io.Copy(c, c) }()
+				}
+			}()
+			opt := envOptions{
+				now:     func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
+				targets: []string{fmt.Sprintf(`{name: webecho, kind: tcp, address: "%s"}`, l.Addr())},
+			}
+			if disconnect {
+				opt.sessions = ", disconnect_expired_cert: true"
+			}
+			e := newEnv(t, opt)
+			id := ca.Identity{User: "carol", Issuer: "https://idp.test", Subject: "u-carol", Groups: []string{"dev"}}
+			k := e.userKey("carol", id, 10*time.Minute)
+			cfg := e.writeSSHConfig("carol", k)
+
+			sh := testenv.StartPTY(t, 80, 24, "ssh", "-F", cfg, "-tt", "-l", "root@web1", "bastion")
+			sh.Send("echo sh$((6*7))\r")
+			sh.Expect("sh42", 20*time.Second)
+
+			lport := testenv.FreePort(t)
+			fwd := exec.Command("ssh", "-F", cfg, "-N", "-o", "ExitOnForwardFailure=yes", "-l", "carol",
+				"-L", "127.0.0.1:"+strconv.Itoa(lport)+":webecho:"+portOf(l.Addr().String()), "bastion")
+			if err := fwd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { fwd.Process.Kill(); fwd.Wait() })
+			c := dialRetry(t, "127.0.0.1:"+strconv.Itoa(lport))
+			defer c.Close()
+			ping := func() error {
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write([]byte("ping")); err != nil {
+					return err
+				}
+				b := make([]byte, 4)
+				_, err := io.ReadFull(c, b)
+				return err
+			}
+			if err := ping(); err != nil {
+				t.Fatalf("forward before expiry: %v", err)
+			}
+
+			ahead.Store(int64(time.Until(time.Unix(int64(k.Cert.ValidBefore), 0)) + time.Second))
+			if !disconnect {
+				// Two ticks of the watcher that would end them.
+				time.Sleep(2500 * time.Millisecond)
+				sh.Send("echo still$((6*7))\r")
+				sh.Expect("still42", 20*time.Second)
+				if err := ping(); err != nil {
+					t.Fatalf("without disconnect_expired_cert the forward was cut at expiry: %v", err)
+				}
+				return
+			}
+			sh.Expect("expired at", 20*time.Second)
+			sh.Wait(20 * time.Second)
+			mustContain(t, "shell", sh.Output(), "sessions.disconnect_expired_cert", "run `bastion login`")
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if n, err := c.Read(make([]byte, 16)); err == nil {
+				t.Fatalf("the forward still carries data after its certificate expired (%d bytes)", n)
+			} else if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+				t.Fatal("the forward was not closed when its certificate expired")
+			}
+			// Both ends audited with the reason (the shell's and the
+			// forward's).
+			testenv.WaitFor(t, 10*time.Second, "both session ends audited with the reason", func() bool {
+				n := 0
+				e.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+					if strings.HasSuffix(ev.Type, ".end") && strings.Contains(ev.Reason, "disconnect_expired_cert") {
+						n++
+					}
+					return nil
+				})
+				return n >= 2
+			})
+		})
 	}
 }

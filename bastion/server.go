@@ -105,6 +105,10 @@ type Config struct {
 	// (sessions, forwards, admin commands); one past it is refused with
 	// "resource shortage". Default 64.
 	MaxChannels int
+	// DisconnectExpired ends each session within a second of its
+	// certificate's (or access token's) expiry; otherwise only new
+	// channels need one that is still valid.
+	DisconnectExpired bool
 	// DialTimeout bounds connecting and authenticating to a target;
 	// default 10s.
 	DialTimeout time.Duration
@@ -567,11 +571,22 @@ func (s *Server) Close() error {
 
 var errShutdown = errors.New("the bastion is shutting down")
 
+// expiry reports, when Config.DisconnectExpired is set, that id's
+// certificate has expired.
+func (s *Server) expiry(id ca.Identity) error {
+	if !s.cfg.DisconnectExpired || id.ValidBefore.IsZero() || s.now().Before(id.ValidBefore) {
+		return nil
+	}
+	return fmt.Errorf("certificate serial %d expired at %s (sessions.disconnect_expired_cert): run `bastion login` for a new certificate",
+		id.Serial, id.ValidBefore.UTC().Format(time.RFC3339))
+}
+
 // endRevoked ends, within a second, every live session whose certificate
 // has been revoked (a lost laptop's open shell), here or on another
 // replica: a revocation is refused at the next login and at the next
-// channel, and this reaches what is already running. (An expired
-// certificate's sessions run on: max_duration bounds them.)
+// channel, and this reaches what is already running. An expired
+// certificate's sessions run on (max_duration bounds them) unless
+// Config.DisconnectExpired ends them too.
 func (s *Server) endRevoked() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -589,6 +604,8 @@ func (s *Server) endRevoked() {
 		s.mu.Lock()
 		for ss := range s.sessions {
 			if err := s.revocation(ss.identity); err != nil {
+				revoked = append(revoked, ending{ss, err})
+			} else if err := s.expiry(ss.identity); err != nil {
 				revoked = append(revoked, ending{ss, err})
 			}
 		}

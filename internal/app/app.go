@@ -201,6 +201,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		EnvAllow:            cfg.Sessions.EnvAllow,
 		MaxStartups:         cfg.Sessions.MaxStartups,
 		MaxChannels:         cfg.Sessions.MaxChannels,
+		DisconnectExpired:   cfg.Sessions.DisconnectExpiredCert,
 		ApprovalWebhook:     cfg.Approvals.Webhook,
 		MaxPendingApprovals: cfg.Approvals.MaxPending,
 		ApprovalURL:         approvalURL(cfg),

@@ -234,6 +234,12 @@ type Sessions struct {
 	// MaxChannels bounds the channels (sessions, forwards, admin commands)
 	// open at once on one SSH connection; more are refused. Default 64.
 	MaxChannels int `yaml:"max_channels"`
+	// DisconnectExpiredCert ends every session (shell, exec, forward,
+	// PostgreSQL, SQL API statement) when the certificate or token it was
+	// opened with expires, within a second. Default false: as with
+	// OpenSSH, what is open runs on until it ends, idle_timeout or
+	// max_duration, and only new channels need a valid certificate.
+	DisconnectExpiredCert bool `yaml:"disconnect_expired_cert"`
 }
 
 // Target is a server or database reachable through the bastion.
