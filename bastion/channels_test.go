@@ -409,3 +409,51 @@ func TestDisconnectExpiredCert(t *testing.T) {
 		})
 	}
 }
+
+// sessions.max_per_user bounds what one identity holds open at once, each
+// session holding a connection to a target: one more is refused with the
+// reason, before the bastion connects to the target; another identity is
+// not affected, and ending a session makes room.
+func TestMaxSessionsPerUser(t *testing.T) {
+	e := newEnv(t, envOptions{sessions: ", max_per_user: 2"})
+	id := ca.Identity{User: "carol", Issuer: "https://idp.test", Subject: "u-carol", Groups: []string{"dev"}}
+	k := e.userKey("carol", id, 0)
+	cfg := e.writeSSHConfig("carol", k)
+	exec1 := func(cfg string) testenv.Result {
+		return testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "-l", "root@web1", "bastion", "echo reached")
+	}
+
+	sh := testenv.StartPTY(t, 80, 24, "ssh", "-F", cfg, "-tt", "-l", "root@web1", "bastion")
+	sh.Send("echo one$((6*7))\r")
+	sh.Expect("one42", 20*time.Second)
+	sh2 := testenv.StartPTY(t, 80, 24, "ssh", "-F", cfg, "-tt", "-l", "root@web1", "bastion")
+	sh2.Send("echo two$((6*7))\r")
+	sh2.Expect("two42", 20*time.Second)
+	dialsBefore := strings.Count(e.sshd.Log(), "Accepted certificate")
+
+	r := exec1(cfg)
+	if r.Code == 0 || strings.Contains(r.Stdout, "reached") {
+		t.Fatalf("a third session of carol ran: %s", r)
+	}
+	mustContain(t, "refusal", r.Stderr, "carol already has 2 sessions open", "sessions.max_per_user")
+	// A forward is a session too.
+	fwd := testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "-l", "carol", "-W", "echo:"+portOf(e.echo), "bastion")
+	if fwd.Code == 0 {
+		t.Fatalf("a forward past carol's limit ran: %s", fwd)
+	}
+	mustContain(t, "forward refusal", fwd.Stderr, "sessions.max_per_user")
+	if n := strings.Count(e.sshd.Log(), "Accepted certificate"); n != dialsBefore {
+		t.Errorf("the refused session still connected to the target (%d connections, %d before)", n, dialsBefore)
+	}
+	// Alice is not carol.
+	if r := exec1(e.cfgPath); r.Code != 0 || !strings.Contains(r.Stdout, "reached") {
+		t.Fatalf("another identity was refused: %s", r)
+	}
+	// Ending one makes room.
+	sh.Send("exit\r")
+	sh.Wait(20 * time.Second)
+	testenv.WaitFor(t, 20*time.Second, "a session of carol to run again", func() bool {
+		r := exec1(cfg)
+		return r.Code == 0 && strings.Contains(r.Stdout, "reached")
+	})
+}

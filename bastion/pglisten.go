@@ -163,13 +163,21 @@ func (s *Server) servePostgresConn(ctx context.Context, c net.Conn, tlsCfg *tls.
 	sid := newSessionID()
 	up, err := s.dialForward(ctx, sid, id, t, port, fields)
 	if err != nil {
-		front.Refuse("08001", err.Error(), err)
+		code := "08001" // sqlclient_unable_to_establish_sqlconnection
+		if errors.Is(err, errMaxPerUser) {
+			code = "53300" // too_many_connections
+		}
+		front.Refuse(code, err.Error(), err)
 		return
 	}
 	client := front.Conn()
 	ss, err := s.beginForward(ctx, sid, id, t, remote, up, client.Close, fields)
 	if ss == nil {
-		front.Refuse("57P01", errShutdown.Error(), errShutdown)
+		code := "57P01" // admin_shutdown
+		if !errors.Is(err, errShutdown) {
+			code = "53300" // too_many_connections
+		}
+		front.Refuse(code, err.Error(), err)
 		up.Close()
 		return
 	}

@@ -80,6 +80,10 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 		s.refuseChannel(nc, "session", r.id, r.target, err.Error())
 		return
 	}
+	if err := s.sessionLimit(r.id); err != nil {
+		s.refuseChannel(nc, "session", r.id, r.target, err.Error())
+		return
+	}
 	sid := newSessionID()
 	client, err := s.dialSSH(ctx, acc.Target, r.login, sid, r.id)
 	if err != nil {
@@ -105,9 +109,9 @@ func (s *Server) proxySession(ctx gliderssh.Context, r *route, nc gossh.NewChann
 		client.closeDrain()
 		return
 	}
-	ss := s.newSession(ctx, sid, "session", r.id, r.target, r.login, r.remote)
-	if ss == nil {
-		fmt.Fprintf(down.Stderr(), "bastion: %v\r\n", errShutdown)
+	ss, err := s.newSession(ctx, sid, "session", r.id, r.target, r.login, r.remote)
+	if err != nil {
+		fmt.Fprintf(down.Stderr(), "bastion: %v\r\n", err)
 		down.Close()
 		up.Close()
 		client.closeDrain()

@@ -274,7 +274,11 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	up, err := s.dialForward(ctx, sid, id, t, port, nil)
 	if err != nil {
 		s.metrics.ChannelsRefused.WithLabelValues("direct-tcpip").Inc()
-		nc.Reject(gossh.ConnectionFailed, "bastion: "+err.Error())
+		why := gossh.ConnectionFailed
+		if errors.Is(err, errMaxPerUser) {
+			why = gossh.ResourceShortage
+		}
+		nc.Reject(why, "bastion: "+err.Error())
 		return
 	}
 	ch, reqs, err := nc.Accept()
@@ -284,7 +288,8 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	}
 	go gossh.DiscardRequests(reqs)
 	ss, err := s.beginForward(ctx, sid, id, t, conn.RemoteAddr(), up, ch.Close, nil)
-	if ss == nil { // shutting down
+	if ss == nil { // shutting down, or at the identity's session limit
+		fmt.Fprintf(ch.Stderr(), "bastion: %v\n", err)
 		ch.Close()
 		up.Close()
 		return
@@ -379,6 +384,10 @@ func recheckForward(p *policy.Policy, pid policy.Identity, t *policy.Target, por
 // client) to its target, timing the dial; a failure is audited. fields are
 // added to the audit event.
 func (s *Server) dialForward(ctx context.Context, sid string, id ca.Identity, t *policy.Target, port int, fields map[string]string) (net.Conn, error) {
+	if err := s.sessionLimit(id); err != nil {
+		s.audit(Event{Type: "forward.start", Identity: id, SessionID: sid, Target: t.Name, Outcome: "refused", Reason: err.Error(), Fields: fields})
+		return nil, err
+	}
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	start := s.now()
 	up, err := s.dialTarget(dctx, t, port)
@@ -396,12 +405,13 @@ func (s *Server) dialForward(ctx context.Context, sid string, id ca.Identity, t 
 
 // beginForward starts the session of a forward whose upstream up is
 // connected: registered, recorded and audited. A nil session means the
-// server is shutting down; a session with an error (which the client
+// server is shutting down or the identity holds as many sessions as it
+// may (the error says which); a session with an error (which the client
 // should read) must still be finished, and the forward not run.
 func (s *Server) beginForward(ctx context.Context, sid string, id ca.Identity, t *policy.Target, remote net.Addr, up net.Conn, closeClient func() error, fields map[string]string) (*session, error) {
-	ss := s.newSession(ctx, sid, t.Kind, id, t.Name, "", remote)
-	if ss == nil {
-		return nil, nil
+	ss, err := s.newSession(ctx, sid, t.Kind, id, t.Name, "", remote)
+	if err != nil {
+		return nil, err
 	}
 	rec, err := s.cfg.Recorder.Begin(ss.meta(""))
 	if err != nil {

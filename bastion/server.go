@@ -109,6 +109,11 @@ type Config struct {
 	// certificate's (or access token's) expiry; otherwise only new
 	// channels need one that is still valid.
 	DisconnectExpired bool
+	// MaxSessionsPerUser bounds the sessions (shells, execs, forwards,
+	// hops, PostgreSQL sessions, SQL API statements) one identity holds
+	// open at once on this bastion, each holding a connection to a
+	// target; one more is refused. Zero: no bound.
+	MaxSessionsPerUser int
 	// DialTimeout bounds connecting and authenticating to a target;
 	// default 10s.
 	DialTimeout time.Duration
@@ -149,6 +154,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[*session]struct{}
+	perUser   map[string]int // live sessions by identity (owner), for MaxSessionsPerUser
 	closing   atomic.Bool
 	wg        sync.WaitGroup // live sessions
 }
@@ -220,6 +226,7 @@ func New(cfg Config) (*Server, error) {
 		metrics:  cfg.Metrics,
 		userCA:   cfg.Authority.Keys().UserCA.PublicKey().Marshal(),
 		sessions: map[*session]struct{}{},
+		perUser:  map[string]int{},
 		quit:     make(chan struct{}),
 	}
 	s.approvals = &approvals{audit: s.audit, policy: cfg.Policy, webhook: cfg.ApprovalWebhook, link: cfg.ApprovalURL, log: s.log, m: map[string]*approval{},
@@ -675,24 +682,53 @@ func (s *Server) checkPolicy() {
 // newSessionID returns a sortable unique session ID.
 func newSessionID() string { return ulid.Make().String() }
 
-// track registers a live session for graceful shutdown.
-func (s *Server) track(ss *session) bool {
+// track registers a live session for graceful shutdown, within its
+// identity's MaxSessionsPerUser.
+func (s *Server) track(ss *session) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing.Load() {
-		return false
+		return errShutdown
+	}
+	if err := s.sessionLimitLocked(ss.identity); err != nil {
+		return err
 	}
 	s.sessions[ss] = struct{}{}
+	s.perUser[owner(ss.identity)]++
 	s.wg.Add(1)
-	return true
+	return nil
 }
 
 func (s *Server) untrack(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
+	if k := owner(ss.identity); s.perUser[k] <= 1 {
+		delete(s.perUser, k)
+	} else {
+		s.perUser[k]--
+	}
 	s.mu.Unlock()
 	s.wg.Done()
 }
+
+// sessionLimit reports whether id already holds MaxSessionsPerUser
+// sessions. Doors ask before they connect to the target, so a refusal
+// costs the target nothing; track has the last word.
+func (s *Server) sessionLimit(id ca.Identity) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessionLimitLocked(id)
+}
+
+func (s *Server) sessionLimitLocked(id ca.Identity) error {
+	if max := s.cfg.MaxSessionsPerUser; max > 0 && s.perUser[owner(id)] >= max {
+		return fmt.Errorf("%s already has %d sessions open on this bastion (%w): end one to open another", id.User, max, errMaxPerUser)
+	}
+	return nil
+}
+
+// errMaxPerUser is wrapped by the refusals of Config.MaxSessionsPerUser.
+var errMaxPerUser = errors.New("sessions.max_per_user")
 
 // envAllowed reports whether a client may set name on a target: a name
 // env_allow admits, and never one that changes what a judged command runs

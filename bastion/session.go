@@ -80,20 +80,21 @@ type session struct {
 // starts the recording (normally none arrives).
 const maxPreRecording = 64 << 10
 
-// newSession registers a session; it returns nil when the server is
-// shutting down and takes no new sessions.
-func (s *Server) newSession(ctx context.Context, id, kind string, identity ca.Identity, target, login string, remote net.Addr) *session {
+// newSession registers a session; it returns an error when the server is
+// shutting down and takes no new sessions (errShutdown), or when the
+// identity holds as many sessions as it may.
+func (s *Server) newSession(ctx context.Context, id, kind string, identity ca.Identity, target, login string, remote net.Addr) (*session, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	ss := &session{
 		env: s.env, id: id, kind: kind, identity: identity, pid: policyIdentity(identity), target: target, login: login,
 		remote: remote, start: s.now(), ctx: cctx, cancel: cancel, exit: Exit{Status: -1},
 	}
 	ss.act.touch(ss.start)
-	if !s.track(ss) {
-		cancel(errShutdown)
-		return nil
+	if err := s.track(ss); err != nil {
+		cancel(err)
+		return nil, err
 	}
-	return ss
+	return ss, nil
 }
 
 func (ss *session) meta(command string) SessionMeta {

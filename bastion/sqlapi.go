@@ -216,7 +216,11 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	up, err := s.dialForward(ctx, sid, id, t, port, fields)
 	if err != nil {
 		cancel()
-		sqlFail(w, http.StatusBadGateway, "%v", err)
+		code := http.StatusBadGateway
+		if errors.Is(err, errMaxPerUser) {
+			code = http.StatusTooManyRequests
+		}
+		sqlFail(w, code, "%v", err)
 		return
 	}
 	client, server := net.Pipe()
@@ -230,10 +234,11 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		up.Close()
 		server.Close()
 		client.Close()
-		if err == nil {
-			err = errShutdown
+		code := http.StatusServiceUnavailable
+		if ss == nil && !errors.Is(err, errShutdown) {
+			code = http.StatusTooManyRequests
 		}
-		sqlFail(w, http.StatusServiceUnavailable, "%v", err)
+		sqlFail(w, code, "%v", err)
 		return
 	}
 	held := make(chan string, 1)

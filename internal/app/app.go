@@ -202,6 +202,7 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		MaxStartups:         cfg.Sessions.MaxStartups,
 		MaxChannels:         cfg.Sessions.MaxChannels,
 		DisconnectExpired:   cfg.Sessions.DisconnectExpiredCert,
+		MaxSessionsPerUser:  cfg.Sessions.MaxPerUser,
 		ApprovalWebhook:     cfg.Approvals.Webhook,
 		MaxPendingApprovals: cfg.Approvals.MaxPending,
 		ApprovalURL:         approvalURL(cfg),

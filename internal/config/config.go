@@ -240,6 +240,10 @@ type Sessions struct {
 	// OpenSSH, what is open runs on until it ends, idle_timeout or
 	// max_duration, and only new channels need a valid certificate.
 	DisconnectExpiredCert bool `yaml:"disconnect_expired_cert"`
+	// MaxPerUser bounds the sessions (shells, execs, forwards, PostgreSQL
+	// sessions, SQL API statements) one identity holds open at once on a
+	// replica, each holding a connection to a target. Default 0: no bound.
+	MaxPerUser int `yaml:"max_per_user"`
 }
 
 // Target is a server or database reachable through the bastion.
@@ -597,6 +601,9 @@ func (v *validator) sessions(c *Config) {
 	}
 	if c.Sessions.MaxStartups < 0 || c.Sessions.MaxStartups > 100000 {
 		v.bad("sessions.max_startups", "%d out of range 1..100000", c.Sessions.MaxStartups)
+	}
+	if c.Sessions.MaxPerUser < 0 || c.Sessions.MaxPerUser > 1000000 {
+		v.bad("sessions.max_per_user", "%d out of range 0..1000000 (0: no bound)", c.Sessions.MaxPerUser)
 	}
 	if c.Sessions.MaxChannels < 0 || c.Sessions.MaxChannels > 100000 {
 		v.bad("sessions.max_channels", "%d out of range 1..100000", c.Sessions.MaxChannels)
