@@ -1,0 +1,117 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// TestSQLAPIRequestBoundaries: what a SQL API request names is what it
+// gets, and no more, and an answer is given only under the policy that
+// produced it.
+//
+//   - target, database, user and sql are sent to the proxy as C strings: a
+//     NUL in one of them ended it early, and what followed became startup
+//     parameters of their own (a TimeZone, replication=database) the API
+//     does not offer. Such a request is refused before it connects.
+//   - a held statement's answer waits at its status URL for up to an hour:
+//     a reload in that time that masks a column the answer holds, or
+//     withdraws the requester's access to the database, must not let the
+//     answer out as it was computed under the old policy.
+func TestSQLAPIRequestBoundaries(t *testing.T) {
+	w, pg, token := sqlAPIWorld(t, dbWorldYAML)
+
+	t.Run("NUL smuggles no startup parameter", func(t *testing.T) {
+		for _, req := range []bastion.SQLRequest{
+			{Target: "pg1", Database: "shop", User: "app\x00TimeZone\x00Pacific/Chatham", SQL: "SELECT current_setting('TimeZone')"},
+			{Target: "pg1", Database: "shop\x00replication\x00database", User: "app", SQL: "SELECT 1"},
+			{Target: "pg1\x00x", Database: "shop", User: "app", SQL: "SELECT 1"},
+			{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 1\x00DROP TABLE customers"},
+		} {
+			code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, token, req)
+			if err != nil || code != http.StatusBadRequest || r.Error == nil || !strings.Contains(r.Error.Message, "NUL") {
+				t.Errorf("%+q: want 400 naming the NUL: %d %+v %v", []string{req.Target, req.Database, req.User, req.SQL}, code, r, err)
+			}
+		}
+	})
+
+	t.Run("held answer under a changed policy", func(t *testing.T) {
+		orig, err := os.ReadFile(w.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reload := func(text string) {
+			t.Helper()
+			os.WriteFile(w.cfgPath, []byte(text), 0o600)
+			cfg, err := config.Load(w.cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.app.Reload(cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() { reload(string(orig)) })
+		claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+		atok, _ := w.idp.MintIDToken(claims)
+		alice := []string{"XDG_CONFIG_HOME=" + filepath.Join(w.home, "alice"), "T=" + atok}
+		if lr := w.run(alice, "login", "--bastion", w.url(), "--id-token-env", "T"); lr.Code != 0 {
+			t.Fatalf("alice login: %s", lr)
+		}
+		// held runs an UPDATE that returns the row, has alice approve it
+		// and waits until it has run, without fetching its answer.
+		held := func(id, marker string) string {
+			t.Helper()
+			req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app",
+				SQL: "UPDATE customers SET name = '" + marker + "' WHERE id = " + id + " RETURNING name, card"}
+			code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, token, req)
+			if err != nil || code != http.StatusAccepted || r.StatusURL == "" {
+				t.Fatalf("want 202 held: %d %+v %v", code, r, err)
+			}
+			if ar := w.run(alice, "approve", r.RequestID); ar.Code != 0 {
+				t.Fatalf("approve: %s", ar)
+			}
+			testenv.WaitFor(t, 30*time.Second, "the approved UPDATE to run", func() bool {
+				got := pg.QueryStrings(t, "shop", "SELECT name FROM customers WHERE id = "+id)
+				return len(got) == 1 && got[0] == marker
+			})
+			time.Sleep(time.Second) // the answer is kept as the session ends
+			return r.StatusURL
+		}
+		// Names become masked: an answer holding one is not given.
+		masked := held("1", "Ada-marker")
+		reload(strings.Replace(string(orig), `columns: ["card"]`, `columns: ["card", "name"]`, 1))
+		code, _, r, err := sqlCall(w, "GET", masked, token, nil)
+		if err != nil || code != http.StatusForbidden || strings.Contains(strings.Join(flatRows(r), ","), "Ada-marker") {
+			t.Errorf("an answer computed before names were masked: want 403: %d %+v %v", code, r, err)
+		}
+		reload(string(orig))
+
+		// The role that reached the database is withdrawn.
+		withdrawn := held("2", "Bob-marker")
+		reload(strings.Replace(string(orig), "{name: etl-db, groups: [etl],", "{name: etl-db, groups: [nobody],", 1))
+		code, _, r, err = sqlCall(w, "GET", withdrawn, token, nil)
+		if err != nil || code != http.StatusForbidden || strings.Contains(strings.Join(flatRows(r), ","), "Bob-marker") {
+			t.Errorf("an answer after access was withdrawn: want 403: %d %+v %v", code, r, err)
+		}
+	})
+}
+
+func flatRows(r bastion.SQLResponse) []string {
+	var out []string
+	for _, row := range r.Rows {
+		for _, v := range row {
+			if v != nil {
+				out = append(out, *v)
+			}
+		}
+	}
+	return out
+}
