@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/ca"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/bastionhq/bastion/internal/config"
@@ -30,7 +32,12 @@ import (
 //     withdraws the requester's access to the database, must not let the
 //     answer out as it was computed under the old policy.
 func TestSQLAPIRequestBoundaries(t *testing.T) {
-	w, pg, token := sqlAPIWorld(t, dbWorldYAML)
+	yaml := strings.Replace(dbWorldYAML, "approve: [pg1]}", "approve: [pg1, web1]}", 1)
+	yaml = strings.Replace(yaml, "rules:\n", "rules:\n  - {name: hold-touch, on: command, match: {command: \"touch *\"}, action: approve, approvers: [db-approvers], timeout: 5m}\n", 1)
+	if strings.Count(yaml, "hold-touch") != 1 || !strings.Contains(yaml, "[pg1, web1]") {
+		t.Fatal("dbWorldYAML changed: the approvers or rules line is not where this test looks")
+	}
+	w, pg, token := sqlAPIWorld(t, yaml)
 
 	t.Run("NUL smuggles no startup parameter", func(t *testing.T) {
 		for _, req := range []bastion.SQLRequest{
@@ -106,6 +113,74 @@ func TestSQLAPIRequestBoundaries(t *testing.T) {
 		code, _, r, err = sqlCall(w, "GET", withdrawn, token, nil)
 		if err != nil || code != http.StatusForbidden || strings.Contains(strings.Join(flatRows(r), ","), "Bob-marker") {
 			t.Errorf("an answer after access was withdrawn: want 403: %d %+v %v", code, r, err)
+		}
+	})
+
+	// Last: it revokes the login. A statement still held when its login's
+	// serial is revoked never runs, even if approved afterwards, and the
+	// token opens neither the API nor the status URL.
+	t.Run("revoked login", func(t *testing.T) {
+		st, err := login.Resolve(filepath.Join(w.home, ".config", "bastion"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "UPDATE customers SET name = 'revoked-marker' WHERE id = 1"}
+		code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, token, req)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("want 202 held: %d %+v %v", code, r, err)
+		}
+		// And a command on web1, held the same way, over ssh.
+		cfg := filepath.Join(t.TempDir(), "ssh_config")
+		sc := w.run(nil, "ssh-config")
+		if sc.Code != 0 {
+			t.Fatalf("ssh-config: %s", sc)
+		}
+		os.WriteFile(cfg, []byte(sc.Stdout+"\nHost *\n    BatchMode yes\n"), 0o600)
+		touched := filepath.Join(t.TempDir(), "revoked-exec")
+		execDone := make(chan error, 1)
+		go func() { execDone <- w.sshAs(cfg, "root@web1", "touch "+touched).Run() }()
+		alice := bastion.Caller{Identity: ca.Identity{User: "alice", Issuer: w.idp.Issuer(), Subject: "u-alice", Groups: []string{"dev", "sec"}}}
+		var execReq string
+		testenv.WaitFor(t, 30*time.Second, "the command held for approval", func() bool {
+			for _, rq := range w.app.SSH.Requests(alice) {
+				if rq.Kind == "command" && strings.Contains(rq.Command, "revoked-exec") {
+					execReq = rq.ID
+				}
+			}
+			return execReq != ""
+		})
+		serial, _ := strconv.ParseUint(st.Serial, 10, 64)
+		if err := w.app.Store.Revoke(serial, "test", "leaked"); err != nil {
+			t.Fatal(err)
+		}
+		// alice approves at once, before the revocation has ended the
+		// session (it does within a second): the statement still must
+		// not run.
+		for _, id := range []string{r.RequestID, execReq} {
+			if _, err := w.app.SSH.Decide(alice, id, true, ""); err != nil {
+				t.Logf("the approval of %s came after the session ended: %v", id, err)
+			}
+		}
+		select {
+		case <-execDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the held command's ssh did not end")
+		}
+		if _, err := os.Stat(touched); err == nil {
+			t.Error("the revoked login's held command ran")
+		}
+		time.Sleep(time.Second)
+		if got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM customers WHERE name = 'revoked-marker'"); len(got) != 1 || got[0] != "0" {
+			t.Fatalf("the revoked login's held UPDATE ran: %v", got)
+		}
+		for _, c := range []struct {
+			method, path string
+			body         any
+		}{{"GET", r.StatusURL, nil}, {"POST", bastion.PathSQL, bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 1"}}} {
+			code, _, r, err := sqlCall(w, c.method, c.path, token, c.body)
+			if err != nil || code != http.StatusUnauthorized || r.Error == nil || !strings.Contains(r.Error.Message, "revoked") {
+				t.Errorf("%s %s with a revoked token: want 401: %d %+v %v", c.method, c.path, code, r, err)
+			}
 		}
 	})
 }
