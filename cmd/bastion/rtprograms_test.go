@@ -100,6 +100,14 @@ func TestSQLAPIRequestBoundaries(t *testing.T) {
 		}
 		// Names become masked: an answer holding one is not given.
 		masked := held("1", "Ada-marker")
+		// Nor is it anyone else's: alice, who approved it, has no answer there.
+		ast, err := login.Resolve(filepath.Join(w.home, "alice", "bastion"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _, r, err := sqlCall(w, "GET", masked, readAccessToken(t, ast), nil); err != nil || code != http.StatusNotFound || len(r.Rows) > 0 {
+			t.Errorf("another identity's GET of the status URL: want 404: %d %+v %v", code, r, err)
+		}
 		reload(strings.Replace(string(orig), `columns: ["card"]`, `columns: ["card", "name"]`, 1))
 		code, _, r, err := sqlCall(w, "GET", masked, token, nil)
 		if err != nil || code != http.StatusForbidden || strings.Contains(strings.Join(flatRows(r), ","), "Ada-marker") {
