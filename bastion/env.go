@@ -25,7 +25,7 @@ type sessionEnv struct {
 	maxDuration time.Duration
 	envAllowed  func(name string) bool
 	stillValid  func(ca.Identity) error // the certificate has not expired or been revoked since login
-	revocation  func(ca.Identity) error // the certificate has been revoked (by serial or with its user)
+	sessionOver func(ca.Identity) error // the certificate has been revoked, or has expired with sessions.disconnect_expired_cert
 	untrack     func(*session)
 }
 
@@ -44,7 +44,7 @@ func (s *Server) newSessionEnv() *sessionEnv {
 		maxDuration: s.cfg.MaxSessionDuration,
 		envAllowed:  s.envAllowed,
 		stillValid:  s.stillValid,
-		revocation:  s.revocation,
+		sessionOver: s.sessionOver,
 		untrack:     s.untrack,
 	}
 }
