@@ -129,7 +129,9 @@ func writeSQL(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	// Read in terminals too (curl): C1 controls in the database's values
+	// as escapes, as encoding/json writes the C0 ones.
+	json.NewEncoder(safetext.JSONWriter(w)).Encode(v)
 }
 
 func sqlFail(w http.ResponseWriter, code int, format string, args ...any) {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -54,6 +57,27 @@ func TestSQLAPIRequestBoundaries(t *testing.T) {
 	})
 
 	t.Run("MCP", func(t *testing.T) { testMCPDatabaseText(t, w) })
+
+	// The answer is JSON that curl prints to a terminal (as the README
+	// shows): encoding/json leaves C1 controls raw, and U+009B is CSI there.
+	t.Run("C1 controls escaped", func(t *testing.T) {
+		body, _ := json.Marshal(bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 'x' || chr(155) || '2J' AS v"})
+		hr, _ := http.NewRequest("POST", w.url()+bastion.PathSQL, bytes.NewReader(body))
+		hr.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var r bastion.SQLResponse
+		if err := json.Unmarshal(raw, &r); err != nil || resp.StatusCode != 200 || len(r.Rows) != 1 || *r.Rows[0][0] != "x\u009b2J" {
+			t.Fatalf("want the value back: %d %v %s", resp.StatusCode, err, raw)
+		}
+		if bytes.Contains(raw, []byte("\u009b")) {
+			t.Errorf("a C1 control raw in the SQL API's JSON: %q", raw)
+		}
+	})
 
 	t.Run("held answer under a changed policy", func(t *testing.T) {
 		orig, err := os.ReadFile(w.cfgPath)
