@@ -25,6 +25,7 @@ type sessionEnv struct {
 	maxDuration time.Duration
 	envAllowed  func(name string) bool
 	stillValid  func(ca.Identity) error // the certificate has not expired or been revoked since login
+	sessionOver func(ca.Identity) error // the certificate has been revoked, or has expired with sessions.disconnect_expired_cert
 	untrack     func(*session)
 }
 
@@ -43,6 +44,7 @@ func (s *Server) newSessionEnv() *sessionEnv {
 		maxDuration: s.cfg.MaxSessionDuration,
 		envAllowed:  s.envAllowed,
 		stillValid:  s.stillValid,
+		sessionOver: s.sessionOver,
 		untrack:     s.untrack,
 	}
 }

@@ -972,6 +972,18 @@ func (p *proxy) enforce(d policy.Decision, text string, in *userInput) string {
 	switch outcome {
 	case Approved:
 		ss.marker(fmt.Sprintf("bastion: request %s approved by %s", ap.ID, by))
+		// A revocation (or an expiry, with disconnect_expired_cert) ends
+		// the session within a second (endRevoked); an approval in that
+		// second must not run the command.
+		if p.env.sessionOver != nil {
+			if err := p.env.sessionOver(ss.identity); err != nil {
+				ss.marker(fmt.Sprintf("bastion: request %s not run: the requester's %v", ap.ID, err))
+				p.env.audit(Event{Type: "command.block", Identity: ss.identity, SessionID: ss.id, Target: ss.target, Outcome: "blocked",
+					Reason: "approved after the requester's certificate was revoked or expired", Fields: map[string]string{"command": text, "kind": ss.kind, "request": ap.ID}})
+				p.tell("request %s approved by %s, but not run: your %v", ap.ID, by, err)
+				return policy.ActionBlock
+			}
+		}
 		if p.env.policy() != pol {
 			// The rules were reloaded while it waited: they may block it now,
 			// or want other approvers. It is judged again when run again.

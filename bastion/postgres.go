@@ -311,6 +311,14 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 			}
 			ss.marker(fmt.Sprintf("bastion: request %s %s%s", ap.ID, strings.ReplaceAll(outcome, "_", " "), suffix(" by ", by)))
 			if outcome == Approved {
+				// A revocation (or an expiry, with disconnect_expired_cert)
+				// ends the session within a second (endRevoked); an approval
+				// in that second must not run the statement.
+				if err := s.sessionOver(ss.identity); err != nil {
+					ss.marker(fmt.Sprintf("bastion: request %s not run: the requester's %v", ap.ID, err))
+					return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, RequestID: ap.ID,
+						Message: fmt.Sprintf("request %s approved%s, but not run: your %v", ap.ID, suffix(" by ", by), err)}, nil
+				}
 				if cur := s.cfg.Policy(); cur != pol {
 					// The rules were reloaded while it waited: judged again, it
 					// runs only if they would let it run without an approval.

@@ -588,6 +588,17 @@ func (s *Server) expiry(id ca.Identity) error {
 		id.Serial, id.ValidBefore.UTC().Format(time.RFC3339))
 }
 
+// sessionOver reports what ends id's sessions at endRevoked's next tick
+// (a revocation, or an expiry with Config.DisconnectExpired), for what
+// must not wait for that tick: a held command or statement released by an
+// approval in the meantime.
+func (s *Server) sessionOver(id ca.Identity) error {
+	if err := s.revocation(id); err != nil {
+		return err
+	}
+	return s.expiry(id)
+}
+
 // endRevoked ends, within a second, every live session whose certificate
 // has been revoked (a lost laptop's open shell), here or on another
 // replica: a revocation is refused at the next login and at the next

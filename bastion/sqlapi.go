@@ -97,6 +97,10 @@ type heldSQL struct {
 	done  chan struct{}
 	resp  SQLResponse
 	code  int
+	// The answer is given only while the policy in force would still let
+	// the request connect and mask its rows as they were masked.
+	recheck func(*policy.Policy) error
+	target  string
 }
 
 // SQLHandler serves the SQL API (PathSQL, PathSQLStatus) on mux.
@@ -125,7 +129,9 @@ func writeSQL(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	// Read in terminals too (curl): C1 controls in the database's values
+	// as escapes, as encoding/json writes the C0 ones.
+	json.NewEncoder(safetext.JSONWriter(w)).Encode(v)
 }
 
 func sqlFail(w http.ResponseWriter, code int, format string, args ...any) {
@@ -191,11 +197,20 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		sqlFail(w, http.StatusBadRequest, "target, database, user and sql are required")
 		return
 	}
+	// They travel as C strings: a NUL would end one early and make what
+	// follows a startup parameter (or statement) of its own.
+	for _, f := range [...]struct{ name, v string }{{"target", req.Target}, {"database", req.Database}, {"user", req.User}, {"sql", req.SQL}} {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			sqlFail(w, http.StatusBadRequest, "%s contains a NUL byte", f.name)
+			return
+		}
+	}
 	maxRows := api.cfg.MaxRows
 	if req.MaxRows > 0 && req.MaxRows < maxRows {
 		maxRows = req.MaxRows
 	}
 	pol := s.cfg.Policy()
+	pid := policyIdentity(id)
 	t, ok := pol.Target(req.Target)
 	if !ok || t.Kind != policy.KindPostgres {
 		sqlFail(w, http.StatusNotFound, "%q is not a configured PostgreSQL target", safetext.Printable(req.Target))
@@ -203,7 +218,7 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	}
 	_, tport, _ := net.SplitHostPort(t.Address)
 	port, _ := strconv.Atoi(tport)
-	if _, err := pol.CheckForward(policyIdentity(id), t.Name, port, port); err != nil {
+	if _, err := pol.CheckForward(pid, t.Name, port, port); err != nil {
 		s.audit(Event{Type: "channel.refuse", Identity: id, Target: t.Name, Outcome: "refused", Reason: err.Error(), Fields: map[string]string{"channel": "sql api"}})
 		sqlFail(w, http.StatusForbidden, "%v", err)
 		return
@@ -302,7 +317,19 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	case a := <-done:
 		writeSQL(w, a.code, a.resp)
 	case reqID := <-held:
-		h := &heldSQL{owner: owner(id), done: make(chan struct{})}
+		maskKey := pol.ResultMasks(pid, t.Name).Key()
+		h := &heldSQL{owner: owner(id), done: make(chan struct{}), target: t.Name, recheck: func(p *policy.Policy) error {
+			if err := recheckForward(p, pid, t, port); err != nil {
+				return err
+			}
+			if err := p.CheckDB(pid, t.Name, req.User, req.Database, false); err != nil {
+				return err
+			}
+			if p.ResultMasks(pid, t.Name).Key() != maskKey {
+				return errors.New("a reload changed the masking rules since the statement ran")
+			}
+			return nil
+		}}
 		api.mu.Lock()
 		api.held[sid] = h
 		api.mu.Unlock()
@@ -401,6 +428,15 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 		api.mu.Lock()
 		delete(api.held, sid)
 		api.mu.Unlock()
+		// An answer waits up to heldAnswerTTL: a reload meanwhile that
+		// withdrew the access or changed the masks it was computed under
+		// keeps it, as it ends a live session.
+		if err := h.recheck(api.s.cfg.Policy()); err != nil {
+			api.s.audit(Event{Type: "channel.refuse", Identity: id, SessionID: sid, Target: h.target, Outcome: "refused",
+				Reason: "held statement's answer withheld: " + err.Error(), Fields: map[string]string{"channel": "sql api"}})
+			sqlFail(w, http.StatusForbidden, "the answer of %s is withheld: the policy changed since its statement ran (%v)", sid, err)
+			return
+		}
 		writeSQL(w, h.code, h.resp)
 	default:
 		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", StatusURL: r.URL.Path})

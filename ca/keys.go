@@ -160,7 +160,53 @@ func LoadKeys(dir string, kc KeyConfig) (_ *Keys, err error) {
 			k.Sources[i].Algorithm = k.algorithm(k.Sources[i].Purpose)
 		}
 	}
+	if err := k.onePurposeEach(); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// onePurposeEach refuses one key for two purposes (a key URI copied from
+// one line of the config to the next). What each CA's signature means is
+// kept apart only by its key: a target's sshd trusts the target CA by its
+// key alone, so with the user CA's key there every login certificate would
+// open the target without the bastion; a database would take the
+// database-client CA's certificates as the bastion's own.
+func (k *Keys) onePurposeEach() error {
+	seen := map[string]Purpose{}
+	for _, p := range Purposes {
+		var pub crypto.PublicKey
+		switch p {
+		case PurposeUser, PurposeTarget, PurposeHost:
+			s := map[Purpose]ssh.Signer{PurposeUser: k.UserCA, PurposeTarget: k.TargetCA, PurposeHost: k.HostCA}[p]
+			if s == nil {
+				continue
+			}
+			if cp, ok := s.PublicKey().(ssh.CryptoPublicKey); ok {
+				pub = cp.CryptoPublicKey()
+			}
+		case PurposeDB, PurposeDBClient:
+			if ca := map[Purpose]*X509CA{PurposeDB: k.DBCA, PurposeDBClient: k.DBClientCA}[p]; ca != nil {
+				pub = ca.Key.Public()
+			}
+		case PurposeSeal:
+			if k.SealKey != nil {
+				pub = k.SealKey.Public()
+			}
+		}
+		if pub == nil {
+			continue
+		}
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return fmt.Errorf("ca: %s key: %w", p, err)
+		}
+		if other, dup := seen[string(der)]; dup {
+			return fmt.Errorf("ca: the %s key and the %s key are the same key: each purpose needs its own (bastion ca init --%s --key URI makes one)", other, p, p)
+		}
+		seen[string(der)] = p
+	}
+	return nil
 }
 
 // algorithm names the algorithm of the key for p.

@@ -313,3 +313,40 @@ func BenchmarkSignTarget(b *testing.B) {
 		run(b, keys)
 	})
 }
+
+// TestKeysOnePurposeEach: one key named for two purposes (a key URI copied
+// from one line of ca to the next) is refused. The purposes' trust is kept
+// apart only by their keys: a target's sshd trusts the target CA by its key
+// alone, so with the user CA's key there it would take every login
+// certificate as one of the bastion's per-session certificates, and the
+// login would reach the target without the bastion.
+func TestKeysOnePurposeEach(t *testing.T) {
+	dir := t.TempDir()
+	ed := "softkms:path=" + filepath.Join(dir, "ed.pem")
+	ec := "softkms:path=" + filepath.Join(dir, "ec.pem")
+	for uri, p := range map[string]Purpose{ed: PurposeUser, ec: PurposeDB} {
+		_, c, err := CreateKey(uri, p, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c()
+	}
+	for name, kc := range map[string]KeyConfig{
+		"user and target": {User: ed, Target: ed},
+		"host and seal":   {Host: ed, Seal: ed},
+		"db and dbclient": {DB: ec, DBClient: ec},
+	} {
+		keys, err := LoadKeys(t.TempDir(), kc)
+		if err == nil {
+			keys.Close()
+			t.Errorf("%s share a key, and the keys loaded", name)
+		} else if !strings.Contains(err.Error(), "same key") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	keys, err := LoadKeys(t.TempDir(), KeyConfig{User: ed, DB: ec})
+	if err != nil {
+		t.Fatalf("one key each: %v", err)
+	}
+	keys.Close()
+}

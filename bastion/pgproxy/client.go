@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 )
 
 // Query is the PostgreSQL client of the bastion's SQL API: it speaks to
@@ -47,6 +48,13 @@ func (e *QueryError) Error() string { return e.SQLState + ": " + e.Message }
 // for CancelRegistry.Forward) before the statement is sent.
 func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRows, maxBytes int, onKey func(pid, secret uint32)) (*QueryResult, error) {
 	defer conn.Close()
+	// Each travels as a C string: a NUL would end it early and make what
+	// follows another startup parameter or statement.
+	for _, f := range [...]struct{ name, v string }{{"user", user}, {"database", database}, {"SQL", sql}} {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return nil, fmt.Errorf("pgproxy: query: the %s contains a NUL byte", f.name)
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	w := bufio.NewWriter(conn)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // serverSays is what a proxy might answer: after the startup, AuthOk and
@@ -152,4 +153,32 @@ func FuzzQuery(f *testing.F) {
 			t.Fatalf("%+v", res)
 		}
 	})
+}
+
+// TestQueryRefusesNUL: the user, database and SQL travel as C strings, so a
+// NUL in one would end it early and make what follows another startup
+// parameter or statement. Query refuses them before sending anything.
+func TestQueryRefusesNUL(t *testing.T) {
+	for _, c := range [][3]string{
+		{"app\x00TimeZone\x00UTC", "shop", "SELECT 1"},
+		{"app", "shop\x00replication\x00database", "SELECT 1"},
+		{"app", "shop", "SELECT 1\x00DROP TABLE t"},
+	} {
+		client, server := net.Pipe()
+		sent := make(chan int, 1)
+		go func() {
+			n, _ := io.Copy(io.Discard, server)
+			sent <- int(n)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := Query(ctx, client, c[0], c[1], c[2], 10, 0, nil)
+		cancel()
+		server.Close()
+		if err == nil || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("%q: want an error naming the NUL, got %v", c, err)
+		}
+		if n := <-sent; n != 0 {
+			t.Errorf("%q: %d bytes sent", c, n)
+		}
+	}
 }

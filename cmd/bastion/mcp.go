@@ -18,6 +18,7 @@ import (
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/internal/login"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 func runMCP(args []string) error {
@@ -108,13 +109,22 @@ func newMCPServer(st *login.State) *mcp.Server {
 	return s
 }
 
+// toolError is a tool error. Its text quotes what the database said (an
+// error message quotes the value that failed), so it is made one line of
+// visible text: a line break would let a value write a line in the tool's
+// own voice ("bastion: approved"), and escape sequences act on a terminal
+// that shows tool output.
 func toolError(msg string) *mcp.CallToolResult {
+	msg = strings.NewReplacer("\n", `\n`, "\t", `\t`).Replace(safetext.Visible(msg))
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: msg}}}
 }
 
+// toolJSON is a tool result as JSON. encoding/json escapes the C0 controls
+// in the database's values but not the C1 ones (U+009B is CSI to a
+// terminal): they are escaped too.
 func toolJSON(v any) *mcp.CallToolResult {
 	b, _ := json.MarshalIndent(v, "", " ")
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(b)}}}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(safetext.EscapeC1(b))}}}
 }
 
 // sqlTool runs req through the SQL API and says what happened in words
