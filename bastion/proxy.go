@@ -321,7 +321,15 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		ss.width, ss.height, ss.term = cols, rows, m.Term
 		ss.mu.Unlock()
 		p.pty = true
-		return p.forward(req)
+		// Modes the guard cannot follow (case folding, control characters
+		// moved to other keys) never reach the target: ptymodes.go.
+		modes, dropped := normalizePtyModes(m.Modelist)
+		if len(dropped) > 0 {
+			p.log.Info("pty-req terminal modes left out", "modes", strings.Join(dropped, " "))
+		}
+		m.Modelist = modes
+		ok, err := p.up.SendRequest(req.Type, req.WantReply, gossh.Marshal(m))
+		return err == nil && (ok || !req.WantReply)
 	case "env":
 		var m envMsg
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil {

@@ -1,0 +1,188 @@
+package bastion_test
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// rawShell is an interactive shell on web1 opened by a client written with
+// x/crypto/ssh, which sends whatever channel requests a test asks for
+// (the terminal modes of its pty-req, in any order), as a custom client can.
+type rawShell struct {
+	t     *testing.T
+	c     *ssh.Client
+	s     *ssh.Session
+	in    io.WriteCloser
+	mu    sync.Mutex
+	out   strings.Builder
+	seen  int // output consumed by expect
+	moved chan struct{}
+}
+
+// dialTarget logs in to the bastion as root@web1 (route in the username).
+func (e *env) dialTarget(t *testing.T) *ssh.Client {
+	t.Helper()
+	c, err := ssh.Dial("tcp", e.app.SSHAddr(), &ssh.ClientConfig{
+		User: "root@web1", Auth: []ssh.AuthMethod{ssh.PublicKeys(e.alice.CertSigner(t))},
+		HostKeyCallback: e.hostKeys(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rawShellWith opens a session with a pty-req carrying modes and starts a
+// shell, waiting for its prompt (root's, ending in "# ").
+func (e *env) rawShellWith(t *testing.T, term string, modes ssh.TerminalModes) *rawShell {
+	t.Helper()
+	c := e.dialTarget(t)
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rawShell{t: t, c: c, s: s, moved: make(chan struct{}, 1)}
+	in, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.in = in
+	out, _ := s.StdoutPipe()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := out.Read(buf)
+			if n > 0 {
+				r.mu.Lock()
+				r.out.Write(buf[:n])
+				r.mu.Unlock()
+				select {
+				case r.moved <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if err := s.RequestPty(term, 30, 120, modes); err != nil {
+		t.Fatalf("pty-req: %v", err)
+	}
+	if err := s.Shell(); err != nil {
+		t.Fatalf("shell: %v", err)
+	}
+	r.expect("# ", 30*time.Second)
+	return r
+}
+
+func (r *rawShell) send(keys string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.in, keys); err != nil {
+		r.t.Fatalf("send %q: %v", keys, err)
+	}
+}
+
+// expect waits for want in the output not yet consumed, case-insensitively
+// (a test may turn the target's output to upper case).
+func (r *rawShell) expect(want string, timeout time.Duration) string {
+	r.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		all := r.out.String()
+		rest := all[r.seen:]
+		if i := strings.Index(strings.ToLower(rest), strings.ToLower(want)); i >= 0 {
+			r.seen += i + len(want)
+			r.mu.Unlock()
+			return rest[:i+len(want)]
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.moved:
+		case <-deadline:
+			r.t.Fatalf("timed out waiting for %q; output so far:\n%q", want, all)
+		}
+	}
+}
+
+// hexWord spells s as bash's $'\xNN…', which holds no letter but x, so a
+// path survives input that is folded to lower or upper case.
+func hexWord(s string) string {
+	var b strings.Builder
+	b.WriteString("$'")
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "\\x%02x", s[i])
+	}
+	b.WriteString("'")
+	return b.String()
+}
+
+// Terminal modes in a pty-req change how the target's tty turns keys into
+// the characters the shell reads, and how its output is drawn, without a
+// command the guard would see (stty is judged; a pty-req's modes were
+// passed as sent). With IUCLC (and IEXTEN) the tty folds typed upper case
+// to lower case, and with OLCUC it shows output in upper case: the user
+// types RM -RF, bash reads and runs rm -rf, and the screen, like the keys,
+// shows RM -RF, which no rule names. A changed interrupt character (VINTR)
+// stops the guard's Ctrl-C from cancelling a refused line, and a printable
+// erase or kill character makes the keys read as something else.
+func TestPtyModesCannotHideACommand(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+
+	t.Run("case folding", func(t *testing.T) {
+		os.MkdirAll(victim, 0o755)
+		sh := e.rawShellWith(t, "xterm", ssh.TerminalModes{ssh.IUCLC: 1, ssh.IEXTEN: 1, ssh.OLCUC: 1, ssh.OPOST: 1})
+		sh.send("RM -RF " + hexWord(victim) + "; ECHO DONE-$((40+2))\r")
+		got := sh.expect("# ", 20*time.Second)
+		if !exists(victim) {
+			t.Fatalf("RM -RF, typed with IUCLC and OLCUC in the pty-req, ran as rm -rf: %q", got)
+		}
+	})
+	t.Run("interrupt character", func(t *testing.T) {
+		os.MkdirAll(victim, 0o755)
+		sh := e.rawShellWith(t, "xterm", ssh.TerminalModes{ssh.VINTR: 0x14})
+		sh.send("rm -rf " + victim + "\r")
+		sh.expect("blocked by rule no-rm-rf", 20*time.Second)
+		time.Sleep(300 * time.Millisecond)
+		sh.send("\r")
+		sh.send("echo done-$((40+2))\r")
+		got := sh.expect("done-42", 20*time.Second)
+		if !exists(victim) {
+			t.Fatalf("a refused line that the guard's Ctrl-C did not cancel (VINTR moved) ran at the next Enter: %q", got)
+		}
+	})
+	t.Run("printable erase character, typed ahead", func(t *testing.T) {
+		os.MkdirAll(victim, 0o755)
+		sh := e.rawShellWith(t, "xterm", ssh.TerminalModes{ssh.VERASE: 'Q'})
+		sh.send("sleep 1\r")
+		time.Sleep(200 * time.Millisecond)
+		sh.send("#Qrm -rf " + victim + "\r")
+		sh.send("echo done-$((40+2))\r")
+		got := sh.expect("done-42", 20*time.Second)
+		if !exists(victim) {
+			t.Fatalf("a line typed ahead with a printable erase character (#, then Q, the pty-req's VERASE) ran: %q", got)
+		}
+	})
+	t.Run("stock ssh keeps its modes", func(t *testing.T) {
+		const note = "pty-req terminal modes left out"
+		before := strings.Count(e.logs.String(), note)
+		p := e.shell(t) // OpenSSH's client sends its terminal's modes
+		p.Send("exit\r")
+		p.Wait(20 * time.Second)
+		if strings.Count(e.logs.String(), note) != before {
+			t.Errorf("modes of a terminal in its default state were left out:\n%s", e.logs.String())
+		}
+	})
+}
