@@ -317,17 +317,22 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		// or CI): the target gets it as sent; the bastion's own view of the
 		// screen (recording, line reader) assumes 80x24.
 		cols, rows := termSize(m.Columns, m.Rows)
-		ss.mu.Lock()
-		ss.width, ss.height, ss.term = cols, rows, m.Term
-		ss.mu.Unlock()
-		p.pty = true
-		// Modes the guard cannot follow (case folding, control characters
-		// moved to other keys) never reach the target: ptymodes.go.
+		// A terminal type or modes the guard cannot follow (case folding,
+		// control characters moved to other keys, a type drawn with other
+		// sequences than xterm's) never reach the target: ptymodes.go.
+		if term := screenTerm(m.Term); term != m.Term {
+			p.log.Info("pty-req terminal type replaced", "term", safetext.Printable(m.Term), "with", term)
+			m.Term = term
+		}
 		modes, dropped := normalizePtyModes(m.Modelist)
 		if len(dropped) > 0 {
 			p.log.Info("pty-req terminal modes left out", "modes", strings.Join(dropped, " "))
 		}
 		m.Modelist = modes
+		ss.mu.Lock()
+		ss.width, ss.height, ss.term = cols, rows, m.Term
+		ss.mu.Unlock()
+		p.pty = true
 		ok, err := p.up.SendRequest(req.Type, req.WantReply, gossh.Marshal(m))
 		return err == nil && (ok || !req.WantReply)
 	case "env":
@@ -337,6 +342,9 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		}
 		if !p.env.envAllowed(m.Name) {
 			return p.refuse(req, fmt.Sprintf("environment variable %q is not in env_allow", safetext.Printable(m.Name)))
+		}
+		if m.Name == "TERM" && screenTerm(m.Value) != m.Value {
+			return p.refuse(req, fmt.Sprintf("TERM=%q: the terminal type is set by the pty request, and only xterm-compatible types pass", safetext.Printable(m.Value)))
 		}
 		if localeVars[m.Name] && !safeLocale(m.Value) {
 			return p.refuse(req, fmt.Sprintf("%s=%q: only UTF-8 locales (or C, POSIX) are passed to targets", m.Name, safetext.Printable(m.Value)))

@@ -186,3 +186,50 @@ func TestPtyModesCannotHideACommand(t *testing.T) {
 		}
 	})
 }
+
+// The terminal type a pty-req names picks the sequences readline draws the
+// line with, and the guard reads the screen with an xterm-like emulator.
+// With TERM=vt52 readline moves the cursor left with ESC D (to the emulator,
+// a line feed) and clears with ESC K (which it ignores), so killing a
+// quote (Ctrl-K) leaves it on the screen: the screen reads an unfinished
+// line and lets its Enter through, while bash runs rm -rf; a word motion
+// (Alt-b, Alt-f) first makes the keys unreadable. With TERM=dumb (or a
+// name the target has no terminfo for) readline scrolls a long line
+// sideways and the screen shows only its tail.
+func TestPtyTermCannotHideACommand(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	for _, tc := range []struct{ term, keys string }{
+		{"vt52", "rm -rf " + victim + " 'X\x1bb\x1bf\x1b[D\x1b[D\x0b"},
+		{"dumb", "rm -rf " + victim + "; : " + strings.Repeat("x", 300) + "\x1bb\x1bf"},
+		{"no-such-terminal", "rm -rf " + victim + "; : " + strings.Repeat("x", 300) + "\x1bb\x1bf"},
+	} {
+		t.Run(tc.term, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			sh := e.rawShellWith(t, tc.term, ssh.TerminalModes{})
+			sh.send(tc.keys)
+			time.Sleep(300 * time.Millisecond) // the Enter comes after the echo, as a person types it
+			sh.send("\r")
+			time.Sleep(300 * time.Millisecond)
+			sh.send("\x03")
+			time.Sleep(200 * time.Millisecond)
+			sh.send("echo done-$((40+2))\r")
+			got := sh.expect("done-42", 20*time.Second)
+			if !exists(victim) {
+				t.Fatalf("rm -rf ran under TERM=%s: %q", tc.term, got)
+			}
+		})
+	}
+	t.Run("env TERM", func(t *testing.T) {
+		s, err := e.dialTarget(t).NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.Setenv("TERM", "vt52"); err == nil {
+			t.Fatal("env TERM=vt52 was accepted")
+		}
+		mustContain(t, "log", e.logs.String(), "TERM=")
+	})
+}
