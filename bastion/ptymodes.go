@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+
+	"github.com/bastionhq/bastion/bastion/shellcmd"
 )
 
 // Terminal modes of a pty-req (RFC 4254 §8) decide how the target's tty
@@ -157,27 +159,18 @@ func containsU32(vs []uint32, v uint32) bool {
 
 // The terminal type (a pty-req's TERM) picks the sequences readline draws
 // the line with, from the target's terminfo, and the guard reads the screen
-// with an xterm-like emulator. Under another type what readline draws is
-// not what the emulator reads: vt52 moves the cursor left with ESC D, a
-// line feed to xterm, and clears a line's end with ESC K, which xterm does
-// not know, so a killed quote stays on the screen; dumb (and a type the
-// target has no terminfo for, or none) scrolls a long line sideways, so
-// the screen shows its tail alone. screenTerms are the xterm-compatible
-// types in every distribution's base terminfo (ncurses-base); any other is
-// replaced by defaultTerm, which terminals that are not these (kitty,
+// with an xterm-like emulator: only shellcmd.ScreenTerms pass (vt52 moves
+// the cursor left with ESC D, a line feed to xterm, and clears a line's end
+// with ESC K, which xterm does not know, so a killed quote stays on the
+// screen; dumb, a type the target has no terminfo for, or none, scrolls a
+// long line sideways, so the screen shows its tail alone). Any other is
+// replaced by defaultTerm, which terminals that are not among them (kitty,
 // alacritty, foot, ...) emulate.
-var screenTerms = map[string]bool{
-	"xterm": true, "xterm-256color": true, "xterm-color": true,
-	"screen": true, "screen-256color": true, "tmux": true, "tmux-256color": true,
-	"linux": true, "vt100": true, "vt102": true, "vt220": true,
-	"rxvt": true, "rxvt-unicode": true, "rxvt-unicode-256color": true, "ansi": true,
-}
-
 const defaultTerm = "xterm-256color"
 
 // screenTerm returns the terminal type the target gets for term.
 func screenTerm(term string) string {
-	if screenTerms[term] {
+	if shellcmd.ScreenTerms[term] {
 		return term
 	}
 	return defaultTerm

@@ -221,6 +221,33 @@ func TestPtyTermCannotHideACommand(t *testing.T) {
 			}
 		})
 	}
+	// The same, with the type changed at the prompt: the assignment is
+	// held (the rules' unknowable action), and cancelled here.
+	for _, tc := range []struct{ set, keys string }{
+		{"export TERM=vt52", "rm -rf " + victim + " 'X\x1bb\x1bf\x1b[D\x1b[D\x0b"},
+		{"TERM=dumb", "rm -rf " + victim + "; : " + strings.Repeat("x", 300) + "\x1bb\x1bf"},
+	} {
+		t.Run(tc.set, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			sh := e.rawShellWith(t, "xterm", ssh.TerminalModes{})
+			sh.send(tc.set + "\r")
+			sh.expect("held for approval", 20*time.Second)
+			sh.send("\x03")
+			sh.expect("cancelled", 20*time.Second)
+			sh.expect("# ", 20*time.Second)
+			sh.send(tc.keys)
+			time.Sleep(300 * time.Millisecond)
+			sh.send("\r")
+			time.Sleep(300 * time.Millisecond)
+			sh.send("\x03")
+			time.Sleep(200 * time.Millisecond)
+			sh.send("echo done-$((40+2))\r")
+			got := sh.expect("done-42", 20*time.Second)
+			if !exists(victim) {
+				t.Fatalf("rm -rf ran after %s: %q", tc.set, got)
+			}
+		})
+	}
 	t.Run("env TERM", func(t *testing.T) {
 		s, err := e.dialTarget(t).NewSession()
 		if err != nil {

@@ -183,3 +183,52 @@ func FuzzHistoryExpansion(f *testing.F) {
 		AnalyzeWith(s, Options{Interactive: true})
 	})
 }
+
+// The terminal type decides the sequences readline draws its line with:
+// assignments that change it to one a reader of xterm's sequences cannot
+// follow (vt52, dumb, none) are unknowable.
+func TestTerminalTypeAssignments(t *testing.T) {
+	for _, tc := range []struct {
+		src     string
+		refused bool
+	}{
+		{"export TERM=vt52", true},
+		{"TERM=dumb", true},
+		{"TERM=", true},
+		{"TERM=$t", true},
+		{"TERM+=x", true},
+		{"declare -x TERM=vt52", true},
+		{`export "TERM=vt52"`, true},
+		{"TERM=vt52 bash", true},
+		{"env TERM=dumb bash -i", true},
+		{"unset TERM", true},
+		{"unset -v TERM", true},
+		{"unset $v", true},
+		{"read TERM", true},
+		{"printf -v TERM vt52", true},
+		{"export TERMINFO=/tmp/ti", true},
+		{"TERMCAP='xx|x:le=\\ED:' bash", true},
+		{"TERMINFO_DIRS=/tmp bash", true},
+		{"export TERM=xterm-256color", false},
+		{"TERM=screen tmux attach", false},
+		{"export TERM", false},
+		{"env TERM=linux top", false},
+		{"unset HISTFILE", false},
+		{"echo $TERM", false},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		got := false
+		for _, u := range a.Unknowable {
+			if u.Reason == ReasonTerminal || u.Reason == ReasonPrompt {
+				got = true
+			}
+		}
+		if got != tc.refused {
+			t.Errorf("%q: unknowable %v, want refused %v", tc.src, a.Unknowable, tc.refused)
+		}
+	}
+}

@@ -400,6 +400,9 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 			if why := specialVarReason(name); why != "" {
 				a.unknowable(st.text, why)
 			}
+			if why := termAssignReason(name, value, rest[0].lit); why != "" {
+				a.unknowable(st.text, why)
+			}
 			if promptVar(name) {
 				// env BASH_ENV='$(cmd)' bash -c ..., env PS1=...
 				if rest[0].lit {
