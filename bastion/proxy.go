@@ -314,9 +314,12 @@ func (p *proxy) handle(req *gossh.Request) bool {
 			return p.refuse(req, "malformed pty-req")
 		}
 		// 0x0 means unknown (ssh -tt without a local terminal, as in cron
-		// or CI): the target gets it as sent; the bastion's own view of the
-		// screen (recording, line reader) assumes 80x24.
+		// or CI). The target gets the size the bastion's own view of the
+		// screen (recording, line reader) takes: 80x24 for 0x0 (readline
+		// would take another from COLUMNS), and no wider or taller than
+		// the line reader's model.
 		cols, rows := termSize(m.Columns, m.Rows)
+		m.Columns, m.Rows = uint32(cols), uint32(rows)
 		// A terminal type or modes the guard cannot follow (case folding,
 		// control characters moved to other keys, a type drawn with other
 		// sequences than xterm's) never reach the target: ptymodes.go.
@@ -355,7 +358,7 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil || !validPtySize(m.Columns, m.Rows) {
 			return p.refuse(req, "malformed window-change")
 		}
-		cols, rows := termSize(m.Columns, m.Rows)
+		cols, rows := termSize(m.Columns, m.Rows) // as for pty-req
 		ss.mu.Lock()
 		ss.width, ss.height = cols, rows
 		ss.mu.Unlock()
@@ -367,7 +370,9 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		if g := p.guard.Load(); g != nil {
 			g.resize(cols, rows)
 		}
-		return p.forward(req)
+		m.Columns, m.Rows = uint32(cols), uint32(rows)
+		ok, err := p.up.SendRequest(req.Type, req.WantReply, gossh.Marshal(m))
+		return err == nil && (ok || !req.WantReply)
 	case "signal", "break", "keepalive@openssh.com":
 		return p.forward(req)
 	case "auth-agent-req@openssh.com":

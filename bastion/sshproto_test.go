@@ -260,3 +260,51 @@ func TestPtyTermCannotHideACommand(t *testing.T) {
 		mustContain(t, "log", e.logs.String(), "TERM=")
 	})
 }
+
+// The guard's screen model is at most linerec.MaxCols wide; a window the
+// client claims wider (up to 10000 columns were passed to the target) has
+// readline wrap the line elsewhere than the model does, so its redraw lands
+// on other rows: a quote deleted after a word motion stays on the modelled
+// screen, which reads an unfinished line while bash runs rm -rf. The same
+// width set at the prompt (stty cols) is held.
+func TestWindowSizeCannotHideACommand(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	attack := func(t *testing.T, sh *rawShell) {
+		t.Helper()
+		sh.send("rm -rf " + victim + " '" + strings.Repeat("x", 1100))
+		time.Sleep(300 * time.Millisecond)
+		sh.send("\x1bb") // back a word: the keys are no longer a reading
+		time.Sleep(300 * time.Millisecond)
+		sh.send("\x7f") // the quote
+		time.Sleep(300 * time.Millisecond)
+		sh.send("\r")
+		time.Sleep(500 * time.Millisecond)
+		sh.send("\x03")
+		time.Sleep(200 * time.Millisecond)
+		sh.send("echo done-$((40+2))\r")
+		sh.expect("done-42", 20*time.Second)
+		if !exists(victim) {
+			t.Fatal("rm -rf ran")
+		}
+	}
+	t.Run("window-change", func(t *testing.T) {
+		os.MkdirAll(victim, 0o755)
+		sh := e.rawShellWith(t, "xterm", ssh.TerminalModes{})
+		if err := sh.s.WindowChange(30, 2000); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		attack(t, sh)
+	})
+	t.Run("stty cols", func(t *testing.T) {
+		os.MkdirAll(victim, 0o755)
+		sh := e.rawShellWith(t, "xterm", ssh.TerminalModes{})
+		sh.send("stty cols 2000\r")
+		sh.expect("held for approval", 20*time.Second)
+		sh.send("\x03")
+		sh.expect("cancelled", 20*time.Second)
+		sh.expect("# ", 20*time.Second)
+		attack(t, sh)
+	})
+}

@@ -242,8 +242,9 @@ func historyOrEditing(name string, args []word) string {
 			case "-a", "--all", "-g", "--save", "size", "speed", "sane", "echo", "icanon", "isig", "icrnl", "onlcr", "opost", "echoe", "echok", "echoctl", "echoke", "ixon", "-ixon", "ixany", "-ixany":
 				continue
 			case "rows", "cols", "columns":
-				i++
-				continue
+				// The shell wraps its line at the width the tty says,
+				// and the bastion's screen reader at the window's.
+				return ReasonTerminal
 			}
 			return ReasonLineEditing
 		}
@@ -356,8 +357,9 @@ func termAssignReason(name, value string, lit bool) string {
 }
 
 // ReasonTerminal: an assignment that changes the terminal description the
-// shell draws its line with.
-const ReasonTerminal = "changes the terminal type the shell draws its line for"
+// shell draws its line with, or a command that changes the width it wraps
+// the line at (stty cols).
+const ReasonTerminal = "changes the terminal (its type or size) the shell draws its line for"
 
 // ReasonRebind: a builtin or variable that makes a command name run
 // something else (hash -p, BASH_CMDS, BASH_ALIASES, enable -f), or a

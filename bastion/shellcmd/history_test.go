@@ -90,7 +90,9 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		{"stty -a", ""},
 		{"stty size", ""},
 		{"stty sane", ""},
-		{"stty cols 100 rows 40", ""},
+		{"stty cols 100 rows 40", ReasonTerminal},
+		{"stty rows 40", ReasonTerminal},
+		{"stty columns 2000", ReasonTerminal},
 		{"sudo stty -echo", ReasonLineEditing},
 		{"bash -c 'set -H'", ReasonHistory},
 	} {
@@ -101,7 +103,7 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		}
 		got := ""
 		for _, u := range a.Unknowable {
-			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing {
+			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing || u.Reason == ReasonTerminal {
 				got = u.Reason
 			}
 		}
