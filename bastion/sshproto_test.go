@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // rawShell is an interactive shell on web1 opened by a client written with
@@ -307,4 +310,83 @@ func TestWindowSizeCannotHideACommand(t *testing.T) {
 		sh.expect("# ", 20*time.Second)
 		attack(t, sh)
 	})
+}
+
+// rawExecWith opens a session with a pty and runs command as an exec, as
+// ssh -t host command does.
+func (e *env) rawExecWith(t *testing.T, command string) *rawShell {
+	t.Helper()
+	c := e.dialTarget(t)
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rawShell{t: t, c: c, s: s, moved: make(chan struct{}, 1)}
+	if r.in, err = s.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := s.StdoutPipe()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := out.Read(buf)
+			if n > 0 {
+				r.mu.Lock()
+				r.out.Write(buf[:n])
+				r.mu.Unlock()
+				select {
+				case r.moved <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if err := s.RequestPty("xterm", 30, 120, ssh.TerminalModes{}); err != nil {
+		t.Fatalf("pty-req: %v", err)
+	}
+	if err := s.Start(command); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	return r
+}
+
+// An exec that starts an interactive shell reading the session's input
+// (ssh -t host bash) has that input judged as the shell's command lines;
+// programs that start one without naming a shell (script, and nsenter,
+// unshare or chroot without a command, which run $SHELL) did not: what
+// was typed into the shell they started went to the target unjudged.
+func TestExecOfProgramStartingAShell(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, command := range []string{"script -q /dev/null", "unshare", "nsenter"} {
+		t.Run(command, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			sh := e.rawExecWith(t, command)
+			sh.expect("# ", 30*time.Second)
+			sh.send("rm -rf " + victim + "\r")
+			time.Sleep(500 * time.Millisecond)
+			sh.send("\x03")
+			time.Sleep(200 * time.Millisecond)
+			sh.send("echo done-$((40+2))\r")
+			got := sh.expect("done-42", 20*time.Second)
+			if !exists(victim) {
+				t.Fatalf("rm -rf typed into the shell %q started ran: %q", command, got)
+			}
+		})
+	}
+	// An exec-only role gets no shell this way.
+	olga := e.userKey("olga", ca.Identity{User: "olga", Issuer: "https://idp.test", Subject: "u-olga", Groups: []string{"ops"}}, 0)
+	cfg := e.writeSSHConfig("olga", olga)
+	for _, command := range []string{"script -q /dev/null", "unshare", "newgrp"} {
+		r := testenv.Run(t, 30*time.Second, "rm -rf "+victim+"\n", "ssh", "-F", cfg, "-T", "root@web1", command)
+		if r.Code != 126 || !strings.Contains(r.Stderr, "not a shell reading its commands") {
+			t.Errorf("exec-only role, %q: want a refusal, got %s", command, r)
+		}
+	}
+	if !exists(victim) {
+		t.Fatal("an exec-only role's input ran as a shell's commands")
+	}
 }

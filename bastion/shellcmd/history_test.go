@@ -234,3 +234,41 @@ func TestTerminalTypeAssignments(t *testing.T) {
 		}
 	}
 }
+
+// Programs that start the user's shell, interactive, when given no
+// command read their commands from the session's input, as bash does.
+func TestProgramsStartingAShell(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want bool
+	}{
+		{"script", true},
+		{"script -q /dev/null", true},
+		{"script -qc 'ls' /dev/null", false},
+		{"script --command ls out", false},
+		{"unshare", true},
+		{"unshare -U", true},
+		{"unshare -U ls", false},
+		{"nsenter -t 1 -m", true},
+		{"nsenter -t 1 -m ls", false},
+		{"chroot /srv/root", true},
+		{"chroot /srv/root ls", false},
+		{"newgrp", true},
+		{"newgrp wheel", true},
+		{"sg wheel", true},
+		{"sg wheel -c ls", false},
+		{"tcsh", true},
+		{"csh -l", true},
+		{"tcsh script.csh", false},
+		{"sudo script", true},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		if a.StdinShell != tc.want {
+			t.Errorf("%q: StdinShell %v, want %v", tc.src, a.StdinShell, tc.want)
+		}
+	}
+}

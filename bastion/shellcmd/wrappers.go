@@ -181,6 +181,15 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		return a.su(name, args, st)
 	case "sg":
 		a.sg(args, st)
+	case "newgrp":
+		// newgrp [-] [group]: a new shell, on the session's input.
+		a.stdinScript("newgrp", st, ReasonPipeShell, false)
+	case "tcsh", "csh":
+		// A shell of another syntax: without a script or -c, it reads
+		// its commands from the session's input.
+		if len(args) == 0 || !args[0].lit || (args[0].s == "-i" || args[0].s == "-l") && len(args) == 1 {
+			a.stdinScript(name, st, ReasonPipeShell, false)
+		}
 	case "ssh":
 		a.ssh(args, st)
 	case "find":
@@ -191,8 +200,14 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		r := scanPermute(args, optSpec{valued: "cEIOBTmo", optional: "t",
 			long: set("command", "echo", "log-in", "log-out", "log-io", "log-timing", "logging-format", "output-limit")})
 		a.checkBad(r, st)
-		for _, v := range r.values("c", "command") {
+		cmds := r.values("c", "command")
+		for _, v := range cmds {
 			a.shellString(v, "script -c", st)
+		}
+		if len(cmds) == 0 {
+			// Without -c, script runs $SHELL, interactive, on the
+			// session's input.
+			a.stdinScript("script", st, ReasonPipeShell, false)
 		}
 	case "ip":
 		// ip [options] netns exec NAME command...
@@ -350,8 +365,17 @@ func (a *analyzer) genericWrapper(name string, spec optSpec, args []word, st *pe
 		rest = rest[1:]
 	}
 	a.checkBad(r, st)
+	if len(rest) == 0 && shellWithoutCommand[name] {
+		// Without a command these run $SHELL, interactive, on the
+		// session's input.
+		a.stdinScript(name, st, ReasonPipeShell, false)
+	}
 	return rest, name, true
 }
+
+// shellWithoutCommand are the wrappers that start the user's shell when
+// given no command.
+var shellWithoutCommand = map[string]bool{"nsenter": true, "unshare": true, "chroot": true}
 
 // isAssignment reports whether s is NAME=value.
 func isAssignment(s string) bool {
@@ -896,6 +920,8 @@ func (a *analyzer) sg(args []word, st *peelState) {
 		args = args[1:]
 	}
 	if len(args) < 2 {
+		// sg [group] without a command: a shell, like newgrp.
+		a.stdinScript("sg", st, ReasonPipeShell, false)
 		return
 	}
 	rest := args[1:]
