@@ -1,6 +1,7 @@
 package shellcmd
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -261,6 +262,19 @@ func TestProgramsStartingAShell(t *testing.T) {
 		{"csh -l", true},
 		{"tcsh script.csh", false},
 		{"sudo script", true},
+		{"login -f root", true},
+		{"run0", true},
+		{"run0 ls", false},
+		{"run0 -u root bash", true},
+		{"pkexec", true},
+		{"pkexec ls", false},
+		{"fakeroot", true},
+		{"firejail", true},
+		{"systemd-run --pty -S", true},
+		{"systemd-run --shell", true},
+		{"systemd-run --pty ls", false},
+		{"machinectl shell", true},
+		{"machinectl list", false},
 	} {
 		a, err := Analyze(tc.src)
 		if err != nil {
@@ -270,5 +284,16 @@ func TestProgramsStartingAShell(t *testing.T) {
 		if a.StdinShell != tc.want {
 			t.Errorf("%q: StdinShell %v, want %v", tc.src, a.StdinShell, tc.want)
 		}
+	}
+}
+
+// run0 (systemd's sudo) runs its operands as a command.
+func TestRun0IsAWrapper(t *testing.T) {
+	a, err := Analyze("run0 -u root rm -rf /srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(a.Names(), "rm") {
+		t.Errorf("run0 -u root rm -rf /srv: commands %v, want rm among them", a.Names())
 	}
 }

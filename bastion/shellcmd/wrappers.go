@@ -181,6 +181,17 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		return a.su(name, args, st)
 	case "sg":
 		a.sg(args, st)
+	case "login":
+		// login -f USER (as root, no password) starts a shell on the
+		// session's input.
+		a.stdinScript(name, st, ReasonPipeShell, false)
+	case "machinectl":
+		for _, w := range args {
+			if !w.lit || w.s == "shell" || w.s == "login" {
+				a.stdinScript(name, st, ReasonPipeShell, false)
+				break
+			}
+		}
 	case "newgrp":
 		// newgrp [-] [group]: a new shell, on the session's input.
 		a.stdinScript("newgrp", st, ReasonPipeShell, false)
@@ -279,6 +290,7 @@ var wrapperSpecs = map[string]optSpec{
 	"proxychains4": {valued: "f"},
 	"torsocks":     {valued: "uapP", long: set("user", "pass", "address", "port")},
 	"pkexec":       {long: set("user")},
+	"run0":         {valued: "ugD", long: set("user", "group", "nice", "chdir", "setenv", "unit", "property", "description", "slice", "background", "machine", "shell-prompt-prefix")},
 	"firejail":     {},
 	"valgrind":     {},
 	"catchsegv":    {},
@@ -365,7 +377,7 @@ func (a *analyzer) genericWrapper(name string, spec optSpec, args []word, st *pe
 		rest = rest[1:]
 	}
 	a.checkBad(r, st)
-	if len(rest) == 0 && shellWithoutCommand[name] {
+	if len(rest) == 0 && shellWithoutCommand[name] || name == "systemd-run" && (r.hasFlag('S') || r.hasLong("shell")) {
 		// Without a command these run $SHELL, interactive, on the
 		// session's input.
 		a.stdinScript(name, st, ReasonPipeShell, false)
@@ -375,7 +387,7 @@ func (a *analyzer) genericWrapper(name string, spec optSpec, args []word, st *pe
 
 // shellWithoutCommand are the wrappers that start the user's shell when
 // given no command.
-var shellWithoutCommand = map[string]bool{"nsenter": true, "unshare": true, "chroot": true}
+var shellWithoutCommand = map[string]bool{"nsenter": true, "unshare": true, "chroot": true, "pkexec": true, "firejail": true, "fakeroot": true, "run0": true}
 
 // isAssignment reports whether s is NAME=value.
 func isAssignment(s string) bool {
