@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -377,10 +378,29 @@ func TestExecOfProgramStartingAShell(t *testing.T) {
 			}
 		})
 	}
+	t.Run("tmux", func(t *testing.T) {
+		testenv.Require(t, "tmux")
+		os.MkdirAll(victim, 0o755)
+		sock := t.TempDir()
+		t.Cleanup(func() {
+			kill := exec.Command("tmux", "kill-server")
+			kill.Env = append(os.Environ(), "TMUX_TMPDIR="+sock)
+			kill.Run()
+		})
+		sh := e.rawExecWith(t, "TMUX_TMPDIR="+sock+" tmux -f /dev/null")
+		sh.expect("# ", 30*time.Second)
+		time.Sleep(300 * time.Millisecond)
+		sh.send("rm -rf " + victim + "\r")
+		sh.expect("blocked by rule no-rm-rf", 20*time.Second)
+		sh.send("exit\r")
+		if !exists(victim) {
+			t.Fatal("rm -rf typed into the shell tmux started ran")
+		}
+	})
 	// An exec-only role gets no shell this way.
 	olga := e.userKey("olga", ca.Identity{User: "olga", Issuer: "https://idp.test", Subject: "u-olga", Groups: []string{"ops"}}, 0)
 	cfg := e.writeSSHConfig("olga", olga)
-	for _, command := range []string{"script -q /dev/null", "unshare", "newgrp"} {
+	for _, command := range []string{"script -q /dev/null", "unshare", "newgrp", "tmux", "screen -r"} {
 		r := testenv.Run(t, 30*time.Second, "rm -rf "+victim+"\n", "ssh", "-F", cfg, "-T", "root@web1", command)
 		if r.Code != 126 || !strings.Contains(r.Stderr, "not a shell reading its commands") {
 			t.Errorf("exec-only role, %q: want a refusal, got %s", command, r)

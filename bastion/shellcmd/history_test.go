@@ -297,3 +297,54 @@ func TestRun0IsAWrapper(t *testing.T) {
 		t.Errorf("run0 -u root rm -rf /srv: commands %v, want rm among them", a.Names())
 	}
 }
+
+// tmux and screen start a shell on the session's input, run a command
+// given for a new pane or window as sh -c would, and can type into or run
+// commands in a session in their own language (unknowable).
+func TestTerminalMultiplexers(t *testing.T) {
+	for _, tc := range []struct {
+		src        string
+		stdinShell bool
+		names      []string // commands that must be among those judged
+		unknowable bool
+	}{
+		{src: "tmux", stdinShell: true},
+		{src: "tmux -u", stdinShell: true},
+		{src: "tmux new -s work", stdinShell: true},
+		{src: "tmux attach -t work", stdinShell: true},
+		{src: "tmux a", stdinShell: true},
+		{src: "tmux ls"},
+		{src: "tmux kill-server"},
+		{src: "tmux new -d 'rm -rf /srv'", names: []string{"rm"}},
+		{src: "tmux new-session -d -s x rm -rf /srv", names: []string{"rm"}},
+		{src: "tmux split-window -t x 'rm -rf /srv'", stdinShell: true, names: []string{"rm"}},
+		{src: "tmux send-keys -t x 'rm -rf /srv' Enter", unknowable: true},
+		{src: "tmux run-shell 'rm -rf /srv'", unknowable: true},
+		{src: "tmux -c 'rm -rf /srv'", unknowable: true},
+		{src: "tmux $cmd", unknowable: true},
+		{src: "screen", stdinShell: true},
+		{src: "screen -S work", stdinShell: true},
+		{src: "screen -r", stdinShell: true},
+		{src: "screen -ls"},
+		{src: "screen -dm rm -rf /srv", names: []string{"rm"}},
+		{src: "screen rm -rf /srv", stdinShell: true, names: []string{"rm"}},
+		{src: "screen -S x -X stuff 'rm -rf /srv\n'", unknowable: true},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		if a.StdinShell != tc.stdinShell {
+			t.Errorf("%q: StdinShell %v, want %v", tc.src, a.StdinShell, tc.stdinShell)
+		}
+		for _, n := range tc.names {
+			if !slices.Contains(a.Names(), n) {
+				t.Errorf("%q: commands %v, want %s among them", tc.src, a.Names(), n)
+			}
+		}
+		if got := len(a.Unknowable) > 0; got != tc.unknowable {
+			t.Errorf("%q: unknowable %v, want %v", tc.src, a.Unknowable, tc.unknowable)
+		}
+	}
+}

@@ -192,6 +192,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 				break
 			}
 		}
+	case "tmux":
+		a.tmux(args, st)
+	case "screen":
+		a.screen(args, st)
 	case "newgrp":
 		// newgrp [-] [group]: a new shell, on the session's input.
 		a.stdinScript("newgrp", st, ReasonPipeShell, false)
@@ -1021,4 +1025,99 @@ func (a *analyzer) flock(args []word, st *peelState) ([]word, string, bool) {
 		return nil, "", false
 	}
 	return rest, "flock", true
+}
+
+// ReasonMultiplexer: a terminal multiplexer command that runs a command,
+// or types keys into a shell, given in its own language (tmux send-keys,
+// run-shell, bind-key; screen -X stuff).
+const ReasonMultiplexer = "a terminal multiplexer command that runs or types commands"
+
+// tmuxQuiet are tmux commands that run and type nothing.
+var tmuxQuiet = set("ls", "list-sessions", "list-windows", "lsw", "list-panes", "lsp", "list-clients", "lsc",
+	"list-buffers", "lsb", "list-commands", "lscm", "list-keys", "lsk", "has-session", "has", "display-message", "display",
+	"show-options", "show", "show-window-options", "showw", "show-environment", "showenv", "show-buffer", "showb",
+	"info", "server-info", "kill-server", "kill-session", "kill-window", "killw", "kill-pane", "killp",
+	"detach-client", "detach", "rename-session", "rename", "rename-window", "renamew", "capture-pane", "capturep",
+	"select-window", "selectw", "select-pane", "selectp", "start-server", "start")
+
+// tmuxShells are tmux commands that start a shell (or a given command) in a
+// new pane: the words after their options are that command, run by sh -c.
+var tmuxShells = map[string]string{
+	"new-session": "Adc:DEe:F:f:n:Ps:t:Xx:y:", "new": "Adc:DEe:F:f:n:Ps:t:Xx:y:",
+	"new-window": "abc:de:F:kn:PSt:", "neww": "abc:de:F:kn:PSt:",
+	"split-window": "bc:de:fF:hIl:Pp:t:vZ", "splitw": "bc:de:fF:hIl:Pp:t:vZ",
+	"respawn-pane": "c:e:kt:", "respawnp": "c:e:kt:", "respawn-window": "c:e:kt:", "respawnw": "c:e:kt:",
+}
+
+// tmux: with no command, or new-session, attach-session and the commands
+// that open a pane, tmux starts a shell whose keys come from the session's
+// input (a shell reading stdin, as ssh host bash); a command given for a
+// new pane is judged like sh -c; commands that type keys or run commands
+// in tmux's own language are unknowable; the rest run nothing.
+func (a *analyzer) tmux(args []word, st *peelState) {
+	r := scanOpts(args, optSpec{valued: "cfLST"})
+	if len(r.values("c")) > 0 {
+		a.unknowable(st.text, ReasonMultiplexer) // tmux -c: run by the default shell
+		return
+	}
+	rest := args[r.next:]
+	if len(rest) == 0 {
+		a.stdinScript("tmux", st, ReasonPipeShell, false)
+		return
+	}
+	cmd := rest[0]
+	if !cmd.lit {
+		a.unknowable(st.text, ReasonMultiplexer)
+		return
+	}
+	switch {
+	case tmuxQuiet[cmd.s]:
+	case cmd.s == "attach-session" || cmd.s == "attach" || cmd.s == "a" || cmd.s == "at":
+		a.stdinScript("tmux", st, ReasonPipeShell, false)
+	case tmuxShells[cmd.s] != "":
+		spec := tmuxShells[cmd.s]
+		var valued strings.Builder
+		for i := 0; i < len(spec); i++ {
+			if i+1 < len(spec) && spec[i+1] == ':' {
+				valued.WriteByte(spec[i])
+			}
+		}
+		o := scanOpts(rest[1:], optSpec{valued: valued.String()})
+		a.checkBad(o, st)
+		if shell := rest[1+o.next:]; len(shell) > 0 {
+			a.joinedString(shell, "tmux "+cmd.s, st)
+		}
+		if !o.hasFlag('d') {
+			a.stdinScript("tmux", st, ReasonPipeShell, false)
+		}
+	default:
+		a.unknowable(st.text, ReasonMultiplexer)
+	}
+}
+
+// screen: listing, version and help run nothing; -X sends a command to a
+// session (stuff types keys into its shell), unknowable; otherwise screen
+// starts a shell, or the command given, in a new window whose keys come
+// from the session's input.
+func (a *analyzer) screen(args []word, st *peelState) {
+	for _, w := range args {
+		if !w.lit {
+			a.unknowable(st.text, ReasonMultiplexer)
+			return
+		}
+		switch w.s {
+		case "-ls", "-list", "-v", "-version", "--version", "-h", "-help", "--help":
+			return
+		case "-X", "-Q":
+			a.unknowable(st.text, ReasonMultiplexer)
+			return
+		}
+	}
+	r := scanOpts(args, optSpec{valued: "acehpsStTLX", optional: "dDrRx"})
+	if cmd := args[r.next:]; len(cmd) > 0 {
+		a.joinedString(cmd, "screen", st)
+	}
+	if !r.hasFlag('d') && !r.hasFlag('D') {
+		a.stdinScript("screen", st, ReasonPipeShell, false)
+	}
 }
