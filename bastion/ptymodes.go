@@ -27,13 +27,15 @@ import (
 //   - what keeps a refused line's characters or stops them from being
 //     cancelled: ISIG or IEXTEN off, NOFLSH, PENDIN;
 //   - output translation that changes the bytes drawn: OCRNL, ONOCR,
-//     ONLRET.
+//     ONLRET, and OPOST or ONLCR off (line feeds without a carriage
+//     return);
+//   - ICRNL and ICANON off, which change where a line typed while a
+//     command runs ends.
 //
 // What is dropped leaves the target's default (a new pty's: Ctrl-C
 // interrupts, Backspace erases, no case folding), which is what the guard
-// models. The rest (echo, canonical mode, flow control, IUTF8, ICRNL,
-// OPOST/ONLCR, speeds) passes as sent: the guard reads echo off or on, and
-// they change no character.
+// models. The rest (echo, flow control, IUTF8, speeds) passes as sent: the
+// guard reads echo off or on, and they change no character.
 
 // Terminal mode opcodes (RFC 4254 §8, RFC 8160).
 const (
@@ -76,7 +78,7 @@ var ptyModeRules = map[byte]ptyModeRule{
 	33: {"ISTRIP", []uint32{0}},
 	34: {"INLCR", []uint32{0}},
 	35: {"IGNCR", []uint32{0}},
-	36: {"ICRNL", nil},
+	36: {"ICRNL", []uint32{1}},
 	37: {"IUCLC", []uint32{0}},
 	38: {"IXON", nil},
 	39: {"IXANY", nil},
@@ -84,7 +86,7 @@ var ptyModeRules = map[byte]ptyModeRule{
 	41: {"IMAXBEL", nil},
 	42: {"IUTF8", nil},
 	50: {"ISIG", []uint32{1}},
-	51: {"ICANON", nil},
+	51: {"ICANON", []uint32{1}},
 	52: {"XCASE", []uint32{0}},
 	53: {"ECHO", nil},
 	54: {"ECHOE", nil},
@@ -96,9 +98,9 @@ var ptyModeRules = map[byte]ptyModeRule{
 	60: {"ECHOCTL", nil},
 	61: {"ECHOKE", nil},
 	62: {"PENDIN", []uint32{0}},
-	70: {"OPOST", nil},
+	70: {"OPOST", []uint32{1}},
 	71: {"OLCUC", []uint32{0}},
-	72: {"ONLCR", nil},
+	72: {"ONLCR", []uint32{1}},
 	73: {"OCRNL", []uint32{0}},
 	74: {"ONOCR", []uint32{0}},
 	75: {"ONLRET", []uint32{0}},

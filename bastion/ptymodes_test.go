@@ -56,6 +56,8 @@ func TestNormalizePtyModes(t *testing.T) {
 		{"no signals", [][2]uint32{{uint32(gossh.ISIG), 0}}, "ISIG=0"},
 		{"no flush", [][2]uint32{{uint32(gossh.NOFLSH), 1}}, "NOFLSH=1"},
 		{"ignore CR", [][2]uint32{{uint32(gossh.IGNCR), 1}}, "IGNCR=1"},
+		{"no output processing", [][2]uint32{{uint32(gossh.OPOST), 0}}, "OPOST=0"},
+		{"raw input", [][2]uint32{{uint32(gossh.ICANON), 0}}, "ICANON=0"},
 		{"7-bit", [][2]uint32{{uint32(gossh.CS8), 0}, {uint32(gossh.CS7), 1}}, "CS8=0"},
 		{"unknown opcode", [][2]uint32{{99, 1}}, "opcode 99=1"},
 		{"undefined opcode stops", [][2]uint32{{200, 1}, {53, 1}}, "opcode 200 and what follows"},
