@@ -30,12 +30,17 @@ import (
 //     ONLRET, and OPOST or ONLCR off (line feeds without a carriage
 //     return);
 //   - ICRNL and ICANON off, which change where a line typed while a
-//     command runs ends.
+//     command runs ends;
+//   - echo off (ECHO, ECHOCTL, ECHOE, ECHOKE): a shell without a line
+//     editor (dash) reads the line the tty cooked, arrow keys included as
+//     bytes, which the screen shows (as ^[[D) only with these on: without
+//     ECHOCTL the echoed arrows move the cursor and the screen, like keys
+//     read as readline's, shows another line than dash runs.
 //
 // What is dropped leaves the target's default (a new pty's: Ctrl-C
 // interrupts, Backspace erases, no case folding), which is what the guard
-// models. The rest (echo, flow control, IUTF8, speeds) passes as sent: the
-// guard reads echo off or on, and they change no character.
+// models. The rest (flow control, IUTF8, ECHOK, ECHONL, speeds) passes as
+// sent: they change no character the shell reads or the screen shows.
 
 // Terminal mode opcodes (RFC 4254 §8, RFC 8160).
 const (
@@ -88,15 +93,15 @@ var ptyModeRules = map[byte]ptyModeRule{
 	50: {"ISIG", []uint32{1}},
 	51: {"ICANON", []uint32{1}},
 	52: {"XCASE", []uint32{0}},
-	53: {"ECHO", nil},
-	54: {"ECHOE", nil},
+	53: {"ECHO", []uint32{1}},
+	54: {"ECHOE", []uint32{1}},
 	55: {"ECHOK", nil},
 	56: {"ECHONL", nil},
 	57: {"NOFLSH", []uint32{0}},
 	58: {"TOSTOP", nil},
 	59: {"IEXTEN", []uint32{1}},
-	60: {"ECHOCTL", nil},
-	61: {"ECHOKE", nil},
+	60: {"ECHOCTL", []uint32{1}},
+	61: {"ECHOKE", []uint32{1}},
 	62: {"PENDIN", []uint32{0}},
 	70: {"OPOST", []uint32{1}},
 	71: {"OLCUC", []uint32{0}},

@@ -32,10 +32,10 @@ func TestNormalizePtyModes(t *testing.T) {
 	if out != in || len(dropped) != 0 {
 		t.Errorf("stock modes changed: dropped %v", dropped)
 	}
-	// Backspace sending ^H, echo off (the bastion CLI's own pty-req).
-	in = encodeModes([][2]uint32{{3, 8}, {53, 0}})
+	// Backspace sending ^H; macOS's ECHOK off.
+	in = encodeModes([][2]uint32{{3, 8}, {55, 0}})
 	if out, dropped := normalizePtyModes(in); out != in || len(dropped) != 0 {
-		t.Errorf("^H erase, echo off: dropped %v", dropped)
+		t.Errorf("^H erase, ECHOK off: dropped %v", dropped)
 	}
 	if out, dropped := normalizePtyModes(""); out != "\x00" || len(dropped) != 0 {
 		t.Errorf("no modes: %q, dropped %v", out, dropped)
@@ -58,6 +58,8 @@ func TestNormalizePtyModes(t *testing.T) {
 		{"ignore CR", [][2]uint32{{uint32(gossh.IGNCR), 1}}, "IGNCR=1"},
 		{"no output processing", [][2]uint32{{uint32(gossh.OPOST), 0}}, "OPOST=0"},
 		{"raw input", [][2]uint32{{uint32(gossh.ICANON), 0}}, "ICANON=0"},
+		{"echo off", [][2]uint32{{uint32(gossh.ECHO), 0}}, "ECHO=0"},
+		{"controls echoed raw", [][2]uint32{{uint32(gossh.ECHOCTL), 0}}, "ECHOCTL=0"},
 		{"7-bit", [][2]uint32{{uint32(gossh.CS8), 0}, {uint32(gossh.CS7), 1}}, "CS8=0"},
 		{"unknown opcode", [][2]uint32{{99, 1}}, "opcode 99=1"},
 		{"undefined opcode stops", [][2]uint32{{200, 1}, {53, 1}}, "opcode 200 and what follows"},

@@ -179,6 +179,31 @@ func TestPtyModesCannotHideACommand(t *testing.T) {
 			t.Fatalf("a line typed ahead with a printable erase character (#, then Q, the pty-req's VERASE) ran: %q", got)
 		}
 	})
+	// A shell without a line editor (dash, ssh -t host sh) reads a line
+	// the tty cooked: arrow keys are bytes in it, echoed as ^[[D. Without
+	// ECHOCTL they are echoed raw and move the cursor, so the screen, like
+	// the keys read as readline's, shows "#rm -rf ...", a comment, while
+	// dash runs rm -rf; without ECHO nothing is echoed and the keys are
+	// the only reading.
+	for name, modes := range map[string]ssh.TerminalModes{"ECHOCTL off": {ssh.ECHOCTL: 0}, "ECHO off": {ssh.ECHO: 0}} {
+		t.Run("dash "+name, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			sh := e.rawExecModes(t, "PS1='D> ' sh", modes)
+			sh.expect("D> ", 20*time.Second)
+			line := "rm -rf " + victim + " "
+			sh.send(line + strings.Repeat("\x1b[D", len(line)) + "#")
+			time.Sleep(300 * time.Millisecond)
+			sh.send("\r")
+			time.Sleep(500 * time.Millisecond)
+			sh.send("\x03")
+			time.Sleep(200 * time.Millisecond)
+			sh.send("echo done-$((40+2))\r")
+			got := sh.expect("done-42", 20*time.Second)
+			if !exists(victim) {
+				t.Fatalf("rm -rf ran in dash with modes %v: %q", modes, got)
+			}
+		})
+	}
 	t.Run("stock ssh keeps its modes", func(t *testing.T) {
 		const note = "pty-req terminal modes left out"
 		before := strings.Count(e.logs.String(), note)
@@ -317,6 +342,12 @@ func TestWindowSizeCannotHideACommand(t *testing.T) {
 // ssh -t host command does.
 func (e *env) rawExecWith(t *testing.T, command string) *rawShell {
 	t.Helper()
+	return e.rawExecModes(t, command, ssh.TerminalModes{})
+}
+
+// rawExecModes is rawExecWith with the pty-req's terminal modes.
+func (e *env) rawExecModes(t *testing.T, command string, modes ssh.TerminalModes) *rawShell {
+	t.Helper()
 	c := e.dialTarget(t)
 	s, err := c.NewSession()
 	if err != nil {
@@ -345,7 +376,7 @@ func (e *env) rawExecWith(t *testing.T, command string) *rawShell {
 			}
 		}
 	}()
-	if err := s.RequestPty("xterm", 30, 120, ssh.TerminalModes{}); err != nil {
+	if err := s.RequestPty("xterm", 30, 120, modes); err != nil {
 		t.Fatalf("pty-req: %v", err)
 	}
 	if err := s.Start(command); err != nil {
