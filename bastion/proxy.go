@@ -318,14 +318,30 @@ func (p *proxy) handle(req *gossh.Request) bool {
 			return p.refuse(req, "malformed pty-req")
 		}
 		// 0x0 means unknown (ssh -tt without a local terminal, as in cron
-		// or CI): the target gets it as sent; the bastion's own view of the
-		// screen (recording, line reader) assumes 80x24.
+		// or CI). The target gets the size the bastion's own view of the
+		// screen (recording, line reader) takes: 80x24 for 0x0 (readline
+		// would take another from COLUMNS), and no wider or taller than
+		// the line reader's model.
 		cols, rows := termSize(m.Columns, m.Rows)
+		m.Columns, m.Rows = uint32(cols), uint32(rows)
+		// A terminal type or modes the guard cannot follow (case folding,
+		// control characters moved to other keys, a type drawn with other
+		// sequences than xterm's) never reach the target: ptymodes.go.
+		if term := screenTerm(m.Term); term != m.Term {
+			p.log.Info("pty-req terminal type replaced", "term", safetext.Printable(m.Term), "with", term)
+			m.Term = term
+		}
+		modes, dropped := normalizePtyModes(m.Modelist)
+		if len(dropped) > 0 {
+			p.log.Info("pty-req terminal modes left out", "modes", strings.Join(dropped, " "))
+		}
+		m.Modelist = modes
 		ss.mu.Lock()
 		ss.width, ss.height, ss.term = cols, rows, m.Term
 		ss.mu.Unlock()
 		p.pty = true
-		return p.forward(req)
+		ok, err := p.up.SendRequest(req.Type, req.WantReply, gossh.Marshal(m))
+		return err == nil && (ok || !req.WantReply)
 	case "env":
 		var m envMsg
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil {
@@ -333,6 +349,9 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		}
 		if !p.env.envAllowed(m.Name) {
 			return p.refuse(req, fmt.Sprintf("environment variable %q is not in env_allow", safetext.Printable(m.Name)))
+		}
+		if m.Name == "TERM" && screenTerm(m.Value) != m.Value {
+			return p.refuse(req, fmt.Sprintf("TERM=%q: the terminal type is set by the pty request, and only xterm-compatible types pass", safetext.Printable(m.Value)))
 		}
 		if localeVars[m.Name] && !safeLocale(m.Value) {
 			return p.refuse(req, fmt.Sprintf("%s=%q: only UTF-8 locales (or C, POSIX) are passed to targets", m.Name, safetext.Printable(m.Value)))
@@ -343,7 +362,7 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		if err := gossh.Unmarshal(req.Payload, &m); err != nil || !validPtySize(m.Columns, m.Rows) {
 			return p.refuse(req, "malformed window-change")
 		}
-		cols, rows := termSize(m.Columns, m.Rows)
+		cols, rows := termSize(m.Columns, m.Rows) // as for pty-req
 		ss.mu.Lock()
 		ss.width, ss.height = cols, rows
 		ss.mu.Unlock()
@@ -355,7 +374,9 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		if g := p.guard.Load(); g != nil {
 			g.resize(cols, rows)
 		}
-		return p.forward(req)
+		m.Columns, m.Rows = uint32(cols), uint32(rows)
+		ok, err := p.up.SendRequest(req.Type, req.WantReply, gossh.Marshal(m))
+		return err == nil && (ok || !req.WantReply)
 	case "signal", "break", "keepalive@openssh.com":
 		return p.forward(req)
 	case "auth-agent-req@openssh.com":

@@ -12,6 +12,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/bastionhq/bastion/bastion/linerec"
 	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
 	"github.com/bastionhq/bastion/ca"
@@ -620,8 +621,10 @@ func validPtySize(cols, rows uint32) bool {
 	return cols <= maxTermSize && rows <= maxTermSize
 }
 
-// termSize is the geometry the bastion works with: 80x24 where a
-// dimension is 0 (unknown).
+// termSize is the geometry the bastion works with, and the one a target
+// gets: 80x24 where a dimension is 0 (unknown), and no larger than the
+// shell guard's screen model (linerec.MaxCols by linerec.MaxRows), since a
+// shell told of another width wraps its line elsewhere than the model.
 func termSize(cols, rows uint32) (int, int) {
 	if cols == 0 {
 		cols = 80
@@ -629,7 +632,7 @@ func termSize(cols, rows uint32) (int, int) {
 	if rows == 0 {
 		rows = 24
 	}
-	return int(cols), int(rows)
+	return int(min(cols, linerec.MaxCols)), int(min(rows, linerec.MaxRows))
 }
 
 // gossh.Channel satisfies closeWriter; keep the compiler checking it.

@@ -15,6 +15,14 @@ const (
 	maxOff    = 256  // rows of the current line kept after they scroll off the top
 )
 
+// MaxCols and MaxRows bound the window a Tracker models: a wider or taller
+// one is clamped. The shell must be given no larger a window, or it wraps
+// the line where the model does not and its redraws land elsewhere.
+const (
+	MaxCols = maxCols
+	MaxRows = maxRows
+)
+
 // wideTail marks the right half of a double-width character.
 const wideTail rune = -1
 

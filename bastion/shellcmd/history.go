@@ -242,8 +242,9 @@ func historyOrEditing(name string, args []word) string {
 			case "-a", "--all", "-g", "--save", "size", "speed", "sane", "echo", "icanon", "isig", "icrnl", "onlcr", "opost", "echoe", "echok", "echoctl", "echoke", "ixon", "-ixon", "ixany", "-ixany":
 				continue
 			case "rows", "cols", "columns":
-				i++
-				continue
+				// The shell wraps its line at the width the tty says,
+				// and the bastion's screen reader at the window's.
+				return ReasonTerminal
 			}
 			return ReasonLineEditing
 		}
@@ -320,6 +321,46 @@ func specialVarReason(name string) string {
 	return ""
 }
 
+// ScreenTerms are the terminal types whose drawing a terminal emulator
+// that reads xterm's sequences follows, all of them in every
+// distribution's base terminfo (ncurses-base). Under another type readline
+// draws the line with other sequences (vt52 moves the cursor left with ESC
+// D, a line feed to xterm) or scrolls a long line sideways (dumb, or a type
+// without terminfo), so the screen no longer shows the line bash runs.
+var ScreenTerms = map[string]bool{
+	"xterm": true, "xterm-256color": true, "xterm-color": true,
+	"screen": true, "screen-256color": true, "tmux": true, "tmux-256color": true,
+	"linux": true, "vt100": true, "vt102": true, "vt220": true,
+	"rxvt": true, "rxvt-unicode": true, "rxvt-unicode-256color": true, "ansi": true,
+}
+
+// termVar reports the variables that choose the terminal description
+// readline draws with: bash re-reads it when one of them is assigned or
+// unset.
+func termVar(name string) bool {
+	switch name {
+	case "TERM", "TERMCAP", "TERMINFO", "TERMINFO_DIRS":
+		return true
+	}
+	return false
+}
+
+// termAssignReason reports an assignment of value to name that changes how
+// the shell draws its line: TERM set to a type not in ScreenTerms (or to a
+// value only known at run time), or TERMCAP, TERMINFO or TERMINFO_DIRS set
+// at all.
+func termAssignReason(name, value string, lit bool) string {
+	if !termVar(name) || name == "TERM" && lit && ScreenTerms[value] {
+		return ""
+	}
+	return ReasonTerminal
+}
+
+// ReasonTerminal: an assignment that changes the terminal description the
+// shell draws its line with, or a command that changes the width it wraps
+// the line at (stty cols).
+const ReasonTerminal = "changes the terminal (its type or size) the shell draws its line for"
+
 // ReasonRebind: a builtin or variable that makes a command name run
 // something else (hash -p, BASH_CMDS, BASH_ALIASES, enable -f), or a
 // nameref, through which an assignment reaches a variable not named in it.
@@ -346,7 +387,7 @@ func followedVar(w word) bool {
 		return true
 	}
 	name, _, _ := strings.Cut(w.s, "[")
-	return promptVar(name) || specialVarReason(name) != ""
+	return promptVar(name) || specialVarReason(name) != "" || termVar(name)
 }
 
 // ReasonSubscript: a builtin that takes a variable name evaluates an array
@@ -407,6 +448,14 @@ func (a *analyzer) builtinCode(name string, args []word, st *peelState) {
 	case "getopts":
 		if len(args) > 1 {
 			assigns(args[1:2])
+		}
+	case "unset":
+		// unset TERM has readline draw for a dumb terminal.
+		for _, w := range args {
+			if !w.lit || termVar(w.s) {
+				a.unknowable(st.text, ReasonTerminal)
+				break
+			}
 		}
 	case "hash":
 		if r := scanOpts(args, optSpec{valued: "pt"}); r.hasFlag('p') || r.bad {

@@ -1,6 +1,7 @@
 package shellcmd
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -90,7 +91,9 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		{"stty -a", ""},
 		{"stty size", ""},
 		{"stty sane", ""},
-		{"stty cols 100 rows 40", ""},
+		{"stty cols 100 rows 40", ReasonTerminal},
+		{"stty rows 40", ReasonTerminal},
+		{"stty columns 2000", ReasonTerminal},
 		{"sudo stty -echo", ReasonLineEditing},
 		{"bash -c 'set -H'", ReasonHistory},
 	} {
@@ -101,7 +104,7 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		}
 		got := ""
 		for _, u := range a.Unknowable {
-			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing {
+			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing || u.Reason == ReasonTerminal {
 				got = u.Reason
 			}
 		}
@@ -182,4 +185,166 @@ func FuzzHistoryExpansion(f *testing.F) {
 		}
 		AnalyzeWith(s, Options{Interactive: true})
 	})
+}
+
+// The terminal type decides the sequences readline draws its line with:
+// assignments that change it to one a reader of xterm's sequences cannot
+// follow (vt52, dumb, none) are unknowable.
+func TestTerminalTypeAssignments(t *testing.T) {
+	for _, tc := range []struct {
+		src     string
+		refused bool
+	}{
+		{"export TERM=vt52", true},
+		{"TERM=dumb", true},
+		{"TERM=", true},
+		{"TERM=$t", true},
+		{"TERM+=x", true},
+		{"declare -x TERM=vt52", true},
+		{`export "TERM=vt52"`, true},
+		{"TERM=vt52 bash", true},
+		{"env TERM=dumb bash -i", true},
+		{"unset TERM", true},
+		{"unset -v TERM", true},
+		{"unset $v", true},
+		{"read TERM", true},
+		{"printf -v TERM vt52", true},
+		{"export TERMINFO=/tmp/ti", true},
+		{"TERMCAP='xx|x:le=\\ED:' bash", true},
+		{"TERMINFO_DIRS=/tmp bash", true},
+		{"export TERM=xterm-256color", false},
+		{"TERM=screen tmux attach", false},
+		{"export TERM", false},
+		{"env TERM=linux top", false},
+		{"unset HISTFILE", false},
+		{"echo $TERM", false},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		got := false
+		for _, u := range a.Unknowable {
+			if u.Reason == ReasonTerminal || u.Reason == ReasonPrompt {
+				got = true
+			}
+		}
+		if got != tc.refused {
+			t.Errorf("%q: unknowable %v, want refused %v", tc.src, a.Unknowable, tc.refused)
+		}
+	}
+}
+
+// Programs that start the user's shell, interactive, when given no
+// command read their commands from the session's input, as bash does.
+func TestProgramsStartingAShell(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want bool
+	}{
+		{"script", true},
+		{"script -q /dev/null", true},
+		{"script -qc 'ls' /dev/null", false},
+		{"script --command ls out", false},
+		{"unshare", true},
+		{"unshare -U", true},
+		{"unshare -U ls", false},
+		{"nsenter -t 1 -m", true},
+		{"nsenter -t 1 -m ls", false},
+		{"chroot /srv/root", true},
+		{"chroot /srv/root ls", false},
+		{"newgrp", true},
+		{"newgrp wheel", true},
+		{"sg wheel", true},
+		{"sg wheel -c ls", false},
+		{"tcsh", true},
+		{"csh -l", true},
+		{"tcsh script.csh", false},
+		{"sudo script", true},
+		{"login -f root", true},
+		{"run0", true},
+		{"run0 ls", false},
+		{"run0 -u root bash", true},
+		{"pkexec", true},
+		{"pkexec ls", false},
+		{"fakeroot", true},
+		{"firejail", true},
+		{"systemd-run --pty -S", true},
+		{"systemd-run --shell", true},
+		{"systemd-run --pty ls", false},
+		{"machinectl shell", true},
+		{"machinectl list", false},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		if a.StdinShell != tc.want {
+			t.Errorf("%q: StdinShell %v, want %v", tc.src, a.StdinShell, tc.want)
+		}
+	}
+}
+
+// run0 (systemd's sudo) runs its operands as a command.
+func TestRun0IsAWrapper(t *testing.T) {
+	a, err := Analyze("run0 -u root rm -rf /srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(a.Names(), "rm") {
+		t.Errorf("run0 -u root rm -rf /srv: commands %v, want rm among them", a.Names())
+	}
+}
+
+// tmux and screen start a shell on the session's input, run a command
+// given for a new pane or window as sh -c would, and can type into or run
+// commands in a session in their own language (unknowable).
+func TestTerminalMultiplexers(t *testing.T) {
+	for _, tc := range []struct {
+		src        string
+		stdinShell bool
+		names      []string // commands that must be among those judged
+		unknowable bool
+	}{
+		{src: "tmux", stdinShell: true},
+		{src: "tmux -u", stdinShell: true},
+		{src: "tmux new -s work", stdinShell: true},
+		{src: "tmux attach -t work", stdinShell: true},
+		{src: "tmux a", stdinShell: true},
+		{src: "tmux ls"},
+		{src: "tmux kill-server"},
+		{src: "tmux new -d 'rm -rf /srv'", names: []string{"rm"}},
+		{src: "tmux new-session -d -s x rm -rf /srv", names: []string{"rm"}},
+		{src: "tmux split-window -t x 'rm -rf /srv'", stdinShell: true, names: []string{"rm"}},
+		{src: "tmux send-keys -t x 'rm -rf /srv' Enter", unknowable: true},
+		{src: "tmux run-shell 'rm -rf /srv'", unknowable: true},
+		{src: "tmux -c 'rm -rf /srv'", unknowable: true},
+		{src: "tmux $cmd", unknowable: true},
+		{src: "screen", stdinShell: true},
+		{src: "screen -S work", stdinShell: true},
+		{src: "screen -r", stdinShell: true},
+		{src: "screen -ls"},
+		{src: "screen -dm rm -rf /srv", names: []string{"rm"}},
+		{src: "screen rm -rf /srv", stdinShell: true, names: []string{"rm"}},
+		{src: "screen -S x -X stuff 'rm -rf /srv\n'", unknowable: true},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		if a.StdinShell != tc.stdinShell {
+			t.Errorf("%q: StdinShell %v, want %v", tc.src, a.StdinShell, tc.stdinShell)
+		}
+		for _, n := range tc.names {
+			if !slices.Contains(a.Names(), n) {
+				t.Errorf("%q: commands %v, want %s among them", tc.src, a.Names(), n)
+			}
+		}
+		if got := len(a.Unknowable) > 0; got != tc.unknowable {
+			t.Errorf("%q: unknowable %v, want %v", tc.src, a.Unknowable, tc.unknowable)
+		}
+	}
 }

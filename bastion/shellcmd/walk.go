@@ -570,6 +570,10 @@ func (a *analyzer) quotedDecl(t string, sc scope, text string) {
 		a.unknowable(text, why)
 		return
 	}
+	if why := termAssignReason(base, value, !hasSub && !strings.HasSuffix(strings.TrimSuffix(t, value), "+=")); why != "" && isAssign {
+		a.unknowable(text, why)
+		return
+	}
 	if isAssign && promptVar(base) {
 		a.promptString(base, value, sc, text)
 	}
@@ -632,6 +636,16 @@ func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
 	if why := specialVarReason(as.Name.Value); why != "" {
 		a.unknowable(nodeText(sc.src, as), why)
 		return
+	}
+	if termVar(as.Name.Value) && !as.Naked {
+		v := word{lit: true}
+		if as.Value != nil {
+			v = normWord(as.Value, sc.src)
+		}
+		if why := termAssignReason(as.Name.Value, v.s, v.lit && !as.Append && as.Array == nil && as.Index == nil); why != "" {
+			a.unknowable(nodeText(sc.src, as), why)
+			return
+		}
 	}
 	name := as.Name.Value
 	if !promptVar(name) {

@@ -181,6 +181,30 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		return a.su(name, args, st)
 	case "sg":
 		a.sg(args, st)
+	case "login":
+		// login -f USER (as root, no password) starts a shell on the
+		// session's input.
+		a.stdinScript(name, st, ReasonPipeShell, false)
+	case "machinectl":
+		for _, w := range args {
+			if !w.lit || w.s == "shell" || w.s == "login" {
+				a.stdinScript(name, st, ReasonPipeShell, false)
+				break
+			}
+		}
+	case "tmux":
+		a.tmux(args, st)
+	case "screen":
+		a.screen(args, st)
+	case "newgrp":
+		// newgrp [-] [group]: a new shell, on the session's input.
+		a.stdinScript("newgrp", st, ReasonPipeShell, false)
+	case "tcsh", "csh":
+		// A shell of another syntax: without a script or -c, it reads
+		// its commands from the session's input.
+		if len(args) == 0 || !args[0].lit || (args[0].s == "-i" || args[0].s == "-l") && len(args) == 1 {
+			a.stdinScript(name, st, ReasonPipeShell, false)
+		}
 	case "ssh":
 		a.ssh(args, st)
 	case "find":
@@ -191,8 +215,14 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		r := scanPermute(args, optSpec{valued: "cEIOBTmo", optional: "t",
 			long: set("command", "echo", "log-in", "log-out", "log-io", "log-timing", "logging-format", "output-limit")})
 		a.checkBad(r, st)
-		for _, v := range r.values("c", "command") {
+		cmds := r.values("c", "command")
+		for _, v := range cmds {
 			a.shellString(v, "script -c", st)
+		}
+		if len(cmds) == 0 {
+			// Without -c, script runs $SHELL, interactive, on the
+			// session's input.
+			a.stdinScript("script", st, ReasonPipeShell, false)
 		}
 	case "ip":
 		// ip [options] netns exec NAME command...
@@ -264,6 +294,7 @@ var wrapperSpecs = map[string]optSpec{
 	"proxychains4": {valued: "f"},
 	"torsocks":     {valued: "uapP", long: set("user", "pass", "address", "port")},
 	"pkexec":       {long: set("user")},
+	"run0":         {valued: "ugD", long: set("user", "group", "nice", "chdir", "setenv", "unit", "property", "description", "slice", "background", "machine", "shell-prompt-prefix")},
 	"firejail":     {},
 	"valgrind":     {},
 	"catchsegv":    {},
@@ -350,8 +381,17 @@ func (a *analyzer) genericWrapper(name string, spec optSpec, args []word, st *pe
 		rest = rest[1:]
 	}
 	a.checkBad(r, st)
+	if len(rest) == 0 && shellWithoutCommand[name] || name == "systemd-run" && (r.hasFlag('S') || r.hasLong("shell")) {
+		// Without a command these run $SHELL, interactive, on the
+		// session's input.
+		a.stdinScript(name, st, ReasonPipeShell, false)
+	}
 	return rest, name, true
 }
+
+// shellWithoutCommand are the wrappers that start the user's shell when
+// given no command.
+var shellWithoutCommand = map[string]bool{"nsenter": true, "unshare": true, "chroot": true, "pkexec": true, "firejail": true, "fakeroot": true, "run0": true}
 
 // isAssignment reports whether s is NAME=value.
 func isAssignment(s string) bool {
@@ -398,6 +438,9 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 		for len(rest) > 0 && isAssignment(rest[0].s) {
 			name, value, _ := strings.Cut(rest[0].s, "=")
 			if why := specialVarReason(name); why != "" {
+				a.unknowable(st.text, why)
+			}
+			if why := termAssignReason(name, value, rest[0].lit); why != "" {
 				a.unknowable(st.text, why)
 			}
 			if promptVar(name) {
@@ -893,6 +936,8 @@ func (a *analyzer) sg(args []word, st *peelState) {
 		args = args[1:]
 	}
 	if len(args) < 2 {
+		// sg [group] without a command: a shell, like newgrp.
+		a.stdinScript("sg", st, ReasonPipeShell, false)
 		return
 	}
 	rest := args[1:]
@@ -980,4 +1025,99 @@ func (a *analyzer) flock(args []word, st *peelState) ([]word, string, bool) {
 		return nil, "", false
 	}
 	return rest, "flock", true
+}
+
+// ReasonMultiplexer: a terminal multiplexer command that runs a command,
+// or types keys into a shell, given in its own language (tmux send-keys,
+// run-shell, bind-key; screen -X stuff).
+const ReasonMultiplexer = "a terminal multiplexer command that runs or types commands"
+
+// tmuxQuiet are tmux commands that run and type nothing.
+var tmuxQuiet = set("ls", "list-sessions", "list-windows", "lsw", "list-panes", "lsp", "list-clients", "lsc",
+	"list-buffers", "lsb", "list-commands", "lscm", "list-keys", "lsk", "has-session", "has", "display-message", "display",
+	"show-options", "show", "show-window-options", "showw", "show-environment", "showenv", "show-buffer", "showb",
+	"info", "server-info", "kill-server", "kill-session", "kill-window", "killw", "kill-pane", "killp",
+	"detach-client", "detach", "rename-session", "rename", "rename-window", "renamew", "capture-pane", "capturep",
+	"select-window", "selectw", "select-pane", "selectp", "start-server", "start")
+
+// tmuxShells are tmux commands that start a shell (or a given command) in a
+// new pane: the words after their options are that command, run by sh -c.
+var tmuxShells = map[string]string{
+	"new-session": "Adc:DEe:F:f:n:Ps:t:Xx:y:", "new": "Adc:DEe:F:f:n:Ps:t:Xx:y:",
+	"new-window": "abc:de:F:kn:PSt:", "neww": "abc:de:F:kn:PSt:",
+	"split-window": "bc:de:fF:hIl:Pp:t:vZ", "splitw": "bc:de:fF:hIl:Pp:t:vZ",
+	"respawn-pane": "c:e:kt:", "respawnp": "c:e:kt:", "respawn-window": "c:e:kt:", "respawnw": "c:e:kt:",
+}
+
+// tmux: with no command, or new-session, attach-session and the commands
+// that open a pane, tmux starts a shell whose keys come from the session's
+// input (a shell reading stdin, as ssh host bash); a command given for a
+// new pane is judged like sh -c; commands that type keys or run commands
+// in tmux's own language are unknowable; the rest run nothing.
+func (a *analyzer) tmux(args []word, st *peelState) {
+	r := scanOpts(args, optSpec{valued: "cfLST"})
+	if len(r.values("c")) > 0 {
+		a.unknowable(st.text, ReasonMultiplexer) // tmux -c: run by the default shell
+		return
+	}
+	rest := args[r.next:]
+	if len(rest) == 0 {
+		a.stdinScript("tmux", st, ReasonPipeShell, false)
+		return
+	}
+	cmd := rest[0]
+	if !cmd.lit {
+		a.unknowable(st.text, ReasonMultiplexer)
+		return
+	}
+	switch {
+	case tmuxQuiet[cmd.s]:
+	case cmd.s == "attach-session" || cmd.s == "attach" || cmd.s == "a" || cmd.s == "at":
+		a.stdinScript("tmux", st, ReasonPipeShell, false)
+	case tmuxShells[cmd.s] != "":
+		spec := tmuxShells[cmd.s]
+		var valued strings.Builder
+		for i := 0; i < len(spec); i++ {
+			if i+1 < len(spec) && spec[i+1] == ':' {
+				valued.WriteByte(spec[i])
+			}
+		}
+		o := scanOpts(rest[1:], optSpec{valued: valued.String()})
+		a.checkBad(o, st)
+		if shell := rest[1+o.next:]; len(shell) > 0 {
+			a.joinedString(shell, "tmux "+cmd.s, st)
+		}
+		if !o.hasFlag('d') {
+			a.stdinScript("tmux", st, ReasonPipeShell, false)
+		}
+	default:
+		a.unknowable(st.text, ReasonMultiplexer)
+	}
+}
+
+// screen: listing, version and help run nothing; -X sends a command to a
+// session (stuff types keys into its shell), unknowable; otherwise screen
+// starts a shell, or the command given, in a new window whose keys come
+// from the session's input.
+func (a *analyzer) screen(args []word, st *peelState) {
+	for _, w := range args {
+		if !w.lit {
+			a.unknowable(st.text, ReasonMultiplexer)
+			return
+		}
+		switch w.s {
+		case "-ls", "-list", "-v", "-version", "--version", "-h", "-help", "--help":
+			return
+		case "-X", "-Q":
+			a.unknowable(st.text, ReasonMultiplexer)
+			return
+		}
+	}
+	r := scanOpts(args, optSpec{valued: "acehpsStTLX", optional: "dDrRx"})
+	if cmd := args[r.next:]; len(cmd) > 0 {
+		a.joinedString(cmd, "screen", st)
+	}
+	if !r.hasFlag('d') && !r.hasFlag('D') {
+		a.stdinScript("screen", st, ReasonPipeShell, false)
+	}
 }
