@@ -66,8 +66,12 @@ var ptyModeRules = map[byte]ptyModeRule{
 	5:  {"VEOF", []uint32{0x04}},
 	6:  {"VEOL", []uint32{0, 255}},
 	7:  {"VEOL2", []uint32{0, 255}},
-	8:  {"VSTART", []uint32{0x11}},
-	9:  {"VSTOP", []uint32{0x13}},
+	// Flow control's keys may be disabled (stty stop undef, to have
+	// Ctrl-S reach readline): Ctrl-Q and Ctrl-S then reach the shell as
+	// keys, as they do after stty -ixon on the target, which the guard
+	// follows anyway.
+	8:  {"VSTART", []uint32{0x11, 0, 255}},
+	9:  {"VSTOP", []uint32{0x13, 0, 255}},
 	10: {"VSUSP", []uint32{0x1a}},
 	11: {"VDSUSP", []uint32{0x19, 0, 255}},
 	12: {"VREPRINT", []uint32{0x12}},

@@ -32,10 +32,10 @@ func TestNormalizePtyModes(t *testing.T) {
 	if out != in || len(dropped) != 0 {
 		t.Errorf("stock modes changed: dropped %v", dropped)
 	}
-	// Backspace sending ^H; macOS's ECHOK off.
-	in = encodeModes([][2]uint32{{3, 8}, {55, 0}})
+	// Backspace sending ^H; macOS's ECHOK off; stty stop undef.
+	in = encodeModes([][2]uint32{{3, 8}, {55, 0}, {9, 255}})
 	if out, dropped := normalizePtyModes(in); out != in || len(dropped) != 0 {
-		t.Errorf("^H erase, ECHOK off: dropped %v", dropped)
+		t.Errorf("^H erase, ECHOK off, stop undef: dropped %v", dropped)
 	}
 	if out, dropped := normalizePtyModes(""); out != "\x00" || len(dropped) != 0 {
 		t.Errorf("no modes: %q, dropped %v", out, dropped)
