@@ -1,9 +1,14 @@
 package pgproxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"math"
 	"strings"
 	"testing"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // Regression tests for a red team on the output side: card numbers reaching the client
@@ -80,5 +85,64 @@ func TestRedCardsHiddenForms(t *testing.T) {
 	}
 	if tr := h.transcript.String(); showsCard(tr) {
 		t.Errorf("the transcript shows the card number:\n%s", tr)
+	}
+}
+
+// TestRedCardsBindParamsInCapture: the wire capture (Config.Wire: the recording of what
+// the client sent) masked a client message as one text. A Bind's parameters are joined
+// only by their length prefixes, bytes no terminal draws, so a text card number next to
+// another digit parameter (card, expiry month, year: "4111111111111111" "12" "2030")
+// read as one run of 22 digits, which is no card number; and a binary parameter (pgx
+// sends an int64 as int8, a float64 as float8, a numeric in base 10000) holds the
+// number as bytes no detector reads. Each parameter is now masked on its own, a binary
+// one also in the decimal form of the number it may be.
+func TestRedCardsBindParamsInCapture(t *testing.T) {
+	wire := &testenv.SyncBuffer{}
+	h := startProxy(t, startCluster(t), func(c *Config) {
+		c.MaskColumn = nil
+		c.Masks = nil
+		c.MaskValue = realCards
+		c.Wire = func(fromClient bool, p []byte) error {
+			if fromClient {
+				wire.Write(p)
+			}
+			return nil
+		}
+	})
+	ctx := context.Background()
+	conn := h.connect(t, "app", "shop", nil)
+	const card = int64(4111111111111111)
+	for _, c := range []struct {
+		sql  string
+		args []any
+	}{
+		{"SELECT $1::text, $2::text, $3::text", []any{"4111111111111111", "12", "2030"}},
+		{"SELECT $1::text, $2::text", []any{"2030", "4111111111111111"}},
+		{"SELECT $1::int8", []any{card}},
+		{"SELECT $1::float8", []any{float64(card)}},
+		{"SELECT $1::numeric", []any{card}},
+		{"SELECT $1::int8[]", []any{[]int64{card}}},
+	} {
+		if _, err := conn.Exec(ctx, c.sql, c.args...); err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+	}
+	got := []byte(wire.String())
+	var i8, f8 [8]byte
+	binary.BigEndian.PutUint64(i8[:], uint64(card))
+	binary.BigEndian.PutUint64(f8[:], math.Float64bits(float64(card)))
+	for what, b := range map[string][]byte{
+		"text":    []byte("4111111111111111"),
+		"int8":    i8[:],
+		"float8":  f8[:],
+		"numeric": {0x10, 0x0f, 0x04, 0x57, 0x04, 0x57, 0x04, 0x57},
+	} {
+		if bytes.Contains(got, b) {
+			t.Errorf("the capture holds the card number as %s", what)
+		}
+	}
+	// Parameters that are no card numbers are kept.
+	if !bytes.Contains(got, []byte("2030")) {
+		t.Errorf("the capture lost the other parameters: %q", got)
 	}
 }
