@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -145,4 +150,87 @@ func TestRedCardsBindParamsInCapture(t *testing.T) {
 	if !bytes.Contains(got, []byte("2030")) {
 		t.Errorf("the capture lost the other parameters: %q", got)
 	}
+}
+
+// TestRedCardsCopyFromInCapture: COPY FROM STDIN data is cut into CopyData messages
+// wherever the client's buffer fills (psql's \copy every 8 KiB, mid-line), and the
+// capture masked each message on its own: a card number cut in two was stored whole.
+// The capture now masks the client's COPY data as one stream, cut where no card number
+// can go on (a newline, tab or comma); binary COPY data is stored as '*'s.
+func TestRedCardsCopyFromInCapture(t *testing.T) {
+	wire := &testenv.SyncBuffer{}
+	h := startProxy(t, startCluster(t), func(c *Config) {
+		c.MaskColumn = nil
+		c.Masks = nil
+		c.MaskValue = realCards
+		c.Wire = func(fromClient bool, p []byte) error {
+			if fromClient {
+				wire.Write(p)
+			}
+			return nil
+		}
+	})
+	var rows strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&rows, "%d\t4111111111111111\n", i)
+	}
+	file := filepath.Join(t.TempDir(), "cards.tsv")
+	if err := os.WriteFile(file, []byte(rows.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := h.psql(t, "", "-c", `\copy copied FROM '`+file+`'`)
+	if r.err != nil {
+		t.Fatalf("\\copy: %v %s", r.err, r.stderr)
+	}
+	// Binary COPY data: pgx's CopyFrom sends int8 values as eight bytes.
+	ctx := context.Background()
+	conn := h.connect(t, "app", "shop", nil)
+	if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS nums (n int8)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"nums"}, []string{"n"}, pgx.CopyFromRows([][]any{{int64(4111111111111111)}})); err != nil {
+		t.Fatal(err)
+	}
+	got := copyDataOf(t, []byte(wire.String()))
+	if bytes.Contains(got, []byte("4111111111111111")) {
+		t.Errorf("the capture holds the card number")
+	}
+	var i8 [8]byte
+	binary.BigEndian.PutUint64(i8[:], 4111111111111111)
+	if bytes.Contains(got, i8[:]) {
+		t.Errorf("the capture holds the card number as binary COPY data")
+	}
+	if !bytes.Contains(got, []byte("2999\t************1111\n")) {
+		t.Errorf("the capture lost the COPY data")
+	}
+	if n := serverValue(t, h, "SELECT count(*) FROM copied"); n != "3000" {
+		t.Errorf("copied %s rows, want 3000", n)
+	}
+}
+
+func serverValue(t *testing.T, h *harness, q string) string {
+	got := h.pg.QueryStrings(t, "shop", q)
+	if len(got) != 1 {
+		t.Fatalf("%s: %v", q, got)
+	}
+	return got[0]
+}
+
+// copyDataOf is the COPY data in a capture of what the clients sent (each connection's
+// startup packet, then messages), joined as a reader of the capture would.
+func copyDataOf(t *testing.T, capture []byte) []byte {
+	var out []byte
+	for len(capture) >= 8 {
+		if capture[0] == 0 { // a startup packet: length, then protocol version
+			n := int(binary.BigEndian.Uint32(capture))
+			capture = capture[n:]
+			continue
+		}
+		n := int(binary.BigEndian.Uint32(capture[1:]))
+		if capture[0] == 'd' {
+			out = append(out, capture[5:1+n]...)
+		}
+		capture = capture[1+n:]
+	}
+	return out
 }

@@ -591,6 +591,15 @@ func appendRawStartup(dst, body []byte) []byte {
 // changed it): what a client sends, a card number in a WHERE clause or in
 // COPY data, is stored no more than what it receives.
 func (s *session) wireFromClient(typ byte, body []byte) error {
+	if s.cfg.MaskValue != nil {
+		if typ == 'd' {
+			return s.wireCopyData(body)
+		}
+		// Flush and Sync do not end a COPY (the server ignores them during one).
+		if err := s.flushWireCopy(typ != 'H' && typ != 'S'); err != nil {
+			return err
+		}
+	}
 	if s.cfg.MaskValue != nil && (typ == 'B' || typ == 'F') {
 		// Parameters are joined by length prefixes only, and may be binary: each is
 		// masked on its own (maskWireParams); a malformed message as one text.
@@ -612,6 +621,80 @@ func (s *session) wireFromClient(typ byte, body []byte) error {
 	msg = append(msg, typ)
 	msg = binary.BigEndian.AppendUint32(msg, uint32(len(body)+4))
 	msg = append(msg, body...)
+	if err := s.cfg.Wire(true, msg); err != nil {
+		return fmt.Errorf("%w: %v", ErrTranscript, err)
+	}
+	return nil
+}
+
+// copySignature begins binary COPY data.
+var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
+
+// wireCopyMax is how much of the client's COPY data the capture holds back, at most,
+// before it masks and stores what it has up to a byte no card number goes on past.
+const wireCopyMax = 64 << 10
+
+// wireCopyData takes a client's CopyData for the wire capture. The client cuts its COPY
+// data into messages wherever its buffer fills (psql's \copy every 8 KiB, in the middle
+// of a line), so masked message by message a card number cut in two would be stored
+// whole: the data is masked as one stream instead, stored up to the last newline, tab
+// or comma (which end any card number) once wireCopyMax bytes are held, the rest when
+// the COPY ends. Binary COPY data (its signature) holds numbers as bytes no detector
+// reads, and is stored as as many '*'s.
+func (s *session) wireCopyData(body []byte) error {
+	s.wireCopy = append(s.wireCopy, body...)
+	if !s.wireCopyBinary && !s.wireCopyText {
+		if len(s.wireCopy) < len(copySignature) && bytes.HasPrefix(copySignature, s.wireCopy) {
+			return nil // not known yet
+		}
+		s.wireCopyBinary = bytes.HasPrefix(s.wireCopy, copySignature)
+		s.wireCopyText = !s.wireCopyBinary
+	}
+	if s.wireCopyBinary {
+		return s.storeWireCopy(len(s.wireCopy))
+	}
+	if len(s.wireCopy) < wireCopyMax {
+		return nil
+	}
+	cut := bytes.LastIndexAny(s.wireCopy, "\n\t,") + 1
+	if cut == 0 {
+		cut = len(s.wireCopy) - 64 // no end in sight: a run this long is no card number
+	}
+	return s.storeWireCopy(cut)
+}
+
+// flushWireCopy stores what is held of the client's COPY data, before a message other
+// than CopyData; end says the COPY ends with it.
+func (s *session) flushWireCopy(end bool) error {
+	err := s.storeWireCopy(len(s.wireCopy))
+	if end {
+		s.wireCopyBinary, s.wireCopyText = false, false
+	}
+	if cap(s.wireCopy) > 2*wireCopyMax {
+		s.wireCopy = nil
+	}
+	return err
+}
+
+// storeWireCopy masks the first n bytes of the held COPY data and stores them as one
+// CopyData message.
+func (s *session) storeWireCopy(n int) error {
+	if n == 0 {
+		return nil
+	}
+	data := s.wireCopy[:n]
+	if s.wireCopyBinary || !s.wireCopyText && bytes.HasPrefix(copySignature, data) {
+		data = bytes.Repeat([]byte{'*'}, n)
+	} else if out, masked, err := s.callMaskValue(data); err != nil {
+		return err
+	} else if masked {
+		data = out
+	}
+	msg := make([]byte, 0, 5+len(data))
+	msg = append(msg, 'd')
+	msg = binary.BigEndian.AppendUint32(msg, uint32(len(data)+4))
+	msg = append(msg, data...)
+	s.wireCopy = s.wireCopy[:copy(s.wireCopy, s.wireCopy[n:])]
 	if err := s.cfg.Wire(true, msg); err != nil {
 		return fmt.Errorf("%w: %v", ErrTranscript, err)
 	}
