@@ -234,3 +234,28 @@ func copyDataOf(t *testing.T, capture []byte) []byte {
 	}
 	return out
 }
+
+// TestRedCardsRefusedInTranscript: the transcript masked the statement of a result, but
+// wrote a refused one (blocked, unparseable, held) as typed, and the refusal's message
+// with it, which for SQL that does not parse quotes the text ("unterminated quoted
+// string at or near "'4111 1111 1111 1111""); the audit event carried that message too.
+func TestRedCardsRefusedInTranscript(t *testing.T) {
+	h := startCardsProxy(t)
+	for _, q := range []string{
+		`SELECT 1 FROM orders WHERE card = '4111 1111 1111 1111`,
+		`SELECT 1 FROM orders WHERE card_num = 4111111111111111 4111111111111111`,
+		`DELETE FROM orders /* card 4111 1111 1111 1111 */`,
+	} {
+		if r := h.psql(t, "", "-c", q); r.err == nil {
+			t.Errorf("%s ran", q)
+		}
+	}
+	if tr := h.transcript.String(); hasCard(tr) || !strings.Contains(tr, "BLOCKED") {
+		t.Errorf("the transcript shows the card number:\n%s", tr)
+	}
+	for _, ev := range h.Events() {
+		if hasCard(ev.Message) || hasCard(ev.Statement.Normalized) {
+			t.Errorf("audit event %q: message %q", ev.Statement.Normalized, ev.Message)
+		}
+	}
+}
