@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bastionhq/bastion/internal/testenv"
 )
@@ -259,5 +261,46 @@ func TestRedCardsRefusedInTranscript(t *testing.T) {
 		if hasCard(ev.Message) || hasCard(ev.Statement.Normalized) || hasCard(ev.Statement.SQL) {
 			t.Errorf("audit event %q: message %q", ev.Statement.Normalized, ev.Message)
 		}
+	}
+}
+
+// TestRedRaiseSQLSTATE: a withheld error or notice keeps its SQLSTATE, which the server
+// fills from its own code, except a PL/pgSQL RAISE's: USING ERRCODE sets it to any five
+// digits or capital letters, a value read from a masked column included (five digits
+// of a card number per statement). A RAISE's is now its level's default.
+func TestRedRaiseSQLSTATE(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed + "\nCREATE TABLE cards (id int, num text); INSERT INTO cards VALUES (1, '4111111111111111'); GRANT ALL ON cards TO app;"},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = &ColumnMasks{Rule: "cards", Source: func(schema, table, column string) bool { return table == "cards" && column == "num" }}
+	})
+	ctx := context.Background()
+	var codes []string
+	conn := h.connect(t, "app", "shop", func(c *pgx.ConnConfig) {
+		c.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { codes = append(codes, "notice "+n.Code) }
+	})
+	const chunk = "(SELECT substr(num, 1, 5) FROM cards WHERE id = 1)"
+	_, err := conn.Exec(ctx, "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = "+chunk+"; END$$")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v, want the server's error", err)
+	}
+	codes = append(codes, "error "+pe.Code)
+	if _, err := conn.Exec(ctx, "DO $$BEGIN RAISE NOTICE USING ERRCODE = "+chunk+", MESSAGE = 'x'; RAISE WARNING 'y' USING ERRCODE = "+chunk+"; END$$"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"error P0001", "notice 00000", "notice 01000"}
+	if strings.Join(codes, ",") != strings.Join(want, ",") {
+		t.Errorf("SQLSTATEs %q, want %q", codes, want)
+	}
+	// A RAISE that reads no masked column keeps its code.
+	_, err = conn.Exec(ctx, "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '22023'; END$$")
+	if !errors.As(err, &pe) || pe.Code != "22023" {
+		t.Errorf("err = %v, want 22023", err)
 	}
 }
