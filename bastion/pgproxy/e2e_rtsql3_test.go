@@ -21,6 +21,16 @@ import (
 // Regression tests for a red team on the output side: card numbers reaching the client
 // or the recording in forms the card detector did not look at.
 
+// TestRedCardsOutput: card numbers reaching the client, the transcript, the wire capture
+// or the audit log in forms the card detector did not read (one cluster for all).
+func TestRedCardsOutput(t *testing.T) {
+	pg := startCluster(t)
+	t.Run("hidden forms", func(t *testing.T) { redCardsHiddenForms(t, pg) })
+	t.Run("bind parameters in the capture", func(t *testing.T) { redCardsBindParamsInCapture(t, pg) })
+	t.Run("COPY FROM data in the capture", func(t *testing.T) { redCardsCopyFromInCapture(t, pg) })
+	t.Run("refused statements in the transcript", func(t *testing.T) { redCardsRefusedInTranscript(t, pg) })
+}
+
 // cardHex are the seeded card number's bytes (orders.card, orders.card_num's text) in
 // bytea's hex output.
 var cardHex = []string{"34313131203131313120313131312031313131", "34313131313131313131313131313131"}
@@ -38,13 +48,13 @@ func showsCard(s string) bool {
 	return false
 }
 
-// TestRedCardsHiddenForms: with the card detector alone, a card number reached the client
+// redCardsHiddenForms: with the card detector alone, a card number reached the client
 // and the transcript as a result column's name (RowDescription: SQL built at run time
 // names its columns after any value), as bytea's hex output (a card number stored or cast
 // as bytea), and as float8's exponent form (4.111111111111111e+15 holds all 16 digits);
 // the binary forms of the latter two were masked, their text forms not.
-func TestRedCardsHiddenForms(t *testing.T) {
-	h := startProxy(t, startCluster(t), func(c *Config) {
+func redCardsHiddenForms(t *testing.T, pg *testenv.Postgres) {
+	h := startProxy(t, pg, func(c *Config) {
 		c.MaskColumn = nil
 		c.Masks = nil
 		c.MaskValue = realCards
@@ -95,7 +105,7 @@ func TestRedCardsHiddenForms(t *testing.T) {
 	}
 }
 
-// TestRedCardsBindParamsInCapture: the wire capture (Config.Wire: the recording of what
+// redCardsBindParamsInCapture: the wire capture (Config.Wire: the recording of what
 // the client sent) masked a client message as one text. A Bind's parameters are joined
 // only by their length prefixes, bytes no terminal draws, so a text card number next to
 // another digit parameter (card, expiry month, year: "4111111111111111" "12" "2030")
@@ -103,9 +113,9 @@ func TestRedCardsHiddenForms(t *testing.T) {
 // sends an int64 as int8, a float64 as float8, a numeric in base 10000) holds the
 // number as bytes no detector reads. Each parameter is now masked on its own, a binary
 // one also in the decimal form of the number it may be.
-func TestRedCardsBindParamsInCapture(t *testing.T) {
+func redCardsBindParamsInCapture(t *testing.T, pg *testenv.Postgres) {
 	wire := &testenv.SyncBuffer{}
-	h := startProxy(t, startCluster(t), func(c *Config) {
+	h := startProxy(t, pg, func(c *Config) {
 		c.MaskColumn = nil
 		c.Masks = nil
 		c.MaskValue = realCards
@@ -154,14 +164,14 @@ func TestRedCardsBindParamsInCapture(t *testing.T) {
 	}
 }
 
-// TestRedCardsCopyFromInCapture: COPY FROM STDIN data is cut into CopyData messages
+// redCardsCopyFromInCapture: COPY FROM STDIN data is cut into CopyData messages
 // wherever the client's buffer fills (psql's \copy every 8 KiB, mid-line), and the
 // capture masked each message on its own: a card number cut in two was stored whole.
 // The capture now masks the client's COPY data as one stream, cut where no card number
 // can go on (a newline, tab or comma); binary COPY data is stored as '*'s.
-func TestRedCardsCopyFromInCapture(t *testing.T) {
+func redCardsCopyFromInCapture(t *testing.T, pg *testenv.Postgres) {
 	wire := &testenv.SyncBuffer{}
-	h := startProxy(t, startCluster(t), func(c *Config) {
+	h := startProxy(t, pg, func(c *Config) {
 		c.MaskColumn = nil
 		c.Masks = nil
 		c.MaskValue = realCards
@@ -237,12 +247,16 @@ func copyDataOf(t *testing.T, capture []byte) []byte {
 	return out
 }
 
-// TestRedCardsRefusedInTranscript: the transcript masked the statement of a result, but
+// redCardsRefusedInTranscript: the transcript masked the statement of a result, but
 // wrote a refused one (blocked, unparseable, held) as typed, and the refusal's message
 // with it, which for SQL that does not parse quotes the text ("unterminated quoted
 // string at or near "'4111 1111 1111 1111""); the audit event carried that message too.
-func TestRedCardsRefusedInTranscript(t *testing.T) {
-	h := startCardsProxy(t)
+func redCardsRefusedInTranscript(t *testing.T, pg *testenv.Postgres) {
+	h := startProxy(t, pg, func(c *Config) {
+		c.MaskColumn = nil
+		c.Masks = nil
+		c.MaskValue = realCards
+	})
 	for _, q := range []string{
 		`SELECT 1 FROM orders WHERE card = '4111 1111 1111 1111`,
 		`SELECT 1 FROM orders WHERE card_num = 4111111111111111 4111111111111111`,
