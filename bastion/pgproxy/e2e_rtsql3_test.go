@@ -318,3 +318,42 @@ func TestRedRaiseSQLSTATE(t *testing.T) {
 		t.Errorf("err = %v, want 22023", err)
 	}
 }
+
+// TestRedColumnNamesOfUnknownResults: with column masks and unknowable: mask, a DO block
+// whose SQL is built at run time may read a masked column (the analysis cannot see
+// which) and open a cursor, or prepare a statement, whose column is named after the
+// value (a PREPARE so is refused: it stores values). Its rows were masked (their source
+// cannot be known) but the column's name went out in clear, to the client and the
+// transcript: a masked value read, no table written. A column the analysis cannot place
+// (an open result: a cursor or prepared statement declared elsewhere) and whose source
+// is unknown now has its name masked too.
+func TestRedColumnNamesOfUnknownResults(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+		Roles:     []string{"app"},
+		Databases: []string{"shop"},
+		SeedSQLIn: map[string]string{"shop": lineageSeed},
+	})
+	h := startProxy(t, pg, func(c *Config) {
+		c.Judge = allowAll
+		c.MaskColumn = nil
+		c.Masks = lineageMasks(false)
+	})
+	for _, q := range []string{
+		`BEGIN; DO $$DECLARE v text; c refcursor := 'leak'; BEGIN EXECUTE 'SELECT name FROM ' || 'customers WHERE id = 1' INTO v; OPEN c FOR EXECUTE format('SELECT 1 AS %I', v); END$$; FETCH ALL FROM leak; COMMIT`,
+	} {
+		r := h.psql(t, "", "-c", q)
+		if r.err != nil {
+			t.Fatalf("%s: %v %s", q, r.err, r.stderr)
+		}
+		if leaksName(r.stdout) || !strings.Contains(r.stdout, ColumnMask) {
+			t.Errorf("%s:\n%s", q, r.stdout)
+		}
+	}
+	if tr := h.transcript.String(); leaksName(tr) {
+		t.Errorf("the transcript shows a masked value:\n%s", tr)
+	}
+	// The names of results the analysis places stay.
+	if r := h.psql(t, "", "-c", "SELECT id, name AS who FROM customers ORDER BY id"); !strings.Contains(r.stdout, "who") {
+		t.Errorf("plain SELECT: %s %s", r.stdout, r.stderr)
+	}
+}

@@ -38,6 +38,7 @@ func (s *session) newDesc(fields []fieldDesc, bindFormats []int16, run *stmtRun)
 	var taints []taint
 	if s.cfg.Masks != nil {
 		taints = s.columnTaints(run, fields)
+		s.maskOpenNames(run, fields, taints)
 	}
 	for i, f := range fields {
 		switch {
@@ -68,6 +69,23 @@ func (s *session) maskFieldNames(fields []fieldDesc) bool {
 		}
 	}
 	return changed
+}
+
+// maskOpenNames masks, with column masks, the name of each result column whose source
+// cannot be known and whose name the analysis did not see either (result.openNames): a
+// DO block may open a cursor on format('SELECT 1 AS %I', v), v read from a masked column
+// by SQL built at run time, whose values are masked as unknowable but whose column is
+// named after v.
+func (s *session) maskOpenNames(run *stmtRun, fields []fieldDesc, taints []taint) {
+	var open []bool
+	if run != nil && run.lin != nil && run.lin.out != nil {
+		open = run.lin.out.openNames(len(fields))
+	}
+	for i := range fields {
+		if (open == nil || open[i]) && taints[i].unknown != "" {
+			fields[i].name = ColumnMask
+		}
+	}
 }
 
 // clientFields is the description the client sees: masked columns become text, so that
