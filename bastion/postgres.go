@@ -259,11 +259,19 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 	pol := s.cfg.Policy()
 	d := pol.JudgeSQL(policyIdentity(ss.identity), t.Name, policyStatement(st))
 	s.metrics.Decisions.WithLabelValues(policy.OnSQL, d.Action).Inc()
+	// What the markers below show of the statement: they go into the recording, which
+	// the output masks cover, and normalisation keeps identifiers and the constants of
+	// many statements (COPY … PROGRAM 'echo 4111…', PREPARE, CREATE VIEW). The rules
+	// (a re-judgement after an approval) keep reading the statement as it is.
+	shown := st.Normalized
+	if d.Action != policy.ActionAllow {
+		shown = maskedMarkerText(pol.ResultMasks(policyIdentity(ss.identity), t.Name), st.Normalized)
+	}
 	switch d.Action {
 	case policy.ActionAllow:
 		return pgproxy.Verdict{Action: pgproxy.Allow}
 	case policy.ActionBlock:
-		ss.marker(fmt.Sprintf("bastion: statement blocked by rule %s: %s", d.Rule, st.Normalized))
+		ss.marker(fmt.Sprintf("bastion: statement blocked by rule %s: %s", d.Rule, shown))
 		ss.decided(outcomeBlocked)
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule, Message: d.Reason}
 	}
@@ -276,7 +284,7 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		// An approver would be shown its first maxApprovalSQL bytes and
 		// approve the rest unseen: refused, as a shell line too long to
 		// show is.
-		ss.marker(fmt.Sprintf("bastion: statement needs approval by rule %s but is too long to show an approver (%d bytes): not run: %s", d.Rule, n, st.Normalized))
+		ss.marker(fmt.Sprintf("bastion: statement needs approval by rule %s but is too long to show an approver (%d bytes): not run: %s", d.Rule, n, shown))
 		ss.decided(outcomeBlocked)
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule,
 			Message: fmt.Sprintf("needs approval by rule %s, but the statement (with its parameters) is too long to show an approver whole (%d bytes, at most %d): not run", d.Rule, n, maxApprovalSQL)}
@@ -291,7 +299,7 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		Kind: "sql", Command: command, Rule: d.Rule, Reason: d.Reason, Approvers: d.Approvers,
 		Created: now, Expires: now.Add(d.Timeout),
 	})
-	ss.marker(fmt.Sprintf("bastion: statement held for approval (request %s, rule %s): %s", ap.ID, d.Rule, st.Normalized))
+	ss.marker(fmt.Sprintf("bastion: statement held for approval (request %s, rule %s): %s", ap.ID, d.Rule, shown))
 	if ss.onHold != nil {
 		ss.onHold(ap.ID)
 	}
@@ -390,6 +398,15 @@ func policyStatement(st pgproxy.Statement) policy.Statement {
 		ps.Body = append(ps.Body, policyStatement(b))
 	}
 	return ps
+}
+
+// maskedMarkerText is text for a recording marker through the output masks in force.
+func maskedMarkerText(rm policy.ResultMask, text string) string {
+	if !rm.Cards && len(rm.Patterns) == 0 {
+		return text
+	}
+	out, _ := mask.MaskString(mask.Config{Cards: rm.Cards, Patterns: rm.Patterns}, text)
+	return out
 }
 
 // minCardDigits is the fewest digits a card number has.

@@ -27,7 +27,8 @@ import (
 // change nothing outside a run). In a terminal the special bytes begin an
 // escape sequence (ESC, 0x9b, c2 9b: transparent between digits, and what
 // follows is not text until they end) or a character that is not drawn
-// (U+00AD, U+200B, …: c2 ad, e2 80 8b, …); specialFinder finds them with
+// (U+00AD, U+200B, …: c2 ad, e2 80 8b, …) or a separator other than ' ' and
+// '-' (U+00A0, U+2013, …); specialFinder finds them with
 // bytes.IndexByte, which is vectorised, passing over the UTF-8 lead bytes
 // c2, e2 and ef of characters that are drawn. A binary stream has none.
 //
@@ -160,16 +161,17 @@ func (f *specialFinder) next(p []byte, i int) int {
 
 // drawnChar reports whether p begins with a lead byte c2, e2 or ef and
 // the bytes that make it a character the terminal draws, none of those
-// the state machine judges (u8Class): c2 9b (CSI), c2 ad (soft hyphen),
-// U+200B to U+200F, U+202A to U+202E, U+2060 to U+2064, U+2066 to U+2069
-// and U+FEFF. It is false when p ends before that is known.
+// the state machine judges (u8Class): c2 9b (CSI), the separators (c2 a0,
+// c2 ad, U+2000 to U+200A, U+2010 to U+2013, U+202F, U+205F), U+200B to
+// U+200F, U+202A to U+202E, U+2060 to U+2064, U+2066 to U+2069 and U+FEFF.
+// It is false when p ends before that is known.
 func drawnChar(p []byte) bool {
 	if len(p) < 2 {
 		return false
 	}
 	switch b := p[1]; p[0] {
 	case 0xc2:
-		return b != 0x9b && b != 0xad
+		return u8Class(p[:2]) == u8Text
 	case 0xe2:
 		if b != 0x80 && b != 0x81 {
 			return true

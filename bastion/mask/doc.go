@@ -29,7 +29,11 @@
 // BS, HT, LF, VT, FF, CR and ESC), DEL, and the zero-width and format
 // characters U+200B to U+200F, U+202A to U+202E, U+2060 to U+2064, U+2066
 // to U+2069 and U+FEFF, in UTF-8. A soft hyphen (U+00AD), which terminals
-// draw as a hyphen, is a separator like '-'. An 8-bit CSI (0x9b, or c2 9b,
+// draw as a hyphen, is a separator like '-', and so are the other blanks
+// and hyphens text puts between digit groups: U+00A0 (no-break space),
+// U+2000 to U+200A (figure, thin, hair spaces, …), U+2010 to U+2013
+// (hyphens, figure and en dash), U+202F (narrow no-break space, a thousands
+// separator) and U+205F. An 8-bit CSI (0x9b, or c2 9b,
 // U+009B in UTF-8) is a CSI sequence, transparent, unless its parameters
 // hold 13 digits or more or it is longer than 24 bytes: a terminal that
 // does not take it as one (a raw 0x9b is not UTF-8) draws what follows, so

@@ -11,7 +11,8 @@ type Config struct {
 	// Cards masks payment card numbers (PANs): 13 to 19 digits passing the
 	// Luhn check, written plain ("4111111111111111"), in groups of 3 to 6
 	// digits separated by single spaces or dashes ("4111 1111 1111 1111",
-	// "3782-822463-10005"), with terminal escape sequences and bytes a
+	// "3782-822463-10005"; also no-break, narrow and fixed-width spaces, en
+	// dashes and Unicode hyphens), with terminal escape sequences and bytes a
 	// terminal does not draw (NUL, SI, DEL, U+200B, …) anywhere between the
 	// digits. A run of more than 19 consecutive digits is not a card.
 	Cards bool
@@ -477,7 +478,7 @@ const (
 	u8Text = iota // drawn (or not one of those below)
 	u8More        // a prefix of one of those below
 	u8None        // a format character that is not drawn
-	u8Sep         // U+00AD, soft hyphen: drawn as a hyphen
+	u8Sep         // drawn as a space or a hyphen (U+00AD soft hyphen, U+00A0 no-break space, …)
 	u8CSI         // U+009B, CSI
 )
 
@@ -486,14 +487,19 @@ const (
 // (zero-width space, non-joiner, joiner, direction marks), U+202A to
 // U+202E and U+2066 to U+2069 (direction embeddings and isolates), U+2060
 // to U+2064 (word joiner, invisible operators) and U+FEFF (zero-width
-// no-break space, byte order mark).
+// no-break space, byte order mark). The separators, drawn as a blank or a dash that
+// text puts between digit groups as it does ' ' and '-' (a no-break space or a narrow
+// one from a locale's number format or a document, a word processor's en dash): U+00A0,
+// U+00AD (soft hyphen), U+2000 to U+200A (spaces of fixed widths: figure, thin, hair
+// space), U+2010 to U+2013 (hyphens, figure and en dash), U+202F (narrow no-break space) and
+// U+205F (medium mathematical space).
 func u8Class(seq []byte) int {
 	switch len(seq) {
 	case 2:
 		switch {
 		case seq[0] == 0xc2 && seq[1] == 0x9b:
 			return u8CSI
-		case seq[0] == 0xc2 && seq[1] == 0xad:
+		case seq[0] == 0xc2 && (seq[1] == 0xad || seq[1] == 0xa0):
 			return u8Sep
 		case seq[0] == 0xe2 && (seq[1] == 0x80 || seq[1] == 0x81), seq[0] == 0xef && seq[1] == 0xbb:
 			return u8More
@@ -501,10 +507,16 @@ func u8Class(seq []byte) int {
 	case 3:
 		c := seq[2]
 		switch {
+		case seq[0] != 0xe2:
+			if seq[1] == 0xbb && c == 0xbf {
+				return u8None
+			}
 		case seq[1] == 0x80 && (c >= 0x8b && c <= 0x8f || c >= 0xaa && c <= 0xae),
-			seq[1] == 0x81 && (c >= 0xa0 && c <= 0xa4 || c >= 0xa6 && c <= 0xa9),
-			seq[1] == 0xbb && c == 0xbf:
+			seq[1] == 0x81 && (c >= 0xa0 && c <= 0xa4 || c >= 0xa6 && c <= 0xa9):
 			return u8None
+		case seq[1] == 0x80 && (c >= 0x80 && c <= 0x8a || c >= 0x90 && c <= 0x93 || c == 0xaf),
+			seq[1] == 0x81 && c == 0x9f:
+			return u8Sep
 		}
 	}
 	return u8Text

@@ -165,6 +165,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		if err != nil {
 			return err
 		}
+		renamed := s.maskFieldNames(fields)
 		var desc *resultDesc
 		switch {
 		case head != nil && head.kind == expDescribe:
@@ -178,7 +179,7 @@ func (s *session) onBackend(typ byte, body []byte) error {
 		default:
 			return desync(typ, "RowDescription")
 		}
-		if desc.anyMasked {
+		if desc.anyMasked || renamed {
 			return s.writeClient(appendRowDescription(nil, desc.clientFields()))
 		}
 	case 'D':

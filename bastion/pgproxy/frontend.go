@@ -580,10 +580,13 @@ func (s *session) refuse(kind expKind, name, sql string, sts []Statement, ref *r
 		sts = []Statement{{SQL: sql}}
 		ref.index = 0
 	}
+	// The message may quote the statement (a parse error: "unterminated quoted string at
+	// or near "'4111…""): the transcript and the audit log have it masked.
+	message := s.maskedText(ref.message)
 	for i, st := range sts {
 		ev := s.event(now, &st)
 		if i == ref.index {
-			ev.Outcome, ev.Rule, ev.Message, ev.RequestID = ref.outcome, ref.rule, ref.message, ref.requestID
+			ev.Outcome, ev.Rule, ev.Message, ev.RequestID = ref.outcome, ref.rule, message, ref.requestID
 			ev.SQLState = ref.code
 		} else {
 			ev.Outcome = OutcomeNotRun
@@ -592,9 +595,9 @@ func (s *session) refuse(kind expKind, name, sql string, sts []Statement, ref *r
 	}
 	var line string
 	if ref.outcome == OutcomeDenied {
-		line = fmt.Sprintf("DENIED: %s\r\n", ref.message)
+		line = fmt.Sprintf("DENIED: %s\r\n", message)
 	} else {
-		line = s.promptLine(sql) + fmt.Sprintf("BLOCKED: %s\r\n", ref.message)
+		line = s.promptLine(sql) + fmt.Sprintf("BLOCKED: %s\r\n", message)
 	}
 	if err := s.transcript(line); err != nil {
 		return err

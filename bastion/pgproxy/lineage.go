@@ -161,6 +161,42 @@ func (r *result) taints(n int) []taint {
 	return out
 }
 
+// openNames maps the result onto n columns as taints does and reports, for each,
+// whether its name comes from where the analysis cannot see: an open item (a cursor or
+// prepared statement declared elsewhere, a relation the catalog does not show), or
+// columns that could not be placed at all (more or fewer than the analysis found). SQL built at run time names such a column
+// after any value.
+func (r *result) openNames(n int) []bool {
+	out := make([]bool, n)
+	known, opens := 0, 0
+	for _, it := range r.items {
+		known += len(it.cols)
+		if it.open {
+			opens++
+		}
+	}
+	if opens == 0 && known == n {
+		return out
+	}
+	if opens == 1 && known <= n {
+		i := 0
+		for _, it := range r.items {
+			i += len(it.cols)
+			if it.open {
+				for k := known; k < n; k++ {
+					out[i] = true
+					i++
+				}
+			}
+		}
+		return out
+	}
+	for i := range out {
+		out[i] = true // not placed: whatever names the result has
+	}
+	return out
+}
+
 // rte is a FROM item in scope.
 type rte struct {
 	alias   string // the name it is referred to by; "" for a join without alias

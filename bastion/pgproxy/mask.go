@@ -1,12 +1,14 @@
 package pgproxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -36,6 +38,7 @@ func (s *session) newDesc(fields []fieldDesc, bindFormats []int16, run *stmtRun)
 	var taints []taint
 	if s.cfg.Masks != nil {
 		taints = s.columnTaints(run, fields)
+		s.maskOpenNames(run, fields, taints)
 	}
 	for i, f := range fields {
 		switch {
@@ -51,6 +54,38 @@ func (s *session) newDesc(fields []fieldDesc, bindFormats []int16, run *stmtRun)
 		}
 	}
 	return d
+}
+
+// maskFieldNames masks the result column names of a RowDescription in place, as the
+// values: a name is any text SQL built at run time chose (a cursor opened on
+// format('SELECT 1 AS %I', card), a statement prepared so), and the client and the
+// transcript show it. It reports whether a name changed.
+func (s *session) maskFieldNames(fields []fieldDesc) bool {
+	changed := false
+	for i := range fields {
+		if out, masked := s.maskValue([]byte(fields[i].name)); masked {
+			fields[i].name = string(out)
+			changed = true
+		}
+	}
+	return changed
+}
+
+// maskOpenNames masks, with column masks, the name of each result column whose source
+// cannot be known and whose name the analysis did not see either (result.openNames): a
+// DO block may open a cursor on format('SELECT 1 AS %I', v), v read from a masked column
+// by SQL built at run time, whose values are masked as unknowable but whose column is
+// named after v.
+func (s *session) maskOpenNames(run *stmtRun, fields []fieldDesc, taints []taint) {
+	var open []bool
+	if run != nil && run.lin != nil && run.lin.out != nil {
+		open = run.lin.out.openNames(len(fields))
+	}
+	for i := range fields {
+		if (open == nil || open[i]) && taints[i].unknown != "" {
+			fields[i].name = ColumnMask
+		}
+	}
 }
 
 // clientFields is the description the client sees: masked columns become text, so that
@@ -76,7 +111,8 @@ func (s *session) maskColumn(name string) (masked bool) {
 	return s.cfg.MaskColumn(name)
 }
 
-// callMaskValue asks MaskValue, turning a panic into an error.
+// callMaskValue asks MaskValue, turning a panic into an error. It also masks what
+// PostgreSQL's text output shows in forms the detector does not read (hiddenForms).
 func (s *session) callMaskValue(v []byte) (out []byte, masked bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -84,7 +120,75 @@ func (s *session) callMaskValue(v []byte) (out []byte, masked bool, err error) {
 		}
 	}()
 	out, masked = s.cfg.MaskValue(v)
+	cur := v
+	if masked {
+		cur = out
+	}
+	if o, ok := s.maskHiddenForms(cur, 0); ok {
+		out, masked = o, true
+	}
 	return out, masked, nil
+}
+
+// byteaHex is bytea's text output (hex format, PostgreSQL's default): a card number
+// stored or cast as bytea shows as \x34313131… (in arrays, records, JSON and COPY text
+// with its backslash doubled). floatExp is float4's and float8's output of a large
+// value: 4111111111111111::float8 is 4.111111111111111e+15, every digit there.
+var (
+	byteaHex = regexp.MustCompile(`\\x((?:[0-9a-fA-F]{2})+)`)
+	floatExp = regexp.MustCompile(`[0-9]+(?:\.[0-9]+)?e\+[0-9]+`)
+)
+
+// maxHiddenDepth bounds hex inside hex.
+const maxHiddenDepth = 3
+
+// maskHiddenForms masks card numbers (and what else MaskValue detects) that text output
+// shows otherwise than as digits, where the binary form of the same value is masked
+// (binaryNeedsMask): the bytes of a bytea's hex output, and the integer value of a
+// float's exponent form. A hex run whose bytes MaskValue masks is replaced by the hex of
+// the masked bytes (still a valid bytea); a float whose integer value it masks, by that
+// value masked. It reports whether anything changed.
+func (s *session) maskHiddenForms(v []byte, depth int) ([]byte, bool) {
+	changed := false
+	if bytes.Contains(v, []byte(`\x`)) && depth < maxHiddenDepth {
+		v = byteaHex.ReplaceAllFunc(v, func(m []byte) []byte {
+			raw, err := hex.DecodeString(string(m[2:]))
+			if err != nil || len(raw) < 13 {
+				return m
+			}
+			out, masked := s.cfg.MaskValue(raw)
+			if !masked {
+				out = raw
+			}
+			if o, ok := s.maskHiddenForms(out, depth+1); ok {
+				out, masked = o, true
+			}
+			if !masked {
+				return m
+			}
+			changed = true
+			return append([]byte(`\x`), hex.EncodeToString(out)...)
+		})
+	}
+	if bytes.Contains(v, []byte("e+")) {
+		v = floatExp.ReplaceAllFunc(v, func(m []byte) []byte {
+			f, err := strconv.ParseFloat(string(m), 64)
+			if err != nil {
+				return m
+			}
+			dec := floatInteger(f)
+			if dec == "" {
+				return m
+			}
+			out, masked := s.cfg.MaskValue([]byte(dec))
+			if !masked {
+				return m
+			}
+			changed = true
+			return out
+		})
+	}
+	return v, changed
 }
 
 // maskValue masks a standalone value (notification payload, COPY data, function result);

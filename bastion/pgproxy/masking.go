@@ -201,10 +201,19 @@ func (s *session) originMasked(oid uint32, attnum int) bool {
 // contains (...)", "Key (name)=(...) already exists"), and RAISE ... USING puts any value in the schema, table, column,
 // datatype and constraint fields. Only the fields the server fills from its own code
 // stay (severity, SQLSTATE, position, source location); every other one is dropped.
+//
+// The SQLSTATE is the server's too, except a PL/pgSQL RAISE's (routine exec_stmt_raise):
+// USING ERRCODE sets it to any five digits or capital letters, a masked value's
+// included ("ERRCODE = substr(card, 1, 5)"). One PostgreSQL does not define becomes the
+// RAISE's default for its level; choosing among the defined ones tells what a WHERE
+// or a division by zero tells of a value, not the value.
 func withheldMessage(fields []errField) []errField {
+	raise := fieldValue(fields, 'R') == "exec_stmt_raise" && !definedSQLSTATEs[fieldValue(fields, 'C')]
 	out := make([]errField, 0, len(fields))
 	for _, f := range fields {
 		switch {
+		case f.code == 'C' && raise:
+			f.value = raiseDefaultCode(fieldValue(fields, 'V'))
 		case f.code == 'M':
 			f.value = "bastion: the server's message is withheld: the statement reads or writes masked columns"
 		case f.code == 'p': // a position in the internal query, which is withheld
@@ -215,6 +224,19 @@ func withheldMessage(fields []errField) []errField {
 		out = append(out, f)
 	}
 	return out
+}
+
+// raiseDefaultCode is the SQLSTATE a RAISE of severity level (the 'V' field) has
+// without ERRCODE: raise_exception for an error, warning for a warning, successful
+// completion below.
+func raiseDefaultCode(level string) string {
+	switch level {
+	case "ERROR", "FATAL", "PANIC":
+		return "P0001"
+	case "WARNING":
+		return "01000"
+	}
+	return "00000"
 }
 
 // runOf is the statement a response from the server belongs to.

@@ -81,6 +81,10 @@ type session struct {
 	heldPortals  map[string]*heldPortal  // portals bound from them
 	segs         uint64                  // Syncs and Queries sent: pipeline segments
 	fnTypes      map[uint32]uint32       // fastpath functions' result types, by OID
+	// The client's COPY data not yet in the wire capture (wireCopyData), and whether
+	// it is binary or text (neither: not known yet).
+	wireCopy                     []byte
+	wireCopyBinary, wireCopyText bool
 
 	// Backend loop only.
 	stmts    map[string]*prepared
@@ -545,6 +549,12 @@ func safely(f func() error) (err error) {
 
 // audit passes an event to Config.Audit.
 func (s *session) audit(ev Event) {
+	// Normalisation leaves the constants of DDL as written (PREPARE p AS SELECT … WHERE
+	// card = '4111…', CREATE VIEW, a DEFAULT, a CHECK) and identifiers: the audit log
+	// has them masked, as the transcript does.
+	ev.Statement.SQL = s.maskedText(ev.Statement.SQL)
+	ev.Statement.Normalized = s.maskedText(ev.Statement.Normalized)
+	ev.Message = s.maskedText(ev.Message)
 	if err := safely(func() error { s.cfg.Audit(ev); return nil }); err != nil {
 		s.log.Error("audit callback failed", "err", err)
 	}

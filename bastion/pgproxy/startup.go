@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/tls"
@@ -591,6 +592,25 @@ func appendRawStartup(dst, body []byte) []byte {
 // COPY data, is stored no more than what it receives.
 func (s *session) wireFromClient(typ byte, body []byte) error {
 	if s.cfg.MaskValue != nil {
+		if typ == 'd' {
+			return s.wireCopyData(body)
+		}
+		// Flush and Sync do not end a COPY (the server ignores them during one).
+		if err := s.flushWireCopy(typ != 'H' && typ != 'S'); err != nil {
+			return err
+		}
+	}
+	if s.cfg.MaskValue != nil && (typ == 'B' || typ == 'F') {
+		// Parameters are joined by length prefixes only, and may be binary: each is
+		// masked on its own (maskWireParams); a malformed message as one text.
+		if out, ok := s.maskWireParams(typ, body); ok {
+			body = out
+		} else if out, masked, err := s.callMaskValue(body); err != nil {
+			return err
+		} else if masked {
+			body = out
+		}
+	} else if s.cfg.MaskValue != nil {
 		if out, masked, err := s.callMaskValue(body); err != nil {
 			return err
 		} else if masked {
@@ -605,6 +625,178 @@ func (s *session) wireFromClient(typ byte, body []byte) error {
 		return fmt.Errorf("%w: %v", ErrTranscript, err)
 	}
 	return nil
+}
+
+// copySignature begins binary COPY data.
+var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
+
+// wireCopyMax is how much of the client's COPY data the capture holds back, at most,
+// before it masks and stores what it has up to a byte no card number goes on past.
+const wireCopyMax = 64 << 10
+
+// wireCopyData takes a client's CopyData for the wire capture. The client cuts its COPY
+// data into messages wherever its buffer fills (psql's \copy every 8 KiB, in the middle
+// of a line), so masked message by message a card number cut in two would be stored
+// whole: the data is masked as one stream instead, stored up to the last newline, tab
+// or comma (which end any card number) once wireCopyMax bytes are held, the rest when
+// the COPY ends. Binary COPY data (its signature) holds numbers as bytes no detector
+// reads, and is stored as as many '*'s.
+func (s *session) wireCopyData(body []byte) error {
+	s.wireCopy = append(s.wireCopy, body...)
+	if !s.wireCopyBinary && !s.wireCopyText {
+		if len(s.wireCopy) < len(copySignature) && bytes.HasPrefix(copySignature, s.wireCopy) {
+			return nil // not known yet
+		}
+		s.wireCopyBinary = bytes.HasPrefix(s.wireCopy, copySignature)
+		s.wireCopyText = !s.wireCopyBinary
+	}
+	if s.wireCopyBinary {
+		return s.storeWireCopy(len(s.wireCopy))
+	}
+	if len(s.wireCopy) < wireCopyMax {
+		return nil
+	}
+	cut := bytes.LastIndexAny(s.wireCopy, "\n\t,") + 1
+	if cut == 0 {
+		cut = len(s.wireCopy) - 64 // no end in sight: a run this long is no card number
+	}
+	return s.storeWireCopy(cut)
+}
+
+// flushWireCopy stores what is held of the client's COPY data, before a message other
+// than CopyData; end says the COPY ends with it.
+func (s *session) flushWireCopy(end bool) error {
+	err := s.storeWireCopy(len(s.wireCopy))
+	if end {
+		s.wireCopyBinary, s.wireCopyText = false, false
+	}
+	if cap(s.wireCopy) > 2*wireCopyMax {
+		s.wireCopy = nil
+	}
+	return err
+}
+
+// storeWireCopy masks the first n bytes of the held COPY data and stores them as one
+// CopyData message.
+func (s *session) storeWireCopy(n int) error {
+	if n == 0 {
+		return nil
+	}
+	data := s.wireCopy[:n]
+	if s.wireCopyBinary || !s.wireCopyText && bytes.HasPrefix(copySignature, data) {
+		data = bytes.Repeat([]byte{'*'}, n)
+	} else if out, masked, err := s.callMaskValue(data); err != nil {
+		return err
+	} else if masked {
+		data = out
+	}
+	msg := make([]byte, 0, 5+len(data))
+	msg = append(msg, 'd')
+	msg = binary.BigEndian.AppendUint32(msg, uint32(len(data)+4))
+	msg = append(msg, data...)
+	s.wireCopy = s.wireCopy[:copy(s.wireCopy, s.wireCopy[n:])]
+	if err := s.cfg.Wire(true, msg); err != nil {
+		return fmt.Errorf("%w: %v", ErrTranscript, err)
+	}
+	return nil
+}
+
+// maskWireParams masks, for the wire capture, the parameters of a Bind or the arguments
+// of a FunctionCall one by one: masked as one text, a card number next to another
+// parameter of digits ("4111111111111111" then "12", their length prefixes bytes no
+// terminal draws) reads as one longer run of digits, which is no card number. A text
+// value goes through MaskValue; a binary one (pgx sends an int64 as int8) is replaced
+// by as many '*' when its bytes, or the number they hold read as any type that can
+// hold a card number (int8, float8, numeric, an array of those), would be masked in a
+// result. The names (portal, statement) go through MaskValue too. ok is false for a
+// malformed message.
+func (s *session) maskWireParams(typ byte, body []byte) (out []byte, ok bool) {
+	c := cursor{b: body}
+	out = make([]byte, 0, len(body)+16)
+	if typ == 'B' {
+		for range 2 {
+			name := c.cstr("name")
+			if v, masked := s.maskValue(name); masked {
+				name = v
+			}
+			out = append(append(out, name...), 0)
+		}
+	} else {
+		out = binary.BigEndian.AppendUint32(out, uint32(c.i32("function OID")))
+	}
+	nf := c.u16("format count")
+	formats := make([]int16, 0, nf)
+	for i := 0; i < nf && c.fail == ""; i++ {
+		formats = append(formats, c.i16("format"))
+	}
+	np := c.u16("parameter count")
+	if c.fail != "" {
+		return nil, false
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(nf))
+	for _, f := range formats {
+		out = binary.BigEndian.AppendUint16(out, uint16(f))
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(np))
+	for i := 0; i < np && c.fail == ""; i++ {
+		v, null := c.value("parameter")
+		if null {
+			out = binary.BigEndian.AppendUint32(out, 0xffffffff)
+			continue
+		}
+		bin := len(formats) == 1 && formats[0] == 1 || len(formats) > 1 && i < len(formats) && formats[i] == 1
+		switch {
+		case !bin:
+			if m, masked := s.maskValue(v); masked {
+				v = m
+			}
+		case s.binaryParamNeedsMask(v):
+			v = bytes.Repeat([]byte{'*'}, len(v))
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+		out = append(out, v...)
+	}
+	if c.fail != "" {
+		return nil, false
+	}
+	return append(out, c.b...), true // result formats
+}
+
+// binaryParamNeedsMask reports whether a binary parameter of unknown type may hold a
+// card number: its bytes as text, or the number they hold read as int8, float8,
+// numeric or an array of a type binaryDecodedNeedsMask takes apart.
+func (s *session) binaryParamNeedsMask(v []byte) bool {
+	if _, masked, err := s.callMaskValue(v); err != nil || masked {
+		return true
+	}
+	var cands []uint32
+	if len(v) == 8 {
+		cands = append(cands, oidInt8, oidFloat8)
+	}
+	if len(v) >= 8 && len(v) == 8+2*int(binary.BigEndian.Uint16(v)) {
+		cands = append(cands, oidNumeric)
+	}
+	if len(v) >= 12 {
+		if elem := binary.BigEndian.Uint32(v[8:]); elem != 0 {
+			for arr, e := range arrayElemOIDs {
+				if e == elem {
+					cands = append(cands, arr)
+					break
+				}
+			}
+		}
+	}
+	for _, oid := range cands {
+		if oid == oidNumeric && numericText(v) == "" {
+			continue
+		}
+		// A value that only looks like an array and is malformed as one is masked too:
+		// this is the capture, not what the server gets.
+		if masked, err := s.binaryDecodedNeedsMask(oid, v, 0); err != nil || masked {
+			return true
+		}
+	}
+	return false
 }
 
 // wireWriter passes what the proxy writes to the client (already masked)

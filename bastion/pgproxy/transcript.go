@@ -58,9 +58,18 @@ func (s *session) flushTranscript() error {
 	return nil
 }
 
-// promptLine renders "db=> SQL\r\n", continuation lines with "db-> ".
+// promptLine renders "db=> SQL\r\n", continuation lines with "db-> ", the SQL masked
+// (a refused or held statement's too: a card number typed in SQL that does not parse).
 func (s *session) promptLine(sql string) string {
-	return string(s.appendPrompt(nil, sql))
+	return string(s.appendPrompt(nil, s.maskedText(sql)))
+}
+
+// maskedText is text that goes to the transcript or the audit log, through MaskValue.
+func (s *session) maskedText(text string) string {
+	if out, masked := s.maskValue([]byte(text)); masked {
+		return string(out)
+	}
+	return text
 }
 
 func (s *session) appendPrompt(dst []byte, sql string) []byte {
@@ -92,11 +101,8 @@ func (s *session) beginTranscript(r *running) {
 		s.tbuf = s.appendPrompt(s.tbuf, "(statement unknown to the bastion)")
 		return
 	}
-	sql := r.run.st.SQL
-	if out, masked := s.maskValue([]byte(sql)); masked {
-		sql = string(out) // a card number in a WHERE clause is stored masked too
-	}
-	s.tbuf = s.appendPrompt(s.tbuf, sql)
+	// A card number in a WHERE clause is stored masked too.
+	s.tbuf = s.appendPrompt(s.tbuf, s.maskedText(r.run.st.SQL))
 }
 
 // transcriptRow adds one result row (a DataRow body, already masked).
