@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // TestPostgresApprovalOfCutStatement: a statement needing approval whose
@@ -91,4 +92,60 @@ func TestPostgresApprovalShowsDatabase(t *testing.T) {
 		t.Errorf("deny: %s", d)
 	}
 	<-done
+}
+
+// TestPostgresApprovalMasksCards: a held statement's request (what `bastion
+// requests`, the console, the webhook and the audit log keep and show) is
+// masked as the recording is: an INSERT of a card number waits with the
+// number in stars, and once approved it runs with the number as sent.
+func TestPostgresApprovalMasksCards(t *testing.T) {
+	p := newPGEnv(t)
+	bobCfg := p.bobConfig(t)
+	done := make(chan []byte, 1)
+	go func() {
+		out, _ := exec.Command(p.pg.Tool(t, "psql"), "-X", p.dsn(""), "-c",
+			"INSERT INTO secret_keys VALUES ('card', '4111 1111 1111 1111')").CombinedOutput()
+		done <- out
+	}()
+	var r testenv.Result
+	testenv.WaitFor(t, 30*time.Second, "the request", func() bool {
+		r = p.as(bobCfg, "bastion", "requests", "--json")
+		return strings.Contains(r.Stdout, "secret_keys")
+	})
+	if strings.Contains(r.Stdout, "4111 1111 1111 1111") || !strings.Contains(r.Stdout, "**** 1111") {
+		t.Errorf("the request shows the card number unmasked: %s", r.Stdout)
+	}
+	m := regexp.MustCompile(`"id":"([0-9a-f]{8})"`).FindStringSubmatch(r.Stdout)
+	if m == nil {
+		t.Fatalf("no request ID: %s", r.Stdout)
+	}
+	if a := p.as(bobCfg, "bastion", "approve", m[1]); a.Code != 0 {
+		t.Fatalf("approve: %s", a)
+	}
+	select {
+	case out := <-done:
+		if !strings.Contains(string(out), "INSERT 0 1") {
+			t.Fatalf("the approved INSERT: %s", out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the approved INSERT did not finish")
+	}
+	if rows := p.pg.QueryStrings(t, "shop", "SELECT value FROM secret_keys WHERE name = 'card'"); len(rows) != 1 || rows[0] != "4111 1111 1111 1111" {
+		t.Errorf("the row holds %q, want the number as sent", rows)
+	}
+	var audited bool
+	p.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
+		for _, v := range ev.Fields {
+			if strings.Contains(v, "4111 1111 1111 1111") {
+				t.Errorf("audit %s holds the card number: %v", ev.Type, ev.Fields)
+			}
+			if strings.Contains(v, "secret_keys") {
+				audited = true
+			}
+		}
+		return nil
+	})
+	if !audited {
+		t.Error("no audit record names the statement")
+	}
 }

@@ -289,8 +289,23 @@ func (s *Server) judgeSQL(ctx context.Context, ss *session, t *policy.Target, st
 		return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule,
 			Message: fmt.Sprintf("needs approval by rule %s, but the statement (with its parameters) is too long to show an approver whole (%d bytes, at most %d): not run", d.Rule, n, maxApprovalSQL)}
 	}
-	now := s.now()
+	// What the approval request stores and shows (requests, the console,
+	// the webhook, the audit log) is masked as the recording is: card
+	// numbers become stars, which hide a value and never what the statement
+	// does; a pattern's match can hide anything, so a statement a pattern
+	// would partly hide is refused, as such a command is.
 	command := sqlApprovalText(st)
+	rm := pol.ResultMasks(policyIdentity(ss.identity), t.Name)
+	if len(rm.Patterns) > 0 {
+		if out, n := mask.MaskString(mask.Config{Patterns: rm.Patterns}, command); n > 0 && out != command {
+			ss.marker(fmt.Sprintf("bastion: statement needs approval by rule %s but a masking pattern hides part of it: not run: %s", d.Rule, shown))
+			ss.decided(outcomeBlocked)
+			return pgproxy.Verdict{Action: pgproxy.Block, Rule: d.Rule,
+				Message: fmt.Sprintf("needs approval by rule %s, but an output masking pattern hides part of it, so no approver could see what they approve (keep the secret out of the statement)", d.Rule)}
+		}
+	}
+	command = maskedMarkerText(rm, command)
+	now := s.now()
 	ss.mu.Lock()
 	login, database := ss.login, ss.database
 	ss.mu.Unlock()
