@@ -63,6 +63,7 @@ const (
 	ReasonShellString    = "-c string is not literal"
 	ReasonShellSyntax    = "-c string does not parse"
 	ReasonWrapperArg     = "wrapper argument is not literal"
+	ReasonWrapperOption  = "wrapper option not known (it may take the next word)"
 	ReasonXargsCommand   = "command built from xargs input"
 	ReasonFindExec       = "find executes the files it finds"
 	ReasonAlias          = "alias with non-literal value"

@@ -192,6 +192,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 				break
 			}
 		}
+	case "docker", "podman", "nerdctl":
+		return a.containerCLI(name, args, st)
+	case "kubectl", "oc":
+		return a.kubectl(name, args, st)
 	case "tmux":
 		a.tmux(args, st)
 	case "screen":

@@ -1,0 +1,80 @@
+package shellcmd
+
+import (
+	"slices"
+	"testing"
+)
+
+// Container and cluster CLIs run their command elsewhere: the command is
+// judged as itself, the CLI its wrapper; options not known make the line
+// unknowable rather than read wrong.
+func TestContainerCLIs(t *testing.T) {
+	t.Parallel()
+	rm := []string{"rm", "-rf", "/srv"}
+	for _, tc := range []struct {
+		src    string
+		argv   []string // the rm expected, or nil
+		wraps  []string
+		reason string // an Unknowable expected, or ""
+	}{
+		{src: "docker exec db rm -rf /srv", argv: rm, wraps: []string{"docker exec"}},
+		{src: "docker exec -it -u root -e A=1 --workdir /x db rm -rf /srv", argv: rm, wraps: []string{"docker exec"}},
+		{src: "docker -H tcp://h:2375 --context prod exec db rm -rf /srv", argv: rm, wraps: []string{"docker exec"}},
+		{src: "docker container exec db rm -rf /srv", argv: rm, wraps: []string{"docker exec"}},
+		{src: "docker compose -f c.yml exec web rm -rf /srv", argv: rm, wraps: []string{"docker exec"}},
+		{src: "podman exec -l rm -rf /srv", argv: rm, wraps: []string{"podman exec"}}, // -l: the latest container, no container named
+		{src: "podman exec --latest -it rm -rf /srv", argv: rm, wraps: []string{"podman exec"}},
+		{src: "sudo podman exec db sh -c 'rm -rf /srv'", argv: rm},
+		{src: "nerdctl exec db rm -rf /srv", argv: rm, wraps: []string{"nerdctl exec"}},
+		{src: "docker run --rm -v /srv:/srv alpine rm -rf /srv", argv: rm, wraps: []string{"docker run"}},
+		{src: "docker run --entrypoint rm alpine -rf /srv", reason: ReasonWrapperOption},
+		{src: "docker exec --new-option x db rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "docker --new-global x exec db rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "docker exec $C rm -rf /srv", argv: rm, reason: ReasonWrapperArg},
+		{src: "kubectl exec pod -- rm -rf /srv", argv: rm, wraps: []string{"kubectl exec"}},
+		{src: "kubectl -n prod exec -it pod -c app -- rm -rf /srv", argv: rm, wraps: []string{"kubectl exec"}},
+		{src: "kubectl exec --context prod pod -- sh -c 'rm -rf /srv'", argv: rm},
+		{src: "oc exec pod -- rm -rf /srv", argv: rm, wraps: []string{"oc exec"}},
+		{src: "kubectl debug -it pod --image=busybox -- rm -rf /srv", argv: rm, wraps: []string{"kubectl debug"}},
+		{src: "kubectl exec pod rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "kubectl exec --new-flag pod -- rm -rf /srv", reason: ReasonWrapperOption},
+	} {
+		a := analyzeOK(t, tc.src)
+		if tc.reason != "" {
+			found := false
+			for _, u := range a.Unknowable {
+				found = found || u.Reason == tc.reason
+			}
+			if !found {
+				t.Errorf("%q: no Unknowable %q in:%s", tc.src, tc.reason, dump(a))
+			}
+		}
+		if tc.argv == nil {
+			continue
+		}
+		found := false
+		for _, c := range a.Commands {
+			if c.Name == "rm" && slices.Equal(c.Argv, tc.argv) {
+				found = true
+				if tc.wraps != nil && !slices.Equal(c.Wrappers, tc.wraps) {
+					t.Errorf("%q: rm wrappers %q, want %q", tc.src, c.Wrappers, tc.wraps)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%q: no rm %q in:%s", tc.src, tc.argv, dump(a))
+		}
+	}
+	// What runs nothing given is left alone.
+	for _, src := range []string{"docker ps -a", "docker logs -f web", "kubectl get pods -n prod", "docker run -d nginx", "kubectl logs pod", "docker compose up -d", "podman images"} {
+		a := analyzeOK(t, src)
+		if len(a.Unknowable) > 0 || len(a.Commands) != 1 {
+			t.Errorf("%q: want one command, nothing unknowable:%s", src, dump(a))
+		}
+	}
+	// Attach reads the session's input into the container's process.
+	a := analyzeOK(t, "kubectl attach -it pod")
+	if !a.StdinShell {
+		t.Errorf("kubectl attach: want unknowable (a process reading the session's input):%s", dump(a))
+	}
+}
