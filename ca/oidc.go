@@ -219,7 +219,10 @@ func (v *Verifier) ClientID() string { return v.cfg.ClientID }
 // Verify checks raw and returns the identity it proves.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	id, _, err := v.verifyToken(ctx, raw)
-	return id, err
+	if err != nil {
+		return Identity{}, err // verifyToken names the workload of a refused actor, for the audit record
+	}
+	return id, nil
 }
 
 // verifyToken checks raw and returns the identity it proves and what names

@@ -75,6 +75,9 @@ approvals: {webhook: "`+hook.URL+`"}
 	if _, cert := ci.loginState(t); cert.Permissions.Extensions["actor@bastionhq.dev"] != "alice" || !strings.Contains(cert.KeyId, "actor=alice") {
 		t.Fatalf("the certificate does not name the actor: %v %q", cert.Permissions.Extensions, cert.KeyId)
 	}
+	if r := ci.run(nil, "whoami"); r.Code != 0 || !regexp.MustCompile(`triggered by\s+alice`).MatchString(r.Stdout) {
+		t.Fatalf("whoami: %s", r)
+	}
 	r := ci.run(nil, "ssh-config")
 	if r.Code != 0 {
 		t.Fatalf("ssh-config: %s", r)
