@@ -232,9 +232,10 @@ func (s *Server) adminWhoami(c Caller, args []string, aio AdminIO) int {
 		Groups      []string  `json:"groups"`
 		Roles       []string  `json:"roles"`
 		Workload    bool      `json:"workload"`
+		Actor       string    `json:"actor,omitempty"` // a CI run: who triggered it
 		Serial      string    `json:"serial"`
 		ValidBefore time.Time `json:"valid_before"`
-	}{c.Identity.User, c.Identity.Issuer, c.Identity.Subject, c.Identity.Groups, c.Roles, c.Identity.Workload,
+	}{c.Identity.User, c.Identity.Issuer, c.Identity.Subject, c.Identity.Groups, c.Roles, c.Identity.Workload, c.Identity.Actor,
 		strconv.FormatUint(c.Identity.Serial, 10), c.Identity.ValidBefore.UTC()}
 	if js {
 		return writeJSONLine(aio, out)
@@ -247,6 +248,9 @@ func (s *Server) adminWhoami(c Caller, args []string, aio AdminIO) int {
 	fmt.Fprintf(tw, "roles\t%s\n", strings.Join(out.Roles, ", "))
 	if out.Workload {
 		fmt.Fprintf(tw, "kind\tworkload\n")
+	}
+	if out.Actor != "" {
+		fmt.Fprintf(tw, "triggered by\t%s\n", out.Actor)
 	}
 	fmt.Fprintf(tw, "certificate\tserial %s, valid until %s\n", out.Serial, out.ValidBefore.Format(time.RFC3339))
 	tw.Flush()

@@ -38,6 +38,7 @@ type approval struct {
 	SessionID string      `json:"session_id"`
 	Requester ca.Identity `json:"-"`
 	User      string      `json:"user"`
+	Actor     string      `json:"actor,omitempty"` // a CI run's requests: who triggered the run
 	Target    string      `json:"target"`
 	Login     string      `json:"login,omitempty"`
 	Database  string      `json:"database,omitempty"` // sql: the database the statement runs in
@@ -188,6 +189,7 @@ func newApprovalID() string {
 // request opens an approval request and notifies the webhook.
 func (a *approvals) request(ap *approval) *approval {
 	ap.done = make(chan struct{})
+	ap.Actor = ap.Requester.Actor
 	defer a.bump()
 	if a.maxPending > 0 && a.pendingOf(ap.Requester) >= a.maxPending {
 		// Denied before it is offered: not listed, not sent to the webhook.
@@ -340,6 +342,9 @@ var (
 	ErrNoRequest   = errors.New("no pending request with that ID (decided, expired, or never made)")
 	ErrSelfApprove = errors.New("nobody approves their own request")
 	ErrNotApprover = errors.New("you hold none of the roles that may decide this request")
+	// ErrTriggeredApprove: the request is a CI run's that the approver
+	// triggered (or the approver is a run the requester triggered).
+	ErrTriggeredApprove = errors.New("nobody approves the requests of a CI job they triggered")
 )
 
 // ownRequest reports whether ap is c's own request: the same account (issuer
@@ -350,6 +355,17 @@ var (
 func ownRequest(c Caller, ap *approval) bool {
 	return c.Identity.Issuer == ap.Requester.Issuer && c.Identity.Subject == ap.Requester.Subject ||
 		c.Identity.User != "" && c.Identity.User == ap.Requester.User
+}
+
+// triggeredRequest reports whether c and ap's requester are one person
+// through a CI run (oidc.workload actor_claim): c triggered the run that
+// asks, the run that decides was triggered by the requester, or both runs
+// were triggered by one person. A person who can push a job's code and
+// holds an approver role would otherwise approve what their own job asks.
+func triggeredRequest(c Caller, ap *approval) bool {
+	by, r := c.Identity, ap.Requester
+	return r.Actor != "" && (by.User == r.Actor || by.Actor == r.Actor) ||
+		by.Actor != "" && by.Actor == r.User
 }
 
 // maxNote bounds an approver's note, in bytes.
@@ -391,6 +407,12 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 		a.audit(Event{Type: "command.self_approve", Identity: c.Identity, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused",
 			Reason: ErrSelfApprove.Error(), Fields: map[string]string{"request": ap.ID}})
 		return nil, ErrSelfApprove
+	}
+	if triggeredRequest(c, ap) {
+		err := fmt.Errorf("%w (asked by %s, decided by %s)", ErrTriggeredApprove, ap.Requester.Who(), c.Identity.Who())
+		a.audit(Event{Type: "command.self_approve", Identity: c.Identity, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused",
+			Reason: err.Error(), Fields: map[string]string{"request": ap.ID}})
+		return nil, err
 	}
 	if !a.policy().CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
 		return nil, fmt.Errorf("%w (%s)", ErrNotApprover, strings.Join(ap.Approvers, ", "))
@@ -434,7 +456,7 @@ func (a *approvals) visible(c Caller) ([]*approval, error) {
 	}
 	var out []*approval
 	for _, ap := range all {
-		own := ownRequest(c, ap)
+		own := ownRequest(c, ap) || triggeredRequest(c, ap)
 		if own || pol.CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
 			out = append(out, ap)
 		}
@@ -508,7 +530,7 @@ func (s *Server) adminRequests(c Caller, args []string, aio AdminIO) int {
 	tw := tabwriter.NewWriter(aio.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tTARGET\tRULE\tEXPIRES\tCOMMAND")
 	for _, ap := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.ID, ap.User, ap.where(), ap.Rule,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.ID, ap.who(), ap.where(), ap.Rule,
 			time.Until(ap.Expires).Round(time.Second), safetext.Escaped(ap.Command)) // whole: what is cut is not approved knowingly
 	}
 	tw.Flush()
@@ -545,9 +567,13 @@ func (s *Server) adminDecide(c Caller, args []string, aio AdminIO, approve bool)
 		return 1
 	}
 	verb := map[bool]string{true: "approved", false: "denied"}[approve]
-	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.User, ap.where(), safetext.Escaped(ap.Command))
+	fmt.Fprintf(aio.Stdout, "%s request %s: %s on %s: %s\n", verb, ap.ID, ap.who(), ap.where(), safetext.Escaped(ap.Command))
 	return 0
 }
+
+// who is the requester as an approver is shown it: "ci-etl (triggered by
+// alice)" for a CI run whose workload names an actor claim.
+func (ap *approval) who() string { return ca.WhoIs(ap.User, ap.Actor) }
 
 // where is the request's target as an approver is shown it: for a
 // statement, with the database it runs in (one PostgreSQL target serves
@@ -564,6 +590,7 @@ type Request struct {
 	ID        string    `json:"id"`
 	SessionID string    `json:"session_id"`
 	User      string    `json:"user"`
+	Actor     string    `json:"actor,omitempty"` // a CI run's requests: who triggered the run
 	Target    string    `json:"target"`
 	Login     string    `json:"login,omitempty"`
 	Database  string    `json:"database,omitempty"` // sql: the database the statement runs in
@@ -576,13 +603,20 @@ type Request struct {
 	Expires   time.Time `json:"expires"`
 	// Own is true for the caller's own request, which they may not decide.
 	Own bool `json:"own"`
+	// Triggered is true for a request of a CI run the caller triggered
+	// (or that triggered the caller's run), which they may not decide.
+	Triggered bool `json:"triggered,omitempty"`
 }
+
+// Who is the requester: "ci-etl (triggered by alice)" for a CI run whose
+// workload names an actor claim.
+func (r Request) Who() string { return ca.WhoIs(r.User, r.Actor) }
 
 func (ap *approval) request(c Caller) Request {
 	return Request{
-		ID: ap.ID, SessionID: ap.SessionID, User: ap.User, Target: ap.Target, Login: ap.Login, Database: ap.Database, Kind: ap.Kind,
+		ID: ap.ID, SessionID: ap.SessionID, User: ap.User, Actor: ap.Actor, Target: ap.Target, Login: ap.Login, Database: ap.Database, Kind: ap.Kind,
 		Command: ap.Command, Rule: ap.Rule, Reason: ap.Reason, Approvers: ap.Approvers, Created: ap.Created, Expires: ap.Expires,
-		Own: ownRequest(c, ap),
+		Own: ownRequest(c, ap), Triggered: !ownRequest(c, ap) && triggeredRequest(c, ap),
 	}
 }
 

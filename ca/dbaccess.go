@@ -43,6 +43,7 @@ type identityExt struct {
 	Subject  string   `json:"sub"`
 	Groups   []string `json:"groups"`
 	Workload bool     `json:"workload,omitempty"`
+	Actor    string   `json:"actor,omitempty"`
 }
 
 // Errors of the database doors' credentials.
@@ -71,7 +72,7 @@ func (a *Authority) SignDBAccess(id Identity, pub crypto.PublicKey) (*x509.Certi
 	if groups == nil {
 		groups = []string{}
 	}
-	js, err := json.Marshal(identityExt{Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload})
+	js, err := json.Marshal(identityExt{Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor})
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +174,7 @@ func decodeIdentityJSON(b []byte, id *Identity) error {
 	if err := dec.Decode(&ext); err != nil {
 		return fmt.Errorf("ca: identity extension: %w", err)
 	}
-	id.Issuer, id.Subject, id.Groups, id.Workload = ext.Issuer, ext.Subject, ext.Groups, ext.Workload
+	id.Issuer, id.Subject, id.Groups, id.Workload, id.Actor = ext.Issuer, ext.Subject, ext.Groups, ext.Workload, ext.Actor
 	if len(id.Groups) == 0 {
 		id.Groups = nil
 	}
@@ -186,6 +187,9 @@ func checkIdentity(id Identity) error {
 		return errors.New("ca: identity lacks the issuer or subject")
 	}
 	if err := ValidateUsername(id.User); err != nil {
+		return err
+	}
+	if err := checkActor(id); err != nil {
 		return err
 	}
 	for _, g := range id.Groups {
@@ -253,6 +257,7 @@ type accessClaims struct {
 	Subject   string   `json:"sub"`
 	Groups    []string `json:"groups"`
 	Workload  bool     `json:"workload,omitempty"`
+	Actor     string   `json:"actor,omitempty"`
 	Serial    string   `json:"serial"` // decimal
 	NotBefore int64    `json:"nbf"`
 	Expires   int64    `json:"exp"`
@@ -274,7 +279,7 @@ func (a *Authority) IssueAccessToken(id Identity) (string, error) {
 	if groups == nil {
 		groups = []string{}
 	}
-	js, err := json.Marshal(accessClaims{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload,
+	js, err := json.Marshal(accessClaims{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor,
 		Serial: strconv.FormatUint(id.Serial, 10), NotBefore: id.ValidAfter.Unix(), Expires: id.ValidBefore.Unix()})
 	if err != nil {
 		return "", err
@@ -329,7 +334,7 @@ func (a *Authority) VerifyAccessToken(tok string) (Identity, error) {
 	if err != nil || serial == 0 {
 		return bad("serial %q", c.Serial)
 	}
-	id := Identity{User: c.User, Issuer: c.Issuer, Subject: c.Subject, Groups: c.Groups, Workload: c.Workload, Serial: serial,
+	id := Identity{User: c.User, Issuer: c.Issuer, Subject: c.Subject, Groups: c.Groups, Workload: c.Workload, Actor: c.Actor, Serial: serial,
 		ValidAfter: time.Unix(c.NotBefore, 0), ValidBefore: time.Unix(c.Expires, 0)}
 	if len(id.Groups) == 0 {
 		id.Groups = nil

@@ -46,6 +46,7 @@ type AuditRecord struct {
 	Issuer      string
 	Subject     string
 	Workload    bool
+	Actor       string // a workload run's trigger (Identity.Actor)
 	Serial      uint64
 	KeyID       string
 	ValidBefore time.Time
@@ -283,7 +284,7 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, ErrorResponse{Error: err.Error(), Reason: reason})
 		return
 	}
-	s.log.Info("certificate issued", "user", resp.Principal, "serial", resp.Serial, "issuer", rec.Issuer, "workload", rec.Workload, "valid_before", resp.ValidBefore, "remote", remote)
+	s.log.Info("certificate issued", "user", resp.Principal, "serial", resp.Serial, "issuer", rec.Issuer, "workload", rec.Workload, "actor", rec.Actor, "valid_before", resp.ValidBefore, "remote", remote)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -315,7 +316,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
 	id, use, err := s.cfg.Verifier.verifyToken(ctx, req.IDToken)
-	rec.User, rec.Issuer, rec.Subject, rec.Workload = id.User, id.Issuer, id.Subject, id.Workload
+	rec.User, rec.Issuer, rec.Subject, rec.Workload, rec.Actor = id.User, id.Issuer, id.Subject, id.Workload, id.Actor
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +411,7 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 		}
 	}
 	*rec = AuditRecord{
-		Action: ActionIssue, User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: id.Workload,
+		Action: ActionIssue, User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: id.Workload, Actor: id.Actor,
 		Serial: id.Serial, KeyID: resp.KeyID, ValidBefore: id.ValidBefore, Remote: rec.Remote,
 		TokenKey: use.key, TokenExpiry: use.expires,
 	}

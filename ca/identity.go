@@ -20,6 +20,7 @@ const (
 	ExtIssuer   = "issuer@bastionhq.dev"   // OIDC issuer the identity came from
 	ExtSubject  = "subject@bastionhq.dev"  // OIDC subject at that issuer
 	ExtWorkload = "workload@bastionhq.dev" // present (empty) for workload identities
+	ExtActor    = "actor@bastionhq.dev"    // a workload's run: the bastion user who triggered it
 )
 
 // Standard OpenSSH extensions granted to login certificates. The bastion
@@ -43,6 +44,11 @@ type Identity struct {
 	Groups []string
 	// Workload is true for machine identities (CI jobs).
 	Workload bool
+	// Actor, for a workload whose oidc.workload entry names an actor_claim,
+	// is the bastion username of the person who triggered the run (the
+	// claim's value, through the entry's actors map or normalised as a
+	// username). Such a person does not approve the run's requests.
+	Actor string
 	// Serial is the certificate serial: unique, non-zero.
 	Serial uint64
 	// ValidAfter and ValidBefore bound the certificate's validity.
@@ -73,7 +79,22 @@ func (id Identity) KeyID() string {
 	if id.Workload {
 		kind = "workload"
 	}
+	if id.Actor != "" {
+		return fmt.Sprintf("%s=%s actor=%s iss=%s sub=%s serial=%d", kind, id.User, id.Actor, id.Issuer, id.Subject, id.Serial)
+	}
 	return fmt.Sprintf("%s=%s iss=%s sub=%s serial=%d", kind, id.User, id.Issuer, id.Subject, id.Serial)
+}
+
+// Who is the identity as people are shown it: the user, and for a CI run
+// the person who triggered it ("ci-etl (triggered by alice)").
+func (id Identity) Who() string { return WhoIs(id.User, id.Actor) }
+
+// WhoIs is Identity.Who for a user name and an actor.
+func WhoIs(user, actor string) string {
+	if actor == "" {
+		return user
+	}
+	return user + " (triggered by " + actor + ")"
 }
 
 // Certificate returns the unsigned user certificate for pub.
@@ -95,6 +116,12 @@ func (id Identity) Certificate(pub ssh.PublicKey) (*ssh.Certificate, error) {
 	}
 	if id.Workload {
 		ext[ExtWorkload] = ""
+	}
+	if id.Actor != "" {
+		if !id.Workload {
+			return nil, errors.New("ca: only a workload identity has an actor")
+		}
+		ext[ExtActor] = id.Actor
 	}
 	cert := &ssh.Certificate{
 		Key:             pub,
@@ -133,8 +160,12 @@ func IdentityFromCertificate(c *ssh.Certificate) (Identity, error) {
 		SourceAddress: c.CriticalOptions["source-address"],
 	}
 	_, id.Workload = ext[ExtWorkload]
+	id.Actor = ext[ExtActor]
 	if id.Issuer == "" || id.Subject == "" {
 		return Identity{}, errors.New("ca: certificate lacks the issuer or subject extension")
+	}
+	if err := checkActor(id); err != nil {
+		return Identity{}, err
 	}
 	if g, ok := ext[ExtGroups]; ok {
 		if err := json.Unmarshal([]byte(g), &id.Groups); err != nil {
@@ -219,6 +250,21 @@ func ValidateUsername(u string) error {
 		if !ok {
 			return fmt.Errorf("%w: %q: character %q at %d not allowed (want [a-z_][a-z0-9._-]*)", ErrBadUsername, safetext.Printable(u), r, i)
 		}
+	}
+	return nil
+}
+
+// checkActor checks an identity's actor: only a workload has one, and it
+// is a username.
+func checkActor(id Identity) error {
+	if id.Actor == "" {
+		return nil
+	}
+	if !id.Workload {
+		return errors.New("ca: only a workload identity has an actor")
+	}
+	if err := ValidateUsername(id.Actor); err != nil {
+		return fmt.Errorf("ca: actor: %w", err)
 	}
 	return nil
 }

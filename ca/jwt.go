@@ -33,6 +33,20 @@ type idClaims struct {
 	verified     bool     // email_verified is true or "true"
 	groups       []string // the groups claim: absent or null is nil, a string one group
 	groupsErr    error    // the groups claim is not a string or a list of valid groups
+
+	payload []byte // the decoded payload, for claims read on demand (claim)
+}
+
+// claim returns the raw JSON of the payload's claim name (a workload's
+// actor claim). parseToken has refused payloads that name a member twice
+// or in two cases, so the name has one reading.
+func (c *idClaims) claim(name string) (json.RawMessage, bool) {
+	var all map[string]json.RawMessage
+	if json.Unmarshal(c.payload, &all) != nil {
+		return nil, false
+	}
+	v, ok := all[name]
+	return v, ok && string(v) != "null"
 }
 
 // payloadClaims is the payload as decoded, for the default claim names.
@@ -109,6 +123,7 @@ func parseToken(raw, userClaim, groupsClaim string) (idClaims, error) {
 		return c, tokenErr(ReasonMalformed, "payload: %v", err)
 	}
 	c.alg, c.iss, c.aud, c.jti, c.azp = hv.Alg, pc.Iss, pc.Aud, pc.JTI, pc.Azp
+	c.payload = p
 	c.verified = truthy(pc.EmailVerified)
 	user, groups := pc.Email, pc.Groups
 	if userClaim != "email" || groupsClaim != "groups" {

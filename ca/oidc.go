@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -35,6 +36,7 @@ const (
 	ReasonInvalid         = "invalid"
 	ReasonReplay          = "replay"  // the token was already exchanged for a certificate
 	ReasonRevoked         = "revoked" // the token was issued before its user was revoked (ca revoke --user)
+	ReasonActor           = "actor"   // a workload token without a usable actor claim (oidc.workload actor_claim)
 )
 
 // TokenError is a refused ID token. Reason is one of the Reason constants.
@@ -68,6 +70,41 @@ type Workload struct {
 	Name string
 	// Groups are granted to the identity, regardless of token claims.
 	Groups []string
+	// ActorClaim, when set, names the claim that says who triggered the
+	// run (GitHub Actions: actor; GitLab: user_login). A token without it
+	// is refused; its value becomes Identity.Actor, so that person does
+	// not approve the run's requests.
+	ActorClaim string
+	// Actors, when not empty, maps the claim's values (compared without
+	// regard to ASCII case) to bastion usernames, and a value it lacks is
+	// refused. Without it the value is normalised as a username is (an
+	// email's local part when it holds an @, lower-cased).
+	Actors map[string]string
+}
+
+// actorOf reads the person who triggered a run from the token's claims.
+func (w *Workload) actorOf(c *idClaims) (string, error) {
+	raw, ok := c.claim(w.ActorClaim)
+	var val string
+	if !ok || len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &val) != nil || val == "" {
+		return "", tokenErr(ReasonActor, "workload %s needs the claim %q (who triggered the run; oidc.workload actor_claim), and the token has none or not a string", w.Name, w.ActorClaim)
+	}
+	if len(val) > 255 {
+		return "", tokenErr(ReasonActor, "claim %q is %d bytes long", w.ActorClaim, len(val))
+	}
+	if len(w.Actors) > 0 {
+		for k, u := range w.Actors {
+			if asciiLower(k) == asciiLower(val) {
+				return u, nil
+			}
+		}
+		return "", tokenErr(ReasonActor, "%s %q is not in the actors map of workload %s: add it (actors: {%q: USERNAME})", w.ActorClaim, safetext.Printable(val), w.Name, safetext.Printable(val))
+	}
+	u, err := SanitizeUsername(val, strings.Contains(val, "@"))
+	if err != nil {
+		return "", &TokenError{Reason: ReasonActor, Err: fmt.Errorf("claim %q of workload %s is not a username (map it with actors): %w", w.ActorClaim, w.Name, err)}
+	}
+	return u, nil
 }
 
 // OIDCConfig configures a Verifier.
@@ -144,6 +181,19 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 		if err := ValidateUsername(w.Name); err != nil {
 			return nil, fmt.Errorf("ca: workload %d name: %w", i, err)
 		}
+		if len(w.Actors) > 0 && w.ActorClaim == "" {
+			return nil, fmt.Errorf("ca: workload %d: actors without actor_claim", i)
+		}
+		seen := map[string]bool{}
+		for k, u := range w.Actors {
+			if k == "" || seen[asciiLower(k)] {
+				return nil, fmt.Errorf("ca: workload %d actors: %q is empty or named twice (values are compared without regard to case)", i, k)
+			}
+			seen[asciiLower(k)] = true
+			if err := ValidateUsername(u); err != nil {
+				return nil, fmt.Errorf("ca: workload %d actors[%q]: %w", i, k, err)
+			}
+		}
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -169,7 +219,10 @@ func (v *Verifier) ClientID() string { return v.cfg.ClientID }
 // Verify checks raw and returns the identity it proves.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	id, _, err := v.verifyToken(ctx, raw)
-	return id, err
+	if err != nil {
+		return Identity{}, err // verifyToken names the workload of a refused actor, for the audit record
+	}
+	return id, nil
 }
 
 // verifyToken checks raw and returns the identity it proves and what names
@@ -210,7 +263,9 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string) (Identity, token
 				return id, spentBy(raw, tok.Issuer, c.jti, tok.IssuedAt, tok.Expiry), nil
 			}
 			if !errors.Is(err, errSubjectMismatch) {
-				return Identity{}, tokenSpent{}, err
+				// id names the workload when only its actor was
+				// refused, for the refusal's audit record.
+				return id, tokenSpent{}, err
 			}
 			mismatch = err // another workload of this issuer may match
 		}
@@ -361,13 +416,21 @@ func (v *Verifier) verifyWorkload(ctx context.Context, raw string, c *idClaims, 
 	if !globMatch(w.Subject, tok.Subject) {
 		return Identity{}, nil, &TokenError{Reason: ReasonSubject, Err: fmt.Errorf("%w: %q against %q", errSubjectMismatch, safetext.Printable(tok.Subject), w.Subject)}
 	}
-	return Identity{
+	id := Identity{
 		User:     w.Name,
 		Issuer:   tok.Issuer,
 		Subject:  tok.Subject,
 		Groups:   slices.Clone(w.Groups),
 		Workload: true,
-	}, tok, nil
+	}
+	if w.ActorClaim != "" {
+		// Fail closed: a run that does not say who triggered it could be
+		// anyone's, its approver's included.
+		if id.Actor, err = w.actorOf(c); err != nil {
+			return Identity{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: true}, nil, err
+		}
+	}
+	return id, tok, nil
 }
 
 func classify(err error) error {

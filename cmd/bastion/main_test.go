@@ -90,6 +90,13 @@ func newWorldTargets(t *testing.T, extraYAML string, targets ...string) *world {
 // returns more targets (a database that trusts the database CA).
 func newWorldListen(t *testing.T, listen string, withKeys func(*ca.Keys) []string, extraYAML string, targets ...string) *world {
 	t.Helper()
+	return newWorldConfig(t, worldConfig, listen, withKeys, extraYAML, targets...)
+}
+
+// newWorldConfig is newWorldListen with another config template than
+// worldConfig (one that changes its oidc section, say).
+func newWorldConfig(t *testing.T, cfgTemplate, listen string, withKeys func(*ca.Keys) []string, extraYAML string, targets ...string) *world {
+	t.Helper()
 	testenv.Require(t, "ssh")
 	w := &world{t: t, home: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	var err error
@@ -121,7 +128,7 @@ func newWorldListen(t *testing.T, listen string, withKeys func(*ca.Keys) []strin
 		targets = append(targets, withKeys(keys)...)
 	}
 	var buf bytes.Buffer
-	template.Must(template.New("").Parse(worldConfig)).Execute(&buf, map[string]string{
+	template.Must(template.New("").Parse(cfgTemplate)).Execute(&buf, map[string]string{
 		"DataDir": dataDir, "Issuer": w.idp.Issuer(), "CI": w.ci.Issuer(), "SSHD": w.sshd.Addr, "HostKey": w.sshd.HostKeyLine,
 		"Targets": targetLines(targets), "Listen": listen,
 	})

@@ -50,6 +50,10 @@ func (a auditAdapter) Audit(ev bastion.Event) error {
 		Type: ev.Type, User: ev.Identity.User, Issuer: ev.Identity.Issuer, Subject: ev.Identity.Subject,
 		SessionID: ev.SessionID, Target: ev.Target, Outcome: ev.Outcome, Reason: ev.Reason, Fields: withSerial(ev.Fields, ev.Identity.Serial),
 	}
+	if ev.Identity.Actor != "" {
+		// A CI run's records name who triggered it.
+		rev.Fields = withField(rev.Fields, "actor", ev.Identity.Actor)
+	}
 	var err error
 	if ev.Routine {
 		_, err = a.s.AuditLater(rev)
@@ -57,6 +61,16 @@ func (a auditAdapter) Audit(ev bastion.Event) error {
 		_, err = a.s.Audit(rev)
 	}
 	return err
+}
+
+// withField returns f with k set to v, f itself left as it was.
+func withField(f map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(f)+1)
+	for k, v := range f {
+		out[k] = v
+	}
+	out[k] = v
+	return out
 }
 
 func withSerial(f map[string]string, serial uint64) map[string]string {
@@ -90,6 +104,9 @@ func (c certAuditor) AuditCert(r ca.AuditRecord) error {
 	}
 	if r.Workload {
 		f["workload"] = "true"
+	}
+	if r.Actor != "" {
+		f["actor"] = r.Actor
 	}
 	if r.Detail != "" {
 		f["detail"] = r.Detail

@@ -169,7 +169,8 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 	}
 	wl := make([]ca.Workload, len(cfg.OIDC.Workload))
 	for i, w := range cfg.OIDC.Workload {
-		wl[i] = ca.Workload{Issuer: w.Issuer, Audience: w.Audience, Subject: w.Subject, Name: w.Name, Groups: w.Groups}
+		wl[i] = ca.Workload{Issuer: w.Issuer, Audience: w.Audience, Subject: w.Subject, Name: w.Name, Groups: w.Groups,
+			ActorClaim: w.ActorClaim, Actors: w.Actors}
 	}
 	a.Verifier, err = ca.NewVerifier(ca.OIDCConfig{
 		Issuer:        cfg.OIDC.Issuer,

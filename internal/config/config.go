@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -206,6 +208,15 @@ type Workload struct {
 	Subject  string   `yaml:"subject"`
 	Name     string   `yaml:"name"`
 	Groups   []string `yaml:"groups"`
+	// ActorClaim names the token's claim that says who triggered the run
+	// (GitHub Actions: actor; GitLab: user_login or user_email). When set,
+	// a token without it is refused, and that person cannot approve the
+	// run's held commands and statements.
+	ActorClaim string `yaml:"actor_claim"`
+	// Actors maps the claim's values to bastion usernames, where CI logins
+	// differ from them; a value it lacks is refused. Without it, the value
+	// is normalised as a username is.
+	Actors map[string]string `yaml:"actors"`
 }
 
 // Certs holds certificate lifetimes.
@@ -698,6 +709,45 @@ func (v *validator) oidc(c *Config) {
 		}
 		if w.Name == "" {
 			v.bad(f+".name", "required")
+		}
+		v.workloadActor(c, f, w)
+	}
+}
+
+// notActorClaims are the claims a token has for its own meaning, none of
+// which names the person who triggered a run.
+var notActorClaims = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "email_verified"}
+
+// workloadActor checks a workload's actor_claim and actors.
+func (v *validator) workloadActor(c *Config, f string, w Workload) {
+	if w.ActorClaim != "" && slices.Contains(notActorClaims, w.ActorClaim) {
+		v.bad(f+".actor_claim", "%q names no person (GitHub Actions: actor; GitLab: user_login)", w.ActorClaim)
+	}
+	if len(w.Actors) == 0 {
+		return
+	}
+	if w.ActorClaim == "" {
+		v.bad(f+".actors", "needs actor_claim (the claim whose values it maps)")
+	}
+	keys := slices.Sorted(maps.Keys(w.Actors))
+	seen := map[string]string{}
+	for _, k := range keys {
+		u := w.Actors[k]
+		if k == "" {
+			v.bad(f+".actors", "an empty claim value")
+			continue
+		}
+		if prev, dup := seen[strings.ToLower(k)]; dup {
+			v.bad(f+".actors", "%q and %q are named twice (values are compared without regard to case)", prev, k)
+		}
+		seen[strings.ToLower(k)] = k
+		if err := ca.ValidateUsername(u); err != nil {
+			v.bad(fmt.Sprintf("%s.actors[%q]", f, k), "%v", err)
+		}
+		for _, o := range c.OIDC.Workload {
+			if o.Name == u {
+				v.bad(fmt.Sprintf("%s.actors[%q]", f, k), "%q is the name of a workload, not a person", u)
+			}
 		}
 	}
 }

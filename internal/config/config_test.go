@@ -200,3 +200,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// oidc.workload's actor_claim and actors: who triggered a CI run, so that
+// person does not approve its requests.
+func TestWorkloadActor(t *testing.T) {
+	const wl = "data_dir: /x\noidc:\n  issuer: \"https://i\"\n  client_id: b\n  workload:\n    - {issuer: \"https://ci\", audience: a, subject: \"repo:*\", name: ci-etl"
+	for _, tc := range []struct {
+		name, entry, want string // want "" is accepted
+	}{
+		{"claim", ", actor_claim: actor}", ""},
+		{"claim and map", ", actor_claim: actor, actors: {Alice-Acme: alice, bob@acme.com: bob}}", ""},
+		{"map without claim", ", actors: {Alice-Acme: alice}}", "oidc.workload[0].actors: needs actor_claim"},
+		{"claim that names no person", ", actor_claim: sub}", "oidc.workload[0].actor_claim: \"sub\""},
+		{"map to no username", ", actor_claim: actor, actors: {Alice-Acme: \"Alice Smith\"}}", "oidc.workload[0].actors[\"Alice-Acme\"]"},
+		{"map to a workload", ", actor_claim: actor, actors: {robot: ci-etl}}", "the name of a workload"},
+		{"map with an empty value", ", actor_claim: actor, actors: {\"\": alice}}", "oidc.workload[0].actors: an empty claim value"},
+		{"map naming a value twice", ", actor_claim: actor, actors: {alice: alice, ALICE: alice}}", "named twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(wl + tc.entry + "\n"))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == "":
+				if w := c.OIDC.Workload[0]; w.ActorClaim != "actor" {
+					t.Fatalf("actor_claim not read: %+v", w)
+				}
+			case err == nil:
+				t.Fatalf("accepted: %s", tc.entry)
+			case !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("got %q, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}

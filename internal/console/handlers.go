@@ -551,7 +551,7 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *websession) 
 	}
 	ap, err := c.cfg.Approvals.Decide(c.caller(r, s), r.PathValue("id"), approve, note)
 	switch {
-	case errors.Is(err, bastion.ErrSelfApprove), errors.Is(err, bastion.ErrNotApprover):
+	case errors.Is(err, bastion.ErrSelfApprove), errors.Is(err, bastion.ErrTriggeredApprove), errors.Is(err, bastion.ErrNotApprover):
 		c.fail(w, r, s, http.StatusForbidden, "Refused", "%v", err)
 		return
 	case errors.Is(err, bastion.ErrNoRequest):

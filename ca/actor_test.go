@@ -1,0 +1,74 @@
+package ca
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// TestWorkloadActor: a workload's actor claim becomes Identity.Actor, through
+// the actors map or normalised as a username; a token without a usable one
+// is refused (ReasonActor). The actor travels in the certificate, the
+// database client certificate's identity and the access token's claims.
+func TestWorkloadActor(t *testing.T) {
+	plain := &Workload{Name: "ci-etl", ActorClaim: "actor"}
+	mapped := &Workload{Name: "ci-etl", ActorClaim: "user_login", Actors: map[string]string{"Alice-Acme": "asmith"}}
+	for _, tc := range []struct {
+		w                *Workload
+		payload, want, e string // want "" is refused, e in the error
+	}{
+		{plain, `{"actor":"Alice"}`, "alice", ""},
+		{plain, `{"actor":"alice+ci@example.com"}`, "alice", ""},
+		{plain, `{}`, "", `needs the claim "actor"`},
+		{plain, `{"actor":null}`, "", `needs the claim "actor"`},
+		{plain, `{"actor":""}`, "", `needs the claim "actor"`},
+		{plain, `{"actor":["alice"]}`, "", `needs the claim "actor"`},
+		{plain, `{"actor":"dependabot[bot]"}`, "", "map it with actors"},
+		{mapped, `{"user_login":"alice-acme"}`, "asmith", ""},
+		{mapped, `{"user_login":"bob"}`, "", "not in the actors map"},
+	} {
+		got, err := tc.w.actorOf(&idClaims{payload: []byte(tc.payload)})
+		var te *TokenError
+		switch {
+		case tc.want != "" && (err != nil || got != tc.want):
+			t.Errorf("%s: got %q, %v; want %q", tc.payload, got, err, tc.want)
+		case tc.want == "" && (!errors.As(err, &te) || te.Reason != ReasonActor || !strings.Contains(err.Error(), tc.e)):
+			t.Errorf("%s: got %q, %v; want a refusal (actor) mentioning %q", tc.payload, got, err, tc.e)
+		}
+	}
+
+	id := Identity{User: "ci-etl", Issuer: "https://ci", Subject: "repo:acme/etl", Workload: true, Actor: "alice", Serial: 7}
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _ := ssh.NewPublicKey(edPub)
+	cert, err := id.Certificate(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := IdentityFromCertificate(cert)
+	if err != nil || back.Actor != "alice" || back.Who() != "ci-etl (triggered by alice)" {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	// Only a workload has an actor, and it is a username.
+	for _, bad := range []func(c *ssh.Certificate){
+		func(c *ssh.Certificate) { delete(c.Permissions.Extensions, ExtWorkload) },
+		func(c *ssh.Certificate) { c.Permissions.Extensions[ExtActor] = "root,alice" },
+	} {
+		c, _ := id.Certificate(pub)
+		bad(c)
+		if _, err := IdentityFromCertificate(c); err == nil {
+			t.Errorf("accepted a certificate with extensions %v", c.Permissions.Extensions)
+		}
+	}
+	// The database doors' credentials carry it in the identity JSON.
+	db := Identity{User: "ci-etl"}
+	if err := decodeIdentityJSON([]byte(`{"iss":"https://ci","sub":"s","groups":[],"workload":true,"actor":"alice"}`), &db); err != nil || db.Actor != "alice" {
+		t.Fatalf("identity JSON: %+v, %v", db, err)
+	}
+	if err := decodeIdentityJSON([]byte(`{"iss":"https://idp","sub":"s","groups":[],"actor":"alice"}`), &Identity{User: "bob"}); err == nil {
+		t.Fatal("a person's identity JSON with an actor was accepted")
+	}
+}
