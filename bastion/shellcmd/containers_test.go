@@ -78,3 +78,58 @@ func TestContainerCLIs(t *testing.T) {
 		t.Errorf("kubectl attach: want unknowable (a process reading the session's input):%s", dump(a))
 	}
 }
+
+// Programs that run a command they are given (chpst, daemonize,
+// start-stop-daemon), build one from their input (parallel), or run one a
+// setting names (git -c core.sshCommand=…, a '!' alias).
+func TestMoreProgramsRunningCommands(t *testing.T) {
+	t.Parallel()
+	rm := []string{"rm", "-rf", "/srv"}
+	for _, tc := range []struct {
+		src    string
+		argv   []string
+		reason string
+	}{
+		{src: "chpst -u www rm -rf /srv", argv: rm},
+		{src: "daemonize -c / -u root /bin/rm -rf /srv", argv: []string{"/bin/rm", "-rf", "/srv"}},
+		{src: "start-stop-daemon --start --exec /bin/rm -- -rf /srv", argv: []string{"/bin/rm", "-rf", "/srv"}},
+		{src: "start-stop-daemon -S -x /bin/sh -- -c 'rm -rf /srv'", argv: rm},
+		{src: "parallel rm -rf ::: /srv", reason: ReasonCodeSetting},
+		{src: "ls | parallel", reason: ReasonCodeSetting},
+		{src: "expect -c 'spawn rm -rf /srv'", reason: ReasonCodeSetting},
+		{src: "git -c core.sshCommand='rm -rf /srv' fetch", reason: ReasonCodeSetting},
+		{src: "git -c alias.x='!rm -rf /srv' x", reason: ReasonCodeSetting},
+		{src: "git -C /repo -c core.pager='sh -c x' log", reason: ReasonCodeSetting},
+		{src: "git -c protocol.ext.allow=always clone 'ext::sh -c rm% -rf% /srv'", reason: ReasonCodeSetting},
+		{src: "git config alias.x '!rm -rf /srv'", reason: ReasonCodeSetting},
+		{src: "git config --global core.hooksPath /tmp/h", reason: ReasonCodeSetting},
+		{src: "git --exec-path=/tmp/x status", reason: ReasonCodeSetting},
+	} {
+		a := analyzeOK(t, tc.src)
+		if tc.reason != "" {
+			found := false
+			for _, u := range a.Unknowable {
+				found = found || u.Reason == tc.reason
+			}
+			if !found {
+				t.Errorf("%q: no Unknowable %q in:%s", tc.src, tc.reason, dump(a))
+			}
+		}
+		if tc.argv != nil {
+			found := false
+			for _, c := range a.Commands {
+				found = found || slices.Equal(c.Argv, tc.argv)
+			}
+			if !found {
+				t.Errorf("%q: no command %q in:%s", tc.src, tc.argv, dump(a))
+			}
+		}
+	}
+	for _, src := range []string{"git status", "git -c color.ui=never log -1", "git config alias.st status", "git config --get core.pager",
+		"git -C /repo pull --ff-only", "git commit -m 'core.pager'", "start-stop-daemon --stop --pidfile /run/x.pid", "parallel --version"} {
+		a := analyzeOK(t, src)
+		if len(a.Unknowable) > 0 {
+			t.Errorf("%q: want nothing unknowable:%s", src, dump(a))
+		}
+	}
+}

@@ -192,6 +192,30 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 				break
 			}
 		}
+	case "chpst":
+		return a.genericWrapper(name, chpstSpec, args, st)
+	case "daemonize":
+		return a.genericWrapper(name, daemonizeSpec, args, st)
+	case "start-stop-daemon":
+		return a.startStopDaemon(args, st)
+	case "git":
+		a.git(args, st)
+	case "parallel", "sem":
+		// GNU parallel builds command lines from its arguments after :::
+		// and from its input, and runs them through a shell.
+		if !(len(args) == 1 && args[0].lit && (args[0].s == "--version" || args[0].s == "--help")) {
+			a.unknowable(st.text, ReasonCodeSetting)
+		}
+	case "expect":
+		if len(args) == 0 {
+			a.stdinScript(name, st, ReasonPipeInterp, false)
+		}
+		for _, w := range args {
+			if !w.lit || w.s == "-c" || strings.HasPrefix(w.s, "-c") && len(w.s) > 2 && w.s[1] == 'c' {
+				a.unknowable(st.text, ReasonCodeSetting)
+				break
+			}
+		}
 	case "docker", "podman", "nerdctl":
 		return a.containerCLI(name, args, st)
 	case "kubectl", "oc":
