@@ -246,8 +246,11 @@ func ParsePublicKeyPEM(s string) (crypto.PublicKey, error) {
 const (
 	accessTokenPrefix = "bat1."
 	accessTokenDomain = "bastion access token v1\x00"
-	// MaxAccessTokenBytes bounds a token before any decoding.
-	MaxAccessTokenBytes = 8 << 10
+	// MaxAccessTokenBytes bounds a token before any decoding: room for
+	// the largest identity a login may have (maxGroups groups of the
+	// longest name each, about 45 KiB encoded), which was issued a token
+	// no door would take when this was 8 KiB.
+	MaxAccessTokenBytes = 64 << 10
 )
 
 // accessClaims is the JSON inside an access token.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -157,6 +158,23 @@ func TestAccessToken(t *testing.T) {
 		if _, err := a.VerifyAccessToken(bad); !errors.Is(err, ErrAccessToken) {
 			t.Errorf("%s: got %v, want ErrAccessToken", name, err)
 		}
+	}
+	// The largest identity a login may have (maxGroups groups of the
+	// longest name) gets a token the doors take.
+	var many []string
+	for i := range maxGroups {
+		many = append(many, fmt.Sprintf("%03d-%s", i, strings.Repeat("g", 124)))
+	}
+	big, err := a.Stamp(Identity{User: "alice", Issuer: "https://idp", Subject: "u-alice", Groups: many}, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigTok, err := a.IssueAccessToken(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.VerifyAccessToken(bigTok); err != nil || len(got.Groups) != maxGroups {
+		t.Errorf("a token of %d groups (%d bytes): %v", len(many), len(bigTok), err)
 	}
 	clock = func() time.Time { return id.ValidBefore }
 	if _, err := a.VerifyAccessToken(tok); !errors.Is(err, ErrAccessToken) || !strings.Contains(err.Error(), "expired") {
