@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -564,7 +565,7 @@ func testMCP(t *testing.T, w *world, st *login.State) {
 	for _, tl := range tools.Tools {
 		names = append(names, tl.Name)
 	}
-	if strings.Join(names, ",") != "describe,list_targets,query" {
+	if strings.Join(names, ",") != "describe,list_targets,query,result" {
 		t.Fatalf("tools %v", names)
 	}
 	text := func(r *mcp.CallToolResult) string {
@@ -603,6 +604,47 @@ func testMCP(t *testing.T, w *world, st *login.State) {
 	}
 	if r := call("query", q("DROP TABLE customers")); !r.IsError || !strings.Contains(text(r), "no-drop") || !strings.Contains(text(r), "42501") {
 		t.Errorf("DROP through MCP: want a tool error naming the rule: %s", text(r))
+	}
+	// A held statement: the agent asks for its answer later, by the
+	// session_id the query returned.
+	r := call("query", q("UPDATE customers SET name = 'Ada M.' WHERE id = 1"))
+	var held struct {
+		Status    string `json:"status"`
+		SessionID string `json:"session_id"`
+		Message   string `json:"message"`
+	}
+	if r.IsError || json.Unmarshal([]byte(text(r)), &held) != nil || held.Status != "held" || held.SessionID == "" {
+		t.Fatalf("UPDATE through MCP: want held with a session_id: %s", text(r))
+	}
+	if r := call("result", map[string]any{"session_id": held.SessionID}); r.IsError || !strings.Contains(text(r), `"held"`) {
+		t.Fatalf("result before the decision: %s", text(r))
+	}
+	if r := call("result", map[string]any{"session_id": "../../v1/certificate"}); !r.IsError {
+		t.Errorf("result of a path: %s", text(r))
+	}
+	req := regexp.MustCompile(`request ([0-9a-f]{8})`).FindStringSubmatch(held.Message)
+	if req == nil {
+		t.Fatalf("no request ID in %q", held.Message)
+	}
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	atok, _ := w.idp.MintIDToken(claims)
+	alice := []string{"XDG_CONFIG_HOME=" + filepath.Join(w.home, "alice-mcp"), "T=" + atok}
+	if lr := w.run(alice, "login", "--bastion", w.url(), "--id-token-env", "T"); lr.Code != 0 {
+		t.Fatalf("alice login: %s", lr)
+	}
+	if ar := w.run(alice, "approve", req[1]); ar.Code != 0 {
+		t.Fatalf("approve: %s", ar)
+	}
+	var answer string
+	testenv.WaitFor(t, 30*time.Second, "the held UPDATE's answer through MCP", func() bool {
+		answer = text(call("result", map[string]any{"session_id": held.SessionID}))
+		return !strings.Contains(answer, `"held"`)
+	})
+	if !strings.Contains(answer, "UPDATE 1") {
+		t.Fatalf("the approved UPDATE's answer: %s", answer)
+	}
+	if r := call("result", map[string]any{"session_id": held.SessionID}); !r.IsError {
+		t.Errorf("an answer given twice: %s", text(r))
 	}
 }
 

@@ -60,6 +60,10 @@ type mcpQuery struct {
 	MaxRows int    `json:"max_rows,omitempty" jsonschema:"at most this many rows (default 100)"`
 }
 
+type mcpResult struct {
+	SessionID string `json:"session_id" jsonschema:"the session_id a held query returned"`
+}
+
 // newMCPServer is the MCP server of a login.
 func newMCPServer(st *login.State) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "bastion", Version: "v1"}, &mcp.ServerOptions{
@@ -106,6 +110,17 @@ func newMCPServer(st *login.State) *mcp.Server {
 			}
 			return sqlTool(ctx, st, bastion.SQLRequest{Target: in.Target, Database: in.Database, User: in.User, SQL: in.SQL, MaxRows: in.MaxRows})
 		})
+	mcp.AddTool(s, &mcp.Tool{Name: "result", Description: "The answer of a query that was held for approval, by the session_id the query returned: still held, its rows once approved, or why it did not run (denied, timed out). Each answer is given once."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, in mcpResult) (*mcp.CallToolResult, any, error) {
+			if !validSessionID(in.SessionID) {
+				return toolError("session_id: not a session ID a held query returned"), nil, nil
+			}
+			code, resp, err := sqlAPI(ctx, st, http.MethodGet, strings.Replace(bastion.PathSQLStatus, "{id}", in.SessionID, 1), nil)
+			if err != nil {
+				return toolError(err.Error()), nil, nil
+			}
+			return sqlAnswer(code, resp), nil, nil
+		})
 	return s
 }
 
@@ -130,34 +145,61 @@ func toolJSON(v any) *mcp.CallToolResult {
 // sqlTool runs req through the SQL API and says what happened in words
 // and JSON a model can read.
 func sqlTool(ctx context.Context, st *login.State, req bastion.SQLRequest) (*mcp.CallToolResult, any, error) {
-	code, resp, err := postSQL(ctx, st, req)
+	body, _ := json.Marshal(req)
+	code, resp, err := sqlAPI(ctx, st, http.MethodPost, bastion.PathSQL, body)
 	if err != nil {
 		return toolError(err.Error()), nil, nil
 	}
-	switch {
-	case code == http.StatusAccepted:
-		return toolJSON(map[string]string{"status": "held",
-			"message": fmt.Sprintf("held for approval: request %s waits for an approver (`bastion approve %s`); the statement has not run yet", resp.RequestID, resp.RequestID)}), nil, nil
-	case resp.Error != nil:
-		return toolError(fmt.Sprintf("refused or failed (SQLSTATE %s): %s", resp.Error.SQLState, resp.Error.Message)), nil, nil
-	}
-	return toolJSON(map[string]any{"columns": resp.Columns, "rows": resp.Rows, "truncated": resp.Truncated, "tags": resp.Tags}), nil, nil
+	return sqlAnswer(code, resp), nil, nil
 }
 
-// postSQL sends one request to the SQL API with the login's access token.
-func postSQL(ctx context.Context, st *login.State, req bastion.SQLRequest) (int, bastion.SQLResponse, error) {
+// sqlAnswer is an SQL API answer as a tool result.
+func sqlAnswer(code int, resp bastion.SQLResponse) *mcp.CallToolResult {
+	switch {
+	case code == http.StatusAccepted:
+		return toolJSON(map[string]string{"status": "held", "session_id": resp.SessionID,
+			"message": fmt.Sprintf("held for approval: request %s waits for an approver (`bastion approve %s`); the statement has not run yet: ask the result tool with this session_id later", resp.RequestID, resp.RequestID)})
+	case resp.Error != nil:
+		return toolError(fmt.Sprintf("refused or failed (SQLSTATE %s): %s", resp.Error.SQLState, resp.Error.Message))
+	case code != http.StatusOK:
+		return toolError(fmt.Sprintf("the SQL API answered %d", code))
+	}
+	return toolJSON(map[string]any{"columns": resp.Columns, "rows": resp.Rows, "truncated": resp.Truncated, "tags": resp.Tags})
+}
+
+// validSessionID reports whether s can be a session ID (a ULID): it goes
+// into the status URL's path.
+func validSessionID(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// sqlAPI sends one request to the SQL API with the login's access token.
+func sqlAPI(ctx context.Context, st *login.State, method, path string, body []byte) (int, bastion.SQLResponse, error) {
 	var resp bastion.SQLResponse
 	tok, err := os.ReadFile(st.AccessTokenPath)
 	if err != nil {
 		return 0, resp, fmt.Errorf("access token: %w", err)
 	}
-	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, st.BastionURL+bastion.PathSQL, bytes.NewReader(body))
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, st.BastionURL+path, rd)
 	if err != nil {
 		return 0, resp, err
 	}
 	hr.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	hr.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
 	c := &http.Client{Timeout: 5 * time.Minute}
 	r, err := c.Do(hr)
 	if err != nil {
