@@ -144,12 +144,21 @@ func (s *Server) revocation(id ca.Identity) error {
 // the second of) a revocation of everything its user held, `bastion ca
 // revoke --user`. Its login certificate's database certificates and SQL
 // API tokens go with it.
+//
+// A CI run's certificate (oidc.workload actor_claim) speaks for the person
+// who triggered it too: revoking that person ends the runs they started
+// before the revocation, as it ends their own logins.
 func (s *Server) userRevoked(id ca.Identity) error {
-	at, ok := s.cfg.Revocations.UserRevoked(id.User)
-	if !ok || id.Issued().After(at) {
+	if at, ok := s.cfg.Revocations.UserRevoked(id.User); ok && !id.Issued().After(at) {
+		return fmt.Errorf("the certificates of user %s issued up to %s have been revoked", id.User, at.UTC().Format(time.RFC3339))
+	}
+	if id.Actor == "" {
 		return nil
 	}
-	return fmt.Errorf("the certificates of user %s issued up to %s have been revoked", id.User, at.UTC().Format(time.RFC3339))
+	if at, ok := s.cfg.Revocations.UserRevoked(id.Actor); ok && !id.Issued().After(at) {
+		return fmt.Errorf("user %s, who triggered this run, has been revoked (certificates issued up to %s)", id.Actor, at.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Bounds on what an audit record keeps of text a client chose before it

@@ -372,6 +372,10 @@ func (s *Server) issue(r *http.Request, rec *AuditRecord) (*CertResponse, error)
 			}
 			return nil, &TokenError{Reason: ReasonRevoked, Err: fmt.Errorf("the credentials of user %s issued up to %s have been revoked, and this ID token was issued by then (iat %s): log in again for a fresh one", id.User, at.UTC().Format(time.RFC3339), iat)}
 		}
+		// A CI run's token speaks for the person who triggered it too.
+		if at, ok := s.cfg.Revoked(id.Actor); id.Actor != "" && ok && !use.issued.After(at) {
+			return nil, &TokenError{Reason: ReasonRevoked, Err: fmt.Errorf("user %s, who triggered this run, has been revoked (credentials issued up to %s), and this ID token was issued by then", id.Actor, at.UTC().Format(time.RFC3339))}
+		}
 	}
 	resp := &CertResponse{
 		Principal:   id.User,

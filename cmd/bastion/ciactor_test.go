@@ -140,6 +140,25 @@ approvals: {webhook: "`+hook.URL+`"}
 	}
 	p.Expect("ran-load", 20*time.Second)
 	p.Wait(20 * time.Second)
+
+	// Revoking alice (she left) ends the runs she triggered that are still
+	// running, and a run's token minted before the revocation buys nothing.
+	live := testenv.StartPTY(t, 100, 30, "ssh", "-F", ciCfg, "root@web1", "echo live$((6*7)); sleep 120")
+	live.Expect("live42", 20*time.Second)
+	claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+	claims["actor"] = "Alice"
+	early, err := w.ci.MintIDToken(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.app.Store.RevokeUser("alice", recorder.AuditEvent{User: "admin", Reason: "left the company"}); err != nil {
+		t.Fatal(err)
+	}
+	live.Expect("who triggered this run, has been revoked", 20*time.Second)
+	live.Wait(20 * time.Second)
+	if r := w.another().run([]string{"CI_OIDC_TOKEN=" + early}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code == 0 || !strings.Contains(r.Stderr, "who triggered this run, has been revoked") {
+		t.Fatalf("a run's token minted before its actor's revocation: %s", r)
+	}
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
