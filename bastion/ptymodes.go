@@ -59,13 +59,13 @@ type ptyModeRule struct {
 }
 
 var ptyModeRules = map[byte]ptyModeRule{
-	1:  {"VINTR", []uint32{0x03}},
-	2:  {"VQUIT", []uint32{0x1c}},
-	3:  {"VERASE", []uint32{0x7f, 0x08}},
-	4:  {"VKILL", []uint32{0x15}},
-	5:  {"VEOF", []uint32{0x04}},
-	6:  {"VEOL", []uint32{0, 255}},
-	7:  {"VEOL2", []uint32{0, 255}},
+	1: {"VINTR", []uint32{0x03}},
+	2: {"VQUIT", []uint32{0x1c}},
+	3: {"VERASE", []uint32{0x7f, 0x08}},
+	4: {"VKILL", []uint32{0x15}},
+	5: {"VEOF", []uint32{0x04}},
+	6: {"VEOL", []uint32{0, 255}},
+	7: {"VEOL2", []uint32{0, 255}},
 	// Flow control's keys may be disabled (stty stop undef, to have
 	// Ctrl-S reach readline): Ctrl-Q and Ctrl-S then reach the shell as
 	// keys, as they do after stty -ixon on the target, which the guard
