@@ -1,0 +1,86 @@
+package bastion_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Lines typed at a person's pace whose meaning depends on what the session
+// did before (an alias defined at the prompt) or on keys that put a
+// control character into the line (quoted-insert): each way must leave the
+// victim in place, and each must be refused somewhere along the way.
+func TestGuardrailsSessionStateAndLiterals(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	dir := t.TempDir()
+	p := e.shell(t)
+	p.Send("cd " + dir + "\r")
+	p.Expect("P> ", 20*time.Second)
+	victim := "victim"
+	os.MkdirAll(filepath.Join(dir, victim), 0o755)
+	n := 0
+
+	// resize stands for anything that makes the terminal draw while a key
+	// is pending: readline redraws the line on a window change.
+	const resize = "\x00resize"
+	for _, c := range []struct {
+		name  string
+		lines []string // typed one after the other; at least one is refused
+	}{
+		// bash runs an alias's value with the words typed after it:
+		// a value that ends in a wrapper, a separator, a comment or a
+		// backslash makes those words a command, or hides the rest of
+		// the line from the parse, or joins the next line to it.
+		{name: "alias to a wrapper", lines: []string{"alias s=env\r", "s rm -rf " + victim + "\r"}},
+		{name: "alias to a keyword", lines: []string{"alias s=time\r", "s rm -rf " + victim + "\r"}},
+		{name: "alias ending in a separator", lines: []string{"alias s='true;'\r", "s rm -rf " + victim + "\r"}},
+		{name: "alias to a comment", lines: []string{"alias s='#'\r", "s 'x\r", "rm -rf " + victim + " #'\r"}},
+		{name: "alias ending in a backslash", lines: []string{"alias s='r\\'\r", "s\r", "m -rf " + victim + "\r"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			os.MkdirAll(filepath.Join(dir, victim), 0o755)
+			refused, cont := false, false
+			for _, l := range c.lines {
+				for i, part := range strings.Split(l, resize) {
+					if i > 0 {
+						// readline draws the prompt and the line again.
+						p.Resize(100+i+n%2, 30)
+						p.Expect("P> ", 20*time.Second)
+						time.Sleep(100 * time.Millisecond)
+					}
+					p.Type(part, keyGap)
+				}
+				_, k := p.ExpectAny(20*time.Second, seenBlocked, seenHeld, seenUnreadable, "P> ", "\x1b[?2004h> ")
+				cont = k == 4 // the shell waits for more of the line
+				switch k {
+				case 1:
+					// Keys typed during the hold are dropped; it may
+					// also time out (the quick rule's 2s) before this.
+					p.Send("\x03")
+					p.ExpectAny(20*time.Second, "cancelled", "timed out")
+					fallthrough
+				case 0, 2:
+					refused = true
+					p.Expect("P> ", 20*time.Second)
+				}
+			}
+			if cont {
+				p.Send("\x03")
+				p.Expect("P> ", 20*time.Second)
+			}
+			n++
+			ran(t, p, fmt.Sprintf("unalias -a; echo check-$((%d*2))\r", n), fmt.Sprintf("check-%d", n*2))
+			if !exists(filepath.Join(dir, victim)) {
+				t.Fatalf("the victim was deleted; output:\n%s", p.Output())
+			}
+			if !refused {
+				t.Fatalf("nothing was refused; output:\n%s", p.Output())
+			}
+		})
+	}
+	p.Send("exit\r")
+	p.Wait(20 * time.Second)
+}
