@@ -39,6 +39,15 @@ func TestGuardrailsSessionStateAndLiterals(t *testing.T) {
 		{name: "alias ending in a separator", lines: []string{"alias s='true;'\r", "s rm -rf " + victim + "\r"}},
 		{name: "alias to a comment", lines: []string{"alias s='#'\r", "s 'x\r", "rm -rf " + victim + " #'\r"}},
 		{name: "alias ending in a backslash", lines: []string{"alias s='r\\'\r", "s\r", "m -rf " + victim + "\r"}},
+		// Ctrl-V (quoted-insert) puts the next key into the line as a
+		// character: a Ctrl-O or a CR after it runs nothing, and the # typed
+		// after it is inside a word, not a comment.
+		{name: "quoted Ctrl-O", lines: []string{"true x\x16" + resize + "\x0f#; rm -rf " + victim + "\r"}},
+		{name: "quoted CR", lines: []string{"true x\x16" + resize + "\r#; rm -rf " + victim + "\r"}},
+		// bash's quoted-insert turns the terminal's signals off for the
+		// key after Ctrl-V: a Ctrl-C then goes into the line, which the
+		// Enter after it runs.
+		{name: "quoted Ctrl-C", lines: []string{"rm -rf " + victim + " \x16\x03\r"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			os.MkdirAll(filepath.Join(dir, victim), 0o755)
