@@ -634,13 +634,33 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	var fresh []parsed
 	budget := freshBudget
 	for _, p := range ps {
-		ft, ok := freshReadings(p.text, &budget, freshFrom)
+		from := freshFrom
+		heredoc := strings.Contains(p.text, "<<")
+		if heredoc && from != 1 {
+			// bash may end a here-document at a line this parser reads
+			// as part of it (see shellcmd.CloseHereDocs): every line
+			// after the first is also judged as the start of a command.
+			from = 1
+		}
+		ft, ok := freshReadings(p.text, &budget, from)
 		if !ok {
 			d := pol.JudgeUnreadable(pid, target, "a command of more lines than the bastion can judge as bash might read them (a program reading some of them); split it, or run it as a script")
 			return lineVerdict{action: g.p.enforce(d, shown(withReadings(p.text, texts)), keys)}
 		}
 		for _, t := range ft {
 			fresh = append(fresh, parsed{text: t, ok: true})
+		}
+		if heredoc && p.incomplete {
+			// ... and run what it holds at once, the commands before the
+			// here-document included.
+			closed, open, ok := shellcmd.CloseHereDocs(p.text)
+			if open && !ok {
+				d := pol.JudgeUnreadable(pid, target, "a here-document whose end bash may find where the bastion cannot (an empty delimiter, or one inside a construct it cannot close)")
+				return lineVerdict{action: g.p.enforce(d, shown(withReadings(p.text, texts)), keys)}
+			}
+			if ok {
+				fresh = append(fresh, parsed{text: closed, ok: true})
+			}
 		}
 	}
 	if len(finished) == 0 && mode == modeHidden {
