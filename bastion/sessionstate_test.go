@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // Lines typed at a person's pace whose meaning depends on what the session
@@ -14,6 +16,7 @@ import (
 // control character into the line (quoted-insert): each way must leave the
 // victim in place, and each must be refused somewhere along the way.
 func TestGuardrailsSessionStateAndLiterals(t *testing.T) {
+	testenv.Require(t, "zsh")
 	e := newEnv(t, envOptions{extraYAML: controlRules})
 	dir := t.TempDir()
 	p := e.shell(t)
@@ -52,6 +55,11 @@ func TestGuardrailsSessionStateAndLiterals(t *testing.T) {
 		{name: "here-document delimiter joined by a backslash", lines: []string{"rm -rf " + victim + "; cat <<EOF\r", "E\\\r", "OF\r"}},
 		{name: "line after a here-document joined by a backslash", lines: []string{"cat <<EOF\r", "E\\\r", "OF\r", "rm -rf " + victim + "\r"}},
 		{name: "line after a here-document ended inside $(", lines: []string{"echo $(cat <<EOF\r", "EOF)\r", "rm -rf " + victim + "\r"}},
+		// A # starts a comment at a prompt only with interactive
+		// comments on: not in bash after shopt -u interactive_comments,
+		// nor in zsh by default.
+		{name: "interactive comments off", lines: []string{"shopt -u interactive_comments\r", "true #; rm -rf " + victim + "\r", "shopt -s interactive_comments\r"}},
+		{name: "zsh without interactive comments", lines: []string{"PS1='P''> ' zsh -f\r", "true #; rm -rf " + victim + "\r", "exit\r"}},
 		// bash's quoted-insert turns the terminal's signals off for the
 		// key after Ctrl-V: a Ctrl-C then goes into the line, which the
 		// Enter after it runs.
