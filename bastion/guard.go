@@ -515,9 +515,11 @@ func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
 		return modeHidden, []string{line.Keys}
 	case !line.Judge:
 		return modeNone, nil
-	case line.QuotedCancel, line.Unanswered:
+	case line.QuotedCancel, line.Uncancelled, line.Unanswered:
 		// QuotedCancel: a Ctrl-C after Ctrl-V went into the line (bash,
-		// dash) or dropped it (zsh): what the shell holds is not known.
+		// dash) or dropped it (zsh); Uncancelled: the shell did not answer
+		// the Ctrl-C that was to drop a refused line (it may ignore
+		// SIGINT and still hold it): what the shell holds is not known.
 		// Enter came before the shell showed what a completion or history
 		// key did, which it may still be doing: the screen is stale, and
 		// the keys alone cannot say.

@@ -32,6 +32,7 @@ func TestGuardrailsSessionStateAndLiterals(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		lines []string // typed one after the other; at least one is refused
+		loose bool     // no prompt is awaited after a line: each gets 3s
 	}{
 		// bash runs an alias's value with the words typed after it:
 		// a value that ends in a wrapper, a separator, a comment or a
@@ -64,11 +65,32 @@ func TestGuardrailsSessionStateAndLiterals(t *testing.T) {
 		// key after Ctrl-V: a Ctrl-C then goes into the line, which the
 		// Enter after it runs.
 		{name: "quoted Ctrl-C", lines: []string{"rm -rf " + victim + " \x16\x03\r"}},
+		// No prompt follows a refusal there: the lines are typed seconds
+		// apart (the trap, held, times out after the quick rule's 2s).
+		{name: "refused line run again", loose: true, lines: []string{"trap '' INT\r", "rm -rf " + victim + "\r", "\r"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			os.MkdirAll(filepath.Join(dir, victim), 0o755)
 			refused := false
+			if c.loose {
+				before := len(p.Output())
+				for _, l := range c.lines {
+					p.Type(l, keyGap)
+					time.Sleep(3 * time.Second)
+				}
+				out := p.Output()[before:]
+				refused = strings.Contains(out, seenBlocked) || strings.Contains(out, seenHeld)
+				p.Type("\x15trap - INT\r", keyGap)
+				time.Sleep(time.Second)
+				p.Send("\x03")
+				time.Sleep(time.Second)
+				p.Send("\x03")
+				p.Expect("P> ", 20*time.Second)
+			}
 			for _, l := range c.lines {
+				if c.loose {
+					break
+				}
 				for i, part := range strings.Split(l, resize) {
 					if i > 0 {
 						// readline draws the prompt and the line again.

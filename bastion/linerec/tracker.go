@@ -97,6 +97,11 @@ type Line struct {
 	// goes on, while zsh drops the line. The line is read from after the
 	// Ctrl-C, which is only one of them.
 	QuotedCancel bool
+	// Uncancelled is set when the caller cancelled a line (Cancel) and
+	// nothing has come from the shell since: a shell that ignores SIGINT
+	// (bash after trap '' INT) keeps the line the Ctrl-C was to drop, and
+	// an Enter would run it with whatever is typed after it.
+	Uncancelled bool
 }
 
 // Tracker follows one interactive terminal session. It is not safe for
@@ -144,6 +149,9 @@ type Tracker struct {
 	argKey bool // a numeric argument key was typed on this line
 	// quotedCancel: Line.QuotedCancel.
 	quotedCancel bool
+	// cancelSent: Cancel was called and no output has come since
+	// (Line.Uncancelled).
+	cancelSent bool
 }
 
 const maxKnownPrompts = 8
@@ -163,6 +171,7 @@ func (t *Tracker) Output(p []byte) {
 	}
 	t.s.write(p)
 	t.echoSeq = t.keysSeq
+	t.cancelSent = false
 	if t.pending {
 		t.answered = true
 	}
@@ -495,6 +504,7 @@ func runeIndexAtCells(buf []rune, cells int) int {
 func (t *Tracker) Commit() {
 	t.reset()
 	t.quotedCancel = false
+	t.cancelSent = false
 	t.keysSeq++
 	t.pending, t.answered = true, false
 }
@@ -504,6 +514,7 @@ func (t *Tracker) Commit() {
 func (t *Tracker) Cancel() {
 	t.reset()
 	t.quotedCancel = false
+	t.cancelSent = true
 	t.carry = ""
 	t.keysSeq++ // the shell answers Ctrl-C with a new prompt
 	t.pending, t.answered = true, false
@@ -546,13 +557,13 @@ var searchRE = regexp.MustCompile("^\\((?:failed )?(?:reverse-)?i-search\\)`[^']
 func (t *Tracker) Line() Line {
 	keys, keysOK := t.keysReading()
 	if t.s.alt {
-		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel}
+		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 	}
 	if !t.active {
-		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel}
+		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 	}
 	if t.typed > 0 && t.s.drawn == 0 {
-		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel}
+		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 	}
 	text, why := t.current()
 	t.last = text
@@ -565,7 +576,7 @@ func (t *Tracker) Line() Line {
 		}
 	}
 	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early, Unanswered: t.Unanswered(),
-		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg, QuotedCancel: t.quotedCancel}
+		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 }
 
 // Continued returns the lines joined by Continue so far: as the screen

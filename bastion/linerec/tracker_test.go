@@ -531,3 +531,25 @@ func TestQuotedKeys(t *testing.T) {
 		}
 	}
 }
+
+// A line cancelled by the caller whose shell has not answered the Ctrl-C
+// (it ignores SIGINT) may still be in the shell: the next line says so.
+func TestUncancelled(t *testing.T) {
+	tr := New(80, 24)
+	tr.Output([]byte("$ "))
+	tr.Keys([]byte("rm -rf /srv"))
+	tr.Output([]byte("rm -rf /srv"))
+	tr.Keys([]byte("\r"))
+	tr.Cancel()
+	tr.Keys([]byte("\r"))
+	if l := tr.Line(); !l.Uncancelled {
+		t.Errorf("no answer to the cancel: got %+v, want Uncancelled", l)
+	}
+	tr.Output([]byte("^C\r\n$ "))
+	tr.Commit()
+	tr.Keys([]byte("ls"))
+	tr.Output([]byte("ls"))
+	if l := tr.Line(); l.Uncancelled {
+		t.Errorf("after the shell answered: got %+v", l)
+	}
+}

@@ -251,6 +251,9 @@ var bypassCases = []bypassCase{
 	{name: "alias to find -exec", src: "alias s='find . -exec'", reason: ReasonAliasWords},
 	{name: "fish alias to a wrapper", src: "fish -c 'alias s sudo'", reason: ReasonAliasWords},
 	{name: "trap variable", src: `trap "$X" EXIT`, reason: ReasonTrap},
+	{name: "trap ignoring Ctrl-C", src: `trap '' INT`, reason: ReasonIgnoreInt},
+	{name: "trap ignoring SIGINT by number", src: `trap -- "" TERM 2`, reason: ReasonIgnoreInt},
+	{name: "trap ignoring sigint", src: `trap '' sigint`, reason: ReasonIgnoreInt},
 	{name: "huge brace", src: "echo {1..100000}", reason: ReasonBraceLimit},
 }
 

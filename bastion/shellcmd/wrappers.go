@@ -977,6 +977,19 @@ func (a *analyzer) trap(args []word, st *peelState) {
 		a.unknowable(st.text, ReasonTrap)
 		return
 	}
+	if act.s == "" {
+		// trap '' INT: bash then ignores SIGINT and readline keeps the
+		// line on Ctrl-C, which the bastion sends to drop a refused line
+		// and reads as the end of a line being typed: Enter would then run
+		// it.
+		for _, sig := range ops[1:] {
+			name := strings.TrimPrefix(strings.ToUpper(sig.s), "SIG")
+			if !sig.lit || name == "INT" || sig.s == "2" {
+				a.unknowable(st.text, ReasonIgnoreInt)
+				return
+			}
+		}
+	}
 	if act.s == "" || act.s == "-" {
 		return
 	}
