@@ -406,6 +406,9 @@ func (g *shellGuard) editKey(key []byte, seg linerec.Segment, line linerec.Line)
 		text = line.Text + " [" + what + "]"
 	}
 	if g.p.enforce(d, text, g.in) != policy.ActionAllow {
+		if what == linerec.KeyQuoted {
+			return g.cancelQuoted()
+		}
 		return g.abortLine()
 	}
 	if !seg.Keep {
@@ -512,7 +515,11 @@ func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
 		return modeHidden, []string{line.Keys}
 	case !line.Judge:
 		return modeNone, nil
-	case line.Unanswered:
+	case line.QuotedCancel, line.Uncancelled, line.Unanswered:
+		// QuotedCancel: a Ctrl-C after Ctrl-V went into the line (bash,
+		// dash) or dropped it (zsh); Uncancelled: the shell did not answer
+		// the Ctrl-C that was to drop a refused line (it may ignore
+		// SIGINT and still hold it): what the shell holds is not known.
 		// Enter came before the shell showed what a completion or history
 		// key did, which it may still be doing: the screen is stale, and
 		// the keys alone cannot say.
@@ -553,7 +560,7 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	case modeNone:
 		return lineVerdict{action: policy.ActionAllow}
 	case modeUnreadable:
-		d := pol.JudgeUnreadable(pid, target, "the line holds keys (completion, history) whose effect the shell had not shown when it was submitted (typed before its prompt, or not yet answered), and that cannot be known from the keys alone")
+		d := pol.JudgeUnreadable(pid, target, "the line holds keys (completion, history, a Ctrl-C after Ctrl-V) whose effect the shell had not shown when it was submitted (typed before its prompt, or not yet answered) or that shells take differently, and that cannot be known from the keys alone")
 		return lineVerdict{action: g.p.enforce(d, "(a line typed ahead of the prompt)", keys)}
 	}
 	for _, t := range texts {
@@ -629,13 +636,33 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	var fresh []parsed
 	budget := freshBudget
 	for _, p := range ps {
-		ft, ok := freshReadings(p.text, &budget, freshFrom)
+		from := freshFrom
+		heredoc := strings.Contains(p.text, "<<")
+		if heredoc && from != 1 {
+			// bash may end a here-document at a line this parser reads
+			// as part of it (see shellcmd.CloseHereDocs): every line
+			// after the first is also judged as the start of a command.
+			from = 1
+		}
+		ft, ok := freshReadings(p.text, &budget, from)
 		if !ok {
 			d := pol.JudgeUnreadable(pid, target, "a command of more lines than the bastion can judge as bash might read them (a program reading some of them); split it, or run it as a script")
 			return lineVerdict{action: g.p.enforce(d, shown(withReadings(p.text, texts)), keys)}
 		}
 		for _, t := range ft {
 			fresh = append(fresh, parsed{text: t, ok: true})
+		}
+		if heredoc && p.incomplete {
+			// ... and run what it holds at once, the commands before the
+			// here-document included.
+			closed, open, ok := shellcmd.CloseHereDocs(p.text)
+			if open && !ok {
+				d := pol.JudgeUnreadable(pid, target, "a here-document whose end bash may find where the bastion cannot (an empty delimiter, or one inside a construct it cannot close)")
+				return lineVerdict{action: g.p.enforce(d, shown(withReadings(p.text, texts)), keys)}
+			}
+			if ok {
+				fresh = append(fresh, parsed{text: closed, ok: true})
+			}
 		}
 	}
 	if len(finished) == 0 && mode == modeHidden {
@@ -878,6 +905,40 @@ func (g *shellGuard) waitEcho() {
 func (g *shellGuard) cancelLine() {
 	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
 	g.forward([]byte{0x03})
+}
+
+// cancelQuoted discards the line while the shell waits for the key that a
+// Ctrl-V or Ctrl-Q quoted. bash turns the terminal's signals off until that
+// key comes (and the terminal's literal-next, under dash, takes it as is),
+// so a Ctrl-C now would only go into the line: a Ctrl-G is that key, and
+// once the shell has shown it, Ctrl-C ends the line. It reports whether
+// the writes went.
+func (g *shellGuard) cancelQuoted() bool {
+	g.mu.Lock()
+	sent := g.lastOut
+	g.mu.Unlock()
+	if !g.forward([]byte{0x07}) {
+		return false
+	}
+	deadline := time.NewTimer(echoWait)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		shown := g.lastOut.After(sent)
+		g.mu.Unlock()
+		if shown {
+			break
+		}
+		select {
+		case <-g.outCh:
+			continue
+		case <-deadline.C:
+		case <-g.p.ss.ctx.Done():
+		}
+		break
+	}
+	g.cancelLine()
+	return true
 }
 
 // abortLine discards the line when the shell may be part way through a key

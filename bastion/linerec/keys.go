@@ -31,6 +31,9 @@ type keyTok struct {
 	// arg8: a byte of a kRune token is an eight-bit Meta digit or minus
 	// (a numeric argument where readline reads such bytes as Meta).
 	arg8 bool
+	// quoted: the key came right after Ctrl-V or Ctrl-Q (quoted-insert),
+	// which makes the shell put it into the line as a character.
+	quoted bool
 }
 
 // keyScanner splits user input into key tokens. Its state carries over from
@@ -44,6 +47,9 @@ type keyScanner struct {
 	uneed  int
 	ustart int // offset of the first byte of the UTF-8 sequence in the chunk
 	paste  bool
+	// quote: the last key was Ctrl-V or Ctrl-Q (quoted-insert): the next
+	// one is a character, an ESC included (not the start of a sequence).
+	quote bool
 }
 
 // meta8Of returns the key that one of the bytes b stands for as an
@@ -66,7 +72,12 @@ func meta8Of(b []byte) byte {
 	return 0
 }
 
-func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
+func (k *keyScanner) scan(p []byte, emit0 func(keyTok)) {
+	emit := func(t keyTok) {
+		t.quoted = k.quote && !t.paste
+		k.quote = !t.paste && !t.quoted && t.kind == kCtrl && (t.r == 0x16 || t.r == 0x11)
+		emit0(t)
+	}
 	if k.st == 4 {
 		k.ustart = 0 // the sequence began in an earlier chunk
 	}
@@ -130,6 +141,10 @@ func (k *keyScanner) scan(p []byte, emit func(keyTok)) {
 			continue
 		}
 		switch {
+		case b == 0x1b && k.quote && !k.paste:
+			// readline's quoted-insert takes the ESC alone: what follows
+			// is text, not a key sequence (nor a paste's start).
+			emit(keyTok{kind: kCtrl, r: 0x1b, end: end})
 		case b == 0x1b:
 			k.st = 1
 		case b < 0x20 || b == 0x7f:
@@ -283,6 +298,14 @@ const (
 	KeyComment    = "Alt-# (the shell toggles the line's comment and runs it)"
 )
 
+// KeyQuoted names Enter, Ctrl-J or Ctrl-O typed right after Ctrl-V or
+// Ctrl-Q: readline's quoted-insert puts it into the line as a character
+// (a CR or a Ctrl-O is part of a word there, and a # after it starts no
+// comment), while a shell that binds Ctrl-V otherwise (fish pastes), or a
+// terminal that takes Ctrl-Q for flow control, runs the line. Neither the
+// line so far nor the one after it alone is what runs.
+const KeyQuoted = "Ctrl-V or Ctrl-Q then Enter, Ctrl-J or Ctrl-O (the key goes into the line as a character, or runs it)"
+
 // editKeyName names a key, in readline's default emacs bindings, that makes
 // bash run something other than the line as the echo shows it, without
 // Enter: what an editor saves (Ctrl-X Ctrl-E), key bindings re-read
@@ -297,6 +320,8 @@ func editKeyName(ctlx bool, k keyTok) string {
 		return ""
 	}
 	switch {
+	case k.quoted && k.kind == kCtrl && (k.r == '\r' || k.r == '\n' || k.r == 0x0f):
+		return KeyQuoted
 	case ctlx && k.kind == kCtrl && k.r == 0x05:
 		return "Ctrl-X Ctrl-E (the shell runs what is saved in an editor)"
 	case ctlx && k.kind == kCtrl && k.r == 0x12:

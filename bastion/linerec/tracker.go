@@ -90,6 +90,18 @@ type Line struct {
 	// the shell, which then reads the lines after it as a command of their
 	// own.
 	AfterEarly bool
+	// QuotedCancel is set when a Ctrl-C came right after Ctrl-V or Ctrl-Q
+	// since the line was last submitted or cancelled by the caller: bash
+	// (whose quoted-insert turns the terminal's signals off for that key)
+	// and dash (the terminal's literal-next) put it into the line, which
+	// goes on, while zsh drops the line. The line is read from after the
+	// Ctrl-C, which is only one of them.
+	QuotedCancel bool
+	// Uncancelled is set when the caller cancelled a line (Cancel) and
+	// nothing has come from the shell since: a shell that ignores SIGINT
+	// (bash after trap '' INT) keeps the line the Ctrl-C was to drop, and
+	// an Enter would run it with whatever is typed after it.
+	Uncancelled bool
 }
 
 // Tracker follows one interactive terminal session. It is not safe for
@@ -135,6 +147,11 @@ type Tracker struct {
 	kaccOK bool
 	ctlx   bool // the last key was Ctrl-X (a prefix for Ctrl-E, Ctrl-R)
 	argKey bool // a numeric argument key was typed on this line
+	// quotedCancel: Line.QuotedCancel.
+	quotedCancel bool
+	// cancelSent: Cancel was called and no output has come since
+	// (Line.Uncancelled).
+	cancelSent bool
 }
 
 const maxKnownPrompts = 8
@@ -154,6 +171,7 @@ func (t *Tracker) Output(p []byte) {
 	}
 	t.s.write(p)
 	t.echoSeq = t.keysSeq
+	t.cancelSent = false
 	if t.pending {
 		t.answered = true
 	}
@@ -240,6 +258,7 @@ func (t *Tracker) Keys(p []byte) []Segment {
 
 	var submits []int // offsets just past each submit key
 	lineEnds, pasteNL, lastCancel, lastPrintable, others := 0, 0, -1, -1, 0
+	quotedCancel := false
 	edit, editWhat, keyLen, keep := false, "", 1, false
 	blind := false
 	t.ks.scan(p, func(k keyTok) {
@@ -300,6 +319,7 @@ func (t *Tracker) Keys(p []byte) []Segment {
 			lastPrintable = k.end
 		case k.kind == kCtrl && k.r == 0x03 && !k.paste:
 			lastCancel = k.end
+			quotedCancel = k.quoted
 		}
 		if !k.paste && (k.kind == kMeta && (k.r >= '0' && k.r <= '9' || k.r == '-') || k.kind == kRune && k.arg8) {
 			t.argKey = true
@@ -353,6 +373,7 @@ func (t *Tracker) Keys(p []byte) []Segment {
 	// and the next key anchors there.
 	if lastCancel > 0 && lastCancel > lastPrintable && (len(submits) == 0 || lastCancel > submits[len(submits)-1]) {
 		t.reset()
+		t.quotedCancel = quotedCancel
 	}
 	return segs
 }
@@ -482,6 +503,8 @@ func runeIndexAtCells(buf []rune, cells int) int {
 // line is type-ahead and that line is marked Early.
 func (t *Tracker) Commit() {
 	t.reset()
+	t.quotedCancel = false
+	t.cancelSent = false
 	t.keysSeq++
 	t.pending, t.answered = true, false
 }
@@ -490,6 +513,8 @@ func (t *Tracker) Commit() {
 // (sent Ctrl-C).
 func (t *Tracker) Cancel() {
 	t.reset()
+	t.quotedCancel = false
+	t.cancelSent = true
 	t.carry = ""
 	t.keysSeq++ // the shell answers Ctrl-C with a new prompt
 	t.pending, t.answered = true, false
@@ -532,13 +557,13 @@ var searchRE = regexp.MustCompile("^\\((?:failed )?(?:reverse-)?i-search\\)`[^']
 func (t *Tracker) Line() Line {
 	keys, keysOK := t.keysReading()
 	if t.s.alt {
-		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
+		return Line{Why: "full-screen program (alternate screen)", Alt: true, Early: t.active && t.early, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 	}
 	if !t.active {
-		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
+		return Line{Text: strings.Join(t.acc, "\n"), Judge: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 	}
 	if t.typed > 0 && t.s.drawn == 0 {
-		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly}
+		return Line{Why: "typed keys were not echoed (password prompt?)", Early: t.early, Hidden: true, Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 	}
 	text, why := t.current()
 	t.last = text
@@ -551,7 +576,7 @@ func (t *Tracker) Line() Line {
 		}
 	}
 	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early, Unanswered: t.Unanswered(),
-		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg}
+		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 }
 
 // Continued returns the lines joined by Continue so far: as the screen

@@ -477,3 +477,79 @@ func FuzzTracker(f *testing.F) {
 		tr.Cancel()
 	})
 }
+
+// The key after Ctrl-V or Ctrl-Q (quoted-insert) is a character in bash:
+// an Enter, a Ctrl-J or a Ctrl-O after it does not submit the line (it is
+// held as KeyQuoted: other shells run the line), a Ctrl-C after it does not
+// cancel it (QuotedCancel), and an ESC after it starts no key sequence.
+func TestQuotedKeys(t *testing.T) {
+	for _, k := range []string{"\r", "\n", "\x0f"} {
+		for _, q := range []string{"\x16", "\x11"} {
+			tr := New(80, 24)
+			tr.Output([]byte("$ "))
+			tr.Keys([]byte("true x"))
+			tr.Output([]byte("true x"))
+			segs := append(tr.Keys([]byte(q)), tr.Keys([]byte(k))...)
+			last := segs[len(segs)-1]
+			if !last.Submit || !last.Edit || last.EditKey != KeyQuoted {
+				t.Errorf("%q %q: got %+v, want the key held as KeyQuoted", q, k, last)
+			}
+			// Typed in one read: cut after it (EditCut), then held the same way.
+			tr = New(80, 24)
+			tr.Output([]byte("$ "))
+			p := []byte("true x" + q + k + "#; rm -rf /srv\r")
+			n := tr.EditCut(p)
+			if string(p[:n]) != "true x"+q+k {
+				t.Errorf("%q %q: EditCut: got %q", q, k, p[:n])
+			}
+		}
+	}
+	tr := New(80, 24)
+	tr.Output([]byte("$ "))
+	tr.Keys([]byte("rm -rf /srv "))
+	tr.Output([]byte("rm -rf /srv "))
+	tr.Keys([]byte("\x16"))
+	tr.Keys([]byte("\x03"))
+	tr.Output([]byte("^C"))
+	if l := tr.Line(); !l.QuotedCancel {
+		t.Errorf("Ctrl-V Ctrl-C: got %+v, want QuotedCancel", l)
+	}
+	tr.Keys([]byte("\x03")) // a Ctrl-C of its own ends the line in every shell
+	tr.Output([]byte("^C\r\n$ "))
+	if l := tr.Line(); l.QuotedCancel {
+		t.Errorf("Ctrl-C after Ctrl-V Ctrl-C: got %+v, want the line cancelled", l)
+	}
+	var toks []keyTok
+	var ks keyScanner
+	ks.scan([]byte("\x16\x1b[200~a\r"), func(k keyTok) { toks = append(toks, k) })
+	if len(toks) < 3 || toks[1].kind != kCtrl || toks[1].r != 0x1b || !toks[1].quoted || toks[2].kind != kRune || toks[2].r != '[' {
+		t.Errorf("Ctrl-V ESC: got %+v, want a quoted ESC and then text", toks)
+	}
+	for _, k := range toks {
+		if k.paste {
+			t.Errorf("Ctrl-V ESC [200~: read as a paste: %+v", toks)
+		}
+	}
+}
+
+// A line cancelled by the caller whose shell has not answered the Ctrl-C
+// (it ignores SIGINT) may still be in the shell: the next line says so.
+func TestUncancelled(t *testing.T) {
+	tr := New(80, 24)
+	tr.Output([]byte("$ "))
+	tr.Keys([]byte("rm -rf /srv"))
+	tr.Output([]byte("rm -rf /srv"))
+	tr.Keys([]byte("\r"))
+	tr.Cancel()
+	tr.Keys([]byte("\r"))
+	if l := tr.Line(); !l.Uncancelled {
+		t.Errorf("no answer to the cancel: got %+v, want Uncancelled", l)
+	}
+	tr.Output([]byte("^C\r\n$ "))
+	tr.Commit()
+	tr.Keys([]byte("ls"))
+	tr.Output([]byte("ls"))
+	if l := tr.Line(); l.Uncancelled {
+		t.Errorf("after the shell answered: got %+v", l)
+	}
+}

@@ -238,7 +238,22 @@ var bypassCases = []bypassCase{
 	{name: "find exec found", src: `find / -name x -exec {} \;`, reason: ReasonFindExec},
 	{name: "find sh -c {}", src: `find / -exec sh -c 'echo {}' \;`, reason: ReasonFindExec},
 	{name: "alias variable", src: `alias ls="$X"`, reason: ReasonAlias},
+	// bash runs an alias's value with the words typed after its name:
+	// here they become a command, vanish into a comment, or join the
+	// value's last word or the next line.
+	{name: "alias to a wrapper", src: "alias s=env", reason: ReasonAliasWords},
+	{name: "alias to sudo", src: "alias s='sudo -u root'", reason: ReasonAliasWords},
+	{name: "alias to time", src: "alias s=time", reason: ReasonAliasWords},
+	{name: "alias to a -c", src: "alias s='bash -c'", reason: ReasonAliasWords},
+	{name: "alias ending in a separator", src: "alias s='true;'", reason: ReasonAliasWords},
+	{name: "alias ending in a comment", src: "alias s='echo #'", reason: ReasonAliasWords},
+	{name: "alias ending in a backslash", src: `alias s='r\'`, reason: ReasonAliasWords},
+	{name: "alias to find -exec", src: "alias s='find . -exec'", reason: ReasonAliasWords},
+	{name: "fish alias to a wrapper", src: "fish -c 'alias s sudo'", reason: ReasonAliasWords},
 	{name: "trap variable", src: `trap "$X" EXIT`, reason: ReasonTrap},
+	{name: "trap ignoring Ctrl-C", src: `trap '' INT`, reason: ReasonIgnoreInt},
+	{name: "trap ignoring SIGINT by number", src: `trap -- "" TERM 2`, reason: ReasonIgnoreInt},
+	{name: "trap ignoring sigint", src: `trap '' sigint`, reason: ReasonIgnoreInt},
 	{name: "huge brace", src: "echo {1..100000}", reason: ReasonBraceLimit},
 }
 
@@ -252,6 +267,7 @@ type benignCase struct {
 
 var benignCases = []benignCase{
 	{name: "ls", src: "ls -la /tmp", want: [][]string{{"ls", "-la", "/tmp"}}},
+	{name: "aliases taking words", src: "alias ll='ls -l' k='ls | less' ..='cd ..'", want: [][]string{{"alias", "ll=ls -l", "k=ls | less", "..=cd .."}, {"ls", "-l"}, {"ls"}, {"less"}, {"cd", ".."}}},
 	{name: "complete -W", src: "complete -W 'start stop' svc; complete -p", want: [][]string{{"complete", "-W", "start stop", "svc"}, {"complete", "-p"}}},
 	{name: "variable argument", src: `rm -rf "$HOME/x"`, want: [][]string{{"rm", "-rf", "$HOME/x"}}},
 	{name: "braced argument", src: `echo ${x:-a b}`, want: [][]string{{"echo", "${x:-a b}"}}},

@@ -84,6 +84,9 @@
 //	                                    ReasonXargsCommand
 //	find -exec {} \;                    ReasonFindExec
 //	alias x="$v", trap "$v" EXIT        ReasonAlias, ReasonTrap
+//	alias s=sudo, alias s='true;', alias s='#'
+//	                                    ReasonAliasWords (the words typed after
+//	                                    s are not plain arguments of its value)
 //	PS1="$v" (prompt code)              ReasonPrompt
 //
 // Limits are reported the same way: a -c string that does not parse

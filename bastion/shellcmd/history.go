@@ -1,7 +1,10 @@
 package shellcmd
 
 import (
+	"slices"
 	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
 )
 
 // Reasons for constructs that change what the shell runs after the line
@@ -36,7 +39,60 @@ func AnalyzeWith(src string, opt Options) (*Analysis, error) {
 	if at, ok := HistoryExpansion(src); ok {
 		a.Unknowable = append(a.Unknowable, Unknowable{Text: clip(at), Reason: ReasonHistory})
 	}
+	// A # starts a comment at a prompt only where interactive comments are
+	// on: bash after `shopt -u interactive_comments`, and zsh by default,
+	// read `true #; rm -rf /srv` as true with an argument, then rm.
+	if nc, ok := uncommented(src); ok {
+		b, err := analyze(nc)
+		if err != nil || b.Incomplete {
+			// Such a shell fails on the line, or waits for more of it
+			// and runs it with the next one.
+			a.Unknowable = append(a.Unknowable, Unknowable{Text: clip(src), Reason: ReasonComment})
+		} else {
+			a.Commands = append(a.Commands, b.Commands...)
+			a.Unknowable = append(a.Unknowable, b.Unknowable...)
+		}
+	}
 	return a, nil
+}
+
+// ReasonComment: a line whose comment, read as words (interactive comments
+// off), does not parse or leaves the line unfinished.
+const ReasonComment = "a comment that a shell without interactive comments reads as words, which do not make a whole command"
+
+// uncommented returns src with the # of each comment escaped, as a shell
+// without interactive comments reads it, and whether src has a comment.
+func uncommented(src string) (string, bool) {
+	if !strings.Contains(src, "#") {
+		return "", false
+	}
+	f, err := parse(src)
+	if err != nil {
+		return "", false
+	}
+	var at []int
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if c, ok := n.(*syntax.Comment); ok {
+			at = append(at, int(c.Hash.Offset()))
+		}
+		return true
+	})
+	if len(at) == 0 {
+		return "", false
+	}
+	slices.Sort(at)
+	var b strings.Builder
+	last := 0
+	for _, i := range at {
+		if i < last || i >= len(src) || src[i] != '#' {
+			continue
+		}
+		b.WriteString(src[last:i])
+		b.WriteString("\\#")
+		last = i + 1
+	}
+	b.WriteString(src[last:])
+	return b.String(), true
 }
 
 func clip(text string) string {

@@ -348,3 +348,36 @@ func TestTerminalMultiplexers(t *testing.T) {
 		}
 	}
 }
+
+// A typed line is also read as a shell without interactive comments reads
+// it (zsh by default, bash after shopt -u interactive_comments): its
+// comments are words, and the commands after them run.
+func TestAnalyzeInteractiveComments(t *testing.T) {
+	a, err := AnalyzeWith("true #; rm -rf /srv", Options{Interactive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range a.Commands {
+		found = found || c.Name == "rm"
+	}
+	if !found {
+		t.Errorf("the rm after a # was not reported: %+v", a.Commands)
+	}
+	a, err = AnalyzeWith("ls # it's here", Options{Interactive: true})
+	if err != nil || len(a.Unknowable) == 0 || a.Unknowable[0].Reason != ReasonComment {
+		t.Errorf("a comment that is an open quote as words: got %+v, %v", a, err)
+	}
+	for _, src := range []string{"echo a#b", "ls -l"} {
+		a, err = AnalyzeWith(src, Options{Interactive: true})
+		if err != nil || len(a.Commands) != 1 || len(a.Unknowable) != 0 {
+			t.Errorf("%q: got %+v, %v", src, a, err)
+		}
+	}
+	// An exec command is run by a shell that is not interactive, where a
+	// # always starts a comment.
+	a, err = Analyze("true #; rm -rf /srv")
+	if err != nil || len(a.Commands) != 1 {
+		t.Errorf("exec: got %+v, %v", a, err)
+	}
+}

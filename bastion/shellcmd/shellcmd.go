@@ -67,6 +67,8 @@ const (
 	ReasonXargsCommand   = "command built from xargs input"
 	ReasonFindExec       = "find executes the files it finds"
 	ReasonAlias          = "alias with non-literal value"
+	ReasonAliasWords     = "alias whose value runs, hides or joins the words typed after it"
+	ReasonIgnoreInt      = "makes the shell ignore Ctrl-C, which then drops no line"
 	ReasonTrap           = "trap with non-literal action"
 	ReasonPrompt         = "prompt variable with non-literal value"
 	ReasonBraceLimit     = "brace expansion too large"

@@ -849,6 +849,7 @@ func (a *analyzer) alias(args []word, st *peelState) {
 			a.unknowable(st.text, ReasonAlias)
 		} else {
 			a.nestedScope(ops[1].s, scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
+			a.aliasWords(ops[1].s, st)
 		}
 	}
 	for _, w := range args {
@@ -865,7 +866,72 @@ func (a *analyzer) alias(args []word, st *peelState) {
 		}
 		// Words typed after the alias name are appended to its value.
 		a.nestedScope(w.s[eq+1:], scope{depth: st.sc.depth, wrappers: appendWrapper(st.wrappers, "alias"), appended: true}, false, st.text)
+		a.aliasWords(w.s[eq+1:], st)
 	}
+}
+
+// aliasProbe stands for the words typed after an alias's name.
+const aliasProbe = "__bastion_alias_words__"
+
+// aliasWords reports the alias value as unknowable (ReasonAliasWords)
+// unless bash, running it with the words typed after the alias's name,
+// gives those words to its last command as arguments and nothing more.
+// The line that uses the alias is judged as typed (`s rm -rf /srv`: the
+// command s), so a value that makes those words a command (`env`, `sudo`,
+// `time`, `true;`, `bash -c`, `xargs`), hides them and the rest of the
+// line from the parse (`#`, `echo #`: a quote opened after it no longer
+// continues the line, and the next line runs alone), or joins them or the
+// next line to its own text (`r\`: bash reads the next line as the rest
+// of the word) would run what no rule saw. The value is read followed by a
+// word and by a line holding a word, as bash reads the line using it.
+func (a *analyzer) aliasWords(value string, st *peelState) {
+	if !a.aliasTakesWords(value, st.sc.depth) {
+		a.unknowable(st.text, ReasonAliasWords)
+	}
+}
+
+func (a *analyzer) aliasTakesWords(value string, depth int) bool {
+	if strings.Contains(value, aliasProbe) || depth+1 > MaxDepth {
+		return false
+	}
+	for _, sep := range []string{" ", "\n"} {
+		text := value + sep + aliasProbe
+		if !a.spend(len(text), text) || checkComplexity(text) != nil {
+			return false
+		}
+		var stmts []*syntax.Stmt
+		err := a.parser().Stmts(strings.NewReader(text), func(s *syntax.Stmt) bool {
+			stmts = append(stmts, s)
+			return true
+		})
+		if err != nil {
+			return false
+		}
+		sub := &analyzer{out: &Analysis{}, budget: a.budget, p: a.p}
+		sub.walkFile(stmts, scope{src: text, depth: depth + 1}, false)
+		a.budget = sub.budget
+		if sub.budgetHit || len(sub.out.Unknowable) > 0 {
+			return false
+		}
+		asArg, alone := false, false
+		for _, c := range sub.out.Commands {
+			for i, w := range c.Argv {
+				switch {
+				case !strings.Contains(w, aliasProbe):
+				case i > 0 && w == aliasProbe:
+					asArg = true
+				case i == 0 && len(c.Argv) == 1 && w == aliasProbe && len(c.Wrappers) == 0:
+					alone = true
+				default:
+					return false
+				}
+			}
+		}
+		if sep == " " && (!asArg || alone) || sep != " " && (!alone || asArg) {
+			return false
+		}
+	}
+	return true
 }
 
 // abbr is fish's abbreviation: abbr -a NAME EXPANSION... makes NAME,
@@ -910,6 +976,19 @@ func (a *analyzer) trap(args []word, st *peelState) {
 	if !act.lit {
 		a.unknowable(st.text, ReasonTrap)
 		return
+	}
+	if act.s == "" {
+		// trap '' INT: bash then ignores SIGINT and readline keeps the
+		// line on Ctrl-C, which the bastion sends to drop a refused line
+		// and reads as the end of a line being typed: Enter would then run
+		// it.
+		for _, sig := range ops[1:] {
+			name := strings.TrimPrefix(strings.ToUpper(sig.s), "SIG")
+			if !sig.lit || name == "INT" || sig.s == "2" {
+				a.unknowable(st.text, ReasonIgnoreInt)
+				return
+			}
+		}
 	}
 	if act.s == "" || act.s == "-" {
 		return
