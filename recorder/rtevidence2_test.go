@@ -1,0 +1,157 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/bastionhq/bastion/recorder/asciicast"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Following an ended session (replay/export --follow, the console's live
+// view) reads the recording as Events does, so a chain rebuilt without the
+// seal key must end in an error there too, not in a clean end.
+func TestFollowRefusesARebuiltChain(t *testing.T) {
+	cfg, id, _ := recordChunks(t, 4)
+	tamper(t, cfg.Path, rebuild(id, 2, forge))
+	s := openStore(t, cfg)
+	var out strings.Builder
+	err := s.Follow(context.Background(), id, func(ev asciicast.Event) error { out.WriteString(ev.Data); return nil }, nil)
+	if !errors.Is(err, ErrBroken) {
+		t.Errorf("Follow: got %v, want %v (it showed %q)", err, ErrBroken, out.String())
+	}
+	var cast bytes.Buffer
+	if err := s.ExportFollow(context.Background(), id, &cast, false); !errors.Is(err, ErrBroken) {
+		t.Errorf("ExportFollow: got %v, want %v", err, ErrBroken)
+	}
+	// The unedited session still follows to a clean end.
+	cfg2, id2, _ := recordChunks(t, 3)
+	s2 := openStore(t, cfg2)
+	if err := s2.Follow(context.Background(), id2, func(asciicast.Event) error { return nil }, nil); err != nil {
+		t.Errorf("Follow of an intact session: %v", err)
+	}
+}
+
+// A session followed from while it is live is checked against its seal
+// once it ends.
+func TestFollowOfALiveSessionEndsCheckedAgainstTheSeal(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "followed"})
+	must(t, r.Output([]byte("first\r\n")))
+	s.sync()
+	errc := make(chan error, 1)
+	caught := make(chan struct{})
+	go func() {
+		errc <- s.Follow(context.Background(), r.ID(), func(asciicast.Event) error { return nil }, func() error { close(caught); return nil })
+	}()
+	<-caught
+	clk.Advance(1000)
+	must(t, r.Output([]byte("second\r\n")))
+	must(t, r.End(ExitInfo{}))
+	if err := <-errc; err != nil {
+		t.Errorf("Follow of an intact live session: %v", err)
+	}
+}
+
+// A PostgreSQL session's wire messages are for its capture: followed, it
+// shows its transcript as Export does, rather than failing on (or showing)
+// the wire bytes.
+func TestFollowOfAPostgresSessionShowsTheTranscript(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "pg", Kind: "postgres"})
+	must(t, r.ConnEvent("open 192.0.2.1:4000 198.51.100.1:5432"))
+	must(t, r.FromClient([]byte{'Q', 0, 0, 0, 13, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', 0}))
+	must(t, r.Output([]byte("db=> SELECT 1\r\n")))
+	must(t, r.FromServer([]byte{'Z', 0, 0, 0, 5, 'I'}))
+	must(t, r.End(ExitInfo{}))
+	var want bytes.Buffer
+	must(t, s.Export(r.ID(), &want))
+	var got bytes.Buffer
+	if err := s.ExportFollow(context.Background(), r.ID(), &got, false); err != nil {
+		t.Fatalf("ExportFollow: %v (wrote %q)", err, got.String())
+	}
+	if got.String() != want.String() {
+		t.Errorf("ExportFollow wrote\n%s\nExport wrote\n%s", got.String(), want.String())
+	}
+}
+
+// An ended session rolled back by someone with the store file (not the
+// seal key, which is in an HSM): its seal deleted, its record set live
+// again, an earlier signed checkpoint of it put back and the chunks after
+// it deleted. The recovery must not sign that as the recording: the audit
+// log (chained, shipped off the box) already says the session ended.
+func TestRecoveryDoesNotResealARolledBackSession(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ended string // the audit record that says the session ended
+	}{
+		{"ended", "session.end"},
+		{"forward", "forward.end"},
+		{"recovered before", "session.interrupted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, clk := testConfig(t)
+			s, err := Open(cfg)
+			must(t, err)
+			r := begin(t, s, SessionInfo{ID: "rolled"})
+			must(t, r.Output([]byte("harmless\r\n")))
+			s.sync()
+			var oldCP []byte
+			must(t, s.boltDB().View(func(tx *bolt.Tx) error {
+				oldCP = bytes.Clone(tx.Bucket(bucketSessionCPs).Get([]byte(r.ID())))
+				return nil
+			}))
+			clk.Advance(1000)
+			must(t, r.Output([]byte("rm -rf /var/lib/important\r\n")))
+			s.sync()
+			must(t, r.End(ExitInfo{}))
+			_, err = s.Audit(AuditEvent{Type: tc.ended, User: "alice", SessionID: r.ID(), Target: "web1", Outcome: "ended"})
+			must(t, err)
+			_, err = s.Audit(AuditEvent{Type: "cert.issue", User: "bob"}) // later records
+			must(t, err)
+			must(t, s.Close())
+			s1, err := Open(cfg)
+			must(t, err)
+			if rep := verify(t, s1, r.ID()); !rep.Intact || rep.Chunks != 2 {
+				t.Fatalf("before the rollback: %+v", rep)
+			}
+			must(t, s1.Close())
+
+			tamper(t, cfg.Path, func(tx *bolt.Tx) error {
+				if err := tx.Bucket(bucketSeals).Delete([]byte(r.ID())); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketChunks).Delete(chunkKey(r.ID(), 1)); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketSessionCPs).Put([]byte(r.ID()), oldCP); err != nil {
+					return err
+				}
+				return editJSON(bucketSessions, r.ID(), func(m map[string]any) {
+					m["status"] = StatusLive
+					delete(m, "end")
+					delete(m, "chunks")
+					delete(m, "events")
+				})(tx)
+			})
+			s2 := openStore(t, cfg)
+			rep := verify(t, s2, r.ID())
+			if rep.Intact || rep.Sealed {
+				t.Fatalf("a rolled-back session verifies: %+v", rep)
+			}
+			info, err := s2.Session(r.ID())
+			must(t, err)
+			if !strings.Contains(info.Error, "already ended") {
+				t.Errorf("the recovery says %q", info.Error)
+			}
+			if a, _ := s2.VerifyAudit(); !a.Intact {
+				t.Errorf("the audit log: %+v", a)
+			}
+		})
+	}
+}
