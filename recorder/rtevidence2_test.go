@@ -3,9 +3,14 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bastionhq/bastion/recorder/asciicast"
 	bolt "go.etcd.io/bbolt"
@@ -153,5 +158,124 @@ func TestRecoveryDoesNotResealARolledBackSession(t *testing.T) {
 				t.Errorf("the audit log: %+v", a)
 			}
 		})
+	}
+}
+
+// sameSize re-encodes a format 2 chunk value with its events edited and
+// its link set to prev, in exactly len(v) bytes: the events compressed and
+// padded with a zstd skippable frame (which decompression passes over), so
+// it fits in place of the original in a chunk-log segment.
+func sameSize(t *testing.T, v []byte, seq uint64, prev [hashLen]byte, edit func([]byte) []byte) ([]byte, [hashLen]byte) {
+	t.Helper()
+	c, err := parseChunk(v, seq, nil)
+	must(t, err)
+	raw := edit(bytes.Clone(c.payload))
+	comp := newZstdEncoder().EncodeAll(raw, nil)
+	room := len(v) - chunkHeaderLenV2 - hashLen
+	if len(comp)+8 > room {
+		t.Fatalf("chunk %d: %d compressed bytes do not fit in %d", seq, len(comp), room)
+	}
+	pad := make([]byte, 8, room-len(comp))
+	binary.LittleEndian.PutUint32(pad, 0x184D2A50)
+	binary.LittleEndian.PutUint32(pad[4:], uint32(room-len(comp)-8))
+	pad = pad[:room-len(comp)]
+	payload := append(comp, pad...)
+	out := append([]byte(chunkMagicV2), make([]byte, chunkHeaderLenV2-4)...)
+	binary.BigEndian.PutUint64(out[4:], seq)
+	copy(out[12:], prev[:])
+	binary.BigEndian.PutUint32(out[44:], uint32(c.events))
+	out[48] = codecZstd
+	binary.BigEndian.PutUint32(out[49:], uint32(len(raw)))
+	binary.BigEndian.PutUint32(out[53:], uint32(len(payload)))
+	out = append(out, payload...)
+	sum := sha256.Sum256(out)
+	return append(out, sum[:]...), sum
+}
+
+// A reader that starts at a Seek (the console's segmented player, from
+// the index a checked walk made) checks every chunk it reads against the
+// chain that walk checked against the seal: chunks rewritten since in the
+// chunk log, in place, with the chain after them rebuilt, link to each
+// other and to the Seek, and must not play as the recording.
+func TestSeekReadsChecksAgainstTheCheckedWalk(t *testing.T) {
+	cfg, clk := testConfig(t)
+	cfg.SessionBuffer = 64 << 10
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "seeked"})
+	rng := rand.New(rand.NewPCG(7, 8))
+	const chunks = 6
+	for range chunks {
+		clk.Advance(time.Second)
+		line := make([]byte, 60<<10)
+		for i := range line {
+			line[i] = byte('a' + rng.IntN(26))
+		}
+		must(t, r.Output(line))
+		s.sync()
+	}
+	must(t, r.End(ExitInfo{}))
+
+	var seeks []Seek
+	must(t, s.EventsSeek(r.ID(), Seek{}, func(at Seek, _ asciicast.Event, _ []byte) error {
+		if len(seeks) == 0 || seeks[len(seeks)-1].Chunk != at.Chunk {
+			seeks = append(seeks, at)
+		}
+		return nil
+	}))
+	if len(seeks) != chunks {
+		t.Fatalf("%d seeks", len(seeks))
+	}
+
+	// Rewrite chunks 3 on in their segment, in place.
+	bb := s.b.(*boltBackend)
+	values := chunkValuesOf(t, s, r.ID())
+	var prev [hashLen]byte
+	for seq := uint64(3); seq < chunks; seq++ {
+		ref, ok := parseRef(values[seq])
+		if !ok {
+			t.Fatalf("chunk %d is not in the chunk log", seq)
+		}
+		f, err := os.OpenFile(bb.log.segPath(bb.log.readID, ref.seg), os.O_RDWR, 0)
+		must(t, err)
+		v := make([]byte, ref.n)
+		_, err = f.ReadAt(v, ref.off)
+		must(t, err)
+		if seq == 3 {
+			c, err := parseChunk(v, seq, nil)
+			must(t, err)
+			prev = c.prev
+		}
+		var nv []byte
+		nv, prev = sameSize(t, v, seq, prev, func(p []byte) []byte {
+			var out []byte
+			var last int64
+			err := walkEvents(chunk{format: 2, payload: p, events: -1}, &last, func(e rawEvent) error {
+				out = appendEvent(out, e.typ, e.us, bytes.Repeat([]byte("F"), len(e.data)))
+				return nil
+			})
+			if !errors.Is(err, errChunkCount) {
+				t.Fatal(err)
+			}
+			return out
+		})
+		_, err = f.WriteAt(nv, ref.off)
+		must(t, err)
+		must(t, f.Close())
+	}
+	if rep := verify(t, s, r.ID()); rep.Intact || rep.BrokenAt != chunks-1 {
+		t.Errorf("verify: %+v", rep)
+	}
+	for _, from := range []int{0, 2, 3} {
+		forged := false
+		err := s.EventsSeek(r.ID(), seeks[from], func(_ Seek, _ asciicast.Event, data []byte) error {
+			if bytes.Contains(data, []byte("FFFFFFFF")) {
+				forged = true
+				return errStop // the player's segment ends here
+			}
+			return nil
+		})
+		if forged || !errors.Is(err, ErrBroken) {
+			t.Errorf("from chunk %d: got %v, showed forged output: %v", from, err, forged)
+		}
 	}
 }
