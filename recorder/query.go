@@ -98,13 +98,19 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		return func() error { return nil }, nil
 	}
 	var sealBytes, cpBytes []byte
+	live := true
 	err = s.view(func(tx Tx) error {
 		var err error
 		if sealBytes, err = tx.Seal(id); err != nil {
 			return err
 		}
-		cpBytes, err = tx.Checkpoint(id)
-		return err
+		if cpBytes, err = tx.Checkpoint(id); err != nil {
+			return err
+		}
+		if info, err := tx.Session(id); err == nil {
+			live = info.Status == StatusLive
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session %s: %w", id, err)
@@ -137,6 +143,11 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		// A live session's later chunks came with later checkpoints.
 		if !cc.atSeen || cc.atHead != cp.Head || cc.atEvents != cp.Events {
 			return broken("the recording does not match its signed checkpoint")
+		}
+		// An ended one has none: its chunks after the last are unverified
+		// (its seal was removed, and chunks added), as verify says.
+		if !live && int64(cc.next) > cp.Chunks {
+			return broken("chunks %d to %d come after the last signed checkpoint", cp.Chunks, cc.next-1)
 		}
 		return nil
 	}, nil

@@ -279,3 +279,39 @@ func TestSeekReadsChecksAgainstTheCheckedWalk(t *testing.T) {
 		}
 	}
 }
+
+// An ended session's seal deleted and chunks appended after its last
+// signed checkpoint, linked to its head (no chain to rebuild): verify says
+// they are unverified, and replay and export must not show them as the
+// recording's end with a clean exit.
+func TestReadersRefuseChunksAfterTheCheckpointOfAnEndedSession(t *testing.T) {
+	cfg, id, _ := recordChunks(t, 3)
+	tamper(t, cfg.Path, func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketSeals).Delete([]byte(id)); err != nil {
+			return err
+		}
+		c, err := parseChunk(tx.Bucket(bucketChunks).Get(chunkKey(id, 2)), 2, nil)
+		if err != nil {
+			return err
+		}
+		v, _ := newChunk(appendEvent(nil, asciicast.Output, 999_000, []byte("FORGED ending\r\n")), 3, c.hash, 1)
+		return tx.Bucket(bucketChunks).Put(chunkKey(id, 3), v)
+	})
+	s := openStore(t, cfg)
+	if rep := verify(t, s, id); rep.Intact {
+		t.Fatalf("verify: %+v", rep)
+	}
+	var out bytes.Buffer
+	if err := s.Export(id, &out); !errors.Is(err, ErrBroken) {
+		t.Errorf("Export: got %v, want %v", err, ErrBroken)
+	}
+	if err := s.Events(id, func(asciicast.Event) error { return nil }); !errors.Is(err, ErrBroken) {
+		t.Errorf("Events: got %v, want %v", err, ErrBroken)
+	}
+	if err := s.Follow(context.Background(), id, func(asciicast.Event) error { return nil }, nil); !errors.Is(err, ErrBroken) {
+		t.Errorf("Follow: got %v, want %v", err, ErrBroken)
+	}
+	if err := s.EventsSeek(id, Seek{}, func(Seek, asciicast.Event, []byte) error { return nil }); !errors.Is(err, ErrBroken) {
+		t.Errorf("EventsSeek: got %v, want %v", err, ErrBroken)
+	}
+}
