@@ -392,6 +392,18 @@ func (s *Store) Verify(id string) (Report, error) {
 	default:
 		fail(-1, "the %s session has no seal", info.Status)
 	}
+	if rep.Problem == "" && info.Status == StatusLive {
+		// A record set live again, an earlier checkpoint put back and the
+		// chunks after it deleted verify as a live session's start. The
+		// audit log (chained, shipped to the sinks) says it ended.
+		ended, err := s.endedInAudit([]SessionInfo{info})
+		if err != nil {
+			return rep, fmt.Errorf("recorder: verify %s: %w", id, err)
+		}
+		if e := ended[id]; e != "" {
+			fail(-1, "the audit log says the session already ended (%s), but its record says live: the store was edited (its seal removed)", e)
+		}
+	}
 	rep.Intact = rep.Problem == ""
 	return rep, nil
 }

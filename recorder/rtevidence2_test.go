@@ -315,3 +315,49 @@ func TestReadersRefuseChunksAfterTheCheckpointOfAnEndedSession(t *testing.T) {
 		t.Errorf("EventsSeek: got %v, want %v", err, ErrBroken)
 	}
 }
+
+// The same rollback where no recovery runs (a replica of a shared store
+// that is alive owns the session, or the store was edited under a running
+// bastion): verify of a session whose record says live, while the audit
+// log says it ended, is not intact.
+func TestVerifyOfALiveSessionTheAuditLogSaysEnded(t *testing.T) {
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "relived"})
+	must(t, r.Output([]byte("harmless\r\n")))
+	s.sync()
+	var oldCP []byte
+	must(t, s.boltDB().View(func(tx *bolt.Tx) error {
+		oldCP = bytes.Clone(tx.Bucket(bucketSessionCPs).Get([]byte(r.ID())))
+		return nil
+	}))
+	clk.Advance(1000)
+	must(t, r.Output([]byte("rm -rf /var/lib/important\r\n")))
+	must(t, r.End(ExitInfo{}))
+	_, err := s.Audit(AuditEvent{Type: "session.end", User: "alice", SessionID: r.ID(), Target: "web1", Outcome: "ended"})
+	must(t, err)
+	live := begin(t, s, SessionInfo{ID: "reallylive"})
+	must(t, live.Output([]byte("still here\r\n")))
+	s.sync()
+	must(t, s.boltDB().Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketSeals).Delete([]byte(r.ID())); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketChunks).Delete(chunkKey(r.ID(), 1)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSessionCPs).Put([]byte(r.ID()), oldCP); err != nil {
+			return err
+		}
+		return editJSON(bucketSessions, r.ID(), func(m map[string]any) {
+			m["status"] = StatusLive
+			delete(m, "end")
+		})(tx)
+	}))
+	if rep := verify(t, s, r.ID()); rep.Intact || !strings.Contains(rep.Problem, "already ended") {
+		t.Errorf("verify of the rolled-back session: %+v", rep)
+	}
+	if rep := verify(t, s, live.ID()); !rep.Intact {
+		t.Errorf("verify of a live session: %+v", rep)
+	}
+}
