@@ -361,3 +361,33 @@ func TestVerifyOfALiveSessionTheAuditLogSaysEnded(t *testing.T) {
 		t.Errorf("verify of a live session: %+v", rep)
 	}
 }
+
+// The terminal's size and type at the start are the export's header and
+// the console player's screen: a full-screen program's output drawn on a
+// screen of another size is not what the user saw (a narrower one clips
+// what was drawn at the right), so the seal covers them.
+func TestSealCoversTheTerminal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(m map[string]any)
+	}{
+		{"width", func(m map[string]any) { m["width"] = 20 }},
+		{"height", func(m map[string]any) { m["height"] = 2 }},
+		{"term", func(m map[string]any) { m["term"] = "dumb" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _ := testConfig(t)
+			s, err := Open(cfg)
+			must(t, err)
+			r := begin(t, s, SessionInfo{ID: "screen", Width: 200, Height: 50, Term: "xterm-256color"})
+			must(t, r.Output([]byte("\x1b[1;150Hdrawn at column 150")))
+			must(t, r.End(ExitInfo{}))
+			must(t, s.Close())
+			tamper(t, cfg.Path, editJSON(bucketSessions, "screen", tc.edit))
+			s = openStore(t, cfg)
+			if rep := verify(t, s, "screen"); rep.Intact || !strings.Contains(rep.Problem, "terminal") {
+				t.Errorf("verify: %+v", rep)
+			}
+		})
+	}
+}
