@@ -22,7 +22,11 @@ const followPoll = time.Second
 // caller following "from now" shows those at once and paces the rest).
 //
 // Chunks are checked (hash and chain link) before their events are
-// delivered, and fn runs outside any transaction. Follow returns
+// delivered, and fn runs outside any transaction; what the first read
+// delivered is then checked against the signatures as Events checks it,
+// and the whole chain, once the session ended, against its seal (an error
+// wrapping ErrBroken after the content, as with Events). A PostgreSQL
+// session's wire messages are skipped, as Events skips them. Follow returns
 // context.Cause(ctx) when ctx ends, ErrClosed when the store closes, an
 // error wrapping ErrBroken for a damaged chunk, and an error from fn or
 // caughtUp as is.

@@ -401,7 +401,7 @@ func (s *Store) Verify(id string) (Report, error) {
 			return rep, fmt.Errorf("recorder: verify %s: %w", id, err)
 		}
 		if e := ended[id]; e != "" {
-			fail(-1, "the audit log says the session already ended (%s), but its record says live: the store was edited (its seal removed)", e)
+			fail(-1, "the audit log says the session already ended (%s), but its record says live: its seal was removed from the store (or the end of the session was never stored)", e)
 		}
 	}
 	rep.Intact = rep.Problem == ""

@@ -370,7 +370,7 @@ func (s *Store) recoverSession(id, ended string) error {
 		head, chunks, events := cc.head, int64(cc.next), cc.events
 		switch {
 		case ended != "":
-			info.Error = fmt.Sprintf("the audit log says the session already ended (%s), but its record said live: the store was edited (its seal removed); not sealed", ended)
+			info.Error = fmt.Sprintf("the audit log says the session already ended (%s), but its record said live: its seal was removed from the store (or the end of the session was never stored); not sealed", ended)
 		case cpErr != nil:
 			info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
 		case hasCP && cp.metaMismatch(info):
