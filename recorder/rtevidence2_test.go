@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -389,5 +391,138 @@ func TestSealCoversTheTerminal(t *testing.T) {
 				t.Errorf("verify: %+v", rep)
 			}
 		})
+	}
+}
+
+// Someone with the store file, while a sink is down (or before it caught
+// up), moves the sink's place past records it has not received, rewrites
+// those records (a chain rebuilt from there, their checkpoints deleted)
+// and lets the bastion go on: the sink receives what it wrote before and
+// after, and its copy agrees with the local log everywhere it has records.
+// The records between were never delivered, and no gap line says they
+// were skipped: the comparison must not call that intact.
+func TestCompareAuditSeesRecordsTheSinkNeverReceived(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s, err := Open(cfg)
+	must(t, err)
+	audit := func(s *Store, n int, reason string) {
+		for range n {
+			_, err := s.Audit(AuditEvent{Type: "session.exec", User: "alice", Reason: reason})
+			must(t, err)
+		}
+	}
+	audit(s, 5, "ls")
+	var sink []string
+	deliver := func(s *Store, after uint64) {
+		_, err := s.AuditLines(after, 1<<20, func(l []byte) error { sink = append(sink, string(l)); return nil })
+		must(t, err)
+	}
+	deliver(s, 0)
+	audit(s, 5, "rm -rf /srv/data") // the sink is down
+	must(t, s.Close())
+	tamper(t, cfg.Path, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAudit)
+		var prev [hashLen]byte
+		for seq := uint64(1); seq <= 10; seq++ {
+			var rec auditRecord
+			if err := json.Unmarshal(b.Get(u64key(seq)), &rec); err != nil {
+				return err
+			}
+			if seq > 5 {
+				rec.Event = json.RawMessage(strings.Replace(string(rec.Event), "rm -rf /srv/data", "ls -l /srv/data", 1))
+				rec.Prev = hex.EncodeToString(prev[:])
+				h := auditHash(seq, prev, rec.Event)
+				rec.Hash = hex.EncodeToString(h[:])
+				v, _ := json.Marshal(rec)
+				if err := b.Put(u64key(seq), v); err != nil {
+					return err
+				}
+			}
+			h, _ := hex.DecodeString(rec.Hash)
+			prev = [hashLen]byte(h)
+		}
+		c := tx.Bucket(bucketCheckpoints).Cursor()
+		for k, _ := c.Seek(u64key(6)); k != nil; k, _ = c.Seek(u64key(6)) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s2 := openStore(t, cfg)
+	audit(s2, 3, "whoami")
+	deliver(s2, 10) // the sink's place, moved to 10
+	if rep, _ := s2.VerifyAudit(); !rep.Intact {
+		t.Fatalf("the rewritten local log does not verify on its own: %+v", rep)
+	}
+	cmp, err := s2.CompareAudit(strings.NewReader(strings.Join(sink, "\n")))
+	must(t, err)
+	if cmp.Intact || cmp.BrokenAt != 6 {
+		t.Errorf("got intact=%v broken_at=%d %q, want broken at record 6", cmp.Intact, cmp.BrokenAt, cmp.Problem)
+	}
+	// Records the bastion skipped itself (the sink fell further behind
+	// than its spool) come with a gap line, and are not a problem.
+	gapped := append(append(append([]string{}, sink[:len(sink)-4]...), `{"gap":{"from":6,"to":10}}`), sink[len(sink)-4:]...)
+	cmp, err = s2.CompareAudit(strings.NewReader(strings.Join(gapped, "\n")))
+	must(t, err)
+	if !cmp.Intact {
+		t.Errorf("with a gap line: %+v", cmp)
+	}
+}
+
+// A record the receiver cut short (rsyslog's 8 KiB default) arrived: it
+// is not compared, and is no hole in what the sink received.
+func TestCompareAuditWithARecordCutShort(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	for i := range 5 {
+		_, err := s.Audit(AuditEvent{Type: "session.exec", User: "alice", Reason: strings.Repeat("x", 1+i*4000)})
+		must(t, err)
+	}
+	var sink []string
+	_, err := s.AuditLines(0, 1<<20, func(l []byte) error {
+		sink = append(sink, string(l[:min(len(l), 8<<10)]))
+		return nil
+	})
+	must(t, err)
+	cmp, err := s.CompareAudit(strings.NewReader(strings.Join(sink, "\n")))
+	must(t, err)
+	if !cmp.Intact || len(cmp.Notes) == 0 || !strings.Contains(cmp.Notes[0], "cut short") {
+		t.Errorf("%+v", cmp)
+	}
+}
+
+// ... and records cut short still show a deleted tail.
+func TestCompareAuditTruncationSeenThroughRecordsCutShort(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s, err := Open(cfg)
+	must(t, err)
+	for i := range 5 {
+		_, err := s.Audit(AuditEvent{Type: "session.exec", User: "alice", Reason: strings.Repeat("x", 1+i*4000)})
+		must(t, err)
+	}
+	var sink []string
+	_, err = s.AuditLines(0, 1<<20, func(l []byte) error {
+		if !bytes.HasPrefix(l, []byte(`{"checkpoint"`)) {
+			sink = append(sink, string(l[:min(len(l), 8<<10)]))
+		}
+		return nil
+	})
+	must(t, err)
+	must(t, s.Close())
+	tamper(t, cfg.Path, func(tx *bolt.Tx) error {
+		for seq := uint64(4); seq <= 5; seq++ {
+			if err := tx.Bucket(bucketAudit).Delete(u64key(seq)); err != nil {
+				return err
+			}
+			tx.Bucket(bucketCheckpoints).Delete(u64key(seq))
+		}
+		return nil
+	})
+	s2 := openStore(t, cfg)
+	cmp, err := s2.CompareAudit(strings.NewReader(strings.Join(sink, "\n")))
+	must(t, err)
+	if cmp.Intact || cmp.BrokenAt != 4 {
+		t.Errorf("%+v", cmp)
 	}
 }
