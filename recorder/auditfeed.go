@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 )
 
@@ -278,6 +279,11 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 		}
 	}
 	received := map[uint64]string{} // seq -> hash
+	var (
+		records []uint64    // sequences of the records received
+		gaps    [][2]uint64 // ranges the bastion said it skipped
+		damaged []uint64    // records that arrived cut short
+	)
 	skipped := 0
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -294,9 +300,24 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 			Hash       string          `json:"hash"`
 			Event      json.RawMessage `json:"event"`
 			Checkpoint json.RawMessage `json:"checkpoint"`
+			Gap        *struct {
+				From uint64 `json:"from"`
+				To   uint64 `json:"to"`
+			} `json:"gap"`
 		}
 		if err := json.Unmarshal(line[i:], &l); err != nil {
+			if seq, ok := cutRecord(line[i:]); ok {
+				// A record the receiver cut short (rsyslog's
+				// maxMessageSize): it arrived, but cannot be compared.
+				damaged = append(damaged, seq)
+				records = append(records, seq)
+				continue
+			}
 			skipped++
+			continue
+		}
+		if l.Gap != nil && l.Gap.From > 0 && l.Gap.From <= l.Gap.To {
+			gaps = append(gaps, [2]uint64{l.Gap.From, l.Gap.To})
 			continue
 		}
 		if l.Checkpoint != nil {
@@ -325,11 +346,16 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 			fail(int64(l.Seq), "the sink received two different records %d", l.Seq)
 		}
 		received[l.Seq] = l.Hash
+		records = append(records, l.Seq)
 		cmp.Received++
 		cmp.ReceivedLast = max(cmp.ReceivedLast, l.Seq)
 	}
 	if err := sc.Err(); err != nil {
 		return cmp, fmt.Errorf("recorder: compare audit: read: %w", err)
+	}
+	if len(damaged) > 0 {
+		slices.Sort(damaged)
+		cmp.Notes = append(cmp.Notes, fmt.Sprintf("%d records arrived cut short and were not compared (the first is record %d): raise the receiver's message size limit", len(damaged), damaged[0]))
 	}
 	if skipped > 0 {
 		cmp.Notes = append(cmp.Notes, fmt.Sprintf("%d lines were not audit records and were skipped", skipped))
@@ -371,6 +397,29 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 			cmp.Matched++
 		}
 	}
+	if len(damaged) > 0 {
+		// A record cut short still shows a deleted tail.
+		if last := slices.Max(damaged); last > cmp.LocalLast {
+			cmp.ReceivedLast = max(cmp.ReceivedLast, last)
+			fail(int64(cmp.LocalLast+1), "truncated: the local audit log ends at record %d, but the sink received records up to %d (records %d to %d were deleted here)", cmp.LocalLast, cmp.ReceivedLast, cmp.LocalLast+1, cmp.ReceivedLast)
+		}
+	}
+	// Records between two the sink received that it never did, and that
+	// no gap line says the bastion skipped, are records it cannot vouch
+	// for: a sink's place moved past them in the store (while the sink
+	// was down or behind) skips them so, and they can then be rewritten
+	// with the chain after them.
+	if cmp.Problem == "" {
+		slices.Sort(records)
+		for i := 1; i < len(records); i++ {
+			from, to := records[i-1]+1, records[i]-1
+			if from > to || skippedByGaps(gaps, from, to) {
+				continue
+			}
+			fail(int64(from), "records %d to %d never reached the sink, and no gap line says they were skipped: the sink cannot vouch for them (a sink's place moved past them in the store skips them so; a syslog receiver that stopped with them in flight loses them too)", from, to)
+			break
+		}
+	}
 	// The local hashes compared above are the stored ones: a record whose
 	// event was edited with its hash left alone would match. The local
 	// chain must verify on its own too.
@@ -396,4 +445,43 @@ func (s *Store) CompareAudit(r io.Reader) (AuditComparison, error) {
 func sumAudit(seq uint64, prev [hashLen]byte, event []byte) []byte {
 	h := auditHash(seq, prev, event)
 	return h[:]
+}
+
+// skippedByGaps says whether the ranges the bastion said it skipped cover
+// records from to to.
+func skippedByGaps(gaps [][2]uint64, from, to uint64) bool {
+	for from <= to {
+		moved := false
+		for _, g := range gaps {
+			if g[0] <= from && from <= g[1] {
+				if g[1] >= to {
+					return true
+				}
+				from, moved = g[1]+1, true
+			}
+		}
+		if !moved {
+			return false
+		}
+	}
+	return true
+}
+
+// cutRecord reads the sequence of a feed line cut short: the start of a
+// record as the feed writes it, `{"seq":N,"prev":"`.
+func cutRecord(line []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
+	if !ok {
+		return 0, false
+	}
+	var seq uint64
+	n := 0
+	for n < len(rest) && n < 20 && '0' <= rest[n] && rest[n] <= '9' {
+		seq = seq*10 + uint64(rest[n]-'0')
+		n++
+	}
+	if n == 0 || seq == 0 || !bytes.HasPrefix(rest[n:], []byte(`,"prev":"`)) {
+		return 0, false
+	}
+	return seq, true
 }

@@ -98,13 +98,19 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		return func() error { return nil }, nil
 	}
 	var sealBytes, cpBytes []byte
+	live := true
 	err = s.view(func(tx Tx) error {
 		var err error
 		if sealBytes, err = tx.Seal(id); err != nil {
 			return err
 		}
-		cpBytes, err = tx.Checkpoint(id)
-		return err
+		if cpBytes, err = tx.Checkpoint(id); err != nil {
+			return err
+		}
+		if info, err := tx.Session(id); err == nil {
+			live = info.Status == StatusLive
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session %s: %w", id, err)
@@ -137,6 +143,11 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		// A live session's later chunks came with later checkpoints.
 		if !cc.atSeen || cc.atHead != cp.Head || cc.atEvents != cp.Events {
 			return broken("the recording does not match its signed checkpoint")
+		}
+		// An ended one has none: its chunks after the last are unverified
+		// (its seal was removed, and chunks added), as verify says.
+		if !live && int64(cc.next) > cp.Chunks {
+			return broken("chunks %d to %d come after the last signed checkpoint", cp.Chunks, cc.next-1)
 		}
 		return nil
 	}, nil
@@ -380,6 +391,18 @@ func (s *Store) Verify(id string) (Report, error) {
 		fail(-1, "no signed checkpoint covers the live session's record")
 	default:
 		fail(-1, "the %s session has no seal", info.Status)
+	}
+	if rep.Problem == "" && info.Status == StatusLive {
+		// A record set live again, an earlier checkpoint put back and the
+		// chunks after it deleted verify as a live session's start. The
+		// audit log (chained, shipped to the sinks) says it ended.
+		ended, err := s.endedInAudit([]SessionInfo{info})
+		if err != nil {
+			return rep, fmt.Errorf("recorder: verify %s: %w", id, err)
+		}
+		if e := ended[id]; e != "" {
+			fail(-1, "the audit log says the session already ended (%s), but its record says live: its seal was removed from the store (or the end of the session was never stored)", e)
+		}
 	}
 	rep.Intact = rep.Problem == ""
 	return rep, nil

@@ -45,6 +45,11 @@ type Seal struct {
 	Blocked    int    `json:"blocked,omitempty"`
 	Approved   int    `json:"approved,omitempty"`
 	Denied     int    `json:"denied,omitempty"`
+	// Version 3 seals also cover the terminal at the start: the export's
+	// header and the screen a player draws on.
+	Width  int    `json:"width,omitempty"`
+	Height int    `json:"height,omitempty"`
+	Term   string `json:"term,omitempty"`
 }
 
 // signed is the stored form of a seal or audit checkpoint: the exact JSON
@@ -118,9 +123,10 @@ func newSeal(info SessionInfo, head [hashLen]byte, sealedAt time.Time) Seal {
 		Start: info.Start, End: info.End, ExitStatus: info.ExitStatus,
 		BytesIn: info.BytesIn, BytesOut: info.BytesOut, Chunks: info.Chunks, Events: info.Events,
 		Truncated: info.Truncated, Head: hex.EncodeToString(head[:]), SealedAt: sealedAt.UTC(),
-		Version: 2, ExitSignal: info.ExitSignal, Reason: info.Reason, Error: info.Error,
+		Version: 3, ExitSignal: info.ExitSignal, Reason: info.Reason, Error: info.Error,
 		Database: info.Database, Statements: info.Statements,
 		Blocked: info.Blocked, Approved: info.Approved, Denied: info.Denied,
+		Width: info.Width, Height: info.Height, Term: info.Term,
 	}
 }
 
@@ -156,6 +162,9 @@ func (se Seal) mismatch(info SessionInfo) string {
 		return "database"
 	case se.Blocked != want.Blocked || se.Approved != want.Approved || se.Denied != want.Denied:
 		return "rule outcomes"
+	case se.Version < 3:
+	case se.Width != want.Width || se.Height != want.Height || se.Term != want.Term:
+		return "terminal"
 	}
 	return ""
 }

@@ -1,7 +1,9 @@
 package recorder
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -254,17 +256,74 @@ func (s *Store) recoverOrphans() error {
 	if err != nil {
 		return fmt.Errorf("recorder: recover: %w", err)
 	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	ended, err := s.endedInAudit(orphans)
+	if err != nil {
+		return fmt.Errorf("recorder: recover: %w", err)
+	}
 	for _, info := range orphans {
-		if err := s.recoverSession(info.ID); err != nil {
+		if err := s.recoverSession(info.ID, ended[info.ID]); err != nil {
 			return fmt.Errorf("recorder: recover session %s: %w", info.ID, err)
 		}
 	}
 	return nil
 }
 
+// endedTypes are the audit records that say a session ended: the bastion's
+// own at its end, and the recovery's.
+var endedTypes = map[string]bool{"session.end": true, "forward.end": true, "session.interrupted": true}
+
+// endedInAudit returns, for the sessions among orphans that the audit log
+// says already ended, the record that says so. A session that ended was
+// sealed then; one found live again was set so in the store, by someone
+// who can then put back an earlier signed checkpoint of it and delete the
+// chunks after it, and whom the recovery, sealing up to that checkpoint,
+// would otherwise sign a shortened recording for. The audit log is
+// chained and shipped to the sinks: the record cannot go without that
+// showing. The whole log is read, once, and only when there are orphans.
+func (s *Store) endedInAudit(orphans []SessionInfo) (map[string]string, error) {
+	want := make(map[string]bool, len(orphans))
+	for _, info := range orphans {
+		want[info.ID] = true
+	}
+	ended := map[string]string{}
+	key := []byte(`,"session_id":"`)
+	err := s.scan(1, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
+		if seq == ^uint64(0) {
+			return nil
+		}
+		i := bytes.Index(v, key)
+		if i < 0 {
+			return nil
+		}
+		rest := v[i+len(key):]
+		j := bytes.IndexByte(rest, '"')
+		if j < 0 || !want[string(rest[:j])] {
+			return nil
+		}
+		var rec struct {
+			Event struct {
+				Type      string `json:"type"`
+				SessionID string `json:"session_id"`
+			} `json:"event"`
+		}
+		if json.Unmarshal(v, &rec) != nil || !want[rec.Event.SessionID] || !endedTypes[rec.Event.Type] {
+			return nil
+		}
+		if _, ok := ended[rec.Event.SessionID]; !ok {
+			ended[rec.Event.SessionID] = fmt.Sprintf("%s, audit record %d", rec.Event.Type, seq)
+		}
+		return nil
+	})
+	return ended, err
+}
+
 // recoverSession marks one orphaned live session interrupted and seals what
-// the last signed checkpoint covers.
-func (s *Store) recoverSession(id string) error {
+// the last signed checkpoint covers; ended names the audit record that says
+// the session already ended, if any, and then nothing is sealed.
+func (s *Store) recoverSession(id, ended string) error {
 	now := s.cfg.Now()
 	var info SessionInfo
 	recovered := false
@@ -310,6 +369,8 @@ func (s *Store) recoverSession(id string) error {
 		seal := false
 		head, chunks, events := cc.head, int64(cc.next), cc.events
 		switch {
+		case ended != "":
+			info.Error = fmt.Sprintf("the audit log says the session already ended (%s), but its record said live: its seal was removed from the store (or the end of the session was never stored); not sealed", ended)
 		case cpErr != nil:
 			info.Error = fmt.Sprintf("the signed checkpoint does not verify (%v): the recording is not sealed", cpErr)
 		case hasCP && cp.metaMismatch(info):

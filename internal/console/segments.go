@@ -104,6 +104,14 @@ func (c *Console) buildIndex(info recorder.SessionInfo) (*segIndex, error) {
 			default:
 			}
 			chunk = int64(at.Chunk)
+			if len(recent) == 0 && len(ix.segs) == 1 {
+				// The first segment reads from here too, not from the
+				// start: a read from a Seek of this walk checks each
+				// chunk against what the walk checked against the seal,
+				// which one from the start that stops at the segment's
+				// end would not.
+				ix.segs[0].from = at
+			}
 			recent = append(recent, chunkStart{at, out})
 		}
 		us := int64(ev.Time / time.Microsecond)
