@@ -133,3 +133,25 @@ func TestMoreProgramsRunningCommands(t *testing.T) {
 		}
 	}
 }
+
+// The shell's own COLUMNS or LINES make its line editor wrap at another
+// width than the window's, which the screen reader models: unknowable. A
+// prefix assignment only the command sees is not.
+func TestSizeAssignments(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{"COLUMNS=20", "export COLUMNS=20", "LINES=5; ls", "declare -x COLUMNS=300", "local LINES=2"} {
+		a := analyzeOK(t, src)
+		found := false
+		for _, u := range a.Unknowable {
+			found = found || u.Reason == ReasonTerminal
+		}
+		if !found {
+			t.Errorf("%q: want unknowable %q:%s", src, ReasonTerminal, dump(a))
+		}
+	}
+	for _, src := range []string{"COLUMNS=200 ps aux", "echo $COLUMNS", "export COLUMNS", "tput cols"} {
+		if a := analyzeOK(t, src); len(a.Unknowable) > 0 {
+			t.Errorf("%q: want nothing unknowable:%s", src, dump(a))
+		}
+	}
+}

@@ -412,6 +412,19 @@ func termAssignReason(name, value string, lit bool) string {
 	return ReasonTerminal
 }
 
+// sizeAssign reports the shell's own COLUMNS or LINES set (COLUMNS=20,
+// export COLUMNS=20; not a prefix assignment, which only the command sees):
+// bash's line editor then wraps the line at that width, not the window's,
+// which the guard's screen reader models, so the screen no longer shows the
+// line bash runs.
+func (a *analyzer) sizeAssign(assigns []*syntax.Assign, sc scope) {
+	for _, as := range assigns {
+		if as != nil && as.Name != nil && (as.Name.Value == "COLUMNS" || as.Name.Value == "LINES") && !as.Naked {
+			a.unknowable(nodeText(sc.src, as), ReasonTerminal)
+		}
+	}
+}
+
 // ReasonTerminal: an assignment that changes the terminal description the
 // shell draws its line with, or a command that changes the width it wraps
 // the line at (stty cols).

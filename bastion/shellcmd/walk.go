@@ -98,6 +98,9 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 						push(sp, call.Assigns[i])
 					}
 				}
+				if len(call.Args) == 0 {
+					a.sizeAssign(call.Assigns, sc) // the shell's own variables
+				}
 				a.call(call, n, sc, sp, it.timed)
 				continue
 			}
@@ -158,6 +161,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 		case *syntax.TestClause:
 			push(sp, n.X)
 		case *syntax.DeclClause:
+			a.sizeAssign(n.Args, sc)
 			a.decl(n, sc)
 			for i := len(n.Args) - 1; i >= 0; i-- {
 				if n.Args[i] != nil {
