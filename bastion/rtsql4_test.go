@@ -1,0 +1,74 @@
+package bastion_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bastionhq/bastion/internal/config"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// A statement prepared while no rule blocked it must not run once a reload has added a
+// rule that blocks it: the rules are read at each statement, and an EXECUTE (SQL) or a
+// Bind (extended protocol) of something prepared earlier runs what was prepared, not
+// "execute". (SQL PREPARE takes only DML; a Parse takes anything, DROP TABLE too.) Real psql (SQL PREPARE) and pgx (a named Parse, as pgx's statement cache
+// does), one PostgreSQL, one reload.
+func TestReloadRulesReachPreparedStatements(t *testing.T) {
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{pgTarget: true})
+	e.pg.ExecIn(t, "shop", `CREATE TABLE victim_bind (x int);
+		CREATE TABLE victim_del (x int); INSERT INTO victim_del VALUES (1);
+		ALTER TABLE victim_bind OWNER TO app; ALTER TABLE victim_del OWNER TO app`)
+	lport := e.forwardPG(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	pty := testenv.StartPTY(t, 200, 30, e.pg.Tool(t, "psql"), "-X",
+		fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=shop sslmode=disable connect_timeout=20", lport))
+	pty.Expect("shop=>", 30*time.Second)
+	pty.Send("PREPARE delit AS DELETE FROM victim_del;\r")
+	pty.Expect("PREPARE", 20*time.Second)
+
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Prepare(ctx, "dropbind", "DROP TABLE victim_bind"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.reloadWith(t,
+		config.Rule{Name: "no-drop-now", On: "sql", Action: "block", Match: config.RuleMatch{Statements: []string{"drop_table"}}},
+		config.Rule{Name: "no-delete-now", On: "sql", Action: "block", Match: config.RuleMatch{Statements: []string{"delete"}, Tables: []string{"victim_*"}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	pty.Send("EXECUTE delit;\r")
+	pty.Expect("shop=>", 20*time.Second)
+	pty.Send("SELECT 'after' || 'wards';\r")
+	pty.Expect("afterwards", 20*time.Second)
+	_, bindErr := c.Exec(ctx, "dropbind")
+
+	exists := func(name string) bool {
+		return e.pg.QueryStrings(t, "shop", fmt.Sprintf("SELECT count(*) FROM pg_tables WHERE tablename = '%s'", name))[0] == "1"
+	}
+	if !exists("victim_bind") {
+		t.Errorf("Bind/Execute of a DROP TABLE prepared before a reload that blocks it dropped the table (err %v)", bindErr)
+	}
+	if got := e.pg.QueryStrings(t, "shop", "SELECT count(*) FROM victim_del")[0]; got != "1" {
+		t.Errorf("SQL EXECUTE of a DELETE prepared before a reload that blocks it deleted rows:\n%s", pty.Output())
+	}
+	if bindErr == nil || !strings.Contains(bindErr.Error(), "no-drop-now") {
+		t.Errorf("Bind of the blocked statement: %v, want the rule named", bindErr)
+	}
+	if !strings.Contains(pty.Output(), "no-delete-now") {
+		t.Errorf("psql output does not name the rule:\n%s", pty.Output())
+	}
+}
