@@ -325,6 +325,7 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 			return nil, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
 		}
 	}
+	rules := s.rulesVersion()
 	v := s.callJudge(st)
 	if v.Action != Allow && v.Action != Hold {
 		return nil, blockRefusal(v, OutcomeBlocked)
@@ -351,6 +352,7 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 	}
 	run.lin = lin
 	run.schema = s.cfg.Masks != nil && changesSchema(st)
+	run.rules = rules
 	return run, nil
 }
 

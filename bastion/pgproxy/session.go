@@ -156,6 +156,7 @@ type stmtRun struct {
 	held      bool     // it needed approval (and got it)
 	// atExecution: it needed approval and was prepared without: each execution asks.
 	atExecution bool
+	rules       any // Config.RulesVersion when it was judged
 }
 
 // prepared is a prepared statement the server confirmed.
