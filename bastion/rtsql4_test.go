@@ -72,3 +72,4 @@ func TestReloadRulesReachPreparedStatements(t *testing.T) {
 		t.Errorf("psql output does not name the rule:\n%s", pty.Output())
 	}
 }
+
