@@ -72,4 +72,3 @@ func TestReloadRulesReachPreparedStatements(t *testing.T) {
 		t.Errorf("psql output does not name the rule:\n%s", pty.Output())
 	}
 }
-
