@@ -72,3 +72,25 @@ func TestReloadRulesReachPreparedStatements(t *testing.T) {
 		t.Errorf("psql output does not name the rule:\n%s", pty.Output())
 	}
 }
+
+// A statement prepared unapproved (it has $n parameters: each execution asks, with its
+// values) must not run unasked through an SQL EXECUTE in a function body: the body's
+// EXECUTE was judged when the function was written, before the name was prepared.
+func TestPreparedHeldStatementRunFromFunctionBody(t *testing.T) {
+	p := newPGEnv(t)
+	pty := testenv.StartPTY(t, 200, 30, p.pg.Tool(t, "psql"), "-X", p.dsn(""))
+	pty.Expect("shop=>", 30*time.Second)
+	pty.Send("CREATE FUNCTION runit() RETURNS void LANGUAGE sql AS $$EXECUTE delsecret('api')$$;\r")
+	// unknowable: refused by the rule that blocks what cannot be known
+	pty.Expect("runs a prepared statement (EXECUTE delsecret)", 20*time.Second)
+	pty.Expect("shop=>", 20*time.Second)
+	pty.Send("PREPARE delsecret(text) AS DELETE FROM secret_keys WHERE name = $1;\r")
+	pty.Expect("shop=>", 20*time.Second)
+	pty.Send("SELECT runit();\r")
+	pty.Expect("shop=>", 20*time.Second)
+	pty.Send("SELECT 'done' || 'ne';\r")
+	pty.Expect("donene", 20*time.Second)
+	if got := p.pg.QueryStrings(t, "shop", "SELECT count(*) FROM secret_keys"); got[0] != "1" {
+		t.Fatalf("a held statement ran without approval through a function's EXECUTE:\n%s", pty.Output())
+	}
+}
