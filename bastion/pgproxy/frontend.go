@@ -117,6 +117,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			}
 		}
 		s.noteBind(m, run)
+		s.notePortalRules(m)
 		s.views.bound(m.portal, m.stmt)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
@@ -133,6 +134,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			s.noteClose(m, e)
 			if m.kind == 'P' {
 				s.views.closedPortal(m.name)
+				delete(s.portalRules, m.name) // gone, or its transaction aborted
 			}
 		}
 		s.enqueue(e)
@@ -154,6 +156,10 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 					return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
 				}
 			}
+		}
+		if st, ref := s.rejudgeUnder(s.portalRules[m.portal]); ref != nil {
+			// Bound under rules since reloaded: judged again (held.go).
+			return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
 		}
 		if hp := s.heldPortals[m.portal]; hp != nil && hp.run != nil {
 			// The approval asked when the portal was bound: this is its run.
@@ -293,6 +299,10 @@ func (s *session) judgeAll(sts []Statement) ([]*stmtRun, *refusal) {
 		if ref == nil {
 			// SQL PREPARE and EXECUTE: each execution needs its own approval (held.go).
 			run, ref = s.onQueryPrepared(&sts[i], run)
+		}
+		if ref == nil {
+			// Cursors declared under rules since reloaded (held.go).
+			ref = s.onQueryCursors(&sts[i], run)
 		}
 		if ref != nil {
 			ref.index = i

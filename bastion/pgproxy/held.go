@@ -545,3 +545,106 @@ func RedactPasswords(sql string) string {
 	b.WriteString(sql[last:])
 	return b.String()
 }
+
+// judgedUnder is what a portal was bound from, or an SQL cursor declared as, and the
+// rules (Config.RulesVersion) it was judged under: running it (Execute, FETCH, MOVE)
+// after a reload runs what was judged under other rules, so it is judged again first.
+type judgedUnder struct {
+	sts []Statement
+	ver any
+}
+
+// notePortalRules records, with Config.RulesVersion, what a Bind binds.
+func (s *session) notePortalRules(m bindMsg) {
+	if s.cfg.RulesVersion == nil {
+		return
+	}
+	var sts []Statement
+	for _, c := range s.prepCands[m.stmt] {
+		if c.st.SQL != "" && c.state.Load() != candFailed {
+			sts = append(sts, c.st)
+		}
+	}
+	if len(sts) == 0 {
+		delete(s.portalRules, m.portal)
+		return
+	}
+	if s.portalRules == nil {
+		s.portalRules = map[string]*judgedUnder{}
+	}
+	s.portalRules[m.portal] = &judgedUnder{sts: sts, ver: s.rulesVersion()}
+}
+
+// rejudgeUnder judges j's statements again, as one execution, when they were judged
+// under rules other than those in force; nil when they were not, or are allowed now.
+func (s *session) rejudgeUnder(j *judgedUnder) (*Statement, *refusal) {
+	if j == nil || len(j.sts) == 0 {
+		return nil, nil
+	}
+	now := s.rulesVersion()
+	if j.ver == nil || j.ver == now {
+		return nil, nil
+	}
+	st := j.sts[len(j.sts)-1]
+	st.Protocol = "execute"
+	st.Body = append([]Statement(nil), st.Body...)
+	for _, o := range j.sts[:len(j.sts)-1] { // a name that may refer to several
+		st.Body = append(st.Body, preparedBody(o)...)
+		mergeJudged(&st, &o)
+	}
+	if s.uw.Buffered() > 0 { // whatever is already forwarded must not wait on a human
+		if err := s.uw.Flush(); err != nil {
+			return &st, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+		}
+	}
+	v := s.callJudge(&st)
+	switch v.Action {
+	case Allow:
+		j.ver = now
+		return nil, nil
+	case Hold:
+		// Asked now, for this run; the next asks again.
+		_, ref := s.hold(&st, v)
+		return &st, ref
+	}
+	return &st, blockRefusal(v, OutcomeBlocked)
+}
+
+// onQueryCursors records, with Config.RulesVersion, the SQL cursors statement st
+// declares, and judges again the cursors it reads (FETCH, MOVE) that were declared
+// under rules since reloaded: their queries run as they are read.
+func (s *session) onQueryCursors(st *Statement, run *stmtRun) *refusal {
+	if s.cfg.RulesVersion == nil || !st.Has("declare_cursor") && !st.Has("fetch") && !st.Has("move") {
+		return nil
+	}
+	res, err := pgParse(st.SQL)
+	if err != nil {
+		return nil // it was classified: the text parses
+	}
+	var declared, read []string
+	for _, raw := range res.Stmts {
+		if raw.Stmt == nil {
+			continue
+		}
+		switch n := raw.Stmt.Node.(type) {
+		case *pg.Node_DeclareCursorStmt:
+			declared = append(declared, n.DeclareCursorStmt.Portalname)
+		case *pg.Node_FetchStmt:
+			read = append(read, n.FetchStmt.Portalname)
+		}
+	}
+	for _, name := range read {
+		if _, ref := s.rejudgeUnder(s.cursorRules[name]); ref != nil {
+			return ref
+		}
+	}
+	for _, name := range declared {
+		if s.cursorRules == nil {
+			s.cursorRules = map[string]*judgedUnder{}
+		}
+		c := *st
+		c.Body = slices.Clone(st.Body)
+		s.cursorRules[name] = &judgedUnder{sts: []Statement{c}, ver: run.rules}
+	}
+	return nil
+}
