@@ -72,6 +72,16 @@ func TestReloadRulesReachPreparedStatements(t *testing.T) {
 		}
 	}
 
+	// An SQL cursor run by a protocol Execute of its name.
+	c3, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/shop?sslmode=disable", lport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close(context.Background())
+	if _, err := c3.Exec(ctx, "BEGIN; DECLARE cur2 CURSOR FOR SELECT set_config('application_name', 'cursor2-ran', false)", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := e.reloadWith(t,
 		config.Rule{Name: "no-drop-now", On: "sql", Action: "block", Match: config.RuleMatch{Statements: []string{"drop_table"}}},
 		config.Rule{Name: "no-delete-now", On: "sql", Action: "block", Match: config.RuleMatch{Statements: []string{"delete"}, Tables: []string{"victim_*"}}},
@@ -86,23 +96,30 @@ func TestReloadRulesReachPreparedStatements(t *testing.T) {
 	pty.Expect("shop=>", 20*time.Second)
 	pty.Send("EXECUTE delit;\r")
 	pty.Expect("shop=>", 20*time.Second)
-	fe.Send(&pgproto3.Execute{Portal: "por"})
-	fe.Send(&pgproto3.Sync{})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var portalErr string
-	for {
-		m, err := fe.Receive()
-		if err != nil {
+	execute := func(fe *pgproto3.Frontend, portal string) (rows []string, msg string) {
+		fe.Send(&pgproto3.Execute{Portal: portal})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if e, ok := m.(*pgproto3.ErrorResponse); ok {
-			portalErr = e.Message
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.ErrorResponse:
+				msg = m.Message
+			case *pgproto3.DataRow:
+				rows = append(rows, string(m.Values[0]))
+			case *pgproto3.ReadyForQuery:
+				return rows, msg
+			}
 		}
-		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
-			break
-		}
+	}
+	_, portalErr := execute(fe, "por")
+	if rows, msg := execute(c3.PgConn().Frontend(), "cur2"); len(rows) > 0 || !strings.Contains(msg, "no-set-config-now") {
+		t.Errorf("a protocol Execute of an SQL cursor declared before a reload that blocks its query: rows %q, error %q", rows, msg)
 	}
 	pty.Send("SELECT 'after' || 'wards';\r")
 	pty.Expect("afterwards", 20*time.Second)

@@ -157,9 +157,12 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 				}
 			}
 		}
-		if st, ref := s.rejudgeUnder(s.portalRules[m.portal]); ref != nil {
-			// Bound under rules since reloaded: judged again (held.go).
-			return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+		for _, j := range []*judgedUnder{s.portalRules[m.portal], s.cursorRules[m.portal]} {
+			// Bound (or, an SQL cursor of that name, declared) under rules since
+			// reloaded: judged again (held.go).
+			if st, ref := s.rejudgeUnder(j); ref != nil {
+				return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
+			}
 		}
 		if hp := s.heldPortals[m.portal]; hp != nil && hp.run != nil {
 			// The approval asked when the portal was bound: this is its run.
