@@ -144,7 +144,10 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 			ss.mu.Unlock()
 			return s.judgeSQL(ctx, ss, t, st)
 		},
-		Transcript: transcriptWriter{ss},
+		// A reload swaps the policy: statements prepared under the old one are
+		// judged again when they next run.
+		RulesVersion: func() any { return s.cfg.Policy() },
+		Transcript:   transcriptWriter{ss},
 		Audit: func(ev pgproxy.Event) {
 			f := map[string]string{"sql": ev.Statement.Normalized, "db_user": ev.User, "database": ev.Database, "outcome": string(ev.Outcome),
 				"tag": ev.Tag, "rows": strconv.FormatInt(ev.Rows, 10), "duration_us": strconv.FormatInt(ev.Duration.Microseconds(), 10)}

@@ -216,6 +216,33 @@ func (c *collector) addBody(what string, st Statement) {
 	if st.Unknowable != "" {
 		c.unknown(fmt.Sprintf("in the body of %s: %s", clean(what), st.Unknowable))
 	}
+	if st.Has("execute") && (strings.HasPrefix(what, "function ") || strings.HasPrefix(what, "procedure ")) {
+		// An SQL EXECUTE in a routine runs whatever the calling session has prepared
+		// under that name when it is called (a statement prepared unapproved, whose
+		// executions each ask, included), which is not known when it is written. (A DO
+		// block's runs now: its EXECUTE is judged with what the name refers to.)
+		c.unknown(fmt.Sprintf("the body of %s runs a prepared statement (EXECUTE %s), which is whatever its caller has prepared under that name", clean(what), clean(executedName(st.SQL))))
+	}
+}
+
+// executedName is the name an EXECUTE statement runs, "" when it cannot be read.
+func executedName(sql string) string {
+	res, err := pgParse(sql)
+	if err != nil {
+		return ""
+	}
+	name := ""
+	for _, raw := range res.Stmts {
+		if raw.Stmt == nil {
+			continue
+		}
+		walkNodes(raw.Stmt.ProtoReflect(), func(n any) {
+			if e, ok := n.(*pg.ExecuteStmt); ok && name == "" {
+				name = e.Name
+			}
+		})
+	}
+	return name
 }
 
 // triggerVars are the variables PL/pgSQL defines in trigger and event trigger functions.

@@ -293,6 +293,9 @@ func (c *collector) walk(m protoreflect.Message) {
 }
 
 func (c *collector) visit(n any) {
+	if name := olderServerCall(n); name != "" {
+		c.explicitCall(name) // json_scalar(x) on PostgreSQL 15 (funcs.go)
+	}
 	switch n := n.(type) {
 	case *pg.Node, *pg.RawStmt, *pg.List:
 		return

@@ -548,3 +548,27 @@ func TestKnownKinds(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifySQLJSONAsOlderServerCalls: SQL/JSON syntax of PostgreSQL 17's parser that
+// an older server reads as a call of a function of that name names that function, for
+// functions rules.
+func TestClassifySQLJSONAsOlderServerCalls(t *testing.T) {
+	for sql, want := range map[string]string{
+		"SELECT json_scalar(1)":          "json_scalar",
+		"SELECT json_serialize(1)":       "json_serialize",
+		"SELECT json_query(1, '$')":      "json_query",
+		"SELECT json_value(1, '$')":      "json_value",
+		"SELECT json_exists(1, '$')":     "json_exists",
+		"SELECT json_array(1)":           "json_array",
+		"SELECT json(1)":                 "json",
+		"SELECT json_arrayagg(x) FROM t": "json_arrayagg",
+	} {
+		sts, err := Classify(sql)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("%s: %v %v", sql, sts, err)
+		}
+		if !contains(sts[0].Functions, want) {
+			t.Errorf("%s: Functions %q lack %q", sql, sts[0].Functions, want)
+		}
+	}
+}

@@ -275,6 +275,13 @@ type Config struct {
 	// Judge decides on each statement before any of it reaches the server. It may block
 	// (approval) and must honour ctx. Required.
 	Judge func(ctx context.Context, st Statement) Verdict
+	// RulesVersion identifies the rules Judge applies now (a comparable value, such as a
+	// pointer to the policy in force), or nil when they never change. A statement
+	// prepared under other rules (Parse, SQL PREPARE) is judged again, as the execution
+	// it is, when it next runs (Bind, SQL EXECUTE): what was prepared before a reload
+	// that blocks it must not run after it. nil judges prepared statements only where
+	// they are prepared (and each execution of one that needed approval).
+	RulesVersion func() any
 	// MaskColumn reports whether a result column (by its name in RowDescription) is masked
 	// entirely. nil masks no column.
 	MaskColumn func(column string) bool

@@ -117,6 +117,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			}
 		}
 		s.noteBind(m, run)
+		s.notePortalRules(m)
 		s.views.bound(m.portal, m.stmt)
 		s.enqueue(&expect{kind: expBind, name: m.portal, stmt: m.stmt, formats: m.resultFormats})
 	case 'D', 'C':
@@ -133,6 +134,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			s.noteClose(m, e)
 			if m.kind == 'P' {
 				s.views.closedPortal(m.name)
+				delete(s.portalRules, m.name) // gone, or its transaction aborted
 			}
 		}
 		s.enqueue(e)
@@ -153,6 +155,13 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 				if ref := s.rejudgeExecution(m.portal, st); ref != nil {
 					return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
 				}
+			}
+		}
+		for _, j := range []*judgedUnder{s.portalRules[m.portal], s.cursorRules[m.portal]} {
+			// Bound (or, an SQL cursor of that name, declared) under rules since
+			// reloaded: judged again (held.go).
+			if st, ref := s.rejudgeUnder(j); ref != nil {
+				return s.refuse(expParse, "bastion_refused_"+s.nonce, st.SQL, []Statement{*st}, ref)
 			}
 		}
 		if hp := s.heldPortals[m.portal]; hp != nil && hp.run != nil {
@@ -294,6 +303,10 @@ func (s *session) judgeAll(sts []Statement) ([]*stmtRun, *refusal) {
 			// SQL PREPARE and EXECUTE: each execution needs its own approval (held.go).
 			run, ref = s.onQueryPrepared(&sts[i], run)
 		}
+		if ref == nil {
+			// Cursors declared under rules since reloaded (held.go).
+			ref = s.onQueryCursors(&sts[i], run)
+		}
 		if ref != nil {
 			ref.index = i
 			return nil, ref
@@ -325,6 +338,7 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 			return nil, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
 		}
 	}
+	rules := s.rulesVersion()
 	v := s.callJudge(st)
 	if v.Action != Allow && v.Action != Hold {
 		return nil, blockRefusal(v, OutcomeBlocked)
@@ -351,6 +365,7 @@ func (s *session) judge(st *Statement) (*stmtRun, *refusal) {
 	}
 	run.lin = lin
 	run.schema = s.cfg.Masks != nil && changesSchema(st)
+	run.rules = rules
 	return run, nil
 }
 

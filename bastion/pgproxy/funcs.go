@@ -457,3 +457,44 @@ func (c *collector) fdwOptions(opts []*pg.Node) {
 		}
 	}
 }
+
+// olderServerCall is the function a PostgreSQL server older than the parser's (17) calls
+// where pg_query reads SQL/JSON syntax of its own: "json_scalar(x)" is a JsonScalarExpr
+// to pg_query, but to PostgreSQL 15 (16 for some) a call of whatever function named
+// json_scalar the session can reach, such as one created in public that reads a masked
+// column. So these count as calls of that name too (a function of that name that does
+// not exist reads nothing). "" for any other node.
+func olderServerCall(n any) string {
+	switch n := n.(type) {
+	case *pg.JsonScalarExpr:
+		return "json_scalar"
+	case *pg.JsonSerializeExpr:
+		return "json_serialize"
+	case *pg.JsonParseExpr:
+		return "json"
+	case *pg.JsonFuncExpr:
+		switch n.Op {
+		case pg.JsonExprOp_JSON_EXISTS_OP:
+			return "json_exists"
+		case pg.JsonExprOp_JSON_QUERY_OP:
+			return "json_query"
+		case pg.JsonExprOp_JSON_VALUE_OP:
+			return "json_value"
+		case pg.JsonExprOp_JSON_TABLE_OP:
+			return "json_table"
+		}
+	case *pg.JsonTable:
+		return "json_table"
+	case *pg.JsonObjectConstructor:
+		return "json_object"
+	case *pg.JsonArrayConstructor, *pg.JsonArrayQueryConstructor:
+		return "json_array"
+	case *pg.JsonObjectAgg:
+		return "json_objectagg"
+	case *pg.JsonArrayAgg:
+		return "json_arrayagg"
+	case *pg.MergeSupportFunc:
+		return "merge_action"
+	}
+	return ""
+}

@@ -3,6 +3,7 @@ package pgproxy
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -28,6 +29,13 @@ import (
 // (ParseComplete) replaces the ones before it; one that failed or was skipped is
 // dropped; an SQL PREPARE, DEALLOCATE or a body's statements only ever add (stricter).
 // An execution is judged against every live candidate that needed approval.
+//
+// Rules change (a reload) while statements stay prepared. With Config.RulesVersion,
+// every preparation is a candidate, with the rules it was judged under (ver), and an
+// execution is judged again, as above, against every live candidate judged under other
+// rules: a DELETE prepared while nothing blocked it does not run after a reload that
+// blocks it. Allowed, the candidates count as judged under the rules now; held, each
+// execution asks.
 
 // prepCand is one preparation of a statement name.
 type prepCand struct {
@@ -35,6 +43,7 @@ type prepCand struct {
 	held   bool   // it needed approval
 	credit bool   // ...and that approval is yet to cover an execution
 	seg    uint64 // the pipeline segment (s.segs) it was prepared in
+	ver    any    // Config.RulesVersion it was judged under (nil: not tracked)
 	// protocol: a Parse, whose outcome the backend loop reports in state.
 	protocol bool
 	state    atomic.Int32 // candPending, candConfirmed, candFailed
@@ -66,11 +75,15 @@ func (s *session) noteParse(name string, runs []*stmtRun, e *expect) {
 	if name == "" {
 		cands = nil // Parse of the unnamed statement drops the old one, whatever follows
 	}
-	if !held && len(cands) == 0 {
+	var ver any
+	if len(runs) == 1 {
+		ver = runs[0].rules
+	}
+	if !held && ver == nil && len(cands) == 0 {
 		delete(s.prepCands, name)
 		return
 	}
-	c := &prepCand{held: held, credit: credit, seg: s.segs, protocol: true}
+	c := &prepCand{held: held, credit: credit, seg: s.segs, protocol: true, ver: ver}
 	if len(runs) == 1 {
 		c.st = runs[0].st
 	}
@@ -106,11 +119,24 @@ func pruneCands(cands []*prepCand) []*prepCand {
 		out = append(out, c)
 	}
 	for _, c := range out {
-		if c.held {
+		if c.held || c.ver != nil {
 			return out
 		}
 	}
 	return nil
+}
+
+// rulesVersion is Config.RulesVersion now, nil without one.
+func (s *session) rulesVersion() any {
+	if s.cfg.RulesVersion == nil {
+		return nil
+	}
+	return s.cfg.RulesVersion()
+}
+
+// staleRules reports whether c was judged under rules other than those in force now.
+func (s *session) staleRules(c *prepCand, now any) bool {
+	return c.ver != nil && c.ver != now
 }
 
 // noteRefusedParse: the refusal sent in place of a Parse of the unnamed statement drops
@@ -165,21 +191,38 @@ func (s *session) live(name string) ([]*prepCand, error) {
 // to judge in its place (nil: the prepared statement itself, with params). It returns
 // a nil run when no approval is needed.
 func (s *session) approveExecution(name string, exec *Statement, params []string) (*stmtRun, *Statement, *refusal) {
+	now := s.rulesVersion()
+	need := false
+	for _, c := range s.prepCands[name] {
+		need = need || c.held || s.staleRules(c, now)
+	}
+	if !need {
+		return nil, nil, nil
+	}
 	cands, err := s.live(name)
 	if err != nil {
 		st := Statement{SQL: "-- execution of prepared statement " + clean(name), Protocol: "execute"}
 		return nil, &st, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
 	}
-	var held []*prepCand
+	var held, stale []*prepCand
+	approval := false // a candidate needed approval
 	for _, c := range cands {
-		if c.held {
+		switch {
+		case c.held:
 			held = append(held, c)
+			approval = true
+		case s.staleRules(c, now) && c.st.SQL != "":
+			held = append(held, c)
+			stale = append(stale, c)
+		case s.staleRules(c, now):
+			// Prepared as more than one statement, which the server refuses to
+			// prepare: nothing to judge.
 		}
 	}
 	if len(held) == 0 {
 		return nil, nil, nil
 	}
-	if len(cands) == 1 && held[0].credit && (held[0].seg == s.segs || held[0].state.Load() == candConfirmed) {
+	if len(cands) == 1 && held[0].credit && !s.staleRules(held[0], now) && (held[0].seg == s.segs || held[0].state.Load() == candConfirmed) {
 		held[0].credit = false // the approval given when it was prepared
 		return nil, nil, nil
 	}
@@ -211,6 +254,12 @@ func (s *session) approveExecution(name string, exec *Statement, params []string
 	v := s.callJudge(&st)
 	switch v.Action {
 	case Allow:
+		for _, c := range stale {
+			c.ver = now // judged under the rules in force, as what it is
+		}
+		if !approval {
+			return nil, nil, nil // as when it was prepared
+		}
 		return &stmtRun{st: st, rule: v.Rule}, &st, nil
 	case Hold:
 		run, ref := s.hold(&st, v)
@@ -253,7 +302,7 @@ func mergeJudged(st, from *Statement) {
 // under EXPLAIN ANALYZE, CREATE TABLE AS, in bodies). It returns the run that replaces
 // run when an execution needed approval.
 func (s *session) onQueryPrepared(st *Statement, run *stmtRun) (*stmtRun, *refusal) {
-	if !run.held && len(s.prepCands) == 0 {
+	if !run.held && run.rules == nil && len(s.prepCands) == 0 {
 		return run, nil // nothing prepared needed approval, nor does this
 	}
 	prepares, executes := preparedNames(st)
@@ -262,12 +311,21 @@ func (s *session) onQueryPrepared(st *Statement, run *stmtRun) (*stmtRun, *refus
 		// The PREPARE's approval covers the first EXECUTE only when its text has no
 		// parameters: an approver shown "$1" did not see what the EXECUTE binds.
 		credit := run.held && p.top && !run.atExecution && !HasPlaceholders(p.st.SQL)
-		c := &prepCand{st: p.st, held: run.held, credit: credit, seg: s.segs}
+		c := &prepCand{st: p.st, held: run.held, credit: credit, seg: s.segs, ver: run.rules}
 		c.state.Store(candPending)
-		if !c.held && len(s.prepCands[p.name]) == 0 {
+		if !c.held && c.ver == nil && len(s.prepCands[p.name]) == 0 {
 			continue
 		}
-		s.prepCands[p.name] = append(s.prepCands[p.name], c)
+		cands := s.prepCands[p.name]
+		if !c.held && c.ver != nil {
+			// SQL PREPAREs only ever add; one of the same text judged now under the
+			// same rules replaces an earlier one that needed no approval (the same
+			// text, judged again, would be judged so), which bounds the list.
+			cands = slices.DeleteFunc(slices.Clone(cands), func(o *prepCand) bool {
+				return !o.held && !o.protocol && o.st.SQL == c.st.SQL
+			})
+		}
+		s.prepCands[p.name] = append(cands, c)
 	}
 	out := run
 	for _, name := range executes {
@@ -486,4 +544,107 @@ func RedactPasswords(sql string) string {
 	}
 	b.WriteString(sql[last:])
 	return b.String()
+}
+
+// judgedUnder is what a portal was bound from, or an SQL cursor declared as, and the
+// rules (Config.RulesVersion) it was judged under: running it (Execute, FETCH, MOVE)
+// after a reload runs what was judged under other rules, so it is judged again first.
+type judgedUnder struct {
+	sts []Statement
+	ver any
+}
+
+// notePortalRules records, with Config.RulesVersion, what a Bind binds.
+func (s *session) notePortalRules(m bindMsg) {
+	if s.cfg.RulesVersion == nil {
+		return
+	}
+	var sts []Statement
+	for _, c := range s.prepCands[m.stmt] {
+		if c.st.SQL != "" && c.state.Load() != candFailed {
+			sts = append(sts, c.st)
+		}
+	}
+	if len(sts) == 0 {
+		delete(s.portalRules, m.portal)
+		return
+	}
+	if s.portalRules == nil {
+		s.portalRules = map[string]*judgedUnder{}
+	}
+	s.portalRules[m.portal] = &judgedUnder{sts: sts, ver: s.rulesVersion()}
+}
+
+// rejudgeUnder judges j's statements again, as one execution, when they were judged
+// under rules other than those in force; nil when they were not, or are allowed now.
+func (s *session) rejudgeUnder(j *judgedUnder) (*Statement, *refusal) {
+	if j == nil || len(j.sts) == 0 {
+		return nil, nil
+	}
+	now := s.rulesVersion()
+	if j.ver == nil || j.ver == now {
+		return nil, nil
+	}
+	st := j.sts[len(j.sts)-1]
+	st.Protocol = "execute"
+	st.Body = append([]Statement(nil), st.Body...)
+	for _, o := range j.sts[:len(j.sts)-1] { // a name that may refer to several
+		st.Body = append(st.Body, preparedBody(o)...)
+		mergeJudged(&st, &o)
+	}
+	if s.uw.Buffered() > 0 { // whatever is already forwarded must not wait on a human
+		if err := s.uw.Flush(); err != nil {
+			return &st, &refusal{code: "08006", message: "bastion: upstream connection lost", outcome: OutcomeBlocked}
+		}
+	}
+	v := s.callJudge(&st)
+	switch v.Action {
+	case Allow:
+		j.ver = now
+		return nil, nil
+	case Hold:
+		// Asked now, for this run; the next asks again.
+		_, ref := s.hold(&st, v)
+		return &st, ref
+	}
+	return &st, blockRefusal(v, OutcomeBlocked)
+}
+
+// onQueryCursors records, with Config.RulesVersion, the SQL cursors statement st
+// declares, and judges again the cursors it reads (FETCH, MOVE) that were declared
+// under rules since reloaded: their queries run as they are read.
+func (s *session) onQueryCursors(st *Statement, run *stmtRun) *refusal {
+	if s.cfg.RulesVersion == nil || !st.Has("declare_cursor") && !st.Has("fetch") && !st.Has("move") {
+		return nil
+	}
+	res, err := pgParse(st.SQL)
+	if err != nil {
+		return nil // it was classified: the text parses
+	}
+	var declared, read []string
+	for _, raw := range res.Stmts {
+		if raw.Stmt == nil {
+			continue
+		}
+		switch n := raw.Stmt.Node.(type) {
+		case *pg.Node_DeclareCursorStmt:
+			declared = append(declared, n.DeclareCursorStmt.Portalname)
+		case *pg.Node_FetchStmt:
+			read = append(read, n.FetchStmt.Portalname)
+		}
+	}
+	for _, name := range read {
+		if _, ref := s.rejudgeUnder(s.cursorRules[name]); ref != nil {
+			return ref
+		}
+	}
+	for _, name := range declared {
+		if s.cursorRules == nil {
+			s.cursorRules = map[string]*judgedUnder{}
+		}
+		c := *st
+		c.Body = slices.Clone(st.Body)
+		s.cursorRules[name] = &judgedUnder{sts: []Statement{c}, ver: run.rules}
+	}
+	return nil
 }

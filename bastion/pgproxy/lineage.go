@@ -937,6 +937,11 @@ func colName(n *pg.Node) string {
 		return colName(v.AIndirection.Arg)
 	case *pg.Node_CaseExpr:
 		return "case"
+	case *pg.Node_JsonScalarExpr, *pg.Node_JsonSerializeExpr, *pg.Node_JsonParseExpr, *pg.Node_JsonFuncExpr,
+		*pg.Node_JsonObjectConstructor, *pg.Node_JsonArrayConstructor, *pg.Node_JsonArrayQueryConstructor,
+		*pg.Node_JsonObjectAgg, *pg.Node_JsonArrayAgg, *pg.Node_MergeSupportFunc:
+		// what an older server, calling a function of that name, names the column
+		return olderServerCall(n.ProtoReflect().Get(n.ProtoReflect().WhichOneof(nodeOneof())).Message().Interface())
 	case *pg.Node_CoalesceExpr:
 		return "coalesce"
 	}
@@ -1335,6 +1340,16 @@ func (a *analyzer) walkExpr(m protoreflect.Message, sc *scope) {
 	case *pg.FuncCall:
 		a.funcCall(v, sc)
 		return
+	case *pg.JsonScalarExpr, *pg.JsonSerializeExpr, *pg.JsonParseExpr, *pg.JsonFuncExpr, *pg.JsonTable,
+		*pg.JsonObjectConstructor, *pg.JsonArrayConstructor, *pg.JsonArrayQueryConstructor,
+		*pg.JsonObjectAgg, *pg.JsonArrayAgg, *pg.MergeSupportFunc:
+		// SQL/JSON syntax to pg_query, a call of a function of that name to an older
+		// server (funcs.go).
+		a.walkFields(m, sc)
+		if name := olderServerCall(v); name != "" {
+			a.read(a.functionTaint("", name))
+		}
+		return
 	case *pg.SelectStmt:
 		a.read(a.selectStmt(v, sc, true).all())
 		return
@@ -1536,6 +1551,11 @@ func (a *analyzer) funcCall(fc *pg.FuncCall, sc *scope) {
 		a.setLeak("%s() would keep values derived from masked columns where no mask follows them", base)
 	}
 	a.read(a.functionTaint(schema, base))
+	if schema == "pg_catalog" && lower == "json_object" && len(names) == 2 {
+		// The parser (PostgreSQL 17's) writes json_object(a, b) as pg_catalog's; a
+		// server older than 16 calls whichever json_object the search path finds.
+		a.read(a.functionTaint("", base))
+	}
 }
 
 // builtinSchemas hold PostgreSQL's own functions.

@@ -79,8 +79,12 @@ type session struct {
 	linMemo      map[*cachedTree]linMemo // with Config.Masks: analyses to reuse
 	prepCands    map[string][]*prepCand  // statement names that needed approval (held.go)
 	heldPortals  map[string]*heldPortal  // portals bound from them
-	segs         uint64                  // Syncs and Queries sent: pipeline segments
-	fnTypes      map[uint32]uint32       // fastpath functions' result types, by OID
+	// With Config.RulesVersion: what portals were bound from, and SQL cursors
+	// declared as, with the rules they were judged under (held.go).
+	portalRules map[string]*judgedUnder
+	cursorRules map[string]*judgedUnder
+	segs        uint64            // Syncs and Queries sent: pipeline segments
+	fnTypes     map[uint32]uint32 // fastpath functions' result types, by OID
 	// The client's COPY data not yet in the wire capture (wireCopyData), and whether
 	// it is binary or text (neither: not known yet).
 	wireCopy                     []byte
@@ -156,6 +160,7 @@ type stmtRun struct {
 	held      bool     // it needed approval (and got it)
 	// atExecution: it needed approval and was prepared without: each execution asks.
 	atExecution bool
+	rules       any // Config.RulesVersion when it was judged
 }
 
 // prepared is a prepared statement the server confirmed.
