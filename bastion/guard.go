@@ -125,63 +125,103 @@ func (g *shellGuard) forward(b []byte) bool {
 }
 
 // run relays the user's input until it ends.
+//
+// An idle session's guard waits in the channel's Read for the whole
+// session, and its goroutine keeps the largest stack it ever needed: a
+// goroutine's first 2 KiB hold about 1,120 bytes of frames (the runtime
+// keeps 928 for itself), and x/crypto's Read down to the park takes about
+// 460 of them. So the wait is reached through small frames (run, runPTY,
+// next) and the work on each chunk is done in frames that are gone while
+// the guard waits (keys, lines): a guard that has seen no keys then waits
+// within 2 KiB of stack, where one frame of run holding both loops took it
+// past, to 4 KiB, in every idle session.
 func (g *shellGuard) run() {
 	defer g.p.up.CloseWrite()
 	if g.pty {
-		for {
-			chunk, ok := g.in.next()
-			if !ok {
-				return
-			}
-			for len(chunk) > 0 {
-				// A key that runs the line without Enter (Alt-#,
-				// Ctrl-X e) is judged before the keys after it go.
-				var segs []linerec.Segment
-				n := len(chunk)
-				g.track(func(tr *linerec.Tracker) {
-					n = tr.EditCut(chunk)
-					segs = tr.Keys(chunk[:n])
-				})
-				chunk = chunk[n:]
-				if why := g.takeFailure(); why != "" {
-					// The tracker failed on these keys: they are dropped
-					// and the line is refused (the tracker starts afresh).
-					g.refuseBroken(why)
-					break
-				}
-				for _, seg := range segs {
-					if !g.segment(seg) {
-						return
-					}
-				}
+		g.runPTY()
+		return
+	}
+	g.runLines()
+}
+
+// runPTY relays a terminal's keys through the tracker.
+func (g *shellGuard) runPTY() {
+	for {
+		chunk, ok := g.in.next()
+		if !ok || !g.keys(chunk) {
+			return
+		}
+	}
+}
+
+// keys judges and forwards one chunk of a terminal's keys; false ends the
+// session's input.
+//
+//go:noinline
+func (g *shellGuard) keys(chunk []byte) bool {
+	for len(chunk) > 0 {
+		// A key that runs the line without Enter (Alt-#,
+		// Ctrl-X e) is judged before the keys after it go.
+		var segs []linerec.Segment
+		n := len(chunk)
+		g.track(func(tr *linerec.Tracker) {
+			n = tr.EditCut(chunk)
+			segs = tr.Keys(chunk[:n])
+		})
+		chunk = chunk[n:]
+		if why := g.takeFailure(); why != "" {
+			// The tracker failed on these keys: they are dropped
+			// and the line is refused (the tracker starts afresh).
+			g.refuseBroken(why)
+			return true
+		}
+		for _, seg := range segs {
+			if !g.segment(seg) {
+				return false
 			}
 		}
 	}
+	return true
+}
+
+// runLines relays the lines of a session without a terminal.
+func (g *shellGuard) runLines() {
 	var pending []byte
 	for {
 		chunk, ok := g.in.next()
 		if !ok {
 			break
 		}
-		if !g.watched() {
-			// No command rule applies (now): input flows as it comes.
-			if !g.forward(append(pending, chunk...)) {
-				return
-			}
-			pending = pending[:0]
-			continue
-		}
-		if pending, ok = g.drain(append(pending, chunk...)); !ok {
+		if pending, ok = g.line(pending, chunk); !ok {
 			return
-		}
-		if len(pending) > maxPendingLine {
-			g.p.tell("an unfinished command line longer than %d bytes was discarded", maxPendingLine)
-			pending = pending[:0]
 		}
 	}
 	if len(pending) > 0 {
 		g.drain(append(pending, '\n'))
 	}
+}
+
+// line takes one chunk of a session's input without a terminal and
+// returns what is held back; false ends the session's input.
+//
+//go:noinline
+func (g *shellGuard) line(pending, chunk []byte) ([]byte, bool) {
+	if !g.watched() {
+		// No command rule applies (now): input flows as it comes.
+		if !g.forward(append(pending, chunk...)) {
+			return nil, false
+		}
+		return pending[:0], true
+	}
+	pending, ok := g.drain(append(pending, chunk...))
+	if !ok {
+		return nil, false
+	}
+	if len(pending) > maxPendingLine {
+		g.p.tell("an unfinished command line longer than %d bytes was discarded", maxPendingLine)
+		pending = pending[:0]
+	}
+	return pending, true
 }
 
 // drain judges each complete command at the start of pending (a command

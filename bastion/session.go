@@ -388,7 +388,8 @@ type outputPipeline struct {
 	dst     io.Writer
 	down    func(int)     // byte counter
 	observe func([]byte)  // nil: none
-	masker  *mask.Masker  // nil: no masking
+	masker  *mask.Masker  // nil: no masking, or none made yet (active)
+	maskCfg *mask.Config  // the masking, checked; nil: none
 	rules   string        // the masking rules, for markers
 	hold    time.Duration // quiet period before a held tail is released
 	mu      sync.Mutex    // Write and the flush timer
@@ -408,16 +409,28 @@ type outputPipeline struct {
 // setMasks makes m the pipeline's masking; an error leaves it refusing
 // output (fail closed).
 func (o *outputPipeline) setMasks(m policy.OutputMask) error {
-	o.rules, o.maskKey, o.masker, o.masked = strings.Join(m.Rules, ","), m.Key(), nil, 0
+	o.rules, o.maskKey, o.masker, o.maskCfg, o.masked = strings.Join(m.Rules, ","), m.Key(), nil, nil, 0
 	if m.Cards || len(m.Patterns) > 0 {
-		mk, err := mask.New(mask.Config{Cards: m.Cards, Patterns: m.Patterns})
-		if err != nil {
+		cfg := mask.Config{Cards: m.Cards, Patterns: m.Patterns}
+		if err := mask.Check(cfg); err != nil {
 			o.err = fmt.Errorf("masking unavailable: %v", err)
 			return o.err
 		}
-		o.masker = mk
+		o.maskCfg = &cfg
 	}
 	return nil
+}
+
+// active returns the masker, made on the first output it has to read
+// (nil without masking). A masker that has read nothing holds nothing
+// back and has masked nothing, so until then the pipeline goes without:
+// an idle session's stderr, which most never write, holds none (about
+// 400 bytes). Called with o.mu held.
+func (o *outputPipeline) active() *mask.Masker {
+	if o.masker == nil && o.maskCfg != nil {
+		o.masker, _ = mask.New(*o.maskCfg) // checked by setMasks
+	}
+	return o.masker
 }
 
 // follow applies the masks of the policy in force, when a reload changed
@@ -446,9 +459,11 @@ func (o *outputPipeline) follow() error {
 		return err
 	}
 	o.ss.marker(fmt.Sprintf("bastion: output masking changed by a reload (rules %s)", o.rules))
-	if o.masker != nil && len(tail) > 0 {
-		tail = o.masker.Write(tail)
-		o.noteMasked()
+	if len(tail) > 0 {
+		if mk := o.active(); mk != nil {
+			tail = mk.Write(tail)
+			o.noteMasked()
+		}
 	}
 	return o.emit(tail)
 }
@@ -467,10 +482,10 @@ func (o *outputPipeline) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	b := p
-	if o.masker != nil {
-		b = o.masker.Write(p)
+	if mk := o.active(); mk != nil {
+		b = mk.Write(p)
 		o.noteMasked()
-		if o.masker.Pending() > 0 {
+		if mk.Pending() > 0 {
 			// A possible card number may continue in the next read: hold
 			// the tail briefly, then release it if nothing follows.
 			if o.timer == nil {

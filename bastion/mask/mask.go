@@ -134,28 +134,38 @@ type Masker struct {
 
 // New checks cfg and returns a Masker.
 func New(cfg Config) (*Masker, error) {
+	if err := Check(cfg); err != nil {
+		return nil, err
+	}
 	m := &Masker{cards: cfg.Cards, keep: cfg.KeepLast, maxHold: cfg.MaxHold, bin: cfg.Binary}
-	switch {
-	case cfg.KeepLast == 0:
+	switch cfg.KeepLast {
+	case 0:
 		m.keep = defaultKeep
-	case cfg.KeepLast == -1:
+	case -1:
 		m.keep = 0
-	case cfg.KeepLast < -1 || cfg.KeepLast > 6:
-		return nil, fmt.Errorf("%w: got %d", ErrKeepLast, cfg.KeepLast)
 	}
-	switch {
-	case cfg.MaxHold == 0:
+	if cfg.MaxHold == 0 {
 		m.maxHold = defaultHold
-	case cfg.MaxHold < minHold:
-		return nil, fmt.Errorf("%w: got %d", ErrMaxHold, cfg.MaxHold)
-	}
-	for i, p := range cfg.Patterns {
-		if p == nil {
-			return nil, fmt.Errorf("%w: Patterns[%d]", ErrNilPattern, i)
-		}
 	}
 	m.pats = append([]*regexp.Regexp(nil), cfg.Patterns...)
 	return m, nil
+}
+
+// Check returns the error New would return for cfg, without making a
+// Masker: for a caller that makes one only when there is output to mask.
+func Check(cfg Config) error {
+	if cfg.KeepLast < -1 || cfg.KeepLast > 6 {
+		return fmt.Errorf("%w: got %d", ErrKeepLast, cfg.KeepLast)
+	}
+	if cfg.MaxHold != 0 && cfg.MaxHold < minHold {
+		return fmt.Errorf("%w: got %d", ErrMaxHold, cfg.MaxHold)
+	}
+	for i, p := range cfg.Patterns {
+		if p == nil {
+			return fmt.Errorf("%w: Patterns[%d]", ErrNilPattern, i)
+		}
+	}
+	return nil
 }
 
 // MaskString masks s in one go (a database cell, a stored string) and
