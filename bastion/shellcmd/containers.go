@@ -20,19 +20,19 @@ var (
 	// image and its command are. --entrypoint replaces the image's
 	// entrypoint, so the words after the image are its arguments, not a
 	// command: unknowable.
-	containerRunValued = optSpec{valued: "ehlmpuvwc", long: set(
+	containerRunValued = optSpec{valued: "ehlmpuvwca", long: set(
 		"env", "env-file", "hostname", "label", "memory", "publish", "user", "volume", "workdir", "cpu-shares",
 		"name", "network", "net", "mount", "add-host", "cap-add", "cap-drop", "cpus", "device", "dns", "gpus",
 		"ipc", "pid", "platform", "pull", "restart", "security-opt", "shm-size", "stop-signal", "tmpfs",
 		"ulimit", "userns", "log-driver", "log-opt", "cgroupns", "group-add", "expose", "label-file",
 		"memory-swap", "network-alias", "sysctl", "runtime", "uts", "stop-timeout", "init-path", "cidfile",
-		"detach-keys", "attach", "a", "entrypoint")}
+		"detach-keys", "attach", "entrypoint")}
 	containerRunFlags = set("d", "i", "t", "P", "rm", "detach", "interactive", "tty", "privileged",
 		"init", "read-only", "publish-all", "no-healthcheck", "quiet", "q", "oom-kill-disable", "sig-proxy")
 	// Global options before the subcommand.
-	containerGlobalValued = optSpec{valued: "Hcl", long: set("host", "context", "config", "log-level",
+	containerGlobalValued = optSpec{valued: "Hcln", long: set("host", "context", "config", "log-level",
 		"tlscacert", "tlscert", "tlskey", "url", "connection", "root", "runroot", "storage-driver",
-		"cgroup-manager", "events-backend", "namespace", "address", "n", "identity")}
+		"cgroup-manager", "events-backend", "namespace", "address", "identity")}
 	containerGlobalFlags = set("D", "debug", "tls", "tlsverify", "remote", "r", "help", "v", "version")
 	// kubectl and oc: global options, and those of exec.
 	kubeValued = optSpec{valued: "nsvcf", long: set("namespace", "context", "kubeconfig", "cluster", "user",
@@ -40,7 +40,24 @@ var (
 		"client-certificate", "client-key", "tls-server-name", "cache-dir", "profile", "profile-output",
 		"container", "pod-running-timeout", "filename", "v")}
 	kubeFlags = set("i", "t", "q", "stdin", "tty", "quiet", "insecure-skip-tls-verify", "match-server-version", "warnings-as-errors")
+	// kubectl run's valued options besides the global ones, so that
+	// `--image nginx` is not read as the pod's name and a command.
+	kubeRunValued = optSpec{valued: kubeValued.valued + "lo", long: union(kubeValued.long, set("image", "port",
+		"env", "labels", "overrides", "restart", "image-pull-policy", "annotations", "dry-run", "output",
+		"field-manager", "limits", "requests", "timeout", "template", "hostport", "serviceaccount",
+		"override-type", "cascade", "grace-period", "wait"))}
 )
+
+func union(a, b map[string]bool) map[string]bool {
+	m := make(map[string]bool, len(a)+len(b))
+	for k := range a {
+		m[k] = true
+	}
+	for k := range b {
+		m[k] = true
+	}
+	return m
+}
 
 // knownOpts reports whether every option r read is one of valued's or
 // flags' (and no option's value was a non-literal word).
@@ -49,15 +66,21 @@ func knownOpts(r scanResult, valued optSpec, flags map[string]bool) bool {
 		return false
 	}
 	for _, o := range r.opts {
-		if flags[o.name] {
-			continue
+		if !optKnown(o, valued, flags) {
+			return false
 		}
-		if len(o.name) == 1 && strings.IndexByte(valued.valued, o.name[0]) >= 0 || valued.long[o.name] {
-			continue
-		}
-		return false
 	}
 	return true
+}
+
+// optKnown reports whether o is one of valued's or flags' options: a
+// one-letter option written -x only as a short one (docker run's -a is
+// --attach, not a flag of that letter), a long one only by its name.
+func optKnown(o option, valued optSpec, flags map[string]bool) bool {
+	if o.long {
+		return len(o.name) > 1 && (flags[o.name] || valued.long[o.name])
+	}
+	return len(o.name) == 1 && (flags[o.name] || strings.IndexByte(valued.valued, o.name[0]) >= 0)
 }
 
 // containerCLI follows docker, podman and nerdctl to the command of their
@@ -98,6 +121,11 @@ func (a *analyzer) containerCLI(name string, args []word, st *peelState) ([]word
 	}
 	rest = rest[1:]
 	label := name + " " + sub
+	if sub == "create" {
+		// create stores the command that a later start runs: judged
+		// now, as run's is.
+		sub = "run"
+	}
 	switch sub {
 	case "exec":
 		r := scanOpts(rest, containerExecValued)
@@ -160,20 +188,16 @@ func mentionsRun(args []word) bool {
 
 // kubectl follows kubectl and oc to the command of exec (and of run and
 // debug, whose command follows "--"): cobra reads options anywhere before
-// "--", and the command is everything after it.
+// "--", and the command is everything after it. A "--" that is an option's
+// value (`--cache-dir -- exec pod -- rm …`) does not end the options.
 func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, string, bool) {
-	dd := -1
-	for i, w := range args {
-		if w.lit && w.s == "--" {
-			dd = i
-			break
-		}
-	}
+	spec := kubeRunValued
+	dd, unsure := kubeDash(args, spec, kubeFlags)
 	before := args
 	if dd >= 0 {
 		before = args[:dd]
 	}
-	r := scanPermute(before, kubeValued)
+	r := scanPermute(before, spec)
 	sub := ""
 	if len(r.operands) > 0 && r.operands[0].lit {
 		sub = r.operands[0].s
@@ -181,7 +205,7 @@ func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, str
 	switch sub {
 	case "exec", "run", "debug", "attach":
 	default:
-		if len(r.operands) > 0 && !r.operands[0].lit {
+		if len(r.operands) > 0 && !r.operands[0].lit || unsure {
 			a.unknowable(st.text, ReasonWrapperArg)
 		}
 		return nil, "", false
@@ -191,16 +215,41 @@ func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, str
 		a.stdinScript(name, st, ReasonPipeShell, false)
 		return nil, "", false
 	}
-	if sub == "exec" && !knownOpts(r, kubeValued, kubeFlags) {
+	if unsure || sub == "exec" && !knownOpts(r, kubeValued, kubeFlags) {
 		return a.containerUnknown(name, args, st)
 	}
 	if dd < 0 {
 		// exec POD COMMAND without "--" is refused by current kubectl;
-		// an older one runs it.
-		if sub == "exec" && len(r.operands) > 2 {
+		// an older one runs it. run NAME COMMAND runs it.
+		if (sub == "exec" || sub == "run") && len(r.operands) > 2 {
 			a.unknowable(st.text, ReasonWrapperOption)
 		}
 		return nil, "", false
 	}
 	return args[dd+1:], name + " " + sub, true
+}
+
+// kubeDash returns the index of the "--" that ends kubectl's options (-1:
+// none), reading options as spec says: the word after a valued option is
+// its value, whatever it is. unsure: an option whose arity is not known
+// comes right before it, so it may be that option's value.
+func kubeDash(args []word, spec optSpec, flags map[string]bool) (dd int, unsure bool) {
+	var r scanResult
+	prevUnknown := false
+	for i := 0; i < len(args); {
+		if args[i].lit && args[i].s == "--" {
+			return i, prevUnknown
+		}
+		n0 := len(r.opts)
+		n, stop := scanOne(args, i, spec, &r)
+		if stop {
+			prevUnknown = false
+			i++
+			continue
+		}
+		last := r.opts[len(r.opts)-1]
+		prevUnknown = len(r.opts) > n0 && !last.has && !optKnown(last, spec, flags)
+		i = n
+	}
+	return -1, false
 }

@@ -38,6 +38,22 @@ func TestContainerCLIs(t *testing.T) {
 		{src: "kubectl debug -it pod --image=busybox -- rm -rf /srv", argv: rm, wraps: []string{"kubectl debug"}},
 		{src: "kubectl exec pod rm -rf /srv", reason: ReasonWrapperOption},
 		{src: "kubectl exec --new-flag pod -- rm -rf /srv", reason: ReasonWrapperOption},
+		// A one-letter option is read as itself, never as a long option of
+		// that name: docker run's -a (--attach) and nerdctl's -n
+		// (--namespace) take a value.
+		{src: "docker run -a stdin alpine rm -rf /srv", argv: rm, wraps: []string{"docker run"}},
+		{src: "nerdctl -n k8s.io exec db rm -rf /srv", argv: rm, wraps: []string{"nerdctl exec"}},
+		// create stores the command a later start runs.
+		{src: "docker create --name x alpine rm -rf /srv", argv: rm, wraps: []string{"docker create"}},
+		{src: "docker container create alpine rm -rf /srv", argv: rm, wraps: []string{"docker create"}},
+		{src: "podman create alpine sh -c 'rm -rf /srv'", argv: rm},
+		// kubectl run takes its command without "--" too.
+		{src: "kubectl run x --image=alpine --restart=Never --command rm -rf /srv", reason: ReasonWrapperOption},
+		// "--" is a valued option's value, not the end of the options.
+		{src: "kubectl --cache-dir -- exec pod -- rm -rf /srv", argv: rm, wraps: []string{"kubectl exec"}},
+		{src: "kubectl exec pod --cache-dir -- -- rm -rf /srv", argv: rm, wraps: []string{"kubectl exec"}},
+		{src: "kubectl run x --image=alpine --field-manager -- -- rm -rf /srv", argv: rm, wraps: []string{"kubectl run"}},
+		{src: "kubectl run x --image=alpine --new-option -- -- rm -rf /srv", reason: ReasonWrapperOption},
 	} {
 		a := analyzeOK(t, tc.src)
 		if tc.reason != "" {
@@ -66,7 +82,8 @@ func TestContainerCLIs(t *testing.T) {
 		}
 	}
 	// What runs nothing given is left alone.
-	for _, src := range []string{"docker ps -a", "docker logs -f web", "kubectl get pods -n prod", "docker run -d nginx", "kubectl logs pod", "docker compose up -d", "podman images"} {
+	for _, src := range []string{"docker ps -a", "docker logs -f web", "kubectl get pods -n prod", "docker run -d nginx", "kubectl logs pod", "docker compose up -d", "podman images",
+		"docker create nginx", "kubectl run web --image=nginx", "kubectl run web --image nginx --port 80"} {
 		a := analyzeOK(t, src)
 		if len(a.Unknowable) > 0 || len(a.Commands) != 1 {
 			t.Errorf("%q: want one command, nothing unknowable:%s", src, dump(a))
