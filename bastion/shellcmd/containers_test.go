@@ -96,6 +96,22 @@ func TestContainerCLIs(t *testing.T) {
 	}
 }
 
+// programSeeds are container, cluster and git lines whose options or
+// environment are easily misread, for the fuzzer.
+var programSeeds = []string{
+	"docker run -a stdin alpine rm -rf /srv",
+	"nerdctl -n k8s.io exec db rm -rf /srv",
+	"docker container create alpine rm -rf /srv",
+	"kubectl --cache-dir -- exec pod -- rm -rf /srv",
+	"kubectl run x --image=alpine --new-option -- -- rm -rf /srv",
+	"kubectl run x --image=alpine --command rm -rf /srv",
+	"GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.sshCommand GIT_CONFIG_VALUE_0='rm -rf /srv' git fetch",
+	"export 'GIT_SSH_COMMAND=rm -rf /srv'; git fetch",
+	"sudo GIT_SSH_COMMAND=\"$X\" git fetch",
+	"git rebase -ix 'rm -rf /srv' HEAD~1",
+	"git clone -ccore.sshCommand='rm -rf /srv' --upload-pack=x . d",
+}
+
 // Programs that run a command they are given (chpst, daemonize,
 // start-stop-daemon), build one from their input (parallel), or run one a
 // setting names (git -c core.sshCommand=…, a '!' alias).
@@ -121,6 +137,48 @@ func TestMoreProgramsRunningCommands(t *testing.T) {
 		{src: "git config alias.x '!rm -rf /srv'", reason: ReasonCodeSetting},
 		{src: "git config --global core.hooksPath /tmp/h", reason: ReasonCodeSetting},
 		{src: "git --exec-path=/tmp/x status", reason: ReasonCodeSetting},
+		// Settings git runs that the list missed.
+		{src: "git -c submodule.x.update='!rm -rf /srv' submodule update", reason: ReasonCodeSetting},
+		{src: "git -c core.alternateRefsCommand='rm -rf /srv' push", reason: ReasonCodeSetting},
+		{src: "git -c sendemail.toCmd='rm -rf /srv' send-email x", reason: ReasonCodeSetting},
+		{src: "git -c man.viewer=x -c man.x.path=/bin/rm help git", reason: ReasonCodeSetting},
+		{src: "git -c browser.x.path=/bin/rm web--browse x", reason: ReasonCodeSetting},
+		{src: "git -c init.templateDir=/tmp/t clone x", reason: ReasonCodeSetting},
+		// Environment variables whose value git (or another program) runs
+		// as a command: the value is judged as one.
+		{src: "GIT_SSH_COMMAND='rm -rf /srv' git fetch", argv: rm},
+		{src: "GIT_EXTERNAL_DIFF='rm -rf /srv' git diff", argv: rm},
+		{src: "PAGER='rm -rf /srv' man ls", argv: rm},
+		{src: "export GIT_PAGER='rm -rf /srv'", argv: rm},
+		{src: "GIT_EDITOR='rm -rf /srv'; export GIT_EDITOR", argv: rm},
+		{src: "env GIT_SSH_COMMAND='rm -rf /srv' git fetch", argv: rm},
+		{src: "sudo GIT_SSH_COMMAND='rm -rf /srv' git fetch", argv: rm},
+		{src: "export 'GIT_SSH_COMMAND=rm -rf /srv'", argv: rm},
+		{src: "GIT_SSH_COMMAND=\"$X\" git fetch", reason: ReasonCodeSetting},
+		// ... or names configuration or code of its own.
+		{src: "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.sshCommand GIT_CONFIG_VALUE_0='rm -rf /srv' git fetch", reason: ReasonCodeSetting},
+		{src: "GIT_CONFIG_PARAMETERS=\"'core.sshcommand=rm -rf /srv'\" git fetch", reason: ReasonCodeSetting},
+		{src: "GIT_CONFIG_GLOBAL=/tmp/cfg git fetch", reason: ReasonCodeSetting},
+		{src: "GIT_EXEC_PATH=/tmp/x git status", reason: ReasonCodeSetting},
+		// git commands whose options or operands are a command to run.
+		{src: "git rebase -x 'rm -rf /srv' HEAD~1", reason: ReasonCodeSetting},
+		{src: "git rebase --exec='rm -rf /srv' HEAD~1", reason: ReasonCodeSetting},
+		{src: "git rebase -ix 'rm -rf /srv' HEAD~1", reason: ReasonCodeSetting},
+		{src: "git bisect run rm -rf /srv", reason: ReasonCodeSetting},
+		{src: "git submodule foreach 'rm -rf /srv'", reason: ReasonCodeSetting},
+		{src: "git filter-branch --tree-filter 'rm -rf /srv' HEAD", reason: ReasonCodeSetting},
+		{src: "git difftool -x 'rm -rf /srv'", reason: ReasonCodeSetting},
+		{src: "git clone --upload-pack='rm -rf /srv;' . d", reason: ReasonCodeSetting},
+		{src: "git clone -u 'rm -rf /srv;' . d", reason: ReasonCodeSetting},
+		{src: "git fetch --upload-pack 'rm -rf /srv;' .", reason: ReasonCodeSetting},
+		{src: "git push --receive-pack='rm -rf /srv;' .", reason: ReasonCodeSetting},
+		{src: "git ls-remote --upload-pack='rm -rf /srv;' .", reason: ReasonCodeSetting},
+		{src: "git archive --remote=. --exec='rm -rf /srv;' HEAD", reason: ReasonCodeSetting},
+		{src: "git send-email --to-cmd='rm -rf /srv' x", reason: ReasonCodeSetting},
+		{src: "git -C /repo rebase --exec 'rm -rf /srv' main", reason: ReasonCodeSetting},
+		{src: "git clone -c core.sshCommand='rm -rf /srv' host:x.git", reason: ReasonCodeSetting},
+		{src: "git clone --config=core.sshCommand='rm -rf /srv' host:x.git", reason: ReasonCodeSetting},
+		{src: "git clone --template=/tmp/t host:x.git", reason: ReasonCodeSetting},
 	} {
 		a := analyzeOK(t, tc.src)
 		if tc.reason != "" {
@@ -143,7 +201,10 @@ func TestMoreProgramsRunningCommands(t *testing.T) {
 		}
 	}
 	for _, src := range []string{"git status", "git -c color.ui=never log -1", "git config alias.st status", "git config --get core.pager",
-		"git -C /repo pull --ff-only", "git commit -m 'core.pager'", "start-stop-daemon --stop --pidfile /run/x.pid", "parallel --version"} {
+		"git -C /repo pull --ff-only", "git commit -m 'core.pager'", "start-stop-daemon --stop --pidfile /run/x.pid", "parallel --version",
+		"GIT_PAGER=cat git log", "EDITOR=vim git commit", "git rebase -i HEAD~3", "git commit -m 'git rebase -x'", "git submodule update --init",
+		"git clone https://example.com/x.git", "git fetch origin", "git push -u origin main", "git bisect start", "GIT_TRACE=1 git fetch",
+		"git clone -c user.name=x host:x.git", "git send-email --to x@example.com --cc y@example.com 0001.patch"} {
 		a := analyzeOK(t, src)
 		if len(a.Unknowable) > 0 {
 			t.Errorf("%q: want nothing unknowable:%s", src, dump(a))

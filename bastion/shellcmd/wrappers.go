@@ -440,6 +440,8 @@ func (a *analyzer) sudo(args []word, st *peelState) ([]word, string, bool) {
 	}
 	rest := args[r.next:]
 	for len(rest) > 0 && isAssignment(rest[0].s) {
+		name, value, _ := strings.Cut(rest[0].s, "=")
+		a.codeVar(name, word{s: value, lit: rest[0].lit}, st.sc, st.text)
 		rest = rest[1:]
 	}
 	a.checkBad(r, st)
@@ -471,6 +473,7 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 			if why := termAssignReason(name, value, rest[0].lit); why != "" {
 				a.unknowable(st.text, why)
 			}
+			a.codeVar(name, word{s: value, lit: rest[0].lit}, st.sc, st.text)
 			if promptVar(name) {
 				// env BASH_ENV='$(cmd)' bash -c ..., env PS1=...
 				if rest[0].lit {
