@@ -43,9 +43,15 @@ var (
 	// kubectl run's valued options besides the global ones, so that
 	// `--image nginx` is not read as the pod's name and a command.
 	kubeRunValued = optSpec{valued: kubeValued.valued + "lo", long: union(kubeValued.long, set("image", "port",
-		"env", "labels", "overrides", "restart", "image-pull-policy", "annotations", "dry-run", "output",
+		"env", "labels", "overrides", "restart", "image-pull-policy", "annotations", "output",
 		"field-manager", "limits", "requests", "timeout", "template", "hostport", "serviceaccount",
-		"override-type", "cascade", "grace-period", "wait"))}
+		"override-type", "grace-period", "shell", "schedule", "replicas", "from", "profile"))}
+	// Flags of kubectl run, create, debug and oc rsh (--dry-run and
+	// --cascade take a value only after "=").
+	kubeRunFlags = union(kubeFlags, set("command", "rm", "attach", "leave-stdin-open", "privileged", "expose",
+		"dry-run", "cascade", "wait", "record", "save-config", "show-managed-fields", "allow-missing-template-keys",
+		"T", "share-processes", "keep-labels", "keep-annotations", "keep-liveness", "keep-readiness",
+		"keep-startup", "keep-init-containers", "same-node"))
 )
 
 func union(a, b map[string]bool) map[string]bool {
@@ -121,6 +127,20 @@ func (a *analyzer) containerCLI(name string, args []word, st *peelState) ([]word
 	}
 	rest = rest[1:]
 	label := name + " " + sub
+	switch sub {
+	case "attach":
+		// The container's main process reads the session's input.
+		a.stdinScript(name, st, ReasonPipeShell, false)
+		return nil, "", false
+	case "start":
+		// start -a -i attaches the session's input to what a create
+		// stored, or to the image's own command (often a shell).
+		r := scanOpts(rest, optSpec{long: set("detach-keys")})
+		if (r.hasFlag('a') || r.hasLong("attach")) && (r.hasFlag('i') || r.hasLong("interactive")) || r.bad {
+			a.stdinScript(name, st, ReasonPipeShell, false)
+		}
+		return nil, "", false
+	}
 	if sub == "create" {
 		// create stores the command that a later start runs: judged
 		// now, as run's is.
@@ -151,6 +171,11 @@ func (a *analyzer) containerCLI(name string, args []word, st *peelState) ([]word
 			return a.containerUnknown(name, args, st)
 		}
 		inner := rest[r.next:]
+		if len(inner) <= 1 && (r.hasFlag('i') || r.hasLong("interactive")) {
+			// The image's own command, with the session's input: a
+			// shell, for most images.
+			a.stdinScript(name, st, ReasonPipeShell, false)
+		}
 		if len(inner) == 0 {
 			return nil, "", false
 		}
@@ -192,18 +217,33 @@ func mentionsRun(args []word) bool {
 // value (`--cache-dir -- exec pod -- rm …`) does not end the options.
 func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, string, bool) {
 	spec := kubeRunValued
-	dd, unsure := kubeDash(args, spec, kubeFlags)
+	dd, unsure := kubeDash(args, spec, kubeRunFlags)
 	before := args
 	if dd >= 0 {
 		before = args[:dd]
 	}
 	r := scanPermute(before, spec)
-	sub := ""
-	if len(r.operands) > 0 && r.operands[0].lit {
-		sub = r.operands[0].s
+	ops := r.operands
+	if len(ops) > 1 && ops[0].lit && ops[0].s == "alpha" {
+		ops = ops[1:] // kubectl alpha debug, in older releases
 	}
+	sub := ""
+	if len(ops) > 0 && ops[0].lit {
+		sub = ops[0].s
+	}
+	stdin := r.hasFlag('i') || r.hasLong("stdin")
 	switch sub {
-	case "exec", "run", "debug", "attach":
+	case "exec", "run", "debug", "attach", "rsh":
+	case "create":
+		// create job, cronjob or deployment NAME --image=… -- COMMAND:
+		// its pods run the command.
+		if unsure {
+			return a.containerUnknown(name, args, st)
+		}
+		if dd < 0 {
+			return nil, "", false
+		}
+		return args[dd+1:], name + " create", true
 	default:
 		if len(r.operands) > 0 && !r.operands[0].lit || unsure {
 			a.unknowable(st.text, ReasonWrapperArg)
@@ -220,9 +260,17 @@ func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, str
 	}
 	if dd < 0 {
 		// exec POD COMMAND without "--" is refused by current kubectl;
-		// an older one runs it. run NAME COMMAND runs it.
-		if (sub == "exec" || sub == "run") && len(r.operands) > 2 {
+		// an older one runs it. run NAME COMMAND and oc rsh POD COMMAND
+		// run it.
+		if (sub == "exec" || sub == "run" || sub == "rsh") && len(ops) > 2 {
 			a.unknowable(st.text, ReasonWrapperOption)
+			return nil, "", false
+		}
+		// Without a command, oc rsh and oc debug start a shell on the
+		// session's input, and run or debug -i the image's own command
+		// (a shell, for most images).
+		if sub == "rsh" || name == "oc" && sub == "debug" || (sub == "run" || sub == "debug") && stdin {
+			a.stdinScript(name, st, ReasonPipeShell, false)
 		}
 		return nil, "", false
 	}

@@ -54,6 +54,16 @@ func TestContainerCLIs(t *testing.T) {
 		{src: "kubectl exec pod --cache-dir -- -- rm -rf /srv", argv: rm, wraps: []string{"kubectl exec"}},
 		{src: "kubectl run x --image=alpine --field-manager -- -- rm -rf /srv", argv: rm, wraps: []string{"kubectl run"}},
 		{src: "kubectl run x --image=alpine --new-option -- -- rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "kubectl run x --image alpine --command -- rm -rf /srv", argv: rm, wraps: []string{"kubectl run"}},
+		// Compose's own binaries; the pods of kubectl create job,
+		// cronjob and deployment; oc rsh's command; kubectl alpha debug.
+		{src: "docker-compose exec web rm -rf /srv", argv: rm, wraps: []string{"docker exec"}},
+		{src: "podman-compose -f c.yml run web rm -rf /srv", argv: rm, wraps: []string{"podman run"}},
+		{src: "kubectl create job x --image=alpine -- rm -rf /srv", argv: rm, wraps: []string{"kubectl create"}},
+		{src: "kubectl create cronjob x --image=alpine --schedule='* * * * *' -- rm -rf /srv", argv: rm, wraps: []string{"kubectl create"}},
+		{src: "oc rsh pod rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "oc rsh -c app pod -- rm -rf /srv", argv: rm, wraps: []string{"oc rsh"}},
+		{src: "kubectl alpha debug pod -- rm -rf /srv", argv: rm, wraps: []string{"kubectl debug"}},
 	} {
 		a := analyzeOK(t, tc.src)
 		if tc.reason != "" {
@@ -89,10 +99,15 @@ func TestContainerCLIs(t *testing.T) {
 			t.Errorf("%q: want one command, nothing unknowable:%s", src, dump(a))
 		}
 	}
-	// Attach reads the session's input into the container's process.
-	a := analyzeOK(t, "kubectl attach -it pod")
-	if !a.StdinShell {
-		t.Errorf("kubectl attach: want unknowable (a process reading the session's input):%s", dump(a))
+	// Attach reads the session's input into the container's process; so
+	// do an interactive run without a command (the image's own, a shell
+	// for most images), start -ai, oc rsh and oc debug without one.
+	for _, src := range []string{"kubectl attach -it pod", "docker attach db", "podman attach db", "docker start -ai db",
+		"docker run -it alpine", "nerdctl run --rm -i alpine", "kubectl run x -it --image=alpine", "kubectl debug -it pod --image=busybox",
+		"oc rsh pod", "oc debug node/x", "docker-compose run -i web"} {
+		if a := analyzeOK(t, src); !a.StdinShell {
+			t.Errorf("%q: want unknowable (a process reading the session's input):%s", src, dump(a))
+		}
 	}
 }
 

@@ -216,6 +216,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 				break
 			}
 		}
+	case "docker-compose", "podman-compose":
+		// Compose's own command: docker-compose exec web rm -rf /srv.
+		cli := strings.TrimSuffix(name, "-compose")
+		return a.containerCLI(cli, append([]word{{s: "compose", lit: true}}, args...), st)
 	case "docker", "podman", "nerdctl":
 		return a.containerCLI(name, args, st)
 	case "kubectl", "oc":
