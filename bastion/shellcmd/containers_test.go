@@ -175,6 +175,7 @@ func TestMoreProgramsRunningCommands(t *testing.T) {
 		{src: "GIT_CONFIG_PARAMETERS=\"'core.sshcommand=rm -rf /srv'\" git fetch", reason: ReasonCodeSetting},
 		{src: "GIT_CONFIG_GLOBAL=/tmp/cfg git fetch", reason: ReasonCodeSetting},
 		{src: "GIT_EXEC_PATH=/tmp/x git status", reason: ReasonCodeSetting},
+		{src: "GIT_ALLOW_PROTOCOL=ext git clone 'ext::sh -c rm% -rf% /srv' d", reason: ReasonCodeSetting},
 		// git commands whose options or operands are a command to run.
 		{src: "git rebase -x 'rm -rf /srv' HEAD~1", reason: ReasonCodeSetting},
 		{src: "git rebase --exec='rm -rf /srv' HEAD~1", reason: ReasonCodeSetting},

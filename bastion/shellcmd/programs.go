@@ -265,7 +265,8 @@ var commandVars = set("GIT_SSH_COMMAND", "GIT_SSH", "GIT_EXTERNAL_DIFF", "GIT_PA
 // a command line, unknowable when not literal; a variable through which git
 // loads configuration or programs (GIT_CONFIG_KEY_n naming a key whose
 // value git runs, GIT_CONFIG_PARAMETERS, GIT_CONFIG_GLOBAL, GIT_EXEC_PATH,
-// …) and less's input preprocessors are unknowable.
+// GIT_ALLOW_PROTOCOL as protocol.*.allow, …) and less's input
+// preprocessors are unknowable.
 func (a *analyzer) codeVar(name string, v word, sc scope, text string) {
 	switch {
 	case commandVars[name]:
@@ -282,7 +283,7 @@ func (a *analyzer) codeVar(name string, v word, sc scope, text string) {
 func codeSettingVar(name string, v word) bool {
 	switch name {
 	case "GIT_CONFIG_PARAMETERS", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_EXEC_PATH",
-		"GIT_TEMPLATE_DIR", "LESSOPEN", "LESSCLOSE":
+		"GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL", "LESSOPEN", "LESSCLOSE":
 		return true
 	}
 	if strings.HasPrefix(name, "GIT_CONFIG_KEY_") {
