@@ -170,6 +170,9 @@ func TestMoreProgramsRunningCommands(t *testing.T) {
 		{src: "sudo GIT_SSH_COMMAND='rm -rf /srv' git fetch", argv: rm},
 		{src: "export 'GIT_SSH_COMMAND=rm -rf /srv'", argv: rm},
 		{src: "GIT_SSH_COMMAND=\"$X\" git fetch", reason: ReasonCodeSetting},
+		{src: "read GIT_SSH_COMMAND <<< 'rm -rf /srv'; export GIT_SSH_COMMAND; git fetch", reason: ReasonCodeSetting},
+		{src: "printf -v PAGER 'rm -rf /srv'; export PAGER; man ls", reason: ReasonCodeSetting},
+		{src: "mapfile -t GIT_CONFIG_KEY_0 < keys", reason: ReasonCodeSetting},
 		// ... or names configuration or code of its own.
 		{src: "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=core.sshCommand GIT_CONFIG_VALUE_0='rm -rf /srv' git fetch", reason: ReasonCodeSetting},
 		{src: "GIT_CONFIG_PARAMETERS=\"'core.sshcommand=rm -rf /srv'\" git fetch", reason: ReasonCodeSetting},
