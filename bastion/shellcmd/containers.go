@@ -133,10 +133,11 @@ func (a *analyzer) containerCLI(name string, args []word, st *peelState) ([]word
 		a.stdinScript(name, st, ReasonPipeShell, false)
 		return nil, "", false
 	case "start":
-		// start -a -i attaches the session's input to what a create
-		// stored, or to the image's own command (often a shell).
+		// start -i (with -a or without: it attaches too) gives the
+		// session's input to what a create stored, or to the image's own
+		// command (often a shell).
 		r := scanOpts(rest, optSpec{long: set("detach-keys")})
-		if (r.hasFlag('a') || r.hasLong("attach")) && (r.hasFlag('i') || r.hasLong("interactive")) || r.bad {
+		if r.hasFlag('i') || r.hasLong("interactive") || r.bad {
 			a.stdinScript(name, st, ReasonPipeShell, false)
 		}
 		return nil, "", false

@@ -102,7 +102,7 @@ func TestContainerCLIs(t *testing.T) {
 	// Attach reads the session's input into the container's process; so
 	// do an interactive run without a command (the image's own, a shell
 	// for most images), start -ai, oc rsh and oc debug without one.
-	for _, src := range []string{"kubectl attach -it pod", "docker attach db", "podman attach db", "docker start -ai db",
+	for _, src := range []string{"kubectl attach -it pod", "docker attach db", "podman attach db", "docker start -ai db", "podman start -i db",
 		"docker run -it alpine", "nerdctl run --rm -i alpine", "kubectl run x -it --image=alpine", "kubectl debug -it pod --image=busybox",
 		"oc rsh pod", "oc debug node/x", "docker-compose run -i web"} {
 		if a := analyzeOK(t, src); !a.StdinShell {
