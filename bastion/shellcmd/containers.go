@@ -302,3 +302,83 @@ func kubeDash(args []word, spec optSpec, flags map[string]bool) (dd int, unsure 
 	}
 	return -1, false
 }
+
+// crictl (a Kubernetes node's CRI client) follows to the command of exec:
+// its options stop at the container (urfave/cli reads no option after an
+// operand), and one not known makes the line unknowable.
+var (
+	crictlGlobal      = optSpec{valued: "ritc", long: set("runtime-endpoint", "image-endpoint", "timeout", "config")}
+	crictlGlobalFlags = set("D", "debug")
+	crictlExec        = optSpec{long: set("timeout")}
+	crictlExecFlags   = set("i", "t", "s", "interactive", "tty", "sync")
+)
+
+func (a *analyzer) crictl(args []word, st *peelState) ([]word, string, bool) {
+	g := scanOpts(args, crictlGlobal)
+	if !knownOpts(g, crictlGlobal, crictlGlobalFlags) && mentionsRun(args) {
+		return a.containerUnknown("crictl", args, st)
+	}
+	rest := args[g.next:]
+	if len(rest) == 0 || !rest[0].lit {
+		if len(rest) > 0 {
+			a.unknowable(st.text, ReasonWrapperArg)
+		}
+		return nil, "", false
+	}
+	sub := rest[0].s
+	switch sub {
+	case "attach":
+		a.stdinScript("crictl", st, ReasonPipeShell, false)
+		return nil, "", false
+	case "exec":
+	default:
+		return nil, "", false
+	}
+	r := scanOpts(rest[1:], crictlExec)
+	if !knownOpts(g, crictlGlobal, crictlGlobalFlags) || !knownOpts(r, crictlExec, crictlExecFlags) {
+		return a.containerUnknown("crictl", args, st)
+	}
+	inner := rest[1+r.next:]
+	if len(inner) == 0 {
+		return nil, "", false
+	}
+	if !inner[0].lit {
+		a.unknowable(st.text, ReasonWrapperArg)
+	}
+	return inner[1:], "crictl exec", true
+}
+
+// lxc and incus follow to the command of exec, after "--" (cobra reads
+// options anywhere before it); without "--", words after the instance make
+// the line unknowable, an instance alone is a shell on the session's input.
+var (
+	lxcValued = optSpec{long: set("env", "cwd", "mode", "user", "group", "project", "remote")}
+	lxcFlags  = set("t", "T", "n", "q", "force-interactive", "force-noninteractive", "disable-stdin",
+		"quiet", "debug", "verbose", "force-local", "all-projects")
+)
+
+func (a *analyzer) lxc(name string, args []word, st *peelState) ([]word, string, bool) {
+	dd, unsure := kubeDash(args, lxcValued, lxcFlags)
+	before := args
+	if dd >= 0 {
+		before = args[:dd]
+	}
+	r := scanPermute(before, lxcValued)
+	if len(r.operands) == 0 || !r.operands[0].lit || r.operands[0].s != "exec" && r.operands[0].s != "shell" && r.operands[0].s != "console" {
+		return nil, "", false
+	}
+	if r.operands[0].s != "exec" {
+		a.stdinScript(name, st, ReasonPipeShell, false)
+		return nil, "", false
+	}
+	if unsure || !knownOpts(r, lxcValued, lxcFlags) {
+		return a.containerUnknown(name, args, st)
+	}
+	if dd < 0 {
+		if len(r.operands) > 2 {
+			a.unknowable(st.text, ReasonWrapperOption)
+		}
+		return nil, "", false
+	}
+	return args[dd+1:], name + " exec", true
+}

@@ -64,6 +64,14 @@ func TestContainerCLIs(t *testing.T) {
 		{src: "oc rsh pod rm -rf /srv", reason: ReasonWrapperOption},
 		{src: "oc rsh -c app pod -- rm -rf /srv", argv: rm, wraps: []string{"oc rsh"}},
 		{src: "kubectl alpha debug pod -- rm -rf /srv", argv: rm, wraps: []string{"kubectl debug"}},
+		// A node's CRI client, and LXD/Incus.
+		{src: "crictl exec -it 4f2a rm -rf /srv", argv: rm, wraps: []string{"crictl exec"}},
+		{src: "crictl -r unix:///run/containerd/containerd.sock exec -s 4f2a rm -rf /srv", argv: rm, wraps: []string{"crictl exec"}},
+		{src: "crictl exec --new-option x 4f2a rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "crictl --new-global x exec 4f2a rm -rf /srv", reason: ReasonWrapperOption},
+		{src: "lxc exec web -- rm -rf /srv", argv: rm, wraps: []string{"lxc exec"}},
+		{src: "incus exec web --env A=1 -- sh -c 'rm -rf /srv'", argv: rm},
+		{src: "lxc exec web rm /srv", reason: ReasonWrapperOption},
 	} {
 		a := analyzeOK(t, tc.src)
 		if tc.reason != "" {
@@ -93,7 +101,7 @@ func TestContainerCLIs(t *testing.T) {
 	}
 	// What runs nothing given is left alone.
 	for _, src := range []string{"docker ps -a", "docker logs -f web", "kubectl get pods -n prod", "docker run -d nginx", "kubectl logs pod", "docker compose up -d", "podman images",
-		"docker create nginx", "kubectl run web --image=nginx", "kubectl run web --image nginx --port 80"} {
+		"docker create nginx", "kubectl run web --image=nginx", "kubectl run web --image nginx --port 80", "crictl ps -a", "lxc list"} {
 		a := analyzeOK(t, src)
 		if len(a.Unknowable) > 0 || len(a.Commands) != 1 {
 			t.Errorf("%q: want one command, nothing unknowable:%s", src, dump(a))
@@ -104,7 +112,7 @@ func TestContainerCLIs(t *testing.T) {
 	// for most images), start -ai, oc rsh and oc debug without one.
 	for _, src := range []string{"kubectl attach -it pod", "docker attach db", "podman attach db", "docker start -ai db", "podman start -i db",
 		"docker run -it alpine", "nerdctl run --rm -i alpine", "kubectl run x -it --image=alpine", "kubectl debug -it pod --image=busybox",
-		"oc rsh pod", "oc debug node/x", "docker-compose run -i web"} {
+		"oc rsh pod", "oc debug node/x", "docker-compose run -i web", "lxc shell web", "crictl attach 4f2a"} {
 		if a := analyzeOK(t, src); !a.StdinShell {
 			t.Errorf("%q: want unknowable (a process reading the session's input):%s", src, dump(a))
 		}

@@ -222,6 +222,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		return a.containerCLI(cli, append([]word{{s: "compose", lit: true}}, args...), st)
 	case "docker", "podman", "nerdctl":
 		return a.containerCLI(name, args, st)
+	case "crictl":
+		return a.crictl(args, st)
+	case "lxc", "incus":
+		return a.lxc(name, args, st)
 	case "kubectl", "oc":
 		return a.kubectl(name, args, st)
 	case "tmux":
