@@ -111,8 +111,9 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 	var revoked atomic.Bool
 	go func() {
 		// A command that runs on (export --follow, a replay) ends with a
-		// revocation of its certificate or user, as sessions do
-		// (endRevoked): an auditor's follow of a live shell is one.
+		// revocation of its certificate or user, and with its expiry
+		// under Config.DisconnectExpired, as sessions do (endRevoked):
+		// an auditor's follow of a live shell is one.
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -121,7 +122,7 @@ func (s *Server) adminSession(ctx gliderssh.Context, conn *gossh.ServerConn, id 
 				return
 			case <-t.C:
 			}
-			err := s.revocation(id)
+			err := s.sessionOver(id)
 			if err == nil {
 				continue
 			}

@@ -442,6 +442,13 @@ func TestMaxSessionsPerUser(t *testing.T) {
 		t.Fatalf("a forward past carol's limit ran: %s", fwd)
 	}
 	mustContain(t, "forward refusal", fwd.Stderr, "sessions.max_per_user")
+	// So is a session through an ssh -J hop (the hop itself holds no
+	// target connection; its session does).
+	hop := testenv.Run(t, 30*time.Second, "", "ssh", "-F", cfg, "root@web1", "echo reached")
+	if hop.Code == 0 || strings.Contains(hop.Stdout, "reached") {
+		t.Fatalf("a session through a hop past carol's limit ran: %s", hop)
+	}
+	mustContain(t, "hop refusal", hop.Stderr, "sessions.max_per_user")
 	if n := strings.Count(e.sshd.Log(), "Accepted certificate"); n != dialsBefore {
 		t.Errorf("the refused session still connected to the target (%d connections, %d before)", n, dialsBefore)
 	}

@@ -101,6 +101,7 @@ type heldSQL struct {
 	// the request connect and mask its rows as they were masked.
 	recheck func(*policy.Policy) error
 	target  string
+	request string // the approval request it waits on
 }
 
 // SQLHandler serves the SQL API (PathSQL, PathSQLStatus) on mux.
@@ -318,7 +319,7 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		writeSQL(w, a.code, a.resp)
 	case reqID := <-held:
 		maskKey := pol.ResultMasks(pid, t.Name).Key()
-		h := &heldSQL{owner: owner(id), done: make(chan struct{}), target: t.Name, recheck: func(p *policy.Policy) error {
+		h := &heldSQL{owner: owner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy) error {
 			if err := recheckForward(p, pid, t, port); err != nil {
 				return err
 			}
@@ -439,7 +440,7 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 		}
 		writeSQL(w, h.code, h.resp)
 	default:
-		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", StatusURL: r.URL.Path})
+		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: h.request, StatusURL: r.URL.Path})
 	}
 }
 

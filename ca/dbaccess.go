@@ -248,9 +248,12 @@ const (
 	accessTokenDomain = "bastion access token v1\x00"
 	// MaxAccessTokenBytes bounds a token before any decoding: room for
 	// the largest identity a login may have (maxGroups groups of the
-	// longest name each, about 45 KiB encoded), which was issued a token
-	// no door would take when this was 8 KiB.
-	MaxAccessTokenBytes = 64 << 10
+	// longest name each, every byte of it one JSON writes escaped, '"' or
+	// '\\': about 90 KiB encoded), which was issued a token no door would
+	// take when this was 8 KiB, and again at 64 KiB for names of '"', or
+	// of '<' and '&' while the claims were written with HTML escapes
+	// (six bytes each). IssueAccessToken refuses to issue a longer one.
+	MaxAccessTokenBytes = 128 << 10
 )
 
 // accessClaims is the JSON inside an access token.
@@ -282,17 +285,27 @@ func (a *Authority) IssueAccessToken(id Identity) (string, error) {
 	if groups == nil {
 		groups = []string{}
 	}
-	js, err := json.Marshal(accessClaims{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor,
-		Serial: strconv.FormatUint(id.Serial, 10), NotBefore: id.ValidAfter.Unix(), Expires: id.ValidBefore.Unix()})
-	if err != nil {
+	// Without HTML escapes: '<' and '&' in a group name would take six
+	// bytes each.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(accessClaims{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor,
+		Serial: strconv.FormatUint(id.Serial, 10), NotBefore: id.ValidAfter.Unix(), Expires: id.ValidBefore.Unix()}); err != nil {
 		return "", err
 	}
+	js := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	signed := accessTokenPrefix + base64.RawURLEncoding.EncodeToString(js)
 	sig, err := signDigest(a.keys.DBClientCA.Key, accessTokenDigest(signed))
 	if err != nil {
 		return "", fmt.Errorf("ca: sign access token: %w", err)
 	}
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	tok := signed + "." + base64.RawURLEncoding.EncodeToString(sig)
+	if len(tok) > MaxAccessTokenBytes {
+		// No door would take it: say so at login rather than at each use.
+		return "", fmt.Errorf("ca: the access token of this identity would be %d bytes, more than the %d any door takes", len(tok), MaxAccessTokenBytes)
+	}
+	return tok, nil
 }
 
 // VerifyAccessToken checks an access token's signature and validity at the

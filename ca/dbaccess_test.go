@@ -161,20 +161,28 @@ func TestAccessToken(t *testing.T) {
 	}
 	// The largest identity a login may have (maxGroups groups of the
 	// longest name) gets a token the doors take.
-	var many []string
-	for i := range maxGroups {
-		many = append(many, fmt.Sprintf("%03d-%s", i, strings.Repeat("g", 124)))
-	}
-	big, err := a.Stamp(Identity{User: "alice", Issuer: "https://idp", Subject: "u-alice", Groups: many}, 30*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bigTok, err := a.IssueAccessToken(big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := a.VerifyAccessToken(bigTok); err != nil || len(got.Groups) != maxGroups {
-		t.Errorf("a token of %d groups (%d bytes): %v", len(many), len(bigTok), err)
+	// Names JSON escapes are the longest: a group may hold '<', '&', '"'
+	// and '\\', which encoding/json writes in up to six bytes.
+	for _, fill := range []string{"g", "<", "&", `"`, `\`} {
+		var many []string
+		for i := range maxGroups {
+			g := fmt.Sprintf("%03d-", i)
+			for len(g)+len(fill) <= 128 {
+				g += fill
+			}
+			many = append(many, g)
+		}
+		big, err := a.Stamp(Identity{User: "alice", Issuer: "https://idp", Subject: strings.Repeat(fill, 255/len(fill)), Groups: many}, 30*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bigTok, err := a.IssueAccessToken(big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.VerifyAccessToken(bigTok); err != nil || len(got.Groups) != maxGroups || !reflect.DeepEqual(got.Groups, many) {
+			t.Errorf("a token of %d groups of %q (%d bytes): %v", len(many), fill, len(bigTok), err)
+		}
 	}
 	clock = func() time.Time { return id.ValidBefore }
 	if _, err := a.VerifyAccessToken(tok); !errors.Is(err, ErrAccessToken) || !strings.Contains(err.Error(), "expired") {

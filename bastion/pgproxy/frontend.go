@@ -50,16 +50,23 @@ func (s *session) frontendLoop() error {
 // vanished handles a client that went away without Terminate: whatever it left running
 // on the server is cancelled rather than left to finish for nobody.
 func (s *session) vanished() {
+	if err := s.cancelBusy(s.ctx); err != nil {
+		s.log.Warn("cancelling the statement of a vanished client failed", "err", err)
+	}
+}
+
+// cancelBusy cancels at the server the statement the client left running,
+// if any, within ten seconds of ctx.
+func (s *session) cancelBusy(ctx context.Context) error {
 	s.qmu.Lock()
 	busy := s.pendingRFQ > 0
 	s.qmu.Unlock()
-	if busy && s.cancelTarget != nil {
-		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		defer cancel()
-		if err := s.cancelTarget.send(ctx); err != nil {
-			s.log.Warn("cancelling the statement of a vanished client failed", "err", err)
-		}
+	if !busy || s.cancelTarget == nil {
+		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return s.cancelTarget.send(ctx)
 }
 
 // cause is why the session's context ended (errDone for a normal end).

@@ -265,6 +265,22 @@ func (s *session) interrupt() {
 	client, cw := s.client, s.cw
 	s.connMu.Unlock()
 	cause := context.Cause(s.ctx)
+	if cause != nil && !errors.Is(cause, errDone) {
+		// The session was ended (by the bastion: a revocation, an
+		// expiry, a reload, its time limit; or a broken protocol): what
+		// it left running at the server is cancelled there, as for a
+		// client that vanished. Closing the connection alone leaves the
+		// backend working on it (and committing it) until it next writes
+		// to the client.
+		cancelled := make(chan struct{})
+		go func() {
+			defer close(cancelled)
+			if err := s.cancelBusy(context.WithoutCancel(s.ctx)); err != nil {
+				s.log.Warn("cancelling the statement of an ended session failed", "err", err)
+			}
+		}()
+		defer func() { <-cancelled }()
+	}
 	if cause != nil && !errors.Is(cause, errDone) && cw != nil {
 		_ = client.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		msg := "bastion: session ended: " + clean(cause.Error())

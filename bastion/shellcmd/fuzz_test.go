@@ -25,6 +25,9 @@ func FuzzAnalyze(f *testing.F) {
 	for _, h := range hostileSeeds {
 		f.Add(h)
 	}
+	for _, src := range programSeeds {
+		f.Add(src)
+	}
 	f.Fuzz(func(t *testing.T, src string) {
 		a, err := Analyze(src)
 		if errors.Is(err, ErrInternal) {

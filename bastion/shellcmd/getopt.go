@@ -35,6 +35,7 @@ type option struct {
 	name string // one letter for a short option, the name for a long one
 	val  word
 	has  bool // val is set
+	long bool // written --name: a one-letter name is not a short option
 }
 
 func (r scanResult) hasFlag(c byte) bool {
@@ -138,7 +139,7 @@ func scanOne(args []word, i int, spec optSpec, r *scanResult) (next int, stop bo
 				r.bad = true
 			}
 		}
-		o := option{name: name}
+		o := option{name: name, long: true}
 		if eq {
 			o.val, o.has = word{s: val, lit: w.lit}, true
 		} else if spec.long[name] && i+1 < len(args) {

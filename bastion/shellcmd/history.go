@@ -499,6 +499,12 @@ func (a *analyzer) builtinCode(name string, args []word, st *peelState) {
 				a.unknowable(st.text, ReasonPrompt)
 				return
 			}
+			// read GIT_SSH_COMMAND, printf -v PAGER: a value not in
+			// the text, for a variable whose value a program runs.
+			if name, _, _ := strings.Cut(w.s, "["); commandVars[name] || codeSettingVar(name, word{}) {
+				a.unknowable(st.text, ReasonCodeSetting)
+				return
+			}
 		}
 	}
 	switch name {

@@ -71,9 +71,25 @@ func gitCodeKey(key, value string) bool {
 		"sendemail.smtpserver", "receive.procreceiverefs":
 		return true
 	}
+	switch k {
+	case "init.templatedir", "instaweb.httpd", "instaweb.browser":
+		// A template directory's hooks are copied into each new
+		// repository and run.
+		return true
+	}
 	switch {
 	case strings.HasPrefix(k, "alias."):
 		return strings.HasPrefix(strings.TrimSpace(value), "!")
+	case strings.HasPrefix(k, "submodule.") && strings.HasSuffix(k, ".update"):
+		// submodule.NAME.update=!command, honoured from the configuration.
+		return true
+	case strings.HasSuffix(k, "command"), strings.HasSuffix(k, "cmd"):
+		// core.alternateRefsCommand, gpg.ssh.defaultKeyCommand,
+		// sendemail.toCmd, ccCmd, headerCmd, and the .command and .cmd
+		// of drivers and tools.
+		return true
+	case strings.HasSuffix(k, ".path") && (strings.HasPrefix(k, "man.") || strings.HasPrefix(k, "browser.")):
+		return true
 	case strings.HasPrefix(k, "pager."), strings.HasPrefix(k, "filter."), strings.HasPrefix(k, "includeif."),
 		strings.HasPrefix(k, "url."), strings.HasPrefix(k, "protocol."):
 		return true
@@ -124,7 +140,13 @@ func (a *analyzer) git(args []word, st *peelState) {
 		}
 		break
 	}
-	if i >= len(args) || args[i].s != "config" {
+	if i >= len(args) {
+		return
+	}
+	if args[i].s != "config" {
+		if gitRunsOption(args[i].s, args[i+1:]) {
+			a.unknowable(st.text, ReasonCodeSetting)
+		}
 		return
 	}
 	// git config [options] KEY VALUE (and set, --add, --replace-all).
@@ -157,4 +179,115 @@ func (a *analyzer) git(args []word, st *peelState) {
 	if len(words) >= 2 && gitCodeKey(words[0], words[1]) {
 		a.unknowable(st.text, ReasonCodeSetting)
 	}
+}
+
+// gitCodeOptions are long options of git commands whose value is a command
+// git runs: rebase --exec, clone/fetch/pull/ls-remote --upload-pack,
+// push/send-pack --receive-pack (--exec), archive --exec, difftool
+// --extcmd, send-email's --to-cmd, grep --open-files-in-pager, daemon
+// --access-hook, instaweb --httpd and filter-branch's filters.
+var gitCodeOptions = []string{"exec", "upload-pack", "receive-pack", "extcmd", "to-cmd", "cc-cmd", "header-cmd",
+	"open-files-in-pager", "access-hook", "httpd", "template"}
+
+// gitCodeShort are, per git command, its one-letter options that take a
+// command: rebase -x, difftool -x, clone and ls-remote -u, grep -O,
+// instaweb -d.
+var gitCodeShort = map[string]string{"rebase": "x", "difftool": "x", "clone": "u", "ls-remote": "u", "grep": "O", "instaweb": "d"}
+
+// gitRunsOption reports whether git command sub with args runs a command
+// they give: an option of gitCodeOptions (or an abbreviation git's option
+// parser would take for one), a short one of gitCodeShort in a cluster,
+// `bisect run`, `submodule foreach` or filter-branch.
+func gitRunsOption(sub string, args []word) bool {
+	switch sub {
+	case "filter-branch":
+		return true
+	case "bisect", "submodule":
+		op := map[string]string{"bisect": "run", "submodule": "foreach"}[sub]
+		for _, w := range args {
+			if !w.lit || w.s == op {
+				return true
+			}
+		}
+		return false
+	}
+	for i, w := range args {
+		s := w.s
+		if s == "--" {
+			return false
+		}
+		if sub == "clone" {
+			// clone -c KEY=VALUE (--config) sets a key in the new
+			// repository before it fetches: core.sshCommand runs.
+			var kv string
+			switch {
+			case (s == "-c" || s == "--config") && i+1 < len(args):
+				if !args[i+1].lit {
+					return true
+				}
+				kv = args[i+1].s
+			case strings.HasPrefix(s, "--config="):
+				kv = s[len("--config="):]
+			case strings.HasPrefix(s, "-c") && len(s) > 2:
+				kv = s[2:]
+			}
+			if key, val, _ := strings.Cut(kv, "="); kv != "" && gitCodeKey(key, val) {
+				return true
+			}
+		}
+		if strings.HasPrefix(s, "--") {
+			name, _, _ := strings.Cut(s[2:], "=")
+			for _, o := range gitCodeOptions {
+				if name == o || len(name) >= 3 && strings.HasPrefix(o, name) {
+					return true
+				}
+			}
+			continue
+		}
+		if short := gitCodeShort[sub]; short != "" && strings.HasPrefix(s, "-") && strings.ContainsAny(s[1:], short) {
+			return true
+		}
+	}
+	return false
+}
+
+// commandVars are environment variables whose value a program runs as a
+// command line (through a shell, or as the program's name): git's ssh,
+// external diff, pager, editor and askpass, and the pagers, editors and
+// askpass helpers other programs run. An assignment's value is judged as
+// a command, the variable its wrapper.
+var commandVars = set("GIT_SSH_COMMAND", "GIT_SSH", "GIT_EXTERNAL_DIFF", "GIT_PAGER", "GIT_EDITOR",
+	"GIT_SEQUENCE_EDITOR", "GIT_ASKPASS", "GIT_PROXY_COMMAND", "PAGER", "MANPAGER", "SYSTEMD_PAGER",
+	"EDITOR", "VISUAL", "SSH_ASKPASS", "SUDO_ASKPASS", "BROWSER")
+
+// codeVar follows an assignment of v to the environment variable name
+// (NAME=v cmd, export, env, sudo): a command variable's value is judged as
+// a command line, unknowable when not literal; a variable through which git
+// loads configuration or programs (GIT_CONFIG_KEY_n naming a key whose
+// value git runs, GIT_CONFIG_PARAMETERS, GIT_CONFIG_GLOBAL, GIT_EXEC_PATH,
+// GIT_ALLOW_PROTOCOL as protocol.*.allow, …) and less's input
+// preprocessors are unknowable.
+func (a *analyzer) codeVar(name string, v word, sc scope, text string) {
+	switch {
+	case commandVars[name]:
+		if !v.lit {
+			a.unknowable(text, ReasonCodeSetting)
+			return
+		}
+		a.nested(v.s, sc.depth, appendWrapper(sc.wrappers, name), false, text)
+	case codeSettingVar(name, v):
+		a.unknowable(text, ReasonCodeSetting)
+	}
+}
+
+func codeSettingVar(name string, v word) bool {
+	switch name {
+	case "GIT_CONFIG_PARAMETERS", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_EXEC_PATH",
+		"GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL", "LESSOPEN", "LESSCLOSE":
+		return true
+	}
+	if strings.HasPrefix(name, "GIT_CONFIG_KEY_") {
+		return !v.lit || gitCodeKey(v.s, "!")
+	}
+	return false
 }

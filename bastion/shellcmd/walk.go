@@ -578,6 +578,9 @@ func (a *analyzer) quotedDecl(t string, sc scope, text string) {
 		a.unknowable(text, why)
 		return
 	}
+	if isAssign && !hasSub {
+		a.codeVar(base, word{s: value, lit: true}, sc, text)
+	}
 	if isAssign && promptVar(base) {
 		a.promptString(base, value, sc, text)
 	}
@@ -652,6 +655,13 @@ func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
 		}
 	}
 	name := as.Name.Value
+	if !as.Naked && as.Array == nil && as.Index == nil {
+		v := word{lit: true}
+		if as.Value != nil {
+			v = normWord(as.Value, sc.src)
+		}
+		a.codeVar(name, v, sc, nodeText(sc.src, as))
+	}
 	if !promptVar(name) {
 		return
 	}

@@ -216,8 +216,16 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 				break
 			}
 		}
+	case "docker-compose", "podman-compose":
+		// Compose's own command: docker-compose exec web rm -rf /srv.
+		cli := strings.TrimSuffix(name, "-compose")
+		return a.containerCLI(cli, append([]word{{s: "compose", lit: true}}, args...), st)
 	case "docker", "podman", "nerdctl":
 		return a.containerCLI(name, args, st)
+	case "crictl":
+		return a.crictl(args, st)
+	case "lxc", "incus":
+		return a.lxc(name, args, st)
 	case "kubectl", "oc":
 		return a.kubectl(name, args, st)
 	case "tmux":
@@ -440,6 +448,8 @@ func (a *analyzer) sudo(args []word, st *peelState) ([]word, string, bool) {
 	}
 	rest := args[r.next:]
 	for len(rest) > 0 && isAssignment(rest[0].s) {
+		name, value, _ := strings.Cut(rest[0].s, "=")
+		a.codeVar(name, word{s: value, lit: rest[0].lit}, st.sc, st.text)
 		rest = rest[1:]
 	}
 	a.checkBad(r, st)
@@ -471,6 +481,7 @@ func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
 			if why := termAssignReason(name, value, rest[0].lit); why != "" {
 				a.unknowable(st.text, why)
 			}
+			a.codeVar(name, word{s: value, lit: rest[0].lit}, st.sc, st.text)
 			if promptVar(name) {
 				// env BASH_ENV='$(cmd)' bash -c ..., env PS1=...
 				if rest[0].lit {

@@ -616,15 +616,16 @@ func testMCP(t *testing.T, w *world, st *login.State) {
 	if r.IsError || json.Unmarshal([]byte(text(r)), &held) != nil || held.Status != "held" || held.SessionID == "" {
 		t.Fatalf("UPDATE through MCP: want held with a session_id: %s", text(r))
 	}
-	if r := call("result", map[string]any{"session_id": held.SessionID}); r.IsError || !strings.Contains(text(r), `"held"`) {
+	req := regexp.MustCompile(`request ([0-9a-f]{8})`).FindStringSubmatch(held.Message)
+	if req == nil {
+		t.Fatalf("no request ID in %q", held.Message)
+	}
+	// Still held: the answer names the request the agent waits on.
+	if r := call("result", map[string]any{"session_id": held.SessionID}); r.IsError || !strings.Contains(text(r), `"held"`) || !strings.Contains(text(r), "request "+req[1]) {
 		t.Fatalf("result before the decision: %s", text(r))
 	}
 	if r := call("result", map[string]any{"session_id": "../../v1/certificate"}); !r.IsError {
 		t.Errorf("result of a path: %s", text(r))
-	}
-	req := regexp.MustCompile(`request ([0-9a-f]{8})`).FindStringSubmatch(held.Message)
-	if req == nil {
-		t.Fatalf("no request ID in %q", held.Message)
 	}
 	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
 	atok, _ := w.idp.MintIDToken(claims)

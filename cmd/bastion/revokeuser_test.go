@@ -228,3 +228,51 @@ func TestRevokeUserWorkloadMayNotRevokeItsName(t *testing.T) {
 		t.Fatalf("ci-etl's run after its revocation: %s", out)
 	}
 }
+
+// TestExpiredCertEndsAdminCommands: with sessions.disconnect_expired_cert
+// every session ends within a second of its certificate's expiry, and an
+// admin command that runs on is one: an auditor's `replay --follow` of
+// someone else's live shell goes on showing what it types for as long as
+// the shell lives, past the auditor's certificate, unless it is cut as the
+// revocation of that certificate cuts it.
+func TestExpiredCertEndsAdminCommands(t *testing.T) {
+	w := newWorldWith(t, "sessions: {disconnect_expired_cert: true}\n")
+	carol := w.another()
+	carolCfg := carol.loginAs(t, "u-carol")
+	shell := testenv.StartPTY(t, 100, 30, "ssh", "-F", carolCfg, "-tt", "root@web1")
+	shell.Send("PS1='$ '\r")
+	shell.Send("echo before-$((6*7))\r")
+	shell.Expect("before-42", 30*time.Second)
+	var live recorder.SessionInfo
+	testenv.WaitFor(t, 20*time.Second, "carol's live session", func() bool {
+		l, _ := w.app.Store.Sessions(recorder.SessionFilter{Kind: "shell"})
+		for _, s := range l {
+			if s.Status == recorder.StatusLive {
+				live = s
+				return true
+			}
+		}
+		return false
+	})
+	// alice (an auditor) with a certificate of a few seconds.
+	claims, _ := w.idp.IDTokenClaims("u-alice", "bastion")
+	tok, _ := w.idp.MintIDToken(claims)
+	if r := w.run([]string{"T=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "T", "--ttl", "8s"); r.Code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	st, _ := w.loginState(t)
+	followDone, follow := w.startCLI(nil, "replay", live.ID, "--follow", "--from", "now")
+	follow.next(t, func(l string) bool { return strings.Contains(l, "before-42") })
+	time.Sleep(time.Until(st.ValidBefore))
+	select {
+	case <-followDone:
+	case <-time.After(5 * time.Second):
+		shell.Send("echo after-$((6*8))\r")
+		shell.Expect("after-48", 30*time.Second)
+		time.Sleep(time.Second)
+		t.Fatalf("alice's replay --follow still runs after her certificate expired (%s); it shows:\n%s", st.ValidBefore.Format(time.RFC3339), follow)
+	}
+	if !strings.Contains(follow.String(), "disconnect_expired_cert") {
+		t.Errorf("the follow ended without saying why:\n%s", follow)
+	}
+}
