@@ -81,6 +81,7 @@ type session struct {
 	heldPortals  map[string]*heldPortal  // portals bound from them
 	segs         uint64                  // Syncs and Queries sent: pipeline segments
 	fnTypes      map[uint32]uint32       // fastpath functions' result types, by OID
+	fnNames      map[uint32]fastpathFn   // fastpath functions' names, by OID
 	// The client's COPY data not yet in the wire capture (wireCopyData), and whether
 	// it is binary or text (neither: not known yet).
 	wireCopy                     []byte
