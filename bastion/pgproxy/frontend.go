@@ -110,7 +110,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			// can run it without any Execute the proxy would see.
 			var judged *Statement
 			var ref *refusal
-			if run, judged, ref = s.approveExecution(m.stmt, nil, bindParams(m)); ref != nil {
+			if run, judged, ref = s.approveExecution(m.stmt, nil, bindParams(m, s.binaryParamHidden)); ref != nil {
 				// In place of the Bind, a Parse the server rejects (of a name nothing
 				// uses): the server skips to Sync, the portal is never created.
 				return s.refuse(expParse, "bastion_refused_"+s.nonce, judged.SQL, []Statement{*judged}, ref)
@@ -529,7 +529,7 @@ func (s *session) onFunctionCall(body []byte) error {
 		Kinds:      []string{"function_call"},
 		Unknowable: "a fastpath function call names its function by OID, outside SQL",
 		Protocol:   "fastpath",
-		Params:     bindParams(args),
+		Params:     bindParams(args, s.binaryParamHidden),
 	}
 	if fn := s.fastpathFunction(oid); fn.signature != "" {
 		st.SQL = fmt.Sprintf("-- fastpath function call of %s (function OID %d)", fn.signature, oid)
