@@ -280,12 +280,15 @@ func (b *fakeBoard) Claim(id, claim string, now, until time.Time) (bool, error) 
 	return true, nil
 }
 
-func (b *fakeBoard) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
+func (b *fakeBoard) Decide(id, claim string, request []byte, outcome, by, note string, now time.Time) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.m[id]
 	if r == nil || r.Outcome != "" || (claim != "" && claim != r.claim) || (claim == "" && r.claimUntil.After(now)) {
 		return false, nil
+	}
+	if claim != "" && !bytes.Equal(request, r.Request) {
+		return false, errors.New("the request changed")
 	}
 	r.Outcome, r.DecidedBy, r.Note, r.claimUntil = outcome, by, note, time.Time{}
 	r.Proven = claim != "" // a decider's outcome, signed by the PostgreSQL board

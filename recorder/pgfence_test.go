@@ -171,7 +171,7 @@ func TestPostgresApprovalProof(t *testing.T) {
 	if _, err := b.Approvals().Claim("honest", "claim-b", now, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := b.Approvals().Decide("honest", "claim-b", "approved", "carol", "", now); !ok || err != nil {
+	if ok, err := b.Approvals().Decide("honest", "claim-b", []byte(`{"command":"ls"}`), "approved", "carol", "", now); !ok || err != nil {
 		t.Fatalf("Decide: %v, %v", ok, err)
 	}
 	if got, err := a.Approvals().Get("honest", now); err != nil || got.Outcome != "approved" || !got.Proven {
