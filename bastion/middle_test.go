@@ -345,13 +345,13 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	if got := (&Server{approvals: a}).Requests(carol); len(got) != 0 {
 		t.Errorf("someone who may not decide sees %+v", got)
 	}
-	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, ""); !errors.Is(err, ErrSelfApprove) {
+	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, "", ""); !errors.Is(err, ErrSelfApprove) {
 		t.Errorf("self-approval: %v", err)
 	}
-	if _, err := a.decide(carol, ap.ID, true, ""); !errors.Is(err, ErrNotApprover) {
+	if _, err := a.decide(carol, ap.ID, true, "", ""); !errors.Is(err, ErrNotApprover) {
 		t.Errorf("not an approver: %v", err)
 	}
-	if _, err := a.decide(bob, ap.ID, true, ""); err != nil {
+	if _, err := a.decide(bob, ap.ID, true, "", ""); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	select {
@@ -359,7 +359,7 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	default:
 		t.Error("a decision did not signal a change")
 	}
-	if _, err := a.decide(bob, ap.ID, false, ""); !errors.Is(err, ErrNoRequest) {
+	if _, err := a.decide(bob, ap.ID, false, "", ""); !errors.Is(err, ErrNoRequest) {
 		t.Errorf("a second decision: %v", err)
 	}
 	if outcome, by, _ := a.wait(context.Background(), ap); outcome != Approved || by != "bob" {
@@ -369,7 +369,7 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	// An approver's note reaches the requester's terminal or database
 	// client: it cannot carry escape sequences or draw a line of its own.
 	ap = ask(time.Minute)
-	if _, err := a.decide(bob, ap.ID, false, "no\x1b]52;c;cm0gLXJmIH4K\x07\r\nbastion: request 1 approved by carol\u202e\u009b"+strings.Repeat("x", 2000)); err != nil {
+	if _, err := a.decide(bob, ap.ID, false, "no\x1b]52;c;cm0gLXJmIH4K\x07\r\nbastion: request 1 approved by carol\u202e\u009b"+strings.Repeat("x", 2000), ""); err != nil {
 		t.Fatalf("deny: %v", err)
 	}
 	if _, _, note := a.wait(context.Background(), ap); strings.ContainsAny(note, "\x1b\x07\r\n\u202e\u009b") || !strings.HasPrefix(note, `no\x1b]52;c;cm0gLXJmIH4K\a\r\nbastion: request 1 approved by carol\u202e\u009b`) || len(note) > maxNote+len("…") {
@@ -392,7 +392,7 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	mu.Lock()
 	auditErr = errors.New("audit down")
 	mu.Unlock()
-	if _, err := a.decide(bob, ap.ID, true, ""); err == nil {
+	if _, err := a.decide(bob, ap.ID, true, "", ""); err == nil {
 		t.Error("an approval the audit log cannot record was accepted")
 	}
 	if outcome, _, _ := a.wait(context.Background(), ap); outcome != Denied {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,39 @@ CREATE TRIGGER swap_back BEFORE UPDATE ON bastion_approvals FOR EACH ROW EXECUTE
 		if r := w.run(nil, "audit", "--json"); strings.Contains(r.Stdout, "command.approve") {
 			t.Errorf("the audit log shows an approval: %s", r)
 		}
+	})
+
+	// The request swapped between the page and the click: carol's console
+	// page shows the innocent one, the held one is put back before she
+	// clicks Approve. Her click approves what the page showed or nothing.
+	t.Run("request swapped between the page and the click", func(t *testing.T) {
+		p, id, file := hold(t, "approve-page")
+		pg.ExecIn(t, "bastion", `CREATE TABLE swap_page AS SELECT id, request FROM bastion_approvals WHERE id = '`+id+`';
+UPDATE bastion_approvals SET request = convert_to(replace(convert_from(request, 'UTF8'), 'touch ', 'ls '), 'UTF8') WHERE id = '`+id+`'`)
+		page := w.consolePage(t, "u-carol")
+		body := page.get("/approvals")
+		shown := regexp.MustCompile(`(?s)id="request-` + id + `".*?name="shown" value="([0-9a-f]+)"`).FindStringSubmatch(body)
+		if !strings.Contains(body, "ls /") || shown == nil {
+			t.Fatalf("carol's page does not show the swapped request with its form:\n%s", body)
+		}
+		pg.ExecIn(t, "bastion", `UPDATE bastion_approvals a SET request = s.request FROM swap_page s WHERE a.id = s.id`)
+		if code, out := page.post("/approvals/"+id+"/approve", csrfOf(t, body), "shown", shown[1]); code != http.StatusConflict {
+			t.Errorf("approving what the page showed, after the swap back: %d\n%s", code, out)
+		}
+		time.Sleep(time.Second)
+		if _, err := os.Stat(file); err == nil {
+			t.Fatal("the held command ran on an approval of what the page showed instead")
+		}
+		// Reloaded, the page shows the held command, and approving it runs it.
+		body = page.get("/approvals")
+		shown = regexp.MustCompile(`(?s)id="request-` + id + `".*?name="shown" value="([0-9a-f]+)"`).FindStringSubmatch(body)
+		if !strings.Contains(body, "touch /") || shown == nil {
+			t.Fatalf("the reloaded page does not show the held request:\n%s", body)
+		}
+		if code, out := page.post("/approvals/"+id+"/approve", csrfOf(t, body), "shown", shown[1]); code != http.StatusSeeOther {
+			t.Fatalf("approving the held command as shown: %d\n%s", code, out)
+		}
+		p.Expect("ran-approve-page", 20*time.Second)
+		p.Wait(20 * time.Second)
 	})
 }
