@@ -596,12 +596,19 @@ func (ap *approval) who() string { return ca.WhoIs(ap.User, ap.Actor) }
 
 // where is the request's target as an approver is shown it: for a
 // statement, with the database it runs in (one PostgreSQL target serves
-// several, and "DELETE FROM orders" in one is not the same in another).
+// several, and "DELETE FROM orders" in one is not the same in another),
+// and with the login or database user it runs as ("rm -rf /srv" as root
+// is not what it is as deploy; a database user's privileges and row
+// security decide what a statement reaches), as the console shows them.
 func (ap *approval) where() string {
-	if ap.Database == "" {
-		return ap.Target
+	w := ap.Target
+	if ap.Database != "" {
+		w += "/" + safetext.Escaped(ap.Database)
 	}
-	return ap.Target + "/" + safetext.Escaped(ap.Database)
+	if ap.Login != "" {
+		w += " as " + safetext.Escaped(ap.Login)
+	}
+	return w
 }
 
 // Request is a pending approval request as the web console shows it.
