@@ -284,7 +284,7 @@ func (b *fakeBoard) Decide(id, claim string, request []byte, outcome, by, note s
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.m[id]
-	if r == nil || r.Outcome != "" || (claim != "" && claim != r.claim) || (claim == "" && r.claimUntil.After(now)) {
+	if r == nil || r.Outcome != "" || (claim != "" && (claim != r.claim || !r.claimUntil.After(now))) || (claim == "" && r.claimUntil.After(now)) {
 		return false, nil
 	}
 	if claim != "" && !bytes.Equal(request, r.Request) {
@@ -298,6 +298,55 @@ func (b *fakeBoard) Decide(id, claim string, request []byte, outcome, by, note s
 func (b *fakeBoard) Watch(string) (<-chan struct{}, func()) { return nil, func() {} }
 func (b *fakeBoard) WatchAll() (<-chan struct{}, func())    { return nil, func() {} }
 func (b *fakeBoard) PollInterval() time.Duration            { return 5 * time.Millisecond }
+
+// TestSharedApprovalLapsedClaim: an approver's replica claims a request,
+// audits the approval, then records it; when the audit took longer than
+// the claim, the waiting replica may have ended the wait, so the approval
+// is not recorded, and the audit log, which already says approved, says
+// that approval was void (before, it was recorded late: approved in the
+// store and the audit log for a command that never ran).
+func TestSharedApprovalLapsedClaim(t *testing.T) {
+	pol, err := policy.Compile(policy.Spec{
+		Targets: []policy.TargetSpec{{Name: "web1", Kind: "ssh", Address: "h:22", TrustOnFirstUse: true}},
+		Roles:   []policy.RoleSpec{{Name: "approvers", Groups: []string{"sre"}, Approve: []string{"web*"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	var events []string
+	board := &fakeBoard{m: map[string]*fakeRequest{}}
+	a := &approvals{
+		audit: func(ev Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev.Type)
+			if ev.Type == "command.approve" {
+				now = now.Add(claimTTL + time.Second) // a slow audit log
+			}
+			return nil
+		},
+		now:    func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		policy: func() *policy.Policy { return pol }, log: slog.New(slog.DiscardHandler), m: map[string]*approval{},
+		board: board,
+	}
+	alice := ca.Identity{User: "alice", Issuer: "i", Subject: "a"}
+	bob := Caller{Identity: ca.Identity{User: "bob", Issuer: "i", Subject: "b", Groups: []string{"sre"}}}
+	ap := a.request(&approval{Requester: alice, User: "alice", Target: "web1", Command: "./deploy.sh", Rule: "deploys",
+		Approvers: []string{"approvers"}, Created: now, Expires: now.Add(time.Hour)})
+	if _, err := a.decide(bob, ap.ID, true, "", ""); err == nil {
+		t.Error("an approval recorded after its claim lapsed")
+	}
+	if sa, _, _ := board.Get(ap.ID, now); sa.Outcome != "" {
+		t.Errorf("the store says %q", sa.Outcome)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(events, " ") != "command.hold command.approve command.approve_void" {
+		t.Errorf("audited: %v", events)
+	}
+}
 
 func testApprovals(t *testing.T, board ApprovalBoard) {
 	pol, err := policy.Compile(policy.Spec{

@@ -217,6 +217,13 @@ func (a *approvals) decideShared(ap *approval, outcome, by, note string) error {
 		return fmt.Errorf("record in the shared store: %w", err)
 	}
 	if !ok {
+		if outcome == Approved {
+			// Audited as approved, never recorded: the waiting replica acts
+			// on the store only, and may have ended the wait since.
+			a.audit(Event{Type: "command.approve_void", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "void",
+				Reason: "the approval was audited but not recorded in the shared store (its claim lapsed first): it approves nothing",
+				Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "decided_by": by}})
+		}
 		return errors.New("the decision took longer than its claim; decide again")
 	}
 	if outcome != want {

@@ -179,7 +179,9 @@ func (b *ApprovalBoard) Claim(id, claim string, now, until time.Time) (Approval,
 var ErrRequestChanged = errors.New("the request in the shared store changed since it was read (was the store edited?): not decided")
 
 // Decide records the outcome of a request once: with claim set, only by
-// the holder of that claim, and only over request, the bytes the decider
+// the holder of that claim while it is in force (once it lapsed, the
+// waiting replica may have ended the wait: a late approval would be
+// recorded, and audited, for a command that never ran), and only over request, the bytes the decider
 // read and showed its approver (ErrRequestChanged when the row holds other
 // ones: an approval is signed over what was approved, never over what the
 // row says by the time it is signed); with claim empty (the waiting
@@ -215,7 +217,7 @@ func (b *ApprovalBoard) Decide(id, claim string, request []byte, outcome, by, no
 	tag, err := b.s.pg.pool.Exec(ctx, `UPDATE bastion_approvals
 		SET outcome = $3, decided_by = $4, note = $5, decided_at = $6, claim_until = NULL, proof = $7
 		WHERE id = $1 AND outcome IS NULL AND (
-			($2 <> '' AND claim = $2 AND request = $8) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
+			($2 <> '' AND claim = $2 AND claim_until > $6 AND request = $8) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
 		id, claim, outcome, by, note, now, proof, request)
 	if err != nil {
 		return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
