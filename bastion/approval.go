@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -387,8 +388,22 @@ func approverNote(note string) string {
 	return note
 }
 
-// decide applies an approver's decision.
-func (a *approvals) decide(c Caller, id string, approve bool, note string) (*approval, error) {
+// ErrRequestChanged: the request is not the one the approver was shown
+// (the shared store was edited between the page and the decision).
+var ErrRequestChanged = errors.New("the request is no longer the one you were shown (was the shared store edited?): reload and decide again")
+
+// digest identifies a request as an approver is shown it: what it runs,
+// where, for whom, under which rule. A page's decision carries the digest
+// of what the page showed, and is refused for a request that differs.
+func (ap *approval) digest() string {
+	b, _ := json.Marshal([]any{ap.ID, ap.SessionID, ap.User, ap.Actor, ap.Target, ap.Login, ap.Database, ap.Kind, ap.Command, ap.Rule, ap.Approvers})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+// decide applies an approver's decision. shown, when not empty, is the
+// digest of the request as the approver was shown it.
+func (a *approvals) decide(c Caller, id string, approve bool, note, shown string) (*approval, error) {
 	var ap *approval
 	if a.board != nil {
 		var err error
@@ -416,6 +431,10 @@ func (a *approvals) decide(c Caller, id string, approve bool, note string) (*app
 	}
 	if !a.policy().CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
 		return nil, fmt.Errorf("%w (%s)", ErrNotApprover, strings.Join(ap.Approvers, ", "))
+	}
+	if shown != "" && shown != ap.digest() {
+		a.log.Error("approval refused: the request is not the one the approver was shown", "request", ap.ID, "by", c.Identity.User)
+		return nil, ErrRequestChanged
 	}
 	outcome := Denied
 	if approve {
@@ -561,7 +580,7 @@ func (s *Server) adminDecide(c Caller, args []string, aio AdminIO, approve bool)
 		fmt.Fprintf(aio.Stderr, "bastion: usage: %s ID [--reason R]\n", name)
 		return 2
 	}
-	ap, err := s.approvals.decide(c, id, approve, reason)
+	ap, err := s.approvals.decide(c, id, approve, reason, "")
 	if err != nil {
 		fmt.Fprintf(aio.Stderr, "bastion: %s %s: %v\n", name, safetext.Printable(id), err)
 		return 1
@@ -577,12 +596,19 @@ func (ap *approval) who() string { return ca.WhoIs(ap.User, ap.Actor) }
 
 // where is the request's target as an approver is shown it: for a
 // statement, with the database it runs in (one PostgreSQL target serves
-// several, and "DELETE FROM orders" in one is not the same in another).
+// several, and "DELETE FROM orders" in one is not the same in another),
+// and with the login or database user it runs as ("rm -rf /srv" as root
+// is not what it is as deploy; a database user's privileges and row
+// security decide what a statement reaches), as the console shows them.
 func (ap *approval) where() string {
-	if ap.Database == "" {
-		return ap.Target
+	w := ap.Target
+	if ap.Database != "" {
+		w += "/" + safetext.Escaped(ap.Database)
 	}
-	return ap.Target + "/" + safetext.Escaped(ap.Database)
+	if ap.Login != "" {
+		w += " as " + safetext.Escaped(ap.Login)
+	}
+	return w
 }
 
 // Request is a pending approval request as the web console shows it.
@@ -606,6 +632,10 @@ type Request struct {
 	// Triggered is true for a request of a CI run the caller triggered
 	// (or that triggered the caller's run), which they may not decide.
 	Triggered bool `json:"triggered,omitempty"`
+	// Shown identifies the request as shown here: a decision made on a
+	// page passes it back (DecideShown), and is refused if the request
+	// has changed since (a shared store edited in between).
+	Shown string `json:"shown"`
 }
 
 // Who is the requester: "ci-etl (triggered by alice)" for a CI run whose
@@ -616,7 +646,7 @@ func (ap *approval) request(c Caller) Request {
 	return Request{
 		ID: ap.ID, SessionID: ap.SessionID, User: ap.User, Actor: ap.Actor, Target: ap.Target, Login: ap.Login, Database: ap.Database, Kind: ap.Kind,
 		Command: ap.Command, Rule: ap.Rule, Reason: ap.Reason, Approvers: ap.Approvers, Created: ap.Created, Expires: ap.Expires,
-		Own: ownRequest(c, ap), Triggered: !ownRequest(c, ap) && triggeredRequest(c, ap),
+		Own: ownRequest(c, ap), Triggered: !ownRequest(c, ap) && triggeredRequest(c, ap), Shown: ap.digest(),
 	}
 }
 
@@ -641,7 +671,14 @@ func (s *Server) Requests(c Caller) []Request {
 // a request is decided once (ErrNoRequest), and a decision the audit log
 // cannot record becomes a denial.
 func (s *Server) Decide(c Caller, id string, approve bool, note string) (Request, error) {
-	ap, err := s.approvals.decide(c, id, approve, note)
+	return s.DecideShown(c, id, approve, note, "")
+}
+
+// DecideShown is Decide for a decision made on what a page showed:
+// shown is the Request.Shown the page had, and a request that is no longer
+// that one is not decided (ErrRequestChanged); "" checks nothing.
+func (s *Server) DecideShown(c Caller, id string, approve bool, note, shown string) (Request, error) {
+	ap, err := s.approvals.decide(c, id, approve, note, shown)
 	if err != nil {
 		return Request{}, err
 	}

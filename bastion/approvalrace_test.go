@@ -51,7 +51,7 @@ func TestApprovalRacingTimeoutAgreesWithAudit(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		decided := make(chan error, 1)
 		go func() {
-			_, err := a.decide(bob, ap.ID, true, "")
+			_, err := a.decide(bob, ap.ID, true, "", "")
 			decided <- err
 		}()
 		time.Sleep(30 * time.Millisecond) // the decision is being audited

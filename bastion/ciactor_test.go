@@ -59,11 +59,11 @@ func TestApprovalsTriggeredBy(t *testing.T) {
 				t.Fatalf("requests --json: %s", js)
 			}
 			for _, c := range []Caller{alice, aliceRun} {
-				if _, err := tc.at.decide(c, ap.ID, true, ""); !errors.Is(err, ErrTriggeredApprove) || !strings.Contains(err.Error(), "ci-etl (triggered by alice)") {
+				if _, err := tc.at.decide(c, ap.ID, true, "", ""); !errors.Is(err, ErrTriggeredApprove) || !strings.Contains(err.Error(), "ci-etl (triggered by alice)") {
 					t.Fatalf("%s approving: %v", c.Identity.User, err)
 				}
 			}
-			if _, err := tc.at.decide(bob, ap.ID, true, ""); err != nil {
+			if _, err := tc.at.decide(bob, ap.ID, true, "", ""); err != nil {
 				t.Fatalf("bob approving: %v", err)
 			}
 		})
@@ -72,7 +72,7 @@ func TestApprovalsTriggeredBy(t *testing.T) {
 	a := newApprovals(nil)
 	ap := a.request(&approval{Requester: alice.Identity, User: "alice", Target: "web1", Command: "./deploy.sh", Rule: "deploys",
 		Approvers: []string{"approvers"}, Created: time.Now(), Expires: time.Now().Add(time.Minute)})
-	if _, err := a.decide(aliceRun, ap.ID, true, ""); !errors.Is(err, ErrTriggeredApprove) {
+	if _, err := a.decide(aliceRun, ap.ID, true, "", ""); !errors.Is(err, ErrTriggeredApprove) {
 		t.Fatalf("alice's run approving alice's request: %v", err)
 	}
 }

@@ -171,8 +171,9 @@ func TestApprovalExec(t *testing.T) {
 		if r := e.ssh("", "bastion", "approve", id); r.Code == 0 || !strings.Contains(r.Stderr, "own request") {
 			t.Fatalf("self-approval: %s", r)
 		}
-		if r := e.as(bobCfg, "bastion", "requests"); !strings.Contains(r.Stdout, id) {
-			t.Fatalf("requests does not list %s: %s", id, r)
+		// With the login it runs as: rm -rf as root is not rm -rf as deploy.
+		if r := e.as(bobCfg, "bastion", "requests"); !strings.Contains(r.Stdout, id) || !strings.Contains(r.Stdout, "web1 as root") {
+			t.Fatalf("requests does not list %s on web1 as root: %s", id, r)
 		}
 		select {
 		case m := <-hooks:

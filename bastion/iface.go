@@ -149,10 +149,12 @@ type ApprovalBoard interface {
 	// Claim reserves a pending, unexpired, unclaimed request for one
 	// decider until until; false when it is not there to claim.
 	Claim(id, claim string, now, until time.Time) (bool, error)
-	// Decide records the outcome once: by the holder of claim, or, with
-	// claim empty (the waiting replica's timeout or cancellation), when no
-	// claim is in force. It reports whether it recorded it.
-	Decide(id, claim, outcome, by, note string, now time.Time) (bool, error)
+	// Decide records the outcome once: by the holder of claim, over
+	// request (the bytes the decider read and showed; an error when the
+	// board holds others), or, with claim empty (the waiting replica's
+	// timeout or cancellation), when no claim is in force. It reports
+	// whether it recorded it.
+	Decide(id, claim string, request []byte, outcome, by, note string, now time.Time) (bool, error)
 	// Watch signals when request id may have changed (a hint: poll too,
 	// every PollInterval).
 	Watch(id string) (<-chan struct{}, func())

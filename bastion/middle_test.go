@@ -280,12 +280,15 @@ func (b *fakeBoard) Claim(id, claim string, now, until time.Time) (bool, error) 
 	return true, nil
 }
 
-func (b *fakeBoard) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
+func (b *fakeBoard) Decide(id, claim string, request []byte, outcome, by, note string, now time.Time) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.m[id]
-	if r == nil || r.Outcome != "" || (claim != "" && claim != r.claim) || (claim == "" && r.claimUntil.After(now)) {
+	if r == nil || r.Outcome != "" || (claim != "" && (claim != r.claim || !r.claimUntil.After(now))) || (claim == "" && r.claimUntil.After(now)) {
 		return false, nil
+	}
+	if claim != "" && !bytes.Equal(request, r.Request) {
+		return false, errors.New("the request changed")
 	}
 	r.Outcome, r.DecidedBy, r.Note, r.claimUntil = outcome, by, note, time.Time{}
 	r.Proven = claim != "" // a decider's outcome, signed by the PostgreSQL board
@@ -295,6 +298,55 @@ func (b *fakeBoard) Decide(id, claim, outcome, by, note string, now time.Time) (
 func (b *fakeBoard) Watch(string) (<-chan struct{}, func()) { return nil, func() {} }
 func (b *fakeBoard) WatchAll() (<-chan struct{}, func())    { return nil, func() {} }
 func (b *fakeBoard) PollInterval() time.Duration            { return 5 * time.Millisecond }
+
+// TestSharedApprovalLapsedClaim: an approver's replica claims a request,
+// audits the approval, then records it; when the audit took longer than
+// the claim, the waiting replica may have ended the wait, so the approval
+// is not recorded, and the audit log, which already says approved, says
+// that approval was void (before, it was recorded late: approved in the
+// store and the audit log for a command that never ran).
+func TestSharedApprovalLapsedClaim(t *testing.T) {
+	pol, err := policy.Compile(policy.Spec{
+		Targets: []policy.TargetSpec{{Name: "web1", Kind: "ssh", Address: "h:22", TrustOnFirstUse: true}},
+		Roles:   []policy.RoleSpec{{Name: "approvers", Groups: []string{"sre"}, Approve: []string{"web*"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	var events []string
+	board := &fakeBoard{m: map[string]*fakeRequest{}}
+	a := &approvals{
+		audit: func(ev Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, ev.Type)
+			if ev.Type == "command.approve" {
+				now = now.Add(claimTTL + time.Second) // a slow audit log
+			}
+			return nil
+		},
+		now:    func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		policy: func() *policy.Policy { return pol }, log: slog.New(slog.DiscardHandler), m: map[string]*approval{},
+		board: board,
+	}
+	alice := ca.Identity{User: "alice", Issuer: "i", Subject: "a"}
+	bob := Caller{Identity: ca.Identity{User: "bob", Issuer: "i", Subject: "b", Groups: []string{"sre"}}}
+	ap := a.request(&approval{Requester: alice, User: "alice", Target: "web1", Command: "./deploy.sh", Rule: "deploys",
+		Approvers: []string{"approvers"}, Created: now, Expires: now.Add(time.Hour)})
+	if _, err := a.decide(bob, ap.ID, true, "", ""); err == nil {
+		t.Error("an approval recorded after its claim lapsed")
+	}
+	if sa, _, _ := board.Get(ap.ID, now); sa.Outcome != "" {
+		t.Errorf("the store says %q", sa.Outcome)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(events, " ") != "command.hold command.approve command.approve_void" {
+		t.Errorf("audited: %v", events)
+	}
+}
 
 func testApprovals(t *testing.T, board ApprovalBoard) {
 	pol, err := policy.Compile(policy.Spec{
@@ -342,13 +394,13 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	if got := (&Server{approvals: a}).Requests(carol); len(got) != 0 {
 		t.Errorf("someone who may not decide sees %+v", got)
 	}
-	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, ""); !errors.Is(err, ErrSelfApprove) {
+	if _, err := a.decide(Caller{Identity: alice}, ap.ID, true, "", ""); !errors.Is(err, ErrSelfApprove) {
 		t.Errorf("self-approval: %v", err)
 	}
-	if _, err := a.decide(carol, ap.ID, true, ""); !errors.Is(err, ErrNotApprover) {
+	if _, err := a.decide(carol, ap.ID, true, "", ""); !errors.Is(err, ErrNotApprover) {
 		t.Errorf("not an approver: %v", err)
 	}
-	if _, err := a.decide(bob, ap.ID, true, ""); err != nil {
+	if _, err := a.decide(bob, ap.ID, true, "", ""); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	select {
@@ -356,7 +408,7 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	default:
 		t.Error("a decision did not signal a change")
 	}
-	if _, err := a.decide(bob, ap.ID, false, ""); !errors.Is(err, ErrNoRequest) {
+	if _, err := a.decide(bob, ap.ID, false, "", ""); !errors.Is(err, ErrNoRequest) {
 		t.Errorf("a second decision: %v", err)
 	}
 	if outcome, by, _ := a.wait(context.Background(), ap); outcome != Approved || by != "bob" {
@@ -366,7 +418,7 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	// An approver's note reaches the requester's terminal or database
 	// client: it cannot carry escape sequences or draw a line of its own.
 	ap = ask(time.Minute)
-	if _, err := a.decide(bob, ap.ID, false, "no\x1b]52;c;cm0gLXJmIH4K\x07\r\nbastion: request 1 approved by carol\u202e\u009b"+strings.Repeat("x", 2000)); err != nil {
+	if _, err := a.decide(bob, ap.ID, false, "no\x1b]52;c;cm0gLXJmIH4K\x07\r\nbastion: request 1 approved by carol\u202e\u009b"+strings.Repeat("x", 2000), ""); err != nil {
 		t.Fatalf("deny: %v", err)
 	}
 	if _, _, note := a.wait(context.Background(), ap); strings.ContainsAny(note, "\x1b\x07\r\n\u202e\u009b") || !strings.HasPrefix(note, `no\x1b]52;c;cm0gLXJmIH4K\a\r\nbastion: request 1 approved by carol\u202e\u009b`) || len(note) > maxNote+len("…") {
@@ -389,7 +441,7 @@ func testApprovals(t *testing.T, board ApprovalBoard) {
 	mu.Lock()
 	auditErr = errors.New("audit down")
 	mu.Unlock()
-	if _, err := a.decide(bob, ap.ID, true, ""); err == nil {
+	if _, err := a.decide(bob, ap.ID, true, "", ""); err == nil {
 		t.Error("an approval the audit log cannot record was accepted")
 	}
 	if outcome, _, _ := a.wait(context.Background(), ap); outcome != Denied {

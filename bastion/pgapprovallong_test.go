@@ -60,9 +60,10 @@ func TestPostgresApprovalOfCutStatement(t *testing.T) {
 }
 
 // TestPostgresApprovalShowsDatabase: one PostgreSQL target serves several
-// databases, and a statement's effect depends on which: the approver
+// databases, and a statement's effect depends on which, and on the
+// database user it runs as (its privileges, row security): the approver
 // (bastion requests, approve, the console's Request) is shown the
-// database the held statement would run in.
+// database and the user the held statement would run as.
 func TestPostgresApprovalShowsDatabase(t *testing.T) {
 	p := newPGEnv(t)
 	bobCfg := p.bobConfig(t)
@@ -80,7 +81,7 @@ func TestPostgresApprovalShowsDatabase(t *testing.T) {
 		t.Errorf("requests --json: %s", r.Stdout)
 	}
 	list := p.as(bobCfg, "bastion", "requests")
-	if !strings.Contains(list.Stdout, "shop") {
+	if !strings.Contains(list.Stdout, "pg1/shop as app") {
 		t.Errorf("requests:\n%s", list.Stdout)
 	}
 	m := requestRE.FindStringSubmatch(r.Stdout)
@@ -88,7 +89,7 @@ func TestPostgresApprovalShowsDatabase(t *testing.T) {
 		m = regexp.MustCompile(`"id":"([0-9a-f]{8})"`).FindStringSubmatch(r.Stdout)
 	}
 	d := p.as(bobCfg, "bastion", "deny", m[1])
-	if !strings.Contains(d.Stdout, "shop") {
+	if !strings.Contains(d.Stdout, "pg1/shop as app") {
 		t.Errorf("deny: %s", d)
 	}
 	<-done

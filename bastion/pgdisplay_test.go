@@ -94,4 +94,16 @@ func TestPostgresApprovalShowsBoundValues(t *testing.T) {
 	if v := value(); v != "rotated" {
 		t.Fatalf("the EXECUTE ran with a value no approver was shown: value = %q", v)
 	}
+	// A card number bound in binary (pgx sends an int8 as eight bytes) is
+	// masked in the request as one in the text is: shown in hex, it would be
+	// in the approvals list, the webhook and the audit log whole.
+	const card = 4111111111111111
+	var shown []string
+	decide(func() error {
+		_, err := conn.Exec(ctx, "UPDATE secret_keys SET value = $1 WHERE name = 'api' AND $2::int8 <> 0", "by-card", int64(card))
+		return err
+	}, func(s string) bool { shown = append(shown, s); return false })
+	if len(shown) != 1 || strings.Contains(shown[0], fmt.Sprintf("%016x", card)) || !strings.Contains(shown[0], "$1 = 'by-card'") {
+		t.Errorf("a card number bound in binary is shown to the approver unmasked (or the request is not the one): %q", shown)
+	}
 }

@@ -146,7 +146,7 @@ func (a *approvals) finishShared(ap *approval, outcome, by, note string) bool {
 // decideOwn is finishShared reporting why it did not record: err when the
 // store failed, nil when a claim is in force or the request was decided.
 func (a *approvals) decideOwn(ap *approval, outcome, by, note string) (bool, error) {
-	ok, err := a.board.Decide(ap.ID, "", outcome, by, note, a.clock())
+	ok, err := a.board.Decide(ap.ID, "", nil, outcome, by, note, a.clock())
 	if err != nil {
 		a.log.Warn("approval outcome could not be written to the shared store", "request", ap.ID, "err", err)
 		return false, err
@@ -167,7 +167,12 @@ func (a *approvals) lookupShared(id string) (*approval, error) {
 	if !ok || sa.Outcome != "" {
 		return nil, nil
 	}
-	return decodeShared(sa.Request)
+	ap, err := decodeShared(sa.Request)
+	if err != nil {
+		return nil, err
+	}
+	ap.body = sa.Request // what the decider checks, shows and signs
+	return ap, nil
 }
 
 func decodeShared(body []byte) (*approval, error) {
@@ -178,6 +183,10 @@ func decodeShared(body []byte) (*approval, error) {
 	r.approval.Requester = r.Requester
 	return r.approval, nil
 }
+
+// errRequestChanged: the request a decider read is no longer the one in
+// the shared store.
+var errRequestChanged = errors.New("the request in the shared store changed as it was decided (was the store edited?): not decided")
 
 // decideShared claims ap, audits the decision and records it. An approval
 // the audit log cannot record is recorded as a denial.
@@ -191,13 +200,30 @@ func (a *approvals) decideShared(ap *approval, outcome, by, note string) error {
 	if !ok {
 		return ErrNoRequest
 	}
+	// The decision is over the request as it was read, checked (own
+	// request, approver roles) and shown: one the store holds otherwise
+	// now was edited in the database (swapped as it was claimed), and is
+	// not decided, nor audited as decided.
+	if sa, ok, err := a.board.Get(ap.ID, a.clock()); err != nil {
+		return fmt.Errorf("read the shared store: %w", err)
+	} else if !ok || !bytes.Equal(sa.Request, ap.body) {
+		a.log.Error("approval refused: the request in the shared store changed as it was decided", "request", ap.ID, "by", by)
+		return errRequestChanged
+	}
 	want := outcome
 	outcome, note = a.record(ap, outcome, by, note)
-	ok, err = a.board.Decide(ap.ID, claim, outcome, by, note, a.clock())
+	ok, err = a.board.Decide(ap.ID, claim, ap.body, outcome, by, note, a.clock())
 	if err != nil {
 		return fmt.Errorf("record in the shared store: %w", err)
 	}
 	if !ok {
+		if outcome == Approved {
+			// Audited as approved, never recorded: the waiting replica acts
+			// on the store only, and may have ended the wait since.
+			a.audit(Event{Type: "command.approve_void", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "void",
+				Reason: "the approval was audited but not recorded in the shared store (its claim lapsed first): it approves nothing",
+				Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "decided_by": by}})
+		}
 		return errors.New("the decision took longer than its claim; decide again")
 	}
 	if outcome != want {

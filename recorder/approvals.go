@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -173,11 +174,20 @@ func (b *ApprovalBoard) Claim(id, claim string, now, until time.Time) (Approval,
 	return a, nil
 }
 
+// ErrRequestChanged means the request in the store is not the one the
+// decider read (and showed its approver): it was edited in the database.
+var ErrRequestChanged = errors.New("the request in the shared store changed since it was read (was the store edited?): not decided")
+
 // Decide records the outcome of a request once: with claim set, only by
-// the holder of that claim; with claim empty (the waiting replica's
-// timeout or cancellation), only when no claim is in force at now. It
-// reports whether it recorded the outcome, and tells every replica.
-func (b *ApprovalBoard) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
+// the holder of that claim while it is in force (once it lapsed, the
+// waiting replica may have ended the wait: a late approval would be
+// recorded, and audited, for a command that never ran), and only over request, the bytes the decider
+// read and showed its approver (ErrRequestChanged when the row holds other
+// ones: an approval is signed over what was approved, never over what the
+// row says by the time it is signed); with claim empty (the waiting
+// replica's timeout or cancellation), only when no claim is in force at
+// now. It reports whether it recorded the outcome, and tells every replica.
+func (b *ApprovalBoard) Decide(id, claim string, request []byte, outcome, by, note string, now time.Time) (bool, error) {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
 	// A decider's outcome is signed over the request as the board holds
@@ -185,24 +195,30 @@ func (b *ApprovalBoard) Decide(id, claim, outcome, by, note string, now time.Tim
 	// proof: it lets nothing run.
 	var proof []byte
 	if claim != "" {
-		var request []byte
+		var stored []byte
 		err := b.s.pg.pool.QueryRow(ctx, `SELECT request FROM bastion_approvals WHERE id = $1 AND claim = $2 AND outcome IS NULL`,
-			id, claim).Scan(&request)
+			id, claim).Scan(&stored)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return false, nil
 		}
 		if err != nil {
 			return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
 		}
+		if !bytes.Equal(stored, request) {
+			return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), ErrRequestChanged)
+		}
 		if proof, err = sign(b.s.signer, approvalDomain, newDecisionProof(id, request, outcome, by)); err != nil {
 			return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
 		}
 	}
+	// With a claim, the row must still hold the request signed (a trigger
+	// could swap it as the row is updated: then the proof, over the request
+	// approved, does not match the row's, and the waiting replica refuses).
 	tag, err := b.s.pg.pool.Exec(ctx, `UPDATE bastion_approvals
 		SET outcome = $3, decided_by = $4, note = $5, decided_at = $6, claim_until = NULL, proof = $7
 		WHERE id = $1 AND outcome IS NULL AND (
-			($2 <> '' AND claim = $2) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
-		id, claim, outcome, by, note, now, proof)
+			($2 <> '' AND claim = $2 AND claim_until > $6 AND request = $8) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
+		id, claim, outcome, by, note, now, proof, request)
 	if err != nil {
 		return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
 	}

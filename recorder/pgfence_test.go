@@ -171,11 +171,20 @@ func TestPostgresApprovalProof(t *testing.T) {
 	if _, err := b.Approvals().Claim("honest", "claim-b", now, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := b.Approvals().Decide("honest", "claim-b", "approved", "carol", "", now); !ok || err != nil {
+	if ok, err := b.Approvals().Decide("honest", "claim-b", []byte(`{"command":"ls"}`), "approved", "carol", "", now); !ok || err != nil {
 		t.Fatalf("Decide: %v, %v", ok, err)
 	}
 	if got, err := a.Approvals().Get("honest", now); err != nil || got.Outcome != "approved" || !got.Proven {
 		t.Fatalf("A reads B's decision as %+v, %v; want it proven", got, err)
+	}
+	// A decision after its claim lapsed is not recorded: the waiting
+	// replica may have given up on it (and told its user so) by then.
+	must(t, a.Approvals().Put(Approval{ID: "late", Request: []byte(`{"command":"ls"}`), Created: now, Expires: now.Add(time.Minute)}))
+	if _, err := b.Approvals().Claim("late", "claim-late", now, now.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Approvals().Decide("late", "claim-late", []byte(`{"command":"ls"}`), "approved", "carol", "", now.Add(31*time.Second)); ok || err != nil {
+		t.Fatalf("a decision after its claim lapsed: %v, %v; want it not recorded", ok, err)
 	}
 	pg.ExecIn(t, "bastion", "UPDATE bastion_approvals SET outcome = 'approved', decided_by = 'carol', decided_at = now() WHERE id = 'forged'")
 	if got, err := a.Approvals().Get("forged", now); err != nil || got.Outcome != "approved" || got.Proven {

@@ -151,10 +151,10 @@ func TestPostgresReplicas(t *testing.T) {
 		if _, err := a.Approvals().Claim("req1", "claim-a", now, now.Add(time.Minute)); !errors.Is(err, ErrNoApproval) {
 			t.Fatalf("a second claim: %v, want ErrNoApproval", err)
 		}
-		if ok, err := a.Approvals().Decide("req1", "", "timed_out", "", "", now); ok || err != nil {
+		if ok, err := a.Approvals().Decide("req1", "", nil, "timed_out", "", "", now); ok || err != nil {
 			t.Fatalf("a timeout over a claim in force was recorded: %v, %v", ok, err)
 		}
-		if ok, err := b.Approvals().Decide("req1", "claim-b", "approved", "carol", "ok", now); !ok || err != nil {
+		if ok, err := b.Approvals().Decide("req1", "claim-b", []byte(`{}`), "approved", "carol", "ok", now); !ok || err != nil {
 			t.Fatalf("Decide: %v, %v", ok, err)
 		}
 		select {
@@ -171,7 +171,7 @@ func TestPostgresReplicas(t *testing.T) {
 		if err != nil || got.Outcome != "approved" || got.DecidedBy != "carol" {
 			t.Fatalf("A reads %+v, %v", got, err)
 		}
-		if ok, _ := b.Approvals().Decide("req1", "claim-b", "denied", "carol", "", now); ok {
+		if ok, _ := b.Approvals().Decide("req1", "claim-b", []byte(`{}`), "denied", "carol", "", now); ok {
 			t.Fatal("a request was decided twice")
 		}
 	})

@@ -11,7 +11,7 @@ import (
 func TestBindParamsShowCut(t *testing.T) {
 	long := strings.Repeat("a", maxParamShown) + "; tail the approver cannot see"
 	got := bindParams(bindMsg{params: []bindParam{{v: []byte(long)}, {v: []byte("it's")}, {null: true}, {v: []byte(long)}},
-		paramFormats: []int16{0, 0, 0, 1}})
+		paramFormats: []int16{0, 0, 0, 1}}, nil)
 	want0 := "'" + strings.Repeat("a", maxParamShown) + "' (cut: 30 more bytes of this value not shown)"
 	if got[0] != want0 {
 		t.Errorf("long text value shown as %q…, want %q…", got[0][maxParamShown-4:], want0[maxParamShown-4:])

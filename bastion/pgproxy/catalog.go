@@ -412,6 +412,28 @@ func (c *sideCatalog) functionResultType(ctx context.Context, oid uint32) (uint3
 	return uint32(t), nil
 }
 
+// functionByOID returns the function with oid as a rule names it (schema.name) and
+// as a person reads it (its signature, regprocedure: "public.set_key(text)"); ok is
+// false when there is none.
+func (c *sideCatalog) functionByOID(ctx context.Context, oid uint32) (name, signature string, ok bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, err := c.roundTrip(ctx, `SELECT coalesce((SELECT json_build_array(n.nspname || '.' || p.proname, p.oid::regprocedure::text)
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = $1::oid), '[]')::text`,
+		strconv.FormatUint(uint64(oid), 10))
+	if err != nil {
+		return "", "", false, err
+	}
+	var got []string
+	if err := json.Unmarshal(b, &got); err != nil {
+		return "", "", false, fmt.Errorf("reading the catalog: %w", err)
+	}
+	if len(got) != 2 {
+		return "", "", false, nil
+	}
+	return got[0], got[1], true, nil
+}
+
 // functions returns every function with one of names, in any schema.
 func (c *sideCatalog) functions(ctx context.Context, names []string) ([]*funcInfo, error) {
 	c.mu.Lock()

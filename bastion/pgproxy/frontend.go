@@ -117,7 +117,7 @@ func (s *session) onFrontend(typ byte, body []byte) error {
 			// can run it without any Execute the proxy would see.
 			var judged *Statement
 			var ref *refusal
-			if run, judged, ref = s.approveExecution(m.stmt, nil, bindParams(m)); ref != nil {
+			if run, judged, ref = s.approveExecution(m.stmt, nil, bindParams(m, s.binaryParamHidden)); ref != nil {
 				// In place of the Bind, a Parse the server rejects (of a name nothing
 				// uses): the server skips to Sync, the portal is never created.
 				return s.refuse(expParse, "bastion_refused_"+s.nonce, judged.SQL, []Statement{*judged}, ref)
@@ -538,15 +538,24 @@ func (s *session) onParse(body []byte) error {
 }
 
 func (s *session) onFunctionCall(body []byte) error {
-	oid, binaryResult, err := decodeFunctionCall(body)
+	oid, args, binaryResult, err := decodeFunctionCallArgs(body)
 	if err != nil {
 		return err
 	}
+	// What an approver is shown, as for an execution of a prepared statement: the
+	// function that runs (read from the catalog: the call names it by OID only) and
+	// the values it runs with. The rules still get their unknowable action, and
+	// function rules match the function too.
 	st := Statement{
 		SQL:        fmt.Sprintf("-- fastpath function call (function OID %d)", oid),
 		Kinds:      []string{"function_call"},
 		Unknowable: "a fastpath function call names its function by OID, outside SQL",
 		Protocol:   "fastpath",
+		Params:     bindParams(args, s.binaryParamHidden),
+	}
+	if fn := s.fastpathFunction(oid); fn.signature != "" {
+		st.SQL = fmt.Sprintf("-- fastpath function call of %s (function OID %d)", fn.signature, oid)
+		st.Functions = []string{fn.name}
 	}
 	run, ref := s.judge(&st)
 	if ref != nil {
@@ -560,6 +569,32 @@ func (s *session) onFunctionCall(body []byte) error {
 	}
 	s.enqueue(e)
 	return s.forward('F', body)
+}
+
+// fastpathFn is a function a fastpath call names, as the catalog describes it.
+type fastpathFn struct{ name, signature string }
+
+// fastpathFunction is the function with oid (empty when the catalog has none or
+// cannot be read: the call is then shown by its OID). One catalog query per function
+// and session, as functionResultType.
+func (s *session) fastpathFunction(oid uint32) fastpathFn {
+	if fn, ok := s.fnNames[oid]; ok {
+		return fn
+	}
+	name, sig, ok, err := s.catalog.functionByOID(s.ctx, oid)
+	if err != nil {
+		s.log.Warn("reading a fastpath function's name failed; its approval request shows its OID", "err", err)
+		return fastpathFn{}
+	}
+	var fn fastpathFn
+	if ok {
+		fn = fastpathFn{name: name, signature: sig}
+	}
+	if s.fnNames == nil {
+		s.fnNames = map[uint32]fastpathFn{}
+	}
+	s.fnNames[oid] = fn
+	return fn
 }
 
 // functionResultType is the result type of the function with oid (0 when it cannot be

@@ -158,7 +158,7 @@ func (s *session) noteBind(m bindMsg, run *stmtRun) {
 		delete(s.heldPortals, m.portal)
 		return
 	}
-	s.heldPortals[m.portal] = &heldPortal{stmt: m.stmt, params: bindParams(m), run: run}
+	s.heldPortals[m.portal] = &heldPortal{stmt: m.stmt, params: bindParams(m, s.binaryParamHidden), run: run}
 }
 
 // live returns the candidates name may refer to now, waiting for the server's answer
@@ -455,8 +455,15 @@ func HasPlaceholders(sql string) bool {
 // maxParamShown bounds each parameter value shown to an approver.
 const maxParamShown = 1024
 
-// bindParams renders a Bind's parameter values as SQL literals for an approver.
-func bindParams(m bindMsg) []string {
+// binaryParamHidden reports whether a binary parameter is masked where people see it
+// (an approval request): what the wire capture masks (binaryParamNeedsMask).
+func (s *session) binaryParamHidden(v []byte) bool {
+	return s.cfg.MaskValue != nil && s.binaryParamNeedsMask(v)
+}
+
+// bindParams renders a Bind's parameter values as SQL literals for an approver; a
+// binary value hide says yes to shows as stars.
+func bindParams(m bindMsg, hide func([]byte) bool) []string {
 	out := make([]string, len(m.params))
 	for i, p := range m.params {
 		format := int16(0)
@@ -475,6 +482,10 @@ func bindParams(m bindMsg) []string {
 		switch {
 		case p.null:
 			out[i] = "NULL"
+		case format == 1 && hide != nil && hide(p.v):
+			// In hex, no detector would see an int8 card number: masked as
+			// the wire capture masks it (a value, never syntax).
+			out[i] = `'` + strings.Repeat("*", 8) + `' (binary, masked)`
 		case format == 1:
 			out[i] = `'\x` + hex.EncodeToString(v) + `' (binary)` + cut
 		default:

@@ -83,8 +83,9 @@ type session struct {
 	// declared as, with the rules they were judged under (held.go).
 	portalRules map[string]*judgedUnder
 	cursorRules map[string]*judgedUnder
-	segs        uint64            // Syncs and Queries sent: pipeline segments
-	fnTypes     map[uint32]uint32 // fastpath functions' result types, by OID
+	segs        uint64                // Syncs and Queries sent: pipeline segments
+	fnTypes     map[uint32]uint32     // fastpath functions' result types, by OID
+	fnNames     map[uint32]fastpathFn // fastpath functions' names, by OID
 	// The client's COPY data not yet in the wire capture (wireCopyData), and whether
 	// it is binary or text (neither: not known yet).
 	wireCopy                     []byte

@@ -381,19 +381,29 @@ func decodeExecute(body []byte) (executeMsg, error) {
 // decodeFunctionCall checks a FunctionCall message and returns the function's OID and
 // whether the result is asked for in binary.
 func decodeFunctionCall(body []byte) (oid uint32, binaryResult bool, err error) {
+	oid, _, binaryResult, err = decodeFunctionCallArgs(body)
+	return oid, binaryResult, err
+}
+
+// decodeFunctionCallArgs is decodeFunctionCall with the call's arguments,
+// as a Bind's parameters (formats and values, aliasing body).
+func decodeFunctionCallArgs(body []byte) (oid uint32, args bindMsg, binaryResult bool, err error) {
 	c := cursor{b: body}
 	oid = uint32(c.i32("function OID"))
 	nf := c.u16("argument format count")
-	c.bytes(2*nf, "argument formats")
+	for i := 0; i < nf && c.fail == ""; i++ {
+		args.paramFormats = append(args.paramFormats, c.i16("argument format"))
+	}
 	na := c.u16("argument count")
 	for i := 0; i < na && c.fail == ""; i++ {
-		c.value("argument")
+		v, null := c.value("argument")
+		args.params = append(args.params, bindParam{v: v, null: null})
 	}
 	f := c.i16("result format")
 	if f != 0 && f != 1 {
 		c.bad(fmt.Sprintf("invalid result format %d", f))
 	}
-	return oid, f == 1, c.done("client", 'F')
+	return oid, args, f == 1, c.done("client", 'F')
 }
 
 // checkEmpty checks messages without a body (Sync, Flush, Terminate, CopyDone).

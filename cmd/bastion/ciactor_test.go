@@ -185,9 +185,13 @@ func (p *consolePage) get(path string) string {
 }
 
 // post submits a console form as the signed-in user.
-func (p *consolePage) post(path, csrf string) (int, string) {
+func (p *consolePage) post(path, csrf string, fields ...string) (int, string) {
 	p.t.Helper()
-	resp, err := p.c.PostForm(p.base+path, url.Values{"csrf": {csrf}})
+	v := url.Values{"csrf": {csrf}}
+	for i := 0; i+1 < len(fields); i += 2 {
+		v.Set(fields[i], fields[i+1])
+	}
+	resp, err := p.c.PostForm(p.base+path, v)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -169,8 +169,8 @@ func (a boardAdapter) Claim(id, claim string, now, until time.Time) (bool, error
 	return err == nil, err
 }
 
-func (a boardAdapter) Decide(id, claim, outcome, by, note string, now time.Time) (bool, error) {
-	return a.b.Decide(id, claim, outcome, by, note, now)
+func (a boardAdapter) Decide(id, claim string, request []byte, outcome, by, note string, now time.Time) (bool, error) {
+	return a.b.Decide(id, claim, request, outcome, by, note, now)
 }
 
 func (a boardAdapter) Watch(id string) (<-chan struct{}, func()) { return a.b.Watch(id) }

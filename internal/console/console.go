@@ -42,7 +42,9 @@ type Store interface {
 // *bastion.Server implements it.
 type Approvals interface {
 	Requests(c bastion.Caller) []bastion.Request
-	Decide(c bastion.Caller, id string, approve bool, note string) (bastion.Request, error)
+	// DecideShown decides request id as the page showed it (shown:
+	// bastion.Request.Shown), refusing a request changed since.
+	DecideShown(c bastion.Caller, id string, approve bool, note, shown string) (bastion.Request, error)
 	RequestsChanged() <-chan struct{}
 }
 

@@ -118,7 +118,7 @@ func (f *fakeStore) UserRevoked(user string) (time.Time, bool) {
 type fakeApprovals struct{ err error }
 
 func (f *fakeApprovals) Requests(bastion.Caller) []bastion.Request { return nil }
-func (f *fakeApprovals) Decide(c bastion.Caller, id string, approve bool, note string) (bastion.Request, error) {
+func (f *fakeApprovals) DecideShown(c bastion.Caller, id string, approve bool, note, shown string) (bastion.Request, error) {
 	return bastion.Request{ID: id}, f.err
 }
 func (f *fakeApprovals) RequestsChanged() <-chan struct{} { return make(chan struct{}) }

@@ -549,8 +549,17 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *websession) 
 	if len(note) > 500 {
 		note = note[:500]
 	}
-	ap, err := c.cfg.Approvals.Decide(c.caller(r, s), r.PathValue("id"), approve, note)
+	// The request as this page showed it: one changed since (a shared
+	// store edited in between) is not what the approver saw.
+	shown := r.PostFormValue("shown")
+	if approve && shown == "" {
+		shown = "none" // a form that does not say what it showed approves nothing
+	}
+	ap, err := c.cfg.Approvals.DecideShown(c.caller(r, s), r.PathValue("id"), approve, note, shown)
 	switch {
+	case errors.Is(err, bastion.ErrRequestChanged):
+		c.fail(w, r, s, http.StatusConflict, "Changed", "%v", err)
+		return
 	case errors.Is(err, bastion.ErrSelfApprove), errors.Is(err, bastion.ErrTriggeredApprove), errors.Is(err, bastion.ErrNotApprover):
 		c.fail(w, r, s, http.StatusForbidden, "Refused", "%v", err)
 		return
