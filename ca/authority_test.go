@@ -123,6 +123,7 @@ func TestIdentityRoundTrip(t *testing.T) {
 		{User: "alice", Issuer: "https://idp.example.com", Subject: "00u1", Groups: []string{"dev", "sre"}},
 		{User: "ci-etl", Issuer: "https://ci.example.com", Subject: "repo:acme/etl:ref:refs/heads/main", Groups: []string{"etl"}, Workload: true},
 		{User: "bob", Issuer: "https://idp.example.com", Subject: "00u2", SourceAddress: "10.0.0.0/8"},
+		{User: "carol", Issuer: "https://idp.example.com", Subject: "00u3", Groups: []string{"R&D<eu>", `a"b\c`}},
 	} {
 		cert, got, err := a.SignUser(id, newEd25519(t), 0)
 		if err != nil {
@@ -137,6 +138,9 @@ func TestIdentityRoundTrip(t *testing.T) {
 		}
 		if got.Serial == 0 {
 			t.Error("zero serial")
+		}
+		if g := cert.Extensions[ExtGroups]; strings.Contains(g, `\u00`) {
+			t.Errorf("groups extension %s: HTML escapes make a certificate several times its size", g)
 		}
 		if len(cert.ValidPrincipals) != 1 || cert.ValidPrincipals[0] != id.User {
 			t.Errorf("principals %q, want exactly [%q]", cert.ValidPrincipals, id.User)

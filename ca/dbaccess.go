@@ -72,7 +72,7 @@ func (a *Authority) SignDBAccess(id Identity, pub crypto.PublicKey) (*x509.Certi
 	if groups == nil {
 		groups = []string{}
 	}
-	js, err := json.Marshal(identityExt{Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor})
+	js, err := marshalPlain(identityExt{Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor})
 	if err != nil {
 		return nil, err
 	}
@@ -285,16 +285,11 @@ func (a *Authority) IssueAccessToken(id Identity) (string, error) {
 	if groups == nil {
 		groups = []string{}
 	}
-	// Without HTML escapes: '<' and '&' in a group name would take six
-	// bytes each.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(accessClaims{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor,
-		Serial: strconv.FormatUint(id.Serial, 10), NotBefore: id.ValidAfter.Unix(), Expires: id.ValidBefore.Unix()}); err != nil {
+	js, err := marshalPlain(accessClaims{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Groups: groups, Workload: id.Workload, Actor: id.Actor,
+		Serial: strconv.FormatUint(id.Serial, 10), NotBefore: id.ValidAfter.Unix(), Expires: id.ValidBefore.Unix()})
+	if err != nil {
 		return "", err
 	}
-	js := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	signed := accessTokenPrefix + base64.RawURLEncoding.EncodeToString(js)
 	sig, err := signDigest(a.keys.DBClientCA.Key, accessTokenDigest(signed))
 	if err != nil {
@@ -403,4 +398,17 @@ func x509Names(tmpl *x509.Certificate, names []string) {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
+}
+
+// marshalPlain is json.Marshal without HTML escapes: a group name's '<',
+// '>' and '&' would take six bytes each, and a login with many such groups
+// would get a certificate or token several times its size.
+func marshalPlain(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -106,7 +106,7 @@ func (id Identity) Certificate(pub ssh.PublicKey) (*ssh.Certificate, error) {
 	if groups == nil {
 		groups = []string{}
 	}
-	gj, err := json.Marshal(groups)
+	gj, err := marshalPlain(groups)
 	if err != nil {
 		return nil, fmt.Errorf("ca: groups: %w", err)
 	}
