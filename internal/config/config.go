@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -417,9 +418,14 @@ func Parse(b []byte) (*Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("config: more than one YAML document")
 	}
+	nulls := nullItems(b)
 	c.setDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
+	if err := c.Validate(); err != nil || len(nulls) > 0 {
+		var errs Errors
+		if err != nil && !errors.As(err, &errs) {
+			return nil, err
+		}
+		return nil, append(nulls, errs...)
 	}
 	return &c, nil
 }
@@ -920,6 +926,25 @@ func (v *validator) rules(c *Config) {
 		case r.Unknowable != "" && r.Unknowable != "approve" && r.Unknowable != "block" && r.Unknowable != "allow":
 			v.bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
 		}
+		v.ruleMatchFields(f, r)
+		// A rule scoped to targets that do not exist applies nowhere: a
+		// misspelt name would leave the targets it meant unguarded.
+		for j, g := range r.Targets {
+			ft := fmt.Sprintf("%s.targets[%d]", f, j)
+			lg := strings.ToLower(g) // the policy compares target scopes in lower case
+			switch {
+			case g == "":
+				v.bad(ft, "empty: it names no target, so the rule would apply nowhere")
+			case !validGlob(lg):
+				// the policy refuses it with the glob's error
+			case !slices.ContainsFunc(c.Targets, func(t Target) bool { ok, _ := path.Match(lg, strings.ToLower(t.Name)); return ok }):
+				if strings.ContainsAny(g, "*?[\\") {
+					v.bad(ft, "%q matches no target, so the rule would apply nowhere", g)
+				} else {
+					v.bad(ft, "%q names no target, so the rule would apply nowhere", g)
+				}
+			}
+		}
 		if r.Match.Regex != "" {
 			if _, err := regexp.Compile(r.Match.Regex); err != nil {
 				v.bad(f+".match.regex", "%v", err)
@@ -931,6 +956,44 @@ func (v *validator) rules(c *Config) {
 			}
 		}
 	}
+}
+
+// ruleMatchFields refuses match fields the rule's kind does not read: they
+// would be ignored, and the rule would guard other than it reads.
+func (v *validator) ruleMatchFields(f string, r Rule) {
+	m := r.Match
+	reads := map[string][]string{
+		"command":    {"command", "commands", "regex"},
+		"sql":        {"statement", "statements", "tables", "functions", "regex"},
+		"output":     {"detector", "pattern"},
+		"sql_result": {"columns", "detector", "pattern"},
+	}[r.On]
+	if reads == nil {
+		return // on itself is refused
+	}
+	for _, fv := range []struct {
+		name string
+		set  bool
+	}{
+		{"command", m.Command != ""}, {"commands", len(m.Commands) > 0}, {"regex", m.Regex != ""},
+		{"statement", m.Statement != ""}, {"statements", len(m.Statements) > 0}, {"tables", len(m.Tables) > 0},
+		{"functions", len(m.Functions) > 0}, {"detector", m.Detector != ""}, {"pattern", m.Pattern != ""},
+		{"columns", len(m.Columns) > 0},
+	} {
+		switch {
+		case !fv.set:
+		case !slices.Contains(reads, fv.name):
+			v.bad(f+".match."+fv.name, "not read by on: %s rules (they read match.%s)", r.On, strings.Join(reads, ", match."))
+		case fv.name == "pattern" && m.Detector != "regex":
+			v.bad(f+".match.pattern", "applies to detector regex only (detector is %q): the pattern would mask nothing", m.Detector)
+		}
+	}
+}
+
+// validGlob reports whether g is a glob path.Match accepts.
+func validGlob(g string) bool {
+	_, err := path.Match(g, "")
+	return err == nil
 }
 
 func (v *validator) recording(c *Config) {

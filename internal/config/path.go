@@ -127,3 +127,46 @@ func pathAt(root *yaml.Node, at func(*yaml.Node) bool) string {
 	p, _ := walk(root, "")
 	return p
 }
+
+// nullItems finds the empty (null) items of the document's lists: `[~]`,
+// `[a, null]`, or a `-` with nothing after it. The YAML library drops them
+// when it decodes a list, and an empty list often means "any" (a role's
+// databases, the targets whose requests a role may approve, the targets a
+// rule applies to), so a list would hold less than the file reads and grant
+// more.
+func nullItems(doc []byte) Errors {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil {
+		return nil
+	}
+	var errs Errors
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				kp := n.Content[i].Value
+				if path != "" {
+					kp = path + "." + kp
+				}
+				walk(n.Content[i+1], kp)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				ip := fmt.Sprintf("%s[%d]", path, i)
+				if c.Kind == yaml.ScalarNode && c.ShortTag() == "!!null" {
+					errs = append(errs, &FieldError{Field: ip, Err: fmt.Errorf("an empty item (line %d): YAML would drop it, and the list would hold less than it reads; remove it or give a value", c.Line)})
+					continue
+				}
+				walk(c, ip)
+			}
+		}
+		// An alias is checked where its anchor is.
+	}
+	walk(&root, "")
+	return errs
+}
