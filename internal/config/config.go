@@ -697,6 +697,11 @@ func (v *validator) oidc(c *Config) {
 	if err := ca.CheckEmailDomains(c.OIDC.Issuer, c.OIDC.UsernameClaim, c.OIDC.EmailDomains); err != nil {
 		v.bad("oidc.email_domains", "%v", err)
 	}
+	for _, cl := range []struct{ field, claim string }{{"oidc.username_claim", c.OIDC.UsernameClaim}, {"oidc.groups_claim", c.OIDC.GroupsClaim}} {
+		if ca.ReservedClaim(cl.claim) {
+			v.bad(cl.field, "%q is a claim the bastion reads for its own meaning (iss, aud, jti, azp, email_verified)", cl.claim)
+		}
+	}
 	for _, a := range c.OIDC.Algorithms {
 		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
 			v.bad("oidc.algorithms", "%q is not allowed: only asymmetric signatures", a)
@@ -715,6 +720,8 @@ func (v *validator) oidc(c *Config) {
 		}
 		if w.Name == "" {
 			v.bad(f+".name", "required")
+		} else if err := ca.ValidateUsername(w.Name); err != nil {
+			v.bad(f+".name", "%v: the workload's identity is a username", err)
 		}
 		v.workloadActor(c, f, w)
 	}
