@@ -934,6 +934,13 @@ func (v *validator) rules(c *Config) {
 			v.bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
 		}
 		v.ruleMatchFields(f, r)
+		switch {
+		case r.Unknowable == "":
+		case r.On == "output":
+			v.bad(f+".unknowable", "not read by on: output rules (masking reads every line)")
+		case r.On == "sql_result" && len(r.Match.Columns) == 0:
+			v.bad(f+".unknowable", "applies to match.columns (a value whose source column cannot be known); this rule has none, so it would change nothing")
+		}
 		// A rule scoped to targets that do not exist applies nowhere: a
 		// misspelt name would leave the targets it meant unguarded.
 		for j, g := range r.Targets {

@@ -139,6 +139,9 @@ func TestMalformed(t *testing.T) {
 		{"sql_result rule with tables", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {columns: [ssn], tables: [users]}}]\n", "rules[0].match.tables: not read by on: sql_result rules"},
 		{"sql rule with columns", minimal + "rules: [{name: x, on: sql, action: block, match: {statement: select, columns: [ssn]}}]\n", "rules[0].match.columns: not read by on: sql rules"},
 		{"command rule with a statement", minimal + "rules: [{name: x, on: command, action: block, match: {command: \"rm *\", statements: [drop_table]}}]\n", "rules[0].match.statements: not read by on: command rules"},
+		{"output rule with unknowable", minimal + "rules: [{name: x, on: output, action: mask, match: {detector: credit_card}, unknowable: block}]\n", "rules[0].unknowable: not read by on: output rules"},
+		{"sql_result rule without columns with unknowable", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {detector: credit_card}, unknowable: block}]\n", "rules[0].unknowable: applies to match.columns"},
+		{"unknown key in a flow list names its own field", minimal + "rules: [{name: a, on: command, action: block, match: {command: a}}, {name: b, acton: block}]\n", "rules[1].acton: field acton not found"},
 		// A rule scoped to targets that do not exist applies nowhere.
 		{"rule target not defined", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web-1]}]\n", "rules[0].targets[0]: \"web-1\" names no target"},
 		{"rule target glob matching none", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [\"prod-*\"]}]\n", "rules[0].targets[0]: \"prod-*\" matches no target"},

@@ -56,7 +56,11 @@ func fieldErrors(doc []byte, err error) Errors {
 		}
 		line, _ := strconv.Atoi(m[1])
 		match := position(line, 0)
-		if v := yamlValueRE.FindStringSubmatch(m[2]); v != nil {
+		if k := yamlFieldRE.FindStringSubmatch(m[2]); k != nil {
+			// "field acton not found in type config.Rule": that key on
+			// that line, not the first key of the line.
+			match = func(n *yaml.Node) bool { return n.Line == line && n.Kind == yaml.ScalarNode && n.Value == k[1] }
+		} else if v := yamlValueRE.FindStringSubmatch(m[2]); v != nil {
 			// "cannot unmarshal !!str `ssh` into int": the scalar on that
 			// line with that value, not the first key of the line.
 			match = func(n *yaml.Node) bool { return n.Line == line && n.Kind == yaml.ScalarNode && n.Value == v[1] }
@@ -69,6 +73,9 @@ func fieldErrors(doc []byte, err error) Errors {
 	}
 	return errs
 }
+
+// yamlFieldRE finds the key in the YAML library's unknown-field messages.
+var yamlFieldRE = regexp.MustCompile(`^field (\S+) not found in type `)
 
 // yamlValueRE finds the value in the YAML library's "cannot unmarshal" messages.
 var yamlValueRE = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into ")
