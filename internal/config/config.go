@@ -917,6 +917,9 @@ func (v *validator) rules(c *Config) {
 			if r.Timeout.D <= 0 {
 				v.bad(f+".timeout", "must be positive")
 			}
+			if !someoneCanApprove(c, r) {
+				v.bad(f+".approvers", "no approver role's approve scope covers a target the rule applies to: every request would wait for nobody and be denied (use action: block, or widen the roles' approve)")
+			}
 		} else if len(r.Approvers) > 0 {
 			v.bad(f+".approvers", "only approve rules have approvers")
 		}
@@ -1002,6 +1005,31 @@ func (v *validator) ruleMatchFields(f string, r Rule) {
 			v.bad(f+".match.pattern", "applies to detector regex only (detector is %q): the pattern would mask nothing", m.Detector)
 		}
 	}
+}
+
+// someoneCanApprove reports whether one of r's approver roles may decide a
+// request on some configured target r applies to, as the policy decides it
+// (a role's empty approve covers every target).
+func someoneCanApprove(c *Config, r Rule) bool {
+	inScope := 0
+	for _, t := range c.Targets {
+		if len(r.Targets) > 0 && !slices.ContainsFunc(r.Targets, func(g string) bool {
+			ok, _ := path.Match(strings.ToLower(g), strings.ToLower(t.Name))
+			return ok
+		}) {
+			continue
+		}
+		inScope++
+		for _, ro := range c.Roles {
+			if !slices.Contains(r.Approvers, ro.Name) {
+				continue
+			}
+			if len(ro.Approve) == 0 || slices.ContainsFunc(ro.Approve, func(g string) bool { ok, _ := path.Match(g, t.Name); return ok }) {
+				return true
+			}
+		}
+	}
+	return inScope == 0 // a rule scoped to no target is refused for that
 }
 
 // validGlob reports whether g is a glob path.Match accepts.

@@ -142,6 +142,7 @@ func TestMalformed(t *testing.T) {
 		{"output rule with unknowable", minimal + "rules: [{name: x, on: output, action: mask, match: {detector: credit_card}, unknowable: block}]\n", "rules[0].unknowable: not read by on: output rules"},
 		{"sql_result rule without columns with unknowable", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {detector: credit_card}, unknowable: block}]\n", "rules[0].unknowable: applies to match.columns"},
 		{"unknown key in a flow list names its own field", minimal + "rules: [{name: a, on: command, action: block, match: {command: a}}, {name: b, acton: block}]\n", "rules[1].acton: field acton not found"},
+		{"approval nobody can give", minimal + oneTarget + "roles: [{name: r, groups: [g], approve: [\"db*\"]}]\nrules: [{name: x, on: command, action: approve, approvers: [r], match: {command: a}}]\n", "rules[0].approvers: no approver role's approve scope covers a target the rule applies to"},
 		// A rule scoped to targets that do not exist applies nowhere.
 		{"rule target not defined", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web-1]}]\n", "rules[0].targets[0]: \"web-1\" names no target"},
 		{"rule target glob matching none", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [\"prod-*\"]}]\n", "rules[0].targets[0]: \"prod-*\" matches no target"},
