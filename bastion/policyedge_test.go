@@ -68,6 +68,31 @@ func TestReloadMaskingReachesLivePostgres(t *testing.T) {
 	if err := c2.QueryRow(ctx, "SELECT x FROM t WHERE id = 1").Scan(&v); err != nil || v != "********" {
 		t.Fatalf("a new connection: %q %v", v, err)
 	}
+
+	// A reload that trusts another CA for pg1 (the old one rotated out)
+	// ends the connection the old one verified, as a new host key does for
+	// ssh; the masks stay as they were.
+	cfg := *e.app.Config
+	cfg.Rules = append(cfg.Rules[:len(cfg.Rules):len(cfg.Rules)],
+		config.Rule{Name: "mask-x", On: "sql_result", Action: "mask", Match: config.RuleMatch{Columns: []string{"t.x"}}},
+		config.Rule{Name: "cards-now", On: "output", Action: "mask", Match: config.RuleMatch{Detector: "credit_card"}})
+	cfg.Targets = append([]config.Target(nil), cfg.Targets...)
+	for i, tg := range cfg.Targets {
+		if tg.Name == "pg1" {
+			cfg.Targets[i].TLS = &config.TargetTLS{CAFile: pgCAFile(t, e.app.Keys.DBCA.PEM), ServerName: tg.TLS.ServerName}
+		}
+	}
+	if err := e.app.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c2.QueryRow(ctx, "SELECT x FROM t WHERE id = 1").Scan(&v) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection verified by the CA a reload no longer trusts went on")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustContain(t, "the log", e.logs.String(), "TLS trust changed")
 }
 
 // A reload that adds an output mask reaches a shell opened before it.

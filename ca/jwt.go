@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -189,6 +190,11 @@ func decodeB64(s string) ([]byte, error) {
 // reservedClaims are read by the bastion for their own meaning, so they
 // cannot also be the username or groups claim.
 var reservedClaims = []string{"iss", "aud", "jti", "azp", "email_verified"}
+
+// ReservedClaim reports whether the bastion reads claim for its own meaning,
+// so that it cannot be the username or groups claim (config check refuses
+// what NewVerifier would).
+func ReservedClaim(claim string) bool { return slices.Contains(reservedClaims, claim) }
 
 // truthy accepts the boolean true, and the string "true" some IdPs send.
 func truthy(v any) bool {

@@ -221,7 +221,7 @@ func (p *Policy) Target(name string) (*Target, bool) {
 
 // Changed says how other, the target of the same name in a newer policy,
 // differs from t in where it leads or how a session to it is handled — its
-// kind, address, host key trust, or whether its content is recorded — or ""
+// kind, address, host key or TLS trust, or whether its content is recorded — or ""
 // when it does not. A live session to t is not one to other when it does.
 func (t *Target) Changed(other *Target) string {
 	keyOf := func(k ssh.PublicKey) string {
@@ -239,6 +239,11 @@ func (t *Target) Changed(other *Target) string {
 		return fmt.Sprintf("target %s is now at %s, not %s", t.Name, other.Address, t.Address)
 	case keyOf(other.HostKey) != keyOf(t.HostKey) || keyOf(other.HostCA) != keyOf(t.HostCA) || other.TrustOnFirstUse != t.TrustOnFirstUse:
 		return fmt.Sprintf("target %s's host key trust changed", t.Name)
+	case !other.ServerCAs.Equal(t.ServerCAs) || !strings.EqualFold(other.ServerName, t.ServerName):
+		// A PostgreSQL target's TLS trust is its host key trust: a session
+		// verified by a CA the config no longer trusts is not one the
+		// config allows.
+		return fmt.Sprintf("target %s's TLS trust changed (tls.ca_file or tls.server_name)", t.Name)
 	case other.RecordContent != t.RecordContent:
 		return fmt.Sprintf("target %s's recording changed", t.Name)
 	}

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -174,5 +175,39 @@ func TestTargetChanged(t *testing.T) {
 		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("Changed(%+v) = %q, want %q", c.other, got, c.want)
 		}
+	}
+}
+
+// A PostgreSQL target's TLS trust is its host key trust: a reload that
+// trusts another CA, or expects another server name, ends live sessions
+// verified by the old one, as a changed host key does for ssh.
+func TestTargetChangedTLSTrust(t *testing.T) {
+	pool := func(file string) *x509.CertPool {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := x509.NewCertPool()
+		p.AppendCertsFromPEM(b)
+		return p
+	}
+	caA, caB := caFile(t), caFile(t)
+	base := policy.Target{Name: "pg", Kind: "postgres", Address: "db:5432", ServerName: "db", CAFile: caA, ServerCAs: pool(caA)}
+	for _, c := range []struct {
+		name  string
+		other policy.Target
+		want  string
+	}{
+		{"same CA read again", policy.Target{Name: "pg", Kind: "postgres", Address: "db:5432", ServerName: "db", CAFile: caA, ServerCAs: pool(caA)}, ""},
+		{"another CA", policy.Target{Name: "pg", Kind: "postgres", Address: "db:5432", ServerName: "db", CAFile: caB, ServerCAs: pool(caB)}, "TLS trust changed"},
+		{"another server name", policy.Target{Name: "pg", Kind: "postgres", Address: "db:5432", ServerName: "db2", CAFile: caA, ServerCAs: pool(caA)}, "TLS trust changed"},
+		{"TLS dropped", policy.Target{Name: "pg", Kind: "postgres", Address: "db:5432"}, "TLS trust changed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := base.Changed(&c.other)
+			if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+				t.Errorf("Changed = %q, want %q", got, c.want)
+			}
+		})
 	}
 }

@@ -73,6 +73,11 @@ func TestConfigCheckFiles(t *testing.T) {
 			warn: "the discovery document names the issuer"},
 		{name: "sql rule naming a kind no statement has", yaml: base + "rules: [{name: no-drop, on: sql, match: {statement: drop_tables}, action: block}]\n", code: 1,
 			want: `policy: rules[0] (no-drop): match.statement "drop_tables" is not a statement kind the bastion gives any statement`, serveRefuses: true},
+		// What the identity provider's verifier refuses at start must fail the check too.
+		{name: "workload name that is not a username", yaml: "data_dir: " + filepath.Join(dir, "data") + "\noidc: {issuer: \"" + idp.Issuer() + "\", client_id: bastion, workload: [{issuer: \"" + idp.Issuer() + "\", audience: a, subject: \"repo:*\", name: CI-ETL}]}\n", code: 1,
+			want: "config: oidc.workload[0].name: ", serveRefuses: true},
+		{name: "username claim the bastion reads for itself", yaml: "data_dir: " + filepath.Join(dir, "data") + "\noidc: {issuer: \"" + idp.Issuer() + "\", client_id: bastion, username_claim: aud}\n", code: 1,
+			want: "config: oidc.username_claim: ", serveRefuses: true},
 		{name: "value error names the field", yaml: base + "certs: {user_ttl: forever}\n", code: 1,
 			want: `config: certs.user_ttl: "forever" is not a duration`},
 	}

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -417,9 +418,14 @@ func Parse(b []byte) (*Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("config: more than one YAML document")
 	}
+	nulls := nullItems(b)
 	c.setDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
+	if err := c.Validate(); err != nil || len(nulls) > 0 {
+		var errs Errors
+		if err != nil && !errors.As(err, &errs) {
+			return nil, err
+		}
+		return nil, append(nulls, errs...)
 	}
 	return &c, nil
 }
@@ -691,6 +697,11 @@ func (v *validator) oidc(c *Config) {
 	if err := ca.CheckEmailDomains(c.OIDC.Issuer, c.OIDC.UsernameClaim, c.OIDC.EmailDomains); err != nil {
 		v.bad("oidc.email_domains", "%v", err)
 	}
+	for _, cl := range []struct{ field, claim string }{{"oidc.username_claim", c.OIDC.UsernameClaim}, {"oidc.groups_claim", c.OIDC.GroupsClaim}} {
+		if ca.ReservedClaim(cl.claim) {
+			v.bad(cl.field, "%q is a claim the bastion reads for its own meaning (iss, aud, jti, azp, email_verified)", cl.claim)
+		}
+	}
 	for _, a := range c.OIDC.Algorithms {
 		if a == "none" || strings.HasPrefix(strings.ToUpper(a), "HS") {
 			v.bad("oidc.algorithms", "%q is not allowed: only asymmetric signatures", a)
@@ -709,6 +720,8 @@ func (v *validator) oidc(c *Config) {
 		}
 		if w.Name == "" {
 			v.bad(f+".name", "required")
+		} else if err := ca.ValidateUsername(w.Name); err != nil {
+			v.bad(f+".name", "%v: the workload's identity is a username", err)
 		}
 		v.workloadActor(c, f, w)
 	}
@@ -904,6 +917,9 @@ func (v *validator) rules(c *Config) {
 			if r.Timeout.D <= 0 {
 				v.bad(f+".timeout", "must be positive")
 			}
+			if !someoneCanApprove(c, r) {
+				v.bad(f+".approvers", "no approver role's approve scope covers a target the rule applies to: every request would wait for nobody and be denied (use action: block, or widen the roles' approve)")
+			}
 		} else if len(r.Approvers) > 0 {
 			v.bad(f+".approvers", "only approve rules have approvers")
 		}
@@ -920,6 +936,32 @@ func (v *validator) rules(c *Config) {
 		case r.Unknowable != "" && r.Unknowable != "approve" && r.Unknowable != "block" && r.Unknowable != "allow":
 			v.bad(f+".unknowable", "%q is not approve, block or allow", r.Unknowable)
 		}
+		v.ruleMatchFields(f, r)
+		switch {
+		case r.Unknowable == "":
+		case r.On == "output":
+			v.bad(f+".unknowable", "not read by on: output rules (masking reads every line)")
+		case r.On == "sql_result" && len(r.Match.Columns) == 0:
+			v.bad(f+".unknowable", "applies to match.columns (a value whose source column cannot be known); this rule has none, so it would change nothing")
+		}
+		// A rule scoped to targets that do not exist applies nowhere: a
+		// misspelt name would leave the targets it meant unguarded.
+		for j, g := range r.Targets {
+			ft := fmt.Sprintf("%s.targets[%d]", f, j)
+			lg := strings.ToLower(g) // the policy compares target scopes in lower case
+			switch {
+			case g == "":
+				v.bad(ft, "empty: it names no target, so the rule would apply nowhere")
+			case !validGlob(lg):
+				// the policy refuses it with the glob's error
+			case !slices.ContainsFunc(c.Targets, func(t Target) bool { ok, _ := path.Match(lg, strings.ToLower(t.Name)); return ok }):
+				if strings.ContainsAny(g, "*?[\\") {
+					v.bad(ft, "%q matches no target, so the rule would apply nowhere", g)
+				} else {
+					v.bad(ft, "%q names no target, so the rule would apply nowhere", g)
+				}
+			}
+		}
 		if r.Match.Regex != "" {
 			if _, err := regexp.Compile(r.Match.Regex); err != nil {
 				v.bad(f+".match.regex", "%v", err)
@@ -931,6 +973,69 @@ func (v *validator) rules(c *Config) {
 			}
 		}
 	}
+}
+
+// ruleMatchFields refuses match fields the rule's kind does not read: they
+// would be ignored, and the rule would guard other than it reads.
+func (v *validator) ruleMatchFields(f string, r Rule) {
+	m := r.Match
+	reads := map[string][]string{
+		"command":    {"command", "commands", "regex"},
+		"sql":        {"statement", "statements", "tables", "functions", "regex"},
+		"output":     {"detector", "pattern"},
+		"sql_result": {"columns", "detector", "pattern"},
+	}[r.On]
+	if reads == nil {
+		return // on itself is refused
+	}
+	for _, fv := range []struct {
+		name string
+		set  bool
+	}{
+		{"command", m.Command != ""}, {"commands", len(m.Commands) > 0}, {"regex", m.Regex != ""},
+		{"statement", m.Statement != ""}, {"statements", len(m.Statements) > 0}, {"tables", len(m.Tables) > 0},
+		{"functions", len(m.Functions) > 0}, {"detector", m.Detector != ""}, {"pattern", m.Pattern != ""},
+		{"columns", len(m.Columns) > 0},
+	} {
+		switch {
+		case !fv.set:
+		case !slices.Contains(reads, fv.name):
+			v.bad(f+".match."+fv.name, "not read by on: %s rules (they read match.%s)", r.On, strings.Join(reads, ", match."))
+		case fv.name == "pattern" && m.Detector != "regex":
+			v.bad(f+".match.pattern", "applies to detector regex only (detector is %q): the pattern would mask nothing", m.Detector)
+		}
+	}
+}
+
+// someoneCanApprove reports whether one of r's approver roles may decide a
+// request on some configured target r applies to, as the policy decides it
+// (a role's empty approve covers every target).
+func someoneCanApprove(c *Config, r Rule) bool {
+	inScope := 0
+	for _, t := range c.Targets {
+		if len(r.Targets) > 0 && !slices.ContainsFunc(r.Targets, func(g string) bool {
+			ok, _ := path.Match(strings.ToLower(g), strings.ToLower(t.Name))
+			return ok
+		}) {
+			continue
+		}
+		inScope++
+		for _, ro := range c.Roles {
+			if !slices.Contains(r.Approvers, ro.Name) {
+				continue
+			}
+			if len(ro.Approve) == 0 || slices.ContainsFunc(ro.Approve, func(g string) bool { ok, _ := path.Match(g, t.Name); return ok }) {
+				return true
+			}
+		}
+	}
+	return inScope == 0 // a rule scoped to no target is refused for that
+}
+
+// validGlob reports whether g is a glob path.Match accepts.
+func validGlob(g string) bool {
+	_, err := path.Match(g, "")
+	return err == nil
 }
 
 func (v *validator) recording(c *Config) {

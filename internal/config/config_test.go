@@ -64,6 +64,8 @@ func TestRetentionDays(t *testing.T) {
 	}
 }
 
+const oneTarget = "targets: [{name: web1, kind: tcp, address: \"h:1\"}]\n"
+
 // Malformed configs are refused with an error that names the field.
 func TestMalformed(t *testing.T) {
 	for _, tc := range []struct {
@@ -83,6 +85,9 @@ func TestMalformed(t *testing.T) {
 		{"console url with a query", minimal + "console: {url: \"https://bastion.example.com/?a=b\"}\n", "console.url"},
 		{"gitlab.com without email_domains", "data_dir: /x\noidc: {issuer: \"https://gitlab.com\", client_id: b}\n", "oidc.email_domains"},
 		{"email domain with an at", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, email_domains: [\"@acme.com\"]}\n", "oidc.email_domains"},
+		{"username claim reserved", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, username_claim: iss}\n", "oidc.username_claim"},
+		{"groups claim reserved", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, groups_claim: aud}\n", "oidc.groups_claim"},
+		{"workload name not a username", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, workload: [{issuer: \"https://ci\", audience: a, subject: s, name: \"CI ETL\"}]}\n", "oidc.workload[0].name"},
 		{"alg none", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, algorithms: [none]}\n", "only asymmetric"},
 		{"bad duration", minimal + "certs: {user_ttl: forever}\n", "not a duration"},
 		{"negative duration", minimal + "certs: {user_ttl: -1h}\n", "negative"},
@@ -128,6 +133,24 @@ func TestMalformed(t *testing.T) {
 		{"bad unknowable", minimal + "rules: [{name: x, on: command, action: block, unknowable: maybe}]\n", "unknowable"},
 		{"sql_result unknowable allow", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {columns: [a]}, unknowable: allow}]\n", "never allow"},
 		{"mask on a command rule", minimal + "rules: [{name: x, on: command, action: block, unknowable: mask}]\n", "unknowable"},
+		// A match field the rule's kind does not read would be ignored: the rule would guard less than it reads.
+		{"output rule pattern without the regex detector", minimal + "rules: [{name: x, on: output, action: mask, match: {detector: credit_card, pattern: \"secret\"}}]\n", "rules[0].match.pattern: applies to detector regex only"},
+		{"output rule with a regex", minimal + "rules: [{name: x, on: output, action: mask, match: {detector: credit_card, regex: \"secret\"}}]\n", "rules[0].match.regex: not read by on: output rules"},
+		{"sql_result rule with tables", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {columns: [ssn], tables: [users]}}]\n", "rules[0].match.tables: not read by on: sql_result rules"},
+		{"sql rule with columns", minimal + "rules: [{name: x, on: sql, action: block, match: {statement: select, columns: [ssn]}}]\n", "rules[0].match.columns: not read by on: sql rules"},
+		{"command rule with a statement", minimal + "rules: [{name: x, on: command, action: block, match: {command: \"rm *\", statements: [drop_table]}}]\n", "rules[0].match.statements: not read by on: command rules"},
+		{"output rule with unknowable", minimal + "rules: [{name: x, on: output, action: mask, match: {detector: credit_card}, unknowable: block}]\n", "rules[0].unknowable: not read by on: output rules"},
+		{"sql_result rule without columns with unknowable", minimal + "rules: [{name: x, on: sql_result, action: mask, match: {detector: credit_card}, unknowable: block}]\n", "rules[0].unknowable: applies to match.columns"},
+		{"unknown key in a flow list names its own field", minimal + "rules: [{name: a, on: command, action: block, match: {command: a}}, {name: b, acton: block}]\n", "rules[1].acton: field acton not found"},
+		{"approval nobody can give", minimal + oneTarget + "roles: [{name: r, groups: [g], approve: [\"db*\"]}]\nrules: [{name: x, on: command, action: approve, approvers: [r], match: {command: a}}]\n", "rules[0].approvers: no approver role's approve scope covers a target the rule applies to"},
+		// A rule scoped to targets that do not exist applies nowhere.
+		{"rule target not defined", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web-1]}]\n", "rules[0].targets[0]: \"web-1\" names no target"},
+		{"rule target glob matching none", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [\"prod-*\"]}]\n", "rules[0].targets[0]: \"prod-*\" matches no target"},
+		{"rule target empty", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web1, \"\"]}]\n", "rules[0].targets[1]: empty"},
+		// The YAML decoder drops a null list item, and an empty list widens: any database, any target to approve.
+		{"role database null", minimal + "roles: [{name: r, groups: [g], databases: [~]}]\n", "roles[0].databases[0]: an empty item (line 4)"},
+		{"role approve null", minimal + "roles:\n  - name: r\n    groups: [g]\n    approve:\n      -\n", "roles[0].approve[0]: an empty item (line 8)"},
+		{"rule target null", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web1, null]}]\n", "rules[0].targets[1]: an empty item"},
 		{"bad recording mode", minimal + "recording: {mode: sometimes}\n", "recording.mode"},
 		{"bad size", minimal + "recording: {max_bytes: lots}\n", "not a size"},
 		{"bad log level", minimal + "log: {level: loud}\n", "log.level"},
@@ -180,7 +203,9 @@ func TestLoadResolvesRelativePaths(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{minimal, "", "{{{", minimal + "certs: {user_ttl: 90d}\n", "targets: [{name: a}]", "recording: {max_bytes: 1GiB}",
-		minimal + "certs: {user_ttl: forever}\n", "a: [1, {b: c}]\n", "- x\n- y: [z]\n", "&a x: *a\n", minimal + "roles: [{name: r, groups: [g], ports: [ssh]}]\n"} {
+		minimal + "certs: {user_ttl: forever}\n", "a: [1, {b: c}]\n", "- x\n- y: [z]\n", "&a x: *a\n", minimal + "roles: [{name: r, groups: [g], ports: [ssh]}]\n",
+		minimal + "roles: [{name: r, groups: [g], databases: [~], approve: [a, null]}]\n",
+		minimal + oneTarget + "rules: [{name: x, on: output, action: mask, match: {detector: credit_card, pattern: p}, targets: [\"web*\", \"\"]}]\n"} {
 		f.Add([]byte(s))
 	}
 	if b, err := os.ReadFile("../../configs/bastion.yaml"); err == nil {

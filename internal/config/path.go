@@ -56,7 +56,11 @@ func fieldErrors(doc []byte, err error) Errors {
 		}
 		line, _ := strconv.Atoi(m[1])
 		match := position(line, 0)
-		if v := yamlValueRE.FindStringSubmatch(m[2]); v != nil {
+		if k := yamlFieldRE.FindStringSubmatch(m[2]); k != nil {
+			// "field acton not found in type config.Rule": that key on
+			// that line, not the first key of the line.
+			match = func(n *yaml.Node) bool { return n.Line == line && n.Kind == yaml.ScalarNode && n.Value == k[1] }
+		} else if v := yamlValueRE.FindStringSubmatch(m[2]); v != nil {
 			// "cannot unmarshal !!str `ssh` into int": the scalar on that
 			// line with that value, not the first key of the line.
 			match = func(n *yaml.Node) bool { return n.Line == line && n.Kind == yaml.ScalarNode && n.Value == v[1] }
@@ -69,6 +73,9 @@ func fieldErrors(doc []byte, err error) Errors {
 	}
 	return errs
 }
+
+// yamlFieldRE finds the key in the YAML library's unknown-field messages.
+var yamlFieldRE = regexp.MustCompile(`^field (\S+) not found in type `)
 
 // yamlValueRE finds the value in the YAML library's "cannot unmarshal" messages.
 var yamlValueRE = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into ")
@@ -126,4 +133,47 @@ func pathAt(root *yaml.Node, at func(*yaml.Node) bool) string {
 	}
 	p, _ := walk(root, "")
 	return p
+}
+
+// nullItems finds the empty (null) items of the document's lists: `[~]`,
+// `[a, null]`, or a `-` with nothing after it. The YAML library drops them
+// when it decodes a list, and an empty list often means "any" (a role's
+// databases, the targets whose requests a role may approve, the targets a
+// rule applies to), so a list would hold less than the file reads and grant
+// more.
+func nullItems(doc []byte) Errors {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil {
+		return nil
+	}
+	var errs Errors
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				kp := n.Content[i].Value
+				if path != "" {
+					kp = path + "." + kp
+				}
+				walk(n.Content[i+1], kp)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				ip := fmt.Sprintf("%s[%d]", path, i)
+				if c.Kind == yaml.ScalarNode && c.ShortTag() == "!!null" {
+					errs = append(errs, &FieldError{Field: ip, Err: fmt.Errorf("an empty item (line %d): YAML would drop it, and the list would hold less than it reads; remove it or give a value", c.Line)})
+					continue
+				}
+				walk(c, ip)
+			}
+		}
+		// An alias is checked where its anchor is.
+	}
+	walk(&root, "")
+	return errs
 }
