@@ -251,6 +251,17 @@ func (s *kmsSet) signer(u *keyuri.URI, p Purpose) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open key: %w", redact(u, err))
 	}
+	if u.Scheme == "pkcs11" {
+		// crypto11 takes the first of several matching keys: which one
+		// would depend on the token's listing order.
+		n, err := countPrivateKeys(u, []byte(u.Get("id")), []byte(u.Get("object")))
+		if err != nil {
+			return nil, fmt.Errorf("count keys: %w", redact(u, err))
+		}
+		if n > 1 {
+			return nil, fmt.Errorf("the URI matches %d key pairs in the token: name one key by an id and object no other key has (pkcs11-tool --module … -O lists them)", n)
+		}
+	}
 	if err := checkKeyType(p, sg.Public()); err != nil {
 		return nil, err
 	}
@@ -485,6 +496,28 @@ func CreateKey(uri string, p Purpose, alg string) (crypto.Signer, func() error, 
 		return fail(err)
 	}
 	closeAll := set.Close
+	if u.Scheme == "pkcs11" {
+		// The library refuses only a key with this id and this object; a
+		// key with either would make one of them name two keys.
+		for _, attr := range []string{"id", "object"} {
+			id, label := []byte(u.Get("id")), []byte(nil)
+			if attr == "object" {
+				id, label = nil, []byte(u.Get("object"))
+			}
+			if len(id) == 0 && len(label) == 0 {
+				continue
+			}
+			n, err := countPrivateKeys(u, id, label)
+			if err != nil {
+				closeAll()
+				return fail(fmt.Errorf("count keys: %w", redact(u, err)))
+			}
+			if n > 0 {
+				closeAll()
+				return fail(fmt.Errorf("a key with this %s is already in the token: pick an id and an object no key has (pkcs11-tool --module … -O lists them)", attr))
+			}
+		}
+	}
 	resp, err := km.CreateKey(&apiv1.CreateKeyRequest{Name: u.Raw(), SignatureAlgorithm: sa})
 	if err != nil {
 		closeAll()

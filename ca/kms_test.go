@@ -6,9 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -347,6 +349,60 @@ func TestKeysOnePurposeEach(t *testing.T) {
 	keys, err := LoadKeys(t.TempDir(), KeyConfig{User: ed, DB: ec})
 	if err != nil {
 		t.Fatalf("one key each: %v", err)
+	}
+	keys.Close()
+}
+
+// A key URI must name one key pair. crypto11 takes the first of several
+// matches, so a label made twice (ca init run again with another id, or a
+// second key an operator imported under the same label) would have the
+// bastion sign with whichever the token lists first, and `ca init` must not
+// make that second key.
+func TestPKCS11KeyURINamesOneKey(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	if _, closeKMS, err := CreateKey(h.KeyURI("user-ca", 1), PurposeUser, ""); err != nil {
+		t.Fatal(err)
+	} else {
+		closeKMS()
+	}
+	// ca init with the label taken (another id) or the id taken (another label).
+	for _, uri := range []string{h.KeyURI("user-ca", 2), h.KeyURI("other-ca", 1)} {
+		if _, closeKMS, err := CreateKey(uri, PurposeTarget, ""); err == nil {
+			closeKMS()
+			t.Errorf("CreateKey %s made a second key beside user-ca (id 01)", uri)
+		} else if !strings.Contains(err.Error(), "already") {
+			t.Errorf("CreateKey %s: %v, want it to say a key is already there", uri, err)
+		}
+	}
+	// A second key pair under the label, imported outside the bastion.
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "k.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	imp := exec.Command("softhsm2-util", "--import", keyFile, "--token", h.Label, "--label", "user-ca", "--id", "09", "--pin", h.PIN)
+	imp.Env = append(os.Environ(), h.Env())
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --import: %v\n%s", err, out)
+	}
+	byLabel := "pkcs11:token=bastion;object=user-ca?module-path=" + h.Module + "&pin-source=" + h.PINFile
+	keys, err := LoadKeys(t.TempDir(), KeyConfig{User: byLabel})
+	if err == nil {
+		keys.Close()
+		t.Fatal("LoadKeys took a key URI that matches two key pairs")
+	}
+	if !strings.Contains(err.Error(), "2 key pairs") {
+		t.Errorf("error %q: want it to say the URI matches 2 key pairs", err)
+	}
+	// Naming it by id too picks one: fine.
+	keys, err = LoadKeys(t.TempDir(), KeyConfig{User: h.KeyURI("user-ca", 1)})
+	if err != nil {
+		t.Fatal(err)
 	}
 	keys.Close()
 }
