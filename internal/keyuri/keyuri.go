@@ -330,6 +330,23 @@ func (u *URI) Redact(text string) string {
 	return text
 }
 
+// Key names the key u picks, the same for two URIs that differ only in
+// how they are written (attribute order, percent-encoding) or in how they
+// reach it (PIN, session pool size): two purposes with equal Key strings
+// share one key. It holds no PIN.
+func (u *URI) Key() string {
+	v := url.Values{}
+	for k, vs := range u.values {
+		if !isSecret(k) && k != "pin-source" && k != "max-sessions" && k != "credentials-file" && k != "profile" {
+			v[k] = vs
+		}
+	}
+	if u.path != "" {
+		v.Set("resource", u.path)
+	}
+	return u.Scheme + ":" + v.Encode()
+}
+
 // Connection names what keys can share one KMS client: the URI less the
 // attributes that pick a key within it (for PKCS#11, the same module, token
 // and PIN). Two keys with equal Connection strings are opened once.
