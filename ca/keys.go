@@ -202,9 +202,21 @@ func (k *Keys) onePurposeEach() error {
 			return fmt.Errorf("ca: %s key: %w", p, err)
 		}
 		if other, dup := seen[string(der)]; dup {
-			return fmt.Errorf("ca: the %s key and the %s key are the same key: each purpose needs its own (bastion ca init --%s --key URI makes one)", other, p, p)
+			return fmt.Errorf("ca: the %s key and the %s key are the same key: each purpose needs its own (bastion ca init --%s --key URI makes one)", other, p, string(p))
 		}
 		seen[string(der)] = p
+	}
+	// The bastion's own SSH host key is no CA: named as one (softkms reads
+	// its OpenSSH file), the key every client sees in the handshake would
+	// sign certificates.
+	if k.HostKey != nil {
+		if cp, ok := k.HostKey.PublicKey().(ssh.CryptoPublicKey); ok {
+			if der, err := x509.MarshalPKIXPublicKey(cp.CryptoPublicKey()); err == nil {
+				if other, dup := seen[string(der)]; dup {
+					return fmt.Errorf("ca: the %s key is the bastion's own SSH host key (%s): each CA needs its own key (bastion ca init --%s --key URI makes one)", other, hostKeyFile, string(other))
+				}
+			}
+		}
 	}
 	return nil
 }

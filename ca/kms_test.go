@@ -351,6 +351,23 @@ func TestKeysOnePurposeEach(t *testing.T) {
 		t.Fatalf("one key each: %v", err)
 	}
 	keys.Close()
+	// The bastion's own SSH host key named as a CA (softkms reads the
+	// OpenSSH file): the key every client sees in the handshake would sign
+	// certificates.
+	if keys, err := LoadKeys(dir, KeyConfig{}); err != nil {
+		t.Fatal(err)
+	} else {
+		keys.Close()
+	}
+	hostKey := "softkms:path=" + filepath.Join(dir, caDirName, hostKeyFile)
+	for _, kc := range []KeyConfig{{User: hostKey}, {Host: hostKey}} {
+		if keys, err := LoadKeys(dir, kc); err == nil {
+			keys.Close()
+			t.Errorf("the host key as a CA (%+v) loaded", kc)
+		} else if !strings.Contains(err.Error(), "own SSH host key") {
+			t.Errorf("the host key as a CA: %v", err)
+		}
+	}
 }
 
 // A key URI must name one key pair. crypto11 takes the first of several
