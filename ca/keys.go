@@ -39,6 +39,9 @@ const (
 
 // Keys holds the bastion's key material. Every key has exactly one purpose.
 type Keys struct {
+	// Warnings name keys that work but are weaker than they look: a
+	// PKCS#11 key that was imported or can be exported. Logged at start.
+	Warnings []string
 	// UserCA signs the certificates people and jobs log in to the bastion with.
 	UserCA ssh.Signer
 	// TargetCA signs the per-session certificates the bastion presents to

@@ -398,6 +398,13 @@ func (k *Keys) loadKMSKeys(cadir string, kc KeyConfig) (map[Purpose]bool, error)
 		case PurposeSeal:
 			k.SealKey = sg
 		}
+		if u.Scheme == "pkcs11" {
+			if how, err := privateKeyExposure(u); err != nil {
+				k.Warnings = append(k.Warnings, fmt.Sprintf("%s key %s: cannot read its attributes: %v", p, u.String(), redact(u, err)))
+			} else if how != "" {
+				k.Warnings = append(k.Warnings, fmt.Sprintf("%s key %s: its private half may exist outside the module: %s; make one inside it with bastion ca init --%s --key URI", p, u.String(), how, string(p)))
+			}
+		}
 		k.Sources = append(k.Sources, KeySource{Purpose: p, Where: u.String(), Algorithm: KeyAlgorithm(sg.Public())})
 		done[p] = true
 	}

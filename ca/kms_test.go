@@ -416,10 +416,24 @@ func TestPKCS11KeyURINamesOneKey(t *testing.T) {
 	if !strings.Contains(err.Error(), "2 key pairs") {
 		t.Errorf("error %q: want it to say the URI matches 2 key pairs", err)
 	}
-	// Naming it by id too picks one: fine.
+	// Naming it by id too picks one: fine. The key ca init made is
+	// sensitive and never extractable: no warning.
 	keys, err = LoadKeys(t.TempDir(), KeyConfig{User: h.KeyURI("user-ca", 1)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(keys.Warnings) != 0 {
+		t.Errorf("warnings for the key ca init made: %q", keys.Warnings)
+	}
+	keys.Close()
+	// The imported one was a file first (its private half has been outside
+	// the token): it loads, with a warning that says so.
+	keys, err = LoadKeys(t.TempDir(), KeyConfig{User: h.KeyURI("user-ca", 9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.Warnings) != 1 || !strings.Contains(keys.Warnings[0], "user CA key") || !strings.Contains(keys.Warnings[0], "outside the module") {
+		t.Errorf("warnings for an imported key: %q", keys.Warnings)
 	}
 	keys.Close()
 }

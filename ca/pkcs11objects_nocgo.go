@@ -13,3 +13,7 @@ import (
 func countPrivateKeys(*keyuri.URI, []byte, []byte) (int, error) {
 	return 0, errors.New("this bastion is built without pkcs11 support")
 }
+
+func privateKeyExposure(*keyuri.URI) (string, error) {
+	return "", errors.New("this bastion is built without pkcs11 support")
+}
