@@ -243,6 +243,9 @@ func (k *Keys) algorithm(p Purpose) string {
 	return KeyAlgorithm(pub)
 }
 
+// geteuid is os.Geteuid; a test replaces it.
+var geteuid = os.Geteuid
+
 // checkPrivate refuses a path that is readable or writable by group or others.
 func checkPrivate(path string, dir bool) error {
 	fi, err := os.Lstat(path)
@@ -257,6 +260,9 @@ func checkPrivate(path string, dir bool) error {
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("ca: %s: permissions %04o allow access by other users; run chmod %s %s", path, perm, map[bool]string{true: "700", false: "600"}[dir], path)
+	}
+	if err := checkOwner(path, fi); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
 	return nil
 }

@@ -228,6 +228,9 @@ func checkSecretFile(path string) error {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%s: permissions %04o allow access by other users; run chmod 600 %s", path, perm, path)
 	}
+	if err := checkOwner(path, fi); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err

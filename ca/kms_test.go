@@ -437,3 +437,56 @@ func TestPKCS11KeyURINamesOneKey(t *testing.T) {
 	}
 	keys.Close()
 }
+
+// A PIN file or a CA key file owned by another (non-root) user passes a
+// mode check (0600) while that user reads and rewrites it: the bastion
+// refuses it as sshd's StrictModes does. As root the test hands the files
+// to uid 4242; otherwise it runs the check as if it were another uid.
+func TestSecretFilesOwnedByAnotherUser(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	uri := h.KeyURI("user-ca", 1)
+	if _, closeKMS, err := CreateKey(uri, PurposeUser, ""); err != nil {
+		t.Fatal(err)
+	} else {
+		closeKMS()
+	}
+	dir := t.TempDir()
+	if keys, err := LoadKeys(dir, KeyConfig{}); err != nil {
+		t.Fatal(err)
+	} else {
+		keys.Close()
+	}
+	handOver := func(t *testing.T, path string) {
+		if os.Geteuid() == 0 {
+			if err := os.Chown(path, 4242, -1); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chown(path, 0, -1) })
+			return
+		}
+		real := geteuid
+		geteuid = func() int { return os.Getuid() + 1 }
+		t.Cleanup(func() { geteuid = real })
+	}
+	tests := []struct {
+		name, file string
+		kc         KeyConfig
+	}{
+		{"PIN file", h.PINFile, KeyConfig{User: uri}},
+		{"CA key file", filepath.Join(dir, caDirName, userCAFile), KeyConfig{}},
+		{"CA directory", filepath.Join(dir, caDirName), KeyConfig{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			handOver(t, tc.file)
+			keys, err := LoadKeys(dir, tc.kc)
+			if err == nil {
+				keys.Close()
+				t.Fatalf("%s owned by another user: loaded", tc.file)
+			}
+			if !strings.Contains(err.Error(), "owned by uid") || !strings.Contains(err.Error(), tc.file) {
+				t.Errorf("error %q: want it to name %s and its owner", err, tc.file)
+			}
+		})
+	}
+}
