@@ -163,6 +163,8 @@ func TestKeyErrors(t *testing.T) {
 	os.WriteFile(wrongPIN, []byte("31337-wrong\n"), 0o600)
 	openPIN := filepath.Join(t.TempDir(), "open-pin")
 	os.WriteFile(openPIN, []byte(h.PIN), 0o644)
+	// A 0600 decoy beside it: the bastion must check the file it reads.
+	os.WriteFile(openPIN+"?x", []byte("decoy\n"), 0o600)
 	tests := []struct {
 		name, uri string
 		want      []string
@@ -175,6 +177,7 @@ func TestKeyErrors(t *testing.T) {
 		{"no such token", strings.Replace(good, "token=bastion", "token=other", 1), []string{"token=other"}},
 		{"no PIN file", strings.Replace(good, h.PINFile, "/nonexistent/pin", 1), []string{"pin-source", "no such file"}},
 		{"PIN file others can read", strings.Replace(good, h.PINFile, openPIN, 1), []string{"pin-source", "allow access by other users"}},
+		{"pin-source read elsewhere", strings.Replace(good, h.PINFile, openPIN+"%3Fx", 1), []string{"user CA key (key URI)", "pin-source"}},
 		{"malformed", "pkcs11:token=bastion?pin-value=hunter2-secret", []string{"user CA key (key URI)", "id or object"}},
 		{"softkms missing file", "softkms:path=/nonexistent/user_ca.pem", []string{"no such file"}},
 	}

@@ -197,6 +197,14 @@ func (u *URI) check() error {
 			}
 			return fmt.Errorf("%s must be an absolute path", name)
 		}
+		// go.step.sm/crypto reads pin-source (and the like) through
+		// url.Parse: "/d/pin?x", "/d/pin#x", "//d/pin" or "/d/p%41" would
+		// have it read another file than the one the bastion checks.
+		if p := u.values.Get(name); strings.HasPrefix(p, "/") {
+			if pu, err := url.Parse(p); err != nil || pu.Path != p || pu.Host != "" || pu.RawQuery != "" || pu.Fragment != "" || strings.HasPrefix(p, "//") {
+				return fmt.Errorf("%s must be a plain path (no ?, #, %% or leading //)", name)
+			}
+		}
 	}
 	switch u.Scheme {
 	case "pkcs11":
