@@ -165,7 +165,7 @@ func (a *Authority) signStamped(id Identity, pub ssh.PublicKey) (*ssh.Certificat
 	}
 	wire, err := signCert(cert, rand.Reader, a.keys.UserCA)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ca: sign %s: %w", cert.KeyId, err)
+		return nil, nil, fmt.Errorf("ca: sign %s: %w: %w", cert.KeyId, ErrCAUnavailable, err)
 	}
 	return cert, wire, nil
 }
@@ -275,7 +275,7 @@ func (a *Authority) signX509(ca *X509CA, pub crypto.PublicKey, subject pkix.Name
 func (a *Authority) createX509(ca *X509CA, tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign %s: %w", tmpl.Subject.CommonName, err)
+		return nil, fmt.Errorf("ca: sign %s: %w: %w", tmpl.Subject.CommonName, ErrCAUnavailable, err)
 	}
 	return x509.ParseCertificate(der)
 }

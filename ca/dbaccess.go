@@ -293,7 +293,7 @@ func (a *Authority) IssueAccessToken(id Identity) (string, error) {
 	signed := accessTokenPrefix + base64.RawURLEncoding.EncodeToString(js)
 	sig, err := signDigest(a.keys.DBClientCA.Key, accessTokenDigest(signed))
 	if err != nil {
-		return "", fmt.Errorf("ca: sign access token: %w", err)
+		return "", fmt.Errorf("ca: sign access token: %w: %w", ErrCAUnavailable, err)
 	}
 	tok := signed + "." + base64.RawURLEncoding.EncodeToString(sig)
 	if len(tok) > MaxAccessTokenBytes {

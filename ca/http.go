@@ -269,8 +269,16 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) {
 			reason = "public_key"
 		case errors.Is(err, errAudit):
 			status, reason = http.StatusServiceUnavailable, "audit"
+		case errors.Is(err, ErrCAUnavailable):
+			status, reason = http.StatusServiceUnavailable, ReasonCAUnavailable
 		}
 		rec.Action, rec.Reason, rec.Detail, rec.TokenKey = ActionRefuse, reason, err.Error(), nil
+		shown := err.Error()
+		if reason == ReasonCAUnavailable {
+			// The module's error is for the log and the audit record.
+			shown = "the bastion cannot sign certificates just now (its CA key is unavailable); try again later"
+			s.log.Error("a CA key failed to sign", "err", err)
+		}
 		lim := s.anonRefusals
 		if rec.User != "" {
 			lim = s.userRefusals
@@ -281,12 +289,22 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.log.Info("certificate refused", "reason", reason, "user", rec.User, "issuer", rec.Issuer, "remote", remote, "err", err)
-		writeJSON(w, status, ErrorResponse{Error: err.Error(), Reason: reason})
+		writeJSON(w, status, ErrorResponse{Error: shown, Reason: reason})
 		return
 	}
 	s.log.Info("certificate issued", "user", resp.Principal, "serial", resp.Serial, "issuer", rec.Issuer, "workload", rec.Workload, "actor", rec.Actor, "valid_before", resp.ValidBefore, "remote", remote)
 	writeJSON(w, http.StatusOK, resp)
 }
+
+// ReasonCAUnavailable is the refusal reason when a CA key cannot sign (an
+// HSM or KMS that fails at run time): the bastion's fault, not the request's.
+const ReasonCAUnavailable = "ca_unavailable"
+
+// ErrCAUnavailable is wrapped by the error of a signature a CA key failed
+// to make: the key is there at start (every key signs a test message) but
+// its HSM or KMS fails later. Nothing is issued, and nothing falls back to
+// another key.
+var ErrCAUnavailable = errors.New("the CA key cannot sign")
 
 var errAudit = errors.New("audit log unavailable; refusing to issue an unaudited certificate")
 

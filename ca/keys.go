@@ -39,6 +39,9 @@ const (
 
 // Keys holds the bastion's key material. Every key has exactly one purpose.
 type Keys struct {
+	// Warnings name keys that work but are weaker than they look: a
+	// PKCS#11 key that was imported or can be exported. Logged at start.
+	Warnings []string
 	// UserCA signs the certificates people and jobs log in to the bastion with.
 	UserCA ssh.Signer
 	// TargetCA signs the per-session certificates the bastion presents to
@@ -202,9 +205,21 @@ func (k *Keys) onePurposeEach() error {
 			return fmt.Errorf("ca: %s key: %w", p, err)
 		}
 		if other, dup := seen[string(der)]; dup {
-			return fmt.Errorf("ca: the %s key and the %s key are the same key: each purpose needs its own (bastion ca init --%s --key URI makes one)", other, p, p)
+			return fmt.Errorf("ca: the %s key and the %s key are the same key: each purpose needs its own (bastion ca init --%s --key URI makes one)", other, p, string(p))
 		}
 		seen[string(der)] = p
+	}
+	// The bastion's own SSH host key is no CA: named as one (softkms reads
+	// its OpenSSH file), the key every client sees in the handshake would
+	// sign certificates.
+	if k.HostKey != nil {
+		if cp, ok := k.HostKey.PublicKey().(ssh.CryptoPublicKey); ok {
+			if der, err := x509.MarshalPKIXPublicKey(cp.CryptoPublicKey()); err == nil {
+				if other, dup := seen[string(der)]; dup {
+					return fmt.Errorf("ca: the %s key is the bastion's own SSH host key (%s): each CA needs its own key (bastion ca init --%s --key URI makes one)", other, hostKeyFile, string(other))
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -228,6 +243,9 @@ func (k *Keys) algorithm(p Purpose) string {
 	return KeyAlgorithm(pub)
 }
 
+// geteuid is os.Geteuid; a test replaces it.
+var geteuid = os.Geteuid
+
 // checkPrivate refuses a path that is readable or writable by group or others.
 func checkPrivate(path string, dir bool) error {
 	fi, err := os.Lstat(path)
@@ -242,6 +260,9 @@ func checkPrivate(path string, dir bool) error {
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("ca: %s: permissions %04o allow access by other users; run chmod %s %s", path, perm, map[bool]string{true: "700", false: "600"}[dir], path)
+	}
+	if err := checkOwner(path, fi); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
 	return nil
 }

@@ -228,6 +228,9 @@ func checkSecretFile(path string) error {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%s: permissions %04o allow access by other users; run chmod 600 %s", path, perm, path)
 	}
+	if err := checkOwner(path, fi); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -250,6 +253,17 @@ func (s *kmsSet) signer(u *keyuri.URI, p Purpose) (crypto.Signer, error) {
 	sg, err := km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: u.Raw()})
 	if err != nil {
 		return nil, fmt.Errorf("open key: %w", redact(u, err))
+	}
+	if u.Scheme == "pkcs11" {
+		// crypto11 takes the first of several matching keys: which one
+		// would depend on the token's listing order.
+		n, err := countPrivateKeys(u, []byte(u.Get("id")), []byte(u.Get("object")))
+		if err != nil {
+			return nil, fmt.Errorf("count keys: %w", redact(u, err))
+		}
+		if n > 1 {
+			return nil, fmt.Errorf("the URI matches %d key pairs in the token: name one key by an id and object no other key has (pkcs11-tool --module … -O lists them)", n)
+		}
 	}
 	if err := checkKeyType(p, sg.Public()); err != nil {
 		return nil, err
@@ -387,6 +401,13 @@ func (k *Keys) loadKMSKeys(cadir string, kc KeyConfig) (map[Purpose]bool, error)
 		case PurposeSeal:
 			k.SealKey = sg
 		}
+		if u.Scheme == "pkcs11" {
+			if how, err := privateKeyExposure(u); err != nil {
+				k.Warnings = append(k.Warnings, fmt.Sprintf("%s key %s: cannot read its attributes: %v", p, u.String(), redact(u, err)))
+			} else if how != "" {
+				k.Warnings = append(k.Warnings, fmt.Sprintf("%s key %s: its private half may exist outside the module: %s; make one inside it with bastion ca init --%s --key URI", p, u.String(), how, string(p)))
+			}
+		}
 		k.Sources = append(k.Sources, KeySource{Purpose: p, Where: u.String(), Algorithm: KeyAlgorithm(sg.Public())})
 		done[p] = true
 	}
@@ -485,6 +506,28 @@ func CreateKey(uri string, p Purpose, alg string) (crypto.Signer, func() error, 
 		return fail(err)
 	}
 	closeAll := set.Close
+	if u.Scheme == "pkcs11" {
+		// The library refuses only a key with this id and this object; a
+		// key with either would make one of them name two keys.
+		for _, attr := range []string{"id", "object"} {
+			id, label := []byte(u.Get("id")), []byte(nil)
+			if attr == "object" {
+				id, label = nil, []byte(u.Get("object"))
+			}
+			if len(id) == 0 && len(label) == 0 {
+				continue
+			}
+			n, err := countPrivateKeys(u, id, label)
+			if err != nil {
+				closeAll()
+				return fail(fmt.Errorf("count keys: %w", redact(u, err)))
+			}
+			if n > 0 {
+				closeAll()
+				return fail(fmt.Errorf("a key with this %s is already in the token: pick an id and an object no key has (pkcs11-tool --module … -O lists them)", attr))
+			}
+		}
+	}
 	resp, err := km.CreateKey(&apiv1.CreateKeyRequest{Name: u.Raw(), SignatureAlgorithm: sa})
 	if err != nil {
 		closeAll()

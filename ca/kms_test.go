@@ -6,9 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,6 +163,8 @@ func TestKeyErrors(t *testing.T) {
 	os.WriteFile(wrongPIN, []byte("31337-wrong\n"), 0o600)
 	openPIN := filepath.Join(t.TempDir(), "open-pin")
 	os.WriteFile(openPIN, []byte(h.PIN), 0o644)
+	// A 0600 decoy beside it: the bastion must check the file it reads.
+	os.WriteFile(openPIN+"?x", []byte("decoy\n"), 0o600)
 	tests := []struct {
 		name, uri string
 		want      []string
@@ -173,6 +177,7 @@ func TestKeyErrors(t *testing.T) {
 		{"no such token", strings.Replace(good, "token=bastion", "token=other", 1), []string{"token=other"}},
 		{"no PIN file", strings.Replace(good, h.PINFile, "/nonexistent/pin", 1), []string{"pin-source", "no such file"}},
 		{"PIN file others can read", strings.Replace(good, h.PINFile, openPIN, 1), []string{"pin-source", "allow access by other users"}},
+		{"pin-source read elsewhere", strings.Replace(good, h.PINFile, openPIN+"%3Fx", 1), []string{"user CA key (key URI)", "pin-source"}},
 		{"malformed", "pkcs11:token=bastion?pin-value=hunter2-secret", []string{"user CA key (key URI)", "id or object"}},
 		{"softkms missing file", "softkms:path=/nonexistent/user_ca.pem", []string{"no such file"}},
 	}
@@ -349,4 +354,142 @@ func TestKeysOnePurposeEach(t *testing.T) {
 		t.Fatalf("one key each: %v", err)
 	}
 	keys.Close()
+	// The bastion's own SSH host key named as a CA (softkms reads the
+	// OpenSSH file): the key every client sees in the handshake would sign
+	// certificates.
+	if keys, err := LoadKeys(dir, KeyConfig{}); err != nil {
+		t.Fatal(err)
+	} else {
+		keys.Close()
+	}
+	hostKey := "softkms:path=" + filepath.Join(dir, caDirName, hostKeyFile)
+	for _, kc := range []KeyConfig{{User: hostKey}, {Host: hostKey}} {
+		if keys, err := LoadKeys(dir, kc); err == nil {
+			keys.Close()
+			t.Errorf("the host key as a CA (%+v) loaded", kc)
+		} else if !strings.Contains(err.Error(), "own SSH host key") {
+			t.Errorf("the host key as a CA: %v", err)
+		}
+	}
+}
+
+// A key URI must name one key pair. crypto11 takes the first of several
+// matches, so a label made twice (ca init run again with another id, or a
+// second key an operator imported under the same label) would have the
+// bastion sign with whichever the token lists first, and `ca init` must not
+// make that second key.
+func TestPKCS11KeyURINamesOneKey(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	if _, closeKMS, err := CreateKey(h.KeyURI("user-ca", 1), PurposeUser, ""); err != nil {
+		t.Fatal(err)
+	} else {
+		closeKMS()
+	}
+	// ca init with the label taken (another id) or the id taken (another label).
+	for _, uri := range []string{h.KeyURI("user-ca", 2), h.KeyURI("other-ca", 1)} {
+		if _, closeKMS, err := CreateKey(uri, PurposeTarget, ""); err == nil {
+			closeKMS()
+			t.Errorf("CreateKey %s made a second key beside user-ca (id 01)", uri)
+		} else if !strings.Contains(err.Error(), "already") {
+			t.Errorf("CreateKey %s: %v, want it to say a key is already there", uri, err)
+		}
+	}
+	// A second key pair under the label, imported outside the bastion.
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "k.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	imp := exec.Command("softhsm2-util", "--import", keyFile, "--token", h.Label, "--label", "user-ca", "--id", "09", "--pin", h.PIN)
+	imp.Env = append(os.Environ(), h.Env())
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --import: %v\n%s", err, out)
+	}
+	byLabel := "pkcs11:token=bastion;object=user-ca?module-path=" + h.Module + "&pin-source=" + h.PINFile
+	keys, err := LoadKeys(t.TempDir(), KeyConfig{User: byLabel})
+	if err == nil {
+		keys.Close()
+		t.Fatal("LoadKeys took a key URI that matches two key pairs")
+	}
+	if !strings.Contains(err.Error(), "2 key pairs") {
+		t.Errorf("error %q: want it to say the URI matches 2 key pairs", err)
+	}
+	// Naming it by id too picks one: fine. The key ca init made is
+	// sensitive and never extractable: no warning.
+	keys, err = LoadKeys(t.TempDir(), KeyConfig{User: h.KeyURI("user-ca", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.Warnings) != 0 {
+		t.Errorf("warnings for the key ca init made: %q", keys.Warnings)
+	}
+	keys.Close()
+	// The imported one was a file first (its private half has been outside
+	// the token): it loads, with a warning that says so.
+	keys, err = LoadKeys(t.TempDir(), KeyConfig{User: h.KeyURI("user-ca", 9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.Warnings) != 1 || !strings.Contains(keys.Warnings[0], "user CA key") || !strings.Contains(keys.Warnings[0], "outside the module") {
+		t.Errorf("warnings for an imported key: %q", keys.Warnings)
+	}
+	keys.Close()
+}
+
+// A PIN file or a CA key file owned by another (non-root) user passes a
+// mode check (0600) while that user reads and rewrites it: the bastion
+// refuses it as sshd's StrictModes does. As root the test hands the files
+// to uid 4242; otherwise it runs the check as if it were another uid.
+func TestSecretFilesOwnedByAnotherUser(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	uri := h.KeyURI("user-ca", 1)
+	if _, closeKMS, err := CreateKey(uri, PurposeUser, ""); err != nil {
+		t.Fatal(err)
+	} else {
+		closeKMS()
+	}
+	dir := t.TempDir()
+	if keys, err := LoadKeys(dir, KeyConfig{}); err != nil {
+		t.Fatal(err)
+	} else {
+		keys.Close()
+	}
+	handOver := func(t *testing.T, path string) {
+		if os.Geteuid() == 0 {
+			if err := os.Chown(path, 4242, -1); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chown(path, 0, -1) })
+			return
+		}
+		real := geteuid
+		geteuid = func() int { return os.Getuid() + 1 }
+		t.Cleanup(func() { geteuid = real })
+	}
+	tests := []struct {
+		name, file string
+		kc         KeyConfig
+	}{
+		{"PIN file", h.PINFile, KeyConfig{User: uri}},
+		{"CA key file", filepath.Join(dir, caDirName, userCAFile), KeyConfig{}},
+		{"CA directory", filepath.Join(dir, caDirName), KeyConfig{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			handOver(t, tc.file)
+			keys, err := LoadKeys(dir, tc.kc)
+			if err == nil {
+				keys.Close()
+				t.Fatalf("%s owned by another user: loaded", tc.file)
+			}
+			if !strings.Contains(err.Error(), "owned by uid") || !strings.Contains(err.Error(), tc.file) {
+				t.Errorf("error %q: want it to name %s and its owner", err, tc.file)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -155,6 +156,15 @@ func runCAInit(args []string) error {
 			if err := os.MkdirAll(filepath.Dir(*certPath), 0o700); err != nil {
 				return err
 			}
+		}
+	}
+	if x509CA {
+		// Checked before the key is made: a key made for a certificate that
+		// cannot be written stays in the token, unnamed, with its id taken.
+		if _, err := os.Lstat(*certPath); err == nil {
+			return fmt.Errorf("ca init --%s: %s is already there (the certificate of another key?): move it away or name another --cert; no key was made", p, *certPath)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("ca init --%s: %w", p, err)
 		}
 	}
 	signer, closeKMS, err := ca.CreateKey(*key, p, *alg)

@@ -78,6 +78,10 @@ func TestConfigCheckFiles(t *testing.T) {
 			want: "config: oidc.workload[0].name: ", serveRefuses: true},
 		{name: "username claim the bastion reads for itself", yaml: "data_dir: " + filepath.Join(dir, "data") + "\noidc: {issuer: \"" + idp.Issuer() + "\", client_id: bastion, username_claim: aud}\n", code: 1,
 			want: "config: oidc.username_claim: ", serveRefuses: true},
+		{name: "PIN file others can read", yaml: base + "ca: {user: {key: \"pkcs11:token=b;id=%01;object=u?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=" + openKey + "\"}}\n", code: 1,
+			want: "config: ca.user.key: pin-source " + openKey + ": permissions 0644 allow access by other users", serveRefuses: true},
+		{name: "PIN in the config", yaml: base + "ca: {user: {key: \"pkcs11:token=b;id=%01;object=u?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=31337-in-config\"}}\n",
+			warn: "config: ca.user.key: holds its PIN (pin-value)"},
 		{name: "value error names the field", yaml: base + "certs: {user_ttl: forever}\n", code: 1,
 			want: `config: certs.user_ttl: "forever" is not a duration`},
 	}
@@ -93,6 +97,9 @@ func TestConfigCheckFiles(t *testing.T) {
 			}
 			if tc.warn != "" && !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, tc.warn) {
 				t.Errorf("stderr %q, want the warning %q", errOut, tc.warn)
+			}
+			if strings.Contains(out+errOut, "31337-in-config") {
+				t.Errorf("config check shows the PIN: %q %q", out, errOut)
 			}
 			if tc.code == 0 && tc.warn == "" && errOut != "" {
 				t.Errorf("stderr %q, want nothing", errOut)

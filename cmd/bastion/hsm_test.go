@@ -304,3 +304,28 @@ func TestServeRefusesUnusableHSMKey(t *testing.T) {
 		})
 	}
 }
+
+// ca init --db with a certificate file already there must fail before it
+// makes the key: otherwise the token keeps a key no certificate names, and
+// the next ca init with the same URI is refused ("already in the token").
+func TestCAInitCertThereMakesNoKey(t *testing.T) {
+	h := testenv.SoftHSM(t)
+	uri := h.KeyURI("bastion-db", 0x20)
+	there := filepath.Join(t.TempDir(), "db_ca.pem")
+	os.WriteFile(there, []byte("an older certificate\n"), 0o644)
+	run := func(cert string) (string, error) {
+		cmd := exec.Command(os.Args[0], "ca", "init", "--db", "--key", uri, "--cert", cert)
+		cmd.Env = append(os.Environ(), "BASTION_TEST_AS_CLI=1")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(there); err == nil || !strings.Contains(out, there) {
+		t.Fatalf("ca init over %s: %v\n%s", there, err, out)
+	}
+	if b, _ := os.ReadFile(there); string(b) != "an older certificate\n" {
+		t.Errorf("%s was changed", there)
+	}
+	if out, err := run(filepath.Join(t.TempDir(), "db_ca.pem")); err != nil {
+		t.Fatalf("ca init with a free certificate path after the refusal: %v\n%s", err, out)
+	}
+}

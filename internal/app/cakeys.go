@@ -45,6 +45,9 @@ func loadKeys(cfg *config.Config, log *slog.Logger) (*ca.Keys, []crypto.PublicKe
 			log.Warn("a key URI holds its PIN (pin-value): whoever reads the config can use the key; use pin-source=FILE", "purpose", string(s.Purpose))
 		}
 	}
+	for _, w := range keys.Warnings {
+		log.Warn(w)
+	}
 	for _, f := range keys.Unused {
 		log.Warn("key file no longer used: ca in the config names a key URI for it; whoever reads this file can still sign as the old key, so remove it", "file", f)
 	}

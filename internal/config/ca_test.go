@@ -28,6 +28,9 @@ var caBad = []struct{ name, yaml, want string }{
 	{"cert on user", `ca: {user: {key: "softkms:path=/k", cert: /c.pem}}`, "ca.user.cert"},
 	{"previous on user", `ca: {user: {previous: ["bastion-seal+1+2"]}}`, "ca.user.previous: only ca.seal"},
 	{"previous not a key", `ca: {seal: {previous: ["ssh-ed25519 AAAA"]}}`, "ca.seal.previous[0]"},
+	{"one key for two CAs", `ca: {user: {key: "pkcs11:token=b;object=u?pin-value=s3cr3t-pin"}, host: {key: "pkcs11:token=b;object=u?pin-value=s3cr3t-pin"}}`, "ca.host.key: the same key as ca.user.key"},
+	{"one key, attributes reordered", `ca: {target: {key: "pkcs11:object=u;token=b;id=%01"}, user: {key: "pkcs11:token=b;id=%01;object=u"}}`, "ca.target.key: the same key as ca.user.key"},
+	{"one seal and db key", `ca: {db: {key: "softkms:path=/k"}, seal: {key: "softkms:path=/k"}}`, "ca.seal.key: the same key as ca.db.key"},
 	{"unknown field", `ca: {user: {uri: "pkcs11:token=b;object=u"}}`, "field uri not found"},
 	{"unknown purpose", `ca: {client: {key: "pkcs11:token=b;object=u"}}`, "field client not found"},
 }

@@ -654,14 +654,21 @@ func (v *validator) dataDir(c *Config) {
 // ca checks the key URIs without opening them (serve opens them and says
 // which key cannot sign). Errors never quote a URI: it may hold a PIN.
 func (v *validator) ca(c *Config) {
+	// One key named for two purposes: serve refuses it (by the public keys
+	// it opens); the config names it here already, when the URIs say so.
+	seen := map[string]string{}
 	for _, k := range []struct {
 		name string
 		key  CAKey
 	}{{"user", c.CA.User}, {"target", c.CA.Target}, {"host", c.CA.Host}, {"db", c.CA.DB}, {"dbclient", c.CA.DBClient}, {"seal", c.CA.Seal}} {
 		field := "ca." + k.name
 		if k.key.Key != "" {
-			if _, err := keyuri.Parse(k.key.Key); err != nil {
+			if u, err := keyuri.Parse(k.key.Key); err != nil {
 				v.bad(field+".key", "%v", err)
+			} else if other, dup := seen[u.Key()]; dup {
+				v.bad(field+".key", "the same key as %s.key: each CA needs its own (a user CA key that is also the target or host CA makes every login certificate a target or host credential)", other)
+			} else {
+				seen[u.Key()] = field
 			}
 		}
 		if k.key.Cert != "" && (k.name != "db" && k.name != "dbclient" || k.key.Key == "") {

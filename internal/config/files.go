@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bastionhq/bastion/internal/keyuri"
 )
 
 // CheckFiles checks the files and directories the config names the way
@@ -64,6 +66,24 @@ func (c *Config) CheckFiles() (warnings []string, err error) {
 		}
 		if t.PasswordEnv != "" && os.Getenv(t.PasswordEnv) == "" {
 			warn(f+".password_env", "the environment variable %s is not set here (it must be where the bastion runs)", t.PasswordEnv)
+		}
+	}
+	for _, k := range []struct{ name, uri string }{{"user", c.CA.User.Key}, {"target", c.CA.Target.Key}, {"host", c.CA.Host.Key}, {"db", c.CA.DB.Key}, {"dbclient", c.CA.DBClient.Key}, {"seal", c.CA.Seal.Key}} {
+		u, err := keyuri.Parse(k.uri)
+		if k.uri == "" || err != nil {
+			continue // Validate reported it
+		}
+		field := "ca." + k.name + ".key"
+		if u.HasPIN() {
+			warn(field, "holds its PIN (pin-value): whoever reads the config can use the key; use pin-source=FILE")
+		}
+		for _, attr := range []string{"pin-source", "management-key-source"} {
+			// As serve checks it before it opens the module.
+			if p := u.Get(attr); p != "" && v.readable(field, p) {
+				if st, err := os.Stat(p); err == nil && st.Mode().Perm()&0o077 != 0 {
+					v.bad(field, "%s %s: permissions %04o allow access by other users; run chmod 600 %s", attr, p, st.Mode().Perm(), p)
+				}
+			}
 		}
 	}
 	if w := c.Audit.Webhook; w != nil && w.CAFile != "" {

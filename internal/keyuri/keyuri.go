@@ -197,6 +197,14 @@ func (u *URI) check() error {
 			}
 			return fmt.Errorf("%s must be an absolute path", name)
 		}
+		// go.step.sm/crypto reads pin-source (and the like) through
+		// url.Parse: "/d/pin?x", "/d/pin#x", "//d/pin" or "/d/p%41" would
+		// have it read another file than the one the bastion checks.
+		if p := u.values.Get(name); strings.HasPrefix(p, "/") {
+			if pu, err := url.Parse(p); err != nil || pu.Path != p || pu.Host != "" || pu.RawQuery != "" || pu.Fragment != "" || strings.HasPrefix(p, "//") {
+				return fmt.Errorf("%s must be a plain path (no ?, #, %% or leading //)", name)
+			}
+		}
 	}
 	switch u.Scheme {
 	case "pkcs11":
@@ -328,6 +336,23 @@ func (u *URI) Redact(text string) string {
 		}
 	}
 	return text
+}
+
+// Key names the key u picks, the same for two URIs that differ only in
+// how they are written (attribute order, percent-encoding) or in how they
+// reach it (PIN, session pool size): two purposes with equal Key strings
+// share one key. It holds no PIN.
+func (u *URI) Key() string {
+	v := url.Values{}
+	for k, vs := range u.values {
+		if !isSecret(k) && k != "pin-source" && k != "max-sessions" && k != "credentials-file" && k != "profile" {
+			v[k] = vs
+		}
+	}
+	if u.path != "" {
+		v.Set("resource", u.path)
+	}
+	return u.Scheme + ":" + v.Encode()
 }
 
 // Connection names what keys can share one KMS client: the URI less the
