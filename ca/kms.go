@@ -424,8 +424,8 @@ func loadOrCreateX509CACert(key crypto.Signer, certPath, name string) (*X509CA, 
 			return nil, err
 		}
 		b = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		if err := os.WriteFile(certPath, b, 0o644); err != nil {
-			return nil, fmt.Errorf("write %s: %w", certPath, err)
+		if err := createFile(certPath, b, 0o644); err != nil {
+			return nil, err
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("%s certificate: %w", name, err)
@@ -568,15 +568,25 @@ func CreateDBCACert(p Purpose, key crypto.Signer, path string) ([]byte, error) {
 		return nil, err
 	}
 	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
+	if err := createFile(path, b, 0o644); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
+	}
+	return b, nil
+}
+
+// createFile writes b to a new file at path, refusing to replace one or to
+// follow a symbolic link there (a dangling one would have the write land
+// wherever it points).
+func createFile(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
 	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("ca: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return b, f.Close()
+	return f.Close()
 }
 
 // SSHLine is an SSH CA's public half as `ca export` prints it: an

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -491,5 +492,33 @@ func TestSecretFilesOwnedByAnotherUser(t *testing.T) {
 				t.Errorf("error %q: want it to name %s and its owner", err, tc.file)
 			}
 		})
+	}
+}
+
+// TestX509CACertNotThroughSymlink: a missing CA certificate is written as
+// a new file, never through a dangling symbolic link in its place.
+func TestX509CACertNotThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(dir, "elsewhere.pem")
+	link := filepath.Join(dir, "db_ca.crt")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadOrCreateX509CACert(key, link, dbCAName); err == nil {
+		t.Fatal("a certificate was written through a dangling symlink")
+	}
+	if _, err := os.Lstat(elsewhere); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the symlink's target was created: %v", err)
+	}
+	plain := filepath.Join(dir, "plain.crt")
+	if _, err := loadOrCreateX509CACert(key, plain, dbCAName); err != nil {
+		t.Fatalf("a missing certificate in a plain place: %v", err)
+	}
+	if _, err := loadOrCreateX509CACert(key, plain, dbCAName); err != nil {
+		t.Fatalf("read again: %v", err)
 	}
 }
