@@ -237,10 +237,15 @@ func (a *approvals) refusedAtOnce(ap *approval) (string, bool) {
 }
 
 // pendingOf counts the undecided, unexpired requests of id (on the shared
-// board when there is one; one the board cannot list counts as the limit).
+// board when there is one; one the board cannot list counts as the limit):
+// its account's and those of every account with its user name, the same
+// person as ownRequest knows people, so a second account does not double
+// what one person may have waiting.
 func (a *approvals) pendingOf(id ca.Identity) int {
 	now := a.clock()
-	same := func(r ca.Identity) bool { return r.Issuer == id.Issuer && r.Subject == id.Subject }
+	same := func(r ca.Identity) bool {
+		return r.Issuer == id.Issuer && r.Subject == id.Subject || id.User != "" && r.User == id.User
+	}
 	n := 0
 	if a.board != nil {
 		list, err := a.board.Pending(now)

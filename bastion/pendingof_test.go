@@ -1,0 +1,35 @@
+package bastion
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bastionhq/bastion/ca"
+)
+
+// TestPendingOfCountsThePerson: approvals.max_pending bounds what one
+// person has waiting, as ownRequest knows people (one user name), so a
+// second account that maps to the same name does not double it.
+func TestPendingOfCountsThePerson(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	carol := ca.Identity{User: "carol", Issuer: "https://idp.example.com", Subject: "00u1"}
+	carol2 := ca.Identity{User: "carol", Issuer: "https://idp.example.com", Subject: "00u9"} // carol+2@
+	dave := ca.Identity{User: "dave", Issuer: "https://idp.example.com", Subject: "00u2"}
+	a := &approvals{now: func() time.Time { return now }, maxPending: 10, m: map[string]*approval{}}
+	add := func(id string, r ca.Identity, outcome string, expires time.Time) {
+		a.m[id] = &approval{Requester: r, User: r.User, Expires: expires, outcome: outcome}
+	}
+	add("a", carol, "", now.Add(time.Minute))
+	add("b", carol2, "", now.Add(time.Minute))
+	add("c", carol2, "approved", now.Add(time.Minute)) // decided
+	add("d", carol, "", now.Add(-time.Second))         // expired
+	add("e", dave, "", now.Add(time.Minute))
+	for _, tc := range []struct {
+		id   ca.Identity
+		want int
+	}{{carol, 2}, {carol2, 2}, {dave, 1}, {ca.Identity{User: "erin", Issuer: "https://idp.example.com", Subject: "00u3"}, 0}} {
+		if got := a.pendingOf(tc.id); got != tc.want {
+			t.Errorf("pendingOf(%s %s) = %d, want %d", tc.id.User, tc.id.Subject, got, tc.want)
+		}
+	}
+}
