@@ -20,6 +20,11 @@ const (
 	// mode, terminal modes such as -echo or a new end-of-line character),
 	// so later lines could run without being read the way they are judged.
 	ReasonLineEditing = "changes how typed keys become command lines"
+	// ReasonKeyword: set -k (set -o keyword, bash -k) makes every word of
+	// a command line that looks like an assignment set the command's
+	// environment wherever it stands: `git fetch GIT_SSH_COMMAND=CMD`
+	// then runs CMD, which the line's words do not show as a command.
+	ReasonKeyword = "set -k makes assignments anywhere on a line set the command's environment"
 )
 
 // Options change how AnalyzeWith reads the text.
@@ -336,6 +341,10 @@ func setOptions(args []word, shell bool) string {
 				if s[0] == '-' {
 					return ReasonHistory
 				}
+			case 'k':
+				if s[0] == '-' {
+					return ReasonKeyword
+				}
 			case 'o', 'O':
 				if i+1 < len(args) {
 					if !args[i+1].lit {
@@ -358,6 +367,8 @@ func shellOption(name string) string {
 		return ReasonHistory
 	case "vi":
 		return ReasonLineEditing
+	case "keyword":
+		return ReasonKeyword
 	}
 	return ""
 }
