@@ -128,6 +128,12 @@ var bypassCases = []bypassCase{
 	{name: "quoted index", src: `echo ${a['$(rm -rf v)']}`, reason: ReasonSubscript},
 	{name: "quoted index assigned", src: `a['$(rm -rf v)']=1`, reason: ReasonSubscript},
 	{name: "declare quoted subscript", src: `declare "a[\$(rm -rf v)]=1"`, reason: ReasonSubscript},
+	{name: "stored subscript, $((x))", src: `x='a[$(rm -rf v)]'; echo $((x))`, reason: ReasonStoredSubscript},
+	{name: "stored subscript, backquote", src: "x='a[`rm -rf v`]'", reason: ReasonStoredSubscript},
+	{name: "stored subscript, declare", src: `declare -x y='a[${ rm -rf v; }]'`, reason: ReasonStoredSubscript},
+	{name: "stored subscript, quoted declare", src: `declare "y=a[\$(rm -rf v)]"`, reason: ReasonStoredSubscript},
+	{name: "stored subscript, array element", src: `arr=(1 'a[$(rm -rf v)]'); echo $((arr[1]))`, reason: ReasonStoredSubscript},
+	{name: "stored subscript, element", src: `m[k]="a[\$(rm -rf v)]"`, reason: ReasonStoredSubscript},
 	{name: "export quoted PROMPT_COMMAND", src: `export "PROMPT_COMMAND=rm -rf /tmp/victim"`, argv: victim},
 	{name: "declare quoted PS1", src: `declare -x "PS1=\$(rm -rf /tmp/victim)"`, argv: victim},
 	// Expanded, with command substitution, when a shell starts or mail

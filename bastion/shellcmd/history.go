@@ -475,6 +475,34 @@ func followedVar(w word) bool {
 // (printf -v 'a[$(cmd)]' x, read 'a[`cmd`]', unset, test -v, let).
 const ReasonSubscript = "array subscript evaluated as code"
 
+// ReasonStoredSubscript: a literal value holding an array subscript with
+// a substitution in it (x='a[$(cmd)]'). bash evaluates such a subscript,
+// substitutions included, whenever the variable is used in arithmetic:
+// $((x)), ((x)), [[ $x -eq 0 ]], an assignment to a declare -i variable.
+// The use may come on any later line, so the value is reported where it is
+// stored.
+const ReasonStoredSubscript = "value runs an array subscript's substitution when used in arithmetic"
+
+// storedSubscriptCode reports whether s, stored in a variable, holds a
+// name followed by a subscript in which a command or parameter
+// substitution starts: what arithmetic evaluation of the variable runs.
+func storedSubscriptCode(s string) bool {
+	for i := 1; i < len(s); i++ {
+		if s[i] != '[' || !isNameByte(s[i-1]) {
+			continue
+		}
+		rest := s[i+1:]
+		if strings.Contains(rest, "$(") || strings.Contains(rest, "`") || strings.Contains(rest, "${") {
+			return true
+		}
+	}
+	return false
+}
+
+func isNameByte(b byte) bool {
+	return b == '_' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+}
+
 // nameTakers are builtins whose arguments name variables (or hold
 // arithmetic): a subscript in them is evaluated.
 var nameTakers = map[string]bool{

@@ -574,6 +574,9 @@ func (a *analyzer) quotedDecl(t string, sc scope, text string) {
 		a.unknowable(text, why)
 		return
 	}
+	if isAssign && !promptVar(base) && storedSubscriptCode(value) {
+		a.unknowable(text, ReasonStoredSubscript)
+	}
 	if why := termAssignReason(base, value, !hasSub && !strings.HasSuffix(strings.TrimSuffix(t, value), "+=")); why != "" && isAssign {
 		a.unknowable(text, why)
 		return
@@ -643,6 +646,27 @@ func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
 	if why := specialVarReason(as.Name.Value); why != "" {
 		a.unknowable(nodeText(sc.src, as), why)
 		return
+	}
+	if !promptVar(as.Name.Value) {
+		// x='a[$(cmd)]' stores code that any arithmetic use of x runs:
+		// $((x)), ((x)), [[ $x -eq 0 ]], declare -i y=$x.
+		vals := []*syntax.Word{as.Value}
+		if as.Array != nil {
+			for _, e := range as.Array.Elems {
+				if e != nil {
+					vals = append(vals, e.Value)
+				}
+			}
+		}
+		for _, v := range vals {
+			if v == nil {
+				continue
+			}
+			if w := normWord(v, sc.src); w.lit && storedSubscriptCode(w.s) {
+				a.unknowable(nodeText(sc.src, as), ReasonStoredSubscript)
+				break
+			}
+		}
 	}
 	if termVar(as.Name.Value) && !as.Naked {
 		v := word{lit: true}
