@@ -499,6 +499,13 @@ func storedSubscriptCode(s string) bool {
 	return false
 }
 
+// ArithmeticCode reports whether a variable holding s would run a command
+// when the shell uses it in arithmetic ($((x)), ((x)), [[ $x -eq 0 ]]):
+// s holds an array subscript with a substitution in it, x='a[$(cmd)]'. A
+// value that reaches a shell from outside the text it is given (an SSH env
+// request) must not be such a value, since no rule sees the use as code.
+func ArithmeticCode(s string) bool { return storedSubscriptCode(s) }
+
 func isNameByte(b byte) bool {
 	return b == '_' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
 }
