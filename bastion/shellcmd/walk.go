@@ -609,7 +609,7 @@ func assignText(as *syntax.Assign, src string) (string, bool) {
 		}
 		return as.Name.Value + op + w.s, w.lit
 	}
-	return nodeText(src, as), false
+	return stripNUL(nodeText(src, as)), false // no argument holds a NUL
 }
 
 // let reports a let clause as a command.
