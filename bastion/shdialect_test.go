@@ -139,3 +139,29 @@ func TestBlockedExecMoreWrappers(t *testing.T) {
 		})
 	}
 }
+
+// bash expands substitutions inside an arithmetic expression even in
+// single quotes, evaluates an indexed array's subscripts in a compound
+// assignment, and evaluates a stored value's subscript whenever the
+// variable is used in arithmetic: each ran rm while the parser saw only
+// quoted text.
+func TestRefusedExecArithmeticCode(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, cmd := range []string{
+		"echo $(( '$(rm -rf " + victim + ")' ))",
+		"for (( i='$(rm -rf " + victim + ")'; i<1; i++ )); do :; done",
+		"a=(['$(rm -rf " + victim + ")']=1)",
+		"x='a[$(rm -rf " + victim + ")]'; echo $((x))",
+		"read x <<< 'a[$(rm -rf " + victim + ")]'; echo $((x))",
+	} {
+		os.MkdirAll(victim, 0o755)
+		r := e.ssh("", "root@web1", cmd)
+		if !exists(victim) {
+			t.Fatalf("%s: arithmetic ran a blocked command: %s", cmd, r)
+		}
+		if r.Code == 0 {
+			t.Fatalf("%s: not refused: %s", cmd, r)
+		}
+	}
+}
