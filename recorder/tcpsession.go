@@ -136,7 +136,8 @@ func printableASCII(s string) string {
 // their times are the events' times.
 //
 // A session with nothing to capture (not a tcp or postgres session, or
-// recorded without its content) gets an error wrapping ErrNoCapture, before
+// recorded without its content) gets an error wrapping ErrNoCapture, and
+// a damaged one (what Verify finds) one wrapping ErrBroken, before
 // anything is written.
 func (s *Store) ExportPcap(id string, w io.Writer) error {
 	info, err := s.sessionView(id)
@@ -146,23 +147,27 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 	if info.Kind != "tcp" && info.Kind != "postgres" {
 		return fmt.Errorf("recorder: export %s as pcap: %w: a %s session has no TCP content (tcp and postgres sessions do)", id, ErrNoCapture, info.Kind)
 	}
-	// Checked first, so a session without content writes nothing: a tcp
-	// session's content begins with its "open" event, a PostgreSQL
-	// session's wire messages too.
-	errFound := errors.New("found")
+	// Read and checked whole first, so a session without content, or
+	// a damaged one, writes nothing: a capture is read later, apart
+	// from this error, and one cut at the damage (or whose chain is
+	// consistent but does not match its seal, which is found only at
+	// its end) would read as the session. A tcp session's content
+	// begins with its "open" event, a PostgreSQL session's wire
+	// messages too.
+	found := false
 	err = s.rawEvents(id, func(e rawEvent) error {
-		if e.typ == EventConn {
-			return errFound
-		}
+		found = found || e.typ == EventConn
 		return nil
 	})
 	switch {
-	case err == nil && info.Kind == "postgres":
-		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id, ErrNoCapture)
-	case err == nil:
-		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id, ErrNoCapture)
-	case err != errFound:
+	case errors.Is(err, ErrBroken):
+		return fmt.Errorf("recorder: export %s as pcap: refused, nothing written: %w (bastion verify %s names the damage)", id, err, id)
+	case err != nil:
 		return err
+	case !found && info.Kind == "postgres":
+		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id, ErrNoCapture)
+	case !found:
+		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id, ErrNoCapture)
 	}
 	// Frames are small (a record header and at most one MSS each): written
 	// one by one to an SSH channel, every one was a packet of its own, and

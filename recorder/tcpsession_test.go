@@ -1,9 +1,12 @@
 package recorder
 
 import (
+	"math/rand/v2"
+
 	"bytes"
 	"errors"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -289,4 +292,100 @@ func FuzzParseUnstored(f *testing.F) {
 			t.Fatalf("%q read as %d %d lost=%v", b, c, s, lost)
 		}
 	})
+}
+
+// A capture of a damaged session is refused before anything is written:
+// a pcap is read later, apart from the error the export printed, so one
+// cut at the damage (or one whose chain is consistent but does not match
+// its seal, found only at its end) would read as the session. The
+// session is large enough that the export's buffer would have been
+// written out several times before the damage was found.
+func TestPcapOfDamagedSessionWritesNothing(t *testing.T) {
+	const chunks = 6
+	record := func(t *testing.T) (Config, string, string) {
+		cfg, clk := testConfig(t)
+		s, err := Open(cfg)
+		must(t, err)
+		rng := rand.New(rand.NewPCG(1, 2))
+		r := begin(t, s, SessionInfo{ID: "victim", Kind: "tcp", Target: "web"})
+		other := begin(t, s, SessionInfo{ID: "other", Kind: "tcp", Target: "web"})
+		must(t, r.ConnEvent("open 10.1.2.3:51000 10.9.8.7:8080"))
+		must(t, other.ConnEvent("open 10.1.2.3:51001 10.9.8.7:8080"))
+		for range chunks {
+			clk.Advance(1000)
+			b := make([]byte, 200<<10) // random: stored as it is
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			must(t, r.FromServer(b))
+			must(t, other.FromServer(b[:100]))
+			s.sync()
+		}
+		must(t, r.ConnEvent("client fin"))
+		must(t, r.ConnEvent("server fin"))
+		must(t, r.End(ExitInfo{Status: -1}))
+		must(t, other.End(ExitInfo{Status: -1}))
+		must(t, s.Close())
+		return cfg, r.ID(), other.ID()
+	}
+	last := func(t *testing.T, cfg Config, id string) uint64 {
+		db, err := bolt.Open(cfg.Path, 0o600, nil)
+		must(t, err)
+		defer db.Close()
+		var n uint64
+		db.View(func(tx *bolt.Tx) error {
+			for n = 0; tx.Bucket(bucketChunks).Get(chunkKey(id, n+1)) != nil; n++ {
+			}
+			return nil
+		})
+		return n
+	}
+	tests := []struct {
+		name string
+		edit func(id, other string, last uint64) func(*bolt.Tx) error
+	}{
+		{"flipped byte in the last chunk", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return editChunk(id, last, flipAt(chunkHeaderLenV2+3))
+		}},
+		{"last chunk rewritten with a fresh hash", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return editChunk(id, last, reseal)
+		}},
+		{"last chunk deleted", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error { return tx.Bucket(bucketChunks).Delete(chunkKey(id, last)) }
+		}},
+		{"last chunk truncated", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return editChunk(id, last, func(v []byte) []byte { return v[:len(v)/2] })
+		}},
+		{"a middle chunk deleted", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error { return tx.Bucket(bucketChunks).Delete(chunkKey(id, last-1)) }
+		}},
+		{"another session's chunk spliced in", func(id, other string, last uint64) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketChunks)
+				return b.Put(chunkKey(id, last-1), bytes.Clone(b.Get(chunkKey(other, 2))))
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, id, other := record(t)
+			n := last(t, cfg, id)
+			if n < chunks-1 {
+				t.Fatalf("the session has %d chunks", n+1)
+			}
+			tamper(t, cfg.Path, tc.edit(id, other, n))
+			s := openStore(t, cfg)
+			if rep := verify(t, s, id); rep.Intact || rep.Problem == "" {
+				t.Fatalf("verify: %+v", rep)
+			}
+			var out bytes.Buffer
+			err := s.ExportPcap(id, &out)
+			if !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), "bastion verify") {
+				t.Errorf("ExportPcap: %v, want %v saying to run verify", err, ErrBroken)
+			}
+			if out.Len() != 0 {
+				t.Errorf("%d bytes of capture written before the damage was reported", out.Len())
+			}
+		})
+	}
 }
