@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -256,4 +257,66 @@ func waitListenNoConsume(t *testing.T, port int) {
 		}
 	}
 	t.Fatalf("nothing listens on port %d", port)
+}
+
+// What a TCP session's content can do to whoever reads its recording, and
+// how a forward the bastion ends is shown.
+func TestTCPRecordingEdges(t *testing.T) {
+	testenv.Require(t, "tshark")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }() // echoes as it reads
+		}
+	}()
+	e := newEnv(t, envOptions{idle: 3 * time.Second, targets: []string{fmt.Sprintf(`{name: webstream, kind: tcp, address: %q}`, ln.Addr().String())}})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	dial := func(t *testing.T) net.Conn {
+		conn, err := c.Dial("tcp", "webstream:"+portOf(ln.Addr().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		return conn
+	}
+	echo := func(t *testing.T, conn net.Conn, msg string) {
+		conn.Write([]byte(msg))
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo: %q %v", buf, err)
+		}
+	}
+
+	// The bastion ends the forward (idle past sessions.idle_timeout):
+	// neither side closed it, and the recording must not say they did.
+	t.Run("cut by the bastion", func(t *testing.T) {
+		conn := dial(t)
+		echo(t, conn, "hello\n")
+		io.ReadAll(conn) // until the idle timeout
+		id := e.tcpSession(t, "webstream")
+		tl := e.ssh("", "bastion", "export", id)
+		mustContain(t, "timeline", tl.Stdout, "session ended: idle timeout", "connection cut by the bastion")
+		if strings.Contains(tl.Stdout, " fin") {
+			t.Errorf("the timeline shows a side closing:\n%s", tl.Stdout)
+		}
+		pcap := filepath.Join(t.TempDir(), "cut.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		closes := tshark(t, pcap, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset")
+		closes = strings.NewReplacer("True", "1", "False", "0").Replace(closes)
+		lines := strings.Split(strings.TrimSpace(closes), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], portOf(ln.Addr().String())+"\t0\t1") || !strings.HasSuffix(lines[1], "\t0\t1") {
+			t.Errorf("closing frames (port, fin, rst): %q, want the target's RST then the client's", lines)
+		}
+	})
 }

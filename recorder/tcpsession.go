@@ -48,6 +48,10 @@ func (tl timeline) event(e rawEvent) error {
 			fmt.Fprintf(&b, "%sbastion: %d bytes from the client and %d from the target passed unstored (%s)\r\n", at, c, s, why)
 			break
 		}
+		if string(e.data) == "cut" {
+			b.WriteString(at + "connection cut by the bastion (the marker above says why): each side still open is shown reset\r\n")
+			break
+		}
 		b.WriteString(at + "connection " + printableASCII(string(e.data)) + "\r\n")
 	case EventFromClient, EventFromServer:
 		dir := "client -> target"
@@ -57,7 +61,8 @@ func (tl timeline) event(e rawEvent) error {
 		fmt.Fprintf(&b, "%s%s  %d bytes\r\n", at, dir, len(e.data))
 		hexdump(&b, e.data)
 	case asciicast.Marker:
-		b.WriteString(at + "bastion: " + printableASCII(string(e.data)) + "\r\n")
+		// The bastion's own markers begin "bastion: " already.
+		b.WriteString(at + "bastion: " + printableASCII(strings.TrimPrefix(string(e.data), "bastion: ")) + "\r\n")
 	default:
 		return nil
 	}
@@ -286,6 +291,21 @@ func (p *pcapWriter) conn(e rawEvent) error {
 			p.client, p.server = c, t
 		}
 		p.open(e.us)
+	case len(f) == 1 && f[0] == "cut":
+		// The bastion ended the forward (idle timeout, a withdrawn
+		// grant, a failed recording...): neither side closed it, so
+		// each side still open is shown reset, the target's first.
+		p.open(e.us)
+		for _, fromClient := range []bool{false, true} {
+			side := 1
+			if fromClient {
+				side = 0
+			}
+			if !p.closed[side] {
+				p.segment(e.us, fromClient, flagRST|flagACK, nil)
+			}
+		}
+		p.closed = [2]bool{true, true}
 	case len(f) == 2 && (f[1] == "fin" || f[1] == "rst"):
 		p.open(e.us)
 		fromClient := f[0] == "client"

@@ -1,17 +1,19 @@
 package recorder
 
 import (
-	"math/rand/v2"
-
 	"bytes"
 	"errors"
 	"fmt"
-	bolt "go.etcd.io/bbolt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // recordTCP records a TCP session: an HTTP exchange in several reads, then
@@ -387,5 +389,52 @@ func TestPcapOfDamagedSessionWritesNothing(t *testing.T) {
 				t.Errorf("%d bytes of capture written before the damage was reported", out.Len())
 			}
 		})
+	}
+}
+
+// A connection the bastion cut (idle timeout, a withdrawn grant, a strict
+// recording that failed) is recorded as "cut", not as each side's FIN:
+// the capture resets each side still open, after the client's own FIN if
+// it had half-closed, and the timeline says the bastion cut it.
+func TestPcapShowsCut(t *testing.T) {
+	testenv.Require(t, "tshark")
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "tcp-cut", Kind: "tcp", Target: "web"})
+	must(t, r.ConnEvent("open 10.1.2.3:51000 10.9.8.7:8080"))
+	clk.Advance(1000)
+	must(t, r.FromClient([]byte("SUBSCRIBE news\r\n")))
+	must(t, r.ConnEvent("client fin"))
+	must(t, r.FromServer([]byte("+OK\r\n")))
+	must(t, r.Marker("bastion: session ended: idle timeout after 30m0s without activity"))
+	must(t, r.ConnEvent("cut"))
+	must(t, r.End(ExitInfo{Status: -1}))
+	path := filepath.Join(t.TempDir(), "s.pcap")
+	f, err := os.Create(path)
+	must(t, err)
+	must(t, s.ExportPcap(r.ID(), f))
+	f.Close()
+	out, err := exec.Command("tshark", "-r", path, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields",
+		"-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v %s", err, out)
+	}
+	norm := strings.NewReplacer("True", "1", "False", "0")
+	got := strings.Split(strings.TrimSpace(norm.Replace(string(out))), "\n")
+	// The client's FIN, then the target's RST (it had not closed): the
+	// client's side was already closed.
+	want := []string{"51000\t17\t1\t0", "8080\t6\t0\t1"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("closing frames (port, seq, fin, rst):\n%q\nwant\n%q", got, want)
+	}
+	var tl bytes.Buffer
+	must(t, s.Export(r.ID(), &tl))
+	for _, want := range []string{"] bastion: session ended: idle timeout", "connection cut by the bastion"} {
+		if !strings.Contains(tl.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, tl.String())
+		}
+	}
+	if strings.Contains(tl.String(), "bastion: bastion:") {
+		t.Errorf("timeline repeats the marker's prefix:\n%s", tl.String())
 	}
 }
