@@ -297,6 +297,30 @@ func TestTCPRecordingEdges(t *testing.T) {
 		}
 	}
 
+	// The payload is the attacker's: escape sequences, bidi overrides, NULs,
+	// C1 controls and a long line reach the auditor's terminal through
+	// replay and export only as hex and dots.
+	t.Run("hostile content", func(t *testing.T) {
+		conn := dial(t)
+		hostile := "\x1b]0;pwned\x07\x1b[2J\u202eevil\x00\x9b31m\x1bP+q\x1b\\" + strings.Repeat("A", 100<<10) + "\r\n"
+		echo(t, conn, hostile)
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		io.ReadAll(conn)
+		id := e.tcpSession(t, "webstream")
+		for _, args := range [][]string{{"replay", id, "--speed", "1000"}, {"export", id}, {"export", id, "--raw"}} {
+			r := e.ssh("", append([]string{"bastion"}, args...)...)
+			if r.Code != 0 {
+				t.Fatalf("%v: %s", args, r)
+			}
+			for _, bad := range []string{"\x1b]", "\x1b[2J", "\x1bP", "\u202e", "\x00", "\x9b", "\\u001b]", "\\u202e", "\\u0000"} {
+				if strings.Contains(r.Stdout, bad) {
+					t.Errorf("%v prints %q", args, bad)
+				}
+			}
+			mustContain(t, fmt.Sprint(args), r.Stdout, "|.]0;pwned..[2J..|", "bytes elided")
+		}
+	})
+
 	// The bastion ends the forward (idle past sessions.idle_timeout):
 	// neither side closed it, and the recording must not say they did.
 	t.Run("cut by the bastion", func(t *testing.T) {
