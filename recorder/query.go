@@ -194,7 +194,18 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if info.Kind == "tcp" {
 		// A TCP session's bytes are not terminal output: they play as a
 		// readable timeline (ExportPcap gives the capture).
-		return s.rawEvents(id, timeline{out: enc.Event}.event)
+		var last int64
+		tl := timeline{out: enc.Event}
+		err := s.rawEvents(id, func(e rawEvent) error {
+			last = e.us
+			return tl.event(e)
+		})
+		if err == nil && info.Status == StatusInterrupted {
+			// Neither side's close was recorded: say why the timeline
+			// stops, as the capture shows it (no FIN, no RST).
+			err = tl.event(rawEvent{typ: asciicast.Marker, us: last, data: []byte("the recording ends here: the session was interrupted (" + info.Error + "); no close of either side was recorded")})
+		}
+		return err
 	}
 	return s.events(id, enc.Event)
 }
