@@ -337,7 +337,7 @@ type Recording struct {
 	Mode          string   `yaml:"mode"`           // strict (default), best_effort
 	FlushInterval Duration `yaml:"flush_interval"` // default 200ms
 	Retention     Duration `yaml:"retention"`      // 0 keeps forever
-	MaxBytes      ByteSize `yaml:"max_bytes"`      // per-session budget; 0 = unlimited
+	MaxBytes      ByteSize `yaml:"max_bytes"`      // per-session budget; 0 = unlimited, else at least 1KiB
 	Input         bool     `yaml:"input"`          // record keystrokes (off: people type passwords)
 }
 
@@ -1053,6 +1053,12 @@ func (v *validator) recording(c *Config) {
 	}
 	if c.Recording.FlushInterval.D <= 0 || c.Recording.FlushInterval.D > time.Minute {
 		v.bad("recording.flush_interval", "%s out of range (0, 1m]", c.Recording.FlushInterval.D)
+	}
+	// A bare number is bytes: "max_bytes: 64" meant as 64MiB would keep
+	// next to nothing of each session (a TCP session's open event alone
+	// takes about 50), while its traffic goes on unstored.
+	if n := c.Recording.MaxBytes; n > 0 && n < 1<<10 {
+		v.bad("recording.max_bytes", "%d bytes would keep next to nothing of a session (a size without a unit is bytes: write 64MiB, not 64); at least 1KiB, or 0 (or unset) for no cap", n)
 	}
 }
 

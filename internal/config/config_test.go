@@ -153,6 +153,9 @@ func TestMalformed(t *testing.T) {
 		{"rule target null", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web1, null]}]\n", "rules[0].targets[1]: an empty item"},
 		{"bad recording mode", minimal + "recording: {mode: sometimes}\n", "recording.mode"},
 		{"bad size", minimal + "recording: {max_bytes: lots}\n", "not a size"},
+		{"negative size", minimal + "recording: {max_bytes: -1MiB}\n", "not a size"},
+		// A bare number is bytes: 64 meant as 64MiB would keep nothing of a session.
+		{"size without its unit", minimal + "recording: {max_bytes: 64}\n", "recording.max_bytes: 64 bytes would keep next to nothing"},
 		{"bad log level", minimal + "log: {level: loud}\n", "log.level"},
 		{"huge", strings.Repeat("# padding\n", maxConfigBytes/10+1), "larger than"},
 	} {
