@@ -277,7 +277,31 @@ func TestTCPRecordingEdges(t *testing.T) {
 			go func() { io.Copy(c, c); c.Close() }() // echoes as it reads
 		}
 	}()
-	e := newEnv(t, envOptions{idle: 3 * time.Second, targets: []string{fmt.Sprintf(`{name: webstream, kind: tcp, address: %q}`, ln.Addr().String())}})
+	// A target that answers, then resets the connection.
+	rl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rl.Close() })
+	go func() {
+		for {
+			c, err := rl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				b := make([]byte, 5)
+				io.ReadFull(c, b)
+				c.Write([]byte("bye\n"))
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}()
+		}
+	}()
+	e := newEnv(t, envOptions{idle: 3 * time.Second, targets: []string{
+		fmt.Sprintf(`{name: webstream, kind: tcp, address: %q}`, ln.Addr().String()),
+		fmt.Sprintf(`{name: webreset, kind: tcp, address: %q}`, rl.Addr().String()),
+	}})
 	c := e.dialBastion(t, e.alice)
 	defer c.Close()
 	dial := func(t *testing.T) net.Conn {
@@ -318,6 +342,32 @@ func TestTCPRecordingEdges(t *testing.T) {
 				}
 			}
 			mustContain(t, fmt.Sprint(args), r.Stdout, "|.]0;pwned..[2J..|", "bytes elided")
+		}
+	})
+
+	// The target resets the connection while the client still sends.
+	t.Run("target resets", func(t *testing.T) {
+		conn, err := c.Dial("tcp", "webreset:"+portOf(rl.Addr().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn.Write([]byte("hello"))
+		got, _ := io.ReadAll(conn)
+		conn.Write([]byte("more"))
+		if string(got) != "bye\n" {
+			t.Fatalf("got %q", got)
+		}
+		id := e.tcpSession(t, "webreset")
+		mustContain(t, "timeline", e.ssh("", "bastion", "export", id).Stdout, "|bye.|", "connection server rst")
+		pcap := filepath.Join(t.TempDir(), "rst.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		closes := tshark(t, pcap, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.flags.reset")
+		closes = strings.NewReplacer("True", "1", "False", "0").Replace(closes)
+		if strings.TrimSpace(closes) != portOf(rl.Addr().String())+"\t1" {
+			t.Errorf("closing frames (port, rst): %q, want the target's RST alone", closes)
 		}
 	})
 
