@@ -187,6 +187,17 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if info.Kind == "tcp" {
+		// Checked whole first, as a capture is (ExportPcap), at the cost
+		// of a second read: a timeline written to a file and cut at the
+		// damage would read as the session.
+		if err := s.rawEvents(id, func(rawEvent) error { return nil }); err != nil {
+			if errors.Is(err, ErrBroken) {
+				return fmt.Errorf("recorder: export %s: refused, nothing written: %w", id, err)
+			}
+			return err
+		}
+	}
 	enc, err := asciicast.NewEncoder(w, exportHeader(info))
 	if err != nil {
 		return fmt.Errorf("recorder: export %s: %w", id, err)

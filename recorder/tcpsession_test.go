@@ -298,7 +298,8 @@ func FuzzParseUnstored(f *testing.F) {
 	})
 }
 
-// A capture of a damaged session is refused before anything is written:
+// A capture (or the timeline) of a damaged session is refused before
+// anything is written:
 // a pcap is read later, apart from the error the export printed, so one
 // cut at the damage (or one whose chain is consistent but does not match
 // its seal, found only at its end) would read as the session. The
@@ -389,6 +390,15 @@ func TestPcapOfDamagedSessionWritesNothing(t *testing.T) {
 			}
 			if out.Len() != 0 {
 				t.Errorf("%d bytes of capture written before the damage was reported", out.Len())
+			}
+			// The timeline (export, replay) likewise: nothing but the
+			// header before the error.
+			out.Reset()
+			if err := s.Export(id, &out); !errors.Is(err, ErrBroken) {
+				t.Errorf("Export: %v, want %v", err, ErrBroken)
+			}
+			if n := strings.Count(out.String(), "\n"); n > 1 {
+				t.Errorf("%d lines of timeline written before the damage was reported", n)
 			}
 		})
 	}
