@@ -298,7 +298,8 @@ func TestTCPRecordingEdges(t *testing.T) {
 			}()
 		}
 	}()
-	e := newEnv(t, envOptions{idle: 3 * time.Second, targets: []string{
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{idle: 3 * time.Second, pgTarget: true, targets: []string{
 		fmt.Sprintf(`{name: webstream, kind: tcp, address: %q}`, ln.Addr().String()),
 		fmt.Sprintf(`{name: webreset, kind: tcp, address: %q}`, rl.Addr().String()),
 	}})
@@ -391,6 +392,27 @@ func TestTCPRecordingEdges(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(closes), "\n")
 		if len(lines) != 2 || !strings.HasPrefix(lines[0], portOf(ln.Addr().String())+"\t0\t1") || !strings.HasSuffix(lines[1], "\t0\t1") {
 			t.Errorf("closing frames (port, fin, rst): %q, want the target's RST then the client's", lines)
+		}
+	})
+
+	// A PostgreSQL session the bastion ends (a query quiet past the idle
+	// timeout): its capture resets, as a tcp forward's does.
+	t.Run("PostgreSQL session cut by the bastion", func(t *testing.T) {
+		p := &pgEnv{env: e, pg: e.pg, lport: e.forwardPG(t)}
+		if r := p.psql(t, "", "-c", "SELECT pg_sleep(20)"); r.Code == 0 {
+			t.Fatalf("the quiet query outlived the idle timeout: %s", r)
+		}
+		id := e.endedSession(t, "postgres", "pg1")
+		pcap := filepath.Join(t.TempDir(), "pg.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		if exp.Code != 0 {
+			t.Fatalf("export: %s", exp)
+		}
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		closes := tshark(t, pcap, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset")
+		closes = strings.NewReplacer("True", "1", "False", "0").Replace(closes)
+		if strings.TrimSpace(closes) != "0\t1\n0\t1" {
+			t.Errorf("closing frames (fin, rst): %q, want two RSTs", closes)
 		}
 	})
 }
