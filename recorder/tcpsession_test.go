@@ -364,6 +364,14 @@ func TestPcapOfDamagedSessionWritesNothing(t *testing.T) {
 		{"a middle chunk deleted", func(id, _ string, last uint64) func(*bolt.Tx) error {
 			return func(tx *bolt.Tx) error { return tx.Bucket(bucketChunks).Delete(chunkKey(id, last-1)) }
 		}},
+		// The capture's times are the session's start plus each event's
+		// offset: a start moved in the record moves every frame.
+		{"session start changed", func(id, _ string, _ uint64) func(*bolt.Tx) error {
+			return editJSON(bucketSessions, id, func(m map[string]any) { m["start"] = "2024-01-01T00:00:00Z" })
+		}},
+		{"session user changed", func(id, _ string, _ uint64) func(*bolt.Tx) error {
+			return editJSON(bucketSessions, id, func(m map[string]any) { m["user"] = "mallory" })
+		}},
 		{"another session's chunk spliced in", func(id, other string, last uint64) func(*bolt.Tx) error {
 			return func(tx *bolt.Tx) error {
 				b := tx.Bucket(bucketChunks)
