@@ -1,0 +1,201 @@
+package shellcmd
+
+import (
+	"slices"
+	"testing"
+)
+
+// Programs that run their arguments (or a string) as a command, reached
+// for to get rm past a rule: each must yield the rm command, or make the
+// line unknowable, or (stdin) be a program reading the session's input.
+func TestLaunchersRunningTheirArguments(t *testing.T) {
+	t.Parallel()
+	const rm, unk, stdin = "rm", "unknowable", "stdin"
+	for _, tc := range []struct{ src, want string }{
+		// screen: options as screen reads them (a cluster's valued letter
+		// takes the next word), and the window's command run as argv.
+		{"screen -dmS x rm -rf /srv", rm},
+		{"screen -DmS x rm -rf /srv", rm},
+		{"screen -L -Logfile /tmp/l -dm rm -rf /srv", rm},
+		{"screen -dm bash -c 'X=1 rm -rf /srv'", rm},
+		{"screen -dm bash -c 'command rm -rf /srv'", rm},
+		{"screen -d -r x", stdin},
+		{"screen -dr x", stdin},
+		{"screen -D -R", stdin},
+		{"tmux new -d bash -c 'command rm -rf /srv'", rm},
+		// entr runs its operands, or with -s a string with $SHELL -c.
+		{"ls | entr rm -rf /srv", rm},
+		{"ls | entr -rp rm -rf /srv", rm},
+		{"ls | entr -s 'rm -rf /srv'", rm},
+		{"ls | entr -n -s 'rm -rf /srv'", rm},
+		{"ls | entr /_ x", unk},
+		// SELinux, capabilities, namespaces.
+		{"runcon -t unconfined_t rm -rf /srv", rm},
+		{"runcon system_u:system_r:unconfined_t:s0 rm -rf /srv", rm},
+		{"runcon -u x -r y rm -rf /srv", rm},
+		{"capsh -- -c 'rm -rf /srv'", rm},
+		{"capsh --user=root -- -c 'rm -rf /srv'", rm},
+		{"capsh --shell=/bin/rm -- -rf /srv", rm},
+		{"capsh --caps=x == -- -c 'rm -rf /srv'", rm},
+		{"capsh =+ --shell=/bin/rm -- -rf /srv", rm},
+		{"machinectl shell root@.host /bin/rm -rf /srv", rm},
+		{"machinectl -q shell .host /bin/sh -c 'rm -rf /srv'", rm},
+		{"systemd-run -C x rm -rf /srv", rm},
+		{"su root -s /bin/rm -- -rf /srv", rm},
+		// Detached sessions.
+		{"dtach -n /tmp/s rm -rf /srv", rm},
+		{"dtach -c /tmp/s -z rm -rf /srv", rm},
+		{"dtach -A /tmp/s -e ^A rm -rf /srv", rm},
+		{"dtach -a /tmp/s", stdin},
+		{"dtach -p /tmp/s", stdin},
+		{"abduco -n x rm -rf /srv", rm},
+		{"abduco -c x rm -rf /srv", rm},
+		{"abduco -e ^A -A x rm -rf /srv", rm},
+		{"abduco -a x", stdin},
+		// MPI and Slurm.
+		{"mpirun -np 2 rm -rf /srv", rm},
+		{"mpirun -n 1 --host a,b rm -rf /srv", rm},
+		{"mpiexec -n 1 rm -rf /srv", rm},
+		{"mpirun --mca btl self rm -rf /srv", rm},
+		{"mpirun --new-option x rm -rf /srv", unk},
+		{"srun -N1 rm -rf /srv", rm},
+		{"srun -N 1 --ntasks=2 rm -rf /srv", rm},
+		{"salloc -N1 rm -rf /srv", rm},
+		{"sbatch --wrap='rm -rf /srv'", rm},
+		{"sbatch --wrap 'rm -rf /srv'", rm},
+		// Fan-out to many hosts.
+		{"pdsh -w host rm -rf /srv", rm},
+		{"pdsh -w host 'rm -rf /srv'", rm},
+		{"pdsh -w host", stdin},
+		{"clush -w host rm -rf /srv", rm},
+		{"clush -b -w host 'rm -rf /srv'", rm},
+		{"pssh -H host rm -rf /srv", rm},
+		{"parallel-ssh -i -H host 'rm -rf /srv'", rm},
+		{"ansible all -a 'rm -rf /srv'", rm},
+		{"ansible all -m shell -a 'rm -rf /srv'", rm},
+		{"ansible all -m ansible.builtin.command -a 'rm -rf /srv'", rm},
+		{"ansible all --module-name=raw --args='rm -rf /srv'", rm},
+		{"ansible all -m shell -a \"$X\"", unk},
+		{"salt '*' cmd.run 'rm -rf /srv'", rm},
+		{"salt -G os:Debian cmd.run 'rm -rf /srv'", rm},
+		{"salt-call cmd.run 'rm -rf /srv'", rm},
+		{"salt-ssh '*' cmd.run_all cmd='rm -rf /srv'", rm},
+		{"salt '*' cmd.exec_code bash 'rm -rf /srv'", unk},
+		{"salt '*' cmd.run,test.ping 'rm -rf /srv',", unk},
+		// Container runtimes below docker.
+		{"ctr run --rm docker.io/library/alpine:latest x rm -rf /srv", rm},
+		{"ctr -n k8s.io run -t img id rm -rf /srv", rm},
+		{"ctr task exec --exec-id x c1 rm -rf /srv", rm},
+		{"ctr t exec -t --exec-id x c1 rm -rf /srv", rm},
+		{"ctr containers create img id rm -rf /srv", rm},
+		{"ctr run --new-flag x img id rm -rf /srv", unk},
+		{"runc exec c1 rm -rf /srv", rm},
+		{"runc --root /run/x exec -t --cwd / c1 rm -rf /srv", rm},
+		{"crun exec c1 rm -rf /srv", rm},
+		{"runc exec --new-flag x c1 rm -rf /srv", unk},
+		{"systemd-nspawn -D /var/lib/machines/x rm -rf /srv", rm},
+		{"systemd-nspawn -M x rm -rf /srv", rm},
+		{"systemd-nspawn -D /x --bind=/srv -- rm -rf /srv", rm},
+		{"systemd-nspawn -q --bind /srv -D /x rm -rf /srv", rm},
+		{"systemd-nspawn -D /x", stdin},
+		{"systemd-nspawn --new-option x rm -rf /srv", unk},
+		// Commands run by ssh, scp, sftp and rsync besides the remote one.
+		{"ssh -o ProxyCommand='rm -rf /srv' host", rm},
+		{"ssh -oProxyCommand='rm -rf /srv' host ls", rm},
+		{"ssh -o 'ProxyCommand rm -rf /srv' host ls", rm},
+		{"ssh -o LocalCommand='rm -rf /srv' -o PermitLocalCommand=yes host ls", rm},
+		{"ssh -o RemoteCommand='rm -rf /srv' host", rm},
+		{"ssh host -o KnownHostsCommand='rm -rf /srv' ls", rm},
+		{"ssh -o PKCS11Provider=/tmp/x.so host ls", unk},
+		{"ssh -I /tmp/x.so host ls", unk},
+		{"ssh -o \"$O\" host ls", unk},
+		{"scp -S /bin/rm -rf x host:", unk},
+		{"scp -o ProxyCommand='rm -rf /srv' a host:b", rm},
+		{"sftp -o ProxyCommand='rm -rf /srv' host", rm},
+		{"sftp -S /bin/rm host", unk},
+		{"rsync -e 'rm -rf /srv' a host:b", rm},
+		{"rsync --rsh='sh -c \"rm -rf /srv\"' a host:b", rm},
+		{"rsync -avz --rsync-path='rm -rf /srv' a host:b", rm},
+		{"rsync -ave 'rm -rf /srv' a host:b", rm},
+		// Plain argv wrappers.
+		{"rlwrap rm -rf /srv", rm},
+		{"rlwrap -a -c rm -rf /srv", rm},
+		{"proot rm -rf /srv", rm},
+		{"proot -r / -b /srv rm -rf /srv", rm},
+		{"proot -0 rm -rf /srv", rm},
+		{"bwrap --bind / / rm -rf /srv", rm},
+		{"bwrap --ro-bind / / --dev /dev --setenv A B rm -rf /srv", rm},
+		{"bwrap --new-option x rm -rf /srv", unk},
+		{"gdb -batch -ex run --args rm -rf /srv", rm},
+		{"gdb --args rm -rf /srv", rm},
+		{"perf stat rm -rf /srv", rm},
+		{"perf record -g -o /tmp/p rm -rf /srv", rm},
+		{"perf trace rm -rf /srv", rm},
+		{"ld.so /bin/rm -rf /srv", rm},
+		{"/lib64/ld-linux-x86-64.so.2 /bin/rm -rf /srv", rm},
+		{"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 --preload x.so /bin/rm -rf /srv", rm},
+		{"systemd-inhibit --what=sleep rm -rf /srv", rm},
+		{"systemd-cat -t x rm -rf /srv", rm},
+		{"aa-exec -p x -- rm -rf /srv", rm},
+		{"flatpak-spawn --host rm -rf /srv", rm},
+		{"schroot -c x -- rm -rf /srv", rm},
+		{"schroot -c x rm -rf /srv", rm},
+		{"lxc-attach -n x -- rm -rf /srv", rm},
+		{"lxc-execute -n x -- rm -rf /srv", rm},
+		{"env -a x rm -rf /srv", rm},
+		{"trickle -d 10 rm -rf /srv", rm},
+		{"socat - EXEC:'rm -rf /srv'", rm},
+		{"socat - SYSTEM:'rm -rf /srv',pty", rm},
+		{"socat TCP-LISTEN:1,fork EXEC:\"$X\"", unk},
+		{"ncat -e '/bin/rm -rf /srv' host 1", rm},
+		{"ncat -c 'rm -rf /srv' host 1", rm},
+		{"ncat --sh-exec 'rm -rf /srv' host 1", rm},
+		{"nc -c 'rm -rf /srv' host 1", rm},
+		{"nc.traditional -e /bin/rm host 1", rm},
+		// A manifest typed into the line whose containers run a command.
+		{"kubectl apply -f - <<EOF\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command: [rm, -rf, /srv]\nEOF", unk},
+		{"kubectl create -f - <<< '{\"spec\":{\"containers\":[{\"args\":[\"-c\",\"rm -rf /srv\"]}]}}'", unk},
+		{"kubectl patch pod x -p '{\"spec\":{\"containers\":[{\"command\":[\"rm\"]}]}}'", unk},
+	} {
+		a, err := Analyze(tc.src)
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		got := ""
+		switch {
+		case slices.Contains(a.Names(), "rm"):
+			got = rm
+		case len(a.Unknowable) > 0:
+			got = unk
+		case a.StdinShell:
+			got = stdin
+		}
+		if got != tc.want {
+			t.Errorf("%q: got %q, want %q:%s", tc.src, got, tc.want, dump(a))
+		}
+	}
+	// Everyday uses stay plain: nothing unknowable, no shell on stdin.
+	for _, src := range []string{
+		"time ls", "screen -ls", "screen -wipe", "screen -dmS build make", "tmux new -d -s x top",
+		"ls | entr -c make", "runcon -t x_t ls", "capsh --print", "dtach -n /tmp/s top",
+		"mpirun -np 4 ./a.out", "srun -N2 hostname", "sbatch job.sh", "pdsh -w h[1-4] uptime",
+		"ansible all -m ping", "ansible all -m copy -a 'src=a dest=/tmp/a'", "salt '*' test.ping",
+		"salt-call grains.items", "ctr images ls", "ctr run -d docker.io/library/redis:latest r1",
+		"runc list", "runc run c1", "kubectl apply -f x.yaml",
+		"kubectl apply -f - <<EOF\nkind: ConfigMap\ndata:\n  a: b\nEOF",
+		"ssh -o ProxyCommand='ssh -W %h:%p jump' host ls", "ssh -o StrictHostKeyChecking=no host uptime",
+		"scp -o ConnectTimeout=5 a host:b", "rsync -e 'ssh -p 2222' -av a host:b", "rsync -avz a host:b",
+		"rlwrap python3", "proot -r /x ls", "gdb -p 1", "perf stat ls", "perf report",
+		"systemd-cat -t x ls", "socat - TCP:host:80", "nc host 80", "ncat -l 8080",
+	} {
+		a, err := Analyze(src)
+		if err != nil {
+			t.Errorf("%q: %v", src, err)
+			continue
+		}
+		if len(a.Unknowable) > 0 || a.StdinShell {
+			t.Errorf("%q: want a plain command (stdin %v):%s", src, a.StdinShell, dump(a))
+		}
+	}
+}
