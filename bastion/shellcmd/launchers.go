@@ -69,6 +69,11 @@ var launcherSpecs = map[string]launcherSpec{
 		flags: set("d", "q", "h", "daemon", "quiet", "help")},
 	"runcon": {spec: optSpec{valued: "urtl", long: set("user", "role", "type", "range")},
 		flags: set("c", "h", "V", "compute", "help", "version")},
+	"arch-chroot": {spec: optSpec{valued: "u"}, flags: set("N", "h"), positional: 1, shellIfNone: true},
+	"jexec":       {spec: optSpec{valued: "uUd"}, flags: set("l", "h"), positional: 1, shellIfNone: true},
+	"sandbox": {spec: optSpec{valued: "lHIWtwRTi", long: set("level", "homedir", "include", "windowmanager", "type", "windowsize", "runuserdir", "tmpdir")},
+		flags: set("X", "S", "M", "s", "C", "h", "shred", "mount", "capabilities", "help")},
+	"empty": {spec: optSpec{valued: "iopL"}, flags: set("f", "c", "S", "v", "h", "i")},
 	"proot": {spec: optSpec{valued: "rbmwkivRSpq", long: set("rootfs", "bind", "mount", "pwd", "cwd", "kernel-release",
 		"change-id", "verbose", "qemu", "kill-on-exit"), optional: ""},
 		flags:       set("0", "V", "h", "L", "n", "root-id", "link2symlink", "help", "version", "usage"),
@@ -125,7 +130,7 @@ func (a *analyzer) launcher(name string, args []word, st *peelState) (inner []wo
 	case "nc", "ncat", "netcat", "nc.traditional", "nc.openbsd":
 		a.netcat(name, args, st)
 	default:
-		return nil, "", false, false
+		return a.moreLaunchers(name, args, st)
 	}
 	return inner, label, follow, true
 }
@@ -165,6 +170,10 @@ func (a *analyzer) specLauncher(name string, ls launcherSpec, args []word, st *p
 		// runcon CONTEXT COMMAND, unless the context is given in parts.
 		if len(r.values("u", "r", "t", "l", "user", "role", "type", "range")) == 0 {
 			positional = 1
+		}
+	case "empty":
+		if !r.hasFlag('f') {
+			return nil, "", false // -w, -s, -k: talk to a session, run nothing
 		}
 	case "proot":
 		// -q runs the program through an emulator given as a command line.

@@ -260,6 +260,14 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 			a.stdinScript("script", st, ReasonPipeShell, false)
 		}
 	case "ip":
+		// ip [options] vrf exec NAME command...
+		if o := ipObject(args); o >= 0 && o+2 < len(args) && args[o].s == "vrf" && args[o+1].lit && args[o+1].s == "exec" {
+			if !args[o+2].lit {
+				a.unknowable(st.text, ReasonWrapperArg)
+				return nil, "", false
+			}
+			return args[o+3:], "ip vrf exec", true
+		}
 		// ip [options] netns exec NAME command...
 		// (with -all, no NAME: every namespace runs it).
 		all := false
@@ -327,6 +335,7 @@ var wrapperSpecs = map[string]optSpec{
 	"fakeroot":     {valued: "lsib", long: set("lib", "faked", "fd-base")},
 	"proxychains":  {valued: "f"},
 	"proxychains4": {valued: "f"},
+	"tsocks":       {},
 	"torsocks":     {valued: "uapP", long: set("user", "pass", "address", "port")},
 	"pkexec":       {long: set("user")},
 	"run0":         {valued: "ugD", long: set("user", "group", "nice", "chdir", "setenv", "unit", "property", "description", "slice", "background", "machine", "shell-prompt-prefix")},
