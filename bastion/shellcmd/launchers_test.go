@@ -272,3 +272,19 @@ func TestLaunchersRunningTheirArguments(t *testing.T) {
 		}
 	}
 }
+
+// launcherSeeds are launcher lines whose option scanners the fuzzer starts
+// from.
+var launcherSeeds = []string{
+	"screen -L -Logfile /tmp/l -dmS x -- rm -rf /srv", "screen -d -r x", "tmux new -d bash -c 'rm -rf /srv'",
+	"ls | entr -s 'rm /_'", "capsh --shell=/bin/rm == -+ -- -rf /srv", "dtach -A /s -e ^A -r winch rm",
+	"abduco -e ^A -A x rm", "mpirun -np 2 a : --mca x y rm -rf /srv", "sbatch --wrap='rm -rf /srv'",
+	"pdsh -w h rm", "ansible all -mshell -a'rm -rf /srv'", "salt '*' cmd.run cmd='rm -rf /srv' runas=x",
+	"ctr -n x run -t --rm img id rm", "runc --root /r exec -t c1 rm", "systemd-nspawn -q -D /x rm",
+	"ssh -o 'ProxyCommand rm -rf /srv' -I x h", "rsync -ave 'rm -rf /srv' a h:b", "bwrap --overlay a b c rm",
+	"gdb -ex '!rm -rf /srv' --args rm", "perf sched record rm", "socat EXEC:'rm -rf /srv'!!STDOUT -",
+	"nc -lvpe /bin/rm 1", "awk '/[/|]/ { print | \"sh\" }'", "vim -c 'set ft=x | !rm -rf /srv'",
+	"make -E 'x:;rm' X!=rm", "machinectl shell --uid=0 .host /bin/rm -rf /srv", "su -s /bin/rm root -c x",
+	"kubectl apply -f - <<< 'command: [rm]'", "gcloud compute ssh vm -- -o ProxyCommand=rm rm -rf /srv",
+	"mosh --ssh='rm -rf /srv' h -- rm", "flatpak run --command rm app -rf /srv",
+}
