@@ -498,6 +498,12 @@ func (a *analyzer) ansible(args []word, st *peelState) {
 			vals = append(vals, word{s: w.s[2:], lit: w.lit})
 		}
 	}
+	for _, v := range vals {
+		if !v.lit || ansibleCommandKey.MatchString(v.s) {
+			a.unknowable(st.text, ReasonCodeSetting)
+			return
+		}
+	}
 	m := module
 	m = strings.TrimPrefix(m, "ansible.builtin.")
 	m = strings.TrimPrefix(m, "ansible.legacy.")
@@ -509,6 +515,11 @@ func (a *analyzer) ansible(args []word, st *peelState) {
 		a.shellString(v, "ansible -m "+m, st)
 	}
 }
+
+// ansibleCommandKey matches a module parameter that is a command line
+// (command's cmd= and argv=, expect's command=, cron's job=, shell's
+// executable=).
+var ansibleCommandKey = regexp.MustCompile(`(^|\s)(cmd|argv|command|job|executable)=`)
 
 // saltCommandFuncs are the functions of Salt's cmd module that run their
 // first argument (or cmd=) as a command line; cmd.run_chroot takes it
@@ -527,7 +538,11 @@ func (a *analyzer) salt(name string, args []word, st *peelState) {
 			}
 			continue
 		}
-		if !strings.Contains(w.s, "cmd.") && !strings.Contains(w.s, "cmd.run") {
+		if saltRunsCommand(w.s) {
+			a.unknowable(st.text, ReasonCodeSetting)
+			return
+		}
+		if !strings.Contains(w.s, "cmd.") {
 			continue
 		}
 		if strings.Contains(w.s, ",") || !saltCommandFuncs[w.s] {
@@ -556,6 +571,23 @@ func (a *analyzer) salt(name string, args []word, st *peelState) {
 		}
 		return
 	}
+}
+
+// saltRunsCommand reports whether a Salt function (not of the cmd module)
+// runs or schedules a command line it is given: at.at, cron.set_job,
+// schedule.add, and the run functions of the container and chroot modules.
+func saltRunsCommand(f string) bool {
+	mod, fn, ok := strings.Cut(f, ".")
+	if !ok || mod == "cmd" || mod == "" || strings.ContainsAny(f, " /*") {
+		return false
+	}
+	switch {
+	case mod == "at" || mod == "cron" || mod == "schedule" || mod == "incron":
+		return true
+	case fn == "run" || strings.HasPrefix(fn, "run_") || fn == "retcode" || fn == "call" || fn == "script" || strings.HasPrefix(fn, "exec"):
+		return true
+	}
+	return false
 }
 
 func isSaltKwarg(k string) bool {
@@ -633,7 +665,7 @@ func (a *analyzer) ctr(args []word, st *peelState) ([]word, string, bool) {
 	if r.hasFlag('t') || r.hasLong("tty") {
 		a.stdinScript("ctr", st, ReasonPipeShell, false)
 	}
-	return rest[operands:], label, true
+	return dropDash(rest[operands:]), label, true
 }
 
 // dashes rewrites urfave/cli's single-dash long options (-exec-id x) as
@@ -688,7 +720,16 @@ func (a *analyzer) runc(name string, args []word, st *peelState) ([]word, string
 	if r.hasFlag('t') || r.hasLong("tty") {
 		a.stdinScript(name, st, ReasonPipeShell, false)
 	}
-	return rest[1:], name + " exec", true
+	return dropDash(rest[1:]), name + " exec", true
+}
+
+// dropDash drops a "--" before a command: a CLI that passes it on would
+// only fail to run it.
+func dropDash(ws []word) []word {
+	if len(ws) > 1 && ws[0].lit && ws[0].s == "--" {
+		return ws[1:]
+	}
+	return ws
 }
 
 // systemd-nspawn [options] [COMMAND...]: without a command, a shell on the
@@ -761,13 +802,28 @@ func (a *analyzer) sshOption(v word, st *peelState) {
 // scp and sftp: -o settings as ssh's; -S names the program run in ssh's
 // place and -D an sftp server run locally, both unknowable.
 func (a *analyzer) scpSftp(name string, args []word, st *peelState) {
-	r := scanPermute(args, optSpec{valued: "BbcDFiJlPoRSsX"})
+	spec := optSpec{valued: "cDFiJlPoSX"}
+	if name == "sftp" {
+		spec = optSpec{valued: "BbcDFiJlPoRSsX"}
+	}
+	r := scanPermute(args, spec)
 	a.checkBad(r, st)
 	for _, v := range r.values("o") {
 		a.sshOption(v, st)
 	}
 	if len(r.values("S", "D")) > 0 {
 		a.unknowable(st.text, ReasonCodeSetting)
+	}
+	for _, f := range r.values("F") {
+		if !f.lit || isStdinPath(f.s) || f.s == "-" {
+			a.unknowable(st.text, ReasonCodeSetting)
+		}
+	}
+	if name == "sftp" {
+		// -s: the subsystem, or a path run on the host as a command.
+		for _, v := range r.values("s") {
+			a.shellString(v, "sftp -s", st)
+		}
 	}
 }
 
@@ -844,9 +900,22 @@ func (a *analyzer) bwrap(args []word, st *peelState) ([]word, string, bool) {
 // or "!CMD" runs CMD with the shell, and one in another language
 // (python, guile, pipe, eval) is unknowable.
 func (a *analyzer) gdb(args []word, st *peelState) ([]word, string, bool) {
+	run := false
+	var program *word
 	for i := 0; i < len(args); i++ {
 		w := args[i]
 		if !w.lit {
+			continue
+		}
+		if !strings.HasPrefix(w.s, "-") {
+			if program == nil {
+				program = &args[i]
+			}
+			continue
+		}
+		if gdbValued[strings.TrimLeft(w.s, "-")] && !strings.Contains(w.s, "=") && strings.TrimLeft(w.s, "-") != "ex" &&
+			strings.TrimLeft(w.s, "-") != "eval-command" && strings.TrimLeft(w.s, "-") != "iex" && strings.TrimLeft(w.s, "-") != "init-eval-command" {
+			i++
 			continue
 		}
 		s := strings.TrimLeft(w.s, "-")
@@ -868,11 +937,27 @@ func (a *analyzer) gdb(args []word, st *peelState) ([]word, string, bool) {
 			continue
 		}
 		a.gdbCommand(v, st)
+		if f := strings.Fields(v.s); len(f) > 0 && (f[0] == "run" || f[0] == "r" || f[0] == "start" || f[0] == "starti") {
+			run = true
+		}
+	}
+	if run && program != nil {
+		// run and start run the program named on the command line.
+		return []word{*program}, "gdb run", true
 	}
 	return nil, "", false
 }
 
-var gdbCodeCommands = set("python", "py", "python-interactive", "pi", "guile", "gu", "guile-repl", "gr", "pipe", "|", "eval", "source", "define", "alias", "interpreter-exec")
+// gdbValued are gdb's options that take the next word as their value.
+var gdbValued = set("ex", "iex", "x", "ix", "p", "pid", "c", "core", "d", "directory", "cd", "s", "symbols", "e", "exec",
+	"se", "tty", "D", "data-directory", "command", "init-command", "eval-command", "init-eval-command", "interpreter",
+	"i", "b", "l", "ctty")
+
+// gdbHarmless matches a gdb command that runs nothing on its own: gdb
+// abbreviates commands (she is shell) and evaluates expressions that call
+// the program's functions (print system("…")), and run passes its
+// arguments to a shell, so only these are let through.
+var gdbHarmless = regexp.MustCompile(`^\s*(bt|backtrace|where|info\s+[\w -]*|i\s+[\w -]*|thread\s+apply\s+all\s+(bt|backtrace)(\s+full)?|(run|r|start|starti)|(c|continue|cont|next|n|step|s|finish|fin|up|down|detach|kill|quit|q|gcore|generate-core-file|disassemble|list|l)(\s+[\w./-]*)?|set\s+(pagination|confirm|height|width|verbose|print\s+\w+|logging\s+\w+|listsize|disassembly-flavor|follow-fork-mode|detach-on-fork|non-stop|breakpoint\s+pending|style\s+enabled)(\s+[\w./-]*)?|(break|b|tbreak|tb)\s+[\w.:/+*-]+|frame\s+\d+|f\s+\d+)\s*$`)
 
 func (a *analyzer) gdbCommand(v word, st *peelState) {
 	if !v.lit {
@@ -884,11 +969,11 @@ func (a *analyzer) gdbCommand(v word, st *peelState) {
 		a.shellString(word{s: rest, lit: true}, "gdb shell", st)
 		return
 	}
-	first, rest, _ := strings.Cut(c, " ")
-	switch {
-	case first == "shell":
+	if first, rest, _ := strings.Cut(c, " "); first == "shell" {
 		a.shellString(word{s: rest, lit: true}, "gdb shell", st)
-	case gdbCodeCommands[first] || strings.HasPrefix(first, "|"):
+		return
+	}
+	if !gdbHarmless.MatchString(c) {
 		a.unknowable(st.text, ReasonCodeSetting)
 	}
 }

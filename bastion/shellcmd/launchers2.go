@@ -25,6 +25,12 @@ func (a *analyzer) awk(args []word, st *peelState) {
 		a.unknowable(st.text, ReasonCodeSetting)
 		return
 	}
+	for _, f := range r.values("f", "file", "E", "exec", "i", "include") {
+		if !f.lit || isStdinPath(f.s) || f.s == "-" {
+			a.unknowable(st.text, ReasonCodeSetting) // the program is on the input
+			return
+		}
+	}
 	progs := r.values("e", "source")
 	if len(progs) == 0 && len(r.values("f", "file", "E", "exec", "i", "include")) == 0 {
 		if rest := args[r.next:]; len(rest) > 0 {
@@ -114,6 +120,36 @@ func awkRunsCommand(p string) bool {
 // editing a file by name.
 var vimHarmless = regexp.MustCompile(`^\s*:*\s*(\d+|\$|[/?].*|(set?|setl(ocal)?|setg(lobal)?)(\s+[^|]*)?|syn(tax)?\s+(on|off|enable)|filet(ype)?(\s+\w+)*|colo(rscheme)?\s+[\w-]+|noh(lsearch)?|q(uit)?!?|qa(ll)?!?|wq?a?!?|wq?all!?|x(it)?!?|xa(ll)?!?|startinsert!?|stopinsert|redraw!?|e(dit)?!?\s+[\w./-]+|only|vsp(lit)?|sp(lit)?|tabe(dit)?\s+[\w./-]+|retab!?|nu(mber)?|%s/[^|!]*|g/[^|!]*/d|diffupdate|diffthis)\s*$`)
 
+// vimSetValue is an option value that holds no expression, function or
+// command: expression options (foldexpr, …) are evaluated as the buffer
+// is drawn.
+var vimSetValue = regexp.MustCompile(`^[\w.,:/+-]*$`)
+
+// vimSetHarmless reports whether an Ex command, if it sets options, sets
+// only options that are not expressions, functions or programs to plain
+// values.
+func vimSetHarmless(cmd string) bool {
+	f := strings.Fields(strings.TrimLeft(cmd, " :"))
+	if len(f) == 0 {
+		return true
+	}
+	switch f[0] {
+	case "set", "se", "setl", "setlocal", "setg", "setglobal":
+	default:
+		return true
+	}
+	for _, opt := range f[1:] {
+		name, val, _ := strings.Cut(opt, "=")
+		name = strings.TrimRight(name, "+-^:")
+		n := strings.ToLower(name)
+		if !vimSetValue.MatchString(val) || strings.Contains(n, "expr") || strings.Contains(n, "func") ||
+			strings.Contains(n, "prg") || strings.Contains(n, "shell") || strings.HasSuffix(n, "fe") || strings.HasSuffix(n, "fu") || strings.HasSuffix(n, "ex") {
+			return false
+		}
+	}
+	return true
+}
+
 // vim, vi, ex and their kin run Ex commands given with -c, --cmd and
 // +CMD before editing: any that is not plainly harmless (:!, :r !, :call
 // system(), :norm, :exe, :lua, a backtick) is unknowable. Commands typed
@@ -123,8 +159,11 @@ func (a *analyzer) vim(args []word, st *peelState) {
 		if !v.lit || strings.Contains(v.s, "`") {
 			return false
 		}
+		if strings.Contains(v.s, "\\=") {
+			return false // :s with \= evaluates an expression
+		}
 		for _, part := range strings.Split(v.s, "|") {
-			if !vimHarmless.MatchString(part) {
+			if !vimHarmless.MatchString(part) || !vimSetHarmless(part) {
 				return false
 			}
 		}

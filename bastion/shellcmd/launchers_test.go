@@ -220,6 +220,30 @@ func TestLaunchersRunningTheirArguments(t *testing.T) {
 		{"tsocks rm -rf /srv", rm},
 		{"sandbox -X rm -rf /srv", rm},
 		{"empty -f rm -rf /srv", rm},
+		// Second look: what the first fixes still let through.
+		{"scp -R -S /bin/rm a host:b", unk},
+		{"scp -s -o ProxyCommand='rm -rf /srv' a host:b", rm},
+		{"sftp -s 'sh -c \"rm -rf /srv\"' host", rm},
+		{"ssh -F /dev/stdin host ls <<EOF\nProxyCommand rm -rf /srv\nEOF", unk},
+		{"RSYNC_RSH='rm -rf /srv' rsync a host:b", rm},
+		{"ansible all -a 'cmd=\"rm -rf /srv\"'", unk},
+		{"ansible all -m expect -a 'command=\"rm -rf /srv\" responses={}'", unk},
+		{"ansible all -m cron -a 'name=x job=\"rm -rf /srv\"'", unk},
+		{"salt '*' at.at now 'rm -rf /srv'", unk},
+		{"salt '*' cron.set_job root '*' '*' '*' '*' '*' 'rm -rf /srv'", unk},
+		{"salt '*' dockermod.run c1 'rm -rf /srv'", unk},
+		{"ctr run img id -- rm -rf /srv", rm},
+		{"runc exec c1 -- rm -rf /srv", rm},
+		{"gdb -batch -ex 'shel rm -rf /srv'", unk},
+		{"gdb -batch -ex 'p system(\"rm -rf /srv\")' -p 1", unk},
+		{"gdb -batch -ex 'run $(rm -rf /srv)' ./a.out", unk},
+		{"gdb -batch -ex 'thread apply all shell rm -rf /srv' -p 1", unk},
+		{"gdb -batch -ex 'run /srv' /bin/rm", rm}, // and unknowable
+		{"gdb -batch -ex run -x /dev/null /bin/rm", rm},
+		{"vim -c '%s/x/\\=system(\"rm -rf /srv\")/' x", unk},
+		{"vim -c 'set foldmethod=expr foldexpr=system(\"rm\")' x", unk},
+		{"vim -c 'set foldexpr=v:lua.os.execute' x", unk},
+		{"awk -f /dev/stdin <<EOF\nBEGIN{system(\"rm -rf /srv\")}\nEOF", unk},
 		// A manifest typed into the line whose containers run a command.
 		{"kubectl apply -f - <<EOF\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command: [rm, -rf, /srv]\nEOF", unk},
 		{"kubectl create -f - <<< '{\"spec\":{\"containers\":[{\"args\":[\"-c\",\"rm -rf /srv\"]}]}}'", unk},
@@ -261,6 +285,9 @@ func TestLaunchersRunningTheirArguments(t *testing.T) {
 		"vim +42 x", "vim -c 'set ft=yaml' x", "vim '+/pattern' x", "vi -c 'syntax on' -c 'set nu' x", "vim -c wq x",
 		"make", "make -j4 all", "make -C src install PREFIX=/usr", "make -f build.mk CC=clang",
 		"flatpak run org.x.App", "watchexec -e go -- go test ./...", "tsh ls",
+		"gdb -batch -ex bt -ex 'info registers' -ex 'thread apply all bt full' -p 1", "gdb -q -ex run --args ./a.out x", "gdb -batch -ex run -ex bt ./a.out",
+		"vim -c '%s/\\s\\+$//e' -c wq x", "vim -c 'set et sw=2 ts=2 ft=yaml' x", "ansible all -a 'uptime'",
+		"ansible all -m shell -a 'df -h chdir=/tmp'", "salt '*' cmd.run 'uptime'", "salt '*' pkg.version bash",
 	} {
 		a, err := Analyze(src)
 		if err != nil {

@@ -1126,6 +1126,11 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 	if len(r.values("I")) > 0 {
 		a.unknowable(st.text, ReasonCodeSetting)
 	}
+	for _, f := range r.values("F") {
+		if !f.lit || isStdinPath(f.s) || f.s == "-" {
+			a.unknowable(st.text, ReasonCodeSetting) // a configuration on the input
+		}
+	}
 	for _, c := range []byte(spec.noCommand) {
 		if r.hasFlag(c) {
 			return
