@@ -69,8 +69,27 @@ var launcherSpecs = map[string]launcherSpec{
 		flags: set("d", "q", "h", "daemon", "quiet", "help")},
 	"runcon": {spec: optSpec{valued: "urtl", long: set("user", "role", "type", "range")},
 		flags: set("c", "h", "V", "compute", "help", "version")},
-	"arch-chroot": {spec: optSpec{valued: "u"}, flags: set("N", "h"), positional: 1, shellIfNone: true},
-	"jexec":       {spec: optSpec{valued: "uUd"}, flags: set("l", "h"), positional: 1, shellIfNone: true},
+	"cpulimit": {spec: optSpec{valued: "lpePcs", long: set("limit", "pid", "exe", "path", "cpu", "signal")},
+		flags: set("z", "i", "k", "r", "v", "q", "b", "m", "h", "lazy", "include-children", "kill", "restore", "verbose",
+			"quiet", "background", "monitor-forks", "help")},
+	"tsp":                     {spec: optSpec{valued: "LDNW"}, flags: set("n", "f", "g", "m", "d", "E", "B", "z", "h")},
+	"nq":                      {flags: set("c", "q", "h")},
+	"setuidgid":               {positional: 1},
+	"envuidgid":               {positional: 1},
+	"s6-setuidgid":            {positional: 1},
+	"s6-envuidgid":            {flags: set("i", "D", "n", "B"), positional: 1},
+	"envdir":                  {positional: 1},
+	"s6-envdir":               {spec: optSpec{valued: "c"}, flags: set("I", "i", "f", "n", "L"), positional: 1},
+	"softlimit":               {spec: optSpec{valued: "mdsloapfcrt"}},
+	"s6-softlimit":            {spec: optSpec{valued: "adcfHlmoprst"}},
+	"setlock":                 {flags: set("n", "N", "x", "X"), positional: 1},
+	"s6-setlock":              {spec: optSpec{valued: "tS"}, flags: set("n", "N", "r", "w", "d"), positional: 1},
+	"pgrphack":                {},
+	"fghack":                  {},
+	"tcpserver":               {spec: optSpec{valued: "cCxBgubltTiI"}, flags: set("q", "Q", "v", "1", "4", "6", "d", "D", "h", "H", "p", "P", "r", "R", "o", "O", "U", "X"), positional: 2},
+	"systemd-socket-activate": {spec: optSpec{valued: "lE", long: set("listen", "setenv", "fdname")}, flags: set("a", "h", "accept", "datagram", "seqpacket", "inetd", "now", "help", "version")},
+	"arch-chroot":             {spec: optSpec{valued: "u"}, flags: set("N", "h"), positional: 1, shellIfNone: true},
+	"jexec":                   {spec: optSpec{valued: "uUd"}, flags: set("l", "h"), positional: 1, shellIfNone: true},
 	"sandbox": {spec: optSpec{valued: "lHIWtwRTi", long: set("level", "homedir", "include", "windowmanager", "type", "windowsize", "runuserdir", "tmpdir")},
 		flags: set("X", "S", "M", "s", "C", "h", "shred", "mount", "capabilities", "help")},
 	"empty": {spec: optSpec{valued: "iopL"}, flags: set("f", "c", "S", "v", "h", "i")},
@@ -91,6 +110,23 @@ func (a *analyzer) launcher(name string, args []word, st *peelState) (inner []wo
 		return inner, label, follow, true
 	}
 	switch name {
+	case "hyperfine":
+		a.hyperfine(args, st)
+	case "pueue":
+		if len(args) > 0 && args[0].lit && args[0].s == "add" {
+			cmd, ok := wordsAfterDash(args[1:])
+			if !ok {
+				r, good := a.strictScan(args[1:], optSpec{valued: "dgaolw", long: set("delay", "group", "after", "priority", "label", "working-directory")},
+					set("e", "i", "s", "p", "f", "escape", "immediate", "stashed", "print-task-id", "follow", "h", "help"), st)
+				if !good {
+					break
+				}
+				cmd = args[1+r.next:]
+			}
+			if len(cmd) > 0 {
+				a.joinedString(cmd, "pueue add", st)
+			}
+		}
 	case "entr":
 		inner, label, follow = a.entr(args, st)
 	case "capsh":
@@ -1194,4 +1230,29 @@ func (a *analyzer) machinectl(args []word, st *peelState) ([]word, string, bool)
 		return rest[1:], "machinectl shell", true
 	}
 	return nil, "", false
+}
+
+// hyperfine runs each operand, and its --setup, --prepare, --conclude and
+// --cleanup values, with the shell; a parameter (-P, -L) is put into the
+// commands at run time, unknowable.
+func (a *analyzer) hyperfine(args []word, st *peelState) {
+	spec := optSpec{valued: "wmMrspcSunNoi", long: set("warmup", "min-runs", "max-runs", "runs", "setup", "prepare",
+		"conclude", "cleanup", "shell", "time-unit", "command-name", "output", "input", "export-asciidoc", "export-csv",
+		"export-json", "export-markdown", "export-orgmode", "style", "sort", "reference", "ignore-failure")}
+	r := scanPermute(args, spec)
+	if !knownOpts(r, spec, set("N", "i", "h", "V", "help", "version", "show-output", "ignore-failure", "dry-run")) {
+		a.unknowable(st.text, ReasonWrapperOption)
+		return
+	}
+	for _, v := range r.values("s", "setup", "p", "prepare", "conclude", "c", "cleanup", "reference") {
+		a.shellString(v, "hyperfine", st)
+	}
+	for _, v := range r.values("S", "shell") {
+		if !v.lit || v.s != "none" && baseName(v.s) != "sh" && baseName(v.s) != "bash" {
+			a.unknowable(st.text, ReasonCodeSetting)
+		}
+	}
+	for _, w := range r.operands {
+		a.shellString(w, "hyperfine", st)
+	}
 }

@@ -329,7 +329,7 @@ var wrapperSpecs = map[string]optSpec{
 	"taskset":  {positional: 1, noCommand: "p"},
 	"chrt":     {valued: "TPD", positional: 1, noCommand: "pm"},
 	"strace":   {valued: "abeEIoOpPsSuUX", long: set("output", "attach", "signal", "trace", "status", "string-limit", "user", "env", "columns", "trace-path", "summary-sort-by", "const-print-style", "decode-fds")},
-	"ltrace":   {valued: "aAeEfFlnopsSux", long: set("output", "library", "indent")},
+	"ltrace":   {valued: "aADeFlnopsuwx", long: set("output", "library", "indent", "align", "config", "demangle")},
 	"systemd-run": {valued: "pEHMuC", long: set("capsule", "unit", "property", "description", "slice", "uid", "gid", "nice", "working-directory", "setenv", "machine", "host",
 		"on-active", "on-boot", "on-startup", "on-unit-active", "on-unit-inactive", "on-calendar", "timer-property", "path-property", "socket-property", "service-type")},
 	"fakeroot":     {valued: "lsib", long: set("lib", "faked", "fd-base")},
