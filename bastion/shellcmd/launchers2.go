@@ -203,12 +203,10 @@ func (a *analyzer) vim(args []word, st *peelState) {
 // program that runs every recipe, and a value holding a make function
 // ($(shell …)) or a != assignment runs a command as it is read.
 func (a *analyzer) make(args []word, st *peelState) {
+	// A non-literal option (-j$(nproc)) is fine: only --eval, -f and the
+	// assignments are read.
 	r := scanPermute(args, optSpec{valued: "CfIoWE", optional: "jlO", long: set("directory", "file", "makefile",
 		"include-dir", "old-file", "assume-old", "what-if", "new-file", "assume-new", "eval")})
-	if r.bad {
-		a.unknowable(st.text, ReasonWrapperArg)
-		return
-	}
 	if len(r.values("E", "eval")) > 0 {
 		a.unknowable(st.text, ReasonCodeSetting)
 		return
@@ -226,12 +224,23 @@ func (a *analyzer) make(args []word, st *peelState) {
 		}
 		name := strings.TrimRight(op.s[:eq], ":+?! ")
 		val := op.s[eq+1:]
-		if !op.lit || op.s[eq-1] == '!' || name == "SHELL" || name == ".SHELLFLAGS" || name == "MAKESHELL" ||
+		if !op.lit && !plainExpansions(op.s) || op.s[eq-1] == '!' || name == "SHELL" || name == ".SHELLFLAGS" || name == "MAKESHELL" ||
 			strings.Contains(val, "$(") || strings.Contains(val, "${") || strings.Contains(val, "`") {
 			a.unknowable(st.text, ReasonCodeSetting)
 			return
 		}
 	}
+}
+
+// plainExpansions reports whether the only expansions in a word's text are
+// of the working or home directory, the user or the processor count:
+// make reads their values as plain text (a value holding $(shell …)
+// arrives only through another variable).
+func plainExpansions(s string) bool {
+	for _, e := range []string{"$HOME", "${HOME}", "$PWD", "${PWD}", "$(pwd)", "$(nproc)", "$USER", "${USER}", "$(getconf _NPROCESSORS_ONLN)"} {
+		s = strings.ReplaceAll(s, e, "")
+	}
+	return !strings.ContainsAny(s, "$`")
 }
 
 // ipObject returns the index of ip's object (netns, vrf, link, …) after its

@@ -179,6 +179,7 @@ func TestLaunchersRunningTheirArguments(t *testing.T) {
 		{"make -f - x <<EOF\nx:\n\trm -rf /srv\nEOF", unk},
 		{"make SHELL=/bin/rm .SHELLFLAGS=-rf", unk},
 		{"make CFLAGS='$(shell rm -rf /srv)'", unk},
+		{"make CFLAGS=\"$X\"", unk},
 		// More launchers.
 		{"arch-chroot /mnt rm -rf /srv", rm},
 		{"arch-chroot /mnt", stdin},
@@ -302,7 +303,7 @@ func TestLaunchersRunningTheirArguments(t *testing.T) {
 		"awk '{print $1}' f", "awk -F: '$3 > 1000 {print $1}' /etc/passwd", "awk '/a|b/ {n++} END {print n}' f",
 		"awk '$1 == \"x\" || $2 ~ /y|z/' f", "awk '{ a = $1 / 2; print a > \"out\" }' f", "awk 'BEGIN { printf \"%s|%s\\n\", 1, 2 }'",
 		"vim +42 x", "vim -c 'set ft=yaml' x", "vim '+/pattern' x", "vi -c 'syntax on' -c 'set nu' x", "vim -c wq x",
-		"make", "make -j4 all", "make -C src install PREFIX=/usr", "make -f build.mk CC=clang",
+		"make", "make -j4 all", "make -j$(nproc)", "make PREFIX=$HOME/.local install", "make DESTDIR=\"$PWD/out\" install", "make -C src install PREFIX=/usr", "make -f build.mk CC=clang",
 		"flatpak run org.x.App", "watchexec -e go -- go test ./...", "tsh ls",
 		"gdb -batch -ex bt -ex 'info registers' -ex 'thread apply all bt full' -p 1", "gdb -q -ex run --args ./a.out x", "gdb -batch -ex run -ex bt ./a.out", "hyperfine 'sleep 0.1'", "cpulimit -p 1 -l 10",
 		"vim -c '%s/\\s\\+$//e' -c wq x", "vim -c 'set et sw=2 ts=2 ft=yaml' x", "ansible all -a 'uptime'",
