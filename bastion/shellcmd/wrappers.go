@@ -304,6 +304,7 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		if interpreters[name] || isVersionedPython(name) {
 			a.interpreter(name, args, st)
 		}
+		a.interpCode(name, args, st)
 	}
 	return nil, "", false
 }
