@@ -369,4 +369,7 @@ var launcherSeeds = []string{
 	"make -E 'x:;rm' X!=rm", "machinectl shell --uid=0 .host /bin/rm -rf /srv", "su -s /bin/rm root -c x",
 	"kubectl apply -f - <<< 'command: [rm]'", "gcloud compute ssh vm -- -o ProxyCommand=rm rm -rf /srv",
 	"mosh --ssh='rm -rf /srv' h -- rm", "flatpak run --command rm app -rf /srv",
+	"python3 -Ic 'import os' x", "perl -pi.bak -Mstrict -e 's/a/b/ee' f", "ruby -rjson -e 'open(\"|x\")'",
+	"node --eval='require(1)'", "php -r 'echo 1;'", "lua -l x -e 'os.execute()'", "tclsh <<< 'exec rm'",
+	"python3 - <<EOF\nimport os\nEOF", "hyperfine -p 'rm' 'ls'", "pueue add -- rm", "cpulimit -l 5 -- rm",
 }
