@@ -126,6 +126,13 @@ func TestBlockedExecMoreWrappers(t *testing.T) {
 		"prlimit --nofile=100 rm -rf " + victim,
 		"setpriv --reuid 0 rm -rf " + victim,
 		"ssh-agent rm -rf " + victim,
+		// Launchers: a string for bash after capsh's "--", socat's SYSTEM
+		// address, ssh's ProxyCommand (run locally before connecting), and
+		// tmux's window command of several words, run as argv.
+		"capsh -- -c 'rm -rf " + victim + "'",
+		"socat - SYSTEM:'rm -rf " + victim + "'",
+		"ssh -o BatchMode=yes -o ProxyCommand='rm -rf " + victim + "' nohost",
+		"tmux -L rtw new -d bash -c 'command rm -rf " + victim + "'",
 	} {
 		t.Run(cmd, func(t *testing.T) {
 			name, _, _ := strings.Cut(cmd, " ")
