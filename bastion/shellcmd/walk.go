@@ -509,7 +509,9 @@ func needsCommandQuote(s string) bool {
 	case "declare", "local", "export", "readonly", "typeset", "nameref", "let":
 		return false // the parser's own nodes yield the same Argv
 	}
-	return syntax.IsKeyword(s)
+	// mvdan's list (bash 5.1's) leaves out elif, which its parser and
+	// bash's read as a keyword all the same.
+	return syntax.IsKeyword(s) || s == "elif"
 }
 
 // nested analyses text found inside an argument (a -c string, an eval, a
