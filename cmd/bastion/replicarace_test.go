@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/internal/testenv"
+)
+
+// postCert asks the replica at base for a certificate with the ID token
+// tok, as `bastion login` does, and returns the HTTP status and body.
+func postCert(t *testing.T, base, tok string) (int, string) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(ca.CertRequest{IDToken: tok, PublicKey: string(ssh.MarshalAuthorizedKey(sp))})
+	resp, err := http.Post(base+ca.PathCertificate, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestReplicaRaces runs three replicas on one PostgreSQL store and races
+// them: a (the usual clock), b (a clock the test moves) and c (a clock
+// three minutes behind, as a replica whose NTP stopped).
+func TestReplicaRaces(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	t.Setenv("BASTION_TEST_STORE_DSN", pg.StoreDSN(t, "bastion"))
+	a := newWorldWith(t, clusterYAML)
+	var skewB atomic.Int64
+	b := a.newReplicaOpts(t, "b", app.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skewB.Load())) }})
+	c := a.newReplicaOpts(t, "c", app.Options{Now: func() time.Time { return time.Now().Add(-3 * time.Minute) }})
+
+	mint := func(t *testing.T, exp time.Time) string {
+		t.Helper()
+		claims, err := a.idp.IDTokenClaims("u-alice", "bastion")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !exp.IsZero() {
+			claims["exp"] = exp.Unix()
+		}
+		tok, err := a.idp.MintIDToken(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	t.Run("one ID token at two replicas at once", func(t *testing.T) {
+		for round := 0; round < 40; round++ {
+			tok := mint(t, time.Time{})
+			var wg sync.WaitGroup
+			var ok atomic.Int32
+			start := make(chan struct{})
+			for _, w := range []*world{a, b, a, b} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if code, _ := postCert(t, w.url(), tok); code == http.StatusOK {
+						ok.Add(1)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if n := ok.Load(); n != 1 {
+				t.Fatalf("round %d: one ID token bought %d certificates", round, n)
+			}
+		}
+	})
+
+	t.Run("a token spent, swept, then shown to a replica whose clock lags", func(t *testing.T) {
+		exp := time.Now().Add(3 * time.Second)
+		tok := mint(t, exp)
+		if code, body := postCert(t, a.url(), tok); code != http.StatusOK {
+			t.Fatalf("first use at a: %d %s", code, body)
+		}
+		time.Sleep(time.Until(exp) + 1500*time.Millisecond)
+		// b's next audit commit sweeps spent tokens that expired by its
+		// clock (a minute on since its last sweep).
+		skewB.Store(int64(2 * time.Minute))
+		if code, body := postCert(t, b.url(), mint(t, time.Now().Add(10*time.Minute))); code != http.StatusOK {
+			t.Fatalf("a login at b: %d %s", code, body)
+		}
+		// c's clock says the token has minutes to run.
+		if code, body := postCert(t, c.url(), tok); code == http.StatusOK {
+			t.Fatalf("a spent ID token bought a second certificate at a replica whose clock lags: %s", body)
+		}
+	})
+}
