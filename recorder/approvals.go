@@ -109,17 +109,53 @@ func (b *ApprovalBoard) scanApproval(row pgx.Row) (Approval, error) {
 	return a, err
 }
 
+// ErrNotAdmitted is what PutAdmitted returns when its admit said no.
+var ErrNotAdmitted = errors.New("approval request not admitted")
+
 // Put adds a pending request; ErrExists when its ID is taken.
 func (b *ApprovalBoard) Put(a Approval) error {
+	return b.PutAdmitted(a, "", nil)
+}
+
+// PutAdmitted is Put that first, when admit is set, calls admit with the
+// requests pending at a.Created, holding a lock named by person (a
+// transaction's advisory lock: another PutAdmitted for the same person, on
+// any replica, waits until this one committed), and adds nothing, returning
+// ErrNotAdmitted, when admit says no. So a bound on what one person has
+// waiting holds however many of their requests arrive at once.
+func (b *ApprovalBoard) PutAdmitted(a Approval, person string, admit func(pending []Approval) bool) error {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
-	tag, err := b.s.pg.pool.Exec(ctx, `INSERT INTO bastion_approvals (id, replica, request, created, expires)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, a.ID, b.s.replica, a.Request, a.Created, a.Expires)
+	err := pgx.BeginFunc(ctx, b.s.pg.pool, func(tx pgx.Tx) error {
+		if admit != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "bastion-approvals\n"+person); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT `+approvalColumns("$1")+` FROM bastion_approvals
+				WHERE outcome IS NULL AND expires > $1 ORDER BY created, id`, a.Created)
+			if err != nil {
+				return err
+			}
+			list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Approval, error) { return b.scanApproval(row) })
+			if err != nil {
+				return err
+			}
+			if !admit(list) {
+				return ErrNotAdmitted
+			}
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO bastion_approvals (id, replica, request, created, expires)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, a.ID, b.s.replica, a.Request, a.Created, a.Expires)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrExists
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), ErrExists)
 	}
 	b.s.pg.notify(notifyApproval, a.ID) // for WatchAll: pages listing requests
 	return nil

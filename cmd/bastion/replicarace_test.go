@@ -5,8 +5,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,7 +50,7 @@ func postCert(t *testing.T, base, tok string) (int, string) {
 func TestReplicaRaces(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	t.Setenv("BASTION_TEST_STORE_DSN", pg.StoreDSN(t, "bastion"))
-	a := newWorldWith(t, clusterYAML)
+	a := newWorldWith(t, clusterYAML+"approvals: {max_pending: 2}\n")
 	var skewB atomic.Int64
 	b := a.newReplicaOpts(t, "b", app.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skewB.Load())) }})
 	c := a.newReplicaOpts(t, "c", app.Options{Now: func() time.Time { return time.Now().Add(-3 * time.Minute) }})
@@ -108,6 +111,62 @@ func TestReplicaRaces(t *testing.T) {
 		// c's clock says the token has minutes to run.
 		if code, body := postCert(t, c.url(), tok); code == http.StatusOK {
 			t.Fatalf("a spent ID token bought a second certificate at a replica whose clock lags: %s", body)
+		}
+	})
+
+	t.Run("max_pending across replicas, requests made at once", func(t *testing.T) {
+		// Sessions on connections already open to each replica, their
+		// commands sent together: no ssh start-up spreads them out.
+		u := a.another()
+		u.loginDirect(t, "u-alice")
+		st, cert := u.loginState(t)
+		signer, hostKeys := loginSigner(t, st, cert)
+		dir := t.TempDir()
+		var sessions []*ssh.Session
+		for _, w := range []*world{a, b} {
+			jc, err := jump(w.app.SSHAddr(), st.User, "web1:22", "root", signer, hostKeys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { jc.Close() })
+			for range 6 {
+				s, err := jc.NewSession()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sessions = append(sessions, s)
+			}
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, s := range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				s.Start("touch " + filepath.Join(dir, fmt.Sprintf("approve-%d", i)))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		// Every request is on the board or refused within seconds; alice
+		// never has more than max_pending waiting.
+		most := 0
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			list, err := a.app.Store.Approvals().Pending(time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, p := range list {
+				if strings.Contains(string(p.Request), `"u-alice"`) {
+					n++
+				}
+			}
+			most = max(most, n)
+		}
+		if most != 2 {
+			t.Fatalf("alice had %d requests waiting at once, with approvals.max_pending 2", most)
 		}
 	})
 }
