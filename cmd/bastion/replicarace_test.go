@@ -169,4 +169,31 @@ func TestReplicaRaces(t *testing.T) {
 			t.Fatalf("alice had %d requests waiting at once, with approvals.max_pending 2", most)
 		}
 	})
+
+	t.Run("revoke --user on a replica on time, a login issued by one whose clock runs ahead", func(t *testing.T) {
+		skewB.Store(int64(90 * time.Second)) // within the two minutes certificates are backdated: targets take them
+		defer skewB.Store(0)
+		carol := b.another()
+		cfg := carol.loginDirect(t, "u-carol") // b stamps the certificate 90 s ahead
+		if out, err := carol.sshAs(cfg, "root@web1", "echo before").CombinedOutput(); err != nil {
+			t.Fatalf("carol before the revocation: %v\n%s", err, out)
+		}
+		time.Sleep(1100 * time.Millisecond) // the revocation is later than the login, in whole seconds
+		admin := a.another()
+		admin.loginDirect(t, "u-alice")
+		if r := admin.run(nil, "ca", "revoke", "--user", "carol", "--reason", "laptop stolen"); r.Code != 0 {
+			t.Fatalf("revoke --user at a: %s", r)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := carol.sshAs(cfg, "root@web1", "echo still-in").CombinedOutput()
+			if err != nil && !strings.Contains(string(out), "still-in") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a login issued before carol's revocation still works: %s", out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
 }
