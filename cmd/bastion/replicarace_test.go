@@ -20,6 +20,7 @@ import (
 	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/app"
 	"github.com/bastionhq/bastion/internal/testenv"
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // postCert asks the replica at base for a certificate with the ID token
@@ -167,6 +168,79 @@ func TestReplicaRaces(t *testing.T) {
 		}
 		if most != 2 {
 			t.Fatalf("alice had %d requests waiting at once, with approvals.max_pending 2", most)
+		}
+	})
+
+	t.Run("two approvers decide one request at two replicas at once", func(t *testing.T) {
+		u := a.another()
+		u.loginDirect(t, "u-alice")
+		st, cert := u.loginState(t)
+		signer, hostKeys := loginSigner(t, st, cert)
+		jc, err := jump(a.app.SSHAddr(), st.User, "web1:22", "root", signer, hostKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer jc.Close()
+		carolA, carolB := a.another(), b.another()
+		carolA.loginDirect(t, "u-carol")
+		carolB.loginDirect(t, "u-carol")
+		dir := t.TempDir()
+		for round, pair := range [][2]string{{"approve", "deny"}, {"approve", "approve"}, {"deny", "approve"}} {
+			since := time.Now()
+			sess, err := jc.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			sess.Stdout = &out
+			file := filepath.Join(dir, fmt.Sprintf("approve-%d", round))
+			if err := sess.Start("touch " + file + " && echo ran-once"); err != nil {
+				t.Fatal(err)
+			}
+			var id string
+			for deadline := time.Now().Add(10 * time.Second); id == ""; time.Sleep(50 * time.Millisecond) {
+				list, _ := a.app.Store.Approvals().Pending(time.Now())
+				for _, p := range list {
+					if bytes.Contains(p.Request, []byte(file)) {
+						id = p.ID
+					}
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the command was not held")
+				}
+			}
+			start := make(chan struct{})
+			codes := make([]int, 2)
+			var wg sync.WaitGroup
+			for i, w := range []*world{carolA, carolB} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					codes[i] = w.run(nil, pair[i], id).Code
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if (codes[0] == 0) == (codes[1] == 0) {
+				t.Fatalf("round %d (%s at a, %s at b): exit codes %v, want exactly one decision", round, pair[0], pair[1], codes)
+			}
+			approved := pair[0] == "approve" && codes[0] == 0 || pair[1] == "approve" && codes[1] == 0
+			sess.Wait()
+			sess.Close()
+			if got := strings.Count(out.String(), "ran-once"); got != map[bool]int{true: 1, false: 0}[approved] {
+				t.Fatalf("round %d: approved %v, the command ran %d times", round, approved, got)
+			}
+			decisions := 0
+			a.app.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
+				if ev.Fields["request"] == id && (ev.Type == "command.approve" || ev.Type == "command.deny") {
+					decisions++
+				}
+				return nil
+			})
+			if decisions != 1 {
+				t.Fatalf("round %d: %d decisions audited for request %s", round, decisions, id)
+			}
 		}
 	})
 
