@@ -244,6 +244,54 @@ func TestReplicaRaces(t *testing.T) {
 		}
 	})
 
+	t.Run("every replica appends to the audit chain at once, one killed mid-append", func(t *testing.T) {
+		proc, dURL := a.serveReplica(t, "d")
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var issued atomic.Int32
+		for _, url := range []string{a.url(), b.url(), c.url(), dURL, dURL} {
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						claims, _ := a.idp.IDTokenClaims("u-alice", "bastion")
+						tok, _ := a.idp.MintIDToken(claims)
+						body, _ := json.Marshal(ca.CertRequest{IDToken: tok, PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"})
+						resp, err := http.Post(url+ca.PathCertificate, "application/json", bytes.NewReader(body))
+						if err != nil {
+							continue // d is dead
+						}
+						if resp.StatusCode == http.StatusOK {
+							issued.Add(1)
+						}
+						resp.Body.Close()
+					}
+				}()
+			}
+		}
+		time.Sleep(1500 * time.Millisecond)
+		proc.Process.Kill() // SIGKILL mid-append
+		proc.Wait()
+		time.Sleep(500 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if issued.Load() < 20 {
+			t.Fatalf("only %d certificates issued", issued.Load())
+		}
+		t.Logf("%d certificates issued by four replicas, d killed after 1.5 s", issued.Load())
+		admin := b.another()
+		admin.loginDirect(t, "u-alice")
+		if r := admin.run(nil, "verify", "--audit"); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+			t.Fatalf("verify --audit after %d issuances: %s", issued.Load(), r)
+		}
+	})
+
 	t.Run("revoke --user on a replica on time, a login issued by one whose clock runs ahead", func(t *testing.T) {
 		skewB.Store(int64(90 * time.Second)) // within the two minutes certificates are backdated: targets take them
 		defer skewB.Store(0)
