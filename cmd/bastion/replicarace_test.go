@@ -292,6 +292,66 @@ func TestReplicaRaces(t *testing.T) {
 		}
 	})
 
+	t.Run("a session live at a, followed, exported and verified at b", func(t *testing.T) {
+		u := a.another()
+		u.loginDirect(t, "u-alice")
+		st, cert := u.loginState(t)
+		signer, hostKeys := loginSigner(t, st, cert)
+		jc, err := jump(a.app.SSHAddr(), st.User, "web1:22", "root", signer, hostKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer jc.Close()
+		sess, err := jc.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdin, _ := sess.StdinPipe()
+		if err := sess.Start("echo live-$((6*7)); cat"); err != nil {
+			t.Fatal(err)
+		}
+		var id string
+		testenv.WaitFor(t, 30*time.Second, "a's live session, as b reads it", func() bool {
+			list, _ := b.app.Store.Sessions(recorder.SessionFilter{})
+			for _, s := range list {
+				if strings.Contains(s.Command, "live-$((6*7))") && s.Status == recorder.StatusLive {
+					id = s.ID
+				}
+			}
+			return id != ""
+		})
+		admin := b.another()
+		admin.loginDirect(t, "u-alice")
+		follow := admin.cli(nil, "export", id, "--follow")
+		followed := &testenv.SyncBuffer{}
+		follow.Stdout, follow.Stderr = followed, followed
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer follow.Process.Kill()
+		testenv.WaitFor(t, 30*time.Second, "b's follower to show the output so far", func() bool { return strings.Contains(followed.String(), "live-42") })
+		if r := admin.run(nil, "verify", id); r.Code != 0 || !strings.Contains(r.Stdout, "intact") {
+			t.Fatalf("verify at b of a live session of a: %s", r)
+		}
+		io.WriteString(stdin, "typed-at-the-end\n")
+		time.Sleep(500 * time.Millisecond)
+		stdin.Close()
+		sess.Wait()
+		done := make(chan error, 1)
+		go func() { done <- follow.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil || !strings.Contains(followed.String(), "typed-at-the-end") {
+				t.Fatalf("b's follower at the end: %v\n%s", err, followed)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("b's follower did not end with the session:\n%s", followed)
+		}
+		if r := admin.run(nil, "verify", id); r.Code != 0 || !strings.Contains(r.Stdout, "intact") || !strings.Contains(r.Stdout, "sealed") {
+			t.Fatalf("verify at b once ended: %s", r)
+		}
+	})
+
 	t.Run("revoke --user on a replica on time, a login issued by one whose clock runs ahead", func(t *testing.T) {
 		skewB.Store(int64(90 * time.Second)) // within the two minutes certificates are backdated: targets take them
 		defer skewB.Store(0)
