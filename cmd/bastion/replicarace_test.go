@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -349,6 +350,29 @@ func TestReplicaRaces(t *testing.T) {
 		}
 		if r := admin.run(nil, "verify", id); r.Code != 0 || !strings.Contains(r.Stdout, "intact") || !strings.Contains(r.Stdout, "sealed") {
 			t.Fatalf("verify at b once ended: %s", r)
+		}
+	})
+
+	t.Run("a serial revoked at a is refused by b within the README's bound", func(t *testing.T) {
+		for round := range 5 {
+			code, body := postCert(t, b.url(), mint(t, time.Time{}))
+			if code != http.StatusOK {
+				t.Fatalf("login at b: %d %s", code, body)
+			}
+			var cr ca.CertResponse
+			json.Unmarshal([]byte(body), &cr)
+			serial, _ := strconv.ParseUint(cr.Serial, 10, 64)
+			if err := a.app.Store.Revoke(serial, "test", "race"); err != nil {
+				t.Fatal(err)
+			}
+			revoked := time.Now()
+			for !b.app.Store.IsRevoked(serial) {
+				if time.Since(revoked) > time.Second {
+					t.Fatalf("round %d: b still takes serial %d a second after a revoked it", round, serial)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			t.Logf("round %d: b knew after %v", round, time.Since(revoked).Round(time.Millisecond))
 		}
 	})
 
