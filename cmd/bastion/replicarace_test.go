@@ -139,6 +139,7 @@ func TestReplicaRaces(t *testing.T) {
 				sessions = append(sessions, s)
 			}
 		}
+		since := time.Now()
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for i, s := range sessions {
@@ -151,24 +152,30 @@ func TestReplicaRaces(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		// Every request is on the board or refused within seconds; alice
-		// never has more than max_pending waiting.
-		most := 0
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			list, err := a.app.Store.Approvals().Pending(time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
+		// Once every request is held or refused (each audited), alice has
+		// max_pending waiting, no more.
+		testenv.WaitFor(t, time.Minute, "every request held or refused", func() bool {
 			n := 0
-			for _, p := range list {
-				if strings.Contains(string(p.Request), `"u-alice"`) {
+			a.app.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
+				if ev.Type == "command.hold" && strings.Contains(ev.Fields["command"], dir) {
 					n++
 				}
-			}
-			most = max(most, n)
+				return nil
+			})
+			return n == len(sessions)
+		})
+		list, err := a.app.Store.Approvals().Pending(time.Now())
+		if err != nil {
+			t.Fatal(err)
 		}
-		if most != 2 {
-			t.Fatalf("alice had %d requests waiting at once, with approvals.max_pending 2", most)
+		n := 0
+		for _, p := range list {
+			if strings.Contains(string(p.Request), dir) {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Fatalf("alice has %d requests waiting, with approvals.max_pending 2", n)
 		}
 	})
 
