@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,7 +53,10 @@ func postCert(t *testing.T, base, tok string) (int, string) {
 func TestReplicaRaces(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	t.Setenv("BASTION_TEST_STORE_DSN", pg.StoreDSN(t, "bastion"))
-	a := newWorldWith(t, clusterYAML+"approvals: {max_pending: 2}\n")
+	// A second rule holds "touch .../quick-*" for 3 s only: approvals
+	// racing the timeout.
+	yaml := strings.Replace(clusterYAML, "timeout: 60s}\n", "timeout: 60s}\n  - {name: quick, on: command, match: {regex: \"^touch .*/quick\"}, action: approve, approvers: [approvers], timeout: 3s}\n", 1)
+	a := newWorldWith(t, yaml+"approvals: {max_pending: 2}\n")
 	var skewB atomic.Int64
 	b := a.newReplicaOpts(t, "b", app.Options{Now: func() time.Time { return time.Now().Add(time.Duration(skewB.Load())) }})
 	c := a.newReplicaOpts(t, "c", app.Options{Now: func() time.Time { return time.Now().Add(-3 * time.Minute) }})
@@ -248,6 +252,68 @@ func TestReplicaRaces(t *testing.T) {
 			})
 			if decisions != 1 {
 				t.Fatalf("round %d: %d decisions audited for request %s", round, decisions, id)
+			}
+		}
+	})
+
+	t.Run("an approval at b as the request times out at a", func(t *testing.T) {
+		u := a.another()
+		u.loginDirect(t, "u-alice")
+		st, cert := u.loginState(t)
+		signer, hostKeys := loginSigner(t, st, cert)
+		jc, err := jump(a.app.SSHAddr(), st.User, "web1:22", "root", signer, hostKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer jc.Close()
+		carolB := b.another()
+		carolB.loginDirect(t, "u-carol")
+		dir := t.TempDir()
+		for round, early := range []time.Duration{600 * time.Millisecond, 450 * time.Millisecond, 300 * time.Millisecond} {
+			since := time.Now()
+			sess, err := jc.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			sess.Stdout = &out
+			file := filepath.Join(dir, fmt.Sprintf("quick-%d", round))
+			if err := sess.Start("touch " + file + " && echo ran-once"); err != nil {
+				t.Fatal(err)
+			}
+			var id string
+			var expires time.Time
+			testenv.WaitFor(t, 10*time.Second, "the request", func() bool {
+				list, _ := a.app.Store.Approvals().Pending(time.Now())
+				for _, p := range list {
+					if bytes.Contains(p.Request, []byte(file)) {
+						id, expires = p.ID, p.Expires
+					}
+				}
+				return id != ""
+			})
+			time.Sleep(time.Until(expires.Add(-early)))
+			r := carolB.run(nil, "approve", id)
+			sess.Wait()
+			sess.Close()
+			ran := strings.Count(out.String(), "ran-once")
+			var decisions []string
+			a.app.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
+				if ev.Fields["request"] == id && ev.Type != "command.hold" {
+					decisions = append(decisions, ev.Type)
+				}
+				return nil
+			})
+			t.Logf("round %d (%v before the deadline): approve exit %d, ran %d, audited %v", round, early, r.Code, ran, decisions)
+			switch {
+			case ran > 1:
+				t.Fatalf("round %d: the command ran %d times", round, ran)
+			case (r.Code == 0) != (ran == 1):
+				t.Fatalf("round %d: approve said %d (%s) but the command ran %d times", round, r.Code, r.Stderr, ran)
+			case ran == 1 && strings.Join(decisions, " ") != "command.approve":
+				t.Fatalf("round %d: ran, audited %v", round, decisions)
+			case ran == 0 && (len(decisions) == 0 || decisions[0] == "command.approve" && !slices.Contains(decisions, "command.approve_void") || strings.Count(strings.Join(decisions, " "), "command.timeout") > 1):
+				t.Fatalf("round %d: did not run, audited %v", round, decisions)
 			}
 		}
 	})
