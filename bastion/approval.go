@@ -187,27 +187,23 @@ func newApprovalID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// request opens an approval request and notifies the webhook.
+// request opens an approval request and notifies the webhook. The count
+// of the requester's waiting requests (approvals.max_pending) and the new
+// request's entry are one step, under a lock (on a shared board, one the
+// board holds for that person across replicas): requests made at once
+// cannot all pass a count that none of them is in yet.
 func (a *approvals) request(ap *approval) *approval {
 	ap.done = make(chan struct{})
 	ap.Actor = ap.Requester.Actor
 	defer a.bump()
-	if a.maxPending > 0 && a.pendingOf(ap.Requester) >= a.maxPending {
-		// Denied before it is offered: not listed, not sent to the webhook.
-		note := fmt.Sprintf("%s already has %d requests waiting for a decision (approvals.max_pending): wait for them, or cancel one", ap.Requester.User, a.maxPending)
-		ap.ID = newApprovalID()
-		a.mu.Lock()
-		ap.atOnce = true
-		a.mu.Unlock()
-		a.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused", Reason: note,
-			Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}})
-		a.deny(ap, note)
-		return ap
-	}
 	if a.board != nil {
 		return a.requestShared(ap)
 	}
 	a.mu.Lock()
+	if a.maxPending > 0 && a.pendingLocked(ap.Requester) >= a.maxPending {
+		a.mu.Unlock()
+		return a.refuseAtOnce(ap)
+	}
 	for {
 		ap.ID = newApprovalID()
 		if _, dup := a.m[ap.ID]; !dup {
@@ -228,6 +224,20 @@ func (a *approvals) request(ap *approval) *approval {
 	return ap
 }
 
+// refuseAtOnce denies ap before it is offered (approvals.max_pending): not
+// listed, not sent to the webhook.
+func (a *approvals) refuseAtOnce(ap *approval) *approval {
+	note := fmt.Sprintf("%s already has %d requests waiting for a decision (approvals.max_pending): wait for them, or cancel one", ap.Requester.User, a.maxPending)
+	ap.ID = newApprovalID()
+	a.mu.Lock()
+	ap.atOnce = true
+	a.mu.Unlock()
+	a.audit(Event{Type: "command.hold", Identity: ap.Requester, SessionID: ap.SessionID, Target: ap.Target, Outcome: "refused", Reason: note,
+		Fields: map[string]string{"request": ap.ID, "rule": ap.Rule, "command": ap.Command, "kind": ap.Kind}})
+	a.deny(ap, note)
+	return ap
+}
+
 // refusedAtOnce reports whether request denied ap before offering it
 // (approvals.max_pending), and why.
 func (a *approvals) refusedAtOnce(ap *approval) (string, bool) {
@@ -242,30 +252,57 @@ func (a *approvals) refusedAtOnce(ap *approval) (string, bool) {
 // person as ownRequest knows people, so a second account does not double
 // what one person may have waiting.
 func (a *approvals) pendingOf(id ca.Identity) int {
-	now := a.clock()
-	same := func(r ca.Identity) bool {
-		return r.Issuer == id.Issuer && r.Subject == id.Subject || id.User != "" && r.User == id.User
-	}
-	n := 0
 	if a.board != nil {
-		list, err := a.board.Pending(now)
+		list, err := a.board.Pending(a.clock())
 		if err != nil {
 			return a.maxPending
 		}
-		for _, p := range list {
-			var r struct {
-				Requester ca.Identity `json:"requester"`
-			}
-			if json.Unmarshal(p.Request, &r) == nil && same(r.Requester) {
-				n++
-			}
+		bodies := make([][]byte, len(list))
+		for i, p := range list {
+			bodies[i] = p.Request
 		}
-		return n
+		return countSharedOf(id, bodies)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.pendingLocked(id)
+}
+
+// samePerson says whether r is id's person (pendingOf).
+func samePerson(id, r ca.Identity) bool {
+	return r.Issuer == id.Issuer && r.Subject == id.Subject || id.User != "" && r.User == id.User
+}
+
+// personKey names id's person for the shared board's lock: one name for
+// every account samePerson counts together.
+func personKey(id ca.Identity) string {
+	if id.User != "" {
+		return "user\n" + id.User
+	}
+	return "subject\n" + id.Issuer + "\n" + id.Subject
+}
+
+// countSharedOf counts the requests of id's person among shared request
+// bodies.
+func countSharedOf(id ca.Identity, bodies [][]byte) int {
+	n := 0
+	for _, b := range bodies {
+		var r struct {
+			Requester ca.Identity `json:"requester"`
+		}
+		if json.Unmarshal(b, &r) == nil && samePerson(id, r.Requester) {
+			n++
+		}
+	}
+	return n
+}
+
+// pendingLocked is pendingOf for requests in memory; a.mu is held.
+func (a *approvals) pendingLocked(id ca.Identity) int {
+	now := a.clock()
+	n := 0
 	for _, p := range a.m {
-		if p.outcome == "" && now.Before(p.Expires) && same(p.Requester) {
+		if p.outcome == "" && now.Before(p.Expires) && samePerson(id, p.Requester) {
 			n++
 		}
 	}

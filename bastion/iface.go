@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"context"
+	"errors"
 	"io"
 	"time"
 
@@ -140,8 +141,13 @@ type AdminCommand func(ctx context.Context, c Caller, args []string, io AdminIO)
 // decider first claims the request, audits the decision, then records it.
 type ApprovalBoard interface {
 	// Put adds a pending request (request is the server's own JSON);
-	// false when the ID is taken.
-	Put(id string, request []byte, created, expires time.Time) (bool, error)
+	// false when the ID is taken. With admit set, it first calls admit
+	// with the requests pending at created, under a lock that person
+	// names (other Puts for the same person, on every replica, wait for
+	// this one), and adds nothing but returns ErrNotAdmitted when admit
+	// says no: approvals.max_pending holds however many requests arrive
+	// at once.
+	Put(id string, request []byte, created, expires time.Time, person string, admit func(pending [][]byte) bool) (bool, error)
 	// Get returns a request and its outcome; false when there is none.
 	Get(id string, now time.Time) (SharedApproval, bool, error)
 	// Pending lists the undecided, unexpired requests, oldest first.
@@ -163,6 +169,9 @@ type ApprovalBoard interface {
 	WatchAll() (<-chan struct{}, func())
 	PollInterval() time.Duration
 }
+
+// ErrNotAdmitted is what ApprovalBoard.Put returns when its admit said no.
+var ErrNotAdmitted = errors.New("approval request not admitted")
 
 // SharedApproval is a request as an ApprovalBoard returns it.
 type SharedApproval struct {

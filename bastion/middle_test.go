@@ -238,11 +238,22 @@ type fakeRequest struct {
 	claim               string
 }
 
-func (b *fakeBoard) Put(id string, request []byte, _, expires time.Time) (bool, error) {
+func (b *fakeBoard) Put(id string, request []byte, created, expires time.Time, _ string, admit func([][]byte) bool) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.m[id] != nil {
 		return false, nil
+	}
+	if admit != nil {
+		var pending [][]byte
+		for _, r := range b.m {
+			if r.Outcome == "" && created.Before(r.expires) {
+				pending = append(pending, r.Request)
+			}
+		}
+		if !admit(pending) {
+			return false, ErrNotAdmitted
+		}
 	}
 	b.m[id] = &fakeRequest{SharedApproval: SharedApproval{Request: request}, expires: expires}
 	return true, nil

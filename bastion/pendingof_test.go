@@ -1,6 +1,8 @@
 package bastion
 
 import (
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,5 +33,43 @@ func TestPendingOfCountsThePerson(t *testing.T) {
 		if got := a.pendingOf(tc.id); got != tc.want {
 			t.Errorf("pendingOf(%s %s) = %d, want %d", tc.id.User, tc.id.Subject, got, tc.want)
 		}
+	}
+}
+
+// TestMaxPendingRequestsAtOnce: requests one person makes at the same
+// moment cannot all pass the count of approvals.max_pending, in memory as
+// on a shared board (whose Put counts under the person's lock).
+func TestMaxPendingRequestsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		board ApprovalBoard
+	}{{"in memory", nil}, {"shared board", &fakeBoard{m: map[string]*fakeRequest{}}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &approvals{audit: func(Event) error { return nil }, log: slog.New(slog.DiscardHandler),
+				m: map[string]*approval{}, maxPending: 3, board: tc.board}
+			carol := ca.Identity{User: "carol", Issuer: "https://idp.example.com", Subject: "00u1"}
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			held := 0
+			for range 40 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					ap := a.request(&approval{Requester: carol, User: carol.User, Created: time.Now(), Expires: time.Now().Add(time.Minute)})
+					if _, refused := a.refusedAtOnce(ap); !refused {
+						mu.Lock()
+						held++
+						mu.Unlock()
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if held != 3 {
+				t.Fatalf("%d of 40 requests made at once were held, with max_pending 3", held)
+			}
+		})
 	}
 }

@@ -46,7 +46,14 @@ func (a *approvals) requestShared(ap *approval) *approval {
 			return ap
 		}
 		ap.body = body
-		ok, err := a.board.Put(ap.ID, body, ap.Created, ap.Expires)
+		var admit func([][]byte) bool
+		if a.maxPending > 0 {
+			admit = func(pending [][]byte) bool { return countSharedOf(ap.Requester, pending) < a.maxPending }
+		}
+		ok, err := a.board.Put(ap.ID, body, ap.Created, ap.Expires, personKey(ap.Requester), admit)
+		if errors.Is(err, ErrNotAdmitted) {
+			return a.refuseAtOnce(ap)
+		}
 		if err != nil {
 			a.log.Error("approval request could not be shared", "err", err)
 			a.deny(ap, "the request could not be written to the shared store")

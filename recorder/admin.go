@@ -69,7 +69,7 @@ func (s *Store) RevokeUser(user string, ev AuditEvent) (time.Time, error) {
 	if user == "" {
 		return time.Time{}, errors.New("recorder: revoke a user: no user name")
 	}
-	now := s.cfg.Now().UTC()
+	now := s.Now().UTC() // the database's clock, as certificates are stamped (Now)
 	ev.Type = "user.revoke"
 	err := s.update(func(tx Tx) error {
 		if err := tx.RevokeUser(Revocation{User: user, By: ev.User, Reason: ev.Reason, Time: now}); err != nil {

@@ -99,27 +99,75 @@ func approvalColumns(now string) string {
 		coalesce(outcome, ''), coalesce(decided_by, ''), coalesce(note, ''), coalesce(decided_at, 'epoch'), proof`
 }
 
+// Times cross the board in this replica's clock and are kept in the
+// database's (Store.ClockOffset): a request's expiry and a claim's are
+// compared on one clock, whichever replicas put, claim and decide it, so
+// a replica whose clock is off neither sees others' requests as expired
+// nor takes a claim for lapsed early.
+func (b *ApprovalBoard) toDB(t time.Time) time.Time   { return t.Add(b.s.ClockOffset()) }
+func (b *ApprovalBoard) fromDB(t time.Time) time.Time { return t.Add(-b.s.ClockOffset()) }
+
 func (b *ApprovalBoard) scanApproval(row pgx.Row) (Approval, error) {
 	var a Approval
 	var claimed *bool
 	var proof []byte
 	err := row.Scan(&a.ID, &a.Replica, &a.Request, &a.Created, &a.Expires, &claimed, &a.Outcome, &a.DecidedBy, &a.Note, &a.DecidedAt, &proof)
+	a.Created, a.Expires = b.fromDB(a.Created), b.fromDB(a.Expires)
+	if !a.DecidedAt.IsZero() && a.DecidedAt.Unix() != 0 {
+		a.DecidedAt = b.fromDB(a.DecidedAt)
+	}
 	a.Claimed = claimed != nil && *claimed
 	b.prove(&a, proof)
 	return a, err
 }
 
+// ErrNotAdmitted is what PutAdmitted returns when its admit said no.
+var ErrNotAdmitted = errors.New("approval request not admitted")
+
 // Put adds a pending request; ErrExists when its ID is taken.
 func (b *ApprovalBoard) Put(a Approval) error {
+	return b.PutAdmitted(a, "", nil)
+}
+
+// PutAdmitted is Put that first, when admit is set, calls admit with the
+// requests pending at a.Created, holding a lock named by person (a
+// transaction's advisory lock: another PutAdmitted for the same person, on
+// any replica, waits until this one committed), and adds nothing, returning
+// ErrNotAdmitted, when admit says no. So a bound on what one person has
+// waiting holds however many of their requests arrive at once.
+func (b *ApprovalBoard) PutAdmitted(a Approval, person string, admit func(pending []Approval) bool) error {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
-	tag, err := b.s.pg.pool.Exec(ctx, `INSERT INTO bastion_approvals (id, replica, request, created, expires)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, a.ID, b.s.replica, a.Request, a.Created, a.Expires)
+	err := pgx.BeginFunc(ctx, b.s.pg.pool, func(tx pgx.Tx) error {
+		if admit != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "bastion-approvals\n"+person); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT `+approvalColumns("$1")+` FROM bastion_approvals
+				WHERE outcome IS NULL AND expires > $1 ORDER BY created, id`, b.toDB(a.Created))
+			if err != nil {
+				return err
+			}
+			list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Approval, error) { return b.scanApproval(row) })
+			if err != nil {
+				return err
+			}
+			if !admit(list) {
+				return ErrNotAdmitted
+			}
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO bastion_approvals (id, replica, request, created, expires)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, a.ID, b.s.replica, a.Request, b.toDB(a.Created), b.toDB(a.Expires))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrExists
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("recorder: approval %s: %w", quoteID(a.ID), ErrExists)
 	}
 	b.s.pg.notify(notifyApproval, a.ID) // for WatchAll: pages listing requests
 	return nil
@@ -129,7 +177,7 @@ func (b *ApprovalBoard) Put(a Approval) error {
 func (b *ApprovalBoard) Get(id string, now time.Time) (Approval, error) {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
-	a, err := b.scanApproval(b.s.pg.pool.QueryRow(ctx, `SELECT `+approvalColumns("$2")+` FROM bastion_approvals WHERE id = $1`, id, now))
+	a, err := b.scanApproval(b.s.pg.pool.QueryRow(ctx, `SELECT `+approvalColumns("$2")+` FROM bastion_approvals WHERE id = $1`, id, b.toDB(now)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), ErrNotFound)
 	}
@@ -145,7 +193,7 @@ func (b *ApprovalBoard) Pending(now time.Time) ([]Approval, error) {
 	ctx, cancel := b.s.pg.ctx()
 	defer cancel()
 	rows, err := b.s.pg.pool.Query(ctx, `SELECT `+approvalColumns("$1")+` FROM bastion_approvals
-		WHERE outcome IS NULL AND expires > $1 ORDER BY created, id`, now)
+		WHERE outcome IS NULL AND expires > $1 ORDER BY created, id`, b.toDB(now))
 	if err != nil {
 		return nil, fmt.Errorf("recorder: approvals: %w", err)
 	}
@@ -164,7 +212,7 @@ func (b *ApprovalBoard) Claim(id, claim string, now, until time.Time) (Approval,
 	defer cancel()
 	a, err := b.scanApproval(b.s.pg.pool.QueryRow(ctx, `UPDATE bastion_approvals SET claim = $3, claim_until = $4
 		WHERE id = $1 AND outcome IS NULL AND expires > $2 AND (claim_until IS NULL OR claim_until <= $2)
-		RETURNING `+approvalColumns("$2"), id, now, claim, until))
+		RETURNING `+approvalColumns("$2"), id, b.toDB(now), claim, b.toDB(until)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, fmt.Errorf("recorder: approval %s: %w", quoteID(id), ErrNoApproval)
 	}
@@ -218,7 +266,7 @@ func (b *ApprovalBoard) Decide(id, claim string, request []byte, outcome, by, no
 		SET outcome = $3, decided_by = $4, note = $5, decided_at = $6, claim_until = NULL, proof = $7
 		WHERE id = $1 AND outcome IS NULL AND (
 			($2 <> '' AND claim = $2 AND claim_until > $6 AND request = $8) OR ($2 = '' AND (claim_until IS NULL OR claim_until <= $6)))`,
-		id, claim, outcome, by, note, now, proof, request)
+		id, claim, outcome, by, note, b.toDB(now), proof, request)
 	if err != nil {
 		return false, fmt.Errorf("recorder: approval %s: %w", quoteID(id), err)
 	}

@@ -4,6 +4,46 @@ import (
 	"time"
 )
 
+// maxClockOffset is how far a replica's clock may be from the database's
+// before it warns.
+const maxClockOffset = time.Second
+
+// measureClock measures how far the database's clock is from this
+// replica's (half a round trip's error), for Now, and warns when it passes
+// maxClockOffset (again when it comes back).
+func (s *Store) measureClock() {
+	ctx, cancel := s.pg.ctx()
+	defer cancel()
+	t0 := s.cfg.Now()
+	var db time.Time
+	if err := s.pg.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&db); err != nil {
+		s.log.Warn("recorder: read the database's clock", "err", err)
+		return
+	}
+	t1 := s.cfg.Now()
+	off := db.Sub(t0.Add(t1.Sub(t0) / 2))
+	s.clockOffset.Store(int64(off))
+	switch far := off > maxClockOffset || off < -maxClockOffset; {
+	case far && !s.clockWarned:
+		s.clockWarned = true
+		s.log.Warn("recorder: this replica's clock differs from the database's; certificates and users' revocations are stamped by the database's clock, everything else by this one: keep every replica on NTP",
+			"database_minus_replica", off.Round(time.Millisecond).String())
+	case !far && s.clockWarned:
+		s.clockWarned = false
+		s.log.Info("recorder: this replica's clock agrees with the database's again", "database_minus_replica", off.Round(time.Millisecond).String())
+	}
+}
+
+// ClockOffset is how far the database's clock is ahead of this replica's
+// (negative: behind), as last measured; 0 with bbolt.
+func (s *Store) ClockOffset() time.Duration { return time.Duration(s.clockOffset.Load()) }
+
+// Now is the store's time: with PostgreSQL the database's clock (this
+// replica's corrected by ClockOffset), which every replica shares, so that
+// what one replica stamps (a certificate's issue time) and another
+// compares (a user's revocation) are one clock's; with bbolt Config.Now.
+func (s *Store) Now() time.Time { return s.cfg.Now().Add(s.ClockOffset()) }
+
 // clusterLoop is what a replica sharing a PostgreSQL store does besides
 // recording: it renews its lease every third of Lease (in a goroutine of
 // its own, renewLoop), takes over the live sessions of replicas whose
@@ -60,6 +100,7 @@ func (s *Store) renewLoop(done chan<- struct{}) {
 			if err := s.pg.renew(); err != nil {
 				s.log.Error("recorder: renew this replica's lease", "err", err)
 			}
+			s.measureClock()
 		}
 	}
 }

@@ -782,18 +782,29 @@ func (t *pgTx) AuditCheckpoints(from, to uint64, fn func(uint64, []byte) error) 
 }
 
 // One-time tokens.
+//
+// Whether a spent token's key has expired is the database's clock, never a
+// replica's: a key is swept only a minute after the database's clock passed
+// its expiry, and a key whose expiry that clock has passed is not spent
+// (reported as a replay). Otherwise a replica whose clock lags would take a
+// token for unexpired after a replica on time swept its key as expired,
+// and sell it again.
+
+// pgNowNS is the database's clock, in Unix nanoseconds.
+const pgNowNS = `(extract(epoch FROM clock_timestamp()) * 1000000000)::bigint`
 
 // SpendToken inserts the key, or takes over an expired one. Two replicas
 // spending the same key at once: the second waits for the first's commit
 // on the key's index entry, then finds it unexpired, and reports a replay.
+// now is not read: the database's clock decides (above).
 func (t *pgTx) SpendToken(key []byte, expires, now time.Time) (bool, error) {
 	if !expires.After(now) {
 		expires = now.Add(time.Minute)
 	}
 	var one int
-	found, err := t.queryRow([]any{&one}, `INSERT INTO bastion_used_tokens (key, expires_ns) VALUES ($1, $2)
-		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= $3
-		RETURNING 1`, key, expires.UnixNano(), now.UnixNano())
+	found, err := t.queryRow([]any{&one}, `INSERT INTO bastion_used_tokens (key, expires_ns) SELECT $1::bytea, $2::bigint WHERE $2::bigint > `+pgNowNS+`
+		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= `+pgNowNS+`
+		RETURNING 1`, key, expires.UnixNano())
 	return found, err
 }
 
@@ -805,9 +816,10 @@ func (t *pgTx) SpendToken(key []byte, expires, now time.Time) (bool, error) {
 // after the tokens, in the order the batch would take them anyway.
 func (t *pgTx) SpendTokens(keys [][]byte, expires []int64, now time.Time) ([]bool, error) {
 	spent := make(map[string]bool, len(keys))
-	qs := []*pgx.QueuedQuery{stmt(`INSERT INTO bastion_used_tokens (key, expires_ns) SELECT * FROM unnest($1::bytea[], $2::bigint[])
-		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= $3
-		RETURNING key`, keys, expires, now.UnixNano())}
+	qs := []*pgx.QueuedQuery{stmt(`INSERT INTO bastion_used_tokens (key, expires_ns)
+		SELECT k, e FROM unnest($1::bytea[], $2::bigint[]) AS u(k, e) WHERE e > `+pgNowNS+`
+		ON CONFLICT (key) DO UPDATE SET expires_ns = EXCLUDED.expires_ns WHERE bastion_used_tokens.expires_ns <= `+pgNowNS+`
+		RETURNING key`, keys, expires)}
 	withHead := t.head == nil && !t.readOnly
 	if withHead {
 		qs = append(qs, stmt(t.headQuery()))
@@ -850,12 +862,19 @@ func (t *pgTx) SpendTokens(keys [][]byte, expires []int64, now time.Time) ([]boo
 	return ok, nil
 }
 
+// tokenSweepMargin is how long after the database's clock passed a key's
+// expiry the sweep keeps it: a spend whose statement began before that
+// moment (and so let the key through as unexpired) cannot find it gone.
+// A variable for tests.
+var tokenSweepMargin = time.Minute
+
+// ForgetTokens sweeps keys by the database's clock (above); now is not read.
 func (t *pgTx) ForgetTokens(now time.Time, full *bool) error {
 	t.queue(func(tag pgconn.CommandTag) error {
 		*full = tag.RowsAffected() == int64(tokenSweepBatch)
 		return nil
 	}, `DELETE FROM bastion_used_tokens WHERE key IN (
-		SELECT key FROM bastion_used_tokens WHERE expires_ns <= $1 LIMIT $2)`, now.UnixNano(), tokenSweepBatch)
+		SELECT key FROM bastion_used_tokens WHERE expires_ns <= `+pgNowNS+` - $1 LIMIT $2)`, int64(tokenSweepMargin), tokenSweepBatch)
 	return nil
 }
 

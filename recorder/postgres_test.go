@@ -524,12 +524,15 @@ func BenchmarkAuditOncePostgres(b *testing.B) {
 // a full one.
 func TestPostgresForgetTokensReportsFull(t *testing.T) {
 	lowerSweepBatch(t, 4)
+	old := tokenSweepMargin
+	tokenSweepMargin = 0
+	t.Cleanup(func() { tokenSweepMargin = old })
 	b := pgBackendForTest(t, 2)
 	t0 := time.Now()
 	keys := make([][]byte, 7)
 	exps := make([]int64, 7)
 	for i := range 6 {
-		keys[i], exps[i] = fmt.Appendf(nil, "k-%d", i), t0.Add(time.Duration(i)*time.Second).UnixNano()
+		keys[i], exps[i] = fmt.Appendf(nil, "k-%d", i), t0.Add(2*time.Second+time.Duration(i)*time.Millisecond).UnixNano()
 	}
 	keys[6], exps[6] = []byte("later"), t0.Add(time.Hour).UnixNano()
 	must(t, b.Update(func(tx Tx) error {
@@ -539,6 +542,7 @@ func TestPostgresForgetTokensReportsFull(t *testing.T) {
 		}
 		return err
 	}))
+	time.Sleep(time.Until(t0.Add(3 * time.Second))) // expired by the database's clock, which decides
 	for i, want := range []bool{true, false, false} {
 		var full bool
 		must(t, b.Update(func(tx Tx) error { return tx.ForgetTokens(t0.Add(time.Minute), &full) }))

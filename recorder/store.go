@@ -28,6 +28,11 @@ type Store struct {
 	pg      *pgBackend // the backend when it is PostgreSQL; nil with bbolt
 	replica string     // this replica's ID in a shared backend; "" with bbolt
 	log     *slog.Logger
+	// clockOffset is the database's clock minus cfg.Now's, in
+	// nanoseconds (PostgreSQL: measured at open and every lease renewal;
+	// 0 with bbolt); clockWarned, that a warning about it stands.
+	clockOffset atomic.Int64
+	clockWarned bool
 
 	closeMu sync.RWMutex // held shared by public operations, exclusively by Close
 	closed  bool
@@ -128,6 +133,7 @@ func Open(cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s.b, s.replica = s.pg, replica
+		s.measureClock()
 	} else {
 		b, err := openBolt(cfg.Path, cfg.OpenTimeout, cfg.Now)
 		if err != nil {

@@ -48,6 +48,13 @@ store:
 // changes the replica's config first.
 func (w *world) newReplica(t *testing.T, name string, edit ...func(*config.Config)) *world {
 	t.Helper()
+	return w.newReplicaOpts(t, name, app.Options{}, edit...)
+}
+
+// newReplicaOpts is newReplica with app options (a clock of its own); its
+// Logger is the replica's.
+func (w *world) newReplicaOpts(t *testing.T, name string, opt app.Options, edit ...func(*config.Config)) *world {
+	t.Helper()
 	cfg := *w.app.Config
 	pc := *cfg.Store.Postgres
 	pc.Name = name
@@ -59,7 +66,8 @@ func (w *world) newReplica(t *testing.T, name string, edit ...func(*config.Confi
 	}
 	r := &world{t: t, idp: w.idp, ci: w.ci, sshd: w.sshd, home: t.TempDir(), cfgPath: w.cfgPath, logs: &testenv.SyncBuffer{}}
 	var err error
-	r.app, err = app.New(&cfg, app.Options{Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	opt.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r.app, err = app.New(&cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

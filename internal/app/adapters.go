@@ -132,10 +132,23 @@ type boardAdapter struct{ b *recorder.ApprovalBoard }
 
 var _ bastion.ApprovalBoard = boardAdapter{}
 
-func (a boardAdapter) Put(id string, request []byte, created, expires time.Time) (bool, error) {
-	err := a.b.Put(recorder.Approval{ID: id, Request: request, Created: created, Expires: expires})
-	if errors.Is(err, recorder.ErrExists) {
+func (a boardAdapter) Put(id string, request []byte, created, expires time.Time, person string, admit func([][]byte) bool) (bool, error) {
+	var check func([]recorder.Approval) bool
+	if admit != nil {
+		check = func(list []recorder.Approval) bool {
+			bodies := make([][]byte, len(list))
+			for i, ap := range list {
+				bodies[i] = ap.Request
+			}
+			return admit(bodies)
+		}
+	}
+	err := a.b.PutAdmitted(recorder.Approval{ID: id, Request: request, Created: created, Expires: expires}, person, check)
+	switch {
+	case errors.Is(err, recorder.ErrExists):
 		return false, nil
+	case errors.Is(err, recorder.ErrNotAdmitted):
+		return false, bastion.ErrNotAdmitted
 	}
 	return err == nil, err
 }

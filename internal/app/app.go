@@ -162,7 +162,9 @@ func New(cfg *config.Config, opt Options) (_ *App, err error) {
 		MaxUserTTL:  cfg.Certs.MaxUserTTL.D,
 		WorkloadTTL: cfg.Certs.WorkloadTTL.D,
 		TargetTTL:   cfg.Certs.TargetTTL.D,
-		Now:         now,
+		// The store's clock: with replicas, the database's, which a user's
+		// revocation on any replica is stamped by too.
+		Now: a.Store.Now,
 	})
 	if err != nil {
 		return nil, err
