@@ -255,6 +255,28 @@ var bypassCases = []bypassCase{
 	{name: "trap ignoring SIGINT by number", src: `trap -- "" TERM 2`, reason: ReasonIgnoreInt},
 	{name: "trap ignoring sigint", src: `trap '' sigint`, reason: ReasonIgnoreInt},
 	{name: "huge brace", src: "echo {1..100000}", reason: ReasonBraceLimit},
+	// The transfer tools and ssh run commands given in their options.
+	{name: "rsync -e", src: `rsync -e 'sh -c "rm -rf /tmp/victim"' a h:b`, argv: victim},
+	{name: "rsync --rsh", src: `rsync --rsh 'bash -c "rm -rf /tmp/victim"' a h:b`, argv: victim},
+	{name: "rsync --rsync-path", src: `rsync --rsync-path='rm -rf /tmp/victim; rsync' a h:b`, argv: victim},
+	{name: "rsync -e ssh with a command option", src: `rsync -e "ssh -o 'ProxyCommand rm -rf /tmp/victim'" a h:b`, argv: victim},
+	{name: "rsync -e sh -c runs the host", src: `rsync -e 'sh -c' a 'rm -rf $V;h:b'`, reason: ReasonTransferHost},
+	{name: "rsync -e sh -c with a run-time operand", src: `rsync -e 'sh -c' a "$X"`, reason: ReasonTransferHost},
+	{name: "RSYNC_RSH", src: `RSYNC_RSH='ssh -o ProxyCommand="rm -rf /tmp/victim"' rsync a h:b`, argv: victim},
+	{name: "RSYNC_RSH a shell", src: `export RSYNC_RSH='sh -c'`, reason: ReasonTransferHost},
+	{name: "RSYNC_CONNECT_PROG", src: `RSYNC_CONNECT_PROG='nc %H 873' rsync rsync://h/x .`, reason: ReasonCodeSetting},
+	{name: "scp -o ProxyCommand", src: `scp -o ProxyCommand='rm -rf /tmp/victim' a h:b`, argv: victim},
+	{name: "scp -S", src: `scp -S rm a h:b`, argv: []string{"rm"}},
+	{name: "scp legacy remote path", src: `scp -O a 'h:$(rm -rf /tmp/victim)'`, argv: victim},
+	{name: "sftp -D", src: `sftp -D 'sh -c "rm -rf /tmp/victim"'`, argv: victim},
+	{name: "sftp -s a command", src: `sftp -s 'rm -rf /tmp/victim' h`, argv: victim},
+	{name: "ssh -oProxyCommand", src: `ssh -oProxyCommand='rm -rf /tmp/victim' h true`, argv: victim},
+	{name: "ssh -o keyword in any case", src: `ssh -o 'LOCALCOMMAND rm -rf /tmp/victim' -o PermitLocalCommand=yes h`, argv: victim},
+	{name: "ssh -o KnownHostsCommand", src: `ssh -o KnownHostsCommand='/bin/sh -c "rm -rf /tmp/victim"' h true`, argv: victim},
+	{name: "ssh -o RemoteCommand", src: `ssh -o RemoteCommand='rm -rf /tmp/victim' h`, argv: victim},
+	{name: "ssh ProxyCommand running the host", src: `ssh -o ProxyCommand='sh -c %h' 'rm -rf /tmp/victim' true`, reason: ReasonTransferHost},
+	{name: "ssh PKCS11Provider", src: `ssh -o PKCS11Provider=/tmp/x.so h true`, reason: ReasonCodeSetting},
+	{name: "ssh -I", src: `ssh -I /tmp/x.so h true`, reason: ReasonCodeSetting},
 }
 
 // benignCase is a command that must be reported exactly, with no
@@ -315,6 +337,11 @@ var benignCases = []benignCase{
 	{name: "quoted keyword command", src: "'if' x", want: [][]string{{"if", "x"}}},
 	{name: "trap reset", src: "trap - EXIT", want: [][]string{{"trap", "-", "EXIT"}}},
 	{name: "xargs default echo", src: "ls | xargs", want: [][]string{{"ls"}, {"xargs"}}},
+	{name: "rsync over ssh", src: `rsync -av --partial "$SRC" host:dst`, want: [][]string{{"rsync", "-av", "--partial", "$SRC", "host:dst"}, {"ssh", "host", "rsync", "--server"}, {"rsync", "--server"}}},
+	{name: "rsync local", src: "rsync -a a/ b/", want: [][]string{{"rsync", "-a", "a/", "b/"}}},
+	{name: "rsync daemon", src: "rsync -a rsync://mirror/x .", want: [][]string{{"rsync", "-a", "rsync://mirror/x", "."}}},
+	{name: "scp", src: `scp -P 2222 'host:my\ file' .`, want: [][]string{{"scp", "-P", "2222", `host:my\ file`, "."}, {"scp", "-f", "my file"}}},
+	{name: "ssh ProxyCommand jump", src: "ssh -o ProxyCommand='ssh -W %h:%p jump' host", want: [][]string{{"ssh", "-o", "ProxyCommand=ssh -W %h:%p jump", "host"}, {"ssh", "-W", "%h:%p", "jump"}}},
 }
 
 func analyzeOK(t *testing.T, src string) *Analysis {

@@ -243,6 +243,12 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		}
 	case "ssh":
 		a.ssh(args, st)
+	case "rsync":
+		a.rsync(args, st)
+	case "scp":
+		a.scp(args, st)
+	case "sftp":
+		a.sftp(args, st)
 	case "find":
 		a.find(args, st)
 	case "flock":
@@ -1076,14 +1082,27 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 	spec := optSpec{valued: "BbcDEeFIiJLlmOopQRSWw", noCommand: "NO"}
 	r := scanOpts(args, spec)
 	rest := args[r.next:]
-	if len(rest) == 0 {
-		return
-	}
 	// OpenSSH reads options after the destination too.
-	r2 := scanOpts(rest[1:], spec)
+	var r2 scanResult
+	if len(rest) > 0 {
+		r2 = scanOpts(rest[1:], spec)
+	}
 	r.bad = r.bad || r2.bad
 	r.opts = append(r.opts, r2.opts...)
 	a.checkBad(r, st)
+	// Options whose value ssh runs (ProxyCommand, ...) or loads, with
+	// or without a destination (RSYNC_RSH='ssh -o ...').
+	for _, o := range r.opts {
+		switch {
+		case o.name == "o" && o.has:
+			a.sshOption(o.val, "ssh -o", rest[:min(1, len(rest))], st)
+		case o.name == "I" && o.has:
+			a.unknowable(st.text, ReasonCodeSetting) // a PKCS#11 library ssh loads
+		}
+	}
+	if len(rest) == 0 {
+		return
+	}
 	for _, c := range []byte(spec.noCommand) {
 		if r.hasFlag(c) {
 			return
