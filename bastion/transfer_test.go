@@ -53,6 +53,26 @@ rules:
 			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
 		})
 	}
+	// A shell reading its script from the session's input by another
+	// name: what the input holds is judged as its command lines.
+	for _, cmd := range []string{
+		"bash 3<&0 /dev/fd/3",
+		"bash /dev/./stdin",
+		"bash //proc/self/fd/0",
+		"bash /dev/fd/../fd/0",
+		"bash /proc/$$/fd/0",
+		"cd /dev && bash stdin",
+		"source /dev/fd/3 3<&0",
+	} {
+		t.Run(cmd, func(t *testing.T) {
+			os.MkdirAll(victim, 0o755)
+			r := e.ssh(rm+"\n", "root@web1", cmd)
+			if !exists(victim) {
+				t.Fatalf("the victim was deleted past rule no-rm-rf: %s", r)
+			}
+			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
+		})
+	}
 	// The stock client through the bastion.
 	sock := e.startMaster(t, e.cfgPath, "root@web1")
 	for _, tc := range []struct {
