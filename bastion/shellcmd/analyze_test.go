@@ -255,6 +255,9 @@ var bypassCases = []bypassCase{
 	{name: "trap ignoring SIGINT by number", src: `trap -- "" TERM 2`, reason: ReasonIgnoreInt},
 	{name: "trap ignoring sigint", src: `trap '' sigint`, reason: ReasonIgnoreInt},
 	{name: "huge brace", src: "echo {1..100000}", reason: ReasonBraceLimit},
+	// A script path known only at run time may be /dev/stdin.
+	{name: "shell script from a variable", src: `bash "$f"`, reason: ReasonWrapperArg},
+	{name: "shell script under a variable directory", src: `D=/dev; bash $D/stdin`, reason: ReasonWrapperArg},
 	// The transfer tools and ssh run commands given in their options.
 	{name: "rsync -e", src: `rsync -e 'sh -c "rm -rf /tmp/victim"' a h:b`, argv: victim},
 	{name: "rsync --rsh", src: `rsync --rsh 'bash -c "rm -rf /tmp/victim"' a h:b`, argv: victim},

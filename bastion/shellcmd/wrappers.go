@@ -1,6 +1,7 @@
 package shellcmd
 
 import (
+	"path"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -663,7 +664,7 @@ scan:
 			a.unknowable(st.text, ReasonProcSubstShell)
 			return
 		}
-		if !op.lit || !isStdinPath(op.s) {
+		if !isStdinPath(op.s) {
 			return // a script file: its content is not visible here
 		}
 	}
@@ -687,13 +688,36 @@ func (a *analyzer) fish(args []word, st *peelState) {
 	}
 }
 
-// isStdinPath reports whether a script operand names the shell's stdin.
+// isStdinPath reports whether a script operand may name the shell's
+// stdin, or its terminal: /dev/stdin, /dev/fd/N and /proc/PID/fd/N (a
+// descriptor may be a copy of stdin: bash /dev/fd/3 3<&0), /dev/tty and
+// /dev/pts/N, however spelled (/dev/./stdin, //proc/self/fd/0,
+// /dev/fd/../fd/0, /proc/$$/fd/0); a relative path, or one through "..",
+// whose directory is not known here (cd /dev && bash stdin, cd
+// /proc/self/fd && bash 0); and a path known only at run time ("$f"). s
+// is the operand's text, expansions unexpanded. An absolute path elsewhere
+// is a script file.
 func isStdinPath(s string) bool {
-	switch s {
-	case "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0":
-		return true
+	if s == "" {
+		return false
 	}
-	return false
+	if (s[0] == '$' || s[0] == '`') && !strings.Contains(s, "/") {
+		return true // the whole path is known only at run time ("$f")
+	}
+	p := path.Clean(s)
+	if strings.HasPrefix(s, "/") && !strings.Contains(s, "..") && !strings.HasPrefix(p, "/dev/") && !strings.HasPrefix(p, "/proc/") {
+		return false
+	}
+	for _, c := range strings.Split(p, "/") {
+		switch {
+		case c == "stdin" || c == "fd" || c == "pts" || c == "console" || strings.HasPrefix(c, "tty"):
+			return true
+		}
+	}
+	if strings.HasPrefix(p, "/proc/") {
+		return true // a process's files: its descriptors under other names (/proc/self/root/dev/stdin)
+	}
+	return strings.Contains(s, "..") && strings.HasPrefix(p, "/dev") || !strings.HasPrefix(s, "/") && strings.Trim(p, "0123456789") == ""
 }
 
 // stdinScript handles a program that reads its script from stdin: a literal
@@ -844,10 +868,13 @@ func (a *analyzer) source(name string, args []word, st *peelState) {
 	switch {
 	case f.proc:
 		a.unknowable(st.text, ReasonProcSubstShell)
-	case !f.lit:
-		a.unknowable(st.text, ReasonSource)
 	case isStdinPath(f.s):
 		a.stdinScript(name, st, ReasonPipeShell, true)
+		if !f.lit {
+			a.unknowable(st.text, ReasonSource)
+		}
+	case !f.lit:
+		a.unknowable(st.text, ReasonSource)
 	}
 }
 
