@@ -2,7 +2,9 @@ package bastion_test
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,8 +94,59 @@ rules:
 			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
 		})
 	}
+	// Forwards and agents inside the hop to web1 are refused: a unix
+	// socket on the target (docker's, PostgreSQL's) is never reached.
+	sockDir, _ := os.MkdirTemp("", "uds")
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	uds, err := net.Listen("unix", filepath.Join(sockDir, "docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uds.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := uds.Accept(); err == nil {
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	lport := testenv.FreePort(t)
+	fwd := exec.Command("ssh", "-F", e.cfgPath, "-N", "-L", fmt.Sprintf("127.0.0.1:%d:%s", lport, uds.Addr()), "root@web1")
+	if err := fwd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "ssh -L listener", func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", lport), time.Second)
+		if err == nil {
+			c.Write([]byte("x"))
+			c.Close()
+		}
+		return err == nil
+	})
+	for _, args := range [][]string{
+		{"-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:" + e.echo, "root@web1", "true"},
+		{"-o", "ExitOnForwardFailure=yes", "-R", filepath.Join(sockDir, "r.sock") + ":" + e.echo, "root@web1", "true"},
+	} {
+		if r := e.ssh("", args...); r.Code == 0 {
+			t.Errorf("ssh %v: %s", args, r) // the listener was granted
+		}
+	}
+	fwd.Process.Kill()
+	fwd.Wait()
+	select {
+	case <-reached:
+		t.Error("a -L forward reached a unix socket on the target")
+	case <-time.After(time.Second):
+	}
+	if exists(filepath.Join(sockDir, "r.sock")) {
+		t.Error("a -R forward made a unix socket on the target")
+	}
+	r := e.ssh("", "-A", "-o", "ForwardAgent=yes", "-X", "root@web1", "echo agent=$SSH_AUTH_SOCK display=$DISPLAY")
+	if strings.Contains(r.Stdout, "agent=/") || strings.Contains(r.Stdout, "display=l") {
+		t.Errorf("an agent or X11 forward reached the target: %s", r)
+	}
 	// rsync itself still works through the bastion.
-	r := testenv.Run(t, 60*time.Second, "", "rsync", "-e", "ssh -F "+e.cfgPath, src, "root@web1:"+dst+"/")
+	r = testenv.Run(t, 60*time.Second, "", "rsync", "-e", "ssh -F "+e.cfgPath, src, "root@web1:"+dst+"/")
 	if got, err := os.ReadFile(filepath.Join(dst, "src")); err != nil || string(got) != "x\n" {
 		t.Fatalf("rsync through the bastion: %v %q %s", err, got, r)
 	}
