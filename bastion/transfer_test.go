@@ -44,6 +44,11 @@ rules:
 		{"sftp -o ProxyCommand with a blank", fmt.Sprintf(`sftp -o 'proxycommand %s' h </dev/null`, rm)},
 		{"sftp -D", fmt.Sprintf(`sftp -D 'sh -c "%s"' </dev/null`, rm)},
 		{"ssh -oProxyCommand", fmt.Sprintf(`ssh -oProxyCommand='%s' h true`, rm)},
+		{"tar --checkpoint-action=exec", fmt.Sprintf(`tar -cf /dev/null /etc/hostname --checkpoint=1 --checkpoint-action=exec='%s'`, rm)},
+		{"tar -I", fmt.Sprintf(`tar -cf /dev/null -I 'sh -c "%s"' /etc/hostname`, rm)},
+		{"tar --use-compress-program", fmt.Sprintf(`tar -cf /dev/null --use-compress-program '%s' /etc/hostname`, rm)},
+		{"tar --to-command on a piped archive", fmt.Sprintf(`tar -cf - /etc/hostname | tar -xf - --to-command='%s'`, rm)},
+		{"tar old-style options", fmt.Sprintf(`tar cIf 'sh -c "%s"' /dev/null /etc/hostname`, rm)},
 		{"ssh -o KnownHostsCommand", fmt.Sprintf(`ssh -o 'KnownHostsCommand=/bin/sh -c "%s"' -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes -p %s %s true`, rm, sshdPort, sshdHost)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
