@@ -280,6 +280,14 @@ var bypassCases = []bypassCase{
 	{name: "ssh ProxyCommand running the host", src: `ssh -o ProxyCommand='sh -c %h' 'rm -rf /tmp/victim' true`, reason: ReasonTransferHost},
 	{name: "ssh PKCS11Provider", src: `ssh -o PKCS11Provider=/tmp/x.so h true`, reason: ReasonCodeSetting},
 	{name: "ssh -I", src: `ssh -I /tmp/x.so h true`, reason: ReasonCodeSetting},
+	{name: "tar --to-command", src: `tar -xf a.tar --to-command 'rm -rf /tmp/victim'`, argv: victim},
+	{name: "tar -I attached", src: `tar -cf a -I'rm -rf /tmp/victim' b`, argv: victim},
+	{name: "tar --checkpoint-action", src: `tar -cf a b --checkpoint-action=exec='rm -rf /tmp/victim'`, argv: victim},
+	{name: "tar -F", src: `tar -M -F 'rm -rf /tmp/victim' -cf a b`, argv: victim},
+	{name: "tar old style", src: `tar cfI a 'rm -rf /tmp/victim' b`, argv: victim},
+	{name: "tar abbreviated", src: `tar -xf a --to-com 'rm -rf /tmp/victim'`, reason: ReasonCodeSetting},
+	{name: "TAR_OPTIONS", src: `TAR_OPTIONS='--to-command=x' tar -xf a`, reason: ReasonCodeSetting},
+	{name: "zip -TT", src: `zip -T -TT 'rm -rf /tmp/victim' a.zip b`, argv: victim},
 }
 
 // benignCase is a command that must be reported exactly, with no
@@ -344,6 +352,7 @@ var benignCases = []benignCase{
 	{name: "rsync local", src: "rsync -a a/ b/", want: [][]string{{"rsync", "-a", "a/", "b/"}}},
 	{name: "rsync daemon", src: "rsync -a rsync://mirror/x .", want: [][]string{{"rsync", "-a", "rsync://mirror/x", "."}}},
 	{name: "scp", src: `scp -P 2222 'host:my\ file' .`, want: [][]string{{"scp", "-P", "2222", `host:my\ file`, "."}, {"scp", "-f", "my file"}}},
+	{name: "tar", src: "tar -czf x.tgz --exclude '*.log' -C /srv app && tar xzf x.tgz", want: [][]string{{"tar", "-czf", "x.tgz", "--exclude", "*.log", "-C", "/srv", "app"}, {"tar", "xzf", "x.tgz"}}},
 	{name: "ssh ProxyCommand jump", src: "ssh -o ProxyCommand='ssh -W %h:%p jump' host", want: [][]string{{"ssh", "-o", "ProxyCommand=ssh -W %h:%p jump", "host"}, {"ssh", "-W", "%h:%p", "jump"}}},
 }
 

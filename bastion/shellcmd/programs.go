@@ -289,7 +289,8 @@ func (a *analyzer) codeVar(name string, v word, sc scope, text string) {
 func codeSettingVar(name string, v word) bool {
 	switch name {
 	case "GIT_CONFIG_PARAMETERS", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_EXEC_PATH",
-		"GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL", "LESSOPEN", "LESSCLOSE", "RSYNC_CONNECT_PROG":
+		"GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL", "LESSOPEN", "LESSCLOSE", "RSYNC_CONNECT_PROG",
+		"TAR_OPTIONS", "ZIPOPT", "ZIP":
 		return true
 	}
 	if strings.HasPrefix(name, "GIT_CONFIG_KEY_") {

@@ -325,3 +325,134 @@ func (a *analyzer) transferOpts(r scanResult, name string, hosts []word, st *pee
 		}
 	}
 }
+
+// tarCommandLong are GNU tar's long options whose value tar runs as a
+// command (through sh -c): a program for each member's contents, a
+// compressor, a script at volume changes, the remote shell and the
+// remote tape server.
+var tarCommandLong = set("to-command", "use-compress-program", "info-script", "new-volume-script", "rsh-command", "rmt-command")
+
+// tarValuedLong are tar's long options that take the next word as their
+// value when not written --name=value (only the ones known to: one
+// missing reads its value as an operand or option, which is stricter).
+var tarValuedLong = set("to-command", "use-compress-program", "info-script", "new-volume-script", "rsh-command", "rmt-command",
+	"checkpoint-action", "file", "directory", "exclude", "files-from", "exclude-from", "transform", "xform", "owner", "group",
+	"mode", "mtime", "newer", "after-date", "newer-mtime", "label", "tape-length", "blocking-factor", "record-size", "format",
+	"listed-incremental", "index-file", "strip-components", "quoting-style", "quote-chars", "no-quote-chars", "level",
+	"volno-file", "pax-option", "hole-detection", "exclude-tag", "exclude-tag-under", "exclude-tag-all", "exclude-ignore",
+	"exclude-ignore-recursive", "starting-file", "owner-map", "group-map", "sort", "warning", "one-top-level")
+
+// tarValuedShort are tar's short options that take a value: -I and -F
+// are commands.
+const tarValuedShort = "bCfFgHIKLNTVX"
+
+// tar: the options that run a command (--to-command, -I and
+// --use-compress-program, --checkpoint-action=exec=, -F and
+// --info-script, --new-volume-script, --rsh-command, --rmt-command) are
+// judged as command lines, in the old style (tar cIf PROG FILE) too.
+func (a *analyzer) tar(args []word, st *peelState) {
+	run := func(v word, label string) {
+		a.shellString(v, "tar "+label, st)
+	}
+	i := 0
+	if len(args) > 0 && args[0].lit && args[0].s != "" && !strings.HasPrefix(args[0].s, "-") {
+		// Old style: a cluster of letters whose values follow in order.
+		i = 1
+		for _, c := range []byte(args[0].s) {
+			if strings.IndexByte(tarValuedShort, c) < 0 {
+				continue
+			}
+			if i >= len(args) {
+				break
+			}
+			if c == 'I' || c == 'F' {
+				run(args[i], "-"+string(c))
+			}
+			i++
+		}
+	} else if len(args) > 0 && !args[0].lit {
+		a.unknowable(st.text, ReasonWrapperArg)
+		return
+	}
+	for ; i < len(args); i++ {
+		w := args[i]
+		s := w.s
+		if w.lit && s == "--" {
+			break
+		}
+		if !strings.HasPrefix(s, "-") || s == "-" {
+			continue
+		}
+		if !w.lit {
+			a.unknowable(st.text, ReasonWrapperArg)
+			return
+		}
+		if strings.HasPrefix(s, "--") {
+			name, v, eq := strings.Cut(s[2:], "=")
+			val := word{s: v, lit: true}
+			if !eq {
+				if !tarValuedLong[name] || i+1 >= len(args) {
+					if full := uniquePrefix(name, tarCommandLong); full != "" && !tarValuedLong[name] {
+						// tar takes an abbreviation: --to-com.
+						a.unknowable(st.text, ReasonCodeSetting)
+					}
+					continue
+				}
+				i++
+				val = args[i]
+			} else if full := uniquePrefix(name, tarCommandLong); full != "" && !tarValuedLong[name] {
+				name = full
+			}
+			switch {
+			case tarCommandLong[name]:
+				run(val, "--"+name)
+			case name == "checkpoint-action" || strings.HasPrefix("checkpoint-action", name) && len(name) > len("checkpoint-"):
+				if !val.lit {
+					a.unknowable(st.text, ReasonWrapperArg)
+				} else if cmd, ok := strings.CutPrefix(val.s, "exec="); ok {
+					run(word{s: cmd, lit: true}, "--checkpoint-action")
+				}
+			}
+			continue
+		}
+		for k := 1; k < len(s); k++ {
+			c := s[k]
+			if strings.IndexByte(tarValuedShort, c) < 0 {
+				continue
+			}
+			var val word
+			if k+1 < len(s) {
+				val = word{s: s[k+1:], lit: true}
+			} else if i+1 < len(args) {
+				i++
+				val = args[i]
+			} else {
+				break
+			}
+			if c == 'I' || c == 'F' {
+				run(val, "-"+string(c))
+			}
+			break
+		}
+	}
+}
+
+// zip -TT CMD (--unzip-command) runs CMD to test the archive.
+func (a *analyzer) zip(args []word, st *peelState) {
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		switch {
+		case !w.lit:
+			continue
+		case w.s == "-TT" || w.s == "--unzip-command":
+			if i+1 < len(args) {
+				i++
+				a.shellString(args[i], "zip -TT", st)
+			}
+		case strings.HasPrefix(w.s, "--unzip-command="):
+			a.shellString(word{s: strings.TrimPrefix(w.s, "--unzip-command="), lit: true}, "zip -TT", st)
+		case strings.HasPrefix(w.s, "-TT"):
+			a.shellString(word{s: w.s[3:], lit: true}, "zip -TT", st)
+		}
+	}
+}

@@ -250,6 +250,10 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		a.scp(args, st)
 	case "sftp":
 		a.sftp(args, st)
+	case "tar", "gtar":
+		a.tar(args, st)
+	case "zip":
+		a.zip(args, st)
 	case "find":
 		a.find(args, st)
 	case "flock":
