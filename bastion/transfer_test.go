@@ -26,6 +26,7 @@ func TestTransferToolsCannotHideACommand(t *testing.T) {
 	e := newEnv(t, envOptions{extraYAML: `
 rules:
   - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block, unknowable: block}
+  - {name: hold-sftp, on: command, match: {commands: [sftp]}, action: approve, approvers: [approvers], timeout: 60s}
 `})
 	victim := filepath.Join(t.TempDir(), "victim")
 	src := filepath.Join(t.TempDir(), "src")
@@ -150,6 +151,39 @@ rules:
 	if strings.Contains(r.Stdout, "agent=/") || strings.Contains(r.Stdout, "display=l") {
 		t.Errorf("an agent or X11 forward reached the target: %s", r)
 	}
+	// A held sftp session (scp's default mode too) is held before the
+	// target starts its sftp-server: nothing it sends is written, and a
+	// denial ends it.
+	t.Run("held sftp", func(t *testing.T) {
+		bobCfg := e.bobConfig(t)
+		batch := filepath.Join(t.TempDir(), "batch")
+		os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s/held\n", src, dst)), 0o600)
+		var stderr testenv.SyncBuffer
+		cmd := exec.Command("sftp", "-F", e.cfgPath, "-b", batch, "root@web1")
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var id string
+		testenv.WaitFor(t, 20*time.Second, "the approval request", func() bool {
+			m := requestRE.FindStringSubmatch(stderr.String())
+			if m != nil {
+				id = m[1]
+			}
+			return m != nil
+		})
+		time.Sleep(300 * time.Millisecond)
+		if exists(filepath.Join(dst, "held")) || strings.Contains(e.sshd.Log(), "subsystem 'sftp'") {
+			t.Fatalf("the held sftp session reached the target:\n%s", e.sshd.Log())
+		}
+		if r := e.as(bobCfg, "bastion", "deny", id); r.Code != 0 {
+			t.Fatalf("deny: %s", r)
+		}
+		err := cmd.Wait()
+		if err == nil || exists(filepath.Join(dst, "held")) {
+			t.Fatalf("a denied sftp session wrote the file: %v %s", err, stderr.String())
+		}
+	})
 	// rsync itself still works through the bastion.
 	r = testenv.Run(t, 60*time.Second, "", "rsync", "-e", "ssh -F "+e.cfgPath, src, "root@web1:"+dst+"/")
 	if got, err := os.ReadFile(filepath.Join(dst, "src")); err != nil || string(got) != "x\n" {
