@@ -89,6 +89,8 @@ rules:
 	}{
 		{"rsync --rsync-path", []string{"rsync", "-e", "ssh -F " + e.cfgPath, "--rsync-path=" + rm + "; rsync", src, "root@web1:" + dst + "/"}},
 		{"scp -O with a substitution in the remote path", []string{"scp", "-F", e.cfgPath, "-O", src, "root@web1:" + dst + "/$(" + rm + ")"}},
+		{"scp -O with backquotes in the remote path", []string{"scp", "-F", e.cfgPath, "-O", src, "root@web1:" + dst + "/`" + rm + "`"}},
+		{"scp -O with a newline in the remote path", []string{"scp", "-F", e.cfgPath, "-O", src, "root@web1:" + dst + "/x\n" + rm}},
 		{"second session of a ControlMaster", []string{"ssh", "-F", e.cfgPath, "-S", sock, "root@web1", rm}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
