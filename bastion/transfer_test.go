@@ -50,6 +50,8 @@ rules:
 		{"tar --use-compress-program", fmt.Sprintf(`tar -cf /dev/null --use-compress-program '%s' /etc/hostname`, rm)},
 		{"tar --to-command on a piped archive", fmt.Sprintf(`tar -cf - /etc/hostname | tar -xf - --to-command='%s'`, rm)},
 		{"tar old-style options", fmt.Sprintf(`tar cIf 'sh -c "%s"' /dev/null /etc/hostname`, rm)},
+		// ssh reading its configuration from the session's input.
+		{"ssh -F /dev/stdin", `printf 'Host *\n ProxyCommand ` + rm + `\n' | ssh -F /dev/stdin h true`},
 		{"ssh -o KnownHostsCommand", fmt.Sprintf(`ssh -o 'KnownHostsCommand=/bin/sh -c "%s"' -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null -o BatchMode=yes -p %s %s true`, rm, sshdPort, sshdHost)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,8 +64,13 @@ rules:
 		})
 	}
 	// A shell reading its script from the session's input by another
-	// name: what the input holds is judged as its command lines.
+	// name, or sourcing it at start-up (BASH_ENV, ENV, --rcfile): what
+	// the input holds is judged as its command lines.
 	for _, cmd := range []string{
+		"BASH_ENV=/dev/stdin bash -c true",
+		"export BASH_ENV=/dev/fd/0; bash -c true",
+		"ENV=/dev/stdin sh -i -c true",
+		"bash --rcfile /dev/stdin -i /dev/null",
 		"bash 3<&0 /dev/fd/3",
 		"bash /dev/./stdin",
 		"bash //proc/self/fd/0",
