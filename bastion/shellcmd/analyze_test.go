@@ -287,6 +287,10 @@ var bypassCases = []bypassCase{
 	{name: "tar old style", src: `tar cfI a 'rm -rf /tmp/victim' b`, argv: victim},
 	{name: "tar abbreviated", src: `tar -xf a --to-com 'rm -rf /tmp/victim'`, reason: ReasonCodeSetting},
 	{name: "TAR_OPTIONS", src: `TAR_OPTIONS='--to-command=x' tar -xf a`, reason: ReasonCodeSetting},
+	{name: "ssh -F from the input", src: `ssh -F /dev/stdin h true`, reason: ReasonCodeSetting},
+	{name: "scp -F from the input", src: `scp -F /proc/self/fd/0 a h:b`, reason: ReasonCodeSetting},
+	{name: "BASH_ENV from a pipe", src: `echo 'rm -rf /tmp/victim' | BASH_ENV=/dev/stdin bash -c true`, reason: ReasonPipeShell},
+	{name: "BASH_ENV from a here-document", src: "BASH_ENV=/dev/stdin bash -c true <<EOF\nrm -rf /tmp/victim\nEOF", argv: victim},
 	{name: "zip -TT", src: `zip -T -TT 'rm -rf /tmp/victim' a.zip b`, argv: victim},
 }
 

@@ -283,6 +283,10 @@ func (a *analyzer) codeVar(name string, v word, sc scope, text string) {
 		a.nested(v.s, sc.depth, appendWrapper(sc.wrappers, name), false, text)
 	case codeSettingVar(name, v):
 		a.unknowable(text, ReasonCodeSetting)
+	case (name == "BASH_ENV" || name == "ENV") && isStdinPath(v.s):
+		// The shells started with it source their standard input (or
+		// terminal) first: for an exec, the session's input.
+		a.out.StdinShell = true
 	}
 }
 

@@ -61,6 +61,11 @@ func TestStdinShell(t *testing.T) {
 		{"cd /proc/self/fd && bash 0", true},
 		{"source /dev/fd/3 3<&0", true},
 		{"bash < /dev/./stdin", true},
+		// A start-up file read from the input.
+		{"BASH_ENV=/dev/stdin bash -c true", true},
+		{"export BASH_ENV=/dev/fd/0; bash -c true", true},
+		{"env ENV=/dev/stdin sh -i -c true", true},
+		{"bash --rcfile /dev/stdin -i x.sh", true},
 
 		{"bash -c 'ls'", false},
 		{"bash script.sh", false},
@@ -68,6 +73,7 @@ func TestStdinShell(t *testing.T) {
 		{"bash /opt/app/run.sh", false},
 		{`bash "$HOME/deploy.sh"`, false},
 		{"bash /dev/shm/x.sh", false},
+		{"BASH_ENV=~/.bashenv bash -c true", false},
 		{"bash -x script.sh", false},
 		{"bash -o errexit script.sh", false},
 		{"bash --rcfile /dev/null script.sh", false},

@@ -322,6 +322,10 @@ func (a *analyzer) transferOpts(r scanResult, name string, hosts []word, st *pee
 			a.runsProgram(o.val, name+" -S", st)
 		case "D":
 			a.shellString(o.val, name+" -D", st)
+		case "F":
+			if isStdinPath(o.val.s) {
+				a.unknowable(st.text, ReasonCodeSetting) // ssh's configuration read from the input
+			}
 		}
 	}
 }

@@ -31,6 +31,15 @@ func (a *analyzer) call(call *syntax.CallExpr, stmt *syntax.Stmt, sc scope, stdi
 		return
 	}
 	text := nodeText(sc.src, call)
+	for _, as := range call.Assigns {
+		// BASH_ENV=/dev/stdin bash -c true: the shell sources its input
+		// before the command, from a pipe or here-document too.
+		if as != nil && as.Name != nil && as.Value != nil && (as.Name.Value == "BASH_ENV" || as.Name.Value == "ENV") {
+			if v := normWord(as.Value, sc.src); isStdinPath(v.s) {
+				a.stdinScript(as.Name.Value, &peelState{sc: sc, stmt: stmt, stdinPipe: stdinPipe, wrappers: sc.wrappers, text: text}, ReasonPipeShell, true)
+			}
+		}
+	}
 	words := a.expandArgs(call.Args, sc, text)
 	wr := sc.wrappers
 	if timed {
@@ -635,6 +644,10 @@ scan:
 		case strings.HasPrefix(s, "--"):
 			if s == "--rcfile" || s == "--init-file" {
 				i++
+				if i < len(args) && isStdinPath(args[i].s) {
+					// An interactive shell sources it first.
+					a.stdinScript(name, st, ReasonPipeShell, true)
+				}
 			}
 			i++
 			continue
@@ -1129,6 +1142,8 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 			a.sshOption(o.val, "ssh -o", rest[:min(1, len(rest))], st)
 		case o.name == "I" && o.has:
 			a.unknowable(st.text, ReasonCodeSetting) // a PKCS#11 library ssh loads
+		case o.name == "F" && o.has && isStdinPath(o.val.s):
+			a.unknowable(st.text, ReasonCodeSetting) // a configuration (ProxyCommand, ...) read from the input
 		}
 	}
 	if len(rest) == 0 {
