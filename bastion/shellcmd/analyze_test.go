@@ -278,6 +278,7 @@ var bypassCases = []bypassCase{
 	{name: "ssh -o KnownHostsCommand", src: `ssh -o KnownHostsCommand='/bin/sh -c "rm -rf /tmp/victim"' h true`, argv: victim},
 	{name: "ssh -o RemoteCommand", src: `ssh -o RemoteCommand='rm -rf /tmp/victim' h`, argv: victim},
 	{name: "ssh ProxyCommand running the host", src: `ssh -o ProxyCommand='sh -c %h' 'rm -rf /tmp/victim' true`, reason: ReasonTransferHost},
+	{name: "ssh -o XAuthLocation", src: `DISPLAY=:0 ssh -X -o XAuthLocation=rm h true`, argv: []string{"rm"}},
 	{name: "ssh PKCS11Provider", src: `ssh -o PKCS11Provider=/tmp/x.so h true`, reason: ReasonCodeSetting},
 	{name: "ssh -I", src: `ssh -I /tmp/x.so h true`, reason: ReasonCodeSetting},
 	{name: "tar --to-command", src: `tar -xf a.tar --to-command 'rm -rf /tmp/victim'`, argv: victim},

@@ -47,7 +47,9 @@ func quoteWord(s string) string {
 // sshOption judges one ssh -o option (keyword=value or keyword value,
 // keyword in any case): a command ssh runs locally (ProxyCommand through
 // the shell, LocalCommand, KnownHostsCommand) or has the remote shell run
-// (RemoteCommand) is judged as a command line; a library ssh loads
+// (RemoteCommand) is judged as a command line, the xauth program it
+// runs for X11 forwarding (XAuthLocation) as a command; a library ssh
+// loads
 // (PKCS11Provider, SecurityKeyProvider) is unknowable. hosts are the
 // destinations: a command holding a %-token that expands to one of them
 // is unknowable unless each is a plain host name.
@@ -66,11 +68,13 @@ func (a *analyzer) sshOption(v word, label string, hosts []word, st *peelState) 
 	val = strings.TrimPrefix(val, "=")
 	val = strings.TrimLeft(val, " \t")
 	switch key {
+	case "xauthlocation":
+		a.runsProgram(word{s: val, lit: true}, label+" "+key, st)
 	case "proxycommand", "localcommand", "knownhostscommand", "remotecommand":
 		if strings.EqualFold(val, "none") || val == "" {
 			return
 		}
-		if key != "remotecommand" && hasHostToken(val) {
+		if (key == "proxycommand" || key == "localcommand" || key == "knownhostscommand") && hasHostToken(val) {
 			for _, h := range hosts {
 				if !h.lit || !plainHost(h.s) {
 					a.unknowable(st.text, ReasonTransferHost)
