@@ -354,6 +354,7 @@ var benignCases = []benignCase{
 	{name: "trap reset", src: "trap - EXIT", want: [][]string{{"trap", "-", "EXIT"}}},
 	{name: "xargs default echo", src: "ls | xargs", want: [][]string{{"ls"}, {"xargs"}}},
 	{name: "rsync over ssh", src: `rsync -av --partial "$SRC" host:dst`, want: [][]string{{"rsync", "-av", "--partial", "$SRC", "host:dst"}, {"ssh", "host", "rsync", "--server"}, {"rsync", "--server"}}},
+	{name: "rsync server", src: "rsync --server -vlogDtpre.iLsfxCIvu --delete . 'my dir:x/'", want: [][]string{{"rsync", "--server", "-vlogDtpre.iLsfxCIvu", "--delete", ".", "my dir:x/"}}},
 	{name: "rsync local", src: "rsync -a a/ b/", want: [][]string{{"rsync", "-a", "a/", "b/"}}},
 	{name: "rsync daemon", src: "rsync -a rsync://mirror/x .", want: [][]string{{"rsync", "-a", "rsync://mirror/x", "."}}},
 	{name: "scp", src: `scp -P 2222 'host:my\ file' .`, want: [][]string{{"scp", "-P", "2222", `host:my\ file`, "."}, {"scp", "-f", "my file"}}},

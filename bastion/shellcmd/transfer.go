@@ -154,6 +154,14 @@ var rsyncValued = set("rsh", "rsync-path", "filter", "exclude", "include", "file
 // it; a remote shell other than ssh with a host that is not a plain name,
 // or known only at run time, is unknowable (sh -c runs the host).
 func (a *analyzer) rsync(args []word, st *peelState) {
+	for _, w := range args {
+		if w.lit && w.s == "--server" {
+			// The remote end of a transfer (rsync --server
+			// -vlogDtpre.iLsfxCIvu . dst): it runs no remote shell, and
+			// its -e carries protocol flags.
+			return
+		}
+	}
 	var rsh, rpath *word
 	var operands []word
 	for i := 0; i < len(args); i++ {
