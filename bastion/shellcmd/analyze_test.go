@@ -261,6 +261,7 @@ var bypassCases = []bypassCase{
 	// The transfer tools and ssh run commands given in their options.
 	{name: "rsync -e", src: `rsync -e 'sh -c "rm -rf /tmp/victim"' a h:b`, argv: victim},
 	{name: "rsync --rsh", src: `rsync --rsh 'bash -c "rm -rf /tmp/victim"' a h:b`, argv: victim},
+	{name: "rsync --server as an option's value", src: `rsync --rsync-path --server -e 'sh -c "rm -rf /tmp/victim"' a h:b`, argv: victim},
 	{name: "rsync --rsync-path", src: `rsync --rsync-path='rm -rf /tmp/victim; rsync' a h:b`, argv: victim},
 	{name: "rsync -e ssh with a command option", src: `rsync -e "ssh -o 'ProxyCommand rm -rf /tmp/victim'" a h:b`, argv: victim},
 	{name: "rsync -e sh -c runs the host", src: `rsync -e 'sh -c' a 'rm -rf $V;h:b'`, reason: ReasonTransferHost},

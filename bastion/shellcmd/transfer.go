@@ -154,14 +154,7 @@ var rsyncValued = set("rsh", "rsync-path", "filter", "exclude", "include", "file
 // it; a remote shell other than ssh with a host that is not a plain name,
 // or known only at run time, is unknowable (sh -c runs the host).
 func (a *analyzer) rsync(args []word, st *peelState) {
-	for _, w := range args {
-		if w.lit && w.s == "--server" {
-			// The remote end of a transfer (rsync --server
-			// -vlogDtpre.iLsfxCIvu . dst): it runs no remote shell, and
-			// its -e carries protocol flags.
-			return
-		}
-	}
+	server := false
 	var rsh, rpath *word
 	var operands []word
 	for i := 0; i < len(args); i++ {
@@ -185,6 +178,7 @@ func (a *analyzer) rsync(args []word, st *peelState) {
 		if strings.HasPrefix(s, "--") {
 			n, v, eq := strings.Cut(s[2:], "=")
 			name = n
+			server = server || n == "server" && !eq
 			if eq {
 				val, has = word{s: v, lit: true}, true
 			} else if rsyncValued[n] && i+1 < len(args) {
@@ -217,6 +211,12 @@ func (a *analyzer) rsync(args []word, st *peelState) {
 			v := val
 			rpath = &v
 		}
+	}
+	if server {
+		// The remote end of a transfer (rsync --server
+		// -vlogDtpre.iLsfxCIvu . dst): it runs no remote shell, and its
+		// -e carries protocol flags.
+		return
 	}
 	shell := "ssh"
 	if rsh != nil {
