@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/internal/testenv"
 )
 
@@ -26,7 +27,8 @@ func TestTransferToolsCannotHideACommand(t *testing.T) {
 	e := newEnv(t, envOptions{extraYAML: `
 rules:
   - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block, unknowable: block}
-  - {name: hold-sftp, on: command, match: {commands: [sftp]}, action: approve, approvers: [approvers], timeout: 60s}
+  - {name: hold-sftp, on: command, match: {commands: [sftp]}, action: approve, approvers: [approvers], timeout: 60s, roles: [dev]}
+  - {name: no-scp, on: command, match: {commands: [scp]}, action: block, roles: [ops]}
 `})
 	victim := filepath.Join(t.TempDir(), "victim")
 	src := filepath.Join(t.TempDir(), "src")
@@ -192,6 +194,17 @@ rules:
 		if err == nil || exists(filepath.Join(dst, "held")) {
 			t.Fatalf("a denied sftp session wrote the file: %v %s", err, stderr.String())
 		}
+	})
+	// scp speaks sftp by default (OpenSSH 9.0): a rule naming scp holds
+	// the sftp subsystem too, since the bastion cannot tell them apart.
+	t.Run("scp default mode under a rule naming scp", func(t *testing.T) {
+		carol := e.userKey("carol", ca.Identity{User: "carol", Issuer: "https://idp.test", Subject: "u-carol", Groups: []string{"ops"}}, 0)
+		cfg := e.writeSSHConfig("carol", carol)
+		r := testenv.Run(t, 60*time.Second, "", "scp", "-F", cfg, src, "root@web1:"+dst+"/via-scp")
+		if exists(filepath.Join(dst, "via-scp")) {
+			t.Fatalf("scp (sftp mode) wrote the file past rule no-scp: %s", r)
+		}
+		mustContain(t, "scp stderr", r.Stderr, "blocked by rule no-scp")
 	})
 	// rsync itself still works through the bastion.
 	r = testenv.Run(t, 60*time.Second, "", "rsync", "-e", "ssh -F "+e.cfgPath, src, "root@web1:"+dst+"/")
