@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/localsvc"
 	"github.com/bastionhq/bastion/internal/testenv"
 )
 
@@ -205,6 +206,18 @@ rules:
 			t.Fatalf("scp (sftp mode) wrote the file past rule no-scp: %s", r)
 		}
 		mustContain(t, "scp stderr", r.Stderr, "blocked by rule no-scp")
+		// sftp -s PATH runs the sftp server as an exec: the same session.
+		server := localsvc.SFTPServer()
+		if !strings.HasPrefix(server, "/") {
+			return
+		}
+		batch := filepath.Join(t.TempDir(), "batch")
+		os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s/via-server\n", src, dst)), 0o600)
+		r = testenv.Run(t, 60*time.Second, "", "sftp", "-F", cfg, "-s", server, "-b", batch, "root@web1")
+		if exists(filepath.Join(dst, "via-server")) {
+			t.Fatalf("sftp -s %s wrote the file past rule no-scp: %s", server, r)
+		}
+		mustContain(t, "sftp stderr", r.Stderr, "blocked by rule no-scp")
 	})
 	// rsync itself still works through the bastion.
 	r = testenv.Run(t, 60*time.Second, "", "rsync", "-e", "ssh -F "+e.cfgPath, src, "root@web1:"+dst+"/")
