@@ -293,6 +293,16 @@ var bypassCases = []bypassCase{
 	{name: "scp -F from the input", src: `scp -F /proc/self/fd/0 a h:b`, reason: ReasonCodeSetting},
 	{name: "BASH_ENV from a pipe", src: `echo 'rm -rf /tmp/victim' | BASH_ENV=/dev/stdin bash -c true`, reason: ReasonPipeShell},
 	{name: "BASH_ENV from a here-document", src: "BASH_ENV=/dev/stdin bash -c true <<EOF\nrm -rf /tmp/victim\nEOF", argv: victim},
+	{name: "autossh -o ProxyCommand", src: `autossh -M 0 -o ProxyCommand='rm -rf /tmp/victim' h true`, argv: victim},
+	{name: "ssh-copy-id -o ProxyCommand", src: `ssh-copy-id -o ProxyCommand='rm -rf /tmp/victim' h`, argv: victim},
+	{name: "mosh --ssh", src: `mosh --ssh='rm -rf /tmp/victim' h`, argv: victim},
+	{name: "borg --rsh", src: `borg --rsh 'rm -rf /tmp/victim' list h:repo`, argv: victim},
+	{name: "BORG_RSH", src: `BORG_RSH='rm -rf /tmp/victim' borg list h:repo`, argv: victim},
+	{name: "rclone --sftp-ssh", src: `rclone ls --sftp-ssh 'rm -rf /tmp/victim' r:`, argv: victim},
+	{name: "unison -sshcmd", src: `unison -sshcmd 'rm -rf /tmp/victim' a ssh://h/b`, argv: victim},
+	{name: "sshfs -o ssh_command", src: `sshfs -o reconnect,ssh_command='rm -rf /tmp/victim' h:/ /mnt`, argv: victim},
+	{name: "restic -o sftp.command", src: `restic -o sftp.command='rm -rf /tmp/victim' snapshots`, argv: victim},
+	{name: "lftp -e", src: `lftp -e '!rm -rf /tmp/victim' h`, reason: ReasonCodeSetting},
 	{name: "zip -TT", src: `zip -T -TT 'rm -rf /tmp/victim' a.zip b`, argv: victim},
 }
 

@@ -258,7 +258,8 @@ func gitRunsOption(sub string, args []word) bool {
 // a command, the variable its wrapper.
 var commandVars = set("GIT_SSH_COMMAND", "GIT_SSH", "GIT_EXTERNAL_DIFF", "GIT_PAGER", "GIT_EDITOR",
 	"GIT_SEQUENCE_EDITOR", "GIT_ASKPASS", "GIT_PROXY_COMMAND", "PAGER", "MANPAGER", "SYSTEMD_PAGER",
-	"EDITOR", "VISUAL", "SSH_ASKPASS", "SUDO_ASKPASS", "BROWSER", "RSYNC_RSH")
+	"EDITOR", "VISUAL", "SSH_ASKPASS", "SUDO_ASKPASS", "BROWSER", "RSYNC_RSH",
+	"BORG_RSH", "CVS_RSH", "SVN_SSH")
 
 // codeVar follows an assignment of v to the environment variable name
 // (NAME=v cmd, export, env, sudo): a command variable's value is judged as

@@ -10,6 +10,7 @@ package shellcmd
 // remote shell expands in its legacy protocol.
 
 import (
+	"slices"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -469,6 +470,109 @@ func (a *analyzer) zip(args []word, st *peelState) {
 			a.shellString(word{s: strings.TrimPrefix(w.s, "--unzip-command="), lit: true}, "zip -TT", st)
 		case strings.HasPrefix(w.s, "-TT"):
 			a.shellString(word{s: w.s[3:], lit: true}, "zip -TT", st)
+		}
+	}
+}
+
+// commandOptions are other transfer tools' options whose value is a
+// command line the tool runs (its remote shell, mostly): written
+// --name=VALUE or --name VALUE (unison's single dash too).
+var commandOptions = map[string][]string{
+	"mosh":   {"--ssh"},
+	"borg":   {"--rsh"},
+	"rclone": {"--sftp-ssh"},
+	"unison": {"-sshcmd", "--sshcmd"},
+}
+
+// commandSubOptions are tools' -o KEY=VALUE settings whose value is a
+// command line: sshfs's ssh_command, restic's sftp.command.
+var commandSubOptions = map[string][]string{
+	"sshfs":  {"ssh_command"},
+	"restic": {"sftp.command"},
+}
+
+// transferTool judges the commands the tools above take in options;
+// autossh and ssh-copy-id pass their options to ssh; lftp runs its own
+// commands (-e, -c), where ! runs a shell command: unknowable.
+func (a *analyzer) transferTool(name string, args []word, st *peelState) {
+	switch name {
+	case "autossh":
+		// autossh [-M port[:echo]] [ssh options] host [command]
+		if len(args) > 0 && args[0].lit && strings.HasPrefix(args[0].s, "-M") {
+			if args[0].s == "-M" && len(args) > 1 {
+				args = args[2:]
+			} else {
+				args = args[1:]
+			}
+		}
+		a.ssh(args, st)
+		return
+	case "ssh-copy-id":
+		r := scanPermute(args, optSpec{valued: "iopFt"})
+		a.checkBad(r, st)
+		for _, o := range r.opts {
+			if o.name == "o" && o.has {
+				a.sshOption(o.val, "ssh-copy-id -o", r.operands, st)
+			}
+		}
+		return
+	case "lftp":
+		for _, w := range args {
+			if !w.lit || w.s == "-e" || w.s == "-c" || strings.HasPrefix(w.s, "--") && (strings.HasPrefix(w.s, "--execute") || strings.HasPrefix(w.s, "--command")) {
+				a.unknowable(st.text, ReasonCodeSetting)
+				return
+			}
+		}
+		return
+	}
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		if !w.lit {
+			continue
+		}
+		for _, opt := range commandOptions[name] {
+			switch {
+			case w.s == opt && i+1 < len(args):
+				i++
+				a.shellString(args[i], name+" "+opt, st)
+			case strings.HasPrefix(w.s, opt+"="):
+				a.shellString(word{s: w.s[len(opt)+1:], lit: true}, name+" "+opt, st)
+			}
+		}
+		if keys := commandSubOptions[name]; keys != nil {
+			var v word
+			switch {
+			case w.s == "-o" && i+1 < len(args):
+				i++
+				v = args[i]
+			case strings.HasPrefix(w.s, "-o") && len(w.s) > 2:
+				v = word{s: w.s[2:], lit: true}
+			case strings.HasPrefix(w.s, "--option="):
+				v = word{s: w.s[len("--option="):], lit: true}
+			case w.s == "--option" && i+1 < len(args):
+				i++
+				v = args[i]
+			default:
+				continue
+			}
+			if !v.lit {
+				a.unknowable(st.text, ReasonWrapperArg)
+				continue
+			}
+			// sshfs takes several settings in one -o, comma-separated
+			// (a command with a comma is cut there, which only judges a
+			// shorter command); restic's -o one, whose value may hold
+			// commas.
+			settings := []string{v.s}
+			if name == "sshfs" {
+				settings = strings.Split(v.s, ",")
+			}
+			for _, kv := range settings {
+				k, val, ok := strings.Cut(kv, "=")
+				if ok && slices.Contains(keys, strings.TrimSpace(k)) {
+					a.shellString(word{s: val, lit: true}, name+" -o "+k, st)
+				}
+			}
 		}
 	}
 }

@@ -263,6 +263,8 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		a.tar(args, st)
 	case "zip":
 		a.zip(args, st)
+	case "autossh", "ssh-copy-id", "lftp", "mosh", "borg", "rclone", "unison", "sshfs", "restic":
+		a.transferTool(name, args, st)
 	case "find":
 		a.find(args, st)
 	case "flock":
