@@ -192,6 +192,16 @@ func TestDoubleByteLocale(t *testing.T) {
 			t.Fatalf("%s: the victim was deleted past rule no-rm-rf: %q", v, out)
 		}
 	}
+	// An allowed name with a value bash runs when the variable is used in
+	// arithmetic: $((LC_X)) evaluates the subscript's substitution.
+	{
+		cmd := exec.Command("ssh", "-F", e.cfgPath, "-o", "SendEnv=LC_X", "root@web1", "echo $((LC_X))")
+		cmd.Env = append(os.Environ(), "LC_X=a[$(rm -rf "+victim+")]")
+		out, _ := cmd.CombinedOutput()
+		if !exists(victim) {
+			t.Fatalf("LC_X holding a subscript: the victim was deleted past rule no-rm-rf: %q", out)
+		}
+	}
 	// The command itself, or an earlier line of a shell, may set the locale
 	// too: what bash would run reading in BIG5 is judged as well.
 	r := e.ssh("", "root@web1", "LC_ALL=zh_TW.BIG5 bash -c '"+command+"'")

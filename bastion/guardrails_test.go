@@ -285,6 +285,10 @@ rules:
 		"BASH_CMDS[ls]=/bin/rm; ls -rf VICTIM",
 		"shopt -s expand_aliases; BASH_ALIASES[x]=rm\nx -rf VICTIM",
 		"declare -n p=PROMPT_COMMAND; p='rm -rf VICTIM'; bash -ic true",
+		// awk's system() runs a command line awk builds: unknowable.
+		`awk 'BEGIN{system("r" "m -rf VICTIM")}'`,
+		// So does python's os.system.
+		`python3 -c 'import os; os.system("rm -rf VICTIM")'`,
 	} {
 		v := victim()
 		cmd = strings.ReplaceAll(cmd, "VICTIM", v)

@@ -250,6 +250,12 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 			return nil
 		}
 		defer func() {
+			if ss.wasStopped() {
+				// The bastion ended it (idle timeout, a withdrawn
+				// grant...), not the client or the server.
+				rec.ConnEvent("cut")
+				return
+			}
 			rec.ConnEvent(closeEvent("client", err))
 			rec.ConnEvent("server fin")
 		}()

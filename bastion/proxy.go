@@ -14,6 +14,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion/mask"
 	"github.com/bastionhq/bastion/bastion/policy"
+	"github.com/bastionhq/bastion/bastion/shellcmd"
 	"github.com/bastionhq/bastion/internal/safetext"
 )
 
@@ -352,6 +353,11 @@ func (p *proxy) handle(req *gossh.Request) bool {
 		}
 		if m.Name == "TERM" && screenTerm(m.Value) != m.Value {
 			return p.refuse(req, fmt.Sprintf("TERM=%q: the terminal type is set by the pty request, and only xterm-compatible types pass", safetext.Printable(m.Value)))
+		}
+		if shellcmd.ArithmeticCode(m.Value) {
+			// LC_X='a[$(cmd)]': bash runs cmd when a line uses the
+			// variable in arithmetic, $((LC_X)), which no rule sees.
+			return p.refuse(req, fmt.Sprintf("%s=%q: a value holding an array subscript with a substitution runs code in the shell's arithmetic", m.Name, safetext.Printable(m.Value)))
 		}
 		if localeVars[m.Name] && !safeLocale(m.Value) {
 			return p.refuse(req, fmt.Sprintf("%s=%q: only UTF-8 locales (or C, POSIX) are passed to targets", m.Name, safetext.Printable(m.Value)))

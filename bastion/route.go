@@ -340,16 +340,25 @@ func (s *Server) forward(ctx context.Context, conn *gossh.ServerConn, id ca.Iden
 	// Each side's end is recorded before it is passed on (the half-close):
 	// recorded after, the other side's answer to it (an echo's FIN to the
 	// client's) could come first in the recording and its capture.
+	// A side that ends because the bastion stopped the session (idle
+	// timeout, a withdrawn grant...) did not close it: the connection is
+	// recorded as cut, once, not as that side's FIN.
 	var endClient, endServer func(error)
 	if content {
-		endClient = func(err error) {
-			storeClient.flush()
-			rec.ConnEvent(closeEvent("client", err))
+		var cut atomic.Bool
+		end := func(side string, st *maskedStore) func(error) {
+			return func(err error) {
+				st.flush()
+				if ss.wasStopped() {
+					if cut.CompareAndSwap(false, true) {
+						rec.ConnEvent("cut")
+					}
+					return
+				}
+				rec.ConnEvent(closeEvent(side, err))
+			}
 		}
-		endServer = func(err error) {
-			storeServer.flush()
-			rec.ConnEvent(closeEvent("server", err))
-		}
+		endClient, endServer = end("client", storeClient), end("server", storeServer)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -151,6 +151,14 @@ func (ss *session) marker(label string) {
 	}
 }
 
+// wasStopped reports whether the bastion ended the session (stop: idle
+// timeout, a withdrawn grant, shutdown...), rather than its peers.
+func (ss *session) wasStopped() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.stopped
+}
+
 // recordingFailed reports, without blocking, whether a strict recording has
 // failed (output must then no longer reach the user).
 func (ss *session) recordingFailed() bool {

@@ -126,6 +126,13 @@ func TestBlockedExecMoreWrappers(t *testing.T) {
 		"prlimit --nofile=100 rm -rf " + victim,
 		"setpriv --reuid 0 rm -rf " + victim,
 		"ssh-agent rm -rf " + victim,
+		// Launchers: a string for bash after capsh's "--", socat's SYSTEM
+		// address, ssh's ProxyCommand (run locally before connecting), and
+		// tmux's window command of several words, run as argv.
+		"capsh -- -c 'rm -rf " + victim + "'",
+		"socat - SYSTEM:'rm -rf " + victim + "'",
+		"ssh -o BatchMode=yes -o ProxyCommand='rm -rf " + victim + "' nohost",
+		"tmux -L rtw new -d bash -c 'command rm -rf " + victim + "'",
 	} {
 		t.Run(cmd, func(t *testing.T) {
 			name, _, _ := strings.Cut(cmd, " ")
@@ -137,5 +144,31 @@ func TestBlockedExecMoreWrappers(t *testing.T) {
 			}
 			mustContain(t, "stderr", r.Stderr, "blocked by rule no-rm-rf")
 		})
+	}
+}
+
+// bash expands substitutions inside an arithmetic expression even in
+// single quotes, evaluates an indexed array's subscripts in a compound
+// assignment, and evaluates a stored value's subscript whenever the
+// variable is used in arithmetic: each ran rm while the parser saw only
+// quoted text.
+func TestRefusedExecArithmeticCode(t *testing.T) {
+	e := newEnv(t, envOptions{extraYAML: controlRules})
+	victim := filepath.Join(t.TempDir(), "victim")
+	for _, cmd := range []string{
+		"echo $(( '$(rm -rf " + victim + ")' ))",
+		"for (( i='$(rm -rf " + victim + ")'; i<1; i++ )); do :; done",
+		"a=(['$(rm -rf " + victim + ")']=1)",
+		"x='a[$(rm -rf " + victim + ")]'; echo $((x))",
+		"read x <<< 'a[$(rm -rf " + victim + ")]'; echo $((x))",
+	} {
+		os.MkdirAll(victim, 0o755)
+		r := e.ssh("", "root@web1", cmd)
+		if !exists(victim) {
+			t.Fatalf("%s: arithmetic ran a blocked command: %s", cmd, r)
+		}
+		if r.Code == 0 {
+			t.Fatalf("%s: not refused: %s", cmd, r)
+		}
 	}
 }

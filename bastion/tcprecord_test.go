@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -256,4 +257,162 @@ func waitListenNoConsume(t *testing.T, port int) {
 		}
 	}
 	t.Fatalf("nothing listens on port %d", port)
+}
+
+// What a TCP session's content can do to whoever reads its recording, and
+// how a forward the bastion ends is shown.
+func TestTCPRecordingEdges(t *testing.T) {
+	testenv.Require(t, "tshark")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }() // echoes as it reads
+		}
+	}()
+	// A target that answers, then resets the connection.
+	rl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rl.Close() })
+	go func() {
+		for {
+			c, err := rl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				b := make([]byte, 5)
+				io.ReadFull(c, b)
+				c.Write([]byte("bye\n"))
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}()
+		}
+	}()
+	testenv.RequirePostgres(t)
+	e := newEnv(t, envOptions{idle: 3 * time.Second, pgTarget: true, targets: []string{
+		fmt.Sprintf(`{name: webstream, kind: tcp, address: %q}`, ln.Addr().String()),
+		fmt.Sprintf(`{name: webreset, kind: tcp, address: %q}`, rl.Addr().String()),
+	}})
+	c := e.dialBastion(t, e.alice)
+	defer c.Close()
+	dial := func(t *testing.T) net.Conn {
+		conn, err := c.Dial("tcp", "webstream:"+portOf(ln.Addr().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		return conn
+	}
+	echo := func(t *testing.T, conn net.Conn, msg string) {
+		conn.Write([]byte(msg))
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echo: %q %v", buf, err)
+		}
+	}
+
+	// The payload is the attacker's: escape sequences, bidi overrides, NULs,
+	// C1 controls and a long line reach the auditor's terminal through
+	// replay and export only as hex and dots.
+	t.Run("hostile content", func(t *testing.T) {
+		conn := dial(t)
+		hostile := "\x1b]0;pwned\x07\x1b[2J\u202eevil\x00\x9b31m\x1bP+q\x1b\\" + strings.Repeat("A", 100<<10) + "\r\n"
+		echo(t, conn, hostile)
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		io.ReadAll(conn)
+		id := e.tcpSession(t, "webstream")
+		for _, args := range [][]string{{"replay", id, "--speed", "1000"}, {"export", id}, {"export", id, "--raw"}} {
+			r := e.ssh("", append([]string{"bastion"}, args...)...)
+			if r.Code != 0 {
+				t.Fatalf("%v: %s", args, r)
+			}
+			for _, bad := range []string{"\x1b]", "\x1b[2J", "\x1bP", "\u202e", "\x00", "\x9b", "\\u001b]", "\\u202e", "\\u0000"} {
+				if strings.Contains(r.Stdout, bad) {
+					t.Errorf("%v prints %q", args, bad)
+				}
+			}
+			mustContain(t, fmt.Sprint(args), r.Stdout, "|.]0;pwned..[2J..|", "bytes elided")
+		}
+	})
+
+	// The target resets the connection while the client still sends.
+	t.Run("target resets", func(t *testing.T) {
+		conn, err := c.Dial("tcp", "webreset:"+portOf(rl.Addr().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		conn.Write([]byte("hello"))
+		got, _ := io.ReadAll(conn)
+		conn.Write([]byte("more"))
+		if string(got) != "bye\n" {
+			t.Fatalf("got %q", got)
+		}
+		id := e.tcpSession(t, "webreset")
+		mustContain(t, "timeline", e.ssh("", "bastion", "export", id).Stdout, "|bye.|", "connection server rst")
+		pcap := filepath.Join(t.TempDir(), "rst.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		closes := tshark(t, pcap, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.flags.reset")
+		closes = strings.NewReplacer("True", "1", "False", "0").Replace(closes)
+		if strings.TrimSpace(closes) != portOf(rl.Addr().String())+"\t1" {
+			t.Errorf("closing frames (port, rst): %q, want the target's RST alone", closes)
+		}
+	})
+
+	// The bastion ends the forward (idle past sessions.idle_timeout):
+	// neither side closed it, and the recording must not say they did.
+	t.Run("cut by the bastion", func(t *testing.T) {
+		conn := dial(t)
+		echo(t, conn, "hello\n")
+		io.ReadAll(conn) // until the idle timeout
+		id := e.tcpSession(t, "webstream")
+		tl := e.ssh("", "bastion", "export", id)
+		mustContain(t, "timeline", tl.Stdout, "session ended: idle timeout", "connection cut by the bastion")
+		if strings.Contains(tl.Stdout, " fin") {
+			t.Errorf("the timeline shows a side closing:\n%s", tl.Stdout)
+		}
+		pcap := filepath.Join(t.TempDir(), "cut.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		closes := tshark(t, pcap, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset")
+		closes = strings.NewReplacer("True", "1", "False", "0").Replace(closes)
+		lines := strings.Split(strings.TrimSpace(closes), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], portOf(ln.Addr().String())+"\t0\t1") || !strings.HasSuffix(lines[1], "\t0\t1") {
+			t.Errorf("closing frames (port, fin, rst): %q, want the target's RST then the client's", lines)
+		}
+	})
+
+	// A PostgreSQL session the bastion ends (a query quiet past the idle
+	// timeout): its capture resets, as a tcp forward's does.
+	t.Run("PostgreSQL session cut by the bastion", func(t *testing.T) {
+		p := &pgEnv{env: e, pg: e.pg, lport: e.forwardPG(t)}
+		if r := p.psql(t, "", "-c", "SELECT pg_sleep(20)"); r.Code == 0 {
+			t.Fatalf("the quiet query outlived the idle timeout: %s", r)
+		}
+		id := e.endedSession(t, "postgres", "pg1")
+		pcap := filepath.Join(t.TempDir(), "pg.pcap")
+		exp := e.ssh("", "bastion", "export", id, "--format", "pcap")
+		if exp.Code != 0 {
+			t.Fatalf("export: %s", exp)
+		}
+		os.WriteFile(pcap, []byte(exp.Stdout), 0o600)
+		closes := tshark(t, pcap, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset")
+		closes = strings.NewReplacer("True", "1", "False", "0").Replace(closes)
+		if strings.TrimSpace(closes) != "0\t1\n0\t1" {
+			t.Errorf("closing frames (fin, rst): %q, want two RSTs", closes)
+		}
+	})
 }

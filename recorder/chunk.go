@@ -68,7 +68,8 @@ const (
 	// EventFromServer: bytes the target sent back toward the client.
 	EventFromServer asciicast.EventType = 's'
 	// EventConn: a connection event, as text: "open CLIENT_ADDR TARGET_ADDR",
-	// "client fin", "server fin", "client rst", "server rst"; "unstored
+	// "client fin", "server fin", "client rst", "server rst", "cut" (the
+	// bastion ended the connection, neither side did); "unstored
 	// CLIENT SERVER", bytes each side sent that the recording does not
 	// hold (the byte budget was spent), and "unstored CLIENT SERVER lost",
 	// bytes lost with a recording gap (best_effort).

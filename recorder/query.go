@@ -98,7 +98,8 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		return func() error { return nil }, nil
 	}
 	var sealBytes, cpBytes []byte
-	live := true
+	var info SessionInfo
+	var infoErr error
 	err = s.view(func(tx Tx) error {
 		var err error
 		if sealBytes, err = tx.Seal(id); err != nil {
@@ -107,11 +108,10 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		if cpBytes, err = tx.Checkpoint(id); err != nil {
 			return err
 		}
-		if info, err := tx.Session(id); err == nil {
-			live = info.Status == StatusLive
-		}
+		info, infoErr = tx.Session(id)
 		return nil
 	})
+	live := infoErr != nil || info.Status == StatusLive
 	if err != nil {
 		return nil, fmt.Errorf("recorder: session %s: %w", id, err)
 	}
@@ -122,6 +122,12 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		var se Seal
 		if err := openSigned(s.keys, sealDomain, sealBytes, &se); err != nil || se.SessionID != id {
 			return func() error { return broken("the seal is invalid") }, nil
+		}
+		// The record's metadata (its start, which times a capture's
+		// frames; its user and target, in an export's header) is what
+		// the seal says, or nothing is shown.
+		if field := se.mismatch(info); field != "" && infoErr == nil {
+			return nil, broken("the session record's %s differs from the seal", field)
 		}
 		cc.checkAt(se.Chunks)
 		return func() error {
@@ -137,6 +143,8 @@ func (s *Store) signedExtent(id string, cc *chainChecker) (done func() error, er
 		return func() error { return broken("the signed checkpoint does not verify") }, nil
 	case !ok:
 		return func() error { return nil }, nil // verify says what is unverified
+	case infoErr == nil && cp.metaMismatch(info):
+		return nil, broken("the session record's metadata (user, target, start...) differs from the signed checkpoint")
 	}
 	cc.checkAt(cp.Chunks)
 	return func() error {
@@ -187,6 +195,17 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if info.Kind == "tcp" {
+		// Checked whole first, as a capture is (ExportPcap), at the cost
+		// of a second read: a timeline written to a file and cut at the
+		// damage would read as the session.
+		if err := s.rawEvents(id, func(rawEvent) error { return nil }); err != nil {
+			if errors.Is(err, ErrBroken) {
+				return fmt.Errorf("recorder: export %s: refused, nothing written: %w", id, err)
+			}
+			return err
+		}
+	}
 	enc, err := asciicast.NewEncoder(w, exportHeader(info))
 	if err != nil {
 		return fmt.Errorf("recorder: export %s: %w", id, err)
@@ -194,7 +213,18 @@ func (s *Store) Export(id string, w io.Writer) error {
 	if info.Kind == "tcp" {
 		// A TCP session's bytes are not terminal output: they play as a
 		// readable timeline (ExportPcap gives the capture).
-		return s.rawEvents(id, timeline{out: enc.Event}.event)
+		var last int64
+		tl := timeline{out: enc.Event}
+		err := s.rawEvents(id, func(e rawEvent) error {
+			last = e.us
+			return tl.event(e)
+		})
+		if err == nil && info.Status == StatusInterrupted {
+			// Neither side's close was recorded: say why the timeline
+			// stops, as the capture shows it (no FIN, no RST).
+			err = tl.event(rawEvent{typ: asciicast.Marker, us: last, data: []byte("the recording ends here: the session was interrupted (" + info.Error + "); no close of either side was recorded")})
+		}
+		return err
 	}
 	return s.events(id, enc.Event)
 }

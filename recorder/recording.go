@@ -208,7 +208,8 @@ func (r *Recording) FromClient(p []byte) error { return r.writeBytes(EventFromCl
 func (r *Recording) FromServer(p []byte) error { return r.writeBytes(EventFromServer, p) }
 
 // ConnEvent records a TCP session's connection event ([EventConn]): "open
-// CLIENT TARGET", "client fin", "server fin", "client rst", "server rst".
+// CLIENT TARGET", "client fin", "server fin", "client rst", "server rst",
+// "cut" (the bastion ended the connection).
 // Connection events are kept after the byte budget is spent (a session
 // has a few), each preceded by "unstored CLIENT SERVER" when bytes passed
 // unstored since the last one, so a capture shows them as missing rather

@@ -48,6 +48,10 @@ func (tl timeline) event(e rawEvent) error {
 			fmt.Fprintf(&b, "%sbastion: %d bytes from the client and %d from the target passed unstored (%s)\r\n", at, c, s, why)
 			break
 		}
+		if string(e.data) == "cut" {
+			b.WriteString(at + "connection cut by the bastion (the marker above says why): each side still open is shown reset\r\n")
+			break
+		}
 		b.WriteString(at + "connection " + printableASCII(string(e.data)) + "\r\n")
 	case EventFromClient, EventFromServer:
 		dir := "client -> target"
@@ -57,7 +61,8 @@ func (tl timeline) event(e rawEvent) error {
 		fmt.Fprintf(&b, "%s%s  %d bytes\r\n", at, dir, len(e.data))
 		hexdump(&b, e.data)
 	case asciicast.Marker:
-		b.WriteString(at + "bastion: " + printableASCII(string(e.data)) + "\r\n")
+		// The bastion's own markers begin "bastion: " already.
+		b.WriteString(at + "bastion: " + printableASCII(strings.TrimPrefix(string(e.data), "bastion: ")) + "\r\n")
 	default:
 		return nil
 	}
@@ -136,7 +141,8 @@ func printableASCII(s string) string {
 // their times are the events' times.
 //
 // A session with nothing to capture (not a tcp or postgres session, or
-// recorded without its content) gets an error wrapping ErrNoCapture, before
+// recorded without its content) gets an error wrapping ErrNoCapture, and
+// a damaged one (what Verify finds) one wrapping ErrBroken, before
 // anything is written.
 func (s *Store) ExportPcap(id string, w io.Writer) error {
 	info, err := s.sessionView(id)
@@ -146,23 +152,27 @@ func (s *Store) ExportPcap(id string, w io.Writer) error {
 	if info.Kind != "tcp" && info.Kind != "postgres" {
 		return fmt.Errorf("recorder: export %s as pcap: %w: a %s session has no TCP content (tcp and postgres sessions do)", id, ErrNoCapture, info.Kind)
 	}
-	// Checked first, so a session without content writes nothing: a tcp
-	// session's content begins with its "open" event, a PostgreSQL
-	// session's wire messages too.
-	errFound := errors.New("found")
+	// Read and checked whole first, so a session without content, or
+	// a damaged one, writes nothing: a capture is read later, apart
+	// from this error, and one cut at the damage (or whose chain is
+	// consistent but does not match its seal, which is found only at
+	// its end) would read as the session. A tcp session's content
+	// begins with its "open" event, a PostgreSQL session's wire
+	// messages too.
+	found := false
 	err = s.rawEvents(id, func(e rawEvent) error {
-		if e.typ == EventConn {
-			return errFound
-		}
+		found = found || e.typ == EventConn
 		return nil
 	})
 	switch {
-	case err == nil && info.Kind == "postgres":
-		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id, ErrNoCapture)
-	case err == nil:
-		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id, ErrNoCapture)
-	case err != errFound:
+	case errors.Is(err, ErrBroken):
+		return fmt.Errorf("recorder: export %s as pcap: refused, nothing written: %w (bastion verify %s names the damage)", id, err, id)
+	case err != nil:
 		return err
+	case !found && info.Kind == "postgres":
+		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as a transcript only, without its wire messages (its target has recording: transcript, or it was recorded before captures existed)", id, ErrNoCapture)
+	case !found:
+		return fmt.Errorf("recorder: export %s as pcap: %w: it was recorded as metadata only, without its content (its target has recording: metadata, or it was recorded before content recording existed)", id, ErrNoCapture)
 	}
 	// Frames are small (a record header and at most one MSS each): written
 	// one by one to an SSH channel, every one was a packet of its own, and
@@ -281,6 +291,21 @@ func (p *pcapWriter) conn(e rawEvent) error {
 			p.client, p.server = c, t
 		}
 		p.open(e.us)
+	case len(f) == 1 && f[0] == "cut":
+		// The bastion ended the forward (idle timeout, a withdrawn
+		// grant, a failed recording...): neither side closed it, so
+		// each side still open is shown reset, the target's first.
+		p.open(e.us)
+		for _, fromClient := range []bool{false, true} {
+			side := 1
+			if fromClient {
+				side = 0
+			}
+			if !p.closed[side] {
+				p.segment(e.us, fromClient, flagRST|flagACK, nil)
+			}
+		}
+		p.closed = [2]bool{true, true}
 	case len(f) == 2 && (f[1] == "fin" || f[1] == "rst"):
 		p.open(e.us)
 		fromClient := f[0] == "client"

@@ -2,13 +2,20 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // recordTCP records a TCP session: an HTTP exchange in several reads, then
@@ -289,4 +296,254 @@ func FuzzParseUnstored(f *testing.F) {
 			t.Fatalf("%q read as %d %d lost=%v", b, c, s, lost)
 		}
 	})
+}
+
+// A capture (or the timeline) of a damaged session is refused before
+// anything is written:
+// a pcap is read later, apart from the error the export printed, so one
+// cut at the damage (or one whose chain is consistent but does not match
+// its seal, found only at its end) would read as the session. The
+// session is large enough that the export's buffer would have been
+// written out several times before the damage was found.
+func TestPcapOfDamagedSessionWritesNothing(t *testing.T) {
+	const chunks = 6
+	record := func(t *testing.T) (Config, string, string) {
+		cfg, clk := testConfig(t)
+		s, err := Open(cfg)
+		must(t, err)
+		rng := rand.New(rand.NewPCG(1, 2))
+		r := begin(t, s, SessionInfo{ID: "victim", Kind: "tcp", Target: "web"})
+		other := begin(t, s, SessionInfo{ID: "other", Kind: "tcp", Target: "web"})
+		must(t, r.ConnEvent("open 10.1.2.3:51000 10.9.8.7:8080"))
+		must(t, other.ConnEvent("open 10.1.2.3:51001 10.9.8.7:8080"))
+		for range chunks {
+			clk.Advance(1000)
+			b := make([]byte, 200<<10) // random: stored as it is
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			must(t, r.FromServer(b))
+			must(t, other.FromServer(b[:100]))
+			s.sync()
+		}
+		must(t, r.ConnEvent("client fin"))
+		must(t, r.ConnEvent("server fin"))
+		must(t, r.End(ExitInfo{Status: -1}))
+		must(t, other.End(ExitInfo{Status: -1}))
+		must(t, s.Close())
+		return cfg, r.ID(), other.ID()
+	}
+	last := func(t *testing.T, cfg Config, id string) uint64 {
+		db, err := bolt.Open(cfg.Path, 0o600, nil)
+		must(t, err)
+		defer db.Close()
+		var n uint64
+		db.View(func(tx *bolt.Tx) error {
+			for n = 0; tx.Bucket(bucketChunks).Get(chunkKey(id, n+1)) != nil; n++ {
+			}
+			return nil
+		})
+		return n
+	}
+	tests := []struct {
+		name string
+		edit func(id, other string, last uint64) func(*bolt.Tx) error
+	}{
+		{"flipped byte in the last chunk", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return editChunk(id, last, flipAt(chunkHeaderLenV2+3))
+		}},
+		{"last chunk rewritten with a fresh hash", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return editChunk(id, last, reseal)
+		}},
+		{"last chunk deleted", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error { return tx.Bucket(bucketChunks).Delete(chunkKey(id, last)) }
+		}},
+		{"last chunk truncated", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return editChunk(id, last, func(v []byte) []byte { return v[:len(v)/2] })
+		}},
+		{"a middle chunk deleted", func(id, _ string, last uint64) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error { return tx.Bucket(bucketChunks).Delete(chunkKey(id, last-1)) }
+		}},
+		// The capture's times are the session's start plus each event's
+		// offset: a start moved in the record moves every frame.
+		{"session start changed", func(id, _ string, _ uint64) func(*bolt.Tx) error {
+			return editJSON(bucketSessions, id, func(m map[string]any) { m["start"] = "2024-01-01T00:00:00Z" })
+		}},
+		{"session user changed", func(id, _ string, _ uint64) func(*bolt.Tx) error {
+			return editJSON(bucketSessions, id, func(m map[string]any) { m["user"] = "mallory" })
+		}},
+		{"another session's chunk spliced in", func(id, other string, last uint64) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketChunks)
+				return b.Put(chunkKey(id, last-1), bytes.Clone(b.Get(chunkKey(other, 2))))
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, id, other := record(t)
+			n := last(t, cfg, id)
+			if n < chunks-1 {
+				t.Fatalf("the session has %d chunks", n+1)
+			}
+			tamper(t, cfg.Path, tc.edit(id, other, n))
+			s := openStore(t, cfg)
+			if rep := verify(t, s, id); rep.Intact || rep.Problem == "" {
+				t.Fatalf("verify: %+v", rep)
+			}
+			var out bytes.Buffer
+			err := s.ExportPcap(id, &out)
+			if !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), "bastion verify") {
+				t.Errorf("ExportPcap: %v, want %v saying to run verify", err, ErrBroken)
+			}
+			if out.Len() != 0 {
+				t.Errorf("%d bytes of capture written before the damage was reported", out.Len())
+			}
+			// The timeline (export, replay) likewise: nothing but the
+			// header before the error.
+			out.Reset()
+			if err := s.Export(id, &out); !errors.Is(err, ErrBroken) {
+				t.Errorf("Export: %v, want %v", err, ErrBroken)
+			}
+			if n := strings.Count(out.String(), "\n"); n > 1 {
+				t.Errorf("%d lines of timeline written before the damage was reported", n)
+			}
+		})
+	}
+}
+
+// A connection the bastion cut (idle timeout, a withdrawn grant, a strict
+// recording that failed) is recorded as "cut", not as each side's FIN:
+// the capture resets each side still open, after the client's own FIN if
+// it had half-closed, and the timeline says the bastion cut it.
+func TestPcapShowsCut(t *testing.T) {
+	testenv.Require(t, "tshark")
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	r := begin(t, s, SessionInfo{ID: "tcp-cut", Kind: "tcp", Target: "web"})
+	must(t, r.ConnEvent("open 10.1.2.3:51000 10.9.8.7:8080"))
+	clk.Advance(1000)
+	must(t, r.FromClient([]byte("SUBSCRIBE news\r\n")))
+	must(t, r.ConnEvent("client fin"))
+	must(t, r.FromServer([]byte("+OK\r\n")))
+	must(t, r.Marker("bastion: session ended: idle timeout after 30m0s without activity"))
+	must(t, r.ConnEvent("cut"))
+	must(t, r.End(ExitInfo{Status: -1}))
+	path := filepath.Join(t.TempDir(), "s.pcap")
+	f, err := os.Create(path)
+	must(t, err)
+	must(t, s.ExportPcap(r.ID(), f))
+	f.Close()
+	out, err := exec.Command("tshark", "-r", path, "-Y", "tcp.flags.fin == 1 || tcp.flags.reset == 1", "-T", "fields",
+		"-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v %s", err, out)
+	}
+	norm := strings.NewReplacer("True", "1", "False", "0")
+	got := strings.Split(strings.TrimSpace(norm.Replace(string(out))), "\n")
+	// The client's FIN, then the target's RST (it had not closed): the
+	// client's side was already closed.
+	want := []string{"51000\t17\t1\t0", "8080\t6\t0\t1"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("closing frames (port, seq, fin, rst):\n%q\nwant\n%q", got, want)
+	}
+	var tl bytes.Buffer
+	must(t, s.Export(r.ID(), &tl))
+	for _, want := range []string{"] bastion: session ended: idle timeout", "connection cut by the bastion"} {
+		if !strings.Contains(tl.String(), want) {
+			t.Errorf("timeline lacks %q:\n%s", want, tl.String())
+		}
+	}
+	if strings.Contains(tl.String(), "bastion: bastion:") {
+		t.Errorf("timeline repeats the marker's prefix:\n%s", tl.String())
+	}
+}
+
+// Odd traffic the capture must still get right: an IPv6 client with an
+// IPv4 target (shown v4-mapped: one connection has one family), a
+// client sequence number that wraps past 2^32 mid-stream (the initial
+// one comes from the session ID: this one is 1558 below the wrap),
+// empty reads, the clock stepping back (times never go backwards), a
+// half-close with the target still sending, then its reset.
+func TestPcapOddTraffic(t *testing.T) {
+	testenv.Require(t, "tshark")
+	cfg, clk := testConfig(t)
+	s := openStore(t, cfg)
+	const id = "wrap-670682" // sha256's first word: 0xfffff9e9
+	r := begin(t, s, SessionInfo{ID: id, Kind: "tcp", Target: "web"})
+	must(t, r.ConnEvent("open [2001:db8::5]:51000 10.9.8.7:8080"))
+	clk.Advance(time.Second)
+	client := bytes.Repeat([]byte("0123456789"), 500)
+	must(t, r.FromClient(client))
+	must(t, r.FromClient(nil))
+	clk.Advance(-5 * time.Second)
+	must(t, r.FromServer([]byte("hello")))
+	must(t, r.ConnEvent("client fin"))
+	clk.Advance(time.Second)
+	for i := range 5 {
+		must(t, r.FromServer([]byte{'a' + byte(i)}))
+	}
+	must(t, r.ConnEvent("server rst"))
+	must(t, r.End(ExitInfo{Status: -1}))
+	path := filepath.Join(t.TempDir(), "s.pcap")
+	f, err := os.Create(path)
+	must(t, err)
+	must(t, s.ExportPcap(id, f))
+	f.Close()
+	run := func(args ...string) string {
+		out, err := exec.Command("tshark", append([]string{"-r", path, "-o", "tcp.check_checksum:TRUE"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("tshark %v: %v", args, err)
+		}
+		return string(out)
+	}
+	if bad := run("-Y", "tcp.analysis.flags && !tcp.flags.reset || tcp.checksum.status == 0"); strings.TrimSpace(bad) != "" {
+		t.Errorf("tshark sees problems:\n%s", bad)
+	}
+	fields := strings.TrimSpace(run("-T", "fields", "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "tcp.seq_raw", "-e", "frame.time_delta", "-Y", "tcp.len > 0"))
+	lines := strings.Split(fields, "\n")
+	if !strings.HasPrefix(lines[0], "2001:db8::5\t::ffff:10.9.8.7\t4294965739") {
+		t.Errorf("first data frame: %q", lines[0])
+	}
+	wrapped := false
+	for _, l := range lines {
+		f := strings.Split(l, "\t")
+		if strings.HasPrefix(f[3], "-") {
+			t.Errorf("time goes backwards: %q", l)
+		}
+		wrapped = wrapped || f[0] == "2001:db8::5" && len(f[2]) < 6
+	}
+	if !wrapped {
+		t.Errorf("the client's sequence numbers did not wrap:\n%s", fields)
+	}
+	c, sv := followRawLocal(t, run("-q", "-z", "follow,tcp,raw,0"))
+	if !bytes.Equal(c, client) || string(sv) != "helloabcde" {
+		t.Errorf("follow: client %d bytes (equal %v), server %q", len(c), bytes.Equal(c, client), sv)
+	}
+}
+
+// followRawLocal reassembles both directions of tshark's follow,tcp,raw
+// (the target's lines are indented).
+func followRawLocal(t *testing.T, out string) (client, server []byte) {
+	t.Helper()
+	started := false
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Node 1:") {
+			started = true
+			continue
+		}
+		if !started || strings.HasPrefix(line, "====") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		b, err := hex.DecodeString(strings.TrimSpace(line))
+		if err != nil {
+			t.Fatalf("follow line %q: %v", line, err)
+		}
+		if strings.HasPrefix(line, "\t") {
+			server = append(server, b...)
+		} else {
+			client = append(client, b...)
+		}
+	}
+	return client, server
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ func TestRedCardsOutput(t *testing.T) {
 	t.Run("hidden forms", func(t *testing.T) { redCardsHiddenForms(t, pg) })
 	t.Run("bind parameters in the capture", func(t *testing.T) { redCardsBindParamsInCapture(t, pg) })
 	t.Run("COPY FROM data in the capture", func(t *testing.T) { redCardsCopyFromInCapture(t, pg) })
+	t.Run("COPY FROM long field in the capture", func(t *testing.T) { redCardsCopyLongFieldInCapture(t, pg) })
 	t.Run("refused statements in the transcript", func(t *testing.T) { redCardsRefusedInTranscript(t, pg) })
 }
 
@@ -224,6 +226,56 @@ func redCardsCopyFromInCapture(t *testing.T, pg *testenv.Postgres) {
 	if n := serverValue(t, h, "SELECT count(*) FROM copied"); n != "3000" {
 		t.Errorf("copied %s rows, want 3000", n)
 	}
+}
+
+// redCardsCopyLongFieldInCapture: COPY data with no newline, tab or comma in the 64 KiB
+// the capture holds back (one long text field) was cut 64 bytes before its end, "a run
+// this long is no card number": but the run is of any bytes, and a card number at the
+// end of a long field, across the cut, was masked as two halves, neither a card number,
+// and stored whole. The data is sent in 8 KiB CopyData messages, as psql's \copy does.
+func redCardsCopyLongFieldInCapture(t *testing.T, pg *testenv.Postgres) {
+	wire := &testenv.SyncBuffer{}
+	h := startProxy(t, pg, func(c *Config) {
+		c.MaskColumn = nil
+		c.Masks = nil
+		c.MaskValue = realCards
+		c.Wire = func(fromClient bool, p []byte) error {
+			if fromClient {
+				wire.Write(p)
+			}
+			return nil
+		}
+	})
+	conn := h.connect(t, "app", "shop", nil)
+	// The cut fell at 64 KiB - 64: a card number starting 4 to 12 bytes before it.
+	for _, before := range []int{4, 8, 12} {
+		field := strings.Repeat("x", wireCopyMax-64-before) + "4111111111111111" + strings.Repeat(" y", 500) + "\n"
+		if _, err := conn.PgConn().CopyFrom(context.Background(), &chunkReader{b: []byte(field), n: 8 << 10}, "COPY copied (name) FROM STDIN"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := copyDataOf(t, []byte(wire.String()))
+	if bytes.Contains(got, []byte("4111111111")) || bytes.Contains(got, []byte("111111111111")) {
+		t.Errorf("the capture holds the card number (or a half of it that the other half completes)")
+	}
+	if n := bytes.Count(got, []byte("************1111")); n != 3 {
+		t.Errorf("the capture has %d masked card numbers, want 3", n)
+	}
+}
+
+// chunkReader reads b at most n bytes at a time.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), r.n)], r.b)
+	r.b = r.b[k:]
+	return k, nil
 }
 
 func serverValue(t *testing.T, h *harness, q string) string {

@@ -658,9 +658,23 @@ func (s *session) wireCopyData(body []byte) error {
 	}
 	cut := bytes.LastIndexAny(s.wireCopy, "\n\t,") + 1
 	if cut == 0 {
-		cut = len(s.wireCopy) - 64 // no end in sight: a run this long is no card number
+		// One long field: cut after its last byte that ends a run of
+		// digits (a letter, or punctuation but a dash), so that a card
+		// number near the end is not masked as two halves, neither a card
+		// number, and stored whole. Only 64 KiB of digits, blanks, dashes
+		// and other bytes has none: a run that long is cut near its end.
+		cut = bytes.LastIndexFunc(s.wireCopy, endsDigitRun) + 1
+		if cut == 0 {
+			cut = len(s.wireCopy) - 64
+		}
 	}
 	return s.storeWireCopy(cut)
+}
+
+// endsDigitRun reports whether r, in COPY text data, ends a run of digits
+// for the card detector: printable ASCII but a digit, a blank or a dash.
+func endsDigitRun(r rune) bool {
+	return r > ' ' && r < 0x7f && r != '-' && (r < '0' || r > '9')
 }
 
 // flushWireCopy stores what is held of the client's COPY data, before a message other

@@ -238,6 +238,7 @@ func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, str
 	case "create":
 		// create job, cronjob or deployment NAME --image=… -- COMMAND:
 		// its pods run the command.
+		a.kubeManifest(sub, args, st)
 		if unsure {
 			return a.containerUnknown(name, args, st)
 		}
@@ -246,6 +247,7 @@ func (a *analyzer) kubectl(name string, args []word, st *peelState) ([]word, str
 		}
 		return args[dd+1:], name + " create", true
 	default:
+		a.kubeManifest(sub, args, st)
 		if len(r.operands) > 0 && !r.operands[0].lit || unsure {
 			a.unknowable(st.text, ReasonWrapperArg)
 		}

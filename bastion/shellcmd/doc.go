@@ -158,9 +158,13 @@
 //   - a script file run by name (bash ./x.sh, ./x.sh, source x.sh): its
 //     content is not visible here; nor the content of a file a shell reads
 //     with < file;
-//   - programs that run code from their own arguments other than the
-//     wrappers above: awk 'BEGIN{system("rm x")}', perl -e, python -c,
-//     vim -c '!rm x', git -c alias..., docker/kubectl exec, parallel;
+//   - programs that run code from their own arguments in a general-purpose
+//     language: perl -e, python -c, ruby -e, node -e, php -r, lua -e (awk
+//     programs that can start a process, vim -c commands that are not
+//     plainly harmless, git settings that run commands and GNU parallel are
+//     reported Unknowable); and programs that start a command but are not
+//     among the wrappers and launchers this package knows (wrappers.go,
+//     launchers.go, launchers2.go, containers.go, programs.go);
 //   - what an alias, function or variable defined earlier in an interactive
 //     session does (each line is analysed alone, so ls may be an alias);
 //     PATH, IFS or an alias changed earlier can change what a name means;

@@ -28,6 +28,9 @@ func FuzzAnalyze(f *testing.F) {
 	for _, src := range programSeeds {
 		f.Add(src)
 	}
+	for _, src := range launcherSeeds {
+		f.Add(src)
+	}
 	f.Fuzz(func(t *testing.T, src string) {
 		a, err := Analyze(src)
 		if errors.Is(err, ErrInternal) {

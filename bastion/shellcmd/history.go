@@ -20,6 +20,11 @@ const (
 	// mode, terminal modes such as -echo or a new end-of-line character),
 	// so later lines could run without being read the way they are judged.
 	ReasonLineEditing = "changes how typed keys become command lines"
+	// ReasonKeyword: set -k (set -o keyword, bash -k) makes every word of
+	// a command line that looks like an assignment set the command's
+	// environment wherever it stands: `git fetch GIT_SSH_COMMAND=CMD`
+	// then runs CMD, which the line's words do not show as a command.
+	ReasonKeyword = "set -k makes assignments anywhere on a line set the command's environment"
 )
 
 // Options change how AnalyzeWith reads the text.
@@ -336,6 +341,10 @@ func setOptions(args []word, shell bool) string {
 				if s[0] == '-' {
 					return ReasonHistory
 				}
+			case 'k':
+				if s[0] == '-' {
+					return ReasonKeyword
+				}
 			case 'o', 'O':
 				if i+1 < len(args) {
 					if !args[i+1].lit {
@@ -358,6 +367,8 @@ func shellOption(name string) string {
 		return ReasonHistory
 	case "vi":
 		return ReasonLineEditing
+	case "keyword":
+		return ReasonKeyword
 	}
 	return ""
 }
@@ -463,6 +474,41 @@ func followedVar(w word) bool {
 // subscript in it as arithmetic, running any command substitution there
 // (printf -v 'a[$(cmd)]' x, read 'a[`cmd`]', unset, test -v, let).
 const ReasonSubscript = "array subscript evaluated as code"
+
+// ReasonStoredSubscript: a literal value holding an array subscript with
+// a substitution in it (x='a[$(cmd)]'). bash evaluates such a subscript,
+// substitutions included, whenever the variable is used in arithmetic:
+// $((x)), ((x)), [[ $x -eq 0 ]], an assignment to a declare -i variable.
+// The use may come on any later line, so the value is reported where it is
+// stored.
+const ReasonStoredSubscript = "value runs an array subscript's substitution when used in arithmetic"
+
+// storedSubscriptCode reports whether s, stored in a variable, holds a
+// name followed by a subscript in which a command or parameter
+// substitution starts: what arithmetic evaluation of the variable runs.
+func storedSubscriptCode(s string) bool {
+	for i := 1; i < len(s); i++ {
+		if s[i] != '[' || !isNameByte(s[i-1]) {
+			continue
+		}
+		rest := s[i+1:]
+		if strings.Contains(rest, "$(") || strings.Contains(rest, "`") || strings.Contains(rest, "${") {
+			return true
+		}
+	}
+	return false
+}
+
+// ArithmeticCode reports whether a variable holding s would run a command
+// when the shell uses it in arithmetic ($((x)), ((x)), [[ $x -eq 0 ]]):
+// s holds an array subscript with a substitution in it, x='a[$(cmd)]'. A
+// value that reaches a shell from outside the text it is given (an SSH env
+// request) must not be such a value, since no rule sees the use as code.
+func ArithmeticCode(s string) bool { return storedSubscriptCode(s) }
+
+func isNameByte(b byte) bool {
+	return b == '_' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+}
 
 // nameTakers are builtins whose arguments name variables (or hold
 // arithmetic): a subscript in them is evaluated.

@@ -69,6 +69,15 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		{"set -e", ""},
 		{"set -o pipefail", ""},
 		{"set -- -H", ""},
+		{"set -k", ReasonKeyword},
+		{"set -ek", ReasonKeyword},
+		{"set -o keyword", ReasonKeyword},
+		{"set +k", ""},
+		{"set -k; git fetch GIT_SSH_COMMAND='rm -rf /srv' origin", ReasonKeyword},
+		{"shopt -so keyword", ReasonKeyword},
+		{"bash -k -c \"git fetch GIT_SSH_COMMAND='rm -rf /srv' origin\"", ReasonKeyword},
+		{"bash -kc 'git fetch'", ReasonKeyword},
+		{"bash -o keyword -c 'echo hi'", ReasonKeyword},
 		{"shopt -s -o histexpand", ReasonHistory},
 		{"shopt -so history", ReasonHistory},
 		{"shopt -s extglob", ""},
@@ -104,7 +113,7 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		}
 		got := ""
 		for _, u := range a.Unknowable {
-			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing || u.Reason == ReasonTerminal {
+			if u.Reason == ReasonHistory || u.Reason == ReasonLineEditing || u.Reason == ReasonTerminal || u.Reason == ReasonKeyword {
 				got = u.Reason
 			}
 		}

@@ -136,6 +136,9 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 		case *syntax.WordIter:
 			pushWords(sp, n.Items)
 		case *syntax.CStyleLoop:
+			for _, x := range []syntax.ArithmExpr{n.Init, n.Cond, n.Post} {
+				a.arithCode(x, sc, nodeText(sc.src, n), arithExpr)
+			}
 			push(sp, n.Init, n.Cond, n.Post)
 		case *syntax.CaseClause:
 			for i := len(n.Items) - 1; i >= 0; i-- {
@@ -156,7 +159,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 				push(false, n.Body)
 			}
 		case *syntax.ArithmCmd:
-			a.arithCode(n.X, sc, nodeText(sc.src, n), true)
+			a.arithCode(n.X, sc, nodeText(sc.src, n), arithExpr)
 			push(sp, n.X)
 		case *syntax.TestClause:
 			push(sp, n.X)
@@ -193,6 +196,16 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			}
 
 		case *syntax.Redirect:
+			// read x <<< 'a[$(cmd)]' stores what arithmetic runs, as an
+			// assignment of that value does.
+			for _, w := range []*syntax.Word{n.Hdoc, n.Word} {
+				if w != nil && (n.Op == syntax.WordHdoc || n.Hdoc == w) {
+					if v := normWord(w, sc.src); v.lit && storedSubscriptCode(v.s) {
+						a.unknowable(nodeText(sc.src, n), ReasonStoredSubscript)
+						break
+					}
+				}
+			}
 			if n.Hdoc != nil {
 				push(sp, n.Hdoc)
 			}
@@ -207,6 +220,9 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 						if e.Value != nil {
 							push(sp, e.Value)
 						}
+						// a=(['$(cmd)']=1): an indexed array's
+						// subscript is evaluated, substitutions too.
+						a.arithCode(e.Index, sc, nodeText(sc.src, n), arithIndex)
 						push(sp, e.Index)
 					}
 				}
@@ -214,7 +230,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			if n.Value != nil {
 				push(sp, n.Value)
 			}
-			a.arithCode(n.Index, sc, nodeText(sc.src, n), false)
+			a.arithCode(n.Index, sc, nodeText(sc.src, n), arithIndex)
 			push(sp, n.Index)
 
 		case *syntax.Word:
@@ -240,10 +256,10 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 				a.unknowable(nodeText(sc.src, n), ReasonPrompt)
 			}
 			if n.Slice != nil {
-				a.arithCode(n.Slice.Offset, sc, nodeText(sc.src, n), true)
-				a.arithCode(n.Slice.Length, sc, nodeText(sc.src, n), true)
+				a.arithCode(n.Slice.Offset, sc, nodeText(sc.src, n), arithExpr)
+				a.arithCode(n.Slice.Length, sc, nodeText(sc.src, n), arithExpr)
 			}
-			a.arithCode(n.Index, sc, nodeText(sc.src, n), false)
+			a.arithCode(n.Index, sc, nodeText(sc.src, n), arithIndex)
 			if n.Exp != nil && n.Exp.Word != nil {
 				push(sp, n.Exp.Word)
 			}
@@ -265,7 +281,7 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 			// >(cmd) reads what the command writes to it: a pipe.
 			pushStmts(sp || n.Op == syntax.CmdOut, n.Stmts)
 		case *syntax.ArithmExp:
-			a.arithCode(n.X, sc, nodeText(sc.src, n), true)
+			a.arithCode(n.X, sc, nodeText(sc.src, n), arithExpr)
 			push(sp, n.X)
 		case *syntax.BraceExp:
 			pushWords(sp, n.Elems)
@@ -303,15 +319,41 @@ func (a *analyzer) walkFile(stmts []*syntax.Stmt, sc scope, stdinPipe bool) {
 	}
 }
 
+// arithMode is where arithCode's expression stands.
+type arithMode int
+
+const (
+	arithExpr  arithMode = iota // an arithmetic expression: $(( )), (( )), for (( )), ${x:off:len}
+	arithIndex                  // an array index: a[i]=, ${a[i]}, a=([i]=v); the brackets outside the word
+	arithValue                  // an operand whose value is evaluated: [[ x -eq y ]]
+)
+
+// ReasonArithQuoted: inside an arithmetic expression bash reads single
+// quotes as ordinary characters, as in double quotes, so (( '$(cmd)' ))
+// runs cmd though the parser sees a quoted, literal word.
+const ReasonArithQuoted = "substitution in single quotes that arithmetic expands"
+
+// sglQuotedSubst reports a single-quoted part of w holding a substitution,
+// which bash expands inside an arithmetic expression.
+func sglQuotedSubst(w *syntax.Word) bool {
+	for _, p := range w.Parts {
+		if q, ok := p.(*syntax.SglQuoted); ok && (strings.Contains(q.Value, "$(") || strings.Contains(q.Value, "`") || strings.Contains(q.Value, "${")) {
+			return true
+		}
+	}
+	return false
+}
+
 // arithCode reports, as ReasonSubscript, a word in arithmetic (an
 // arithmetic expansion or command, a slice offset, an array index) whose
 // quoted text holds a substitution: bash parses the text of the word again
 // as arithmetic, where an array subscript in it runs that substitution
 // ($(( 'a[$(cmd)]' )), ${x:'a[$(cmd)]'}; in an index, a['$(cmd)'] is
-// evaluated itself). whole is false for an index, where the subscript
-// brackets are outside the word. Substitutions the parser sees are walked
-// as usual; this only catches those hidden in quotes.
-func (a *analyzer) arithCode(e syntax.ArithmExpr, sc scope, text string, whole bool) {
+// evaluated itself). In an expression (arithExpr: $(( )), (( )), for (( )),
+// a slice) bash reads the text as if double-quoted, so a single-quoted
+// '$(cmd)' runs with no subscript at all. Substitutions the parser sees
+// are walked as usual; this only catches those hidden in quotes.
+func (a *analyzer) arithCode(e syntax.ArithmExpr, sc scope, text string, mode arithMode) {
 	// Iterative: arithmetic nests as deep as the parser allows.
 	stack := []syntax.ArithmExpr{e}
 	for len(stack) > 0 {
@@ -322,8 +364,12 @@ func (a *analyzer) arithCode(e syntax.ArithmExpr, sc scope, text string, whole b
 			if e == nil || len(e.Parts) == 1 && isLit(e.Parts[0]) {
 				continue
 			}
-			if w := normWord(e, sc.src); w.lit && strings.ContainsAny(w.s, "$`") && (!whole || strings.Contains(w.s, "[")) {
+			if w := normWord(e, sc.src); w.lit && strings.ContainsAny(w.s, "$`") && (mode == arithIndex || strings.Contains(w.s, "[")) {
 				a.unknowable(text, ReasonSubscript)
+				return
+			}
+			if mode == arithExpr && sglQuotedSubst(e) {
+				a.unknowable(text, ReasonArithQuoted)
 				return
 			}
 		case *syntax.BinaryArithm:
@@ -346,7 +392,7 @@ func (a *analyzer) arithCode(e syntax.ArithmExpr, sc scope, text string, whole b
 // or as a variable name with a subscript.
 func (a *analyzer) testArith(e syntax.TestExpr, sc scope, text string) {
 	if w, ok := e.(*syntax.Word); ok {
-		a.arithCode(w, sc, text, true)
+		a.arithCode(w, sc, text, arithValue)
 	}
 }
 
@@ -574,6 +620,9 @@ func (a *analyzer) quotedDecl(t string, sc scope, text string) {
 		a.unknowable(text, why)
 		return
 	}
+	if isAssign && !promptVar(base) && storedSubscriptCode(value) {
+		a.unknowable(text, ReasonStoredSubscript)
+	}
 	if why := termAssignReason(base, value, !hasSub && !strings.HasSuffix(strings.TrimSuffix(t, value), "+=")); why != "" && isAssign {
 		a.unknowable(text, why)
 		return
@@ -606,7 +655,7 @@ func assignText(as *syntax.Assign, src string) (string, bool) {
 		}
 		return as.Name.Value + op + w.s, w.lit
 	}
-	return nodeText(src, as), false
+	return stripNUL(nodeText(src, as)), false // no argument holds a NUL
 }
 
 // let reports a let clause as a command.
@@ -643,6 +692,27 @@ func (a *analyzer) specialAssign(as *syntax.Assign, sc scope) {
 	if why := specialVarReason(as.Name.Value); why != "" {
 		a.unknowable(nodeText(sc.src, as), why)
 		return
+	}
+	if !promptVar(as.Name.Value) {
+		// x='a[$(cmd)]' stores code that any arithmetic use of x runs:
+		// $((x)), ((x)), [[ $x -eq 0 ]], declare -i y=$x.
+		vals := []*syntax.Word{as.Value}
+		if as.Array != nil {
+			for _, e := range as.Array.Elems {
+				if e != nil {
+					vals = append(vals, e.Value)
+				}
+			}
+		}
+		for _, v := range vals {
+			if v == nil {
+				continue
+			}
+			if w := normWord(v, sc.src); w.lit && storedSubscriptCode(w.s) {
+				a.unknowable(nodeText(sc.src, as), ReasonStoredSubscript)
+				break
+			}
+		}
 	}
 	if termVar(as.Name.Value) && !as.Naked {
 		v := word{lit: true}

@@ -137,12 +137,16 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 	if spec, ok := wrapperSpecs[name]; ok {
 		return a.genericWrapper(name, spec, args, st)
 	}
+	if inner, label, follow, ok := a.launcher(name, args, st); ok {
+		return inner, label, follow
+	}
 	if len(name) > 1 && name[0] == '=' {
 		// zsh expands =rm to rm's path (EQUALS, on by default).
 		return append([]word{{s: name[1:], lit: true}}, args...), "=", true
 	}
 	switch name {
 	case "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash", "yash", "posh", "ksh93", "pdksh", "oksh", "lksh":
+		// (posixShellNames)
 		a.shell(name, args, st)
 	case "fish":
 		a.fish(args, st)
@@ -196,12 +200,7 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		// session's input.
 		a.stdinScript(name, st, ReasonPipeShell, false)
 	case "machinectl":
-		for _, w := range args {
-			if !w.lit || w.s == "shell" || w.s == "login" {
-				a.stdinScript(name, st, ReasonPipeShell, false)
-				break
-			}
-		}
+		return a.machinectl(args, st)
 	case "chpst":
 		return a.genericWrapper(name, chpstSpec, args, st)
 	case "daemonize":
@@ -239,9 +238,9 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 	case "kubectl", "oc":
 		return a.kubectl(name, args, st)
 	case "tmux":
-		a.tmux(args, st)
+		return a.tmux(args, st)
 	case "screen":
-		a.screen(args, st)
+		return a.screen(args, st)
 	case "newgrp":
 		// newgrp [-] [group]: a new shell, on the session's input.
 		a.stdinScript("newgrp", st, ReasonPipeShell, false)
@@ -253,17 +252,11 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		}
 	case "ssh":
 		a.ssh(args, st)
-	case "rsync":
-		a.rsync(args, st)
-	case "scp":
-		a.scp(args, st)
-	case "sftp":
-		a.sftp(args, st)
 	case "tar", "gtar":
 		a.tar(args, st)
 	case "zip":
 		a.zip(args, st)
-	case "autossh", "ssh-copy-id", "lftp", "mosh", "borg", "rclone", "unison", "sshfs", "restic":
+	case "ssh-copy-id", "lftp", "borg", "rclone", "unison", "sshfs", "restic":
 		a.transferTool(name, args, st)
 	case "find":
 		a.find(args, st)
@@ -283,6 +276,14 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 			a.stdinScript("script", st, ReasonPipeShell, false)
 		}
 	case "ip":
+		// ip [options] vrf exec NAME command...
+		if o := ipObject(args); o >= 0 && o+2 < len(args) && args[o].s == "vrf" && args[o+1].lit && args[o+1].s == "exec" {
+			if !args[o+2].lit {
+				a.unknowable(st.text, ReasonWrapperArg)
+				return nil, "", false
+			}
+			return args[o+3:], "ip vrf exec", true
+		}
 		// ip [options] netns exec NAME command...
 		// (with -all, no NAME: every namespace runs it).
 		all := false
@@ -319,6 +320,7 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		if interpreters[name] || isVersionedPython(name) {
 			a.interpreter(name, args, st)
 		}
+		a.interpCode(name, args, st)
 	}
 	return nil, "", false
 }
@@ -344,12 +346,13 @@ var wrapperSpecs = map[string]optSpec{
 	"taskset":  {positional: 1, noCommand: "p"},
 	"chrt":     {valued: "TPD", positional: 1, noCommand: "pm"},
 	"strace":   {valued: "abeEIoOpPsSuUX", long: set("output", "attach", "signal", "trace", "status", "string-limit", "user", "env", "columns", "trace-path", "summary-sort-by", "const-print-style", "decode-fds")},
-	"ltrace":   {valued: "aAeEfFlnopsSux", long: set("output", "library", "indent")},
-	"systemd-run": {valued: "pEHMu", long: set("unit", "property", "description", "slice", "uid", "gid", "nice", "working-directory", "setenv", "machine", "host",
+	"ltrace":   {valued: "aADeFlnopsuwx", long: set("output", "library", "indent", "align", "config", "demangle")},
+	"systemd-run": {valued: "pEHMuC", long: set("capsule", "unit", "property", "description", "slice", "uid", "gid", "nice", "working-directory", "setenv", "machine", "host",
 		"on-active", "on-boot", "on-startup", "on-unit-active", "on-unit-inactive", "on-calendar", "timer-property", "path-property", "socket-property", "service-type")},
 	"fakeroot":     {valued: "lsib", long: set("lib", "faked", "fd-base")},
 	"proxychains":  {valued: "f"},
 	"proxychains4": {valued: "f"},
+	"tsocks":       {},
 	"torsocks":     {valued: "uapP", long: set("user", "pass", "address", "port")},
 	"pkexec":       {long: set("user")},
 	"run0":         {valued: "ugD", long: set("user", "group", "nice", "chdir", "setenv", "unit", "property", "description", "slice", "background", "machine", "shell-prompt-prefix")},
@@ -447,6 +450,9 @@ func (a *analyzer) genericWrapper(name string, spec optSpec, args []word, st *pe
 	return rest, name, true
 }
 
+// posixShellNames are the shells that unwrap reads as sh.
+var posixShellNames = set("sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash", "yash", "posh", "ksh93", "pdksh", "oksh", "lksh")
+
 // shellWithoutCommand are the wrappers that start the user's shell when
 // given no command.
 var shellWithoutCommand = map[string]bool{"nsenter": true, "unshare": true, "chroot": true, "pkexec": true, "firejail": true, "fakeroot": true, "run0": true}
@@ -488,7 +494,7 @@ func (a *analyzer) sudo(args []word, st *peelState) ([]word, string, bool) {
 // env: options (with -S, a string split into more words), NAME=value
 // assignments, then the command.
 func (a *analyzer) env(args []word, st *peelState) ([]word, string, bool) {
-	spec := optSpec{valued: "uCS", long: set("unset", "chdir", "split-string")}
+	spec := optSpec{valued: "uCSa", long: set("unset", "chdir", "split-string", "argv0")}
 	for round := 0; ; round++ {
 		r := scanOpts(args, spec)
 		rest := args[r.next:]
@@ -1084,6 +1090,29 @@ func (a *analyzer) su(name string, args []word, st *peelState) ([]word, string, 
 	for _, v := range cs {
 		a.shellString(v, name+" -c", st)
 	}
+	if shells := r.values("s", "shell"); len(shells) > 0 {
+		// -s PROGRAM: the "shell" run with -c and the words after the
+		// user may be any program.
+		sh := shells[len(shells)-1]
+		if !sh.lit {
+			a.unknowable(st.text, ReasonWrapperArg)
+			return nil, "", false
+		}
+		if !posixShellNames[baseName(sh.s)] {
+			inner := []word{sh}
+			for _, v := range cs {
+				inner = append(inner, word{s: "-c", lit: true}, v)
+			}
+			ops := r.operands
+			if len(ops) > 0 && ops[0].lit && ops[0].s == "-" {
+				ops = ops[1:]
+			}
+			if len(ops) > 1 {
+				inner = append(inner, ops[1:]...)
+			}
+			return inner, name + " -s", true
+		}
+	}
 	if len(cs) == 0 {
 		// su [-] [USER [ARG...]]: "-" is --login, and the arguments after
 		// the user go to the shell.
@@ -1136,20 +1165,21 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 	r.bad = r.bad || r2.bad
 	r.opts = append(r.opts, r2.opts...)
 	a.checkBad(r, st)
-	// Options whose value ssh runs (ProxyCommand, ...) or loads, with
-	// or without a destination (RSYNC_RSH='ssh -o ...').
-	for _, o := range r.opts {
-		switch {
-		case o.name == "o" && o.has:
-			a.sshOption(o.val, "ssh -o", rest[:min(1, len(rest))], st)
-		case o.name == "I" && o.has:
-			a.unknowable(st.text, ReasonCodeSetting) // a PKCS#11 library ssh loads
-		case o.name == "F" && o.has && isStdinPath(o.val.s):
-			a.unknowable(st.text, ReasonCodeSetting) // a configuration (ProxyCommand, ...) read from the input
+	// Settings that run a command of their own (ProxyCommand, …) or load a
+	// library (-I, PKCS11Provider), even without a remote command.
+	for _, v := range r.values("o") {
+		a.sshOption(v, st)
+	}
+	if len(r.values("I")) > 0 {
+		a.unknowable(st.text, ReasonCodeSetting)
+	}
+	for _, f := range r.values("F") {
+		if !f.lit || isStdinPath(f.s) || f.s == "-" {
+			a.unknowable(st.text, ReasonCodeSetting) // a configuration on the input
 		}
 	}
 	if len(rest) == 0 {
-		return
+		return // options only (RSYNC_RSH='ssh -o …'): judged above
 	}
 	for _, c := range []byte(spec.noCommand) {
 		if r.hasFlag(c) {
@@ -1239,21 +1269,21 @@ var tmuxShells = map[string]string{
 // input (a shell reading stdin, as ssh host bash); a command given for a
 // new pane is judged like sh -c; commands that type keys or run commands
 // in tmux's own language are unknowable; the rest run nothing.
-func (a *analyzer) tmux(args []word, st *peelState) {
+func (a *analyzer) tmux(args []word, st *peelState) ([]word, string, bool) {
 	r := scanOpts(args, optSpec{valued: "cfLST"})
 	if len(r.values("c")) > 0 {
 		a.unknowable(st.text, ReasonMultiplexer) // tmux -c: run by the default shell
-		return
+		return nil, "", false
 	}
 	rest := args[r.next:]
 	if len(rest) == 0 {
 		a.stdinScript("tmux", st, ReasonPipeShell, false)
-		return
+		return nil, "", false
 	}
 	cmd := rest[0]
 	if !cmd.lit {
 		a.unknowable(st.text, ReasonMultiplexer)
-		return
+		return nil, "", false
 	}
 	switch {
 	case tmuxQuiet[cmd.s]:
@@ -1269,40 +1299,122 @@ func (a *analyzer) tmux(args []word, st *peelState) {
 		}
 		o := scanOpts(rest[1:], optSpec{valued: valued.String()})
 		a.checkBad(o, st)
-		if shell := rest[1+o.next:]; len(shell) > 0 {
-			a.joinedString(shell, "tmux "+cmd.s, st)
-		}
 		if !o.hasFlag('d') {
 			a.stdinScript("tmux", st, ReasonPipeShell, false)
+		}
+		if shell := rest[1+o.next:]; len(shell) > 0 {
+			// One word is run with sh -c; more are the program and its
+			// arguments, run as they are.
+			a.joinedString(shell, "tmux "+cmd.s, st)
+			if len(shell) > 1 {
+				return shell, "tmux " + cmd.s, true
+			}
 		}
 	default:
 		a.unknowable(st.text, ReasonMultiplexer)
 	}
+	return nil, "", false
 }
 
-// screen: listing, version and help run nothing; -X sends a command to a
-// session (stuff types keys into its shell), unknowable; otherwise screen
-// starts a shell, or the command given, in a new window whose keys come
-// from the session's input.
-func (a *analyzer) screen(args []word, st *peelState) {
-	for _, w := range args {
+// screen: its options are read as screen reads them (a valued letter in a
+// cluster takes the rest of the cluster or the next word; -r, -R, -x and
+// -d/-D take a following session name); listing, version and help run
+// nothing; -X and -Q send a command to a session (stuff types keys into
+// its shell), unknowable; otherwise screen attaches to a session, or
+// starts one running the command given (as its argv) or a shell, whose keys
+// come from the session's input unless it starts detached (-d -m, -D -m).
+func (a *analyzer) screen(args []word, st *peelState) ([]word, string, bool) {
+	var d, m, r, sock bool
+	i := 0
+scan:
+	for i < len(args) {
+		w := args[i]
 		if !w.lit {
 			a.unknowable(st.text, ReasonMultiplexer)
-			return
+			return nil, "", false
 		}
-		switch w.s {
-		case "-ls", "-list", "-v", "-version", "--version", "-h", "-help", "--help":
-			return
-		case "-X", "-Q":
-			a.unknowable(st.text, ReasonMultiplexer)
-			return
+		s := w.s
+		switch {
+		case s == "--":
+			i++
+			break scan
+		case s == "--version" || s == "--help" || s == "-list" || s == "-ls" || s == "-wipe" || s == "-version" || s == "-help":
+			return nil, "", false
+		case !strings.HasPrefix(s, "-"):
+			break scan
+		case s == "-Logfile":
+			i += 2
+			continue
+		}
+		next := i + 1
+	cluster:
+		for k := 1; k < len(s); k++ {
+			switch c := s[k]; c {
+			case 'a', 'A', 'i', 'm', 'O', 'q', 'U', 'B', 'L':
+				m = m || c == 'm'
+			case 'p', 'c', 'e':
+				if k+1 == len(s) {
+					next++
+				}
+				break cluster
+			case 'f', 'l':
+				if k+1 < len(s) {
+					switch s[k+1] {
+					case 's', 'i':
+						if c == 'l' {
+							return nil, "", false // -ls, -list
+						}
+					case 'n', '0', 'y', '1', 'a':
+					default:
+						k--
+					}
+					k++
+				}
+			case 'h', 't', 'T', 's':
+				next++
+			case 'S':
+				if !sock {
+					next++
+					sock = true
+				}
+			case 'w', 'v':
+				return nil, "", false // -wipe, -v
+			case 'r', 'R', 'x':
+				r = true
+				if next < len(args) && !strings.HasPrefix(args[next].s, "-") && !sock {
+					next++
+					sock = true
+				}
+			case 'd', 'D':
+				d = true
+				if next == len(args)-1 && !strings.HasPrefix(args[next].s, "-") && !sock {
+					next++
+					sock = true
+				}
+			case 'X', 'Q':
+				a.unknowable(st.text, ReasonMultiplexer)
+				return nil, "", false
+			default:
+				a.unknowable(st.text, ReasonWrapperOption)
+				return nil, "", false
+			}
+		}
+		i = next
+	}
+	if i > len(args) {
+		i = len(args)
+	}
+	if r || !d || !m {
+		if r || !d {
+			a.stdinScript("screen", st, ReasonPipeShell, false)
+		} else {
+			return nil, "", false // screen -d SESSION: detaches it elsewhere
 		}
 	}
-	r := scanOpts(args, optSpec{valued: "acehpsStTLX", optional: "dDrRx"})
-	if cmd := args[r.next:]; len(cmd) > 0 {
-		a.joinedString(cmd, "screen", st)
+	cmd := args[i:]
+	if len(cmd) == 0 {
+		return nil, "", false
 	}
-	if !r.hasFlag('d') && !r.hasFlag('D') {
-		a.stdinScript("screen", st, ReasonPipeShell, false)
-	}
+	a.joinedString(cmd, "screen", st)
+	return cmd, "screen", true
 }

@@ -572,4 +572,23 @@ func TestCrashDuringTCPForward(t *testing.T) {
 	if !strings.Contains(exp.Stdout, "|SET key:0 value-") {
 		t.Fatalf("the capture lost what was sent:\n%s", tailOf(exp.Stdout, 2000))
 	}
+	// The timeline ends saying the recording was cut, not with nothing.
+	if !strings.Contains(exp.Stdout, "the recording ends here: the session was interrupted (the bastion stopped while the session was live)") {
+		t.Errorf("the timeline does not say it was cut:\n%s", tailOf(exp.Stdout, 1000))
+	}
+	// The capture holds what was sent, and shows the connection as cut
+	// off, not closed: no FIN, no RST (tcp.completeness: SYN, SYN-ACK,
+	// ACK and data, 15).
+	pc := w.run(nil, "export", info.ID, "--format", "pcap")
+	if pc.Code != 0 {
+		t.Fatalf("export --format pcap: %s", pc)
+	}
+	pcap := filepath.Join(t.TempDir(), "crash.pcap")
+	os.WriteFile(pcap, []byte(pc.Stdout), 0o600)
+	tr := testenv.Run(t, 60*time.Second, "", testenv.Require(t, "tshark"), "-r", pcap, "-T", "fields", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset", "-e", "tcp.completeness", "-e", "tcp.payload")
+	norm := strings.NewReplacer("True", "1", "False", "0").Replace(tr.Stdout)
+	lines := strings.Split(strings.TrimSpace(norm), "\n")
+	if tr.Code != 0 || len(lines) < 4 || !strings.HasPrefix(lines[len(lines)-1], "0\t0\t15\t") || !strings.Contains(norm, "534554206b65793a30") { // "SET key:0"
+		t.Errorf("the capture of the interrupted session (fin, rst, completeness, payload):\n%s", tr.Stdout)
+	}
 }

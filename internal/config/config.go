@@ -337,7 +337,7 @@ type Recording struct {
 	Mode          string   `yaml:"mode"`           // strict (default), best_effort
 	FlushInterval Duration `yaml:"flush_interval"` // default 200ms
 	Retention     Duration `yaml:"retention"`      // 0 keeps forever
-	MaxBytes      ByteSize `yaml:"max_bytes"`      // per-session budget; 0 = unlimited
+	MaxBytes      ByteSize `yaml:"max_bytes"`      // per-session budget; 0 = unlimited, else at least 1KiB
 	Input         bool     `yaml:"input"`          // record keystrokes (off: people type passwords)
 }
 
@@ -969,6 +969,7 @@ func (v *validator) rules(c *Config) {
 				}
 			}
 		}
+		v.ruleTargetKinds(f, r, c.Targets)
 		if r.Match.Regex != "" {
 			if _, err := regexp.Compile(r.Match.Regex); err != nil {
 				v.bad(f+".match.regex", "%v", err)
@@ -980,6 +981,35 @@ func (v *validator) rules(c *Config) {
 			}
 		}
 	}
+}
+
+// ruleTargetKinds refuses a rule scoped only to targets of a kind it never
+// reads: a command rule on tcp targets (a forward runs no command the
+// bastion sees), an SQL rule on anything but PostgreSQL. The operator
+// believes it guards them; it would guard nothing.
+func (v *validator) ruleTargetKinds(f string, r Rule, targets []Target) {
+	kind, what := map[string]string{"command": "ssh", "sql": "postgres", "sql_result": "postgres"}[r.On], map[string]string{"command": "commands", "sql": "statements", "sql_result": "results"}[r.On]
+	if kind == "" || len(r.Targets) == 0 {
+		return
+	}
+	var names []string
+	kinds := map[string]bool{}
+	for _, t := range targets {
+		for _, g := range r.Targets {
+			if ok, _ := path.Match(strings.ToLower(g), strings.ToLower(t.Name)); ok {
+				if t.Kind == kind {
+					return
+				}
+				names = append(names, t.Name)
+				kinds[t.Kind] = true
+				break
+			}
+		}
+	}
+	if len(names) == 0 {
+		return // the targets' own checks say so
+	}
+	v.bad(f+".targets", "on: %s rules judge %s targets' %s; the rule's targets (%s) are %s targets, where it never applies, so it would guard nothing", r.On, kind, what, strings.Join(names, ", "), strings.Join(slices.Sorted(maps.Keys(kinds)), " and "))
 }
 
 // ruleMatchFields refuses match fields the rule's kind does not read: they
@@ -1053,6 +1083,12 @@ func (v *validator) recording(c *Config) {
 	}
 	if c.Recording.FlushInterval.D <= 0 || c.Recording.FlushInterval.D > time.Minute {
 		v.bad("recording.flush_interval", "%s out of range (0, 1m]", c.Recording.FlushInterval.D)
+	}
+	// A bare number is bytes: "max_bytes: 64" meant as 64MiB would keep
+	// next to nothing of each session (a TCP session's open event alone
+	// takes about 50), while its traffic goes on unstored.
+	if n := c.Recording.MaxBytes; n > 0 && n < 1<<10 {
+		v.bad("recording.max_bytes", "%d bytes would keep next to nothing of a session (a size without a unit is bytes: write 64MiB, not 64); at least 1KiB, or 0 (or unset) for no cap", n)
 	}
 }
 

@@ -146,6 +146,12 @@ func TestMalformed(t *testing.T) {
 		// A rule scoped to targets that do not exist applies nowhere.
 		{"rule target not defined", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web-1]}]\n", "rules[0].targets[0]: \"web-1\" names no target"},
 		{"rule target glob matching none", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [\"prod-*\"]}]\n", "rules[0].targets[0]: \"prod-*\" matches no target"},
+		// A rule scoped only to targets of a kind it never reads guards nothing: a command
+		// rule on a tcp target (a forward runs no commands the bastion sees), an SQL one
+		// on anything but PostgreSQL.
+		{"command rule on a tcp target", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: FLUSHALL}, targets: [web1]}]\n", "rules[0].targets: on: command rules judge ssh targets' commands; the rule's targets (web1) are tcp targets, where it never applies"},
+		{"sql rule on a tcp target", minimal + oneTarget + "rules: [{name: x, on: sql, action: block, match: {statement: drop_table}, targets: [\"web*\"]}]\n", "rules[0].targets: on: sql rules judge postgres targets' statements; the rule's targets (web1) are tcp targets"},
+		{"sql_result rule on a tcp target", minimal + oneTarget + "rules: [{name: x, on: sql_result, action: mask, match: {columns: [card]}, targets: [web1]}]\n", "rules[0].targets: on: sql_result rules"},
 		{"rule target empty", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web1, \"\"]}]\n", "rules[0].targets[1]: empty"},
 		// The YAML decoder drops a null list item, and an empty list widens: any database, any target to approve.
 		{"role database null", minimal + "roles: [{name: r, groups: [g], databases: [~]}]\n", "roles[0].databases[0]: an empty item (line 4)"},
@@ -153,6 +159,9 @@ func TestMalformed(t *testing.T) {
 		{"rule target null", minimal + oneTarget + "rules: [{name: x, on: command, action: block, match: {command: a}, targets: [web1, null]}]\n", "rules[0].targets[1]: an empty item"},
 		{"bad recording mode", minimal + "recording: {mode: sometimes}\n", "recording.mode"},
 		{"bad size", minimal + "recording: {max_bytes: lots}\n", "not a size"},
+		{"negative size", minimal + "recording: {max_bytes: -1MiB}\n", "not a size"},
+		// A bare number is bytes: 64 meant as 64MiB would keep nothing of a session.
+		{"size without its unit", minimal + "recording: {max_bytes: 64}\n", "recording.max_bytes: 64 bytes would keep next to nothing"},
 		{"bad log level", minimal + "log: {level: loud}\n", "log.level"},
 		{"huge", strings.Repeat("# padding\n", maxConfigBytes/10+1), "larger than"},
 	} {

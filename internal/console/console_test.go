@@ -707,6 +707,15 @@ func TestPcapDownload(t *testing.T) {
 	if r := get("/sessions/s-pg/pcap"); r.Code != http.StatusInternalServerError || strings.Contains(r.Body.String(), "/var/lib") {
 		t.Errorf("an export that fails at once: %d %q", r.Code, r.Body.String())
 	}
+	// A damaged recording (found before the first byte): says so, names
+	// verify, and gives no capture.
+	st.pcap = func(io.Writer) error {
+		return fmt.Errorf("recorder: export s-pg as pcap: refused, nothing written: %w", recorder.ErrBroken)
+	}
+	if r := get("/sessions/s-pg/pcap"); r.Code != http.StatusConflict || r.Header().Get("Content-Disposition") != "" ||
+		!strings.Contains(r.Body.String(), "damaged") || !strings.Contains(r.Body.String(), "bastion verify s-pg") {
+		t.Errorf("a damaged recording: %d %v %q", r.Code, r.Header(), r.Body.String())
+	}
 	// One that fails midway is aborted, never ended as if whole.
 	st.pcap = func(w io.Writer) error {
 		io.WriteString(w, "pcap-start")

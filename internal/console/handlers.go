@@ -493,6 +493,11 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 		case errors.Is(err, recorder.ErrNoCapture):
 			c.fail(w, r, s, http.StatusConflict, "No capture", "%v", err)
 			return
+		case errors.Is(err, recorder.ErrBroken):
+			// Found before anything is written: no capture of a damaged
+			// recording reads as the session.
+			c.fail(w, r, s, http.StatusConflict, "No capture", "The recording of this session is damaged, so no capture of it is given: bastion verify %s names the damage.", info.ID)
+			return
 		default: // the reason is in the log, not for the page (paths, the store's state)
 			c.fail(w, r, s, http.StatusInternalServerError, "No capture", "The capture could not be read; the bastion's log has the reason.")
 			return
