@@ -73,6 +73,7 @@ func TestStdinShell(t *testing.T) {
 		{"bash /opt/app/run.sh", false},
 		{`bash "$HOME/deploy.sh"`, false},
 		{"bash /dev/shm/x.sh", false},
+		{"bash tty-setup.sh", false},
 		{"BASH_ENV=~/.bashenv bash -c true", false},
 		{"bash -x script.sh", false},
 		{"bash -o errexit script.sh", false},

@@ -735,7 +735,7 @@ func isStdinPath(s string) bool {
 	}
 	for _, c := range strings.Split(p, "/") {
 		switch {
-		case c == "stdin" || c == "fd" || c == "pts" || c == "console" || strings.HasPrefix(c, "tty"):
+		case c == "stdin" || c == "fd" || c == "pts" || c == "console" || strings.HasPrefix(c, "tty") && !strings.Contains(c, "."):
 			return true
 		}
 	}
