@@ -511,7 +511,14 @@ func (p *proxy) start(req *gossh.Request) {
 		// naming it, or matching every command, holds it as it holds
 		// `scp -t`. A refusal is accepted and then ended with exit status
 		// 126 and the reason, as for exec.
-		if p.enforce(p.env.policy().JudgeCommand(pid, p.ss.target, command), command, nil) != policy.ActionAllow {
+		judged := command
+		if command == "sftp" {
+			// scp speaks sftp by default since OpenSSH 9.0, and its
+			// session cannot be told from sftp's: a rule naming scp
+			// holds it too, as it holds scp -O (an exec of scp -t).
+			judged = "sftp; scp"
+		}
+		if p.enforce(p.env.policy().JudgeCommand(pid, p.ss.target, judged), command, nil) != policy.ActionAllow {
 			reply(true)
 			p.endLocally(126)
 			return

@@ -452,6 +452,16 @@ func (r *Rule) matchCommand(c shellcmd.Command, whole string) (string, bool) {
 	if slices.Contains(r.commands, c.Name) {
 		return fmt.Sprintf("%q runs %s", c.Text, c.Name), true
 	}
+	if c.Name == "sftp-server" {
+		// sftp -s PATH runs the sftp server as an exec: the session of
+		// sftp, and of scp (it speaks sftp since OpenSSH 9.0), as the
+		// sftp subsystem is judged.
+		for _, n := range []string{"sftp", "scp"} {
+			if slices.Contains(r.commands, n) {
+				return fmt.Sprintf("%q is an %s session", c.Text, n), true
+			}
+		}
+	}
 	if r.regex != nil && (r.regex.MatchString(c.Text) || r.regex.MatchString(whole)) {
 		return fmt.Sprintf("%q matches /%s/", c.Text, r.regex), true
 	}

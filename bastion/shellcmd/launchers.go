@@ -832,6 +832,8 @@ func (a *analyzer) sshOption(v word, st *peelState) {
 		if !strings.EqualFold(val, "none") {
 			a.unknowable(st.text, ReasonCodeSetting)
 		}
+	case key == "xauthlocation":
+		a.runsProgram(word{s: val, lit: true}, "ssh -o xauthlocation", st) // run for -X
 	}
 }
 
@@ -855,6 +857,9 @@ func (a *analyzer) scpSftp(name string, args []word, st *peelState) {
 			a.unknowable(st.text, ReasonCodeSetting)
 		}
 	}
+	if name == "scp" {
+		a.scpRemotePaths(r.operands, st)
+	}
 	if name == "sftp" {
 		// -s: the subsystem, or a path run on the host as a command.
 		for _, v := range r.values("s") {
@@ -864,27 +869,99 @@ func (a *analyzer) scpSftp(name string, args []word, st *peelState) {
 }
 
 // rsync: -e/--rsh is the remote shell it runs (the words of a command
-// line), --rsync-path a command run through that shell on the other side.
+// line), --rsync-path a command run through that shell on the other side;
+// a remote shell other than ssh is handed the remote operand's host
+// (rsyncHosts). rsync takes no abbreviated long options, so they are read
+// here in order rather than with scanPermute, which would take --partial
+// for --partial-dir and its value from the next word.
 func (a *analyzer) rsync(args []word, st *peelState) {
-	r := scanPermute(args, optSpec{valued: "eBfMT", long: set("rsh", "rsync-path", "block-size", "filter", "remote-option",
-		"temp-dir", "exclude", "include", "files-from", "password-file", "log-file", "backup-dir", "suffix", "chmod",
-		"chown", "compare-dest", "copy-dest", "link-dest", "partial-dir", "timeout", "contimeout", "bwlimit",
-		"max-size", "min-size", "port", "sockopts", "out-format", "usermap", "groupmap", "exclude-from",
-		"include-from", "max-delete", "compress-level", "skip-compress", "address", "protocol", "read-batch",
-		"write-batch", "only-write-batch")})
-	a.checkBad(r, st)
-	for _, v := range r.values("e", "rsh") {
+	var shells, paths, remote, operands []word
+	server := false
+	for i := 0; i < len(args); i++ {
+		w := args[i]
+		s := w.s
+		if w.lit && s == "--" {
+			operands = append(operands, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(s, "-") || s == "-" {
+			operands = append(operands, w)
+			continue
+		}
+		if !w.lit {
+			a.unknowable(st.text, ReasonWrapperArg)
+			return
+		}
+		var name string
+		var val word
+		has := false
+		if strings.HasPrefix(s, "--") {
+			n, v, eq := strings.Cut(s[2:], "=")
+			name = n
+			server = server || n == "server" && !eq
+			if eq {
+				val, has = word{s: v, lit: true}, true
+			} else if rsyncValued[n] && i+1 < len(args) {
+				i++
+				val, has = args[i], true
+			}
+		} else {
+			for k := 1; k < len(s); k++ {
+				if strings.IndexByte("eBfMT@", s[k]) < 0 {
+					continue
+				}
+				name = s[k : k+1]
+				if k+1 < len(s) {
+					val, has = word{s: s[k+1:], lit: true}, true
+				} else if i+1 < len(args) {
+					i++
+					val, has = args[i], true
+				}
+				break
+			}
+		}
+		if !has {
+			continue
+		}
+		switch name {
+		case "e", "rsh":
+			shells = append(shells, val)
+		case "rsync-path":
+			paths = append(paths, val)
+		case "M", "remote-option":
+			remote = append(remote, val)
+		}
+	}
+	if server {
+		// The remote end of a transfer (rsync --server
+		// -vlogDtpre.iLsfxCIvu . dst): it runs no remote shell, and its
+		// -e carries protocol flags.
+		return
+	}
+	for _, v := range shells {
 		a.shellString(v, "rsync -e", st)
 	}
-	for _, v := range r.values("rsync-path") {
+	for _, v := range paths {
 		a.shellString(v, "rsync --rsync-path", st)
 	}
-	for _, v := range r.values("M", "remote-option") {
+	for _, v := range remote {
 		if !v.lit || strings.Contains(v.s, "rsh") || strings.Contains(v.s, "rsync-path") || strings.HasPrefix(v.s, "-e") {
 			a.unknowable(st.text, ReasonCodeSetting)
 		}
 	}
+	a.rsyncHosts(shells, operands, st)
 }
+
+// rsyncValued are rsync's long options that take the next word as their
+// value when not written --name=value. One missing here reads its value
+// as an operand, which only makes the analysis stricter.
+var rsyncValued = set("rsh", "rsync-path", "filter", "exclude", "include", "files-from", "exclude-from", "include-from",
+	"temp-dir", "backup-dir", "suffix", "chmod", "log-file", "log-file-format", "password-file", "partial-dir",
+	"compare-dest", "copy-dest", "link-dest", "out-format", "bwlimit", "timeout", "contimeout", "port", "address",
+	"sockopts", "chown", "usermap", "groupmap", "remote-option", "info", "debug", "iconv", "max-size", "min-size",
+	"max-delete", "block-size", "modify-window", "skip-compress", "compress-choice", "checksum-choice",
+	"compress-level", "stop-after", "stop-at", "early-input", "outbuf", "protocol", "checksum-seed", "config",
+	"dparam", "read-batch", "write-batch", "only-write-batch", "copy-as")
 
 // bwrapArgs is how many words bubblewrap's options take.
 var bwrapArgs = map[string]int{

@@ -258,7 +258,8 @@ func gitRunsOption(sub string, args []word) bool {
 // a command, the variable its wrapper.
 var commandVars = set("GIT_SSH_COMMAND", "GIT_SSH", "GIT_EXTERNAL_DIFF", "GIT_PAGER", "GIT_EDITOR",
 	"GIT_SEQUENCE_EDITOR", "GIT_ASKPASS", "GIT_PROXY_COMMAND", "PAGER", "MANPAGER", "SYSTEMD_PAGER",
-	"EDITOR", "VISUAL", "SSH_ASKPASS", "SUDO_ASKPASS", "BROWSER", "RSYNC_RSH", "RSYNC_CONNECT_PROG", "CVS_RSH")
+	"EDITOR", "VISUAL", "SSH_ASKPASS", "SUDO_ASKPASS", "BROWSER", "RSYNC_RSH", "RSYNC_CONNECT_PROG", "CVS_RSH",
+	"BORG_RSH", "SVN_SSH")
 
 // codeVar follows an assignment of v to the environment variable name
 // (NAME=v cmd, export, env, sudo): a command variable's value is judged as
@@ -275,15 +276,25 @@ func (a *analyzer) codeVar(name string, v word, sc scope, text string) {
 			return
 		}
 		a.nested(v.s, sc.depth, appendWrapper(sc.wrappers, name), false, text)
+		if f := strings.Fields(v.s); name == "RSYNC_RSH" && len(f) > 0 && rshRunsHost(baseName(f[0])) {
+			// rsync hands its remote shell the host of a remote
+			// operand, which a shell (RSYNC_RSH='sh -c') runs.
+			a.unknowable(text, ReasonTransferHost)
+		}
 	case codeSettingVar(name, v):
 		a.unknowable(text, ReasonCodeSetting)
+	case (name == "BASH_ENV" || name == "ENV") && isStdinPath(v.s):
+		// The shells started with it source their standard input (or
+		// terminal) first: for an exec, the session's input.
+		a.out.StdinShell = true
 	}
 }
 
 func codeSettingVar(name string, v word) bool {
 	switch name {
 	case "GIT_CONFIG_PARAMETERS", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_EXEC_PATH",
-		"GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL", "LESSOPEN", "LESSCLOSE":
+		"GIT_TEMPLATE_DIR", "GIT_ALLOW_PROTOCOL", "LESSOPEN", "LESSCLOSE",
+		"TAR_OPTIONS", "ZIPOPT", "ZIP":
 		return true
 	}
 	if strings.HasPrefix(name, "GIT_CONFIG_KEY_") {

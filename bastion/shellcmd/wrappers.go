@@ -1,6 +1,7 @@
 package shellcmd
 
 import (
+	"path"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -30,6 +31,15 @@ func (a *analyzer) call(call *syntax.CallExpr, stmt *syntax.Stmt, sc scope, stdi
 		return
 	}
 	text := nodeText(sc.src, call)
+	for _, as := range call.Assigns {
+		// BASH_ENV=/dev/stdin bash -c true: the shell sources its input
+		// before the command, from a pipe or here-document too.
+		if as != nil && as.Name != nil && as.Value != nil && (as.Name.Value == "BASH_ENV" || as.Name.Value == "ENV") {
+			if v := normWord(as.Value, sc.src); isStdinPath(v.s) {
+				a.stdinScript(as.Name.Value, &peelState{sc: sc, stmt: stmt, stdinPipe: stdinPipe, wrappers: sc.wrappers, text: text}, ReasonPipeShell, true)
+			}
+		}
+	}
 	words := a.expandArgs(call.Args, sc, text)
 	wr := sc.wrappers
 	if timed {
@@ -242,6 +252,12 @@ func (a *analyzer) unwrap(name string, args []word, st *peelState) (inner []word
 		}
 	case "ssh":
 		a.ssh(args, st)
+	case "tar", "gtar":
+		a.tar(args, st)
+	case "zip":
+		a.zip(args, st)
+	case "ssh-copy-id", "lftp", "borg", "rclone", "unison", "sshfs", "restic":
+		a.transferTool(name, args, st)
 	case "find":
 		a.find(args, st)
 	case "flock":
@@ -636,6 +652,10 @@ scan:
 		case strings.HasPrefix(s, "--"):
 			if s == "--rcfile" || s == "--init-file" {
 				i++
+				if i < len(args) && isStdinPath(args[i].s) {
+					// An interactive shell sources it first.
+					a.stdinScript(name, st, ReasonPipeShell, true)
+				}
 			}
 			i++
 			continue
@@ -669,7 +689,7 @@ scan:
 			a.unknowable(st.text, ReasonProcSubstShell)
 			return
 		}
-		if !op.lit || !isStdinPath(op.s) {
+		if !isStdinPath(op.s) {
 			return // a script file: its content is not visible here
 		}
 	}
@@ -693,13 +713,36 @@ func (a *analyzer) fish(args []word, st *peelState) {
 	}
 }
 
-// isStdinPath reports whether a script operand names the shell's stdin.
+// isStdinPath reports whether a script operand may name the shell's
+// stdin, or its terminal: /dev/stdin, /dev/fd/N and /proc/PID/fd/N (a
+// descriptor may be a copy of stdin: bash /dev/fd/3 3<&0), /dev/tty and
+// /dev/pts/N, however spelled (/dev/./stdin, //proc/self/fd/0,
+// /dev/fd/../fd/0, /proc/$$/fd/0); a relative path, or one through "..",
+// whose directory is not known here (cd /dev && bash stdin, cd
+// /proc/self/fd && bash 0); and a path known only at run time ("$f"). s
+// is the operand's text, expansions unexpanded. An absolute path elsewhere
+// is a script file.
 func isStdinPath(s string) bool {
-	switch s {
-	case "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0":
-		return true
+	if s == "" {
+		return false
 	}
-	return false
+	if (s[0] == '$' || s[0] == '`') && !strings.Contains(s, "/") {
+		return true // the whole path is known only at run time ("$f")
+	}
+	p := path.Clean(s)
+	if strings.HasPrefix(s, "/") && !strings.Contains(s, "..") && !strings.HasPrefix(p, "/dev/") && !strings.HasPrefix(p, "/proc/") {
+		return false
+	}
+	for _, c := range strings.Split(p, "/") {
+		switch {
+		case c == "stdin" || c == "fd" || c == "pts" || c == "console" || strings.HasPrefix(c, "tty") && !strings.Contains(c, "."):
+			return true
+		}
+	}
+	if strings.HasPrefix(p, "/proc/") {
+		return true // a process's files: its descriptors under other names (/proc/self/root/dev/stdin)
+	}
+	return strings.Contains(s, "..") && strings.HasPrefix(p, "/dev") || !strings.HasPrefix(s, "/") && strings.Trim(p, "0123456789") == ""
 }
 
 // stdinScript handles a program that reads its script from stdin: a literal
@@ -850,10 +893,13 @@ func (a *analyzer) source(name string, args []word, st *peelState) {
 	switch {
 	case f.proc:
 		a.unknowable(st.text, ReasonProcSubstShell)
-	case !f.lit:
-		a.unknowable(st.text, ReasonSource)
 	case isStdinPath(f.s):
 		a.stdinScript(name, st, ReasonPipeShell, true)
+		if !f.lit {
+			a.unknowable(st.text, ReasonSource)
+		}
+	case !f.lit:
+		a.unknowable(st.text, ReasonSource)
 	}
 }
 
@@ -1111,11 +1157,11 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 	spec := optSpec{valued: "BbcDEeFIiJLlmOopQRSWw", noCommand: "NO"}
 	r := scanOpts(args, spec)
 	rest := args[r.next:]
-	if len(rest) == 0 {
-		return
-	}
 	// OpenSSH reads options after the destination too.
-	r2 := scanOpts(rest[1:], spec)
+	var r2 scanResult
+	if len(rest) > 0 {
+		r2 = scanOpts(rest[1:], spec)
+	}
 	r.bad = r.bad || r2.bad
 	r.opts = append(r.opts, r2.opts...)
 	a.checkBad(r, st)
@@ -1131,6 +1177,9 @@ func (a *analyzer) ssh(args []word, st *peelState) {
 		if !f.lit || isStdinPath(f.s) || f.s == "-" {
 			a.unknowable(st.text, ReasonCodeSetting) // a configuration on the input
 		}
+	}
+	if len(rest) == 0 {
+		return // options only (RSYNC_RSH='ssh -o …'): judged above
 	}
 	for _, c := range []byte(spec.noCommand) {
 		if r.hasFlag(c) {
