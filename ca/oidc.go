@@ -379,8 +379,10 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 }
 
 // openIssuers are people IdPs where anyone may have an account, so that an
-// email's local part names nobody in particular.
-var openIssuers = []string{"https://gitlab.com"}
+// email's local part names nobody in particular: GitLab.com, Google (an
+// External app takes any Google account, alice@gmail.com too, and the
+// bastion cannot see how the app is set up) and Apple.
+var openIssuers = []string{"https://gitlab.com", "https://accounts.google.com", "https://appleid.apple.com"}
 
 // CheckEmailDomains checks oidc.email_domains: each a domain name, and
 // some when the username is the email's local part at an issuer where
@@ -391,7 +393,7 @@ func CheckEmailDomains(issuer, usernameClaim string, domains []string) error {
 			return fmt.Errorf("oidc email domain %q is not a domain name", d)
 		}
 	}
-	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, strings.TrimSuffix(issuer, "/")) {
+	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, asciiLower(strings.TrimSuffix(issuer, "/"))) {
 		return fmt.Errorf("at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", issuer)
 	}
 	return nil
