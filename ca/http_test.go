@@ -320,6 +320,26 @@ func TestCertificateAPI(t *testing.T) {
 		}
 		mustContainAll(t, keygenL(t, resp.Certificate), "workload=ci-etl", ExtWorkload, "repo:acme/etl:ref:refs/heads/main")
 	})
+	// A workload's sub can hold text whoever pushes a job chooses (GitHub's
+	// customised sub with the workflow's name): in the key ID, which
+	// targets' sshd logs, it is one quoted field, not fields of its own.
+	t.Run("workload sub with spaces in the key id", func(t *testing.T) {
+		for _, sub := range []string{"repo:acme/etl:workflow:x serial=1 actor=bob", "repo:acme/etl:workflow:\u202ebob=rotca"} {
+			status, body := e.post(t, request(ci(sub, "bastion-ci", nil), edKey(t), ""))
+			if status != 200 {
+				t.Fatalf("HTTP %d %s", status, body)
+			}
+			var resp CertResponse
+			json.Unmarshal(body, &resp)
+			want := "workload=ci-etl iss=" + e.ci.Issuer() + " sub=" + strconv.QuoteToASCII(sub) + " serial=" + resp.Serial
+			if resp.KeyID != want {
+				t.Errorf("key id %q, want %q", resp.KeyID, want)
+			}
+			if r := e.audit.last(); r.KeyID != want {
+				t.Errorf("audited key id %q, want %q", r.KeyID, want)
+			}
+		}
+	})
 	t.Run("audit failure refuses issuance", func(t *testing.T) {
 		e.audit.mu.Lock()
 		e.audit.fail = true
