@@ -41,6 +41,21 @@ func TestWorkloadActor(t *testing.T) {
 		}
 	}
 
+	// At GitHub and GitLab.com anyone has an account and picks (and
+	// changes) its login: bob's run under a login that is not a bastion
+	// username of his ("bob-gh", or "asmith" when free) would be one he
+	// approves himself. There the actors map is required.
+	for _, iss := range []string{"https://token.actions.githubusercontent.com", "https://gitlab.com/"} {
+		w := Workload{Issuer: iss, Audience: "bastion", Subject: "repo:acme/etl:*", Name: "ci-etl", ActorClaim: "actor"}
+		if _, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{w}}); err == nil || !strings.Contains(err.Error(), "actors") {
+			t.Errorf("%s: actor_claim without actors: %v, want a refusal naming actors", iss, err)
+		}
+		w.Actors = map[string]string{"bob-gh": "bob"}
+		if _, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{w}}); err != nil {
+			t.Errorf("%s: actor_claim with actors: %v", iss, err)
+		}
+	}
+
 	id := Identity{User: "ci-etl", Issuer: "https://ci", Subject: "repo:acme/etl", Workload: true, Actor: "alice", Serial: 7}
 	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
 	pub, _ := ssh.NewPublicKey(edPub)

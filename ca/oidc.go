@@ -184,6 +184,9 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 		if len(w.Actors) > 0 && w.ActorClaim == "" {
 			return nil, fmt.Errorf("ca: workload %d: actors without actor_claim", i)
 		}
+		if err := CheckWorkloadActors(w.Issuer, w.ActorClaim, len(w.Actors)); err != nil {
+			return nil, fmt.Errorf("ca: workload %d actors: %w", i, err)
+		}
 		seen := map[string]bool{}
 		for k, u := range w.Actors {
 			if k == "" || seen[asciiLower(k)] {
@@ -395,6 +398,23 @@ func CheckEmailDomains(issuer, usernameClaim string, domains []string) error {
 	}
 	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, asciiLower(strings.TrimSuffix(issuer, "/"))) {
 		return fmt.Errorf("at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", issuer)
+	}
+	return nil
+}
+
+// openCIIssuers are CI token issuers where anyone has an account and
+// picks, and may change, its login: the claim that names who triggered a
+// run there is no bastion username of anyone's in particular.
+var openCIIssuers = []string{"https://token.actions.githubusercontent.com", "https://gitlab.com"}
+
+// CheckWorkloadActors checks that a workload of issuer whose actor_claim
+// is set maps the claim's values (actors, nActors of them) where the
+// values are logins anyone picks: without the map, bob's run under the
+// login bob-gh (or asmith, when free) would name someone other than bob,
+// and bob would approve what it is held on.
+func CheckWorkloadActors(issuer, actorClaim string, nActors int) error {
+	if actorClaim != "" && nActors == 0 && slices.Contains(openCIIssuers, asciiLower(strings.TrimSuffix(issuer, "/"))) {
+		return fmt.Errorf("required with actor_claim at %s: anyone has an account there and picks its login, so the claim names no bastion user until actors maps each login to one (actors: {LOGIN: USERNAME})", issuer)
 	}
 	return nil
 }

@@ -743,6 +743,9 @@ func (v *validator) workloadActor(c *Config, f string, w Workload) {
 	if w.ActorClaim != "" && slices.Contains(notActorClaims, w.ActorClaim) {
 		v.bad(f+".actor_claim", "%q names no person (GitHub Actions: actor; GitLab: user_login)", w.ActorClaim)
 	}
+	if err := ca.CheckWorkloadActors(w.Issuer, w.ActorClaim, len(w.Actors)); err != nil {
+		v.bad(f+".actors", "%v", err)
+	}
 	if len(w.Actors) == 0 {
 		return
 	}

@@ -251,9 +251,15 @@ func TestWorkloadActor(t *testing.T) {
 		{"map to a workload", ", actor_claim: actor, actors: {robot: ci-etl}}", "the name of a workload"},
 		{"map with an empty value", ", actor_claim: actor, actors: {\"\": alice}}", "oidc.workload[0].actors: an empty claim value"},
 		{"map naming a value twice", ", actor_claim: actor, actors: {alice: alice, ALICE: alice}}", "named twice"},
+		{"github without a map", ", actor_claim: actor}", "oidc.workload[0].actors: required"},
+		{"github with a map", ", actor_claim: actor, actors: {Alice-Acme: alice}}", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse([]byte(wl + tc.entry + "\n"))
+			y := wl + tc.entry + "\n"
+			if strings.HasPrefix(tc.name, "github") {
+				y = strings.Replace(y, `"https://ci"`, `"https://token.actions.githubusercontent.com"`, 1)
+			}
+			c, err := Parse([]byte(y))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
