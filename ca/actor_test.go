@@ -30,8 +30,14 @@ func TestWorkloadActor(t *testing.T) {
 		{plain, `{"actor":"dependabot[bot]"}`, "", "map it with actors"},
 		{mapped, `{"user_login":"alice-acme"}`, "asmith", ""},
 		{mapped, `{"user_login":"bob"}`, "", "not in the actors map"},
+		// With oidc.email_domains, an email's domain says whose it is,
+		// as for a person's login: bob's CI account with the email
+		// alice@bob.example is not alice.
+		{plain, `{"actor":"alice@example.com"}`, "alice", ""},
+		{plain, `{"actor":"alice@EXAMPLE.com"}`, "alice", ""},
+		{plain, `{"actor":"alice@bob.example"}`, "", "not one of oidc.email_domains"},
 	} {
-		got, err := tc.w.actorOf(&idClaims{payload: []byte(tc.payload)})
+		got, err := tc.w.actorOf(&idClaims{payload: []byte(tc.payload)}, []string{"example.com"})
 		var te *TokenError
 		switch {
 		case tc.want != "" && (err != nil || got != tc.want):

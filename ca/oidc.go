@@ -82,8 +82,10 @@ type Workload struct {
 	Actors map[string]string
 }
 
-// actorOf reads the person who triggered a run from the token's claims.
-func (w *Workload) actorOf(c *idClaims) (string, error) {
+// actorOf reads the person who triggered a run from the token's claims;
+// emailDomains are oidc.email_domains (lower-cased), which an email's
+// domain must be one of when there are any.
+func (w *Workload) actorOf(c *idClaims, emailDomains []string) (string, error) {
 	raw, ok := c.claim(w.ActorClaim)
 	var val string
 	if !ok || len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &val) != nil || val == "" {
@@ -103,6 +105,14 @@ func (w *Workload) actorOf(c *idClaims) (string, error) {
 	u, err := SanitizeUsername(val, strings.Contains(val, "@"))
 	if err != nil {
 		return "", &TokenError{Reason: ReasonActor, Err: fmt.Errorf("claim %q of workload %s is not a username (map it with actors): %w", w.ActorClaim, w.Name, err)}
+	}
+	if at := strings.LastIndexByte(val, '@'); at >= 0 && len(emailDomains) > 0 {
+		// As for a person's login, the domain says whose the name is:
+		// a CI account's email is its owner's to set (bob's as
+		// alice@bob.example), and alice would be named for bob's run.
+		if domain := asciiLower(val[at+1:]); !slices.Contains(emailDomains, domain) {
+			return "", tokenErr(ReasonActor, "claim %q of workload %s: email domain %q is not one of oidc.email_domains (map it with actors)", w.ActorClaim, w.Name, safetext.Printable(domain))
+		}
 	}
 	return u, nil
 }
@@ -448,7 +458,7 @@ func (v *Verifier) verifyWorkload(ctx context.Context, raw string, c *idClaims, 
 	if w.ActorClaim != "" {
 		// Fail closed: a run that does not say who triggered it could be
 		// anyone's, its approver's included.
-		if id.Actor, err = w.actorOf(c); err != nil {
+		if id.Actor, err = w.actorOf(c, v.cfg.EmailDomains); err != nil {
 			return Identity{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: true}, nil, err
 		}
 	}
