@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/devidp"
 )
 
 // TestWorkloadActor: a workload's actor claim becomes Identity.Actor, through
@@ -59,6 +62,36 @@ func TestWorkloadActor(t *testing.T) {
 		w.Actors = map[string]string{"bob-gh": "bob"}
 		if _, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{w}}); err != nil {
 			t.Errorf("%s: actor_claim with actors: %v", iss, err)
+		}
+	}
+
+	// An actor is a person: a login that normalises to a workload's name
+	// (a CI account renamed ci-deploy, or the run's own) is refused, as
+	// the actors map may not name a workload and a person may not log in
+	// as one.
+	ci, err := devidp.Start(devidp.Config{Users: []devidp.User{{Subject: "repo:acme/etl:ref:refs/heads/main"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ci.Close()
+	v, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{
+		{Issuer: ci.Issuer(), Audience: "bastion-ci", Subject: "repo:acme/etl:*", Name: "ci-etl", ActorClaim: "actor"},
+		{Issuer: "https://other-ci", Audience: "bastion-ci", Subject: "*", Name: "ci-deploy"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, actor := range []string{"alice", "CI-Deploy", "ci-etl"} {
+		c, _ := ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		c["actor"] = actor
+		tok, _ := ci.MintIDToken(c)
+		id, err := v.Verify(context.Background(), tok)
+		var te *TokenError
+		switch {
+		case actor == "alice" && (err != nil || id.Actor != "alice"):
+			t.Errorf("actor alice: %+v, %v", id, err)
+		case actor != "alice" && (!errors.As(err, &te) || te.Reason != ReasonActor):
+			t.Errorf("actor %s: %+v, %v; want a refusal (actor)", actor, id, err)
 		}
 	}
 

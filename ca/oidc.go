@@ -461,6 +461,15 @@ func (v *Verifier) verifyWorkload(ctx context.Context, raw string, c *idClaims, 
 		if id.Actor, err = w.actorOf(c, v.cfg.EmailDomains); err != nil {
 			return Identity{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: true}, nil, err
 		}
+		// An actor is a person: a CI login that is a workload's name
+		// (renamed ci-deploy, or the run's own) names no one who could
+		// be kept from approving the run.
+		for i := range v.cfg.Workloads {
+			if v.cfg.Workloads[i].Name == id.Actor {
+				return Identity{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: true}, nil,
+					tokenErr(ReasonActor, "claim %q of workload %s names %q, a workload identity (oidc.workload), not a person", w.ActorClaim, w.Name, id.Actor)
+			}
+		}
 	}
 	return id, tok, nil
 }
