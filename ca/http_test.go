@@ -230,6 +230,13 @@ func TestCertificateAPI(t *testing.T) {
 			c["exp"] = time.Now().Add(-time.Hour).Unix()
 			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
 		}), edKey(t), ""), 401, ReasonExpired},
+		// Its iat is when a revocation by user (ca revoke --user) is
+		// compared with: a token minted before one by an IdP whose clock
+		// is an hour ahead would pass it for an hour.
+		{"issued in the future", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) {
+			c["iat"] = time.Now().Add(time.Hour).Unix()
+			c["exp"] = time.Now().Add(2 * time.Hour).Unix()
+		}), edKey(t), ""), 401, ReasonInvalid},
 		{"another audience", request(e.token(t, e.idp, "u-alice", "grafana", nil), edKey(t), ""), 401, ReasonAudience},
 		{"wrong issuer", request(e.token(t, e.stranger, "u-alice", "bastion", nil), edKey(t), ""), 401, ReasonUnknownIssuer},
 		{"alg none", request(algNone, edKey(t), ""), 401, ReasonAlgorithm},

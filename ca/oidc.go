@@ -321,8 +321,18 @@ func (v *Verifier) verify(ctx context.Context, raw string, c *idClaims, issuer, 
 	if err := checkSubject(tok.Subject); err != nil {
 		return nil, err
 	}
+	// go-oidc does not look at iat. The bastion compares it with a
+	// revocation by user (ca revoke --user): a token the IdP minted before
+	// one, with its clock ahead, would pass as issued after it.
+	if now := v.now(); tok.IssuedAt.After(now.Add(maxIssuedAhead)) {
+		return nil, tokenErr(ReasonInvalid, "issued at %s, %s ahead of the bastion's clock (more than %s): is the identity provider's clock right?", tok.IssuedAt.UTC().Format(time.RFC3339), tok.IssuedAt.Sub(now).Round(time.Second), maxIssuedAhead)
+	}
 	return tok, nil
 }
+
+// maxIssuedAhead is how far ahead of the bastion's clock a token's iat may
+// be (go-oidc allows an nbf as far ahead).
+const maxIssuedAhead = 5 * time.Minute
 
 // VerifyLogin checks an ID token that a web sign-in (authorization code
 // flow) obtained for clientID, which may be another client of the people
