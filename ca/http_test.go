@@ -201,6 +201,18 @@ func TestCertificateAPI(t *testing.T) {
 	payload, _ := json.Marshal(claims)
 	jws, _ := rs.Sign(payload)
 	unknownKid, _ := jws.CompactSerialize()
+	// A rogue key that names the IdP's key ID and carries itself in a
+	// jwk header (and a jku to fetch it from): the bastion takes keys from
+	// the issuer's key set only.
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	hb, _ := base64.RawURLEncoding.DecodeString(strings.Split(valid, ".")[0])
+	json.Unmarshal(hb, &hdr)
+	rj, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: rogue, KeyID: hdr.Kid}},
+		(&jose.SignerOptions{EmbedJWK: true}).WithHeader("jku", e.stranger.Issuer()+"/keys").WithHeader("kid", hdr.Kid))
+	jws, _ = rj.Sign(payload)
+	embedded, _ := jws.CompactSerialize()
 	parts := strings.Split(valid, ".")
 	claims2 := map[string]any{}
 	for k, v := range claims {
@@ -237,12 +249,16 @@ func TestCertificateAPI(t *testing.T) {
 			c["iat"] = time.Now().Add(time.Hour).Unix()
 			c["exp"] = time.Now().Add(2 * time.Hour).Unix()
 		}), edKey(t), ""), 401, ReasonInvalid},
+		{"not yet valid (nbf in an hour)", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) {
+			c["nbf"] = time.Now().Add(time.Hour).Unix()
+		}), edKey(t), ""), 401, ReasonInvalid},
 		{"another audience", request(e.token(t, e.idp, "u-alice", "grafana", nil), edKey(t), ""), 401, ReasonAudience},
 		{"wrong issuer", request(e.token(t, e.stranger, "u-alice", "bastion", nil), edKey(t), ""), 401, ReasonUnknownIssuer},
 		{"alg none", request(algNone, edKey(t), ""), 401, ReasonAlgorithm},
 		{"HS256 with the IdP public key", request(hs256, edKey(t), ""), 401, ReasonAlgorithm},
 		{"unknown kid", request(unknownKid, edKey(t), ""), 401, ReasonSignature},
 		{"tampered payload", request(tampered, edKey(t), ""), 401, ReasonSignature},
+		{"rogue key in a jwk header under the IdP's kid", request(embedded, edKey(t), ""), 401, ReasonSignature},
 		{"malformed token", request("not.a.jwt.at.all", edKey(t), ""), 401, ReasonMalformed},
 		{"garbage token", request("eyJ!!!.x.y", edKey(t), ""), 401, ReasonMalformed},
 		{"empty token", request("", edKey(t), ""), 401, ReasonMalformed},
