@@ -194,6 +194,9 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 		if len(w.Actors) > 0 && w.ActorClaim == "" {
 			return nil, fmt.Errorf("ca: workload %d: actors without actor_claim", i)
 		}
+		if err := CheckWorkloadAudience(cfg.Issuer, cfg.ClientID, w.Issuer, w.Audience); err != nil {
+			return nil, fmt.Errorf("ca: workload %d audience: %w", i, err)
+		}
 		if err := CheckWorkloadActors(w.Issuer, w.ActorClaim, len(w.Actors)); err != nil {
 			return nil, fmt.Errorf("ca: workload %d actors: %w", i, err)
 		}
@@ -418,6 +421,18 @@ func CheckEmailDomains(issuer, usernameClaim string, domains []string) error {
 	}
 	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, asciiLower(strings.TrimSuffix(issuer, "/"))) {
 		return fmt.Errorf("at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", issuer)
+	}
+	return nil
+}
+
+// CheckWorkloadAudience refuses a workload whose tokens would be the
+// people's: of the people IdP, for the people's client. Such a token is
+// read as a person's (Verify tries that first), so the entry would never
+// match: the job's tokens would be refused, or, where they carry the
+// username claim, taken for a person's.
+func CheckWorkloadAudience(issuer, clientID, wIssuer, wAudience string) error {
+	if strings.TrimSuffix(issuer, "/") == strings.TrimSuffix(wIssuer, "/") && wAudience == clientID {
+		return fmt.Errorf("%q is the people's client_id at the same issuer: tokens for it are people's; give the workload an audience of its own", wAudience)
 	}
 	return nil
 }

@@ -721,6 +721,8 @@ func (v *validator) oidc(c *Config) {
 		}
 		if w.Audience == "" {
 			v.bad(f+".audience", "required")
+		} else if err := ca.CheckWorkloadAudience(c.OIDC.Issuer, c.OIDC.ClientID, w.Issuer, w.Audience); err != nil {
+			v.bad(f+".audience", "%v", err)
 		}
 		if w.Subject == "" {
 			v.bad(f+".subject", "required (a glob such as \"repo:acme/etl:*\")")

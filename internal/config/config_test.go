@@ -84,6 +84,7 @@ func TestMalformed(t *testing.T) {
 		{"console url with a path", minimal + "console: {url: \"https://bastion.example.com/console\"}\n", "console.url"},
 		{"console url with a query", minimal + "console: {url: \"https://bastion.example.com/?a=b\"}\n", "console.url"},
 		{"gitlab.com without email_domains", "data_dir: /x\noidc: {issuer: \"https://gitlab.com\", client_id: b}\n", "oidc.email_domains"},
+		{"workload with the people's issuer and client", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, workload: [{issuer: \"https://i\", audience: b, subject: \"*\", name: ci}]}\n", "oidc.workload[0].audience"},
 		{"accounts.google.com without email_domains", "data_dir: /x\noidc: {issuer: \"https://accounts.google.com\", client_id: b}\n", "oidc.email_domains"},
 		{"email domain with an at", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, email_domains: [\"@acme.com\"]}\n", "oidc.email_domains"},
 		{"username claim reserved", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, username_claim: iss}\n", "oidc.username_claim"},
