@@ -220,6 +220,15 @@ func TestCertificateAPI(t *testing.T) {
 	}
 	claims2["email"] = "mallory@example.com"
 	tampered := parts[0] + "." + b64(claims2) + "." + parts[2]
+	issued, _, err := e.authority.SignUser(Identity{User: "bob", Issuer: "https://x", Subject: "s"}, newEd25519(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbCAKey []byte
+	if c := e.authority.Keys().DBClientCA; c != nil {
+		der, _ := x509.MarshalPKIXPublicKey(c.Cert.PublicKey)
+		dbCAKey, _ = json.Marshal(CertRequest{IDToken: valid, DBPublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})
+	}
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
 	weak, _ := ssh.NewPublicKey(&rsa1024.PublicKey)
 
@@ -279,6 +288,9 @@ func TestCertificateAPI(t *testing.T) {
 		{"DSA", request(valid, dsaAuthorizedLine(t), ""), 400, "public_key"},
 		{"malformed key", request(valid, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA", ""), 400, "public_key"},
 		{"two keys", request(valid, edKey(t)+edKey(t), ""), 400, "public_key"},
+		{"a certificate as the key", request(valid, string(ssh.MarshalAuthorizedKey(issued)), ""), 400, "public_key"},
+		{"the bastion's user CA key", request(valid, e.authority.Keys().UserCALine(), ""), 400, "public_key"},
+		{"the bastion's database client CA key", dbCAKey, 400, "public_key"},
 		{"oversized body", append([]byte(`{"id_token":"`), bytes.Repeat([]byte("a"), 100<<10)...), 413, "too_large"},
 		{"not JSON", []byte("id_token=x"), 400, "json"},
 		{"unknown field", []byte(`{"id_token":"x","public_key":"y","admin":true}`), 400, "json"},
