@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bastionhq/bastion/internal/devidp"
 )
 
 // TestWorkloadActor: a workload's actor claim becomes Identity.Actor, through
@@ -30,14 +33,65 @@ func TestWorkloadActor(t *testing.T) {
 		{plain, `{"actor":"dependabot[bot]"}`, "", "map it with actors"},
 		{mapped, `{"user_login":"alice-acme"}`, "asmith", ""},
 		{mapped, `{"user_login":"bob"}`, "", "not in the actors map"},
+		// With oidc.email_domains, an email's domain says whose it is,
+		// as for a person's login: bob's CI account with the email
+		// alice@bob.example is not alice.
+		{plain, `{"actor":"alice@example.com"}`, "alice", ""},
+		{plain, `{"actor":"alice@EXAMPLE.com"}`, "alice", ""},
+		{plain, `{"actor":"alice@bob.example"}`, "", "not one of oidc.email_domains"},
 	} {
-		got, err := tc.w.actorOf(&idClaims{payload: []byte(tc.payload)})
+		got, err := tc.w.actorOf(&idClaims{payload: []byte(tc.payload)}, []string{"example.com"})
 		var te *TokenError
 		switch {
 		case tc.want != "" && (err != nil || got != tc.want):
 			t.Errorf("%s: got %q, %v; want %q", tc.payload, got, err, tc.want)
 		case tc.want == "" && (!errors.As(err, &te) || te.Reason != ReasonActor || !strings.Contains(err.Error(), tc.e)):
 			t.Errorf("%s: got %q, %v; want a refusal (actor) mentioning %q", tc.payload, got, err, tc.e)
+		}
+	}
+
+	// At GitHub and GitLab.com anyone has an account and picks (and
+	// changes) its login: bob's run under a login that is not a bastion
+	// username of his ("bob-gh", or "asmith" when free) would be one he
+	// approves himself. There the actors map is required.
+	for _, iss := range []string{"https://token.actions.githubusercontent.com", "https://gitlab.com/"} {
+		w := Workload{Issuer: iss, Audience: "bastion", Subject: "repo:acme/etl:*", Name: "ci-etl", ActorClaim: "actor"}
+		if _, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{w}}); err == nil || !strings.Contains(err.Error(), "actors") {
+			t.Errorf("%s: actor_claim without actors: %v, want a refusal naming actors", iss, err)
+		}
+		w.Actors = map[string]string{"bob-gh": "bob"}
+		if _, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{w}}); err != nil {
+			t.Errorf("%s: actor_claim with actors: %v", iss, err)
+		}
+	}
+
+	// An actor is a person: a login that normalises to a workload's name
+	// (a CI account renamed ci-deploy, or the run's own) is refused, as
+	// the actors map may not name a workload and a person may not log in
+	// as one.
+	ci, err := devidp.Start(devidp.Config{Users: []devidp.User{{Subject: "repo:acme/etl:ref:refs/heads/main"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ci.Close()
+	v, err := NewVerifier(OIDCConfig{Issuer: "https://idp", ClientID: "bastion", Workloads: []Workload{
+		{Issuer: ci.Issuer(), Audience: "bastion-ci", Subject: "repo:acme/etl:*", Name: "ci-etl", ActorClaim: "actor"},
+		{Issuer: "https://other-ci", Audience: "bastion-ci", Subject: "*", Name: "ci-deploy"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, actor := range []string{"alice", "CI-Deploy", "ci-etl"} {
+		c, _ := ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		c["actor"] = actor
+		tok, _ := ci.MintIDToken(c)
+		id, err := v.Verify(context.Background(), tok)
+		var te *TokenError
+		switch {
+		case actor == "alice" && (err != nil || id.Actor != "alice"):
+			t.Errorf("actor alice: %+v, %v", id, err)
+		case actor != "alice" && (!errors.As(err, &te) || te.Reason != ReasonActor):
+			t.Errorf("actor %s: %+v, %v; want a refusal (actor)", actor, id, err)
 		}
 	}
 

@@ -159,6 +159,9 @@ func (a *Authority) signStamped(id Identity, pub ssh.PublicKey) (*ssh.Certificat
 	if err := CheckPublicKey(pub); err != nil {
 		return nil, nil, err
 	}
+	if c, ok := pub.(ssh.CryptoPublicKey); ok && a.keys.own(c.CryptoPublicKey()) {
+		return nil, nil, fmt.Errorf("%w: the key is one of the bastion's own", ErrWeakKey)
+	}
 	cert, err := id.Certificate(pub)
 	if err != nil {
 		return nil, nil, err

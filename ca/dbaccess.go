@@ -65,6 +65,9 @@ func (a *Authority) SignDBAccess(id Identity, pub crypto.PublicKey) (*x509.Certi
 	if err := CheckX509PublicKey(pub); err != nil {
 		return nil, err
 	}
+	if a.keys.own(pub) {
+		return nil, fmt.Errorf("%w: the key is one of the bastion's own", ErrWeakKey)
+	}
 	if id.User == "" || id.Serial == 0 || id.ValidBefore.IsZero() {
 		return nil, errors.New("ca: database client certificate needs a stamped identity")
 	}

@@ -201,6 +201,18 @@ func TestCertificateAPI(t *testing.T) {
 	payload, _ := json.Marshal(claims)
 	jws, _ := rs.Sign(payload)
 	unknownKid, _ := jws.CompactSerialize()
+	// A rogue key that names the IdP's key ID and carries itself in a
+	// jwk header (and a jku to fetch it from): the bastion takes keys from
+	// the issuer's key set only.
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	hb, _ := base64.RawURLEncoding.DecodeString(strings.Split(valid, ".")[0])
+	json.Unmarshal(hb, &hdr)
+	rj, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: rogue, KeyID: hdr.Kid}},
+		(&jose.SignerOptions{EmbedJWK: true}).WithHeader("jku", e.stranger.Issuer()+"/keys").WithHeader("kid", hdr.Kid))
+	jws, _ = rj.Sign(payload)
+	embedded, _ := jws.CompactSerialize()
 	parts := strings.Split(valid, ".")
 	claims2 := map[string]any{}
 	for k, v := range claims {
@@ -208,6 +220,15 @@ func TestCertificateAPI(t *testing.T) {
 	}
 	claims2["email"] = "mallory@example.com"
 	tampered := parts[0] + "." + b64(claims2) + "." + parts[2]
+	issued, _, err := e.authority.SignUser(Identity{User: "bob", Issuer: "https://x", Subject: "s"}, newEd25519(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbCAKey []byte
+	if c := e.authority.Keys().DBClientCA; c != nil {
+		der, _ := x509.MarshalPKIXPublicKey(c.Cert.PublicKey)
+		dbCAKey, _ = json.Marshal(CertRequest{IDToken: valid, DBPublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})
+	}
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
 	weak, _ := ssh.NewPublicKey(&rsa1024.PublicKey)
 
@@ -230,12 +251,23 @@ func TestCertificateAPI(t *testing.T) {
 			c["exp"] = time.Now().Add(-time.Hour).Unix()
 			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
 		}), edKey(t), ""), 401, ReasonExpired},
+		// Its iat is when a revocation by user (ca revoke --user) is
+		// compared with: a token minted before one by an IdP whose clock
+		// is an hour ahead would pass it for an hour.
+		{"issued in the future", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) {
+			c["iat"] = time.Now().Add(time.Hour).Unix()
+			c["exp"] = time.Now().Add(2 * time.Hour).Unix()
+		}), edKey(t), ""), 401, ReasonInvalid},
+		{"not yet valid (nbf in an hour)", request(e.token(t, e.idp, "u-alice", "bastion", func(c map[string]any) {
+			c["nbf"] = time.Now().Add(time.Hour).Unix()
+		}), edKey(t), ""), 401, ReasonInvalid},
 		{"another audience", request(e.token(t, e.idp, "u-alice", "grafana", nil), edKey(t), ""), 401, ReasonAudience},
 		{"wrong issuer", request(e.token(t, e.stranger, "u-alice", "bastion", nil), edKey(t), ""), 401, ReasonUnknownIssuer},
 		{"alg none", request(algNone, edKey(t), ""), 401, ReasonAlgorithm},
 		{"HS256 with the IdP public key", request(hs256, edKey(t), ""), 401, ReasonAlgorithm},
 		{"unknown kid", request(unknownKid, edKey(t), ""), 401, ReasonSignature},
 		{"tampered payload", request(tampered, edKey(t), ""), 401, ReasonSignature},
+		{"rogue key in a jwk header under the IdP's kid", request(embedded, edKey(t), ""), 401, ReasonSignature},
 		{"malformed token", request("not.a.jwt.at.all", edKey(t), ""), 401, ReasonMalformed},
 		{"garbage token", request("eyJ!!!.x.y", edKey(t), ""), 401, ReasonMalformed},
 		{"empty token", request("", edKey(t), ""), 401, ReasonMalformed},
@@ -256,6 +288,9 @@ func TestCertificateAPI(t *testing.T) {
 		{"DSA", request(valid, dsaAuthorizedLine(t), ""), 400, "public_key"},
 		{"malformed key", request(valid, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA", ""), 400, "public_key"},
 		{"two keys", request(valid, edKey(t)+edKey(t), ""), 400, "public_key"},
+		{"a certificate as the key", request(valid, string(ssh.MarshalAuthorizedKey(issued)), ""), 400, "public_key"},
+		{"the bastion's user CA key", request(valid, e.authority.Keys().UserCALine(), ""), 400, "public_key"},
+		{"the bastion's database client CA key", dbCAKey, 400, "public_key"},
 		{"oversized body", append([]byte(`{"id_token":"`), bytes.Repeat([]byte("a"), 100<<10)...), 413, "too_large"},
 		{"not JSON", []byte("id_token=x"), 400, "json"},
 		{"unknown field", []byte(`{"id_token":"x","public_key":"y","admin":true}`), 400, "json"},
@@ -319,6 +354,26 @@ func TestCertificateAPI(t *testing.T) {
 			t.Errorf("workload certificate valid for %s, want at most 5m", d)
 		}
 		mustContainAll(t, keygenL(t, resp.Certificate), "workload=ci-etl", ExtWorkload, "repo:acme/etl:ref:refs/heads/main")
+	})
+	// A workload's sub can hold text whoever pushes a job chooses (GitHub's
+	// customised sub with the workflow's name): in the key ID, which
+	// targets' sshd logs, it is one quoted field, not fields of its own.
+	t.Run("workload sub with spaces in the key id", func(t *testing.T) {
+		for _, sub := range []string{"repo:acme/etl:workflow:x serial=1 actor=bob", "repo:acme/etl:workflow:\u202ebob=rotca"} {
+			status, body := e.post(t, request(ci(sub, "bastion-ci", nil), edKey(t), ""))
+			if status != 200 {
+				t.Fatalf("HTTP %d %s", status, body)
+			}
+			var resp CertResponse
+			json.Unmarshal(body, &resp)
+			want := "workload=ci-etl iss=" + e.ci.Issuer() + " sub=" + strconv.QuoteToASCII(sub) + " serial=" + resp.Serial
+			if resp.KeyID != want {
+				t.Errorf("key id %q, want %q", resp.KeyID, want)
+			}
+			if r := e.audit.last(); r.KeyID != want {
+				t.Errorf("audited key id %q, want %q", r.KeyID, want)
+			}
+		}
 	})
 	t.Run("audit failure refuses issuance", func(t *testing.T) {
 		e.audit.mu.Lock()

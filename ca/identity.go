@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -79,10 +80,27 @@ func (id Identity) KeyID() string {
 	if id.Workload {
 		kind = "workload"
 	}
+	iss, sub := keyIDField(id.Issuer), keyIDField(id.Subject)
 	if id.Actor != "" {
-		return fmt.Sprintf("%s=%s actor=%s iss=%s sub=%s serial=%d", kind, id.User, id.Actor, id.Issuer, id.Subject, id.Serial)
+		return fmt.Sprintf("%s=%s actor=%s iss=%s sub=%s serial=%d", kind, id.User, id.Actor, iss, sub, id.Serial)
 	}
-	return fmt.Sprintf("%s=%s iss=%s sub=%s serial=%d", kind, id.User, id.Issuer, id.Subject, id.Serial)
+	return fmt.Sprintf("%s=%s iss=%s sub=%s serial=%d", kind, id.User, iss, sub, id.Serial)
+}
+
+// keyIDField is a value of the key ID as it is when it is printable ASCII
+// without spaces, quotes or backslashes, and otherwise quoted (Go syntax,
+// ASCII only). The subject is the IdP's text, and a workload's can hold
+// what whoever pushes a job chooses (GitHub's customised sub with the
+// workflow's name): "x serial=1 actor=bob" must stay one field in the
+// sshd logs and audit records that show the key ID, and a right-to-left
+// override must not turn the rest of the line around.
+func keyIDField(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
 }
 
 // Who is the identity as people are shown it: the user, and for a CI run

@@ -420,6 +420,26 @@ func selfSignX509CA(key crypto.Signer, name string) ([]byte, error) {
 	return der, nil
 }
 
+// own reports whether pub is the public half of one of the bastion's own
+// keys: a certificate for it would have the bastion vouch, in a person's
+// name, for a key only the bastion holds.
+func (k *Keys) own(pub crypto.PublicKey) bool {
+	for _, s := range []ssh.Signer{k.UserCA, k.TargetCA, k.HostCA, k.HostKey} {
+		if s == nil {
+			continue
+		}
+		if c, ok := s.PublicKey().(ssh.CryptoPublicKey); ok && publicKeysEqual(c.CryptoPublicKey(), pub) {
+			return true
+		}
+	}
+	for _, c := range []*X509CA{k.DBCA, k.DBClientCA} {
+		if c != nil && c.Key != nil && publicKeysEqual(c.Key.Public(), pub) {
+			return true
+		}
+	}
+	return k.SealKey != nil && publicKeysEqual(k.SealKey.Public(), pub)
+}
+
 func publicKeysEqual(a, b crypto.PublicKey) bool {
 	type equaler interface{ Equal(crypto.PublicKey) bool }
 	ea, ok := a.(equaler)

@@ -82,8 +82,10 @@ type Workload struct {
 	Actors map[string]string
 }
 
-// actorOf reads the person who triggered a run from the token's claims.
-func (w *Workload) actorOf(c *idClaims) (string, error) {
+// actorOf reads the person who triggered a run from the token's claims;
+// emailDomains are oidc.email_domains (lower-cased), which an email's
+// domain must be one of when there are any.
+func (w *Workload) actorOf(c *idClaims, emailDomains []string) (string, error) {
 	raw, ok := c.claim(w.ActorClaim)
 	var val string
 	if !ok || len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &val) != nil || val == "" {
@@ -103,6 +105,14 @@ func (w *Workload) actorOf(c *idClaims) (string, error) {
 	u, err := SanitizeUsername(val, strings.Contains(val, "@"))
 	if err != nil {
 		return "", &TokenError{Reason: ReasonActor, Err: fmt.Errorf("claim %q of workload %s is not a username (map it with actors): %w", w.ActorClaim, w.Name, err)}
+	}
+	if at := strings.LastIndexByte(val, '@'); at >= 0 && len(emailDomains) > 0 {
+		// As for a person's login, the domain says whose the name is:
+		// a CI account's email is its owner's to set (bob's as
+		// alice@bob.example), and alice would be named for bob's run.
+		if domain := asciiLower(val[at+1:]); !slices.Contains(emailDomains, domain) {
+			return "", tokenErr(ReasonActor, "claim %q of workload %s: email domain %q is not one of oidc.email_domains (map it with actors)", w.ActorClaim, w.Name, safetext.Printable(domain))
+		}
 	}
 	return u, nil
 }
@@ -183,6 +193,12 @@ func NewVerifier(cfg OIDCConfig) (*Verifier, error) {
 		}
 		if len(w.Actors) > 0 && w.ActorClaim == "" {
 			return nil, fmt.Errorf("ca: workload %d: actors without actor_claim", i)
+		}
+		if err := CheckWorkloadAudience(cfg.Issuer, cfg.ClientID, w.Issuer, w.Audience); err != nil {
+			return nil, fmt.Errorf("ca: workload %d audience: %w", i, err)
+		}
+		if err := CheckWorkloadActors(w.Issuer, w.ActorClaim, len(w.Actors)); err != nil {
+			return nil, fmt.Errorf("ca: workload %d actors: %w", i, err)
 		}
 		seen := map[string]bool{}
 		for k, u := range w.Actors {
@@ -308,8 +324,18 @@ func (v *Verifier) verify(ctx context.Context, raw string, c *idClaims, issuer, 
 	if err := checkSubject(tok.Subject); err != nil {
 		return nil, err
 	}
+	// go-oidc does not look at iat. The bastion compares it with a
+	// revocation by user (ca revoke --user): a token the IdP minted before
+	// one, with its clock ahead, would pass as issued after it.
+	if now := v.now(); tok.IssuedAt.After(now.Add(maxIssuedAhead)) {
+		return nil, tokenErr(ReasonInvalid, "issued at %s, %s ahead of the bastion's clock (more than %s): is the identity provider's clock right?", tok.IssuedAt.UTC().Format(time.RFC3339), tok.IssuedAt.Sub(now).Round(time.Second), maxIssuedAhead)
+	}
 	return tok, nil
 }
+
+// maxIssuedAhead is how far ahead of the bastion's clock a token's iat may
+// be (go-oidc allows an nbf as far ahead).
+const maxIssuedAhead = 5 * time.Minute
 
 // VerifyLogin checks an ID token that a web sign-in (authorization code
 // flow) obtained for clientID, which may be another client of the people
@@ -379,8 +405,10 @@ func (v *Verifier) verifyPersonFor(ctx context.Context, raw string, c *idClaims,
 }
 
 // openIssuers are people IdPs where anyone may have an account, so that an
-// email's local part names nobody in particular.
-var openIssuers = []string{"https://gitlab.com"}
+// email's local part names nobody in particular: GitLab.com, Google (an
+// External app takes any Google account, alice@gmail.com too, and the
+// bastion cannot see how the app is set up) and Apple.
+var openIssuers = []string{"https://gitlab.com", "https://accounts.google.com", "https://appleid.apple.com"}
 
 // CheckEmailDomains checks oidc.email_domains: each a domain name, and
 // some when the username is the email's local part at an issuer where
@@ -391,8 +419,37 @@ func CheckEmailDomains(issuer, usernameClaim string, domains []string) error {
 			return fmt.Errorf("oidc email domain %q is not a domain name", d)
 		}
 	}
-	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, strings.TrimSuffix(issuer, "/")) {
+	if (usernameClaim == "" || usernameClaim == "email") && len(domains) == 0 && slices.Contains(openIssuers, asciiLower(strings.TrimSuffix(issuer, "/"))) {
 		return fmt.Errorf("at %s anyone can have an account, and a verified alice@anywhere would log in as alice: set oidc.email_domains to your organisation's, or a username_claim the provider keeps unique", issuer)
+	}
+	return nil
+}
+
+// CheckWorkloadAudience refuses a workload whose tokens would be the
+// people's: of the people IdP, for the people's client. Such a token is
+// read as a person's (Verify tries that first), so the entry would never
+// match: the job's tokens would be refused, or, where they carry the
+// username claim, taken for a person's.
+func CheckWorkloadAudience(issuer, clientID, wIssuer, wAudience string) error {
+	if strings.TrimSuffix(issuer, "/") == strings.TrimSuffix(wIssuer, "/") && wAudience == clientID {
+		return fmt.Errorf("%q is the people's client_id at the same issuer: tokens for it are people's; give the workload an audience of its own", wAudience)
+	}
+	return nil
+}
+
+// openCIIssuers are CI token issuers where anyone has an account and
+// picks, and may change, its login: the claim that names who triggered a
+// run there is no bastion username of anyone's in particular.
+var openCIIssuers = []string{"https://token.actions.githubusercontent.com", "https://gitlab.com"}
+
+// CheckWorkloadActors checks that a workload of issuer whose actor_claim
+// is set maps the claim's values (actors, nActors of them) where the
+// values are logins anyone picks: without the map, bob's run under the
+// login bob-gh (or asmith, when free) would name someone other than bob,
+// and bob would approve what it is held on.
+func CheckWorkloadActors(issuer, actorClaim string, nActors int) error {
+	if actorClaim != "" && nActors == 0 && slices.Contains(openCIIssuers, asciiLower(strings.TrimSuffix(issuer, "/"))) {
+		return fmt.Errorf("required with actor_claim at %s: anyone has an account there and picks its login, so the claim names no bastion user until actors maps each login to one (actors: {LOGIN: USERNAME})", issuer)
 	}
 	return nil
 }
@@ -426,8 +483,17 @@ func (v *Verifier) verifyWorkload(ctx context.Context, raw string, c *idClaims, 
 	if w.ActorClaim != "" {
 		// Fail closed: a run that does not say who triggered it could be
 		// anyone's, its approver's included.
-		if id.Actor, err = w.actorOf(c); err != nil {
+		if id.Actor, err = w.actorOf(c, v.cfg.EmailDomains); err != nil {
 			return Identity{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: true}, nil, err
+		}
+		// An actor is a person: a CI login that is a workload's name
+		// (renamed ci-deploy, or the run's own) names no one who could
+		// be kept from approving the run.
+		for i := range v.cfg.Workloads {
+			if v.cfg.Workloads[i].Name == id.Actor {
+				return Identity{User: id.User, Issuer: id.Issuer, Subject: id.Subject, Workload: true}, nil,
+					tokenErr(ReasonActor, "claim %q of workload %s names %q, a workload identity (oidc.workload), not a person", w.ActorClaim, w.Name, id.Actor)
+			}
 		}
 	}
 	return id, tok, nil

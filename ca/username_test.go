@@ -114,6 +114,18 @@ func TestEmailDomains(t *testing.T) {
 	if _, err := NewVerifier(OIDCConfig{Issuer: "https://gitlab.com", ClientID: "x"}); err == nil {
 		t.Error("gitlab.com with the email claim and no email_domains was accepted")
 	}
+	// Google and Apple: anyone can have an account there with a verified
+	// email (alice@gmail.com), so the email claim needs email_domains
+	// there too; an Internal Google app is no help to a bastion that
+	// cannot see how the app is set up.
+	for _, iss := range []string{"https://accounts.google.com", "https://accounts.google.com/", "https://appleid.apple.com"} {
+		if _, err := NewVerifier(OIDCConfig{Issuer: iss, ClientID: "x"}); err == nil {
+			t.Errorf("%s with the email claim and no email_domains was accepted", iss)
+		}
+		if _, err := NewVerifier(OIDCConfig{Issuer: iss, ClientID: "x", EmailDomains: []string{"example.com"}}); err != nil {
+			t.Errorf("%s with email_domains: %v", iss, err)
+		}
+	}
 	if _, err := NewVerifier(OIDCConfig{Issuer: "https://gitlab.com", ClientID: "x", UsernameClaim: "nickname"}); err != nil {
 		t.Errorf("gitlab.com with its unique user names: %v", err)
 	}

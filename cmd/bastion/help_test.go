@@ -95,6 +95,9 @@ func TestErrorText(t *testing.T) {
 		{"login", "bastion: bastion: refused", "refused"},
 		{"export", "no session", "no session"},
 		{"config", "config: a\nconfig: b", "config: a\nconfig: b"},
+		// What a bastion or an IdP answered (a phishing URL's) reaches
+		// the terminal with its control characters escaped.
+		{"login", "login: certificate: \x1b]52;c;Y3VybA==\x07denied\u009b2J (HTTP 401)", `certificate: \x1b]52;c;Y3VybA==\adenied\u009b2J (HTTP 401)`},
 	}
 	for _, tc := range tests {
 		if got := errorText(tc.name, errString(tc.err)); got != tc.want {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bastionhq/bastion/bastion"
 	"github.com/bastionhq/bastion/internal/app"
+	"github.com/bastionhq/bastion/internal/safetext"
 )
 
 // command is one subcommand.
@@ -133,8 +134,13 @@ var errUsage = errors.New("usage")
 // errors name where they come from: "login: ask the bastion: …"), and
 // without a "bastion: " the bastion put in front of its own messages.
 // Multi-line errors (config validation) keep their lines.
+//
+// Control characters but line feeds and tabs are escaped (safetext.Visible):
+// the error can carry what a bastion or an identity provider answered, and
+// a phishing URL's could otherwise write to the terminal (OSC 52: the
+// clipboard).
 func errorText(name string, err error) string {
-	msg := strings.TrimSpace(err.Error())
+	msg := safetext.Visible(strings.TrimSpace(err.Error()))
 	if strings.Contains(msg, "\n") {
 		return msg
 	}

@@ -721,6 +721,8 @@ func (v *validator) oidc(c *Config) {
 		}
 		if w.Audience == "" {
 			v.bad(f+".audience", "required")
+		} else if err := ca.CheckWorkloadAudience(c.OIDC.Issuer, c.OIDC.ClientID, w.Issuer, w.Audience); err != nil {
+			v.bad(f+".audience", "%v", err)
 		}
 		if w.Subject == "" {
 			v.bad(f+".subject", "required (a glob such as \"repo:acme/etl:*\")")
@@ -742,6 +744,9 @@ var notActorClaims = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "
 func (v *validator) workloadActor(c *Config, f string, w Workload) {
 	if w.ActorClaim != "" && slices.Contains(notActorClaims, w.ActorClaim) {
 		v.bad(f+".actor_claim", "%q names no person (GitHub Actions: actor; GitLab: user_login)", w.ActorClaim)
+	}
+	if err := ca.CheckWorkloadActors(w.Issuer, w.ActorClaim, len(w.Actors)); err != nil {
+		v.bad(f+".actors", "%v", err)
 	}
 	if len(w.Actors) == 0 {
 		return

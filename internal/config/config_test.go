@@ -84,6 +84,8 @@ func TestMalformed(t *testing.T) {
 		{"console url with a path", minimal + "console: {url: \"https://bastion.example.com/console\"}\n", "console.url"},
 		{"console url with a query", minimal + "console: {url: \"https://bastion.example.com/?a=b\"}\n", "console.url"},
 		{"gitlab.com without email_domains", "data_dir: /x\noidc: {issuer: \"https://gitlab.com\", client_id: b}\n", "oidc.email_domains"},
+		{"workload with the people's issuer and client", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, workload: [{issuer: \"https://i\", audience: b, subject: \"*\", name: ci}]}\n", "oidc.workload[0].audience"},
+		{"accounts.google.com without email_domains", "data_dir: /x\noidc: {issuer: \"https://accounts.google.com\", client_id: b}\n", "oidc.email_domains"},
 		{"email domain with an at", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, email_domains: [\"@acme.com\"]}\n", "oidc.email_domains"},
 		{"username claim reserved", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, username_claim: iss}\n", "oidc.username_claim"},
 		{"groups claim reserved", "data_dir: /x\noidc: {issuer: \"https://i\", client_id: b, groups_claim: aud}\n", "oidc.groups_claim"},
@@ -250,9 +252,15 @@ func TestWorkloadActor(t *testing.T) {
 		{"map to a workload", ", actor_claim: actor, actors: {robot: ci-etl}}", "the name of a workload"},
 		{"map with an empty value", ", actor_claim: actor, actors: {\"\": alice}}", "oidc.workload[0].actors: an empty claim value"},
 		{"map naming a value twice", ", actor_claim: actor, actors: {alice: alice, ALICE: alice}}", "named twice"},
+		{"github without a map", ", actor_claim: actor}", "oidc.workload[0].actors: required"},
+		{"github with a map", ", actor_claim: actor, actors: {Alice-Acme: alice}}", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse([]byte(wl + tc.entry + "\n"))
+			y := wl + tc.entry + "\n"
+			if strings.HasPrefix(tc.name, "github") {
+				y = strings.Replace(y, `"https://ci"`, `"https://token.actions.githubusercontent.com"`, 1)
+			}
+			c, err := Parse([]byte(y))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -487,7 +487,10 @@ func browserLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, e
 		cancel()
 	}()
 
-	fmt.Fprintf(cfg.Out, "Open this URL in a browser to log in:\n\n  %s\n\n", authURL)
+	// The IdP is the one the bastion names: what it sent is shown with
+	// its control characters escaped (an OSC 52 in it would write the
+	// person's clipboard).
+	fmt.Fprintf(cfg.Out, "Open this URL in a browser to log in:\n\n  %s\n\n", safetext.Visible(authURL))
 	open := cfg.OpenBrowser
 	if open == nil {
 		open = openBrowser
@@ -537,10 +540,11 @@ func deviceLogin(ctx context.Context, cfg LoginConfig, info ca.Info) (string, er
 	if err != nil {
 		return "", fmt.Errorf("device authorization: %w", err)
 	}
+	// Shown with control characters escaped, as browserLogin's URL.
 	if da.VerificationURIComplete != "" {
-		fmt.Fprintf(cfg.Out, "To log in, open\n\n  %s\n\nand confirm the code %s\n", da.VerificationURIComplete, da.UserCode)
+		fmt.Fprintf(cfg.Out, "To log in, open\n\n  %s\n\nand confirm the code %s\n", safetext.Visible(da.VerificationURIComplete), safetext.Visible(da.UserCode))
 	} else {
-		fmt.Fprintf(cfg.Out, "To log in, open\n\n  %s\n\nand enter the code %s\n", da.VerificationURI, da.UserCode)
+		fmt.Fprintf(cfg.Out, "To log in, open\n\n  %s\n\nand enter the code %s\n", safetext.Visible(da.VerificationURI), safetext.Visible(da.UserCode))
 	}
 	wait, cancel := context.WithTimeout(ctx, cfg.CallbackTimeout)
 	defer cancel()
