@@ -107,6 +107,9 @@ type Console struct {
 	// of the recording by the same sign-in (replayGrant).
 	grantsMu sync.Mutex
 	grants   map[string]replayGrant
+	// long counts each identity's long responses in progress (streams.go).
+	longMu sync.Mutex
+	long   map[string]int
 	// indexes of the recordings played in segments (segments.go).
 	indexCache
 }
@@ -140,7 +143,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}}
+	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}, long: map[string]int{}}
 	c.indexes = map[string]*indexEntry{}
 	c.https = cfg.TLS || strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
 	var err error

@@ -422,13 +422,17 @@ func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession
 	if refuseAnotherSite(w, r) {
 		return
 	}
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	if !c.takeGrant(r.URL.Query().Get("grant"), s, info.ID) {
 		if err := c.auditReplay(r, s, info); err != nil {
 			http.Error(w, "the audit log cannot be written, so the replay is refused", http.StatusServiceUnavailable)
 			return
 		}
 	}
-	noWriteDeadline(w)
 	// A recording that cannot be read to its end (a damaged or cut chunk
 	// log) is never ended as if whole: before its first byte it is an
 	// error, after it the response is aborted, and the page says so.
@@ -473,6 +477,11 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 		c.askFirst(w, r, s, "Download the capture of session "+info.ID+"?", "You came here from another site. An export is recorded in the audit log in your name.", "Download it")
 		return
 	}
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	_, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.export", User: s.identity.User, Issuer: s.identity.Issuer,
 		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
 		Fields: map[string]string{"via": "console", "format": "pcap", "client_addr": r.RemoteAddr}})
@@ -480,7 +489,6 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 		c.fail(w, r, s, http.StatusServiceUnavailable, "Refused", "The audit log cannot be written, so the export is refused.")
 		return
 	}
-	noWriteDeadline(w)
 	dw := &downloadWriter{w: w, header: func(h http.Header) {
 		h.Set("Content-Type", "application/vnd.tcpdump.pcap")
 		h.Set("Content-Disposition", `attachment; filename="`+info.ID+`.pcap"`)
@@ -519,11 +527,6 @@ func (d *downloadWriter) Write(p []byte) (int, error) {
 		d.header(d.w.Header())
 	}
 	return d.w.Write(p)
-}
-
-// noWriteDeadline lifts the server's write timeout for a long response.
-func noWriteDeadline(w http.ResponseWriter) {
-	http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
 
 type approvalsData struct {
@@ -582,9 +585,13 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *websession) 
 // approvalsStream tells the approvals page, as server-sent events, when
 // the pending requests change, so it updates without reloading.
 func (c *Console) approvalsStream(w http.ResponseWriter, r *http.Request, s *websession) {
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	c.inflight.Add(1)
 	defer c.inflight.Done()
-	noWriteDeadline(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
@@ -673,7 +680,11 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 		http.Error(w, "bad date", http.StatusBadRequest)
 		return
 	}
-	noWriteDeadline(w)
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.jsonl"`)
 	w.Header().Set("Cache-Control", "no-store")
@@ -785,6 +796,11 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 	if opt.fromStart {
 		from = "start"
 	}
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
 		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
 		Fields: map[string]string{"via": "console", "live": "true", "from": from, "client_addr": r.RemoteAddr}}); err != nil {
@@ -815,7 +831,6 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 			}
 		}
 	}()
-	noWriteDeadline(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)

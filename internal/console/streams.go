@@ -1,0 +1,77 @@
+package console
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Long responses, the approval and live streams and the recording,
+// capture and audit downloads, are the only ones the server's write
+// timeout does not end. Two bounds keep them from being a way to hold the
+// bastion's connections, goroutines and store reads without end:
+//
+//   - one identity (issuer and subject, over all its sign-ins) holds at
+//     most maxLongResponses at once; one more is refused with 429, and
+//     nobody else's are affected;
+//   - a response whose reader takes nothing for stallTimeout ends (the
+//     write deadline moves on with each write, rather than being lifted).
+const (
+	maxLongResponses    = 16
+	defaultStallTimeout = time.Minute
+)
+
+// stallTimeout is a variable for the tests.
+var stallTimeout = defaultStallTimeout
+
+func identityKey(s *websession) string { return s.identity.Issuer + "\x00" + s.identity.Subject }
+
+// longResponse takes one of s's identity's places for a long response,
+// answering 429 when it holds them all. On success the returned writer
+// keeps a write deadline stallTimeout past each write, and release gives
+// the place back.
+func (c *Console) longResponse(w http.ResponseWriter, s *websession) (http.ResponseWriter, func(), bool) {
+	k := identityKey(s)
+	c.longMu.Lock()
+	if c.long[k] >= maxLongResponses {
+		c.longMu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(10))
+		http.Error(w, "too many streams and downloads open at once for this user: close some (other tabs) and try again", http.StatusTooManyRequests)
+		return w, nil, false
+	}
+	c.long[k]++
+	c.longMu.Unlock()
+	release := func() {
+		c.longMu.Lock()
+		if c.long[k]--; c.long[k] <= 0 {
+			delete(c.long, k)
+		}
+		c.longMu.Unlock()
+	}
+	sw := &stallWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	sw.extend()
+	return sw, release, true
+}
+
+// stallWriter moves the write deadline stallTimeout on before each write
+// and flush: a reader that keeps reading keeps its response, one that
+// stops loses it.
+type stallWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (sw *stallWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(stallTimeout)) }
+
+func (sw *stallWriter) Write(p []byte) (int, error) {
+	sw.extend()
+	return sw.ResponseWriter.Write(p)
+}
+
+func (sw *stallWriter) FlushError() error {
+	sw.extend()
+	return sw.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (sw *stallWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }

@@ -1,0 +1,111 @@
+package console
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// Long responses (approval and live streams, recording, capture and audit
+// downloads) outlast the server's write timeout. One identity holds a
+// bounded number of them at once, whoever else is refused nothing; and a
+// reader that stops taking bytes does not pin its response for ever.
+func TestLongResponsesBounded(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.sessions["s-tcp"] = st.sessions["s-alice"]
+	info := st.sessions["s-tcp"]
+	info.ID, info.Kind = "s-tcp", "tcp"
+	st.sessions["s-tcp"] = info
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer c.Close()
+	alice, _ := signIn(c, "alice")
+	bob, _ := signIn(c, "bob")
+	get := func(path string, ck *http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.AddCookie(ck)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	var open []*http.Response
+	for range maxLongResponses {
+		resp := get("/api/approvals/stream", alice)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %d", len(open), resp.StatusCode)
+		}
+		open = append(open, resp)
+	}
+	if resp := get("/api/approvals/stream", alice); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("alice's stream past the bound: %d, want 429", resp.StatusCode)
+		resp.Body.Close()
+	}
+	resp := get("/api/approvals/stream", bob)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("bob's stream while alice is at her bound: %d", resp.StatusCode)
+	}
+	resp.Body.Close()
+	open[0].Body.Close()
+	open = open[1:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := get("/api/approvals/stream", alice)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream's place is not given back: %d", resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, r := range open {
+		r.Body.Close()
+	}
+	for held := 1; held > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("alice's closed streams still hold %d places", held)
+		}
+		c.longMu.Lock()
+		held = len(c.long)
+		c.longMu.Unlock()
+	}
+
+	// A capture download whose reader stops reading ends.
+	stallTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { stallTimeout = defaultStallTimeout })
+	ended := make(chan error, 1)
+	chunk := make([]byte, 64<<10)
+	st.pcap = func(w io.Writer) error {
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				ended <- err
+				return err
+			}
+		}
+	}
+	resp = get("/sessions/s-tcp/pcap", bob) // bob may not see it
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bob's download of alice's capture: %d", resp.StatusCode)
+	}
+	resp = get("/sessions/s-tcp/pcap", alice)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("capture: %d", resp.StatusCode)
+	}
+	bufio.NewReader(resp.Body).Peek(1) // then read no more
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a download nobody reads is still being written after 10s")
+	}
+}
