@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -76,7 +77,10 @@ type sessionsData struct {
 	Rows                                               []sessionRow
 	User, Target, Kind, Since, Until, Outcome, Q, Page string
 	Auditor                                            bool
-	Prev, Next                                         string // query strings of the neighbouring pages; "" for none
+	// Prev and Next are the neighbouring pages' URLs, "" for none: typed
+	// as URLs, so html/template does not escape their query strings into
+	// one opaque parameter (url.Values.Encode escapes what is in them).
+	Prev, Next template.URL
 }
 
 // parseDay reads a filter time: a date (UTC midnight) or RFC 3339.
@@ -197,13 +201,13 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	c.render(w, r, http.StatusOK, "sessions", s, d)
 }
 
-func withPage(q url.Values, page int) string {
+func withPage(q url.Values, page int) template.URL {
 	q2 := url.Values{}
 	for k, v := range q {
 		q2[k] = v
 	}
 	q2.Set("page", strconv.Itoa(page))
-	return q2.Encode()
+	return template.URL("/sessions?" + q2.Encode())
 }
 
 // fromAnotherSite reports whether the browser says a page of another site
