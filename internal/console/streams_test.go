@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -107,5 +109,42 @@ func TestLongResponsesBounded(t *testing.T) {
 	case <-ended:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a download nobody reads is still being written after 10s")
+	}
+}
+
+// While the IdP's discovery document cannot be fetched, anyone's GET
+// /login (no sign-in needed) made the bastion fetch it again, each fetch
+// up to the client's 10s timeout: a flood of /login became as many
+// outbound requests held open to a struggling IdP. A failed discovery now
+// holds further attempts back for discoveryRetry, and concurrent ones
+// share one fetch.
+func TestLoginDiscoveryNotAmplified(t *testing.T) {
+	var hits atomic.Int32
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		time.Sleep(200 * time.Millisecond)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer idp.Close()
+	c, _, _ := newTestConsole(t, false)
+	c.cfg.Issuer = idp.URL
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if r := serve(c, httptest.NewRequest("GET", "/login", nil)); r.Code != http.StatusBadGateway {
+				t.Errorf("/login with the IdP down: %d", r.Code)
+			}
+		})
+	}
+	wg.Wait()
+	if n := hits.Load(); n != 1 {
+		t.Errorf("20 sign-ins with the IdP down fetched its discovery document %d times, want 1", n)
+	}
+	now = now.Add(discoveryRetry + time.Second)
+	serve(c, httptest.NewRequest("GET", "/login", nil))
+	if n := hits.Load(); n != 2 {
+		t.Errorf("after discoveryRetry: %d fetches, want 2", n)
 	}
 }
