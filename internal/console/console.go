@@ -108,8 +108,12 @@ type Console struct {
 	grantsMu sync.Mutex
 	grants   map[string]replayGrant
 	// long counts each identity's long responses in progress (streams.go).
-	longMu sync.Mutex
-	long   map[string]int
+	// auditReads counts each identity's audit log reads in progress, and
+	// auditTurns holds the console's (auditRead).
+	longMu     sync.Mutex
+	long       map[string]int
+	auditReads map[string]int
+	auditTurns chan struct{}
 	// indexes of the recordings played in segments (segments.go).
 	indexCache
 }
@@ -143,7 +147,8 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}, long: map[string]int{}}
+	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}, long: map[string]int{},
+		auditReads: map[string]int{}, auditTurns: make(chan struct{}, maxAuditReads)}
 	c.indexes = map[string]*indexEntry{}
 	c.https = cfg.TLS || strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
 	var err error

@@ -36,6 +36,9 @@ type fakeStore struct {
 	live     bool                    // Follow waits for its context after the events
 	mu       sync.Mutex              // guards revoked
 	list     []recorder.SessionInfo  // what Sessions returns
+	// scanning, when set, is told of each AuditEvents, which then waits
+	// for scanDone.
+	scanning, scanDone chan struct{}
 }
 
 func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
@@ -97,6 +100,10 @@ func (f *fakeStore) Follow(ctx context.Context, _ string, fn func(asciicast.Even
 	return nil
 }
 func (f *fakeStore) AuditEvents(_ time.Time, fn func(recorder.AuditEvent) error) error {
+	if f.scanning != nil {
+		f.scanning <- struct{}{}
+		<-f.scanDone
+	}
 	for _, ev := range f.auditLog {
 		if err := fn(ev); err != nil {
 			return err

@@ -129,6 +129,12 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	// the commands and statements, for the outcome filter and the search.
 	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string][]string{}
 	if len(list) > 0 {
+		done, err := c.auditRead(r, s)
+		if err != nil {
+			c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
+			return
+		}
+		defer done()
 		from := list[len(list)-1].Start
 		needle := strings.ToLower(d.Q)
 		c.cfg.Store.AuditEvents(from, func(ev recorder.AuditEvent) error {
@@ -660,6 +666,12 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *websessio
 		c.fail(w, r, s, http.StatusBadRequest, "Bad filter", "Dates are YYYY-MM-DD.")
 		return
 	}
+	done, err := c.auditRead(r, s)
+	if err != nil {
+		c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
+		return
+	}
+	defer done()
 	c.cfg.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
 		if d.match(ev) {
 			d.Events = append(d.Events, ev)
@@ -689,6 +701,12 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 		return
 	}
 	defer release()
+	done, err := c.auditRead(r, s)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
+	defer done()
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.jsonl"`)
 	w.Header().Set("Cache-Control", "no-store")

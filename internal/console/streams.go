@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -75,3 +76,46 @@ func (sw *stallWriter) FlushError() error {
 
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (sw *stallWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// Reading the audit log is the console's heaviest work, and the store
+// reads it whole whatever the date asked for: the sessions page reads it
+// (blocked and held marks, the search), the audit page and its download
+// too. One identity makes at most maxAuditReadsPerIdentity such reads at
+// once, one more refused with 429, and the console at most maxAuditReads,
+// one more waiting its turn: reloading pages in a loop does not take the
+// bastion's CPU, and one identity's reads leave room for everyone else's.
+const (
+	maxAuditReadsPerIdentity = 2
+	maxAuditReads            = 4
+)
+
+// errTooManyReads is auditRead's refusal.
+var errTooManyReads = errors.New("too many audit log reads at once for this user: wait for the pages you opened, then try again")
+
+// auditRead takes a turn to read the audit log for s's identity,
+// waiting for one of the console's. It fails with errTooManyReads past
+// the identity's bound, or with the request's context error.
+func (c *Console) auditRead(r *http.Request, s *websession) (func(), error) {
+	k := identityKey(s)
+	c.longMu.Lock()
+	if c.auditReads[k] >= maxAuditReadsPerIdentity {
+		c.longMu.Unlock()
+		return nil, errTooManyReads
+	}
+	c.auditReads[k]++
+	c.longMu.Unlock()
+	mine := func() {
+		c.longMu.Lock()
+		if c.auditReads[k]--; c.auditReads[k] <= 0 {
+			delete(c.auditReads, k)
+		}
+		c.longMu.Unlock()
+	}
+	select {
+	case c.auditTurns <- struct{}{}:
+		return func() { <-c.auditTurns; mine() }, nil
+	case <-r.Context().Done():
+		mine()
+		return nil, r.Context().Err()
+	}
+}

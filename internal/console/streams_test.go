@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bastionhq/bastion/recorder"
 )
 
 // Long responses (approval and live streams, recording, capture and audit
@@ -146,5 +148,54 @@ func TestLoginDiscoveryNotAmplified(t *testing.T) {
 	serve(c, httptest.NewRequest("GET", "/login", nil))
 	if n := hits.Load(); n != 2 {
 		t.Errorf("after discoveryRetry: %d fetches, want 2", n)
+	}
+}
+
+// Reading the audit log is the console's heaviest work: the sessions
+// page reads it for the blocked and held marks and the search, the audit
+// page and its download for themselves, and the store reads it whole
+// whatever the date. One identity reads it at most maxAuditReadsPerIdentity
+// times at once (one more is refused with 429) and the console at most
+// maxAuditReads times (one more waits its turn), so reloading the
+// sessions page in a loop does not take the bastion's CPU.
+func TestAuditReadsBounded(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	st.list = []recorder.SessionInfo{{ID: "s-1", User: "alice", Issuer: issuer, Start: time.Now()}}
+	st.scanning, st.scanDone = make(chan struct{}), make(chan struct{})
+	alice, _ := signIn(c, "alice")
+	bob, _ := signIn(c, "bob")
+	codes := make(chan int, 10)
+	get := func(ck *http.Cookie) {
+		req := httptest.NewRequest("GET", "/sessions", nil)
+		req.AddCookie(ck)
+		codes <- serve(c, req).Code
+	}
+	for range maxAuditReadsPerIdentity {
+		go get(alice)
+		<-st.scanning
+	}
+	go get(alice)
+	select {
+	case code := <-codes:
+		if code != http.StatusTooManyRequests {
+			t.Errorf("alice's sessions page past her bound: %d, want 429", code)
+		}
+	case <-st.scanning:
+		t.Error("alice reads the audit log more than maxAuditReadsPerIdentity times at once")
+		go func() { st.scanDone <- struct{}{} }()
+	case <-time.After(5 * time.Second):
+		t.Fatal("alice's page past her bound neither refused nor reading")
+	}
+	go get(bob)
+	select {
+	case <-st.scanning:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's sessions page waits for alice's")
+	}
+	close(st.scanDone)
+	for range maxAuditReadsPerIdentity + 1 {
+		if code := <-codes; code != http.StatusOK {
+			t.Errorf("a page: %d", code)
+		}
 	}
 }
