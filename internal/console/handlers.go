@@ -672,16 +672,24 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *websessio
 		return
 	}
 	defer done()
+	// Only the newest auditPageSize matches are kept as the log is read:
+	// a date years back does not bring the whole log into memory.
+	matched := 0
 	c.cfg.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
 		if d.match(ev) {
+			matched++
+			if len(d.Events) == 2*auditPageSize {
+				d.Events = append(d.Events[:0], d.Events[auditPageSize:]...)
+			}
 			d.Events = append(d.Events, ev)
 		}
 		return nil
 	})
-	slices.Reverse(d.Events)
 	if len(d.Events) > auditPageSize {
-		d.Events, d.More = d.Events[:auditPageSize], true
+		d.Events = d.Events[len(d.Events)-auditPageSize:]
 	}
+	slices.Reverse(d.Events)
+	d.More = matched > auditPageSize
 	c.render(w, r, http.StatusOK, "audit", s, d)
 }
 

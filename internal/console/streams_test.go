@@ -2,14 +2,19 @@ package console
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/ca"
 	"github.com/bastionhq/bastion/recorder"
 )
 
@@ -197,5 +202,36 @@ func TestAuditReadsBounded(t *testing.T) {
 		if code := <-codes; code != http.StatusOK {
 			t.Errorf("a page: %d", code)
 		}
+	}
+}
+
+// The audit page shows the newest auditPageSize events of those since its
+// date; it held every one of them in memory first, so an auditor asking
+// for a date years back made the bastion hold the whole log.
+func TestAuditPageMemoryBounded(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	c.cfg.Caller = func(id ca.Identity, addr string) bastion.Caller {
+		return bastion.Caller{Identity: id, RemoteAddr: addr, Auditor: true}
+	}
+	const n = 50000
+	st.auditLog = make([]recorder.AuditEvent, n)
+	for i := range st.auditLog {
+		st.auditLog[i] = recorder.AuditEvent{Type: "session.start", User: "alice", SessionID: fmt.Sprintf("s-%06d", i)}
+	}
+	ck, _ := signIn(c, "alice")
+	req := httptest.NewRequest("GET", "/audit?since=2000-01-01", nil)
+	req.AddCookie(ck)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rec := serve(c, req)
+	runtime.ReadMemStats(&after)
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, fmt.Sprintf("s-%06d", n-1)) || !strings.Contains(body, fmt.Sprintf("s-%06d", n-auditPageSize)) ||
+		strings.Contains(body, fmt.Sprintf("s-%06d", n-auditPageSize-1)) {
+		t.Fatalf("the audit page does not show the newest %d events: %d", auditPageSize, rec.Code)
+	}
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 16 {
+		t.Errorf("the audit page allocated %d MiB for %d events it shows %d of", mb, n, auditPageSize)
 	}
 }
