@@ -16,7 +16,9 @@ import (
 //     most maxLongResponses at once; one more is refused with 429, and
 //     nobody else's are affected;
 //   - a response whose reader takes nothing for stallTimeout ends (the
-//     write deadline moves on with each write, rather than being lifted).
+//     write deadline moves on with each write, rather than being lifted);
+//   - a response ends with its sign-in: signed out, expired or revoked
+//     (bastion ca revoke --user) since it began, as a live view does.
 const (
 	maxLongResponses    = 16
 	defaultStallTimeout = time.Minute
@@ -49,28 +51,49 @@ func (c *Console) longResponse(w http.ResponseWriter, s *websession) (http.Respo
 		}
 		c.longMu.Unlock()
 	}
-	sw := &stallWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
-	sw.extend()
+	sw := &stallWriter{ResponseWriter: w, rc: http.NewResponseController(w),
+		alive: func() bool { return c.auth.stillSignedIn(s) }, checked: time.Now()}
+	sw.rc.SetWriteDeadline(time.Now().Add(stallTimeout))
 	return sw, release, true
 }
 
 // stallWriter moves the write deadline stallTimeout on before each write
 // and flush: a reader that keeps reading keeps its response, one that
 // stops loses it.
+// It also fails once the sign-in is over (asked at most once a second).
 type stallWriter struct {
 	http.ResponseWriter
-	rc *http.ResponseController
+	rc      *http.ResponseController
+	alive   func() bool
+	checked time.Time
+	over    bool
 }
 
-func (sw *stallWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(stallTimeout)) }
+// errSignInOver fails the writes of a response whose sign-in is over.
+var errSignInOver = errors.New("console: the sign-in is over (signed out, expired or revoked)")
+
+func (sw *stallWriter) extend() error {
+	if now := time.Now(); !sw.over && now.Sub(sw.checked) >= time.Second {
+		sw.checked, sw.over = now, !sw.alive()
+	}
+	if sw.over {
+		return errSignInOver
+	}
+	sw.rc.SetWriteDeadline(time.Now().Add(stallTimeout))
+	return nil
+}
 
 func (sw *stallWriter) Write(p []byte) (int, error) {
-	sw.extend()
+	if err := sw.extend(); err != nil {
+		return 0, err
+	}
 	return sw.ResponseWriter.Write(p)
 }
 
 func (sw *stallWriter) FlushError() error {
-	sw.extend()
+	if err := sw.extend(); err != nil {
+		return err
+	}
 	return sw.rc.Flush()
 }
 

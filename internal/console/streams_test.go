@@ -235,3 +235,51 @@ func TestAuditPageMemoryBounded(t *testing.T) {
 		t.Errorf("the audit page allocated %d MiB for %d events it shows %d of", mb, n, auditPageSize)
 	}
 }
+
+// A download (a recording, a capture, the audit log) ends with the
+// sign-in, as a live view does: signed out, expired or revoked (bastion ca
+// revoke --user) since it began. It went on to its end before, and a
+// reader taking a byte now and then made that as long as it liked.
+func TestDownloadEndsWithSignIn(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	info := st.sessions["s-alice"]
+	info.ID, info.Kind = "s-tcp", "tcp"
+	st.sessions["s-tcp"] = info
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ended := make(chan error, 1)
+	chunk := make([]byte, 4<<10)
+	st.pcap = func(w io.Writer) error {
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				ended <- err
+				return err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	alice, _ := signIn(c, "alice")
+	req, _ := http.NewRequest("GET", srv.URL+"/sessions/s-tcp/pcap", nil)
+	req.AddCookie(alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	go io.Copy(io.Discard, resp.Body)
+	select {
+	case err := <-ended:
+		t.Fatalf("the download ended before the revocation: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	st.mu.Lock()
+	st.revoked = map[string]time.Time{"alice": time.Now()}
+	st.mu.Unlock()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the download goes on after alice was revoked")
+	}
+}
