@@ -120,6 +120,14 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	if !caller.Auditor {
 		f.User = caller.Identity.User // the same visibility as the sessions command
 	}
+	// The list is every session matching (an auditor's: every one), and
+	// the audit log is read whole: both count as an audit log read.
+	done, err := c.auditRead(r, s)
+	if err != nil {
+		c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
+		return
+	}
+	defer done()
 	list, err := c.cfg.Store.Sessions(f)
 	if err != nil {
 		c.fail(w, r, s, http.StatusInternalServerError, "Error", "The sessions cannot be read.")
@@ -129,12 +137,6 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	// the commands and statements, for the outcome filter and the search.
 	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string][]string{}
 	if len(list) > 0 {
-		done, err := c.auditRead(r, s)
-		if err != nil {
-			c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
-			return
-		}
-		defer done()
 		from := list[len(list)-1].Start
 		needle := strings.ToLower(d.Q)
 		c.cfg.Store.AuditEvents(from, func(ev recorder.AuditEvent) error {
