@@ -135,7 +135,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	}
 	// What the audit log says happened in the sessions: blocks, holds and
 	// the commands and statements, for the outcome filter and the search.
-	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string][]string{}
+	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if len(list) > 0 {
 		from := list[len(list)-1].Start
 		needle := strings.ToLower(d.Q)
@@ -159,7 +159,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 			if needle != "" {
 				for _, k := range []string{"command", "statement", "sql"} {
 					if v := ev.Fields[k]; v != "" && strings.Contains(strings.ToLower(v), needle) {
-						said[ev.SessionID] = append(said[ev.SessionID], v)
+						said[ev.SessionID] = true // not the text: the whole log's would be held
 					}
 				}
 			}
@@ -188,7 +188,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 				continue
 			}
 		}
-		if d.Q != "" && len(said[info.ID]) == 0 && !strings.Contains(strings.ToLower(info.Command), strings.ToLower(d.Q)) {
+		if d.Q != "" && !said[info.ID] && !strings.Contains(strings.ToLower(info.Command), strings.ToLower(d.Q)) {
 			continue
 		}
 		row := sessionRow{SessionInfo: info, Blocked: blocked[info.ID], Held: held[info.ID]}
