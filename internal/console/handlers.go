@@ -122,7 +122,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	}
 	// The list is every session matching (an auditor's: every one), and
 	// the audit log is read whole: both count as an audit log read.
-	done, err := c.auditRead(r, s)
+	done, err := c.auditRead(r, s, true)
 	if err != nil {
 		c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
 		return
@@ -668,7 +668,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *websessio
 		c.fail(w, r, s, http.StatusBadRequest, "Bad filter", "Dates are YYYY-MM-DD.")
 		return
 	}
-	done, err := c.auditRead(r, s)
+	done, err := c.auditRead(r, s, true)
 	if err != nil {
 		c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
 		return
@@ -711,7 +711,7 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 		return
 	}
 	defer release()
-	done, err := c.auditRead(r, s)
+	done, err := c.auditRead(r, s, false)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 		return

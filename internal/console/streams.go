@@ -115,10 +115,13 @@ const (
 // errTooManyReads is auditRead's refusal.
 var errTooManyReads = errors.New("too many audit log reads at once for this user: wait for the pages you opened, then try again")
 
-// auditRead takes a turn to read the audit log for s's identity,
-// waiting for one of the console's. It fails with errTooManyReads past
-// the identity's bound, or with the request's context error.
-func (c *Console) auditRead(r *http.Request, s *websession) (func(), error) {
+// auditRead takes a turn to read the audit log for s's identity, and
+// with shared, waits for one of the console's. It fails with
+// errTooManyReads past the identity's bound, or with the request's
+// context error. A download does not take one of the console's turns: it
+// reads as fast as its reader takes it, and a reader that barely reads
+// would hold the turn the sessions pages of everyone else wait for.
+func (c *Console) auditRead(r *http.Request, s *websession, shared bool) (func(), error) {
 	k := identityKey(s)
 	c.longMu.Lock()
 	if c.auditReads[k] >= maxAuditReadsPerIdentity {
@@ -133,6 +136,9 @@ func (c *Console) auditRead(r *http.Request, s *websession) (func(), error) {
 			delete(c.auditReads, k)
 		}
 		c.longMu.Unlock()
+	}
+	if !shared {
+		return mine, nil
 	}
 	select {
 	case c.auditTurns <- struct{}{}:
