@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"path"
@@ -71,7 +72,10 @@ type auth struct {
 	sessions map[string]*websession // by sha256 of the cookie value
 	seal     cipher.AEAD            // seals pending sign-ins (pendingLogin)
 	provider *oidc.Provider
-	lastErr  time.Time
+	// discovering serialises fetches of the discovery document; lastErr
+	// is when the last one failed (oidcProvider).
+	discovering sync.Mutex
+	lastErr     time.Time
 }
 
 func newAuth(c *Console) *auth {
@@ -189,6 +193,12 @@ func checkCSRF(r *http.Request, s *websession) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) == 1
 }
 
+// oidcProvider returns the IdP's provider, fetching its discovery
+// document the first time. Anyone can ask (GET /login needs no sign-in),
+// so while the IdP cannot be reached one fetch is made at a time, the
+// others waiting for its answer, and after a failure none for
+// discoveryRetry: a flood of sign-ins is not a flood of requests to the
+// IdP, each held up to the client's timeout.
 func (a *auth) oidcProvider(ctx context.Context) (*oidc.Provider, error) {
 	a.mu.Lock()
 	p := a.provider
@@ -196,13 +206,27 @@ func (a *auth) oidcProvider(ctx context.Context) (*oidc.Provider, error) {
 	if p != nil {
 		return p, nil
 	}
-	p, err := oidc.NewProvider(oidc.ClientContext(ctx, a.c.cfg.HTTPClient), a.c.cfg.Issuer)
+	a.discovering.Lock()
+	defer a.discovering.Unlock()
+	a.mu.Lock()
+	p, lastErr := a.provider, a.lastErr
+	a.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	if !lastErr.IsZero() && a.c.now().Sub(lastErr) < discoveryRetry {
+		return nil, errors.New("the identity provider's discovery failed moments ago")
+	}
+	// Not the request's context: one client going away does not fail the
+	// fetch the others wait for (the HTTP client's timeout bounds it).
+	p, err := oidc.NewProvider(oidc.ClientContext(context.WithoutCancel(ctx), a.c.cfg.HTTPClient), a.c.cfg.Issuer)
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err != nil {
+		a.lastErr = a.c.now()
 		return nil, err
 	}
-	a.mu.Lock()
 	a.provider = p
-	a.mu.Unlock()
 	return p, nil
 }
 

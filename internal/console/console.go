@@ -107,6 +107,13 @@ type Console struct {
 	// of the recording by the same sign-in (replayGrant).
 	grantsMu sync.Mutex
 	grants   map[string]replayGrant
+	// long counts each identity's long responses in progress (streams.go).
+	// auditReads counts each identity's audit log reads in progress, and
+	// auditTurns holds the console's (auditRead).
+	longMu     sync.Mutex
+	long       map[string]int
+	auditReads map[string]int
+	auditTurns chan struct{}
 	// indexes of the recordings played in segments (segments.go).
 	indexCache
 }
@@ -140,7 +147,8 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}}
+	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, done: make(chan struct{}), grants: map[string]replayGrant{}, long: map[string]int{},
+		auditReads: map[string]int{}, auditTurns: make(chan struct{}, maxAuditReads)}
 	c.indexes = map[string]*indexEntry{}
 	c.https = cfg.TLS || strings.HasPrefix(strings.ToLower(cfg.PublicURL), "https://")
 	var err error

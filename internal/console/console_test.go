@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +35,10 @@ type fakeStore struct {
 	revoked  map[string]time.Time    // UserRevoked
 	live     bool                    // Follow waits for its context after the events
 	mu       sync.Mutex              // guards revoked
+	list     []recorder.SessionInfo  // what Sessions returns
+	// scanning, when set, is told of each AuditEvents, which then waits
+	// for scanDone.
+	scanning, scanDone chan struct{}
 }
 
 func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
@@ -43,7 +48,9 @@ func (f *fakeStore) Session(id string) (recorder.SessionInfo, error) {
 	}
 	return s, nil
 }
-func (f *fakeStore) Sessions(recorder.SessionFilter) ([]recorder.SessionInfo, error) { return nil, nil }
+func (f *fakeStore) Sessions(recorder.SessionFilter) ([]recorder.SessionInfo, error) {
+	return f.list, nil
+}
 func (f *fakeStore) Export(id string, w io.Writer) error {
 	_, err := io.WriteString(w, `{"version":2,"width":80,"height":24}`+"\n")
 	return err
@@ -93,6 +100,10 @@ func (f *fakeStore) Follow(ctx context.Context, _ string, fn func(asciicast.Even
 	return nil
 }
 func (f *fakeStore) AuditEvents(_ time.Time, fn func(recorder.AuditEvent) error) error {
+	if f.scanning != nil {
+		f.scanning <- struct{}{}
+		<-f.scanDone
+	}
 	for _, ev := range f.auditLog {
 		if err := fn(ev); err != nil {
 			return err
@@ -792,5 +803,45 @@ func TestGrantsPerSignInBounded(t *testing.T) {
 	}
 	if !c.checkView(last, a, "s1") || !c.checkView(other, b, "s1") {
 		t.Fatal("the newest grant, or another sign-in's, was dropped")
+	}
+}
+
+// The sessions list's Newer and Older links lead to the neighbouring
+// pages with the filters kept: a query string in an href is not escaped
+// into one opaque parameter (html/template's escaping of a string after
+// "?"), which sent every Older click back to the first page.
+func TestSessionsPager(t *testing.T) {
+	c, st, _ := newTestConsole(t, false)
+	start := time.Now()
+	for i := range pageSize + 5 {
+		st.list = append(st.list, recorder.SessionInfo{ID: fmt.Sprintf("s-%03d", i), User: "alice", Issuer: issuer, Target: "web 1",
+			Start: start.Add(-time.Duration(i) * time.Minute)})
+	}
+	alice, _ := signIn(c, "alice")
+	get := func(path string) string {
+		req := httptest.NewRequest("GET", path, nil)
+		req.AddCookie(alice)
+		rec := serve(c, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d", path, rec.Code)
+		}
+		return rec.Body.String()
+	}
+	first := get("/sessions?target=web+1")
+	m := regexp.MustCompile(`<a href="([^"]*)">Older</a>`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatal("no Older link on the first page")
+	}
+	next := html.UnescapeString(m[1])
+	u, err := url.Parse(next)
+	if err != nil || u.Path != "/sessions" || u.Query().Get("page") != "1" || u.Query().Get("target") != "web 1" {
+		t.Fatalf("Older link %q: not page 1 of the same filter", next)
+	}
+	second := get(next)
+	if !strings.Contains(second, `data-session="s-054"`) || strings.Contains(second, `data-session="s-000"`) {
+		t.Errorf("the Older link's page is not the second page")
+	}
+	if !strings.Contains(second, `>Newer</a>`) {
+		t.Errorf("no Newer link on the second page")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -76,7 +77,10 @@ type sessionsData struct {
 	Rows                                               []sessionRow
 	User, Target, Kind, Since, Until, Outcome, Q, Page string
 	Auditor                                            bool
-	Prev, Next                                         string // query strings of the neighbouring pages; "" for none
+	// Prev and Next are the neighbouring pages' URLs, "" for none: typed
+	// as URLs, so html/template does not escape their query strings into
+	// one opaque parameter (url.Values.Encode escapes what is in them).
+	Prev, Next template.URL
 }
 
 // parseDay reads a filter time: a date (UTC midnight) or RFC 3339.
@@ -116,6 +120,14 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	if !caller.Auditor {
 		f.User = caller.Identity.User // the same visibility as the sessions command
 	}
+	// The list is every session matching (an auditor's: every one), and
+	// the audit log is read whole: both count as an audit log read.
+	done, err := c.auditRead(r, s, true)
+	if err != nil {
+		c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
+		return
+	}
+	defer done()
 	list, err := c.cfg.Store.Sessions(f)
 	if err != nil {
 		c.fail(w, r, s, http.StatusInternalServerError, "Error", "The sessions cannot be read.")
@@ -123,7 +135,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	}
 	// What the audit log says happened in the sessions: blocks, holds and
 	// the commands and statements, for the outcome filter and the search.
-	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string][]string{}
+	blocked, held, said := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if len(list) > 0 {
 		from := list[len(list)-1].Start
 		needle := strings.ToLower(d.Q)
@@ -147,7 +159,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 			if needle != "" {
 				for _, k := range []string{"command", "statement", "sql"} {
 					if v := ev.Fields[k]; v != "" && strings.Contains(strings.ToLower(v), needle) {
-						said[ev.SessionID] = append(said[ev.SessionID], v)
+						said[ev.SessionID] = true // not the text: the whole log's would be held
 					}
 				}
 			}
@@ -176,7 +188,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 				continue
 			}
 		}
-		if d.Q != "" && len(said[info.ID]) == 0 && !strings.Contains(strings.ToLower(info.Command), strings.ToLower(d.Q)) {
+		if d.Q != "" && !said[info.ID] && !strings.Contains(strings.ToLower(info.Command), strings.ToLower(d.Q)) {
 			continue
 		}
 		row := sessionRow{SessionInfo: info, Blocked: blocked[info.ID], Held: held[info.ID]}
@@ -197,13 +209,13 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	c.render(w, r, http.StatusOK, "sessions", s, d)
 }
 
-func withPage(q url.Values, page int) string {
+func withPage(q url.Values, page int) template.URL {
 	q2 := url.Values{}
 	for k, v := range q {
 		q2[k] = v
 	}
 	q2.Set("page", strconv.Itoa(page))
-	return q2.Encode()
+	return template.URL("/sessions?" + q2.Encode())
 }
 
 // fromAnotherSite reports whether the browser says a page of another site
@@ -422,13 +434,17 @@ func (c *Console) castData(w http.ResponseWriter, r *http.Request, s *websession
 	if refuseAnotherSite(w, r) {
 		return
 	}
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	if !c.takeGrant(r.URL.Query().Get("grant"), s, info.ID) {
 		if err := c.auditReplay(r, s, info); err != nil {
 			http.Error(w, "the audit log cannot be written, so the replay is refused", http.StatusServiceUnavailable)
 			return
 		}
 	}
-	noWriteDeadline(w)
 	// A recording that cannot be read to its end (a damaged or cut chunk
 	// log) is never ended as if whole: before its first byte it is an
 	// error, after it the response is aborted, and the page says so.
@@ -473,6 +489,11 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 		c.askFirst(w, r, s, "Download the capture of session "+info.ID+"?", "You came here from another site. An export is recorded in the audit log in your name.", "Download it")
 		return
 	}
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	_, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.export", User: s.identity.User, Issuer: s.identity.Issuer,
 		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
 		Fields: map[string]string{"via": "console", "format": "pcap", "client_addr": r.RemoteAddr}})
@@ -480,7 +501,6 @@ func (c *Console) pcapDownload(w http.ResponseWriter, r *http.Request, s *webses
 		c.fail(w, r, s, http.StatusServiceUnavailable, "Refused", "The audit log cannot be written, so the export is refused.")
 		return
 	}
-	noWriteDeadline(w)
 	dw := &downloadWriter{w: w, header: func(h http.Header) {
 		h.Set("Content-Type", "application/vnd.tcpdump.pcap")
 		h.Set("Content-Disposition", `attachment; filename="`+info.ID+`.pcap"`)
@@ -519,11 +539,6 @@ func (d *downloadWriter) Write(p []byte) (int, error) {
 		d.header(d.w.Header())
 	}
 	return d.w.Write(p)
-}
-
-// noWriteDeadline lifts the server's write timeout for a long response.
-func noWriteDeadline(w http.ResponseWriter) {
-	http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
 
 type approvalsData struct {
@@ -582,9 +597,13 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, s *websession) 
 // approvalsStream tells the approvals page, as server-sent events, when
 // the pending requests change, so it updates without reloading.
 func (c *Console) approvalsStream(w http.ResponseWriter, r *http.Request, s *websession) {
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	c.inflight.Add(1)
 	defer c.inflight.Done()
-	noWriteDeadline(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
@@ -649,16 +668,30 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *websessio
 		c.fail(w, r, s, http.StatusBadRequest, "Bad filter", "Dates are YYYY-MM-DD.")
 		return
 	}
+	done, err := c.auditRead(r, s, true)
+	if err != nil {
+		c.fail(w, r, s, http.StatusTooManyRequests, "Busy", "%v", err)
+		return
+	}
+	defer done()
+	// Only the newest auditPageSize matches are kept as the log is read:
+	// a date years back does not bring the whole log into memory.
+	matched := 0
 	c.cfg.Store.AuditEvents(since, func(ev recorder.AuditEvent) error {
 		if d.match(ev) {
+			matched++
+			if len(d.Events) == 2*auditPageSize {
+				d.Events = append(d.Events[:0], d.Events[auditPageSize:]...)
+			}
 			d.Events = append(d.Events, ev)
 		}
 		return nil
 	})
-	slices.Reverse(d.Events)
 	if len(d.Events) > auditPageSize {
-		d.Events, d.More = d.Events[:auditPageSize], true
+		d.Events = d.Events[len(d.Events)-auditPageSize:]
 	}
+	slices.Reverse(d.Events)
+	d.More = matched > auditPageSize
 	c.render(w, r, http.StatusOK, "audit", s, d)
 }
 
@@ -673,7 +706,17 @@ func (c *Console) auditDownload(w http.ResponseWriter, r *http.Request, s *webse
 		http.Error(w, "bad date", http.StatusBadRequest)
 		return
 	}
-	noWriteDeadline(w)
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
+	done, err := c.auditRead(r, s, false)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
+	defer done()
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.jsonl"`)
 	w.Header().Set("Cache-Control", "no-store")
@@ -785,6 +828,11 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 	if opt.fromStart {
 		from = "start"
 	}
+	w, release, ok := c.longResponse(w, s)
+	if !ok {
+		return
+	}
+	defer release()
 	if _, err := c.cfg.Store.Audit(recorder.AuditEvent{Type: "session.replay", User: s.identity.User, Issuer: s.identity.Issuer,
 		Subject: s.identity.Subject, SessionID: info.ID, Target: info.Target, Outcome: "allowed",
 		Fields: map[string]string{"via": "console", "live": "true", "from": from, "client_addr": r.RemoteAddr}}); err != nil {
@@ -815,7 +863,6 @@ func (c *Console) liveData(w http.ResponseWriter, r *http.Request, s *websession
 			}
 		}
 	}()
-	noWriteDeadline(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
