@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -333,7 +334,14 @@ func (s *Store) AuditEvents(since time.Time, fn func(AuditEvent) error) error {
 	if err := s.syncAudit(); err != nil {
 		return fmt.Errorf("recorder: audit events: %w", err)
 	}
-	err := s.scan(1, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
+	from := uint64(1)
+	if !since.IsZero() {
+		var err error
+		if from, err = s.auditSeqAfter(since.Add(-AuditTimeSlack)); err != nil {
+			return fmt.Errorf("recorder: audit events: %w", err)
+		}
+	}
+	err := s.scan(from, scanRecords, Tx.Audit, func(seq uint64, v []byte) error {
 		var rec auditRecord
 		var ev AuditEvent
 		if err := json.Unmarshal(v, &rec); err != nil || json.Unmarshal(rec.Event, &ev) != nil {
@@ -348,6 +356,60 @@ func (s *Store) AuditEvents(since time.Time, fn func(AuditEvent) error) error {
 		return fmt.Errorf("recorder: audit events: %w", err)
 	}
 	return nil
+}
+
+// AuditTimeSlack is how far out of order with its neighbours an audit
+// event's time may be and still be listed by AuditEvents: records are
+// appended in the order they are made, with the time of the replica that
+// made them, so a listing from a date starts at the first record dated
+// AuditTimeSlack before it (found by bisection, not by reading the log from
+// its start) and filters from there.
+const AuditTimeSlack = time.Hour
+
+// auditSeqAfter returns the sequence number of the first audit record
+// dated at or after t, by bisection over the log (records are in append
+// order, their times nearly so); 1 when none is known to be earlier or a
+// probed record cannot be read, so that the scan reports it.
+func (s *Store) auditSeqAfter(t time.Time) (uint64, error) {
+	var lo uint64 = 1
+	err := s.view(func(tx Tx) error {
+		tail, _, err := tx.AuditTail()
+		if err != nil {
+			return err
+		}
+		hi := tail + 1
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			var at time.Time
+			found := false
+			err := tx.Audit(mid, 1, func(seq uint64, v []byte) error {
+				var rec struct {
+					Event struct {
+						Time time.Time `json:"time"`
+					} `json:"event"`
+				}
+				if seq != mid || json.Unmarshal(v, &rec) != nil {
+					return errStop
+				}
+				at, found = rec.Event.Time, true
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStop) {
+				return err
+			}
+			if !found {
+				lo = 1 // a gap or an unreadable record: read it all
+				return nil
+			}
+			if at.Before(t) {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		return nil
+	})
+	return lo, err
 }
 
 // putCheckpoint signs the current head of the audit chain.

@@ -207,3 +207,52 @@ func TestBoltAuditTailInTransaction(t *testing.T) {
 		t.Fatalf("verify --audit: %+v %v", rep, err)
 	}
 }
+
+// A listing from a date starts near it, found by bisection, not by reading
+// the log from its first record (the console's pages list from a date on
+// every load), and still lists every event dated since then whose time is
+// out of order with its neighbours by less than AuditTimeSlack (records
+// made by replicas whose clocks differ).
+func TestAuditEventsSinceSeeks(t *testing.T) {
+	cfg, _ := testConfig(t)
+	s := openStore(t, cfg)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	const n = 300
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		switch i {
+		case 150:
+			at = at.Add(-30 * time.Minute) // a replica running behind
+		case 151:
+			at = at.Add(20 * time.Minute) // and one ahead
+		}
+		if _, err := s.Audit(AuditEvent{Type: "cert.issue", User: "alice", Time: at, Fields: map[string]string{"i": strconv.Itoa(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := auditAll(t, s, time.Time{})
+	if len(all) != n {
+		t.Fatalf("%d events, want %d", len(all), n)
+	}
+	for _, since := range []time.Duration{-time.Hour, 0, 30 * time.Second, 119 * time.Minute, 125 * time.Minute, 140 * time.Minute, 150 * time.Minute, 165 * time.Minute, 171 * time.Minute, 299 * time.Minute, 300 * time.Minute, 1000 * time.Hour} {
+		at := t0.Add(since)
+		var want []string
+		for _, ev := range all {
+			if !ev.Time.Before(at) {
+				want = append(want, ev.Fields["i"])
+			}
+		}
+		var got []string
+		for _, ev := range auditAll(t, s, at) {
+			got = append(got, ev.Fields["i"])
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("since %v: got %v, want %v", since, got, want)
+		}
+	}
+	// The seek lands an hour before the date, not at the log's start.
+	from, err := s.auditSeqAfter(t0.Add(250 * time.Minute).Add(-AuditTimeSlack))
+	if err != nil || from < 150 || from > 200 {
+		t.Errorf("auditSeqAfter: %d, %v; want the record about an hour before (seq 191)", from, err)
+	}
+}
