@@ -89,6 +89,11 @@ rules:
 			time.Sleep(200 * time.Millisecond)
 			p.Send("xrm -rf " + v + "\r")
 		}},
+		{"read -s -n 1", func(t *testing.T, p *testenv.PTY, v string) {
+			p.Type("read -s -n 1 x\r", keyGap)
+			time.Sleep(time.Second)
+			p.Type("xrm -rf "+v+"\r", keyGap)
+		}},
 		{"less q", func(t *testing.T, p *testenv.PTY, v string) {
 			p.Type("less "+file+"\r", keyGap)
 			time.Sleep(time.Second)
@@ -107,6 +112,23 @@ rules:
 			p.Type("|.rm -rf "+v+"\r", keyGap)
 			time.Sleep(time.Second)
 			p.Type("q", keyGap)
+		}},
+		// Keys typed ahead across an editor's or a pager's exit reach the
+		// shell after it.
+		{"vim :q type-ahead", func(t *testing.T, p *testenv.PTY, v string) {
+			p.Type("vim -u NONE "+file+"\r", keyGap)
+			time.Sleep(1500 * time.Millisecond)
+			p.Send(":q\rrm -rf " + v + "\r")
+		}},
+		{"vim :q type-ahead completion", func(t *testing.T, p *testenv.PTY, v string) {
+			p.Type("vim -u NONE "+file+"\r", keyGap)
+			time.Sleep(1500 * time.Millisecond)
+			p.Send(":q\rrm -rf " + v + "\t\r")
+		}},
+		{"less q type-ahead completion", func(t *testing.T, p *testenv.PTY, v string) {
+			p.Type("less "+file+"\r", keyGap)
+			time.Sleep(time.Second)
+			p.Send("qrm -rf " + v + "\t\r")
 		}},
 		{"less ctrl-z", func(t *testing.T, p *testenv.PTY, v string) {
 			p.Type("less "+file+"\r", keyGap)
