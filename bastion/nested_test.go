@@ -89,6 +89,15 @@ rules:
 			time.Sleep(200 * time.Millisecond)
 			p.Send("xrm -rf " + v + "\r")
 		}},
+		// bash builds the rest with Ctrl-A into rm -rf VICTIM; the keys
+		// read as rm -rf 'VICTIM, an open quote.
+		{"read -n 1 then ctrl-a", func(t *testing.T, p *testenv.PTY, v string) {
+			p.Type("read -n 1 x\r", keyGap)
+			time.Sleep(time.Second)
+			p.Type("'"+v+"\x01rm -rf \r", keyGap)
+			time.Sleep(time.Second)
+			p.Send("\x03")
+		}},
 		{"read -s -n 1", func(t *testing.T, p *testenv.PTY, v string) {
 			p.Type("read -s -n 1 x\r", keyGap)
 			time.Sleep(time.Second)
