@@ -592,7 +592,11 @@ func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
 		// the keys alone cannot say.
 		return modeUnreadable, nil
 	case line.Early:
-		if !line.KeysOK {
+		if !line.KeysOK || line.KeysMoved {
+			// KeysMoved: a program may have read the line's first keys
+			// (read -n 1), and the line bash builds from the rest after
+			// Ctrl-A or Left is no tail of the keys' reading, which is
+			// all judgeLines judges besides it (suffixReadings).
 			return modeUnreadable, nil
 		}
 		return modeKeys, []string{line.Keys}
