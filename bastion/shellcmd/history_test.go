@@ -120,6 +120,7 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		{"tset -k^U", ReasonLineEditing},
 		{"reset", ""},
 		{"tset -Q", ""},
+		{"tset -Qe ^H", ReasonLineEditing},
 	} {
 		a, err := Analyze(tc.src)
 		if err != nil {
