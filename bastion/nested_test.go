@@ -16,8 +16,10 @@ import (
 // the line back to the shell, an exit with keys typed across it. A refused
 // command typed to whichever program then reads the keys must not run.
 func TestGuardrailsNestedPrograms(t *testing.T) {
-	testenv.Require(t, "zsh")
 	testenv.Require(t, "tmux")
+	testenv.Require(t, "less")
+	testenv.Require(t, "vim")
+	testenv.Require(t, "dash")
 	e := newEnv(t, envOptions{extraYAML: `
 rules:
   - {name: no-rm-rf, on: command, match: {command: "rm -rf *"}, action: block, unknowable: block}
@@ -39,7 +41,9 @@ rules:
 		name string
 		run  func(t *testing.T, p *testenv.PTY, v string)
 	}{
-		// Shells started from the shell: the inner one's lines are judged.
+		// Shells started from the shell: the inner one's lines are judged
+		// (zsh and fish: othershells_test.go; exec of script, newgrp:
+		// sshproto_test.go).
 		{"bash --norc --noediting", func(t *testing.T, p *testenv.PTY, v string) {
 			enter(p, "bash --norc --noediting", bashPS1)
 			stopped(t, p, "rm -rf "+v+"\r")
@@ -48,25 +52,9 @@ rules:
 			enter(p, "dash", bashPS1)
 			stopped(t, p, "rm -rf "+v+"\r")
 		}},
-		{"zsh", func(t *testing.T, p *testenv.PTY, v string) {
-			enter(p, "zsh -f", bashPS1)
-			stopped(t, p, "rm -rf "+v+"\r")
-		}},
-		{"script", func(t *testing.T, p *testenv.PTY, v string) {
-			enter(p, "script -q /dev/null", bashPS1)
-			stopped(t, p, "rm -rf "+v+"\r")
-		}},
 		{"su -", func(t *testing.T, p *testenv.PTY, v string) {
 			enter(p, "su -", bashPS1)
 			stopped(t, p, "rm -rf "+v+"\r")
-		}},
-		{"newgrp", func(t *testing.T, p *testenv.PTY, v string) {
-			enter(p, "newgrp", bashPS1)
-			stopped(t, p, "rm -rf "+v+"\r")
-		}},
-		{"inner set -o vi", func(t *testing.T, p *testenv.PTY, v string) {
-			enter(p, "bash --norc", bashPS1)
-			stopped(t, p, "set -o vi\r")
 		}},
 		// Keys typed across the end of an inner shell reach the outer one.
 		{"exit then type-ahead", func(t *testing.T, p *testenv.PTY, v string) {
@@ -128,11 +116,6 @@ rules:
 			p.Type("vim -u NONE "+file+"\r", keyGap)
 			time.Sleep(1500 * time.Millisecond)
 			p.Send(":q\rrm -rf " + v + "\r")
-		}},
-		{"vim :q type-ahead completion", func(t *testing.T, p *testenv.PTY, v string) {
-			p.Type("vim -u NONE "+file+"\r", keyGap)
-			time.Sleep(1500 * time.Millisecond)
-			p.Send(":q\rrm -rf " + v + "\t\r")
 		}},
 		{"less q type-ahead completion", func(t *testing.T, p *testenv.PTY, v string) {
 			p.Type("less "+file+"\r", keyGap)
