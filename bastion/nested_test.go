@@ -54,6 +54,8 @@ rules:
 		}},
 		{"su -", func(t *testing.T, p *testenv.PTY, v string) {
 			enter(p, "su -", bashPS1)
+			p.Type("cd "+dir+"\r", keyGap)
+			p.Expect("P> ", 20*time.Second)
 			stopped(t, p, "rm -rf "+v+"\r")
 		}},
 		// Keys typed across the end of an inner shell reach the outer one.
@@ -145,7 +147,7 @@ rules:
 			p := e.shell(t)
 			p.Send("cd " + dir + "\r")
 			p.Expect("P> ", 20*time.Second)
-			c.run(t, p, v)
+			c.run(t, p, filepath.Base(v)) // typed relative to dir: fewer keys
 			time.Sleep(2 * time.Second)
 			if !exists(v) {
 				t.Errorf("a refused command ran:\n%s", p.Output())
