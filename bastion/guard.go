@@ -343,6 +343,33 @@ func freshReadings(text string, budget *int, from int) (texts []string, ok bool)
 	return texts, true
 }
 
+// suffixReadings returns each complete command that text becomes with the
+// first keys of its first line taken away (by a program that read them one
+// at a time before bash, or the shell it started, read the rest: `read -n
+// 1` takes the x of `xrm -rf /srv`). ok is false when that would parse
+// more than *budget bytes in all.
+func suffixReadings(text string, budget *int) (texts []string, ok bool) {
+	first, _, _ := strings.Cut(text, "\n")
+	for i := range first {
+		if i == 0 {
+			continue
+		}
+		t := text[i:]
+		if strings.TrimSpace(t) == "" {
+			break
+		}
+		if *budget -= len(t) + 1; *budget < 0 {
+			return nil, false
+		}
+		a, err := shellcmd.Analyze(t)
+		if err != nil || a.Incomplete || len(a.Commands) == 0 {
+			continue
+		}
+		texts = append(texts, t)
+	}
+	return texts, true
+}
+
 // watched reports whether any command rule applies to the session now. The
 // guard runs for every shell, so that a reload that adds rules reaches
 // live sessions at their next command; until then it only keeps its
@@ -565,7 +592,11 @@ func (g *shellGuard) readings(line linerec.Line) (readMode, []string) {
 		// the keys alone cannot say.
 		return modeUnreadable, nil
 	case line.Early:
-		if !line.KeysOK {
+		if !line.KeysOK || line.KeysMoved {
+			// KeysMoved: a program may have read the line's first keys
+			// (read -n 1), and the line bash builds from the rest after
+			// Ctrl-A or Left is no tail of the keys' reading, which is
+			// all judgeLines judges besides it (suffixReadings).
 			return modeUnreadable, nil
 		}
 		return modeKeys, []string{line.Keys}
@@ -623,6 +654,23 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		}
 		return text
 	}
+	// A line typed while a program ran (modeKeys), or typed to a
+	// full-screen program, may have had its first keys read by that
+	// program (`read -n 1`, less's `|` or `!` prompt, a pager's `q`), and
+	// the rest by bash or by the shell the program starts: each suffix of
+	// its first line is judged too, on the commands it names.
+	var named []string
+	budget := freshBudget
+	if mode == modeKeys || mode == modeFullScreen {
+		for _, t := range texts {
+			nt, ok := suffixReadings(t, &budget)
+			if !ok {
+				d := pol.JudgeUnreadable(pid, target, "a line typed while a program ran, too long to judge as it would run had the program read some of its first keys")
+				return lineVerdict{action: g.p.enforce(d, shown(withReadings(t, texts)), keys)}
+			}
+			named = append(named, nt...)
+		}
+	}
 	type parsed struct {
 		text       string
 		ok         bool // parses
@@ -645,7 +693,7 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		ps = append(ps, p)
 	}
 	if len(ps) == 0 {
-		return lineVerdict{action: policy.ActionAllow}
+		return g.judgeNamed(named, texts, shown, keys)
 	}
 	if anyOK || lenient {
 		// A reading that does not parse, beside one that does, is a
@@ -659,7 +707,7 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		}
 		ps = kept
 		if len(ps) == 0 {
-			return lineVerdict{action: policy.ActionAllow}
+			return g.judgeNamed(named, texts, shown, keys)
 		}
 	}
 	cont := false
@@ -674,7 +722,7 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 	// What bash runs if a program, not bash, read the first lines (see
 	// freshReadings): judged beside the readings, never continued.
 	var fresh []parsed
-	budget := freshBudget
+	budget = freshBudget
 	for _, p := range ps {
 		from := freshFrom
 		heredoc := strings.Contains(p.text, "<<")
@@ -711,7 +759,7 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		d := pol.JudgeUnreadable(pid, target, "an unfinished command typed without echo")
 		return lineVerdict{action: g.p.enforce(d, shown(""), keys)}
 	}
-	var best policy.Decision
+	best := policy.Decision{Action: policy.ActionAllow}
 	var bestText string
 	for i, p := range append(finished, fresh...) {
 		d := pol.JudgeShellLine(pid, target, p.text)
@@ -719,7 +767,12 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 			best, bestText = d, p.text
 		}
 	}
-	if len(finished) == 0 && (len(fresh) == 0 || best.Action == policy.ActionAllow) {
+	for _, t := range named {
+		if d := pol.JudgeShellLineNamed(pid, target, t); strictness(d.Action) > strictness(best.Action) {
+			best, bestText = d, t
+		}
+	}
+	if len(finished) == 0 && (len(fresh) == 0 && len(named) == 0 || best.Action == policy.ActionAllow) {
 		// Nothing runs yet as the guard reads it, and nothing refused
 		// would if a program had taken the first lines.
 		return lineVerdict{action: policy.ActionAllow, cont: true}
@@ -733,6 +786,23 @@ func (g *shellGuard) judgeLines(mode readMode, texts []string, keys *userInput, 
 		return lineVerdict{action: policy.ActionAllow, cont: cont}
 	}
 	return lineVerdict{action: g.p.enforce(best, shown(withReadings(bestText, texts)), keys), cont: cont, names: names}
+}
+
+// judgeNamed judges a line none of whose readings is a command (nothing
+// typed, or, in a full-screen program, no shell syntax) on its suffix
+// readings alone (see suffixReadings).
+func (g *shellGuard) judgeNamed(named, texts []string, shown func(string) string, keys *userInput) lineVerdict {
+	best := policy.Decision{Action: policy.ActionAllow}
+	var bestText string
+	for _, t := range named {
+		if d := g.p.env.policy().JudgeShellLineNamed(g.p.ss.pid, g.p.ss.target, t); strictness(d.Action) > strictness(best.Action) {
+			best, bestText = d, t
+		}
+	}
+	if best.Action == policy.ActionAllow {
+		return lineVerdict{action: policy.ActionAllow}
+	}
+	return lineVerdict{action: g.p.enforce(best, shown(withReadings(bestText, texts)), keys)}
 }
 
 // withReadings is the text shown for a line (to an approver, in the audit log

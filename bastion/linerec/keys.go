@@ -177,10 +177,13 @@ func (k *keyScanner) scan(p []byte, emit0 func(keyTok)) {
 type lineModel struct {
 	buf []rune
 	cur int
+	// moved: the cursor left the end of the line, so the line is not
+	// built at its end alone (see Line.KeysMoved).
+	moved bool
 }
 
 func (m *lineModel) clone() lineModel {
-	return lineModel{buf: append([]rune(nil), m.buf...), cur: m.cur}
+	return lineModel{buf: append([]rune(nil), m.buf...), cur: m.cur, moved: m.moved}
 }
 
 func (m *lineModel) insert(r rune) {
@@ -196,6 +199,11 @@ func (m *lineModel) cut(from, to int) {
 }
 
 func (m *lineModel) key(k keyTok) {
+	defer func() {
+		if m.cur != len(m.buf) {
+			m.moved = true
+		}
+	}()
 	if k.paste {
 		if k.kind == kRune {
 			m.insert(k.r)

@@ -67,6 +67,11 @@ type Line struct {
 	// are separated by "\n", as in Text.
 	Keys   string
 	KeysOK bool
+	// KeysMoved is set when the keys moved the cursor off the end of the
+	// line (Ctrl-A, Left, Home): the line is then not built at its end
+	// alone, so what a shell makes of its keys without the first few (a
+	// program read them) need not be a tail of Keys.
+	KeysMoved bool
 	// Arg is a third reading, set when a numeric argument was typed
 	// (Alt-digit) and readline shows "(arg: N) " in place of the prompt,
 	// where the text after the anchor is not the line: the line as it
@@ -576,7 +581,7 @@ func (t *Tracker) Line() Line {
 		}
 	}
 	return Line{Text: strings.Join(append(t.acc[:len(t.acc):len(t.acc)], text), "\n"), Judge: true, Why: why, Early: t.early, Unanswered: t.Unanswered(),
-		Keys: keys, KeysOK: keysOK, AfterEarly: t.accEarly, Arg: arg, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
+		Keys: keys, KeysOK: keysOK, KeysMoved: t.km.moved, AfterEarly: t.accEarly, Arg: arg, QuotedCancel: t.quotedCancel, Uncancelled: t.cancelSent}
 }
 
 // Continued returns the lines joined by Continue so far: as the screen

@@ -309,7 +309,22 @@ func (p *Policy) JudgeUnreadable(id Identity, target, why string) Decision {
 	return settle(approve)
 }
 
+// JudgeShellLineNamed decides a line as JudgeShellLine does, on the
+// commands it names alone: what it leaves to run time (a variable in
+// command position, eval of a variable, arguments only known then) is not
+// held for that. It is for readings the shell may or may not run (a
+// typed-ahead line with its first keys read by another program), where
+// every such part would hold ordinary lines (`echo $((1+1))` read from its
+// `$`).
+func (p *Policy) JudgeShellLineNamed(id Identity, target, text string) Decision {
+	return p.judgeCommandNamed(id, target, text, shellcmd.Options{Interactive: true}, true)
+}
+
 func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Options) Decision {
+	return p.judgeCommandNamed(id, target, text, opt, false)
+}
+
+func (p *Policy) judgeCommandNamed(id Identity, target, text string, opt shellcmd.Options, namedOnly bool) Decision {
 	rules := p.inScope(p.rules.command, id, target)
 	if len(rules) == 0 {
 		return allow
@@ -326,7 +341,7 @@ func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Opt
 		for _, r := range rules {
 			why, ok := r.matchCommand(c, text)
 			if !ok {
-				if c.Dynamic && r.patName != "" && c.Name == r.patName {
+				if c.Dynamic && !namedOnly && r.patName != "" && c.Name == r.patName {
 					// rm "$@": its arguments are only known at run time.
 					if d, stop := p.unknowable(r, id, target, fmt.Sprintf("%q has arguments only known at run time", c.Text)); stop {
 						return d
@@ -344,6 +359,9 @@ func (p *Policy) judgeCommand(id Identity, target, text string, opt shellcmd.Opt
 		}
 	}
 	for _, u := range a.Unknowable {
+		if namedOnly {
+			break
+		}
 		if d, stop := p.unknowables(rules, id, target, fmt.Sprintf("%q: %s", u.Text, u.Reason), &approve); stop {
 			return d
 		}

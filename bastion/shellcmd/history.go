@@ -217,7 +217,38 @@ func historyOrEditing(name string, args []word) string {
 		}
 		return ReasonHistory
 	case "set":
+		for _, w := range args {
+			// fish's set fish_key_bindings: its bind -M vi modes.
+			if w.lit && w.s == "fish_key_bindings" {
+				return ReasonLineEditing
+			}
+		}
 		return setOptions(args, false)
+	case "setopt", "unsetopt":
+		// zsh's options ignore case and underscores, and take "no" to
+		// turn them off: vi is bindkey -v either way.
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+			o := strings.ToLower(strings.ReplaceAll(w.s, "_", ""))
+			if strings.TrimPrefix(o, "no") == "vi" {
+				return ReasonLineEditing
+			}
+		}
+	case "fish_vi_key_bindings", "fish_hybrid_key_bindings":
+		return ReasonLineEditing
+	case "tset", "reset":
+		// -e, -i, -k set the erase, interrupt and kill characters, as
+		// stty erase, intr and kill do.
+		for _, w := range args {
+			if !lit(w) {
+				return ReasonLineEditing
+			}
+			if len(w.s) >= 2 && w.s[0] == '-' && strings.ContainsAny(w.s[1:], "eik") {
+				return ReasonLineEditing
+			}
+		}
 	case "shopt":
 		oflag := false
 		for _, w := range args {

@@ -105,6 +105,22 @@ func TestHistoryAndEditingCommands(t *testing.T) {
 		{"stty columns 2000", ReasonTerminal},
 		{"sudo stty -echo", ReasonLineEditing},
 		{"bash -c 'set -H'", ReasonHistory},
+		// zsh's and fish's vi modes, and tset's special characters, as
+		// set -o vi and stty.
+		{"setopt vi", ReasonLineEditing},
+		{"setopt V_I", ReasonLineEditing},
+		{"unsetopt novi", ReasonLineEditing},
+		{"setopt extendedglob", ""},
+		{"fish_vi_key_bindings", ReasonLineEditing},
+		{"fish_hybrid_key_bindings", ReasonLineEditing},
+		{"set -g fish_key_bindings fish_vi_key_bindings", ReasonLineEditing},
+		{"set -g fish_greeting ''", ""},
+		{"tset -e ^H", ReasonLineEditing},
+		{"reset -i '^X'", ReasonLineEditing},
+		{"tset -k^U", ReasonLineEditing},
+		{"reset", ""},
+		{"tset -Q", ""},
+		{"tset -Qe ^H", ReasonLineEditing},
 	} {
 		a, err := Analyze(tc.src)
 		if err != nil {
