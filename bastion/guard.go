@@ -1014,7 +1014,7 @@ func (g *shellGuard) waitEcho() {
 // it (continued lines included) and draw a new prompt.
 func (g *shellGuard) cancelLine() {
 	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
-	g.forward([]byte{0x03})
+	g.interrupt([]byte{0x03})
 }
 
 // cancelQuoted discards the line while the shell waits for the key that a
@@ -1030,25 +1030,9 @@ func (g *shellGuard) cancelQuoted() bool {
 	if !g.forward([]byte{0x07}) {
 		return false
 	}
-	deadline := time.NewTimer(echoWait)
-	defer deadline.Stop()
-	for {
-		g.mu.Lock()
-		shown := g.lastOut.After(sent)
-		g.mu.Unlock()
-		if shown {
-			break
-		}
-		select {
-		case <-g.outCh:
-			continue
-		case <-deadline.C:
-		case <-g.p.ss.ctx.Done():
-		}
-		break
-	}
-	g.cancelLine()
-	return true
+	g.waitOutput(func() bool { return g.lastOut.After(sent) })
+	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
+	return g.interrupt([]byte{0x03})
 }
 
 // abortLine discards the line when the shell may be part way through a key
@@ -1064,7 +1048,54 @@ func (g *shellGuard) cancelQuoted() bool {
 // reports whether the write went.
 func (g *shellGuard) abortLine() bool {
 	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
-	return g.forward([]byte{0x07, 0x03})
+	return g.interrupt([]byte{0x07, 0x03})
+}
+
+// interrupt writes keys that end in the Ctrl-C that makes the shell drop
+// its line, and makes sure the shell took it. bash 5.2 handles a SIGINT
+// that arrives while readline is busy (drawing the key before) only as far
+// as readline's own cleanup: it then waits for a key with the interrupt
+// pending and draws no new prompt (seen in CI after the Ctrl-G of
+// cancelQuoted: "^G^C", the terminal reset, and nothing more; bash alone
+// in a pty, Ctrl-C written as the Ctrl-G's echo came: 5 to 12 in 100), and
+// an Enter then runs the line. A shell that took the Ctrl-C answers with
+// more than that (Tracker.CancelAnswered: a new prompt on a new line, a
+// full-screen program's redraw); one that has not within echoWait gets one
+// more Ctrl-C, which an idle readline takes at once (10 of 10 so lost,
+// recovered) and which at a fresh prompt only draws another. Should that
+// one be lost too, the tracker still holds the cancel unanswered and the
+// next line gets the rules' unknowable action. It reports whether the
+// writes went.
+func (g *shellGuard) interrupt(keys []byte) bool {
+	if !g.forward(keys) {
+		return false
+	}
+	if g.tr == nil || g.waitOutput(func() bool { return g.tr.CancelAnswered() }) {
+		return true
+	}
+	return g.forward([]byte{0x03})
+}
+
+// waitOutput waits, up to echoWait, until done (called under g.mu) holds
+// after the target's output, and reports whether it did.
+func (g *shellGuard) waitOutput(done func() bool) bool {
+	deadline := time.NewTimer(echoWait)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		ok := done()
+		g.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-g.outCh:
+		case <-deadline.C:
+			return false
+		case <-g.p.ss.ctx.Done():
+			return false
+		}
+	}
 }
 
 // enforce applies a decision on a command: audit, marker, message, and for

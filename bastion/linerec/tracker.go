@@ -1,6 +1,7 @@
 package linerec
 
 import (
+	"bytes"
 	"regexp"
 	"strings"
 )
@@ -103,9 +104,14 @@ type Line struct {
 	// Ctrl-C, which is only one of them.
 	QuotedCancel bool
 	// Uncancelled is set when the caller cancelled a line (Cancel) and
-	// nothing has come from the shell since: a shell that ignores SIGINT
-	// (bash after trap '' INT) keeps the line the Ctrl-C was to drop, and
-	// an Enter would run it with whatever is typed after it.
+	// the shell has not answered since: a shell that ignores SIGINT (bash
+	// after trap '' INT) keeps the line the Ctrl-C was to drop, and an
+	// Enter would run it with whatever is typed after it. So does bash 5.2
+	// when the SIGINT comes while readline is busy drawing: it echoes "^C",
+	// turns bracketed paste off and on, and then waits with the interrupt
+	// pending and the line kept, and an Enter runs the line (seen: "echo
+	// RAN …" so cancelled, then Enter ran it less its first letter). Output
+	// that is only that is no answer.
 	Uncancelled bool
 }
 
@@ -154,7 +160,7 @@ type Tracker struct {
 	argKey bool // a numeric argument key was typed on this line
 	// quotedCancel: Line.QuotedCancel.
 	quotedCancel bool
-	// cancelSent: Cancel was called and no output has come since
+	// cancelSent: Cancel was called and the shell has not answered since
 	// (Line.Uncancelled).
 	cancelSent bool
 }
@@ -176,10 +182,32 @@ func (t *Tracker) Output(p []byte) {
 	}
 	t.s.write(p)
 	t.echoSeq = t.keysSeq
-	t.cancelSent = false
+	if t.cancelSent && !signalReset(p) {
+		t.cancelSent = false
+	}
 	if t.pending {
 		t.answered = true
 	}
+}
+
+// signalReset reports whether p holds only what readline writes when it
+// takes a signal and reads on: the "^C" it echoes, carriage returns, and
+// bracketed paste turned off and on; or when it takes the Ctrl-G the
+// caller sends before a Ctrl-C (shown as "^G" after Ctrl-V, or a bell).
+func signalReset(p []byte) bool {
+	for len(p) > 0 {
+		switch {
+		case p[0] == '\r' || p[0] == '\a':
+			p = p[1:]
+		case bytes.HasPrefix(p, []byte("^C")), bytes.HasPrefix(p, []byte("^G")):
+			p = p[2:]
+		case bytes.HasPrefix(p, []byte("\x1b[?2004l")), bytes.HasPrefix(p, []byte("\x1b[?2004h")):
+			p = p[len("\x1b[?2004l"):]
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Settled reports whether output has arrived since the last keys were
@@ -513,6 +541,10 @@ func (t *Tracker) Commit() {
 	t.keysSeq++
 	t.pending, t.answered = true, false
 }
+
+// CancelAnswered reports whether the shell has answered the last Cancel
+// (see Line.Uncancelled); it is true when there was none.
+func (t *Tracker) CancelAnswered() bool { return !t.cancelSent }
 
 // Cancel tells the tracker the caller cancelled the line at the target
 // (sent Ctrl-C).

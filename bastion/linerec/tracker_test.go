@@ -545,11 +545,47 @@ func TestUncancelled(t *testing.T) {
 	if l := tr.Line(); !l.Uncancelled {
 		t.Errorf("no answer to the cancel: got %+v, want Uncancelled", l)
 	}
-	tr.Output([]byte("^C\r\n$ "))
+	// bash 5.2 given the SIGINT while readline was busy: it resets the
+	// terminal and keeps the line, drawing no new one.
+	tr.Output([]byte("^C\x1b[?2004l\r\x1b[?2004h"))
+	if tr.CancelAnswered() {
+		t.Errorf("the terminal reset taken for an answer")
+	}
+	tr.Keys([]byte("\r"))
+	if l := tr.Line(); !l.Uncancelled {
+		t.Errorf("after a reset without a new line: got %+v, want Uncancelled", l)
+	}
+	tr.Output([]byte("\x1b[?2004l\r\r\n\x1b[?2004h$ "))
+	if !tr.CancelAnswered() {
+		t.Errorf("the new line not taken for an answer")
+	}
 	tr.Commit()
 	tr.Keys([]byte("ls"))
 	tr.Output([]byte("ls"))
 	if l := tr.Line(); l.Uncancelled {
 		t.Errorf("after the shell answered: got %+v", l)
+	}
+}
+
+func TestSignalReset(t *testing.T) {
+	for _, c := range []struct {
+		out  string
+		want bool
+	}{
+		{"^C\x1b[?2004l\r\x1b[?2004h", true},
+		{"^G^C\x1b[?2004l\r\x1b[?2004h", true},
+		{"\a^C", true},
+		{"^C", true},
+		{"\x1b[?2004l", true},
+		{"^C\x1b[?2004l\r\x1b[?2004h\x1b[?2004l\r\r\n\x1b[?2004hP> ", false},
+		{"^C\r\nP> ", false},
+		{"\x1b[?2004", false},
+		{"^", false},
+		{"\x1b[?1049l", false},
+		{"$ ", false},
+	} {
+		if got := signalReset([]byte(c.out)); got != c.want {
+			t.Errorf("signalReset(%q) = %v, want %v", c.out, got, c.want)
+		}
 	}
 }
