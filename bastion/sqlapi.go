@@ -80,6 +80,10 @@ type SQLAPIConfig struct {
 	// bastion keeps an answer whole until it is sent); default 16 MiB.
 	MaxBytes int
 	Timeout  time.Duration // a statement's run time, approval waits not counted; default 60s
+	// MaxConcurrent bounds the requests of one identity in flight at once,
+	// from the request to the last byte of its answer (an answer is held
+	// whole until a client, however slow, has read it); default 4.
+	MaxConcurrent int
 }
 
 type sqlAPI struct {
@@ -88,6 +92,7 @@ type sqlAPI struct {
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
+	inflight map[string]int      // requests being answered, by owner
 	held     map[string]*heldSQL // by session ID
 }
 
@@ -121,7 +126,10 @@ func (s *Server) SQLHandler(mux *http.ServeMux, cfg SQLAPIConfig) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Minute
 	}
-	api := &sqlAPI{s: s, cfg: cfg, limiters: map[string]*rate.Limiter{}, held: map[string]*heldSQL{}}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = 4
+	}
+	api := &sqlAPI{s: s, cfg: cfg, limiters: map[string]*rate.Limiter{}, inflight: map[string]int{}, held: map[string]*heldSQL{}}
 	mux.HandleFunc("POST "+PathSQL, api.query)
 	mux.HandleFunc("GET "+PathSQLStatus, api.status)
 }
@@ -171,6 +179,30 @@ func (api *sqlAPI) allow(id ca.Identity) bool {
 	return l.Allow()
 }
 
+// enter counts a request of id in flight, if id has fewer than
+// MaxConcurrent; leave ends it. The rate limit alone does not bound what
+// an identity makes the bastion hold: an answer is held whole until it is
+// written, and a client that reads slowly keeps it for as long as the
+// write deadline lets it (the statement's session has ended by then, so
+// no session limit counts it).
+func (api *sqlAPI) enter(id ca.Identity) bool {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.inflight[owner(id)] >= api.cfg.MaxConcurrent {
+		return false
+	}
+	api.inflight[owner(id)]++
+	return true
+}
+
+func (api *sqlAPI) leave(id ca.Identity) {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.inflight[owner(id)]--; api.inflight[owner(id)] <= 0 {
+		delete(api.inflight, owner(id))
+	}
+}
+
 func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	s := api.s
 	// The answer may take as long as the statement may run, beyond the
@@ -187,6 +219,12 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		sqlFail(w, http.StatusTooManyRequests, "rate limit: at most %g requests per second (burst %d) per identity", api.cfg.Rate, api.cfg.Burst)
 		return
 	}
+	if !api.enter(id) {
+		w.Header().Set("Retry-After", "1")
+		sqlFail(w, http.StatusTooManyRequests, "%s already has %d requests in flight (sql_api.max_concurrent): read their answers first", safetext.Printable(id.User), api.cfg.MaxConcurrent)
+		return
+	}
+	defer api.leave(id)
 	var req SQLRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -416,6 +454,12 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 		sqlFail(w, code, "%v", err)
 		return
 	}
+	if !api.enter(id) {
+		w.Header().Set("Retry-After", "1")
+		sqlFail(w, http.StatusTooManyRequests, "%s already has %d requests in flight (sql_api.max_concurrent): read their answers first", safetext.Printable(id.User), api.cfg.MaxConcurrent)
+		return
+	}
+	defer api.leave(id)
 	sid := r.PathValue("id")
 	api.mu.Lock()
 	h := api.held[sid]
