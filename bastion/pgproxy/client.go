@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"unsafe"
 )
 
 // Query is the PostgreSQL client of the bastion's SQL API: it speaks to
@@ -119,8 +120,13 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 				res.Columns = append(res.Columns, f.name)
 			}
 		case 'D':
-			// The body holds the values and a length for each: the row's size as kept.
-			if len(res.Rows) >= maxRows || res.Truncated || !fits(len(body)+valueOverhead) {
+			// What the row takes kept: its values' bytes, and for each value a
+			// pointer and a string header (the body counts a 4-byte length).
+			size := len(body) + valueOverhead
+			if len(body) >= 2 {
+				size += int(binary.BigEndian.Uint16(body)) * (valueSize - 4)
+			}
+			if len(res.Rows) >= maxRows || res.Truncated || !fits(size) {
 				res.Truncated = true
 				continue
 			}
@@ -128,7 +134,7 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 			if err != nil {
 				return nil, err
 			}
-			rowBytes += len(body) + valueOverhead
+			rowBytes += size
 			res.Rows = append(res.Rows, row)
 		case 'C':
 			tag, err := decodeCommandComplete(body)
@@ -172,6 +178,10 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 
 // valueOverhead is what Query counts for each kept row or notice besides its bytes.
 const valueOverhead = 64
+
+// valueSize is what a kept value takes besides its bytes: its pointer in
+// the row and its string header.
+const valueSize = int(unsafe.Sizeof((*string)(nil))) + int(unsafe.Sizeof(""))
 
 // backendTypesClient are the messages Query accepts.
 var backendTypesClient = *typeSet("RSKZTDCIENA")

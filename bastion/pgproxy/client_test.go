@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // serverSays is what a proxy might answer: after the startup, AuthOk and
@@ -180,5 +181,37 @@ func TestQueryRefusesNUL(t *testing.T) {
 		if n := <-sent; n != 0 {
 			t.Errorf("%q: %d bytes sent", c, n)
 		}
+	}
+}
+
+// TestQueryByteLimitCountsValues: the byte limit counts what a kept row
+// takes in memory, not its size on the wire. A value is a pointer and a
+// string header besides its bytes (24 bytes on 64-bit), while the wire
+// counts 4: a row of 1000 empty strings is 4 KiB on the wire and 24 KiB kept,
+// so an answer of empty (or one-byte) values held some six times
+// sql_api.max_bytes.
+func TestQueryByteLimitCountsValues(t *testing.T) {
+	empty := ""
+	vals := make([]*string, 1000)
+	for i := range vals {
+		vals[i] = &empty
+	}
+	fields := make([]fieldDesc, len(vals))
+	for i := range fields {
+		fields[i] = fieldDesc{name: "e", typeOID: 25, typeSize: -1, typmod: -1}
+	}
+	in := [][]byte{appendRowDescription(nil, fields)}
+	for range 100 {
+		in = append(in, dataRow(vals...))
+	}
+	in = append(in, commandComplete("SELECT 100"), appendReadyForQuery(nil, 'I'))
+	const maxBytes = 100_000
+	res, err := runQueryKey(t, serverSays(in...), 1000, maxBytes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const valueSize = int(unsafe.Sizeof(&empty)) + int(unsafe.Sizeof(empty))
+	if kept := len(res.Rows) * len(vals) * valueSize; kept > maxBytes || !res.Truncated || len(res.Rows) == 0 {
+		t.Fatalf("%d rows of %d values kept (%d bytes in memory, limit %d), truncated %v", len(res.Rows), len(vals), kept, maxBytes, res.Truncated)
 	}
 }
