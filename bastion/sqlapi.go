@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -134,13 +135,82 @@ func (s *Server) SQLHandler(mux *http.ServeMux, cfg SQLAPIConfig) {
 	mux.HandleFunc("GET "+PathSQLStatus, api.status)
 }
 
-func writeSQL(w http.ResponseWriter, code int, v any) {
+func writeSQL(w http.ResponseWriter, code int, resp SQLResponse) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	// Read in terminals too (curl): C1 controls in the database's values
 	// as escapes, as encoding/json writes the C0 ones.
-	json.NewEncoder(safetext.JSONWriter(w)).Encode(v)
+	jw := safetext.JSONWriter(w)
+	if len(resp.Rows) == 0 {
+		json.NewEncoder(jw).Encode(resp)
+		return
+	}
+	// The rows a value at a time: encoded whole, the answer's JSON would be
+	// a second copy of it in memory, and up to six times its size (a
+	// control character is written \u00XX). Its fields are the same,
+	// in another order.
+	// Each piece goes through the C1 escapes whole (one split between
+	// its two bytes would pass a C1 control raw), then to a buffer.
+	head, _ := json.Marshal(sqlHead{resp.SessionID, resp.Status, resp.Columns})
+	tail, _ := json.Marshal(sqlTail{resp.Truncated, resp.Tags, resp.Notices, resp.Error, resp.RequestID, resp.StatusURL})
+	bw := bufio.NewWriterSize(w, 32<<10)
+	jw = safetext.JSONWriter(bw)
+	jw.Write(head[:len(head)-1])
+	jw.Write([]byte(`,"rows":[`))
+	b := []byte{}
+	for i, row := range resp.Rows {
+		b = b[:0]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, v := range row {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			if v == nil {
+				b = append(b, "null"...)
+				continue
+			}
+			vb, _ := json.Marshal(*v)
+			if len(b)+len(vb) > 32<<10 {
+				if _, err := jw.Write(b); err != nil {
+					return // the client is gone
+				}
+				b = b[:0]
+			}
+			b = append(b, vb...)
+		}
+		b = append(b, ']')
+		if _, err := jw.Write(b); err != nil {
+			return
+		}
+	}
+	if len(tail) > 2 {
+		jw.Write(append([]byte("],"), tail[1:]...))
+	} else {
+		jw.Write([]byte("]}"))
+	}
+	jw.Write([]byte("\n"))
+	bw.Flush()
+}
+
+// sqlHead and sqlTail are an SQLResponse's fields before and after its
+// rows, for writeSQL.
+type sqlHead struct {
+	SessionID string   `json:"session_id"`
+	Status    string   `json:"status"`
+	Columns   []string `json:"columns,omitempty"`
+}
+
+type sqlTail struct {
+	Truncated bool      `json:"truncated,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	Notices   []string  `json:"notices,omitempty"`
+	Error     *SQLError `json:"error,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	StatusURL string    `json:"status_url,omitempty"`
 }
 
 func sqlFail(w http.ResponseWriter, code int, format string, args ...any) {
