@@ -99,7 +99,7 @@ type sqlAPI struct {
 
 // heldSQL is a statement that waits for an approval.
 type heldSQL struct {
-	owner string // issuer + subject
+	owner string // answerOwner
 	done  chan struct{}
 	resp  SQLResponse
 	code  int
@@ -234,6 +234,14 @@ func (api *sqlAPI) authenticate(r *http.Request) (ca.Identity, int, error) {
 }
 
 func owner(id ca.Identity) string { return id.Issuer + "\x00" + id.Subject }
+
+// answerOwner is who may fetch a held statement's answer: the account that
+// asked and, for a CI run (oidc.workload actor_claim), the person who
+// triggered it. Runs of one job share the workload's issuer and subject
+// (every push to main is one subject); the bastion tells runs triggered by
+// different people apart for approvals, and an answer an approver let out
+// for one run is not another run's.
+func answerOwner(id ca.Identity) string { return owner(id) + "\x00" + id.Actor }
 
 func (api *sqlAPI) allow(id ca.Identity) bool {
 	api.mu.Lock()
@@ -427,7 +435,7 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		writeSQL(w, a.code, a.resp)
 	case reqID := <-held:
 		maskKey := pol.ResultMasks(pid, t.Name).Key()
-		h := &heldSQL{owner: owner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy) error {
+		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy) error {
 			if err := recheckForward(p, pid, t, port); err != nil {
 				return err
 			}
@@ -534,7 +542,7 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 	api.mu.Lock()
 	h := api.held[sid]
 	api.mu.Unlock()
-	if h == nil || h.owner != owner(id) {
+	if h == nil || h.owner != answerOwner(id) {
 		sqlFail(w, http.StatusNotFound, "no held statement %s of yours (answers are given once)", safetext.Printable(sid))
 		return
 	}

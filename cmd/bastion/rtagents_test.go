@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"github.com/bastionhq/bastion/bastion"
+	"github.com/bastionhq/bastion/ca"
+	"github.com/bastionhq/bastion/internal/login"
+	"github.com/bastionhq/bastion/internal/testenv"
 )
 
 // TestSQLAPIConcurrencyBounded: what one identity can make the bastion hold
@@ -101,4 +105,72 @@ func TestSQLAPIConcurrencyBounded(t *testing.T) {
 			t.Errorf("after the answers: %d %+v %v", code, r.Error, err)
 		}
 	})
+}
+
+// TestSQLAPIHeldAnswerPerRun: a held statement's answer is given to the CI
+// run that asked, not to another run of the same workload that someone
+// else triggered. With oidc.workload actor_claim, runs of one job share the
+// workload's issuer and subject (every push to main is
+// repo:acme/etl:ref:refs/heads/main) but not the person who triggered them,
+// and the bastion tells them apart for approvals (alice may not approve the
+// run she triggered). The status URL asked only for the issuer and subject:
+// a run mallory triggered fetched the rows of a statement an approver let
+// run for alice's run.
+func TestSQLAPIHeldAnswerPerRun(t *testing.T) {
+	testenv.RequirePostgres(t)
+	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
+	if cfg == worldConfig {
+		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
+	}
+	w := newWorldConfig(t, cfg, "", func(k *ca.Keys) []string {
+		_, target := startShopPostgres(t, k)
+		return []string{target}
+	}, dbWorldYAML)
+	runBy := func(actor string) string {
+		t.Helper()
+		claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		claims["actor"] = actor
+		tok, err := w.ci.MintIDToken(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := w.another()
+		if r := run.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+			t.Fatalf("CI login (%s): %s", actor, r)
+		}
+		st, err := login.Resolve(filepath.Join(run.home, ".config", "bastion"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readAccessToken(t, st)
+	}
+	carols, mallorys := runBy("carol"), runBy("mallory")
+
+	req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "UPDATE customers SET name = name WHERE id = 1 RETURNING id, name"}
+	code, _, held, err := sqlCall(w, "POST", bastion.PathSQL, carols, req)
+	if err != nil || code != http.StatusAccepted || held.StatusURL == "" {
+		t.Fatalf("want 202 held: %d %+v %v", code, held, err)
+	}
+	alice := w.another()
+	alice.loginAlice(t)
+	if r := alice.run(nil, "approve", held.RequestID); r.Code != 0 {
+		t.Fatalf("approve: %s", r)
+	}
+	// Mallory's run, polling carol's run's status URL, gets nothing of it.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		code, _, r, err := sqlCall(w, "GET", held.StatusURL, mallorys, nil)
+		if err != nil || code != http.StatusNotFound || len(r.Rows) > 0 {
+			t.Fatalf("another run's answer: %d %+v %v", code, r, err)
+		}
+		// Carol's run's answer is there (then it is given once).
+		if code, _, r, err := sqlCall(w, "GET", held.StatusURL, carols, nil); err == nil && code == http.StatusOK {
+			if len(r.Rows) != 1 {
+				t.Fatalf("carol's answer: %+v", r)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("carol's run never got its answer")
 }
