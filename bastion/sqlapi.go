@@ -104,8 +104,9 @@ type heldSQL struct {
 	resp  SQLResponse
 	code  int
 	// The answer is given only while the policy in force would still let
-	// the request connect and mask its rows as they were masked.
-	recheck func(*policy.Policy) error
+	// the login that fetches it (its groups now) connect and would mask
+	// its rows as they were masked.
+	recheck func(*policy.Policy, policy.Identity) error
 	target  string
 	request string // the approval request it waits on
 }
@@ -435,7 +436,7 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		writeSQL(w, a.code, a.resp)
 	case reqID := <-held:
 		maskKey := pol.ResultMasks(pid, t.Name).Key()
-		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy) error {
+		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy, pid policy.Identity) error {
 			if err := recheckForward(p, pid, t, port); err != nil {
 				return err
 			}
@@ -549,12 +550,18 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-h.done:
 		api.mu.Lock()
+		mine := api.held[sid] == h // not taken by a request of the same moment
 		delete(api.held, sid)
 		api.mu.Unlock()
+		if !mine {
+			sqlFail(w, http.StatusNotFound, "no held statement %s of yours (answers are given once)", safetext.Printable(sid))
+			return
+		}
 		// An answer waits up to heldAnswerTTL: a reload meanwhile that
 		// withdrew the access or changed the masks it was computed under
-		// keeps it, as it ends a live session.
-		if err := h.recheck(api.s.cfg.Policy()); err != nil {
+		// keeps it, as it ends a live session; so does a login of the same
+		// person whose groups no longer give it that access.
+		if err := h.recheck(api.s.cfg.Policy(), policyIdentity(id)); err != nil {
 			api.s.audit(Event{Type: "channel.refuse", Identity: id, SessionID: sid, Target: h.target, Outcome: "refused",
 				Reason: "held statement's answer withheld: " + err.Error(), Fields: map[string]string{"channel": "sql api"}})
 			sqlFail(w, http.StatusForbidden, "the answer of %s is withheld: the policy changed since its statement ran (%v)", sid, err)

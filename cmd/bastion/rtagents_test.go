@@ -107,23 +107,26 @@ func TestSQLAPIConcurrencyBounded(t *testing.T) {
 	})
 }
 
-// TestSQLAPIHeldAnswerPerRun: a held statement's answer is given to the CI
+// TestSQLAPIHeldAnswerOwner: a held statement's answer is given to the CI
 // run that asked, not to another run of the same workload that someone
-// else triggered. With oidc.workload actor_claim, runs of one job share the
+// else triggered, and to a person only under the groups of the login that
+// fetches it. With oidc.workload actor_claim, runs of one job share the
 // workload's issuer and subject (every push to main is
 // repo:acme/etl:ref:refs/heads/main) but not the person who triggered them,
 // and the bastion tells them apart for approvals (alice may not approve the
 // run she triggered). The status URL asked only for the issuer and subject:
 // a run mallory triggered fetched the rows of a statement an approver let
 // run for alice's run.
-func TestSQLAPIHeldAnswerPerRun(t *testing.T) {
+func TestSQLAPIHeldAnswerOwner(t *testing.T) {
 	testenv.RequirePostgres(t)
 	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
 	if cfg == worldConfig {
 		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
 	}
+	var pg *testenv.Postgres
 	w := newWorldConfig(t, cfg, "", func(k *ca.Keys) []string {
-		_, target := startShopPostgres(t, k)
+		var target string
+		pg, target = startShopPostgres(t, k)
 		return []string{target}
 	}, dbWorldYAML)
 	runBy := func(actor string) string {
@@ -144,33 +147,82 @@ func TestSQLAPIHeldAnswerPerRun(t *testing.T) {
 		}
 		return readAccessToken(t, st)
 	}
-	carols, mallorys := runBy("carol"), runBy("mallory")
+	t.Run("another run", func(t *testing.T) {
+		carols, mallorys := runBy("carol"), runBy("mallory")
 
-	req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "UPDATE customers SET name = name WHERE id = 1 RETURNING id, name"}
-	code, _, held, err := sqlCall(w, "POST", bastion.PathSQL, carols, req)
-	if err != nil || code != http.StatusAccepted || held.StatusURL == "" {
-		t.Fatalf("want 202 held: %d %+v %v", code, held, err)
-	}
-	alice := w.another()
-	alice.loginAlice(t)
-	if r := alice.run(nil, "approve", held.RequestID); r.Code != 0 {
-		t.Fatalf("approve: %s", r)
-	}
-	// Mallory's run, polling carol's run's status URL, gets nothing of it.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		code, _, r, err := sqlCall(w, "GET", held.StatusURL, mallorys, nil)
-		if err != nil || code != http.StatusNotFound || len(r.Rows) > 0 {
-			t.Fatalf("another run's answer: %d %+v %v", code, r, err)
+		req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "UPDATE customers SET name = name WHERE id = 1 RETURNING id, name"}
+		code, _, held, err := sqlCall(w, "POST", bastion.PathSQL, carols, req)
+		if err != nil || code != http.StatusAccepted || held.StatusURL == "" {
+			t.Fatalf("want 202 held: %d %+v %v", code, held, err)
 		}
-		// Carol's run's answer is there (then it is given once).
-		if code, _, r, err := sqlCall(w, "GET", held.StatusURL, carols, nil); err == nil && code == http.StatusOK {
-			if len(r.Rows) != 1 {
-				t.Fatalf("carol's answer: %+v", r)
+		alice := w.another()
+		alice.loginAlice(t)
+		if r := alice.run(nil, "approve", held.RequestID); r.Code != 0 {
+			t.Fatalf("approve: %s", r)
+		}
+		// Mallory's run, polling carol's run's status URL, gets nothing of it.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			code, _, r, err := sqlCall(w, "GET", held.StatusURL, mallorys, nil)
+			if err != nil || code != http.StatusNotFound || len(r.Rows) > 0 {
+				t.Fatalf("another run's answer: %d %+v %v", code, r, err)
 			}
-			return
+			// Carol's run's answer is there (then it is given once).
+			if code, _, r, err := sqlCall(w, "GET", held.StatusURL, carols, nil); err == nil && code == http.StatusOK {
+				if len(r.Rows) != 1 {
+					t.Fatalf("carol's answer: %+v", r)
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("carol's run never got its answer")
+		t.Fatal("carol's run never got its answer")
+	})
+
+	// A person's answer is given under the groups of the login that
+	// fetches it: alice, in group etl when she asked, out of it (and logged
+	// in again) when the answer is ready, does not get rows her login may
+	// no longer read.
+	t.Run("the fetching login's groups", func(t *testing.T) {
+		person := func(sub string, groups ...string) (token, home string) {
+			t.Helper()
+			claims, _ := w.idp.IDTokenClaims(sub, "bastion")
+			claims["groups"] = groups
+			tok, err := w.idp.MintIDToken(claims)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := w.another()
+			if r := p.run([]string{"T=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "T"); r.Code != 0 {
+				t.Fatalf("login %s: %s", sub, r)
+			}
+			st, err := login.Resolve(filepath.Join(p.home, ".config", "bastion"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return readAccessToken(t, st), p.home
+		}
+		aliceETL, _ := person("u-alice", "etl")
+		_, carolHome := person("u-carol", "sec")
+		req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "UPDATE customers SET name = 'held-by-alice' WHERE id = 2 RETURNING id, name"}
+		code, _, held, err := sqlCall(w, "POST", bastion.PathSQL, aliceETL, req)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("want 202 held: %d %+v %v", code, held, err)
+		}
+		carol := w.another()
+		carol.home = carolHome
+		if r := carol.run(nil, "approve", held.RequestID); r.Code != 0 {
+			t.Fatalf("approve: %s", r)
+		}
+		testenv.WaitFor(t, 20*time.Second, "the approved UPDATE to run", func() bool {
+			got := pg.QueryStrings(t, "shop", "SELECT name FROM customers WHERE id = 2")
+			return len(got) == 1 && got[0] == "held-by-alice"
+		})
+		time.Sleep(200 * time.Millisecond) // its answer is kept
+		aliceDev, _ := person("u-alice", "dev")
+		code, _, r, err := sqlCall(w, "GET", held.StatusURL, aliceDev, nil)
+		if err != nil || code != http.StatusForbidden || len(r.Rows) > 0 {
+			t.Fatalf("a login out of the group fetched the answer: %d %+v %v", code, r, err)
+		}
+	})
 }
