@@ -74,6 +74,15 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 	// past maxBytes is dropped.
 	var rowBytes, noticeBytes, droppedNotices int
 	fits := func(n int) bool { return maxBytes <= 0 || rowBytes+noticeBytes+n <= maxBytes }
+	// A row that cannot be kept is not read into memory either: one row
+	// may be as large as PostgreSQL makes it (1 GiB).
+	mr.skip = func(typ byte, n int) bool {
+		if typ == 'D' && (len(res.Rows) >= maxRows || res.Truncated || !fits(n+valueOverhead)) {
+			res.Truncated = true
+			return true
+		}
+		return false
+	}
 	for {
 		typ, body, err := mr.next()
 		if err != nil {
