@@ -108,7 +108,7 @@ type heldSQL struct {
 	// its rows as they were masked.
 	recheck func(*policy.Policy, policy.Identity) error
 	target  string
-	request string // the approval request it waits on
+	request *atomic.Pointer[string] // the approval request it waits on now
 }
 
 // SQLHandler serves the SQL API (PathSQL, PathSQLStatus) on mux.
@@ -389,7 +389,10 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		}
 		ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout))
 	})
+	// The request a held statement waits on now: a text may hold several.
+	waitsOn := new(atomic.Pointer[string])
 	ss.onHold = func(requestID string) {
+		waitsOn.Store(&requestID)
 		clock.pause()
 		select {
 		case held <- requestID: // the first hold answers 202
@@ -436,7 +439,7 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		writeSQL(w, a.code, a.resp)
 	case reqID := <-held:
 		maskKey := pol.ResultMasks(pid, t.Name).Key()
-		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy, pid policy.Identity) error {
+		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: waitsOn, recheck: func(p *policy.Policy, pid policy.Identity) error {
 			if err := recheckForward(p, pid, t, port); err != nil {
 				return err
 			}
@@ -569,7 +572,7 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 		}
 		writeSQL(w, h.code, h.resp)
 	default:
-		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: h.request, StatusURL: r.URL.Path})
+		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: *h.request.Load(), StatusURL: r.URL.Path})
 	}
 }
 

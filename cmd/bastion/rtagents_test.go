@@ -110,7 +110,9 @@ func TestSQLAPIConcurrencyBounded(t *testing.T) {
 // TestSQLAPIHeldAnswerOwner: a held statement's answer is given to the CI
 // run that asked, not to another run of the same workload that someone
 // else triggered, and to a person only under the groups of the login that
-// fetches it. With oidc.workload actor_claim, runs of one job share the
+// fetches it. While it waits, the status URL names the request it waits on
+// now (it named the first, already approved, while a second statement of
+// the text waited on another). With oidc.workload actor_claim, runs of one job share the
 // workload's issuer and subject (every push to main is
 // repo:acme/etl:ref:refs/heads/main) but not the person who triggered them,
 // and the bastion tells them apart for approvals (alice may not approve the
@@ -223,6 +225,43 @@ func TestSQLAPIHeldAnswerOwner(t *testing.T) {
 		code, _, r, err := sqlCall(w, "GET", held.StatusURL, aliceDev, nil)
 		if err != nil || code != http.StatusForbidden || len(r.Rows) > 0 {
 			t.Fatalf("a login out of the group fetched the answer: %d %+v %v", code, r, err)
+		}
+	})
+
+	// A text holding two held statements waits on one request, then on
+	// the other: the status URL names the one it waits on now.
+	t.Run("the request it waits on", func(t *testing.T) {
+		tok := runBy("carol")
+		req := bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app",
+			SQL: "UPDATE customers SET name = name WHERE id = 1; SELECT 1; UPDATE customers SET name = name WHERE id = 2"}
+		code, _, held, err := sqlCall(w, "POST", bastion.PathSQL, tok, req)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("want 202 held: %d %+v %v", code, held, err)
+		}
+		alice := w.another()
+		alice.loginAlice(t)
+		if r := alice.run(nil, "approve", held.RequestID); r.Code != 0 {
+			t.Fatalf("approve: %s", r)
+		}
+		var r bastion.SQLResponse
+		testenv.WaitFor(t, 20*time.Second, "the status to name another request, or the answer", func() bool {
+			var code int
+			code, _, r, err = sqlCall(w, "GET", held.StatusURL, tok, nil)
+			return err != nil || code != http.StatusAccepted || r.RequestID != held.RequestID
+		})
+		if err != nil || r.Status != "held" || r.RequestID == "" {
+			t.Fatalf("want the second request named: %+v %v", r, err)
+		}
+		if r2 := alice.run(nil, "approve", r.RequestID); r2.Code != 0 {
+			t.Fatalf("approve the second: %s", r2)
+		}
+		testenv.WaitFor(t, 20*time.Second, "the answer", func() bool {
+			var code int
+			code, _, r, err = sqlCall(w, "GET", held.StatusURL, tok, nil)
+			return err != nil || code != http.StatusAccepted
+		})
+		if err != nil || r.Status != "ok" || len(r.Tags) != 3 {
+			t.Fatalf("the answer: %+v %v", r, err)
 		}
 	})
 }
