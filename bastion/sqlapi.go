@@ -311,6 +311,9 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		sqlFail(w, http.StatusBadRequest, "body: %v", err)
 		return
 	}
+	// Read to its end: only then does the server watch the connection, and
+	// end the request's context when the client goes away.
+	io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 	if req.SQL == "" || req.Target == "" || req.Database == "" || req.User == "" {
 		sqlFail(w, http.StatusBadRequest, "target, database, user and sql are required")
 		return
@@ -437,6 +440,16 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	select {
 	case a := <-done:
 		writeSQL(w, a.code, a.resp)
+	case <-r.Context().Done():
+		// The client went away before its answer: the statement is
+		// cancelled in PostgreSQL, as when psql closes its connection,
+		// rather than running on (and committing) until the time limit for
+		// a client that gave up on it and may send it again.
+		if k := key.Load(); k != nil {
+			s.pg.cancels.Forward(ctx, k[0], k[1])
+		}
+		ss.stop(errors.New("the SQL API client went away before its answer"))
+		<-done
 	case reqID := <-held:
 		maskKey := pol.ResultMasks(pid, t.Name).Key()
 		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: waitsOn, recheck: func(p *policy.Policy, pid policy.Identity) error {

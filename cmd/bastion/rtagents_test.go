@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,7 +36,7 @@ import (
 // sql_api.max_concurrent (4) at a time, from the request to the last byte
 // of its answer; past that, 429.
 func TestSQLAPIConcurrencyBounded(t *testing.T) {
-	w, _, token := sqlAPIWorld(t, dbWorldYAML)
+	w, pg, token := sqlAPIWorld(t, dbWorldYAML)
 
 	// slowReader asks for a 15 MiB answer with a receive buffer of 4 KiB and
 	// reads only the status line: the answer is bigger than the socket's
@@ -104,6 +106,34 @@ func TestSQLAPIConcurrencyBounded(t *testing.T) {
 		if code, _, r, err := sqlCall(w, "POST", bastion.PathSQL, token, bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 1"}); err != nil || code != http.StatusOK {
 			t.Errorf("after the answers: %d %+v %v", code, r.Error, err)
 		}
+	})
+
+	// A client that goes away before its answer has its statement cancelled
+	// in PostgreSQL, as psql's does when it closes its connection: it ran on
+	// until sql_api.timeout (and committed), holding a database connection
+	// and one of the identity's requests in flight, for a client that had
+	// given up on it and might send it again.
+	t.Run("a client that goes away", func(t *testing.T) {
+		body, _ := json.Marshal(bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT pg_sleep(15) AS gone"})
+		ctx, cancel := context.WithCancel(context.Background())
+		hr, _ := http.NewRequestWithContext(ctx, "POST", w.url()+bastion.PathSQL, bytes.NewReader(body))
+		hr.Header.Set("Authorization", "Bearer "+token)
+		errc := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(hr)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errc <- err
+		}()
+		sleeping := func() bool {
+			got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(15) AS gone%' AND state = 'active' AND pid <> pg_backend_pid()")
+			return len(got) == 1 && got[0] == "1"
+		}
+		testenv.WaitFor(t, 10*time.Second, "the pg_sleep running", sleeping)
+		cancel()
+		<-errc
+		testenv.WaitFor(t, 5*time.Second, "PostgreSQL to stop the pg_sleep of a client that went away", func() bool { return !sleeping() })
 	})
 }
 
