@@ -22,21 +22,63 @@ import (
 	"github.com/bastionhq/bastion/internal/testenv"
 )
 
-// TestSQLAPIConcurrencyBounded: what one identity can make the bastion hold
-// through the SQL API is bounded, not only what one answer holds.
+// TestSQLAPIProgramDoors: the SQL API as programs and agents (bastion mcp
+// rides on it) use it, one world for all of it.
 //
-// sql_api.max_bytes bounds one answer (16 MiB), and the rate limit how
-// often an identity may ask, but not how many answers it has in flight: the
-// bastion holds an answer whole until it is written, and a client that
-// reads it slowly keeps it there for up to sql_api.timeout + 30 s. A client
-// at its rate limit (10 a second) that never reads had some 900 answers of
-// 16 MiB in the bastion's memory at once; the session behind each had ended,
-// so neither sessions.max_per_user nor the database's connection limit
-// counted them. Requests of one identity now run at most
-// sql_api.max_concurrent (4) at a time, from the request to the last byte
-// of its answer; past that, 429.
-func TestSQLAPIConcurrencyBounded(t *testing.T) {
-	w, pg, token := sqlAPIWorld(t, dbWorldYAML)
+// What one identity makes the bastion hold is bounded, not only what one
+// answer holds. sql_api.max_bytes bounds an answer (16 MiB) and the rate
+// limit how often an identity asks, but not how many answers it has in
+// flight: the bastion holds an answer whole until it is written, and a
+// client that reads it slowly keeps it there for up to sql_api.timeout +
+// 30 s. A client at its rate limit (10 a second) that never read had some
+// 900 answers of 16 MiB in memory at once; the session behind each had
+// ended, so neither sessions.max_per_user nor the database's connection
+// limit counted them. An identity's requests now run at most
+// sql_api.max_concurrent (4) at a time, to the last byte of their answers;
+// past that, 429. And a client that goes away has its statement cancelled.
+//
+// A held statement's answer is given to the CI run that asked, not to
+// another run of the same workload that someone else triggered: with
+// oidc.workload actor_claim, runs of one job share the workload's issuer
+// and subject (every push to main is repo:acme/etl:ref:refs/heads/main) but
+// not the person who triggered them, and the bastion tells them apart for
+// approvals. The status URL compared only issuer and subject, so a run
+// mallory triggered fetched the rows an approver let out for carol's run.
+// A person gets an answer only under the groups of the login that fetches
+// it; and while it waits, the status URL names the request it waits on now
+// (it named the first, already approved, while a second statement of the
+// text waited on another).
+func TestSQLAPIProgramDoors(t *testing.T) {
+	testenv.RequirePostgres(t)
+	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
+	if cfg == worldConfig {
+		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
+	}
+	var pg *testenv.Postgres
+	w := newWorldConfig(t, cfg, "", func(k *ca.Keys) []string {
+		var target string
+		pg, target = startShopPostgres(t, k)
+		return []string{target}
+	}, dbWorldYAML)
+	runBy := func(actor string) string {
+		t.Helper()
+		claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+		claims["actor"] = actor
+		tok, err := w.ci.MintIDToken(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := w.another()
+		if r := run.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+			t.Fatalf("CI login (%s): %s", actor, r)
+		}
+		st, err := login.Resolve(filepath.Join(run.home, ".config", "bastion"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readAccessToken(t, st)
+	}
+	token := runBy("dave")
 
 	// slowReader asks for a 15 MiB answer with a receive buffer of 4 KiB and
 	// reads only the status line: the answer is bigger than the socket's
@@ -135,50 +177,7 @@ func TestSQLAPIConcurrencyBounded(t *testing.T) {
 		<-errc
 		testenv.WaitFor(t, 5*time.Second, "PostgreSQL to stop the pg_sleep of a client that went away", func() bool { return !sleeping() })
 	})
-}
 
-// TestSQLAPIHeldAnswerOwner: a held statement's answer is given to the CI
-// run that asked, not to another run of the same workload that someone
-// else triggered, and to a person only under the groups of the login that
-// fetches it. While it waits, the status URL names the request it waits on
-// now (it named the first, already approved, while a second statement of
-// the text waited on another). With oidc.workload actor_claim, runs of one job share the
-// workload's issuer and subject (every push to main is
-// repo:acme/etl:ref:refs/heads/main) but not the person who triggered them,
-// and the bastion tells them apart for approvals (alice may not approve the
-// run she triggered). The status URL asked only for the issuer and subject:
-// a run mallory triggered fetched the rows of a statement an approver let
-// run for alice's run.
-func TestSQLAPIHeldAnswerOwner(t *testing.T) {
-	testenv.RequirePostgres(t)
-	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
-	if cfg == worldConfig {
-		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
-	}
-	var pg *testenv.Postgres
-	w := newWorldConfig(t, cfg, "", func(k *ca.Keys) []string {
-		var target string
-		pg, target = startShopPostgres(t, k)
-		return []string{target}
-	}, dbWorldYAML)
-	runBy := func(actor string) string {
-		t.Helper()
-		claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
-		claims["actor"] = actor
-		tok, err := w.ci.MintIDToken(claims)
-		if err != nil {
-			t.Fatal(err)
-		}
-		run := w.another()
-		if r := run.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
-			t.Fatalf("CI login (%s): %s", actor, r)
-		}
-		st, err := login.Resolve(filepath.Join(run.home, ".config", "bastion"), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return readAccessToken(t, st)
-	}
 	t.Run("another run", func(t *testing.T) {
 		carols, mallorys := runBy("carol"), runBy("mallory")
 
