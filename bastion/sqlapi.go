@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,11 +11,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -304,16 +307,18 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer api.leave(id)
-	var req SQLRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	// Read to its end: only then does the server watch the connection, and
+	// end the request's context when the client goes away.
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxSQLBody+1))
+	if err != nil {
 		sqlFail(w, http.StatusBadRequest, "body: %v", err)
 		return
 	}
-	// Read to its end: only then does the server watch the connection, and
-	// end the request's context when the client goes away.
-	io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	req, err := decodeSQLRequest(body)
+	if err != nil {
+		sqlFail(w, http.StatusBadRequest, "body: %v", err)
+		return
+	}
 	if req.SQL == "" || req.Target == "" || req.Database == "" || req.User == "" {
 		sqlFail(w, http.StatusBadRequest, "target, database, user and sql are required")
 		return
@@ -481,6 +486,65 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: reqID,
 			StatusURL: strings.Replace(PathSQLStatus, "{id}", sid, 1)})
 	}
+}
+
+// maxSQLBody bounds a POST /v1/sql body.
+const maxSQLBody = 1 << 20
+
+// sqlRequestFields are SQLRequest's JSON names.
+var sqlRequestFields = []string{"target", "database", "user", "sql", "max_rows"}
+
+// decodeSQLRequest reads a POST /v1/sql body: one JSON object of
+// SQLRequest's fields, each named exactly once as it is spelled, and
+// nothing after it. encoding/json alone matches names in any case, keeps
+// the last of a name given twice and stops reading after the first value,
+// so {"sql": "SELECT 1", "SQL": "DELETE FROM t"} ran the DELETE while
+// anything else that read the request (a gateway's log, a tool-call review,
+// a parser that keeps the first) saw the SELECT: the bastion runs only a
+// request that reads one way.
+func decodeSQLRequest(body []byte) (SQLRequest, error) {
+	var req SQLRequest
+	if len(body) > maxSQLBody {
+		return req, fmt.Errorf("larger than %d bytes", maxSQLBody)
+	}
+	if !utf8.Valid(body) {
+		return req, errors.New("not UTF-8 (JSON is)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return req, errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return req, err
+		}
+		name, _ := tok.(string)
+		switch {
+		case !slices.Contains(sqlRequestFields, name):
+			return req, fmt.Errorf("unknown field %q (fields: %s)", safetext.Printable(clip(name, 64)), strings.Join(sqlRequestFields, ", "))
+		case seen[name]:
+			return req, fmt.Errorf("field %q given twice", name)
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return req, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return req, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, errors.New("data after the JSON object")
+	}
+	strict := json.NewDecoder(bytes.NewReader(body))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(&req); err != nil {
+		return req, err
+	}
+	return req, nil
 }
 
 // defaultSQLMaxBytes is SQLAPIConfig.MaxBytes's default.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,4 +71,85 @@ func TestWriteSQLStreamsRows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecodeSQLRequest: a POST /v1/sql body reads one way or is refused.
+// encoding/json alone matched names in any case, kept the last of a name
+// given twice and ignored what followed the object: {"sql": "SELECT 1",
+// "SQL": "DELETE FROM t"} ran the DELETE while a reader that matches
+// names as written (a gateway's log, a review of an agent's tool call)
+// saw the SELECT.
+func TestDecodeSQLRequest(t *testing.T) {
+	ok := SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 1", MaxRows: 5}
+	for _, tc := range []struct {
+		name, body string
+		want       *SQLRequest // nil: refused
+		says       string
+	}{
+		{"plain", `{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1","max_rows":5}`, &ok, ""},
+		{"spaces and escapes", " {\"target\" : \"pg1\", \"database\":\"shop\",\"user\":\"app\",\"s\\u0071l\":\"SELECT 1\",\"max_rows\":5}\n\n", &ok, ""},
+		{"without max_rows", `{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1"}`, &SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 1"}, ""},
+		{"another case", `{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1","SQL":"DELETE FROM t"}`, nil, `unknown field "SQL"`},
+		{"only another case", `{"Target":"pg1"}`, nil, `unknown field "Target"`},
+		{"twice", `{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1","sql":"DELETE FROM t"}`, nil, `"sql" given twice`},
+		{"twice, escaped", `{"sql":"SELECT 1","s\u0071l":"DELETE FROM t"}`, nil, "given twice"},
+		{"trailing object", `{"sql":"SELECT 1"} {"sql":"DELETE FROM t"}`, nil, "data after"},
+		{"trailing garbage", `{"sql":"SELECT 1"}x`, nil, ""},
+		{"unknown", `{"sql":"SELECT 1","options":"-c x"}`, nil, `unknown field "options"`},
+		{"unknown, long", `{"` + strings.Repeat("k", 5000) + `":1}`, nil, "unknown field"},
+		{"array", `[{"sql":"SELECT 1"}]`, nil, "not a JSON object"},
+		{"null", `null`, nil, "not a JSON object"},
+		{"empty", ``, nil, "not a JSON object"},
+		{"unterminated", `{"sql":"SELECT 1"`, nil, ""},
+		{"not UTF-8", "{\"sql\":\"SELECT '\xff'\"}", nil, "not UTF-8"},
+		{"wrong type", `{"max_rows":"5"}`, nil, ""},
+		{"too large", `{"sql":"` + strings.Repeat("x", maxSQLBody) + `"}`, nil, "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeSQLRequest([]byte(tc.body))
+			switch {
+			case tc.want == nil && err == nil:
+				t.Fatalf("accepted: %+v", got)
+			case tc.want == nil && !strings.Contains(err.Error(), tc.says):
+				t.Fatalf("refused with %q, want it to say %q", err, tc.says)
+			case tc.want != nil && (err != nil || got != *tc.want):
+				t.Fatalf("%+v %v, want %+v", got, err, *tc.want)
+			}
+			if err != nil && len(err.Error()) > 300 {
+				t.Errorf("a refusal of %d bytes", len(err.Error()))
+			}
+		})
+	}
+}
+
+// FuzzDecodeSQLRequest: what decodeSQLRequest accepts reads the same to a
+// parser that keeps the first of a name given twice and matches names as
+// written: it holds no name twice and no name in another case.
+func FuzzDecodeSQLRequest(f *testing.F) {
+	f.Add([]byte(`{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1","max_rows":5}`))
+	f.Add([]byte(`{"sql":"SELECT 1","SQL":"DELETE FROM t"}`))
+	f.Add([]byte(`{"sql":"SELECT 1","s\u0071l":"x"}`))
+	f.Add([]byte(`{"sql":"a"} {"sql":"b"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeSQLRequest(body)
+		if err != nil {
+			return
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(body, &m) != nil {
+			t.Fatalf("accepted what is not one JSON object: %q", body)
+		}
+		for k := range m {
+			if !slices.Contains(sqlRequestFields, k) {
+				t.Fatalf("accepted field %q: %q", k, body)
+			}
+		}
+		if v, ok := m["sql"]; ok {
+			var first string
+			json.Unmarshal(v, &first)
+			if first != req.SQL {
+				t.Fatalf("sql reads %q and %q: %q", first, req.SQL, body)
+			}
+		}
+	})
 }

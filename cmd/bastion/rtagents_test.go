@@ -178,6 +178,31 @@ func TestSQLAPIProgramDoors(t *testing.T) {
 		testenv.WaitFor(t, 5*time.Second, "PostgreSQL to stop the pg_sleep of a client that went away", func() bool { return !sleeping() })
 	})
 
+	// A body that reads two ways is refused: encoding/json matches names
+	// in any case and keeps the last, so this ran SELECT 2 while a reader
+	// matching names as written (a gateway's log, a review of an agent's
+	// tool call) saw SELECT 1.
+	t.Run("a body that reads two ways", func(t *testing.T) {
+		for _, body := range []string{
+			`{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1","SQL":"SELECT 2"}`,
+			`{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1","sql":"SELECT 2"}`,
+			`{"target":"pg1","database":"shop","user":"app","sql":"SELECT 1"} {"sql":"SELECT 2"}`,
+		} {
+			hr, _ := http.NewRequest("POST", w.url()+bastion.PathSQL, strings.NewReader(body))
+			hr.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r bastion.SQLResponse
+			json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || len(r.Rows) > 0 {
+				t.Errorf("%s: want 400: %d %+v", body, resp.StatusCode, flatRows(r))
+			}
+		}
+	})
+
 	t.Run("another run", func(t *testing.T) {
 		carols, mallorys := runBy("carol"), runBy("mallory")
 
