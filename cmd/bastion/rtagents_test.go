@@ -112,7 +112,7 @@ func TestSQLAPIProgramDoors(t *testing.T) {
 	}
 
 	t.Run("requests in flight per identity", func(t *testing.T) {
-		// A slow reader, and three requests that take three seconds.
+		// A slow reader, and three requests that take five seconds.
 		status, rest := slowReader(t)
 		if !strings.Contains(status, " 200 ") {
 			rest()
@@ -124,14 +124,17 @@ func TestSQLAPIProgramDoors(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, _, _, err := sqlCall(w, "POST", bastion.PathSQL, token, bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT pg_sleep(3)"})
+				code, _, _, err := sqlCall(w, "POST", bastion.PathSQL, token, bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT pg_sleep(5) AS in_flight"})
 				if err != nil {
 					t.Errorf("pg_sleep: %v", err)
 				}
 				codes <- code
 			}()
 		}
-		time.Sleep(time.Second) // the three are running
+		testenv.WaitFor(t, 20*time.Second, "the three pg_sleep running", func() bool {
+			got := pg.QueryStrings(t, "shop", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(5) AS in_flight%' AND state = 'active' AND pid <> pg_backend_pid()")
+			return len(got) == 1 && got[0] == "3"
+		})
 		code, hdr, r, err := sqlCall(w, "POST", bastion.PathSQL, token, bastion.SQLRequest{Target: "pg1", Database: "shop", User: "app", SQL: "SELECT 1"})
 		if err != nil || code != http.StatusTooManyRequests || r.Error == nil || !strings.Contains(r.Error.Message, "sql_api.max_concurrent") || hdr.Get("Retry-After") == "" {
 			t.Errorf("a fifth request in flight: want 429 naming sql_api.max_concurrent: %d %+v %v", code, r.Error, err)
@@ -217,7 +220,7 @@ func TestSQLAPIProgramDoors(t *testing.T) {
 			t.Fatalf("approve: %s", r)
 		}
 		// Mallory's run, polling carol's run's status URL, gets nothing of it.
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
 			code, _, r, err := sqlCall(w, "GET", held.StatusURL, mallorys, nil)
 			if err != nil || code != http.StatusNotFound || len(r.Rows) > 0 {
@@ -274,9 +277,12 @@ func TestSQLAPIProgramDoors(t *testing.T) {
 			got := pg.QueryStrings(t, "shop", "SELECT name FROM customers WHERE id = 2")
 			return len(got) == 1 && got[0] == "held-by-alice"
 		})
-		time.Sleep(200 * time.Millisecond) // its answer is kept
 		aliceDev, _ := person("u-alice", "dev")
-		code, _, r, err := sqlCall(w, "GET", held.StatusURL, aliceDev, nil)
+		var r bastion.SQLResponse
+		testenv.WaitFor(t, 20*time.Second, "the answer to be kept", func() bool {
+			code, _, r, err = sqlCall(w, "GET", held.StatusURL, aliceDev, nil)
+			return err != nil || code != http.StatusAccepted
+		})
 		if err != nil || code != http.StatusForbidden || len(r.Rows) > 0 {
 			t.Fatalf("a login out of the group fetched the answer: %d %+v %v", code, r, err)
 		}
