@@ -1,6 +1,8 @@
 package bastion
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,11 +11,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 
@@ -80,6 +84,10 @@ type SQLAPIConfig struct {
 	// bastion keeps an answer whole until it is sent); default 16 MiB.
 	MaxBytes int
 	Timeout  time.Duration // a statement's run time, approval waits not counted; default 60s
+	// MaxConcurrent bounds the requests of one identity in flight at once,
+	// from the request to the last byte of its answer (an answer is held
+	// whole until a client, however slow, has read it); default 4.
+	MaxConcurrent int
 }
 
 type sqlAPI struct {
@@ -88,20 +96,22 @@ type sqlAPI struct {
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
+	inflight map[string]int      // requests being answered, by owner
 	held     map[string]*heldSQL // by session ID
 }
 
 // heldSQL is a statement that waits for an approval.
 type heldSQL struct {
-	owner string // issuer + subject
+	owner string // answerOwner
 	done  chan struct{}
 	resp  SQLResponse
 	code  int
 	// The answer is given only while the policy in force would still let
-	// the request connect and mask its rows as they were masked.
-	recheck func(*policy.Policy) error
+	// the login that fetches it (its groups now) connect and would mask
+	// its rows as they were masked.
+	recheck func(*policy.Policy, policy.Identity) error
 	target  string
-	request string // the approval request it waits on
+	request *atomic.Pointer[string] // the approval request it waits on now
 }
 
 // SQLHandler serves the SQL API (PathSQL, PathSQLStatus) on mux.
@@ -121,18 +131,90 @@ func (s *Server) SQLHandler(mux *http.ServeMux, cfg SQLAPIConfig) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Minute
 	}
-	api := &sqlAPI{s: s, cfg: cfg, limiters: map[string]*rate.Limiter{}, held: map[string]*heldSQL{}}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = 4
+	}
+	api := &sqlAPI{s: s, cfg: cfg, limiters: map[string]*rate.Limiter{}, inflight: map[string]int{}, held: map[string]*heldSQL{}}
 	mux.HandleFunc("POST "+PathSQL, api.query)
 	mux.HandleFunc("GET "+PathSQLStatus, api.status)
 }
 
-func writeSQL(w http.ResponseWriter, code int, v any) {
+func writeSQL(w http.ResponseWriter, code int, resp SQLResponse) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	// Read in terminals too (curl): C1 controls in the database's values
 	// as escapes, as encoding/json writes the C0 ones.
-	json.NewEncoder(safetext.JSONWriter(w)).Encode(v)
+	jw := safetext.JSONWriter(w)
+	if len(resp.Rows) == 0 {
+		json.NewEncoder(jw).Encode(resp)
+		return
+	}
+	// The rows a value at a time: encoded whole, the answer's JSON would be
+	// a second copy of it in memory, and up to six times its size (a
+	// control character is written \u00XX). Its fields are the same,
+	// in another order.
+	// Each piece goes through the C1 escapes whole (one split between
+	// its two bytes would pass a C1 control raw), then to a buffer.
+	head, _ := json.Marshal(sqlHead{resp.SessionID, resp.Status, resp.Columns})
+	tail, _ := json.Marshal(sqlTail{resp.Truncated, resp.Tags, resp.Notices, resp.Error, resp.RequestID, resp.StatusURL})
+	bw := bufio.NewWriterSize(w, 32<<10)
+	jw = safetext.JSONWriter(bw)
+	jw.Write(head[:len(head)-1])
+	jw.Write([]byte(`,"rows":[`))
+	b := []byte{}
+	for i, row := range resp.Rows {
+		b = b[:0]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, v := range row {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			if v == nil {
+				b = append(b, "null"...)
+				continue
+			}
+			vb, _ := json.Marshal(*v)
+			if len(b)+len(vb) > 32<<10 {
+				if _, err := jw.Write(b); err != nil {
+					return // the client is gone
+				}
+				b = b[:0]
+			}
+			b = append(b, vb...)
+		}
+		b = append(b, ']')
+		if _, err := jw.Write(b); err != nil {
+			return
+		}
+	}
+	if len(tail) > 2 {
+		jw.Write(append([]byte("],"), tail[1:]...))
+	} else {
+		jw.Write([]byte("]}"))
+	}
+	jw.Write([]byte("\n"))
+	bw.Flush()
+}
+
+// sqlHead and sqlTail are an SQLResponse's fields before and after its
+// rows, for writeSQL.
+type sqlHead struct {
+	SessionID string   `json:"session_id"`
+	Status    string   `json:"status"`
+	Columns   []string `json:"columns,omitempty"`
+}
+
+type sqlTail struct {
+	Truncated bool      `json:"truncated,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	Notices   []string  `json:"notices,omitempty"`
+	Error     *SQLError `json:"error,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	StatusURL string    `json:"status_url,omitempty"`
 }
 
 func sqlFail(w http.ResponseWriter, code int, format string, args ...any) {
@@ -157,6 +239,14 @@ func (api *sqlAPI) authenticate(r *http.Request) (ca.Identity, int, error) {
 
 func owner(id ca.Identity) string { return id.Issuer + "\x00" + id.Subject }
 
+// answerOwner is who may fetch a held statement's answer: the account that
+// asked and, for a CI run (oidc.workload actor_claim), the person who
+// triggered it. Runs of one job share the workload's issuer and subject
+// (every push to main is one subject); the bastion tells runs triggered by
+// different people apart for approvals, and an answer an approver let out
+// for one run is not another run's.
+func answerOwner(id ca.Identity) string { return owner(id) + "\x00" + id.Actor }
+
 func (api *sqlAPI) allow(id ca.Identity) bool {
 	api.mu.Lock()
 	defer api.mu.Unlock()
@@ -169,6 +259,30 @@ func (api *sqlAPI) allow(id ca.Identity) bool {
 		api.limiters[owner(id)] = l
 	}
 	return l.Allow()
+}
+
+// enter counts a request of id in flight, if id has fewer than
+// MaxConcurrent; leave ends it. The rate limit alone does not bound what
+// an identity makes the bastion hold: an answer is held whole until it is
+// written, and a client that reads slowly keeps it for as long as the
+// write deadline lets it (the statement's session has ended by then, so
+// no session limit counts it).
+func (api *sqlAPI) enter(id ca.Identity) bool {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.inflight[owner(id)] >= api.cfg.MaxConcurrent {
+		return false
+	}
+	api.inflight[owner(id)]++
+	return true
+}
+
+func (api *sqlAPI) leave(id ca.Identity) {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.inflight[owner(id)]--; api.inflight[owner(id)] <= 0 {
+		delete(api.inflight, owner(id))
+	}
 }
 
 func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
@@ -187,10 +301,21 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		sqlFail(w, http.StatusTooManyRequests, "rate limit: at most %g requests per second (burst %d) per identity", api.cfg.Rate, api.cfg.Burst)
 		return
 	}
-	var req SQLRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if !api.enter(id) {
+		w.Header().Set("Retry-After", "1")
+		sqlFail(w, http.StatusTooManyRequests, "%s already has %d requests in flight (sql_api.max_concurrent): read their answers first", safetext.Printable(id.User), api.cfg.MaxConcurrent)
+		return
+	}
+	defer api.leave(id)
+	// Read to its end: only then does the server watch the connection, and
+	// end the request's context when the client goes away.
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxSQLBody+1))
+	if err != nil {
+		sqlFail(w, http.StatusBadRequest, "body: %v", err)
+		return
+	}
+	req, err := decodeSQLRequest(body)
+	if err != nil {
 		sqlFail(w, http.StatusBadRequest, "body: %v", err)
 		return
 	}
@@ -272,7 +397,10 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		}
 		ss.stop(fmt.Errorf("the SQL API's time limit (%s) was reached", api.cfg.Timeout))
 	})
+	// The request a held statement waits on now: a text may hold several.
+	waitsOn := new(atomic.Pointer[string])
 	ss.onHold = func(requestID string) {
+		waitsOn.Store(&requestID)
 		clock.pause()
 		select {
 		case held <- requestID: // the first hold answers 202
@@ -317,9 +445,19 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 	select {
 	case a := <-done:
 		writeSQL(w, a.code, a.resp)
+	case <-r.Context().Done():
+		// The client went away before its answer: the statement is
+		// cancelled in PostgreSQL, as when psql closes its connection,
+		// rather than running on (and committing) until the time limit for
+		// a client that gave up on it and may send it again.
+		if k := key.Load(); k != nil {
+			s.pg.cancels.Forward(ctx, k[0], k[1])
+		}
+		ss.stop(errors.New("the SQL API client went away before its answer"))
+		<-done
 	case reqID := <-held:
 		maskKey := pol.ResultMasks(pid, t.Name).Key()
-		h := &heldSQL{owner: owner(id), done: make(chan struct{}), target: t.Name, request: reqID, recheck: func(p *policy.Policy) error {
+		h := &heldSQL{owner: answerOwner(id), done: make(chan struct{}), target: t.Name, request: waitsOn, recheck: func(p *policy.Policy, pid policy.Identity) error {
 			if err := recheckForward(p, pid, t, port); err != nil {
 				return err
 			}
@@ -348,6 +486,65 @@ func (api *sqlAPI) query(w http.ResponseWriter, r *http.Request) {
 		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: reqID,
 			StatusURL: strings.Replace(PathSQLStatus, "{id}", sid, 1)})
 	}
+}
+
+// maxSQLBody bounds a POST /v1/sql body.
+const maxSQLBody = 1 << 20
+
+// sqlRequestFields are SQLRequest's JSON names.
+var sqlRequestFields = []string{"target", "database", "user", "sql", "max_rows"}
+
+// decodeSQLRequest reads a POST /v1/sql body: one JSON object of
+// SQLRequest's fields, each named exactly once as it is spelled, and
+// nothing after it. encoding/json alone matches names in any case, keeps
+// the last of a name given twice and stops reading after the first value,
+// so {"sql": "SELECT 1", "SQL": "DELETE FROM t"} ran the DELETE while
+// anything else that read the request (a gateway's log, a tool-call review,
+// a parser that keeps the first) saw the SELECT: the bastion runs only a
+// request that reads one way.
+func decodeSQLRequest(body []byte) (SQLRequest, error) {
+	var req SQLRequest
+	if len(body) > maxSQLBody {
+		return req, fmt.Errorf("larger than %d bytes", maxSQLBody)
+	}
+	if !utf8.Valid(body) {
+		return req, errors.New("not UTF-8 (JSON is)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return req, errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return req, err
+		}
+		name, _ := tok.(string)
+		switch {
+		case !slices.Contains(sqlRequestFields, name):
+			return req, fmt.Errorf("unknown field %q (fields: %s)", safetext.Printable(clip(name, 64)), strings.Join(sqlRequestFields, ", "))
+		case seen[name]:
+			return req, fmt.Errorf("field %q given twice", name)
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return req, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return req, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, errors.New("data after the JSON object")
+	}
+	strict := json.NewDecoder(bytes.NewReader(body))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(&req); err != nil {
+		return req, err
+	}
+	return req, nil
 }
 
 // defaultSQLMaxBytes is SQLAPIConfig.MaxBytes's default.
@@ -416,23 +613,35 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 		sqlFail(w, code, "%v", err)
 		return
 	}
+	if !api.enter(id) {
+		w.Header().Set("Retry-After", "1")
+		sqlFail(w, http.StatusTooManyRequests, "%s already has %d requests in flight (sql_api.max_concurrent): read their answers first", safetext.Printable(id.User), api.cfg.MaxConcurrent)
+		return
+	}
+	defer api.leave(id)
 	sid := r.PathValue("id")
 	api.mu.Lock()
 	h := api.held[sid]
 	api.mu.Unlock()
-	if h == nil || h.owner != owner(id) {
+	if h == nil || h.owner != answerOwner(id) {
 		sqlFail(w, http.StatusNotFound, "no held statement %s of yours (answers are given once)", safetext.Printable(sid))
 		return
 	}
 	select {
 	case <-h.done:
 		api.mu.Lock()
+		mine := api.held[sid] == h // not taken by a request of the same moment
 		delete(api.held, sid)
 		api.mu.Unlock()
+		if !mine {
+			sqlFail(w, http.StatusNotFound, "no held statement %s of yours (answers are given once)", safetext.Printable(sid))
+			return
+		}
 		// An answer waits up to heldAnswerTTL: a reload meanwhile that
 		// withdrew the access or changed the masks it was computed under
-		// keeps it, as it ends a live session.
-		if err := h.recheck(api.s.cfg.Policy()); err != nil {
+		// keeps it, as it ends a live session; so does a login of the same
+		// person whose groups no longer give it that access.
+		if err := h.recheck(api.s.cfg.Policy(), policyIdentity(id)); err != nil {
 			api.s.audit(Event{Type: "channel.refuse", Identity: id, SessionID: sid, Target: h.target, Outcome: "refused",
 				Reason: "held statement's answer withheld: " + err.Error(), Fields: map[string]string{"channel": "sql api"}})
 			sqlFail(w, http.StatusForbidden, "the answer of %s is withheld: the policy changed since its statement ran (%v)", sid, err)
@@ -440,7 +649,7 @@ func (api *sqlAPI) status(w http.ResponseWriter, r *http.Request) {
 		}
 		writeSQL(w, h.code, h.resp)
 	default:
-		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: h.request, StatusURL: r.URL.Path})
+		writeSQL(w, http.StatusAccepted, SQLResponse{SessionID: sid, Status: "held", RequestID: *h.request.Load(), StatusURL: r.URL.Path})
 	}
 }
 

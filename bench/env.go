@@ -344,7 +344,7 @@ rules:
 {{- end}}
   - {name: card-columns, on: sql_result, match: {columns: ["card*"]}, action: mask}
 {{- if .PG}}
-sql_api: {enabled: true, rate: 1000000, burst: 1000000}
+sql_api: {enabled: true, rate: 1000000, burst: 1000000, max_concurrent: 1000}
 {{- end}}
 recording: {mode: strict, flush_interval: 200ms{{if .MaxBytes}}, max_bytes: {{.MaxBytes}}{{end}}}
 {{- if .StoreDSN}}

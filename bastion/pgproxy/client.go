@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"unsafe"
 )
 
 // Query is the PostgreSQL client of the bastion's SQL API: it speaks to
@@ -73,6 +74,15 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 	// past maxBytes is dropped.
 	var rowBytes, noticeBytes, droppedNotices int
 	fits := func(n int) bool { return maxBytes <= 0 || rowBytes+noticeBytes+n <= maxBytes }
+	// A row that cannot be kept is not read into memory either: one row
+	// may be as large as PostgreSQL makes it (1 GiB).
+	mr.skip = func(typ byte, n int) bool {
+		if typ == 'D' && (len(res.Rows) >= maxRows || res.Truncated || !fits(n+valueOverhead)) {
+			res.Truncated = true
+			return true
+		}
+		return false
+	}
 	for {
 		typ, body, err := mr.next()
 		if err != nil {
@@ -119,8 +129,13 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 				res.Columns = append(res.Columns, f.name)
 			}
 		case 'D':
-			// The body holds the values and a length for each: the row's size as kept.
-			if len(res.Rows) >= maxRows || res.Truncated || !fits(len(body)+valueOverhead) {
+			// What the row takes kept: its values' bytes, and for each value a
+			// pointer and a string header (the body counts a 4-byte length).
+			size := len(body) + valueOverhead
+			if len(body) >= 2 {
+				size += int(binary.BigEndian.Uint16(body)) * (valueSize - 4)
+			}
+			if len(res.Rows) >= maxRows || res.Truncated || !fits(size) {
 				res.Truncated = true
 				continue
 			}
@@ -128,7 +143,7 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 			if err != nil {
 				return nil, err
 			}
-			rowBytes += len(body) + valueOverhead
+			rowBytes += size
 			res.Rows = append(res.Rows, row)
 		case 'C':
 			tag, err := decodeCommandComplete(body)
@@ -172,6 +187,10 @@ func Query(ctx context.Context, conn net.Conn, user, database, sql string, maxRo
 
 // valueOverhead is what Query counts for each kept row or notice besides its bytes.
 const valueOverhead = 64
+
+// valueSize is what a kept value takes besides its bytes: its pointer in
+// the row and its string header.
+const valueSize = int(unsafe.Sizeof((*string)(nil))) + int(unsafe.Sizeof(""))
 
 // backendTypesClient are the messages Query accepts.
 var backendTypesClient = *typeSet("RSKZTDCIENA")

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // serverSays is what a proxy might answer: after the startup, AuthOk and
@@ -180,5 +182,69 @@ func TestQueryRefusesNUL(t *testing.T) {
 		if n := <-sent; n != 0 {
 			t.Errorf("%q: %d bytes sent", c, n)
 		}
+	}
+}
+
+// TestQueryByteLimitCountsValues: the byte limit counts what a kept row
+// takes in memory, not its size on the wire. A value is a pointer and a
+// string header besides its bytes (24 bytes on 64-bit), while the wire
+// counts 4: a row of 1000 empty strings is 4 KiB on the wire and 24 KiB kept,
+// so an answer of empty (or one-byte) values held some six times
+// sql_api.max_bytes.
+func TestQueryByteLimitCountsValues(t *testing.T) {
+	empty := ""
+	vals := make([]*string, 1000)
+	for i := range vals {
+		vals[i] = &empty
+	}
+	fields := make([]fieldDesc, len(vals))
+	for i := range fields {
+		fields[i] = fieldDesc{name: "e", typeOID: 25, typeSize: -1, typmod: -1}
+	}
+	in := [][]byte{appendRowDescription(nil, fields)}
+	for range 100 {
+		in = append(in, dataRow(vals...))
+	}
+	in = append(in, commandComplete("SELECT 100"), appendReadyForQuery(nil, 'I'))
+	const maxBytes = 100_000
+	res, err := runQueryKey(t, serverSays(in...), 1000, maxBytes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const valueSize = int(unsafe.Sizeof(&empty)) + int(unsafe.Sizeof(empty))
+	if kept := len(res.Rows) * len(vals) * valueSize; kept > maxBytes || !res.Truncated || len(res.Rows) == 0 {
+		t.Fatalf("%d rows of %d values kept (%d bytes in memory, limit %d), truncated %v", len(res.Rows), len(vals), kept, maxBytes, res.Truncated)
+	}
+}
+
+// TestQuerySkipsRowsItCannotKeep: a row past the limits is read past, not
+// into memory. PostgreSQL makes rows of up to 1 GiB (SELECT repeat('x',
+// 1e9)), and Query read each whole before finding that it did not fit the
+// answer, a second copy of it on the bastion's heap beside the proxy's.
+func TestQuerySkipsRowsItCannotKeep(t *testing.T) {
+	small, big := "1", strings.Repeat("x", 16<<20)
+	rd := appendRowDescription(nil, []fieldDesc{{name: "x", typeOID: 25, typeSize: -1, typmod: -1}})
+	in := serverSays(rd, dataRow(&small), dataRow(&big), dataRow(&small), commandComplete("SELECT 3"), appendReadyForQuery(nil, 'I'))
+	big = ""
+	for _, tc := range []struct {
+		name              string
+		maxRows, maxBytes int
+		rows              int
+	}{
+		{"past max_bytes", 10, 1 << 20, 1},
+		{"past max_rows", 1, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			res, err := runQueryKey(t, in, tc.maxRows, tc.maxBytes, nil)
+			runtime.ReadMemStats(&after)
+			if err != nil || len(res.Rows) != tc.rows || !res.Truncated || res.Tags[0] != "SELECT 3" {
+				t.Fatalf("%+v %v", res, err)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+				t.Errorf("Query allocated %d MiB for a 16 MiB row it did not keep", got>>20)
+			}
+		})
 	}
 }

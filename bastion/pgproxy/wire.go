@@ -58,6 +58,10 @@ type msgReader struct {
 	buf    []byte
 	// tee, when set, sees each whole message as it is read (Config.Wire).
 	tee func(typ byte, body []byte) error
+	// skip, when set, is asked after each header whether a body of n bytes
+	// is wanted at all: one it is not is read past without being kept, and
+	// next returns it with a nil body.
+	skip func(typ byte, n int) bool
 }
 
 func newMsgReader(r *bufio.Reader, max int, types *[256]bool, side string) *msgReader {
@@ -86,6 +90,15 @@ func (m *msgReader) next() (typ byte, body []byte, err error) {
 	}
 	if m.sqlMax > 0 && (typ == 'Q' || typ == 'P') && n > int64(m.sqlMax) {
 		return 0, nil, &ProtocolError{Side: m.side, Type: typ, Reason: fmt.Sprintf("message of %d bytes exceeds the limit of %d for SQL text", n, m.sqlMax), tooLarge: true}
+	}
+	if m.skip != nil && m.skip(typ, int(n)) {
+		if _, err := m.r.Discard(int(n)); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, err
+		}
+		return typ, nil, nil
 	}
 	body, err = readBody(m.r, m.buf, int(n))
 	m.buf = body

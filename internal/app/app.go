@@ -358,7 +358,7 @@ func (a *App) Start() error {
 	mux := http.NewServeMux()
 	caSrv.Register(mux)
 	if c := a.Config.SQLAPI; c.Enabled {
-		a.SSH.SQLHandler(mux, bastion.SQLAPIConfig{Rate: c.Rate, Burst: c.Burst, MaxRows: c.MaxRows, MaxBytes: int(c.MaxBytes), Timeout: c.Timeout.D})
+		a.SSH.SQLHandler(mux, bastion.SQLAPIConfig{Rate: c.Rate, Burst: c.Burst, MaxRows: c.MaxRows, MaxBytes: int(c.MaxBytes), Timeout: c.Timeout.D, MaxConcurrent: c.MaxConcurrent})
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -119,6 +119,9 @@ type SQLAPI struct {
 	// MaxBytes bounds the row values and notices one answer holds; default 16MiB.
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	Timeout  Duration `yaml:"timeout"` // one request's run time, approval waits not counted; default 60s
+	// MaxConcurrent bounds one identity's requests in flight, from the request
+	// to the last byte of its answer; default 4.
+	MaxConcurrent int `yaml:"max_concurrent"`
 }
 
 // Metrics says where Prometheus /metrics is served and who may read it.
@@ -482,6 +485,9 @@ func (c *Config) setDefaults() {
 	if c.SQLAPI.MaxBytes == 0 {
 		c.SQLAPI.MaxBytes = 16 << 20
 	}
+	if c.SQLAPI.MaxConcurrent == 0 {
+		c.SQLAPI.MaxConcurrent = 4
+	}
 	if c.Sessions.EnvAllow == nil {
 		c.Sessions.EnvAllow = []string{"LANG", "LC_*", "TERM"}
 	}
@@ -639,6 +645,9 @@ func (v *validator) sqlAPI(c *Config) {
 	}
 	if c.SQLAPI.MaxBytes < 0 || c.SQLAPI.MaxBytes > 1<<30 {
 		v.bad("sql_api.max_bytes", "%d out of range 1..1GiB", c.SQLAPI.MaxBytes)
+	}
+	if c.SQLAPI.MaxConcurrent < 0 || c.SQLAPI.MaxConcurrent > 10000 {
+		v.bad("sql_api.max_concurrent", "%d out of range 1..10000", c.SQLAPI.MaxConcurrent)
 	}
 	if c.SQLAPI.Timeout.D < 0 {
 		v.bad("sql_api.timeout", "must be positive")

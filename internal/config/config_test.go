@@ -108,6 +108,7 @@ func TestMalformed(t *testing.T) {
 		{"public postgres without listener", minimal + "public: {postgres: \"b.example.com:5432\"}\n", "public.postgres: set without listen.postgres"},
 		{"sql api max rows", minimal + "sql_api: {enabled: true, max_rows: 2000000}\n", "sql_api.max_rows"},
 		{"sql api rate", minimal + "sql_api: {rate: -1}\n", "sql_api.rate"},
+		{"sql api max concurrent", minimal + "sql_api: {enabled: true, max_concurrent: -1}\n", "sql_api.max_concurrent"},
 		{"dbclient cert without key", minimal + "ca: {dbclient: {cert: /x.pem}}\n", "ca.dbclient.cert"},
 		{"target without kind", minimal + "targets: [{name: a, address: \"h:22\"}]\n", "targets[0].kind: required"},
 		{"target bad kind", minimal + "targets: [{name: a, kind: rdp, address: \"h:22\"}]\n", "targets[0].kind"},
