@@ -24,6 +24,9 @@ const (
 	echoWait  = time.Second
 	quietWait = 15 * time.Millisecond
 	quietMax  = 200 * time.Millisecond
+	// stallWait bounds the wait for a shell's output to be passed on to a
+	// user who is not reading it before a line is cancelled again.
+	stallWait = 5 * time.Second
 	// maxPendingLine bounds a command (with its continued lines): held
 	// back while incomplete on the no-pty path, judged on the pty path.
 	maxPendingLine = 64 << 10
@@ -56,7 +59,11 @@ type shellGuard struct {
 	tr         *linerec.Tracker
 	cols, rows int       // the window, to rebuild the tracker after a failure
 	lastOut    time.Time // when output last arrived
-	failed     string    // why the tracker failed since the last line (it was rebuilt)
+	// undelivered counts outputs seen but not yet passed on to the user: a
+	// user who does not read (a terminal stopped with Ctrl-S) stops the
+	// relay, and the shell then waits in its write, busy, not quiet.
+	undelivered int
+	failed      string // why the tracker failed since the last line (it was rebuilt)
 
 	// Owned by the goroutine running run.
 	lastKeys time.Time // when keys were last forwarded
@@ -96,8 +103,23 @@ func (g *shellGuard) output(b []byte) {
 	}
 	g.track(func(tr *linerec.Tracker) {
 		g.lastOut = g.p.env.now()
+		g.undelivered++
 		tr.Output(b)
 	})
+	select {
+	case g.outCh <- struct{}{}:
+	default:
+	}
+}
+
+// delivered tells the guard an output has been passed on to the user.
+func (g *shellGuard) delivered() {
+	if g.tr == nil {
+		return
+	}
+	g.mu.Lock()
+	g.undelivered = max(g.undelivered-1, 0)
+	g.mu.Unlock()
 	select {
 	case g.outCh <- struct{}{}:
 	default:
@@ -988,32 +1010,33 @@ func (g *shellGuard) waitEcho() {
 		}
 		settled, _ = quiet()
 	}
-	g.waitQuiet()
+	g.waitQuiet(quietMax)
 }
 
-// waitQuiet waits until the target's output has been quiet for quietWait,
-// up to quietMax.
-func (g *shellGuard) waitQuiet() {
-	limit := time.NewTimer(quietMax)
-	defer limit.Stop()
+// waitQuiet waits until the target's output has been quiet for quietWait
+// and all of it has been passed on, up to limit, and reports whether it
+// was.
+func (g *shellGuard) waitQuiet(limit time.Duration) bool {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
 	for {
 		g.mu.Lock()
-		since := g.p.env.now().Sub(g.lastOut)
+		since, pending := g.p.env.now().Sub(g.lastOut), g.undelivered > 0
 		g.mu.Unlock()
-		if since >= quietWait {
-			return
+		if since >= quietWait && !pending {
+			return true
 		}
-		t := time.NewTimer(quietWait - since)
+		t := time.NewTimer(max(quietWait-since, quietWait/4))
 		select {
 		case <-g.outCh:
 			t.Stop()
 		case <-t.C:
-		case <-limit.C:
+		case <-deadline.C:
 			t.Stop()
-			return
+			return false
 		case <-g.p.ss.ctx.Done():
 			t.Stop()
-			return
+			return false
 		}
 	}
 }
@@ -1057,34 +1080,50 @@ func (g *shellGuard) abortLine() bool {
 }
 
 // interrupt writes keys that end in the Ctrl-C that makes the shell drop
-// its line, and makes sure the shell took it. bash 5.2 handles a SIGINT
-// that arrives while readline is busy (drawing the key before) only as far
-// as readline's own cleanup: it then waits for a key with the interrupt
-// pending and draws no new prompt, and an Enter then runs the line. Seen
-// in CI after the Ctrl-G of cancelQuoted ("^G^C", the terminal reset, and
-// nothing more); bash alone in a pty, a Ctrl-C written as the Ctrl-G's
-// echo came was so lost 5 to 12 times in 100, and none in 400 written once
-// the output had been quiet for quietWait, as it now is (a long line's
-// redraw can come in many writes). A shell that took the Ctrl-C answers
-// with more than that reset (Tracker.CancelAnswered: a new prompt, a
-// full-screen program's redraw); one that has not within echoWait gets one
-// more Ctrl-C, which an idle readline takes at once (10 of 10 so lost,
-// recovered) and which at a fresh prompt only draws another. Should that
-// one be lost too, the tracker still holds the cancel unanswered and the
-// next line gets the rules' unknowable action. The tracker is told of the
-// cancel (Tracker.Cancel) just before the write, so that what came before
-// is not taken for the answer. It reports whether the writes went.
+// its line, and makes sure the shell took it.
+//
+// bash 5.2 handles a SIGINT that arrives while readline is busy (drawing,
+// or waiting in a write) only as far as readline's own cleanup: it then
+// waits for a key with the interrupt pending and the line kept, draws no
+// new prompt, and an Enter runs the line. Seen in CI after the Ctrl-G of
+// cancelQuoted ("^G^C", the terminal reset, and nothing more); bash alone
+// in a pty, a Ctrl-C written as the Ctrl-G's echo came was so lost 5 to
+// 12 times in 100, and none in 400 written once the output had been quiet
+// for quietWait. So the Ctrl-C goes once the output has been quiet and
+// passed on to the user (a user who stops reading, Ctrl-S in their
+// terminal, keeps the shell waiting in its write), within quietMax.
+//
+// One more Ctrl-C follows, once the output is quiet and passed on again
+// (within stallWait), when the first may have come while the shell was
+// busy: when the shell answered with no more than readline's reset
+// (Tracker.CancelAnswered), when the output was not quiet, and when the
+// line spans more than one row (a shell redraws it in several writes, and
+// the rest of a redraw after a lost Ctrl-C would pass for the answer). An
+// idle readline takes it at once (10 of 10 so lost, recovered); at a fresh
+// prompt it only draws another. The tracker is told of each cancel just
+// before its write, so that what came before is not taken for the answer;
+// a line typed while the shell has not answered gets the rules'
+// unknowable action (Line.Uncancelled). It reports whether the writes
+// went.
 func (g *shellGuard) interrupt(keys []byte) bool {
-	if g.pty {
-		g.waitQuiet()
+	if !g.pty {
+		g.track(func(tr *linerec.Tracker) { tr.Cancel() })
+		return g.forward(keys)
 	}
-	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
+	quiet := g.waitQuiet(quietMax)
+	var long bool
+	g.track(func(tr *linerec.Tracker) {
+		long = tr.Wrapped()
+		tr.Cancel()
+	})
 	if !g.forward(keys) {
 		return false
 	}
-	if !g.pty || g.waitOutput(func() bool { return g.tr.CancelAnswered() }) {
+	if g.waitOutput(func() bool { return g.tr.CancelAnswered() }) && quiet && !long {
 		return true
 	}
+	g.waitQuiet(stallWait)
+	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
 	return g.forward([]byte{0x03})
 }
 

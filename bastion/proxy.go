@@ -207,6 +207,11 @@ func (p *proxy) run(downReqs, upReqs <-chan *gossh.Request) {
 			g.output(b)
 		}
 	}
+	p.stdout.delivered = func() {
+		if g := p.guard.Load(); g != nil {
+			g.delivered()
+		}
+	}
 	stderr := pipe(p.down.Stderr())
 	var out sync.WaitGroup
 	out.Add(1)

@@ -394,16 +394,20 @@ func (ss *session) begin(kind, command string) error {
 type outputPipeline struct {
 	ss      *session
 	dst     io.Writer
-	down    func(int)     // byte counter
-	observe func([]byte)  // nil: none
-	masker  *mask.Masker  // nil: no masking, or none made yet (active)
-	maskCfg *mask.Config  // the masking, checked; nil: none
-	rules   string        // the masking rules, for markers
-	hold    time.Duration // quiet period before a held tail is released
-	mu      sync.Mutex    // Write and the flush timer
-	timer   *time.Timer   // releases the masker's held tail
-	masked  int           // values masked so far
-	err     error         // sticky write error
+	down    func(int)    // byte counter
+	observe func([]byte) // nil: none
+	// delivered, when set, is called when a Write that observe saw has
+	// been passed on (or failed): until then the relay reads no more of
+	// the target's output.
+	delivered func()
+	masker    *mask.Masker  // nil: no masking, or none made yet (active)
+	maskCfg   *mask.Config  // the masking, checked; nil: none
+	rules     string        // the masking rules, for markers
+	hold      time.Duration // quiet period before a held tail is released
+	mu        sync.Mutex    // Write and the flush timer
+	timer     *time.Timer   // releases the masker's held tail
+	masked    int           // values masked so far
+	err       error         // sticky write error
 
 	// The policy the masks came from, what they mask, and how to ask the
 	// policy in force: a reload that changes the session's output masks
@@ -479,6 +483,9 @@ func (o *outputPipeline) follow() error {
 func (o *outputPipeline) Write(p []byte) (int, error) {
 	if o.observe != nil {
 		o.observe(p)
+		if o.delivered != nil {
+			defer o.delivered()
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
