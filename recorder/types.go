@@ -49,11 +49,15 @@ var (
 
 // SessionInfo is a session's metadata.
 type SessionInfo struct {
-	ID         string    `json:"id"`   // set by Begin if empty: a ULID
-	Kind       string    `json:"kind"` // "shell", "exec", "subsystem", "tcp", "postgres"
-	User       string    `json:"user"`
-	Issuer     string    `json:"issuer,omitempty"`  // the identity's OIDC issuer
-	Subject    string    `json:"subject,omitempty"` // the identity's OIDC subject
+	ID      string `json:"id"`   // set by Begin if empty: a ULID
+	Kind    string `json:"kind"` // "shell", "exec", "subsystem", "tcp", "postgres"
+	User    string `json:"user"`
+	Issuer  string `json:"issuer,omitempty"`  // the identity's OIDC issuer
+	Subject string `json:"subject,omitempty"` // the identity's OIDC subject
+	// Actor is who triggered the CI run (oidc.workload actor_claim);
+	// empty for people, for workloads without one, and in records written
+	// before sessions named it.
+	Actor      string    `json:"actor,omitempty"`
 	Target     string    `json:"target"`
 	Login      string    `json:"login,omitempty"`
 	Command    string    `json:"command,omitempty"`
