@@ -12,12 +12,16 @@ import (
 // Seal closes a session's chunk chain: it names the last chunk's hash, the
 // counts and the session's metadata, and is signed with the store's SealKey.
 type Seal struct {
-	SessionID  string    `json:"session_id"`
-	Status     string    `json:"status"`
-	Kind       string    `json:"kind"`
-	User       string    `json:"user"`
-	Issuer     string    `json:"issuer,omitempty"`
-	Subject    string    `json:"subject,omitempty"`
+	SessionID string `json:"session_id"`
+	Status    string `json:"status"`
+	Kind      string `json:"kind"`
+	User      string `json:"user"`
+	Issuer    string `json:"issuer,omitempty"`
+	Subject   string `json:"subject,omitempty"`
+	// Actor is who triggered a CI run. Seals of sessions without one
+	// (and every seal written before sessions named it) leave it out, so
+	// they compare as before.
+	Actor      string    `json:"actor,omitempty"`
 	Target     string    `json:"target"`
 	Login      string    `json:"login,omitempty"`
 	Command    string    `json:"command,omitempty"`
@@ -118,7 +122,7 @@ func (s *Store) SealPublicKey() crypto.PublicKey { return s.signer.pub }
 func newSeal(info SessionInfo, head [hashLen]byte, sealedAt time.Time) Seal {
 	return Seal{
 		SessionID: info.ID, Status: info.Status, Kind: info.Kind, User: info.User,
-		Issuer: info.Issuer, Subject: info.Subject, Target: info.Target, Login: info.Login,
+		Issuer: info.Issuer, Subject: info.Subject, Actor: info.Actor, Target: info.Target, Login: info.Login,
 		Command: info.Command, ClientAddr: info.ClientAddr, CertSerial: info.CertSerial,
 		Start: info.Start, End: info.End, ExitStatus: info.ExitStatus,
 		BytesIn: info.BytesIn, BytesOut: info.BytesOut, Chunks: info.Chunks, Events: info.Events,
@@ -139,7 +143,7 @@ func (se Seal) mismatch(info SessionInfo) string {
 		return "session_id"
 	case se.Status != want.Status:
 		return "status"
-	case se.Kind != want.Kind || se.User != want.User || se.Issuer != want.Issuer || se.Subject != want.Subject:
+	case se.Kind != want.Kind || se.User != want.User || se.Issuer != want.Issuer || se.Subject != want.Subject || se.Actor != want.Actor:
 		return "identity"
 	case se.Target != want.Target || se.Login != want.Login || se.Command != want.Command:
 		return "target"

@@ -111,14 +111,20 @@ type SessionFilter struct {
 	User   string
 	Target string
 	Kind   string
-	Since  time.Time // sessions started at or after
-	Limit  int       // at most this many, newest first; 0 = all
+	// ByActor keeps only the sessions whose Actor is Actor (with Actor
+	// empty: those that name none). Runs of one CI job share a user; the
+	// person who triggered each tells them apart.
+	ByActor bool
+	Actor   string
+	Since   time.Time // sessions started at or after
+	Limit   int       // at most this many, newest first; 0 = all
 }
 
 // match reports whether info passes f's User, Target and Kind (Since and
 // Limit are the scan's).
 func (f SessionFilter) match(info SessionInfo) bool {
-	return (f.User == "" || info.User == f.User) && (f.Target == "" || info.Target == f.Target) && (f.Kind == "" || info.Kind == f.Kind)
+	return (f.User == "" || info.User == f.User) && (f.Target == "" || info.Target == f.Target) && (f.Kind == "" || info.Kind == f.Kind) &&
+		(!f.ByActor || info.Actor == f.Actor)
 }
 
 // AuditEvent is one record of the audit log.
