@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -191,7 +192,19 @@ func TestCIRunsOwnData(t *testing.T) {
 				t.Fatalf("dbname %s: connected", db)
 			}
 		}
-		testenv.WaitFor(t, 10*time.Second, "three refusals audited", func() bool {
+		// The SSH door: a forward to a destination that is no target.
+		cfgText, _ := os.ReadFile(carolSSH)
+		jump := regexp.MustCompile(`ProxyJump (\S+)`).FindStringSubmatch(string(cfgText))
+		if jump == nil {
+			t.Fatalf("no ProxyJump in the ssh config:\n%s", cfgText)
+		}
+		fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(fctx, "ssh", "-F", carolSSH, "-W", card+":80", jump[1]).CombinedOutput()
+		fcancel()
+		if err == nil {
+			t.Fatalf("a forward to %s: %s", card, out)
+		}
+		testenv.WaitFor(t, 10*time.Second, "four refusals audited", func() bool {
 			n := 0
 			w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
 				if ev.Outcome == "refused" && (ev.Type == "channel.refuse" || ev.Type == "sql.connect") && ev.Fields["actor"] == "carol" {
@@ -199,7 +212,7 @@ func TestCIRunsOwnData(t *testing.T) {
 				}
 				return nil
 			})
-			return n >= 3
+			return n >= 4
 		})
 		w.app.Store.AuditEvents(time.Time{}, func(ev recorder.AuditEvent) error {
 			b, _ := json.Marshal(ev)
