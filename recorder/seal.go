@@ -12,16 +12,13 @@ import (
 // Seal closes a session's chunk chain: it names the last chunk's hash, the
 // counts and the session's metadata, and is signed with the store's SealKey.
 type Seal struct {
-	SessionID string `json:"session_id"`
-	Status    string `json:"status"`
-	Kind      string `json:"kind"`
-	User      string `json:"user"`
-	Issuer    string `json:"issuer,omitempty"`
-	Subject   string `json:"subject,omitempty"`
-	// Actor is who triggered a CI run. Seals of sessions without one
-	// (and every seal written before sessions named it) leave it out, so
-	// they compare as before.
-	Actor      string    `json:"actor,omitempty"`
+	SessionID  string    `json:"session_id"`
+	Status     string    `json:"status"`
+	Kind       string    `json:"kind"`
+	User       string    `json:"user"`
+	Issuer     string    `json:"issuer,omitempty"`
+	Subject    string    `json:"subject,omitempty"`
+	Actor      string    `json:"actor,omitempty"` // a CI run's; left out without one (every older seal), which compares as before
 	Target     string    `json:"target"`
 	Login      string    `json:"login,omitempty"`
 	Command    string    `json:"command,omitempty"`

@@ -49,15 +49,12 @@ var (
 
 // SessionInfo is a session's metadata.
 type SessionInfo struct {
-	ID      string `json:"id"`   // set by Begin if empty: a ULID
-	Kind    string `json:"kind"` // "shell", "exec", "subsystem", "tcp", "postgres"
-	User    string `json:"user"`
-	Issuer  string `json:"issuer,omitempty"`  // the identity's OIDC issuer
-	Subject string `json:"subject,omitempty"` // the identity's OIDC subject
-	// Actor is who triggered the CI run (oidc.workload actor_claim);
-	// empty for people, for workloads without one, and in records written
-	// before sessions named it.
-	Actor      string    `json:"actor,omitempty"`
+	ID         string    `json:"id"`   // set by Begin if empty: a ULID
+	Kind       string    `json:"kind"` // "shell", "exec", "subsystem", "tcp", "postgres"
+	User       string    `json:"user"`
+	Issuer     string    `json:"issuer,omitempty"`  // the identity's OIDC issuer
+	Subject    string    `json:"subject,omitempty"` // the identity's OIDC subject
+	Actor      string    `json:"actor,omitempty"`   // who triggered a CI run (oidc.workload actor_claim); none in older records
 	Target     string    `json:"target"`
 	Login      string    `json:"login,omitempty"`
 	Command    string    `json:"command,omitempty"`
@@ -111,13 +108,13 @@ type SessionFilter struct {
 	User   string
 	Target string
 	Kind   string
+	Since  time.Time // sessions started at or after
+	Limit  int       // at most this many, newest first; 0 = all
 	// ByActor keeps only the sessions whose Actor is Actor (with Actor
 	// empty: those that name none). Runs of one CI job share a user; the
 	// person who triggered each tells them apart.
 	ByActor bool
 	Actor   string
-	Since   time.Time // sessions started at or after
-	Limit   int       // at most this many, newest first; 0 = all
 }
 
 // match reports whether info passes f's User, Target and Kind (Since and
