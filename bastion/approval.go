@@ -411,6 +411,22 @@ func triggeredRequest(c Caller, ap *approval) bool {
 		by.Actor != "" && by.Actor == r.User
 }
 
+// ownView reports whether c sees ap as its own (rather than as one of its
+// approvers): c's request, or, for a person, the request of a CI run they
+// triggered. Runs of one job are one account to ownRequest (every push to
+// main is one workload subject), but a run sees only the requests of runs
+// the same person triggered: the commands another person's run typed are
+// not its to read. Nor does a run see the requests of the person who
+// triggered it, or of another job they triggered: a run's code is
+// whoever pushed it.
+func ownView(c Caller, ap *approval) bool {
+	by, r := c.Identity, ap.Requester
+	if ownRequest(c, ap) {
+		return by.Actor == r.Actor
+	}
+	return by.Actor == "" && r.Actor != "" && by.User == r.Actor
+}
+
 // maxNote bounds an approver's note, in bytes.
 const maxNote = 1024
 
@@ -517,8 +533,7 @@ func (a *approvals) visible(c Caller) ([]*approval, error) {
 	}
 	var out []*approval
 	for _, ap := range all {
-		own := ownRequest(c, ap) || triggeredRequest(c, ap)
-		if own || pol.CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
+		if ownView(c, ap) || pol.CanApprove(policyIdentity(c.Identity), ap.Approvers, ap.Target) {
 			out = append(out, ap)
 		}
 	}

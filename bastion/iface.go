@@ -106,10 +106,16 @@ type Caller struct {
 	RemoteAddr string
 }
 
-// MaySee reports whether c may see what the identity (user at issuer) did:
-// its own sessions, or everyone's for an auditor.
-func (c Caller) MaySee(user, issuer string) bool {
-	return c.Auditor || user == c.Identity.User && issuer == c.Identity.Issuer
+// MaySee reports whether c may see what the identity (user at issuer,
+// triggered by actor for a CI run) did: its own sessions, or everyone's
+// for an auditor. Runs of one CI job share a user and issuer (every push
+// to main is one workload subject); with oidc.workload actor_claim a run
+// sees only what runs the same person triggered did, and nothing that
+// names no actor (recordings made before sessions named it): fail closed,
+// those are the auditors'. A person, and a workload without actor_claim,
+// has no actor and sees as before.
+func (c Caller) MaySee(user, issuer, actor string) bool {
+	return c.Auditor || user == c.Identity.User && issuer == c.Identity.Issuer && actor == c.Identity.Actor
 }
 
 // AdminIO is the I/O of an admin command.

@@ -151,11 +151,13 @@ func (s *Server) servePostgresConn(ctx context.Context, c net.Conn, tlsCfg *tls.
 		if t != nil {
 			target = t.Name
 		}
-		s.log.Info("postgres connection refused", "client", remote.String(), "user", id.User, "target", target, "reason", err.Error())
-		// The reason may quote the unverified certificate (its serial): cut.
-		s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: clip(err.Error(), maxAuditText),
+		// The reason may quote the unverified certificate (its serial): cut;
+		// and the target or database name the client sent: masked.
+		why := maskClientText(err.Error())
+		s.log.Info("postgres connection refused", "client", remote.String(), "user", id.User, "target", target, "reason", why)
+		s.audit(Event{Type: "channel.refuse", Identity: id, Target: target, Outcome: "refused", Reason: clip(why, maxAuditText),
 			Fields: map[string]string{"channel": "postgres", "client": remote.String()}})
-		front.Refuse("28000", err.Error(), err)
+		front.Refuse("28000", why, err)
 		return
 	}
 	front.SetParam("database", database)

@@ -126,9 +126,12 @@ func (s *Server) postgres(ctx context.Context, ss *session, ch net.Conn, up net.
 		StartupParams: t.StartupParams,
 		Authorize: func(_ context.Context, st pgproxy.Startup) error {
 			if err := s.cfg.Policy().CheckDB(pid, t.Name, st.User, st.Database, st.Replication); err != nil {
-				s.audit(Event{Type: "sql.connect", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: "refused", Reason: err.Error(),
-					Fields: map[string]string{"db_user": st.User, "database": st.Database}})
-				return fmt.Errorf("bastion: %v", err)
+				// The names are the client's: masked in the audit record
+				// and in the error, which ends the session (its reason).
+				why := maskClientText(err.Error())
+				s.audit(Event{Type: "sql.connect", Identity: id, SessionID: ss.id, Target: t.Name, Outcome: "refused", Reason: why,
+					Fields: map[string]string{"db_user": maskClientText(st.User), "database": maskClientText(st.Database)}})
+				return errors.New("bastion: " + why)
 			}
 			ss.mu.Lock()
 			ss.login, ss.database = st.User, st.Database

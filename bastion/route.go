@@ -141,7 +141,18 @@ func (s *Server) directTCPIP(ctx gliderssh.Context, conn *gossh.ServerConn, id c
 	s.forward(ctx, conn, id, t, port, nc)
 }
 
+// maskClientText masks the card numbers in a refusal's text, which may
+// quote what the client sent (a target, database or user name), before the
+// audit log, the log or a session's record stores it. No target's output
+// rules are in force for a name that may name no target, so card numbers
+// are masked whatever the rules: a refusal's reason has no need of them.
+func maskClientText(text string) string {
+	out, _ := mask.MaskString(mask.Config{Cards: true}, text)
+	return out
+}
+
 func (s *Server) refuseChannel(nc gossh.NewChannel, kind string, id ca.Identity, target, why string) {
+	why = maskClientText(why) // it may quote the destination the client asked for
 	s.metrics.ChannelsRefused.WithLabelValues(refusalLabel(kind)).Inc()
 	kind = typeName(kind)
 	s.log.Info("channel refused", "type", kind, "user", id.User, "target", target, "reason", why)

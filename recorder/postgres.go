@@ -604,6 +604,14 @@ func (t *pgTx) Sessions(f SessionFilter, fn func(SessionInfo) bool) error {
 	if !f.Since.IsZero() {
 		since = f.Since.UnixNano()
 	}
+	if f.ByActor {
+		// The actor is in the record's JSON only (no column: records
+		// written before it was stored stay as they are): filtered here,
+		// and the limit is the caller's, counting what fn is given.
+		f.Limit = 0
+		next := fn
+		fn = func(info SessionInfo) bool { return !f.match(info) || next(info) }
+	}
 	return t.scanSessions(fn, `SELECT id, info FROM bastion_sessions
 		WHERE start_ns >= $1 AND ($2 = '' OR user_name = $2) AND ($3 = '' OR target = $3) AND ($4 = '' OR kind = $4)
 		ORDER BY start_ns DESC, id DESC LIMIT $5`,

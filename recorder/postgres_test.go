@@ -71,6 +71,27 @@ func TestPostgresReplicas(t *testing.T) {
 		}
 	})
 
+	t.Run("sessions by actor", func(t *testing.T) {
+		// Runs of one CI job share a user; the actor is in the record's
+		// JSON only, and the limit counts what the filter keeps.
+		old := begin(t, a, SessionInfo{User: "ci-etl", Start: time.Now()})
+		must(t, old.End(ExitInfo{}))
+		run := begin(t, a, SessionInfo{User: "ci-etl", Actor: "carol", Start: time.Now().Add(time.Millisecond)})
+		must(t, run.End(ExitInfo{}))
+		for actor, want := range map[string]string{"carol": run.ID(), "": old.ID()} {
+			list, err := b.Sessions(SessionFilter{User: "ci-etl", ByActor: true, Actor: actor, Limit: 1})
+			if err != nil || len(list) != 1 || list[0].ID != want || list[0].Actor != actor {
+				t.Fatalf("actor %q: B lists %+v, %v", actor, list, err)
+			}
+		}
+		if list, err := b.Sessions(SessionFilter{User: "ci-etl", ByActor: true, Actor: "mallory"}); err != nil || len(list) != 0 {
+			t.Fatalf("mallory: B lists %+v, %v", list, err)
+		}
+		if rep, err := b.Verify(run.ID()); err != nil || !rep.Intact {
+			t.Fatalf("B verifies the run's session: %+v, %v", rep, err)
+		}
+	})
+
 	t.Run("audit and tokens", func(t *testing.T) {
 		if _, err := a.AuditOnce(AuditEvent{Type: "cert.issue", User: "ci"}, []byte("jti-1"), time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)

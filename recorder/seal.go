@@ -18,6 +18,7 @@ type Seal struct {
 	User       string    `json:"user"`
 	Issuer     string    `json:"issuer,omitempty"`
 	Subject    string    `json:"subject,omitempty"`
+	Actor      string    `json:"actor,omitempty"` // a CI run's; left out without one (every older seal), which compares as before
 	Target     string    `json:"target"`
 	Login      string    `json:"login,omitempty"`
 	Command    string    `json:"command,omitempty"`
@@ -118,7 +119,7 @@ func (s *Store) SealPublicKey() crypto.PublicKey { return s.signer.pub }
 func newSeal(info SessionInfo, head [hashLen]byte, sealedAt time.Time) Seal {
 	return Seal{
 		SessionID: info.ID, Status: info.Status, Kind: info.Kind, User: info.User,
-		Issuer: info.Issuer, Subject: info.Subject, Target: info.Target, Login: info.Login,
+		Issuer: info.Issuer, Subject: info.Subject, Actor: info.Actor, Target: info.Target, Login: info.Login,
 		Command: info.Command, ClientAddr: info.ClientAddr, CertSerial: info.CertSerial,
 		Start: info.Start, End: info.End, ExitStatus: info.ExitStatus,
 		BytesIn: info.BytesIn, BytesOut: info.BytesOut, Chunks: info.Chunks, Events: info.Events,
@@ -139,7 +140,7 @@ func (se Seal) mismatch(info SessionInfo) string {
 		return "session_id"
 	case se.Status != want.Status:
 		return "status"
-	case se.Kind != want.Kind || se.User != want.User || se.Issuer != want.Issuer || se.Subject != want.Subject:
+	case se.Kind != want.Kind || se.User != want.User || se.Issuer != want.Issuer || se.Subject != want.Subject || se.Actor != want.Actor:
 		return "identity"
 	case se.Target != want.Target || se.Login != want.Login || se.Command != want.Command:
 		return "target"

@@ -132,6 +132,10 @@ func TestTamperDetection(t *testing.T) {
 		{name: "session user changed", edit: func(id, _ string) func(*bolt.Tx) error {
 			return editJSON(bucketSessions, id, func(m map[string]any) { m["user"] = "mallory" })
 		}, at: -1, problem: "identity differs from the seal"},
+		{name: "session actor added", edit: func(id, _ string) func(*bolt.Tx) error {
+			// The actor decides which CI run may read the recording.
+			return editJSON(bucketSessions, id, func(m map[string]any) { m["actor"] = "mallory" })
+		}, at: -1, problem: "identity differs from the seal"},
 		{name: "session end changed", edit: func(id, _ string) func(*bolt.Tx) error {
 			return editJSON(bucketSessions, id, func(m map[string]any) { m["end"] = "2030-01-01T00:00:00Z" })
 		}, at: -1, problem: "times differs from the seal"},

@@ -54,6 +54,7 @@ type SessionInfo struct {
 	User       string    `json:"user"`
 	Issuer     string    `json:"issuer,omitempty"`  // the identity's OIDC issuer
 	Subject    string    `json:"subject,omitempty"` // the identity's OIDC subject
+	Actor      string    `json:"actor,omitempty"`   // who triggered a CI run (oidc.workload actor_claim); none in older records
 	Target     string    `json:"target"`
 	Login      string    `json:"login,omitempty"`
 	Command    string    `json:"command,omitempty"`
@@ -109,12 +110,18 @@ type SessionFilter struct {
 	Kind   string
 	Since  time.Time // sessions started at or after
 	Limit  int       // at most this many, newest first; 0 = all
+	// ByActor keeps only the sessions whose Actor is Actor (with Actor
+	// empty: those that name none). Runs of one CI job share a user; the
+	// person who triggered each tells them apart.
+	ByActor bool
+	Actor   string
 }
 
 // match reports whether info passes f's User, Target and Kind (Since and
 // Limit are the scan's).
 func (f SessionFilter) match(info SessionInfo) bool {
-	return (f.User == "" || info.User == f.User) && (f.Target == "" || info.Target == f.Target) && (f.Kind == "" || info.Kind == f.Kind)
+	return (f.User == "" || info.User == f.User) && (f.Target == "" || info.Target == f.Target) && (f.Kind == "" || info.Kind == f.Kind) &&
+		(!f.ByActor || info.Actor == f.Actor)
 }
 
 // AuditEvent is one record of the audit log.

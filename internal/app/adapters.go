@@ -26,7 +26,7 @@ type recorderAdapter struct{ s *recorder.Store }
 
 func (r recorderAdapter) Begin(m bastion.SessionMeta) (bastion.Recording, error) {
 	rec, err := r.s.Begin(recorder.SessionInfo{
-		ID: m.ID, Kind: m.Kind, User: m.Identity.User, Issuer: m.Identity.Issuer, Subject: m.Identity.Subject,
+		ID: m.ID, Kind: m.Kind, User: m.Identity.User, Issuer: m.Identity.Issuer, Subject: m.Identity.Subject, Actor: m.Identity.Actor,
 		Target: m.Target, Login: m.Login, Command: m.Command, ClientAddr: m.ClientAddr,
 		CertSerial: m.Identity.Serial, Width: m.Width, Height: m.Height, Term: m.Term, Start: m.Start,
 	})

@@ -123,7 +123,7 @@ func fail(aio bastion.AdminIO, status int, format string, args ...any) int {
 // mayRead reports whether c may see session info: its own, or all for
 // auditors.
 func mayRead(c bastion.Caller, info recorder.SessionInfo) bool {
-	return c.MaySee(info.User, info.Issuer)
+	return c.MaySee(info.User, info.Issuer, info.Actor)
 }
 
 func (a *App) session(c bastion.Caller, id string, aio bastion.AdminIO) (recorder.SessionInfo, int) {
@@ -169,6 +169,7 @@ func (a *App) cmdSessions(_ context.Context, c bastion.Caller, args []string, ai
 			return fail(aio, 1, "sessions: only auditors may list other users' sessions")
 		}
 		f.User = c.Identity.User
+		f.ByActor, f.Actor = true, c.Identity.Actor // a CI run: the runs its actor triggered
 	}
 	list, err := a.Store.Sessions(f)
 	if err != nil {

@@ -119,6 +119,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	f := recorder.SessionFilter{User: d.User, Target: d.Target, Kind: d.Kind, Since: since}
 	if !caller.Auditor {
 		f.User = caller.Identity.User // the same visibility as the sessions command
+		f.ByActor, f.Actor = true, caller.Identity.Actor
 	}
 	// The list is every session matching (an auditor's: every one), and
 	// the audit log is read whole: both count as an audit log read.
@@ -168,7 +169,7 @@ func (c *Console) sessionsPage(w http.ResponseWriter, r *http.Request, s *webses
 	}
 	var rows []sessionRow
 	for _, info := range list {
-		if !caller.MaySee(info.User, info.Issuer) {
+		if !caller.MaySee(info.User, info.Issuer, info.Actor) {
 			continue
 		}
 		if !until.IsZero() && !info.Start.Before(until) {
@@ -250,7 +251,7 @@ func (c *Console) askFirst(w http.ResponseWriter, r *http.Request, s *websession
 // visibleSession returns session id if the caller may see it.
 func (c *Console) visibleSession(r *http.Request, s *websession) (recorder.SessionInfo, bool) {
 	info, err := c.cfg.Store.Session(r.PathValue("id"))
-	if err != nil || !c.caller(r, s).MaySee(info.User, info.Issuer) {
+	if err != nil || !c.caller(r, s).MaySee(info.User, info.Issuer, info.Actor) {
 		return recorder.SessionInfo{}, false // the same answer for "none" and "not yours"
 	}
 	return info, true
