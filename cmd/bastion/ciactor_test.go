@@ -22,6 +22,32 @@ import (
 // approver, cannot approve what the job is held on (by `bastion approve`
 // or the console); another approver can. A token without the claim is
 // refused, and audited. devidp is the CI issuer; the target is a real sshd.
+// actorWorldConfig is worldConfig with actor_claim set on its ci-etl
+// workload: runs of one job told apart by who triggered them.
+func actorWorldConfig(t *testing.T) string {
+	t.Helper()
+	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
+	if cfg == worldConfig {
+		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
+	}
+	return cfg
+}
+
+// ciRunLogin logs r in as a run of the ci-etl job on main that actor
+// triggered (nil: a token without the claim).
+func (w *world) ciRunLogin(t *testing.T, r *world, actor any) testenv.Result {
+	t.Helper()
+	claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
+	if actor != nil {
+		claims["actor"] = actor
+	}
+	tok, err := w.ci.MintIDToken(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN")
+}
+
 func TestCIActorFourEyes(t *testing.T) {
 	hooks := make(chan map[string]any, 10)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -30,23 +56,12 @@ func TestCIActorFourEyes(t *testing.T) {
 		hooks <- m
 	}))
 	defer hook.Close()
-	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
-	w := newWorldConfig(t, cfg, "", nil, `  - {name: approvers, groups: [dev], targets: ["web*"], logins: [root], approve: ["*"]}
+	w := newWorldConfig(t, actorWorldConfig(t), "", nil, `  - {name: approvers, groups: [dev], targets: ["web*"], logins: [root], approve: ["*"]}
 rules:
   - {name: held, on: command, match: {regex: "^touch .*/approve"}, action: approve, approvers: [approvers], timeout: 60s}
 approvals: {webhook: "`+hook.URL+`"}
 `)
-	ciLogin := func(ci *world, actor any) testenv.Result {
-		claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
-		if actor != nil {
-			claims["actor"] = actor
-		}
-		tok, err := w.ci.MintIDToken(claims)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ci.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN")
-	}
+	ciLogin := func(ci *world, actor any) testenv.Result { return w.ciRunLogin(t, ci, actor) }
 
 	t.Run("a token without the actor claim is refused", func(t *testing.T) {
 		for _, actor := range []any{nil, 42, "not a login!"} {

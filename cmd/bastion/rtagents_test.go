@@ -50,10 +50,7 @@ import (
 // text waited on another).
 func TestSQLAPIProgramDoors(t *testing.T) {
 	testenv.RequirePostgres(t)
-	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
-	if cfg == worldConfig {
-		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
-	}
+	cfg := actorWorldConfig(t)
 	var pg *testenv.Postgres
 	w := newWorldConfig(t, cfg, "", func(k *ca.Keys) []string {
 		var target string
@@ -62,14 +59,8 @@ func TestSQLAPIProgramDoors(t *testing.T) {
 	}, dbWorldYAML)
 	runBy := func(actor string) string {
 		t.Helper()
-		claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
-		claims["actor"] = actor
-		tok, err := w.ci.MintIDToken(claims)
-		if err != nil {
-			t.Fatal(err)
-		}
 		run := w.another()
-		if r := run.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); r.Code != 0 {
+		if r := w.ciRunLogin(t, run, actor); r.Code != 0 {
 			t.Fatalf("CI login (%s): %s", actor, r)
 		}
 		st, err := login.Resolve(filepath.Join(run.home, ".config", "bastion"), "")

@@ -33,10 +33,7 @@ import (
 // into the audit log unmasked.
 func TestCIRunsOwnData(t *testing.T) {
 	testenv.RequirePostgres(t)
-	cfg := strings.Replace(worldConfig, "name: ci-etl, groups: [etl]}", "name: ci-etl, groups: [etl], actor_claim: actor}", 1)
-	if cfg == worldConfig {
-		t.Fatal("worldConfig changed: no ci-etl workload to give an actor_claim")
-	}
+	cfg := actorWorldConfig(t)
 	cfg = strings.Replace(cfg, "{name: etl, groups: [etl], targets: [web1], logins: [root], shell: false}",
 		"{name: etl, groups: [etl], targets: [web1], logins: [root], shell: false}\n  - {name: approvers, groups: [dev], targets: [\"web*\"], logins: [root], approve: [\"*\"]}", 1)
 	var pg *testenv.Postgres
@@ -50,14 +47,8 @@ func TestCIRunsOwnData(t *testing.T) {
 	// run logs a CI run triggered by actor in, and returns it with its ssh config.
 	run := func(actor string) (*world, string) {
 		t.Helper()
-		claims, _ := w.ci.IDTokenClaims("repo:acme/etl:ref:refs/heads/main", "bastion-ci")
-		claims["actor"] = actor
-		tok, err := w.ci.MintIDToken(claims)
-		if err != nil {
-			t.Fatal(err)
-		}
 		r := w.another()
-		if res := r.run([]string{"CI_OIDC_TOKEN=" + tok}, "login", "--bastion", w.url(), "--id-token-env", "CI_OIDC_TOKEN"); res.Code != 0 {
+		if res := w.ciRunLogin(t, r, actor); res.Code != 0 {
 			t.Fatalf("CI login (%s): %s", actor, res)
 		}
 		res := r.run(nil, "ssh-config")
