@@ -207,7 +207,7 @@ func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
 		reason = ae.reason
 	}
 	s.metrics.AuthFailures.WithLabelValues(reason).Inc()
-	s.log.Info("authentication refused", "remote", remote.String(), "reason", reason, "err", err)
+	s.log.Info("authentication refused", "remote", remote.String(), "reason", reason, "err", maskClientText(err.Error()))
 	// Audit refusals of certificates (someone holds a credential of ours
 	// or a forgery); plain-key attempts are scanner noise, counted only.
 	// Everything in a refused certificate is the client's to choose and
@@ -217,9 +217,13 @@ func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
 	// A forged certificate costs its sender nothing, so refusals are
 	// audited within a bound (auditlimit): past it they are counted, and a
 	// summary record says how many, why and from where.
+	//
+	// What the client chose (the key ID, a principal, a reason quoting
+	// them) is masked too: a card number there is not kept (the audit log
+	// is masked before storing, as everything the bastion keeps).
 	if cert, ok := key.(*gossh.Certificate); ok {
-		ev := Event{Type: "ssh.login", Outcome: "refused", Reason: clip(err.Error(), maxAuditText), Fields: map[string]string{
-			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": clip(cert.KeyId, maxAuditName), "reason": reason,
+		ev := Event{Type: "ssh.login", Outcome: "refused", Reason: clip(maskClientText(err.Error()), maxAuditText), Fields: map[string]string{
+			"remote": remote.String(), "serial": fmt.Sprint(cert.Serial), "key_id": clip(maskClientText(cert.KeyId), maxAuditName), "reason": reason,
 		}}
 		// Whoever made the certificate chose its principal: it names a
 		// user only when the user CA signed it (an expired or revoked
@@ -229,7 +233,7 @@ func (s *Server) authFailed(remote net.Addr, key gossh.PublicKey, err error) {
 			if own {
 				ev.Identity.User = clip(cert.ValidPrincipals[0], maxAuditName)
 			} else {
-				ev.Fields["claimed_principal"] = clip(cert.ValidPrincipals[0], maxAuditName)
+				ev.Fields["claimed_principal"] = clip(maskClientText(cert.ValidPrincipals[0]), maxAuditName)
 			}
 		}
 		lim := s.forgedCertRefusals
