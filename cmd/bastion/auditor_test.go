@@ -166,7 +166,7 @@ func TestReplayListsMarkersAfterTheRecording(t *testing.T) {
 	sshCfg := w.loginAlice(t)
 	p := testenv.StartPTY(t, 100, 30, "ssh", "-F", sshCfg, "-tt", "root@web1")
 	p.Expect("# ", 20*time.Second)
-	p.Send("PS1='$ '\r")
+	p.Send("PS1='$'' '\r") // the echo of this line does not contain the prompt
 	p.Expect("$ ", 20*time.Second)
 	p.Send("rm -rf /tmp/evidence\r")
 	p.Expect("no-rm", 20*time.Second)
