@@ -25,7 +25,7 @@ const (
 	quietWait = 15 * time.Millisecond
 	quietMax  = 200 * time.Millisecond
 	// stallWait bounds the wait for a shell's output to be passed on to a
-	// user who is not reading it before a line is cancelled again.
+	// user who is not reading it before a line is cancelled.
 	stallWait = 5 * time.Second
 	// maxPendingLine bounds a command (with its continued lines): held
 	// back while incomplete on the no-pty path, judged on the pty path.
@@ -1083,48 +1083,70 @@ func (g *shellGuard) abortLine() bool {
 // its line, and makes sure the shell took it.
 //
 // bash 5.2 handles a SIGINT that arrives while readline is busy (drawing,
-// or waiting in a write) only as far as readline's own cleanup: it then
-// waits for a key with the interrupt pending and the line kept, draws no
-// new prompt, and an Enter runs the line. Seen in CI after the Ctrl-G of
-// cancelQuoted ("^G^C", the terminal reset, and nothing more); bash alone
-// in a pty, a Ctrl-C written as the Ctrl-G's echo came was so lost 5 to
-// 12 times in 100, and none in 400 written once the output had been quiet
-// for quietWait. So the Ctrl-C goes once the output has been quiet and
-// passed on to the user (a user who stops reading, Ctrl-S in their
-// terminal, keeps the shell waiting in its write), within quietMax.
+// or waiting in a write) only as far as readline's own cleanup: it echoes
+// "^C", turns bracketed paste off and on, and then waits for a key with
+// the interrupt pending and the line kept; an Enter then runs the line
+// less its first character. Seen in CI after the Ctrl-G of cancelQuoted;
+// bash alone in a pty, a Ctrl-C written as the Ctrl-G's echo came was so
+// lost 5 to 12 times in 100, and none in 400 written once the output had
+// been quiet for quietWait. So the Ctrl-C goes once the output has been
+// quiet (within quietMax) and passed on to the user (within stallWait: a
+// user who stops reading, Ctrl-S in their terminal, keeps the shell
+// blocked in its write, busy).
 //
-// One more Ctrl-C follows, once the output is quiet and passed on again
-// (within stallWait), when the first may have come while the shell was
-// busy: when the shell answered with no more than readline's reset
-// (Tracker.CancelAnswered), when the output was not quiet, and when the
-// line spans more than one row (a shell redraws it in several writes, and
-// the rest of a redraw after a lost Ctrl-C would pass for the answer). An
-// idle readline takes it at once (10 of 10 so lost, recovered); at a fresh
-// prompt it only draws another. The tracker is told of each cancel just
-// before its write, so that what came before is not taken for the answer;
-// a line typed while the shell has not answered gets the rules'
-// unknowable action (Line.Uncancelled). It reports whether the writes
-// went.
+// A shell that answers with no more than readline's reset within
+// echoWait (Tracker.CancelAnswered) gets one more Ctrl-C, once its output
+// is quiet again: an idle readline takes it (10 of 10 so lost, recovered).
+// Only then: a Ctrl-C more than needed can itself come while bash draws
+// its new prompt (seen under the full suite's load, 15 ms after the
+// prompt), and is then lost the same way, eating the first key of the
+// next line. Should the second be lost too, the tracker still holds the
+// cancel unanswered and the next line gets the rules' unknowable action
+// (Line.Uncancelled). The tracker is told of each cancel just before its
+// write, so that what came before is not taken for the answer. It reports
+// whether the writes went.
 func (g *shellGuard) interrupt(keys []byte) bool {
 	if !g.pty {
 		g.track(func(tr *linerec.Tracker) { tr.Cancel() })
 		return g.forward(keys)
 	}
-	quiet := g.waitQuiet(quietMax)
-	var long bool
-	g.track(func(tr *linerec.Tracker) {
-		long = tr.Wrapped()
-		tr.Cancel()
-	})
+	g.settle()
+	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
 	if !g.forward(keys) {
 		return false
 	}
-	if g.waitOutput(func() bool { return g.tr.CancelAnswered() }) && quiet && !long {
+	if g.waitOutput(func() bool { return g.tr.CancelAnswered() }) {
 		return true
 	}
-	g.waitQuiet(stallWait)
+	g.p.log.Info("the shell did not answer the Ctrl-C that drops a refused line; sending another")
+	g.settle()
 	g.track(func(tr *linerec.Tracker) { tr.Cancel() })
 	return g.forward([]byte{0x03})
+}
+
+// settle waits for the target's output to be quiet (up to quietMax) and
+// passed on to the user (up to stallWait).
+func (g *shellGuard) settle() {
+	if g.waitQuiet(quietMax) {
+		return
+	}
+	deadline := time.NewTimer(stallWait)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		pending := g.undelivered > 0
+		g.mu.Unlock()
+		if !pending {
+			return
+		}
+		select {
+		case <-g.outCh:
+		case <-deadline.C:
+			return
+		case <-g.p.ss.ctx.Done():
+			return
+		}
+	}
 }
 
 // waitOutput waits, up to echoWait, until done (called under g.mu) holds

@@ -542,12 +542,6 @@ func (t *Tracker) Commit() {
 	t.pending, t.answered = true, false
 }
 
-// Wrapped reports whether the line being typed spans more than one row of
-// the screen: a shell redraws such a line in more than one write.
-func (t *Tracker) Wrapped() bool {
-	return t.active && !t.s.alt && len(t.s.markRows()) > 1
-}
-
 // CancelAnswered reports whether the shell has answered the last Cancel
 // (see Line.Uncancelled); it is true when there was none.
 func (t *Tracker) CancelAnswered() bool { return !t.cancelSent }
