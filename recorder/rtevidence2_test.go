@@ -94,12 +94,14 @@ func TestFollowOfAPostgresSessionShowsTheTranscript(t *testing.T) {
 // log (chained, shipped off the box) already says the session ended.
 func TestRecoveryDoesNotResealARolledBackSession(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		ended string // the audit record that says the session ended
+		name    string
+		ended   string // the audit record that says the session ended
+		journal bool   // the bastion crashed with that record in the audit journal only
 	}{
-		{"ended", "session.end"},
-		{"forward", "forward.end"},
-		{"recovered before", "session.interrupted"},
+		{"ended", "session.end", false},
+		{"forward", "forward.end", false},
+		{"recovered before", "session.interrupted", false},
+		{"end in the journal only", "session.end", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, clk := testConfig(t)
@@ -116,18 +118,27 @@ func TestRecoveryDoesNotResealARolledBackSession(t *testing.T) {
 			clk.Advance(1000)
 			must(t, r.Output([]byte("rm -rf /var/lib/important\r\n")))
 			s.sync()
+			if tc.journal {
+				must(t, s.syncAudit())
+				s.jr.hold.Store(true) // what follows is in the journal only
+			}
 			must(t, r.End(ExitInfo{}))
 			_, err = s.Audit(AuditEvent{Type: tc.ended, User: "alice", SessionID: r.ID(), Target: "web1", Outcome: "ended"})
 			must(t, err)
 			_, err = s.Audit(AuditEvent{Type: "cert.issue", User: "bob"}) // later records
 			must(t, err)
-			must(t, s.Close())
-			s1, err := Open(cfg)
-			must(t, err)
-			if rep := verify(t, s1, r.ID()); !rep.Intact || rep.Chunks != 2 {
-				t.Fatalf("before the rollback: %+v", rep)
+			if tc.journal {
+				s.crashed.Store(true)
+				s.Close()
+			} else {
+				must(t, s.Close())
+				s1, err := Open(cfg)
+				must(t, err)
+				if rep := verify(t, s1, r.ID()); !rep.Intact || rep.Chunks != 2 {
+					t.Fatalf("before the rollback: %+v", rep)
+				}
+				must(t, s1.Close())
 			}
-			must(t, s1.Close())
 
 			tamper(t, cfg.Path, func(tx *bolt.Tx) error {
 				if err := tx.Bucket(bucketSeals).Delete([]byte(r.ID())); err != nil {

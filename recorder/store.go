@@ -141,18 +141,24 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.b = b
 	}
-	if err := s.init(); err != nil {
-		if s.pg != nil {
-			s.pg.leave()
-		}
-		s.b.Close()
-		return nil, err
-	}
+	// The audit records a crash left in the journal go into the audit log
+	// before the recovery reads it: one of them may say that a session
+	// found live had ended, which its recovery must know.
 	if s.pg == nil && !cfg.noJournal {
 		if err := s.openAuditJournal(); err != nil {
 			s.b.Close()
 			return nil, err
 		}
+	}
+	if err := s.init(); err != nil {
+		if s.pg != nil {
+			s.pg.leave()
+		}
+		if s.jr != nil {
+			s.closeJournal()
+		}
+		s.b.Close()
+		return nil, err
 	}
 	go s.run()
 	go s.auditLoop()
@@ -290,6 +296,11 @@ var endedTypes = map[string]bool{"session.end": true, "forward.end": true, "sess
 // chained and shipped to the sinks: the record cannot go without that
 // showing. The whole log is read, once, and only when there are orphans.
 func (s *Store) endedInAudit(orphans []SessionInfo) (map[string]string, error) {
+	// Every record journaled so far first: the session's end is audited
+	// as it ends, and applied to the log within applyEvery.
+	if err := s.syncAudit(); err != nil {
+		return nil, err
+	}
 	want := make(map[string]bool, len(orphans))
 	for _, info := range orphans {
 		want[info.ID] = true
