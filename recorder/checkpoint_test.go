@@ -21,14 +21,24 @@ func crashLive(t *testing.T, n int) Config {
 	s, err := Open(cfg)
 	must(t, err)
 	r := begin(t, s, SessionInfo{ID: "live"})
+	// Another session writes in the same flushes, so their checkpoints
+	// are signed in one batch (the form a busy bastion stores).
+	other := begin(t, s, SessionInfo{ID: "other"})
 	for i := range n {
 		clk.Advance(1000)
 		must(t, r.Output([]byte(strings.Repeat(string(rune('a'+i)), 10)+"\r\n")))
+		must(t, other.Output([]byte("beside\r\n")))
 		s.sync()
 	}
 	if rep := verify(t, s, "live"); !rep.Intact || rep.Chunks != int64(n) {
 		t.Fatalf("live session before the crash: %+v", rep)
 	}
+	must(t, s.boltDB().View(func(tx *bolt.Tx) error {
+		if cp := tx.Bucket(bucketSessionCPs).Get([]byte("live")); n > 0 && !bytes.HasPrefix(cp, []byte(batchedMagic+"\n")) {
+			t.Fatalf("the checkpoint is not batched: %q", cp)
+		}
+		return nil
+	}))
 	s.mu.Lock()
 	delete(s.active, r.id)
 	s.mu.Unlock()

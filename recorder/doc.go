@@ -72,7 +72,9 @@
 // the counts, the times and the session's metadata is signed too.
 // [Store.Verify] reports a session intact, or exactly which chunk broke and
 // how, and reports chunks that no signature covers (after the last
-// checkpoint or the seal) as unverified, never intact; [VerifySeal] and
+// checkpoint or the seal) as unverified, never intact; the checkpoints of
+// one flush are signed once, as records of a Merkle tree whose root is
+// signed (checkpoint.go); [VerifySeal] and
 // [OpenCheckpoint] check a seal or a checkpoint with only the public key.
 // The audit log is chained the same way, and the flusher signs its head
 // after new records ([Store.VerifyAudit]).

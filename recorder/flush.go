@@ -144,10 +144,11 @@ type flushItem struct {
 	info    SessionInfo
 	gap     *gap
 	end     *endRequest
-	values  [][]byte // chunks to put, in order
-	cp      []byte   // the signed checkpoint covering them
-	stored  int64    // bytes of the chunk values
-	seq     uint64   // chain state after a successful commit
+	values  [][]byte   // chunks to put, in order
+	check   Checkpoint // the checkpoint covering them, when there are some
+	cp      []byte     // check, signed
+	stored  int64      // bytes of the chunk values
+	seq     uint64     // chain state after a successful commit
 	head    [hashLen]byte
 	evTotal int64
 }
@@ -191,6 +192,7 @@ func (s *Store) flush(final bool) {
 		s.prepare(it, now)
 		items = append(items, it)
 	}
+	s.signCheckpoints(items)
 
 	txStart := time.Now()
 	// A session another replica took over (this replica's lease had
@@ -386,13 +388,7 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 	}
 	it.info.Compressed = r.committedBytes + it.stored
 	if len(it.values) > 0 {
-		cp, err := signCheckpoint(s.signer, Checkpoint{SessionID: r.id, Chunks: int64(seq), Events: evTotal, Head: head, Time: now, Meta: r.meta})
-		if err != nil {
-			// Unreachable (ed25519 signing does not fail); the flush then
-			// fails and the session follows the failure mode.
-			s.log.Error("recorder: sign checkpoint", "session_id", r.id, "err", err)
-		}
-		it.cp = cp
+		it.check = Checkpoint{SessionID: r.id, Chunks: int64(seq), Events: evTotal, Head: head, Time: now, Meta: r.meta}
 	}
 	if it.end != nil {
 		it.info.Status = it.end.status
@@ -409,6 +405,29 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 		}
 		if it.info.Status == StatusInterrupted && it.info.Reason == "" {
 			it.info.Reason = it.end.reason
+		}
+	}
+}
+
+// signCheckpoints signs the checkpoints of the items that have chunks to
+// put, with one signature for all of them. If signing fails, the items
+// have none, and the flush fails and each session follows its failure
+// mode.
+func (s *Store) signCheckpoints(items []*flushItem) {
+	var cps []Checkpoint
+	for _, it := range items {
+		if len(it.values) > 0 {
+			cps = append(cps, it.check)
+		}
+	}
+	signed, err := signCheckpoints(s.signer, cps)
+	if err != nil {
+		s.log.Error("recorder: sign checkpoints", "sessions", len(cps), "err", err)
+		return
+	}
+	for _, it := range items {
+		if len(it.values) > 0 {
+			it.cp, signed = signed[0], signed[1:]
 		}
 	}
 }
