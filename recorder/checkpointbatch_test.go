@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"errors"
 	"fmt"
 	"strings"
@@ -51,6 +52,25 @@ func TestCheckpointBatch(t *testing.T) {
 			if n > 1 {
 				auditorCheck(t, v)
 			}
+		}
+	}
+}
+
+// With an ECDSA P-256 key behind an opaque crypto.Signer (what an HSM
+// gives), a batch signs and opens the same way.
+func TestCheckpointBatchECDSA(t *testing.T) {
+	key := mustECDSA(t, elliptic.P256())
+	signer, err := newSealSigner(opaqueSigner{key})
+	must(t, err)
+	cps, _ := batchOf(t, 5)
+	vs, err := signCheckpoints(signer, cps)
+	must(t, err)
+	for i, v := range vs {
+		if got, err := OpenCheckpoint(&key.PublicKey, v); err != nil || got != cps[i] {
+			t.Fatalf("#%d: got %+v, %v", i, got, err)
+		}
+		if _, err := OpenCheckpoint(testKey.Public(), v); !errors.Is(err, errSignature) {
+			t.Fatalf("#%d opened with another key: %v", i, err)
 		}
 	}
 }
