@@ -235,8 +235,15 @@ func TestPostgresReplicas(t *testing.T) {
 func TestPostgresSinkClaims(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	dsn := pg.StoreDSN(t, "bastion")
-	a := openStore(t, pgConfig(dsn, "a"))
-	b := openStore(t, pgConfig(dsn, "b"))
+	// A and B keep their leases through a loaded machine's pauses (their
+	// expiry is not what this test waits for; C's is).
+	long := func(name string) Config {
+		cfg := pgConfig(dsn, name)
+		cfg.Postgres.Lease = 10 * time.Second
+		return cfg
+	}
+	a := openStore(t, long("a"))
+	b := openStore(t, long("b"))
 	if !a.SinksShared() {
 		t.Fatal("a PostgreSQL store's sinks are not shared")
 	}
