@@ -147,6 +147,7 @@ type flushItem struct {
 	values  [][]byte   // chunks to put, in order
 	check   Checkpoint // the checkpoint covering them, when there are some
 	cp      []byte     // check, signed
+	seal    []byte     // the signed seal, when the session ends
 	stored  int64      // bytes of the chunk values
 	seq     uint64     // chain state after a successful commit
 	head    [hashLen]byte
@@ -192,7 +193,7 @@ func (s *Store) flush(final bool) {
 		s.prepare(it, now)
 		items = append(items, it)
 	}
-	s.signCheckpoints(items)
+	s.signCheckpoints(items, now)
 
 	txStart := time.Now()
 	// A session another replica took over (this replica's lease had
@@ -288,11 +289,10 @@ func (s *Store) flushTx(items []*flushItem, later []AuditEvent, checkpoint bool,
 				return err
 			}
 			if it.end != nil {
-				sealed, err := sign(s.signer, sealDomain, newSeal(it.info, it.head, now))
-				if err != nil {
-					return err
+				if it.seal == nil {
+					return errors.New("no signed seal for the ended session")
 				}
-				if err := tx.PutSeal(it.r.id, sealed); err != nil {
+				if err := tx.PutSeal(it.r.id, it.seal); err != nil {
 					return err
 				}
 			}
@@ -410,10 +410,20 @@ func (s *Store) prepare(it *flushItem, now time.Time) {
 }
 
 // signCheckpoints signs the checkpoints of the items that have chunks to
-// put, with one signature for all of them. If signing fails, the items
-// have none, and the flush fails and each session follows its failure
-// mode.
-func (s *Store) signCheckpoints(items []*flushItem) {
+// put, with one signature for all of them, and the seals of the sessions
+// that end, before the transaction (a signature in an HSM is a round trip,
+// which the store's one writer would otherwise wait for). If signing
+// fails, the items have none, and the flush fails and each session follows
+// its failure mode.
+func (s *Store) signCheckpoints(items []*flushItem, now time.Time) {
+	for _, it := range items {
+		if it.end != nil {
+			var err error
+			if it.seal, err = sign(s.signer, sealDomain, newSeal(it.info, it.head, now)); err != nil {
+				s.log.Error("recorder: sign seal", "session_id", it.r.id, "err", err)
+			}
+		}
+	}
 	var cps []Checkpoint
 	for _, it := range items {
 		if len(it.values) > 0 {
