@@ -42,16 +42,15 @@ func busyStream(w io.Writer) {
 }
 
 // busyCommand is typed into each busy session's shell on the target with
-// -busy-sshd: bash
-// prints a log-like line of about 100 bytes every busyPeriod, forever,
-// without a fork per line (printf and read are builtins; read waits on a
-// pipe that bash itself holds open, so it only ever times out). It starts
-// at a random point of the first 200 ms, so that sessions started together
-// print out of step. Each wait
-// runs to the next tick of a fixed schedule, so a line that was held up
-// does not move the later ones: the session offers 5 lines a second
-// whatever the delays. The line carries the target's clock
-// ($EPOCHREALTIME, the same machine's) and a sequence number.
+// -busy-sshd: bash prints a log-like line of about 100 bytes every
+// busyPeriod, forever, without a fork per line (printf and read are
+// builtins; read waits on a pipe that bash itself holds open, so it only
+// ever times out). It starts at a random point of the first 200 ms, so
+// that sessions started together print out of step, and each wait runs to
+// the next tick of a fixed schedule, so a line that was held up does not
+// move the later ones: the session offers 5 lines a second whatever the
+// delays. The line carries the target's clock ($EPOCHREALTIME, the same
+// machine's) and a sequence number; busyStream prints the same.
 const busyCommand = `exec bash -c 'exec 3<> <(:); printf -v w "0.%06d" $((RANDOM*6)); read -t $w -u 3; ` +
 	`n=$((${EPOCHREALTIME/./}+200000)); i=0; ` +
 	`while :; do i=$((i+1)); printf "%s web1 app[%d]: GET /api/v1/items?page=%d status=%d bytes=%d took=0.%03ds seq=%d\n" ` +
@@ -141,8 +140,8 @@ type busyWindow struct {
 }
 
 // benchBusy opens e.opt.sessions recorded terminal sessions through the
-// bastion to the OpenSSH target, each printing a line every 200 ms that
-// the harness reads, and measures the bastion's CPU, the recorder's flush
+// bastion to the light target (with -busy-sshd, to the OpenSSH target),
+// each printing a line every 200 ms that the harness reads, and measures the bastion's CPU, the recorder's flush
 // time and the lines delivered while they stream, and keystroke echo in
 // one more session beside them against the same echo with them closed,
 // the two alternating round by round.
