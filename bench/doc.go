@@ -19,6 +19,10 @@
 // (issuance, ingest, idle memory, replay in the terminal and in the web
 // console, the latter in headless Chromium) are measured on the bastion
 // alone.
+// The busy row opens as many terminal sessions as the idle row, each
+// printing a log line every 200 ms, and reports the bastion's CPU, its
+// recorder's commit times and the lines delivered, and keystroke echo
+// beside them against the same echo with them closed; no goal.
 // Goals are printed with a pass or MISS mark, never asserted.
 //
 // CPU is read from /proc: the bastion's own utime and stime, and for

@@ -635,7 +635,8 @@ func pullKind(addr string, n int64, text bool) (time.Duration, error) {
 
 // idleTarget is a light SSH server standing in for 1,000 targets' sshd:
 // it accepts per-session certificates from the bastion's target CA,
-// grants pty and shell requests and then keeps the session open, idle.
+// grants pty and shell requests and then keeps the session open, idle,
+// or busy once busyTrigger is typed.
 type idleTarget struct {
 	ln      net.Listener
 	addr    string
@@ -698,7 +699,28 @@ func serveIdle(c net.Conn, cfg *ssh.ServerConfig) {
 				}
 			}
 		}()
-		go io.Copy(io.Discard, ch)
+		go readInput(ch)
+	}
+}
+
+// readInput discards what is typed into a session of the light target,
+// until busyTrigger is: then the session prints log lines (busyStream).
+func readInput(ch ssh.Channel) {
+	buf := make([]byte, 512)
+	var typed []byte
+	for {
+		n, err := ch.Read(buf)
+		if typed = append(typed, buf[:n]...); bytes.Contains(typed, []byte(busyTrigger+"\n")) {
+			go busyStream(ch)
+			io.Copy(io.Discard, ch)
+			return
+		}
+		if len(typed) > 1024 {
+			typed = typed[:0]
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

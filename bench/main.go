@@ -25,7 +25,10 @@ type options struct {
 	issueTime     time.Duration // issuance measurement per round
 	issueVariants bool          // issuance also with SoftHSM2 and a PostgreSQL store
 	ingest        int64         // bytes per ingest round
-	sessions      int           // idle sessions
+	sessions      int           // idle sessions, and busy ones
+	busyRounds    int           // rounds of the busy-sessions workload
+	busyTime      time.Duration // its measurement per round, the sessions streaming
+	busySSHD      bool          // the busy sessions run bash under OpenSSH's sshd
 	replayMiB     int64         // size of the replay fixture
 	replays       int           // time-to-first-frame runs
 	pgTime        time.Duration // pgbench duration per run
@@ -40,13 +43,13 @@ type options struct {
 }
 
 // workloadNames are the workloads in the order the report lists them.
-var workloadNames = []string{"forward", "cat", "pgbench", "sqlapi", "echo", "enter", "issue", "ingest", "idle", "replay", "webreplay"}
+var workloadNames = []string{"forward", "cat", "pgbench", "sqlapi", "echo", "enter", "busy", "issue", "ingest", "idle", "replay", "webreplay"}
 
 // runOrder is the order they run in after the idle sessions, which run
 // first on a bastion of their own with an empty store (the replay fixture
 // and the shell-output rounds fill the bbolt file, whose mapped pages count
 // in the bastion's RSS); the in-harness ingest runs last.
-var runOrder = []string{"replay", "webreplay", "issue", "echo", "enter", "forward", "cat", "pgbench", "sqlapi", "ingest"}
+var runOrder = []string{"replay", "webreplay", "issue", "echo", "enter", "busy", "forward", "cat", "pgbench", "sqlapi", "ingest"}
 
 func main() {
 	var opt options
@@ -62,7 +65,10 @@ func main() {
 	flag.DurationVar(&opt.issueTime, "issue-time", 3*time.Second, "issuance measurement per round")
 	flag.BoolVar(&opt.issueVariants, "issue-variants", true, "also measure issuance with the user CA in SoftHSM2 and with the store in PostgreSQL")
 	flag.Int64Var(&ingestMiB, "ingest-mib", 512, "MiB per recording-ingest round")
-	flag.IntVar(&opt.sessions, "sessions", 1000, "concurrent idle sessions")
+	flag.IntVar(&opt.sessions, "sessions", 1000, "concurrent idle sessions, and busy sessions")
+	flag.IntVar(&opt.busyRounds, "busy-rounds", 2, "rounds of the busy-sessions workload (each opens the busy sessions anew)")
+	flag.DurationVar(&opt.busyTime, "busy-time", 5*time.Second, "busy-sessions measurement per round once every session streams")
+	flag.BoolVar(&opt.busySSHD, "busy-sshd", false, "the busy sessions run bash under the OpenSSH target instead of the light target printing their lines (on 2 cores, a few hundred sessions at most)")
 	flag.Int64Var(&opt.replayMiB, "replay-mib", 1024, "MiB in the replay fixture")
 	flag.IntVar(&opt.replays, "replays", 5, "time-to-first-frame runs")
 	flag.DurationVar(&opt.pgTime, "pg-time", 8*time.Second, "pgbench duration per run")
@@ -99,7 +105,7 @@ func (o options) wants(name string) bool {
 }
 
 func run(opt options) error {
-	if opt.rounds < 1 || opt.catRounds < 1 || opt.bytes <= 0 || opt.keys < 10 || opt.pgClients < 1 || opt.sessions < 1 || opt.replays < 1 {
+	if opt.rounds < 1 || opt.catRounds < 1 || opt.bytes <= 0 || opt.keys < 10 || opt.pgClients < 1 || opt.sessions < 1 || opt.replays < 1 || opt.busyRounds < 1 || opt.busyTime <= 0 {
 		return fmt.Errorf("rounds, sizes and counts must be positive (keys at least 10)")
 	}
 	for _, n := range strings.Split(opt.only, ",") {
@@ -164,6 +170,8 @@ func run(opt options) error {
 			r = e.benchEcho()
 		case "enter":
 			r = e.benchEnter()
+		case "busy":
+			r = e.benchBusy()
 		case "issue":
 			r = e.benchIssue(true)
 		case "ingest":

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -272,5 +274,126 @@ func TestTableEscapesPipes(t *testing.T) {
 	got := table([]result{{Workload: "a|b", Mark: markPass}})
 	if !strings.Contains(got, `a\|b`) || !strings.Contains(got, "| — |") {
 		t.Fatalf("got %q, want the pipe escaped and empty cells as —", got)
+	}
+}
+
+// flushText is the recorder's histogram as the bastion's /metrics gives it
+// (client_golang's text format), cut to four buckets.
+const flushText = `# HELP bastion_recording_flush_seconds Duration of each group commit of recordings, by result.
+# TYPE bastion_recording_flush_seconds histogram
+bastion_recording_flush_seconds_bucket{result="error",le="0.001"} 0
+bastion_recording_flush_seconds_bucket{result="error",le="+Inf"} 0
+bastion_recording_flush_seconds_sum{result="error"} 0
+bastion_recording_flush_seconds_count{result="error"} 0
+bastion_recording_flush_seconds_bucket{result="ok",le="0.001"} 10
+bastion_recording_flush_seconds_bucket{result="ok",le="0.002"} 30
+bastion_recording_flush_seconds_bucket{result="ok",le="0.004"} 40
+bastion_recording_flush_seconds_bucket{result="ok",le="+Inf"} 40
+bastion_recording_flush_seconds_sum{result="ok"} 0.05
+bastion_recording_flush_seconds_count{result="ok"} 40
+bastion_recording_flush_seconds_other{result="ok",le="1"} 99
+`
+
+func TestParseHistogram(t *testing.T) {
+	h, err := parseHistogram(strings.NewReader(flushText), "bastion_recording_flush_seconds", `result="ok"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Total() != 40 || h.Sum != 0.05 || len(h.Le) != 4 || !math.IsInf(h.Le[3], 1) {
+		t.Fatalf("got %+v", h)
+	}
+	for _, tt := range []struct{ q, want float64 }{
+		{0.25, 0.001},   // the 10th of 40: the first bucket's bound
+		{0.5, 0.0015},   // the 20th: half way through the second
+		{0.875, 0.003},  // the 35th: half way through the third
+		{0.125, 0.0005}, // the 5th: half way from 0 through the first
+	} {
+		if got := h.Quantile(tt.q); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("quantile %v: got %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	// What was observed between two readings.
+	later := histogram{Le: h.Le, Count: []float64{10, 30, 40, 42}, Sum: 0.5}
+	d, err := later.Since(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Total() != 2 || d.Quantile(0.5) != 0.004 { // only in +Inf: the largest finite bound
+		t.Errorf("since: got %+v, quantile %v", d, d.Quantile(0.5))
+	}
+	if s := d.plus(d); s.Total() != 4 || s.Sum != 0.9 {
+		t.Errorf("plus: got %+v", s)
+	}
+	if !math.IsNaN((histogram{Le: h.Le, Count: make([]float64, 4)}).Quantile(0.5)) {
+		t.Error("no observations: want NaN")
+	}
+	if _, err := later.Since(histogram{Le: []float64{1, math.Inf(1)}, Count: []float64{0, 0}}); err == nil {
+		t.Error("other buckets: want an error")
+	}
+	for _, tt := range []struct{ name, in, labels, wantErr string }{
+		{"absent", flushText, `result="other"`, "no histogram"},
+		{"no +Inf", "h_bucket{le=\"1\"} 3\n", "", "no histogram"},
+		{"bad le", "h_bucket{le=\"x\"} 3\n", "", `le "x"`},
+		{"bad value", "h_bucket{le=\"1\"} many\n", "", "line 1"},
+		{"out of order", "h_bucket{le=\"2\"} 3\nh_bucket{le=\"1\"} 3\n", "", "out of order"},
+		{"decreasing", "h_bucket{le=\"1\"} 3\nh_bucket{le=\"2\"} 2\n", "", "out of order"},
+		{"unterminated", "h_bucket{le=\"1\" 3\n", "", "unterminated"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseHistogram(strings.NewReader(tt.in), "h", tt.labels)
+			if tt.name == "absent" {
+				_, err = parseHistogram(strings.NewReader(tt.in), "bastion_recording_flush_seconds", tt.labels)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParseHistogram(f *testing.F) {
+	f.Add(flushText)
+	f.Fuzz(func(t *testing.T, s string) {
+		if h, err := parseHistogram(strings.NewReader(s), "bastion_recording_flush_seconds", `result="ok"`); err == nil {
+			h.Quantile(0.99)
+		}
+	})
+}
+
+func TestBusyLine(t *testing.T) {
+	// What busyStream writes is what the bash of busyCommand prints.
+	var b bytes.Buffer
+	r, w := io.Pipe()
+	go func() { busyStream(w) }()
+	line := make([]byte, 256)
+	n, err := r.Read(line)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Write(line[:n])
+	l := bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))
+	if len(l) == b.Len() || len(l) < 90 || len(l) > 110 {
+		t.Fatalf("busyStream wrote %q: want a line of about 100 bytes ending in CRLF", b.Bytes())
+	}
+	at, seq, ok := busyLine(l)
+	if !ok || seq != 1 || time.Since(at) > time.Minute || time.Since(at) < 0 {
+		t.Fatalf("busyLine(%q) = %v, %d, %v", l, at, seq, ok)
+	}
+	bash := "1796678721.905734 web1 app[16749]: GET /api/v1/items?page=14512 status=200 bytes=21661 took=0.636s seq=12"
+	if at, seq, ok := busyLine([]byte(bash)); !ok || seq != 12 || at.UnixMicro() != 1796678721905734 {
+		t.Errorf("busyLine(bash's line) = %v, %d, %v", at, seq, ok)
+	}
+	for _, l := range []string{
+		"", "idle$ ", strings.TrimSuffix(busyCommand, "\n"),
+		strings.Replace(bash, "seq=12", "seq=x", 1),
+		strings.Replace(bash, "seq=12", "seq=0", 1),
+		strings.Replace(bash, "status=200", "status=%d", 1),
+		strings.Replace(bash, ".905734", "905734", 1),
+		strings.Replace(bash, "1796678721.", "17966x8721.", 1),
+	} {
+		if _, _, ok := busyLine([]byte(l)); ok {
+			t.Errorf("busyLine(%q): ok, want not a line of ours", l)
+		}
 	}
 }

@@ -393,15 +393,7 @@ func selfCPU() time.Duration {
 // growth of its resident memory by their number.
 func (e *env) benchIdle() result {
 	r := result{Workload: fmt.Sprintf("%s concurrent idle sessions through the bastion", thousands(e.opt.sessions)), Goal: "<= 120 KiB RSS per session"}
-	hostCA := e.keys.HostCA.PublicKey().Marshal()
-	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
-	cfg := &ssh.ClientConfig{
-		User:            "root@idle",
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(e.aliceSign)},
-		HostKeyCallback: checker.CheckHostKey,
-		Timeout:         60 * time.Second,
-		Config:          ssh.Config{Ciphers: []string{ssh.CipherAES128GCM}},
-	}
+	cfg := e.terminalConfig("root@idle")
 	time.Sleep(time.Second)
 	mem0, err := readMemory(e.bastion.pid)
 	if err != nil {
@@ -411,93 +403,27 @@ func (e *env) benchIdle() result {
 	if err != nil {
 		return failed(r, err)
 	}
-	type sess struct {
-		c *ssh.Client
-		s *ssh.Session
-	}
-	opened := make([]sess, e.opt.sessions)
-	defer func() {
-		var wg sync.WaitGroup
-		for _, o := range opened {
-			if o.c != nil {
-				wg.Add(1)
-				go func() { defer wg.Done(); o.s.Close(); o.c.Close() }()
-			}
-		}
-		wg.Wait()
-	}()
+	opened := make([]terminal, e.opt.sessions)
+	defer closeTerminals(opened)
 	open := func(i int) error {
-		c, err := ssh.Dial("tcp", e.bastion.sshAddr, cfg)
+		t, err := openTerminal(e.bastion.sshAddr, cfg, &opened[i])
 		if err != nil {
-			return err
-		}
-		s, err := c.NewSession()
-		if err != nil {
-			c.Close()
-			return err
-		}
-		opened[i] = sess{c, s}
-		out, err := s.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		// Input stays open, as a person's ssh keeps it: with no Stdin,
-		// x/crypto sends EOF at once, and the bastion's input reader and
-		// command guard end, which an idle terminal's never do.
-		if _, err := s.StdinPipe(); err != nil {
-			return err
-		}
-		if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
-			return err
-		}
-		if err := s.Shell(); err != nil {
 			return err
 		}
 		// The target's prompt, through the bastion: the session is whole.
 		buf := make([]byte, 64)
 		var got []byte
 		for !bytes.Contains(got, []byte("idle$ ")) {
-			n, err := out.Read(buf)
+			n, err := t.out.Read(buf)
 			got = append(got, buf[:n]...)
 			if err != nil {
 				return fmt.Errorf("session %d: %w (got %q)", i, err, got)
 			}
 		}
-		go io.Copy(io.Discard, out)
+		go io.Copy(io.Discard, t.out)
 		return nil
 	}
-	// openRange opens sessions [from, to) with 16 clients at a time.
-	openRange := func(from, to int) error {
-		const workers = 16
-		jobs := make(chan int)
-		errs := make(chan error, workers)
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range jobs {
-					if err := open(i); err != nil {
-						errs <- err
-						for range jobs {
-						}
-						return
-					}
-				}
-			}()
-		}
-		for i := from; i < to; i++ {
-			jobs <- i
-		}
-		close(jobs)
-		wg.Wait()
-		select {
-		case err := <-errs:
-			return err
-		default:
-			return nil
-		}
-	}
+	openRange := func(from, to int) error { return openEach(from, to, open) }
 	// Half the sessions, settle, read; the other half, settle, read: the
 	// growth over the second half is what a session adds once the
 	// bastion's start-up garbage (which the first sessions' memory reuses,
@@ -547,6 +473,106 @@ func (e *env) benchIdle() result {
 	r.Mark = mark(per <= 120)
 	r.notef("%d sessions (each a downstream and an upstream SSH connection, a pty and a recording) opened in %s by 16 clients at a time", e.opt.sessions, took.Round(10*time.Millisecond))
 	return r
+}
+
+// terminal is one of the harness's own sessions through the bastion: an
+// x/crypto client with a pty and a shell, its input held open.
+type terminal struct {
+	c   *ssh.Client
+	s   *ssh.Session
+	in  io.WriteCloser
+	out io.Reader
+}
+
+// terminalConfig is the x/crypto client config of alice's terminals
+// through the bastion, user naming login@target.
+func (e *env) terminalConfig(user string) *ssh.ClientConfig {
+	hostCA := e.keys.HostCA.PublicKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
+	return &ssh.ClientConfig{
+		User:            user,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(e.aliceSign)},
+		HostKeyCallback: checker.CheckHostKey,
+		Timeout:         60 * time.Second,
+		Config:          ssh.Config{Ciphers: []string{ssh.CipherAES128GCM}},
+	}
+}
+
+// openTerminal opens a session through the bastion at addr with an 80x24
+// xterm pty and a shell, into *t (set as soon as there is a session, so
+// that closeTerminals closes what a failure left open), and returns it.
+func openTerminal(addr string, cfg *ssh.ClientConfig, t *terminal) (*terminal, error) {
+	c, err := ssh.Dial("tcp", addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	*t = terminal{c: c, s: s}
+	if t.out, err = s.StdoutPipe(); err != nil {
+		return nil, err
+	}
+	// Input stays open, as a person's ssh keeps it: with no Stdin,
+	// x/crypto sends EOF at once, and the bastion's input reader and
+	// command guard end, which an idle terminal's never do.
+	if t.in, err = s.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
+		return nil, err
+	}
+	if err := s.Shell(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// closeTerminals closes every opened terminal, concurrently.
+func closeTerminals(ts []terminal) {
+	var wg sync.WaitGroup
+	for _, t := range ts {
+		if t.c != nil {
+			wg.Go(func() { t.s.Close(); t.c.Close() })
+		}
+	}
+	wg.Wait()
+}
+
+// openEach runs open(i) for i in [from, to) with 16 clients at a time,
+// stopping at the first error.
+func openEach(from, to int, open func(i int) error) error {
+	const workers = 16
+	jobs := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := open(i); err != nil {
+					errs <- err
+					for range jobs {
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := from; i < to; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
 }
 
 func thousands(n int) string {
