@@ -33,11 +33,6 @@ func (s *Store) bigBuffer() int {
 // buffers, so streaming output allocates nothing in the steady state.
 func (s *Store) growBuffer(buf []byte, need int) []byte {
 	if buf == nil && need+chunkHeaderLen+hashLen <= smallBuffer {
-		// A thousand sessions printing a line between flushes each take
-		// one after every commit: pooled, not 20 MB/s of garbage.
-		if p, ok := s.smlPool.Get().(*[]byte); ok {
-			return (*p)[:chunkHeaderLen]
-		}
 		return make([]byte, chunkHeaderLen, smallBuffer)
 	}
 	var nb []byte
@@ -84,15 +79,11 @@ func (s *Store) putValue(v []byte) {
 	}
 }
 
-// putBuffer returns a pool-sized or small buffer to its pool.
+// putBuffer returns a pool-sized buffer to the pool.
 func (s *Store) putBuffer(buf []byte) {
-	switch cap(buf) {
-	case s.bigBuffer():
+	if cap(buf) == s.bigBuffer() {
 		buf = buf[:0]
 		s.bufPool.Put(&buf)
-	case smallBuffer:
-		buf = buf[:0]
-		s.smlPool.Put(&buf)
 	}
 }
 

@@ -64,7 +64,6 @@ type Store struct {
 
 	bufPool sync.Pool     // *[]byte with capacity >= chunkHeaderLen+SessionBuffer
 	valPool sync.Pool     // *[]byte: encoded chunk values, the same capacity
-	smlPool sync.Pool     // *[]byte with capacity smallBuffer: quiet sessions' buffers
 	zenc    *zstd.Encoder // compresses chunks; used by the flusher
 	signer  *sealSigner   // signs seals and checkpoints
 	keys    sealKeys      // verify them: the seal key, then previous ones
