@@ -3,6 +3,7 @@ package recorder
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -17,8 +18,12 @@ func (s *Store) requestFlush() {
 	}
 }
 
-// smallBuffer is the first buffer of a session that writes little.
+// smallBuffer is the largest buffer a quiet session's events grow in
+// before it takes a pooled one.
 const smallBuffer = 4 << 10
+
+// minBuffer is the smallest buffer a session starts with.
+const minBuffer = 256
 
 // bigBuffer is the capacity of a pooled buffer: a chunk header, a full
 // SessionBuffer, and room for one more event of any size and the hash, so a
@@ -29,14 +34,29 @@ func (s *Store) bigBuffer() int {
 
 // growBuffer returns a buffer holding buf's events (or a reserved chunk
 // header, for a new buffer) with room for need more bytes and the hash.
-// A quiet session starts with a small buffer; busier ones use pooled
-// buffers, so streaming output allocates nothing in the steady state.
-func (s *Store) growBuffer(buf []byte, need int) []byte {
-	if buf == nil && need+chunkHeaderLen+hashLen <= smallBuffer {
-		return make([]byte, chunkHeaderLen, smallBuffer)
+// A quiet session's buffer is sized by what it wrote in the last flush
+// interval (hint, the length of the buffer the flusher took then), a power
+// of two from minBuffer to smallBuffer, doubling while it fits there: a
+// thousand sessions printing a line each per interval would otherwise
+// allocate a smallBuffer each per flush, most of the garbage a busy bastion
+// makes. Busier ones use pooled buffers, so streaming output allocates
+// nothing in the steady state.
+func (s *Store) growBuffer(buf []byte, need, hint int) []byte {
+	want := len(buf) + need + hashLen
+	if buf == nil {
+		want = chunkHeaderLen + need + hashLen
+	}
+	if want <= smallBuffer {
+		size := max(want, hint+hashLen, 2*cap(buf), minBuffer)
+		size = min(1<<bits.Len(uint(size-1)), smallBuffer)
+		nb := make([]byte, chunkHeaderLen, size)
+		if buf != nil {
+			nb = append(nb[:0], buf...)
+		}
+		return nb
 	}
 	var nb []byte
-	if want := len(buf) + need + hashLen; want <= s.bigBuffer() {
+	if want <= s.bigBuffer() {
 		if p, ok := s.bufPool.Get().(*[]byte); ok {
 			nb = (*p)[:0]
 		} else {
@@ -180,6 +200,7 @@ func (s *Store) flush(final bool) {
 		r.full = r.full[:0]
 		if r.pendingEv > 0 {
 			it.bufs = append(it.bufs, pendingBuf{buf: r.pending, events: r.pendingEv})
+			r.lastLen = len(r.pending)
 			r.pending, r.pendingEv = nil, 0
 		}
 		for _, pb := range it.bufs {

@@ -27,6 +27,7 @@ type Recording struct {
 	inCarry   asciicast.UTF8Carry
 	pending   []byte       // encoded events after a reserved chunk header; nil when empty
 	pendingEv int          // events in pending
+	lastLen   int          // length of the pending buffer the last flush took: the next one's size
 	full      []pendingBuf // buffers that reached SessionBuffer, for the flusher
 	lastUS    int64        // time of the last event, µs since start
 	stored    int64        // event data bytes accepted, for SessionByteBudget
@@ -396,7 +397,7 @@ func (r *Recording) appendEventLocked(typ asciicast.EventType, us int64, data []
 		r.pending, r.pendingEv = nil, 0
 	}
 	if r.pending == nil || cap(r.pending)-len(r.pending) < need {
-		r.pending = r.s.growBuffer(r.pending, need)
+		r.pending = r.s.growBuffer(r.pending, need, r.lastLen)
 	}
 	before := len(r.pending)
 	r.pending = appendEvent(r.pending, typ, us, data)
