@@ -140,6 +140,7 @@ type boltTx struct {
 	tx    *bolt.Tx
 	spent map[string]int64 // tokens this transaction spends
 	log   logTx            // its use of the chunk log
+	enc   []byte           // scratch for encoding session records
 	// tail is the audit chain's last record once this transaction has
 	// read or appended it: a flush appends many records, and reading the
 	// last one back from the B+tree for each cost a cursor walk and a
@@ -195,10 +196,12 @@ func (t *boltTx) CreateSession(info SessionInfo) error {
 func (t *boltTx) PutSession(info SessionInfo) error { return t.putSession(info) }
 
 func (t *boltTx) putSession(info SessionInfo) error {
-	v, err := json.Marshal(info)
+	v, err := appendSessionJSON(t.enc[:0], &info)
 	if err != nil {
 		return err
 	}
+	t.enc = v
+	v = bytes.Clone(v) // bbolt keeps the value until the commit
 	return t.tx.Bucket(bucketSessions).Put([]byte(info.ID), v)
 }
 

@@ -544,7 +544,7 @@ func (t *pgTx) CreateSession(info SessionInfo) error {
 // info.Replica (which a recovery keeps): the fence against a replica that
 // lost its lease.
 func (t *pgTx) PutSession(info SessionInfo) error {
-	v, err := json.Marshal(info)
+	v, err := appendSessionJSON(nil, &info)
 	if err != nil {
 		return err
 	}
