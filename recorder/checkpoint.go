@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -181,42 +182,24 @@ func signCheckpoints(s *sealSigner, cps []Checkpoint) ([][]byte, error) {
 	}
 	n := int64(len(cps))
 	texts := make([][]byte, n)
-	stored := make([]tlog.Hash, 0, tlog.StoredHashCount(n))
-	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		hs := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			if x < 0 || x >= int64(len(stored)) {
-				return nil, fmt.Errorf("recorder: checkpoint batch: hash %d not stored", x)
-			}
-			hs[i] = stored[x]
-		}
-		return hs, nil
-	})
+	leaves := make([]tlog.Hash, n)
 	for i, c := range cps {
 		if !c.Time.Equal(cps[0].Time) {
 			return nil, errors.New("recorder: checkpoint batch: checkpoints of different times")
 		}
 		texts[i] = []byte(c.text())
-		hs, err := tlog.StoredHashes(int64(i), texts[i], r)
-		if err != nil {
-			return nil, err
-		}
-		stored = append(stored, hs...)
+		leaves[i] = tlog.RecordHash(texts[i])
 	}
-	root, err := tlog.TreeHash(n, r)
-	if err != nil {
-		return nil, err
-	}
+	tree := newMerkleTree(leaves)
+	root := tree.hash(0, len(leaves))
 	batch, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%s\n%d\n%s\n", batchOrigin,
 		cps[0].Time.UTC().Format(time.RFC3339Nano), n, base64.StdEncoding.EncodeToString(root[:]))}, s)
 	if err != nil {
 		return nil, err
 	}
+	var proof [64]tlog.Hash
 	for i := range cps {
-		p, err := tlog.ProveRecord(n, int64(i), r)
-		if err != nil {
-			return nil, err
-		}
+		p := tree.proof(proof[:0], i, 0, len(leaves))
 		v := make([]byte, 0, len(batchedMagic)+24+len(p)*45+len(texts[i])+len(batch))
 		v = fmt.Appendf(v, "%s\n%d %d %d\n", batchedMagic, i, n, len(p))
 		for _, h := range p {
@@ -227,6 +210,52 @@ func signCheckpoints(s *sealSigner, cps []Checkpoint) ([][]byte, error) {
 		out = append(out, append(v, batch...))
 	}
 	return out, nil
+}
+
+// merkleTree is an RFC 6962 Merkle tree's complete subtrees, level by
+// level: level 0 the leaves' hashes, level L the hashes of the aligned runs
+// of 2^L leaves. tlog computes the same tree from hashes it reads one by
+// one through a HashReader, allocating for each; a flush of a thousand
+// sessions builds one and proves every leaf, so it is done here in memory.
+// TestMerkleTreeMatchesTlog holds it to tlog's ProveRecord and TreeHash.
+type merkleTree [][]tlog.Hash
+
+func newMerkleTree(leaves []tlog.Hash) merkleTree {
+	t := merkleTree{leaves}
+	for lv := leaves; len(lv) > 1; lv = t[len(t)-1] {
+		next := make([]tlog.Hash, len(lv)/2)
+		for i := range next {
+			next[i] = tlog.NodeHash(lv[2*i], lv[2*i+1])
+		}
+		t = append(t, next)
+	}
+	return t
+}
+
+// hash returns the hash of the subtree of leaves [lo, hi), as RFC 6962's
+// MTH defines it.
+func (t merkleTree) hash(lo, hi int) tlog.Hash {
+	n := hi - lo
+	if n&(n-1) == 0 && lo%n == 0 {
+		l := bits.TrailingZeros(uint(n))
+		return t[l][lo>>l]
+	}
+	k := 1 << (bits.Len(uint(n-1)) - 1) // the largest power of two below n
+	return tlog.NodeHash(t.hash(lo, lo+k), t.hash(lo+k, hi))
+}
+
+// proof appends the audit path of leaf i in the subtree [lo, hi) to dst,
+// lowest first, as RFC 6962's PATH and tlog's RecordProof order it.
+func (t merkleTree) proof(dst []tlog.Hash, i, lo, hi int) []tlog.Hash {
+	n := hi - lo
+	if n <= 1 {
+		return dst
+	}
+	k := 1 << (bits.Len(uint(n-1)) - 1)
+	if i < lo+k {
+		return append(t.proof(dst, i, lo, lo+k), t.hash(lo+k, hi))
+	}
+	return append(t.proof(dst, i, lo+k, hi), t.hash(lo, lo+k))
 }
 
 // openBatched checks a batched checkpoint (see signCheckpoints) and

@@ -207,3 +207,44 @@ func FuzzOpenCheckpoint(f *testing.F) {
 		}
 	})
 }
+
+// TestMerkleTreeMatchesTlog: the in-memory tree the batch is built with
+// gives tlog's root and tlog's proof for every leaf of trees of 1 to 300
+// records, so auditors checking with tlog.CheckRecord accept what it signs.
+func TestMerkleTreeMatchesTlog(t *testing.T) {
+	var stored []tlog.Hash
+	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		hs := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			hs[i] = stored[x]
+		}
+		return hs, nil
+	})
+	var leaves []tlog.Hash
+	for n := 1; n <= 300; n++ {
+		rec := []byte(fmt.Sprintf("record %d\n", n-1))
+		hs, err := tlog.StoredHashes(int64(n-1), rec, r)
+		must(t, err)
+		stored = append(stored, hs...)
+		leaves = append(leaves, tlog.RecordHash(rec))
+		tree := newMerkleTree(leaves)
+		want, err := tlog.TreeHash(int64(n), r)
+		must(t, err)
+		if got := tree.hash(0, n); got != want {
+			t.Fatalf("size %d: root %v, tlog's %v", n, got, want)
+		}
+		for i := range n {
+			want, err := tlog.ProveRecord(int64(n), int64(i), r)
+			must(t, err)
+			got := tree.proof(nil, i, 0, n)
+			if len(got) != len(want) {
+				t.Fatalf("size %d, leaf %d: %d proof hashes, tlog's %d", n, i, len(got), len(want))
+			}
+			for j := range got {
+				if got[j] != want[j] {
+					t.Fatalf("size %d, leaf %d: proof hash %d differs from tlog's", n, i, j)
+				}
+			}
+		}
+	}
+}
