@@ -64,14 +64,32 @@ const (
 var errCheckpoint = errors.New("checkpoint is malformed")
 
 // text is the checkpoint's note text.
-func (c Checkpoint) text() string {
-	if c.Meta == ([hashLen]byte{}) {
-		return fmt.Sprintf("%s\n%s\n%d\n%d\n%s\n%s\n", checkpointOrigin, c.SessionID, c.Chunks, c.Events,
-			base64.StdEncoding.EncodeToString(c.Head[:]), c.Time.UTC().Format(time.RFC3339Nano))
+func (c Checkpoint) text() string { return string(c.appendText(nil)) }
+
+// appendText appends the checkpoint's text to dst.
+func (c Checkpoint) appendText(dst []byte) []byte {
+	v2 := c.Meta != ([hashLen]byte{})
+	if v2 {
+		dst = append(dst, checkpointOriginV2...)
+	} else {
+		dst = append(dst, checkpointOrigin...)
 	}
-	return fmt.Sprintf("%s\n%s\n%d\n%d\n%s\n%s\n%s\n", checkpointOriginV2, c.SessionID, c.Chunks, c.Events,
-		base64.StdEncoding.EncodeToString(c.Head[:]), c.Time.UTC().Format(time.RFC3339Nano),
-		base64.StdEncoding.EncodeToString(c.Meta[:]))
+	dst = append(dst, '\n')
+	dst = append(dst, c.SessionID...)
+	dst = append(dst, '\n')
+	dst = strconv.AppendInt(dst, c.Chunks, 10)
+	dst = append(dst, '\n')
+	dst = strconv.AppendInt(dst, c.Events, 10)
+	dst = append(dst, '\n')
+	dst = base64.StdEncoding.AppendEncode(dst, c.Head[:])
+	dst = append(dst, '\n')
+	dst = c.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '\n')
+	if v2 {
+		dst = base64.StdEncoding.AppendEncode(dst, c.Meta[:])
+		dst = append(dst, '\n')
+	}
+	return dst
 }
 
 // MetaHash is what a v2 checkpoint's META line holds: the SHA-256 of the
@@ -187,7 +205,7 @@ func signCheckpoints(s *sealSigner, cps []Checkpoint) ([][]byte, error) {
 		if !c.Time.Equal(cps[0].Time) {
 			return nil, errors.New("recorder: checkpoint batch: checkpoints of different times")
 		}
-		texts[i] = []byte(c.text())
+		texts[i] = c.appendText(make([]byte, 0, 256))
 		leaves[i] = tlog.RecordHash(texts[i])
 	}
 	tree := newMerkleTree(leaves)

@@ -3,11 +3,13 @@ package recorder
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
@@ -239,4 +241,24 @@ func TestStoreWrittenByFormat1(t *testing.T) {
 		t.Errorf("new: %+v", rep)
 	}
 	must(t, s.Export("new", io.Discard))
+}
+
+// TestCheckpointText: the text a checkpoint is signed as, v1 and v2, line
+// by line (verify rebuilds it from the parsed fields, so it must not move).
+func TestCheckpointText(t *testing.T) {
+	c := Checkpoint{SessionID: "01JSESSION", Chunks: 12, Events: 3456, Time: time.Date(2026, 12, 7, 23, 45, 1, 5000, time.FixedZone("x", 3600))}
+	c.Head[0], c.Head[31] = 0xfb, 0x01
+	head := base64.StdEncoding.EncodeToString(c.Head[:])
+	want := checkpointOrigin + "\n01JSESSION\n12\n3456\n" + head + "\n2026-12-07T22:45:01.000005Z\n"
+	if got := c.text(); got != want {
+		t.Errorf("v1 text:\n%q\nwant\n%q", got, want)
+	}
+	c.Meta[5] = 7
+	want = checkpointOriginV2 + "\n01JSESSION\n12\n3456\n" + head + "\n2026-12-07T22:45:01.000005Z\n" + base64.StdEncoding.EncodeToString(c.Meta[:]) + "\n"
+	if got := c.text(); got != want {
+		t.Errorf("v2 text:\n%q\nwant\n%q", got, want)
+	}
+	if got, err := parseCheckpointText(want); err != nil || got.text() != want || !got.Time.Equal(c.Time) {
+		t.Errorf("parse of the v2 text: %+v, %v", got, err)
+	}
 }
